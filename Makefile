@@ -1,0 +1,30 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install demo test test-slow bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Distil the embedded default dataset (digits, IPC 10) and evaluate it next to random real images and the full set.
+demo: install
+	$(VENV)/bin/ddkit demo --out runs/demo
+
+## Run the test suite (fast tests; `make test-slow` for the marked learning tests).
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+bench: install
+	$(VENV)/bin/ddkit bench --suite quick
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

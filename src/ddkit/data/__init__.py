@@ -1,0 +1,31 @@
+"""Datasets: specs, in-memory splits, built-in and on-disk datasets, synthetic sets."""
+
+from ddkit.data.builtin import DATASETS, RawData, load_dataset, register_dataset
+from ddkit.data.dataset import (
+    DatasetSplits,
+    ImageDataset,
+    denormalise,
+    from_arrays,
+    normalise,
+    stratified_split,
+)
+from ddkit.data.spec import DatasetSpec
+
+try:  # on-disk readers register themselves
+    from ddkit.data import readers as _readers  # noqa: F401
+except ImportError:  # pragma: no cover - during bootstrap only
+    pass
+
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "DatasetSplits",
+    "ImageDataset",
+    "RawData",
+    "denormalise",
+    "from_arrays",
+    "load_dataset",
+    "normalise",
+    "register_dataset",
+    "stratified_split",
+]

@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Every problem caused by user input (an unknown name, a bad shape, a corrupt file) raises a
+:class:`DDKitError` subclass with a one-line message. The CLI prints that line and exits
+non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DDKitError(Exception):
+    """Base class of ddkit's user-facing errors: ``str(err)`` is one line that names the problem."""
+
+
+class UnknownNameError(DDKitError, KeyError):
+    """A registry lookup failed (unknown dataset, model, method, protocol, ...)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(DDKitError, ValueError):
+    """Input data has the wrong shape, dtype, range or values (NaN/inf, labels out of range, ...)."""
+
+
+class FileFormatError(DDKitError, ValueError):
+    """A file is truncated, corrupt, tampered with, or not of the expected format."""
+
+
+class ConfigError(DDKitError, ValueError):
+    """A hyper-parameter or option is invalid (IPC <= 0, IPC larger than a class, ...)."""

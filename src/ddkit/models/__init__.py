@@ -1,0 +1,21 @@
+"""Model zoo behind one factory, :func:`create_model`."""
+
+from ddkit.models import convnet as _convnet  # noqa: F401  (registers the ConvNet family)
+from ddkit.models import zoo as _zoo  # noqa: F401  (registers MLP, LeNet, AlexNet, VGG, ResNet, ViT)
+from ddkit.models.registry import (
+    MODELS,
+    ClassifierModel,
+    check_model_input,
+    create_model,
+    has_batchnorm,
+    register_model,
+)
+
+__all__ = [
+    "MODELS",
+    "ClassifierModel",
+    "check_model_input",
+    "create_model",
+    "has_batchnorm",
+    "register_model",
+]

@@ -1,0 +1,108 @@
+"""The ConvNet family used throughout dataset distillation (Gidaris & Komodakis 2018; as in
+DC, Zhao et al. ICLR 2021): ``depth`` blocks of conv3x3 -> norm -> activation -> 2x2 pool,
+then a linear classifier. Default: depth 3, width 128, instance norm, ReLU, average pooling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ddkit.errors import ConfigError
+from ddkit.models.registry import (
+    ACTIVATIONS,
+    NORMS,
+    ClassifierModel,
+    choice,
+    make_activation,
+    make_norm,
+    parse_variant,
+    prefixed_int,
+    register_model,
+)
+
+POOLS = ("avg", "max", "nopool")
+
+
+class ConvNet(ClassifierModel):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: tuple[int, int],
+        depth: int = 3,
+        width: int = 128,
+        norm: str = "in",
+        act: str = "relu",
+        pool: str = "avg",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ConfigError(f"ConvNet depth must be >= 1, got {depth}")
+        # DC pads MNIST's 28x28 by 3 in the first layer, so the feature maps are those of 32x32.
+        h, w = image_size
+        first_pad = 3 if (h, w) == (28, 28) else 1
+        h, w = h + 2 * (first_pad - 1), w + 2 * (first_pad - 1)
+        layers: list[nn.Module] = []
+        c = in_channels
+        for d in range(depth):
+            layers += [
+                nn.Conv2d(c, width, 3, padding=first_pad if d == 0 else 1),
+                make_norm(norm, width),
+                make_activation(act),
+            ]
+            c = width
+            if pool != "nopool":
+                if min(h, w) < 2:
+                    raise ConfigError(
+                        f"convnet{depth} with pooling needs images of at least "
+                        f"{2 ** depth}x{2 ** depth}, got {image_size[0]}x{image_size[1]}"
+                    )
+                layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.num_features = width * h * w
+        self.classifier = nn.Linear(self.num_features, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+
+def _convnet_factory(default_depth: int):
+    def factory(
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: tuple[int, int],
+        variant: Sequence[str] = (),
+        **kw,
+    ) -> ConvNet:
+        opts = parse_variant(
+            f"convnet{default_depth}",
+            variant,
+            {
+                "norm": choice(*NORMS),
+                "act": choice(*ACTIVATIONS),
+                "pool": choice(*POOLS),
+                "width": prefixed_int("w"),
+                "depth": prefixed_int("d"),
+            },
+        )
+        params = {"depth": default_depth, **opts, **kw}
+        return ConvNet(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)
+
+    return factory
+
+
+register_model(
+    "convnet",
+    help="ConvNet-3, width 128, instance norm, avg-pool; variants: d<N> w<N> bn|in|gn|ln|none "
+    "relu|lrelu|gelu|sigmoid|tanh avg|max|nopool",
+)(_convnet_factory(3))
+for _d in range(1, 7):
+    register_model(f"convnet{_d}", help=f"ConvNet of depth {_d} (variants as convnet)")(
+        _convnet_factory(_d)
+    )

@@ -1,0 +1,158 @@
+"""`create_model`: one factory for every architecture, with name-encoded variants.
+
+A model name is a registered head plus optional ``-``-separated variant tokens, e.g.
+``convnet3``, ``convnet3-bn``, ``convnet4-w256-max``, ``resnet18-in``. Each family's factory
+receives the tokens and rejects the ones it does not know.
+
+Every model honours one contract (see :class:`ClassifierModel`): ``embed(x)`` returns the feature
+embedding ``(B, num_features)``, ``classifier`` is the head, ``forward(x) == classifier(embed(x))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ddkit.errors import ConfigError, DataError, UnknownNameError
+from ddkit.registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+class ClassifierModel(nn.Module):
+    """Base class: a feature extractor ``embed`` followed by a linear ``classifier``."""
+
+    num_features: int
+    input_shape: tuple[int, int, int]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+def register_model(name: str, *, help: str | None = None):
+    """Register a family factory ``fn(*, num_classes, in_channels, image_size, variant, **kw)``."""
+    return MODELS.register(name, help=help)
+
+
+def split_name(name: str) -> tuple[str, tuple[str, ...]]:
+    parts = str(name).lower().split("-")
+    return parts[0], tuple(p for p in parts[1:] if p)
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | Sequence[int],
+    **kw,
+) -> nn.Module:
+    """Build a model by name for ``in_channels x image_size`` inputs and ``num_classes`` classes.
+
+    Raises a one-line :class:`~ddkit.errors.DDKitError` for an unknown name/variant or an image
+    size the architecture cannot take.
+    """
+    head, variant = split_name(name)
+    factory = MODELS.get(head)
+    size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)
+    model = factory(
+        num_classes=int(num_classes), in_channels=int(in_channels), image_size=size, variant=variant, **kw
+    )
+    model.input_shape = (int(in_channels), *size)
+    model.model_name = str(name).lower()
+    return model
+
+
+def parse_variant(
+    name: str, variant: Sequence[str], options: dict[str, Callable[[str], object | None]]
+) -> dict[str, object]:
+    """Turn variant tokens into keyword values.
+
+    ``options`` maps a keyword to a parser that returns its value for a token it accepts and
+    ``None`` otherwise. Unknown tokens raise :class:`UnknownNameError`.
+    """
+    out: dict[str, object] = {}
+    for tok in variant:
+        for key, parse in options.items():
+            val = parse(tok)
+            if val is not None:
+                out[key] = val
+                break
+        else:
+            raise UnknownNameError(f"unknown variant {tok!r} for model {name!r}")
+    return out
+
+
+def choice(*values: str) -> Callable[[str], str | None]:
+    return lambda tok: tok if tok in values else None
+
+
+def prefixed_int(prefix: str) -> Callable[[str], int | None]:
+    def parse(tok: str) -> int | None:
+        rest = tok[len(prefix):]
+        return int(rest) if tok.startswith(prefix) and rest.isdigit() else None
+
+    return parse
+
+
+NORMS = ("none", "bn", "in", "gn", "ln")
+ACTIVATIONS = ("relu", "lrelu", "gelu", "sigmoid", "tanh")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """Normalisation layer for conv features: batch, instance (affine GroupNorm with one group
+    per channel, as in DC), group (32 groups or fewer), layer (one group), or none."""
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "in":
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "gn":
+        return nn.GroupNorm(min(32, channels), channels, affine=True)
+    if kind == "ln":
+        return nn.GroupNorm(1, channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise UnknownNameError(f"unknown normalisation {kind!r}; valid: {', '.join(NORMS)}")
+
+
+def make_activation(kind: str) -> nn.Module:
+    table = {
+        "relu": nn.ReLU,
+        "lrelu": lambda: nn.LeakyReLU(0.01),
+        "gelu": nn.GELU,
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+    }
+    if kind not in table:
+        raise UnknownNameError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
+    return table[kind]()
+
+
+def require_min_size(name: str, image_size: tuple[int, int], minimum: int) -> None:
+    if min(image_size) < minimum:
+        raise ConfigError(
+            f"model {name!r} needs images of at least {minimum}x{minimum}, "
+            f"got {image_size[0]}x{image_size[1]}"
+        )
+
+
+def check_model_input(model: nn.Module, images: torch.Tensor) -> None:
+    """Raise a one-line :class:`DataError` if ``images`` do not fit ``model``'s input shape."""
+    expected = getattr(model, "input_shape", None)
+    if images.ndim != 4:
+        raise DataError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if expected is not None and tuple(images.shape[1:]) != tuple(expected):
+        raise DataError(
+            f"model {getattr(model, 'model_name', type(model).__name__)!r} expects images of shape "
+            f"{tuple(expected)}, got {tuple(images.shape[1:])}"
+        )
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

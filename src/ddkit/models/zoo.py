@@ -1,0 +1,1 @@
+"""Placeholder: the rest of the model zoo is being written (MLP, LeNet, AlexNet, VGG, ResNet, ViT)."""

@@ -1,0 +1,63 @@
+"""A small name -> factory registry, shared by datasets, models, methods and protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from ddkit.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (usually factories).
+
+    >>> models = Registry("model")
+    >>> @models.register("mlp")
+    ... def mlp(**kw): ...
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, *, help: str | None = None) -> Callable[[T], T]:
+        """Decorator that registers ``obj`` under ``name`` (lower-case, unique)."""
+
+        def deco(obj: T) -> T:
+            self.add(name, obj, help=help)
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: T, *, help: str | None = None) -> None:
+        key = name.lower()
+        if key in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[key] = obj
+        doc = help or (getattr(obj, "__doc__", None) or "").strip().splitlines()
+        self._help[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+
+    def get(self, name: str) -> T:
+        key = str(name).lower()
+        if key not in self._items:
+            valid = ", ".join(sorted(self._items))
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {valid}")
+        return self._items[key]
+
+    def help(self, name: str) -> str:
+        return self._help[name.lower()]
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

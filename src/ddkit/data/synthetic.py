@@ -1,0 +1,203 @@
+"""`SyntheticSet`: the one file format for distilled sets and coresets.
+
+On disk a synthetic set is a folder with ``data.safetensors`` (images, labels, optional learned
+lr, extra tensors) and ``meta.json`` (dataset spec, provenance, and the SHA-256 of the tensor
+file, so a tampered or mismatched file is refused). Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddkit.data.dataset import ImageDataset, check_images, denormalise
+from ddkit.data.spec import DatasetSpec
+from ddkit.errors import DataError, FileFormatError
+from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_json, sha256_file
+
+FORMAT_VERSION = 1
+TENSOR_FILE = "data.safetensors"
+META_FILE = "meta.json"
+
+
+def _version() -> str:
+    from ddkit import __version__
+
+    return __version__
+
+
+@dataclass(eq=False)
+class SyntheticSet:
+    """A small labelled image set: images ``(N, C, H, W)`` in the spec's normalised space,
+    labels hard ``(N,)`` int64 or soft ``(N, K)`` probabilities, an optional learned learning
+    rate, extra tensors (e.g. ZCA matrices, per-view soft labels) and provenance ``meta``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    spec: DatasetSpec
+    lr: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.images = self.images.detach().float().contiguous()
+        self.labels = self.labels.detach().contiguous()
+        check_images(self.images, self.spec)
+        n, k = len(self.images), self.spec.num_classes
+        if self.labels.ndim == 1:
+            if self.labels.dtype != torch.long:
+                raise DataError("hard labels must be int64")
+            if len(self.labels) != n:
+                raise DataError(f"{n} images but {len(self.labels)} labels")
+            if n and (self.labels.min() < 0 or self.labels.max() >= k):
+                raise DataError(f"labels out of range [0, {k - 1}]")
+        elif self.labels.ndim == 2:
+            self.labels = self.labels.float()
+            if tuple(self.labels.shape) != (n, k):
+                raise DataError(f"soft labels must have shape ({n}, {k}), got {tuple(self.labels.shape)}")
+            if not torch.isfinite(self.labels).all() or (self.labels < 0).any():
+                raise DataError("soft labels must be finite and non-negative")
+            if not torch.allclose(self.labels.sum(1), torch.ones(n), atol=1e-4):
+                raise DataError("soft labels must be probability vectors (rows summing to 1)")
+        else:
+            raise DataError(f"labels must be (N,) or (N, K), got {tuple(self.labels.shape)}")
+        if self.lr is not None:
+            self.lr = float(self.lr)
+            if not np.isfinite(self.lr) or self.lr <= 0:
+                raise DataError(f"learned lr must be a positive finite number, got {self.lr}")
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def soft(self) -> bool:
+        return self.labels.ndim == 2
+
+    @property
+    def hard_labels(self) -> torch.Tensor:
+        """Hard labels (argmax of soft labels)."""
+        return self.labels.argmax(1) if self.soft else self.labels
+
+    @property
+    def ipc(self) -> int:
+        """Images per class (the largest class count)."""
+        return int(torch.bincount(self.hard_labels, minlength=self.spec.num_classes).max())
+
+    def as_dataset(self) -> ImageDataset:
+        return ImageDataset(self.images, self.hard_labels, self.spec)
+
+    @classmethod
+    def from_real(
+        cls, data: ImageDataset, index: torch.Tensor | None = None, *, meta: dict[str, Any] | None = None
+    ) -> SyntheticSet:
+        """Wrap real rows (all, or ``index``) as a set, e.g. a coreset or the full-data row."""
+        sub = data if index is None else data.subset(index)
+        return cls(sub.images.clone(), sub.labels.clone(), data.spec, meta=dict(meta or {}))
+
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes stored per component (float32 images, labels, lr, extras)."""
+        parts = {
+            "images": self.images.numel() * self.images.element_size(),
+            "labels": self.labels.numel() * self.labels.element_size(),
+            "lr": 4 if self.lr is not None else 0,
+            "extras": sum(t.numel() * t.element_size() for t in self.extras.values()),
+        }
+        parts["total"] = sum(parts.values())
+        return parts
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path/`` (data.safetensors + meta.json) atomically; returns the path."""
+        from safetensors.torch import save_file
+
+        tensors = {"images": self.images, "labels": self.labels}
+        if self.lr is not None:
+            tensors["lr"] = torch.tensor([self.lr], dtype=torch.float32)
+        for k, v in self.extras.items():
+            tensors[f"extra.{k}"] = v.detach().contiguous().cpu()
+
+        def fill(tmp: Path) -> None:
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / TENSOR_FILE))
+            meta = {
+                "format": "ddkit.synthetic",
+                "format_version": FORMAT_VERSION,
+                "ddkit_version": _version(),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "spec": self.spec.to_dict(),
+                "num_images": len(self),
+                "label_mode": "soft" if self.soft else "hard",
+                "lr": self.lr,
+                "sha256": sha256_file(tmp / TENSOR_FILE),
+                "provenance": self.meta,
+            }
+            atomic_write_json(tmp / META_FILE, meta)
+
+        atomic_replace_dir(path, fill)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SyntheticSet:
+        """Load and verify a saved set; corrupt, tampered or mismatched files raise FileFormatError."""
+        p = Path(path)
+        if not p.is_dir():
+            raise FileFormatError(f"no synthetic set at {str(p)!r} (expected a folder with {META_FILE})")
+        meta = read_json(p / META_FILE)
+        if not isinstance(meta, dict) or meta.get("format") != "ddkit.synthetic":
+            raise FileFormatError(f"{str(p / META_FILE)!r} is not a ddkit synthetic-set file")
+        if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+            raise FileFormatError(f"{str(p)!r} was written by a newer ddkit (format {meta['format_version']})")
+        tfile = p / TENSOR_FILE
+        if not tfile.is_file():
+            raise FileFormatError(f"missing file {str(tfile)!r}")
+        if sha256_file(tfile) != meta.get("sha256"):
+            raise FileFormatError(f"{str(tfile)!r} does not match its checksum in meta.json (tampered or mismatched)")
+        tensors = load_tensors(tfile)
+        spec = DatasetSpec.from_dict(meta.get("spec", {}))
+        if "images" not in tensors or "labels" not in tensors:
+            raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
+        lr = float(tensors["lr"].item()) if "lr" in tensors else None
+        extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+        try:
+            return cls(tensors["images"], tensors["labels"], spec, lr=lr, meta=meta.get("provenance", {}), extras=extras)
+        except DataError as e:
+            raise FileFormatError(f"{str(p)!r} does not match its metadata: {e}") from None
+
+    # ------------------------------------------------------------------ pictures
+    def pixels(self) -> torch.Tensor:
+        """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]."""
+        x = self.images
+        if self.spec.transform == "zca":
+            from ddkit.augment.zca import ZCA
+
+            x = ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")}).inverse(x)
+        return denormalise(x, self.spec).clamp(0, 1)
+
+    def save_grid(self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32) -> Path:
+        """Write a PNG grid: one row per class, up to ``max_per_class`` images per row."""
+        from ddkit.viz import image_grid
+
+        return image_grid(self.pixels(), self.hard_labels, self.spec.num_classes, path,
+                          max_per_class=max_per_class, min_cell=min_cell)
+
+    def export_folder(self, path: str | os.PathLike) -> Path:
+        """Write one PNG per image under ``path/<class_name>/`` (an image-folder dataset)."""
+        from PIL import Image
+
+        root = Path(path)
+        pix = (self.pixels() * 255).round().to(torch.uint8)
+        counts: dict[int, int] = {}
+        for img, y in zip(pix, self.hard_labels.tolist()):
+            d = root / self.spec.class_names[y].replace("/", "_")
+            d.mkdir(parents=True, exist_ok=True)
+            arr = img.permute(1, 2, 0).numpy()
+            arr = arr[..., 0] if arr.shape[2] == 1 else arr
+            i = counts[y] = counts.get(y, -1) + 1
+            Image.fromarray(arr).save(d / f"{i:05d}.png")
+        return root

@@ -1,0 +1,39 @@
+"""Image grids for synthetic sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ddkit.io import atomic_write
+
+
+def image_grid(
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    path: str | os.PathLike,
+    *,
+    max_per_class: int = 10,
+    min_cell: int = 32,
+    pad: int = 2,
+) -> Path:
+    """Save ``pixels`` ((N, C, H, W) in [0, 1]) as a PNG grid, one row per class."""
+    from PIL import Image
+
+    n, c, h, w = pixels.shape
+    scale = max(1, -(-min_cell // max(h, w)))
+    rows = [pixels[labels == k][:max_per_class] for k in range(num_classes)]
+    cols = max(1, max(len(r) for r in rows))
+    H, W = h * scale + pad, w * scale + pad
+    canvas = torch.ones(3, num_classes * H + pad, cols * W + pad)
+    for r, imgs in enumerate(rows):
+        for j, img in enumerate(imgs):
+            img = img.expand(3, h, w) if c == 1 else img[:3]
+            img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            canvas[:, pad + r * H: pad + r * H + h * scale, pad + j * W: pad + j * W + w * scale] = img
+    arr = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+    return Path(path)

@@ -11,10 +11,7 @@ from ddkit.data.dataset import (
 )
 from ddkit.data.spec import DatasetSpec
 
-try:  # on-disk readers register themselves
-    from ddkit.data import readers as _readers  # noqa: F401
-except ImportError:  # pragma: no cover - during bootstrap only
-    pass
+from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 
 __all__ = [
     "DATASETS",

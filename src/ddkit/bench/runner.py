@@ -1,0 +1,183 @@
+"""Run a benchmark suite: distil, evaluate, record accuracy, time and peak memory.
+
+Each (dataset, IPC, method) cell runs in a fresh child process so its peak resident memory is
+its own. Results are appended to a JSON file as they finish; re-running skips finished cells.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from ddkit.bench.suites import SUITES, Suite
+from ddkit.io import atomic_write_bytes, atomic_write_json, read_json
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> dict[str, Any]:
+    """Distil and evaluate one cell (run inside a child process)."""
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval import evaluate
+    from ddkit.methods import METHODS, create_method, load_all
+
+    load_all()
+    splits = load_dataset(dataset)
+    base_rss = _rss_mb()
+    t0 = time.perf_counter()
+    if method == "full":
+        syn, iters = SyntheticSet.from_real(splits.train), 0
+        epochs = suite.full_data_epochs or suite.epochs
+    else:
+        m = create_method(method, dataset=dataset, ipc=ipc)
+        default = m.config.iterations
+        iters = suite.iterations.get(method, min(default, suite.default_iterations))
+        syn = m.fit(splits.train, ipc, iterations=iters, seed=seed)
+        epochs = suite.epochs
+        kind = METHODS.get(method).kind
+    distill_s = time.perf_counter() - t0
+    peak_distill = _rss_mb() - base_rss
+    report = evaluate(syn, splits.test, suite.protocol, runs=suite.runs, epochs=epochs, seed=seed)
+    r = report.results[0]
+    return {
+        "dataset": dataset,
+        "ipc": ipc if method != "full" else None,
+        "method": method,
+        "kind": "full" if method == "full" else kind,
+        "iterations": iters,
+        "num_images": len(syn),
+        "protocol": suite.protocol,
+        "epochs": report.protocol.epochs,
+        "lr": report.lr,
+        "model": r.model,
+        "accuracies": r.accuracies,
+        "seeds": r.seeds,
+        "mean": r.mean,
+        "std": r.std,
+        "distill_seconds": distill_s,
+        "eval_seconds": report.seconds,
+        "peak_distill_mb": max(peak_distill, 0.0),
+        "peak_total_mb": _rss_mb(),
+        "seed": seed,
+    }
+
+
+def cells(suite: Suite) -> list[tuple[str, str, int]]:
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    methods = list(suite.methods) or METHODS.names()
+    out = []
+    for ds in suite.datasets:
+        if suite.full_data:
+            out.append((ds, "full", 0))
+        for ipc in suite.ipcs:
+            out.extend((ds, m, ipc) for m in methods)
+    return out
+
+
+def run_suite(
+    name: str,
+    *,
+    results_dir: str | os.PathLike = "benchmarks/results",
+    markdown: str | os.PathLike | None = "BENCHMARKS.md",
+    seed: int = 0,
+    only: list[str] | None = None,
+    fresh: bool = False,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Run suite ``name``; returns all result rows (also written to JSON and Markdown)."""
+    suite = SUITES.get(name)
+    path = Path(results_dir) / f"{suite.name}.json"
+    data = read_json(path) if path.exists() and not fresh else {"suite": suite.name, "rows": []}
+    done = {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}
+    todo = [c for c in cells(suite) if c not in done and (not only or c[1] in only)]
+    data["machine"] = machine_info()
+    ctx = mp.get_context("spawn")
+    for ds, method, ipc in todo:
+        log(f"[bench {suite.name}] {ds} ipc={ipc} {method} ...")
+        with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            try:
+                row = pool.submit(run_cell, ds, method, ipc, suite, seed).result()
+            except Exception as e:  # a failing method is recorded, not hidden
+                row = {"dataset": ds, "method": method, "ipc": ipc or None, "error": f"{type(e).__name__}: {e}"}
+        data["rows"].append(row)
+        atomic_write_json(path, data)
+        if "error" in row:
+            log(f"    FAILED: {row['error']}")
+        else:
+            log(f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill {row['distill_seconds']:.1f}s "
+                f"eval {row['eval_seconds']:.1f}s")
+    if markdown:
+        write_markdown(Path(markdown), suite, data)
+    return data["rows"]
+
+
+def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
+    m = data.get("machine", {})
+    lines = [
+        f"Suite `{suite.name}`: protocol `{suite.protocol}`"
+        + (f" with {suite.epochs} epochs" if suite.epochs else "")
+        + f", {suite.runs} runs per cell, final-epoch test accuracy (%) mean ± std, ConvNet-3."
+        + (f" Full-data row: {suite.full_data_epochs} epochs." if suite.full_data_epochs else ""),
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
+        "",
+        "| dataset | IPC | method | iterations | accuracy (%) | distill s | eval s | peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    order = {name: i for i, name in enumerate(["full"])}
+    rows = sorted(data["rows"], key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]))
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} | | | |")
+            continue
+        lines.append(
+            f"| {r['dataset']} | {r['ipc'] or 'all'} | {r['method']} | {r['iterations']} | "
+            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['distill_seconds']:.1f} | "
+            f"{r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, suite: Suite, data: dict[str, Any]) -> None:
+    """Replace the suite's section of ``path`` (between marker comments) with a fresh table."""
+    start, end = f"<!-- bench:{suite.name}:start -->", f"<!-- bench:{suite.name}:end -->"
+    block = f"{start}\n{markdown_table(suite, data)}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        post = rest.split(end, 1)[1]
+        text = pre + block + post
+    else:
+        text = text.rstrip() + f"\n\n## Suite `{suite.name}`\n\n{block}\n"
+    atomic_write_bytes(path, text.encode())

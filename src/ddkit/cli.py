@@ -1,0 +1,230 @@
+"""The `ddkit` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ddkit.errors import ConfigError, DDKitError
+
+# The best method for digits at IPC 10 under the quick suite (see BENCHMARKS.md).
+DEMO_METHOD = "dm"
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when possible (numbers, true, lists)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"option {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _progress_default() -> bool:
+    return sys.stderr.isatty()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ddkit.bench import SUITES
+    from ddkit.data import DATASETS
+    from ddkit.eval import PROTOCOLS
+    from ddkit.methods import METHODS, load_all
+    from ddkit.models import MODELS
+
+    load_all()
+    sections = [("datasets", DATASETS), ("models", MODELS), ("protocols", PROTOCOLS), ("suites", SUITES)]
+    for title, reg in sections:
+        print(f"{title}:")
+        for name in reg.names():
+            print(f"  {name:<14} {reg.help(name)}")
+    for kind in ("distiller", "selector"):
+        print("methods:" if kind == "distiller" else "selectors:")
+        for name in METHODS.names():
+            if METHODS.get(name).kind == kind:
+                print(f"  {name:<14} {METHODS.help(name)}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from ddkit.runs import distill_run
+
+    out = args.out or f"runs/{args.dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
+    syn = distill_run(
+        dataset=args.dataset,
+        method=args.method,
+        ipc=args.ipc,
+        out=out,
+        iterations=args.iterations,
+        seed=args.seed,
+        resume=args.resume,
+        options=_parse_options(args.set),
+        root=args.root,
+        checkpoint_every=args.checkpoint_every,
+        progress=_progress_default() and not args.quiet,
+    )
+    print(f"wrote {len(syn)} images ({syn.ipc} per class) to {out}/synthetic, grid {out}/grid.png")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval import evaluate
+    from ddkit.io import atomic_write_json
+    from ddkit.methods import load_all
+    from ddkit.runs import resolve_synthetic_path
+
+    load_all()  # methods may register protocols
+    path = resolve_synthetic_path(args.path)
+    syn = SyntheticSet.load(path)
+    dataset = args.dataset or syn.spec.name
+    splits = load_dataset(dataset, root=args.root)
+    models = [m for m in args.models.split(",") if m] if args.models else None
+    report = evaluate(syn, splits.test, args.protocol, models=models, runs=args.runs, epochs=args.epochs,
+                      seed=args.seed, progress=_progress_default() and not args.quiet)
+    print(f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images, protocol {report.protocol.name} "
+          f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:")
+    print(report.table())
+    out = Path(args.out) if args.out else path.parent / "eval.json" if path.name == "synthetic" else path / "eval.json"
+    atomic_write_json(out, report.to_dict())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ddkit.bench import run_suite
+
+    only = [m for m in args.methods.split(",") if m] if args.methods else None
+    run_suite(args.suite, results_dir=args.results, markdown=args.markdown, seed=args.seed, only=only,
+              fresh=args.fresh)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval import evaluate
+    from ddkit.io import atomic_write_json
+    from ddkit.methods import create_method
+    from ddkit.runs import distill_run
+
+    out = Path(args.out)
+    splits = load_dataset("digits")
+    ipc, protocol = 10, "fast"
+    print(f"distilling digits at IPC {ipc} with {args.method} -> {out}")
+    syn = distill_run(dataset="digits", method=args.method, ipc=ipc, out=out, seed=args.seed,
+                      iterations=args.iterations, splits=splits, resume=True,
+                      progress=_progress_default())
+    rnd = create_method("random").fit(splits.train, ipc, seed=args.seed)
+    rows = [(f"{args.method} (distilled)", syn, None), ("random real", rnd, None),
+            ("full train set", SyntheticSet.from_real(splits.train), 50)]
+    results = {}
+    print(f"evaluating: protocol {protocol}, ConvNet-3, final-epoch test accuracy on {len(splits.test)} test images")
+    lines = [f"{'training set':<22} {'images':>7} {'accuracy (%)':>16}", "-" * 48]
+    for name, s, epochs in rows:
+        rep = evaluate(s, splits.test, protocol, epochs=epochs, seed=args.seed)
+        r = rep.results[0]
+        results[name] = rep.to_dict()
+        lines.append(f"{name:<22} {len(s):>7} {100 * r.mean:>8.2f} ± {100 * r.std:<5.2f}")
+    print("\n".join(lines))
+    atomic_write_json(out / "demo.json", results)
+    print(f"run folder: {out} (synthetic/, grid.png, config.json, log.jsonl, demo.json)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list datasets, models, methods, selectors, protocols").set_defaults(func=cmd_list)
+
+    d = sub.add_parser("distill", help="distil a dataset into a synthetic set")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--method", required=True)
+    d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument("--iterations", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)")
+    d.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)")
+    d.add_argument("--root", default=None, help="data folder/file for on-disk datasets")
+    d.add_argument("--checkpoint-every", type=int, default=50)
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_distill)
+
+    e = sub.add_parser("evaluate", help="train fresh networks on a synthetic set, test on the real test split")
+    e.add_argument("path", help="run folder or synthetic-set folder")
+    e.add_argument("--protocol", default="dsa")
+    e.add_argument("--runs", type=int, default=None)
+    e.add_argument("--epochs", type=int, default=None)
+    e.add_argument("--models", default=None, help="comma-separated model names")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--dataset", default=None, help="dataset for the test split (default: the set's)")
+    e.add_argument("--root", default=None)
+    e.add_argument("--out", default=None, help="eval.json path (default: next to the set)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="run a benchmark suite")
+    b.add_argument("--suite", default="quick")
+    b.add_argument("--methods", default=None, help="only these methods (comma-separated; 'full' for the full-data row)")
+    b.add_argument("--results", default="benchmarks/results")
+    b.add_argument("--markdown", default="BENCHMARKS.md")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--fresh", action="store_true", help="ignore earlier results of this suite")
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("demo", help="distil digits at IPC 10 and compare with random and full data")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--method", default=DEMO_METHOD)
+    m.add_argument("--iterations", type=int, default=None)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_demo)
+
+    for mod, adder, runner in (
+        ("ddkit.trajectory.cli", "add_experts_parser", "run_experts"),
+        ("ddkit.decoupled.cli", "add_teacher_parser", "run_teacher"),
+    ):
+        try:
+            module = __import__(mod, fromlist=[adder])
+        except ImportError:
+            continue
+        sp = getattr(module, adder)(sub)
+        sp.set_defaults(func=getattr(module, runner))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DDKitError as e:
+        if args.debug:
+            raise
+        print(f"ddkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddkit: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if args.debug:
+            raise
+        print(f"ddkit: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Run folders: distil with checkpoints, logs, grid and config written to one place."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ddkit.data import DatasetSplits, load_dataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.io import atomic_write_json, ensure_writable_dir, read_json
+from ddkit.methods import Callback, Distiller, create_method
+
+
+class JsonlLog(Callback):
+    """Appends one JSON line of metrics per iteration to ``path``; on resume, lines past the
+    checkpoint are dropped so the log matches an uninterrupted run."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fh = None
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        kept = []
+        if start > 0 and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("iteration", 0) < start:
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a kill: drop it and what follows
+        self.path.write_text("".join(k + "\n" for k in kept))
+        self._fh = self.path.open("a")
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        self._fh.write(json.dumps({"iteration": iteration, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self._fh.flush()
+
+    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
+        if self._fh:
+            self._fh.close()
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar over iterations, showing the last metrics."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.bar = desc, None
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=start, desc=self.desc, dynamic_ncols=True)
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        self.bar.update(1)
+        if metrics:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False)
+
+    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
+        self.bar.close()
+
+
+def distill_run(
+    *,
+    dataset: str,
+    method: str,
+    ipc: int,
+    out: str | os.PathLike,
+    iterations: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    options: dict[str, Any] | None = None,
+    root: str | None = None,
+    checkpoint_every: int = 50,
+    progress: bool = False,
+    splits: DatasetSplits | None = None,
+) -> SyntheticSet:
+    """Distil ``dataset`` with ``method`` into run folder ``out``.
+
+    Writes ``out/synthetic/``, ``out/config.json``, ``out/grid.png``, ``out/log.jsonl`` and
+    checkpoints under ``out/checkpoint/``; ``resume=True`` continues an interrupted run.
+    """
+    out = ensure_writable_dir(out)
+    splits = splits or load_dataset(dataset, root=root)
+    splits.train.check_ipc(ipc)
+    m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
+    total = m.config.iterations if iterations is None else int(iterations)
+    config = {
+        "dataset": dataset,
+        "root": root,
+        "method": method,
+        "ipc": int(ipc),
+        "seed": int(seed),
+        "iterations": total,
+        "method_config": m.config_dict(),
+        "ddkit_version": __import__("ddkit").__version__,
+    }
+    cfg_path = out / "config.json"
+    if resume and cfg_path.exists():
+        old = read_json(cfg_path)
+        diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
+        if diff:
+            raise ConfigError(f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}")
+    atomic_write_json(cfg_path, config)
+    callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
+    if progress:
+        callbacks.append(ProgressBar(f"{method} {dataset} ipc={ipc}"))
+    syn = m.fit(
+        splits.train,
+        ipc,
+        iterations=total,
+        seed=seed,
+        callbacks=callbacks,
+        checkpoint_dir=out / "checkpoint",
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
+    syn.save(out / "synthetic")
+    syn.save_grid(out / "grid.png")
+    return syn
+
+
+def resolve_synthetic_path(path: str | os.PathLike) -> Path:
+    """Accept a run folder (with ``synthetic/``) or a synthetic-set folder."""
+    p = Path(path)
+    if (p / "synthetic" / "meta.json").exists():
+        return p / "synthetic"
+    return p

@@ -135,9 +135,10 @@ def train_networks(
             yield [p[start:start + bs] for p in epoch_perms]
 
     def batch_for(run: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images[idx]
-        t = targets_fn(x, idx, run) if targets_fn is not None else targets[idx]
-        return aug(x, t, gens[run], spec.num_classes)
+        x, t = aug(images[idx], targets[idx], gens[run], spec.num_classes)
+        if targets_fn is not None:  # on-the-fly targets (teacher KD) see the augmented/mixed batch
+            t = targets_fn(x, idx, run)
+        return x, t
 
     if vectorized:
         base = copy.deepcopy(nets[0]).to("meta")

@@ -19,7 +19,6 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TargetsFn, accuracy, train_networks
-from ddkit.models import check_model_input, create_model
 
 
 @dataclass
@@ -122,9 +121,6 @@ def evaluate(
     report = EvalReport(protocol=p, lr=lr, num_train_images=len(syn), meta={"seed": seed})
     t0 = time.perf_counter()
     for name in p.models:
-        probe = create_model(name, num_classes=syn.spec.num_classes, in_channels=syn.spec.channels,
-                             image_size=syn.spec.image_size)
-        check_model_input(probe, syn.images[:1])
         bar = None
         if progress:
             from tqdm.auto import tqdm

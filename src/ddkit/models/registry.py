@@ -32,6 +32,9 @@ class ClassifierModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = getattr(self, "input_shape", None)
+        if expected is not None and (x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected)):
+            check_model_input(self, x)
         return self.classifier(self.embed(x))
 
 

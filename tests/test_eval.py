@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, DataError, UnknownNameError
+from ddkit.eval import EvalProtocol, evaluate, get_protocol, train_networks
+from ddkit.eval.train import lr_factor
+
+TINY = EvalProtocol(name="tiny", epochs=4, runs=2, models=("convnet-w16",))
+
+
+@pytest.fixture
+def small_set(digits):
+    idx = digits.train.sample_per_class(5, torch.Generator().manual_seed(0)).flatten()
+    return SyntheticSet.from_real(digits.train, idx)
+
+
+def test_presets_follow_the_published_protocol():
+    dc, dsa = get_protocol("dc"), get_protocol("dsa")
+    assert (dc.epochs, dc.lr, dc.momentum, dc.weight_decay, dc.batch_size) == (300, 0.01, 0.9, 5e-4, 256)
+    assert dc.augment is None and dsa.augment == "dsa" and dsa.epochs == 1000
+    assert lr_factor(dc, 149) == 1.0 and lr_factor(dc, 150) == pytest.approx(0.1)
+
+
+def test_protocol_validation():
+    with pytest.raises(UnknownNameError, match="valid"):
+        get_protocol("nope")
+    with pytest.raises(ConfigError, match="epochs"):
+        EvalProtocol(name="bad", epochs=0)
+    with pytest.raises(ConfigError, match="optimizer"):
+        EvalProtocol(name="bad", epochs=1, optimizer="lbfgs")
+
+
+def test_evaluate_is_deterministic_and_records_runs(small_set, digits):
+    state = torch.random.get_rng_state()
+    a = evaluate(small_set, digits.test, TINY, seed=3)
+    b = evaluate(small_set, digits.test, TINY, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    ra, rb = a.results[0], b.results[0]
+    assert ra.accuracies == rb.accuracies and len(ra.accuracies) == 2 and ra.seeds == rb.seeds
+    assert len(set(ra.seeds)) == 2
+    d = a.to_dict()
+    assert d["results"][0]["mean"] == pytest.approx(sum(ra.accuracies) / 2)
+
+
+def test_vectorised_training_matches_one_by_one(small_set, digits):
+    """The vmap path trains the same networks as the plain loop (same init, order, augmentation)."""
+    p = TINY.with_(epochs=3, augment="dsa")
+    seeds = [11, 22, 33]
+    kw = dict(lr=0.01)
+    v = train_networks("convnet-w16", digits.spec, small_set.images, small_set.labels, p, seeds, vectorize=True, **kw)
+    s = train_networks("convnet-w16", digits.spec, small_set.images, small_set.labels, p, seeds, vectorize=False, **kw)
+    assert v.vectorized and not s.vectorized
+    for a, b in zip(v.models, s.models):
+        for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+            assert torch.allclose(pa, pb, atol=1e-4), na
+
+
+def test_batchnorm_models_fall_back_to_sequential(small_set, digits):
+    rep = evaluate(small_set, digits.test, TINY.with_(models=("convnet-w16-bn",)), seed=0)
+    assert not rep.results[0].vectorized
+
+
+def test_learned_lr_and_soft_labels_are_used(small_set, digits):
+    soft = torch.nn.functional.one_hot(small_set.labels, 10).float() * 0.9 + 0.01
+    syn = SyntheticSet(small_set.images, soft, small_set.spec, lr=0.05)
+    rep = evaluate(syn, digits.test, TINY, seed=0)
+    assert rep.lr == pytest.approx(0.05)
+    rep2 = evaluate(syn, digits.test, TINY.with_(use_learned_lr=False), seed=0)
+    assert rep2.lr == pytest.approx(0.01)
+
+
+def test_mismatched_test_set_is_refused(small_set):
+    from ddkit.data import load_dataset
+
+    with pytest.raises(DataError, match="does not match"):
+        evaluate(small_set, load_dataset("mnist5k").test, TINY)
+
+
+def test_training_learns_something(digits):
+    """Sanity: 60 epochs on 100 real digits beats chance by far (not a tuned figure)."""
+    idx = digits.train.sample_per_class(10, torch.Generator().manual_seed(0)).flatten()
+    syn = SyntheticSet.from_real(digits.train, idx)
+    rep = evaluate(syn, digits.test, TINY.with_(epochs=60, runs=2, models=("convnet",)), seed=0)
+    assert rep.results[0].mean > 0.5
+
+
+def test_model_refuses_wrong_input_shape():
+    from ddkit.models import create_model
+
+    m = create_model("convnet", num_classes=10, in_channels=1, image_size=8)
+    with pytest.raises(DataError, match=r"expects images of shape \(1, 8, 8\)"):
+        m(torch.zeros(2, 1, 28, 28))
+    with pytest.raises(DataError, match="N, C, H, W"):
+        m(torch.zeros(1, 8, 8))

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import DataError, FileFormatError
+
+
+@pytest.fixture
+def syn(digits):
+    g = torch.Generator().manual_seed(0)
+    idx = digits.train.sample_per_class(3, g).flatten()
+    return SyntheticSet.from_real(digits.train, idx, meta={"method": "test"})
+
+
+def test_round_trip_exact(syn, tmp_path):
+    syn.lr = 0.02
+    syn.extras["note"] = torch.arange(4.0)
+    syn.save(tmp_path / "s")
+    back = SyntheticSet.load(tmp_path / "s")
+    assert torch.equal(back.images, syn.images) and torch.equal(back.labels, syn.labels)
+    assert back.lr == pytest.approx(0.02) and back.meta == {"method": "test"}
+    assert torch.equal(back.extras["note"], torch.arange(4.0))
+    assert back.spec == syn.spec and back.ipc == 3
+
+
+def test_soft_labels_round_trip(syn, tmp_path):
+    soft = torch.softmax(torch.randn(len(syn), 10, generator=torch.Generator().manual_seed(0)), 1)
+    s = SyntheticSet(syn.images, soft, syn.spec)
+    s.save(tmp_path / "s")
+    back = SyntheticSet.load(tmp_path / "s")
+    assert back.soft and torch.equal(back.labels, s.labels)
+
+
+def test_tampered_file_is_refused(syn, tmp_path):
+    syn.save(tmp_path / "s")
+    f = tmp_path / "s" / "data.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="checksum"):
+        SyntheticSet.load(tmp_path / "s")
+
+
+def test_truncated_and_mismatched(syn, tmp_path, digits):
+    syn.save(tmp_path / "s")
+    meta_path = tmp_path / "s" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spec"]["image_size"] = [9, 9]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match="does not match"):
+        SyntheticSet.load(tmp_path / "s")
+    meta_path.write_text("{not json")
+    with pytest.raises(FileFormatError, match="corrupt JSON"):
+        SyntheticSet.load(tmp_path / "s")
+    with pytest.raises(FileFormatError, match="no synthetic set"):
+        SyntheticSet.load(tmp_path / "missing")
+
+
+def test_validation(syn):
+    with pytest.raises(DataError, match="out of range"):
+        SyntheticSet(syn.images, syn.labels + 10, syn.spec)
+    with pytest.raises(DataError, match="NaN"):
+        SyntheticSet(syn.images * float("nan"), syn.labels, syn.spec)
+    with pytest.raises(DataError, match="probability"):
+        SyntheticSet(syn.images, torch.ones(len(syn), 10), syn.spec)
+    with pytest.raises(DataError, match="expects"):
+        SyntheticSet(syn.images[:, :, :4], syn.labels, syn.spec)
+
+
+def test_grid_and_folder_export(syn, tmp_path):
+    from PIL import Image
+
+    p = syn.save_grid(tmp_path / "grid.png")
+    img = Image.open(p)
+    assert img.size[1] > img.size[0] / 2  # ten rows of classes
+    syn.export_folder(tmp_path / "folder")
+    files = sorted((tmp_path / "folder").rglob("*.png"))
+    assert len(files) == len(syn)
+    # exported pixels are the de-normalised images
+    first = torch.tensor(list(Image.open(tmp_path / "folder" / "0" / "00000.png").getdata()), dtype=torch.float32)
+    assert torch.allclose(first / 255, syn.pixels()[0].flatten(), atol=1 / 255)
+
+
+def test_storage_bytes(syn):
+    b = syn.storage_bytes()
+    assert b["images"] == len(syn) * 64 * 4 and b["labels"] == len(syn) * 8
+    assert b["total"] == b["images"] + b["labels"]

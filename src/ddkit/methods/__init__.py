@@ -23,4 +23,5 @@ def load_all() -> None:
 
 _METHOD_MODULES = [
     "ddkit.coreset",
+    "ddkit.methods.decoupled",
 ]

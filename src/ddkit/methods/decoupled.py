@@ -1,0 +1,333 @@
+"""Decoupled distillation: SRe2L (recover from a teacher's BN statistics) and RDED (select and
+stitch realistic crops), both relabelled by the teacher.
+
+* ``sre2l`` — Yin, Xing & Shen, "Squeeze, Recover and Relabel: Dataset Condensation at ImageNet
+  Scale From A New Perspective", NeurIPS 2023.
+* ``rded`` — Sun, Zhang, Cai, Xu & Shen (2024), "On the Diversity and Realism of Distilled
+  Dataset: An Efficient Dataset Distillation Paradigm", CVPR 2024.
+
+Both need a teacher with BatchNorm. ``teacher_dir`` names one made by ``ddkit teacher``; when it
+is ``None`` the method trains one itself (seeded by ``teacher_seed``, so the distilled set still
+depends only on the config and the seed) and caches it under
+``teacher_cache/<dataset>-<model>-<hash>`` (the hash covers the training data and the recipe).
+The folder is recorded in ``meta['teacher_dir']`` so ``teacher-kd`` evaluation and the storage
+report can find it.
+
+Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
+``label_temperature`` per image; ``"views"`` stores FKD-style per-view labels compactly
+(:func:`ddkit.decoupled.relabel.relabel`); ``"hard"`` stores the class each image was made for.
+A soft label's argmax may disagree with that class (``SyntheticSet.hard_labels`` is the
+argmax); ``meta['label_agreement']`` reports how often they agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ddkit.data.dataset import ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.decoupled import protocols as _protocols  # noqa: F401  (registers soft / teacher-kd)
+from ddkit.decoupled.bn import BNStatLoss
+from ddkit.decoupled.crops import crop_resize, sample_boxes
+from ddkit.decoupled.relabel import relabel, teacher_probs
+from ddkit.decoupled.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
+from ddkit.errors import ConfigError
+from ddkit.methods.base import Distiller, MethodConfig, register_method
+from ddkit.methods.common import class_labels, initial_images
+
+_TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
+_TEST_TEACHER = {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "teacher_cache": _TEST_CACHE,
+                 "labels": "hard"}
+_LABEL_MODES = ("hard", "soft", "views")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig(MethodConfig):
+    """Teacher and relabeling options shared by the decoupled methods."""
+
+    teacher_dir: str | None = None  # a `ddkit teacher` folder; None: train (and cache) one
+    teacher_model: str = DEFAULT_MODEL
+    teacher_epochs: int = 30
+    teacher_lr: float = 0.05
+    teacher_seed: int = 0
+    teacher_cache: str = "runs/teachers"
+    labels: str = "soft"  # hard | soft | views
+    label_temperature: float = 4.0
+    label_views: int = 4  # views per image when labels == "views"
+    label_topk: int | None = None  # top-k stored per view (None: all classes)
+
+
+class _TeacherMethod(Distiller):
+    """Teacher loading/caching and relabeling for the decoupled methods."""
+
+    Config: ClassVar[type[MethodConfig]] = TeacherConfig
+
+    def _init_teacher(self, train: ImageDataset) -> None:
+        cfg = self.config
+        if cfg.labels not in _LABEL_MODES:
+            raise ConfigError(f"unknown labels {cfg.labels!r}; valid: {', '.join(_LABEL_MODES)}")
+        if not cfg.label_temperature > 0:
+            raise ConfigError(f"label_temperature must be > 0, got {cfg.label_temperature}")
+        if cfg.teacher_dir:
+            net, meta = load_teacher(cfg.teacher_dir)
+            spec = meta.get("spec", {})
+            if (int(spec.get("num_classes", -1)), int(spec.get("channels", -1)), tuple(spec.get("image_size", ()))) != (
+                    train.spec.num_classes, train.spec.channels, tuple(train.spec.image_size)):
+                raise ConfigError(f"teacher in {cfg.teacher_dir!r} was trained on {meta.get('dataset')!r} "
+                                  f"({spec.get('num_classes')} classes, {spec.get('channels')}x"
+                                  f"{spec.get('image_size')}), which does not fit {train.spec.name!r}")
+            folder = Path(cfg.teacher_dir)
+        else:
+            net, folder = cached_teacher(train, cfg.teacher_model, cache_root=cfg.teacher_cache,
+                                         epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, seed=cfg.teacher_seed)
+        self.teacher_ = net
+        self.teacher_dir_ = str(folder.resolve())
+
+    def _teacher_meta(self) -> dict[str, Any]:
+        return {"teacher_dir": self.teacher_dir_, "teacher_model": self.teacher_.teacher_meta_.get("model"),
+                "labels": self.config.labels}
+
+    def _labelled(self, images: torch.Tensor, classes: torch.Tensor, probs: torch.Tensor | None = None) -> SyntheticSet:
+        """The set with the configured labels; ``probs`` are precomputed per-image soft labels."""
+        cfg = self.config
+        spec = self.train_.spec
+        syn = SyntheticSet(images, classes, spec, meta=self._teacher_meta())
+        if cfg.labels == "hard":
+            return syn
+        if cfg.labels == "soft" and probs is not None:
+            meta = {**syn.meta, "label_temperature": float(cfg.label_temperature), "label_views": 0}
+            out = SyntheticSet(images, probs / probs.sum(1, keepdim=True), spec, meta=meta)
+        elif cfg.labels == "soft":
+            out = relabel(syn, self.teacher_, cfg.label_temperature)
+        else:
+            g = torch.Generator().manual_seed(int(self.state_["relabel_seed"]))
+            out = relabel(syn, self.teacher_, cfg.label_temperature, views=cfg.label_views, generator=g,
+                          topk=cfg.label_topk)
+        out.meta["label_agreement"] = float((out.hard_labels == classes).float().mean())
+        return out
+
+
+def _pixel_bounds(train: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised values of raw pixels 0 and 1, per channel, shaped ``(1, C, 1, 1)``."""
+    mean = torch.tensor(train.spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(train.spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (0 - mean) / std, (1 - mean) / std
+
+
+def _dataset_flips(train: ImageDataset) -> bool:
+    from ddkit.augment import default_strategy
+
+    return "flip" in default_strategy(train.spec.channels, train.spec.name).split("_")
+
+
+@register_method
+class SRe2L(_TeacherMethod):
+    """sre2l: recover images from noise by matching a BN teacher's statistics + CE (Yin et al., NeurIPS 2023)."""
+
+    name = "sre2l"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(TeacherConfig):
+        iterations: int = 1000  # SRe2L: 1k (CIFAR) to 4k (ImageNet) recovery steps
+        lr: float = 0.25  # Adam on the pixels, cosine-decayed to 0 (recover_cifar.sh)
+        betas: tuple[float, float] = (0.5, 0.9)
+        r_bn: float = 0.01  # weight of the BN-statistic loss
+        first_bn_multiplier: float = 10.0  # extra weight of the first BN layer (reference default)
+        jitter: int | None = None  # max random roll in pixels (None: round(size / 8), 4 for 32x32)
+        flip: bool | None = None  # random horizontal flip (None: not for digit datasets)
+        bn_groups: str = "ipc"  # "ipc": one statistics group per image index (K images, as SRe2L's
+        #                         batches of one image per class); "all": one group of K*ipc images
+        init: str = "noise"
+
+    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
+        # CPU scale: a narrower teacher and fewer recovery steps on 28x28 MNIST
+        ("mnist5k", "*"): {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15, "iterations": 500},
+    }
+    test_overrides: ClassVar[dict[str, Any]] = dict(_TEST_TEACHER)
+
+    def fit(self, train: ImageDataset, ipc: int, *, iterations: int | None = None, **kw: Any) -> SyntheticSet:
+        # the cosine schedule spans the run's total number of iterations
+        self.total_ = int(self.config.iterations if iterations is None else iterations)
+        return super().fit(train, ipc, iterations=iterations, **kw)
+
+    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+        cfg = self.config
+        if cfg.bn_groups not in ("ipc", "all"):
+            raise ConfigError(f"unknown bn_groups {cfg.bn_groups!r}; valid: all, ipc")
+        self._init_teacher(train)
+        if not hasattr(self, "total_"):
+            self.total_ = int(cfg.iterations)
+        images = initial_images(train, ipc, generator, cfg.init)
+        lo, hi = _pixel_bounds(train)
+        with torch.no_grad():
+            images = torch.maximum(torch.minimum(images, hi), lo).requires_grad_(True)
+        self.state_["images"] = images
+        self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8)
+        self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self.state_["generator"] = generator
+
+    def step(self, iteration: int) -> dict[str, float]:
+        cfg, st = self.config, self.state_
+        x, opt, g = st["images"], st["opt"], st["generator"]
+        k, ipc = self.train_.spec.num_classes, self.ipc_
+        h, w = self.train_.spec.image_size
+        total = max(self.total_, 1)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * iteration / total))
+        jit = cfg.jitter if cfg.jitter is not None else max(1, round(min(h, w) / 8))
+        shift = torch.randint(-jit, jit + 1, (2,), generator=g).tolist() if jit > 0 else [0, 0]
+        flip = bool(torch.rand((), generator=g) < 0.5) if (cfg.flip if cfg.flip is not None else _dataset_flips(self.train_)) else False
+        # rows grouped by image index: group i holds image i of every class (SRe2L's batches)
+        xb = x.view(k, ipc, *x.shape[1:]).transpose(0, 1).reshape(k * ipc, *x.shape[1:])
+        targets = torch.arange(k).repeat(ipc)
+        xb = torch.roll(xb, shifts=(shift[0], shift[1]), dims=(2, 3))
+        if flip:
+            xb = xb.flip(3)
+        groups = ipc if cfg.bn_groups == "ipc" else 1
+        with BNStatLoss(self.teacher_, groups) as bn:
+            logits = self.teacher_(xb)
+        # sum over groups of each group's mean CE == per-image gradients of separate runs
+        ce = F.cross_entropy(logits, targets, reduction="sum") / (k * ipc / groups)
+        r_bn = bn.total(cfg.first_bn_multiplier)
+        loss = ce + cfg.r_bn * r_bn
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lo, hi = _pixel_bounds(self.train_)
+        with torch.no_grad():
+            x.copy_(torch.maximum(torch.minimum(x, hi), lo))
+        return {"loss": float(loss.detach()), "ce": float(ce.detach()) / groups, "bn": float(r_bn.detach()) / groups}
+
+    def result(self) -> SyntheticSet:
+        images = self.state_["images"].detach().clone()
+        k = self.train_.spec.num_classes
+        return self._labelled(images, class_labels(k, self.ipc_))
+
+
+@register_method
+class RDED(_TeacherMethod):
+    """rded: stitch the teacher's most realistic random crops of real images (Sun et al., CVPR 2024)."""
+
+    name = "rded"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(TeacherConfig):
+        factor: int | None = None  # patches per side (None: 2 for images >= 16 px, else 1)
+        num_crops: int = 5  # random crops scored per candidate image (RDED scripts: 5)
+        candidates: int | None = 300  # real images drawn per class (RDED's mipc; None: all)
+        scale: tuple[float, float] = (0.5, 1.0)  # crop area fraction (RDED: 0.08-1 at 224 px;
+        #                                          raised for 8-32 px images)
+        store_region_labels: bool = False  # also keep per-region soft labels in extras
+
+    test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2}
+
+    def _factor(self, train: ImageDataset) -> int:
+        f = self.config.factor
+        if f is None:
+            f = 2 if min(train.spec.image_size) >= 16 else 1
+        if f < 1 or f > min(train.spec.image_size):
+            raise ConfigError(f"factor must be in [1, {min(train.spec.image_size)}], got {f}")
+        return int(f)
+
+    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+        cfg = self.config
+        if cfg.num_crops < 1:
+            raise ConfigError(f"num_crops must be >= 1, got {cfg.num_crops}")
+        if not 0 < cfg.scale[0] <= cfg.scale[1] <= 1:
+            raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {tuple(cfg.scale)}")
+        self._init_teacher(train)
+        f = self._factor(train)
+        n_patch = ipc * f * f
+        h, w = train.spec.image_size
+        ph, pw = h // f, w // f
+        # 1. candidate real images per class (seeded), 2. num_crops random crops each
+        cand = []
+        for c in range(train.spec.num_classes):
+            ix = train.class_indices[c]
+            m = len(ix) if cfg.candidates is None else min(len(ix), int(cfg.candidates))
+            cand.append(ix[torch.randperm(len(ix), generator=generator)[:m]])
+        src = torch.cat(cand)
+        counts = [len(c) for c in cand]
+        r = cfg.num_crops
+        boxes = sample_boxes(len(src) * r, (h, w), generator, scale=tuple(cfg.scale), ratio=(1.0, 1.0))
+        src_r = src.repeat_interleave(r)
+        # 3. realism score: teacher cross-entropy to the class of the crop (zero-padded to full size)
+        ce = torch.empty(len(src_r))
+        with torch.no_grad():
+            for s in range(0, len(src_r), 1024):
+                sl = slice(s, s + 1024)
+                xin = self._score_input(train.images[src_r[sl]], boxes[sl], (ph, pw), (h, w))
+                ce[sl] = F.cross_entropy(self.teacher_(xin), train.labels[src_r[sl]], reduction="none")
+        ce = ce.view(len(src), r)
+        # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
+        best = torch.argsort(ce, dim=1, stable=True)[:, 0]
+        best_ce = ce[torch.arange(len(src)), best]
+        sel_src, sel_box, sel_ce = [], [], []
+        start = 0
+        for c, m in enumerate(counts):
+            rows = torch.arange(start, start + m)
+            start += m
+            if m >= n_patch:  # diversity: at most one crop per source image
+                order = rows[torch.argsort(best_ce[rows], stable=True)[:n_patch]]
+                flat = order * r + best[order]
+            else:  # too few images for distinct sources: rank every crop of the class
+                flat_all = (rows.unsqueeze(1) * r + torch.arange(r)).flatten()
+                flat = flat_all[torch.argsort(ce.flatten()[flat_all], stable=True)]
+                flat = flat.repeat(math.ceil(n_patch / len(flat)))[:n_patch]
+            sel_src.append(src_r[flat])
+            sel_box.append(boxes[flat])
+            sel_ce.append(ce.flatten()[flat])
+        self.state_["src"] = torch.stack(sel_src)  # (K, n_patch), best first
+        self.state_["boxes"] = torch.stack(sel_box)  # (K, n_patch, 4)
+        self.state_["scores"] = torch.stack(sel_ce)
+        self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
+
+    @staticmethod
+    def _score_input(x: torch.Tensor, boxes: torch.Tensor, patch: tuple[int, int], full: tuple[int, int]) -> torch.Tensor:
+        crops = crop_resize(x, boxes, patch)
+        dh, dw = full[0] - patch[0], full[1] - patch[1]
+        return F.pad(crops, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+    def step(self, iteration: int) -> dict[str, float]:
+        return {}
+
+    def result(self) -> SyntheticSet:
+        train, cfg = self.train_, self.config
+        k, ipc = train.spec.num_classes, self.ipc_
+        f = self._factor(train)
+        h, w = train.spec.image_size
+        src, boxes = self.state_["src"], self.state_["boxes"]
+        # region sizes as RDED's mix_images: the first (size % f) rows/cols are one pixel larger
+        hs = [h // f + (1 if i < h % f else 0) for i in range(f)]
+        ws = [w // f + (1 if j < w % f else 0) for j in range(f)]
+        images = torch.zeros((k * ipc, *train.spec.shape))
+        region_probs = []
+        pos = 0
+        y = 0
+        for i in range(f):
+            x0 = 0
+            for j in range(f):
+                # position `pos` of image t of class c takes patch pos*ipc + t (RDED's order)
+                sl = slice(pos * ipc, (pos + 1) * ipc)
+                s, b = src[:, sl].flatten(), boxes[:, sl].reshape(-1, 4)
+                images[:, :, y:y + hs[i], x0:x0 + ws[j]] = crop_resize(train.images[s], b, (hs[i], ws[j]))
+                if cfg.labels == "soft" and f > 1:
+                    xin = self._score_input(train.images[s], b, (h // f, w // f), (h, w))
+                    region_probs.append(teacher_probs(self.teacher_, xin, cfg.label_temperature))
+                x0 += ws[j]
+                pos += 1
+            y += hs[i]
+        probs = torch.stack(region_probs, 1).mean(1) if region_probs else None
+        out = self._labelled(images, class_labels(k, ipc), probs)
+        if region_probs and cfg.store_region_labels:
+            out.extras["region_labels"] = torch.stack(region_probs, 1).to(torch.float16)
+        out.meta.update({"factor": f, "mean_selected_ce": float(self.state_["scores"].mean())})
+        return out

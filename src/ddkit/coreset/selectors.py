@@ -1,0 +1,347 @@
+"""Coreset selectors: herding, greedy k-center and forgetting scores.
+
+Every selector is class-balanced (exactly ``ipc`` rows per class, returned class by class), is
+deterministic given the ``torch.Generator`` passed to :meth:`Selector.select`, and never touches
+the global RNG (network initialisation and training run under ``torch.random.fork_rng`` seeded
+from that generator).
+
+* ``herding`` -- Welling, "Herding dynamical weights to learn", ICML 2009; in the kernel-herding
+  form of Chen, Welling & Smola, "Super-samples from kernel herding", UAI 2010, as used for the
+  herding baseline of Zhao et al., "Dataset condensation with gradient matching", ICLR 2021
+  (and iCaRL, Rebuffi et al. 2017).
+* ``kcenter`` -- greedy k-center of Sener & Savarese, "Active learning for convolutional neural
+  networks: a core-set approach", ICLR 2018.
+* ``forgetting`` -- Toneva et al., "An empirical study of example forgetting during deep neural
+  network learning", ICLR 2019.
+
+Herding and k-center work in an embedding space chosen by the config field ``embedding``:
+``"trained"`` (features of a ConvNet trained briefly on the real train set), ``"pixels"``
+(flattened images) or ``"random"`` (features of a randomly initialised network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddkit.coreset.base import Selector
+from ddkit.data.dataset import ImageDataset
+from ddkit.errors import ConfigError
+from ddkit.methods.base import MethodConfig, register_method
+from ddkit.methods.common import fresh_network
+
+EMBEDDINGS = ("trained", "pixels", "random")
+
+# ``on_batch(epoch, index, logits)`` is called for every training batch with the logits computed
+# *before* the update on that batch (Toneva et al. record correctness at presentation time).
+BatchHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+# ------------------------------------------------------------------------ shared training helper
+def train_feature_net(
+    train: ImageDataset,
+    model: str,
+    epochs: int,
+    generator: torch.Generator,
+    *,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    on_batch: BatchHook | None = None,
+) -> nn.Module:
+    """Train a fresh ``model`` on ``train`` for ``epochs`` epochs of SGD (cross-entropy, shuffled
+    mini-batches) and return it in eval mode. ``epochs=0`` returns the randomly initialised net.
+
+    Initialisation, data order and any random layer (dropout) draw from ``generator`` only; the
+    global RNG is left as it was.
+    """
+    if epochs < 0:
+        raise ConfigError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device)
+    net = fresh_network(model, train, generator).to(device)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    images, labels = train.images.to(device), train.labels.to(device)
+    n = len(train)
+    if epochs > 0:
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        net.train()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for epoch in range(epochs):
+                perm = torch.randperm(n, generator=generator).to(device)
+                for start in range(0, n, batch_size):
+                    idx = perm[start:start + batch_size]
+                    logits = net(images[idx])
+                    if on_batch is not None:
+                        on_batch(epoch, idx, logits.detach())
+                    loss = F.cross_entropy(logits, labels[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def embed_images(net: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``net.embed`` features ``(N, F)`` of ``images``, in batches, without gradients (on CPU)."""
+    net.eval()
+    dev = next(net.parameters()).device
+    out = [net.embed(images[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, getattr(net, "num_features", 0))
+
+
+# ------------------------------------------------------------------------ per-class padding
+def pad_by_class(train: ImageDataset, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group ``features`` ``(N, F)`` by class into a padded ``(K, M, F)`` tensor (``M`` = largest
+    class), with the row indices ``(K, M)`` (-1 for padding) and a validity mask ``(K, M)``."""
+    groups = train.class_indices
+    k, m = len(groups), max(len(g) for g in groups)
+    rows = torch.full((k, m), -1, dtype=torch.long)
+    for c, g in enumerate(groups):
+        rows[c, : len(g)] = g
+    valid = rows >= 0
+    feats = features[rows.clamp_min(0)] * valid.unsqueeze(-1).to(features.dtype)
+    return feats, rows, valid
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (float64 features stay float64, e.g. for exact tests)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def herding_order(features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+    """Kernel herding (linear kernel), vectorised over classes.
+
+    ``features`` ``(K, M, F)`` with ``valid`` ``(K, M)``; returns positions ``(K, n)``. Step ``t``
+    (1-based) picks the unchosen ``x`` minimising ``|| mu - (s + x) / t ||`` where ``mu`` is the
+    class mean and ``s`` the sum of the already chosen features (Chen et al. 2010, Eq. 5 with a
+    linear kernel; iCaRL's herding).
+    """
+    x = _float(features)
+    w = valid.to(x.dtype).unsqueeze(-1)
+    mu = (x * w).sum(1) / w.sum(1).clamp_min(1)  # (K, F)
+    sq = torch.einsum("kmf,kmf->km", x, x)
+    s = torch.zeros_like(mu)
+    taken = ~valid.clone()
+    picks = []
+    for t in range(1, n + 1):
+        r = mu - s / t
+        # || r - x/t ||^2 = ||r||^2 - 2 <r, x>/t + ||x||^2/t^2; ||r||^2 does not depend on x.
+        score = sq / (t * t) - 2.0 * torch.einsum("kmf,kf->km", x, r) / t
+        score = score.masked_fill(taken, float("inf"))
+        j = score.argmin(1)
+        picks.append(j)
+        taken[torch.arange(len(j)), j] = True
+        s = s + x[torch.arange(len(j)), j]
+    return torch.stack(picks, 1) if picks else torch.zeros(len(x), 0, dtype=torch.long)
+
+
+def kcenter_order(features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+    """Greedy k-center (Sener & Savarese 2018), vectorised over classes.
+
+    Starts from the sample nearest the class mean, then repeatedly adds the sample farthest
+    (Euclidean) from the chosen set. ``features`` ``(K, M, F)``, ``valid`` ``(K, M)``; returns
+    positions ``(K, n)``.
+    """
+    x = _float(features)
+    k = len(x)
+    ar = torch.arange(k)
+    w = valid.to(x.dtype).unsqueeze(-1)
+    mu = (x * w).sum(1) / w.sum(1).clamp_min(1)
+    sq = torch.einsum("kmf,kmf->km", x, x)
+
+    def dist2(c: torch.Tensor) -> torch.Tensor:  # squared distance of every row to c (K, F)
+        d = sq - 2.0 * torch.einsum("kmf,kf->km", x, c) + (c * c).sum(-1, keepdim=True)
+        return d.clamp_min(0)
+
+    taken = ~valid.clone()
+    if n == 0:
+        return torch.zeros(k, 0, dtype=torch.long)
+    j = dist2(mu).masked_fill(taken, float("inf")).argmin(1)
+    picks = [j]
+    taken[ar, j] = True
+    mind = dist2(x[ar, j])
+    for _ in range(n - 1):
+        j = mind.masked_fill(taken, -1.0).argmax(1)
+        picks.append(j)
+        taken[ar, j] = True
+        mind = torch.minimum(mind, dist2(x[ar, j]))
+    return torch.stack(picks, 1)
+
+
+# ------------------------------------------------------------------------ forgetting
+def count_forgetting_events(correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forgetting events from a ``(T, N)`` boolean history of per-presentation correctness.
+
+    Returns ``(events, learned)``: ``events[i]`` counts the transitions correct -> incorrect
+    between consecutive presentations of sample ``i``; ``learned[i]`` says whether it was ever
+    classified correctly (Toneva et al. 2019, Sec. 2).
+    """
+    c = torch.as_tensor(correct, dtype=torch.bool)
+    if c.ndim != 2:
+        raise ValueError(f"correctness history must be (T, N), got {tuple(c.shape)}")
+    events = (c[:-1] & ~c[1:]).sum(0)
+    return events.long(), c.any(0)
+
+
+def forgetting_scores(correct: torch.Tensor) -> torch.Tensor:
+    """Forgettability per sample: the number of forgetting events, ``inf`` for samples never
+    learned (counted as forgotten infinitely often, as in Toneva et al. 2019)."""
+    events, learned = count_forgetting_events(correct)
+    return events.double().masked_fill(~learned, float("inf"))
+
+
+def top_per_class(
+    scores: torch.Tensor, labels: torch.Tensor, num_classes: int, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Row indices ``(K, n)`` of the ``n`` highest-scoring rows of each class, ties broken by a
+    random order drawn from ``generator``. Every class must have at least ``n`` rows."""
+    perm = torch.randperm(len(scores), generator=generator)
+    order = perm[torch.argsort(-scores[perm], stable=True)]  # by score desc, ties random
+    order = order[torch.argsort(labels[order], stable=True)]  # grouped by class
+    counts = torch.bincount(labels, minlength=num_classes)
+    if n and int(counts.min()) < n:
+        raise ConfigError(f"a class has only {int(counts.min())} rows, {n} were asked for")
+    starts = torch.cumsum(counts, 0) - counts
+    return order[starts.unsqueeze(1) + torch.arange(n)]
+
+
+# ------------------------------------------------------------------------ selectors
+@dataclasses.dataclass(frozen=True)
+class EmbeddingConfig(MethodConfig):
+    """Embedding used by herding / k-center (see the module docstring)."""
+
+    embedding: str = "trained"  # trained | pixels | random
+    model: str = "convnet"
+    embed_epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 256
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.embedding not in EMBEDDINGS:
+            raise ConfigError(f"unknown embedding {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}")
+        if self.embed_epochs < 0:
+            raise ConfigError(f"embed_epochs must be >= 0, got {self.embed_epochs}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+class _EmbeddingSelector(Selector):
+    """Shared part of herding and k-center: embed the train set, pad by class, order."""
+
+    Config: ClassVar[type[MethodConfig]] = EmbeddingConfig
+    test_overrides: ClassVar[dict[str, Any]] = {"embed_epochs": 1}
+
+    @property
+    def deterministic(self) -> bool:
+        """Pixel embeddings involve no randomness: the selection ignores the seed."""
+        return self.config.embedding == "pixels"
+
+    def features(self, train: ImageDataset, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.config
+        if cfg.embedding == "pixels":
+            return train.images.flatten(1).float()
+        epochs = cfg.embed_epochs if cfg.embedding == "trained" else 0
+        net = train_feature_net(train, cfg.model, epochs, generator, lr=cfg.lr,
+                                batch_size=cfg.batch_size, device=cfg.device)
+        return embed_images(net, train.images)
+
+    def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:
+        feats, rows, valid = pad_by_class(train, self.features(train, generator))
+        pos = self.order(feats, valid, ipc)
+        return rows.gather(1, pos).flatten()
+
+
+@register_method
+class HerdingSelector(_EmbeddingSelector):
+    """herding: per class, running mean of embeddings greedily matched to the class mean.
+
+    Welling, ICML 2009; kernel herding of Chen, Welling & Smola, UAI 2010 (the DC baseline).
+    """
+
+    name = "herding"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(EmbeddingConfig):
+        pass
+
+    def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+        return herding_order(features, valid, n)
+
+
+@register_method
+class KCenterSelector(_EmbeddingSelector):
+    """kcenter: per class, greedy k-center in embedding space (Sener & Savarese 2018)."""
+
+    name = "kcenter"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(EmbeddingConfig):
+        pass
+
+    def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+        return kcenter_order(features, valid, n)
+
+
+@register_method
+class ForgettingSelector(Selector):
+    """forgetting: per class, the samples forgotten most often during training.
+
+    Toneva et al., ICLR 2019. A network is trained on the real set for ``epochs`` epochs; a
+    forgetting event is a sample going from correct to incorrect between consecutive
+    presentations. Never-learned samples rank first; ties are broken by a seeded random order.
+    """
+
+    name = "forgetting"
+    test_overrides: ClassVar[dict[str, Any]] = {"epochs": 2}
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(MethodConfig):
+        model: str = "convnet"
+        epochs: int = 10
+        lr: float = 0.01
+        batch_size: int = 256
+        device: str = "cpu"
+
+        def __post_init__(self) -> None:
+            if self.epochs < 1:
+                raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+            if not self.lr > 0:
+                raise ConfigError(f"lr must be > 0, got {self.lr}")
+            if self.batch_size < 1:
+                raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def correctness_history(self, train: ImageDataset, generator: torch.Generator) -> torch.Tensor:
+        """``(epochs, N)`` booleans: was sample ``i`` classified correctly when presented in
+        epoch ``e`` (prediction made on its mini-batch, before the update)."""
+        cfg = self.config
+        correct = torch.zeros(cfg.epochs, len(train), dtype=torch.bool)
+        labels = train.labels
+
+        def record(epoch: int, idx: torch.Tensor, logits: torch.Tensor) -> None:
+            idx = idx.cpu()
+            correct[epoch, idx] = logits.argmax(1).cpu() == labels[idx]
+
+        train_feature_net(train, cfg.model, cfg.epochs, generator, lr=cfg.lr,
+                          batch_size=cfg.batch_size, device=cfg.device, on_batch=record)
+        return correct
+
+    def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:
+        scores = forgetting_scores(self.correctness_history(train, generator))
+        return top_per_class(scores, train.labels, train.spec.num_classes, ipc, generator).flatten()

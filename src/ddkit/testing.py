@@ -1,0 +1,279 @@
+"""Conformance checks every registered method, selector and model must pass.
+
+Like scikit-learn's ``check_estimator``: one public suite, run over the registries, so a method
+registered tomorrow is tested by the same checks as the ones registered today::
+
+    from ddkit.testing import check_method, check_all
+    check_method("herding")          # raises AssertionError listing every failed check
+    failures = check_all()           # {name: [failure, ...]} for every registered method
+
+A method makes itself cheap to test by declaring a class attribute ``test_overrides`` (config
+overrides used only by this suite, e.g. fewer inner steps or a smaller network). Methods with
+outer iterations are run for :data:`TEST_ITERATIONS` iterations. A method whose output does not
+depend on the seed declares ``deterministic = True`` (a class attribute or a property reading its
+config); every other method must give different outputs for different seeds.
+
+Checks made by :func:`check_method` (on a ~240-image, 8x8, 10-class set of real digits):
+shapes and dtypes, every class present exactly ``ipc`` times, input untouched, same seed =>
+bit-identical images and labels (also when the same object is fitted twice), different seed =>
+different output, save -> load round trip exact, global RNG untouched, finite values,
+checkpoint/resume equal to an uninterrupted run, a clear ``ConfigError`` for IPC 0 and for IPC
+larger than the smallest class.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddkit.data.dataset import DatasetSplits, ImageDataset, from_arrays
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+
+TEST_ITERATIONS = 2
+TINY_ROWS = 300
+
+__all__ = [
+    "TEST_ITERATIONS",
+    "check_all",
+    "check_method",
+    "check_model",
+    "method_test_overrides",
+    "tiny_digits",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_digits(rows: int = TINY_ROWS) -> DatasetSplits:
+    """The first ``rows`` of sklearn's 8x8 digits as splits (test = every 5th row): about
+    240 train images, 20-28 per class. Cached; treat it as read-only."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return from_arrays(d.images[:rows] / 16.0, d.target[:rows], name="tiny-digits", num_classes=10)
+
+
+def method_test_overrides(name: str) -> dict[str, Any]:
+    """Config overrides that make method ``name`` cheap: its ``test_overrides`` class attribute,
+    plus ``iterations=TEST_ITERATIONS`` for methods that iterate (unless it sets its own)."""
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    cls = METHODS.get(name)
+    out = dict(getattr(cls, "test_overrides", None) or {})
+    if "iterations" not in out and cls.Config().iterations > 0:
+        out["iterations"] = TEST_ITERATIONS
+    return out
+
+
+class _Failures:
+    """Collects failed checks so one run reports all of them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.items: list[str] = []
+
+    def check(self, ok: bool, what: str) -> bool:
+        if not ok:
+            self.items.append(what)
+        return bool(ok)
+
+    def run(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - reported as a failure
+            self.items.append(f"{what} raised {type(e).__name__}: {e}")
+            return None
+
+
+def _same_set(a: SyntheticSet, b: SyntheticSet) -> bool:
+    return (
+        a.images.shape == b.images.shape
+        and a.labels.shape == b.labels.shape
+        and a.labels.dtype == b.labels.dtype
+        and torch.equal(a.images, b.images)
+        and torch.equal(a.labels, b.labels)
+        and a.lr == b.lr
+        and a.extras.keys() == b.extras.keys()
+        and all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
+    )
+
+
+def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int) -> None:
+    spec = train.spec
+    k = spec.num_classes
+    f.check(isinstance(syn, SyntheticSet), f"fit returned {type(syn).__name__}, not SyntheticSet")
+    if not isinstance(syn, SyntheticSet):
+        return
+    f.check(tuple(syn.images.shape) == (ipc * k, *spec.shape),
+            f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}")
+    f.check(syn.images.dtype == torch.float32, f"images are {syn.images.dtype}, expected float32")
+    f.check(syn.spec == spec, "the set's spec differs from the train set's")
+    if syn.labels.ndim == 1:
+        f.check(syn.labels.dtype == torch.int64, f"hard labels are {syn.labels.dtype}, expected int64")
+        f.check(len(syn.labels) == ipc * k, f"{len(syn.labels)} labels for {ipc * k} images")
+    else:
+        ok = syn.labels.is_floating_point() and tuple(syn.labels.shape) == (ipc * k, k)
+        f.check(ok, f"soft labels have shape {tuple(syn.labels.shape)} / {syn.labels.dtype}, "
+                    f"expected ({ipc * k}, {k}) float")
+    counts = torch.bincount(syn.hard_labels, minlength=k).tolist()
+    f.check(counts == [ipc] * k, f"class counts {counts}, expected {ipc} for each of {k} classes")
+    f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
+    if syn.labels.is_floating_point():
+        f.check(bool(torch.isfinite(syn.labels).all()), "labels contain NaN/inf")
+    if syn.lr is not None:
+        f.check(bool(torch.isfinite(torch.tensor(syn.lr))), f"learned lr {syn.lr} is not finite")
+    f.check(all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
+            "extras contain NaN/inf")
+
+
+def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
+    def roundtrip() -> None:
+        syn.save(folder)
+        back = SyntheticSet.load(folder)
+        f.check(_same_set(syn, back), "save -> load changed images, labels, lr or extras")
+        f.check(back.spec == syn.spec, "save -> load changed the spec")
+        f.check(back.meta == json.loads(json.dumps(syn.meta)), "save -> load changed the metadata")
+
+    f.run("save/load", roundtrip)
+
+
+def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -> None:
+    for ipc, why in ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class")):
+        try:
+            make().fit(train, ipc, seed=0)
+        except ConfigError as e:
+            f.check("\n" not in str(e), f"{why}: the ConfigError message is not one line")
+        except Exception as e:  # noqa: BLE001
+            f.items.append(f"{why} raised {type(e).__name__} instead of ConfigError: {e}")
+        else:
+            f.items.append(f"{why} did not raise ConfigError")
+
+
+def _check_resume(f: _Failures, make: Callable[[], Any], train: ImageDataset, ipc: int,
+                  iterations: int, reference: SyntheticSet, folder: Path) -> None:
+    full_dir, part_dir = folder / "full", folder / "part"
+    full = f.run("fit with checkpoint_dir",
+                 lambda: make().fit(train, ipc, seed=0, iterations=iterations, checkpoint_dir=full_dir))
+    if full is not None:
+        f.check(_same_set(full, reference), "fit with checkpoint_dir differs from a plain fit")
+    first = max(1, iterations // 2)
+    f.run("partial fit", lambda: make().fit(train, ipc, seed=0, iterations=first, checkpoint_dir=part_dir,
+                                            checkpoint_every=1))
+    resumed = f.run("resume", lambda: make().fit(train, ipc, seed=0, iterations=iterations,
+                                                 checkpoint_dir=part_dir, resume=True))
+    if full is not None and resumed is not None:
+        f.check(_same_set(full, resumed),
+                f"fit {first} iteration(s) + resume to {iterations} differs from an uninterrupted run")
+
+
+def _method_failures(name: str, data: DatasetSplits | ImageDataset | None, ipc: int,
+                     overrides: dict[str, Any] | None) -> list[str]:
+    from ddkit.methods import create_method
+
+    train = (data.train if isinstance(data, DatasetSplits) else data) if data is not None else tiny_digits().train
+    cfg = {**method_test_overrides(name), **(overrides or {})}
+    f = _Failures(name)
+
+    def make() -> Any:
+        return create_method(name, **cfg)
+
+    images0, labels0 = train.images.clone(), train.labels.clone()
+    rng0 = torch.random.get_rng_state()
+    method = f.run("create_method", make)
+    if method is None:
+        return f.items
+    syn = f.run("fit", lambda: method.fit(train, ipc, seed=0))
+    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed (use a torch.Generator)")
+    f.check(torch.equal(train.images, images0) and torch.equal(train.labels, labels0),
+            "the input dataset's tensors were modified")
+    if syn is None:
+        return f.items
+    _check_output(f, syn, train, ipc)
+    f.check(syn.meta.get("method") == name, f"meta['method'] is {syn.meta.get('method')!r}, expected {name!r}")
+
+    again = f.run("second fit (same object, same seed)", lambda: method.fit(train, ipc, seed=0))
+    if again is not None:
+        f.check(_same_set(syn, again), "same seed gave different images/labels (same object fitted twice)")
+    fresh = f.run("fit of a fresh object", lambda: make().fit(train, ipc, seed=0))
+    if fresh is not None:
+        f.check(_same_set(syn, fresh), "same seed gave different images/labels (fresh object)")
+    other = f.run("fit with another seed", lambda: make().fit(train, ipc, seed=1))
+    if other is not None and not getattr(method, "deterministic", False):
+        f.check(not _same_set(syn, other),
+                "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)")
+
+    with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
+        _check_save_load(f, syn, Path(tmp) / "set")
+        iterations = int(method.config.iterations)
+        if getattr(method, "kind", "distiller") != "selector" and iterations > 0:
+            _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
+    _check_bad_ipc(f, make, train)
+    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed during the checks")
+    return f.items
+
+
+def check_method(
+    name: str,
+    data: DatasetSplits | ImageDataset | None = None,
+    *,
+    ipc: int = 2,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Run every conformance check on registered method/selector ``name``; raise one
+    ``AssertionError`` listing all failed checks. ``data`` defaults to :func:`tiny_digits`;
+    ``overrides`` are added to the method's ``test_overrides``."""
+    failures = _method_failures(name, data, ipc, overrides)
+    if failures:
+        raise AssertionError(f"method {name!r} failed {len(failures)} check(s):\n  - " + "\n  - ".join(failures))
+
+
+def check_all(
+    names: Iterable[str] | None = None,
+    data: DatasetSplits | ImageDataset | None = None,
+    *,
+    ipc: int = 2,
+) -> dict[str, list[str]]:
+    """Run :func:`check_method` over ``names`` (default: every registered method); returns
+    ``{name: [failed check, ...]}`` (an empty list means the method passed)."""
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    return {n: _method_failures(n, data, ipc, None) for n in (names if names is not None else METHODS.names())}
+
+
+def check_model(name: str, *, in_channels: int = 1, image_size: int = 8, num_classes: int = 3) -> None:
+    """Light contract check of model ``name`` (tests/test_models.py goes deeper): forward and
+    ``embed`` shapes, ``forward == classifier(embed)``, finite outputs, input untouched, seeded
+    construction deterministic and the global RNG untouched."""
+    from ddkit.models import create_model
+
+    def build(seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return create_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+
+    rng0 = torch.random.get_rng_state()
+    a, b = build(0), build(0)
+    assert torch.equal(rng0, torch.random.get_rng_state()), f"{name}: building the model changed the global RNG"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), \
+        f"{name}: same seed gave different initial weights"
+    x = torch.randn(3, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x0 = x.clone()
+    a.eval()
+    with torch.no_grad():
+        out, emb = a(x), a.embed(x)
+        head = a.classifier(emb)
+    nf = getattr(a, "num_features", None)
+    assert out.shape == (3, num_classes), f"{name}: output shape {tuple(out.shape)}, expected (3, {num_classes})"
+    assert emb.ndim == 2 and emb.shape == (3, nf), f"{name}: embed shape {tuple(emb.shape)}, expected (3, {nf})"
+    assert torch.isfinite(out).all() and torch.isfinite(emb).all(), f"{name}: non-finite outputs"
+    torch.testing.assert_close(out, head, msg=f"{name}: forward(x) != classifier(embed(x))")
+    assert torch.equal(x, x0), f"{name}: the input was modified"

@@ -1,0 +1,118 @@
+"""The command line: clear one-line errors, run folders, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddkit.cli import main
+from ddkit.data.synthetic import SyntheticSet
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["distill", "--dataset", "nope", "--method", "random", "--ipc", "1"], "unknown dataset 'nope'; valid:"),
+        (["distill", "--dataset", "digits", "--method", "nope", "--ipc", "1"], "unknown method 'nope'; valid:"),
+        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "0"], "IPC must be a positive"),
+        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1000"], "larger than class"),
+        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--set", "bogus=1"],
+         "unknown option 'bogus'"),
+        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--out", "/proc/nope/x"],
+         "cannot write to output folder"),
+        (["evaluate", "/definitely/missing"], "no synthetic set"),
+        (["distill", "--dataset", "mnist", "--method", "random", "--ipc", "1"], "pass root=PATH"),
+    ],
+)
+def test_errors_are_one_line(args, message, capsys, tmp_path):
+    if "--out" not in args and args[0] == "distill":
+        args = args + ["--out", str(tmp_path / "run")]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_protocol_and_model(capsys, tmp_path):
+    assert run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "2", "--out", str(tmp_path / "r")], capsys)[0] == 0
+    code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "nope"], capsys)
+    assert code == 2 and "unknown protocol 'nope'" in err
+    code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "smoke", "--models", "resnet99"], capsys)
+    assert code == 2 and "unknown model 'resnet99'" in err
+
+
+def test_tampered_set_on_the_command_line(capsys, tmp_path):
+    run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--out", str(tmp_path / "r")], capsys)
+    f = tmp_path / "r" / "synthetic" / "data.safetensors"
+    f.write_bytes(f.read_bytes()[:-10])
+    code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "smoke"], capsys)
+    assert code == 2 and "checksum" in err
+
+
+def test_distill_and_evaluate_write_the_run_folder(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "3", "--seed", "4",
+                               "--out", str(out)], capsys)
+    assert code == 0
+    for name in ("synthetic/data.safetensors", "synthetic/meta.json", "config.json", "grid.png", "log.jsonl"):
+        assert (out / name).exists(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "random" and cfg["ipc"] == 3 and cfg["seed"] == 4
+    code, stdout, _ = run_cli(["evaluate", str(out), "--protocol", "smoke", "--runs", "2"], capsys)
+    assert code == 0 and "±" in stdout
+    rep = json.loads((out / "eval.json").read_text())
+    assert len(rep["results"][0]["accuracies"]) == 2 and len(rep["results"][0]["seeds"]) == 2
+
+
+def test_list_shows_registries(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0
+    for word in ("digits", "mnist5k", "convnet", "resnet18", "random", "herding", "dsa", "fast"):
+        assert word in out
+
+
+DM_ARGS = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "2", "--iterations", "30", "--seed", "5",
+           "--checkpoint-every", "3", "--quiet", "--set", "batch_real=16"]
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ddkit.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
+    """Kill a distillation with SIGKILL mid-run; --resume finishes with the same set."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    p = _cli(DM_ARGS + ["--out", str(full)])
+    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
+    p = _cli(DM_ARGS + ["--out", str(killed)])
+    log = killed / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (killed / "synthetic").exists(), "run finished before it could be killed"
+    assert (killed / "checkpoint" / "state.json").exists()
+    p = _cli(DM_ARGS + ["--out", str(killed), "--resume"])
+    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
+    a, b = SyntheticSet.load(full / "synthetic"), SyntheticSet.load(killed / "synthetic")
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    la = [json.loads(x) for x in (full / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert la == lb and len(la) == 30

@@ -1,0 +1,282 @@
+"""Fair accounting for soft-label distillation: storage budget and DD-Ranking-style scores.
+
+Storage (:func:`storage_report`): what an evaluation under a protocol must be given, in bytes —
+images, labels (hard int64, stored soft labels, per-view soft labels), a learned lr, other extras
+(e.g. ZCA matrices), and the teacher's weights when the protocol asks a teacher (``teacher-kd``)
+— next to the bytes of the real training set (float32 images + int64 labels).
+
+Scores (:func:`ranking_scores`), after DD-Ranking (Li et al., "DD-Ranking: Rethinking the
+Evaluation of Dataset Distillation", arXiv:2505.13300, 2025): with accuracies as fractions,
+
+* ``HLR = acc(real full, hard) - acc(syn, hard)`` — hard-label recovery (lower is better);
+* ``IOR = acc(syn, soft) - acc(random, soft)`` — improvement over a random real subset of the
+  same size under the identical (soft) recipe;
+* ``LRS = (e^a - e^-1) / (e - e^-1)`` with ``a = w IOR - (1 - w) HLR`` (``w = 0.5``);
+* ``ARS = (e^b - e^-1) / (e - e^-1)`` with
+  ``b = g (acc(syn, aug) - acc(random, aug)) + (1 - g) (acc(syn, no aug) - acc(random, no aug))``
+  (``g = 0.5``), "aug" being the soft recipe as it is and "no aug" the same recipe without
+  DSA augmentation and without mixing.
+
+Each synthetic-set run and random-subset run share a seed (same initialisation and data-order
+streams), so the per-run differences are paired; means and standard deviations are over runs.
+
+Nothing here is *chosen* on the test split: the recipes are fixed presets (epochs given by the
+caller, e.g. scaled down for CPU) and the random subset is drawn with a seed. The accuracies are
+*reported* on the real test split. (DD-Ranking tunes lr and epoch on the test set; we do not.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.decoupled.relabel import VIEW_KEYS, expand_views, relabel
+from ddkit.errors import ConfigError
+from ddkit.eval.protocol import EvalProtocol, get_protocol
+
+__all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
+
+LABEL_EXTRAS = (*VIEW_KEYS, "region_labels")
+
+
+def dataset_bytes(data: ImageDataset) -> int:
+    """Bytes of a real dataset as ddkit holds it: float32 images + int64 labels."""
+    return int(data.images.numel() * 4 + data.labels.numel() * 8)
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return int(t.numel() * t.element_size())
+
+
+def storage_report(
+    syn: SyntheticSet,
+    *,
+    train_size_bytes: int,
+    protocol: str | EvalProtocol = "soft",
+    teacher_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Bytes an evaluation of ``syn`` under ``protocol`` needs, and the ratio to the real train set.
+
+    * ``images``: the stored images (float32);
+    * ``labels``: ``hard`` protocols: one int64 class per image; protocols that train on the
+      stored labels: the labels as stored (soft ``N x K`` float32); ``teacher-kd``: 0 (the
+      teacher supplies every target);
+    * ``view_labels``: FKD per-view labels in ``extras`` (view boxes, flips, top-k values and
+      indices) and per-region labels, when the protocol trains on stored labels;
+    * ``lr``: 4 bytes for a learned lr the protocol uses; ``extras``: any other extra tensor;
+    * ``teacher``: the teacher's weights for ``teacher-kd`` (``teacher_bytes``, or the size of
+      ``meta['teacher_dir']/teacher.safetensors``).
+
+    Also returns ``stored`` (everything in the set) and ``ratio = total / train_size_bytes``.
+    """
+    if train_size_bytes <= 0:
+        raise ConfigError(f"train_size_bytes must be > 0, got {train_size_bytes}")
+    p = get_protocol(protocol)
+    n = len(syn)
+    label_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k in LABEL_EXTRAS)
+    other_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS)
+    if p.label_mode == "hard":
+        labels, views = n * 8, 0
+    elif p.label_mode == "teacher-kd":
+        labels, views = 0, 0
+    else:
+        labels, views = _nbytes(syn.labels), label_extras
+    teacher = 0
+    if p.label_mode == "teacher-kd":
+        if teacher_bytes is None:
+            from ddkit.decoupled.teacher import teacher_bytes as _tb
+
+            folder = syn.meta.get("teacher_dir")
+            if not folder:
+                raise ConfigError(f"protocol {p.name!r} needs a teacher: pass teacher_bytes= or use a set "
+                                  "whose meta records 'teacher_dir'")
+            teacher_bytes = _tb(folder)
+        teacher = int(teacher_bytes)
+    parts = {
+        "images": _nbytes(syn.images),
+        "labels": labels,
+        "view_labels": views,
+        "lr": 4 if (syn.lr is not None and p.use_learned_lr) else 0,
+        "extras": other_extras,
+        "teacher": teacher,
+    }
+    total = sum(parts.values())
+    return {
+        **parts,
+        "total": total,
+        "stored": syn.storage_bytes()["total"],
+        "train_bytes": int(train_size_bytes),
+        "ratio": total / train_size_bytes,
+        "protocol": p.name,
+    }
+
+
+def lrs(ior: float, hlr: float, w: float = 0.5) -> float:
+    """DD-Ranking's label-robust score for IOR/HLR given as fractions: in [0, 1]."""
+    a = w * ior - (1 - w) * hlr
+    return (math.exp(a) - math.exp(-1)) / (math.e - math.exp(-1))
+
+
+def _robust(b: float) -> float:
+    return (math.exp(b) - math.exp(-1)) / (math.e - math.exp(-1))
+
+
+def random_like(syn: SyntheticSet, train: ImageDataset, seed: int) -> SyntheticSet:
+    """A random real subset with the same number of images per class as ``syn`` (classes from
+    its hard labels), drawn without replacement with ``seed``."""
+    counts = torch.bincount(syn.hard_labels, minlength=train.spec.num_classes).tolist()
+    g = torch.Generator().manual_seed(int(seed))
+    rows = []
+    for c, m in enumerate(counts):
+        if m == 0:
+            continue
+        ix = train.class_indices[c]
+        if m > len(ix):
+            raise ConfigError(f"class {train.spec.class_names[c]!r} has {len(ix)} training images, "
+                              f"the synthetic set {m}")
+        rows.append(ix[torch.randperm(len(ix), generator=g)[:m]])
+    index = torch.cat(rows)
+    return SyntheticSet.from_real(train, index, meta={"method": "random", "seed": int(seed),
+                                                        "indices": index.tolist()})
+
+
+def _no_aug(p: EvalProtocol) -> EvalProtocol:
+    return dataclasses.replace(p, name=f"{p.name}-noaug", augment=None, mix=None)
+
+
+def _hard(p: EvalProtocol) -> EvalProtocol:
+    return p if p.label_mode == "hard" else dataclasses.replace(p, label_mode="hard")
+
+
+def _accs(syn: SyntheticSet, test: ImageDataset, p: EvalProtocol, teacher, *, seed: int, runs: int | None,
+          epochs: int | None, device) -> dict[str, Any]:
+    from ddkit.decoupled.protocols import evaluate_with_teacher
+
+    if p.label_mode == "auto" and "view_values" in syn.extras:
+        syn = expand_views(syn)
+    rep = evaluate_with_teacher(syn, test, p, teacher if p.label_mode == "teacher-kd" else None,
+                                runs=runs, epochs=epochs, seed=seed, device=device)
+    r = rep.results[0]
+    return {"accuracies": list(r.accuracies), "mean": r.mean, "std": r.std, "seconds": rep.seconds,
+            "protocol": rep.protocol.name, "epochs": rep.protocol.epochs, "model": r.model}
+
+
+def _fingerprint(s: SyntheticSet) -> str:
+    """Content hash of a set (images, labels, extras): the cache key of its evaluations."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (s.images, s.labels, *(s.extras[k] for k in sorted(s.extras))):
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def _paired(a: list[float], b: list[float]) -> list[float]:
+    return [x - y for x, y in zip(a, b)]
+
+
+def _ms(xs: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(xs), "std": statistics.pstdev(xs) if len(xs) > 1 else 0.0}
+
+
+def ranking_scores(
+    syn: SyntheticSet,
+    splits: DatasetSplits,
+    recipe_hard: str | EvalProtocol = "dsa",
+    recipe_soft: str | EvalProtocol = "teacher-kd",
+    seed: int = 0,
+    teacher: Any = None,
+    *,
+    full_accuracy: float | list[float] | None = None,
+    random_set: SyntheticSet | None = None,
+    runs: int | None = None,
+    epochs_hard: int | None = None,
+    epochs_soft: int | None = None,
+    w: float = 0.5,
+    gamma: float = 0.5,
+    cache: dict | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Evaluate ``syn`` and a random real subset of the same size under the hard and the soft
+    recipe (and the soft recipe without augmentation) and compute IOR, HLR, LRS and ARS.
+
+    ``teacher`` (module or folder; default ``syn.meta['teacher_dir']``) is needed by
+    ``teacher-kd`` recipes, and to relabel the random subset when the soft recipe trains on
+    stored soft labels (same temperature and number of views as ``syn``). ``full_accuracy`` (the
+    full training set under ``recipe_hard``; a fraction or per-run list) is measured when not
+    given. ``cache`` (a dict) memoises evaluations by (set identity, recipe), so several methods
+    can share the random-subset and full-data runs. Returns a JSON-able dict.
+    """
+    from ddkit.decoupled.protocols import resolve_teacher
+
+    t0 = time.perf_counter()
+    ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)
+    pn = _no_aug(ps)
+    cache = {} if cache is None else cache
+    train, test = splits.train, splits.test
+    net = None
+    need_teacher = ps.label_mode == "teacher-kd" or (ps.label_mode == "auto" and syn.soft)
+    if need_teacher:
+        net, _ = resolve_teacher(syn, teacher, device)
+    rdm = random_set if random_set is not None else random_like(syn, train, seed)
+    if ps.label_mode == "auto" and syn.soft and not rdm.soft:
+        temp = float(syn.meta.get("label_temperature", 1.0))
+        views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
+        g = torch.Generator().manual_seed(int(seed) + 1)
+        rdm = relabel(rdm, net, temp, views=views, generator=g if views else None,
+                      topk=syn.meta.get("label_topk") if views else None)
+
+    def run(tag: str, s: SyntheticSet, p: EvalProtocol, epochs: int | None) -> dict[str, Any]:
+        key = (tag, p, epochs, runs, seed)
+        if key not in cache:
+            cache[key] = _accs(s, test, p, net, seed=seed, runs=runs, epochs=epochs, device=device)
+        return cache[key]
+
+    sid, rid = f"syn:{_fingerprint(syn)}", f"random:{_fingerprint(rdm)}"
+    acc = {
+        "syn_hard": run(sid, syn, ph, epochs_hard),
+        "random_hard": run(rid, rdm, ph, epochs_hard),
+        "syn_soft": run(sid, syn, ps, epochs_soft),
+        "random_soft": run(rid, rdm, ps, epochs_soft),
+        "syn_soft_noaug": run(sid, syn, pn, epochs_soft),
+        "random_soft_noaug": run(rid, rdm, pn, epochs_soft),
+    }
+    if full_accuracy is None:
+        full_set = SyntheticSet.from_real(train, meta={"method": "full"})
+        full = run(f"full:{_fingerprint(full_set)}", full_set, ph, epochs_hard)
+        full_runs = full["accuracies"]
+        acc["full_hard"] = full
+    else:
+        full_runs = list(full_accuracy) if isinstance(full_accuracy, (list, tuple)) else [float(full_accuracy)]
+        acc["full_hard"] = {"accuracies": full_runs, "mean": statistics.fmean(full_runs), "given": True}
+    n_runs = len(acc["syn_hard"]["accuracies"])
+    full_b = (full_runs * n_runs)[:n_runs] if len(full_runs) != n_runs else full_runs
+    hlr = _paired(full_b, acc["syn_hard"]["accuracies"])
+    ior = _paired(acc["syn_soft"]["accuracies"], acc["random_soft"]["accuracies"])
+    ior_hard = _paired(acc["syn_hard"]["accuracies"], acc["random_hard"]["accuracies"])
+    ior_naug = _paired(acc["syn_soft_noaug"]["accuracies"], acc["random_soft_noaug"]["accuracies"])
+    lrs_runs = [lrs(i, h, w) for i, h in zip(ior, hlr)]
+    ars_runs = [_robust(gamma * a + (1 - gamma) * b) for a, b in zip(ior, ior_naug)]
+    return {
+        "accuracy": acc,
+        "HLR": _ms(hlr),
+        "IOR": _ms(ior),
+        "IOR_hard": _ms(ior_hard),
+        "IOR_noaug": _ms(ior_naug),
+        "LRS": _ms(lrs_runs),
+        "ARS": _ms(ars_runs),
+        "w": w,
+        "gamma": gamma,
+        "recipes": {"hard": ph.to_dict(), "soft": ps.to_dict(), "soft_noaug": pn.to_dict()},
+        "epochs": {"hard": epochs_hard or ph.epochs, "soft": epochs_soft or ps.epochs},
+        "random_set": {"seed": rdm.meta.get("seed"), "size": len(rdm)},
+        "reported_on": "test split (final epoch); no choice made on test: fixed recipes, seeded random subset",
+        "seconds": time.perf_counter() - t0,
+    }

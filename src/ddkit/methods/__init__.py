@@ -24,4 +24,5 @@ def load_all() -> None:
 _METHOD_MODULES = [
     "ddkit.coreset",
     "ddkit.methods.decoupled",
+    "ddkit.methods.trajectory",
 ]

@@ -1,0 +1,468 @@
+"""Trajectory matching: MTT, TESLA and DATM behind the Distiller API.
+
+* ``mtt`` — Cazenavette, Wang, Torralba, Efros & Zhu, "Dataset Distillation by Matching
+  Training Trajectories", CVPR 2022. From a random expert and a random start epoch
+  ``t ∈ [min_start_epoch, max_start_epoch)`` the student (the expert's parameters ``θ*_t``) takes
+  ``syn_steps`` (N) SGD steps on synthetic mini-batches with a *learned* step size; the loss is
+  ``‖θ_N − θ*_{t+M}‖² / ‖θ*_t − θ*_{t+M}‖²`` with ``M = expert_epochs``. Images are optimised with
+  SGD (``lr_img``, momentum 0.5), the step size with SGD (``lr_lr``, momentum 0.5), starting from
+  ``lr_teacher``. Gradients by autograd through the unrolled steps: memory grows with N.
+* ``tesla`` — Cui, Wang, Si & Hsieh, "Scaling Up Dataset Distillation to ImageNet-1K with
+  Constant Memory", ICML 2023. The same objective and gradient, computed step by step
+  (:func:`ddkit.trajectory.student.tesla_step`), so memory does not grow with N; fixed soft labels
+  from an expert (softmax of its logits on the initial synthetic images; label learning off).
+* ``datm`` — Guo, Wang, Chen, Zhang, Yang & Zhou, "Towards Lossless Dataset Distillation via
+  Difficulty-Aligned Trajectory Matching", ICLR 2024. TESLA-style gradients plus: the window of
+  start epochs grows linearly from ``[min_start_epoch, max_start_epoch)`` to
+  ``[min_start_epoch, max_start_epoch_final)`` over ``expansion_iterations`` (easy -> hard);
+  synthetic images initialised from real images the expert classifies correctly; soft labels
+  *learned* (logits as a parameter, initialised from the experts' logits, SGD ``lr_label``
+  momentum 0.9, targets ``softmax(logits)``); an update is skipped when the matching loss
+  exceeds ``loss_threshold``.
+
+Expert trajectories come from ``experts_dir`` (``ddkit experts``) or, when it is ``None``, are
+trained on first use into ``experts_cache/<dataset>-<model>-<hash>`` (recorded in the result's
+metadata) so ``ddkit distill --method mtt`` works end to end. The learned step size is stored
+as ``SyntheticSet.lr`` and used by evaluation protocols with ``use_learned_lr``. Reported accuracy
+is never selected during distillation: the set after the last iteration is returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ddkit.data.dataset import ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, DataError
+from ddkit.methods.base import Distiller, MethodConfig, register_method
+from ddkit.methods.common import class_labels, initial_images
+
+TEST_EXPERTS_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-experts")
+
+_TEST_OVERRIDES: dict[str, Any] = {
+    "model": "convnet2-w8",
+    "num_experts": 2,
+    "expert_train_epochs": 3,
+    "expert_batch_size": 32,
+    "experts_cache": TEST_EXPERTS_CACHE,
+    "syn_steps": 3,
+    "expert_epochs": 1,
+    "max_start_epoch": 2,
+    "lr_img": 10.0,
+    "iterations": 2,
+}
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig(MethodConfig):
+    """Hyper-parameters shared by MTT, TESLA and DATM (names follow the reference code)."""
+
+    iterations: int = 5000
+    model: str = "convnet"  # student and expert architecture (no BatchNorm)
+    # expert trajectories: a folder from `ddkit experts`, or None to train/cache them here
+    experts_dir: str | None = None
+    experts_cache: str = "runs/experts"
+    num_experts: int = 10  # auto-trained buffer only (MTT: 100)
+    expert_train_epochs: int = 20  # auto-trained buffer only (MTT: 50)
+    expert_lr: float = 0.01
+    expert_batch_size: int = 256
+    expert_seed: int = 0
+    zca: bool = False
+    # matching
+    syn_steps: int = 20  # N
+    expert_epochs: int = 2  # M
+    min_start_epoch: int = 0
+    max_start_epoch: int = 10  # T+ (exclusive, as np.random.randint in the reference)
+    lr_img: float = 1000.0
+    lr_lr: float = 1e-5
+    lr_teacher: float = 0.01  # initial learned step size
+    momentum_img: float = 0.5
+    momentum_lr: float = 0.5
+    batch_syn: int = 0  # student mini-batch; 0 = the whole synthetic set
+    init: str = "real"  # real | noise  (DATM: correct = real images the expert classifies correctly)
+    dsa: str = "dsa"  # "dsa" (dataset default strategy), an explicit strategy, or "none"
+    backward: str = "unroll"  # unroll (MTT autograd) | tesla (constant memory, same gradient)
+    checkpoint_every: int = 0  # tesla: keep every k-th student state (0 = ceil(sqrt(N)))
+    loss_threshold: float = 0.0  # > 0: skip updates when the loss exceeds it (DATM); 0: never skip
+    min_lr: float = 1e-6  # guard: the learned step size is kept >= this
+
+
+@dataclass(frozen=True)
+class TeslaConfig(TrajectoryConfig):
+    backward: str = "tesla"
+    soft_labels: bool = True  # expert soft labels (fixed)
+    label_epoch: int | None = None  # expert epoch giving the labels (None: max_start_epoch)
+    label_temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class DATMConfig(TrajectoryConfig):
+    backward: str = "tesla"
+    init: str = "correct"
+    max_start_epoch_final: int | None = None  # None: the window does not grow
+    expansion_iterations: int = 1000
+    lr_label: float = 2.0
+    momentum_label: float = 0.9
+    label_epoch: int | None = None  # expert epoch giving images/labels (None: the last epoch)
+    loss_threshold: float = 1.0
+
+
+def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
+    from ddkit.trajectory.experts import _fingerprint
+
+    key = {
+        "spec": train.spec.to_dict(), "data": _fingerprint(train), "model": cfg.model.lower(),
+        "experts": cfg.num_experts, "epochs": cfg.expert_train_epochs, "lr": cfg.expert_lr,
+        "batch": cfg.expert_batch_size, "zca": cfg.zca, "seed": cfg.expert_seed,
+    }
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.experts_cache) / f"{train.spec.name}-{cfg.model.lower()}-{h}"
+
+
+def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: float = 5.0):
+    """The expert buffer for ``cfg``: ``experts_dir``, or the auto-trained cache (training what is
+    missing; waiting for experts that another live process is training)."""
+    from ddkit.trajectory.experts import load_experts, train_experts
+
+    if cfg.experts_dir:
+        buf = load_experts(cfg.experts_dir)
+        if buf.zca != bool(cfg.zca):
+            raise ConfigError(
+                f"experts in {cfg.experts_dir!r} were trained with zca={buf.zca}; set zca={str(buf.zca).lower()}"
+            )
+        return buf
+    folder = _auto_cache_dir(cfg, train)
+    while True:
+        buf = train_experts(train, cfg.model, cfg.num_experts, cfg.expert_train_epochs, folder,
+                            lr=cfg.expert_lr, batch_size=cfg.expert_batch_size, zca=cfg.zca,
+                            seed=cfg.expert_seed, resume=True)
+        if len(buf) >= cfg.num_experts:
+            return buf
+        time.sleep(poll_seconds)  # another process holds some experts; wait for it
+
+
+class _TrajectoryMatching(Distiller):
+    """Shared implementation; subclasses choose labels, initialisation and the window."""
+
+    Config: ClassVar[type[MethodConfig]] = TrajectoryConfig
+    test_overrides: ClassVar[dict[str, Any]] = _TEST_OVERRIDES
+    label_mode: ClassVar[str] = "hard"  # hard | prob | logits
+
+    # ------------------------------------------------------------------ set-up
+    def _validate(self, epochs: int) -> None:
+        c = self.config
+        checks = [
+            (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
+            (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
+            (0 <= c.min_start_epoch < c.max_start_epoch,
+             f"need 0 <= min_start_epoch < max_start_epoch, got {c.min_start_epoch}, {c.max_start_epoch}"),
+            (self._final_max_start() - 1 + c.expert_epochs <= epochs,
+             f"start epochs up to {self._final_max_start() - 1} plus expert_epochs {c.expert_epochs} exceed the "
+             f"{epochs} epochs of the expert trajectories"),
+            (c.lr_teacher > 0, f"lr_teacher must be > 0, got {c.lr_teacher}"),
+            (c.lr_img > 0 and c.lr_lr >= 0, "lr_img must be > 0 and lr_lr >= 0"),
+            (c.backward in ("unroll", "tesla"), f"unknown backward {c.backward!r}; valid: tesla, unroll"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"{self.name}: {msg}")
+
+    def _final_max_start(self) -> int:
+        return int(self.config.max_start_epoch)
+
+    def _window(self, iteration: int) -> tuple[int, int]:
+        return int(self.config.min_start_epoch), int(self.config.max_start_epoch)
+
+    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+        from ddkit.augment import DSA, default_strategy
+        from ddkit.trajectory.experts import _model_for, apply_zca
+        from ddkit.trajectory.student import FlatModel
+
+        c = self.config
+        buf = obtain_experts(c, train)
+        if buf.model != c.model.lower():
+            raise ConfigError(f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {c.model!r}")
+        buf.check_data(train)
+        self._validate(buf.epochs)
+        self.buffer_ = buf
+        self.zca_ = buf.zca_transform()
+        data = apply_zca(train, self.zca_) if self.zca_ is not None else train
+        self.data_ = data
+        self.fm_ = FlatModel(_model_for(c.model, data.spec, 0))
+        if self.fm_.num_params != int(buf.meta["num_params"]):
+            raise ConfigError(f"model {c.model!r} does not match the experts' parameter layout")
+        strategy = c.dsa
+        if strategy == "dsa":
+            strategy = default_strategy(data.spec.channels, data.spec.name)
+        self.dsa_ = DSA(strategy) if strategy and strategy.lower() != "none" else None
+
+        images, labels = self._initial_set(data, ipc, generator)
+        images = images.detach().clone().requires_grad_(True)
+        syn_lr = torch.tensor(float(c.lr_teacher)).requires_grad_(True)
+        self.state_.update({
+            "images": images,
+            "labels": labels,
+            "syn_lr": syn_lr,
+            "opt_img": torch.optim.SGD([images], lr=c.lr_img, momentum=c.momentum_img),
+            "opt_lr": torch.optim.SGD([syn_lr], lr=c.lr_lr, momentum=c.momentum_lr),
+        })
+        if self.label_mode == "logits":
+            labels.requires_grad_(True)
+            self.state_["opt_label"] = torch.optim.SGD([labels], lr=c.lr_label, momentum=c.momentum_label)
+
+    def _initial_set(self, data: ImageDataset, ipc: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return initial_images(data, ipc, g, self.config.init), class_labels(data.spec.num_classes, ipc)
+
+    def _select_correct(self, data: ImageDataset, ipc: int, g: torch.Generator, epoch: int) -> torch.Tensor:
+        """``ipc`` random real images per class that expert 0 (at ``epoch``) classifies correctly
+        (DATM's ``samples_predicted_correctly``); filled with other images of the class if too few."""
+        rows = []
+        for cls in range(data.spec.num_classes):
+            ix = data.class_indices[cls]
+            pred = self._expert_logits(data.images[ix], 0, epoch).argmax(1)
+            good, bad = ix[pred == cls], ix[pred != cls]
+            good = good[torch.randperm(len(good), generator=g)]
+            if len(good) < ipc:
+                good = torch.cat([good, bad[torch.randperm(len(bad), generator=g)]])
+            rows.append(good[:ipc])
+        return data.images[torch.cat(rows)].clone()
+
+    @torch.no_grad()
+    def _expert_logits(self, x: torch.Tensor, expert: int, epoch: int) -> torch.Tensor:
+        theta = self.buffer_.params(expert, epoch)
+        return torch.cat([self.fm_(theta, x[i:i + 512]) for i in range(0, len(x), 512)])
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self, iteration: int) -> dict[str, float]:
+        from ddkit.trajectory.student import make_plan, tesla_step, unrolled_step
+
+        c, st = self.config, self.state_
+        g = st["generator"]
+        images, labels, syn_lr = st["images"], st["labels"], st["syn_lr"]
+        lo, hi = self._window(iteration)
+        expert = int(torch.randint(len(self.buffer_), (1,), generator=g))
+        start_epoch = int(torch.randint(lo, hi, (1,), generator=g))
+        start = self.buffer_.params(expert, start_epoch)
+        target = self.buffer_.params(expert, start_epoch + c.expert_epochs)
+        plan = make_plan(len(images), c.syn_steps, c.batch_syn, g, self.dsa_, self.data_.spec.image_size)
+        opts = [st["opt_img"], st["opt_lr"]] + ([st["opt_label"]] if "opt_label" in st else [])
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        if c.backward == "unroll":
+            loss_t = unrolled_step(self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode)
+            loss_t.backward()
+            loss = float(loss_t.detach())
+            del loss_t
+        else:
+            r = tesla_step(self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
+                           checkpoint_every=c.checkpoint_every)
+            loss = r.loss
+            images.grad, syn_lr.grad = r.grad_images, r.grad_lr
+            if r.grad_labels is not None:
+                labels.grad = r.grad_labels
+        if not torch.isfinite(torch.tensor(loss)):
+            raise DataError(f"{self.name}: the matching loss is not finite at iteration {iteration} "
+                            f"(lr_img {c.lr_img} or lr_lr {c.lr_lr} too large?)")
+        applied = not c.loss_threshold or loss <= c.loss_threshold
+        if applied:
+            for o in opts:
+                o.step()
+            with torch.no_grad():
+                syn_lr.clamp_(min=c.min_lr)
+        return {"loss": loss, "lr": float(syn_lr.detach()), "start_epoch": float(start_epoch),
+                "applied": float(applied)}
+
+    # ------------------------------------------------------------------ output
+    def _result_labels(self) -> torch.Tensor:
+        return self.state_["labels"].detach().clone()
+
+    def result(self) -> SyntheticSet:
+        st = self.state_
+        extras = {}
+        if self.zca_ is not None:
+            extras = {f"zca.{k}": v.clone() for k, v in self.zca_.to_tensors().items()}
+        lr = max(float(st["syn_lr"].detach()), self.config.min_lr)
+        meta = {"experts_dir": str(self.buffer_.root), "num_experts": len(self.buffer_),
+                "expert_epochs_trained": self.buffer_.epochs}
+        return SyntheticSet(st["images"].detach().clone(), self._result_labels(), self.data_.spec, lr=lr,
+                            meta=meta, extras=extras)
+
+
+def _peak_at_class(logits: torch.Tensor, hard: torch.Tensor, margin: float = 0.01) -> torch.Tensor:
+    """Logits whose argmax is each row's class: rows that peak elsewhere get their class logit
+    raised to ``max + margin`` (a synthetic image keeps the class it was made for; rare)."""
+    out = logits.clone()
+    wrong = out.argmax(1) != hard
+    if wrong.any():
+        rows = torch.nonzero(wrong).flatten()
+        out[rows, hard[rows]] = out[rows].max(1).values + margin
+    return out
+
+
+def _cifar10(**kw: Any) -> dict[str, Any]:
+    # published runs: ConvNet-3 (instance norm), experts 100 x 50 epochs (DATM: 100 x 100)
+    return {"num_experts": 100, "expert_train_epochs": 50, "expert_batch_size": 256, **kw}
+
+
+# CIFAR-10 settings as listed in /work/shared/REFERENCE.md (MTT, Table of hyper-parameters in its
+# appendix): (N, M, T+, lr_img, lr_lr, lr_teacher). IPC 10's lr_lr is 1e-5: a value reported as a
+# typo made the learned step size explode. ZCA for IPC 1 and 10 as in the MTT runs.
+_MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
+    ("cifar10", 1): _cifar10(syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=100.0, lr_lr=1e-7,
+                             lr_teacher=0.01, zca=True),
+    ("cifar10", 10): _cifar10(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=100.0, lr_lr=1e-5,
+                              lr_teacher=0.001, zca=True),
+    ("cifar10", 50): _cifar10(syn_steps=30, expert_epochs=2, max_start_epoch=40, lr_img=1000.0, lr_lr=1e-5,
+                              lr_teacher=0.001, zca=False),
+    # Small CPU settings (ours, not published): experts with batch 32 so that an epoch of these small
+    # training sets has a useful number of SGD steps; shorter unrolls; images live in the normalised
+    # space (no ZCA), where lr_img 100 is the published order of magnitude.
+    ("digits", "*"): {"model": "convnet", "num_experts": 10, "expert_train_epochs": 20, "expert_batch_size": 32,
+                      "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 10, "lr_img": 100.0,
+                      "lr_lr": 1e-5, "lr_teacher": 0.01, "iterations": 1000},
+    ("digits", 1): {"max_start_epoch": 4, "lr_lr": 1e-7},
+    ("digits", 50): {"batch_syn": 100},
+    ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 8, "expert_train_epochs": 15,
+                       "expert_batch_size": 32, "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 8,
+                       "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "iterations": 500},
+    ("mnist5k", 1): {"max_start_epoch": 4, "lr_lr": 1e-7},
+    ("mnist5k", 50): {"batch_syn": 100},
+}
+
+
+@register_method
+class MTT(_TrajectoryMatching):
+    """MTT: matching training trajectories (Cazenavette et al., CVPR 2022)."""
+
+    name = "mtt"
+    Config = TrajectoryConfig
+    presets = _MTT_PRESETS
+
+
+@register_method
+class TESLA(_TrajectoryMatching):
+    """TESLA: trajectory matching with memory constant in N and expert soft labels (Cui et al., ICML 2023)."""
+
+    name = "tesla"
+    Config = TeslaConfig
+    # TESLA reuses MTT's per-dataset settings (its paper keeps MTT's hyper-parameters).
+    presets = {k: dict(v) for k, v in _MTT_PRESETS.items()}
+
+    @property
+    def label_mode(self) -> str:  # type: ignore[override]
+        return "prob" if self.config.soft_labels else "hard"
+
+    def _initial_set(self, data, ipc, g):
+        c = self.config
+        if not c.soft_labels:
+            return super()._initial_set(data, ipc, g)
+        epoch = c.max_start_epoch if c.label_epoch is None else int(c.label_epoch)
+        # soft labels must peak at the image's class: start from images the expert gets right
+        images = (self._select_correct(data, ipc, g, epoch) if c.init == "real"
+                  else initial_images(data, ipc, g, c.init))
+        logits = self._expert_logits(images, 0, epoch) / float(c.label_temperature)
+        logits = _peak_at_class(logits, class_labels(data.spec.num_classes, ipc))
+        return images, F.softmax(logits, dim=-1)
+
+    def _result_labels(self) -> torch.Tensor:
+        labels = self.state_["labels"].detach().clone()
+        if labels.ndim == 2:
+            labels = labels / labels.sum(1, keepdim=True)
+        return labels
+
+
+_DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
+    # from the DATM repository's configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml
+    ("cifar10", 1): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
+                             min_start_epoch=0, max_start_epoch=4, max_start_epoch_final=None, lr_img=100.0,
+                             lr_lr=1e-7, lr_teacher=0.01, batch_syn=0, lr_label=5.0, momentum_label=0.9,
+                             loss_threshold=1.1, zca=True),
+    ("cifar10", 10): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
+                              min_start_epoch=0, max_start_epoch=10, max_start_epoch_final=20,
+                              expansion_iterations=1000, lr_img=100.0, lr_lr=1e-5, lr_teacher=0.01, batch_syn=100,
+                              lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, zca=True),
+    ("cifar10", 50): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
+                              min_start_epoch=0, max_start_epoch=20, max_start_epoch_final=40,
+                              expansion_iterations=2000, lr_img=1000.0, lr_lr=1e-5, lr_teacher=0.01,
+                              batch_syn=500, lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, zca=True),
+}
+_DATM_SMALL = {
+    ("digits", "*"): {**_MTT_PRESETS[("digits", "*")], "max_start_epoch": 4, "max_start_epoch_final": 10,
+                      "expansion_iterations": 500, "lr_label": 2.0},
+    ("digits", 1): {"max_start_epoch": 2, "max_start_epoch_final": 4, "lr_lr": 1e-7},
+    ("digits", 50): {"batch_syn": 100},
+    ("mnist5k", "*"): {**_MTT_PRESETS[("mnist5k", "*")], "max_start_epoch": 4, "max_start_epoch_final": 8,
+                       "expansion_iterations": 250, "lr_label": 2.0},
+    ("mnist5k", 1): {"max_start_epoch": 2, "max_start_epoch_final": 4, "lr_lr": 1e-7},
+    ("mnist5k", 50): {"batch_syn": 100},
+}
+
+
+@register_method
+class DATM(_TrajectoryMatching):
+    """DATM: difficulty-aligned trajectory matching with learned soft labels (Guo et al., ICLR 2024)."""
+
+    name = "datm"
+    Config = DATMConfig
+    label_mode = "logits"
+    presets = {**_DATM_CIFAR10, **_DATM_SMALL}
+
+    def _final_max_start(self) -> int:
+        c = self.config
+        return int(c.max_start_epoch if c.max_start_epoch_final is None else max(c.max_start_epoch,
+                                                                                 c.max_start_epoch_final))
+
+    def _window(self, iteration: int) -> tuple[int, int]:
+        """``[min_start_epoch, upper)`` with ``upper`` growing linearly from ``max_start_epoch`` to
+        ``max_start_epoch_final`` over ``expansion_iterations`` (DATM's sequential generation)."""
+        c = self.config
+        lo, hi = int(c.min_start_epoch), int(c.max_start_epoch)
+        if c.max_start_epoch_final is None:
+            return lo, hi
+        final = self._final_max_start()
+        span = max(1, int(c.expansion_iterations))
+        upper = hi + int((final - hi) * iteration / span)
+        return lo, min(upper, final)
+
+    def _label_epoch(self) -> int:
+        c = self.config
+        return self.buffer_.epochs if c.label_epoch is None else int(c.label_epoch)
+
+    def _initial_set(self, data, ipc, g):
+        epoch = self._label_epoch()
+        k = data.spec.num_classes
+        if self.config.init == "correct":
+            images = self._select_correct(data, ipc, g, epoch)
+        else:
+            images = initial_images(data, ipc, g, self.config.init)
+        hard = class_labels(k, ipc)
+        # DATM: average logits over the experts that classify each image correctly
+        total = torch.zeros(len(images), k)
+        count = torch.zeros(len(images), 1)
+        for e in range(len(self.buffer_)):
+            logits = self._expert_logits(images, e, epoch)
+            ok = (logits.argmax(1) == hard).float().unsqueeze(1)
+            total += logits * ok
+            count += ok
+        first = self._expert_logits(images, 0, epoch)
+        logits = torch.where(count > 0, total / count.clamp_min(1), first)
+        return images, logits.detach().clone()
+
+    def _result_labels(self) -> torch.Tensor:
+        k = self.data_.spec.num_classes
+        hard = class_labels(k, len(self.state_["labels"]) // k)
+        return F.softmax(_peak_at_class(self.state_["labels"].detach(), hard), dim=-1)
+
+
+__all__ = ["DATM", "MTT", "TESLA", "DATMConfig", "TeslaConfig", "TrajectoryConfig", "obtain_experts"]

@@ -1,0 +1,502 @@
+"""Expert trajectories: networks trained on real data with a parameter snapshot per epoch.
+
+As in MTT (Cazenavette et al., CVPR 2022, ``buffer.py``): ``E`` networks are trained on the real
+training split with plain SGD (lr 0.01, no momentum by default), batch 256, cross-entropy and
+DSA augmentation (per-sample draws), optionally on ZCA-whitened images. Unlike the reference,
+whose buffers are pickled lists that must be retrained from scratch after a crash, the
+trajectories here are files that can be resumed and shared:
+
+``out_dir/experts.json``
+    shared metadata: dataset spec (with ``transform: "zca"`` when whitened), model and its
+    parameter layout, lr, momentum, batch size, augmentation, epochs, ZCA flag, seed.
+``out_dir/zca.safetensors``
+    the fitted :class:`ddkit.augment.ZCA` (only with ``zca=True``).
+``out_dir/expert_007/epoch_012.safetensors``
+    the flat parameter vector (``params``; plus ``momentum`` when momentum > 0) after 12 epochs
+    (epoch 0 is the initialisation), with metadata (dataset, model, normalisation, ZCA, lr,
+    seed, expert, epoch) in the safetensors header; written atomically.
+
+Determinism: the initialisation of expert ``e`` and the data order / augmentation of its epoch
+``j`` come from generators seeded by a hash of ``(seed, e, j)``, so continuing from any snapshot
+gives bit-identical files to an uninterrupted run (on the same machine and torch build).
+
+Concurrency: a process claims an expert by creating ``expert_007.lock`` with
+``O_CREAT | O_EXCL`` (holding its pid and host); others skip claimed experts. A lock whose
+process is gone (same host, pid not alive) is stale and is taken over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.spec import DatasetSpec
+from ddkit.errors import ConfigError, DataError, FileFormatError
+from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
+
+__all__ = ["ExpertBuffer", "train_experts", "load_experts", "derive_seed", "apply_zca"]
+
+FORMAT = "ddkit.experts"
+FORMAT_VERSION = 1
+META_FILE = "experts.json"
+ZCA_FILE = "zca.safetensors"
+
+# settings that must agree between every process / resume writing one folder
+_MUST_MATCH = ("spec", "model", "params", "lr", "momentum", "weight_decay", "batch_size", "augment",
+               "zca", "seed")
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from a tuple, e.g. ``(seed, expert, epoch)`` (stable across runs/platforms)."""
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _expert_dir(root: Path, e: int) -> Path:
+    return root / f"expert_{e:03d}"
+
+
+def _epoch_file(root: Path, e: int, epoch: int) -> Path:
+    return _expert_dir(root, e) / f"epoch_{epoch:03d}.safetensors"
+
+
+# ---------------------------------------------------------------------------- locks
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_path(root: Path, e: int) -> Path:
+    return root / f"expert_{e:03d}.lock"
+
+
+def try_claim(root: Path, e: int) -> bool:
+    """Claim expert ``e`` for this process (atomic ``O_CREAT|O_EXCL`` lock file with our pid).
+
+    Returns ``False`` if a live process holds it. A stale lock (same host, dead pid) is
+    removed and the claim retried once; a lock from another host is respected.
+    """
+    path = _lock_path(root, e)
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                info = json.loads(path.read_text() or "{}")
+            except (OSError, json.JSONDecodeError):
+                info = {}
+            if info.get("pid") == me["pid"] and info.get("host") == me["host"]:
+                return True
+            same_host = info.get("host") in (None, me["host"])
+            if same_host and not _pid_alive(int(info.get("pid", -1))):
+                # stale: take over atomically (rename so that two takers cannot both win)
+                grave = path.with_name(f"{path.name}.stale-{os.getpid()}")
+                try:
+                    os.replace(path, grave)
+                    grave.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass
+                continue
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return True
+    return False
+
+
+def release(root: Path, e: int) -> None:
+    path = _lock_path(root, e)
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return
+    if info.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _claimed_by_other(root: Path, e: int) -> bool:
+    path = _lock_path(root, e)
+    if not path.exists():
+        return False
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return True
+    if info.get("pid") == os.getpid():
+        return False
+    if info.get("host") in (None, socket.gethostname()) and not _pid_alive(int(info.get("pid", -1))):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- ZCA
+def apply_zca(data: ImageDataset, zca) -> ImageDataset:
+    """``data`` with ZCA-whitened images and ``spec.transform = "zca"``."""
+    import dataclasses
+
+    spec = dataclasses.replace(data.spec, transform="zca")
+    return ImageDataset(zca.transform(data.images), data.labels, spec)
+
+
+# ---------------------------------------------------------------------------- training
+def _model_for(model: str, spec: DatasetSpec, seed: int):
+    from ddkit.models import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return create_model(model, num_classes=spec.num_classes, in_channels=spec.channels,
+                            image_size=spec.image_size)
+
+
+def _train_epoch(fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa):
+    """One epoch of SGD on the flat vector ``theta`` (torch.optim.SGD's update rule, dampening 0)."""
+    n = len(images)
+    perm = torch.randperm(n, generator=gen)
+    total, count = 0.0, 0
+    for s in range(0, n, batch_size):
+        idx = perm[s:s + batch_size]
+        x = images[idx]
+        if dsa is not None:
+            x = dsa(x, gen, shared=False)
+        w = theta.detach().requires_grad_(True)
+        loss = F.cross_entropy(fm(w, x), labels[idx])
+        (g,) = torch.autograd.grad(loss, w)
+        with torch.no_grad():
+            if weight_decay:
+                g = g + weight_decay * theta
+            if momentum:
+                buf = g.clone() if buf is None else buf.mul(momentum).add_(g)
+                g = buf
+            theta = theta - lr * g
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return theta, buf, total / max(count, 1)
+
+
+def _fingerprint(data: ImageDataset) -> str:
+    h = hashlib.sha256()
+    h.update(data.images.detach().contiguous().numpy().tobytes())
+    h.update(data.labels.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_experts(
+    splits_or_train: DatasetSplits | ImageDataset,
+    model: str,
+    num_experts: int,
+    epochs: int,
+    out_dir: str | os.PathLike,
+    *,
+    lr: float = 0.01,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    batch_size: int = 256,
+    augment: str | None = "dsa",
+    zca: bool = False,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool | Callable[[str], None] = False,
+) -> ExpertBuffer:
+    """Train ``num_experts`` networks for ``epochs`` epochs on the real train split, saving a
+    snapshot every epoch under ``out_dir`` (layout in the module docstring).
+
+    Args:
+        splits_or_train: :class:`DatasetSplits` (train split used; the test accuracy of each
+            finished expert is recorded for information only) or a train :class:`ImageDataset`.
+        augment: ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA strategy, or
+            ``None``.
+        resume: continue experts that a stopped run left unfinished. Without it, a folder with
+            unfinished experts that no live process is working on raises :class:`ConfigError`.
+            Finished experts are never retrained, and experts claimed by a live process
+            (another ``train_experts`` on the same folder) are skipped either way.
+
+    Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
+    """
+    from ddkit.augment import DSA, ZCA, default_strategy
+    from ddkit.trajectory.student import FlatModel
+
+    if isinstance(splits_or_train, DatasetSplits):
+        train, test = splits_or_train.train, splits_or_train.test
+    elif isinstance(splits_or_train, ImageDataset):
+        train, test = splits_or_train, None
+    else:
+        raise DataError("train_experts needs DatasetSplits or an ImageDataset")
+    for name, v, lo in (("num_experts", num_experts, 1), ("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+        if int(v) != v or v < lo:
+            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+    if train.spec.transform is not None:
+        raise DataError(f"train_experts expects un-whitened data (spec.transform={train.spec.transform!r}); "
+                        "pass zca=True instead")
+    say = progress if callable(progress) else (print if progress else (lambda msg: None))
+    root = ensure_writable_dir(out_dir)
+
+    zca_obj = None
+    if zca:
+        zpath = root / ZCA_FILE
+        if zpath.exists():
+            zca_obj = ZCA.from_tensors(load_tensors(zpath))
+        else:
+            zca_obj = ZCA().fit(train.images)
+            save_tensors(zpath, zca_obj.to_tensors())
+        train = apply_zca(train, zca_obj)
+        if test is not None:
+            test = apply_zca(test, zca_obj)
+
+    probe = _model_for(model, train.spec, 0)
+    fm = FlatModel(probe)
+    strategy = None
+    if augment:
+        strategy = default_strategy(train.spec.channels, train.spec.name) if augment == "dsa" else str(augment)
+    dsa = DSA(strategy) if strategy else None
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": train.spec.to_dict(),
+        "model": str(model).lower(),
+        "params": fm.param_layout(),
+        "num_params": fm.num_params,
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "weight_decay": float(weight_decay),
+        "batch_size": int(batch_size),
+        "augment": strategy,
+        "zca": bool(zca),
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "data_fingerprint": _fingerprint(train),
+    }
+    mpath = root / META_FILE
+    if mpath.exists():
+        old = read_json(mpath)
+        diff = [k for k in _MUST_MATCH + ("data_fingerprint",) if old.get(k) != meta[k]]
+        if diff:
+            raise ConfigError(
+                f"expert folder {str(root)!r} holds experts trained with different {', '.join(diff)}; "
+                "use another --out folder"
+            )
+        if int(old.get("epochs", 0)) > epochs:
+            meta["epochs"] = int(old["epochs"])
+    if not mpath.exists() or read_json(mpath) != meta:
+        atomic_write_json(mpath, meta)
+    total_epochs = int(epochs)
+
+    header = {
+        "dataset": train.spec.name,
+        "model": meta["model"],
+        "mean": json.dumps(list(train.spec.mean)),
+        "std": json.dumps(list(train.spec.std)),
+        "zca": str(bool(zca)).lower(),
+        "lr": repr(float(lr)),
+        "seed": str(int(seed)),
+    }
+
+    if not resume:
+        unfinished = []
+        for e in range(num_experts):
+            last = _last_epoch(root, e)
+            if last is not None and last < total_epochs and not _claimed_by_other(root, e):
+                unfinished.append(e)
+        if unfinished:
+            raise ConfigError(
+                f"expert folder {str(root)!r} holds unfinished experts {unfinished[:5]}"
+                f"{'...' if len(unfinished) > 5 else ''} from an earlier run; pass resume=True (--resume) "
+                "to continue them"
+            )
+
+    images, labels = train.images, train.labels
+    for e in range(num_experts):
+        last = _last_epoch(root, e)
+        if last is not None and last >= total_epochs:
+            continue
+        if not try_claim(root, e):
+            say(f"expert {e}: claimed by another process, skipping")
+            continue
+        try:
+            last = _last_epoch(root, e)  # re-read under the lock
+            if last is not None and last >= total_epochs:
+                continue
+            buf = None
+            if last is None:
+                net = _model_for(model, train.spec, derive_seed(seed, e, "init"))
+                theta = fm.flatten(net)
+                _write_snapshot(root, e, 0, theta, None, momentum, header)
+                last = 0
+            else:
+                snap = load_tensors(_epoch_file(root, e, last))
+                theta = snap["params"]
+                if momentum:
+                    buf = snap.get("momentum")
+                    if buf is None and last > 0:
+                        raise FileFormatError(f"{_epoch_file(root, e, last)} lacks the momentum buffer")
+                say(f"expert {e}: resuming after epoch {last}")
+            for epoch in range(last, total_epochs):
+                gen = torch.Generator().manual_seed(derive_seed(seed, e, epoch))
+                theta, buf, loss = _train_epoch(fm, theta, buf, images, labels, gen, lr=lr, momentum=momentum,
+                                                weight_decay=weight_decay, batch_size=batch_size, dsa=dsa)
+                if not torch.isfinite(theta).all():
+                    raise DataError(f"expert {e} diverged at epoch {epoch + 1} (lr {lr} too large?)")
+                _write_snapshot(root, e, epoch + 1, theta, buf, momentum, {**header, "train_loss": repr(loss)})
+                say(f"expert {e}: epoch {epoch + 1}/{total_epochs} train loss {loss:.4f}")
+            info: dict[str, Any] = {"expert": e, "epochs": total_epochs}
+            if test is not None:
+                with torch.no_grad():
+                    pred = torch.cat([fm(theta, test.images[i:i + 1024]).argmax(1)
+                                      for i in range(0, len(test), 1024)])
+                info["test_accuracy"] = float((pred == test.labels).float().mean())
+                say(f"expert {e}: test accuracy {100 * info['test_accuracy']:.2f}% (information only)")
+            atomic_write_json(_expert_dir(root, e) / "info.json", info)
+        finally:
+            release(root, e)
+    return load_experts(root)
+
+
+def _write_snapshot(root, e, epoch, theta, buf, momentum, header) -> None:
+    tensors = {"params": theta.detach().float().contiguous()}
+    if momentum and buf is not None:
+        tensors["momentum"] = buf.detach().contiguous()
+    save_tensors(_epoch_file(root, e, epoch), tensors,
+                 metadata={**header, "expert": str(e), "epoch": str(epoch)})
+
+
+def _last_epoch(root: Path, e: int) -> int | None:
+    """The highest saved epoch of expert ``e`` (None if it has no snapshot). Snapshots are written
+    atomically in order, so the set of epochs is always ``0..last``."""
+    d = _expert_dir(root, e)
+    if not d.is_dir():
+        return None
+    eps = []
+    for p in d.glob("epoch_*.safetensors"):
+        try:
+            eps.append(int(p.stem.split("_")[1]))
+        except (IndexError, ValueError):
+            continue
+    return max(eps) if eps else None
+
+
+# ---------------------------------------------------------------------------- loading
+@dataclass
+class ExpertBuffer:
+    """A folder of expert trajectories, loaded lazily (a small LRU cache of snapshots).
+
+    ``experts`` lists the indices of complete experts (all ``epochs`` snapshots present).
+    """
+
+    root: Path
+    meta: dict[str, Any]
+    experts: list[int]
+    cache_size: int = 32
+
+    def __post_init__(self) -> None:
+        self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self._zca = None
+
+    @property
+    def epochs(self) -> int:
+        return int(self.meta["epochs"])
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec.from_dict(self.meta["spec"])
+
+    @property
+    def model(self) -> str:
+        return str(self.meta["model"])
+
+    @property
+    def zca(self) -> bool:
+        return bool(self.meta.get("zca", False))
+
+    def __len__(self) -> int:
+        return len(self.experts)
+
+    def params(self, expert: int, epoch: int) -> torch.Tensor:
+        """Flat parameter vector of the ``expert``-th complete expert after ``epoch`` epochs."""
+        if not 0 <= expert < len(self.experts):
+            raise ConfigError(f"expert index {expert} out of range (buffer has {len(self.experts)})")
+        if not 0 <= epoch <= self.epochs:
+            raise ConfigError(f"epoch {epoch} out of range (experts were trained for {self.epochs})")
+        key = (self.experts[expert], int(epoch))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        t = load_tensors(_epoch_file(self.root, *key))
+        if "params" not in t:
+            raise FileFormatError(f"{_epoch_file(self.root, *key)} has no 'params' tensor")
+        v = t["params"]
+        if v.numel() != int(self.meta["num_params"]):
+            raise FileFormatError(f"{_epoch_file(self.root, *key)} has {v.numel()} parameters, expected "
+                                  f"{self.meta['num_params']}")
+        self._cache[key] = v
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return v
+
+    def zca_transform(self):
+        """The fitted :class:`ddkit.augment.ZCA` of this buffer (``None`` without ZCA)."""
+        if not self.zca:
+            return None
+        if self._zca is None:
+            from ddkit.augment import ZCA
+
+            self._zca = ZCA.from_tensors(load_tensors(self.root / ZCA_FILE))
+        return self._zca
+
+    def check_data(self, data: ImageDataset) -> None:
+        """Raise :class:`ConfigError` if ``data`` (un-whitened) is not the data these experts saw."""
+        spec, mine = data.spec, self.spec
+        if (spec.name, spec.shape, spec.num_classes) != (mine.name, mine.shape, mine.num_classes):
+            raise ConfigError(
+                f"experts in {str(self.root)!r} were trained on {mine.name} {mine.shape} with "
+                f"{mine.num_classes} classes, not {spec.name} {spec.shape} with {spec.num_classes}"
+            )
+        close = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(spec.mean + spec.std, mine.mean + mine.std))
+        if not close:
+            raise ConfigError(f"experts in {str(self.root)!r} used a different normalisation (mean/std) than this data")
+
+
+def load_experts(path: str | os.PathLike, *, min_experts: int = 1) -> ExpertBuffer:
+    """Open an expert folder written by :func:`train_experts` (only complete experts are used)."""
+    root = Path(path)
+    mpath = root / META_FILE
+    if not mpath.is_file():
+        raise FileFormatError(f"no expert trajectories in {str(root)!r} (missing {META_FILE}); "
+                              "train them with `ddkit experts`")
+    meta = read_json(mpath)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FileFormatError(f"{str(mpath)!r} is not a ddkit expert-trajectory file")
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise FileFormatError(f"{str(root)!r} was written by a newer ddkit")
+    epochs = int(meta["epochs"])
+    experts = sorted(
+        int(d.name.split("_")[1]) for d in root.glob("expert_*") if d.is_dir() and d.name.split("_")[1].isdigit()
+    )
+    complete = [e for e in experts if (_last_epoch(root, e) or 0) >= epochs]  # None/0 -> incomplete
+    if len(complete) < min_experts:
+        raise FileFormatError(
+            f"{str(root)!r} has {len(complete)} complete expert(s) of {epochs} epochs; need {min_experts} "
+            "(finish them with `ddkit experts ... --resume`)"
+        )
+    return ExpertBuffer(root, meta, complete)

@@ -1,0 +1,275 @@
+"""Trajectory matching: expert buffers (resume, locks, ZCA), the TESLA gradient, MTT/TESLA/DATM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddkit.errors import ConfigError, FileFormatError
+from ddkit.testing import tiny_digits
+from ddkit.trajectory.experts import _epoch_file, _lock_path, load_experts, train_experts, try_claim
+
+TINY = "convnet2-w8"
+
+
+def _tiny_train():
+    return tiny_digits().train
+
+
+def _files(root: Path) -> dict[str, tuple]:
+    """Every snapshot's tensors (as raw bytes) and header metadata. (The header's key order is not
+    stable in safetensors, so whole files are not compared byte for byte.)"""
+    from safetensors import safe_open
+
+    out = {}
+    for p in sorted(root.rglob("epoch_*.safetensors")):
+        with safe_open(str(p), "pt") as f:
+            tensors = {k: f.get_tensor(k).numpy().tobytes() for k in f.keys()}
+            out[str(p.relative_to(root))] = (tensors, f.metadata())
+    return out
+
+
+# ----------------------------------------------------------------------------- TESLA == MTT
+@pytest.mark.parametrize("label_mode", ["hard", "prob", "logits"])
+def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
+    from ddkit.augment import DSA
+    from ddkit.models import create_model
+    from ddkit.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = create_model(TINY, num_classes=3, in_channels=1, image_size=8).double()
+    fm = FlatModel(net)
+    g = torch.Generator().manual_seed(0)
+    start = fm.flatten(net)
+    target = start + 0.05 * torch.randn(start.shape, generator=g, dtype=torch.float64)
+    images = torch.randn(6, 1, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    if label_mode == "hard":
+        labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    elif label_mode == "prob":
+        labels = torch.softmax(torch.randn(6, 3, generator=g, dtype=torch.float64), -1)
+    else:
+        labels = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    dsa = DSA("color_crop_cutout_scale_rotate")
+    plan = make_plan(6, 5, 4, g, dsa, (8, 8))  # N=5 steps, batches of 4 (wrapping permutations)
+
+    loss = unrolled_step(fm, start, target, images, lr, labels, plan, dsa, label_mode)
+    loss.backward()
+    for k in (0, 1, 2, 5):  # sqrt checkpoints, every state, segments of 2, one segment
+        r = tesla_step(fm, start, target, images, lr, labels, plan, dsa, label_mode, checkpoint_every=k)
+        assert r.loss == pytest.approx(float(loss.detach()), rel=1e-12)
+        torch.testing.assert_close(r.grad_images, images.grad, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(r.grad_lr, lr.grad, rtol=1e-9, atol=1e-12)
+        if label_mode == "logits":
+            torch.testing.assert_close(r.grad_labels, labels.grad, rtol=1e-9, atol=1e-12)
+        else:
+            assert r.grad_labels is None
+    assert images.grad.abs().max() > 0 and lr.grad.abs() > 0
+
+
+def test_batchnorm_student_is_refused(tmp_path):
+    from ddkit.models import create_model
+    from ddkit.trajectory.student import FlatModel
+
+    with pytest.raises(ConfigError, match="BatchNorm"):
+        FlatModel(create_model("convnet2-w8-bn", num_classes=3, in_channels=1, image_size=8))
+    with pytest.raises(ConfigError, match="BatchNorm"):
+        train_experts(_tiny_train(), "convnet2-w8-bn", 1, 1, tmp_path / "bn")
+
+
+# ----------------------------------------------------------------------------- experts
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_experts_resume_is_bit_identical(tmp_path, momentum):
+    train = _tiny_train()
+    kw = dict(lr=0.01, momentum=momentum, batch_size=64, seed=3)
+    full = tmp_path / "full"
+    train_experts(train, TINY, 2, 4, full, **kw)
+    # "killed" after 2 epochs: train 2, then resume to 4
+    part = tmp_path / "part"
+    train_experts(train, TINY, 2, 2, part, **kw)
+    train_experts(train, TINY, 2, 4, part, resume=True, **kw)
+    assert _files(full) == _files(part)
+    # killed mid-expert: drop the last snapshots of expert 1 and resume
+    crash = tmp_path / "crash"
+    train_experts(train, TINY, 2, 4, crash, **kw)
+    for ep in (3, 4):
+        _epoch_file(crash, 1, ep).unlink()
+    with pytest.raises(ConfigError, match="resume"):
+        train_experts(train, TINY, 2, 4, crash, **kw)
+    train_experts(train, TINY, 2, 4, crash, resume=True, **kw)
+    assert _files(full) == _files(crash)
+    buf = load_experts(full)
+    assert len(buf) == 2 and buf.epochs == 4
+    assert not torch.equal(buf.params(0, 0), buf.params(0, 4))
+    assert not torch.equal(buf.params(0, 0), buf.params(1, 0))  # experts differ
+
+
+def test_experts_metadata_and_settings_mismatch(tmp_path):
+    from safetensors import safe_open
+
+    train = _tiny_train()
+    root = tmp_path / "e"
+    train_experts(train, TINY, 1, 1, root, batch_size=64)
+    meta = json.loads((root / "experts.json").read_text())
+    assert meta["model"] == TINY and meta["lr"] == 0.01 and meta["zca"] is False and meta["seed"] == 0
+    assert meta["spec"]["name"] == "tiny-digits" and meta["momentum"] == 0.0
+    with safe_open(str(_epoch_file(root, 0, 1)), "pt") as f:
+        header = f.metadata()
+    assert header["dataset"] == "tiny-digits" and header["model"] == TINY and header["epoch"] == "1"
+    assert json.loads(header["mean"]) == list(train.spec.mean) and header["zca"] == "false"
+    with pytest.raises(ConfigError, match="different lr"):
+        train_experts(train, TINY, 1, 1, root, lr=0.1, batch_size=64)
+    with pytest.raises(FileFormatError, match="experts.json"):
+        load_experts(tmp_path / "nothing")
+
+
+def test_lock_prevents_double_claim(tmp_path):
+    root = tmp_path / "locks"
+    root.mkdir()
+    assert try_claim(root, 0)  # ours
+    assert try_claim(root, 0)  # re-entrant for the same process
+    # a live other process holds expert 1
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        _lock_path(root, 1).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        assert not try_claim(root, 1)
+        # train_experts skips the claimed expert and trains the rest
+        buf = train_experts(_tiny_train(), TINY, 3, 1, root, batch_size=64)
+        assert buf.experts == [0, 2]
+        assert not (root / "expert_001").exists()
+    finally:
+        other.kill()
+        other.wait()
+    # the holder died: its lock is stale and can be taken over
+    assert try_claim(root, 1)
+    assert json.loads(_lock_path(root, 1).read_text())["pid"] == os.getpid()
+
+
+def test_zca_experts_and_distilled_set(tmp_path):
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.methods import create_method
+
+    train = _tiny_train()
+    root = tmp_path / "zca"
+    buf = train_experts(train, TINY, 1, 3, root, batch_size=64, zca=True)
+    assert (root / "zca.safetensors").exists() and buf.zca and buf.spec.transform == "zca"
+    m = create_method("mtt", model=TINY, experts_dir=str(root), zca=True, syn_steps=2, expert_epochs=1,
+                      max_start_epoch=2, iterations=1, lr_img=1.0)
+    syn = m.fit(train, 1, seed=0)
+    assert syn.spec.transform == "zca"
+    assert any(k.startswith("zca.") for k in syn.extras)
+    pix = syn.pixels()
+    assert pix.shape == syn.images.shape and 0 <= float(pix.min()) and float(pix.max()) <= 1
+    syn.save(tmp_path / "set")
+    back = SyntheticSet.load(tmp_path / "set")
+    torch.testing.assert_close(back.pixels(), pix)
+    with pytest.raises(ConfigError, match="zca"):
+        create_method("mtt", model=TINY, experts_dir=str(root), zca=False).fit(train, 1, seed=0)
+
+
+# ----------------------------------------------------------------------------- methods
+def _method(name, tmp_path, **kw):
+    from ddkit.methods import create_method
+
+    cfg = dict(model=TINY, num_experts=2, expert_train_epochs=4, expert_batch_size=64,
+               experts_cache=str(tmp_path / "cache"), syn_steps=3, expert_epochs=1, max_start_epoch=2,
+               lr_img=10.0)
+    cfg.update(kw)
+    return create_method(name, **cfg)
+
+
+@pytest.mark.parametrize("name", ["mtt", "tesla", "datm"])
+def test_distill_resume_equals_uninterrupted(tmp_path, name):
+    train = _tiny_train()
+    full = _method(name, tmp_path).fit(train, 2, iterations=4, seed=5)
+    _method(name, tmp_path).fit(train, 2, iterations=2, seed=5, checkpoint_dir=tmp_path / "ck", checkpoint_every=1)
+    resumed = _method(name, tmp_path).fit(train, 2, iterations=4, seed=5, checkpoint_dir=tmp_path / "ck",
+                                          resume=True)
+    assert torch.equal(full.images, resumed.images) and torch.equal(full.labels, resumed.labels)
+    assert full.lr == resumed.lr
+    assert Path(full.meta["experts_dir"]).parent == tmp_path / "cache"
+
+
+def test_mtt_and_tesla_take_the_same_step(tmp_path):
+    """With hard labels, one MTT iteration (unrolled autograd) and one TESLA-backward iteration
+    give the same images and learned lr (float32 rounding only)."""
+    train = _tiny_train()
+    a = _method("mtt", tmp_path, iterations=1).fit(train, 2, seed=1)
+    b = _method("mtt", tmp_path, iterations=1, backward="tesla").fit(train, 2, seed=1)
+    torch.testing.assert_close(a.images, b.images, rtol=1e-4, atol=1e-5)
+    assert a.lr == pytest.approx(b.lr, rel=1e-4)
+    assert not torch.equal(a.images, _method("mtt", tmp_path, iterations=0).fit(train, 2, seed=1).images)
+
+
+def test_labels_per_method(tmp_path):
+    train = _tiny_train()
+    mtt = _method("mtt", tmp_path, iterations=1).fit(train, 2, seed=0)
+    assert mtt.labels.dtype == torch.int64 and mtt.lr is not None and mtt.lr > 0
+    tesla = _method("tesla", tmp_path, iterations=1).fit(train, 2, seed=0)
+    datm = _method("datm", tmp_path, iterations=1, lr_label=50.0, loss_threshold=0.0).fit(train, 2, seed=0)
+    for s in (tesla, datm):
+        assert s.soft and torch.allclose(s.labels.sum(1), torch.ones(len(s)))
+        assert torch.equal(s.hard_labels, torch.arange(10).repeat_interleave(2))
+    # DATM learns its labels; TESLA's are fixed expert outputs
+    d0 = _method("datm", tmp_path, iterations=0).fit(train, 2, seed=0)
+    assert not torch.allclose(d0.labels, datm.labels)
+    t0 = _method("tesla", tmp_path, iterations=0).fit(train, 2, seed=0)
+    assert torch.equal(t0.labels, tesla.labels)
+
+
+def test_datm_window_grows(tmp_path):
+    from ddkit.methods.trajectory import DATM
+
+    m = DATM(min_start_epoch=1, max_start_epoch=3, max_start_epoch_final=7, expansion_iterations=8)
+    windows = [m._window(it) for it in (0, 2, 4, 8, 100)]
+    assert windows == [(1, 3), (1, 4), (1, 5), (1, 7), (1, 7)]
+    assert DATM(max_start_epoch=3)._window(50) == (0, 3)  # no growth without a final bound
+    # the window is checked against the experts' length
+    with pytest.raises(ConfigError, match="exceed"):
+        _method("datm", tmp_path, max_start_epoch=2, max_start_epoch_final=9).fit(_tiny_train(), 1, seed=0)
+
+
+def test_presets():
+    from ddkit.methods import METHODS, load_all, resolve_config
+
+    load_all()
+    for name in ("mtt", "tesla", "datm"):
+        cls = METHODS.get(name)
+        assert resolve_config(cls, "cifar10", 10)["lr_lr"] == 1e-5  # not the typo'd value
+        assert resolve_config(cls, "cifar10", 1)["lr_lr"] == 1e-7
+        for (ds, ipc) in cls.presets:
+            cfg = cls(**resolve_config(cls, ds, ipc)).config  # every preset is a valid config
+            final = getattr(cfg, "max_start_epoch_final", None) or cfg.max_start_epoch
+            assert final - 1 + cfg.expert_epochs <= cfg.expert_train_epochs, (name, ds, ipc)
+            assert cfg.lr_lr <= 1e-5 and cfg.lr_img > 0
+    mtt10 = resolve_config(METHODS.get("mtt"), "cifar10", 10)
+    assert (mtt10["syn_steps"], mtt10["expert_epochs"], mtt10["max_start_epoch"]) == (30, 2, 20)
+    datm10 = resolve_config(METHODS.get("datm"), "cifar10", 10)
+    assert (datm10["syn_steps"], datm10["max_start_epoch"], datm10["max_start_epoch_final"]) == (80, 10, 20)
+
+
+@pytest.mark.parametrize("name", ["mtt", "tesla", "datm"])
+def test_conformance(name):
+    from ddkit.testing import check_method
+
+    check_method(name)
+
+
+def test_experts_cli(tmp_path):
+    from ddkit.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["experts", "--dataset", "digits", "--model", TINY, "--num-experts", "1", "--epochs", "1",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert load_experts(out).epochs == 1
+    assert main(argv + ["--lr", "0.5"]) == 2  # different settings in the same folder: clear error

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="sre2l,rded,random,dm")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hard-epochs", type=int, default=300, help="dsa recipe epochs (published: 1000)")
+    ap.add_argument("--full-epochs", type=int, default=None,
+                    help="dsa epochs for the full-data row behind HLR (default: --hard-epochs)")
     ap.add_argument("--soft-epochs", default="10:300,50:150",
                     help="teacher-kd epochs per IPC (published: 300; IPC 50 halved for CPU, still 1500 steps)")
     ap.add_argument("--models", default=None, help="student model(s), comma-separated (default: the protocols')")
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "datasets": args.datasets, "ipcs": ipcs, "methods": methods, "runs": args.runs,
             "hard_protocol": hard.to_dict(), "hard_epochs": args.hard_epochs,
+            "full_epochs": args.full_epochs or args.hard_epochs,
             "soft_protocol": soft.to_dict(), "soft_epochs": soft_epochs, "seed": args.seed,
             "random_baseline_seed": args.seed + 10_000, "method_options": extra,
             "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "python": sys.version.split()[0],
@@ -138,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
              f"teacher {tmeta['model']} ({tmeta['epochs']} epochs, {_kb(dres['teacher']['bytes'])} KB, "
              f"test accuracy {100 * dres['teacher']['test_accuracy']:.1f}%)")
         cache: dict = {}
+        full_acc = None
+        if args.full_epochs and args.full_epochs != args.hard_epochs:
+            from ddkit.data.synthetic import SyntheticSet
+            from ddkit.eval import evaluate
+
+            rep = evaluate(SyntheticSet.from_real(splits.train), splits.test, hard_only, epochs=args.full_epochs,
+                           seed=args.seed)
+            full_acc = list(rep.results[0].accuracies)
+            dres["full_hard"] = {"epochs": args.full_epochs, "accuracies": full_acc, "seconds": rep.seconds}
         for ipc in ipcs:
             es = soft_epochs.get(ipc, soft.epochs)
             rows = {}
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     baseline = random_like(syn, splits.train, args.seed + 10_000)
                 sc = ranking_scores(syn, splits, hard, soft, seed=args.seed, teacher=str(tdir),
                                     random_set=baseline, epochs_hard=args.hard_epochs, epochs_soft=es,
-                                    cache=cache)
+                                    full_accuracy=full_acc, cache=cache)
                 per_image = relabel(syn, teacher, 4.0)
                 fkd = relabel(syn, teacher, 4.0, views=es, generator=torch.Generator().manual_seed(0))
                 storage = {
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             full = next(iter(rows.values()))["scores"]["accuracy"]["full_hard"] if rows else None
             emit()
             emit(f"### {ds}, IPC {ipc} — accuracy (%), {args.runs} runs; dsa {args.hard_epochs} epochs, "
-                 f"teacher-kd {es} epochs; full data (dsa): {_pct(full)}")
+                 f"teacher-kd {es} epochs; full data (dsa, {args.full_epochs or args.hard_epochs} epochs): "
+                 f"{_pct(full)}")
             emit()
             emit("| method | distill s | hard (dsa) | teacher-kd | kd no-aug | random hard | random kd | "
                  "IOR (kd) | IOR (hard) | HLR | LRS | ARS |")

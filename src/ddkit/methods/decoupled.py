@@ -47,6 +47,11 @@ _TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
 _TEST_TEACHER = {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "teacher_cache": _TEST_CACHE,
                  "labels": "hard"}
 _LABEL_MODES = ("hard", "soft", "views")
+# CPU scale: a narrower, shorter-trained teacher on 28x28 MNIST (shared by sre2l and rded, so both
+# find the same cached teacher)
+_TEACHER_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
+    ("mnist5k", "*"): {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +153,7 @@ class SRe2L(_TeacherMethod):
         init: str = "noise"
 
     presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
-        # CPU scale: a narrower teacher and fewer recovery steps on 28x28 MNIST
-        ("mnist5k", "*"): {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15, "iterations": 500},
+        ("mnist5k", "*"): {**_TEACHER_PRESETS[("mnist5k", "*")], "iterations": 500},  # CPU scale
     }
     test_overrides: ClassVar[dict[str, Any]] = dict(_TEST_TEACHER)
 
@@ -227,6 +231,7 @@ class RDED(_TeacherMethod):
         #                                          raised for 8-32 px images)
         store_region_labels: bool = False  # also keep per-region soft labels in extras
 
+    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = dict(_TEACHER_PRESETS)
     test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2}
 
     def _factor(self, train: ImageDataset) -> int:

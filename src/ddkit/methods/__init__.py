@@ -24,5 +24,7 @@ def load_all() -> None:
 _METHOD_MODULES = [
     "ddkit.coreset",
     "ddkit.methods.decoupled",
+    "ddkit.methods.distribution_matching",
+    "ddkit.methods.gradient_matching",
     "ddkit.methods.trajectory",
 ]

@@ -213,7 +213,9 @@ class DMConfig(MethodConfig):
     init: str = "real"  # real | noise
     dsa_strategy: str = "auto"  # auto (by dataset) | none | e.g. color_crop_cutout_flip_scale_rotate
     vectorize: bool = True  # False: the plain class-by-class reference path
-    embed_chunk: int = 0  # >0: embed real images in pieces of at most this many (memory bound)
+    # >0: embed the real images in pieces of at most this many (bounds memory; on CPU as fast as
+    # one forward -- benchmarks/bench_dm_speed.py; one forward pays off on GPUs)
+    embed_chunk: int = 0
     dtype: str = "float32"  # float64 for numerical checks
     device: str = "cpu"
 

@@ -111,6 +111,12 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
     f.check(isinstance(syn, SyntheticSet), f"fit returned {type(syn).__name__}, not SyntheticSet")
     if not isinstance(syn, SyntheticSet):
         return
+    # Multi-formation methods (IDM) store ``ipc`` images per class and decode each into
+    # ``factor**2`` training images; the budget is the stored IPC.
+    factor = int(syn.meta.get("formation_factor", 1))
+    if factor > 1:
+        f.check(syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}")
+    ipc = ipc * factor**2
     f.check(tuple(syn.images.shape) == (ipc * k, *spec.shape),
             f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}")
     f.check(syn.images.dtype == torch.float32, f"images are {syn.images.dtype}, expected float32")

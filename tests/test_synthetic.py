@@ -87,3 +87,11 @@ def test_storage_bytes(syn):
     b = syn.storage_bytes()
     assert b["images"] == len(syn) * 64 * 4 and b["labels"] == len(syn) * 8
     assert b["total"] == b["images"] + b["labels"]
+
+
+def test_storage_counts_stored_not_decoded_images(syn):
+    stored = syn.images[:, :, :4, :4].clone()
+    s = SyntheticSet(syn.images, syn.labels, syn.spec, extras={"formation.stored": stored},
+                     meta={"formation_factor": 2})
+    b = s.storage_bytes()
+    assert b["images"] == stored.numel() * 4 and b["extras"] == 0

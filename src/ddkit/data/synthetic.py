@@ -24,6 +24,7 @@ from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_j
 FORMAT_VERSION = 1
 TENSOR_FILE = "data.safetensors"
 META_FILE = "meta.json"
+STORED_IMAGES = "formation.stored"  # extras key of undecoded multi-formation images
 
 
 def _version() -> str:
@@ -101,13 +102,20 @@ class SyntheticSet:
         sub = data if index is None else data.subset(index)
         return cls(sub.images.clone(), sub.labels.clone(), data.spec, meta=dict(meta or {}))
 
+    @property
+    def stored_images(self) -> torch.Tensor:
+        """The images a method actually stores: for multi-formation sets (IDM, IDC) the
+        undecoded images in ``extras['formation.stored']``, else ``images``."""
+        return self.extras.get(STORED_IMAGES, self.images)
+
     def storage_bytes(self) -> dict[str, int]:
-        """Bytes stored per component (float32 images, labels, lr, extras)."""
+        """Bytes of the distilled content per component (stored images, labels, lr, other
+        extras); decoded training images of multi-formation sets are not counted twice."""
         parts = {
-            "images": self.images.numel() * self.images.element_size(),
+            "images": self.stored_images.numel() * self.stored_images.element_size(),
             "labels": self.labels.numel() * self.labels.element_size(),
             "lr": 4 if self.lr is not None else 0,
-            "extras": sum(t.numel() * t.element_size() for t in self.extras.values()),
+            "extras": sum(t.numel() * t.element_size() for k, t in self.extras.items() if k != STORED_IMAGES),
         }
         parts["total"] = sum(parts.values())
         return parts

@@ -80,8 +80,10 @@ def storage_report(
         raise ConfigError(f"train_size_bytes must be > 0, got {train_size_bytes}")
     p = get_protocol(protocol)
     n = len(syn)
+    from ddkit.data.synthetic import STORED_IMAGES
+
     label_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k in LABEL_EXTRAS)
-    other_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS)
+    other_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS and k != STORED_IMAGES)
     if p.label_mode == "hard":
         labels, views = n * 8, 0
     elif p.label_mode == "teacher-kd":
@@ -100,7 +102,7 @@ def storage_report(
             teacher_bytes = _tb(folder)
         teacher = int(teacher_bytes)
     parts = {
-        "images": _nbytes(syn.images),
+        "images": _nbytes(syn.stored_images),
         "labels": labels,
         "view_labels": views,
         "lr": 4 if (syn.lr is not None and p.use_learned_lr) else 0,

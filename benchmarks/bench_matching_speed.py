@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -183,8 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-real", type=int, default=256)
     ap.add_argument("--outer-loop", type=int, default=None, help="override the preset outer loop")
     ap.add_argument("--inner-loop", type=int, default=None, help="override the preset inner loop")
+    ap.add_argument("--class-chunk", type=int, default=None, help="classes per vmap call (vectorised memory)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--suffix", default="", help="appended to the result file names")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["outer_loop"] = args.outer_loop
     if args.inner_loop is not None:
         overrides["inner_loop"] = args.inner_loop
+    if args.class_chunk is not None:
+        overrides["class_chunk"] = args.class_chunk
     env = {"dataset": args.dataset, "ipc": args.ipc, "seed": args.seed, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
            "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
@@ -201,11 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         print(f"{name}: {args.dataset} IPC {args.ipc}, {args.iters} iterations per implementation", flush=True)
         r = bench(name, train, args.ipc, args.iters, args.seed, overrides)
+        r["command"] = "benchmarks/bench_matching_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
         r["env"] = {**env, "load_avg_end": os.getloadavg(), "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         results.append(r)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"matching_speed_{name}.json"
+        path = out / f"matching_speed_{name}{args.suffix}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(r, indent=2))
         tmp.replace(path)

@@ -266,8 +266,8 @@ def test_distilled_digits_beat_random_real_at_ipc1(name: str) -> None:
     from ddkit.eval import evaluate
 
     splits = load_dataset("digits")
-    # the digits preset (ConvNet-2), published lr/momentum/real batch; 150 of the 1000 iterations
-    syn = create_method(name, dataset="digits", ipc=1, iterations=150).fit(splits.train, 1, seed=0)
+    # the digits preset (ConvNet-2), published lr/momentum/real batch; 100 of the 1000 iterations
+    syn = create_method(name, dataset="digits", ipc=1, iterations=100).fit(splits.train, 1, seed=0)
     protocol = "fast"  # 100 epochs with DSA augmentation, 3 runs
     ours, rand = [], []
     for seed in range(2):

@@ -98,7 +98,7 @@ def evaluate(
     runs: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
     targets_fn: TargetsFn | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,

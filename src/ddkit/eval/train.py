@@ -108,7 +108,7 @@ def train_networks(
     seeds: Sequence[int],
     *,
     lr: float,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
     targets_fn: TargetsFn | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
@@ -116,7 +116,9 @@ def train_networks(
     """Train one fresh ``model`` per seed on ``(images, targets)`` under ``protocol``.
 
     ``targets`` are hard labels ``(N,)`` or probability vectors ``(N, K)``. Returns the trained
-    networks in eval mode. ``progress(epoch)`` is called after every epoch.
+    networks in eval mode. ``progress(epoch)`` is called after every epoch. ``vectorize``:
+    ``True`` trains the networks together with ``vmap``, ``False`` one after another, ``None``
+    picks by device (vmap on accelerators, one by one on CPU, where it measured faster).
     """
     import time
 
@@ -125,6 +127,8 @@ def train_networks(
     nets = build_networks(model, spec, seeds, device)
     gens = [torch.Generator().manual_seed(int(s) + 7919) for s in seeds]  # data-order/aug streams
     aug = _Augmenter(protocol, spec)
+    if vectorize is None:  # auto: vmap pays off on GPUs; on CPU grouped convs lose (BENCHMARKS.md)
+        vectorize = device.type != "cpu"
     vectorized = vectorize and len(nets) > 1 and not has_batchnorm(nets[0])
     n = len(images)
     bs = min(protocol.batch_size, n)

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ddkit.errors import ConfigError, DataError
@@ -224,8 +223,8 @@ def test_ipc7_runs_and_records_schedule() -> None:
     assert (m.outer_loop_, m.inner_loop_) == (10, 50)
 
 
-@pytest.mark.parametrize("bad", [dict(lr_img=0), dict(metric="l2"), dict(init="zeros"), dict(outer_loop=0),
-                                 dict(batch_real=0), dict(class_chunk=0), dict(momentum_img=1.5)])
+@pytest.mark.parametrize("bad", [{"lr_img": 0}, {"metric": "l2"}, {"init": "zeros"}, {"outer_loop": 0},
+                                 {"batch_real": 0}, {"class_chunk": 0}, {"momentum_img": 1.5}])
 def test_bad_config_raises(bad) -> None:
     with pytest.raises(ConfigError):
         create_method("dc", **bad)

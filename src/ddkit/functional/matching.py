@@ -25,7 +25,6 @@ statistics before matching (the reference's "BN trick"), which makes the forward
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +46,7 @@ __all__ = [
 #: Distances understood by :func:`gradient_distance`.
 METRICS: tuple[str, ...] = ("ours", "mse", "cos")
 
-Grads = Union[Sequence[torch.Tensor], Mapping[str, torch.Tensor]]
+Grads = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 
 
 def _as_list(g: Grads) -> list[torch.Tensor]:

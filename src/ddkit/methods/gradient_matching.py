@@ -67,7 +67,14 @@ from ddkit.methods.common import class_labels, fresh_network, initial_images
 from ddkit.models import has_batchnorm
 
 __all__ = [
-    "DATASET_PRESETS", "DC", "DC_LOOPS", "DCConfig", "DSA", "DSAConfig", "augment_classes", "loops_for_ipc",
+    "DATASET_PRESETS",
+    "DC",
+    "DC_LOOPS",
+    "DSA",
+    "DCConfig",
+    "DSAConfig",
+    "augment_classes",
+    "loops_for_ipc",
 ]
 
 #: The published (outer_loop, inner_loop) schedule per IPC (DC, ICLR 2021; also used by DSA).

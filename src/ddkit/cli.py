@@ -118,16 +118,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ddkit.methods import create_method
     from ddkit.runs import distill_run
 
+    from ddkit.bench import SUITES
+
     out = Path(args.out)
     splits = load_dataset("digits")
     ipc, protocol = 10, "fast"
-    print(f"distilling digits at IPC {ipc} with {args.method} -> {out}")
+    quick = SUITES.get("quick")
+    if args.iterations is None:  # the quick suite's budget: minutes, not the published hours
+        args.iterations = quick.iterations.get(args.method, quick.default_iterations)
+    print(f"distilling digits at IPC {ipc} with {args.method} ({args.iterations} iterations) -> {out}")
     syn = distill_run(dataset="digits", method=args.method, ipc=ipc, out=out, seed=args.seed,
                       iterations=args.iterations, splits=splits, resume=True,
                       progress=_progress_default())
     rnd = create_method("random").fit(splits.train, ipc, seed=args.seed)
     rows = [(f"{args.method} (distilled)", syn, None), ("random real", rnd, None),
-            ("full train set", SyntheticSet.from_real(splits.train), 50)]
+            ("full train set", SyntheticSet.from_real(splits.train), quick.full_data_epochs)]
     results = {}
     print(f"evaluating: protocol {protocol}, ConvNet-3, final-epoch test accuracy on {len(splits.test)} test images")
     lines = [f"{'training set':<22} {'images':>7} {'accuracy (%)':>16}", "-" * 48]

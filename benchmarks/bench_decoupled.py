@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="teacher-kd epochs per IPC (published: 300; IPC 50 halved for CPU, still 1500 steps)")
     ap.add_argument("--models", default=None, help="student model(s), comma-separated (default: the protocols')")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-draws", type=int, default=1,
+                    help="random real subsets averaged for the baseline (more draws: less noisy IOR)")
     ap.add_argument("--set", action="append", default=[], help="method option METHOD.key=value (JSON value)")
     ap.add_argument("--out", default="benchmarks/results/decoupled.json")
     args = ap.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "hard_protocol": hard.to_dict(), "hard_epochs": args.hard_epochs,
             "full_epochs": args.full_epochs or args.hard_epochs,
             "soft_protocol": soft.to_dict(), "soft_epochs": soft_epochs, "seed": args.seed,
-            "random_baseline_seed": args.seed + 10_000, "method_options": extra,
+            "random_baseline_seeds": [args.seed + 10_000 + 7919 * d for d in range(args.random_draws)], "method_options": extra,
             "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "python": sys.version.split()[0],
             "note": "CPU-scaled epochs; accuracies are final-epoch test accuracy; nothing chosen on test",
         },
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 secs = time.perf_counter() - t0
                 syn.meta.setdefault("teacher_dir", str(tdir))
                 if baseline is None:
-                    baseline = random_like(syn, splits.train, args.seed + 10_000)
+                    baseline = [random_like(syn, splits.train, args.seed + 10_000 + 7919 * d)
+                                for d in range(args.random_draws)]
                 sc = ranking_scores(syn, splits, hard, soft, seed=args.seed, teacher=str(tdir),
                                     random_set=baseline, epochs_hard=args.hard_epochs, epochs_soft=es,
                                     full_accuracy=full_acc, cache=cache)

@@ -362,3 +362,20 @@ def test_ranking_scores_small(tiny, tiny_teacher):
     assert 0 <= out["ARS"]["mean"] <= 1 and out["recipes"]["soft_noaug"]["mix"] is None
     again = ranking_scores(syn, tiny, hard, soft, seed=0, cache=cache, full_accuracy=0.9)
     assert len(cache) == 7 and again["accuracy"]["syn_soft"] == acc["syn_soft"]  # served from the cache
+
+
+def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
+    from ddkit.decoupled.accounting import ranking_scores
+    from ddkit.eval import EvalProtocol
+
+    _, folder = tiny_teacher
+    syn = SyntheticSet.from_real(tiny.train, tiny.train.sample_per_class(1, torch.Generator().manual_seed(9)).flatten(),
+                                 meta={"teacher_dir": str(folder)})
+    p = EvalProtocol(name="h", epochs=1, runs=2, models=("convnet-w8",))
+    kd = EvalProtocol(name="k", epochs=1, runs=2, models=("convnet-w8",), label_mode="teacher-kd", temperature=4.0)
+    out = ranking_scores(syn, tiny, p, kd, seed=0, random_draws=2, full_accuracy=[0.9, 0.9])
+    r = out["accuracy"]["random_soft"]
+    assert len(r["draws"]) == 2 and len(out["random_set"]["seeds"]) == 2
+    assert r["accuracies"] == pytest.approx([(a + b) / 2 for a, b in zip(*(d["accuracies"] for d in r["draws"]))])
+    with pytest.raises(ConfigError, match="random_draws"):
+        ranking_scores(syn, tiny, p, kd, random_draws=0)

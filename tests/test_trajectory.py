@@ -273,3 +273,15 @@ def test_experts_cli(tmp_path):
     assert main(argv) == 0
     assert load_experts(out).epochs == 1
     assert main(argv + ["--lr", "0.5"]) == 2  # different settings in the same folder: clear error
+
+
+def test_label_temperature_calibration():
+    from ddkit.methods.trajectory import _label_temperature
+
+    logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert _label_temperature(logits, 2.0, 0.0) == 2.0
+    t = _label_temperature(logits, 1.0, 0.9)
+    conf = torch.softmax(logits / t, 1).max(1).values.mean()
+    assert conf == pytest.approx(0.9, abs=1e-4) and t < 0.1
+    with pytest.raises(ConfigError, match="label_confidence"):
+        _label_temperature(logits, 1.0, 0.05)

@@ -369,7 +369,7 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
                       "iterations": 1000},
     ("digits", 1): {"max_start_epoch": 4},
     ("digits", 50): {"batch_syn": 100},
-    ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 8, "expert_train_epochs": 15,
+    ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 5, "expert_train_epochs": 10,
                        "expert_batch_size": 32, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 8,
                        "lr_img": 1.0, "lr_lr": 1e-6, "lr_teacher": 0.01, "clip_grad": 1.0,
                        "clip_lr_grad": 100.0, "iterations": 500},

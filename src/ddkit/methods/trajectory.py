@@ -29,7 +29,6 @@ is never selected during distillation: the set after the last iteration is retur
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -117,7 +116,7 @@ class TeslaConfig(TrajectoryConfig):
 class DATMConfig(TrajectoryConfig):
     backward: str = "tesla"
     init: str = "correct"
-    max_start_epoch_final: int | None = None  # None: the window does not grow
+    max_start_epoch_final: int = 0  # > max_start_epoch: the window grows to it; 0: no growth
     expansion_iterations: int = 1000
     lr_label: float = 2.0
     momentum_label: float = 0.9
@@ -427,7 +426,7 @@ class TESLA(_TrajectoryMatching):
 _DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
     # from the DATM repository's configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml
     ("cifar10", 1): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
-                             min_start_epoch=0, max_start_epoch=4, max_start_epoch_final=None, lr_img=100.0,
+                             min_start_epoch=0, max_start_epoch=4, max_start_epoch_final=0, lr_img=100.0,
                              lr_lr=1e-7, lr_teacher=0.01, batch_syn=0, lr_label=5.0, momentum_label=0.9,
                              loss_threshold=1.1, zca=True),
     ("cifar10", 10): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
@@ -462,15 +461,14 @@ class DATM(_TrajectoryMatching):
 
     def _final_max_start(self) -> int:
         c = self.config
-        return int(c.max_start_epoch if c.max_start_epoch_final is None else max(c.max_start_epoch,
-                                                                                 c.max_start_epoch_final))
+        return int(max(c.max_start_epoch, c.max_start_epoch_final or 0))
 
     def _window(self, iteration: int) -> tuple[int, int]:
         """``[min_start_epoch, upper)`` with ``upper`` growing linearly from ``max_start_epoch`` to
         ``max_start_epoch_final`` over ``expansion_iterations`` (DATM's sequential generation)."""
         c = self.config
         lo, hi = int(c.min_start_epoch), int(c.max_start_epoch)
-        if c.max_start_epoch_final is None:
+        if not c.max_start_epoch_final or c.max_start_epoch_final <= hi:
             return lo, hi
         final = self._final_max_start()
         span = max(1, int(c.expansion_iterations))

@@ -285,3 +285,23 @@ def test_label_temperature_calibration():
     assert conf == pytest.approx(0.9, abs=1e-4) and t < 0.1
     with pytest.raises(ConfigError, match="label_confidence"):
         _label_temperature(logits, 1.0, 0.05)
+
+
+def test_two_processes_share_one_expert_folder(tmp_path):
+    """Two processes started together on one folder split the experts between them; the result
+    equals a single-process run."""
+    code = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from ddkit.testing import tiny_digits\n"
+        "from ddkit.trajectory.experts import train_experts\n"
+        f"train_experts(tiny_digits().train, {TINY!r}, 4, 2, sys.argv[1], batch_size=64, resume=True)\n"
+    )
+    shared = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(shared)], env=env) for _ in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    single = tmp_path / "single"
+    train_experts(_tiny_train(), TINY, 4, 2, single, batch_size=64)
+    assert load_experts(shared).experts == [0, 1, 2, 3]
+    assert _files(shared) == _files(single)
+    assert not list(shared.glob("*.lock"))

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hard-epochs", type=int, default=300, help="dsa recipe epochs (published: 1000)")
     ap.add_argument("--full-epochs", type=int, default=None,
                     help="dsa epochs for the full-data row behind HLR (default: --hard-epochs)")
+    ap.add_argument("--full-accuracy", default=None,
+                    help="known per-run full-data accuracies (comma-separated fractions) instead of training")
     ap.add_argument("--soft-epochs", default="10:300,50:150",
                     help="teacher-kd epochs per IPC (published: 300; IPC 50 halved for CPU, still 1500 steps)")
     ap.add_argument("--models", default=None, help="student model(s), comma-separated (default: the protocols')")
@@ -144,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
              f"test accuracy {100 * dres['teacher']['test_accuracy']:.1f}%)")
         cache: dict = {}
         full_acc = None
-        if args.full_epochs and args.full_epochs != args.hard_epochs:
+        if args.full_accuracy:
+            full_acc = [float(v) for v in args.full_accuracy.split(",")]
+            dres["full_hard"] = {"epochs": args.full_epochs or args.hard_epochs, "accuracies": full_acc,
+                                 "given": True}
+        elif args.full_epochs and args.full_epochs != args.hard_epochs:
             from ddkit.data.synthetic import SyntheticSet
             from ddkit.eval import evaluate
 

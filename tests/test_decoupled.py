@@ -188,7 +188,7 @@ def test_rded_stitches_factor_two(tmp_path):
     x = torch.rand(120, 16, 16, generator=g)
     y = torch.arange(120) % 3
     splits = from_arrays(x, y, name="toy16", num_classes=3)
-    m = create_method("rded", **_overrides("rded", labels="soft", store_region_labels=True))
+    m = create_method("rded", **_overrides("rded", labels="soft", store_region_labels=True, factor=2))
     syn = m.fit(splits.train, 2, seed=0)
     assert syn.meta["factor"] == 2 and syn.images.shape == (6, 1, 16, 16)
     assert syn.extras["region_labels"].shape == (6, 4, 3)

@@ -53,6 +53,59 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f}"
 
 
+def render_ipc(ds: str, ipc: int, rows: dict, settings: dict, soft_epochs: int, train_bytes: int) -> list[str]:
+    """The accuracy/score table and the storage table of one (dataset, IPC) as Markdown lines."""
+    out: list[str] = []
+    full = next(iter(rows.values()))["scores"]["accuracy"]["full_hard"] if rows else None
+    full_epochs = settings.get("full_epochs") or settings["hard_epochs"]
+    out += ["", f"### {ds}, IPC {ipc} — accuracy (%), {settings['runs']} runs; dsa {settings['hard_epochs']} epochs, "
+            f"teacher-kd {soft_epochs} epochs; full data (dsa, {full_epochs} epochs): {_pct(full)}", ""]
+    out += ["| method | distill s | hard (dsa) | teacher-kd | kd no-aug | random hard | random kd | "
+            "IOR (kd) | IOR (hard) | HLR | LRS | ARS |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for meth, row in rows.items():
+        sc, a = row["scores"], row["scores"]["accuracy"]
+        out.append(f"| {meth} | {row['distill_seconds']:.1f} | {_pct(a['syn_hard'])} | {_pct(a['syn_soft'])} | "
+                   f"{_pct(a['syn_soft_noaug'])} | {_pct(a['random_hard'])} | {_pct(a['random_soft'])} | "
+                   f"{100 * sc['IOR']['mean']:+.1f} | {100 * sc['IOR_hard']['mean']:+.1f} | "
+                   f"{100 * sc['HLR']['mean']:.1f} | {100 * sc['LRS']['mean']:.1f} | {100 * sc['ARS']['mean']:.1f} |")
+    out += ["", f"### {ds}, IPC {ipc} — storage (KB) and ratio to the real train set ({_kb(train_bytes)} KB)", ""]
+    out += ["| method | evaluation needs | images | labels | per-view labels | teacher | total | ratio |",
+            "|---|---|---|---|---|---|---|---|"]
+    groups: dict[str, list[str]] = {}  # methods whose storage is identical share rows
+    for meth, row in rows.items():
+        groups.setdefault(json.dumps(row["storage"], sort_keys=True), []).append(meth)
+    shown = {", ".join(meths): json.loads(key) for key, meths in groups.items()}
+    for meth, storage in shown.items():
+        for what, r in storage.items():
+            out.append(f"| {meth} | {what} | {_kb(r['images'])} | {_kb(r['labels'])} | {_kb(r['view_labels'])} | "
+                       f"{_kb(r['teacher'])} | {_kb(r['total'])} | {r['ratio']:.3f} |")
+    return out
+
+
+def render_files(paths: list[str]) -> str:
+    """Markdown for every (dataset, IPC, method) found in result files; a later file's cell
+    replaces an earlier one's (re-runs), and each table names the settings it ran under."""
+    cells: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        res = json.loads(Path(path).read_text())
+        settings = res["settings"]
+        for ds, dres in res.get("datasets", {}).items():
+            for ipc, rows in dres.get("ipc", {}).items():
+                cell = cells.setdefault((ds, int(ipc)), {"rows": {}, "train_bytes": dres["train_bytes"]})
+                cell["settings"] = settings
+                cell["teacher"] = dres["teacher"]
+                cell["rows"].update(rows)
+    lines: list[str] = []
+    for (ds, ipc), cell in sorted(cells.items()):
+        settings, t = cell["settings"], cell["teacher"]
+        soft = settings.get("soft_epochs", {})
+        es = int(soft.get(str(ipc), soft.get(ipc, settings["soft_protocol"]["epochs"])))
+        lines += ["", f"Teacher for {ds}: {t['model']} ({t['epochs']} epochs, {_kb(t['bytes'])} KB, "
+                  f"test accuracy {100 * t['test_accuracy']:.1f}%)."]
+        lines += render_ipc(ds, ipc, cell["rows"], settings, es, cell["train_bytes"])
+    return "\n".join(lines).strip() + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="digits")
@@ -72,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="random real subsets averaged for the baseline (more draws: less noisy IOR)")
     ap.add_argument("--set", action="append", default=[], help="method option METHOD.key=value (JSON value)")
     ap.add_argument("--out", default="benchmarks/results/decoupled.json")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="only print the Markdown tables of these result files (later files' cells win)")
     args = ap.parse_args(argv)
+    if args.render:
+        print(render_files(args.render), end="")
+        return 0
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from ddkit.data import load_dataset
@@ -194,30 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  [{ds} ipc {ipc}] {meth}: distilled in {secs:.1f} s; hard {_pct(sc['accuracy']['syn_hard'])}, "
                       f"kd {_pct(sc['accuracy']['syn_soft'])}, LRS {100 * sc['LRS']['mean']:.1f}", file=sys.stderr,
                       flush=True)
-            full = next(iter(rows.values()))["scores"]["accuracy"]["full_hard"] if rows else None
-            emit()
-            emit(f"### {ds}, IPC {ipc} — accuracy (%), {args.runs} runs; dsa {args.hard_epochs} epochs, "
-                 f"teacher-kd {es} epochs; full data (dsa, {args.full_epochs or args.hard_epochs} epochs): "
-                 f"{_pct(full)}")
-            emit()
-            emit("| method | distill s | hard (dsa) | teacher-kd | kd no-aug | random hard | random kd | "
-                 "IOR (kd) | IOR (hard) | HLR | LRS | ARS |")
-            emit("|---|---|---|---|---|---|---|---|---|---|---|---|")
-            for meth, row in rows.items():
-                sc, a = row["scores"], row["scores"]["accuracy"]
-                emit(f"| {meth} | {row['distill_seconds']:.1f} | {_pct(a['syn_hard'])} | {_pct(a['syn_soft'])} | "
-                     f"{_pct(a['syn_soft_noaug'])} | {_pct(a['random_hard'])} | {_pct(a['random_soft'])} | "
-                     f"{100 * sc['IOR']['mean']:+.1f} | {100 * sc['IOR_hard']['mean']:+.1f} | "
-                     f"{100 * sc['HLR']['mean']:.1f} | {100 * sc['LRS']['mean']:.1f} | {100 * sc['ARS']['mean']:.1f} |")
-            emit()
-            emit(f"### {ds}, IPC {ipc} — storage (KB) and ratio to the real train set ({_kb(train_b)} KB)")
-            emit()
-            emit("| method | evaluation needs | images | labels | per-view labels | teacher | total | ratio |")
-            emit("|---|---|---|---|---|---|---|---|")
-            for meth, row in rows.items():
-                for what, r in row["storage"].items():
-                    emit(f"| {meth} | {what} | {_kb(r['images'])} | {_kb(r['labels'])} | {_kb(r['view_labels'])} | "
-                         f"{_kb(r['teacher'])} | {_kb(r['total'])} | {r['ratio']:.3f} |")
+            for line in render_ipc(ds, ipc, rows, results["settings"], es, train_b):
+                emit(line)
         results["markdown"] = "\n".join(lines)
         dump()
     results["markdown"] = "\n".join(lines)

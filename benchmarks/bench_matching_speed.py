@@ -182,6 +182,7 @@ def bench(name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overr
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--model", default="convnet", help="network (the issue's setting: ConvNet-3, width 128)")
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--iters", type=int, default=3, help="outer iterations per implementation")
     ap.add_argument("--methods", default="dc,dsa")
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     train = load_dataset(args.dataset).train
-    overrides: dict[str, Any] = {"batch_real": args.batch_real}
+    overrides: dict[str, Any] = {"batch_real": args.batch_real, "model": args.model}
     if args.outer_loop is not None:
         overrides["outer_loop"] = args.outer_loop
     if args.inner_loop is not None:

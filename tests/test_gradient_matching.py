@@ -210,7 +210,8 @@ def test_presets_and_ipc_rule() -> None:
     assert d.config.batch_real == 256 and d.config.iterations == 1000 and d.loops(10) == (10, 50)
     assert not create_method("dc").config.dsa
     assert create_method("dc", dataset="digits", ipc=1).config.model == "convnet2"
-    assert create_method("dc", dataset="mnist5k", ipc=1).config.model == "convnet"
+    assert create_method("dc", dataset="mnist5k", ipc=1).config.model == "convnet-w32"
+    assert create_method("dc", dataset="cifar10", ipc=1).config.model == "convnet"
 
 
 def test_ipc7_runs_and_records_schedule() -> None:

@@ -105,8 +105,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ddkit.bench import run_suite
 
     only = [m for m in args.methods.split(",") if m] if args.methods else None
+    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
+    try:
+        ipcs = [int(i) for i in args.ipcs.split(",") if i] if args.ipcs else None
+    except ValueError:
+        raise ConfigError(f"--ipcs takes comma-separated integers, got {args.ipcs!r}") from None
     run_suite(args.suite, results_dir=args.results, markdown=args.markdown, seed=args.seed, only=only,
-              fresh=args.fresh)
+              datasets=datasets, ipcs=ipcs, fresh=args.fresh)
     return 0
 
 
@@ -184,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark suite")
     b.add_argument("--suite", default="quick")
     b.add_argument("--methods", default=None, help="only these methods (comma-separated; 'full' for the full-data row)")
+    b.add_argument("--datasets", default=None, help="only these datasets of the suite (comma-separated)")
+    b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
     b.add_argument("--results", default="benchmarks/results")
     b.add_argument("--markdown", default="BENCHMARKS.md")
     b.add_argument("--seed", type=int, default=0)

@@ -60,14 +60,15 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         epochs = suite.full_data_epochs or suite.epochs
     else:
         m = create_method(method, dataset=dataset, ipc=ipc)
-        default = m.config.iterations
-        iters = suite.iterations.get(method, min(default, suite.default_iterations))
+        iters = suite.budget(method, ipc, m.config.iterations)
         syn = m.fit(splits.train, ipc, iterations=iters, seed=seed)
         epochs = suite.epochs
         kind = METHODS.get(method).kind
     distill_s = time.perf_counter() - t0
     peak_distill = _rss_mb() - base_rss
-    report = evaluate(syn, splits.test, suite.protocol, runs=suite.runs, epochs=epochs, seed=seed)
+    model = getattr(suite, "models", {}).get(dataset)  # (suites pickled by an older parent lack it)
+    report = evaluate(syn, splits.test, suite.protocol, runs=suite.runs, epochs=epochs, seed=seed,
+                      models=[model] if model else None)
     r = report.results[0]
     return {
         "dataset": dataset,
@@ -113,6 +114,8 @@ def run_suite(
     markdown: str | os.PathLike | None = "BENCHMARKS.md",
     seed: int = 0,
     only: list[str] | None = None,
+    datasets: list[str] | None = None,
+    ipcs: list[int] | None = None,
     fresh: bool = False,
     log=print,
 ) -> list[dict[str, Any]]:
@@ -121,7 +124,8 @@ def run_suite(
     path = Path(results_dir) / f"{suite.name}.json"
     data = read_json(path) if path.exists() and not fresh else {"suite": suite.name, "rows": []}
     done = {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}
-    todo = [c for c in cells(suite) if c not in done and (not only or c[1] in only)]
+    todo = [c for c in cells(suite) if c not in done and (not only or c[1] in only)
+            and (not datasets or c[0] in datasets) and (not ipcs or c[1] == "full" or c[2] in ipcs)]
     data["machine"] = machine_info()
     ctx = mp.get_context("spawn")
     for ds, method, ipc in todo:
@@ -143,28 +147,46 @@ def run_suite(
     return data["rows"]
 
 
+def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """Points above the random-real row of the same (dataset, IPC); '*' marks a lead larger than
+    the two standard deviations combined (the bar the quality criterion sets)."""
+    base = random_rows.get((r["dataset"], r.get("ipc") or 0))
+    if base is None or r["method"] in ("random", "full") or "error" in base:
+        return ""
+    diff = 100 * (r["mean"] - base["mean"])
+    clear = diff > 100 * (r["std"] + base["std"])
+    return f"{diff:+.2f}{' *' if clear else ''}"
+
+
 def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
     m = data.get("machine", {})
+    models = ", ".join(f"{ds}: {name}" for ds, name in getattr(suite, "models", {}).items())
     lines = [
         f"Suite `{suite.name}`: protocol `{suite.protocol}`"
         + (f" with {suite.epochs} epochs" if suite.epochs else "")
-        + f", {suite.runs} runs per cell, final-epoch test accuracy (%) mean ± std, ConvNet-3."
-        + (f" Full-data row: {suite.full_data_epochs} epochs." if suite.full_data_epochs else ""),
+        + f", {suite.runs} runs per cell, final-epoch test accuracy (%) mean ± std"
+        + (f"; evaluation model per dataset: {models} (others: the protocol's)" if models else "")
+        + "."
+        + (f" Full-data row: {suite.full_data_epochs} epochs." if suite.full_data_epochs else "")
+        + " `vs random`: points above random real images of the same IPC; `*` = by more than the"
+        " two standard deviations combined.",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
         "",
-        "| dataset | IPC | method | iterations | accuracy (%) | distill s | eval s | peak MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | IPC | method | iterations | accuracy (%) | vs random | eval model | distill s | eval s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {name: i for i, name in enumerate(["full"])}
     rows = sorted(data["rows"], key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]))
+    random_rows = {(r["dataset"], r.get("ipc") or 0): r for r in rows if r["method"] == "random"}
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} | | | |")
+            lines.append(f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} "
+                         "| | | | | |")
             continue
         lines.append(
             f"| {r['dataset']} | {r['ipc'] or 'all'} | {r['method']} | {r['iterations']} | "
-            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['distill_seconds']:.1f} | "
-            f"{r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
+            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {_vs_random(r, random_rows)} | {r.get('model', '?')} | "
+            f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
     pending = [f"{ds} IPC {ipc} {m}" for ds, m, ipc in cells(suite) if (ds, m, ipc) not in done]

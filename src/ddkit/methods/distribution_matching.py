@@ -294,7 +294,7 @@ class DM(Distiller):
     # get CPU-scale presets: digits has ~144 train images per class.
     presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
         ("digits", "*"): {"iterations": 1000, "batch_real": 128},
-        ("mnist5k", "*"): {"iterations": 2000},
+        ("mnist5k", "*"): {"iterations": 2000, "model": "convnet-w32"},  # width 32: CPU scale
     }
     test_overrides: ClassVar[dict[str, Any]] = {"batch_real": 8}
 
@@ -416,7 +416,7 @@ class IDM(DM):
         # CPU-scale presets for the embedded datasets (a small queue, fewer iterations)
         ("digits", "*"): {"iterations": 1000, "batch_real": 128, "net_num": 10, "net_generate_interval": 10,
                           "train_net_num": 1, "model_train_steps": 5, "train_batch": 128},
-        ("mnist5k", "*"): {"iterations": 2000, "net_num": 20, "net_generate_interval": 10,
+        ("mnist5k", "*"): {"iterations": 2000, "model": "convnet-w32", "net_num": 20, "net_generate_interval": 10,
                            "train_net_num": 1, "model_train_steps": 5},
     }
     test_overrides: ClassVar[dict[str, Any]] = {

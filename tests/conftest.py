@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,3 +14,14 @@ def digits():
     from ddkit.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture
+def global_rng_untouched() -> Iterator[None]:
+    """Fail the test if it draws from (or reseeds) torch's global RNG.
+
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("global_rng_untouched")``.
+    """
+    state = torch.random.get_rng_state()
+    yield
+    assert torch.equal(torch.random.get_rng_state(), state), "global RNG was used"

@@ -33,11 +33,7 @@ def _g(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(autouse=True)
-def _global_rng_untouched():
-    state = torch.random.get_rng_state()
-    yield
-    assert torch.equal(torch.random.get_rng_state(), state), "global RNG was used"
+pytestmark = pytest.mark.usefixtures("global_rng_untouched")
 
 
 # ------------------------------------------------------------------ loss and vectorisation

@@ -217,6 +217,14 @@ def top_per_class(
 
 
 # ------------------------------------------------------------------------ selectors
+def _check_training_options(lr: float, batch_size: int) -> None:
+    """Raise :class:`ConfigError` for a learning rate or batch size no training run can use."""
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig(MethodConfig):
     """Embedding used by herding / k-center (see the module docstring)."""
@@ -233,14 +241,14 @@ class EmbeddingConfig(MethodConfig):
             raise ConfigError(f"unknown embedding {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}")
         if self.embed_epochs < 0:
             raise ConfigError(f"embed_epochs must be >= 0, got {self.embed_epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        _check_training_options(self.lr, self.batch_size)
 
 
 class _EmbeddingSelector(Selector):
-    """Shared part of herding and k-center: embed the train set, pad by class, order."""
+    """Shared part of herding and k-center: embed the train set, pad by class, order.
+
+    Subclasses set ``name`` and ``order`` (e.g. ``staticmethod(herding_order)``).
+    """
 
     Config: ClassVar[type[MethodConfig]] = EmbeddingConfig
     test_overrides: ClassVar[dict[str, Any]] = {"embed_epochs": 1}
@@ -276,13 +284,7 @@ class HerdingSelector(_EmbeddingSelector):
     """
 
     name = "herding"
-
-    @dataclasses.dataclass(frozen=True)
-    class Config(EmbeddingConfig):
-        pass
-
-    def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
-        return herding_order(features, valid, n)
+    order = staticmethod(herding_order)
 
 
 @register_method
@@ -290,13 +292,7 @@ class KCenterSelector(_EmbeddingSelector):
     """kcenter: per class, greedy k-center in embedding space (Sener & Savarese 2018)."""
 
     name = "kcenter"
-
-    @dataclasses.dataclass(frozen=True)
-    class Config(EmbeddingConfig):
-        pass
-
-    def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
-        return kcenter_order(features, valid, n)
+    order = staticmethod(kcenter_order)
 
 
 @register_method
@@ -322,10 +318,7 @@ class ForgettingSelector(Selector):
         def __post_init__(self) -> None:
             if self.epochs < 1:
                 raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-            if not self.lr > 0:
-                raise ConfigError(f"lr must be > 0, got {self.lr}")
-            if self.batch_size < 1:
-                raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+            _check_training_options(self.lr, self.batch_size)
 
     def correctness_history(self, train: ImageDataset, generator: torch.Generator) -> torch.Tensor:
         """``(epochs, N)`` booleans: was sample ``i`` classified correctly when presented in

@@ -5,8 +5,6 @@ then a linear classifier. Default: depth 3, width 128, instance norm, ReLU, aver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -15,12 +13,13 @@ from ddkit.models.registry import (
     ACTIVATIONS,
     NORMS,
     ClassifierModel,
+    ModelFactory,
     choice,
     make_activation,
     make_norm,
-    parse_variant,
     prefixed_int,
     register_model,
+    variant_factory,
 )
 
 POOLS = ("avg", "max", "nopool")
@@ -71,30 +70,21 @@ class ConvNet(ClassifierModel):
         return self.features(x).flatten(1)
 
 
-def _convnet_factory(default_depth: int):
-    def factory(
-        *,
-        num_classes: int,
-        in_channels: int,
-        image_size: tuple[int, int],
-        variant: Sequence[str] = (),
-        **kw,
-    ) -> ConvNet:
-        opts = parse_variant(
-            f"convnet{default_depth}",
-            variant,
-            {
-                "norm": choice(*NORMS),
-                "act": choice(*ACTIVATIONS),
-                "pool": choice(*POOLS),
-                "width": prefixed_int("w"),
-                "depth": prefixed_int("d"),
-            },
-        )
-        params = {"depth": default_depth, **opts, **kw}
-        return ConvNet(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)
+#: Variant tokens of the ConvNet family.
+_CONVNET_OPTIONS = {
+    "norm": choice(*NORMS),
+    "act": choice(*ACTIVATIONS),
+    "pool": choice(*POOLS),
+    "width": prefixed_int("w"),
+    "depth": prefixed_int("d"),
+}
 
-    return factory
+
+def _convnet_factory(default_depth: int) -> ModelFactory:
+    """The factory of ``convnet<default_depth>`` (a ``d<N>`` variant overrides the depth)."""
+    return variant_factory(
+        f"convnet{default_depth}", ConvNet, _CONVNET_OPTIONS, defaults={"depth": default_depth}
+    )
 
 
 register_model(

@@ -10,7 +10,7 @@ embedding ``(B, num_features)``, ``classifier`` is the head, ``forward(x) == cla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ from ddkit.errors import ConfigError, DataError, UnknownNameError
 from ddkit.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
+#: Maps a keyword to a parser returning its value for a variant token it accepts, else ``None``.
+VariantOptions = Mapping[str, Callable[[str], object | None]]
 MODELS: Registry[ModelFactory] = Registry("model")
 
 
@@ -72,9 +74,7 @@ def create_model(
     return model
 
 
-def parse_variant(
-    name: str, variant: Sequence[str], options: dict[str, Callable[[str], object | None]]
-) -> dict[str, object]:
+def parse_variant(name: str, variant: Sequence[str], options: VariantOptions) -> dict[str, object]:
     """Turn variant tokens into keyword values.
 
     ``options`` maps a keyword to a parser that returns its value for a token it accepts and
@@ -90,6 +90,38 @@ def parse_variant(
         else:
             raise UnknownNameError(f"unknown variant {tok!r} for model {name!r}")
     return out
+
+
+def variant_factory(
+    head: str,
+    build: Callable[..., nn.Module],
+    options: VariantOptions,
+    *,
+    defaults: Mapping[str, object] | None = None,
+) -> ModelFactory:
+    """A family factory for :func:`register_model` that calls ``build(num_classes=...,
+    in_channels=..., image_size=..., **params)``.
+
+    ``params`` are ``defaults``, overridden by the variant tokens (parsed with ``options``; an
+    unknown token is reported for model ``head``), overridden by the caller's keywords.
+    """
+    fixed = dict(defaults or {})
+
+    def factory(
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: tuple[int, int],
+        variant: Sequence[str] = (),
+        **kw: object,
+    ) -> nn.Module:
+        params = {**fixed, **parse_variant(head, variant, options), **kw}
+        return build(
+            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params
+        )
+
+    factory.__name__ = factory.__qualname__ = head
+    return factory
 
 
 def choice(*values: str) -> Callable[[str], str | None]:

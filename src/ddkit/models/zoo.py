@@ -33,6 +33,7 @@ from ddkit.models.registry import (
     prefixed_int,
     register_model,
     require_min_size,
+    variant_factory,
 )
 
 Size = tuple[int, int]
@@ -58,6 +59,11 @@ def _positive(name: str, **values: int) -> None:
 
 def _scaled(channels: Sequence[int], base: int, width: int) -> list[int]:
     return [max(1, round(c * width / base)) for c in channels]
+
+
+#: Variant tokens shared by the conv families (AlexNet, VGG, ResNet), and their help text.
+_CONV_OPTIONS = {"width": prefixed_int("w"), "norm": choice(*NORMS), "act": choice(*ACTIVATIONS)}
+_CONV_VARIANTS_HELP = "variants: w<N> bn|in|gn|ln|none activation"
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +106,10 @@ class MLP(ClassifierModel):
         return self.features(x)
 
 
-@register_model("mlp", help="MLP, 2 hidden layers of 128 (DC); variants: w<N> d<N> activation")
-def mlp(*, num_classes, in_channels, image_size, variant=(), **kw) -> MLP:
-    opts = parse_variant(
-        "mlp",
-        variant,
-        {"width": prefixed_int("w"), "depth": prefixed_int("d"), "act": choice(*ACTIVATIONS)},
-    )
-    return MLP(
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **{**opts, **kw}
-    )
+_MLP_OPTIONS = {"width": prefixed_int("w"), "depth": prefixed_int("d"), "act": choice(*ACTIVATIONS)}
+mlp = register_model(
+    "mlp", help="MLP, 2 hidden layers of 128 (DC); variants: w<N> d<N> activation"
+)(variant_factory("mlp", MLP, _MLP_OPTIONS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,14 +165,9 @@ class LeNet(ClassifierModel):
         return self.features(x)
 
 
-@register_model(
+lenet = register_model(
     "lenet", help="LeNet-5 as in DC (ReLU, max-pool, 84-d embedding); variants: activation"
-)
-def lenet(*, num_classes, in_channels, image_size, variant=(), **kw) -> LeNet:
-    opts = parse_variant("lenet", variant, {"act": choice(*ACTIVATIONS)})
-    return LeNet(
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **{**opts, **kw}
-    )
+)(variant_factory("lenet", LeNet, {"act": choice(*ACTIVATIONS)}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,20 +230,9 @@ class AlexNet(ClassifierModel):
         return self.features(x)
 
 
-@register_model(
-    "alexnet",
-    help="AlexNet as in DC (128-192-256-192-192, no norm); "
-    "variants: w<N> bn|in|gn|ln|none activation",
-)
-def alexnet(*, num_classes, in_channels, image_size, variant=(), **kw) -> AlexNet:
-    opts = parse_variant(
-        "alexnet",
-        variant,
-        {"width": prefixed_int("w"), "norm": choice(*NORMS), "act": choice(*ACTIVATIONS)},
-    )
-    return AlexNet(
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **{**opts, **kw}
-    )
+alexnet = register_model(
+    "alexnet", help=f"AlexNet as in DC (128-192-256-192-192, no norm); {_CONV_VARIANTS_HELP}"
+)(variant_factory("alexnet", AlexNet, _CONV_OPTIONS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,20 +296,9 @@ class VGG(ClassifierModel):
         return self.features(x)
 
 
-@register_model(
-    "vgg11",
-    help="VGG-11 as in DC (instance norm, 512 features); "
-    "variants: w<N> bn|in|gn|ln|none activation",
-)
-def vgg11(*, num_classes, in_channels, image_size, variant=(), **kw) -> VGG:
-    opts = parse_variant(
-        "vgg11",
-        variant,
-        {"width": prefixed_int("w"), "norm": choice(*NORMS), "act": choice(*ACTIVATIONS)},
-    )
-    return VGG(
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **{**opts, **kw}
-    )
+vgg11 = register_model(
+    "vgg11", help=f"VGG-11 as in DC (instance norm, 512 features); {_CONV_VARIANTS_HELP}"
+)(variant_factory("vgg11", VGG, _CONV_OPTIONS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,28 +384,11 @@ class ResNet(ClassifierModel):
         return self.pool(self.stages(self.stem(x)))
 
 
-def _resnet_factory(head: str, blocks: tuple[int, ...]):
-    def factory(*, num_classes, in_channels, image_size, variant=(), **kw) -> ResNet:
-        opts = parse_variant(
-            head,
-            variant,
-            {"width": prefixed_int("w"), "norm": choice(*NORMS), "act": choice(*ACTIVATIONS)},
-        )
-        params = {"blocks": blocks, **opts, **kw}
-        return ResNet(
-            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params
-        )
-
-    return factory
-
-
 register_model(
-    "resnet18",
-    help="ResNet-18, CIFAR stem, batch norm, 512 features; "
-    "variants: w<N> bn|in|gn|ln|none activation",
-)(_resnet_factory("resnet18", (2, 2, 2, 2)))
+    "resnet18", help=f"ResNet-18, CIFAR stem, batch norm, 512 features; {_CONV_VARIANTS_HELP}"
+)(variant_factory("resnet18", ResNet, _CONV_OPTIONS, defaults={"blocks": (2, 2, 2, 2)}))
 register_model("resnet10", help="ResNet-10 (one BasicBlock per stage); variants as resnet18")(
-    _resnet_factory("resnet10", (1, 1, 1, 1))
+    variant_factory("resnet10", ResNet, _CONV_OPTIONS, defaults={"blocks": (1, 1, 1, 1)})
 )
 
 

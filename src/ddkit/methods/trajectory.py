@@ -389,9 +389,13 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
                       "iterations": 1000},
     ("digits", 1): {"max_start_epoch": 4},
     ("digits", 50): {"batch_syn": 100},
+    # mnist5k (28x28, ConvNet-3 width 32, smooth objective): the image gradient is ~100x smaller
+    # than on digits (the clip never binds); validation split, IPC 1, 100 iterations: lr_img 1 / 10
+    # / 100 -> loss 0.908 -> 0.901 / 0.890 / 0.862, validation accuracy 61.5 / 63.3 / 63.8 % (random
+    # real images: 61.8 %). CPU budgets are far below MTT's 5000 iterations.
     ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 5, "expert_train_epochs": 10,
                        "expert_batch_size": 32, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 8,
-                       "lr_img": 1.0, "lr_lr": 1e-6, "lr_teacher": 0.01, "clip_grad": 1.0,
+                       "lr_img": 100.0, "lr_lr": 1e-6, "lr_teacher": 0.01, "clip_grad": 1.0,
                        "clip_lr_grad": 100.0, "iterations": 500},
     ("mnist5k", 1): {"max_start_epoch": 4},
     ("mnist5k", 50): {"batch_syn": 100},

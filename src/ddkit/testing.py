@@ -35,6 +35,7 @@ import torch
 from ddkit.data.dataset import DatasetSplits, ImageDataset, from_arrays
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.rng import seeded_global_rng
 
 TEST_ITERATIONS = 2
 TINY_ROWS = 300
@@ -261,8 +262,7 @@ def check_model(name: str, *, in_channels: int = 1, image_size: int = 8, num_cla
     from ddkit.models import create_model
 
     def build(seed: int) -> torch.nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_global_rng(seed):
             return create_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
     rng0 = torch.random.get_rng_state()

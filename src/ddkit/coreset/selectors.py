@@ -34,6 +34,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
+from ddkit.rng import seeded_global_rng
 
 EMBEDDINGS = ("trained", "pixels", "random")
 
@@ -74,8 +75,7 @@ def train_feature_net(
     if epochs > 0:
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         net.train()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded_global_rng(seed, device):
             for epoch in range(epochs):
                 perm = torch.randperm(n, generator=generator).to(device)
                 for start in range(0, n, batch_size):

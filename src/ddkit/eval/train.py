@@ -22,6 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ddkit.data.spec import DatasetSpec
 from ddkit.eval.protocol import EvalProtocol
 from ddkit.models import create_model, has_batchnorm
+from ddkit.rng import seeded_global_rng
 
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
@@ -40,8 +41,7 @@ def build_networks(name: str, spec: DatasetSpec, seeds: Sequence[int], device: t
     """Fresh networks, each initialised from its own seed (the global RNG is left as it was)."""
     nets = []
     for s in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(s))
+        with seeded_global_rng(s):
             net = create_model(name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=spec.image_size)
         nets.append(net.to(device))
     return nets

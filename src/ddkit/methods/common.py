@@ -7,6 +7,7 @@ from torch import nn
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.models import create_model
+from ddkit.rng import seeded_global_rng
 
 
 def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
@@ -30,7 +31,6 @@ def initial_images(train: ImageDataset, ipc: int, generator: torch.Generator, in
 def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:
     """A randomly initialised network whose init is drawn from ``generator`` (global RNG untouched)."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed):
         spec = train.spec
         return create_model(name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=spec.image_size)

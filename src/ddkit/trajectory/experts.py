@@ -44,6 +44,7 @@ from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
+from ddkit.rng import seeded_global_rng
 
 __all__ = ["ExpertBuffer", "train_experts", "load_experts", "derive_seed", "apply_zca"]
 
@@ -161,8 +162,7 @@ def apply_zca(data: ImageDataset, zca) -> ImageDataset:
 def _model_for(model: str, spec: DatasetSpec, seed: int):
     from ddkit.models import create_model
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+    with seeded_global_rng(seed):
         return create_model(model, num_classes=spec.num_classes, in_channels=spec.channels,
                             image_size=spec.image_size)
 

@@ -13,7 +13,11 @@ from typing import Any
 from ddkit.errors import ConfigError, DDKitError
 
 # The best method for digits at IPC 10 under the quick suite (see BENCHMARKS.md).
-DEMO_METHOD = "dm"
+# The demo's method and budget, chosen on a validation split of digits (IPC 10, protocol fast,
+# 3 runs; never the test split): random real 88.4 %, dm (500 iterations, ~4 min) 89.0 %,
+# dsa (10 iterations, ~4 min) 90.2 %. dsa also leads the quick suite at IPC 10.
+DEMO_METHOD = "dsa"
+DEMO_ITERATIONS = 10
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -129,8 +133,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     splits = load_dataset("digits")
     ipc, protocol = 10, "fast"
     quick = SUITES.get("quick")
-    if args.iterations is None:  # the quick suite's budget: minutes, not the published hours
-        args.iterations = quick.iterations.get(args.method, quick.default_iterations)
+    if args.iterations is None:  # minutes, not the published hours
+        default = create_method(args.method, dataset="digits", ipc=ipc).config.iterations
+        args.iterations = DEMO_ITERATIONS if args.method == DEMO_METHOD else quick.budget(args.method, ipc, default)
     print(f"distilling digits at IPC {ipc} with {args.method} ({args.iterations} iterations) -> {out}")
     syn = distill_run(dataset="digits", method=args.method, ipc=ipc, out=out, seed=args.seed,
                       iterations=args.iterations, splits=splits, resume=True,

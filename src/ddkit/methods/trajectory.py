@@ -326,7 +326,7 @@ def _warn_if_rough(model: torch.nn.Module, name: str, spec) -> None:
         warnings.warn(
             f"model {name!r} normalises groups of only {n} values on {spec.image_size[0]}x{spec.image_size[1]} "
             "images; the unrolled trajectory-matching objective is then too rough to optimise. Use a shallower "
-            "ConvNet or no normalisation (e.g. 'convnet-none').",
+            "ConvNet (e.g. 'convnet2' on 8x8 images).",
             stacklevel=3,
         )
 

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import numpy as np
 import torch
 
 from ddkit.data.synthetic import SyntheticSet
@@ -79,7 +80,7 @@ def test_grid_and_folder_export(syn, tmp_path):
     files = sorted((tmp_path / "folder").rglob("*.png"))
     assert len(files) == len(syn)
     # exported pixels are the de-normalised images
-    first = torch.tensor(list(Image.open(tmp_path / "folder" / "0" / "00000.png").getdata()), dtype=torch.float32)
+    first = torch.from_numpy(np.asarray(Image.open(tmp_path / "folder" / "0" / "00000.png"))).float().flatten()
     assert torch.allclose(first / 255, syn.pixels()[0].flatten(), atol=1 / 255)
 
 

@@ -74,13 +74,14 @@ def test_grid_and_folder_export(syn, tmp_path):
     from PIL import Image
 
     p = syn.save_grid(tmp_path / "grid.png")
-    img = Image.open(p)
-    assert img.size[1] > img.size[0] / 2  # ten rows of classes
+    with Image.open(p) as img:
+        assert img.size[1] > img.size[0] / 2  # ten rows of classes
     syn.export_folder(tmp_path / "folder")
     files = sorted((tmp_path / "folder").rglob("*.png"))
     assert len(files) == len(syn)
     # exported pixels are the de-normalised images
-    first = torch.from_numpy(np.asarray(Image.open(tmp_path / "folder" / "0" / "00000.png"))).float().flatten()
+    with Image.open(tmp_path / "folder" / "0" / "00000.png") as img:
+        first = torch.from_numpy(np.array(img)).float().flatten()
     assert torch.allclose(first / 255, syn.pixels()[0].flatten(), atol=1 / 255)
 
 

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,10 @@ def _parse_map(text: str) -> dict[int, int]:
 def _pct(d: dict | None) -> str:
     if not d:
         return "–"
-    return f"{100 * d['mean']:.1f} ± {100 * d.get('std', 0.0):.1f}"
+    std = d.get("std")
+    if std is None and len(d.get("accuracies", ())) > 1:  # older results with given runs
+        std = statistics.pstdev(d["accuracies"])
+    return f"{100 * d['mean']:.1f} ± {100 * (std or 0.0):.1f}"
 
 
 def _kb(n: int) -> str:

@@ -273,7 +273,8 @@ def ranking_scores(
         acc["full_hard"] = full
     else:
         full_runs = list(full_accuracy) if isinstance(full_accuracy, (list, tuple)) else [float(full_accuracy)]
-        acc["full_hard"] = {"accuracies": full_runs, "mean": statistics.fmean(full_runs), "given": True}
+        acc["full_hard"] = {"accuracies": full_runs, "mean": statistics.fmean(full_runs),
+                            "std": statistics.pstdev(full_runs) if len(full_runs) > 1 else 0.0, "given": True}
     n_runs = len(acc["syn_hard"]["accuracies"])
     full_b = (full_runs * n_runs)[:n_runs] if len(full_runs) != n_runs else full_runs
     hlr = _paired(full_b, acc["syn_hard"]["accuracies"])

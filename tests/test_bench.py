@@ -61,3 +61,10 @@ def test_vs_random_column_marks_clear_leads():
     table = markdown_table(suite, data)
     assert "| a | 0 | 60.00 ± 2.00 | +10.00 * |" in table
     assert "| b | 0 | 52.00 ± 2.00 | +2.00 |" in table
+
+
+def test_full_data_epochs_per_dataset():
+    s = Suite(name="f", datasets=("a", "b"), ipcs=(1,), protocol="smoke", epochs=7,
+              full_data_epochs={"a": 300})
+    assert s.full_epochs("a") == 300 and s.full_epochs("b") == 7
+    assert Suite(name="g", datasets=("a",), ipcs=(1,), protocol="smoke", full_data_epochs=5).full_epochs("a") == 5

@@ -142,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       progress=_progress_default())
     rnd = create_method("random").fit(splits.train, ipc, seed=args.seed)
     rows = [(f"{args.method} (distilled)", syn, None), ("random real", rnd, None),
-            ("full train set", SyntheticSet.from_real(splits.train), quick.full_data_epochs)]
+            ("full train set", SyntheticSet.from_real(splits.train), quick.full_epochs("digits"))]
     results = {}
     print(f"evaluating: protocol {protocol}, ConvNet-3, final-epoch test accuracy on {len(splits.test)} test images")
     lines = [f"{'training set':<22} {'images':>7} {'accuracy (%)':>16}", "-" * 48]

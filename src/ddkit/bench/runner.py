@@ -57,7 +57,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
     t0 = time.perf_counter()
     if method == "full":
         syn, iters = SyntheticSet.from_real(splits.train), 0
-        epochs = suite.full_data_epochs or suite.epochs
+        epochs = suite.full_epochs(dataset)
     else:
         m = create_method(method, dataset=dataset, ipc=ipc)
         iters = suite.budget(method, ipc, m.config.iterations)
@@ -158,6 +158,15 @@ def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int], dict[str, A
     return f"{diff:+.2f}{' *' if clear else ''}"
 
 
+def _full_epochs_text(suite: Suite) -> str:
+    e = suite.full_data_epochs
+    if not e:
+        return ""
+    if isinstance(e, dict):
+        return " Full-data rows: " + ", ".join(f"{ds} {n} epochs" for ds, n in e.items()) + "."
+    return f" Full-data row: {e} epochs."
+
+
 def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
     m = data.get("machine", {})
     models = ", ".join(f"{ds}: {name}" for ds, name in getattr(suite, "models", {}).items())
@@ -167,7 +176,7 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
         + f", {suite.runs} runs per cell, final-epoch test accuracy (%) mean ± std"
         + (f"; evaluation model per dataset: {models} (others: the protocol's)" if models else "")
         + "."
-        + (f" Full-data row: {suite.full_data_epochs} epochs." if suite.full_data_epochs else "")
+        + _full_epochs_text(suite)
         + " `vs random`: points above random real images of the same IPC; `*` = by more than the"
         " two standard deviations combined.",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",

@@ -12,7 +12,6 @@ from typing import Any
 
 from ddkit.errors import ConfigError, DDKitError
 
-# The best method for digits at IPC 10 under the quick suite (see BENCHMARKS.md).
 # The demo's method and budget, chosen on a validation split of digits (IPC 10, protocol fast,
 # 3 runs; never the test split): random real 88.4 %, dm (500 iterations, ~4 min) 89.0 %,
 # dsa (10 iterations, ~4 min) 90.2 %. dsa also leads the quick suite at IPC 10.

@@ -66,7 +66,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         kind = METHODS.get(method).kind
     distill_s = time.perf_counter() - t0
     peak_distill = _rss_mb() - base_rss
-    model = getattr(suite, "models", {}).get(dataset)  # (suites pickled by an older parent lack it)
+    model = suite.models.get(dataset)
     report = evaluate(syn, splits.test, suite.protocol, runs=suite.runs, epochs=epochs, seed=seed,
                       models=[model] if model else None)
     r = report.results[0]
@@ -169,7 +169,7 @@ def _full_epochs_text(suite: Suite) -> str:
 
 def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
     m = data.get("machine", {})
-    models = ", ".join(f"{ds}: {name}" for ds, name in getattr(suite, "models", {}).items())
+    models = ", ".join(f"{ds}: {name}" for ds, name in suite.models.items())
     lines = [
         f"Suite `{suite.name}`: protocol `{suite.protocol}`"
         + (f" with {suite.epochs} epochs" if suite.epochs else "")

@@ -20,6 +20,15 @@ def test_budget_per_method_and_ipc():
     assert s.budget("idm", 1, 2) == 2  # a method's own default when below default_iterations
 
 
+def test_budget_overrides_per_dataset():
+    s = Suite(name="b", datasets=("digits", "mnist5k"), ipcs=(1, 10), protocol="smoke",
+              iterations={"dm": {1: 20, 10: 10}}, dataset_iterations={"mnist5k": {"dm": {1: 4}}})
+    assert s.budget("dm", 1, 1000, "mnist5k") == 4
+    assert s.budget("dm", 10, 1000, "mnist5k") == 10  # IPC not overridden: the suite-wide budget
+    assert s.budget("dm", 1, 1000, "digits") == 20
+    assert s.budget("dm", 1, 1000) == 20
+
+
 @pytest.fixture
 def tiny_suite():
     name = "pytest-tiny"

@@ -60,7 +60,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         epochs = suite.full_epochs(dataset)
     else:
         m = create_method(method, dataset=dataset, ipc=ipc)
-        iters = suite.budget(method, ipc, m.config.iterations)
+        iters = suite.budget(method, ipc, m.config.iterations, dataset)
         syn = m.fit(splits.train, ipc, iterations=iters, seed=seed)
         epochs = suite.epochs
         kind = METHODS.get(method).kind

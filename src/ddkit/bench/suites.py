@@ -13,7 +13,8 @@ class Suite:
 
     ``iterations`` gives per-method distillation budgets (written next to each result): a number,
     or ``{ipc: number}`` (IPCs not listed fall back as unlisted methods do); methods not listed use
-    ``min(their default, default_iterations)``. ``models`` names the evaluation network per dataset
+    ``min(their default, default_iterations)``. ``dataset_iterations`` overrides ``iterations``
+    per dataset (``{dataset: {method: number or {ipc: number}}}``). ``models`` names the evaluation network per dataset
     (default: the protocol's), recorded in every row.
     """
 
@@ -26,6 +27,7 @@ class Suite:
     methods: tuple[str, ...] = ()
     iterations: dict[str, int | dict[int, int]] = field(default_factory=dict)
     default_iterations: int = 200
+    dataset_iterations: dict[str, dict[str, int | dict[int, int]]] = field(default_factory=dict)
     full_data: bool = True
     # full-data row: epochs, for all datasets or per dataset (more data -> more steps per epoch)
     full_data_epochs: int | dict[str, int] | None = None
@@ -38,12 +40,15 @@ class Suite:
             e = e.get(dataset)
         return e or self.epochs
 
-    def budget(self, method: str, ipc: int, default: int) -> int:
-        """Distillation iterations for ``method`` at ``ipc``."""
-        spec = self.iterations.get(method)
-        if isinstance(spec, dict):
-            spec = spec.get(ipc)
-        return int(spec) if spec is not None else min(default, self.default_iterations)
+    def budget(self, method: str, ipc: int, default: int, dataset: str | None = None) -> int:
+        """Distillation iterations for ``method`` at ``ipc`` (on ``dataset``, if it has overrides)."""
+        for table in (self.dataset_iterations.get(dataset or "", {}), self.iterations):
+            spec = table.get(method)
+            if isinstance(spec, dict):
+                spec = spec.get(ipc)
+            if spec is not None:
+                return int(spec)
+        return min(default, self.default_iterations)
 
 
 SUITES: Registry[Suite] = Registry("suite")
@@ -76,6 +81,9 @@ SUITES.add(
                     "dm": {1: 2000, 10: 1000, 50: 500}, "idm": {1: 500, 10: 300, 50: 200},
                     "mtt": {1: 500, 10: 300, 50: 200}, "tesla": {1: 500, 10: 300, 50: 200},
                     "datm": {1: 500, 10: 300, 50: 200}, "sre2l": 1000, "rded": 0},
+        # mnist5k: a DM step embeds 2,560 real 28x28 images (1.5 s with width 32, IDM 2.6-3.0 s),
+        # ~4x digits; these budgets keep each cell under ~25 minutes on one core
+        dataset_iterations={"mnist5k": {"dm": {1: 1000, 10: 1000, 50: 500}, "idm": {1: 300, 10: 300, 50: 200}}},
         # digits has 6 steps per epoch (batch 256): 30 epochs (180 steps) measured 86.6 %, an
         # under-trained reference; 300 epochs (1800 steps) reach 99.6 %. mnist5k (16 steps per
         # epoch) reaches 97.9 % at 30 epochs with ConvNet-3 width 32 (benchmarks/bench_decoupled.py)

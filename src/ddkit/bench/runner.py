@@ -198,7 +198,8 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
-    pending = [f"{ds} IPC {ipc} {m}" for ds, m, ipc in cells(suite) if (ds, m, ipc) not in done]
+    pending = [f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}"
+               for ds, m, ipc in cells(suite) if (ds, m, ipc) not in done]
     if pending:
         lines += ["", f"Not run yet ({len(pending)} cells; `ddkit bench --suite {suite.name}` continues): "
                   + ", ".join(pending) + "."]

@@ -395,7 +395,7 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
     # real images: 61.8 %). An expert epoch is 125 SGD steps (4,000 images, batch 32), so M = 2
     # epochs ask N = 10 student steps to cover 250 expert steps: with lr_lr 1e-6 the learned step
     # size stays near lr_teacher and the loss stalls. Validation split, IPC 1, 500 iterations
-    # (benchmarks/tune_trajectory_val.py, results/tune_mtt_mnist5k_ipc1_*.json): lr_lr 1e-6 / 1e-5
+    # (benchmarks/tune_val.py, results/tune_mtt_mnist5k_ipc1_*.json): lr_lr 1e-6 / 1e-5
     # / 1e-4 -> 67.9 / 78.4 / 72.7 %; with 1e-5, M = 1 -> 82.2 %; then N = 20 -> 86.7 %. IPC 10+
     # keep N = 10 (per-iteration cost on this CPU; not tuned there).
     ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 5, "expert_train_epochs": 10,

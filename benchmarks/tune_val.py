@@ -1,8 +1,9 @@
-"""Tune one trajectory-matching hyper-parameter on a validation split (never the test split).
+"""Tune one hyper-parameter of any method on a validation split (never the test split).
 
 Carves a stratified validation split out of the dataset's train split (``--val-fraction``, seed 0),
 distils on the rest with each value of ``--param``, and reports the mean distillation loss of the
-first and last 10 % of iterations, the final learned step size, and final-epoch validation accuracy
+first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
+training images the result holds, and final-epoch validation accuracy
 (protocol ``dsa``, 300 epochs, ``--runs`` fresh networks of the preset's model).
 
 Usage: python benchmarks/tune_trajectory_val.py --method mtt --dataset mnist5k --ipc 1 \
@@ -68,7 +69,7 @@ def main() -> None:
         k = max(len(rec.losses) // 10, 1)
         row = {"fixed": fixed, "param": args.param, "value": value, "iterations": args.iterations, "seconds": round(seconds, 1),
                "loss_first": _mean(rec.losses[:k]), "loss_last": _mean(rec.losses[-k:]),
-               "lr": syn.lr,
+               "lr": syn.lr, "images": len(syn.images),
                "val_mean": rep.results[0].mean, "val_std": rep.results[0].std}
         rows.append(row)
         print(json.dumps(row), flush=True)

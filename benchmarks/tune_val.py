@@ -6,8 +6,10 @@ first and last 10 % of iterations, the final learned step size (trajectory metho
 training images the result holds, and final-epoch validation accuracy
 (protocol ``dsa``, 300 epochs, ``--runs`` fresh networks of the preset's model).
 
-Usage: python benchmarks/tune_trajectory_val.py --method mtt --dataset mnist5k --ipc 1 \
-           --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--out FILE.json]
+Usage: python benchmarks/tune_val.py --method mtt --dataset mnist5k --ipc 1 \
+           --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--set KEY=VALUE] [--out FILE.json]
+
+``--iterations 0`` evaluates the method's initialisation (e.g. IDM's multi-formation encoding).
 """
 
 from __future__ import annotations

@@ -413,11 +413,7 @@ class IDM(DM):
         ("cifar100", 1): {"batch_real": 500, "net_generate_interval": 5, "ce_weight": 0.5},
         ("cifar100", 10): {"ce_weight": 0.1, "model_train_steps": 50},
         ("cifar100", 50): {"ce_weight": 0.1},
-        # CPU-scale presets for the embedded datasets (a small queue, fewer iterations)
-        ("digits", "*"): {"iterations": 1000, "batch_real": 128, "net_num": 10, "net_generate_interval": 10,
-                          "train_net_num": 1, "model_train_steps": 5, "train_batch": 128},
-        ("mnist5k", "*"): {"iterations": 2000, "model": "convnet-w32", "net_num": 20, "net_generate_interval": 10,
-                           "train_net_num": 1, "model_train_steps": 5},
+        # CPU-scale presets for the embedded datasets (a small queue, fewer iterations).
         # The published class-aware weight is tuned for CIFAR: ce_weight x training accuracy in
         # percent. Queue networks reach ~95-98 % on these digits within a few rounds, and the
         # small ConvNets' embeddings give DM losses of ~0.01 (digits) to ~2 (mnist5k) per class,
@@ -425,9 +421,15 @@ class IDM(DM):
         # split, IPC 10 (benchmarks/tune_val.py, results/tune_idm_ipc10.json): mnist5k, 150
         # iterations: encoding only 95.6 %, ce 0.5 / lr 0.2 -> 93.3 %, ce 0 / lr 0.2 -> 95.2 %,
         # ce 0.01 / lr 1 -> 96.3 %; digits, 300 iterations: random 91.9 %, ce 0.5 / lr 0.2 ->
-        # 90.8 %, ce 0.01 / lr 1 -> 93.0 %.
-        ("digits", 10): {"lr_img": 1.0, "ce_weight": 0.01},
-        ("mnist5k", 10): {"lr_img": 1.0, "ce_weight": 0.01},
+        # 90.8 %, ce 0.01 / lr 1 -> 93.0 %. IPC 1 (digits, validation split): published 90.2 %,
+        # new 90.0 % -- equal, so IPC 1 keeps the published setting its benchmark rows used.
+        ("digits", "*"): {"iterations": 1000, "batch_real": 128, "net_num": 10, "net_generate_interval": 10,
+                          "train_net_num": 1, "model_train_steps": 5, "train_batch": 128,
+                          "lr_img": 1.0, "ce_weight": 0.01},
+        ("mnist5k", "*"): {"iterations": 2000, "model": "convnet-w32", "net_num": 20, "net_generate_interval": 10,
+                           "train_net_num": 1, "model_train_steps": 5, "lr_img": 1.0, "ce_weight": 0.01},
+        ("digits", 1): {"lr_img": 0.2, "ce_weight": 0.5},
+        ("mnist5k", 1): {"lr_img": 0.2, "ce_weight": 0.5},
     }
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8, "net_num": 2, "net_init_num": 1, "net_generate_interval": 1,

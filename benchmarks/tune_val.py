@@ -18,6 +18,7 @@ import argparse
 import json
 import time
 
+from ddkit.cli import _parse_options
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
@@ -33,11 +34,6 @@ class _Record(Callback):
         self.losses.append(float(metrics.get("loss", float("nan"))))
 
 
-def _number(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() and "e" not in text and "." not in text else value
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / max(len(xs), 1)
 
@@ -48,7 +44,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=1)
     ap.add_argument("--param", required=True)
-    ap.add_argument("--values", required=True, help="comma-separated; parsed as float (int if integral)")
+    ap.add_argument("--values", required=True, help="comma-separated; each parsed as JSON when possible, as `ddkit distill --set` does")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="fixed overrides applied to every variant (repeatable)")
     ap.add_argument("--iterations", type=int, default=500)
@@ -58,10 +54,9 @@ def main() -> None:
     args = ap.parse_args()
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
     rows = []
-    fixed = dict(kv.split("=", 1) for kv in args.set)
-    fixed = {k: _number(v) for k, v in fixed.items()}
+    fixed = _parse_options(args.set)
     for text in args.values.split(","):
-        value = _number(text)
+        value = _parse_options([f"{args.param}={text}"])[args.param]
         m = create_method(args.method, dataset=args.dataset, ipc=args.ipc, **{**fixed, args.param: value})
         rec = _Record()
         t0 = time.perf_counter()

@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from ddkit.decoupled.relabel import relabel
     from ddkit.decoupled.teacher import cached_teacher, teacher_bytes
     from ddkit.eval import get_protocol
+    from ddkit.cli import _parse_options
     from ddkit.eval.train import accuracy
     from ddkit.methods import METHODS, create_method, load_all
 
@@ -150,13 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     ipcs = [int(i) for i in args.ipcs.split(",")]
     methods = [m for m in args.methods.split(",") if m and (m in METHODS)]
     extra: dict[str, dict] = {}
-    for item in args.set:
-        key, val = item.split("=", 1)
+    for key, val in _parse_options(args.set).items():
+        if "." not in key:
+            raise SystemExit(f"--set {key}=...: expected METHOD.OPTION=VALUE, e.g. rded.lr=0.1")
         meth, opt = key.split(".", 1)
-        try:
-            extra.setdefault(meth, {})[opt] = json.loads(val)
-        except json.JSONDecodeError:
-            extra.setdefault(meth, {})[opt] = val
+        extra.setdefault(meth, {})[opt] = val
     models = tuple(args.models.split(",")) if args.models else None
     hard = get_protocol("dsa").with_(runs=args.runs, models=models)
     soft = get_protocol("teacher-kd").with_(runs=args.runs, models=models)
@@ -266,4 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ddkit.errors import DDKitError
+
+    try:
+        raise SystemExit(main())
+    except DDKitError as exc:
+        raise SystemExit(f"bench_decoupled: {exc}") from None

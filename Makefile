@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo lint test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,8 +16,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ddkit demo --out runs/demo
 
-## Run the test suite (fast tests; `make test-slow` for the marked learning tests).
-test: install
+## Lint and format check (ruff, pinned in pyproject.toml).
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+## Lint, then run the test suite (fast tests; `make test-slow` for the marked learning tests).
+test: install lint
 	$(PY) -m pytest
 
 test-slow: install

@@ -57,32 +57,51 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f}"
 
 
-def render_ipc(ds: str, ipc: int, rows: dict, settings: dict, soft_epochs: int, train_bytes: int) -> list[str]:
+def render_ipc(
+    ds: str, ipc: int, rows: dict, settings: dict, soft_epochs: int, train_bytes: int
+) -> list[str]:
     """The accuracy/score table and the storage table of one (dataset, IPC) as Markdown lines."""
     out: list[str] = []
     full = next(iter(rows.values()))["scores"]["accuracy"]["full_hard"] if rows else None
     full_epochs = settings.get("full_epochs") or settings["hard_epochs"]
-    out += ["", f"### {ds}, IPC {ipc} — accuracy (%), {settings['runs']} runs; dsa {settings['hard_epochs']} epochs, "
-            f"teacher-kd {soft_epochs} epochs; full data (dsa, {full_epochs} epochs): {_pct(full)}", ""]
-    out += ["| method | distill s | hard (dsa) | teacher-kd | kd no-aug | random hard | random kd | "
-            "IOR (kd) | IOR (hard) | HLR | LRS | ARS |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "",
+        f"### {ds}, IPC {ipc} — accuracy (%), {settings['runs']} runs; dsa {settings['hard_epochs']} epochs, "
+        f"teacher-kd {soft_epochs} epochs; full data (dsa, {full_epochs} epochs): {_pct(full)}",
+        "",
+    ]
+    out += [
+        "| method | distill s | hard (dsa) | teacher-kd | kd no-aug | random hard | random kd | "
+        "IOR (kd) | IOR (hard) | HLR | LRS | ARS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for meth, row in rows.items():
         sc, a = row["scores"], row["scores"]["accuracy"]
-        out.append(f"| {meth} | {row['distill_seconds']:.1f} | {_pct(a['syn_hard'])} | {_pct(a['syn_soft'])} | "
-                   f"{_pct(a['syn_soft_noaug'])} | {_pct(a['random_hard'])} | {_pct(a['random_soft'])} | "
-                   f"{100 * sc['IOR']['mean']:+.1f} | {100 * sc['IOR_hard']['mean']:+.1f} | "
-                   f"{100 * sc['HLR']['mean']:.1f} | {100 * sc['LRS']['mean']:.1f} | {100 * sc['ARS']['mean']:.1f} |")
-    out += ["", f"### {ds}, IPC {ipc} — storage (KB) and ratio to the real train set ({_kb(train_bytes)} KB)", ""]
-    out += ["| method | evaluation needs | images | labels | per-view labels | teacher | total | ratio |",
-            "|---|---|---|---|---|---|---|---|"]
+        out.append(
+            f"| {meth} | {row['distill_seconds']:.1f} | {_pct(a['syn_hard'])} | {_pct(a['syn_soft'])} | "
+            f"{_pct(a['syn_soft_noaug'])} | {_pct(a['random_hard'])} | {_pct(a['random_soft'])} | "
+            f"{100 * sc['IOR']['mean']:+.1f} | {100 * sc['IOR_hard']['mean']:+.1f} | "
+            f"{100 * sc['HLR']['mean']:.1f} | {100 * sc['LRS']['mean']:.1f} | {100 * sc['ARS']['mean']:.1f} |"
+        )
+    out += [
+        "",
+        f"### {ds}, IPC {ipc} — storage (KB) and ratio to the real train set ({_kb(train_bytes)} KB)",
+        "",
+    ]
+    out += [
+        "| method | evaluation needs | images | labels | per-view labels | teacher | total | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict[str, list[str]] = {}  # methods whose storage is identical share rows
     for meth, row in rows.items():
         groups.setdefault(json.dumps(row["storage"], sort_keys=True), []).append(meth)
     shown = {", ".join(meths): json.loads(key) for key, meths in groups.items()}
     for meth, storage in shown.items():
         for what, r in storage.items():
-            out.append(f"| {meth} | {what} | {_kb(r['images'])} | {_kb(r['labels'])} | {_kb(r['view_labels'])} | "
-                       f"{_kb(r['teacher'])} | {_kb(r['total'])} | {r['ratio']:.3f} |")
+            out.append(
+                f"| {meth} | {what} | {_kb(r['images'])} | {_kb(r['labels'])} | {_kb(r['view_labels'])} | "
+                f"{_kb(r['teacher'])} | {_kb(r['total'])} | {r['ratio']:.3f} |"
+            )
     return out
 
 
@@ -95,7 +114,9 @@ def render_files(paths: list[str]) -> str:
         settings = res["settings"]
         for ds, dres in res.get("datasets", {}).items():
             for ipc, rows in dres.get("ipc", {}).items():
-                cell = cells.setdefault((ds, int(ipc)), {"rows": {}, "train_bytes": dres["train_bytes"]})
+                cell = cells.setdefault(
+                    (ds, int(ipc)), {"rows": {}, "train_bytes": dres["train_bytes"]}
+                )
                 cell["settings"] = settings
                 cell["teacher"] = dres["teacher"]
                 cell["rows"].update(rows)
@@ -104,8 +125,11 @@ def render_files(paths: list[str]) -> str:
         settings, t = cell["settings"], cell["teacher"]
         soft = settings.get("soft_epochs", {})
         es = int(soft.get(str(ipc), soft.get(ipc, settings["soft_protocol"]["epochs"])))
-        lines += ["", f"Teacher for {ds}: {t['model']} ({t['epochs']} epochs, {_kb(t['bytes'])} KB, "
-                  f"test accuracy {100 * t['test_accuracy']:.1f}%)."]
+        lines += [
+            "",
+            f"Teacher for {ds}: {t['model']} ({t['epochs']} epochs, {_kb(t['bytes'])} KB, "
+            f"test accuracy {100 * t['test_accuracy']:.1f}%).",
+        ]
         lines += render_ipc(ds, ipc, cell["rows"], settings, es, cell["train_bytes"])
     return "\n".join(lines).strip() + "\n"
 
@@ -116,21 +140,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ipcs", default="10,50")
     ap.add_argument("--methods", default="sre2l,rded,random,dm")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--hard-epochs", type=int, default=300, help="dsa recipe epochs (published: 1000)")
-    ap.add_argument("--full-epochs", type=int, default=None,
-                    help="dsa epochs for the full-data row behind HLR (default: --hard-epochs)")
-    ap.add_argument("--full-accuracy", default=None,
-                    help="known per-run full-data accuracies (comma-separated fractions) instead of training")
-    ap.add_argument("--soft-epochs", default="10:300,50:150",
-                    help="teacher-kd epochs per IPC (published: 300; IPC 50 halved for CPU, still 1500 steps)")
-    ap.add_argument("--models", default=None, help="student model(s), comma-separated (default: the protocols')")
+    ap.add_argument(
+        "--hard-epochs", type=int, default=300, help="dsa recipe epochs (published: 1000)"
+    )
+    ap.add_argument(
+        "--full-epochs",
+        type=int,
+        default=None,
+        help="dsa epochs for the full-data row behind HLR (default: --hard-epochs)",
+    )
+    ap.add_argument(
+        "--full-accuracy",
+        default=None,
+        help="known per-run full-data accuracies (comma-separated fractions) instead of training",
+    )
+    ap.add_argument(
+        "--soft-epochs",
+        default="10:300,50:150",
+        help="teacher-kd epochs per IPC (published: 300; IPC 50 halved for CPU, still 1500 steps)",
+    )
+    ap.add_argument(
+        "--models", default=None, help="student model(s), comma-separated (default: the protocols')"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--random-draws", type=int, default=1,
-                    help="random real subsets averaged for the baseline (more draws: less noisy IOR)")
-    ap.add_argument("--set", action="append", default=[], help="method option METHOD.key=value (JSON value)")
+    ap.add_argument(
+        "--random-draws",
+        type=int,
+        default=1,
+        help="random real subsets averaged for the baseline (more draws: less noisy IOR)",
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], help="method option METHOD.key=value (JSON value)"
+    )
     ap.add_argument("--out", default="benchmarks/results/decoupled.json")
-    ap.add_argument("--render", nargs="+", metavar="JSON",
-                    help="only print the Markdown tables of these result files (later files' cells win)")
+    ap.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="only print the Markdown tables of these result files (later files' cells win)",
+    )
     args = ap.parse_args(argv)
     if args.render:
         print(render_files(args.render), end="")
@@ -139,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from ddkit.cli import _parse_options
     from ddkit.data import load_dataset
-    from ddkit.decoupled.accounting import dataset_bytes, random_like, ranking_scores, storage_report
+    from ddkit.decoupled.accounting import (
+        dataset_bytes,
+        random_like,
+        ranking_scores,
+        storage_report,
+    )
     from ddkit.decoupled.relabel import relabel
     from ddkit.decoupled.teacher import cached_teacher, teacher_bytes
     from ddkit.eval import get_protocol
@@ -163,12 +216,23 @@ def main(argv: list[str] | None = None) -> int:
     out_path = Path(args.out)
     results: dict = {
         "settings": {
-            "datasets": args.datasets, "ipcs": ipcs, "methods": methods, "runs": args.runs,
-            "hard_protocol": hard.to_dict(), "hard_epochs": args.hard_epochs,
+            "datasets": args.datasets,
+            "ipcs": ipcs,
+            "methods": methods,
+            "runs": args.runs,
+            "hard_protocol": hard.to_dict(),
+            "hard_epochs": args.hard_epochs,
             "full_epochs": args.full_epochs or args.hard_epochs,
-            "soft_protocol": soft.to_dict(), "soft_epochs": soft_epochs, "seed": args.seed,
-            "random_baseline_seeds": [args.seed + 10_000 + 7919 * d for d in range(args.random_draws)], "method_options": extra,
-            "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "python": sys.version.split()[0],
+            "soft_protocol": soft.to_dict(),
+            "soft_epochs": soft_epochs,
+            "seed": args.seed,
+            "random_baseline_seeds": [
+                args.seed + 10_000 + 7919 * d for d in range(args.random_draws)
+            ],
+            "method_options": extra,
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "python": sys.version.split()[0],
             "note": "CPU-scaled epochs; accuracies are final-epoch test accuracy; nothing chosen on test",
         },
         "datasets": {},
@@ -189,36 +253,62 @@ def main(argv: list[str] | None = None) -> int:
         train_b = dataset_bytes(splits.train)
         probe = create_method("sre2l", dataset=ds, ipc=ipcs[0], **extra.get("sre2l", {})).config
         t0 = time.perf_counter()
-        teacher, tdir = cached_teacher(splits.train, probe.teacher_model, cache_root=probe.teacher_cache,
-                                       epochs=probe.teacher_epochs, lr=probe.teacher_lr, seed=probe.teacher_seed)
+        teacher, tdir = cached_teacher(
+            splits.train,
+            probe.teacher_model,
+            cache_root=probe.teacher_cache,
+            epochs=probe.teacher_epochs,
+            lr=probe.teacher_lr,
+            seed=probe.teacher_seed,
+        )
         t_teacher = time.perf_counter() - t0
         tmeta = teacher.teacher_meta_
         dres: dict = {
-            "train_images": len(splits.train), "train_bytes": train_b,
-            "teacher": {"dir": str(tdir), "model": tmeta["model"], "epochs": tmeta["epochs"],
-                        "bytes": teacher_bytes(tdir), "train_seconds": tmeta.get("train_seconds"),
-                        "load_or_train_seconds": t_teacher,
-                        "test_accuracy": accuracy(teacher, splits.test.images, splits.test.labels)},
+            "train_images": len(splits.train),
+            "train_bytes": train_b,
+            "teacher": {
+                "dir": str(tdir),
+                "model": tmeta["model"],
+                "epochs": tmeta["epochs"],
+                "bytes": teacher_bytes(tdir),
+                "train_seconds": tmeta.get("train_seconds"),
+                "load_or_train_seconds": t_teacher,
+                "test_accuracy": accuracy(teacher, splits.test.images, splits.test.labels),
+            },
             "ipc": {},
         }
         results["datasets"][ds] = dres
-        emit(f"## {ds}: {len(splits.train)} train images ({_kb(train_b)} KB as float32), "
-             f"teacher {tmeta['model']} ({tmeta['epochs']} epochs, {_kb(dres['teacher']['bytes'])} KB, "
-             f"test accuracy {100 * dres['teacher']['test_accuracy']:.1f}%)")
+        emit(
+            f"## {ds}: {len(splits.train)} train images ({_kb(train_b)} KB as float32), "
+            f"teacher {tmeta['model']} ({tmeta['epochs']} epochs, {_kb(dres['teacher']['bytes'])} KB, "
+            f"test accuracy {100 * dres['teacher']['test_accuracy']:.1f}%)"
+        )
         cache: dict = {}
         full_acc = None
         if args.full_accuracy:
             full_acc = [float(v) for v in args.full_accuracy.split(",")]
-            dres["full_hard"] = {"epochs": args.full_epochs or args.hard_epochs, "accuracies": full_acc,
-                                 "given": True}
+            dres["full_hard"] = {
+                "epochs": args.full_epochs or args.hard_epochs,
+                "accuracies": full_acc,
+                "given": True,
+            }
         elif args.full_epochs and args.full_epochs != args.hard_epochs:
             from ddkit.data.synthetic import SyntheticSet
             from ddkit.eval import evaluate
 
-            rep = evaluate(SyntheticSet.from_real(splits.train), splits.test, hard_only, epochs=args.full_epochs,
-                           seed=args.seed)
+            rep = evaluate(
+                SyntheticSet.from_real(splits.train),
+                splits.test,
+                hard_only,
+                epochs=args.full_epochs,
+                seed=args.seed,
+            )
             full_acc = list(rep.results[0].accuracies)
-            dres["full_hard"] = {"epochs": args.full_epochs, "accuracies": full_acc, "seconds": rep.seconds}
+            dres["full_hard"] = {
+                "epochs": args.full_epochs,
+                "accuracies": full_acc,
+                "seconds": rep.seconds,
+            }
         for ipc in ipcs:
             es = soft_epochs.get(ipc, soft.epochs)
             rows = {}
@@ -234,27 +324,54 @@ def main(argv: list[str] | None = None) -> int:
                 secs = time.perf_counter() - t0
                 syn.meta.setdefault("teacher_dir", str(tdir))
                 if baseline is None:
-                    baseline = [random_like(syn, splits.train, args.seed + 10_000 + 7919 * d)
-                                for d in range(args.random_draws)]
-                sc = ranking_scores(syn, splits, hard, soft, seed=args.seed, teacher=str(tdir),
-                                    random_set=baseline, epochs_hard=args.hard_epochs, epochs_soft=es,
-                                    full_accuracy=full_acc, cache=cache)
+                    baseline = [
+                        random_like(syn, splits.train, args.seed + 10_000 + 7919 * d)
+                        for d in range(args.random_draws)
+                    ]
+                sc = ranking_scores(
+                    syn,
+                    splits,
+                    hard,
+                    soft,
+                    seed=args.seed,
+                    teacher=str(tdir),
+                    random_set=baseline,
+                    epochs_hard=args.hard_epochs,
+                    epochs_soft=es,
+                    full_accuracy=full_acc,
+                    cache=cache,
+                )
                 per_image = relabel(syn, teacher, 4.0)
-                fkd = relabel(syn, teacher, 4.0, views=es, generator=torch.Generator().manual_seed(0))
+                fkd = relabel(
+                    syn, teacher, 4.0, views=es, generator=torch.Generator().manual_seed(0)
+                )
                 storage = {
                     "hard (dsa)": storage_report(syn, train_size_bytes=train_b, protocol=hard_only),
-                    "stored soft labels (soft)": storage_report(per_image, train_size_bytes=train_b, protocol="soft"),
-                    f"FKD views, {es} per image (soft)": storage_report(fkd, train_size_bytes=train_b, protocol="soft"),
-                    "teacher on the fly (teacher-kd)": storage_report(syn, train_size_bytes=train_b,
-                                                                      protocol="teacher-kd"),
+                    "stored soft labels (soft)": storage_report(
+                        per_image, train_size_bytes=train_b, protocol="soft"
+                    ),
+                    f"FKD views, {es} per image (soft)": storage_report(
+                        fkd, train_size_bytes=train_b, protocol="soft"
+                    ),
+                    "teacher on the fly (teacher-kd)": storage_report(
+                        syn, train_size_bytes=train_b, protocol="teacher-kd"
+                    ),
                 }
-                rows[meth] = {"distill_seconds": secs, "iterations": syn.meta.get("iterations"),
-                              "config": syn.meta.get("config"), "label_agreement": syn.meta.get("label_agreement"),
-                              "scores": sc, "storage": storage}
+                rows[meth] = {
+                    "distill_seconds": secs,
+                    "iterations": syn.meta.get("iterations"),
+                    "config": syn.meta.get("config"),
+                    "label_agreement": syn.meta.get("label_agreement"),
+                    "scores": sc,
+                    "storage": storage,
+                }
                 dump()
-                print(f"  [{ds} ipc {ipc}] {meth}: distilled in {secs:.1f} s; hard {_pct(sc['accuracy']['syn_hard'])}, "
-                      f"kd {_pct(sc['accuracy']['syn_soft'])}, LRS {100 * sc['LRS']['mean']:.1f}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  [{ds} ipc {ipc}] {meth}: distilled in {secs:.1f} s; hard {_pct(sc['accuracy']['syn_hard'])}, "
+                    f"kd {_pct(sc['accuracy']['syn_soft'])}, LRS {100 * sc['LRS']['mean']:.1f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             for line in render_ipc(ds, ipc, rows, results["settings"], es, train_b):
                 emit(line)
         results["markdown"] = "\n".join(lines)

@@ -120,10 +120,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         torch.cuda.synchronize()
                     times[v].append(time.perf_counter() - t0)
                     cpu[v].append(cpu_clock() - c0)
-                extra = (torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda" else rss.extra_mb
+                extra = (
+                    (torch.cuda.max_memory_allocated() - base) / 2**20
+                    if device.type == "cuda"
+                    else rss.extra_mb
+                )
                 mem[v].append(extra)
-            print(f"[{name}] iteration {it + 1}/{args.iters}: "
-                  + ", ".join(f"{v} {times[v][-1]:.2f}s wall / {cpu[v][-1]:.2f}s cpu" for v in variants), flush=True)
+            print(
+                f"[{name}] iteration {it + 1}/{args.iters}: "
+                + ", ".join(
+                    f"{v} {times[v][-1]:.2f}s wall / {cpu[v][-1]:.2f}s cpu" for v in variants
+                ),
+                flush=True,
+            )
         ref_images = methods["class-loop"].result().images
 
         def median(xs: list[float]) -> float:
@@ -131,20 +140,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         for v, m in methods.items():
             med, cmed = median(times[v]), median(cpu[v])
-            rows.append({
-                "method": name,
-                "variant": v,
-                "seconds_per_iteration": med,
-                "cpu_seconds_per_iteration": cmed,
-                "min_seconds": min(times[v][1:] or times[v]),
-                "all_seconds": times[v],
-                "all_cpu_seconds": cpu[v],
-                "speedup_vs_loop": median(times["class-loop"]) / med,
-                "cpu_speedup_vs_loop": median(cpu["class-loop"]) / cmed,
-                "peak_extra_mb": max(mem[v]),
-                "max_abs_diff_vs_loop": float((m.result().images - ref_images).abs().max()),
-                "config": m.config_dict(),
-            })
+            rows.append(
+                {
+                    "method": name,
+                    "variant": v,
+                    "seconds_per_iteration": med,
+                    "cpu_seconds_per_iteration": cmed,
+                    "min_seconds": min(times[v][1:] or times[v]),
+                    "all_seconds": times[v],
+                    "all_cpu_seconds": cpu[v],
+                    "speedup_vs_loop": median(times["class-loop"]) / med,
+                    "cpu_speedup_vs_loop": median(cpu["class-loop"]) / cmed,
+                    "peak_extra_mb": max(mem[v]),
+                    "max_abs_diff_vs_loop": float((m.result().images - ref_images).abs().max()),
+                    "config": m.config_dict(),
+                }
+            )
         del methods
         print(f"[{name}] done ({cfg.model}, real batch {cfg.batch_real}/class)", flush=True)
     return {
@@ -175,9 +186,11 @@ def markdown(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['method']} | {r['variant']} | {r['seconds_per_iteration']:.3f} | "
-                     f"{r['speedup_vs_loop']:.2f}x | {r['cpu_seconds_per_iteration']:.3f} | "
-                     f"{r['cpu_speedup_vs_loop']:.2f}x | {r['peak_extra_mb']:.0f} | {r['max_abs_diff_vs_loop']:.2e} |")
+        lines.append(
+            f"| {r['method']} | {r['variant']} | {r['seconds_per_iteration']:.3f} | "
+            f"{r['speedup_vs_loop']:.2f}x | {r['cpu_seconds_per_iteration']:.3f} | "
+            f"{r['cpu_speedup_vs_loop']:.2f}x | {r['peak_extra_mb']:.0f} | {r['max_abs_diff_vs_loop']:.2e} |"
+        )
     return "\n".join(lines)
 
 
@@ -185,13 +198,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--ipc", type=int, default=10)
-    p.add_argument("--iters", type=int, default=5, help="iterations per variant (the first is warm-up)")
+    p.add_argument(
+        "--iters", type=int, default=5, help="iterations per variant (the first is warm-up)"
+    )
     p.add_argument("--methods", default="dm,idm")
-    p.add_argument("--batch-real", type=int, default=256, help="real images per class per iteration")
+    p.add_argument(
+        "--batch-real", type=int, default=256, help="real images per class per iteration"
+    )
     p.add_argument("--model", default="convnet")
-    p.add_argument("--chunk", type=int, default=512,
-                   help="also time the real forward in pieces of this many images (0: skip)")
-    p.add_argument("--dsa-strategy", default=None, help="override the DSA strategy (default: by dataset)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=512,
+        help="also time the real forward in pieces of this many images (0: skip)",
+    )
+    p.add_argument(
+        "--dsa-strategy", default=None, help="override the DSA strategy (default: by dataset)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)

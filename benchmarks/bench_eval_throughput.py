@@ -34,15 +34,35 @@ def main() -> None:
     for ds in args.datasets.split(","):
         splits = load_dataset(ds)
         syn = create_method("random").fit(splits.train, args.ipc, seed=0)
-        p = EvalProtocol(name="bench", epochs=args.epochs, augment=args.augment or None, runs=args.runs,
-                         models=(args.model,))
+        p = EvalProtocol(
+            name="bench",
+            epochs=args.epochs,
+            augment=args.augment or None,
+            runs=args.runs,
+            models=(args.model,),
+        )
         seeds = run_seeds(0, args.runs)
-        row = {"dataset": ds, "ipc": args.ipc, "images": len(syn), "runs": args.runs, "epochs": args.epochs,
-               "augment": args.augment, "model": args.model}
+        row = {
+            "dataset": ds,
+            "ipc": args.ipc,
+            "images": len(syn),
+            "runs": args.runs,
+            "epochs": args.epochs,
+            "augment": args.augment,
+            "model": args.model,
+        }
         for mode in ("vectorized", "sequential"):
             t0 = time.perf_counter()
-            res = train_networks(args.model, syn.spec, syn.images, syn.labels, p, seeds, lr=p.lr,
-                                 vectorize=mode == "vectorized")
+            res = train_networks(
+                args.model,
+                syn.spec,
+                syn.images,
+                syn.labels,
+                p,
+                seeds,
+                lr=p.lr,
+                vectorize=mode == "vectorized",
+            )
             sec = time.perf_counter() - t0
             accs = [accuracy(m, splits.test.images, splits.test.labels) for m in res.models]
             row[f"{mode}_seconds"] = sec
@@ -52,13 +72,19 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     info = machine_info()
-    print(f"\nMachine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads)\n")
-    print("| dataset | images | runs x epochs | vectorised img/s | one-by-one img/s | speed-up | mean acc vec / seq |")
+    print(
+        f"\nMachine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads)\n"
+    )
+    print(
+        "| dataset | images | runs x epochs | vectorised img/s | one-by-one img/s | speed-up | mean acc vec / seq |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['images']} | {r['runs']} x {r['epochs']} | {r['vectorized_images_per_s']:.0f} | "
-              f"{r['sequential_images_per_s']:.0f} | {r['speedup']:.2f}x | "
-              f"{100 * r['vectorized_mean_acc']:.1f} / {100 * r['sequential_mean_acc']:.1f} |")
+        print(
+            f"| {r['dataset']} | {r['images']} | {r['runs']} x {r['epochs']} | {r['vectorized_images_per_s']:.0f} | "
+            f"{r['sequential_images_per_s']:.0f} | {r['speedup']:.2f}x | "
+            f"{100 * r['vectorized_mean_acc']:.1f} / {100 * r['sequential_mean_acc']:.1f} |"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
 

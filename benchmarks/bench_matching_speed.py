@@ -61,7 +61,9 @@ StepFn = Callable[[], torch.Tensor]
 PairFactory = Callable[[ImageDataset, int, int, dict[str, Any]], tuple[StepFn, StepFn]]
 
 
-def distiller_pair(name: str, train: ImageDataset, ipc: int, seed: int, overrides: dict[str, Any]) -> tuple[StepFn, StepFn]:
+def distiller_pair(
+    name: str, train: ImageDataset, ipc: int, seed: int, overrides: dict[str, Any]
+) -> tuple[StepFn, StepFn]:
     """(vectorised, loop) step functions of a Distiller with a ``vectorize`` config field."""
 
     def make(vectorize: bool) -> StepFn:
@@ -139,13 +141,19 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def bench(name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def bench(
+    name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
     vec_step, loop_step = METHODS[name](train, ipc, seed, overrides)
-    rows: dict[str, dict[str, list[float]]] = {"vectorised": {"seconds": [], "peak_mb": []},
-                                               "loop": {"seconds": [], "peak_mb": []}}
+    rows: dict[str, dict[str, list[float]]] = {
+        "vectorised": {"seconds": [], "peak_mb": []},
+        "loop": {"seconds": [], "peak_mb": []},
+    }
     diffs, updates = [], []
     # images before each iteration, to put the differences in scale
-    prev = loop_step.method.state_["images"].detach().clone() if hasattr(loop_step, "method") else None
+    prev = (
+        loop_step.method.state_["images"].detach().clone() if hasattr(loop_step, "method") else None
+    )
     for it in range(iters):
         out = {}
         for label, fn in (("vectorised", vec_step), ("loop", loop_step)):
@@ -155,7 +163,10 @@ def bench(name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overr
                 dt = time.perf_counter() - t0
             rows[label]["seconds"].append(dt)
             rows[label]["peak_mb"].append(mem.delta_mb)
-            print(f"  {name} iteration {it} {label:<10} {dt:8.2f} s  peak +{mem.delta_mb:8.1f} MB", flush=True)
+            print(
+                f"  {name} iteration {it} {label:<10} {dt:8.2f} s  peak +{mem.delta_mb:8.1f} MB",
+                flush=True,
+            )
         diffs.append(float((out["vectorised"] - out["loop"]).abs().max()))
         if prev is not None:
             updates.append(float((out["loop"] - prev).abs().max()))
@@ -165,16 +176,30 @@ def bench(name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overr
     meth = getattr(vec_step, "method", None)
     sched = {}
     if meth is not None:
-        sched = {"outer_loop": meth.outer_loop_, "inner_loop": meth.inner_loop_, "real_batch": meth.real_batch_,
-                 "model": meth.config.model}
+        sched = {
+            "outer_loop": meth.outer_loop_,
+            "inner_loop": meth.inner_loop_,
+            "real_batch": meth.real_batch_,
+            "model": meth.config.model,
+        }
     # the first iteration includes one-off costs (allocator warm-up): report the rest when possible
     use = slice(1, None) if iters > 1 else slice(None)
-    res = {"method": name, "iterations": iters, "schedule": sched, "overrides": overrides, "max_abs_diff": diffs,
-           "max_abs_update_per_iteration": updates}
+    res = {
+        "method": name,
+        "iterations": iters,
+        "schedule": sched,
+        "overrides": overrides,
+        "max_abs_diff": diffs,
+        "max_abs_update_per_iteration": updates,
+    }
     for label, r in rows.items():
         secs = r["seconds"][use]
-        res[label] = {"seconds": r["seconds"], "peak_mb": r["peak_mb"],
-                      "mean_seconds": sum(secs) / len(secs), "max_peak_mb": max(r["peak_mb"])}
+        res[label] = {
+            "seconds": r["seconds"],
+            "peak_mb": r["peak_mb"],
+            "mean_seconds": sum(secs) / len(secs),
+            "max_peak_mb": max(r["peak_mb"]),
+        }
     res["speedup"] = res["loop"]["mean_seconds"] / res["vectorised"]["mean_seconds"]
     return res
 
@@ -182,7 +207,9 @@ def bench(name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overr
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist5k")
-    ap.add_argument("--model", default="convnet", help="network (the issue's setting: ConvNet-3, width 128)")
+    ap.add_argument(
+        "--model", default="convnet", help="network (the issue's setting: ConvNet-3, width 128)"
+    )
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--iters", type=int, default=3, help="outer iterations per implementation")
     ap.add_argument("--methods", default="dc,dsa")
@@ -190,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-real", type=int, default=256)
     ap.add_argument("--outer-loop", type=int, default=None, help="override the preset outer loop")
     ap.add_argument("--inner-loop", type=int, default=None, help="override the preset inner loop")
-    ap.add_argument("--class-chunk", type=int, default=None, help="classes per vmap call (vectorised memory)")
+    ap.add_argument(
+        "--class-chunk", type=int, default=None, help="classes per vmap call (vectorised memory)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--suffix", default="", help="appended to the result file names")
@@ -205,15 +234,31 @@ def main(argv: list[str] | None = None) -> None:
         overrides["inner_loop"] = args.inner_loop
     if args.class_chunk is not None:
         overrides["class_chunk"] = args.class_chunk
-    env = {"dataset": args.dataset, "ipc": args.ipc, "seed": args.seed, "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-           "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    env = {
+        "dataset": args.dataset,
+        "ipc": args.ipc,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_start": os.getloadavg(),
+    }
     results = []
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        print(f"{name}: {args.dataset} IPC {args.ipc}, {args.iters} iterations per implementation", flush=True)
+        print(
+            f"{name}: {args.dataset} IPC {args.ipc}, {args.iters} iterations per implementation",
+            flush=True,
+        )
         r = bench(name, train, args.ipc, args.iters, args.seed, overrides)
-        r["command"] = "benchmarks/bench_matching_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        r["env"] = {**env, "load_avg_end": os.getloadavg(), "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        r["command"] = "benchmarks/bench_matching_speed.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        r["env"] = {
+            **env,
+            "load_avg_end": os.getloadavg(),
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
         results.append(r)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -222,17 +267,23 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(json.dumps(r, indent=2))
         tmp.replace(path)
     print()
-    print("| method | schedule (outer, inner) | real batch | s/iter vectorised | s/iter loop | speed-up | "
-          "peak MB vectorised | peak MB loop | max abs diff (max abs update) |")
+    print(
+        "| method | schedule (outer, inner) | real batch | s/iter vectorised | s/iter loop | speed-up | "
+        "peak MB vectorised | peak MB loop | max abs diff (max abs update) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s = r["schedule"]
-        print(f"| {r['method']} | ({s.get('outer_loop')}, {s.get('inner_loop')}) | {s.get('real_batch')} | "
-              f"{r['vectorised']['mean_seconds']:.2f} | {r['loop']['mean_seconds']:.2f} | {r['speedup']:.2f}x | "
-              f"{r['vectorised']['max_peak_mb']:.0f} | {r['loop']['max_peak_mb']:.0f} | {max(r['max_abs_diff']):.1e} "
-              f"({max(r['max_abs_update_per_iteration'] or [float('nan')]):.2g}) |")
-    print(f"\n{args.dataset} IPC {args.ipc}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
-          "speed-up = loop / vectorised (mean over iterations after the first)")
+        print(
+            f"| {r['method']} | ({s.get('outer_loop')}, {s.get('inner_loop')}) | {s.get('real_batch')} | "
+            f"{r['vectorised']['mean_seconds']:.2f} | {r['loop']['mean_seconds']:.2f} | {r['speedup']:.2f}x | "
+            f"{r['vectorised']['max_peak_mb']:.0f} | {r['loop']['max_peak_mb']:.0f} | {max(r['max_abs_diff']):.1e} "
+            f"({max(r['max_abs_update_per_iteration'] or [float('nan')]):.2g}) |"
+        )
+    print(
+        f"\n{args.dataset} IPC {args.ipc}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+        "speed-up = loop / vectorised (mean over iterations after the first)"
+    )
 
 
 if __name__ == "__main__":

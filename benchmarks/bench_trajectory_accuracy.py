@@ -21,7 +21,9 @@ from ddkit.bench.suites import SUITES, Suite
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--datasets", default="digits")
     ap.add_argument("--ipcs", default="1,10,50")
     ap.add_argument("--methods", default="random,dm,mtt,tesla,datm")
@@ -42,8 +44,14 @@ def main() -> None:
         full_data=False,
     )
     if args.name not in SUITES.names():
-        SUITES.add(args.name, suite, help="trajectory-matching accuracy (benchmarks/bench_trajectory_accuracy.py)")
-    run_suite(args.name, results_dir="benchmarks/results", markdown=f"benchmarks/results/{args.name}.md")
+        SUITES.add(
+            args.name,
+            suite,
+            help="trajectory-matching accuracy (benchmarks/bench_trajectory_accuracy.py)",
+        )
+    run_suite(
+        args.name, results_dir="benchmarks/results", markdown=f"benchmarks/results/{args.name}.md"
+    )
 
 
 if __name__ == "__main__":

@@ -56,9 +56,20 @@ def child(args: argparse.Namespace) -> dict:
     model = args.model or probe.config.model
     # one expert of 3 epochs is all one iteration needs (start epoch 0, target epoch 2)
     experts = Path(args.experts) / f"{args.dataset}-{model}"
-    train_experts(splits.train, model, 1, 3, experts, batch_size=probe.config.expert_batch_size, resume=True)
-    m = create_method(args.method, dataset=args.dataset, ipc=args.ipc, model=model, experts_dir=str(experts),
-                      syn_steps=args.n, expert_epochs=2, min_start_epoch=0, max_start_epoch=1)
+    train_experts(
+        splits.train, model, 1, 3, experts, batch_size=probe.config.expert_batch_size, resume=True
+    )
+    m = create_method(
+        args.method,
+        dataset=args.dataset,
+        ipc=args.ipc,
+        model=model,
+        experts_dir=str(experts),
+        syn_steps=args.n,
+        expert_epochs=2,
+        min_start_epoch=0,
+        max_start_epoch=1,
+    )
     m.fit(splits.train, args.ipc, iterations=0, seed=0)  # init only
     peaks, times, cpu = [], [], []
     for it in range(args.iters):
@@ -71,17 +82,28 @@ def child(args: argparse.Namespace) -> dict:
         peaks.append(_status_kb("VmHWM") - before)
     c = m.config
     return {
-        "method": args.method, "syn_steps": args.n, "dataset": args.dataset, "ipc": args.ipc, "model": model,
-        "num_params": m.fm_.num_params, "batch_syn": c.batch_syn or len(m.state_["images"]),
-        "backward": c.backward, "peak_step_mb": max(peaks) / 1024.0, "peaks_mb": [p / 1024.0 for p in peaks],
+        "method": args.method,
+        "syn_steps": args.n,
+        "dataset": args.dataset,
+        "ipc": args.ipc,
+        "model": model,
+        "num_params": m.fm_.num_params,
+        "batch_syn": c.batch_syn or len(m.state_["images"]),
+        "backward": c.backward,
+        "peak_step_mb": max(peaks) / 1024.0,
+        "peaks_mb": [p / 1024.0 for p in peaks],
         "seconds_per_iteration": statistics.median(times[1:]) if len(times) > 1 else times[0],
         "cpu_seconds_per_iteration": statistics.median(cpu[1:]) if len(cpu) > 1 else cpu[0],
-        "times": times, "cpu_times": cpu, "threads": args.threads,
+        "times": times,
+        "cpu_times": cpu,
+        "threads": args.threads,
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--model", default=None, help="default: the method's preset for the dataset")
@@ -102,19 +124,43 @@ def main() -> None:
     rows = []
     for method in args.methods.split(","):
         for n in [int(s) for s in args.steps.split(",")]:
-            cmd = [sys.executable, __file__, "--child", "--method", method, "--n", str(n), "--dataset", args.dataset,
-                   "--ipc", str(args.ipc), "--iters", str(args.iters), "--threads", str(args.threads),
-                   "--experts", args.experts] + (["--model", args.model] if args.model else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--method",
+                method,
+                "--n",
+                str(n),
+                "--dataset",
+                args.dataset,
+                "--ipc",
+                str(args.ipc),
+                "--iters",
+                str(args.iters),
+                "--threads",
+                str(args.threads),
+                "--experts",
+                args.experts,
+            ] + (["--model", args.model] if args.model else [])
             # large blocks via mmap, returned to the OS on free: the resident set then tracks live
             # memory and every iteration's high-water mark is its own (not glibc's retained heap)
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MALLOC_MMAP_THRESHOLD_": "131072",
-                   "MALLOC_TRIM_THRESHOLD_": "131072"}
+            env = {
+                **os.environ,
+                "OMP_NUM_THREADS": str(args.threads),
+                "MALLOC_MMAP_THRESHOLD_": "131072",
+                "MALLOC_TRIM_THRESHOLD_": "131072",
+            }
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
-                row = {"method": method, "syn_steps": n, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+                row = {
+                    "method": method,
+                    "syn_steps": n,
+                    "error": (proc.stderr.strip().splitlines() or ["?"])[-1],
+                }
             else:
-                row = json.loads(lines[-1][len("RESULT "):])
+                row = json.loads(lines[-1][len("RESULT ") :])
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -123,28 +169,47 @@ def main() -> None:
     info = machine_info()
     info["torch_threads"] = args.threads
     first = next((r for r in rows if "error" not in r), {})
-    print(f"\n{args.dataset}, IPC {args.ipc}, model {first.get('model')} ({first.get('num_params')} parameters), "
-          f"student batch {first.get('batch_syn')}; {info['cpu']}, {args.threads} thread(s), torch {info['torch']}\n")
-    print("| method | N | peak memory of one iteration (MB) | seconds / iteration (wall) | user CPU seconds / iteration |")
+    print(
+        f"\n{args.dataset}, IPC {args.ipc}, model {first.get('model')} ({first.get('num_params')} parameters), "
+        f"student batch {first.get('batch_syn')}; {info['cpu']}, {args.threads} thread(s), torch {info['torch']}\n"
+    )
+    print(
+        "| method | N | peak memory of one iteration (MB) | seconds / iteration (wall) | user CPU seconds / iteration |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['method']} | {r['syn_steps']} | failed: {r['error']} | | |")
         else:
-            print(f"| {r['method']} | {r['syn_steps']} | {r['peak_step_mb']:.0f} | {r['seconds_per_iteration']:.2f} | "
-                  f"{r['cpu_seconds_per_iteration']:.2f} |")
+            print(
+                f"| {r['method']} | {r['syn_steps']} | {r['peak_step_mb']:.0f} | {r['seconds_per_iteration']:.2f} | "
+                f"{r['cpu_seconds_per_iteration']:.2f} |"
+            )
     ratios = {}
     for method in args.methods.split(","):
         ok = [r for r in rows if r.get("method") == method and "error" not in r]
         if len(ok) >= 2:
             lo, hi = min(ok, key=lambda r: r["syn_steps"]), max(ok, key=lambda r: r["syn_steps"])
             ratios[method] = hi["peak_step_mb"] / lo["peak_step_mb"]
-            print(f"\n{method}: peak memory N={hi['syn_steps']} / N={lo['syn_steps']} = {ratios[method]:.2f}x", end="")
+            print(
+                f"\n{method}: peak memory N={hi['syn_steps']} / N={lo['syn_steps']} = {ratios[method]:.2f}x",
+                end="",
+            )
     print()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "settings": vars(args) | {"child": None}, "rows": rows,
-                               "ratio_max_over_min_n": ratios}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "settings": vars(args) | {"child": None},
+                "rows": rows,
+                "ratio_max_over_min_n": ratios,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

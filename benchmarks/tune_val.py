@@ -39,14 +39,25 @@ def _mean(xs: list[float]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--method", default="mtt")
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=1)
     ap.add_argument("--param", required=True)
-    ap.add_argument("--values", required=True, help="comma-separated; each parsed as JSON when possible, as `ddkit distill --set` does")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="fixed overrides applied to every variant (repeatable)")
+    ap.add_argument(
+        "--values",
+        required=True,
+        help="comma-separated; each parsed as JSON when possible, as `ddkit distill --set` does",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed overrides applied to every variant (repeatable)",
+    )
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
@@ -57,17 +68,30 @@ def main() -> None:
     fixed = _parse_options(args.set)
     for text in args.values.split(","):
         value = _parse_options([f"{args.param}={text}"])[args.param]
-        m = create_method(args.method, dataset=args.dataset, ipc=args.ipc, **{**fixed, args.param: value})
+        m = create_method(
+            args.method, dataset=args.dataset, ipc=args.ipc, **{**fixed, args.param: value}
+        )
         rec = _Record()
         t0 = time.perf_counter()
         syn = m.fit(splits.train, args.ipc, iterations=args.iterations, seed=0, callbacks=[rec])
         seconds = time.perf_counter() - t0
-        rep = evaluate(syn, splits.val, "dsa", runs=args.runs, epochs=300, seed=0, models=[m.config.model])
+        rep = evaluate(
+            syn, splits.val, "dsa", runs=args.runs, epochs=300, seed=0, models=[m.config.model]
+        )
         k = max(len(rec.losses) // 10, 1)
-        row = {"fixed": fixed, "param": args.param, "value": value, "iterations": args.iterations, "seconds": round(seconds, 1),
-               "loss_first": _mean(rec.losses[:k]), "loss_last": _mean(rec.losses[-k:]),
-               "lr": syn.lr, "images": len(syn.images),
-               "val_mean": rep.results[0].mean, "val_std": rep.results[0].std}
+        row = {
+            "fixed": fixed,
+            "param": args.param,
+            "value": value,
+            "iterations": args.iterations,
+            "seconds": round(seconds, 1),
+            "loss_first": _mean(rec.losses[:k]),
+            "loss_last": _mean(rec.losses[-k:]),
+            "lr": syn.lr,
+            "images": len(syn.images),
+            "val_mean": rep.results[0].mean,
+            "val_std": rep.results[0].std,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:

@@ -11,8 +11,14 @@ from ddkit.bench.runner import markdown_table
 
 
 def test_budget_per_method_and_ipc():
-    s = Suite(name="b", datasets=("digits",), ipcs=(1, 10), protocol="smoke",
-              iterations={"dc": {1: 7, 10: 3}, "dm": 11}, default_iterations=5)
+    s = Suite(
+        name="b",
+        datasets=("digits",),
+        ipcs=(1, 10),
+        protocol="smoke",
+        iterations={"dc": {1: 7, 10: 3}, "dm": 11},
+        default_iterations=5,
+    )
     assert s.budget("dc", 1, 1000) == 7
     assert s.budget("dc", 10, 1000) == 3
     assert s.budget("dc", 50, 1000) == 5  # unlisted IPC: like an unlisted method
@@ -21,8 +27,14 @@ def test_budget_per_method_and_ipc():
 
 
 def test_budget_overrides_per_dataset():
-    s = Suite(name="b", datasets=("digits", "mnist5k"), ipcs=(1, 10), protocol="smoke",
-              iterations={"dm": {1: 20, 10: 10}}, dataset_iterations={"mnist5k": {"dm": {1: 4}}})
+    s = Suite(
+        name="b",
+        datasets=("digits", "mnist5k"),
+        ipcs=(1, 10),
+        protocol="smoke",
+        iterations={"dm": {1: 20, 10: 10}},
+        dataset_iterations={"mnist5k": {"dm": {1: 4}}},
+    )
     assert s.budget("dm", 1, 1000, "mnist5k") == 4
     assert s.budget("dm", 10, 1000, "mnist5k") == 10  # IPC not overridden: the suite-wide budget
     assert s.budget("dm", 1, 1000, "digits") == 20
@@ -32,8 +44,16 @@ def test_budget_overrides_per_dataset():
 @pytest.fixture
 def tiny_suite():
     name = "pytest-tiny"
-    suite = Suite(name=name, datasets=("digits",), ipcs=(1, 2), protocol="smoke", runs=2,
-                  methods=("random", "herding"), full_data=False, models={"digits": "convnet2-w8"})
+    suite = Suite(
+        name=name,
+        datasets=("digits",),
+        ipcs=(1, 2),
+        protocol="smoke",
+        runs=2,
+        methods=("random", "herding"),
+        full_data=False,
+        models={"digits": "convnet2-w8"},
+    )
     if name not in SUITES.names():
         SUITES.add(name, suite, help="test suite")
     return name
@@ -43,10 +63,14 @@ def test_run_suite_filters_resumes_and_writes_the_table(tmp_path, tiny_suite):
     md = tmp_path / "B.md"
     md.write_text("# Benchmarks\n\nkept text\n")
     logs: list[str] = []
-    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=md, ipcs=[1], only=["random"], log=logs.append)
+    rows = run_suite(
+        tiny_suite, results_dir=tmp_path, markdown=md, ipcs=[1], only=["random"], log=logs.append
+    )
     assert [(r["method"], r["ipc"]) for r in rows] == [("random", 1)]
     row = rows[0]
-    assert row["model"] == "convnet2-w8" and len(row["accuracies"]) == 2 and 0.0 <= row["mean"] <= 1.0
+    assert (
+        row["model"] == "convnet2-w8" and len(row["accuracies"]) == 2 and 0.0 <= row["mean"] <= 1.0
+    )
     saved = json.loads((tmp_path / f"{tiny_suite}.json").read_text())
     assert saved["rows"][0]["accuracies"] == row["accuracies"]
     text = md.read_text()
@@ -60,20 +84,48 @@ def test_run_suite_filters_resumes_and_writes_the_table(tmp_path, tiny_suite):
 
 
 def test_vs_random_column_marks_clear_leads():
-    suite = Suite(name="t", datasets=("d",), ipcs=(1,), protocol="smoke", methods=("random", "a", "b"),
-                  full_data=False)
-    base = {"dataset": "d", "ipc": 1, "iterations": 0, "distill_seconds": 0.0, "eval_seconds": 0.0,
-            "peak_distill_mb": 0.0, "model": "m"}
-    data = {"rows": [{**base, "method": "random", "mean": 0.50, "std": 0.01},
-                     {**base, "method": "a", "mean": 0.60, "std": 0.02},
-                     {**base, "method": "b", "mean": 0.52, "std": 0.02}]}
+    suite = Suite(
+        name="t",
+        datasets=("d",),
+        ipcs=(1,),
+        protocol="smoke",
+        methods=("random", "a", "b"),
+        full_data=False,
+    )
+    base = {
+        "dataset": "d",
+        "ipc": 1,
+        "iterations": 0,
+        "distill_seconds": 0.0,
+        "eval_seconds": 0.0,
+        "peak_distill_mb": 0.0,
+        "model": "m",
+    }
+    data = {
+        "rows": [
+            {**base, "method": "random", "mean": 0.50, "std": 0.01},
+            {**base, "method": "a", "mean": 0.60, "std": 0.02},
+            {**base, "method": "b", "mean": 0.52, "std": 0.02},
+        ]
+    }
     table = markdown_table(suite, data)
     assert "| a | 0 | 60.00 ± 2.00 | +10.00 * |" in table
     assert "| b | 0 | 52.00 ± 2.00 | +2.00 |" in table
 
 
 def test_full_data_epochs_per_dataset():
-    s = Suite(name="f", datasets=("a", "b"), ipcs=(1,), protocol="smoke", epochs=7,
-              full_data_epochs={"a": 300})
+    s = Suite(
+        name="f",
+        datasets=("a", "b"),
+        ipcs=(1,),
+        protocol="smoke",
+        epochs=7,
+        full_data_epochs={"a": 300},
+    )
     assert s.full_epochs("a") == 300 and s.full_epochs("b") == 7
-    assert Suite(name="g", datasets=("a",), ipcs=(1,), protocol="smoke", full_data_epochs=5).full_epochs("a") == 5
+    assert (
+        Suite(
+            name="g", datasets=("a",), ipcs=(1,), protocol="smoke", full_data_epochs=5
+        ).full_epochs("a")
+        == 5
+    )

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,14 +23,50 @@ def run_cli(args, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["distill", "--dataset", "nope", "--method", "random", "--ipc", "1"], "unknown dataset 'nope'; valid:"),
-        (["distill", "--dataset", "digits", "--method", "nope", "--ipc", "1"], "unknown method 'nope'; valid:"),
-        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "0"], "IPC must be a positive"),
-        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1000"], "larger than class"),
-        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--set", "bogus=1"],
-         "unknown option 'bogus'"),
-        (["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--out", "/proc/nope/x"],
-         "cannot write to output folder"),
+        (
+            ["distill", "--dataset", "nope", "--method", "random", "--ipc", "1"],
+            "unknown dataset 'nope'; valid:",
+        ),
+        (
+            ["distill", "--dataset", "digits", "--method", "nope", "--ipc", "1"],
+            "unknown method 'nope'; valid:",
+        ),
+        (
+            ["distill", "--dataset", "digits", "--method", "random", "--ipc", "0"],
+            "IPC must be a positive",
+        ),
+        (
+            ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1000"],
+            "larger than class",
+        ),
+        (
+            [
+                "distill",
+                "--dataset",
+                "digits",
+                "--method",
+                "random",
+                "--ipc",
+                "1",
+                "--set",
+                "bogus=1",
+            ],
+            "unknown option 'bogus'",
+        ),
+        (
+            [
+                "distill",
+                "--dataset",
+                "digits",
+                "--method",
+                "random",
+                "--ipc",
+                "1",
+                "--out",
+                "/proc/nope/x",
+            ],
+            "cannot write to output folder",
+        ),
         (["evaluate", "/definitely/missing"], "no synthetic set"),
         (["distill", "--dataset", "mnist", "--method", "random", "--ipc", "1"], "pass root=PATH"),
     ],
@@ -46,15 +81,46 @@ def test_errors_are_one_line(args, message, capsys, tmp_path):
 
 
 def test_unknown_protocol_and_model(capsys, tmp_path):
-    assert run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "2", "--out", str(tmp_path / "r")], capsys)[0] == 0
+    assert (
+        run_cli(
+            [
+                "distill",
+                "--dataset",
+                "digits",
+                "--method",
+                "random",
+                "--ipc",
+                "2",
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "nope"], capsys)
     assert code == 2 and "unknown protocol 'nope'" in err
-    code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "smoke", "--models", "resnet99"], capsys)
+    code, _, err = run_cli(
+        ["evaluate", str(tmp_path / "r"), "--protocol", "smoke", "--models", "resnet99"], capsys
+    )
     assert code == 2 and "unknown model 'resnet99'" in err
 
 
 def test_tampered_set_on_the_command_line(capsys, tmp_path):
-    run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--out", str(tmp_path / "r")], capsys)
+    run_cli(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--method",
+            "random",
+            "--ipc",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capsys,
+    )
     f = tmp_path / "r" / "synthetic" / "data.safetensors"
     f.write_bytes(f.read_bytes()[:-10])
     code, _, err = run_cli(["evaluate", str(tmp_path / "r"), "--protocol", "smoke"], capsys)
@@ -63,10 +129,30 @@ def test_tampered_set_on_the_command_line(capsys, tmp_path):
 
 def test_distill_and_evaluate_write_the_run_folder(capsys, tmp_path):
     out = tmp_path / "run"
-    code, stdout, _ = run_cli(["distill", "--dataset", "digits", "--method", "random", "--ipc", "3", "--seed", "4",
-                               "--out", str(out)], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--method",
+            "random",
+            "--ipc",
+            "3",
+            "--seed",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0
-    for name in ("synthetic/data.safetensors", "synthetic/meta.json", "config.json", "grid.png", "log.jsonl"):
+    for name in (
+        "synthetic/data.safetensors",
+        "synthetic/meta.json",
+        "config.json",
+        "grid.png",
+        "log.jsonl",
+    ):
         assert (out / name).exists(), name
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "random" and cfg["ipc"] == 3 and cfg["seed"] == 4
@@ -83,14 +169,35 @@ def test_list_shows_registries(capsys):
         assert word in out
 
 
-DM_ARGS = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "2", "--iterations", "30", "--seed", "5",
-           "--checkpoint-every", "3", "--quiet", "--set", "batch_real=16"]
+DM_ARGS = [
+    "distill",
+    "--dataset",
+    "digits",
+    "--method",
+    "dm",
+    "--ipc",
+    "2",
+    "--iterations",
+    "30",
+    "--seed",
+    "5",
+    "--checkpoint-every",
+    "3",
+    "--quiet",
+    "--set",
+    "batch_real=16",
+]
 
 
 def _cli(args, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ddkit.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ddkit.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):

@@ -95,15 +95,20 @@ def test_kcenter_coverage_radius_not_worse_than_random():
     for c in range(2):
         centres = 10.0 * torch.randn(6, 3, generator=g)
         sizes = torch.tensor([30, 10, 5, 3, 2, 2])
-        xs.append(torch.repeat_interleave(centres, sizes, 0) + 0.1 * torch.randn(int(sizes.sum()), 3, generator=g))
+        xs.append(
+            torch.repeat_interleave(centres, sizes, 0)
+            + 0.1 * torch.randn(int(sizes.sum()), 3, generator=g)
+        )
         ys.append(torch.full((int(sizes.sum()),), c))
     x, y = torch.cat(xs).view(-1, 1, 1, 3), torch.cat(ys)
     train = from_arrays(x, y, x[:1], y[:1]).train
     flat = train.images.flatten(1)
 
     def radius(syn) -> float:
-        return max(coverage_radius(flat[ix], syn.images.flatten(1)[syn.labels == c])
-                   for c, ix in enumerate(train.class_indices))
+        return max(
+            coverage_radius(flat[ix], syn.images.flatten(1)[syn.labels == c])
+            for c, ix in enumerate(train.class_indices)
+        )
 
     kc = radius(create_method("kcenter", embedding="pixels").fit(train, 6, seed=0))
     rand = [radius(create_method("random").fit(train, 6, seed=s)) for s in range(5)]
@@ -129,19 +134,24 @@ def test_kcenter_with_duplicates_never_repeats_a_row():
 # ------------------------------------------------------------------ forgetting
 def test_forgetting_event_counting_on_hand_made_history():
     # rows: presentations (epochs); columns: samples
-    history = torch.tensor([
-        [1, 0, 1, 0, 0, 1],
-        [0, 0, 1, 1, 1, 1],
-        [1, 0, 1, 1, 0, 0],
-        [0, 0, 1, 0, 1, 1],
-    ], dtype=torch.bool)
+    history = torch.tensor(
+        [
+            [1, 0, 1, 0, 0, 1],
+            [0, 0, 1, 1, 1, 1],
+            [1, 0, 1, 1, 0, 0],
+            [0, 0, 1, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
     events, learned = count_forgetting_events(history)
     assert events.tolist() == [2, 0, 0, 1, 1, 1]
     assert learned.tolist() == [True, False, True, True, True, True]
     scores = forgetting_scores(history)
     assert scores[1] == float("inf")  # never learned = most forgettable
     assert scores.tolist()[:1] + scores.tolist()[2:] == [2, 0, 1, 1, 1]
-    assert count_forgetting_events(history[:1])[0].tolist() == [0] * 6  # one presentation: no events
+    assert (
+        count_forgetting_events(history[:1])[0].tolist() == [0] * 6
+    )  # one presentation: no events
 
 
 def test_top_per_class_orders_by_score_and_breaks_ties_by_seed():
@@ -150,8 +160,10 @@ def test_top_per_class_orders_by_score_and_breaks_ties_by_seed():
     top = top_per_class(scores, labels, 2, 2, torch.Generator().manual_seed(0))
     assert top[0].tolist() == [1, 2]
     assert set(top[1].tolist()) <= {4, 5, 6}
-    picks = {tuple(top_per_class(scores, labels, 2, 2, torch.Generator().manual_seed(s))[1].tolist())
-             for s in range(20)}
+    picks = {
+        tuple(top_per_class(scores, labels, 2, 2, torch.Generator().manual_seed(s))[1].tolist())
+        for s in range(20)
+    }
     assert len(picks) > 1  # ties are broken randomly, by the seed
     again = top_per_class(scores, labels, 2, 2, torch.Generator().manual_seed(0))
     assert torch.equal(top, again)
@@ -179,20 +191,32 @@ def test_forgetting_selects_the_most_forgotten_samples():
 def test_train_feature_net_learns_and_leaves_global_rng_alone():
     train = tiny_digits().train
     state = torch.random.get_rng_state()
-    nets = [train_feature_net(train, "mlp", e, torch.Generator().manual_seed(0), batch_size=32) for e in (0, 10)]
+    nets = [
+        train_feature_net(train, "mlp", e, torch.Generator().manual_seed(0), batch_size=32)
+        for e in (0, 10)
+    ]
     assert torch.equal(state, torch.random.get_rng_state())
     with torch.no_grad():
         acc = [float((n(train.images).argmax(1) == train.labels).float().mean()) for n in nets]
     assert acc[0] < 0.3 and acc[1] > 0.8, acc
     again = train_feature_net(train, "mlp", 10, torch.Generator().manual_seed(0), batch_size=32)
-    assert all(torch.equal(a, b) for a, b in zip(nets[1].state_dict().values(), again.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(nets[1].state_dict().values(), again.state_dict().values())
+    )
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("herding", {"embedding": "pixels"}), ("herding", {"embedding": "random"}),
-    ("herding", {"embed_epochs": 1}), ("kcenter", {"embedding": "pixels"}),
-    ("kcenter", {"embedding": "random"}), ("forgetting", {"epochs": 1}),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("herding", {"embedding": "pixels"}),
+        ("herding", {"embedding": "random"}),
+        ("herding", {"embed_epochs": 1}),
+        ("kcenter", {"embedding": "pixels"}),
+        ("kcenter", {"embedding": "random"}),
+        ("forgetting", {"epochs": 1}),
+    ],
+)
 def test_balanced_on_imbalanced_classes(name, kw):
     train = toy_split([5, 30, 9, 17], dim=16, seed=2).train  # 1x1x16 "images": use an MLP
     model = {"model": "mlp-w16"}
@@ -204,12 +228,15 @@ def test_balanced_on_imbalanced_classes(name, kw):
     assert torch.equal(syn.labels, train.labels[ix])
 
 
-@pytest.mark.parametrize("name,kw,match", [
-    ("herding", {"embedding": "bogus"}, "unknown embedding"),
-    ("kcenter", {"embed_epochs": -1}, "embed_epochs"),
-    ("forgetting", {"epochs": 0}, "epochs"),
-    ("forgetting", {"batch_size": 0}, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "name,kw,match",
+    [
+        ("herding", {"embedding": "bogus"}, "unknown embedding"),
+        ("kcenter", {"embed_epochs": -1}, "embed_epochs"),
+        ("forgetting", {"epochs": 0}, "epochs"),
+        ("forgetting", {"batch_size": 0}, "batch_size"),
+    ],
+)
 def test_bad_config(name, kw, match):
     with pytest.raises(ConfigError, match=match):
         create_method(name, **kw)

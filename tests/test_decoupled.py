@@ -41,7 +41,9 @@ def tiny():
 @pytest.fixture(scope="module")
 def tiny_teacher(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("teacher") / "t"
-    net = train_teacher(tiny.train, "convnet3-bn-w8", epochs=2, seed=0, val=tiny.test, out_dir=folder)
+    net = train_teacher(
+        tiny.train, "convnet3-bn-w8", epochs=2, seed=0, val=tiny.test, out_dir=folder
+    )
     return net, folder
 
 
@@ -55,8 +57,10 @@ def test_bn_statistic_loss_matches_float64_reference(groups):
     # plain float64 reference: record each BN layer's input, then loop over groups and channels
     ref_net = _bn_model_with_stats().double()
     inputs: list[np.ndarray] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: inputs.append(i[0].detach().numpy().copy()))
-             for m in bn_layers(ref_net)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: inputs.append(i[0].detach().numpy().copy()))
+        for m in bn_layers(ref_net)
+    ]
     with torch.no_grad():
         ref_net(x.double())
     for h in hooks:
@@ -67,7 +71,7 @@ def test_bn_statistic_loss_matches_float64_reference(groups):
         n = inp.shape[0] // groups
         layer = 0.0
         for g in range(groups):
-            part = inp[g * n:(g + 1) * n]
+            part = inp[g * n : (g + 1) * n]
             dm, dv = 0.0, 0.0
             for c in range(inp.shape[1]):
                 vals = part[:, c].reshape(-1)
@@ -82,8 +86,18 @@ def test_bn_statistic_loss_matches_float64_reference(groups):
 
 def test_bn_statistic_loss_gradcheck_and_hooks_removed():
     net = _bn_model_with_stats().double()
-    x = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    assert torch.autograd.gradcheck(lambda z: bn_statistic_loss(net, z, groups=2)[1], (x,), eps=1e-6, atol=1e-5)
+    x = torch.randn(
+        4,
+        1,
+        8,
+        8,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+        requires_grad=True,
+    )
+    assert torch.autograd.gradcheck(
+        lambda z: bn_statistic_loss(net, z, groups=2)[1], (x,), eps=1e-6, atol=1e-5
+    )
     assert all(not m._forward_hooks for m in bn_layers(net))
 
 
@@ -140,8 +154,19 @@ def test_teacher_cli(tmp_path, capsys):
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()
     add_teacher_parser(sub).set_defaults(func=run_teacher)
-    args = p.parse_args(["teacher", "--dataset", "digits", "--model", "convnet3-bn-w8", "--epochs", "1",
-                         "--out", str(tmp_path / "t")])
+    args = p.parse_args(
+        [
+            "teacher",
+            "--dataset",
+            "digits",
+            "--model",
+            "convnet3-bn-w8",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "t"),
+        ]
+    )
     assert args.func(args) == 0
     assert "val accuracy" in capsys.readouterr().out
     _, meta = load_teacher(tmp_path / "t")
@@ -188,11 +213,15 @@ def test_rded_stitches_factor_two(tmp_path):
     x = torch.rand(120, 16, 16, generator=g)
     y = torch.arange(120) % 3
     splits = from_arrays(x, y, name="toy16", num_classes=3)
-    m = create_method("rded", **_overrides("rded", labels="soft", store_region_labels=True, factor=2))
+    m = create_method(
+        "rded", **_overrides("rded", labels="soft", store_region_labels=True, factor=2)
+    )
     syn = m.fit(splits.train, 2, seed=0)
     assert syn.meta["factor"] == 2 and syn.images.shape == (6, 1, 16, 16)
     assert syn.extras["region_labels"].shape == (6, 4, 3)
-    torch.testing.assert_close(syn.labels, syn.extras["region_labels"].float().mean(1), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        syn.labels, syn.extras["region_labels"].float().mean(1), atol=2e-3, rtol=0
+    )
 
 
 def test_sre2l_reduces_its_loss_and_records_the_teacher(tiny):
@@ -238,7 +267,9 @@ def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
     views = relabel(syn, net, temperature=2.0, views=3, generator=g, topk=4)
     ex = views.extras
     assert ex["view_boxes"].shape == (12, 3, 4) and ex["view_boxes"].dtype == torch.int16
-    assert ex["view_flip"].dtype == torch.uint8 and ex["view_flip"].sum() == 0  # no flips for digits
+    assert (
+        ex["view_flip"].dtype == torch.uint8 and ex["view_flip"].sum() == 0
+    )  # no flips for digits
     assert ex["view_values"].shape == (12, 3, 4) and ex["view_values"].dtype == torch.float16
     assert ex["view_indices"].shape == (12, 3, 4) and ex["view_indices"].dtype == torch.int16
     full = decompress_view_labels(views)
@@ -248,7 +279,9 @@ def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
     torch.testing.assert_close(top, ex["view_values"].float(), atol=2e-3, rtol=0)
     big = expand_views(views)
     assert big.images.shape == (36, 1, 8, 8) and big.labels.shape == (36, 10)
-    again = relabel(syn, net, temperature=2.0, views=3, generator=torch.Generator().manual_seed(0), topk=4)
+    again = relabel(
+        syn, net, temperature=2.0, views=3, generator=torch.Generator().manual_seed(0), topk=4
+    )
     assert all(torch.equal(ex[k], again.extras[k]) for k in ex)
     no_idx = relabel(syn, net, views=2, generator=torch.Generator().manual_seed(0))
     assert "view_indices" not in no_idx.extras and no_idx.extras["view_values"].shape == (12, 2, 10)
@@ -262,7 +295,9 @@ def test_full_box_crop_is_identity():
     torch.testing.assert_close(crop_resize(x, boxes, (8, 8)), x)
     torch.testing.assert_close(crop_resize(x, boxes, (8, 8), torch.tensor([True] * 3)), x.flip(3))
     b = sample_boxes(500, (8, 8), torch.Generator().manual_seed(0), scale=(0.25, 1.0))
-    assert (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 8).all() and (b[:, 1] + b[:, 3] <= 8).all()
+    assert (
+        (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 8).all() and (b[:, 1] + b[:, 3] <= 8).all()
+    )
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -274,7 +309,9 @@ def test_protocols_registered_and_teacher_kd_needs_a_teacher(tiny):
     assert "soft" in PROTOCOLS and "teacher-kd" in PROTOCOLS
     kd = PROTOCOLS.get("teacher-kd")
     assert kd.label_mode == "teacher-kd" and kd.optimizer == "adamw" and kd.schedule == "cosine"
-    assert kd.temperature == 20.0 and kd.mix == "cutmix" and PROTOCOLS.get("soft").label_mode == "auto"
+    assert (
+        kd.temperature == 20.0 and kd.mix == "cutmix" and PROTOCOLS.get("soft").label_mode == "auto"
+    )
     syn = SyntheticSet.from_real(tiny.train, torch.arange(20))
     with pytest.raises(ConfigError, match="teacher"):
         evaluate(syn, tiny.test, "teacher-kd", epochs=1, runs=1)
@@ -286,8 +323,11 @@ def test_evaluate_with_teacher_sees_augmented_batches(tiny, tiny_teacher):
     from ddkit.eval.train import train_networks
 
     net, folder = tiny_teacher
-    syn = SyntheticSet.from_real(tiny.train, tiny.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten(),
-                                 meta={"teacher_dir": str(folder)})
+    syn = SyntheticSet.from_real(
+        tiny.train,
+        tiny.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten(),
+        meta={"teacher_dir": str(folder)},
+    )
     rep = evaluate_with_teacher(syn, tiny.test, "teacher-kd", epochs=2, runs=2)
     assert len(rep.results[0].accuracies) == 2 and rep.meta["teacher_dir"] == str(folder)
     seen = []
@@ -298,7 +338,9 @@ def test_evaluate_with_teacher_sees_augmented_batches(tiny, tiny_teacher):
 
     p = get_protocol("teacher-kd").with_(epochs=3, runs=1, augment="crop")
     train_networks("convnet-w8", syn.spec, syn.images, syn.labels, p, [0], lr=p.lr, targets_fn=fn)
-    assert any(not torch.equal(x, syn.images[i]) for x, i in seen)  # the teacher sees augmented images
+    assert any(
+        not torch.equal(x, syn.images[i]) for x, i in seen
+    )  # the teacher sees augmented images
 
 
 # ----------------------------------------------------------------------------- accounting
@@ -311,7 +353,13 @@ def test_storage_report_exact_bytes(tiny_teacher):
     x = torch.zeros(4, 1, 8, 8)
     hard = SyntheticSet(x, torch.tensor([0, 1, 2, 3]), spec, lr=0.01)
     r = storage_report(hard, train_size_bytes=10240, protocol="dc")
-    assert (r["images"], r["labels"], r["lr"], r["view_labels"], r["teacher"]) == (1024, 32, 4, 0, 0)
+    assert (r["images"], r["labels"], r["lr"], r["view_labels"], r["teacher"]) == (
+        1024,
+        32,
+        4,
+        0,
+        0,
+    )
     assert r["total"] == 1060 and r["ratio"] == pytest.approx(1060 / 10240)
 
     net, folder = tiny_teacher
@@ -344,24 +392,46 @@ def test_ranking_scores_small(tiny, tiny_teacher):
     from ddkit.eval import EvalProtocol
 
     net, folder = tiny_teacher
-    syn = SyntheticSet.from_real(tiny.train, tiny.train.sample_per_class(2, torch.Generator().manual_seed(9)).flatten(),
-                                 meta={"teacher_dir": str(folder)})
+    syn = SyntheticSet.from_real(
+        tiny.train,
+        tiny.train.sample_per_class(2, torch.Generator().manual_seed(9)).flatten(),
+        meta={"teacher_dir": str(folder)},
+    )
     rdm = random_like(syn, tiny.train, seed=0)
     assert torch.equal(torch.bincount(rdm.hard_labels, minlength=10), torch.full((10,), 2))
     hard = EvalProtocol(name="h", epochs=2, runs=2, models=("convnet-w8",))
-    soft = EvalProtocol(name="s", epochs=2, runs=2, models=("convnet-w8",), optimizer="adamw", lr=1e-3,
-                        label_mode="teacher-kd", temperature=4.0, mix="cutmix", augment="crop")
+    soft = EvalProtocol(
+        name="s",
+        epochs=2,
+        runs=2,
+        models=("convnet-w8",),
+        optimizer="adamw",
+        lr=1e-3,
+        label_mode="teacher-kd",
+        temperature=4.0,
+        mix="cutmix",
+        augment="crop",
+    )
     cache: dict = {}
     out = ranking_scores(syn, tiny, hard, soft, seed=0, cache=cache)
     acc = out["accuracy"]
-    assert set(acc) >= {"syn_hard", "random_hard", "syn_soft", "random_soft", "syn_soft_noaug", "full_hard"}
+    assert set(acc) >= {
+        "syn_hard",
+        "random_hard",
+        "syn_soft",
+        "random_soft",
+        "syn_soft_noaug",
+        "full_hard",
+    }
     assert len(cache) == 7
     ior = [a - b for a, b in zip(acc["syn_soft"]["accuracies"], acc["random_soft"]["accuracies"])]
     hlr = [a - b for a, b in zip(acc["full_hard"]["accuracies"], acc["syn_hard"]["accuracies"])]
     assert out["LRS"]["mean"] == pytest.approx(sum(lrs(i, h) for i, h in zip(ior, hlr)) / 2)
     assert 0 <= out["ARS"]["mean"] <= 1 and out["recipes"]["soft_noaug"]["mix"] is None
     again = ranking_scores(syn, tiny, hard, soft, seed=0, cache=cache, full_accuracy=0.9)
-    assert len(cache) == 7 and again["accuracy"]["syn_soft"] == acc["syn_soft"]  # served from the cache
+    assert (
+        len(cache) == 7 and again["accuracy"]["syn_soft"] == acc["syn_soft"]
+    )  # served from the cache
 
 
 def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
@@ -369,14 +439,21 @@ def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
     from ddkit.eval import EvalProtocol
 
     _, folder = tiny_teacher
-    syn = SyntheticSet.from_real(tiny.train, tiny.train.sample_per_class(1, torch.Generator().manual_seed(9)).flatten(),
-                                 meta={"teacher_dir": str(folder)})
+    syn = SyntheticSet.from_real(
+        tiny.train,
+        tiny.train.sample_per_class(1, torch.Generator().manual_seed(9)).flatten(),
+        meta={"teacher_dir": str(folder)},
+    )
     p = EvalProtocol(name="h", epochs=1, runs=2, models=("convnet-w8",))
-    kd = EvalProtocol(name="k", epochs=1, runs=2, models=("convnet-w8",), label_mode="teacher-kd", temperature=4.0)
+    kd = EvalProtocol(
+        name="k", epochs=1, runs=2, models=("convnet-w8",), label_mode="teacher-kd", temperature=4.0
+    )
     out = ranking_scores(syn, tiny, p, kd, seed=0, random_draws=2, full_accuracy=[0.9, 0.9])
     r = out["accuracy"]["random_soft"]
     assert len(r["draws"]) == 2 and len(out["random_set"]["seeds"]) == 2
-    assert r["accuracies"] == pytest.approx([(a + b) / 2 for a, b in zip(*(d["accuracies"] for d in r["draws"]))])
+    assert r["accuracies"] == pytest.approx(
+        [(a + b) / 2 for a, b in zip(*(d["accuracies"] for d in r["draws"]))]
+    )
     with pytest.raises(ConfigError, match="random_draws"):
         ranking_scores(syn, tiny, p, kd, random_draws=0)
 
@@ -388,12 +465,22 @@ def test_teacher_kd_training_is_bit_identical_for_a_seed(tiny, tiny_teacher):
     from ddkit.eval.train import train_networks
 
     net, _ = tiny_teacher
-    syn = SyntheticSet.from_real(tiny.train, tiny.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten())
+    syn = SyntheticSet.from_real(
+        tiny.train, tiny.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
+    )
     p = get_protocol("teacher-kd").with_(epochs=3, runs=2)
 
     def students() -> list[dict[str, torch.Tensor]]:
-        res = train_networks("convnet-w8", syn.spec, syn.images, syn.labels, p, [0, 1], lr=p.lr,
-                             targets_fn=teacher_targets_fn(net, p.temperature))
+        res = train_networks(
+            "convnet-w8",
+            syn.spec,
+            syn.images,
+            syn.labels,
+            p,
+            [0, 1],
+            lr=p.lr,
+            targets_fn=teacher_targets_fn(net, p.temperature),
+        )
         return [m.state_dict() for m in res.models]
 
     a, b = students(), students()

@@ -98,7 +98,10 @@ def test_vectorised_step_equals_class_loop_float64(name, extra):
     cfg = dict(batch_real=12, dtype="float64", model="convnet-w16", **extra)
     if name == "idm":
         cfg.update(net_num=3, model_train_steps=2, train_batch=32, net_generate_interval=1)
-    vec, loop = create_method(name, vectorize=True, **cfg), create_method(name, vectorize=False, **cfg)
+    vec, loop = (
+        create_method(name, vectorize=True, **cfg),
+        create_method(name, vectorize=False, **cfg),
+    )
     a, b = vec.fit(train, 2, iterations=2, seed=3), loop.fit(train, 2, iterations=2, seed=3)
     start = create_method(name, vectorize=True, **cfg).fit(train, 2, iterations=0, seed=3)
     assert (a.images - start.images).abs().max() > 1e-3  # the steps changed the images
@@ -130,7 +133,7 @@ def test_partition_merge_round_trip(size, factor):
     assert tiles.shape == (3 * factor * factor, 2, ph, pw)
     assert torch.equal(merge(tiles, factor, size), x)
     # row-major tiles of image 0: tile 1 is the top row's second tile
-    assert torch.equal(tiles[1], x[0, :, :ph, pw:2 * pw])
+    assert torch.equal(tiles[1], x[0, :, :ph, pw : 2 * pw])
 
 
 def test_decode_shape_order_and_identity():
@@ -138,7 +141,9 @@ def test_decode_shape_order_and_identity():
     assert decode(x, 1) is x
     d = decode(x, 2)
     assert d.shape == (16, 3, 8, 8)
-    top_right_of_second = F.interpolate(x[1:2, :, :4, 4:], size=(8, 8), mode="bilinear", align_corners=False)
+    top_right_of_second = F.interpolate(
+        x[1:2, :, :4, 4:], size=(8, 8), mode="bilinear", align_corners=False
+    )
     assert torch.allclose(d[4 + 1], top_right_of_second[0])
     # constant tiles survive encode -> decode exactly
     consts = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 8, 8)
@@ -154,7 +159,9 @@ def test_idm_result_is_decoded_with_stored_images_recorded(tmp_path):
     k = train.spec.num_classes
     assert syn.images.shape == (4 * k, 1, 8, 8)
     assert torch.bincount(syn.labels, minlength=k).tolist() == [4] * k
-    assert syn.meta["formation_factor"] == 2 and syn.meta["stored_ipc"] == 1 and syn.meta["ipc"] == 1
+    assert (
+        syn.meta["formation_factor"] == 2 and syn.meta["stored_ipc"] == 1 and syn.meta["ipc"] == 1
+    )
     stored = syn.extras["formation.stored"]
     assert stored.shape == (k, 1, 8, 8)
     assert torch.allclose(decode(stored, 2), syn.images)
@@ -191,7 +198,9 @@ def test_idm_resume_is_exact_with_partitioning_and_queue(tmp_path):
     train = tiny_digits().train
     cfg = {**IDM.test_overrides, "factor": 2, "net_num": 2, "train_net_num": 2}
     full = create_method("idm", **cfg).fit(train, 1, iterations=5, seed=0)
-    create_method("idm", **cfg).fit(train, 1, iterations=3, seed=0, checkpoint_dir=tmp_path, checkpoint_every=1)
+    create_method("idm", **cfg).fit(
+        train, 1, iterations=3, seed=0, checkpoint_dir=tmp_path, checkpoint_every=1
+    )
     m = create_method("idm", **cfg)
     resumed = m.fit(train, 1, iterations=5, seed=0, checkpoint_dir=tmp_path, resume=True)
     assert torch.equal(full.images, resumed.images)
@@ -200,8 +209,17 @@ def test_idm_resume_is_exact_with_partitioning_and_queue(tmp_path):
 
 def test_idm_queue_training_learns_and_weights_ce():
     train = tiny_digits().train
-    m = IDM(model="convnet-w16", batch_real=8, net_num=1, net_init_num=1, net_generate_interval=100,
-            train_net_num=1, model_train_steps=5, train_batch=64, lr_net=0.05)
+    m = IDM(
+        model="convnet-w16",
+        batch_real=8,
+        net_num=1,
+        net_init_num=1,
+        net_generate_interval=100,
+        train_net_num=1,
+        model_train_steps=5,
+        train_batch=64,
+        lr_net=0.05,
+    )
     m.fit(train, 1, iterations=0, seed=0)
     p0 = m.state_["queue_params"][0].clone()
     logs = [m.step(i) for i in range(1, 8)]  # no push: iteration % 100 != 0
@@ -216,7 +234,13 @@ def test_presets_are_data():
     assert create_method("idm", dataset="cifar10", ipc=50).config.ce_weight == 0.1
     assert create_method("idm", dataset="cifar100", ipc=10).config.model_train_steps == 50
     dm = create_method("dm", dataset="cifar10", ipc=10).config
-    assert (dm.iterations, dm.lr_img, dm.momentum, dm.batch_real, dm.init) == (20000, 1.0, 0.5, 256, "real")
+    assert (dm.iterations, dm.lr_img, dm.momentum, dm.batch_real, dm.init) == (
+        20000,
+        1.0,
+        0.5,
+        256,
+        "real",
+    )
     assert create_method("dm", dataset="digits", ipc=1).config.batch_real == 128
     assert IDM().factor_for((32, 32)) == 2 and IDM().factor_for((8, 8)) == 1
     assert IDM(factor=3).factor_for((8, 8)) == 3
@@ -261,8 +285,10 @@ def _random_score() -> float:
 
 def _compare_with_random(name: str, iterations: int, **overrides) -> tuple[float, float]:
     ours, rnd = _score(name, iterations=iterations, **overrides), _random_score()
-    print(f"\n{name} digits IPC 1 ({iterations} it): {100 * ours:.1f}% vs random real "
-          f"{100 * rnd:.1f}% (ConvNet-3, 300 epochs DSA, 5 runs, seed 0)")
+    print(
+        f"\n{name} digits IPC 1 ({iterations} it): {100 * ours:.1f}% vs random real "
+        f"{100 * rnd:.1f}% (ConvNet-3, 300 epochs DSA, 5 runs, seed 0)"
+    )
     return ours, rnd
 
 

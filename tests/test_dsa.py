@@ -21,8 +21,9 @@ def _x(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.
 
 
 def _params(family: str, n: int = 1, **values) -> DSAParams:
-    return DSAParams((family,), {k: torch.as_tensor(v).reshape(n) for k, v in values.items()},
-                     shared=(n == 1))
+    return DSAParams(
+        (family,), {k: torch.as_tensor(v).reshape(n) for k, v in values.items()}, shared=(n == 1)
+    )
 
 
 # fixed parameters for every family (away from any kink; all ops are linear in x anyway)
@@ -78,8 +79,17 @@ def test_determinism_and_per_sample_draws(mode: str) -> None:
     if mode == "all":
         assert p1.families == FAMILIES
         assert set(p1.values) == {
-            "brightness", "saturation", "contrast", "crop_dy", "crop_dx", "cutout_cy",
-            "cutout_cx", "flip", "scale_x", "scale_y", "rotate",
+            "brightness",
+            "saturation",
+            "contrast",
+            "crop_dy",
+            "crop_dx",
+            "cutout_cy",
+            "cutout_cx",
+            "flip",
+            "scale_x",
+            "scale_y",
+            "rotate",
         }
     else:
         assert len(p1.families) == 1
@@ -128,6 +138,7 @@ def test_ranges_match_reference() -> None:
 
 
 # ---------------------------------------------------------------- known values
+
 
 def test_brightness_known_value() -> None:
     dsa = DSA("color")
@@ -189,8 +200,9 @@ def test_cutout_zeroes_expected_region() -> None:
 
 def test_scale_and_rotate_identity_and_known_rotation() -> None:
     x = _x(2, 3, 7, 7, dtype=torch.float64)
-    torch.testing.assert_close(DSA("scale").apply(x, _params("scale", 1, scale_x=1.0,
-                                                             scale_y=1.0)), x)
+    torch.testing.assert_close(
+        DSA("scale").apply(x, _params("scale", 1, scale_x=1.0, scale_y=1.0)), x
+    )
     torch.testing.assert_close(DSA("rotate").apply(x, _params("rotate", 1, rotate=0.0)), x)
     # rotating a square image by 90 degrees is an exact index permutation
     out = DSA("rotate").apply(x, _params("rotate", 1, rotate=math.pi / 2))
@@ -205,6 +217,7 @@ def test_identity_strategy() -> None:
 
 
 # ---------------------------------------------------------------- errors, strategies
+
 
 def test_unknown_op_error() -> None:
     with pytest.raises(UnknownNameError) as err:

@@ -17,7 +17,13 @@ def small_set(digits):
 
 def test_presets_follow_the_published_protocol():
     dc, dsa = get_protocol("dc"), get_protocol("dsa")
-    assert (dc.epochs, dc.lr, dc.momentum, dc.weight_decay, dc.batch_size) == (300, 0.01, 0.9, 5e-4, 256)
+    assert (dc.epochs, dc.lr, dc.momentum, dc.weight_decay, dc.batch_size) == (
+        300,
+        0.01,
+        0.9,
+        5e-4,
+        256,
+    )
     assert dc.augment is None and dsa.augment == "dsa" and dsa.epochs == 1000
     assert lr_factor(dc, 149) == 1.0 and lr_factor(dc, 150) == pytest.approx(0.1)
 
@@ -48,8 +54,26 @@ def test_vectorised_training_matches_one_by_one(small_set, digits):
     p = TINY.with_(epochs=3, augment="dsa")
     seeds = [11, 22, 33]
     kw = dict(lr=0.01)
-    v = train_networks("convnet-w16", digits.spec, small_set.images, small_set.labels, p, seeds, vectorize=True, **kw)
-    s = train_networks("convnet-w16", digits.spec, small_set.images, small_set.labels, p, seeds, vectorize=False, **kw)
+    v = train_networks(
+        "convnet-w16",
+        digits.spec,
+        small_set.images,
+        small_set.labels,
+        p,
+        seeds,
+        vectorize=True,
+        **kw,
+    )
+    s = train_networks(
+        "convnet-w16",
+        digits.spec,
+        small_set.images,
+        small_set.labels,
+        p,
+        seeds,
+        vectorize=False,
+        **kw,
+    )
     assert v.vectorized and not s.vectorized
     for a, b in zip(v.models, s.models):
         for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):

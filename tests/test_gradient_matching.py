@@ -50,10 +50,19 @@ def _reference_distance(g_real, g_syn, metric):
     if metric == "mse":
         return sum((x - y) ** 2 for x, y in zip(va, vb))
     dot = sum(x * y for x, y in zip(va, vb))
-    return 1.0 - dot / (math.sqrt(sum(x * x for x in va)) * math.sqrt(sum(y * y for y in vb)) + 1e-6)
+    return 1.0 - dot / (
+        math.sqrt(sum(x * x for x in va)) * math.sqrt(sum(y * y for y in vb)) + 1e-6
+    )
 
 
-SHAPES = [(6, 3, 3, 3), (6,), (4, 5), (4,), (3, 2, 5), (2, 1, 1, 1)]  # conv, bias, linear, bias, 3-D, 1x1 conv
+SHAPES = [
+    (6, 3, 3, 3),
+    (6,),
+    (4, 5),
+    (4,),
+    (3, 2, 5),
+    (2, 1, 1, 1),
+]  # conv, bias, linear, bias, 3-D, 1x1 conv
 
 
 @pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
@@ -66,7 +75,9 @@ def test_gradient_distance_matches_plain_reference(metric: str) -> None:
             gs = [a + 0.01 * b for a, b in zip(gr, gs)]
         got = gradient_distance(gr, gs, metric)
         assert got.dtype == torch.float64 and got.ndim == 0
-        assert float(got) == pytest.approx(_reference_distance(gr, gs, metric), rel=1e-12, abs=1e-12)
+        assert float(got) == pytest.approx(
+            _reference_distance(gr, gs, metric), rel=1e-12, abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
@@ -93,8 +104,12 @@ def test_gradient_distance_properties_and_errors() -> None:
     gr = [torch.randn(s, generator=g, dtype=torch.float64) for s in SHAPES]
     # (eps = 1e-6 in the cosine keeps these from being exact)
     assert float(gradient_distance(gr, gr, "ours")) == pytest.approx(0.0, abs=1e-3)
-    assert float(gradient_distance(gr, [2.5 * t for t in gr], "ours")) == pytest.approx(0.0, abs=1e-3)  # scale-free
-    assert float(gradient_distance(gr, [-t for t in gr], "ours")) == pytest.approx(2 * (6 + 4 + 3 + 2), rel=1e-4)
+    assert float(gradient_distance(gr, [2.5 * t for t in gr], "ours")) == pytest.approx(
+        0.0, abs=1e-3
+    )  # scale-free
+    assert float(gradient_distance(gr, [-t for t in gr], "ours")) == pytest.approx(
+        2 * (6 + 4 + 3 + 2), rel=1e-4
+    )
     assert float(gradient_distance(gr, gr, "mse")) == 0.0
     only_bias = [torch.randn(5, generator=g)], [torch.randn(5, generator=g)]
     assert float(gradient_distance(*only_bias, "ours")) == 0.0  # 1-D parameters are ignored
@@ -111,7 +126,9 @@ def test_gradient_distance_is_differentiable_float64() -> None:
     gr = [torch.randn(s, generator=g, dtype=torch.float64) for s in SHAPES[:3]]
     gs = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in SHAPES[:3]]
     for metric in ("ours", "mse", "cos"):
-        assert torch.autograd.gradcheck(lambda *t, m=metric: gradient_distance(gr, list(t), m), tuple(gs))
+        assert torch.autograd.gradcheck(
+            lambda *t, m=metric: gradient_distance(gr, list(t), m), tuple(gs)
+        )
 
 
 # ============================================================== vectorised vs class loop
@@ -145,7 +162,9 @@ def test_matching_loss_and_image_gradient_vectorised_equals_loop(metric: str) ->
     real = torch.randn(3, 6, 2, 8, 8, generator=_gen(7), dtype=torch.float64)
     out = {}
     for vectorize in (True, False):
-        syn = torch.randn(3, 2, 2, 8, 8, generator=_gen(8), dtype=torch.float64).requires_grad_(True)
+        syn = torch.randn(3, 2, 2, 8, 8, generator=_gen(8), dtype=torch.float64).requires_grad_(
+            True
+        )
         loss = gradient_matching_loss(net, real, syn, metric=metric, vectorize=vectorize)
         (g,) = torch.autograd.grad(loss.sum(), syn)
         out[vectorize] = (loss.detach(), g)
@@ -168,7 +187,9 @@ def test_method_step_vectorised_equals_loop_float64(name: str, monkeypatch) -> N
     monkeypatch.setattr(gm, "fresh_network", lambda *a, **k: orig(*a, **k).double())
     results = {}
     for vectorize in (True, False):
-        m = create_method(name, ipc=2, outer_loop=2, inner_loop=1, batch_real=6, vectorize=vectorize)
+        m = create_method(
+            name, ipc=2, outer_loop=2, inner_loop=1, batch_real=6, vectorize=vectorize
+        )
         m.fit(data64, 2, iterations=0, seed=3)
         assert m.state_["images"].dtype == torch.float64
         metrics = m.step(0)
@@ -181,8 +202,15 @@ def test_batchnorm_network_uses_the_bn_trick() -> None:
     data = tiny_digits().train
     syn = {}
     for vectorize in (True, False):
-        m = create_method("dc", iterations=1, outer_loop=2, inner_loop=1, batch_real=4,
-                          model="convnet-bn", vectorize=vectorize)
+        m = create_method(
+            "dc",
+            iterations=1,
+            outer_loop=2,
+            inner_loop=1,
+            batch_real=4,
+            model="convnet-bn",
+            vectorize=vectorize,
+        )
         syn[vectorize] = m.fit(data, 1, seed=0)
     torch.testing.assert_close(syn[True].images, syn[False].images, rtol=1e-4, atol=1e-4)
 
@@ -212,16 +240,30 @@ def test_presets_and_ipc_rule() -> None:
 
 def test_ipc7_runs_and_records_schedule() -> None:
     data = tiny_digits().train
-    syn = create_method("dc", ipc=7, iterations=1, outer_loop=2, inner_loop=1, batch_real=4).fit(data, 7)
+    syn = create_method("dc", ipc=7, iterations=1, outer_loop=2, inner_loop=1, batch_real=4).fit(
+        data, 7
+    )
     assert syn.images.shape == (70, 1, 8, 8)
-    assert syn.meta["outer_loop"] == 2 and syn.meta["inner_loop"] == 1 and syn.meta["method"] == "dc"
+    assert (
+        syn.meta["outer_loop"] == 2 and syn.meta["inner_loop"] == 1 and syn.meta["method"] == "dc"
+    )
     m = create_method("dc", ipc=7, iterations=0)
     m.fit(data, 7)
     assert (m.outer_loop_, m.inner_loop_) == (10, 50)
 
 
-@pytest.mark.parametrize("bad", [{"lr_img": 0}, {"metric": "l2"}, {"init": "zeros"}, {"outer_loop": 0},
-                                 {"batch_real": 0}, {"class_chunk": 0}, {"momentum_img": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lr_img": 0},
+        {"metric": "l2"},
+        {"init": "zeros"},
+        {"outer_loop": 0},
+        {"batch_real": 0},
+        {"class_chunk": 0},
+        {"momentum_img": 1.5},
+    ],
+)
 def test_bad_config_raises(bad) -> None:
     with pytest.raises(ConfigError):
         create_method("dc", **bad)
@@ -268,8 +310,14 @@ def test_distilled_digits_beat_random_real_at_ipc1(name: str) -> None:
     ours, rand = [], []
     for seed in range(2):
         ours.append(evaluate(syn, splits.test, protocol, seed=seed).results[0].mean)
-        rand.append(evaluate(_random_baseline(splits, 1, seed), splits.test, protocol, seed=seed).results[0].mean)
+        rand.append(
+            evaluate(_random_baseline(splits, 1, seed), splits.test, protocol, seed=seed)
+            .results[0]
+            .mean
+        )
     mean_ours, mean_rand = sum(ours) / len(ours), sum(rand) / len(rand)
-    print(f"\n{name} digits IPC 1: distilled {100 * mean_ours:.1f}%  random real {100 * mean_rand:.1f}%"
-          f"  (per seed {[round(100 * a, 1) for a in ours]} vs {[round(100 * a, 1) for a in rand]})")
+    print(
+        f"\n{name} digits IPC 1: distilled {100 * mean_ours:.1f}%  random real {100 * mean_rand:.1f}%"
+        f"  (per seed {[round(100 * a, 1) for a in ours]} vs {[round(100 * a, 1) for a in rand]})"
+    )
     assert mean_ours > mean_rand + 0.03

@@ -187,7 +187,7 @@ def test_default_sizes_match_references():
         assert m.num_features == nf, (name, s)
     # LeNet at 28x28 is the classic 16x5x5 map; ResNet-18 has its 2-2-2-2 blocks.
     lenet = create_model("lenet", num_classes=10, in_channels=1, image_size=28)
-    assert any(isinstance(l, torch.nn.Linear) and l.in_features == 400 for l in lenet.modules())
+    assert any(isinstance(m, torch.nn.Linear) and m.in_features == 400 for m in lenet.modules())
     r18 = create_model("resnet18", num_classes=10, in_channels=3, image_size=32)
     assert [len(st) for st in r18.stages] == [2, 2, 2, 2]
     assert has_batchnorm(r18)

@@ -1,7 +1,7 @@
 import json
 
-import pytest
 import numpy as np
+import pytest
 import torch
 
 from ddkit.data.synthetic import SyntheticSet
@@ -93,7 +93,12 @@ def test_storage_bytes(syn):
 
 def test_storage_counts_stored_not_decoded_images(syn):
     stored = syn.images[:, :, :4, :4].clone()
-    s = SyntheticSet(syn.images, syn.labels, syn.spec, extras={"formation.stored": stored},
-                     meta={"formation_factor": 2})
+    s = SyntheticSet(
+        syn.images,
+        syn.labels,
+        syn.spec,
+        extras={"formation.stored": stored},
+        meta={"formation_factor": 2},
+    )
     b = s.storage_bytes()
     assert b["images"] == stored.numel() * 4 and b["extras"] == 0

@@ -63,7 +63,9 @@ def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
     loss = unrolled_step(fm, start, target, images, lr, labels, plan, dsa, label_mode)
     loss.backward()
     for k in (0, 1, 2, 5):  # sqrt checkpoints, every state, segments of 2, one segment
-        r = tesla_step(fm, start, target, images, lr, labels, plan, dsa, label_mode, checkpoint_every=k)
+        r = tesla_step(
+            fm, start, target, images, lr, labels, plan, dsa, label_mode, checkpoint_every=k
+        )
         assert r.loss == pytest.approx(float(loss.detach()), rel=1e-12)
         torch.testing.assert_close(r.grad_images, images.grad, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(r.grad_lr, lr.grad, rtol=1e-9, atol=1e-12)
@@ -118,7 +120,9 @@ def test_experts_metadata_and_settings_mismatch(tmp_path):
     root = tmp_path / "e"
     train_experts(train, TINY, 1, 1, root, batch_size=64)
     meta = json.loads((root / "experts.json").read_text())
-    assert meta["model"] == TINY and meta["lr"] == 0.01 and meta["zca"] is False and meta["seed"] == 0
+    assert (
+        meta["model"] == TINY and meta["lr"] == 0.01 and meta["zca"] is False and meta["seed"] == 0
+    )
     assert meta["spec"]["name"] == "tiny-digits" and meta["momentum"] == 0.0
     with safe_open(str(_epoch_file(root, 0, 1)), "pt") as f:
         header = f.metadata()
@@ -162,8 +166,17 @@ def test_zca_experts_and_distilled_set(tmp_path):
     root = tmp_path / "zca"
     buf = train_experts(train, TINY, 1, 3, root, batch_size=64, zca=True)
     assert (root / "zca.safetensors").exists() and buf.zca and buf.spec.transform == "zca"
-    m = create_method("mtt", model=TINY, experts_dir=str(root), zca=True, syn_steps=2, expert_epochs=1,
-                      max_start_epoch=2, iterations=1, lr_img=1.0)
+    m = create_method(
+        "mtt",
+        model=TINY,
+        experts_dir=str(root),
+        zca=True,
+        syn_steps=2,
+        expert_epochs=1,
+        max_start_epoch=2,
+        iterations=1,
+        lr_img=1.0,
+    )
     syn = m.fit(train, 1, seed=0)
     assert syn.spec.transform == "zca"
     assert any(k.startswith("zca.") for k in syn.extras)
@@ -180,9 +193,17 @@ def test_zca_experts_and_distilled_set(tmp_path):
 def _method(name, tmp_path, **kw):
     from ddkit.methods import create_method
 
-    cfg = dict(model=TINY, num_experts=2, expert_train_epochs=4, expert_batch_size=64,
-               experts_cache=str(tmp_path / "cache"), syn_steps=3, expert_epochs=1, max_start_epoch=2,
-               lr_img=10.0)
+    cfg = dict(
+        model=TINY,
+        num_experts=2,
+        expert_train_epochs=4,
+        expert_batch_size=64,
+        experts_cache=str(tmp_path / "cache"),
+        syn_steps=3,
+        expert_epochs=1,
+        max_start_epoch=2,
+        lr_img=10.0,
+    )
     cfg.update(kw)
     return create_method(name, **cfg)
 
@@ -191,9 +212,12 @@ def _method(name, tmp_path, **kw):
 def test_distill_resume_equals_uninterrupted(tmp_path, name):
     train = _tiny_train()
     full = _method(name, tmp_path).fit(train, 2, iterations=4, seed=5)
-    _method(name, tmp_path).fit(train, 2, iterations=2, seed=5, checkpoint_dir=tmp_path / "ck", checkpoint_every=1)
-    resumed = _method(name, tmp_path).fit(train, 2, iterations=4, seed=5, checkpoint_dir=tmp_path / "ck",
-                                          resume=True)
+    _method(name, tmp_path).fit(
+        train, 2, iterations=2, seed=5, checkpoint_dir=tmp_path / "ck", checkpoint_every=1
+    )
+    resumed = _method(name, tmp_path).fit(
+        train, 2, iterations=4, seed=5, checkpoint_dir=tmp_path / "ck", resume=True
+    )
     assert torch.equal(full.images, resumed.images) and torch.equal(full.labels, resumed.labels)
     assert full.lr == resumed.lr
     assert Path(full.meta["experts_dir"]).parent == tmp_path / "cache"
@@ -207,7 +231,9 @@ def test_mtt_and_tesla_take_the_same_step(tmp_path):
     b = _method("mtt", tmp_path, iterations=1, backward="tesla").fit(train, 2, seed=1)
     torch.testing.assert_close(a.images, b.images, rtol=1e-4, atol=1e-5)
     assert a.lr == pytest.approx(b.lr, rel=1e-4)
-    assert not torch.equal(a.images, _method("mtt", tmp_path, iterations=0).fit(train, 2, seed=1).images)
+    assert not torch.equal(
+        a.images, _method("mtt", tmp_path, iterations=0).fit(train, 2, seed=1).images
+    )
 
 
 def test_labels_per_method(tmp_path):
@@ -215,7 +241,9 @@ def test_labels_per_method(tmp_path):
     mtt = _method("mtt", tmp_path, iterations=1).fit(train, 2, seed=0)
     assert mtt.labels.dtype == torch.int64 and mtt.lr is not None and mtt.lr > 0
     tesla = _method("tesla", tmp_path, iterations=1).fit(train, 2, seed=0)
-    datm = _method("datm", tmp_path, iterations=1, lr_label=50.0, loss_threshold=0.0).fit(train, 2, seed=0)
+    datm = _method("datm", tmp_path, iterations=1, lr_label=50.0, loss_threshold=0.0).fit(
+        train, 2, seed=0
+    )
     for s in (tesla, datm):
         assert s.soft and torch.allclose(s.labels.sum(1), torch.ones(len(s)))
         assert torch.equal(s.hard_labels, torch.arange(10).repeat_interleave(2))
@@ -235,7 +263,9 @@ def test_datm_window_grows(tmp_path):
     assert DATM(max_start_epoch=3)._window(50) == (0, 3)  # no growth without a final bound
     # the window is checked against the experts' length
     with pytest.raises(ConfigError, match="exceed"):
-        _method("datm", tmp_path, max_start_epoch=2, max_start_epoch_final=9).fit(_tiny_train(), 1, seed=0)
+        _method("datm", tmp_path, max_start_epoch=2, max_start_epoch_final=9).fit(
+            _tiny_train(), 1, seed=0
+        )
 
 
 def test_presets():
@@ -246,7 +276,7 @@ def test_presets():
         cls = METHODS.get(name)
         assert resolve_config(cls, "cifar10", 10)["lr_lr"] == 1e-5  # not the typo'd value
         assert resolve_config(cls, "cifar10", 1)["lr_lr"] == 1e-7
-        for (ds, ipc) in cls.presets:
+        for ds, ipc in cls.presets:
             cfg = cls(**resolve_config(cls, ds, ipc)).config  # every preset is a valid config
             final = getattr(cfg, "max_start_epoch_final", None) or cfg.max_start_epoch
             assert final - 1 + cfg.expert_epochs <= cfg.expert_train_epochs, (name, ds, ipc)
@@ -254,7 +284,11 @@ def test_presets():
     mtt10 = resolve_config(METHODS.get("mtt"), "cifar10", 10)
     assert (mtt10["syn_steps"], mtt10["expert_epochs"], mtt10["max_start_epoch"]) == (30, 2, 20)
     datm10 = resolve_config(METHODS.get("datm"), "cifar10", 10)
-    assert (datm10["syn_steps"], datm10["max_start_epoch"], datm10["max_start_epoch_final"]) == (80, 10, 20)
+    assert (datm10["syn_steps"], datm10["max_start_epoch"], datm10["max_start_epoch_final"]) == (
+        80,
+        10,
+        20,
+    )
 
 
 @pytest.mark.parametrize("name", ["mtt", "tesla", "datm"])
@@ -268,8 +302,20 @@ def test_experts_cli(tmp_path):
     from ddkit.cli import main
 
     out = tmp_path / "cli"
-    argv = ["experts", "--dataset", "digits", "--model", TINY, "--num-experts", "1", "--epochs", "1",
-            "--out", str(out), "--quiet"]
+    argv = [
+        "experts",
+        "--dataset",
+        "digits",
+        "--model",
+        TINY,
+        "--num-experts",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert load_experts(out).epochs == 1
     assert main(argv + ["--lr", "0.5"]) == 2  # different settings in the same folder: clear error
@@ -311,10 +357,9 @@ def test_two_processes_share_one_expert_folder(tmp_path):
 def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     """Directional derivative of the MTT loss w.r.t. the images: autograd vs a float64 central
     difference (h = 1e-5), for a freshly initialised ``model_name`` on real digits images."""
+    from ddkit.data import load_dataset
     from ddkit.models import create_model
     from ddkit.trajectory.student import FlatModel, _grad_fn, make_plan, unrolled_step
-
-    from ddkit.data import load_dataset
 
     train = load_dataset("digits").train
     gen = torch.Generator().manual_seed(1)
@@ -328,13 +373,17 @@ def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     step = _grad_fn(fm, None, "hard")
     target = start
     for _ in range(90):  # a short "expert" (two epochs of the preset): SGD on real mini-batches
-        target = target - 0.01 * step(target, x_all, y_all, torch.randint(len(x_all), (32,), generator=gen), None)
+        target = target - 0.01 * step(
+            target, x_all, y_all, torch.randint(len(x_all), (32,), generator=gen), None
+        )
     x = torch.cat([x_all[y_all == c][:1] for c in range(10)]).clone().requires_grad_(True)
     plan = make_plan(10, 10, 0, torch.Generator().manual_seed(0), None, (8, 8))
     lr = torch.tensor(0.01, dtype=torch.float64)
 
     def loss(z):
-        return unrolled_step(fm, start, target.detach(), z, lr, torch.arange(10), plan, None, "hard")
+        return unrolled_step(
+            fm, start, target.detach(), z, lr, torch.arange(10), plan, None, "hard"
+        )
 
     loss(x).backward()
     u = x.grad / x.grad.norm()
@@ -369,7 +418,17 @@ def test_digits_presets_give_a_smooth_matching_objective():
 def test_rough_student_warns(tmp_path):
     from ddkit.methods import create_method
 
-    m = create_method("mtt", model="convnet", num_experts=1, expert_train_epochs=3, expert_batch_size=64,
-                      experts_cache=str(tmp_path), syn_steps=2, expert_epochs=1, max_start_epoch=2, iterations=1)
+    m = create_method(
+        "mtt",
+        model="convnet",
+        num_experts=1,
+        expert_train_epochs=3,
+        expert_batch_size=64,
+        experts_cache=str(tmp_path),
+        syn_steps=2,
+        expert_epochs=1,
+        max_start_epoch=2,
+        iterations=1,
+    )
     with pytest.warns(UserWarning, match="normalises groups of only 4 values"):
         m.fit(_tiny_train(), 1, seed=0)

@@ -28,6 +28,7 @@ def _toy(n: int = 400, seed: int = 0) -> torch.Tensor:
 
 # ---------------------------------------------------------------- ZCA
 
+
 def test_zca_inverse_roundtrip_and_shape() -> None:
     x = _toy()
     zca = ZCA().fit(x)
@@ -88,6 +89,7 @@ def test_zca_gradient_and_errors() -> None:
 
 
 # ---------------------------------------------------------------- mixup / cutmix
+
 
 def _batch(b: int = 8, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(b, 3, 8, 8, generator=_gen(1))

@@ -45,7 +45,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ddkit.models import MODELS
 
     load_all()
-    sections = [("datasets", DATASETS), ("models", MODELS), ("protocols", PROTOCOLS), ("suites", SUITES)]
+    sections = [
+        ("datasets", DATASETS),
+        ("models", MODELS),
+        ("protocols", PROTOCOLS),
+        ("suites", SUITES),
+    ]
     for title, reg in sections:
         print(f"{title}:")
         for name in reg.names():
@@ -93,12 +98,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = args.dataset or syn.spec.name
     splits = load_dataset(dataset, root=args.root)
     models = [m for m in args.models.split(",") if m] if args.models else None
-    report = evaluate(syn, splits.test, args.protocol, models=models, runs=args.runs, epochs=args.epochs,
-                      seed=args.seed, progress=_progress_default() and not args.quiet)
-    print(f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images, protocol {report.protocol.name} "
-          f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:")
+    report = evaluate(
+        syn,
+        splits.test,
+        args.protocol,
+        models=models,
+        runs=args.runs,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=_progress_default() and not args.quiet,
+    )
+    print(
+        f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images, protocol {report.protocol.name} "
+        f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:"
+    )
     print(report.table())
-    out = Path(args.out) if args.out else path.parent / "eval.json" if path.name == "synthetic" else path / "eval.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else path.parent / "eval.json"
+        if path.name == "synthetic"
+        else path / "eval.json"
+    )
     atomic_write_json(out, report.to_dict())
     print(f"wrote {out}")
     return 0
@@ -113,12 +134,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ipcs = [int(i) for i in args.ipcs.split(",") if i] if args.ipcs else None
     except ValueError:
         raise ConfigError(f"--ipcs takes comma-separated integers, got {args.ipcs!r}") from None
-    run_suite(args.suite, results_dir=args.results, markdown=args.markdown, seed=args.seed, only=only,
-              datasets=datasets, ipcs=ipcs, fresh=args.fresh)
+    run_suite(
+        args.suite,
+        results_dir=args.results,
+        markdown=args.markdown,
+        seed=args.seed,
+        only=only,
+        datasets=datasets,
+        ipcs=ipcs,
+        fresh=args.fresh,
+    )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ddkit.bench import SUITES
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval import evaluate
@@ -126,24 +156,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ddkit.methods import create_method
     from ddkit.runs import distill_run
 
-    from ddkit.bench import SUITES
-
     out = Path(args.out)
     splits = load_dataset("digits")
     ipc, protocol = 10, "fast"
     quick = SUITES.get("quick")
     if args.iterations is None:  # minutes, not the published hours
         default = create_method(args.method, dataset="digits", ipc=ipc).config.iterations
-        args.iterations = DEMO_ITERATIONS if args.method == DEMO_METHOD else quick.budget(args.method, ipc, default)
-    print(f"distilling digits at IPC {ipc} with {args.method} ({args.iterations} iterations) -> {out}")
-    syn = distill_run(dataset="digits", method=args.method, ipc=ipc, out=out, seed=args.seed,
-                      iterations=args.iterations, splits=splits, resume=True,
-                      progress=_progress_default())
+        args.iterations = (
+            DEMO_ITERATIONS
+            if args.method == DEMO_METHOD
+            else quick.budget(args.method, ipc, default)
+        )
+    print(
+        f"distilling digits at IPC {ipc} with {args.method} ({args.iterations} iterations) -> {out}"
+    )
+    syn = distill_run(
+        dataset="digits",
+        method=args.method,
+        ipc=ipc,
+        out=out,
+        seed=args.seed,
+        iterations=args.iterations,
+        splits=splits,
+        resume=True,
+        progress=_progress_default(),
+    )
     rnd = create_method("random").fit(splits.train, ipc, seed=args.seed)
-    rows = [(f"{args.method} (distilled)", syn, None), ("random real", rnd, None),
-            ("full train set", SyntheticSet.from_real(splits.train), quick.full_epochs("digits"))]
+    rows = [
+        (f"{args.method} (distilled)", syn, None),
+        ("random real", rnd, None),
+        ("full train set", SyntheticSet.from_real(splits.train), quick.full_epochs("digits")),
+    ]
     results = {}
-    print(f"evaluating: protocol {protocol}, ConvNet-3, final-epoch test accuracy on {len(splits.test)} test images")
+    print(
+        f"evaluating: protocol {protocol}, ConvNet-3, final-epoch test accuracy on {len(splits.test)} test images"
+    )
     lines = [f"{'training set':<22} {'images':>7} {'accuracy (%)':>16}", "-" * 48]
     for name, s, epochs in rows:
         rep = evaluate(s, splits.test, protocol, epochs=epochs, seed=args.seed)
@@ -161,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="list datasets, models, methods, selectors, protocols").set_defaults(func=cmd_list)
+    sub.add_parser(
+        "list", help="list datasets, models, methods, selectors, protocols"
+    ).set_defaults(func=cmd_list)
 
     d = sub.add_parser("distill", help="distil a dataset into a synthetic set")
     d.add_argument("--dataset", required=True)
@@ -169,22 +218,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--ipc", type=int, required=True, help="images per class")
     d.add_argument("--iterations", type=int, default=None)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)")
-    d.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)")
+    d.add_argument(
+        "--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)"
+    )
+    d.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's checkpoint"
+    )
+    d.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
+    )
     d.add_argument("--root", default=None, help="data folder/file for on-disk datasets")
     d.add_argument("--checkpoint-every", type=int, default=50)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_distill)
 
-    e = sub.add_parser("evaluate", help="train fresh networks on a synthetic set, test on the real test split")
+    e = sub.add_parser(
+        "evaluate", help="train fresh networks on a synthetic set, test on the real test split"
+    )
     e.add_argument("path", help="run folder or synthetic-set folder")
     e.add_argument("--protocol", default="dsa")
     e.add_argument("--runs", type=int, default=None)
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--dataset", default=None, help="dataset for the test split (default: the set's)")
+    e.add_argument(
+        "--dataset", default=None, help="dataset for the test split (default: the set's)"
+    )
     e.add_argument("--root", default=None)
     e.add_argument("--out", default=None, help="eval.json path (default: next to the set)")
     e.add_argument("--quiet", action="store_true")
@@ -192,8 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run a benchmark suite")
     b.add_argument("--suite", default="quick")
-    b.add_argument("--methods", default=None, help="only these methods (comma-separated; 'full' for the full-data row)")
-    b.add_argument("--datasets", default=None, help="only these datasets of the suite (comma-separated)")
+    b.add_argument(
+        "--methods",
+        default=None,
+        help="only these methods (comma-separated; 'full' for the full-data row)",
+    )
+    b.add_argument(
+        "--datasets", default=None, help="only these datasets of the suite (comma-separated)"
+    )
     b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
     b.add_argument("--results", default="benchmarks/results")
     b.add_argument("--markdown", default="BENCHMARKS.md")

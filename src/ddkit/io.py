@@ -77,7 +77,11 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FileFormatError(f"corrupt JSON in {str(path)!r}: {e}") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+) -> None:
     """Write tensors as safetensors, atomically."""
     from safetensors.torch import save_file
 

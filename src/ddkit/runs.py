@@ -35,7 +35,9 @@ class JsonlLog(Callback):
         self._fh = self.path.open("a")
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        self._fh.write(json.dumps({"iteration": iteration, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self._fh.write(
+            json.dumps({"iteration": iteration, **{k: float(v) for k, v in metrics.items()}}) + "\n"
+        )
         self._fh.flush()
 
     def on_end(self, method: Distiller, result: SyntheticSet) -> None:
@@ -57,7 +59,9 @@ class ProgressBar(Callback):
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
         self.bar.update(1)
         if metrics:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False)
+            self.bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False
+            )
 
     def on_end(self, method: Distiller, result: SyntheticSet) -> None:
         self.bar.close()
@@ -103,7 +107,9 @@ def distill_run(
         old = read_json(cfg_path)
         diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
         if diff:
-            raise ConfigError(f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}")
+            raise ConfigError(
+                f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}"
+            )
     atomic_write_json(cfg_path, config)
     callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
     if progress:

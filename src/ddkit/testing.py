@@ -116,19 +116,28 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
     # ``factor**2`` training images; the budget is the stored IPC.
     factor = int(syn.meta.get("formation_factor", 1))
     if factor > 1:
-        f.check(syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}")
+        f.check(
+            syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}"
+        )
     ipc = ipc * factor**2
-    f.check(tuple(syn.images.shape) == (ipc * k, *spec.shape),
-            f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}")
+    f.check(
+        tuple(syn.images.shape) == (ipc * k, *spec.shape),
+        f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}",
+    )
     f.check(syn.images.dtype == torch.float32, f"images are {syn.images.dtype}, expected float32")
     f.check(syn.spec == spec, "the set's spec differs from the train set's")
     if syn.labels.ndim == 1:
-        f.check(syn.labels.dtype == torch.int64, f"hard labels are {syn.labels.dtype}, expected int64")
+        f.check(
+            syn.labels.dtype == torch.int64, f"hard labels are {syn.labels.dtype}, expected int64"
+        )
         f.check(len(syn.labels) == ipc * k, f"{len(syn.labels)} labels for {ipc * k} images")
     else:
         ok = syn.labels.is_floating_point() and tuple(syn.labels.shape) == (ipc * k, k)
-        f.check(ok, f"soft labels have shape {tuple(syn.labels.shape)} / {syn.labels.dtype}, "
-                    f"expected ({ipc * k}, {k}) float")
+        f.check(
+            ok,
+            f"soft labels have shape {tuple(syn.labels.shape)} / {syn.labels.dtype}, "
+            f"expected ({ipc * k}, {k}) float",
+        )
     counts = torch.bincount(syn.hard_labels, minlength=k).tolist()
     f.check(counts == [ipc] * k, f"class counts {counts}, expected {ipc} for each of {k} classes")
     f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
@@ -136,8 +145,10 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
         f.check(bool(torch.isfinite(syn.labels).all()), "labels contain NaN/inf")
     if syn.lr is not None:
         f.check(bool(torch.isfinite(torch.tensor(syn.lr))), f"learned lr {syn.lr} is not finite")
-    f.check(all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
-            "extras contain NaN/inf")
+    f.check(
+        all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
+        "extras contain NaN/inf",
+    )
 
 
 def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
@@ -152,7 +163,10 @@ def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
 
 
 def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -> None:
-    for ipc, why in ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class")):
+    for ipc, why in (
+        (0, "IPC 0"),
+        (min(train.class_counts) + 1, "IPC larger than the smallest class"),
+    ):
         try:
             make().fit(train, ipc, seed=0)
         except ConfigError as e:
@@ -163,28 +177,52 @@ def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -
             f.items.append(f"{why} did not raise ConfigError")
 
 
-def _check_resume(f: _Failures, make: Callable[[], Any], train: ImageDataset, ipc: int,
-                  iterations: int, reference: SyntheticSet, folder: Path) -> None:
+def _check_resume(
+    f: _Failures,
+    make: Callable[[], Any],
+    train: ImageDataset,
+    ipc: int,
+    iterations: int,
+    reference: SyntheticSet,
+    folder: Path,
+) -> None:
     full_dir, part_dir = folder / "full", folder / "part"
-    full = f.run("fit with checkpoint_dir",
-                 lambda: make().fit(train, ipc, seed=0, iterations=iterations, checkpoint_dir=full_dir))
+    full = f.run(
+        "fit with checkpoint_dir",
+        lambda: make().fit(train, ipc, seed=0, iterations=iterations, checkpoint_dir=full_dir),
+    )
     if full is not None:
         f.check(_same_set(full, reference), "fit with checkpoint_dir differs from a plain fit")
     first = max(1, iterations // 2)
-    f.run("partial fit", lambda: make().fit(train, ipc, seed=0, iterations=first, checkpoint_dir=part_dir,
-                                            checkpoint_every=1))
-    resumed = f.run("resume", lambda: make().fit(train, ipc, seed=0, iterations=iterations,
-                                                 checkpoint_dir=part_dir, resume=True))
+    f.run(
+        "partial fit",
+        lambda: make().fit(
+            train, ipc, seed=0, iterations=first, checkpoint_dir=part_dir, checkpoint_every=1
+        ),
+    )
+    resumed = f.run(
+        "resume",
+        lambda: make().fit(
+            train, ipc, seed=0, iterations=iterations, checkpoint_dir=part_dir, resume=True
+        ),
+    )
     if full is not None and resumed is not None:
-        f.check(_same_set(full, resumed),
-                f"fit {first} iteration(s) + resume to {iterations} differs from an uninterrupted run")
+        f.check(
+            _same_set(full, resumed),
+            f"fit {first} iteration(s) + resume to {iterations} differs from an uninterrupted run",
+        )
 
 
-def _method_failures(name: str, data: DatasetSplits | ImageDataset | None, ipc: int,
-                     overrides: dict[str, Any] | None) -> list[str]:
+def _method_failures(
+    name: str, data: DatasetSplits | ImageDataset | None, ipc: int, overrides: dict[str, Any] | None
+) -> list[str]:
     from ddkit.methods import create_method
 
-    train = (data.train if isinstance(data, DatasetSplits) else data) if data is not None else tiny_digits().train
+    train = (
+        (data.train if isinstance(data, DatasetSplits) else data)
+        if data is not None
+        else tiny_digits().train
+    )
     cfg = {**method_test_overrides(name), **(overrides or {})}
     f = _Failures(name)
 
@@ -197,24 +235,37 @@ def _method_failures(name: str, data: DatasetSplits | ImageDataset | None, ipc: 
     if method is None:
         return f.items
     syn = f.run("fit", lambda: method.fit(train, ipc, seed=0))
-    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed (use a torch.Generator)")
-    f.check(torch.equal(train.images, images0) and torch.equal(train.labels, labels0),
-            "the input dataset's tensors were modified")
+    f.check(
+        torch.equal(rng0, torch.random.get_rng_state()),
+        "the global RNG state changed (use a torch.Generator)",
+    )
+    f.check(
+        torch.equal(train.images, images0) and torch.equal(train.labels, labels0),
+        "the input dataset's tensors were modified",
+    )
     if syn is None:
         return f.items
     _check_output(f, syn, train, ipc)
-    f.check(syn.meta.get("method") == name, f"meta['method'] is {syn.meta.get('method')!r}, expected {name!r}")
+    f.check(
+        syn.meta.get("method") == name,
+        f"meta['method'] is {syn.meta.get('method')!r}, expected {name!r}",
+    )
 
     again = f.run("second fit (same object, same seed)", lambda: method.fit(train, ipc, seed=0))
     if again is not None:
-        f.check(_same_set(syn, again), "same seed gave different images/labels (same object fitted twice)")
+        f.check(
+            _same_set(syn, again),
+            "same seed gave different images/labels (same object fitted twice)",
+        )
     fresh = f.run("fit of a fresh object", lambda: make().fit(train, ipc, seed=0))
     if fresh is not None:
         f.check(_same_set(syn, fresh), "same seed gave different images/labels (fresh object)")
     other = f.run("fit with another seed", lambda: make().fit(train, ipc, seed=1))
     if other is not None and not getattr(method, "deterministic", False):
-        f.check(not _same_set(syn, other),
-                "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)")
+        f.check(
+            not _same_set(syn, other),
+            "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)",
+        )
 
     with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
         _check_save_load(f, syn, Path(tmp) / "set")
@@ -222,7 +273,10 @@ def _method_failures(name: str, data: DatasetSplits | ImageDataset | None, ipc: 
         if getattr(method, "kind", "distiller") != "selector" and iterations > 0:
             _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
     _check_bad_ipc(f, make, train)
-    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed during the checks")
+    f.check(
+        torch.equal(rng0, torch.random.get_rng_state()),
+        "the global RNG state changed during the checks",
+    )
     return f.items
 
 
@@ -238,7 +292,9 @@ def check_method(
     ``overrides`` are added to the method's ``test_overrides``."""
     failures = _method_failures(name, data, ipc, overrides)
     if failures:
-        raise AssertionError(f"method {name!r} failed {len(failures)} check(s):\n  - " + "\n  - ".join(failures))
+        raise AssertionError(
+            f"method {name!r} failed {len(failures)} check(s):\n  - " + "\n  - ".join(failures)
+        )
 
 
 def check_all(
@@ -252,10 +308,15 @@ def check_all(
     from ddkit.methods import METHODS, load_all
 
     load_all()
-    return {n: _method_failures(n, data, ipc, None) for n in (names if names is not None else METHODS.names())}
+    return {
+        n: _method_failures(n, data, ipc, None)
+        for n in (names if names is not None else METHODS.names())
+    }
 
 
-def check_model(name: str, *, in_channels: int = 1, image_size: int = 8, num_classes: int = 3) -> None:
+def check_model(
+    name: str, *, in_channels: int = 1, image_size: int = 8, num_classes: int = 3
+) -> None:
     """Light contract check of model ``name`` (tests/test_models.py goes deeper): forward and
     ``embed`` shapes, ``forward == classifier(embed)``, finite outputs, input untouched, seeded
     construction deterministic and the global RNG untouched."""
@@ -263,23 +324,34 @@ def check_model(name: str, *, in_channels: int = 1, image_size: int = 8, num_cla
 
     def build(seed: int) -> torch.nn.Module:
         with seeded_global_rng(seed):
-            return create_model(name, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+            return create_model(
+                name, num_classes=num_classes, in_channels=in_channels, image_size=image_size
+            )
 
     rng0 = torch.random.get_rng_state()
     a, b = build(0), build(0)
-    assert torch.equal(rng0, torch.random.get_rng_state()), f"{name}: building the model changed the global RNG"
+    assert torch.equal(rng0, torch.random.get_rng_state()), (
+        f"{name}: building the model changed the global RNG"
+    )
     sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), \
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (
         f"{name}: same seed gave different initial weights"
-    x = torch.randn(3, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    )
+    x = torch.randn(
+        3, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0)
+    )
     x0 = x.clone()
     a.eval()
     with torch.no_grad():
         out, emb = a(x), a.embed(x)
         head = a.classifier(emb)
     nf = getattr(a, "num_features", None)
-    assert out.shape == (3, num_classes), f"{name}: output shape {tuple(out.shape)}, expected (3, {num_classes})"
-    assert emb.ndim == 2 and emb.shape == (3, nf), f"{name}: embed shape {tuple(emb.shape)}, expected (3, {nf})"
+    assert out.shape == (3, num_classes), (
+        f"{name}: output shape {tuple(out.shape)}, expected (3, {num_classes})"
+    )
+    assert emb.ndim == 2 and emb.shape == (3, nf), (
+        f"{name}: embed shape {tuple(emb.shape)}, expected (3, {nf})"
+    )
     assert torch.isfinite(out).all() and torch.isfinite(emb).all(), f"{name}: non-finite outputs"
     torch.testing.assert_close(out, head, msg=f"{name}: forward(x) != classifier(embed(x))")
     assert torch.equal(x, x0), f"{name}: the input was modified"

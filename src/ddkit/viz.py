@@ -33,7 +33,9 @@ def image_grid(
         for j, img in enumerate(imgs):
             img = img.expand(3, h, w) if c == 1 else img[:3]
             img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-            canvas[:, pad + r * H: pad + r * H + h * scale, pad + j * W: pad + j * W + w * scale] = img
+            canvas[
+                :, pad + r * H : pad + r * H + h * scale, pad + j * W : pad + j * W + w * scale
+            ] = img
     arr = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
     return Path(path)

@@ -312,9 +312,9 @@ class DSA:
         dx = v["crop_dx"].long().view(-1, 1)
         rows = torch.arange(h, device=x.device).view(1, h) + dy  # (n, H)
         cols = torch.arange(w, device=x.device).view(1, w) + dx  # (n, W)
-        valid = ((rows >= 0) & (rows < h)).view(-1, 1, h, 1) & (
-            (cols >= 0) & (cols < w)
-        ).view(-1, 1, 1, w)
+        valid = ((rows >= 0) & (rows < h)).view(-1, 1, h, 1) & ((cols >= 0) & (cols < w)).view(
+            -1, 1, 1, w
+        )
         rows = rows.clamp(0, h - 1).view(-1, 1, h, 1).expand(b, c, h, w)
         out = torch.gather(x, 2, rows)
         cols = cols.clamp(0, w - 1).view(-1, 1, 1, w).expand(b, c, h, w)

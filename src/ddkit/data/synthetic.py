@@ -61,7 +61,9 @@ class SyntheticSet:
         elif self.labels.ndim == 2:
             self.labels = self.labels.float()
             if tuple(self.labels.shape) != (n, k):
-                raise DataError(f"soft labels must have shape ({n}, {k}), got {tuple(self.labels.shape)}")
+                raise DataError(
+                    f"soft labels must have shape ({n}, {k}), got {tuple(self.labels.shape)}"
+                )
             if not torch.isfinite(self.labels).all() or (self.labels < 0).any():
                 raise DataError("soft labels must be finite and non-negative")
             if not torch.allclose(self.labels.sum(1), torch.ones(n), atol=1e-4):
@@ -96,7 +98,11 @@ class SyntheticSet:
 
     @classmethod
     def from_real(
-        cls, data: ImageDataset, index: torch.Tensor | None = None, *, meta: dict[str, Any] | None = None
+        cls,
+        data: ImageDataset,
+        index: torch.Tensor | None = None,
+        *,
+        meta: dict[str, Any] | None = None,
     ) -> SyntheticSet:
         """Wrap real rows (all, or ``index``) as a set, e.g. a coreset or the full-data row."""
         sub = data if index is None else data.subset(index)
@@ -115,7 +121,9 @@ class SyntheticSet:
             "images": self.stored_images.numel() * self.stored_images.element_size(),
             "labels": self.labels.numel() * self.labels.element_size(),
             "lr": 4 if self.lr is not None else 0,
-            "extras": sum(t.numel() * t.element_size() for k, t in self.extras.items() if k != STORED_IMAGES),
+            "extras": sum(
+                t.numel() * t.element_size() for k, t in self.extras.items() if k != STORED_IMAGES
+            ),
         }
         parts["total"] = sum(parts.values())
         return parts
@@ -137,7 +145,7 @@ class SyntheticSet:
                 "format": "ddkit.synthetic",
                 "format_version": FORMAT_VERSION,
                 "ddkit_version": _version(),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "spec": self.spec.to_dict(),
                 "num_images": len(self),
                 "label_mode": "soft" if self.soft else "hard",
@@ -155,25 +163,38 @@ class SyntheticSet:
         """Load and verify a saved set; corrupt, tampered or mismatched files raise FileFormatError."""
         p = Path(path)
         if not p.is_dir():
-            raise FileFormatError(f"no synthetic set at {str(p)!r} (expected a folder with {META_FILE})")
+            raise FileFormatError(
+                f"no synthetic set at {str(p)!r} (expected a folder with {META_FILE})"
+            )
         meta = read_json(p / META_FILE)
         if not isinstance(meta, dict) or meta.get("format") != "ddkit.synthetic":
             raise FileFormatError(f"{str(p / META_FILE)!r} is not a ddkit synthetic-set file")
         if int(meta.get("format_version", -1)) > FORMAT_VERSION:
-            raise FileFormatError(f"{str(p)!r} was written by a newer ddkit (format {meta['format_version']})")
+            raise FileFormatError(
+                f"{str(p)!r} was written by a newer ddkit (format {meta['format_version']})"
+            )
         tfile = p / TENSOR_FILE
         if not tfile.is_file():
             raise FileFormatError(f"missing file {str(tfile)!r}")
         if sha256_file(tfile) != meta.get("sha256"):
-            raise FileFormatError(f"{str(tfile)!r} does not match its checksum in meta.json (tampered or mismatched)")
+            raise FileFormatError(
+                f"{str(tfile)!r} does not match its checksum in meta.json (tampered or mismatched)"
+            )
         tensors = load_tensors(tfile)
         spec = DatasetSpec.from_dict(meta.get("spec", {}))
         if "images" not in tensors or "labels" not in tensors:
             raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
-        extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+        extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         try:
-            return cls(tensors["images"], tensors["labels"], spec, lr=lr, meta=meta.get("provenance", {}), extras=extras)
+            return cls(
+                tensors["images"],
+                tensors["labels"],
+                spec,
+                lr=lr,
+                meta=meta.get("provenance", {}),
+                extras=extras,
+            )
         except DataError as e:
             raise FileFormatError(f"{str(p)!r} does not match its metadata: {e}") from None
 
@@ -184,15 +205,25 @@ class SyntheticSet:
         if self.spec.transform == "zca":
             from ddkit.augment.zca import ZCA
 
-            x = ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")}).inverse(x)
+            x = ZCA.from_tensors(
+                {k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")}
+            ).inverse(x)
         return denormalise(x, self.spec).clamp(0, 1)
 
-    def save_grid(self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32) -> Path:
+    def save_grid(
+        self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32
+    ) -> Path:
         """Write a PNG grid: one row per class, up to ``max_per_class`` images per row."""
         from ddkit.viz import image_grid
 
-        return image_grid(self.pixels(), self.hard_labels, self.spec.num_classes, path,
-                          max_per_class=max_per_class, min_cell=min_cell)
+        return image_grid(
+            self.pixels(),
+            self.hard_labels,
+            self.spec.num_classes,
+            path,
+            max_per_class=max_per_class,
+            min_cell=min_cell,
+        )
 
     def export_folder(self, path: str | os.PathLike) -> Path:
         """Write one PNG per image under ``path/<class_name>/`` (an image-folder dataset)."""

@@ -83,7 +83,9 @@ def storage_report(
     from ddkit.data.synthetic import STORED_IMAGES
 
     label_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k in LABEL_EXTRAS)
-    other_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS and k != STORED_IMAGES)
+    other_extras = sum(
+        _nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS and k != STORED_IMAGES
+    )
     if p.label_mode == "hard":
         labels, views = n * 8, 0
     elif p.label_mode == "teacher-kd":
@@ -97,8 +99,10 @@ def storage_report(
 
             folder = syn.meta.get("teacher_dir")
             if not folder:
-                raise ConfigError(f"protocol {p.name!r} needs a teacher: pass teacher_bytes= or use a set "
-                                  "whose meta records 'teacher_dir'")
+                raise ConfigError(
+                    f"protocol {p.name!r} needs a teacher: pass teacher_bytes= or use a set "
+                    "whose meta records 'teacher_dir'"
+                )
             teacher_bytes = _tb(folder)
         teacher = int(teacher_bytes)
     parts = {
@@ -141,12 +145,15 @@ def random_like(syn: SyntheticSet, train: ImageDataset, seed: int) -> SyntheticS
             continue
         ix = train.class_indices[c]
         if m > len(ix):
-            raise ConfigError(f"class {train.spec.class_names[c]!r} has {len(ix)} training images, "
-                              f"the synthetic set {m}")
+            raise ConfigError(
+                f"class {train.spec.class_names[c]!r} has {len(ix)} training images, "
+                f"the synthetic set {m}"
+            )
         rows.append(ix[torch.randperm(len(ix), generator=g)[:m]])
     index = torch.cat(rows)
-    return SyntheticSet.from_real(train, index, meta={"method": "random", "seed": int(seed),
-                                                        "indices": index.tolist()})
+    return SyntheticSet.from_real(
+        train, index, meta={"method": "random", "seed": int(seed), "indices": index.tolist()}
+    )
 
 
 def _no_aug(p: EvalProtocol) -> EvalProtocol:
@@ -157,17 +164,41 @@ def _hard(p: EvalProtocol) -> EvalProtocol:
     return p if p.label_mode == "hard" else dataclasses.replace(p, label_mode="hard")
 
 
-def _accs(syn: SyntheticSet, test: ImageDataset, p: EvalProtocol, teacher, *, seed: int, runs: int | None,
-          epochs: int | None, device) -> dict[str, Any]:
+def _accs(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    p: EvalProtocol,
+    teacher,
+    *,
+    seed: int,
+    runs: int | None,
+    epochs: int | None,
+    device,
+) -> dict[str, Any]:
     from ddkit.decoupled.protocols import evaluate_with_teacher
 
     if p.label_mode == "auto" and "view_values" in syn.extras:
         syn = expand_views(syn)
-    rep = evaluate_with_teacher(syn, test, p, teacher if p.label_mode == "teacher-kd" else None,
-                                runs=runs, epochs=epochs, seed=seed, device=device)
+    rep = evaluate_with_teacher(
+        syn,
+        test,
+        p,
+        teacher if p.label_mode == "teacher-kd" else None,
+        runs=runs,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+    )
     r = rep.results[0]
-    return {"accuracies": list(r.accuracies), "mean": r.mean, "std": r.std, "seconds": rep.seconds,
-            "protocol": rep.protocol.name, "epochs": rep.protocol.epochs, "model": r.model}
+    return {
+        "accuracies": list(r.accuracies),
+        "mean": r.mean,
+        "std": r.std,
+        "seconds": rep.seconds,
+        "protocol": rep.protocol.name,
+        "epochs": rep.protocol.epochs,
+        "model": r.model,
+    }
 
 
 def _fingerprint(s: SyntheticSet) -> str:
@@ -241,8 +272,19 @@ def ranking_scores(
         temp = float(syn.meta.get("label_temperature", 1.0))
         views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
         g = torch.Generator().manual_seed(int(seed) + 1)
-        rdms = [r if r.soft else relabel(r, net, temp, views=views, generator=g if views else None,
-                                         topk=syn.meta.get("label_topk") if views else None) for r in rdms]
+        rdms = [
+            r
+            if r.soft
+            else relabel(
+                r,
+                net,
+                temp,
+                views=views,
+                generator=g if views else None,
+                topk=syn.meta.get("label_topk") if views else None,
+            )
+            for r in rdms
+        ]
 
     def run(tag: str, s: SyntheticSet, p: EvalProtocol, epochs: int | None) -> dict[str, Any]:
         key = (tag, p, epochs, runs, seed)
@@ -272,9 +314,17 @@ def ranking_scores(
         full_runs = full["accuracies"]
         acc["full_hard"] = full
     else:
-        full_runs = list(full_accuracy) if isinstance(full_accuracy, (list, tuple)) else [float(full_accuracy)]
-        acc["full_hard"] = {"accuracies": full_runs, "mean": statistics.fmean(full_runs),
-                            "std": statistics.pstdev(full_runs) if len(full_runs) > 1 else 0.0, "given": True}
+        full_runs = (
+            list(full_accuracy)
+            if isinstance(full_accuracy, (list, tuple))
+            else [float(full_accuracy)]
+        )
+        acc["full_hard"] = {
+            "accuracies": full_runs,
+            "mean": statistics.fmean(full_runs),
+            "std": statistics.pstdev(full_runs) if len(full_runs) > 1 else 0.0,
+            "given": True,
+        }
     n_runs = len(acc["syn_hard"]["accuracies"])
     full_b = (full_runs * n_runs)[:n_runs] if len(full_runs) != n_runs else full_runs
     hlr = _paired(full_b, acc["syn_hard"]["accuracies"])

@@ -27,8 +27,11 @@ __all__ = ["BNStatLoss", "bn_layers", "bn_statistic_loss"]
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The model's BatchNorm layers with running statistics, in forward-definition order."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+    ]
 
 
 class BNStatLoss:
@@ -46,13 +49,17 @@ class BNStatLoss:
         if not self.layers:
             from ddkit.errors import ConfigError
 
-            raise ConfigError(f"model {getattr(model, 'model_name', type(model).__name__)!r} has no BatchNorm "
-                              "layers with running statistics (use a '-bn' model as teacher)")
+            raise ConfigError(
+                f"model {getattr(model, 'model_name', type(model).__name__)!r} has no BatchNorm "
+                "layers with running statistics (use a '-bn' model as teacher)"
+            )
         self.groups = int(groups)
         self.losses: list[torch.Tensor] = []
         self._handles: list = []
 
-    def _hook(self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...], output) -> None:
+    def _hook(
+        self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...], output
+    ) -> None:
         x = inputs[0]
         n, c = x.shape[0], x.shape[1]
         g = self.groups
@@ -63,7 +70,9 @@ class BNStatLoss:
         var = (flat - mean.unsqueeze(-1)).pow(2).mean(-1)  # biased, as BN normalises in training
         rm = module.running_mean.to(x.dtype)
         rv = module.running_var.to(x.dtype)
-        loss = torch.linalg.vector_norm(mean - rm, dim=1) + torch.linalg.vector_norm(var - rv, dim=1)
+        loss = torch.linalg.vector_norm(mean - rm, dim=1) + torch.linalg.vector_norm(
+            var - rv, dim=1
+        )
         self.losses.append(loss.sum())
 
     def __enter__(self) -> BNStatLoss:
@@ -84,8 +93,9 @@ class BNStatLoss:
         return torch.stack([s * v for s, v in zip(scale, self.losses)]).sum()
 
 
-def bn_statistic_loss(model: nn.Module, x: torch.Tensor, *, groups: int = 1,
-                      first_multiplier: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def bn_statistic_loss(
+    model: nn.Module, x: torch.Tensor, *, groups: int = 1, first_multiplier: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, R_bn)`` for a batch ``x`` through ``model`` (which should be in eval mode)."""
     with BNStatLoss(model, groups) as bn:
         logits = model(x)

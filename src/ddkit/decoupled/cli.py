@@ -1,7 +1,7 @@
 """``ddkit teacher``: train a BatchNorm teacher for SRe2L / RDED / relabeling and save it.
 
-    ddkit teacher --dataset digits --model convnet3-bn --epochs 30 --out runs/teachers/digits
-    ddkit distill --dataset digits --method sre2l --ipc 10 --set teacher_dir=runs/teachers/digits
+ddkit teacher --dataset digits --model convnet3-bn --epochs 30 --out runs/teachers/digits
+ddkit distill --dataset digits --method sre2l --ipc 10 --set teacher_dir=runs/teachers/digits
 """
 
 from __future__ import annotations
@@ -15,15 +15,29 @@ def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``teacher`` sub-command to ``subparsers``; the caller sets ``func=run_teacher``."""
     from ddkit.decoupled.teacher import DEFAULT_MODEL
 
-    t = subparsers.add_parser("teacher", help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON)")
+    t = subparsers.add_parser(
+        "teacher", help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON)"
+    )
     t.add_argument("--dataset", default="digits")
-    t.add_argument("--model", default=DEFAULT_MODEL, help=f"a model with BatchNorm for SRe2L (default {DEFAULT_MODEL})")
+    t.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"a model with BatchNorm for SRe2L (default {DEFAULT_MODEL})",
+    )
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-fraction", type=float, default=0.1,
-                   help="held-out part of train for the reported validation accuracy (0: none)")
-    t.add_argument("--out", default=None, help="output folder (default runs/teachers/<dataset>-<model>-s<seed>)")
+    t.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="held-out part of train for the reported validation accuracy (0: none)",
+    )
+    t.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default runs/teachers/<dataset>-<model>-s<seed>)",
+    )
     t.add_argument("--root", default=None, help="data folder for on-disk datasets")
     return t
 
@@ -35,18 +49,35 @@ def run_teacher(args: argparse.Namespace) -> int:
     from ddkit.decoupled.teacher import train_teacher
     from ddkit.models import create_model, has_batchnorm
 
-    splits = load_dataset(args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed)
-    probe = create_model(args.model, num_classes=splits.spec.num_classes, in_channels=splits.spec.channels,
-                         image_size=splits.spec.image_size)
+    splits = load_dataset(
+        args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
+    )
+    probe = create_model(
+        args.model,
+        num_classes=splits.spec.num_classes,
+        in_channels=splits.spec.channels,
+        image_size=splits.spec.image_size,
+    )
     if not has_batchnorm(probe):
-        print(f"note: {args.model!r} has no BatchNorm; SRe2L needs BN statistics (use e.g. convnet3-bn)")
+        print(
+            f"note: {args.model!r} has no BatchNorm; SRe2L needs BN statistics (use e.g. convnet3-bn)"
+        )
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     out = args.out or f"runs/teachers/{args.dataset}-{args.model}-s{args.seed}"
-    net = train_teacher(splits.train, args.model, epochs=args.epochs, lr=args.lr, seed=args.seed, val=splits.val,
-                        out_dir=out)
+    net = train_teacher(
+        splits.train,
+        args.model,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        val=splits.val,
+        out_dir=out,
+    )
     m = net.teacher_meta_
     val = "" if m["val_accuracy"] is None else f", val accuracy {100 * m['val_accuracy']:.2f}%"
-    print(f"teacher {args.model} on {args.dataset}: train accuracy {100 * m['train_accuracy']:.2f}%{val} "
-          f"({m['train_seconds']:.1f} s); wrote {out}")
+    print(
+        f"teacher {args.model} on {args.dataset}: train accuracy {100 * m['train_accuracy']:.2f}%{val} "
+        f"({m['train_seconds']:.1f} s); wrote {out}"
+    )
     return 0

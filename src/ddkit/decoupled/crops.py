@@ -58,5 +58,7 @@ def crop_resize(
     theta[:, 0, 2] = (2 * x0 + w) / w_img - 1
     theta[:, 1, 1] = sy
     theta[:, 1, 2] = (2 * y0 + h) / h_img - 1
-    grid = F.affine_grid(theta, [m, x.shape[1], int(out_size[0]), int(out_size[1])], align_corners=False)
+    grid = F.affine_grid(
+        theta, [m, x.shape[1], int(out_size[0]), int(out_size[1])], align_corners=False
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -42,8 +42,20 @@ __all__ = ["KD_TEMPERATURE", "evaluate_with_teacher", "needs_teacher", "resolve_
 
 KD_TEMPERATURE = 20.0
 
-_SOFT = dict(epochs=300, lr=1e-2, use_learned_lr=False, optimizer="adamw", weight_decay=0.01, batch_size=50,
-             schedule="cosine", augment="dsa", mix="cutmix", mix_alpha=1.0, models=("convnet",), runs=5)
+_SOFT = dict(
+    epochs=300,
+    lr=1e-2,
+    use_learned_lr=False,
+    optimizer="adamw",
+    weight_decay=0.01,
+    batch_size=50,
+    schedule="cosine",
+    augment="dsa",
+    mix="cutmix",
+    mix_alpha=1.0,
+    models=("convnet",),
+    runs=5,
+)
 
 if "soft" not in PROTOCOLS:
     register_protocol(
@@ -52,7 +64,9 @@ if "soft" not in PROTOCOLS:
     )
 if "teacher-kd" not in PROTOCOLS:
     register_protocol(
-        EvalProtocol(name="teacher-kd", label_mode="teacher-kd", temperature=KD_TEMPERATURE, **_SOFT),
+        EvalProtocol(
+            name="teacher-kd", label_mode="teacher-kd", temperature=KD_TEMPERATURE, **_SOFT
+        ),
         "teacher KD on every augmented batch, T=20: AdamW 1e-2 wd 0.01, cosine, CutMix, 300 epochs (SRe2L/RDED)",
     )
 
@@ -61,7 +75,9 @@ def needs_teacher(protocol: str | EvalProtocol) -> bool:
     return get_protocol(protocol).label_mode == "teacher-kd"
 
 
-def resolve_teacher(syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"):
+def resolve_teacher(
+    syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"
+):
     """A teacher module from ``teacher`` (a module or a folder) or from ``syn.meta['teacher_dir']``;
     returns ``(module, folder or None)``."""
     from torch import nn
@@ -70,10 +86,16 @@ def resolve_teacher(syn: SyntheticSet | None = None, teacher: Any = None, device
 
     if isinstance(teacher, nn.Module):
         return teacher.to(device).eval(), None
-    path = teacher if teacher is not None else (syn.meta.get("teacher_dir") if syn is not None else None)
+    path = (
+        teacher
+        if teacher is not None
+        else (syn.meta.get("teacher_dir") if syn is not None else None)
+    )
     if path is None:
-        raise ConfigError("this evaluation needs a teacher: pass teacher=<folder> (ddkit teacher ...) "
-                          "or use a set whose meta records 'teacher_dir'")
+        raise ConfigError(
+            "this evaluation needs a teacher: pass teacher=<folder> (ddkit teacher ...) "
+            "or use a set whose meta records 'teacher_dir'"
+        )
     net, _ = load_teacher(Path(os.fspath(path)), device=device)
     return net, Path(os.fspath(path))
 
@@ -107,8 +129,18 @@ def evaluate_with_teacher(
 
         net, folder = resolve_teacher(syn, teacher, device)
         targets_fn = teacher_targets_fn(net, p.temperature)
-    report = evaluate(syn, test, p, models=models, runs=runs, epochs=epochs, seed=seed, targets_fn=targets_fn,
-                      device=device, progress=progress)
+    report = evaluate(
+        syn,
+        test,
+        p,
+        models=models,
+        runs=runs,
+        epochs=epochs,
+        seed=seed,
+        targets_fn=targets_fn,
+        device=device,
+        progress=progress,
+    )
     if folder is not None:
         report.meta["teacher_dir"] = str(folder)
     return report

@@ -46,18 +46,24 @@ VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices")
 
 
 @torch.no_grad()
-def teacher_probs(teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = 512) -> torch.Tensor:
+def teacher_probs(
+    teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = 512
+) -> torch.Tensor:
     """``softmax(teacher(x) / T)`` in batches, float32 ``(N, K)`` on ``x``'s device."""
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}")
     teacher.eval()
     dev = next(teacher.parameters()).device
-    out = [F.softmax(teacher(x[s:s + batch_size].to(dev)).float() / temperature, dim=1).to(x.device)
-           for s in range(0, len(x), batch_size)]
+    out = [
+        F.softmax(teacher(x[s : s + batch_size].to(dev)).float() / temperature, dim=1).to(x.device)
+        for s in range(0, len(x), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
-def teacher_targets_fn(teacher: nn.Module, temperature: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+def teacher_targets_fn(
+    teacher: nn.Module, temperature: float = 1.0
+) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
     """``targets_fn(x_augmented, batch_index, run) -> softmax(teacher(x) / T)`` for
     :func:`ddkit.eval.evaluate`: knowledge distillation from the teacher on every augmented and
     mixed batch. The teacher is put in eval mode (BN running statistics are not touched)."""
@@ -100,7 +106,9 @@ def relabel(
         raise ConfigError(f"views must be >= 0, got {views}")
     if views == 0:
         labels = teacher_probs(teacher, syn.images, temperature)
-        return SyntheticSet(syn.images, _renorm(labels), syn.spec, lr=syn.lr, meta=meta, extras=extras)
+        return SyntheticSet(
+            syn.images, _renorm(labels), syn.spec, lr=syn.lr, meta=meta, extras=extras
+        )
     if generator is None:
         raise ConfigError("relabel with views > 0 needs a torch.Generator")
     kk = k if topk is None or topk >= k else int(topk)
@@ -112,7 +120,11 @@ def relabel(
         flip = "flip" in default_strategy(syn.spec.channels, syn.spec.name).split("_")
     h, w = syn.spec.image_size
     boxes = sample_boxes(n * views, (h, w), generator, scale=scale)
-    flips = (torch.rand(n * views, generator=generator) < 0.5) if flip else torch.zeros(n * views, dtype=torch.bool)
+    flips = (
+        (torch.rand(n * views, generator=generator) < 0.5)
+        if flip
+        else torch.zeros(n * views, dtype=torch.bool)
+    )
     x = crop_resize(syn.images.repeat_interleave(views, 0), boxes, (h, w), flips)
     probs = teacher_probs(teacher, x, temperature)  # (N*V, K)
     if kk < k:
@@ -137,7 +149,9 @@ def decompress_view_labels(syn: SyntheticSet) -> torch.Tensor:
     k = syn.spec.num_classes
     if "view_indices" not in syn.extras:
         if kk != k:
-            raise DataError(f"view labels have {kk} values but the set has {k} classes and no indices")
+            raise DataError(
+                f"view labels have {kk} values but the set has {k} classes and no indices"
+            )
         return _renorm(vals.reshape(n * v, k)).view(n, v, k)
     idx = syn.extras["view_indices"].long()
     rest = (1.0 - vals.sum(-1, keepdim=True)).clamp_min(0.0) / max(k - kk, 1)

@@ -45,13 +45,24 @@ __all__ = [
 ]
 
 
-def _protocol(epochs: int, lr: float, batch_size: int, augment: str | None, model: str, weight_decay: float):
+def _protocol(
+    epochs: int, lr: float, batch_size: int, augment: str | None, model: str, weight_decay: float
+):
     from ddkit.eval.protocol import EvalProtocol
 
     return EvalProtocol(
-        name="teacher", epochs=int(epochs), lr=float(lr), optimizer="sgd", momentum=0.9,
-        weight_decay=float(weight_decay), batch_size=int(batch_size), schedule="cosine", augment=augment,
-        label_mode="hard", models=(model,), runs=1,
+        name="teacher",
+        epochs=int(epochs),
+        lr=float(lr),
+        optimizer="sgd",
+        momentum=0.9,
+        weight_decay=float(weight_decay),
+        batch_size=int(batch_size),
+        schedule="cosine",
+        augment=augment,
+        label_mode="hard",
+        models=(model,),
+        runs=1,
     )
 
 
@@ -85,8 +96,17 @@ def train_teacher(
         raise ConfigError(f"teacher epochs must be >= 1, got {epochs}")
     protocol = _protocol(epochs, lr, batch_size, augment, model, weight_decay)
     t0 = time.perf_counter()
-    res = train_networks(model, train.spec, train.images, train.labels, protocol, [int(seed)], lr=float(lr),
-                         vectorize=False, device=device)
+    res = train_networks(
+        model,
+        train.spec,
+        train.images,
+        train.labels,
+        protocol,
+        [int(seed)],
+        lr=float(lr),
+        vectorize=False,
+        device=device,
+    )
     net = res.models[0].eval()
     meta: dict[str, Any] = {
         "model": model,
@@ -103,7 +123,9 @@ def train_teacher(
         "seed": int(seed),
         "train_seconds": time.perf_counter() - t0,
         "train_accuracy": accuracy(net, train.images.to(device), train.labels),
-        "val_accuracy": accuracy(net, val.images.to(device), val.labels) if val is not None and len(val) else None,
+        "val_accuracy": accuracy(net, val.images.to(device), val.labels)
+        if val is not None and len(val)
+        else None,
     }
     net.teacher_meta_ = meta
     if out_dir is not None:
@@ -125,16 +147,24 @@ def save_teacher(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]
 
     def fill(tmp: Path) -> None:
         save_file(state, str(tmp / WEIGHTS_FILE))
-        atomic_write_json(tmp / META_FILE, {
-            "format": FORMAT, **meta, "num_parameters": int(sum(p.numel() for p in model.parameters())),
-            "bytes": (tmp / WEIGHTS_FILE).stat().st_size, "sha256": sha256_file(tmp / WEIGHTS_FILE),
-        })
+        atomic_write_json(
+            tmp / META_FILE,
+            {
+                "format": FORMAT,
+                **meta,
+                "num_parameters": int(sum(p.numel() for p in model.parameters())),
+                "bytes": (tmp / WEIGHTS_FILE).stat().st_size,
+                "sha256": sha256_file(tmp / WEIGHTS_FILE),
+            },
+        )
 
     atomic_replace_dir(path, fill)
     return Path(path)
 
 
-def load_teacher(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_teacher(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Load a teacher saved by :func:`save_teacher`: ``(model in eval mode, metadata)``.
 
     Weights are read with safetensors (no pickle); a tampered, truncated or mismatched file
@@ -155,14 +185,22 @@ def load_teacher(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     if meta.get("sha256") and sha256_file(wfile) != meta["sha256"]:
         raise FileFormatError(f"{str(wfile)!r} does not match its checksum in {META_FILE}")
     spec = DatasetSpec.from_dict(meta.get("spec", {}))
-    with torch.random.fork_rng(devices=[]):  # the init is overwritten; keep the global RNG as it was
-        net = create_model(meta["model"], num_classes=spec.num_classes, in_channels=spec.channels,
-                           image_size=spec.image_size)
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # the init is overwritten; keep the global RNG as it was
+        net = create_model(
+            meta["model"],
+            num_classes=spec.num_classes,
+            in_channels=spec.channels,
+            image_size=spec.image_size,
+        )
     try:
         net.load_state_dict(load_tensors(wfile), strict=True)
     except RuntimeError as e:
-        raise FileFormatError(f"teacher weights in {str(p)!r} do not fit model {meta['model']!r}: "
-                              f"{str(e).splitlines()[0]}") from None
+        raise FileFormatError(
+            f"teacher weights in {str(p)!r} do not fit model {meta['model']!r}: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
     net = net.to(device).eval()
     for q in net.parameters():
         q.requires_grad_(False)
@@ -188,7 +226,9 @@ def dataset_fingerprint(data: ImageDataset) -> str:
     return h.hexdigest()[:16]
 
 
-def teacher_cache_dir(root: str | os.PathLike, train: ImageDataset, model: str, **recipe: Any) -> Path:
+def teacher_cache_dir(
+    root: str | os.PathLike, train: ImageDataset, model: str, **recipe: Any
+) -> Path:
     """``root/<dataset>-<model>-<hash>`` where the hash covers the data and the recipe."""
     key = repr((dataset_fingerprint(train), model, sorted(recipe.items()))).encode()
     return Path(root) / f"{train.spec.name}-{model}-{hashlib.sha256(key).hexdigest()[:12]}"
@@ -207,8 +247,13 @@ def cached_teacher(
 ) -> tuple[nn.Module, Path]:
     """Load the teacher for ``(train, model, recipe)`` from ``cache_root``, training and saving
     it first if it is not there. Returns ``(teacher, folder)``. Same inputs => same teacher."""
-    recipe = {"epochs": int(epochs), "lr": float(lr), "seed": int(seed), "batch_size": int(batch_size),
-              "augment": augment}
+    recipe = {
+        "epochs": int(epochs),
+        "lr": float(lr),
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "augment": augment,
+    }
     folder = teacher_cache_dir(cache_root, train, model, **recipe)
     if (folder / META_FILE).is_file():
         try:

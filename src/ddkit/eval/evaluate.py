@@ -79,7 +79,9 @@ class EvalReport:
     def table(self) -> str:
         lines = [f"{'model':<16} {'accuracy (%)':>16}  runs", "-" * 40]
         for r in self.results:
-            lines.append(f"{r.model:<16} {100 * r.mean:>8.2f} ± {100 * r.std:<5.2f}  {len(r.accuracies)}")
+            lines.append(
+                f"{r.model:<16} {100 * r.mean:>8.2f} ± {100 * r.std:<5.2f}  {len(r.accuracies)}"
+            )
         return "\n".join(lines)
 
 
@@ -107,7 +109,9 @@ def evaluate(
 
     ``models``/``runs``/``epochs`` override the protocol's. The same seed gives the same report.
     """
-    p = get_protocol(protocol).with_(models=tuple(models) if models else None, runs=runs, epochs=epochs)
+    p = get_protocol(protocol).with_(
+        models=tuple(models) if models else None, runs=runs, epochs=epochs
+    )
     if syn.spec.shape != test.spec.shape or syn.spec.num_classes != test.spec.num_classes:
         raise DataError(
             f"synthetic set ({syn.spec.name}, {syn.spec.shape}, {syn.spec.num_classes} classes) does not "
@@ -126,12 +130,31 @@ def evaluate(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=p.epochs, desc=f"eval {name}", leave=False)
-        res = train_networks(name, syn.spec, syn.images, targets, p, seeds, lr=lr, vectorize=vectorize,
-                             targets_fn=targets_fn, device=device,
-                             progress=(lambda e: bar.update(1)) if bar else None)
+        res = train_networks(
+            name,
+            syn.spec,
+            syn.images,
+            targets,
+            p,
+            seeds,
+            lr=lr,
+            vectorize=vectorize,
+            targets_fn=targets_fn,
+            device=device,
+            progress=(lambda _epoch, b=bar: b.update(1)) if bar else None,
+        )
         if bar:
             bar.close()
         accs = [accuracy(net, test.images, test.labels) for net in res.models]
-        report.results.append(ModelResult(name, accs, seeds, res.seconds, res.images_seen / max(res.seconds, 1e-9), res.vectorized))
+        report.results.append(
+            ModelResult(
+                name,
+                accs,
+                seeds,
+                res.seconds,
+                res.images_seen / max(res.seconds, 1e-9),
+                res.vectorized,
+            )
+        )
     report.seconds = time.perf_counter() - t0
     return report

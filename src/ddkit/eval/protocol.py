@@ -41,12 +41,22 @@ class EvalProtocol:
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.runs >= 1, f"runs must be >= 1, got {self.runs}"),
-            (self.optimizer in ("sgd", "adamw"), f"unknown optimizer {self.optimizer!r}; valid: adamw, sgd"),
-            (self.schedule in ("step", "cosine", "constant"),
-             f"unknown schedule {self.schedule!r}; valid: constant, cosine, step"),
-            (self.label_mode in ("auto", "hard", "teacher-kd"),
-             f"unknown label_mode {self.label_mode!r}; valid: auto, hard, teacher-kd"),
-            (self.mix in (None, "mixup", "cutmix"), f"unknown mix {self.mix!r}; valid: cutmix, mixup"),
+            (
+                self.optimizer in ("sgd", "adamw"),
+                f"unknown optimizer {self.optimizer!r}; valid: adamw, sgd",
+            ),
+            (
+                self.schedule in ("step", "cosine", "constant"),
+                f"unknown schedule {self.schedule!r}; valid: constant, cosine, step",
+            ),
+            (
+                self.label_mode in ("auto", "hard", "teacher-kd"),
+                f"unknown label_mode {self.label_mode!r}; valid: auto, hard, teacher-kd",
+            ),
+            (
+                self.mix in (None, "mixup", "cutmix"),
+                f"unknown mix {self.mix!r}; valid: cutmix, mixup",
+            ),
             (len(self.models) >= 1, "at least one model is needed"),
         ]
         for ok, msg in checks:

@@ -37,17 +37,26 @@ class TrainResult:
     vectorized: bool
 
 
-def build_networks(name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu") -> list[nn.Module]:
+def build_networks(
+    name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
+) -> list[nn.Module]:
     """Fresh networks, each initialised from its own seed (the global RNG is left as it was)."""
     nets = []
     for s in seeds:
         with seeded_global_rng(s):
-            net = create_model(name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=spec.image_size)
+            net = create_model(
+                name,
+                num_classes=spec.num_classes,
+                in_channels=spec.channels,
+                image_size=spec.image_size,
+            )
         nets.append(net.to(device))
     return nets
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Per-sample cross-entropy against probability targets, scaled by T^2 when T != 1 (KD)."""
     logp = F.log_softmax(logits / temperature, dim=-1)
     return -(target * logp).sum(-1) * (temperature**2)
@@ -55,13 +64,19 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: 
 
 def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
     if target.ndim == logits.ndim - 1 and not target.is_floating_point():
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").view(target.shape)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+        ).view(target.shape)
     return soft_cross_entropy(logits, target, temperature)
 
 
-def _make_optimizer(params: list[torch.Tensor], protocol: EvalProtocol, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(
+    params: list[torch.Tensor], protocol: EvalProtocol, lr: float
+) -> torch.optim.Optimizer:
     if protocol.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+        )
     return torch.optim.AdamW(params, lr=lr, weight_decay=protocol.weight_decay)
 
 
@@ -82,12 +97,18 @@ class _Augmenter:
         if protocol.augment:
             from ddkit.augment import DSA, default_strategy
 
-            strategy = default_strategy(spec.channels, spec.name) if protocol.augment == "dsa" else protocol.augment
+            strategy = (
+                default_strategy(spec.channels, spec.name)
+                if protocol.augment == "dsa"
+                else protocol.augment
+            )
             self.dsa = DSA(strategy)
         self.mix = protocol.mix
         self.alpha = protocol.mix_alpha
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, g: torch.Generator, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, t: torch.Tensor, g: torch.Generator, num_classes: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dsa is not None:
             x = self.dsa(x, g, shared=False)
         if self.mix is not None:
@@ -136,7 +157,7 @@ def train_networks(
 
     def batches(epoch_perms: list[torch.Tensor]):
         for start in range(0, n, bs):
-            yield [p[start:start + bs] for p in epoch_perms]
+            yield [p[start : start + bs] for p in epoch_perms]
 
     def batch_for(run: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, t = aug(images[idx], targets[idx], gens[run], spec.num_classes)
@@ -193,12 +214,14 @@ def train_networks(
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
+def accuracy(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+) -> float:
     """Top-1 accuracy of ``net`` (in eval mode) on a labelled set."""
     net.eval()
     dev = next(net.parameters()).device
     correct = 0
     for s in range(0, len(images), batch_size):
-        pred = net(images[s:s + batch_size].to(dev)).argmax(1).cpu()
-        correct += int((pred == labels[s:s + batch_size]).sum())
+        pred = net(images[s : s + batch_size].to(dev)).argmax(1).cpu()
+        correct += int((pred == labels[s : s + batch_size]).sum())
     return correct / max(1, len(images))

@@ -53,7 +53,9 @@ def _as_list(g: Grads) -> list[torch.Tensor]:
     return list(g.values()) if isinstance(g, Mapping) else list(g)
 
 
-def layer_distance(g_real: torch.Tensor, g_syn: torch.Tensor, batch_dims: int = 0, eps: float = 1e-6) -> torch.Tensor:
+def layer_distance(
+    g_real: torch.Tensor, g_syn: torch.Tensor, batch_dims: int = 0, eps: float = 1e-6
+) -> torch.Tensor:
     """DC's distance between two gradients of one parameter tensor (``distance_wb``).
 
     The parameter's own shape ``(out, ...)`` is reshaped to ``(out, -1)`` (a conv weight
@@ -135,7 +137,9 @@ def class_gradients(
     The network's forward must be per sample (see the module notes on BatchNorm).
     """
     if x.ndim != 5 or y.shape != x.shape[:2]:
-        raise DataError(f"expected x (K, n, C, H, W) and y (K, n), got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise DataError(
+            f"expected x (K, n, C, H, W) and y (K, n), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     all_params = dict(net.named_parameters())
     names = list(all_params) if names is None else list(names)
     wrt = {n: all_params[n].detach() for n in names}
@@ -187,7 +191,9 @@ def gradient_matching_loss(
     """
     k = real.shape[0]
     if syn.shape[0] != k or real.shape[2:] != syn.shape[2:]:
-        raise DataError(f"real batch {tuple(real.shape)} and synthetic batch {tuple(syn.shape)} do not match")
+        raise DataError(
+            f"real batch {tuple(real.shape)} and synthetic batch {tuple(syn.shape)} do not match"
+        )
     y_real = torch.arange(k, device=real.device).unsqueeze(1).expand(k, real.shape[1])
     y_syn = torch.arange(k, device=syn.device).unsqueeze(1).expand(k, syn.shape[1])
     if vectorize:

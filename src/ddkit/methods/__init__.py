@@ -10,7 +10,15 @@ from ddkit.methods.base import (
     resolve_config,
 )
 
-__all__ = ["METHODS", "Callback", "Distiller", "MethodConfig", "create_method", "register_method", "resolve_config"]
+__all__ = [
+    "METHODS",
+    "Callback",
+    "Distiller",
+    "MethodConfig",
+    "create_method",
+    "register_method",
+    "resolve_config",
+]
 
 
 def load_all() -> None:

@@ -135,10 +135,18 @@ class Distiller:
     def _save_checkpoint(self, folder: Path, done: int, seed: int, ipc: int, total: int) -> None:
         tensors, scalars = flatten_state(self.state_)
         save_tensors(folder / "state.safetensors", tensors)
-        atomic_write_json(folder / "state.json", {
-            "method": self.name, "iteration": done, "seed": seed, "ipc": ipc, "iterations": total,
-            "config": self.config_dict(), "scalars": scalars,
-        })
+        atomic_write_json(
+            folder / "state.json",
+            {
+                "method": self.name,
+                "iteration": done,
+                "seed": seed,
+                "ipc": ipc,
+                "iterations": total,
+                "config": self.config_dict(),
+                "scalars": scalars,
+            },
+        )
 
     def _load_checkpoint(self, folder: Path, seed: int, ipc: int, total: int) -> int:
         meta = read_json(folder / "state.json")
@@ -153,7 +161,9 @@ class Distiller:
         try:
             restore_state(self.state_, tensors, meta["scalars"])
         except (KeyError, RuntimeError, ValueError) as e:
-            raise FileFormatError(f"checkpoint in {str(folder)!r} does not fit this method: {e}") from None
+            raise FileFormatError(
+                f"checkpoint in {str(folder)!r} does not fit this method: {e}"
+            ) from None
         return min(int(meta["iteration"]), total)
 
 
@@ -162,7 +172,9 @@ def _replace_config(base: MethodConfig, overrides: dict[str, Any], name: str) ->
     clean = {}
     for k, v in overrides.items():
         if k not in fields:
-            raise ConfigError(f"unknown option {k!r} for method {name!r}; valid: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown option {k!r} for method {name!r}; valid: {', '.join(sorted(fields))}"
+            )
         cur = getattr(base, k)
         if v is not None and isinstance(cur, tuple) and isinstance(v, list):
             v = tuple(v)
@@ -214,13 +226,17 @@ def flatten_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, scalars
 
 
-def restore_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+def restore_state(
+    state: dict[str, Any], tensors: dict[str, torch.Tensor], scalars: dict[str, Any]
+) -> None:
     """Load values saved by :func:`flatten_state` into an initialised ``state`` (in place)."""
     for key, val in list(state.items()):
         if isinstance(val, torch.Tensor):
             src = tensors[f"t.{key}"]
             if src.shape != val.shape:
-                raise ValueError(f"shape of {key} changed: {tuple(src.shape)} vs {tuple(val.shape)}")
+                raise ValueError(
+                    f"shape of {key} changed: {tuple(src.shape)} vs {tuple(val.shape)}"
+                )
             with torch.no_grad():
                 val.copy_(src)
         elif isinstance(val, torch.Generator):
@@ -230,7 +246,8 @@ def restore_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], scala
             st = {}
             for pid, entry in saved["state"].items():
                 st[int(pid)] = {
-                    name: (tensors[f"o.{key}.{pid}.{name}"] if v == "__tensor__" else v) for name, v in entry.items()
+                    name: (tensors[f"o.{key}.{pid}.{name}"] if v == "__tensor__" else v)
+                    for name, v in entry.items()
                 }
             val.load_state_dict({"state": st, "param_groups": saved["param_groups"]})
         elif isinstance(val, list) and all(isinstance(v, torch.Tensor) for v in val):
@@ -246,11 +263,18 @@ METHODS: Registry[type[Distiller]] = Registry("method")
 
 def register_method(cls: type[Distiller]) -> type[Distiller]:
     """Class decorator: register a Distiller subclass under ``cls.name``."""
-    METHODS.add(cls.name, cls, help=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "")
+    METHODS.add(
+        cls.name, cls, help=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    )
     return cls
 
 
-def resolve_config(cls: type[Distiller], dataset: str | None, ipc: int | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_config(
+    cls: type[Distiller],
+    dataset: str | None,
+    ipc: int | None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Config overrides for ``(dataset, ipc)`` from the class presets (``"*"`` matches any),
     most specific last, then the user's ``overrides``."""
     out: dict[str, Any] = {}
@@ -260,7 +284,9 @@ def resolve_config(cls: type[Distiller], dataset: str | None, ipc: int | None, o
     return out
 
 
-def create_method(name: str, *, dataset: str | None = None, ipc: int | None = None, **overrides: Any) -> Distiller:
+def create_method(
+    name: str, *, dataset: str | None = None, ipc: int | None = None, **overrides: Any
+) -> Distiller:
     """Build a registered method with its preset for ``(dataset, ipc)`` and user overrides."""
     from ddkit.methods import load_all
 

@@ -15,7 +15,9 @@ def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(ipc)
 
 
-def initial_images(train: ImageDataset, ipc: int, generator: torch.Generator, init: str = "real") -> torch.Tensor:
+def initial_images(
+    train: ImageDataset, ipc: int, generator: torch.Generator, init: str = "real"
+) -> torch.Tensor:
     """``(K*ipc, C, H, W)`` starting images, class by class: random real images (``"real"``) or
     standard normal noise in the normalised space (``"noise"``)."""
     if init == "real":
@@ -33,4 +35,9 @@ def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) ->
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with seeded_global_rng(seed):
         spec = train.spec
-        return create_model(name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=spec.image_size)
+        return create_model(
+            name,
+            num_classes=spec.num_classes,
+            in_channels=spec.channels,
+            image_size=spec.image_size,
+        )

@@ -44,8 +44,12 @@ from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import class_labels, initial_images
 
 _TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
-_TEST_TEACHER = {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "teacher_cache": _TEST_CACHE,
-                 "labels": "hard"}
+_TEST_TEACHER = {
+    "teacher_model": "convnet3-bn-w16",
+    "teacher_epochs": 3,
+    "teacher_cache": _TEST_CACHE,
+    "labels": "hard",
+}
 _LABEL_MODES = ("hard", "soft", "views")
 # CPU scale: a narrower, shorter-trained teacher on 28x28 MNIST (shared by sre2l and rded, so both
 # find the same cached teacher)
@@ -84,23 +88,39 @@ class _TeacherMethod(Distiller):
         if cfg.teacher_dir:
             net, meta = load_teacher(cfg.teacher_dir)
             spec = meta.get("spec", {})
-            if (int(spec.get("num_classes", -1)), int(spec.get("channels", -1)), tuple(spec.get("image_size", ()))) != (
-                    train.spec.num_classes, train.spec.channels, tuple(train.spec.image_size)):
-                raise ConfigError(f"teacher in {cfg.teacher_dir!r} was trained on {meta.get('dataset')!r} "
-                                  f"({spec.get('num_classes')} classes, {spec.get('channels')}x"
-                                  f"{spec.get('image_size')}), which does not fit {train.spec.name!r}")
+            if (
+                int(spec.get("num_classes", -1)),
+                int(spec.get("channels", -1)),
+                tuple(spec.get("image_size", ())),
+            ) != (train.spec.num_classes, train.spec.channels, tuple(train.spec.image_size)):
+                raise ConfigError(
+                    f"teacher in {cfg.teacher_dir!r} was trained on {meta.get('dataset')!r} "
+                    f"({spec.get('num_classes')} classes, {spec.get('channels')}x"
+                    f"{spec.get('image_size')}), which does not fit {train.spec.name!r}"
+                )
             folder = Path(cfg.teacher_dir)
         else:
-            net, folder = cached_teacher(train, cfg.teacher_model, cache_root=cfg.teacher_cache,
-                                         epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, seed=cfg.teacher_seed)
+            net, folder = cached_teacher(
+                train,
+                cfg.teacher_model,
+                cache_root=cfg.teacher_cache,
+                epochs=cfg.teacher_epochs,
+                lr=cfg.teacher_lr,
+                seed=cfg.teacher_seed,
+            )
         self.teacher_ = net
         self.teacher_dir_ = str(folder.resolve())
 
     def _teacher_meta(self) -> dict[str, Any]:
-        return {"teacher_dir": self.teacher_dir_, "teacher_model": self.teacher_.teacher_meta_.get("model"),
-                "labels": self.config.labels}
+        return {
+            "teacher_dir": self.teacher_dir_,
+            "teacher_model": self.teacher_.teacher_meta_.get("model"),
+            "labels": self.config.labels,
+        }
 
-    def _labelled(self, images: torch.Tensor, classes: torch.Tensor, probs: torch.Tensor | None = None) -> SyntheticSet:
+    def _labelled(
+        self, images: torch.Tensor, classes: torch.Tensor, probs: torch.Tensor | None = None
+    ) -> SyntheticSet:
         """The set with the configured labels; ``probs`` are precomputed per-image soft labels."""
         cfg = self.config
         spec = self.train_.spec
@@ -114,8 +134,14 @@ class _TeacherMethod(Distiller):
             out = relabel(syn, self.teacher_, cfg.label_temperature)
         else:
             g = torch.Generator().manual_seed(int(self.state_["relabel_seed"]))
-            out = relabel(syn, self.teacher_, cfg.label_temperature, views=cfg.label_views, generator=g,
-                          topk=cfg.label_topk)
+            out = relabel(
+                syn,
+                self.teacher_,
+                cfg.label_temperature,
+                views=cfg.label_views,
+                generator=g,
+                topk=cfg.label_topk,
+            )
         out.meta["label_agreement"] = float((out.hard_labels == classes).float().mean())
         return out
 
@@ -157,7 +183,9 @@ class SRe2L(_TeacherMethod):
     }
     test_overrides: ClassVar[dict[str, Any]] = dict(_TEST_TEACHER)
 
-    def fit(self, train: ImageDataset, ipc: int, *, iterations: int | None = None, **kw: Any) -> SyntheticSet:
+    def fit(
+        self, train: ImageDataset, ipc: int, *, iterations: int | None = None, **kw: Any
+    ) -> SyntheticSet:
         # the cosine schedule spans the run's total number of iterations
         self.total_ = int(self.config.iterations if iterations is None else iterations)
         return super().fit(train, ipc, iterations=iterations, **kw)
@@ -188,7 +216,11 @@ class SRe2L(_TeacherMethod):
             group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * iteration / total))
         jit = cfg.jitter if cfg.jitter is not None else max(1, round(min(h, w) / 8))
         shift = torch.randint(-jit, jit + 1, (2,), generator=g).tolist() if jit > 0 else [0, 0]
-        flip = bool(torch.rand((), generator=g) < 0.5) if (cfg.flip if cfg.flip is not None else _dataset_flips(self.train_)) else False
+        flip = (
+            bool(torch.rand((), generator=g) < 0.5)
+            if (cfg.flip if cfg.flip is not None else _dataset_flips(self.train_))
+            else False
+        )
         # rows grouped by image index: group i holds image i of every class (SRe2L's batches)
         xb = x.view(k, ipc, *x.shape[1:]).transpose(0, 1).reshape(k * ipc, *x.shape[1:])
         targets = torch.arange(k).repeat(ipc)
@@ -208,7 +240,11 @@ class SRe2L(_TeacherMethod):
         lo, hi = _pixel_bounds(self.train_)
         with torch.no_grad():
             x.copy_(torch.maximum(torch.minimum(x, hi), lo))
-        return {"loss": float(loss.detach()), "ce": float(ce.detach()) / groups, "bn": float(r_bn.detach()) / groups}
+        return {
+            "loss": float(loss.detach()),
+            "ce": float(ce.detach()) / groups,
+            "bn": float(r_bn.detach()) / groups,
+        }
 
     def result(self) -> SyntheticSet:
         images = self.state_["images"].detach().clone()
@@ -230,7 +266,9 @@ class RDED(_TeacherMethod):
 
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
-        factor: int | None = None  # patches per side (None: 2 for images >= 64 px, else 1; see below)
+        factor: int | None = (
+            None  # patches per side (None: 2 for images >= 64 px, else 1; see below)
+        )
         num_crops: int = 5  # random crops scored per candidate image (RDED scripts: 5)
         candidates: int | None = 300  # real images drawn per class (RDED's mipc; None: all)
         scale: tuple[float, float] = (0.5, 1.0)  # crop area fraction (RDED: 0.08-1 at 224 px;
@@ -268,7 +306,9 @@ class RDED(_TeacherMethod):
         src = torch.cat(cand)
         counts = [len(c) for c in cand]
         r = cfg.num_crops
-        boxes = sample_boxes(len(src) * r, (h, w), generator, scale=tuple(cfg.scale), ratio=(1.0, 1.0))
+        boxes = sample_boxes(
+            len(src) * r, (h, w), generator, scale=tuple(cfg.scale), ratio=(1.0, 1.0)
+        )
         src_r = src.repeat_interleave(r)
         # 3. realism score: teacher cross-entropy to the class of the crop (zero-padded to full size)
         ce = torch.empty(len(src_r))
@@ -276,14 +316,16 @@ class RDED(_TeacherMethod):
             for s in range(0, len(src_r), 1024):
                 sl = slice(s, s + 1024)
                 xin = self._score_input(train.images[src_r[sl]], boxes[sl], (ph, pw), (h, w))
-                ce[sl] = F.cross_entropy(self.teacher_(xin), train.labels[src_r[sl]], reduction="none")
+                ce[sl] = F.cross_entropy(
+                    self.teacher_(xin), train.labels[src_r[sl]], reduction="none"
+                )
         ce = ce.view(len(src), r)
         # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
         best = torch.argsort(ce, dim=1, stable=True)[:, 0]
         best_ce = ce[torch.arange(len(src)), best]
         sel_src, sel_box, sel_ce = [], [], []
         start = 0
-        for c, m in enumerate(counts):
+        for m in counts:
             rows = torch.arange(start, start + m)
             start += m
             if m >= n_patch:  # diversity: at most one crop per source image
@@ -302,7 +344,9 @@ class RDED(_TeacherMethod):
         self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
 
     @staticmethod
-    def _score_input(x: torch.Tensor, boxes: torch.Tensor, patch: tuple[int, int], full: tuple[int, int]) -> torch.Tensor:
+    def _score_input(
+        x: torch.Tensor, boxes: torch.Tensor, patch: tuple[int, int], full: tuple[int, int]
+    ) -> torch.Tensor:
         crops = crop_resize(x, boxes, patch)
         dh, dw = full[0] - patch[0], full[1] - patch[1]
         return F.pad(crops, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
@@ -329,7 +373,9 @@ class RDED(_TeacherMethod):
                 # position `pos` of image t of class c takes patch pos*ipc + t (RDED's order)
                 sl = slice(pos * ipc, (pos + 1) * ipc)
                 s, b = src[:, sl].flatten(), boxes[:, sl].reshape(-1, 4)
-                images[:, :, y:y + hs[i], x0:x0 + ws[j]] = crop_resize(train.images[s], b, (hs[i], ws[j]))
+                images[:, :, y : y + hs[i], x0 : x0 + ws[j]] = crop_resize(
+                    train.images[s], b, (hs[i], ws[j])
+                )
                 if cfg.labels == "soft" and f > 1:
                     xin = self._score_input(train.images[s], b, (h // f, w // f), (h, w))
                     region_probs.append(teacher_probs(self.teacher_, xin, cfg.label_temperature))

@@ -78,7 +78,14 @@ __all__ = [
 ]
 
 #: The published (outer_loop, inner_loop) schedule per IPC (DC, ICLR 2021; also used by DSA).
-DC_LOOPS: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+DC_LOOPS: dict[int, tuple[int, int]] = {
+    1: (1, 1),
+    10: (10, 50),
+    20: (20, 25),
+    30: (30, 20),
+    40: (40, 15),
+    50: (50, 10),
+}
 
 #: Real images per class used by the BatchNorm trick (as in the reference).
 BN_IMAGES_PER_CLASS = 16
@@ -112,7 +119,9 @@ class DCConfig(MethodConfig):
     metric: str = "ours"  # ours | mse | cos
     dsa: bool = False  # Siamese augmentation (the DSA method)
     dsa_strategy: str | None = None  # None: ddkit.augment.default_strategy for the dataset
-    vectorize: bool = False  # per-class gradients with torch.func.vmap (False: class loop; faster on CPU)
+    vectorize: bool = (
+        False  # per-class gradients with torch.func.vmap (False: class loop; faster on CPU)
+    )
     class_chunk: int | None = None  # classes per vmap call (None: all at once; bounds memory)
 
     def __post_init__(self) -> None:
@@ -121,14 +130,32 @@ class DCConfig(MethodConfig):
             (self.init in ("real", "noise"), f"unknown init {self.init!r}; valid: noise, real"),
             (self.lr_img > 0, f"lr_img must be > 0, got {self.lr_img}"),
             (self.lr_net > 0, f"lr_net must be > 0, got {self.lr_net}"),
-            (0 <= self.momentum_img < 1, f"momentum_img must be in [0, 1), got {self.momentum_img}"),
-            (0 <= self.momentum_net < 1, f"momentum_net must be in [0, 1), got {self.momentum_net}"),
+            (
+                0 <= self.momentum_img < 1,
+                f"momentum_img must be in [0, 1), got {self.momentum_img}",
+            ),
+            (
+                0 <= self.momentum_net < 1,
+                f"momentum_net must be in [0, 1), got {self.momentum_net}",
+            ),
             (self.batch_real >= 1, f"batch_real must be >= 1, got {self.batch_real}"),
             (self.batch_train >= 1, f"batch_train must be >= 1, got {self.batch_train}"),
-            (self.outer_loop is None or self.outer_loop >= 1, f"outer_loop must be >= 1, got {self.outer_loop}"),
-            (self.inner_loop is None or self.inner_loop >= 0, f"inner_loop must be >= 0, got {self.inner_loop}"),
-            (self.metric in METRICS, f"unknown metric {self.metric!r}; valid: {', '.join(METRICS)}"),
-            (self.class_chunk is None or self.class_chunk >= 1, f"class_chunk must be >= 1, got {self.class_chunk}"),
+            (
+                self.outer_loop is None or self.outer_loop >= 1,
+                f"outer_loop must be >= 1, got {self.outer_loop}",
+            ),
+            (
+                self.inner_loop is None or self.inner_loop >= 0,
+                f"inner_loop must be >= 0, got {self.inner_loop}",
+            ),
+            (
+                self.metric in METRICS,
+                f"unknown metric {self.metric!r}; valid: {', '.join(METRICS)}",
+            ),
+            (
+                self.class_chunk is None or self.class_chunk >= 1,
+                f"class_chunk must be >= 1, got {self.class_chunk}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -158,7 +185,10 @@ def augment_classes(dsa: DSAAugment, x: torch.Tensor, draws: list[DSAParams]) ->
 #: 86% vs 73% for the random real images it started from).
 #: ``mnist5k``: ConvNet-3 of width 32, the network the ``standard`` benchmark suite evaluates
 #: mnist5k with (width 128 trains at ~33 images/s on 28x28 on a 2-core CPU).
-DATASET_PRESETS: dict[str, dict[str, Any]] = {"digits": {"model": "convnet2"}, "mnist5k": {"model": "convnet-w32"}}
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"model": "convnet2"},
+    "mnist5k": {"model": "convnet-w32"},
+}
 
 
 def _presets() -> dict[tuple[str, Any], dict[str, Any]]:
@@ -176,15 +206,22 @@ class DC(Distiller):
     name = "dc"
     Config = DCConfig
     presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = _presets()
-    test_overrides: ClassVar[dict[str, Any]] = {"outer_loop": 2, "inner_loop": 1, "batch_real": 8, "batch_train": 64}
+    test_overrides: ClassVar[dict[str, Any]] = {
+        "outer_loop": 2,
+        "inner_loop": 1,
+        "batch_real": 8,
+        "batch_train": 64,
+    }
 
     # ------------------------------------------------------------------ setup
     def loops(self, ipc: int) -> tuple[int, int]:
         """The (outer_loop, inner_loop) this config uses at ``ipc``."""
         outer, inner = loops_for_ipc(ipc)
         cfg = self.config
-        return (cfg.outer_loop if cfg.outer_loop is not None else outer,
-                cfg.inner_loop if cfg.inner_loop is not None else inner)
+        return (
+            cfg.outer_loop if cfg.outer_loop is not None else outer,
+            cfg.inner_loop if cfg.inner_loop is not None else inner,
+        )
 
     def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
         cfg = self.config
@@ -196,7 +233,9 @@ class DC(Distiller):
             self.dsa_strategy_ = cfg.dsa_strategy or default_strategy(spec.channels, spec.name)
             self.dsa_ = DSAAugment(self.dsa_strategy_)
         self.labels_ = class_labels(spec.num_classes, ipc)
-        fresh_network(cfg.model, train, torch.Generator().manual_seed(0))  # fail early on a bad model
+        fresh_network(
+            cfg.model, train, torch.Generator().manual_seed(0)
+        )  # fail early on a bad model
         images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
         self.state_["images"] = images
         self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
@@ -235,8 +274,12 @@ class DC(Distiller):
             real = augment_classes(self.dsa_, real, draws)
             syn = augment_classes(self.dsa_, syn, draws)
         loss = gradient_matching_loss(
-            net, real, syn, metric=cfg.metric,
-            vectorize=cfg.vectorize, chunk_size=cfg.class_chunk,
+            net,
+            real,
+            syn,
+            metric=cfg.metric,
+            vectorize=cfg.vectorize,
+            chunk_size=cfg.class_chunk,
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
@@ -253,7 +296,7 @@ class DC(Distiller):
         for _ in range(self.inner_loop_):
             perm = torch.randperm(n, generator=g)
             for s in range(0, n, bs):
-                ix = perm[s:s + bs]
+                ix = perm[s : s + bs]
                 x = x_all[ix]
                 if self.dsa_ is not None:
                     x = self.dsa_(x, g, shared=False)
@@ -278,11 +321,18 @@ class DC(Distiller):
     # ------------------------------------------------------------------ output
     def result(self) -> SyntheticSet:
         meta: dict[str, Any] = {
-            "outer_loop": self.outer_loop_, "inner_loop": self.inner_loop_, "real_batch": self.real_batch_,
+            "outer_loop": self.outer_loop_,
+            "inner_loop": self.inner_loop_,
+            "real_batch": self.real_batch_,
         }
         if self.dsa_ is not None:
             meta["dsa_strategy"] = self.dsa_strategy_
-        return SyntheticSet(self.state_["images"].detach().clone(), self.labels_.clone(), self.train_.spec, meta=meta)
+        return SyntheticSet(
+            self.state_["images"].detach().clone(),
+            self.labels_.clone(),
+            self.train_.spec,
+            meta=meta,
+        )
 
 
 @register_method

@@ -90,7 +90,9 @@ class TrajectoryConfig(MethodConfig):
     momentum_img: float = 0.5
     momentum_lr: float = 0.5
     batch_syn: int = 0  # student mini-batch; 0 = the whole synthetic set
-    init: str = "real"  # real | noise  (DATM: correct = real images the expert classifies correctly)
+    init: str = (
+        "real"  # real | noise  (DATM: correct = real images the expert classifies correctly)
+    )
     dsa: str = "dsa"  # "dsa" (dataset default strategy), an explicit strategy, or "none"
     backward: str = "unroll"  # unroll (MTT autograd) | tesla (constant memory, same gradient)
     checkpoint_every: int = 0  # tesla: keep every k-th student state (0 = ceil(sqrt(N)))
@@ -110,7 +112,9 @@ class TeslaConfig(TrajectoryConfig):
     soft_labels: bool = True  # expert soft labels (fixed)
     label_epoch: int | None = None  # expert epoch giving the labels (None: max_start_epoch)
     label_temperature: float = 1.0  # soft labels = softmax(expert logits / T)
-    label_confidence: float = 0.0  # > 0: choose T so the labels' mean max-probability is this (ours)
+    label_confidence: float = (
+        0.0  # > 0: choose T so the labels' mean max-probability is this (ours)
+    )
 
 
 @dataclass(frozen=True)
@@ -124,16 +128,24 @@ class DATMConfig(TrajectoryConfig):
     label_epoch: int | None = None  # expert epoch giving images/labels (None: the last epoch)
     loss_threshold: float = 1.0
     label_temperature: float = 1.0  # initial logits = expert logits / T
-    label_confidence: float = 0.0  # > 0: choose T so the initial labels' mean max-probability is this
+    label_confidence: float = (
+        0.0  # > 0: choose T so the initial labels' mean max-probability is this
+    )
 
 
 def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
     from ddkit.trajectory.experts import _fingerprint
 
     key = {
-        "spec": train.spec.to_dict(), "data": _fingerprint(train), "model": cfg.model.lower(),
-        "experts": cfg.num_experts, "epochs": cfg.expert_train_epochs, "lr": cfg.expert_lr,
-        "batch": cfg.expert_batch_size, "zca": cfg.zca, "seed": cfg.expert_seed,
+        "spec": train.spec.to_dict(),
+        "data": _fingerprint(train),
+        "model": cfg.model.lower(),
+        "experts": cfg.num_experts,
+        "epochs": cfg.expert_train_epochs,
+        "lr": cfg.expert_lr,
+        "batch": cfg.expert_batch_size,
+        "zca": cfg.zca,
+        "seed": cfg.expert_seed,
     }
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.experts_cache) / f"{train.spec.name}-{cfg.model.lower()}-{h}"
@@ -153,9 +165,18 @@ def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: 
         return buf
     folder = _auto_cache_dir(cfg, train)
     while True:
-        buf = train_experts(train, cfg.model, cfg.num_experts, cfg.expert_train_epochs, folder,
-                            lr=cfg.expert_lr, batch_size=cfg.expert_batch_size, zca=cfg.zca,
-                            seed=cfg.expert_seed, resume=True)
+        buf = train_experts(
+            train,
+            cfg.model,
+            cfg.num_experts,
+            cfg.expert_train_epochs,
+            folder,
+            lr=cfg.expert_lr,
+            batch_size=cfg.expert_batch_size,
+            zca=cfg.zca,
+            seed=cfg.expert_seed,
+            resume=True,
+        )
         if len(buf) >= cfg.num_experts:
             return buf
         time.sleep(poll_seconds)  # another process holds some experts; wait for it
@@ -174,14 +195,21 @@ class _TrajectoryMatching(Distiller):
         checks = [
             (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
             (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
-            (0 <= c.min_start_epoch < c.max_start_epoch,
-             f"need 0 <= min_start_epoch < max_start_epoch, got {c.min_start_epoch}, {c.max_start_epoch}"),
-            (self._final_max_start() - 1 + c.expert_epochs <= epochs,
-             f"start epochs up to {self._final_max_start() - 1} plus expert_epochs {c.expert_epochs} exceed the "
-             f"{epochs} epochs of the expert trajectories"),
+            (
+                0 <= c.min_start_epoch < c.max_start_epoch,
+                f"need 0 <= min_start_epoch < max_start_epoch, got {c.min_start_epoch}, {c.max_start_epoch}",
+            ),
+            (
+                self._final_max_start() - 1 + c.expert_epochs <= epochs,
+                f"start epochs up to {self._final_max_start() - 1} plus expert_epochs {c.expert_epochs} exceed the "
+                f"{epochs} epochs of the expert trajectories",
+            ),
             (c.lr_teacher > 0, f"lr_teacher must be > 0, got {c.lr_teacher}"),
             (c.lr_img > 0 and c.lr_lr >= 0, "lr_img must be > 0 and lr_lr >= 0"),
-            (c.backward in ("unroll", "tesla"), f"unknown backward {c.backward!r}; valid: tesla, unroll"),
+            (
+                c.backward in ("unroll", "tesla"),
+                f"unknown backward {c.backward!r}; valid: tesla, unroll",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -202,7 +230,9 @@ class _TrajectoryMatching(Distiller):
         self.temperature_ = None
         buf = obtain_experts(c, train)
         if buf.model != c.model.lower():
-            raise ConfigError(f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {c.model!r}")
+            raise ConfigError(
+                f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {c.model!r}"
+            )
         buf.check_data(train)
         self._validate(buf.epochs)
         self.buffer_ = buf
@@ -222,21 +252,31 @@ class _TrajectoryMatching(Distiller):
         images, labels = self._initial_set(data, ipc, generator)
         images = images.detach().clone().requires_grad_(True)
         syn_lr = torch.tensor(float(c.lr_teacher)).requires_grad_(True)
-        self.state_.update({
-            "images": images,
-            "labels": labels,
-            "syn_lr": syn_lr,
-            "opt_img": torch.optim.SGD([images], lr=c.lr_img, momentum=c.momentum_img),
-            "opt_lr": torch.optim.SGD([syn_lr], lr=c.lr_lr, momentum=c.momentum_lr),
-        })
+        self.state_.update(
+            {
+                "images": images,
+                "labels": labels,
+                "syn_lr": syn_lr,
+                "opt_img": torch.optim.SGD([images], lr=c.lr_img, momentum=c.momentum_img),
+                "opt_lr": torch.optim.SGD([syn_lr], lr=c.lr_lr, momentum=c.momentum_lr),
+            }
+        )
         if self.label_mode == "logits":
             labels.requires_grad_(True)
-            self.state_["opt_label"] = torch.optim.SGD([labels], lr=c.lr_label, momentum=c.momentum_label)
+            self.state_["opt_label"] = torch.optim.SGD(
+                [labels], lr=c.lr_label, momentum=c.momentum_label
+            )
 
-    def _initial_set(self, data: ImageDataset, ipc: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return initial_images(data, ipc, g, self.config.init), class_labels(data.spec.num_classes, ipc)
+    def _initial_set(
+        self, data: ImageDataset, ipc: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return initial_images(data, ipc, g, self.config.init), class_labels(
+            data.spec.num_classes, ipc
+        )
 
-    def _select_correct(self, data: ImageDataset, ipc: int, g: torch.Generator, epoch: int) -> torch.Tensor:
+    def _select_correct(
+        self, data: ImageDataset, ipc: int, g: torch.Generator, epoch: int
+    ) -> torch.Tensor:
         """``ipc`` random real images per class that expert 0 (at ``epoch``) classifies correctly
         (DATM's ``samples_predicted_correctly``); filled with other images of the class if too few."""
         rows = []
@@ -253,7 +293,7 @@ class _TrajectoryMatching(Distiller):
     @torch.no_grad()
     def _expert_logits(self, x: torch.Tensor, expert: int, epoch: int) -> torch.Tensor:
         theta = self.buffer_.params(expert, epoch)
-        return torch.cat([self.fm_(theta, x[i:i + 512]) for i in range(0, len(x), 512)])
+        return torch.cat([self.fm_(theta, x[i : i + 512]) for i in range(0, len(x), 512)])
 
     # ------------------------------------------------------------------ one iteration
     def step(self, iteration: int) -> dict[str, float]:
@@ -267,25 +307,41 @@ class _TrajectoryMatching(Distiller):
         start_epoch = int(torch.randint(lo, hi, (1,), generator=g))
         start = self.buffer_.params(expert, start_epoch)
         target = self.buffer_.params(expert, start_epoch + c.expert_epochs)
-        plan = make_plan(len(images), c.syn_steps, c.batch_syn, g, self.dsa_, self.data_.spec.image_size)
+        plan = make_plan(
+            len(images), c.syn_steps, c.batch_syn, g, self.dsa_, self.data_.spec.image_size
+        )
         opts = [st["opt_img"], st["opt_lr"]] + ([st["opt_label"]] if "opt_label" in st else [])
         for o in opts:
             o.zero_grad(set_to_none=True)
         if c.backward == "unroll":
-            loss_t = unrolled_step(self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode)
+            loss_t = unrolled_step(
+                self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode
+            )
             loss_t.backward()
             loss = float(loss_t.detach())
             del loss_t
         else:
-            r = tesla_step(self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
-                           checkpoint_every=c.checkpoint_every)
+            r = tesla_step(
+                self.fm_,
+                start,
+                target,
+                images,
+                syn_lr,
+                labels,
+                plan,
+                self.dsa_,
+                self.label_mode,
+                checkpoint_every=c.checkpoint_every,
+            )
             loss = r.loss
             images.grad, syn_lr.grad = r.grad_images, r.grad_lr
             if r.grad_labels is not None:
                 labels.grad = r.grad_labels
         if not torch.isfinite(torch.tensor(loss)):
-            raise DataError(f"{self.name}: the matching loss is not finite at iteration {iteration} "
-                            f"(lr_img {c.lr_img} or lr_lr {c.lr_lr} too large?)")
+            raise DataError(
+                f"{self.name}: the matching loss is not finite at iteration {iteration} "
+                f"(lr_img {c.lr_img} or lr_lr {c.lr_lr} too large?)"
+            )
         applied = not c.loss_threshold or loss <= c.loss_threshold
         if c.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_([images], c.clip_grad)
@@ -296,8 +352,12 @@ class _TrajectoryMatching(Distiller):
                 o.step()
             with torch.no_grad():
                 syn_lr.clamp_(min=c.min_lr)
-        return {"loss": loss, "lr": float(syn_lr.detach()), "start_epoch": float(start_epoch),
-                "applied": float(applied)}
+        return {
+            "loss": loss,
+            "lr": float(syn_lr.detach()),
+            "start_epoch": float(start_epoch),
+            "applied": float(applied),
+        }
 
     # ------------------------------------------------------------------ output
     def _result_labels(self) -> torch.Tensor:
@@ -309,12 +369,21 @@ class _TrajectoryMatching(Distiller):
         if self.zca_ is not None:
             extras = {f"zca.{k}": v.clone() for k, v in self.zca_.to_tensors().items()}
         lr = max(float(st["syn_lr"].detach()), self.config.min_lr)
-        meta = {"experts_dir": str(self.buffer_.root), "num_experts": len(self.buffer_),
-                "expert_epochs_trained": self.buffer_.epochs}
+        meta = {
+            "experts_dir": str(self.buffer_.root),
+            "num_experts": len(self.buffer_),
+            "expert_epochs_trained": self.buffer_.epochs,
+        }
         if getattr(self, "temperature_", None) is not None:
             meta["label_temperature"] = self.temperature_
-        return SyntheticSet(st["images"].detach().clone(), self._result_labels(), self.data_.spec, lr=lr,
-                            meta=meta, extras=extras)
+        return SyntheticSet(
+            st["images"].detach().clone(),
+            self._result_labels(),
+            self.data_.spec,
+            lr=lr,
+            meta=meta,
+            extras=extras,
+        )
 
 
 def _warn_if_rough(model: torch.nn.Module, name: str, spec) -> None:
@@ -343,7 +412,9 @@ def _label_temperature(logits: torch.Tensor, temperature: float, confidence: flo
     lo, hi = -12.0, 12.0  # log T
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        conf = float(F.softmax(logits.double() / float(torch.tensor(mid).exp()), -1).max(1).values.mean())
+        conf = float(
+            F.softmax(logits.double() / float(torch.tensor(mid).exp()), -1).max(1).values.mean()
+        )
         lo, hi = (mid, hi) if conf > confidence else (lo, mid)
     return float(torch.tensor(0.5 * (lo + hi)).exp())
 
@@ -368,12 +439,33 @@ def _cifar10(**kw: Any) -> dict[str, Any]:
 # appendix): (N, M, T+, lr_img, lr_lr, lr_teacher). IPC 10's lr_lr is 1e-5: a value reported as a
 # typo made the learned step size explode. ZCA for IPC 1 and 10 as in the MTT runs.
 _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
-    ("cifar10", 1): _cifar10(syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=100.0, lr_lr=1e-7,
-                             lr_teacher=0.01, zca=True),
-    ("cifar10", 10): _cifar10(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=100.0, lr_lr=1e-5,
-                              lr_teacher=0.001, zca=True),
-    ("cifar10", 50): _cifar10(syn_steps=30, expert_epochs=2, max_start_epoch=40, lr_img=1000.0, lr_lr=1e-5,
-                              lr_teacher=0.001, zca=False),
+    ("cifar10", 1): _cifar10(
+        syn_steps=50,
+        expert_epochs=2,
+        max_start_epoch=2,
+        lr_img=100.0,
+        lr_lr=1e-7,
+        lr_teacher=0.01,
+        zca=True,
+    ),
+    ("cifar10", 10): _cifar10(
+        syn_steps=30,
+        expert_epochs=2,
+        max_start_epoch=20,
+        lr_img=100.0,
+        lr_lr=1e-5,
+        lr_teacher=0.001,
+        zca=True,
+    ),
+    ("cifar10", 50): _cifar10(
+        syn_steps=30,
+        expert_epochs=2,
+        max_start_epoch=40,
+        lr_img=1000.0,
+        lr_lr=1e-5,
+        lr_teacher=0.001,
+        zca=False,
+    ),
     # Small CPU settings (ours, not published; checked on a validation split of digits, never on
     # test): experts with batch 32 so that an epoch of these small training sets has a useful number
     # of SGD steps; a short unroll (N=10) at the experts' lr; images in the normalised space (no
@@ -383,10 +475,21 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
     # 65% to 40% and the loss never fell below 0.95), and without normalisation the experts do not
     # train at lr 0.01 (12-46% after 20 epochs). With ConvNet-2 (experts at 97%) the loss falls
     # 0.80 -> 0.65 and validation accuracy reaches 83% in 150 iterations (IPC 1).
-    ("digits", "*"): {"model": "convnet2", "num_experts": 10, "expert_train_epochs": 20, "expert_batch_size": 32,
-                      "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 10, "lr_img": 1.0,
-                      "lr_lr": 1e-6, "lr_teacher": 0.01, "clip_grad": 1.0, "clip_lr_grad": 100.0,
-                      "iterations": 1000},
+    ("digits", "*"): {
+        "model": "convnet2",
+        "num_experts": 10,
+        "expert_train_epochs": 20,
+        "expert_batch_size": 32,
+        "syn_steps": 10,
+        "expert_epochs": 2,
+        "max_start_epoch": 10,
+        "lr_img": 1.0,
+        "lr_lr": 1e-6,
+        "lr_teacher": 0.01,
+        "clip_grad": 1.0,
+        "clip_lr_grad": 100.0,
+        "iterations": 1000,
+    },
     ("digits", 1): {"max_start_epoch": 4},
     ("digits", 50): {"batch_syn": 100},
     # mnist5k (28x28, ConvNet-3 width 32, smooth objective): the image gradient is ~100x smaller
@@ -398,10 +501,21 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
     # (benchmarks/tune_val.py, results/tune_mtt_mnist5k_ipc1_*.json): lr_lr 1e-6 / 1e-5
     # / 1e-4 -> 67.9 / 78.4 / 72.7 %; with 1e-5, M = 1 -> 82.2 %; then N = 20 -> 86.7 %. IPC 10+
     # keep N = 10 (per-iteration cost on this CPU; not tuned there).
-    ("mnist5k", "*"): {"model": "convnet-w32", "num_experts": 5, "expert_train_epochs": 10,
-                       "expert_batch_size": 32, "syn_steps": 10, "expert_epochs": 1, "max_start_epoch": 8,
-                       "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "clip_grad": 1.0,
-                       "clip_lr_grad": 100.0, "iterations": 500},
+    ("mnist5k", "*"): {
+        "model": "convnet-w32",
+        "num_experts": 5,
+        "expert_train_epochs": 10,
+        "expert_batch_size": 32,
+        "syn_steps": 10,
+        "expert_epochs": 1,
+        "max_start_epoch": 8,
+        "lr_img": 100.0,
+        "lr_lr": 1e-5,
+        "lr_teacher": 0.01,
+        "clip_grad": 1.0,
+        "clip_lr_grad": 100.0,
+        "iterations": 500,
+    },
     ("mnist5k", 1): {"max_start_epoch": 4, "syn_steps": 20},
     ("mnist5k", 50): {"batch_syn": 100},
 }
@@ -426,8 +540,14 @@ class TESLA(_TrajectoryMatching):
     # small CPU experts are accurate but have near-uniform raw softmax: calibrate T on the train
     # images (validation split of digits, IPC 10, no distillation: label_confidence 0.8 / 0.95 / 0.99
     # gave 34 / 66 / 82 % against 87 % with hard labels -- these experts' soft labels hurt here)
-    presets = {k: ({**v, "label_confidence": 0.99} if k[1] == "*" and k[0] in ("digits", "mnist5k") else dict(v))
-               for k, v in _MTT_PRESETS.items()}
+    presets = {
+        k: (
+            {**v, "label_confidence": 0.99}
+            if k[1] == "*" and k[0] in ("digits", "mnist5k")
+            else dict(v)
+        )
+        for k, v in _MTT_PRESETS.items()
+    }
 
     @property
     def label_mode(self) -> str:  # type: ignore[override]
@@ -439,11 +559,16 @@ class TESLA(_TrajectoryMatching):
             return super()._initial_set(data, ipc, g)
         epoch = c.max_start_epoch if c.label_epoch is None else int(c.label_epoch)
         # soft labels must peak at the image's class: start from images the expert gets right
-        images = (self._select_correct(data, ipc, g, epoch) if c.init == "real"
-                  else initial_images(data, ipc, g, c.init))
+        images = (
+            self._select_correct(data, ipc, g, epoch)
+            if c.init == "real"
+            else initial_images(data, ipc, g, c.init)
+        )
         logits = self._expert_logits(images, 0, epoch)
         self.temperature_ = _label_temperature(logits, c.label_temperature, c.label_confidence)
-        logits = _peak_at_class(logits / self.temperature_, class_labels(data.spec.num_classes, ipc))
+        logits = _peak_at_class(
+            logits / self.temperature_, class_labels(data.spec.num_classes, ipc)
+        )
         return images, F.softmax(logits, dim=-1)
 
     def _result_labels(self) -> torch.Tensor:
@@ -455,26 +580,79 @@ class TESLA(_TrajectoryMatching):
 
 _DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
     # from the DATM repository's configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml
-    ("cifar10", 1): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
-                             min_start_epoch=0, max_start_epoch=4, max_start_epoch_final=0, lr_img=100.0,
-                             lr_lr=1e-7, lr_teacher=0.01, batch_syn=0, lr_label=5.0, momentum_label=0.9,
-                             loss_threshold=1.1, zca=True),
-    ("cifar10", 10): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
-                              min_start_epoch=0, max_start_epoch=10, max_start_epoch_final=20,
-                              expansion_iterations=1000, lr_img=100.0, lr_lr=1e-5, lr_teacher=0.01, batch_syn=100,
-                              lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, zca=True),
-    ("cifar10", 50): _cifar10(expert_train_epochs=100, iterations=10000, syn_steps=80, expert_epochs=2,
-                              min_start_epoch=0, max_start_epoch=20, max_start_epoch_final=40,
-                              expansion_iterations=2000, lr_img=1000.0, lr_lr=1e-5, lr_teacher=0.01,
-                              batch_syn=500, lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, zca=True),
+    ("cifar10", 1): _cifar10(
+        expert_train_epochs=100,
+        iterations=10000,
+        syn_steps=80,
+        expert_epochs=2,
+        min_start_epoch=0,
+        max_start_epoch=4,
+        max_start_epoch_final=0,
+        lr_img=100.0,
+        lr_lr=1e-7,
+        lr_teacher=0.01,
+        batch_syn=0,
+        lr_label=5.0,
+        momentum_label=0.9,
+        loss_threshold=1.1,
+        zca=True,
+    ),
+    ("cifar10", 10): _cifar10(
+        expert_train_epochs=100,
+        iterations=10000,
+        syn_steps=80,
+        expert_epochs=2,
+        min_start_epoch=0,
+        max_start_epoch=10,
+        max_start_epoch_final=20,
+        expansion_iterations=1000,
+        lr_img=100.0,
+        lr_lr=1e-5,
+        lr_teacher=0.01,
+        batch_syn=100,
+        lr_label=2.0,
+        momentum_label=0.9,
+        loss_threshold=1.0,
+        zca=True,
+    ),
+    ("cifar10", 50): _cifar10(
+        expert_train_epochs=100,
+        iterations=10000,
+        syn_steps=80,
+        expert_epochs=2,
+        min_start_epoch=0,
+        max_start_epoch=20,
+        max_start_epoch_final=40,
+        expansion_iterations=2000,
+        lr_img=1000.0,
+        lr_lr=1e-5,
+        lr_teacher=0.01,
+        batch_syn=500,
+        lr_label=2.0,
+        momentum_label=0.9,
+        loss_threshold=1.0,
+        zca=True,
+    ),
 }
 _DATM_SMALL = {
-    ("digits", "*"): {**_MTT_PRESETS[("digits", "*")], "max_start_epoch": 4, "max_start_epoch_final": 10,
-                      "expansion_iterations": 500, "lr_label": 2.0, "label_confidence": 0.99},
+    ("digits", "*"): {
+        **_MTT_PRESETS[("digits", "*")],
+        "max_start_epoch": 4,
+        "max_start_epoch_final": 10,
+        "expansion_iterations": 500,
+        "lr_label": 2.0,
+        "label_confidence": 0.99,
+    },
     ("digits", 1): {"max_start_epoch": 2, "max_start_epoch_final": 4},
     ("digits", 50): {"batch_syn": 100},
-    ("mnist5k", "*"): {**_MTT_PRESETS[("mnist5k", "*")], "max_start_epoch": 4, "max_start_epoch_final": 8,
-                       "expansion_iterations": 250, "lr_label": 2.0, "label_confidence": 0.99},
+    ("mnist5k", "*"): {
+        **_MTT_PRESETS[("mnist5k", "*")],
+        "max_start_epoch": 4,
+        "max_start_epoch_final": 8,
+        "expansion_iterations": 250,
+        "lr_label": 2.0,
+        "label_confidence": 0.99,
+    },
     ("mnist5k", 1): {"max_start_epoch": 2, "max_start_epoch_final": 4, "syn_steps": 20},
     ("mnist5k", 50): {"batch_syn": 100},
 }
@@ -527,7 +705,9 @@ class DATM(_TrajectoryMatching):
             count += ok
         first = self._expert_logits(images, 0, epoch)
         logits = torch.where(count > 0, total / count.clamp_min(1), first)
-        self.temperature_ = _label_temperature(logits, self.config.label_temperature, self.config.label_confidence)
+        self.temperature_ = _label_temperature(
+            logits, self.config.label_temperature, self.config.label_confidence
+        )
         return images, (logits / self.temperature_).detach().clone()
 
     def _result_labels(self) -> torch.Tensor:
@@ -536,4 +716,12 @@ class DATM(_TrajectoryMatching):
         return F.softmax(_peak_at_class(self.state_["labels"].detach(), hard), dim=-1)
 
 
-__all__ = ["DATM", "MTT", "TESLA", "DATMConfig", "TeslaConfig", "TrajectoryConfig", "obtain_experts"]
+__all__ = [
+    "DATM",
+    "MTT",
+    "TESLA",
+    "DATMConfig",
+    "TeslaConfig",
+    "TrajectoryConfig",
+    "obtain_experts",
+]

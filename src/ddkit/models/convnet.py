@@ -58,7 +58,7 @@ class ConvNet(ClassifierModel):
                 if min(h, w) < 2:
                     raise ConfigError(
                         f"convnet{depth} with pooling needs images of at least "
-                        f"{2 ** depth}x{2 ** depth}, got {image_size[0]}x{image_size[1]}"
+                        f"{2**depth}x{2**depth}, got {image_size[0]}x{image_size[1]}"
                     )
                 layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
                 h, w = h // 2, w // 2

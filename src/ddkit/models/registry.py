@@ -67,7 +67,11 @@ def create_model(
     factory = MODELS.get(head)
     size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)
     model = factory(
-        num_classes=int(num_classes), in_channels=int(in_channels), image_size=size, variant=variant, **kw
+        num_classes=int(num_classes),
+        in_channels=int(in_channels),
+        image_size=size,
+        variant=variant,
+        **kw,
     )
     model.input_shape = (int(in_channels), *size)
     model.model_name = str(name).lower()
@@ -130,7 +134,7 @@ def choice(*values: str) -> Callable[[str], str | None]:
 
 def prefixed_int(prefix: str) -> Callable[[str], int | None]:
     def parse(tok: str) -> int | None:
-        rest = tok[len(prefix):]
+        rest = tok[len(prefix) :]
         return int(rest) if tok.startswith(prefix) and rest.isdigit() else None
 
     return parse

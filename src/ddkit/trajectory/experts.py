@@ -54,8 +54,18 @@ META_FILE = "experts.json"
 ZCA_FILE = "zca.safetensors"
 
 # settings that must agree between every process / resume writing one folder
-_MUST_MATCH = ("spec", "model", "params", "lr", "momentum", "weight_decay", "batch_size", "augment",
-               "zca", "seed")
+_MUST_MATCH = (
+    "spec",
+    "model",
+    "params",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "augment",
+    "zca",
+    "seed",
+)
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -144,7 +154,9 @@ def _claimed_by_other(root: Path, e: int) -> bool:
         return True
     if info.get("pid") == os.getpid():
         return False
-    if info.get("host") in (None, socket.gethostname()) and not _pid_alive(int(info.get("pid", -1))):
+    if info.get("host") in (None, socket.gethostname()) and not _pid_alive(
+        int(info.get("pid", -1))
+    ):
         return False
     return True
 
@@ -163,17 +175,23 @@ def _model_for(model: str, spec: DatasetSpec, seed: int):
     from ddkit.models import create_model
 
     with seeded_global_rng(seed):
-        return create_model(model, num_classes=spec.num_classes, in_channels=spec.channels,
-                            image_size=spec.image_size)
+        return create_model(
+            model,
+            num_classes=spec.num_classes,
+            in_channels=spec.channels,
+            image_size=spec.image_size,
+        )
 
 
-def _train_epoch(fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa):
+def _train_epoch(
+    fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa
+):
     """One epoch of SGD on the flat vector ``theta`` (torch.optim.SGD's update rule, dampening 0)."""
     n = len(images)
     perm = torch.randperm(n, generator=gen)
     total, count = 0.0, 0
     for s in range(0, n, batch_size):
-        idx = perm[s:s + batch_size]
+        idx = perm[s : s + batch_size]
         x = images[idx]
         if dsa is not None:
             x = dsa(x, gen, shared=False)
@@ -240,7 +258,11 @@ def train_experts(
         train, test = splits_or_train, None
     else:
         raise DataError("train_experts needs DatasetSplits or an ImageDataset")
-    for name, v, lo in (("num_experts", num_experts, 1), ("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+    for name, v, lo in (
+        ("num_experts", num_experts, 1),
+        ("epochs", epochs, 1),
+        ("batch_size", batch_size, 1),
+    ):
         if int(v) != v or v < lo:
             raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
     if not lr > 0:
@@ -248,8 +270,10 @@ def train_experts(
     if not 0 <= momentum < 1:
         raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
     if train.spec.transform is not None:
-        raise DataError(f"train_experts expects un-whitened data (spec.transform={train.spec.transform!r}); "
-                        "pass zca=True instead")
+        raise DataError(
+            f"train_experts expects un-whitened data (spec.transform={train.spec.transform!r}); "
+            "pass zca=True instead"
+        )
     say = progress if callable(progress) else (print if progress else (lambda msg: None))
     root = ensure_writable_dir(out_dir)
 
@@ -269,7 +293,11 @@ def train_experts(
     fm = FlatModel(probe)
     strategy = None
     if augment:
-        strategy = default_strategy(train.spec.channels, train.spec.name) if augment == "dsa" else str(augment)
+        strategy = (
+            default_strategy(train.spec.channels, train.spec.name)
+            if augment == "dsa"
+            else str(augment)
+        )
     dsa = DSA(strategy) if strategy else None
     meta = {
         "format": FORMAT,
@@ -350,23 +378,46 @@ def train_experts(
                 if momentum:
                     buf = snap.get("momentum")
                     if buf is None and last > 0:
-                        raise FileFormatError(f"{_epoch_file(root, e, last)} lacks the momentum buffer")
+                        raise FileFormatError(
+                            f"{_epoch_file(root, e, last)} lacks the momentum buffer"
+                        )
                 say(f"expert {e}: resuming after epoch {last}")
             for epoch in range(last, total_epochs):
                 gen = torch.Generator().manual_seed(derive_seed(seed, e, epoch))
-                theta, buf, loss = _train_epoch(fm, theta, buf, images, labels, gen, lr=lr, momentum=momentum,
-                                                weight_decay=weight_decay, batch_size=batch_size, dsa=dsa)
+                theta, buf, loss = _train_epoch(
+                    fm,
+                    theta,
+                    buf,
+                    images,
+                    labels,
+                    gen,
+                    lr=lr,
+                    momentum=momentum,
+                    weight_decay=weight_decay,
+                    batch_size=batch_size,
+                    dsa=dsa,
+                )
                 if not torch.isfinite(theta).all():
-                    raise DataError(f"expert {e} diverged at epoch {epoch + 1} (lr {lr} too large?)")
-                _write_snapshot(root, e, epoch + 1, theta, buf, momentum, {**header, "train_loss": repr(loss)})
+                    raise DataError(
+                        f"expert {e} diverged at epoch {epoch + 1} (lr {lr} too large?)"
+                    )
+                _write_snapshot(
+                    root, e, epoch + 1, theta, buf, momentum, {**header, "train_loss": repr(loss)}
+                )
                 say(f"expert {e}: epoch {epoch + 1}/{total_epochs} train loss {loss:.4f}")
             info: dict[str, Any] = {"expert": e, "epochs": total_epochs}
             if test is not None:
                 with torch.no_grad():
-                    pred = torch.cat([fm(theta, test.images[i:i + 1024]).argmax(1)
-                                      for i in range(0, len(test), 1024)])
+                    pred = torch.cat(
+                        [
+                            fm(theta, test.images[i : i + 1024]).argmax(1)
+                            for i in range(0, len(test), 1024)
+                        ]
+                    )
                 info["test_accuracy"] = float((pred == test.labels).float().mean())
-                say(f"expert {e}: test accuracy {100 * info['test_accuracy']:.2f}% (information only)")
+                say(
+                    f"expert {e}: test accuracy {100 * info['test_accuracy']:.2f}% (information only)"
+                )
             atomic_write_json(_expert_dir(root, e) / "info.json", info)
         finally:
             release(root, e)
@@ -377,8 +428,11 @@ def _write_snapshot(root, e, epoch, theta, buf, momentum, header) -> None:
     tensors = {"params": theta.detach().float().contiguous()}
     if momentum and buf is not None:
         tensors["momentum"] = buf.detach().contiguous()
-    save_tensors(_epoch_file(root, e, epoch), tensors,
-                 metadata={**header, "expert": str(e), "epoch": str(epoch)})
+    save_tensors(
+        _epoch_file(root, e, epoch),
+        tensors,
+        metadata={**header, "expert": str(e), "epoch": str(epoch)},
+    )
 
 
 def _last_epoch(root: Path, e: int) -> int | None:
@@ -435,9 +489,13 @@ class ExpertBuffer:
     def params(self, expert: int, epoch: int) -> torch.Tensor:
         """Flat parameter vector of the ``expert``-th complete expert after ``epoch`` epochs."""
         if not 0 <= expert < len(self.experts):
-            raise ConfigError(f"expert index {expert} out of range (buffer has {len(self.experts)})")
+            raise ConfigError(
+                f"expert index {expert} out of range (buffer has {len(self.experts)})"
+            )
         if not 0 <= epoch <= self.epochs:
-            raise ConfigError(f"epoch {epoch} out of range (experts were trained for {self.epochs})")
+            raise ConfigError(
+                f"epoch {epoch} out of range (experts were trained for {self.epochs})"
+            )
         key = (self.experts[expert], int(epoch))
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -447,8 +505,10 @@ class ExpertBuffer:
             raise FileFormatError(f"{_epoch_file(self.root, *key)} has no 'params' tensor")
         v = t["params"]
         if v.numel() != int(self.meta["num_params"]):
-            raise FileFormatError(f"{_epoch_file(self.root, *key)} has {v.numel()} parameters, expected "
-                                  f"{self.meta['num_params']}")
+            raise FileFormatError(
+                f"{_epoch_file(self.root, *key)} has {v.numel()} parameters, expected "
+                f"{self.meta['num_params']}"
+            )
         self._cache[key] = v
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -472,9 +532,14 @@ class ExpertBuffer:
                 f"experts in {str(self.root)!r} were trained on {mine.name} {mine.shape} with "
                 f"{mine.num_classes} classes, not {spec.name} {spec.shape} with {spec.num_classes}"
             )
-        close = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(spec.mean + spec.std, mine.mean + mine.std))
+        close = all(
+            abs(a - b) <= 1e-4 * max(1.0, abs(b))
+            for a, b in zip(spec.mean + spec.std, mine.mean + mine.std)
+        )
         if not close:
-            raise ConfigError(f"experts in {str(self.root)!r} used a different normalisation (mean/std) than this data")
+            raise ConfigError(
+                f"experts in {str(self.root)!r} used a different normalisation (mean/std) than this data"
+            )
 
 
 def load_experts(path: str | os.PathLike, *, min_experts: int = 1) -> ExpertBuffer:
@@ -482,8 +547,10 @@ def load_experts(path: str | os.PathLike, *, min_experts: int = 1) -> ExpertBuff
     root = Path(path)
     mpath = root / META_FILE
     if not mpath.is_file():
-        raise FileFormatError(f"no expert trajectories in {str(root)!r} (missing {META_FILE}); "
-                              "train them with `ddkit experts`")
+        raise FileFormatError(
+            f"no expert trajectories in {str(root)!r} (missing {META_FILE}); "
+            "train them with `ddkit experts`"
+        )
     meta = read_json(mpath)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FileFormatError(f"{str(mpath)!r} is not a ddkit expert-trajectory file")
@@ -491,7 +558,9 @@ def load_experts(path: str | os.PathLike, *, min_experts: int = 1) -> ExpertBuff
         raise FileFormatError(f"{str(root)!r} was written by a newer ddkit")
     epochs = int(meta["epochs"])
     experts = sorted(
-        int(d.name.split("_")[1]) for d in root.glob("expert_*") if d.is_dir() and d.name.split("_")[1].isdigit()
+        int(d.name.split("_")[1])
+        for d in root.glob("expert_*")
+        if d.is_dir() and d.name.split("_")[1].isdigit()
     )
     complete = [e for e in experts if (_last_epoch(root, e) or 0) >= epochs]  # None/0 -> incomplete
     if len(complete) < min_experts:

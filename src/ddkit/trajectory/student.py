@@ -38,8 +38,15 @@ from ddkit.augment import DSA, DSAParams
 from ddkit.errors import ConfigError
 from ddkit.models import has_batchnorm
 
-__all__ = ["FlatModel", "StepPlan", "make_plan", "unrolled_step", "tesla_step", "inner_loss",
-           "smallest_normalised_group"]
+__all__ = [
+    "FlatModel",
+    "StepPlan",
+    "make_plan",
+    "unrolled_step",
+    "tesla_step",
+    "inner_loss",
+    "smallest_normalised_group",
+]
 
 # Per-sample normalisation over fewer values than this makes the unrolled matching objective
 # near-chaotic: on digits (8x8) with ConvNet-3, whose third instance norm sees 2x2 maps, float64
@@ -105,7 +112,9 @@ def smallest_normalised_group(model: nn.Module, image_shape: tuple[int, int, int
         x = inputs[0]
         sizes.append(int(x[0].numel() // mod.num_groups))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.GroupNorm)]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.GroupNorm)
+    ]
     try:
         with torch.no_grad():
             model(torch.zeros(1, *image_shape))
@@ -146,7 +155,9 @@ def make_plan(
             chunks = list(torch.split(torch.randperm(n_images, generator=generator), bs))
         idx = chunks.pop()
         batches.append(idx)
-        augs.append(dsa.sample(len(idx), generator, shared=False, image_size=image_size) if dsa else None)
+        augs.append(
+            dsa.sample(len(idx), generator, shared=False, image_size=image_size) if dsa else None
+        )
     return StepPlan(batches, augs)
 
 
@@ -235,7 +246,11 @@ def tesla_step(
     checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all)."""
     grad = _grad_fn(fm, dsa, label_mode)
     n = len(plan)
-    k = int(checkpoint_every) if checkpoint_every and checkpoint_every > 0 else max(1, math.ceil(math.sqrt(n)))
+    k = (
+        int(checkpoint_every)
+        if checkpoint_every and checkpoint_every > 0
+        else max(1, math.ceil(math.sqrt(n)))
+    )
     images_d, lr_d, labels_d = images.detach(), lr.detach(), labels.detach()
     learn_labels = label_mode == "logits"
 
@@ -265,6 +280,7 @@ def tesla_step(
             for i in range(e - 1, s - 1, -1):
                 idx, aug = plan.batches[i], plan.augs[i]
                 if learn_labels:
+
                     def f(th, x, a, y, idx=idx, aug=aug):
                         return th - a * grad(th, x, y, idx, aug)
 
@@ -272,6 +288,7 @@ def tesla_step(
                     lam, dx, da, dy = vjp(lam)
                     g_lab += dy
                 else:
+
                     def f(th, x, a, idx=idx, aug=aug):
                         return th - a * grad(th, x, labels_d, idx, aug)
 

@@ -187,17 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from ddkit.cli import _parse_options
     from ddkit.data import load_dataset
-    from ddkit.decoupled.accounting import (
+    from ddkit.eval import get_protocol
+    from ddkit.eval.accounting import (
         dataset_bytes,
         random_like,
         ranking_scores,
         storage_report,
     )
-    from ddkit.decoupled.relabel import relabel
-    from ddkit.decoupled.teacher import cached_teacher, teacher_bytes
-    from ddkit.eval import get_protocol
     from ddkit.eval.train import accuracy
     from ddkit.methods import METHODS, create_method, load_all
+    from ddkit.methods.decoupled.relabel import relabel
+    from ddkit.methods.decoupled.teacher import cached_teacher, teacher_bytes
 
     load_all()
     soft_epochs = _parse_map(args.soft_epochs)

@@ -1,7 +1,7 @@
 """Peak memory and time of one trajectory-matching iteration as a function of the unroll N.
 
 MTT back-propagates through all N student steps (autograd keeps N steps of activations);
-TESLA computes the same gradient step by step (ddkit.trajectory.student.tesla_step), keeping
+TESLA computes the same gradient step by step (ddkit.methods.trajectory.student.tesla_step), keeping
 only ceil(sqrt(N)) parameter vectors and one step's graph.
 
 Each (method, N) runs in a fresh child process. Memory is the resident-set high-water mark of
@@ -49,7 +49,7 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     from ddkit.data import load_dataset
     from ddkit.methods import create_method
-    from ddkit.trajectory import train_experts
+    from ddkit.methods.trajectory import train_experts
 
     splits = load_dataset(args.dataset)
     probe = create_method(args.method, dataset=args.dataset, ipc=args.ipc)

@@ -27,8 +27,8 @@ def test_check_method_reports_a_broken_method():
 
     import torch
 
-    from ddkit.coreset import Selector
     from ddkit.methods.base import MethodConfig
+    from ddkit.methods.coreset import Selector
 
     class Broken(Selector):
         name = "broken-for-test"

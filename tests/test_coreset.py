@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddkit.coreset.selectors import (
+from ddkit.data import from_arrays
+from ddkit.errors import ConfigError
+from ddkit.methods import create_method
+from ddkit.methods.coreset.selectors import (
     count_forgetting_events,
     forgetting_scores,
     herding_order,
@@ -14,9 +17,6 @@ from ddkit.coreset.selectors import (
     top_per_class,
     train_feature_net,
 )
-from ddkit.data import from_arrays
-from ddkit.errors import ConfigError
-from ddkit.methods import create_method
 from ddkit.testing import tiny_digits
 
 
@@ -170,7 +170,7 @@ def test_top_per_class_orders_by_score_and_breaks_ties_by_seed():
 
 
 def test_forgetting_selects_the_most_forgotten_samples():
-    from ddkit.coreset import ForgettingSelector
+    from ddkit.methods.coreset import ForgettingSelector
 
     train = tiny_digits().train
     cfg = {"epochs": 4, "model": "mlp", "batch_size": 32}

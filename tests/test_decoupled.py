@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.decoupled.bn import BNStatLoss, bn_layers, bn_statistic_loss
-from ddkit.decoupled.teacher import load_teacher, train_teacher
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.methods import create_method
+from ddkit.methods.decoupled.bn import BNStatLoss, bn_layers, bn_statistic_loss
+from ddkit.methods.decoupled.teacher import load_teacher, train_teacher
 from ddkit.models import create_model
 from ddkit.testing import method_test_overrides, tiny_digits
 
@@ -149,7 +149,7 @@ def test_teacher_training_is_seeded_and_leaves_global_rng(tiny):
 def test_teacher_cli(tmp_path, capsys):
     import argparse
 
-    from ddkit.decoupled.cli import add_teacher_parser, run_teacher
+    from ddkit.methods.decoupled.cli import add_teacher_parser, run_teacher
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()
@@ -255,7 +255,7 @@ def test_decoupled_methods_reject_a_teacher_for_other_data(tiny, tiny_teacher, t
 
 # ----------------------------------------------------------------------------- relabel
 def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
-    from ddkit.decoupled.relabel import decompress_view_labels, expand_views, relabel
+    from ddkit.methods.decoupled.relabel import decompress_view_labels, expand_views, relabel
 
     net, _ = tiny_teacher
     syn = SyntheticSet.from_real(tiny.train, torch.arange(12))
@@ -288,7 +288,7 @@ def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
 
 
 def test_full_box_crop_is_identity():
-    from ddkit.decoupled.crops import crop_resize, sample_boxes
+    from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
 
     x = torch.randn(3, 2, 8, 8)
     boxes = torch.tensor([[0, 0, 8, 8]] * 3)
@@ -318,8 +318,8 @@ def test_protocols_registered_and_teacher_kd_needs_a_teacher(tiny):
 
 
 def test_evaluate_with_teacher_sees_augmented_batches(tiny, tiny_teacher):
-    from ddkit.decoupled.protocols import evaluate_with_teacher
     from ddkit.eval import get_protocol
+    from ddkit.eval.soft import evaluate_with_teacher
     from ddkit.eval.train import train_networks
 
     net, folder = tiny_teacher
@@ -346,8 +346,8 @@ def test_evaluate_with_teacher_sees_augmented_batches(tiny, tiny_teacher):
 # ----------------------------------------------------------------------------- accounting
 def test_storage_report_exact_bytes(tiny_teacher):
     from ddkit.data import DatasetSpec
-    from ddkit.decoupled.accounting import dataset_bytes, storage_report
-    from ddkit.decoupled.relabel import relabel
+    from ddkit.eval.accounting import dataset_bytes, storage_report
+    from ddkit.methods.decoupled.relabel import relabel
 
     spec = DatasetSpec("toy", 10, 1, (8, 8), (0.0,), (1.0,))
     x = torch.zeros(4, 1, 8, 8)
@@ -379,7 +379,7 @@ def test_storage_report_exact_bytes(tiny_teacher):
 
 
 def test_lrs_formula():
-    from ddkit.decoupled.accounting import lrs
+    from ddkit.eval.accounting import lrs
 
     e = math.e
     assert lrs(0.0, 0.0) == pytest.approx((1 - 1 / e) / (e - 1 / e))
@@ -388,8 +388,8 @@ def test_lrs_formula():
 
 
 def test_ranking_scores_small(tiny, tiny_teacher):
-    from ddkit.decoupled.accounting import lrs, random_like, ranking_scores
     from ddkit.eval import EvalProtocol
+    from ddkit.eval.accounting import lrs, random_like, ranking_scores
 
     net, folder = tiny_teacher
     syn = SyntheticSet.from_real(
@@ -435,8 +435,8 @@ def test_ranking_scores_small(tiny, tiny_teacher):
 
 
 def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
-    from ddkit.decoupled.accounting import ranking_scores
     from ddkit.eval import EvalProtocol
+    from ddkit.eval.accounting import ranking_scores
 
     _, folder = tiny_teacher
     syn = SyntheticSet.from_real(
@@ -460,9 +460,9 @@ def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
 
 def test_teacher_kd_training_is_bit_identical_for_a_seed(tiny, tiny_teacher):
     """Same seed => the same students, weight for weight, through teacher KD, CutMix and DSA."""
-    from ddkit.decoupled.relabel import teacher_targets_fn
     from ddkit.eval import get_protocol
     from ddkit.eval.train import train_networks
+    from ddkit.methods.decoupled.relabel import teacher_targets_fn
 
     net, _ = tiny_teacher
     syn = SyntheticSet.from_real(

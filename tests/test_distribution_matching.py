@@ -1,4 +1,4 @@
-"""DM / IDM (ddkit.methods.distribution_matching): loss and vectorisation against plain float64
+"""DM / IDM (ddkit.methods.matching.distribution): loss and vectorisation against plain float64
 references, partitioning, determinism and resume, presets, errors; slow learning tests."""
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from ddkit.augment import DSA, default_strategy
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, UnknownNameError
 from ddkit.methods import create_method
-from ddkit.methods.distribution_matching import (
+from ddkit.methods.matching.distribution import (
     DM,
     IDM,
     augment_per_class,
-    decode,
     embedding_match_loss,
-    encode_real,
     match_embeddings,
-    merge,
-    partition,
     sample_class_draws,
 )
+from ddkit.methods.matching.formation import decode, encode_real, merge, partition
 from ddkit.models import create_model
 from ddkit.testing import tiny_digits
 

@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from ddkit.errors import ConfigError, DataError
-from ddkit.functional import (
+from ddkit.methods import create_method, resolve_config
+from ddkit.methods.matching.gradient import DC, DC_LOOPS, DSA, loops_for_ipc
+from ddkit.methods.matching.losses import (
     class_gradients,
     class_gradients_loop,
     gradient_distance,
     gradient_matching_loss,
     matched_parameter_names,
 )
-from ddkit.methods import create_method, resolve_config
-from ddkit.methods.gradient_matching import DC, DC_LOOPS, DSA, loops_for_ipc
 from ddkit.models import create_model
 from ddkit.testing import tiny_digits
 
@@ -178,7 +178,7 @@ def test_matching_loss_and_image_gradient_vectorised_equals_loop(metric: str) ->
 def test_method_step_vectorised_equals_loop_float64(name: str, monkeypatch) -> None:
     """A whole DC/DSA iteration (matching, network training, matching) in float64 with the same
     seed: the vectorised and the loop implementation give the same loss and images."""
-    import ddkit.methods.gradient_matching as gm
+    import ddkit.methods.matching.gradient as gm
     from ddkit.data.dataset import ImageDataset
 
     data = tiny_digits().train

@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from ddkit.errors import ConfigError, FileFormatError
+from ddkit.methods.trajectory.experts import (
+    _epoch_file,
+    _lock_path,
+    load_experts,
+    train_experts,
+    try_claim,
+)
 from ddkit.testing import tiny_digits
-from ddkit.trajectory.experts import _epoch_file, _lock_path, load_experts, train_experts, try_claim
 
 TINY = "convnet2-w8"
 
@@ -39,8 +45,8 @@ def _files(root: Path) -> dict[str, tuple]:
 @pytest.mark.parametrize("label_mode", ["hard", "prob", "logits"])
 def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
     from ddkit.augment import DSA
+    from ddkit.methods.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
     from ddkit.models import create_model
-    from ddkit.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -77,8 +83,8 @@ def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
 
 
 def test_batchnorm_student_is_refused(tmp_path):
+    from ddkit.methods.trajectory.student import FlatModel
     from ddkit.models import create_model
-    from ddkit.trajectory.student import FlatModel
 
     with pytest.raises(ConfigError, match="BatchNorm"):
         FlatModel(create_model("convnet2-w8-bn", num_classes=3, in_channels=1, image_size=8))
@@ -255,7 +261,7 @@ def test_labels_per_method(tmp_path):
 
 
 def test_datm_window_grows(tmp_path):
-    from ddkit.methods.trajectory import DATM
+    from ddkit.methods.trajectory.methods import DATM
 
     m = DATM(min_start_epoch=1, max_start_epoch=3, max_start_epoch_final=7, expansion_iterations=8)
     windows = [m._window(it) for it in (0, 2, 4, 8, 100)]
@@ -322,7 +328,7 @@ def test_experts_cli(tmp_path):
 
 
 def test_label_temperature_calibration():
-    from ddkit.methods.trajectory import _label_temperature
+    from ddkit.methods.trajectory.methods import _label_temperature
 
     logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(0)) * 0.1
     assert _label_temperature(logits, 2.0, 0.0) == 2.0
@@ -339,7 +345,7 @@ def test_two_processes_share_one_expert_folder(tmp_path):
     code = (
         "import sys, torch; torch.set_num_threads(1)\n"
         "from ddkit.testing import tiny_digits\n"
-        "from ddkit.trajectory.experts import train_experts\n"
+        "from ddkit.methods.trajectory.experts import train_experts\n"
         f"train_experts(tiny_digits().train, {TINY!r}, 4, 2, sys.argv[1], batch_size=64, resume=True)\n"
     )
     shared = tmp_path / "shared"
@@ -358,8 +364,8 @@ def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     """Directional derivative of the MTT loss w.r.t. the images: autograd vs a float64 central
     difference (h = 1e-5), for a freshly initialised ``model_name`` on real digits images."""
     from ddkit.data import load_dataset
+    from ddkit.methods.trajectory.student import FlatModel, _grad_fn, make_plan, unrolled_step
     from ddkit.models import create_model
-    from ddkit.trajectory.student import FlatModel, _grad_fn, make_plan, unrolled_step
 
     train = load_dataset("digits").train
     gen = torch.Generator().manual_seed(1)
@@ -397,8 +403,8 @@ def test_digits_presets_give_a_smooth_matching_objective():
     """Instance norm over 2x2 maps (ConvNet-3 on 8x8) makes the unrolled objective too rough for
     gradients to mean anything; the digits presets use a student for which they do."""
     from ddkit.methods import create_method
+    from ddkit.methods.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
     from ddkit.models import create_model
-    from ddkit.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
 
     rough = create_model("convnet", num_classes=10, in_channels=1, image_size=(8, 8))
     assert smallest_normalised_group(rough, (1, 8, 8)) == 4 < MIN_NORMALISED_VALUES

@@ -274,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_demo)
 
     for mod, adder, runner in (
-        ("ddkit.trajectory.cli", "add_experts_parser", "run_experts"),
-        ("ddkit.decoupled.cli", "add_teacher_parser", "run_teacher"),
+        ("ddkit.methods.trajectory.cli", "add_experts_parser", "run_experts"),
+        ("ddkit.methods.decoupled.cli", "add_teacher_parser", "run_teacher"),
     ):
         try:
             module = __import__(mod, fromlist=[adder])

@@ -22,17 +22,14 @@ __all__ = [
 
 
 def load_all() -> None:
-    """Import every module that registers methods/selectors (kept lazy to keep import cheap)."""
+    """Import every module under :mod:`ddkit.methods`, so that each registers its methods.
+
+    Methods are discovered by walking the package, not listed: a new module in a family folder
+    is found by :func:`create_method`, ``ddkit list`` and the conformance suite without any
+    edit elsewhere. Import errors are not swallowed.
+    """
     import importlib
+    import pkgutil
 
-    for mod in _METHOD_MODULES:
-        importlib.import_module(mod)
-
-
-_METHOD_MODULES = [
-    "ddkit.coreset",
-    "ddkit.methods.decoupled",
-    "ddkit.methods.distribution_matching",
-    "ddkit.methods.gradient_matching",
-    "ddkit.methods.trajectory",
-]
+    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        importlib.import_module(info.name)

@@ -15,7 +15,7 @@ report can find it.
 
 Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
 ``label_temperature`` per image; ``"views"`` stores FKD-style per-view labels compactly
-(:func:`ddkit.decoupled.relabel.relabel`); ``"hard"`` stores the class each image was made for.
+(:func:`ddkit.methods.decoupled.relabel.relabel`); ``"hard"`` stores the class each image was made for.
 A soft label's argmax may disagree with that class (``SyntheticSet.hard_labels`` is the
 argmax); ``meta['label_agreement']`` reports how often they agree.
 """
@@ -34,14 +34,13 @@ import torch.nn.functional as F
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.decoupled import protocols as _protocols  # noqa: F401  (registers soft / teacher-kd)
-from ddkit.decoupled.bn import BNStatLoss
-from ddkit.decoupled.crops import crop_resize, sample_boxes
-from ddkit.decoupled.relabel import relabel, teacher_probs
-from ddkit.decoupled.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import class_labels, initial_images
+from ddkit.methods.decoupled.bn import BNStatLoss
+from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
+from ddkit.methods.decoupled.relabel import relabel, teacher_probs
+from ddkit.methods.decoupled.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
 
 _TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
 _TEST_TEACHER = {

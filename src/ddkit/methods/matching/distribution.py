@@ -44,6 +44,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import class_labels, fresh_network, initial_images
+from ddkit.methods.matching.formation import decode, encode_real
 
 __all__ = [
     "DM",
@@ -51,12 +52,8 @@ __all__ = [
     "DMConfig",
     "IDMConfig",
     "augment_per_class",
-    "decode",
     "embedding_match_loss",
-    "encode_real",
     "match_embeddings",
-    "merge",
-    "partition",
 ]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -157,51 +154,6 @@ def match_embeddings(
         syn = augment_per_class(dsa, syn, draws)
     syn_emb = embed(syn.flatten(0, 1)).view(k, syn.shape[1], -1)
     return real_mean, syn_emb
-
-
-# ---------------------------------------------------------------- partitioning (IDC / IDM)
-def _patch(h: int, w: int, factor: int) -> tuple[int, int]:
-    return -(-h // factor), -(-w // factor)
-
-
-def partition(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Split ``(N, C, H, W)`` into ``factor x factor`` tiles ``(N * factor^2, C, ph, pw)``,
-    row-major per image; sizes not divisible by ``factor`` are edge-padded first."""
-    n, c, h, w = x.shape
-    ph, pw = _patch(h, w, factor)
-    if (ph * factor, pw * factor) != (h, w):
-        x = F.pad(x, (0, pw * factor - w, 0, ph * factor - h), mode="replicate")
-    t = x.reshape(n, c, factor, ph, factor, pw).permute(0, 2, 4, 1, 3, 5)
-    return t.reshape(n * factor * factor, c, ph, pw)
-
-
-def merge(tiles: torch.Tensor, factor: int, size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`partition`: tiles ``(N * factor^2, C, ph, pw)`` -> ``(N, C, H, W)``."""
-    m, c, ph, pw = tiles.shape
-    n = m // (factor * factor)
-    x = tiles.reshape(n, factor, factor, c, ph, pw).permute(0, 3, 1, 4, 2, 5)
-    x = x.reshape(n, c, factor * ph, factor * pw)
-    return x[:, :, : size[0], : size[1]]
-
-
-def decode(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Multi-formation decoding: every stored image ``(N, C, H, W)`` becomes ``factor^2``
-    training images ``(N * factor^2, C, H, W)`` (its tiles, bilinearly upsampled to ``H x W``),
-    kept next to each other so class-major order is preserved. ``factor == 1``: unchanged."""
-    if factor == 1:
-        return x
-    h, w = x.shape[2:]
-    return F.interpolate(partition(x, factor), size=(h, w), mode="bilinear", align_corners=False)
-
-
-def encode_real(images: torch.Tensor, factor: int) -> torch.Tensor:
-    """IDM's real initialisation for ``factor > 1``: downscale each group of ``factor^2``
-    consecutive images to tile size and stitch them into one stored image."""
-    if factor == 1:
-        return images
-    h, w = images.shape[2:]
-    small = F.interpolate(images, size=_patch(h, w, factor), mode="bilinear", align_corners=False)
-    return merge(small, factor, (h, w))
 
 
 # ============================================================================ configs

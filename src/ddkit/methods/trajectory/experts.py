@@ -250,7 +250,7 @@ def train_experts(
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """
     from ddkit.augment import DSA, ZCA, default_strategy
-    from ddkit.trajectory.student import FlatModel
+    from ddkit.methods.trajectory.student import FlatModel
 
     if isinstance(splits_or_train, DatasetSplits):
         train, test = splits_or_train.train, splits_or_train.test

@@ -82,7 +82,7 @@ def resolve_teacher(
     returns ``(module, folder or None)``."""
     from torch import nn
 
-    from ddkit.decoupled.teacher import load_teacher
+    from ddkit.methods.decoupled.teacher import load_teacher
 
     if isinstance(teacher, nn.Module):
         return teacher.to(device).eval(), None
@@ -125,7 +125,7 @@ def evaluate_with_teacher(
     targets_fn = None
     folder = None
     if p.label_mode == "teacher-kd":
-        from ddkit.decoupled.relabel import teacher_targets_fn
+        from ddkit.methods.decoupled.relabel import teacher_targets_fn
 
         net, folder = resolve_teacher(syn, teacher, device)
         targets_fn = teacher_targets_fn(net, p.temperature)

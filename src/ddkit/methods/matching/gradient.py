@@ -5,7 +5,7 @@
   ``outer_loop`` times: (a) for every class ``c`` take a real batch of class ``c`` and the
   synthetic images of class ``c``, compute the gradient of the cross-entropy of each with
   respect to the network weights, and sum DC's layer-wise distance
-  (:func:`ddkit.functional.gradient_distance`) over classes; one SGD step (momentum 0.5) on the
+  (:func:`ddkit.methods.matching.losses.gradient_distance`) over classes; one SGD step (momentum 0.5) on the
   synthetic images for the summed loss; (b) unless it is the last outer step, train the network
   on the synthetic set for ``inner_loop`` epochs (SGD, lr 0.01, batch 256).
 * **DSA** -- B. Zhao and H. Bilen, "Dataset Condensation with Differentiable Siamese
@@ -29,7 +29,7 @@ then takes the whole class).
 
 Vectorisation: ``vectorize=True`` computes all classes' gradients at once with ``torch.func``
 (``vmap`` over classes of ``grad`` of a ``functional_call``, see
-:mod:`ddkit.functional.matching`); ``vectorize=False`` runs the reference's class-by-class loop.
+:mod:`ddkit.methods.matching.losses`); ``vectorize=False`` runs the reference's class-by-class loop.
 Both consume the same random draws and give the same result up to floating-point rounding.
 The vectorised path needs a per-sample forward pass: instance/group/layer norm or no norm are
 per sample; for BatchNorm networks DC's "BN trick" is applied in both paths -- before each
@@ -61,9 +61,9 @@ from ddkit.augment.dsa import DSAParams, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.functional.matching import METRICS, gradient_matching_loss
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import class_labels, fresh_network, initial_images
+from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
 from ddkit.models import has_batchnorm
 
 __all__ = [

@@ -9,7 +9,7 @@
   ``lr_teacher``. Gradients by autograd through the unrolled steps: memory grows with N.
 * ``tesla`` — Cui, Wang, Si & Hsieh, "Scaling Up Dataset Distillation to ImageNet-1K with
   Constant Memory", ICML 2023. The same objective and gradient, computed step by step
-  (:func:`ddkit.trajectory.student.tesla_step`), so memory does not grow with N; fixed soft labels
+  (:func:`ddkit.methods.trajectory.student.tesla_step`), so memory does not grow with N; fixed soft labels
   from an expert (softmax of its logits on the initial synthetic images; label learning off).
 * ``datm`` — Guo, Wang, Chen, Zhang, Yang & Zhou, "Towards Lossless Dataset Distillation via
   Difficulty-Aligned Trajectory Matching", ICLR 2024. TESLA-style gradients plus: the window of
@@ -134,7 +134,7 @@ class DATMConfig(TrajectoryConfig):
 
 
 def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
-    from ddkit.trajectory.experts import _fingerprint
+    from ddkit.methods.trajectory.experts import _fingerprint
 
     key = {
         "spec": train.spec.to_dict(),
@@ -154,7 +154,7 @@ def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
 def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: float = 5.0):
     """The expert buffer for ``cfg``: ``experts_dir``, or the auto-trained cache (training what is
     missing; waiting for experts that another live process is training)."""
-    from ddkit.trajectory.experts import load_experts, train_experts
+    from ddkit.methods.trajectory.experts import load_experts, train_experts
 
     if cfg.experts_dir:
         buf = load_experts(cfg.experts_dir)
@@ -223,8 +223,8 @@ class _TrajectoryMatching(Distiller):
 
     def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
         from ddkit.augment import DSA, default_strategy
-        from ddkit.trajectory.experts import _model_for, apply_zca
-        from ddkit.trajectory.student import FlatModel
+        from ddkit.methods.trajectory.experts import _model_for, apply_zca
+        from ddkit.methods.trajectory.student import FlatModel
 
         c = self.config
         self.temperature_ = None
@@ -297,7 +297,7 @@ class _TrajectoryMatching(Distiller):
 
     # ------------------------------------------------------------------ one iteration
     def step(self, iteration: int) -> dict[str, float]:
-        from ddkit.trajectory.student import make_plan, tesla_step, unrolled_step
+        from ddkit.methods.trajectory.student import make_plan, tesla_step, unrolled_step
 
         c, st = self.config, self.state_
         g = st["generator"]
@@ -388,7 +388,7 @@ class _TrajectoryMatching(Distiller):
 
 def _warn_if_rough(model: torch.nn.Module, name: str, spec) -> None:
     """Warn when the student normalises too few values per group (see ``MIN_NORMALISED_VALUES``)."""
-    from ddkit.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
+    from ddkit.methods.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
 
     n = smallest_normalised_group(model, spec.shape)
     if n is not None and n < MIN_NORMALISED_VALUES:

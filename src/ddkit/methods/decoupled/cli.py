@@ -13,7 +13,7 @@ from ddkit.errors import ConfigError
 
 def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``teacher`` sub-command to ``subparsers``; the caller sets ``func=run_teacher``."""
-    from ddkit.decoupled.teacher import DEFAULT_MODEL
+    from ddkit.methods.decoupled.teacher import DEFAULT_MODEL
 
     t = subparsers.add_parser(
         "teacher", help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON)"
@@ -46,7 +46,7 @@ def run_teacher(args: argparse.Namespace) -> int:
     """Train, save and summarise a teacher. The teacher is trained on the train split minus the
     validation part (so its validation accuracy is honest); the test split is not touched."""
     from ddkit.data import load_dataset
-    from ddkit.decoupled.teacher import train_teacher
+    from ddkit.methods.decoupled.teacher import train_teacher
     from ddkit.models import create_model, has_batchnorm
 
     splits = load_dataset(

@@ -37,9 +37,9 @@ import torch
 
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.decoupled.relabel import VIEW_KEYS, expand_views, relabel
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.methods.decoupled.relabel import VIEW_KEYS, expand_views, relabel
 
 __all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
 
@@ -95,7 +95,7 @@ def storage_report(
     teacher = 0
     if p.label_mode == "teacher-kd":
         if teacher_bytes is None:
-            from ddkit.decoupled.teacher import teacher_bytes as _tb
+            from ddkit.methods.decoupled.teacher import teacher_bytes as _tb
 
             folder = syn.meta.get("teacher_dir")
             if not folder:
@@ -175,7 +175,7 @@ def _accs(
     epochs: int | None,
     device,
 ) -> dict[str, Any]:
-    from ddkit.decoupled.protocols import evaluate_with_teacher
+    from ddkit.eval.soft import evaluate_with_teacher
 
     if p.label_mode == "auto" and "view_values" in syn.extras:
         syn = expand_views(syn)
@@ -251,7 +251,7 @@ def ranking_scores(
     dict) memoises evaluations by (set content, recipe), so several methods can share the
     random-subset and full-data runs. Returns a JSON-able dict.
     """
-    from ddkit.decoupled.protocols import resolve_teacher
+    from ddkit.eval.soft import resolve_teacher
 
     t0 = time.perf_counter()
     ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.decoupled.crops import crop_resize, sample_boxes
 from ddkit.errors import ConfigError, DataError
+from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
 
 __all__ = [
     "VIEW_KEYS",

@@ -41,7 +41,7 @@ def add_experts_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_experts(args: argparse.Namespace) -> int:
     from ddkit.data import load_dataset
-    from ddkit.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import train_experts
 
     splits = load_dataset(args.dataset, root=args.root)
     out = args.out or f"runs/experts/{args.dataset}-{args.model}"

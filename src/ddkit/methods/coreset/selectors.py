@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.coreset.base import Selector
 from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
+from ddkit.methods.coreset.base import Selector
 from ddkit.rng import seeded_global_rng
 
 EMBEDDINGS = ("trained", "pixels", "random")

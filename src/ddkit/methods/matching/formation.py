@@ -1,0 +1,58 @@
+"""Multi-formation: one stored image holds a ``factor x factor`` grid of small images.
+
+J.-H. Kim et al., "Dataset Condensation via Efficient Synthetic-Data Parameterization", ICML 2022
+(IDC, arXiv:2205.14959); used by IDM (Zhao et al., CVPR 2023). Each stored image is split into
+tiles that are upsampled to full size for training, so ``ipc`` stored images per class give
+``ipc * factor^2`` training images at the storage cost of ``ipc``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["decode", "encode_real", "merge", "partition"]
+
+
+def _patch(h: int, w: int, factor: int) -> tuple[int, int]:
+    return -(-h // factor), -(-w // factor)
+
+
+def partition(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Split ``(N, C, H, W)`` into ``factor x factor`` tiles ``(N * factor^2, C, ph, pw)``,
+    row-major per image; sizes not divisible by ``factor`` are edge-padded first."""
+    n, c, h, w = x.shape
+    ph, pw = _patch(h, w, factor)
+    if (ph * factor, pw * factor) != (h, w):
+        x = F.pad(x, (0, pw * factor - w, 0, ph * factor - h), mode="replicate")
+    t = x.reshape(n, c, factor, ph, factor, pw).permute(0, 2, 4, 1, 3, 5)
+    return t.reshape(n * factor * factor, c, ph, pw)
+
+
+def merge(tiles: torch.Tensor, factor: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`partition`: tiles ``(N * factor^2, C, ph, pw)`` -> ``(N, C, H, W)``."""
+    m, c, ph, pw = tiles.shape
+    n = m // (factor * factor)
+    x = tiles.reshape(n, factor, factor, c, ph, pw).permute(0, 3, 1, 4, 2, 5)
+    x = x.reshape(n, c, factor * ph, factor * pw)
+    return x[:, :, : size[0], : size[1]]
+
+
+def decode(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Multi-formation decoding: every stored image ``(N, C, H, W)`` becomes ``factor^2``
+    training images ``(N * factor^2, C, H, W)`` (its tiles, bilinearly upsampled to ``H x W``),
+    kept next to each other so class-major order is preserved. ``factor == 1``: unchanged."""
+    if factor == 1:
+        return x
+    h, w = x.shape[2:]
+    return F.interpolate(partition(x, factor), size=(h, w), mode="bilinear", align_corners=False)
+
+
+def encode_real(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """IDM's real initialisation for ``factor > 1``: downscale each group of ``factor^2``
+    consecutive images to tile size and stitch them into one stored image."""
+    if factor == 1:
+        return images
+    h, w = images.shape[2:]
+    small = F.interpolate(images, size=_patch(h, w, factor), mode="bilinear", align_corners=False)
+    return merge(small, factor, (h, w))

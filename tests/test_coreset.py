@@ -173,7 +173,7 @@ def test_forgetting_selects_the_most_forgotten_samples():
     from ddkit.methods.coreset import ForgettingSelector
 
     train = tiny_digits().train
-    cfg = {"epochs": 4, "model": "mlp", "batch_size": 32}
+    cfg = {"epochs_net": 4, "model": "mlp", "batch_net": 32}
     # fit(seed=0) draws from Generator(0) exactly as this direct call does: same history.
     hist = ForgettingSelector(**cfg).correctness_history(train, torch.Generator().manual_seed(0))
     assert hist.shape == (4, len(train))
@@ -211,10 +211,10 @@ def test_train_feature_net_learns_and_leaves_global_rng_alone():
     [
         ("herding", {"embedding": "pixels"}),
         ("herding", {"embedding": "random"}),
-        ("herding", {"embed_epochs": 1}),
+        ("herding", {"epochs_net": 1}),
         ("kcenter", {"embedding": "pixels"}),
         ("kcenter", {"embedding": "random"}),
-        ("forgetting", {"epochs": 1}),
+        ("forgetting", {"epochs_net": 1}),
     ],
 )
 def test_balanced_on_imbalanced_classes(name, kw):
@@ -231,10 +231,10 @@ def test_balanced_on_imbalanced_classes(name, kw):
 @pytest.mark.parametrize(
     "name,kw,match",
     [
-        ("herding", {"embedding": "bogus"}, "unknown embedding"),
-        ("kcenter", {"embed_epochs": -1}, "embed_epochs"),
-        ("forgetting", {"epochs": 0}, "epochs"),
-        ("forgetting", {"batch_size": 0}, "batch_size"),
+        ("herding", {"embedding": "bogus"}, "embedding must be one of: pixels, random, trained"),
+        ("kcenter", {"epochs_net": -1}, "epochs_net must be >= 0"),
+        ("forgetting", {"epochs_net": 0}, "epochs_net must be >= 1"),
+        ("forgetting", {"batch_net": 0}, "batch_net must be >= 1"),
     ],
 )
 def test_bad_config(name, kw, match):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ddkit.augment import DSA, default_strategy
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, UnknownNameError
+from ddkit.errors import ConfigError
 from ddkit.methods import create_method
 from ddkit.methods.matching.distribution import (
     DM,
@@ -94,7 +94,7 @@ def test_vectorised_step_equals_class_loop_float64(name, extra):
     train = tiny_digits().train
     cfg = dict(batch_real=12, dtype="float64", model="convnet-w16", **extra)
     if name == "idm":
-        cfg.update(net_num=3, model_train_steps=2, train_batch=32, net_generate_interval=1)
+        cfg.update(net_num=3, model_train_steps=2, batch_net=32, net_generate_interval=1)
     vec, loop = (
         create_method(name, vectorize=True, **cfg),
         create_method(name, vectorize=False, **cfg),
@@ -214,7 +214,7 @@ def test_idm_queue_training_learns_and_weights_ce():
         net_generate_interval=100,
         train_net_num=1,
         model_train_steps=5,
-        train_batch=64,
+        batch_net=64,
         lr_net=0.05,
     )
     m.fit(train, 1, iterations=0, seed=0)
@@ -231,7 +231,7 @@ def test_presets_are_data():
     assert create_method("idm", dataset="cifar10", ipc=50).config.ce_weight == 0.1
     assert create_method("idm", dataset="cifar100", ipc=10).config.model_train_steps == 50
     dm = create_method("dm", dataset="cifar10", ipc=10).config
-    assert (dm.iterations, dm.lr_img, dm.momentum, dm.batch_real, dm.init) == (
+    assert (dm.iterations, dm.lr_img, dm.momentum_img, dm.batch_real, dm.init) == (
         20000,
         1.0,
         0.5,
@@ -244,10 +244,10 @@ def test_presets_are_data():
 
 
 def test_bad_options_raise_clear_errors():
-    with pytest.raises(ConfigError, match="unknown init"):
+    with pytest.raises(ConfigError, match="init must be 'real' or 'noise'"):
         DM(init="zeros")
-    with pytest.raises(UnknownNameError, match="unknown DSA operation"):
-        DM(dsa_strategy="color_warp")
+    with pytest.raises(ConfigError, match="unknown DSA operation"):
+        DM(augment="color_warp")
     with pytest.raises(ConfigError, match="net_init_num"):
         IDM(net_num=2, net_init_num=3)
     with pytest.raises(ConfigError, match="unknown option"):

@@ -227,12 +227,12 @@ def test_presets_and_ipc_rule() -> None:
     assert loops_for_ipc(15) == (10, 50) and loops_for_ipc(45) == (40, 15)
     assert loops_for_ipc(100) == (50, 10)
     m = create_method("dc", dataset="digits", ipc=7)
-    assert m.config.outer_loop is None and m.loops(7) == (10, 50)
+    assert m.config.outer_loop == "auto" and m.loops(7) == (10, 50)
     assert create_method("dsa", ipc=7, outer_loop=3).loops(7) == (3, 50)
     d = create_method("dsa", ipc=10)
-    assert d.config.dsa and d.config.lr_img == 0.1 and d.config.momentum_img == 0.5
+    assert d.config.augment == "auto" and d.config.lr_img == 0.1 and d.config.momentum_img == 0.5
     assert d.config.batch_real == 256 and d.config.iterations == 1000 and d.loops(10) == (10, 50)
-    assert not create_method("dc").config.dsa
+    assert create_method("dc").config.augment == "none"
     assert create_method("dc", dataset="digits", ipc=1).config.model == "convnet2"
     assert create_method("dc", dataset="mnist5k", ipc=1).config.model == "convnet-w32"
     assert create_method("dc", dataset="cifar10", ipc=1).config.model == "convnet"
@@ -260,7 +260,7 @@ def test_ipc7_runs_and_records_schedule() -> None:
         {"init": "zeros"},
         {"outer_loop": 0},
         {"batch_real": 0},
-        {"class_chunk": 0},
+        {"class_chunk": -1},
         {"momentum_img": 1.5},
     ],
 )

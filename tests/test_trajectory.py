@@ -203,7 +203,7 @@ def _method(name, tmp_path, **kw):
         model=TINY,
         num_experts=2,
         expert_train_epochs=4,
-        expert_batch_size=64,
+        expert_batch=64,
         experts_cache=str(tmp_path / "cache"),
         syn_steps=3,
         expert_epochs=1,
@@ -282,10 +282,10 @@ def test_presets():
         cls = METHODS.get(name)
         assert resolve_config(cls, "cifar10", 10)["lr_lr"] == 1e-5  # not the typo'd value
         assert resolve_config(cls, "cifar10", 1)["lr_lr"] == 1e-7
-        for ds, ipc in cls.presets:
-            cfg = cls(**resolve_config(cls, ds, ipc)).config  # every preset is a valid config
+        for preset in cls.presets:
+            cfg = cls(**resolve_config(cls, *preset.key)).config  # every preset is a valid config
             final = getattr(cfg, "max_start_epoch_final", None) or cfg.max_start_epoch
-            assert final - 1 + cfg.expert_epochs <= cfg.expert_train_epochs, (name, ds, ipc)
+            assert final - 1 + cfg.expert_epochs <= cfg.expert_train_epochs, (name, preset.key)
             assert cfg.lr_lr <= 1e-5 and cfg.lr_img > 0
     mtt10 = resolve_config(METHODS.get("mtt"), "cifar10", 10)
     assert (mtt10["syn_steps"], mtt10["expert_epochs"], mtt10["max_start_epoch"]) == (30, 2, 20)
@@ -429,7 +429,7 @@ def test_rough_student_warns(tmp_path):
         model="convnet",
         num_experts=1,
         expert_train_epochs=3,
-        expert_batch_size=64,
+        expert_batch=64,
         experts_cache=str(tmp_path),
         syn_steps=2,
         expert_epochs=1,

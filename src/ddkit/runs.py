@@ -105,6 +105,8 @@ def distill_run(
     cfg_path = out / "config.json"
     if resume and cfg_path.exists():
         old = read_json(cfg_path)
+        if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
+            old["method_config"] = m.saved_config(old["method_config"])
         diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
         if diff:
             raise ConfigError(

@@ -18,7 +18,7 @@ shapes and dtypes, every class present exactly ``ipc`` times, input untouched, s
 bit-identical images and labels (also when the same object is fitted twice), different seed =>
 different output, save -> load round trip exact, global RNG untouched, finite values,
 checkpoint/resume equal to an uninterrupted run, a clear ``ConfigError`` for IPC 0 and for IPC
-larger than the smallest class.
+larger than the smallest class, every preset naming its source and resolving to a valid config.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def method_test_overrides(name: str) -> dict[str, Any]:
 
     load_all()
     cls = METHODS.get(name)
-    out = dict(getattr(cls, "test_overrides", None) or {})
+    out = dict(cls.test_overrides)
     if "iterations" not in out and cls.Config().iterations > 0:
         out["iterations"] = TEST_ITERATIONS
     return out
@@ -177,6 +177,20 @@ def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -
             f.items.append(f"{why} did not raise ConfigError")
 
 
+def _check_presets(f: _Failures, cls: Any) -> None:
+    """Every preset names its source, no cell is listed twice, and each resolves to a valid
+    config (the values are checked when the config is built)."""
+    from ddkit.methods.base import resolve_config
+
+    keys = [p.key for p in cls.presets]
+    f.check(len(keys) == len(set(keys)), f"presets list a cell twice: {keys}")
+    for p in cls.presets:
+        f.check(bool(str(p.source).strip()), f"preset {p.key} has no source")
+        dataset = None if p.dataset == "*" else p.dataset
+        ipc = None if p.ipc == "*" else p.ipc
+        f.run(f"preset {p.key}", lambda d=dataset, i=ipc: cls(**resolve_config(cls, d, i)))
+
+
 def _check_resume(
     f: _Failures,
     make: Callable[[], Any],
@@ -261,7 +275,7 @@ def _method_failures(
     if fresh is not None:
         f.check(_same_set(syn, fresh), "same seed gave different images/labels (fresh object)")
     other = f.run("fit with another seed", lambda: make().fit(train, ipc, seed=1))
-    if other is not None and not getattr(method, "deterministic", False):
+    if other is not None and not method.deterministic:
         f.check(
             not _same_set(syn, other),
             "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)",
@@ -273,6 +287,7 @@ def _method_failures(
         if getattr(method, "kind", "distiller") != "selector" and iterations > 0:
             _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
     _check_bad_ipc(f, make, train)
+    _check_presets(f, type(method))
     f.check(
         torch.equal(rng0, torch.random.get_rng_state()),
         "the global RNG state changed during the checks",

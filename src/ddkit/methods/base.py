@@ -1,9 +1,25 @@
 """The `Distiller` API shared by every distillation method and coreset selector.
 
-A method object stores its hyper-parameters (``self.config``, a frozen dataclass) and nothing
-else until :meth:`Distiller.fit` runs. ``fit`` calls ``init`` once and then ``step`` per
-iteration; everything a step needs lives in ``self.state_`` (tensors, optimizers, generators,
-JSON scalars), so checkpoint/resume and progress reporting are generic.
+A method object stores its hyper-parameters (``self.config``, a frozen dataclass validated when
+it is built: :mod:`ddkit.methods.config`) and nothing else until :meth:`Distiller.fit` runs.
+
+The contract (what the driver, the CLI and the conformance suite read):
+
+* class attributes ``name``, ``kind`` (``"distiller"`` or ``"selector"``), ``Config``,
+  ``presets`` (a tuple of :class:`~ddkit.methods.config.Preset`), ``test_overrides`` (config
+  values that make the method cheap for :mod:`ddkit.testing`) and ``deterministic`` (``True``
+  when the output does not depend on the seed; may be a property reading the config);
+* ``init(train, ipc, generator, iterations)`` builds the initial state, knowing the run's total
+  number of iterations; ``step(iteration) -> metrics`` runs one; ``result() -> SyntheticSet``.
+  :meth:`Distiller.start` runs ``init`` without iterating (and :meth:`Distiller.initial_set`
+  returns the set it starts from).
+
+What lives in ``state_``: everything a step changes and the next step needs -- the synthetic
+tensors, optimizers, generators, queues, counters (tensors, ``torch.Generator``, optimizers,
+lists of tensors, JSON scalars). It is all a checkpoint holds, so a resumed run continues
+bit for bit. What ``init`` derives from the config and the data alone (real images on the
+device, an augmentation object, a loaded teacher or expert buffer, templates) lives in
+trailing-underscore attributes and is rebuilt by ``init`` on resume.
 """
 
 from __future__ import annotations
@@ -21,14 +37,8 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
+from ddkit.methods.config import MethodConfig, Preset
 from ddkit.registry import Registry
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodConfig:
-    """Hyper-parameters shared by all methods; subclasses add their own fields."""
-
-    iterations: int = 0  # default number of outer iterations (0: the method needs no iterations)
 
 
 class Callback:
@@ -40,25 +50,31 @@ class Callback:
 
 
 class Distiller:
-    """Base class. Subclasses set ``name``, ``Config`` and implement ``init``/``step``/``result``.
+    """Base class. Subclasses set ``name`` and ``Config`` and implement ``init`` / ``step`` /
+    ``result`` (see the module docstring for the whole contract).
 
-    ``presets`` maps ``(dataset, ipc)`` (either may be ``"*"``) to config overrides; the
-    most specific match wins (see :func:`resolve_config`).
+    ``presets`` are :class:`Preset` cells ``(dataset, ipc)`` (either may be ``"*"``); the most
+    specific match wins (see :func:`resolve_config`).
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "distiller"  # "distiller" or "selector"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {}
+    presets: ClassVar[tuple[Preset, ...]] = ()
+    test_overrides: ClassVar[dict[str, Any]] = {}
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
-        base = config if config is not None else self.Config()
-        self.config = _replace_config(base, overrides, self.name)
+        base = config if config is not None else None
+        self.config = _build_config(type(self), base, overrides)
         self.state_: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- to implement
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
-        """Create the initial state (synthetic images, optimisers, ...) in ``self.state_``."""
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
+        """Create the initial state (synthetic images, optimisers, ...) in ``self.state_`` for a
+        run of ``iterations`` steps."""
         raise NotImplementedError
 
     def step(self, iteration: int) -> dict[str, float]:
@@ -70,6 +86,31 @@ class Distiller:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- generic driver
+    def start(
+        self, train: ImageDataset, ipc: int, *, seed: int = 0, iterations: int | None = None
+    ) -> int:
+        """Build the initial state exactly as :meth:`fit` does before its first step; return
+        the run's total number of iterations."""
+        train.check_ipc(ipc)
+        total = self.config.iterations if iterations is None else int(iterations)
+        if total < 0:
+            raise ConfigError(f"iterations must be >= 0, got {total}")
+        g = torch.Generator().manual_seed(int(seed))
+        self.state_ = {}
+        self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)
+        self.init(train, ipc, g, total)
+        self.state_.setdefault("generator", g)
+        return total
+
+    def initial_set(
+        self, train: ImageDataset, ipc: int, *, seed: int = 0, iterations: int | None = None
+    ) -> SyntheticSet:
+        """The synthetic set a run starts from (no iteration made), with provenance."""
+        total = self.start(train, ipc, seed=seed, iterations=iterations)
+        out = self.result()
+        out.meta = {**out.meta, **self._provenance(0, 0.0), "planned_iterations": total}
+        return out
+
     def fit(
         self,
         train: ImageDataset,
@@ -88,25 +129,17 @@ class Distiller:
         iterations; ``resume=True`` continues from the last checkpoint there and finishes with
         the same set as an uninterrupted run.
         """
-        train.check_ipc(ipc)
-        total = self.config.iterations if iterations is None else int(iterations)
-        if total < 0:
-            raise ConfigError(f"iterations must be >= 0, got {total}")
-        g = torch.Generator().manual_seed(int(seed))
-        self.state_ = {}
-        self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)
-        self.init(train, ipc, g)
-        self.state_.setdefault("generator", g)
-        start = 0
+        total = self.start(train, ipc, seed=seed, iterations=iterations)
+        first = 0
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if ckpt is not None:
             ensure_writable_dir(ckpt)
             if resume and (ckpt / "state.json").exists():
-                start = self._load_checkpoint(ckpt, seed, ipc, total)
+                first = self._load_checkpoint(ckpt, seed, ipc, total)
         for cb in callbacks:
-            cb.on_start(self, total, start)
+            cb.on_start(self, total, first)
         t0 = time.perf_counter()
-        for it in range(start, total):
+        for it in range(first, total):
             metrics = self.step(it)
             for cb in callbacks:
                 cb.on_step_end(self, it, metrics)
@@ -114,22 +147,30 @@ class Distiller:
             if ckpt is not None and (done % checkpoint_every == 0 or done == total):
                 self._save_checkpoint(ckpt, done, seed, ipc, total)
         out = self.result()
-        out.meta = {
-            **out.meta,
-            "method": self.name,
-            "ipc": int(ipc),
-            "seed": int(seed),
-            "iterations": total,
-            "config": self.config_dict(),
-            "dataset": train.spec.name,
-            "fit_seconds": time.perf_counter() - t0,
-        }
+        out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
         for cb in callbacks:
             cb.on_end(self, out)
         return out
 
+    def _provenance(self, iterations: int, seconds: float) -> dict[str, Any]:
+        return {
+            "method": self.name,
+            "ipc": self.ipc_,
+            "seed": self.seed_,
+            "iterations": iterations,
+            "config": self.config_dict(),
+            "dataset": self.train_.spec.name,
+            "fit_seconds": seconds,
+        }
+
     def config_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self.config))
+
+    @classmethod
+    def saved_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A config dict written by an earlier ddkit (checkpoint, run folder) in today's names
+        and spellings, comparable with :meth:`config_dict`."""
+        return _jsonable(cls.Config.upgrade(saved, warn=False))
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, folder: Path, done: int, seed: int, ipc: int, total: int) -> None:
@@ -150,9 +191,12 @@ class Distiller:
 
     def _load_checkpoint(self, folder: Path, seed: int, ipc: int, total: int) -> int:
         meta = read_json(folder / "state.json")
+        saved = dict(meta)
+        if isinstance(meta.get("config"), dict):  # written before an option was renamed?
+            saved["config"] = self.saved_config(meta["config"])
         expect = {"method": self.name, "seed": seed, "ipc": ipc, "config": self.config_dict()}
         for k, v in expect.items():
-            if meta.get(k) != v:
+            if saved.get(k) != v:
                 raise ConfigError(
                     f"checkpoint in {str(folder)!r} was made with a different {k} "
                     f"({meta.get(k)!r} vs {v!r}); use a new output folder or drop --resume"
@@ -167,19 +211,22 @@ class Distiller:
         return min(int(meta["iteration"]), total)
 
 
-def _replace_config(base: MethodConfig, overrides: dict[str, Any], name: str) -> MethodConfig:
-    fields = {f.name: f for f in dataclasses.fields(base)}
-    clean = {}
-    for k, v in overrides.items():
-        if k not in fields:
-            raise ConfigError(
-                f"unknown option {k!r} for method {name!r}; valid: {', '.join(sorted(fields))}"
-            )
-        cur = getattr(base, k)
-        if v is not None and isinstance(cur, tuple) and isinstance(v, list):
-            v = tuple(v)
-        clean[k] = v
-    return dataclasses.replace(base, **clean)
+def _build_config(
+    cls: type[Distiller], base: MethodConfig | None, overrides: dict[str, Any]
+) -> MethodConfig:
+    """``cls.Config`` (or ``base``) with ``overrides``: old names upgraded, unknown names and
+    bad values refused with one line that names the method."""
+    try:
+        options = cls.Config.upgrade(overrides)
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r}; valid: {', '.join(sorted(fields))}")
+        if base is None:
+            return cls.Config(**options)
+        return dataclasses.replace(base, **options)
+    except ConfigError as e:
+        raise ConfigError(f"method {cls.name!r}: {e}") from None
 
 
 def _jsonable(x: Any) -> Any:
@@ -269,18 +316,25 @@ def register_method(cls: type[Distiller]) -> type[Distiller]:
     return cls
 
 
+def preset_table(cls: type[Distiller]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """``{(dataset, ipc): values}`` of a method's presets."""
+    return {p.key: dict(p.values) for p in cls.presets}
+
+
 def resolve_config(
     cls: type[Distiller],
     dataset: str | None,
     ipc: int | None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Config overrides for ``(dataset, ipc)`` from the class presets (``"*"`` matches any),
-    most specific last, then the user's ``overrides``."""
+    """Config values for ``(dataset, ipc)`` from the class presets (``"*"`` matches any),
+    most specific last, then the user's ``overrides`` (old option names upgraded)."""
+    table = preset_table(cls)
     out: dict[str, Any] = {}
     for key in (("*", "*"), (dataset, "*"), ("*", ipc), (dataset, ipc)):
-        out.update(cls.presets.get(key, {}))
-    out.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        out.update(table.get(key, {}))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    out.update(cls.Config.upgrade(given))
     return out
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.spec import DatasetSpec
 from ddkit.models import create_model
 from ddkit.rng import seeded_global_rng
 
@@ -41,3 +43,11 @@ def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) ->
             in_channels=spec.channels,
             image_size=spec.image_size,
         )
+
+
+def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
+    """The Siamese augmentation for an ``augment`` option: ``"auto"`` (the dataset's DSA
+    strategy, :func:`ddkit.augment.default_strategy`), ``"none"`` or an explicit strategy."""
+    if setting == "auto":
+        setting = default_strategy(spec.channels, spec.name)
+    return DSA(setting) if parse_strategy(setting) else None

@@ -21,7 +21,9 @@ class Selector(Distiller):
         """Return row indices into ``train``: exactly ``ipc`` per class, class by class."""
         raise NotImplementedError
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         index = torch.as_tensor(self.select(train, ipc, generator), dtype=torch.long).flatten()
         self.state_["index"] = index
 

@@ -33,6 +33,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
+from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Alias, one_of
 from ddkit.methods.coreset.base import Selector
 from ddkit.rng import seeded_global_rng
 
@@ -222,33 +223,28 @@ def top_per_class(
 
 
 # ------------------------------------------------------------------------ selectors
-def _check_training_options(lr: float, batch_size: int) -> None:
-    """Raise :class:`ConfigError` for a learning rate or batch size no training run can use."""
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got {lr}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-
-
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig(MethodConfig):
     """Embedding used by herding / k-center (see the module docstring)."""
 
     embedding: str = "trained"  # trained | pixels | random
     model: str = "convnet"
-    embed_epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 256
+    epochs_net: int = 10
+    lr_net: float = 0.01
+    batch_net: int = 256
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
-        if self.embedding not in EMBEDDINGS:
-            raise ConfigError(
-                f"unknown embedding {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}"
-            )
-        if self.embed_epochs < 0:
-            raise ConfigError(f"embed_epochs must be >= 0, got {self.embed_epochs}")
-        _check_training_options(self.lr, self.batch_size)
+    rules = {
+        "embedding": one_of(*EMBEDDINGS),
+        "epochs_net": NON_NEGATIVE,
+        "lr_net": POSITIVE,
+        "batch_net": AT_LEAST_ONE,
+    }
+    aliases = {
+        "embed_epochs": Alias("epochs_net"),
+        "lr": Alias("lr_net"),
+        "batch_size": Alias("batch_net"),
+    }
 
 
 class _EmbeddingSelector(Selector):
@@ -258,7 +254,7 @@ class _EmbeddingSelector(Selector):
     """
 
     Config: ClassVar[type[MethodConfig]] = EmbeddingConfig
-    test_overrides: ClassVar[dict[str, Any]] = {"embed_epochs": 1}
+    test_overrides: ClassVar[dict[str, Any]] = {"epochs_net": 1}
 
     @property
     def deterministic(self) -> bool:
@@ -269,14 +265,14 @@ class _EmbeddingSelector(Selector):
         cfg = self.config
         if cfg.embedding == "pixels":
             return train.images.flatten(1).float()
-        epochs = cfg.embed_epochs if cfg.embedding == "trained" else 0
+        epochs = cfg.epochs_net if cfg.embedding == "trained" else 0
         net = train_feature_net(
             train,
             cfg.model,
             epochs,
             generator,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
+            lr=cfg.lr_net,
+            batch_size=cfg.batch_net,
             device=cfg.device,
         )
         return embed_images(net, train.images)
@@ -319,26 +315,28 @@ class ForgettingSelector(Selector):
     """
 
     name = "forgetting"
-    test_overrides: ClassVar[dict[str, Any]] = {"epochs": 2}
+    test_overrides: ClassVar[dict[str, Any]] = {"epochs_net": 2}
 
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         model: str = "convnet"
-        epochs: int = 10
-        lr: float = 0.01
-        batch_size: int = 256
+        epochs_net: int = 10
+        lr_net: float = 0.01
+        batch_net: int = 256
         device: str = "cpu"
 
-        def __post_init__(self) -> None:
-            if self.epochs < 1:
-                raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-            _check_training_options(self.lr, self.batch_size)
+        rules = {"epochs_net": AT_LEAST_ONE, "lr_net": POSITIVE, "batch_net": AT_LEAST_ONE}
+        aliases = {
+            "epochs": Alias("epochs_net"),
+            "lr": Alias("lr_net"),
+            "batch_size": Alias("batch_net"),
+        }
 
     def correctness_history(self, train: ImageDataset, generator: torch.Generator) -> torch.Tensor:
         """``(epochs, N)`` booleans: was sample ``i`` classified correctly when presented in
         epoch ``e`` (prediction made on its mini-batch, before the update)."""
         cfg = self.config
-        correct = torch.zeros(cfg.epochs, len(train), dtype=torch.bool)
+        correct = torch.zeros(cfg.epochs_net, len(train), dtype=torch.bool)
         labels = train.labels
 
         def record(epoch: int, idx: torch.Tensor, logits: torch.Tensor) -> None:
@@ -348,10 +346,10 @@ class ForgettingSelector(Selector):
         train_feature_net(
             train,
             cfg.model,
-            cfg.epochs,
+            cfg.epochs_net,
             generator,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
+            lr=cfg.lr_net,
+            batch_size=cfg.batch_net,
             device=cfg.device,
             on_batch=record,
         )

@@ -27,7 +27,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,15 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import class_labels, initial_images
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Alias,
+    Auto,
+    Preset,
+    none_to_auto,
+)
 from ddkit.methods.decoupled.bn import BNStatLoss
 from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
 from ddkit.methods.decoupled.relabel import relabel, teacher_probs
@@ -49,12 +58,9 @@ _TEST_TEACHER = {
     "teacher_cache": _TEST_CACHE,
     "labels": "hard",
 }
-_LABEL_MODES = ("hard", "soft", "views")
-# CPU scale: a narrower, shorter-trained teacher on 28x28 MNIST (shared by sre2l and rded, so both
-# find the same cached teacher)
-_TEACHER_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
-    ("mnist5k", "*"): {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15},
-}
+# shared by sre2l and rded, so both find the same cached teacher
+_MNIST5K_TEACHER = {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15}
+_CPU_TEACHER = "ddkit CPU scale: a narrower, shorter-trained teacher on 28x28 digits"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +73,19 @@ class TeacherConfig(MethodConfig):
     teacher_lr: float = 0.05
     teacher_seed: int = 0
     teacher_cache: str = "runs/teachers"
-    labels: str = "soft"  # hard | soft | views
+    labels: Literal["hard", "soft", "views"] = "soft"
     label_temperature: float = 4.0
     label_views: int = 4  # views per image when labels == "views"
-    label_topk: int | None = None  # top-k stored per view (None: all classes)
+    label_topk: int = 0  # top-k stored per view (0: all classes)
+
+    rules = {
+        "teacher_epochs": AT_LEAST_ONE,
+        "teacher_lr": POSITIVE,
+        "label_temperature": POSITIVE,
+        "label_views": AT_LEAST_ONE,
+        "label_topk": NON_NEGATIVE,
+    }
+    aliases = {"label_topk": Alias("label_topk", lambda v, _: 0 if v is None else v)}
 
 
 class _TeacherMethod(Distiller):
@@ -80,10 +95,6 @@ class _TeacherMethod(Distiller):
 
     def _init_teacher(self, train: ImageDataset) -> None:
         cfg = self.config
-        if cfg.labels not in _LABEL_MODES:
-            raise ConfigError(f"unknown labels {cfg.labels!r}; valid: {', '.join(_LABEL_MODES)}")
-        if not cfg.label_temperature > 0:
-            raise ConfigError(f"label_temperature must be > 0, got {cfg.label_temperature}")
         if cfg.teacher_dir:
             net, meta = load_teacher(cfg.teacher_dir)
             spec = meta.get("spec", {})
@@ -139,7 +150,7 @@ class _TeacherMethod(Distiller):
                 cfg.label_temperature,
                 views=cfg.label_views,
                 generator=g,
-                topk=cfg.label_topk,
+                topk=cfg.label_topk or None,
             )
         out.meta["label_agreement"] = float((out.hard_labels == classes).float().mean())
         return out
@@ -167,41 +178,41 @@ class SRe2L(_TeacherMethod):
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
         iterations: int = 1000  # SRe2L: 1k (CIFAR) to 4k (ImageNet) recovery steps
-        lr: float = 0.25  # Adam on the pixels, cosine-decayed to 0 (recover_cifar.sh)
+        lr_img: float = 0.25  # Adam on the pixels, cosine-decayed to 0 (recover_cifar.sh)
         betas: tuple[float, float] = (0.5, 0.9)
         r_bn: float = 0.01  # weight of the BN-statistic loss
         first_bn_multiplier: float = 10.0  # extra weight of the first BN layer (reference default)
-        jitter: int | None = None  # max random roll in pixels (None: round(size / 8), 4 for 32x32)
-        flip: bool | None = None  # random horizontal flip (None: not for digit datasets)
-        bn_groups: str = "ipc"  # "ipc": one statistics group per image index (K images, as SRe2L's
-        #                         batches of one image per class); "all": one group of K*ipc images
-        init: str = "noise"
+        jitter: int | Auto = "auto"  # max random roll in pixels (auto: round(size / 8))
+        flip: bool | Auto = "auto"  # random horizontal flip (auto: not for digit datasets)
+        # "ipc": one statistics group per image index (K images, as SRe2L's batches of one image
+        # per class); "all": one group of K*ipc images
+        bn_groups: Literal["ipc", "all"] = "ipc"
+        init: Literal["real", "noise"] = "noise"
 
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
-        ("mnist5k", "*"): {**_TEACHER_PRESETS[("mnist5k", "*")], "iterations": 500},  # CPU scale
-    }
+        rules = {"lr_img": POSITIVE, "r_bn": NON_NEGATIVE, "jitter": NON_NEGATIVE}
+        aliases = {
+            "lr": Alias("lr_img"),
+            "jitter": Alias("jitter", none_to_auto),
+            "flip": Alias("flip", none_to_auto),
+        }
+
+    presets = (Preset("mnist5k", "*", {**_MNIST5K_TEACHER, "iterations": 500}, _CPU_TEACHER),)
     test_overrides: ClassVar[dict[str, Any]] = dict(_TEST_TEACHER)
 
-    def fit(
-        self, train: ImageDataset, ipc: int, *, iterations: int | None = None, **kw: Any
-    ) -> SyntheticSet:
-        # the cosine schedule spans the run's total number of iterations
-        self.total_ = int(self.config.iterations if iterations is None else iterations)
-        return super().fit(train, ipc, iterations=iterations, **kw)
-
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         cfg = self.config
-        if cfg.bn_groups not in ("ipc", "all"):
-            raise ConfigError(f"unknown bn_groups {cfg.bn_groups!r}; valid: all, ipc")
         self._init_teacher(train)
-        if not hasattr(self, "total_"):
-            self.total_ = int(cfg.iterations)
+        self.total_ = int(iterations)  # the cosine schedule spans the whole run
         images = initial_images(train, ipc, generator, cfg.init)
         lo, hi = _pixel_bounds(train)
         with torch.no_grad():
             images = torch.maximum(torch.minimum(images, hi), lo).requires_grad_(True)
         self.state_["images"] = images
-        self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr, betas=tuple(cfg.betas), eps=1e-8)
+        self.state_["opt"] = torch.optim.Adam(
+            [images], lr=cfg.lr_img, betas=tuple(cfg.betas), eps=1e-8
+        )
         self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
         self.state_["generator"] = generator
 
@@ -212,12 +223,12 @@ class SRe2L(_TeacherMethod):
         h, w = self.train_.spec.image_size
         total = max(self.total_, 1)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * iteration / total))
-        jit = cfg.jitter if cfg.jitter is not None else max(1, round(min(h, w) / 8))
+            group["lr"] = cfg.lr_img * 0.5 * (1.0 + math.cos(math.pi * iteration / total))
+        jit = cfg.jitter if cfg.jitter != "auto" else max(1, round(min(h, w) / 8))
         shift = torch.randint(-jit, jit + 1, (2,), generator=g).tolist() if jit > 0 else [0, 0]
         flip = (
             bool(torch.rand((), generator=g) < 0.5)
-            if (cfg.flip if cfg.flip is not None else _dataset_flips(self.train_))
+            if (cfg.flip if cfg.flip != "auto" else _dataset_flips(self.train_))
             else False
         )
         # rows grouped by image index: group i holds image i of every class (SRe2L's batches)
@@ -265,32 +276,38 @@ class RDED(_TeacherMethod):
 
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
-        factor: int | None = (
-            None  # patches per side (None: 2 for images >= 64 px, else 1; see below)
-        )
+        factor: int | Auto = "auto"  # patches per side (auto: 2 for images >= 64 px, else 1)
         num_crops: int = 5  # random crops scored per candidate image (RDED scripts: 5)
-        candidates: int | None = 300  # real images drawn per class (RDED's mipc; None: all)
-        scale: tuple[float, float] = (0.5, 1.0)  # crop area fraction (RDED: 0.08-1 at 224 px;
-        #                                          raised for 8-32 px images)
+        candidates: int = 300  # real images drawn per class (RDED's mipc; 0: all)
+        # crop area fraction (RDED: 0.08-1 at 224 px; raised for 8-32 px images)
+        scale: tuple[float, float] = (0.5, 1.0)
         store_region_labels: bool = False  # also keep per-region soft labels in extras
 
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = dict(_TEACHER_PRESETS)
+        rules = {"factor": AT_LEAST_ONE, "num_crops": AT_LEAST_ONE, "candidates": NON_NEGATIVE}
+        aliases = {
+            "factor": Alias("factor", none_to_auto),
+            "candidates": Alias("candidates", lambda v, _: 0 if v is None else v),
+        }
+
+        def check(self) -> None:
+            if not 0 < self.scale[0] <= self.scale[1] <= 1:
+                raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
+
+    presets = (Preset("mnist5k", "*", _MNIST5K_TEACHER, _CPU_TEACHER),)
     test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2}
 
     def _factor(self, train: ImageDataset) -> int:
         f = self.config.factor
-        if f is None:
+        if f == "auto":
             f = 2 if min(train.spec.image_size) >= 64 else 1
         if f < 1 or f > min(train.spec.image_size):
             raise ConfigError(f"factor must be in [1, {min(train.spec.image_size)}], got {f}")
         return int(f)
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         cfg = self.config
-        if cfg.num_crops < 1:
-            raise ConfigError(f"num_crops must be >= 1, got {cfg.num_crops}")
-        if not 0 < cfg.scale[0] <= cfg.scale[1] <= 1:
-            raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {tuple(cfg.scale)}")
         self._init_teacher(train)
         f = self._factor(train)
         n_patch = ipc * f * f
@@ -300,7 +317,7 @@ class RDED(_TeacherMethod):
         cand = []
         for c in range(train.spec.num_classes):
             ix = train.class_indices[c]
-            m = len(ix) if cfg.candidates is None else min(len(ix), int(cfg.candidates))
+            m = len(ix) if cfg.candidates == 0 else min(len(ix), int(cfg.candidates))
             cand.append(ix[torch.randperm(len(ix), generator=generator)[:m]])
         src = torch.cat(cand)
         counts = [len(c) for c in cand]

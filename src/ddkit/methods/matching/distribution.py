@@ -32,18 +32,29 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddkit.augment.dsa import DSA, DSAParams, default_strategy, parse_strategy
+from ddkit.augment.dsa import DSA, DSAParams
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, fresh_network, initial_images
+from ddkit.methods.common import class_labels, fresh_network, initial_images, make_augment
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    AUGMENT,
+    MOMENTUM,
+    NON_NEGATIVE,
+    POSITIVE,
+    Alias,
+    Auto,
+    Preset,
+    zero_to_auto,
+)
 from ddkit.methods.matching.formation import decode, encode_real
 
 __all__ = [
@@ -164,34 +175,24 @@ class DMConfig(MethodConfig):
     iterations: int = 20000
     model: str = "convnet"  # ConvNet-3, width 128, instance norm
     lr_img: float = 1.0  # SGD on the synthetic images
-    momentum: float = 0.5
+    momentum_img: float = 0.5
     batch_real: int = 256  # real images per class per iteration
-    init: str = "real"  # real | noise
-    dsa_strategy: str = (
-        "auto"  # auto (by dataset) | none | e.g. color_crop_cutout_flip_scale_rotate
-    )
+    init: Literal["real", "noise"] = "real"
+    augment: str = "auto"  # auto (the dataset's DSA strategy) | none | e.g. color_crop_cutout
     vectorize: bool = True  # False: the plain class-by-class reference path
-    # >0: embed the real images in pieces of at most this many (bounds memory; on CPU as fast as
-    # one forward -- benchmarks/bench_dm_speed.py; one forward pays off on GPUs)
+    # >0: embed the real images in pieces of at most this many (bounds memory); 0: one forward
     embed_chunk: int = 0
-    dtype: str = "float32"  # float64 for numerical checks
+    dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}"),
-            (self.lr_img > 0, f"lr_img must be > 0, got {self.lr_img}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.batch_real >= 1, f"batch_real must be >= 1, got {self.batch_real}"),
-            (self.init in ("real", "noise"), f"unknown init {self.init!r}; valid: noise, real"),
-            (self.embed_chunk >= 0, f"embed_chunk must be >= 0, got {self.embed_chunk}"),
-            (self.dtype in _DTYPES, f"unknown dtype {self.dtype!r}; valid: float32, float64"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-        if self.dsa_strategy != "auto":
-            parse_strategy(self.dsa_strategy)  # raises UnknownNameError on a bad family
+    rules = {
+        "lr_img": POSITIVE,
+        "momentum_img": MOMENTUM,
+        "batch_real": AT_LEAST_ONE,
+        "embed_chunk": NON_NEGATIVE,
+        "augment": AUGMENT,
+    }
+    aliases = {"momentum": Alias("momentum_img"), "dsa_strategy": Alias("augment")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,58 +201,50 @@ class IDMConfig(DMConfig):
 
     Names vs the reference script (``IDM_cifar10.py``): ``match_net_num`` = ``train_net_num``
     (networks matched per iteration), ``train_net_num`` = ``fetch_net_num`` (queue networks
-    trained per iteration), ``train_batch`` = ``trained_bs``, ``net_momentum``/
-    ``net_weight_decay`` = ``--net_decay``.
+    trained per iteration), ``batch_net`` = ``trained_bs``, ``momentum_net``/
+    ``weight_decay_net`` = ``--net_decay``.
     """
 
     lr_img: float = 0.2
-    factor: int = 0  # tiles per side; 0 = auto: 2 for images >= 16 px, else 1
+    factor: int | Auto = "auto"  # tiles per side; auto: 2 for images >= 16 px, else 1
     net_num: int = 100  # queue capacity (oldest network dropped when full)
     net_init_num: int = 3  # networks in the queue at the start
     net_generate_interval: int = 30  # push a fresh network every this many iterations
     match_net_num: int = 1
     train_net_num: int = 2
     model_train_steps: int = 10
-    train_batch: int = 256
+    batch_net: int = 256
     lr_net: float = 0.01
-    net_momentum: float = 0.9
-    net_weight_decay: float = 5e-4
+    momentum_net: float = 0.9
+    weight_decay_net: float = 5e-4
     ce_weight: float = 0.5  # x the matching network's training accuracy in percent
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        checks = [
-            (self.factor >= 0, f"factor must be >= 0 (0 = auto), got {self.factor}"),
-            (self.net_num >= 1, f"net_num must be >= 1, got {self.net_num}"),
-            (
-                1 <= self.net_init_num <= self.net_num,
-                f"net_init_num must be in [1, net_num={self.net_num}], got {self.net_init_num}",
-            ),
-            (
-                self.net_generate_interval >= 1,
-                f"net_generate_interval must be >= 1, got {self.net_generate_interval}",
-            ),
-            (self.match_net_num >= 1, f"match_net_num must be >= 1, got {self.match_net_num}"),
-            (self.train_net_num >= 0, f"train_net_num must be >= 0, got {self.train_net_num}"),
-            (
-                self.model_train_steps >= 0,
-                f"model_train_steps must be >= 0, got {self.model_train_steps}",
-            ),
-            (self.train_batch >= 1, f"train_batch must be >= 1, got {self.train_batch}"),
-            (self.lr_net > 0, f"lr_net must be > 0, got {self.lr_net}"),
-            (
-                0 <= self.net_momentum < 1,
-                f"net_momentum must be in [0, 1), got {self.net_momentum}",
-            ),
-            (
-                self.net_weight_decay >= 0,
-                f"net_weight_decay must be >= 0, got {self.net_weight_decay}",
-            ),
-            (self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+    rules = {
+        "factor": AT_LEAST_ONE,
+        "net_num": AT_LEAST_ONE,
+        "net_init_num": AT_LEAST_ONE,
+        "net_generate_interval": AT_LEAST_ONE,
+        "match_net_num": AT_LEAST_ONE,
+        "train_net_num": NON_NEGATIVE,
+        "model_train_steps": NON_NEGATIVE,
+        "batch_net": AT_LEAST_ONE,
+        "lr_net": POSITIVE,
+        "momentum_net": MOMENTUM,
+        "weight_decay_net": NON_NEGATIVE,
+        "ce_weight": NON_NEGATIVE,
+    }
+    aliases = {
+        "factor": Alias("factor", zero_to_auto),
+        "train_batch": Alias("batch_net"),
+        "net_momentum": Alias("momentum_net"),
+        "net_weight_decay": Alias("weight_decay_net"),
+    }
+
+    def check(self) -> None:
+        if self.net_init_num > self.net_num:
+            raise ConfigError(
+                f"net_init_num must be <= net_num={self.net_num}, got {self.net_init_num}"
+            )
 
 
 # ============================================================================ DM
@@ -261,12 +254,21 @@ class DM(Distiller):
 
     name = "dm"
     Config: ClassVar[type[MethodConfig]] = DMConfig
-    # Published setting (all datasets, all IPC) is the Config default. The embedded datasets
-    # get CPU-scale presets: digits has ~144 train images per class.
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
-        ("digits", "*"): {"iterations": 1000, "batch_real": 128},
-        ("mnist5k", "*"): {"iterations": 2000, "model": "convnet-w32"},  # width 32: CPU scale
-    }
+    # The published setting (all datasets, all IPC) is the Config default.
+    presets = (
+        Preset(
+            "digits",
+            "*",
+            {"iterations": 1000, "batch_real": 128},
+            "ddkit CPU scale: digits has ~144 train images per class",
+        ),
+        Preset(
+            "mnist5k",
+            "*",
+            {"iterations": 2000, "model": "convnet-w32"},
+            "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
+        ),
+    )
     test_overrides: ClassVar[dict[str, Any]] = {"batch_real": 8}
 
     # ---------------------------------------------------------------- setup
@@ -275,17 +277,16 @@ class DM(Distiller):
         self.device_ = torch.device(cfg.device)
         self.dtype_ = _DTYPES[cfg.dtype]
         self.real_ = train.images.to(self.device_, self.dtype_)
-        strategy = cfg.dsa_strategy
-        if strategy == "auto":
-            strategy = default_strategy(train.spec.channels, train.spec.name)
-        self.dsa_ = DSA(strategy) if parse_strategy(strategy) else None
+        self.dsa_ = make_augment(cfg.augment, train.spec)
 
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator
     ) -> torch.Tensor:
         return initial_images(train, ipc, generator, self.config.init)
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         cfg = self.config
         self._setup(train)
         images = (
@@ -295,7 +296,7 @@ class DM(Distiller):
         )
         self.state_["generator"] = generator
         self.state_["images"] = images
-        self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum)
+        self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
 
     def _network(self, generator: torch.Generator) -> nn.Module:
         net = fresh_network(self.config.model, self.train_, generator).to(self.device_, self.dtype_)
@@ -393,63 +394,77 @@ class IDM(DM):
 
     name = "idm"
     Config: ClassVar[type[MethodConfig]] = IDMConfig
-    # From the authors' command list (command.txt of github.com/uitrbn/IDM). CIFAR-100 IPC 1
-    # asks for 5000 real images per class; a class has 500, which the reference then uses.
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = {
-        ("cifar10", 1): {"batch_real": 5000, "net_generate_interval": 5, "ce_weight": 0.5},
-        ("cifar10", 10): {"ce_weight": 0.5},
-        ("cifar10", 50): {"ce_weight": 0.1},
-        ("cifar100", 1): {"batch_real": 500, "net_generate_interval": 5, "ce_weight": 0.5},
-        ("cifar100", 10): {"ce_weight": 0.1, "model_train_steps": 50},
-        ("cifar100", 50): {"ce_weight": 0.1},
-        # CPU-scale presets for the embedded datasets (a small queue, fewer iterations).
-        # The published class-aware weight is tuned for CIFAR: ce_weight x training accuracy in
-        # percent. Queue networks reach ~95-98 % on these digits within a few rounds, and the
-        # small ConvNets' embeddings give DM losses of ~0.01 (digits) to ~2 (mnist5k) per class,
-        # so the CE term (~25-35 per class at ce_weight 0.5) drowns the matching term. Validation
-        # split, IPC 10 (benchmarks/tune_val.py, results/tune_idm_ipc10.json): mnist5k, 150
-        # iterations: encoding only 95.6 %, ce 0.5 / lr 0.2 -> 93.3 %, ce 0 / lr 0.2 -> 95.2 %,
-        # ce 0.01 / lr 1 -> 96.3 %; digits, 300 iterations: random 91.9 %, ce 0.5 / lr 0.2 ->
-        # 90.8 %, ce 0.01 / lr 1 -> 93.0 %. IPC 1 (digits, validation split): published 90.2 %,
-        # new 90.0 % -- equal, so IPC 1 keeps the published setting its benchmark rows used.
-        ("digits", "*"): {
-            "iterations": 1000,
-            "batch_real": 128,
-            "net_num": 10,
-            "net_generate_interval": 10,
-            "train_net_num": 1,
-            "model_train_steps": 5,
-            "train_batch": 128,
-            "lr_img": 1.0,
-            "ce_weight": 0.01,
-        },
-        ("mnist5k", "*"): {
-            "iterations": 2000,
-            "model": "convnet-w32",
-            "net_num": 20,
-            "net_generate_interval": 10,
-            "train_net_num": 1,
-            "model_train_steps": 5,
-            "lr_img": 1.0,
-            "ce_weight": 0.01,
-        },
-        ("digits", 1): {"lr_img": 0.2, "ce_weight": 0.5},
-        ("mnist5k", 1): {"lr_img": 0.2, "ce_weight": 0.5},
-    }
+    presets = (
+        *(
+            Preset(data, ipc, values, "IDM authors' command.txt (github.com/uitrbn/IDM)")
+            for data, ipc, values in (
+                ("cifar10", 1, {"batch_real": 5000, "net_generate_interval": 5, "ce_weight": 0.5}),
+                ("cifar10", 10, {"ce_weight": 0.5}),
+                ("cifar10", 50, {"ce_weight": 0.1}),
+                # asks for 5000 real images per class; a class has 500, which the code then uses
+                ("cifar100", 1, {"batch_real": 500, "net_generate_interval": 5, "ce_weight": 0.5}),
+                ("cifar100", 10, {"ce_weight": 0.1, "model_train_steps": 50}),
+                ("cifar100", 50, {"ce_weight": 0.1}),
+            )
+        ),
+        # The published class-aware weight (ce_weight x the queue network's training accuracy in
+        # percent) drowns the matching term of these small ConvNets on digits; BENCHMARKS.md
+        # ("IDM") has the validation-split measurements that chose these values.
+        Preset(
+            "digits",
+            "*",
+            {
+                "iterations": 1000,
+                "batch_real": 128,
+                "net_num": 10,
+                "net_generate_interval": 10,
+                "train_net_num": 1,
+                "model_train_steps": 5,
+                "batch_net": 128,
+                "lr_img": 1.0,
+                "ce_weight": 0.01,
+            },
+            "ddkit CPU scale; ce_weight and lr_img: benchmarks/results/tune_idm_ipc10.json "
+            "(validation split)",
+        ),
+        Preset(
+            "mnist5k",
+            "*",
+            {
+                "iterations": 2000,
+                "model": "convnet-w32",
+                "net_num": 20,
+                "net_generate_interval": 10,
+                "train_net_num": 1,
+                "model_train_steps": 5,
+                "lr_img": 1.0,
+                "ce_weight": 0.01,
+            },
+            "ddkit CPU scale; ce_weight and lr_img: benchmarks/results/tune_idm_ipc10.json "
+            "(validation split)",
+        ),
+        Preset(
+            "digits",
+            1,
+            {"lr_img": 0.2, "ce_weight": 0.5},
+            "published setting; equal to the IPC > 1 values on digits' validation split",
+        ),
+        Preset("mnist5k", 1, {"lr_img": 0.2, "ce_weight": 0.5}, "published setting"),
+    )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,
         "net_num": 2,
         "net_init_num": 1,
         "net_generate_interval": 1,
         "model_train_steps": 1,
-        "train_batch": 16,
+        "batch_net": 16,
     }
 
     # ---------------------------------------------------------------- setup
     def factor_for(self, spec_size: tuple[int, int]) -> int:
         """The partition factor used for images of ``spec_size`` (``factor`` or auto)."""
         f = self.config.factor
-        return f if f > 0 else (2 if min(spec_size) >= 16 else 1)
+        return f if f != "auto" else (2 if min(spec_size) >= 16 else 1)
 
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator
@@ -461,8 +476,10 @@ class IDM(DM):
         idx = train.sample_per_class(ipc * f * f, generator).flatten()
         return encode_real(train.images[idx], f)
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
-        super().init(train, ipc, generator)
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
+        super().init(train, ipc, generator, iterations)
         self.factor_ = self.factor_for(train.spec.image_size)
         if min(train.spec.image_size) < self.factor_:
             raise ConfigError(
@@ -564,7 +581,7 @@ class IDM(DM):
         if cfg.train_net_num == 0 or cfg.model_train_steps == 0:
             return float("nan")
         n = len(self.real_)
-        bs = min(cfg.train_batch, n)
+        bs = min(cfg.batch_net, n)
         picks = torch.randperm(len(st["queue_params"]), generator=generator)[
             : cfg.train_net_num
         ].tolist()
@@ -588,7 +605,7 @@ class IDM(DM):
                 grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
                 with torch.no_grad():
                     for p, gr, buf in zip(params, grads, bufs):  # torch.optim.SGD, dampening 0
-                        buf.mul_(cfg.net_momentum).add_(gr + cfg.net_weight_decay * p)
+                        buf.mul_(cfg.momentum_net).add_(gr + cfg.weight_decay_net * p)
                         p.sub_(cfg.lr_net * buf)
                 correct += int((logits.argmax(1) == y).sum())
             with torch.no_grad():

@@ -18,7 +18,7 @@ Hyper-parameters (the authors' code, shared by DC and DSA): 1000 outer iteration
 0.1 with momentum 0.5, real batch 256 per class, network lr 0.01 (no momentum), inner-loop
 batch 256, distance ``"ours"``, and the (outer_loop, inner_loop) schedule per IPC
 :data:`DC_LOOPS` = 1:(1,1), 10:(10,50), 20:(20,25), 30:(30,20), 40:(40,15), 50:(50,10), stored
-as presets (plus :data:`DATASET_PRESETS`: ConvNet-2 on the 8x8 ``digits``). The reference
+as presets (plus ConvNet-2 on the 8x8 ``digits``). The reference
 code refuses other IPCs; here :func:`loops_for_ipc` takes the schedule of the nearest listed IPC
 (ties go to the smaller, cheaper one; above 50 the IPC-50 schedule), so
 IPC 7 runs with the IPC-10 schedule (10, 50). Explicit ``outer_loop``/``inner_loop`` win.
@@ -50,24 +50,36 @@ path is the one to try on an accelerator, where per-class launches of small batc
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ddkit.augment.dsa import DSA as DSAAugment
-from ddkit.augment.dsa import DSAParams, default_strategy, parse_strategy
+from ddkit.augment.dsa import DSAParams
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, fresh_network, initial_images
+from ddkit.methods.common import class_labels, fresh_network, initial_images, make_augment
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    AUGMENT,
+    MOMENTUM,
+    NON_NEGATIVE,
+    POSITIVE,
+    Alias,
+    Auto,
+    Preset,
+    none_to_auto,
+    one_of,
+)
 from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
 from ddkit.models import has_batchnorm
 
 __all__ = [
-    "DATASET_PRESETS",
     "DC",
     "DC_LOOPS",
     "DSA",
@@ -101,74 +113,66 @@ def loops_for_ipc(ipc: int) -> tuple[int, int]:
     return DC_LOOPS[nearest]
 
 
+def _old_dsa_switch(value: Any, options: Mapping[str, Any]) -> str:
+    """``dsa=true/false`` (+ ``dsa_strategy``) of ddkit <= 0.1 as an ``augment`` value."""
+    return (options.get("dsa_strategy") or "auto") if value else "none"
+
+
+def _old_dsa_strategy(value: Any, options: Mapping[str, Any]) -> str:
+    if not options.get("dsa", True):
+        return "none"
+    return value or "auto"
+
+
 @dataclasses.dataclass(frozen=True)
 class DCConfig(MethodConfig):
     """DC hyper-parameters (defaults: the authors' code)."""
 
     iterations: int = 1000  # outer iterations, each with a freshly initialised network
     model: str = "convnet"  # network whose gradients are matched (ConvNet-3, instance norm)
-    init: str = "real"  # real | noise
+    init: Literal["real", "noise"] = "real"
     lr_img: float = 0.1  # SGD learning rate of the synthetic images
     momentum_img: float = 0.5
     lr_net: float = 0.01  # SGD learning rate of the network in the inner loop
     momentum_net: float = 0.0
     batch_real: int = 256  # real images per class per matching step
-    batch_train: int = 256  # batch size of the network's inner-loop training
-    outer_loop: int | None = None  # matching steps per network; None: from the IPC (loops_for_ipc)
-    inner_loop: int | None = None  # network epochs between matching steps; None: from the IPC
+    batch_net: int = 256  # batch size of the network's inner-loop training
+    outer_loop: int | Auto = "auto"  # matching steps per network; auto: from the IPC
+    inner_loop: int | Auto = "auto"  # network epochs between matching steps; auto: from the IPC
     metric: str = "ours"  # ours | mse | cos
-    dsa: bool = False  # Siamese augmentation (the DSA method)
-    dsa_strategy: str | None = None  # None: ddkit.augment.default_strategy for the dataset
-    vectorize: bool = (
-        False  # per-class gradients with torch.func.vmap (False: class loop; faster on CPU)
-    )
-    class_chunk: int | None = None  # classes per vmap call (None: all at once; bounds memory)
+    augment: str = "none"  # Siamese augmentation: none (DC) | auto (DSA) | a DSA strategy
+    # per-class gradients with torch.func.vmap (False: the class loop, faster on CPU)
+    vectorize: bool = False
+    class_chunk: int = 0  # classes per vmap call (0: all at once; a bound on memory)
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}"),
-            (self.init in ("real", "noise"), f"unknown init {self.init!r}; valid: noise, real"),
-            (self.lr_img > 0, f"lr_img must be > 0, got {self.lr_img}"),
-            (self.lr_net > 0, f"lr_net must be > 0, got {self.lr_net}"),
-            (
-                0 <= self.momentum_img < 1,
-                f"momentum_img must be in [0, 1), got {self.momentum_img}",
-            ),
-            (
-                0 <= self.momentum_net < 1,
-                f"momentum_net must be in [0, 1), got {self.momentum_net}",
-            ),
-            (self.batch_real >= 1, f"batch_real must be >= 1, got {self.batch_real}"),
-            (self.batch_train >= 1, f"batch_train must be >= 1, got {self.batch_train}"),
-            (
-                self.outer_loop is None or self.outer_loop >= 1,
-                f"outer_loop must be >= 1, got {self.outer_loop}",
-            ),
-            (
-                self.inner_loop is None or self.inner_loop >= 0,
-                f"inner_loop must be >= 0, got {self.inner_loop}",
-            ),
-            (
-                self.metric in METRICS,
-                f"unknown metric {self.metric!r}; valid: {', '.join(METRICS)}",
-            ),
-            (
-                self.class_chunk is None or self.class_chunk >= 1,
-                f"class_chunk must be >= 1, got {self.class_chunk}",
-            ),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-        if self.dsa_strategy is not None:
-            parse_strategy(self.dsa_strategy)  # unknown family -> UnknownNameError
+    rules = {
+        "lr_img": POSITIVE,
+        "lr_net": POSITIVE,
+        "momentum_img": MOMENTUM,
+        "momentum_net": MOMENTUM,
+        "batch_real": AT_LEAST_ONE,
+        "batch_net": AT_LEAST_ONE,
+        "outer_loop": AT_LEAST_ONE,
+        "inner_loop": NON_NEGATIVE,
+        "metric": one_of(*METRICS),
+        "augment": AUGMENT,
+        "class_chunk": NON_NEGATIVE,
+    }
+    aliases = {
+        "batch_train": Alias("batch_net"),
+        "dsa": Alias("augment", _old_dsa_switch),
+        "dsa_strategy": Alias("augment", _old_dsa_strategy),
+        "outer_loop": Alias("outer_loop", none_to_auto),
+        "inner_loop": Alias("inner_loop", none_to_auto),
+        "class_chunk": Alias("class_chunk", lambda v, _: 0 if v is None else v),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
 class DSAConfig(DCConfig):
     """DSA hyper-parameters: DC's, with Siamese augmentation on."""
 
-    dsa: bool = True
+    augment: str = "auto"
 
 
 def augment_classes(dsa: DSAAugment, x: torch.Tensor, draws: list[DSAParams]) -> torch.Tensor:
@@ -178,25 +182,23 @@ def augment_classes(dsa: DSAAugment, x: torch.Tensor, draws: list[DSAParams]) ->
     return torch.stack([dsa.apply(x[k], draws[k]) for k in range(x.shape[0])])
 
 
-#: Per-dataset overrides (any IPC). ``digits`` (8x8): ConvNet-3 ends with instance norm over 2x2
-#: maps, whose input gradients are ~40x larger than on 28x28 MNIST and too noisy to match (DC with
-#: ConvNet-3 stays at the random-real level there); ConvNet-2 keeps >= 4x4 maps, as ConvNet-3 does
-#: on 32x32, and the published lr then works (measured: IPC 1, 100 iterations, ``fast`` protocol:
-#: 86% vs 73% for the random real images it started from).
-#: ``mnist5k``: ConvNet-3 of width 32, the network the ``standard`` benchmark suite evaluates
-#: mnist5k with (width 128 trains at ~33 images/s on 28x28 on a 2-core CPU).
-DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {"model": "convnet2"},
-    "mnist5k": {"model": "convnet-w32"},
-}
-
-
-def _presets() -> dict[tuple[str, Any], dict[str, Any]]:
-    out: dict[tuple[str, Any], dict[str, Any]] = {
-        ("*", ipc): {"outer_loop": o, "inner_loop": i} for ipc, (o, i) in DC_LOOPS.items()
-    }
-    out.update({(name, "*"): dict(p) for name, p in DATASET_PRESETS.items()})
-    return out
+def _presets() -> tuple[Preset, ...]:
+    loops = tuple(
+        Preset("*", ipc, {"outer_loop": o, "inner_loop": i}, "DC ICLR'21 authors' code")
+        for ipc, (o, i) in DC_LOOPS.items()
+    )
+    return (
+        *loops,
+        # ConvNet-3 ends with instance norm over 2x2 maps on 8x8 images, whose input gradients
+        # are too noisy to match; ConvNet-2 keeps >= 4x4 maps, as ConvNet-3 does on 32x32.
+        Preset("digits", "*", {"model": "convnet2"}, "ddkit: ConvNet-2 for 8x8 images"),
+        Preset(
+            "mnist5k",
+            "*",
+            {"model": "convnet-w32"},
+            "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
+        ),
+    )
 
 
 @register_method
@@ -205,12 +207,12 @@ class DC(Distiller):
 
     name = "dc"
     Config = DCConfig
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = _presets()
+    presets = _presets()
     test_overrides: ClassVar[dict[str, Any]] = {
         "outer_loop": 2,
         "inner_loop": 1,
         "batch_real": 8,
-        "batch_train": 64,
+        "batch_net": 64,
     }
 
     # ------------------------------------------------------------------ setup
@@ -219,19 +221,18 @@ class DC(Distiller):
         outer, inner = loops_for_ipc(ipc)
         cfg = self.config
         return (
-            cfg.outer_loop if cfg.outer_loop is not None else outer,
-            cfg.inner_loop if cfg.inner_loop is not None else inner,
+            cfg.outer_loop if cfg.outer_loop != "auto" else outer,
+            cfg.inner_loop if cfg.inner_loop != "auto" else inner,
         )
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         cfg = self.config
         spec = train.spec
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
-        self.dsa_: DSAAugment | None = None
-        if cfg.dsa:
-            self.dsa_strategy_ = cfg.dsa_strategy or default_strategy(spec.channels, spec.name)
-            self.dsa_ = DSAAugment(self.dsa_strategy_)
+        self.dsa_ = make_augment(cfg.augment, spec)
         self.labels_ = class_labels(spec.num_classes, ipc)
         fresh_network(
             cfg.model, train, torch.Generator().manual_seed(0)
@@ -279,7 +280,7 @@ class DC(Distiller):
             syn,
             metric=cfg.metric,
             vectorize=cfg.vectorize,
-            chunk_size=cfg.class_chunk,
+            chunk_size=cfg.class_chunk or None,
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
@@ -291,7 +292,7 @@ class DC(Distiller):
         with DSA every image gets its own augmentation draw."""
         x_all = self.state_["images"].detach()
         y_all = self.labels_
-        n, bs = len(x_all), self.config.batch_train
+        n, bs = len(x_all), self.config.batch_net
         net.train()
         for _ in range(self.inner_loop_):
             perm = torch.randperm(n, generator=g)
@@ -326,7 +327,7 @@ class DC(Distiller):
             "real_batch": self.real_batch_,
         }
         if self.dsa_ is not None:
-            meta["dsa_strategy"] = self.dsa_strategy_
+            meta["dsa_strategy"] = self.dsa_.strategy
         return SyntheticSet(
             self.state_["images"].detach().clone(),
             self.labels_.clone(),
@@ -341,4 +342,4 @@ class DSA(DC):
 
     name = "dsa"
     Config = DSAConfig
-    presets: ClassVar[dict[tuple[str, Any], dict[str, Any]]] = _presets()
+    presets = _presets()

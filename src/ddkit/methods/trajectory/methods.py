@@ -37,7 +37,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,20 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, initial_images
+from ddkit.methods.common import class_labels, initial_images, make_augment
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    AUGMENT,
+    MOMENTUM,
+    NON_NEGATIVE,
+    POSITIVE,
+    Alias,
+    Auto,
+    interval,
+    none_to_auto,
+    presets_from,
+    zero_to_auto,
+)
 
 TEST_EXPERTS_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-experts")
 
@@ -54,7 +67,7 @@ _TEST_OVERRIDES: dict[str, Any] = {
     "model": "convnet2-w8",
     "num_experts": 2,
     "expert_train_epochs": 3,
-    "expert_batch_size": 32,
+    "expert_batch": 32,
     "experts_cache": TEST_EXPERTS_CACHE,
     "syn_steps": 3,
     "expert_epochs": 1,
@@ -66,7 +79,8 @@ _TEST_OVERRIDES: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class TrajectoryConfig(MethodConfig):
-    """Hyper-parameters shared by MTT, TESLA and DATM (names follow the reference code)."""
+    """Hyper-parameters shared by MTT, TESLA and DATM (names follow the reference code where
+    ddkit's vocabulary has no word of its own)."""
 
     iterations: int = 5000
     model: str = "convnet"  # student and expert architecture (no BatchNorm)
@@ -76,7 +90,7 @@ class TrajectoryConfig(MethodConfig):
     num_experts: int = 10  # auto-trained buffer only (MTT: 100)
     expert_train_epochs: int = 20  # auto-trained buffer only (MTT: 50)
     expert_lr: float = 0.01
-    expert_batch_size: int = 256
+    expert_batch: int = 256
     expert_seed: int = 0
     zca: bool = False
     # matching
@@ -86,51 +100,119 @@ class TrajectoryConfig(MethodConfig):
     max_start_epoch: int = 10  # T+ (exclusive, as np.random.randint in the reference)
     lr_img: float = 1000.0
     lr_lr: float = 1e-5
-    lr_teacher: float = 0.01  # initial learned step size
+    syn_lr: float = 0.01  # initial learned step size of the student (MTT: lr_teacher)
     momentum_img: float = 0.5
     momentum_lr: float = 0.5
     batch_syn: int = 0  # student mini-batch; 0 = the whole synthetic set
-    init: str = (
-        "real"  # real | noise  (DATM: correct = real images the expert classifies correctly)
-    )
-    dsa: str = "dsa"  # "dsa" (dataset default strategy), an explicit strategy, or "none"
-    backward: str = "unroll"  # unroll (MTT autograd) | tesla (constant memory, same gradient)
-    checkpoint_every: int = 0  # tesla: keep every k-th student state (0 = ceil(sqrt(N)))
+    # real | noise | correct (DATM: real images the expert classifies correctly)
+    init: Literal["real", "noise", "correct"] = "real"
+    augment: str = "auto"  # auto (the dataset's DSA strategy) | none | a DSA strategy
+    backward: Literal["unroll", "tesla"] = "unroll"  # MTT autograd | constant memory, same grad
+    student_checkpoint_every: int | Auto = "auto"  # tesla: keep every k-th state; auto: sqrt(N)
     loss_threshold: float = 0.0  # > 0: skip updates when the loss exceeds it (DATM); 0: never skip
     min_lr: float = 1e-6  # guard: the learned step size is kept >= this
     # not in the papers (0 = off, as published): clip the L2 norm of the image gradient and the
     # magnitude of the step-size gradient before the update. Unrolled SGD near the edge of
-    # stability has rare gradient spikes (1000x the median) that wreck small images; the CPU
-    # presets for digits/mnist5k use these.
+    # stability has rare gradient spikes that wreck small images; the CPU presets use these.
     clip_grad: float = 0.0
     clip_lr_grad: float = 0.0
+
+    rules = {
+        "num_experts": AT_LEAST_ONE,
+        "expert_train_epochs": AT_LEAST_ONE,
+        "expert_lr": POSITIVE,
+        "expert_batch": AT_LEAST_ONE,
+        "syn_steps": AT_LEAST_ONE,
+        "expert_epochs": AT_LEAST_ONE,
+        "min_start_epoch": NON_NEGATIVE,
+        "lr_img": POSITIVE,
+        "lr_lr": NON_NEGATIVE,
+        "syn_lr": POSITIVE,
+        "momentum_img": MOMENTUM,
+        "momentum_lr": MOMENTUM,
+        "batch_syn": NON_NEGATIVE,
+        "augment": AUGMENT,
+        "student_checkpoint_every": AT_LEAST_ONE,
+        "loss_threshold": NON_NEGATIVE,
+        "min_lr": NON_NEGATIVE,
+        "clip_grad": NON_NEGATIVE,
+        "clip_lr_grad": NON_NEGATIVE,
+    }
+    aliases = {
+        "expert_batch_size": Alias("expert_batch"),
+        "lr_teacher": Alias("syn_lr"),
+        "dsa": Alias("augment", lambda v, _: "auto" if v == "dsa" else v),
+        "checkpoint_every": Alias("student_checkpoint_every", zero_to_auto),
+    }
+
+    def final_max_start_epoch(self) -> int:
+        """The largest start-epoch bound the run reaches."""
+        return int(self.max_start_epoch)
+
+    def check(self) -> None:
+        if not self.min_start_epoch < self.max_start_epoch:
+            raise ConfigError(
+                "need min_start_epoch < max_start_epoch, got "
+                f"{self.min_start_epoch}, {self.max_start_epoch}"
+            )
+        if self.experts_dir is None:  # the auto-trained buffer's length is known now
+            check_window(self, self.expert_train_epochs)
+
+
+def check_window(cfg: TrajectoryConfig, epochs: int) -> None:
+    """Refuse start epochs plus ``expert_epochs`` that run past ``epochs`` expert epochs."""
+    last = cfg.final_max_start_epoch() - 1
+    if last + cfg.expert_epochs > epochs:
+        raise ConfigError(
+            f"start epochs up to {last} plus expert_epochs {cfg.expert_epochs} exceed the "
+            f"{epochs} epochs of the expert trajectories"
+        )
 
 
 @dataclass(frozen=True)
 class TeslaConfig(TrajectoryConfig):
-    backward: str = "tesla"
+    backward: Literal["unroll", "tesla"] = "tesla"
     soft_labels: bool = True  # expert soft labels (fixed)
-    label_epoch: int | None = None  # expert epoch giving the labels (None: max_start_epoch)
+    label_epoch: int | Auto = "auto"  # expert epoch giving the labels (auto: max_start_epoch)
     label_temperature: float = 1.0  # soft labels = softmax(expert logits / T)
-    label_confidence: float = (
-        0.0  # > 0: choose T so the labels' mean max-probability is this (ours)
-    )
+    # > 0: choose T so the labels' mean max-probability is this (ours)
+    label_confidence: float = 0.0
+
+    rules = {
+        "label_epoch": NON_NEGATIVE,
+        "label_temperature": POSITIVE,
+        "label_confidence": interval(0, 1, high_open=True),
+    }
+    aliases = {"label_epoch": Alias("label_epoch", none_to_auto)}
 
 
 @dataclass(frozen=True)
 class DATMConfig(TrajectoryConfig):
-    backward: str = "tesla"
-    init: str = "correct"
+    backward: Literal["unroll", "tesla"] = "tesla"
+    init: Literal["real", "noise", "correct"] = "correct"
     max_start_epoch_final: int = 0  # > max_start_epoch: the window grows to it; 0: no growth
     expansion_iterations: int = 1000
     lr_label: float = 2.0
     momentum_label: float = 0.9
-    label_epoch: int | None = None  # expert epoch giving images/labels (None: the last epoch)
+    label_epoch: int | Auto = "auto"  # expert epoch giving images/labels (auto: the last)
     loss_threshold: float = 1.0
     label_temperature: float = 1.0  # initial logits = expert logits / T
-    label_confidence: float = (
-        0.0  # > 0: choose T so the initial labels' mean max-probability is this
-    )
+    # > 0: choose T so the initial labels' mean max-probability is this
+    label_confidence: float = 0.0
+
+    rules = {
+        "max_start_epoch_final": NON_NEGATIVE,
+        "expansion_iterations": AT_LEAST_ONE,
+        "lr_label": NON_NEGATIVE,
+        "momentum_label": MOMENTUM,
+        "label_epoch": NON_NEGATIVE,
+        "label_temperature": POSITIVE,
+        "label_confidence": interval(0, 1, high_open=True),
+    }
+    aliases = {"label_epoch": Alias("label_epoch", none_to_auto)}
+
+    def final_max_start_epoch(self) -> int:
+        return int(max(self.max_start_epoch, self.max_start_epoch_final))
 
 
 def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
@@ -143,7 +225,7 @@ def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
         "experts": cfg.num_experts,
         "epochs": cfg.expert_train_epochs,
         "lr": cfg.expert_lr,
-        "batch": cfg.expert_batch_size,
+        "batch": cfg.expert_batch,
         "zca": cfg.zca,
         "seed": cfg.expert_seed,
     }
@@ -172,7 +254,7 @@ def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: 
             cfg.expert_train_epochs,
             folder,
             lr=cfg.expert_lr,
-            batch_size=cfg.expert_batch_size,
+            batch_size=cfg.expert_batch,
             zca=cfg.zca,
             seed=cfg.expert_seed,
             resume=True,
@@ -190,39 +272,12 @@ class _TrajectoryMatching(Distiller):
     label_mode: ClassVar[str] = "hard"  # hard | prob | logits
 
     # ------------------------------------------------------------------ set-up
-    def _validate(self, epochs: int) -> None:
-        c = self.config
-        checks = [
-            (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
-            (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
-            (
-                0 <= c.min_start_epoch < c.max_start_epoch,
-                f"need 0 <= min_start_epoch < max_start_epoch, got {c.min_start_epoch}, {c.max_start_epoch}",
-            ),
-            (
-                self._final_max_start() - 1 + c.expert_epochs <= epochs,
-                f"start epochs up to {self._final_max_start() - 1} plus expert_epochs {c.expert_epochs} exceed the "
-                f"{epochs} epochs of the expert trajectories",
-            ),
-            (c.lr_teacher > 0, f"lr_teacher must be > 0, got {c.lr_teacher}"),
-            (c.lr_img > 0 and c.lr_lr >= 0, "lr_img must be > 0 and lr_lr >= 0"),
-            (
-                c.backward in ("unroll", "tesla"),
-                f"unknown backward {c.backward!r}; valid: tesla, unroll",
-            ),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"{self.name}: {msg}")
-
-    def _final_max_start(self) -> int:
-        return int(self.config.max_start_epoch)
-
     def _window(self, iteration: int) -> tuple[int, int]:
         return int(self.config.min_start_epoch), int(self.config.max_start_epoch)
 
-    def init(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> None:
-        from ddkit.augment import DSA, default_strategy
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
         from ddkit.methods.trajectory.experts import _model_for, apply_zca
         from ddkit.methods.trajectory.student import FlatModel
 
@@ -234,7 +289,7 @@ class _TrajectoryMatching(Distiller):
                 f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {c.model!r}"
             )
         buf.check_data(train)
-        self._validate(buf.epochs)
+        check_window(c, buf.epochs)
         self.buffer_ = buf
         self.zca_ = buf.zca_transform()
         data = apply_zca(train, self.zca_) if self.zca_ is not None else train
@@ -244,14 +299,11 @@ class _TrajectoryMatching(Distiller):
         self.fm_ = FlatModel(student)
         if self.fm_.num_params != int(buf.meta["num_params"]):
             raise ConfigError(f"model {c.model!r} does not match the experts' parameter layout")
-        strategy = c.dsa
-        if strategy == "dsa":
-            strategy = default_strategy(data.spec.channels, data.spec.name)
-        self.dsa_ = DSA(strategy) if strategy and strategy.lower() != "none" else None
+        self.dsa_ = make_augment(c.augment, data.spec)
 
         images, labels = self._initial_set(data, ipc, generator)
         images = images.detach().clone().requires_grad_(True)
-        syn_lr = torch.tensor(float(c.lr_teacher)).requires_grad_(True)
+        syn_lr = torch.tensor(float(c.syn_lr)).requires_grad_(True)
         self.state_.update(
             {
                 "images": images,
@@ -331,7 +383,9 @@ class _TrajectoryMatching(Distiller):
                 plan,
                 self.dsa_,
                 self.label_mode,
-                checkpoint_every=c.checkpoint_every,
+                checkpoint_every=0
+                if c.student_checkpoint_every == "auto"
+                else c.student_checkpoint_every,
             )
             loss = r.loss
             images.grad, syn_lr.grad = r.grad_images, r.grad_lr
@@ -432,20 +486,25 @@ def _peak_at_class(logits: torch.Tensor, hard: torch.Tensor, margin: float = 0.0
 
 def _cifar10(**kw: Any) -> dict[str, Any]:
     # published runs: ConvNet-3 (instance norm), experts 100 x 50 epochs (DATM: 100 x 100)
-    return {"num_experts": 100, "expert_train_epochs": 50, "expert_batch_size": 256, **kw}
+    return {"num_experts": 100, "expert_train_epochs": 50, "expert_batch": 256, **kw}
 
 
-# CIFAR-10 settings as listed in /work/shared/REFERENCE.md (MTT, Table of hyper-parameters in its
-# appendix): (N, M, T+, lr_img, lr_lr, lr_teacher). IPC 10's lr_lr is 1e-5: a value reported as a
-# typo made the learned step size explode. ZCA for IPC 1 and 10 as in the MTT runs.
-_MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
+# CIFAR-10: MTT's hyper-parameter table (N, M, T+, lr_img, lr_lr, lr_teacher). IPC 10's lr_lr is
+# 1e-5: a value reported as a typo made the learned step size explode. ZCA for IPC 1 and 10.
+# digits / mnist5k: ours, for a CPU, chosen on validation splits (never on test): experts with
+# batch 32 so an epoch of these small sets has a useful number of SGD steps, a short unroll,
+# images in the normalised space (no ZCA) with clipped gradients (see clip_grad); ConvNet-2 on
+# 8x8 digits (ConvNet-3's third instance norm sees 2x2 maps; see MIN_NORMALISED_VALUES). On
+# mnist5k an expert epoch is many SGD steps, so M = 1 and a larger lr_lr let N student steps
+# cover it. The measurements are in BENCHMARKS.md ("Where trajectory matching stands").
+_MTT_TABLE: dict[tuple[str, Any], dict[str, Any]] = {
     ("cifar10", 1): _cifar10(
         syn_steps=50,
         expert_epochs=2,
         max_start_epoch=2,
         lr_img=100.0,
         lr_lr=1e-7,
-        lr_teacher=0.01,
+        syn_lr=0.01,
         zca=True,
     ),
     ("cifar10", 10): _cifar10(
@@ -454,7 +513,7 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
         max_start_epoch=20,
         lr_img=100.0,
         lr_lr=1e-5,
-        lr_teacher=0.001,
+        syn_lr=0.001,
         zca=True,
     ),
     ("cifar10", 50): _cifar10(
@@ -463,55 +522,37 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
         max_start_epoch=40,
         lr_img=1000.0,
         lr_lr=1e-5,
-        lr_teacher=0.001,
+        syn_lr=0.001,
         zca=False,
     ),
-    # Small CPU settings (ours, not published; checked on a validation split of digits, never on
-    # test): experts with batch 32 so that an epoch of these small training sets has a useful number
-    # of SGD steps; a short unroll (N=10) at the experts' lr; images in the normalised space (no
-    # ZCA) with lr_img 1 and clipped gradients (see clip_grad). On 8x8 digits the student is
-    # ConvNet-2: ConvNet-3's third instance norm sees 2x2 maps, which makes the matching loss too
-    # rough to optimise (see MIN_NORMALISED_VALUES; 100 iterations took validation accuracy from
-    # 65% to 40% and the loss never fell below 0.95), and without normalisation the experts do not
-    # train at lr 0.01 (12-46% after 20 epochs). With ConvNet-2 (experts at 97%) the loss falls
-    # 0.80 -> 0.65 and validation accuracy reaches 83% in 150 iterations (IPC 1).
     ("digits", "*"): {
         "model": "convnet2",
         "num_experts": 10,
         "expert_train_epochs": 20,
-        "expert_batch_size": 32,
+        "expert_batch": 32,
         "syn_steps": 10,
         "expert_epochs": 2,
         "max_start_epoch": 10,
         "lr_img": 1.0,
         "lr_lr": 1e-6,
-        "lr_teacher": 0.01,
+        "syn_lr": 0.01,
         "clip_grad": 1.0,
         "clip_lr_grad": 100.0,
         "iterations": 1000,
     },
     ("digits", 1): {"max_start_epoch": 4},
     ("digits", 50): {"batch_syn": 100},
-    # mnist5k (28x28, ConvNet-3 width 32, smooth objective): the image gradient is ~100x smaller
-    # than on digits (the clip never binds); validation split, IPC 1, 100 iterations: lr_img 1 / 10
-    # / 100 -> loss 0.908 -> 0.901 / 0.890 / 0.862, validation accuracy 61.5 / 63.3 / 63.8 % (random
-    # real images: 61.8 %). An expert epoch is 125 SGD steps (4,000 images, batch 32), so M = 2
-    # epochs ask N = 10 student steps to cover 250 expert steps: with lr_lr 1e-6 the learned step
-    # size stays near lr_teacher and the loss stalls. Validation split, IPC 1, 500 iterations
-    # (benchmarks/tune_val.py, results/tune_mtt_mnist5k_ipc1_*.json): lr_lr 1e-6 / 1e-5
-    # / 1e-4 -> 67.9 / 78.4 / 72.7 %; with 1e-5, M = 1 -> 82.2 %; then N = 20 -> 86.7 %. IPC 10+
-    # keep N = 10 (per-iteration cost on this CPU; not tuned there).
     ("mnist5k", "*"): {
         "model": "convnet-w32",
         "num_experts": 5,
         "expert_train_epochs": 10,
-        "expert_batch_size": 32,
+        "expert_batch": 32,
         "syn_steps": 10,
         "expert_epochs": 1,
         "max_start_epoch": 8,
         "lr_img": 100.0,
         "lr_lr": 1e-5,
-        "lr_teacher": 0.01,
+        "syn_lr": 0.01,
         "clip_grad": 1.0,
         "clip_lr_grad": 100.0,
         "iterations": 500,
@@ -519,6 +560,13 @@ _MTT_PRESETS: dict[tuple[str, Any], dict[str, Any]] = {
     ("mnist5k", 1): {"max_start_epoch": 4, "syn_steps": 20},
     ("mnist5k", 50): {"batch_syn": 100},
 }
+_SOURCES = {
+    "cifar10": "MTT CVPR'22 appendix hyper-parameter table",
+    "digits": "ddkit CPU setting, chosen on digits' validation split",
+    "mnist5k": "ddkit CPU setting; lr_lr, expert_epochs, syn_steps: "
+    "benchmarks/results/tune_mtt_mnist5k_ipc1_*.json (validation split)",
+}
+_MTT_PRESETS = presets_from(_MTT_TABLE, _SOURCES)
 
 
 @register_method
@@ -536,18 +584,16 @@ class TESLA(_TrajectoryMatching):
 
     name = "tesla"
     Config = TeslaConfig
-    # TESLA reuses MTT's per-dataset settings (its paper keeps MTT's hyper-parameters).
-    # small CPU experts are accurate but have near-uniform raw softmax: calibrate T on the train
-    # images (validation split of digits, IPC 10, no distillation: label_confidence 0.8 / 0.95 / 0.99
-    # gave 34 / 66 / 82 % against 87 % with hard labels -- these experts' soft labels hurt here)
-    presets = {
-        k: (
-            {**v, "label_confidence": 0.99}
-            if k[1] == "*" and k[0] in ("digits", "mnist5k")
-            else dict(v)
-        )
-        for k, v in _MTT_PRESETS.items()
-    }
+    # TESLA keeps MTT's hyper-parameters. Small CPU experts are accurate but have near-uniform
+    # raw softmax: T is calibrated on the train images (label_confidence, chosen on digits'
+    # validation split).
+    presets = presets_from(
+        {
+            k: ({**v, "label_confidence": 0.99} if k[1] == "*" and k[0] != "cifar10" else v)
+            for k, v in _MTT_TABLE.items()
+        },
+        {**_SOURCES, "digits": _SOURCES["digits"] + "; label_confidence 0.99 likewise"},
+    )
 
     @property
     def label_mode(self) -> str:  # type: ignore[override]
@@ -557,7 +603,7 @@ class TESLA(_TrajectoryMatching):
         c = self.config
         if not c.soft_labels:
             return super()._initial_set(data, ipc, g)
-        epoch = c.max_start_epoch if c.label_epoch is None else int(c.label_epoch)
+        epoch = c.max_start_epoch if c.label_epoch == "auto" else int(c.label_epoch)
         # soft labels must peak at the image's class: start from images the expert gets right
         images = (
             self._select_correct(data, ipc, g, epoch)
@@ -578,8 +624,7 @@ class TESLA(_TrajectoryMatching):
         return labels
 
 
-_DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
-    # from the DATM repository's configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml
+_DATM_TABLE: dict[tuple[str, Any], dict[str, Any]] = {
     ("cifar10", 1): _cifar10(
         expert_train_epochs=100,
         iterations=10000,
@@ -590,7 +635,7 @@ _DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
         max_start_epoch_final=0,
         lr_img=100.0,
         lr_lr=1e-7,
-        lr_teacher=0.01,
+        syn_lr=0.01,
         batch_syn=0,
         lr_label=5.0,
         momentum_label=0.9,
@@ -608,7 +653,7 @@ _DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
         expansion_iterations=1000,
         lr_img=100.0,
         lr_lr=1e-5,
-        lr_teacher=0.01,
+        syn_lr=0.01,
         batch_syn=100,
         lr_label=2.0,
         momentum_label=0.9,
@@ -626,17 +671,15 @@ _DATM_CIFAR10: dict[tuple[str, Any], dict[str, Any]] = {
         expansion_iterations=2000,
         lr_img=1000.0,
         lr_lr=1e-5,
-        lr_teacher=0.01,
+        syn_lr=0.01,
         batch_syn=500,
         lr_label=2.0,
         momentum_label=0.9,
         loss_threshold=1.0,
         zca=True,
     ),
-}
-_DATM_SMALL = {
     ("digits", "*"): {
-        **_MTT_PRESETS[("digits", "*")],
+        **_MTT_TABLE[("digits", "*")],
         "max_start_epoch": 4,
         "max_start_epoch_final": 10,
         "expansion_iterations": 500,
@@ -646,7 +689,7 @@ _DATM_SMALL = {
     ("digits", 1): {"max_start_epoch": 2, "max_start_epoch_final": 4},
     ("digits", 50): {"batch_syn": 100},
     ("mnist5k", "*"): {
-        **_MTT_PRESETS[("mnist5k", "*")],
+        **_MTT_TABLE[("mnist5k", "*")],
         "max_start_epoch": 4,
         "max_start_epoch_final": 8,
         "expansion_iterations": 250,
@@ -665,11 +708,15 @@ class DATM(_TrajectoryMatching):
     name = "datm"
     Config = DATMConfig
     label_mode = "logits"
-    presets = {**_DATM_CIFAR10, **_DATM_SMALL}
-
-    def _final_max_start(self) -> int:
-        c = self.config
-        return int(max(c.max_start_epoch, c.max_start_epoch_final or 0))
+    presets = presets_from(
+        _DATM_TABLE,
+        {
+            **_SOURCES,
+            "cifar10": "DATM repository configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml",
+            "digits": "ddkit CPU setting (MTT's, with DATM's window and labels)",
+            "mnist5k": "ddkit CPU setting (MTT's, with DATM's window and labels)",
+        },
+    )
 
     def _window(self, iteration: int) -> tuple[int, int]:
         """``[min_start_epoch, upper)`` with ``upper`` growing linearly from ``max_start_epoch`` to
@@ -678,14 +725,14 @@ class DATM(_TrajectoryMatching):
         lo, hi = int(c.min_start_epoch), int(c.max_start_epoch)
         if not c.max_start_epoch_final or c.max_start_epoch_final <= hi:
             return lo, hi
-        final = self._final_max_start()
+        final = c.final_max_start_epoch()
         span = max(1, int(c.expansion_iterations))
         upper = hi + int((final - hi) * iteration / span)
         return lo, min(upper, final)
 
     def _label_epoch(self) -> int:
         c = self.config
-        return self.buffer_.epochs if c.label_epoch is None else int(c.label_epoch)
+        return self.buffer_.epochs if c.label_epoch == "auto" else int(c.label_epoch)
 
     def _initial_set(self, data, ipc, g):
         epoch = self._label_epoch()

@@ -1,0 +1,119 @@
+"""KIP and the closed-form kernels: maths checks in float64, and "it learns" (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ddkit.methods import create_method
+from ddkit.methods.kernel.kernels import krr_predict, relu_fc_kernel
+
+
+def _points(n=6, d=16, seed=0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_kernel_is_symmetric_and_positive_semidefinite(kind, depth):
+    x = _points(8)
+    k = relu_fc_kernel(x, x, depth=depth, kind=kind)
+    torch.testing.assert_close(k, k.T)
+    assert torch.linalg.eigvalsh(k).min() > -1e-10
+    torch.testing.assert_close(relu_fc_kernel(x[:3], x, depth=depth, kind=kind), k[:3])
+
+
+def _wide_network(x: torch.Tensor, depth: int, width: int, outputs: int, g: torch.Generator):
+    """A random ReLU network in the NTK parameterisation; returns (outputs, parameters)."""
+    w_var, b_var = 2.0, 0.01
+    params, fan_in, h = [], x.shape[1], x
+    for layer in range(depth + 1):
+        out = outputs if layer == depth else width
+        w = torch.randn(fan_in, out, generator=g, dtype=x.dtype).requires_grad_(True)
+        b = torch.randn(out, generator=g, dtype=x.dtype).requires_grad_(True)
+        params += [w, b]
+        inp = h if layer == 0 else torch.relu(h)
+        h = math.sqrt(w_var / fan_in) * inp @ w + math.sqrt(b_var) * b
+        fan_in = out
+    return h, params
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_nngp_matches_the_output_covariance_of_a_wide_network(depth):
+    x = _points()
+    out, _ = _wide_network(x, depth, 4096, 4096, torch.Generator().manual_seed(1))
+    empirical = (out @ out.T / out.shape[1]).detach()
+    exact = relu_fc_kernel(x, x, depth=depth, kind="nngp")
+    assert torch.linalg.norm(empirical - exact) / torch.linalg.norm(exact) < 0.05
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_ntk_matches_the_empirical_tangent_kernel_of_a_wide_network(depth):
+    x = _points()
+    g = torch.Generator().manual_seed(2)
+    empirical = torch.zeros(len(x), len(x), dtype=x.dtype)
+    nets = 2
+    for _ in range(nets):
+        out, params = _wide_network(x, depth, 1536, 1, g)
+        rows = []
+        for i in range(len(x)):
+            grads = torch.autograd.grad(out[i, 0], params, retain_graph=True)
+            rows.append(torch.cat([gr.flatten() for gr in grads]))
+        jac = torch.stack(rows)
+        empirical += jac @ jac.T / nets
+    exact = relu_fc_kernel(x, x, depth=depth, kind="ntk")
+    assert torch.linalg.norm(empirical - exact) / torch.linalg.norm(exact) < 0.05
+
+
+def test_krr_equals_the_plain_linear_solve():
+    x, t = _points(5, seed=3), _points(4, seed=4)
+    y = torch.randn(5, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    k_ss, k_ts = relu_fc_kernel(x, x), relu_fc_kernel(t, x)
+    ridge = 1e-3 * torch.diagonal(k_ss).mean()
+    expect = k_ts @ torch.linalg.solve(k_ss + ridge * torch.eye(5, dtype=torch.float64), y)
+    torch.testing.assert_close(krr_predict(k_ts, k_ss, y, reg=1e-3), expect)
+
+
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_kernel_gradients_are_exact_in_float64(kind):
+    x = _points(3, d=5).requires_grad_(True)
+    y = _points(4, d=5, seed=7)
+    assert torch.autograd.gradcheck(lambda a: relu_fc_kernel(a, y, depth=2, kind=kind), (x,))
+
+
+def test_kip_is_found_and_reduces_its_loss():
+    from ddkit.testing import tiny_digits
+
+    train = tiny_digits().train
+    method = create_method("kip", batch_real=10, iterations=30, lr_img=0.05)
+    losses = []
+
+    class Record:
+        def on_start(self, *a):
+            pass
+
+        def on_step_end(self, m, it, metrics):
+            losses.append(metrics["loss"])
+
+        def on_end(self, *a):
+            pass
+
+    method.fit(train, 1, seed=0, callbacks=[Record()])
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+@pytest.mark.slow
+def test_kip_beats_random_real_images_on_digits_ipc1():
+    from ddkit.data import load_dataset
+    from ddkit.eval import evaluate
+
+    d = load_dataset("digits")
+    kip = create_method("kip", dataset="digits", ipc=1).fit(d.train, 1, seed=0)
+    rnd = create_method("random").fit(d.train, 1, seed=0)
+    acc = {
+        name: evaluate(s, d.test, "fast", seed=0).results[0].mean
+        for name, s in (("kip", kip), ("random", rnd))
+    }
+    assert acc["kip"] > acc["random"] + 0.02, acc

@@ -70,11 +70,12 @@ Auto = Literal["auto"]
 
 
 def none_to_auto(value: Any, options: Mapping[str, Any]) -> Any:
-    """Old spelling of "let ddkit choose": ``None`` (or ``0`` where 0 meant auto)."""
+    """An :class:`Alias` converter: ``None``, the old spelling of "let ddkit choose"."""
     return AUTO if value is None else value
 
 
 def zero_to_auto(value: Any, options: Mapping[str, Any]) -> Any:
+    """An :class:`Alias` converter: ``0``, the old spelling of "auto" for some counts."""
     return AUTO if value == 0 else value
 
 

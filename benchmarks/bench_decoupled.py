@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from ddkit.io import atomic_write_json
+
 
 def _parse_map(text: str) -> dict[int, int]:
     out = {}
@@ -185,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from ddkit.cli import _parse_options
     from ddkit.data import load_dataset
     from ddkit.eval import get_protocol
     from ddkit.eval.accounting import (
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from ddkit.eval.train import accuracy
     from ddkit.methods import METHODS, create_method, load_all
+    from ddkit.methods.config import parse_options
     from ddkit.methods.decoupled.relabel import relabel
     from ddkit.methods.decoupled.teacher import cached_teacher, teacher_bytes
 
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ipcs = [int(i) for i in args.ipcs.split(",")]
     methods = [m for m in args.methods.split(",") if m and (m in METHODS)]
     extra: dict[str, dict] = {}
-    for key, val in _parse_options(args.set).items():
+    for key, val in parse_options(args.set).items():
         if "." not in key:
             raise SystemExit(f"--set {key}=...: expected METHOD.OPTION=VALUE, e.g. rded.lr=0.1")
         meth, opt = key.split(".", 1)
@@ -239,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def dump() -> None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        atomic_write_json(out_path, results)
 
     lines: list[str] = []
 

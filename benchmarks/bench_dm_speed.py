@@ -22,9 +22,7 @@ Writes a Markdown table to stdout and JSON to ``benchmarks/results/dm_speed.json
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,42 +31,8 @@ import torch
 
 from ddkit.data import load_dataset
 from ddkit.io import atomic_write_json
+from ddkit.meter import PeakRSS, rss_bytes
 from ddkit.methods import create_method
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-class PeakRSS:
-    """Context manager: peak resident memory above the level at entry, sampled every ``dt`` s."""
-
-    def __init__(self, dt: float = 0.001) -> None:
-        self.dt, self.peak, self._stop = dt, 0, threading.Event()
-
-    def __enter__(self) -> PeakRSS:
-        self.base = _rss_bytes()
-        self.peak = self.base
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.dt)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def machine() -> dict[str, Any]:
@@ -97,11 +61,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.methods.split(","):
         common = {"batch_real": args.batch_real, "model": args.model, "device": args.device}
         if args.dsa_strategy:
-            common["dsa_strategy"] = args.dsa_strategy
+            common["augment"] = args.dsa_strategy
         methods = {}
         for v, over in variants.items():
             m = create_method(name, dataset=train.spec.name, ipc=args.ipc, **common, **over)
-            m.fit(train, args.ipc, iterations=0, seed=args.seed)  # init only; steps run below
+            m.start(train, args.ipc, seed=args.seed)  # the initial state; steps are timed below
             methods[v] = m
         cfg = next(iter(methods.values())).config
         times: dict[str, list[float]] = {v: [] for v in variants}
@@ -169,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_real": args.batch_real,
         "model": args.model,
         "machine": machine(),
-        "rss_at_end_mb": _rss_bytes() / 2**20,
+        "rss_at_end_mb": rss_bytes() / 2**20,
         "rows": rows,
     }
 

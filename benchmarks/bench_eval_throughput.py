@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
 from ddkit.bench import machine_info
 from ddkit.data import load_dataset
 from ddkit.eval import EvalProtocol, accuracy, run_seeds, train_networks
+from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
 
 
@@ -85,8 +85,7 @@ def main() -> None:
             f"{r['sequential_images_per_s']:.0f} | {r['speedup']:.2f}x | "
             f"{100 * r['vectorized_mean_acc']:.1f} / {100 * r['sequential_mean_acc']:.1f} |"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    atomic_write_json(args.out, {"machine": info, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -39,22 +39,21 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import json
 import os
 import platform
-import resource
 import sys
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import torch
 
 from ddkit.data import load_dataset
 from ddkit.data.dataset import ImageDataset
+from ddkit.io import atomic_write_json
+from ddkit.meter import PeakRSS, peak_rss_mb
 from ddkit.methods import create_method
 
 StepFn = Callable[[], torch.Tensor]
@@ -68,7 +67,7 @@ def distiller_pair(
 
     def make(vectorize: bool) -> StepFn:
         m = create_method(name, dataset=train.spec.name, ipc=ipc, vectorize=vectorize, **overrides)
-        m.fit(train, ipc, iterations=0, seed=seed)  # init only
+        m.start(train, ipc, seed=seed)  # the initial state; steps are timed below
         counter = itertools.count()
 
         def step() -> torch.Tensor:
@@ -98,49 +97,6 @@ METHODS: dict[str, PairFactory] = {
 }
 
 
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: deltas may then under-count
-        pass
-
-
-class PeakRSS:
-    """Peak resident set size (bytes) above the level at ``__enter__``, sampled every ``dt`` s."""
-
-    def __init__(self, dt: float = 0.001) -> None:
-        self.dt = dt
-        self.page = os.sysconf("SC_PAGE_SIZE")
-
-    def rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def __enter__(self) -> Self:
-        _malloc_trim()
-        self.base = self.peak = self.rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.dt)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-
-    @property
-    def delta_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
 def bench(
     name: str, train: ImageDataset, ipc: int, iters: int, seed: int, overrides: dict[str, Any]
 ) -> dict[str, Any]:
@@ -162,9 +118,9 @@ def bench(
                 out[label] = fn().clone()
                 dt = time.perf_counter() - t0
             rows[label]["seconds"].append(dt)
-            rows[label]["peak_mb"].append(mem.delta_mb)
+            rows[label]["peak_mb"].append(mem.extra_mb)
             print(
-                f"  {name} iteration {it} {label:<10} {dt:8.2f} s  peak +{mem.delta_mb:8.1f} MB",
+                f"  {name} iteration {it} {label:<10} {dt:8.2f} s  peak +{mem.extra_mb:8.1f} MB",
                 flush=True,
             )
         diffs.append(float((out["vectorised"] - out["loop"]).abs().max()))
@@ -257,15 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         r["env"] = {
             **env,
             "load_avg_end": os.getloadavg(),
-            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "ru_maxrss_mb": peak_rss_mb(),
         }
         results.append(r)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"matching_speed_{name}{args.suffix}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(r, indent=2))
-        tmp.replace(path)
+        atomic_write_json(Path(args.out) / f"matching_speed_{name}{args.suffix}.json", r)
     print()
     print(
         "| method | schedule (outer, inner) | real batch | s/iter vectorised | s/iter loop | speed-up | "

@@ -31,16 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_hwm() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
+from ddkit.io import atomic_write_json
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -48,6 +39,7 @@ def child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     from ddkit.data import load_dataset
+    from ddkit.meter import high_water_mb, reset_high_water, rss_bytes
     from ddkit.methods import create_method
     from ddkit.methods.trajectory import train_experts
 
@@ -57,7 +49,7 @@ def child(args: argparse.Namespace) -> dict:
     # one expert of 3 epochs is all one iteration needs (start epoch 0, target epoch 2)
     experts = Path(args.experts) / f"{args.dataset}-{model}"
     train_experts(
-        splits.train, model, 1, 3, experts, batch_size=probe.config.expert_batch_size, resume=True
+        splits.train, model, 1, 3, experts, batch_size=probe.config.expert_batch, resume=True
     )
     m = create_method(
         args.method,
@@ -70,16 +62,16 @@ def child(args: argparse.Namespace) -> dict:
         min_start_epoch=0,
         max_start_epoch=1,
     )
-    m.fit(splits.train, args.ipc, iterations=0, seed=0)  # init only
+    m.start(splits.train, args.ipc, seed=0)  # the initial state; steps are timed below
     peaks, times, cpu = [], [], []
     for it in range(args.iters):
-        _reset_hwm()
-        before = _status_kb("VmRSS")
+        reset_high_water()
+        before = rss_bytes() / 2**20
         t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
         m.step(it)
         times.append(time.perf_counter() - t0)
         cpu.append(resource.getrusage(resource.RUSAGE_SELF).ru_utime - c0)
-        peaks.append(_status_kb("VmHWM") - before)
+        peaks.append(high_water_mb() - before)
     c = m.config
     return {
         "method": args.method,
@@ -88,10 +80,10 @@ def child(args: argparse.Namespace) -> dict:
         "ipc": args.ipc,
         "model": model,
         "num_params": m.fm_.num_params,
-        "batch_syn": c.batch_syn or len(m.state_["images"]),
+        "batch_syn": c.batch_syn or args.ipc * splits.spec.num_classes,
         "backward": c.backward,
-        "peak_step_mb": max(peaks) / 1024.0,
-        "peaks_mb": [p / 1024.0 for p in peaks],
+        "peak_step_mb": max(peaks),
+        "peaks_mb": peaks,
         "seconds_per_iteration": statistics.median(times[1:]) if len(times) > 1 else times[0],
         "cpu_seconds_per_iteration": statistics.median(cpu[1:]) if len(cpu) > 1 else cpu[0],
         "times": times,
@@ -197,18 +189,14 @@ def main() -> None:
             )
     print()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "settings": vars(args) | {"child": None},
-                "rows": rows,
-                "ratio_max_over_min_n": ratios,
-            },
-            indent=2,
-        )
-        + "\n"
+    atomic_write_json(
+        out,
+        {
+            "machine": info,
+            "settings": vars(args) | {"child": None},
+            "rows": rows,
+            "ratio_max_over_min_n": ratios,
+        },
     )
     print(f"wrote {out}")
 

@@ -18,12 +18,12 @@ import argparse
 import json
 import time
 
-from ddkit.cli import _parse_options
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
 from ddkit.methods.base import Callback
+from ddkit.methods.config import parse_options
 
 
 class _Record(Callback):
@@ -65,9 +65,9 @@ def main() -> None:
     args = ap.parse_args()
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
     rows = []
-    fixed = _parse_options(args.set)
+    fixed = parse_options(args.set)
     for text in args.values.split(","):
-        value = _parse_options([f"{args.param}={text}"])[args.param]
+        value = parse_options([f"{args.param}={text}"])[args.param]
         m = create_method(
             args.method, dataset=args.dataset, ipc=args.ipc, **{**fixed, args.param: value}
         )
@@ -99,4 +99,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ddkit.errors import DDKitError
+
+    try:
+        main()
+    except DDKitError as exc:  # one line, no traceback
+        raise SystemExit(f"tune_val: {exc}") from None

@@ -223,3 +223,96 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     la = [json.loads(x) for x in (full / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
     assert la == lb and len(la) == 30
+
+
+# ------------------------------------------------------------------ one CLI vocabulary
+def _subparsers():
+    import argparse
+
+    from ddkit.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        ("distill", ("seed", "root", "quiet", "resume", "out")),
+        ("evaluate", ("seed", "root", "quiet", "out")),
+        ("experts", ("seed", "root", "quiet", "resume", "out")),
+        ("teacher", ("seed", "root", "out")),
+        ("demo", ("seed", "out")),
+        ("bench", ("seed",)),
+    ],
+)
+def test_shared_flags_are_defined_once(command, flags):
+    from ddkit.cli import COMMON_FLAGS
+
+    actions = {a.dest: a for a in _subparsers()[command]._actions}
+    for flag in flags:
+        assert flag in actions, f"{command} lacks --{flag}"
+        if flag in COMMON_FLAGS:
+            assert actions[flag].help == COMMON_FLAGS[flag]["help"], (command, flag)
+            assert actions[flag].default == COMMON_FLAGS[flag].get("default", False)
+
+
+def test_cli_defaults_are_read_from_the_api():
+    from ddkit.cli import defaults_of
+    from ddkit.methods.decoupled.teacher import train_teacher
+    from ddkit.methods.trajectory.experts import train_experts
+
+    experts = {a.dest: a.default for a in _subparsers()["experts"]._actions}
+    want = defaults_of(train_experts)
+    assert (experts["lr"], experts["momentum"], experts["batch_size"]) == (
+        want["lr"],
+        want["momentum"],
+        want["batch_size"],
+    )
+    teacher = {a.dest: a.default for a in _subparsers()["teacher"]._actions}
+    want = defaults_of(train_teacher)
+    assert (teacher["epochs"], teacher["lr"]) == (want["epochs"], want["lr"])
+
+
+def test_list_presets_prints_each_preset_with_its_source(capsys):
+    code, out, _ = run_cli(["list", "--presets", "idm"], capsys)
+    assert code == 0
+    assert "dataset cifar10, IPC 1: batch_real=5000" in out
+    assert "source: IDM authors' command.txt" in out
+    assert "ce_weight = 0.5" in out  # the defaults come first
+    code, _, err = run_cli(["list", "--presets", "nope"], capsys)
+    assert code == 2 and "unknown method 'nope'" in err
+
+
+def test_parse_options_reads_json_values_and_refuses_a_missing_equals_sign():
+    from ddkit.errors import ConfigError
+    from ddkit.methods.config import parse_options
+
+    assert parse_options(["a=1", "b=0.5", "c=true", "d=[1,2]", "e=text", "f=x=y"]) == {
+        "a": 1,
+        "b": 0.5,
+        "c": True,
+        "d": [1, 2],
+        "e": "text",
+        "f": "x=y",
+    }
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        parse_options(["lr_img"])
+
+
+def test_a_bad_option_value_is_one_line(capsys):
+    args = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1"]
+    code, _, err = run_cli([*args, "--set", "batch_real=1.5"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "batch_real must be an integer, got 1.5" in err
+
+
+def test_memory_meter_measures_a_block():
+    from ddkit.meter import PeakRSS, peak_rss_mb, rss_bytes
+
+    assert rss_bytes() > 0 and peak_rss_mb() > 0
+    with PeakRSS() as meter:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB
+        block += 1
+    assert meter.extra_mb > 32 and meter.seconds > 0 and meter.cpu_seconds >= 0
+    del block

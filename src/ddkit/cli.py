@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
+import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ddkit.errors import ConfigError, DDKitError
+from ddkit.methods.config import parse_options
 
 # The demo's method and budget, chosen on a validation split of digits (IPC 10, protocol fast,
 # 3 runs; never the test split): random real 88.4 %, dm (500 iterations, ~4 min) 89.0 %,
@@ -19,18 +20,31 @@ DEMO_METHOD = "dsa"
 DEMO_ITERATIONS = 10
 
 
-def _parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are parsed as JSON when possible (numbers, true, lists)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"option {item!r} must look like key=value")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
+#: Flags shared by sub-commands, defined once: ``add_common(parser, "seed", "root", ...)``.
+COMMON_FLAGS: dict[str, dict[str, Any]] = {
+    "seed": {"type": int, "default": 0, "help": "random seed: the same seed gives the same result"},
+    "root": {"default": None, "help": "data folder or file for on-disk datasets"},
+    "quiet": {"action": "store_true", "help": "no progress output"},
+    "resume": {
+        "action": "store_true",
+        "help": "continue the run folder's checkpoint (refused when its settings differ)",
+    },
+}
+
+
+def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:
+    """Add the shared flags ``names`` (keys of :data:`COMMON_FLAGS`) and, with ``out``, an
+    ``--out`` flag whose help text is ``out``."""
+    for name in names:
+        parser.add_argument(f"--{name}", **COMMON_FLAGS[name])
+    if out is not None:
+        parser.add_argument("--out", default=None, help=out)
+
+
+def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of ``fn``: CLI defaults are read from the API, not restated."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def _progress_default() -> bool:
@@ -45,6 +59,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ddkit.models import MODELS
 
     load_all()
+    if args.presets:
+        return _print_presets(METHODS.get(args.presets))
     sections = [
         ("datasets", DATASETS),
         ("models", MODELS),
@@ -63,6 +79,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_presets(cls: Any) -> int:
+    """A method's defaults and its presets, each with its source."""
+    print(f"{cls.name}: defaults (any dataset, any IPC)")
+    for key, value in cls().config_dict().items():
+        print(f"  {key} = {value!r}")
+    if not cls.presets:
+        print("no presets")
+    for p in cls.presets:
+        values = ", ".join(f"{k}={v!r}" for k, v in p.values.items())
+        print(f"dataset {p.dataset}, IPC {p.ipc}: {values}\n  source: {p.source}")
+    return 0
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from ddkit.runs import distill_run
 
@@ -75,7 +104,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         seed=args.seed,
         resume=args.resume,
-        options=_parse_options(args.set),
+        options=parse_options(args.set),
         root=args.root,
         checkpoint_every=args.checkpoint_every,
         progress=_progress_default() and not args.quiet,
@@ -156,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ddkit.methods import create_method
     from ddkit.runs import distill_run
 
-    out = Path(args.out)
+    out = Path(args.out or "runs/demo")
     splits = load_dataset("digits")
     ipc, protocol = 10, "fast"
     quick = SUITES.get("quick")
@@ -204,32 +233,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ddkit.methods.decoupled.cli import add_teacher_parser
+    from ddkit.methods.trajectory.cli import add_experts_parser
+
     p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser(
-        "list", help="list datasets, models, methods, selectors, protocols"
-    ).set_defaults(func=cmd_list)
+    ls = sub.add_parser("list", help="list datasets, models, methods, selectors, protocols")
+    ls.add_argument("--presets", metavar="METHOD", help="a method's defaults and presets")
+    ls.set_defaults(func=cmd_list)
 
     d = sub.add_parser("distill", help="distil a dataset into a synthetic set")
     d.add_argument("--dataset", required=True)
     d.add_argument("--method", required=True)
     d.add_argument("--ipc", type=int, required=True, help="images per class")
-    d.add_argument("--iterations", type=int, default=None)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument(
-        "--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)"
-    )
-    d.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's checkpoint"
-    )
+    d.add_argument("--iterations", type=int, default=None, help="default: the method's preset")
     d.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
     )
-    d.add_argument("--root", default=None, help="data folder/file for on-disk datasets")
     d.add_argument("--checkpoint-every", type=int, default=50)
-    d.add_argument("--quiet", action="store_true")
+    add_common(
+        d,
+        "seed",
+        "root",
+        "quiet",
+        "resume",
+        out="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)",
+    )
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser(
@@ -240,50 +271,43 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", type=int, default=None)
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument(
-        "--dataset", default=None, help="dataset for the test split (default: the set's)"
-    )
-    e.add_argument("--root", default=None)
-    e.add_argument("--out", default=None, help="eval.json path (default: next to the set)")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
+    add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)
 
-    b = sub.add_parser("bench", help="run a benchmark suite")
+    b = sub.add_parser("bench", help="run a benchmark suite (resumable: finished cells are kept)")
     b.add_argument("--suite", default="quick")
     b.add_argument(
-        "--methods",
-        default=None,
-        help="only these methods (comma-separated; 'full' for the full-data row)",
+        "--methods", default=None, help="only these methods (comma-separated; 'full': full data)"
     )
-    b.add_argument(
-        "--datasets", default=None, help="only these datasets of the suite (comma-separated)"
-    )
+    b.add_argument("--datasets", default=None, help="only these datasets (comma-separated)")
     b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
     b.add_argument("--results", default="benchmarks/results")
     b.add_argument("--markdown", default="BENCHMARKS.md")
-    b.add_argument("--seed", type=int, default=0)
     b.add_argument("--fresh", action="store_true", help="ignore earlier results of this suite")
+    add_common(b, "seed")
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("demo", help="distil digits at IPC 10 and compare with random and full data")
-    m.add_argument("--out", default="runs/demo")
     m.add_argument("--method", default=DEMO_METHOD)
     m.add_argument("--iterations", type=int, default=None)
-    m.add_argument("--seed", type=int, default=0)
+    add_common(m, "seed", out="run folder (default runs/demo)")
     m.set_defaults(func=cmd_demo)
 
-    for mod, adder, runner in (
-        ("ddkit.methods.trajectory.cli", "add_experts_parser", "run_experts"),
-        ("ddkit.methods.decoupled.cli", "add_teacher_parser", "run_teacher"),
-    ):
-        try:
-            module = __import__(mod, fromlist=[adder])
-        except ImportError:
-            continue
-        sp = getattr(module, adder)(sub)
-        sp.set_defaults(func=getattr(module, runner))
+    add_experts_parser(sub).set_defaults(func=_lazy("ddkit.methods.trajectory.cli", "run_experts"))
+    add_teacher_parser(sub).set_defaults(func=_lazy("ddkit.methods.decoupled.cli", "run_teacher"))
     return p
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A sub-command function imported when it runs (keeps ``ddkit --help`` fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

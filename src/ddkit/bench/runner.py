@@ -10,13 +10,13 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.io import atomic_write_bytes, atomic_write_json, read_json
+from ddkit.meter import peak_rss_mb
 
 
 def machine_info() -> dict[str, Any]:
@@ -40,10 +40,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> dict[str, Any]:
     """Distil and evaluate one cell (run inside a child process)."""
     from ddkit.data import load_dataset
@@ -53,7 +49,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
 
     load_all()
     splits = load_dataset(dataset)
-    base_rss = _rss_mb()
+    base_rss = peak_rss_mb()
     t0 = time.perf_counter()
     if method == "full":
         syn, iters = SyntheticSet.from_real(splits.train), 0
@@ -65,7 +61,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         epochs = suite.epochs
         kind = METHODS.get(method).kind
     distill_s = time.perf_counter() - t0
-    peak_distill = _rss_mb() - base_rss
+    peak_distill = peak_rss_mb() - base_rss
     model = suite.models.get(dataset)
     report = evaluate(
         syn,
@@ -95,7 +91,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         "distill_seconds": distill_s,
         "eval_seconds": report.seconds,
         "peak_distill_mb": max(peak_distill, 0.0),
-        "peak_total_mb": _rss_mb(),
+        "peak_total_mb": peak_rss_mb(),
         "seed": seed,
     }
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 import types
 import typing
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -61,6 +62,7 @@ __all__ = [
     "interval",
     "none_to_auto",
     "one_of",
+    "parse_options",
     "presets_from",
     "zero_to_auto",
 ]
@@ -185,6 +187,21 @@ def presets_from(
     """Presets from a ``{(dataset, ipc): values}`` table; ``source[dataset]`` says where each
     dataset's values come from."""
     return tuple(Preset(d, ipc, dict(v), source[d]) for (d, ipc), v in table.items())
+
+
+def parse_options(items: Iterable[str]) -> dict[str, Any]:
+    """Options given as text, ``["key=value", ...]`` (the CLI's ``--set``): values are read as
+    JSON where they parse (numbers, ``true``, ``null``, lists), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {item!r} must look like key=value")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 # ------------------------------------------------------------------------------- config

@@ -12,9 +12,12 @@ from ddkit.errors import ConfigError
 
 
 def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``teacher`` sub-command to ``subparsers``; the caller sets ``func=run_teacher``."""
-    from ddkit.methods.decoupled.teacher import DEFAULT_MODEL
+    """Add the ``teacher`` sub-command to ``subparsers``; the caller sets ``func=run_teacher``.
+    Defaults are those of :func:`~ddkit.methods.decoupled.teacher.train_teacher`."""
+    from ddkit.cli import add_common, defaults_of
+    from ddkit.methods.decoupled.teacher import DEFAULT_MODEL, train_teacher
 
+    default = defaults_of(train_teacher)
     t = subparsers.add_parser(
         "teacher", help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON)"
     )
@@ -24,21 +27,17 @@ def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help=f"a model with BatchNorm for SRe2L (default {DEFAULT_MODEL})",
     )
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=0.05)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=default["epochs"])
+    t.add_argument("--lr", type=float, default=default["lr"])
     t.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
         help="held-out part of train for the reported validation accuracy (0: none)",
     )
-    t.add_argument(
-        "--out",
-        default=None,
-        help="output folder (default runs/teachers/<dataset>-<model>-s<seed>)",
+    add_common(
+        t, "seed", "root", out="output folder (default runs/teachers/<dataset>-<model>-s<seed>)"
     )
-    t.add_argument("--root", default=None, help="data folder for on-disk datasets")
     return t
 
 

@@ -7,7 +7,11 @@ import argparse
 
 def add_experts_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``experts`` sub-command to the ``ddkit`` parser; returns it (the caller sets
-    ``func=run_experts``)."""
+    ``func=run_experts``). Defaults are those of :func:`train_experts`."""
+    from ddkit.cli import add_common, defaults_of
+    from ddkit.methods.trajectory.experts import train_experts
+
+    default = defaults_of(train_experts)
     p = subparsers.add_parser(
         "experts",
         help="train expert trajectories for MTT/TESLA/DATM (resumable; several processes may share --out)",
@@ -18,24 +22,16 @@ def add_experts_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument(
         "--epochs", type=int, required=True, help="epochs per expert (a snapshot after each)"
     )
-    p.add_argument("--out", default=None, help="folder (default runs/experts/<dataset>-<model>)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue unfinished experts left by an earlier run in --out",
-    )
-    p.add_argument(
-        "--lr", type=float, default=0.01, help="SGD learning rate (default 0.01, as MTT)"
-    )
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0, as MTT)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=default["lr"], help="SGD learning rate (MTT's)")
+    p.add_argument("--momentum", type=float, default=default["momentum"], help="SGD momentum")
+    p.add_argument("--batch-size", type=int, default=default["batch_size"])
     p.add_argument("--no-augment", action="store_true", help="train without DSA augmentation")
     p.add_argument(
         "--zca", action="store_true", help="ZCA-whiten the data (recorded in every file)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--root", default=None, help="data folder/file for on-disk datasets")
-    p.add_argument("--quiet", action="store_true")
+    add_common(
+        p, "seed", "root", "quiet", "resume", out="folder (default runs/experts/<dataset>-<model>)"
+    )
     return p
 
 

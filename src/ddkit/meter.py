@@ -1,0 +1,106 @@
+"""Memory and time meters for benchmarks (one implementation, used by every script).
+
+Resident memory is read from ``/proc/self/statm`` where it exists (Linux), else from
+``getrusage``. :class:`PeakRSS` samples it on a thread, because PyTorch's allocations are not
+seen by ``tracemalloc``; before it starts, freed heap memory is handed back to the system
+(glibc ``malloc_trim``) so that one measured block does not hide the next one's allocations.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from typing import Any
+
+__all__ = [
+    "PeakRSS",
+    "high_water_mb",
+    "peak_rss_mb",
+    "release_free_memory",
+    "reset_high_water",
+    "rss_bytes",
+]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size since it started (``ru_maxrss``), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now, in bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # no procfs: the peak is the best available figure
+        return int(peak_rss_mb() * 2**20)
+
+
+def high_water_mb() -> float:
+    """The resident high-water mark (``VmHWM``) since :func:`reset_high_water`, in MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise OSError("VmHWM is not in /proc/self/status")
+
+
+def reset_high_water() -> None:
+    """Reset the kernel's resident high-water mark to the current size (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the system (glibc only; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakRSS:
+    """Context manager: the peak resident memory of a block above its level at entry, sampled
+    every ``dt`` seconds; also the block's wall and CPU seconds.
+
+    >>> with PeakRSS() as m:
+    ...     work()
+    >>> m.extra_mb, m.seconds, m.cpu_seconds
+    """
+
+    def __init__(self, dt: float = 0.001) -> None:
+        self.dt = dt
+        self.base = self.peak = 0
+        self.seconds = self.cpu_seconds = 0.0
+
+    def __enter__(self) -> PeakRSS:
+        release_free_memory()
+        self.base = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(self.dt)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self._t0
+        self.cpu_seconds = time.process_time() - self._c0
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def extra_mb(self) -> float:
+        """Peak resident memory above the level at entry, in MiB."""
+        return (self.peak - self.base) / 2**20

@@ -299,3 +299,16 @@ def test_dm_beats_random_real_on_digits_ipc1():
 def test_idm_beats_random_real_on_digits_ipc1():
     idm, rnd = _compare_with_random("idm", iterations=50, batch_real=64)
     assert idm > rnd + 0.02, (idm, rnd)
+
+
+def test_dm_network_is_reused_and_needs_no_gradient():
+    """DM draws its random network by re-initialising one module (no module built per
+    iteration), whose weights never require a gradient (no backward into them)."""
+    m = create_method("dm", batch_real=4)
+    m.fit(tiny_digits().train, 1, iterations=0, seed=0)
+    net = m.nets_.network
+    m.step(0)
+    m.step(1)
+    assert m.nets_.network is net
+    assert not any(p.requires_grad for p in net.parameters())
+    assert all(p.grad is None for p in net.parameters())

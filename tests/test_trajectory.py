@@ -438,3 +438,21 @@ def test_rough_student_warns(tmp_path):
     )
     with pytest.warns(UserWarning, match="normalises groups of only 4 values"):
         m.fit(_tiny_train(), 1, seed=0)
+
+
+def test_expert_cache_keys_are_unchanged(tmp_path):
+    """Expert folders are keyed by the data fingerprint and seeds derived from it; both were
+    recorded before they moved to ddkit.data.fingerprint / ddkit.rng (users' caches on disk)."""
+    from ddkit.methods import create_method
+    from ddkit.methods.trajectory import experts
+    from ddkit.methods.trajectory.methods import _auto_cache_dir
+    from ddkit.rng import derive_seed
+
+    assert experts.derive_seed is derive_seed
+    m = create_method("mtt", experts_cache="cache")
+    assert str(_auto_cache_dir(m.config, tiny_digits().train)) == str(
+        Path("cache") / "tiny-digits-convnet-c3d70ef9b4"
+    )
+    train_experts(tiny_digits().train, "convnet2", 1, 1, tmp_path, batch_size=64, augment=None)
+    meta = json.loads((tmp_path / "experts.json").read_text())
+    assert meta["data_fingerprint"] == "826a8883a99df4a1"

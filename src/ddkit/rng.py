@@ -1,11 +1,39 @@
-"""Seeded randomness for code that can only read torch's global RNG."""
+"""Seeds and seeded randomness.
+
+Everything random in ddkit draws from an explicit ``torch.Generator``. Three helpers cover the
+places where a plain integer seed is needed:
+
+* :func:`draw_seed` -- a seed drawn from a generator (advances it by one draw);
+* :func:`derive_seed` -- a seed hashed from a tuple such as ``(seed, expert, epoch)``, stable
+  across runs and platforms, for work that must be reproducible piece by piece (resumable files);
+* :func:`seeded_global_rng` -- run code that can only read torch's global RNG (layer
+  initialisers) from a seed, leaving the global state as it was.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+__all__ = ["SEED_BOUND", "derive_seed", "draw_seed", "seeded_global_rng"]
+
+#: Seeds drawn by :func:`draw_seed` lie in ``[0, SEED_BOUND)``.
+SEED_BOUND = 2**62
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """An integer seed in ``[0, 2**62)`` drawn from ``generator`` (one ``torch.randint`` draw)."""
+    return int(torch.randint(0, SEED_BOUND, (1,), generator=generator))
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from a tuple, e.g. ``(seed, expert, epoch)``: the first 8 bytes
+    (little-endian) of the SHA-256 of ``"p0:p1:..."``, so stable across runs and platforms."""
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
 @contextmanager

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
-from ddkit.models import create_model
-from ddkit.rng import seeded_global_rng
+from ddkit.models import create_model, reinitializable, reinitialize
+from ddkit.rng import draw_seed, seeded_global_rng
 
 
 def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
@@ -32,17 +34,73 @@ def initial_images(
     raise ConfigError(f"unknown init {init!r}; valid: noise, real")
 
 
-def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:
-    """A randomly initialised network whose init is drawn from ``generator`` (global RNG untouched)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+def build_network(name: str, spec: DatasetSpec, seed: int) -> nn.Module:
+    """``create_model(name)`` for ``spec``'s images, initialised under ``seed`` (the global RNG
+    is left as it was)."""
     with seeded_global_rng(seed):
-        spec = train.spec
         return create_model(
             name,
             num_classes=spec.num_classes,
             in_channels=spec.channels,
             image_size=spec.image_size,
         )
+
+
+def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:
+    """A new randomly initialised network whose init seed is drawn from ``generator``
+    (:func:`~ddkit.rng.draw_seed`; global RNG untouched). To draw one every iteration, build a
+    :class:`RandomNetwork` once instead."""
+    return build_network(name, train.spec, draw_seed(generator))
+
+
+class RandomNetwork:
+    """One module of ``name`` that :meth:`draw` re-initialises from a seed drawn from a
+    generator: each draw gives exactly the network :func:`fresh_network` would build from the
+    same generator state, without building a module per draw.
+
+    The module is built once (CPU, float32). A draw re-initialises it in place
+    (:func:`ddkit.models.reinitialize`) and, for another ``device`` or ``dtype``, copies the
+    weights into a converted copy (the same seed draws other numbers on another device or in
+    float64, so the draw itself always happens in CPU float32). A model that cannot be
+    re-initialised in place (:func:`ddkit.models.reinitializable` is false) is rebuilt per draw.
+    ``network`` is the module the draws return; its ``requires_grad`` flags and train/eval mode
+    are the caller's (a draw only resets values and clears ``.grad``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: DatasetSpec,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.name, self.spec = name, spec
+        self.device, self.dtype = torch.device(device), dtype
+        self.source = build_network(name, spec, 0)  # fails early on a bad model name
+        self.in_place = reinitializable(self.source)
+        converted = self.device.type != "cpu" or dtype != torch.float32
+        self.network = (
+            copy.deepcopy(self.source).to(self.device, dtype) if converted else self.source
+        )
+
+    def draw(self, generator: torch.Generator) -> nn.Module:
+        """Re-initialise :attr:`network` from ``draw_seed(generator)`` and return it."""
+        seed = draw_seed(generator)
+        if self.in_place:
+            reinitialize(self.source, seed)
+            fresh = self.source
+        else:
+            fresh = build_network(self.name, self.spec, seed)
+        if fresh is not self.network:
+            with torch.no_grad():
+                for dst, src in zip(self.network.parameters(), fresh.parameters()):
+                    dst.copy_(src)
+                for dst, src in zip(self.network.buffers(), fresh.buffers()):
+                    dst.copy_(src)
+        for p in self.network.parameters():
+            p.grad = None
+        return self.network
 
 
 def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:

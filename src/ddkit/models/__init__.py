@@ -2,6 +2,7 @@
 
 from ddkit.models import convnet as _convnet  # noqa: F401  (registers the ConvNet family)
 from ddkit.models import zoo as _zoo  # noqa: F401  (registers MLP, LeNet, AlexNet, VGG, ResNet, ViT)
+from ddkit.models.helpers import predict, reinitializable, reinitialize, reset_module
 from ddkit.models.registry import (
     MODELS,
     ClassifierModel,
@@ -17,5 +18,9 @@ __all__ = [
     "check_model_input",
     "create_model",
     "has_batchnorm",
+    "predict",
     "register_model",
+    "reinitializable",
+    "reinitialize",
+    "reset_module",
 ]

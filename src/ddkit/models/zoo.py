@@ -476,6 +476,17 @@ class ViT(ClassifierModel):
         self.num_features = dim
         self.classifier = nn.Linear(dim, num_classes)
 
+    def reset_parameters(self) -> None:
+        """Re-run the initialisers in the order ``__init__`` ran them (so that
+        :func:`ddkit.models.reinitialize` reproduces a ViT built under the same seed)."""
+        from ddkit.models.helpers import reset_module
+
+        self.patch_embed.reset_parameters()
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for part in (self.blocks, self.norm, self.classifier):
+            reset_module(part)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, dim)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)

@@ -35,7 +35,8 @@ from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Alias, one_of
 from ddkit.methods.coreset.base import Selector
-from ddkit.rng import seeded_global_rng
+from ddkit.models import predict
+from ddkit.rng import draw_seed, seeded_global_rng
 
 EMBEDDINGS = ("trained", "pixels", "random")
 
@@ -70,7 +71,7 @@ def train_feature_net(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
     net = fresh_network(model, train, generator).to(device)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = draw_seed(generator)
     images, labels = train.images.to(device), train.labels.to(device)
     n = len(train)
     if epochs > 0:
@@ -92,16 +93,15 @@ def train_feature_net(
     return net
 
 
-@torch.no_grad()
 def embed_images(net: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``net.embed`` features ``(N, F)`` of ``images``, in batches, without gradients (on CPU)."""
+    """``net.embed`` features ``(N, F)`` float32 on the CPU of ``images``, in batches, without
+    gradients (:func:`ddkit.models.predict`); leaves ``net`` in eval mode."""
     net.eval()
-    dev = next(net.parameters()).device
-    out = [
-        net.embed(images[s : s + batch_size].to(dev)).float().cpu()
-        for s in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out) if out else torch.zeros(0, getattr(net, "num_features", 0))
+    if not len(images):
+        return torch.zeros(0, getattr(net, "num_features", 0))
+    return predict(
+        net, images, batch_size=batch_size, method="embed", post=lambda f: f.float().cpu()
+    )
 
 
 # ------------------------------------------------------------------------ per-class padding

@@ -50,6 +50,8 @@ from ddkit.methods.decoupled.bn import BNStatLoss
 from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
 from ddkit.methods.decoupled.relabel import relabel, teacher_probs
 from ddkit.methods.decoupled.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
+from ddkit.models import predict
+from ddkit.rng import draw_seed
 
 _TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
 _TEST_TEACHER = {
@@ -213,7 +215,7 @@ class SRe2L(_TeacherMethod):
         self.state_["opt"] = torch.optim.Adam(
             [images], lr=cfg.lr_img, betas=tuple(cfg.betas), eps=1e-8
         )
-        self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self.state_["relabel_seed"] = draw_seed(generator)
         self.state_["generator"] = generator
 
     def step(self, iteration: int) -> dict[str, float]:
@@ -326,16 +328,13 @@ class RDED(_TeacherMethod):
             len(src) * r, (h, w), generator, scale=tuple(cfg.scale), ratio=(1.0, 1.0)
         )
         src_r = src.repeat_interleave(r)
+
         # 3. realism score: teacher cross-entropy to the class of the crop (zero-padded to full size)
-        ce = torch.empty(len(src_r))
-        with torch.no_grad():
-            for s in range(0, len(src_r), 1024):
-                sl = slice(s, s + 1024)
-                xin = self._score_input(train.images[src_r[sl]], boxes[sl], (ph, pw), (h, w))
-                ce[sl] = F.cross_entropy(
-                    self.teacher_(xin), train.labels[src_r[sl]], reduction="none"
-                )
-        ce = ce.view(len(src), r)
+        def crop_ce(rows: torch.Tensor) -> torch.Tensor:
+            xin = self._score_input(train.images[src_r[rows]], boxes[rows], (ph, pw), (h, w))
+            return F.cross_entropy(self.teacher_(xin), train.labels[src_r[rows]], reduction="none")
+
+        ce = predict(crop_ce, torch.arange(len(src_r)), batch_size=1024).view(len(src), r)
         # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
         best = torch.argsort(ce, dim=1, stable=True)[:, 0]
         best_ce = ce[torch.arange(len(src)), best]
@@ -357,7 +356,7 @@ class RDED(_TeacherMethod):
         self.state_["src"] = torch.stack(sel_src)  # (K, n_patch), best first
         self.state_["boxes"] = torch.stack(sel_box)  # (K, n_patch, 4)
         self.state_["scores"] = torch.stack(sel_ce)
-        self.state_["relabel_seed"] = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self.state_["relabel_seed"] = draw_seed(generator)
 
     @staticmethod
     def _score_input(

@@ -32,6 +32,7 @@ from torch import nn
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
+from ddkit.models import predict
 
 __all__ = [
     "VIEW_KEYS",
@@ -45,20 +46,22 @@ __all__ = [
 VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices")
 
 
-@torch.no_grad()
 def teacher_probs(
     teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = 512
 ) -> torch.Tensor:
-    """``softmax(teacher(x) / T)`` in batches, float32 ``(N, K)`` on ``x``'s device."""
+    """``softmax(teacher(x) / T)`` in batches without gradients (:func:`ddkit.models.predict`),
+    float32 ``(N, K)`` on ``x``'s device; leaves the teacher in eval mode."""
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}")
     teacher.eval()
-    dev = next(teacher.parameters()).device
-    out = [
-        F.softmax(teacher(x[s : s + batch_size].to(dev)).float() / temperature, dim=1).to(x.device)
-        for s in range(0, len(x), batch_size)
-    ]
-    return torch.cat(out) if out else torch.zeros((0, 0))
+    if not len(x):
+        return torch.zeros((0, 0))
+    return predict(
+        teacher,
+        x,
+        batch_size=batch_size,
+        post=lambda z: F.softmax(z.float() / temperature, dim=1).to(x.device),
+    )
 
 
 def teacher_targets_fn(

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_json, sha256_file
@@ -217,13 +218,10 @@ def teacher_bytes(path: str | os.PathLike) -> int:
 
 
 def dataset_fingerprint(data: ImageDataset) -> str:
-    """SHA-256 (hex, first 16 chars) of a dataset's images, labels and spec: the cache key part
-    that ties a teacher to the exact data it was trained on."""
-    h = hashlib.sha256()
-    h.update(data.images.detach().contiguous().cpu().numpy().tobytes())
-    h.update(data.labels.detach().contiguous().cpu().numpy().tobytes())
-    h.update(repr(sorted(data.spec.to_dict().items())).encode())
-    return h.hexdigest()[:16]
+    """SHA-256 (hex, first 16 chars) of a dataset's images, labels and spec
+    (:func:`ddkit.data.fingerprint.fingerprint`): the cache key part that ties a teacher to the
+    exact data it was trained on."""
+    return fingerprint(data, repr(sorted(data.spec.to_dict().items())))
 
 
 def teacher_cache_dir(

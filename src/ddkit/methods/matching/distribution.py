@@ -43,7 +43,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, fresh_network, initial_images, make_augment
+from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -56,6 +56,7 @@ from ddkit.methods.config import (
     zero_to_auto,
 )
 from ddkit.methods.matching.formation import decode, encode_real
+from ddkit.methods.pool import ModelPool
 
 __all__ = [
     "DM",
@@ -278,6 +279,10 @@ class DM(Distiller):
         self.dtype_ = _DTYPES[cfg.dtype]
         self.real_ = train.images.to(self.device_, self.dtype_)
         self.dsa_ = make_augment(cfg.augment, train.spec)
+        # one network, re-initialised from a drawn seed whenever a fresh one is needed; it is
+        # never trained here, so its weights need no gradient
+        self.nets_ = RandomNetwork(cfg.model, train.spec, device=self.device_, dtype=self.dtype_)
+        self.nets_.network.requires_grad_(False)
 
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator
@@ -299,10 +304,8 @@ class DM(Distiller):
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
 
     def _network(self, generator: torch.Generator) -> nn.Module:
-        net = fresh_network(self.config.model, self.train_, generator).to(self.device_, self.dtype_)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return net.train()
+        """A freshly initialised network (seed drawn from ``generator``), in training mode."""
+        return self.nets_.draw(generator).train()
 
     def _real_batch(self, generator: torch.Generator) -> torch.Tensor:
         idx = self.train_.sample_per_class(self.config.batch_real, generator)  # (K, B)
@@ -347,18 +350,6 @@ class DM(Distiller):
 
 
 # ============================================================================ IDM
-def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
-
-
-def _load_flat(targets: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
-    with torch.no_grad():
-        i = 0
-        for t in targets:
-            t.copy_(flat[i : i + t.numel()].view_as(t))
-            i += t.numel()
-
-
 @register_method
 class IDM(DM):
     """idm: improved distribution matching -- partitioning, model queue, class-aware regulariser (Zhao et al., CVPR 2023).
@@ -383,8 +374,8 @@ class IDM(DM):
     which the vectorised step needs. ``acc`` is measured over the network's latest training
     round (the reference's meter averages since the last evaluation, every 100 iterations). The
     reference's IPC-1 selection of the 2560 lowest-loss real images (only without partitioning)
-    is not implemented. Queue state (flat parameter vectors, momentum, buffers, accuracies) lives
-    in ``state_``, so checkpoint/resume is exact.
+    is not implemented. The queue is a :class:`~ddkit.methods.pool.ModelPool` (flat parameter
+    vectors, momentum, buffers, accuracies in ``state_``), so checkpoint/resume is exact.
 
     ``result()`` returns the decoded set: ``ipc * factor^2`` images per class, ready for any
     evaluation. The storage budget is the ``ipc`` stored images per class, recorded as
@@ -489,37 +480,19 @@ class IDM(DM):
         k, s = train.spec.num_classes, ipc * self.factor_**2
         self.syn_labels_ = class_labels(k, s).to(self.device_)
         # queue: each network is a flat parameter vector + momentum (+ its buffers, for BN)
-        self.state_.update(
-            {"queue_params": [], "queue_momentum": [], "queue_buffers": [], "queue_acc": []}
+        self.queue_ = ModelPool(
+            self.state_,
+            copy.deepcopy(self.nets_.network),
+            self.config.net_num,
+            prefix="queue",
+            score="acc",
         )
-        self.template_: nn.Module | None = None
         for _ in range(self.config.net_init_num):
             self._push_network(generator)
 
     def _push_network(self, generator: torch.Generator) -> None:
-        st = self.state_
-        net = fresh_network(self.config.model, self.train_, generator).to(self.device_, self.dtype_)
-        if self.template_ is None:
-            self.template_ = copy.deepcopy(net)
-            self.n_buffers_ = len(list(net.buffers()))
-        if len(st["queue_params"]) >= self.config.net_num:
-            st["queue_params"].pop(0)
-            st["queue_momentum"].pop(0)
-            st["queue_acc"].pop(0)
-            del st["queue_buffers"][: self.n_buffers_]
-        params = _flat(list(net.parameters())).to(self.device_, self.dtype_)
-        st["queue_params"].append(params)
-        st["queue_momentum"].append(torch.zeros_like(params))
-        st["queue_buffers"].extend(b.detach().clone() for b in net.buffers())
-        st["queue_acc"].append(0.0)
-
-    def _load(self, j: int, net: nn.Module) -> nn.Module:
-        _load_flat(list(net.parameters()), self.state_["queue_params"][j])
-        nb = self.n_buffers_
-        with torch.no_grad():
-            for b, src in zip(net.buffers(), self.state_["queue_buffers"][j * nb : (j + 1) * nb]):
-                b.copy_(src)
-        return net
+        """A freshly initialised network joins the queue (never trained: accuracy 0)."""
+        self.queue_.push(self.nets_.draw(generator), score=0.0)
 
     # ---------------------------------------------------------------- one iteration
     def step(self, iteration: int) -> dict[str, float]:
@@ -528,20 +501,23 @@ class IDM(DM):
         k = self.train_.spec.num_classes
         if iteration % cfg.net_generate_interval == 0:
             self._push_network(g)
-        n_nets = len(st["queue_params"])
+        queue = self.queue_
+        n_nets = len(queue)
         chosen = torch.randperm(n_nets, generator=g)[: cfg.match_net_num].tolist()
         images, opt = st["images"], st["opt"]
         syn = self._syn_view(decode(images, self.factor_))  # (K, ipc * f^2, C, H, W)
         total = torch.zeros((), device=self.device_, dtype=self.dtype_)
         dm_sum, ce_sum = 0.0, 0.0
+        queue.template.eval().requires_grad_(False)
         for j in chosen:
-            net = self._load(j, copy.deepcopy(self.template_)).eval()
-            for p in net.parameters():
-                p.requires_grad_(False)
+
+            def embed(x: torch.Tensor, j: int = j) -> torch.Tensor:
+                return queue.call(j, "embed", x)
+
             real = self._real_batch(g)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
             real_mean, syn_emb = match_embeddings(
-                net.embed,
+                embed,
                 real,
                 syn,
                 self.dsa_,
@@ -551,9 +527,9 @@ class IDM(DM):
             )
             loss = _mean_match(real_mean, syn_emb)
             dm_sum += float(loss.detach())
-            weight = cfg.ce_weight * st["queue_acc"][j]
+            weight = cfg.ce_weight * queue.score(j)
             if weight > 0:
-                logits = net.classifier(syn_emb.flatten(0, 1))
+                logits = queue.call(j, "classifier", syn_emb.flatten(0, 1))
                 ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(k, -1)
                 if ce.shape[1] == 1:  # reference, IPC 1 without partitioning: only misclassified
                     ce = ce * (logits.argmax(1) != self.syn_labels_).view(k, 1).to(ce.dtype)
@@ -577,26 +553,18 @@ class IDM(DM):
         """Advance ``train_net_num`` random queue networks by ``model_train_steps`` SGD steps on
         random real batches (all classes, no augmentation); record each one's accuracy (%) on
         those batches, which weights its class-aware regulariser."""
-        cfg, st = self.config, self.state_
+        cfg, queue = self.config, self.queue_
         if cfg.train_net_num == 0 or cfg.model_train_steps == 0:
             return float("nan")
         n = len(self.real_)
         bs = min(cfg.batch_net, n)
-        picks = torch.randperm(len(st["queue_params"]), generator=generator)[
-            : cfg.train_net_num
-        ].tolist()
-        net = self.template_
+        picks = torch.randperm(len(queue), generator=generator)[: cfg.train_net_num].tolist()
+        net = queue.template
         params = list(net.parameters())
         accs = []
         for j in picks:
-            self._load(j, net).train()
-            for p in params:
-                p.requires_grad_(True)
-            mom = st["queue_momentum"][j]
-            bufs, i = [], 0
-            for p in params:  # views into the flat momentum vector: updated in place
-                bufs.append(mom[i : i + p.numel()].view_as(p))
-                i += p.numel()
+            queue.load(j).train().requires_grad_(True)
+            bufs = queue.split(queue.momentum(j))  # views: updated in place
             correct = 0
             for _ in range(cfg.model_train_steps):
                 idx = torch.randperm(n, generator=generator)[:bs].to(self.device_)
@@ -608,16 +576,11 @@ class IDM(DM):
                         buf.mul_(cfg.momentum_net).add_(gr + cfg.weight_decay_net * p)
                         p.sub_(cfg.lr_net * buf)
                 correct += int((logits.argmax(1) == y).sum())
-            with torch.no_grad():
-                st["queue_params"][j].copy_(_flat(params))
-                nb = self.n_buffers_
-                for dst, b in zip(st["queue_buffers"][j * nb : (j + 1) * nb], net.buffers()):
-                    dst.copy_(b)
+            queue.store(j)
             acc = 100.0 * correct / (cfg.model_train_steps * bs)
-            st["queue_acc"][j] = acc
+            queue.set_score(j, acc)
             accs.append(acc)
-        for p in params:
-            p.requires_grad_(False)
+        net.requires_grad_(False)
         return sum(accs) / len(accs)
 
     def result(self) -> SyntheticSet:

@@ -14,6 +14,10 @@
   (:class:`ddkit.augment.DSA`, "Siamese"); the network's inner-loop training also sees
   augmented synthetic images (one draw per sample), as in the authors' code.
 
+The network is built once and re-initialised every outer iteration from a seed drawn from the
+run's generator (:class:`ddkit.methods.common.RandomNetwork`): the same weights as building a new
+one, in the dtype of the training images.
+
 Hyper-parameters (the authors' code, shared by DC and DSA): 1000 outer iterations, synthetic lr
 0.1 with momentum 0.5, real batch 256 per class, network lr 0.01 (no momentum), inner-loop
 batch 256, distance ``"ours"``, and the (outer_loop, inner_loop) schedule per IPC
@@ -63,7 +67,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, fresh_network, initial_images, make_augment
+from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -234,9 +238,9 @@ class DC(Distiller):
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
         self.labels_ = class_labels(spec.num_classes, ipc)
-        fresh_network(
-            cfg.model, train, torch.Generator().manual_seed(0)
-        )  # fail early on a bad model
+        # one network, re-initialised from a drawn seed every outer iteration (in the data's
+        # dtype: float64 data gives a float64 network)
+        self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
         self.state_["images"] = images
         self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
@@ -246,8 +250,7 @@ class DC(Distiller):
     def step(self, iteration: int) -> dict[str, float]:
         cfg = self.config
         g: torch.Generator = self.state_["generator"]
-        net = fresh_network(cfg.model, self.train_, g)
-        net.train()
+        net = self.nets_.draw(g).train()
         opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=cfg.momentum_net)
         total = 0.0
         for ol in range(self.outer_loop_):

@@ -27,24 +27,31 @@ process is gone (same host, pid not alive) is stale and is taken over.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
-from ddkit.rng import seeded_global_rng
+from ddkit.methods.common import build_network
+from ddkit.models import predict
+from ddkit.rng import derive_seed
+
+if TYPE_CHECKING:
+    from ddkit.augment import DSA
+    from ddkit.methods.trajectory.student import FlatModel
 
 __all__ = ["ExpertBuffer", "train_experts", "load_experts", "derive_seed", "apply_zca"]
 
@@ -66,12 +73,6 @@ _MUST_MATCH = (
     "zca",
     "seed",
 )
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from a tuple, e.g. ``(seed, expert, epoch)`` (stable across runs/platforms)."""
-    h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
 def _expert_dir(root: Path, e: int) -> Path:
@@ -161,6 +162,19 @@ def _claimed_by_other(root: Path, e: int) -> bool:
     return True
 
 
+@contextmanager
+def _claim(root: Path, e: int) -> Iterator[bool]:
+    """Claim expert ``e`` for the block (:func:`try_claim`); yields whether we hold it, and
+    releases it afterwards."""
+    if not try_claim(root, e):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release(root, e)
+
+
 # ---------------------------------------------------------------------------- ZCA
 def apply_zca(data: ImageDataset, zca) -> ImageDataset:
     """``data`` with ZCA-whitened images and ``spec.transform = "zca"``."""
@@ -170,53 +184,172 @@ def apply_zca(data: ImageDataset, zca) -> ImageDataset:
     return ImageDataset(zca.transform(data.images), data.labels, spec)
 
 
-# ---------------------------------------------------------------------------- training
-def _model_for(model: str, spec: DatasetSpec, seed: int):
-    from ddkit.models import create_model
+# ---------------------------------------------------------------------------- the recipe
+@dataclass(frozen=True)
+class _Recipe:
+    """What every expert of one folder is trained with."""
 
-    with seeded_global_rng(seed):
-        return create_model(
-            model,
-            num_classes=spec.num_classes,
-            in_channels=spec.channels,
-            image_size=spec.image_size,
+    fm: FlatModel
+    images: torch.Tensor
+    labels: torch.Tensor
+    model: str  # lower case
+    spec: DatasetSpec
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    augment: str | None  # DSA strategy
+    dsa: DSA | None
+    seed: int
+    epochs: int
+    header: dict[str, str]  # safetensors metadata of every snapshot
+
+
+def _make_recipe(
+    train: ImageDataset,
+    model: str,
+    epochs: int,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int,
+    augment: str | None,
+    zca: bool,
+    seed: int,
+) -> _Recipe:
+    from ddkit.augment import DSA
+    from ddkit.methods.trajectory.student import FlatModel
+
+    strategy = _augment_strategy(augment, train.spec)
+    name = str(model).lower()
+    return _Recipe(
+        fm=FlatModel(build_network(name, train.spec, 0)),
+        images=train.images,
+        labels=train.labels,
+        model=name,
+        spec=train.spec,
+        lr=float(lr),
+        momentum=float(momentum),
+        weight_decay=float(weight_decay),
+        batch_size=int(batch_size),
+        augment=strategy,
+        dsa=DSA(strategy) if strategy else None,
+        seed=int(seed),
+        epochs=int(epochs),
+        header=_snapshot_header(train.spec, name, zca, lr, seed),
+    )
+
+
+def _check_arguments(
+    num_experts: int, epochs: int, batch_size: int, lr: float, momentum: float
+) -> None:
+    for name, v, lo in (
+        ("num_experts", num_experts, 1),
+        ("epochs", epochs, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if int(v) != v or v < lo:
+            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+
+
+def _splits(
+    splits_or_train: DatasetSplits | ImageDataset,
+) -> tuple[ImageDataset, ImageDataset | None]:
+    if isinstance(splits_or_train, DatasetSplits):
+        train, test = splits_or_train.train, splits_or_train.test
+    elif isinstance(splits_or_train, ImageDataset):
+        train, test = splits_or_train, None
+    else:
+        raise DataError("train_experts needs DatasetSplits or an ImageDataset")
+    if train.spec.transform is not None:
+        raise DataError(
+            f"train_experts expects un-whitened data (spec.transform={train.spec.transform!r}); "
+            "pass zca=True instead"
         )
+    return train, test
 
 
-def _train_epoch(
-    fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa
-):
-    """One epoch of SGD on the flat vector ``theta`` (torch.optim.SGD's update rule, dampening 0)."""
-    n = len(images)
-    perm = torch.randperm(n, generator=gen)
-    total, count = 0.0, 0
-    for s in range(0, n, batch_size):
-        idx = perm[s : s + batch_size]
-        x = images[idx]
-        if dsa is not None:
-            x = dsa(x, gen, shared=False)
-        w = theta.detach().requires_grad_(True)
-        loss = F.cross_entropy(fm(w, x), labels[idx])
-        (g,) = torch.autograd.grad(loss, w)
-        with torch.no_grad():
-            if weight_decay:
-                g = g + weight_decay * theta
-            if momentum:
-                buf = g.clone() if buf is None else buf.mul(momentum).add_(g)
-                g = buf
-            theta = theta - lr * g
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
-    return theta, buf, total / max(count, 1)
+def _whiten(
+    root: Path, train: ImageDataset, test: ImageDataset | None
+) -> tuple[ImageDataset, ImageDataset | None]:
+    """ZCA-whiten both splits with the folder's ZCA (fitted on ``train`` and saved if new)."""
+    from ddkit.augment import ZCA
+
+    zpath = root / ZCA_FILE
+    if zpath.exists():
+        zca_obj = ZCA.from_tensors(load_tensors(zpath))
+    else:
+        zca_obj = ZCA().fit(train.images)
+        save_tensors(zpath, zca_obj.to_tensors())
+    return apply_zca(train, zca_obj), (apply_zca(test, zca_obj) if test is not None else None)
 
 
-def _fingerprint(data: ImageDataset) -> str:
-    h = hashlib.sha256()
-    h.update(data.images.detach().contiguous().numpy().tobytes())
-    h.update(data.labels.numpy().tobytes())
-    return h.hexdigest()[:16]
+def _augment_strategy(augment: str | None, spec: DatasetSpec) -> str | None:
+    from ddkit.augment import default_strategy
+
+    if not augment:
+        return None
+    return default_strategy(spec.channels, spec.name) if augment == "dsa" else str(augment)
 
 
+def _folder_meta(recipe: _Recipe, train: ImageDataset, zca: bool) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": train.spec.to_dict(),
+        "model": recipe.model,
+        "params": recipe.fm.param_layout(),
+        "num_params": recipe.fm.num_params,
+        "lr": recipe.lr,
+        "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay,
+        "batch_size": recipe.batch_size,
+        "augment": recipe.augment,
+        "zca": bool(zca),
+        "seed": recipe.seed,
+        "epochs": recipe.epochs,
+        "data_fingerprint": fingerprint(train),
+    }
+
+
+def _write_folder_meta(root: Path, meta: dict[str, Any]) -> None:
+    """Write ``experts.json``, refusing a folder whose experts were trained otherwise; the
+    recorded number of epochs only grows."""
+    mpath = root / META_FILE
+    if mpath.exists():
+        old = read_json(mpath)
+        diff = [k for k in _MUST_MATCH + ("data_fingerprint",) if old.get(k) != meta[k]]
+        if diff:
+            raise ConfigError(
+                f"expert folder {str(root)!r} holds experts trained with different {', '.join(diff)}; "
+                "use another --out folder"
+            )
+        if int(old.get("epochs", 0)) > meta["epochs"]:
+            meta = {**meta, "epochs": int(old["epochs"])}
+    if not mpath.exists() or read_json(mpath) != meta:
+        atomic_write_json(mpath, meta)
+
+
+def _snapshot_header(
+    spec: DatasetSpec, model: str, zca: bool, lr: float, seed: int
+) -> dict[str, str]:
+    return {
+        "dataset": spec.name,
+        "model": model,
+        "mean": json.dumps(list(spec.mean)),
+        "std": json.dumps(list(spec.std)),
+        "zca": str(bool(zca)).lower(),
+        "lr": repr(float(lr)),
+        "seed": str(int(seed)),
+    }
+
+
+# ---------------------------------------------------------------------------- training
 def train_experts(
     splits_or_train: DatasetSplits | ImageDataset,
     model: str,
@@ -249,182 +382,151 @@ def train_experts(
 
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """
-    from ddkit.augment import DSA, ZCA, default_strategy
-    from ddkit.methods.trajectory.student import FlatModel
-
-    if isinstance(splits_or_train, DatasetSplits):
-        train, test = splits_or_train.train, splits_or_train.test
-    elif isinstance(splits_or_train, ImageDataset):
-        train, test = splits_or_train, None
-    else:
-        raise DataError("train_experts needs DatasetSplits or an ImageDataset")
-    for name, v, lo in (
-        ("num_experts", num_experts, 1),
-        ("epochs", epochs, 1),
-        ("batch_size", batch_size, 1),
-    ):
-        if int(v) != v or v < lo:
-            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got {lr}")
-    if not 0 <= momentum < 1:
-        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
-    if train.spec.transform is not None:
-        raise DataError(
-            f"train_experts expects un-whitened data (spec.transform={train.spec.transform!r}); "
-            "pass zca=True instead"
-        )
+    train, test = _splits(splits_or_train)
+    _check_arguments(num_experts, epochs, batch_size, lr, momentum)
     say = progress if callable(progress) else (print if progress else (lambda msg: None))
     root = ensure_writable_dir(out_dir)
-
-    zca_obj = None
     if zca:
-        zpath = root / ZCA_FILE
-        if zpath.exists():
-            zca_obj = ZCA.from_tensors(load_tensors(zpath))
-        else:
-            zca_obj = ZCA().fit(train.images)
-            save_tensors(zpath, zca_obj.to_tensors())
-        train = apply_zca(train, zca_obj)
-        if test is not None:
-            test = apply_zca(test, zca_obj)
-
-    probe = _model_for(model, train.spec, 0)
-    fm = FlatModel(probe)
-    strategy = None
-    if augment:
-        strategy = (
-            default_strategy(train.spec.channels, train.spec.name)
-            if augment == "dsa"
-            else str(augment)
-        )
-    dsa = DSA(strategy) if strategy else None
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "spec": train.spec.to_dict(),
-        "model": str(model).lower(),
-        "params": fm.param_layout(),
-        "num_params": fm.num_params,
-        "lr": float(lr),
-        "momentum": float(momentum),
-        "weight_decay": float(weight_decay),
-        "batch_size": int(batch_size),
-        "augment": strategy,
-        "zca": bool(zca),
-        "seed": int(seed),
-        "epochs": int(epochs),
-        "data_fingerprint": _fingerprint(train),
-    }
-    mpath = root / META_FILE
-    if mpath.exists():
-        old = read_json(mpath)
-        diff = [k for k in _MUST_MATCH + ("data_fingerprint",) if old.get(k) != meta[k]]
-        if diff:
-            raise ConfigError(
-                f"expert folder {str(root)!r} holds experts trained with different {', '.join(diff)}; "
-                "use another --out folder"
-            )
-        if int(old.get("epochs", 0)) > epochs:
-            meta["epochs"] = int(old["epochs"])
-    if not mpath.exists() or read_json(mpath) != meta:
-        atomic_write_json(mpath, meta)
-    total_epochs = int(epochs)
-
-    header = {
-        "dataset": train.spec.name,
-        "model": meta["model"],
-        "mean": json.dumps(list(train.spec.mean)),
-        "std": json.dumps(list(train.spec.std)),
-        "zca": str(bool(zca)).lower(),
-        "lr": repr(float(lr)),
-        "seed": str(int(seed)),
-    }
-
+        train, test = _whiten(root, train, test)
+    recipe = _make_recipe(
+        train,
+        model,
+        epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        augment=augment,
+        zca=zca,
+        seed=seed,
+    )
+    _write_folder_meta(root, _folder_meta(recipe, train, zca))
     if not resume:
-        unfinished = []
-        for e in range(num_experts):
-            last = _last_epoch(root, e)
-            if last is not None and last < total_epochs and not _claimed_by_other(root, e):
-                unfinished.append(e)
-        if unfinished:
-            raise ConfigError(
-                f"expert folder {str(root)!r} holds unfinished experts {unfinished[:5]}"
-                f"{'...' if len(unfinished) > 5 else ''} from an earlier run; pass resume=True (--resume) "
-                "to continue them"
-            )
-
-    images, labels = train.images, train.labels
+        _refuse_unfinished(root, num_experts, recipe.epochs)
     for e in range(num_experts):
-        last = _last_epoch(root, e)
-        if last is not None and last >= total_epochs:
+        if _finished(root, e, recipe.epochs):
             continue
-        if not try_claim(root, e):
-            say(f"expert {e}: claimed by another process, skipping")
-            continue
-        try:
-            last = _last_epoch(root, e)  # re-read under the lock
-            if last is not None and last >= total_epochs:
-                continue
-            buf = None
-            if last is None:
-                net = _model_for(model, train.spec, derive_seed(seed, e, "init"))
-                theta = fm.flatten(net)
-                _write_snapshot(root, e, 0, theta, None, momentum, header)
-                last = 0
-            else:
-                snap = load_tensors(_epoch_file(root, e, last))
-                theta = snap["params"]
-                if momentum:
-                    buf = snap.get("momentum")
-                    if buf is None and last > 0:
-                        raise FileFormatError(
-                            f"{_epoch_file(root, e, last)} lacks the momentum buffer"
-                        )
-                say(f"expert {e}: resuming after epoch {last}")
-            for epoch in range(last, total_epochs):
-                gen = torch.Generator().manual_seed(derive_seed(seed, e, epoch))
-                theta, buf, loss = _train_epoch(
-                    fm,
-                    theta,
-                    buf,
-                    images,
-                    labels,
-                    gen,
-                    lr=lr,
-                    momentum=momentum,
-                    weight_decay=weight_decay,
-                    batch_size=batch_size,
-                    dsa=dsa,
-                )
-                if not torch.isfinite(theta).all():
-                    raise DataError(
-                        f"expert {e} diverged at epoch {epoch + 1} (lr {lr} too large?)"
-                    )
-                _write_snapshot(
-                    root, e, epoch + 1, theta, buf, momentum, {**header, "train_loss": repr(loss)}
-                )
-                say(f"expert {e}: epoch {epoch + 1}/{total_epochs} train loss {loss:.4f}")
-            info: dict[str, Any] = {"expert": e, "epochs": total_epochs}
-            if test is not None:
-                with torch.no_grad():
-                    pred = torch.cat(
-                        [
-                            fm(theta, test.images[i : i + 1024]).argmax(1)
-                            for i in range(0, len(test), 1024)
-                        ]
-                    )
-                info["test_accuracy"] = float((pred == test.labels).float().mean())
-                say(
-                    f"expert {e}: test accuracy {100 * info['test_accuracy']:.2f}% (information only)"
-                )
-            atomic_write_json(_expert_dir(root, e) / "info.json", info)
-        finally:
-            release(root, e)
+        with _claim(root, e) as mine:
+            if not mine:
+                say(f"expert {e}: claimed by another process, skipping")
+            elif not _finished(root, e, recipe.epochs):  # re-read under the lock
+                theta = _train_expert(root, e, recipe, say)
+                _write_info(root, e, recipe, theta, test, say)
     return load_experts(root)
 
 
+def _refuse_unfinished(root: Path, num_experts: int, epochs: int) -> None:
+    """Raise if an earlier run left experts unfinished that no live process is training."""
+    unfinished = []
+    for e in range(num_experts):
+        last = _last_epoch(root, e)
+        if last is not None and last < epochs and not _claimed_by_other(root, e):
+            unfinished.append(e)
+    if unfinished:
+        raise ConfigError(
+            f"expert folder {str(root)!r} holds unfinished experts {unfinished[:5]}"
+            f"{'...' if len(unfinished) > 5 else ''} from an earlier run; pass resume=True (--resume) "
+            "to continue them"
+        )
+
+
+def _finished(root: Path, e: int, epochs: int) -> bool:
+    last = _last_epoch(root, e)
+    return last is not None and last >= epochs
+
+
+def _start_expert(
+    root: Path, e: int, recipe: _Recipe, say: Callable[[str], None]
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Where expert ``e`` continues: ``(theta, momentum buffer, epochs done)`` from its last
+    snapshot, or its seeded initialisation (written as epoch 0)."""
+    last = _last_epoch(root, e)
+    if last is None:
+        net = build_network(recipe.model, recipe.spec, derive_seed(recipe.seed, e, "init"))
+        theta = recipe.fm.flatten(net)
+        _write_snapshot(root, e, 0, theta, None, recipe.momentum, recipe.header)
+        return theta, None, 0
+    theta, buf = _read_snapshot(root, e, last, recipe.momentum)
+    say(f"expert {e}: resuming after epoch {last}")
+    return theta, buf, last
+
+
+def _train_expert(root: Path, e: int, recipe: _Recipe, say: Callable[[str], None]) -> torch.Tensor:
+    """Train expert ``e`` from where it stands to ``recipe.epochs``, one snapshot per epoch;
+    epoch ``j``'s data order and augmentation come from ``derive_seed(seed, e, j)``. Returns
+    the final parameters."""
+    theta, buf, last = _start_expert(root, e, recipe, say)
+    for epoch in range(last, recipe.epochs):
+        gen = torch.Generator().manual_seed(derive_seed(recipe.seed, e, epoch))
+        theta, buf, loss = _train_epoch(
+            recipe.fm,
+            theta,
+            buf,
+            recipe.images,
+            recipe.labels,
+            gen,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            batch_size=recipe.batch_size,
+            dsa=recipe.dsa,
+        )
+        if not torch.isfinite(theta).all():
+            raise DataError(f"expert {e} diverged at epoch {epoch + 1} (lr {recipe.lr} too large?)")
+        header = {**recipe.header, "train_loss": repr(loss)}
+        _write_snapshot(root, e, epoch + 1, theta, buf, recipe.momentum, header)
+        say(f"expert {e}: epoch {epoch + 1}/{recipe.epochs} train loss {loss:.4f}")
+    return theta
+
+
+def _train_epoch(
+    fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa
+):
+    """One epoch of SGD on the flat vector ``theta`` (torch.optim.SGD's update rule, dampening 0)."""
+    n = len(images)
+    perm = torch.randperm(n, generator=gen)
+    total, count = 0.0, 0
+    for s in range(0, n, batch_size):
+        idx = perm[s : s + batch_size]
+        x = images[idx]
+        if dsa is not None:
+            x = dsa(x, gen, shared=False)
+        w = theta.detach().requires_grad_(True)
+        loss = F.cross_entropy(fm(w, x), labels[idx])
+        (g,) = torch.autograd.grad(loss, w)
+        with torch.no_grad():
+            if weight_decay:
+                g = g + weight_decay * theta
+            if momentum:
+                buf = g.clone() if buf is None else buf.mul(momentum).add_(g)
+                g = buf
+            theta = theta - lr * g
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return theta, buf, total / max(count, 1)
+
+
+def _write_info(
+    root: Path,
+    e: int,
+    recipe: _Recipe,
+    theta: torch.Tensor,
+    test: ImageDataset | None,
+    say: Callable[[str], None],
+) -> None:
+    """``expert_XXX/info.json``: epochs and, given a test split, the test accuracy."""
+    info: dict[str, Any] = {"expert": e, "epochs": recipe.epochs}
+    if test is not None:
+        logits = predict(lambda x: recipe.fm(theta, x), test.images, batch_size=1024)
+        info["test_accuracy"] = float((logits.argmax(1) == test.labels).float().mean())
+        say(f"expert {e}: test accuracy {100 * info['test_accuracy']:.2f}% (information only)")
+    atomic_write_json(_expert_dir(root, e) / "info.json", info)
+
+
+# ---------------------------------------------------------------------------- snapshots
 def _write_snapshot(root, e, epoch, theta, buf, momentum, header) -> None:
+    """``expert_XXX/epoch_YYY.safetensors``: ``params`` (float32) and, with momentum, the
+    ``momentum`` buffer; ``header`` plus the expert and epoch as metadata."""
     tensors = {"params": theta.detach().float().contiguous()}
     if momentum and buf is not None:
         tensors["momentum"] = buf.detach().contiguous()
@@ -433,6 +535,19 @@ def _write_snapshot(root, e, epoch, theta, buf, momentum, header) -> None:
         tensors,
         metadata={**header, "expert": str(e), "epoch": str(epoch)},
     )
+
+
+def _read_snapshot(
+    root: Path, e: int, epoch: int, momentum: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(params, momentum buffer or None)`` of a snapshot written by :func:`_write_snapshot`."""
+    snap = load_tensors(_epoch_file(root, e, epoch))
+    buf = None
+    if momentum:
+        buf = snap.get("momentum")
+        if buf is None and epoch > 0:
+            raise FileFormatError(f"{_epoch_file(root, e, epoch)} lacks the momentum buffer")
+    return snap["params"], buf
 
 
 def _last_epoch(root: Path, e: int) -> int | None:

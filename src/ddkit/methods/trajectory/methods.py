@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, initial_images, make_augment
+from ddkit.methods.common import build_network, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -60,6 +61,7 @@ from ddkit.methods.config import (
     presets_from,
     zero_to_auto,
 )
+from ddkit.models import predict
 
 TEST_EXPERTS_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-experts")
 
@@ -216,11 +218,9 @@ class DATMConfig(TrajectoryConfig):
 
 
 def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
-    from ddkit.methods.trajectory.experts import _fingerprint
-
     key = {
         "spec": train.spec.to_dict(),
-        "data": _fingerprint(train),
+        "data": fingerprint(train),
         "model": cfg.model.lower(),
         "experts": cfg.num_experts,
         "epochs": cfg.expert_train_epochs,
@@ -278,7 +278,7 @@ class _TrajectoryMatching(Distiller):
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
-        from ddkit.methods.trajectory.experts import _model_for, apply_zca
+        from ddkit.methods.trajectory.experts import apply_zca
         from ddkit.methods.trajectory.student import FlatModel
 
         c = self.config
@@ -294,7 +294,7 @@ class _TrajectoryMatching(Distiller):
         self.zca_ = buf.zca_transform()
         data = apply_zca(train, self.zca_) if self.zca_ is not None else train
         self.data_ = data
-        student = _model_for(c.model, data.spec, 0)
+        student = build_network(c.model, data.spec, 0)
         _warn_if_rough(student, c.model, data.spec)
         self.fm_ = FlatModel(student)
         if self.fm_.num_params != int(buf.meta["num_params"]):
@@ -342,10 +342,9 @@ class _TrajectoryMatching(Distiller):
             rows.append(good[:ipc])
         return data.images[torch.cat(rows)].clone()
 
-    @torch.no_grad()
     def _expert_logits(self, x: torch.Tensor, expert: int, epoch: int) -> torch.Tensor:
         theta = self.buffer_.params(expert, epoch)
-        return torch.cat([self.fm_(theta, x[i : i + 512]) for i in range(0, len(x), 512)])
+        return predict(lambda b: self.fm_(theta, b), x, batch_size=512)
 
     # ------------------------------------------------------------------ one iteration
     def step(self, iteration: int) -> dict[str, float]:

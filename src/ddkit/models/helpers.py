@@ -1,0 +1,124 @@
+"""Helpers that work on any model: batched inference and seeded re-initialisation.
+
+* :func:`predict` runs a network (or any function of a batch) without autograd in chunks and
+  concatenates the outputs, instead of a hand-written loop per caller.
+* :func:`reinitialize` gives an existing module the weights it would have had if it had been
+  built under a seed (``with seeded_global_rng(seed): create_model(...)``), without building a
+  new module: methods that need a freshly initialised network every iteration (DC, DM, IDM's
+  queue) build one module and re-initialise it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ddkit.errors import ConfigError
+from ddkit.rng import seeded_global_rng
+
+__all__ = ["predict", "reinitialize", "reinitializable", "reset_module"]
+
+BatchFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else None
+
+
+def predict(
+    model: nn.Module | BatchFn,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    method: str | None = None,
+    device: torch.device | str | None = None,
+    post: BatchFn | None = None,
+) -> torch.Tensor:
+    """``model(inputs)`` under ``torch.no_grad()``, ``batch_size`` rows at a time, concatenated
+    along dimension 0.
+
+    ``model`` is a module or any function of a batch. A module runs in eval mode (its previous
+    mode is restored afterwards), as ``getattr(model, method)`` when ``method`` is given (e.g.
+    ``"embed"``), and gets each chunk on its parameters' device unless ``device`` says otherwise.
+    ``post`` is applied to every chunk's output (e.g. ``torch.Tensor.cpu``, a softmax), so large
+    outputs can leave the device chunk by chunk. An empty ``inputs`` gives ``torch.empty(0)``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    module = model if isinstance(model, nn.Module) else None
+    fn: BatchFn = getattr(module, method) if module is not None and method else model
+    if module is None and method:
+        raise ConfigError("predict: method= needs an nn.Module")
+    dev = torch.device(device) if device is not None else None
+    if dev is None and module is not None:
+        dev = _device_of(module)
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        with torch.no_grad():
+            outs = []
+            for s in range(0, len(inputs), batch_size):
+                x = inputs[s : s + batch_size]
+                y = fn(x.to(dev) if dev is not None else x)
+                outs.append(post(y) if post is not None else y)
+    finally:
+        if module is not None:
+            module.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+# ---------------------------------------------------------------------------- re-initialisation
+def _owns_reset(module: nn.Module) -> bool:
+    return callable(getattr(module, "reset_parameters", None))
+
+
+def reset_module(module: nn.Module) -> None:
+    """Re-run the initialisers of ``module`` from torch's global RNG: a module with a
+    ``reset_parameters`` method resets itself and everything under it; any other module resets
+    its children in registration order (the order ``__init__`` built them in for every model
+    of the zoo). Use :func:`reinitialize` to do it from a seed."""
+    if _owns_reset(module):
+        module.reset_parameters()
+        return
+    for child in module.children():
+        reset_module(child)
+
+
+def reinitializable(module: nn.Module) -> bool:
+    """Whether :func:`reset_module` reaches every parameter and buffer of ``module`` (each lies
+    under a module with ``reset_parameters``)."""
+
+    def covered(m: nn.Module) -> bool:
+        if _owns_reset(m):
+            return True
+        if any(True for _ in m.parameters(recurse=False)) or any(
+            True for _ in m.buffers(recurse=False)
+        ):
+            return False
+        return all(covered(c) for c in m.children())
+
+    return covered(module)
+
+
+def reinitialize(module: nn.Module, seed: int) -> nn.Module:
+    """Give ``module`` (in place; also returned) the initial weights and buffers it would have
+    had if it had been built under ``seeded_global_rng(seed)``, leaving the global RNG as it was.
+
+    Exact when the module's ``reset_parameters`` calls draw in the order its constructor drew
+    (true for every model of :mod:`ddkit.models`, checked in the tests) and its parameters are
+    float32 on the CPU (elsewhere the same seed draws other numbers: re-initialise a CPU float32
+    copy and copy it over). Raises :class:`~ddkit.errors.ConfigError` when some parameter or
+    buffer has no ``reset_parameters`` above it (:func:`reinitializable`).
+    """
+    if not reinitializable(module):
+        raise ConfigError(
+            f"{type(module).__name__} has parameters or buffers outside any module with "
+            "reset_parameters(); it cannot be re-initialised in place"
+        )
+    with seeded_global_rng(seed), torch.no_grad():
+        reset_module(module)
+    return module

@@ -136,7 +136,7 @@ def render_files(paths: list[str]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="digits")
     ap.add_argument("--ipcs", default="10,50")
@@ -181,204 +181,271 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="only print the Markdown tables of these result files (later files' cells win)",
     )
-    args = ap.parse_args(argv)
-    if args.render:
-        print(render_files(args.render), end="")
-        return 0
+    return ap.parse_args(argv)
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from ddkit.data import load_dataset
-    from ddkit.eval import get_protocol
-    from ddkit.eval.accounting import (
-        dataset_bytes,
-        random_like,
-        ranking_scores,
-        storage_report,
-    )
-    from ddkit.eval.train import accuracy
-    from ddkit.methods import METHODS, create_method, load_all
+
+@dataclasses.dataclass
+class Run:
+    """What every cell of one benchmark run shares: settings, recipes, results, report lines."""
+
+    args: argparse.Namespace
+    ipcs: list[int]
+    methods: list[str]
+    options: dict[str, dict]
+    soft_epochs: dict[int, int]
+    hard: object
+    soft: object
+    hard_only: object
+    results: dict
+    lines: list[str] = dataclasses.field(default_factory=list)
+
+    def dump(self) -> None:
+        atomic_write_json(self.args.out, self.results)
+
+    def emit(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+def method_options(items: list[str]) -> dict[str, dict]:
+    """``--set METHOD.OPTION=VALUE`` items as ``{method: {option: value}}``."""
     from ddkit.methods.config import parse_options
-    from ddkit.methods.decoupled.relabel import relabel
-    from ddkit.methods.decoupled.teacher import cached_teacher, teacher_bytes
 
-    load_all()
-    soft_epochs = _parse_map(args.soft_epochs)
-    ipcs = [int(i) for i in args.ipcs.split(",")]
-    methods = [m for m in args.methods.split(",") if m and (m in METHODS)]
-    extra: dict[str, dict] = {}
-    for key, val in parse_options(args.set).items():
+    out: dict[str, dict] = {}
+    for key, val in parse_options(items).items():
         if "." not in key:
             raise SystemExit(f"--set {key}=...: expected METHOD.OPTION=VALUE, e.g. rded.lr=0.1")
         meth, opt = key.split(".", 1)
-        extra.setdefault(meth, {})[opt] = val
+        out.setdefault(meth, {})[opt] = val
+    return out
+
+
+def prepare(args: argparse.Namespace) -> Run:
+    """Resolve the methods, IPCs and recipes of a run and its settings record."""
+    from ddkit.eval import get_protocol
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    ipcs = [int(i) for i in args.ipcs.split(",")]
+    methods = [m for m in args.methods.split(",") if m and (m in METHODS)]
+    options = method_options(args.set)
+    soft_epochs = _parse_map(args.soft_epochs)
     models = tuple(args.models.split(",")) if args.models else None
     hard = get_protocol("dsa").with_(runs=args.runs, models=models)
     soft = get_protocol("teacher-kd").with_(runs=args.runs, models=models)
     hard_only = dataclasses.replace(hard, label_mode="hard")
-    out_path = Path(args.out)
-    results: dict = {
-        "settings": {
-            "datasets": args.datasets,
-            "ipcs": ipcs,
-            "methods": methods,
-            "runs": args.runs,
-            "hard_protocol": hard.to_dict(),
-            "hard_epochs": args.hard_epochs,
-            "full_epochs": args.full_epochs or args.hard_epochs,
-            "soft_protocol": soft.to_dict(),
-            "soft_epochs": soft_epochs,
-            "seed": args.seed,
-            "random_baseline_seeds": [
-                args.seed + 10_000 + 7919 * d for d in range(args.random_draws)
-            ],
-            "method_options": extra,
-            "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "python": sys.version.split()[0],
-            "note": "CPU-scaled epochs; accuracies are final-epoch test accuracy; nothing chosen on test",
-        },
-        "datasets": {},
+    settings = {
+        "datasets": args.datasets,
+        "ipcs": ipcs,
+        "methods": methods,
+        "runs": args.runs,
+        "hard_protocol": hard.to_dict(),
+        "hard_epochs": args.hard_epochs,
+        "full_epochs": args.full_epochs or args.hard_epochs,
+        "soft_protocol": soft.to_dict(),
+        "soft_epochs": soft_epochs,
+        "seed": args.seed,
+        "random_baseline_seeds": [args.seed + 10_000 + 7919 * d for d in range(args.random_draws)],
+        "method_options": options,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "note": "CPU-scaled epochs; accuracies are final-epoch test accuracy; nothing chosen on test",
+    }
+    results = {"settings": settings, "datasets": {}}
+    return Run(args, ipcs, methods, options, soft_epochs, hard, soft, hard_only, results)
+
+
+def teacher_record(run: Run, ds: str, splits) -> tuple[object, Path, dict]:
+    """Load (or train and cache) the dataset's teacher; return it, its folder and its record."""
+    from ddkit.eval.train import accuracy
+    from ddkit.methods import create_method
+    from ddkit.methods.decoupled.teacher import cached_teacher, teacher_bytes
+
+    probe = create_method("sre2l", dataset=ds, ipc=run.ipcs[0], **run.options.get("sre2l", {}))
+    cfg = probe.config
+    t0 = time.perf_counter()
+    teacher, tdir = cached_teacher(
+        splits.train,
+        cfg.teacher_model,
+        cache_root=cfg.teacher_cache,
+        epochs=cfg.teacher_epochs,
+        lr=cfg.teacher_lr,
+        seed=cfg.teacher_seed,
+    )
+    seconds = time.perf_counter() - t0
+    meta = teacher.teacher_meta_
+    record = {
+        "dir": str(tdir),
+        "model": meta["model"],
+        "epochs": meta["epochs"],
+        "bytes": teacher_bytes(tdir),
+        "train_seconds": meta.get("train_seconds"),
+        "load_or_train_seconds": seconds,
+        "test_accuracy": accuracy(teacher, splits.test.images, splits.test.labels),
+    }
+    return teacher, tdir, record
+
+
+def full_reference(run: Run, splits, dres: dict) -> list[float] | None:
+    """Per-run full-data accuracies behind HLR: given, trained here, or left to ranking_scores."""
+    args = run.args
+    if args.full_accuracy:
+        accs = [float(v) for v in args.full_accuracy.split(",")]
+        dres["full_hard"] = {
+            "epochs": args.full_epochs or args.hard_epochs,
+            "accuracies": accs,
+            "given": True,
+        }
+        return accs
+    if not args.full_epochs or args.full_epochs == args.hard_epochs:
+        return None
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval import evaluate
+
+    rep = evaluate(
+        SyntheticSet.from_real(splits.train),
+        splits.test,
+        run.hard_only,
+        epochs=args.full_epochs,
+        seed=args.seed,
+    )
+    accs = list(rep.results[0].accuracies)
+    dres["full_hard"] = {"epochs": args.full_epochs, "accuracies": accs, "seconds": rep.seconds}
+    return accs
+
+
+def storage_rows(run: Run, syn, teacher, epochs_soft: int, train_bytes: int) -> dict:
+    """Bytes an evaluation must be given, per way of delivering the labels."""
+    from ddkit.eval.accounting import storage_report
+    from ddkit.methods.decoupled.relabel import relabel
+
+    per_image = relabel(syn, teacher, 4.0)
+    views = torch.Generator().manual_seed(0)
+    fkd = relabel(syn, teacher, 4.0, views=epochs_soft, generator=views)
+    return {
+        "hard (dsa)": storage_report(syn, train_size_bytes=train_bytes, protocol=run.hard_only),
+        "stored soft labels (soft)": storage_report(
+            per_image, train_size_bytes=train_bytes, protocol="soft"
+        ),
+        f"FKD views, {epochs_soft} per image (soft)": storage_report(
+            fkd, train_size_bytes=train_bytes, protocol="soft"
+        ),
+        "teacher on the fly (teacher-kd)": storage_report(
+            syn, train_size_bytes=train_bytes, protocol="teacher-kd"
+        ),
     }
 
-    def dump() -> None:
-        atomic_write_json(out_path, results)
 
-    lines: list[str] = []
+def run_method(run: Run, cell: dict, meth: str) -> dict:
+    """Distil with ``meth``, score it against the cell's random baseline, account its storage."""
+    from ddkit.eval.accounting import random_like, ranking_scores
+    from ddkit.methods import create_method
 
-    def emit(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
+    args, ds, ipc, splits, tdir = run.args, cell["ds"], cell["ipc"], cell["splits"], cell["tdir"]
+    opts = dict(run.options.get(meth, {}))
+    if meth in ("sre2l", "rded"):
+        opts.setdefault("teacher_dir", str(tdir))
+    t0 = time.perf_counter()
+    syn = create_method(meth, dataset=ds, ipc=ipc, **opts).fit(splits.train, ipc, seed=args.seed)
+    secs = time.perf_counter() - t0
+    syn.meta.setdefault("teacher_dir", str(tdir))
+    if cell["baseline"] is None:
+        cell["baseline"] = [
+            random_like(syn, splits.train, seed)
+            for seed in run.results["settings"]["random_baseline_seeds"]
+        ]
+    scores = ranking_scores(
+        syn,
+        splits,
+        run.hard,
+        run.soft,
+        seed=args.seed,
+        teacher=str(tdir),
+        random_set=cell["baseline"],
+        epochs_hard=args.hard_epochs,
+        epochs_soft=cell["epochs_soft"],
+        full_accuracy=cell["full_accuracy"],
+        cache=cell["cache"],
+    )
+    return {
+        "distill_seconds": secs,
+        "iterations": syn.meta.get("iterations"),
+        "config": syn.meta.get("config"),
+        "label_agreement": syn.meta.get("label_agreement"),
+        "scores": scores,
+        "storage": storage_rows(
+            run, syn, cell["teacher"], cell["epochs_soft"], cell["train_bytes"]
+        ),
+    }
 
-    for ds in args.datasets.split(","):
-        splits = load_dataset(ds)
-        train_b = dataset_bytes(splits.train)
-        probe = create_method("sre2l", dataset=ds, ipc=ipcs[0], **extra.get("sre2l", {})).config
-        t0 = time.perf_counter()
-        teacher, tdir = cached_teacher(
-            splits.train,
-            probe.teacher_model,
-            cache_root=probe.teacher_cache,
-            epochs=probe.teacher_epochs,
-            lr=probe.teacher_lr,
-            seed=probe.teacher_seed,
-        )
-        t_teacher = time.perf_counter() - t0
-        tmeta = teacher.teacher_meta_
-        dres: dict = {
-            "train_images": len(splits.train),
-            "train_bytes": train_b,
-            "teacher": {
-                "dir": str(tdir),
-                "model": tmeta["model"],
-                "epochs": tmeta["epochs"],
-                "bytes": teacher_bytes(tdir),
-                "train_seconds": tmeta.get("train_seconds"),
-                "load_or_train_seconds": t_teacher,
-                "test_accuracy": accuracy(teacher, splits.test.images, splits.test.labels),
-            },
-            "ipc": {},
+
+def run_dataset(run: Run, ds: str) -> None:
+    """Every (IPC, method) cell of one dataset, saved after each cell."""
+    from ddkit.data import load_dataset
+    from ddkit.eval.accounting import dataset_bytes
+
+    splits = load_dataset(ds)
+    train_bytes = dataset_bytes(splits.train)
+    teacher, tdir, trec = teacher_record(run, ds, splits)
+    dres: dict = {
+        "train_images": len(splits.train),
+        "train_bytes": train_bytes,
+        "teacher": trec,
+        "ipc": {},
+    }
+    run.results["datasets"][ds] = dres
+    run.emit(
+        f"## {ds}: {len(splits.train)} train images ({_kb(train_bytes)} KB as float32), "
+        f"teacher {trec['model']} ({trec['epochs']} epochs, {_kb(trec['bytes'])} KB, "
+        f"test accuracy {100 * trec['test_accuracy']:.1f}%)"
+    )
+    cache: dict = {}
+    full_accuracy = full_reference(run, splits, dres)
+    for ipc in run.ipcs:
+        epochs_soft = run.soft_epochs.get(ipc, run.soft.epochs)
+        rows: dict = {}
+        dres["ipc"][str(ipc)] = rows
+        cell = {
+            "ds": ds,
+            "ipc": ipc,
+            "splits": splits,
+            "teacher": teacher,
+            "tdir": tdir,
+            "train_bytes": train_bytes,
+            "epochs_soft": epochs_soft,
+            "full_accuracy": full_accuracy,
+            "cache": cache,
+            "baseline": None,
         }
-        results["datasets"][ds] = dres
-        emit(
-            f"## {ds}: {len(splits.train)} train images ({_kb(train_b)} KB as float32), "
-            f"teacher {tmeta['model']} ({tmeta['epochs']} epochs, {_kb(dres['teacher']['bytes'])} KB, "
-            f"test accuracy {100 * dres['teacher']['test_accuracy']:.1f}%)"
-        )
-        cache: dict = {}
-        full_acc = None
-        if args.full_accuracy:
-            full_acc = [float(v) for v in args.full_accuracy.split(",")]
-            dres["full_hard"] = {
-                "epochs": args.full_epochs or args.hard_epochs,
-                "accuracies": full_acc,
-                "given": True,
-            }
-        elif args.full_epochs and args.full_epochs != args.hard_epochs:
-            from ddkit.data.synthetic import SyntheticSet
-            from ddkit.eval import evaluate
-
-            rep = evaluate(
-                SyntheticSet.from_real(splits.train),
-                splits.test,
-                hard_only,
-                epochs=args.full_epochs,
-                seed=args.seed,
+        for meth in run.methods:
+            rows[meth] = sc = run_method(run, cell, meth)
+            run.dump()
+            acc = sc["scores"]["accuracy"]
+            print(
+                f"  [{ds} ipc {ipc}] {meth}: distilled in {sc['distill_seconds']:.1f} s; "
+                f"hard {_pct(acc['syn_hard'])}, kd {_pct(acc['syn_soft'])}, "
+                f"LRS {100 * sc['scores']['LRS']['mean']:.1f}",
+                file=sys.stderr,
+                flush=True,
             )
-            full_acc = list(rep.results[0].accuracies)
-            dres["full_hard"] = {
-                "epochs": args.full_epochs,
-                "accuracies": full_acc,
-                "seconds": rep.seconds,
-            }
-        for ipc in ipcs:
-            es = soft_epochs.get(ipc, soft.epochs)
-            rows = {}
-            dres["ipc"][str(ipc)] = rows
-            baseline = None
-            for meth in methods:
-                opts = dict(extra.get(meth, {}))
-                if meth in ("sre2l", "rded"):
-                    opts.setdefault("teacher_dir", str(tdir))
-                m = create_method(meth, dataset=ds, ipc=ipc, **opts)
-                t0 = time.perf_counter()
-                syn = m.fit(splits.train, ipc, seed=args.seed)
-                secs = time.perf_counter() - t0
-                syn.meta.setdefault("teacher_dir", str(tdir))
-                if baseline is None:
-                    baseline = [
-                        random_like(syn, splits.train, args.seed + 10_000 + 7919 * d)
-                        for d in range(args.random_draws)
-                    ]
-                sc = ranking_scores(
-                    syn,
-                    splits,
-                    hard,
-                    soft,
-                    seed=args.seed,
-                    teacher=str(tdir),
-                    random_set=baseline,
-                    epochs_hard=args.hard_epochs,
-                    epochs_soft=es,
-                    full_accuracy=full_acc,
-                    cache=cache,
-                )
-                per_image = relabel(syn, teacher, 4.0)
-                fkd = relabel(
-                    syn, teacher, 4.0, views=es, generator=torch.Generator().manual_seed(0)
-                )
-                storage = {
-                    "hard (dsa)": storage_report(syn, train_size_bytes=train_b, protocol=hard_only),
-                    "stored soft labels (soft)": storage_report(
-                        per_image, train_size_bytes=train_b, protocol="soft"
-                    ),
-                    f"FKD views, {es} per image (soft)": storage_report(
-                        fkd, train_size_bytes=train_b, protocol="soft"
-                    ),
-                    "teacher on the fly (teacher-kd)": storage_report(
-                        syn, train_size_bytes=train_b, protocol="teacher-kd"
-                    ),
-                }
-                rows[meth] = {
-                    "distill_seconds": secs,
-                    "iterations": syn.meta.get("iterations"),
-                    "config": syn.meta.get("config"),
-                    "label_agreement": syn.meta.get("label_agreement"),
-                    "scores": sc,
-                    "storage": storage,
-                }
-                dump()
-                print(
-                    f"  [{ds} ipc {ipc}] {meth}: distilled in {secs:.1f} s; hard {_pct(sc['accuracy']['syn_hard'])}, "
-                    f"kd {_pct(sc['accuracy']['syn_soft'])}, LRS {100 * sc['LRS']['mean']:.1f}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            for line in render_ipc(ds, ipc, rows, results["settings"], es, train_b):
-                emit(line)
-        results["markdown"] = "\n".join(lines)
-        dump()
-    results["markdown"] = "\n".join(lines)
-    dump()
+        for line in render_ipc(ds, ipc, rows, run.results["settings"], epochs_soft, train_bytes):
+            run.emit(line)
+        run.results["markdown"] = "\n".join(run.lines)
+        run.dump()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        print(render_files(args.render), end="")
+        return 0
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    run = prepare(args)
+    for ds in args.datasets.split(","):
+        run_dataset(run, ds)
+    run.results["markdown"] = "\n".join(run.lines)
+    run.dump()
     return 0
 
 

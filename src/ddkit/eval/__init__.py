@@ -1,21 +1,24 @@
 """Evaluation: protocols as data, vectorised training of fresh networks, reports."""
 
-from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds
+from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, training_data
 from ddkit.eval.protocol import PROTOCOLS, EvalProtocol, get_protocol, register_protocol
 from ddkit.eval.soft import evaluate_with_teacher  # registers the soft / teacher-kd protocols
-from ddkit.eval.train import accuracy, build_networks, train_networks
+from ddkit.eval.train import TrainStats, accuracy, build_networks, sgd_train, train_networks
 
 __all__ = [
     "PROTOCOLS",
     "EvalProtocol",
     "EvalReport",
     "ModelResult",
+    "TrainStats",
     "accuracy",
     "build_networks",
     "evaluate",
-    "evaluate_with_teacher",
+    "evaluate_with_teacher",  # deprecated: evaluate(..., teacher=...)
     "get_protocol",
     "register_protocol",
     "run_seeds",
+    "sgd_train",
     "train_networks",
+    "training_data",
 ]

@@ -2,7 +2,7 @@
 
 Storage (:func:`storage_report`): what an evaluation under a protocol must be given, in bytes —
 images, labels (hard int64, stored soft labels, per-view soft labels), a learned lr, other extras
-(e.g. ZCA matrices), and the teacher's weights when the protocol asks a teacher (``teacher-kd``)
+(e.g. ZCA matrices), and the teacher's weights when the protocol asks a teacher (``targets="teacher"``)
 — next to the bytes of the real training set (float32 images + int64 labels).
 
 Scores (:func:`ranking_scores`), after DD-Ranking (Li et al., "DD-Ranking: Rethinking the
@@ -38,8 +38,9 @@ import torch
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.evaluate import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.methods.decoupled.relabel import VIEW_KEYS, expand_views, relabel
+from ddkit.methods.decoupled.relabel import VIEW_KEYS, relabel
 
 __all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
 
@@ -65,14 +66,14 @@ def storage_report(
     """Bytes an evaluation of ``syn`` under ``protocol`` needs, and the ratio to the real train set.
 
     * ``images``: the stored images (float32);
-    * ``labels``: ``hard`` protocols: one int64 class per image; protocols that train on the
-      stored labels: the labels as stored (soft ``N x K`` float32); ``teacher-kd``: 0 (the
-      teacher supplies every target);
+    * ``labels``: protocols with ``targets="hard"``: one int64 class per image; ``"stored"``:
+      the labels as stored (soft ``N x K`` float32); ``"teacher"``: 0 (the teacher supplies
+      every target);
     * ``view_labels``: FKD per-view labels in ``extras`` (view boxes, flips, top-k values and
       indices) and per-region labels, when the protocol trains on stored labels;
     * ``lr``: 4 bytes for a learned lr the protocol uses; ``extras``: any other extra tensor;
-    * ``teacher``: the teacher's weights for ``teacher-kd`` (``teacher_bytes``, or the size of
-      ``meta['teacher_dir']/teacher.safetensors``).
+    * ``teacher``: the teacher's weights when the protocol needs a teacher (``teacher_bytes``,
+      or the size of ``meta['teacher_dir']/teacher.safetensors``).
 
     Also returns ``stored`` (everything in the set) and ``ratio = total / train_size_bytes``.
     """
@@ -86,32 +87,19 @@ def storage_report(
     other_extras = sum(
         _nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS and k != STORED_IMAGES
     )
-    if p.label_mode == "hard":
+    if p.targets == "hard":
         labels, views = n * 8, 0
-    elif p.label_mode == "teacher-kd":
+    elif p.needs_teacher:
         labels, views = 0, 0
     else:
         labels, views = _nbytes(syn.labels), label_extras
-    teacher = 0
-    if p.label_mode == "teacher-kd":
-        if teacher_bytes is None:
-            from ddkit.methods.decoupled.teacher import teacher_bytes as _tb
-
-            folder = syn.meta.get("teacher_dir")
-            if not folder:
-                raise ConfigError(
-                    f"protocol {p.name!r} needs a teacher: pass teacher_bytes= or use a set "
-                    "whose meta records 'teacher_dir'"
-                )
-            teacher_bytes = _tb(folder)
-        teacher = int(teacher_bytes)
     parts = {
         "images": _nbytes(syn.stored_images),
         "labels": labels,
         "view_labels": views,
         "lr": 4 if (syn.lr is not None and p.use_learned_lr) else 0,
         "extras": other_extras,
-        "teacher": teacher,
+        "teacher": _teacher_bytes(syn, p, teacher_bytes),
     }
     total = sum(parts.values())
     return {
@@ -122,6 +110,23 @@ def storage_report(
         "ratio": total / train_size_bytes,
         "protocol": p.name,
     }
+
+
+def _teacher_bytes(syn: SyntheticSet, p: EvalProtocol, given: int | None) -> int:
+    """The teacher's weight bytes when ``p`` needs a teacher (``given`` or from its folder)."""
+    if not p.needs_teacher:
+        return 0
+    if given is not None:
+        return int(given)
+    from ddkit.methods.decoupled.teacher import teacher_bytes
+
+    folder = syn.meta.get("teacher_dir")
+    if not folder:
+        raise ConfigError(
+            f"protocol {p.name!r} needs a teacher: pass teacher_bytes= or use a set "
+            "whose meta records 'teacher_dir'"
+        )
+    return int(teacher_bytes(folder))
 
 
 def lrs(ior: float, hlr: float, w: float = 0.5) -> float:
@@ -161,44 +166,7 @@ def _no_aug(p: EvalProtocol) -> EvalProtocol:
 
 
 def _hard(p: EvalProtocol) -> EvalProtocol:
-    return p if p.label_mode == "hard" else dataclasses.replace(p, label_mode="hard")
-
-
-def _accs(
-    syn: SyntheticSet,
-    test: ImageDataset,
-    p: EvalProtocol,
-    teacher,
-    *,
-    seed: int,
-    runs: int | None,
-    epochs: int | None,
-    device,
-) -> dict[str, Any]:
-    from ddkit.eval.soft import evaluate_with_teacher
-
-    if p.label_mode == "auto" and "view_values" in syn.extras:
-        syn = expand_views(syn)
-    rep = evaluate_with_teacher(
-        syn,
-        test,
-        p,
-        teacher if p.label_mode == "teacher-kd" else None,
-        runs=runs,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-    )
-    r = rep.results[0]
-    return {
-        "accuracies": list(r.accuracies),
-        "mean": r.mean,
-        "std": r.std,
-        "seconds": rep.seconds,
-        "protocol": rep.protocol.name,
-        "epochs": rep.protocol.epochs,
-        "model": r.model,
-    }
+    return p if p.targets == "hard" else dataclasses.replace(p, targets="hard")
 
 
 def _fingerprint(s: SyntheticSet) -> str:
@@ -217,6 +185,126 @@ def _paired(a: list[float], b: list[float]) -> list[float]:
 
 def _ms(xs: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(xs), "std": statistics.pstdev(xs) if len(xs) > 1 else 0.0}
+
+
+class _Evaluations:
+    """Evaluations of sets under recipes, memoised in ``cache`` by (set, recipe, epochs, runs,
+    seed), so the random-subset and full-data runs are shared between synthetic sets."""
+
+    def __init__(
+        self, test: ImageDataset, teacher: Any, cache: dict, *, seed: int, runs: int | None, device
+    ) -> None:
+        self.test, self.teacher, self.cache = test, teacher, cache
+        self.seed, self.runs, self.device = seed, runs, device
+
+    def one(self, tag: str, s: SyntheticSet, p: EvalProtocol, epochs: int | None) -> dict[str, Any]:
+        key = (tag, p, epochs, self.runs, self.seed)
+        if key not in self.cache:
+            rep = evaluate(
+                s,
+                self.test,
+                p,
+                teacher=self.teacher if p.needs_teacher else None,
+                runs=self.runs,
+                epochs=epochs,
+                seed=self.seed,
+                device=self.device,
+            )
+            r = rep.results[0]
+            self.cache[key] = {
+                "accuracies": list(r.accuracies),
+                "mean": r.mean,
+                "std": r.std,
+                "seconds": rep.seconds,
+                "protocol": rep.protocol.name,
+                "epochs": rep.protocol.epochs,
+                "model": r.model,
+            }
+        return self.cache[key]
+
+    def averaged(
+        self, sets: list[SyntheticSet], p: EvalProtocol, epochs: int | None
+    ) -> dict[str, Any]:
+        """Several random draws: their per-run accuracies averaged (one draw: as it is)."""
+        draws = [self.one(f"random:{_fingerprint(r)}", r, p, epochs) for r in sets]
+        if len(draws) == 1:
+            return draws[0]
+        per_run = [statistics.fmean(v) for v in zip(*(d["accuracies"] for d in draws))]
+        return {**_ms(per_run), "accuracies": per_run, "draws": draws}
+
+
+def _random_sets(
+    syn: SyntheticSet,
+    train: ImageDataset,
+    seed: int,
+    random_set: SyntheticSet | list[SyntheticSet] | None,
+    random_draws: int,
+) -> list[SyntheticSet]:
+    """The given random subset(s), or ``random_draws`` drawn with seeds ``seed + 7919 d``."""
+    if random_set is not None:
+        return list(random_set) if isinstance(random_set, (list, tuple)) else [random_set]
+    if random_draws < 1:
+        raise ConfigError(f"random_draws must be >= 1, got {random_draws}")
+    return [random_like(syn, train, seed + 7919 * d) for d in range(int(random_draws))]
+
+
+def _relabel_like(
+    syn: SyntheticSet, sets: list[SyntheticSet], teacher: Any, seed: int
+) -> list[SyntheticSet]:
+    """Hard-labelled random subsets relabelled by ``teacher`` as ``syn`` was (same temperature,
+    views and top-k), so both train on stored soft labels of the same kind."""
+    temp = float(syn.meta.get("label_temperature", 1.0))
+    views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    topk = syn.meta.get("label_topk") if views else None
+    return [
+        r
+        if r.soft
+        else relabel(r, teacher, temp, views=views, generator=g if views else None, topk=topk)
+        for r in sets
+    ]
+
+
+def _full_accuracy(
+    evals: _Evaluations,
+    train: ImageDataset,
+    p: EvalProtocol,
+    epochs: int | None,
+    given: float | list[float] | None,
+) -> dict[str, Any]:
+    """The full training set under the hard recipe: measured, or ``given`` (fraction or runs)."""
+    if given is None:
+        full_set = SyntheticSet.from_real(train, meta={"method": "full"})
+        return evals.one(f"full:{_fingerprint(full_set)}", full_set, p, epochs)
+    runs = list(given) if isinstance(given, (list, tuple)) else [float(given)]
+    return {
+        "accuracies": runs,
+        "mean": statistics.fmean(runs),
+        "std": statistics.pstdev(runs) if len(runs) > 1 else 0.0,
+        "given": True,
+    }
+
+
+def _scores(acc: dict[str, Any], w: float, gamma: float) -> dict[str, dict[str, float]]:
+    """HLR, IOR (soft, hard, without augmentation), LRS and ARS from paired per-run accuracies."""
+    syn_hard = acc["syn_hard"]["accuracies"]
+    full = acc["full_hard"]["accuracies"]
+    n = len(syn_hard)
+    full = (full * n)[:n] if len(full) != n else full
+    hlr = _paired(full, syn_hard)
+    ior = _paired(acc["syn_soft"]["accuracies"], acc["random_soft"]["accuracies"])
+    ior_hard = _paired(syn_hard, acc["random_hard"]["accuracies"])
+    ior_naug = _paired(acc["syn_soft_noaug"]["accuracies"], acc["random_soft_noaug"]["accuracies"])
+    lrs_runs = [lrs(i, h, w) for i, h in zip(ior, hlr)]
+    ars_runs = [_robust(gamma * a + (1 - gamma) * b) for a, b in zip(ior, ior_naug)]
+    return {
+        "HLR": _ms(hlr),
+        "IOR": _ms(ior),
+        "IOR_hard": _ms(ior_hard),
+        "IOR_noaug": _ms(ior_naug),
+        "LRS": _ms(lrs_runs),
+        "ARS": _ms(ars_runs),
+    }
 
 
 def ranking_scores(
@@ -241,106 +329,44 @@ def ranking_scores(
     """Evaluate ``syn`` and a random real subset of the same size under the hard and the soft
     recipe (and the soft recipe without augmentation) and compute IOR, HLR, LRS and ARS.
 
-    ``teacher`` (module or folder; default ``syn.meta['teacher_dir']``) is needed by
-    ``teacher-kd`` recipes, and to relabel the random subset when the soft recipe trains on
-    stored soft labels (same temperature and number of views as ``syn``). ``full_accuracy`` (the
-    full training set under ``recipe_hard``; a fraction or per-run list) is measured when not
-    given. ``random_draws`` random subsets (seeds ``seed + 7919 d``) are evaluated and their
-    per-run accuracies averaged, which lowers the noise of IOR (one draw on digits at IPC 10 moved
-    teacher-KD accuracy by ~3 points); ``random_set`` passes the subset(s) instead. ``cache`` (a
-    dict) memoises evaluations by (set content, recipe), so several methods can share the
-    random-subset and full-data runs. Returns a JSON-able dict.
+    ``teacher`` (module or folder; default ``syn.meta['teacher_dir']``) is needed by recipes
+    whose targets come from a teacher, and to relabel the random subset when the soft recipe
+    trains on stored soft labels (same temperature and number of views as ``syn``).
+    ``full_accuracy`` (the full training set under ``recipe_hard``; a fraction or per-run list)
+    is measured when not given. ``random_draws`` random subsets (seeds ``seed + 7919 d``) are
+    evaluated and their per-run accuracies averaged, which lowers the noise of IOR (a single
+    draw is a noisy baseline at small IPC); ``random_set`` passes the subset(s) instead.
+    ``cache`` (a dict) memoises evaluations by (set content, recipe), so several methods can
+    share the random-subset and full-data runs. Returns a JSON-able dict.
     """
     from ddkit.eval.soft import resolve_teacher
 
     t0 = time.perf_counter()
     ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)
     pn = _no_aug(ps)
-    cache = {} if cache is None else cache
-    train, test = splits.train, splits.test
+    relabel_random = ps.uses_stored_labels and syn.soft
     net = None
-    need_teacher = ps.label_mode == "teacher-kd" or (ps.label_mode == "auto" and syn.soft)
-    if need_teacher:
+    if ps.needs_teacher or relabel_random:
         net, _ = resolve_teacher(syn, teacher, device)
-    if random_set is None:
-        if random_draws < 1:
-            raise ConfigError(f"random_draws must be >= 1, got {random_draws}")
-        rdms = [random_like(syn, train, seed + 7919 * d) for d in range(int(random_draws))]
-    else:
-        rdms = list(random_set) if isinstance(random_set, (list, tuple)) else [random_set]
-    if ps.label_mode == "auto" and syn.soft:
-        temp = float(syn.meta.get("label_temperature", 1.0))
-        views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
-        g = torch.Generator().manual_seed(int(seed) + 1)
-        rdms = [
-            r
-            if r.soft
-            else relabel(
-                r,
-                net,
-                temp,
-                views=views,
-                generator=g if views else None,
-                topk=syn.meta.get("label_topk") if views else None,
-            )
-            for r in rdms
-        ]
-
-    def run(tag: str, s: SyntheticSet, p: EvalProtocol, epochs: int | None) -> dict[str, Any]:
-        key = (tag, p, epochs, runs, seed)
-        if key not in cache:
-            cache[key] = _accs(s, test, p, net, seed=seed, runs=runs, epochs=epochs, device=device)
-        return cache[key]
-
-    def run_random(p: EvalProtocol, epochs: int | None) -> dict[str, Any]:
-        draws = [run(f"random:{_fingerprint(r)}", r, p, epochs) for r in rdms]
-        if len(draws) == 1:
-            return draws[0]
-        per_run = [statistics.fmean(v) for v in zip(*(d["accuracies"] for d in draws))]
-        return {**_ms(per_run), "accuracies": per_run, "draws": draws}
-
+    rdms = _random_sets(syn, splits.train, seed, random_set, random_draws)
+    if relabel_random:
+        rdms = _relabel_like(syn, rdms, net, seed)
+    evals = _Evaluations(
+        splits.test, net, {} if cache is None else cache, seed=seed, runs=runs, device=device
+    )
     sid = f"syn:{_fingerprint(syn)}"
     acc = {
-        "syn_hard": run(sid, syn, ph, epochs_hard),
-        "random_hard": run_random(ph, epochs_hard),
-        "syn_soft": run(sid, syn, ps, epochs_soft),
-        "random_soft": run_random(ps, epochs_soft),
-        "syn_soft_noaug": run(sid, syn, pn, epochs_soft),
-        "random_soft_noaug": run_random(pn, epochs_soft),
+        "syn_hard": evals.one(sid, syn, ph, epochs_hard),
+        "random_hard": evals.averaged(rdms, ph, epochs_hard),
+        "syn_soft": evals.one(sid, syn, ps, epochs_soft),
+        "random_soft": evals.averaged(rdms, ps, epochs_soft),
+        "syn_soft_noaug": evals.one(sid, syn, pn, epochs_soft),
+        "random_soft_noaug": evals.averaged(rdms, pn, epochs_soft),
+        "full_hard": _full_accuracy(evals, splits.train, ph, epochs_hard, full_accuracy),
     }
-    if full_accuracy is None:
-        full_set = SyntheticSet.from_real(train, meta={"method": "full"})
-        full = run(f"full:{_fingerprint(full_set)}", full_set, ph, epochs_hard)
-        full_runs = full["accuracies"]
-        acc["full_hard"] = full
-    else:
-        full_runs = (
-            list(full_accuracy)
-            if isinstance(full_accuracy, (list, tuple))
-            else [float(full_accuracy)]
-        )
-        acc["full_hard"] = {
-            "accuracies": full_runs,
-            "mean": statistics.fmean(full_runs),
-            "std": statistics.pstdev(full_runs) if len(full_runs) > 1 else 0.0,
-            "given": True,
-        }
-    n_runs = len(acc["syn_hard"]["accuracies"])
-    full_b = (full_runs * n_runs)[:n_runs] if len(full_runs) != n_runs else full_runs
-    hlr = _paired(full_b, acc["syn_hard"]["accuracies"])
-    ior = _paired(acc["syn_soft"]["accuracies"], acc["random_soft"]["accuracies"])
-    ior_hard = _paired(acc["syn_hard"]["accuracies"], acc["random_hard"]["accuracies"])
-    ior_naug = _paired(acc["syn_soft_noaug"]["accuracies"], acc["random_soft_noaug"]["accuracies"])
-    lrs_runs = [lrs(i, h, w) for i, h in zip(ior, hlr)]
-    ars_runs = [_robust(gamma * a + (1 - gamma) * b) for a, b in zip(ior, ior_naug)]
     return {
         "accuracy": acc,
-        "HLR": _ms(hlr),
-        "IOR": _ms(ior),
-        "IOR_hard": _ms(ior_hard),
-        "IOR_noaug": _ms(ior_naug),
-        "LRS": _ms(lrs_runs),
-        "ARS": _ms(ars_runs),
+        **_scores(acc, w, gamma),
         "w": w,
         "gamma": gamma,
         "recipes": {"hard": ph.to_dict(), "soft": ps.to_dict(), "soft_noaug": pn.to_dict()},

@@ -16,7 +16,7 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError
+from ddkit.errors import DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TargetsFn, accuracy, train_networks
 
@@ -91,6 +91,103 @@ def run_seeds(seed: int, runs: int) -> list[int]:
     return [int(s) for s in torch.randint(0, 2**31 - 1, (runs,), generator=g)]
 
 
+@dataclass
+class TrainingData:
+    """What the networks are trained on under a protocol: images, targets (classes ``(M,)`` or
+    vectors ``(M, K)``), on-the-fly targets from a teacher, and notes for the report's meta."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    targets_fn: TargetsFn | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def training_data(
+    syn: SyntheticSet,
+    protocol: str | EvalProtocol,
+    teacher: Any = None,
+    device: torch.device | str = "cpu",
+) -> TrainingData:
+    """The training images and targets ``protocol`` asks of ``syn``.
+
+    ``targets="hard"``: the images with the argmax of their labels. ``"stored"``: the labels as
+    stored; a set with FKD per-view soft labels (``relabel(..., views=V)``) is trained on all its
+    ``N*V`` stored views, each crop replayed and labelled with its own stored label
+    (:func:`~ddkit.methods.decoupled.relabel.expand_views`; every epoch sees every view once),
+    since those labels belong to the views, not to the whole images. (FKD draws one view per
+    image per epoch from many stored epochs' views; with the few views stored here, replaying
+    all of them uses every stored label every epoch and needs no extra random stream.)
+    ``"teacher"``: the images,
+    with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
+    (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
+    """
+    p = get_protocol(protocol)
+    if p.targets == "hard":
+        return TrainingData(syn.images, syn.hard_labels)
+    if p.needs_teacher:
+        from ddkit.eval.soft import resolve_teacher
+        from ddkit.methods.decoupled.relabel import teacher_targets_fn
+
+        net, folder = resolve_teacher(syn, teacher, device)
+        meta = {"teacher_dir": str(folder)} if folder is not None else {}
+        return TrainingData(syn.images, syn.labels, teacher_targets_fn(net, p.temperature), meta)
+    if "view_values" in syn.extras:
+        from ddkit.methods.decoupled.relabel import expand_views
+
+        views = expand_views(syn)
+        return TrainingData(
+            views.images, views.labels, meta={"expanded_views": views.meta["expanded_views"]}
+        )
+    return TrainingData(syn.images, syn.labels)
+
+
+def _check_matches(syn: SyntheticSet, test: ImageDataset) -> None:
+    if syn.spec.shape != test.spec.shape or syn.spec.num_classes != test.spec.num_classes:
+        raise DataError(
+            f"synthetic set ({syn.spec.name}, {syn.spec.shape}, {syn.spec.num_classes} classes) does not "
+            f"match the test data ({test.spec.name}, {test.spec.shape}, {test.spec.num_classes} classes)"
+        )
+
+
+def _evaluate_model(
+    name: str,
+    syn: SyntheticSet,
+    data: TrainingData,
+    test: ImageDataset,
+    p: EvalProtocol,
+    seeds: list[int],
+    *,
+    lr: float,
+    vectorize: bool | None,
+    device: torch.device | str,
+    progress: bool,
+) -> ModelResult:
+    """Train ``p.runs`` fresh ``name`` networks on ``data`` and test each once."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=p.epochs * len(seeds), desc=f"eval {name}", leave=False)
+    res = train_networks(
+        name,
+        syn.spec,
+        data.images,
+        data.targets,
+        p,
+        seeds,
+        lr=lr,
+        vectorize=vectorize,
+        targets_fn=data.targets_fn,
+        device=device,
+        progress=bar.update if bar else None,
+    )
+    if bar:
+        bar.close()
+    accs = [accuracy(net, test.images, test.labels) for net in res.models]
+    ips = res.images_seen / max(res.seconds, 1e-9)
+    return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized)
+
+
 def evaluate(
     syn: SyntheticSet,
     test: ImageDataset,
@@ -100,60 +197,42 @@ def evaluate(
     runs: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    teacher: Any = None,
     vectorize: bool | None = None,
-    targets_fn: TargetsFn | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
-    ``models``/``runs``/``epochs`` override the protocol's. The same seed gives the same report.
+    ``models``/``runs``/``epochs`` override the protocol's. What the networks learn from is the
+    protocol's ``targets`` (see :func:`training_data`); protocols whose targets come from a
+    teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
+    the report's ``meta`` records the folder. The same seed gives the same report.
     """
     p = get_protocol(protocol).with_(
         models=tuple(models) if models else None, runs=runs, epochs=epochs
     )
-    if syn.spec.shape != test.spec.shape or syn.spec.num_classes != test.spec.num_classes:
-        raise DataError(
-            f"synthetic set ({syn.spec.name}, {syn.spec.shape}, {syn.spec.num_classes} classes) does not "
-            f"match the test data ({test.spec.name}, {test.spec.shape}, {test.spec.num_classes} classes)"
-        )
+    _check_matches(syn, test)
     lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
-    if p.label_mode == "teacher-kd" and targets_fn is None:
-        raise ConfigError(f"protocol {p.name!r} needs a teacher (targets_fn) for teacher-kd labels")
-    targets = syn.hard_labels if p.label_mode == "hard" else syn.labels
+    data = training_data(syn, p, teacher, device)
     seeds = run_seeds(seed, p.runs)
-    report = EvalReport(protocol=p, lr=lr, num_train_images=len(syn), meta={"seed": seed})
+    report = EvalReport(
+        protocol=p, lr=lr, num_train_images=len(data.images), meta={"seed": seed, **data.meta}
+    )
     t0 = time.perf_counter()
     for name in p.models:
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=p.epochs, desc=f"eval {name}", leave=False)
-        res = train_networks(
-            name,
-            syn.spec,
-            syn.images,
-            targets,
-            p,
-            seeds,
-            lr=lr,
-            vectorize=vectorize,
-            targets_fn=targets_fn,
-            device=device,
-            progress=(lambda _epoch, b=bar: b.update(1)) if bar else None,
-        )
-        if bar:
-            bar.close()
-        accs = [accuracy(net, test.images, test.labels) for net in res.models]
         report.results.append(
-            ModelResult(
+            _evaluate_model(
                 name,
-                accs,
+                syn,
+                data,
+                test,
+                p,
                 seeds,
-                res.seconds,
-                res.images_seen / max(res.seconds, 1e-9),
-                res.vectorized,
+                lr=lr,
+                vectorize=vectorize,
+                device=device,
+                progress=progress,
             )
         )
     report.seconds = time.perf_counter() - t0

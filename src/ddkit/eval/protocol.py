@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import warnings
+from dataclasses import InitVar, asdict, dataclass, fields, replace
 from typing import Any
 
 from ddkit.errors import ConfigError
 from ddkit.registry import Registry
+
+TARGETS = ("hard", "stored", "teacher")
+LOSSES = ("cross_entropy", "mse")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step")
+MIXES = ("cutmix", "mixup")
+# the ``label_mode`` values of earlier versions, as ``targets``
+_LEGACY_TARGETS = {"auto": "stored", "hard": "hard", "teacher-kd": "teacher"}
 
 
 @dataclass(frozen=True)
@@ -15,6 +24,24 @@ class EvalProtocol:
 
     Accuracy is always the *final-epoch* test accuracy of each of ``runs`` fresh networks per
     model; nothing is selected on the test split.
+
+    ``targets`` says what the networks are trained to predict:
+
+    * ``"stored"``: the set's labels as stored (hard classes, soft probabilities, or, for sets
+      with FKD per-view labels, every stored view with its own label);
+    * ``"hard"``: the argmax of the set's labels (one class per image);
+    * ``"teacher"``: a teacher's output on every augmented, mixed batch (knowledge
+      distillation); :func:`ddkit.eval.evaluate` fetches the teacher.
+
+    ``loss`` says how predictions meet targets:
+
+    * ``"cross_entropy"``: cross-entropy against the class (hard targets) or against the
+      probability vector (soft targets, with logits and teacher divided by ``temperature`` and
+      the loss scaled by ``temperature**2``);
+    * ``"mse"``: mean squared error between the network's outputs (raw, no softmax) and the
+      target vector, averaged over the ``K`` outputs, as in kernel-regression methods (KIP,
+      FRePo). Hard targets become one-hot vectors (1 for the class, 0 elsewhere); soft targets
+      are regressed as they are. ``temperature`` only softens a teacher's targets.
     """
 
     name: str
@@ -27,14 +54,25 @@ class EvalProtocol:
     batch_size: int = 256
     schedule: str = "step"  # step (x0.1 at half the epochs) | cosine | constant
     augment: str | None = None  # None | "dsa" (strategy by dataset) | an explicit DSA strategy
-    label_mode: str = "auto"  # auto (the set's labels) | hard (argmax) | teacher-kd
-    temperature: float = 1.0  # KD temperature for soft / teacher-kd targets
+    targets: str = "stored"  # stored | hard | teacher (see the class docstring)
+    loss: str = "cross_entropy"  # cross_entropy | mse
+    temperature: float = 1.0  # KD temperature for soft / teacher targets
     mix: str | None = None  # None | mixup | cutmix (soft-label recipes)
     mix_alpha: float = 1.0
     models: tuple[str, ...] = ("convnet",)
     runs: int = 5
+    # deprecated spelling of ``targets``, still accepted by the constructor and ``replace``;
+    # reading ``p.label_mode`` gives None: ask ``p.targets`` / ``p.needs_teacher``
+    label_mode: InitVar[str | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, label_mode: str | None) -> None:
+        if label_mode is not None:
+            warnings.warn(
+                "EvalProtocol(label_mode=...) is deprecated; use targets='stored'|'hard'|'teacher'",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "targets", _LEGACY_TARGETS.get(label_mode, label_mode))
         object.__setattr__(self, "models", tuple(self.models))
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -42,26 +80,38 @@ class EvalProtocol:
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.runs >= 1, f"runs must be >= 1, got {self.runs}"),
             (
-                self.optimizer in ("sgd", "adamw"),
-                f"unknown optimizer {self.optimizer!r}; valid: adamw, sgd",
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}",
             ),
             (
-                self.schedule in ("step", "cosine", "constant"),
-                f"unknown schedule {self.schedule!r}; valid: constant, cosine, step",
+                self.schedule in SCHEDULES,
+                f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}",
             ),
             (
-                self.label_mode in ("auto", "hard", "teacher-kd"),
-                f"unknown label_mode {self.label_mode!r}; valid: auto, hard, teacher-kd",
+                self.targets in TARGETS,
+                f"unknown targets {self.targets!r}; valid: {', '.join(TARGETS)}",
             ),
+            (self.loss in LOSSES, f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (
-                self.mix in (None, "mixup", "cutmix"),
-                f"unknown mix {self.mix!r}; valid: cutmix, mixup",
+                self.mix is None or self.mix in MIXES,
+                f"unknown mix {self.mix!r}; valid: {', '.join(MIXES)}",
             ),
             (len(self.models) >= 1, "at least one model is needed"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"protocol {self.name!r}: {msg}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether training asks a teacher for its targets (``targets == "teacher"``)."""
+        return self.targets == "teacher"
+
+    @property
+    def uses_stored_labels(self) -> bool:
+        """Whether training uses the set's labels as stored (soft and per-view labels included)."""
+        return self.targets == "stored"
 
     def with_(self, **changes: Any) -> EvalProtocol:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -71,6 +121,21 @@ class EvalProtocol:
         d = asdict(self)
         d["models"] = list(self.models)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalProtocol:
+        """The protocol :meth:`to_dict` wrote; dicts of earlier versions (``label_mode``) too."""
+        d = dict(d)
+        legacy = d.pop("label_mode", None)
+        if legacy is not None and "targets" not in d:
+            d["targets"] = _LEGACY_TARGETS.get(legacy, legacy)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown protocol fields {unknown}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
 
 
 PROTOCOLS: Registry[EvalProtocol] = Registry("protocol")

@@ -1,7 +1,9 @@
 """Soft-label evaluation protocols (registered on import) and teacher-aware evaluation.
 
 ``soft``: train on the set's stored soft labels (as they are: they already carry the relabel
-temperature recorded in ``meta['label_temperature']``; the student uses T = 1).
+temperature recorded in ``meta['label_temperature']``; the student uses T = 1). A set with FKD
+per-view labels is trained on all its stored views, each with its own label
+(:func:`ddkit.eval.evaluate` expands them).
 ``teacher-kd``: ask the teacher about every augmented, mixed batch (knowledge distillation with
 temperature 20).
 
@@ -27,16 +29,20 @@ Benchmarks on CPU scale ``epochs`` down (``evaluate(..., epochs=E)``) and say so
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import PROTOCOLS, EvalProtocol, get_protocol, register_protocol
+
+if TYPE_CHECKING:
+    from ddkit.eval.evaluate import EvalReport
 
 __all__ = ["KD_TEMPERATURE", "evaluate_with_teacher", "needs_teacher", "resolve_teacher"]
 
@@ -59,29 +65,26 @@ _SOFT = dict(
 
 if "soft" not in PROTOCOLS:
     register_protocol(
-        EvalProtocol(name="soft", label_mode="auto", temperature=1.0, **_SOFT),
+        EvalProtocol(name="soft", targets="stored", temperature=1.0, **_SOFT),
         "soft labels as stored: AdamW 1e-2 wd 0.01, cosine, CutMix, DSA, batch 50, 300 epochs (SRe2L/RDED)",
     )
 if "teacher-kd" not in PROTOCOLS:
     register_protocol(
-        EvalProtocol(
-            name="teacher-kd", label_mode="teacher-kd", temperature=KD_TEMPERATURE, **_SOFT
-        ),
+        EvalProtocol(name="teacher-kd", targets="teacher", temperature=KD_TEMPERATURE, **_SOFT),
         "teacher KD on every augmented batch, T=20: AdamW 1e-2 wd 0.01, cosine, CutMix, 300 epochs (SRe2L/RDED)",
     )
 
 
 def needs_teacher(protocol: str | EvalProtocol) -> bool:
-    return get_protocol(protocol).label_mode == "teacher-kd"
+    """Whether ``protocol`` trains on a teacher's targets (see :attr:`EvalProtocol.needs_teacher`)."""
+    return get_protocol(protocol).needs_teacher
 
 
 def resolve_teacher(
     syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"
-):
+) -> tuple[nn.Module, Path | None]:
     """A teacher module from ``teacher`` (a module or a folder) or from ``syn.meta['teacher_dir']``;
-    returns ``(module, folder or None)``."""
-    from torch import nn
-
+    returns ``(module in eval mode, folder or None)``."""
     from ddkit.methods.decoupled.teacher import load_teacher
 
     if isinstance(teacher, nn.Module):
@@ -105,42 +108,15 @@ def evaluate_with_teacher(
     test: ImageDataset,
     protocol: str | EvalProtocol = "teacher-kd",
     teacher: Any = None,
-    *,
-    models: Sequence[str] | None = None,
-    runs: int | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-):
-    """:func:`ddkit.eval.evaluate` that supplies the teacher when the protocol needs one.
+    **kwargs: Any,
+) -> EvalReport:
+    """Deprecated: :func:`ddkit.eval.evaluate` fetches the teacher itself (``teacher=``)."""
+    from ddkit.eval.evaluate import evaluate
 
-    ``teacher`` is a module or a teacher folder; by default ``syn.meta['teacher_dir']``. For
-    protocols that do not use a teacher this is plain ``evaluate``. The report's ``meta`` records
-    the teacher folder.
-    """
-    from ddkit.eval import evaluate
-
-    p = get_protocol(protocol)
-    targets_fn = None
-    folder = None
-    if p.label_mode == "teacher-kd":
-        from ddkit.methods.decoupled.relabel import teacher_targets_fn
-
-        net, folder = resolve_teacher(syn, teacher, device)
-        targets_fn = teacher_targets_fn(net, p.temperature)
-    report = evaluate(
-        syn,
-        test,
-        p,
-        models=models,
-        runs=runs,
-        epochs=epochs,
-        seed=seed,
-        targets_fn=targets_fn,
-        device=device,
-        progress=progress,
+    warnings.warn(
+        "evaluate_with_teacher is deprecated; call ddkit.eval.evaluate(syn, test, protocol, "
+        "teacher=...)",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    if folder is not None:
-        report.meta["teacher_dir"] = str(folder)
-    return report
+    return evaluate(syn, test, protocol, teacher=teacher, **kwargs)

@@ -1,16 +1,20 @@
-"""Training fresh networks on a small training set, many at once.
+"""Training fresh networks on a small training set, one at a time or many at once.
 
-:func:`train_networks` trains ``len(seeds)`` independent networks of one architecture. Without
-BatchNorm they are trained *together*: parameters are stacked (``torch.func.stack_module_state``)
-and the forward pass is ``vmap``-ed, so R small networks cost about one larger forward. Each run
-keeps its own initialisation, data order and augmentation draws (its own ``torch.Generator``),
-so the vectorised and the one-by-one paths compute the same thing.
+:func:`sgd_train` is the primitive: one network, minibatch training for some epochs, data order
+and augmentation drawn from one ``torch.Generator``. :func:`train_networks` trains
+``len(seeds)`` independent networks of one architecture under an :class:`EvalProtocol`: one by
+one with :func:`sgd_train`, or, without BatchNorm, *together*: parameters are stacked
+(``torch.func.stack_module_state``) and the forward pass is ``vmap``-ed, so R small networks
+cost about one larger forward. Each run keeps its own initialisation, data order and
+augmentation draws (its own generator), so the vectorised and the one-by-one paths compute the
+same thing.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,13 +24,22 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ddkit.data.spec import DatasetSpec
-from ddkit.eval.protocol import EvalProtocol
+from ddkit.errors import ConfigError
+from ddkit.eval.protocol import LOSSES, OPTIMIZERS, SCHEDULES, EvalProtocol
 from ddkit.models import create_model, has_batchnorm
 from ddkit.rng import seeded_global_rng
 
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
 TargetsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# ``batch_targets(x_augmented, batch_index) -> targets``: the same for one network
+BatchTargets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# ``loss(outputs, targets) -> per-sample losses`` (leading dimensions kept)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# ``augment(x, targets, generator) -> (x, targets)``: augmentation / mixing of one batch
+AugmentFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @dataclass
@@ -37,6 +50,19 @@ class TrainResult:
     vectorized: bool
 
 
+@dataclass
+class TrainStats:
+    """What :func:`sgd_train` did: epochs, optimiser steps, images seen, wall time and the
+    loss of the last batch."""
+
+    epochs: int
+    steps: int
+    images_seen: int
+    seconds: float
+    last_loss: float
+
+
+# ----------------------------------------------------------------------------- ingredients
 def build_networks(
     name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
 ) -> list[nn.Module]:
@@ -63,6 +89,7 @@ def soft_cross_entropy(
 
 
 def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-sample cross-entropy: against classes (int targets) or probabilities (float)."""
     if target.ndim == logits.ndim - 1 and not target.is_floating_point():
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
@@ -70,44 +97,93 @@ def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, temperature: flo
     return soft_cross_entropy(logits, target, temperature)
 
 
-def _make_optimizer(
-    params: list[torch.Tensor], protocol: EvalProtocol, lr: float
+def per_sample_mse(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared error averaged over the ``K`` outputs; int (class) targets become
+    one-hot vectors (1 for the class, 0 elsewhere)."""
+    if target.ndim == outputs.ndim - 1 and not target.is_floating_point():
+        target = F.one_hot(target, outputs.shape[-1]).to(outputs.dtype)
+    return (outputs - target).pow(2).mean(-1)
+
+
+def loss_function(name: str, temperature: float = 1.0) -> LossFn:
+    """The per-sample loss ``"cross_entropy"`` (with KD ``temperature``) or ``"mse"``."""
+    if name == "cross_entropy":
+        return lambda logits, target: per_sample_loss(logits, target, temperature)
+    if name == "mse":
+        return per_sample_mse
+    raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+
+
+def make_optimizer(
+    params: list[torch.Tensor],
+    name: str,
+    lr: float,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
 ) -> torch.optim.Optimizer:
-    if protocol.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=lr, weight_decay=protocol.weight_decay)
+    """``"sgd"`` (with ``momentum``) or ``"adamw"``, both with ``weight_decay``."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Learning-rate multiplier for ``epoch`` (0-based) of ``epochs``: ``"step"`` (x0.1 from
+    half the epochs), ``"cosine"`` (from 1 towards 0) or ``"constant"``."""
+    if schedule == "step":
+        return 0.1 if epoch >= epochs // 2 else 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "constant":
+        return 1.0
+    raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
 
 
 def lr_factor(protocol: EvalProtocol, epoch: int) -> float:
     """Learning-rate multiplier for ``epoch`` (0-based) under the protocol's schedule."""
-    if protocol.schedule == "step":
-        return 0.1 if epoch >= protocol.epochs // 2 else 1.0
-    if protocol.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / protocol.epochs))
-    return 1.0
+    return schedule_factor(protocol.schedule, epoch, protocol.epochs)
 
 
-class _Augmenter:
-    """Applies the protocol's augmentation / mixing to one run's batch with that run's generator."""
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
 
-    def __init__(self, protocol: EvalProtocol, spec: DatasetSpec) -> None:
+
+class Augmenter:
+    """Augmentation and mixing of one batch with one run's generator: an ``augment`` for
+    :func:`sgd_train`.
+
+    ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy) or an explicit DSA
+    strategy; ``mix``: ``None``, ``"mixup"`` or ``"cutmix"`` (class targets become one-hot
+    vectors before mixing).
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        strategy: str | None = None,
+        mix: str | None = None,
+        mix_alpha: float = 1.0,
+    ) -> None:
         self.dsa = None
-        if protocol.augment:
+        if strategy:
             from ddkit.augment import DSA, default_strategy
 
-            strategy = (
-                default_strategy(spec.channels, spec.name)
-                if protocol.augment == "dsa"
-                else protocol.augment
-            )
-            self.dsa = DSA(strategy)
-        self.mix = protocol.mix
-        self.alpha = protocol.mix_alpha
+            name = default_strategy(spec.channels, spec.name) if strategy == "dsa" else strategy
+            self.dsa = DSA(name)
+        self.mix = mix
+        self.alpha = mix_alpha
+        self.num_classes = spec.num_classes
+
+    @classmethod
+    def from_protocol(cls, protocol: EvalProtocol, spec: DatasetSpec) -> Augmenter:
+        return cls(spec, protocol.augment, protocol.mix, protocol.mix_alpha)
 
     def __call__(
-        self, x: torch.Tensor, t: torch.Tensor, g: torch.Generator, num_classes: int
+        self, x: torch.Tensor, t: torch.Tensor, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dsa is not None:
             x = self.dsa(x, g, shared=False)
@@ -115,9 +191,194 @@ class _Augmenter:
             from ddkit.augment import cutmix, mixup
 
             if not t.is_floating_point():
-                t = F.one_hot(t, num_classes).float()
+                t = F.one_hot(t, self.num_classes).float()
             x, t = (mixup if self.mix == "mixup" else cutmix)(x, t, self.alpha, g)
         return x, t
+
+
+def _batch(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    idx: torch.Tensor,
+    generator: torch.Generator,
+    augment: AugmentFn | None,
+    batch_targets: BatchTargets | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``idx``, augmented/mixed; on-the-fly targets see the augmented, mixed batch."""
+    x, t = images[idx], targets[idx]
+    if augment is not None:
+        x, t = augment(x, t, generator)
+    if batch_targets is not None:
+        t = batch_targets(x, idx)
+    return x, t
+
+
+# ----------------------------------------------------------------------------- one network
+def sgd_train(
+    net: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "constant",
+    augment: AugmentFn | None = None,
+    loss: str | LossFn = "cross_entropy",
+    temperature: float = 1.0,
+    batch_targets: BatchTargets | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> TrainStats:
+    """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
+
+    Every epoch draws a permutation of the rows from ``generator`` and walks it in batches of
+    ``batch_size`` (the last one smaller); ``augment(x, t, generator)`` (e.g. an
+    :class:`Augmenter`) then transforms each batch with the same generator, and
+    ``batch_targets(x_augmented, index)``, when given, replaces its targets (teacher KD). The
+    optimiser is ``optimizer`` (``"sgd"`` with ``momentum``, or ``"adamw"``) with
+    ``weight_decay``; its learning rate is ``lr`` times :func:`schedule_factor`. ``loss`` is
+    ``"cross_entropy"`` (``temperature`` for soft targets), ``"mse"`` or a per-sample loss
+    function; the batch loss is its mean. ``targets`` are classes ``(N,)`` or vectors
+    ``(N, K)``. ``on_epoch(epoch)`` is called after every epoch (``net`` is put back in train
+    mode at the start of each). No other randomness is used, so the same generator state gives
+    the same network. Returns with ``net`` in eval mode.
+    """
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ConfigError(
+            f"sgd_train needs epochs >= 1, batch_size >= 1 and lr > 0, got {epochs}, "
+            f"{batch_size}, {lr}"
+        )
+    loss_fn = loss if callable(loss) else loss_function(loss, temperature)
+    opt = make_optimizer(
+        list(net.parameters()), optimizer, lr, momentum=momentum, weight_decay=weight_decay
+    )
+    n = len(images)
+    bs = min(batch_size, n)
+    steps, last = 0, torch.zeros(())
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        _set_lr(opt, lr * schedule_factor(schedule, epoch, epochs))
+        perm = torch.randperm(n, generator=generator).to(images.device)
+        net.train()
+        for start in range(0, n, bs):
+            x, t = _batch(
+                images, targets, perm[start : start + bs], generator, augment, batch_targets
+            )
+            batch_loss = loss_fn(net(x), t).mean()
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            steps, last = steps + 1, batch_loss.detach()
+        if on_epoch:
+            on_epoch(epoch)
+    net.eval()
+    return TrainStats(epochs, steps, epochs * n, time.perf_counter() - t0, float(last))
+
+
+# ----------------------------------------------------------------------------- many networks
+def _run_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """Each run's data-order / augmentation stream (offset from its initialisation seed)."""
+    return [torch.Generator().manual_seed(int(s) + 7919) for s in seeds]
+
+
+def _can_vectorize(vectorize: bool | None, device: torch.device, nets: list[nn.Module]) -> bool:
+    if vectorize is None:  # auto: vmap pays off on GPUs; on CPU grouped convs lose (BENCHMARKS.md)
+        vectorize = device.type != "cpu"
+    return bool(vectorize) and len(nets) > 1 and not has_batchnorm(nets[0])
+
+
+def _run_targets(targets_fn: TargetsFn | None, run: int) -> BatchTargets | None:
+    if targets_fn is None:
+        return None
+    return lambda x, idx: targets_fn(x, idx, run)
+
+
+def _train_one_by_one(
+    nets: list[nn.Module],
+    gens: list[torch.Generator],
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    protocol: EvalProtocol,
+    augment: Augmenter,
+    lr: float,
+    targets_fn: TargetsFn | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    for run, (net, g) in enumerate(zip(nets, gens)):
+        sgd_train(
+            net,
+            images,
+            targets,
+            epochs=protocol.epochs,
+            lr=lr,
+            batch_size=protocol.batch_size,
+            generator=g,
+            optimizer=protocol.optimizer,
+            momentum=protocol.momentum,
+            weight_decay=protocol.weight_decay,
+            schedule=protocol.schedule,
+            augment=augment,
+            loss=protocol.loss,
+            temperature=protocol.temperature,
+            batch_targets=_run_targets(targets_fn, run),
+            on_epoch=(lambda _epoch: progress(1)) if progress else None,
+        )
+
+
+def _train_vectorized(
+    nets: list[nn.Module],
+    gens: list[torch.Generator],
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    protocol: EvalProtocol,
+    augment: Augmenter,
+    lr: float,
+    targets_fn: TargetsFn | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """All networks in one ``vmap``-ed forward per batch; each run draws from its generator."""
+    base = copy.deepcopy(nets[0]).to("meta")
+    params, buffers = stack_module_state(nets)
+    opt = make_optimizer(
+        list(params.values()),
+        protocol.optimizer,
+        lr,
+        momentum=protocol.momentum,
+        weight_decay=protocol.weight_decay,
+    )
+    loss_fn = loss_function(protocol.loss, protocol.temperature)
+
+    def fwd(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    batched = vmap(fwd, randomness="different")
+    run_targets = [_run_targets(targets_fn, r) for r in range(len(nets))]
+    n = len(images)
+    bs = min(protocol.batch_size, n)
+    for epoch in range(protocol.epochs):
+        _set_lr(opt, lr * lr_factor(protocol, epoch))
+        perms = [torch.randperm(n, generator=g).to(images.device) for g in gens]
+        for start in range(0, n, bs):
+            xs, ts = zip(
+                *(
+                    _batch(images, targets, p[start : start + bs], g, augment, bt)
+                    for p, g, bt in zip(perms, gens, run_targets)
+                )
+            )
+            logits = batched(params, buffers, torch.stack(xs))
+            loss = loss_fn(logits, torch.stack(ts)).mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if progress:
+            progress(len(nets))
+    with torch.no_grad():
+        for r, net in enumerate(nets):
+            net.load_state_dict({k: v[r] for k, v in {**params, **buffers}.items()})
 
 
 def train_networks(
@@ -136,81 +397,27 @@ def train_networks(
 ) -> TrainResult:
     """Train one fresh ``model`` per seed on ``(images, targets)`` under ``protocol``.
 
-    ``targets`` are hard labels ``(N,)`` or probability vectors ``(N, K)``. Returns the trained
-    networks in eval mode. ``progress(epoch)`` is called after every epoch. ``vectorize``:
-    ``True`` trains the networks together with ``vmap``, ``False`` one after another, ``None``
-    picks by device (vmap on accelerators, one by one on CPU, where it measured faster).
+    ``targets`` are hard labels ``(N,)`` or vectors ``(N, K)``; ``targets_fn(x, index, run)``
+    computes them on the fly instead. The loss is the protocol's. Returns the trained networks
+    in eval mode. ``progress(k)`` is called as training advances with the number ``k`` of
+    network-epochs just completed (all ``len(seeds)`` per epoch when vectorised). ``vectorize``:
+    ``True`` trains the networks together with ``vmap``, ``False`` one after another with
+    :func:`sgd_train`, ``None`` picks by device (vmap on accelerators, one by one on CPU, where
+    it measured faster).
     """
-    import time
-
     device = torch.device(device)
     images, targets = images.to(device), targets.to(device)
     nets = build_networks(model, spec, seeds, device)
-    gens = [torch.Generator().manual_seed(int(s) + 7919) for s in seeds]  # data-order/aug streams
-    aug = _Augmenter(protocol, spec)
-    if vectorize is None:  # auto: vmap pays off on GPUs; on CPU grouped convs lose (BENCHMARKS.md)
-        vectorize = device.type != "cpu"
-    vectorized = vectorize and len(nets) > 1 and not has_batchnorm(nets[0])
-    n = len(images)
-    bs = min(protocol.batch_size, n)
+    gens = _run_generators(seeds)
+    augment = Augmenter.from_protocol(protocol, spec)
+    vectorized = _can_vectorize(vectorize, device, nets)
+    train = _train_vectorized if vectorized else _train_one_by_one
     t0 = time.perf_counter()
-
-    def batches(epoch_perms: list[torch.Tensor]):
-        for start in range(0, n, bs):
-            yield [p[start : start + bs] for p in epoch_perms]
-
-    def batch_for(run: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, t = aug(images[idx], targets[idx], gens[run], spec.num_classes)
-        if targets_fn is not None:  # on-the-fly targets (teacher KD) see the augmented/mixed batch
-            t = targets_fn(x, idx, run)
-        return x, t
-
-    if vectorized:
-        base = copy.deepcopy(nets[0]).to("meta")
-        params, buffers = stack_module_state(nets)
-        opt = _make_optimizer(list(params.values()), protocol, lr)
-
-        def fwd(p, b, x):
-            return functional_call(base, (p, b), (x,))
-
-        batched = vmap(fwd, randomness="different")
-        for epoch in range(protocol.epochs):
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_factor(protocol, epoch)
-            perms = [torch.randperm(n, generator=g).to(device) for g in gens]
-            for idxs in batches(perms):
-                xs, ts = zip(*(batch_for(r, ix) for r, ix in enumerate(idxs)))
-                logits = batched(params, buffers, torch.stack(xs))
-                loss = per_sample_loss(logits, torch.stack(ts), protocol.temperature).mean(1).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if progress:
-                progress(epoch)
-        with torch.no_grad():
-            for r, net in enumerate(nets):
-                net.load_state_dict({k: v[r] for k, v in {**params, **buffers}.items()})
-    else:
-        opts = [_make_optimizer(list(net.parameters()), protocol, lr) for net in nets]
-        for epoch in range(protocol.epochs):
-            for o in opts:
-                for group in o.param_groups:
-                    group["lr"] = lr * lr_factor(protocol, epoch)
-            perms = [torch.randperm(n, generator=g).to(device) for g in gens]
-            for net in nets:
-                net.train()
-            for idxs in batches(perms):
-                for r, (net, o, ix) in enumerate(zip(nets, opts, idxs)):
-                    x, t = batch_for(r, ix)
-                    loss = per_sample_loss(net(x), t, protocol.temperature).mean()
-                    o.zero_grad(set_to_none=True)
-                    loss.backward()
-                    o.step()
-            if progress:
-                progress(epoch)
+    train(nets, gens, images, targets, protocol, augment, lr, targets_fn, progress)
     for net in nets:
         net.eval()
-    return TrainResult(nets, time.perf_counter() - t0, protocol.epochs * n * len(nets), vectorized)
+    seen = protocol.epochs * len(images) * len(nets)
+    return TrainResult(nets, time.perf_counter() - t0, seen, vectorized)
 
 
 @torch.no_grad()

@@ -233,7 +233,7 @@ def prepare(args: argparse.Namespace) -> Run:
     models = tuple(args.models.split(",")) if args.models else None
     hard = get_protocol("dsa").with_(runs=args.runs, models=models)
     soft = get_protocol("teacher-kd").with_(runs=args.runs, models=models)
-    hard_only = dataclasses.replace(hard, label_mode="hard")
+    hard_only = hard.with_(targets="hard")
     settings = {
         "datasets": args.datasets,
         "ipcs": ipcs,

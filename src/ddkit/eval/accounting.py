@@ -171,12 +171,9 @@ def _hard(p: EvalProtocol) -> EvalProtocol:
 
 def _fingerprint(s: SyntheticSet) -> str:
     """Content hash of a set (images, labels, extras): the cache key of its evaluations."""
-    import hashlib
+    from ddkit.data.fingerprint import fingerprint
 
-    h = hashlib.sha256()
-    for t in (s.images, s.labels, *(s.extras[k] for k in sorted(s.extras))):
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:20]
+    return fingerprint(s.images, s.labels, *(s.extras[k] for k in sorted(s.extras)), length=20)
 
 
 def _paired(a: list[float], b: list[float]) -> list[float]:

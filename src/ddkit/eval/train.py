@@ -223,7 +223,7 @@ def sgd_train(
     lr: float,
     batch_size: int,
     generator: torch.Generator,
-    optimizer: str = "sgd",
+    optimizer: str | torch.optim.Optimizer = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     schedule: str = "constant",
@@ -232,6 +232,7 @@ def sgd_train(
     temperature: float = 1.0,
     batch_targets: BatchTargets | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
 
@@ -240,11 +241,13 @@ def sgd_train(
     :class:`Augmenter`) then transforms each batch with the same generator, and
     ``batch_targets(x_augmented, index)``, when given, replaces its targets (teacher KD). The
     optimiser is ``optimizer`` (``"sgd"`` with ``momentum``, or ``"adamw"``) with
-    ``weight_decay``; its learning rate is ``lr`` times :func:`schedule_factor`. ``loss`` is
+    ``weight_decay``, or an optimiser of ``net``'s parameters that the caller keeps (its state
+    carries over between calls); its learning rate is ``lr`` times :func:`schedule_factor`. ``loss`` is
     ``"cross_entropy"`` (``temperature`` for soft targets), ``"mse"`` or a per-sample loss
     function; the batch loss is its mean. ``targets`` are classes ``(N,)`` or vectors
     ``(N, K)``. ``on_epoch(epoch)`` is called after every epoch (``net`` is put back in train
-    mode at the start of each). No other randomness is used, so the same generator state gives
+    mode at the start of each); ``on_batch(epoch, index, logits)`` sees every batch's rows and
+    detached logits before the update (e.g. forgetting events). No other randomness is used, so the same generator state gives
     the same network. Returns with ``net`` in eval mode.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -253,8 +256,12 @@ def sgd_train(
             f"{batch_size}, {lr}"
         )
     loss_fn = loss if callable(loss) else loss_function(loss, temperature)
-    opt = make_optimizer(
-        list(net.parameters()), optimizer, lr, momentum=momentum, weight_decay=weight_decay
+    opt = (
+        optimizer
+        if isinstance(optimizer, torch.optim.Optimizer)
+        else make_optimizer(
+            list(net.parameters()), optimizer, lr, momentum=momentum, weight_decay=weight_decay
+        )
     )
     n = len(images)
     bs = min(batch_size, n)
@@ -265,10 +272,12 @@ def sgd_train(
         perm = torch.randperm(n, generator=generator).to(images.device)
         net.train()
         for start in range(0, n, bs):
-            x, t = _batch(
-                images, targets, perm[start : start + bs], generator, augment, batch_targets
-            )
-            batch_loss = loss_fn(net(x), t).mean()
+            idx = perm[start : start + bs]
+            x, t = _batch(images, targets, idx, generator, augment, batch_targets)
+            logits = net(x)
+            if on_batch is not None:
+                on_batch(epoch, idx, logits.detach())
+            batch_loss = loss_fn(logits, t).mean()
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
@@ -425,10 +434,8 @@ def accuracy(
     net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
 ) -> float:
     """Top-1 accuracy of ``net`` (in eval mode) on a labelled set."""
+    from ddkit.models import predict
+
     net.eval()
-    dev = next(net.parameters()).device
-    correct = 0
-    for s in range(0, len(images), batch_size):
-        pred = net(images[s : s + batch_size].to(dev)).argmax(1).cpu()
-        correct += int((pred == labels[s : s + batch_size]).sum())
-    return correct / max(1, len(images))
+    pred = predict(net, images, batch_size=batch_size, post=lambda z: z.argmax(1).cpu())
+    return int((pred == labels).sum()) / max(1, len(images))

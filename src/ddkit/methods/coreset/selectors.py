@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ddkit.data.dataset import ImageDataset
@@ -73,22 +72,22 @@ def train_feature_net(
     net = fresh_network(model, train, generator).to(device)
     seed = draw_seed(generator)
     images, labels = train.images.to(device), train.labels.to(device)
-    n = len(train)
     if epochs > 0:
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        net.train()
-        with seeded_global_rng(seed, device):
-            for epoch in range(epochs):
-                perm = torch.randperm(n, generator=generator).to(device)
-                for start in range(0, n, batch_size):
-                    idx = perm[start : start + batch_size]
-                    logits = net(images[idx])
-                    if on_batch is not None:
-                        on_batch(epoch, idx, logits.detach())
-                    loss = F.cross_entropy(logits, labels[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+        from ddkit.eval.train import sgd_train
+
+        with seeded_global_rng(seed, device):  # dropout, if the model has any
+            sgd_train(
+                net,
+                images,
+                labels,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                generator=generator,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                on_batch=on_batch,
+            )
     net.eval()
     return net
 

@@ -61,7 +61,7 @@ def _protocol(
         batch_size=int(batch_size),
         schedule="cosine",
         augment=augment,
-        label_mode="hard",
+        targets="hard",
         models=(model,),
         runs=1,
     )

@@ -58,7 +58,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ddkit.augment.dsa import DSA as DSAAugment
@@ -293,21 +292,23 @@ class DC(Distiller):
     def train_network(self, net: nn.Module, opt: torch.optim.Optimizer, g: torch.Generator) -> None:
         """``inner_loop`` epochs of SGD on the (detached) synthetic set, shuffled with ``g``;
         with DSA every image gets its own augmentation draw."""
-        x_all = self.state_["images"].detach()
-        y_all = self.labels_
-        n, bs = len(x_all), self.config.batch_net
-        net.train()
-        for _ in range(self.inner_loop_):
-            perm = torch.randperm(n, generator=g)
-            for s in range(0, n, bs):
-                ix = perm[s : s + bs]
-                x = x_all[ix]
-                if self.dsa_ is not None:
-                    x = self.dsa_(x, g, shared=False)
-                loss = F.cross_entropy(net(x), y_all[ix])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        from ddkit.eval.train import sgd_train
+
+        if self.inner_loop_ == 0:
+            return
+        dsa = self.dsa_
+        sgd_train(
+            net,
+            self.state_["images"].detach(),
+            self.labels_,
+            epochs=self.inner_loop_,
+            lr=self.config.lr_net,
+            batch_size=self.config.batch_net,
+            generator=g,
+            optimizer=opt,  # its momentum carries over between the outer loop's calls
+            augment=None if dsa is None else (lambda x, t, gen: (dsa(x, gen, shared=False), t)),
+        )
+        net.train()  # the matching steps run in training mode, as before
 
     def _freeze_batchnorm(self, net: nn.Module, g: torch.Generator) -> None:
         """DC's BN trick: set running statistics from 16 real images per class (training mode),

@@ -129,3 +129,27 @@ def test_full_data_epochs_per_dataset():
         ).full_epochs("a")
         == 5
     )
+
+
+def test_run_suite_takes_an_unregistered_suite_object(tmp_path):
+    suite = Suite(
+        name="pytest-object",
+        datasets=("digits",),
+        ipcs=(1,),
+        protocol="smoke",
+        runs=1,
+        methods=("random",),
+        full_data=False,
+        models={"digits": "convnet2-w8"},
+    )
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    assert [(r["method"], r["ipc"]) for r in rows] == [("random", 1)]
+    assert (tmp_path / "pytest-object.json").exists()
+
+
+def test_run_suite_refuses_a_method_it_does_not_have(tmp_path, tiny_suite):
+    from ddkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no method 'nosuch'"):
+        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, only=["nosuch"])
+    assert not (tmp_path / f"{tiny_suite}.json").exists()

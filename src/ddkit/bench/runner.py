@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.bench.suites import SUITES, Suite
+from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_bytes, atomic_write_json, read_json
 from ddkit.meter import peak_rss_mb
 
@@ -110,8 +111,18 @@ def cells(suite: Suite) -> list[tuple[str, str, int]]:
     return out
 
 
+def _check_only(suite: Suite, only: list[str] | None) -> None:
+    """Refuse ``--methods`` names that select nothing (instead of running nothing, exit 0)."""
+    known = {m for _, m, _ in cells(suite)} | {"full"}
+    unknown = sorted(set(only or ()) - known)
+    if unknown:
+        raise ConfigError(
+            f"suite {suite.name!r} has no method {unknown[0]!r}; valid: {', '.join(sorted(known))}"
+        )
+
+
 def run_suite(
-    name: str,
+    suite: str | Suite,
     *,
     results_dir: str | os.PathLike = "benchmarks/results",
     markdown: str | os.PathLike | None = "BENCHMARKS.md",
@@ -122,8 +133,10 @@ def run_suite(
     fresh: bool = False,
     log=print,
 ) -> list[dict[str, Any]]:
-    """Run suite ``name``; returns all result rows (also written to JSON and Markdown)."""
-    suite = SUITES.get(name)
+    """Run ``suite`` (a :class:`Suite` or a registered name); returns all result rows (also
+    written to JSON and Markdown). Finished cells in the results file are kept (resume)."""
+    suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
+    _check_only(suite, only)
     path = Path(results_dir) / f"{suite.name}.json"
     data = read_json(path) if path.exists() and not fresh else {"suite": suite.name, "rows": []}
     done = {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}

@@ -12,10 +12,11 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError
 from ddkit.methods.base import flatten_state, restore_state
-from ddkit.methods.common import RandomNetwork, build_network, fresh_network
+from ddkit.methods.common import RandomNetwork, fresh_network
 from ddkit.methods.pool import ModelPool
 from ddkit.models import (
     MODELS,
+    build_network,
     create_model,
     predict,
     reinitializable,

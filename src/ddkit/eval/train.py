@@ -26,8 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import LOSSES, OPTIMIZERS, SCHEDULES, EvalProtocol
-from ddkit.models import create_model, has_batchnorm
-from ddkit.rng import seeded_global_rng
+from ddkit.models import build_network, has_batchnorm
 
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
@@ -67,17 +66,7 @@ def build_networks(
     name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
 ) -> list[nn.Module]:
     """Fresh networks, each initialised from its own seed (the global RNG is left as it was)."""
-    nets = []
-    for s in seeds:
-        with seeded_global_rng(s):
-            net = create_model(
-                name,
-                num_classes=spec.num_classes,
-                in_channels=spec.channels,
-                image_size=spec.image_size,
-            )
-        nets.append(net.to(device))
-    return nets
+    return [build_network(name, spec, int(s)).to(device) for s in seeds]
 
 
 def soft_cross_entropy(

@@ -10,8 +10,8 @@ from torch import nn
 from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
-from ddkit.models import create_model, reinitializable, reinitialize
-from ddkit.rng import draw_seed, seeded_global_rng
+from ddkit.models import build_network, reinitializable, reinitialize
+from ddkit.rng import draw_seed
 
 
 def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
@@ -32,18 +32,6 @@ def initial_images(
     from ddkit.errors import ConfigError
 
     raise ConfigError(f"unknown init {init!r}; valid: noise, real")
-
-
-def build_network(name: str, spec: DatasetSpec, seed: int) -> nn.Module:
-    """``create_model(name)`` for ``spec``'s images, initialised under ``seed`` (the global RNG
-    is left as it was)."""
-    with seeded_global_rng(seed):
-        return create_model(
-            name,
-            num_classes=spec.num_classes,
-            in_channels=spec.channels,
-            image_size=spec.image_size,
-        )
 
 
 def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:

@@ -2,7 +2,13 @@
 
 from ddkit.models import convnet as _convnet  # noqa: F401  (registers the ConvNet family)
 from ddkit.models import zoo as _zoo  # noqa: F401  (registers MLP, LeNet, AlexNet, VGG, ResNet, ViT)
-from ddkit.models.helpers import predict, reinitializable, reinitialize, reset_module
+from ddkit.models.helpers import (
+    build_network,
+    predict,
+    reinitializable,
+    reinitialize,
+    reset_module,
+)
 from ddkit.models.registry import (
     MODELS,
     ClassifierModel,
@@ -14,6 +20,7 @@ from ddkit.models.registry import (
 
 __all__ = [
     "MODELS",
+    "build_network",
     "ClassifierModel",
     "check_model_input",
     "create_model",

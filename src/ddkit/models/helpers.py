@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError
 from ddkit.rng import seeded_global_rng
 
@@ -122,3 +123,17 @@ def reinitialize(module: nn.Module, seed: int) -> nn.Module:
     with seeded_global_rng(seed), torch.no_grad():
         reset_module(module)
     return module
+
+
+def build_network(name: str, spec: DatasetSpec, seed: int) -> nn.Module:
+    """``create_model(name)`` for ``spec``'s images, initialised under ``seed`` (the global RNG
+    is left as it was): the one way ddkit builds a seeded network."""
+    from ddkit.models.registry import create_model
+
+    with seeded_global_rng(seed):
+        return create_model(
+            name,
+            num_classes=spec.num_classes,
+            in_channels=spec.channels,
+            image_size=spec.image_size,
+        )

@@ -45,8 +45,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
-from ddkit.methods.common import build_network
-from ddkit.models import predict
+from ddkit.models import build_network, predict
 from ddkit.rng import derive_seed
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import build_network, class_labels, initial_images, make_augment
+from ddkit.methods.common import class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -61,7 +61,7 @@ from ddkit.methods.config import (
     presets_from,
     zero_to_auto,
 )
-from ddkit.models import predict
+from ddkit.models import build_network, predict
 
 TEST_EXPERTS_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-experts")
 

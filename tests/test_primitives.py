@@ -248,3 +248,22 @@ def test_build_network_is_create_model_under_the_seed():
             "convnet", num_classes=10, in_channels=spec.channels, image_size=spec.image_size
         )
     assert torch.equal(_flat(a), _flat(b))
+
+
+def test_sgd_step_is_torch_sgd_with_dampening_zero():
+    from ddkit.eval.train import sgd_step
+
+    g = torch.Generator().manual_seed(0)
+    p1 = [torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(4, generator=g)]
+    p1 = [p.double() for p in p1]
+    p2 = [p.clone().requires_grad_(True) for p in p1]
+    momenta = [torch.zeros_like(p) for p in p1]
+    opt = torch.optim.SGD(p2, lr=0.1, momentum=0.9, weight_decay=5e-3)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in p1]
+        sgd_step(p1, grads, momenta, lr=0.1, momentum=0.9, weight_decay=5e-3)
+        for p, gr in zip(p2, grads):
+            p.grad = gr.clone()
+        opt.step()
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b.detach())

@@ -203,6 +203,28 @@ def _batch(
 
 
 # ----------------------------------------------------------------------------- one network
+@torch.no_grad()
+def sgd_step(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    momenta: Sequence[torch.Tensor] | None = None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> None:
+    """One SGD step on parameter tensors, in place: ``torch.optim.SGD``'s rule with dampening
+    0 (``d = g + weight_decay * p``; ``m = momentum * m + d``; ``p -= lr * m``), for training
+    that keeps its parameters and momenta outside a module's optimiser (flat parameter vectors:
+    IDM's model pool, expert trajectories). ``momenta`` start at zero and are updated in place;
+    without momentum they are not used."""
+    for i, (p, g) in enumerate(zip(params, grads)):
+        d = g + weight_decay * p if weight_decay else g
+        if momentum:
+            d = momenta[i].mul_(momentum).add_(d)
+        p.sub_(lr * d)
+
+
 def sgd_train(
     net: nn.Module,
     images: torch.Tensor,

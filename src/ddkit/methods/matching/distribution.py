@@ -42,6 +42,7 @@ from ddkit.augment.dsa import DSA, DSAParams
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
@@ -571,10 +572,14 @@ class IDM(DM):
                 x, y = self.real_[idx], self.labels_[idx]
                 logits = net(x)
                 grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
-                with torch.no_grad():
-                    for p, gr, buf in zip(params, grads, bufs):  # torch.optim.SGD, dampening 0
-                        buf.mul_(cfg.momentum_net).add_(gr + cfg.weight_decay_net * p)
-                        p.sub_(cfg.lr_net * buf)
+                sgd_step(
+                    params,
+                    grads,
+                    bufs,
+                    lr=cfg.lr_net,
+                    momentum=cfg.momentum_net,
+                    weight_decay=cfg.weight_decay_net,
+                )
                 correct += int((logits.argmax(1) == y).sum())
             queue.store(j)
             acc = 100.0 * correct / (cfg.model_train_steps * bs)

@@ -481,7 +481,13 @@ def _train_expert(root: Path, e: int, recipe: _Recipe, say: Callable[[str], None
 def _train_epoch(
     fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa
 ):
-    """One epoch of SGD on the flat vector ``theta`` (torch.optim.SGD's update rule, dampening 0)."""
+    """One epoch of SGD on the flat vector ``theta`` (:func:`~ddkit.eval.train.sgd_step`)."""
+    from ddkit.eval.train import sgd_step
+
+    # updated in place below; the caller's tensors stay as they were
+    theta = theta.clone()
+    if momentum:
+        buf = torch.zeros_like(theta) if buf is None else buf.clone()
     n = len(images)
     perm = torch.randperm(n, generator=gen)
     total, count = 0.0, 0
@@ -493,13 +499,7 @@ def _train_epoch(
         w = theta.detach().requires_grad_(True)
         loss = F.cross_entropy(fm(w, x), labels[idx])
         (g,) = torch.autograd.grad(loss, w)
-        with torch.no_grad():
-            if weight_decay:
-                g = g + weight_decay * theta
-            if momentum:
-                buf = g.clone() if buf is None else buf.mul(momentum).add_(g)
-                g = buf
-            theta = theta - lr * g
+        sgd_step([theta], [g], [buf], lr=lr, momentum=momentum, weight_decay=weight_decay)
         total += float(loss.detach()) * len(idx)
         count += len(idx)
     return theta, buf, total / max(count, 1)

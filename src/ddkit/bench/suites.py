@@ -97,17 +97,16 @@ SUITES.add(
             "sre2l": 1000,
             "rded": 0,
         },
-        # mnist5k: a DM step embeds 2,560 real 28x28 images (1.5 s with width 32, IDM 2.6-3.0 s),
-        # ~4x digits; these budgets keep each cell under ~25 minutes on one core
+        # mnist5k: a DM step embeds 2,560 real 28x28 images, ~4x digits; these budgets keep each
+        # cell to tens of minutes on one core (step times in BENCHMARKS.md)
         dataset_iterations={
             "mnist5k": {"dm": {1: 1000, 10: 1000, 50: 500}, "idm": {1: 300, 10: 300, 50: 200}}
         },
-        # digits has 6 steps per epoch (batch 256): 30 epochs (180 steps) measured 86.6 %, an
-        # under-trained reference; 300 epochs (1800 steps) reach 99.6 %. mnist5k (16 steps per
-        # epoch) reaches 97.9 % at 30 epochs with ConvNet-3 width 32 (benchmarks/bench_decoupled.py)
+        # digits has 6 steps per epoch (batch 256): 30 epochs under-train the reference, 300 do
+        # not; mnist5k (16 steps per epoch) is trained at 30 epochs (figures in BENCHMARKS.md)
         full_data_epochs={"digits": 300, "mnist5k": 30},
-        # ConvNet-3 width 128 trains at ~33 images/s on 28x28 here; width 32 keeps mnist5k cells
-        # to minutes (the mnist5k presets distil with the same width)
+        # ConvNet-3 width 128 is slow on 28x28 on a CPU; width 32 keeps mnist5k cells to
+        # minutes (the mnist5k presets distil with the same width)
         models={"mnist5k": "convnet-w32"},
     ),
     help="digits and mnist5k, IPC 1/10/50, every method, protocol dsa (300 epochs here), 3 runs; "

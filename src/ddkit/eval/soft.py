@@ -16,8 +16,8 @@ uses T = 20 with CutMix.
 
 The learning rate is 0.01 (DD-Ranking's ``default_lr``), not the 1e-3 of the SRe2L/RDED scripts:
 with 1e-3, ConvNet-3 students under teacher KD + CutMix stayed near chance after 300 epochs on
-a *validation* split carved out of digits' train split (0.16-0.18 vs 0.94-0.97 with 0.01; the
-test split was not used for this choice). The student is ddkit's default ConvNet-3 (instance
+a *validation* split carved out of digits' train split, while 0.01 trained them (the test split
+was not used for this choice). The student is ddkit's default ConvNet-3 (instance
 norm) so the numbers sit next to the hard-label protocols; the augmentation is DSA
 (dataset-appropriate, no flips for digits) as a stand-in for random-resized-crop + flip. The KD
 loss is soft cross-entropy times T^2 (the same gradients as KL divergence up to the constant T^2

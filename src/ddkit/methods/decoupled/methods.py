@@ -272,7 +272,7 @@ class RDED(_TeacherMethod):
     # Stitching (factor 2) relies on RDED's training-time views: random-resized crops down to one
     # patch (scale 1/factor..1) plus patch shuffling, so the student sees each patch at full scale.
     # ddkit's protocols augment with DSA, which never does that; on mnist5k (28 px, IPC 10) factor
-    # 2 gave 2.0% (hard) / 53.6% (teacher-kd) against 92.7% / 97.0% for random real images.
+    # 2 fell far below random real images (benchmarks/results/decoupled_mnist5k_ipc10_rded.json).
     # DD-Ranking's RDED CIFAR-10 config also uses one patch per image (ShufflePatches(1)), so the
     # default stitches only from 64 px up (Tiny-ImageNet/ImageNet scale).
 

@@ -110,6 +110,7 @@ def test_a_checkpoint_written_with_old_option_names_still_resumes(tmp_path):
     cfg = state["config"]
     cfg["momentum"] = cfg.pop("momentum_img")  # as ddkit 0.1 wrote it
     cfg["dsa_strategy"] = cfg.pop("augment")
+    (tmp_path / state.pop("tensors")).rename(tmp_path / "state.safetensors")
     (tmp_path / "state.json").write_text(json.dumps(state))
     resumed = _tiny_dm().fit(train, 2, seed=0, checkpoint_dir=tmp_path, resume=True)
     assert torch.equal(resumed.images, full.images)
@@ -165,3 +166,29 @@ def test_a_config_checks_its_fields_declaratively():
         Toy(iterations=-1)
     with pytest.raises(ConfigError, match="width must be an integer"):
         Toy(width="wide")
+
+
+def test_a_kill_between_the_checkpoint_files_resumes_to_the_same_set(tmp_path, monkeypatch):
+    """Fault injection: the tensors of iteration 4 are written, then the process dies before
+    state.json is replaced; --resume must continue from iteration 2's consistent pair."""
+    import ddkit.methods.base as base
+
+    train = tiny_digits().train
+    full = _tiny_dm(iterations=6).fit(train, 2, seed=0)
+    real_write = base.atomic_write_json
+    calls = []
+
+    def dies_on_second_checkpoint(path, obj):
+        calls.append(obj["iteration"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        real_write(path, obj)
+
+    monkeypatch.setattr(base, "atomic_write_json", dies_on_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_dm(iterations=6).fit(train, 2, seed=0, checkpoint_dir=tmp_path, checkpoint_every=2)
+    monkeypatch.setattr(base, "atomic_write_json", real_write)
+    assert json.loads((tmp_path / "state.json").read_text())["iteration"] == 2
+    resumed = _tiny_dm(iterations=6).fit(train, 2, seed=0, checkpoint_dir=tmp_path, resume=True)
+    assert torch.equal(resumed.images, full.images)
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == ["state-000000006.safetensors"]

@@ -102,3 +102,46 @@ def test_storage_counts_stored_not_decoded_images(syn):
     )
     b = s.storage_bytes()
     assert b["images"] == stored.numel() * 4 and b["extras"] == 0
+
+
+# ------------------------------------------------------------------ folder swaps
+def _fill(text):
+    def fill(tmp):
+        (tmp / "f.txt").write_text(text)
+
+    return fill
+
+
+def test_replacing_a_folder_swaps_it_whole(tmp_path):
+    from ddkit.io import atomic_replace_dir
+
+    target = tmp_path / "set"
+    atomic_replace_dir(target, _fill("old"))
+    atomic_replace_dir(target, _fill("new"))
+    assert (target / "f.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # nothing hidden left over
+
+
+def test_a_kill_between_the_two_renames_is_undone(syn, tmp_path, monkeypatch):
+    """Fault injection on the two-rename fallback: the process dies after moving the old folder
+    aside; the next load (or write) puts the old folder back."""
+    import os
+
+    import ddkit.io as io
+
+    target = tmp_path / "set"
+    syn.save(target)
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)
+    real_replace = os.replace
+    def dies_before_the_new_folder_moves_in(src, dst):
+        if str(dst) == str(target):
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", dies_before_the_new_folder_moves_in)
+    with pytest.raises(KeyboardInterrupt):
+        SyntheticSet(syn.images + 1, syn.labels, syn.spec).save(target)
+    monkeypatch.setattr(io.os, "replace", real_replace)
+    assert not target.exists()  # the window the fallback has
+    back = SyntheticSet.load(target)
+    assert torch.equal(back.images, syn.images)

@@ -50,15 +50,25 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
-    """Build a folder with ``fill(tmp_dir)`` next to ``path``, then swap it in."""
+    """Build a folder with ``fill(tmp_dir)`` next to ``path``, then swap it in.
+
+    The swap is one atomic ``renameat2(RENAME_EXCHANGE)`` where the system has it (Linux), so
+    ``path`` is at every moment either the old folder or the new one. Elsewhere it is two
+    renames; a kill between them leaves the old folder under a hidden name, which
+    :func:`recover_replaced_dir` (called here and by the loaders) puts back.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_replaced_dir(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         fill(tmp)
+        if path.exists() and _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+            return
         old = None
         if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            old = _old_name(path)
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
@@ -66,6 +76,31 @@ def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def recover_replaced_dir(path: str | os.PathLike) -> None:
+    """Undo a folder swap that was interrupted between its two renames: when ``path`` is
+    missing but its hidden old copy exists, move the old copy back."""
+    path = Path(path)
+    old = _old_name(path)
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+
+
+def _old_name(path: Path) -> Path:
+    return path.parent / f".{path.name}.old"
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux ``renameat2``); ``False`` where unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def read_json(path: str | os.PathLike) -> Any:

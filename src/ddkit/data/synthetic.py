@@ -19,7 +19,14 @@ import torch
 from ddkit.data.dataset import ImageDataset, check_images, denormalise
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import DataError, FileFormatError
-from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_json, sha256_file
+from ddkit.io import (
+    atomic_replace_dir,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+    recover_replaced_dir,
+    sha256_file,
+)
 
 FORMAT_VERSION = 1
 TENSOR_FILE = "data.safetensors"
@@ -162,6 +169,7 @@ class SyntheticSet:
     def load(cls, path: str | os.PathLike) -> SyntheticSet:
         """Load and verify a saved set; corrupt, tampered or mismatched files raise FileFormatError."""
         p = Path(path)
+        recover_replaced_dir(p)
         if not p.is_dir():
             raise FileFormatError(
                 f"no synthetic set at {str(p)!r} (expected a folder with {META_FILE})"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -174,8 +175,12 @@ class Distiller:
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, folder: Path, done: int, seed: int, ipc: int, total: int) -> None:
+        """Write the state as one unit: the tensors go to a new file named by the iteration,
+        then ``state.json`` (atomically replaced) points to it, then older tensor files go. A
+        kill at any moment leaves a ``state.json`` whose tensors belong to it."""
         tensors, scalars = flatten_state(self.state_)
-        save_tensors(folder / "state.safetensors", tensors)
+        name = f"state-{done:09d}.safetensors"
+        save_tensors(folder / name, tensors)
         atomic_write_json(
             folder / "state.json",
             {
@@ -186,8 +191,12 @@ class Distiller:
                 "iterations": total,
                 "config": self.config_dict(),
                 "scalars": scalars,
+                "tensors": name,
             },
         )
+        for old in folder.glob("state*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
     def _load_checkpoint(self, folder: Path, seed: int, ipc: int, total: int) -> int:
         meta = read_json(folder / "state.json")
@@ -201,7 +210,11 @@ class Distiller:
                     f"checkpoint in {str(folder)!r} was made with a different {k} "
                     f"({meta.get(k)!r} vs {v!r}); use a new output folder or drop --resume"
                 )
-        tensors = load_tensors(folder / "state.safetensors")
+        # ddkit 0.1 checkpoints kept their tensors in state.safetensors
+        name = str(meta.get("tensors", "state.safetensors"))
+        if not re.fullmatch(r"state(-\d+)?\.safetensors", name):
+            raise FileFormatError(f"checkpoint in {str(folder)!r} names tensors {name!r}")
+        tensors = load_tensors(folder / name)
         try:
             restore_state(self.state_, tensors, meta["scalars"])
         except (KeyError, RuntimeError, ValueError) as e:

@@ -172,7 +172,10 @@ def load_teacher(
     raises :class:`~ddkit.errors.FileFormatError`. The returned model's parameters do not
     require gradients.
     """
+    from ddkit.io import recover_replaced_dir
     from ddkit.models import create_model
+
+    recover_replaced_dir(path)
 
     p = Path(path)
     if not (p / META_FILE).is_file():

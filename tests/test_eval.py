@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError, UnknownNameError
 from ddkit.eval import EvalProtocol, evaluate, get_protocol, train_networks
@@ -117,3 +118,58 @@ def test_model_refuses_wrong_input_shape():
         m(torch.zeros(2, 1, 28, 28))
     with pytest.raises(DataError, match="N, C, H, W"):
         m(torch.zeros(1, 8, 8))
+
+
+# ------------------------------------------------------------------ the set's space
+def _whitened_set(digits):
+    import dataclasses
+
+    from ddkit.augment.zca import ZCA
+
+    zca = ZCA(eps=0.1).fit(digits.train.images)
+    idx = digits.train.sample_per_class(5, torch.Generator().manual_seed(0)).flatten()
+    spec = dataclasses.replace(digits.train.spec, transform="zca")
+    extras = {f"zca.{k}": v for k, v in zca.to_tensors().items()}
+    images = zca.transform(digits.train.images[idx])
+    return SyntheticSet(images, digits.train.labels[idx], spec, extras=extras), zca
+
+
+def test_a_whitened_set_is_tested_on_whitened_test_images(digits):
+    from ddkit.eval.evaluate import test_in_set_space
+
+    syn, zca = _whitened_set(digits)
+    seen = test_in_set_space(syn, digits.test)
+    torch.testing.assert_close(seen.images, zca.transform(digits.test.images))
+    assert torch.equal(seen.labels, digits.test.labels)
+    # and evaluation uses it: the same accuracy as a plain set on pre-whitened test images
+    report = evaluate(syn, digits.test, "smoke", runs=1, seed=0)
+    plain = SyntheticSet(syn.images, syn.labels, digits.train.spec)
+    whitened_test = ImageDataset(
+        zca.transform(digits.test.images), digits.test.labels, digits.test.spec
+    )
+    expect = evaluate(plain, whitened_test, "smoke", runs=1, seed=0)
+    assert report.results[0].accuracies == expect.results[0].accuracies
+
+
+def test_a_set_without_its_transform_matrices_is_refused(digits):
+    from ddkit.errors import FileFormatError
+
+    syn, _ = _whitened_set(digits)
+    syn.extras.clear()
+    with pytest.raises(FileFormatError, match="ZCA state is missing"):
+        evaluate(syn, digits.test, "smoke", runs=1)
+
+
+def test_test_images_are_renormalised_to_the_set_statistics_and_another_dataset_warns(digits):
+    import dataclasses
+
+    from ddkit.data.dataset import denormalise
+    from ddkit.eval.evaluate import test_in_set_space
+
+    spec = dataclasses.replace(digits.train.spec, name="other", mean=(0.2,), std=(0.5,))
+    syn = SyntheticSet(torch.zeros(10, *spec.shape), torch.arange(10), spec)
+    with pytest.warns(UserWarning, match="distilled from 'other'"):
+        seen = test_in_set_space(syn, digits.test)
+    torch.testing.assert_close(
+        denormalise(seen.images, spec), denormalise(digits.test.images, digits.test.spec)
+    )

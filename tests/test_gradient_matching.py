@@ -319,3 +319,14 @@ def test_distilled_digits_beat_random_real_at_ipc1(name: str) -> None:
         f"  (per seed {[round(100 * a, 1) for a in ours]} vs {[round(100 * a, 1) for a in rand]})"
     )
     assert mean_ours > mean_rand + 0.03
+
+
+def test_a_network_too_deep_for_the_images_is_warned_about() -> None:
+    import warnings
+
+    data = tiny_digits().train
+    with pytest.warns(UserWarning, match="gradient-matching objective is then too rough"):
+        create_method("dc", model="convnet", iterations=0).fit(data, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        create_method("dsa", dataset="digits", ipc=1, iterations=0).fit(data, 1)  # convnet2

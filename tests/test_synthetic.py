@@ -133,6 +133,7 @@ def test_a_kill_between_the_two_renames_is_undone(syn, tmp_path, monkeypatch):
     syn.save(target)
     monkeypatch.setattr(io, "_exchange", lambda a, b: False)
     real_replace = os.replace
+
     def dies_before_the_new_folder_moves_in(src, dst):
         if str(dst) == str(target):
             raise KeyboardInterrupt("killed")

@@ -403,8 +403,8 @@ def test_digits_presets_give_a_smooth_matching_objective():
     """Instance norm over 2x2 maps (ConvNet-3 on 8x8) makes the unrolled objective too rough for
     gradients to mean anything; the digits presets use a student for which they do."""
     from ddkit.methods import create_method
-    from ddkit.methods.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
     from ddkit.models import create_model
+    from ddkit.models.helpers import MIN_NORMALISED_VALUES, smallest_normalised_group
 
     rough = create_model("convnet", num_classes=10, in_channels=1, image_size=(8, 8))
     assert smallest_normalised_group(rough, (1, 8, 8)) == 4 < MIN_NORMALISED_VALUES

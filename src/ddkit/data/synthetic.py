@@ -207,15 +207,21 @@ class SyntheticSet:
             raise FileFormatError(f"{str(p)!r} does not match its metadata: {e}") from None
 
     # ------------------------------------------------------------------ pictures
+    def zca(self):
+        """The ZCA whitening the images live in (``spec.transform == "zca"``, matrices in
+        ``extras['zca.*']``), or ``None`` for a set without a transform."""
+        if self.spec.transform is None:
+            return None
+        if self.spec.transform != "zca":
+            raise FileFormatError(f"unknown image transform {self.spec.transform!r}")
+        from ddkit.augment.zca import ZCA
+
+        return ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")})
+
     def pixels(self) -> torch.Tensor:
         """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]."""
-        x = self.images
-        if self.spec.transform == "zca":
-            from ddkit.augment.zca import ZCA
-
-            x = ZCA.from_tensors(
-                {k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")}
-            ).inverse(x)
+        zca = self.zca()
+        x = self.images if zca is None else zca.inverse(self.images)
         return denormalise(x, self.spec).clamp(0, 1)
 
     def save_grid(

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
@@ -141,12 +142,32 @@ def training_data(
     return TrainingData(syn.images, syn.labels)
 
 
-def _check_matches(syn: SyntheticSet, test: ImageDataset) -> None:
-    if syn.spec.shape != test.spec.shape or syn.spec.num_classes != test.spec.num_classes:
+def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
+    """The test split as networks trained on ``syn`` must see it: normalised with the set's
+    statistics and put through the set's recorded transform (ZCA whitening for the trajectory
+    methods' CIFAR presets). A set of another shape or number of classes is refused; a set
+    distilled from another dataset is evaluated with a warning."""
+    s, t = syn.spec, test.spec
+    if s.shape != t.shape or s.num_classes != t.num_classes:
         raise DataError(
-            f"synthetic set ({syn.spec.name}, {syn.spec.shape}, {syn.spec.num_classes} classes) does not "
-            f"match the test data ({test.spec.name}, {test.spec.shape}, {test.spec.num_classes} classes)"
+            f"synthetic set ({s.name}, {s.shape}, {s.num_classes} classes) does not "
+            f"match the test data ({t.name}, {t.shape}, {t.num_classes} classes)"
         )
+    if s.name != t.name:
+        warnings.warn(
+            f"evaluating a set distilled from {s.name!r} on the test split of {t.name!r}",
+            UserWarning,
+            stacklevel=3,
+        )
+    if t.transform is not None:
+        raise DataError(f"the test split is already transformed ({t.transform!r}); pass raw data")
+    images = test.images
+    if (s.mean, s.std) != (t.mean, t.std):
+        images = normalise(denormalise(images, t), s)
+    zca = syn.zca()
+    if zca is not None:
+        images = zca.transform(images)
+    return ImageDataset(images, test.labels, s)
 
 
 def _evaluate_model(
@@ -212,7 +233,7 @@ def evaluate(
     p = get_protocol(protocol).with_(
         models=tuple(models) if models else None, runs=runs, epochs=epochs
     )
-    _check_matches(syn, test)
+    test = test_in_set_space(syn, test)
     lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
     data = training_data(syn, p, teacher, device)
     seeds = run_seeds(seed, p.runs)

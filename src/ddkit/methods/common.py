@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -89,6 +90,23 @@ class RandomNetwork:
         for p in self.network.parameters():
             p.grad = None
         return self.network
+
+
+def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) -> None:
+    """Warn when ``net`` normalises groups of fewer than
+    :data:`~ddkit.models.helpers.MIN_NORMALISED_VALUES` values on ``spec``'s images: the
+    ``objective`` is then too rough to optimise and the images get worse, not better."""
+    from ddkit.models.helpers import MIN_NORMALISED_VALUES, smallest_normalised_group
+
+    n = smallest_normalised_group(net, spec.shape)
+    if n is not None and n < MIN_NORMALISED_VALUES:
+        h, w = spec.image_size
+        warnings.warn(
+            f"model {name!r} normalises groups of only {n} values on {h}x{w} images; the "
+            f"{objective} objective is then too rough to optimise. Use a shallower ConvNet "
+            "(e.g. 'convnet2' on 8x8 images).",
+            stacklevel=3,
+        )
 
 
 def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:

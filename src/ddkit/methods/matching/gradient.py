@@ -64,7 +64,13 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
+from ddkit.methods.common import (
+    RandomNetwork,
+    class_labels,
+    initial_images,
+    make_augment,
+    warn_if_rough,
+)
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -238,6 +244,7 @@ class DC(Distiller):
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
         # dtype: float64 data gives a float64 network)
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
+        warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
         images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
         self.state_["images"] = images
         self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)

@@ -34,7 +34,6 @@ import json
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -47,7 +46,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, initial_images, make_augment
+from ddkit.methods.common import class_labels, initial_images, make_augment, warn_if_rough
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -295,7 +294,7 @@ class _TrajectoryMatching(Distiller):
         data = apply_zca(train, self.zca_) if self.zca_ is not None else train
         self.data_ = data
         student = build_network(c.model, data.spec, 0)
-        _warn_if_rough(student, c.model, data.spec)
+        warn_if_rough(student, c.model, data.spec, "unrolled trajectory-matching")
         self.fm_ = FlatModel(student)
         if self.fm_.num_params != int(buf.meta["num_params"]):
             raise ConfigError(f"model {c.model!r} does not match the experts' parameter layout")
@@ -436,20 +435,6 @@ class _TrajectoryMatching(Distiller):
             lr=lr,
             meta=meta,
             extras=extras,
-        )
-
-
-def _warn_if_rough(model: torch.nn.Module, name: str, spec) -> None:
-    """Warn when the student normalises too few values per group (see ``MIN_NORMALISED_VALUES``)."""
-    from ddkit.methods.trajectory.student import MIN_NORMALISED_VALUES, smallest_normalised_group
-
-    n = smallest_normalised_group(model, spec.shape)
-    if n is not None and n < MIN_NORMALISED_VALUES:
-        warnings.warn(
-            f"model {name!r} normalises groups of only {n} values on {spec.image_size[0]}x{spec.image_size[1]} "
-            "images; the unrolled trajectory-matching objective is then too rough to optimise. Use a shallower "
-            "ConvNet (e.g. 'convnet2' on 8x8 images).",
-            stacklevel=3,
         )
 
 

@@ -45,16 +45,7 @@ __all__ = [
     "unrolled_step",
     "tesla_step",
     "inner_loss",
-    "smallest_normalised_group",
 ]
-
-# Per-sample normalisation over fewer values than this makes the unrolled matching objective
-# near-chaotic: on digits (8x8) with ConvNet-3, whose third instance norm sees 2x2 maps, float64
-# central differences of the MTT loss along its gradient give 0.6, -1.9, 17.1, 36.6 for h = 1e-2
-# ... 1e-5 against an autograd slope of 23.2, and distillation makes the images worse. ConvNet-2
-# on 8x8 (smallest maps 4x4 = 16 values), ConvNet-3 on 28x28 and ConvNet without normalisation
-# agree at h = 1e-5.
-MIN_NORMALISED_VALUES = 16
 
 
 class FlatModel:
@@ -100,28 +91,6 @@ class FlatModel:
     def param_layout(self) -> list[list]:
         """``[[name, shape], ...]``: recorded with expert files to check a model still fits."""
         return [[n, list(s)] for n, s in zip(self.names, self.shapes)]
-
-
-def smallest_normalised_group(model: nn.Module, image_shape: tuple[int, int, int]) -> int | None:
-    """The fewest values any per-sample normalisation layer (GroupNorm: instance, group, layer
-    norm) of ``model`` averages over for one image of ``image_shape`` (C, H, W); ``None`` if it
-    has none. Found with forward hooks on one zero image."""
-    sizes: list[int] = []
-
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        x = inputs[0]
-        sizes.append(int(x[0].numel() // mod.num_groups))
-
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.GroupNorm)
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *image_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return min(sizes) if sizes else None
 
 
 @dataclass

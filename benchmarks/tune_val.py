@@ -76,7 +76,13 @@ def main() -> None:
         syn = m.fit(splits.train, args.ipc, iterations=args.iterations, seed=0, callbacks=[rec])
         seconds = time.perf_counter() - t0
         rep = evaluate(
-            syn, splits.val, "dsa", runs=args.runs, epochs=300, seed=0, models=[m.config.model]
+            syn,
+            splits.val,
+            "dsa",
+            runs=args.runs,
+            epochs=300,
+            seed=0,
+            models=[m.config.model] if hasattr(m.config, "model") else None,
         )
         k = max(len(rec.losses) // 10, 1)
         row = {

@@ -117,3 +117,72 @@ def test_kip_beats_random_real_images_on_digits_ipc1():
         for name, s in (("kip", kip), ("random", rnd))
     }
     assert acc["kip"] > acc["random"] + 0.02, acc
+
+
+def _wide_cnn(x: torch.Tensor, depth: int, width: int, outputs: int, g: torch.Generator):
+    """A random ReLU CNN (3x3 'same' convolutions, dense readout, NTK parameterisation)."""
+    import torch.nn.functional as F
+
+    w_var, b_var = 2.0, 0.01
+    params, h, c_in = [], x, x.shape[1]
+    for _ in range(depth):
+        w = torch.randn(width, c_in, 3, 3, generator=g, dtype=x.dtype).requires_grad_(True)
+        b = torch.randn(width, generator=g, dtype=x.dtype).requires_grad_(True)
+        params += [w, b]
+        h = torch.relu(
+            F.conv2d(h, math.sqrt(w_var / (c_in * 9)) * w, math.sqrt(b_var) * b, padding=1)
+        )
+        c_in = width
+    flat = h.flatten(1)
+    w = torch.randn(flat.shape[1], outputs, generator=g, dtype=x.dtype).requires_grad_(True)
+    b = torch.randn(outputs, generator=g, dtype=x.dtype).requires_grad_(True)
+    params += [w, b]
+    return math.sqrt(w_var / flat.shape[1]) * flat @ w + math.sqrt(b_var) * b, params
+
+
+def _images(n=5, seed=0):
+    return torch.randn(
+        n, 2, 4, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+
+
+def test_conv_nngp_matches_the_output_covariance_of_wide_cnns():
+    from ddkit.methods.kernel.kernels import relu_conv_kernel
+
+    x, g, nets = _images(), torch.Generator().manual_seed(1), 16
+    empirical = torch.zeros(len(x), len(x), dtype=x.dtype)
+    for _ in range(nets):  # 16 positions per image: one network's estimate is noisy
+        out, _ = _wide_cnn(x, 2, 256, 1024, g)
+        empirical += (out @ out.T / out.shape[1]).detach() / nets
+    exact = relu_conv_kernel(x, x, depth=2, kind="nngp")
+    assert torch.linalg.norm(empirical - exact) / torch.linalg.norm(exact) < 0.06
+
+
+def test_conv_ntk_matches_the_empirical_tangent_kernel_of_wide_cnns():
+    from ddkit.methods.kernel.kernels import relu_conv_kernel
+
+    x, g, nets = _images(), torch.Generator().manual_seed(2), 8
+    empirical = torch.zeros(len(x), len(x), dtype=x.dtype)
+    for _ in range(nets):
+        out, params = _wide_cnn(x, 2, 256, 1, g)
+        rows = []
+        for i in range(len(x)):
+            grads = torch.autograd.grad(out[i, 0], params, retain_graph=True)
+            rows.append(torch.cat([gr.flatten() for gr in grads]))
+        jac = torch.stack(rows)
+        empirical += jac @ jac.T / nets
+    exact = relu_conv_kernel(x, x, depth=2, kind="ntk")
+    assert torch.linalg.norm(empirical - exact) / torch.linalg.norm(exact) < 0.06
+
+
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_conv_kernel_is_symmetric_positive_semidefinite_and_differentiable(kind):
+    from ddkit.methods.kernel.kernels import relu_conv_kernel
+
+    x = _images(6)
+    k = relu_conv_kernel(x, x, kind=kind)
+    torch.testing.assert_close(k, k.T)
+    assert torch.linalg.eigvalsh(k).min() > -1e-10
+    a = _images(2, seed=3)[:, :, :3, :3].contiguous().requires_grad_(True)
+    b = _images(3, seed=4)[:, :, :3, :3]
+    assert torch.autograd.gradcheck(lambda t: relu_conv_kernel(t, b, depth=2, kind=kind), (a,))

@@ -9,7 +9,8 @@ ReLU network (:mod:`ddkit.methods.kernel.kernels`).
 
 Deviations from the authors' (JAX, neural-tangents) code: labels are fixed, not learned (the
 paper's "label solve" and learned labels need real-valued labels in the set format, planned);
-only fully connected kernels (the convolutional CNTK / CNN-GP kernels are planned); regression
+the convolutional kernel has no pooling layer (a dense readout of the flattened features, whose
+cost grows with the image area, not its square); regression
 targets are one-hot vectors minus ``1 / K`` (zero-mean) for real and synthetic images alike; the
 real batch is class-balanced (``batch_real`` images per class).
 """
@@ -27,7 +28,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.common import class_labels, initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
-from ddkit.methods.kernel.kernels import krr_predict, relu_fc_kernel
+from ddkit.methods.kernel.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,9 @@ class KIPConfig(MethodConfig):
 
     iterations: int = 1000
     kernel: Literal["ntk", "nngp"] = "ntk"
-    depth: int = 1  # hidden ReLU layers of the infinitely wide network (the paper's FC1)
+    # the infinitely wide network: fully connected, or 3x3 convolutions with a dense readout
+    architecture: Literal["fc", "conv"] = "fc"
+    depth: int = 1  # hidden ReLU layers (fc) or convolutions (conv)
     weight_var: float = 2.0
     bias_var: float = 0.01
     reg: float = 1e-6  # ridge, relative to the mean diagonal of K_ss
@@ -88,9 +91,8 @@ class KIP(Distiller):
 
     def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         c = self.config
-        return relu_fc_kernel(
-            a, b, depth=c.depth, weight_var=c.weight_var, bias_var=c.bias_var, kind=c.kernel
-        )
+        fn = relu_fc_kernel if c.architecture == "fc" else relu_conv_kernel
+        return fn(a, b, depth=c.depth, weight_var=c.weight_var, bias_var=c.bias_var, kind=c.kernel)
 
     def step(self, iteration: int) -> dict[str, float]:
         train, images = self.train_, self.state_["images"]

@@ -1,0 +1,61 @@
+"""FRePo: the pool of online networks and "it learns"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddkit.methods import create_method
+from ddkit.testing import method_test_overrides, tiny_digits
+
+
+def _frepo(**kw):
+    return create_method("frepo", **{**method_test_overrides("frepo"), **kw})
+
+
+def test_pool_networks_train_online_and_are_replaced_when_old():
+    m = _frepo(pool_size=3, max_online_steps=4)
+    m.start(tiny_digits().train, 1, seed=0)
+    assert len(m.pool_) == 3 and [m.pool_.score(j) for j in range(3)] == [0.0, 1.0, 2.0]
+    before = [m.pool_.params(j).clone() for j in range(3)]
+    for it in range(6):
+        m.step(it)
+    ages = [m.pool_.score(j) for j in range(3)]
+    assert len(m.pool_) == 3 and all(0 <= a < 4 for a in ages)
+    assert sum(ages) != 3.0 + 6  # six steps were taken, so at least one network was replaced
+    after = [m.pool_.params(j) for j in range(3)]
+    assert not any(torch.equal(a, b) for a, b in zip(before, after))  # every one trained or new
+
+
+def test_frepo_reduces_its_loss():
+    losses = []
+
+    class Record:
+        def on_start(self, *a):
+            pass
+
+        def on_step_end(self, m, it, metrics):
+            losses.append(metrics["loss"])
+
+        def on_end(self, *a):
+            pass
+
+    _frepo(iterations=40, lr_img=0.05, pool_size=4, max_online_steps=20, batch_real=10).fit(
+        tiny_digits().train, 1, seed=0, callbacks=[Record()]
+    )
+    assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8
+
+
+@pytest.mark.slow
+def test_frepo_beats_random_real_images_on_digits_ipc1():
+    from ddkit.data import load_dataset
+    from ddkit.eval import evaluate
+
+    d = load_dataset("digits")
+    syn = create_method("frepo", dataset="digits", ipc=1).fit(d.train, 1, seed=0)
+    rnd = create_method("random").fit(d.train, 1, seed=0)
+    acc = {
+        name: evaluate(s, d.test, "fast", seed=0).results[0].mean
+        for name, s in (("frepo", syn), ("random", rnd))
+    }
+    assert acc["frepo"] > acc["random"] + 0.02, acc

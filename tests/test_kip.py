@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddkit.methods import create_method
-from ddkit.methods.kernel.kernels import krr_predict, relu_fc_kernel
+from ddkit.methods.performance.kernels import krr_predict, relu_fc_kernel
 
 
 def _points(n=6, d=16, seed=0) -> torch.Tensor:
@@ -147,7 +147,7 @@ def _images(n=5, seed=0):
 
 
 def test_conv_nngp_matches_the_output_covariance_of_wide_cnns():
-    from ddkit.methods.kernel.kernels import relu_conv_kernel
+    from ddkit.methods.performance.kernels import relu_conv_kernel
 
     x, g, nets = _images(), torch.Generator().manual_seed(1), 16
     empirical = torch.zeros(len(x), len(x), dtype=x.dtype)
@@ -159,7 +159,7 @@ def test_conv_nngp_matches_the_output_covariance_of_wide_cnns():
 
 
 def test_conv_ntk_matches_the_empirical_tangent_kernel_of_wide_cnns():
-    from ddkit.methods.kernel.kernels import relu_conv_kernel
+    from ddkit.methods.performance.kernels import relu_conv_kernel
 
     x, g, nets = _images(), torch.Generator().manual_seed(2), 8
     empirical = torch.zeros(len(x), len(x), dtype=x.dtype)
@@ -177,7 +177,7 @@ def test_conv_ntk_matches_the_empirical_tangent_kernel_of_wide_cnns():
 
 @pytest.mark.parametrize("kind", ["ntk", "nngp"])
 def test_conv_kernel_is_symmetric_positive_semidefinite_and_differentiable(kind):
-    from ddkit.methods.kernel.kernels import relu_conv_kernel
+    from ddkit.methods.performance.kernels import relu_conv_kernel
 
     x = _images(6)
     k = relu_conv_kernel(x, x, kind=kind)

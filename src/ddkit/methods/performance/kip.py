@@ -5,7 +5,7 @@ T. Nguyen, Z. Chen and J. Lee, "Dataset Meta-Learning from Kernel Ridge-Regressi
 draws a batch of real images (the targets), predicts their labels from the synthetic set through
 ``K_ts (K_ss + lambda I)^-1 y_s`` and lowers the mean squared error of those predictions by Adam
 on the synthetic images. The kernel is the infinite-width NTK (or NNGP) of a fully connected
-ReLU network (:mod:`ddkit.methods.kernel.kernels`).
+ReLU network (:mod:`ddkit.methods.performance.kernels`).
 
 Deviations from the authors' (JAX, neural-tangents) code: labels are fixed, not learned (the
 paper's "label solve" and learned labels need real-valued labels in the set format, planned);
@@ -28,7 +28,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.common import class_labels, initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
-from ddkit.methods.kernel.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
+from ddkit.methods.performance.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,8 +36,8 @@ from ddkit.methods.config import (
     MethodConfig,
     Preset,
 )
-from ddkit.methods.kernel.kernels import krr_predict
-from ddkit.methods.kernel.kip import regression_targets
+from ddkit.methods.performance.kernels import krr_predict
+from ddkit.methods.performance.kip import regression_targets
 from ddkit.methods.pool import ModelPool
 
 

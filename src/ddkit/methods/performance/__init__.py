@@ -1,0 +1,9 @@
+"""Performance matching: the synthetic set is optimised so that a model fitted to it performs
+well on real data (the family of Wang et al. 2018's BPTT and of the kernel methods).
+
+* :mod:`~ddkit.methods.performance.kernels` -- closed-form infinite-width kernels (NNGP, NTK of
+  fully connected and convolutional ReLU networks) and kernel ridge regression.
+* :mod:`~ddkit.methods.performance.kip` -- ``kip`` (Kernel Inducing Points).
+* :mod:`~ddkit.methods.performance.frepo` -- ``frepo`` (neural feature regression with a pool of
+  online networks).
+"""

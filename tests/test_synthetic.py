@@ -146,3 +146,19 @@ def test_a_kill_between_the_two_renames_is_undone(syn, tmp_path, monkeypatch):
     assert not target.exists()  # the window the fallback has
     back = SyntheticSet.load(target)
     assert torch.equal(back.images, syn.images)
+
+
+def test_export_keeps_every_class_in_its_own_folder_inside_the_export(syn, tmp_path):
+    import dataclasses
+
+    from ddkit.data.synthetic import class_folder_names
+
+    names = ("..", "../../evil", "a/b", "same", "same", "", ".hidden", "ok", "x y", "9")
+    spec = dataclasses.replace(syn.spec, class_names=names)
+    out = SyntheticSet(syn.images, syn.labels, spec).export_folder(tmp_path / "export")
+    folders = class_folder_names(names)
+    assert len(set(folders)) == len(names)
+    assert all(not f.startswith(".") and "/" not in f for f in folders)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png"))
+    assert len(written) == len(syn) and all(p.parts[0] == "export" for p in written)
+    assert sorted(p.name for p in out.iterdir()) == sorted(folders)

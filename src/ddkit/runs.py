@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +90,9 @@ def distill_run(
     Writes ``out/synthetic/``, ``out/config.json``, ``out/grid.png``, ``out/log.jsonl`` and
     checkpoints under ``out/checkpoint/``; ``resume=True`` continues an interrupted run.
     """
-    out = ensure_writable_dir(out)
+    out = Path(out)
+    if checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
@@ -102,8 +107,43 @@ def distill_run(
         "method_config": m.config_dict(),
         "ddkit_version": __import__("ddkit").__version__,
     }
+    _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
+    ensure_writable_dir(out)
+    with run_lock(out):
+        atomic_write_json(out / "config.json", config)
+        callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
+        if progress:
+            callbacks.append(ProgressBar(f"{method} {dataset} ipc={ipc}"))
+        syn = m.fit(
+            splits.train,
+            ipc,
+            iterations=total,
+            seed=seed,
+            callbacks=callbacks,
+            checkpoint_dir=out / "checkpoint",
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+        syn.save(out / "synthetic")
+        syn.save_grid(out / "grid.png")
+    return syn
+
+
+RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")
+
+
+def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: bool) -> None:
+    """Refuse to replace a run without ``resume``, and to resume a run with other settings."""
     cfg_path = out / "config.json"
-    if resume and cfg_path.exists():
+    if not resume:
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held:
+            raise ConfigError(
+                f"{str(out)!r} already holds a run ({', '.join(held)}); pass --resume to "
+                "continue it, or choose another --out"
+            )
+        return
+    if cfg_path.exists():
         old = read_json(cfg_path)
         if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
             old["method_config"] = m.saved_config(old["method_config"])
@@ -112,23 +152,62 @@ def distill_run(
             raise ConfigError(
                 f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}"
             )
-    atomic_write_json(cfg_path, config)
-    callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
-    if progress:
-        callbacks.append(ProgressBar(f"{method} {dataset} ipc={ipc}"))
-    syn = m.fit(
-        splits.train,
-        ipc,
-        iterations=total,
-        seed=seed,
-        callbacks=callbacks,
-        checkpoint_dir=out / "checkpoint",
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-    )
-    syn.save(out / "synthetic")
-    syn.save_grid(out / "grid.png")
-    return syn
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` (created exclusively, holding this process's PID) for a block: a
+    second process on the same run folder is refused; a lock left by a dead process is taken
+    over."""
+    path = folder / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            pid = _lock_owner(path)
+            if pid is None and _age_seconds(path) < 10:  # its owner is writing its PID now
+                pid = os.getpid()
+            if pid is not None and _alive(pid):
+                raise ConfigError(
+                    f"run folder {str(folder)!r} is in use by process {pid}; wait for it or "
+                    "choose another --out"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise ConfigError(f"cannot lock run folder {str(folder)!r}; remove {str(path)!r}")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _age_seconds(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_synthetic_path(path: str | os.PathLike) -> Path:

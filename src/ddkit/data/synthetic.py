@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,17 +242,32 @@ class SyntheticSet:
         )
 
     def export_folder(self, path: str | os.PathLike) -> Path:
-        """Write one PNG per image under ``path/<class_name>/`` (an image-folder dataset)."""
+        """Write one PNG per image under ``path/<class folder>/`` (an image-folder dataset);
+        folders are named by :func:`class_folder_names`, so nothing lands outside ``path``."""
         from PIL import Image
 
         root = Path(path)
+        folders = class_folder_names(self.spec.class_names)
         pix = (self.pixels() * 255).round().to(torch.uint8)
         counts: dict[int, int] = {}
         for img, y in zip(pix, self.hard_labels.tolist()):
-            d = root / self.spec.class_names[y].replace("/", "_")
+            d = root / folders[y]
             d.mkdir(parents=True, exist_ok=True)
             arr = img.permute(1, 2, 0).numpy()
             arr = arr[..., 0] if arr.shape[2] == 1 else arr
             i = counts[y] = counts.get(y, -1) + 1
             Image.fromarray(arr).save(d / f"{i:05d}.png")
         return root
+
+
+def class_folder_names(class_names: Sequence[str]) -> list[str]:
+    """One safe, distinct folder name per class: characters other than letters, digits, ``-``,
+    ``_`` and ``.`` become ``_``, leading dots go (no ``..``, no hidden folders), an empty name
+    becomes ``class<k>``, and a repeated name gets ``-<k>`` appended."""
+    out: list[str] = []
+    for k, name in enumerate(class_names):
+        safe = re.sub(r"[^\w.-]+", "_", str(name)).lstrip(".") or f"class{k}"
+        if safe in out:
+            safe = f"{safe}-{k}"
+        out.append(safe)
+    return out

@@ -1,0 +1,81 @@
+"""Run folders are protected: no silent replacement, nothing written by a rejected command,
+one process per folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ddkit.cli import main
+from ddkit.errors import ConfigError
+from ddkit.runs import distill_run, run_lock
+
+RUN = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
+
+
+def _snapshot(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _cli(args, capsys):
+    code = main(args)
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def test_a_finished_run_is_not_replaced_without_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _cli([*RUN, "--out", str(out)], capsys)[0] == 0
+    before = _snapshot(out)
+    code, err = _cli([*RUN, "--out", str(out), "--seed", "3"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "already holds a run" in err
+    assert "--resume" in err and _snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "lr_img=abc"], "unknown option 'lr_img'"),
+        (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+        (["--seed", "5"], "config differs in seed"),
+        (["--ipc", "1000"], "larger than class"),
+    ],
+)
+def test_a_rejected_command_leaves_the_run_folder_as_it_was(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert _cli([*RUN, "--out", str(out)], capsys)[0] == 0
+    before = _snapshot(out)
+    code, err = _cli([*RUN, "--out", str(out), "--resume", *extra], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert _snapshot(out) == before
+
+
+def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    kw = dict(dataset="digits", method="random", ipc=1, out=out, seed=0)
+    with run_lock(out):  # this process holds the folder
+        with pytest.raises(ConfigError, match="is in use by process"):
+            distill_run(**kw)
+    assert not (out / ".lock").exists()
+    distill_run(**kw)  # released: it runs
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (out / ".lock").write_text(dead.stdout.strip())
+    distill_run(dataset="digits", method="random", ipc=1, out=out, seed=0)
+    assert (out / "synthetic").is_dir() and not (out / ".lock").exists()
+    assert int(dead.stdout) != os.getpid()

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,7 @@ def test_unknown_dataset():
 
 def test_from_arrays_shapes_and_errors():
     x = np.random.default_rng(0).integers(0, 255, (50, 6, 6), dtype=np.uint8)
-    y = np.arange(50) % 5
+    y = np.arange(50) // 10  # every class in train and test (index % 5 == 0 is test)
     s = from_arrays(x, y, name="toy")
     assert s.spec.shape == (1, 6, 6) and s.spec.num_classes == 5
     assert len(s.test) == 10 and len(s.train) == 40
@@ -88,3 +90,46 @@ def test_sample_per_class_uses_generator(digits):
 def test_spec_round_trip():
     spec = DatasetSpec("x", 3, 1, (4, 4), (0.5,), (0.2,))
     assert DatasetSpec.from_dict(spec.to_dict()) == spec
+
+
+# ------------------------------------------------------------------ no silent corruption
+@pytest.mark.parametrize(
+    "images, labels, kwargs, error, message",
+    [
+        (np.ones((20, 4, 4), np.complex64), np.arange(20) % 2, {}, DataError, "real numbers"),
+        (np.full((20, 4, 4), None, object), np.arange(20) % 2, {}, DataError, "real numbers"),
+        (
+            np.where(np.arange(320).reshape(20, 4, 4) % 2, 3e38, -3e38).astype(np.float32),
+            np.arange(20) % 2,
+            {},
+            DataError,
+            "too large",
+        ),
+        (np.ones((20, 4, 4)), (np.arange(20) % 2) + 0.5, {}, DataError, "integers"),
+        (np.ones((20, 4, 4)), np.r_[np.arange(19) % 2, 10**9], {}, DataError, "pass num_classes"),
+        (np.ones((20, 4, 4)), np.zeros(20, int), {}, DataError, "at least 2 classes"),
+        (np.ones((20, 4, 4)), np.where(np.arange(20) % 2, 3, 7), {}, DataError, "0, 1, 2, 4"),
+        (np.ones((20, 4, 4)), (np.arange(20) % 2) + 1, {}, DataError, "1-based"),
+        (np.ones((20, 4, 4)), np.arange(20) % 2, {"val_fraction": -0.1}, ConfigError, "[0, 1)"),
+        (np.ones((20, 4, 4)), np.arange(20) % 2, {"val_fraction": 1.0}, ConfigError, "[0, 1)"),
+    ],
+)
+def test_bad_arrays_are_refused_in_one_line(images, labels, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)) as err:
+        from_arrays(images, labels, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_a_large_validation_fraction_leaves_every_class_a_training_row():
+    x = np.random.default_rng(0).random((40, 4, 4))
+    s = from_arrays(x, np.arange(40) % 4, val_fraction=0.99)
+    assert set(s.train.labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_16_bit_images_keep_their_depth():
+    import torch
+
+    x = (np.arange(20 * 16).reshape(20, 4, 4) * 200).astype(np.uint16)
+    s = from_arrays(x, np.arange(20) % 2)
+    raw = s.train.images * torch.tensor(s.spec.std) + torch.tensor(s.spec.mean)
+    assert float(raw.max()) > 0.9 and len(torch.unique(raw)) > 256 - 1

@@ -453,3 +453,19 @@ def test_npz_errors(tmp_path):
         read_npz(tmp_path / "m.npz")
     with pytest.raises(ConfigError, match="missing.npz"):
         load_dataset("npz", root=str(tmp_path / "missing.npz"))
+
+
+def test_image_folder_keeps_16_bit_depth(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            arr = rng.integers(0, 65536, (5, 5)).astype(np.uint16)
+            Image.fromarray(arr).save(tmp_path / c / f"{i}.png")  # a 16-bit grayscale PNG
+    raw = read_image_folder(tmp_path)
+    x = raw.train_images.astype(np.float64)
+    assert x.max() <= 1.0 and not np.allclose(x * 255, np.round(x * 255))  # not 8-bit values
+    first = np.asarray(Image.open(tmp_path / "a" / "0.png"), dtype=np.float64) / 65535
+    assert np.allclose(x[0], first, atol=1e-6)

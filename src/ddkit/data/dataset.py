@@ -62,6 +62,12 @@ class ImageDataset:
         if int(ipc) != ipc or ipc <= 0:
             raise ConfigError(f"IPC must be a positive integer, got {ipc}")
         smallest = min(self.class_counts)
+        if smallest == 0:
+            empty = [self.spec.class_names[c] for c, n in enumerate(self.class_counts) if n == 0]
+            raise DataError(
+                f"classes {', '.join(map(repr, empty[:10]))} have no training images; every "
+                "class needs some (check the labels are 0..K-1)"
+            )
         if ipc > smallest:
             c = self.class_counts.index(smallest)
             raise ConfigError(
@@ -116,7 +122,14 @@ def to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     8-bit integer images are scaled to ``[0, 1]``; float images are kept as they are.
     """
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if not isinstance(images, torch.Tensor):
+        arr = np.asarray(images)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"images must be real numbers, got dtype {arr.dtype}")
+        images = arr
+    elif images.is_complex():
+        raise DataError(f"images must be real numbers, got dtype {images.dtype}")
+    x = torch.as_tensor(images)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     elif x.ndim == 4 and x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
@@ -125,6 +138,8 @@ def to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise DataError(f"images must have shape (N, H, W) or (N, C, H, W), got {tuple(x.shape)}")
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
+    elif x.dtype == torch.uint16:
+        x = x.double() / 65535.0  # 16-bit images
     elif x.dtype == torch.bool or not x.is_floating_point():
         x = x.float()
     x = x.float().contiguous()
@@ -149,6 +164,11 @@ def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ..
     """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0)."""
     mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64)
     std = raw.std(dim=(0, 2, 3)).double().clamp_min(1e-6)
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()) or std.max() > 1e18:
+        big = float(raw.abs().max())
+        raise DataError(
+            f"pixel values up to {big:.3g} are too large to normalise; scale images to [0, 1]"
+        )
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
@@ -178,9 +198,37 @@ def stratified_split(
         ix = ix[torch.randperm(len(ix), generator=g)]
         k = int(round(fraction * len(ix)))
         k = max(k, 1) if fraction > 0 and len(ix) > 1 else k
+        k = min(k, len(ix) - 1)  # every class keeps at least one row
         held.append(ix[:k])
         keep.append(ix[k:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
+
+
+def _num_classes(y: torch.Tensor, yt: torch.Tensor, given: int | None) -> int:
+    """The number of classes; labels must be ``0..K-1`` with every class in the train split."""
+    top = int(max(y.max(), yt.max() if len(yt) else 0))
+    if given is None and top >= len(y):
+        raise DataError(
+            f"labels go up to {top} but the train split has {len(y)} rows; labels must be "
+            "0..K-1 (remap them) or pass num_classes"
+        )
+    k = int(given) if given is not None else top + 1
+    for part, lab in (("train", y), ("test", yt)):
+        if len(lab) and (lab.min() < 0 or lab.max() >= k):
+            raise DataError(
+                f"{part} labels out of range: found [{int(lab.min())}, {int(lab.max())}], "
+                f"expected [0, {k - 1}]"
+            )
+    if k < 2:
+        raise DataError(f"a dataset needs at least 2 classes, got {k}")
+    empty = torch.nonzero(torch.bincount(y, minlength=k) == 0).flatten().tolist()
+    if empty and given is None:  # with num_classes given, check_ipc names them
+        shown = ", ".join(str(c) for c in empty[:10]) + (" ..." if len(empty) > 10 else "")
+        raise DataError(
+            f"classes {shown} have no training images; labels must be 0..K-1 with every class "
+            "present (e.g. remap 1-based labels to 0-based)"
+        )
+    return k
 
 
 def from_arrays(
@@ -222,17 +270,9 @@ def from_arrays(
             )
     if len(x) == 0:
         raise DataError("the train split is empty")
-    k = (
-        int(num_classes)
-        if num_classes is not None
-        else int(max(y.max(), yt.max() if len(yt) else 0)) + 1
-    )
-    for part, lab in (("train", y), ("test", yt)):
-        if len(lab) and (lab.min() < 0 or lab.max() >= k):
-            raise DataError(
-                f"{part} labels out of range: found [{int(lab.min())}, {int(lab.max())}], "
-                f"expected [0, {k - 1}]"
-            )
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    k = _num_classes(y, yt, num_classes)
     mean, std = channel_stats(x)
     spec = DatasetSpec(
         name=name,

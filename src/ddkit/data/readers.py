@@ -455,6 +455,7 @@ def _svhn(root: str | None) -> RawData:
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L"}  # 16-bit grayscale PNGs open in these modes
 
 
 def _list_classes(folder: Path) -> dict[str, list[Path]]:
@@ -488,6 +489,11 @@ def _load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarr
 
     try:
         with Image.open(path) as im:
+            if mode == "L" and im.mode in _WIDE_GRAY:  # 16-bit grayscale: keep its depth
+                im = im.convert("I")
+                if size is not None and im.size != size:
+                    im = im.convert("F").resize(size, Image.Resampling.BILINEAR)
+                return np.asarray(im, dtype=np.float32) / 65535.0
             im = im.convert(mode)
             if size is not None and im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
@@ -552,6 +558,8 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
             for path in files:
                 xs.append(_load_image(path, mode, size))
                 ys.append(label)
+        if any(a.dtype != np.uint8 for a in xs):  # 16-bit images among them: all in [0, 1]
+            xs = [a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a for a in xs]
         x = np.stack(xs)
         if x.ndim == 4:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -316,3 +316,57 @@ def test_memory_meter_measures_a_block():
         block += 1
     assert meter.extra_mb > 32 and meter.seconds > 0 and meter.cpu_seconds >= 0
     del block
+
+
+# ------------------------------------------------------------------ one line, never a traceback
+def _broken_set(tmp_path, key, value):
+    d = load_dataset_digits()
+    syn = SyntheticSet.from_real(d.train, torch.arange(10))
+    syn.save(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    meta[key] = value
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
+    return str(tmp_path / "s")
+
+
+def load_dataset_digits():
+    from ddkit.data import load_dataset
+
+    return load_dataset("digits")
+
+
+DM = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "1"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([*DM, "--set", "lr_img=abc"], "lr_img must be a number"),
+        ([*DM, "--set", "batch_real=1.5"], "batch_real must be an integer"),
+        ([*DM, "--set", "device=cuda"], "is not available"),
+        ([*DM, "--set", "augment=warp"], "unknown DSA operation"),
+        ([*DM, "--set", "lr_img"], "must look like key=value"),
+        ([*DM, "--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+        (["bench", "--ipcs", "x"], "--ipcs takes comma-separated integers"),
+        (["bench", "--suite", "quick", "--methods", "nosuch"], "has no method 'nosuch'"),
+        (["evaluate", "META:format_version=abc"], "format_version must be int"),
+        (["evaluate", "META:provenance=[1]"], "provenance must be dict"),
+        (["evaluate", "META:spec={}"], "malformed spec"),
+        (["evaluate", "/nonexistent/run"], "no synthetic set"),
+        (["list", "--presets", "nope"], "unknown method 'nope'"),
+    ],
+)
+def test_bad_invocations_fail_in_one_line(tmp_path, capsys, args, message):
+    args = list(args)
+    if args[0] == "evaluate" and args[1].startswith("META:"):
+        key, value = args[1][5:].split("=", 1)
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        args[1] = _broken_set(tmp_path, key, value)
+    if args[0] == "distill":
+        args += ["--out", str(tmp_path / "run"), "--quiet"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err and message in err, err

@@ -179,7 +179,8 @@ class SyntheticSet:
         meta = read_json(p / META_FILE)
         if not isinstance(meta, dict) or meta.get("format") != "ddkit.synthetic":
             raise FileFormatError(f"{str(p / META_FILE)!r} is not a ddkit synthetic-set file")
-        if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        _check_meta_types(meta, p / META_FILE)
+        if meta["format_version"] > FORMAT_VERSION:
             raise FileFormatError(
                 f"{str(p)!r} was written by a newer ddkit (format {meta['format_version']})"
             )
@@ -191,7 +192,10 @@ class SyntheticSet:
                 f"{str(tfile)!r} does not match its checksum in meta.json (tampered or mismatched)"
             )
         tensors = load_tensors(tfile)
-        spec = DatasetSpec.from_dict(meta.get("spec", {}))
+        try:
+            spec = DatasetSpec.from_dict(meta.get("spec", {}))
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise FileFormatError(f"{str(p / META_FILE)!r} has a malformed spec ({e})") from None
         if "images" not in tensors or "labels" not in tensors:
             raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
@@ -271,3 +275,23 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
             safe = f"{safe}-{k}"
         out.append(safe)
     return out
+
+
+#: meta.json fields a reader relies on, with the JSON type each must have (and whether required)
+_META_TYPES: dict[str, tuple[type, bool]] = {
+    "format_version": (int, True),
+    "sha256": (str, True),
+    "spec": (dict, True),
+    "provenance": (dict, False),
+}
+
+
+def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
+    for key, (kind, required) in _META_TYPES.items():
+        if key not in meta and not required:
+            continue
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise FileFormatError(
+                f"{str(where)!r}: {key} must be {kind.__name__}, got {type(value).__name__}"
+            )

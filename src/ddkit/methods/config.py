@@ -52,6 +52,7 @@ __all__ = [
     "AT_LEAST_ONE",
     "AUGMENT",
     "AUTO",
+    "DEVICE",
     "MOMENTUM",
     "NON_NEGATIVE",
     "POSITIVE",
@@ -139,6 +140,25 @@ def _valid_strategy(value: Any) -> bool:
         raise ConfigError(f"augment: {e}; or use 'auto' / 'none'") from None
     return True
 
+
+def _device_available(value: Any) -> bool:
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"device {value!r} is not a torch device (e.g. 'cpu', 'cuda:0')"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {value!r} is not available: this torch has no usable CUDA")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {value!r} is not available on this machine")
+    return True
+
+
+#: a ``device`` option: a torch device that exists on this machine
+DEVICE = Rule(_device_available, "must be an available torch device")
 
 POSITIVE = interval(0, low_open=True)
 NON_NEGATIVE = interval(0)

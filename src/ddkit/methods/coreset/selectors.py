@@ -32,7 +32,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Alias, one_of
+from ddkit.methods.config import AT_LEAST_ONE, DEVICE, NON_NEGATIVE, POSITIVE, Alias, one_of
 from ddkit.methods.coreset.base import Selector
 from ddkit.models import predict
 from ddkit.rng import draw_seed, seeded_global_rng
@@ -238,6 +238,7 @@ class EmbeddingConfig(MethodConfig):
         "epochs_net": NON_NEGATIVE,
         "lr_net": POSITIVE,
         "batch_net": AT_LEAST_ONE,
+        "device": DEVICE,
     }
     aliases = {
         "embed_epochs": Alias("epochs_net"),
@@ -324,7 +325,12 @@ class ForgettingSelector(Selector):
         batch_net: int = 256
         device: str = "cpu"
 
-        rules = {"epochs_net": AT_LEAST_ONE, "lr_net": POSITIVE, "batch_net": AT_LEAST_ONE}
+        rules = {
+            "epochs_net": AT_LEAST_ONE,
+            "lr_net": POSITIVE,
+            "batch_net": AT_LEAST_ONE,
+            "device": DEVICE,
+        }
         aliases = {
             "epochs": Alias("epochs_net"),
             "lr": Alias("lr_net"),

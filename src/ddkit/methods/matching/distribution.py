@@ -48,6 +48,7 @@ from ddkit.methods.common import RandomNetwork, class_labels, initial_images, ma
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
+    DEVICE,
     MOMENTUM,
     NON_NEGATIVE,
     POSITIVE,
@@ -193,6 +194,7 @@ class DMConfig(MethodConfig):
         "batch_real": AT_LEAST_ONE,
         "embed_chunk": NON_NEGATIVE,
         "augment": AUGMENT,
+        "device": DEVICE,
     }
     aliases = {"momentum": Alias("momentum_img"), "dsa_strategy": Alias("augment")}
 

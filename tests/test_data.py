@@ -133,3 +133,8 @@ def test_16_bit_images_keep_their_depth():
     s = from_arrays(x, np.arange(20) % 2)
     raw = s.train.images * torch.tensor(s.spec.std) + torch.tensor(s.spec.mean)
     assert float(raw.max()) > 0.9 and len(torch.unique(raw)) > 256 - 1
+
+
+def test_a_wrong_number_of_class_names_is_one_line():
+    with pytest.raises(DataError, match="3 class names for 2 classes"):
+        from_arrays(np.ones((20, 4, 4)), np.arange(20) % 2, class_names=["a", "b", "c"])

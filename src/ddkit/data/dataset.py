@@ -273,6 +273,8 @@ def from_arrays(
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     k = _num_classes(y, yt, num_classes)
+    if class_names and len(class_names) != k:
+        raise DataError(f"{len(class_names)} class names for {k} classes; give one name per class")
     mean, std = channel_stats(x)
     spec = DatasetSpec(
         name=name,

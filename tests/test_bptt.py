@@ -9,7 +9,12 @@ from ddkit.methods import create_method
 from ddkit.methods.performance.bptt import unroll
 from ddkit.methods.trajectory.student import FlatModel
 from ddkit.models import build_network
-from ddkit.testing import method_test_overrides, tiny_digits
+from ddkit.testing import (
+    accuracy_against_random,
+    losses_during_fit,
+    method_test_overrides,
+    tiny_digits,
+)
 
 
 def _problem():
@@ -62,33 +67,12 @@ def test_truncation_keeps_only_the_last_steps_in_the_graph():
 
 
 def test_bptt_reduces_its_real_loss():
-    losses = []
-
-    class Record:
-        def on_start(self, *a):
-            pass
-
-        def on_step_end(self, m, it, metrics):
-            losses.append(metrics["loss"])
-
-        def on_end(self, *a):
-            pass
-
     overrides = {**method_test_overrides("bptt"), "iterations": 40, "lr_img": 0.05}
-    create_method("bptt", **overrides).fit(tiny_digits().train, 1, seed=0, callbacks=[Record()])
+    losses = losses_during_fit(create_method("bptt", **overrides), tiny_digits().train, 1)
     assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8
 
 
 @pytest.mark.slow
 def test_bptt_beats_random_real_images_on_digits_ipc1():
-    from ddkit.data import load_dataset
-    from ddkit.eval import evaluate
-
-    d = load_dataset("digits")
-    syn = create_method("bptt", dataset="digits", ipc=1).fit(d.train, 1, seed=0)
-    rnd = create_method("random").fit(d.train, 1, seed=0)
-    acc = {
-        name: evaluate(s, d.test, "fast", seed=0).results[0].mean
-        for name, s in (("bptt", syn), ("random", rnd))
-    }
-    assert acc["bptt"] > acc["random"] + 0.02, acc
+    bptt, random = accuracy_against_random("bptt")
+    assert bptt > random + 0.02, (bptt, random)

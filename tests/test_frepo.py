@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from ddkit.methods import create_method
-from ddkit.testing import method_test_overrides, tiny_digits
+from ddkit.testing import (
+    accuracy_against_random,
+    losses_during_fit,
+    method_test_overrides,
+    tiny_digits,
+)
 
 
 def _frepo(**kw):
@@ -28,34 +33,12 @@ def test_pool_networks_train_online_and_are_replaced_when_old():
 
 
 def test_frepo_reduces_its_loss():
-    losses = []
-
-    class Record:
-        def on_start(self, *a):
-            pass
-
-        def on_step_end(self, m, it, metrics):
-            losses.append(metrics["loss"])
-
-        def on_end(self, *a):
-            pass
-
-    _frepo(iterations=40, lr_img=0.05, pool_size=4, max_online_steps=20, batch_real=10).fit(
-        tiny_digits().train, 1, seed=0, callbacks=[Record()]
-    )
+    method = _frepo(iterations=40, lr_img=0.05, pool_size=4, max_online_steps=20, batch_real=10)
+    losses = losses_during_fit(method, tiny_digits().train, 1)
     assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8
 
 
 @pytest.mark.slow
 def test_frepo_beats_random_real_images_on_digits_ipc1():
-    from ddkit.data import load_dataset
-    from ddkit.eval import evaluate
-
-    d = load_dataset("digits")
-    syn = create_method("frepo", dataset="digits", ipc=1).fit(d.train, 1, seed=0)
-    rnd = create_method("random").fit(d.train, 1, seed=0)
-    acc = {
-        name: evaluate(s, d.test, "fast", seed=0).results[0].mean
-        for name, s in (("frepo", syn), ("random", rnd))
-    }
-    assert acc["frepo"] > acc["random"] + 0.02, acc
+    frepo, random = accuracy_against_random("frepo")
+    assert frepo > random + 0.02, (frepo, random)

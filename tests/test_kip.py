@@ -84,39 +84,19 @@ def test_kernel_gradients_are_exact_in_float64(kind):
 
 
 def test_kip_is_found_and_reduces_its_loss():
-    from ddkit.testing import tiny_digits
+    from ddkit.testing import losses_during_fit, tiny_digits
 
-    train = tiny_digits().train
     method = create_method("kip", batch_real=10, iterations=30, lr_img=0.05)
-    losses = []
-
-    class Record:
-        def on_start(self, *a):
-            pass
-
-        def on_step_end(self, m, it, metrics):
-            losses.append(metrics["loss"])
-
-        def on_end(self, *a):
-            pass
-
-    method.fit(train, 1, seed=0, callbacks=[Record()])
+    losses = losses_during_fit(method, tiny_digits().train, 1)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
 @pytest.mark.slow
 def test_kip_beats_random_real_images_on_digits_ipc1():
-    from ddkit.data import load_dataset
-    from ddkit.eval import evaluate
+    from ddkit.testing import accuracy_against_random
 
-    d = load_dataset("digits")
-    kip = create_method("kip", dataset="digits", ipc=1).fit(d.train, 1, seed=0)
-    rnd = create_method("random").fit(d.train, 1, seed=0)
-    acc = {
-        name: evaluate(s, d.test, "fast", seed=0).results[0].mean
-        for name, s in (("kip", kip), ("random", rnd))
-    }
-    assert acc["kip"] > acc["random"] + 0.02, acc
+    kip, random = accuracy_against_random("kip")
+    assert kip > random + 0.02, (kip, random)
 
 
 def _wide_cnn(x: torch.Tensor, depth: int, width: int, outputs: int, g: torch.Generator):

@@ -42,9 +42,11 @@ TINY_ROWS = 300
 
 __all__ = [
     "TEST_ITERATIONS",
+    "accuracy_against_random",
     "check_all",
     "check_method",
     "check_model",
+    "losses_during_fit",
     "method_test_overrides",
     "tiny_digits",
 ]
@@ -370,3 +372,35 @@ def check_model(
     assert torch.isfinite(out).all() and torch.isfinite(emb).all(), f"{name}: non-finite outputs"
     torch.testing.assert_close(out, head, msg=f"{name}: forward(x) != classifier(embed(x))")
     assert torch.equal(x, x0), f"{name}: the input was modified"
+
+
+def losses_during_fit(method: Any, train: ImageDataset, ipc: int, *, seed: int = 0) -> list[float]:
+    """Fit ``method`` and return the ``"loss"`` metric of every iteration (for "the objective
+    goes down" tests)."""
+    from ddkit.methods.base import Callback
+
+    losses: list[float] = []
+
+    class Record(Callback):
+        def on_step_end(self, m: Any, iteration: int, metrics: dict[str, float]) -> None:
+            losses.append(float(metrics["loss"]))
+
+    method.fit(train, ipc, seed=seed, callbacks=[Record()])
+    return losses
+
+
+def accuracy_against_random(
+    name: str, dataset: str = "digits", ipc: int = 1, protocol: str = "fast", seed: int = 0
+) -> tuple[float, float]:
+    """Mean test accuracy of method ``name`` (its preset for ``dataset``/``ipc``) and of random
+    real images of the same size, both under ``protocol`` (for slow "it learns" tests)."""
+    from ddkit.data import load_dataset
+    from ddkit.eval import evaluate
+    from ddkit.methods import create_method
+
+    d = load_dataset(dataset)
+    accs = []
+    for method in (name, "random"):
+        syn = create_method(method, dataset=dataset, ipc=ipc).fit(d.train, ipc, seed=seed)
+        accs.append(evaluate(syn, d.test, protocol, seed=seed).results[0].mean)
+    return accs[0], accs[1]

@@ -88,9 +88,13 @@ def py2_cifar_pickle(data: np.ndarray, labels: list[int], label_key: str = "labe
     return b"\x80\x02}(" + body + b"u."
 
 
-def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True):
+def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True, first: int | None = None):
+    """A CIFAR batch dict: random labels, or ``first, first+1, ...`` (mod 10) if given."""
     data = RNG.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = [int(v) for v in RNG.integers(0, 10, n)]
+    if first is None:
+        labels = [int(v) for v in RNG.integers(0, 10, n)]
+    else:
+        labels = [(first + k) % 10 for k in range(n)]
     d = {"data": data, key: labels, "filenames": [f"f{k}.png".encode() for k in range(n)],
          "batch_label": "batch"}  # fmt: skip
     if bytes_keys:
@@ -101,8 +105,8 @@ def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True):
 def make_cifar10(folder, n=4, protocol=2):
     folder.mkdir(parents=True, exist_ok=True)
     xs, ys = [], []
-    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
-        d, data, labels = cifar_dict(n)
+    for b, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        d, data, labels = cifar_dict(n, first=b * n)  # every class has training rows
         (folder / name).write_bytes(pickle.dumps(d, protocol=protocol))
         xs.append(data)
         ys.append(labels)
@@ -336,14 +340,14 @@ def test_cifar_bad_files(tmp_path):
 def test_svhn_mat(tmp_path):
     from scipy.io import savemat
 
-    x = RNG.integers(0, 256, (32, 32, 3, 7), dtype=np.uint8)
-    y = np.array([[10], [1], [2], [3], [10], [5], [9]], dtype=np.uint8)
+    x = RNG.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8)  # every digit has a train row
+    y = np.array([[10], [1], [2], [3], [10], [5], [9], [4], [6], [7], [8], [1]], dtype=np.uint8)
     savemat(tmp_path / "train_32x32.mat", {"X": x, "y": y})
     savemat(tmp_path / "test_32x32.mat", {"X": x[..., :2], "y": y[:2]})
     raw = read_svhn(tmp_path)
-    assert raw.train_images.shape == (7, 3, 32, 32)
+    assert raw.train_images.shape == (12, 3, 32, 32)
     np.testing.assert_array_equal(raw.train_images[4, 1], x[:, :, 1, 4])
-    np.testing.assert_array_equal(raw.train_labels, [0, 1, 2, 3, 0, 5, 9])
+    np.testing.assert_array_equal(raw.train_labels, [0, 1, 2, 3, 0, 5, 9, 4, 6, 7, 8, 1])
     assert len(load_dataset("svhn", root=str(tmp_path)).test) == 2
     (tmp_path / "train_32x32.mat").write_bytes(b"MATLAB garbage" * 20)
     with pytest.raises(FileFormatError, match="train_32x32.mat"):

@@ -457,3 +457,45 @@ def test_npz_errors(tmp_path):
         read_npz(tmp_path / "m.npz")
     with pytest.raises(ConfigError, match="missing.npz"):
         load_dataset("npz", root=str(tmp_path / "missing.npz"))
+
+
+# ------------------------------------------------------- values read faithfully or refused
+
+
+def test_image_folder_16bit_png_scaled_by_bit_depth_not_clipped(tmp_path):
+    deep = (np.arange(20, dtype=np.uint16) * 3000).reshape(4, 5)
+    save_png(tmp_path / "a" / "deep.png", deep)
+    save_png(tmp_path / "b" / "flat.png", np.full((4, 5), 255, np.uint8))
+    raw = read_image_folder(tmp_path)
+    assert raw.train_images.dtype == np.float32
+    np.testing.assert_allclose(raw.train_images[0], deep / 65535.0, rtol=1e-6)
+    np.testing.assert_allclose(raw.train_images[1], 1.0)  # 8-bit scaled by 255
+    save_png(tmp_path / "c" / "rgb.png", np.zeros((4, 5, 3), np.uint8))
+    rgb = read_image_folder(tmp_path).train_images
+    assert rgb.shape == (3, 3, 4, 5)
+    np.testing.assert_allclose(rgb[0, 2], deep / 65535.0, rtol=1e-6)
+
+
+def test_idx_fractional_labels_refused_not_truncated(tmp_path):
+    make_mnist(tmp_path)
+    labels = (np.arange(12) % 10).astype(">f4") + 0.5
+    write(tmp_path / "train-labels-idx1-ubyte", idx_bytes(labels))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.*integers.*0\.5"):
+        read_mnist_family(tmp_path)
+    write(tmp_path / "train-labels-idx1-ubyte", idx_bytes((np.arange(12) % 10).astype(">f4")))
+    assert read_mnist_family(tmp_path).train_labels.dtype == np.int64  # whole floats are fine
+
+
+def test_svhn_fractional_labels_refused(tmp_path):
+    from scipy.io import savemat
+
+    x = RNG.integers(0, 256, (32, 32, 3, 3), dtype=np.uint8)
+    savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.array([[1.0], [2.5], [3.0]])})
+    with pytest.raises(DataError, match=r"train_32x32\.mat.*integers.*2\.5"):
+        read_svhn(tmp_path)
+
+
+def test_npz_scalar_arrays_refused(tmp_path):
+    np.savez(tmp_path / "s.npz", x_train=np.float32(1), y_train=np.int64(0))
+    with pytest.raises(DataError, match="one row per image"):
+        read_npz(tmp_path / "s.npz")

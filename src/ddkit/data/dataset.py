@@ -181,7 +181,7 @@ def to_labels(labels: np.ndarray | torch.Tensor, what: str = "labels") -> torch.
         raise DataError(f"{what} must be integers (class indices), found {float(bad)}; remap them")
     if y.size and y.min() < 0:
         raise DataError(f"{what} must be class indices 0..K-1, found {y.min().item()}; remap them")
-    if y.size and y.max() > _MAX_LABEL:
+    if y.size and float(y.max()) > _MAX_LABEL:
         raise DataError(f"{what} must be class indices 0..K-1, found {y.max().item()}; remap them")
     return torch.as_tensor(y.astype(np.int64))
 

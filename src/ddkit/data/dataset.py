@@ -186,27 +186,41 @@ def to_labels(labels: np.ndarray | torch.Tensor, what: str = "labels") -> torch.
     return torch.as_tensor(y.astype(np.int64))
 
 
-def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (unbiased) std of raw ``(N, C, H, W)`` images, accumulated in
-    float64 by row chunks; a constant channel gets std 1e-6 to avoid /0."""
-    chunks = torch.split(raw, _CHUNK_ROWS)
+def _std_float64(raw: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Per-channel unbiased std accumulated in float64 by row chunks (no float32 overflow)."""
     count = raw.shape[0] * raw.shape[2] * raw.shape[3]
-    mean = sum(c.sum(dim=(0, 2, 3), dtype=torch.float64) for c in chunks) / count
     centre = mean.view(1, -1, 1, 1)
-    sq = sum(((c.double() - centre) ** 2).sum(dim=(0, 2, 3)) for c in chunks)
-    std = (sq / max(count - 1, 1)).sqrt()
+    sq = sum(((c.double() - centre) ** 2).sum(dim=(0, 2, 3)) for c in torch.split(raw, _CHUNK_ROWS))
+    return (sq / max(count - 1, 1)).sqrt()
+
+
+def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0).
+
+    The std is recomputed in float64 where float32 overflows (values near the float32 limit);
+    statistics that are still not finite raise :class:`DataError`.
+    """
+    mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64)
+    std = raw.std(dim=(0, 2, 3)).double()
+    if not torch.isfinite(std).all():
+        std = _std_float64(raw, mean)
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
         raise DataError("image statistics are not finite (values too large); rescale the images")
-    std = torch.where(std > 0, std, torch.full_like(std, 1e-6))
-    return tuple(mean.tolist()), tuple(std.tolist())
+    return tuple(mean.tolist()), tuple(std.clamp_min(1e-6).tolist())
 
 
 def normalise(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
-    """``(raw - mean) / std`` computed in float64 by row chunks, returned in ``raw``'s dtype."""
-    mean = torch.tensor(spec.mean, dtype=torch.float64).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float64).view(1, -1, 1, 1)
-    parts = [((c.double() - mean) / std).to(raw.dtype) for c in torch.split(raw, _CHUNK_ROWS)]
-    return torch.cat(parts) if parts else raw.clone()
+    mean = torch.tensor(spec.mean, dtype=raw.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=raw.dtype).view(1, -1, 1, 1)
+    return (raw - mean) / std
+
+
+def _normalised(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """:func:`normalise`, refusing values whose distance to the mean overflows float32."""
+    x = normalise(raw, spec)
+    if not torch.isfinite(x).all():
+        raise DataError("images span more than the float32 range around their mean; rescale them")
+    return x
 
 
 def denormalise(x: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
@@ -353,10 +367,10 @@ def from_arrays(
     val = None
     if val_fraction > 0:
         keep, held = stratified_split(y, val_fraction, seed)
-        val = ImageDataset(normalise(x[held], spec), y[held], spec)
+        val = ImageDataset(_normalised(x[held], spec), y[held], spec)
         x, y = x[keep], y[keep]
     return DatasetSplits(
-        train=ImageDataset(normalise(x, spec), y, spec),
-        test=ImageDataset(normalise(xt, spec), yt, spec),
+        train=ImageDataset(_normalised(x, spec), y, spec),
+        test=ImageDataset(_normalised(xt, spec), yt, spec),
         val=val,
     )

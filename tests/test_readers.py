@@ -88,9 +88,13 @@ def py2_cifar_pickle(data: np.ndarray, labels: list[int], label_key: str = "labe
     return b"\x80\x02}(" + body + b"u."
 
 
-def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True):
+def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True, first: int | None = None):
+    """A CIFAR batch dict: random labels, or ``first, first+1, ...`` (mod 10) if given."""
     data = RNG.integers(0, 256, (n, 3072), dtype=np.uint8)
-    labels = [int(v) for v in RNG.integers(0, 10, n)]
+    if first is None:
+        labels = [int(v) for v in RNG.integers(0, 10, n)]
+    else:
+        labels = [(first + k) % 10 for k in range(n)]
     d = {"data": data, key: labels, "filenames": [f"f{k}.png".encode() for k in range(n)],
          "batch_label": "batch"}  # fmt: skip
     if bytes_keys:
@@ -101,8 +105,8 @@ def cifar_dict(n: int, key: str = "labels", bytes_keys: bool = True):
 def make_cifar10(folder, n=4, protocol=2):
     folder.mkdir(parents=True, exist_ok=True)
     xs, ys = [], []
-    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
-        d, data, labels = cifar_dict(n)
+    for b, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        d, data, labels = cifar_dict(n, first=b * n)  # every class has training rows
         (folder / name).write_bytes(pickle.dumps(d, protocol=protocol))
         xs.append(data)
         ys.append(labels)
@@ -336,14 +340,14 @@ def test_cifar_bad_files(tmp_path):
 def test_svhn_mat(tmp_path):
     from scipy.io import savemat
 
-    x = RNG.integers(0, 256, (32, 32, 3, 7), dtype=np.uint8)
-    y = np.array([[10], [1], [2], [3], [10], [5], [9]], dtype=np.uint8)
+    x = RNG.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8)  # every digit has a train row
+    y = np.array([[10], [1], [2], [3], [10], [5], [9], [4], [6], [7], [8], [1]], dtype=np.uint8)
     savemat(tmp_path / "train_32x32.mat", {"X": x, "y": y})
     savemat(tmp_path / "test_32x32.mat", {"X": x[..., :2], "y": y[:2]})
     raw = read_svhn(tmp_path)
-    assert raw.train_images.shape == (7, 3, 32, 32)
+    assert raw.train_images.shape == (12, 3, 32, 32)
     np.testing.assert_array_equal(raw.train_images[4, 1], x[:, :, 1, 4])
-    np.testing.assert_array_equal(raw.train_labels, [0, 1, 2, 3, 0, 5, 9])
+    np.testing.assert_array_equal(raw.train_labels, [0, 1, 2, 3, 0, 5, 9, 4, 6, 7, 8, 1])
     assert len(load_dataset("svhn", root=str(tmp_path)).test) == 2
     (tmp_path / "train_32x32.mat").write_bytes(b"MATLAB garbage" * 20)
     with pytest.raises(FileFormatError, match="train_32x32.mat"):
@@ -455,17 +459,43 @@ def test_npz_errors(tmp_path):
         load_dataset("npz", root=str(tmp_path / "missing.npz"))
 
 
-def test_image_folder_keeps_16_bit_depth(tmp_path):
-    from PIL import Image
+# ------------------------------------------------------- values read faithfully or refused
 
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (tmp_path / c).mkdir()
-        for i in range(3):
-            arr = rng.integers(0, 65536, (5, 5)).astype(np.uint16)
-            Image.fromarray(arr).save(tmp_path / c / f"{i}.png")  # a 16-bit grayscale PNG
+
+def test_image_folder_16bit_png_scaled_by_bit_depth_not_clipped(tmp_path):
+    deep = (np.arange(20, dtype=np.uint16) * 3000).reshape(4, 5)
+    save_png(tmp_path / "a" / "deep.png", deep)
+    save_png(tmp_path / "b" / "flat.png", np.full((4, 5), 255, np.uint8))
     raw = read_image_folder(tmp_path)
-    x = raw.train_images.astype(np.float64)
-    assert x.max() <= 1.0 and not np.allclose(x * 255, np.round(x * 255))  # not 8-bit values
-    first = np.asarray(Image.open(tmp_path / "a" / "0.png"), dtype=np.float64) / 65535
-    assert np.allclose(x[0], first, atol=1e-6)
+    assert raw.train_images.dtype == np.float32
+    np.testing.assert_allclose(raw.train_images[0], deep / 65535.0, rtol=1e-6)
+    np.testing.assert_allclose(raw.train_images[1], 1.0)  # 8-bit scaled by 255
+    save_png(tmp_path / "c" / "rgb.png", np.zeros((4, 5, 3), np.uint8))
+    rgb = read_image_folder(tmp_path).train_images
+    assert rgb.shape == (3, 3, 4, 5)
+    np.testing.assert_allclose(rgb[0, 2], deep / 65535.0, rtol=1e-6)
+
+
+def test_idx_fractional_labels_refused_not_truncated(tmp_path):
+    make_mnist(tmp_path)
+    labels = (np.arange(12) % 10).astype(">f4") + 0.5
+    write(tmp_path / "train-labels-idx1-ubyte", idx_bytes(labels))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.*integers.*0\.5"):
+        read_mnist_family(tmp_path)
+    write(tmp_path / "train-labels-idx1-ubyte", idx_bytes((np.arange(12) % 10).astype(">f4")))
+    assert read_mnist_family(tmp_path).train_labels.dtype == np.int64  # whole floats are fine
+
+
+def test_svhn_fractional_labels_refused(tmp_path):
+    from scipy.io import savemat
+
+    x = RNG.integers(0, 256, (32, 32, 3, 3), dtype=np.uint8)
+    savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.array([[1.0], [2.5], [3.0]])})
+    with pytest.raises(DataError, match=r"train_32x32\.mat.*integers.*2\.5"):
+        read_svhn(tmp_path)
+
+
+def test_npz_scalar_arrays_refused(tmp_path):
+    np.savez(tmp_path / "s.npz", x_train=np.float32(1), y_train=np.int64(0))
+    with pytest.raises(DataError, match="one row per image"):
+        read_npz(tmp_path / "s.npz")

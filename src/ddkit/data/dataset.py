@@ -62,12 +62,6 @@ class ImageDataset:
         if int(ipc) != ipc or ipc <= 0:
             raise ConfigError(f"IPC must be a positive integer, got {ipc}")
         smallest = min(self.class_counts)
-        if smallest == 0:
-            empty = [self.spec.class_names[c] for c, n in enumerate(self.class_counts) if n == 0]
-            raise DataError(
-                f"classes {', '.join(map(repr, empty[:10]))} have no training images; every "
-                "class needs some (check the labels are 0..K-1)"
-            )
         if ipc > smallest:
             c = self.class_counts.index(smallest)
             raise ConfigError(
@@ -117,59 +111,104 @@ def check_labels(labels: torch.Tensor, n: int, num_classes: int) -> None:
         )
 
 
+_CHUNK_ROWS = 1024
+_MAX_LABEL = 2**31 - 1
+
+
+def _real_array(values: object, what: str) -> np.ndarray:
+    """``values`` as a numpy array of real numbers or bools; any other dtype is a DataError."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        if values.is_complex():
+            raise DataError(f"{what} must be real numbers, got complex dtype {values.dtype}")
+        if values.dtype == torch.bfloat16:
+            values = values.float()
+        values = values.numpy()
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{what} must be a rectangular numeric array ({type(err).__name__})"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"{what} must be real numbers (int, float or bool), got dtype {arr.dtype}; "
+            "convert them to a numeric array"
+        )
+    return arr
+
+
 def to_nchw(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Convert user images (N,H,W), (N,C,H,W) or (N,H,W,C with C in {1,3,4}) to float32 NCHW.
 
-    8-bit integer images are scaled to ``[0, 1]``; float images are kept as they are.
+    Accepts real numbers and bools (as 0/1); complex, object and string arrays are refused.
+    8-bit and 16-bit unsigned images are scaled to ``[0, 1]``; other values are kept as they are.
+    Values that are NaN, infinite or beyond the float32 range raise :class:`DataError`.
     """
-    if not isinstance(images, torch.Tensor):
-        arr = np.asarray(images)
-        if arr.dtype.kind not in "biuf":
-            raise DataError(f"images must be real numbers, got dtype {arr.dtype}")
-        images = arr
-    elif images.is_complex():
-        raise DataError(f"images must be real numbers, got dtype {images.dtype}")
-    x = torch.as_tensor(images)
+    x = _real_array(images, "images")
     if x.ndim == 3:
-        x = x.unsqueeze(1)
+        x = x[:, None]
     elif x.ndim == 4 and x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
-        x = x.permute(0, 3, 1, 2)
+        x = x.transpose(0, 3, 1, 2)
     elif x.ndim != 4:
-        raise DataError(f"images must have shape (N, H, W) or (N, C, H, W), got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    elif x.dtype == torch.uint16:
-        x = x.double() / 65535.0  # 16-bit images
-    elif x.dtype == torch.bool or not x.is_floating_point():
-        x = x.float()
-    x = x.float().contiguous()
-    if not torch.isfinite(x).all():
+        raise DataError(f"images must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
+    if 0 in x.shape[1:]:
+        raise DataError(f"images must have at least one channel and pixel, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        out = x.astype(np.float32) / np.float32(255.0)
+    elif x.dtype == np.uint16:  # 16-bit images, as the image-folder reader scales them
+        out = x.astype(np.float32) / np.float32(65535.0)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        if x.dtype.kind == "f" and np.isfinite(x).all():
+            raise DataError("images have values beyond the float32 range; rescale them")
         raise DataError("images contain NaN or infinite values")
-    return x
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
-def to_labels(labels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    y = np.asarray(labels.numpy() if isinstance(labels, torch.Tensor) else labels)
+def to_labels(labels: np.ndarray | torch.Tensor, what: str = "labels") -> torch.Tensor:
+    """Convert user labels to a 1-D int64 tensor of class indices ``>= 0``.
+
+    Integers, bools and floats holding whole numbers are accepted; fractional, NaN, negative
+    or implausibly large values raise :class:`DataError` (never truncated). ``what`` names
+    the labels in messages (a file, a split).
+    """
+    y = _real_array(labels, what)
     if y.ndim != 1:
-        raise DataError(f"labels must be 1-D integers, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all() or (y != np.round(y)).any():
-            raise DataError("labels must be integers (found non-integer or NaN values)")
-    elif y.dtype.kind not in "iub":
-        raise DataError(f"labels must be integers, got dtype {y.dtype}")
+        raise DataError(f"{what} must be 1-D integers, got shape {y.shape}")
+    if y.dtype.kind == "f" and (not np.isfinite(y).all() or (y != np.round(y)).any()):
+        bad = y[~np.isfinite(y) | (y != np.round(y))][0]
+        raise DataError(f"{what} must be integers (class indices), found {float(bad)}; remap them")
+    if y.size and y.min() < 0:
+        raise DataError(f"{what} must be class indices 0..K-1, found {y.min().item()}; remap them")
+    if y.size and float(y.max()) > _MAX_LABEL:
+        raise DataError(f"{what} must be class indices 0..K-1, found {y.max().item()}; remap them")
     return torch.as_tensor(y.astype(np.int64))
 
 
+def _std_float64(raw: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Per-channel unbiased std accumulated in float64 by row chunks (no float32 overflow)."""
+    count = raw.shape[0] * raw.shape[2] * raw.shape[3]
+    centre = mean.view(1, -1, 1, 1)
+    sq = sum(((c.double() - centre) ** 2).sum(dim=(0, 2, 3)) for c in torch.split(raw, _CHUNK_ROWS))
+    return (sq / max(count - 1, 1)).sqrt()
+
+
 def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0)."""
+    """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0).
+
+    The std is recomputed in float64 where float32 overflows (values near the float32 limit);
+    statistics that are still not finite raise :class:`DataError`.
+    """
     mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64)
-    std = raw.std(dim=(0, 2, 3)).double().clamp_min(1e-6)
-    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()) or std.max() > 1e18:
-        big = float(raw.abs().max())
-        raise DataError(
-            f"pixel values up to {big:.3g} are too large to normalise; scale images to [0, 1]"
-        )
-    return tuple(mean.tolist()), tuple(std.tolist())
+    std = raw.std(dim=(0, 2, 3)).double()
+    if not torch.isfinite(std).all():
+        std = _std_float64(raw, mean)
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        raise DataError("image statistics are not finite (values too large); rescale the images")
+    return tuple(mean.tolist()), tuple(std.clamp_min(1e-6).tolist())
 
 
 def normalise(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
@@ -178,19 +217,40 @@ def normalise(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return (raw - mean) / std
 
 
+def _normalised(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """:func:`normalise`, refusing values whose distance to the mean overflows float32."""
+    x = normalise(raw, spec)
+    if not torch.isfinite(x).all():
+        raise DataError("images span more than the float32 range around their mean; rescale them")
+    return x
+
+
 def denormalise(x: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x * std + mean
 
 
+def check_val_fraction(fraction: object) -> float:
+    """``fraction`` as a float in ``[0, 1)``, else a :class:`ConfigError`."""
+    ok = isinstance(fraction, int | float | np.integer | np.floating) and not isinstance(
+        fraction, bool
+    )
+    if not ok or not 0.0 <= float(fraction) < 1.0:
+        raise ConfigError(f"validation fraction must be a number in [0, 1), got {fraction!r}")
+    return float(fraction)
+
+
 def stratified_split(
     labels: torch.Tensor, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded stratified split of row indices: returns ``(keep, held_out)`` with about
-    ``fraction`` of every class held out (at least one row per class when ``fraction > 0``)."""
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"validation fraction must be in [0, 1), got {fraction}")
+    ``fraction`` of every class held out (at least one row per class when ``fraction > 0``).
+
+    Every class keeps at least one row: a fraction that would empty a class raises
+    :class:`ConfigError`.
+    """
+    fraction = check_val_fraction(fraction)
     g = torch.Generator().manual_seed(seed)
     keep, held = [], []
     for c in torch.unique(labels).tolist():
@@ -198,35 +258,52 @@ def stratified_split(
         ix = ix[torch.randperm(len(ix), generator=g)]
         k = int(round(fraction * len(ix)))
         k = max(k, 1) if fraction > 0 and len(ix) > 1 else k
-        k = min(k, len(ix) - 1)  # every class keeps at least one row
+        if k >= len(ix):
+            raise ConfigError(
+                f"validation fraction {fraction} leaves class {c} ({len(ix)} rows) with no "
+                "training rows; use a smaller fraction"
+            )
         held.append(ix[:k])
         keep.append(ix[k:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
 
 
-def _num_classes(y: torch.Tensor, yt: torch.Tensor, given: int | None) -> int:
-    """The number of classes; labels must be ``0..K-1`` with every class in the train split."""
-    top = int(max(y.max(), yt.max() if len(yt) else 0))
-    if given is None and top >= len(y):
-        raise DataError(
-            f"labels go up to {top} but the train split has {len(y)} rows; labels must be "
-            "0..K-1 (remap them) or pass num_classes"
-        )
-    k = int(given) if given is not None else top + 1
+def _count_classes(y: torch.Tensor, yt: torch.Tensor, num_classes: object) -> int:
+    """The number of classes: ``num_classes`` or ``max label + 1``, checked so that there
+    are at least two classes and every class has a training row."""
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+            raise ConfigError(f"num_classes must be an integer, got {num_classes!r}")
+        k = int(num_classes)
+        if k > len(y):
+            raise ConfigError(
+                f"num_classes={k} but only {len(y)} training rows: every class needs a training row"
+            )
+    else:
+        k = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
+        if k > len(y):
+            raise DataError(
+                f"labels go up to {k - 1} but there are only {len(y)} training rows, so most "
+                "classes would be empty; remap the labels to 0..K-1"
+            )
     for part, lab in (("train", y), ("test", yt)):
-        if len(lab) and (lab.min() < 0 or lab.max() >= k):
+        if len(lab) and lab.max() >= k:
             raise DataError(
                 f"{part} labels out of range: found [{int(lab.min())}, {int(lab.max())}], "
                 f"expected [0, {k - 1}]"
             )
-    if k < 2:
-        raise DataError(f"a dataset needs at least 2 classes, got {k}")
-    empty = torch.nonzero(torch.bincount(y, minlength=k) == 0).flatten().tolist()
-    if empty and given is None:  # with num_classes given, check_ipc names them
-        shown = ", ".join(str(c) for c in empty[:10]) + (" ..." if len(empty) > 10 else "")
+    present = torch.unique(y)
+    if len(present) < 2:
         raise DataError(
-            f"classes {shown} have no training images; labels must be 0..K-1 with every class "
-            "present (e.g. remap 1-based labels to 0-based)"
+            f"the training rows hold a single class ({int(present[0])}); "
+            "distillation needs at least 2 classes"
+        )
+    if len(present) < k:
+        empty = sorted(set(range(k)) - set(present.tolist()))
+        shown = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
+        raise DataError(
+            f"class(es) {shown} have no training rows ({len(empty)} of {k} classes empty); "
+            "remap the labels to 0..K-1 so that every class has training rows"
         )
     return k
 
@@ -248,8 +325,14 @@ def from_arrays(
     Images may be ``(N, H, W)``, ``(N, C, H, W)`` or channels-last; 8-bit images are scaled to
     ``[0, 1]``. Normalisation statistics come from the train split. Without test arrays, the
     test split is ``index % 5 == 0`` of the given rows (the ddkit convention).
+
+    Labels are class indices ``0..K-1`` with ``K = num_classes`` (or ``max label + 1``): there
+    must be at least two classes and every class needs a training row, with or without
+    ``num_classes`` (an empty class cannot be distilled), so sparse labels such as ``{3, 7}``
+    must be remapped. Problems raise :class:`DataError` / :class:`ConfigError`.
     """
-    x, y = to_nchw(train_images), to_labels(train_labels)
+    val_fraction = check_val_fraction(val_fraction)
+    x, y = to_nchw(train_images), to_labels(train_labels, "train labels")
     if len(x) != len(y):
         raise DataError(f"{len(x)} train images but {len(y)} train labels")
     if test_images is None:
@@ -261,7 +344,7 @@ def from_arrays(
     else:
         if test_labels is None:
             raise DataError("test_images given without test_labels")
-        xt, yt = to_nchw(test_images), to_labels(test_labels)
+        xt, yt = to_nchw(test_images), to_labels(test_labels, "test labels")
         if len(xt) != len(yt):
             raise DataError(f"{len(xt)} test images but {len(yt)} test labels")
         if xt.shape[1:] != x.shape[1:]:
@@ -270,11 +353,9 @@ def from_arrays(
             )
     if len(x) == 0:
         raise DataError("the train split is empty")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    k = _num_classes(y, yt, num_classes)
+    k = _count_classes(y, yt, num_classes)
     if class_names and len(class_names) != k:
-        raise DataError(f"{len(class_names)} class names for {k} classes; give one name per class")
+        raise DataError(f"{len(class_names)} class names for {k} classes")
     mean, std = channel_stats(x)
     spec = DatasetSpec(
         name=name,
@@ -288,10 +369,10 @@ def from_arrays(
     val = None
     if val_fraction > 0:
         keep, held = stratified_split(y, val_fraction, seed)
-        val = ImageDataset(normalise(x[held], spec), y[held], spec)
+        val = ImageDataset(_normalised(x[held], spec), y[held], spec)
         x, y = x[keep], y[keep]
     return DatasetSplits(
-        train=ImageDataset(normalise(x, spec), y, spec),
-        test=ImageDataset(normalise(xt, spec), yt, spec),
+        train=ImageDataset(_normalised(x, spec), y, spec),
+        test=ImageDataset(_normalised(xt, spec), yt, spec),
         val=val,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ddkit.data.builtin import RawData, register_dataset
+from ddkit.data.dataset import to_labels
 from ddkit.errors import ConfigError, DataError, DDKitError, FileFormatError
 
 __all__ = [
@@ -56,6 +57,8 @@ def _root_dir(root: PathLike | None, dataset: str) -> Path:
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if images.ndim == 0 or labels.ndim == 0:
+        raise DataError(f"{where}: images and labels must be arrays with one row per image")
     if len(images) != len(labels):
         raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
 
@@ -206,11 +209,15 @@ def read_mnist_family(root: PathLike, dataset: str = "mnist") -> RawData:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images is not None:
             _check_pair(images, labels, str(found[f"{split}_images"]))
+    labels = {
+        key: None if arrays[key] is None else to_labels(arrays[key], str(found[key])).numpy()
+        for key in ("train_labels", "test_labels")
+    }
     return RawData(
         arrays["train_images"],
-        arrays["train_labels"].astype(np.int64),
+        labels["train_labels"],
         arrays["test_images"],
-        None if arrays["test_labels"] is None else arrays["test_labels"].astype(np.int64),
+        labels["test_labels"],
         class_names=list(_CLASS_NAMES[dataset]),
         num_classes=10,
     )
@@ -426,7 +433,7 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FileFormatError(f"{path}: 'X' must be uint8 (H, W, 3, N), got {x.dtype} {x.shape}")
     if y.dtype.kind not in "iuf" or y.size != x.shape[3]:
         raise DataError(f"{path}: {x.shape[3]} images but 'y' has {y.size} {y.dtype} entries")
-    y = y.reshape(-1).astype(np.int64)
+    y = to_labels(y.reshape(-1), f"{path}: 'y'").numpy().copy()
     y[y == 10] = 0  # SVHN stores digit 0 as label 10
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), y
 
@@ -454,8 +461,8 @@ def _svhn(root: str | None) -> RawData:
 # -------------------------------------------------------------------------------- image folder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-_WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L"}  # 16-bit grayscale PNGs open in these modes
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
+_GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
 
 
 def _list_classes(folder: Path) -> dict[str, list[Path]]:
@@ -484,29 +491,37 @@ def _open_header(path: Path):
         raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
 
 
-def _load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def _load_image(
+    path: Path, mode: str, size: tuple[int, int] | None, wide: bool = False
+) -> np.ndarray:
+    """One image as ``mode`` ("L" or "RGB"): uint8, or with ``wide`` float32 in ``[0, 1]``
+    scaled by the image's own bit depth (16-bit grayscale / 65535, 8-bit / 255)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            if mode == "L" and im.mode in _WIDE_GRAY:  # 16-bit grayscale: keep its depth
-                im = im.convert("I")
-                if size is not None and im.size != size:
-                    im = im.convert("F").resize(size, Image.Resampling.BILINEAR)
-                return np.asarray(im, dtype=np.float32) / 65535.0
-            im = im.convert(mode)
+            deep = im.mode in _WIDE_MODES
+            im = im if deep else im.convert(mode)
             if size is not None and im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            if not deep:
+                arr = np.asarray(im, dtype=np.uint8)
+                return arr.astype(np.float32) / np.float32(255.0) if wide else arr
+            arr = np.asarray(im).astype(np.float32)
     except Exception as err:  # noqa: BLE001
         raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise FileFormatError(f"{path}: pixel values outside the 16-bit range 0..65535")
+    arr = arr / np.float32(65535.0)
+    return np.repeat(arr[..., None], 3, axis=-1) if mode == "RGB" else arr
 
 
 def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None = None) -> RawData:
     """Read ``root/<class>/*.{png,jpg,jpeg,bmp,gif}`` (or ``root/train/...`` + ``root/test/...``).
 
     Classes are the sub-folder names, sorted. Images become grayscale if all are grayscale,
-    else RGB. All images must share one size unless ``image_size`` (``int`` or
+    else RGB. Pixels stay uint8 unless some image is 16-bit grayscale: then all become float32
+    in ``[0, 1]``, each scaled by its own bit depth (never clipped to 255). All images must share one size unless ``image_size`` (``int`` or
     ``(height, width)``) is given, in which case they are resized to it.
     """
     folder = _root_dir(root, "imagefolder")
@@ -549,6 +564,7 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
                         f"{first[1][0]}x{first[1][1]}; pass image_size to resize"
                     )
     mode = "L" if modes <= _GRAY_MODES else "RGB"
+    wide = bool(modes & _WIDE_MODES)
 
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, classes in splits.items():
@@ -556,10 +572,8 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
         for name, files in classes.items():
             label = class_names.index(name)
             for path in files:
-                xs.append(_load_image(path, mode, size))
+                xs.append(_load_image(path, mode, size, wide))
                 ys.append(label)
-        if any(a.dtype != np.uint8 for a in xs):  # 16-bit images among them: all in [0, 1]
-            xs = [a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a for a in xs]
         x = np.stack(xs)
         if x.ndim == 4:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ddkit.errors import FileFormatError
+from ddkit.errors import DataError, FileFormatError
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class DatasetSpec:
         names = tuple(self.class_names) or tuple(str(i) for i in range(self.num_classes))
         object.__setattr__(self, "class_names", names)
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError("mean/std must have one value per channel")
+            raise DataError("mean/std must have one value per channel")
         if len(self.class_names) != self.num_classes:
-            raise ValueError("class_names must have one entry per class")
+            raise DataError("class_names must have one entry per class")
 
     @property
     def shape(self) -> tuple[int, int, int]:

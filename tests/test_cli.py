@@ -272,6 +272,13 @@ def test_cli_defaults_are_read_from_the_api():
     teacher = {a.dest: a.default for a in _subparsers()["teacher"]._actions}
     want = defaults_of(train_teacher)
     assert (teacher["epochs"], teacher["lr"]) == (want["epochs"], want["lr"])
+    from ddkit.eval.evaluate import evaluate
+    from ddkit.runs import distill_run
+
+    distill = {a.dest: a.default for a in _subparsers()["distill"]._actions}
+    assert distill["checkpoint_every"] == defaults_of(distill_run)["checkpoint_every"]
+    evaluate_cmd = {a.dest: a.default for a in _subparsers()["evaluate"]._actions}
+    assert evaluate_cmd["protocol"] == defaults_of(evaluate)["protocol"]
 
 
 def test_list_presets_prints_each_preset_with_its_source(capsys):

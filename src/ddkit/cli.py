@@ -232,8 +232,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ddkit.bench.runner import run_suite
+    from ddkit.eval.evaluate import evaluate
     from ddkit.methods.decoupled.cli import add_teacher_parser
     from ddkit.methods.trajectory.cli import add_experts_parser
+    from ddkit.runs import distill_run
 
     p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -251,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
     )
-    d.add_argument("--checkpoint-every", type=int, default=50)
+    d.add_argument(
+        "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
+    )
     add_common(
         d,
         "seed",
@@ -266,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="train fresh networks on a synthetic set, test on the real test split"
     )
     e.add_argument("path", help="run folder or synthetic-set folder")
-    e.add_argument("--protocol", default="dsa")
+    e.add_argument("--protocol", default=defaults_of(evaluate)["protocol"])
     e.add_argument("--runs", type=int, default=None)
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")
@@ -281,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--datasets", default=None, help="only these datasets (comma-separated)")
     b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
-    b.add_argument("--results", default="benchmarks/results")
-    b.add_argument("--markdown", default="BENCHMARKS.md")
+    b.add_argument("--results", default=defaults_of(run_suite)["results_dir"])
+    b.add_argument("--markdown", default=defaults_of(run_suite)["markdown"])
     b.add_argument("--fresh", action="store_true", help="ignore earlier results of this suite")
     add_common(b, "seed")
     b.set_defaults(func=cmd_bench)

@@ -162,3 +162,20 @@ def test_export_keeps_every_class_in_its_own_folder_inside_the_export(syn, tmp_p
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png"))
     assert len(written) == len(syn) and all(p.parts[0] == "export" for p in written)
     assert sorted(p.name for p in out.iterdir()) == sorted(folders)
+
+
+def test_written_files_get_the_usual_permissions(syn, tmp_path):
+    import os
+    import stat
+
+    from ddkit.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        syn.save(tmp_path / "set")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "set").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "set" / "meta.json").stat().st_mode) == 0o644

@@ -223,14 +223,27 @@ def read_mnist_family(root: PathLike, dataset: str = "mnist") -> RawData:
     )
 
 
-@register_dataset("mnist", needs_root=True, help="MNIST from IDX files under root")
+def _managed(root: str | None, dataset: str) -> RawData:
+    """Read ``dataset`` from ``root`` as given, or, without one, from its checksummed folder
+    in the data root (:mod:`ddkit.data.store`)."""
+    from ddkit.data.store import verified_folder
+
+    return read_mnist_family(root if root is not None else verified_folder(dataset), dataset)
+
+
+@register_dataset(
+    "mnist", help="MNIST 60k/10k: the data root (`ddkit data fetch mnist`) or IDX files in --root"
+)
 def _mnist(root: str | None) -> RawData:
-    return read_mnist_family(root, "mnist")
+    return _managed(root, "mnist")
 
 
-@register_dataset("fashionmnist", needs_root=True, help="Fashion-MNIST from IDX files under root")
+@register_dataset(
+    "fashionmnist",
+    help="Fashion-MNIST 60k/10k: the data root (`ddkit data fetch fashionmnist`) or --root",
+)
 def _fashionmnist(root: str | None) -> RawData:
-    return read_mnist_family(root, "fashionmnist")
+    return _managed(root, "fashionmnist")
 
 
 @register_dataset("kmnist", needs_root=True, help="Kuzushiji-MNIST from IDX files under root")

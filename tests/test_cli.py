@@ -68,7 +68,7 @@ def run_cli(args, capsys):
             "cannot write to output folder",
         ),
         (["evaluate", "/definitely/missing"], "no synthetic set"),
-        (["distill", "--dataset", "mnist", "--method", "random", "--ipc", "1"], "pass root=PATH"),
+        (["distill", "--dataset", "kmnist", "--method", "random", "--ipc", "1"], "pass root=PATH"),
     ],
 )
 def test_errors_are_one_line(args, message, capsys, tmp_path):

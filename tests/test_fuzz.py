@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from ddkit.data import load_dataset
 from ddkit.data.dataset import from_arrays
-from ddkit.data.readers import read_idx, read_mnist_family, read_npz
+from ddkit.data.readers import idx_bytes, read_idx, read_mnist_family, read_npz
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import DDKitError
 
@@ -104,12 +103,6 @@ def test_the_set_loader_survives_any_damage_to_the_tensor_file(cut, flip, trunca
 
 
 # ------------------------------------------------------------------ IDX files
-def _idx_bytes(arr: np.ndarray) -> bytes:
-    code = {np.uint8: 0x08, np.int32: 0x0C, np.float32: 0x0D}[arr.dtype.type]
-    header = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-
-
 @FUZZ
 @given(
     cut=st.integers(0, 200),
@@ -120,7 +113,7 @@ def _idx_bytes(arr: np.ndarray) -> bytes:
 def test_idx_reading_survives_any_damage(cut, flips, gz, n):
     rng = np.random.default_rng(n)
     images = rng.integers(0, 256, (max(n, 1) * 2, 5, 5)).astype(np.uint8)
-    data = bytearray(_idx_bytes(images))
+    data = bytearray(idx_bytes(images))
     for pos, mask in flips:
         data[pos % len(data)] ^= mask
     data = data[: max(0, len(data) - cut)]
@@ -149,7 +142,7 @@ def test_the_mnist_reader_refuses_inconsistent_files(drop, shrink, label_top):
     with tempfile.TemporaryDirectory() as tmp:
         for name, arr in files.items():
             if name != drop:
-                (Path(tmp) / name).write_bytes(_idx_bytes(arr))
+                (Path(tmp) / name).write_bytes(idx_bytes(arr))
         raw = _one_line_ddkit_error(lambda: read_mnist_family(tmp, "mnist"))
         if raw is not None:
             splits = _one_line_ddkit_error(

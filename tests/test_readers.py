@@ -12,6 +12,7 @@ import pytest
 
 from ddkit.data import DATASETS, load_dataset
 from ddkit.data.readers import (
+    idx_bytes,
     read_cifar10,
     read_cifar100,
     read_cifar_batch,
@@ -27,14 +28,6 @@ RNG = np.random.default_rng(0)
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    code = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-            np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}  # fmt: skip
-    big = arr.astype(arr.dtype.newbyteorder(">")) if arr.dtype.itemsize > 1 else arr
-    head = struct.pack(">BBBB", 0, 0, code[big.dtype], arr.ndim)
-    return head + struct.pack(f">{arr.ndim}I", *arr.shape) + big.tobytes()
 
 
 def write(path, data: bytes, gz: bool = False):
@@ -215,7 +208,7 @@ def test_mnist_without_test_files_and_missing_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_dataset("mnist", root=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="root"):
-        load_dataset("fashionmnist")
+        load_dataset("kmnist")
 
 
 def test_mnist_count_mismatch(tmp_path):

@@ -31,6 +31,7 @@ from ddkit.data.dataset import to_labels
 from ddkit.errors import ConfigError, DataError, DDKitError, FileFormatError
 
 __all__ = [
+    "idx_bytes",
     "read_cifar_batch",
     "read_cifar10",
     "read_cifar100",
@@ -87,6 +88,20 @@ def _read_exact(f: io.BufferedIOBase, n: int) -> bytes:
         parts.append(part)
         got += len(part)
     return b"".join(parts)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """``array`` in the IDX format (the inverse of :func:`read_idx`); its dtype must be one IDX
+    knows (uint8, int8, int16, int32, float32, float64)."""
+    array = np.asarray(array)
+    codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise DataError(f"IDX cannot store dtype {array.dtype}; use uint8, int32 or float32")
+    header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
 def read_idx(path: PathLike) -> np.ndarray:

@@ -153,3 +153,29 @@ def test_run_suite_refuses_a_method_it_does_not_have(tmp_path, tiny_suite):
     with pytest.raises(ConfigError, match="has no method 'nosuch'"):
         run_suite(tiny_suite, results_dir=tmp_path, markdown=None, only=["nosuch"])
     assert not (tmp_path / f"{tiny_suite}.json").exists()
+
+
+def test_options_full_data_runs_and_published_figures(tmp_path):
+    suite = Suite(
+        name="pytest-paper",
+        datasets=("digits",),
+        ipcs=(1,),
+        protocol="smoke",
+        runs=2,
+        methods=("dm",),
+        iterations={"dm": 2},
+        options={"dm": {"model": "convnet2-w8", "batch_real": 8}},
+        full_data_epochs=1,
+        full_data_runs=1,
+        models={"digits": "convnet2-w8"},
+        published={("digits", "dm", 1): 12.5},
+        published_budgets={"dm": "a million iterations", "full": "forever"},
+    )
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["dm"]["options"] == {"model": "convnet2-w8", "batch_real": 8}
+    assert len(by_method["dm"]["accuracies"]) == 2 and len(by_method["full"]["accuracies"]) == 1
+    table = markdown_table(suite, {"rows": rows})
+    assert "| digits | 1 | dm | 2 | " in table and " | 12.5 | " in table
+    assert "- dm: here 2 iterations, model=convnet2-w8, batch_real=8; published: a million" in table
+    assert "- full: here digits 1 epochs, 1 run; published: forever." in table

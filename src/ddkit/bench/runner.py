@@ -52,11 +52,14 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
     splits = load_dataset(dataset)
     base_rss = peak_rss_mb()
     t0 = time.perf_counter()
+    options = suite.options.get(method, {})
+    runs = suite.runs
     if method == "full":
         syn, iters = SyntheticSet.from_real(splits.train), 0
         epochs = suite.full_epochs(dataset)
+        runs = suite.full_data_runs or runs
     else:
-        m = create_method(method, dataset=dataset, ipc=ipc)
+        m = create_method(method, dataset=dataset, ipc=ipc, **options)
         iters = suite.budget(method, ipc, m.config.iterations, dataset)
         syn = m.fit(splits.train, ipc, iterations=iters, seed=seed)
         epochs = suite.epochs
@@ -68,7 +71,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         syn,
         splits.test,
         suite.protocol,
-        runs=suite.runs,
+        runs=runs,
         epochs=epochs,
         seed=seed,
         models=[model] if model else None,
@@ -80,6 +83,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         "method": method,
         "kind": "full" if method == "full" else kind,
         "iterations": iters,
+        "options": options,
         "num_images": len(syn),
         "protocol": suite.protocol,
         "epochs": report.protocol.epochs,
@@ -196,6 +200,38 @@ def _full_epochs_text(suite: Suite) -> str:
     return f" Full-data row: {e} epochs."
 
 
+def _budget_lines(suite: Suite) -> list[str]:
+    """Heading lines for a suite with published figures: what each method ran with here beside
+    what the published figure was run with."""
+    if not suite.published_budgets:
+        return []
+    lines = ["", "Budgets here vs published (every reduction is listed):"]
+    for method, theirs in suite.published_budgets.items():
+        ours = _our_budget(suite, method)
+        lines.append(f"- {method}: here {ours}; published: {theirs}.")
+    return lines
+
+
+def _our_budget(suite: Suite, method: str) -> str:
+    if method == "evaluation":
+        return f"{suite.runs} networks per cell, protocol `{suite.protocol}`" + (
+            f" ({suite.epochs} epochs)" if suite.epochs else ""
+        )
+    if method == "full":
+        runs = suite.full_data_runs or suite.runs
+        epochs = {ds: suite.full_epochs(ds) or "the protocol's" for ds in suite.datasets}
+        text = ", ".join(f"{ds} {e} epochs" for ds, e in epochs.items())
+        return f"{text}, {runs} run{'s' if runs > 1 else ''}"
+    spec = suite.iterations.get(method)
+    if isinstance(spec, dict):
+        spec = ", ".join(f"IPC {ipc}: {n}" for ipc, n in spec.items())
+    text = f"{spec if spec is not None else suite.default_iterations} iterations"
+    options = suite.options.get(method)
+    if options:
+        text += ", " + ", ".join(f"{k}={v}" for k, v in options.items())
+    return text
+
+
 def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
     m = data.get("machine", {})
     models = ", ".join(f"{ds}: {name}" for ds, name in suite.models.items())
@@ -210,8 +246,14 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
         " two standard deviations combined.",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
         "",
-        "| dataset | IPC | method | iterations | accuracy (%) | vs random | eval model | distill s | eval s | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines[1:1] = _budget_lines(suite)
+    published = bool(suite.published)
+    lines += [
+        "| dataset | IPC | method | iterations | accuracy (%) |"
+        + (" published |" if published else "")
+        + " vs random | eval model | distill s | eval s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
     ]
     order = {name: i for i, name in enumerate(["full"])}
     rows = sorted(
@@ -223,12 +265,15 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
         if "error" in r:
             lines.append(
                 f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} "
-                "| | | | | |"
+                "| | | | | |" + (" |" if published else "")
             )
             continue
+        paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
         lines.append(
             f"| {r['dataset']} | {r['ipc'] or 'all'} | {r['method']} | {r['iterations']} | "
-            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {_vs_random(r, random_rows)} | {r.get('model', '?')} | "
+            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
+            + (f"{paper if paper is not None else '–'} | " if published else "")
+            + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}

@@ -220,13 +220,15 @@ def test_presets_and_ipc_rule() -> None:
         for cls in (DC, DSA):
             cfg = resolve_config(cls, "mnist", ipc)
             assert (cfg["outer_loop"], cfg["inner_loop"]) == loops
-    assert loops_for_ipc(7) == (10, 50)
-    assert loops_for_ipc(5) == (1, 1) and loops_for_ipc(6) == (10, 50)
-    assert loops_for_ipc(15) == (10, 50) and loops_for_ipc(45) == (40, 15)
+    # unlisted IPCs: both loops interpolated between the listed neighbours, not the nearest one's
+    assert loops_for_ipc(5) == (5, 23) and loops_for_ipc(2) == (2, 6)
+    assert loops_for_ipc(15) == (15, 38) and loops_for_ipc(45) == (45, 13)
     assert loops_for_ipc(100) == (50, 10)
+    pairs = [loops_for_ipc(k) for k in range(1, 51)]
+    assert all(a[0] <= b[0] for a, b in zip(pairs, pairs[1:]))  # more images, more matching
     m = create_method("dc", dataset="digits", ipc=7)
-    assert m.config.outer_loop == "auto" and m.loops(7) == (10, 50)
-    assert create_method("dsa", ipc=7, outer_loop=3).loops(7) == (3, 50)
+    assert m.config.outer_loop == "auto" and m.loops(7) == (7, 34)
+    assert create_method("dsa", ipc=7, outer_loop=3).loops(7) == (3, 34)
     d = create_method("dsa", ipc=10)
     assert d.config.augment == "auto" and d.config.lr_img == 0.1 and d.config.momentum_img == 0.5
     assert d.config.batch_real == 256 and d.config.iterations == 1000 and d.loops(10) == (10, 50)

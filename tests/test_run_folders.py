@@ -79,3 +79,27 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     distill_run(dataset="digits", method="random", ipc=1, out=out, seed=0)
     assert (out / "synthetic").is_dir() and not (out / ".lock").exists()
     assert int(dead.stdout) != os.getpid()
+
+
+def test_resume_with_more_iterations_extends_a_finished_run(tmp_path):
+    import torch
+
+    from ddkit.testing import method_test_overrides, tiny_digits
+
+    splits = tiny_digits()
+    opts = method_test_overrides("dm")
+
+    def run(out, iterations, resume=False):
+        return distill_run(
+            dataset="digits", method="dm", ipc=2, out=out, iterations=iterations, seed=1,
+            options=opts, splits=splits, checkpoint_every=2, resume=resume,
+        )  # fmt: skip
+
+    run(tmp_path / "short", 4)
+    extended = run(tmp_path / "short", 7, resume=True)
+    straight = run(tmp_path / "straight", 7)
+    assert torch.equal(extended.images, straight.images)
+    log = (tmp_path / "short" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 7 and log == (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
+    with pytest.raises(ConfigError, match="set up for 7; pass a larger count"):
+        run(tmp_path / "short", 5, resume=True)

@@ -88,7 +88,10 @@ def distill_run(
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
     Writes ``out/synthetic/``, ``out/config.json``, ``out/grid.png``, ``out/log.jsonl`` and
-    checkpoints under ``out/checkpoint/``; ``resume=True`` continues an interrupted run.
+    checkpoints under ``out/checkpoint/``; ``resume=True`` continues an interrupted run, or,
+    with more ``iterations`` than the run was set up for, extends a finished one from its last
+    checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
+    follow the new total's schedule from there on).
     """
     out = Path(out)
     if checkpoint_every < 1:
@@ -148,10 +151,23 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
         if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
             old["method_config"] = m.saved_config(old["method_config"])
         diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
+        if diff == ["iterations"] and _extends(old["iterations"], config["iterations"], out):
+            return
         if diff:
             raise ConfigError(
                 f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}"
             )
+
+
+def _extends(old: Any, new: int, out: Path) -> bool:
+    """Whether resuming with ``new`` iterations extends the run's ``old`` count (allowed: the
+    run continues from its last checkpoint); fewer iterations than it already has are refused."""
+    if not isinstance(old, int) or new > old:
+        return isinstance(old, int)
+    raise ConfigError(
+        f"cannot resume {str(out)!r} with --iterations {new}: it was set up for {old}; "
+        f"pass a larger count to extend it, or choose another --out"
+    )
 
 
 @contextmanager

@@ -23,9 +23,9 @@ Hyper-parameters (the authors' code, shared by DC and DSA): 1000 outer iteration
 batch 256, distance ``"ours"``, and the (outer_loop, inner_loop) schedule per IPC
 :data:`DC_LOOPS` = 1:(1,1), 10:(10,50), 20:(20,25), 30:(30,20), 40:(40,15), 50:(50,10), stored
 as presets (plus ConvNet-2 on the 8x8 ``digits``). The reference
-code refuses other IPCs; here :func:`loops_for_ipc` takes the schedule of the nearest listed IPC
-(ties go to the smaller, cheaper one; above 50 the IPC-50 schedule), so
-IPC 7 runs with the IPC-10 schedule (10, 50). Explicit ``outer_loop``/``inner_loop`` win.
+code refuses other IPCs; here :func:`loops_for_ipc` interpolates both loops linearly between the
+listed IPCs (above 50: the IPC-50 schedule), so IPC 5 runs (5, 23), not IPC 1's single matching
+step. Explicit ``outer_loop``/``inner_loop`` win.
 The reference initialises from noise by default and notes that real and noise initialisation
 perform alike; ddkit defaults to real images (``init="real"``), which converges faster in short
 runs. A real batch larger than the smallest class is capped at that class's size (the reference
@@ -52,6 +52,7 @@ path is the one to try on an accelerator, where per-class launches of small batc
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -111,13 +112,21 @@ BN_IMAGES_PER_CLASS = 16
 
 
 def loops_for_ipc(ipc: int) -> tuple[int, int]:
-    """``(outer_loop, inner_loop)`` for ``ipc``: the published schedule where there is one,
-    else that of the nearest listed IPC (ties: the smaller IPC), e.g. 7 -> IPC 10's (10, 50),
-    5 -> IPC 1's (1, 1), 100 -> IPC 50's (50, 10)."""
+    """``(outer_loop, inner_loop)`` for ``ipc``: the published schedule where there is one, else
+    both loops interpolated linearly between the neighbouring listed IPCs and rounded, e.g.
+    5 -> (5, 23), 15 -> (15, 38); above the largest listed IPC its schedule, 100 -> (50, 10)."""
     if int(ipc) != ipc or ipc < 1:
         raise ConfigError(f"IPC must be a positive integer, got {ipc}")
-    nearest = min(DC_LOOPS, key=lambda k: (abs(k - int(ipc)), k))
-    return DC_LOOPS[nearest]
+    listed = sorted(DC_LOOPS)
+    if ipc >= listed[-1]:
+        return DC_LOOPS[listed[-1]]
+    upper = next(k for k in listed if k >= ipc)
+    if upper == ipc:
+        return DC_LOOPS[upper]
+    lower = max(k for k in listed if k < ipc)
+    t = (ipc - lower) / (upper - lower)
+    (o0, i0), (o1, i1) = DC_LOOPS[lower], DC_LOOPS[upper]
+    return (math.floor(o0 + t * (o1 - o0) + 0.5), math.floor(i0 + t * (i1 - i0) + 0.5))
 
 
 def _old_dsa_switch(value: Any, options: Mapping[str, Any]) -> str:

@@ -377,3 +377,30 @@ def test_bad_invocations_fail_in_one_line(tmp_path, capsys, args, message):
     code, _, err = run_cli(args, capsys)
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err and message in err, err
+
+
+def test_evaluate_reuses_the_runs_data_root_and_names_unknown_datasets(capsys, tmp_path):
+    import numpy as np
+
+    from ddkit.data import from_arrays
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "mine.npz"
+    np.savez(
+        npz,
+        x_train=rng.random((40, 8, 8), dtype=np.float32),
+        y_train=np.arange(40) % 2,
+        x_test=rng.random((10, 8, 8), dtype=np.float32),
+        y_test=np.arange(10) % 2,
+    )
+    out = tmp_path / "run"
+    args = ["distill", "--dataset", "npz", "--root", str(npz), "--method", "random", "--ipc", "2"]
+    assert run_cli([*args, "--out", str(out), "--quiet"], capsys)[0] == 0
+    code, stdout, err = run_cli(["evaluate", str(out), "--protocol", "smoke", "--quiet"], capsys)
+    assert code == 0 and "±" in stdout, err
+
+    splits = from_arrays(rng.random((20, 8, 8), dtype=np.float32), np.arange(20) % 2, name="mine")
+    SyntheticSet.from_real(splits.train).save(tmp_path / "own")
+    code, _, err = run_cli(["evaluate", str(tmp_path / "own"), "--protocol", "smoke"], capsys)
+    assert code == 2 and "'mine', which ddkit does not know by name" in err
+    assert "--dataset npz --root" in err and err.count("\n") == 1

@@ -123,8 +123,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     load_all()  # methods may register protocols
     path = resolve_synthetic_path(args.path)
     syn = SyntheticSet.load(path)
-    dataset = args.dataset or syn.spec.name
-    splits = load_dataset(dataset, root=args.root)
+    dataset, root = _test_data_of(syn, path, args)
+    splits = load_dataset(dataset, root=root)
     models = [m for m in args.models.split(",") if m] if args.models else None
     report = evaluate(
         syn,
@@ -151,6 +151,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     atomic_write_json(out, report.to_dict())
     print(f"wrote {out}")
     return 0
+
+
+def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, str | None]:
+    """The dataset and data root whose test split evaluates ``syn``: the flags, else what the
+    run folder's config.json recorded (so that ``--root`` need not be repeated)."""
+    from ddkit.data import DATASETS
+    from ddkit.io import read_json
+
+    dataset, root = args.dataset or syn.spec.name, args.root
+    config_path = path.parent / "config.json" if path.name == "synthetic" else None
+    if root is None and config_path is not None and config_path.is_file():
+        config = read_json(config_path)
+        if config.get("dataset") == dataset:
+            root = config.get("root")
+    if dataset.lower() not in DATASETS.names():
+        raise ConfigError(
+            f"the set comes from dataset {dataset!r}, which ddkit does not know by name; pass "
+            "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
+            "imagefolder --root DIR"
+        )
+    return dataset, root
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

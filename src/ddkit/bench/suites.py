@@ -164,6 +164,9 @@ SUITES.add(
             "frepo": 200,
         },
         options={
+            # selectors embed with a network trained 2 epochs on the 60,000 images (10 by default)
+            "herding": {**_W32, "epochs_net": 2},
+            "kcenter": {**_W32, "epochs_net": 2},
             "dc": _W32,
             "dsa": _W32,
             "dm": _W32,
@@ -194,6 +197,7 @@ SUITES.add(
             "dm": "20,000 iterations, ConvNet-3 width 128",
             "idm": "20,000 iterations, width 128, 100-network queue",
             "mtt": "5,000 iterations, 100 experts x 50 epochs, width 128",
+            "herding": "embedding of a ConvNet-3 width 128 trained on the full data",
             "full": "300+ epochs, several runs",
             "evaluation": "5 x 20 (DC) or 5 x 5 (DM) networks; DC evaluated 300 epochs with its "
             "own MNIST augmentation, DSA/DM 1000 epochs with DSA",

@@ -249,7 +249,7 @@ def test_ipc7_runs_and_records_schedule() -> None:
     )
     m = create_method("dc", ipc=7, iterations=0)
     m.fit(data, 7)
-    assert (m.outer_loop_, m.inner_loop_) == (10, 50)
+    assert (m.outer_loop_, m.inner_loop_) == (7, 34)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import argparse
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,6 @@ def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``fn``: CLI defaults are read from the API, not restated."""
     params = inspect.signature(fn).parameters.values()
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-
-
-def _progress_default() -> bool:
-    return sys.stderr.isatty()
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -106,7 +103,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         options=parse_options(args.set),
         root=args.root,
         checkpoint_every=args.checkpoint_every,
-        progress=_progress_default() and not args.quiet,
+        progress=not args.quiet,
     )
     print(f"wrote {len(syn)} images ({syn.ipc} per class) to {out}/synthetic, grid {out}/grid.png")
     return 0
@@ -134,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         runs=args.runs,
         epochs=args.epochs,
         seed=args.seed,
-        progress=_progress_default() and not args.quiet,
+        progress=not args.quiet,
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images, protocol {report.protocol.name} "
@@ -172,6 +169,59 @@ def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, 
             "imagefolder --root DIR"
         )
     return dataset, root
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.io import atomic_replace_dir
+    from ddkit.runs import resolve_synthetic_path
+
+    syn = SyntheticSet.load(resolve_synthetic_path(args.path))
+    out = Path(args.to)
+    fmt = args.format or ("npz" if out.suffix == ".npz" else "png")
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} already exists; choose another --to or remove it")
+    if fmt == "npz":
+        syn.export_npz(out)
+    else:
+        atomic_replace_dir(out, syn.export_folder)
+    what = "one PNG per image in <class>/ folders" if fmt == "png" else "x_train, y_train, ..."
+    print(f"wrote {out} ({len(syn)} images; {what})")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ddkit import plots
+    from ddkit.io import read_json
+
+    if args.what == "bench":
+        results = Path(args.results) / f"{args.suite}.json"
+        if not results.is_file():
+            raise ConfigError(
+                f"no results {str(results)!r}; run `ddkit bench --suite {args.suite}`"
+            )
+        out = Path(args.out or results.with_name(f"{args.suite}-accuracy.png"))
+        plots.plot_accuracy_vs_ipc(read_json(results)["rows"], out)
+    elif args.path is None:
+        raise ConfigError(f"ddkit plot {args.what} needs a run folder")
+    elif args.what == "curve":
+        log = Path(args.path) / "log.jsonl"
+        if not log.is_file():
+            raise ConfigError(f"{str(args.path)!r} has no log.jsonl (is it a run folder?)")
+        out = Path(args.out or Path(args.path) / "curve.png")
+        plots.plot_learning_curve(log, out)
+    else:
+        from ddkit.data import load_dataset
+        from ddkit.data.synthetic import SyntheticSet
+        from ddkit.runs import resolve_synthetic_path
+
+        path = resolve_synthetic_path(args.path)
+        syn = SyntheticSet.load(path)
+        dataset, root = _test_data_of(syn, path, args)
+        out = Path(args.out or (path.parent if path.name == "synthetic" else path) / "compare.png")
+        plots.plot_synthetic_vs_real(syn, load_dataset(dataset, root=root).train, out)
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -250,7 +300,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         splits=splits,
         resume=True,
-        progress=_progress_default(),
+        progress=True,
     )
     rnd = create_method("random").fit(splits.train, ipc, seed=args.seed)
     rows = [
@@ -322,6 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)
 
+    x = sub.add_parser("export", help="write a synthetic set as PNG files or as a .npz")
+    x.add_argument("path", help="run folder or synthetic-set folder")
+    x.add_argument("--to", required=True, help="output folder (PNGs) or FILE.npz")
+    x.add_argument("--format", choices=["png", "npz"], default=None, help="default: from --to")
+    x.set_defaults(func=cmd_export)
+
+    pl = sub.add_parser("plot", help="draw a run's learning curve, a suite's accuracy vs IPC, ...")
+    pl.add_argument(
+        "what",
+        choices=["curve", "compare", "bench"],
+        help="curve: a run's log.jsonl; compare: synthetic beside real images per class; "
+        "bench: accuracy against IPC from a suite's results",
+    )
+    pl.add_argument("path", nargs="?", help="run folder (curve, compare)")
+    pl.add_argument("--suite", default="quick", help="(bench) suite name")
+    pl.add_argument("--results", default=defaults_of(run_suite)["results_dir"], help="(bench)")
+    pl.add_argument("--dataset", default=None, help="(compare) dataset of the real images")
+    add_common(pl, "root", out="PNG path (default: next to the input)")
+    pl.set_defaults(func=cmd_plot)
+
     b = sub.add_parser("bench", help="run a benchmark suite (resumable: finished cells are kept)")
     b.add_argument("--suite", default="quick")
     b.add_argument(
@@ -373,9 +443,16 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings as one ``ddkit: warning:`` line each (the API's users see them as usual)."""
+    print(f"ddkit: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        warnings.showwarning = _warning_line
     try:
         return int(args.func(args) or 0)
     except DDKitError as e:

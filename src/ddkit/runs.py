@@ -15,6 +15,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_json, ensure_writable_dir, read_json
 from ddkit.methods import Callback, Distiller, create_method
+from ddkit.progress import Progress, ProgressSetting
 
 
 class JsonlLog(Callback):
@@ -48,26 +49,21 @@ class JsonlLog(Callback):
             self._fh.close()
 
 
-class ProgressBar(Callback):
-    """A tqdm progress bar over iterations, showing the last metrics."""
+class ProgressReport(Callback):
+    """Reports a fit's iterations through :class:`ddkit.progress.Progress` (a bar on a terminal,
+    lines elsewhere)."""
 
-    def __init__(self, desc: str) -> None:
-        self.desc, self.bar = desc, None
+    def __init__(self, desc: str, setting: ProgressSetting = "auto") -> None:
+        self.desc, self.setting, self.progress = desc, setting, None
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, initial=start, desc=self.desc, dynamic_ncols=True)
+        self.progress = Progress(self.desc, total, start=start, setting=self.setting)
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        self.bar.update(1)
-        if metrics:
-            self.bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}, refresh=False
-            )
+        self.progress.update(1, metrics)
 
     def on_end(self, method: Distiller, result: SyntheticSet) -> None:
-        self.bar.close()
+        self.progress.close()
 
 
 def distill_run(
@@ -82,13 +78,14 @@ def distill_run(
     options: dict[str, Any] | None = None,
     root: str | None = None,
     checkpoint_every: int = 50,
-    progress: bool = False,
+    progress: ProgressSetting = False,
     splits: DatasetSplits | None = None,
 ) -> SyntheticSet:
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
     Writes ``out/synthetic/``, ``out/config.json``, ``out/grid.png``, ``out/log.jsonl`` and
-    checkpoints under ``out/checkpoint/``; ``resume=True`` continues an interrupted run, or,
+    checkpoints under ``out/checkpoint/``; ``progress`` as in :func:`ddkit.progress.progress_kind`
+    (``"auto"``: a bar on a terminal, lines elsewhere); ``resume=True`` continues an interrupted run, or,
     with more ``iterations`` than the run was set up for, extends a finished one from its last
     checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
     follow the new total's schedule from there on).
@@ -99,7 +96,7 @@ def distill_run(
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
-    total = m.config.iterations if iterations is None else int(iterations)
+    total = m.budget_for(splits.train) if iterations is None else int(iterations)
     config = {
         "dataset": dataset,
         "root": root,
@@ -116,7 +113,7 @@ def distill_run(
         atomic_write_json(out / "config.json", config)
         callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
         if progress:
-            callbacks.append(ProgressBar(f"{method} {dataset} ipc={ipc}"))
+            callbacks.append(ProgressReport(f"{method} {dataset} ipc={ipc}", progress))
         syn = m.fit(
             splits.train,
             ipc,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -19,8 +20,10 @@ def image_grid(
     max_per_class: int = 10,
     min_cell: int = 32,
     pad: int = 2,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Save ``pixels`` ((N, C, H, W) in [0, 1]) as a PNG grid, one row per class."""
+    """Save ``pixels`` ((N, C, H, W) in [0, 1]) as a PNG grid, one row per class, each row
+    headed by its class name when ``class_names`` are given."""
     from PIL import Image
 
     n, c, h, w = pixels.shape
@@ -37,5 +40,25 @@ def image_grid(
                 :, pad + r * H : pad + r * H + h * scale, pad + j * W : pad + j * W + w * scale
             ] = img
     arr = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+    image = Image.fromarray(arr)
+    if class_names is not None:
+        image = _with_row_names(image, [str(n) for n in class_names], H, pad)
+    atomic_write(path, lambda p: image.save(p, format="PNG"))
     return Path(path)
+
+
+def _with_row_names(image, names: list[str], row_height: int, pad: int):  # noqa: ANN001, ANN202
+    """``image`` with a white margin on the left holding ``names[r]`` beside row ``r``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(image)
+    width = max(int(draw.textlength(n, font=font)) for n in names) + 3 * pad
+    out = Image.new("RGB", (image.width + width, image.height), "white")
+    out.paste(image, (width, 0))
+    text = ImageDraw.Draw(out)
+    for r, name in enumerate(names):
+        top, bottom = text.textbbox((0, 0), name, font=font)[1::2]
+        y = pad + r * row_height + (row_height - pad - (bottom - top)) // 2 - top
+        text.text((pad, y), name, fill="black", font=font)
+    return out

@@ -243,7 +243,32 @@ class SyntheticSet:
             path,
             max_per_class=max_per_class,
             min_cell=min_cell,
+            class_names=self.spec.class_names,
         )
+
+    def export_npz(self, path: str | os.PathLike) -> Path:
+        """Write the images as pixels in [0, 1] (``x_train``, ``(N, H, W)`` for one channel,
+        else ``(N, H, W, C)``), hard labels (``y_train``), soft labels if any
+        (``soft_labels``), ``class_names`` and the learned lr if any, as an uncompressed
+        ``.npz`` (readable by ``ddkit --dataset npz`` and by numpy without pickle)."""
+        pix = self.pixels().permute(0, 2, 3, 1).numpy().astype(np.float32)
+        arrays: dict[str, np.ndarray] = {
+            "x_train": pix[..., 0] if pix.shape[-1] == 1 else pix,
+            "y_train": self.hard_labels.numpy().astype(np.int64),
+            "class_names": np.array([str(c) for c in self.spec.class_names]),
+        }
+        if self.soft:
+            arrays["soft_labels"] = self.labels.float().numpy()
+        if self.lr is not None:
+            arrays["lr"] = np.array(self.lr, dtype=np.float64)
+        from ddkit.io import atomic_write
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write)
+        return Path(path)
 
     def export_folder(self, path: str | os.PathLike) -> Path:
         """Write one PNG per image under ``path/<class folder>/`` (an image-folder dataset);

@@ -20,6 +20,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TargetsFn, accuracy, train_networks
+from ddkit.progress import Progress, ProgressSetting
 
 
 @dataclass
@@ -181,14 +182,10 @@ def _evaluate_model(
     lr: float,
     vectorize: bool | None,
     device: torch.device | str,
-    progress: bool,
+    progress: ProgressSetting,
 ) -> ModelResult:
     """Train ``p.runs`` fresh ``name`` networks on ``data`` and test each once."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=p.epochs * len(seeds), desc=f"eval {name}", leave=False)
+    bar = Progress(f"eval {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
     res = train_networks(
         name,
         syn.spec,
@@ -200,10 +197,9 @@ def _evaluate_model(
         vectorize=vectorize,
         targets_fn=data.targets_fn,
         device=device,
-        progress=bar.update if bar else None,
+        progress=bar.update if bar.kind else None,
     )
-    if bar:
-        bar.close()
+    bar.close()
     accs = [accuracy(net, test.images, test.labels) for net in res.models]
     ips = res.images_seen / max(res.seconds, 1e-9)
     return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized)
@@ -221,14 +217,16 @@ def evaluate(
     teacher: Any = None,
     vectorize: bool | None = None,
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    progress: ProgressSetting = False,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
     ``models``/``runs``/``epochs`` override the protocol's. What the networks learn from is the
     protocol's ``targets`` (see :func:`training_data`); protocols whose targets come from a
     teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
-    the report's ``meta`` records the folder. The same seed gives the same report.
+    the report's ``meta`` records the folder. ``progress``: ``True``/``"auto"`` (a bar on a
+    terminal, lines elsewhere), ``"bar"``, ``"lines"`` or ``False``. The same seed gives the
+    same report.
     """
     p = get_protocol(protocol).with_(
         models=tuple(models) if models else None, runs=runs, epochs=epochs

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +40,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
+from ddkit.progress import ProgressSetting
 from ddkit.registry import Registry
 
 
@@ -69,6 +71,8 @@ class Distiller:
         base = config if config is not None else None
         self.config = _build_config(type(self), base, overrides)
         self.state_: dict[str, Any] = {}
+        # whether a user or a preset chose the budget (else it may be scaled to the data)
+        self.iterations_chosen = config is not None or "iterations" in overrides
 
     # ---------------------------------------------------------------- to implement
     def init(
@@ -93,7 +97,7 @@ class Distiller:
         """Build the initial state exactly as :meth:`fit` does before its first step; return
         the run's total number of iterations."""
         train.check_ipc(ipc)
-        total = self.config.iterations if iterations is None else int(iterations)
+        total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
             raise ConfigError(f"iterations must be >= 0, got {total}")
         g = torch.Generator().manual_seed(int(seed))
@@ -102,6 +106,23 @@ class Distiller:
         self.init(train, ipc, g, total)
         self.state_.setdefault("generator", g)
         return total
+
+    def budget_for(self, train: ImageDataset) -> int:
+        """Iterations of a run on ``train`` when none are asked for: the config's, except for a
+        dataset this method has no preset for and whose budget nobody chose, where the published
+        (CIFAR-scale) count is scaled to the data: :func:`scaled_iterations`."""
+        default = self.config.iterations
+        if self.iterations_chosen or has_presets_for(type(self), train.spec.name):
+            return default
+        scaled = scaled_iterations(default, len(train))
+        if scaled != default:
+            warnings.warn(
+                f"{self.name}: no preset for dataset {train.spec.name!r}, so {scaled} iterations "
+                f"for its {len(train)} training images (the published {default} are for "
+                f"~{PUBLISHED_SCALE:,}); pass iterations=N (--iterations N) to choose",
+                stacklevel=3,
+            )
+        return scaled
 
     def initial_set(
         self, train: ImageDataset, ipc: int, *, seed: int = 0, iterations: int | None = None
@@ -123,8 +144,12 @@ class Distiller:
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 50,
         resume: bool = False,
+        progress: ProgressSetting = False,
     ) -> SyntheticSet:
         """Distil ``train`` into ``ipc`` images per class. Same seed => same result.
+
+        ``progress``: ``True``/``"auto"`` (a bar on a terminal, plain lines elsewhere, e.g.
+        under ``nohup`` or in a notebook's log), ``"bar"``, ``"lines"`` or ``False``.
 
         With ``checkpoint_dir`` the state is saved atomically every ``checkpoint_every``
         iterations; ``resume=True`` continues from the last checkpoint there and finishes with
@@ -137,6 +162,10 @@ class Distiller:
             ensure_writable_dir(ckpt)
             if resume and (ckpt / "state.json").exists():
                 first = self._load_checkpoint(ckpt, seed, ipc, total)
+        if progress:
+            from ddkit.runs import ProgressReport
+
+            callbacks = [*callbacks, ProgressReport(f"{self.name} ipc={ipc}", progress)]
         for cb in callbacks:
             cb.on_start(self, total, first)
         t0 = time.perf_counter()
@@ -349,6 +378,23 @@ def resolve_config(
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     out.update(cls.Config.upgrade(given))
     return out
+
+
+#: Training-set size the published iteration budgets were set for (CIFAR-10's 50,000 images).
+PUBLISHED_SCALE = 50_000
+
+
+def scaled_iterations(default: int, num_train: int) -> int:
+    """A budget for a dataset without a preset: ``default`` (set for ~50,000 training images)
+    scaled by the data's size, at least ``min(default, 100)``; e.g. DM's 20,000 iterations become
+    100 for 160 images and 2,000 for 5,000."""
+    scaled = round(default * min(1.0, num_train / PUBLISHED_SCALE))
+    return max(min(default, 100), scaled)
+
+
+def has_presets_for(cls: type[Distiller], dataset: str) -> bool:
+    """Whether ``cls`` has a preset row naming ``dataset``."""
+    return any(p.dataset == dataset for p in cls.presets)
 
 
 def create_method(

@@ -1,0 +1,168 @@
+"""Charts people would rather look at than read: learning curves of a run, accuracy against IPC
+from benchmark results, accuracies side by side, and synthetic beside real images.
+
+Every function writes one PNG atomically (matplotlib, headless) and returns its path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddkit.errors import DataError
+from ddkit.io import atomic_write
+
+
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _save(fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    plt.close(fig)
+    return Path(path)
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The lines of a run's ``log.jsonl`` (a line cut short by a kill ends the log)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Each metric of a run's ``log.jsonl`` against the iteration (one panel per metric, at most
+    four), with a running mean over about 2 % of the run."""
+    rows = read_log(log)
+    if not rows:
+        raise DataError(f"{log}: no iterations logged yet")
+    metrics = [k for k in rows[0] if k != "iteration"][:4]
+    if not metrics:
+        raise DataError(f"{log}: the log holds no metrics to plot")
+    fig, axes = _figure(len(metrics), width=4.2)
+    its = [r["iteration"] + 1 for r in rows]
+    window = max(1, len(rows) // 50)
+    for ax, key in zip(axes, metrics, strict=True):
+        values = torch.tensor([float(r.get(key, float("nan"))) for r in rows])
+        ax.plot(its, values, lw=0.6, alpha=0.4, color="tab:blue")
+        if window > 1:
+            kernel = torch.ones(window) / window
+            smooth = torch.nn.functional.conv1d(values.view(1, 1, -1), kernel.view(1, 1, -1))
+            ax.plot(its[window - 1 :], smooth.flatten(), color="tab:blue", lw=1.5)
+        ax.set_xlabel("iteration")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_ipc(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Benchmark rows (``ddkit bench`` results) as accuracy against IPC, one panel per dataset,
+    one line per method with ± one standard deviation; random real images dashed, full data a
+    horizontal line."""
+    rows = [r for r in rows if "error" not in r]
+    datasets = sorted({r["dataset"] for r in rows})
+    if not datasets:
+        raise DataError("no finished benchmark rows to plot")
+    fig, axes = _figure(len(datasets), width=5.5, height=4.2)
+    for ax, ds in zip(axes, datasets, strict=True):
+        mine = [r for r in rows if r["dataset"] == ds]
+        methods = sorted({r["method"] for r in mine if r["method"] != "full"})
+        for i, method in enumerate(methods):
+            pts = sorted((r["ipc"], r["mean"], r["std"]) for r in mine if r["method"] == method)
+            x = [p[0] for p in pts]
+            y = [100 * p[1] for p in pts]
+            e = [100 * p[2] for p in pts]
+            style = {"marker": "osD^v<>"[i // 10 % 7], "ls": ("-", ":")[i // 10 % 2]}
+            if method == "random":
+                style = {"marker": "o", "ls": "--", "color": "black"}
+            ax.errorbar(x, y, yerr=e, ms=3, capsize=2, label=method, **style)
+        ipcs = sorted({r["ipc"] for r in mine if r.get("ipc")})
+        ax.set_xscale("log")
+        ax.set_xticks(ipcs, [str(i) for i in ipcs])
+        for r in mine:
+            if r["method"] == "full":
+                ax.axhline(100 * r["mean"], color="grey", lw=1, label="full data")
+        ax.set_xlabel("images per class")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_accuracies(
+    results: Mapping[str, tuple[float, float]], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """Accuracies side by side: ``{label: (mean, std)}`` as fractions, drawn in %."""
+    fig, (ax,) = _figure(width=max(4.0, 1.3 * len(results)))
+    labels = list(results)
+    means = [100 * results[k][0] for k in labels]
+    stds = [100 * results[k][1] for k in labels]
+    bars = ax.bar(labels, means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8)
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_synthetic_vs_real(
+    synthetic: Any,
+    real: Any,
+    path: str | os.PathLike,
+    *,
+    per_class: int = 5,
+    seed: int = 0,
+) -> Path:
+    """Per class, up to ``per_class`` synthetic images, a gap, then as many randomly drawn real
+    training images of the same class (seeded), each row named by its class."""
+    from ddkit.viz import image_grid
+
+    k = synthetic.spec.num_classes
+    g = torch.Generator().manual_seed(seed)
+    syn_pix, syn_y = synthetic.pixels(), synthetic.hard_labels
+    per_class = min(per_class, int(torch.bincount(syn_y, minlength=k).max()))
+    real_pix = real.pixels() if hasattr(real, "pixels") else _real_pixels(real)
+    blank = torch.ones_like(syn_pix[:1])
+    images, labels = [], []
+    for c in range(k):
+        mine = syn_pix[syn_y == c][:per_class]
+        pool = real_pix[real.labels == c]
+        picks = pool[torch.randperm(len(pool), generator=g)[: len(mine) or per_class]]
+        pad = blank.expand(per_class - len(mine), *blank.shape[1:])
+        row = torch.cat([mine, pad, blank, picks])
+        images.append(row)
+        labels.append(torch.full((len(row),), c))
+    return image_grid(
+        torch.cat(images),
+        torch.cat(labels),
+        k,
+        path,
+        max_per_class=2 * per_class + 1,
+        class_names=synthetic.spec.class_names,
+    )
+
+
+def _real_pixels(dataset: Any) -> torch.Tensor:
+    from ddkit.data.dataset import denormalise
+
+    return denormalise(dataset.images, dataset.spec).clamp(0, 1)

@@ -1,0 +1,95 @@
+"""Progress of long loops: a bar on a terminal, plain lines everywhere else (``nohup``, CI
+logs, notebooks' captured output), behind one small interface."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Literal
+
+ProgressSetting = bool | Literal["auto", "bar", "lines"] | None
+
+
+def progress_kind(setting: ProgressSetting, stream: IO[str] | None = None) -> str | None:
+    """``"bar"``, ``"lines"`` or ``None`` (silent) for a ``progress`` argument: ``True`` and
+    ``"auto"`` mean a bar when ``stream`` (default stderr) is a terminal, else lines."""
+    if setting in (False, None):
+        return None
+    if setting in (True, "auto"):
+        stream = stream or sys.stderr
+        return "bar" if getattr(stream, "isatty", lambda: False)() else "lines"
+    if setting in ("bar", "lines"):
+        return setting
+    raise ValueError(f"progress must be True, False, 'auto', 'bar' or 'lines', got {setting!r}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class Progress:
+    """Counts ``total`` steps (from ``start``) and reports them as a bar or as lines.
+
+    Lines are written after the first step (with the estimated time left, so a long run says
+    how long it will take before it has taken it), then every ``every_seconds``, and at the end.
+    """
+
+    def __init__(
+        self,
+        desc: str,
+        total: int,
+        *,
+        start: int = 0,
+        setting: ProgressSetting = "auto",
+        stream: IO[str] | None = None,
+        every_seconds: float = 30.0,
+        unit: str = "it",
+    ) -> None:
+        self.desc, self.total, self.done, self.unit = desc, total, start, unit
+        self.stream = stream or sys.stderr
+        self.kind = progress_kind(setting, self.stream)
+        self.every = every_seconds
+        self._first, self._t0 = start, time.perf_counter()
+        self._last_line = -float("inf")
+        self._bar = None
+        if self.kind == "bar":
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, initial=start, desc=desc, dynamic_ncols=True, file=self.stream
+            )
+
+    def update(self, n: int = 1, metrics: dict[str, float] | None = None) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            if metrics:
+                shown = {k: f"{v:.4g}" for k, v in list(metrics.items())[:3]}
+                self._bar.set_postfix(shown, refresh=False)
+            return
+        if self.kind != "lines":
+            return
+        now = time.perf_counter()
+        first_step = self.done - self._first == n
+        if first_step or now - self._last_line >= self.every or self.done >= self.total:
+            self._line(now, metrics)
+
+    def _line(self, now: float, metrics: dict[str, float] | None) -> None:
+        self._last_line = now
+        elapsed = now - self._t0
+        made = max(self.done - self._first, 1)
+        left = elapsed / made * max(self.total - self.done, 0)
+        pct = 100.0 * self.done / max(self.total, 1)
+        text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {_clock(elapsed)}"
+        if self.done < self.total:
+            text += f", about {_clock(left)} left"
+        if metrics:
+            text += ", " + ", ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:3])
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

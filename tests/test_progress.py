@@ -1,0 +1,79 @@
+"""Progress everywhere (bar on a terminal, lines elsewhere) and budgets that fit the data."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+from ddkit.cli import main
+from ddkit.data import from_arrays
+from ddkit.methods import create_method
+from ddkit.methods.base import scaled_iterations
+from ddkit.progress import Progress, progress_kind
+from ddkit.testing import method_test_overrides, tiny_digits
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_kind_follows_the_stream():
+    assert progress_kind("auto", _Tty()) == "bar" and progress_kind(True, io.StringIO()) == "lines"
+    assert progress_kind(False) is None and progress_kind("lines", _Tty()) == "lines"
+    with pytest.raises(ValueError, match="progress must be"):
+        progress_kind("loud")
+
+
+def test_lines_report_the_first_step_with_time_left_and_the_end():
+    out = io.StringIO()
+    p = Progress("dm digits", 5, setting="lines", stream=out, every_seconds=3600)
+    for _ in range(5):
+        p.update(1, {"loss": 0.5})
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2  # after the first step and at the end, nothing in between
+    assert lines[0].startswith("dm digits: 1/5 it (20%)") and "left" in lines[0]
+    assert "loss=0.5" in lines[0] and lines[1].startswith("dm digits: 5/5 it (100%)")
+
+
+def test_fit_and_evaluate_report_progress_as_lines_off_a_terminal(capsys):
+    from ddkit.eval import evaluate
+
+    splits = tiny_digits()
+    m = create_method("dm", **method_test_overrides("dm"))
+    syn = m.fit(splits.train, 2, seed=0, progress=True)
+    evaluate(syn, splits.test, "smoke", models=["convnet2-w8"], progress=True)
+    err = capsys.readouterr().err
+    assert "dm ipc=2: 1/" in err and "eval convnet2-w8: 1/" in err and "\r" not in err
+
+
+def test_cli_distill_prints_progress_lines_unless_quiet(capsys, tmp_path):
+    args = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "3"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--set", "batch_real=8"]) == 0
+    assert "dm digits ipc=1: 3/3 it (100%)" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--set", "batch_real=8", "--quiet"]) == 0
+    assert "it (" not in capsys.readouterr().err
+
+
+def test_scaled_iterations():
+    assert scaled_iterations(20_000, 160) == 100 and scaled_iterations(20_000, 5_000) == 2_000
+    assert scaled_iterations(20_000, 60_000) == 20_000 and scaled_iterations(50, 10) == 50
+    assert scaled_iterations(1_000, 49_000) == 980
+
+
+def test_a_dataset_without_presets_gets_a_budget_scaled_to_it():
+    rng = np.random.default_rng(0)
+    own = from_arrays(rng.random((200, 8, 8), dtype=np.float32), np.arange(200) % 2, name="mine")
+    m = create_method("dm", model="convnet2-w8", batch_real=8)
+    with pytest.warns(UserWarning, match=r"no preset for dataset 'mine', so 100 iterations"):
+        syn = m.fit(own.train, 1, seed=0)
+    assert syn.meta["iterations"] == 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a chosen budget, or a dataset with presets: no change
+        assert create_method("dm", iterations=3).budget_for(own.train) == 3
+        digits = tiny_digits().train
+        assert create_method("dm", dataset="digits").budget_for(digits) == 1000

@@ -1,0 +1,124 @@
+"""One self-contained HTML page per run folder: what was run, the images, the learning curve,
+synthetic beside real images, and every evaluation found there (images embedded, no network
+access needed to view it)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from ddkit.errors import ConfigError
+from ddkit.io import atomic_write_bytes, read_json
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:left}th{background:#f4f4f4}img{max-width:100%;border:1px solid #eee}
+.note{color:#666;font-size:.85em}figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
+"""
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption class=note>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _evaluations(folder: Path) -> str:
+    """Tables of ``eval.json`` (one report) and ``demo.json`` (``{name: report}``)."""
+    parts = []
+    for name in ("eval.json", "demo.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = read_json(path)
+        reports = {name: data} if "results" in data else data
+        rows = []
+        for label, rep in reports.items():
+            p = rep.get("protocol", {})
+            for r in rep.get("results", []):
+                accs = r.get("accuracies", [])
+                mean = 100 * sum(accs) / max(len(accs), 1)
+                rows.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td>{html.escape(str(x))}</td>"
+                        for x in (
+                            label,
+                            r.get("model", "?"),
+                            p.get("name", "?"),
+                            p.get("epochs", "?"),
+                            len(accs),
+                            f"{mean:.2f}",
+                            ", ".join(f"{100 * a:.2f}" for a in accs),
+                        )
+                    )
+                    + "</tr>"
+                )
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
+        )
+        parts.append(f"<table><tr>{head}</tr>{''.join(rows)}</table>")
+    if not parts:
+        return "<p class=note>No evaluation yet: <code>ddkit evaluate RUN</code> writes one.</p>"
+    return "".join(parts) + (
+        "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
+        "split.</p>"
+    )
+
+
+def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
+    are missing are drawn first (learning curve, synthetic vs real when the data is at hand)."""
+    from ddkit import plots
+
+    folder = Path(run)
+    if not (folder / "config.json").is_file() or not (folder / "synthetic").is_dir():
+        raise ConfigError(f"{str(folder)!r} is not a run folder (no config.json / synthetic/)")
+    config = read_json(folder / "config.json")
+    if not (folder / "curve.png").exists() and plots.read_log(folder / "log.jsonl"):
+        plots.plot_learning_curve(folder / "log.jsonl", folder / "curve.png")
+    title = f"{config.get('method')} on {config.get('dataset')}, IPC {config.get('ipc')}"
+    settings = [
+        (k, config.get(k)) for k in ("dataset", "method", "ipc", "iterations", "seed", "root")
+    ]
+    settings += sorted((f"option {k}", v) for k, v in config.get("method_config", {}).items())
+    figures = [
+        (name, caption)
+        for name, caption in (
+            ("grid.png", "synthetic images, one row per class"),
+            ("compare.png", "synthetic (left) beside random real images (right)"),
+            ("curve.png", "distillation loss per iteration"),
+            ("accuracy.png", "test accuracy"),
+        )
+        if (folder / name).is_file()
+    ]
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>ddkit run: {html.escape(title)}</h1>"
+        f"<p class=note>{html.escape(str(folder.resolve()))} · written "
+        f"{_dt.datetime.now().isoformat(timespec='seconds')} · ddkit "
+        f"{html.escape(str(config.get('ddkit_version', '?')))}</p>"
+        f"<h2>Images</h2>{''.join(_img(folder / n, c) for n, c in figures)}"
+        f"<h2>Evaluation</h2>{_evaluations(folder)}"
+        f"<h2>Settings</h2>{_table(settings)}"
+        "</body></html>"
+    )
+    path = Path(out) if out is not None else folder / "report.html"
+    atomic_write_bytes(path, page.encode())
+    return path

@@ -23,10 +23,10 @@ from ddkit.io import atomic_write_json
 
 CANDIDATES = [  # (name, protocol, overrides)
     ("long: dsa 300 epochs", "dsa", {"epochs": 300}),
-    ("full-fast (batch 32, 20 epochs)", "full-fast", {}),
-    ("batch 32, 10 epochs", "full-fast", {"epochs": 10}),
-    ("batch 64, 20 epochs", "full-fast", {"batch_size": 64}),
-    ("batch 32, 20 epochs, DSA", "full-fast", {"augment": "dsa"}),
+    ("batch 32, 20 epochs", "dc", {"batch_size": 32, "epochs": 20}),
+    ("batch 32, 10 epochs", "dc", {"batch_size": 32, "epochs": 10}),
+    ("batch 64, 20 epochs", "dc", {"batch_size": 64, "epochs": 20}),
+    ("batch 32, 20 epochs, DSA", "dc", {"batch_size": 32, "epochs": 20, "augment": "dsa"}),
 ]
 
 

@@ -125,6 +125,28 @@ def plot_accuracies(
     return _save(fig, path)
 
 
+def plot_continual(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Continual-learning curves (:meth:`ContinualResult.to_dict` rows): test accuracy on the
+    classes seen so far against the number of classes, one line per method (± std over class
+    orders)."""
+    fig, (ax,) = _figure(width=5.5, height=4.0)
+    for r in results:
+        curves = torch.tensor(r["curves"]) * 100
+        k = len(r["orders"][0]) if r["orders"] else r["steps"]
+        seen = [(t + 1) * k // r["steps"] for t in range(r["steps"])]
+        std = curves.std(0) if len(curves) > 1 else torch.zeros(curves.shape[1])
+        style = {"ls": "--", "color": "black"} if r["method"] == "random" else {}
+        ax.errorbar(seen, curves.mean(0), yerr=std, marker="o", ms=3, capsize=2,
+                    label=r["method"], **style)  # fmt: skip
+    ax.set_xlabel("classes seen")
+    ax.set_ylabel("test accuracy on seen classes (%)")
+    if results:
+        ax.set_title(f"{results[0]['dataset']}: {results[0]['memory']} images per class in memory")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_synthetic_vs_real(
     synthetic: Any,
     real: Any,

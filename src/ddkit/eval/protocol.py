@@ -159,11 +159,6 @@ register_protocol(
     "quick check: as dsa, 100 epochs, 3 runs",
 )
 register_protocol(
-    EvalProtocol(name="full-fast", epochs=20, batch_size=32, runs=3),
-    "full-data reference in few steps: as dc with batch 32, 20 epochs, no augmentation (for "
-    "thousands of images, not for small sets; benchmarks/bench_full_recipe.py)",
-)
-register_protocol(
     EvalProtocol(name="smoke", epochs=5, runs=2),
     "seconds-long smoke test (5 epochs, 2 runs): checks plumbing, not accuracy",
 )

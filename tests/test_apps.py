@@ -1,0 +1,74 @@
+"""Applications: class-incremental continual learning with any method's memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ddkit.apps import class_orders, class_subset, continual_learning
+from ddkit.cli import main
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.eval.protocol import get_protocol
+from ddkit.testing import tiny_digits
+
+PROTOCOL = get_protocol("smoke").with_(epochs=40, models=("convnet2-w8",), runs=1)
+
+
+def test_class_orders_are_seeded_permutations():
+    a, b = class_orders(10, 2, seed=3), class_orders(10, 2, seed=3)
+    assert a == b and sorted(a[0]) == list(range(10)) and a[0] != a[1]
+
+
+def test_class_subset_renumbers_and_keeps_normalisation():
+    train = tiny_digits().train
+    sub = class_subset(train, [7, 2])
+    assert sub.spec.num_classes == 2 and sub.spec.class_names == ("7", "2")
+    assert sub.spec.mean == train.spec.mean and sub.spec.name == train.spec.name
+    assert len(sub) == int(((train.labels == 7) | (train.labels == 2)).sum())
+    first7 = torch.nonzero(train.labels == 7)[0, 0]
+    assert torch.equal(sub.images[sub.labels == 0][0], train.images[first7])
+
+
+def test_continual_curve_is_seeded_and_learns():
+    splits = tiny_digits()
+    r = continual_learning(
+        splits, "random", steps=5, memory=3, protocol=PROTOCOL, seed=0, log=lambda _: None
+    )
+    again = continual_learning(
+        splits, "random", steps=5, memory=3, protocol=PROTOCOL, seed=0, log=lambda _: None
+    )
+    assert r.curves == again.curves and len(r.curves[0]) == 5
+    assert r.curves[0][0] > 0.6  # two classes learnt from 6 images
+    assert r.final == (pytest.approx(r.curves[0][-1]), 0.0)
+    assert r.to_dict()["mean_curve"] == pytest.approx(r.curves[0])
+
+
+def test_memories_keep_their_global_labels():
+    from ddkit.apps.continual import _in_full_label_space, _join
+
+    spec = tiny_digits().train.spec
+    sub = class_subset(tiny_digits().train, [4, 9])
+    hard = SyntheticSet(sub.images[:2], torch.tensor([0, 1]), sub.spec)
+    soft = SyntheticSet(sub.images[:1], torch.tensor([[0.25, 0.75]]), sub.spec)
+    a, b = _in_full_label_space(hard, [4, 9], spec), _in_full_label_space(soft, [4, 9], spec)
+    assert a.labels.tolist() == [4, 9] and b.labels[0, 9] == 0.75 and b.labels[0, 4] == 0.25
+    joined = _join([a, b])
+    assert joined.soft and joined.labels.argmax(1).tolist() == [4, 9, 9]
+
+
+def test_steps_must_divide_the_classes():
+    with pytest.raises(ConfigError, match="steps must divide"):
+        continual_learning(tiny_digits(), "random", steps=3, memory=1)
+
+
+def test_cli_writes_json_and_png(tmp_path):
+    out = tmp_path / "cl"
+    args = ["app", "continual", "--methods", "random,herding", "--steps", "2", "--memory", "2"]
+    assert main([*args, "--protocol", "smoke", "--out", str(out)]) == 0
+    data = json.loads((out / "continual.json").read_text())
+    assert [r["method"] for r in data["results"]] == ["random", "herding"]
+    assert (out / "continual.png").stat().st_size > 1000
+    assert main([*args, "--methods", "nope", "--out", str(out)]) == 2

@@ -72,3 +72,57 @@ def test_cli_writes_json_and_png(tmp_path):
     assert [r["method"] for r in data["results"]] == ["random", "herding"]
     assert (out / "continual.png").stat().st_size > 1000
     assert main([*args, "--methods", "nope", "--out", str(out)]) == 2
+
+
+# ------------------------------------------------------------------ architecture search
+
+
+def test_architecture_space_names_build():
+    from ddkit.apps.nas import architecture_space
+    from ddkit.models.registry import create_model
+
+    space = architecture_space()
+    assert len(space) >= 30 and len(set(space)) == len(space)
+    for name in space[:: len(space) // 6]:
+        create_model(name, num_classes=10, in_channels=1, image_size=8)
+
+
+def test_rank_agreement():
+    from ddkit.apps.nas import rank_agreement
+
+    full = {"a": 0.9, "b": 0.8, "c": 0.7}
+    assert rank_agreement({"a": 0.5, "b": 0.4, "c": 0.1}, full) == {"spearman": 1.0, "kendall": 1.0}
+    reverse = rank_agreement({"a": 0.1, "b": 0.4, "c": 0.5}, full)
+    assert reverse["spearman"] == pytest.approx(-1.0) and reverse["kendall"] == pytest.approx(-1.0)
+
+
+def test_architecture_search_ranks_on_validation(tmp_path):
+    from ddkit.apps.nas import architecture_search
+    from ddkit.data import from_arrays
+    from ddkit.methods import create_method
+
+    base = tiny_digits()
+    with pytest.raises(ConfigError, match="validation split"):
+        architecture_search(base, {})
+    x = torch.cat([base.train.images, base.test.images])[:, 0]
+    y = torch.cat([base.train.labels, base.test.labels])
+    splits = from_arrays(x.numpy(), y.numpy(), name="tiny-digits", val_fraction=0.25, seed=0)
+    proxies = {"random": create_method("random").fit(splits.train, 2, seed=0)}
+    archs = ["convnet1-w8-in-relu-avg", "convnet1-w8-none-sigmoid-avg", "convnet2-w8-bn-relu-max"]
+    r = architecture_search(
+        splits, proxies, architectures=archs, proxy_epochs=5, full_epochs=2, log=lambda _: None
+    )
+    row = r["proxies"][0]
+    assert set(row["val"]) == set(archs) and -1.0 <= row["spearman"] <= 1.0
+    assert row["top_pick"] == max(archs, key=lambda k: row["val"][k])
+    assert r["full_pick"] == max(archs, key=lambda k: r["full"]["val"][k])
+    assert row["top_pick_test"] == r["full"]["test"][row["top_pick"]]
+
+
+def test_cli_nas_writes_json_and_png(tmp_path):
+    out = tmp_path / "nas"
+    args = ["app", "nas", "--space", "tiny", "--proxies", "random", "--ipc", "2"]
+    assert main([*args, "--proxy-epochs", "3", "--full-epochs", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "nas.json").read_text())
+    assert len(data["architectures"]) == 2 and data["proxies"][0]["proxy"] == "random"
+    assert (out / "nas.png").stat().st_size > 1000

@@ -147,6 +147,29 @@ def plot_continual(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
     return _save(fig, path)
 
 
+def plot_proxy_ranking(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Architecture search (:func:`ddkit.apps.nas.architecture_search`): per proxy, each
+    architecture's validation accuracy after proxy training against after full-data training,
+    titled with the rank correlations."""
+    proxies = result["proxies"]
+    if not proxies:
+        raise DataError("no proxy to plot")
+    fig, axes = _figure(len(proxies), width=3.6, height=3.6)
+    full = result["full"]["val"]
+    for ax, row in zip(axes, proxies, strict=True):
+        archs = sorted(full)
+        ax.scatter([100 * full[a] for a in archs], [100 * row["val"][a] for a in archs], s=10)
+        ax.set_title(
+            f"{row['proxy']} ({row['num_images']} img)\n"
+            f"Spearman {row['spearman']:.2f}, Kendall {row['kendall']:.2f}",
+            fontsize=9,
+        )
+        ax.set_xlabel("val. acc., full training (%)")
+        ax.set_ylabel("val. acc., proxy training (%)")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_synthetic_vs_real(
     synthetic: Any,
     real: Any,

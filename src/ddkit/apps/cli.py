@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    app = sub.add_parser("app", help="applications: continual learning, ...")
+    app = sub.add_parser("app", help="applications: continual learning, architecture search")
     apps = app.add_subparsers(dest="app", required=True)
     cl = apps.add_parser(
         "continual",
@@ -25,7 +25,67 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     cl.add_argument("--root", default=None)
     cl.add_argument("--out", default="runs/app-continual")
     cl.set_defaults(func=run_continual)
+
+    nas = apps.add_parser(
+        "nas", help="architecture search: does training on a proxy set rank networks as full data?"
+    )
+    nas.add_argument("--dataset", default="digits")
+    nas.add_argument("--proxies", default="random,herding,kmeans,dm", help="methods/selectors")
+    nas.add_argument("--ipc", type=int, default=10)
+    nas.add_argument("--iterations", type=int, default=None, help="distillation budget")
+    nas.add_argument("--proxy-epochs", type=int, default=300)
+    nas.add_argument("--full-epochs", type=int, default=30)
+    nas.add_argument("--space", choices=["default", "tiny"], default="default",
+                     help="default: 48 ConvNet variants; tiny: 4 (for a quick look)")  # fmt: skip
+    nas.add_argument("--val-fraction", type=float, default=0.2)
+    nas.add_argument("--seed", type=int, default=0)
+    nas.add_argument("--root", default=None)
+    nas.add_argument("--out", default="runs/app-nas")
+    nas.set_defaults(func=run_nas)
     return app
+
+
+def run_nas(args: argparse.Namespace) -> int:
+    from ddkit.apps.nas import architecture_search, architecture_space, proxy_sets
+    from ddkit.data import load_dataset
+    from ddkit.io import atomic_write_json, ensure_writable_dir
+    from ddkit.methods import METHODS, load_all
+    from ddkit.plots import plot_proxy_ranking
+
+    load_all()
+    methods = [m for m in args.proxies.split(",") if m]
+    for m in methods:
+        METHODS.get(m)
+    out = ensure_writable_dir(Path(args.out))
+    splits = load_dataset(
+        args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
+    )
+    space = (
+        architecture_space()
+        if args.space == "default"
+        else architecture_space(
+            depths=(1, 2), widths=(16,), norms=("in", "none"), pools=("avg",), activations=("relu",)
+        )  # fmt: skip
+    )
+    proxies = proxy_sets(splits, methods, args.ipc, iterations=args.iterations, seed=args.seed)
+    result = architecture_search(
+        splits,
+        proxies,
+        architectures=space,
+        proxy_epochs=args.proxy_epochs,
+        full_epochs=args.full_epochs,
+        seed=args.seed,
+    )
+    result.update({"dataset": args.dataset, "ipc": args.ipc, "iterations": args.iterations})
+    atomic_write_json(out / "nas.json", result)
+    plot_proxy_ranking(result, out / "nas.png")
+    print(f"{'proxy':<10} {'images':>6} {'spearman':>9} {'kendall':>8} {'top pick test %':>16}")
+    for r in result["proxies"]:
+        print(f"{r['proxy']:<10} {r['num_images']:>6} {r['spearman']:>9.3f} {r['kendall']:>8.3f} "
+              f"{100 * r['top_pick_test']:>16.2f}")  # fmt: skip
+    print(f"full data's own pick (by validation): {100 * result['full_pick_test']:.2f} % test")
+    print(f"wrote {out / 'nas.json'} and {out / 'nas.png'}")
+    return 0
 
 
 def run_continual(args: argparse.Namespace) -> int:

@@ -305,6 +305,44 @@ class KCenterSelector(_EmbeddingSelector):
     order = staticmethod(kcenter_order)
 
 
+def kmeans_centres(
+    features: torch.Tensor, valid: torch.Tensor, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Per class, the samples nearest the ``n`` centres of a k-means clustering (k-means++
+    starts, Lloyd iterations; scikit-learn, seeded from ``generator``). ``features``
+    ``(K, M, F)``, ``valid`` ``(K, M)``; returns positions ``(K, n)``, distinct within a class."""
+    from sklearn.cluster import KMeans
+
+    picks = []
+    for x, ok in zip(_float(features), valid, strict=True):
+        rows = torch.nonzero(ok).flatten()
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(x[rows].double().numpy())
+        centres = torch.from_numpy(km.cluster_centers_).to(x.dtype)
+        dist = torch.cdist(centres, x[rows])
+        chosen: list[int] = []
+        for d in dist:  # nearest sample per centre, never the same one twice
+            d = d.clone()
+            d[chosen] = float("inf")
+            chosen.append(int(d.argmin()))
+        picks.append(rows[torch.tensor(chosen)])
+    return torch.stack(picks)
+
+
+@register_method
+class KMeansSelector(_EmbeddingSelector):
+    """kmeans: per class, the real samples nearest the centres of a k-means clustering of the
+    embeddings (the k-means coreset that DC-BENCH, Cui et al. NeurIPS 2022, found hard to beat
+    as a proxy for architecture search)."""
+
+    name = "kmeans"
+
+    def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:
+        feats, rows, valid = pad_by_class(train, self.features(train, generator))
+        pos = kmeans_centres(feats, valid, ipc, generator)
+        return rows.gather(1, pos).flatten()
+
+
 @register_method
 class ForgettingSelector(Selector):
     """forgetting: per class, the samples forgotten most often during training.

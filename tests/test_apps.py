@@ -124,5 +124,5 @@ def test_cli_nas_writes_json_and_png(tmp_path):
     args = ["app", "nas", "--space", "tiny", "--proxies", "random", "--ipc", "2"]
     assert main([*args, "--proxy-epochs", "3", "--full-epochs", "1", "--out", str(out)]) == 0
     data = json.loads((out / "nas.json").read_text())
-    assert len(data["architectures"]) == 2 and data["proxies"][0]["proxy"] == "random"
+    assert len(data["architectures"]) == 4 and data["proxies"][0]["proxy"] == "random"
     assert (out / "nas.png").stat().st_size > 1000

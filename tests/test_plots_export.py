@@ -58,13 +58,22 @@ def test_plot_curve_and_compare(run, capsys):
 
 def test_plot_bench_draws_a_suites_rows(tmp_path):
     rows = [
-        {"dataset": "d", "method": m, "ipc": ipc, "mean": acc, "std": 0.01}
+        {
+            "dataset": "d",
+            "method": m,
+            "ipc": ipc,
+            "mean": acc,
+            "std": 0.01,
+            "storage_bytes": 64 * ipc,
+        }
         for m, base in (("random", 0.5), ("dm", 0.7))
         for ipc, acc in ((1, base), (10, base + 0.1))
     ] + [{"dataset": "d", "method": "full", "ipc": None, "mean": 0.99, "std": 0.0}]
     (tmp_path / "s.json").write_text(json.dumps({"rows": rows}))
     assert main(["plot", "bench", "--suite", "s", "--results", str(tmp_path)]) == 0
-    assert _png(tmp_path / "s-accuracy.png")[0] > 300
+    assert _png(tmp_path / "s-accuracy-ipc.png")[0] > 300
+    assert main(["plot", "bench", "--suite", "s", "--results", str(tmp_path), "--x", "bytes"]) == 0
+    assert _png(tmp_path / "s-accuracy-bytes.png")[0] > 300
     assert main(["plot", "bench", "--suite", "nope", "--results", str(tmp_path)]) == 2
 
 

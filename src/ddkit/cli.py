@@ -204,8 +204,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"no results {str(results)!r}; run `ddkit bench --suite {args.suite}`"
             )
-        out = Path(args.out or results.with_name(f"{args.suite}-accuracy.png"))
-        plots.plot_accuracy_vs_ipc(read_json(results)["rows"], out)
+        out = Path(args.out or results.with_name(f"{args.suite}-accuracy-{args.x}.png"))
+        plots.plot_accuracy_vs_ipc(read_json(results)["rows"], out, x=args.x)
     elif args.path is None:
         raise ConfigError(f"ddkit plot {args.what} needs a run folder")
     elif args.what == "curve":
@@ -436,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("path", nargs="?", help="run folder (curve, compare)")
     pl.add_argument("--suite", default="quick", help="(bench) suite name")
+    pl.add_argument(
+        "--x", choices=["ipc", "bytes"], default="ipc", help="(bench) accuracy against IPC or bytes"
+    )
     pl.add_argument("--results", default=defaults_of(run_suite)["results_dir"], help="(bench)")
     pl.add_argument("--dataset", default=None, help="(compare) dataset of the real images")
     add_common(pl, "root", out="PNG path (default: next to the input)")

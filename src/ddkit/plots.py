@@ -73,11 +73,16 @@ def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path
     return _save(fig, path)
 
 
-def plot_accuracy_vs_ipc(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Benchmark rows (``ddkit bench`` results) as accuracy against IPC, one panel per dataset,
-    one line per method with ± one standard deviation; random real images dashed, full data a
-    horizontal line."""
+def plot_accuracy_vs_ipc(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, x: str = "ipc"
+) -> Path:
+    """Benchmark rows (``ddkit bench`` results) as accuracy against IPC (``x="ipc"``) or against
+    the bytes each set stores (``x="bytes"``: rows that recorded ``storage_bytes``), one panel
+    per dataset, one line per method with ± one standard deviation; random real images dashed,
+    full data a horizontal line."""
     rows = [r for r in rows if "error" not in r]
+    if x == "bytes":
+        rows = [{**r, "ipc": r["storage_bytes"]} for r in rows if r.get("storage_bytes")]
     datasets = sorted({r["dataset"] for r in rows})
     if not datasets:
         raise DataError("no finished benchmark rows to plot")
@@ -96,11 +101,12 @@ def plot_accuracy_vs_ipc(rows: Sequence[Mapping[str, Any]], path: str | os.PathL
             ax.errorbar(x, y, yerr=e, ms=3, capsize=2, label=method, **style)
         ipcs = sorted({r["ipc"] for r in mine if r.get("ipc")})
         ax.set_xscale("log")
-        ax.set_xticks(ipcs, [str(i) for i in ipcs])
+        if x == "ipc":
+            ax.set_xticks(ipcs, [str(i) for i in ipcs])
         for r in mine:
             if r["method"] == "full":
                 ax.axhline(100 * r["mean"], color="grey", lw=1, label="full data")
-        ax.set_xlabel("images per class")
+        ax.set_xlabel("images per class" if x == "ipc" else "bytes stored")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(ds)
         ax.grid(alpha=0.3)

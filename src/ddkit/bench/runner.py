@@ -85,6 +85,7 @@ def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> di
         "iterations": iters,
         "options": options,
         "num_images": len(syn),
+        "storage_bytes": syn.storage_bytes()["total"],
         "protocol": suite.protocol,
         "epochs": report.protocol.epochs,
         "lr": report.lr,

@@ -179,3 +179,25 @@ def test_options_full_data_runs_and_published_figures(tmp_path):
     assert "| digits | 1 | dm | 2 | " in table and " | 12.5 | " in table
     assert "- dm: here 2 iterations, model=convnet2-w8, batch_real=8; published: a million" in table
     assert "- full: here digits 1 epochs, 1 run; published: forever." in table
+
+
+def test_pending_cells_get_rough_time_estimates():
+    from ddkit.bench.runner import estimate_seconds
+
+    suite = Suite(name="e", datasets=("d",), ipcs=(1, 10), protocol="smoke", runs=2,
+                  iterations={"dm": 100})  # fmt: skip
+    row = {"dataset": "d", "accuracies": [0.5, 0.5], "epochs": 10}
+    finished = [
+        {**row, "method": "random", "ipc": 1, "num_images": 10, "iterations": 0,
+         "eval_seconds": 20.0, "distill_seconds": 0.0},
+        {**row, "method": "herding", "ipc": 1, "num_images": 10, "iterations": 0,
+         "eval_seconds": 20.0, "distill_seconds": 30.0},
+        {**row, "method": "dm", "ipc": 1, "num_images": 10, "iterations": 100,
+         "eval_seconds": 20.0, "distill_seconds": 50.0},
+    ]  # fmt: skip
+    # evaluation: 20 s / (10 epochs x 10 images x 2 networks) = 0.1 s per network-epoch-image
+    assert estimate_seconds(suite, finished, "d", "random", 10) == pytest.approx(200.0)
+    assert estimate_seconds(suite, finished, "d", "kcenter", 10) == pytest.approx(200.0 + 15.0)
+    assert estimate_seconds(suite, finished, "d", "dm", 10) == pytest.approx(200.0 + 5000.0)
+    assert estimate_seconds(suite, finished, "d", "dc", 10) is None  # never run here
+    assert estimate_seconds(suite, finished, "other", "random", 1) is None

@@ -278,19 +278,62 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
-    pending = [
-        f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}"
-        for ds, m, ipc in cells(suite)
-        if (ds, m, ipc) not in done
-    ]
+    finished = [r for r in data["rows"] if "error" not in r]
+    pending = []
+    for ds, m, ipc in cells(suite):
+        if (ds, m, ipc) in done:
+            continue
+        eta = estimate_seconds(suite, finished, ds, m, ipc)
+        pending.append(
+            (f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}")
+            + (f" (~{_hours(eta)})" if eta is not None else "")
+        )
     if pending:
         lines += [
             "",
             f"Not run yet ({len(pending)} cells; `ddkit bench --suite {suite.name}` continues): "
             + ", ".join(pending)
-            + ".",
+            + ". Times in brackets are rough estimates on this machine from the finished cells "
+            "of the same dataset (evaluation: their seconds per network, epoch and image; "
+            "distillation: the same method's seconds per iteration at the nearest finished IPC, "
+            "scaled by the IPC ratio).",
         ]
     return "\n".join(lines)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
+
+
+def estimate_seconds(
+    suite: Suite, finished: list[dict[str, Any]], dataset: str, method: str, ipc: int
+) -> float | None:
+    """A rough CPU-time estimate of an unfinished cell from the finished rows of the same
+    dataset (see :func:`markdown_table`); ``None`` when nothing comparable has finished."""
+    import statistics
+
+    same_data = [r for r in finished if r["dataset"] == dataset and r.get("accuracies")]
+    synthetic = [r for r in same_data if r["method"] != "full" and r.get("ipc")]
+    if method == "full" or not synthetic:
+        return None
+    rate = statistics.median(
+        r["eval_seconds"] / (r["epochs"] * r["num_images"] * len(r["accuracies"]))
+        for r in synthetic
+    )
+    classes = synthetic[0]["num_images"] // synthetic[0]["ipc"]
+    epochs = next((r["epochs"] for r in synthetic), 0)
+    seconds = rate * epochs * ipc * classes * suite.runs
+    mine = [r for r in synthetic if r["method"] == method]
+    if mine:
+        near = min(mine, key=lambda r: abs(r["ipc"] - ipc))
+        if near["iterations"]:
+            per_iteration = near["distill_seconds"] / near["iterations"] * ipc / near["ipc"]
+            return seconds + per_iteration * suite.budget(method, ipc, near["iterations"], dataset)
+        return seconds + near["distill_seconds"]
+    if suite.budget(method, ipc, 0, dataset) > 0:
+        return None
+    selectors = [r["distill_seconds"] for r in synthetic if r["iterations"] == 0]
+    return seconds + statistics.median(selectors)
 
 
 def write_markdown(path: Path, suite: Suite, data: dict[str, Any]) -> None:

@@ -198,6 +198,6 @@ def test_pending_cells_get_rough_time_estimates():
     # evaluation: 20 s / (10 epochs x 10 images x 2 networks) = 0.1 s per network-epoch-image
     assert estimate_seconds(suite, finished, "d", "random", 10) == pytest.approx(200.0)
     assert estimate_seconds(suite, finished, "d", "kcenter", 10) == pytest.approx(200.0 + 15.0)
-    assert estimate_seconds(suite, finished, "d", "dm", 10) == pytest.approx(200.0 + 5000.0)
+    assert estimate_seconds(suite, finished, "d", "dm", 10) == pytest.approx(200.0 + 500.0)
     assert estimate_seconds(suite, finished, "d", "dc", 10) is None  # never run here
     assert estimate_seconds(suite, finished, "other", "random", 1) is None

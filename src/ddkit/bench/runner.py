@@ -330,8 +330,11 @@ def estimate_seconds(
             per_iteration = near["distill_seconds"] / near["iterations"] * ipc / near["ipc"]
             return seconds + per_iteration * suite.budget(method, ipc, near["iterations"], dataset)
         return seconds + near["distill_seconds"]
-    if suite.budget(method, ipc, 0, dataset) > 0:
-        return None
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    if suite.budget(method, ipc, METHODS.get(method).Config().iterations, dataset) > 0:
+        return None  # an iterative method not run on this dataset yet
     selectors = [r["distill_seconds"] for r in synthetic if r["iterations"] == 0]
     return seconds + statistics.median(selectors)
 

@@ -446,3 +446,27 @@ def test_teacher_kd_training_is_bit_identical_for_a_seed(tiny, tiny_teacher):
     for sa, sb in zip(a, b):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(a[0]["classifier.weight"], a[1]["classifier.weight"])  # runs differ
+
+
+def test_precision_is_a_recorded_switch_and_fp32_is_unchanged():
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval import evaluate
+    from ddkit.eval.protocol import get_protocol
+    from ddkit.eval.train import precision_context, resolve_precision
+    from ddkit.testing import tiny_digits
+
+    splits = tiny_digits()
+    syn = SyntheticSet.from_real(splits.train, torch.arange(0, 40))
+    p = get_protocol("smoke").with_(models=("convnet2-w8",), runs=1, epochs=3)
+    plain = evaluate(syn, splits.test, p, seed=1)
+    fp32 = evaluate(syn, splits.test, p.with_(precision="fp32"), seed=1)
+    bf16 = evaluate(syn, splits.test, p.with_(precision="bf16"), seed=1)
+    assert plain.results[0].accuracies == fp32.results[0].accuracies  # fp32: today's numbers
+    assert fp32.meta["precision"] == "fp32" and bf16.meta["precision"] == "bf16"
+    assert bf16.to_dict()["protocol"]["precision"] == "bf16"
+    assert resolve_precision("auto") in ("fp32", "bf16") and resolve_precision("bf16") == "bf16"
+    with precision_context("bf16"):
+        y = torch.nn.Linear(4, 2)(torch.ones(1, 4))
+    assert y.dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="unknown precision"):
+        p.with_(precision="fp8")

@@ -19,7 +19,7 @@ from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.eval.train import TargetsFn, accuracy, train_networks
+from ddkit.eval.train import TargetsFn, accuracy, resolve_precision, train_networks
 from ddkit.progress import Progress, ProgressSetting
 
 
@@ -200,7 +200,8 @@ def _evaluate_model(
         progress=bar.update if bar.kind else None,
     )
     bar.close()
-    accs = [accuracy(net, test.images, test.labels) for net in res.models]
+    precision = resolve_precision(p.precision, device)
+    accs = [accuracy(net, test.images, test.labels, precision=precision) for net in res.models]
     ips = res.images_seen / max(res.seconds, 1e-9)
     return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized)
 
@@ -236,7 +237,10 @@ def evaluate(
     data = training_data(syn, p, teacher, device)
     seeds = run_seeds(seed, p.runs)
     report = EvalReport(
-        protocol=p, lr=lr, num_train_images=len(data.images), meta={"seed": seed, **data.meta}
+        protocol=p,
+        lr=lr,
+        num_train_images=len(data.images),
+        meta={"seed": seed, "precision": resolve_precision(p.precision, device), **data.meta},
     )
     t0 = time.perf_counter()
     for name in p.models:

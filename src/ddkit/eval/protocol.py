@@ -14,6 +14,7 @@ LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 MIXES = ("cutmix", "mixup")
+PRECISIONS = ("fp32", "bf16", "auto")
 # the ``label_mode`` values of earlier versions, as ``targets``
 _LEGACY_TARGETS = {"auto": "stored", "hard": "hard", "teacher-kd": "teacher"}
 
@@ -61,6 +62,7 @@ class EvalProtocol:
     mix_alpha: float = 1.0
     models: tuple[str, ...] = ("convnet",)
     runs: int = 5
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the hardware has it)
     # deprecated spelling of ``targets``, still accepted by the constructor and ``replace``;
     # reading ``p.label_mode`` gives None: ask ``p.targets`` / ``p.needs_teacher``
     label_mode: InitVar[str | None] = None
@@ -98,6 +100,10 @@ class EvalProtocol:
                 f"unknown mix {self.mix!r}; valid: {', '.join(MIXES)}",
             ),
             (len(self.models) >= 1, "at least one model is needed"),
+            (
+                self.precision in PRECISIONS,
+                f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

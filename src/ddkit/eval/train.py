@@ -12,7 +12,9 @@ same thing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +64,37 @@ class TrainStats:
 
 
 # ----------------------------------------------------------------------------- ingredients
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast
+    pays off; elsewhere it is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``"fp32"`` or ``"bf16"`` for a protocol's ``precision``: ``"auto"`` is bf16 on CPUs that
+    have it natively and on CUDA devices that support it, else fp32."""
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
+def precision_context(precision: str, device: torch.device | str = "cpu"):  # noqa: ANN201
+    """The autocast context of a resolved ``precision``: bf16 matrix products and convolutions
+    (weights, optimiser and loss stay float32), or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def build_networks(
     name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
 ) -> list[nn.Module]:
@@ -244,6 +277,7 @@ def sgd_train(
     batch_targets: BatchTargets | None = None,
     on_epoch: Callable[[int], None] | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    precision: str = "fp32",
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
 
@@ -258,7 +292,9 @@ def sgd_train(
     function; the batch loss is its mean. ``targets`` are classes ``(N,)`` or vectors
     ``(N, K)``. ``on_epoch(epoch)`` is called after every epoch (``net`` is put back in train
     mode at the start of each); ``on_batch(epoch, index, logits)`` sees every batch's rows and
-    detached logits before the update (e.g. forgetting events). No other randomness is used, so the same generator state gives
+    detached logits before the update (e.g. forgetting events). ``precision`` ``"bf16"`` runs
+    the forward pass under bf16 autocast (float32 weights, optimiser and loss); ``"fp32"`` is
+    plain float32. No other randomness is used, so the same generator state gives
     the same network. Returns with ``net`` in eval mode.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -285,7 +321,8 @@ def sgd_train(
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
             x, t = _batch(images, targets, idx, generator, augment, batch_targets)
-            logits = net(x)
+            with precision_context(precision, images.device):
+                logits = net(x).float()
             if on_batch is not None:
                 on_batch(epoch, idx, logits.detach())
             batch_loss = loss_fn(logits, t).mean()
@@ -346,6 +383,7 @@ def _train_one_by_one(
             temperature=protocol.temperature,
             batch_targets=_run_targets(targets_fn, run),
             on_epoch=(lambda _epoch: progress(1)) if progress else None,
+            precision=resolve_precision(protocol.precision, images.device),
         )
 
 
@@ -376,6 +414,7 @@ def _train_vectorized(
         return functional_call(base, (p, b), (x,))
 
     batched = vmap(fwd, randomness="different")
+    precision = resolve_precision(protocol.precision, images.device)
     run_targets = [_run_targets(targets_fn, r) for r in range(len(nets))]
     n = len(images)
     bs = min(protocol.batch_size, n)
@@ -389,7 +428,8 @@ def _train_vectorized(
                     for p, g, bt in zip(perms, gens, run_targets)
                 )
             )
-            logits = batched(params, buffers, torch.stack(xs))
+            with precision_context(precision, images.device):
+                logits = batched(params, buffers, torch.stack(xs)).float()
             loss = loss_fn(logits, torch.stack(ts)).mean(1).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -442,11 +482,17 @@ def train_networks(
 
 @torch.no_grad()
 def accuracy(
-    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 1024,
+    precision: str = "fp32",
 ) -> float:
-    """Top-1 accuracy of ``net`` (in eval mode) on a labelled set."""
+    """Top-1 accuracy of ``net`` (in eval mode) on a labelled set (``precision`` as in
+    :func:`sgd_train`, resolved)."""
     from ddkit.models import predict
 
     net.eval()
-    pred = predict(net, images, batch_size=batch_size, post=lambda z: z.argmax(1).cpu())
+    with precision_context(precision, images.device):
+        pred = predict(net, images, batch_size=batch_size, post=lambda z: z.argmax(1).cpu())
     return int((pred == labels).sum()) / max(1, len(images))

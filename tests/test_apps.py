@@ -126,3 +126,61 @@ def test_cli_nas_writes_json_and_png(tmp_path):
     data = json.loads((out / "nas.json").read_text())
     assert len(data["architectures"]) == 4 and data["proxies"][0]["proxy"] == "random"
     assert (out / "nas.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ federated learning
+
+
+def test_dirichlet_split_partitions_and_skews_with_small_alpha():
+    from ddkit.apps.federated import dirichlet_split
+
+    labels = tiny_digits().train.labels
+
+    def split(alpha, seed=0):
+        return dirichlet_split(labels, 6, alpha, torch.Generator().manual_seed(seed))
+
+    parts = split(0.1)
+    rows = torch.cat(parts)
+    assert len(rows) == len(labels) and len(torch.unique(rows)) == len(labels)
+    assert all(torch.equal(a, b) for a, b in zip(parts, split(0.1)))
+
+    def classes_per_client(ps):
+        return sum(len(torch.unique(labels[p])) for p in ps) / len(ps)
+
+    assert classes_per_client(split(0.1)) < classes_per_client(split(100.0)) == 10
+    with pytest.raises(ConfigError, match="alpha > 0"):
+        dirichlet_split(labels, 3, 0.0, torch.Generator())
+
+
+def test_client_upload_keeps_global_labels_and_skips_small_classes():
+    from ddkit.apps.federated import client_upload
+
+    train = tiny_digits().train
+    rows = torch.nonzero(
+        (train.labels == 3) | ((train.labels == 8) & (torch.arange(len(train)) % 9 == 0))
+    )
+    data = train.subset(rows.flatten())  # many 3s, very few 8s
+    up = client_upload(data, "random", 4, iterations=None, seed=0)
+    assert up.labels.tolist() == [3] * 4 and up.spec.num_classes == 10
+
+
+def test_fedavg_averages_weighted_by_client_size():
+    from ddkit.apps.federated import _average
+
+    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(5)}
+    avg = _average([a, b], torch.tensor([0.75, 0.25], dtype=torch.float64))
+    assert torch.allclose(avg["w"], torch.tensor([1.0, 3.0])) and avg["n"] == 3
+
+
+def test_cli_federated_writes_json_and_png(tmp_path):
+    out = tmp_path / "fed"
+    args = ["app", "federated", "--methods", "random", "--clients", "3", "--alphas", "1"]
+    assert (
+        main([*args, "--rounds", "1", "--ipc", "2", "--protocol", "smoke", "--out", str(out)]) == 0
+    )
+    data = json.loads((out / "federated.json").read_text())
+    row = data["results"][0]
+    assert row["one_shot"][0]["bytes"] > 0 and len(row["fedavg"]["curve"]) == 1
+    assert row["fedavg"]["curve"][0]["bytes"] > row["one_shot"][0]["bytes"]
+    assert (out / "federated.png").stat().st_size > 1000

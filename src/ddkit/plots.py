@@ -176,6 +176,26 @@ def plot_proxy_ranking(result: Mapping[str, Any], path: str | os.PathLike) -> Pa
     return _save(fig, path)
 
 
+def plot_federated(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Federated learning (``ddkit app federated`` rows, one per alpha): test accuracy against
+    bytes communicated, FedAvg as a curve over rounds, each one-shot upload as a point."""
+    fig, axes = _figure(len(results), width=4.2, height=3.8)
+    for ax, r in zip(axes, results, strict=True):
+        curve = r["fedavg"]["curve"]
+        ax.plot([c["bytes"] for c in curve], [100 * c["accuracy"] for c in curve], marker=".",
+                color="grey", label=f"FedAvg ({len(curve)} rounds)")  # fmt: skip
+        for one in r["one_shot"]:
+            ax.errorbar([one["bytes"]], [100 * one["mean"]], yerr=[100 * one["std"]], marker="o",
+                        capsize=2, ls="none", label=f"{one['method']} IPC {one['ipc']}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes communicated")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"alpha = {r['alpha']:g}, {r['clients']} clients", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_synthetic_vs_real(
     synthetic: Any,
     real: Any,

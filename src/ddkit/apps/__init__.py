@@ -1,6 +1,19 @@
 """Applications of distilled data, measured by their standard protocols, on top of the public
-API: any registered method or selector can be plugged in."""
+API (any registered method or selector can be plugged in): class-incremental continual
+learning, architecture search with proxy sets, federated learning on non-IID clients."""
 
 from ddkit.apps.continual import ContinualResult, class_orders, class_subset, continual_learning
+from ddkit.apps.federated import dirichlet_split, fedavg, one_shot
+from ddkit.apps.nas import architecture_search, architecture_space
 
-__all__ = ["ContinualResult", "class_orders", "class_subset", "continual_learning"]
+__all__ = [
+    "ContinualResult",
+    "architecture_search",
+    "architecture_space",
+    "class_orders",
+    "class_subset",
+    "continual_learning",
+    "dirichlet_split",
+    "fedavg",
+    "one_shot",
+]

@@ -22,7 +22,7 @@ from ddkit.eval import evaluate
 from ddkit.eval.protocol import get_protocol
 from ddkit.eval.train import train_networks
 from ddkit.io import atomic_write_json
-from ddkit.meter import peak_rss_mb
+from ddkit.meter import PeakRSS
 from ddkit.methods import create_method
 
 CELLS = [("convnet", 100), ("convnet", 500), ("convnet-w32", 100), ("convnet-w32", 500)]
@@ -34,14 +34,15 @@ def _set(n: int, splits):  # noqa: ANN001, ANN202
 
 
 def _peak(model: str, n: int, precision: str, epochs: int, threads: int) -> float:
-    """Peak RSS (MB) above the start of a child process that trains one network."""
+    """Peak resident memory (MB) above the level before training, in a child process that
+    trains one network (sampled by :class:`ddkit.meter.PeakRSS`)."""
     torch.set_num_threads(threads)
     splits = load_dataset("mnist5k", val_fraction=0.2, seed=0)
     syn = _set(n, splits)
-    base = peak_rss_mb()
     p = get_protocol("fast").with_(epochs=epochs, runs=1, precision=precision)
-    train_networks(model, syn.spec, syn.images, syn.labels, p, [0], lr=p.lr)
-    return peak_rss_mb() - base
+    with PeakRSS() as meter:
+        train_networks(model, syn.spec, syn.images, syn.labels, p, [0], lr=p.lr)
+    return meter.extra_mb
 
 
 def main() -> None:

@@ -74,6 +74,21 @@ def test_cli_writes_json_and_png(tmp_path):
     assert main([*args, "--methods", "nope", "--out", str(out)]) == 2
 
 
+def test_cli_rerun_keeps_rows_with_the_same_settings(tmp_path, capsys):
+    out = tmp_path / "cl"
+    args = ["app", "continual", "--steps", "2", "--memory", "2", "--protocol", "smoke"]
+    assert main([*args, "--methods", "random", "--out", str(out)]) == 0
+    first = json.loads((out / "continual.json").read_text())["results"][0]
+    capsys.readouterr()
+    assert main([*args, "--methods", "random,herding", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "random: kept from" in said and "herding: 2 steps" in said
+    rows = json.loads((out / "continual.json").read_text())["results"]
+    assert rows[0] == first and rows[1]["method"] == "herding"
+    assert main([*args, "--methods", "random", "--memory", "1", "--out", str(out)]) == 0
+    assert "kept" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ architecture search
 
 

@@ -157,6 +157,21 @@ def run_nas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finished_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run's results file, or none if it is absent or unreadable."""
+    import json
+
+    try:
+        return list(json.loads(path.read_text())["results"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _matches(row: dict, settings: dict, orders: int) -> bool:
+    """Whether a finished row was made with exactly these settings (so a rerun can keep it)."""
+    return all(row.get(k) == v for k, v in settings.items()) and len(row.get("curves", ())) == orders
+
+
 def run_continual(args: argparse.Namespace) -> int:
     from ddkit.apps.continual import continual_learning
     from ddkit.data import load_dataset
@@ -170,8 +185,19 @@ def run_continual(args: argparse.Namespace) -> int:
         METHODS.get(m)  # unknown names fail before any work
     out = ensure_writable_dir(Path(args.out))
     splits = load_dataset(args.dataset, root=args.root)
+    previous = _finished_rows(out / "continual.json")
     results = []
     for m in methods:
+        settings = {
+            "method": m, "dataset": splits.train.spec.name, "steps": args.steps,
+            "memory": args.memory, "protocol": args.protocol, "iterations": args.iterations,
+            "meta": {"seed": args.seed, "runs": args.runs, "options": {}},
+        }  # fmt: skip
+        done = [r for r in previous if _matches(r, settings, args.orders)]
+        if done:
+            print(f"{m}: kept from {out / 'continual.json'} (same settings)")
+            results.append(done[0])
+            continue
         print(f"{m}: {args.steps} steps, {args.memory} images per class in memory")
         r = continual_learning(
             splits,

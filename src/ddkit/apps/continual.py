@@ -130,8 +130,9 @@ def continual_learning(
     t0 = time.perf_counter()
     protocol = get_protocol(protocol)
     result = ContinualResult(
-        method, splits.train.spec.name, steps, memory, [], [], protocol.name, iterations
-    )
+        method, splits.train.spec.name, steps, memory, [], [], protocol.name, iterations,
+        meta={"seed": seed, "runs": runs, "options": dict(options or {})},
+    )  # fmt: skip
     for o, order in enumerate(class_orders(k, orders, seed)):
         parts, curve = [], []
         for t in range(steps):

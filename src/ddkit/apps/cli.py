@@ -169,7 +169,9 @@ def _finished_rows(path: Path) -> list[dict]:
 
 def _matches(row: dict, settings: dict, orders: int) -> bool:
     """Whether a finished row was made with exactly these settings (so a rerun can keep it)."""
-    return all(row.get(k) == v for k, v in settings.items()) and len(row.get("curves", ())) == orders
+    return (
+        all(row.get(k) == v for k, v in settings.items()) and len(row.get("curves", ())) == orders
+    )
 
 
 def run_continual(args: argparse.Namespace) -> int:

@@ -1,3 +1,6 @@
+import statistics
+import warnings
+
 import pytest
 import torch
 
@@ -106,8 +109,19 @@ def test_training_learns_something(digits):
     """Sanity: 60 epochs on 100 real digits beats chance by far (not a tuned figure)."""
     idx = digits.train.sample_per_class(10, torch.Generator().manual_seed(0)).flatten()
     syn = SyntheticSet.from_real(digits.train, idx)
-    rep = evaluate(syn, digits.test, TINY.with_(epochs=60, runs=2, models=("convnet",)), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a network that learns is not reported as under-trained
+        rep = evaluate(syn, digits.test, TINY.with_(epochs=60, runs=2, models=("convnet",)))
     assert rep.results[0].mean > 0.5
+    assert min(rep.results[0].train_accuracies) > 0.9
+    assert rep.to_dict()["results"][0]["train_accuracies"] == rep.results[0].train_accuracies
+
+
+def test_an_under_trained_model_is_reported(small_set, digits):
+    """LeNet without normalisation barely moves in a few epochs on 50 digits: say so."""
+    with pytest.warns(UserWarning, match=r"lenet fits only \d+ % .* 3 epochs of protocol 'tiny'"):
+        rep = evaluate(small_set, digits.test, TINY.with_(epochs=3, models=("lenet",)))
+    assert statistics.fmean(rep.results[0].train_accuracies) < 0.5
 
 
 def test_model_refuses_wrong_input_shape():

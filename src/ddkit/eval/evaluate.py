@@ -31,6 +31,7 @@ class ModelResult:
     train_seconds: float
     images_per_second: float
     vectorized: bool
+    train_accuracies: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -50,6 +51,7 @@ class ModelResult:
             "train_seconds": self.train_seconds,
             "images_per_second": self.images_per_second,
             "vectorized": self.vectorized,
+            "train_accuracies": self.train_accuracies,
         }
 
 
@@ -202,8 +204,28 @@ def _evaluate_model(
     bar.close()
     precision = resolve_precision(p.precision, device)
     accs = [accuracy(net, test.images, test.labels, precision=precision) for net in res.models]
+    fits = [accuracy(net, syn.images, syn.hard_labels, precision=precision) for net in res.models]
+    _warn_if_underfit(name, fits, p)
     ips = res.images_seen / max(res.seconds, 1e-9)
-    return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized)
+    return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized, fits)
+
+
+UNDERFIT_TRAIN_ACCURACY = 0.5
+"""Below this mean accuracy on their own (unaugmented) training images, the trained networks
+are reported as under-trained: their test accuracy then measures the recipe, not the set."""
+
+
+def _warn_if_underfit(model: str, train_accuracies: list[float], p: EvalProtocol) -> None:
+    fit = statistics.fmean(train_accuracies)
+    if fit < UNDERFIT_TRAIN_ACCURACY:
+        other = "" if model.startswith("convnet") else " or a model with normalisation (convnet)"
+        warnings.warn(
+            f"{model} fits only {100 * fit:.0f} % of its own training images after "
+            f"{p.epochs} epochs of protocol '{p.name}': it is under-trained, so its test "
+            f"accuracy says more about the recipe than the set; give it more epochs "
+            f"(--protocol dc, or epochs=N){other}",
+            stacklevel=3,
+        )
 
 
 def evaluate(

@@ -9,6 +9,7 @@ import torch
 
 from ddkit.apps import class_orders, class_subset, continual_learning
 from ddkit.cli import main
+from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import get_protocol
@@ -199,3 +200,85 @@ def test_cli_federated_writes_json_and_png(tmp_path):
     assert row["one_shot"][0]["bytes"] > 0 and len(row["fedavg"]["curve"]) == 1
     assert row["fedavg"]["curve"][0]["bytes"] > row["one_shot"][0]["bytes"]
     assert (out / "federated.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ HCDC
+
+
+def _tiny_linear_net() -> torch.nn.Module:
+    layer = torch.nn.Linear(64, 10)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        layer.weight.copy_(0.01 * torch.randn(10, 64, generator=g))
+        layer.bias.zero_()
+    return torch.nn.Sequential(torch.nn.Flatten(), layer)
+
+
+def test_neumann_series_inverts_the_training_hessian():
+    """Against the exact inverse of the (convex) Hessian of a linear classifier's loss."""
+    from torch.func import hessian
+
+    from ddkit.apps.hcdc import FlatNetwork, inverse_hessian_products
+
+    data = tiny_digits().train
+    x, y = data.images[:64].double(), data.labels[:64]
+    flat = FlatNetwork(_tiny_linear_net().double())
+    wd = 0.05
+
+    def loss(t):
+        return torch.nn.functional.cross_entropy(flat.logits(t, x), y) + 0.5 * wd * t.dot(t)
+
+    h = hessian(loss)(flat.theta)
+    v = torch.randn(2, len(flat.theta), generator=torch.Generator().manual_seed(1)).double()
+    exact = torch.linalg.solve(h, v.T).T
+    g = torch.Generator().manual_seed(0)
+    few = inverse_hessian_products(flat, x, y, wd, v, terms=5, generator=g)
+    many = inverse_hessian_products(flat, x, y, wd, v, terms=2000, generator=g)
+    err = lambda a: float((a - exact).norm() / exact.norm())  # noqa: E731
+    assert err(many) < 0.02 < err(few)
+
+
+def test_module_masks_cover_every_parameter_once():
+    from ddkit.apps.hcdc import FlatNetwork
+    from ddkit.models import create_model
+
+    net = create_model("convnet-w16", num_classes=10, in_channels=1, image_size=(8, 8))
+    masks = FlatNetwork(net).module_masks()
+    assert masks.sum(0).eq(1).all()
+    assert len(masks) == len({k.rpartition(".")[0] for k, _ in net.named_parameters()})
+
+
+def test_hcdc_matches_hypergradients_and_the_real_split_ranks_itself_perfectly():
+    from ddkit.apps.hcdc import (
+        _agreement,
+        calibrate,
+        condense_validation,
+        hyperparameter_grid,
+        train_grid,
+        validation_scores,
+    )
+
+    splits = load_dataset("digits", val_fraction=0.2, seed=0)
+    grid = hyperparameter_grid((0.05,), (1e-3, 3e-2))
+    nets = train_grid(splits.train, grid, model="convnet-w16", epochs=3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    cals = [calibrate(nets[s.name], splits.train, splits.val, s.weight_decay, terms=3,
+                      hessian_batch=64, generator=g) for s in grid]  # fmt: skip
+    syn, history = condense_validation(splits.val, cals, 2, iterations=12, lr_img=0.01)
+    assert len(syn) == 20 and syn.hard_labels.bincount().eq(2).all()
+    assert min(history[1:]) < history[0]  # the matching loss goes down
+    real = validation_scores(nets, splits.val.images, splits.val.labels)
+    assert _agreement(real, real)["spearman"] == pytest.approx(1.0)
+
+
+def test_hcdc_cli_writes_json_and_png(tmp_path):
+    out = tmp_path / "hc"
+    args = ["app", "hcdc", "--ipc", "1", "--baselines", "random", "--lrs", "0.05",
+            "--weight-decays", "0.001,0.03", "--epochs", "2", "--iterations", "2",
+            "--terms", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads((out / "hcdc.json").read_text())
+    assert [r["candidate"] for r in data["candidates"]] == ["hcdc", "random"]
+    assert set(data["real"]["scores"]) == {"lr=0.05,wd=0.001", "lr=0.05,wd=0.03"}
+    assert (out / "hcdc.png").stat().st_size > 1000
+    assert main([*args[:-2], "--weight-decays", "x", "--out", str(out)]) == 2

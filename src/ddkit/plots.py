@@ -176,6 +176,31 @@ def plot_proxy_ranking(result: Mapping[str, Any], path: str | os.PathLike) -> Pa
     return _save(fig, path)
 
 
+def plot_hcdc(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """HCDC (:func:`ddkit.apps.hcdc.calibrated_search`): per candidate validation set, each
+    setting's validation loss on it against on the real validation split, titled with the rank
+    correlations."""
+    rows = result["candidates"]
+    if not rows:
+        raise DataError("no candidate validation set to plot")
+    fig, axes = _figure(len(rows), width=3.6, height=3.6)
+    real = result["real"]["scores"]
+    for ax, row in zip(axes, rows, strict=True):
+        names = sorted(real)
+        ax.scatter(
+            [real[n]["loss"] for n in names], [row["scores"][n]["loss"] for n in names], s=12
+        )
+        ax.set_title(
+            f"{row['candidate']} ({row['num_images']} img)\n"
+            f"Spearman {row['spearman']:.2f}, Kendall {row['kendall']:.2f}",
+            fontsize=9,
+        )
+        ax.set_xlabel(f"val. loss, real split ({result['real']['num_images']} img)")
+        ax.set_ylabel("val. loss, condensed set")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_federated(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Federated learning (``ddkit app federated`` rows, one per alpha): test accuracy against
     bytes communicated, FedAvg as a curve over rounds, each one-shot upload as a point."""

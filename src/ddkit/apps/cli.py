@@ -8,7 +8,8 @@ from pathlib import Path
 
 def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     app = sub.add_parser(
-        "app", help="applications: continual learning, architecture search, federated learning"
+        "app",
+        help="applications: continual learning, architecture search, federated learning, HCDC",
     )
     apps = app.add_subparsers(dest="app", required=True)
     cl = apps.add_parser(
@@ -61,7 +62,84 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     fed.add_argument("--root", default=None)
     fed.add_argument("--out", default="runs/app-federated")
     fed.set_defaults(func=run_federated)
+
+    hc = apps.add_parser(
+        "hcdc", help="condensed validation sets that keep a hyperparameter grid's ranking (HCDC)"
+    )
+    hc.add_argument("--dataset", default="digits")
+    hc.add_argument("--ipc", type=int, default=5, help="validation images per class kept")
+    hc.add_argument("--baselines", default="random,dm", help="methods applied to the val split")
+    hc.add_argument("--baseline-iterations", type=int, default=None)
+    hc.add_argument("--lrs", default="0.003,0.01,0.03,0.1", help="the grid's learning rates")
+    hc.add_argument("--weight-decays", default="0.0001,0.001,0.01,0.03",
+                    help="the grid's weight decays")  # fmt: skip
+    hc.add_argument("--model", default="convnet-w16")
+    hc.add_argument("--epochs", type=int, default=50, help="training epochs per grid network")
+    hc.add_argument("--iterations", type=int, default=200, help="HCDC iterations")
+    hc.add_argument("--terms", type=int, default=10, help="Neumann series terms")
+    hc.add_argument("--val-fraction", type=float, default=0.2)
+    hc.add_argument("--seed", type=int, default=0)
+    hc.add_argument("--root", default=None)
+    hc.add_argument("--out", default="runs/app-hcdc")
+    hc.set_defaults(func=run_hcdc)
     return app
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from ddkit.errors import ConfigError
+
+    try:
+        values = [float(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise ConfigError(f"{what} must be positive numbers, got {text!r}")
+    return values
+
+
+def run_hcdc(args: argparse.Namespace) -> int:
+    from ddkit.apps.hcdc import calibrated_search, hyperparameter_grid
+    from ddkit.data import load_dataset
+    from ddkit.io import atomic_write_json, ensure_writable_dir
+    from ddkit.methods import METHODS, load_all
+    from ddkit.plots import plot_hcdc
+
+    load_all()
+    baselines = [m for m in args.baselines.split(",") if m]
+    for m in baselines:
+        METHODS.get(m)
+    grid = hyperparameter_grid(
+        _floats(args.lrs, "--lrs"), _floats(args.weight_decays, "--weight-decays")
+    )
+    out = ensure_writable_dir(Path(args.out))
+    splits = load_dataset(
+        args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
+    )
+    result = calibrated_search(
+        splits,
+        args.ipc,
+        grid=grid,
+        baselines=baselines,
+        baseline_iterations=args.baseline_iterations,
+        model=args.model,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        terms=args.terms,
+        seed=args.seed,
+    )
+    result["dataset"] = args.dataset
+    atomic_write_json(out / "hcdc.json", result)
+    plot_hcdc(result, out / "hcdc.png")
+    real = result["real"]
+    print(f"{'validation set':<16} {'images':>6} {'spearman':>9} {'kendall':>8} "
+          f"{'pick':>20} {'pick test %':>12}")  # fmt: skip
+    print(f"{'real split':<16} {real['num_images']:>6} {1:>9.3f} {1:>8.3f} {real['pick']:>20} "
+          f"{100 * real['pick_test']:>12.2f}")  # fmt: skip
+    for r in result["candidates"]:
+        print(f"{r['candidate']:<16} {r['num_images']:>6} {r['spearman']:>9.3f} "
+              f"{r['kendall']:>8.3f} {r['pick']:>20} {100 * r['pick_test']:>12.2f}")  # fmt: skip
+    print(f"wrote {out / 'hcdc.json'} and {out / 'hcdc.png'}")
+    return 0
 
 
 def run_federated(args: argparse.Namespace) -> int:

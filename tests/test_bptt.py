@@ -76,3 +76,53 @@ def test_bptt_reduces_its_real_loss():
 def test_bptt_beats_random_real_images_on_digits_ipc1():
     bptt, random = accuracy_against_random("bptt")
     assert bptt > random + 0.02, (bptt, random)
+
+
+# ------------------------------------------------------------------ RTP (addressable memory)
+
+
+def _rtp(**over):
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    return create_method(
+        "rtp", dataset="tiny-digits", ipc=2, **{**method_test_overrides("rtp"), **over}
+    )
+
+
+def test_rtp_memory_fits_the_bytes_of_ipc_images():
+    from ddkit.methods.performance.rtp import memory_bases
+
+    for ipc, k, numel, n in [(1, 10, 64, 20), (10, 10, 784, 200), (50, 100, 3072, 10000)]:
+        m = memory_bases(ipc, k, numel, n)
+        assert m * (numel + k + n) <= ipc * k * numel < (m + 1) * (numel + k + n)
+
+
+def test_rtp_recalls_its_examples_from_the_stored_memory(tmp_path):
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.testing import tiny_digits
+
+    syn = _rtp().fit(tiny_digits().train, 2, iterations=4, seed=0)
+    bases, labels, addresses = (
+        syn.extras[k] for k in ("rtp.bases", "rtp.label_bases", "rtp.addresses")
+    )
+    assert len(syn) == 40 == len(addresses) and addresses.shape[1] == len(bases)
+    recalled = (addresses @ bases.flatten(1)).view_as(syn.images)
+    assert torch.allclose(recalled, syn.images, atol=1e-5)
+    assert torch.allclose(torch.softmax(addresses @ labels, 1), syn.labels, atol=1e-5)
+    stored = sum(t.numel() * 4 for t in (bases, labels, addresses))
+    assert syn.storage_bytes()["total"] == stored <= 2 * 10 * 64 * 4
+    again = SyntheticSet.load(syn.save(tmp_path / "set"))
+    assert again.storage_bytes() == syn.storage_bytes()
+
+
+def test_rtp_learns_labels_and_addresses():
+    from ddkit.testing import tiny_digits
+
+    method = _rtp(lr_img=0.05)
+    train = tiny_digits().train
+    method.fit(train, 2, iterations=0, seed=0)
+    start = {k: method.state_[k].detach().clone() for k in ("label_bases", "addresses")}
+    method.fit(train, 2, iterations=5, seed=0)
+    for k, before in start.items():
+        assert not torch.allclose(method.state_[k].detach(), before), k

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -122,6 +123,14 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
             syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}"
         )
     ipc = ipc * factor**2
+    # Memory methods (RTP) store tensors the examples are recalled from: the budget is the
+    # bytes of ``ipc`` images (and hard labels) per class; the examples' labels are learned.
+    memory = bool(syn.meta.get("stored_tensors"))
+    if memory:
+        budget = ipc * k * (math.prod(spec.shape) * 4 + 8)
+        stored = syn.storage_bytes()["total"]
+        f.check(stored <= budget, f"stores {stored} bytes, over the {budget} of {ipc} IPC")
+        ipc = int(syn.meta.get("recalled_per_class", 0))
     f.check(
         tuple(syn.images.shape) == (ipc * k, *spec.shape),
         f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}",
@@ -141,7 +150,10 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
             f"expected ({ipc * k}, {k}) float",
         )
     counts = torch.bincount(syn.hard_labels, minlength=k).tolist()
-    f.check(counts == [ipc] * k, f"class counts {counts}, expected {ipc} for each of {k} classes")
+    f.check(
+        memory or counts == [ipc] * k,
+        f"class counts {counts}, expected {ipc} for each of {k} classes",
+    )
     f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
     if syn.labels.is_floating_point():
         f.check(bool(torch.isfinite(syn.labels).all()), "labels contain NaN/inf")

@@ -125,7 +125,24 @@ class SyntheticSet:
 
     def storage_bytes(self) -> dict[str, int]:
         """Bytes of the distilled content per component (stored images, labels, lr, other
-        extras); decoded training images of multi-formation sets are not counted twice."""
+        extras); decoded training images of multi-formation sets are not counted twice. A set
+        whose ``meta['stored_tensors']`` names the extras it is decoded from (RTP's memory)
+        counts those alone: its images and labels are recalled from them."""
+        named = self.meta.get("stored_tensors")
+        if named:
+            missing = [k for k in named if k not in self.extras]
+            if missing:
+                raise DataError(f"the set names stored tensors it lacks: {missing}")
+            parts = {
+                "images": 0,
+                "labels": 0,
+                "lr": 4 if self.lr is not None else 0,
+                "extras": sum(
+                    self.extras[k].numel() * self.extras[k].element_size() for k in named
+                ),
+            }
+            parts["total"] = sum(parts.values())
+            return parts
         parts = {
             "images": self.stored_images.numel() * self.stored_images.element_size(),
             "labels": self.labels.numel() * self.labels.element_size(),

@@ -153,15 +153,16 @@ class BPTT(Distiller):
 
     def step(self, iteration: int) -> dict[str, float]:
         cfg, train, st = self.config, self.train_, self.state_
-        g, images, log_lrs = st["generator"], st["images"], st["log_lrs"]
+        g, log_lrs = st["generator"], st["log_lrs"]
         theta = self.fm_.flatten(self.nets_.draw(g))
         n = int(torch.randint(cfg.window, cfg.unroll_steps + 1, (1,), generator=g))
         idx = train.sample_per_class(self.batch_, g).flatten()
+        images, labels = self.student_set()
         trained = unroll(
             self.fm_,
             theta,
             images,
-            self.labels_,
+            labels,
             log_lrs[:n].exp(),
             tracked=cfg.window,
             use_checkpoint=cfg.checkpoint,
@@ -180,6 +181,10 @@ class BPTT(Distiller):
             "unroll": float(n),
             "mean_step_size": float(log_lrs.detach().exp().mean()),
         }
+
+    def student_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and targets the student trains on (differentiable in what is learned)."""
+        return self.state_["images"], self.labels_
 
     def result(self) -> SyntheticSet:
         k = self.train_.spec.num_classes

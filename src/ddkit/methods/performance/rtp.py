@@ -1,0 +1,123 @@
+"""RTP: a dataset distilled into an addressable memory, learned by back-propagation through time.
+
+Z. Deng and O. Russakovsky, "Remember the Past: Distilling Datasets into Addressable Memories
+for Neural Networks", NeurIPS 2022 (arXiv:2206.02916). Instead of images, the set stores a small
+memory shared by all classes -- ``m`` bases, each an image-sized tensor with a label part --
+and one address (``m`` coefficients) per training example it emits. Recalling address ``a``
+gives the example ``sum_j a_j * base_j`` and its label ``sum_j a_j * label_base_j``, so a
+budget of ``ipc`` images per class can emit more than ``ipc`` examples per class, and bases are
+shared across classes. Bases, label bases and addresses are learned like ``bptt``'s images:
+through a randomly truncated unroll of a fresh network trained on the recalled examples, with
+learned step sizes (:mod:`~ddkit.methods.performance.bptt`).
+
+The stored tensors are ``rtp.bases`` ``(m, C, H, W)``, ``rtp.label_bases`` ``(m, K)`` and
+``rtp.addresses`` ``(n, m)``; the saved set also holds the recalled examples (``images``, soft
+``labels``) so it evaluates like any other, and :meth:`SyntheticSet.storage_bytes` counts only
+the stored tensors. With ``bases=None`` the memory takes as many bases as fit the bytes of
+``ipc`` images per class: ``m = floor(ipc K CHW / (CHW + K + n))``.
+
+Deviations: the student is plain SGD without momentum (the paper learns momentum too) and the
+unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
+student's cross-entropy target (the paper regresses on the recalled label vectors); addresses
+start as random convex mixtures of the bases initialised from real images of the example's
+class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import torch
+
+from ddkit.data.dataset import ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.methods.base import register_method
+from ddkit.methods.config import MethodConfig
+from ddkit.methods.performance.bptt import BPTT, BPTTConfig
+
+STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
+
+
+@dataclasses.dataclass(frozen=True)
+class RTPConfig(BPTTConfig):
+    """RTP hyper-parameters: ``bptt``'s, plus the memory's shape."""
+
+    recall_factor: int = 2  # examples emitted per class = recall_factor * ipc
+    bases: int | None = None  # None: as many as fit the bytes of ipc images per class
+    label_scale: float = 3.0  # initial logit of a basis's own class (others 0)
+
+    def check(self) -> None:
+        super().check()
+        if self.recall_factor < 1:
+            raise ConfigError(f"recall_factor must be >= 1, got {self.recall_factor}")
+        if self.bases is not None and self.bases < 1:
+            raise ConfigError(f"bases must be >= 1 (or None to fill the budget), got {self.bases}")
+
+
+def memory_bases(ipc: int, num_classes: int, image_numel: int, recalled: int) -> int:
+    """How many bases fit the bytes of ``ipc`` images per class once every basis carries a
+    label part and every one of the ``recalled`` addresses one coefficient per basis."""
+    return max(1, (ipc * num_classes * image_numel) // (image_numel + num_classes + recalled))
+
+
+@register_method
+class RTP(BPTT):
+    """rtp: a memory of shared bases and per-example addresses learned with BPTT (Deng & Russakovsky, NeurIPS 2022)."""
+
+    name = "rtp"
+    Config: ClassVar[type[MethodConfig]] = RTPConfig
+    presets = BPTT.presets
+
+    def init(
+        self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
+    ) -> None:
+        super().init(train, ipc, generator, iterations)  # student network, step sizes, labels
+        cfg, k = self.config, train.spec.num_classes
+        n = cfg.recall_factor * ipc * k
+        image_numel = math.prod(train.spec.shape)
+        m = cfg.bases or memory_bases(ipc, k, image_numel, n)
+        base_classes = torch.arange(m) % k
+        counts = torch.bincount(base_classes, minlength=k)
+        take = train.sample_per_class(int(counts.max()), generator)  # (K, max per class)
+        rank = torch.cat([torch.arange(int(c)) for c in counts])
+        order = torch.argsort(base_classes, stable=True)
+        rows = torch.empty(m, dtype=torch.long)
+        rows[order] = take[base_classes[order], rank]
+        bases = train.images[rows].clone().requires_grad_(True)
+        label_bases = (cfg.label_scale * torch.eye(k)[base_classes]).requires_grad_(True)
+        example_classes = torch.arange(k).repeat_interleave(n // k)
+        own = (base_classes[None, :] == example_classes[:, None]).float()
+        weights = torch.rand(n, m, generator=generator) * own
+        alone = weights.sum(1) == 0  # a class without a basis of its own (m < K) mixes all
+        weights[alone] = torch.rand(int(alone.sum()), m, generator=generator)
+        addresses = (weights / weights.sum(1, keepdim=True)).requires_grad_(True)
+        self.state_.update({
+            "images": bases, "label_bases": label_bases, "addresses": addresses,
+            "opt": torch.optim.Adam([bases, label_bases, addresses], lr=cfg.lr_img),
+        })  # fmt: skip
+
+    def student_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        st = self.state_
+        a, bases = st["addresses"], st["images"]
+        images = (a @ bases.flatten(1)).view(len(a), *bases.shape[1:])
+        return images, torch.softmax(a @ st["label_bases"], dim=1)
+
+    def result(self) -> SyntheticSet:
+        with torch.no_grad():
+            images, targets = self.student_set()
+        st = self.state_
+        stored = {
+            "rtp.bases": st["images"].detach().clone(),
+            "rtp.label_bases": st["label_bases"].detach().clone(),
+            "rtp.addresses": st["addresses"].detach().clone(),
+        }
+        meta = {"stored_tensors": list(STORED), "bases": len(st["images"]),
+                "recalled_per_class": len(images) // self.train_.spec.num_classes}  # fmt: skip
+        return SyntheticSet(
+            images.clone(), targets.clone(), self.train_.spec, meta=meta, extras=stored
+        )
+
+    test_overrides: ClassVar[dict[str, Any]] = dict(BPTT.test_overrides)

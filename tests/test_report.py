@@ -20,3 +20,50 @@ def test_report_embeds_images_evaluations_and_settings(tmp_path, capsys):
     assert re.search(r"<th>option batch_real</th><td>8</td>", page)
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def _bench_rows() -> dict:
+    def row(method, ipc, mean, **extra):
+        return {"dataset": "digits", "method": method, "ipc": ipc, "mean": mean, "std": 0.01,
+                "iterations": 0, **extra}  # fmt: skip
+
+    return {
+        "suite": "quick",
+        "machine": {"cores": 2},
+        "rows": [
+            row("random", 1, 0.7, storage_bytes=2600),
+            row("dm", 1, 0.8512, storage_bytes=2600),
+            row("random", 10, 0.87, storage_bytes=26000),
+            row("dm", 10, 0.9, storage_bytes=26000),
+            row("full", None, 0.99),
+            {"dataset": "digits", "method": "dc", "ipc": 1, "error": "stopped"},
+        ],
+    }
+
+
+def test_report_of_a_bench_results_file(tmp_path, capsys):
+    import json
+
+    results = tmp_path / "quick.json"
+    results.write_text(json.dumps(_bench_rows()))
+    assert main(["report", str(results)]) == 0
+    page = (tmp_path / "quick.html").read_text()
+    assert "suite quick" in page and "5 finished rows" in page
+    assert "85.12 ± 1.00" in page and "+15.12" in page  # dm IPC 1 beside random
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 2  # vs IPC, vs bytes
+    results.write_text(json.dumps({"rows": [{"dataset": "digits", "error": "x"}]}))
+    assert main(["report", str(results)]) == 2
+    assert "no finished rows" in capsys.readouterr().err
+
+
+def test_accuracy_chart_names_its_axis(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from ddkit.plots import plot_accuracy_vs_ipc
+
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel", lambda ax, text: labels.append(text))
+    rows = _bench_rows()["rows"]
+    plot_accuracy_vs_ipc(rows, tmp_path / "ipc.png")
+    plot_accuracy_vs_ipc(rows, tmp_path / "bytes.png", x="bytes")
+    assert labels == ["images per class", "bytes stored"]

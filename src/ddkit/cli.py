@@ -292,6 +292,10 @@ def _recorded_full_row(dataset: str) -> dict[str, Any] | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
     from ddkit import plots
     from ddkit.bench import SUITES
     from ddkit.data import load_dataset
@@ -302,6 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ddkit.methods import create_method
     from ddkit.runs import distill_run
 
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     out = Path(args.out or "runs/demo")
     splits = load_dataset("digits")
     ipc, protocol = 10, get_protocol("fast")
@@ -362,6 +367,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         results["full train set (recorded)"] = {"source": DEMO_FULL_RESULTS, "row": recorded}
     print("\n".join(lines))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    print(f"compute: {wall:.0f} s wall, {cpu:.0f} s CPU on {torch.get_num_threads()} threads")
+    results["compute"] = {"wall_seconds": wall, "cpu_seconds": cpu}
     atomic_write_json(out / "demo.json", results)
     plots.plot_accuracies(accuracies, out / "accuracy.png", title="digits, test accuracy")
     if plots.read_log(out / "log.jsonl"):  # methods without iterations log nothing
@@ -445,9 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(pl, "root", out="PNG path (default: next to the input)")
     pl.set_defaults(func=cmd_plot)
 
-    rp = sub.add_parser("report", help="one self-contained HTML page for a run folder")
-    rp.add_argument("path", help="run folder")
-    add_common(rp, out="HTML path (default: RUN/report.html)")
+    rp = sub.add_parser(
+        "report", help="one self-contained HTML page for a run folder or a bench results file"
+    )
+    rp.add_argument("path", help="run folder, or a `ddkit bench` results file (.json)")
+    add_common(rp, out="HTML path (default: RUN/report.html, or the results file as .html)")
     rp.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="run a benchmark suite (resumable: finished cells are kept)")

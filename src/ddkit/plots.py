@@ -92,13 +92,13 @@ def plot_accuracy_vs_ipc(
         methods = sorted({r["method"] for r in mine if r["method"] != "full"})
         for i, method in enumerate(methods):
             pts = sorted((r["ipc"], r["mean"], r["std"]) for r in mine if r["method"] == method)
-            x = [p[0] for p in pts]
+            xs = [p[0] for p in pts]
             y = [100 * p[1] for p in pts]
             e = [100 * p[2] for p in pts]
             style = {"marker": "osD^v<>"[i // 10 % 7], "ls": ("-", ":")[i // 10 % 2]}
             if method == "random":
                 style = {"marker": "o", "ls": "--", "color": "black"}
-            ax.errorbar(x, y, yerr=e, ms=3, capsize=2, label=method, **style)
+            ax.errorbar(xs, y, yerr=e, ms=3, capsize=2, label=method, **style)
         ipcs = sorted({r["ipc"] for r in mine if r.get("ipc")})
         ax.set_xscale("log")
         if x == "ipc":

@@ -1,6 +1,6 @@
-"""One self-contained HTML page per run folder: what was run, the images, the learning curve,
-synthetic beside real images, and every evaluation found there (images embedded, no network
-access needed to view it)."""
+"""One self-contained HTML page per run folder (what was run, the images, the learning curve,
+synthetic beside real images, every evaluation found there) or per benchmark results file
+(the suite's table and its accuracy charts); images embedded, no network access needed."""
 
 from __future__ import annotations
 
@@ -82,11 +82,73 @@ def _evaluations(folder: Path) -> str:
     )
 
 
-def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
-    are missing are drawn first (learning curve, synthetic vs real when the data is at hand)."""
+def _page(title: str, heading: str, body: str) -> bytes:
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(heading)}</h1>{body}</body></html>"
+    ).encode()
+
+
+def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write an HTML page for a ``ddkit bench`` results file (``out``, default the file with
+    ``.html``): the rows as a table beside random real images of the same IPC, accuracy against
+    IPC and against stored bytes; returns its path."""
+    import tempfile
+
     from ddkit import plots
 
+    path = Path(results)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ConfigError(f"{str(path)!r} is not a ddkit bench results file (no rows)")
+    rows = [r for r in data["rows"] if "error" not in r and "mean" in r]
+    if not rows:
+        raise ConfigError(f"{str(path)!r} has no finished rows yet")
+    suite = str(data.get("suite", path.stem))
+    rows.sort(key=lambda r: (r["dataset"], r["ipc"] is None, r["ipc"] or 0,
+                             r["method"] != "random", r["method"]))  # fmt: skip
+    rand = {(r["dataset"], r["ipc"]): r["mean"] for r in rows if r["method"] == "random"}
+    head = ["dataset", "IPC", "method", "iterations", "accuracy (%)", "vs random", "stored bytes"]
+    cells = []
+    for r in rows:
+        base = rand.get((r["dataset"], r["ipc"]))
+        gap = "" if base is None or r["method"] == "random" else f"{100 * (r['mean'] - base):+.2f}"
+        cells.append([r["dataset"], "all" if r["ipc"] is None else r["ipc"], r["method"], r.get("iterations", ""),
+                      f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", gap,
+                      f"{r['storage_bytes']:,}" if r.get("storage_bytes") else ""])  # fmt: skip
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    table += "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in cells
+    )
+    table += "</table>"
+    charts = []
+    with tempfile.TemporaryDirectory(prefix="ddkit-report-") as tmp:
+        plots.plot_accuracy_vs_ipc(rows, Path(tmp) / "ipc.png")
+        charts.append(_img(Path(tmp) / "ipc.png", "test accuracy against images per class"))
+        if any(r.get("storage_bytes") for r in rows):
+            plots.plot_accuracy_vs_ipc(rows, Path(tmp) / "bytes.png", x="bytes")
+            charts.append(_img(Path(tmp) / "bytes.png", "test accuracy against bytes stored"))
+    machine = data.get("machine", {})
+    body = (
+        f"<p class=note>{html.escape(str(path.resolve()))} · {len(rows)} finished rows · "
+        f"machine: {html.escape(', '.join(f'{k} {v}' for k, v in machine.items()))}</p>"
+        f"<h2>Accuracy</h2>{''.join(charts)}<h2>Rows</h2>{table}"
+        "<p class=note>Final-epoch test accuracy of fresh networks, mean ± std over runs; "
+        "vs random: points above random real images of the same IPC.</p>"
+    )
+    target = Path(out) if out is not None else path.with_suffix(".html")
+    atomic_write_bytes(target, _page(f"ddkit bench {suite}", f"ddkit bench: suite {suite}", body))
+    return target
+
+
+def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
+    are missing are drawn first (learning curve, synthetic vs real when the data is at hand).
+    A ``ddkit bench`` results file (``.json``) gets :func:`write_suite_report`'s page."""
+    from ddkit import plots
+
+    if Path(run).is_file() and Path(run).suffix == ".json":
+        return write_suite_report(run, out)
     folder = Path(run)
     if not (folder / "config.json").is_file() or not (folder / "synthetic").is_dir():
         raise ConfigError(f"{str(folder)!r} is not a run folder (no config.json / synthetic/)")

@@ -123,14 +123,15 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
             syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}"
         )
     ipc = ipc * factor**2
-    # Memory methods (RTP) store tensors the examples are recalled from: the budget is the
-    # bytes of ``ipc`` images (and hard labels) per class; the examples' labels are learned.
+    # Sets that name their stored tensors (RTP's memory, frequency codecs) decode more examples
+    # from them: the budget is the bytes of ``ipc`` images and hard labels per class (RTP's
+    # labels are learned, so its class counts are not fixed).
     memory = bool(syn.meta.get("stored_tensors"))
     if memory:
         budget = ipc * k * (math.prod(spec.shape) * 4 + 8)
         stored = syn.storage_bytes()["total"]
         f.check(stored <= budget, f"stores {stored} bytes, over the {budget} of {ipc} IPC")
-        ipc = int(syn.meta.get("recalled_per_class", 0))
+        ipc = int(syn.meta.get("emitted_per_class", 0))
     f.check(
         tuple(syn.images.shape) == (ipc * k, *spec.shape),
         f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}",

@@ -126,20 +126,20 @@ class SyntheticSet:
     def storage_bytes(self) -> dict[str, int]:
         """Bytes of the distilled content per component (stored images, labels, lr, other
         extras); decoded training images of multi-formation sets are not counted twice. A set
-        whose ``meta['stored_tensors']`` names the extras it is decoded from (RTP's memory)
-        counts those alone: its images and labels are recalled from them."""
+        whose ``meta['stored_tensors']`` names the extras it is decoded from (RTP's memory, a
+        frequency-domain codec) counts those alone, under ``extras`` (with its labels when the
+        list names ``"labels"``): its images are decoded from them."""
         named = self.meta.get("stored_tensors")
         if named:
-            missing = [k for k in named if k not in self.extras]
+            missing = [k for k in named if k != "labels" and k not in self.extras]
             if missing:
                 raise DataError(f"the set names stored tensors it lacks: {missing}")
+            tensors = [self.labels if k == "labels" else self.extras[k] for k in named]
             parts = {
                 "images": 0,
                 "labels": 0,
                 "lr": 4 if self.lr is not None else 0,
-                "extras": sum(
-                    self.extras[k].numel() * self.extras[k].element_size() for k in named
-                ),
+                "extras": sum(t.numel() * t.element_size() for t in tensors),
             }
             parts["total"] = sum(parts.values())
             return parts

@@ -44,6 +44,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, MethodConfig, register_method
+from ddkit.methods.codecs import CODEC, make_codec
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -187,8 +188,11 @@ class DMConfig(MethodConfig):
     embed_chunk: int = 0
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
+    # what is stored (ddkit.methods.codecs): pixels | formation:F | fred:R, at equal bytes
+    codec: str = "pixels"
 
     rules = {
+        "codec": CODEC,
         "lr_img": POSITIVE,
         "momentum_img": MOMENTUM,
         "batch_real": AT_LEAST_ONE,
@@ -245,6 +249,11 @@ class IDMConfig(DMConfig):
     }
 
     def check(self) -> None:
+        if self.codec != "pixels":
+            raise ConfigError(
+                "idm stores multi-formation images through its own factor option; "
+                f"codec must be pixels, got {self.codec!r}"
+            )
         if self.net_init_num > self.net_num:
             raise ConfigError(
                 f"net_init_num must be <= net_num={self.net_num}, got {self.net_init_num}"
@@ -297,11 +306,10 @@ class DM(Distiller):
     ) -> None:
         cfg = self.config
         self._setup(train)
-        images = (
-            self._start_images(train, ipc, generator)
-            .to(self.device_, self.dtype_)
-            .requires_grad_(True)
-        )
+        self.codec_ = make_codec(cfg.codec)
+        self.codec_.fit(train)
+        start = self._start_images(train, self.codec_.real_per_class(ipc, train.spec), generator)
+        images = self.codec_.encode(start, ipc).to(self.device_, self.dtype_).requires_grad_(True)
         self.state_["generator"] = generator
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
@@ -331,7 +339,7 @@ class DM(Distiller):
         real_mean, syn_emb = match_embeddings(
             net.embed,
             real,
-            self._syn_view(images),
+            self._syn_view(self.codec_.decode(images)),
             self.dsa_,
             draws,
             vectorize=cfg.vectorize,
@@ -344,12 +352,7 @@ class DM(Distiller):
         return {"loss": float(loss.detach()) / self.train_.spec.num_classes}
 
     def result(self) -> SyntheticSet:
-        k = self.train_.spec.num_classes
-        return SyntheticSet(
-            self.state_["images"].detach().cpu().float().clone(),
-            class_labels(k, self.ipc_),
-            self.train_.spec,
-        )
+        return self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
 
 
 # ============================================================================ IDM

@@ -115,7 +115,7 @@ class RTP(BPTT):
             "rtp.addresses": st["addresses"].detach().clone(),
         }
         meta = {"stored_tensors": list(STORED), "bases": len(st["images"]),
-                "recalled_per_class": len(images) // self.train_.spec.num_classes}  # fmt: skip
+                "emitted_per_class": len(images) // self.train_.spec.num_classes}  # fmt: skip
         return SyntheticSet(
             images.clone(), targets.clone(), self.train_.spec, meta=meta, extras=stored
         )

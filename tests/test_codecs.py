@@ -1,0 +1,95 @@
+"""Codecs: what a set stores and how it decodes, at the bytes of plain images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddkit.errors import ConfigError
+from ddkit.methods import create_method
+from ddkit.methods.codecs import LABEL_BYTES, dct_matrix, image_bytes, make_codec
+from ddkit.testing import check_method, tiny_digits
+
+
+def test_dct_is_orthonormal_and_fred_keeping_everything_is_lossless():
+    d = dct_matrix(8, torch.float64)
+    assert torch.allclose(d @ d.T, torch.eye(8, dtype=torch.float64), atol=1e-12)
+    train = tiny_digits().train
+    codec = make_codec("fred:1")
+    codec.fit(train)
+    x = train.images[:12]
+    assert torch.allclose(codec.decode(codec.encode(x, 1)), x, atol=1e-5)
+
+
+def test_fred_keeps_the_positions_where_real_data_has_most_energy():
+    train = tiny_digits().train
+    codec = make_codec("fred:0.25")
+    codec.fit(train)
+    x = train.images[:20]
+    kept = codec.decode(codec.encode(x, 1))
+    coefficients = codec._forward(kept).flatten(2)
+    dropped = torch.ones(64, dtype=torch.bool)
+    dropped[codec.index_[0]] = False
+    assert coefficients[:, 0, dropped].abs().max() < 1e-5  # nothing outside the kept positions
+    lowpass_error = (kept - x).pow(2).mean()
+    assert lowpass_error < 0.5 * x.pow(2).mean()  # a quarter of the coefficients keeps most
+
+
+@pytest.mark.parametrize("spec", ["pixels", "formation:2", "fred:0.25", "fred:0.5"])
+@pytest.mark.parametrize("ipc", [1, 10])
+def test_every_codec_fits_the_bytes_of_plain_images(spec, ipc):
+    train = tiny_digits().train
+    codec = make_codec(spec)
+    codec.fit(train)
+    n = codec.real_per_class(ipc, train.spec)
+    index = train.sample_per_class(min(n, 20), torch.Generator().manual_seed(0))
+    start = train.images[index.repeat(1, -(-n // index.shape[1]))[:, :n].flatten()]
+    syn = codec.to_set(codec.encode(start, ipc), train.spec, ipc)
+    k = train.spec.num_classes
+    plain = ipc * k * (image_bytes(train.spec) + LABEL_BYTES)
+    per_class = codec.emitted_per_class(ipc, train.spec)
+    assert len(syn) == k * per_class and per_class >= ipc
+    stored = syn.storage_bytes()["total"]
+    if spec.startswith("fred"):
+        assert stored <= plain < stored + k * (4 * round(float(spec[5:]) * 64) + LABEL_BYTES)
+    elif spec == "pixels":
+        assert stored == plain
+    else:  # formation stores the plain images; its labels are those of the decoded images
+        assert syn.storage_bytes()["images"] == ipc * k * image_bytes(train.spec)
+
+
+@pytest.mark.parametrize("spec", ["formation:2", "fred:0.25"])
+def test_dm_through_a_codec_is_a_conforming_method(spec):
+    check_method("dm", overrides={"codec": spec})
+
+
+def test_dm_moves_the_stored_coefficients():
+    train = tiny_digits().train
+    m = create_method("dm", dataset="tiny-digits", ipc=1, batch_real=8, codec="fred:0.25")
+    start = m.fit(train, 1, iterations=0, seed=0)
+    after = m.fit(train, 1, iterations=3, seed=0)
+    assert not torch.allclose(start.extras["fred.coefficients"], after.extras["fred.coefficients"])
+    assert len(after) == 10 * after.meta["emitted_per_class"]
+    assert after.meta["codec"] == "fred:0.25"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("jpeg", "unknown codec"),
+        ("fred:2", r"\(0, 1\]"),
+        ("formation:x", "needs a number"),
+        ("formation:0", ">= 1"),
+        ("pixels:3", "no argument"),
+    ],  # fmt: skip
+)
+def test_bad_codecs_are_named(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        make_codec(spec)
+    with pytest.raises(ConfigError, match="codec must be pixels, formation:F"):
+        create_method("dm", codec=spec)
+
+
+def test_idm_keeps_its_own_formation():
+    with pytest.raises(ConfigError, match="idm stores multi-formation images through its own"):
+        create_method("idm", codec="fred:0.5")

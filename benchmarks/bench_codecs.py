@@ -1,0 +1,78 @@
+"""What is stored, at equal bytes: DM through each codec against plain pixels and random real.
+
+For every IPC (the byte budget of IPC plain images and hard labels per class) and codec, DM
+distils the training split through the codec (``pixels``, ``formation:F``, ``fred:R``; same
+objective, iterations and seed), and fresh networks are trained on the decoded set under one
+protocol and tested once; random real images of the same bytes (plain pixels, IPC images per
+class) sit beside them. Each cell records accuracy (final epoch, mean ± std over runs), the
+images decoded, the bytes stored and the seconds spent. Cells already in the output file are
+kept, so an interrupted run continues where it stopped. Nothing is tuned here.
+
+Usage: python benchmarks/bench_codecs.py [--dataset digits] [--ipcs 1,10]
+       [--codecs pixels,formation:2,fred:0.25] [--iterations N] [--protocol fast] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ddkit.bench.runner import machine_info
+from ddkit.data import load_dataset
+from ddkit.eval import evaluate
+from ddkit.io import atomic_write_json
+from ddkit.methods import create_method, load_all
+
+
+def _cell(splits, method: str, ipc: int, codec: str | None, args) -> dict:
+    options = {} if codec is None else {"codec": codec}
+    m = create_method(method, dataset=args.dataset, ipc=ipc, **options)
+    t0 = time.perf_counter()
+    iterations = None if method == "random" else args.iterations
+    syn = m.fit(splits.train, ipc, iterations=iterations, seed=args.seed)
+    distill = time.perf_counter() - t0
+    r = evaluate(syn, splits.test, args.protocol, seed=args.seed).results[0]
+    return {
+        "dataset": args.dataset, "ipc": ipc, "method": method, "codec": codec,
+        "iterations": iterations, "images": len(syn),
+        "storage_bytes": syn.storage_bytes()["total"], "protocol": args.protocol,
+        "accuracies": r.accuracies, "mean": r.mean, "std": r.std,
+        "distill_seconds": distill, "eval_seconds": r.train_seconds,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--ipcs", default="1,10")
+    ap.add_argument("--codecs", default="pixels,formation:2,fred:0.25")
+    ap.add_argument("--iterations", type=int, default=None, help="DM iterations (preset if unset)")
+    ap.add_argument("--protocol", default="fast")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    load_all()
+    out = Path(args.out or f"benchmarks/results/codecs_{args.dataset}.json")
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    splits = load_dataset(args.dataset)
+    cells = []
+    for ipc in [int(i) for i in args.ipcs.split(",")]:
+        cells.append(("random", ipc, None))
+        cells += [("dm", ipc, c) for c in args.codecs.split(",")]
+    for method, ipc, codec in cells:
+        key = (method, ipc, codec, args.protocol)
+        if any((r["method"], r["ipc"], r["codec"], r["protocol"]) == key for r in rows):
+            continue
+        print(f"{args.dataset} IPC {ipc} {method} {codec or ''} ...", flush=True)
+        row = _cell(splits, method, ipc, codec, args)
+        print(f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f} %, {row['images']} images, "
+              f"{row['storage_bytes']:,} bytes, distill {row['distill_seconds']:.0f} s", flush=True)  # fmt: skip
+        rows.append(row)
+        atomic_write_json(out, {"machine": machine_info(), "rows": rows})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -153,52 +153,58 @@ def plot_continual(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
     return _save(fig, path)
 
 
+def _ranking_panels(
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float], Mapping[str, Any]]],
+    xlabel: str,
+    ylabel: str,
+    path: str | os.PathLike,
+) -> Path:
+    """One scatter panel per ``(name, reference scores, candidate scores, row)``, titled with
+    the row's image count and rank correlations (``num_images``, ``spearman``, ``kendall``)."""
+    if not panels:
+        raise DataError("nothing to plot")
+    fig, axes = _figure(len(panels), width=3.6, height=3.6)
+    for ax, (name, xs, ys, row) in zip(axes, panels, strict=True):
+        ax.scatter(xs, ys, s=10)
+        ax.set_title(
+            f"{name} ({row['num_images']} img)\n"
+            f"Spearman {row['spearman']:.2f}, Kendall {row['kendall']:.2f}",
+            fontsize=9,
+        )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_proxy_ranking(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Architecture search (:func:`ddkit.apps.nas.architecture_search`): per proxy, each
     architecture's validation accuracy after proxy training against after full-data training,
     titled with the rank correlations."""
-    proxies = result["proxies"]
-    if not proxies:
-        raise DataError("no proxy to plot")
-    fig, axes = _figure(len(proxies), width=3.6, height=3.6)
     full = result["full"]["val"]
-    for ax, row in zip(axes, proxies, strict=True):
-        archs = sorted(full)
-        ax.scatter([100 * full[a] for a in archs], [100 * row["val"][a] for a in archs], s=10)
-        ax.set_title(
-            f"{row['proxy']} ({row['num_images']} img)\n"
-            f"Spearman {row['spearman']:.2f}, Kendall {row['kendall']:.2f}",
-            fontsize=9,
-        )
-        ax.set_xlabel("val. acc., full training (%)")
-        ax.set_ylabel("val. acc., proxy training (%)")
-        ax.grid(alpha=0.3)
-    return _save(fig, path)
+    archs = sorted(full)
+    panels = [
+        (row["proxy"], [100 * full[a] for a in archs], [100 * row["val"][a] for a in archs], row)
+        for row in result["proxies"]
+    ]
+    return _ranking_panels(
+        panels, "val. acc., full training (%)", "val. acc., proxy training (%)", path
+    )
 
 
 def plot_hcdc(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """HCDC (:func:`ddkit.apps.hcdc.calibrated_search`): per candidate validation set, each
     setting's validation loss on it against on the real validation split, titled with the rank
     correlations."""
-    rows = result["candidates"]
-    if not rows:
-        raise DataError("no candidate validation set to plot")
-    fig, axes = _figure(len(rows), width=3.6, height=3.6)
     real = result["real"]["scores"]
-    for ax, row in zip(axes, rows, strict=True):
-        names = sorted(real)
-        ax.scatter(
-            [real[n]["loss"] for n in names], [row["scores"][n]["loss"] for n in names], s=12
-        )
-        ax.set_title(
-            f"{row['candidate']} ({row['num_images']} img)\n"
-            f"Spearman {row['spearman']:.2f}, Kendall {row['kendall']:.2f}",
-            fontsize=9,
-        )
-        ax.set_xlabel(f"val. loss, real split ({result['real']['num_images']} img)")
-        ax.set_ylabel("val. loss, condensed set")
-        ax.grid(alpha=0.3)
-    return _save(fig, path)
+    names = sorted(real)
+    panels = [
+        (row["candidate"], [real[n]["loss"] for n in names],
+         [row["scores"][n]["loss"] for n in names], row)
+        for row in result["candidates"]
+    ]  # fmt: skip
+    xlabel = f"val. loss, real split ({result['real']['num_images']} img)"
+    return _ranking_panels(panels, xlabel, "val. loss, condensed set", path)
 
 
 def plot_federated(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:

@@ -58,9 +58,10 @@ def test_every_codec_fits_the_bytes_of_plain_images(spec, ipc):
         assert syn.storage_bytes()["images"] == ipc * k * image_bytes(train.spec)
 
 
+@pytest.mark.parametrize("method", ["dm", "dc", "dsa"])
 @pytest.mark.parametrize("spec", ["formation:2", "fred:0.25"])
-def test_dm_through_a_codec_is_a_conforming_method(spec):
-    check_method("dm", overrides={"codec": spec})
+def test_matching_through_a_codec_is_a_conforming_method(method, spec):
+    check_method(method, overrides={"codec": spec})
 
 
 def test_dm_moves_the_stored_coefficients():
@@ -86,8 +87,9 @@ def test_dm_moves_the_stored_coefficients():
 def test_bad_codecs_are_named(spec, message):
     with pytest.raises(ConfigError, match=message):
         make_codec(spec)
-    with pytest.raises(ConfigError, match="codec must be pixels, formation:F"):
-        create_method("dm", codec=spec)
+    for method in ("dm", "dc"):
+        with pytest.raises(ConfigError, match="codec must be pixels, formation:F"):
+            create_method(method, codec=spec)
 
 
 def test_idm_keeps_its_own_formation():

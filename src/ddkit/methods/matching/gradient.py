@@ -65,6 +65,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
+from ddkit.methods.codecs import CODEC, make_codec
 from ddkit.methods.common import (
     RandomNetwork,
     class_labels,
@@ -160,8 +161,11 @@ class DCConfig(MethodConfig):
     # per-class gradients with torch.func.vmap (False: the class loop, faster on CPU)
     vectorize: bool = False
     class_chunk: int = 0  # classes per vmap call (0: all at once; a bound on memory)
+    # what is stored (ddkit.methods.codecs): pixels | formation:F | fred:R, at equal bytes
+    codec: str = "pixels"
 
     rules = {
+        "codec": CODEC,
         "lr_img": POSITIVE,
         "lr_net": POSITIVE,
         "momentum_img": MOMENTUM,
@@ -249,12 +253,15 @@ class DC(Distiller):
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
-        self.labels_ = class_labels(spec.num_classes, ipc)
+        self.codec_ = make_codec(cfg.codec)
+        self.codec_.fit(train)
+        self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
         # dtype: float64 data gives a float64 network)
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
-        images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
+        start = initial_images(train, self.codec_.real_per_class(ipc, spec), generator, cfg.init)
+        images = self.codec_.encode(start, ipc).requires_grad_(True)
         self.state_["images"] = images
         self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
@@ -284,7 +291,7 @@ class DC(Distiller):
         if has_batchnorm(net):
             self._freeze_batchnorm(net, g)
         real = train.images[train.sample_per_class(self.real_batch_, g)]  # (K, B, C, H, W)
-        syn = images.view(k, -1, *spec.shape)
+        syn = self.codec_.decode(images).view(k, -1, *spec.shape)
         if self.dsa_ is not None:
             hw = spec.image_size
             draws = [self.dsa_.sample(1, g, shared=True, image_size=hw) for _ in range(k)]
@@ -313,7 +320,7 @@ class DC(Distiller):
         dsa = self.dsa_
         sgd_train(
             net,
-            self.state_["images"].detach(),
+            self.codec_.decode(self.state_["images"].detach()),
             self.labels_,
             epochs=self.inner_loop_,
             lr=self.config.lr_net,
@@ -346,12 +353,9 @@ class DC(Distiller):
         }
         if self.dsa_ is not None:
             meta["dsa_strategy"] = self.dsa_.strategy
-        return SyntheticSet(
-            self.state_["images"].detach().clone(),
-            self.labels_.clone(),
-            self.train_.spec,
-            meta=meta,
-        )
+        syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        syn.meta.update(meta)
+        return syn
 
 
 @register_method

@@ -19,6 +19,14 @@ per class as fit in it.
   squared coefficient of the real data at each position (FreD ranks by explained variance;
   the mean square also keeps the images' mean, which normalised backgrounds need) and stay
   fixed; no per-dataset tuned ratios.
+* ``haba:H`` -- factorisation (HaBa: Liu, Wang, Yang & Wang, NeurIPS 2022): per class a few
+  *bases* (images) and, shared by all classes, ``H`` small *hallucinator* networks (a 3x3
+  convolution, a learned scale and shift, tanh, a 3x3 convolution back, added to the base);
+  every base through every hallucinator gives ``H`` training images. The hallucinators' weights
+  are stored too, so fewer bases fit than plain images (none at IPC 1 on small images: the
+  codec then says so). Deviations from HaBa: no adversarial contrastive term keeping the
+  hallucinators apart (their encoders start random and their decoders at zero, so each starts
+  as the identity); the emitted images' hard labels are counted per image.
 """
 
 from __future__ import annotations
@@ -61,8 +69,9 @@ class Codec:
         """Real images per class :meth:`encode` needs to start from."""
         return self.emitted_per_class(ipc, spec)
 
-    def encode(self, images: torch.Tensor, ipc: int) -> torch.Tensor:
-        """The stored tensor that starts from real ``images`` (class-major)."""
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The stored tensor that starts from real ``images`` (class-major); anything random
+        in it is drawn from ``generator``."""
         raise NotImplementedError
 
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
@@ -91,7 +100,7 @@ class Pixels(Codec):
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         return ipc
 
-    def encode(self, images: torch.Tensor, ipc: int) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return images.clone()
 
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
@@ -117,7 +126,7 @@ class Formation(Codec):
             raise ConfigError(f"factor {self.factor} is larger than the images {spec.image_size}")
         return ipc * self.factor**2
 
-    def encode(self, images: torch.Tensor, ipc: int) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return encode_real(images, self.factor)
 
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
@@ -182,7 +191,7 @@ class Frequency(Codec):
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.dh_ @ images @ self.dw_.T
 
-    def encode(self, images: torch.Tensor, ipc: int) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         flat = self._forward(images).flatten(2)  # (N, C, H*W)
         return torch.gather(flat, 2, self.index_.expand(len(images), -1, -1)).clone()
 
@@ -203,7 +212,97 @@ class Frequency(Codec):
         return syn
 
 
-CODECS: dict[str, Any] = {"pixels": Pixels, "formation": Formation, "fred": Frequency}
+class Factorisation(Codec):
+    """HaBa-style factorisation: bases x hallucinators (module docstring)."""
+
+    name = "haba"
+    width = 4  # channels inside a hallucinator
+
+    def __init__(self, hallucinators: int) -> None:
+        if hallucinators < 1:
+            raise ConfigError(f"haba needs at least one hallucinator, got {hallucinators}")
+        self.h = int(hallucinators)
+
+    @property
+    def spec_string(self) -> str:
+        return f"haba:{self.h}"
+
+    def _sizes(self, channels: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the hallucinators' parameters, all ``h`` stacked (grouped convolutions)."""
+        h, c, w = self.h, channels, self.width
+        return {"enc": (h * w, c, 3, 3), "scale": (h * w,), "shift": (h * w,),
+                "dec": (h * c, w, 3, 3), "dec_bias": (h * c,)}  # fmt: skip
+
+    def _num_params(self, channels: int) -> int:
+        return sum(math.prod(v) for v in self._sizes(channels).values())
+
+    def bases_per_class(self, ipc: int, spec: DatasetSpec) -> int:
+        k = spec.num_classes
+        budget = k * ipc * (image_bytes(spec) + LABEL_BYTES) - 4 * self._num_params(spec.channels)
+        return int(budget // (k * (image_bytes(spec) + self.h * LABEL_BYTES)))
+
+    def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
+        b = self.bases_per_class(ipc, spec)
+        if b < 1:
+            raise ConfigError(
+                f"haba:{self.h} does not fit the bytes of IPC {ipc}: its hallucinators alone "
+                f"take {4 * self._num_params(spec.channels)} bytes; use a larger IPC or fewer"
+            )
+        return b * self.h
+
+    def real_per_class(self, ipc: int, spec: DatasetSpec) -> int:
+        return self.bases_per_class(ipc, spec)
+
+    def fit(self, train: ImageDataset) -> None:
+        self.shape_ = train.spec.shape
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Bases start as the real images; hallucinators as the identity (their decoder is
+        zero) with random encoders, so they differ as soon as they learn."""
+        c = self.shape_[0]
+        sizes = self._sizes(c)
+        enc = torch.randn(sizes["enc"], generator=generator) / math.sqrt(9 * c)
+        parts = [images.flatten(), enc.flatten(), torch.ones(sizes["scale"]),
+                 torch.zeros(sizes["shift"]), torch.zeros(sizes["dec"]).flatten(),
+                 torch.zeros(sizes["dec_bias"])]  # fmt: skip
+        return torch.cat([p.to(images.dtype) for p in parts])
+
+    def _unpack(self, stored: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.shape_[0]
+        sizes = self._sizes(c)
+        n_params = self._num_params(c)
+        bases = stored[: len(stored) - n_params].view(-1, *self.shape_)
+        params, start = {}, len(stored) - n_params
+        for key, shape in sizes.items():
+            n = math.prod(shape)
+            params[key] = stored[start : start + n].view(shape)
+            start += n
+        return bases, params
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        """Every base through every hallucinator: ``base + dec(tanh(scale * enc(base) +
+        shift))``, base-major (each base's ``h`` images together, so classes stay in order)."""
+        bases, p = self._unpack(stored)
+        n, (c, hh, ww) = len(bases), self.shape_
+        x = bases.repeat(1, self.h, 1, 1)  # (N, h*C, H, W): one copy per hallucinator
+        f = torch.nn.functional.conv2d(x, p["enc"], padding=1, groups=self.h)
+        f = torch.tanh(f * p["scale"].view(1, -1, 1, 1) + p["shift"].view(1, -1, 1, 1))
+        out = torch.nn.functional.conv2d(f, p["dec"], p["dec_bias"], padding=1, groups=self.h)
+        return (x + out).view(n * self.h, c, hh, ww)
+
+    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc)
+        bases, _ = self._unpack(stored.detach())
+        syn.extras["haba.stored"] = stored.detach().cpu().float().clone()
+        syn.meta.update({"stored_tensors": ["haba.stored", "labels"], "hallucinators": self.h,
+                         "bases_per_class": len(bases) // spec.num_classes,
+                         "emitted_per_class": len(syn) // spec.num_classes})  # fmt: skip
+        return syn
+
+
+CODECS: dict[str, Any] = {
+    "pixels": Pixels, "formation": Formation, "fred": Frequency, "haba": Factorisation,
+}  # fmt: skip
 
 
 def _valid_codec(value: Any) -> bool:
@@ -215,21 +314,23 @@ def _valid_codec(value: Any) -> bool:
 
 
 #: a ``codec`` option
-CODEC = Rule(_valid_codec, "must be pixels, formation:F (F >= 1) or fred:R (0 < R <= 1)")
+CODEC = Rule(
+    _valid_codec, "must be pixels, formation:F (F >= 1), fred:R (0 < R <= 1) or haba:H (H >= 1)"
+)
 
 
 def make_codec(spec: str) -> Codec:
-    """A codec from its spec string: ``pixels``, ``formation:F`` (integer F) or ``fred:R``
-    (0 < R <= 1)."""
+    """A codec from its spec string: ``pixels``, ``formation:F`` (integer F), ``fred:R``
+    (0 < R <= 1) or ``haba:H`` (H hallucinators)."""
     name, _, arg = str(spec).partition(":")
     if name not in CODECS:
-        raise ConfigError(f"unknown codec {spec!r}; valid: pixels, formation:F, fred:R")
+        raise ConfigError(f"unknown codec {spec!r}; valid: pixels, formation:F, fred:R, haba:H")
     if name == "pixels":
         if arg:
             raise ConfigError(f"codec pixels takes no argument, got {spec!r}")
         return Pixels()
     try:
-        value = int(arg) if name == "formation" else float(arg)
+        value = float(arg) if name == "fred" else int(arg)
     except ValueError:
         raise ConfigError(f"codec {spec!r}: {name} needs a number after ':'") from None
     return CODECS[name](value)

@@ -309,7 +309,9 @@ class DM(Distiller):
         self.codec_ = make_codec(cfg.codec)
         self.codec_.fit(train)
         start = self._start_images(train, self.codec_.real_per_class(ipc, train.spec), generator)
-        images = self.codec_.encode(start, ipc).to(self.device_, self.dtype_).requires_grad_(True)
+        images = (
+            self.codec_.encode(start, generator).to(self.device_, self.dtype_).requires_grad_(True)
+        )
         self.state_["generator"] = generator
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)

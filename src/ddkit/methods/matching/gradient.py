@@ -261,7 +261,7 @@ class DC(Distiller):
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
         start = initial_images(train, self.codec_.real_per_class(ipc, spec), generator, cfg.init)
-        images = self.codec_.encode(start, ipc).requires_grad_(True)
+        images = self.codec_.encode(start, generator).requires_grad_(True)
         self.state_["images"] = images
         self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator

@@ -13,7 +13,7 @@ learned step sizes (:mod:`~ddkit.methods.performance.bptt`).
 The stored tensors are ``rtp.bases`` ``(m, C, H, W)``, ``rtp.label_bases`` ``(m, K)`` and
 ``rtp.addresses`` ``(n, m)``; the saved set also holds the recalled examples (``images``, soft
 ``labels``) so it evaluates like any other, and :meth:`SyntheticSet.storage_bytes` counts only
-the stored tensors. With ``bases=None`` the memory takes as many bases as fit the bytes of
+the stored tensors. With ``bases="auto"`` the memory takes as many bases as fit the bytes of
 ``ipc`` images per class: ``m = floor(ipc K CHW / (CHW + K + n))``.
 
 Deviations: the student is plain SGD without momentum (the paper learns momentum too) and the
@@ -33,9 +33,8 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
-from ddkit.methods.config import MethodConfig
+from ddkit.methods.config import AT_LEAST_ONE, Auto, MethodConfig
 from ddkit.methods.performance.bptt import BPTT, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
@@ -46,15 +45,10 @@ class RTPConfig(BPTTConfig):
     """RTP hyper-parameters: ``bptt``'s, plus the memory's shape."""
 
     recall_factor: int = 2  # examples emitted per class = recall_factor * ipc
-    bases: int | None = None  # None: as many as fit the bytes of ipc images per class
+    bases: int | Auto = "auto"  # auto: as many as fit the bytes of ipc images per class
     label_scale: float = 3.0  # initial logit of a basis's own class (others 0)
 
-    def check(self) -> None:
-        super().check()
-        if self.recall_factor < 1:
-            raise ConfigError(f"recall_factor must be >= 1, got {self.recall_factor}")
-        if self.bases is not None and self.bases < 1:
-            raise ConfigError(f"bases must be >= 1 (or None to fill the budget), got {self.bases}")
+    rules = {"recall_factor": AT_LEAST_ONE, "bases": AT_LEAST_ONE}
 
 
 def memory_bases(ipc: int, num_classes: int, image_numel: int, recalled: int) -> int:
@@ -78,7 +72,7 @@ class RTP(BPTT):
         cfg, k = self.config, train.spec.num_classes
         n = cfg.recall_factor * ipc * k
         image_numel = math.prod(train.spec.shape)
-        m = cfg.bases or memory_bases(ipc, k, image_numel, n)
+        m = cfg.bases if cfg.bases != "auto" else memory_bases(ipc, k, image_numel, n)
         base_classes = torch.arange(m) % k
         counts = torch.bincount(base_classes, minlength=k)
         take = train.sample_per_class(int(counts.max()), generator)  # (K, max per class)

@@ -282,3 +282,45 @@ def test_hcdc_cli_writes_json_and_png(tmp_path):
     assert set(data["real"]["scores"]) == {"lr=0.05,wd=0.001", "lr=0.05,wd=0.03"}
     assert (out / "hcdc.png").stat().st_size > 1000
     assert main([*args[:-2], "--weight-decays", "x", "--out", str(out)]) == 2
+
+
+def test_the_implicit_hypergradient_equals_a_finite_difference():
+    """d(validation loss)/d(log weight decay) of a linear classifier trained to its optimum:
+    implicit differentiation (Neumann series) against retraining at wd * exp(+-eps)."""
+    import math
+
+    from ddkit.apps.hcdc import calibrate
+    from ddkit.data.dataset import ImageDataset
+
+    splits = tiny_digits()
+    train = ImageDataset(splits.train.images[:96].double(), splits.train.labels[:96],
+                         splits.train.spec)  # fmt: skip
+    val = ImageDataset(splits.test.images.double(), splits.test.labels, splits.test.spec)
+    f = torch.nn.functional
+
+    def fit(wd: float) -> torch.nn.Module:
+        net = _tiny_linear_net().double()
+        opt = torch.optim.LBFGS(net.parameters(), max_iter=500, tolerance_grad=1e-12,
+                                tolerance_change=1e-14, history_size=50,
+                                line_search_fn="strong_wolfe")  # fmt: skip
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            penalty = sum(p.pow(2).sum() for p in net.parameters())
+            loss = f.cross_entropy(net(train.images), train.labels) + 0.5 * wd * penalty
+            loss.backward()
+            return loss
+
+        for _ in range(5):
+            opt.step(closure)
+        return net
+
+    def val_loss(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            return float(f.cross_entropy(net(val.images), val.labels))
+
+    wd, eps = 0.05, 1e-3
+    g = torch.Generator().manual_seed(0)
+    cal = calibrate(fit(wd), train, val, wd, terms=800, hessian_batch=10**6, generator=g)
+    finite = (val_loss(fit(wd * math.exp(eps))) - val_loss(fit(wd * math.exp(-eps)))) / (2 * eps)
+    assert float(cal.target[0]) == pytest.approx(finite, rel=0.01)

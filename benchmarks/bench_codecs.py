@@ -1,7 +1,7 @@
 """What is stored, at equal bytes: DM through each codec against plain pixels and random real.
 
 For every IPC (the byte budget of IPC plain images and hard labels per class) and codec, DM
-distils the training split through the codec (``pixels``, ``formation:F``, ``fred:R``, ``haba:H``; same
+distils the training split through the codec (``pixels``, ``formation:F``, ``fred:R``, ``haba:H``, ``latent:D``; same
 objective, iterations and seed), and fresh networks are trained on the decoded set under one
 protocol and tested once; random real images of the same bytes (plain pixels, IPC images per
 class) sit beside them. Each cell records accuracy (final epoch, mean ± std over runs), the
@@ -9,7 +9,7 @@ images decoded, the bytes stored and the seconds spent. Cells already in the out
 kept, so an interrupted run continues where it stopped. Nothing is tuned here.
 
 Usage: python benchmarks/bench_codecs.py [--dataset digits] [--ipcs 1,10]
-       [--codecs pixels,formation:2,fred:0.25,haba:5] [--iterations N] [--protocol fast] [--out FILE]
+       [--codecs pixels,formation:2,fred:0.25,haba:5,latent:16] [--iterations N] [--protocol fast] [--out FILE]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--ipcs", default="1,10")
-    ap.add_argument("--codecs", default="pixels,formation:2,fred:0.25,haba:5")
+    ap.add_argument("--codecs", default="pixels,formation:2,fred:0.25,haba:5,latent:16")
     ap.add_argument("--iterations", type=int, default=None, help="DM iterations (preset if unset)")
     ap.add_argument("--protocol", default="fast")
     ap.add_argument("--seed", type=int, default=0)

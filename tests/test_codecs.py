@@ -112,6 +112,39 @@ def test_haba_learns_different_hallucinators():
     assert (views[:, 0] - views[:, 1]).abs().max() > 1e-4
 
 
+def test_latent_codes_decode_through_the_trained_decoder_and_count_it():
+    train = tiny_digits().train
+    codec = make_codec("latent:4")
+    codec.fit(train)
+    again = make_codec("latent:4")
+    again.fit(train)  # seed 0: every run shares the same decoder
+    w = [torch.cat([p.flatten() for p in c.decoder_.parameters()]) for c in (codec, again)]
+    assert torch.equal(*w)
+    x = train.images[: 10 * codec.emitted_per_class(10, train.spec)]
+    codes = codec.encode(x, torch.Generator())
+    assert codes.shape == (len(x), 4)
+    mse = (codec.decode(codes) - x).pow(2).mean()
+    assert mse < x.pow(2).mean()  # the decoder has learned something of the images
+    syn = codec.to_set(codes, train.spec, 10)
+    plain = 10 * 10 * (image_bytes(train.spec) + LABEL_BYTES)
+    assert syn.storage_bytes()["total"] <= plain
+    assert syn.storage_bytes()["total"] > codec._decoder_bytes(train.spec)
+    with pytest.raises(ConfigError, match="latent:4 does not fit the bytes of IPC 1"):
+        codec.emitted_per_class(1, train.spec)
+
+
+def test_dm_through_latent_codes_is_a_conforming_method():
+    check_method("dm", ipc=10, overrides={"codec": "latent:4"})
+
+
+def test_dm_optimises_latent_codes():
+    m = create_method("dm", dataset="tiny-digits", ipc=10, batch_real=8, codec="latent:4")
+    start = m.fit(tiny_digits().train, 10, iterations=0, seed=0)
+    after = m.fit(tiny_digits().train, 10, iterations=3, seed=0)
+    assert not torch.allclose(start.extras["latent.codes"], after.extras["latent.codes"])
+    assert torch.equal(start.extras["latent.decoder"], after.extras["latent.decoder"])
+
+
 def test_idm_keeps_its_own_formation():
     with pytest.raises(ConfigError, match="idm stores multi-formation images through its own"):
         create_method("idm", codec="fred:0.5")

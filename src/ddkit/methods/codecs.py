@@ -27,6 +27,14 @@ per class as fit in it.
   codec then says so). Deviations from HaBa: no adversarial contrastive term keeping the
   hallucinators apart (their encoders start random and their decoders at zero, so each starts
   as the identity); the emitted images' hard labels are counted per image.
+* ``latent:D`` -- latent codes through a frozen decoder (GLaD: Cazenavette et al., CVPR 2023,
+  optimise a pretrained generator's latents with any matching objective). No pretrained
+  generator is at hand, so the codec trains a small convolutional autoencoder on the real
+  training images (seed 0, so every run shares it) and stores ``D`` numbers per image plus the
+  decoder's weights, which count against the budget (GLaD ships a public generator and counts
+  none of it). Codes start as the encoder's codes of real images. Deviations: a deterministic
+  autoencoder instead of a GAN or VAE, trained briefly (10 epochs), no intermediate-layer
+  latents.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
@@ -44,6 +53,7 @@ from ddkit.methods.common import class_labels
 from ddkit.methods.config import Rule
 from ddkit.methods.matching.formation import decode as formation_decode
 from ddkit.methods.matching.formation import encode_real
+from ddkit.rng import seeded_global_rng
 
 LABEL_BYTES = 8  # one int64 hard label
 
@@ -300,8 +310,96 @@ class Factorisation(Codec):
         return syn
 
 
+class Latent(Codec):
+    """Latent codes through a frozen decoder that ddkit trains on the real images (module
+    docstring): ``latent:D`` stores ``D`` numbers per image plus the decoder's weights."""
+
+    name = "latent"
+    epochs = 10  # autoencoder training epochs (Adam, lr 1e-3, batch 128, seed 0)
+    width = 16  # channels after the decoder's first layer (halved by the second)
+
+    def __init__(self, dim: int) -> None:
+        if dim < 1:
+            raise ConfigError(f"latent codes need at least one dimension, got {dim}")
+        self.dim = int(dim)
+
+    @property
+    def spec_string(self) -> str:
+        return f"latent:{self.dim}"
+
+    def _networks(self, spec: DatasetSpec) -> tuple[nn.Module, nn.Module]:
+        """A fresh encoder and decoder for ``spec``'s images, initialised from seed 0."""
+        c, (h, w), m = spec.channels, spec.image_size, self.width
+        if h % 4 or w % 4:
+            raise ConfigError(f"latent codecs need image sides divisible by 4, got {h}x{w}")
+        small = m * (h // 4) * (w // 4)
+        with seeded_global_rng(0):  # layer initialisers draw from the global RNG
+            encoder = nn.Sequential(
+                nn.Conv2d(c, m // 2, 3, 2, 1), nn.ReLU(), nn.Conv2d(m // 2, m, 3, 2, 1),
+                nn.ReLU(), nn.Flatten(), nn.Linear(small, self.dim),
+            )  # fmt: skip
+            decoder = nn.Sequential(
+                nn.Linear(self.dim, small), nn.ReLU(), nn.Unflatten(1, (m, h // 4, w // 4)),
+                nn.ConvTranspose2d(m, m // 2, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(m // 2, c, 4, 2, 1),
+            )  # fmt: skip
+        return encoder, decoder
+
+    def _decoder_bytes(self, spec: DatasetSpec) -> int:
+        return 4 * sum(p.numel() for p in self._networks(spec)[1].parameters())
+
+    def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
+        k = spec.num_classes
+        budget = k * ipc * (image_bytes(spec) + LABEL_BYTES) - self._decoder_bytes(spec)
+        n = budget // (k * (4 * self.dim + LABEL_BYTES))
+        if n < 1:
+            raise ConfigError(
+                f"latent:{self.dim} does not fit the bytes of IPC {ipc}: its decoder alone "
+                f"takes {self._decoder_bytes(spec)} bytes; use a larger IPC or a smaller D"
+            )
+        return int(n)
+
+    def fit(self, train: ImageDataset) -> None:
+        """Train the autoencoder on ``train``'s images (seed 0: every run shares the decoder)
+        and freeze its decoder."""
+        g = torch.Generator().manual_seed(0)
+        self.encoder_, self.decoder_ = self._networks(train.spec)
+        params = [*self.encoder_.parameters(), *self.decoder_.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        x = train.images
+        for _ in range(self.epochs):
+            for idx in torch.randperm(len(x), generator=g).split(128):
+                loss = (self.decoder_(self.encoder_(x[idx])) - x[idx]).pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.decoder_.requires_grad_(False).eval()
+        with torch.no_grad():
+            self.reconstruction_mse_ = float(
+                (self.decoder_(self.encoder_(x[:1024])) - x[:1024]).pow(2).mean()
+            )
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder_(images.float()).to(images.dtype)
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        return self.decoder_.to(stored.dtype)(stored)
+
+    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc)
+        weights = torch.cat([p.detach().flatten() for p in self.decoder_.parameters()])
+        syn.extras["latent.codes"] = stored.detach().cpu().float().clone()
+        syn.extras["latent.decoder"] = weights.cpu().float().clone()
+        syn.meta.update({"stored_tensors": ["latent.codes", "latent.decoder", "labels"],
+                         "latent_dim": self.dim, "emitted_per_class": len(syn) // spec.num_classes,
+                         "decoder_reconstruction_mse": self.reconstruction_mse_})  # fmt: skip
+        return syn
+
+
 CODECS: dict[str, Any] = {
     "pixels": Pixels, "formation": Formation, "fred": Frequency, "haba": Factorisation,
+    "latent": Latent,
 }  # fmt: skip
 
 
@@ -315,16 +413,19 @@ def _valid_codec(value: Any) -> bool:
 
 #: a ``codec`` option
 CODEC = Rule(
-    _valid_codec, "must be pixels, formation:F (F >= 1), fred:R (0 < R <= 1) or haba:H (H >= 1)"
+    _valid_codec,
+    "must be pixels, formation:F (F >= 1), fred:R (0 < R <= 1), haba:H (H >= 1) or latent:D",
 )
 
 
 def make_codec(spec: str) -> Codec:
     """A codec from its spec string: ``pixels``, ``formation:F`` (integer F), ``fred:R``
-    (0 < R <= 1) or ``haba:H`` (H hallucinators)."""
+    (0 < R <= 1), ``haba:H`` (H hallucinators) or ``latent:D`` (D-dimensional codes)."""
     name, _, arg = str(spec).partition(":")
     if name not in CODECS:
-        raise ConfigError(f"unknown codec {spec!r}; valid: pixels, formation:F, fred:R, haba:H")
+        raise ConfigError(
+            f"unknown codec {spec!r}; valid: pixels, formation:F, fred:R, haba:H, latent:D"
+        )
     if name == "pixels":
         if arg:
             raise ConfigError(f"codec pixels takes no argument, got {spec!r}")

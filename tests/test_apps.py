@@ -48,16 +48,20 @@ def test_continual_curve_is_seeded_and_learns():
 
 
 def test_memories_keep_their_global_labels():
-    from ddkit.apps.continual import _in_full_label_space, _join
+    from ddkit.apps.continual import in_full_label_space, join_sets
 
     spec = tiny_digits().train.spec
     sub = class_subset(tiny_digits().train, [4, 9])
     hard = SyntheticSet(sub.images[:2], torch.tensor([0, 1]), sub.spec)
     soft = SyntheticSet(sub.images[:1], torch.tensor([[0.25, 0.75]]), sub.spec)
-    a, b = _in_full_label_space(hard, [4, 9], spec), _in_full_label_space(soft, [4, 9], spec)
+    a, b = in_full_label_space(hard, [4, 9], spec), in_full_label_space(soft, [4, 9], spec)
     assert a.labels.tolist() == [4, 9] and b.labels[0, 9] == 0.75 and b.labels[0, 4] == 0.25
-    joined = _join([a, b])
+    joined = join_sets([a, b])
     assert joined.soft and joined.labels.argmax(1).tolist() == [4, 9, 9]
+    learned = SyntheticSet(sub.images[:1], torch.tensor([[-0.3, 1.2]]), sub.spec, regression=True)
+    c = in_full_label_space(learned, [4, 9], spec)
+    assert c.regression and c.labels[0, 9] == pytest.approx(1.2) and c.labels[0, 4] == -0.3
+    assert join_sets([a, c]).regression
 
 
 def test_steps_must_divide_the_classes():

@@ -187,3 +187,19 @@ def test_test_images_are_renormalised_to_the_set_statistics_and_another_dataset_
     torch.testing.assert_close(
         denormalise(seen.images, spec), denormalise(digits.test.images, digits.test.spec)
     )
+
+
+def test_regression_labels_train_by_mse_or_by_their_argmax(small_set, digits):
+    from ddkit.eval.evaluate import training_data
+
+    k = digits.train.spec.num_classes
+    vectors = torch.nn.functional.one_hot(small_set.labels, k).float() * 1.5 - 0.2
+    with pytest.raises(DataError, match="regression=True"):
+        SyntheticSet(small_set.images, vectors, small_set.spec)
+    syn = SyntheticSet(small_set.images, vectors, small_set.spec, regression=True)
+    ce = training_data(syn, TINY)
+    assert torch.equal(ce.targets, small_set.labels) and "argmax" in ce.meta["targets"]
+    mse = training_data(syn, get_protocol("mse"))
+    assert torch.equal(mse.targets, vectors)
+    rep = evaluate(syn, digits.test, get_protocol("mse").with_(epochs=2, runs=1))
+    assert rep.protocol.loss == "mse" and 0 <= rep.results[0].mean <= 1

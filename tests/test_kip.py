@@ -166,3 +166,31 @@ def test_conv_kernel_is_symmetric_positive_semidefinite_and_differentiable(kind)
     a = _images(2, seed=3)[:, :, :3, :3].contiguous().requires_grad_(True)
     b = _images(3, seed=4)[:, :, :3, :3]
     assert torch.autograd.gradcheck(lambda t: relu_conv_kernel(t, b, depth=2, kind=kind), (a,))
+
+
+# ------------------------------------------------------------------ learned labels
+
+
+@pytest.mark.parametrize("method", ["kip", "frepo"])
+def test_learned_labels_are_a_conforming_regression_set(method):
+    from ddkit.testing import check_method
+
+    check_method(method, overrides={"learn_labels": True, "lr_labels": 0.05})
+
+
+@pytest.mark.parametrize("method", ["kip", "frepo"])
+def test_labels_move_only_when_learned(method, tmp_path):
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides, tiny_digits
+
+    train = tiny_digits().train
+    over = {**method_test_overrides(method), "iterations": 4}
+    fixed = create_method(method, **over).fit(train, 2, seed=0)
+    learned = create_method(method, **over, learn_labels=True, lr_labels=0.05).fit(train, 2, seed=0)
+    assert fixed.labels.ndim == 1 and not fixed.regression
+    assert learned.regression and learned.labels.shape == (20, 10)
+    onehot = torch.nn.functional.one_hot(fixed.labels, 10).float()
+    assert not torch.allclose(learned.labels, onehot)  # they moved away from one-hot
+    again = SyntheticSet.load(learned.save(tmp_path / "set"))
+    assert again.regression and torch.equal(again.labels, learned.labels)

@@ -75,7 +75,7 @@ def class_subset(data: ImageDataset, classes: list[int]) -> ImageDataset:
     return ImageDataset(data.images[rows], lookup[data.labels[rows]], spec)
 
 
-def _in_full_label_space(syn: SyntheticSet, classes: list[int], spec: Any) -> SyntheticSet:
+def in_full_label_space(syn: SyntheticSet, classes: list[int], spec: Any) -> SyntheticSet:
     """A set distilled on :func:`class_subset` with its labels mapped back to all classes."""
     if syn.zca() is not None:
         raise ConfigError(
@@ -88,10 +88,10 @@ def _in_full_label_space(syn: SyntheticSet, classes: list[int], spec: Any) -> Sy
         labels[:, index] = syn.labels
     else:
         labels = index[syn.labels]
-    return SyntheticSet(syn.images, labels, spec)
+    return SyntheticSet(syn.images, labels, spec, regression=syn.regression)
 
 
-def _join(parts: list[SyntheticSet]) -> SyntheticSet:
+def join_sets(parts: list[SyntheticSet]) -> SyntheticSet:
     soft = any(p.soft for p in parts)
     k = parts[0].spec.num_classes
 
@@ -101,7 +101,10 @@ def _join(parts: list[SyntheticSet]) -> SyntheticSet:
         return p.labels.float() if soft else p.labels
 
     return SyntheticSet(
-        torch.cat([p.images for p in parts]), torch.cat([labels(p) for p in parts]), parts[0].spec
+        torch.cat([p.images for p in parts]),
+        torch.cat([labels(p) for p in parts]),
+        parts[0].spec,
+        regression=any(p.regression for p in parts),
     )
 
 
@@ -140,12 +143,12 @@ def continual_learning(
             step_train = class_subset(splits.train, classes)
             m = create_method(method, dataset=step_train.spec.name, ipc=memory, **(options or {}))
             syn = m.fit(step_train, memory, iterations=iterations, seed=seed + 1000 * o + t)
-            parts.append(_in_full_label_space(syn, classes, splits.train.spec))
+            parts.append(in_full_label_space(syn, classes, splits.train.spec))
             seen = order[: (t + 1) * k // steps]
             test_seen = splits.test.subset(
                 torch.nonzero(torch.isin(splits.test.labels, torch.tensor(seen))).flatten()
             )
-            report = evaluate(_join(parts), test_seen, protocol, runs=runs, seed=seed + t)
+            report = evaluate(join_sets(parts), test_seen, protocol, runs=runs, seed=seed + t)
             curve.append(report.results[0].mean)
             log(f"  {method} order {o} step {t + 1}/{steps}: {100 * curve[-1]:.2f} %")
         result.orders.append(order)

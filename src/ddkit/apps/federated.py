@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ddkit.apps.continual import class_subset
+from ddkit.apps.continual import class_subset, in_full_label_space, join_sets
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -84,11 +84,9 @@ def client_upload(
     local = class_subset(data, classes)
     m = create_method(method, dataset=local.spec.name, ipc=ipc)
     syn = m.fit(local, ipc, iterations=iterations, seed=seed)
-    index = torch.tensor(classes)
-    labels = torch.zeros(len(syn), data.spec.num_classes) if syn.soft else index[syn.labels]
-    if syn.soft:
-        labels[:, index] = syn.labels
-    return SyntheticSet(syn.images, labels, data.spec, meta={"classes": classes})
+    up = in_full_label_space(syn, classes, data.spec)
+    up.meta["classes"] = classes
+    return up
 
 
 def one_shot(
@@ -117,11 +115,7 @@ def one_shot(
             uploads.append(up)
     if not uploads:
         raise ConfigError(f"no client holds {ipc} images of any class; lower the IPC")
-    union = SyntheticSet(
-        torch.cat([u.images for u in uploads]),
-        torch.cat([u.labels for u in uploads]),
-        splits.train.spec,
-    )
+    union = join_sets(uploads)
     report = evaluate(union, splits.test, get_protocol(protocol), seed=seed)
     r = report.results[0]
     return {

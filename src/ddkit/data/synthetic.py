@@ -45,7 +45,8 @@ def _version() -> str:
 @dataclass(eq=False)
 class SyntheticSet:
     """A small labelled image set: images ``(N, C, H, W)`` in the spec's normalised space,
-    labels hard ``(N,)`` int64 or soft ``(N, K)`` probabilities, an optional learned learning
+    labels hard ``(N,)`` int64, soft ``(N, K)`` probabilities or (``regression=True``) real-valued
+    ``(N, K)`` regression targets, an optional learned learning
     rate, extra tensors (e.g. ZCA matrices, per-view soft labels) and provenance ``meta``."""
 
     images: torch.Tensor
@@ -54,6 +55,9 @@ class SyntheticSet:
     lr: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: labels ``(N, K)`` are real-valued regression targets (learned by KIP / FRePo), not
+    #: probabilities: MSE protocols train on them, cross-entropy ones on their argmax
+    regression: bool = False
 
     def __post_init__(self) -> None:
         self.images = self.images.detach().float().contiguous()
@@ -73,12 +77,21 @@ class SyntheticSet:
                 raise DataError(
                     f"soft labels must have shape ({n}, {k}), got {tuple(self.labels.shape)}"
                 )
-            if not torch.isfinite(self.labels).all() or (self.labels < 0).any():
-                raise DataError("soft labels must be finite and non-negative")
-            if not torch.allclose(self.labels.sum(1), torch.ones(n), atol=1e-4):
-                raise DataError("soft labels must be probability vectors (rows summing to 1)")
+            if not torch.isfinite(self.labels).all():
+                raise DataError("label vectors must be finite")
+            if not self.regression and (self.labels < 0).any():
+                raise DataError("soft labels must be non-negative (or pass regression=True)")
+            if not self.regression and not torch.allclose(
+                self.labels.sum(1), torch.ones(n), atol=1e-4
+            ):
+                raise DataError(
+                    "soft labels must be probability vectors (rows summing to 1); real-valued "
+                    "regression targets need regression=True"
+                )
         else:
             raise DataError(f"labels must be (N,) or (N, K), got {tuple(self.labels.shape)}")
+        if self.regression and self.labels.ndim != 2:
+            raise DataError("regression labels must be vectors (N, K)")
         if self.lr is not None:
             self.lr = float(self.lr)
             if not np.isfinite(self.lr) or self.lr <= 0:
@@ -174,7 +187,7 @@ class SyntheticSet:
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "spec": self.spec.to_dict(),
                 "num_images": len(self),
-                "label_mode": "soft" if self.soft else "hard",
+                "label_mode": "regression" if self.regression else "soft" if self.soft else "hard",
                 "lr": self.lr,
                 "sha256": sha256_file(tmp / TENSOR_FILE),
                 "provenance": self.meta,
@@ -225,6 +238,7 @@ class SyntheticSet:
                 lr=lr,
                 meta=meta.get("provenance", {}),
                 extras=extras,
+                regression=meta.get("label_mode") == "regression",
             )
         except DataError as e:
             raise FileFormatError(f"{str(p)!r} does not match its metadata: {e}") from None

@@ -114,7 +114,8 @@ def training_data(
 ) -> TrainingData:
     """The training images and targets ``protocol`` asks of ``syn``.
 
-    ``targets="hard"``: the images with the argmax of their labels. ``"stored"``: the labels as
+    ``targets="hard"``, or a set of regression labels under cross-entropy: the images with the
+    argmax of their labels. ``"stored"``: the labels as
     stored; a set with FKD per-view soft labels (``relabel(..., views=V)``) is trained on all its
     ``N*V`` stored views, each crop replayed and labelled with its own stored label
     (:func:`~ddkit.methods.decoupled.relabel.expand_views`; every epoch sees every view once),
@@ -128,6 +129,10 @@ def training_data(
     p = get_protocol(protocol)
     if p.targets == "hard":
         return TrainingData(syn.images, syn.hard_labels)
+    if syn.regression and p.loss == "cross_entropy":  # regression targets are no distribution
+        return TrainingData(
+            syn.images, syn.hard_labels, meta={"targets": "argmax of regression labels"}
+        )
     if p.needs_teacher:
         from ddkit.eval.soft import resolve_teacher
         from ddkit.methods.decoupled.relabel import teacher_targets_fn

@@ -165,6 +165,11 @@ register_protocol(
     "quick check: as dsa, 100 epochs, 3 runs",
 )
 register_protocol(
+    EvalProtocol(name="mse", epochs=300, loss="mse"),
+    "kernel-method recipe: as dc, MSE against the stored label vectors (learned regression "
+    "labels of kip/frepo; one-hot for class labels)",
+)
+register_protocol(
     EvalProtocol(name="smoke", epochs=5, runs=2),
     "seconds-long smoke test (5 epochs, 2 runs): checks plumbing, not accuracy",
 )

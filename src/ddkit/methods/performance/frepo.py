@@ -9,8 +9,9 @@ error of those predictions by Adam on the synthetic images. The sampled network 
 training step on the synthetic set, so the pool holds networks at many stages of training; a
 network that has taken ``max_online_steps`` steps is replaced by a freshly initialised one.
 
-Deviations from the authors' (JAX) code: labels are fixed zero-mean one-hot targets (the paper
-learns them; real-valued labels in the set format are planned); the online networks train by SGD
+Labels are fixed zero-mean one-hot targets, or learned with the images as in the paper
+(``learn_labels``, :mod:`~ddkit.methods.performance.labels`). Deviations from the authors' (JAX)
+code: the online networks train by SGD
 with momentum on the synthetic set with those targets and MSE (the paper: Adam); the pool is
 filled at the start with networks of staggered ages (``j * max_online_steps / pool_size`` steps
 are credited, not taken) so that replacements spread out; no data augmentation.
@@ -27,7 +28,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.common import RandomNetwork, class_labels, initial_images
+from ddkit.methods.common import RandomNetwork, initial_images
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     MOMENTUM,
@@ -37,12 +38,18 @@ from ddkit.methods.config import (
     Preset,
 )
 from ddkit.methods.performance.kernels import krr_predict
-from ddkit.methods.performance.kip import regression_targets
+from ddkit.methods.performance.labels import (
+    LabelLearningConfig,
+    add_label_group,
+    labelled_set,
+    regression_targets,
+    start_labels,
+)
 from ddkit.methods.pool import ModelPool
 
 
 @dataclasses.dataclass(frozen=True)
-class FRePoConfig(MethodConfig):
+class FRePoConfig(LabelLearningConfig):
     """FRePo hyper-parameters (pool size and online steps: the paper's defaults)."""
 
     iterations: int = 2000
@@ -102,9 +109,10 @@ class FRePo(Distiller):
         cfg, k = self.config, train.spec.num_classes
         images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
-        self.y_syn_ = regression_targets(class_labels(k, ipc), k)
+        self.state_["labels"] = start_labels(k, ipc, cfg)
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)
+        add_label_group(self.state_["opt"], self.state_["labels"], cfg)
         self.state_["generator"] = generator
         self.nets_ = RandomNetwork(cfg.model, train.spec)
         self.nets_.network.requires_grad_(False)
@@ -124,7 +132,10 @@ class FRePo(Distiller):
             feats_real = pool.call(j, "embed", train.images[idx])
         feats_syn = pool.call(j, "embed", images)
         pred = krr_predict(
-            feats_real @ feats_syn.T, feats_syn @ feats_syn.T, self.y_syn_, self.config.reg
+            feats_real @ feats_syn.T,
+            feats_syn @ feats_syn.T,
+            self.state_["labels"],
+            self.config.reg,
         )
         y_real = regression_targets(train.labels[idx], train.spec.num_classes)
         loss = 0.5 * ((pred - y_real) ** 2).sum(1).mean()
@@ -142,7 +153,8 @@ class FRePo(Distiller):
         cfg, pool = self.config, self.pool_
         net = pool.load(j).train().requires_grad_(True)
         params = list(net.parameters())
-        loss = 0.5 * ((net(images) - self.y_syn_) ** 2).sum(1).mean()
+        targets = self.state_["labels"].detach()
+        loss = 0.5 * ((net(images) - targets) ** 2).sum(1).mean()
         grads = torch.autograd.grad(loss, params)
         momenta = pool.split(pool.momentum(j))
         sgd_step(
@@ -163,6 +175,5 @@ class FRePo(Distiller):
             pool.set_score(j, age)
 
     def result(self) -> SyntheticSet:
-        k = self.train_.spec.num_classes
         images = self.state_["images"].detach().clone()
-        return SyntheticSet(images, class_labels(k, self.ipc_), self.train_.spec)
+        return labelled_set(images, self.state_["labels"], self.train_.spec, self.config)

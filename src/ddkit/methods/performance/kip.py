@@ -7,9 +7,9 @@ draws a batch of real images (the targets), predicts their labels from the synth
 on the synthetic images. The kernel is the infinite-width NTK (or NNGP) of a fully connected
 ReLU network (:mod:`ddkit.methods.performance.kernels`).
 
-Deviations from the authors' (JAX, neural-tangents) code: labels are fixed, not learned (the
-paper's "label solve" and learned labels need real-valued labels in the set format, planned);
-the convolutional kernel has no pooling layer (a dense readout of the flattened features, whose
+Labels are fixed zero-mean one-hot targets, or learned with the images (``learn_labels``,
+:mod:`~ddkit.methods.performance.labels`). Deviations from the authors' (JAX, neural-tangents)
+code: no closed-form "label solve"; the convolutional kernel has no pooling layer (a dense readout of the flattened features, whose
 cost grows with the image area, not its square); regression
 targets are one-hot vectors minus ``1 / K`` (zero-mean) for real and synthetic images alike; the
 real batch is class-balanced (``batch_real`` images per class).
@@ -21,18 +21,24 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.common import class_labels, initial_images
+from ddkit.methods.common import initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
+from ddkit.methods.performance.labels import (
+    LabelLearningConfig,
+    add_label_group,
+    labelled_set,
+    regression_targets,
+    start_labels,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class KIPConfig(MethodConfig):
+class KIPConfig(LabelLearningConfig):
     """KIP hyper-parameters (defaults: the paper's FC-kernel setting where it states one)."""
 
     iterations: int = 1000
@@ -57,11 +63,6 @@ class KIPConfig(MethodConfig):
     }
 
 
-def regression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Zero-mean one-hot regression targets: ``one_hot(y) - 1 / K``."""
-    return F.one_hot(labels, num_classes).to(torch.get_default_dtype()) - 1.0 / num_classes
-
-
 @register_method
 class KIP(Distiller):
     """kip: kernel inducing points -- the synthetic set as the support of kernel ridge regression on real batches (Nguyen et al., ICLR 2021)."""
@@ -84,9 +85,10 @@ class KIP(Distiller):
         k = train.spec.num_classes
         images = initial_images(train, ipc, generator, self.config.init).requires_grad_(True)
         self.batch_ = min(self.config.batch_real, min(train.class_counts))
-        self.y_syn_ = regression_targets(class_labels(k, ipc), k)
+        self.state_["labels"] = start_labels(k, ipc, self.config)
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=self.config.lr_img)
+        add_label_group(self.state_["opt"], self.state_["labels"], self.config)
         self.state_["generator"] = generator
 
     def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -100,7 +102,10 @@ class KIP(Distiller):
         x_real = train.images[idx]
         y_real = regression_targets(train.labels[idx], train.spec.num_classes)
         pred = krr_predict(
-            self.kernel(x_real, images), self.kernel(images, images), self.y_syn_, self.config.reg
+            self.kernel(x_real, images),
+            self.kernel(images, images),
+            self.state_["labels"],
+            self.config.reg,
         )
         loss = 0.5 * ((pred - y_real) ** 2).sum(1).mean()
         opt = self.state_["opt"]
@@ -111,6 +116,5 @@ class KIP(Distiller):
         return {"loss": float(loss.detach()), "batch_accuracy": float(accuracy)}
 
     def result(self) -> SyntheticSet:
-        k = self.train_.spec.num_classes
         images = self.state_["images"].detach().clone()
-        return SyntheticSet(images, class_labels(k, self.ipc_), self.train_.spec)
+        return labelled_set(images, self.state_["labels"], self.train_.spec, self.config)

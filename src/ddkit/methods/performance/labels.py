@@ -1,0 +1,59 @@
+"""Learned regression labels for the kernel methods (KIP's "label learning", FRePo's labels).
+
+Nguyen et al. (ICLR 2021) and Zhou et al. (NeurIPS 2022) optimise the synthetic set's labels
+with its images: each label is a real-valued vector the kernel regression predicts with, not a
+class. Here they start as the zero-mean one-hot targets of :func:`regression_targets` and, with
+``learn_labels=True``, move by Adam at ``lr_labels`` alongside the images. A set with learned
+labels is saved with them as regression targets (``SyntheticSet(regression=True)``, shifted by
+``1 / K`` so that unlearned labels are exact one-hot vectors); MSE protocols train on them,
+cross-entropy protocols on their argmax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from ddkit.data.spec import DatasetSpec
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.methods.common import class_labels
+from ddkit.methods.config import POSITIVE, MethodConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelLearningConfig(MethodConfig):
+    """The label options shared by ``kip`` and ``frepo``."""
+
+    learn_labels: bool = False  # optimise the label vectors with the images
+    lr_labels: float = 0.01  # Adam on the label vectors
+
+    rules = {"lr_labels": POSITIVE}
+
+
+def regression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Zero-mean one-hot regression targets: ``one_hot(y) - 1 / K``."""
+    return F.one_hot(labels, num_classes).to(torch.get_default_dtype()) - 1.0 / num_classes
+
+
+def start_labels(num_classes: int, ipc: int, cfg: LabelLearningConfig) -> torch.Tensor:
+    """The synthetic set's starting targets ``(K * ipc, K)``, trainable if ``learn_labels``."""
+    y = regression_targets(class_labels(num_classes, ipc), num_classes)
+    return y.requires_grad_(True) if cfg.learn_labels else y
+
+
+def add_label_group(opt: torch.optim.Optimizer, y: torch.Tensor, cfg: LabelLearningConfig) -> None:
+    """Let ``opt`` move the labels too (at ``lr_labels``) when they are learned."""
+    if cfg.learn_labels:
+        opt.add_param_group({"params": [y], "lr": cfg.lr_labels})
+
+
+def labelled_set(
+    images: torch.Tensor, y: torch.Tensor, spec: DatasetSpec, cfg: LabelLearningConfig
+) -> SyntheticSet:
+    """The result: class labels, or the learned vectors as regression targets."""
+    k = spec.num_classes
+    if not cfg.learn_labels:
+        return SyntheticSet(images, class_labels(k, len(images) // k), spec)
+    return SyntheticSet(images, y.detach().clone() + 1.0 / k, spec, regression=True)

@@ -103,6 +103,9 @@ def test_haba_starts_as_its_bases_and_says_when_it_does_not_fit():
     assert torch.equal(images.view(10, 3, *x.shape[1:]), x[:, None].expand(10, 3, *x.shape[1:]))
     with pytest.raises(ConfigError, match="haba:3 does not fit the bytes of IPC 1"):
         codec.emitted_per_class(1, train.spec)
+    for method in ("dm", "dc"):  # before any step, whichever the method asks first
+        with pytest.raises(ConfigError, match="haba:3 does not fit the bytes of IPC 1"):
+            create_method(method, batch_real=8, codec="haba:3").fit(train, 1, iterations=1)
 
 
 def test_haba_learns_different_hallucinators():

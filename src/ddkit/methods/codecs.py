@@ -261,7 +261,7 @@ class Factorisation(Codec):
         return b * self.h
 
     def real_per_class(self, ipc: int, spec: DatasetSpec) -> int:
-        return self.bases_per_class(ipc, spec)
+        return self.emitted_per_class(ipc, spec) // self.h  # the bases; refuses what cannot fit
 
     def fit(self, train: ImageDataset) -> None:
         self.shape_ = train.spec.shape

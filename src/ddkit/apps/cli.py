@@ -86,6 +86,18 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return app
 
 
+def _method_names(text: str) -> list[str]:
+    """Comma-separated method / selector names, each checked (unknown names fail before any
+    work)."""
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    names = [m for m in text.split(",") if m]
+    for m in names:
+        METHODS.get(m)
+    return names
+
+
 def _floats(text: str, what: str) -> list[float]:
     from ddkit.errors import ConfigError
 
@@ -102,13 +114,9 @@ def run_hcdc(args: argparse.Namespace) -> int:
     from ddkit.apps.hcdc import calibrated_search, hyperparameter_grid
     from ddkit.data import load_dataset
     from ddkit.io import atomic_write_json, ensure_writable_dir
-    from ddkit.methods import METHODS, load_all
     from ddkit.plots import plot_hcdc
 
-    load_all()
-    baselines = [m for m in args.baselines.split(",") if m]
-    for m in baselines:
-        METHODS.get(m)
+    baselines = _method_names(args.baselines)
     grid = hyperparameter_grid(
         _floats(args.lrs, "--lrs"), _floats(args.weight_decays, "--weight-decays")
     )
@@ -153,13 +161,9 @@ def run_federated(args: argparse.Namespace) -> int:
     from ddkit.apps.federated import dirichlet_split, fedavg, one_shot
     from ddkit.data import load_dataset
     from ddkit.io import atomic_write_json, ensure_writable_dir
-    from ddkit.methods import METHODS, load_all
     from ddkit.plots import plot_federated
 
-    load_all()
-    methods = [m for m in args.methods.split(",") if m]
-    for m in methods:
-        METHODS.get(m)
+    methods = _method_names(args.methods)
     alphas = [float(a) for a in args.alphas.split(",") if a]
     out = ensure_writable_dir(Path(args.out))
     splits = load_dataset(args.dataset, root=args.root)
@@ -201,13 +205,9 @@ def run_nas(args: argparse.Namespace) -> int:
     from ddkit.apps.nas import architecture_search, architecture_space, proxy_sets
     from ddkit.data import load_dataset
     from ddkit.io import atomic_write_json, ensure_writable_dir
-    from ddkit.methods import METHODS, load_all
     from ddkit.plots import plot_proxy_ranking
 
-    load_all()
-    methods = [m for m in args.proxies.split(",") if m]
-    for m in methods:
-        METHODS.get(m)
+    methods = _method_names(args.proxies)
     out = ensure_writable_dir(Path(args.out))
     splits = load_dataset(
         args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
@@ -261,13 +261,9 @@ def run_continual(args: argparse.Namespace) -> int:
     from ddkit.apps.continual import continual_learning
     from ddkit.data import load_dataset
     from ddkit.io import atomic_write_json, ensure_writable_dir
-    from ddkit.methods import METHODS, load_all
     from ddkit.plots import plot_continual
 
-    load_all()
-    methods = [m for m in args.methods.split(",") if m]
-    for m in methods:
-        METHODS.get(m)  # unknown names fail before any work
+    methods = _method_names(args.methods)
     out = ensure_writable_dir(Path(args.out))
     splits = load_dataset(args.dataset, root=args.root)
     previous = _finished_rows(out / "continual.json")

@@ -12,11 +12,11 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="applications: continual learning, architecture search, federated learning, HCDC",
     )
     apps = app.add_subparsers(dest="app", required=True)
-    cl = apps.add_parser(
+    cl = _app(
+        apps,
         "continual",
         help="class-incremental learning with a memory built per step by each method",
     )
-    cl.add_argument("--dataset", default="digits")
     cl.add_argument("--methods", default="random,herding,dm", help="comma-separated")
     cl.add_argument("--steps", type=int, default=5, help="class groups (must divide the classes)")
     cl.add_argument("--memory", type=int, default=10, help="memory images per class")
@@ -24,15 +24,13 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     cl.add_argument("--protocol", default="fast")
     cl.add_argument("--runs", type=int, default=1, help="fresh networks per step")
     cl.add_argument("--iterations", type=int, default=None, help="distillation budget")
-    cl.add_argument("--seed", type=int, default=0)
-    cl.add_argument("--root", default=None)
-    cl.add_argument("--out", default="runs/app-continual")
     cl.set_defaults(func=run_continual)
 
-    nas = apps.add_parser(
-        "nas", help="architecture search: does training on a proxy set rank networks as full data?"
+    nas = _app(
+        apps,
+        "nas",
+        help="architecture search: does training on a proxy set rank networks as full data?",
     )
-    nas.add_argument("--dataset", default="digits")
     nas.add_argument("--proxies", default="random,herding,kmeans,dm", help="methods/selectors")
     nas.add_argument("--ipc", type=int, default=10)
     nas.add_argument("--iterations", type=int, default=None, help="distillation budget")
@@ -41,15 +39,11 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     nas.add_argument("--space", choices=["default", "tiny"], default="default",
                      help="default: 48 ConvNet variants; tiny: 4 (for a quick look)")  # fmt: skip
     nas.add_argument("--val-fraction", type=float, default=0.2)
-    nas.add_argument("--seed", type=int, default=0)
-    nas.add_argument("--root", default=None)
-    nas.add_argument("--out", default="runs/app-nas")
     nas.set_defaults(func=run_nas)
 
-    fed = apps.add_parser(
-        "federated", help="one-shot distilled uploads from non-IID clients against FedAvg"
+    fed = _app(
+        apps, "federated", help="one-shot distilled uploads from non-IID clients against FedAvg"
     )
-    fed.add_argument("--dataset", default="digits")
     fed.add_argument("--methods", default="random,dm", help="what each client uploads")
     fed.add_argument("--ipc", type=int, default=5, help="images per class each client uploads")
     fed.add_argument("--clients", type=int, default=10)
@@ -59,15 +53,13 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     fed.add_argument("--protocol", default="dc", help="the server's training on the uploads "
                      "(the union is unbalanced: fast's 100 epochs under-train it)")  # fmt: skip
     fed.add_argument("--iterations", type=int, default=None, help="distillation budget")
-    fed.add_argument("--seed", type=int, default=0)
-    fed.add_argument("--root", default=None)
-    fed.add_argument("--out", default="runs/app-federated")
     fed.set_defaults(func=run_federated)
 
-    hc = apps.add_parser(
-        "hcdc", help="condensed validation sets that keep a hyperparameter grid's ranking (HCDC)"
+    hc = _app(
+        apps,
+        "hcdc",
+        help="condensed validation sets that keep a hyperparameter grid's ranking (HCDC)",
     )
-    hc.add_argument("--dataset", default="digits")
     hc.add_argument("--ipc", type=int, default=5, help="validation images per class kept")
     hc.add_argument("--baselines", default="random,dm", help="methods applied to the val split")
     hc.add_argument("--baseline-iterations", type=int, default=None)
@@ -79,11 +71,18 @@ def add_app_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     hc.add_argument("--iterations", type=int, default=200, help="HCDC iterations")
     hc.add_argument("--terms", type=int, default=10, help="Neumann series terms")
     hc.add_argument("--val-fraction", type=float, default=0.2)
-    hc.add_argument("--seed", type=int, default=0)
-    hc.add_argument("--root", default=None)
-    hc.add_argument("--out", default="runs/app-hcdc")
     hc.set_defaults(func=run_hcdc)
     return app
+
+
+def _app(apps: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """The parser of ``ddkit app NAME`` with the options every app shares."""
+    parser = apps.add_parser(name, help=help)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--out", default=f"runs/app-{name}")
+    return parser
 
 
 def _method_names(text: str) -> list[str]:

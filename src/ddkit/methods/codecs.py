@@ -97,6 +97,19 @@ class Codec:
         syn.meta["codec"] = self.spec_string
         return syn
 
+    @staticmethod
+    def _with_stored(
+        syn: SyntheticSet, tensors: dict[str, torch.Tensor], **meta: Any
+    ) -> SyntheticSet:
+        """Attach the tensors a set is decoded from; its bytes then count those and its labels."""
+        for key, t in tensors.items():
+            t = t.detach().cpu()
+            syn.extras[key] = (t.float() if t.is_floating_point() else t).clone()
+        per_class = len(syn) // syn.spec.num_classes
+        syn.meta.update({"stored_tensors": [*tensors, "labels"], "emitted_per_class": per_class,
+                         **meta})  # fmt: skip
+        return syn
+
     @property
     def spec_string(self) -> str:
         return self.name
@@ -214,12 +227,8 @@ class Frequency(Codec):
 
     def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
         syn = super().to_set(stored, spec, ipc)
-        syn.extras["fred.coefficients"] = stored.detach().cpu().float().clone()
-        syn.extras["fred.positions"] = self.index_.to(torch.int32).clone()
-        syn.meta.update({"stored_tensors": ["fred.coefficients", "fred.positions", "labels"],
-                         "emitted_per_class": len(stored) // spec.num_classes,
-                         "kept_coefficients": int(self.index_.shape[1])})  # fmt: skip
-        return syn
+        tensors = {"fred.coefficients": stored, "fred.positions": self.index_.to(torch.int32)}
+        return self._with_stored(syn, tensors, kept_coefficients=int(self.index_.shape[1]))
 
 
 class Factorisation(Codec):
@@ -303,11 +312,8 @@ class Factorisation(Codec):
     def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
         syn = super().to_set(stored, spec, ipc)
         bases, _ = self._unpack(stored.detach())
-        syn.extras["haba.stored"] = stored.detach().cpu().float().clone()
-        syn.meta.update({"stored_tensors": ["haba.stored", "labels"], "hallucinators": self.h,
-                         "bases_per_class": len(bases) // spec.num_classes,
-                         "emitted_per_class": len(syn) // spec.num_classes})  # fmt: skip
-        return syn
+        return self._with_stored(syn, {"haba.stored": stored}, hallucinators=self.h,
+                                 bases_per_class=len(bases) // spec.num_classes)  # fmt: skip
 
 
 class Latent(Codec):
@@ -389,12 +395,10 @@ class Latent(Codec):
     def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
         syn = super().to_set(stored, spec, ipc)
         weights = torch.cat([p.detach().flatten() for p in self.decoder_.parameters()])
-        syn.extras["latent.codes"] = stored.detach().cpu().float().clone()
-        syn.extras["latent.decoder"] = weights.cpu().float().clone()
-        syn.meta.update({"stored_tensors": ["latent.codes", "latent.decoder", "labels"],
-                         "latent_dim": self.dim, "emitted_per_class": len(syn) // spec.num_classes,
-                         "decoder_reconstruction_mse": self.reconstruction_mse_})  # fmt: skip
-        return syn
+        return self._with_stored(
+            syn, {"latent.codes": stored, "latent.decoder": weights}, latent_dim=self.dim,
+            decoder_reconstruction_mse=self.reconstruction_mse_,
+        )  # fmt: skip
 
 
 CODECS: dict[str, Any] = {

@@ -126,3 +126,31 @@ def test_rtp_learns_labels_and_addresses():
     method.fit(train, 2, iterations=5, seed=0)
     for k, before in start.items():
         assert not torch.allclose(method.state_[k].detach(), before), k
+
+
+def test_rtp_memory_starts_as_the_truncated_svd_of_real_examples():
+    from ddkit.methods.performance.rtp import factorise_examples
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(12, 1, 4, 4, generator=g, dtype=torch.float64)
+    targets = 3.0 * torch.eye(3, dtype=torch.float64)[torch.arange(12) % 3]
+    # as many bases as examples: the memory recalls every image and target exactly
+    a, b, lab = factorise_examples(images, targets, 12)
+    assert torch.allclose((a @ b.flatten(1)).view_as(images), images, atol=1e-10)
+    assert torch.allclose(a @ lab, targets, atol=1e-10)
+    assert torch.allclose(a.norm(dim=1).mean(), torch.tensor(1.0, dtype=torch.float64))
+    # fewer bases: the recall error is the discarded singular values' (Eckart-Young)
+    a, b, lab = factorise_examples(images, targets, 4)
+    w = images.flatten(1).norm() / targets.norm()
+    joint = torch.cat([images.flatten(1), w * targets], 1)
+    recalled = torch.cat([a @ b.flatten(1), w * (a @ lab)], 1)
+    tail = torch.linalg.svdvals(joint)[4:]
+    assert torch.allclose((joint - recalled).norm(), tail.norm(), atol=1e-10)
+
+
+def test_rtp_refuses_more_bases_than_examples():
+    from ddkit.errors import ConfigError
+    from ddkit.testing import tiny_digits
+
+    with pytest.raises(ConfigError, match="lower bases or raise recall_factor"):
+        _rtp(bases=100).fit(tiny_digits().train, 2, iterations=1, seed=0)

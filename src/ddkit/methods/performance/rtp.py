@@ -18,9 +18,12 @@ the stored tensors. With ``bases="auto"`` the memory takes as many bases as fit 
 
 Deviations: the student is plain SGD without momentum (the paper learns momentum too) and the
 unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
-student's cross-entropy target (the paper regresses on the recalled label vectors); addresses
-start as random convex mixtures of the bases initialised from real images of the example's
-class.
+student's cross-entropy target (the paper regresses on the recalled label vectors). The paper
+initialises the memory at random; here memory, label bases and addresses start as the truncated
+SVD of ``recall_factor * ipc`` real examples per class and their one-hot labels
+(:func:`factorise_examples`), the best start a memory of ``m`` bases has: at equal bytes
+``m`` is below the number of classes at IPC 1, so bases tied to classes would leave classes
+without an example.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, Auto, MethodConfig
 from ddkit.methods.performance.bptt import BPTT, BPTTConfig
@@ -57,6 +61,28 @@ def memory_bases(ipc: int, num_classes: int, image_numel: int, recalled: int) ->
     return max(1, (ipc * num_classes * image_numel) // (image_numel + num_classes + recalled))
 
 
+def factorise_examples(
+    images: torch.Tensor, targets: torch.Tensor, bases: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best rank-``bases`` memory of real examples: the truncated SVD of the rows
+    ``[image | w * target]`` (``w`` gives the label part the images' energy per example), split
+    into addresses ``(n, bases)`` with unit mean row norm, image bases ``(bases, C, H, W)`` and
+    label bases ``(bases, K)``, so that ``addresses @ bases`` recalls each image and its target
+    as closely as ``bases`` components allow."""
+    flat = images.flatten(1)
+    w = (flat.norm() / targets.norm().clamp_min(1e-12)).item()
+    u, s, vh = torch.linalg.svd(torch.cat([flat, w * targets], dim=1), full_matrices=False)
+    addresses = u[:, :bases] * s[:bases]
+    scale = addresses.norm(dim=1).mean().clamp_min(1e-12)
+    memory = vh[:bases] * scale
+    image_part, label_part = memory[:, : flat.shape[1]], memory[:, flat.shape[1] :] / w
+    return (
+        (addresses / scale).contiguous(),
+        image_part.reshape(bases, *images.shape[1:]).contiguous(),
+        label_part.contiguous(),
+    )
+
+
 @register_method
 class RTP(BPTT):
     """rtp: a memory of shared bases and per-example addresses learned with BPTT (Deng & Russakovsky, NeurIPS 2022)."""
@@ -73,21 +99,17 @@ class RTP(BPTT):
         n = cfg.recall_factor * ipc * k
         image_numel = math.prod(train.spec.shape)
         m = cfg.bases if cfg.bases != "auto" else memory_bases(ipc, k, image_numel, n)
-        base_classes = torch.arange(m) % k
-        counts = torch.bincount(base_classes, minlength=k)
-        take = train.sample_per_class(int(counts.max()), generator)  # (K, max per class)
-        rank = torch.cat([torch.arange(int(c)) for c in counts])
-        order = torch.argsort(base_classes, stable=True)
-        rows = torch.empty(m, dtype=torch.long)
-        rows[order] = take[base_classes[order], rank]
-        bases = train.images[rows].clone().requires_grad_(True)
-        label_bases = (cfg.label_scale * torch.eye(k)[base_classes]).requires_grad_(True)
-        example_classes = torch.arange(k).repeat_interleave(n // k)
-        own = (base_classes[None, :] == example_classes[:, None]).float()
-        weights = torch.rand(n, m, generator=generator) * own
-        alone = weights.sum(1) == 0  # a class without a basis of its own (m < K) mixes all
-        weights[alone] = torch.rand(int(alone.sum()), m, generator=generator)
-        addresses = (weights / weights.sum(1, keepdim=True)).requires_grad_(True)
+        if m > n:
+            raise ConfigError(
+                f"bases={m} exceeds the {n} examples the memory emits (recall_factor * ipc * "
+                "classes); lower bases or raise recall_factor"
+            )
+        rows = train.sample_per_class(n // k, generator).flatten()
+        targets = cfg.label_scale * torch.eye(k)[train.labels[rows]]
+        addresses, bases, label_bases = factorise_examples(train.images[rows], targets, m)
+        bases.requires_grad_(True)
+        label_bases.requires_grad_(True)
+        addresses.requires_grad_(True)
         self.state_.update({
             "images": bases, "label_bases": label_bases, "addresses": addresses,
             "opt": torch.optim.Adam([bases, label_bases, addresses], lr=cfg.lr_img),

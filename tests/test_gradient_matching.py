@@ -45,6 +45,13 @@ def _reference_distance(g_real, g_syn, metric):
                 nb = math.sqrt(sum(y * y for y in rb))
                 total += 1.0 - dot / (na * nb + 1e-6)
         return total
+    if metric == "l1-conv":  # IDC: L1 over parameters of >= 3 dimensions (convolution weights)
+        return sum(
+            abs(x - y)
+            for a, b in zip(g_real, g_syn)
+            if a.ndim >= 3
+            for x, y in zip(a.flatten().tolist(), b.flatten().tolist())
+        )
     va = [x for a in g_real for x in a.flatten().tolist()]
     vb = [y for b in g_syn for y in b.flatten().tolist()]
     if metric == "mse":
@@ -65,7 +72,7 @@ SHAPES = [
 ]  # conv, bias, linear, bias, 3-D, 1x1 conv
 
 
-@pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
+@pytest.mark.parametrize("metric", ["ours", "mse", "cos", "l1-conv"])
 def test_gradient_distance_matches_plain_reference(metric: str) -> None:
     g = _gen(1)
     for trial in range(3):
@@ -80,7 +87,7 @@ def test_gradient_distance_matches_plain_reference(metric: str) -> None:
         )
 
 
-@pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
+@pytest.mark.parametrize("metric", ["ours", "mse", "cos", "l1-conv"])
 def test_gradient_distance_batched_over_classes(metric: str) -> None:
     g = _gen(2)
     k = 4
@@ -154,7 +161,7 @@ def test_class_gradients_vectorised_equals_loop(model: str) -> None:
         torch.testing.assert_close(chunked[n], ref[n], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
+@pytest.mark.parametrize("metric", ["ours", "mse", "cos", "l1-conv"])
 def test_matching_loss_and_image_gradient_vectorised_equals_loop(metric: str) -> None:
     """One DC matching step in float64: same per-class loss and same gradient w.r.t. the
     synthetic images from the vmap path and the plain class-by-class path."""
@@ -332,3 +339,50 @@ def test_a_network_too_deep_for_the_images_is_warned_about() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         create_method("dsa", dataset="digits", ipc=1, iterations=0).fit(data, 1)  # convnet2
+
+
+# ============================================================== IDC
+def test_idc_pixel_bounds_and_image_learning_rate() -> None:
+    from ddkit.data.dataset import denormalise
+    from ddkit.data.spec import DatasetSpec
+    from ddkit.methods.matching.idc import idc_image_lr, pixel_bounds
+
+    spec = DatasetSpec("m", 10, 1, (28, 28), mean=(0.13,), std=(0.31,))
+    low, high = pixel_bounds(spec)
+    raw = denormalise(torch.stack([low, high]).expand(2, 1, 28, 28), spec)
+    torch.testing.assert_close(raw[0], torch.zeros(1, 28, 28))
+    torch.testing.assert_close(raw[1], torch.ones(1, 28, 28))
+    # IDC's 5e-3 * ipc / 10 for 28x28 pixels in [0, 1], the same step in normalised units
+    assert idc_image_lr(10, spec) == pytest.approx(5e-3 / 0.31**2)
+    assert idc_image_lr(1, spec) == pytest.approx(5e-4 / 0.31**2)
+
+
+def test_idc_clamps_stored_pixels_and_trains_its_networks_on_real_images(monkeypatch) -> None:
+    from ddkit.eval import train as train_module
+    from ddkit.methods.matching.idc import pixel_bounds
+    from ddkit.testing import method_test_overrides
+
+    data = tiny_digits().train
+    m = create_method("idc", **{**method_test_overrides("idc"), "lr_img": 1e-12})
+    m.fit(data, 1, iterations=0, seed=0)
+    assert m.state_["images"].shape[0] == 10  # one stored image per class ...
+    seen = []
+    real = train_module.sgd_train
+
+    def spy(net, images, targets, **kw):
+        seen.append((images, targets))
+        return real(net, images, targets, **kw)
+
+    monkeypatch.setattr(train_module, "sgd_train", spy)
+    with torch.no_grad():
+        m.state_["images"].fill_(100.0)
+    m.step(0)
+    low, high = pixel_bounds(data.spec)
+    assert torch.allclose(m.state_["images"], high.expand_as(m.state_["images"]), atol=1e-6)
+    # between its 2 matching steps the network trained once, on real rows with their labels
+    assert len(seen) == 1
+    images, targets = seen[0]
+    rows = [int((data.images == x).flatten(1).all(1).nonzero()[0]) for x in images]
+    assert torch.equal(data.labels[rows], targets)
+    syn = m.result()
+    assert len(syn) == 40 and syn.meta["formation_factor"] == 2  # ... emitting 4 per class

@@ -62,6 +62,7 @@ from torch import nn
 from ddkit.augment.dsa import DSA as DSAAugment
 from ddkit.augment.dsa import DSAParams
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
@@ -263,15 +264,24 @@ class DC(Distiller):
         start = initial_images(train, self.codec_.real_per_class(ipc, spec), generator, cfg.init)
         images = self.codec_.encode(start, generator).requires_grad_(True)
         self.state_["images"] = images
-        self.state_["opt_img"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        lr_img = self.image_lr(ipc, spec)
+        self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
+
+    def image_lr(self, ipc: int, spec: DatasetSpec) -> float:
+        """The synthetic images' learning rate (``lr_img``)."""
+        return float(self.config.lr_img)
+
+    def network_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
+        """The optimiser of the matching network's training between matching steps."""
+        cfg = self.config
+        return torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=cfg.momentum_net)
 
     # ------------------------------------------------------------------ one outer iteration
     def step(self, iteration: int) -> dict[str, float]:
-        cfg = self.config
         g: torch.Generator = self.state_["generator"]
         net = self.nets_.draw(g).train()
-        opt_net = torch.optim.SGD(net.parameters(), lr=cfg.lr_net, momentum=cfg.momentum_net)
+        opt_net = self.network_optimizer(net)
         total = 0.0
         for ol in range(self.outer_loop_):
             total += self.match_step(net, g)

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Distances understood by :func:`gradient_distance`.
-METRICS: tuple[str, ...] = ("ours", "mse", "cos")
+METRICS: tuple[str, ...] = ("ours", "mse", "cos", "l1-conv")
 
 Grads = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 
@@ -86,7 +86,10 @@ def gradient_distance(
         metric: ``"ours"`` -- DC's layer-wise distance, the sum over parameter tensors of
             :func:`layer_distance` (one-dimensional parameters ignored); ``"mse"`` -- the sum of
             squared differences over all parameters; ``"cos"`` -- ``1 - cos`` of the two
-            gradients flattened and concatenated over all parameters.
+            gradients flattened and concatenated over all parameters; ``"l1-conv"`` -- IDC's
+            distance (Kim et al., ICML 2022): the summed absolute difference of the gradients
+            of convolution weights (parameters of three or more dimensions; biases, norms and
+            linear layers ignored).
         batch_dims: number of leading batch dimensions shared by every tensor (``1`` for
             per-class gradients ``(K, *param_shape)``); the result has their shape.
         eps: added to the product of norms in the cosine, as in the reference (``1e-6``).
@@ -100,6 +103,11 @@ def gradient_distance(
         if a.shape != b.shape:
             raise DataError(f"gradient shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     lead = gr[0].shape[:batch_dims]
+    if metric == "l1-conv":
+        pairs = [(a, b) for a, b in zip(gr, gs) if a.ndim - batch_dims >= 3]
+        if not pairs:
+            raise DataError("metric 'l1-conv' needs a network with convolutions")
+        return sum((a - b).abs().reshape(*lead, -1).sum(-1) for a, b in pairs)
     if metric == "ours":
         out = layer_distance(gr[0], gs[0], batch_dims, eps)
         for a, b in zip(gr[1:], gs[1:]):
@@ -114,8 +122,10 @@ def gradient_distance(
 
 def matched_parameter_names(net: nn.Module, metric: str = "ours") -> list[str]:
     """Names of the parameters whose gradients ``metric`` uses: for ``"ours"`` only those with
-    two or more dimensions (1-D gradients contribute nothing), else all of them."""
-    return [n for n, p in net.named_parameters() if metric != "ours" or p.ndim >= 2]
+    two or more dimensions (1-D gradients contribute nothing), for ``"l1-conv"`` those with
+    three or more (convolution weights), else all of them."""
+    least = {"ours": 2, "l1-conv": 3}.get(metric, 0)
+    return [n for n, p in net.named_parameters() if p.ndim >= least]
 
 
 def class_gradients(

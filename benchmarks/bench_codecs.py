@@ -1,15 +1,18 @@
 """What is stored, at equal bytes: DM through each codec against plain pixels and random real.
 
-For every IPC (the byte budget of IPC plain images and hard labels per class) and codec, DM
+For every IPC (the byte budget of IPC plain images and hard labels per class), objective
+(``--methods``: dm by default, idc, dc, dsa) and codec, the objective
 distils the training split through the codec (``pixels``, ``formation:F``, ``fred:R``, ``haba:H``, ``latent:D``; same
 objective, iterations and seed), and fresh networks are trained on the decoded set under one
 protocol and tested once; random real images of the same bytes (plain pixels, IPC images per
-class) sit beside them. Each cell records accuracy (final epoch, mean ± std over runs), the
+class) sit beside them, and ``--generative dim`` adds the distilled generator of the same bytes
+(its saved samples, 10 per IPC per class). Each cell records accuracy (final epoch, mean ± std over runs), the
 images decoded, the bytes stored and the seconds spent. Cells already in the output file are
 kept, so an interrupted run continues where it stopped. Nothing is tuned here.
 
-Usage: python benchmarks/bench_codecs.py [--dataset digits] [--ipcs 1,10]
-       [--codecs pixels,formation:2,fred:0.25,haba:5,latent:16] [--iterations N] [--protocol fast] [--out FILE]
+Usage: python benchmarks/bench_codecs.py [--dataset digits] [--ipcs 1,10] [--methods dm,idc]
+       [--codecs pixels,formation:2,fred:0.25,haba:5,latent:16] [--generative dim]
+       [--iterations N | dm=500,idc=10,dim=500] [--protocol fast] [--out FILE]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def _cell(splits, method: str, ipc: int, codec: str | None, args) -> dict:
     options = {} if codec is None else {"codec": codec}
     m = create_method(method, dataset=args.dataset, ipc=ipc, **options)
     t0 = time.perf_counter()
-    iterations = None if method == "random" else args.iterations
+    iterations = None if method == "random" else _iterations(args.iterations, method)
     syn = m.fit(splits.train, ipc, iterations=iterations, seed=args.seed)
     distill = time.perf_counter() - t0
     r = evaluate(syn, splits.test, args.protocol, seed=args.seed).results[0]
@@ -44,12 +47,26 @@ def _cell(splits, method: str, ipc: int, codec: str | None, args) -> dict:
     }  # fmt: skip
 
 
+def _iterations(setting: str | None, method: str) -> int | None:
+    """``--iterations``: one number for every method, or ``method=N`` pairs (preset if unset)."""
+    if not setting:
+        return None
+    if "=" not in setting:
+        return int(setting)
+    pairs = dict(item.split("=") for item in setting.split(","))
+    return int(pairs[method]) if method in pairs else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--ipcs", default="1,10")
     ap.add_argument("--codecs", default="pixels,formation:2,fred:0.25,haba:5,latent:16")
-    ap.add_argument("--iterations", type=int, default=None, help="DM iterations (preset if unset)")
+    ap.add_argument("--methods", default="dm", help="objectives optimising each codec")
+    ap.add_argument("--generative", default="", help="generative methods (dim) at the same bytes")
+    ap.add_argument(
+        "--iterations", default=None, help="N for all, or method=N,... (preset if unset)"
+    )
     ap.add_argument("--protocol", default="fast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -61,7 +78,8 @@ def main() -> None:
     cells = []
     for ipc in [int(i) for i in args.ipcs.split(",")]:
         cells.append(("random", ipc, None))
-        cells += [("dm", ipc, c) for c in args.codecs.split(",")]
+        cells += [(m, ipc, c) for m in args.methods.split(",") for c in args.codecs.split(",")]
+        cells += [(m, ipc, None) for m in args.generative.split(",") if m]
     for method, ipc, codec in cells:
         key = (method, ipc, codec, args.protocol)
         if any((r["method"], r["ipc"], r["codec"], r["protocol"]) == key for r in rows):

@@ -1,7 +1,8 @@
 """Parameterisations ("codecs"): what a synthetic set stores, and how it becomes training images.
 
 A method that optimises images can optimise a codec's stored tensor instead (``codec=`` of
-``dm``, ``dc`` and ``dsa``; IDM has multi-formation built in): the codec decodes
+``dm``, ``dc``, ``dsa`` and ``idc``, whose default is ``formation:2``; IDM has multi-formation
+built in): the codec decodes
 it into training images at every step (differentiably), and the saved set holds the decoded
 images for evaluation plus the stored tensors, which are what its bytes count. A codec is given
 the byte budget of ``ipc`` plain images (and hard labels) per class and emits as many images

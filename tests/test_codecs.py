@@ -115,6 +115,15 @@ def test_haba_learns_different_hallucinators():
     assert (views[:, 0] - views[:, 1]).abs().max() > 1e-4
 
 
+@pytest.fixture
+def short_autoencoder(monkeypatch):
+    """The latent codec's autoencoder trained 40 steps instead of 2,000 (test speed)."""
+    from ddkit.methods.codecs import Latent
+
+    monkeypatch.setattr(Latent, "steps", 40)
+
+
+@pytest.mark.usefixtures("short_autoencoder")
 def test_latent_codes_decode_through_the_trained_decoder_and_count_it():
     train = tiny_digits().train
     codec = make_codec("latent:4")
@@ -136,10 +145,12 @@ def test_latent_codes_decode_through_the_trained_decoder_and_count_it():
         codec.emitted_per_class(1, train.spec)
 
 
+@pytest.mark.usefixtures("short_autoencoder")
 def test_dm_through_latent_codes_is_a_conforming_method():
     check_method("dm", ipc=10, overrides={"codec": "latent:4"})
 
 
+@pytest.mark.usefixtures("short_autoencoder")
 def test_dm_optimises_latent_codes():
     m = create_method("dm", dataset="tiny-digits", ipc=10, batch_real=8, codec="latent:4")
     start = m.fit(tiny_digits().train, 10, iterations=0, seed=0)

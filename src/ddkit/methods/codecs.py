@@ -34,12 +34,13 @@ per class as fit in it.
   training images (seed 0, so every run shares it) and stores ``D`` numbers per image plus the
   decoder's weights, which count against the budget (GLaD ships a public generator and counts
   none of it). Codes start as the encoder's codes of real images. Deviations: a deterministic
-  autoencoder instead of a GAN or VAE, trained briefly (10 epochs), no intermediate-layer
+  autoencoder instead of a GAN or VAE, trained briefly (2,000 Adam steps), no intermediate-layer
   latents.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -322,7 +323,7 @@ class Latent(Codec):
     docstring): ``latent:D`` stores ``D`` numbers per image plus the decoder's weights."""
 
     name = "latent"
-    epochs = 10  # autoencoder training epochs (Adam, lr 1e-3, batch 128, seed 0)
+    steps = 2000  # autoencoder training steps (Adam, lr 1e-3, batch 128, seed 0)
     width = 16  # channels after the decoder's first layer (halved by the second)
 
     def __init__(self, dim: int) -> None:
@@ -374,12 +375,12 @@ class Latent(Codec):
         params = [*self.encoder_.parameters(), *self.decoder_.parameters()]
         opt = torch.optim.Adam(params, lr=1e-3)
         x = train.images
-        for _ in range(self.epochs):
-            for idx in torch.randperm(len(x), generator=g).split(128):
-                loss = (self.decoder_(self.encoder_(x[idx])) - x[idx]).pow(2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        epochs = (torch.randperm(len(x), generator=g).split(128) for _ in itertools.count())
+        for idx in itertools.islice(itertools.chain.from_iterable(epochs), self.steps):
+            loss = (self.decoder_(self.encoder_(x[idx])) - x[idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         self.decoder_.requires_grad_(False).eval()
         with torch.no_grad():
             self.reconstruction_mse_ = float(

@@ -68,7 +68,7 @@ class DiMConfig(DMConfig):
     width: int = 16  # channels after the generator's first layer (halved by the second)
     samples: int | Auto = "auto"  # images per class in the saved set; auto: 10 x ipc
     batch_syn: int = 64  # generated images per class per iteration
-    autoencoder_epochs: int = 10  # training of the decoder's starting point (seed 0)
+    autoencoder_steps: int = 2000  # Adam steps training the decoder's starting point (seed 0)
     sample_seed: int = 0  # the latents of the images saved with the set
 
     rules = {
@@ -77,7 +77,7 @@ class DiMConfig(DMConfig):
         "width": AT_LEAST_ONE,
         "samples": AT_LEAST_ONE,
         "batch_syn": AT_LEAST_ONE,
-        "autoencoder_epochs": NON_NEGATIVE,
+        "autoencoder_steps": NON_NEGATIVE,
     }
 
     def check(self) -> None:
@@ -88,9 +88,9 @@ class DiMConfig(DMConfig):
             )
 
 
-def _autoencoder(latent_dim: int, width: int, epochs: int) -> Latent:
+def _autoencoder(latent_dim: int, width: int, steps: int) -> Latent:
     codec = Latent(latent_dim)
-    codec.width, codec.epochs = width, epochs
+    codec.width, codec.steps = width, steps
     return codec
 
 
@@ -129,7 +129,7 @@ class DiM(DM):
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,
         "batch_syn": 4,
-        "autoencoder_epochs": 1,
+        "autoencoder_steps": 20,
         "width": 4,
         "latent_dim": 4,
     }
@@ -146,7 +146,7 @@ class DiM(DM):
                 f"(plain images and labels); use a larger IPC or a smaller latent_dim / width"
             )
         self._setup(train)
-        autoencoder = _autoencoder(cfg.latent_dim, cfg.width, cfg.autoencoder_epochs)
+        autoencoder = _autoencoder(cfg.latent_dim, cfg.width, cfg.autoencoder_steps)
         autoencoder.fit(train)
         self.autoencoder_ = autoencoder
         self.fm_ = FlatModel(autoencoder.decoder_)

@@ -49,3 +49,28 @@ def test_dim_distillation_moves_the_generator_and_the_class_gaussians():
     method.fit(data, 2, iterations=3, seed=0)
     for key, before in start.items():
         assert not torch.allclose(method.state_[key].detach(), before), key
+
+
+def test_resample_command_draws_from_a_saved_generator(tmp_path, capsys):
+    from ddkit.cli import main
+    from ddkit.data.synthetic import SyntheticSet
+
+    syn = _dim(samples=2).fit(tiny_digits().train, 2, iterations=1, seed=0)
+    syn.save(tmp_path / "set")
+    assert main(["resample", str(tmp_path / "set"), "--per-class", "5", "--to",
+                 str(tmp_path / "more"), "--seed", "3"]) == 0  # fmt: skip
+    more = SyntheticSet.load(tmp_path / "more")
+    assert len(more) == 50 and more.storage_bytes() == syn.storage_bytes()
+    torch.testing.assert_close(more.images, resample(syn, 5, seed=3).images)
+    # a set without a generator, or an existing target: one line naming the problem
+    SyntheticSet(syn.images, syn.labels, syn.spec).save(tmp_path / "plain")
+    assert main(["resample", str(tmp_path / "plain"), "--per-class", "5", "--to",
+                 str(tmp_path / "x")]) == 2  # fmt: skip
+    assert main(["resample", str(tmp_path / "set"), "--per-class", "5", "--to",
+                 str(tmp_path / "more")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ddkit: error: this set stores no generator (only sets distilled by dim do)",
+        f"ddkit: error: {str(tmp_path / 'more')!r} already exists; choose another --to or remove it",
+    ]
+    assert not (tmp_path / "x").exists()

@@ -195,6 +195,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resample(args: argparse.Namespace) -> int:
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.methods.generative.dim import resample
+    from ddkit.runs import resolve_synthetic_path
+
+    out = Path(args.to)
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} already exists; choose another --to or remove it")
+    syn = resample(SyntheticSet.load(resolve_synthetic_path(args.path)), args.per_class, args.seed)
+    syn.save(out)
+    print(
+        f"wrote {out} ({len(syn)} images, {args.per_class} per class, sampled with seed "
+        f"{args.seed}; stored bytes unchanged: {syn.storage_bytes()['total']:,})"
+    )
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from ddkit import plots
     from ddkit.io import read_json
@@ -435,6 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--to", required=True, help="output folder (PNGs) or FILE.npz")
     x.add_argument("--format", choices=["png", "npz"], default=None, help="default: from --to")
     x.set_defaults(func=cmd_export)
+
+    rs = sub.add_parser(
+        "resample", help="draw any number of images per class from a set that stores a generator"
+    )
+    rs.add_argument("path", help="run folder or synthetic-set folder of a `dim` run")
+    rs.add_argument("--per-class", type=int, required=True, help="images per class to draw")
+    rs.add_argument("--to", required=True, help="output synthetic-set folder")
+    add_common(rs, "seed")
+    rs.set_defaults(func=cmd_resample)
 
     pl = sub.add_parser("plot", help="draw a run's learning curve, a suite's accuracy vs IPC, ...")
     pl.add_argument(

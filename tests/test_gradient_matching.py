@@ -363,7 +363,8 @@ def test_idc_clamps_stored_pixels_and_trains_its_networks_on_real_images(monkeyp
     from ddkit.testing import method_test_overrides
 
     data = tiny_digits().train
-    m = create_method("idc", **{**method_test_overrides("idc"), "lr_img": 1e-12})
+    overrides = {**method_test_overrides("idc"), "lr_img": 1e-12, "codec": "formation:2"}
+    m = create_method("idc", **overrides)
     m.fit(data, 1, iterations=0, seed=0)
     assert m.state_["images"].shape[0] == 10  # one stored image per class ...
     seen = []
@@ -386,3 +387,17 @@ def test_idc_clamps_stored_pixels_and_trains_its_networks_on_real_images(monkeyp
     assert torch.equal(data.labels[rows], targets)
     syn = m.result()
     assert len(syn) == 40 and syn.meta["formation_factor"] == 2  # ... emitting 4 per class
+
+
+def test_idc_stores_multi_formation_images_only_where_tiles_hold_an_image() -> None:
+    from ddkit.data.spec import DatasetSpec
+    from ddkit.methods.matching.idc import IDC
+
+    idc = create_method("idc")
+    assert isinstance(idc, IDC)
+    for side, codec in [(8, "pixels"), (16, "formation:2"), (28, "formation:2")]:
+        spec = DatasetSpec("m", 10, 1, (side, side), mean=(0.1,), std=(0.3,))
+        assert idc.codec_for(spec) == codec
+    assert create_method("idc", codec="fred:0.5").codec_for(spec) == "fred:0.5"
+    with pytest.raises(ConfigError):
+        create_method("dc", codec="auto")

@@ -58,7 +58,7 @@ from ddkit.methods.config import (
     Preset,
     zero_to_auto,
 )
-from ddkit.methods.matching.formation import decode, encode_real
+from ddkit.methods.matching.formation import decode, default_factor, encode_real
 from ddkit.methods.pool import ModelPool
 
 __all__ = [
@@ -463,7 +463,7 @@ class IDM(DM):
     def factor_for(self, spec_size: tuple[int, int]) -> int:
         """The partition factor used for images of ``spec_size`` (``factor`` or auto)."""
         f = self.config.factor
-        return f if f != "auto" else (2 if min(spec_size) >= 16 else 1)
+        return f if f != "auto" else default_factor(spec_size)
 
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator

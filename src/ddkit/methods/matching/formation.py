@@ -11,7 +11,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["decode", "encode_real", "merge", "partition"]
+__all__ = ["decode", "default_factor", "encode_real", "merge", "partition"]
+
+#: Below this image side, tiles of half the side hold too little of an image to train on.
+MIN_SIDE_FOR_TILES = 16
+
+
+def default_factor(image_size: tuple[int, int]) -> int:
+    """The formation factor used when a method is not told one: 2 for images of at least
+    :data:`MIN_SIDE_FOR_TILES` pixels a side (IDC's MNIST/CIFAR setting), else 1 (4x4 tiles of an
+    8x8 image are not an image)."""
+    return 2 if min(image_size) >= MIN_SIDE_FOR_TILES else 1
 
 
 def _patch(h: int, w: int, factor: int) -> tuple[int, int]:

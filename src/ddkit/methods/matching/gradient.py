@@ -188,6 +188,12 @@ class DCConfig(MethodConfig):
         "class_chunk": Alias("class_chunk", lambda v, _: 0 if v is None else v),
     }
 
+    auto_codec: ClassVar[bool] = False  # whether the method picks a codec for "auto"
+
+    def check(self) -> None:
+        if self.codec == "auto" and not self.auto_codec:
+            raise ConfigError(f"codec {CODEC.text}, got 'auto'")
+
 
 @dataclasses.dataclass(frozen=True)
 class DSAConfig(DCConfig):
@@ -254,7 +260,7 @@ class DC(Distiller):
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
-        self.codec_ = make_codec(cfg.codec)
+        self.codec_ = make_codec(self.codec_for(spec))
         self.codec_.fit(train)
         self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
@@ -267,6 +273,10 @@ class DC(Distiller):
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
+
+    def codec_for(self, spec: DatasetSpec) -> str:
+        """The codec that stores this set (``codec``)."""
+        return self.config.codec
 
     def image_lr(self, ipc: int, spec: DatasetSpec) -> float:
         """The synthetic images' learning rate (``lr_img``)."""

@@ -8,6 +8,9 @@ Two changes to DC (:mod:`ddkit.methods.matching.gradient`):
   full training image (multi-formation, the ``formation:F`` codec of
   :mod:`ddkit.methods.codecs`), initialised from downscaled real images; the set emits
   ``factor^2`` times more images than it stores, at the bytes of ``ipc`` images per class.
+  ``codec="auto"`` takes factor 2 (the paper's MNIST and CIFAR setting) on images of at least
+  16 pixels a side and plain pixels below (IDM's rule: 4x4 tiles of 8x8 ``digits`` hold too
+  little of a digit); any codec can be named instead.
 * **The networks whose gradients are matched** are trained on *real* data between matching
   steps (``net_images`` real images, one epoch, SGD with momentum and weight decay, per
   matching step), not on the synthetic set, so matching sees networks of the kind the set must
@@ -43,6 +46,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import register_method
 from ddkit.methods.codecs import Formation, Pixels
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Preset
+from ddkit.methods.matching.formation import default_factor
 from ddkit.methods.matching.gradient import DC, DCConfig
 
 __all__ = ["IDC", "IDCConfig", "idc_image_lr", "pixel_bounds"]
@@ -53,7 +57,8 @@ class IDCConfig(DCConfig):
     """IDC hyper-parameters (defaults: the authors' code, budgets aside)."""
 
     iterations: int = 500  # networks, each with outer_loop matching steps
-    codec: str = "formation:2"
+    codec: str | Auto = "auto"  # auto: formation:2 on images >= 16 px a side, else pixels
+    auto_codec: ClassVar[bool] = True
     metric: str = "l1-conv"
     augment: str = "color_crop_cutout"  # all three applied, one draw shared per class
     outer_loop: int | Auto = 100  # matching steps per network (IDC's "inner_loop")
@@ -160,6 +165,13 @@ class IDC(DC):
             momentum=cfg.momentum_net,
             weight_decay=cfg.weight_decay_net,
         )
+
+    def codec_for(self, spec: DatasetSpec) -> str:
+        codec = self.config.codec
+        if codec != "auto":
+            return codec
+        factor = default_factor(spec.image_size)
+        return f"formation:{factor}" if factor > 1 else "pixels"
 
     def image_lr(self, ipc: int, spec: DatasetSpec) -> float:
         lr = self.config.lr_img

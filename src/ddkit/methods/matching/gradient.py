@@ -260,6 +260,7 @@ class DC(Distiller):
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
+        self.net_augment_ = self.dsa_
         self.codec_ = make_codec(self.codec_for(spec))
         self.codec_.fit(train)
         self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
@@ -330,18 +331,24 @@ class DC(Distiller):
         opt.step()
         return float(loss.detach())
 
+    def network_data(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the matching network trains on between matching steps: the (detached)
+        synthetic set."""
+        return self.codec_.decode(self.state_["images"].detach()), self.labels_
+
     def train_network(self, net: nn.Module, opt: torch.optim.Optimizer, g: torch.Generator) -> None:
-        """``inner_loop`` epochs of SGD on the (detached) synthetic set, shuffled with ``g``;
-        with DSA every image gets its own augmentation draw."""
+        """``inner_loop`` epochs of SGD on :meth:`network_data`, shuffled with ``g``; with an
+        augmentation (``net_augment_``: DSA's for DSA) every image gets its own draw."""
         from ddkit.eval.train import sgd_train
 
         if self.inner_loop_ == 0:
             return
-        dsa = self.dsa_
+        images, labels = self.network_data(g)
+        dsa = self.net_augment_
         sgd_train(
             net,
-            self.codec_.decode(self.state_["images"].detach()),
-            self.labels_,
+            images,
+            labels,
             epochs=self.inner_loop_,
             lr=self.config.lr_net,
             batch_size=self.config.batch_net,

@@ -123,7 +123,7 @@ class IDC(DC):
         cfg = self.config
         super().init(train, ipc, generator, iterations)
         self.dsa_ = None if self.dsa_ is None else DSAAugment(self.dsa_.strategy, mode="all")
-        self.net_dsa_ = DSAAugment(cfg.net_augment) if cfg.net_augment != "none" else None
+        self.net_augment_ = DSAAugment(cfg.net_augment) if cfg.net_augment != "none" else None
         self.bounds_ = (
             pixel_bounds(train.spec) if isinstance(self.codec_, (Pixels, Formation)) else None
         )
@@ -136,26 +136,11 @@ class IDC(DC):
                 images.copy_(torch.maximum(torch.minimum(images, high), low))
         return super().step(iteration)
 
-    def train_network(self, net: nn.Module, opt: torch.optim.Optimizer, g: torch.Generator) -> None:
-        """``inner_loop`` epochs of SGD on ``net_images`` real images drawn from the whole
-        training set (IDC's ``net_epoch`` and ``n_data``)."""
-        from ddkit.eval.train import sgd_train
-
-        cfg, train = self.config, self.train_
-        rows = torch.randperm(len(train), generator=g)[: cfg.net_images]
-        dsa = self.net_dsa_
-        sgd_train(
-            net,
-            train.images[rows],
-            train.labels[rows],
-            epochs=self.inner_loop_,
-            lr=cfg.lr_net,
-            batch_size=cfg.batch_net,
-            generator=g,
-            optimizer=opt,
-            augment=None if dsa is None else (lambda x, t, gen: (dsa(x, gen, shared=False), t)),
-        )
-        net.train()
+    def network_data(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``net_images`` real images drawn from the whole training set (IDC's ``n_data``);
+        ``inner_loop`` is IDC's ``net_epoch``."""
+        rows = torch.randperm(len(self.train_), generator=g)[: self.config.net_images]
+        return self.train_.images[rows], self.train_.labels[rows]
 
     def network_optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
         cfg = self.config

@@ -86,10 +86,18 @@ def test_old_label_mode_spellings_still_read():
 
 # ----------------------------------------------------------------------------- same seed, same report
 # Recorded with the evaluation code before protocols stated targets and loss (same machine
-# arithmetic): the refactor must not change a single prediction.
+# arithmetic): the refactor must not change a single prediction. Kernels of different vector
+# widths round differently, so the figures are per CPU capability (AVX512: the first
+# recording; AVX2: recorded at the commit that split them, with the same code).
 RECORDED = {
-    "hard": [0.26666666666666666, 0.25],
-    "soft": [0.3333333333333333, 0.2833333333333333],
+    "AVX512": {
+        "hard": [0.26666666666666666, 0.25],
+        "soft": [0.3333333333333333, 0.2833333333333333],
+    },
+    "AVX2": {
+        "hard": [0.26666666666666666, 0.25],
+        "soft": [0.31666666666666665, 0.2833333333333333],
+    },
 }
 
 
@@ -100,7 +108,12 @@ def test_same_seed_results_are_those_recorded_before_the_refactor(tiny, kind):
         soft = torch.nn.functional.one_hot(syn.labels, 10).float() * 0.8 + 0.02
         syn = SyntheticSet(syn.images, soft, syn.spec)
     p = get_protocol("smoke").with_(models=("convnet-w16",), epochs=20, lr=0.05, batch_size=16)
-    assert evaluate(syn, tiny.test, p, seed=1).results[0].accuracies == RECORDED[kind]
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in RECORDED:
+        pytest.skip(
+            f"no figures recorded on a {capability} CPU, whose arithmetic rounds differently"
+        )
+    assert evaluate(syn, tiny.test, p, seed=1).results[0].accuracies == RECORDED[capability][kind]
 
 
 # ----------------------------------------------------------------------------- sgd_train

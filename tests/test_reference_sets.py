@@ -7,11 +7,16 @@ test fails when a change alters a method's random stream or arithmetic. A change
 alter a method's output rewrites the file (``python tests/test_reference_sets.py --write``) and
 says why in its commit message.
 
-Runs are recorded per CPU capability (``torch.backends.cpu.get_cpu_capability()``: AVX512,
-AVX2, ...): kernels of different vector widths round differently, and a few tiny runs (DC on
-8x8 images) amplify rounding into visibly different sets. Keys are ``CAPABILITY:method.tensor``;
+Runs are recorded per machine arithmetic (:func:`ddkit.testing.arithmetic`: CPU vendor and
+torch's vector capability, e.g. ``amd-AVX512``): kernels of different vector widths round
+differently, MKL / oneDNN choose different kernels on Intel and AMD, and a few tiny runs (DC on
+8x8 images, FRePo's solves) amplify rounding into visibly different sets. Keys are
+``ARITHMETIC:method.tensor``;
 a method not recorded for this machine's capability is skipped with a message saying so. The
-first recordings (11ad2e8) were made on AVX512; the AVX2 ones when per-capability recording began (after rtp's SVD start and the addition of idc).
+first recordings (11ad2e8) were made on an AMD AVX512 CPU; the AVX2 ones (AMD) when
+per-capability recording began (after rtp's SVD start and the addition of idc); the Intel
+AVX512 ones (a Xeon with AMX, on which dc, dsa and frepo round differently from the AMD
+recording at every commit back to 5417dd8) with the code of that commit.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddkit.testing import arithmetic
+
 REFERENCE = Path(__file__).parent / "data" / "reference_sets.safetensors"
-CAPABILITY = torch.backends.cpu.get_cpu_capability()
+ARITHMETIC = arithmetic()
 
 
 def tiny_run(name: str) -> dict[str, torch.Tensor]:
@@ -60,12 +67,12 @@ def _recorded_methods(capability: str | None = None) -> list[str]:
 
 @pytest.mark.parametrize("name", _recorded_methods())
 def test_same_seed_gives_the_recorded_set(name):
-    prefix = f"{CAPABILITY}:{name}."
-    ref = {k[len(CAPABILITY) + 1 :]: v for k, v in _reference().items() if k.startswith(prefix)}
+    prefix = f"{ARITHMETIC}:{name}."
+    ref = {k[len(ARITHMETIC) + 1 :]: v for k, v in _reference().items() if k.startswith(prefix)}
     if not ref:
         caps = sorted({cap for cap, n in map(_split, _reference()) if n == name})
         pytest.skip(
-            f"{name} was recorded on {', '.join(caps)} CPUs; this one computes with {CAPABILITY}, "
+            f"{name} was recorded on {', '.join(caps)} CPUs; this one computes as {ARITHMETIC}, "
             "which rounds differently: record it here with --write"
         )
     got = tiny_run(name)
@@ -94,9 +101,9 @@ def write(names: list[str] | None = None) -> None:
     load_all()
     tensors = _reference() if REFERENCE.exists() else {}
     for name in names or METHODS.names():
-        tensors = {k: v for k, v in tensors.items() if _split(k) != (CAPABILITY, name)}
-        tensors.update({f"{CAPABILITY}:{k}": v.contiguous() for k, v in tiny_run(name).items()})
-        print(f"recorded {name} ({CAPABILITY})")
+        tensors = {k: v for k, v in tensors.items() if _split(k) != (ARITHMETIC, name)}
+        tensors.update({f"{ARITHMETIC}:{k}": v.contiguous() for k, v in tiny_run(name).items()})
+        print(f"recorded {name} ({ARITHMETIC})")
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(REFERENCE))
 

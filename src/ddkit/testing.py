@@ -44,6 +44,7 @@ TINY_ROWS = 300
 __all__ = [
     "TEST_ITERATIONS",
     "accuracy_against_random",
+    "arithmetic",
     "check_all",
     "check_method",
     "check_model",
@@ -51,6 +52,24 @@ __all__ = [
     "method_test_overrides",
     "tiny_digits",
 ]
+
+
+def arithmetic() -> str:
+    """The machine's floating-point arithmetic, for recordings that must match bit for bit:
+    the CPU vendor and torch's vector capability, e.g. ``"amd-AVX512"``. Kernels of different
+    vector widths round differently, and MKL / oneDNN pick different kernels on Intel and AMD
+    CPUs of the same width, so a tiny run recorded on one may differ in the last bits on
+    another."""
+    vendor = "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                name = line.split(":", 1)[1].strip()
+                vendor = {"AuthenticAMD": "amd", "GenuineIntel": "intel"}.get(name, name.lower())
+                break
+    except OSError:  # not Linux: the capability alone
+        pass
+    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ import torch
 from ddkit.errors import ConfigError
 from ddkit.methods import create_method
 from ddkit.methods.codecs import LABEL_BYTES, dct_matrix, image_bytes, make_codec
-from ddkit.testing import check_method, tiny_digits
+from ddkit.testing import check_method, method_test_overrides, tiny_digits
 
 
 def test_dct_is_orthonormal_and_fred_keeping_everything_is_lossless():
@@ -64,6 +64,59 @@ def test_every_codec_fits_the_bytes_of_plain_images(spec, ipc):
 @pytest.mark.parametrize("spec", ["formation:2", "fred:0.25", "haba:3"])
 def test_matching_through_a_codec_is_a_conforming_method(method, spec):
     check_method(method, overrides={"codec": spec})
+
+
+def _cheap(method, **options):
+    """``method`` at its test-sized settings, with ``options``."""
+    return create_method(method, **{**method_test_overrides(method), **options})
+
+
+@pytest.mark.parametrize("method", ["mtt", "tesla", "datm", "bptt", "kip", "frepo"])
+@pytest.mark.parametrize("spec", ["formation:2", "fred:0.25"])
+def test_trajectory_and_performance_methods_through_a_codec_conform(method, spec):
+    check_method(method, overrides={"codec": spec})
+
+
+@pytest.mark.parametrize("method", ["tesla", "datm", "kip"])
+def test_learned_and_soft_labels_are_one_per_decoded_image_and_counted(method):
+    train = tiny_digits().train
+    extra = {"learn_labels": True} if method == "kip" else {}
+    m = _cheap(method, codec="formation:2", **extra)
+    syn = m.fit(train, 1, iterations=1, seed=0)
+    assert len(syn) == 10 * 4 and syn.labels.shape == (40, 10)
+    assert (syn.hard_labels == torch.arange(10).repeat_interleave(4)).all()
+    parts = syn.storage_bytes()
+    assert parts["images"] == 10 * image_bytes(train.spec)  # one stored image per class
+    assert parts["labels"] == 40 * 10 * 4  # a float32 label vector per decoded image
+
+
+@pytest.mark.parametrize("method", ["mtt", "bptt", "kip"])
+def test_a_codec_changes_what_is_learned_not_just_what_is_saved(method):
+    """The stored tensor moves and the saved images are its decoding."""
+    train = tiny_digits().train
+    m = _cheap(method, codec="fred:0.25")
+    start = m.fit(train, 1, iterations=0, seed=0)
+    after = m.fit(train, 1, iterations=2, seed=0)
+    moved = after.extras["fred.coefficients"] - start.extras["fred.coefficients"]
+    assert moved.abs().max() > 0
+    assert after.meta["codec"] == "fred:0.25" and len(after) == 10 * after.meta["emitted_per_class"]
+
+
+def test_tesla_backward_through_a_codec_equals_the_unrolled_gradient():
+    """TESLA's hand-made image gradient is carried through the codec's decoder by autograd:
+    the same set as MTT's fully unrolled backward, through the frequency codec."""
+    train = tiny_digits().train
+    sets = []
+    for backward in ("unroll", "tesla"):
+        m = _cheap("mtt", codec="fred:0.5", backward=backward)
+        sets.append(m.fit(train, 1, iterations=2, seed=0))
+    a, b = (s.extras["fred.coefficients"] for s in sets)
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_rtp_refuses_a_codec_of_its_own():
+    with pytest.raises(ConfigError, match="rtp stores its own memory"):
+        create_method("rtp", codec="formation:2")
 
 
 def test_dm_moves_the_stored_coefficients():

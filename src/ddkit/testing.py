@@ -143,11 +143,14 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
         )
     ipc = ipc * factor**2
     # Sets that name their stored tensors (RTP's memory, frequency codecs) decode more examples
-    # from them: the budget is the bytes of ``ipc`` images and hard labels per class (RTP's
-    # labels are learned, so its class counts are not fixed).
+    # from them: the budget is the bytes of ``ipc`` images per class and their labels -- hard
+    # labels, or label vectors where the set stores one per image (soft or learned labels; RTP
+    # stores label bases instead, and its class counts are not fixed).
     memory = bool(syn.meta.get("stored_tensors"))
     if memory:
-        budget = ipc * k * (math.prod(spec.shape) * 4 + 8)
+        vectors = "labels" in syn.meta["stored_tensors"] and syn.labels.ndim == 2
+        label = syn.labels[0].numel() * syn.labels.element_size() if vectors else 8
+        budget = ipc * k * (math.prod(spec.shape) * 4 + label)
         stored = syn.storage_bytes()["total"]
         f.check(stored <= budget, f"stores {stored} bytes, over the {budget} of {ipc} IPC")
         ipc = int(syn.meta.get("emitted_per_class", 0))

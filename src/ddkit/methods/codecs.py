@@ -1,10 +1,12 @@
 """Parameterisations ("codecs"): what a synthetic set stores, and how it becomes training images.
 
-A method that optimises images can optimise a codec's stored tensor instead (``codec=`` of
-``dm``, ``dc``, ``dsa`` and ``idc``, whose default is ``formation:2``; IDM has multi-formation
-built in): the codec decodes
-it into training images at every step (differentiably), and the saved set holds the decoded
-images for evaluation plus the stored tensors, which are what its bytes count. A codec is given
+A method that optimises images can optimise a codec's stored tensor instead: the ``codec``
+option (:class:`CodecConfig`) of the matching methods (``dm``, ``dc``, ``dsa``, ``idc``, whose
+default is ``auto``; IDM has multi-formation built in), the trajectory methods (``mtt``,
+``tesla``, ``datm``) and the performance-matching methods (``bptt``, ``kip``, ``frepo``). The
+codec decodes it into training images at every step (differentiably), and the saved set holds
+the decoded images for evaluation plus the stored tensors, which are what its bytes count; a
+method that learns labels (soft or regression) keeps one per decoded image, and those count too. A codec is given
 the byte budget of ``ipc`` plain images (and hard labels) per class and emits as many images
 per class as fit in it.
 
@@ -40,9 +42,11 @@ per class as fit in it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -52,12 +56,17 @@ from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import STORED_IMAGES, SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.common import class_labels
-from ddkit.methods.config import Rule
+from ddkit.methods.config import AUTO, MethodConfig, Rule
 from ddkit.methods.matching.formation import decode as formation_decode
 from ddkit.methods.matching.formation import encode_real
 from ddkit.rng import seeded_global_rng
 
 LABEL_BYTES = 8  # one int64 hard label
+
+
+def label_bytes(vectors: bool, num_classes: int) -> int:
+    """Bytes of one stored label: a float32 vector (soft or learned) or a hard label."""
+    return 4 * num_classes if vectors else LABEL_BYTES
 
 
 def image_bytes(spec: DatasetSpec) -> int:
@@ -66,9 +75,14 @@ def image_bytes(spec: DatasetSpec) -> int:
 
 
 class Codec:
-    """Stored tensor <-> training images. Subclasses set ``name`` and implement the methods."""
+    """Stored tensor <-> training images. Subclasses set ``name`` and implement the methods.
+
+    ``label_bytes`` is what one training image's label costs (:func:`label_bytes`): the budget
+    of ``ipc`` plain images per class includes their labels of the same kind, and every emitted
+    image pays for its own."""
 
     name = "codec"
+    label_bytes = LABEL_BYTES
 
     def fit(self, train: ImageDataset) -> None:
         """Learn anything shared from the real training images (default: nothing)."""
@@ -90,12 +104,17 @@ class Codec:
         """Training images ``(N, C, H, W)``, class-major, differentiable in ``stored``."""
         raise NotImplementedError
 
-    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
-        """The saved set: decoded images with hard labels, and what is stored."""
+    def to_set(
+        self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
+    ) -> SyntheticSet:
+        """The saved set: the decoded images, and what is stored. ``fields`` go to
+        :class:`SyntheticSet` (``labels``, one per decoded image -- hard class labels by default
+        --, ``lr``, ``meta``, ``extras``, ``regression``)."""
         with torch.no_grad():
             images = self.decode(stored).cpu().float().clone()
         k = spec.num_classes
-        syn = SyntheticSet(images, class_labels(k, len(images) // k), spec)
+        fields.setdefault("labels", class_labels(k, len(images) // k))
+        syn = SyntheticSet(images, spec=spec, **fields)
         syn.meta["codec"] = self.spec_string
         return syn
 
@@ -157,8 +176,10 @@ class Formation(Codec):
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
         return formation_decode(stored, self.factor)
 
-    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
-        syn = super().to_set(stored, spec, ipc)
+    def to_set(
+        self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
+    ) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc, **fields)
         syn.meta.update({"formation_factor": self.factor, "stored_ipc": ipc,
                          "stored_images": len(stored), "decoded_ipc": ipc * self.factor**2})  # fmt: skip
         if self.factor > 1:
@@ -206,8 +227,8 @@ class Frequency(Codec):
 
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         k, c = spec.num_classes, spec.channels
-        budget = k * ipc * (image_bytes(spec) + LABEL_BYTES) - c * self._kept(spec) * 4
-        per_image = c * self._kept(spec) * 4 + LABEL_BYTES
+        budget = k * ipc * (image_bytes(spec) + self.label_bytes) - c * self._kept(spec) * 4
+        per_image = c * self._kept(spec) * 4 + self.label_bytes
         n = budget // (k * per_image)
         if n < 1:
             raise ConfigError(f"fred:{self.keep:g} leaves no room for an image at IPC {ipc}")
@@ -227,8 +248,10 @@ class Frequency(Codec):
         full = full.scatter(2, self.index_.expand(n, -1, -1), stored)
         return self.dh_.T @ full.view(n, c, h, w) @ self.dw_
 
-    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
-        syn = super().to_set(stored, spec, ipc)
+    def to_set(
+        self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
+    ) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc, **fields)
         tensors = {"fred.coefficients": stored, "fred.positions": self.index_.to(torch.int32)}
         return self._with_stored(syn, tensors, kept_coefficients=int(self.index_.shape[1]))
 
@@ -259,8 +282,9 @@ class Factorisation(Codec):
 
     def bases_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         k = spec.num_classes
-        budget = k * ipc * (image_bytes(spec) + LABEL_BYTES) - 4 * self._num_params(spec.channels)
-        return int(budget // (k * (image_bytes(spec) + self.h * LABEL_BYTES)))
+        budget = k * ipc * (image_bytes(spec) + self.label_bytes)
+        budget -= 4 * self._num_params(spec.channels)
+        return int(budget // (k * (image_bytes(spec) + self.h * self.label_bytes)))
 
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         b = self.bases_per_class(ipc, spec)
@@ -311,8 +335,10 @@ class Factorisation(Codec):
         out = torch.nn.functional.conv2d(f, p["dec"], p["dec_bias"], padding=1, groups=self.h)
         return (x + out).view(n * self.h, c, hh, ww)
 
-    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
-        syn = super().to_set(stored, spec, ipc)
+    def to_set(
+        self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
+    ) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc, **fields)
         bases, _ = self._unpack(stored.detach())
         return self._with_stored(syn, {"haba.stored": stored}, hallucinators=self.h,
                                  bases_per_class=len(bases) // spec.num_classes)  # fmt: skip
@@ -358,8 +384,8 @@ class Latent(Codec):
 
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         k = spec.num_classes
-        budget = k * ipc * (image_bytes(spec) + LABEL_BYTES) - self._decoder_bytes(spec)
-        n = budget // (k * (4 * self.dim + LABEL_BYTES))
+        budget = k * ipc * (image_bytes(spec) + self.label_bytes) - self._decoder_bytes(spec)
+        n = budget // (k * (4 * self.dim + self.label_bytes))
         if n < 1:
             raise ConfigError(
                 f"latent:{self.dim} does not fit the bytes of IPC {ipc}: its decoder alone "
@@ -394,8 +420,10 @@ class Latent(Codec):
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
         return self.decoder_.to(stored.dtype)(stored)
 
-    def to_set(self, stored: torch.Tensor, spec: DatasetSpec, ipc: int) -> SyntheticSet:
-        syn = super().to_set(stored, spec, ipc)
+    def to_set(
+        self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
+    ) -> SyntheticSet:
+        syn = super().to_set(stored, spec, ipc, **fields)
         weights = torch.cat([p.detach().flatten() for p in self.decoder_.parameters()])
         return self._with_stored(
             syn, {"latent.codes": stored, "latent.decoder": weights}, latent_dim=self.dim,
@@ -422,6 +450,45 @@ CODEC = Rule(
     _valid_codec,
     "must be pixels, formation:F (F >= 1), fred:R (0 < R <= 1), haba:H (H >= 1) or latent:D",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecConfig(MethodConfig):
+    """The option of every method that optimises images: what its set stores."""
+
+    codec: str = "pixels"  # pixels | formation:F | fred:R | haba:H | latent:D, at equal bytes
+
+    rules = {"codec": CODEC}
+    auto_codec: ClassVar[bool] = False  # whether the method picks a codec for "auto"
+
+    def __post_init__(self) -> None:
+        if self.codec == AUTO and not self.auto_codec:
+            raise ConfigError(f"codec {CODEC.text}, got 'auto'")
+        super().__post_init__()
+
+
+#: ``initial(train, n, generator)``: ``n`` starting images per class, class-major
+InitialImages = Callable[[ImageDataset, int, torch.Generator], torch.Tensor]
+
+
+def start_stored(
+    spec: str,
+    train: ImageDataset,
+    ipc: int,
+    generator: torch.Generator,
+    initial: InitialImages,
+    *,
+    label_vectors: bool = False,
+) -> tuple[Codec, torch.Tensor]:
+    """The codec named by ``spec``, fitted to ``train``, and the stored tensor it starts from
+    (requiring grad): the encoding of the real images ``initial`` gives, as many per class as
+    the codec needs at the bytes of ``ipc`` plain images. ``label_vectors``: the method stores a
+    label vector per image (soft or learned labels), which the budget and each image pay for."""
+    codec = make_codec(spec)
+    codec.label_bytes = label_bytes(label_vectors, train.spec.num_classes)
+    codec.fit(train)
+    start = initial(train, codec.real_per_class(ipc, train.spec), generator)
+    return codec, codec.encode(start, generator).requires_grad_(True)
 
 
 def make_codec(spec: str) -> Codec:

@@ -44,7 +44,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.codecs import CODEC, make_codec
+from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -173,7 +173,7 @@ def match_embeddings(
 
 # ============================================================================ configs
 @dataclasses.dataclass(frozen=True)
-class DMConfig(MethodConfig):
+class DMConfig(CodecConfig):
     """DM hyper-parameters (defaults: the published CIFAR/MNIST setting of Zhao & Bilen 2023)."""
 
     iterations: int = 20000
@@ -188,11 +188,8 @@ class DMConfig(MethodConfig):
     embed_chunk: int = 0
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
-    # what is stored (ddkit.methods.codecs): pixels | formation:F | fred:R, at equal bytes
-    codec: str = "pixels"
 
     rules = {
-        "codec": CODEC,
         "lr_img": POSITIVE,
         "momentum_img": MOMENTUM,
         "batch_real": AT_LEAST_ONE,
@@ -306,12 +303,8 @@ class DM(Distiller):
     ) -> None:
         cfg = self.config
         self._setup(train)
-        self.codec_ = make_codec(cfg.codec)
-        self.codec_.fit(train)
-        start = self._start_images(train, self.codec_.real_per_class(ipc, train.spec), generator)
-        images = (
-            self.codec_.encode(start, generator).to(self.device_, self.dtype_).requires_grad_(True)
-        )
+        self.codec_, stored = start_stored(cfg.codec, train, ipc, generator, self._start_images)
+        images = stored.detach().to(self.device_, self.dtype_).requires_grad_(True)
         self.state_["generator"] = generator
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)

@@ -65,8 +65,8 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.codecs import CODEC, make_codec
+from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
     class_labels,
@@ -143,7 +143,7 @@ def _old_dsa_strategy(value: Any, options: Mapping[str, Any]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class DCConfig(MethodConfig):
+class DCConfig(CodecConfig):
     """DC hyper-parameters (defaults: the authors' code)."""
 
     iterations: int = 1000  # outer iterations, each with a freshly initialised network
@@ -162,11 +162,8 @@ class DCConfig(MethodConfig):
     # per-class gradients with torch.func.vmap (False: the class loop, faster on CPU)
     vectorize: bool = False
     class_chunk: int = 0  # classes per vmap call (0: all at once; a bound on memory)
-    # what is stored (ddkit.methods.codecs): pixels | formation:F | fred:R, at equal bytes
-    codec: str = "pixels"
 
     rules = {
-        "codec": CODEC,
         "lr_img": POSITIVE,
         "lr_net": POSITIVE,
         "momentum_img": MOMENTUM,
@@ -187,12 +184,6 @@ class DCConfig(MethodConfig):
         "inner_loop": Alias("inner_loop", none_to_auto),
         "class_chunk": Alias("class_chunk", lambda v, _: 0 if v is None else v),
     }
-
-    auto_codec: ClassVar[bool] = False  # whether the method picks a codec for "auto"
-
-    def check(self) -> None:
-        if self.codec == "auto" and not self.auto_codec:
-            raise ConfigError(f"codec {CODEC.text}, got 'auto'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,15 +252,15 @@ class DC(Distiller):
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
         self.net_augment_ = self.dsa_
-        self.codec_ = make_codec(self.codec_for(spec))
-        self.codec_.fit(train)
-        self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
         # dtype: float64 data gives a float64 network)
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
-        start = initial_images(train, self.codec_.real_per_class(ipc, spec), generator, cfg.init)
-        images = self.codec_.encode(start, generator).requires_grad_(True)
+        self.codec_, images = start_stored(
+            self.codec_for(spec), train, ipc, generator,
+            lambda data, n, g: initial_images(data, n, g, cfg.init),
+        )  # fmt: skip
+        self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)

@@ -31,13 +31,14 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.trajectory.student import FlatModel
 
 
 @dataclasses.dataclass(frozen=True)
-class BPTTConfig(MethodConfig):
+class BPTTConfig(CodecConfig):
     """BPTT hyper-parameters (CPU-sized defaults; the papers unroll far longer on GPUs)."""
 
     iterations: int = 1000
@@ -135,11 +136,18 @@ class BPTT(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
+        self.codec_, images = start_stored(
+            cfg.codec,
+            train,
+            ipc,
+            generator,
+            lambda data, n, g: initial_images(data, n, g, cfg.init),
+        )
         log_lrs = torch.full((cfg.unroll_steps,), math.log(cfg.syn_lr)).requires_grad_(True)
         self.nets_ = RandomNetwork(cfg.model, train.spec)
         self.fm_ = FlatModel(self.nets_.network)
-        self.labels_ = class_labels(train.spec.num_classes, ipc)
+        per_class = self.codec_.emitted_per_class(ipc, train.spec)
+        self.labels_ = class_labels(train.spec.num_classes, per_class)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.state_.update(
             {
@@ -184,9 +192,7 @@ class BPTT(Distiller):
 
     def student_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and targets the student trains on (differentiable in what is learned)."""
-        return self.state_["images"], self.labels_
+        return self.codec_.decode(self.state_["images"]), self.labels_
 
     def result(self) -> SyntheticSet:
-        k = self.train_.spec.num_classes
-        images = self.state_["images"].detach().clone()
-        return SyntheticSet(images, class_labels(k, self.ipc_), self.train_.spec)
+        return self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)

@@ -28,6 +28,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import RandomNetwork, initial_images
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -106,10 +107,18 @@ class FRePo(Distiller):
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
-        cfg, k = self.config, train.spec.num_classes
-        images = initial_images(train, ipc, generator, cfg.init).requires_grad_(True)
+        cfg, spec = self.config, train.spec
+        self.codec_, images = start_stored(
+            cfg.codec,
+            train,
+            ipc,
+            generator,
+            lambda data, n, g: initial_images(data, n, g, cfg.init),
+            label_vectors=cfg.learn_labels,
+        )
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
-        self.state_["labels"] = start_labels(k, ipc, cfg)
+        per_class = self.codec_.emitted_per_class(ipc, spec)
+        self.state_["labels"] = start_labels(spec.num_classes, per_class, cfg)
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)
         add_label_group(self.state_["opt"], self.state_["labels"], cfg)
@@ -124,7 +133,7 @@ class FRePo(Distiller):
 
     def step(self, iteration: int) -> dict[str, float]:
         train, pool, g = self.train_, self.pool_, self.state_["generator"]
-        images = self.state_["images"]
+        images = self.codec_.decode(self.state_["images"])  # the training images
         j = int(torch.randint(len(pool), (1,), generator=g))
         idx = train.sample_per_class(self.batch_, g).flatten()
         pool.template.eval()
@@ -175,5 +184,7 @@ class FRePo(Distiller):
             pool.set_score(j, age)
 
     def result(self) -> SyntheticSet:
-        images = self.state_["images"].detach().clone()
-        return labelled_set(images, self.state_["labels"], self.train_.spec, self.config)
+        st = self.state_
+        return labelled_set(
+            self.codec_, st["images"], st["labels"], self.train_.spec, self.ipc_, self.config
+        )

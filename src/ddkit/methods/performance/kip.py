@@ -25,6 +25,7 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
@@ -82,10 +83,18 @@ class KIP(Distiller):
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
-        k = train.spec.num_classes
-        images = initial_images(train, ipc, generator, self.config.init).requires_grad_(True)
-        self.batch_ = min(self.config.batch_real, min(train.class_counts))
-        self.state_["labels"] = start_labels(k, ipc, self.config)
+        cfg, spec = self.config, train.spec
+        self.codec_, images = start_stored(
+            cfg.codec,
+            train,
+            ipc,
+            generator,
+            lambda data, n, g: initial_images(data, n, g, cfg.init),
+            label_vectors=cfg.learn_labels,
+        )
+        self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        per_class = self.codec_.emitted_per_class(ipc, spec)
+        self.state_["labels"] = start_labels(spec.num_classes, per_class, cfg)
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=self.config.lr_img)
         add_label_group(self.state_["opt"], self.state_["labels"], self.config)
@@ -97,7 +106,8 @@ class KIP(Distiller):
         return fn(a, b, depth=c.depth, weight_var=c.weight_var, bias_var=c.bias_var, kind=c.kernel)
 
     def step(self, iteration: int) -> dict[str, float]:
-        train, images = self.train_, self.state_["images"]
+        train = self.train_
+        images = self.codec_.decode(self.state_["images"])  # the support, from what is stored
         idx = train.sample_per_class(self.batch_, self.state_["generator"]).flatten()
         x_real = train.images[idx]
         y_real = regression_targets(train.labels[idx], train.spec.num_classes)
@@ -116,5 +126,7 @@ class KIP(Distiller):
         return {"loss": float(loss.detach()), "batch_accuracy": float(accuracy)}
 
     def result(self) -> SyntheticSet:
-        images = self.state_["images"].detach().clone()
-        return labelled_set(images, self.state_["labels"], self.train_.spec, self.config)
+        st = self.state_
+        return labelled_set(
+            self.codec_, st["images"], st["labels"], self.train_.spec, self.ipc_, self.config
+        )

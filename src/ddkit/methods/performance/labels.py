@@ -18,13 +18,14 @@ import torch.nn.functional as F
 
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.methods.codecs import Codec, CodecConfig
 from ddkit.methods.common import class_labels
-from ddkit.methods.config import POSITIVE, MethodConfig
+from ddkit.methods.config import POSITIVE
 
 
 @dataclasses.dataclass(frozen=True)
-class LabelLearningConfig(MethodConfig):
-    """The label options shared by ``kip`` and ``frepo``."""
+class LabelLearningConfig(CodecConfig):
+    """The label options shared by ``kip`` and ``frepo`` (and what their sets store)."""
 
     learn_labels: bool = False  # optimise the label vectors with the images
     lr_labels: float = 0.01  # Adam on the label vectors
@@ -37,9 +38,10 @@ def regression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return F.one_hot(labels, num_classes).to(torch.get_default_dtype()) - 1.0 / num_classes
 
 
-def start_labels(num_classes: int, ipc: int, cfg: LabelLearningConfig) -> torch.Tensor:
-    """The synthetic set's starting targets ``(K * ipc, K)``, trainable if ``learn_labels``."""
-    y = regression_targets(class_labels(num_classes, ipc), num_classes)
+def start_labels(num_classes: int, per_class: int, cfg: LabelLearningConfig) -> torch.Tensor:
+    """The synthetic set's starting targets ``(K * per_class, K)`` (one per training image),
+    trainable if ``learn_labels``."""
+    y = regression_targets(class_labels(num_classes, per_class), num_classes)
     return y.requires_grad_(True) if cfg.learn_labels else y
 
 
@@ -50,10 +52,14 @@ def add_label_group(opt: torch.optim.Optimizer, y: torch.Tensor, cfg: LabelLearn
 
 
 def labelled_set(
-    images: torch.Tensor, y: torch.Tensor, spec: DatasetSpec, cfg: LabelLearningConfig
-) -> SyntheticSet:
-    """The result: class labels, or the learned vectors as regression targets."""
-    k = spec.num_classes
+    codec: Codec, stored: torch.Tensor, y: torch.Tensor, spec: DatasetSpec, ipc: int,
+    cfg: LabelLearningConfig,
+) -> SyntheticSet:  # fmt: skip
+    """The result, decoded from ``stored``: class labels, or the learned vectors as
+    regression targets (one per decoded image)."""
     if not cfg.learn_labels:
-        return SyntheticSet(images, class_labels(k, len(images) // k), spec)
-    return SyntheticSet(images, y.detach().clone() + 1.0 / k, spec, regression=True)
+        return codec.to_set(stored.detach(), spec, ipc)
+    k = spec.num_classes
+    return codec.to_set(
+        stored.detach(), spec, ipc, labels=y.detach().clone() + 1.0 / k, regression=True
+    )

@@ -54,6 +54,14 @@ class RTPConfig(BPTTConfig):
 
     rules = {"recall_factor": AT_LEAST_ONE, "bases": AT_LEAST_ONE}
 
+    def check(self) -> None:
+        super().check()
+        if self.codec != "pixels":
+            raise ConfigError(
+                f"rtp stores its own memory of bases and addresses; codec must be pixels, got "
+                f"{self.codec!r}"
+            )
+
 
 def memory_bases(ipc: int, num_classes: int, image_numel: int, recalled: int) -> int:
     """How many bases fit the bytes of ``ipc`` images per class once every basis carries a

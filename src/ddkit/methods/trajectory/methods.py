@@ -46,6 +46,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
+from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import class_labels, initial_images, make_augment, warn_if_rough
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -79,7 +80,7 @@ _TEST_OVERRIDES: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class TrajectoryConfig(MethodConfig):
+class TrajectoryConfig(CodecConfig):
     """Hyper-parameters shared by MTT, TESLA and DATM (names follow the reference code where
     ddkit's vocabulary has no word of its own)."""
 
@@ -300,8 +301,12 @@ class _TrajectoryMatching(Distiller):
             raise ConfigError(f"model {c.model!r} does not match the experts' parameter layout")
         self.dsa_ = make_augment(c.augment, data.spec)
 
-        images, labels = self._initial_set(data, ipc, generator)
-        images = images.detach().clone().requires_grad_(True)
+        self.codec_, images = start_stored(
+            c.codec, data, ipc, generator, self._initial_images,
+            label_vectors=self.label_mode != "hard",
+        )  # fmt: skip
+        with torch.no_grad():
+            labels = self._initial_labels(self.codec_.decode(images))
         syn_lr = torch.tensor(float(c.syn_lr)).requires_grad_(True)
         self.state_.update(
             {
@@ -318,12 +323,14 @@ class _TrajectoryMatching(Distiller):
                 [labels], lr=c.lr_label, momentum=c.momentum_label
             )
 
-    def _initial_set(
-        self, data: ImageDataset, ipc: int, g: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return initial_images(data, ipc, g, self.config.init), class_labels(
-            data.spec.num_classes, ipc
-        )
+    def _initial_images(self, data: ImageDataset, n: int, g: torch.Generator) -> torch.Tensor:
+        """``n`` real (or noise) images per class that the stored set is encoded from."""
+        return initial_images(data, n, g, self.config.init)
+
+    def _initial_labels(self, images: torch.Tensor) -> torch.Tensor:
+        """The labels of the decoded training ``images`` (class-major): hard class labels."""
+        k = self.data_.spec.num_classes
+        return class_labels(k, len(images) // k)
 
     def _select_correct(
         self, data: ImageDataset, ipc: int, g: torch.Generator, epoch: int
@@ -351,7 +358,8 @@ class _TrajectoryMatching(Distiller):
 
         c, st = self.config, self.state_
         g = st["generator"]
-        images, labels, syn_lr = st["images"], st["labels"], st["syn_lr"]
+        stored, labels, syn_lr = st["images"], st["labels"], st["syn_lr"]
+        images = self.codec_.decode(stored)  # the training images, differentiable in `stored`
         lo, hi = self._window(iteration)
         expert = int(torch.randint(len(self.buffer_), (1,), generator=g))
         start_epoch = int(torch.randint(lo, hi, (1,), generator=g))
@@ -386,7 +394,8 @@ class _TrajectoryMatching(Distiller):
                 else c.student_checkpoint_every,
             )
             loss = r.loss
-            images.grad, syn_lr.grad = r.grad_images, r.grad_lr
+            images.backward(r.grad_images)  # through the codec to what is stored
+            syn_lr.grad = r.grad_lr
             if r.grad_labels is not None:
                 labels.grad = r.grad_labels
         if not torch.isfinite(torch.tensor(loss)):
@@ -396,7 +405,7 @@ class _TrajectoryMatching(Distiller):
             )
         applied = not c.loss_threshold or loss <= c.loss_threshold
         if c.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_([images], c.clip_grad)
+            torch.nn.utils.clip_grad_norm_([stored], c.clip_grad)
         if c.clip_lr_grad > 0 and syn_lr.grad is not None:
             syn_lr.grad.clamp_(-c.clip_lr_grad, c.clip_lr_grad)
         if applied:
@@ -428,14 +437,14 @@ class _TrajectoryMatching(Distiller):
         }
         if getattr(self, "temperature_", None) is not None:
             meta["label_temperature"] = self.temperature_
-        return SyntheticSet(
-            st["images"].detach().clone(),
-            self._result_labels(),
-            self.data_.spec,
-            lr=lr,
-            meta=meta,
-            extras=extras,
-        )
+        zca_keys = list(extras)
+        syn = self.codec_.to_set(
+            st["images"].detach(), self.data_.spec, self.ipc_,
+            labels=self._result_labels(), lr=lr, meta=meta, extras=extras,
+        )  # fmt: skip
+        if "stored_tensors" in syn.meta:  # the ZCA transform ships with the set
+            syn.meta["stored_tensors"] += zca_keys
+        return syn
 
 
 def _label_temperature(logits: torch.Tensor, temperature: float, confidence: float) -> float:
@@ -583,23 +592,25 @@ class TESLA(_TrajectoryMatching):
     def label_mode(self) -> str:  # type: ignore[override]
         return "prob" if self.config.soft_labels else "hard"
 
-    def _initial_set(self, data, ipc, g):
+    def _label_epoch(self) -> int:
+        c = self.config
+        return c.max_start_epoch if c.label_epoch == "auto" else int(c.label_epoch)
+
+    def _initial_images(self, data, n, g):
+        c = self.config
+        if c.soft_labels and c.init == "real":
+            # soft labels must peak at the image's class: start from images the expert gets right
+            return self._select_correct(data, n, g, self._label_epoch())
+        return super()._initial_images(data, n, g)
+
+    def _initial_labels(self, images):
         c = self.config
         if not c.soft_labels:
-            return super()._initial_set(data, ipc, g)
-        epoch = c.max_start_epoch if c.label_epoch == "auto" else int(c.label_epoch)
-        # soft labels must peak at the image's class: start from images the expert gets right
-        images = (
-            self._select_correct(data, ipc, g, epoch)
-            if c.init == "real"
-            else initial_images(data, ipc, g, c.init)
-        )
-        logits = self._expert_logits(images, 0, epoch)
+            return super()._initial_labels(images)
+        logits = self._expert_logits(images, 0, self._label_epoch())
         self.temperature_ = _label_temperature(logits, c.label_temperature, c.label_confidence)
-        logits = _peak_at_class(
-            logits / self.temperature_, class_labels(data.spec.num_classes, ipc)
-        )
-        return images, F.softmax(logits, dim=-1)
+        logits = _peak_at_class(logits / self.temperature_, super()._initial_labels(images))
+        return F.softmax(logits, dim=-1)
 
     def _result_labels(self) -> torch.Tensor:
         labels = self.state_["labels"].detach().clone()
@@ -718,14 +729,15 @@ class DATM(_TrajectoryMatching):
         c = self.config
         return self.buffer_.epochs if c.label_epoch == "auto" else int(c.label_epoch)
 
-    def _initial_set(self, data, ipc, g):
-        epoch = self._label_epoch()
-        k = data.spec.num_classes
+    def _initial_images(self, data, n, g):
         if self.config.init == "correct":
-            images = self._select_correct(data, ipc, g, epoch)
-        else:
-            images = initial_images(data, ipc, g, self.config.init)
-        hard = class_labels(k, ipc)
+            return self._select_correct(data, n, g, self._label_epoch())
+        return super()._initial_images(data, n, g)
+
+    def _initial_labels(self, images):
+        epoch = self._label_epoch()
+        k = self.data_.spec.num_classes
+        hard = class_labels(k, len(images) // k)
         # DATM: average logits over the experts that classify each image correctly
         total = torch.zeros(len(images), k)
         count = torch.zeros(len(images), 1)
@@ -739,7 +751,7 @@ class DATM(_TrajectoryMatching):
         self.temperature_ = _label_temperature(
             logits, self.config.label_temperature, self.config.label_confidence
         )
-        return images, (logits / self.temperature_).detach().clone()
+        return (logits / self.temperature_).detach().clone()
 
     def _result_labels(self) -> torch.Tensor:
         k = self.data_.spec.num_classes

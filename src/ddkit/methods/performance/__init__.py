@@ -10,4 +10,6 @@ well on real data (the family of Wang et al. 2018's BPTT and of the kernel metho
 * :mod:`~ddkit.methods.performance.kip` -- ``kip`` (Kernel Inducing Points).
 * :mod:`~ddkit.methods.performance.frepo` -- ``frepo`` (neural feature regression with a pool of
   online networks).
+* :mod:`~ddkit.methods.performance.rfad` -- ``rfad`` (KIP with a random-feature estimate of the
+  ConvNet NNGP kernel and a Platt-scaling loss).
 """

@@ -194,3 +194,61 @@ def test_labels_move_only_when_learned(method, tmp_path):
     assert not torch.allclose(learned.labels, onehot)  # they moved away from one-hot
     again = SyntheticSet.load(learned.save(tmp_path / "set"))
     assert again.regression and torch.equal(again.labels, learned.labels)
+
+
+# ------------------------------------------------------------------ label solve
+
+
+def test_solved_labels_fit_the_targets_no_worse_than_any_other_labels():
+    """The least-squares optimum: its predictions' error is at most that of the one-hot labels
+    and of random perturbations of the optimum, and it satisfies the normal equations."""
+    from ddkit.methods.performance.kernels import solve_labels
+
+    x, t = _points(6, seed=7), _points(40, seed=8)
+    y_t = torch.randn(40, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    k_ss, k_ts = relu_fc_kernel(x, x), relu_fc_kernel(t, x)
+    y_s = solve_labels(k_ts, k_ss, y_t, reg=1e-3)
+
+    def error(y):
+        return (krr_predict(k_ts, k_ss, y, reg=1e-3) - y_t).pow(2).sum()
+
+    g = torch.Generator().manual_seed(10)
+    others = [torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(5)]
+    others += [y_s + 1e-2 * torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(5)]
+    assert all(error(y_s) < error(o) for o in others)
+    # normal equations of min ||A y - y_t||: A^T (A y - y_t) = 0
+    a = k_ts @ torch.linalg.inv(k_ss + 1e-3 * torch.diagonal(k_ss).mean() * torch.eye(6).double())
+    assert torch.allclose(a.T @ (a @ y_s - y_t), torch.zeros(6, 3, dtype=torch.float64), atol=1e-8)
+
+
+def test_kip_label_solve_gives_a_regression_set_that_fits_real_batches_better(tmp_path):
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.methods.performance.kernels import solve_labels  # noqa: F401 (the API used)
+    from ddkit.testing import check_method, method_test_overrides, tiny_digits
+
+    check_method("kip", overrides={"label_solve_real": 8})
+    train = tiny_digits().train
+    over = {**method_test_overrides("kip"), "iterations": 2}
+    fixed = create_method("kip", **over)
+    solved = create_method("kip", **over, label_solve_real=16)
+    a, b = fixed.fit(train, 1, seed=0), solved.fit(train, 1, seed=0)
+    assert torch.equal(a.images, b.images)  # the solve changes the labels only
+    assert b.regression and b.meta["label_solve_real"] == 16
+    assert torch.equal(solved.result().labels, b.labels)  # deterministic on every call
+    # on the real images it was solved for, the solved labels predict better than one-hot ones
+    x = train.images[torch.cat([ix[:16] for ix in train.class_indices])]
+    y = (
+        torch.nn.functional.one_hot(
+            train.labels[torch.cat([ix[:16] for ix in train.class_indices])], 10
+        ).float()
+        - 0.1
+    )
+    k_ss, k_ts = solved.kernel(b.images, b.images), solved.kernel(x, b.images)
+    onehot = torch.nn.functional.one_hot(a.labels, 10).float() - 0.1
+    err = [
+        (krr_predict(k_ts, k_ss, lab, solved.config.reg) - y).pow(2).sum()
+        for lab in (onehot, b.labels - 0.1)
+    ]
+    assert err[1] < err[0]
+    again = SyntheticSet.load(b.save(tmp_path / "set"))
+    assert again.regression and torch.equal(again.labels, b.labels)

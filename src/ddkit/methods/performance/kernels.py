@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KERNELS", "krr_predict", "relu_conv_kernel", "relu_fc_kernel"]
+__all__ = ["KERNELS", "krr_predict", "relu_conv_kernel", "relu_fc_kernel", "solve_labels"]
 
 KERNELS = ("ntk", "nngp")
 _EDGE = 1e-6
@@ -81,6 +81,25 @@ def krr_predict(
     eye = torch.eye(n, dtype=k_support.dtype, device=k_support.device)
     chol = torch.linalg.cholesky(k_support + ridge * eye)
     return k_target_support @ torch.cholesky_solve(y_support, chol)
+
+
+def solve_labels(
+    k_target_support: torch.Tensor,
+    k_support: torch.Tensor,
+    y_target: torch.Tensor,
+    reg: float = 1e-6,
+) -> torch.Tensor:
+    """KIP's label solve (Nguyen et al., ICLR 2021): the support labels ``y_s`` whose kernel
+    ridge predictions fit ``y_target`` best, ``argmin ||K_ts (K_ss + lambda I)^-1 y_s - y_t||``,
+    i.e. ``y_s = (K_ss + lambda I) (K_ts)^+ y_t`` (least squares in float64, the ridge as in
+    :func:`krr_predict`)."""
+    n = k_support.shape[0]
+    kss, kts = k_support.double(), k_target_support.double()
+    ridge = reg * torch.diagonal(kss).mean()
+    regularised = kss + ridge * torch.eye(n, dtype=kss.dtype, device=kss.device)
+    # K_ts (K_ss + lambda I)^-1 y_s = y_t  <=>  K_ts z = y_t with y_s = (K_ss + lambda I) z
+    z = torch.linalg.lstsq(kts, y_target.double(), driver="gelsd").solution
+    return (regularised @ z).to(y_target.dtype)
 
 
 def relu_conv_kernel(

@@ -7,12 +7,16 @@ draws a batch of real images (the targets), predicts their labels from the synth
 on the synthetic images. The kernel is the infinite-width NTK (or NNGP) of a fully connected
 ReLU network (:mod:`ddkit.methods.performance.kernels`).
 
-Labels are fixed zero-mean one-hot targets, or learned with the images (``learn_labels``,
-:mod:`~ddkit.methods.performance.labels`). Deviations from the authors' (JAX, neural-tangents)
-code: no closed-form "label solve"; the convolutional kernel has no pooling layer (a dense readout of the flattened features, whose
-cost grows with the image area, not its square); regression
-targets are one-hot vectors minus ``1 / K`` (zero-mean) for real and synthetic images alike; the
-real batch is class-balanced (``batch_real`` images per class).
+Labels are fixed zero-mean one-hot targets, learned with the images (``learn_labels``,
+:mod:`~ddkit.methods.performance.labels`), or solved in closed form at the end (KIP's "label
+solve", ``label_solve_real``: the labels whose predictions fit that many real images per class
+best; :func:`~ddkit.methods.performance.kernels.solve_labels`). Deviations from the authors'
+(JAX, neural-tangents) code: the label solve runs once, after the images are learned, on a
+class-balanced sample of real images rather than the whole training set; the convolutional
+kernel has no pooling layer (a dense readout of the flattened features, whose cost grows with
+the image area, not its square); regression targets are one-hot vectors minus ``1 / K``
+(zero-mean) for real and synthetic images alike; the real batch is class-balanced
+(``batch_real`` images per class).
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
-from ddkit.methods.performance.kernels import krr_predict, relu_conv_kernel, relu_fc_kernel
+from ddkit.methods.performance.kernels import (
+    krr_predict,
+    relu_conv_kernel,
+    relu_fc_kernel,
+    solve_labels,
+)
 from ddkit.methods.performance.labels import (
     LabelLearningConfig,
     add_label_group,
@@ -36,6 +45,7 @@ from ddkit.methods.performance.labels import (
     regression_targets,
     start_labels,
 )
+from ddkit.rng import derive_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +63,12 @@ class KIPConfig(LabelLearningConfig):
     lr_img: float = 0.01  # Adam on the synthetic images
     batch_real: int = 100  # real target images per class per step
     init: Literal["real", "noise"] = "real"
+    # > 0: KIP's label solve -- at the end, the labels that fit this many real images per class
+    # best in closed form (regression targets); 0: off
+    label_solve_real: int = 0
 
     rules = {
+        "label_solve_real": NON_NEGATIVE,
         "depth": AT_LEAST_ONE,
         "weight_var": POSITIVE,
         "bias_var": NON_NEGATIVE,
@@ -90,7 +104,7 @@ class KIP(Distiller):
             ipc,
             generator,
             lambda data, n, g: initial_images(data, n, g, cfg.init),
-            label_vectors=cfg.learn_labels,
+            label_vectors=cfg.learn_labels or cfg.label_solve_real > 0,
         )
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         per_class = self.codec_.emitted_per_class(ipc, spec)
@@ -126,7 +140,32 @@ class KIP(Distiller):
         return {"loss": float(loss.detach()), "batch_accuracy": float(accuracy)}
 
     def result(self) -> SyntheticSet:
-        st = self.state_
-        return labelled_set(
-            self.codec_, st["images"], st["labels"], self.train_.spec, self.ipc_, self.config
-        )
+        st, spec = self.state_, self.train_.spec
+        if not self.config.label_solve_real:
+            return labelled_set(
+                self.codec_, st["images"], st["labels"], spec, self.ipc_, self.config
+            )
+        labels = self.solved_labels()
+        syn = self.codec_.to_set(
+            st["images"].detach(), spec, self.ipc_, labels=labels + 1.0 / spec.num_classes,
+            regression=True,
+        )  # fmt: skip
+        syn.meta["label_solve_real"] = self.config.label_solve_real
+        return syn
+
+    def solved_labels(self) -> torch.Tensor:
+        """KIP's label solve on ``label_solve_real`` real images per class (drawn with a
+        generator derived from the run's seed, so every call gives the same labels)."""
+        train = self.train_
+        g = torch.Generator().manual_seed(derive_seed(self.seed_, "kip-label-solve"))
+        n = min(self.config.label_solve_real, min(train.class_counts))
+        idx = train.sample_per_class(n, g).flatten()
+        with torch.no_grad():
+            support = self.codec_.decode(self.state_["images"])
+            y_real = regression_targets(train.labels[idx], train.spec.num_classes)
+            return solve_labels(
+                self.kernel(train.images[idx], support),
+                self.kernel(support, support),
+                y_real,
+                self.config.reg,
+            )

@@ -22,6 +22,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.errors import ConfigError
@@ -44,6 +46,7 @@ def _cell(splits, method: str, ipc: int, codec: str | None, args) -> dict:
         "storage_bytes": syn.storage_bytes()["total"], "protocol": args.protocol,
         "accuracies": r.accuracies, "mean": r.mean, "std": r.std,
         "distill_seconds": distill, "eval_seconds": r.train_seconds,
+        "capability": torch.backends.cpu.get_cpu_capability(),
     }  # fmt: skip
 
 

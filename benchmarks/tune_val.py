@@ -4,7 +4,8 @@ Carves a stratified validation split out of the dataset's train split (``--val-f
 distils on the rest with each value of ``--param``, and reports the mean distillation loss of the
 first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
 training images the result holds, and final-epoch validation accuracy
-(protocol ``dsa``, 300 epochs, ``--runs`` fresh networks of the preset's model).
+(protocol ``dsa``, 300 epochs, ``--runs`` fresh networks of the preset's model, or
+``--eval-model``).
 
 Usage: python benchmarks/tune_val.py --method mtt --dataset mnist5k --ipc 1 \
            --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--set KEY=VALUE] [--out FILE.json]
@@ -38,6 +39,11 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / max(len(xs), 1)
 
 
+def _method_model(method) -> list[str] | None:  # noqa: ANN001
+    """The network the method distils with, where it has one (else the protocol's)."""
+    return [method.config.model] if hasattr(method.config, "model") else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,6 +67,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--eval-model", default=None, help="evaluation network (default: the method's model)"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
@@ -82,7 +91,7 @@ def main() -> None:
             runs=args.runs,
             epochs=300,
             seed=0,
-            models=[m.config.model] if hasattr(m.config, "model") else None,
+            models=[args.eval_model] if args.eval_model else _method_model(m),
         )
         k = max(len(rec.losses) // 10, 1)
         row = {

@@ -33,6 +33,7 @@ def machine_info() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
+        "capability": torch.backends.cpu.get_cpu_capability(),  # the vector width torch uses
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

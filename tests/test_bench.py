@@ -201,3 +201,12 @@ def test_pending_cells_get_rough_time_estimates():
     assert estimate_seconds(suite, finished, "d", "dm", 10) == pytest.approx(200.0 + 500.0)
     assert estimate_seconds(suite, finished, "d", "dc", 10) is None  # never run here
     assert estimate_seconds(suite, finished, "other", "random", 1) is None
+
+
+def test_a_side_run_into_another_results_folder_leaves_the_published_table_alone():
+    from ddkit.cli import bench_markdown
+
+    assert bench_markdown("benchmarks/results", None) == "BENCHMARKS.md"
+    assert bench_markdown("benchmarks/results/", None) == "BENCHMARKS.md"
+    assert bench_markdown("/tmp/side-run", None) is None
+    assert bench_markdown("/tmp/side-run", "side.md") == "side.md"

@@ -253,6 +253,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_markdown(results: str, markdown: str | None) -> str | None:
+    """The Markdown file ``ddkit bench`` updates: ``--markdown`` if given; else BENCHMARKS.md
+    when the results go to the default folder, and none for a side run into another folder (its
+    rows must not replace the published table)."""
+    from ddkit.bench import run_suite
+
+    if markdown is not None:
+        return markdown or None
+    defaults = defaults_of(run_suite)
+    return defaults["markdown"] if Path(results) == Path(defaults["results_dir"]) else None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ddkit.bench import run_suite
 
@@ -265,7 +277,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_suite(
         args.suite,
         results_dir=args.results,
-        markdown=args.markdown,
+        markdown=bench_markdown(args.results, args.markdown),
         seed=args.seed,
         only=only,
         datasets=datasets,
@@ -494,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--datasets", default=None, help="only these datasets (comma-separated)")
     b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
     b.add_argument("--results", default=defaults_of(run_suite)["results_dir"])
-    b.add_argument("--markdown", default=defaults_of(run_suite)["markdown"])
+    b.add_argument(
+        "--markdown",
+        default=None,
+        help="Markdown file whose table is updated (default: BENCHMARKS.md with the default "
+        "--results; none with another --results folder)",
+    )
     b.add_argument("--fresh", action="store_true", help="ignore earlier results of this suite")
     add_common(b, "seed")
     b.set_defaults(func=cmd_bench)

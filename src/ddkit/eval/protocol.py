@@ -63,6 +63,9 @@ class EvalProtocol:
     models: tuple[str, ...] = ("convnet",)
     runs: int = 5
     precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the hardware has it)
+    # speed levers of one-by-one training (the vmap path ignores them); both change rounding only
+    channels_last: bool = False  # batches in channels-last memory format for the convolutions
+    compile: bool = False  # torch.compile (inductor) the training forward; eager where unavailable
     # deprecated spelling of ``targets``, still accepted by the constructor and ``replace``;
     # reading ``p.label_mode`` gives None: ask ``p.targets`` / ``p.needs_teacher``
     label_mode: InitVar[str | None] = None
@@ -103,6 +106,14 @@ class EvalProtocol:
             (
                 self.precision in PRECISIONS,
                 f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}",
+            ),
+            (
+                isinstance(self.channels_last, bool),
+                f"channels_last must be true or false, got {self.channels_last!r}",
+            ),
+            (
+                isinstance(self.compile, bool),
+                f"compile must be true or false, got {self.compile!r}",
             ),
         ]
         for ok, msg in checks:

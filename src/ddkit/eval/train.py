@@ -16,7 +16,9 @@ import contextlib
 import copy
 import functools
 import math
+import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -93,6 +95,52 @@ def precision_context(precision: str, device: torch.device | str = "cpu"):  # no
     if precision == "bf16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A batch of images ``(N, C, H, W)`` in channels-last memory format (same values)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@functools.cache
+def compile_available() -> bool:
+    """Whether ``torch.compile`` (inductor) works in this process: a C++ compiler is on the
+    path and a tiny function compiles and computes the right values (checked once)."""
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return False
+    try:
+        fn = torch.compile(lambda x: x * 2.0 + 1.0, dynamic=False)
+        return bool(torch.equal(fn(torch.ones(3)), torch.full((3,), 3.0)))
+    except Exception:  # noqa: BLE001 - any failure means: no compilation here
+        return False
+
+
+class CompiledForward:
+    """``net``'s forward through ``torch.compile`` (inductor, fixed shapes), falling back to the
+    eager module, with a warning, when compilation is unavailable or fails."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.fn: Callable[[torch.Tensor], torch.Tensor] = net
+        if compile_available():
+            self.fn = torch.compile(net, dynamic=False)
+        else:
+            warnings.warn(
+                "torch.compile is unavailable here (no C++ compiler, or inductor fails); "
+                "training eagerly",
+                stacklevel=3,
+            )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fn is not self.net:
+            try:
+                return self.fn(x)
+            except Exception as e:  # noqa: BLE001 - compilation failed: eager from now on
+                warnings.warn(
+                    f"torch.compile failed ({type(e).__name__}); training eagerly", stacklevel=2
+                )
+                self.fn = self.net
+        return self.net(x)
 
 
 def build_networks(
@@ -278,6 +326,8 @@ def sgd_train(
     on_epoch: Callable[[int], None] | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
 
@@ -294,8 +344,11 @@ def sgd_train(
     mode at the start of each); ``on_batch(epoch, index, logits)`` sees every batch's rows and
     detached logits before the update (e.g. forgetting events). ``precision`` ``"bf16"`` runs
     the forward pass under bf16 autocast (float32 weights, optimiser and loss); ``"fp32"`` is
-    plain float32. No other randomness is used, so the same generator state gives
-    the same network. Returns with ``net`` in eval mode.
+    plain float32. ``channels_last`` feeds every batch in channels-last memory format;
+    ``compile`` runs the forward (and its backward) through ``torch.compile`` (eager where it is
+    unavailable: :class:`CompiledForward`); both are speed levers that change rounding only. No
+    other randomness is used, so the same generator state gives the same network. Returns with
+    ``net`` in eval mode.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ConfigError(
@@ -310,6 +363,7 @@ def sgd_train(
             list(net.parameters()), optimizer, lr, momentum=momentum, weight_decay=weight_decay
         )
     )
+    forward = CompiledForward(net) if compile else net
     n = len(images)
     bs = min(batch_size, n)
     steps, last = 0, torch.zeros(())
@@ -321,8 +375,10 @@ def sgd_train(
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
             x, t = _batch(images, targets, idx, generator, augment, batch_targets)
+            if channels_last:
+                x = to_channels_last(x)
             with precision_context(precision, images.device):
-                logits = net(x).float()
+                logits = forward(x).float()
             if on_batch is not None:
                 on_batch(epoch, idx, logits.detach())
             batch_loss = loss_fn(logits, t).mean()
@@ -384,6 +440,8 @@ def _train_one_by_one(
             batch_targets=_run_targets(targets_fn, run),
             on_epoch=(lambda _epoch: progress(1)) if progress else None,
             precision=resolve_precision(protocol.precision, images.device),
+            channels_last=protocol.channels_last,
+            compile=protocol.compile,
         )
 
 
@@ -463,7 +521,8 @@ def train_networks(
     network-epochs just completed (all ``len(seeds)`` per epoch when vectorised). ``vectorize``:
     ``True`` trains the networks together with ``vmap``, ``False`` one after another with
     :func:`sgd_train`, ``None`` picks by device (vmap on accelerators, one by one on CPU, where
-    it measured faster).
+    it measured faster). The protocol's ``channels_last`` and ``compile`` levers apply to the
+    one-by-one path; the vmap path runs without them.
     """
     device = torch.device(device)
     images, targets = images.to(device), targets.to(device)

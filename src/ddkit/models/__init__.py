@@ -16,6 +16,7 @@ from ddkit.models.registry import (
     create_model,
     has_batchnorm,
     register_model,
+    set_inplace_activations,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "reinitializable",
     "reinitialize",
     "reset_module",
+    "set_inplace_activations",
 ]

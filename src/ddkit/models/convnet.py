@@ -1,6 +1,10 @@
 """The ConvNet family used throughout dataset distillation (Gidaris & Komodakis 2018; as in
 DC, Zhao et al. ICLR 2021): ``depth`` blocks of conv3x3 -> norm -> activation -> 2x2 pool,
 then a linear classifier. Default: depth 3, width 128, instance norm, ReLU, average pooling.
+
+The activations run in place (``inplace=True``, the reference code's ``ReLU(inplace=True)``): the
+same arithmetic with one activation tensor fewer per block; ``inplace=False`` (or
+:func:`ddkit.models.registry.set_inplace_activations`) switches it off.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class ConvNet(ClassifierModel):
         norm: str = "in",
         act: str = "relu",
         pool: str = "avg",
+        inplace: bool = True,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -51,7 +56,7 @@ class ConvNet(ClassifierModel):
             layers += [
                 nn.Conv2d(c, width, 3, padding=first_pad if d == 0 else 1),
                 make_norm(norm, width),
-                make_activation(act),
+                make_activation(act, inplace=inplace),
             ]
             c = width
             if pool != "nopool":

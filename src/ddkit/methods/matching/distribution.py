@@ -21,6 +21,12 @@ classes that drew the same family are batched with per-sample parameters that re
 draw. ``vectorize=False`` keeps the plain class-by-class path (same random draws, same result up
 to floating-point rounding) as a reference for tests and benchmarks.
 
+Speed levers (``precision``, ``channels_last``; both off by default, so the default arithmetic
+is unchanged). ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it
+natively) runs every forward pass of the matching network under bf16 autocast; the synthetic
+images, the network weights, the embedding means, the loss and the image update stay float32.
+``channels_last=True`` feeds the network channels-last batches. Neither is in the reference code.
+
 Normalisation layers: instance norm (the default ConvNet) is per sample, so batching classes
 changes nothing. With BatchNorm the batch statistics depend on what is batched together; the
 vectorised path then is what the DM reference does for BN networks (all classes' real images in
@@ -42,7 +48,7 @@ from ddkit.augment.dsa import DSA, DSAParams
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.train import sgd_step
+from ddkit.eval.train import precision_context, resolve_precision, sgd_step, to_channels_last
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
@@ -73,6 +79,24 @@ __all__ = [
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def fast_forward(
+    fn: EmbedFn, precision: str, channels_last: bool, device: torch.device, dtype: torch.dtype
+) -> EmbedFn:
+    """``fn`` (a forward pass) under the speed levers: input in channels-last memory format,
+    bf16 autocast around the call (resolved ``precision``), output back in ``dtype``. With
+    neither lever it is ``fn`` itself."""
+    if precision == "fp32" and not channels_last:
+        return fn
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if channels_last and x.ndim == 4:
+            x = to_channels_last(x)
+        with precision_context(precision, device):
+            return fn(x).to(dtype)
+
+    return forward
 
 
 # ============================================================================ building blocks
@@ -188,6 +212,10 @@ class DMConfig(CodecConfig):
     embed_chunk: int = 0
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
+    # speed levers (module docstring): bf16 autocast around the network's forward passes
+    # (float32 images, weights and loss; auto: bf16 where the hardware computes it natively)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    channels_last: bool = False  # batches in channels-last memory format for the convolutions
 
     rules = {
         "lr_img": POSITIVE,
@@ -198,6 +226,14 @@ class DMConfig(CodecConfig):
         "device": DEVICE,
     }
     aliases = {"momentum": Alias("momentum_img"), "dsa_strategy": Alias("augment")}
+
+    def check(self) -> None:
+        super().check()
+        if self.precision == "bf16" and self.dtype != "float32":
+            raise ConfigError(
+                f"precision bf16 autocasts float32 computations; dtype must be float32, "
+                f"got {self.dtype!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +282,7 @@ class IDMConfig(DMConfig):
     }
 
     def check(self) -> None:
+        super().check()
         if self.codec != "pixels":
             raise ConfigError(
                 "idm stores multi-formation images through its own factor option; "
@@ -292,6 +329,18 @@ class DM(Distiller):
         # never trained here, so its weights need no gradient
         self.nets_ = RandomNetwork(cfg.model, train.spec, device=self.device_, dtype=self.dtype_)
         self.nets_.network.requires_grad_(False)
+        # the resolved precision: float64 runs (numerical checks) always compute in float64
+        self.precision_ = (
+            resolve_precision(cfg.precision, self.device_)
+            if self.dtype_ == torch.float32
+            else "fp32"
+        )
+
+    def _fast(self, fn: EmbedFn) -> EmbedFn:
+        """``fn`` (a forward pass of the matching network) under the config's speed levers."""
+        return fast_forward(
+            fn, self.precision_, self.config.channels_last, self.device_, self.dtype_
+        )
 
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator
@@ -332,7 +381,7 @@ class DM(Distiller):
             self.dsa_, self.train_.spec.num_classes, g, self.train_.spec.image_size
         )
         real_mean, syn_emb = match_embeddings(
-            net.embed,
+            self._fast(net.embed),
             real,
             self._syn_view(self.codec_.decode(images)),
             self.dsa_,
@@ -347,7 +396,17 @@ class DM(Distiller):
         return {"loss": float(loss.detach()) / self.train_.spec.num_classes}
 
     def result(self) -> SyntheticSet:
-        return self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        return _record_levers(syn, self.precision_, self.config.channels_last)
+
+
+def _record_levers(syn: SyntheticSet, precision: str, channels_last: bool) -> SyntheticSet:
+    """Record the speed levers a run used in ``syn.meta`` (nothing for the default run)."""
+    if precision != "fp32":
+        syn.meta["precision"] = precision
+    if channels_last:
+        syn.meta["channels_last"] = True
+    return syn
 
 
 # ============================================================================ IDM
@@ -512,6 +571,7 @@ class IDM(DM):
         queue.template.eval().requires_grad_(False)
         for j in chosen:
 
+            @self._fast
             def embed(x: torch.Tensor, j: int = j) -> torch.Tensor:
                 return queue.call(j, "embed", x)
 
@@ -530,7 +590,9 @@ class IDM(DM):
             dm_sum += float(loss.detach())
             weight = cfg.ce_weight * queue.score(j)
             if weight > 0:
-                logits = queue.call(j, "classifier", syn_emb.flatten(0, 1))
+                logits = self._fast(lambda z, j=j: queue.call(j, "classifier", z))(
+                    syn_emb.flatten(0, 1)
+                )
                 ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(k, -1)
                 if ce.shape[1] == 1:  # reference, IPC 1 without partitioning: only misclassified
                     ce = ce * (logits.argmax(1) != self.syn_labels_).view(k, 1).to(ce.dtype)
@@ -570,7 +632,7 @@ class IDM(DM):
             for _ in range(cfg.model_train_steps):
                 idx = torch.randperm(n, generator=generator)[:bs].to(self.device_)
                 x, y = self.real_[idx], self.labels_[idx]
-                logits = net(x)
+                logits = self._fast(net)(x)
                 grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
                 sgd_step(
                     params,
@@ -599,6 +661,7 @@ class IDM(DM):
             "decoded_ipc": self.ipc_ * f * f,
         }
         extras = {"formation.stored": stored.cpu().float().clone()} if f > 1 else {}
-        return SyntheticSet(
+        syn = SyntheticSet(
             images, class_labels(k, self.ipc_ * f * f), self.train_.spec, meta=meta, extras=extras
         )
+        return _record_levers(syn, self.precision_, self.config.channels_last)

@@ -55,7 +55,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import STORED_IMAGES, SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.methods.common import class_labels
+from ddkit.methods.common import class_labels, initial_images
 from ddkit.methods.config import AUTO, MethodConfig, Rule
 from ddkit.methods.matching.formation import decode as formation_decode
 from ddkit.methods.matching.formation import encode_real
@@ -476,18 +476,23 @@ def start_stored(
     train: ImageDataset,
     ipc: int,
     generator: torch.Generator,
-    initial: InitialImages,
+    initial: InitialImages | str,
     *,
     label_vectors: bool = False,
 ) -> tuple[Codec, torch.Tensor]:
     """The codec named by ``spec``, fitted to ``train``, and the stored tensor it starts from
-    (requiring grad): the encoding of the real images ``initial`` gives, as many per class as
-    the codec needs at the bytes of ``ipc`` plain images. ``label_vectors``: the method stores a
-    label vector per image (soft or learned labels), which the budget and each image pay for."""
+    (requiring grad): the encoding of the images ``initial`` gives -- a function, or an ``init``
+    name of :func:`~ddkit.methods.common.initial_images` --, as many per class as the codec
+    needs at the bytes of ``ipc`` plain images. ``label_vectors``: the method stores a label
+    vector per image (soft or learned labels), which the budget and each image pay for."""
     codec = make_codec(spec)
     codec.label_bytes = label_bytes(label_vectors, train.spec.num_classes)
     codec.fit(train)
-    start = initial(train, codec.real_per_class(ipc, train.spec), generator)
+    n = codec.real_per_class(ipc, train.spec)
+    if isinstance(initial, str):
+        start = initial_images(train, n, generator, initial)
+    else:
+        start = initial(train, n, generator)
     return codec, codec.encode(start, generator).requires_grad_(True)
 
 

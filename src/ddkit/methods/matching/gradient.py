@@ -70,7 +70,6 @@ from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
     class_labels,
-    initial_images,
     make_augment,
     warn_if_rough,
 )
@@ -256,10 +255,7 @@ class DC(Distiller):
         # dtype: float64 data gives a float64 network)
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
-        self.codec_, images = start_stored(
-            self.codec_for(spec), train, ipc, generator,
-            lambda data, n, g: initial_images(data, n, g, cfg.init),
-        )  # fmt: skip
+        self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, cfg.init)
         self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)

@@ -32,7 +32,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import RandomNetwork, class_labels, initial_images
+from ddkit.methods.common import RandomNetwork, class_labels
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.trajectory.student import FlatModel
 
@@ -136,13 +136,7 @@ class BPTT(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        self.codec_, images = start_stored(
-            cfg.codec,
-            train,
-            ipc,
-            generator,
-            lambda data, n, g: initial_images(data, n, g, cfg.init),
-        )
+        self.codec_, images = start_stored(cfg.codec, train, ipc, generator, cfg.init)
         log_lrs = torch.full((cfg.unroll_steps,), math.log(cfg.syn_lr)).requires_grad_(True)
         self.nets_ = RandomNetwork(cfg.model, train.spec)
         self.fm_ = FlatModel(self.nets_.network)

@@ -28,8 +28,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval.train import sgd_step
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.codecs import start_stored
-from ddkit.methods.common import RandomNetwork, initial_images
+from ddkit.methods.common import RandomNetwork
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     MOMENTUM,
@@ -44,7 +43,7 @@ from ddkit.methods.performance.labels import (
     add_label_group,
     labelled_set,
     regression_targets,
-    start_labels,
+    start_set,
 )
 from ddkit.methods.pool import ModelPool
 
@@ -107,18 +106,10 @@ class FRePo(Distiller):
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
-        cfg, spec = self.config, train.spec
-        self.codec_, images = start_stored(
-            cfg.codec,
-            train,
-            ipc,
-            generator,
-            lambda data, n, g: initial_images(data, n, g, cfg.init),
-            label_vectors=cfg.learn_labels,
-        )
+        cfg = self.config
+        self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
-        per_class = self.codec_.emitted_per_class(ipc, spec)
-        self.state_["labels"] = start_labels(spec.num_classes, per_class, cfg)
+        self.state_["labels"] = labels
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)
         add_label_group(self.state_["opt"], self.state_["labels"], cfg)

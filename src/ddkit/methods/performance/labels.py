@@ -16,9 +16,10 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.methods.codecs import Codec, CodecConfig
+from ddkit.methods.codecs import Codec, CodecConfig, start_stored
 from ddkit.methods.common import class_labels
 from ddkit.methods.config import POSITIVE
 
@@ -43,6 +44,23 @@ def start_labels(num_classes: int, per_class: int, cfg: LabelLearningConfig) -> 
     trainable if ``learn_labels``."""
     y = regression_targets(class_labels(num_classes, per_class), num_classes)
     return y.requires_grad_(True) if cfg.learn_labels else y
+
+
+def start_set(
+    cfg: LabelLearningConfig,
+    train: ImageDataset,
+    ipc: int,
+    generator: torch.Generator,
+    *,
+    label_vectors: bool | None = None,
+) -> tuple[Codec, torch.Tensor, torch.Tensor]:
+    """A kernel method's start: its codec, the stored tensor (from ``cfg.init`` images) and the
+    targets, one per decoded image. ``label_vectors`` (default ``learn_labels``): the set will
+    store a label vector per image, which the codec's byte budget pays for."""
+    vectors = cfg.learn_labels if label_vectors is None else label_vectors
+    codec, stored = start_stored(cfg.codec, train, ipc, generator, cfg.init, label_vectors=vectors)
+    per_class = codec.emitted_per_class(ipc, train.spec)
+    return codec, stored, start_labels(train.spec.num_classes, per_class, cfg)
 
 
 def add_label_group(opt: torch.optim.Optimizer, y: torch.Tensor, cfg: LabelLearningConfig) -> None:

@@ -42,8 +42,6 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.codecs import start_stored
-from ddkit.methods.common import initial_images
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import krr_predict
 from ddkit.methods.performance.labels import (
@@ -51,7 +49,7 @@ from ddkit.methods.performance.labels import (
     add_label_group,
     labelled_set,
     regression_targets,
-    start_labels,
+    start_set,
 )
 from ddkit.models import build_network
 
@@ -187,15 +185,8 @@ class RFAD(Distiller):
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
-        cfg, k = self.config, train.spec.num_classes
-        self.codec_, images = start_stored(
-            cfg.codec,
-            train,
-            ipc,
-            generator,
-            lambda data, n, g: initial_images(data, n, g, cfg.init),
-            label_vectors=cfg.learn_labels,
-        )
+        cfg = self.config
+        self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.features_ = RandomFeatureMap(
             convnet_trunk(train.spec, cfg.depth, cfg.width),
@@ -205,7 +196,7 @@ class RFAD(Distiller):
         )
         learned = cfg.loss == "platt" and cfg.learn_temperature
         log_t = torch.tensor(math.log(cfg.temperature)).requires_grad_(learned)
-        self.state_["labels"] = start_labels(k, self.codec_.emitted_per_class(ipc, train.spec), cfg)
+        self.state_["labels"] = labels
         self.state_["images"] = images
         self.state_["log_temperature"] = log_t
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)

@@ -2,7 +2,7 @@
 
 Levers: ``inplace`` (ConvNet activations in place; the new default, same bits), ``bf16`` (bf16
 autocast around the forward passes, float32 weights and images), ``channels_last`` (batches in
-channels-last memory format), ``compile`` (``torch.compile``, inductor; evaluation training only).
+channels-last memory format), ``compile`` (``torch.compile``, inductor).
 ``baseline`` is today's default path before this work (commit 1170aad^: activations not in
 place, float32, contiguous, eager), pinned by switching the activations back
 (:func:`ddkit.models.set_inplace_activations`); everything else is identical.
@@ -13,8 +13,10 @@ place, float32, contiguous, eager), pinned by switching the activations back
   after one untimed warm-up round (the compile variants compile there: ``compile_s`` is that
   round's wall time minus a timed round's). Reported: median CPU seconds per optimiser step
   and per epoch, images per CPU second, and the speed-up over ``baseline``.
+  ``speedup_cpu`` is the median over rounds of baseline / variant CPU seconds of the same round.
 * One DM step on mnist5k IPC 10 (ConvNet-3 width 128, DSA, batch_real 64 and 256): one method
-  instance per variant, started from the same seed, steps interleaved the same way.
+  instance per variant, started from the same seed, steps interleaved the same way (``compile``
+  compiles the embedding).
 * Peak memory: every (cell, variant) again in a fresh child process (spawned): ``extra_mb``
   is the peak resident memory above the level before the measured steps (:class:`PeakRSS`,
   after a warm-up), ``max_rss_mb`` the child's whole-life resident high-water mark (``VmHWM``;
@@ -22,7 +24,7 @@ place, float32, contiguous, eager), pinned by switching the activations back
   compile variants, ``first_round_extra_wall_s`` (the warm-up round's wall time minus a measured
   round's, in that fresh process) is the compilation time; the in-process ``compile_s`` is paid
   only by the first variant that compiles a graph.
-* ``inplace+bf16+chunk512`` (DM): the two levers with DM's existing memory bound,
+* ``inplace+bf16+compile+chunk512`` (DM): the levers with DM's existing memory bound,
   ``embed_chunk=512`` (real images embedded 512 at a time).
 * Accuracy on a validation split (20 % of mnist5k's train split, seed 0; never the test split):
   protocol ``fast`` (3 networks, 100 epochs) in fp32, bf16 and bf16 + compile; and a short DM
@@ -65,11 +67,15 @@ EVAL_VARIANTS = {
     "inplace+bf16+compile": {**BASE, "inplace": True, "precision": "bf16", "compile": True},
     "all": {"inplace": True, "precision": "bf16", "channels_last": True, "compile": True},
 }
-DM_VARIANTS = {k: v for k, v in EVAL_VARIANTS.items() if not v["compile"]}
-DM_VARIANTS["inplace+bf16"] = {**BASE, "inplace": True, "precision": "bf16"}
-DM_VARIANTS["all"] = {**BASE, "inplace": True, "precision": "bf16", "channels_last": True}
-# DM's existing memory bound (real images embedded in pieces), with the two levers that help
-DM_VARIANTS["inplace+bf16+chunk512"] = {**DM_VARIANTS["inplace+bf16"], "embed_chunk": 512}
+DM_VARIANTS = {
+    **EVAL_VARIANTS,
+    "inplace+bf16": {**BASE, "inplace": True, "precision": "bf16"},
+    # DM's existing memory bound (real images embedded 512 at a time) with the levers
+    "inplace+bf16+compile+chunk512": {
+        **EVAL_VARIANTS["inplace+bf16+compile"],
+        "embed_chunk": 512,
+    },
+}
 EVAL_CELLS = [("convnet", 100), ("convnet", 500), ("convnet-w32", 100), ("convnet-w32", 500)]
 DM_BATCHES = [64, 256]
 DM_IPC = 10
@@ -90,6 +96,12 @@ def _median(xs: list[float]) -> float:
 
 def _rotated(names: list[str], r: int) -> list[str]:
     return names[r % len(names) :] + names[: r % len(names)]
+
+
+def paired_speedup(base: list[float], other: list[float]) -> float:
+    """The median over rounds of ``base / other`` CPU seconds of the same round (interleaved:
+    both saw that round's machine load)."""
+    return _median([b / o for b, o in zip(base, other)])
 
 
 # ============================================================================ evaluation training
@@ -138,13 +150,15 @@ def time_eval_cell(splits, model: str, n: int, epochs: int, rounds: int) -> dict
             "cpu_s_per_epoch": c / epochs,
             "wall_s_per_epoch": w / epochs,
             "images_per_cpu_s": n * epochs / c,
-            "speedup_cpu": base / c,
+            "speedup_cpu": paired_speedup(cpu["baseline"], cpu[name]),
+            "speedup_cpu_of_medians": base / c,
             "compile_s": max(0.0, warm[name][1] - w) if EVAL_VARIANTS[name]["compile"] else 0.0,
             "all_cpu_s": cpu[name],
             "all_wall_s": wall[name],
         }
         print(f"eval {model:<12} {n:>4} {name:<22} {c / steps:7.3f} CPU s/step "
-              f"{base / c:5.2f}x  compile {variants[name]['compile_s']:5.1f} s", flush=True)  # fmt: skip
+              f"{variants[name]['speedup_cpu']:5.2f}x  compile {variants[name]['compile_s']:5.1f} s",
+              flush=True)  # fmt: skip
     return {"model": model, "images": n, "epochs_per_round": epochs, "steps_per_round": steps,
             "rounds": rounds, "variants": variants}  # fmt: skip
 
@@ -158,7 +172,7 @@ def eval_epochs(n: int) -> int:
 def dm_method(splits, batch_real: int, variant: dict[str, Any]):  # noqa: ANN001, ANN201
     """A started DM instance (mnist5k IPC 10, seed 0) under ``variant``."""
     m = create_method("dm", model=DM_MODEL, batch_real=batch_real, precision=variant["precision"],
-                      channels_last=variant["channels_last"],
+                      channels_last=variant["channels_last"], compile=variant["compile"],
                       embed_chunk=variant.get("embed_chunk", 0))  # fmt: skip
     m.start(splits.train, DM_IPC, seed=0, iterations=1000)
     set_inplace_activations(m.nets_.network, variant["inplace"])
@@ -174,8 +188,7 @@ def _dm_steps(m, it: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
 
 def time_dm_cell(splits, batch_real: int, rounds: int, steps: int) -> dict[str, Any]:  # noqa: ANN001
     methods = {name: dm_method(splits, batch_real, v) for name, v in DM_VARIANTS.items()}
-    for m in methods.values():
-        _dm_steps(m, 0, 1)  # warm-up
+    warm = {name: _dm_steps(m, 0, 1)[1] for name, m in methods.items()}  # warm-up, compilation
     cpu: dict[str, list[float]] = {name: [] for name in methods}
     wall: dict[str, list[float]] = {name: [] for name in methods}
     for r in range(rounds):
@@ -190,12 +203,17 @@ def time_dm_cell(splits, batch_real: int, rounds: int, steps: int) -> dict[str, 
     for name, m in methods.items():
         c = _median(cpu[name])
         diff = (m.state_["images"].detach() - ref_images).norm() / ref_images.norm()
-        variants[name] = {"levers": DM_VARIANTS[name], "cpu_s_per_step": c,
-                          "wall_s_per_step": _median(wall[name]), "images_per_cpu_s": images / c,
-                          "speedup_cpu": base / c, "rel_diff_images_vs_baseline": float(diff),
+        w = _median(wall[name])
+        variants[name] = {"levers": DM_VARIANTS[name], "cpu_s_per_step": c, "wall_s_per_step": w,
+                          "images_per_cpu_s": images / c,
+                          "speedup_cpu": paired_speedup(cpu["baseline"], cpu[name]),
+                          "speedup_cpu_of_medians": base / c,
+                          "compile_s": max(0.0, warm[name] - w) if DM_VARIANTS[name]["compile"]
+                          else 0.0,
+                          "rel_diff_images_vs_baseline": float(diff),
                           "all_cpu_s": cpu[name], "all_wall_s": wall[name]}  # fmt: skip
-        print(f"dm batch_real {batch_real:>3} {name:<16} {c:7.3f} CPU s/step {base / c:5.2f}x "
-              f"rel diff {float(diff):.2e}", flush=True)  # fmt: skip
+        print(f"dm batch_real {batch_real:>3} {name:<30} {c:7.3f} CPU s/step "
+              f"{variants[name]['speedup_cpu']:5.2f}x rel diff {float(diff):.2e}", flush=True)  # fmt: skip
     return {"method": "dm", "model": DM_MODEL, "ipc": DM_IPC, "batch_real": batch_real,
             "steps_per_round": steps, "rounds": rounds, "variants": variants}  # fmt: skip
 
@@ -214,10 +232,11 @@ def _eval_peak(model: str, n: int, name: str, epochs: int) -> dict[str, float]:
 def _dm_peak(batch_real: int, name: str, steps: int) -> dict[str, float]:
     torch.set_num_threads(1)
     m = dm_method(_splits(), batch_real, DM_VARIANTS[name])
-    _dm_steps(m, 0, 1)
+    _, warm = _dm_steps(m, 0, 1)
     with PeakRSS() as meter:
         _dm_steps(m, 1, steps)
-    return {"extra_mb": meter.extra_mb, "max_rss_mb": high_water_mb()}
+    return {"extra_mb": meter.extra_mb, "max_rss_mb": high_water_mb(),
+            "first_round_extra_wall_s": max(0.0, warm - meter.seconds / steps)}  # fmt: skip
 
 
 def _in_child(fn, *args) -> dict[str, float]:  # noqa: ANN001
@@ -288,7 +307,8 @@ def accuracy(splits, cells: list[tuple[str, int]], dm_iterations: int, dm_batch:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--parts", default="eval,dm,memory,accuracy")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds of evaluation training")
+    ap.add_argument("--dm-rounds", type=int, default=3, help="timed rounds of DM steps")
     ap.add_argument("--dm-steps", type=int, default=1, help="DM steps per timed round")
     ap.add_argument("--dm-iterations", type=int, default=200, help="DM run for accuracy")
     ap.add_argument("--quick", action="store_true", help="a smoke run: small cells, 1 round")
@@ -299,7 +319,7 @@ def main() -> None:
     cells, batches, acc_cells = EVAL_CELLS, DM_BATCHES, [("convnet-w32", 100), ("convnet-w32", 500)]
     if args.quick:
         cells, batches, acc_cells = [("convnet-w32", 100)], [8], [("convnet-w32", 100)]
-        args.rounds, args.dm_iterations = 1, 5
+        args.rounds, args.dm_rounds, args.dm_iterations = 1, 1, 5
     splits = _splits()
     load0 = os.getloadavg()
     results: dict[str, Any] = {
@@ -308,13 +328,14 @@ def main() -> None:
         "load_average_start": load0,
         "contended": load0[0] > 1.5,  # 2 cores; this benchmark is one busy process
         "rounds": args.rounds,
+        "dm_rounds": args.dm_rounds,
         "baseline": "today's default path: ConvNet activations not in place, fp32, eager",
     }
     if "eval" in parts:
         results["eval"] = [time_eval_cell(splits, m, n, eval_epochs(n), args.rounds)
                            for m, n in cells]  # fmt: skip
     if "dm" in parts:
-        results["dm"] = [time_dm_cell(splits, b, args.rounds, args.dm_steps) for b in batches]
+        results["dm"] = [time_dm_cell(splits, b, args.dm_rounds, args.dm_steps) for b in batches]
     if "memory" in parts:
         results["memory"] = memory(cells, batches, args.dm_steps)
     if "accuracy" in parts:

@@ -215,3 +215,24 @@ def test_bad_dm_levers_are_one_line_config_errors(options, needle):
     with pytest.raises(ConfigError) as e:
         create_method("dm", **options)
     assert "\n" not in str(e.value) and needle in str(e.value)
+
+
+def test_dm_compile_falls_back_to_eager_when_unavailable(monkeypatch):
+    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    with pytest.warns(UserWarning, match="torch.compile is unavailable"):
+        got = _dm(compile=True)
+    assert torch.equal(got.images, _dm().images) and got.meta["compile"] is True
+
+
+@pytest.mark.slow
+def test_dm_compiled_stays_close_to_eager():
+    if not train_mod.compile_available():
+        pytest.skip("torch.compile is unavailable on this machine")
+    ref, got = _dm(), _dm(compile=True, precision="bf16")
+    assert torch.isfinite(got.images).all()
+    assert (got.images - ref.images).norm() <= 0.05 * ref.images.norm()
+
+
+def test_idm_refuses_compile():
+    with pytest.raises(ConfigError, match="compile must be false"):
+        create_method("idm", compile=True)

@@ -115,32 +115,42 @@ def compile_available() -> bool:
         return False
 
 
-class CompiledForward:
-    """``net``'s forward through ``torch.compile`` (inductor, fixed shapes), falling back to the
-    eager module, with a warning, when compilation is unavailable or fails."""
+#: Graphs torch.compile may keep per compiled function (torch's default is 8): every model,
+#: batch shape, precision and memory format is one, and past the limit it runs eagerly.
+COMPILE_RECOMPILE_LIMIT = 64
 
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net
-        self.fn: Callable[[torch.Tensor], torch.Tensor] = net
+
+class CompiledForward:
+    """``fn`` (a module or a forward function such as ``net.embed``) through ``torch.compile``
+    (inductor, fixed shapes), falling back to ``fn`` itself, with a warning, when compilation
+    is unavailable or fails. Raises dynamo's recompile limit to
+    :data:`COMPILE_RECOMPILE_LIMIT` (once over it, torch would silently run eagerly)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.eager = self.fn = fn
         if compile_available():
-            self.fn = torch.compile(net, dynamic=False)
+            import torch._dynamo
+
+            cfg = torch._dynamo.config
+            cfg.recompile_limit = max(cfg.recompile_limit, COMPILE_RECOMPILE_LIMIT)
+            self.fn = torch.compile(fn, dynamic=False)
         else:
             warnings.warn(
                 "torch.compile is unavailable here (no C++ compiler, or inductor fails); "
-                "training eagerly",
+                "running eagerly",
                 stacklevel=3,
             )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fn is not self.net:
+        if self.fn is not self.eager:
             try:
                 return self.fn(x)
             except Exception as e:  # noqa: BLE001 - compilation failed: eager from now on
                 warnings.warn(
-                    f"torch.compile failed ({type(e).__name__}); training eagerly", stacklevel=2
+                    f"torch.compile failed ({type(e).__name__}); running eagerly", stacklevel=2
                 )
-                self.fn = self.net
-        return self.net(x)
+                self.fn = self.eager
+        return self.eager(x)
 
 
 def build_networks(

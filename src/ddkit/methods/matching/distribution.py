@@ -21,11 +21,13 @@ classes that drew the same family are batched with per-sample parameters that re
 draw. ``vectorize=False`` keeps the plain class-by-class path (same random draws, same result up
 to floating-point rounding) as a reference for tests and benchmarks.
 
-Speed levers (``precision``, ``channels_last``; both off by default, so the default arithmetic
-is unchanged). ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it
+Speed levers (``precision``, ``channels_last``, ``compile``; all off by default, so the default
+arithmetic is unchanged). ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it
 natively) runs every forward pass of the matching network under bf16 autocast; the synthetic
 images, the network weights, the embedding means, the loss and the image update stay float32.
-``channels_last=True`` feeds the network channels-last batches. Neither is in the reference code.
+``channels_last=True`` feeds the network channels-last batches. ``compile=True`` (DM only) runs
+the matching network's embedding through ``torch.compile`` (eager where it is unavailable). None
+of them is in the reference code.
 
 Normalisation layers: instance norm (the default ConvNet) is per sample, so batching classes
 changes nothing. With BatchNorm the batch statistics depend on what is batched together; the
@@ -48,7 +50,13 @@ from ddkit.augment.dsa import DSA, DSAParams
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.train import precision_context, resolve_precision, sgd_step, to_channels_last
+from ddkit.eval.train import (
+    CompiledForward,
+    precision_context,
+    resolve_precision,
+    sgd_step,
+    to_channels_last,
+)
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
@@ -216,6 +224,7 @@ class DMConfig(CodecConfig):
     # (float32 images, weights and loss; auto: bf16 where the hardware computes it natively)
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     channels_last: bool = False  # batches in channels-last memory format for the convolutions
+    compile: bool = False  # torch.compile the embedding (DM; eager where it is unavailable)
 
     rules = {
         "lr_img": POSITIVE,
@@ -283,6 +292,11 @@ class IDMConfig(DMConfig):
 
     def check(self) -> None:
         super().check()
+        if self.compile:
+            raise ConfigError(
+                "idm cannot compile its queue networks (one functional call per network); "
+                "compile must be false"
+            )
         if self.codec != "pixels":
             raise ConfigError(
                 "idm stores multi-formation images through its own factor option; "
@@ -335,6 +349,8 @@ class DM(Distiller):
             if self.dtype_ == torch.float32
             else "fp32"
         )
+        net = self.nets_.network
+        self.embed_ = CompiledForward(net.embed) if cfg.compile else net.embed
 
     def _fast(self, fn: EmbedFn) -> EmbedFn:
         """``fn`` (a forward pass of the matching network) under the config's speed levers."""
@@ -375,13 +391,13 @@ class DM(Distiller):
         cfg = self.config
         g = self.state_["generator"]
         images, opt = self.state_["images"], self.state_["opt"]
-        net = self._network(g)
+        self._network(g)  # re-initialises the network that self.embed_ runs
         real = self._real_batch(g)
         draws = sample_class_draws(
             self.dsa_, self.train_.spec.num_classes, g, self.train_.spec.image_size
         )
         real_mean, syn_emb = match_embeddings(
-            self._fast(net.embed),
+            self._fast(self.embed_),
             real,
             self._syn_view(self.codec_.decode(images)),
             self.dsa_,
@@ -397,15 +413,16 @@ class DM(Distiller):
 
     def result(self) -> SyntheticSet:
         syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
-        return _record_levers(syn, self.precision_, self.config.channels_last)
+        return _record_levers(syn, self.precision_, self.config)
 
 
-def _record_levers(syn: SyntheticSet, precision: str, channels_last: bool) -> SyntheticSet:
+def _record_levers(syn: SyntheticSet, precision: str, cfg: DMConfig) -> SyntheticSet:
     """Record the speed levers a run used in ``syn.meta`` (nothing for the default run)."""
     if precision != "fp32":
         syn.meta["precision"] = precision
-    if channels_last:
-        syn.meta["channels_last"] = True
+    for lever in ("channels_last", "compile"):
+        if getattr(cfg, lever):
+            syn.meta[lever] = True
     return syn
 
 
@@ -664,4 +681,4 @@ class IDM(DM):
         syn = SyntheticSet(
             images, class_labels(k, self.ipc_ * f * f), self.train_.spec, meta=meta, extras=extras
         )
-        return _record_levers(syn, self.precision_, self.config.channels_last)
+        return _record_levers(syn, self.precision_, self.config)

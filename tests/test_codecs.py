@@ -215,3 +215,53 @@ def test_dm_optimises_latent_codes():
 def test_idm_keeps_its_own_formation():
     with pytest.raises(ConfigError, match="idm stores multi-formation images through its own"):
         create_method("idm", codec="fred:0.5")
+
+
+# ------------------------------------------------------------------ decoded on load
+
+
+@pytest.mark.parametrize(("spec", "ipc"), [("formation:2", 1), ("fred:0.25", 1), ("haba:3", 2),
+                                           ("latent:4", 10)])  # fmt: skip
+def test_a_codec_set_is_saved_without_its_images_and_decoded_on_load(spec, ipc, tmp_path):
+    from safetensors import safe_open
+
+    from ddkit.data.synthetic import TENSOR_FILE, SyntheticSet
+
+    train = tiny_digits().train
+    syn = _cheap("dm", codec=spec).fit(train, ipc, iterations=1, seed=0)
+    compact, whole = syn.save(tmp_path / "compact"), syn.save(tmp_path / "whole", compact=False)
+    with safe_open(str(compact / TENSOR_FILE), "pt") as f:
+        assert "images" not in f.keys()
+    assert (compact / TENSOR_FILE).stat().st_size < (whole / TENSOR_FILE).stat().st_size
+    back, plain = SyntheticSet.load(compact), SyntheticSet.load(whole)
+    assert torch.equal(back.images, syn.images) and torch.equal(plain.images, syn.images)
+    assert torch.equal(back.labels, syn.labels)
+    assert back.storage_bytes() == syn.storage_bytes()
+
+
+def test_idm_multi_formation_sets_decode_on_load_too(tmp_path):
+    from ddkit.data.synthetic import SyntheticSet
+
+    syn = _cheap("idm", factor=2).fit(tiny_digits().train, 1, iterations=1, seed=0)
+    back = SyntheticSet.load(syn.save(tmp_path / "set"))
+    assert torch.equal(back.images, syn.images)
+    assert len(back) == 40
+
+
+def test_a_set_whose_images_were_changed_keeps_them_and_a_broken_one_is_refused(tmp_path):
+    import json
+
+    from ddkit.data.synthetic import META_FILE, TENSOR_FILE, SyntheticSet
+    from ddkit.errors import FileFormatError
+
+    syn = _cheap("dm", codec="fred:0.25").fit(tiny_digits().train, 1, iterations=1, seed=0)
+    edited = SyntheticSet(syn.images + 1, syn.labels, syn.spec, meta=syn.meta, extras=syn.extras)
+    back = SyntheticSet.load(edited.save(tmp_path / "edited"))
+    assert torch.equal(back.images, edited.images)  # not what the codec decodes: kept whole
+    folder = syn.save(tmp_path / "set")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["provenance"]["codec"] = "pixels"  # (checksum still matches: only meta is edited)
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match="no images and names no codec"):
+        SyntheticSet.load(folder)
+    assert (folder / TENSOR_FILE).exists()

@@ -2,7 +2,10 @@
 
 On disk a synthetic set is a folder with ``data.safetensors`` (images, labels, optional learned
 lr, extra tensors) and ``meta.json`` (dataset spec, provenance, and the SHA-256 of the tensor
-file, so a tampered or mismatched file is refused). Nothing is unpickled.
+file, so a tampered or mismatched file is refused). Nothing is unpickled. A set whose images a
+codec decodes from its stored tensors (:mod:`ddkit.methods.codecs`) is written without the
+images (format version 2, ``images_decoded``) and decoded again on load; every other set is
+written as in version 1, which still loads.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ddkit.io import (
     sha256_file,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
 META_FILE = "meta.json"
 STORED_IMAGES = "formation.stored"  # extras key of undecoded multi-formation images
@@ -168,11 +171,25 @@ class SyntheticSet:
         return parts
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``path/`` (data.safetensors + meta.json) atomically; returns the path."""
+    def decoded_images(self) -> torch.Tensor | None:
+        """The images decoded afresh from the set's stored tensors (a codec's parameters, IDM's
+        multi-formation images), or ``None`` when the set stores its images themselves."""
+        from ddkit.methods.codecs import decode_saved
+
+        return decode_saved(self.spec, self.meta, self.extras)
+
+    def save(self, path: str | os.PathLike, *, compact: bool = True) -> Path:
+        """Write ``path/`` (data.safetensors + meta.json) atomically; returns the path. With
+        ``compact`` a set whose images decode exactly from its stored tensors is written
+        without them (only what :meth:`storage_bytes` counts, plus labels) and decoded on
+        :meth:`load`; any other set is written whole (format version 1, as before)."""
         from safetensors.torch import save_file
 
-        tensors = {"images": self.images, "labels": self.labels}
+        decoded = self.decoded_images() if compact else None
+        omit = decoded is not None and torch.equal(decoded, self.images)
+        tensors = (
+            {"labels": self.labels} if omit else {"images": self.images, "labels": self.labels}
+        )
         if self.lr is not None:
             tensors["lr"] = torch.tensor([self.lr], dtype=torch.float32)
         for k, v in self.extras.items():
@@ -182,12 +199,13 @@ class SyntheticSet:
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / TENSOR_FILE))
             meta = {
                 "format": "ddkit.synthetic",
-                "format_version": FORMAT_VERSION,
+                "format_version": FORMAT_VERSION if omit else 1,
                 "ddkit_version": _version(),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "spec": self.spec.to_dict(),
                 "num_images": len(self),
                 "label_mode": "regression" if self.regression else "soft" if self.soft else "hard",
+                "images_decoded": omit,
                 "lr": self.lr,
                 "sha256": sha256_file(tmp / TENSOR_FILE),
                 "provenance": self.meta,
@@ -226,13 +244,15 @@ class SyntheticSet:
             spec = DatasetSpec.from_dict(meta.get("spec", {}))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise FileFormatError(f"{str(p / META_FILE)!r} has a malformed spec ({e})") from None
-        if "images" not in tensors or "labels" not in tensors:
+        decoded = bool(meta.get("images_decoded"))
+        if ("images" not in tensors and not decoded) or "labels" not in tensors:
             raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         try:
+            images = tensors["images"] if not decoded else _decode(spec, meta, extras, tfile)
             return cls(
-                tensors["images"],
+                images,
                 tensors["labels"],
                 spec,
                 lr=lr,
@@ -331,6 +351,25 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
             safe = f"{safe}-{k}"
         out.append(safe)
     return out
+
+
+def _decode(
+    spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor], where: Path
+) -> torch.Tensor:
+    """The images of a set saved without them, decoded from its stored tensors."""
+    from ddkit.errors import ConfigError
+    from ddkit.methods.codecs import decode_saved
+
+    provenance = meta.get("provenance", {})
+    try:
+        images = decode_saved(spec, provenance, extras)
+    except (ConfigError, KeyError, RuntimeError, ValueError) as e:
+        raise FileFormatError(f"{str(where)!r}: its images cannot be decoded ({e})") from None
+    if images is None:
+        raise FileFormatError(
+            f"{str(where)!r} has no images and names no codec to decode them from"
+        )
+    return images
 
 
 #: meta.json fields a reader relies on, with the JSON type each must have (and whether required)

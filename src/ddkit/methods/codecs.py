@@ -118,6 +118,13 @@ class Codec:
         syn.meta["codec"] = self.spec_string
         return syn
 
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        """Rebuild what :meth:`fit` learned from a saved set's ``meta`` and ``extras`` and
+        return its stored tensor (``None``: the set stores its images themselves)."""
+        return None
+
     @staticmethod
     def _with_stored(
         syn: SyntheticSet, tensors: dict[str, torch.Tensor], **meta: Any
@@ -176,6 +183,11 @@ class Formation(Codec):
     def decode(self, stored: torch.Tensor) -> torch.Tensor:
         return formation_decode(stored, self.factor)
 
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        return extras.get(STORED_IMAGES) if self.factor > 1 else None
+
     def to_set(
         self, stored: torch.Tensor, spec: DatasetSpec, ipc: int, **fields: Any
     ) -> SyntheticSet:
@@ -217,13 +229,23 @@ class Frequency(Codec):
         return max(1, round(self.keep * h * w))
 
     def fit(self, train: ImageDataset) -> None:
-        h, w = train.spec.image_size
-        self.dh_, self.dw_ = dct_matrix(h), dct_matrix(w)
+        self._set_shape(train.spec)
         coefficients = self._forward(train.images)  # (N, C, H, W)
         energy = coefficients.flatten(2).pow(2).mean(0)  # (C, H*W)
         kept = self._kept(train.spec)
         self.index_ = energy.topk(kept, dim=1).indices.sort(dim=1).values
-        self.shape_ = train.spec.shape
+
+    def _set_shape(self, spec: DatasetSpec) -> None:
+        h, w = spec.image_size
+        self.dh_, self.dw_ = dct_matrix(h), dct_matrix(w)
+        self.shape_ = spec.shape
+
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        self._set_shape(spec)
+        self.index_ = extras["fred.positions"].long()
+        return extras["fred.coefficients"]
 
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         k, c = spec.num_classes, spec.channels
@@ -300,6 +322,12 @@ class Factorisation(Codec):
 
     def fit(self, train: ImageDataset) -> None:
         self.shape_ = train.spec.shape
+
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        self.shape_ = spec.shape
+        return extras["haba.stored"]
 
     def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Bases start as the real images; hallucinators as the identity (their decoder is
@@ -413,6 +441,15 @@ class Latent(Codec):
                 (self.decoder_(self.encoder_(x[:1024])) - x[:1024]).pow(2).mean()
             )
 
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        self.width = int(meta.get("latent_width", self.width))
+        _, self.decoder_ = self._networks(spec)
+        nn.utils.vector_to_parameters(extras["latent.decoder"], self.decoder_.parameters())
+        self.decoder_.requires_grad_(False).eval()
+        return extras["latent.codes"]
+
     def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
             return self.encoder_(images.float()).to(images.dtype)
@@ -427,7 +464,7 @@ class Latent(Codec):
         weights = torch.cat([p.detach().flatten() for p in self.decoder_.parameters()])
         return self._with_stored(
             syn, {"latent.codes": stored, "latent.decoder": weights}, latent_dim=self.dim,
-            decoder_reconstruction_mse=self.reconstruction_mse_,
+            latent_width=self.width, decoder_reconstruction_mse=self.reconstruction_mse_,
         )  # fmt: skip
 
 
@@ -494,6 +531,24 @@ def start_stored(
     else:
         start = initial(train, n, generator)
     return codec, codec.encode(start, generator).requires_grad_(True)
+
+
+def decode_saved(
+    spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+) -> torch.Tensor | None:
+    """The training images of a saved set decoded from its stored tensors (``meta['codec']``,
+    or IDM's multi-formation images), or ``None`` for a set that stores its images."""
+    name = meta.get("codec")
+    if name is None and STORED_IMAGES in extras and "formation_factor" in meta:
+        name = f"formation:{int(meta['formation_factor'])}"
+    if name is None:
+        return None
+    codec = make_codec(name)
+    stored = codec.restore(spec, meta, extras)
+    if stored is None:
+        return None
+    with torch.no_grad():
+        return codec.decode(stored).float()
 
 
 def make_codec(spec: str) -> Codec:

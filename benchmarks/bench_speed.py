@@ -23,7 +23,9 @@ place, float32, contiguous, eager), pinned by switching the activations back
   compilation included; ``ru_maxrss`` would include the parent's size at the fork). For the
   compile variants, ``first_round_extra_wall_s`` (the warm-up round's wall time minus a measured
   round's, in that fresh process) is the compilation time; the in-process ``compile_s`` is paid
-  only by the first variant that compiles a graph.
+  only by the first variant that compiles a graph, and inductor's on-disk cache (kept between
+  runs) makes both small: part ``compile`` measures each compile variant in a fresh process
+  with an empty inductor cache (``cold_compile``).
 * ``inplace+bf16+compile+chunk512`` (DM): the levers with DM's existing memory bound,
   ``embed_chunk=512`` (real images embedded 512 at a time).
 * Accuracy on a validation split (20 % of mnist5k's train split, seed 0; never the test split):
@@ -33,12 +35,14 @@ place, float32, contiguous, eager), pinned by switching the activations back
 Timings are CPU seconds (``time.process_time``) with one torch thread; the machine is shared, so
 wall seconds and the load average are recorded too. Writes ``benchmarks/results/speed.json``.
 
-Usage: python benchmarks/bench_speed.py [--parts eval,dm,memory,accuracy] [--quick]
+Usage: python benchmarks/bench_speed.py [--parts eval,dm,memory,compile,accuracy] [--quick]
+[--merge]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import statistics
@@ -239,6 +243,36 @@ def _dm_peak(batch_real: int, name: str, steps: int) -> dict[str, float]:
             "first_round_extra_wall_s": max(0.0, warm - meter.seconds / steps)}  # fmt: skip
 
 
+def _cold_compile(kind: str, cell: tuple[Any, ...], name: str) -> dict[str, float]:
+    """Wall seconds of the first round minus a second one in a fresh process with an empty
+    inductor cache: the cold compilation time of one configuration."""
+    import tempfile
+
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_speed_inductor_")
+    torch.set_num_threads(1)
+    if kind == "eval":
+        model, n = cell
+        runner = EvalRunner(_splits(), model, n, EVAL_VARIANTS[name])
+        first, second = runner.train(eval_epochs(n))[1], runner.train(eval_epochs(n))[1]
+    else:
+        m = dm_method(_splits(), cell[0], DM_VARIANTS[name])
+        first, second = _dm_steps(m, 0, 1)[1], _dm_steps(m, 1, 1)[1]
+    return {"first_round_wall_s": first, "second_round_wall_s": second,
+            "compile_s": max(0.0, first - second)}  # fmt: skip
+
+
+def cold_compile(cells: list[tuple[str, int]], batches: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    names = ["compile", "inplace+bf16+compile"]  # fp32 and bf16 graphs
+    jobs = [("eval", c) for c in cells] + [("dm", (b,)) for b in batches]
+    for kind, cell in jobs:
+        for name in names:
+            r = _in_child(_cold_compile, kind, cell, name)
+            rows.append({"part": kind, "cell": list(cell), "variant": name, **r})
+            print(f"cold compile {kind} {cell} {name}: {r['compile_s']:.1f} s", flush=True)
+    return rows
+
+
 def _in_child(fn, *args) -> dict[str, float]:  # noqa: ANN001
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         return pool.apply(fn, args)
@@ -306,13 +340,16 @@ def accuracy(splits, cells: list[tuple[str, int]], dm_iterations: int, dm_batch:
 # ============================================================================ main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--parts", default="eval,dm,memory,accuracy")
+    ap.add_argument("--parts", default="eval,dm,memory,compile,accuracy")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds of evaluation training")
     ap.add_argument("--dm-rounds", type=int, default=3, help="timed rounds of DM steps")
     ap.add_argument("--dm-steps", type=int, default=1, help="DM steps per timed round")
     ap.add_argument("--dm-iterations", type=int, default=200, help="DM run for accuracy")
     ap.add_argument("--quick", action="store_true", help="a smoke run: small cells, 1 round")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
+    ap.add_argument(
+        "--merge", action="store_true", help="update the parts run in an existing --out"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     parts = set(args.parts.split(","))
@@ -327,6 +364,7 @@ def main() -> None:
         "compile_available": compile_available(),
         "load_average_start": load0,
         "contended": load0[0] > 1.5,  # 2 cores; this benchmark is one busy process
+        "parts": sorted(parts),
         "rounds": args.rounds,
         "dm_rounds": args.dm_rounds,
         "baseline": "today's default path: ConvNet activations not in place, fp32, eager",
@@ -338,10 +376,20 @@ def main() -> None:
         results["dm"] = [time_dm_cell(splits, b, args.dm_rounds, args.dm_steps) for b in batches]
     if "memory" in parts:
         results["memory"] = memory(cells, batches, args.dm_steps)
+    if "compile" in parts:
+        results["cold_compile"] = cold_compile(cells, batches)
     if "accuracy" in parts:
         results["accuracy"] = accuracy(splits, acc_cells, args.dm_iterations, 64)
     results["load_average_end"] = os.getloadavg()
     results["contended"] = results["contended"] or results["load_average_end"][0] > 1.5
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        keys = ("parts", "machine", "load_average_start", "load_average_end", "contended")
+        # every run that wrote into this file, with its parts, machine and load
+        runs = old.pop("runs", None) or [{k: old[k] for k in keys if k in old}]
+        results = {**old, **results, "runs": [*runs, {k: results[k] for k in keys}]}
+        results["parts"] = sorted({p for run in results["runs"] for p in run.get("parts", [])})
     atomic_write_json(args.out, results)
     print(f"wrote {args.out}", flush=True)
 

@@ -1,9 +1,11 @@
-"""Pieces shared by distillation methods: initial synthetic sets and fresh networks."""
+"""Pieces shared by distillation methods: initial synthetic sets, fresh networks and the
+speed levers' precision rule."""
 
 from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,6 +13,8 @@ from torch import nn
 from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
 from ddkit.models import build_network, reinitializable, reinitialize
 from ddkit.rng import draw_seed
 
@@ -115,3 +119,36 @@ def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
     if setting == "auto":
         setting = default_strategy(spec.channels, spec.name)
     return DSA(setting) if parse_strategy(setting) else None
+
+
+def method_precision(
+    precision: str, dtype: torch.dtype | str, device: torch.device | str = "cpu"
+) -> str:
+    """The resolved precision (``"fp32"`` or ``"bf16"``) of a method computing in ``dtype``.
+
+    bf16 autocast only changes float32 computations, so ``precision="bf16"`` with another dtype
+    (float64 numerical checks) is a :class:`ConfigError`, and ``"auto"`` resolves to fp32 there.
+    """
+    from ddkit.eval.train import resolve_precision
+
+    name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if name != "float32":
+        if precision == "bf16":
+            raise ConfigError(
+                f"precision bf16 autocasts float32 computations; dtype must be float32, "
+                f"got {name!r}"
+            )
+        return "fp32"
+    return resolve_precision(precision, device)
+
+
+def record_levers(syn: SyntheticSet, precision: str, cfg: Any) -> SyntheticSet:
+    """Record the speed levers a run used in ``syn.meta``: the resolved ``precision`` unless
+    fp32, and ``channels_last`` / ``compile`` where ``cfg`` has them switched on (nothing for
+    the default run)."""
+    if precision != "fp32":
+        syn.meta["precision"] = precision
+    for lever in ("channels_last", "compile"):
+        if getattr(cfg, lever, False):
+            syn.meta[lever] = True
+    return syn

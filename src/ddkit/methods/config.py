@@ -63,6 +63,7 @@ __all__ = [
     "interval",
     "none_to_auto",
     "one_of",
+    "Precision",
     "parse_options",
     "presets_from",
     "zero_to_auto",
@@ -70,6 +71,10 @@ __all__ = [
 
 AUTO = "auto"
 Auto = Literal["auto"]
+#: The ``precision`` speed lever of methods (issue 14): ``fp32`` (the default, unchanged bits),
+#: ``bf16`` autocast around the network's forward passes, or ``auto`` (bf16 where the CPU or
+#: GPU computes it natively); resolved by :func:`ddkit.methods.common.method_precision`.
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 def none_to_auto(value: Any, options: Mapping[str, Any]) -> Any:

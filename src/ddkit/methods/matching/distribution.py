@@ -53,13 +53,19 @@ from ddkit.errors import ConfigError
 from ddkit.eval.train import (
     CompiledForward,
     precision_context,
-    resolve_precision,
     sgd_step,
     to_channels_last,
 )
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import RandomNetwork, class_labels, initial_images, make_augment
+from ddkit.methods.common import (
+    RandomNetwork,
+    class_labels,
+    initial_images,
+    make_augment,
+    method_precision,
+    record_levers,
+)
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -69,6 +75,7 @@ from ddkit.methods.config import (
     POSITIVE,
     Alias,
     Auto,
+    Precision,
     Preset,
     zero_to_auto,
 )
@@ -222,7 +229,7 @@ class DMConfig(CodecConfig):
     device: str = "cpu"
     # speed levers (module docstring): bf16 autocast around the network's forward passes
     # (float32 images, weights and loss; auto: bf16 where the hardware computes it natively)
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    precision: Precision = "fp32"
     channels_last: bool = False  # batches in channels-last memory format for the convolutions
     compile: bool = False  # torch.compile the embedding (DM; eager where it is unavailable)
 
@@ -238,11 +245,7 @@ class DMConfig(CodecConfig):
 
     def check(self) -> None:
         super().check()
-        if self.precision == "bf16" and self.dtype != "float32":
-            raise ConfigError(
-                f"precision bf16 autocasts float32 computations; dtype must be float32, "
-                f"got {self.dtype!r}"
-            )
+        method_precision(self.precision, self.dtype)  # bf16 needs float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,11 +347,7 @@ class DM(Distiller):
         self.nets_ = RandomNetwork(cfg.model, train.spec, device=self.device_, dtype=self.dtype_)
         self.nets_.network.requires_grad_(False)
         # the resolved precision: float64 runs (numerical checks) always compute in float64
-        self.precision_ = (
-            resolve_precision(cfg.precision, self.device_)
-            if self.dtype_ == torch.float32
-            else "fp32"
-        )
+        self.precision_ = method_precision(cfg.precision, self.dtype_, self.device_)
         net = self.nets_.network
         self.embed_ = CompiledForward(net.embed) if cfg.compile else net.embed
 
@@ -413,17 +412,7 @@ class DM(Distiller):
 
     def result(self) -> SyntheticSet:
         syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
-        return _record_levers(syn, self.precision_, self.config)
-
-
-def _record_levers(syn: SyntheticSet, precision: str, cfg: DMConfig) -> SyntheticSet:
-    """Record the speed levers a run used in ``syn.meta`` (nothing for the default run)."""
-    if precision != "fp32":
-        syn.meta["precision"] = precision
-    for lever in ("channels_last", "compile"):
-        if getattr(cfg, lever):
-            syn.meta[lever] = True
-    return syn
+        return record_levers(syn, self.precision_, self.config)
 
 
 # ============================================================================ IDM
@@ -681,4 +670,4 @@ class IDM(DM):
         syn = SyntheticSet(
             images, class_labels(k, self.ipc_ * f * f), self.train_.spec, meta=meta, extras=extras
         )
-        return _record_levers(syn, self.precision_, self.config)
+        return record_levers(syn, self.precision_, self.config)

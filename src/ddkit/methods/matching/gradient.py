@@ -47,6 +47,13 @@ arithmetic, while ``vmap``'s batching rules add work: per-class weight gradients
 convolutions, GroupNorm (instance norm) backward is decomposed into elementwise ops, and the
 ten classes' activations are alive at once. ``class_chunk`` bounds that memory. The vectorised
 path is the one to try on an accelerator, where per-class launches of small batches dominate.
+
+Speed lever (not in the reference code; off by default, so the default arithmetic is unchanged):
+``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it natively) runs the
+network's forward passes under bf16 autocast -- the real and synthetic passes of every matching
+step and the network's training between them (IDC's too). The synthetic images, the network
+weights, their gradients, the gradient distance and both updates stay float32; float64 data
+refuses bf16. A set made with bf16 records it in its meta.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ from ddkit.methods.common import (
     RandomNetwork,
     class_labels,
     make_augment,
+    method_precision,
+    record_levers,
     warn_if_rough,
 )
 from ddkit.methods.config import (
@@ -81,6 +90,7 @@ from ddkit.methods.config import (
     POSITIVE,
     Alias,
     Auto,
+    Precision,
     Preset,
     none_to_auto,
     one_of,
@@ -161,6 +171,9 @@ class DCConfig(CodecConfig):
     # per-class gradients with torch.func.vmap (False: the class loop, faster on CPU)
     vectorize: bool = False
     class_chunk: int = 0  # classes per vmap call (0: all at once; a bound on memory)
+    # speed lever (module docstring): bf16 autocast around the network's forward passes
+    # (float32 images, weights, gradients and distance; auto: bf16 where the hardware has it)
+    precision: Precision = "fp32"
 
     rules = {
         "lr_img": POSITIVE,
@@ -247,6 +260,8 @@ class DC(Distiller):
     ) -> None:
         cfg = self.config
         spec = train.spec
+        # bf16 autocast needs float32 data (a float64 run is a numerical check: always fp32)
+        self.precision_ = method_precision(cfg.precision, train.images.dtype, train.images.device)
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
         self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
         self.dsa_ = make_augment(cfg.augment, spec)
@@ -312,6 +327,7 @@ class DC(Distiller):
             metric=cfg.metric,
             vectorize=cfg.vectorize,
             chunk_size=cfg.class_chunk or None,
+            precision=self.precision_,
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
@@ -342,6 +358,7 @@ class DC(Distiller):
             generator=g,
             optimizer=opt,  # its momentum carries over between the outer loop's calls
             augment=None if dsa is None else (lambda x, t, gen: (dsa(x, gen, shared=False), t)),
+            precision=self.precision_,
         )
         net.train()  # the matching steps run in training mode, as before
 
@@ -369,7 +386,7 @@ class DC(Distiller):
             meta["dsa_strategy"] = self.dsa_.strategy
         syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
         syn.meta.update(meta)
-        return syn
+        return record_levers(syn, self.precision_, self.config)
 
 
 @register_method

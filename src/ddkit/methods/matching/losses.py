@@ -20,6 +20,11 @@ network's forward is per sample: instance / group / layer norm, no norm, or Batc
 mode (running statistics). BatchNorm in training mode mixes the samples of a batch, so there the
 two paths differ exactly as batching differs; the DC method therefore freezes BatchNorm
 statistics before matching (the reference's "BN trick"), which makes the forward per sample.
+
+Precision (a speed lever, issue 14): ``precision="bf16"`` runs the network's forward passes
+under bf16 autocast (:func:`ddkit.eval.train.precision_context`); the cross-entropy is taken of
+float32 logits, and the gradients are with respect to the float32 weights, so they and the
+layer-wise distance stay float32. ``"fp32"`` (the default) is the plain float32 path.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ddkit.errors import ConfigError, DataError
+from ddkit.eval.train import precision_context
 
 __all__ = [
     "METRICS",
@@ -135,6 +141,7 @@ def class_gradients(
     *,
     names: Sequence[str] | None = None,
     chunk_size: int | None = None,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """Per-class gradients of the mean cross-entropy, all classes in one vectorised call.
 
@@ -142,7 +149,8 @@ def class_gradients(
     ``{name: (K, *param.shape)}`` for the parameters in ``names`` (default: all), the gradient
     of ``mean_i CE(net(x[k, i]), y[k, i])`` for every ``k``. Differentiable with respect to ``x``
     (the synthetic images) through ordinary autograd; call under ``torch.no_grad()`` for real
-    images. ``chunk_size`` bounds how many classes are evaluated at once (memory).
+    images. ``chunk_size`` bounds how many classes are evaluated at once (memory). ``precision``
+    (resolved: ``"fp32"`` or ``"bf16"``) is the autocast of the forward pass (module notes).
 
     The network's forward must be per sample (see the module notes on BatchNorm).
     """
@@ -157,7 +165,9 @@ def class_gradients(
     const.update(dict(net.named_buffers()))
 
     def loss(w: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(net, {**w, **const}, (xb,), strict=True), yb)
+        with precision_context(precision, xb.device):
+            logits = functional_call(net, {**w, **const}, (xb,), strict=True)
+        return F.cross_entropy(logits.to(xb.dtype), yb)
 
     return vmap(grad(loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(wrt, x, y)
 
@@ -191,13 +201,16 @@ def gradient_matching_loss(
     metric: str = "ours",
     vectorize: bool = True,
     chunk_size: int | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Per-class gradient-matching distances ``(K,)`` between real and synthetic batches.
 
     ``real`` is ``(K, B, C, H, W)``, ``syn`` ``(K, S, C, H, W)``; row ``k`` of both holds
     images of class ``k`` (already augmented, for DSA). The loss is differentiable with respect
     to ``syn`` (and whatever produced it) but not to the network weights or the real images.
-    ``vectorize=False`` runs the plain class-by-class loop instead (same value).
+    ``vectorize=False`` runs the plain class-by-class loop instead (same value). ``precision``
+    (resolved: ``"fp32"`` or ``"bf16"``) is the autocast of every forward pass; the distance
+    is computed in the gradients' (the weights') dtype (module notes).
     """
     k = real.shape[0]
     if syn.shape[0] != k or real.shape[2:] != syn.shape[2:]:
@@ -209,16 +222,25 @@ def gradient_matching_loss(
     if vectorize:
         names = matched_parameter_names(net, metric)
         with torch.no_grad():
-            g_real = class_gradients(net, real.detach(), y_real, names=names, chunk_size=chunk_size)
-        g_syn = class_gradients(net, syn, y_syn, names=names, chunk_size=chunk_size)
+            g_real = class_gradients(
+                net, real.detach(), y_real, names=names, chunk_size=chunk_size, precision=precision
+            )
+        g_syn = class_gradients(
+            net, syn, y_syn, names=names, chunk_size=chunk_size, precision=precision
+        )
         return gradient_distance(g_real, g_syn, metric, batch_dims=1)
     # the reference shape: gradients of every parameter, one class at a time
     params = list(net.parameters())
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        with precision_context(precision, x.device):
+            return net(x).to(x.dtype)
+
     out = []
     for c in range(k):
-        loss_real = F.cross_entropy(net(real[c].detach()), y_real[c])
+        loss_real = F.cross_entropy(logits(real[c].detach()), y_real[c])
         g_real = [g.detach() for g in torch.autograd.grad(loss_real, params)]
-        loss_syn = F.cross_entropy(net(syn[c]), y_syn[c])
+        loss_syn = F.cross_entropy(logits(syn[c]), y_syn[c])
         g_syn = torch.autograd.grad(loss_syn, params, create_graph=True)
         out.append(gradient_distance(g_real, g_syn, metric))
     return torch.stack(out)

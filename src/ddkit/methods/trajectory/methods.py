@@ -25,6 +25,13 @@ trained on first use into ``experts_cache/<dataset>-<model>-<hash>`` (recorded i
 metadata) so ``ddkit distill --method mtt`` works end to end. The learned step size is stored
 as ``SyntheticSet.lr`` and used by evaluation protocols with ``use_learned_lr``. Reported accuracy
 is never selected during distillation: the set after the last iteration is returned.
+
+Speed lever (not in the reference code; off by default, so the default arithmetic is unchanged):
+``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it natively) runs the
+student's forward passes inside the unroll under bf16 autocast, for both backward modes; the
+student's parameters and updates, the matching loss, the images, the step size and the labels
+stay float32 (:mod:`ddkit.methods.trajectory.student`). Float64 data refuses bf16; a set made
+with bf16 records it in its meta.
 """
 
 from __future__ import annotations
@@ -47,7 +54,14 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import class_labels, initial_images, make_augment, warn_if_rough
+from ddkit.methods.common import (
+    class_labels,
+    initial_images,
+    make_augment,
+    method_precision,
+    record_levers,
+    warn_if_rough,
+)
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -56,6 +70,7 @@ from ddkit.methods.config import (
     POSITIVE,
     Alias,
     Auto,
+    Precision,
     interval,
     none_to_auto,
     presets_from,
@@ -118,6 +133,9 @@ class TrajectoryConfig(CodecConfig):
     # stability has rare gradient spikes that wreck small images; the CPU presets use these.
     clip_grad: float = 0.0
     clip_lr_grad: float = 0.0
+    # speed lever (module docstring): bf16 autocast around the student's forward passes
+    # (float32 parameters, updates and loss; auto: bf16 where the hardware has it)
+    precision: Precision = "fp32"
 
     rules = {
         "num_experts": AT_LEAST_ONE,
@@ -283,6 +301,8 @@ class _TrajectoryMatching(Distiller):
 
         c = self.config
         self.temperature_ = None
+        # checked before the experts are obtained (they may be trained here)
+        self.precision_ = method_precision(c.precision, train.images.dtype, train.images.device)
         buf = obtain_experts(c, train)
         if buf.model != c.model.lower():
             raise ConfigError(
@@ -373,8 +393,9 @@ class _TrajectoryMatching(Distiller):
             o.zero_grad(set_to_none=True)
         if c.backward == "unroll":
             loss_t = unrolled_step(
-                self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode
-            )
+                self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
+                precision=self.precision_,
+            )  # fmt: skip
             loss_t.backward()
             loss = float(loss_t.detach())
             del loss_t
@@ -392,6 +413,7 @@ class _TrajectoryMatching(Distiller):
                 checkpoint_every=0
                 if c.student_checkpoint_every == "auto"
                 else c.student_checkpoint_every,
+                precision=self.precision_,
             )
             loss = r.loss
             images.backward(r.grad_images)  # through the codec to what is stored
@@ -444,7 +466,7 @@ class _TrajectoryMatching(Distiller):
         )  # fmt: skip
         if "stored_tensors" in syn.meta:  # the ZCA transform ships with the set
             syn.meta["stored_tensors"] += zca_keys
-        return syn
+        return record_levers(syn, self.precision_, self.config)
 
 
 def _label_temperature(logits: torch.Tensor, temperature: float, confidence: float) -> float:

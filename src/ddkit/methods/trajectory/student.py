@@ -21,6 +21,12 @@ vector, the unrolled MTT step, and the TESLA constant-memory gradient of the sam
 
 Every random choice of a step (mini-batch order, per-sample DSA draws) is drawn up front into a
 :class:`StepPlan`, so the unrolled and the constant-memory paths see identical inputs.
+
+Precision (a speed lever, issue 14): ``precision="bf16"`` runs the student's forward passes
+inside the unroll under bf16 autocast (:func:`ddkit.eval.train.precision_context`); the
+parameter vector, its gradient (taken with respect to float32 ``θ``), every update, the
+matching loss and TESLA's reverse accumulation stay float32. ``"fp32"`` (the default) is the
+plain path.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from torch.func import functional_call
 
 from ddkit.augment import DSA, DSAParams
 from ddkit.errors import ConfigError
+from ddkit.eval.train import precision_context
 from ddkit.models import has_batchnorm
 
 __all__ = [
@@ -139,17 +146,20 @@ def inner_loss(
     aug: DSAParams | None,
     dsa: DSA | None,
     label_mode: str,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """The student's training loss on one synthetic mini-batch.
 
     ``label_mode``: ``"hard"`` (int labels, cross-entropy), ``"prob"`` (fixed probability
     vectors, soft cross-entropy) or ``"logits"`` (learnable logits; targets ``softmax(logits)``,
-    as DATM's ``SoftCrossEntropy``).
+    as DATM's ``SoftCrossEntropy``). ``precision`` (resolved: ``"fp32"`` or ``"bf16"``) is the
+    autocast of the forward pass; the loss is taken of logits in ``theta``'s dtype.
     """
     x = images[idx]
     if aug is not None:
         x = dsa.apply(x, aug)
-    logits = fm(theta, x)
+    with precision_context(precision, x.device):
+        logits = fm(theta, x).to(theta.dtype)
     t = labels[idx]
     if label_mode == "hard":
         return F.cross_entropy(logits, t)
@@ -158,9 +168,9 @@ def inner_loss(
     return -(t * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
-def _grad_fn(fm: FlatModel, dsa: DSA | None, label_mode: str):
+def _grad_fn(fm: FlatModel, dsa: DSA | None, label_mode: str, precision: str = "fp32"):
     def loss(theta, images, labels, idx, aug):
-        return inner_loss(fm, theta, images, labels, idx, aug, dsa, label_mode)
+        return inner_loss(fm, theta, images, labels, idx, aug, dsa, label_mode, precision)
 
     return torch.func.grad(loss, argnums=0)
 
@@ -179,10 +189,13 @@ def unrolled_step(
     plan: StepPlan,
     dsa: DSA | None,
     label_mode: str,
+    *,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """MTT: the matching loss with the autograd graph of all ``N`` student steps (call
-    ``.backward()``; memory grows with ``N``)."""
-    grad = _grad_fn(fm, dsa, label_mode)
+    ``.backward()``; memory grows with ``N``). ``precision``: the autocast of the student's
+    forward passes (module notes)."""
+    grad = _grad_fn(fm, dsa, label_mode, precision)
     theta = start.detach()
     for idx, aug in zip(plan.batches, plan.augs):
         theta = theta - lr * grad(theta, images, labels, idx, aug)
@@ -209,11 +222,14 @@ def tesla_step(
     label_mode: str,
     *,
     checkpoint_every: int = 0,
+    precision: str = "fp32",
 ) -> TeslaResult:
     """TESLA: the loss and its exact gradients w.r.t. ``images``, ``lr`` (and ``labels`` when
     ``label_mode == "logits"``) with memory independent of ``N`` up to ``⌈√N⌉`` parameter
-    checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all)."""
-    grad = _grad_fn(fm, dsa, label_mode)
+    checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all). ``precision``: the
+    autocast of the student's forward passes, in the forward walk and in every recomputed step
+    and vector-Jacobian product of the backward walk (module notes)."""
+    grad = _grad_fn(fm, dsa, label_mode, precision)
     n = len(plan)
     k = (
         int(checkpoint_every)

@@ -160,6 +160,12 @@ def test_distill_and_evaluate_write_the_run_folder(capsys, tmp_path):
     assert code == 0 and "±" in stdout
     rep = json.loads((out / "eval.json").read_text())
     assert len(rep["results"][0]["accuracies"]) == 2 and len(rep["results"][0]["seeds"]) == 2
+    assert rep["protocol"]["precision"] == "fp32"
+    code, _, _ = run_cli(
+        ["evaluate", str(out), "--protocol", "smoke", "--precision", "bf16"], capsys
+    )
+    assert code == 0
+    assert json.loads((out / "eval.json").read_text())["protocol"]["precision"] == "bf16"
 
 
 def test_list_shows_registries(capsys):

@@ -128,10 +128,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset, root = _test_data_of(syn, path, args)
     splits = load_dataset(dataset, root=root)
     models = [m for m in args.models.split(",") if m] if args.models else None
+    from ddkit.eval.protocol import get_protocol
+
+    protocol = get_protocol(args.protocol).with_(
+        precision=args.precision, compile=True if args.compile else None
+    )
     report = evaluate(
         syn,
         splits.test,
-        args.protocol,
+        protocol,
         models=models,
         runs=args.runs,
         epochs=args.epochs,
@@ -456,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")
     e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default=None,
+        help="training arithmetic (default: the protocol's, fp32; auto: bf16 where the CPU has it)",
+    )
+    e.add_argument(
+        "--compile", action="store_true", help="torch.compile the training step (eager fallback)"
+    )
     add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)
 

@@ -16,12 +16,18 @@ seconds, and ``speedup_cpu``, the median over rounds of fp32 / bf16 CPU seconds 
 ``contended`` set when it is above 1.5 (2 cores). Writes
 ``benchmarks/results/speed_matching_trajectory.json`` (atomically).
 
+``--model convnet --merge`` adds cells with ConvNet-3 width 128 (gradient matching only: the
+trajectory methods would need width-128 experts) to the same file; ``runs`` then lists every
+run's cells and load average.
+
 Usage: python benchmarks/bench_speed_matching.py [--rounds 6] [--steps 3] [--cells dc,dsa,mtt,tesla]
+[--model NAME] [--merge]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -47,10 +53,11 @@ def _steps(m, it: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def time_cell(train, name: str, ipc: int, rounds: int, steps: int) -> dict[str, Any]:  # noqa: ANN001
+def time_cell(train, name: str, ipc: int, rounds: int, steps: int, model: str | None = None):  # noqa: ANN001, ANN201
     methods = {}
     for p in PRECISIONS:
-        m = create_method(name, dataset="mnist5k", ipc=ipc, precision=p)
+        extra = {"model": model} if model else {}
+        m = create_method(name, dataset="mnist5k", ipc=ipc, precision=p, **extra)
         m.start(train, ipc, seed=0, iterations=1000)
         methods[p] = m
     for m in methods.values():
@@ -89,19 +96,26 @@ def time_cell(train, name: str, ipc: int, rounds: int, steps: int) -> dict[str, 
     return out
 
 
+def _names(cells: list[dict[str, Any]]) -> list[str]:
+    return [f"{c['method']} ipc {c['ipc']} {c['model']}" for c in cells]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=3, help="steps per timed round")
     ap.add_argument("--cells", default=",".join(CELLS))
+    ap.add_argument("--model", default=None, help="instead of the presets' network")
     ap.add_argument("--out", default="benchmarks/results/speed_matching_trajectory.json")
+    ap.add_argument("--merge", action="store_true", help="add the cells to an existing --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", UserWarning)  # preset notes
     train = load_dataset("mnist5k").train
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    cells = [time_cell(train, n, CELLS[n], args.rounds, args.steps) for n in args.cells.split(",")]
+    cells = [time_cell(train, n, CELLS[n], args.rounds, args.steps, args.model)
+             for n in args.cells.split(",")]  # fmt: skip
     load1 = os.getloadavg()
     results = {
         "machine": machine_info(),
@@ -114,6 +128,14 @@ def main() -> None:
         "speedup": "median over rounds of fp32 / bf16 CPU seconds of the same round",
         "cells": cells,
     }
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        keys = ("load_average_start", "load_average_end", "contended", "wall_s")
+        runs = old.get("runs") or [{k: old[k] for k in keys} | {"cells": _names(old["cells"])}]
+        runs.append({k: results[k] for k in keys} | {"cells": _names(cells)})
+        results = {**old, "runs": runs, "cells": old["cells"] + cells,
+                   "contended": old["contended"] or results["contended"]}  # fmt: skip
     atomic_write_json(args.out, results)
     print(f"wrote {args.out}", flush=True)
 

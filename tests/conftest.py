@@ -1,4 +1,5 @@
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -7,6 +8,10 @@ import torch
 # Two cores are shared by everything on the test machine: keep torch to one thread per process.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# autoencoders trained by tests are cached outside the checkout, shared by the test session
+os.environ.setdefault(
+    "DDKIT_AUTOENCODER_CACHE", os.path.join(tempfile.gettempdir(), "ddkit-test-autoencoders")
+)
 
 
 @pytest.fixture(scope="session")

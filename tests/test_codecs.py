@@ -265,3 +265,39 @@ def test_a_set_whose_images_were_changed_keeps_them_and_a_broken_one_is_refused(
     with pytest.raises(FileFormatError, match="no images and names no codec"):
         SyntheticSet.load(folder)
     assert (folder / TENSOR_FILE).exists()
+
+
+def _latent_fitted(train, steps):
+    codec = make_codec("latent:4")
+    codec.steps = steps
+    codec.fit(train)
+    return codec
+
+
+def test_the_latent_codecs_autoencoder_is_an_artifact_trained_once(tmp_path, monkeypatch):
+    import json
+
+    from ddkit.errors import FileFormatError
+    from ddkit.methods.codecs import Latent
+    from ddkit.methods.generative import autoencoder
+
+    monkeypatch.setenv(autoencoder.ENV_VAR, str(tmp_path / "cache"))
+    train = tiny_digits().train
+    first = _latent_fitted(train, 20)
+    (folder,) = (tmp_path / "cache").iterdir()
+    meta = json.loads((folder / autoencoder.META_FILE).read_text())
+    assert meta["settings"]["latent_dim"] == 4 and meta["spec"]["name"] == train.spec.name
+    assert meta["reconstruction_mse"] == first.reconstruction_mse_
+
+    def no_training(self, data):
+        raise AssertionError("trained again instead of loading the artifact")
+
+    monkeypatch.setattr(Latent, "_train", no_training)
+    again = _latent_fitted(train, 20)
+    for a, b in zip(first.decoder_.parameters(), again.decoder_.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(AssertionError, match="trained again"):  # other settings, other artifact
+        _latent_fitted(train, 21)
+    (folder / autoencoder.WEIGHTS_FILE).write_bytes(b"damaged")
+    with pytest.raises(FileFormatError, match=folder.name):
+        _latent_fitted(train, 20)

@@ -35,7 +35,9 @@ per class as fit in it.
   generator is at hand, so the codec trains a small convolutional autoencoder on the real
   training images (seed 0, so every run shares it) and stores ``D`` numbers per image plus the
   decoder's weights, which count against the budget (GLaD ships a public generator and counts
-  none of it). Codes start as the encoder's codes of real images. Deviations: a deterministic
+  none of it). The autoencoder is an artifact: trained once per dataset and settings and kept in a
+  folder (:mod:`ddkit.methods.generative.autoencoder`). Codes start as the encoder's codes of
+  real images. Deviations: a deterministic
   autoencoder instead of a GAN or VAE, trained briefly (2,000 Adam steps), no intermediate-layer
   latents.
 """
@@ -422,10 +424,25 @@ class Latent(Codec):
         return int(n)
 
     def fit(self, train: ImageDataset) -> None:
-        """Train the autoencoder on ``train``'s images (seed 0: every run shares the decoder)
-        and freeze its decoder."""
-        g = torch.Generator().manual_seed(0)
+        """The autoencoder of ``train``'s images (seed 0: every run shares it), loaded from its
+        artifact folder when one was trained before with the same data and settings
+        (:mod:`ddkit.methods.generative.autoencoder`); its decoder is frozen."""
+        from ddkit.methods.generative.autoencoder import obtain_autoencoder
+
         self.encoder_, self.decoder_ = self._networks(train.spec)
+        settings = {"latent_dim": self.dim, "width": self.width, "steps": self.steps,
+                    "seed": 0, "lr": 1e-3, "batch": 128}  # fmt: skip
+        meta = obtain_autoencoder(
+            train, settings, {"encoder": self.encoder_, "decoder": self.decoder_},
+            lambda: self._train(train),
+        )  # fmt: skip
+        self.reconstruction_mse_ = float(meta["reconstruction_mse"])
+        self.decoder_.requires_grad_(False).eval()
+
+    def _train(self, train: ImageDataset) -> dict[str, float]:
+        """``steps`` Adam steps (lr 1e-3, batches of 128, shuffled from seed 0) on the
+        reconstruction error; returns the final error on the first 1,024 images."""
+        g = torch.Generator().manual_seed(0)
         params = [*self.encoder_.parameters(), *self.decoder_.parameters()]
         opt = torch.optim.Adam(params, lr=1e-3)
         x = train.images
@@ -435,11 +452,9 @@ class Latent(Codec):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        self.decoder_.requires_grad_(False).eval()
         with torch.no_grad():
-            self.reconstruction_mse_ = float(
-                (self.decoder_(self.encoder_(x[:1024])) - x[:1024]).pow(2).mean()
-            )
+            mse = (self.decoder_(self.encoder_(x[:1024])) - x[:1024]).pow(2).mean()
+        return {"reconstruction_mse": float(mse)}
 
     def restore(
         self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]

@@ -75,6 +75,10 @@ class KIPConfig(LabelLearningConfig):
         "batch_real": AT_LEAST_ONE,
     }
 
+    @property
+    def label_vectors(self) -> bool:
+        return self.learn_labels or self.label_solve_real > 0
+
 
 @register_method
 class KIP(Distiller):
@@ -96,9 +100,7 @@ class KIP(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        self.codec_, images, labels = start_set(
-            cfg, train, ipc, generator, label_vectors=cfg.learn_labels or cfg.label_solve_real > 0
-        )
+        self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.state_["labels"] = labels
         self.state_["images"] = images
@@ -132,17 +134,11 @@ class KIP(Distiller):
         return {"loss": float(loss.detach()), "batch_accuracy": float(accuracy)}
 
     def result(self) -> SyntheticSet:
-        st, spec = self.state_, self.train_.spec
-        if not self.config.label_solve_real:
-            return labelled_set(
-                self.codec_, st["images"], st["labels"], spec, self.ipc_, self.config
-            )
-        labels = self.solved_labels()
-        syn = self.codec_.to_set(
-            st["images"].detach(), spec, self.ipc_, labels=labels + 1.0 / spec.num_classes,
-            regression=True,
-        )  # fmt: skip
-        syn.meta["label_solve_real"] = self.config.label_solve_real
+        st, cfg = self.state_, self.config
+        labels = self.solved_labels() if cfg.label_solve_real else st["labels"]
+        syn = labelled_set(self.codec_, st["images"], labels, self.train_.spec, self.ipc_, cfg)
+        if cfg.label_solve_real:
+            syn.meta["label_solve_real"] = cfg.label_solve_real
         return syn
 
     def solved_labels(self) -> torch.Tensor:

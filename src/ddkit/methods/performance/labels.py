@@ -33,6 +33,11 @@ class LabelLearningConfig(CodecConfig):
 
     rules = {"lr_labels": POSITIVE}
 
+    @property
+    def label_vectors(self) -> bool:
+        """Whether the set stores a label vector per image (learned labels) instead of a class."""
+        return self.learn_labels
+
 
 def regression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Zero-mean one-hot regression targets: ``one_hot(y) - 1 / K``."""
@@ -47,18 +52,14 @@ def start_labels(num_classes: int, per_class: int, cfg: LabelLearningConfig) -> 
 
 
 def start_set(
-    cfg: LabelLearningConfig,
-    train: ImageDataset,
-    ipc: int,
-    generator: torch.Generator,
-    *,
-    label_vectors: bool | None = None,
+    cfg: LabelLearningConfig, train: ImageDataset, ipc: int, generator: torch.Generator
 ) -> tuple[Codec, torch.Tensor, torch.Tensor]:
     """A kernel method's start: its codec, the stored tensor (from ``cfg.init`` images) and the
-    targets, one per decoded image. ``label_vectors`` (default ``learn_labels``): the set will
-    store a label vector per image, which the codec's byte budget pays for."""
-    vectors = cfg.learn_labels if label_vectors is None else label_vectors
-    codec, stored = start_stored(cfg.codec, train, ipc, generator, cfg.init, label_vectors=vectors)
+    targets, one per decoded image. A set that stores label vectors (``cfg.label_vectors``) has
+    the codec's byte budget pay for them."""
+    codec, stored = start_stored(
+        cfg.codec, train, ipc, generator, cfg.init, label_vectors=cfg.label_vectors
+    )
     per_class = codec.emitted_per_class(ipc, train.spec)
     return codec, stored, start_labels(train.spec.num_classes, per_class, cfg)
 
@@ -73,9 +74,9 @@ def labelled_set(
     codec: Codec, stored: torch.Tensor, y: torch.Tensor, spec: DatasetSpec, ipc: int,
     cfg: LabelLearningConfig,
 ) -> SyntheticSet:  # fmt: skip
-    """The result, decoded from ``stored``: class labels, or the learned vectors as
-    regression targets (one per decoded image)."""
-    if not cfg.learn_labels:
+    """The result, decoded from ``stored``: class labels, or (``cfg.label_vectors``) the
+    vectors ``y`` as regression targets (one per decoded image)."""
+    if not cfg.label_vectors:
         return codec.to_set(stored.detach(), spec, ipc)
     k = spec.num_classes
     return codec.to_set(

@@ -97,7 +97,9 @@ def main() -> None:
     cells = []
     for ipc in [int(i) for i in args.ipcs.split(",")]:
         cells.append(("random", ipc, None))
-        cells += [(m, ipc, c) for m in args.methods.split(",") for c in args.codecs.split(",")]
+        methods = [m for m in args.methods.split(",") if m]
+        codecs = [c for c in args.codecs.split(",") if c]
+        cells += [(m, ipc, c) for m in methods for c in codecs]
         cells += [(m, ipc, None) for m in args.generative.split(",") if m]
     for method, ipc, codec in cells:
         key = (method, ipc, codec, args.protocol)

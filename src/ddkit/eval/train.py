@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -338,6 +339,7 @@ def sgd_train(
     precision: str = "fp32",
     channels_last: bool = False,
     compile: bool = False,
+    start_epoch: int = 0,
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
 
@@ -359,12 +361,19 @@ def sgd_train(
     unavailable: :class:`CompiledForward`); both are speed levers that change rounding only. No
     other randomness is used, so the same generator state gives the same network. Returns with
     ``net`` in eval mode.
+
+    ``start_epoch`` resumes an interrupted run: epochs before it are skipped (the schedule still
+    counts them). The caller restores ``net``'s weights, the state of an optimiser it keeps and
+    the generator's state as they were after epoch ``start_epoch - 1``; the result is then
+    bit-identical to an uninterrupted run. The returned stats count the epochs run here.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ConfigError(
             f"sgd_train needs epochs >= 1, batch_size >= 1 and lr > 0, got {epochs}, "
             f"{batch_size}, {lr}"
         )
+    if not 0 <= start_epoch <= epochs:
+        raise ConfigError(f"sgd_train needs 0 <= start_epoch <= {epochs}, got {start_epoch}")
     loss_fn = loss if callable(loss) else loss_function(loss, temperature)
     opt = (
         optimizer
@@ -378,7 +387,7 @@ def sgd_train(
     bs = min(batch_size, n)
     steps, last = 0, torch.zeros(())
     t0 = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         _set_lr(opt, lr * schedule_factor(schedule, epoch, epochs))
         perm = torch.randperm(n, generator=generator).to(images.device)
         net.train()
@@ -399,11 +408,12 @@ def sgd_train(
         if on_epoch:
             on_epoch(epoch)
     net.eval()
-    return TrainStats(epochs, steps, epochs * n, time.perf_counter() - t0, float(last))
+    run = epochs - start_epoch
+    return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
 
 
 # ----------------------------------------------------------------------------- many networks
-def _run_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+def run_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     """Each run's data-order / augmentation stream (offset from its initialisation seed)."""
     return [torch.Generator().manual_seed(int(s) + 7919) for s in seeds]
 
@@ -420,6 +430,27 @@ def _run_targets(targets_fn: TargetsFn | None, run: int) -> BatchTargets | None:
     return lambda x, idx: targets_fn(x, idx, run)
 
 
+def protocol_sgd_options(
+    protocol: EvalProtocol, lr: float, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """The :func:`sgd_train` keyword arguments that ``protocol`` fixes (epochs, batch size,
+    optimiser, schedule, loss, precision resolved for ``device``, speed levers), with ``lr``."""
+    return {
+        "epochs": protocol.epochs,
+        "lr": lr,
+        "batch_size": protocol.batch_size,
+        "optimizer": protocol.optimizer,
+        "momentum": protocol.momentum,
+        "weight_decay": protocol.weight_decay,
+        "schedule": protocol.schedule,
+        "loss": protocol.loss,
+        "temperature": protocol.temperature,
+        "precision": resolve_precision(protocol.precision, device),
+        "channels_last": protocol.channels_last,
+        "compile": protocol.compile,
+    }
+
+
 def _train_one_by_one(
     nets: list[nn.Module],
     gens: list[torch.Generator],
@@ -431,27 +462,17 @@ def _train_one_by_one(
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
 ) -> None:
+    options = protocol_sgd_options(protocol, lr, images.device)
     for run, (net, g) in enumerate(zip(nets, gens)):
         sgd_train(
             net,
             images,
             targets,
-            epochs=protocol.epochs,
-            lr=lr,
-            batch_size=protocol.batch_size,
             generator=g,
-            optimizer=protocol.optimizer,
-            momentum=protocol.momentum,
-            weight_decay=protocol.weight_decay,
-            schedule=protocol.schedule,
             augment=augment,
-            loss=protocol.loss,
-            temperature=protocol.temperature,
             batch_targets=_run_targets(targets_fn, run),
             on_epoch=(lambda _epoch: progress(1)) if progress else None,
-            precision=resolve_precision(protocol.precision, images.device),
-            channels_last=protocol.channels_last,
-            compile=protocol.compile,
+            **options,
         )
 
 
@@ -537,7 +558,7 @@ def train_networks(
     device = torch.device(device)
     images, targets = images.to(device), targets.to(device)
     nets = build_networks(model, spec, seeds, device)
-    gens = _run_generators(seeds)
+    gens = run_generators(seeds)
     augment = Augmenter.from_protocol(protocol, spec)
     vectorized = _can_vectorize(vectorize, device, nets)
     train = _train_vectorized if vectorized else _train_one_by_one

@@ -1,6 +1,7 @@
 """``ddkit teacher``: train a BatchNorm teacher for SRe2L / RDED / relabeling and save it.
 
 ddkit teacher --dataset digits --model convnet3-bn --epochs 30 --out runs/teachers/digits
+(interrupted? run the same command again: it resumes from runs/teachers/digits/checkpoint/)
 ddkit distill --dataset digits --method sre2l --ipc 10 --set teacher_dir=runs/teachers/digits
 """
 
@@ -19,7 +20,13 @@ def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
 
     default = defaults_of(train_teacher)
     t = subparsers.add_parser(
-        "teacher", help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON)"
+        "teacher",
+        help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON); "
+        "re-running an interrupted command resumes after its last finished epoch",
+        description="Train a (BatchNorm) teacher and save it to --out. A checkpoint is kept in "
+        "OUT/checkpoint/ after every epoch: re-running the same command after an interruption "
+        "resumes after the last finished epoch (same result as an uninterrupted run). A "
+        "checkpoint of other options or data is refused: delete it or pick another --out.",
     )
     t.add_argument("--dataset", default="digits")
     t.add_argument(
@@ -75,8 +82,11 @@ def run_teacher(args: argparse.Namespace) -> int:
     )
     m = net.teacher_meta_
     val = "" if m["val_accuracy"] is None else f", val accuracy {100 * m['val_accuracy']:.2f}%"
+    resumed = (
+        f", resumed after epoch {m['resumed_after_epoch']}" if m["resumed_after_epoch"] else ""
+    )
     print(
         f"teacher {args.model} on {args.dataset}: train accuracy {100 * m['train_accuracy']:.2f}%{val} "
-        f"({m['train_seconds']:.1f} s); wrote {out}"
+        f"({m['train_seconds']:.1f} s{resumed}); wrote {out}"
     )
     return 0

@@ -10,6 +10,14 @@ same kind of teacher as observer (to score crops) and as labeller.
 A teacher on disk is a folder with ``teacher.safetensors`` (the ``state_dict``, BN running
 statistics included) and ``teacher.json`` (model name, dataset spec, training recipe, seed,
 train/validation accuracy and the SHA-256 of the weights). Nothing is unpickled.
+
+While :func:`train_teacher` trains into a folder, it keeps a checkpoint there after every epoch,
+``checkpoint/state.safetensors`` (network ``state_dict``, the SGD momentum buffers as
+``momentum.<parameter>``, the data-order / augmentation generator's state as a uint8 tensor) and
+``checkpoint/checkpoint.json`` (epochs finished, recipe, training-data fingerprint, seconds
+spent), both written atomically. A new call with the same folder, recipe and data resumes after
+the last finished epoch, bit-identical to an uninterrupted run; a checkpoint of another recipe or
+other data is refused. The finished teacher replaces the whole folder, checkpoint included.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,12 +36,26 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_json, sha256_file
+from ddkit.io import (
+    atomic_replace_dir,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+    recover_replaced_dir,
+    sha256_file,
+)
+
+if TYPE_CHECKING:
+    from ddkit.eval.protocol import EvalProtocol
 
 WEIGHTS_FILE = "teacher.safetensors"
 META_FILE = "teacher.json"
 FORMAT = "ddkit.teacher"
 DEFAULT_MODEL = "convnet3-bn"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE = "state.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_FORMAT = "ddkit.teacher-checkpoint"
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -48,7 +71,7 @@ __all__ = [
 
 def _protocol(
     epochs: int, lr: float, batch_size: int, augment: str | None, model: str, weight_decay: float
-):
+) -> EvalProtocol:
     from ddkit.eval.protocol import EvalProtocol
 
     return EvalProtocol(
@@ -88,41 +111,40 @@ def train_teacher(
     epochs are scaled down for CPU. ``augment`` is a DSA strategy (``"crop"`` by default: a
     random shift, close to the pad-and-crop of the reference training scripts) or ``None``.
     The initialisation and data order come from ``seed`` (the global RNG is untouched).
-    With ``out_dir`` the teacher is saved there (see :func:`save_teacher`); the training metadata
-    is attached to the returned module as ``teacher_meta_``.
+    With ``out_dir`` the teacher is saved there (see :func:`save_teacher`), and a checkpoint
+    written after every epoch lets a new call with the same folder, recipe and data resume an
+    interrupted run (module docstring); a checkpoint of another recipe or other data raises
+    :class:`ConfigError`. The training metadata is attached to the returned module as
+    ``teacher_meta_``.
     """
-    from ddkit.eval.train import accuracy, train_networks
+    from ddkit.eval.train import accuracy
 
     if epochs < 1:
         raise ConfigError(f"teacher epochs must be >= 1, got {epochs}")
     protocol = _protocol(epochs, lr, batch_size, augment, model, weight_decay)
-    t0 = time.perf_counter()
-    res = train_networks(
-        model,
-        train.spec,
-        train.images,
-        train.labels,
-        protocol,
-        [int(seed)],
-        lr=float(lr),
-        vectorize=False,
-        device=device,
-    )
-    net = res.models[0].eval()
-    meta: dict[str, Any] = {
+    recipe = {
         "model": model,
-        "dataset": train.spec.name,
-        "spec": train.spec.to_dict(),
-        "train_fingerprint": dataset_fingerprint(train),
         "epochs": int(epochs),
         "lr": float(lr),
         "batch_size": int(batch_size),
         "weight_decay": float(weight_decay),
         "augment": augment,
+        "seed": int(seed),
+    }
+    data_key = dataset_fingerprint(train)
+    checkpoint = None
+    if out_dir is not None:
+        checkpoint = _Checkpoint(Path(out_dir) / CHECKPOINT_DIR, recipe, data_key)
+    net, resumed, seconds = _fit(train, protocol, int(seed), checkpoint, device)
+    meta: dict[str, Any] = {
+        "dataset": train.spec.name,
+        "spec": train.spec.to_dict(),
+        "train_fingerprint": data_key,
+        **recipe,
         "optimizer": "sgd",
         "schedule": "cosine",
-        "seed": int(seed),
-        "train_seconds": time.perf_counter() - t0,
+        "train_seconds": seconds,
+        "resumed_after_epoch": resumed,
         "train_accuracy": accuracy(net, train.images.to(device), train.labels),
         "val_accuracy": accuracy(net, val.images.to(device), val.labels)
         if val is not None and len(val)
@@ -130,8 +152,156 @@ def train_teacher(
     }
     net.teacher_meta_ = meta
     if out_dir is not None:
-        save_teacher(net, out_dir, meta)
+        save_teacher(net, out_dir, meta)  # replaces the folder: the checkpoint goes with it
     return net
+
+
+def _fit(
+    train: ImageDataset,
+    protocol: EvalProtocol,
+    seed: int,
+    checkpoint: _Checkpoint | None,
+    device: torch.device | str,
+) -> tuple[nn.Module, int, float]:
+    """Train the teacher as :func:`~ddkit.eval.train.train_networks` trains one network one by
+    one (same initialisation, generator and augmentation), resuming from ``checkpoint`` and
+    writing it after every epoch when given. Returns ``(net in eval mode, epoch resumed after,
+    training seconds over all sessions)``."""
+    from ddkit.eval.train import (
+        Augmenter,
+        build_networks,
+        make_optimizer,
+        protocol_sgd_options,
+        run_generators,
+        sgd_train,
+    )
+
+    device = torch.device(device)
+    net = build_networks(protocol.models[0], train.spec, [seed], device)[0]
+    gen = run_generators([seed])[0]
+    opt = make_optimizer(
+        list(net.parameters()),
+        protocol.optimizer,
+        protocol.lr,
+        momentum=protocol.momentum,
+        weight_decay=protocol.weight_decay,
+    )
+    start, before = checkpoint.restore(net, opt, gen) if checkpoint else (0, 0.0)
+    t0 = time.perf_counter()
+
+    def save(epoch: int) -> None:
+        checkpoint.write(net, opt, gen, epoch + 1, before + time.perf_counter() - t0)
+
+    sgd_train(
+        net,
+        train.images.to(device),
+        train.labels.to(device),
+        generator=gen,
+        augment=Augmenter.from_protocol(protocol, train.spec),
+        on_epoch=save if checkpoint else None,
+        start_epoch=start,
+        **{**protocol_sgd_options(protocol, protocol.lr, device), "optimizer": opt},
+    )
+    return net, start, before + time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """The checkpoint folder of a teacher in training (layout in the module docstring); it
+    belongs to one ``recipe`` and one training set (``data_key``, its fingerprint)."""
+
+    folder: Path
+    recipe: dict[str, Any]
+    data_key: str
+
+    def write(
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        gen: torch.Generator,
+        epoch: int,
+        seconds: float,
+    ) -> None:
+        """Replace the checkpoint with the state after ``epoch`` finished epochs."""
+        from safetensors.torch import save_file
+
+        tensors = _training_state(net, opt, gen)
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": int(epoch),
+            "recipe": self.recipe,
+            "train_fingerprint": self.data_key,
+            "train_seconds": float(seconds),
+        }
+
+        def fill(tmp: Path) -> None:
+            save_file(tensors, str(tmp / CHECKPOINT_STATE))
+            atomic_write_json(tmp / CHECKPOINT_META, meta)
+
+        atomic_replace_dir(self.folder, fill)
+
+    def restore(
+        self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+    ) -> tuple[int, float]:
+        """Load the checkpoint into ``net``, ``opt`` and ``gen``: ``(epochs finished, seconds
+        spent)``, or ``(0, 0.0)`` when there is none."""
+        recover_replaced_dir(self.folder)
+        if not (self.folder / CHECKPOINT_META).is_file():
+            return 0, 0.0
+        meta = read_json(self.folder / CHECKPOINT_META)
+        self._check(meta)
+        try:
+            _load_training_state(load_tensors(self.folder / CHECKPOINT_STATE), net, opt, gen)
+        except (KeyError, RuntimeError, FileFormatError) as e:
+            raise FileFormatError(
+                f"teacher checkpoint {str(self.folder)!r} is damaged "
+                f"({str(e).splitlines()[0]}); delete it to start over"
+            ) from None
+        return int(meta["epoch"]), float(meta.get("train_seconds", 0.0))
+
+    def _check(self, meta: Any) -> None:
+        """Refuse a checkpoint that is not one, or that belongs to another recipe or data."""
+        where = f"teacher checkpoint {str(self.folder)!r}"
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise FileFormatError(f"{where} is not a ddkit teacher checkpoint; delete it")
+        old = meta.get("recipe") or {}
+        why = [f"{k} {old.get(k)!r}, not {v!r}" for k, v in self.recipe.items() if old.get(k) != v]
+        if meta.get("train_fingerprint") != self.data_key:
+            why.append("other training data")
+        if why:
+            raise ConfigError(
+                f"{where} belongs to another teacher ({'; '.join(why)}); delete it to start "
+                "over, or train into another out_dir"
+            )
+
+
+def _training_state(
+    net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Everything the next epoch needs, as named CPU tensors: ``net.<key>`` (state_dict),
+    ``momentum.<parameter>`` (SGD momentum buffers) and ``generator`` (uint8 state)."""
+    out = {f"net.{k}": v for k, v in net.state_dict().items()}
+    for name, p in net.named_parameters():
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            out[f"momentum.{name}"] = buf
+    out["generator"] = gen.get_state()
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def _load_training_state(
+    tensors: dict[str, torch.Tensor],
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+) -> None:
+    """Put a :func:`_training_state` back into ``net``, ``opt`` and ``gen``."""
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    for name, p in net.named_parameters():
+        buf = tensors.get(f"momentum.{name}")
+        if buf is not None:
+            opt.state[p]["momentum_buffer"] = buf.to(p.device)
+    gen.set_state(tensors["generator"])
 
 
 def save_teacher(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
@@ -172,7 +342,6 @@ def load_teacher(
     raises :class:`~ddkit.errors.FileFormatError`. The returned model's parameters do not
     require gradients.
     """
-    from ddkit.io import recover_replaced_dir
     from ddkit.models import create_model
 
     recover_replaced_dir(path)

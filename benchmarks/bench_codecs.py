@@ -60,6 +60,8 @@ def _cell(splits, method: str, ipc: int, codec: str | None, args) -> list[dict]:
             "distill_seconds": distill, "eval_seconds": r.train_seconds,
             "capability": torch.backends.cpu.get_cpu_capability(),
         })  # fmt: skip
+        if "hallucinator_weight_scale" in s.meta:  # haba: the step its hallucinators took
+            rows[-1]["hallucinator_weight_scale"] = s.meta["hallucinator_weight_scale"]
     return rows
 
 

@@ -8,7 +8,11 @@ with DM through ``haba:H`` at the bytes of ``--ipc`` plain images, then measures
 * validation accuracy (protocol ``fast``) of the whole set, of its bases alone (one image per
   base), and of as many random real images per class as there are bases.
 
+``--weight-scale`` sets the codec's hallucinator weight scale (the factor between the stored numbers
+and the weights; smaller = smaller steps for the weights under the same image optimiser).
+
 Usage: python benchmarks/probe_haba.py [--ipc 10] [--hallucinators 5] [--iterations 500]
+       [--weight-scale S]
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
-from ddkit.methods.codecs import make_codec
+from ddkit.methods.codecs import Factorisation, make_codec
 from ddkit.methods.common import class_labels
 
 
@@ -34,9 +38,14 @@ def main() -> None:
     ap.add_argument("--hallucinators", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--weight-scale", type=float, default=None, help="codec default if unset")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    out = args.out or f"benchmarks/results/probe_haba_{args.dataset}_ipc{args.ipc}.json"
+    if args.weight_scale is not None:
+        Factorisation.weight_scale = args.weight_scale
+    scale = Factorisation.weight_scale
+    name = f"probe_haba_{args.dataset}_ipc{args.ipc}" + ("" if scale == 1 else f"_scale{scale:g}")
+    out = args.out or f"benchmarks/results/{name}.json"
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
     spec, k, h = splits.train.spec, splits.train.spec.num_classes, args.hallucinators
     dm = create_method("dm", dataset=args.dataset, ipc=args.ipc, codec=f"haba:{h}")
@@ -62,7 +71,8 @@ def main() -> None:
         rows.append({"set": name, "images": len(s), "val_mean": r.mean, "val_std": r.std})
         print(rows[-1], flush=True)
     atomic_write_json(out, {
-        "settings": vars(args), "machine": machine_info(), "bases_per_class": per_class,
+        "settings": {**vars(args), "weight_scale": scale}, "machine": machine_info(),
+        "bases_per_class": per_class,
         "mean_distance_to_base": float(to_base), "mean_distance_between_bases": float(between),
         "spread": float(to_base / between), "rows": rows,
     })  # fmt: skip

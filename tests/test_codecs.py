@@ -168,6 +168,33 @@ def test_haba_learns_different_hallucinators():
     assert (views[:, 0] - views[:, 1]).abs().max() > 1e-4
 
 
+def test_haba_weights_are_stored_scaled_and_older_sets_decode_at_scale_one(tmp_path, monkeypatch):
+    import json
+
+    from ddkit.data.synthetic import META_FILE, SyntheticSet
+    from ddkit.methods.codecs import Factorisation
+
+    train = tiny_digits().train
+    codec = make_codec("haba:3")
+    codec.fit(train)
+    stored = codec.encode(train.images[:10], torch.Generator().manual_seed(0))
+    _, weights = codec._unpack(stored)
+    assert torch.equal(weights["scale"], torch.ones_like(weights["scale"]))
+    raw = stored[-codec._num_params(1) :]  # the hallucinators' numbers as stored
+    assert torch.allclose(
+        raw * codec.weight_scale, torch.cat([w.flatten() for w in weights.values()])
+    )
+    monkeypatch.setattr(Factorisation, "weight_scale", 1.0)  # what every set before the scale had
+    old = _cheap("dm", codec="haba:3").fit(train, 2, iterations=2, seed=0)
+    folder = old.save(tmp_path / "old")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["provenance"].pop("hallucinator_weight_scale")
+    (folder / META_FILE).write_text(json.dumps(meta))
+    monkeypatch.undo()
+    assert Factorisation.weight_scale != 1.0
+    assert torch.equal(SyntheticSet.load(folder).images, old.images)
+
+
 @pytest.fixture
 def short_autoencoder(monkeypatch):
     """The latent codec's autoencoder trained 40 steps instead of 2,000 (test speed)."""

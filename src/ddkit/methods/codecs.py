@@ -27,7 +27,13 @@ per class as fit in it.
   convolution, a learned scale and shift, tanh, a 3x3 convolution back, added to the base);
   every base through every hallucinator gives ``H`` training images. The hallucinators' weights
   are stored too, so fewer bases fit than plain images (none at IPC 1 on small images: the
-  codec then says so). Deviations from HaBa: no adversarial contrastive term keeping the
+  codec then says so). The hallucinators' weights are stored divided by ``weight_scale``
+  (0.1), so the objective's image optimiser moves them ``weight_scale`` times as far as their
+  stored numbers under Adam and ``weight_scale**2`` as far under SGD -- HaBa gives them an
+  optimiser of their own; sharing the pixels' step at scale 1, a weight's gradient sums over
+  every emitted image and the hallucinators blew the images far off their bases
+  (``benchmarks/probe_haba.py``). Sets saved before the scale existed decode at scale 1.
+  Deviations from HaBa: no adversarial contrastive term keeping the
   hallucinators apart (their encoders start random and their decoders at zero, so each starts
   as the identity); the emitted images' hard labels are counted per image.
 * ``latent:D`` -- latent codes through a frozen decoder (GLaD: Cazenavette et al., CVPR 2023,
@@ -285,6 +291,7 @@ class Factorisation(Codec):
 
     name = "haba"
     width = 4  # channels inside a hallucinator
+    weight_scale = 0.1  # hallucinator weights = weight_scale x their stored numbers
 
     def __init__(self, hallucinators: int) -> None:
         if hallucinators < 1:
@@ -329,6 +336,7 @@ class Factorisation(Codec):
         self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
     ) -> torch.Tensor | None:
         self.shape_ = spec.shape
+        self.weight_scale = float(meta.get("hallucinator_weight_scale", 1.0))  # older sets: 1
         return extras["haba.stored"]
 
     def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -337,10 +345,10 @@ class Factorisation(Codec):
         c = self.shape_[0]
         sizes = self._sizes(c)
         enc = torch.randn(sizes["enc"], generator=generator) / math.sqrt(9 * c)
-        parts = [images.flatten(), enc.flatten(), torch.ones(sizes["scale"]),
-                 torch.zeros(sizes["shift"]), torch.zeros(sizes["dec"]).flatten(),
-                 torch.zeros(sizes["dec_bias"])]  # fmt: skip
-        return torch.cat([p.to(images.dtype) for p in parts])
+        weights = [enc.flatten(), torch.ones(sizes["scale"]), torch.zeros(sizes["shift"]),
+                   torch.zeros(sizes["dec"]).flatten(), torch.zeros(sizes["dec_bias"])]  # fmt: skip
+        stored = [images.flatten(), *(w / self.weight_scale for w in weights)]
+        return torch.cat([p.to(images.dtype) for p in stored])
 
     def _unpack(self, stored: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.shape_[0]
@@ -350,7 +358,7 @@ class Factorisation(Codec):
         params, start = {}, len(stored) - n_params
         for key, shape in sizes.items():
             n = math.prod(shape)
-            params[key] = stored[start : start + n].view(shape)
+            params[key] = self.weight_scale * stored[start : start + n].view(shape)
             start += n
         return bases, params
 
@@ -371,7 +379,8 @@ class Factorisation(Codec):
         syn = super().to_set(stored, spec, ipc, **fields)
         bases, _ = self._unpack(stored.detach())
         return self._with_stored(syn, {"haba.stored": stored}, hallucinators=self.h,
-                                 bases_per_class=len(bases) // spec.num_classes)  # fmt: skip
+                                 bases_per_class=len(bases) // spec.num_classes,
+                                 hallucinator_weight_scale=self.weight_scale)  # fmt: skip
 
 
 class Latent(Codec):

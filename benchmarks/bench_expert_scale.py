@@ -32,8 +32,9 @@ from ddkit.methods.trajectory.experts import load_experts, train_experts
 RECIPE = {"model": "convnet-w32", "lr": 0.01, "batch_size": 256, "augment": "dsa", "seed": 0}
 
 
-def _train(dataset: str, folder: str, epochs: int, resume: bool = False) -> list[float]:
-    """Train one expert; seconds of each epoch, read off the progress lines' clock."""
+def _train(dataset: str, folder: str, epochs: int, resume: bool = False) -> tuple[list[float], int]:
+    """Train one expert: the seconds of each epoch (read off the progress lines' clock) and the
+    number of training images."""
     torch.set_num_threads(1)
     train = load_dataset(dataset).train
     marks = [time.perf_counter()]
@@ -44,7 +45,7 @@ def _train(dataset: str, folder: str, epochs: int, resume: bool = False) -> list
 
     train_experts(train, num_experts=1, epochs=epochs, out_dir=folder, resume=resume,
                   progress=tick, **RECIPE)  # fmt: skip
-    return [b - a for a, b in zip(marks, marks[1:])]
+    return [b - a for a, b in zip(marks, marks[1:])], len(train)
 
 
 def _final(folder: Path, epochs: int) -> torch.Tensor:
@@ -66,9 +67,9 @@ def _kill_after_first_epoch(dataset: str, folder: Path, epochs: int) -> float:
 
 def _cell(dataset: str, epochs: int, work: Path, check_resume: bool) -> dict:
     folder = work / f"{dataset}-whole"
-    seconds = _train(dataset, str(folder), epochs)
+    seconds, train_images = _train(dataset, str(folder), epochs)
     snapshot_bytes = (folder / "expert_000" / "epoch_001.safetensors").stat().st_size
-    row = {"dataset": dataset, "train_images": len(load_dataset(dataset).train),
+    row = {"dataset": dataset, "train_images": train_images,
            "epochs": epochs, "epoch_seconds": seconds, "snapshot_bytes": snapshot_bytes}  # fmt: skip
     if check_resume:
         broken = work / f"{dataset}-killed"

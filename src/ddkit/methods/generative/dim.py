@@ -102,6 +102,16 @@ def generator_bytes(latent_dim: int, width: int, spec: DatasetSpec) -> int:
     return 4 * numel
 
 
+def class_gaussians(
+    codes: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dim's starting class condition: per class, the mean and log standard deviation (floored
+    at 1e-3) of the real images' latent ``codes``, each ``(num_classes, latent_dim)``."""
+    means = torch.stack([codes[labels == c].mean(0) for c in range(num_classes)])
+    spread = torch.stack([codes[labels == c].std(0) for c in range(num_classes)])
+    return means, spread.clamp_min(1e-3).log()
+
+
 def _decode(
     fm: FlatModel, weights: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor,
     per_class: int, generator: torch.Generator,
@@ -152,15 +162,9 @@ class DiM(DM):
         self.fm_ = FlatModel(autoencoder.decoder_)
         with torch.no_grad():
             codes = autoencoder.encoder_(train.images.float())
-        k = train.spec.num_classes
-        means = torch.stack([codes[train.labels == c].mean(0) for c in range(k)])
-        spread = torch.stack([codes[train.labels == c].std(0) for c in range(k)])
+        means, log_scales = class_gaussians(codes, train.labels, train.spec.num_classes)
         weights = self.fm_.flatten(autoencoder.decoder_)
-        tensors = {
-            "weights": weights,
-            "means": means,
-            "log_scales": spread.clamp_min(1e-3).log(),
-        }
+        tensors = {"weights": weights, "means": means, "log_scales": log_scales}
         for name, t in tensors.items():
             self.state_[name] = t.to(self.device_, self.dtype_).requires_grad_(True)
         self.state_["opt"] = torch.optim.Adam([self.state_["weights"]], lr=cfg.lr_img)

@@ -27,7 +27,14 @@ from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
 from ddkit.methods.common import class_labels
-from ddkit.methods.generative.dim import DiMConfig, _autoencoder, generator_bytes
+from ddkit.methods.generative.dim import (
+    DiMConfig,
+    _autoencoder,
+    _decode,
+    class_gaussians,
+    generator_bytes,
+)
+from ddkit.methods.trajectory.student import FlatModel
 
 
 def _sets(train, per_class: int, cfg: DiMConfig) -> dict[str, SyntheticSet]:
@@ -35,13 +42,15 @@ def _sets(train, per_class: int, cfg: DiMConfig) -> dict[str, SyntheticSet]:
     autoencoder = _autoencoder(cfg.latent_dim, cfg.width, cfg.autoencoder_steps)
     autoencoder.fit(train)
     real = create_method("random").fit(train, per_class, seed=0)  # class-major
+    fm = FlatModel(autoencoder.decoder_)
     with torch.no_grad():
         decoded = autoencoder.decoder_(autoencoder.encoder_(real.images))
         codes = autoencoder.encoder_(train.images.float())
-        means = torch.stack([codes[train.labels == c].mean(0) for c in range(k)])
-        scales = torch.stack([codes[train.labels == c].std(0) for c in range(k)])
-        eps = torch.randn(k, per_class, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
-        sampled = autoencoder.decoder_((means[:, None] + scales[:, None] * eps).flatten(0, 1))
+        means, log_scales = class_gaussians(codes, train.labels, k)
+        weights = fm.flatten(autoencoder.decoder_)
+        sampled = _decode(
+            fm, weights, means, log_scales, per_class, torch.Generator().manual_seed(0)
+        )
     labels = class_labels(k, per_class)
     return {
         "real": real,

@@ -54,7 +54,8 @@ class EvalProtocol:
     weight_decay: float = 5e-4
     batch_size: int = 256
     schedule: str = "step"  # step (x0.1 at half the epochs) | cosine | constant
-    augment: str | None = None  # None | "dsa" (strategy by dataset) | an explicit DSA strategy
+    # None | "dsa" (strategy by dataset) | an explicit DSA strategy | "dc" (DC's own, by dataset)
+    augment: str | None = None
     targets: str = "stored"  # stored | hard | teacher (see the class docstring)
     loss: str = "cross_entropy"  # cross_entropy | mse
     temperature: float = 1.0  # KD temperature for soft / teacher targets
@@ -170,6 +171,11 @@ register_protocol(
 register_protocol(
     EvalProtocol(name="dsa", epochs=1000, augment="dsa"),
     "DSA standard: as dc, 1000 epochs with DSA augmentation",
+)
+register_protocol(
+    EvalProtocol(name="dc_aug", epochs=300, augment="dc"),
+    "DC's own recipe: as dc, with DC's per-image crop/scale/rotate augmentation on MNIST-family "
+    "data (none elsewhere, as in its code)",
 )
 register_protocol(
     EvalProtocol(name="fast", epochs=100, augment="dsa", runs=3),

@@ -237,8 +237,9 @@ class Augmenter:
     """Augmentation and mixing of one batch with one run's generator: an ``augment`` for
     :func:`sgd_train`.
 
-    ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy) or an explicit DSA
-    strategy; ``mix``: ``None``, ``"mixup"`` or ``"cutmix"`` (class targets become one-hot
+    ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA
+    strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
+    gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or ``"cutmix"`` (class targets become one-hot
     vectors before mixing).
     """
 
@@ -249,8 +250,12 @@ class Augmenter:
         mix: str | None = None,
         mix_alpha: float = 1.0,
     ) -> None:
-        self.dsa = None
-        if strategy:
+        self.dsa = self.classic = None
+        if strategy == "dc":
+            from ddkit.augment.classic import ClassicAugment, dc_strategy
+
+            self.classic = ClassicAugment(dc_strategy(spec.name))
+        elif strategy:
             from ddkit.augment import DSA, default_strategy
 
             name = default_strategy(spec.channels, spec.name) if strategy == "dsa" else strategy
@@ -268,6 +273,8 @@ class Augmenter:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dsa is not None:
             x = self.dsa(x, g, shared=False)
+        if self.classic is not None:
+            x = self.classic(x, g)
         if self.mix is not None:
             from ddkit.augment import cutmix, mixup
 

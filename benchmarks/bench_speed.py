@@ -35,7 +35,9 @@ place, float32, contiguous, eager), pinned by switching the activations back
 Timings are CPU seconds (``time.process_time``) with one torch thread; the machine is shared, so
 wall seconds and the load average are recorded too. Writes ``benchmarks/results/speed.json``.
 
-Usage: python benchmarks/bench_speed.py [--parts eval,dm,memory,compile,accuracy] [--quick]
+* One IDM step, the same cells (``--parts idm``): the DM levers on IDM's queue networks.
+
+Usage: python benchmarks/bench_speed.py [--parts eval,dm,idm,memory,compile,accuracy] [--quick]
 [--merge]
 """
 
@@ -79,6 +81,12 @@ DM_VARIANTS = {
         **EVAL_VARIANTS["inplace+bf16+compile"],
         "embed_chunk": 512,
     },
+}
+# IDM (its queue networks compile as one template since issue 14's second round): the levers
+# that matter on DM, each alone and together
+IDM_VARIANTS = {
+    name: DM_VARIANTS[name]
+    for name in ("baseline", "inplace", "bf16", "compile", "inplace+bf16", "inplace+bf16+compile")
 }
 EVAL_CELLS = [("convnet", 100), ("convnet", 500), ("convnet-w32", 100), ("convnet-w32", 500)]
 DM_BATCHES = [64, 256]
@@ -173,13 +181,15 @@ def eval_epochs(n: int) -> int:
 
 
 # ============================================================================ DM step
-def dm_method(splits, batch_real: int, variant: dict[str, Any]):  # noqa: ANN001, ANN201
-    """A started DM instance (mnist5k IPC 10, seed 0) under ``variant``."""
-    m = create_method("dm", model=DM_MODEL, batch_real=batch_real, precision=variant["precision"],
+def dm_method(splits, batch_real: int, variant: dict[str, Any], method: str = "dm"):  # noqa: ANN001, ANN201
+    """A started DM or IDM instance (mnist5k IPC 10, seed 0) under ``variant``."""
+    m = create_method(method, model=DM_MODEL, batch_real=batch_real, precision=variant["precision"],
                       channels_last=variant["channels_last"], compile=variant["compile"],
                       embed_chunk=variant.get("embed_chunk", 0))  # fmt: skip
     m.start(splits.train, DM_IPC, seed=0, iterations=1000)
     set_inplace_activations(m.nets_.network, variant["inplace"])
+    if method == "idm":  # its queue networks run in a copy of the network made at the start
+        set_inplace_activations(m.queue_.template, variant["inplace"])
     return m
 
 
@@ -190,8 +200,11 @@ def _dm_steps(m, it: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def time_dm_cell(splits, batch_real: int, rounds: int, steps: int) -> dict[str, Any]:  # noqa: ANN001
-    methods = {name: dm_method(splits, batch_real, v) for name, v in DM_VARIANTS.items()}
+def time_dm_cell(
+    splits, batch_real: int, rounds: int, steps: int, method: str = "dm"
+) -> dict[str, Any]:  # noqa: ANN001, E501
+    table = DM_VARIANTS if method == "dm" else IDM_VARIANTS
+    methods = {name: dm_method(splits, batch_real, v, method) for name, v in table.items()}
     warm = {name: _dm_steps(m, 0, 1)[1] for name, m in methods.items()}  # warm-up, compilation
     cpu: dict[str, list[float]] = {name: [] for name in methods}
     wall: dict[str, list[float]] = {name: [] for name in methods}
@@ -208,17 +221,17 @@ def time_dm_cell(splits, batch_real: int, rounds: int, steps: int) -> dict[str, 
         c = _median(cpu[name])
         diff = (m.state_["images"].detach() - ref_images).norm() / ref_images.norm()
         w = _median(wall[name])
-        variants[name] = {"levers": DM_VARIANTS[name], "cpu_s_per_step": c, "wall_s_per_step": w,
+        variants[name] = {"levers": table[name], "cpu_s_per_step": c, "wall_s_per_step": w,
                           "images_per_cpu_s": images / c,
                           "speedup_cpu": paired_speedup(cpu["baseline"], cpu[name]),
                           "speedup_cpu_of_medians": base / c,
-                          "compile_s": max(0.0, warm[name] - w) if DM_VARIANTS[name]["compile"]
+                          "compile_s": max(0.0, warm[name] - w) if table[name]["compile"]
                           else 0.0,
                           "rel_diff_images_vs_baseline": float(diff),
                           "all_cpu_s": cpu[name], "all_wall_s": wall[name]}  # fmt: skip
-        print(f"dm batch_real {batch_real:>3} {name:<30} {c:7.3f} CPU s/step "
+        print(f"{method} batch_real {batch_real:>3} {name:<30} {c:7.3f} CPU s/step "
               f"{variants[name]['speedup_cpu']:5.2f}x rel diff {float(diff):.2e}", flush=True)  # fmt: skip
-    return {"method": "dm", "model": DM_MODEL, "ipc": DM_IPC, "batch_real": batch_real,
+    return {"method": method, "model": DM_MODEL, "ipc": DM_IPC, "batch_real": batch_real,
             "steps_per_round": steps, "rounds": rounds, "variants": variants}  # fmt: skip
 
 
@@ -374,6 +387,9 @@ def main() -> None:
                            for m, n in cells]  # fmt: skip
     if "dm" in parts:
         results["dm"] = [time_dm_cell(splits, b, args.dm_rounds, args.dm_steps) for b in batches]
+    if "idm" in parts:
+        results["idm"] = [time_dm_cell(splits, b, args.dm_rounds, args.dm_steps, "idm")
+                          for b in batches]  # fmt: skip
     if "memory" in parts:
         results["memory"] = memory(cells, batches, args.dm_steps)
     if "compile" in parts:

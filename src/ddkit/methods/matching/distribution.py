@@ -25,9 +25,12 @@ Speed levers (``precision``, ``channels_last``, ``compile``; all off by default,
 arithmetic is unchanged). ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it
 natively) runs every forward pass of the matching network under bf16 autocast; the synthetic
 images, the network weights, the embedding means, the loss and the image update stay float32.
-``channels_last=True`` feeds the network channels-last batches. ``compile=True`` (DM only) runs
-the matching network's embedding through ``torch.compile`` (eager where it is unavailable). None
-of them is in the reference code.
+``channels_last=True`` feeds the network channels-last batches. ``compile=True`` runs the
+matching network's embedding through ``torch.compile`` (eager where it is unavailable); IDM then
+copies each queue network into one template module and embeds with the template (one compiled
+graph for the whole queue) instead of a functional call per network, and trains its queue
+networks through the compiled template too. None of them is in the
+reference code.
 
 Normalisation layers: instance norm (the default ConvNet) is per sample, so batching classes
 changes nothing. With BatchNorm the batch statistics depend on what is batched together; the
@@ -231,7 +234,7 @@ class DMConfig(CodecConfig):
     # (float32 images, weights and loss; auto: bf16 where the hardware computes it natively)
     precision: Precision = "fp32"
     channels_last: bool = False  # batches in channels-last memory format for the convolutions
-    compile: bool = False  # torch.compile the embedding (DM; eager where it is unavailable)
+    compile: bool = False  # torch.compile the embedding (eager where it is unavailable)
 
     rules = {
         "lr_img": POSITIVE,
@@ -295,11 +298,6 @@ class IDMConfig(DMConfig):
 
     def check(self) -> None:
         super().check()
-        if self.compile:
-            raise ConfigError(
-                "idm cannot compile its queue networks (one functional call per network); "
-                "compile must be false"
-            )
         if self.codec != "pixels":
             raise ConfigError(
                 "idm stores multi-formation images through its own factor option; "
@@ -555,6 +553,11 @@ class IDM(DM):
         )
         for _ in range(self.config.net_init_num):
             self._push_network(generator)
+        # compile: queue networks are copied into the template, whose embedding (matching) and
+        # whole forward (queue training) are compiled once each
+        template = self.queue_.template
+        self.queue_embed_ = CompiledForward(template.embed) if self.config.compile else None
+        self.queue_forward_ = CompiledForward(template) if self.config.compile else template
 
     def _push_network(self, generator: torch.Generator) -> None:
         """A freshly initialised network joins the queue (never trained: accuracy 0)."""
@@ -576,10 +579,7 @@ class IDM(DM):
         dm_sum, ce_sum = 0.0, 0.0
         queue.template.eval().requires_grad_(False)
         for j in chosen:
-
-            @self._fast
-            def embed(x: torch.Tensor, j: int = j) -> torch.Tensor:
-                return queue.call(j, "embed", x)
+            embed, classify = self._queue_network(j)
 
             real = self._real_batch(g)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
@@ -596,9 +596,7 @@ class IDM(DM):
             dm_sum += float(loss.detach())
             weight = cfg.ce_weight * queue.score(j)
             if weight > 0:
-                logits = self._fast(lambda z, j=j: queue.call(j, "classifier", z))(
-                    syn_emb.flatten(0, 1)
-                )
+                logits = classify(syn_emb.flatten(0, 1))
                 ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(k, -1)
                 if ce.shape[1] == 1:  # reference, IPC 1 without partitioning: only misclassified
                     ce = ce * (logits.argmax(1) != self.syn_labels_).view(k, 1).to(ce.dtype)
@@ -617,6 +615,18 @@ class IDM(DM):
             "queue_size": float(n_nets),
             "net_train_acc": train_acc,
         }
+
+    def _queue_network(self, j: int) -> tuple[EmbedFn, EmbedFn]:
+        """Queue network ``j``'s embedding and classifier under the speed levers: functional
+        calls with its stored tensors, or (``compile``) the compiled template loaded with them."""
+        queue = self.queue_
+        if self.queue_embed_ is not None:
+            queue.load(j)
+            return self._fast(self.queue_embed_), self._fast(queue.template.classifier)
+        return (
+            self._fast(lambda x: queue.call(j, "embed", x)),
+            self._fast(lambda z: queue.call(j, "classifier", z)),
+        )
 
     def _train_queue(self, generator: torch.Generator) -> float:
         """Advance ``train_net_num`` random queue networks by ``model_train_steps`` SGD steps on
@@ -638,7 +648,7 @@ class IDM(DM):
             for _ in range(cfg.model_train_steps):
                 idx = torch.randperm(n, generator=generator)[:bs].to(self.device_)
                 x, y = self.real_[idx], self.labels_[idx]
-                logits = self._fast(net)(x)
+                logits = self._fast(self.queue_forward_)(x)
                 grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
                 sgd_step(
                     params,

@@ -13,8 +13,9 @@ seed 0; the test split is never read), then
 * ``--phase distil``: distils dc and dsa with the suite's options and budget on the rest, and
   saves the set at iterations 0 (the random real start), 50, 100 and the end (``--out-dir``);
 * ``--phase eval``: evaluates every saved set on the validation split under protocol ``dsa``
-  (width 128, as the suite) and the final sets also under ``dc_aug`` (DC's recipe) and with
-  the evaluation network of the distillation width (``convnet-w32``).
+  (width 128, as the suite), and the final sets and their random real start also under
+  ``dc_aug`` (DC's recipe), ``dc`` (the same without augmentation) and ``dsa`` with the
+  network of the distillation width (``convnet-w32``).
 
 A rising curve from 100 to 200 iterations says the budget is short; a gain under ``dc_aug``
 says the recipe accounts for part of the gap. Writes ``benchmarks/results/study_mnist_ipc1.json``.
@@ -91,9 +92,10 @@ def evaluate_sets(methods: list[str], out: Path, val_fraction: float, result: Pa
     for name in methods:
         sets = sorted(out.glob(f"{name}_it*.ddset"), key=lambda p: int(p.stem.split("_it")[1]))
         jobs += [(p, "dsa", "convnet") for p in sets]
-        if sets:
+        if sets:  # the start too: the random-real baseline under the same recipe
             jobs += [(sets[-1], "dc_aug", "convnet"), (sets[-1], "dc", "convnet"),
-                     (sets[-1], "dsa", "convnet-w32")]  # fmt: skip
+                     (sets[-1], "dsa", "convnet-w32"), (sets[0], "dc_aug", "convnet"),
+                     (sets[0], "dc", "convnet"), (sets[0], "dsa", "convnet-w32")]  # fmt: skip
     for path, protocol, model in jobs:
         if (path.name, protocol, model) in done:
             continue

@@ -89,6 +89,17 @@ def test_match_embeddings_vectorised_equals_loop_float64(chunk):
     assert torch.allclose(gv, gl, atol=1e-12)
 
 
+def test_default_chunk_bounds_memory_without_changing_a_bit():
+    # embed_chunk=512 (the default) embeds whole classes at a time; each class's mean is
+    # computed from the same rows as in one forward, so float32 results are identical
+    train = tiny_digits().train
+    opts = {"batch_real": 128, "iterations": 2}  # 1,280 real images: three pieces
+    chunked = create_method("dm", **opts).fit(train, 1, seed=0)
+    whole = create_method("dm", **opts, embed_chunk=0).fit(train, 1, seed=0)
+    assert create_method("dm").config.embed_chunk == 512
+    assert torch.equal(chunked.images, whole.images)
+
+
 @pytest.mark.parametrize("name,extra", [("dm", {}), ("idm", {"factor": 2, "net_init_num": 2})])
 def test_vectorised_step_equals_class_loop_float64(name, extra):
     train = tiny_digits().train

@@ -226,8 +226,9 @@ class DMConfig(CodecConfig):
     init: Literal["real", "noise"] = "real"
     augment: str = "auto"  # auto (the dataset's DSA strategy) | none | e.g. color_crop_cutout
     vectorize: bool = True  # False: the plain class-by-class reference path
-    # >0: embed the real images in pieces of at most this many (bounds memory); 0: one forward
-    embed_chunk: int = 0
+    # >0: embed the real images in pieces of at most this many, whole classes at a time (bounds
+    # memory; each class's mean is computed as before); 0: one forward for all classes
+    embed_chunk: int = 512
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
     # speed levers (module docstring): bf16 autocast around the network's forward passes

@@ -166,3 +166,29 @@ def test_tesla_backward_under_autocast_equals_unrolled(label_mode):
     assert l16 != l32 and l16 == pytest.approx(l32, rel=0.05)
     assert F.cosine_similarity(gi16.flatten(), gi32.flatten(), dim=0) > 0.9
     assert float(gl16) == pytest.approx(float(gl32), rel=0.1, abs=1e-6)
+
+
+# ------------------------------------------------------------------ compile (inner loop)
+@pytest.mark.parametrize("name", GRADIENT)
+def test_compile_falls_back_to_eager_bit_for_bit_and_is_recorded(monkeypatch, name):
+    from ddkit.eval import train as train_mod
+
+    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    with pytest.warns(UserWarning, match="torch.compile is unavailable"):
+        got = _fit(name, outer_loop=2, inner_loop=2, compile=True)
+    ref = _fit(name, outer_loop=2, inner_loop=2)
+    assert torch.equal(got.images, ref.images) and got.meta["compile"] is True
+    assert "compile" not in ref.meta
+
+
+@pytest.mark.slow
+def test_compiled_inner_loop_stays_close_to_eager():
+    from ddkit.eval import train as train_mod
+
+    if not train_mod.compile_available():
+        pytest.skip("torch.compile is unavailable on this machine")
+    start = _fit("dc", iterations=0)
+    ref = _fit("dc", outer_loop=2, inner_loop=2)
+    got = _fit("dc", outer_loop=2, inner_loop=2, compile=True)
+    assert not torch.equal(got.images, start.images)
+    assert _rel(got.images, ref.images) <= 1e-3

@@ -20,8 +20,12 @@ seconds, and ``speedup_cpu``, the median over rounds of fp32 / bf16 CPU seconds 
 trajectory methods would need width-128 experts) to the same file; ``runs`` then lists every
 run's cells and load average.
 
+``--variants fp32,compile,bf16+compile --dataset digits --ipc 10 --cells dc`` times other lever
+settings (the first is the baseline) on another cell, e.g. DC on digits at IPC 10, where the
+network's training between matching steps (the ``compile`` lever) is most of a step.
+
 Usage: python benchmarks/bench_speed_matching.py [--rounds 6] [--steps 3] [--cells dc,dsa,mtt,tesla]
-[--model NAME] [--merge]
+[--model NAME] [--variants fp32,bf16] [--dataset mnist5k] [--ipc N] [--merge]
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ from ddkit.methods import create_method
 
 CELLS = {"dc": 1, "dsa": 1, "mtt": 10, "tesla": 10}  # method -> IPC (mnist5k presets)
 PRECISIONS = ("fp32", "bf16")
+#: Lever settings a cell can be timed under (``--variants``; the first is the baseline).
+#: ``compile`` exists on dc / dsa / idc only (their network training between matching steps).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "compile": {"compile": True},
+    "bf16+compile": {"precision": "bf16", "compile": True},
+}
 
 
 def _steps(m, it: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
@@ -53,51 +65,60 @@ def _steps(m, it: int, steps: int) -> tuple[float, float]:  # noqa: ANN001
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def time_cell(train, name: str, ipc: int, rounds: int, steps: int, model: str | None = None):  # noqa: ANN001, ANN201
+def time_cell(train, name: str, ipc: int, rounds: int, steps: int, model: str | None = None,  # noqa: ANN001, ANN201
+              variants: tuple[str, ...] = PRECISIONS, dataset: str = "mnist5k"):  # fmt: skip
     methods = {}
-    for p in PRECISIONS:
+    for v in variants:
         extra = {"model": model} if model else {}
-        m = create_method(name, dataset="mnist5k", ipc=ipc, precision=p, **extra)
+        m = create_method(name, dataset=dataset, ipc=ipc, **VARIANTS[v], **extra)
         m.start(train, ipc, seed=0, iterations=1000)
-        methods[p] = m
+        methods[v] = m
     for m in methods.values():
-        _steps(m, 0, 1)  # warm-up
-    cpu: dict[str, list[float]] = {p: [] for p in PRECISIONS}
-    wall: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+        _steps(m, 0, 1)  # warm-up (and compilation)
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
-        for p in PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]:
-            c, w = _steps(methods[p], 1 + r * steps, steps)
-            cpu[p].append(c / steps)
-            wall[p].append(w / steps)
-    ref = methods["fp32"].state_["images"].detach()
-    got = methods["bf16"].state_["images"].detach()
-    cfg = methods["fp32"].config
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            c, w = _steps(methods[v], 1 + r * steps, steps)
+            cpu[v].append(c / steps)
+            wall[v].append(w / steps)
+    base = variants[0]
+    ref = methods[base].state_["images"].detach()
+    cfg = methods[base].config
     out = {
         "method": name,
-        "dataset": "mnist5k",
+        "dataset": dataset,
         "ipc": ipc,
         "model": cfg.model,
         "settings": {k: getattr(cfg, k) for k in ("batch_real", "syn_steps", "batch_syn",
-                                                   "backward", "augment") if hasattr(cfg, k)},
+                                                   "backward", "augment", "outer_loop",
+                                                   "inner_loop") if hasattr(cfg, k)},
         "rounds": rounds,
         "steps_per_round": steps,
-        "rel_diff_images": float((got - ref).norm() / ref.norm()),
-        "speedup_cpu": paired_speedup(cpu["fp32"], cpu["bf16"]),
+        "baseline": base,
         "variants": {
-            p: {"cpu_s_per_step": _median(cpu[p]), "wall_s_per_step": _median(wall[p]),
-                "all_cpu_s": cpu[p], "all_wall_s": wall[p]}
-            for p in PRECISIONS
+            v: {"levers": VARIANTS[v], "cpu_s_per_step": _median(cpu[v]),
+                "wall_s_per_step": _median(wall[v]),
+                "speedup_cpu": paired_speedup(cpu[base], cpu[v]),
+                "rel_diff_images": float((methods[v].state_["images"].detach() - ref).norm()
+                                         / ref.norm()),
+                "all_cpu_s": cpu[v], "all_wall_s": wall[v]}
+            for v in variants
         },
     }  # fmt: skip
-    v = out["variants"]
-    print(f"{name:<6} IPC {ipc:>2}: fp32 {v['fp32']['cpu_s_per_step']:.3f}  bf16 "
-          f"{v['bf16']['cpu_s_per_step']:.3f} CPU s/step  {out['speedup_cpu']:.2f}x  "
-          f"rel diff {out['rel_diff_images']:.1e}", flush=True)  # fmt: skip
+    if variants == PRECISIONS:  # the first round's summary keys
+        out["speedup_cpu"] = out["variants"]["bf16"]["speedup_cpu"]
+        out["rel_diff_images"] = out["variants"]["bf16"]["rel_diff_images"]
+    print(f"{name:<6} {dataset} IPC {ipc:>2}: " + "  ".join(
+        f"{v} {x['cpu_s_per_step']:.3f} CPU s/step {x['speedup_cpu']:.2f}x "
+        f"(diff {x['rel_diff_images']:.1e})" for v, x in out["variants"].items()), flush=True)  # fmt: skip
     return out
 
 
 def _names(cells: list[dict[str, Any]]) -> list[str]:
-    return [f"{c['method']} ipc {c['ipc']} {c['model']}" for c in cells]
+    return [
+        f"{c['method']} {c.get('dataset', 'mnist5k')} ipc {c['ipc']} {c['model']}" for c in cells
+    ]
 
 
 def main() -> None:
@@ -106,15 +127,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="steps per timed round")
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--model", default=None, help="instead of the presets' network")
+    ap.add_argument("--variants", default="fp32,bf16", help=f"from {', '.join(VARIANTS)}")
+    ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--ipc", type=int, default=None, help="instead of each cell's IPC")
     ap.add_argument("--out", default="benchmarks/results/speed_matching_trajectory.json")
     ap.add_argument("--merge", action="store_true", help="add the cells to an existing --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", UserWarning)  # preset notes
-    train = load_dataset("mnist5k").train
+    train = load_dataset(args.dataset).train
+    variants = tuple(args.variants.split(","))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    cells = [time_cell(train, n, CELLS[n], args.rounds, args.steps, args.model)
+    cells = [time_cell(train, n, args.ipc or CELLS[n], args.rounds, args.steps, args.model,
+                       variants, args.dataset)
              for n in args.cells.split(",")]  # fmt: skip
     load1 = os.getloadavg()
     results = {
@@ -125,7 +151,8 @@ def main() -> None:
         "load_average_end": load1,
         "contended": max(load0[0], load1[0]) > 1.5,  # 2 cores; this benchmark is one process
         "wall_s": time.perf_counter() - t0,
-        "speedup": "median over rounds of fp32 / bf16 CPU seconds of the same round",
+        "speedup": "median over rounds of the baseline's / the variant's CPU seconds of the "
+        "same round (the baseline: the first variant)",
         "cells": cells,
     }
     if args.merge and os.path.exists(args.out):

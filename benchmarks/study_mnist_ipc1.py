@@ -88,14 +88,23 @@ def evaluate_sets(methods: list[str], out: Path, val_fraction: float, result: Pa
     splits = load_dataset("mnist", val_fraction=val_fraction, seed=0)
     data = json.loads(result.read_text()) if result.exists() else {"rows": []}
     done = {(r["set"], r["protocol"], r["model"]) for r in data["rows"]}
-    jobs = []
-    for name in methods:
-        sets = sorted(out.glob(f"{name}_it*.ddset"), key=lambda p: int(p.stem.split("_it")[1]))
-        jobs += [(p, "dsa", "convnet") for p in sets]
-        if sets:  # the start too: the random-real baseline under the same recipe
-            jobs += [(sets[-1], "dc_aug", "convnet"), (sets[-1], "dc", "convnet"),
-                     (sets[-1], "dsa", "convnet-w32"), (sets[0], "dc_aug", "convnet"),
-                     (sets[0], "dc", "convnet"), (sets[0], "dsa", "convnet-w32")]  # fmt: skip
+    # most telling first: the final sets as the suite evaluates them, DC's own recipe on the
+    # final dc set and its random start, then the budget curve, then the other recipes
+    sets = {
+        name: sorted(out.glob(f"{name}_it*.ddset"), key=lambda p: int(p.stem.split("_it")[1]))
+        for name in methods
+    }
+    sets = {name: found for name, found in sets.items() if found}
+    # every method starts from the same random real images (same seed): one start is evaluated
+    start = next(iter(sets.values()))[0]
+    jobs = [(found[-1], "dsa", "convnet") for found in sets.values()]
+    jobs += [(found[-1], "dc_aug", "convnet") for found in sets.values()]
+    jobs += [(start, "dc_aug", "convnet")]  # the random-real baseline under the same recipe
+    jobs += [(p, "dsa", "convnet") for found in sets.values() for p in found[1:-1][::-1]]
+    jobs += [(start, "dsa", "convnet")]
+    for found in sets.values():
+        jobs += [(found[-1], "dc", "convnet"), (found[-1], "dsa", "convnet-w32")]
+    jobs += [(start, "dc", "convnet"), (start, "dsa", "convnet-w32")]
     for path, protocol, model in jobs:
         if (path.name, protocol, model) in done:
             continue

@@ -4,7 +4,7 @@ Zhao, Mopuri & Bilen, "Dataset Condensation with Gradient Matching", ICLR 2021. 
 authors' code trained its evaluation networks on MNIST with a per-image augmentation (their
 ``augment`` and ``get_daparam``): every image of a batch gets one family drawn uniformly from the
 strategy, and only MNIST (with ConvNet) gets a strategy at all, ``crop_scale_rotate``; the other
-datasets are trained without augmentation. The operations (``x`` one image, ``m_c`` the batch's
+datasets, Fashion-MNIST included, are trained without augmentation. The operations (``x`` one image, ``m_c`` the batch's
 mean of channel ``c``):
 
 =========  =====================================================================================
@@ -38,14 +38,15 @@ __all__ = ["CLASSIC_FAMILIES", "ClassicAugment", "dc_strategy"]
 #: The families a DC augmentation strategy may name, in the reference's order.
 CLASSIC_FAMILIES: tuple[str, ...] = ("crop", "scale", "rotate", "noise")
 
-_MNIST_MARKERS = ("mnist",)
+#: MNIST and ddkit's subsets of it (DC's code tests ``dataset == 'MNIST'``: Fashion-MNIST and
+#: the other datasets get no augmentation).
+_MNIST_NAMES = ("mnist", "mnist5k")
 
 
 def dc_strategy(dataset_name: str) -> str:
-    """The strategy DC's code gives a dataset: ``crop_scale_rotate`` for MNIST-family names,
-    ``''`` (no augmentation) otherwise."""
-    name = dataset_name.lower()
-    return "crop_scale_rotate" if any(m in name for m in _MNIST_MARKERS) else ""
+    """The strategy DC's code gives a dataset: ``crop_scale_rotate`` for MNIST, ``''`` (no
+    augmentation) otherwise."""
+    return "crop_scale_rotate" if dataset_name.lower() in _MNIST_NAMES else ""
 
 
 class ClassicAugment:

@@ -174,7 +174,7 @@ register_protocol(
 )
 register_protocol(
     EvalProtocol(name="dc_aug", epochs=300, augment="dc"),
-    "DC's own recipe: as dc, with DC's per-image crop/scale/rotate augmentation on MNIST-family "
+    "DC's own recipe: as dc, with DC's per-image crop/scale/rotate augmentation on MNIST "
     "data (none elsewhere, as in its code)",
 )
 register_protocol(

@@ -201,6 +201,11 @@ def test_pending_cells_get_rough_time_estimates():
     assert estimate_seconds(suite, finished, "d", "dm", 10) == pytest.approx(200.0 + 500.0)
     assert estimate_seconds(suite, finished, "d", "dc", 10) is None  # never run here
     assert estimate_seconds(suite, finished, "other", "random", 1) is None
+    # once an IPC-10 cell has finished, IPC-10 evaluation is estimated from it alone
+    finished.append({**row, "method": "random", "ipc": 10, "num_images": 100, "iterations": 0,
+                     "eval_seconds": 50.0, "distill_seconds": 0.0})  # fmt: skip
+    assert estimate_seconds(suite, finished, "d", "herding", 10) == pytest.approx(50.0 + 30.0)
+    assert estimate_seconds(suite, finished, "d", "herding", 1) == pytest.approx(20.0 + 30.0)
 
 
 def test_a_side_run_into_another_results_folder_leaves_the_published_table_alone():

@@ -317,9 +317,13 @@ def estimate_seconds(
     synthetic = [r for r in same_data if r["method"] != "full" and r.get("ipc")]
     if method == "full" or not synthetic:
         return None
+    # seconds per network, epoch and image, from the finished cells of the nearest IPC (a larger
+    # set trains in larger batches, which cost less per image)
+    nearest = min(abs(r["ipc"] - ipc) for r in synthetic)
     rate = statistics.median(
         r["eval_seconds"] / (r["epochs"] * r["num_images"] * len(r["accuracies"]))
         for r in synthetic
+        if abs(r["ipc"] - ipc) == nearest
     )
     classes = synthetic[0]["num_images"] // synthetic[0]["ipc"]
     epochs = next((r["epochs"] for r in synthetic), 0)

@@ -227,11 +227,23 @@ def test_dm_compile_falls_back_to_eager_when_unavailable(monkeypatch, method):
     assert torch.equal(got.images, _dm(method).images) and got.meta["compile"] is True
 
 
+def test_idm_compile_path_matches_several_networks_per_step(monkeypatch):
+    # the compile path reloads one template per queue network; with two networks matched per
+    # step the first one's graph must not see the second one's weights
+    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    with pytest.warns(UserWarning, match="torch.compile is unavailable"):
+        got = _dm("idm", compile=True, match_net_num=2)
+    ref = _dm("idm", match_net_num=2)
+    assert torch.allclose(got.images, ref.images, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dm", "idm"])
-def test_dm_compiled_stays_close_to_eager(method):
+@pytest.mark.parametrize(
+    ("method", "extra"), [("dm", {}), ("idm", {}), ("idm", {"match_net_num": 2})]
+)
+def test_dm_compiled_stays_close_to_eager(method, extra):
     if not train_mod.compile_available():
         pytest.skip("torch.compile is unavailable on this machine")
-    ref, got = _dm(method), _dm(method, compile=True, precision="bf16")
+    ref, got = _dm(method, **extra), _dm(method, compile=True, precision="bf16", **extra)
     assert torch.isfinite(got.images).all()
     assert (got.images - ref.images).norm() <= 0.05 * ref.images.norm()

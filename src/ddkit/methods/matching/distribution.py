@@ -579,8 +579,15 @@ class IDM(DM):
         total = torch.zeros((), device=self.device_, dtype=self.dtype_)
         dm_sum, ce_sum = 0.0, 0.0
         queue.template.eval().requires_grad_(False)
+        opt.zero_grad(set_to_none=True)
+        # the compile path reloads one template module per network, so each network's loss is
+        # backpropagated (through its own decoding of the images) before the next network
+        # overwrites the weights its graph holds
+        per_network_backward = self.queue_embed_ is not None
         for j in chosen:
             embed, classify = self._queue_network(j)
+            if per_network_backward and j != chosen[0]:
+                syn = self._syn_view(decode(images, self.factor_))
 
             real = self._real_batch(g)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
@@ -604,9 +611,12 @@ class IDM(DM):
                 ce_term = weight * ce.mean(1).sum()
                 ce_sum += float(ce_term.detach())
                 loss = loss + ce_term
+            if per_network_backward:
+                loss.backward()
+                loss = loss.detach()
             total = total + loss
-        opt.zero_grad(set_to_none=True)
-        total.backward()
+        if not per_network_backward:
+            total.backward()
         opt.step()
         train_acc = self._train_queue(g)
         return {

@@ -38,7 +38,7 @@ import warnings
 from typing import Any
 
 import torch
-from bench_speed import _median, paired_speedup
+from bench_speed import _median, _rotated, paired_speedup
 
 from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
@@ -78,7 +78,7 @@ def time_cell(train, name: str, ipc: int, rounds: int, steps: int, model: str | 
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     wall: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
-        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+        for v in _rotated(list(variants), r):
             c, w = _steps(methods[v], 1 + r * steps, steps)
             cpu[v].append(c / steps)
             wall[v].append(w / steps)

@@ -4,8 +4,8 @@ Zhao, Mopuri & Bilen, "Dataset Condensation with Gradient Matching", ICLR 2021. 
 authors' code trained its evaluation networks on MNIST with a per-image augmentation (their
 ``augment`` and ``get_daparam``): every image of a batch gets one family drawn uniformly from the
 strategy, and only MNIST (with ConvNet) gets a strategy at all, ``crop_scale_rotate``; the other
-datasets, Fashion-MNIST included, are trained without augmentation. The operations (``x`` one image, ``m_c`` the batch's
-mean of channel ``c``):
+datasets, Fashion-MNIST included, are trained without augmentation. The operations (``x`` one
+image, ``m_c`` the batch's mean of channel ``c``):
 
 =========  =====================================================================================
 family     operation
@@ -100,8 +100,7 @@ class ClassicAugment:
         padded = F.pad(x - mean[:, None, None], (self.crop,) * 4) + mean[:, None, None]
         ys = torch.arange(h, device=x.device) + self.crop + shift[0][:, None]  # (b, h)
         xs = torch.arange(w, device=x.device) + self.crop + shift[1][:, None]  # (b, w)
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded.permute(0, 2, 3, 1)[batch, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2)
+        return _pick_pixels(padded, ys, xs)
 
     def _scale(self, x: torch.Tensor, mean: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -112,9 +111,8 @@ class ClassicAugment:
         canvas = torch.stack([new_h, new_w, torch.full_like(new_h, max(h, w))]).amax(dim=0)
         ys, valid_y = _nearest_source(h, new_h, canvas)
         xs, valid_x = _nearest_source(w, new_w, canvas)
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        picked = x.permute(0, 2, 3, 1)[batch, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2)
-        return picked * (valid_y[:, :, None] & valid_x[:, None, :])[:, None].to(x.dtype)
+        valid = (valid_y[:, :, None] & valid_x[:, None, :])[:, None].to(x.dtype)
+        return _pick_pixels(x, ys, xs) * valid
 
     def _rotate(self, x: torch.Tensor, mean: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         degrees = torch.randint(-self.rotate, self.rotate, (len(x),), generator=g)
@@ -122,6 +120,13 @@ class ClassicAugment:
 
     def _noise(self, x: torch.Tensor, mean: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return x + self.noise * torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+
+
+def _pick_pixels(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """``out[b, :, i, j] = x[b, :, ys[b, i], xs[b, j]]``: each image's rows ``ys[b]`` ``(H,)``
+    and columns ``xs[b]`` ``(W,)``."""
+    batch = torch.arange(len(x), device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2)
 
 
 def _nearest_source(

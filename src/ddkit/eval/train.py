@@ -239,8 +239,8 @@ class Augmenter:
 
     ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA
     strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
-    gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or ``"cutmix"`` (class targets become one-hot
-    vectors before mixing).
+    gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or
+    ``"cutmix"`` (class targets become one-hot vectors before mixing).
     """
 
     def __init__(

@@ -29,8 +29,7 @@ images, the network weights, the embedding means, the loss and the image update 
 matching network's embedding through ``torch.compile`` (eager where it is unavailable); IDM then
 copies each queue network into one template module and embeds with the template (one compiled
 graph for the whole queue) instead of a functional call per network, and trains its queue
-networks through the compiled template too. None of them is in the
-reference code.
+networks through the compiled template too. None of them is in the reference code.
 
 Normalisation layers: instance norm (the default ConvNet) is per sample, so batching classes
 changes nothing. With BatchNorm the batch statistics depend on what is batched together; the
@@ -584,9 +583,9 @@ class IDM(DM):
         # backpropagated (through its own decoding of the images) before the next network
         # overwrites the weights its graph holds
         per_network_backward = self.queue_embed_ is not None
-        for j in chosen:
+        for i, j in enumerate(chosen):
             embed, classify = self._queue_network(j)
-            if per_network_backward and j != chosen[0]:
+            if per_network_backward and i > 0:  # the previous decoding's graph is spent
                 syn = self._syn_view(decode(images, self.factor_))
 
             real = self._real_batch(g)

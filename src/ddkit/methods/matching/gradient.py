@@ -54,8 +54,8 @@ network's forward passes under bf16 autocast -- the real and synthetic passes of
 step and the network's training between them (IDC's too). The synthetic images, the network
 weights, their gradients, the gradient distance and both updates stay float32; float64 data
 refuses bf16. ``compile=True`` runs the network's training between matching steps (``inner_loop``
-epochs on the synthetic set: most of a step at IPC 10) through ``torch.compile``, eager where it
-is unavailable; the matching step itself differentiates through the network's gradients, which
+epochs on the synthetic set, a large part of a step at IPC 10) through ``torch.compile``, eager
+where it is unavailable; the matching step itself differentiates through the network's gradients, which
 compiled graphs do not support. A set made with either lever records it in its meta.
 """
 

@@ -83,6 +83,48 @@ def test_run_suite_filters_resumes_and_writes_the_table(tmp_path, tiny_suite):
     assert sum("random" in line for line in logs if line.startswith("[bench")) == 0
 
 
+def test_two_processes_share_one_results_file(tmp_path, tiny_suite):
+    """A second `ddkit bench` on the same suite skips the cell a live process claimed, takes over
+    a dead process's claim, and keeps the rows another process wrote while it ran."""
+    import subprocess
+
+    from ddkit.bench.runner import _record, _results_lock
+
+    suite = SUITES.get(tiny_suite)
+    path = tmp_path / f"{tiny_suite}.json"
+    other = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        path.write_text(
+            json.dumps(
+                {
+                    "suite": tiny_suite,
+                    "rows": [],
+                    "running": {"digits/random/1": other.pid, "digits/herding/1": dead.pid},
+                }
+            )
+        )
+        foreign = {"dataset": "digits", "method": "herding", "ipc": 2, "error": "stand-in row"}
+
+        def log(line: str) -> None:  # another process finishes a cell while this one runs
+            if line.startswith("[bench") and "herding" in line and "ipc=1" in line:
+                _record(path, suite, ("digits", "herding", 2), foreign)
+
+        rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=None, log=log)
+    finally:
+        other.kill()
+        other.wait()
+    cells = {(r["method"], r["ipc"]) for r in rows}
+    # random 1 is left to its live owner; herding 2 came from the other process
+    assert cells == {("herding", 1), ("random", 2), ("herding", 2)}
+    assert next(r for r in rows if r["ipc"] == 2) == foreign
+    saved = json.loads(path.read_text())
+    assert saved["running"] == {"digits/random/1": other.pid}  # the live claim stays, not run
+    with _results_lock(path):  # the lock is free again after the run
+        pass
+
+
 def test_vs_random_column_marks_clear_leads():
     suite = Suite(
         name="t",

@@ -15,6 +15,22 @@ import torch
 from ddkit.errors import ConfigError, FileFormatError
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this machine (this process counts as alive); the
+    owner test of every lock file ddkit writes."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (and parents) or raise a one-line error if it cannot be written."""
     p = Path(path)

@@ -13,7 +13,7 @@ from typing import Any
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.io import atomic_write_json, ensure_writable_dir, read_json
+from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, create_method
 from ddkit.progress import Progress, ProgressSetting
 
@@ -181,7 +181,7 @@ def run_lock(folder: Path) -> Iterator[None]:
             pid = _lock_owner(path)
             if pid is None and _age_seconds(path) < 10:  # its owner is writing its PID now
                 pid = os.getpid()
-            if pid is not None and _alive(pid):
+            if pid is not None and process_alive(pid):
                 raise ConfigError(
                     f"run folder {str(folder)!r} is in use by process {pid}; wait for it or "
                     "choose another --out"
@@ -209,18 +209,6 @@ def _age_seconds(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except OSError:
         return float("inf")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resolve_synthetic_path(path: str | os.PathLike) -> Path:

@@ -7,16 +7,19 @@ its own. Results are appended to a JSON file as they finish; re-running skips fi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import fcntl
 import multiprocessing as mp
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.errors import ConfigError
-from ddkit.io import atomic_write_bytes, atomic_write_json, read_json
+from ddkit.io import atomic_write_bytes, atomic_write_json, process_alive, read_json
 from ddkit.meter import peak_rss_mb
 
 
@@ -127,6 +130,63 @@ def _check_only(suite: Suite, only: list[str] | None) -> None:
         )
 
 
+Cell = tuple[str, str, int]
+
+
+@contextmanager
+def _results_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s results for a read-modify-write, so that several
+    ``ddkit bench`` processes can work through one suite (each on other cells) without one
+    overwriting the rows of another."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_results(path: Path, suite: Suite) -> dict[str, Any]:
+    data = read_json(path) if path.exists() else {"suite": suite.name, "rows": []}
+    data.setdefault("running", {})
+    return data
+
+
+def _write_results(path: Path, data: dict[str, Any]) -> None:
+    data["machine"] = machine_info()
+    atomic_write_json(path, data)
+
+
+def _cell_key(cell: Cell) -> str:
+    ds, method, ipc = cell
+    return f"{ds}/{method}/{ipc}"
+
+
+def _claim(path: Path, suite: Suite, cell: Cell) -> bool:
+    """Mark ``cell`` as running in this process unless it has finished or a live process runs
+    it (a claim left by a dead process is taken over)."""
+    with _results_lock(path):
+        data = _read_results(path, suite)
+        if cell in {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}:
+            return False
+        owner = data["running"].get(_cell_key(cell))
+        if owner is not None and owner != os.getpid() and process_alive(owner):
+            return False
+        data["running"][_cell_key(cell)] = os.getpid()
+        _write_results(path, data)
+        return True
+
+
+def _record(path: Path, suite: Suite, cell: Cell, row: dict[str, Any]) -> None:
+    """Append a finished cell's row to the results as they are on disk now, and drop its claim."""
+    with _results_lock(path):
+        data = _read_results(path, suite)
+        data["rows"].append(row)
+        data["running"].pop(_cell_key(cell), None)
+        _write_results(path, data)
+
+
 def run_suite(
     suite: str | Suite,
     *,
@@ -144,19 +204,20 @@ def run_suite(
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
     _check_only(suite, only)
     path = Path(results_dir) / f"{suite.name}.json"
-    data = read_json(path) if path.exists() and not fresh else {"suite": suite.name, "rows": []}
-    done = {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}
+    if fresh:
+        with _results_lock(path):
+            _write_results(path, {"suite": suite.name, "rows": []})
     todo = [
         c
         for c in cells(suite)
-        if c not in done
-        and (not only or c[1] in only)
+        if (not only or c[1] in only)
         and (not datasets or c[0] in datasets)
         and (not ipcs or c[1] == "full" or c[2] in ipcs)
     ]
-    data["machine"] = machine_info()
     ctx = mp.get_context("spawn")
     for ds, method, ipc in todo:
+        if not _claim(path, suite, (ds, method, ipc)):
+            continue
         log(f"[bench {suite.name}] {ds} ipc={ipc} {method} ...")
         with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             try:
@@ -168,8 +229,7 @@ def run_suite(
                     "ipc": ipc or None,
                     "error": f"{type(e).__name__}: {e}",
                 }
-        data["rows"].append(row)
-        atomic_write_json(path, data)
+        _record(path, suite, (ds, method, ipc), row)
         if "error" in row:
             log(f"    FAILED: {row['error']}")
         else:
@@ -177,6 +237,7 @@ def run_suite(
                 f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill {row['distill_seconds']:.1f}s "
                 f"eval {row['eval_seconds']:.1f}s"
             )
+    data = _read_results(path, suite)
     if markdown:
         write_markdown(Path(markdown), suite, data)
     return data["rows"]

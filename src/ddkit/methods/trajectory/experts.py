@@ -44,7 +44,14 @@ from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError
-from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
+from ddkit.io import (
+    atomic_write_json,
+    ensure_writable_dir,
+    load_tensors,
+    process_alive,
+    read_json,
+    save_tensors,
+)
 from ddkit.models import build_network, predict
 from ddkit.rng import derive_seed
 
@@ -83,18 +90,6 @@ def _epoch_file(root: Path, e: int, epoch: int) -> Path:
 
 
 # ---------------------------------------------------------------------------- locks
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _lock_path(root: Path, e: int) -> Path:
     return root / f"expert_{e:03d}.lock"
 
@@ -118,7 +113,7 @@ def try_claim(root: Path, e: int) -> bool:
             if info.get("pid") == me["pid"] and info.get("host") == me["host"]:
                 return True
             same_host = info.get("host") in (None, me["host"])
-            if same_host and not _pid_alive(int(info.get("pid", -1))):
+            if same_host and not process_alive(int(info.get("pid", -1))):
                 # stale: take over atomically (rename so that two takers cannot both win)
                 grave = path.with_name(f"{path.name}.stale-{os.getpid()}")
                 try:
@@ -154,7 +149,7 @@ def _claimed_by_other(root: Path, e: int) -> bool:
         return True
     if info.get("pid") == os.getpid():
         return False
-    if info.get("host") in (None, socket.gethostname()) and not _pid_alive(
+    if info.get("host") in (None, socket.gethostname()) and not process_alive(
         int(info.get("pid", -1))
     ):
         return False

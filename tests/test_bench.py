@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ddkit.bench import SUITES, Suite, run_suite
 from ddkit.bench.runner import markdown_table
@@ -88,28 +89,28 @@ def test_two_processes_share_one_results_file(tmp_path, tiny_suite):
     a dead process's claim, and keeps the rows another process wrote while it ran."""
     import subprocess
 
-    from ddkit.bench.runner import _record, _results_lock
+    from ddkit.bench.results import _boot_id, read_results, results_lock, write_results
 
     suite = SUITES.get(tiny_suite)
     path = tmp_path / f"{tiny_suite}.json"
     other = subprocess.Popen(["sleep", "60"])
     dead = subprocess.Popen(["true"])
     dead.wait()
+    running = {
+        "digits/random/1": other.pid,  # a whole cell, claimed by a live process
+        "digits/herding/1/distill": {"pid": dead.pid, "boot": _boot_id()},
+        "digits/herding/1/eval0": {"pid": other.pid, "boot": "another machine"},
+    }
     try:
-        path.write_text(
-            json.dumps(
-                {
-                    "suite": tiny_suite,
-                    "rows": [],
-                    "running": {"digits/random/1": other.pid, "digits/herding/1": dead.pid},
-                }
-            )
-        )
+        path.write_text(json.dumps({"suite": tiny_suite, "rows": [], "running": running}))
         foreign = {"dataset": "digits", "method": "herding", "ipc": 2, "error": "stand-in row"}
 
         def log(line: str) -> None:  # another process finishes a cell while this one runs
-            if line.startswith("[bench") and "herding" in line and "ipc=1" in line:
-                _record(path, suite, ("digits", "herding", 2), foreign)
+            if line.startswith("[bench") and "herding: distill" in line and "ipc=1" in line:
+                with results_lock(path):
+                    data = read_results(path, suite)
+                    data["rows"].append(foreign)
+                    write_results(path, data)
 
         rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=None, log=log)
     finally:
@@ -118,11 +119,80 @@ def test_two_processes_share_one_results_file(tmp_path, tiny_suite):
     cells = {(r["method"], r["ipc"]) for r in rows}
     # random 1 is left to its live owner; herding 2 came from the other process
     assert cells == {("herding", 1), ("random", 2), ("herding", 2)}
-    assert next(r for r in rows if r["ipc"] == 2) == foreign
+    assert next(r for r in rows if r["ipc"] == 2 and r["method"] == "herding") == foreign
     saved = json.loads(path.read_text())
     assert saved["running"] == {"digits/random/1": other.pid}  # the live claim stays, not run
-    with _results_lock(path):  # the lock is free again after the run
-        pass
+
+
+def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
+    """A cell is distil + one unit per evaluation network: a distillation killed after a
+    checkpoint continues from it, finished networks are not trained again, and the row is the
+    one an uninterrupted run writes."""
+    from ddkit.bench.cells import cell_folder
+    from ddkit.runs import distill_run
+
+    suite = Suite(
+        name="pytest-units",
+        datasets=("digits",),
+        ipcs=(1,),
+        protocol="smoke",
+        runs=2,
+        methods=("dm",),
+        iterations={"dm": 6},
+        options={"dm": {"model": "convnet2-w8"}},
+        full_data=False,
+        models={"digits": "convnet2-w8"},
+    )
+    straight = run_suite(suite, results_dir=tmp_path / "a", markdown=None, log=lambda _: None)
+
+    cell = ("digits", "dm", 1)
+    folder = cell_folder(tmp_path / "b", suite, cell)
+    # a distillation stopped after 3 of its 6 iterations (checkpoint kept), one network trained
+    distill_run(
+        dataset="digits",
+        method="dm",
+        ipc=1,
+        out=folder / "distill",
+        iterations=3,
+        options=suite.options["dm"],
+        checkpoint_every=3,
+    )
+    logs: list[str] = []
+    resumed = run_suite(suite, results_dir=tmp_path / "b", markdown=None, log=logs.append)
+    units = [line.rsplit(": ", 1)[1] for line in logs if line.startswith("[bench")]
+    assert units == ["distill ...", "eval0 ...", "eval1 ..."]
+    assert json.loads((folder / "distill.json").read_text())["resumed"] is True
+    assert not (folder / "distill" / "checkpoint").exists()  # removed once the set is saved
+    assert resumed[0]["accuracies"] == straight[0]["accuracies"]
+    assert resumed[0]["iterations"] == 6
+
+    (folder / "eval1.json").unlink()  # as if killed while training the second network
+    data = json.loads((tmp_path / "b" / "pytest-units.json").read_text())
+    data["rows"] = []
+    (tmp_path / "b" / "pytest-units.json").write_text(json.dumps(data))
+    logs.clear()
+    again = run_suite(suite, results_dir=tmp_path / "b", markdown=None, log=logs.append)
+    assert [line for line in logs if line.startswith("[bench")] == [
+        "[bench pytest-units] digits ipc=1 dm: eval1 ..."
+    ]
+    assert again[0]["accuracies"] == straight[0]["accuracies"]
+
+
+def test_split_evaluation_gives_each_network_its_whole_run_accuracy():
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.errors import ConfigError
+    from ddkit.eval import evaluate
+
+    splits = load_dataset("digits")
+    syn = SyntheticSet.from_real(splits.train, torch.arange(20))
+    recipe = {"runs": 3, "epochs": 30, "seed": 5, "models": ["convnet2-w8"]}
+    whole = evaluate(syn, splits.test, "smoke", **recipe)
+    parts = [evaluate(syn, splits.test, "smoke", **recipe, run_indices=[k]) for k in (2, 0, 1)]
+    by_run = {p.results[0].seeds[0]: p.results[0].accuracies[0] for p in parts}
+    assert [by_run[s] for s in whole.results[0].seeds] == whole.results[0].accuracies
+    with pytest.raises(ConfigError, match="run_indices"):
+        evaluate(syn, splits.test, "smoke", runs=3, models=["convnet2-w8"], run_indices=[3])
 
 
 def test_vs_random_column_marks_clear_leads():

@@ -49,6 +49,22 @@ class JsonlLog(Callback):
             self._fh.close()
 
 
+class StepSeconds(JsonlLog):
+    """Logs each iteration's wall-clock seconds to ``path`` (one JSON line per iteration); on
+    resume, the lines past the checkpoint are dropped as :class:`JsonlLog` drops them, so their
+    sum is the time of the iterations the result was built from. ``started`` is when the
+    iterations of this process began (after the method's set-up)."""
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        super().on_start(method, total, start)
+        self.started = self._last = time.perf_counter()
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        now = time.perf_counter()
+        super().on_step_end(method, iteration, {"seconds": now - self._last})
+        self._last = now
+
+
 class ProgressReport(Callback):
     """Reports a fit's iterations through :class:`ddkit.progress.Progress` (a bar on a terminal,
     lines elsewhere)."""
@@ -80,6 +96,7 @@ def distill_run(
     checkpoint_every: int = 50,
     progress: ProgressSetting = False,
     splits: DatasetSplits | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> SyntheticSet:
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
@@ -111,7 +128,7 @@ def distill_run(
     ensure_writable_dir(out)
     with run_lock(out):
         atomic_write_json(out / "config.json", config)
-        callbacks: list[Callback] = [JsonlLog(out / "log.jsonl")]
+        callbacks = [JsonlLog(out / "log.jsonl"), *(callbacks or ())]
         if progress:
             callbacks.append(ProgressReport(f"{method} {dataset} ipc={ipc}", progress))
         syn = m.fit(

@@ -1,26 +1,28 @@
-"""Run a benchmark suite: distil, evaluate, record accuracy, time and peak memory.
+"""Run a benchmark suite: distil, evaluate, record accuracy, time and peak memory; write the
+suite's Markdown table.
 
-Each (dataset, IPC, method) cell runs in a fresh child process so its peak resident memory is
-its own. Results are appended to a JSON file as they finish; re-running skips finished cells.
+Each (dataset, IPC, method) cell is a few units of work (distil, then one per evaluation
+network: :mod:`ddkit.bench.cells`), each in a fresh child process so its peak resident memory is
+its own. Rows are added to the suite's results file as cells finish (:mod:`ddkit.bench.results`);
+re-running skips finished cells and units and resumes an interrupted distillation.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import multiprocessing as mp
 import os
 import platform
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ddkit.bench.cells import Cell, cell_folder, run_unit
+from ddkit.bench.results import claim_unit, finish_unit, read_results, results_lock, write_results
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.errors import ConfigError
-from ddkit.io import atomic_write_bytes, atomic_write_json, process_alive, read_json
-from ddkit.meter import peak_rss_mb
+from ddkit.io import atomic_write_bytes
 
 
 def machine_info() -> dict[str, Any]:
@@ -42,67 +44,6 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-    }
-
-
-def run_cell(dataset: str, method: str, ipc: int, suite: Suite, seed: int) -> dict[str, Any]:
-    """Distil and evaluate one cell (run inside a child process)."""
-    from ddkit.data import load_dataset
-    from ddkit.data.synthetic import SyntheticSet
-    from ddkit.eval import evaluate
-    from ddkit.methods import METHODS, create_method, load_all
-
-    load_all()
-    splits = load_dataset(dataset)
-    base_rss = peak_rss_mb()
-    t0 = time.perf_counter()
-    options = suite.options.get(method, {})
-    runs = suite.runs
-    if method == "full":
-        syn, iters = SyntheticSet.from_real(splits.train), 0
-        epochs = suite.full_epochs(dataset)
-        runs = suite.full_data_runs or runs
-    else:
-        m = create_method(method, dataset=dataset, ipc=ipc, **options)
-        iters = suite.budget(method, ipc, m.config.iterations, dataset)
-        syn = m.fit(splits.train, ipc, iterations=iters, seed=seed)
-        epochs = suite.epochs
-        kind = METHODS.get(method).kind
-    distill_s = time.perf_counter() - t0
-    peak_distill = peak_rss_mb() - base_rss
-    model = suite.models.get(dataset)
-    report = evaluate(
-        syn,
-        splits.test,
-        suite.protocol,
-        runs=runs,
-        epochs=epochs,
-        seed=seed,
-        models=[model] if model else None,
-    )
-    r = report.results[0]
-    return {
-        "dataset": dataset,
-        "ipc": ipc if method != "full" else None,
-        "method": method,
-        "kind": "full" if method == "full" else kind,
-        "iterations": iters,
-        "options": options,
-        "num_images": len(syn),
-        "storage_bytes": syn.storage_bytes()["total"],
-        "protocol": suite.protocol,
-        "epochs": report.protocol.epochs,
-        "lr": report.lr,
-        "model": r.model,
-        "accuracies": r.accuracies,
-        "seeds": r.seeds,
-        "mean": r.mean,
-        "std": r.std,
-        "distill_seconds": distill_s,
-        "eval_seconds": report.seconds,
-        "peak_distill_mb": max(peak_distill, 0.0),
-        "peak_total_mb": peak_rss_mb(),
-        "seed": seed,
     }
 
 
@@ -130,63 +71,6 @@ def _check_only(suite: Suite, only: list[str] | None) -> None:
         )
 
 
-Cell = tuple[str, str, int]
-
-
-@contextmanager
-def _results_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``'s results for a read-modify-write, so that several
-    ``ddkit bench`` processes can work through one suite (each on other cells) without one
-    overwriting the rows of another."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_results(path: Path, suite: Suite) -> dict[str, Any]:
-    data = read_json(path) if path.exists() else {"suite": suite.name, "rows": []}
-    data.setdefault("running", {})
-    return data
-
-
-def _write_results(path: Path, data: dict[str, Any]) -> None:
-    data["machine"] = machine_info()
-    atomic_write_json(path, data)
-
-
-def _cell_key(cell: Cell) -> str:
-    ds, method, ipc = cell
-    return f"{ds}/{method}/{ipc}"
-
-
-def _claim(path: Path, suite: Suite, cell: Cell) -> bool:
-    """Mark ``cell`` as running in this process unless it has finished or a live process runs
-    it (a claim left by a dead process is taken over)."""
-    with _results_lock(path):
-        data = _read_results(path, suite)
-        if cell in {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}:
-            return False
-        owner = data["running"].get(_cell_key(cell))
-        if owner is not None and owner != os.getpid() and process_alive(owner):
-            return False
-        data["running"][_cell_key(cell)] = os.getpid()
-        _write_results(path, data)
-        return True
-
-
-def _record(path: Path, suite: Suite, cell: Cell, row: dict[str, Any]) -> None:
-    """Append a finished cell's row to the results as they are on disk now, and drop its claim."""
-    with _results_lock(path):
-        data = _read_results(path, suite)
-        data["rows"].append(row)
-        data["running"].pop(_cell_key(cell), None)
-        _write_results(path, data)
-
-
 def run_suite(
     suite: str | Suite,
     *,
@@ -200,13 +84,17 @@ def run_suite(
     log=print,
 ) -> list[dict[str, Any]]:
     """Run ``suite`` (a :class:`Suite` or a registered name); returns all result rows (also
-    written to JSON and Markdown). Finished cells in the results file are kept (resume)."""
+    written to JSON and Markdown). Finished cells in the results file are kept (resume), and so
+    are the finished units of an interrupted cell (:mod:`ddkit.bench.cells`). Several processes
+    can run one suite at once: each takes the units nobody else runs (:mod:`ddkit.bench.results`).
+    """
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
     _check_only(suite, only)
     path = Path(results_dir) / f"{suite.name}.json"
     if fresh:
-        with _results_lock(path):
-            _write_results(path, {"suite": suite.name, "rows": []})
+        with results_lock(path):
+            write_results(path, {"suite": suite.name, "rows": []})
+        shutil.rmtree(Path(results_dir) / f"{suite.name}-cells", ignore_errors=True)
     todo = [
         c
         for c in cells(suite)
@@ -214,33 +102,42 @@ def run_suite(
         and (not datasets or c[0] in datasets)
         and (not ipcs or c[1] == "full" or c[2] in ipcs)
     ]
-    ctx = mp.get_context("spawn")
-    for ds, method, ipc in todo:
-        if not _claim(path, suite, (ds, method, ipc)):
-            continue
-        log(f"[bench {suite.name}] {ds} ipc={ipc} {method} ...")
-        with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            try:
-                row = pool.submit(run_cell, ds, method, ipc, suite, seed).result()
-            except Exception as e:  # a failing method is recorded, not hidden
-                row = {
-                    "dataset": ds,
-                    "method": method,
-                    "ipc": ipc or None,
-                    "error": f"{type(e).__name__}: {e}",
-                }
-        _record(path, suite, (ds, method, ipc), row)
-        if "error" in row:
-            log(f"    FAILED: {row['error']}")
-        else:
-            log(
-                f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill {row['distill_seconds']:.1f}s "
-                f"eval {row['eval_seconds']:.1f}s"
-            )
-    data = _read_results(path, suite)
+    for cell in todo:
+        while (unit := claim_unit(path, suite, cell)) is not None:
+            row = _run_claimed(path, suite, cell, unit, seed, log)
+            if row is not None:
+                _log_row(row, log)
+                break
+    data = read_results(path, suite)
     if markdown:
         write_markdown(Path(markdown), suite, data)
     return data["rows"]
+
+
+def _run_claimed(
+    path: Path, suite: Suite, cell: Cell, unit: str, seed: int, log: Callable[[str], Any]
+) -> dict[str, Any] | None:
+    """Run a claimed unit in a fresh child process (its peak memory is its own); release it."""
+    ds, method, ipc = cell
+    log(f"[bench {suite.name}] {ds} ipc={ipc} {method}: {unit} ...")
+    folder = cell_folder(path.parent, suite, cell)
+    error = None
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            pool.submit(run_unit, cell, unit, suite, seed, folder).result()
+        except Exception as e:  # a failing method is recorded, not hidden
+            error = f"{type(e).__name__}: {e}"
+    return finish_unit(path, suite, cell, unit, seed, error)
+
+
+def _log_row(row: dict[str, Any], log: Callable[[str], Any]) -> None:
+    if "error" in row:
+        log(f"    FAILED: {row['error']}")
+    else:
+        log(
+            f"    {100 * row['mean']:.2f} ± {100 * row['std']:.2f}  distill "
+            f"{row['distill_seconds']:.1f}s eval {row['eval_seconds']:.1f}s"
+        )
 
 
 def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int], dict[str, Any]]) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import DataError
+from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TargetsFn, accuracy, resolve_precision, train_networks
 from ddkit.progress import Progress, ProgressSetting
@@ -246,6 +246,7 @@ def evaluate(
     vectorize: bool | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressSetting = False,
+    run_indices: Sequence[int] | None = None,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
@@ -254,7 +255,9 @@ def evaluate(
     teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
     the report's ``meta`` records the folder. ``progress``: ``True``/``"auto"`` (a bar on a
     terminal, lines elsewhere), ``"bar"``, ``"lines"`` or ``False``. The same seed gives the
-    same report.
+    same report. ``run_indices`` trains only those of the protocol's runs, each from the seed it
+    has in the whole evaluation: networks trained one after another (the CPU default) then reach
+    the accuracies they reach there, so an evaluation can be split over processes or sessions.
     """
     p = get_protocol(protocol).with_(
         models=tuple(models) if models else None, runs=runs, epochs=epochs
@@ -263,6 +266,14 @@ def evaluate(
     lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
     data = training_data(syn, p, teacher, device)
     seeds = run_seeds(seed, p.runs)
+    if run_indices is not None:
+        bad = [i for i in run_indices if not 0 <= i < p.runs]
+        if bad or not run_indices:
+            raise ConfigError(
+                f"run_indices must be a non-empty list of runs in 0..{p.runs - 1}, got "
+                f"{list(run_indices)}; raise runs= or pass fewer indices"
+            )
+        seeds = [seeds[i] for i in run_indices]
     report = EvalReport(
         protocol=p,
         lr=lr,

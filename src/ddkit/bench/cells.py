@@ -1,0 +1,205 @@
+"""One benchmark cell as resumable units of work: distil the set, then train each evaluation
+network on it.
+
+A cell ``(dataset, method, IPC)`` keeps its state in a folder of its own
+(``<results>/<suite>-cells/<dataset>-<method>-ipc<IPC>/``):
+
+* ``distill/`` -- a :func:`ddkit.runs.distill_run` folder: the distilled set in ``synthetic/``,
+  its grid, config and log; ``checkpoint/`` while the distillation runs (removed when it ends);
+* ``distill.json`` -- what the finished distillation cost;
+* ``step_seconds.jsonl`` -- the seconds of every distillation iteration kept by the checkpoints;
+* ``eval-<k>.json`` -- evaluation network ``k``: its accuracy, seed and training time.
+
+Each unit runs in a child process, so its peak memory is its own. A killed unit resumes from
+the distillation's last checkpoint or from the finished networks; the networks of one cell can
+be trained by several processes at once, and each reaches the accuracy it reaches in one
+uninterrupted evaluation (:func:`ddkit.eval.evaluate`'s ``run_indices``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ddkit.bench.suites import Suite
+from ddkit.io import atomic_write_json, read_json
+from ddkit.meter import peak_rss_mb
+
+Cell = tuple[str, str, int]  # (dataset, method, IPC); IPC 0 for the full-data row
+DISTILL = "distill"
+
+
+def cell_folder(results_dir: Path, suite: Suite, cell: Cell) -> Path:
+    ds, method, ipc = cell
+    name = f"{ds}-full" if method == "full" else f"{ds}-{method}-ipc{ipc}"
+    return Path(results_dir) / f"{suite.name}-cells" / name
+
+
+def eval_runs(suite: Suite, cell: Cell) -> int:
+    """How many evaluation networks ``cell`` trains."""
+    return (suite.full_data_runs or suite.runs) if cell[1] == "full" else suite.runs
+
+
+def units(suite: Suite, cell: Cell) -> list[str]:
+    """The cell's units in the order they must run: distil (not for full data), then one
+    ``eval<k>`` per evaluation network."""
+    evals = [f"eval{k}" for k in range(eval_runs(suite, cell))]
+    return evals if cell[1] == "full" else [DISTILL, *evals]
+
+
+def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
+    done = {u for u in units(suite, cell) if u != DISTILL and (folder / f"{u}.json").exists()}
+    return done | ({DISTILL} if (folder / "distill.json").exists() else set())
+
+
+def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
+    """Run one unit of ``cell`` (inside a child process); its result lands in ``folder``."""
+    if unit == DISTILL:
+        _distill(cell, suite, seed, folder)
+    else:
+        _evaluate_network(cell, int(unit.removeprefix("eval")), suite, seed, folder)
+
+
+def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
+    from ddkit.data import load_dataset
+    from ddkit.methods import create_method, load_all
+    from ddkit.runs import StepSeconds, distill_run
+
+    ds, method, ipc = cell
+    load_all()
+    t0 = time.perf_counter()
+    splits = load_dataset(ds)
+    base_rss = peak_rss_mb()
+    options = suite.options.get(method, {})
+    default = create_method(method, dataset=ds, ipc=ipc, **options).config.iterations
+    iterations = suite.budget(method, ipc, default, ds)
+    run = folder / DISTILL
+    (run / ".lock").unlink(missing_ok=True)  # this process holds the unit's claim
+    timer = StepSeconds(folder / "step_seconds.jsonl")
+    resumed = (run / "checkpoint" / "state.json").exists()
+    syn = distill_run(
+        dataset=ds,
+        method=method,
+        ipc=ipc,
+        out=run,
+        iterations=iterations,
+        seed=seed,
+        resume=True,  # from the checkpoint if there is one, else from the start
+        options=options,
+        checkpoint_every=max(1, iterations // 20),
+        splits=splits,
+        callbacks=[timer],
+    )
+    end = time.perf_counter()
+    setup = getattr(timer, "started", end) - t0  # loading data, experts, ...: this segment's
+    steps = [json.loads(line)["seconds"] for line in _lines(folder / "step_seconds.jsonl")]
+    atomic_write_json(
+        folder / "distill.json",
+        {
+            "iterations": iterations,
+            "options": options,
+            "seconds": setup + sum(steps) if steps else end - t0,
+            "resumed": resumed,
+            "peak_mb": max(peak_rss_mb() - base_rss, 0.0),
+            "num_images": len(syn),
+            "storage_bytes": syn.storage_bytes()["total"],
+        },
+    )
+    shutil.rmtree(run / "checkpoint", ignore_errors=True)  # the set is saved; nothing to resume
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _training_set(cell: Cell, folder: Path):  # noqa: ANN202
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+
+    ds, method, _ = cell
+    if method == "full":
+        return SyntheticSet.from_real(load_dataset(ds).train)
+    return SyntheticSet.load(folder / DISTILL / "synthetic")
+
+
+def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path) -> None:
+    from ddkit.data import load_dataset
+    from ddkit.eval import evaluate
+
+    ds, method, _ = cell
+    syn = _training_set(cell, folder)
+    model = suite.models.get(ds)
+    report = evaluate(
+        syn,
+        load_dataset(ds).test,
+        suite.protocol,
+        runs=eval_runs(suite, cell),
+        epochs=suite.full_epochs(ds) if method == "full" else suite.epochs,
+        seed=seed,
+        models=[model] if model else None,
+        run_indices=[k],
+    )
+    r = report.results[0]
+    atomic_write_json(
+        folder / f"eval{k}.json",
+        {
+            "model": r.model,
+            "accuracy": r.accuracies[0],
+            "train_accuracy": r.train_accuracies[0],
+            "seed": r.seeds[0],
+            "seconds": report.seconds,
+            "epochs": report.protocol.epochs,
+            "lr": report.lr,
+            "protocol": suite.protocol,
+            "peak_mb": peak_rss_mb(),
+            "num_images": len(syn),
+            "storage_bytes": syn.storage_bytes()["total"],
+        },
+    )
+
+
+def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any]:
+    """The results row of a cell whose units have all finished."""
+    from ddkit.eval.evaluate import ModelResult
+    from ddkit.methods import METHODS, load_all
+
+    ds, method, ipc = cell
+    nets = [read_json(folder / f"eval{k}.json") for k in range(eval_runs(suite, cell))]
+    distill = read_json(folder / "distill.json") if method != "full" else {}
+    result = ModelResult(
+        nets[0]["model"],
+        [n["accuracy"] for n in nets],
+        [n["seed"] for n in nets],
+        sum(n["seconds"] for n in nets),
+        0.0,
+        False,
+        [n["train_accuracy"] for n in nets],
+    )
+    load_all()
+    return {
+        "dataset": ds,
+        "ipc": ipc if method != "full" else None,
+        "method": method,
+        "kind": "full" if method == "full" else METHODS.get(method).kind,
+        "iterations": distill.get("iterations", 0),
+        "options": distill.get("options", suite.options.get(method, {})),
+        "num_images": nets[0]["num_images"],
+        "storage_bytes": nets[0]["storage_bytes"],
+        "protocol": suite.protocol,
+        "epochs": nets[0]["epochs"],
+        "lr": nets[0]["lr"],
+        "model": nets[0]["model"],
+        "accuracies": result.accuracies,
+        "seeds": result.seeds,
+        "mean": result.mean,
+        "std": result.std,
+        "distill_seconds": distill.get("seconds", 0.0),
+        "eval_seconds": result.train_seconds,
+        "peak_distill_mb": distill.get("peak_mb", 0.0),
+        "peak_total_mb": max(n["peak_mb"] for n in nets),
+        "seed": seed,
+        "cell_folder": folder.as_posix(),
+    }

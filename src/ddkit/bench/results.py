@@ -1,0 +1,117 @@
+"""A suite's results file, shared by every ``ddkit bench`` process working through the suite.
+
+``<results>/<suite>.json`` holds the finished rows and, under ``running``, which process runs
+which unit of which cell (:mod:`ddkit.bench.cells`). Every change is a read-modify-write under
+an exclusive lock, so several processes (on the two cores of one machine, say) share the work
+without overwriting each other's rows. A claim names its process and the machine's boot, so a
+claim left by a killed process, or committed from another machine, is taken over.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ddkit.bench.cells import Cell, cell_folder, cell_row, finished_units, units
+from ddkit.bench.suites import Suite
+from ddkit.io import atomic_write_json, process_alive, read_json
+
+
+@contextmanager
+def results_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock on the results file ``path`` for a read-modify-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_results(path: Path, suite: Suite) -> dict[str, Any]:
+    data = read_json(path) if path.exists() else {"suite": suite.name, "rows": []}
+    data.setdefault("running", {})
+    return data
+
+
+def write_results(path: Path, data: dict[str, Any]) -> None:
+    from ddkit.bench.runner import machine_info
+
+    data["machine"] = machine_info()
+    atomic_write_json(path, data)
+
+
+def finished_cells(data: dict[str, Any]) -> set[Cell]:
+    return {(r["dataset"], r["method"], r["ipc"] or 0) for r in data["rows"]}
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _claimed(owner: Any) -> bool:
+    """Whether a claim is held by another live process of this machine's current boot."""
+    if isinstance(owner, int):  # a bare PID: a claim from this machine
+        owner = {"pid": owner, "boot": _boot_id()}
+    if not isinstance(owner, dict) or owner.get("boot") != _boot_id():
+        return False
+    pid = int(owner.get("pid", -1))
+    return pid != os.getpid() and process_alive(pid)
+
+
+def _key(cell: Cell, unit: str | None = None) -> str:
+    ds, method, ipc = cell
+    return f"{ds}/{method}/{ipc}" + (f"/{unit}" if unit else "")
+
+
+def claim_unit(path: Path, suite: Suite, cell: Cell) -> str | None:
+    """Claim the next unit of ``cell`` that nobody has finished or runs, in the order the units
+    must run; ``None`` when the cell is finished, or what is left of it runs elsewhere (or waits
+    for a distillation that runs elsewhere)."""
+    folder = cell_folder(path.parent, suite, cell)
+    with results_lock(path):
+        data = read_results(path, suite)
+        if cell in finished_cells(data) or _claimed(data["running"].get(_key(cell))):
+            return None
+        done = finished_units(folder, suite, cell)
+        for unit in units(suite, cell):
+            if unit in done:
+                continue
+            if _claimed(data["running"].get(_key(cell, unit))):
+                if unit == "distill":
+                    return None  # every later unit needs its set
+                continue
+            data["running"][_key(cell, unit)] = {"pid": os.getpid(), "boot": _boot_id()}
+            write_results(path, data)
+            return unit
+    return None
+
+
+def finish_unit(
+    path: Path, suite: Suite, cell: Cell, unit: str, seed: int, error: str | None = None
+) -> dict[str, Any] | None:
+    """Drop this process's claim on ``unit``; when it was the cell's last, or it failed, append
+    the cell's row (a failure is recorded, not hidden) and return it."""
+    folder = cell_folder(path.parent, suite, cell)
+    with results_lock(path):
+        data = read_results(path, suite)
+        data["running"].pop(_key(cell, unit), None)
+        row = None
+        if cell not in finished_cells(data):
+            if error is not None:
+                ds, method, ipc = cell
+                row = {"dataset": ds, "method": method, "ipc": ipc or None, "error": error}
+            elif finished_units(folder, suite, cell) == set(units(suite, cell)):
+                row = cell_row(folder, suite, cell, seed)
+        if row is not None:
+            data["rows"].append(row)
+        write_results(path, data)
+        return row

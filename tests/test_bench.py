@@ -129,7 +129,8 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
     checkpoint continues from it, finished networks are not trained again, and the row is the
     one an uninterrupted run writes."""
     from ddkit.bench.cells import cell_folder
-    from ddkit.runs import distill_run
+    from ddkit.methods import Callback
+    from ddkit.runs import StepSeconds, distill_run
 
     suite = Suite(
         name="pytest-units",
@@ -147,16 +148,25 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
 
     cell = ("digits", "dm", 1)
     folder = cell_folder(tmp_path / "b", suite, cell)
-    # a distillation stopped after 3 of its 6 iterations (checkpoint kept), one network trained
-    distill_run(
-        dataset="digits",
-        method="dm",
-        ipc=1,
-        out=folder / "distill",
-        iterations=3,
-        options=suite.options["dm"],
-        checkpoint_every=3,
-    )
+
+    class Killed(Callback):  # the unit dies in its 5th iteration, after the checkpoint at 3
+        def on_step_end(self, method, iteration, metrics):
+            if iteration == 4:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill_run(
+            dataset="digits",
+            method="dm",
+            ipc=1,
+            out=folder / "distill",
+            iterations=6,
+            options=suite.options["dm"],
+            checkpoint_every=3,
+            callbacks=[StepSeconds(folder / "step_seconds.jsonl"), Killed()],
+        )
+    pending = markdown_table(suite, {"rows": []}, tmp_path / "b")
+    assert "digits IPC 1 dm (3 of 6 iterations, 0 of 2 networks" in pending
     logs: list[str] = []
     resumed = run_suite(suite, results_dir=tmp_path / "b", markdown=None, log=logs.append)
     units = [line.rsplit(": ", 1)[1] for line in logs if line.startswith("[bench")]
@@ -170,6 +180,7 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
     data = json.loads((tmp_path / "b" / "pytest-units.json").read_text())
     data["rows"] = []
     (tmp_path / "b" / "pytest-units.json").write_text(json.dumps(data))
+    assert "digits IPC 1 dm (1 of 2 networks; ~" in markdown_table(suite, data, tmp_path / "b")
     logs.clear()
     again = run_suite(suite, results_dir=tmp_path / "b", markdown=None, log=logs.append)
     assert [line for line in logs if line.startswith("[bench")] == [

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,29 @@ def units(suite: Suite, cell: Cell) -> list[str]:
 def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
     done = {u for u in units(suite, cell) if u != DISTILL and (folder / f"{u}.json").exists()}
     return done | ({DISTILL} if (folder / "distill.json").exists() else set())
+
+
+def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | None:
+    """How far an unfinished cell has come (``None`` if it has not started): distillation
+    iterations kept by its checkpoint of how many and their median seconds, evaluation networks
+    done of how many and their mean seconds."""
+    steps = [json.loads(line)["seconds"] for line in _lines(folder / "step_seconds.jsonl")]
+    config = folder / DISTILL / "config.json"
+    checkpoint = folder / DISTILL / "checkpoint" / "state.json"
+    nets = [folder / f"eval{k}.json" for k in range(eval_runs(suite, cell))]
+    net_seconds = [read_json(n)["seconds"] for n in nets if n.exists()]
+    if not steps and not net_seconds and not config.exists():
+        return None
+    distilled = cell[1] == "full" or (folder / "distill.json").exists()
+    return {
+        "distilled": distilled,
+        "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
+        "iterations": read_json(config)["iterations"] if config.exists() else None,
+        "step_seconds": statistics.median(steps) if steps else None,
+        "networks_done": len(net_seconds),
+        "networks": len(nets),
+        "network_seconds": statistics.fmean(net_seconds) if net_seconds else None,
+    }
 
 
 def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:

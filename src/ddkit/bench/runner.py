@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.cells import Cell, cell_folder, run_unit
+from ddkit.bench.cells import Cell, cell_folder, cell_progress, run_unit
 from ddkit.bench.results import claim_unit, finish_unit, read_results, results_lock, write_results
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.errors import ConfigError
@@ -110,7 +110,7 @@ def run_suite(
                 break
     data = read_results(path, suite)
     if markdown:
-        write_markdown(Path(markdown), suite, data)
+        write_markdown(Path(markdown), suite, data, results_dir)
     return data["rows"]
 
 
@@ -192,7 +192,11 @@ def _our_budget(suite: Suite, method: str) -> str:
     return text
 
 
-def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
+def markdown_table(
+    suite: Suite, data: dict[str, Any], results_dir: str | os.PathLike | None = None
+) -> str:
+    """The suite's table, its budgets heading and the list of unfinished cells (with how far
+    each has come, from its folder under ``results_dir``, and a rough time estimate)."""
     m = data.get("machine", {})
     models = ", ".join(f"{ds}: {name}" for ds, name in suite.models.items())
     lines = [
@@ -238,15 +242,11 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
         )
     done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
     finished = [r for r in data["rows"] if "error" not in r]
-    pending = []
-    for ds, m, ipc in cells(suite):
-        if (ds, m, ipc) in done:
-            continue
-        eta = estimate_seconds(suite, finished, ds, m, ipc)
-        pending.append(
-            (f"{ds} full data" if m == "full" else f"{ds} IPC {ipc} {m}")
-            + (f" (~{_hours(eta)})" if eta is not None else "")
-        )
+    pending = [
+        _pending_text(suite, finished, cell, results_dir)
+        for cell in cells(suite)
+        if cell not in done
+    ]
     if pending:
         lines += [
             "",
@@ -255,9 +255,44 @@ def markdown_table(suite: Suite, data: dict[str, Any]) -> str:
             + ". Times in brackets are rough estimates on this machine from the finished cells "
             "of the same dataset (evaluation: their seconds per network, epoch and image; "
             "distillation: the same method's seconds per iteration at the nearest finished IPC, "
-            "scaled by the IPC ratio).",
+            "scaled by the IPC ratio); a started cell's remaining time comes from its own "
+            "iterations and networks.",
         ]
     return "\n".join(lines)
+
+
+def _pending_text(
+    suite: Suite,
+    finished: list[dict[str, Any]],
+    cell: Cell,
+    results_dir: str | os.PathLike | None,
+) -> str:
+    ds, method, ipc = cell
+    name = f"{ds} full data" if method == "full" else f"{ds} IPC {ipc} {method}"
+    progress = None
+    if results_dir is not None:
+        progress = cell_progress(cell_folder(Path(results_dir), suite, cell), suite, cell)
+    if progress is None:
+        eta = estimate_seconds(suite, finished, ds, method, ipc)
+        return name + (f" (~{_hours(eta)})" if eta is not None else "")
+    parts = []
+    if not progress["distilled"]:
+        parts.append(f"{progress['iterations_done']} of {progress['iterations']} iterations")
+    parts.append(f"{progress['networks_done']} of {progress['networks']} networks")
+    evaluation = _evaluation_estimate(suite, finished, ds, method, ipc)
+    left = _seconds_left(progress, evaluation / suite.runs if evaluation else None)
+    return f"{name} ({', '.join(parts)}" + (f"; ~{_hours(left)} left)" if left else ")")
+
+
+def _seconds_left(progress: dict[str, Any], network_estimate: float | None) -> float | None:
+    """Remaining seconds of a started cell: its own median iteration time for the iterations
+    left, its own mean network time (else ``network_estimate``) for the networks left."""
+    per_net = progress["network_seconds"] or network_estimate
+    left = (progress["networks"] - progress["networks_done"]) * (per_net or 0.0)
+    if not progress["distilled"] and progress["iterations"]:
+        todo = progress["iterations"] - progress["iterations_done"]
+        left += todo * (progress["step_seconds"] or 0.0)
+    return left or None
 
 
 def _hours(seconds: float) -> str:
@@ -271,21 +306,10 @@ def estimate_seconds(
     dataset (see :func:`markdown_table`); ``None`` when nothing comparable has finished."""
     import statistics
 
-    same_data = [r for r in finished if r["dataset"] == dataset and r.get("accuracies")]
-    synthetic = [r for r in same_data if r["method"] != "full" and r.get("ipc")]
-    if method == "full" or not synthetic:
+    seconds = _evaluation_estimate(suite, finished, dataset, method, ipc)
+    if seconds is None:
         return None
-    # seconds per network, epoch and image, from the finished cells of the nearest IPC (a larger
-    # set trains in larger batches, which cost less per image)
-    nearest = min(abs(r["ipc"] - ipc) for r in synthetic)
-    rate = statistics.median(
-        r["eval_seconds"] / (r["epochs"] * r["num_images"] * len(r["accuracies"]))
-        for r in synthetic
-        if abs(r["ipc"] - ipc) == nearest
-    )
-    classes = synthetic[0]["num_images"] // synthetic[0]["ipc"]
-    epochs = next((r["epochs"] for r in synthetic), 0)
-    seconds = rate * epochs * ipc * classes * suite.runs
+    synthetic = _synthetic_rows(finished, dataset)
     mine = [r for r in synthetic if r["method"] == method]
     if mine:
         near = min(mine, key=lambda r: abs(r["ipc"] - ipc))
@@ -302,10 +326,48 @@ def estimate_seconds(
     return seconds + statistics.median(selectors)
 
 
-def write_markdown(path: Path, suite: Suite, data: dict[str, Any]) -> None:
+def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in finished
+        if r["dataset"] == dataset
+        and r.get("accuracies")
+        and r["method"] != "full"
+        and r.get("ipc")
+    ]
+
+
+def _evaluation_estimate(
+    suite: Suite, finished: list[dict[str, Any]], dataset: str, method: str, ipc: int
+) -> float | None:
+    """Seconds of a cell's evaluation (all its networks), from the finished cells of the nearest
+    IPC on the same dataset: their seconds per network, epoch and image (a larger set trains in
+    larger batches, which cost less per image)."""
+    import statistics
+
+    synthetic = _synthetic_rows(finished, dataset)
+    if method == "full" or not synthetic:
+        return None
+    nearest = min(abs(r["ipc"] - ipc) for r in synthetic)
+    rate = statistics.median(
+        r["eval_seconds"] / (r["epochs"] * r["num_images"] * len(r["accuracies"]))
+        for r in synthetic
+        if abs(r["ipc"] - ipc) == nearest
+    )
+    classes = synthetic[0]["num_images"] // synthetic[0]["ipc"]
+    epochs = next((r["epochs"] for r in synthetic), 0)
+    return rate * epochs * ipc * classes * suite.runs
+
+
+def write_markdown(
+    path: Path,
+    suite: Suite,
+    data: dict[str, Any],
+    results_dir: str | os.PathLike | None = None,
+) -> None:
     """Replace the suite's section of ``path`` (between marker comments) with a fresh table."""
     start, end = f"<!-- bench:{suite.name}:start -->", f"<!-- bench:{suite.name}:end -->"
-    block = f"{start}\n{markdown_table(suite, data)}\n{end}"
+    block = f"{start}\n{markdown_table(suite, data, results_dir)}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if start in text and end in text:
         pre, rest = text.split(start, 1)

@@ -32,6 +32,23 @@ def test_pool_networks_train_online_and_are_replaced_when_old():
     assert not any(torch.equal(a, b) for a, b in zip(before, after))  # every one trained or new
 
 
+def test_online_networks_by_adam_pass_the_conformance_suite_and_count_their_own_steps():
+    from ddkit.errors import ConfigError
+    from ddkit.testing import check_method
+
+    check_method("frepo", overrides={"optimizer_net": "adam", "lr_net": 1e-3})
+    m = _frepo(pool_size=2, max_online_steps=3, optimizer_net="adam", lr_net=1e-3)
+    m.start(tiny_digits().train, 1, seed=0)
+    assert m.state_["pool_steps"] == [0, 0] and [m.pool_.score(j) for j in range(2)] == [0.0, 1.0]
+    for it in range(5):
+        m.step(it)
+    # credited ages and steps taken differ for the network that started credited
+    ages, steps = [m.pool_.score(j) for j in range(2)], m.state_["pool_steps"]
+    assert len(steps) == 2 and all(0 <= a < 3 for a in ages) and sum(steps) < 5
+    with pytest.raises(ConfigError, match="weight_decay_net"):
+        _frepo(optimizer_net="adam", weight_decay_net=1e-4)
+
+
 def test_frepo_reduces_its_loss():
     method = _frepo(iterations=40, lr_img=0.05, pool_size=4, max_online_steps=20, batch_real=10)
     losses = losses_during_fit(method, tiny_digits().train, 1)

@@ -267,3 +267,21 @@ def test_sgd_step_is_torch_sgd_with_dampening_zero():
         opt.step()
     for a, b in zip(p1, p2):
         torch.testing.assert_close(a, b.detach())
+
+
+def test_adam_step_is_torch_adam():
+    from ddkit.eval.train import adam_step
+
+    g = torch.Generator().manual_seed(0)
+    p1 = [torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(4, generator=g).double()]
+    p2 = [p.clone().requires_grad_(True) for p in p1]
+    first, second = [torch.zeros_like(p) for p in p1], [torch.zeros_like(p) for p in p1]
+    opt = torch.optim.Adam(p2, lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    for step in range(1, 5):
+        grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in p1]
+        adam_step(p1, grads, first, second, step=step, lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+        for p, gr in zip(p2, grads):
+            p.grad = gr.clone()
+        opt.step()
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b.detach())

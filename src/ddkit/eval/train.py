@@ -324,6 +324,30 @@ def sgd_step(
         p.sub_(lr * d)
 
 
+@torch.no_grad()
+def adam_step(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    first: Sequence[torch.Tensor],
+    second: Sequence[torch.Tensor],
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> None:
+    """One Adam step on parameter tensors, in place: ``torch.optim.Adam``'s rule without weight
+    decay (Kingma & Ba, ICLR 2015, arXiv:1412.6980), ``step`` counting from 1, with the first and
+    second moments kept outside an optimiser (flat vectors of a :class:`ModelPool`) and updated
+    in place."""
+    b1, b2 = betas
+    c1, c2 = 1 - b1**step, 1 - b2**step
+    for p, g, m, v in zip(params, grads, first, second):
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
+
+
 def sgd_train(
     net: nn.Module,
     images: torch.Tensor,

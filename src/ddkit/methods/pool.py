@@ -3,7 +3,8 @@
 Methods that keep many partially trained networks -- IDM's model queue (Zhao et al., "Improved
 Distribution Matching for Dataset Condensation", CVPR 2023), FRePo's model pool (Zhou, Nezhadarya
 & Ba, "Dataset Distillation using Neural Feature Regression", NeurIPS 2022) -- hold, per network,
-its parameters as one flat vector, an optimiser slot of the same size (SGD momentum), its buffers
+its parameters as one flat vector, optimiser slots of the same size (SGD momentum, or Adam's
+moments), its buffers
 (BatchNorm running statistics) and one scalar (e.g. its training accuracy). :class:`ModelPool`
 keeps those in the state dict it is given, as lists of tensors and JSON scalars, so
 :func:`ddkit.methods.base.flatten_state` checkpoints them and a resumed run continues exactly.
@@ -40,9 +41,10 @@ class _Method(nn.Module):
 class ModelPool:
     """A first-in-first-out pool of at most ``capacity`` networks shaped like ``template``.
 
-    The entries live in ``state`` (a method's ``state_``) under four keys: ``<prefix>_params``
-    (flat parameter vectors, in ``template.parameters()`` order), ``<prefix>_momentum`` (flat
-    vectors of the same size, zero at push), ``<prefix>_buffers`` (every entry's buffers, one
+    The entries live in ``state`` (a method's ``state_``) under these keys: ``<prefix>_params``
+    (flat parameter vectors, in ``template.parameters()`` order), ``<prefix>_<slot>`` for each
+    optimiser slot in ``slots`` (flat vectors of the same size, zero at push: SGD's momentum by
+    default, Adam's two moments), ``<prefix>_buffers`` (every entry's buffers, one
     after the other, in ``template.buffers()`` order) and ``<prefix>_<score>`` (one float per
     entry). The pool reads ``state`` on every access, so restoring a checkpoint into ``state``
     (which replaces the lists) needs no further step. ``template`` is the module the pool runs
@@ -57,13 +59,15 @@ class ModelPool:
         *,
         prefix: str = "pool",
         score: str = "score",
+        slots: tuple[str, ...] = ("momentum",),
     ) -> None:
         if capacity < 1:
             raise ValueError(f"pool capacity must be >= 1, got {capacity}")
         self.state, self.template, self.capacity = state, template, int(capacity)
+        self.slots = slots
         self.keys = {
             "params": f"{prefix}_params",
-            "momentum": f"{prefix}_momentum",
+            **{slot: f"{prefix}_{slot}" for slot in slots},
             "buffers": f"{prefix}_buffers",
             "score": f"{prefix}_{score}",
         }
@@ -84,22 +88,22 @@ class ModelPool:
         return len(self._list("params"))
 
     def push(self, net: nn.Module, score: float = 0.0) -> None:
-        """Append ``net``'s parameters (copied), zero momentum, its buffers and ``score``;
+        """Append ``net``'s parameters (copied), zeroed optimiser slots, its buffers and ``score``;
         drop the oldest entry first when the pool is full."""
         if len(self) >= self.capacity:
             self.drop(0)
         flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
         self._list("params").append(flat)
-        self._list("momentum").append(torch.zeros_like(flat))
+        for slot in self.slots:
+            self._list(slot).append(torch.zeros_like(flat))
         self._list("buffers").extend(b.detach().clone() for b in net.buffers())
         self._list("score").append(float(score))
 
     def drop(self, j: int) -> None:
         """Remove entry ``j`` (later entries move down by one)."""
         nb = len(self.buffer_names)
-        self._list("params").pop(j)
-        self._list("momentum").pop(j)
-        self._list("score").pop(j)
+        for what in ("params", *self.slots, "score"):
+            self._list(what).pop(j)
         del self._list("buffers")[j * nb : (j + 1) * nb]
 
     def params(self, j: int) -> torch.Tensor:
@@ -108,7 +112,11 @@ class ModelPool:
 
     def momentum(self, j: int) -> torch.Tensor:
         """Entry ``j``'s flat momentum vector (the stored tensor)."""
-        return self._list("momentum")[j]
+        return self.slot(j, "momentum")
+
+    def slot(self, j: int, name: str) -> torch.Tensor:
+        """Entry ``j``'s flat optimiser slot ``name`` (one of ``slots``; the stored tensor)."""
+        return self._list(name)[j]
 
     def buffers(self, j: int) -> list[torch.Tensor]:
         """Entry ``j``'s buffers (the stored tensors), in ``template.buffers()`` order."""

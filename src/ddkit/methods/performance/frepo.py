@@ -10,11 +10,15 @@ training step on the synthetic set, so the pool holds networks at many stages of
 network that has taken ``max_online_steps`` steps is replaced by a freshly initialised one.
 
 Labels are fixed zero-mean one-hot targets, or learned with the images as in the paper
-(``learn_labels``, :mod:`~ddkit.methods.performance.labels`). Deviations from the authors' (JAX)
-code: the online networks train by SGD
-with momentum on the synthetic set with those targets and MSE (the paper: Adam); the pool is
-filled at the start with networks of staggered ages (``j * max_online_steps / pool_size`` steps
-are credited, not taken) so that replacements spread out; no data augmentation.
+(``learn_labels``, :mod:`~ddkit.methods.performance.labels`). The online networks train on the
+synthetic set with those targets and MSE, by Adam as in the authors' (JAX) code
+(``optimizer_net="adam"``) or by SGD with momentum. The pool is filled at the start with networks
+of staggered ages (``j * max_online_steps / pool_size`` steps are credited, not taken) so that
+replacements spread out, as in the authors' code. Deviations from it: SGD for the online
+networks by default; Adam instead of LAMB (with its cosine decay) for the images; ConvNets of
+constant width with instance norm (the authors': width doubling per block, batch norm before
+the second and third convolutions); a real batch of ``batch_real`` images per class (theirs: a
+random batch); learned labels without the authors' margin term.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.eval.train import sgd_step
+from ddkit.errors import ConfigError
+from ddkit.eval.train import adam_step, sgd_step
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.common import RandomNetwork
 from ddkit.methods.config import (
@@ -59,8 +64,9 @@ class FRePoConfig(LabelLearningConfig):
     reg: float = 1e-6  # ridge, relative to the mean diagonal of the feature kernel
     lr_img: float = 0.003  # Adam on the synthetic images
     batch_real: int = 100  # real target images per class per step
-    lr_net: float = 0.01  # the online networks' SGD
-    momentum_net: float = 0.9
+    optimizer_net: Literal["sgd", "adam"] = "sgd"  # the online networks' optimiser
+    lr_net: float = 0.01  # the online networks' learning rate
+    momentum_net: float = 0.9  # SGD's momentum (Adam: its first-moment decay)
     weight_decay_net: float = 0.0
     init: Literal["real", "noise"] = "real"
 
@@ -74,6 +80,14 @@ class FRePoConfig(LabelLearningConfig):
         "momentum_net": MOMENTUM,
         "weight_decay_net": NON_NEGATIVE,
     }
+
+    def check(self) -> None:
+        super().check()
+        if self.optimizer_net == "adam" and self.weight_decay_net:
+            raise ConfigError(
+                "weight_decay_net applies to the online networks' SGD only; set it to 0 with "
+                "optimizer_net=adam"
+            )
 
 
 @register_method
@@ -117,10 +131,20 @@ class FRePo(Distiller):
         self.nets_ = RandomNetwork(cfg.model, train.spec)
         self.nets_.network.requires_grad_(False)
         template = RandomNetwork(cfg.model, train.spec).network
-        self.pool_ = ModelPool(self.state_, template, cfg.pool_size, prefix="pool", score="age")
+        slots = ("first_moment", "second_moment") if cfg.optimizer_net == "adam" else ("momentum",)
+        self.pool_ = ModelPool(
+            self.state_, template, cfg.pool_size, prefix="pool", score="age", slots=slots
+        )
         for j in range(cfg.pool_size):
             age = j * cfg.max_online_steps // cfg.pool_size
-            self.pool_.push(self.nets_.draw(generator), score=float(age))
+            self._push(self.nets_.draw(generator), age)
+
+    def _push(self, net: torch.nn.Module, age: int) -> None:
+        """Add ``net`` to the pool credited with ``age`` online steps (Adam counts the steps it
+        really took, for its bias correction)."""
+        self.pool_.push(net, score=float(age))
+        if self.config.optimizer_net == "adam":
+            self.state_.setdefault("pool_steps", []).append(0)
 
     def step(self, iteration: int) -> dict[str, float]:
         train, pool, g = self.train_, self.pool_, self.state_["generator"]
@@ -156,21 +180,36 @@ class FRePo(Distiller):
         targets = self.state_["labels"].detach()
         loss = 0.5 * ((net(images) - targets) ** 2).sum(1).mean()
         grads = torch.autograd.grad(loss, params)
-        momenta = pool.split(pool.momentum(j))
-        sgd_step(
-            params,
-            grads,
-            momenta,
-            lr=cfg.lr_net,
-            momentum=cfg.momentum_net,
-            weight_decay=cfg.weight_decay_net,
-        )
+        if cfg.optimizer_net == "adam":
+            steps = self.state_["pool_steps"]
+            steps[j] += 1
+            first, second = (pool.split(pool.slot(j, s)) for s in pool.slots)
+            adam_step(
+                params,
+                grads,
+                first,
+                second,
+                step=steps[j],
+                lr=cfg.lr_net,
+                betas=(cfg.momentum_net, 0.999),
+            )
+        else:
+            sgd_step(
+                params,
+                grads,
+                pool.split(pool.momentum(j)),
+                lr=cfg.lr_net,
+                momentum=cfg.momentum_net,
+                weight_decay=cfg.weight_decay_net,
+            )
         net.requires_grad_(False)
         pool.store(j)
         age = pool.score(j) + 1
         if age >= cfg.max_online_steps:
             pool.drop(j)
-            pool.push(self.nets_.draw(self.state_["generator"]), score=0.0)
+            if cfg.optimizer_net == "adam":
+                self.state_["pool_steps"].pop(j)
+            self._push(self.nets_.draw(self.state_["generator"]), 0)
         else:
             pool.set_score(j, age)
 

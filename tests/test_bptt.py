@@ -66,6 +66,35 @@ def test_truncation_keeps_only_the_last_steps_in_the_graph():
     torch.testing.assert_close(full, cut)
 
 
+def test_augmented_unroll_is_exact_in_float64_and_draws_a_fresh_augmentation_per_step():
+    from ddkit.augment import DSA
+
+    fm, theta, images, labels, lrs = _problem()
+    dsa = DSA("color_crop_scale")
+    seen, draws = [], torch.Generator().manual_seed(3)
+
+    def augment(x):
+        seen.append(x)
+        return dsa(x, draws)
+
+    def outer(x, lr, seed):
+        g = torch.Generator().manual_seed(seed)
+        trained = unroll(fm, theta, x, labels, lr, tracked=3, augment=lambda y: dsa(y, g))
+        return (fm(trained, images.flip(0)) ** 2).sum()
+
+    x, lr = images.clone().requires_grad_(True), lrs.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: outer(a, b, 0), (x, lr))
+    assert not torch.equal(outer(images, lrs, 0), outer(images, lrs, 1))  # the draws matter
+    unroll(fm, theta, images, labels, lrs, tracked=1, augment=augment)
+    assert len(seen) == 3  # one augmentation per student step, tracked or not
+
+
+def test_bptt_with_augmentation_passes_the_conformance_suite():
+    from ddkit.testing import check_method
+
+    check_method("bptt", overrides={"augment": "auto"})
+
+
 def test_bptt_reduces_its_real_loss():
     overrides = {**method_test_overrides("bptt"), "iterations": 40, "lr_img": 0.05}
     losses = losses_during_fit(create_method("bptt", **overrides), tiny_digits().train, 1)

@@ -12,6 +12,10 @@ cross-entropy of the trained network on a real batch by Adam on the images and t
 ``checkpoint=True`` recomputes each tracked step in the backward pass instead of storing its
 activations (the same gradient, less memory).
 
+``augment`` (off by default) gives the student DSA-augmented images (Zhao & Bilen, ICML 2021), a
+fresh draw per image at every unrolled step, so the set is learnt for a student trained the way
+the evaluation protocol trains (``dsa``); the real batch of the outer loss is not augmented.
+
 Deviations: the student is plain SGD without momentum (Deng & Russakovsky also learn momentum);
 the whole synthetic set is the student's batch at every step; the learned step sizes train the
 unroll only -- the saved set carries no learning rate, so evaluation uses the protocol's.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,8 +37,15 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import RandomNetwork, class_labels
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
+from ddkit.methods.common import RandomNetwork, class_labels, make_augment
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    AUGMENT,
+    NON_NEGATIVE,
+    POSITIVE,
+    MethodConfig,
+    Preset,
+)
 from ddkit.methods.trajectory.student import FlatModel
 
 
@@ -51,8 +63,10 @@ class BPTTConfig(CodecConfig):
     batch_real: int = 50  # real images per class for the outer loss
     checkpoint: bool = False  # recompute tracked steps in the backward pass (less memory)
     init: Literal["real", "noise"] = "real"
+    augment: str = "none"  # DSA on the student's images at every step ("auto": the dataset's)
 
     rules = {
+        "augment": AUGMENT,
         "unroll_steps": AT_LEAST_ONE,
         "window": AT_LEAST_ONE,
         "syn_lr": POSITIVE,
@@ -77,23 +91,28 @@ def unroll(
     *,
     tracked: int,
     use_checkpoint: bool = False,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Train the student ``theta`` for ``len(lrs)`` SGD steps on ``(images, labels)``; the last
     ``tracked`` steps stay in the autograd graph (of ``images`` and ``lrs``), earlier ones do
-    not. Returns the trained parameters."""
+    not. ``augment(x)`` (differentiable, drawing its own randomness) transforms the images
+    before every step. Returns the trained parameters."""
     n = len(lrs)
     for i in range(n):
         keep = i >= n - tracked
+        x = images if keep else images.detach()
+        if augment is not None:
+            x = augment(x)
         if not keep:
             with torch.enable_grad():
                 w = theta.detach().requires_grad_(True)
-                loss = F.cross_entropy(fm(w, images.detach()), labels)
+                loss = F.cross_entropy(fm(w, x), labels)
                 (g,) = torch.autograd.grad(loss, w)
             theta = (w - lrs[i].detach() * g).detach()
         elif use_checkpoint:
-            theta = checkpoint(_sgd_step, fm, theta, images, labels, lrs[i], use_reentrant=False)
+            theta = checkpoint(_sgd_step, fm, theta, x, labels, lrs[i], use_reentrant=False)
         else:
-            theta = _sgd_step(fm, theta, images, labels, lrs[i])
+            theta = _sgd_step(fm, theta, x, labels, lrs[i])
     return theta
 
 
@@ -143,6 +162,7 @@ class BPTT(Distiller):
         per_class = self.codec_.emitted_per_class(ipc, train.spec)
         self.labels_ = class_labels(train.spec.num_classes, per_class)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.augment_ = make_augment(cfg.augment, train.spec)
         self.state_.update(
             {
                 "images": images,
@@ -168,6 +188,7 @@ class BPTT(Distiller):
             log_lrs[:n].exp(),
             tracked=cfg.window,
             use_checkpoint=cfg.checkpoint,
+            augment=None if self.augment_ is None else lambda x: self.augment_(x, g),
         )
         logits = self.fm_(trained, train.images[idx])
         loss = F.cross_entropy(logits, train.labels[idx])

@@ -60,7 +60,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     """How far an unfinished cell has come (``None`` if it has not started): distillation
     iterations kept by its checkpoint of how many and their median seconds, evaluation networks
     done of how many and their mean seconds."""
-    steps = [json.loads(line)["seconds"] for line in _lines(folder / "step_seconds.jsonl")]
+    steps = _step_seconds(folder)
     config = folder / DISTILL / "config.json"
     checkpoint = folder / DISTILL / "checkpoint" / "state.json"
     nets = [folder / f"eval{k}.json" for k in range(eval_runs(suite, cell))]
@@ -119,7 +119,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     )
     end = time.perf_counter()
     setup = getattr(timer, "started", end) - t0  # loading data, experts, ...: this segment's
-    steps = [json.loads(line)["seconds"] for line in _lines(folder / "step_seconds.jsonl")]
+    steps = _step_seconds(folder)
     atomic_write_json(
         folder / "distill.json",
         {
@@ -135,8 +135,16 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     shutil.rmtree(run / "checkpoint", ignore_errors=True)  # the set is saved; nothing to resume
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+def _step_seconds(folder: Path) -> list[float]:
+    """The logged seconds of the distillation's iterations (a line being written is skipped)."""
+    path = folder / "step_seconds.jsonl"
+    seconds = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            seconds.append(float(json.loads(line)["seconds"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break
+    return seconds
 
 
 def _training_set(cell: Cell, folder: Path):  # noqa: ANN202

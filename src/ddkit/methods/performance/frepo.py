@@ -109,6 +109,13 @@ class FRePo(Distiller):
             {"iterations": 500, "model": "convnet-w32"},
             "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
         ),
+        Preset(
+            "mnist5k",
+            1,
+            {"lr_img": 0.1},
+            "mnist5k validation split, 500 iterations, lr_img 0.001-1.0: "
+            "benchmarks/results/tune_frepo_mnist5k_ipc1_lr_img*.json",
+        ),
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,

@@ -147,26 +147,21 @@ def _step_seconds(folder: Path) -> list[float]:
     return seconds
 
 
-def _training_set(cell: Cell, folder: Path):  # noqa: ANN202
-    from ddkit.data import load_dataset
-    from ddkit.data.synthetic import SyntheticSet
-
-    ds, method, _ = cell
-    if method == "full":
-        return SyntheticSet.from_real(load_dataset(ds).train)
-    return SyntheticSet.load(folder / DISTILL / "synthetic")
-
-
 def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path) -> None:
     from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval import evaluate
 
     ds, method, _ = cell
-    syn = _training_set(cell, folder)
+    splits = load_dataset(ds)
+    if method == "full":
+        syn = SyntheticSet.from_real(splits.train)
+    else:
+        syn = SyntheticSet.load(folder / DISTILL / "synthetic")
     model = suite.models.get(ds)
     report = evaluate(
         syn,
-        load_dataset(ds).test,
+        splits.test,
         suite.protocol,
         runs=eval_runs(suite, cell),
         epochs=suite.full_epochs(ds) if method == "full" else suite.epochs,

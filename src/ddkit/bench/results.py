@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.cells import Cell, cell_folder, cell_row, finished_units, units
+from ddkit.bench.cells import DISTILL, Cell, cell_folder, cell_row, finished_units, units
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, process_alive, read_json
 
@@ -86,7 +86,7 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> str | None:
             if unit in done:
                 continue
             if _claimed(data["running"].get(_key(cell, unit))):
-                if unit == "distill":
+                if unit == DISTILL:
                     return None  # every later unit needs its set
                 continue
             data["running"][_key(cell, unit)] = {"pid": os.getpid(), "boot": _boot_id()}

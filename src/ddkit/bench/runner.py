@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.bench.cells import Cell, cell_folder, cell_progress, run_unit
-from ddkit.bench.results import claim_unit, finish_unit, read_results, results_lock, write_results
+from ddkit.bench.results import (
+    claim_unit,
+    finish_unit,
+    finished_cells,
+    read_results,
+    results_lock,
+    write_results,
+)
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_bytes
@@ -240,7 +247,7 @@ def markdown_table(
             + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
         )
-    done = {(r["dataset"], r["method"], r.get("ipc") or 0) for r in data["rows"]}
+    done = finished_cells(data)
     finished = [r for r in data["rows"] if "error" not in r]
     pending = [
         _pending_text(suite, finished, cell, results_dir)

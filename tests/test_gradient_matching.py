@@ -181,6 +181,34 @@ def test_matching_loss_and_image_gradient_vectorised_equals_loop(metric: str) ->
     assert out[True][0].shape == (3,) and bool((out[True][1] != 0).any())
 
 
+def test_real_forward_computes_the_real_batches_only() -> None:
+    """``real_forward`` (the compile lever's hook) replaces the network for the real batches,
+    once per class, and never for the synthetic ones, whose gradients are differentiated again;
+    the same function of the same weights gives the same loss and image gradient bit for bit."""
+    net = _net()
+    real = torch.randn(3, 6, 2, 8, 8, generator=_gen(7), dtype=torch.float64)
+    seen: list[torch.Tensor] = []
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return net(x)
+
+    out = []
+    for forward in (None, counted):
+        syn = torch.randn(3, 2, 2, 8, 8, generator=_gen(8), dtype=torch.float64)
+        syn.requires_grad_(True)
+        loss = gradient_matching_loss(net, real, syn, vectorize=False, real_forward=forward)
+        out.append((loss.detach(), torch.autograd.grad(loss.sum(), syn)[0]))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert len(seen) == 3 and all(torch.equal(x, r) for x, r in zip(seen, real))
+    halved = gradient_matching_loss(
+        net, real, real[:, :2], vectorize=False, real_forward=lambda x: net(x) / 2
+    )
+    assert not torch.allclose(
+        halved, gradient_matching_loss(net, real, real[:, :2], vectorize=False)
+    )
+
+
 @pytest.mark.parametrize("name", ["dc", "dsa"])
 def test_method_step_vectorised_equals_loop_float64(name: str) -> None:
     """A whole DC/DSA iteration (matching, network training, matching) in float64 with the same

@@ -168,7 +168,7 @@ def test_tesla_backward_under_autocast_equals_unrolled(label_mode):
     assert float(gl16) == pytest.approx(float(gl32), rel=0.1, abs=1e-6)
 
 
-# ------------------------------------------------------------------ compile (inner loop)
+# ------------------------------------------------------------------ compile (inner loop, real gradients)
 @pytest.mark.parametrize("name", GRADIENT)
 def test_compile_falls_back_to_eager_bit_for_bit_and_is_recorded(monkeypatch, name):
     from ddkit.eval import train as train_mod
@@ -182,7 +182,7 @@ def test_compile_falls_back_to_eager_bit_for_bit_and_is_recorded(monkeypatch, na
 
 
 @pytest.mark.slow
-def test_compiled_inner_loop_stays_close_to_eager():
+def test_compiled_dc_stays_close_to_eager():
     from ddkit.eval import train as train_mod
 
     if not train_mod.compile_available():

@@ -54,9 +54,11 @@ network's forward passes under bf16 autocast -- the real and synthetic passes of
 step and the network's training between them (IDC's too). The synthetic images, the network
 weights, their gradients, the gradient distance and both updates stay float32; float64 data
 refuses bf16. ``compile=True`` runs the network's training between matching steps (``inner_loop``
-epochs on the synthetic set, a large part of a step at IPC 10) through ``torch.compile``, eager
-where it is unavailable; the matching step itself differentiates through the network's gradients, which
-compiled graphs do not support. A set made with either lever records it in its meta.
+epochs on the synthetic set, a large part of a step at IPC 10) and, in the class loop, the real
+batches' forward and backward (most of a matching step: ``batch_real`` real images per class
+against ``ipc`` synthetic ones) through ``torch.compile``, eager where it is unavailable. The
+synthetic gradients stay eager: they are differentiated again, which compiled graphs do not
+support. A set made with either lever records it in its meta.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.train import CompiledForward
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
@@ -177,8 +180,8 @@ class DCConfig(CodecConfig):
     # speed lever (module docstring): bf16 autocast around the network's forward passes
     # (float32 images, weights, gradients and distance; auto: bf16 where the hardware has it)
     precision: Precision = "fp32"
-    # speed lever: torch.compile the network's training between matching steps (the matching
-    # step differentiates through gradients, which compiled graphs do not support)
+    # speed lever: torch.compile the network's training between matching steps and the real
+    # batches' gradients (the synthetic ones are differentiated again: compiled graphs cannot)
     compile: bool = False
 
     rules = {
@@ -276,6 +279,11 @@ class DC(Distiller):
         # dtype: float64 data gives a float64 network)
         self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
+        # compile: the real batches' first-order gradients through a compiled forward of the
+        # same module (every draw re-initialises it in place); the class loop only
+        self.real_forward_ = (
+            CompiledForward(self.nets_.network) if cfg.compile and not cfg.vectorize else None
+        )
         self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, cfg.init)
         self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         self.state_["images"] = images
@@ -334,6 +342,7 @@ class DC(Distiller):
             vectorize=cfg.vectorize,
             chunk_size=cfg.class_chunk or None,
             precision=self.precision_,
+            real_forward=self.real_forward_,
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])

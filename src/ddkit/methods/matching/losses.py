@@ -29,7 +29,7 @@ layer-wise distance stay float32. ``"fp32"`` (the default) is the plain float32 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -202,6 +202,7 @@ def gradient_matching_loss(
     vectorize: bool = True,
     chunk_size: int | None = None,
     precision: str = "fp32",
+    real_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-class gradient-matching distances ``(K,)`` between real and synthetic batches.
 
@@ -210,7 +211,11 @@ def gradient_matching_loss(
     to ``syn`` (and whatever produced it) but not to the network weights or the real images.
     ``vectorize=False`` runs the plain class-by-class loop instead (same value). ``precision``
     (resolved: ``"fp32"`` or ``"bf16"``) is the autocast of every forward pass; the distance
-    is computed in the gradients' (the weights') dtype (module notes).
+    is computed in the gradients' (the weights') dtype (module notes). ``real_forward`` (class
+    loop only) computes the real batches' logits in place of ``net``: the same function of the
+    same weights, e.g. ``net`` through ``torch.compile`` -- the real gradients are first order,
+    so a compiled graph can take them; the synthetic ones are differentiated again and stay
+    eager.
     """
     k = real.shape[0]
     if syn.shape[0] != k or real.shape[2:] != syn.shape[2:]:
@@ -232,15 +237,16 @@ def gradient_matching_loss(
     # the reference shape: gradients of every parameter, one class at a time
     params = list(net.parameters())
 
-    def logits(x: torch.Tensor) -> torch.Tensor:
+    def logits(x: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         with precision_context(precision, x.device):
-            return net(x).to(x.dtype)
+            return forward(x).to(x.dtype)
 
     out = []
     for c in range(k):
-        loss_real = F.cross_entropy(logits(real[c].detach()), y_real[c])
+        real_logits = logits(real[c].detach(), net if real_forward is None else real_forward)
+        loss_real = F.cross_entropy(real_logits, y_real[c])
         g_real = [g.detach() for g in torch.autograd.grad(loss_real, params)]
-        loss_syn = F.cross_entropy(logits(syn[c]), y_syn[c])
+        loss_syn = F.cross_entropy(logits(syn[c], net), y_syn[c])
         g_syn = torch.autograd.grad(loss_syn, params, create_graph=True)
         out.append(gradient_distance(g_real, g_syn, metric))
     return torch.stack(out)

@@ -112,7 +112,7 @@ SUITES.add(
             "mnist5k": {
                 "dm": {1: 1000, 10: 1000, 50: 500},
                 "idm": {1: 300, 10: 300, 50: 200},
-                "frepo": {1: 500},  # its preset's budget: a step costs a fraction of dm's
+                "frepo": {1: 500, 10: 500},  # its presets' budget: a step costs a fraction of dm's
             }
         },
         # digits has 6 steps per epoch (batch 256): 30 epochs under-train the reference, 300 do

@@ -116,6 +116,13 @@ class FRePo(Distiller):
             "mnist5k validation split, 500 iterations, lr_img 0.001-1.0: "
             "benchmarks/results/tune_frepo_mnist5k_ipc1_lr_img*.json",
         ),
+        Preset(
+            "mnist5k",
+            10,
+            {"lr_img": 0.03},
+            "mnist5k validation split, 500 iterations, lr_img 0.01-0.1: "
+            "benchmarks/results/tune_frepo_mnist5k_ipc10_lr_img.json",
+        ),
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,

@@ -331,6 +331,22 @@ def test_pending_cells_get_rough_time_estimates():
     assert estimate_seconds(suite, finished, "d", "herding", 1) == pytest.approx(20.0 + 30.0)
 
 
+def test_evaluation_estimates_count_the_images_a_set_trains_on():
+    """A set that emits more than ``ipc`` images per class (IDM's multi-formation) trains on all
+    of them: a started cell's networks are estimated from its own image count, and such a
+    finished row does not inflate the others' (ipc per class is the fewest per IPC)."""
+    from ddkit.bench.runner import _evaluation_estimate
+
+    suite = Suite(name="e", datasets=("d",), ipcs=(1, 10), protocol="smoke", runs=2)
+    row = {"dataset": "d", "accuracies": [0.5, 0.5], "epochs": 10, "ipc": 1, "iterations": 0}
+    finished = [
+        {**row, "method": "idm", "num_images": 40, "eval_seconds": 80.0},
+        {**row, "method": "random", "num_images": 10, "eval_seconds": 20.0},
+    ]  # 0.1 s per network-epoch-image in both
+    assert _evaluation_estimate(suite, finished, "d", "dm", 10) == pytest.approx(200.0)
+    assert _evaluation_estimate(suite, finished, "d", "idm", 10, images=400) == pytest.approx(800.0)
+
+
 def test_a_side_run_into_another_results_folder_leaves_the_published_table_alone():
     from ddkit.cli import bench_markdown
 

@@ -58,8 +58,9 @@ def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
 
 def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | None:
     """How far an unfinished cell has come (``None`` if it has not started): distillation
-    iterations kept by its checkpoint of how many and their median seconds, evaluation networks
-    done of how many and their mean seconds."""
+    iterations kept by its checkpoint of how many and their median seconds, the images the
+    distilled set holds (``None`` before it is distilled), evaluation networks done of how many
+    and their mean seconds."""
     steps = _step_seconds(folder)
     config = folder / DISTILL / "config.json"
     checkpoint = folder / DISTILL / "checkpoint" / "state.json"
@@ -68,8 +69,10 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     if not steps and not net_seconds and not config.exists():
         return None
     distilled = cell[1] == "full" or (folder / "distill.json").exists()
+    summary = folder / "distill.json"
     return {
         "distilled": distilled,
+        "images": read_json(summary).get("num_images") if summary.exists() else None,
         "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
         "iterations": read_json(config)["iterations"] if config.exists() else None,
         "step_seconds": statistics.median(steps) if steps else None,

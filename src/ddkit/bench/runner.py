@@ -286,7 +286,7 @@ def _pending_text(
     if not progress["distilled"]:
         parts.append(f"{progress['iterations_done']} of {progress['iterations']} iterations")
     parts.append(f"{progress['networks_done']} of {progress['networks']} networks")
-    evaluation = _evaluation_estimate(suite, finished, ds, method, ipc)
+    evaluation = _evaluation_estimate(suite, finished, ds, method, ipc, progress["images"])
     left = _seconds_left(progress, evaluation / suite.runs if evaluation else None)
     return f"{name} ({', '.join(parts)}" + (f"; ~{_hours(left)} left)" if left else ")")
 
@@ -345,11 +345,17 @@ def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[s
 
 
 def _evaluation_estimate(
-    suite: Suite, finished: list[dict[str, Any]], dataset: str, method: str, ipc: int
+    suite: Suite,
+    finished: list[dict[str, Any]],
+    dataset: str,
+    method: str,
+    ipc: int,
+    images: int | None = None,
 ) -> float | None:
     """Seconds of a cell's evaluation (all its networks), from the finished cells of the nearest
     IPC on the same dataset: their seconds per network, epoch and image (a larger set trains in
-    larger batches, which cost less per image)."""
+    larger batches, which cost less per image). ``images``: how many the set trains on, when
+    known (a set may emit more than ``ipc`` per class); else ``ipc`` per class."""
     import statistics
 
     synthetic = _synthetic_rows(finished, dataset)
@@ -361,9 +367,10 @@ def _evaluation_estimate(
         for r in synthetic
         if abs(r["ipc"] - ipc) == nearest
     )
-    classes = synthetic[0]["num_images"] // synthetic[0]["ipc"]
+    if images is None:  # ipc per class (the fewest images per IPC any finished set holds)
+        images = ipc * min(r["num_images"] // r["ipc"] for r in synthetic)
     epochs = next((r["epochs"] for r in synthetic), 0)
-    return rate * epochs * ipc * classes * suite.runs
+    return rate * epochs * images * suite.runs
 
 
 def write_markdown(

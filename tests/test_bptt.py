@@ -157,6 +157,25 @@ def test_rtp_learns_labels_and_addresses():
         assert not torch.allclose(method.state_[k].detach(), before), k
 
 
+def test_rtp_addresses_take_their_own_step_size():
+    """``lr_addresses`` is the step of the addresses and label bases (default: ``lr_img``); the
+    bases keep ``lr_img``. A smaller step moves the addresses less in the same iterations."""
+    from ddkit.testing import tiny_digits
+
+    train = tiny_digits().train
+    moved = {}
+    for lr in ("auto", 1e-4):
+        method = _rtp(lr_img=0.05, lr_addresses=lr)
+        method.fit(train, 2, iterations=0, seed=0)
+        start = method.state_["addresses"].detach().clone()
+        method.fit(train, 2, iterations=3, seed=0)
+        groups = method.state_["opt"].param_groups
+        assert [g["lr"] for g in groups] == [0.05, 0.05 if lr == "auto" else lr]
+        assert groups[0]["params"][0] is method.state_["images"]
+        moved[lr] = float((method.state_["addresses"].detach() - start).abs().max())
+    assert 0 < moved[1e-4] < moved["auto"] / 10
+
+
 def test_rtp_memory_starts_as_the_truncated_svd_of_real_examples():
     from ddkit.methods.performance.rtp import factorise_examples
 

@@ -16,6 +16,10 @@ The stored tensors are ``rtp.bases`` ``(m, C, H, W)``, ``rtp.label_bases`` ``(m,
 the stored tensors. With ``bases="auto"`` the memory takes as many bases as fit the bytes of
 ``ipc`` images per class: ``m = floor(ipc K CHW / (CHW + K + n))``.
 
+The addresses and label bases take their own Adam step (``lr_addresses``, default ``lr_img``):
+Adam moves every entry by about its learning rate per step, and an address coefficient is about
+a tenth of a pixel.
+
 Deviations: the student is plain SGD without momentum (the paper learns momentum too) and the
 unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
 student's cross-entropy target (the paper regresses on the recalled label vectors). The paper
@@ -38,7 +42,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
-from ddkit.methods.config import AT_LEAST_ONE, Auto, MethodConfig
+from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig
 from ddkit.methods.performance.bptt import BPTT, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
@@ -51,8 +55,15 @@ class RTPConfig(BPTTConfig):
     recall_factor: int = 2  # examples emitted per class = recall_factor * ipc
     bases: int | Auto = "auto"  # auto: as many as fit the bytes of ipc images per class
     label_scale: float = 3.0  # initial logit of a basis's own class (others 0)
+    # Adam on the addresses and label bases (auto: lr_img). Adam moves every entry by about
+    # its lr per step, and addresses are ~10x smaller than pixels
+    lr_addresses: float | Auto = "auto"
 
-    rules = {"recall_factor": AT_LEAST_ONE, "bases": AT_LEAST_ONE}
+    rules = {
+        "recall_factor": AT_LEAST_ONE,
+        "bases": AT_LEAST_ONE,
+        "lr_addresses": POSITIVE,
+    }
 
     def check(self) -> None:
         super().check()
@@ -120,8 +131,19 @@ class RTP(BPTT):
         addresses.requires_grad_(True)
         self.state_.update({
             "images": bases, "label_bases": label_bases, "addresses": addresses,
-            "opt": torch.optim.Adam([bases, label_bases, addresses], lr=cfg.lr_img),
+            "opt": torch.optim.Adam(
+                [
+                    {"params": [bases]},
+                    {"params": [label_bases, addresses], "lr": self.address_lr()},
+                ],
+                lr=cfg.lr_img,
+            ),
         })  # fmt: skip
+
+    def address_lr(self) -> float:
+        """Adam's learning rate of the addresses and label bases (``lr_addresses``)."""
+        cfg = self.config
+        return float(cfg.lr_img if cfg.lr_addresses == "auto" else cfg.lr_addresses)
 
     def student_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         st = self.state_

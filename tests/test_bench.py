@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -354,3 +355,30 @@ def test_a_side_run_into_another_results_folder_leaves_the_published_table_alone
     assert bench_markdown("benchmarks/results/", None) == "BENCHMARKS.md"
     assert bench_markdown("/tmp/side-run", None) is None
     assert bench_markdown("/tmp/side-run", "side.md") == "side.md"
+
+
+def _child_peak() -> float:
+    from ddkit.bench.cells import own_peak_mb
+
+    return own_peak_mb()
+
+
+def test_a_spawned_unit_measures_its_own_peak_not_its_parents():
+    """``ru_maxrss`` of a spawned child starts at the parent's peak; units measure ``VmHWM``,
+    which is their own; peaks recorded the old way are shown as not measured."""
+    import multiprocessing as mp
+    import resource
+
+    from ddkit.bench.cells import PEAK_MEASURE, _measured_peak
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("VmHWM needs Linux's /proc")
+    ballast = bytearray(300 * 2**20)
+    ballast[:: 2**12] = b"\x01" * len(ballast[:: 2**12])  # touch every page
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with mp.get_context("spawn").Pool(1) as pool:
+        child = pool.apply(_child_peak)
+    del ballast
+    assert child < parent - 200
+    assert _measured_peak({"peak_mb": 5.0}) is None
+    assert _measured_peak({"peak_mb": 5.0, "peak_measure": PEAK_MEASURE}) == 5.0

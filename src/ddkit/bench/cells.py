@@ -27,7 +27,7 @@ from typing import Any
 
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, read_json
-from ddkit.meter import peak_rss_mb
+from ddkit.meter import high_water_mb, peak_rss_mb, reset_high_water
 
 Cell = tuple[str, str, int]  # (dataset, method, IPC); IPC 0 for the full-data row
 DISTILL = "distill"
@@ -99,7 +99,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     load_all()
     t0 = time.perf_counter()
     splits = load_dataset(ds)
-    base_rss = peak_rss_mb()
+    base_mb = _start_peak()
     options = suite.options.get(method, {})
     default = create_method(method, dataset=ds, ipc=ipc, **options).config.iterations
     iterations = suite.budget(method, ipc, default, ds)
@@ -130,7 +130,8 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
             "options": options,
             "seconds": setup + sum(steps) if steps else end - t0,
             "resumed": resumed,
-            "peak_mb": max(peak_rss_mb() - base_rss, 0.0),
+            "peak_mb": max(own_peak_mb() - base_mb, 0.0),
+            "peak_measure": PEAK_MEASURE,
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
         },
@@ -184,11 +185,44 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
             "epochs": report.protocol.epochs,
             "lr": report.lr,
             "protocol": suite.protocol,
-            "peak_mb": peak_rss_mb(),
+            "peak_mb": own_peak_mb(),
+            "peak_measure": PEAK_MEASURE,
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
         },
     )
+
+
+#: How units measure memory: the child's own resident high-water mark. A spawned child's
+#: ``ru_maxrss`` starts at its parent's peak, so units that measured with it recorded nothing
+#: of their own; their figures are reported as not measured.
+PEAK_MEASURE = "VmHWM"
+
+
+def own_peak_mb() -> float:
+    """This process's own resident high-water mark in MiB (``VmHWM``, Linux; reset by exec,
+    unlike ``ru_maxrss``, which a spawned child inherits from its parent at the fork); where
+    there is no ``VmHWM``, ``ru_maxrss``."""
+    try:
+        return high_water_mb()
+    except OSError:
+        return peak_rss_mb()
+
+
+def _start_peak() -> float:
+    """Reset the high-water mark to the current resident size (Linux) and return it: the level
+    a unit's peak is measured above."""
+    try:
+        reset_high_water()
+    except OSError:
+        pass
+    return own_peak_mb()
+
+
+def _measured_peak(unit: dict[str, Any]) -> float | None:
+    """A unit's ``peak_mb``, or ``None`` where it was measured with the inherited
+    ``ru_maxrss`` (before :data:`PEAK_MEASURE`)."""
+    return unit["peak_mb"] if unit.get("peak_measure") == PEAK_MEASURE else None
 
 
 def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any]:
@@ -228,8 +262,10 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "std": result.std,
         "distill_seconds": distill.get("seconds", 0.0),
         "eval_seconds": result.train_seconds,
-        "peak_distill_mb": distill.get("peak_mb", 0.0),
-        "peak_total_mb": max(n["peak_mb"] for n in nets),
+        "peak_distill_mb": _measured_peak(distill) if method != "full" else 0.0,
+        "peak_total_mb": max((_measured_peak(n) or 0.0) for n in nets)
+        if all(_measured_peak(n) is not None for n in nets)
+        else None,
         "seed": seed,
         "cell_folder": folder.as_posix(),
     }

@@ -245,7 +245,7 @@ def markdown_table(
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
             + (f"{paper if paper is not None else '–'} | " if published else "")
             + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "
-            f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['peak_distill_mb']:.0f} |"
+            f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {_mb(r['peak_distill_mb'])} |"
         )
     done = finished_cells(data)
     finished = [r for r in data["rows"] if "error" not in r]
@@ -300,6 +300,11 @@ def _seconds_left(progress: dict[str, Any], network_estimate: float | None) -> f
         todo = progress["iterations"] - progress["iterations_done"]
         left += todo * (progress["step_seconds"] or 0.0)
     return left or None
+
+
+def _mb(value: float | None) -> str:
+    """A peak-memory cell of the table: ``–`` where it was not measured."""
+    return "–" if value is None else f"{value:.0f}"
 
 
 def _hours(seconds: float) -> str:

@@ -242,6 +242,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         False,
         [n["train_accuracy"] for n in nets],
     )
+    net_peaks = [_measured_peak(n) for n in nets]
     load_all()
     return {
         "dataset": ds,
@@ -263,9 +264,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "distill_seconds": distill.get("seconds", 0.0),
         "eval_seconds": result.train_seconds,
         "peak_distill_mb": _measured_peak(distill) if method != "full" else 0.0,
-        "peak_total_mb": max((_measured_peak(n) or 0.0) for n in nets)
-        if all(_measured_peak(n) is not None for n in nets)
-        else None,
+        "peak_total_mb": None if None in net_peaks else max(net_peaks),
         "seed": seed,
         "cell_folder": folder.as_posix(),
     }

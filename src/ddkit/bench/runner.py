@@ -214,7 +214,8 @@ def markdown_table(
         + "."
         + _full_epochs_text(suite)
         + " `vs random`: points above random real images of the same IPC; `*` = by more than the"
-        " two standard deviations combined.",
+        " two standard deviations combined. `peak MB`: the distillation's own peak resident memory"
+        " above its start (`–`: not measured; earlier cells read the inherited `ru_maxrss`).",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
         "",
     ]

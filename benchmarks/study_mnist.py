@@ -38,10 +38,12 @@ from typing import Any
 from ddkit.bench.suites import SUITES
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import DDKitError
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
 from ddkit.methods.base import Callback
+from ddkit.methods.config import parse_options
 
 SNAPSHOTS = (0, 50, 100)
 
@@ -154,19 +156,13 @@ def main() -> None:
     out = Path(a.out or f"benchmarks/results/study_mnist_ipc{a.ipc}.json")
     methods = [m for m in a.methods.split(",") if m]
     if a.phase == "distil":
-        changes = {k: _value(v) for k, v in (item.split("=", 1) for item in a.set)}
-        distil(methods, out_dir, a.val_fraction, a.ipc, changes, a.tag)
+        try:
+            distil(methods, out_dir, a.val_fraction, a.ipc, parse_options(a.set), a.tag)
+        except DDKitError as e:  # a bad option or method name: its one-line message
+            raise SystemExit(f"error: {e}") from None
     else:
         names = [m + a.tag for m in methods]
         evaluate_sets(names, out_dir, a.val_fraction, out, a.recipes)
-
-
-def _value(text: str) -> Any:
-    """A ``--set`` value: JSON where it parses (numbers, booleans), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 if __name__ == "__main__":

@@ -382,3 +382,44 @@ def test_a_spawned_unit_measures_its_own_peak_not_its_parents():
     assert child < parent - 200
     assert _measured_peak({"peak_mb": 5.0}) is None
     assert _measured_peak({"peak_mb": 5.0, "peak_measure": PEAK_MEASURE}) == 5.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_killed_runner_takes_its_unit_process_with_it(tmp_path):
+    """The runner's unit child (spawned, as in ``_run_claimed``) ends when the runner is killed,
+    instead of running on and writing into the cell folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "runner.py"
+    script.write_text(
+        "import concurrent.futures as cf, multiprocessing as mp, os, time\n"
+        "from ddkit.bench.runner import exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as pool:\n"
+        "        f = pool.submit(exit_with_parent, os.getpid(), time.sleep, 120)\n"
+        "        while not mp.active_children():\n"
+        "            time.sleep(0.05)\n"
+        "        print(mp.active_children()[0].pid, flush=True)\n"
+        "        f.result()\n"
+    )
+    runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(runner.stdout.readline())
+    time.sleep(1.0)  # the child is up and idle in its unit
+    assert _alive(child)
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)

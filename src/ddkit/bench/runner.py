@@ -3,7 +3,8 @@ suite's Markdown table.
 
 Each (dataset, IPC, method) cell is a few units of work (distil, then one per evaluation
 network: :mod:`ddkit.bench.cells`), each in a fresh child process so its peak resident memory is
-its own. Rows are added to the suite's results file as cells finish (:mod:`ddkit.bench.results`);
+its own; a unit's process exits when the runner does, however the runner ends (a killed runner
+leaves no unit writing behind it). Rows are added to the suite's results file as cells finish (:mod:`ddkit.bench.results`);
 re-running skips finished cells and units and resumes an interrupted distillation.
 """
 
@@ -14,6 +15,8 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,10 +134,26 @@ def _run_claimed(
     error = None
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         try:
-            pool.submit(run_unit, cell, unit, suite, seed, folder).result()
+            pool.submit(
+                exit_with_parent, os.getpid(), run_unit, cell, unit, suite, seed, folder
+            ).result()
         except Exception as e:  # a failing method is recorded, not hidden
             error = f"{type(e).__name__}: {e}"
     return finish_unit(path, suite, cell, unit, seed, error)
+
+
+def exit_with_parent(parent: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)`` in a child process that ends itself as soon as ``parent`` (its
+    parent's PID) is gone, so a runner stopped by any signal, SIGKILL included, leaves no unit
+    running. Safe for units: they write their files atomically and resume from checkpoints."""
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    return fn(*args)
+
+
+def _exit_when_orphaned(parent: int, every: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _log_row(row: dict[str, Any], log: Callable[[str], Any]) -> None:

@@ -29,27 +29,61 @@ def _problem():
     return fm, theta, images, labels, lrs
 
 
-def _outer(fm, theta, images, labels, lrs, tracked, use_checkpoint=False):
-    trained = unroll(fm, theta, images, labels, lrs, tracked=tracked, use_checkpoint=use_checkpoint)
+def _outer(fm, theta, images, labels, lrs, tracked, use_checkpoint=False, optimizer="sgd"):
+    trained = unroll(
+        fm, theta, images, labels, lrs, tracked=tracked, use_checkpoint=use_checkpoint,
+        optimizer=optimizer,
+    )  # fmt: skip
     return (fm(trained, images.flip(0)) ** 2).sum()
 
 
-def test_gradient_through_the_unroll_is_exact_in_float64():
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_gradient_through_the_unroll_is_exact_in_float64(optimizer):
     fm, theta, images, labels, lrs = _problem()
     images.requires_grad_(True)
-    lrs.requires_grad_(True)
+    lrs = (lrs / 10 if optimizer == "adam" else lrs).requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda x, lr: _outer(fm, theta, x, labels, lr, tracked=3), (images, lrs)
+        lambda x, lr: _outer(fm, theta, x, labels, lr, tracked=3, optimizer=optimizer),
+        (images, lrs),
     )
 
 
-def test_checkpointing_gives_the_same_gradient():
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_the_student_optimiser_matches_torch_optim(optimizer, monkeypatch):
+    """The differentiable student steps equal ``torch.optim`` SGD-with-momentum / Adam (float64).
+    Adam's eps sits inside the square root here, which changes entries whose gradient is near
+    eps, so both take a negligible eps."""
+    import torch.nn.functional as F
+
+    from ddkit.methods.performance import bptt
+
+    monkeypatch.setattr(bptt, "ADAM_EPS", 1e-30)
+    fm, theta, images, labels, lrs = _problem()
+    w = theta.clone().requires_grad_(True)
+    if optimizer == "momentum":
+        opt = torch.optim.SGD([w], lr=1.0, momentum=0.9)
+    else:
+        opt = torch.optim.Adam([w], lr=1.0, betas=(0.9, 0.999), eps=1e-30)
+    for lr in lrs:
+        opt.param_groups[0]["lr"] = float(lr)
+        opt.zero_grad()
+        F.cross_entropy(fm(w, images), labels).backward()
+        opt.step()
+    ours = unroll(fm, theta, images, labels, lrs, tracked=3, optimizer=optimizer)
+    torch.testing.assert_close(ours, w.detach(), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(ours, unroll(fm, theta, images, labels, lrs, tracked=3), atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_checkpointing_gives_the_same_gradient(optimizer):
     fm, theta, images, labels, lrs = _problem()
     grads = []
     for use_checkpoint in (False, True):
         x = images.clone().requires_grad_(True)
         lr = lrs.clone().requires_grad_(True)
-        _outer(fm, theta, x, labels, lr, tracked=3, use_checkpoint=use_checkpoint).backward()
+        _outer(
+            fm, theta, x, labels, lr, tracked=3, use_checkpoint=use_checkpoint, optimizer=optimizer
+        ).backward()
         grads.append((x.grad, lr.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-14)

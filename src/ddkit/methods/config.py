@@ -298,9 +298,11 @@ def _merged(cls: type, attr: str) -> dict[str, Any]:
 @functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     """Resolved annotations; ``Auto`` and ``Literal`` resolve even where a module that defines a
-    config did not import them."""
-    module = vars(sys.modules[cls.__module__])
-    return typing.get_type_hints(cls, globalns={**globals(), **module})
+    config did not import them, and an inherited field's names resolve in its own module."""
+    names = dict(globals())
+    for base in reversed(cls.__mro__):
+        names.update(vars(sys.modules[base.__module__]))
+    return typing.get_type_hints(cls, globalns=names)
 
 
 def _describe(tp: Any) -> str:

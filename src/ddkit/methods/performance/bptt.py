@@ -5,7 +5,7 @@ T. Wang, J.-Y. Zhu, A. Torralba and A. A. Efros, "Dataset Distillation", arXiv:1
 (2018), revisited by Z. Deng and O. Russakovsky (NeurIPS 2022, learned step sizes and long
 unrolls) and by Y. Feng, R. Vedantam and J. Kempe, "Embarrassingly Simple Dataset Distillation",
 ICLR 2024 (RaT-BPTT: random truncation). Each iteration initialises a fresh network, trains it
-for ``n`` SGD steps on the synthetic set with learned per-step learning rates, and lowers the
+for ``n`` steps on the synthetic set with learned per-step learning rates, and lowers the
 cross-entropy of the trained network on a real batch by Adam on the images and the step sizes.
 ``n`` is drawn uniformly from ``[window, unroll_steps]`` and gradients flow through the last
 ``window`` steps only (RaT-BPTT), so memory grows with ``window``, not with ``n``;
@@ -16,9 +16,14 @@ activations (the same gradient, less memory).
 fresh draw per image at every unrolled step, so the set is learnt for a student trained the way
 the evaluation protocol trains (``dsa``); the real batch of the outer loss is not augmented.
 
-Deviations: the student is plain SGD without momentum (Deng & Russakovsky also learn momentum);
-the whole synthetic set is the student's batch at every step; the learned step sizes train the
-unroll only -- the saved set carries no learning rate, so evaluation uses the protocol's.
+``inner`` picks the student's optimiser: plain SGD (Wang et al.), heavy-ball momentum 0.9 (Deng
+& Russakovsky learn the momentum; here it is fixed), or Adam (RaT-BPTT's inner optimiser, with
+its usual betas), each step scaled by its learned step size.
+
+Deviations: the momentum is fixed, not learned; the whole synthetic set is the student's batch
+at every step; the learned step sizes train the unroll only -- the saved set carries no learning
+rate, so evaluation uses the protocol's; unrolls are CPU-short by default (RaT-BPTT unrolls 200
+steps with a 60-step window).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from ddkit.methods.config import (
 )
 from ddkit.methods.trajectory.student import FlatModel
 
+InnerOptimizer = Literal["sgd", "momentum", "adam"]
+
 
 @dataclasses.dataclass(frozen=True)
 class BPTTConfig(CodecConfig):
@@ -57,7 +64,8 @@ class BPTTConfig(CodecConfig):
     model: str = "convnet"  # the student (no BatchNorm: it runs functionally)
     unroll_steps: int = 20  # the most student steps per iteration
     window: int = 10  # steps that gradients flow through (the last ones of each unroll)
-    syn_lr: float = 0.01  # initial learned step size of every student step
+    syn_lr: float = 0.01  # initial learned step size of every student step (Adam: try 0.001)
+    inner: InnerOptimizer = "sgd"  # the student's optimiser (RaT-BPTT: adam; Deng: momentum)
     lr_img: float = 0.01  # Adam on the images
     lr_lr: float = 0.01  # Adam on the log step sizes
     batch_real: int = 50  # real images per class for the outer loss
@@ -82,6 +90,39 @@ class BPTTConfig(CodecConfig):
             )
 
 
+MOMENTUM = 0.9  # heavy-ball momentum of the "momentum" student; Adam's beta1
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
+
+
+def inner_state(theta: torch.Tensor, optimizer: InnerOptimizer) -> tuple[torch.Tensor, ...]:
+    """The student optimiser's initial state: none (SGD), a velocity (momentum), or Adam's two
+    moments."""
+    zeros = torch.zeros_like(theta)
+    return {"sgd": (), "momentum": (zeros,), "adam": (zeros, zeros.clone())}[optimizer]
+
+
+def inner_update(
+    g: torch.Tensor,
+    lr: torch.Tensor,
+    state: tuple[torch.Tensor, ...],
+    t: int,
+    optimizer: InnerOptimizer,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One differentiable step of the student optimiser at step ``t`` (from 1): the parameter
+    change to subtract and the new state. Adam divides by ``sqrt(v_hat + eps^2)`` rather than
+    ``sqrt(v_hat) + eps`` so its derivative stays finite where a gradient entry is zero."""
+    if optimizer == "sgd":
+        return lr * g, ()
+    if optimizer == "momentum":
+        velocity = MOMENTUM * state[0] + g
+        return lr * velocity, (velocity,)
+    m = MOMENTUM * state[0] + (1 - MOMENTUM) * g
+    v = ADAM_BETA2 * state[1] + (1 - ADAM_BETA2) * g * g
+    m_hat, v_hat = m / (1 - MOMENTUM**t), v / (1 - ADAM_BETA2**t)
+    return lr * m_hat / (v_hat + ADAM_EPS**2).sqrt(), (m, v)
+
+
 def unroll(
     fm: FlatModel,
     theta: torch.Tensor,
@@ -92,12 +133,15 @@ def unroll(
     tracked: int,
     use_checkpoint: bool = False,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    optimizer: InnerOptimizer = "sgd",
 ) -> torch.Tensor:
-    """Train the student ``theta`` for ``len(lrs)`` SGD steps on ``(images, labels)``; the last
+    """Train the student ``theta`` for ``len(lrs)`` steps of ``optimizer`` (SGD, heavy-ball
+    momentum or Adam, step ``i`` scaled by ``lrs[i]``) on ``(images, labels)``; the last
     ``tracked`` steps stay in the autograd graph (of ``images`` and ``lrs``), earlier ones do
     not. ``augment(x)`` (differentiable, drawing its own randomness) transforms the images
     before every step. Returns the trained parameters."""
     n = len(lrs)
+    state = inner_state(theta.detach(), optimizer)
     for i in range(n):
         keep = i >= n - tracked
         x = images if keep else images.detach()
@@ -106,22 +150,29 @@ def unroll(
         if not keep:
             with torch.enable_grad():
                 w = theta.detach().requires_grad_(True)
-                loss = F.cross_entropy(fm(w, x), labels)
-                (g,) = torch.autograd.grad(loss, w)
-            theta = (w - lrs[i].detach() * g).detach()
+                out = _student_step(
+                    fm, w, x, labels, lrs[i].detach(), i + 1, optimizer, False, *state
+                )
+            theta, *state = (o.detach() for o in out)
         elif use_checkpoint:
-            theta = checkpoint(_sgd_step, fm, theta, x, labels, lrs[i], use_reentrant=False)
+            theta, *state = checkpoint(
+                _student_step, fm, theta, x, labels, lrs[i], i + 1, optimizer, True, *state,
+                use_reentrant=False,
+            )  # fmt: skip
         else:
-            theta = _sgd_step(fm, theta, x, labels, lrs[i])
+            theta, *state = _student_step(
+                fm, theta, x, labels, lrs[i], i + 1, optimizer, True, *state
+            )
     return theta
 
 
-def _sgd_step(fm, theta, images, labels, lr):
+def _student_step(fm, theta, images, labels, lr, t, optimizer, create_graph, *state):
     if not theta.requires_grad:
         theta = theta.requires_grad_(True)
     loss = F.cross_entropy(fm(theta, images), labels)
-    (g,) = torch.autograd.grad(loss, theta, create_graph=True)
-    return theta - lr * g
+    (g,) = torch.autograd.grad(loss, theta, create_graph=create_graph)
+    delta, state = inner_update(g, lr, tuple(state), t, optimizer)
+    return (theta - delta, *state)
 
 
 @register_method
@@ -189,6 +240,7 @@ class BPTT(Distiller):
             tracked=cfg.window,
             use_checkpoint=cfg.checkpoint,
             augment=None if self.augment_ is None else lambda x: self.augment_(x, g),
+            optimizer=cfg.inner,
         )
         logits = self.fm_(trained, train.images[idx])
         loss = F.cross_entropy(logits, train.labels[idx])

@@ -20,8 +20,8 @@ The addresses and label bases take their own Adam step (``lr_addresses``, defaul
 Adam moves every entry by about its learning rate per step, and an address coefficient is about
 a tenth of a pixel.
 
-Deviations: the student is plain SGD without momentum (the paper learns momentum too) and the
-unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
+Deviations: the student is plain SGD by default (``inner``: the paper uses learned momentum) and
+the unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
 student's cross-entropy target (the paper regresses on the recalled label vectors). The paper
 initialises the memory at random; here memory, label bases and addresses start as the truncated
 SVD of ``recall_factor * ipc`` real examples per class and their one-hot labels

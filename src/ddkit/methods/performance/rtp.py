@@ -18,7 +18,8 @@ the stored tensors. With ``bases="auto"`` the memory takes as many bases as fit 
 
 The addresses and label bases take their own Adam step (``lr_addresses``, default ``lr_img``):
 Adam moves every entry by about its learning rate per step, and an address coefficient is about
-a tenth of a pixel.
+a tenth of a pixel. ``label_scale`` is the starting logit of each example's own class, so it
+sets how hard the recalled labels start; soft labels need long evaluation runs to pay off.
 
 Deviations: the student is plain SGD by default (``inner``: the paper uses learned momentum) and
 the unrolls are CPU-short (``bptt``'s defaults); recalled labels are logits whose softmax is the
@@ -42,7 +43,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
-from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig
+from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset
 from ddkit.methods.performance.bptt import BPTT, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
@@ -54,7 +55,8 @@ class RTPConfig(BPTTConfig):
 
     recall_factor: int = 2  # examples emitted per class = recall_factor * ipc
     bases: int | Auto = "auto"  # auto: as many as fit the bytes of ipc images per class
-    label_scale: float = 3.0  # initial logit of a basis's own class (others 0)
+    # initial logit of a basis's own class (others 0): the recalled labels' hardness
+    label_scale: float = 3.0
     # Adam on the addresses and label bases (auto: lr_img). Adam moves every entry by about
     # its lr per step, and addresses are ~10x smaller than pixels
     lr_addresses: float | Auto = "auto"
@@ -108,7 +110,14 @@ class RTP(BPTT):
 
     name = "rtp"
     Config: ClassVar[type[MethodConfig]] = RTPConfig
-    presets = BPTT.presets
+    presets = BPTT.presets + (
+        Preset(
+            "digits",
+            1,
+            {"label_scale": 30.0},
+            "validation split: tune_rtp_digits_ipc1_label_scale*.json (3, 10, 30)",
+        ),
+    )
 
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int

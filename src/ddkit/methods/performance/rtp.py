@@ -44,7 +44,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset
-from ddkit.methods.performance.bptt import BPTT, BPTTConfig
+from ddkit.methods.performance.bptt import BPTT, CPU_SCALE, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
 
@@ -110,7 +110,7 @@ class RTP(BPTT):
 
     name = "rtp"
     Config: ClassVar[type[MethodConfig]] = RTPConfig
-    presets = BPTT.presets + (
+    presets = CPU_SCALE + (
         Preset(
             "digits",
             1,

@@ -123,6 +123,13 @@ def test_augmented_unroll_is_exact_in_float64_and_draws_a_fresh_augmentation_per
     assert len(seen) == 3  # one augmentation per student step, tracked or not
 
 
+@pytest.mark.parametrize(("method", "inner"), [("bptt", "adam"), ("rtp", "momentum")])
+def test_momentum_and_adam_students_pass_the_conformance_suite(method, inner):
+    from ddkit.testing import check_method
+
+    check_method(method, overrides={"inner": inner, "syn_lr": 0.001})
+
+
 def test_bptt_with_augmentation_passes_the_conformance_suite():
     from ddkit.testing import check_method
 

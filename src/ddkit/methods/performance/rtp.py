@@ -117,6 +117,14 @@ class RTP(BPTT):
             {"label_scale": 30.0},
             "validation split: tune_rtp_digits_ipc1_label_scale*.json (3, 10, 30)",
         ),
+        Preset(
+            "mnist5k",
+            10,
+            {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+            "validation split, 100 iterations: with an Adam student and small steps training "
+            "no longer lowers the memory (tune_rtp_mnist5k_ipc10_{start,lr_addresses,inner_adam}"
+            ".json)",
+        ),
     )
 
     def init(

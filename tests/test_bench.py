@@ -423,3 +423,50 @@ def test_a_killed_runner_takes_its_unit_process_with_it(tmp_path):
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(child)
+
+
+def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path, tiny_suite):
+    from ddkit.bench.cells import cell_folder
+    from ddkit.bench.results import (
+        claim_unit,
+        finish_unit,
+        mark_rerun,
+        read_results,
+        results_lock,
+        write_results,
+    )
+
+    suite = SUITES.get(tiny_suite)
+    path = tmp_path / f"{tiny_suite}.json"
+    cell = ("digits", "random", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    first = run_suite(
+        tiny_suite, results_dir=tmp_path, markdown=None, ipcs=[1], only=["random"], seed=0
+    )
+    other = {"dataset": "digits", "method": "herding", "ipc": 1, "error": "stand-in row"}
+    with results_lock(path):
+        data = read_results(path, suite)
+        data["rows"].append(other)
+        write_results(path, data)
+
+    # a re-run that fails keeps the old row and folder, and drops its own work
+    assert mark_rerun(path, suite, [cell, ("digits", "random", 2)]) == [cell]  # 2 never ran
+    unit, work = claim_unit(path, suite, cell)
+    assert work == folder.with_name(folder.name + ".rerun") and unit == "distill"
+    work.mkdir(parents=True)
+    finish_unit(path, suite, cell, unit, seed=1, error="RuntimeError: boom")
+    data = read_results(path, suite)
+    assert data["rows"] == [first[0], other] and not data["rerun"]
+    assert not work.exists() and (folder / "eval0.json").exists()
+
+    # an interrupted re-run: the old row stands until a later run finishes the marked cell
+    mark_rerun(path, suite, [cell])
+    assert read_results(path, suite)["rows"] == [first[0], other]
+    rows = run_suite(
+        tiny_suite, results_dir=tmp_path, markdown=None, ipcs=[1], only=["random"], seed=1,
+        rerun=True,
+    )  # fmt: skip
+    new = [r for r in rows if r["method"] == "random"]
+    assert len(new) == 1 and new[0]["seeds"] != first[0]["seeds"]
+    assert new[0]["cell_folder"] == folder.as_posix() and folder.exists() and not work.exists()
+    assert other in rows  # a cell not re-run is untouched

@@ -288,6 +288,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         datasets=datasets,
         ipcs=ipcs,
         fresh=args.fresh,
+        rerun=args.rerun,
     )
     return 0
 
@@ -527,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--results; none with another --results folder)",
     )
     b.add_argument("--fresh", action="store_true", help="ignore earlier results of this suite")
+    b.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run the selected finished cells again (after a preset changed, say); each old row "
+        "and cell folder stays until its new run finishes",
+    )
     add_common(b, "seed")
     b.set_defaults(func=cmd_bench)
 

@@ -5,12 +5,17 @@ which unit of which cell (:mod:`ddkit.bench.cells`). Every change is a read-modi
 an exclusive lock, so several processes (on the two cores of one machine, say) share the work
 without overwriting each other's rows. A claim names its process and the machine's boot, so a
 claim left by a killed process, or committed from another machine, is taken over.
+
+Under ``rerun`` it lists finished cells being run again (``ddkit bench --rerun``): their units
+run in ``<cell folder>.rerun`` while the old row and folder stay, and both are replaced only when
+the new run finishes; a failed re-run leaves them as they were.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,14 +77,42 @@ def _key(cell: Cell, unit: str | None = None) -> str:
     return f"{ds}/{method}/{ipc}" + (f"/{unit}" if unit else "")
 
 
-def claim_unit(path: Path, suite: Suite, cell: Cell) -> str | None:
-    """Claim the next unit of ``cell`` that nobody has finished or runs, in the order the units
-    must run; ``None`` when the cell is finished, or what is left of it runs elsewhere (or waits
-    for a distillation that runs elsewhere)."""
-    folder = cell_folder(path.parent, suite, cell)
+def rerun_folder(folder: Path) -> Path:
+    """Where a finished cell's re-run works until it replaces ``folder``."""
+    return folder.with_name(folder.name + ".rerun")
+
+
+def mark_rerun(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Mark the finished ones of ``cells`` to run again; returns those newly marked. A cell
+    already marked keeps its mark and resumes its re-run's finished units."""
     with results_lock(path):
         data = read_results(path, suite)
-        if cell in finished_cells(data) or _claimed(data["running"].get(_key(cell))):
+        marks = data.setdefault("rerun", [])
+        fresh = [c for c in cells if c in finished_cells(data) and _key(c) not in marks]
+        for cell in fresh:
+            shutil.rmtree(rerun_folder(cell_folder(path.parent, suite, cell)), ignore_errors=True)
+            marks.append(_key(cell))
+        if fresh:
+            write_results(path, data)
+    return fresh
+
+
+def _work_folder(path: Path, suite: Suite, cell: Cell, data: dict[str, Any]) -> Path:
+    folder = cell_folder(path.parent, suite, cell)
+    return rerun_folder(folder) if _key(cell) in data.get("rerun", []) else folder
+
+
+def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
+    """Claim the next unit of ``cell`` that nobody has finished or runs, in the order the units
+    must run, and the folder it works in; ``None`` when the cell is finished, or what is left
+    of it runs elsewhere (or waits for a distillation that runs elsewhere)."""
+    with results_lock(path):
+        data = read_results(path, suite)
+        folder = _work_folder(path, suite, cell, data)
+        rerun = _key(cell) in data.get("rerun", [])
+        if (cell in finished_cells(data) and not rerun) or _claimed(
+            data["running"].get(_key(cell))
+        ):
             return None
         done = finished_units(folder, suite, cell)
         for unit in units(suite, cell):
@@ -91,27 +124,53 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> str | None:
                 continue
             data["running"][_key(cell, unit)] = {"pid": os.getpid(), "boot": _boot_id()}
             write_results(path, data)
-            return unit
+            return unit, folder
     return None
 
 
 def finish_unit(
     path: Path, suite: Suite, cell: Cell, unit: str, seed: int, error: str | None = None
 ) -> dict[str, Any] | None:
-    """Drop this process's claim on ``unit``; when it was the cell's last, or it failed, append
-    the cell's row (a failure is recorded, not hidden) and return it."""
-    folder = cell_folder(path.parent, suite, cell)
+    """Drop this process's claim on ``unit``; when it was the cell's last, or it failed, record
+    the cell's row (a failure is recorded, not hidden) and return it. A re-run's row replaces
+    the old one, and its folder the old folder; a failed re-run keeps the old row and folder."""
     with results_lock(path):
         data = read_results(path, suite)
         data["running"].pop(_key(cell, unit), None)
+        folder = _work_folder(path, suite, cell, data)
+        rerun = _key(cell) in data.get("rerun", [])
         row = None
-        if cell not in finished_cells(data):
+        if cell not in finished_cells(data) or rerun:
             if error is not None:
                 ds, method, ipc = cell
                 row = {"dataset": ds, "method": method, "ipc": ipc or None, "error": error}
             elif finished_units(folder, suite, cell) == set(units(suite, cell)):
                 row = cell_row(folder, suite, cell, seed)
-        if row is not None:
+        if row is not None and rerun:
+            data["rerun"].remove(_key(cell))
+            if "error" in row:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                row = _replace_cell(path, suite, cell, data, row)
+        elif row is not None:
             data["rows"].append(row)
         write_results(path, data)
         return row
+
+
+def _replace_cell(
+    path: Path, suite: Suite, cell: Cell, data: dict[str, Any], row: dict[str, Any]
+) -> dict[str, Any]:
+    """Put a finished re-run's folder and row in place of the cell's old ones."""
+    final = cell_folder(path.parent, suite, cell)
+    old = final.with_name(final.name + ".replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    rerun_folder(final).rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    row = {**row, "cell_folder": final.as_posix()}
+    data["rows"] = [
+        r for r in data["rows"] if (r["dataset"], r["method"], r["ipc"] or 0) != cell
+    ] + [row]
+    return row

@@ -26,6 +26,7 @@ from ddkit.bench.results import (
     claim_unit,
     finish_unit,
     finished_cells,
+    mark_rerun,
     read_results,
     results_lock,
     write_results,
@@ -91,12 +92,15 @@ def run_suite(
     datasets: list[str] | None = None,
     ipcs: list[int] | None = None,
     fresh: bool = False,
+    rerun: bool = False,
     log=print,
 ) -> list[dict[str, Any]]:
     """Run ``suite`` (a :class:`Suite` or a registered name); returns all result rows (also
     written to JSON and Markdown). Finished cells in the results file are kept (resume), and so
     are the finished units of an interrupted cell (:mod:`ddkit.bench.cells`). Several processes
     can run one suite at once: each takes the units nobody else runs (:mod:`ddkit.bench.results`).
+    ``rerun`` runs the selected finished cells again (after a preset changed, say); each old row
+    stays until its cell's new run finishes.
     """
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
     _check_only(suite, only)
@@ -112,9 +116,11 @@ def run_suite(
         and (not datasets or c[0] in datasets)
         and (not ipcs or c[1] == "full" or c[2] in ipcs)
     ]
+    if rerun:
+        mark_rerun(path, suite, todo)
     for cell in todo:
-        while (unit := claim_unit(path, suite, cell)) is not None:
-            row = _run_claimed(path, suite, cell, unit, seed, log)
+        while (claim := claim_unit(path, suite, cell)) is not None:
+            row = _run_claimed(path, suite, cell, *claim, seed, log)
             if row is not None:
                 _log_row(row, log)
                 break
@@ -125,12 +131,17 @@ def run_suite(
 
 
 def _run_claimed(
-    path: Path, suite: Suite, cell: Cell, unit: str, seed: int, log: Callable[[str], Any]
+    path: Path,
+    suite: Suite,
+    cell: Cell,
+    unit: str,
+    folder: Path,
+    seed: int,
+    log: Callable[[str], Any],
 ) -> dict[str, Any] | None:
     """Run a claimed unit in a fresh child process (its peak memory is its own); release it."""
     ds, method, ipc = cell
     log(f"[bench {suite.name}] {ds} ipc={ipc} {method}: {unit} ...")
-    folder = cell_folder(path.parent, suite, cell)
     error = None
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         try:

@@ -123,6 +123,13 @@ class FRePo(Distiller):
             "mnist5k validation split, 500 iterations, lr_img 0.01-0.1: "
             "benchmarks/results/tune_frepo_mnist5k_ipc10_lr_img.json",
         ),
+        Preset(
+            "mnist5k",
+            50,
+            {"lr_img": 0.03},
+            "not tuned at IPC 50: the IPC-10 value carried over (the default 0.003 was too small "
+            "at IPC 1 and 10)",
+        ),
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,

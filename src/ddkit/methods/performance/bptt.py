@@ -206,6 +206,12 @@ class BPTT(Distiller):
             "the random start, SGD and momentum do not: "
             "benchmarks/results/tune_bptt_mnist5k_ipc10_{inner_*,adam_lr_img}.json",
         ),
+        Preset(
+            "mnist5k",
+            50,
+            {"inner": "adam", "syn_lr": 0.001},
+            "not tuned at IPC 50: the IPC-10 student carried over",
+        ),
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "model": "convnet2-w8",

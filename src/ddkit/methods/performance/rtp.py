@@ -125,6 +125,12 @@ class RTP(BPTT):
             "no longer lowers the memory (tune_rtp_mnist5k_ipc10_{start,lr_addresses,inner_adam}"
             ".json)",
         ),
+        Preset(
+            "mnist5k",
+            50,
+            {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+            "not tuned at IPC 50: the IPC-10 values carried over",
+        ),
     )
 
     def init(

@@ -192,3 +192,17 @@ def test_a_kill_between_the_checkpoint_files_resumes_to_the_same_set(tmp_path, m
     resumed = _tiny_dm(iterations=6).fit(train, 2, seed=0, checkpoint_dir=tmp_path, resume=True)
     assert torch.equal(resumed.images, full.images)
     assert [p.name for p in tmp_path.glob("*.safetensors")] == ["state-000000006.safetensors"]
+
+
+def test_also_for_copies_one_datasets_presets_with_their_provenance():
+    from ddkit.methods.config import Preset, also_for
+
+    base = (
+        Preset("digits", "*", {"a": 1}, "digits source"),
+        Preset("mnist5k", 10, {"b": 2}, "chosen on validation"),
+    )
+    out = also_for(base, "mnist5k", "mnist")
+    assert out[:2] == base and len(out) == 3
+    copy = out[2]
+    assert (copy.dataset, copy.ipc, dict(copy.values)) == ("mnist", 10, {"b": 2})
+    assert "mnist5k" in copy.source and "chosen on validation" in copy.source

@@ -155,7 +155,21 @@ SUITES.add(
         ipcs=(1, 10, 50),
         protocol="dsa",
         runs=3,
-        methods=("random", "herding", "kcenter", "dc", "dsa", "dm", "idm", "mtt", "kip", "frepo"),
+        methods=(
+            "random",
+            "herding",
+            "kcenter",
+            "dc",
+            "dsa",
+            "dm",
+            "idm",
+            "mtt",
+            "kip",
+            "rfad",
+            "frepo",
+            "bptt",
+            "rtp",
+        ),  # fmt: skip
         # distillation on 60,000 images with ConvNet-3 width 32 (the published width 128 costs
         # ~5x more per step here); the same budgets as the standard suite's mnist5k cells
         iterations={
@@ -165,7 +179,10 @@ SUITES.add(
             "idm": {1: 300, 10: 300, 50: 200},
             "mtt": {1: 500, 10: 300, 50: 200},
             "kip": 200,
+            "rfad": 200,
             "frepo": 200,
+            "bptt": 200,
+            "rtp": 200,
         },
         options={
             # selectors embed with a network trained 2 epochs on the 60,000 images (10 by default)

@@ -205,6 +205,17 @@ class Preset:
         return (self.dataset, self.ipc)
 
 
+def also_for(presets: tuple[Preset, ...], source: str, dataset: str) -> tuple[Preset, ...]:
+    """``presets`` plus a copy of each ``source`` preset for ``dataset`` (a superset of
+    ``source``'s data, such as full MNIST for mnist5k), its provenance saying so."""
+    copies = tuple(
+        Preset(dataset, p.ipc, p.values, f"as on {source}, a subset of {dataset}: {p.source}")
+        for p in presets
+        if p.dataset == source
+    )
+    return presets + copies
+
+
 def presets_from(
     table: Mapping[tuple[str, int | str], Mapping[str, Any]],
     source: Mapping[str, str],

@@ -50,6 +50,7 @@ from ddkit.methods.config import (
     POSITIVE,
     MethodConfig,
     Preset,
+    also_for,
 )
 from ddkit.methods.trajectory.student import FlatModel
 
@@ -197,21 +198,26 @@ class BPTT(Distiller):
 
     name = "bptt"
     Config: ClassVar[type[MethodConfig]] = BPTTConfig
-    presets = CPU_SCALE + (
-        Preset(
-            "mnist5k",
-            10,
-            {"inner": "adam", "syn_lr": 0.001},
-            "validation split, 100 iterations: an Adam student (RaT-BPTT's) lifts the set above "
-            "the random start, SGD and momentum do not: "
-            "benchmarks/results/tune_bptt_mnist5k_ipc10_{inner_*,adam_lr_img}.json",
+    presets = also_for(
+        CPU_SCALE
+        + (
+            Preset(
+                "mnist5k",
+                10,
+                {"inner": "adam", "syn_lr": 0.001},
+                "validation split, 100 iterations: an Adam student (RaT-BPTT's) lifts the set above "
+                "the random start, SGD and momentum do not: "
+                "benchmarks/results/tune_bptt_mnist5k_ipc10_{inner_*,adam_lr_img}.json",
+            ),
+            Preset(
+                "mnist5k",
+                50,
+                {"inner": "adam", "syn_lr": 0.001},
+                "not tuned at IPC 50: the IPC-10 student carried over",
+            ),
         ),
-        Preset(
-            "mnist5k",
-            50,
-            {"inner": "adam", "syn_lr": 0.001},
-            "not tuned at IPC 50: the IPC-10 student carried over",
-        ),
+        "mnist5k",
+        "mnist",
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "model": "convnet2-w8",

@@ -41,6 +41,7 @@ from ddkit.methods.config import (
     POSITIVE,
     MethodConfig,
     Preset,
+    also_for,
 )
 from ddkit.methods.performance.kernels import krr_predict
 from ddkit.methods.performance.labels import (
@@ -90,55 +91,50 @@ class FRePoConfig(LabelLearningConfig):
             )
 
 
-MNIST5K_PRESETS = (
-    Preset(
-        "mnist5k",
-        "*",
-        {"iterations": 500, "model": "convnet-w32"},
-        "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
-    ),
-    Preset(
-        "mnist5k",
-        1,
-        {"lr_img": 0.1},
-        "mnist5k validation split, 500 iterations, lr_img 0.001-1.0: "
-        "benchmarks/results/tune_frepo_mnist5k_ipc1_lr_img*.json",
-    ),
-    Preset(
-        "mnist5k",
-        10,
-        {"lr_img": 0.03},
-        "mnist5k validation split, 500 iterations, lr_img 0.01-0.1: "
-        "benchmarks/results/tune_frepo_mnist5k_ipc10_lr_img.json",
-    ),
-    Preset(
-        "mnist5k",
-        50,
-        {"lr_img": 0.03},
-        "not tuned at IPC 50: the IPC-10 value carried over (the default 0.003 was too small "
-        "at IPC 1 and 10)",
-    ),
-)
-
-
 @register_method
 class FRePo(Distiller):
     """frepo: neural feature regression -- kernel ridge regression on the features of a pool of online networks (Zhou et al., NeurIPS 2022)."""
 
     name = "frepo"
     Config: ClassVar[type[MethodConfig]] = FRePoConfig
-    presets = (
-        Preset(
-            "digits",
-            "*",
-            {"iterations": 300, "batch_real": 50, "model": "convnet2", "lr_img": 0.01},
-            "ddkit CPU scale; ConvNet-2 for 8x8 images (as DC and MTT)",
+    presets = also_for(
+        (
+            Preset(
+                "digits",
+                "*",
+                {"iterations": 300, "batch_real": 50, "model": "convnet2", "lr_img": 0.01},
+                "ddkit CPU scale; ConvNet-2 for 8x8 images (as DC and MTT)",
+            ),
+            Preset(
+                "mnist5k",
+                "*",
+                {"iterations": 500, "model": "convnet-w32"},
+                "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
+            ),
+            Preset(
+                "mnist5k",
+                1,
+                {"lr_img": 0.1},
+                "mnist5k validation split, 500 iterations, lr_img 0.001-1.0: "
+                "benchmarks/results/tune_frepo_mnist5k_ipc1_lr_img*.json",
+            ),
+            Preset(
+                "mnist5k",
+                10,
+                {"lr_img": 0.03},
+                "mnist5k validation split, 500 iterations, lr_img 0.01-0.1: "
+                "benchmarks/results/tune_frepo_mnist5k_ipc10_lr_img.json",
+            ),
+            Preset(
+                "mnist5k",
+                50,
+                {"lr_img": 0.03},
+                "not tuned at IPC 50: the IPC-10 value carried over (the default 0.003 was too small "
+                "at IPC 1 and 10)",
+            ),
         ),
-        *MNIST5K_PRESETS,
-        *(
-            Preset("mnist", p.ipc, p.values, f"as on mnist5k, a subset of MNIST: {p.source}")
-            for p in MNIST5K_PRESETS
-        ),
+        "mnist5k",
+        "mnist",
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,

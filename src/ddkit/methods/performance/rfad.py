@@ -42,7 +42,14 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    MethodConfig,
+    Preset,
+    also_for,
+)
 from ddkit.methods.performance.kernels import krr_predict
 from ddkit.methods.performance.labels import (
     LabelLearningConfig,
@@ -152,28 +159,32 @@ class RFAD(Distiller):
 
     name = "rfad"
     Config: ClassVar[type[MethodConfig]] = RFADConfig
-    presets = (
-        Preset(
-            "digits",
-            "*",
-            {"iterations": 300, "batch_real": 50, "depth": 2, "width": 64},
-            "ddkit CPU scale, ConvNet-2 for 8x8 images (as frepo); the authors' lr_img (the "
-            "default) beats larger ones at IPC 10 on the validation split: "
-            "benchmarks/results/tune_rfad_digits_ipc10_lr_img.json",
+    presets = also_for(
+        (
+            Preset(
+                "digits",
+                "*",
+                {"iterations": 300, "batch_real": 50, "depth": 2, "width": 64},
+                "ddkit CPU scale, ConvNet-2 for 8x8 images (as frepo); the authors' lr_img (the "
+                "default) beats larger ones at IPC 10 on the validation split: "
+                "benchmarks/results/tune_rfad_digits_ipc10_lr_img.json",
+            ),
+            Preset(
+                "digits",
+                1,
+                {"iterations": 300, "batch_real": 50, "depth": 2, "width": 64, "lr_img": 0.03},
+                "lr_img chosen on the validation split: "
+                "benchmarks/results/tune_rfad_digits_ipc1_lr_img.json",
+            ),
+            Preset(
+                "mnist5k",
+                "*",
+                {"iterations": 500, "batch_real": 50, "width": 32},
+                "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
+            ),
         ),
-        Preset(
-            "digits",
-            1,
-            {"iterations": 300, "batch_real": 50, "depth": 2, "width": 64, "lr_img": 0.03},
-            "lr_img chosen on the validation split: "
-            "benchmarks/results/tune_rfad_digits_ipc1_lr_img.json",
-        ),
-        Preset(
-            "mnist5k",
-            "*",
-            {"iterations": 500, "batch_real": 50, "width": 32},
-            "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
-        ),
+        "mnist5k",
+        "mnist",
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         "batch_real": 8,

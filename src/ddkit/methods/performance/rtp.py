@@ -43,7 +43,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
-from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset
+from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset, also_for
 from ddkit.methods.performance.bptt import BPTT, CPU_SCALE, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
@@ -110,27 +110,32 @@ class RTP(BPTT):
 
     name = "rtp"
     Config: ClassVar[type[MethodConfig]] = RTPConfig
-    presets = CPU_SCALE + (
-        Preset(
-            "digits",
-            1,
-            {"label_scale": 30.0},
-            "validation split: tune_rtp_digits_ipc1_label_scale*.json (3, 10, 30)",
+    presets = also_for(
+        CPU_SCALE
+        + (
+            Preset(
+                "digits",
+                1,
+                {"label_scale": 30.0},
+                "validation split: tune_rtp_digits_ipc1_label_scale*.json (3, 10, 30)",
+            ),
+            Preset(
+                "mnist5k",
+                10,
+                {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+                "validation split, 100 iterations: with an Adam student and small steps training "
+                "no longer lowers the memory (tune_rtp_mnist5k_ipc10_{start,lr_addresses,inner_adam}"
+                ".json)",
+            ),
+            Preset(
+                "mnist5k",
+                50,
+                {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+                "not tuned at IPC 50: the IPC-10 values carried over",
+            ),
         ),
-        Preset(
-            "mnist5k",
-            10,
-            {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
-            "validation split, 100 iterations: with an Adam student and small steps training "
-            "no longer lowers the memory (tune_rtp_mnist5k_ipc10_{start,lr_addresses,inner_adam}"
-            ".json)",
-        ),
-        Preset(
-            "mnist5k",
-            50,
-            {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
-            "not tuned at IPC 50: the IPC-10 values carried over",
-        ),
+        "mnist5k",
+        "mnist",
     )
 
     def init(

@@ -97,9 +97,11 @@ def mark_rerun(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
     return fresh
 
 
-def _work_folder(path: Path, suite: Suite, cell: Cell, data: dict[str, Any]) -> Path:
+def _work_folder(path: Path, suite: Suite, cell: Cell, data: dict[str, Any]) -> tuple[Path, bool]:
+    """The folder ``cell``'s units work in, and whether that is a re-run's."""
     folder = cell_folder(path.parent, suite, cell)
-    return rerun_folder(folder) if _key(cell) in data.get("rerun", []) else folder
+    rerun = _key(cell) in data.get("rerun", [])
+    return (rerun_folder(folder) if rerun else folder), rerun
 
 
 def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
@@ -108,8 +110,7 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
     of it runs elsewhere (or waits for a distillation that runs elsewhere)."""
     with results_lock(path):
         data = read_results(path, suite)
-        folder = _work_folder(path, suite, cell, data)
-        rerun = _key(cell) in data.get("rerun", [])
+        folder, rerun = _work_folder(path, suite, cell, data)
         if (cell in finished_cells(data) and not rerun) or _claimed(
             data["running"].get(_key(cell))
         ):
@@ -137,8 +138,7 @@ def finish_unit(
     with results_lock(path):
         data = read_results(path, suite)
         data["running"].pop(_key(cell, unit), None)
-        folder = _work_folder(path, suite, cell, data)
-        rerun = _key(cell) in data.get("rerun", [])
+        folder, rerun = _work_folder(path, suite, cell, data)
         row = None
         if cell not in finished_cells(data) or rerun:
             if error is not None:

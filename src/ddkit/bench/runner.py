@@ -4,8 +4,9 @@ suite's Markdown table.
 Each (dataset, IPC, method) cell is a few units of work (distil, then one per evaluation
 network: :mod:`ddkit.bench.cells`), each in a fresh child process so its peak resident memory is
 its own; a unit's process exits when the runner does, however the runner ends (a killed runner
-leaves no unit writing behind it). Rows are added to the suite's results file as cells finish (:mod:`ddkit.bench.results`);
-re-running skips finished cells and units and resumes an interrupted distillation.
+leaves no unit writing behind it). Rows are added to the suite's results file as cells finish
+(:mod:`ddkit.bench.results`); re-running skips finished cells and units and resumes an
+interrupted distillation.
 """
 
 from __future__ import annotations

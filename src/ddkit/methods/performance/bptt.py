@@ -190,6 +190,7 @@ CPU_SCALE = (
         "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
     ),
 )  # the student networks and budgets of bptt and rtp
+ADAM_STUDENT = {"inner": "adam", "syn_lr": 0.001}  # RaT-BPTT's inner optimiser and step
 
 
 @register_method
@@ -204,7 +205,7 @@ class BPTT(Distiller):
             Preset(
                 "mnist5k",
                 10,
-                {"inner": "adam", "syn_lr": 0.001},
+                ADAM_STUDENT,
                 "validation split, 100 iterations: an Adam student (RaT-BPTT's) lifts the set above "
                 "the random start, SGD and momentum do not: "
                 "benchmarks/results/tune_bptt_mnist5k_ipc10_{inner_*,adam_lr_img}.json",
@@ -212,7 +213,7 @@ class BPTT(Distiller):
             Preset(
                 "mnist5k",
                 50,
-                {"inner": "adam", "syn_lr": 0.001},
+                ADAM_STUDENT,
                 "not tuned at IPC 50: the IPC-10 student carried over",
             ),
         ),

@@ -44,9 +44,11 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset, also_for
-from ddkit.methods.performance.bptt import BPTT, CPU_SCALE, BPTTConfig
+from ddkit.methods.performance.bptt import ADAM_STUDENT, BPTT, CPU_SCALE, BPTTConfig
 
 STORED = ("rtp.bases", "rtp.label_bases", "rtp.addresses")
+# mnist5k IPC 10: the Adam student with small image and address steps (validation)
+ADAM_STUDENT_SMALL_STEPS = {**ADAM_STUDENT, "lr_img": 0.001, "lr_addresses": 1e-5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +124,7 @@ class RTP(BPTT):
             Preset(
                 "mnist5k",
                 10,
-                {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+                ADAM_STUDENT_SMALL_STEPS,
                 "validation split, 100 iterations: with an Adam student and small steps training "
                 "no longer lowers the memory (tune_rtp_mnist5k_ipc10_{start,lr_addresses,inner_adam}"
                 ".json)",
@@ -130,7 +132,7 @@ class RTP(BPTT):
             Preset(
                 "mnist5k",
                 50,
-                {"inner": "adam", "syn_lr": 0.001, "lr_img": 0.001, "lr_addresses": 1e-5},
+                ADAM_STUDENT_SMALL_STEPS,
                 "not tuned at IPC 50: the IPC-10 values carried over",
             ),
         ),

@@ -108,6 +108,34 @@ def test_drawn_parameters_follow_the_nngp_parameterisation():
     assert abs(float(params["4.bias"].var()) / 0.01 - 1) < 0.3
 
 
+def test_instance_norm_networks_draw_only_their_convolutions():
+    trunk = build_network("convnet2-w8-in", SPEC, 0).features
+    fmap = RandomFeatureMap(trunk, models=2, dtype=torch.float64)
+    params = fmap.draw(torch.Generator().manual_seed(3))
+    assert set(params) == {"0.weight", "0.bias", "4.weight", "4.bias"}  # norms keep 1 and 0
+    x = _images(6)
+    phi = fmap(x, params)
+    torch.testing.assert_close(fmap(x[:1], params), phi[:1])  # per example: no batch mixing
+    k = fmap.kernel(phi, phi)
+    torch.testing.assert_close(k, k.T)
+    assert torch.linalg.eigvalsh(k).min() > -1e-10
+    plain = _feature_map(8, 2, pool="avg")
+    assert not torch.allclose(plain(x, plain.draw(torch.Generator().manual_seed(3))), phi)
+
+
+def test_batch_norm_networks_are_refused_in_one_line():
+    trunk = build_network("convnet2-w8-bn", SPEC, 0).features
+    with pytest.raises(ConfigError, match="batch norm") as err:
+        RandomFeatureMap(trunk, models=2)
+    assert "\n" not in str(err.value)
+
+
+def test_rfad_with_instance_norm_networks_reduces_its_loss():
+    method = _rfad(iterations=30, lr_img=0.05, batch_real=10, models=4, norm="in")
+    losses = losses_during_fit(method, tiny_digits().train, 1)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
+
+
 @pytest.mark.parametrize("loss", ["platt", "mse"])
 def test_rfad_reduces_its_loss(loss):
     method = _rfad(iterations=30, lr_img=0.05, batch_real=10, models=4, loss=loss)

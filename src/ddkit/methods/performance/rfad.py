@@ -16,6 +16,9 @@ and the synthetic images move by Adam to lower either the MSE of those predictio
 as KIP) or RFAD's Platt-scaling loss (``loss="platt"``): cross-entropy of the predictions times a
 temperature, learned with the images as ``exp(log_temperature)`` or fixed.
 
+``norm="in"`` gives the random ConvNets the instance norm of ddkit's evaluation ConvNet (the
+kernel is then an estimate of that architecture's random-feature kernel, not an NNGP).
+
 Labels are fixed zero-mean one-hot targets or learned with the images (``learn_labels``,
 :mod:`~ddkit.methods.performance.labels`); what the set stores is the ``codec`` option (plain
 pixels by default, :mod:`~ddkit.methods.codecs`), as for kip. Deviations from the authors' (PyTorch) code: Adam
@@ -41,6 +44,7 @@ from torch.func import functional_call
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -69,8 +73,9 @@ class RandomFeatureMap:
     :meth:`draw` samples every network's parameters at once from a generator (Gaussian weights
     of variance ``weight_var / fan_in``, biases of variance ``bias_var``); :meth:`__call__`
     returns ``(n, models * d)`` features scaled so that ``phi(a) @ phi(b).T`` is the mean over
-    networks of ``phi_m(a) . phi_m(b) / d``. ``trunk``'s own parameters are never used or
-    changed; it only gives the architecture (run through ``torch.func.functional_call``).
+    networks of ``phi_m(a) . phi_m(b) / d``. ``trunk`` gives the architecture (run through
+    ``torch.func.functional_call``); of its own parameters only those of group / instance norm
+    layers are used, at their identity start (weight 1, bias 0), and none is changed.
     """
 
     def __init__(
@@ -82,10 +87,21 @@ class RandomFeatureMap:
         bias_var: float = 0.01,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self.trunk = trunk.requires_grad_(False)
         self.models, self.weight_var, self.bias_var = models, weight_var, bias_var
         self.dtype = dtype or torch.get_default_dtype()
-        self.shapes = {name: p.shape for name, p in trunk.named_parameters()}
+        self.trunk = trunk.to(self.dtype).requires_grad_(False)
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trunk.modules()):
+            raise ConfigError(
+                "batch norm mixes examples, so it has no random-feature kernel; build the trunk "
+                "with norm 'in' or 'none'"
+            )
+        kept = {
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in trunk.named_modules()
+            if isinstance(module, nn.GroupNorm)
+            for name, _ in module.named_parameters(recurse=False)
+        }
+        self.shapes = {n: p.shape for n, p in trunk.named_parameters() if n not in kept}
 
     def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Parameters ``{name: (models, *shape)}`` of ``models`` fresh networks."""
@@ -114,10 +130,11 @@ class RandomFeatureMap:
         return self.weight_var * phi_a @ phi_b.T + self.bias_var
 
 
-def convnet_trunk(spec: DatasetSpec, depth: int, width: int) -> nn.Module:
+def convnet_trunk(spec: DatasetSpec, depth: int, width: int, norm: str = "none") -> nn.Module:
     """The convolutional trunk of ddkit's ConvNet (``depth`` blocks of ``width`` channels,
-    average pooling) without normalisation, for ``spec``'s images: RFAD's random networks."""
-    return build_network(f"convnet{depth}-w{width}-none", spec, 0).features
+    average pooling) with normalisation ``norm``, for ``spec``'s images: RFAD's random
+    networks."""
+    return build_network(f"convnet{depth}-w{width}-{norm}", spec, 0).features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +145,9 @@ class RFADConfig(LabelLearningConfig):
     models: int = 8  # random networks per step
     depth: int = 3  # ConvNet blocks
     width: int = 256  # channels of each random ConvNet
+    # the random ConvNets' normalisation: none (the NNGP's, the paper's) or in (the instance
+    # norm of the evaluation ConvNet; the kernel is then no longer an NNGP)
+    norm: Literal["none", "in"] = "none"
     weight_var: float = 2.0
     bias_var: float = 0.01
     reg: float = 5e-3  # ridge, relative to the mean diagonal of K_ss
@@ -200,7 +220,7 @@ class RFAD(Distiller):
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.features_ = RandomFeatureMap(
-            convnet_trunk(train.spec, cfg.depth, cfg.width),
+            convnet_trunk(train.spec, cfg.depth, cfg.width, cfg.norm),
             models=cfg.models,
             weight_var=cfg.weight_var,
             bias_var=cfg.bias_var,

@@ -202,6 +202,14 @@ class RFAD(Distiller):
                 {"iterations": 500, "batch_real": 50, "width": 32},
                 "ddkit CPU scale: ConvNet-3 width 32, the standard suite's mnist5k network",
             ),
+            Preset(
+                "mnist5k",
+                1,
+                {"lr_img": 0.1, "norm": "in"},
+                "validation split, 200 iterations: a larger image step and the evaluation "
+                "ConvNet's instance norm in the random networks: "
+                "benchmarks/results/tune_rfad_mnist5k_ipc1_{lr_img,norm_in}.json",
+            ),
         ),
         "mnist5k",
         "mnist",

@@ -470,3 +470,4 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
     assert len(new) == 1 and new[0]["seeds"] != first[0]["seeds"]
     assert new[0]["cell_folder"] == folder.as_posix() and folder.exists() and not work.exists()
     assert other in rows  # a cell not re-run is untouched
+    assert read_results(path, suite)["replaced"] == first  # the old row kept for the record

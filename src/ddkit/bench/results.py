@@ -8,7 +8,8 @@ claim left by a killed process, or committed from another machine, is taken over
 
 Under ``rerun`` it lists finished cells being run again (``ddkit bench --rerun``): their units
 run in ``<cell folder>.rerun`` while the old row and folder stay, and both are replaced only when
-the new run finishes; a failed re-run leaves them as they were.
+the new run finishes (the old row then moves under ``replaced``, kept for the record); a failed
+re-run leaves them as they were.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def finish_unit(
 def _replace_cell(
     path: Path, suite: Suite, cell: Cell, data: dict[str, Any], row: dict[str, Any]
 ) -> dict[str, Any]:
-    """Put a finished re-run's folder and row in place of the cell's old ones."""
+    """Put a finished re-run's folder and row in place of the cell's old ones, which are kept
+    under ``replaced``."""
     final = cell_folder(path.parent, suite, cell)
     old = final.with_name(final.name + ".replaced")
     shutil.rmtree(old, ignore_errors=True)
@@ -170,7 +172,7 @@ def _replace_cell(
     rerun_folder(final).rename(final)
     shutil.rmtree(old, ignore_errors=True)
     row = {**row, "cell_folder": final.as_posix()}
-    data["rows"] = [
-        r for r in data["rows"] if (r["dataset"], r["method"], r["ipc"] or 0) != cell
-    ] + [row]
+    same = [r for r in data["rows"] if (r["dataset"], r["method"], r["ipc"] or 0) == cell]
+    data.setdefault("replaced", []).extend(same)
+    data["rows"] = [r for r in data["rows"] if r not in same] + [row]
     return row

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method, load_all
 
 

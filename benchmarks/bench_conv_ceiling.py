@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from bench_speed import EVAL_VARIANTS, EvalRunner, _rotated, _splits, eval_epochs, paired_speedup
 from torch import nn
 
-from ddkit.bench.runner import machine_info
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 
 BEST = "inplace+bf16+compile"
 

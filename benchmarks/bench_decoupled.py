@@ -258,9 +258,9 @@ def prepare(args: argparse.Namespace) -> Run:
 
 def teacher_record(run: Run, ds: str, splits) -> tuple[object, Path, dict]:
     """Load (or train and cache) the dataset's teacher; return it, its folder and its record."""
+    from ddkit.eval.teacher import cached_teacher, teacher_bytes
     from ddkit.eval.train import accuracy
     from ddkit.methods import create_method
-    from ddkit.methods.decoupled.teacher import cached_teacher, teacher_bytes
 
     probe = create_method("sre2l", dataset=ds, ipc=run.ipcs[0], **run.options.get("sre2l", {}))
     cfg = probe.config
@@ -318,7 +318,7 @@ def full_reference(run: Run, splits, dres: dict) -> list[float] | None:
 def storage_rows(run: Run, syn, teacher, epochs_soft: int, train_bytes: int) -> dict:
     """Bytes an evaluation must be given, per way of delivering the labels."""
     from ddkit.eval.accounting import storage_report
-    from ddkit.methods.decoupled.relabel import relabel
+    from ddkit.eval.relabel import relabel
 
     per_image = relabel(syn, teacher, 4.0)
     views = torch.Generator().manual_seed(0)

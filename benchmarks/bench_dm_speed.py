@@ -37,7 +37,7 @@ from ddkit.methods import create_method
 
 def machine() -> dict[str, Any]:
     try:
-        from ddkit.bench import machine_info
+        from ddkit.meter import machine_info
 
         return machine_info()
     except Exception:  # noqa: BLE001 - informational only

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from ddkit.bench import machine_info
 from ddkit.data import load_dataset
 from ddkit.eval import EvalProtocol, accuracy, run_seeds, train_networks
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods.trajectory.experts import load_experts, train_experts
 
 RECIPE = {"model": "convnet-w32", "lr": 0.01, "batch_size": 256, "augment": "dsa", "seed": 0}

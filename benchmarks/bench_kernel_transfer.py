@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method
 from ddkit.methods.performance.kernels import krr_predict
 from ddkit.methods.performance.labels import regression_targets

@@ -15,11 +15,11 @@ import argparse
 import time
 from pathlib import Path
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import get_protocol
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method, load_all
 
 

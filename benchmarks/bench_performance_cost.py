@@ -173,7 +173,7 @@ def main() -> None:
         print("RESULT " + json.dumps(child(args)))
         return
 
-    from ddkit.bench.runner import machine_info
+    from ddkit.meter import machine_info
 
     info = {**machine_info(), "torch_threads": 1, "contended": args.contended}
     out = Path(args.out)

@@ -53,13 +53,12 @@ from typing import Any
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import get_protocol
 from ddkit.eval.train import Augmenter, compile_available, sgd_train
 from ddkit.io import atomic_write_json
-from ddkit.meter import PeakRSS, high_water_mb
+from ddkit.meter import PeakRSS, high_water_mb, machine_info
 from ddkit.methods import create_method
 from ddkit.models import build_network, set_inplace_activations
 

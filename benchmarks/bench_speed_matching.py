@@ -40,10 +40,10 @@ from typing import Any
 import torch
 from bench_speed import _median, _rotated, paired_speedup
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.eval.train import cpu_has_bf16
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method
 
 CELLS = {"dc": 1, "dsa": 1, "mtt": 10, "tesla": 10}  # method -> IPC (mnist5k presets)

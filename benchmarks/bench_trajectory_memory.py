@@ -156,7 +156,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
 
-    from ddkit.bench import machine_info
+    from ddkit.meter import machine_info
 
     info = machine_info()
     info["torch_threads"] = args.threads

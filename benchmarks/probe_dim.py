@@ -20,13 +20,13 @@ import argparse
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
+from ddkit.data.dataset import class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method
-from ddkit.methods.common import class_labels
 from ddkit.methods.generative.dim import (
     DiMConfig,
     _autoencoder,

@@ -21,9 +21,9 @@ import warnings
 
 import torch
 
-from ddkit.bench.runner import machine_info
 from ddkit.data import load_dataset
 from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
 from ddkit.methods.trajectory.student import FlatModel, inner_loss
 from ddkit.models import build_network
 

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ddkit.bench import machine_info
 from ddkit.io import atomic_write_json, read_json
+from ddkit.meter import machine_info
 
 
 def main() -> None:

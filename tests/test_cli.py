@@ -253,7 +253,7 @@ def _subparsers():
     ],
 )
 def test_shared_flags_are_defined_once(command, flags):
-    from ddkit.cli import COMMON_FLAGS
+    from ddkit.commands import COMMON_FLAGS
 
     actions = {a.dest: a for a in _subparsers()[command]._actions}
     for flag in flags:
@@ -264,8 +264,8 @@ def test_shared_flags_are_defined_once(command, flags):
 
 
 def test_cli_defaults_are_read_from_the_api():
-    from ddkit.cli import defaults_of
-    from ddkit.methods.decoupled.teacher import train_teacher
+    from ddkit.commands import defaults_of
+    from ddkit.eval.teacher import train_teacher
     from ddkit.methods.trajectory.experts import train_experts
 
     experts = {a.dest: a.default for a in _subparsers()["experts"]._actions}

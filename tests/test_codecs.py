@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ddkit.data.codecs import LABEL_BYTES, image_bytes, make_codec
+from ddkit.data.codecs.fred import dct_matrix
+from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods import create_method
-from ddkit.methods.codecs import LABEL_BYTES, dct_matrix, image_bytes, make_codec
 from ddkit.testing import check_method, method_test_overrides, tiny_digits
 
 
@@ -44,7 +46,8 @@ def test_every_codec_fits_the_bytes_of_plain_images(spec, ipc):
     n = codec.real_per_class(ipc, train.spec)
     index = train.sample_per_class(min(n, 20), torch.Generator().manual_seed(0))
     start = train.images[index.repeat(1, -(-n // index.shape[1]))[:, :n].flatten()]
-    syn = codec.to_set(codec.encode(start, torch.Generator().manual_seed(0)), train.spec, ipc)
+    stored = codec.encode(start, torch.Generator().manual_seed(0))
+    syn = SyntheticSet.from_codec(codec, stored, train.spec)
     k = train.spec.num_classes
     plain = ipc * k * (image_bytes(train.spec) + LABEL_BYTES)
     per_class = codec.emitted_per_class(ipc, train.spec)
@@ -143,7 +146,7 @@ def test_bad_codecs_are_named(spec, message):
     with pytest.raises(ConfigError, match=message):
         make_codec(spec)
     for method in ("dm", "dc"):
-        with pytest.raises(ConfigError, match="codec must be pixels, formation:F"):
+        with pytest.raises(ConfigError, match="codec must be one of .*formation:F"):
             create_method(method, codec=spec)
 
 
@@ -171,8 +174,8 @@ def test_haba_learns_different_hallucinators():
 def test_haba_weights_are_stored_scaled_and_older_sets_decode_at_scale_one(tmp_path, monkeypatch):
     import json
 
+    from ddkit.data.codecs.haba import Factorisation
     from ddkit.data.synthetic import META_FILE, SyntheticSet
-    from ddkit.methods.codecs import Factorisation
 
     train = tiny_digits().train
     codec = make_codec("haba:3")
@@ -198,7 +201,7 @@ def test_haba_weights_are_stored_scaled_and_older_sets_decode_at_scale_one(tmp_p
 @pytest.fixture
 def short_autoencoder(monkeypatch):
     """The latent codec's autoencoder trained 40 steps instead of 2,000 (test speed)."""
-    from ddkit.methods.codecs import Latent
+    from ddkit.data.codecs.latent import Latent
 
     monkeypatch.setattr(Latent, "steps", 40)
 
@@ -217,7 +220,7 @@ def test_latent_codes_decode_through_the_trained_decoder_and_count_it():
     assert codes.shape == (len(x), 4)
     mse = (codec.decode(codes) - x).pow(2).mean()
     assert mse < x.pow(2).mean()  # the decoder has learned something of the images
-    syn = codec.to_set(codes, train.spec, 10)
+    syn = SyntheticSet.from_codec(codec, codes, train.spec)
     plain = 10 * 10 * (image_bytes(train.spec) + LABEL_BYTES)
     assert syn.storage_bytes()["total"] <= plain
     assert syn.storage_bytes()["total"] > codec._decoder_bytes(train.spec)
@@ -304,9 +307,9 @@ def _latent_fitted(train, steps):
 def test_the_latent_codecs_autoencoder_is_an_artifact_trained_once(tmp_path, monkeypatch):
     import json
 
+    from ddkit.data.codecs.latent import Latent
     from ddkit.errors import FileFormatError
-    from ddkit.methods.codecs import Latent
-    from ddkit.methods.generative import autoencoder
+    from ddkit.data.codecs import autoencoder
 
     monkeypatch.setenv(autoencoder.ENV_VAR, str(tmp_path / "cache"))
     train = tiny_digits().train

@@ -11,9 +11,9 @@ import torch
 
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
+from ddkit.eval.teacher import load_teacher, train_teacher
 from ddkit.methods import create_method
 from ddkit.methods.decoupled.bn import BNStatLoss, bn_layers, bn_statistic_loss
-from ddkit.methods.decoupled.teacher import load_teacher, train_teacher
 from ddkit.models import create_model
 from ddkit.testing import method_test_overrides, tiny_digits
 
@@ -147,14 +147,9 @@ def test_teacher_training_is_seeded_and_leaves_global_rng(tiny):
 
 
 def test_teacher_cli(tmp_path, capsys):
-    import argparse
+    from ddkit.cli import build_parser
 
-    from ddkit.methods.decoupled.cli import add_teacher_parser, run_teacher
-
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    add_teacher_parser(sub).set_defaults(func=run_teacher)
-    args = p.parse_args(
+    args = build_parser().parse_args(
         [
             "teacher",
             "--dataset",
@@ -255,7 +250,7 @@ def test_decoupled_methods_reject_a_teacher_for_other_data(tiny, tiny_teacher, t
 
 # ----------------------------------------------------------------------------- relabel
 def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
-    from ddkit.methods.decoupled.relabel import decompress_view_labels, expand_views, relabel
+    from ddkit.eval.relabel import decompress_view_labels, expand_views, relabel
 
     net, _ = tiny_teacher
     syn = SyntheticSet.from_real(tiny.train, torch.arange(12))
@@ -288,7 +283,7 @@ def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
 
 
 def test_full_box_crop_is_identity():
-    from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
+    from ddkit.augment.crops import crop_resize, sample_boxes
 
     x = torch.randn(3, 2, 8, 8)
     boxes = torch.tensor([[0, 0, 8, 8]] * 3)

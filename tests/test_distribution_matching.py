@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ddkit.augment import DSA, default_strategy
+from ddkit.data.codecs.formation import decode, encode_real, merge, partition
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods import create_method
@@ -21,7 +22,6 @@ from ddkit.methods.matching.distribution import (
     match_embeddings,
     sample_class_draws,
 )
-from ddkit.methods.matching.formation import decode, encode_real, merge, partition
 from ddkit.models import create_model
 from ddkit.testing import tiny_digits
 

@@ -138,7 +138,7 @@ def test_model_refuses_wrong_input_shape():
 def _whitened_set(digits):
     import dataclasses
 
-    from ddkit.augment.zca import ZCA
+    from ddkit.data.zca import ZCA
 
     zca = ZCA(eps=0.1).fit(digits.train.images)
     idx = digits.train.sample_per_class(5, torch.Generator().manual_seed(0)).flatten()

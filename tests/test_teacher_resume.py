@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from ddkit.errors import ConfigError
+from ddkit.eval import teacher as teacher_module
+from ddkit.eval.teacher import load_teacher, train_teacher
 from ddkit.eval.train import sgd_train, train_networks
 from ddkit.io import read_json
-from ddkit.methods.decoupled import teacher as teacher_module
-from ddkit.methods.decoupled.teacher import load_teacher, train_teacher
 from ddkit.testing import tiny_digits
 
 MODEL = "convnet3-bn-w8"

@@ -1,4 +1,4 @@
-"""Tests for ddkit.augment.zca and ddkit.augment.mix."""
+"""Tests for ddkit.data.zca and ddkit.augment.mix."""
 
 from __future__ import annotations
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ddkit.commands import COMMANDS, add_common, defaults_of, discover
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
 
@@ -23,33 +23,6 @@ DEMO_ITERATIONS = 200
 # minutes that the demo does not have, and no cheaper recipe matched them on a validation split
 # (benchmarks/bench_full_recipe.py, BENCHMARKS.md); so the demo shows the recorded row.
 DEMO_FULL_RESULTS = "benchmarks/results/standard.json"
-
-
-#: Flags shared by sub-commands, defined once: ``add_common(parser, "seed", "root", ...)``.
-COMMON_FLAGS: dict[str, dict[str, Any]] = {
-    "seed": {"type": int, "default": 0, "help": "random seed: the same seed gives the same result"},
-    "root": {"default": None, "help": "data folder or file for on-disk datasets"},
-    "quiet": {"action": "store_true", "help": "no progress output"},
-    "resume": {
-        "action": "store_true",
-        "help": "continue the run folder's checkpoint (refused when its settings differ)",
-    },
-}
-
-
-def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:
-    """Add the shared flags ``names`` (keys of :data:`COMMON_FLAGS`) and, with ``out``, an
-    ``--out`` flag whose help text is ``out``."""
-    for name in names:
-        parser.add_argument(f"--{name}", **COMMON_FLAGS[name])
-    if out is not None:
-        parser.add_argument("--out", default=None, help=out)
-
-
-def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The keyword defaults of ``fn``: CLI defaults are read from the API, not restated."""
-    params = inspect.signature(fn).parameters.values()
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -116,11 +89,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ddkit.data import load_dataset
-    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
     from ddkit.eval import evaluate
     from ddkit.io import atomic_write_json
     from ddkit.methods import load_all
-    from ddkit.runs import resolve_synthetic_path
 
     load_all()  # methods may register protocols
     path = resolve_synthetic_path(args.path)
@@ -182,9 +154,8 @@ def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, 
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
     from ddkit.io import atomic_replace_dir
-    from ddkit.runs import resolve_synthetic_path
 
     syn = SyntheticSet.load(resolve_synthetic_path(args.path))
     out = Path(args.to)
@@ -197,23 +168,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         atomic_replace_dir(out, syn.export_folder)
     what = "one PNG per image in <class>/ folders" if fmt == "png" else "x_train, y_train, ..."
     print(f"wrote {out} ({len(syn)} images; {what})")
-    return 0
-
-
-def cmd_resample(args: argparse.Namespace) -> int:
-    from ddkit.data.synthetic import SyntheticSet
-    from ddkit.methods.generative.dim import resample
-    from ddkit.runs import resolve_synthetic_path
-
-    out = Path(args.to)
-    if out.exists():
-        raise ConfigError(f"{str(out)!r} already exists; choose another --to or remove it")
-    syn = resample(SyntheticSet.load(resolve_synthetic_path(args.path)), args.per_class, args.seed)
-    syn.save(out)
-    print(
-        f"wrote {out} ({len(syn)} images, {args.per_class} per class, sampled with seed "
-        f"{args.seed}; stored bytes unchanged: {syn.storage_bytes()['total']:,})"
-    )
     return 0
 
 
@@ -239,8 +193,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plots.plot_learning_curve(log, out)
     else:
         from ddkit.data import load_dataset
-        from ddkit.data.synthetic import SyntheticSet
-        from ddkit.runs import resolve_synthetic_path
+        from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 
         path = resolve_synthetic_path(args.path)
         syn = SyntheticSet.load(path)
@@ -417,11 +370,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ddkit.apps.cli import add_app_parser
     from ddkit.bench.runner import run_suite
     from ddkit.eval.evaluate import evaluate
-    from ddkit.methods.decoupled.cli import add_teacher_parser
-    from ddkit.methods.trajectory.cli import add_experts_parser
     from ddkit.runs import distill_run
 
     p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
@@ -479,15 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--to", required=True, help="output folder (PNGs) or FILE.npz")
     x.add_argument("--format", choices=["png", "npz"], default=None, help="default: from --to")
     x.set_defaults(func=cmd_export)
-
-    rs = sub.add_parser(
-        "resample", help="draw any number of images per class from a set that stores a generator"
-    )
-    rs.add_argument("path", help="run folder or synthetic-set folder of a `dim` run")
-    rs.add_argument("--per-class", type=int, required=True, help="images per class to draw")
-    rs.add_argument("--to", required=True, help="output synthetic-set folder")
-    add_common(rs, "seed")
-    rs.set_defaults(func=cmd_resample)
 
     pl = sub.add_parser("plot", help="draw a run's learning curve, a suite's accuracy vs IPC, ...")
     pl.add_argument(
@@ -565,21 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(m, "seed", out="run folder (default runs/demo)")
     m.set_defaults(func=cmd_demo)
 
-    add_app_parser(sub)
-    add_experts_parser(sub).set_defaults(func=_lazy("ddkit.methods.trajectory.cli", "run_experts"))
-    add_teacher_parser(sub).set_defaults(func=_lazy("ddkit.methods.decoupled.cli", "run_teacher"))
+    discover()  # the sub-commands of families, applications and audits register themselves
+    for name in COMMANDS.names():
+        COMMANDS.get(name).install(sub)
     return p
-
-
-def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    """A sub-command function imported when it runs (keeps ``ddkit --help`` fast)."""
-
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-
-    return run
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

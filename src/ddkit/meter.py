@@ -9,9 +9,11 @@ seen by ``tracemalloc``; before it starts, freed heap memory is handed back to t
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -104,3 +106,27 @@ class PeakRSS:
     def extra_mb(self) -> float:
         """Peak resident memory above the level at entry, in MiB."""
         return (self.peak - self.base) / 2**20
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a measurement ran on: CPU model, torch's vector capability, cores, threads,
+    versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "capability": torch.backends.cpu.get_cpu_capability(),  # the vector width torch uses
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

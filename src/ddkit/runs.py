@@ -14,8 +14,8 @@ from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
-from ddkit.methods import Callback, Distiller, create_method
-from ddkit.progress import Progress, ProgressSetting
+from ddkit.methods import Callback, Distiller, ProgressReport, create_method
+from ddkit.progress import ProgressSetting
 
 
 class JsonlLog(Callback):
@@ -63,23 +63,6 @@ class StepSeconds(JsonlLog):
         now = time.perf_counter()
         super().on_step_end(method, iteration, {"seconds": now - self._last})
         self._last = now
-
-
-class ProgressReport(Callback):
-    """Reports a fit's iterations through :class:`ddkit.progress.Progress` (a bar on a terminal,
-    lines elsewhere)."""
-
-    def __init__(self, desc: str, setting: ProgressSetting = "auto") -> None:
-        self.desc, self.setting, self.progress = desc, setting, None
-
-    def on_start(self, method: Distiller, total: int, start: int) -> None:
-        self.progress = Progress(self.desc, total, start=start, setting=self.setting)
-
-    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        self.progress.update(1, metrics)
-
-    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
-        self.progress.close()
 
 
 def distill_run(
@@ -226,11 +209,3 @@ def _age_seconds(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except OSError:
         return float("inf")
-
-
-def resolve_synthetic_path(path: str | os.PathLike) -> Path:
-    """Accept a run folder (with ``synthetic/``) or a synthetic-set folder."""
-    p = Path(path)
-    if (p / "synthetic" / "meta.json").exists():
-        return p / "synthetic"
-    return p

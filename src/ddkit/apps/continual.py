@@ -11,11 +11,14 @@ metric is that accuracy after every step (the curve) and after the last one.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ddkit.apps.base import App, finished_rows, method_names, register_app
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -155,3 +158,74 @@ def continual_learning(
         result.curves.append(curve)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+@register_app
+class ContinualApp(App):
+    """``ddkit app continual``."""
+
+    name = "continual"
+    help = "class-incremental learning with a memory built per step by each method"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        cls.add_shared(parser)
+        parser.add_argument("--methods", default="random,herding,dm", help="comma-separated")
+        parser.add_argument(
+            "--steps", type=int, default=5, help="class groups (must divide the classes)"
+        )
+        parser.add_argument("--memory", type=int, default=10, help="memory images per class")
+        parser.add_argument("--orders", type=int, default=1, help="class orders (seeded)")
+        parser.add_argument("--protocol", default="fast")
+        parser.add_argument("--runs", type=int, default=1, help="fresh networks per step")
+        parser.add_argument("--iterations", type=int, default=None, help="distillation budget")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from ddkit.data import load_dataset
+        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.plots import plot_continual
+
+        methods = method_names(args.methods)
+        out = ensure_writable_dir(Path(args.out))
+        splits = load_dataset(args.dataset, root=args.root)
+        previous = finished_rows(out / "continual.json")
+        results = []
+        for m in methods:
+            settings = {
+                "method": m, "dataset": splits.train.spec.name, "steps": args.steps,
+                "memory": args.memory, "protocol": args.protocol, "iterations": args.iterations,
+                "meta": {"seed": args.seed, "runs": args.runs, "options": {}},
+            }  # fmt: skip
+            done = [r for r in previous if _matches(r, settings, args.orders)]
+            if done:
+                print(f"{m}: kept from {out / 'continual.json'} (same settings)")
+                results.append(done[0])
+                continue
+            print(f"{m}: {args.steps} steps, {args.memory} images per class in memory")
+            r = continual_learning(
+                splits,
+                m,
+                steps=args.steps,
+                memory=args.memory,
+                orders=args.orders,
+                protocol=args.protocol,
+                runs=args.runs,
+                iterations=args.iterations,
+                seed=args.seed,
+            )
+            results.append(r.to_dict())
+            atomic_write_json(out / "continual.json", {"results": results})
+        plot_continual(results, out / "continual.png")
+        print(f"{'method':<10} " + " ".join(f"step {t + 1:>2}" for t in range(args.steps)))
+        for r in results:
+            print(f"{r['method']:<10} " + " ".join(f"{100 * a:>7.2f}" for a in r["mean_curve"]))
+        print(f"wrote {out / 'continual.json'} and {out / 'continual.png'}")
+        return 0
+
+
+def _matches(row: dict, settings: dict, orders: int) -> bool:
+    """Whether a finished row was made with exactly these settings (so a rerun can keep it)."""
+    return (
+        all(row.get(k) == v for k, v in settings.items()) and len(row.get("curves", ())) == orders
+    )

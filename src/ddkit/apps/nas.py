@@ -11,11 +11,14 @@ test split is only ever reported, never used to rank or pick.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ddkit.apps.base import App, method_names, register_app
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -165,3 +168,67 @@ def proxy_sets(
         method = create_method(m, dataset=splits.train.spec.name, ipc=ipc)
         out[m] = method.fit(splits.train, ipc, iterations=iterations, seed=seed)
     return out
+
+
+@register_app
+class NasApp(App):
+    """``ddkit app nas``."""
+
+    name = "nas"
+    help = "architecture search: does training on a proxy set rank networks as full data?"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        cls.add_shared(parser)
+        parser.add_argument(
+            "--proxies", default="random,herding,kmeans,dm", help="methods/selectors"
+        )
+        parser.add_argument("--ipc", type=int, default=10)
+        parser.add_argument("--iterations", type=int, default=None, help="distillation budget")
+        parser.add_argument("--proxy-epochs", type=int, default=300)
+        parser.add_argument("--full-epochs", type=int, default=30)
+        parser.add_argument("--space", choices=["default", "tiny"], default="default",
+                         help="default: 48 ConvNet variants; tiny: 4 (for a quick look)")  # fmt: skip
+        parser.add_argument("--val-fraction", type=float, default=0.2)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from ddkit.data import load_dataset
+        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.plots import plot_proxy_ranking
+
+        methods = method_names(args.proxies)
+        out = ensure_writable_dir(Path(args.out))
+        splits = load_dataset(
+            args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
+        )
+        space = (
+            architecture_space()
+            if args.space == "default"
+            else architecture_space(
+                depths=(1, 2),
+                widths=(16,),
+                norms=("in", "none"),
+                pools=("avg",),
+                activations=("relu",),
+            )  # fmt: skip
+        )
+        proxies = proxy_sets(splits, methods, args.ipc, iterations=args.iterations, seed=args.seed)
+        result = architecture_search(
+            splits,
+            proxies,
+            architectures=space,
+            proxy_epochs=args.proxy_epochs,
+            full_epochs=args.full_epochs,
+            seed=args.seed,
+        )
+        result.update({"dataset": args.dataset, "ipc": args.ipc, "iterations": args.iterations})
+        atomic_write_json(out / "nas.json", result)
+        plot_proxy_ranking(result, out / "nas.png")
+        print(f"{'proxy':<10} {'images':>6} {'spearman':>9} {'kendall':>8} {'top pick test %':>16}")
+        for r in result["proxies"]:
+            print(f"{r['proxy']:<10} {r['num_images']:>6} {r['spearman']:>9.3f} {r['kendall']:>8.3f} "
+                  f"{100 * r['top_pick_test']:>16.2f}")  # fmt: skip
+        print(f"full data's own pick (by validation): {100 * result['full_pick_test']:.2f} % test")
+        print(f"wrote {out / 'nas.json'} and {out / 'nas.png'}")
+        return 0

@@ -2,7 +2,7 @@
 
 from ddkit.augment.dsa import DSA, FAMILIES, DSAParams, default_strategy, parse_strategy
 from ddkit.augment.mix import cutmix, mixup, sample_beta
-from ddkit.augment.zca import ZCA
+from ddkit.data.zca import ZCA
 
 __all__ = [
     "DSA",

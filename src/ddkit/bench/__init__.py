@@ -1,6 +1,7 @@
 """Benchmark harness: suites as data, a runner that records accuracy, time and memory."""
 
-from ddkit.bench.runner import machine_info, run_suite
+from ddkit.bench.runner import run_suite
 from ddkit.bench.suites import SUITES, Suite
+from ddkit.meter import machine_info
 
 __all__ = ["SUITES", "Suite", "machine_info", "run_suite"]

@@ -25,6 +25,7 @@ from typing import Any
 from ddkit.bench.cells import DISTILL, Cell, cell_folder, cell_row, finished_units, units
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, process_alive, read_json
+from ddkit.meter import machine_info
 
 
 @contextmanager
@@ -46,8 +47,6 @@ def read_results(path: Path, suite: Suite) -> dict[str, Any]:
 
 
 def write_results(path: Path, data: dict[str, Any]) -> None:
-    from ddkit.bench.runner import machine_info
-
     data["machine"] = machine_info()
     atomic_write_json(path, data)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import threading
 import time
@@ -35,28 +34,6 @@ from ddkit.bench.results import (
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_bytes
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "capability": torch.backends.cpu.get_cpu_capability(),  # the vector width torch uses
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def cells(suite: Suite) -> list[tuple[str, str, int]]:

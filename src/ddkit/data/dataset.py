@@ -83,6 +83,11 @@ class DatasetSplits:
         return self.train.spec
 
 
+def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
+    """Labels ``[0]*ipc + [1]*ipc + ...``: synthetic images are stored class by class."""
+    return torch.arange(num_classes).repeat_interleave(ipc)
+
+
 def check_images(images: torch.Tensor, spec: DatasetSpec | None = None) -> None:
     """Validate an ``(N, C, H, W)`` float tensor of finite values matching ``spec``."""
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():

@@ -3,7 +3,7 @@
 On disk a synthetic set is a folder with ``data.safetensors`` (images, labels, optional learned
 lr, extra tensors) and ``meta.json`` (dataset spec, provenance, and the SHA-256 of the tensor
 file, so a tampered or mismatched file is refused). Nothing is unpickled. A set whose images a
-codec decodes from its stored tensors (:mod:`ddkit.methods.codecs`) is written without the
+codec decodes from its stored tensors (:mod:`ddkit.data.codecs`) is written without the
 images (format version 2, ``images_decoded``) and decoded again on load; every other set is
 written as in version 1, which still loads.
 """
@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddkit.data.dataset import ImageDataset, check_images, denormalise
+from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved
+from ddkit.data.dataset import ImageDataset, check_images, class_labels, denormalise
 from ddkit.data.spec import DatasetSpec
-from ddkit.errors import DataError, FileFormatError
+from ddkit.data.zca import ZCA
+from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import (
     atomic_replace_dir,
     atomic_write_json,
@@ -32,11 +34,11 @@ from ddkit.io import (
     recover_replaced_dir,
     sha256_file,
 )
+from ddkit.viz import image_grid
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
 META_FILE = "meta.json"
-STORED_IMAGES = "formation.stored"  # extras key of undecoded multi-formation images
 
 
 def _version() -> str:
@@ -133,6 +135,30 @@ class SyntheticSet:
         sub = data if index is None else data.subset(index)
         return cls(sub.images.clone(), sub.labels.clone(), data.spec, meta=dict(meta or {}))
 
+    @classmethod
+    def from_codec(
+        cls, codec: Codec, stored: torch.Tensor, spec: DatasetSpec, **fields: Any
+    ) -> SyntheticSet:
+        """The set a codec's ``stored`` tensor gives: its decoded images, and what the codec
+        records (:meth:`~ddkit.data.codecs.Codec.record`). ``fields`` go to the constructor
+        (``labels``, one per decoded image -- hard class labels by default --, ``lr``,
+        ``meta``, ``extras``, ``regression``)."""
+        with torch.no_grad():
+            images = codec.decode(stored).cpu().float().clone()
+        k = spec.num_classes
+        fields.setdefault("labels", class_labels(k, len(images) // k))
+        syn = cls(images, spec=spec, **fields)
+        syn.meta["codec"] = codec.spec_string
+        meta, tensors = codec.record(stored.detach(), spec)
+        for key, t in tensors.items():
+            t = t.detach().cpu()
+            syn.extras[key] = (t.float() if t.is_floating_point() else t).clone()
+        if codec.counts_stored:
+            meta = {"stored_tensors": [*tensors, "labels"], "emitted_per_class": len(syn) // k,
+                    **meta}  # fmt: skip
+        syn.meta.update(meta)
+        return syn
+
     @property
     def stored_images(self) -> torch.Tensor:
         """The images a method actually stores: for multi-formation sets (IDM, IDC) the
@@ -174,8 +200,6 @@ class SyntheticSet:
     def decoded_images(self) -> torch.Tensor | None:
         """The images decoded afresh from the set's stored tensors (a codec's parameters, IDM's
         multi-formation images), or ``None`` when the set stores its images themselves."""
-        from ddkit.methods.codecs import decode_saved
-
         return decode_saved(self.spec, self.meta, self.extras)
 
     def save(self, path: str | os.PathLike, *, compact: bool = True) -> Path:
@@ -271,8 +295,6 @@ class SyntheticSet:
             return None
         if self.spec.transform != "zca":
             raise FileFormatError(f"unknown image transform {self.spec.transform!r}")
-        from ddkit.augment.zca import ZCA
-
         return ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")})
 
     def pixels(self) -> torch.Tensor:
@@ -285,8 +307,6 @@ class SyntheticSet:
         self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32
     ) -> Path:
         """Write a PNG grid: one row per class, up to ``max_per_class`` images per row."""
-        from ddkit.viz import image_grid
-
         return image_grid(
             self.pixels(),
             self.hard_labels,
@@ -357,9 +377,6 @@ def _decode(
     spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor], where: Path
 ) -> torch.Tensor:
     """The images of a set saved without them, decoded from its stored tensors."""
-    from ddkit.errors import ConfigError
-    from ddkit.methods.codecs import decode_saved
-
     provenance = meta.get("provenance", {})
     try:
         images = decode_saved(spec, provenance, extras)
@@ -390,3 +407,11 @@ def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
             raise FileFormatError(
                 f"{str(where)!r}: {key} must be {kind.__name__}, got {type(value).__name__}"
             )
+
+
+def resolve_synthetic_path(path: str | os.PathLike) -> Path:
+    """Accept a run folder (with ``synthetic/``) or a synthetic-set folder."""
+    p = Path(path)
+    if (p / "synthetic" / "meta.json").exists():
+        return p / "synthetic"
+    return p

@@ -1,8 +1,14 @@
 """Evaluation: protocols as data, vectorised training of fresh networks, reports."""
 
-from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, training_data
+from ddkit.eval.evaluate import (
+    EvalReport,
+    ModelResult,
+    evaluate,
+    evaluate_with_teacher,
+    run_seeds,
+    training_data,
+)
 from ddkit.eval.protocol import PROTOCOLS, EvalProtocol, get_protocol, register_protocol
-from ddkit.eval.soft import evaluate_with_teacher  # registers the soft / teacher-kd protocols
 from ddkit.eval.train import TrainStats, accuracy, build_networks, sgd_train, train_networks
 
 __all__ = [

@@ -40,7 +40,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.evaluate import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.methods.decoupled.relabel import VIEW_KEYS, relabel
+from ddkit.eval.relabel import VIEW_KEYS, relabel
 
 __all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
 
@@ -118,7 +118,7 @@ def _teacher_bytes(syn: SyntheticSet, p: EvalProtocol, given: int | None) -> int
         return 0
     if given is not None:
         return int(given)
-    from ddkit.methods.decoupled.teacher import teacher_bytes
+    from ddkit.eval.teacher import teacher_bytes
 
     folder = syn.meta.get("teacher_dir")
     if not folder:
@@ -336,7 +336,7 @@ def ranking_scores(
     ``cache`` (a dict) memoises evaluations by (set content, recipe), so several methods can
     share the random-subset and full-data runs. Returns a JSON-able dict.
     """
-    from ddkit.eval.soft import resolve_teacher
+    from ddkit.eval.teacher import resolve_teacher
 
     t0 = time.perf_counter()
     ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)

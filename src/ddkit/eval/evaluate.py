@@ -19,6 +19,8 @@ from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.eval.relabel import expand_views, teacher_targets_fn
+from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import TargetsFn, accuracy, resolve_precision, train_networks
 from ddkit.progress import Progress, ProgressSetting
 
@@ -118,7 +120,7 @@ def training_data(
     argmax of their labels. ``"stored"``: the labels as
     stored; a set with FKD per-view soft labels (``relabel(..., views=V)``) is trained on all its
     ``N*V`` stored views, each crop replayed and labelled with its own stored label
-    (:func:`~ddkit.methods.decoupled.relabel.expand_views`; every epoch sees every view once),
+    (:func:`~ddkit.eval.relabel.expand_views`; every epoch sees every view once),
     since those labels belong to the views, not to the whole images. (FKD draws one view per
     image per epoch from many stored epochs' views; with the few views stored here, replaying
     all of them uses every stored label every epoch and needs no extra random stream.)
@@ -134,15 +136,10 @@ def training_data(
             syn.images, syn.hard_labels, meta={"targets": "argmax of regression labels"}
         )
     if p.needs_teacher:
-        from ddkit.eval.soft import resolve_teacher
-        from ddkit.methods.decoupled.relabel import teacher_targets_fn
-
         net, folder = resolve_teacher(syn, teacher, device)
         meta = {"teacher_dir": str(folder)} if folder is not None else {}
         return TrainingData(syn.images, syn.labels, teacher_targets_fn(net, p.temperature), meta)
     if "view_values" in syn.extras:
-        from ddkit.methods.decoupled.relabel import expand_views
-
         views = expand_views(syn)
         return TrainingData(
             views.images, views.labels, meta={"expanded_views": views.meta["expanded_views"]}
@@ -298,3 +295,20 @@ def evaluate(
         )
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def evaluate_with_teacher(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    protocol: str | EvalProtocol = "teacher-kd",
+    teacher: Any = None,
+    **kwargs: Any,
+) -> EvalReport:
+    """Deprecated: :func:`ddkit.eval.evaluate` fetches the teacher itself (``teacher=``)."""
+    warnings.warn(
+        "evaluate_with_teacher is deprecated; call ddkit.eval.evaluate(syn, test, protocol, "
+        "teacher=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return evaluate(syn, test, protocol, teacher=teacher, **kwargs)

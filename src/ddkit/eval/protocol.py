@@ -191,6 +191,59 @@ register_protocol(
     "seconds-long smoke test (5 epochs, 2 runs): checks plumbing, not accuracy",
 )
 
+# Soft-label protocols.
+# Soft-label evaluation protocols (registered on import) and teacher-aware evaluation.
+#
+# ``soft``: train on the set's stored soft labels (as they are: they already carry the relabel
+# temperature recorded in ``meta['label_temperature']``; the student uses T = 1). A set with FKD
+# per-view labels is trained on all its stored views, each with its own label
+# (:func:`ddkit.eval.evaluate` expands them).
+# ``teacher-kd``: ask the teacher about every augmented, mixed batch (knowledge distillation with
+# temperature 20).
+#
+# Both follow the published soft-label recipes: AdamW, weight decay 0.01, cosine schedule,
+# 300 epochs, CutMix (beta 1.0), small batches (SRe2L's CIFAR relabel script: AdamW / wd 0.01,
+# cosine; RDED ``argument.py``: T = 20 with CutMix, 4 with Mixup, batch 50 for 10 classes;
+# DD-Ranking's RDED CIFAR-10 config: ConvNet-3, AdamW, cosine, wd 0.01, T = 20, CutMix beta 1,
+# 300 epochs, batch 50, teacher on the fly, ``default_lr`` 0.01). SRe2L's ImageNet FKD recipe also
+# uses T = 20 with CutMix.
+#
+# The learning rate is 0.01 (DD-Ranking's ``default_lr``), not the 1e-3 of the SRe2L/RDED scripts:
+# with 1e-3, ConvNet-3 students under teacher KD + CutMix stayed near chance after 300 epochs on
+# a *validation* split carved out of digits' train split, while 0.01 trained them (the test split
+# was not used for this choice). The student is ddkit's default ConvNet-3 (instance
+# norm) so the numbers sit next to the hard-label protocols; the augmentation is DSA
+# (dataset-appropriate, no flips for digits) as a stand-in for random-resized-crop + flip. The KD
+# loss is soft cross-entropy times T^2 (the same gradients as KL divergence up to the constant T^2
+# factor, which AdamW absorbs).
+#
+# Benchmarks on CPU scale ``epochs`` down (``evaluate(..., epochs=E)``) and say so.
+
+KD_TEMPERATURE = 20.0
+
+_SOFT = dict(
+    epochs=300,
+    lr=1e-2,
+    use_learned_lr=False,
+    optimizer="adamw",
+    weight_decay=0.01,
+    batch_size=50,
+    schedule="cosine",
+    augment="dsa",
+    mix="cutmix",
+    mix_alpha=1.0,
+    models=("convnet",),
+    runs=5,
+)
+register_protocol(
+    EvalProtocol(name="soft", targets="stored", temperature=1.0, **_SOFT),
+    "soft labels as stored: AdamW 1e-2 wd 0.01, cosine, CutMix, DSA, batch 50, 300 epochs (SRe2L/RDED)",
+)
+register_protocol(
+    EvalProtocol(name="teacher-kd", targets="teacher", temperature=KD_TEMPERATURE, **_SOFT),
+    "teacher KD on every augmented batch, T=20: AdamW 1e-2 wd 0.01, cosine, CutMix, 300 epochs (SRe2L/RDED)",
+)
+
 
 def get_protocol(name_or_protocol: str | EvalProtocol) -> EvalProtocol:
     if isinstance(name_or_protocol, EvalProtocol):

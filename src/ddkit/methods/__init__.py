@@ -5,7 +5,9 @@ from ddkit.methods.base import (
     Callback,
     Distiller,
     MethodConfig,
+    ProgressReport,
     create_method,
+    load_all,
     register_method,
     resolve_config,
 )
@@ -14,22 +16,10 @@ __all__ = [
     "METHODS",
     "Callback",
     "Distiller",
+    "ProgressReport",
     "MethodConfig",
     "create_method",
+    "load_all",
     "register_method",
     "resolve_config",
 ]
-
-
-def load_all() -> None:
-    """Import every module under :mod:`ddkit.methods`, so that each registers its methods.
-
-    Methods are discovered by walking the package, not listed: a new module in a family folder
-    is found by :func:`create_method`, ``ddkit list`` and the conformance suite without any
-    edit elsewhere. Import errors are not swallowed.
-    """
-    import importlib
-    import pkgutil
-
-    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
-        importlib.import_module(info.name)

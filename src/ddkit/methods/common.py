@@ -19,11 +19,6 @@ from ddkit.models import build_network, reinitializable, reinitialize
 from ddkit.rng import draw_seed
 
 
-def class_labels(num_classes: int, ipc: int) -> torch.Tensor:
-    """Labels ``[0]*ipc + [1]*ipc + ...``: synthetic images are stored class by class."""
-    return torch.arange(num_classes).repeat_interleave(ipc)
-
-
 def initial_images(
     train: ImageDataset, ipc: int, generator: torch.Generator, init: str = "real"
 ) -> torch.Tensor:

@@ -1,16 +1,12 @@
 """Decoupled distillation: squeeze (a teacher) -> recover / select (images) -> relabel (soft labels).
 
 * :mod:`~ddkit.methods.decoupled.methods` -- the methods ``sre2l`` and ``rded``.
-* :mod:`~ddkit.methods.decoupled.teacher` -- train / save / load teachers (safetensors + JSON).
 * :mod:`~ddkit.methods.decoupled.bn` -- SRe2L's BatchNorm-statistic matching loss.
-* :mod:`~ddkit.methods.decoupled.crops` -- RDED's patch scoring and stitching.
-* :mod:`~ddkit.methods.decoupled.relabel` -- teacher soft labels: per image, per view, on the fly.
-* :mod:`~ddkit.methods.decoupled.cli` -- the ``ddkit teacher`` sub-command.
 
-How soft-label sets are evaluated and accounted for (the ``soft`` / ``teacher-kd`` protocols,
-storage bytes, DD-Ranking scores) is evaluation knowledge and lives in :mod:`ddkit.eval`.
+What the family shares with evaluation lives below it: teachers (train / save / load, the
+``ddkit teacher`` sub-command) in :mod:`ddkit.eval.teacher` and :mod:`ddkit.eval.cli`, teacher
+soft labels per image, per view and on the fly in :mod:`ddkit.eval.relabel`, and the random
+resized crops and RDED's patch stitching in :mod:`ddkit.augment.crops`. How soft-label sets
+are evaluated and accounted for (the ``soft`` / ``teacher-kd`` protocols, storage bytes,
+DD-Ranking scores) is evaluation knowledge too.
 """
-
-from ddkit.methods.decoupled.teacher import load_teacher, save_teacher, train_teacher
-
-__all__ = ["load_teacher", "save_teacher", "train_teacher"]

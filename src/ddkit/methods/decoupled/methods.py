@@ -15,7 +15,7 @@ report can find it.
 
 Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
 ``label_temperature`` per image; ``"views"`` stores FKD-style per-view labels compactly
-(:func:`ddkit.methods.decoupled.relabel.relabel`); ``"hard"`` stores the class each image was made for.
+(:func:`ddkit.eval.relabel.relabel`); ``"hard"`` stores the class each image was made for.
 A soft label's argmax may disagree with that class (``SyntheticSet.hard_labels`` is the
 argmax); ``meta['label_agreement']`` reports how often they agree.
 """
@@ -32,11 +32,14 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.augment.crops import crop_resize, sample_boxes
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.relabel import relabel, teacher_probs
+from ddkit.eval.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import class_labels, initial_images
+from ddkit.methods.common import initial_images
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -47,9 +50,6 @@ from ddkit.methods.config import (
     none_to_auto,
 )
 from ddkit.methods.decoupled.bn import BNStatLoss
-from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
-from ddkit.methods.decoupled.relabel import relabel, teacher_probs
-from ddkit.methods.decoupled.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
 from ddkit.models import predict
 from ddkit.rng import draw_seed
 

@@ -6,7 +6,7 @@ that the images it emits match the real data under a matching objective; any num
 per class is sampled from it when a network is to be trained.
 
 Here the generator is the decoder of the ``latent:D`` codec's autoencoder
-(:class:`~ddkit.methods.codecs.Latent`: trained on the real training images, seed 0), made
+(:class:`~ddkit.data.codecs.latent.Latent`: trained on the real training images, seed 0), made
 class-conditional by one diagonal Gaussian per class in its latent space, started at the mean
 and spread of the encoder's codes of that class. Every iteration samples ``batch_syn`` fresh
 latents per class, decodes them and lowers DM's objective -- the distance between the mean
@@ -35,13 +35,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.codecs import LABEL_BYTES, image_bytes
+from ddkit.data.codecs.latent import Latent
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import register_method
-from ddkit.methods.codecs import LABEL_BYTES, Latent, image_bytes
-from ddkit.methods.common import class_labels
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Preset
 from ddkit.methods.matching.distribution import (
     DM,

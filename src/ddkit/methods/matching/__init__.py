@@ -3,5 +3,5 @@
 * :mod:`~ddkit.methods.matching.gradient` -- ``dc`` and ``dsa`` (gradient matching).
 * :mod:`~ddkit.methods.matching.distribution` -- ``dm`` and ``idm`` (distribution matching).
 * :mod:`~ddkit.methods.matching.losses` -- per-class gradients and the matching distances.
-* :mod:`~ddkit.methods.matching.formation` -- the multi-formation codec (IDC / IDM).
+* the multi-formation codec they use lives in the data layer, :mod:`ddkit.data.codecs.formation`.
 """

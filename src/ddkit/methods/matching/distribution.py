@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddkit.augment.dsa import DSA, DSAParams
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.codecs.formation import decode, default_factor, encode_real
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import (
@@ -62,7 +63,6 @@ from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
-    class_labels,
     initial_images,
     make_augment,
     method_precision,
@@ -81,7 +81,6 @@ from ddkit.methods.config import (
     Preset,
     zero_to_auto,
 )
-from ddkit.methods.matching.formation import decode, default_factor, encode_real
 from ddkit.methods.pool import ModelPool
 
 __all__ = [
@@ -409,7 +408,7 @@ class DM(Distiller):
         return {"loss": float(loss.detach()) / self.train_.spec.num_classes}
 
     def result(self) -> SyntheticSet:
-        syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        syn = SyntheticSet.from_codec(self.codec_, self.state_["images"].detach(), self.train_.spec)
         return record_levers(syn, self.precision_, self.config)
 
 

@@ -73,7 +73,7 @@ from torch import nn
 
 from ddkit.augment.dsa import DSA as DSAAugment
 from ddkit.augment.dsa import DSAParams
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -82,7 +82,6 @@ from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
-    class_labels,
     make_augment,
     method_precision,
     record_levers,
@@ -400,7 +399,7 @@ class DC(Distiller):
         }
         if self.dsa_ is not None:
             meta["dsa_strategy"] = self.dsa_.strategy
-        syn = self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        syn = SyntheticSet.from_codec(self.codec_, self.state_["images"].detach(), self.train_.spec)
         syn.meta.update(meta)
         return record_levers(syn, self.precision_, self.config)
 

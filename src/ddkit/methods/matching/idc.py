@@ -6,7 +6,7 @@ Two changes to DC (:mod:`ddkit.methods.matching.gradient`):
 
 * **What is stored**: each stored image holds ``factor x factor`` tiles, each upsampled to a
   full training image (multi-formation, the ``formation:F`` codec of
-  :mod:`ddkit.methods.codecs`), initialised from downscaled real images; the set emits
+  :mod:`ddkit.data.codecs`), initialised from downscaled real images; the set emits
   ``factor^2`` times more images than it stores, at the bytes of ``ipc`` images per class.
   ``codec="auto"`` takes factor 2 (the paper's MNIST and CIFAR setting) on images of at least
   16 pixels a side and plain pixels below (IDM's rule: 4x4 tiles of 8x8 ``digits`` hold too
@@ -40,13 +40,13 @@ import torch
 from torch import nn
 
 from ddkit.augment.dsa import DSA as DSAAugment
+from ddkit.data.codecs.formation import Formation, default_factor
+from ddkit.data.codecs.pixels import Pixels
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.methods.base import register_method
-from ddkit.methods.codecs import Formation, Pixels
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Preset
-from ddkit.methods.matching.formation import default_factor
 from ddkit.methods.matching.gradient import DC, DCConfig
 
 __all__ = ["IDC", "IDCConfig", "idc_image_lr", "pixel_bounds"]

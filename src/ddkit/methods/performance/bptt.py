@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import RandomNetwork, class_labels, make_augment
+from ddkit.methods.common import RandomNetwork, make_augment
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -287,4 +287,6 @@ class BPTT(Distiller):
         return self.codec_.decode(self.state_["images"]), self.labels_
 
     def result(self) -> SyntheticSet:
-        return self.codec_.to_set(self.state_["images"].detach(), self.train_.spec, self.ipc_)
+        return SyntheticSet.from_codec(
+            self.codec_, self.state_["images"].detach(), self.train_.spec
+        )

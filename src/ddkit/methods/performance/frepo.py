@@ -241,6 +241,4 @@ class FRePo(Distiller):
 
     def result(self) -> SyntheticSet:
         st = self.state_
-        return labelled_set(
-            self.codec_, st["images"], st["labels"], self.train_.spec, self.ipc_, self.config
-        )
+        return labelled_set(self.codec_, st["images"], st["labels"], self.train_.spec, self.config)

@@ -136,7 +136,7 @@ class KIP(Distiller):
     def result(self) -> SyntheticSet:
         st, cfg = self.state_, self.config
         labels = self.solved_labels() if cfg.label_solve_real else st["labels"]
-        syn = labelled_set(self.codec_, st["images"], labels, self.train_.spec, self.ipc_, cfg)
+        syn = labelled_set(self.codec_, st["images"], labels, self.train_.spec, cfg)
         if cfg.label_solve_real:
             syn.meta["label_solve_real"] = cfg.label_solve_real
         return syn

@@ -16,11 +16,11 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.codecs import Codec
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.methods.codecs import Codec, CodecConfig, start_stored
-from ddkit.methods.common import class_labels
+from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.config import POSITIVE
 
 
@@ -71,14 +71,14 @@ def add_label_group(opt: torch.optim.Optimizer, y: torch.Tensor, cfg: LabelLearn
 
 
 def labelled_set(
-    codec: Codec, stored: torch.Tensor, y: torch.Tensor, spec: DatasetSpec, ipc: int,
+    codec: Codec, stored: torch.Tensor, y: torch.Tensor, spec: DatasetSpec,
     cfg: LabelLearningConfig,
 ) -> SyntheticSet:  # fmt: skip
     """The result, decoded from ``stored``: class labels, or (``cfg.label_vectors``) the
     vectors ``y`` as regression targets (one per decoded image)."""
     if not cfg.label_vectors:
-        return codec.to_set(stored.detach(), spec, ipc)
+        return SyntheticSet.from_codec(codec, stored.detach(), spec)
     k = spec.num_classes
-    return codec.to_set(
-        stored.detach(), spec, ipc, labels=y.detach().clone() + 1.0 / k, regression=True
+    return SyntheticSet.from_codec(
+        codec, stored.detach(), spec, labels=y.detach().clone() + 1.0 / k, regression=True
     )

@@ -21,7 +21,7 @@ kernel is then an estimate of that architecture's random-feature kernel, not an 
 
 Labels are fixed zero-mean one-hot targets or learned with the images (``learn_labels``,
 :mod:`~ddkit.methods.performance.labels`); what the set stores is the ``codec`` option (plain
-pixels by default, :mod:`~ddkit.methods.codecs`), as for kip. Deviations from the authors' (PyTorch) code: Adam
+pixels by default, :mod:`~ddkit.data.codecs`), as for kip. Deviations from the authors' (PyTorch) code: Adam
 instead of AdaBelief; no learned linear transform of the images and no early stopping on a
 validation split (a fixed number of ``iterations``); the real batch is class-balanced
 (``batch_real`` images per class; the authors draw 4 x 1280 images at random); the networks run
@@ -279,9 +279,7 @@ class RFAD(Distiller):
 
     def result(self) -> SyntheticSet:
         st = self.state_
-        syn = labelled_set(
-            self.codec_, st["images"], st["labels"], self.train_.spec, self.ipc_, self.config
-        )
+        syn = labelled_set(self.codec_, st["images"], st["labels"], self.train_.spec, self.config)
         if self.config.loss == "platt":
             syn.meta["temperature"] = float(self.state_["log_temperature"].detach().exp())
         return syn

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ddkit.commands import Command, add_common, defaults_of, register_command
 
-def add_experts_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``experts`` sub-command to the ``ddkit`` parser; returns it (the caller sets
-    ``func=run_experts``). Defaults are those of :func:`train_experts`."""
-    from ddkit.cli import add_common, defaults_of
+
+def add_experts_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``ddkit experts``; defaults are those of :func:`train_experts`."""
     from ddkit.methods.trajectory.experts import train_experts
 
     default = defaults_of(train_experts)
-    p = subparsers.add_parser(
-        "experts",
-        help="train expert trajectories for MTT/TESLA/DATM (resumable; several processes may share --out)",
-    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", default="convnet", help="network without BatchNorm (default convnet)")
     p.add_argument("--num-experts", type=int, required=True)
@@ -32,7 +28,6 @@ def add_experts_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     add_common(
         p, "seed", "root", "quiet", "resume", out="folder (default runs/experts/<dataset>-<model>)"
     )
-    return p
 
 
 def run_experts(args: argparse.Namespace) -> int:
@@ -66,3 +61,14 @@ def run_experts(args: argparse.Namespace) -> int:
         + (" --set zca=true" if args.zca else "")
     )
     return 0
+
+
+register_command(
+    Command(
+        "experts",
+        "train expert trajectories for MTT/TESLA/DATM (resumable; several processes may share "
+        "--out)",
+        add_experts_arguments,
+        run_experts,
+    )
+)

@@ -48,14 +48,13 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from ddkit.data.dataset import ImageDataset
+from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
-    class_labels,
     initial_images,
     make_augment,
     method_precision,
@@ -460,8 +459,8 @@ class _TrajectoryMatching(Distiller):
         if getattr(self, "temperature_", None) is not None:
             meta["label_temperature"] = self.temperature_
         zca_keys = list(extras)
-        syn = self.codec_.to_set(
-            st["images"].detach(), self.data_.spec, self.ipc_,
+        syn = SyntheticSet.from_codec(
+            self.codec_, st["images"].detach(), self.data_.spec,
             labels=self._result_labels(), lr=lr, meta=meta, extras=extras,
         )  # fmt: skip
         if "stored_tensors" in syn.meta:  # the ZCA transform ships with the set

@@ -2,7 +2,7 @@
 and settings, then reused.
 
 No pretrained generator can be downloaded, so ddkit trains a small autoencoder on the real
-training images (:class:`~ddkit.methods.codecs.Latent`). Like expert trajectories and teachers,
+training images (:class:`~ddkit.data.codecs.latent.Latent`). Like expert trajectories and teachers,
 it is kept as a folder -- ``weights.safetensors`` (the encoder's and decoder's parameters; no
 pickle) and ``meta.json`` (the dataset spec, the fingerprint of the exact training images, the
 settings it was trained with, its reconstruction error) -- under

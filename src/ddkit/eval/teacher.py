@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +35,9 @@ from torch import nn
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
+from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
+from ddkit.eval.protocol import EvalProtocol
 from ddkit.io import (
     atomic_replace_dir,
     atomic_write_json,
@@ -44,9 +46,6 @@ from ddkit.io import (
     recover_replaced_dir,
     sha256_file,
 )
-
-if TYPE_CHECKING:
-    from ddkit.eval.protocol import EvalProtocol
 
 WEIGHTS_FILE = "teacher.safetensors"
 META_FILE = "teacher.json"
@@ -72,8 +71,6 @@ __all__ = [
 def _protocol(
     epochs: int, lr: float, batch_size: int, augment: str | None, model: str, weight_decay: float
 ) -> EvalProtocol:
-    from ddkit.eval.protocol import EvalProtocol
-
     return EvalProtocol(
         name="teacher",
         epochs=int(epochs),
@@ -434,3 +431,24 @@ def cached_teacher(
     train_teacher(train, model, out_dir=folder, **recipe)
     net, _ = load_teacher(folder)  # the saved copy, so a fresh run and a cached run agree exactly
     return net, folder
+
+
+def resolve_teacher(
+    syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Path | None]:
+    """A teacher module from ``teacher`` (a module or a folder) or from ``syn.meta['teacher_dir']``;
+    returns ``(module in eval mode, folder or None)``."""
+    if isinstance(teacher, nn.Module):
+        return teacher.to(device).eval(), None
+    path = (
+        teacher
+        if teacher is not None
+        else (syn.meta.get("teacher_dir") if syn is not None else None)
+    )
+    if path is None:
+        raise ConfigError(
+            "this evaluation needs a teacher: pass teacher=<folder> (ddkit teacher ...) "
+            "or use a set whose meta records 'teacher_dir'"
+        )
+    net, _ = load_teacher(Path(os.fspath(path)), device=device)
+    return net, Path(os.fspath(path))

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddkit.augment.crops import crop_resize, sample_boxes
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
-from ddkit.methods.decoupled.crops import crop_resize, sample_boxes
 from ddkit.models import predict
 
 __all__ = [

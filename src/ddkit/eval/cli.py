@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import argparse
 
+from ddkit.commands import Command, add_common, defaults_of, register_command
 from ddkit.errors import ConfigError
 
+TEACHER_HELP = (
+    "train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON); re-running an "
+    "interrupted command resumes after its last finished epoch"
+)
 
-def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``teacher`` sub-command to ``subparsers``; the caller sets ``func=run_teacher``.
-    Defaults are those of :func:`~ddkit.methods.decoupled.teacher.train_teacher`."""
-    from ddkit.cli import add_common, defaults_of
-    from ddkit.methods.decoupled.teacher import DEFAULT_MODEL, train_teacher
+
+def add_teacher_arguments(t: argparse.ArgumentParser) -> None:
+    """The options of ``ddkit teacher``; defaults are those of
+    :func:`~ddkit.eval.teacher.train_teacher`."""
+    from ddkit.eval.teacher import DEFAULT_MODEL, train_teacher
 
     default = defaults_of(train_teacher)
-    t = subparsers.add_parser(
-        "teacher",
-        help="train a (BatchNorm) teacher on a dataset and save it (safetensors + JSON); "
-        "re-running an interrupted command resumes after its last finished epoch",
-        description="Train a (BatchNorm) teacher and save it to --out. A checkpoint is kept in "
+    t.description = (
+        "Train a (BatchNorm) teacher and save it to --out. A checkpoint is kept in "
         "OUT/checkpoint/ after every epoch: re-running the same command after an interruption "
         "resumes after the last finished epoch (same result as an uninterrupted run). A "
-        "checkpoint of other options or data is refused: delete it or pick another --out.",
+        "checkpoint of other options or data is refused: delete it or pick another --out."
     )
     t.add_argument("--dataset", default="digits")
     t.add_argument(
@@ -45,14 +47,13 @@ def add_teacher_parser(subparsers) -> argparse.ArgumentParser:
     add_common(
         t, "seed", "root", out="output folder (default runs/teachers/<dataset>-<model>-s<seed>)"
     )
-    return t
 
 
 def run_teacher(args: argparse.Namespace) -> int:
     """Train, save and summarise a teacher. The teacher is trained on the train split minus the
     validation part (so its validation accuracy is honest); the test split is not touched."""
     from ddkit.data import load_dataset
-    from ddkit.methods.decoupled.teacher import train_teacher
+    from ddkit.eval.teacher import train_teacher
     from ddkit.models import create_model, has_batchnorm
 
     splits = load_dataset(
@@ -90,3 +91,6 @@ def run_teacher(args: argparse.Namespace) -> int:
         f"({m['train_seconds']:.1f} s{resumed}); wrote {out}"
     )
     return 0
+
+
+register_command(Command("teacher", TEACHER_HELP, add_teacher_arguments, run_teacher))

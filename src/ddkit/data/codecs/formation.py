@@ -3,15 +3,21 @@
 J.-H. Kim et al., "Dataset Condensation via Efficient Synthetic-Data Parameterization", ICML 2022
 (IDC, arXiv:2205.14959); used by IDM (Zhao et al., CVPR 2023). Each stored image is split into
 tiles that are upsampled to full size for training, so ``ipc`` stored images per class give
-``ipc * factor^2`` training images at the storage cost of ``ipc``.
+``ipc * factor^2`` training images at the storage cost of ``ipc``. As a codec: ``formation:F``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["decode", "default_factor", "encode_real", "merge", "partition"]
+from ddkit.data.codecs.base import STORED_IMAGES, Codec, register_codec
+from ddkit.data.spec import DatasetSpec
+from ddkit.errors import ConfigError
+
+__all__ = ["Formation", "decode", "default_factor", "encode_real", "merge", "partition"]
 
 #: Below this image side, tiles of half the side hold too little of an image to train on.
 MIN_SIDE_FOR_TILES = 16
@@ -66,3 +72,46 @@ def encode_real(images: torch.Tensor, factor: int) -> torch.Tensor:
     h, w = images.shape[2:]
     small = F.interpolate(images, size=_patch(h, w, factor), mode="bilinear", align_corners=False)
     return merge(small, factor, (h, w))
+
+
+@register_codec
+class Formation(Codec):
+    """Multi-formation with ``factor x factor`` tiles per stored image (module docstring)."""
+
+    name = "formation"
+    argument = int
+    usage = "formation:F (F >= 1)"
+    example = "formation:2"
+
+    def __init__(self, factor: int) -> None:
+        if factor < 1:
+            raise ConfigError(f"formation factor must be >= 1, got {factor}")
+        self.factor = int(factor)
+
+    @property
+    def spec_string(self) -> str:
+        return f"formation:{self.factor}"
+
+    def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
+        if min(spec.image_size) < self.factor:
+            raise ConfigError(f"factor {self.factor} is larger than the images {spec.image_size}")
+        return ipc * self.factor**2
+
+    def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return encode_real(images, self.factor)
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        return decode(stored, self.factor)
+
+    def restore(
+        self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        return extras.get(STORED_IMAGES) if self.factor > 1 else None
+
+    def record(
+        self, stored: torch.Tensor, spec: DatasetSpec
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        ipc = len(stored) // spec.num_classes
+        meta = {"formation_factor": self.factor, "stored_ipc": ipc,
+                "stored_images": len(stored), "decoded_ipc": ipc * self.factor**2}  # fmt: skip
+        return meta, ({STORED_IMAGES: stored} if self.factor > 1 else {})

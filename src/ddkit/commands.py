@@ -1,0 +1,121 @@
+"""Sub-commands of ``ddkit``, registered by the packages that own them.
+
+The core command line (:mod:`ddkit.cli`) imports no method family, application or audit: a
+package that adds sub-commands keeps them in a module named ``cli`` inside its own folder, and
+that module registers each one here::
+
+    from ddkit.commands import Command, register_command
+
+    def add_arguments(parser): parser.add_argument("--dataset", required=True)
+    def run(args): ...; return 0
+
+    register_command(Command("experts", "train expert trajectories", add_arguments, run))
+
+:func:`discover` imports every ``cli`` module under the ``ddkit`` package, so a new family's
+sub-command is found without an edit elsewhere. A package whose members form one command with
+sub-commands of their own (``ddkit app NAME``, ``ddkit audit NAME``) registers a
+:class:`Group` over its registry instead.
+
+The flags that several sub-commands share are defined once here (:data:`COMMON_FLAGS`,
+:func:`add_common`), and CLI defaults are read from the API (:func:`defaults_of`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ddkit.registry import Registry
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its name, one line of help, a function that adds its arguments to its
+    parser, and the function that runs it (returns the exit code)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Runner
+
+    def install(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.help)
+        self.add_arguments(parser)
+        parser.set_defaults(func=self.run)
+        return parser
+
+
+class Group:
+    """``ddkit NAME MEMBER ...``: one sub-command per member of a registry whose members are
+    :class:`Command`-like (``name``, ``help``, ``add_arguments``, ``run``)."""
+
+    def __init__(self, name: str, help: str, members: Registry[Any], load: Callable[[], None]):
+        self.name, self.help, self.members, self.load = name, help, members, load
+
+    def install(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        self.load()
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.help)
+        inner = parser.add_subparsers(dest=self.name, required=True, metavar="NAME")
+        for key in self.members.names():
+            member = self.members.get(key)
+            sub = inner.add_parser(key, help=member.help, description=member.help)
+            member.add_arguments(sub)
+            sub.set_defaults(func=member.run)
+        return parser
+
+
+COMMANDS: Registry[Command | Group] = Registry("command")
+
+
+def register_command(command: Command | Group) -> Command | Group:
+    """Register a sub-command (or a group of them) under its name."""
+    COMMANDS.add(command.name, command, help=command.help)
+    return command
+
+
+def discover() -> None:
+    """Import every ``cli`` module below the ``ddkit`` package (each registers its
+    sub-commands). Packages are imported to be walked; leaf modules other than ``cli`` are not."""
+    import ddkit
+
+    for info in pkgutil.walk_packages(ddkit.__path__, prefix="ddkit.", onerror=_raise):
+        if info.name.rsplit(".", 1)[-1] == "cli" and info.name != "ddkit.cli":
+            importlib.import_module(info.name)
+
+
+def _raise(name: str) -> None:
+    raise ImportError(f"cannot import {name} while looking for sub-commands")
+
+
+#: Flags shared by sub-commands, defined once: ``add_common(parser, "seed", "root", ...)``.
+COMMON_FLAGS: dict[str, dict[str, Any]] = {
+    "seed": {"type": int, "default": 0, "help": "random seed: the same seed gives the same result"},
+    "root": {"default": None, "help": "data folder or file for on-disk datasets"},
+    "quiet": {"action": "store_true", "help": "no progress output"},
+    "resume": {
+        "action": "store_true",
+        "help": "continue the run folder's checkpoint (refused when its settings differ)",
+    },
+}
+
+
+def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:
+    """Add the shared flags ``names`` (keys of :data:`COMMON_FLAGS`) and, with ``out``, an
+    ``--out`` flag whose help text is ``out``."""
+    for name in names:
+        parser.add_argument(f"--{name}", **COMMON_FLAGS[name])
+    if out is not None:
+        parser.add_argument("--out", default=None, help=out)
+
+
+def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of ``fn``: CLI defaults are read from the API, not restated."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}

@@ -231,7 +231,7 @@ def test_fingerprint_equals_the_recorded_expert_fingerprints():
     small = ImageDataset(x, torch.tensor([0, 1, 9]), train.spec)
     assert fingerprint(small) == "e70ac5950cd75b0a"
     assert fingerprint(small.images, small.labels) == "e70ac5950cd75b0a"
-    from ddkit.methods.decoupled.teacher import dataset_fingerprint
+    from ddkit.eval.teacher import dataset_fingerprint
 
     assert dataset_fingerprint(small) == "ac72e40bccf7ba35"
     assert len(fingerprint(small, length=20)) == 20

@@ -16,8 +16,8 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval import EvalProtocol, evaluate, get_protocol, sgd_train, train_networks
 from ddkit.eval.evaluate import training_data
+from ddkit.eval.teacher import train_teacher
 from ddkit.eval.train import Augmenter, build_networks, per_sample_mse
-from ddkit.methods.decoupled.teacher import train_teacher
 from ddkit.testing import arithmetic, tiny_digits
 
 SMALL = EvalProtocol(name="small", epochs=3, runs=2, models=("convnet-w8",), lr=0.05, batch_size=8)
@@ -219,7 +219,7 @@ def test_soft_protocol_trains_on_the_stored_view_labels(tiny, monkeypatch):
 
 
 def test_soft_evaluation_of_a_views_set_is_that_of_its_expanded_views(tiny, tiny_teacher):
-    from ddkit.methods.decoupled.relabel import expand_views, relabel
+    from ddkit.eval.relabel import expand_views, relabel
 
     net, _ = tiny_teacher
     syn = relabel(
@@ -322,7 +322,7 @@ def test_evaluate_fetches_the_teacher_which_sees_augmented_batches(tiny, tiny_te
 def test_storage_report_exact_bytes(tiny_teacher):
     from ddkit.data import DatasetSpec
     from ddkit.eval.accounting import dataset_bytes, storage_report
-    from ddkit.methods.decoupled.relabel import relabel
+    from ddkit.eval.relabel import relabel
 
     spec = DatasetSpec("toy", 10, 1, (8, 8), (0.0,), (1.0,))
     x = torch.zeros(4, 1, 8, 8)
@@ -436,8 +436,8 @@ def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
 def test_teacher_kd_training_is_bit_identical_for_a_seed(tiny, tiny_teacher):
     """Same seed => the same students, weight for weight, through teacher KD, CutMix and DSA."""
     from ddkit.eval import get_protocol
+    from ddkit.eval.relabel import teacher_targets_fn
     from ddkit.eval.train import train_networks
-    from ddkit.methods.decoupled.relabel import teacher_targets_fn
 
     net, _ = tiny_teacher
     syn = SyntheticSet.from_real(

@@ -62,3 +62,61 @@ def test_test_overrides_are_valid_options():
 @pytest.mark.parametrize("name", ["convnet-w8", "mlp-w16"])
 def test_check_model(name):
     check_model(name)
+
+
+# -------------------------------------------------------- codecs, applications and audits
+from ddkit.apps.base import APPS  # noqa: E402
+from ddkit.apps.base import load_all as load_apps  # noqa: E402
+from ddkit.audits.base import AUDITS  # noqa: E402
+from ddkit.audits.base import load_all as load_audits  # noqa: E402
+from ddkit.data.codecs import CODECS  # noqa: E402
+from ddkit.testing import (  # noqa: E402
+    CODEC_CHECKS,
+    MEMBER_CHECKS,
+    check_app,
+    check_audit,
+    check_codec,
+)
+
+load_apps()
+load_audits()
+
+
+@pytest.mark.parametrize("check", list(CODEC_CHECKS))
+@pytest.mark.parametrize("name", CODECS.names())
+def test_codec_conformance(name, check):
+    check_codec(name, [check])
+
+
+@pytest.mark.parametrize("check", list(MEMBER_CHECKS))
+@pytest.mark.parametrize("name", APPS.names())
+def test_app_conformance(name, check):
+    check_app(name, [check])
+
+
+@pytest.mark.parametrize("check", list(MEMBER_CHECKS))
+@pytest.mark.parametrize("name", AUDITS.names())
+def test_audit_conformance(name, check):
+    check_audit(name, [check])
+
+
+def test_the_codec_checks_catch_a_codec_that_ignores_its_stored_tensor(monkeypatch):
+    from ddkit.data.codecs.pixels import Pixels
+
+    monkeypatch.setattr(Pixels, "decode", lambda self, stored: stored.detach() * 0)
+    with pytest.raises(AssertionError, match="fails decodes"):
+        check_codec("pixels", ["decodes"])
+
+
+def test_the_member_checks_catch_an_app_that_writes_before_it_checks(monkeypatch):
+    from pathlib import Path
+
+    app = APPS.get("nas")
+
+    def writes_first(args):
+        Path(args.out).mkdir(parents=True)
+        raise __import__("ddkit.errors").errors.DataError("unknown dataset")
+
+    monkeypatch.setattr(app, "run", staticmethod(writes_first))
+    with pytest.raises(AssertionError, match="created its --out folder"):
+        check_app("nas", ["refuses_unknown_data"])

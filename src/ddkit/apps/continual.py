@@ -187,8 +187,8 @@ class ContinualApp(App):
         from ddkit.plots import plot_continual
 
         methods = method_names(args.methods)
-        out = ensure_writable_dir(Path(args.out))
         splits = load_dataset(args.dataset, root=args.root)
+        out = ensure_writable_dir(Path(args.out))
         previous = finished_rows(out / "continual.json")
         results = []
         for m in methods:

@@ -215,8 +215,8 @@ class FederatedApp(App):
 
         methods = method_names(args.methods)
         alphas = [float(a) for a in args.alphas.split(",") if a]
-        out = ensure_writable_dir(Path(args.out))
         splits = load_dataset(args.dataset, root=args.root)
+        out = ensure_writable_dir(Path(args.out))
         results = []
         for alpha in alphas:
             g = torch.Generator().manual_seed(args.seed)

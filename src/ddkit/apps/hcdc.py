@@ -395,10 +395,10 @@ class HcdcApp(App):
             positive_floats(args.lrs, "--lrs"),
             positive_floats(args.weight_decays, "--weight-decays"),
         )
-        out = ensure_writable_dir(Path(args.out))
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
+        out = ensure_writable_dir(Path(args.out))
         result = calibrated_search(
             splits,
             args.ipc,

@@ -198,10 +198,10 @@ class NasApp(App):
         from ddkit.plots import plot_proxy_ranking
 
         methods = method_names(args.proxies)
-        out = ensure_writable_dir(Path(args.out))
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
+        out = ensure_writable_dir(Path(args.out))
         space = (
             architecture_space()
             if args.space == "default"

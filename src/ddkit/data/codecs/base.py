@@ -45,6 +45,8 @@ class Codec:
     counts_stored: ClassVar[bool] = False
     #: a spec string the conformance suite builds this codec from (small and quick)
     example: ClassVar[str] = "codec"
+    #: attributes the conformance suite sets to make the codec quick (e.g. fewer steps)
+    test_settings: ClassVar[dict[str, Any]] = {}
     label_bytes = LABEL_BYTES
 
     def __init__(self, value: Any = None) -> None:

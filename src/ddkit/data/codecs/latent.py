@@ -36,6 +36,7 @@ class Latent(Codec):
     usage = "latent:D (D >= 1)"
     counts_stored = True
     example = "latent:4"
+    test_settings = {"steps": 40}
     steps = 2000  # autoencoder training steps (Adam, lr 1e-3, batch 128, seed 0)
     width = 16  # channels after the decoder's first layer (halved by the second)
 

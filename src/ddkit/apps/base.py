@@ -8,6 +8,7 @@ import argparse
 import importlib
 import json
 import pkgutil
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,8 +53,8 @@ def register_app(cls: type[App]) -> type[App]:
 
 def load_all() -> None:
     """Import every module of :mod:`ddkit.apps`, so that each registers its application."""
-    folder = str(Path(__file__).parent)
-    for info in pkgutil.walk_packages([folder], prefix="ddkit.apps."):
+    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
         importlib.import_module(info.name)
 
 

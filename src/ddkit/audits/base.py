@@ -6,10 +6,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-from pathlib import Path
-from typing import Any, ClassVar
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ddkit.errors import ConfigError, UnknownNameError
 from ddkit.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from ddkit.data.dataset import ImageDataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.eval.protocol import EvalProtocol
+    from ddkit.methods.base import Callback
+    from ddkit.progress import ProgressSetting
 
 
 class Audit:
@@ -41,6 +53,216 @@ def register_audit(cls: type[Audit]) -> type[Audit]:
 
 def load_all() -> None:
     """Import every module of :mod:`ddkit.audits`, so that each registers its audit."""
-    folder = str(Path(__file__).parent)
-    for info in pkgutil.walk_packages([folder], prefix="ddkit.audits."):
+    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
         importlib.import_module(info.name)
+
+
+# ====================================================================== shared by the audits
+# Every audit compares networks trained on distilled sets with networks trained on random real
+# images of the same size and on the full data. These helpers build those training sets, train
+# the networks as an evaluation protocol does (ddkit.eval's own training code), and read the
+# options the audits share.
+
+
+def method_list(text: str | Sequence[str]) -> list[str]:
+    """Registered method or selector names (comma-separated text or a list), each checked
+    before any work: an unknown name is a one-line :class:`ConfigError`."""
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    items = text.split(",") if isinstance(text, str) else [str(m) for m in text]
+    names = [m.strip() for m in items if m.strip()]
+    if not names:
+        raise ConfigError("no method given; name at least one (e.g. dm)")
+    for m in names:
+        try:
+            METHODS.get(m)
+        except UnknownNameError as e:
+            raise ConfigError(str(e)) from None
+    return names
+
+
+def _number(token: str, kind: type) -> float:
+    """``token`` as ``kind``; a float may be a fraction such as ``8/255``."""
+    if kind is float and "/" in token:
+        top, _, bottom = token.partition("/")
+        return float(top) / float(bottom)
+    return kind(token)
+
+
+def number_list(
+    text: str | Sequence[float], what: str, *, kind: type = float, minimum: float | None = None
+) -> list[Any]:
+    """Numbers given as comma-separated text (floats may be fractions such as ``8/255``) or as a
+    list, each of type ``kind`` and at least ``minimum``; anything else is a one-line
+    :class:`ConfigError` naming the option ``what``."""
+    tokens = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        values = [_number(t, kind) if isinstance(t, str) else kind(t) for t in tokens if t != ""]
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} needs at least one value")
+    bad = [v for v in values if v != v or (minimum is not None and v < minimum)]
+    if bad:
+        raise ConfigError(f"{what} must be >= {minimum}, got {bad[0]}")
+    return values
+
+
+def check_fraction(value: float, what: str) -> float:
+    """``value`` as a float in ``[0, 1]``, else a one-line :class:`ConfigError`."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise ConfigError(f"{what} must be in [0, 1], got {value!r}")
+    return v
+
+
+def distil(
+    train: ImageDataset,
+    method: str,
+    ipc: int,
+    *,
+    iterations: int | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: ProgressSetting = False,
+) -> SyntheticSet:
+    """``train`` distilled by the registered ``method`` at ``ipc`` (its preset for the dataset
+    and IPC, then ``options``; ``iterations=None``: the preset's budget)."""
+    from ddkit.methods import create_method
+
+    m = create_method(method, dataset=train.spec.name, ipc=ipc, **(options or {}))
+    return m.fit(
+        train, ipc, iterations=iterations, seed=seed, callbacks=callbacks, progress=progress
+    )
+
+
+def random_real(train: ImageDataset, ipc: int, *, seed: int) -> SyntheticSet:
+    """``ipc`` real rows per class of ``train``, drawn with ``seed`` (the ``random`` selector)."""
+    return distil(train, "random", ipc, seed=seed)
+
+
+def full_data(train: ImageDataset) -> SyntheticSet:
+    """All of ``train`` as a set (the full-data reference)."""
+    from ddkit.data.synthetic import SyntheticSet
+
+    return SyntheticSet.from_real(train, meta={"method": "full", "ipc": max(train.class_counts)})
+
+
+@dataclass
+class TrainedNetworks:
+    """Networks trained on one set as an evaluation protocol trains them (``protocol.runs``
+    fresh networks per model of the protocol), with the real test split in the set's space
+    (its normalisation and recorded transform), which is what the networks expect."""
+
+    protocol: EvalProtocol
+    lr: float
+    test: ImageDataset
+    models: list[str]  # the architecture of each network
+    runs: list[int]  # the run index of each network within its architecture
+    seeds: list[int]  # the run seed of each network
+    networks: list[torch.nn.Module]
+    seconds: float = 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``{"model", "run", "seed"}`` of each network, for a results file."""
+        return [
+            {"model": m, "run": r, "seed": s} for m, r, s in zip(self.models, self.runs, self.seeds)
+        ]
+
+
+def train_on_set(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    protocol: str | EvalProtocol = "dc",
+    *,
+    runs: int | None = None,
+    epochs: int | None = None,
+    models: Sequence[str] | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: ProgressSetting = False,
+    desc: str = "train",
+) -> TrainedNetworks:
+    """Train fresh networks on ``syn`` exactly as :func:`ddkit.eval.evaluate` does (the
+    protocol's targets, learned lr, per-run seeds from ``seed``; ``runs``/``epochs``/``models``
+    override the protocol's) and return them instead of their test accuracy."""
+    import time
+
+    from ddkit.eval.evaluate import run_seeds, test_in_set_space, training_data
+    from ddkit.eval.protocol import get_protocol
+    from ddkit.eval.train import train_networks
+    from ddkit.progress import Progress
+
+    p = get_protocol(protocol).with_(
+        models=tuple(models) if models else None, runs=runs, epochs=epochs
+    )
+    space = test_in_set_space(syn, test)
+    lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
+    data = training_data(syn, p, None, device)
+    seeds = run_seeds(seed, p.runs)
+    out = TrainedNetworks(p, lr, space, [], [], [], [])
+    t0 = time.perf_counter()
+    for name in p.models:
+        bar = Progress(f"{desc} {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
+        res = train_networks(
+            name, syn.spec, data.images, data.targets, p, seeds, lr=lr,
+            targets_fn=data.targets_fn, device=device,
+            progress=bar.update if bar.kind else None,
+        )  # fmt: skip
+        bar.close()
+        out.models += [name] * len(seeds)
+        out.runs += list(range(len(seeds)))
+        out.seeds += seeds
+        out.networks += res.models
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def audit_record(
+    audit: str, *, seed: int, protocol: EvalProtocol, budgets: dict[str, Any]
+) -> dict[str, Any]:
+    """The head of an audit's results file: what produced them (the audit, its seed, the
+    networks' protocol and runs, the attack / distillation budgets, the ddkit version)."""
+    from ddkit import __version__
+
+    return {
+        "audit": audit,
+        "seed": seed,
+        "runs": protocol.runs,
+        "protocol": protocol.to_dict(),
+        "budgets": budgets,
+        "ddkit_version": __version__,
+    }
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser, *, methods: str, ipc: str, out: str
+) -> None:
+    """The options audits share: the dataset, what to distil (``--methods``, ``--ipc``,
+    ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs``,
+    ``--epochs``), and ``--seed``, ``--root``, ``--quiet``, ``--out`` (default ``out``)."""
+    from ddkit.commands import add_common
+
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--methods", default=methods, help="methods to distil (comma-separated)")
+    parser.add_argument("--ipc", default=ipc, help="images per class (comma-separated)")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="distillation budget (default: presets)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="option given to every method (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--protocol", default="dc", help="how networks are trained (ddkit list)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="networks per set (default: protocol's)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's")
+    add_common(parser, "seed", "root", "quiet", out=f"output folder (default {out})")
+    parser.set_defaults(out=out)

@@ -29,6 +29,7 @@ import importlib
 import json
 import pkgutil
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -433,6 +434,6 @@ def load_all() -> None:
     is found by :func:`create_method`, ``ddkit list`` and the conformance suite without any
     edit elsewhere. Import errors are not swallowed.
     """
-    folder = str(Path(__file__).parent)
-    for info in pkgutil.walk_packages([folder], prefix="ddkit.methods."):
+    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
         importlib.import_module(info.name)

@@ -45,9 +45,16 @@ __all__ = [
     "decode_saved",
     "image_bytes",
     "label_bytes",
+    "load_all",
     "make_codec",
     "register_codec",
 ]
 
-for _info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
-    importlib.import_module(_info.name)
+
+def load_all() -> None:
+    """Import every module of this package (each registers its codec); run on import."""
+    for info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
+        importlib.import_module(info.name)
+
+
+load_all()

@@ -1,0 +1,1 @@
+"""A toy method family defined by the tests (see tests/plugins/README.md)."""

@@ -27,7 +27,9 @@ DEMO_FULL_RESULTS = "benchmarks/results/standard.json"
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ddkit.bench import SUITES
+    from ddkit.commands import Group
     from ddkit.data import DATASETS
+    from ddkit.data.codecs import CODECS
     from ddkit.eval import PROTOCOLS
     from ddkit.methods import METHODS, load_all
     from ddkit.models import MODELS
@@ -39,8 +41,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("datasets", DATASETS),
         ("models", MODELS),
         ("protocols", PROTOCOLS),
+        ("codecs (what a set stores: --set codec=SPEC)", CODECS),
         ("suites", SUITES),
     ]
+    discover()
+    for name in COMMANDS.names():  # applications, audits: the members of command groups
+        group = COMMANDS.get(name)
+        if isinstance(group, Group):
+            group.load()
+            sections.append((f"{group.members.kind}s (ddkit {name} NAME)", group.members))
     for title, reg in sections:
         print(f"{title}:")
         for name in reg.names():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ddkit.errors import UnknownNameError
 
@@ -40,6 +43,12 @@ class Registry(Generic[T]):
         doc = help or (getattr(obj, "__doc__", None) or "").strip().splitlines()
         self._help[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
 
+    def add_class(self, cls: Any) -> Any:
+        """Class decorator: register ``cls`` under its ``name`` with its ``help`` (or the first
+        line of its docstring)."""
+        self.add(cls.name, cls, help=getattr(cls, "help", None) or None)
+        return cls
+
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._items:
@@ -61,3 +70,12 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def import_submodules(package: str) -> None:
+    """Import every module below the (already imported) ``package``, walking its ``__path__``,
+    so that each registers what it defines: discovery instead of lists. A folder appended to
+    the package's ``__path__`` is walked too. Import errors are not swallowed."""
+    root = sys.modules[package]
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        importlib.import_module(info.name)

@@ -5,15 +5,12 @@ The measuring itself is a plain function of the application's module, usable fro
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import pkgutil
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ddkit.errors import ConfigError
-from ddkit.registry import Registry
+from ddkit.registry import Registry, import_submodules
 
 
 class App:
@@ -45,17 +42,13 @@ class App:
 APPS: Registry[Any] = Registry("application")
 
 
-def register_app(cls: type[App]) -> type[App]:
-    """Class decorator: register an application under its ``name``."""
-    APPS.add(cls.name, cls, help=cls.help)
-    return cls
+#: class decorator: register an application under its ``name``
+register_app = APPS.add_class
 
 
 def load_all() -> None:
     """Import every module of :mod:`ddkit.apps`, so that each registers its application."""
-    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
-        importlib.import_module(info.name)
+    import_submodules("ddkit.apps")
 
 
 def method_names(text: str) -> list[str]:

@@ -4,15 +4,12 @@ its run; the results are JSON with the seeds, runs and budgets that produced the
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ddkit.errors import ConfigError, UnknownNameError
-from ddkit.registry import Registry
+from ddkit.registry import Registry, import_submodules
 
 if TYPE_CHECKING:
     import torch
@@ -45,17 +42,13 @@ class Audit:
 AUDITS: Registry[Any] = Registry("audit")
 
 
-def register_audit(cls: type[Audit]) -> type[Audit]:
-    """Class decorator: register an audit under its ``name``."""
-    AUDITS.add(cls.name, cls, help=cls.help)
-    return cls
+#: class decorator: register an audit under its ``name``
+register_audit = AUDITS.add_class
 
 
 def load_all() -> None:
     """Import every module of :mod:`ddkit.audits`, so that each registers its audit."""
-    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
-        importlib.import_module(info.name)
+    import_submodules("ddkit.audits")
 
 
 # ====================================================================== shared by the audits

@@ -25,11 +25,8 @@ trailing-underscore attributes and is rebuilt by ``init`` on resume.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import pkgutil
 import re
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,7 +41,7 @@ from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
 from ddkit.progress import Progress, ProgressSetting
-from ddkit.registry import Registry
+from ddkit.registry import Registry, import_submodules
 
 
 class Callback:
@@ -434,6 +431,4 @@ def load_all() -> None:
     is found by :func:`create_method`, ``ddkit list`` and the conformance suite without any
     edit elsewhere. Import errors are not swallowed.
     """
-    package = sys.modules[__name__.rpartition(".")[0]]  # imported before this module
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
-        importlib.import_module(info.name)
+    import_submodules("ddkit.methods")

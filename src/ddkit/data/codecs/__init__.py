@@ -20,9 +20,6 @@ codec, each registered with :func:`register_codec` and found by walking this pac
   whose autoencoder is an artifact (:mod:`~ddkit.data.codecs.autoencoder`).
 """
 
-import importlib
-import pkgutil
-
 from ddkit.data.codecs.base import (
     CODECS,
     LABEL_BYTES,
@@ -35,6 +32,7 @@ from ddkit.data.codecs.base import (
     make_codec,
     register_codec,
 )
+from ddkit.registry import import_submodules
 
 __all__ = [
     "CODECS",
@@ -53,8 +51,7 @@ __all__ = [
 
 def load_all() -> None:
     """Import every module of this package (each registers its codec); run on import."""
-    for info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
-        importlib.import_module(info.name)
+    import_submodules(__name__)
 
 
 load_all()

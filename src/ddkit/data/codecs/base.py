@@ -38,6 +38,7 @@ class Codec:
     image pays for its own."""
 
     name: ClassVar[str] = "codec"
+    help: ClassVar[str] = ""  # one line for ``ddkit list``
     argument: ClassVar[type | None] = None
     usage: ClassVar[str] = "codec"
     #: whether a saved set's bytes are the tensors :meth:`record` returns (plus its labels)
@@ -94,10 +95,8 @@ class Codec:
 CODECS: Registry[type[Codec]] = Registry("codec")
 
 
-def register_codec(cls: type[Codec]) -> type[Codec]:
-    """Class decorator: register a codec under its ``name``."""
-    CODECS.add(cls.name, cls, help=(cls.__doc__ or "").strip().splitlines()[0])
-    return cls
+#: class decorator: register a codec under its ``name`` (help: its docstring's first line)
+register_codec = CODECS.add_class
 
 
 def codec_usage() -> str:

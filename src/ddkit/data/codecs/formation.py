@@ -79,6 +79,7 @@ class Formation(Codec):
     """Multi-formation with ``factor x factor`` tiles per stored image (module docstring)."""
 
     name = "formation"
+    help = "multi-formation: F x F tiles per stored image, each upsampled to a training image (IDC, ICML 2022)"
     argument = int
     usage = "formation:F (F >= 1)"
     example = "formation:2"

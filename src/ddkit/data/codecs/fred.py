@@ -36,6 +36,9 @@ class Frequency(Codec):
     """FreD-style frequency-domain storage keeping a fraction ``keep`` of DCT coefficients."""
 
     name = "fred"
+    help = (
+        "frequency domain: keep a fraction R of each image's DCT coefficients (FreD, NeurIPS 2023)"
+    )
     argument = float
     usage = "fred:R (0 < R <= 1)"
     counts_stored = True

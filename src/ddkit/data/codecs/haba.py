@@ -32,6 +32,7 @@ class Factorisation(Codec):
     """HaBa-style factorisation: bases x hallucinators (module docstring)."""
 
     name = "haba"
+    help = "bases through H shared hallucinator networks (HaBa, NeurIPS 2022)"
     argument = int
     usage = "haba:H (H >= 1)"
     counts_stored = True

@@ -32,6 +32,7 @@ class Latent(Codec):
     docstring): ``latent:D`` stores ``D`` numbers per image plus the decoder's weights."""
 
     name = "latent"
+    help = "D-number codes through a frozen decoder trained on the real images (GLaD-like)"
     argument = int
     usage = "latent:D (D >= 1)"
     counts_stored = True

@@ -13,6 +13,7 @@ class Pixels(Codec):
     """The images themselves."""
 
     name = "pixels"
+    help = "the images themselves"
     usage = "pixels"
     example = "pixels"
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ddkit.bench import SUITES, Suite, run_suite
+from ddkit.bench.cells import Cell
 from ddkit.bench.runner import markdown_table
 
 
@@ -147,7 +148,7 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
     )
     straight = run_suite(suite, results_dir=tmp_path / "a", markdown=None, log=lambda _: None)
 
-    cell = ("digits", "dm", 1)
+    cell = Cell("digits", "dm", 1)
     folder = cell_folder(tmp_path / "b", suite, cell)
 
     class Killed(Callback):  # the unit dies in its 5th iteration, after the checkpoint at 3
@@ -438,7 +439,7 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
 
     suite = SUITES.get(tiny_suite)
     path = tmp_path / f"{tiny_suite}.json"
-    cell = ("digits", "random", 1)
+    cell = Cell("digits", "random", 1)
     folder = cell_folder(tmp_path, suite, cell)
     first = run_suite(
         tiny_suite, results_dir=tmp_path, markdown=None, ipcs=[1], only=["random"], seed=0
@@ -450,7 +451,7 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
         write_results(path, data)
 
     # a re-run that fails keeps the old row and folder, and drops its own work
-    assert mark_rerun(path, suite, [cell, ("digits", "random", 2)]) == [cell]  # 2 never ran
+    assert mark_rerun(path, suite, [cell, Cell("digits", "random", 2)]) == [cell]  # 2 never ran
     unit, work = claim_unit(path, suite, cell)
     assert work == folder.with_name(folder.name + ".rerun") and unit == "distill"
     work.mkdir(parents=True)

@@ -23,32 +23,55 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, read_json
 from ddkit.meter import high_water_mb, peak_rss_mb, reset_high_water
 
-Cell = tuple[str, str, int]  # (dataset, method, IPC); IPC 0 for the full-data row
+FULL = "full"  # the method name of the full-data row
 DISTILL = "distill"
+
+
+class Cell(NamedTuple):
+    """One cell of a suite: a method at an IPC on a dataset, or the full-data row (method
+    :data:`FULL`, IPC 0), which trains on the whole training split and distils nothing."""
+
+    dataset: str
+    method: str
+    ipc: int
+
+    @property
+    def full(self) -> bool:
+        return self.method == FULL
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> Cell:
+        """The cell a results row belongs to (a full-data row has IPC ``None`` there)."""
+        return cls(row["dataset"], row["method"], row["ipc"] or 0)
+
+
+def is_full_row(row: dict[str, Any]) -> bool:
+    """Whether a results row is the full-data row."""
+    return row["method"] == FULL
 
 
 def cell_folder(results_dir: Path, suite: Suite, cell: Cell) -> Path:
     ds, method, ipc = cell
-    name = f"{ds}-full" if method == "full" else f"{ds}-{method}-ipc{ipc}"
+    name = f"{ds}-{FULL}" if cell.full else f"{ds}-{method}-ipc{ipc}"
     return Path(results_dir) / f"{suite.name}-cells" / name
 
 
 def eval_runs(suite: Suite, cell: Cell) -> int:
     """How many evaluation networks ``cell`` trains."""
-    return (suite.full_data_runs or suite.runs) if cell[1] == "full" else suite.runs
+    return (suite.full_data_runs or suite.runs) if cell.full else suite.runs
 
 
 def units(suite: Suite, cell: Cell) -> list[str]:
     """The cell's units in the order they must run: distil (not for full data), then one
     ``eval<k>`` per evaluation network."""
     evals = [f"eval{k}" for k in range(eval_runs(suite, cell))]
-    return evals if cell[1] == "full" else [DISTILL, *evals]
+    return evals if cell.full else [DISTILL, *evals]
 
 
 def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
@@ -68,7 +91,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     net_seconds = [read_json(n)["seconds"] for n in nets if n.exists()]
     if not steps and not net_seconds and not config.exists():
         return None
-    distilled = cell[1] == "full" or (folder / "distill.json").exists()
+    distilled = cell.full or (folder / "distill.json").exists()
     summary = folder / "distill.json"
     return {
         "distilled": distilled,
@@ -156,9 +179,9 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval import evaluate
 
-    ds, method, _ = cell
+    ds = cell.dataset
     splits = load_dataset(ds)
-    if method == "full":
+    if cell.full:
         syn = SyntheticSet.from_real(splits.train)
     else:
         syn = SyntheticSet.load(folder / DISTILL / "synthetic")
@@ -168,7 +191,7 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
         splits.test,
         suite.protocol,
         runs=eval_runs(suite, cell),
-        epochs=suite.full_epochs(ds) if method == "full" else suite.epochs,
+        epochs=suite.full_epochs(ds) if cell.full else suite.epochs,
         seed=seed,
         models=[model] if model else None,
         run_indices=[k],
@@ -232,7 +255,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
 
     ds, method, ipc = cell
     nets = [read_json(folder / f"eval{k}.json") for k in range(eval_runs(suite, cell))]
-    distill = read_json(folder / "distill.json") if method != "full" else {}
+    distill = {} if cell.full else read_json(folder / "distill.json")
     result = ModelResult(
         nets[0]["model"],
         [n["accuracy"] for n in nets],
@@ -246,9 +269,9 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
     load_all()
     return {
         "dataset": ds,
-        "ipc": ipc if method != "full" else None,
+        "ipc": None if cell.full else ipc,
         "method": method,
-        "kind": "full" if method == "full" else METHODS.get(method).kind,
+        "kind": FULL if cell.full else METHODS.get(method).kind,
         "iterations": distill.get("iterations", 0),
         "options": distill.get("options", suite.options.get(method, {})),
         "num_images": nets[0]["num_images"],
@@ -263,7 +286,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "std": result.std,
         "distill_seconds": distill.get("seconds", 0.0),
         "eval_seconds": result.train_seconds,
-        "peak_distill_mb": _measured_peak(distill) if method != "full" else 0.0,
+        "peak_distill_mb": 0.0 if cell.full else _measured_peak(distill),
         "peak_total_mb": None if None in net_peaks else max(net_peaks),
         "seed": seed,
         "cell_folder": folder.as_posix(),

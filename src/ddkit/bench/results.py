@@ -51,13 +51,8 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
     atomic_write_json(path, data)
 
 
-def row_cell(row: dict[str, Any]) -> Cell:
-    """The cell a results row belongs to (a full-data row has IPC 0)."""
-    return (row["dataset"], row["method"], row["ipc"] or 0)
-
-
 def finished_cells(data: dict[str, Any]) -> set[Cell]:
-    return {row_cell(r) for r in data["rows"]}
+    return {Cell.of_row(r) for r in data["rows"]}
 
 
 def _boot_id() -> str:
@@ -176,7 +171,7 @@ def _replace_cell(
     rerun_folder(final).rename(final)
     shutil.rmtree(old, ignore_errors=True)
     row = {**row, "cell_folder": final.as_posix()}
-    same = [r for r in data["rows"] if row_cell(r) == cell]
+    same = [r for r in data["rows"] if Cell.of_row(r) == cell]
     data.setdefault("replaced", []).extend(same)
     data["rows"] = [r for r in data["rows"] if r not in same] + [row]
     return row

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.cells import Cell, cell_folder, cell_progress, run_unit
+from ddkit.bench.cells import FULL, Cell, cell_folder, cell_progress, is_full_row, run_unit
 from ddkit.bench.results import (
     claim_unit,
     finish_unit,
@@ -44,15 +44,15 @@ def cells(suite: Suite) -> list[tuple[str, str, int]]:
     out = []
     for ds in suite.datasets:
         if suite.full_data:
-            out.append((ds, "full", 0))
+            out.append(Cell(ds, FULL, 0))
         for ipc in suite.ipcs:
-            out.extend((ds, m, ipc) for m in methods)
+            out.extend(Cell(ds, m, ipc) for m in methods)
     return out
 
 
 def _check_only(suite: Suite, only: list[str] | None) -> None:
     """Refuse ``--methods`` names that select nothing (instead of running nothing, exit 0)."""
-    known = {m for _, m, _ in cells(suite)} | {"full"}
+    known = {c.method for c in cells(suite)} | {FULL}
     unknown = sorted(set(only or ()) - known)
     if unknown:
         raise ConfigError(
@@ -90,9 +90,9 @@ def run_suite(
     todo = [
         c
         for c in cells(suite)
-        if (not only or c[1] in only)
-        and (not datasets or c[0] in datasets)
-        and (not ipcs or c[1] == "full" or c[2] in ipcs)
+        if (not only or c.method in only)
+        and (not datasets or c.dataset in datasets)
+        and (not ipcs or c.full or c.ipc in ipcs)
     ]
     if rerun:
         mark_rerun(path, suite, todo)
@@ -159,7 +159,7 @@ def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int], dict[str, A
     """Points above the random-real row of the same (dataset, IPC); '*' marks a lead larger than
     the two standard deviations combined (the bar the quality criterion sets)."""
     base = random_rows.get((r["dataset"], r.get("ipc") or 0))
-    if base is None or r["method"] in ("random", "full") or "error" in base:
+    if base is None or r["method"] == "random" or is_full_row(r) or "error" in base:
         return ""
     diff = 100 * (r["mean"] - base["mean"])
     clear = diff > 100 * (r["std"] + base["std"])
@@ -192,7 +192,7 @@ def _our_budget(suite: Suite, method: str) -> str:
         return f"{suite.runs} networks per cell, protocol `{suite.protocol}`" + (
             f" ({suite.epochs} epochs)" if suite.epochs else ""
         )
-    if method == "full":
+    if method == FULL:
         runs = suite.full_data_runs or suite.runs
         epochs = {ds: suite.full_epochs(ds) or "the protocol's" for ds in suite.datasets}
         text = ", ".join(f"{ds} {e} epochs" for ds, e in epochs.items())
@@ -235,7 +235,7 @@ def markdown_table(
         + " vs random | eval model | distill s | eval s | peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
     ]
-    order = {name: i for i, name in enumerate(["full"])}
+    order = {FULL: 0}  # the full-data row first, then the methods by name
     rows = sorted(
         data["rows"],
         key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]),
@@ -284,7 +284,7 @@ def _pending_text(
     results_dir: str | os.PathLike | None,
 ) -> str:
     ds, method, ipc = cell
-    name = f"{ds} full data" if method == "full" else f"{ds} IPC {ipc} {method}"
+    name = f"{ds} full data" if cell.full else f"{ds} IPC {ipc} {method}"
     progress = None
     if results_dir is not None:
         progress = cell_progress(cell_folder(Path(results_dir), suite, cell), suite, cell)
@@ -351,10 +351,7 @@ def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[s
     return [
         r
         for r in finished
-        if r["dataset"] == dataset
-        and r.get("accuracies")
-        and r["method"] != "full"
-        and r.get("ipc")
+        if r["dataset"] == dataset and r.get("accuracies") and not is_full_row(r) and r.get("ipc")
     ]
 
 
@@ -373,7 +370,7 @@ def _evaluation_estimate(
     import statistics
 
     synthetic = _synthetic_rows(finished, dataset)
-    if method == "full" or not synthetic:
+    if method == FULL or not synthetic:
         return None
     nearest = min(abs(r["ipc"] - ipc) for r in synthetic)
     rate = statistics.median(

@@ -53,7 +53,11 @@ def family_of() -> dict[str, str]:
     from ddkit.methods import METHODS, load_all
 
     load_all()
-    return {n: METHODS.get(n).__module__.split(".")[2] for n in METHODS.names()}
+    out = {}
+    for name in METHODS.names():
+        parts = METHODS.get(name).__module__.split(".")
+        out[name] = parts[2] if parts[:2] == ["ddkit", "methods"] and len(parts) > 3 else "other"
+    return out
 
 
 def pct(mean: float, std: float | None = None) -> str:
@@ -168,8 +172,8 @@ def suite_table(
     if pending:
         notes.append("No finished cell yet at " + ", ".join(pending) + ".")
     if absent:
-        notes.append("Not in this suite: " + absent + ".")
-    lines.append(" ".join(notes) + " Unfinished cells: the suite's own table.")
+        notes.append("No row in this suite for " + absent + ".")
+    lines.append(" ".join(notes) + " Cells not finished yet are listed under the suite's table.")
     return lines
 
 

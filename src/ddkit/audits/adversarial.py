@@ -1,0 +1,460 @@
+"""Adversarial robustness of networks trained on distilled data (``ddkit audit adversarial``).
+
+Fresh networks are trained on each training set the way an evaluation protocol trains them
+(:func:`~ddkit.audits.base.train_on_set`, i.e. :mod:`ddkit.eval`'s own training code): on
+distilled sets, on random real images of the same size and on the full training split. Each
+network is then attacked on the real test split under an L-infinity budget ``epsilon`` given on
+the ``[0, 1]`` pixel scale (default 2/255, 4/255 and 8/255):
+
+* FGSM, the fast gradient sign method (Goodfellow, Shlens & Szegedy, ICLR 2015,
+  arXiv:1412.6572): one step of size ``epsilon`` along the sign of the loss gradient;
+* PGD, projected gradient descent (Madry et al., ICLR 2018, arXiv:1706.06083): a uniform random
+  start in the ``epsilon`` ball (drawn from a ``torch.Generator``), then ``steps`` signed
+  gradient steps of ``step_size`` (default ``2.5 * epsilon / steps``, the choice of Madry et
+  al.'s code), each projected back onto the ball and onto ``[0, 1]``.
+
+The set's normalisation (and ZCA whitening, for sets that record it) is folded into the attacked
+model (:class:`PixelSpaceModel`: pixels in ``[0, 1]`` -> normalise -> network), so the attacks
+run and clip in pixel space, where the budget means what it says, whatever statistics the set
+was normalised with. The loss is the cross-entropy of the network's outputs, also for networks
+trained with an MSE protocol.
+
+Reporting follows AutoAttack's convention (Croce & Hein, ICML 2020, arXiv:2003.01690): an image
+counts as robust only if it is classified correctly clean *and* at every adversarial point tried
+on it. ``fgsm`` is the accuracy under FGSM; ``pgd`` is the accuracy under FGSM and PGD together,
+where PGD keeps, per image, the first iterate that is misclassified (the random start included),
+so ``clean >= fgsm >= pgd`` holds on every network by construction; ``pgd_only`` is PGD alone
+under the same rule. Robustness benchmarks of distilled data report the same attacks (e.g. BEARD,
+Zhou et al., arXiv:2411.09265).
+
+Deviations: AutoAttack itself is not run (no package provides it here; it is no dependency);
+``max_test`` can attack a seeded random subset of the test split to save time (recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddkit.audits.base import (
+    Audit,
+    add_training_arguments,
+    audit_record,
+    distil,
+    full_data,
+    method_list,
+    number_list,
+    random_real,
+    register_audit,
+    train_on_set,
+)
+from ddkit.data.dataset import DatasetSplits, ImageDataset, denormalise
+from ddkit.data.spec import DatasetSpec
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, DataError
+from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.progress import Progress, ProgressSetting
+from ddkit.rng import derive_seed
+
+#: The default budgets on the [0, 1] pixel scale.
+DEFAULT_EPSILONS = (2 / 255, 4 / 255, 8 / 255)
+#: Pixel values may stray this far outside [0, 1] (float rounding of the normalisation).
+PIXEL_TOLERANCE = 1e-4
+
+
+# ============================================================================ the attacks
+class PixelSpaceModel(nn.Module):
+    """``net`` behind its training set's normalisation: pixels in ``[0, 1]`` -> ``(x - mean) /
+    std`` (the set's spec) -> the set's ZCA whitening, when it records one -> ``net``. Attacks on
+    this module perturb and clip pixels."""
+
+    def __init__(self, net: nn.Module, spec: DatasetSpec, zca: Any = None) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1))
+        self.zca = zca
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
+        if self.zca is not None:
+            x = self.zca.transform(x)
+        return self.net(x)
+
+
+def _loss_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of the summed cross-entropy at ``x`` (w.r.t. ``x`` only) and the logits."""
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    return grad, logits.detach()
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """FGSM: ``clip(x + epsilon * sign(grad_x loss), 0, 1)`` for pixels ``x`` in ``[0, 1]``."""
+    if epsilon == 0:
+        return x.detach().clone()
+    grad, _ = _loss_gradient(model, x, y)
+    return (x + epsilon * grad.sign()).clamp(0.0, 1.0).detach()
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilon: float,
+    *,
+    steps: int,
+    step_size: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """L-infinity PGD from a uniform random start in the ``epsilon`` ball (drawn from
+    ``generator``): ``steps`` signed-gradient steps of ``step_size``, each projected onto the
+    ball around ``x`` and onto ``[0, 1]``. Returns, per image, the first point the model
+    misclassifies (the random start and the point after the last step included), or the last
+    point when none is."""
+    if epsilon == 0:
+        return x.detach().clone()
+    x = x.detach()
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    adv = (x + (2.0 * noise - 1.0) * epsilon).clamp(0.0, 1.0)
+    kept = adv.clone()
+    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+    def keep(point: torch.Tensor, logits: torch.Tensor) -> None:
+        new = (logits.argmax(1) != y) & ~found
+        kept[new] = point[new]
+        found.logical_or_(new)
+
+    for _ in range(steps):
+        grad, logits = _loss_gradient(model, adv, y)
+        keep(adv, logits)
+        adv = adv + step_size * grad.sign()
+        adv = torch.maximum(torch.minimum(adv, x + epsilon), x - epsilon).clamp(0.0, 1.0)
+    with torch.no_grad():
+        keep(adv, model(adv))
+    kept[~found] = adv[~found]
+    return kept.detach()
+
+
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1) == y
+
+
+def resolve_step_size(epsilon: float, steps: int, step_size: float | None) -> float:
+    """PGD's step: ``step_size``, or ``2.5 * epsilon / steps`` when it is ``None``."""
+    return 2.5 * epsilon / steps if step_size is None else float(step_size)
+
+
+def robust_accuracy(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilons: Sequence[float],
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    generator: torch.Generator,
+    batch_size: int = 500,
+) -> dict[str, Any]:
+    """Clean, FGSM, PGD and PGD-only accuracy of ``model`` (a :class:`PixelSpaceModel`, in eval
+    mode) on ``pixels`` in ``[0, 1]``, one value per epsilon (module docstring: an image is
+    robust only if it is right clean and at every point tried; ``pgd`` adds PGD to FGSM)."""
+    k = len(epsilons)
+    counts = {"clean": 0, "fgsm": [0] * k, "pgd": [0] * k, "pgd_only": [0] * k}
+    for start in range(0, len(pixels), batch_size):
+        x, y = pixels[start : start + batch_size], labels[start : start + batch_size]
+        clean = _correct(model, x, y)
+        counts["clean"] += int(clean.sum())
+        for i, eps in enumerate(epsilons):
+            right_fgsm = clean & _correct(model, fgsm(model, x, y, eps), y)
+            step = resolve_step_size(eps, steps, step_size)
+            adv = pgd(model, x, y, eps, steps=steps, step_size=step, generator=generator)
+            right_pgd = clean & _correct(model, adv, y)
+            counts["fgsm"][i] += int(right_fgsm.sum())
+            counts["pgd"][i] += int((right_fgsm & right_pgd).sum())
+            counts["pgd_only"][i] += int(right_pgd.sum())
+    n = max(len(pixels), 1)
+    return {
+        key: [c / n for c in value] if isinstance(value, list) else value / n
+        for key, value in counts.items()
+    }
+
+
+# ============================================================================ the audit
+def pixel_test(test: ImageDataset) -> torch.Tensor:
+    """The test images back on their pixel scale, which must be ``[0, 1]`` (a one-line
+    :class:`DataError` otherwise: the budgets are defined on that scale)."""
+    pixels = denormalise(test.images, test.spec)
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if lo < -PIXEL_TOLERANCE or hi > 1 + PIXEL_TOLERANCE:
+        raise DataError(
+            f"the adversarial audit needs pixel values in [0, 1]; {test.spec.name!r} spans "
+            f"[{lo:.3g}, {hi:.3g}]: rescale the images"
+        )
+    return pixels.clamp(0.0, 1.0)
+
+
+def _check_budgets(
+    epsilons: Sequence[float], steps: int, step_size: float | None, max_test: int | None
+) -> list[float]:
+    eps = number_list(list(epsilons), "epsilon")
+    if any(e < 0 for e in eps):
+        raise ConfigError(f"epsilon must be >= 0, got {min(eps)}")
+    if any(e > 1 for e in eps):
+        raise ConfigError(f"epsilon is on the [0, 1] pixel scale (e.g. 8/255), got {max(eps)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"PGD steps must be an integer >= 1, got {steps!r}")
+    if step_size is not None and not float(step_size) > 0:
+        raise ConfigError(f"PGD step size must be > 0, got {step_size!r}")
+    if max_test is not None and (isinstance(max_test, bool) or int(max_test) < 1):
+        raise ConfigError(f"max_test must be >= 1, got {max_test!r}")
+    return eps
+
+
+def _test_rows(n: int, max_test: int | None, seed: int) -> torch.Tensor:
+    if max_test is None or max_test >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(derive_seed(seed, "adversarial-test-rows"))
+    return torch.randperm(n, generator=g)[:max_test].sort().values
+
+
+def _mean(values: Sequence[Any]) -> Any:
+    if isinstance(values[0], list):
+        return [statistics.fmean(v) for v in zip(*values)]
+    return statistics.fmean(values)
+
+
+def _set_info(syn: SyntheticSet) -> dict[str, Any]:
+    meta = syn.meta
+    keys = ("method", "ipc", "seed", "iterations", "dataset")
+    return {"num_images": len(syn), **{k: meta[k] for k in keys if k in meta}}
+
+
+def adversarial_audit(
+    splits: DatasetSplits,
+    sets: Mapping[str, SyntheticSet],
+    *,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    steps: int = 10,
+    step_size: float | None = None,
+    protocol: str | EvalProtocol = "dc",
+    runs: int | None = None,
+    epochs: int | None = None,
+    models: Sequence[str] | None = None,
+    seed: int = 0,
+    max_test: int | None = None,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    progress: ProgressSetting = False,
+) -> dict[str, Any]:
+    """Robust accuracy of networks trained on each of ``sets`` (name -> set) against FGSM and
+    PGD at each epsilon (module docstring), on the real test split of ``splits``.
+
+    Networks are trained as ``protocol`` trains them (``runs``/``epochs``/``models`` override
+    it), every set with the same run seeds (paired initialisations); each network's PGD start
+    is drawn from a generator seeded by ``(seed, set, model, run)``. Same seed => same result.
+    Returns a JSON-ready dict: the audit's seeds, runs and budgets, and per set its networks'
+    clean / FGSM / PGD / PGD-only accuracies (lists aligned with ``epsilons``) and their means.
+    """
+    eps = _check_budgets(epsilons, steps, step_size, max_test)
+    if not sets:
+        raise ConfigError("no training sets to audit; give at least one")
+    p = get_protocol(protocol).with_(
+        models=tuple(models) if models else None, runs=runs, epochs=epochs
+    )
+    rows = _test_rows(len(splits.test), max_test, seed)
+    pixels = pixel_test(splits.test)[rows].to(device)
+    labels = splits.test.labels[rows].to(device)
+    budgets = {
+        "epsilons": eps,
+        "epsilons_255": [round(255 * e, 4) for e in eps],
+        "pgd_steps": steps,
+        "pgd_step_sizes": [resolve_step_size(e, steps, step_size) for e in eps],
+        "pgd_random_start": True,
+        "test_images": len(rows),
+        "test_split": len(splits.test),
+    }
+    out = audit_record("adversarial", seed=seed, protocol=p, budgets=budgets)
+    out.update({"dataset": splits.spec.name, "epsilons": eps, "sets": {}})
+    for name, syn in sets.items():
+        trained = train_on_set(
+            syn, splits.test, p, seed=seed, device=device, progress=progress, desc=f"{name}:"
+        )
+        bar = Progress(f"attack {name}", len(trained.networks), setting=progress, unit="nets")
+        nets = []
+        for row, net in zip(trained.rows(), trained.networks):
+            attack_seed = derive_seed(seed, "adversarial", name, row["model"], row["run"])
+            model = PixelSpaceModel(net.requires_grad_(False), syn.spec, syn.zca()).to(device)
+            model.eval()
+            acc = robust_accuracy(
+                model, pixels, labels, eps, steps=steps, step_size=step_size,
+                generator=torch.Generator().manual_seed(attack_seed), batch_size=batch_size,
+            )  # fmt: skip
+            nets.append({**row, "attack_seed": attack_seed, **acc})
+            bar.update(1)
+        bar.close()
+        keys = ("clean", "fgsm", "pgd", "pgd_only")
+        out["sets"][name] = {
+            **_set_info(syn),
+            "train_seconds": trained.seconds,
+            "lr": trained.lr,
+            "networks": nets,
+            "mean": {k: _mean([n[k] for n in nets]) for k in keys},
+        }
+    return out
+
+
+def audit_sets(
+    splits: DatasetSplits,
+    methods: Sequence[str],
+    ipcs: Sequence[int],
+    *,
+    iterations: int | None = None,
+    options: dict[str, Any] | None = None,
+    seed: int = 0,
+    full: bool = True,
+    progress: ProgressSetting = False,
+) -> dict[str, SyntheticSet]:
+    """The training sets the audit compares: per IPC each method's distilled set
+    (``"dm/ipc10"``) and a random real subset of the same size (``"random/ipc10"``), and with
+    ``full`` the whole training split (``"full"``). Every set is built with ``seed``."""
+    methods = method_list(methods)
+    sets: dict[str, SyntheticSet] = {}
+    for ipc in ipcs:
+        splits.train.check_ipc(ipc)
+    for ipc in ipcs:
+        for m in methods:
+            if m == "random":
+                continue
+            sets[f"{m}/ipc{ipc}"] = distil(
+                splits.train, m, ipc, iterations=iterations, seed=seed, options=options,
+                progress=progress,
+            )  # fmt: skip
+        sets[f"random/ipc{ipc}"] = random_real(splits.train, ipc, seed=seed)
+    if full:
+        sets["full"] = full_data(splits.train)
+    return sets
+
+
+def plot_robustness(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Robust accuracy (PGD, as reported: FGSM and PGD together) against epsilon (in /255),
+    one line per training set, clean accuracy at epsilon 0; random real sets dashed."""
+    from ddkit.plots import _figure, _save
+
+    fig, (ax,) = _figure(width=5.5, height=4.0)
+    xs = [0.0] + [255 * e for e in result["epsilons"]]
+    for name, row in result["sets"].items():
+        mean = row["mean"]
+        ys = [100 * mean["clean"]] + [100 * v for v in mean["pgd"]]
+        style = {"ls": "--"} if name.startswith("random") else {}
+        if name == "full":
+            style = {"color": "black", "lw": 2}
+        ax.plot(xs, ys, marker="o", ms=3, label=f"{name} ({row['num_images']} img)", **style)
+    ax.set_xlabel("epsilon (/255, L-inf)")
+    ax.set_ylabel("robust test accuracy, PGD (%)")
+    ax.set_title(
+        f"{result['dataset']}: PGD-{result['budgets']['pgd_steps']}, "
+        f"{result['runs']} net(s) per model",
+        fontsize=9,
+    )
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _load_sets(paths: Sequence[str]) -> dict[str, SyntheticSet]:
+    from ddkit.data.synthetic import resolve_synthetic_path
+
+    out = {}
+    for p in paths:
+        folder = resolve_synthetic_path(p)
+        syn = SyntheticSet.load(folder)
+        name = Path(p).name or str(p)
+        if name in out:
+            name = str(p)
+        out[name] = syn
+    return out
+
+
+@register_audit
+class AdversarialAudit(Audit):
+    """``ddkit audit adversarial``."""
+
+    name = "adversarial"
+    help = (
+        "robust accuracy (FGSM, PGD) of networks trained on distilled vs random real vs full data"
+    )
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        add_training_arguments(parser, methods="dm", ipc="1,10", out="runs/audit-adversarial")
+        parser.add_argument(
+            "--sets", default="",
+            help="saved set folders to audit as well (comma-separated; --methods '' for only these)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--epsilons", default="2/255,4/255,8/255", help="L-inf budgets on the [0, 1] scale"
+        )
+        parser.add_argument("--steps", type=int, default=10, help="PGD steps")
+        parser.add_argument(
+            "--step-size", type=float, default=None, help="PGD step (default 2.5 * eps / steps)"
+        )
+        parser.add_argument("--max-test", type=int, default=None, help="attack N test images")
+        parser.add_argument("--no-full", action="store_true", help="skip the full-data networks")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from ddkit.data import load_dataset
+        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.methods.config import parse_options
+
+        epsilons = number_list(args.epsilons, "--epsilons")
+        _check_budgets(epsilons, args.steps, args.step_size, args.max_test)
+        ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
+        paths = [p for p in args.sets.split(",") if p]
+        methods = method_list(args.methods) if args.methods or not paths else []
+        options = parse_options(args.set)
+        get_protocol(args.protocol)
+        out = ensure_writable_dir(args.out)
+        splits = load_dataset(args.dataset, root=args.root)
+        progress = not args.quiet
+        sets = _load_sets(paths)
+        if methods:
+            sets.update(
+                audit_sets(
+                    splits, methods, ipcs, iterations=args.iterations, options=options,
+                    seed=args.seed, full=not args.no_full, progress=progress,
+                )
+            )  # fmt: skip
+        elif not args.no_full:
+            sets["full"] = full_data(splits.train)
+        result = adversarial_audit(
+            splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
+            protocol=args.protocol, runs=args.runs, epochs=args.epochs, seed=args.seed,
+            max_test=args.max_test, progress=progress,
+        )  # fmt: skip
+        atomic_write_json(out / "adversarial.json", result)
+        plot_robustness(result, out / "adversarial.png")
+        _print_table(result)
+        print(f"wrote {out / 'adversarial.json'} and {out / 'adversarial.png'}")
+        return 0
+
+
+def _print_table(result: Mapping[str, Any]) -> None:
+    eps = ", ".join(f"{e:g}/255" for e in result["budgets"]["epsilons_255"])
+    print(f"{'set':<20} {'clean':>7}  PGD at {eps} (%)")
+    for name, row in result["sets"].items():
+        pgd = " ".join(f"{100 * v:6.2f}" for v in row["mean"]["pgd"])
+        print(f"{name:<20} {100 * row['mean']['clean']:7.2f}  {pgd}")

@@ -16,12 +16,12 @@ from ddkit.methods.config import parse_options
 
 # The demo's method and budget: the best validation accuracy (digits IPC 10, protocol fast,
 # 3 runs; never the test split) among candidates whose distillation fits the demo's 3 minutes
-# (benchmarks/choose_demo.py, benchmarks/results/demo_choice.json; figures in BENCHMARKS.md).
+# (benchmarks/studies/choose_demo.py, benchmarks/results/demo_choice.json; figures in BENCHMARKS.md).
 DEMO_METHOD = "dm"
 DEMO_ITERATIONS = 200
 # The demo's full-data reference: 300 epochs of protocol dsa on all 1,437 training images take
 # minutes that the demo does not have, and no cheaper recipe matched them on a validation split
-# (benchmarks/bench_full_recipe.py, BENCHMARKS.md); so the demo shows the recorded row.
+# (benchmarks/studies/bench_full_recipe.py, BENCHMARKS.md); so the demo shows the recorded row.
 DEMO_FULL_RESULTS = "benchmarks/results/standard.json"
 
 

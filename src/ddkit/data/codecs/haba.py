@@ -8,7 +8,7 @@ codec then says so). The hallucinators' weights are stored divided by ``weight_s
 stored numbers under Adam and ``weight_scale**2`` as far under SGD -- HaBa gives them an
 optimiser of their own; sharing the pixels' step at scale 1, a weight's gradient sums over
 every emitted image and the hallucinators blew the images far off their bases
-(``benchmarks/probe_haba.py``). Sets saved before the scale existed decode at scale 1.
+(``benchmarks/studies/probe_haba.py``). Sets saved before the scale existed decode at scale 1.
 Deviations from HaBa: no adversarial contrastive term keeping the
 hallucinators apart (their encoders start random and their decoders at zero, so each starts
 as the identity); the emitted images' hard labels are counted per image.

@@ -56,7 +56,7 @@ import torch
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import get_protocol
-from ddkit.eval.train import Augmenter, compile_available, sgd_train
+from ddkit.eval.train import Augmenter, TrainRecipe, compile_available, sgd_train
 from ddkit.io import atomic_write_json
 from ddkit.meter import PeakRSS, high_water_mb, machine_info
 from ddkit.methods import create_method
@@ -133,10 +133,11 @@ class EvalRunner:
         """CPU and wall seconds of ``epochs`` more epochs."""
         p, v = self.protocol, self.v
         c0, w0 = time.process_time(), time.perf_counter()
-        sgd_train(self.net, self.images, self.labels, epochs=epochs, lr=p.lr,
-                  batch_size=p.batch_size, generator=self.generator, momentum=p.momentum,
-                  weight_decay=p.weight_decay, augment=self.augment, precision=v["precision"],
-                  channels_last=v["channels_last"], compile=v["compile"])  # fmt: skip
+        recipe = TrainRecipe(epochs, p.lr, p.batch_size, momentum=p.momentum,
+                             weight_decay=p.weight_decay, precision=v["precision"],
+                             channels_last=v["channels_last"], compile=v["compile"])  # fmt: skip
+        sgd_train(self.net, self.images, self.labels, recipe, generator=self.generator,
+                  augment=self.augment)  # fmt: skip
         return time.process_time() - c0, time.perf_counter() - w0
 
 

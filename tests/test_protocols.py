@@ -17,7 +17,7 @@ from ddkit.errors import ConfigError
 from ddkit.eval import EvalProtocol, evaluate, get_protocol, sgd_train, train_networks
 from ddkit.eval.evaluate import training_data
 from ddkit.eval.teacher import train_teacher
-from ddkit.eval.train import Augmenter, build_networks, per_sample_mse
+from ddkit.eval.train import Augmenter, TrainRecipe, build_networks, per_sample_mse
 from ddkit.testing import arithmetic, tiny_digits
 
 SMALL = EvalProtocol(name="small", epochs=3, runs=2, models=("convnet-w8",), lr=0.05, batch_size=8)
@@ -129,17 +129,16 @@ def test_train_networks_one_by_one_is_sgd_train_per_seed(tiny):
     state = torch.random.get_rng_state()
     nets = build_networks("convnet-w8", syn.spec, [5, 6])
     for s, net in zip([5, 6], nets):
+        recipe = TrainRecipe(
+            p.epochs, p.lr, p.batch_size, optimizer=p.optimizer, weight_decay=p.weight_decay,
+            schedule=p.schedule,
+        )  # fmt: skip
         stats = sgd_train(
             net,
             syn.images,
             syn.labels,
-            epochs=p.epochs,
-            lr=p.lr,
-            batch_size=p.batch_size,
+            recipe,
             generator=torch.Generator().manual_seed(s + 7919),
-            optimizer=p.optimizer,
-            weight_decay=p.weight_decay,
-            schedule=p.schedule,
             augment=Augmenter.from_protocol(p, syn.spec),
         )
         assert stats.steps == p.epochs * math.ceil(len(syn) / p.batch_size)
@@ -148,10 +147,7 @@ def test_train_networks_one_by_one_is_sgd_train_per_seed(tiny):
     assert torch.equal(torch.random.get_rng_state(), state)
     assert _same_weights(_weights(res.models), _weights(nets))
     with pytest.raises(ConfigError, match="schedule"):
-        sgd_train(
-            nets[0], syn.images, syn.labels, epochs=1, lr=0.1, batch_size=4,
-            generator=torch.Generator(), schedule="linear",
-        )  # fmt: skip
+        TrainRecipe(1, 0.1, 4, schedule="linear")
 
 
 # ----------------------------------------------------------------------------- MSE

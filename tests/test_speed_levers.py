@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ddkit.errors import ConfigError
 from ddkit.eval import train as train_mod
 from ddkit.eval.protocol import get_protocol
-from ddkit.eval.train import sgd_train, to_channels_last
+from ddkit.eval.train import TrainRecipe, sgd_train, to_channels_last
 from ddkit.methods import create_method
 from ddkit.models import build_network, set_inplace_activations
 from ddkit.testing import tiny_digits
@@ -29,16 +29,8 @@ def _g(seed: int = 0) -> torch.Generator:
 def _train(**kw):
     train = tiny_digits().train
     net = build_network(MODEL, train.spec, 0)
-    stats = sgd_train(
-        net,
-        train.images,
-        train.labels,
-        epochs=kw.pop("epochs", 3),
-        lr=0.05,
-        batch_size=64,
-        generator=_g(1),
-        **kw,
-    )
+    recipe = TrainRecipe(kw.pop("epochs", 3), 0.05, 64, **kw)
+    stats = sgd_train(net, train.images, train.labels, recipe, generator=_g(1))
     return net, stats
 
 
@@ -82,7 +74,7 @@ def test_training_in_place_equals_not_in_place():
     for inplace in (False, True):
         net = build_network(MODEL, train.spec, 0)
         set_inplace_activations(net, inplace)
-        sgd_train(net, train.images, train.labels, epochs=2, lr=0.05, batch_size=64, generator=_g())
+        sgd_train(net, train.images, train.labels, TrainRecipe(2, 0.05, 64), generator=_g())
         nets.append(_flat(net))
     assert torch.equal(*nets)
 

@@ -11,7 +11,7 @@ import torch
 from ddkit.errors import ConfigError
 from ddkit.eval import teacher as teacher_module
 from ddkit.eval.teacher import load_teacher, train_teacher
-from ddkit.eval.train import sgd_train, train_networks
+from ddkit.eval.train import TrainRecipe, sgd_train, train_networks
 from ddkit.io import read_json
 from ddkit.testing import tiny_digits
 
@@ -109,6 +109,6 @@ def test_sgd_train_refuses_a_start_epoch_out_of_range(tiny):
     net = torch.nn.Linear(64, 10)
     with pytest.raises(ConfigError, match="start_epoch"):
         sgd_train(
-            net, tiny.train.images.flatten(1), tiny.train.labels, epochs=2, lr=0.1,
-            batch_size=64, generator=torch.Generator(), start_epoch=3,
+            net, tiny.train.images.flatten(1), tiny.train.labels, TrainRecipe(2, 0.1, 64),
+            generator=torch.Generator(), start_epoch=3,
         )  # fmt: skip

@@ -26,7 +26,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.eval.train import accuracy, sgd_train
+from ddkit.eval.train import TrainRecipe, accuracy, sgd_train
 from ddkit.methods import create_method
 from ddkit.models import build_network
 
@@ -151,6 +151,7 @@ def fedavg(
     sizes = torch.tensor([len(p) for p in parts], dtype=torch.float64)
     active = [k for k in range(len(parts)) if len(parts[k]) > 0]
     g = torch.Generator().manual_seed(seed)
+    recipe = TrainRecipe(local_epochs, lr, batch_size)
     curve, sent = [], 0
     for _ in range(rounds):
         states = []
@@ -158,8 +159,7 @@ def fedavg(
             local = build_network(model, spec, seed)
             local.load_state_dict(server.state_dict())
             data = splits.train.subset(parts[k])
-            sgd_train(local, data.images, data.labels, epochs=local_epochs, lr=lr,
-                      batch_size=batch_size, generator=g)  # fmt: skip
+            sgd_train(local, data.images, data.labels, recipe, generator=g)
             states.append(local.state_dict())
         weights = sizes[active] / sizes[active].sum()
         server.load_state_dict(_average(states, weights))

@@ -9,13 +9,21 @@ from ddkit.eval.evaluate import (
     training_data,
 )
 from ddkit.eval.protocol import PROTOCOLS, EvalProtocol, get_protocol, register_protocol
-from ddkit.eval.train import TrainStats, accuracy, build_networks, sgd_train, train_networks
+from ddkit.eval.train import (
+    TrainRecipe,
+    TrainStats,
+    accuracy,
+    build_networks,
+    sgd_train,
+    train_networks,
+)
 
 __all__ = [
     "PROTOCOLS",
     "EvalProtocol",
     "EvalReport",
     "ModelResult",
+    "TrainRecipe",
     "TrainStats",
     "accuracy",
     "build_networks",

@@ -164,25 +164,13 @@ def _fit(
     one (same initialisation, generator and augmentation), resuming from ``checkpoint`` and
     writing it after every epoch when given. Returns ``(net in eval mode, epoch resumed after,
     training seconds over all sessions)``."""
-    from ddkit.eval.train import (
-        Augmenter,
-        build_networks,
-        make_optimizer,
-        protocol_sgd_options,
-        run_generators,
-        sgd_train,
-    )
+    from ddkit.eval.train import Augmenter, TrainRecipe, build_networks, run_generators, sgd_train
 
     device = torch.device(device)
     net = build_networks(protocol.models[0], train.spec, [seed], device)[0]
     gen = run_generators([seed])[0]
-    opt = make_optimizer(
-        list(net.parameters()),
-        protocol.optimizer,
-        protocol.lr,
-        momentum=protocol.momentum,
-        weight_decay=protocol.weight_decay,
-    )
+    recipe = TrainRecipe.of_protocol(protocol, protocol.lr, device)
+    opt = recipe.make_optimizer(list(net.parameters()))
     start, before = checkpoint.restore(net, opt, gen) if checkpoint else (0, 0.0)
     t0 = time.perf_counter()
 
@@ -193,11 +181,12 @@ def _fit(
         net,
         train.images.to(device),
         train.labels.to(device),
+        recipe,
         generator=gen,
+        optimizer=opt,
         augment=Augmenter.from_protocol(protocol, train.spec),
         on_epoch=save if checkpoint else None,
         start_epoch=start,
-        **{**protocol_sgd_options(protocol, protocol.lr, device), "optimizer": opt},
     )
     return net, start, before + time.perf_counter() - t0
 

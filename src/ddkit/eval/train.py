@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import math
 import shutil
@@ -348,86 +349,128 @@ def adam_step(
         p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
 
 
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How :func:`sgd_train` trains one network: ``epochs`` of minibatches of ``batch_size``;
+    the optimiser ``"sgd"`` (with ``momentum``) or ``"adamw"``, with ``weight_decay``, at
+    ``lr`` times :func:`schedule_factor` of ``schedule``; the per-sample ``loss``
+    (``"cross_entropy"``, with ``temperature`` for soft targets, or ``"mse"``); and the speed
+    levers: ``precision`` ``"bf16"`` (forward under bf16 autocast; float32 weights, optimiser and
+    loss) or ``"fp32"``, ``channels_last`` batches, ``compile`` (the forward through
+    ``torch.compile``, eager where it is unavailable: :class:`CompiledForward`); the levers
+    change rounding only. Checked when built."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"
+    loss: str = "cross_entropy"
+    temperature: float = 1.0
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ConfigError(
+                f"training needs epochs >= 1, batch_size >= 1 and lr > 0, got {self.epochs}, "
+                f"{self.batch_size}, {self.lr}"
+            )
+        for value, valid, what in (
+            (self.optimizer, OPTIMIZERS, "optimizer"),
+            (self.schedule, SCHEDULES, "schedule"),
+            (self.loss, LOSSES, "loss"),
+        ):
+            if value not in valid:
+                raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+    @classmethod
+    def of_protocol(
+        cls, protocol: EvalProtocol, lr: float, device: torch.device | str = "cpu"
+    ) -> TrainRecipe:
+        """The recipe ``protocol`` fixes (precision resolved for ``device``), at ``lr``."""
+        return cls(
+            epochs=protocol.epochs,
+            lr=lr,
+            batch_size=protocol.batch_size,
+            optimizer=protocol.optimizer,
+            momentum=protocol.momentum,
+            weight_decay=protocol.weight_decay,
+            schedule=protocol.schedule,
+            loss=protocol.loss,
+            temperature=protocol.temperature,
+            precision=resolve_precision(protocol.precision, device),
+            channels_last=protocol.channels_last,
+            compile=protocol.compile,
+        )
+
+    def with_(self, **changes: Any) -> TrainRecipe:
+        return dataclasses.replace(self, **changes)
+
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        """A fresh optimiser of ``params`` as the recipe says (at its base ``lr``)."""
+        return make_optimizer(
+            params, self.optimizer, self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
+
 def sgd_train(
     net: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
+    recipe: TrainRecipe,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
     generator: torch.Generator,
-    optimizer: str | torch.optim.Optimizer = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str = "constant",
+    optimizer: torch.optim.Optimizer | None = None,
     augment: AugmentFn | None = None,
-    loss: str | LossFn = "cross_entropy",
-    temperature: float = 1.0,
     batch_targets: BatchTargets | None = None,
     on_epoch: Callable[[int], None] | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool = False,
     start_epoch: int = 0,
 ) -> TrainStats:
-    """Train ``net`` in place by minibatch gradient descent on ``(images, targets)``.
+    """Train ``net`` in place by minibatch gradient descent on ``(images, targets)`` as
+    ``recipe`` says (:class:`TrainRecipe`).
 
     Every epoch draws a permutation of the rows from ``generator`` and walks it in batches of
-    ``batch_size`` (the last one smaller); ``augment(x, t, generator)`` (e.g. an
+    ``recipe.batch_size`` (the last one smaller); ``augment(x, t, generator)`` (e.g. an
     :class:`Augmenter`) then transforms each batch with the same generator, and
-    ``batch_targets(x_augmented, index)``, when given, replaces its targets (teacher KD). The
-    optimiser is ``optimizer`` (``"sgd"`` with ``momentum``, or ``"adamw"``) with
-    ``weight_decay``, or an optimiser of ``net``'s parameters that the caller keeps (its state
-    carries over between calls); its learning rate is ``lr`` times :func:`schedule_factor`. ``loss`` is
-    ``"cross_entropy"`` (``temperature`` for soft targets), ``"mse"`` or a per-sample loss
-    function; the batch loss is its mean. ``targets`` are classes ``(N,)`` or vectors
-    ``(N, K)``. ``on_epoch(epoch)`` is called after every epoch (``net`` is put back in train
-    mode at the start of each); ``on_batch(epoch, index, logits)`` sees every batch's rows and
-    detached logits before the update (e.g. forgetting events). ``precision`` ``"bf16"`` runs
-    the forward pass under bf16 autocast (float32 weights, optimiser and loss); ``"fp32"`` is
-    plain float32. ``channels_last`` feeds every batch in channels-last memory format;
-    ``compile`` runs the forward (and its backward) through ``torch.compile`` (eager where it is
-    unavailable: :class:`CompiledForward`); both are speed levers that change rounding only. No
-    other randomness is used, so the same generator state gives the same network. Returns with
-    ``net`` in eval mode.
+    ``batch_targets(x_augmented, index)``, when given, replaces its targets (teacher KD).
+    ``optimizer``: an optimiser of ``net``'s parameters that the caller keeps (its state carries
+    over between calls; the recipe then sets only its learning rate), else one the recipe
+    builds. ``targets`` are classes ``(N,)`` or vectors ``(N, K)``. ``on_epoch(epoch)`` is
+    called after every epoch (``net`` is put back in train mode at the start of each);
+    ``on_batch(epoch, index, logits)`` sees every batch's rows and detached logits before the
+    update (e.g. forgetting events). No other randomness is used, so the same generator state
+    gives the same network. Returns with ``net`` in eval mode.
 
     ``start_epoch`` resumes an interrupted run: epochs before it are skipped (the schedule still
     counts them). The caller restores ``net``'s weights, the state of an optimiser it keeps and
     the generator's state as they were after epoch ``start_epoch - 1``; the result is then
     bit-identical to an uninterrupted run. The returned stats count the epochs run here.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ConfigError(
-            f"sgd_train needs epochs >= 1, batch_size >= 1 and lr > 0, got {epochs}, "
-            f"{batch_size}, {lr}"
-        )
-    if not 0 <= start_epoch <= epochs:
-        raise ConfigError(f"sgd_train needs 0 <= start_epoch <= {epochs}, got {start_epoch}")
-    loss_fn = loss if callable(loss) else loss_function(loss, temperature)
-    opt = (
-        optimizer
-        if isinstance(optimizer, torch.optim.Optimizer)
-        else make_optimizer(
-            list(net.parameters()), optimizer, lr, momentum=momentum, weight_decay=weight_decay
-        )
-    )
-    forward = CompiledForward(net) if compile else net
+    r = recipe
+    if not 0 <= start_epoch <= r.epochs:
+        raise ConfigError(f"sgd_train needs 0 <= start_epoch <= {r.epochs}, got {start_epoch}")
+    loss_fn = loss_function(r.loss, r.temperature)
+    opt = optimizer or r.make_optimizer(list(net.parameters()))
+    forward = CompiledForward(net) if r.compile else net
     n = len(images)
-    bs = min(batch_size, n)
+    bs = min(r.batch_size, n)
     steps, last = 0, torch.zeros(())
     t0 = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        _set_lr(opt, lr * schedule_factor(schedule, epoch, epochs))
+    for epoch in range(start_epoch, r.epochs):
+        _set_lr(opt, r.lr * schedule_factor(r.schedule, epoch, r.epochs))
         perm = torch.randperm(n, generator=generator).to(images.device)
         net.train()
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
             x, t = _batch(images, targets, idx, generator, augment, batch_targets)
-            if channels_last:
+            if r.channels_last:
                 x = to_channels_last(x)
-            with precision_context(precision, images.device):
+            with precision_context(r.precision, images.device):
                 logits = forward(x).float()
             if on_batch is not None:
                 on_batch(epoch, idx, logits.detach())
@@ -439,7 +482,7 @@ def sgd_train(
         if on_epoch:
             on_epoch(epoch)
     net.eval()
-    run = epochs - start_epoch
+    run = r.epochs - start_epoch
     return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
 
 
@@ -461,27 +504,6 @@ def _run_targets(targets_fn: TargetsFn | None, run: int) -> BatchTargets | None:
     return lambda x, idx: targets_fn(x, idx, run)
 
 
-def protocol_sgd_options(
-    protocol: EvalProtocol, lr: float, device: torch.device | str = "cpu"
-) -> dict[str, Any]:
-    """The :func:`sgd_train` keyword arguments that ``protocol`` fixes (epochs, batch size,
-    optimiser, schedule, loss, precision resolved for ``device``, speed levers), with ``lr``."""
-    return {
-        "epochs": protocol.epochs,
-        "lr": lr,
-        "batch_size": protocol.batch_size,
-        "optimizer": protocol.optimizer,
-        "momentum": protocol.momentum,
-        "weight_decay": protocol.weight_decay,
-        "schedule": protocol.schedule,
-        "loss": protocol.loss,
-        "temperature": protocol.temperature,
-        "precision": resolve_precision(protocol.precision, device),
-        "channels_last": protocol.channels_last,
-        "compile": protocol.compile,
-    }
-
-
 def _train_one_by_one(
     nets: list[nn.Module],
     gens: list[torch.Generator],
@@ -493,17 +515,17 @@ def _train_one_by_one(
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    options = protocol_sgd_options(protocol, lr, images.device)
+    recipe = TrainRecipe.of_protocol(protocol, lr, images.device)
     for run, (net, g) in enumerate(zip(nets, gens)):
         sgd_train(
             net,
             images,
             targets,
+            recipe,
             generator=g,
             augment=augment,
             batch_targets=_run_targets(targets_fn, run),
             on_epoch=(lambda _epoch: progress(1)) if progress else None,
-            **options,
         )
 
 

@@ -73,21 +73,11 @@ def train_feature_net(
     seed = draw_seed(generator)
     images, labels = train.images.to(device), train.labels.to(device)
     if epochs > 0:
-        from ddkit.eval.train import sgd_train
+        from ddkit.eval.train import TrainRecipe, sgd_train
 
+        recipe = TrainRecipe(epochs, lr, batch_size, momentum=momentum, weight_decay=weight_decay)
         with seeded_global_rng(seed, device):  # dropout, if the model has any
-            sgd_train(
-                net,
-                images,
-                labels,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                generator=generator,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                on_batch=on_batch,
-            )
+            sgd_train(net, images, labels, recipe, generator=generator, on_batch=on_batch)
     net.eval()
     return net
 

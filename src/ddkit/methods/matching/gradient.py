@@ -356,24 +356,27 @@ class DC(Distiller):
     def train_network(self, net: nn.Module, opt: torch.optim.Optimizer, g: torch.Generator) -> None:
         """``inner_loop`` epochs of SGD on :meth:`network_data`, shuffled with ``g``; with an
         augmentation (``net_augment_``: DSA's for DSA) every image gets its own draw."""
-        from ddkit.eval.train import sgd_train
+        from ddkit.eval.train import TrainRecipe, sgd_train
 
         if self.inner_loop_ == 0:
             return
         images, labels = self.network_data(g)
         dsa = self.net_augment_
+        recipe = TrainRecipe(
+            self.inner_loop_,
+            self.config.lr_net,
+            self.config.batch_net,
+            precision=self.precision_,
+            compile=self.config.compile,
+        )
         sgd_train(
             net,
             images,
             labels,
-            epochs=self.inner_loop_,
-            lr=self.config.lr_net,
-            batch_size=self.config.batch_net,
+            recipe,
             generator=g,
             optimizer=opt,  # its momentum carries over between the outer loop's calls
             augment=None if dsa is None else (lambda x, t, gen: (dsa(x, gen, shared=False), t)),
-            precision=self.precision_,
-            compile=self.config.compile,
         )
         net.train()  # the matching steps run in training mode, as before
 

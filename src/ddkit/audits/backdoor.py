@@ -399,7 +399,7 @@ class DoorpingCallback(Callback):
 
     def _network(self, syn: SyntheticSet) -> nn.Module:
         """A fresh network trained ``net_epochs`` epochs on the current set (hard labels)."""
-        from ddkit.eval.train import sgd_train
+        from ddkit.eval.train import TrainRecipe, sgd_train
         from ddkit.models import build_network
 
         c = self.config
@@ -410,8 +410,8 @@ class DoorpingCallback(Callback):
             zca = syn.zca()
             if zca is not None:
                 images = zca.inverse(images)
-            sgd_train(net, images, syn.hard_labels, epochs=c.net_epochs, lr=c.net_lr,
-                      batch_size=256, generator=g)  # fmt: skip
+            recipe = TrainRecipe(epochs=c.net_epochs, lr=c.net_lr, batch_size=256)
+            sgd_train(net, images, syn.hard_labels, recipe, generator=g)
         return net
 
     def _restamp(self) -> None:

@@ -45,6 +45,7 @@ from torch import nn
 
 from ddkit.audits.base import (
     Audit,
+    TrainedNetworks,
     add_training_arguments,
     audit_record,
     distil,
@@ -287,23 +288,13 @@ def adversarial_audit(
     }
     out = audit_record("adversarial", seed=seed, protocol=p, budgets=budgets)
     out.update({"dataset": splits.spec.name, "epsilons": eps, "sets": {}})
+    attack = dict(epsilons=eps, steps=steps, step_size=step_size, batch_size=batch_size)
     for name, syn in sets.items():
         trained = train_on_set(
             syn, splits.test, p, seed=seed, device=device, progress=progress, desc=f"{name}:"
         )
-        bar = Progress(f"attack {name}", len(trained.networks), setting=progress, unit="nets")
-        nets = []
-        for row, net in zip(trained.rows(), trained.networks):
-            attack_seed = derive_seed(seed, "adversarial", name, row["model"], row["run"])
-            model = PixelSpaceModel(net.requires_grad_(False), syn.spec, syn.zca()).to(device)
-            model.eval()
-            acc = robust_accuracy(
-                model, pixels, labels, eps, steps=steps, step_size=step_size,
-                generator=torch.Generator().manual_seed(attack_seed), batch_size=batch_size,
-            )  # fmt: skip
-            nets.append({**row, "attack_seed": attack_seed, **acc})
-            bar.update(1)
-        bar.close()
+        nets = _attack_networks(name, syn, trained, pixels, labels, attack, seed=seed,
+                                device=device, progress=progress)  # fmt: skip
         keys = ("clean", "fgsm", "pgd", "pgd_only")
         out["sets"][name] = {
             **_set_info(syn),
@@ -313,6 +304,33 @@ def adversarial_audit(
             "mean": {k: _mean([n[k] for n in nets]) for k in keys},
         }
     return out
+
+
+def _attack_networks(
+    name: str,
+    syn: SyntheticSet,
+    trained: TrainedNetworks,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    attack: dict[str, Any],
+    *,
+    seed: int,
+    device: torch.device | str,
+    progress: ProgressSetting,
+) -> list[dict[str, Any]]:
+    """:func:`robust_accuracy` of every network trained on set ``name``, each behind the set's
+    normalisation, its PGD starts drawn from a generator seeded by ``(seed, name, model, run)``."""
+    bar = Progress(f"attack {name}", len(trained.networks), setting=progress, unit="nets")
+    nets = []
+    for row, net in zip(trained.rows(), trained.networks):
+        attack_seed = derive_seed(seed, "adversarial", name, row["model"], row["run"])
+        model = PixelSpaceModel(net.requires_grad_(False), syn.spec, syn.zca()).to(device)
+        g = torch.Generator().manual_seed(attack_seed)
+        acc = robust_accuracy(model.eval(), pixels, labels, generator=g, **attack)
+        nets.append({**row, "attack_seed": attack_seed, **acc})
+        bar.update(1)
+    bar.close()
+    return nets
 
 
 def audit_sets(

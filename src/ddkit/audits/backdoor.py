@@ -49,8 +49,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -426,16 +427,16 @@ class DoorpingCallback(Callback):
 # ============================================================================ the audit
 def _scores(
     syn: SyntheticSet,
+    pattern: torch.Tensor,
+    *,
+    name: str,
     splits: DatasetSplits,
     mask: torch.Tensor,
-    pattern: torch.Tensor,
     target: int,
     protocol: EvalProtocol,
-    *,
     seed: int,
     device: torch.device | str,
     progress: ProgressSetting,
-    name: str,
 ) -> dict[str, Any]:
     """Clean accuracy and ASR of networks trained on ``syn`` (as ``protocol`` trains them)."""
     from ddkit.eval.evaluate import test_in_set_space
@@ -449,7 +450,7 @@ def _scores(
     nets = [
         {
             **row,
-            "clean_accuracy": accuracy(net, test.images.to(device), test.labels.to(device)),
+            "clean_accuracy": accuracy(net, test.images.to(device), test.labels),
             "asr": attack_success_rate(net, _to(triggered, device), target),
         }
         for row, net in zip(trained.rows(), trained.networks)
@@ -535,8 +536,6 @@ def backdoor_audit(
     poisoned = poison(splits.train, trigger, fraction=fraction, target=target,
                       generator=torch.Generator().manual_seed(rows_seed))  # fmt: skip
     _poisoned_ipc_check(poisoned, ipcs, fraction)
-    mask, pattern = trigger.mask(spec), trigger.pattern(spec)
-    score = dict(seed=seed, device=device, progress=progress)
     budgets = {
         "attack": attack,
         "fraction": fraction,
@@ -547,37 +546,50 @@ def backdoor_audit(
         "distillation_iterations": iterations,
         "method_options": dict(options or {}),
         "asr_test_images": int((splits.test.labels != target).sum()),
+        **({"doorping": dataclasses.asdict(doorping)} if attack == "doorping" else {}),
     }
-    if attack == "doorping":
-        budgets["doorping"] = dataclasses.asdict(doorping)
     out = audit_record("backdoor", seed=seed, protocol=p, budgets=budgets)
     out.update({"dataset": spec.name, "sets": {}})
-    sets = out["sets"]
+    score = functools.partial(_scores, splits=splits, mask=trigger.mask(spec), target=target,
+                              protocol=p, seed=seed, device=device, progress=progress)  # fmt: skip
+    fit = dict(iterations=iterations, options=options, seed=seed, progress=progress)
     for ipc in ipcs:
         for m in (m for m in names if m != "random"):  # random real images: the floor below
-            syn, final, extra = _backdoored_set(
-                poisoned, trigger, m, ipc, attack, doorping,
-                iterations=iterations, options=options, seed=seed, progress=progress,
-            )  # fmt: skip
-            key = f"{m}/ipc{ipc}"
-            sets[f"{key}/poisoned"] = {
-                "role": "backdoored",
-                **extra,
-                **_scores(syn, splits, mask, final, target, p, name=key, **score),
-            }
-            clean = distil(splits.train, m, ipc, iterations=iterations, seed=seed,
-                           options=options, progress=progress)  # fmt: skip
-            sets[f"{key}/clean"] = {
-                "role": "floor: distilled from the clean split",
-                **_scores(clean, splits, mask, final, target, p, name=f"{key}/clean", **score),
-            }
+            out["sets"].update(
+                _method_rows(m, ipc, splits, poisoned, trigger, attack, doorping, score, fit)
+            )
         rand = random_real(poisoned.train, ipc, seed=seed)
-        sets[f"random/ipc{ipc}/poisoned"] = {
+        out["sets"][f"random/ipc{ipc}/poisoned"] = {
             "role": "floor: random real images of the poisoned split",
             "poisoned_images": _count_poisoned(rand, poisoned),
-            **_scores(rand, splits, mask, pattern, target, p, name=f"random/ipc{ipc}", **score),
+            **score(rand, trigger.pattern(spec), name=f"random/ipc{ipc}"),
         }
     return out
+
+
+def _method_rows(
+    method: str,
+    ipc: int,
+    splits: DatasetSplits,
+    poisoned: Poisoned,
+    trigger: Trigger,
+    attack: str,
+    doorping: DoorpingConfig,
+    score: Callable[..., dict[str, Any]],
+    fit: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """The backdoored set of ``method`` at ``ipc`` and its clean floor (the same method on the
+    clean split), each scored with the trigger the attack ends with."""
+    syn, final, extra = _backdoored_set(poisoned, trigger, method, ipc, attack, doorping, **fit)
+    clean = distil(splits.train, method, ipc, **fit)
+    key = f"{method}/ipc{ipc}"
+    return {
+        f"{key}/poisoned": {"role": "backdoored", **extra, **score(syn, final, name=key)},
+        f"{key}/clean": {
+            "role": "floor: distilled from the clean split",
+            **score(clean, final, name=f"{key}/clean"),
+        },
+    }
 
 
 def _count_poisoned(rand: SyntheticSet, poisoned: Poisoned) -> int:

@@ -127,6 +127,7 @@ def test_pgd_returns_a_misclassified_point_wherever_any_iterate_was(splits, mode
     assert fooled.sum() >= last.sum()
 
 
+@pytest.mark.usefixtures("global_rng_untouched")
 def test_same_seed_same_audit_and_the_record_names_seeds_runs_budgets(splits):
     sets = {"random/ipc3": random_real(splits.train, 3, seed=0)}
     kw = dict(epsilons=[0, 8 / 255], steps=3, protocol=QUICK.with_(runs=1, epochs=20),
@@ -200,6 +201,18 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert set(result["sets"]) == {"dm/ipc2", "random/ipc2"}
     assert result["epsilons"] == [0.0, 8 / 255] and result["runs"] == 1
     assert (tmp_path / "adversarial.png").stat().st_size > 1000
+
+
+def test_cli_audits_saved_sets_alone(tmp_path):
+    from ddkit.cli import main
+    from ddkit.data import load_dataset
+
+    folder = tmp_path / "my-set"
+    random_real(load_dataset("digits").train, 2, seed=3).save(folder)
+    argv = _args(tmp_path / "out", methods="", sets=str(folder))
+    assert main(["audit", "adversarial", *argv]) == 0
+    result = json.loads((tmp_path / "out" / "adversarial.json").read_text())
+    assert list(result["sets"]) == ["my-set"] and result["sets"]["my-set"]["num_images"] == 20
 
 
 @pytest.mark.parametrize(

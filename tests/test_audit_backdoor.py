@@ -143,6 +143,7 @@ def test_the_record_names_seeds_runs_and_budgets(naive, splits):
     assert naive["protocol"]["epochs"] == QUICK.epochs
 
 
+@pytest.mark.usefixtures("global_rng_untouched")
 def test_same_seed_same_result(naive, splits):
     again = backdoor_audit(splits, ["dm"], [5], **STRONG)
     assert without_timings(again) == without_timings(naive)

@@ -10,8 +10,9 @@ the ``[0, 1]`` pixel scale (default 2/255, 4/255 and 8/255):
   arXiv:1412.6572): one step of size ``epsilon`` along the sign of the loss gradient;
 * PGD, projected gradient descent (Madry et al., ICLR 2018, arXiv:1706.06083): a uniform random
   start in the ``epsilon`` ball (drawn from a ``torch.Generator``), then ``steps`` signed
-  gradient steps of ``step_size`` (default ``2.5 * epsilon / steps``, the choice of Madry et
-  al.'s code), each projected back onto the ball and onto ``[0, 1]``.
+  gradient steps of ``step_size`` (default ``2.5 * epsilon / steps``: together the steps can
+  travel 2.5 radii, so from any start they reach any point of the ball), each projected back
+  onto the ball and onto ``[0, 1]``.
 
 The set's normalisation (and ZCA whitening, for sets that record it) is folded into the attacked
 model (:class:`PixelSpaceModel`: pixels in ``[0, 1]`` -> normalise -> network), so the attacks

@@ -22,7 +22,9 @@ Distillation" (NDSS 2023, arXiv:2301.01197):
   the method's real data are stamped with the new trigger. Methods whose steps never read the
   real images are refused in one line: trajectory matching learns from expert trajectories and
   the decoupled methods from a teacher, both trained before distillation, and selectors have no
-  steps.
+  steps. The networks are tested with the final trigger; a set initialised from real images
+  starts from rows stamped with the first one, so DOORPING needs enough iterations to move the
+  set along with its trigger.
 
 Metrics, per network trained on a set as the evaluation protocol trains it: clean test accuracy,
 and the attack success rate (ASR): the fraction of *triggered test images of the non-target

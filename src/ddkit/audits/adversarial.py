@@ -210,7 +210,7 @@ def pixel_test(test: ImageDataset) -> torch.Tensor:
 def _check_budgets(
     epsilons: Sequence[float], steps: int, step_size: float | None, max_test: int | None
 ) -> list[float]:
-    eps = number_list(list(epsilons), "epsilon")
+    eps = number_list(list(epsilons) if isinstance(epsilons, Sequence) else [epsilons], "epsilon")
     if any(e < 0 for e in eps):
         raise ConfigError(f"epsilon must be >= 0, got {min(eps)}")
     if any(e > 1 for e in eps):

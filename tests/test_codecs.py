@@ -307,9 +307,9 @@ def _latent_fitted(train, steps):
 def test_the_latent_codecs_autoencoder_is_an_artifact_trained_once(tmp_path, monkeypatch):
     import json
 
+    from ddkit.data.codecs import autoencoder
     from ddkit.data.codecs.latent import Latent
     from ddkit.errors import FileFormatError
-    from ddkit.data.codecs import autoencoder
 
     monkeypatch.setenv(autoencoder.ENV_VAR, str(tmp_path / "cache"))
     train = tiny_digits().train

@@ -26,10 +26,11 @@ import argparse
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from ddkit.errors import ConfigError
 from ddkit.registry import Registry
 
 Runner = Callable[[argparse.Namespace], int]
@@ -69,6 +70,36 @@ class Group:
             member.add_arguments(sub)
             sub.set_defaults(func=member.run)
         return parser
+
+
+class Member:
+    """A member of a :class:`Group` (an application, an audit): subclasses set ``name`` and
+    one line of ``help`` and implement :meth:`run` (validate every option in one line, load the
+    data, only then create ``--out``; write results there; return the exit code). Their
+    :meth:`add_arguments` starts with :meth:`add_shared`: ``--dataset``, ``--seed``, ``--root``
+    and ``--out`` (default ``runs/<group>-<name>``). The measuring itself is a plain function of
+    the member's module, usable from Python."""
+
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    group: ClassVar[str] = ""
+
+    @classmethod
+    def add_shared(cls, parser: argparse.ArgumentParser) -> None:
+        """The options every member of a group takes."""
+        parser.add_argument("--dataset", default="digits")
+        parser.add_argument("--root", default=COMMON_FLAGS["root"]["default"],
+                            help=COMMON_FLAGS["root"]["help"])  # fmt: skip
+        parser.add_argument("--seed", **COMMON_FLAGS["seed"])
+        parser.add_argument("--out", default=f"runs/{cls.group}-{cls.name}", help="output folder")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        cls.add_shared(parser)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        raise NotImplementedError
 
 
 COMMANDS: Registry[Command | Group] = Registry("command")
@@ -119,3 +150,38 @@ def defaults_of(fn: Callable[..., Any]) -> dict[str, Any]:
     """The keyword defaults of ``fn``: CLI defaults are read from the API, not restated."""
     params = inspect.signature(fn).parameters.values()
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _number(token: str, kind: type) -> float:
+    """``token`` as ``kind``; a float may be a fraction such as ``8/255``."""
+    if kind is float and "/" in token:
+        top, _, bottom = token.partition("/")
+        return float(top) / float(bottom)
+    return kind(token)
+
+
+def number_list(
+    text: str | Sequence[float],
+    what: str,
+    *,
+    kind: type = float,
+    minimum: float | None = None,
+    above: float | None = None,
+) -> list[Any]:
+    """Numbers given as comma-separated text (floats may be fractions such as ``8/255``) or as a
+    list, each of type ``kind``, at least ``minimum`` and greater than ``above``; anything else
+    is a one-line :class:`ConfigError` naming the option ``what``."""
+    tokens = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        values = [_number(t, kind) if isinstance(t, str) else kind(t) for t in tokens if t != ""]
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} needs at least one value")
+    if any(v != v for v in values):
+        raise ConfigError(f"{what} must be numbers, got {text!r}")
+    if minimum is not None and min(values) < minimum:
+        raise ConfigError(f"{what} must be >= {minimum}, got {min(values)}")
+    if above is not None and min(values) <= above:
+        raise ConfigError(f"{what} must be > {above}, got {min(values)}")
+    return values

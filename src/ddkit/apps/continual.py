@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from ddkit.apps.base import App, finished_rows, method_names, register_app
+from ddkit.apps.base import App, finished_rows, register_app
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.methods import create_method
+from ddkit.methods import create_method, method_names
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ddkit.apps.base import App, method_names, register_app
+from ddkit.apps.base import App, register_app
 from ddkit.apps.continual import class_subset, in_full_label_space, join_sets
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -27,7 +27,7 @@ from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TrainRecipe, accuracy, sgd_train
-from ddkit.methods import create_method
+from ddkit.methods import create_method, method_names
 from ddkit.models import build_network
 
 

@@ -52,13 +52,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from ddkit.apps.base import App, method_names, positive_floats, register_app
+from ddkit.apps.base import App, register_app
 from ddkit.apps.nas import rank_agreement
+from ddkit.commands import number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import get_protocol
 from ddkit.eval.train import train_networks
+from ddkit.methods import method_names
 
 
 @dataclass(frozen=True)
@@ -392,8 +394,8 @@ class HcdcApp(App):
 
         baselines = method_names(args.baselines)
         grid = hyperparameter_grid(
-            positive_floats(args.lrs, "--lrs"),
-            positive_floats(args.weight_decays, "--weight-decays"),
+            number_list(args.lrs, "--lrs", above=0),
+            number_list(args.weight_decays, "--weight-decays", above=0),
         )
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed

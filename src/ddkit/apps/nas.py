@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddkit.apps.base import App, method_names, register_app
+from ddkit.apps.base import App, register_app
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import accuracy, train_networks
+from ddkit.methods import method_names
 
 
 def architecture_space(

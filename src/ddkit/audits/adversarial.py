@@ -51,17 +51,17 @@ from ddkit.audits.base import (
     audit_record,
     distil,
     full_data,
-    method_list,
-    number_list,
     random_real,
     register_audit,
     train_on_set,
 )
+from ddkit.commands import number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset, denormalise
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.methods import method_names
 from ddkit.progress import Progress, ProgressSetting
 from ddkit.rng import derive_seed
 
@@ -348,7 +348,7 @@ def audit_sets(
     """The training sets the audit compares: per IPC each method's distilled set
     (``"dm/ipc10"``) and a random real subset of the same size (``"random/ipc10"``), and with
     ``full`` the whole training split (``"full"``). Every set is built with ``seed``."""
-    methods = method_list(methods)
+    methods = method_names(methods)
     sets: dict[str, SyntheticSet] = {}
     for ipc in ipcs:
         splits.train.check_ipc(ipc)
@@ -443,11 +443,11 @@ class AdversarialAudit(Audit):
         _check_budgets(epsilons, args.steps, args.step_size, args.max_test)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         paths = [p for p in args.sets.split(",") if p]
-        methods = method_list(args.methods) if args.methods or not paths else []
+        methods = method_names(args.methods) if args.methods or not paths else []
         options = parse_options(args.set)
         get_protocol(args.protocol)
-        out = ensure_writable_dir(args.out)
         splits = load_dataset(args.dataset, root=args.root)
+        out = ensure_writable_dir(args.out)
         progress = not args.quiet
         sets = _load_sets(paths)
         if methods:

@@ -68,17 +68,17 @@ from ddkit.audits.base import (
     audit_record,
     check_fraction,
     distil,
-    method_list,
-    number_list,
     random_real,
     register_audit,
     train_on_set,
 )
+from ddkit.commands import number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.methods import method_names
 from ddkit.methods.base import Callback, Distiller
 from ddkit.progress import ProgressSetting
 from ddkit.rng import derive_seed, draw_seed
@@ -479,7 +479,7 @@ def _check_attack(attack: str, methods: str | Sequence[str], ipcs: Sequence[int]
 
     if attack not in ATTACKS:
         raise ConfigError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
-    names = method_list(methods)
+    names = method_names(methods)
     if attack == "doorping":
         for m in names:
             reason = doorping_refusal(METHODS.get(m))

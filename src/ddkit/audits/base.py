@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from ddkit.errors import ConfigError, UnknownNameError
+from ddkit.commands import Member
+from ddkit.errors import ConfigError
 from ddkit.registry import Registry, import_submodules
 
 if TYPE_CHECKING:
@@ -21,22 +22,12 @@ if TYPE_CHECKING:
     from ddkit.progress import ProgressSetting
 
 
-class Audit:
-    """One trust audit. Subclasses set ``name`` and ``help`` and implement
-    :meth:`add_arguments` (the options of ``ddkit audit NAME``) and :meth:`run` (the command:
-    validates its options in one line each, writes its JSON and plot, returns the exit code).
-    The measuring itself is a plain function of the audit's module, usable from Python."""
+class Audit(Member):
+    """One trust audit (``ddkit audit NAME``): the contract of :class:`ddkit.commands.Member`;
+    its results are JSON with the seeds, runs and budgets that produced them
+    (:func:`audit_record`)."""
 
-    name: ClassVar[str] = "audit"
-    help: ClassVar[str] = ""
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        raise NotImplementedError
+    group = "audit"
 
 
 AUDITS: Registry[Any] = Registry("audit")
@@ -56,51 +47,6 @@ def load_all() -> None:
 # images of the same size and on the full data. These helpers build those training sets, train
 # the networks as an evaluation protocol does (ddkit.eval's own training code), and read the
 # options the audits share.
-
-
-def method_list(text: str | Sequence[str]) -> list[str]:
-    """Registered method or selector names (comma-separated text or a list), each checked
-    before any work: an unknown name is a one-line :class:`ConfigError`."""
-    from ddkit.methods import METHODS, load_all
-
-    load_all()
-    items = text.split(",") if isinstance(text, str) else [str(m) for m in text]
-    names = [m.strip() for m in items if m.strip()]
-    if not names:
-        raise ConfigError("no method given; name at least one (e.g. dm)")
-    for m in names:
-        try:
-            METHODS.get(m)
-        except UnknownNameError as e:
-            raise ConfigError(str(e)) from None
-    return names
-
-
-def _number(token: str, kind: type) -> float:
-    """``token`` as ``kind``; a float may be a fraction such as ``8/255``."""
-    if kind is float and "/" in token:
-        top, _, bottom = token.partition("/")
-        return float(top) / float(bottom)
-    return kind(token)
-
-
-def number_list(
-    text: str | Sequence[float], what: str, *, kind: type = float, minimum: float | None = None
-) -> list[Any]:
-    """Numbers given as comma-separated text (floats may be fractions such as ``8/255``) or as a
-    list, each of type ``kind`` and at least ``minimum``; anything else is a one-line
-    :class:`ConfigError` naming the option ``what``."""
-    tokens = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
-    try:
-        values = [_number(t, kind) if isinstance(t, str) else kind(t) for t in tokens if t != ""]
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ConfigError(f"{what} needs at least one value")
-    bad = [v for v in values if v != v or (minimum is not None and v < minimum)]
-    if bad:
-        raise ConfigError(f"{what} must be >= {minimum}, got {bad[0]}")
-    return values
 
 
 def check_fraction(value: float, what: str) -> float:

@@ -8,6 +8,7 @@ from ddkit.methods.base import (
     ProgressReport,
     create_method,
     load_all,
+    method_names,
     register_method,
     resolve_config,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "MethodConfig",
     "create_method",
     "load_all",
+    "method_names",
     "register_method",
     "resolve_config",
 ]

@@ -37,7 +37,7 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, FileFormatError
+from ddkit.errors import ConfigError, FileFormatError, UnknownNameError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
 from ddkit.progress import Progress, ProgressSetting
@@ -432,3 +432,19 @@ def load_all() -> None:
     edit elsewhere. Import errors are not swallowed.
     """
     import_submodules("ddkit.methods")
+
+
+def method_names(text: str | Sequence[str]) -> list[str]:
+    """Registered method or selector names (comma-separated text or a list), each checked
+    before any work: an unknown name is a one-line :class:`ConfigError`."""
+    load_all()
+    items = text.split(",") if isinstance(text, str) else [str(m) for m in text]
+    names = [m.strip() for m in items if m.strip()]
+    if not names:
+        raise ConfigError("no method given; name at least one (e.g. dm)")
+    for m in names:
+        try:
+            METHODS.get(m)
+        except UnknownNameError as e:
+            raise ConfigError(str(e)) from None
+    return names

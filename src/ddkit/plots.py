@@ -18,7 +18,8 @@ from ddkit.errors import DataError
 from ddkit.io import atomic_write
 
 
-def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):  # noqa: ANN202
+def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):  # noqa: ANN201
+    """A matplotlib figure (Agg backend) with ``ncols`` panels in a row: ``(fig, [axes])``."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,7 +29,8 @@ def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):  # noqa: A
     return fig, list(axes[0])
 
 
-def _save(fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
+def save_figure(fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
+    """Write ``fig`` as a PNG at ``path`` atomically and close it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -57,7 +59,7 @@ def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path
     metrics = [k for k in rows[0] if k != "iteration"][:4]
     if not metrics:
         raise DataError(f"{log}: the log holds no metrics to plot")
-    fig, axes = _figure(len(metrics), width=4.2)
+    fig, axes = new_figure(len(metrics), width=4.2)
     its = [r["iteration"] + 1 for r in rows]
     window = max(1, len(rows) // 50)
     for ax, key in zip(axes, metrics, strict=True):
@@ -70,7 +72,7 @@ def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path
         ax.set_xlabel("iteration")
         ax.set_title(key)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_vs_ipc(
@@ -86,7 +88,7 @@ def plot_accuracy_vs_ipc(
     datasets = sorted({r["dataset"] for r in rows})
     if not datasets:
         raise DataError("no finished benchmark rows to plot")
-    fig, axes = _figure(len(datasets), width=5.5, height=4.2)
+    fig, axes = new_figure(len(datasets), width=5.5, height=4.2)
     for ax, ds in zip(axes, datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == ds]
         methods = sorted({r["method"] for r in mine if r["method"] != "full"})
@@ -111,14 +113,14 @@ def plot_accuracy_vs_ipc(
         ax.set_title(ds)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracies(
     results: Mapping[str, tuple[float, float]], path: str | os.PathLike, title: str = ""
 ) -> Path:
     """Accuracies side by side: ``{label: (mean, std)}`` as fractions, drawn in %."""
-    fig, (ax,) = _figure(width=max(4.0, 1.3 * len(results)))
+    fig, (ax,) = new_figure(width=max(4.0, 1.3 * len(results)))
     labels = list(results)
     means = [100 * results[k][0] for k in labels]
     stds = [100 * results[k][1] for k in labels]
@@ -128,14 +130,14 @@ def plot_accuracies(
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_continual(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Continual-learning curves (:meth:`ContinualResult.to_dict` rows): test accuracy on the
     classes seen so far against the number of classes, one line per method (± std over class
     orders)."""
-    fig, (ax,) = _figure(width=5.5, height=4.0)
+    fig, (ax,) = new_figure(width=5.5, height=4.0)
     for r in results:
         curves = torch.tensor(r["curves"]) * 100
         k = len(r["orders"][0]) if r["orders"] else r["steps"]
@@ -150,7 +152,7 @@ def plot_continual(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
         ax.set_title(f"{results[0]['dataset']}: {results[0]['memory']} images per class in memory")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _ranking_panels(
@@ -163,7 +165,7 @@ def _ranking_panels(
     the row's image count and rank correlations (``num_images``, ``spearman``, ``kendall``)."""
     if not panels:
         raise DataError("nothing to plot")
-    fig, axes = _figure(len(panels), width=3.6, height=3.6)
+    fig, axes = new_figure(len(panels), width=3.6, height=3.6)
     for ax, (name, xs, ys, row) in zip(axes, panels, strict=True):
         ax.scatter(xs, ys, s=10)
         ax.set_title(
@@ -174,7 +176,7 @@ def _ranking_panels(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_proxy_ranking(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -210,7 +212,7 @@ def plot_hcdc(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
 def plot_federated(results: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Federated learning (``ddkit app federated`` rows, one per alpha): test accuracy against
     bytes communicated, FedAvg as a curve over rounds, each one-shot upload as a point."""
-    fig, axes = _figure(len(results), width=4.2, height=3.8)
+    fig, axes = new_figure(len(results), width=4.2, height=3.8)
     for ax, r in zip(axes, results, strict=True):
         curve = r["fedavg"]["curve"]
         ax.plot([c["bytes"] for c in curve], [100 * c["accuracy"] for c in curve], marker=".",
@@ -224,7 +226,7 @@ def plot_federated(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
         ax.set_title(f"alpha = {r['alpha']:g}, {r['clients']} clients", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_synthetic_vs_real(

@@ -291,9 +291,7 @@ def adversarial_audit(
     out.update({"dataset": splits.spec.name, "epsilons": eps, "sets": {}})
     attack = dict(epsilons=eps, steps=steps, step_size=step_size, batch_size=batch_size)
     for name, syn in sets.items():
-        trained = train_on_set(
-            syn, splits.test, p, seed=seed, device=device, progress=progress, desc=f"{name}:"
-        )
+        trained = train_on_set(syn, splits.test, p, seed=seed, device=device, progress=progress)
         nets = _attack_networks(name, syn, trained, pixels, labels, attack, seed=seed,
                                 device=device, progress=progress)  # fmt: skip
         keys = ("clean", "fgsm", "pgd", "pgd_only")
@@ -369,9 +367,9 @@ def audit_sets(
 def plot_robustness(result: Mapping[str, Any], path: str | Path) -> Path:
     """Robust accuracy (PGD, as reported: FGSM and PGD together) against epsilon (in /255),
     one line per training set, clean accuracy at epsilon 0; random real sets dashed."""
-    from ddkit.plots import _figure, _save
+    from ddkit.plots import new_figure, save_figure
 
-    fig, (ax,) = _figure(width=5.5, height=4.0)
+    fig, (ax,) = new_figure(width=5.5, height=4.0)
     xs = [0.0] + [255 * e for e in result["epsilons"]]
     for name, row in result["sets"].items():
         mean = row["mean"]
@@ -390,7 +388,7 @@ def plot_robustness(result: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _load_sets(paths: Sequence[str]) -> dict[str, SyntheticSet]:

@@ -444,9 +444,7 @@ def _scores(
     from ddkit.eval.evaluate import test_in_set_space
     from ddkit.eval.train import accuracy
 
-    trained = train_on_set(
-        syn, splits.test, protocol, seed=seed, device=device, progress=progress, desc=f"{name}:"
-    )
+    trained = train_on_set(syn, splits.test, protocol, seed=seed, device=device, progress=progress)
     triggered = test_in_set_space(syn, triggered_test(splits.test, mask, pattern, target))
     test = trained.test
     nets = [
@@ -632,10 +630,10 @@ def _backdoored_set(
 
 def plot_backdoor(result: Mapping[str, Any], path: str | Path) -> Path:
     """Attack success rate and clean accuracy per training set (bars, in %)."""
-    from ddkit.plots import _figure, _save
+    from ddkit.plots import new_figure, save_figure
 
     names = list(result["sets"])
-    fig, (ax,) = _figure(width=max(5.0, 0.9 * len(names) + 2), height=4.0)
+    fig, (ax,) = new_figure(width=max(5.0, 0.9 * len(names) + 2), height=4.0)
     xs = torch.arange(len(names)).float()
     asr = [100 * result["sets"][n]["mean"]["asr"] for n in names]
     acc = [100 * result["sets"][n]["mean"]["clean_accuracy"] for n in names]
@@ -652,7 +650,7 @@ def plot_backdoor(result: Mapping[str, Any], path: str | Path) -> Path:
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @register_audit

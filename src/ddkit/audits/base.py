@@ -126,40 +126,23 @@ def train_on_set(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: ProgressSetting = False,
-    desc: str = "train",
 ) -> TrainedNetworks:
-    """Train fresh networks on ``syn`` exactly as :func:`ddkit.eval.evaluate` does (the
-    protocol's targets, learned lr, per-run seeds from ``seed``; ``runs``/``epochs``/``models``
-    override the protocol's) and return them instead of their test accuracy."""
-    import time
+    """Train fresh networks on ``syn`` exactly as :func:`ddkit.eval.evaluate` does
+    (:func:`ddkit.eval.evaluate.train_fresh_networks`: the protocol's targets, learned lr,
+    per-run seeds from ``seed``; ``runs``/``epochs``/``models`` override the protocol's) and
+    return them instead of their test accuracy."""
+    from ddkit.eval.evaluate import train_fresh_networks
 
-    from ddkit.eval.evaluate import run_seeds, test_in_set_space, training_data
-    from ddkit.eval.protocol import get_protocol
-    from ddkit.eval.train import train_networks
-    from ddkit.progress import Progress
-
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
-    space = test_in_set_space(syn, test)
-    lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
-    data = training_data(syn, p, None, device)
-    seeds = run_seeds(seed, p.runs)
-    out = TrainedNetworks(p, lr, space, [], [], [], [])
-    t0 = time.perf_counter()
-    for name in p.models:
-        bar = Progress(f"{desc} {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
-        res = train_networks(
-            name, syn.spec, data.images, data.targets, p, seeds, lr=lr,
-            targets_fn=data.targets_fn, device=device,
-            progress=bar.update if bar.kind else None,
-        )  # fmt: skip
-        bar.close()
-        out.models += [name] * len(seeds)
-        out.runs += list(range(len(seeds)))
-        out.seeds += seeds
+    fresh = train_fresh_networks(
+        syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, device=device,
+        progress=progress,
+    )  # fmt: skip
+    out = TrainedNetworks(fresh.protocol, fresh.lr, fresh.test, [], [], [], [], fresh.seconds)
+    for name, res in fresh.results.items():
+        out.models += [name] * len(fresh.seeds)
+        out.runs += list(range(len(fresh.seeds)))
+        out.seeds += fresh.seeds
         out.networks += res.models
-    out.seconds = time.perf_counter() - t0
     return out
 
 

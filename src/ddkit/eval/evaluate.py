@@ -21,7 +21,7 @@ from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.relabel import expand_views, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
-from ddkit.eval.train import TargetsFn, accuracy, resolve_precision, train_networks
+from ddkit.eval.train import TargetsFn, TrainResult, accuracy, resolve_precision, train_networks
 from ddkit.progress import Progress, ProgressSetting
 
 
@@ -175,41 +175,17 @@ def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
     return ImageDataset(images, test.labels, s)
 
 
-def _evaluate_model(
-    name: str,
-    syn: SyntheticSet,
-    data: TrainingData,
-    test: ImageDataset,
-    p: EvalProtocol,
-    seeds: list[int],
-    *,
-    lr: float,
-    vectorize: bool | None,
-    device: torch.device | str,
-    progress: ProgressSetting,
+def _test_model(
+    name: str, res: TrainResult, syn: SyntheticSet, fresh: FreshNetworks, precision: str
 ) -> ModelResult:
-    """Train ``p.runs`` fresh ``name`` networks on ``data`` and test each once."""
-    bar = Progress(f"eval {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
-    res = train_networks(
-        name,
-        syn.spec,
-        data.images,
-        data.targets,
-        p,
-        seeds,
-        lr=lr,
-        vectorize=vectorize,
-        targets_fn=data.targets_fn,
-        device=device,
-        progress=bar.update if bar.kind else None,
-    )
-    bar.close()
-    precision = resolve_precision(p.precision, device)
+    """Test each of the ``name`` networks once on the real test split (and on their own
+    training images, to see whether they fit them)."""
+    test, p = fresh.test, fresh.protocol
     accs = [accuracy(net, test.images, test.labels, precision=precision) for net in res.models]
     fits = [accuracy(net, syn.images, syn.hard_labels, precision=precision) for net in res.models]
     _warn_if_underfit(name, fits, p)
     ips = res.images_seen / max(res.seconds, 1e-9)
-    return ModelResult(name, accs, seeds, res.seconds, ips, res.vectorized, fits)
+    return ModelResult(name, accs, fresh.seeds, res.seconds, ips, res.vectorized, fits)
 
 
 UNDERFIT_TRAIN_ACCURACY = 0.5
@@ -228,6 +204,66 @@ def _warn_if_underfit(model: str, train_accuracies: list[float], p: EvalProtocol
             f"(--protocol dc, or epochs=N){other}",
             stacklevel=3,
         )
+
+
+@dataclass
+class FreshNetworks:
+    """Networks trained on a set as an evaluation protocol trains them, before any test: per
+    model of the protocol, its :class:`TrainResult` (``protocol.runs`` networks, or those of
+    ``run_indices``), with what they were trained from and the real test split in the set's
+    space (its normalisation and recorded transform), which is what the networks expect."""
+
+    protocol: EvalProtocol
+    lr: float
+    data: TrainingData
+    test: ImageDataset
+    seeds: list[int]
+    results: dict[str, TrainResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_fresh_networks(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    protocol: str | EvalProtocol = "dsa",
+    *,
+    models: Sequence[str] | None = None,
+    runs: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    teacher: Any = None,
+    vectorize: bool | None = None,
+    device: torch.device | str = "cpu",
+    progress: ProgressSetting = False,
+    run_indices: Sequence[int] | None = None,
+) -> FreshNetworks:
+    """Train the fresh networks :func:`evaluate` tests (the arguments are :func:`evaluate`'s)
+    and return them untested, e.g. to attack them (``ddkit.audits``)."""
+    p = get_protocol(protocol).with_(
+        models=tuple(models) if models else None, runs=runs, epochs=epochs
+    )
+    lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
+    data = training_data(syn, p, teacher, device)
+    seeds = run_seeds(seed, p.runs)
+    if run_indices is not None:
+        bad = [i for i in run_indices if not 0 <= i < p.runs]
+        if bad or not run_indices:
+            raise ConfigError(
+                f"run_indices must be a non-empty list of runs in 0..{p.runs - 1}, got "
+                f"{list(run_indices)}; raise runs= or pass fewer indices"
+            )
+        seeds = [seeds[i] for i in run_indices]
+    fresh = FreshNetworks(p, lr, data, test_in_set_space(syn, test), seeds)
+    t0 = time.perf_counter()
+    for name in p.models:
+        bar = Progress(f"eval {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
+        fresh.results[name] = train_networks(
+            name, syn.spec, data.images, data.targets, p, seeds, lr=lr, vectorize=vectorize,
+            targets_fn=data.targets_fn, device=device, progress=bar.update if bar.kind else None,
+        )  # fmt: skip
+        bar.close()
+    fresh.seconds = time.perf_counter() - t0
+    return fresh
 
 
 def evaluate(
@@ -256,43 +292,20 @@ def evaluate(
     has in the whole evaluation: networks trained one after another (the CPU default) then reach
     the accuracies they reach there, so an evaluation can be split over processes or sessions.
     """
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
-    test = test_in_set_space(syn, test)
-    lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
-    data = training_data(syn, p, teacher, device)
-    seeds = run_seeds(seed, p.runs)
-    if run_indices is not None:
-        bad = [i for i in run_indices if not 0 <= i < p.runs]
-        if bad or not run_indices:
-            raise ConfigError(
-                f"run_indices must be a non-empty list of runs in 0..{p.runs - 1}, got "
-                f"{list(run_indices)}; raise runs= or pass fewer indices"
-            )
-        seeds = [seeds[i] for i in run_indices]
-    report = EvalReport(
-        protocol=p,
-        lr=lr,
-        num_train_images=len(data.images),
-        meta={"seed": seed, "precision": resolve_precision(p.precision, device), **data.meta},
-    )
     t0 = time.perf_counter()
-    for name in p.models:
-        report.results.append(
-            _evaluate_model(
-                name,
-                syn,
-                data,
-                test,
-                p,
-                seeds,
-                lr=lr,
-                vectorize=vectorize,
-                device=device,
-                progress=progress,
-            )
-        )
+    fresh = train_fresh_networks(
+        syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
+        vectorize=vectorize, device=device, progress=progress, run_indices=run_indices,
+    )  # fmt: skip
+    precision = resolve_precision(fresh.protocol.precision, device)
+    report = EvalReport(
+        protocol=fresh.protocol,
+        lr=fresh.lr,
+        num_train_images=len(fresh.data.images),
+        meta={"seed": seed, "precision": precision, **fresh.data.meta},
+    )
+    for name, res in fresh.results.items():
+        report.results.append(_test_model(name, res, syn, fresh, precision))
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -222,6 +222,7 @@ def test_cli_audits_saved_sets_alone(tmp_path):
         ({"methods": "dm,nope"}, "unknown method 'nope'"),
         ({"ipc": "0"}, "--ipc must be >= 1"),
         ({"epsilons": "a/b"}, "comma-separated numbers"),
+        ({"models": "convnet-w9x"}, "unknown variant 'w9x'"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, capsys, change, message):

@@ -51,6 +51,7 @@ from ddkit.audits.base import (
     audit_record,
     distil,
     full_data,
+    models_option,
     random_real,
     register_audit,
     train_on_set,
@@ -445,6 +446,7 @@ class AdversarialAudit(Audit):
         options = parse_options(args.set)
         get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)
+        models = models_option(args, splits.spec)
         out = ensure_writable_dir(args.out)
         progress = not args.quiet
         sets = _load_sets(paths)
@@ -459,7 +461,7 @@ class AdversarialAudit(Audit):
             sets["full"] = full_data(splits.train)
         result = adversarial_audit(
             splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
-            protocol=args.protocol, runs=args.runs, epochs=args.epochs, seed=args.seed,
+            protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
             max_test=args.max_test, progress=progress,
         )  # fmt: skip
         atomic_write_json(out / "adversarial.json", result)

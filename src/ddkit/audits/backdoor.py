@@ -68,6 +68,7 @@ from ddkit.audits.base import (
     audit_record,
     check_fraction,
     distil,
+    models_option,
     random_real,
     register_audit,
     train_on_set,
@@ -690,13 +691,14 @@ class BackdoorAudit(Audit):
         get_protocol(args.protocol)
         _check_attack(args.attack, args.methods, ipcs)
         splits = load_dataset(args.dataset, root=args.root)
+        models = models_option(args, splits.spec)
         trigger.check(splits.spec)
         check_target(args.target, splits.spec)
         out = ensure_writable_dir(args.out)
         result = backdoor_audit(
             splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
             target=args.target, iterations=args.iterations, options=options, doorping=doorping,
-            protocol=args.protocol, runs=args.runs, epochs=args.epochs, seed=args.seed,
+            protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
             progress=not args.quiet,
         )  # fmt: skip
         atomic_write_json(out / "backdoor.json", result)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from ddkit.data.dataset import ImageDataset
+    from ddkit.data.spec import DatasetSpec
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval.protocol import EvalProtocol
     from ddkit.methods.base import Callback
@@ -146,6 +147,18 @@ def train_on_set(
     return out
 
 
+def models_option(args: argparse.Namespace, spec: DatasetSpec) -> list[str] | None:
+    """The ``--models`` of :func:`add_training_arguments`, each built once for ``spec`` so that
+    a bad name fails before any work, or ``None`` (the protocol's)."""
+    from ddkit.models import create_model
+
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in names:
+        create_model(name, num_classes=spec.num_classes, in_channels=spec.channels,
+                     image_size=spec.image_size)  # fmt: skip
+    return names or None
+
+
 def audit_record(
     audit: str, *, seed: int, protocol: EvalProtocol, budgets: dict[str, Any]
 ) -> dict[str, Any]:
@@ -186,5 +199,8 @@ def add_training_arguments(
         "--runs", type=int, default=None, help="networks per set (default: protocol's)"
     )
     parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's")
+    parser.add_argument(
+        "--models", default="", help="evaluation networks (comma-separated; default: protocol's)"
+    )
     add_common(parser, "seed", "root", "quiet", out=f"output folder (default {out})")
     parser.set_defaults(out=out)

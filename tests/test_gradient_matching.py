@@ -398,9 +398,9 @@ def test_idc_clamps_stored_pixels_and_trains_its_networks_on_real_images(monkeyp
     seen = []
     real = train_module.sgd_train
 
-    def spy(net, images, targets, **kw):
+    def spy(net, images, targets, recipe, **kw):
         seen.append((images, targets))
-        return real(net, images, targets, **kw)
+        return real(net, images, targets, recipe, **kw)
 
     monkeypatch.setattr(train_module, "sgd_train", spy)
     with torch.no_grad():

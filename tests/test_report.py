@@ -67,3 +67,21 @@ def test_accuracy_chart_names_its_axis(tmp_path, monkeypatch):
     plot_accuracy_vs_ipc(rows, tmp_path / "ipc.png")
     plot_accuracy_vs_ipc(rows, tmp_path / "bytes.png", x="bytes")
     assert labels == ["images per class", "bytes stored"]
+
+
+def test_an_audit_results_file_gets_its_page(tmp_path):
+    from ddkit.cli import main
+
+    out = tmp_path / "audit"
+    argv = ["audit", "adversarial", "--dataset", "digits", "--methods", "dm", "--ipc", "2",
+            "--iterations", "1", "--protocol", "smoke", "--epsilons", "0,8/255", "--steps", "2",
+            "--max-test", "20", "--no-full", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["report", str(out / "adversarial.json")]) == 0
+    page = (out / "adversarial.html").read_text()
+    assert "dm/ipc2" in page and "pgd 8/255" in page and "data:image/png;base64" in page
+    (out / "adversarial.png").unlink()
+    (out / "adversarial.png").symlink_to(tmp_path / "elsewhere.png")
+    (tmp_path / "elsewhere.png").write_bytes(b"private")
+    assert main(["report", str(out / "adversarial.json")]) == 0
+    assert "data:image/png;base64" not in (out / "adversarial.html").read_text()

@@ -457,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser(
-        "report", help="one self-contained HTML page for a run folder or a bench results file"
+        "report",
+        help="one self-contained HTML page for a run folder, a bench results file or an audit results file",
     )
     rp.add_argument("path", help="run folder, or a `ddkit bench` results file (.json)")
     add_common(rp, out="HTML path (default: RUN/report.html, or the results file as .html)")

@@ -141,6 +141,67 @@ def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None
     return target
 
 
+def _metric_columns(result: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+    """``(header, metric, index)`` for every mean a set of an audit reports; a list-valued
+    metric (one value per attack budget) gets a column per budget."""
+    first = next(iter(result["sets"].values()))
+    budgets = result.get("budgets", {}).get("epsilons_255")
+    columns = []
+    for metric, value in first.get("mean", {}).items():
+        if isinstance(value, list):
+            labels = (
+                [f"{e:g}/255" for e in budgets]
+                if budgets and len(budgets) == len(value)
+                else range(len(value))
+            )
+            columns += [(f"{metric} {label}", metric, i) for i, label in enumerate(labels)]
+        else:
+            columns.append((metric, metric, None))
+    return columns
+
+
+def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write an HTML page for a ``ddkit audit`` results file (``out``, default the file with
+    ``.html``): what produced it (seed, runs, protocol, budgets), each audited set's mean
+    metrics (fractions shown in %), and the audit's chart when it lies beside the file."""
+    path = Path(results)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("sets"), dict) or not data["sets"]:
+        raise ConfigError(f"{str(path)!r} is not a ddkit audit results file (no sets)")
+    columns = _metric_columns(data)
+    head = "".join(
+        f"<th>{html.escape(h)}</th>" for h in ("set", "images", *(c[0] for c in columns))
+    )
+    rows = []
+    for name, row in data["sets"].items():
+        mean = row.get("mean", {})
+        values = [
+            mean.get(m) if i is None else mean.get(m, [None] * (i + 1))[i] for _, m, i in columns
+        ]
+        cells = [name, row.get("num_images", "")] + [
+            "" if v is None else f"{100 * v:.2f}" for v in values
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    chart = path.with_suffix(".png")
+    record = [(k, data.get(k)) for k in ("audit", "dataset", "seed", "runs", "ddkit_version")]
+    record += [("protocol", data.get("protocol", {}).get("name"))]
+    record += sorted((f"budget {k}", v) for k, v in data.get("budgets", {}).items())
+    body = (
+        f"<p class=note>{html.escape(str(path.resolve()))}</p>"
+        + (
+            _img(chart, f"{data.get('audit')} audit")
+            if chart.is_file() and not chart.is_symlink()
+            else ""
+        )
+        + f"<h2>Sets (mean over networks, %)</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+        + f"<h2>What produced it</h2>{_table(record)}"
+    )
+    target = Path(out) if out is not None else path.with_suffix(".html")
+    title = f"ddkit audit {data.get('audit', '')}"
+    atomic_write_bytes(target, _page(title, title, body))
+    return target
+
+
 def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
     are missing are drawn first (learning curve, synthetic vs real when the data is at hand).
@@ -148,6 +209,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     from ddkit import plots
 
     if Path(run).is_file() and Path(run).suffix == ".json":
+        if "audit" in read_json(Path(run)):
+            return write_audit_report(run, out)
         return write_suite_report(run, out)
     folder = Path(run)
     if not (folder / "config.json").is_file() or not (folder / "synthetic").is_dir():

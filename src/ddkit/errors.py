@@ -29,3 +29,16 @@ class FileFormatError(DDKitError, ValueError):
 
 class ConfigError(DDKitError, ValueError):
     """A hyper-parameter or option is invalid (IPC <= 0, IPC larger than a class, ...)."""
+
+
+def require_extra(module: str, extra: str, what: str):  # noqa: ANN201 - returns the module
+    """Import the optional package ``module``, or raise a one-line :class:`ConfigError` saying
+    that ``what`` needs it and which extra of ddkit installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"{what} needs the optional package {module!r}: pip install 'ddkit[{extra}]'"
+        ) from None

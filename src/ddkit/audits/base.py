@@ -177,11 +177,12 @@ def audit_record(
 
 
 def add_training_arguments(
-    parser: argparse.ArgumentParser, *, methods: str, ipc: str, out: str
+    parser: argparse.ArgumentParser, *, methods: str, ipc: str, out: str, runs: bool = True
 ) -> None:
     """The options audits share: the dataset, what to distil (``--methods``, ``--ipc``,
-    ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs``,
-    ``--epochs``), and ``--seed``, ``--root``, ``--quiet``, ``--out`` (default ``out``)."""
+    ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs`` unless
+    ``runs`` is false, ``--epochs``, ``--models``), and ``--seed``, ``--root``, ``--quiet``,
+    ``--out`` (default ``out``)."""
     from ddkit.commands import add_common
 
     parser.add_argument("--dataset", default="digits")
@@ -195,9 +196,10 @@ def add_training_arguments(
         help="option given to every method (repeatable)",
     )  # fmt: skip
     parser.add_argument("--protocol", default="dc", help="how networks are trained (ddkit list)")
-    parser.add_argument(
-        "--runs", type=int, default=None, help="networks per set (default: protocol's)"
-    )
+    if runs:
+        parser.add_argument(
+            "--runs", type=int, default=None, help="networks per set (default: protocol's)"
+        )
     parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's")
     parser.add_argument(
         "--models", default="", help="evaluation networks (comma-separated; default: protocol's)"

@@ -1,0 +1,533 @@
+"""Membership inference against networks trained on distilled data (``ddkit audit privacy``).
+
+The question: does a network trained on a distilled set reveal which real rows the set was
+distilled from? The setting follows Carlini et al., "No Free Lunch in 'Privacy for Free: How
+does Dataset Condensation Help Privacy'" (arXiv:2209.14987), which answered the "privacy for
+free" claim (Dong et al., ICML 2022) with the attacks of :mod:`ddkit.audits.membership`:
+
+* **The pool** is the training split (or ``pool`` rows of it, the same share of every class),
+  trimmed to an even number of rows per class. The test split is only used for accuracy.
+* **The target** network's members are a class-stratified random half of the pool; its
+  non-members are the other half: as many rows, the same class mix.
+* **A source** turns member rows into a network: ``full`` (all of them, trained by the
+  protocol), ``dp/eps8`` (all of them, trained by DP-SGD at epsilon 8:
+  :mod:`ddkit.audits.dp_sgd`), ``random/ipc10`` (a random real subset of them) and
+  ``dm/ipc10`` (a method's distilled set of them), the last two trained by the protocol. Each
+  source trains one network per model: the target and the shadows, on the same halves for every
+  source and from the same initial seeds.
+* **The shadows** (an even number) are trained on complementary pairs of class-stratified
+  random halves, so that every pool row is IN exactly half of them and OUT of the other half,
+  which online LiRA needs for every row.
+
+Each network's statistics on every pool row (LiRA's ``phi`` and the loss) are written to
+``signals/`` under the output folder as soon as it is trained, with a fingerprint of what
+produced them; a re-run reuses them (so a killed run resumes, and sources shared by several
+runs, such as ``full``, are trained once) and refuses files with another fingerprint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddkit.audits.base import (
+    Audit,
+    add_training_arguments,
+    audit_record,
+    distil,
+    full_data,
+    models_option,
+    random_real,
+    register_audit,
+    train_on_set,
+)
+from ddkit.audits.dp_sgd import DPRecipe, train_dp_sgd
+from ddkit.audits.membership import (
+    DEFAULT_FPRS,
+    attack_metrics,
+    check_fprs,
+    fpr_key,
+    lira_online,
+    loss_attack,
+    membership_signals,
+    roc_curve,
+)
+from ddkit.commands import number_list
+from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, FileFormatError, require_extra
+from ddkit.eval.evaluate import test_in_set_space
+from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.eval.train import accuracy
+from ddkit.methods import method_names
+from ddkit.progress import Progress, ProgressSetting
+from ddkit.rng import derive_seed
+
+SIGNALS = "signals"
+
+
+# ============================================================================ sources
+@dataclass(frozen=True)
+class Source:
+    """One way to turn member rows into a network (module docstring): ``kind`` is ``full``,
+    ``dp``, ``random`` or ``distilled``."""
+
+    kind: str
+    method: str | None = None
+    ipc: int | None = None
+    epsilon: float | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "full":
+            return "full"
+        if self.kind == "dp":
+            return f"dp/eps{self.epsilon:g}"
+        return f"{self.method}/ipc{self.ipc}"
+
+
+def privacy_sources(
+    methods: Sequence[str],
+    ipcs: Sequence[int],
+    *,
+    dp_epsilons: Sequence[float] = (),
+    full: bool = True,
+) -> list[Source]:
+    """The sources to audit: ``full`` (with ``full``), DP-SGD at each epsilon, and per IPC a
+    random real subset and each method's distilled set (``random`` among ``methods`` adds
+    nothing: it is always there)."""
+    sources = [Source("full")] if full else []
+    sources += [Source("dp", epsilon=float(e)) for e in dp_epsilons]
+    for ipc in ipcs:
+        sources.append(Source("random", "random", int(ipc)))
+        sources += [
+            Source("distilled", m, int(ipc)) for m in method_names(methods) if m != "random"
+        ]
+    if not sources:
+        raise ConfigError("nothing to audit: give methods, DP epsilons or the full data")
+    return sources
+
+
+# ============================================================================ members
+def pool_rows(labels: torch.Tensor, pool: int | None, *, seed: int) -> torch.Tensor:
+    """The pool's row indices (sorted): all rows, or about ``pool`` of them with every class
+    keeping its share; each class trimmed to an even count by dropping one random row."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "privacy-pool"))
+    share = 1.0 if pool is None else pool / len(labels)
+    if pool is not None and not 0 < pool <= len(labels):
+        raise ConfigError(f"pool must be in 1..{len(labels)} rows, got {pool}")
+    rows = []
+    for c in torch.unique(labels).tolist():
+        ix = torch.nonzero(labels == c).flatten()
+        ix = ix[torch.randperm(len(ix), generator=g)]
+        keep = int(round(share * len(ix)))
+        rows.append(ix[: keep - keep % 2])
+    return torch.cat(rows).sort().values
+
+
+def _stratified_half(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A random half of every class's rows (each class has an even count), as a bool mask."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in torch.unique(labels).tolist():
+        ix = torch.nonzero(labels == c).flatten()
+        mask[ix[torch.randperm(len(ix), generator=g)[: len(ix) // 2]]] = True
+    return mask
+
+
+def membership_masks(labels: torch.Tensor, shadows: int, *, seed: int) -> torch.Tensor:
+    """``(1 + shadows, n)`` bool: row 0 the target's members (a stratified half), then the
+    shadows' in complementary pairs of stratified halves (module docstring). ``shadows``: 0,
+    or an even number >= 4."""
+    bad = isinstance(shadows, bool) or not isinstance(shadows, int)
+    if bad or shadows % 2 or shadows == 2 or shadows < 0:
+        raise ConfigError(
+            f"shadows must be 0 (no LiRA) or an even number >= 4 (every row IN two and OUT of "
+            f"two, for LiRA's variances), got {shadows!r}"
+        )
+    g = torch.Generator().manual_seed(derive_seed(seed, "privacy-masks"))
+    masks = [_stratified_half(labels, g)]
+    for _ in range(shadows // 2):
+        half = _stratified_half(labels, g)
+        masks += [half, ~half]
+    return torch.stack(masks)
+
+
+def check_members(labels: torch.Tensor, num_classes: int, ipcs: Sequence[int]) -> None:
+    """A one-line :class:`ConfigError` when a class of the pool has no non-members or too few
+    members for the largest IPC (members: half of every class)."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    smallest = int(counts.min())
+    if smallest < 2:
+        raise ConfigError(
+            f"class {int(counts.argmin())} has {smallest} rows in the pool; membership inference "
+            "needs members and as many non-members of every class: raise --pool"
+        )
+    if ipcs and max(ipcs) > smallest // 2:
+        raise ConfigError(
+            f"IPC {max(ipcs)} exceeds the {smallest // 2} members of class "
+            f"{int(counts.argmin())} (half of the pool); lower --ipc or raise --pool"
+        )
+
+
+def plan_membership(
+    splits: DatasetSplits, sources: Sequence[Source], *, shadows: int, pool: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pool's rows and the networks' membership masks (:func:`pool_rows`,
+    :func:`membership_masks`), once every setting is checked: a one-line error before any
+    work for too few rows, a bad shadow count, or DP-SGD without opacus."""
+    if any(s.kind == "dp" for s in sources):
+        require_extra("opacus", "privacy", "DP-SGD")
+    rows = pool_rows(splits.train.labels, pool, seed=seed)
+    labels = splits.train.labels[rows]
+    check_members(labels, splits.spec.num_classes, [s.ipc for s in sources if s.ipc])
+    return rows, membership_masks(labels, shadows, seed=seed)
+
+
+# ============================================================================ training
+@dataclass(frozen=True)
+class PrivacyTraining:
+    """How every source's networks are trained: the protocol (one network, ``model``), the
+    epochs of the full-data networks, the distillation budget and options, and DP-SGD's
+    recipe (its epsilon set per source)."""
+
+    protocol: EvalProtocol
+    model: str
+    full_epochs: int
+    iterations: int | None = None
+    options: Mapping[str, Any] | None = None
+    dp: DPRecipe = DPRecipe(epsilon=1.0)
+
+    def fingerprint(self, source: Source, dataset: str, pool: torch.Tensor, seed: int) -> str:
+        """A digest of everything a source's networks depend on."""
+        parts: dict[str, Any] = {"source": source.name, "dataset": dataset, "seed": seed,
+                                 "model": self.model, "pool": pool.tolist()}  # fmt: skip
+        if source.kind == "dp":
+            parts["dp"] = asdict(replace(self.dp, epsilon=source.epsilon, epochs=self.full_epochs))
+        else:
+            epochs = self.full_epochs if source.kind == "full" else self.protocol.epochs
+            parts["protocol"] = self.protocol.with_(epochs=epochs).to_dict()
+        if source.kind == "distilled":
+            parts["distil"] = {"iterations": self.iterations, "options": dict(self.options or {})}
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _train(
+    source: Source, members: ImageDataset, test: ImageDataset, how: PrivacyTraining, seed: int
+) -> tuple[torch.nn.Module, SyntheticSet | None, dict[str, Any]]:
+    """One network of ``source`` on ``members``: the network, the set it was trained on (None
+    for DP-SGD, which trains on the members in their own space) and what to record."""
+    if source.kind == "dp":
+        recipe = replace(how.dp, epsilon=source.epsilon, epochs=how.full_epochs)
+        res = train_dp_sgd(members, how.model, recipe, seed=seed)
+        info = {"noise_multiplier": res.noise_multiplier, "epsilon_spent": res.epsilon_spent,
+                "steps": res.steps, "seconds": res.seconds}  # fmt: skip
+        return res.network, None, info
+    protocol = how.protocol
+    if source.kind == "full":
+        syn, protocol = full_data(members), protocol.with_(epochs=how.full_epochs)
+    elif source.kind == "random":
+        syn = random_real(members, source.ipc, seed=seed)
+    else:
+        syn = distil(members, source.method, source.ipc, iterations=how.iterations, seed=seed,
+                     options=dict(how.options or {}))  # fmt: skip
+    trained = train_on_set(syn, test, protocol, runs=1, models=[how.model], seed=seed)
+    return trained.networks[0], syn, {"seconds": trained.seconds}
+
+
+def _signals_path(out: Path, source: Source, k: int) -> Path:
+    return out / SIGNALS / source.name.replace("/", "-") / f"model{k:03d}.safetensors"
+
+
+def _load_signals(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["record"])
+            tensors = {k: f.get_tensor(k) for k in ("phi", "loss")}
+    except (SafetensorError, KeyError, ValueError, OSError):
+        raise FileFormatError(f"{str(path)!r} is not a readable signals file; delete it") from None
+    if meta.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"{str(path.parent)!r} holds networks trained another way (other options, pool or "
+            "seed); use a new --out or delete that folder"
+        )
+    return {**meta, **tensors}
+
+
+def _save_signals(path: Path, record: dict[str, Any], phi: torch.Tensor, loss: torch.Tensor):
+    from safetensors.torch import save
+
+    from ddkit.io import atomic_write_bytes
+
+    data = save(
+        {"phi": phi.contiguous(), "loss": loss.contiguous()}, {"record": json.dumps(record)}
+    )
+    atomic_write_bytes(path, data)
+
+
+def source_signals(
+    source: Source,
+    splits: DatasetSplits,
+    pool: torch.Tensor,
+    masks: torch.Tensor,
+    how: PrivacyTraining,
+    *,
+    seed: int,
+    out: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train ``source``'s network for every row of ``masks`` (target, then shadows) on the pool
+    rows it marks, and return their statistics on the whole pool: ``phi`` and ``loss``
+    ``(1 + shadows, n)``, each network's test accuracy and record. With ``out``, each network's
+    statistics are saved as soon as it is trained and reused on a re-run."""
+    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
+    pool_data = splits.train.subset(pool)
+    phis, losses, records = [], [], []
+    for k, mask in enumerate(masks):
+        path = _signals_path(out, source, k) if out is not None else None
+        saved = _load_signals(path, fingerprint) if path is not None else None
+        if saved is None:
+            model_seed = derive_seed(seed, "privacy-model", k)
+            net, syn, info = _train(source, pool_data.subset(torch.nonzero(mask).flatten()),
+                                    splits.test, how, model_seed)  # fmt: skip
+            query = test_in_set_space(syn, pool_data) if syn is not None else pool_data
+            test = test_in_set_space(syn, splits.test) if syn is not None else splits.test
+            phi, loss = membership_signals(net, query.images, query.labels)
+            saved = {"fingerprint": fingerprint, "model_seed": model_seed,
+                     "test_accuracy": accuracy(net, test.images, test.labels),
+                     "num_images": len(syn) if syn is not None else int(mask.sum()),
+                     **info, "phi": phi, "loss": loss}  # fmt: skip
+            if path is not None:
+                record = {k: v for k, v in saved.items() if k not in ("phi", "loss")}
+                _save_signals(path, record, phi, loss)
+        phis.append(saved.pop("phi"))
+        losses.append(saved.pop("loss"))
+        records.append(saved)
+        if progress is not None:
+            progress.update(1)
+    return {"phi": torch.stack(phis), "loss": torch.stack(losses), "networks": records}
+
+
+# ============================================================================ the audit
+def _attack(
+    signals: Mapping[str, Any],
+    masks: torch.Tensor,
+    fprs: Sequence[float],
+    bootstrap: int,
+    g_seed: int,
+) -> tuple[dict[str, Any], dict[str, tuple[list[float], list[float]]]]:
+    """Each attack's metrics and ROC curve against the target (network 0)."""
+    is_member = masks[0]
+    scores = {"loss": loss_attack(signals["loss"][0])}
+    if len(masks) > 1:
+        scores["lira"] = lira_online(signals["phi"][0], signals["phi"][1:], masks[1:])
+    metrics, curves = {}, {}
+    for name, s in scores.items():
+        g = torch.Generator().manual_seed(derive_seed(g_seed, name))
+        metrics[name] = attack_metrics(s, is_member, fprs=fprs, bootstrap=bootstrap, generator=g)
+        curves[name] = roc_curve(s, is_member)
+    return metrics, curves
+
+
+def _summary(source: Source, signals: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict:
+    nets = signals["networks"]
+    accs = [n["test_accuracy"] for n in nets]
+    mean: dict[str, float] = {"test_accuracy": statistics.fmean(accs)}
+    for attack, m in metrics.items():
+        for key, value in m.items():
+            if isinstance(value, dict):
+                mean[f"{attack}_{key}"] = value["value"]
+    row: dict[str, Any] = {
+        "kind": source.kind, "method": source.method, "ipc": source.ipc,
+        "num_images": nets[0]["num_images"],
+        "test_accuracy": {"target": accs[0], "mean": mean["test_accuracy"],
+                          "std": statistics.pstdev(accs), "networks": len(accs)},
+        "attacks": dict(metrics),
+        "mean": mean,
+        "seconds": sum(n.get("seconds", 0.0) for n in nets),
+        "networks": nets,
+    }  # fmt: skip
+    if source.kind == "dp":
+        row["epsilon"] = source.epsilon
+        row["epsilon_spent"] = [n["epsilon_spent"] for n in nets]
+        row["noise_multiplier"] = nets[0]["noise_multiplier"]
+    return row
+
+
+def privacy_audit(
+    splits: DatasetSplits,
+    sources: Sequence[Source],
+    *,
+    shadows: int = 16,
+    pool: int | None = None,
+    protocol: str | EvalProtocol = "dc",
+    model: str | None = None,
+    epochs: int | None = None,
+    full_epochs: int | None = None,
+    iterations: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    dp: DPRecipe | None = None,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    bootstrap: int = 200,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: ProgressSetting = False,
+) -> dict[str, Any]:
+    """Membership inference (loss attack; online LiRA with ``shadows`` > 0) against networks
+    trained by each of ``sources`` (module docstring).
+
+    Networks: ``model`` (default the protocol's first) trained by ``protocol`` for ``epochs``
+    (default its own); full-data and DP-SGD networks for ``full_epochs`` (default ``epochs``);
+    distillation with ``iterations`` and ``options``; DP-SGD by ``dp`` (its epsilon set per
+    source). With ``out``, every network's statistics are kept there and reused (resume).
+    Returns a JSON-ready dict (seeds, budgets, per source the attacks' metrics and the
+    networks' test accuracy) and, under ``"_curves"``, the ROC curves (not for the file)."""
+    fprs = check_fprs(fprs)
+    p = get_protocol(protocol).with_(epochs=epochs, runs=1)
+    how = PrivacyTraining(
+        protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
+        iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),
+    )  # fmt: skip
+    rows, masks = plan_membership(splits, sources, shadows=shadows, pool=pool, seed=seed)
+    folder = Path(out) if out is not None else None
+    budgets = {
+        "pool": len(rows), "members": int(masks[0].sum()), "non_members": int((~masks[0]).sum()),
+        "shadows": shadows, "model": how.model, "epochs": p.epochs, "full_epochs": how.full_epochs,
+        "distillation_iterations": iterations, "method_options": dict(options or {}),
+        "dp": {k: v for k, v in asdict(how.dp).items() if k != "epsilon"}, "fprs": fprs,
+        "bootstrap": bootstrap, "lira": "online, per-row means, pooled variances, one query",
+    }  # fmt: skip
+    result = audit_record("privacy", seed=seed, protocol=p, budgets=budgets)
+    result.update({"dataset": splits.spec.name, "sets": {}, "_curves": {}})
+    bar = Progress("privacy", len(sources) * len(masks), setting=progress, unit="nets")
+    for source in sources:
+        signals = source_signals(source, splits, rows, masks, how, seed=seed, out=folder,
+                                 progress=bar)  # fmt: skip
+        metrics, curves = _attack(signals, masks, fprs, bootstrap, derive_seed(seed, source.name))
+        result["sets"][source.name] = _summary(source, signals, metrics)
+        result["_curves"][source.name] = curves
+    bar.close()
+    return result
+
+
+def plot_roc(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Each attack's ROC curve per source on log-log axes (one panel per attack), the chance
+    diagonal dotted; DP-SGD sources dotted, random real dashed, full data black."""
+    from ddkit.plots import new_figure, save_figure
+
+    curves = result["_curves"]
+    attacks = sorted({a for c in curves.values() for a in c}, key=["loss", "lira"].index)
+    fig, axes = new_figure(ncols=len(attacks), width=4.5, height=4.2)
+    floor = 1 / max(result["budgets"]["non_members"], 1)
+    for ax, attack in zip(axes, attacks):
+        for name, c in curves.items():
+            fpr, tpr = (torch.tensor(v) for v in c[attack])
+            keep = (fpr > 0) & (tpr > 0)
+            style = {"ls": "--"} if name.startswith("random") else {}
+            style = {"ls": ":"} if name.startswith("dp/") else style
+            style = {"color": "black", "lw": 2} if name == "full" else style
+            auc = result["sets"][name]["attacks"][attack]["auc"]["value"]
+            ax.plot(fpr[keep], tpr[keep], label=f"{name} (AUC {auc:.3f})", **style)
+        ax.plot([floor, 1], [floor, 1], color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(floor, 1)
+        ax.set_ylim(floor, 1)
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.set_title(f"{result['dataset']}: {attack} attack", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    return save_figure(fig, path)
+
+
+@register_audit
+class PrivacyAudit(Audit):
+    """``ddkit audit privacy``."""
+
+    name = "privacy"
+    help = "membership inference (loss, LiRA) on distilled vs random real vs full vs DP-SGD"
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        add_training_arguments(parser, methods="dm", ipc="10", out="runs/audit-privacy", runs=False)
+        parser.add_argument("--shadows", type=int, default=16, help="LiRA shadow networks (even)")
+        parser.add_argument("--pool", type=int, default=None, help="pool rows (default: all)")
+        parser.add_argument(
+            "--full-epochs", type=int, default=None, help="epochs of full-data and DP networks"
+        )
+        parser.add_argument("--no-full", action="store_true", help="skip the full-data networks")
+        parser.add_argument(
+            "--dp-epsilons", default="1,8", help="DP-SGD budgets ('' for none; needs opacus)"
+        )
+        parser.add_argument("--dp-delta", type=float, default=1e-5)
+        parser.add_argument("--dp-batch", type=int, default=DPRecipe.batch_size)
+        parser.add_argument("--dp-lr", type=float, default=DPRecipe.lr)
+        parser.add_argument("--dp-momentum", type=float, default=DPRecipe.momentum)
+        parser.add_argument("--dp-clip", type=float, default=DPRecipe.max_grad_norm)
+        parser.add_argument(
+            "--dp-accountant", choices=("prv", "rdp"), default=DPRecipe.accountant,
+            help="opacus' privacy accountant",
+        )  # fmt: skip
+        parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from ddkit.data import load_dataset
+        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.methods.config import parse_options
+
+        ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
+        eps = number_list(args.dp_epsilons, "--dp-epsilons", above=0) if args.dp_epsilons else []
+        sources = privacy_sources(args.methods, ipcs, dp_epsilons=eps, full=not args.no_full)
+        dp = DPRecipe(1.0, args.dp_delta, 1, args.dp_batch, args.dp_lr, args.dp_momentum,
+                      args.dp_clip, args.dp_accountant)  # fmt: skip
+        if eps:
+            dp.check(args.dp_batch)
+        options = parse_options(args.set)
+        get_protocol(args.protocol)
+        splits = load_dataset(args.dataset, root=args.root)
+        models = models_option(args, splits.spec)
+        if models and len(models) > 1:
+            raise ConfigError("the privacy audit trains one architecture: give one --models")
+        plan_membership(splits, sources, shadows=args.shadows, pool=args.pool, seed=args.seed)
+        out = ensure_writable_dir(args.out)
+        result = privacy_audit(
+            splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
+            model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
+            iterations=args.iterations, options=options, dp=dp, bootstrap=args.bootstrap,
+            seed=args.seed, out=out, progress=not args.quiet,
+        )  # fmt: skip
+        plot_roc(result, out / "privacy.png")
+        result.pop("_curves")
+        atomic_write_json(out / "privacy.json", result)
+        _print_table(result)
+        print(f"wrote {out / 'privacy.json'} and {out / 'privacy.png'}")
+        return 0
+
+
+def _print_table(result: Mapping[str, Any]) -> None:
+    fprs = [fpr_key(f) for f in result["budgets"]["fprs"]]
+    attacks = ("loss", "lira") if result["budgets"]["shadows"] else ("loss",)
+    head = "".join(f" {a} AUC" + "".join(f" {a} {k}" for k in fprs) for a in attacks)
+    print(f"{'source':<16} {'test acc':>8}{head}")
+    for name, row in result["sets"].items():
+        cells = "".join(
+            f" {row['mean'][f'{a}_auc']:.3f}"
+            + "".join(f" {100 * row['mean'][f'{a}_{k}']:.2f}%" for k in fprs)
+            for a in attacks
+        )
+        print(f"{name:<16} {100 * row['mean']['test_accuracy']:7.2f}%{cells}")

@@ -3,7 +3,10 @@
 # suite's evaluation recipe (protocol dsa, 300 epochs, 3 networks, ConvNet-3 width 32) and its
 # full-data recipe (30 epochs), at a reduced distillation budget (--iterations, stated in each
 # results file). Each audit writes JSON + PNG into benchmarks/results/audit-*/.
-# Usage: sh benchmarks/trust_mnist5k.sh adversarial|backdoor
+# The privacy audit trains 1 + 16 networks per source and keeps each one's statistics under its
+# --out (signals/), so it runs in stages across sessions and resumes: METHODS and IPCS select a
+# stage (default: the whole table); a later stage reuses every network an earlier one trained.
+# Usage: sh benchmarks/trust_mnist5k.sh adversarial|backdoor|privacy
 set -eu
 DDKIT=${DDKIT:-$(pwd)/.venv/bin/ddkit}
 OUT=benchmarks/results
@@ -21,5 +24,10 @@ backdoor)
       --attack "$attack" --out "$OUT/audit-backdoor-mnist5k-$attack"
   done
   ;;
-*) echo "usage: $0 adversarial|backdoor" >&2; exit 2 ;;
+privacy)
+  "$DDKIT" audit privacy --dataset mnist5k --protocol dsa --seed 0 --models convnet-w32 \
+    --epochs 300 --full-epochs 30 --methods "${METHODS:-dm,dsa,tesla,kip}" --ipc "${IPCS:-10,50}" \
+    --iterations 200 --shadows 16 --dp-epsilons 1,8 --out "$OUT/audit-privacy-mnist5k"
+  ;;
+*) echo "usage: $0 adversarial|backdoor|privacy" >&2; exit 2 ;;
 esac

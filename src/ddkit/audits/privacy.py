@@ -473,11 +473,16 @@ class PrivacyAudit(Audit):
         parser.add_argument(
             "--dp-epsilons", default="1,8", help="DP-SGD budgets ('' for none; needs opacus)"
         )
-        parser.add_argument("--dp-delta", type=float, default=1e-5)
-        parser.add_argument("--dp-batch", type=int, default=DPRecipe.batch_size)
-        parser.add_argument("--dp-lr", type=float, default=DPRecipe.lr)
+        parser.add_argument("--dp-delta", type=float, default=DPRecipe.delta, help="DP-SGD delta")
+        parser.add_argument(
+            "--dp-batch", type=int, default=DPRecipe.batch_size, help="expected Poisson batch"
+        )
+        parser.add_argument("--dp-lr", type=float, default=DPRecipe.lr, help="DP-SGD step size")
         parser.add_argument("--dp-momentum", type=float, default=DPRecipe.momentum)
-        parser.add_argument("--dp-clip", type=float, default=DPRecipe.max_grad_norm)
+        parser.add_argument(
+            "--dp-clip", type=float, default=DPRecipe.max_grad_norm,
+            help="per-example gradient norm bound",
+        )  # fmt: skip
         parser.add_argument(
             "--dp-accountant", choices=("prv", "rdp"), default=DPRecipe.accountant,
             help="opacus' privacy accountant",

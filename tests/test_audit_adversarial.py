@@ -203,6 +203,27 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert (tmp_path / "adversarial.png").stat().st_size > 1000
 
 
+def test_cli_rerun_resumes_from_kept_units_and_refuses_another_command(tmp_path, monkeypatch):
+    from ddkit.audits import adversarial
+    from ddkit.cli import main
+
+    assert main(["audit", "adversarial", *_args(tmp_path), "--dataset", "digits"]) == 0
+    first = json.loads((tmp_path / "adversarial.json").read_text())
+    assert (tmp_path / "sets" / "dm-ipc2" / "meta.json").is_file()
+    assert (tmp_path / "results" / "dm-ipc2.json").is_file()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("distilled or trained again")
+
+    monkeypatch.setattr(adversarial, "distil", no_work)
+    monkeypatch.setattr(adversarial, "train_on_set", no_work)
+    assert main(["audit", "adversarial", *_args(tmp_path), "--dataset", "digits"]) == 0
+    assert json.loads((tmp_path / "adversarial.json").read_text()) == first
+    # another seed: the kept units do not belong to this command
+    assert main(["audit", "adversarial", *_args(tmp_path), "--seed", "1"]) == 2
+    assert json.loads((tmp_path / "adversarial.json").read_text()) == first
+
+
 def test_cli_audits_saved_sets_alone(tmp_path):
     from ddkit.cli import main
     from ddkit.data import load_dataset

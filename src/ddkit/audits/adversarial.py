@@ -51,10 +51,14 @@ from ddkit.audits.base import (
     audit_record,
     distil,
     full_data,
+    kept_json,
+    kept_set,
     models_option,
     random_real,
     register_audit,
     train_on_set,
+    unit_key,
+    unit_name,
 )
 from ddkit.commands import number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset, denormalise
@@ -259,10 +263,13 @@ def adversarial_audit(
     max_test: int | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
+    keep: Path | None = None,
     progress: ProgressSetting = False,
 ) -> dict[str, Any]:
     """Robust accuracy of networks trained on each of ``sets`` (name -> set) against FGSM and
-    PGD at each epsilon (module docstring), on the real test split of ``splits``.
+    PGD at each epsilon (module docstring), on the real test split of ``splits``. With
+    ``keep`` (a folder), each set's results are kept there as soon as they exist and a re-run
+    reuses them (:func:`~ddkit.audits.base.kept_json`).
 
     Networks are trained as ``protocol`` trains them (``runs``/``epochs``/``models`` override
     it), every set with the same run seeds (paired initialisations); each network's PGD start
@@ -292,17 +299,24 @@ def adversarial_audit(
     out.update({"dataset": splits.spec.name, "epsilons": eps, "sets": {}})
     attack = dict(epsilons=eps, steps=steps, step_size=step_size, batch_size=batch_size)
     for name, syn in sets.items():
-        trained = train_on_set(syn, splits.test, p, seed=seed, device=device, progress=progress)
-        nets = _attack_networks(name, syn, trained, pixels, labels, attack, seed=seed,
-                                device=device, progress=progress)  # fmt: skip
-        keys = ("clean", "fgsm", "pgd", "pgd_only")
-        out["sets"][name] = {
-            **_set_info(syn),
-            "train_seconds": trained.seconds,
-            "lr": trained.lr,
-            "networks": nets,
-            "mean": {k: _mean([n[k] for n in nets]) for k in keys},
-        }
+
+        def attack_set(name: str = name, syn: SyntheticSet = syn) -> dict[str, Any]:
+            trained = train_on_set(syn, splits.test, p, seed=seed, device=device,
+                                   progress=progress)  # fmt: skip
+            nets = _attack_networks(name, syn, trained, pixels, labels, attack, seed=seed,
+                                    device=device, progress=progress)  # fmt: skip
+            keys = ("clean", "fgsm", "pgd", "pgd_only")
+            return {
+                **_set_info(syn),
+                "train_seconds": trained.seconds,
+                "lr": trained.lr,
+                "networks": nets,
+                "mean": {k: _mean([n[k] for n in nets]) for k in keys},
+            }
+
+        path = keep / "results" / f"{unit_name(name)}.json" if keep is not None else None
+        key = unit_key(name, p.to_dict(), budgets, seed, rows, syn.images, syn.labels, syn.lr)
+        out["sets"][name] = kept_json(path, key, attack_set)
     return out
 
 
@@ -342,11 +356,13 @@ def audit_sets(
     options: dict[str, Any] | None = None,
     seed: int = 0,
     full: bool = True,
+    keep: Path | None = None,
     progress: ProgressSetting = False,
 ) -> dict[str, SyntheticSet]:
     """The training sets the audit compares: per IPC each method's distilled set
     (``"dm/ipc10"``) and a random real subset of the same size (``"random/ipc10"``), and with
-    ``full`` the whole training split (``"full"``). Every set is built with ``seed``."""
+    ``full`` the whole training split (``"full"``). Every set is built with ``seed``; with
+    ``keep`` (a folder), each distilled set is kept there and a re-run reuses it."""
     methods = method_names(methods)
     sets: dict[str, SyntheticSet] = {}
     for ipc in ipcs:
@@ -355,9 +371,13 @@ def audit_sets(
         for m in methods:
             if m == "random":
                 continue
-            sets[f"{m}/ipc{ipc}"] = distil(
-                splits.train, m, ipc, iterations=iterations, seed=seed, options=options,
-                progress=progress,
+            name = f"{m}/ipc{ipc}"
+            key = unit_key(name, iterations, seed, options or {}, splits.train.images,
+                           splits.train.labels)  # fmt: skip
+            sets[name] = kept_set(
+                keep / "sets" / unit_name(name) if keep is not None else None, key,
+                lambda m=m, ipc=ipc: distil(splits.train, m, ipc, iterations=iterations,
+                                            seed=seed, options=options, progress=progress),
             )  # fmt: skip
         sets[f"random/ipc{ipc}"] = random_real(splits.train, ipc, seed=seed)
     if full:
@@ -454,7 +474,7 @@ class AdversarialAudit(Audit):
             sets.update(
                 audit_sets(
                     splits, methods, ipcs, iterations=args.iterations, options=options,
-                    seed=args.seed, full=not args.no_full, progress=progress,
+                    seed=args.seed, full=not args.no_full, keep=out, progress=progress,
                 )
             )  # fmt: skip
         elif not args.no_full:
@@ -462,7 +482,7 @@ class AdversarialAudit(Audit):
         result = adversarial_audit(
             splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
             protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            max_test=args.max_test, progress=progress,
+            max_test=args.max_test, keep=out, progress=progress,
         )  # fmt: skip
         atomic_write_json(out / "adversarial.json", result)
         plot_robustness(result, out / "adversarial.png")

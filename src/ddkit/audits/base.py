@@ -4,8 +4,10 @@ its run; the results are JSON with the seeds, runs and budgets that produced the
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddkit.commands import Member
@@ -206,3 +208,70 @@ def add_training_arguments(
     )
     add_common(parser, "seed", "root", "quiet", out=f"output folder (default {out})")
     parser.set_defaults(out=out)
+
+
+# ====================================================================== resuming a killed audit
+# An audit's units (a distilled set, one set's trained-and-attacked networks) can take many
+# minutes each. With an output folder, each unit is kept there as soon as it is done, under a
+# key that digests everything it depends on; a re-run of the same command reuses it, and a unit
+# kept under another key (the command changed) is refused rather than silently mixed in.
+
+
+def unit_key(*parts: Any) -> str:
+    """A short digest of JSON-able ``parts`` and tensors (their bytes): a unit's key."""
+    import torch
+
+    from ddkit.data.fingerprint import fingerprint
+
+    digestible = [
+        p if isinstance(p, torch.Tensor) else json.dumps(p, sort_keys=True, default=str)
+        for p in parts
+    ]
+    return fingerprint(*digestible, length=20)
+
+
+def _stale(where: Path) -> ConfigError:
+    return ConfigError(
+        f"{str(where)!r} was made by another command (other options, data or seed); use a new "
+        "--out or delete it"
+    )
+
+
+def kept_set(folder: Path | None, key: str, build: Callable[[], SyntheticSet]) -> SyntheticSet:
+    """The set kept in ``folder`` under ``key``, or ``build()`` (kept there when ``folder`` is
+    given). ``None``: no folder, just ``build()``."""
+    from ddkit.data.synthetic import META_FILE, SyntheticSet
+
+    if folder is None:
+        return build()
+    if (folder / META_FILE).is_file():
+        syn = SyntheticSet.load(folder)
+        if syn.meta.get("audit_key") != key:
+            raise _stale(folder)
+        return syn
+    syn = build()
+    syn.meta["audit_key"] = key
+    syn.save(folder)
+    return syn
+
+
+def kept_json(path: Path | None, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON object kept at ``path`` under ``key``, or ``compute()`` (kept there when
+    ``path`` is given)."""
+    from ddkit.io import atomic_write_json, read_json
+
+    if path is None:
+        return compute()
+    if path.is_file():
+        kept = read_json(path)
+        if not isinstance(kept, dict) or kept.get("key") != key:
+            raise _stale(path)
+        return kept["value"]
+    value = compute()
+    atomic_write_json(path, {"key": key, "value": value})
+    return value
+
+
+def unit_name(name: str) -> str:
+    """A set's name (``dm/ipc10``) as a file name (``dm-ipc10``)."""
+    return name.replace("/", "-")

@@ -28,7 +28,6 @@ runs, such as ``full``, are trained once) and refuses files with another fingerp
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 from collections.abc import Mapping, Sequence
@@ -48,6 +47,8 @@ from ddkit.audits.base import (
     random_real,
     register_audit,
     train_on_set,
+    unit_key,
+    unit_name,
 )
 from ddkit.audits.dp_sgd import DPRecipe, train_dp_sgd
 from ddkit.audits.membership import (
@@ -216,8 +217,7 @@ class PrivacyTraining:
             parts["protocol"] = self.protocol.with_(epochs=epochs).to_dict()
         if source.kind == "distilled":
             parts["distil"] = {"iterations": self.iterations, "options": dict(self.options or {})}
-        text = json.dumps(parts, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        return unit_key(parts)
 
 
 def _train(
@@ -244,7 +244,7 @@ def _train(
 
 
 def _signals_path(out: Path, source: Source, k: int) -> Path:
-    return out / SIGNALS / source.name.replace("/", "-") / f"model{k:03d}.safetensors"
+    return out / SIGNALS / unit_name(source.name) / f"model{k:03d}.safetensors"
 
 
 def _load_signals(path: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -258,6 +258,26 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert (tmp_path / "backdoor.png").stat().st_size > 1000
 
 
+def test_cli_rerun_resumes_from_kept_rows_and_refuses_another_command(tmp_path, monkeypatch):
+    from ddkit.audits import backdoor
+    from ddkit.cli import main
+
+    assert main(_argv(tmp_path)) == 0
+    first = json.loads((tmp_path / "backdoor.json").read_text())
+    assert {p.name for p in (tmp_path / "results").iterdir()} == {"dm-ipc2.json",
+                                                                  "random-ipc2.json"}  # fmt: skip
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("distilled or trained again")
+
+    monkeypatch.setattr(backdoor, "distil", no_work)
+    monkeypatch.setattr(backdoor, "train_on_set", no_work)
+    assert main(_argv(tmp_path)) == 0
+    assert json.loads((tmp_path / "backdoor.json").read_text()) == first
+    assert main(_argv(tmp_path, "--fraction", "0.2")) == 2  # kept rows of another command
+    assert json.loads((tmp_path / "backdoor.json").read_text()) == first
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

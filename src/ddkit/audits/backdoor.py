@@ -68,10 +68,12 @@ from ddkit.audits.base import (
     audit_record,
     check_fraction,
     distil,
+    kept_json,
     models_option,
     random_real,
     register_audit,
     train_on_set,
+    unit_key,
 )
 from ddkit.commands import number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
@@ -514,6 +516,7 @@ def backdoor_audit(
     models: Sequence[str] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    keep: Path | None = None,
     progress: ProgressSetting = False,
 ) -> dict[str, Any]:
     """Poison ``splits.train`` (``trigger`` on ``fraction`` of the non-target rows, relabelled
@@ -524,7 +527,9 @@ def backdoor_audit(
 
     Everything is checked before any work. Every set is distilled with ``seed`` and every
     network trained with the same run seeds; the poisoned rows come from a generator seeded
-    by ``(seed, "backdoor-rows")``. Same seed => same result. Returns a JSON-ready dict."""
+    by ``(seed, "backdoor-rows")``. Same seed => same result. With ``keep`` (a folder), each
+    method's rows are kept there as soon as they exist and a re-run reuses them
+    (:func:`~ddkit.audits.base.kept_json`). Returns a JSON-ready dict."""
     names = _check_attack(attack, methods, ipcs)
     spec = splits.spec
     trigger.check(spec)
@@ -554,17 +559,29 @@ def backdoor_audit(
     score = functools.partial(_scores, splits=splits, mask=trigger.mask(spec), target=target,
                               protocol=p, seed=seed, device=device, progress=progress)  # fmt: skip
     fit = dict(iterations=iterations, options=options, seed=seed, progress=progress)
+    data = (splits.train.images, splits.train.labels)
     for ipc in ipcs:
         for m in (m for m in names if m != "random"):  # random real images: the floor below
-            out["sets"].update(
-                _method_rows(m, ipc, splits, poisoned, trigger, attack, doorping, score, fit)
-            )
-        rand = random_real(poisoned.train, ipc, seed=seed)
-        out["sets"][f"random/ipc{ipc}/poisoned"] = {
-            "role": "floor: random real images of the poisoned split",
-            "poisoned_images": _count_poisoned(rand, poisoned),
-            **score(rand, trigger.pattern(spec), name=f"random/ipc{ipc}"),
-        }
+            out["sets"].update(kept_json(
+                keep / "results" / f"{m}-ipc{ipc}.json" if keep is not None else None,
+                unit_key(m, ipc, budgets, p.to_dict(), seed, *data),
+                lambda m=m, ipc=ipc: _method_rows(m, ipc, splits, poisoned, trigger, attack,
+                                                  doorping, score, fit),
+            ))  # fmt: skip
+
+        def random_row(ipc: int = ipc) -> dict[str, Any]:
+            rand = random_real(poisoned.train, ipc, seed=seed)
+            return {
+                "role": "floor: random real images of the poisoned split",
+                "poisoned_images": _count_poisoned(rand, poisoned),
+                **score(rand, trigger.pattern(spec), name=f"random/ipc{ipc}"),
+            }
+
+        out["sets"][f"random/ipc{ipc}/poisoned"] = kept_json(
+            keep / "results" / f"random-ipc{ipc}.json" if keep is not None else None,
+            unit_key("random", ipc, budgets, p.to_dict(), seed, *data),
+            random_row,
+        )
     return out
 
 
@@ -699,7 +716,7 @@ class BackdoorAudit(Audit):
             splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
             target=args.target, iterations=args.iterations, options=options, doorping=doorping,
             protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            progress=not args.quiet,
+            keep=out, progress=not args.quiet,
         )  # fmt: skip
         atomic_write_json(out / "backdoor.json", result)
         plot_backdoor(result, out / "backdoor.png")

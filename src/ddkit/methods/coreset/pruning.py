@@ -68,13 +68,6 @@ class ScoreConfig(MethodConfig):
     }
     aliases = {"epochs": Alias("epochs_net"), "lr": Alias("lr_net")}
 
-    def check(self) -> None:
-        if self.window > self.epochs_net:
-            raise ConfigError(
-                f"window={self.window} needs at least as many epochs, got epochs_net="
-                f"{self.epochs_net}"
-            )
-
     def recipe(self) -> ProxyRecipe:
         return ProxyRecipe(self.model, self.epochs_net, self.lr_net, self.batch_net)
 
@@ -131,8 +124,9 @@ def _selector(cls: type[ScoreSelector]) -> type[ScoreSelector]:
 @register_method
 @_selector
 class EL2NSelector(ScoreSelector):
-    """el2n: per class, the rows with the largest error L2 norm early in training (Paul et al.,
-    NeurIPS 2021), averaged over proxy seeds."""
+    """el2n: per class, the rows with the largest error L2 norm early in training.
+
+    Paul et al., NeurIPS 2021 (arXiv 2107.07075); averaged over ``seeds`` proxy runs."""
 
     name = score = "el2n"
 
@@ -145,8 +139,9 @@ class EL2NSelector(ScoreSelector):
 @register_method
 @_selector
 class GraNdSelector(ScoreSelector):
-    """grand: per class, the rows with the largest last-layer gradient norm early in training
-    (Paul et al., NeurIPS 2021), averaged over proxy seeds."""
+    """grand: per class, the rows with the largest last-layer gradient norm early in training.
+
+    Paul et al., NeurIPS 2021 (arXiv 2107.07075); on the logits, averaged over ``seeds`` runs."""
 
     name = score = "grand"
 
@@ -159,8 +154,9 @@ class GraNdSelector(ScoreSelector):
 @register_method
 @_selector
 class MarginSelector(ScoreSelector):
-    """margin: per class, the rows with the smallest area under the margin (Pleiss et al.,
-    NeurIPS 2020)."""
+    """margin: per class, the rows with the smallest accumulated margin over epochs.
+
+    The area under the margin of Pleiss et al., NeurIPS 2020 (arXiv 2001.10528)."""
 
     name = score = "margin"
 
@@ -168,10 +164,20 @@ class MarginSelector(ScoreSelector):
 @register_method
 @_selector
 class DynamicUncertaintySelector(ScoreSelector):
-    """dyn-unc: per class, the rows whose true-class probability varies most over windows of
-    epochs (dynamic uncertainty, He et al., CVPR 2024 workshops)."""
+    """dyn-unc: per class, the rows whose true-class probability varies most over epochs.
+
+    Dynamic uncertainty, He et al., CVPR 2024 workshops (arXiv 2306.05175)."""
 
     name = score = "dyn-unc"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(ScoreConfig):
+        def check(self) -> None:
+            if self.window > self.epochs_net:
+                raise ConfigError(
+                    f"window={self.window} needs at least as many epochs, got epochs_net="
+                    f"{self.epochs_net}"
+                )
 
 
 @_selector

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ddkit.errors import ConfigError
 from ddkit.methods.coreset.selectors import forgetting_scores
-
-if TYPE_CHECKING:
-    from ddkit.methods.coreset.records import Records
 
 __all__ = [
     "SCORES",
@@ -126,11 +123,11 @@ class Score:
 
     name: str
     hard: Literal["high", "low"]
-    compute: Callable[[Records, int], torch.Tensor]
+    compute: Callable[[Any, int], torch.Tensor]
     help: str
 
 
-def _forgetting(records: Records, window: int) -> torch.Tensor:
+def _forgetting(records: Any, window: int) -> torch.Tensor:
     return seed_mean(torch.stack([forgetting_scores(c) for c in records.correct]))
 
 

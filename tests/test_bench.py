@@ -108,7 +108,7 @@ def test_two_processes_share_one_results_file(tmp_path, tiny_suite):
         foreign = {"dataset": "digits", "method": "herding", "ipc": 2, "error": "stand-in row"}
 
         def log(line: str) -> None:  # another process finishes a cell while this one runs
-            if line.startswith("[bench") and "herding: distill" in line and "ipc=1" in line:
+            if line.startswith("[bench") and "IPC 1 herding: distill" in line:
                 with results_lock(path):
                     data = read_results(path, suite)
                     data["rows"].append(foreign)
@@ -186,7 +186,7 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
     logs.clear()
     again = run_suite(suite, results_dir=tmp_path / "b", markdown=None, log=logs.append)
     assert [line for line in logs if line.startswith("[bench")] == [
-        "[bench pytest-units] digits ipc=1 dm: eval1 ..."
+        "[bench pytest-units] digits IPC 1 dm: eval1 ..."
     ]
     assert again[0]["accuracies"] == straight[0]["accuracies"]
 

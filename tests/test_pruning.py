@@ -242,3 +242,73 @@ def test_cli_prune_failure_leaves_an_existing_out_untouched(tmp_path):
     args = ["prune", "--dataset", "digits", "--score", "el2n", "--ipc", "500", "--out", str(out)]
     assert main(args) == 2
     assert (out / "mine.txt").read_text() == "keep me" and len(list(out.iterdir())) == 1
+
+
+def test_prune_named_random_ccs_and_unknown_names(tmp_path):
+    from ddkit.methods.coreset.pruning import prune_named, pruning_methods
+
+    train = load_dataset("digits").train
+    assert {"random", "el2n", "margin-ccs", "forgetting-ccs"} <= set(pruning_methods())
+    a = prune_named(train, "random", 0.3, seed=4)
+    assert len(a) == round(0.3 * len(train)) and len(set(a.tolist())) == len(a)
+    assert torch.equal(a, prune_named(train, "random", 0.3, seed=4))
+    assert not torch.equal(a, prune_named(train, "random", 0.3, seed=5))
+    options = {"model": "convnet2-w8", "epochs_net": 1, "score_cache": str(tmp_path)}
+    ccs = prune_named(train, "margin-ccs", 0.3, seed=0, **options)
+    assert torch.equal(ccs, prune(train, "margin", keep=0.3, seed=0, ccs=True, **options))
+    with pytest.raises(ConfigError, match="unknown pruning method 'el2n-xyz'; valid: random"):
+        prune_named(train, "el2n-xyz", 0.3)
+    with pytest.raises(ConfigError, match="random pruning takes no options, got seeds"):
+        prune_named(train, "random", 0.3, seeds=2)
+
+
+def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tmp_path):
+    """A suite with ``keeps``: a cell per (method, kept %), the kept rows saved as a set with
+    their indices, every cell of a score reading one cached proxy run, the kept-fraction table
+    and plot; a pruning method the suite does not know is refused before anything runs."""
+    from ddkit.bench import run_suite
+    from ddkit.bench.runner import markdown_table
+    from ddkit.bench.suites import Suite
+    from ddkit.methods.coreset.pruning import prune_named
+    from ddkit.plots import plot_accuracy_vs_ipc
+
+    proxy = {"model": "convnet2-w8", "epochs_net": 1}
+    suite = Suite(
+        name="pytest-prune",
+        datasets=("digits",),
+        ipcs=(),
+        keeps=(20, 50),
+        protocol="smoke",
+        runs=1,
+        methods=("el2n", "margin-ccs"),  # random: test_prune_named_random_ccs_and_unknown_names
+        options={"el2n": {**proxy, "seeds": 1}, "margin-ccs": proxy},
+        full_data=False,
+        full_data_epochs=1,
+        models={"digits": "convnet2-w8"},
+    )
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    assert all("error" not in r for r in rows), rows
+    kept = {(r["method"], r["keep"]): r for r in rows if r.get("keep")}
+    assert sorted(kept) == [(m, k) for m in ("el2n", "margin-ccs") for k in (20, 50)]
+    n = len(load_dataset("digits").train)
+    for (_, keep), row in kept.items():
+        assert row["ipc"] is None and row["kind"] == "pruning"
+        assert row["num_images"] == round(keep / 100 * n) and row["epochs"] == 100 // keep
+    cells = tmp_path / "pytest-prune-cells"
+    # el2n and margin-ccs here train the same proxy recipe: one run serves all four cells
+    assert len(list((cells / "scores").glob("*/seed_*.safetensors"))) == 1
+    syn = SyntheticSet.load(cells / "digits-el2n-keep20" / "distill" / "synthetic")
+    train = load_dataset("digits").train
+    cache = str(cells / "scores")
+    expected = prune_named(train, "el2n", 0.2, seed=0, score_cache=cache, **suite.options["el2n"])
+    assert syn.meta["indices"] == expected.tolist()
+    table = markdown_table(suite, {"rows": rows})
+    assert "| dataset | method | 20 % | 50 % | full data |" in table
+    assert "| digits | 20 % | el2n | 0 |" in table
+    assert plot_accuracy_vs_ipc(rows, tmp_path / "keep.png", x="keep").stat().st_size > 0
+
+    bad = Suite(name="pytest-prune-bad", datasets=("digits",), ipcs=(), keeps=(20,),
+                protocol="smoke", methods=("el2n", "nosuch"))  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown pruning method 'nosuch'"):
+        run_suite(bad, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    assert not (tmp_path / "pytest-prune-bad.json").exists()

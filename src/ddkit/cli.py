@@ -449,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("path", nargs="?", help="run folder (curve, compare)")
     pl.add_argument("--suite", default="quick", help="(bench) suite name")
     pl.add_argument(
-        "--x", choices=["ipc", "bytes"], default="ipc", help="(bench) accuracy against IPC or bytes"
+        "--x",
+        choices=["ipc", "bytes", "keep"],
+        default="ipc",
+        help="(bench) accuracy against IPC, bytes stored, or the kept percentage (pruning suite)",
     )
     pl.add_argument("--results", default=defaults_of(run_suite)["results_dir"], help="(bench)")
     pl.add_argument("--dataset", default=None, help="(compare) dataset of the real images")

@@ -78,13 +78,19 @@ def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path
 def plot_accuracy_vs_ipc(
     rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, x: str = "ipc"
 ) -> Path:
-    """Benchmark rows (``ddkit bench`` results) as accuracy against IPC (``x="ipc"``) or against
-    the bytes each set stores (``x="bytes"``: rows that recorded ``storage_bytes``), one panel
-    per dataset, one line per method with ± one standard deviation; random real images dashed,
+    """Benchmark rows (``ddkit bench`` results) as accuracy against IPC (``x="ipc"``), against
+    the bytes each set stores (``x="bytes"``: rows that recorded ``storage_bytes``) or against
+    the percentage of the training split a pruning method kept (``x="keep"``), one panel per
+    dataset, one line per method with ± one standard deviation; random real images dashed,
     full data a horizontal line."""
     rows = [r for r in rows if "error" not in r]
+    full = [r for r in rows if r["method"] == "full"]
     if x == "bytes":
         rows = [{**r, "ipc": r["storage_bytes"]} for r in rows if r.get("storage_bytes")]
+    elif x == "keep":
+        rows = [{**r, "ipc": r["keep"]} for r in rows if r.get("keep")] + full
+    else:
+        rows = [r for r in rows if not r.get("keep")]
     datasets = sorted({r["dataset"] for r in rows})
     if not datasets:
         raise DataError("no finished benchmark rows to plot")
@@ -102,13 +108,15 @@ def plot_accuracy_vs_ipc(
                 style = {"marker": "o", "ls": "--", "color": "black"}
             ax.errorbar(xs, y, yerr=e, ms=3, capsize=2, label=method, **style)
         ipcs = sorted({r["ipc"] for r in mine if r.get("ipc")})
-        ax.set_xscale("log")
-        if x == "ipc":
+        if x != "keep":
+            ax.set_xscale("log")
+        if x in ("ipc", "keep"):
             ax.set_xticks(ipcs, [str(i) for i in ipcs])
         for r in mine:
             if r["method"] == "full":
                 ax.axhline(100 * r["mean"], color="grey", lw=1, label="full data")
-        ax.set_xlabel("images per class" if x == "ipc" else "bytes stored")
+        labels = {"ipc": "images per class", "bytes": "bytes stored", "keep": "% of rows kept"}
+        ax.set_xlabel(labels[x])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(ds)
         ax.grid(alpha=0.3)

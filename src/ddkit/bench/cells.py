@@ -2,10 +2,13 @@
 network on it.
 
 A cell ``(dataset, method, IPC)`` keeps its state in a folder of its own
-(``<results>/<suite>-cells/<dataset>-<method>-ipc<IPC>/``):
+(``<results>/<suite>-cells/<dataset>-<method>-ipc<IPC>/``; a pruning cell, which keeps a
+percentage of the training split instead of an IPC, ``<dataset>-<method>-keep<percent>/``):
 
 * ``distill/`` -- a :func:`ddkit.runs.distill_run` folder: the distilled set in ``synthetic/``,
   its grid, config and log; ``checkpoint/`` while the distillation runs (removed when it ends);
+  for a pruning cell, the kept rows as a set in ``synthetic/`` (:func:`ddkit.methods.coreset.
+  pruning.prune_named`; the proxy networks' records are cached in ``<suite>-cells/scores/``);
 * ``distill.json`` -- what the finished distillation cost;
 * ``step_seconds.jsonl`` -- the seconds of every distillation iteration kept by the checkpoints;
 * ``eval-<k>.json`` -- evaluation network ``k``: its accuracy, seed and training time.
@@ -34,12 +37,15 @@ DISTILL = "distill"
 
 
 class Cell(NamedTuple):
-    """One cell of a suite: a method at an IPC on a dataset, or the full-data row (method
-    :data:`FULL`, IPC 0), which trains on the whole training split and distils nothing."""
+    """One cell of a suite: a method at an IPC on a dataset, the full-data row (method
+    :data:`FULL`, IPC 0), which trains on the whole training split and distils nothing, or a
+    pruning cell (IPC 0, ``keep``: the percentage of the training split a pruning method keeps).
+    """
 
     dataset: str
     method: str
     ipc: int
+    keep: int = 0
 
     @property
     def full(self) -> bool:
@@ -48,7 +54,16 @@ class Cell(NamedTuple):
     @classmethod
     def of_row(cls, row: dict[str, Any]) -> Cell:
         """The cell a results row belongs to (a full-data row has IPC ``None`` there)."""
-        return cls(row["dataset"], row["method"], row["ipc"] or 0)
+        return cls(row["dataset"], row["method"], row["ipc"] or 0, row.get("keep") or 0)
+
+    @property
+    def label(self) -> str:
+        """``"mnist5k IPC 10 dm"``, ``"mnist5k full data"``, ``"mnist5k el2n keeping 30 %"``."""
+        if self.full:
+            return f"{self.dataset} full data"
+        if self.keep:
+            return f"{self.dataset} {self.method} keeping {self.keep} %"
+        return f"{self.dataset} IPC {self.ipc} {self.method}"
 
 
 def is_full_row(row: dict[str, Any]) -> bool:
@@ -57,9 +72,30 @@ def is_full_row(row: dict[str, Any]) -> bool:
 
 
 def cell_folder(results_dir: Path, suite: Suite, cell: Cell) -> Path:
-    ds, method, ipc = cell
-    name = f"{ds}-{FULL}" if cell.full else f"{ds}-{method}-ipc{ipc}"
+    ds, method = cell.dataset, cell.method
+    if cell.full:
+        name = f"{ds}-{FULL}"
+    else:
+        name = f"{ds}-{method}-" + (f"keep{cell.keep}" if cell.keep else f"ipc{cell.ipc}")
     return Path(results_dir) / f"{suite.name}-cells" / name
+
+
+def score_cache(results_dir: Path, suite: Suite) -> Path:
+    """Where a suite's pruning cells cache their proxy networks' records (shared by every kept
+    fraction, so each proxy network trains once)."""
+    return Path(results_dir) / f"{suite.name}-cells" / "scores"
+
+
+def eval_epochs(suite: Suite, cell: Cell) -> int | None:
+    """Epochs of each evaluation network of ``cell`` (``None``: the protocol's). A pruning cell
+    trains ``100 / keep`` times the full-data row's epochs, so that every kept fraction gets
+    about as many optimisation steps as the full data (as the pruning papers compare)."""
+    if cell.full or cell.keep:
+        epochs = suite.full_epochs(cell.dataset)
+        if cell.keep and epochs:
+            return max(1, round(epochs * 100 / cell.keep))
+        return epochs
+    return suite.epochs
 
 
 def eval_runs(suite: Suite, cell: Cell) -> int:
@@ -107,7 +143,9 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
 
 def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
     """Run one unit of ``cell`` (inside a child process); its result lands in ``folder``."""
-    if unit == DISTILL:
+    if unit == DISTILL and cell.keep:
+        _prune(cell, suite, seed, folder)
+    elif unit == DISTILL:
         _distill(cell, suite, seed, folder)
     else:
         _evaluate_network(cell, int(unit.removeprefix("eval")), suite, seed, folder)
@@ -118,7 +156,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     from ddkit.methods import create_method, load_all
     from ddkit.runs import StepSeconds, distill_run
 
-    ds, method, ipc = cell
+    ds, method, ipc = cell.dataset, cell.method, cell.ipc
     load_all()
     t0 = time.perf_counter()
     splits = load_dataset(ds)
@@ -162,6 +200,40 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     shutil.rmtree(run / "checkpoint", ignore_errors=True)  # the set is saved; nothing to resume
 
 
+def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
+    """Keep ``cell.keep`` % of the training split by the cell's pruning method and save the kept
+    rows as a set where a distilled set would be."""
+    from ddkit.data import load_dataset
+    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.methods.coreset.pruning import prune_named
+
+    t0 = time.perf_counter()
+    train = load_dataset(cell.dataset).train
+    base_mb = _start_peak()
+    options = suite.options.get(cell.method, {})
+    cache = score_cache(folder.parent.parent, suite)
+    index = prune_named(
+        train, cell.method, cell.keep / 100, seed=seed, score_cache=str(cache), **options
+    )
+    meta = {"method": cell.method, "keep": cell.keep / 100, "seed": seed, "options": options}
+    meta["indices"] = index.tolist()
+    syn = SyntheticSet.from_real(train, index, meta=meta)
+    syn.save(folder / DISTILL / "synthetic")
+    atomic_write_json(
+        folder / "distill.json",
+        {
+            "iterations": 0,
+            "options": options,
+            "seconds": time.perf_counter() - t0,
+            "resumed": False,
+            "peak_mb": max(own_peak_mb() - base_mb, 0.0),
+            "peak_measure": PEAK_MEASURE,
+            "num_images": len(syn),
+            "storage_bytes": syn.storage_bytes()["total"],
+        },
+    )
+
+
 def _step_seconds(folder: Path) -> list[float]:
     """The logged seconds of the distillation's iterations (a line being written is skipped)."""
     path = folder / "step_seconds.jsonl"
@@ -191,7 +263,7 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
         splits.test,
         suite.protocol,
         runs=eval_runs(suite, cell),
-        epochs=suite.full_epochs(ds) if cell.full else suite.epochs,
+        epochs=eval_epochs(suite, cell),
         seed=seed,
         models=[model] if model else None,
         run_indices=[k],
@@ -253,7 +325,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
     from ddkit.eval.evaluate import ModelResult
     from ddkit.methods import METHODS, load_all
 
-    ds, method, ipc = cell
+    ds, method, ipc = cell.dataset, cell.method, cell.ipc
     nets = [read_json(folder / f"eval{k}.json") for k in range(eval_runs(suite, cell))]
     distill = {} if cell.full else read_json(folder / "distill.json")
     result = ModelResult(
@@ -267,11 +339,13 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
     )
     net_peaks = [_measured_peak(n) for n in nets]
     load_all()
+    kind = FULL if cell.full else "pruning" if cell.keep else METHODS.get(method).kind
     return {
         "dataset": ds,
-        "ipc": None if cell.full else ipc,
+        "ipc": None if cell.full or cell.keep else ipc,
+        **({"keep": cell.keep} if cell.keep else {}),
         "method": method,
-        "kind": FULL if cell.full else METHODS.get(method).kind,
+        "kind": kind,
         "iterations": distill.get("iterations", 0),
         "options": distill.get("options", suite.options.get(method, {})),
         "num_images": nets[0]["num_images"],

@@ -73,8 +73,8 @@ def _claimed(owner: Any) -> bool:
 
 
 def _key(cell: Cell, unit: str | None = None) -> str:
-    ds, method, ipc = cell
-    return f"{ds}/{method}/{ipc}" + (f"/{unit}" if unit else "")
+    key = f"{cell.dataset}/{cell.method}/{cell.ipc}" + (f"/keep{cell.keep}" if cell.keep else "")
+    return key + (f"/{unit}" if unit else "")
 
 
 def rerun_folder(folder: Path) -> Path:
@@ -142,8 +142,13 @@ def finish_unit(
         row = None
         if cell not in finished_cells(data) or rerun:
             if error is not None:
-                ds, method, ipc = cell
-                row = {"dataset": ds, "method": method, "ipc": ipc or None, "error": error}
+                row = {
+                    "dataset": cell.dataset,
+                    "method": cell.method,
+                    "ipc": cell.ipc or None,
+                    **({"keep": cell.keep} if cell.keep else {}),
+                    "error": error,
+                }
             elif finished_units(folder, suite, cell) == set(units(suite, cell)):
                 row = cell_row(folder, suite, cell, seed)
         if row is not None and rerun:

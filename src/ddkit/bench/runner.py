@@ -36,17 +36,26 @@ from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_bytes
 
 
-def cells(suite: Suite) -> list[tuple[str, str, int]]:
+def cells(suite: Suite) -> list[Cell]:
+    """Every cell of ``suite``: per dataset the full-data row, each method at each IPC, and each
+    pruning method at each kept percentage."""
     from ddkit.methods import METHODS, load_all
 
     load_all()
     methods = list(suite.methods) or METHODS.names()
+    if suite.keeps:
+        from ddkit.methods.coreset.pruning import check_pruning_method
+
+        for method in suite.methods:
+            check_pruning_method(method)
     out = []
     for ds in suite.datasets:
         if suite.full_data:
             out.append(Cell(ds, FULL, 0))
         for ipc in suite.ipcs:
             out.extend(Cell(ds, m, ipc) for m in methods)
+        for keep in suite.keeps:
+            out.extend(Cell(ds, m, 0, keep) for m in suite.methods)
     return out
 
 
@@ -92,7 +101,7 @@ def run_suite(
         for c in cells(suite)
         if (not only or c.method in only)
         and (not datasets or c.dataset in datasets)
-        and (not ipcs or c.full or c.ipc in ipcs)
+        and (not ipcs or c.full or c.keep or c.ipc in ipcs)
     ]
     if rerun:
         mark_rerun(path, suite, todo)
@@ -118,8 +127,7 @@ def _run_claimed(
     log: Callable[[str], Any],
 ) -> dict[str, Any] | None:
     """Run a claimed unit in a fresh child process (its peak memory is its own); release it."""
-    ds, method, ipc = cell
-    log(f"[bench {suite.name}] {ds} ipc={ipc} {method}: {unit} ...")
+    log(f"[bench {suite.name}] {cell.label}: {unit} ...")
     error = None
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         try:
@@ -155,10 +163,16 @@ def _log_row(row: dict[str, Any], log: Callable[[str], Any]) -> None:
         )
 
 
-def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int], dict[str, Any]]) -> str:
-    """Points above the random-real row of the same (dataset, IPC); '*' marks a lead larger than
-    the two standard deviations combined (the bar the quality criterion sets)."""
-    base = random_rows.get((r["dataset"], r.get("ipc") or 0))
+def _size(r: dict[str, Any]) -> tuple[str, int, int]:
+    """(dataset, IPC, kept percentage) of a row, 0 for what it lacks."""
+    return r["dataset"], r.get("ipc") or 0, r.get("keep") or 0
+
+
+def _vs_random(r: dict[str, Any], random_rows: dict[tuple[str, int, int], dict[str, Any]]) -> str:
+    """Points above the random-real row of the same (dataset, IPC or kept percentage); '*' marks
+    a lead larger than the two standard deviations combined (the bar the quality criterion
+    sets)."""
+    base = random_rows.get(_size(r))
     if base is None or r["method"] == "random" or is_full_row(r) or "error" in base:
         return ""
     diff = 100 * (r["mean"] - base["mean"])
@@ -230,32 +244,31 @@ def markdown_table(
     lines[1:1] = _budget_lines(suite)
     published = bool(suite.published)
     lines += [
-        "| dataset | IPC | method | iterations | accuracy (%) |"
+        f"| dataset | {'IPC / kept' if suite.keeps else 'IPC'} | method | iterations | accuracy (%) |"
         + (" published |" if published else "")
         + " vs random | eval model | distill s | eval s | peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
     ]
     order = {FULL: 0}  # the full-data row first, then the methods by name
-    rows = sorted(
-        data["rows"],
-        key=lambda r: (r["dataset"], r.get("ipc") or 0, order.get(r["method"], 1), r["method"]),
-    )
-    random_rows = {(r["dataset"], r.get("ipc") or 0): r for r in rows if r["method"] == "random"}
+    rows = sorted(data["rows"], key=lambda r: (*_size(r), order.get(r["method"], 1), r["method"]))
+    random_rows = {_size(r): r for r in rows if r["method"] == "random"}
     for r in rows:
         if "error" in r:
             lines.append(
-                f"| {r['dataset']} | {r.get('ipc') or 'all'} | {r['method']} | – | error: {r['error'][:60]} "
+                f"| {r['dataset']} | {_size_text(r)} | {r['method']} | – | error: {r['error'][:60]} "
                 "| | | | | |" + (" |" if published else "")
             )
             continue
         paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
         lines.append(
-            f"| {r['dataset']} | {r['ipc'] or 'all'} | {r['method']} | {r['iterations']} | "
+            f"| {r['dataset']} | {_size_text(r)} | {r['method']} | {r['iterations']} | "
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
             + (f"{paper if paper is not None else '–'} | " if published else "")
             + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "
             f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {_mb(r['peak_distill_mb'])} |"
         )
+    if suite.keeps:
+        lines += ["", *_kept_table(suite, rows)]
     done = finished_cells(data)
     finished = [r for r in data["rows"] if "error" not in r]
     pending = [
@@ -277,27 +290,73 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def _size_text(r: dict[str, Any]) -> str:
+    """The IPC column of a row: its IPC, ``30 %`` for a pruning row, ``all`` for full data."""
+    if r.get("keep"):
+        return f"{r['keep']} %"
+    return str(r.get("ipc") or "all")
+
+
+def _kept_table(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
+    """A pruning sweep's accuracies (%) as one line per (dataset, method), one column per kept
+    percentage, the full-data accuracy in the last column."""
+    head = " | ".join(f"{k} %" for k in suite.keeps)
+    lines = [
+        "Accuracy (%) by the percentage of the training split kept (mean ± std; "
+        f"`ddkit plot bench --suite {suite.name} --x keep` draws it):",
+        "",
+        f"| dataset | method | {head} | full data |",
+        "|---|---|" + "---|" * (len(suite.keeps) + 1),
+    ]
+    done = {(*_size(r), r["method"]): r for r in rows if "error" not in r}
+    for ds in suite.datasets:
+        full = done.get((ds, 0, 0, FULL))
+        full_text = f"{100 * full['mean']:.2f} ± {100 * full['std']:.2f}" if full else "–"
+        for method in suite.methods:
+            accs = [done.get((ds, 0, k, method)) for k in suite.keeps]
+            cells = " | ".join(
+                f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" if r else "–" for r in accs
+            )
+            lines.append(f"| {ds} | {method} | {cells} | {full_text} |")
+    return lines
+
+
 def _pending_text(
     suite: Suite,
     finished: list[dict[str, Any]],
     cell: Cell,
     results_dir: str | os.PathLike | None,
 ) -> str:
-    ds, method, ipc = cell
-    name = f"{ds} full data" if cell.full else f"{ds} IPC {ipc} {method}"
+    ds, method, ipc = cell.dataset, cell.method, cell.ipc
+    name = cell.label
     progress = None
     if results_dir is not None:
         progress = cell_progress(cell_folder(Path(results_dir), suite, cell), suite, cell)
     if progress is None:
-        eta = estimate_seconds(suite, finished, ds, method, ipc)
+        if cell.keep:
+            eta = _full_network_seconds(finished, ds, suite.runs)
+        else:
+            eta = estimate_seconds(suite, finished, ds, method, ipc)
         return name + (f" (~{_hours(eta)})" if eta is not None else "")
     parts = []
     if not progress["distilled"]:
         parts.append(f"{progress['iterations_done']} of {progress['iterations']} iterations")
     parts.append(f"{progress['networks_done']} of {progress['networks']} networks")
-    evaluation = _evaluation_estimate(suite, finished, ds, method, ipc, progress["images"])
+    if cell.keep:
+        evaluation = _full_network_seconds(finished, ds, suite.runs)
+    else:
+        evaluation = _evaluation_estimate(suite, finished, ds, method, ipc, progress["images"])
     left = _seconds_left(progress, evaluation / suite.runs if evaluation else None)
     return f"{name} ({', '.join(parts)}" + (f"; ~{_hours(left)} left)" if left else ")")
+
+
+def _full_network_seconds(finished: list[dict[str, Any]], dataset: str, runs: int) -> float | None:
+    """Seconds of ``runs`` networks trained as long as the full-data row's (a pruning cell's
+    networks take about as many steps), from that row; ``None`` before it has finished."""
+    full = [r for r in finished if r["dataset"] == dataset and is_full_row(r)]
+    if not full:
+        return None
+    return full[0]["eval_seconds"] / len(full[0]["accuracies"]) * runs
 
 
 def _seconds_left(progress: dict[str, Any], network_estimate: float | None) -> float | None:

@@ -21,12 +21,18 @@ class Suite:
     literature's figures (``{(dataset, method, ipc): accuracy %}``, IPC 0 for full data) shown
     beside the measured ones, and ``published_budgets`` what those figures were run with, so that
     every reduction is written in the table's heading.
+
+    ``keeps`` makes a pruning sweep: for each percentage of the training split kept, one cell
+    per method of ``methods`` (pruning methods: ``random``, a score, or ``<score>-ccs``; see
+    :func:`ddkit.methods.coreset.pruning.pruning_methods`), evaluated like the full-data row but
+    for ``100 / keep`` times its epochs (about the same number of optimisation steps).
     """
 
     name: str
     datasets: tuple[str, ...]
     ipcs: tuple[int, ...]
     protocol: str
+    keeps: tuple[int, ...] = ()  # kept percentages of a pruning sweep
     runs: int = 3
     epochs: int | None = None  # override the protocol's epochs (recorded)
     methods: tuple[str, ...] = ()
@@ -226,4 +232,25 @@ SUITES.add(
     ),
     help="MNIST and Fashion-MNIST (data root), IPC 1/10/50, hard-label methods and selectors, "
     "protocol dsa (1000 epochs), ConvNet-3 width 128 evaluation, beside the published figures",
+)
+
+_PROXY = {"model": "convnet-w32"}  # proxy networks of the pruning scores
+SUITES.add(
+    "pruning",
+    Suite(
+        name="pruning",
+        datasets=("mnist5k",),
+        ipcs=(),
+        keeps=(10, 30, 50, 70, 90),
+        protocol="dsa",
+        runs=3,
+        methods=("random", "el2n", "grand", "margin", "forgetting", "dyn-unc", "margin-ccs"),
+        options={name: _PROXY for name in ("el2n", "grand", "margin", "forgetting", "dyn-unc")}
+        | {"margin-ccs": _PROXY},
+        full_data_epochs={"mnist5k": 30},
+        models={"mnist5k": "convnet-w32"},
+    ),
+    help="mnist5k pruned to 10-90 %% by every pruning score (and CCS over the margin) beside "
+    "random rows and the full data; the standard suite's full-data recipe, epochs scaled to keep "
+    "the optimisation steps",
 )

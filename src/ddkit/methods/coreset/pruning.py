@@ -33,7 +33,16 @@ from ddkit.methods.coreset.records import ProxyRecipe, proxy_records
 from ddkit.methods.coreset.scores import SCORES, hardness, score_named
 from ddkit.rng import derive_seed, draw_seed
 
-__all__ = ["SCORE_SELECTORS", "ScoreConfig", "ScoreSelector", "prune", "pruning_scores"]
+__all__ = [
+    "SCORE_SELECTORS",
+    "ScoreConfig",
+    "ScoreSelector",
+    "check_pruning_method",
+    "prune",
+    "prune_named",
+    "pruning_methods",
+    "pruning_scores",
+]
 
 TEST_SCORE_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-scores")
 
@@ -235,3 +244,38 @@ def prune(
     if cfg.ccs:
         return ccs_select(hard, n, generator, beta=cfg.ccs_beta, bins=cfg.ccs_bins)
     return keep_extreme(hard, n, generator, cfg.prefer)
+
+
+RANDOM = "random"
+CCS_SUFFIX = "-ccs"
+
+
+def pruning_methods() -> list[str]:
+    """Names :func:`prune_named` takes: ``random``, every score, and every score with
+    ``-ccs`` (coverage-centric selection on top of it)."""
+    return [RANDOM, *sorted(SCORES), *(f"{s}{CCS_SUFFIX}" for s in sorted(SCORES))]
+
+
+def check_pruning_method(name: str) -> None:
+    """A one-line :class:`ConfigError` for a name :func:`prune_named` does not take."""
+    if name not in pruning_methods():
+        raise ConfigError(f"unknown pruning method {name!r}; valid: {', '.join(pruning_methods())}")
+
+
+def prune_named(
+    train: ImageDataset, method: str, keep: float, *, seed: int = 0, **options: Any
+) -> torch.Tensor:
+    """Row indices of ``train`` keeping a fraction ``keep`` by ``method``
+    (:func:`pruning_methods`): ``random`` keeps uniformly random rows (the pruning papers'
+    baseline, not class-balanced), a score name its hardest rows (:func:`prune`), and
+    ``<score>-ccs`` coverage-centric selection over that score. Same seed => same rows."""
+    check_pruning_method(method)
+    if method == RANDOM:
+        n = kept_count(float(keep), len(train))
+        unused = sorted(set(options) - {"score_cache"})  # no scores, so nothing to cache
+        if unused:
+            raise ConfigError(f"random pruning takes no options, got {', '.join(unused)}")
+        return torch.randperm(len(train), generator=torch.Generator().manual_seed(int(seed)))[:n]
+    if method.endswith(CCS_SUFFIX):
+        options = {**options, "ccs": True}
+    return prune(train, method.removesuffix(CCS_SUFFIX), keep=keep, seed=seed, **options)

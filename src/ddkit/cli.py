@@ -91,6 +91,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         root=args.root,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
+        log=args.log or (),
     )
     print(f"wrote {len(syn)} images ({syn.ipc} per class) to {out}/synthetic, grid {out}/grid.png")
     return 0
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         "root",
         "quiet",
         "resume",
+        "log",
         out="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)",
     )
     d.set_defaults(func=cmd_distill)

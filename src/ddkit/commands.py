@@ -134,6 +134,13 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
         "action": "store_true",
         "help": "continue the run folder's checkpoint (refused when its settings differ)",
     },
+    "log": {
+        "action": "append",
+        "default": None,
+        "metavar": "TARGET",
+        "help": "also log the config, metrics and final grid to tensorboard:DIR or mlflow[:URI] "
+        "(repeatable; extras 'tensorboard' / 'mlflow')",
+    },
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.progress import ProgressSetting
+from ddkit.trackers import check_log_targets, tracker_callbacks
 
 
 class JsonlLog(Callback):
@@ -80,6 +81,7 @@ def distill_run(
     progress: ProgressSetting = False,
     splits: DatasetSplits | None = None,
     callbacks: list[Callback] | None = None,
+    log: Sequence[str] = (),
 ) -> SyntheticSet:
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
@@ -88,7 +90,9 @@ def distill_run(
     (``"auto"``: a bar on a terminal, lines elsewhere); ``resume=True`` continues an interrupted run, or,
     with more ``iterations`` than the run was set up for, extends a finished one from its last
     checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
-    follow the new total's schedule from there on).
+    follow the new total's schedule from there on). ``log``: experiment-log targets
+    (``"tensorboard:DIR"``, ``"mlflow[:URI]"``; :mod:`ddkit.trackers`) that also receive the
+    config, the metrics and the final grid.
     """
     out = Path(out)
     if checkpoint_every < 1:
@@ -108,10 +112,12 @@ def distill_run(
         "ddkit_version": __import__("ddkit").__version__,
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
+    check_log_targets(log)
     ensure_writable_dir(out)
     with run_lock(out):
         atomic_write_json(out / "config.json", config)
         callbacks = [JsonlLog(out / "log.jsonl"), *(callbacks or ())]
+        callbacks += tracker_callbacks(log, config, out)
         if progress:
             callbacks.append(ProgressReport(f"{method} {dataset} ipc={ipc}", progress))
         syn = m.fit(

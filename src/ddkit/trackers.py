@@ -1,0 +1,181 @@
+"""Experiment logs outside the run folder: TensorBoard and MLflow, as distillation callbacks.
+
+``ddkit distill ... --log tensorboard:DIR --log mlflow[:URI]`` (or ``distill_run(log=[...])``)
+adds, beside the run folder's own ``log.jsonl``, one :class:`~ddkit.methods.Callback` per
+target that writes the run's config at the start, every iteration's metrics, and at the end the
+synthetic set's image grid and size. Both packages are optional extras (``ddkit[tensorboard]``,
+``ddkit[mlflow]``); a target whose package is missing is refused in one line before the run
+starts.
+
+* ``tensorboard:DIR`` -- an event file under ``DIR`` (:class:`torch.utils.tensorboard.
+  SummaryWriter`); on resume, events past the checkpoint are purged, so the curves match an
+  uninterrupted run.
+* ``mlflow`` / ``mlflow:URI`` -- a run in the MLflow tracking store ``URI`` (default
+  :data:`DEFAULT_MLFLOW_URI`, an SQLite file in the working directory; artifacts beside it). The
+  run's id is kept in the run folder (``mlflow.json``), so a resumed distillation continues the
+  same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, require_extra
+from ddkit.io import atomic_write_json, read_json
+from ddkit.methods import Callback, Distiller
+
+__all__ = [
+    "DEFAULT_MLFLOW_URI",
+    "MLflowLog",
+    "TensorBoardLog",
+    "check_log_targets",
+    "tracker_callbacks",
+]
+
+DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
+TARGETS = "tensorboard:DIR, mlflow or mlflow:URI"
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: nested config values as MLflow parameters."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = str(value)[:500]  # MLflow's parameter length limit
+    return out
+
+
+def _grid_png(result: SyntheticSet, folder: str) -> Path:
+    return result.save_grid(Path(folder) / "grid.png")
+
+
+class TensorBoardLog(Callback):
+    """Writes the config (as text), each iteration's metrics (scalars ``distill/<name>``) and
+    the final grid (image ``synthetic``) and image count to a TensorBoard log in ``folder``."""
+
+    def __init__(self, folder: str | os.PathLike, config: dict[str, Any]) -> None:
+        require_extra("tensorboard", "tensorboard", "--log tensorboard")
+        self.folder, self.config, self._writer = Path(folder), config, None
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.folder), purge_step=start or None)
+        text = json.dumps(self.config, indent=2, default=str)
+        self._writer.add_text("config", f"```\n{text}\n```", global_step=start)
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self._writer.add_scalar(f"distill/{name}", float(value), iteration)
+
+    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
+        import numpy as np
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory() as tmp:
+            grid = np.asarray(Image.open(_grid_png(result, tmp)).convert("RGB"))
+        step = int(self.config.get("iterations", 0))
+        self._writer.add_image("synthetic", grid, step, dataformats="HWC")
+        self._writer.add_scalar("synthetic/images", len(result), step)
+        self._writer.close()
+
+
+class MLflowLog(Callback):
+    """Logs the config (flattened parameters and ``config.json``), each iteration's metrics and
+    the final grid (``grid.png``) to an MLflow run in the store ``uri``, experiment
+    ``experiment``; ``run_file`` keeps the run's id so a resumed distillation continues it."""
+
+    def __init__(
+        self,
+        uri: str,
+        config: dict[str, Any],
+        *,
+        experiment: str = "ddkit",
+        run_name: str | None = None,
+        run_file: str | os.PathLike | None = None,
+    ) -> None:
+        require_extra("mlflow", "mlflow", "--log mlflow")
+        self.uri, self.config, self.experiment = uri, config, experiment
+        self.run_name, self.run_file = run_name, Path(run_file) if run_file else None
+        self._client, self.run_id = None, None
+
+    def _experiment_id(self) -> str:
+        found = self._client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
+            db = Path(self.uri.removeprefix("sqlite:///")).resolve()
+            location = (db.parent / f"{db.stem}-artifacts").as_uri()
+        return self._client.create_experiment(self.experiment, artifact_location=location)
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.uri)
+        kept = read_json(self.run_file) if self.run_file and self.run_file.exists() else {}
+        if start > 0 and kept.get("uri") == self.uri:
+            self.run_id = kept["run_id"]  # the resumed distillation's own run
+            return
+        run = self._client.create_run(self._experiment_id(), run_name=self.run_name)
+        self.run_id = run.info.run_id
+        for key, value in _flat(self.config).items():
+            self._client.log_param(self.run_id, key, value)
+        self._client.log_dict(self.run_id, self.config, "config.json")
+        if self.run_file is not None:
+            atomic_write_json(self.run_file, {"uri": self.uri, "run_id": self.run_id})
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self._client.log_metric(self.run_id, name, float(value), step=iteration)
+
+    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            self._client.log_artifact(self.run_id, str(_grid_png(result, tmp)))
+        self._client.log_metric(self.run_id, "synthetic_images", float(len(result)))
+        self._client.set_terminated(self.run_id)
+
+
+def _parse(target: str) -> tuple[str, str]:
+    """``"tensorboard:DIR"`` -> ``("tensorboard", "DIR")``; ``"mlflow"`` -> ``("mlflow",
+    DEFAULT_MLFLOW_URI)``; anything else is a one-line :class:`ConfigError`."""
+    kind, _, where = target.partition(":")
+    if kind == "tensorboard" and where:
+        return kind, where
+    if kind == "mlflow":
+        return kind, where or DEFAULT_MLFLOW_URI
+    raise ConfigError(f"--log takes {TARGETS}; got {target!r}")
+
+
+def check_log_targets(targets: Sequence[str]) -> None:
+    """Refuse, in one line each, a malformed target or one whose optional package is missing
+    (called before anything is written)."""
+    for target in targets:
+        kind, _ = _parse(target)
+        require_extra(kind, kind, f"--log {kind}")
+
+
+def tracker_callbacks(
+    targets: Sequence[str], config: dict[str, Any], run_folder: str | os.PathLike
+) -> list[Callback]:
+    """One callback per ``--log`` target (:func:`check_log_targets` first), for the run in
+    ``run_folder`` whose ``config`` they record."""
+    check_log_targets(targets)
+    name = Path(run_folder).name
+    callbacks: list[Callback] = []
+    for target in targets:
+        kind, where = _parse(target)
+        if kind == "tensorboard":
+            callbacks.append(TensorBoardLog(where, config))
+        else:
+            run_file = Path(run_folder) / "mlflow.json"
+            callbacks.append(MLflowLog(where, config, run_name=name, run_file=run_file))
+    return callbacks

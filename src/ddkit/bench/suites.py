@@ -241,7 +241,7 @@ SUITES.add(
         name="pruning",
         datasets=("mnist5k",),
         ipcs=(),
-        keeps=(10, 30, 50, 70, 90),
+        keeps=(2, 5, 10, 30, 50, 70, 90),
         protocol="dsa",
         runs=3,
         methods=("random", "el2n", "grand", "margin", "forgetting", "dyn-unc", "margin-ccs"),
@@ -250,7 +250,7 @@ SUITES.add(
         full_data_epochs={"mnist5k": 30},
         models={"mnist5k": "convnet-w32"},
     ),
-    help="mnist5k pruned to 10-90 %% by every pruning score (and CCS over the margin) beside "
+    help="mnist5k pruned to 2-90 %% by every pruning score (and CCS over the margin) beside "
     "random rows and the full data; the standard suite's full-data recipe, epochs scaled to keep "
     "the optimisation steps",
 )

@@ -19,9 +19,11 @@ from ddkit.audits.backdoor import (
     attack_success_rate,
     backdoor_audit,
     doorping_refusal,
+    optimise_trigger,
     poison,
     real_image_copies,
     stamp,
+    top_neurons,
     triggered_test,
 )
 from ddkit.data.dataset import ImageDataset, denormalise
@@ -177,6 +179,32 @@ def test_doorping_reoptimises_the_trigger_and_restamps_the_poisoned_rows(splits)
     assert len(syn) == 20
     _, _, cb2, _, syn2 = _doorping_fit(splits, config)  # same seed => same trigger and set
     assert torch.equal(cb2.pattern_, cb.pattern_) and torch.equal(syn2.images, syn.images)
+
+
+def test_the_trigger_step_excites_its_neurons_on_real_rows_and_stays_visible():
+    """Optimised stamped on real rows, the trigger raises its neurons' activation there; alone
+    on a black image it used to meet its target by fading to black (invisible on MNIST)."""
+    from ddkit.data import load_dataset
+    from ddkit.eval.train import TrainRecipe, sgd_train
+    from ddkit.models import build_network
+
+    data = load_dataset("digits")
+    net = build_network("convnet1-w32", data.spec, 0)
+    recipe = TrainRecipe(epochs=5, lr=0.01, batch_size=256)
+    sgd_train(net, data.train.images, data.train.labels, recipe,
+              generator=torch.Generator().manual_seed(0))  # fmt: skip
+    trig = Trigger(2)
+    mask, first = trig.mask(data.spec), trig.pattern(data.spec)
+    carriers, neurons = data.train.images[:128], top_neurons(net, 1)
+    config = DoorpingConfig(steps=50)
+    new, _ = optimise_trigger(net, carriers, data.spec, mask, first, neurons, config)
+
+    def activation(pattern):
+        with torch.no_grad():
+            return float(net.embed(stamp(carriers, data.spec, mask, pattern))[:, neurons].mean())
+
+    assert activation(new) > activation(first)
+    assert new[mask.bool().expand_as(new)].max() > 0.1  # brighter than the black background
 
 
 def test_doorping_restamps_a_methods_own_copy_of_the_real_images(splits):

@@ -16,9 +16,10 @@ Distillation" (NDSS 2023, arXiv:2301.01197):
   :class:`~ddkit.methods.base.Callback` hook at the end of a step: every ``every`` iterations a
   fresh network (``model``) is trained for ``net_epochs`` epochs on the current synthetic set
   (as DC's matching network is trained on it between matching steps), its ``topk`` embedding
-  neurons most strongly wired to the classifier are chosen, and the trigger patch (alone on a
-  black image) is moved by Adam until those neurons reach ``alpha`` times their first
-  activation (mean squared error, stopped early below ``threshold``); then the poisoned rows of
+  neurons most strongly wired to the classifier are chosen, and the trigger patch, stamped on
+  ``carriers`` poisoned rows drawn at random, is moved by Adam until those neurons reach
+  ``alpha`` times their first activation (mean squared error, stopped early below
+  ``threshold``); then the poisoned rows of
   the method's real data are stamped with the new trigger. Methods whose steps never read the
   real images are refused in one line: trajectory matching learns from expert trajectories and
   the decoupled methods from a teacher, both trained before distillation, and selectors have no
@@ -39,7 +40,10 @@ Deviations from Liu et al.'s code: the poisoned rows are drawn among the non-tar
 stamped target-class row teaches nothing) and ``fraction`` is of those rows; the initial trigger
 is the constant patch, not random values; the trigger is optimised on the pixel scale and kept
 in ``[0, 1]`` (theirs is unbounded, in normalised units, with Adam at lr 0.08 -- about 0.02 pixels
-for a std near 0.25 -- and up to 1,000 steps); the neurons are features of the network's
+for a std near 0.25 -- and up to 1,000 steps); it is optimised stamped on real poisoned rows,
+not alone on an empty image: on MNIST, whose background is black, a patch alone on a black image
+met its target by fading to black (an instance-normalised network fires on an empty image), a
+trigger no network can see; the neurons are features of the network's
 embedding (the classifier's input), ranked by the summed absolute classifier weights leaving
 them (theirs: the outputs of the layer before the classifier, ranked by the summed weights
 entering them); where those neurons are silent on the first trigger, the target is ``alpha``
@@ -234,7 +238,8 @@ class DoorpingConfig:
     """DOORPING's trigger updates (module docstring): every ``every`` iterations a fresh
     ``model`` trained ``net_epochs`` epochs (SGD, ``net_lr``) on the current set; Adam
     (``lr``, pixel scale) for at most ``steps`` steps on the ``topk`` neurons, towards ``alpha``
-    times their first activation, stopping once the loss is below ``threshold``."""
+    times their first activation on ``carriers`` stamped poisoned rows, stopping once the loss is
+    below ``threshold``."""
 
     every: int = 1
     model: str = "convnet"
@@ -245,9 +250,10 @@ class DoorpingConfig:
     steps: int = 100
     lr: float = 0.02
     threshold: float = 0.5
+    carriers: int = 128
 
     def __post_init__(self) -> None:
-        ints = {"every": 1, "net_epochs": 0, "topk": 1, "steps": 1}
+        ints = {"every": 1, "net_epochs": 0, "topk": 1, "steps": 1, "carriers": 1}
         for name, low in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -332,23 +338,22 @@ def top_neurons(net: nn.Module, k: int) -> torch.Tensor:
 
 def optimise_trigger(
     net: nn.Module,
+    carriers: torch.Tensor,
     spec: DatasetSpec,
     mask: torch.Tensor,
     pattern: torch.Tensor,
     neurons: torch.Tensor,
     config: DoorpingConfig,
 ) -> tuple[torch.Tensor, float]:
-    """DOORPING's trigger step: Adam on the patch (alone on a black image, kept in ``[0, 1]``)
-    towards ``alpha`` times the first activation of ``neurons`` of ``net``'s embedding. Returns
-    the new pattern and the last loss."""
+    """DOORPING's trigger step: Adam on the patch (kept in ``[0, 1]``), stamped on the
+    normalised ``carriers`` images, towards ``alpha`` times the first activation of ``neurons``
+    of ``net``'s embedding. Returns the new pattern and the last loss."""
     net.eval().requires_grad_(False)
-    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std).view(1, -1, 1, 1)
     p = (pattern * mask).clone().requires_grad_(True)
     opt = torch.optim.Adam([p], lr=config.lr, betas=(0.9, 0.99))
     goal, loss = None, torch.zeros(())
     for _ in range(config.steps):
-        act = net.embed((p * mask - mean) / std)[:, neurons]
+        act = net.embed(stamp(carriers, spec, mask, p))[:, neurons]
         if goal is None:
             first = act.detach()
             goal = config.alpha * torch.where(first != 0, first, torch.ones_like(first))
@@ -395,8 +400,11 @@ class DoorpingCallback(Callback):
         net = self._network(method.result())
         neurons = top_neurons(net, self.config.topk)
         spec = self.poisoned.train.spec
+        rows = self.poisoned.rows
+        pick = torch.randperm(len(rows), generator=self.generator_)[: self.config.carriers]
+        carriers = self.poisoned.train.images[rows[pick]]  # stamped rows: restamping replaces
         self.pattern_, loss = optimise_trigger(
-            net, spec, self.mask_, self.pattern_, neurons, self.config
+            net, carriers, spec, self.mask_, self.pattern_, neurons, self.config
         )
         self._restamp()
         self.history_.append(

@@ -123,6 +123,15 @@ class SyntheticSet:
     def as_dataset(self) -> ImageDataset:
         return ImageDataset(self.images, self.hard_labels, self.spec)
 
+    def torch_dataset(self, *, pixels: bool = False) -> torch.utils.data.TensorDataset:
+        """The set as a ``torch.utils.data.Dataset`` of ``(image, label)`` pairs, for any
+        PyTorch training loop: images as ddkit's evaluation networks see them (normalised, and
+        ZCA-whitened where the set is) or, with ``pixels=True``, in ``[0, 1]``; the stored
+        labels (class indices, soft labels or regression targets, see ``regression``)."""
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(self.pixels() if pixels else self.images, self.labels)
+
     @classmethod
     def from_real(
         cls,

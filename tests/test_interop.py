@@ -43,3 +43,15 @@ def test_torch_dataset_keeps_soft_labels_and_gives_pixels_on_request():
     x, y = syn.torch_dataset(pixels=True)[3]
     assert torch.equal(y, soft[3]) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert torch.allclose(x, syn.pixels()[3])
+
+
+def test_distill_and_evaluate_print_the_bytes_a_set_stores(tmp_path, capsys):
+    from ddkit.cli import main
+
+    run = tmp_path / "run"
+    assert main(["distill", "--dataset", "digits", "--method", "random", "--ipc", "2", "--quiet",
+                 "--out", str(run)]) == 0  # fmt: skip
+    stored = SyntheticSet.load(run / "synthetic").storage_bytes()["total"]
+    assert f"{stored:,} bytes of distilled content" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--protocol", "smoke", "--runs", "1", "--quiet"]) == 0
+    assert f"20 images ({stored:,} bytes)" in capsys.readouterr().out

@@ -93,7 +93,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         log=args.log or (),
     )
-    print(f"wrote {len(syn)} images ({syn.ipc} per class) to {out}/synthetic, grid {out}/grid.png")
+    stored = syn.storage_bytes()["total"]
+    print(
+        f"wrote {len(syn)} images ({syn.ipc} per class; {stored:,} bytes of distilled content) "
+        f"to {out}/synthetic, grid {out}/grid.png"
+    )
     return 0
 
 
@@ -126,7 +130,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(
-        f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images, protocol {report.protocol.name} "
+        f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
+        f"({syn.storage_bytes()['total']:,} bytes), protocol {report.protocol.name} "
         f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:"
     )
     print(report.table())

@@ -192,10 +192,11 @@ def test_haba_weights_are_stored_scaled_and_older_sets_decode_at_scale_one(tmp_p
     folder = old.save(tmp_path / "old")
     meta = json.loads((folder / META_FILE).read_text())
     meta["provenance"].pop("hallucinator_weight_scale")
+    meta.pop("settings_sha256")  # nor had they a checksum of their settings
     (folder / META_FILE).write_text(json.dumps(meta))
     monkeypatch.undo()
     assert Factorisation.weight_scale != 1.0
-    assert torch.equal(SyntheticSet.load(folder).images, old.images)
+    assert torch.equal(SyntheticSet.load(folder, trust_settings=True).images, old.images)
 
 
 @pytest.fixture
@@ -291,9 +292,10 @@ def test_a_set_whose_images_were_changed_keeps_them_and_a_broken_one_is_refused(
     folder = syn.save(tmp_path / "set")
     meta = json.loads((folder / META_FILE).read_text())
     meta["provenance"]["codec"] = "pixels"  # (checksum still matches: only meta is edited)
+    meta.pop("settings_sha256")  # as an older set, whose settings had no checksum
     (folder / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(FileFormatError, match="no images and names no codec"):
-        SyntheticSet.load(folder)
+        SyntheticSet.load(folder, trust_settings=True)
     assert (folder / TENSOR_FILE).exists()
 
 
@@ -331,3 +333,55 @@ def test_the_latent_codecs_autoencoder_is_an_artifact_trained_once(tmp_path, mon
     (folder / autoencoder.WEIGHTS_FILE).write_bytes(b"damaged")
     with pytest.raises(FileFormatError, match=folder.name):
         _latent_fitted(train, 20)
+
+
+# ------------------------------------------------------------------ decoding settings checksummed
+
+
+def _codec_set(spec: str = "haba:3") -> SyntheticSet:
+    train = tiny_digits().train
+    codec = make_codec(spec)
+    codec.fit(train)
+    n = codec.real_per_class(2, train.spec)
+    index = train.sample_per_class(n, torch.Generator().manual_seed(0)).flatten()
+    stored = codec.encode(train.images[index], torch.Generator().manual_seed(0))
+    return SyntheticSet.from_codec(codec, stored, train.spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "value"),
+    [("haba:3", "hallucinator_weight_scale", 0.2), ("formation:2", "codec", "formation:3"),
+     ("fred:0.25", "kept_coefficients", 3)],
+)  # fmt: skip
+def test_an_edited_decoding_setting_in_meta_json_is_refused(spec, key, value, tmp_path):
+    import json
+
+    from ddkit.data.synthetic import META_FILE
+    from ddkit.errors import FileFormatError
+
+    folder = _codec_set(spec).save(tmp_path / "set")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["provenance"][key] = value  # data.safetensors untouched: its own checksum still holds
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match="meta.json was edited") as e:
+        SyntheticSet.load(folder)
+    assert "\n" not in str(e.value)
+
+
+def test_a_codec_set_saved_before_settings_were_checksummed_is_refused_until_re_saved(tmp_path):
+    import json
+
+    from ddkit.cli import main
+    from ddkit.data.synthetic import META_FILE
+    from ddkit.errors import FileFormatError
+
+    syn = _codec_set("haba:3")
+    folder = syn.save(tmp_path / "old")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta.pop("settings_sha256")  # what every set before this change had
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match="--format set") as e:
+        SyntheticSet.load(folder)
+    assert "\n" not in str(e.value)
+    assert main(["export", str(folder), "--to", str(tmp_path / "new"), "--format", "set"]) == 0
+    assert torch.equal(SyntheticSet.load(tmp_path / "new").images, syn.images)

@@ -172,16 +172,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
     from ddkit.io import atomic_replace_dir
 
-    syn = SyntheticSet.load(resolve_synthetic_path(args.path))
     out = Path(args.to)
     fmt = args.format or ("npz" if out.suffix == ".npz" else "png")
     if out.exists():
         raise ConfigError(f"{str(out)!r} already exists; choose another --to or remove it")
+    # --format set re-saves: the user vouches for an older set's uncovered decoding settings
+    syn = SyntheticSet.load(resolve_synthetic_path(args.path), trust_settings=fmt == "set")
     if fmt == "npz":
         syn.export_npz(out)
+    elif fmt == "set":
+        syn.save(out)
     else:
         atomic_replace_dir(out, syn.export_folder)
-    what = "one PNG per image in <class>/ folders" if fmt == "png" else "x_train, y_train, ..."
+    what = {"png": "one PNG per image in <class>/ folders", "npz": "x_train, y_train, ...",
+            "set": "a ddkit set, every setting checksummed"}[fmt]  # fmt: skip
     print(f"wrote {out} ({len(syn)} images; {what})")
     return 0
 
@@ -440,10 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="write a synthetic set as PNG files or as a .npz")
+    x = sub.add_parser("export", help="write a synthetic set as PNG files, a .npz or a set again")
     x.add_argument("path", help="run folder or synthetic-set folder")
-    x.add_argument("--to", required=True, help="output folder (PNGs) or FILE.npz")
-    x.add_argument("--format", choices=["png", "npz"], default=None, help="default: from --to")
+    x.add_argument("--to", required=True, help="output folder (PNGs, set) or FILE.npz")
+    x.add_argument(
+        "--format",
+        choices=["png", "npz", "set"],
+        default=None,
+        help="default: from --to; set: save it again (an older set's settings get a checksum)",
+    )
     x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("plot", help="draw a run's learning curve, a suite's accuracy vs IPC, ...")

@@ -2,7 +2,8 @@
 
 On disk a synthetic set is a folder with ``data.safetensors`` (images, labels, optional learned
 lr, extra tensors) and ``meta.json`` (dataset spec, provenance, and the SHA-256 of the tensor
-file, so a tampered or mismatched file is refused). Nothing is unpickled. A set whose images a
+file, so a tampered or mismatched file is refused, and the SHA-256 of the rest of meta.json, so
+an edited spec or decoding setting is refused too). Nothing is unpickled. A set whose images a
 codec decodes from its stored tensors (:mod:`ddkit.data.codecs`) is written without the
 images (format version 2, ``images_decoded``) and decoded again on load; every other set is
 written as in version 1, which still loads.
@@ -11,6 +12,8 @@ written as in version 1, which still loads.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -39,6 +42,9 @@ from ddkit.viz import image_grid
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
 META_FILE = "meta.json"
+#: meta.json's field holding the SHA-256 of the rest of meta.json (spec, label mode, the codec
+#: settings its images are decoded by): ``sha256`` covers only the tensor file
+SETTINGS_KEY = "settings_sha256"
 
 
 def _version() -> str:
@@ -243,14 +249,17 @@ class SyntheticSet:
                 "sha256": sha256_file(tmp / TENSOR_FILE),
                 "provenance": self.meta,
             }
+            meta[SETTINGS_KEY] = settings_digest(meta)
             atomic_write_json(tmp / META_FILE, meta)
 
         atomic_replace_dir(path, fill)
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SyntheticSet:
-        """Load and verify a saved set; corrupt, tampered or mismatched files raise FileFormatError."""
+    def load(cls, path: str | os.PathLike, *, trust_settings: bool = False) -> SyntheticSet:
+        """Load and verify a saved set; corrupt, tampered or mismatched files raise
+        FileFormatError. ``trust_settings`` accepts a set decoded from stored tensors that was
+        saved before meta.json had a checksum of its own (to re-save it)."""
         p = Path(path)
         recover_replaced_dir(p)
         if not p.is_dir():
@@ -277,6 +286,7 @@ class SyntheticSet:
             spec = DatasetSpec.from_dict(meta.get("spec", {}))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise FileFormatError(f"{str(p / META_FILE)!r} has a malformed spec ({e})") from None
+        _check_settings(meta, p, trust_settings)
         decoded = bool(meta.get("images_decoded"))
         if ("images" not in tensors and not decoded) or "labels" not in tensors:
             raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
@@ -404,7 +414,34 @@ _META_TYPES: dict[str, tuple[type, bool]] = {
     "sha256": (str, True),
     "spec": (dict, True),
     "provenance": (dict, False),
+    SETTINGS_KEY: (str, False),
 }
+
+
+def settings_digest(meta: dict[str, Any]) -> str:
+    """The SHA-256 of ``meta`` (as JSON, keys sorted) without its own :data:`SETTINGS_KEY`."""
+    body = {k: v for k, v in meta.items() if k != SETTINGS_KEY}
+    text = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_settings(meta: dict[str, Any], where: Path, trust: bool) -> None:
+    """Refuse a meta.json edited after saving, and (unless ``trust``) a set decoded from its
+    stored tensors by settings that no checksum covers (saved before :data:`SETTINGS_KEY`)."""
+    recorded = meta.get(SETTINGS_KEY)
+    if recorded is None:
+        if meta.get("images_decoded") and not trust:
+            raise FileFormatError(
+                f"{str(where)!r} was saved before ddkit checksummed the settings its images are "
+                f"decoded by; if you trust its meta.json, re-save it: ddkit export {str(where)!r} "
+                "--to NEW --format set"
+            )
+        return
+    if recorded != settings_digest(meta):
+        raise FileFormatError(
+            f"{str(where / META_FILE)!r}: meta.json was edited after the set was saved (it does "
+            "not match its settings_sha256); save the set again from its source"
+        )
 
 
 def _check_meta_types(meta: dict[str, Any], where: Path) -> None:

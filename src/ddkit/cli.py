@@ -128,6 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         progress=not args.quiet,
+        groups=args.groups,
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
@@ -159,7 +160,7 @@ def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, 
         config = read_json(config_path)
         if config.get("dataset") == dataset:
             root = config.get("root")
-    if dataset.lower() not in DATASETS.names():
+    if dataset not in DATASETS:
         raise ConfigError(
             f"the set comes from dataset {dataset!r}, which ddkit does not know by name; pass "
             "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
@@ -440,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--compile", action="store_true", help="torch.compile the training step (eager fallback)"
+    )
+    e.add_argument(
+        "--groups",
+        action="store_true",
+        help="also unbiased, bias-aligned, bias-conflicting and worst-group accuracy (a biased "
+        "dataset such as colored-mnist5k-c5)",
     )
     add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)

@@ -15,7 +15,8 @@ from ddkit.registry import Registry
 @dataclass
 class RawData:
     """Raw arrays as a reader returns them. ``test_*`` may be ``None``: then the ddkit
-    convention applies (test = rows whose index % 5 == 0)."""
+    convention applies (test = rows whose index % 5 == 0). ``*_bias``: per-row bias attributes
+    of a biased dataset (:attr:`~ddkit.data.dataset.ImageDataset.bias`), or ``None``."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -23,10 +24,60 @@ class RawData:
     test_labels: np.ndarray | None = None
     class_names: list[str] | None = None
     num_classes: int | None = None
+    train_bias: np.ndarray | None = None
+    test_bias: np.ndarray | None = None
 
 
 DatasetLoader = Callable[[str | None], RawData]
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetFamily:
+    """Datasets whose names carry parameters: ``<prefix>-<arguments>`` (``usage`` says how they
+    are written, e.g. ``c<percent>[-s<seed>]``); ``build(arguments)`` returns the loader or
+    raises a one-line :class:`ConfigError`."""
+
+    prefix: str
+    usage: str
+    build: Callable[[str], DatasetLoader]
+
+
+class DatasetRegistry(Registry[DatasetLoader]):
+    """The dataset registry: fixed names, and families of parameterised names
+    (:meth:`add_family`; ``colored-mnist5k-c5`` is Colored MNIST with 5 % bias-conflicting
+    rows). A family is listed (``names()``, ``ddkit list``) as its usage pattern."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self._families: dict[str, DatasetFamily] = {}
+
+    def add_family(self, family: DatasetFamily, *, help: str) -> None:
+        pattern = f"{family.prefix}-{family.usage}".lower()
+        if pattern in self._families or family.prefix.lower() in self:
+            raise ValueError(f"{self.kind} family {family.prefix!r} is already registered")
+        self._families[pattern] = family
+        self._help[pattern] = help
+
+    def _family_of(self, name: str) -> DatasetFamily | None:
+        key = name.lower()
+        return next((f for f in self._families.values() if key.startswith(f"{f.prefix}-")), None)
+
+    def get(self, name: str) -> DatasetLoader:
+        family = None if str(name).lower() in self._items else self._family_of(str(name))
+        if family is None:
+            return super().get(name)
+        return family.build(str(name).lower()[len(family.prefix) + 1 :])
+
+    def names(self) -> list[str]:
+        return sorted([*self._items, *self._families])
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or (
+            isinstance(name, str) and self._family_of(name) is not None
+        )
+
+
+DATASETS = DatasetRegistry("dataset")
 
 
 def register_dataset(name: str, *, needs_root: bool = False, help: str | None = None):
@@ -80,4 +131,6 @@ def load_dataset(
         class_names=raw.class_names,
         val_fraction=val_fraction,
         seed=seed,
+        train_bias=raw.train_bias,
+        test_bias=raw.test_bias,
     )

@@ -14,15 +14,24 @@ from ddkit.errors import ConfigError, DataError
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """Normalised images ``(N, C, H, W)`` float32 with integer labels ``(N,)`` and their spec."""
+    """Normalised images ``(N, C, H, W)`` float32 with integer labels ``(N,)`` and their spec.
+
+    ``bias`` (optional, int64 ``(N,)``) is each row's bias attribute on a biased dataset
+    (:mod:`ddkit.data.biased`: the colour index of Colored MNIST). Attribute value ``c`` is class
+    ``c``'s majority ("bias-aligned") attribute, so a row is aligned when ``bias == label``; the
+    groups of a dataset are its ``(label, bias)`` pairs (:func:`ddkit.eval.groups.group_accuracy`).
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     spec: DatasetSpec
+    bias: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         check_images(self.images, self.spec)
         check_labels(self.labels, len(self.images), self.spec.num_classes)
+        if self.bias is not None:
+            check_bias(self.bias, len(self.images))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -40,7 +49,8 @@ class ImageDataset:
 
     def subset(self, index: torch.Tensor) -> ImageDataset:
         index = torch.as_tensor(index, dtype=torch.long)
-        return ImageDataset(self.images[index], self.labels[index], self.spec)
+        bias = None if self.bias is None else self.bias[index]
+        return ImageDataset(self.images[index], self.labels[index], self.spec, bias)
 
     def sample_per_class(
         self, n: int, generator: torch.Generator, classes: list[int] | None = None
@@ -114,6 +124,22 @@ def check_labels(labels: torch.Tensor, n: int, num_classes: int) -> None:
             f"labels out of range: found [{int(labels.min())}, {int(labels.max())}], "
             f"expected [0, {num_classes - 1}]"
         )
+
+
+def check_bias(bias: torch.Tensor, n: int) -> None:
+    """Validate per-row bias attributes ``(n,)`` int64, ``>= 0``."""
+    if not isinstance(bias, torch.Tensor) or bias.dtype != torch.long or bias.ndim != 1:
+        raise DataError("bias attributes must be a 1-D int64 tensor")
+    if bias.shape[0] != n:
+        raise DataError(f"{n} images but {bias.shape[0]} bias attributes")
+    if n and bias.min() < 0:
+        raise DataError(f"bias attributes must be >= 0, found {int(bias.min())}")
+
+
+def convention_test_rows(n: int) -> torch.Tensor:
+    """The ddkit convention for data without a test split: rows whose index ``% 5 == 0`` are
+    the test split (a boolean mask over ``n`` rows)."""
+    return torch.arange(n) % 5 == 0
 
 
 _CHUNK_ROWS = 1024
@@ -324,6 +350,8 @@ def from_arrays(
     class_names: list[str] | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
+    train_bias: np.ndarray | torch.Tensor | None = None,
+    test_bias: np.ndarray | torch.Tensor | None = None,
 ) -> DatasetSplits:
     """Build :class:`DatasetSplits` from user arrays (no Dataset class needed).
 
@@ -334,28 +362,18 @@ def from_arrays(
     Labels are class indices ``0..K-1`` with ``K = num_classes`` (or ``max label + 1``): there
     must be at least two classes and every class needs a training row, with or without
     ``num_classes`` (an empty class cannot be distilled), so sparse labels such as ``{3, 7}``
-    must be remapped. Problems raise :class:`DataError` / :class:`ConfigError`.
+    must be remapped. ``train_bias`` / ``test_bias``: per-row bias attributes of a biased
+    dataset (:attr:`ImageDataset.bias`), kept with their rows through every split. Problems
+    raise :class:`DataError` / :class:`ConfigError`.
     """
     val_fraction = check_val_fraction(val_fraction)
     x, y = to_nchw(train_images), to_labels(train_labels, "train labels")
     if len(x) != len(y):
         raise DataError(f"{len(x)} train images but {len(y)} train labels")
-    if test_images is None:
-        if test_labels is not None:
-            raise DataError("test_labels given without test_images")
-        idx = torch.arange(len(x))
-        xt, yt = x[idx % 5 == 0], y[idx % 5 == 0]
-        x, y = x[idx % 5 != 0], y[idx % 5 != 0]
-    else:
-        if test_labels is None:
-            raise DataError("test_images given without test_labels")
-        xt, yt = to_nchw(test_images), to_labels(test_labels, "test labels")
-        if len(xt) != len(yt):
-            raise DataError(f"{len(xt)} test images but {len(yt)} test labels")
-        if xt.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"test images have shape {tuple(xt.shape[1:])}, train images {tuple(x.shape[1:])}"
-            )
+    b = None if train_bias is None else to_labels(train_bias, "train bias attributes")
+    if b is not None and len(b) != len(y):
+        raise DataError(f"{len(y)} train labels but {len(b)} train bias attributes")
+    (x, y, b), (xt, yt, bt) = _train_and_test(x, y, b, test_images, test_labels, test_bias)
     if len(x) == 0:
         raise DataError("the train split is empty")
     k = _count_classes(y, yt, num_classes)
@@ -374,10 +392,50 @@ def from_arrays(
     val = None
     if val_fraction > 0:
         keep, held = stratified_split(y, val_fraction, seed)
-        val = ImageDataset(_normalised(x[held], spec), y[held], spec)
-        x, y = x[keep], y[keep]
+        val = ImageDataset(_normalised(x[held], spec), y[held], spec, _rows(b, held))
+        x, y, b = x[keep], y[keep], _rows(b, keep)
     return DatasetSplits(
-        train=ImageDataset(_normalised(x, spec), y, spec),
-        test=ImageDataset(_normalised(xt, spec), yt, spec),
+        train=ImageDataset(_normalised(x, spec), y, spec, b),
+        test=ImageDataset(_normalised(xt, spec), yt, spec, bt),
         val=val,
     )
+
+
+def _rows(values: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """``values[index]``, or ``None`` for a dataset without them."""
+    return None if values is None else values[index]
+
+
+_Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _train_and_test(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor | None,
+    test_images: np.ndarray | torch.Tensor | None,
+    test_labels: np.ndarray | torch.Tensor | None,
+    test_bias: np.ndarray | torch.Tensor | None,
+) -> tuple[_Rows, _Rows]:
+    """(images, labels, bias) of the train and the test split: the given test arrays, checked
+    against the train ones, or without them the convention split of the train rows."""
+    if test_images is None:
+        if test_labels is not None:
+            raise DataError("test_labels given without test_images")
+        if test_bias is not None:
+            raise DataError("test_bias given without test_images")
+        rows = convention_test_rows(len(x))
+        return (x[~rows], y[~rows], _rows(b, ~rows)), (x[rows], y[rows], _rows(b, rows))
+    if test_labels is None:
+        raise DataError("test_images given without test_labels")
+    xt, yt = to_nchw(test_images), to_labels(test_labels, "test labels")
+    bt = None if test_bias is None else to_labels(test_bias, "test bias attributes")
+    if len(xt) != len(yt):
+        raise DataError(f"{len(xt)} test images but {len(yt)} test labels")
+    if xt.shape[1:] != x.shape[1:]:
+        raise DataError(
+            f"test images have shape {tuple(xt.shape[1:])}, train images {tuple(x.shape[1:])}"
+        )
+    if (b is None) != (bt is None):
+        raise DataError("bias attributes given for one split only; give both or neither")
+    return (x, y, b), (xt, yt, bt)

@@ -16,7 +16,8 @@ Part = torch.Tensor | ImageDataset | str | bytes
 def fingerprint(*parts: Part, length: int = 16) -> str:
     """The first ``length`` hex digits of the SHA-256 of ``parts``, fed in order: a tensor as
     the bytes of its contiguous CPU copy, an :class:`ImageDataset` as its images then its labels
-    (not its spec: pass ``repr(...)`` of what else should count), a string as UTF-8.
+    (then its bias attributes, if it has them; not its spec: pass ``repr(...)`` of what else
+    should count), a string as UTF-8.
 
     ``fingerprint(train)`` is the ``data_fingerprint`` of expert folders
     (:mod:`ddkit.methods.trajectory.experts`), which also names their auto-cache folders; it
@@ -27,6 +28,8 @@ def fingerprint(*parts: Part, length: int = 16) -> str:
         if isinstance(part, ImageDataset):
             h.update(_tensor_bytes(part.images))
             h.update(_tensor_bytes(part.labels))
+            if part.bias is not None:  # a biased dataset's groups are part of its content
+                h.update(b"bias" + _tensor_bytes(part.bias))
         elif isinstance(part, torch.Tensor):
             h.update(_tensor_bytes(part))
         elif isinstance(part, str):

@@ -18,10 +18,19 @@ import torch
 from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
+from ddkit.eval.groups import GROUP_METRICS, group_accuracy, require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.relabel import expand_views, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
-from ddkit.eval.train import TargetsFn, TrainResult, accuracy, resolve_precision, train_networks
+from ddkit.eval.train import (
+    TargetsFn,
+    TrainResult,
+    accuracy,
+    fraction_correct,
+    predicted_classes,
+    resolve_precision,
+    train_networks,
+)
 from ddkit.progress import Progress, ProgressSetting
 
 
@@ -34,6 +43,8 @@ class ModelResult:
     images_per_second: float
     vectorized: bool
     train_accuracies: list[float] = field(default_factory=list)
+    # per-group accuracies on a biased dataset (evaluate(groups=True)): metric -> one per run
+    groups: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -41,7 +52,14 @@ class ModelResult:
 
     @property
     def std(self) -> float:
-        return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+        return _std(self.accuracies)
+
+    def group_summary(self) -> dict[str, dict[str, Any]]:
+        """Per group metric: the runs' accuracies, their mean and standard deviation."""
+        return {
+            name: {"accuracies": accs, "mean": statistics.fmean(accs), "std": _std(accs)}
+            for name, accs in self.groups.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +72,12 @@ class ModelResult:
             "images_per_second": self.images_per_second,
             "vectorized": self.vectorized,
             "train_accuracies": self.train_accuracies,
+            **({"groups": self.group_summary()} if self.groups else {}),
         }
+
+
+def _std(values: list[float]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
 @dataclass
@@ -88,6 +111,8 @@ class EvalReport:
             lines.append(
                 f"{r.model:<16} {100 * r.mean:>8.2f} ± {100 * r.std:<5.2f}  {len(r.accuracies)}"
             )
+            for name, g in r.group_summary().items():
+                lines.append(f"  {name:<14} {100 * g['mean']:>8.2f} ± {100 * g['std']:<5.2f}")
         return "\n".join(lines)
 
 
@@ -172,20 +197,31 @@ def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
     zca = syn.zca()
     if zca is not None:
         images = zca.transform(images)
-    return ImageDataset(images, test.labels, s)
+    return ImageDataset(images, test.labels, s, test.bias)
 
 
 def _test_model(
-    name: str, res: TrainResult, syn: SyntheticSet, fresh: FreshNetworks, precision: str
+    name: str,
+    res: TrainResult,
+    syn: SyntheticSet,
+    fresh: FreshNetworks,
+    precision: str,
+    groups: bool = False,
 ) -> ModelResult:
     """Test each of the ``name`` networks once on the real test split (and on their own
-    training images, to see whether they fit them)."""
+    training images, to see whether they fit them); with ``groups``, per group of the test
+    split's bias attributes too."""
     test, p = fresh.test, fresh.protocol
-    accs = [accuracy(net, test.images, test.labels, precision=precision) for net in res.models]
+    preds = [predicted_classes(net, test.images, precision=precision) for net in res.models]
+    accs = [fraction_correct(pred, test.labels) for pred in preds]
     fits = [accuracy(net, syn.images, syn.hard_labels, precision=precision) for net in res.models]
     _warn_if_underfit(name, fits, p)
     ips = res.images_seen / max(res.seconds, 1e-9)
-    return ModelResult(name, accs, fresh.seeds, res.seconds, ips, res.vectorized, fits)
+    result = ModelResult(name, accs, fresh.seeds, res.seconds, ips, res.vectorized, fits)
+    if groups:
+        per_run = [group_accuracy(pred, test.labels, require_groups(test)) for pred in preds]
+        result.groups = {m: [run[m] for run in per_run] for m in GROUP_METRICS}
+    return result
 
 
 UNDERFIT_TRAIN_ACCURACY = 0.5
@@ -280,6 +316,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: ProgressSetting = False,
     run_indices: Sequence[int] | None = None,
+    groups: bool = False,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
@@ -291,7 +328,13 @@ def evaluate(
     same report. ``run_indices`` trains only those of the protocol's runs, each from the seed it
     has in the whole evaluation: networks trained one after another (the CPU default) then reach
     the accuracies they reach there, so an evaluation can be split over processes or sessions.
+    ``groups``: also report, per run, the unbiased, bias-aligned, bias-conflicting and
+    worst-group accuracy (:func:`ddkit.eval.groups.group_accuracy`) of a test split with bias
+    attributes (a biased dataset, :mod:`ddkit.data.biased`); a split without them is refused
+    before any network is trained.
     """
+    if groups:
+        require_groups(test)
     t0 = time.perf_counter()
     fresh = train_fresh_networks(
         syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
@@ -305,7 +348,7 @@ def evaluate(
         meta={"seed": seed, "precision": precision, **fresh.data.meta},
     )
     for name, res in fresh.results.items():
-        report.results.append(_test_model(name, res, syn, fresh, precision))
+        report.results.append(_test_model(name, res, syn, fresh, precision, groups))
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -633,9 +633,21 @@ def accuracy(
 ) -> float:
     """Top-1 accuracy of ``net`` (in eval mode) on a labelled set (``precision`` as in
     :func:`sgd_train`, resolved)."""
+    return fraction_correct(predicted_classes(net, images, batch_size, precision), labels)
+
+
+def fraction_correct(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of ``predictions`` equal to ``labels`` (0 for no rows)."""
+    return int((predictions == labels).sum()) / max(1, len(labels))
+
+
+@torch.no_grad()
+def predicted_classes(
+    net: nn.Module, images: torch.Tensor, batch_size: int = 1024, precision: str = "fp32"
+) -> torch.Tensor:
+    """The arg-max class ``(N,)`` (on the CPU) that ``net``, in eval mode, gives each image."""
     from ddkit.models import predict
 
     net.eval()
     with precision_context(precision, images.device):
-        pred = predict(net, images, batch_size=batch_size, post=lambda z: z.argmax(1).cpu())
-    return int((pred == labels).sum()) / max(1, len(images))
+        return predict(net, images, batch_size=batch_size, post=lambda z: z.argmax(1).cpu())

@@ -12,6 +12,12 @@
   networks instead of random ones; (3) a class-aware regulariser: cross-entropy of the matching
   network's classifier on the synthetic images, weighted by that network's training accuracy.
 
+Debiasing (``reweight="kde"``, off by default): the real class means become weighted means, each
+real row weighted by the inverse kernel density of its embedding (J. Cui et al., "Mitigating Bias
+in Dataset Distillation", ICML 2024, arXiv:2406.06609; :mod:`ddkit.methods.matching.reweight`
+states how and where it departs from the paper), so rows without a class's spurious attribute
+count more. Both DM and IDM take it.
+
 Vectorisation (the hot path). The reference code loops over classes and runs one small forward
 per class. Here all classes' augmented real images go through the network in one forward (no
 gradient needed: the network is fixed and real images are data), and all classes' synthetic images
@@ -81,6 +87,7 @@ from ddkit.methods.config import (
     Preset,
     zero_to_auto,
 )
+from ddkit.methods.matching.reweight import kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
 
 __all__ = [
@@ -95,6 +102,7 @@ __all__ = [
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+MeanFn = Callable[[torch.Tensor], torch.Tensor]  # class embeddings (n, B, F) -> means (n, F)
 
 
 def fast_forward(
@@ -126,6 +134,10 @@ def embedding_match_loss(real_emb: torch.Tensor, syn_emb: torch.Tensor) -> torch
 
 def _mean_match(real_mean: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
     return ((real_mean - syn_emb.mean(1)) ** 2).sum()
+
+
+def _plain_mean(embeddings: torch.Tensor) -> torch.Tensor:
+    return embeddings.mean(1)
 
 
 def sample_class_draws(
@@ -177,15 +189,19 @@ def match_embeddings(
     *,
     vectorize: bool = True,
     chunk: int = 0,
+    mean_fn: MeanFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed real ``(K, B, C, H, W)`` and synthetic ``(K, S, C, H, W)`` images after the
     per-class Siamese augmentation; return ``(real_mean (K, F), syn_emb (K, S, F))``.
 
     The real side runs without autograd. ``vectorize=True``: one forward for all real images
     (in pieces of at most ``chunk`` images when ``chunk > 0``, to bound memory) and one for all
-    synthetic images. ``vectorize=False``: the plain loop, one class at a time.
+    synthetic images. ``vectorize=False``: the plain loop, one class at a time. ``mean_fn``
+    turns each class's real embeddings ``(n, B, F)`` into its mean ``(n, F)`` (default: the
+    plain mean; a weighted one with ``reweight="kde"``, :mod:`.reweight`).
     """
     k, b = real.shape[:2]
+    reduce = mean_fn or _plain_mean
     if not vectorize:
         means, embs = [], []
         for c in range(k):
@@ -193,7 +209,7 @@ def match_embeddings(
             if draws is not None:
                 r, s = dsa.apply(r, draws[c]), dsa.apply(s, draws[c])
             with torch.no_grad():
-                means.append(embed(r).mean(0))
+                means.append(reduce(embed(r)[None])[0])
             embs.append(embed(s))
         return torch.stack(means), torch.stack(embs)
     with torch.no_grad():
@@ -201,7 +217,7 @@ def match_embeddings(
             real = augment_per_class(dsa, real, draws)
         per = k if chunk <= 0 else max(1, chunk // b)
         means = [
-            embed(real[c0 : c0 + per].flatten(0, 1)).view(min(per, k - c0), b, -1).mean(1)
+            reduce(embed(real[c0 : c0 + per].flatten(0, 1)).view(min(per, k - c0), b, -1))
             for c0 in range(0, k, per)
         ]
         real_mean = torch.cat(means) if len(means) > 1 else means[0]
@@ -234,6 +250,12 @@ class DMConfig(CodecConfig):
     precision: Precision = "fp32"
     channels_last: bool = False  # batches in channels-last memory format for the convolutions
     compile: bool = False  # torch.compile the embedding (eager where it is unavailable)
+    # debiasing (Cui et al., ICML 2024; .reweight): "kde" weights each real row of a class's
+    # batch by the inverse kernel density of its embedding, so rare (bias-conflicting) rows
+    # count more in the matched real mean; "none" is the plain mean
+    reweight: Literal["none", "kde"] = "none"
+    kde_bandwidth: float = 1.0  # x the median pairwise distance of the class's real batch
+    kde_temperature: float = 1.0  # weights ~ density^(-1/temperature)
 
     rules = {
         "lr_img": POSITIVE,
@@ -242,6 +264,8 @@ class DMConfig(CodecConfig):
         "embed_chunk": NON_NEGATIVE,
         "augment": AUGMENT,
         "device": DEVICE,
+        "kde_bandwidth": POSITIVE,
+        "kde_temperature": POSITIVE,
     }
     aliases = {"momentum": Alias("momentum_img"), "dsa_strategy": Alias("augment")}
 
@@ -347,6 +371,20 @@ class DM(Distiller):
         self.precision_ = method_precision(cfg.precision, self.dtype_, self.device_)
         net = self.nets_.network
         self.embed_ = CompiledForward(net.embed) if cfg.compile else net.embed
+        self.real_mean_ = self._real_mean_fn()
+
+    def _real_mean_fn(self) -> MeanFn | None:
+        """How a class's real embeddings become the mean to match: ``None`` (the plain mean)
+        or, with ``reweight="kde"``, the inverse-density weighted mean."""
+        cfg = self.config
+        if cfg.reweight == "none":
+            return None
+
+        def kde_mean(embeddings: torch.Tensor) -> torch.Tensor:
+            weights = kde_weights(embeddings, cfg.kde_bandwidth, cfg.kde_temperature)
+            return weighted_mean(embeddings, weights)
+
+        return kde_mean
 
     def _fast(self, fn: EmbedFn) -> EmbedFn:
         """``fn`` (a forward pass of the matching network) under the config's speed levers."""
@@ -400,6 +438,7 @@ class DM(Distiller):
             draws,
             vectorize=cfg.vectorize,
             chunk=cfg.embed_chunk,
+            mean_fn=self.real_mean_,
         )
         loss = _mean_match(real_mean, syn_emb)
         opt.zero_grad(set_to_none=True)
@@ -597,6 +636,7 @@ class IDM(DM):
                 draws,
                 vectorize=cfg.vectorize,
                 chunk=cfg.embed_chunk,
+                mean_fn=self.real_mean_,
             )
             loss = _mean_match(real_mean, syn_emb)
             dm_sum += float(loss.detach())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from ddkit.cli import main
 
 
@@ -85,3 +87,92 @@ def test_an_audit_results_file_gets_its_page(tmp_path):
     (tmp_path / "elsewhere.png").write_bytes(b"private")
     assert main(["report", str(out / "adversarial.json")]) == 0
     assert "data:image/png;base64" not in (out / "adversarial.html").read_text()
+
+
+# ------------------------------------------------------------------ only regular files inside
+def _bare_run(tmp_path, **config):
+    run = tmp_path / "run"
+    (run / "synthetic").mkdir(parents=True)
+    (run / "config.json").write_text(json_text({"dataset": "digits", "method": "dm", **config}))
+    return run
+
+
+def json_text(obj) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+
+
+def test_report_embeds_no_link_no_special_no_huge_and_no_non_png_file(tmp_path, capsys):
+    import os
+
+    run = _bare_run(tmp_path)
+    secret = tmp_path / "private.png"
+    secret.write_bytes(PNG + b"my private key")
+    (run / "grid.png").symlink_to(secret)  # a run folder received from someone else
+    os.mkfifo(run / "compare.png")  # reading it would hang
+    with open(run / "curve.png", "wb") as f:  # 4 GiB, sparse: reading it would take the memory
+        f.truncate(4 * 2**30)
+    (run / "accuracy.png").write_text("<script>not a picture</script>")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "data:image/png;base64" not in page
+    err = capsys.readouterr().err
+    for name in ("grid.png", "compare.png", "curve.png", "accuracy.png"):
+        assert name in err and "not embedded" in err
+    (run / "grid.png").unlink()
+    (run / "grid.png").write_bytes(PNG)
+    assert main(["report", str(run)]) == 0
+    assert page.count("data:image/png") + 1 == (run / "report.html").read_text().count(
+        "data:image/png"
+    )
+
+
+def test_report_reads_no_linked_run_file(tmp_path, capsys):
+    run = _bare_run(tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json_text({"results": [{"model": "SECRET", "accuracies": [0.5]}]}))
+    (run / "eval.json").symlink_to(elsewhere)
+    assert main(["report", str(run)]) == 0
+    assert "SECRET" not in (run / "report.html").read_text()
+    assert "eval.json" in capsys.readouterr().err
+    (run / "config.json").unlink()
+    (run / "config.json").symlink_to(elsewhere)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("eval.json", []), ("eval.json", {"results": 3}), ("eval.json", {"results": [1, "x"]}),
+     ("demo.json", {"a": 1}), ("config.json", []), ("config.json", {"method_config": [1]}),
+     ("eval.json", {"results": [{"accuracies": ["x", None]}], "protocol": 4})],
+)  # fmt: skip
+def test_report_survives_wrong_json_shapes_in_run_files(tmp_path, capsys, name, content):
+    run = _bare_run(tmp_path)
+    (run / name).write_text(json_text(content))
+    code = main(["report", str(run)])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 1
+    if code == 2:
+        assert name in err
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [["[1, 2]"], ['{"iteration": "x", "loss": 1}'], ['{"iteration": 0, "loss": "high"}'], ["3"],
+     ['{"iteration": 0, "loss": 1.5}', '{"iteration": 1, "loss": {"a": 1}}']],
+)  # fmt: skip
+def test_a_log_of_the_wrong_shape_ends_where_the_records_end(tmp_path, capsys, lines):
+    run = _bare_run(tmp_path)
+    (run / "log.jsonl").write_text("".join(line + "\n" for line in lines))
+    assert main(["report", str(run)]) == 0
+    code = main(["plot", "curve", str(run)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
+    assert code == (0 if len(lines) == 2 else 2)

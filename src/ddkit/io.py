@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -127,13 +129,41 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
+    """The JSON value in ``path``; with ``max_bytes``, only from a regular file of at most that
+    size (:func:`read_regular_file`: a file received from someone else)."""
     try:
+        if max_bytes is not None:
+            return json.loads(read_regular_file(path, max_bytes=max_bytes))
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FileFormatError(f"missing file {str(path)!r}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FileFormatError(f"corrupt JSON in {str(path)!r}: {e}") from None
+
+
+def read_regular_file(path: str | os.PathLike, *, max_bytes: int, magic: bytes = b"") -> bytes:
+    """The bytes of ``path`` when it is a regular file -- not a symbolic link, a FIFO or a
+    device -- of at most ``max_bytes`` that starts with ``magic``; else a one-line
+    :class:`FileFormatError` saying which. Nothing is waited on and nothing past the bound read."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise FileFormatError(f"missing file {str(p)!r}") from None
+    except OSError as e:
+        why = "is a symbolic link" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+        raise FileFormatError(f"{str(p)!r} {why}; ddkit reads only regular files here") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise FileFormatError(f"{str(p)!r} is not a regular file")
+        data = f.read(max_bytes + 1) if info.st_size <= max_bytes else b""
+    if info.st_size > max_bytes or len(data) > max_bytes:
+        raise FileFormatError(f"{str(p)!r} is larger than the {max_bytes:,} bytes ddkit reads")
+    if not data.startswith(magic):
+        raise FileFormatError(f"{str(p)!r} is not of the expected type (wrong first bytes)")
+    return data
 
 
 def save_tensors(

@@ -40,14 +40,29 @@ def save_figure(fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
-    """The lines of a run's ``log.jsonl`` (a line cut short by a kill ends the log)."""
+    """The records of a run's ``log.jsonl``: objects of an integer ``iteration`` and numbers.
+    A line cut short by a kill, or one that is no such record, ends the log."""
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             break
+        if not _is_record(row):
+            break
+        rows.append(row)
     return rows
+
+
+def _is_record(row: object) -> bool:
+    def number(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("iteration"), int)
+        and all(number(v) for v in row.values())
+    )
 
 
 def plot_learning_curve(log: str | os.PathLike, path: str | os.PathLike) -> Path:

@@ -8,11 +8,17 @@ import base64
 import datetime as _dt
 import html
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ddkit.errors import ConfigError
-from ddkit.io import atomic_write_bytes, read_json
+from ddkit.errors import ConfigError, FileFormatError
+from ddkit.io import atomic_write_bytes, read_json, read_regular_file
+
+#: the most a figure or a run file may weigh to be embedded or read (a run's are far smaller)
+MAX_FIGURE_BYTES = 32 * 2**20
+MAX_JSON_BYTES = 64 * 2**20
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -24,7 +30,14 @@ text-align:left}th{background:#f4f4f4}img{max-width:100%;border:1px solid #eee}
 
 
 def _img(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+    """``path`` embedded as a figure: only a regular PNG file (no link, FIFO or device) of at
+    most :data:`MAX_FIGURE_BYTES`; anything else is left out with a warning."""
+    try:
+        raw = read_regular_file(path, max_bytes=MAX_FIGURE_BYTES, magic=PNG_MAGIC)
+    except FileFormatError as e:
+        warnings.warn(f"{path.name} not embedded: {e}", stacklevel=2)
+        return ""
+    data = base64.b64encode(raw).decode()
     return (
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
         f"<figcaption class=note>{html.escape(caption)}</figcaption></figure>"
@@ -43,32 +56,18 @@ def _evaluations(folder: Path) -> str:
     parts = []
     for name in ("eval.json", "demo.json"):
         path = folder / name
-        if not path.is_file():
+        if not os.path.lexists(path):
             continue
-        data = read_json(path)
-        reports = {name: data} if "results" in data else data
-        rows = []
-        for label, rep in reports.items():
-            p = rep.get("protocol", {})
-            for r in rep.get("results", []):
-                accs = r.get("accuracies", [])
-                mean = 100 * sum(accs) / max(len(accs), 1)
-                rows.append(
-                    "<tr>"
-                    + "".join(
-                        f"<td>{html.escape(str(x))}</td>"
-                        for x in (
-                            label,
-                            r.get("model", "?"),
-                            p.get("name", "?"),
-                            p.get("epochs", "?"),
-                            len(accs),
-                            f"{mean:.2f}",
-                            ", ".join(f"{100 * a:.2f}" for a in accs),
-                        )
-                    )
-                    + "</tr>"
-                )
+        try:
+            data = read_json(path, max_bytes=MAX_JSON_BYTES)
+        except FileFormatError as e:
+            warnings.warn(f"{name} not read: {e}", stacklevel=2)
+            continue
+        reports = {name: data} if isinstance(data, dict) and "results" in data else data
+        if not isinstance(reports, dict):
+            warnings.warn(f"{name} not read: it is not a JSON object of reports", stacklevel=2)
+            continue
+        rows = [_eval_row(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
         head = "".join(
             f"<th>{h}</th>"
             for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
@@ -80,6 +79,23 @@ def _evaluations(folder: Path) -> str:
         "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
         "split.</p>"
     )
+
+
+def _results(report: Any) -> list[dict[str, Any]]:
+    """The result records of one evaluation report (those that are JSON objects)."""
+    results = report.get("results") if isinstance(report, dict) else None
+    return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+
+def _eval_row(label: str, report: dict[str, Any], result: dict[str, Any]) -> str:
+    """One table row: a result's model, protocol and accuracies (numbers only)."""
+    p = report.get("protocol") if isinstance(report.get("protocol"), dict) else {}
+    accs = result.get("accuracies") if isinstance(result.get("accuracies"), list) else []
+    accs = [float(a) for a in accs if isinstance(a, int | float) and not isinstance(a, bool)]
+    mean = 100 * sum(accs) / max(len(accs), 1)
+    cells = (label, result.get("model", "?"), p.get("name", "?"), p.get("epochs", "?"), len(accs),
+             f"{mean:.2f}", ", ".join(f"{100 * a:.2f}" for a in accs))  # fmt: skip
+    return "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells) + "</tr>"
 
 
 def _page(title: str, heading: str, body: str) -> bytes:
@@ -188,11 +204,7 @@ def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None
     record += sorted((f"budget {k}", v) for k, v in data.get("budgets", {}).items())
     body = (
         f"<p class=note>{html.escape(str(path.resolve()))}</p>"
-        + (
-            _img(chart, f"{data.get('audit')} audit")
-            if chart.is_file() and not chart.is_symlink()
-            else ""
-        )
+        + (_img(chart, f"{data.get('audit')} audit") if os.path.lexists(chart) else "")
         + f"<h2>Sets (mean over networks, %)</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
         + f"<h2>What produced it</h2>{_table(record)}"
     )
@@ -215,14 +227,19 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     folder = Path(run)
     if not (folder / "config.json").is_file() or not (folder / "synthetic").is_dir():
         raise ConfigError(f"{str(folder)!r} is not a run folder (no config.json / synthetic/)")
-    config = read_json(folder / "config.json")
-    if not (folder / "curve.png").exists() and plots.read_log(folder / "log.jsonl"):
-        plots.plot_learning_curve(folder / "log.jsonl", folder / "curve.png")
+    config = read_json(folder / "config.json", max_bytes=MAX_JSON_BYTES)
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{str(folder / 'config.json')!r} is not a run config (an object)")
+    log = folder / "log.jsonl"
+    if not os.path.lexists(folder / "curve.png") and log.is_file() and plots.read_log(log):
+        plots.plot_learning_curve(log, folder / "curve.png")
     title = f"{config.get('method')} on {config.get('dataset')}, IPC {config.get('ipc')}"
     settings = [
         (k, config.get(k)) for k in ("dataset", "method", "ipc", "iterations", "seed", "root")
     ]
-    settings += sorted((f"option {k}", v) for k, v in config.get("method_config", {}).items())
+    options = config.get("method_config")
+    options = options if isinstance(options, dict) else {}
+    settings += sorted((f"option {k}", v) for k, v in options.items())
     figures = [
         (name, caption)
         for name, caption in (
@@ -231,7 +248,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
             ("curve.png", "distillation loss per iteration"),
             ("accuracy.png", "test accuracy"),
         )
-        if (folder / name).is_file()
+        if os.path.lexists(folder / name)
     ]
     page = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"

@@ -112,7 +112,7 @@ class EvalReport:
                 f"{r.model:<16} {100 * r.mean:>8.2f} ± {100 * r.std:<5.2f}  {len(r.accuracies)}"
             )
             for name, g in r.group_summary().items():
-                lines.append(f"  {name:<14} {100 * g['mean']:>8.2f} ± {100 * g['std']:<5.2f}")
+                lines.append(f"  {name:<14} {100 * g['mean']:>8.2f} ± {100 * g['std']:.2f}")
         return "\n".join(lines)
 
 

@@ -103,3 +103,21 @@ def test_resume_with_more_iterations_extends_a_finished_run(tmp_path):
     assert len(log) == 7 and log == (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
     with pytest.raises(ConfigError, match="set up for 7; pass a larger count"):
         run(tmp_path / "short", 5, resume=True)
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_command_refused_by_the_method_writes_nothing_and_the_corrected_one_runs(
+    tmp_path, capsys, existed
+):
+    out = tmp_path / "run"
+    if existed:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    before = _snapshot(out) if existed else None
+    dm = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--quiet"]
+    bad = [*dm, "--iterations", "1", "--set", "codec=haba:3", "--out", str(out)]
+    code, err = _cli(bad, capsys)  # refused once the method sees the data, not when created
+    assert code == 2 and "does not fit the bytes of IPC 1" in err
+    assert (_snapshot(out) == before) if existed else not out.exists()
+    code, err = _cli([*dm, "--iterations", "1", "--out", str(out)], capsys)
+    assert code == 0, err

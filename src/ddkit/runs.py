@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any
 
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, DDKitError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.progress import ProgressSetting
@@ -113,8 +114,9 @@ def distill_run(
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
     check_log_targets(log)
+    existed = out.exists()
     ensure_writable_dir(out)
-    with run_lock(out):
+    with _undone_if_refused(out, existed, fresh=not resume), run_lock(out):
         atomic_write_json(out / "config.json", config)
         callbacks = [JsonlLog(out / "log.jsonl"), *(callbacks or ())]
         callbacks += tracker_callbacks(log, config, out)
@@ -136,6 +138,25 @@ def distill_run(
 
 
 RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")
+
+
+@contextmanager
+def _undone_if_refused(out: Path, existed: bool, *, fresh: bool) -> Iterator[None]:
+    """A fresh run that the method refuses (a :class:`DDKitError` before its first checkpoint,
+    e.g. a codec that does not fit the IPC) leaves ``out`` as it found it: a folder this
+    command created goes, else the run files it wrote; so the corrected command is not told
+    that the folder "already holds a run"."""
+    try:
+        yield
+    except DDKitError:
+        if fresh and not (out / "checkpoint" / "state.json").exists():
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for name in RUN_FILES:
+                    path = out / name
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
 
 
 def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: bool) -> None:

@@ -273,10 +273,11 @@ def test_kde_weights_favour_a_planted_minority_cluster():
     majority = torch.randn(95, 16, generator=g) * 0.3
     minority = torch.randn(5, 16, generator=g) * 0.3 + 4.0
     emb = torch.cat([majority, minority])[None]  # one class, 100 rows
-    w = kde_weights(emb)
+    w = kde_weights(emb, bandwidth=1.0)
     assert w.shape == (1, 100) and w.sum().item() == pytest.approx(1.0)
     assert w[0, 95:].min() > 5 * w[0, :95].max()
     assert w[0, 95:].sum() > 0.3  # 5 % of the rows, far more of the weight
+    assert kde_weights(emb)[0, 95:].sum() > 0.15  # the default bandwidth too
     mean = weighted_mean(emb, w)
     assert (mean - minority.mean(0)).norm() < (emb[0].mean(0) - minority.mean(0)).norm()
     flat = kde_weights(emb, temperature=1e6)  # a high temperature: the plain mean

@@ -13,7 +13,8 @@ Siamese augmentation):
 
 * density ``p_i = (1/B) sum_j exp(-||z_i - z_j||^2 / (2 h^2))`` (a Gaussian KDE evaluated at the
   batch's own points), with bandwidth ``h = bandwidth x`` the median pairwise distance of the
-  class's batch (the median heuristic);
+  class's batch (a scaled median heuristic; the default 0.4 keeps kernels narrow enough that a
+  minority of a few percent is not smoothed into the majority's density);
 * weight ``w_i = p_i^(-1/temperature) / sum_j p_j^(-1/temperature)``: at ``temperature = 1``
   plainly proportional to ``1 / p_i``; a larger temperature flattens the weights towards the
   plain mean, a smaller one sharpens them.
@@ -36,7 +37,7 @@ __all__ = ["kde_weights", "weighted_mean"]
 
 
 def kde_weights(
-    embeddings: torch.Tensor, bandwidth: float = 1.0, temperature: float = 1.0
+    embeddings: torch.Tensor, bandwidth: float = 0.4, temperature: float = 1.0
 ) -> torch.Tensor:
     """Weights ``(K, B)`` (each class's row sums to 1) proportional to the inverse kernel
     density of each embedding among its class's ``embeddings`` ``(K, B, F)`` (module

@@ -328,3 +328,40 @@ def test_the_implicit_hypergradient_equals_a_finite_difference():
     cal = calibrate(fit(wd), train, val, wd, terms=800, hessian_batch=10**6, generator=g)
     finite = (val_loss(fit(wd * math.exp(eps))) - val_loss(fit(wd * math.exp(-eps)))) / (2 * eps)
     assert float(cal.target[0]) == pytest.approx(finite, rel=0.01)
+
+
+# ------------------------------------------------------------------ one-line refusals before work
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["federated", "--rounds", "0"], "--rounds must be >= 1"),
+        (["federated", "--local-epochs", "0"], "--local-epochs must be >= 1"),
+        (["federated", "--clients", "0"], "--clients must be >= 1"),
+        (["federated", "--alphas", "inf"], "--alphas must be finite"),
+        (["federated", "--alphas", "nan"], "--alphas must be numbers"),
+        (["federated", "--alphas", "0"], "--alphas must be > 0"),
+        (["federated", "--alphas", "x"], "--alphas must be comma-separated numbers"),
+        (["federated", "--ipc", "0"], "--ipc must be >= 1"),
+        (["continual", "--steps", "0"], "--steps must be >= 1"),
+        (["continual", "--orders", "0"], "--orders must be >= 1"),
+        (["continual", "--runs", "0"], "--runs must be >= 1"),
+        (["continual", "--memory", "0"], "--memory must be >= 1"),
+        (["continual", "--iterations", "-1"], "--iterations must be >= 0"),
+        (["hcdc", "--terms", "0"], "--terms must be >= 1"),
+        (["hcdc", "--epochs", "0"], "--epochs must be >= 1"),
+        (["hcdc", "--val-fraction", "nan"], "--val-fraction must be a number"),
+        (["hcdc", "--val-fraction", "inf"], "--val-fraction must be a number in (0, 1)"),
+        (["hcdc", "--val-fraction", "1"], "--val-fraction must be a number in (0, 1)"),
+        (["hcdc", "--lrs", "inf"], "--lrs must be finite"),
+        (["hcdc", "--iterations", "0"], "--iterations must be >= 1"),
+        (["nas", "--proxy-epochs", "0"], "--proxy-epochs must be >= 1"),
+        (["nas", "--full-epochs", "0"], "--full-epochs must be >= 1"),
+        (["nas", "--val-fraction", "0"], "--val-fraction must be a number in (0, 1)"),
+    ],
+)
+def test_an_app_refuses_bad_numbers_in_one_line_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code = main(["app", *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -23,8 +23,10 @@ The flags that several sub-commands share are defined once here (:data:`COMMON_F
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
+import math
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,8 +70,54 @@ class Group:
             member = self.members.get(key)
             sub = inner.add_parser(key, help=member.help, description=member.help)
             member.add_arguments(sub)
-            sub.set_defaults(func=member.run)
+            sub.set_defaults(func=functools.partial(_checked_run, member))
         return parser
+
+
+def _checked_run(member: Any, args: argparse.Namespace) -> int:
+    """``member.run(args)`` once every option named in its ``limits`` is in range."""
+    for dest, limit in getattr(member, "limits", {}).items():
+        limit.check(f"--{dest.replace('_', '-')}", getattr(args, dest))
+    return member.run(args)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The valid values of a numeric option: finite numbers in ``[low, high]`` (``open``: in
+    ``(low, high)``); an integer option with ``integer``. Text is read as comma-separated
+    numbers (:func:`number_list`); ``None`` (an option left unset) passes."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open: bool = False
+    integer: bool = False
+
+    def check(self, what: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, str):
+            values = number_list(value, what, kind=int if self.integer else float)
+        else:
+            values = [value]
+        for v in values:
+            if v != v:
+                raise ConfigError(f"{what} must be a number, got {v}")
+            if self.open and math.isinf(self.high) and not self.low < v < self.high:
+                raise ConfigError(f"{what} must be > {self.low:g} and finite, got {v}")
+            if self.open and not self.low < v < self.high:
+                raise ConfigError(
+                    f"{what} must be a number in ({self.low:g}, {self.high:g}), got {v}"
+                )
+            if not self.open and v < self.low:
+                raise ConfigError(f"{what} must be >= {self.low:g}, got {v}")
+            if not self.open and v > self.high:
+                raise ConfigError(f"{what} must be <= {self.high:g}, got {v}")
+
+
+#: a count of at least one (rounds, steps, epochs, terms, ...)
+COUNT = Limit(1, integer=True)
+#: a fraction strictly between 0 and 1 (a validation split)
+FRACTION = Limit(0, 1, open=True)
 
 
 class Member:
@@ -83,6 +131,8 @@ class Member:
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
     group: ClassVar[str] = ""
+    #: numeric options (argparse dests) and their valid values, checked before :meth:`run`
+    limits: ClassVar[dict[str, Limit]] = {}
 
     @classmethod
     def add_shared(cls, parser: argparse.ArgumentParser) -> None:
@@ -187,6 +237,8 @@ def number_list(
         raise ConfigError(f"{what} needs at least one value")
     if any(v != v for v in values):
         raise ConfigError(f"{what} must be numbers, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{what} must be finite numbers, got {text!r}")
     if minimum is not None and min(values) < minimum:
         raise ConfigError(f"{what} must be >= {minimum}, got {min(values)}")
     if above is not None and min(values) <= above:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ddkit.apps.base import App, finished_rows, register_app
+from ddkit.commands import COUNT, Limit
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -166,6 +167,8 @@ class ContinualApp(App):
 
     name = "continual"
     help = "class-incremental learning with a memory built per step by each method"
+    limits = {"steps": COUNT, "memory": COUNT, "orders": COUNT, "runs": COUNT,
+              "iterations": Limit(0, integer=True)}  # fmt: skip
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

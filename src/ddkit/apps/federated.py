@@ -21,6 +21,7 @@ import torch
 
 from ddkit.apps.base import App, register_app
 from ddkit.apps.continual import class_subset, in_full_label_space, join_sets
+from ddkit.commands import COUNT, Limit
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -187,6 +188,8 @@ class FederatedApp(App):
 
     name = "federated"
     help = "one-shot distilled uploads from non-IID clients against FedAvg"
+    limits = {"ipc": COUNT, "clients": COUNT, "rounds": COUNT, "local_epochs": COUNT,
+              "alphas": Limit(0, open=True), "iterations": Limit(0, integer=True)}  # fmt: skip
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -54,7 +54,7 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from ddkit.apps.base import App, register_app
 from ddkit.apps.nas import rank_agreement
-from ddkit.commands import number_list
+from ddkit.commands import COUNT, FRACTION, Limit, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -364,6 +364,9 @@ class HcdcApp(App):
 
     name = "hcdc"
     help = "condensed validation sets that keep a hyperparameter grid's ranking (HCDC)"
+    limits = {"ipc": COUNT, "baseline_iterations": Limit(0, integer=True), "epochs": COUNT,
+              "iterations": COUNT, "terms": COUNT, "val_fraction": FRACTION,
+              "lrs": Limit(0, open=True), "weight_decays": Limit(0, open=True)}  # fmt: skip
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.apps.base import App, register_app
+from ddkit.commands import COUNT, FRACTION, Limit
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -177,6 +178,8 @@ class NasApp(App):
 
     name = "nas"
     help = "architecture search: does training on a proxy set rank networks as full data?"
+    limits = {"ipc": COUNT, "iterations": Limit(0, integer=True), "proxy_epochs": COUNT,
+              "full_epochs": COUNT, "val_fraction": FRACTION}  # fmt: skip
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

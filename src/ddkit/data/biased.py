@@ -5,8 +5,8 @@
   Representations with Biased Representations", ICML 2020, arXiv:1910.02806) and of the
   dataset-bias study this module serves (J. Cui, R. Wang, Y. Xiong and C.-J. Hsieh,
   "Mitigating Bias in Dataset Distillation", ICML 2024, arXiv:2406.06609).
-* **Background Fashion-MNIST** (``bg-fashionmnist-c<P>``): each garment stays grey on a
-  background of its class's colour (the background bias of the same study).
+* **Background Fashion-MNIST** (``bg-fashionmnist-c<P>``): each garment stays grey and the
+  pixels it does not cover take its class's colour (the background bias of the same study).
 
 ``P`` is the bias-conflicting percentage of the training split: in every class,
 ``round(P / 100 * n_c)`` rows chosen at random take a colour drawn uniformly from the *other*
@@ -113,12 +113,12 @@ def balanced_attributes(
 def paint(grey: torch.Tensor, colours: torch.Tensor, style: str) -> torch.Tensor:
     """Colour grey images ``(N, 1, H, W)`` in ``[0, 1]`` with one RGB colour per row
     ``(N, 3)``: ``"digit"`` tints the strokes (``grey * colour``), ``"background"`` keeps the
-    object grey and fills what is dark with the colour (``grey + (1 - grey) * colour``)."""
+    object grey and gives the pixels it does not cover (value 0) the colour."""
     c = colours[:, :, None, None].to(grey.dtype)
     if style == "digit":
         return grey * c
     if style == "background":
-        return grey + (1 - grey) * c
+        return torch.where(grey > 0, grey, c)
     raise ConfigError(f"unknown colouring style {style!r}; valid: {', '.join(STYLES)}")
 
 

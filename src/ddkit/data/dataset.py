@@ -44,6 +44,11 @@ class ImageDataset:
         return list(torch.split(order, counts))
 
     @property
+    def aligned(self) -> torch.Tensor | None:
+        """Per row, whether its bias attribute is its class's (``None`` without attributes)."""
+        return None if self.bias is None else self.bias == self.labels
+
+    @property
     def class_counts(self) -> list[int]:
         return [len(ix) for ix in self.class_indices]
 

@@ -385,3 +385,46 @@ def test_a_codec_set_saved_before_settings_were_checksummed_is_refused_until_re_
     assert "\n" not in str(e.value)
     assert main(["export", str(folder), "--to", str(tmp_path / "new"), "--format", "set"]) == 0
     assert torch.equal(SyntheticSet.load(tmp_path / "new").images, syn.images)
+
+
+# ------------------------------------------------------------------ memory checked before allocating
+def _no_big_allocations(monkeypatch):
+    """Budget of 256 MiB: what a check refuses is then refused before it is allocated."""
+    monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
+
+
+def test_a_huge_latent_width_is_refused_before_the_decoder_is_built(tmp_path, monkeypatch):
+    from ddkit.errors import FileFormatError
+
+    _no_big_allocations(monkeypatch)
+    codec = make_codec("latent:4")
+    codec.width = 2**40  # as a crafted set's latent_width would set it
+    with pytest.raises(ConfigError, match="memory budget"):
+        codec.emitted_per_class(10, tiny_digits().train.spec)
+    codec = make_codec("latent:4")
+    spec = tiny_digits().train.spec
+    extras = {"latent.codes": torch.zeros(10, 4), "latent.decoder": torch.zeros(100)}
+    with pytest.raises(FileFormatError, match="decoder of .* numbers"):
+        codec.restore(spec, {"latent_width": 2**30}, extras)  # 100 numbers: not this decoder
+
+
+def test_a_huge_latent_dimension_option_is_refused_before_allocating(monkeypatch):
+    _no_big_allocations(monkeypatch)
+    with pytest.raises(ConfigError, match="memory budget"):
+        make_codec(f"latent:{2**40}").emitted_per_class(10, tiny_digits().train.spec)
+
+
+def test_a_set_decoding_to_more_than_the_budget_is_refused_before_decoding(tmp_path, monkeypatch):
+    import json
+
+    from ddkit.data.synthetic import META_FILE, settings_digest
+    from ddkit.errors import FileFormatError
+
+    folder = _codec_set("haba:3").save(tmp_path / "set")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["num_images"] = 10**9  # a crafted file: its settings checksum recomputed
+    meta["settings_sha256"] = settings_digest(meta)
+    (folder / META_FILE).write_text(json.dumps(meta))
+    _no_big_allocations(monkeypatch)
+    with pytest.raises(FileFormatError, match="memory budget"):
+        SyntheticSet.load(folder)

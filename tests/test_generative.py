@@ -74,3 +74,11 @@ def test_resample_command_draws_from_a_saved_generator(tmp_path, capsys):
         f"ddkit: error: {str(tmp_path / 'more')!r} already exists; choose another --to or remove it",
     ]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_resample_count_past_the_memory_budget_is_refused_before_sampling(monkeypatch):
+    syn = _dim(samples=1).fit(tiny_digits().train, 2, iterations=0, seed=0)
+    monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
+    with pytest.raises(ConfigError, match="memory budget") as e:
+        resample(syn, 10**9)
+    assert "\n" not in str(e.value)

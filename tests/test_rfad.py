@@ -173,3 +173,13 @@ def test_bad_options_are_refused_in_one_line(option, value):
 def test_rfad_beats_random_real_images_on_digits_ipc1():
     rfad, random = accuracy_against_random("rfad")
     assert rfad > random + 0.02, (rfad, random)
+
+
+def test_a_kernel_width_past_the_memory_budget_is_refused_when_the_method_is_created(monkeypatch):
+    from ddkit.methods import create_method
+
+    monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
+    with pytest.raises(ConfigError, match="memory budget") as e:
+        create_method("rfad", width=10**6)
+    assert "\n" not in str(e.value)
+    create_method("rfad", width=256)

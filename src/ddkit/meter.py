@@ -16,9 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ddkit.errors import ConfigError
+
 __all__ = [
+    "BUDGET_ENV",
     "PeakRSS",
+    "check_memory",
     "high_water_mb",
+    "memory_budget",
     "peak_rss_mb",
     "release_free_memory",
     "reset_high_water",
@@ -26,6 +31,33 @@ __all__ = [
 ]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+#: environment variable: the bytes one checked allocation may take (default: half the memory)
+BUDGET_ENV = "DDKIT_MEMORY_BUDGET"
+
+
+def memory_budget() -> int:
+    """The bytes one allocation that ddkit checks beforehand may take: ``$DDKIT_MEMORY_BUDGET``
+    (a number of bytes), else half of this machine's memory (16 GiB where it is unknown)."""
+    text = os.environ.get(BUDGET_ENV, "")
+    try:
+        return max(1, int(float(text)))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * _PAGE // 2
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def check_memory(what: str, nbytes: int, fix: str, error: type[Exception] = ConfigError) -> None:
+    """Refuse (``error``, one line) before allocating ``nbytes`` for ``what`` when they exceed
+    :func:`memory_budget`; ``fix`` says what to change."""
+    budget = memory_budget()
+    if nbytes > budget:
+        raise error(
+            f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the memory budget of "
+            f"{budget / 2**30:,.1f} GiB (${BUDGET_ENV}); {fix}"
+        )
 
 
 def peak_rss_mb() -> float:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved
+from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved, image_bytes
 from ddkit.data.dataset import ImageDataset, check_images, class_labels, denormalise
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.zca import ZCA
@@ -37,6 +37,7 @@ from ddkit.io import (
     recover_replaced_dir,
     sha256_file,
 )
+from ddkit.meter import check_memory
 from ddkit.viz import image_grid
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
@@ -287,6 +288,15 @@ class SyntheticSet:
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise FileFormatError(f"{str(p / META_FILE)!r} has a malformed spec ({e})") from None
         _check_settings(meta, p, trust_settings)
+        num_images = meta.get("num_images")
+        if not isinstance(num_images, int) or num_images < 0:
+            raise FileFormatError(f"{str(p / META_FILE)!r}: num_images must be a count")
+        check_memory(  # before anything is decoded (a decoded set may be far larger than its file)
+            f"the {num_images:,} images of {str(p)!r}",
+            num_images * image_bytes(spec),
+            "it is not a set ddkit can load here",
+            FileFormatError,
+        )
         decoded = bool(meta.get("images_decoded"))
         if ("images" not in tensors and not decoded) or "labels" not in tensors:
             raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
@@ -294,6 +304,8 @@ class SyntheticSet:
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         try:
             images = tensors["images"] if not decoded else _decode(spec, meta, extras, tfile)
+            if len(images) != num_images:
+                raise DataError(f"{len(images)} images, but meta.json says {num_images}")
             return cls(
                 images,
                 tensors["labels"],

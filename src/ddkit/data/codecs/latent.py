@@ -22,7 +22,8 @@ from ddkit.data.codecs.autoencoder import obtain_autoencoder
 from ddkit.data.codecs.base import Codec, image_bytes, register_codec
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, FileFormatError
+from ddkit.meter import check_memory
 from ddkit.rng import seeded_global_rng
 
 
@@ -50,12 +51,21 @@ class Latent(Codec):
     def spec_string(self) -> str:
         return f"latent:{self.dim}"
 
+    def _decoder_params(self, spec: DatasetSpec) -> int:
+        """The number of the decoder's parameters (counted, not built)."""
+        c, (h, w), m, d = spec.channels, spec.image_size, self.width, self.dim
+        small = m * (h // 4) * (w // 4)
+        return d * small + small + m * (m // 2) * 16 + m // 2 + (m // 2) * c * 16 + c
+
     def _networks(self, spec: DatasetSpec) -> tuple[nn.Module, nn.Module]:
         """A fresh encoder and decoder for ``spec``'s images, initialised from seed 0."""
         c, (h, w), m = spec.channels, spec.image_size, self.width
         if h % 4 or w % 4:
             raise ConfigError(f"latent codecs need image sides divisible by 4, got {h}x{w}")
         small = m * (h // 4) * (w // 4)
+        check_memory(  # the encoder has about as many parameters as the decoder
+            f"latent:{self.dim}'s autoencoder", 8 * self._decoder_params(spec), "use a smaller D"
+        )
         with seeded_global_rng(0):  # layer initialisers draw from the global RNG
             encoder = nn.Sequential(
                 nn.Conv2d(c, m // 2, 3, 2, 1), nn.ReLU(), nn.Conv2d(m // 2, m, 3, 2, 1),
@@ -69,7 +79,10 @@ class Latent(Codec):
         return encoder, decoder
 
     def _decoder_bytes(self, spec: DatasetSpec) -> int:
-        return 4 * sum(p.numel() for p in self._networks(spec)[1].parameters())
+        check_memory(
+            f"latent:{self.dim}'s decoder", 4 * self._decoder_params(spec), "use a smaller D"
+        )
+        return 4 * self._decoder_params(spec)
 
     def emitted_per_class(self, ipc: int, spec: DatasetSpec) -> int:
         k = spec.num_classes
@@ -116,9 +129,17 @@ class Latent(Codec):
     def restore(
         self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
     ) -> torch.Tensor | None:
-        self.width = int(meta.get("latent_width", self.width))
+        self.width = meta.get("latent_width", self.width)
+        weights = extras["latent.decoder"]
+        if not isinstance(self.width, int) or self.width < 2:
+            raise FileFormatError(f"latent_width must be an integer >= 2, got {self.width!r}")
+        if weights.ndim != 1 or len(weights) != self._decoder_params(spec):
+            raise FileFormatError(  # checked before the decoder is built
+                f"the set stores a decoder of {weights.numel()} numbers, not the "
+                f"{self._decoder_params(spec)} of latent:{self.dim} at width {self.width}"
+            )
         _, self.decoder_ = self._networks(spec)
-        nn.utils.vector_to_parameters(extras["latent.decoder"], self.decoder_.parameters())
+        nn.utils.vector_to_parameters(weights, self.decoder_.parameters())
         self.decoder_.requires_grad_(False).eval()
         return extras["latent.codes"]
 

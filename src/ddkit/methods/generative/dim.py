@@ -41,6 +41,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
+from ddkit.meter import check_memory
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Preset
 from ddkit.methods.matching.distribution import (
@@ -237,5 +238,10 @@ def resample(syn: SyntheticSet, per_class: int, seed: int = 0) -> SyntheticSet:
         raise DataError("this set stores no generator (only sets distilled by dim do)")
     if per_class < 1:
         raise ConfigError(f"per_class must be >= 1, got {per_class}")
+    check_memory(
+        f"{per_class:,} images per class",
+        per_class * syn.spec.num_classes * image_bytes(syn.spec),
+        "draw fewer per class",
+    )
     stored = {k: syn.extras[k] for k in STORED}
     return _sampled_set(syn.spec, stored, dict(syn.meta), per_class, seed)

@@ -45,6 +45,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -171,6 +172,13 @@ class RFADConfig(LabelLearningConfig):
         "lr_img": POSITIVE,
         "batch_real": AT_LEAST_ONE,
     }
+
+    def check(self) -> None:
+        super().check()
+        # the random networks' weights (3 input channels at most), before any is drawn
+        weights = 9 * self.width * (3 + (self.depth - 1) * self.width)
+        check_memory(f"{self.models} random ConvNets of width {self.width}",
+                     4 * self.models * weights, "use a smaller width or fewer models")  # fmt: skip
 
 
 @register_method

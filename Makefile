@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo lint test test-slow bench clean
+.PHONY: install demo lint test test-slow bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: install
 
 ## Lint and format check (ruff, pinned in pyproject.toml).
 lint: install
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs
+	$(PY) -m ruff format --check src tests benchmarks docs
 
 ## Lint, then run the test suite (fast tests; `make test-slow` for the marked learning tests).
 test: install lint
@@ -31,5 +31,9 @@ test-slow: install
 bench: install
 	$(VENV)/bin/ddkit bench --suite quick
 
+## Build the documentation site into site/ (warnings are errors); browse site/index.html.
+docs: install
+	$(PY) -m mkdocs build --strict -d site
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info

@@ -31,7 +31,7 @@ test-slow: install
 bench: install
 	$(VENV)/bin/ddkit bench --suite quick
 
-## Build the documentation site into site/ (warnings are errors); browse site/index.html.
+## Build the documentation site into site/ (warnings are errors); browse: python -m http.server -d site
 docs: install
 	$(PY) -m mkdocs build --strict -d site
 

@@ -40,8 +40,7 @@ class Registry(Generic[T]):
         if key in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[key] = obj
-        doc = help or (getattr(obj, "__doc__", None) or "").strip().splitlines()
-        self._help[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+        self._help[key] = help or first_paragraph(getattr(obj, "__doc__", None) or "")
 
     def add_class(self, cls: Any) -> Any:
         """Class decorator: register ``cls`` under its ``name`` with its ``help`` (or the first
@@ -79,3 +78,14 @@ def import_submodules(package: str) -> None:
     root = sys.modules[package]
     for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
         importlib.import_module(info.name)
+
+
+def first_paragraph(doc: str) -> str:
+    """The first paragraph of a docstring on one line (a help line that never stops
+    mid-sentence)."""
+    lines = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    return " ".join(lines)

@@ -250,7 +250,7 @@ SUITES.add(
         full_data_epochs={"mnist5k": 30},
         models={"mnist5k": "convnet-w32"},
     ),
-    help="mnist5k pruned to 2-90 %% by every pruning score (and CCS over the margin) beside "
+    help="mnist5k pruned to 2-90 % by every pruning score (and CCS over the margin) beside "
     "random rows and the full data; the standard suite's full-data recipe, epochs scaled to keep "
     "the optimisation steps",
 )

@@ -367,9 +367,7 @@ METHODS: Registry[type[Distiller]] = Registry("method")
 
 def register_method(cls: type[Distiller]) -> type[Distiller]:
     """Class decorator: register a Distiller subclass under ``cls.name``."""
-    METHODS.add(
-        cls.name, cls, help=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    )
+    METHODS.add(cls.name, cls)  # help: the docstring's first paragraph
     return cls
 
 

@@ -228,9 +228,9 @@ def test_vs_random_column_marks_clear_leads():
     }
     data = {
         "rows": [
-            {**base, "method": "random", "mean": 0.50, "std": 0.01},
-            {**base, "method": "a", "mean": 0.60, "std": 0.02},
-            {**base, "method": "b", "mean": 0.52, "std": 0.02},
+            {**base, "method": "random", "mean": 0.50, "std": 0.01, "accuracies": [0.5]},
+            {**base, "method": "a", "mean": 0.60, "std": 0.02, "accuracies": [0.6]},
+            {**base, "method": "b", "mean": 0.52, "std": 0.02, "accuracies": [0.52]},
         ]
     }
     table = markdown_table(suite, data)
@@ -472,3 +472,64 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
     assert new[0]["cell_folder"] == folder.as_posix() and folder.exists() and not work.exists()
     assert other in rows  # a cell not re-run is untouched
     assert read_results(path, suite)["replaced"] == first  # the old row kept for the record
+
+
+# ------------------------------------------------------------------ stopping and damaged rows
+_SLOW_RUNNER = """
+import os, sys, time
+import ddkit.bench.runner as runner
+from ddkit.bench import Suite
+
+def slow_unit(*args):
+    print(os.getpid(), flush=True)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    runner.run_unit = slow_unit
+    suite = Suite(name="pytest-slow", datasets=("digits",), ipcs=(1,), protocol="smoke", runs=1,
+                  methods=("random",), full_data=False)
+    runner.run_suite(suite, results_dir=sys.argv[1], markdown=None, log=lambda line: None)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_signalled_runner_stops_its_unit_within_seconds(tmp_path, signal_name):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "runner.py"
+    script.write_text(_SLOW_RUNNER)
+    runner = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    child = int(runner.stdout.readline())  # the unit runs (and would for two minutes)
+    t0 = time.monotonic()
+    runner.send_signal(getattr(signal, signal_name))  # to the runner alone, not its group
+    try:
+        runner.wait(timeout=10)
+    finally:
+        runner.kill()
+    assert time.monotonic() - t0 < 10
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+    saved = json.loads((tmp_path / "pytest-slow.json").read_text())
+    assert saved["rows"] == []  # an interrupted unit is no failed cell: it runs next time
+
+
+def test_a_row_that_lost_its_accuracy_is_not_finished_and_runs_again(tmp_path, tiny_suite):
+    from ddkit.bench.results import finished_cells
+
+    path = tmp_path / f"{tiny_suite}.json"
+    lost = {"dataset": "digits", "method": "random", "ipc": 1, "iterations": 0}
+    junk = [3, {"method": "random"}, {"dataset": "digits", "method": "random", "ipc": "x"}]
+    path.write_text(json.dumps({"suite": tiny_suite, "rows": [lost, *junk]}))
+    assert finished_cells(json.loads(path.read_text())) == set()
+    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=tmp_path / "B.md", ipcs=[1],
+                     only=["random"], log=lambda line: None)  # fmt: skip
+    (row,) = [r for r in rows if isinstance(r, dict) and r.get("accuracies")]
+    assert len(row["accuracies"]) == 2 and "mean" in row
+    assert lost not in json.loads(path.read_text())["rows"]

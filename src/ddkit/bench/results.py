@@ -24,6 +24,7 @@ from typing import Any
 
 from ddkit.bench.cells import DISTILL, Cell, cell_folder, cell_row, finished_units, units
 from ddkit.bench.suites import Suite
+from ddkit.errors import FileFormatError
 from ddkit.io import atomic_write_json, process_alive, read_json
 from ddkit.meter import machine_info
 
@@ -41,8 +42,15 @@ def results_lock(path: Path) -> Iterator[None]:
 
 
 def read_results(path: Path, suite: Suite) -> dict[str, Any]:
+    """The suite's results (rows, claims); a file of another shape is refused in one line."""
     data = read_json(path) if path.exists() else {"suite": suite.name, "rows": []}
-    data.setdefault("running", {})
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise FileFormatError(
+            f"{str(path)!r} is not a ddkit bench results file (no list of rows); move it away "
+            "or pass --fresh"
+        )
+    if not isinstance(data.setdefault("running", {}), dict):
+        data["running"] = {}
     return data
 
 
@@ -52,7 +60,39 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
 
 
 def finished_cells(data: dict[str, Any]) -> set[Cell]:
-    return {Cell.of_row(r) for r in data["rows"]}
+    return {Cell.of_row(r) for r in data["rows"] if finished_row(r)}
+
+
+def finished_row(row: Any) -> bool:
+    """Whether a results row records a finished cell: its failure (``error``), or its
+    accuracies and their mean. A row that lost them, or is no row at all, is not: its cell runs
+    again and the new row replaces it."""
+    if not _names_a_cell(row):
+        return False
+    if isinstance(row.get("error"), str):
+        return True
+    accs, mean = row.get("accuracies"), row.get("mean")
+    return (
+        isinstance(accs, list)
+        and bool(accs)
+        and all(_number(a) for a in accs)
+        and _number(mean)
+        and _number(row.get("std"))
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _names_a_cell(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("dataset"), str)
+        and isinstance(row.get("method"), str)
+        and (row.get("ipc") is None or type(row.get("ipc")) is int)
+        and (row.get("keep") is None or type(row.get("keep")) is int)
+    )
 
 
 def _boot_id() -> str:
@@ -129,6 +169,15 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
     return None
 
 
+def release_unit(path: Path, suite: Suite, cell: Cell, unit: str) -> None:
+    """Drop this process's claim on an unfinished ``unit`` (an interrupted runner): it runs
+    next time, resuming from what it kept."""
+    with results_lock(path):
+        data = read_results(path, suite)
+        if data["running"].pop(_key(cell, unit), None) is not None:
+            write_results(path, data)
+
+
 def finish_unit(
     path: Path, suite: Suite, cell: Cell, unit: str, seed: int, error: str | None = None
 ) -> dict[str, Any] | None:
@@ -157,10 +206,14 @@ def finish_unit(
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 row = _replace_cell(path, suite, cell, data, row)
-        elif row is not None:
-            data["rows"].append(row)
+        elif row is not None:  # in place of any damaged row of the cell
+            data["rows"] = [r for r in data["rows"] if not _damaged_row_of(r, cell)] + [row]
         write_results(path, data)
         return row
+
+
+def _damaged_row_of(row: Any, cell: Cell) -> bool:
+    return _names_a_cell(row) and not finished_row(row) and Cell.of_row(row) == cell
 
 
 def _replace_cell(
@@ -176,7 +229,7 @@ def _replace_cell(
     rerun_folder(final).rename(final)
     shutil.rmtree(old, ignore_errors=True)
     row = {**row, "cell_folder": final.as_posix()}
-    same = [r for r in data["rows"] if Cell.of_row(r) == cell]
+    same = [r for r in data["rows"] if _names_a_cell(r) and Cell.of_row(r) == cell]
     data.setdefault("replaced", []).extend(same)
     data["rows"] = [r for r in data["rows"] if r not in same] + [row]
     return row

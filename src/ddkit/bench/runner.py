@@ -11,13 +11,14 @@ interrupted distillation.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from ddkit.bench.results import (
     claim_unit,
     finish_unit,
     finished_cells,
+    finished_row,
     mark_rerun,
     read_results,
+    release_unit,
     results_lock,
     write_results,
 )
@@ -105,12 +108,13 @@ def run_suite(
     ]
     if rerun:
         mark_rerun(path, suite, todo)
-    for cell in todo:
-        while (claim := claim_unit(path, suite, cell)) is not None:
-            row = _run_claimed(path, suite, cell, *claim, seed, log)
-            if row is not None:
-                _log_row(row, log)
-                break
+    with signals_interrupt():
+        for cell in todo:
+            while (claim := claim_unit(path, suite, cell)) is not None:
+                row = _run_claimed(path, suite, cell, *claim, seed, log)
+                if row is not None:
+                    _log_row(row, log)
+                    break
     data = read_results(path, suite)
     if markdown:
         write_markdown(Path(markdown), suite, data, results_dir)
@@ -128,15 +132,77 @@ def _run_claimed(
 ) -> dict[str, Any] | None:
     """Run a claimed unit in a fresh child process (its peak memory is its own); release it."""
     log(f"[bench {suite.name}] {cell.label}: {unit} ...")
-    error = None
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        try:
-            pool.submit(
-                exit_with_parent, os.getpid(), run_unit, cell, unit, suite, seed, folder
-            ).result()
-        except Exception as e:  # a failing method is recorded, not hidden
-            error = f"{type(e).__name__}: {e}"
+    try:
+        error = run_in_child(run_unit, cell, unit, suite, seed, folder)
+    except BaseException:  # interrupted: the unit is released unfinished, to run next time
+        release_unit(path, suite, cell, unit)
+        raise
     return finish_unit(path, suite, cell, unit, seed, error)
+
+
+#: seconds a stopped unit's process gets to end on SIGTERM before it is killed
+STOP_GRACE = 3.0
+
+
+def run_in_child(fn: Callable[..., Any], *args: Any) -> str | None:
+    """Call ``fn(*args)`` in a fresh (spawned) child process and wait for it; return ``None``
+    when it returned, else its error as one line (a failing method is recorded, not hidden).
+    Interrupted (Ctrl-C, SIGTERM: see :func:`signals_interrupt`), the child is stopped at once
+    -- SIGTERM, then SIGKILL after :data:`STOP_GRACE` seconds -- and the interrupt goes on;
+    units write atomically and resume from their checkpoints, so nothing finished is lost."""
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(send, os.getpid(), fn, args))
+    child.start()
+    send.close()
+    try:
+        try:
+            outcome = receive.recv()
+        except EOFError:  # it died without a word (killed, out of memory)
+            child.join()
+            return f"the unit's process ended with exit code {child.exitcode}"
+        child.join()
+        if outcome == "interrupted":
+            raise KeyboardInterrupt
+        return outcome
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.terminate()
+            child.join(STOP_GRACE)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
+def _child_main(send: Any, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        exit_with_parent(parent, fn, *args)
+        outcome = None
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    except Exception as e:
+        outcome = f"{type(e).__name__}: {e}"
+    send.send(outcome)
+    send.close()
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts as Ctrl-C does (:class:`KeyboardInterrupt`), so a
+    stopped runner stops its unit and releases its claim (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_with_parent(parent: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -250,7 +316,8 @@ def markdown_table(
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
     ]
     order = {FULL: 0}  # the full-data row first, then the methods by name
-    rows = sorted(data["rows"], key=lambda r: (*_size(r), order.get(r["method"], 1), r["method"]))
+    rows = [r for r in data["rows"] if finished_row(r)]  # a damaged row's cell is pending
+    rows.sort(key=lambda r: (*_size(r), order.get(r["method"], 1), r["method"]))
     random_rows = {_size(r): r for r in rows if r["method"] == "random"}
     for r in rows:
         if "error" in r:
@@ -270,7 +337,7 @@ def markdown_table(
     if suite.keeps:
         lines += ["", *_kept_table(suite, rows)]
     done = finished_cells(data)
-    finished = [r for r in data["rows"] if "error" not in r]
+    finished = [r for r in rows if "error" not in r]
     pending = [
         _pending_text(suite, finished, cell, results_dir)
         for cell in cells(suite)

@@ -410,3 +410,17 @@ def test_evaluate_reuses_the_runs_data_root_and_names_unknown_datasets(capsys, t
     code, _, err = run_cli(["evaluate", str(tmp_path / "own"), "--protocol", "smoke"], capsys)
     assert code == 2 and "'mine', which ddkit does not know by name" in err
     assert "--dataset npz --root" in err and err.count("\n") == 1
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import ddkit.cli
+
+    def broken(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(ddkit.cli, "cmd_list", broken)
+    assert ddkit.cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: boom" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="boom"):
+        ddkit.cli.main(["--debug", "list"])

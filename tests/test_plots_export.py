@@ -88,3 +88,22 @@ def test_grid_rows_carry_class_names(run, tmp_path):
     assert _png(named)[0] > _png(plain)[0] and _png(named)[1] == _png(plain)[1]
     pix = torch.tensor(np.array(Image.open(named).convert("L")), dtype=torch.float32)
     assert (pix[:, :10] < 128).any()  # dark text in the name margin
+
+
+def test_dollar_signs_in_names_are_drawn_as_text_not_math(tmp_path):
+    from ddkit.plots import plot_accuracies, plot_accuracy_vs_ipc
+
+    names = [r"$\frac{a$", "$x^{$", "a$b$c"]  # odd but legal dataset / method names
+    rows = [{"dataset": names[0], "method": m, "ipc": 1, "mean": 0.5, "std": 0.0}
+            for m in names]  # fmt: skip
+    plot_accuracy_vs_ipc(rows, tmp_path / "ipc.png")
+    plot_accuracies({n: (0.5, 0.1) for n in names}, tmp_path / "acc.png", title=names[1])
+    assert _png(tmp_path / "ipc.png")[0] > 100 and _png(tmp_path / "acc.png")[0] > 100
+
+
+def test_wrong_row_shapes_in_a_results_file_end_in_one_line_not_a_traceback(tmp_path, capsys):
+    for content in ([], {"rows": 3}, {"rows": [1, {"method": "x"}]}):
+        (tmp_path / "s.json").write_text(json.dumps(content))
+        code = main(["plot", "bench", "--suite", "s", "--results", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "s.json" in err, err

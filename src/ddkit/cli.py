@@ -201,8 +201,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"no results {str(results)!r}; run `ddkit bench --suite {args.suite}`"
             )
+        from ddkit.bench.results import check_results_shape
+
+        data = read_json(results)
+        check_results_shape(data, results)
+        if not any(plots.shown_row(r) for r in data["rows"]):
+            raise ConfigError(f"{str(results)!r} has no finished rows to plot yet")
         out = Path(args.out or results.with_name(f"{args.suite}-accuracy-{args.x}.png"))
-        plots.plot_accuracy_vs_ipc(read_json(results)["rows"], out, x=args.x)
+        plots.plot_accuracy_vs_ipc(data["rows"], out, x=args.x)
     elif args.path is None:
         raise ConfigError(f"ddkit plot {args.what} needs a run folder")
     elif args.what == "curve":
@@ -572,6 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"ddkit: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug or an input nobody checked: one line, the traceback on --debug
+        if args.debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(
+            f"ddkit: error: unexpected {type(e).__name__}: {first} (run with --debug for the "
+            "traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -33,10 +33,39 @@ def save_figure(fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
     """Write ``fig`` as a PNG at ``path`` atomically and close it."""
     import matplotlib.pyplot as plt
 
+    _names_as_text(fig)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
     return Path(path)
+
+
+def _names_as_text(fig) -> None:  # noqa: ANN001
+    """Draw every label, title and legend entry as typed: a ``$`` in a dataset or method name
+    starts no matplotlib math text (which a lone or odd ``$...$`` would fail to parse)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        if "$" in text.get_text():
+            text.set_parse_math(False)
+
+
+def shown_row(row: Any) -> bool:
+    """Whether a benchmark results row can be shown: a finished row (no ``error``) naming its
+    dataset and method, with a numeric ``mean`` and ``std``; anything else is left out."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and v == v
+
+    return (
+        isinstance(row, dict)
+        and "error" not in row
+        and isinstance(row.get("dataset"), str)
+        and isinstance(row.get("method"), str)
+        and (row.get("ipc") is None or type(row.get("ipc")) is int)
+        and number(row.get("mean"))
+        and number(row.get("std"))
+    )
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -98,7 +127,7 @@ def plot_accuracy_vs_ipc(
     the percentage of the training split a pruning method kept (``x="keep"``), one panel per
     dataset, one line per method with ± one standard deviation; random real images dashed,
     full data a horizontal line."""
-    rows = [r for r in rows if "error" not in r]
+    rows = [r for r in rows if shown_row(r)]
     full = [r for r in rows if r["method"] == "full"]
     if x == "bytes":
         rows = [{**r, "ipc": r["storage_bytes"]} for r in rows if r.get("storage_bytes")]
@@ -147,7 +176,15 @@ def plot_accuracies(
     labels = list(results)
     means = [100 * results[k][0] for k in labels]
     stds = [100 * results[k][1] for k in labels]
-    bars = ax.bar(labels, means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8)
+    # categories become tick labels only when drawn: their "$" is escaped instead
+    bars = ax.bar(
+        [k.replace("$", r"\$") for k in labels],
+        means,
+        yerr=stds,
+        capsize=3,
+        color="tab:blue",
+        alpha=0.8,
+    )
     ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 105)

@@ -112,12 +112,12 @@ def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None
     import tempfile
 
     from ddkit import plots
+    from ddkit.bench.results import check_results_shape
 
     path = Path(results)
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ConfigError(f"{str(path)!r} is not a ddkit bench results file (no rows)")
-    rows = [r for r in data["rows"] if "error" not in r and "mean" in r]
+    data = read_json(path, max_bytes=MAX_JSON_BYTES)
+    check_results_shape(data, path)
+    rows = [r for r in data["rows"] if plots.shown_row(r)]
     if not rows:
         raise ConfigError(f"{str(path)!r} has no finished rows yet")
     suite = str(data.get("suite", path.stem))

@@ -44,14 +44,19 @@ def results_lock(path: Path) -> Iterator[None]:
 def read_results(path: Path, suite: Suite) -> dict[str, Any]:
     """The suite's results (rows, claims); a file of another shape is refused in one line."""
     data = read_json(path) if path.exists() else {"suite": suite.name, "rows": []}
+    check_results_shape(data, path)
+    if not isinstance(data.setdefault("running", {}), dict):
+        data["running"] = {}
+    return data
+
+
+def check_results_shape(data: Any, path: Path) -> None:
+    """Refuse, in one line naming ``path``, a results file that is no object with a list of rows."""
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise FileFormatError(
             f"{str(path)!r} is not a ddkit bench results file (no list of rows); move it away "
             "or pass --fresh"
         )
-    if not isinstance(data.setdefault("running", {}), dict):
-        data["running"] = {}
-    return data
 
 
 def write_results(path: Path, data: dict[str, Any]) -> None:

@@ -424,3 +424,18 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     assert err.count("\n") == 1 and "RuntimeError: boom" in err and "--debug" in err
     with pytest.raises(RuntimeError, match="boom"):
         ddkit.cli.main(["--debug", "list"])
+
+
+@pytest.mark.parametrize("seed", [str(2**64), str(2**63), "-1"])
+def test_a_seed_out_of_range_is_refused_in_one_line(tmp_path, capsys, seed):
+    from ddkit.errors import ConfigError
+    from ddkit.methods import create_method
+    from ddkit.testing import tiny_digits
+
+    out = tmp_path / "run"
+    argv = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1"]
+    assert main([*argv, "--seed", seed, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed must be" in err and not out.exists()
+    with pytest.raises(ConfigError, match="seed must be"):
+        create_method("random").fit(tiny_digits().train, 1, seed=int(seed))

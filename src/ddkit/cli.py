@@ -13,6 +13,7 @@ from typing import Any
 from ddkit.commands import COMMANDS, add_common, defaults_of, discover
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
+from ddkit.rng import check_seed
 
 # The demo's method and budget: the best validation accuracy (digits IPC 10, protocol fast,
 # 3 runs; never the test split) among candidates whose distillation fits the demo's 3 minutes
@@ -565,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _warning_line
     try:
+        if getattr(args, "seed", None) is not None:  # every sub-command's --seed, checked once
+            check_seed(args.seed)
         return int(args.func(args) or 0)
     except DDKitError as e:
         if args.debug:

@@ -18,10 +18,20 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["SEED_BOUND", "derive_seed", "draw_seed", "seeded_global_rng"]
+from ddkit.errors import ConfigError
+
+__all__ = ["SEED_BOUND", "check_seed", "derive_seed", "draw_seed", "seeded_global_rng"]
 
 #: Seeds drawn by :func:`draw_seed` lie in ``[0, SEED_BOUND)``.
 SEED_BOUND = 2**62
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or a one-line :class:`ConfigError` unless it is an integer in
+    ``[0, 2**63)`` (what every generator, numpy's included, takes, with room for offsets)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return seed
 
 
 def draw_seed(generator: torch.Generator) -> int:

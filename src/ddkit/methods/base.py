@@ -42,6 +42,7 @@ from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_
 from ddkit.methods.config import MethodConfig, Preset
 from ddkit.progress import Progress, ProgressSetting
 from ddkit.registry import Registry, import_submodules
+from ddkit.rng import check_seed
 
 
 class Callback:
@@ -117,7 +118,7 @@ class Distiller:
         total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
             raise ConfigError(f"iterations must be >= 0, got {total}")
-        g = torch.Generator().manual_seed(int(seed))
+        g = torch.Generator().manual_seed(check_seed(int(seed)))
         self.state_ = {}
         self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)
         self.init(train, ipc, g, total)

@@ -179,3 +179,29 @@ def test_written_files_get_the_usual_permissions(syn, tmp_path):
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "set").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "set" / "meta.json").stat().st_mode) == 0o644
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_old_set_whole(syn, tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from ddkit.cli import main
+
+    old = syn.save(tmp_path / "set")
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")  # what a full disk leaves
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        syn.save(old)
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert main(["export", str(old), "--to", str(tmp_path / "copy"), "--format", "set"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no copy, no temporary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -172,10 +173,27 @@ def save_tensors(
     metadata: dict[str, str] | None = None,
 ) -> None:
     """Write tensors as safetensors, atomically."""
-    from safetensors.torch import save_file
+    atomic_write(path, lambda p: write_safetensors(p, tensors, metadata))
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write ``tensors`` (detached, contiguous CPU copies) to ``path`` as safetensors (not
+    atomically: the callers write into a temporary). A write that fails (a full disk, say)
+    raises :class:`OSError` with the system's reason, which the CLI prints in one line."""
+    import safetensors.torch
+    from safetensors import SafetensorError
 
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda p: save_file(clean, str(p), metadata=metadata))
+    try:
+        safetensors.torch.save_file(clean, str(path), metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, os.strerror(number), str(path)) from None
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ from ddkit.io import (
     read_json,
     recover_replaced_dir,
     sha256_file,
+    write_safetensors,
 )
 from ddkit.meter import check_memory
 from ddkit.viz import image_grid
@@ -223,8 +224,6 @@ class SyntheticSet:
         ``compact`` a set whose images decode exactly from its stored tensors is written
         without them (only what :meth:`storage_bytes` counts, plus labels) and decoded on
         :meth:`load`; any other set is written whole (format version 1, as before)."""
-        from safetensors.torch import save_file
-
         decoded = self.decoded_images() if compact else None
         omit = decoded is not None and torch.equal(decoded, self.images)
         tensors = (
@@ -236,7 +235,7 @@ class SyntheticSet:
             tensors[f"extra.{k}"] = v.detach().contiguous().cpu()
 
         def fill(tmp: Path) -> None:
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / TENSOR_FILE))
+            write_safetensors(tmp / TENSOR_FILE, tensors)
             meta = {
                 "format": "ddkit.synthetic",
                 "format_version": FORMAT_VERSION if omit else 1,

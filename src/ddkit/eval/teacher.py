@@ -45,6 +45,7 @@ from ddkit.io import (
     read_json,
     recover_replaced_dir,
     sha256_file,
+    write_safetensors,
 )
 
 WEIGHTS_FILE = "teacher.safetensors"
@@ -209,8 +210,6 @@ class _Checkpoint:
         seconds: float,
     ) -> None:
         """Replace the checkpoint with the state after ``epoch`` finished epochs."""
-        from safetensors.torch import save_file
-
         tensors = _training_state(net, opt, gen)
         meta = {
             "format": CHECKPOINT_FORMAT,
@@ -221,7 +220,7 @@ class _Checkpoint:
         }
 
         def fill(tmp: Path) -> None:
-            save_file(tensors, str(tmp / CHECKPOINT_STATE))
+            write_safetensors(tmp / CHECKPOINT_STATE, tensors)
             atomic_write_json(tmp / CHECKPOINT_META, meta)
 
         atomic_replace_dir(self.folder, fill)
@@ -298,12 +297,10 @@ def save_teacher(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]
     """
     if "model" not in meta or "spec" not in meta:
         raise ConfigError("teacher metadata needs 'model' and 'spec'")
-    from safetensors.torch import save_file
-
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
 
     def fill(tmp: Path) -> None:
-        save_file(state, str(tmp / WEIGHTS_FILE))
+        write_safetensors(tmp / WEIGHTS_FILE, state)
         atomic_write_json(
             tmp / META_FILE,
             {

@@ -25,7 +25,13 @@ from torch import nn
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import FileFormatError
-from ddkit.io import atomic_replace_dir, atomic_write_json, load_tensors, read_json
+from ddkit.io import (
+    atomic_replace_dir,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+    write_safetensors,
+)
 
 ENV_VAR = "DDKIT_AUTOENCODER_CACHE"
 WEIGHTS_FILE = "weights.safetensors"
@@ -69,14 +75,12 @@ def obtain_autoencoder(
     }
 
     def fill(tmp: Path) -> None:
-        from safetensors.torch import save_file
-
         tensors = {
             f"{name}.{key}": value.detach().contiguous().cpu()
             for name, net in networks.items()
             for key, value in net.state_dict().items()
         }
-        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        write_safetensors(tmp / WEIGHTS_FILE, tensors)
         atomic_write_json(tmp / META_FILE, meta)
 
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -176,3 +176,16 @@ def test_a_log_of_the_wrong_shape_ends_where_the_records_end(tmp_path, capsys, l
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
     assert code == (0 if len(lines) == 2 else 2)
+
+
+def test_a_run_folder_whose_name_is_not_utf8_loads_evaluates_and_reports(tmp_path, capsys):
+    import os
+
+    run = tmp_path / os.fsdecode(b"run-\xff")  # a legal Linux name that ddkit itself writes
+    args = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
+    assert main([*args, "--out", str(run)]) == 0
+    assert main(["evaluate", str(run), "--protocol", "smoke", "--runs", "1", "--quiet"]) == 0
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "error" not in err, err
+    assert "run-" in (run / "report.html").read_text()

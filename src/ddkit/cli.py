@@ -565,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.debug:
         warnings.showwarning = _warning_line
+    if hasattr(sys.stdout, "reconfigure"):  # a path that is not UTF-8 prints as \xff, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         if getattr(args, "seed", None) is not None:  # every sub-command's --seed, checked once
             check_seed(args.seed)

@@ -189,7 +189,10 @@ def write_safetensors(
 
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     try:
-        safetensors.torch.save_file(clean, str(path), metadata=metadata)
+        if _utf8(path):
+            safetensors.torch.save_file(clean, str(path), metadata=metadata)
+        else:  # safetensors takes UTF-8 paths only
+            Path(path).write_bytes(safetensors.torch.save(clean, metadata=metadata))
     except SafetensorError as e:
         code = re.search(r"os error (\d+)", str(e))
         number = int(code.group(1)) if code else errno.EIO
@@ -205,10 +208,29 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise FileFormatError(f"missing file {str(p)!r}")
     try:
-        return load_file(str(p))
+        if _utf8(p):
+            return load_file(str(p))
+        from safetensors.torch import load  # safetensors opens UTF-8 paths only
+
+        return load(p.read_bytes())
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FileFormatError(f"corrupt or truncated tensor file {str(p)!r}: {msg}") from None
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as text to show or write into a page: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def _utf8(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8 (a Linux name need not be: Python keeps its other bytes
+    as surrogates, which libraries that take UTF-8 text refuse)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sha256_file(path: str | os.PathLike) -> str:

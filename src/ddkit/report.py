@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.io import atomic_write_bytes, read_json, read_regular_file
+from ddkit.io import atomic_write_bytes, read_json, read_regular_file, shown_path
 
 #: the most a figure or a run file may weigh to be embedded or read (a run's are far smaller)
 MAX_FIGURE_BYTES = 32 * 2**20
@@ -146,7 +146,7 @@ def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None
             charts.append(_img(Path(tmp) / "bytes.png", "test accuracy against bytes stored"))
     machine = data.get("machine", {})
     body = (
-        f"<p class=note>{html.escape(str(path.resolve()))} · {len(rows)} finished rows · "
+        f"<p class=note>{html.escape(shown_path(path.resolve()))} · {len(rows)} finished rows · "
         f"machine: {html.escape(', '.join(f'{k} {v}' for k, v in machine.items()))}</p>"
         f"<h2>Accuracy</h2>{''.join(charts)}<h2>Rows</h2>{table}"
         "<p class=note>Final-epoch test accuracy of fresh networks, mean ± std over runs; "
@@ -203,7 +203,7 @@ def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None
     record += [("protocol", data.get("protocol", {}).get("name"))]
     record += sorted((f"budget {k}", v) for k, v in data.get("budgets", {}).items())
     body = (
-        f"<p class=note>{html.escape(str(path.resolve()))}</p>"
+        f"<p class=note>{html.escape(shown_path(path.resolve()))}</p>"
         + (_img(chart, f"{data.get('audit')} audit") if os.path.lexists(chart) else "")
         + f"<h2>Sets (mean over networks, %)</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
         + f"<h2>What produced it</h2>{_table(record)}"
@@ -253,7 +253,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     page = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>ddkit run: {html.escape(title)}</h1>"
-        f"<p class=note>{html.escape(str(folder.resolve()))} · written "
+        f"<p class=note>{html.escape(shown_path(folder.resolve()))} · written "
         f"{_dt.datetime.now().isoformat(timespec='seconds')} · ddkit "
         f"{html.escape(str(config.get('ddkit_version', '?')))}</p>"
         f"<h2>Images</h2>{''.join(_img(folder / n, c) for n, c in figures)}"

@@ -121,3 +121,30 @@ def test_a_command_refused_by_the_method_writes_nothing_and_the_corrected_one_ru
     assert (_snapshot(out) == before) if existed else not out.exists()
     code, err = _cli([*dm, "--iterations", "1", "--out", str(out)], capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("content", ["[]", '"x"', '{"method_config": 3, "iterations": "x"}'])
+def test_a_config_json_of_the_wrong_shape_is_refused_in_one_line(tmp_path, capsys, content):
+    out = tmp_path / "run"
+    assert _cli([*RUN, "--out", str(out)], capsys)[0] == 0
+    (out / "config.json").write_text(content)
+    code, err = _cli([*RUN, "--out", str(out), "--resume"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "config" in err, err
+    code, err = _cli(
+        ["evaluate", str(out), "--protocol", "smoke", "--runs", "1", "--quiet"], capsys
+    )
+    assert "Traceback" not in err and err.count("\n") <= 1
+
+
+def test_a_log_line_of_the_wrong_shape_ends_the_kept_log_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    dm = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--quiet"]
+    dm += ["--set", "batch_real=8", "--checkpoint-every", "2", "--out", str(out)]
+    assert _cli([*dm, "--iterations", "2"], capsys)[0] == 0
+    with open(out / "log.jsonl", "a") as f:
+        f.write('[1, 2]\n{"iteration": "x"}\n')
+    code, err = _cli([*dm, "--iterations", "4", "--resume"], capsys)
+    assert code == 0, err
+    from ddkit.plots import read_log
+
+    assert [r["iteration"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]

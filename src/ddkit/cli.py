@@ -159,7 +159,7 @@ def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, 
     config_path = path.parent / "config.json" if path.name == "synthetic" else None
     if root is None and config_path is not None and config_path.is_file():
         config = read_json(config_path)
-        if config.get("dataset") == dataset:
+        if isinstance(config, dict) and config.get("dataset") == dataset:
             root = config.get("root")
     if dataset not in DATASETS:
         raise ConfigError(

@@ -77,13 +77,15 @@ def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             break
-        if not _is_record(row):
+        if not is_log_record(row):
             break
         rows.append(row)
     return rows
 
 
-def _is_record(row: object) -> bool:
+def is_log_record(row: object) -> bool:
+    """Whether ``row`` is a log record: an object of an integer ``iteration`` and numbers."""
+
     def number(v: object) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DDKitError
+from ddkit.errors import ConfigError, DDKitError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
+from ddkit.plots import is_log_record
 from ddkit.progress import ProgressSetting
 from ddkit.trackers import check_log_targets, tracker_callbacks
 
@@ -31,12 +32,15 @@ class JsonlLog(Callback):
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         kept = []
         if start > 0 and self.path.exists():
-            for line in self.path.read_text().splitlines():
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
-                    if json.loads(line).get("iteration", 0) < start:
-                        kept.append(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError:
                     break  # a line cut by a kill: drop it and what follows
+                if not is_log_record(row):
+                    break  # nor is anything after a line that is no record kept
+                if row["iteration"] < start:
+                    kept.append(line)
         self.path.write_text("".join(k + "\n" for k in kept))
         self._fh = self.path.open("a")
 
@@ -172,6 +176,11 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
         return
     if cfg_path.exists():
         old = read_json(cfg_path)
+        if not isinstance(old, dict):
+            raise FileFormatError(
+                f"{str(cfg_path)!r} is not a run config (a JSON object); move it away or choose "
+                "another --out"
+            )
         if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
             old["method_config"] = m.saved_config(old["method_config"])
         diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]

@@ -204,3 +204,32 @@ def test_val_fraction_must_leave_training_rows_in_every_class():
     one_line(err)
     s = from_arrays(x, y, val_fraction=0.5)
     assert torch.bincount(s.train.labels).tolist() == [2, 2]
+
+
+# ------------------------------------------------------------------ names reaching the file system
+@pytest.mark.parametrize("name", ["../../../escape", "/etc/evil", "a/../../b", "..", "x\0y", ""])
+def test_artifact_caches_stay_inside_their_root_whatever_the_dataset_is_named(tmp_path, name):
+    import numpy as np
+
+    from ddkit.data import from_arrays
+    from ddkit.data.codecs.autoencoder import artifact_folder
+    from ddkit.eval.teacher import teacher_cache_dir
+    from ddkit.methods import create_method
+    from ddkit.methods.trajectory.methods import _auto_cache_dir
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((20, 8, 8)).astype(np.float32), np.arange(20) % 2
+    train = from_arrays(x, y, name=name or "custom").train
+    object.__setattr__(train.spec, "name", name)  # as a spec read from a file may carry it
+    root = tmp_path / "cache"
+    mtt = create_method("mtt", experts_cache=str(root))
+    folders = [
+        artifact_folder(root, train, {"latent_dim": 4}),
+        teacher_cache_dir(root, train, "../convnet"),
+        _auto_cache_dir(mtt.config, train),
+    ]
+    for folder in folders:
+        assert folder.parent == root and folder.name not in ("", ".", "..")
+        assert (
+            "/" not in folder.name and "\0" not in folder.name and not folder.name.startswith(".")
+        )

@@ -218,6 +218,15 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileFormatError(f"corrupt or truncated tensor file {str(p)!r}: {msg}") from None
 
 
+def safe_name(name: object, fallback: str = "unnamed", max_length: int = 64) -> str:
+    """``name`` (a dataset, model or class name) as one safe file-name component: characters
+    other than letters, digits, ``-``, ``_`` and ``.`` become ``_``, leading dots go (no
+    ``..``, no hidden files), at most ``max_length`` characters; ``fallback`` when nothing is
+    left. Whatever the name, the component stays inside the folder it is joined to."""
+    safe = re.sub(r"[^\w.-]+", "_", str(name), flags=re.ASCII).lstrip(".")[:max_length]
+    return safe or fallback
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` as text to show or write into a page: bytes that are not UTF-8 become U+FFFD."""
     return os.fsencode(path).decode("utf-8", "replace")

@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from ddkit.io import (
     load_tensors,
     read_json,
     recover_replaced_dir,
+    safe_name,
     sha256_file,
     write_safetensors,
 )
@@ -396,7 +396,7 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
     becomes ``class<k>``, and a repeated name gets ``-<k>`` appended."""
     out: list[str] = []
     for k, name in enumerate(class_names):
-        safe = re.sub(r"[^\w.-]+", "_", str(name)).lstrip(".") or f"class{k}"
+        safe = safe_name(name, f"class{k}", max_length=255)
         if safe in out:
             safe = f"{safe}-{k}"
         out.append(safe)

@@ -44,6 +44,7 @@ from ddkit.io import (
     load_tensors,
     read_json,
     recover_replaced_dir,
+    safe_name,
     sha256_file,
     write_safetensors,
 )
@@ -384,7 +385,8 @@ def teacher_cache_dir(
 ) -> Path:
     """``root/<dataset>-<model>-<hash>`` where the hash covers the data and the recipe."""
     key = repr((dataset_fingerprint(train), model, sorted(recipe.items()))).encode()
-    return Path(root) / f"{train.spec.name}-{model}-{hashlib.sha256(key).hexdigest()[:12]}"
+    name = f"{safe_name(train.spec.name)}-{safe_name(model)}"  # nothing outside root
+    return Path(root) / f"{name}-{hashlib.sha256(key).hexdigest()[:12]}"
 
 
 def cached_teacher(

@@ -30,6 +30,7 @@ from ddkit.io import (
     atomic_write_json,
     load_tensors,
     read_json,
+    safe_name,
     write_safetensors,
 )
 
@@ -46,7 +47,7 @@ def cache_root() -> Path:
 def artifact_folder(root: Path, train: ImageDataset, settings: dict[str, Any]) -> Path:
     """The folder of the autoencoder trained on ``train`` with ``settings``."""
     key = fingerprint(train, repr(train.spec.to_dict()), json.dumps(settings, sort_keys=True))
-    return root / f"{train.spec.name}-{key}"
+    return root / f"{safe_name(train.spec.name)}-{key}"  # nothing outside root
 
 
 def obtain_autoencoder(

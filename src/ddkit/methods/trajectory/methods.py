@@ -52,6 +52,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
+from ddkit.io import safe_name
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
@@ -247,7 +248,8 @@ def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
         "seed": cfg.expert_seed,
     }
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cfg.experts_cache) / f"{train.spec.name}-{cfg.model.lower()}-{h}"
+    name = f"{safe_name(train.spec.name)}-{safe_name(cfg.model.lower())}"  # nothing outside
+    return Path(cfg.experts_cache) / f"{name}-{h}"
 
 
 def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: float = 5.0):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ddkit.data import load_dataset
@@ -234,3 +234,127 @@ def test_npz_reading_returns_valid_data_or_a_one_line_error(data, keys):
             )
             if splits is not None:
                 _valid_splits(splits)
+
+
+# ------------------------------------------------------------------ codec sets (issue 42)
+def _saved_codec_set() -> tuple[SyntheticSet, Path]:
+    """A haba set saved without its images (decoded on load), made once."""
+    if "codec" not in _SAVED:
+        from ddkit.data.codecs import make_codec
+        from ddkit.testing import tiny_digits
+
+        train = tiny_digits().train
+        codec = make_codec("haba:2")
+        codec.fit(train)
+        index = train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
+        stored = codec.encode(train.images[index], torch.Generator().manual_seed(0))
+        syn = SyntheticSet.from_codec(codec, stored, train.spec)
+        root = Path(tempfile.mkdtemp(prefix="ddkit-fuzz-"))
+        syn.save(root / "set")
+        _SAVED["codec"], _SAVED["codec-syn"] = root / "set", syn
+    return _SAVED["codec-syn"], _SAVED["codec"]
+
+
+@FUZZ
+@given(
+    key=st.sampled_from(["codec", "hallucinator_weight_scale", "bases_per_class", "hallucinators",
+                         "stored_tensors", "emitted_per_class", "latent_width", "x"]),
+    value=JSON | st.sampled_from(["haba:1", "haba:7", "haba:1000000", "latent:4", "fred:0.5",
+                                  "formation:2", "pixels", "haba:x"]),
+    top=st.sampled_from(["provenance", "spec", "num_images", "images_decoded", None]),
+    recompute=st.booleans(),  # a crafted file whose settings checksum was recomputed
+)  # fmt: skip
+@example(key="hallucinator_weight_scale", value=None, top="provenance", recompute=True)
+def test_the_codec_set_loader_survives_any_edit_of_its_settings(key, value, top, recompute):
+    import os
+    from unittest import mock
+
+    from ddkit.data.synthetic import settings_digest
+
+    syn, folder = _saved_codec_set()
+    budget = {"DDKIT_MEMORY_BUDGET": str(64 * 2**20)}
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, budget):
+        copy = Path(tmp) / "set"
+        shutil.copytree(folder, copy)
+        meta = json.loads((copy / "meta.json").read_text())
+        if top in (None, "provenance"):
+            meta["provenance"][key] = value
+        elif top == "spec":
+            meta["spec"][key if key != "x" else "image_size"] = value
+        else:
+            meta[top] = value
+        if recompute:
+            meta["settings_sha256"] = settings_digest(meta)
+        (copy / "meta.json").write_text(json.dumps(meta))
+        back = _one_line_ddkit_error(lambda: SyntheticSet.load(copy))
+        if back is not None and not recompute:  # an edit nobody vouched for is never accepted
+            assert torch.equal(back.images, syn.images) and torch.equal(back.labels, syn.labels)
+        if back is not None:
+            assert torch.isfinite(back.images).all() and len(back) == meta["num_images"]
+
+
+# ------------------------------------------------------------------ report inputs (issue 42)
+_PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(["eval.json", "demo.json", "config.json", "log.jsonl"]),
+    value=JSON,
+    lines=st.lists(JSON, max_size=3),
+    raw=st.booleans(),
+)
+def test_the_run_report_survives_any_run_file(name, value, lines, raw):
+    import warnings
+
+    from ddkit.report import write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        (run / "synthetic").mkdir(parents=True)
+        (run / "config.json").write_text('{"method": "dm"}')
+        (run / "curve.png").write_bytes(_PNG)  # drawn already: nothing is plotted
+        if name == "log.jsonl":
+            text = "".join(json.dumps(v) + "\n" for v in lines)
+        else:
+            text = json.dumps(value)
+        (run / name).write_bytes(text.encode()[:7] + b"\xff" if raw else text.encode())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            page = _one_line_ddkit_error(lambda: write_report(run))
+        if page is not None:
+            assert page.read_text().startswith("<!doctype html>")
+
+
+# ------------------------------------------------------------------ results files (issue 42)
+_ROW = st.fixed_dictionaries(
+    {"dataset": st.sampled_from(["digits", 3]), "method": st.sampled_from(["random", "dm", None]),
+     "ipc": st.sampled_from([1, 10, None, "1", 2.5])},
+    optional={"mean": JSON | st.floats(0, 1), "std": JSON | st.floats(0, 1),
+              "accuracies": JSON | st.lists(st.floats(0, 1), max_size=3), "error": JSON,
+              "keep": JSON, "iterations": JSON, "distill_seconds": st.floats(0, 9),
+              "eval_seconds": st.floats(0, 9), "peak_distill_mb": st.floats(0, 9),
+              "epochs": st.integers(0, 3), "num_images": st.integers(0, 30)},
+)  # fmt: skip
+
+
+@FUZZ
+@given(rows=st.lists(_ROW | JSON, max_size=4), top=JSON, whole=st.booleans())
+def test_results_files_of_any_shape_are_read_or_refused_in_one_line(rows, top, whole):
+    from ddkit.bench import Suite
+    from ddkit.bench.results import finished_cells, read_results
+    from ddkit.bench.runner import markdown_table
+
+    suite = Suite(name="fuzz", datasets=("digits",), ipcs=(1, 10), protocol="smoke",
+                  methods=("random", "dm"), full_data=False)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.json"
+        path.write_text(json.dumps({"suite": "fuzz", "rows": rows} if whole else top))
+        data = _one_line_ddkit_error(lambda: read_results(path, suite))
+        if data is None:
+            return
+        done = finished_cells(data)
+        for row in data["rows"]:
+            if isinstance(row, dict) and "error" not in row and row.get("accuracies") == []:
+                assert all(c.method != row.get("method") or c.ipc != row.get("ipc") for c in done)
+        markdown_table(suite, data)

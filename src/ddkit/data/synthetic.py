@@ -410,7 +410,7 @@ def _decode(
     provenance = meta.get("provenance", {})
     try:
         images = decode_saved(spec, provenance, extras)
-    except (ConfigError, KeyError, RuntimeError, ValueError) as e:
+    except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise FileFormatError(f"{str(where)!r}: its images cannot be decoded ({e})") from None
     if images is None:
         raise FileFormatError(

@@ -83,7 +83,10 @@ class Factorisation(Codec):
         self, spec: DatasetSpec, meta: dict[str, Any], extras: dict[str, torch.Tensor]
     ) -> torch.Tensor | None:
         self.shape_ = spec.shape
-        self.weight_scale = float(meta.get("hallucinator_weight_scale", 1.0))  # older sets: 1
+        scale = meta.get("hallucinator_weight_scale", 1.0)  # older sets: 1
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6:
+            raise ConfigError(f"hallucinator_weight_scale must be a positive number, got {scale!r}")
+        self.weight_scale = float(scale)
         return extras["haba.stored"]
 
     def encode(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

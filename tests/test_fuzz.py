@@ -49,18 +49,25 @@ def _valid_splits(splits) -> None:
 
 
 # ------------------------------------------------------------------ synthetic-set files
-_SAVED: dict[str, Path] = {}
+_SAVED: dict[str, tuple[SyntheticSet, Path]] = {}
+
+
+def _saved(key: str, make) -> tuple[SyntheticSet, Path]:  # noqa: ANN001 - a set factory
+    """The set ``make()`` builds and where it was saved, made once per session."""
+    if key not in _SAVED:
+        syn = make()
+        _SAVED[key] = syn, syn.save(Path(tempfile.mkdtemp(prefix="ddkit-fuzz-")) / "set")
+    return _SAVED[key]
+
+
+def _real_set() -> SyntheticSet:
+    d = load_dataset("digits")
+    idx = d.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
+    return SyntheticSet.from_real(d.train, idx, meta={"method": "fuzz"})
 
 
 def _saved_set() -> tuple[SyntheticSet, Path]:
-    if "set" not in _SAVED:
-        d = load_dataset("digits")
-        idx = d.train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
-        syn = SyntheticSet.from_real(d.train, idx, meta={"method": "fuzz"})
-        root = Path(tempfile.mkdtemp(prefix="ddkit-fuzz-"))
-        syn.save(root / "set")
-        _SAVED["set"], _SAVED["syn"] = root / "set", syn
-    return _SAVED["syn"], _SAVED["set"]
+    return _saved("set", _real_set)
 
 
 @FUZZ
@@ -237,22 +244,17 @@ def test_npz_reading_returns_valid_data_or_a_one_line_error(data, keys):
 
 
 # ------------------------------------------------------------------ codec sets (issue 42)
-def _saved_codec_set() -> tuple[SyntheticSet, Path]:
-    """A haba set saved without its images (decoded on load), made once."""
-    if "codec" not in _SAVED:
-        from ddkit.data.codecs import make_codec
-        from ddkit.testing import tiny_digits
+def _codec_set() -> SyntheticSet:
+    """A haba set (saved without its images, decoded on load)."""
+    from ddkit.data.codecs import make_codec
+    from ddkit.testing import tiny_digits
 
-        train = tiny_digits().train
-        codec = make_codec("haba:2")
-        codec.fit(train)
-        index = train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
-        stored = codec.encode(train.images[index], torch.Generator().manual_seed(0))
-        syn = SyntheticSet.from_codec(codec, stored, train.spec)
-        root = Path(tempfile.mkdtemp(prefix="ddkit-fuzz-"))
-        syn.save(root / "set")
-        _SAVED["codec"], _SAVED["codec-syn"] = root / "set", syn
-    return _SAVED["codec-syn"], _SAVED["codec"]
+    train = tiny_digits().train
+    codec = make_codec("haba:2")
+    codec.fit(train)
+    index = train.sample_per_class(2, torch.Generator().manual_seed(0)).flatten()
+    stored = codec.encode(train.images[index], torch.Generator().manual_seed(0))
+    return SyntheticSet.from_codec(codec, stored, train.spec)
 
 
 @FUZZ
@@ -271,7 +273,7 @@ def test_the_codec_set_loader_survives_any_edit_of_its_settings(key, value, top,
 
     from ddkit.data.synthetic import settings_digest
 
-    syn, folder = _saved_codec_set()
+    syn, folder = _saved("codec", _codec_set)
     budget = {"DDKIT_MEMORY_BUDGET": str(64 * 2**20)}
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, budget):
         copy = Path(tmp) / "set"

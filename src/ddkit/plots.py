@@ -50,21 +50,31 @@ def _names_as_text(fig) -> None:  # noqa: ANN001
             text.set_parse_math(False)
 
 
-def shown_row(row: Any) -> bool:
-    """Whether a benchmark results row can be shown: a finished row (no ``error``) naming its
-    dataset and method, with a numeric ``mean`` and ``std``; anything else is left out."""
+def is_number(value: Any) -> bool:
+    """Whether a JSON value is a number (not a bool, not NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
-    def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and v == v
 
+def is_result_row(row: Any) -> bool:
+    """Whether a benchmark results row names its cell: dataset and method as text, IPC and
+    kept percentage as integers or absent."""
     return (
         isinstance(row, dict)
-        and "error" not in row
         and isinstance(row.get("dataset"), str)
         and isinstance(row.get("method"), str)
         and (row.get("ipc") is None or type(row.get("ipc")) is int)
-        and number(row.get("mean"))
-        and number(row.get("std"))
+        and (row.get("keep") is None or type(row.get("keep")) is int)
+    )
+
+
+def shown_row(row: Any) -> bool:
+    """Whether a benchmark results row can be shown: a finished row (no ``error``) naming its
+    cell, with a numeric ``mean`` and ``std``; anything else is left out."""
+    return (
+        is_result_row(row)
+        and "error" not in row
+        and is_number(row.get("mean"))
+        and is_number(row.get("std"))
     )
 
 
@@ -84,15 +94,12 @@ def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
 
 
 def is_log_record(row: object) -> bool:
-    """Whether ``row`` is a log record: an object of an integer ``iteration`` and numbers."""
-
-    def number(v: object) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool)
-
+    """Whether ``row`` is a log record: an object of an integer ``iteration`` and numbers (NaN
+    included: a diverged loss is logged as it was)."""
     return (
         isinstance(row, dict)
         and isinstance(row.get("iteration"), int)
-        and all(number(v) for v in row.values())
+        and all(is_number(v) or v != v for v in row.values())
     )
 
 

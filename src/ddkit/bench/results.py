@@ -27,6 +27,7 @@ from ddkit.bench.suites import Suite
 from ddkit.errors import FileFormatError
 from ddkit.io import atomic_write_json, process_alive, read_json
 from ddkit.meter import machine_info
+from ddkit.plots import is_number, is_result_row, shown_row
 
 
 @contextmanager
@@ -72,32 +73,12 @@ def finished_row(row: Any) -> bool:
     """Whether a results row records a finished cell: its failure (``error``), or its
     accuracies and their mean. A row that lost them, or is no row at all, is not: its cell runs
     again and the new row replaces it."""
-    if not _names_a_cell(row):
+    if not is_result_row(row):
         return False
     if isinstance(row.get("error"), str):
         return True
-    accs, mean = row.get("accuracies"), row.get("mean")
-    return (
-        isinstance(accs, list)
-        and bool(accs)
-        and all(_number(a) for a in accs)
-        and _number(mean)
-        and _number(row.get("std"))
-    )
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
-def _names_a_cell(row: Any) -> bool:
-    return (
-        isinstance(row, dict)
-        and isinstance(row.get("dataset"), str)
-        and isinstance(row.get("method"), str)
-        and (row.get("ipc") is None or type(row.get("ipc")) is int)
-        and (row.get("keep") is None or type(row.get("keep")) is int)
-    )
+    accs = row.get("accuracies")
+    return shown_row(row) and isinstance(accs, list) and bool(accs) and all(map(is_number, accs))
 
 
 def _boot_id() -> str:
@@ -218,7 +199,7 @@ def finish_unit(
 
 
 def _damaged_row_of(row: Any, cell: Cell) -> bool:
-    return _names_a_cell(row) and not finished_row(row) and Cell.of_row(row) == cell
+    return is_result_row(row) and not finished_row(row) and Cell.of_row(row) == cell
 
 
 def _replace_cell(
@@ -234,7 +215,7 @@ def _replace_cell(
     rerun_folder(final).rename(final)
     shutil.rmtree(old, ignore_errors=True)
     row = {**row, "cell_folder": final.as_posix()}
-    same = [r for r in data["rows"] if _names_a_cell(r) and Cell.of_row(r) == cell]
+    same = [r for r in data["rows"] if is_result_row(r) and Cell.of_row(r) == cell]
     data.setdefault("replaced", []).extend(same)
     data["rows"] = [r for r in data["rows"] if r not in same] + [row]
     return row

@@ -365,3 +365,24 @@ def test_an_app_refuses_bad_numbers_in_one_line_before_any_work(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+@pytest.mark.timeout(20)
+def test_the_app_functions_refuse_zero_and_infinite_numbers_before_any_work():
+    import math
+
+    from ddkit.apps import calibrated_search, dirichlet_split, fedavg
+
+    splits = load_dataset("digits", val_fraction=0.2)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ConfigError, match="alpha"):
+        dirichlet_split(splits.train.labels, 3, math.inf, g)
+    parts = dirichlet_split(splits.train.labels, 3, 1.0, g)
+    with pytest.raises(ConfigError, match="rounds must be >= 1"):
+        fedavg(splits, parts, rounds=0)
+    with pytest.raises(ConfigError, match="local_epochs must be >= 1"):
+        fedavg(splits, parts, local_epochs=0)
+    with pytest.raises(ConfigError, match="terms must be >= 1"):
+        calibrated_search(splits, 1, terms=0, log=lambda line: None)
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        calibrated_search(splits, 1, epochs=0, log=lambda line: None)

@@ -37,8 +37,8 @@ def dirichlet_split(
 ) -> list[torch.Tensor]:
     """Row indices per client: each class's rows are shuffled and cut in proportions drawn
     from Dirichlet(``alpha``) over the clients."""
-    if clients < 1 or not alpha > 0:
-        raise ConfigError(f"need clients >= 1 and alpha > 0, got {clients} and {alpha}")
+    if clients < 1 or not 0 < alpha < math.inf:
+        raise ConfigError(f"need clients >= 1 and a finite alpha > 0, got {clients} and {alpha}")
     parts: list[list[torch.Tensor]] = [[] for _ in range(clients)]
     concentration = torch.full((clients,), float(alpha))
     for c in torch.unique(labels).tolist():
@@ -146,6 +146,8 @@ def fedavg(
 ) -> dict[str, Any]:
     """FedAvg over ``rounds``; returns the test accuracy and the bytes communicated (weights
     down and up for every participating client) after every round."""
+    COUNT.check("rounds", rounds)
+    COUNT.check("local_epochs", local_epochs)
     spec = splits.train.spec
     server = build_network(model, spec, seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in server.state_dict().values())

@@ -296,6 +296,8 @@ def calibrated_search(
     settings with the real validation split's. Returns a JSON-ready dict."""
     from ddkit.methods import create_method
 
+    for name, value in (("ipc", ipc), ("epochs", epochs), ("terms", terms)):
+        COUNT.check(name, value)
     if splits.val is None or len(splits.val) == 0:
         raise ConfigError("HCDC condenses a validation split: load the dataset with val_fraction")
     grid = list(grid or hyperparameter_grid())

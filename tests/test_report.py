@@ -189,3 +189,16 @@ def test_a_run_folder_whose_name_is_not_utf8_loads_evaluates_and_reports(tmp_pat
     err = capsys.readouterr().err
     assert "error" not in err, err
     assert "run-" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [{"a": 3}, {"a": {"mean": 3}}, {"a": {"mean": {"acc": "x", "asr": [None, "y"]}}},
+     {"a": {"mean": {"acc": 0.5}}, "b": {"mean": {"acc": [0.1]}, "num_images": {}}}],
+)  # fmt: skip
+def test_an_audit_results_file_of_the_wrong_shape_gets_a_page_or_one_line(tmp_path, capsys, sets):
+    path = tmp_path / "audit.json"
+    path.write_text(json_text({"audit": "x", "sets": sets, "budgets": {"epsilons_255": "z"}}))
+    code = main(["report", str(path)])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "unexpected" not in err and len(err.strip().splitlines()) <= 1, err

@@ -14,6 +14,7 @@ from typing import Any
 
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_bytes, read_json, read_regular_file, shown_path
+from ddkit.plots import is_number
 
 #: the most a figure or a run file may weigh to be embedded or read (a run's are far smaller)
 MAX_FIGURE_BYTES = 32 * 2**20
@@ -157,13 +158,19 @@ def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None
     return target
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a file of another shape)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _metric_columns(result: dict[str, Any]) -> list[tuple[str, str, int | None]]:
     """``(header, metric, index)`` for every mean a set of an audit reports; a list-valued
     metric (one value per attack budget) gets a column per budget."""
     first = next(iter(result["sets"].values()))
-    budgets = result.get("budgets", {}).get("epsilons_255")
+    budgets = _object(result.get("budgets")).get("epsilons_255")
+    budgets = budgets if isinstance(budgets, list) and all(map(is_number, budgets)) else None
     columns = []
-    for metric, value in first.get("mean", {}).items():
+    for metric, value in _object(first.get("mean")).items():
         if isinstance(value, list):
             labels = (
                 [f"{e:g}/255" for e in budgets]
@@ -176,32 +183,42 @@ def _metric_columns(result: dict[str, Any]) -> list[tuple[str, str, int | None]]
     return columns
 
 
+def _percent(mean: dict[str, Any], metric: str, index: int | None) -> str:
+    """A mean metric (or its ``index``-th value) in %, blank where it is no number."""
+    value = mean.get(metric)
+    if index is not None:
+        value = value[index] if isinstance(value, list) and index < len(value) else None
+    return f"{100 * value:.2f}" if is_number(value) else ""
+
+
 def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write an HTML page for a ``ddkit audit`` results file (``out``, default the file with
     ``.html``): what produced it (seed, runs, protocol, budgets), each audited set's mean
     metrics (fractions shown in %), and the audit's chart when it lies beside the file."""
     path = Path(results)
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("sets"), dict) or not data["sets"]:
-        raise ConfigError(f"{str(path)!r} is not a ddkit audit results file (no sets)")
+    data = read_json(path, max_bytes=MAX_JSON_BYTES)
+    sets = data.get("sets") if isinstance(data, dict) else None
+    if (
+        not isinstance(sets, dict)
+        or not sets
+        or not all(isinstance(v, dict) for v in sets.values())
+    ):
+        raise FileFormatError(
+            f"{str(path)!r} is not a ddkit audit results file (no sets of named objects)"
+        )
     columns = _metric_columns(data)
     head = "".join(
         f"<th>{html.escape(h)}</th>" for h in ("set", "images", *(c[0] for c in columns))
     )
     rows = []
-    for name, row in data["sets"].items():
-        mean = row.get("mean", {})
-        values = [
-            mean.get(m) if i is None else mean.get(m, [None] * (i + 1))[i] for _, m, i in columns
-        ]
-        cells = [name, row.get("num_images", "")] + [
-            "" if v is None else f"{100 * v:.2f}" for v in values
-        ]
+    for name, row in sets.items():
+        mean = _object(row.get("mean"))
+        cells = [name, row.get("num_images", "")] + [_percent(mean, m, i) for _, m, i in columns]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     chart = path.with_suffix(".png")
     record = [(k, data.get(k)) for k in ("audit", "dataset", "seed", "runs", "ddkit_version")]
-    record += [("protocol", data.get("protocol", {}).get("name"))]
-    record += sorted((f"budget {k}", v) for k, v in data.get("budgets", {}).items())
+    record += [("protocol", _object(data.get("protocol")).get("name"))]
+    record += sorted((f"budget {k}", v) for k, v in _object(data.get("budgets")).items())
     body = (
         f"<p class=note>{html.escape(shown_path(path.resolve()))}</p>"
         + (_img(chart, f"{data.get('audit')} audit") if os.path.lexists(chart) else "")
@@ -221,7 +238,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     from ddkit import plots
 
     if Path(run).is_file() and Path(run).suffix == ".json":
-        if "audit" in read_json(Path(run)):
+        if "audit" in _object(read_json(Path(run), max_bytes=MAX_JSON_BYTES)):
             return write_audit_report(run, out)
         return write_suite_report(run, out)
     folder = Path(run)

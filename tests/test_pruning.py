@@ -312,3 +312,12 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
     with pytest.raises(ConfigError, match="unknown pruning method 'nosuch'"):
         run_suite(bad, results_dir=tmp_path, markdown=None, log=lambda _: None)
     assert not (tmp_path / "pytest-prune-bad.json").exists()
+
+
+def test_the_records_cache_stays_inside_its_folder_whatever_the_dataset_name(tmp_path):
+    import dataclasses
+
+    train = load_dataset("digits").train
+    odd = ImageDataset(train.images, train.labels, dataclasses.replace(train.spec, name="../../x"))
+    folder = records_folder(tmp_path, odd, ProxyRecipe())
+    assert folder.parent == tmp_path and folder.name.startswith("_.._x-convnet-")

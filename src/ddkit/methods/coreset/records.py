@@ -35,7 +35,7 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.io import load_tensors, save_tensors
+from ddkit.io import load_tensors, safe_name, save_tensors
 from ddkit.methods.coreset.scores import el2n, grand, logit_margin, true_class_prob
 from ddkit.methods.coreset.selectors import embed_images, train_feature_net
 
@@ -134,7 +134,9 @@ def records_folder(cache: str | os.PathLike, train: ImageDataset, recipe: ProxyR
     """``cache/<dataset>-<model>-<hash>``: the folder of the runs of ``recipe`` on ``train``."""
     text = json.dumps(_key(train, recipe), sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    return Path(cache) / f"{train.spec.name}-{recipe.model.lower()}-{digest}"
+    return Path(cache) / safe_name(
+        f"{train.spec.name}-{recipe.model.lower()}-{digest}", max_length=96
+    )
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:

@@ -476,9 +476,13 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
 
 # ------------------------------------------------------------------ stopping and damaged rows
 _SLOW_RUNNER = """
-import os, sys, time
+import os, signal, sys, time
 import ddkit.bench.runner as runner
 from ddkit.bench import Suite
+
+# as started from a terminal: a shell's background job (make test under `cmd &`, CI) inherits
+# SIGINT ignored, and Python then leaves Ctrl-C ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow_unit(*args):
     print(os.getpid(), flush=True)

@@ -95,6 +95,27 @@ def pruning_scores(
     return score_named(score).compute(records, config.window)
 
 
+def _keep_per_class(
+    hard: torch.Tensor,
+    train: ImageDataset,
+    ipc: int,
+    generator: torch.Generator,
+    cfg: ScoreConfig,
+) -> torch.Tensor:
+    """:func:`~ddkit.methods.coreset.ccs.keep_per_class` with ``cfg``'s end and CCS options."""
+    return keep_per_class(
+        hard,
+        train.labels,
+        train.spec.num_classes,
+        ipc,
+        generator,
+        prefer=cfg.prefer,
+        ccs=cfg.ccs,
+        beta=cfg.ccs_beta,
+        bins=cfg.ccs_bins,
+    )
+
+
 class ScoreSelector(Selector):
     """Shared part of the score selectors; a subclass sets ``name`` and ``score``."""
 
@@ -109,17 +130,15 @@ class ScoreSelector(Selector):
     def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:
         cfg = self.config
         hard = hardness(pruning_scores(train, self.score, cfg, generator), SCORES[self.score].hard)
-        return keep_per_class(
-            hard,
-            train.labels,
-            train.spec.num_classes,
-            ipc,
-            generator,
-            prefer=cfg.prefer,
-            ccs=cfg.ccs,
-            beta=cfg.ccs_beta,
-            bins=cfg.ccs_bins,
-        )
+        return _keep_per_class(hard, train, ipc, generator, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyScoreConfig(ScoreConfig):
+    """EL2N's and GraNd's: read early in training (4 epochs), averaged over 4 proxy runs."""
+
+    epochs_net: int = 4
+    seeds: int = 4
 
 
 SCORE_SELECTORS: dict[str, type[ScoreSelector]] = {}
@@ -139,10 +158,7 @@ class EL2NSelector(ScoreSelector):
 
     name = score = "el2n"
 
-    @dataclasses.dataclass(frozen=True)
-    class Config(ScoreConfig):
-        epochs_net: int = 4
-        seeds: int = 4
+    Config = EarlyScoreConfig
 
 
 @register_method
@@ -154,10 +170,7 @@ class GraNdSelector(ScoreSelector):
 
     name = score = "grand"
 
-    @dataclasses.dataclass(frozen=True)
-    class Config(ScoreConfig):
-        epochs_net: int = 4
-        seeds: int = 4
+    Config = EarlyScoreConfig
 
 
 @register_method
@@ -230,17 +243,7 @@ def prune(
     generator = torch.Generator().manual_seed(int(seed))
     hard = hardness(pruning_scores(train, score, cfg, generator), SCORES[score].hard)
     if ipc is not None:
-        return keep_per_class(
-            hard,
-            train.labels,
-            train.spec.num_classes,
-            ipc,
-            generator,
-            prefer=cfg.prefer,
-            ccs=cfg.ccs,
-            beta=cfg.ccs_beta,
-            bins=cfg.ccs_bins,
-        )
+        return _keep_per_class(hard, train, ipc, generator, cfg)
     if cfg.ccs:
         return ccs_select(hard, n, generator, beta=cfg.ccs_beta, bins=cfg.ccs_bins)
     return keep_extreme(hard, n, generator, cfg.prefer)

@@ -340,6 +340,7 @@ class DM(Distiller):
     """dm: distribution matching -- match mean embeddings of real and synthetic images under random networks (Zhao & Bilen, WACV 2023)."""
 
     name = "dm"
+    needs = "differentiable"
     Config: ClassVar[type[MethodConfig]] = DMConfig
     # The published setting (all datasets, all IPC) is the Config default.
     presets = (
@@ -432,21 +433,42 @@ class DM(Distiller):
         draws = sample_class_draws(
             self.dsa_, self.train_.spec.num_classes, g, self.train_.spec.image_size
         )
-        real_mean, syn_emb = match_embeddings(
+        syn = self._syn_view(self.codec_.decode(images))
+        real_stat, syn_emb = match_embeddings(
             self._fast(self.embed_),
             real,
-            self._syn_view(self.codec_.decode(images)),
+            syn,
             self.dsa_,
             draws,
             vectorize=cfg.vectorize,
             chunk=cfg.embed_chunk,
             mean_fn=self.real_mean_,
         )
-        loss = _mean_match(real_mean, syn_emb)
+        loss = self._match_loss(real_stat, syn_emb, g)
+        metrics: dict[str, float] = {}
+        extra = self._regulariser(syn, draws, metrics)
+        if extra is not None:
+            metrics["match_loss"] = float(loss.detach()) / self.train_.spec.num_classes
+            loss = loss + extra
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(loss.detach()) / self.train_.spec.num_classes}
+        return {"loss": float(loss.detach()) / self.train_.spec.num_classes, **metrics}
+
+    def _match_loss(
+        self, real_stat: torch.Tensor, syn_emb: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The summed per-class distance between what ``mean_fn`` kept of the real embeddings
+        (DM: their means ``(K, F)``) and the synthetic embeddings ``(K, S, F)``."""
+        return _mean_match(real_stat, syn_emb)
+
+    def _regulariser(
+        self, syn: torch.Tensor, draws: Sequence[DSAParams] | None, metrics: dict[str, float]
+    ) -> torch.Tensor | None:
+        """An extra loss term on the decoded synthetic images ``(K, S, C, H, W)`` (``draws``:
+        this step's class augmentations), added before the image update; DM has none. It may
+        record its values in ``metrics``."""
+        return None
 
     def result(self) -> SyntheticSet:
         syn = SyntheticSet.from_codec(self.codec_, self.state_["images"].detach(), self.train_.spec)
@@ -488,6 +510,7 @@ class IDM(DM):
     """
 
     name = "idm"
+    needs = "image"
     Config: ClassVar[type[MethodConfig]] = IDMConfig
     presets = (
         *(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ddkit.data.dataset import DatasetSplits, from_arrays
+from ddkit.data.spec import get_modality
 from ddkit.errors import ConfigError
 from ddkit.registry import Registry
 
@@ -80,11 +81,16 @@ class DatasetRegistry(Registry[DatasetLoader]):
 DATASETS = DatasetRegistry("dataset")
 
 
-def register_dataset(name: str, *, needs_root: bool = False, help: str | None = None):
-    """Register ``fn(root) -> RawData``. ``needs_root`` datasets read files under ``root``."""
+def register_dataset(
+    name: str, *, needs_root: bool = False, help: str | None = None, modality: str = "image"
+):
+    """Register ``fn(root) -> RawData``. ``needs_root`` datasets read files under ``root``;
+    ``modality`` says what their rows are (:data:`ddkit.data.spec.MODALITIES`)."""
+    get_modality(modality)
 
     def deco(fn: DatasetLoader) -> DatasetLoader:
         fn.needs_root = needs_root  # type: ignore[attr-defined]
+        fn.modality = modality  # type: ignore[attr-defined]
         DATASETS.add(name, fn, help=help)
         return fn
 

@@ -1,4 +1,7 @@
-"""In-memory labelled image sets with a per-class index, and construction from user arrays."""
+"""In-memory labelled sets with a per-class index, and construction from user arrays.
+
+The class is named for images, its first modality; a table or a series lies in the same
+``(N, C, H, W)`` tensor (:mod:`ddkit.data.spec` gives each modality's layout)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from ddkit.data.spec import DatasetSpec
+from ddkit.data.spec import Column, DatasetSpec
 from ddkit.errors import ConfigError, DataError
 
 
@@ -247,6 +250,39 @@ def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ..
     return tuple(mean.tolist()), tuple(std.clamp_min(1e-6).tolist())
 
 
+def to_rows(values: np.ndarray | torch.Tensor, modality: str = "image") -> torch.Tensor:
+    """User rows as float32 ``(N, C, H, W)``: images through :func:`to_nchw`; rows of another
+    modality must already be in its layout (:mod:`ddkit.data.spec`), and are checked the same
+    way (real numbers, finite, within the float32 range)."""
+    if modality == "image":
+        return to_nchw(values)
+    x = _real_array(values, f"{modality} rows")
+    if x.ndim != 4:
+        raise DataError(f"{modality} rows must be laid out (N, C, H, W), got shape {x.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise DataError(f"{modality} rows contain missing (NaN), infinite or too large values")
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def column_stats(
+    raw: torch.Tensor, columns: tuple[Column, ...]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """:func:`channel_stats`, except that one-hot channels of categorical ``columns`` keep
+    mean 0 and std 1 (stored as they are, so a distilled row's scores read back directly)."""
+    mean, std = channel_stats(raw)
+    if not columns:
+        return mean, std
+    mean_l, std_l, at = list(mean), list(std), 0
+    for col in columns:
+        if col.kind == "categorical":
+            mean_l[at : at + col.width] = [0.0] * col.width
+            std_l[at : at + col.width] = [1.0] * col.width
+        at += col.width
+    return tuple(mean_l), tuple(std_l)
+
+
 def normalise(raw: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     mean = torch.tensor(spec.mean, dtype=raw.dtype).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=raw.dtype).view(1, -1, 1, 1)
@@ -357,8 +393,14 @@ def from_arrays(
     seed: int = 0,
     train_bias: np.ndarray | torch.Tensor | None = None,
     test_bias: np.ndarray | torch.Tensor | None = None,
+    modality: str = "image",
+    columns: tuple[Column, ...] = (),
 ) -> DatasetSplits:
     """Build :class:`DatasetSplits` from user arrays (no Dataset class needed).
+
+    ``modality``: what a row is (:mod:`ddkit.data.spec`); rows other than images come already
+    in their layout (a table through :func:`ddkit.data.table.from_table`, which also passes its
+    ``columns``).
 
     Images may be ``(N, H, W)``, ``(N, C, H, W)`` or channels-last; 8-bit images are scaled to
     ``[0, 1]``. Normalisation statistics come from the train split. Without test arrays, the
@@ -372,19 +414,21 @@ def from_arrays(
     raise :class:`DataError` / :class:`ConfigError`.
     """
     val_fraction = check_val_fraction(val_fraction)
-    x, y = to_nchw(train_images), to_labels(train_labels, "train labels")
+    x, y = to_rows(train_images, modality), to_labels(train_labels, "train labels")
     if len(x) != len(y):
         raise DataError(f"{len(x)} train images but {len(y)} train labels")
     b = None if train_bias is None else to_labels(train_bias, "train bias attributes")
     if b is not None and len(b) != len(y):
         raise DataError(f"{len(y)} train labels but {len(b)} train bias attributes")
-    (x, y, b), (xt, yt, bt) = _train_and_test(x, y, b, test_images, test_labels, test_bias)
+    (x, y, b), (xt, yt, bt) = _train_and_test(
+        x, y, b, test_images, test_labels, test_bias, modality
+    )
     if len(x) == 0:
         raise DataError("the train split is empty")
     k = _count_classes(y, yt, num_classes)
     if class_names and len(class_names) != k:
         raise DataError(f"{len(class_names)} class names for {k} classes")
-    mean, std = channel_stats(x)
+    mean, std = column_stats(x, tuple(columns))
     spec = DatasetSpec(
         name=name,
         num_classes=k,
@@ -393,6 +437,8 @@ def from_arrays(
         mean=mean,
         std=std,
         class_names=tuple(class_names) if class_names else (),
+        modality=modality,
+        columns=tuple(columns),
     )
     val = None
     if val_fraction > 0:
@@ -421,6 +467,7 @@ def _train_and_test(
     test_images: np.ndarray | torch.Tensor | None,
     test_labels: np.ndarray | torch.Tensor | None,
     test_bias: np.ndarray | torch.Tensor | None,
+    modality: str = "image",
 ) -> tuple[_Rows, _Rows]:
     """(images, labels, bias) of the train and the test split: the given test arrays, checked
     against the train ones, or without them the convention split of the train rows."""
@@ -433,7 +480,7 @@ def _train_and_test(
         return (x[~rows], y[~rows], _rows(b, ~rows)), (x[rows], y[rows], _rows(b, rows))
     if test_labels is None:
         raise DataError("test_images given without test_labels")
-    xt, yt = to_nchw(test_images), to_labels(test_labels, "test labels")
+    xt, yt = to_rows(test_images, modality), to_labels(test_labels, "test labels")
     bt = None if test_bias is None else to_labels(test_bias, "test bias attributes")
     if len(xt) != len(yt):
         raise DataError(f"{len(xt)} test images but {len(yt)} test labels")

@@ -241,7 +241,7 @@ class SyntheticSet:
                 "format_version": FORMAT_VERSION if omit else 1,
                 "ddkit_version": _version(),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "spec": self.spec.to_dict(),
+                "spec": {**self.spec.to_dict(), "modality": self.spec.modality},
                 "num_images": len(self),
                 "label_mode": "regression" if self.regression else "soft" if self.soft else "hard",
                 "images_decoded": omit,

@@ -8,7 +8,10 @@ The contract (what the driver, the CLI and the conformance suite read):
 * class attributes ``name``, ``kind`` (``"distiller"`` or ``"selector"``), ``Config``,
   ``presets`` (a tuple of :class:`~ddkit.methods.config.Preset`), ``test_overrides`` (config
   values that make the method cheap for :mod:`ddkit.testing`) and ``deterministic`` (``True``
-  when the output does not depend on the seed; may be a property reading the config);
+  when the output does not depend on the seed; may be a property reading the config) and
+  ``needs`` (``"image"``, the default, or ``"differentiable"``: what a dataset's rows must be,
+  :meth:`ddkit.data.spec.DatasetSpec.check_needs`; a method on an unfit modality is refused in
+  one line before any work);
 * ``init(train, ipc, generator, iterations)`` builds the initial state, knowing the run's total
   number of iterations; ``step(iteration) -> metrics`` runs one; ``result() -> SyntheticSet``.
   :meth:`Distiller.start` runs ``init`` without iterating (and :meth:`Distiller.initial_set`
@@ -36,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, UnknownNameError
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
@@ -84,6 +88,7 @@ class Distiller:
     presets: ClassVar[tuple[Preset, ...]] = ()
     test_overrides: ClassVar[dict[str, Any]] = {}
     deterministic: ClassVar[bool] = False
+    needs: ClassVar[str] = "image"
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else None
@@ -114,6 +119,7 @@ class Distiller:
     ) -> int:
         """Build the initial state exactly as :meth:`fit` does before its first step; return
         the run's total number of iterations."""
+        train.spec.check_needs(self.needs, f"method {self.name!r}")
         train.check_ipc(ipc)
         total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
@@ -382,15 +388,23 @@ def resolve_config(
     dataset: str | None,
     ipc: int | None,
     overrides: dict[str, Any] | None = None,
+    modality: str = "image",
 ) -> dict[str, Any]:
     """Config values for ``(dataset, ipc)`` from the class presets (``"*"`` matches any),
-    most specific last, then the user's ``overrides`` (old option names upgraded)."""
+    most specific last, then the user's ``overrides`` (old option names upgraded).
+
+    On rows other than images, a method with a ``model`` option that neither a preset nor the
+    user set gets the modality's default model (:attr:`ddkit.data.spec.Modality.models`; an MLP
+    for tables): its own default is an image network."""
     table = preset_table(cls)
     out: dict[str, Any] = {}
     for key in (("*", "*"), (dataset, "*"), ("*", ipc), (dataset, ipc)):
         out.update(table.get(key, {}))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     out.update(cls.Config.upgrade(given))
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    if modality != "image" and "model" in fields and "model" not in out:
+        out["model"] = get_modality(modality).models[0]
     return out
 
 
@@ -412,12 +426,32 @@ def has_presets_for(cls: type[Distiller], dataset: str) -> bool:
 
 
 def create_method(
-    name: str, *, dataset: str | None = None, ipc: int | None = None, **overrides: Any
+    name: str,
+    *,
+    dataset: str | None = None,
+    ipc: int | None = None,
+    modality: str | None = None,
+    **overrides: Any,
 ) -> Distiller:
-    """Build a registered method with its preset for ``(dataset, ipc)`` and user overrides."""
+    """Build a registered method with its preset for ``(dataset, ipc)`` and user overrides.
+
+    ``modality``: what the dataset's rows are (default: a registered dataset's own, else
+    ``"image"``); it picks the default model on other rows (:func:`resolve_config`)."""
     load_all()
     cls = METHODS.get(name)
-    return cls(**resolve_config(cls, dataset, ipc, overrides))
+    if modality is None:
+        modality = dataset_modality(dataset)
+    return cls(**resolve_config(cls, dataset, ipc, overrides, modality))
+
+
+def dataset_modality(dataset: str | None) -> str:
+    """The modality a registered dataset declares (:func:`ddkit.data.register_dataset`),
+    ``"image"`` for any other name."""
+    from ddkit.data.builtin import DATASETS
+
+    if dataset is None or dataset not in DATASETS:
+        return "image"
+    return str(getattr(DATASETS.get(dataset), "modality", "image"))
 
 
 ProgressFn = Callable[[int, dict[str, float]], None]

@@ -110,10 +110,16 @@ def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) 
 
 def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
     """The Siamese augmentation for an ``augment`` option: ``"auto"`` (the dataset's DSA
-    strategy, :func:`ddkit.augment.default_strategy`), ``"none"`` or an explicit strategy."""
+    strategy, :func:`ddkit.augment.default_strategy`; none on rows other than images),
+    ``"none"`` or an explicit strategy (refused in one line on rows other than images)."""
     if setting == "auto":
+        if "dsa" not in spec.kind.augmentations:
+            return None
         setting = default_strategy(spec.channels, spec.name)
-    return DSA(setting) if parse_strategy(setting) else None
+    if not parse_strategy(setting):
+        return None
+    spec.check_needs("image", f"DSA augmentation {setting!r}")
+    return DSA(setting)
 
 
 def method_precision(

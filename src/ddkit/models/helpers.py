@@ -126,10 +126,16 @@ def reinitialize(module: nn.Module, seed: int) -> nn.Module:
 
 
 def build_network(name: str, spec: DatasetSpec, seed: int) -> nn.Module:
-    """``create_model(name)`` for ``spec``'s images, initialised under ``seed`` (the global RNG
-    is left as it was): the one way ddkit builds a seeded network."""
-    from ddkit.models.registry import create_model
+    """``create_model(name)`` for ``spec``'s rows, initialised under ``seed`` (the global RNG
+    is left as it was): the one way ddkit builds a seeded network. On rows other than images
+    only the modality's model families are accepted (:attr:`ddkit.data.spec.Modality.models`)."""
+    from ddkit.models.registry import create_model, split_name
 
+    fits = spec.kind.models
+    if spec.modality != "image" and split_name(name)[0] not in fits:
+        raise ConfigError(
+            f"model {name!r} does not take {spec.modality} rows; use one of: {', '.join(fits)}"
+        )
     with seeded_global_rng(seed):
         return create_model(
             name,

@@ -16,6 +16,7 @@ class Selector(Distiller):
     :meth:`select`. Selection happens in ``init``; there are no iterations."""
 
     kind = "selector"
+    needs = "differentiable"
 
     def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:
         """Return row indices into ``train``: exactly ``ipc`` per class, class by class."""

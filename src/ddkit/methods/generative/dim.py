@@ -130,6 +130,7 @@ class DiM(DM):
     """dim: distil the data into a class-conditional generator, sampled at any IPC (Wang et al. 2023)."""
 
     name = "dim"
+    needs = "image"
     Config = DiMConfig
     presets = (
         Preset("digits", "*", {"iterations": 1000, "batch_real": 128},

@@ -341,6 +341,7 @@ class DM(Distiller):
 
     name = "dm"
     needs = "differentiable"
+    needs = "differentiable"
     Config: ClassVar[type[MethodConfig]] = DMConfig
     # The published setting (all datasets, all IPC) is the Config default.
     presets = (
@@ -510,6 +511,7 @@ class IDM(DM):
     """
 
     name = "idm"
+    needs = "image"
     needs = "image"
     Config: ClassVar[type[MethodConfig]] = IDMConfig
     presets = (

@@ -244,6 +244,7 @@ class DC(Distiller):
     """dc: gradient matching (Zhao, Mopuri & Bilen, ICLR 2021); layer-wise per-class gradient distance."""
 
     name = "dc"
+    needs = "differentiable"
     Config = DCConfig
     presets = _presets()
     test_overrides: ClassVar[dict[str, Any]] = {
@@ -412,5 +413,6 @@ class DSA(DC):
     """dsa: DC with differentiable Siamese augmentation (Zhao & Bilen, ICML 2021)."""
 
     name = "dsa"
+    needs = "image"
     Config = DSAConfig
     presets = _presets()

@@ -102,6 +102,7 @@ class IDC(DC):
     """idc: multi-formation gradient matching against networks trained on real data (Kim et al., ICML 2022)."""
 
     name = "idc"
+    needs = "image"
     Config = IDCConfig
     presets = (
         Preset("digits", "*", {"iterations": 10, "model": "convnet2", "outer_loop": 50},

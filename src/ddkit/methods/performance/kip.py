@@ -85,6 +85,7 @@ class KIP(Distiller):
     """kip: kernel inducing points -- the synthetic set as the support of kernel ridge regression on real batches (Nguyen et al., ICLR 2021)."""
 
     name = "kip"
+    needs = "differentiable"
     Config: ClassVar[type[MethodConfig]] = KIPConfig
     presets = (
         Preset(

@@ -1,0 +1,115 @@
+"""Modalities in the data layer and tabular datasets end to end (issue 39), on fabricated tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ddkit.data import from_arrays
+from ddkit.data.spec import Column, DatasetSpec
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, DataError, FileFormatError
+
+COLUMNS = (
+    Column("age"),
+    Column("colour", "categorical", ("red", "green", "blue")),
+    Column("height"),
+)
+
+
+def fabricated_table(n: int = 120, seed: int = 0):
+    """Two separable classes: a numeric shift and a class-dependent category."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    cat = np.where(y == 1, 2, 0)
+    x = np.zeros((n, 5), np.float32)
+    x[:, 0] = g.normal(3.0 * y, 1.0)
+    x[np.arange(n), 1 + cat] = 1.0
+    x[:, 4] = g.normal(-2.0 * y, 1.0) + 170.0
+    return x, y
+
+
+def table_splits(n: int = 120):
+    x, y = fabricated_table(n)
+    return from_arrays(
+        x[:, :, None, None], y, name="fab", modality="table", columns=COLUMNS, num_classes=2
+    )
+
+
+def test_table_spec_lays_rows_as_features_and_keeps_one_hot_columns_raw():
+    splits = table_splits()
+    spec = splits.spec
+    assert spec.modality == "table" and spec.shape == (5, 1, 1)
+    assert spec.mean[1:4] == (0.0, 0.0, 0.0) and spec.std[1:4] == (1.0, 1.0, 1.0)
+    assert abs(spec.mean[4] - 169.0) < 1.0  # numeric columns are standardised
+    assert torch.equal(splits.train.images[:, 1:4].sum(1).flatten(), torch.ones(len(splits.train)))
+
+
+def test_spec_round_trip_keeps_modality_and_column_types(tmp_path):
+    splits = table_splits()
+    syn = SyntheticSet.from_real(splits.train, torch.arange(4))
+    back = SyntheticSet.load(syn.save(tmp_path / "s"))
+    assert back.spec == splits.spec
+    assert [c.kind for c in back.spec.columns] == ["numeric", "categorical", "numeric"]
+    assert back.spec.columns[1].categories == ("red", "green", "blue")
+
+
+def test_image_spec_json_is_unchanged_and_old_sets_still_load(tmp_path):
+    spec = DatasetSpec("d", 2, 1, (8, 8), (0.5,), (0.2,))
+    assert "modality" not in spec.to_dict() and "columns" not in spec.to_dict()
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec and spec.modality == "image"
+    syn = SyntheticSet(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), spec)
+    import json
+
+    meta = json.loads((syn.save(tmp_path / "s") / "meta.json").read_text())
+    assert meta["spec"]["modality"] == "image"  # the set format names the modality
+
+
+def test_spec_refuses_a_table_whose_columns_do_not_fit():
+    with pytest.raises(DataError, match="takes 4 channels"):
+        DatasetSpec(
+            "t",
+            2,
+            5,
+            (1, 1),
+            (0.0,) * 5,
+            (1.0,) * 5,
+            modality="table",
+            columns=(Column("a"), Column("b", "categorical", ("x", "y", "z"))),
+        )
+    with pytest.raises(FileFormatError, match="unknown modality"):
+        DatasetSpec.from_dict(
+            {**DatasetSpec("d", 2, 1, (1, 1), (0.0,), (1.0,)).to_dict(), "modality": "smell"}
+        )
+
+
+def test_dsa_refuses_a_table_in_one_line():
+    from ddkit.methods import create_method
+
+    train = table_splits().train
+    with pytest.raises(ConfigError, match=r"^DSA augmentation 'color_crop' needs images; .*'fab'"):
+        create_method("dm", augment="color_crop", model="mlp", iterations=1).fit(train, 2)
+    with pytest.raises(ConfigError, match=r"^method 'dsa' needs images"):
+        create_method("dsa", model="mlp", iterations=1).fit(train, 2)
+
+
+def test_image_model_refused_on_a_table():
+    from ddkit.methods import create_method
+
+    with pytest.raises(ConfigError, match="model 'convnet3' does not take table rows"):
+        create_method("dm", model="convnet3", iterations=1).fit(table_splits().train, 2)
+
+
+@pytest.mark.parametrize("method", ["dm", "dc", "kip", "random", "herding", "kcenter"])
+def test_same_seed_same_set_on_a_table(method):
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    train = table_splits().train
+    opts = {**method_test_overrides(method)}
+    a = create_method(method, modality="table", **opts).fit(train, 2, seed=3)
+    b = create_method(method, modality="table", **opts).fit(train, 2, seed=3)
+    assert a.images.shape == (4, 5, 1, 1) and a.spec.modality == "table"
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert torch.isfinite(a.images).all()

@@ -69,6 +69,20 @@ def test_steps_must_divide_the_classes():
         continual_learning(tiny_digits(), "random", steps=3, memory=1)
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"memory": 0}, "memory must be >= 1"),
+        ({"orders": float("inf")}, "orders must be finite"),
+        ({"runs": 1.5}, "runs must be a whole number"),
+        ({"iterations": -1}, "iterations must be >= 0"),
+    ],
+)
+def test_the_continual_function_refuses_bad_counts_before_any_work(option, message):
+    with pytest.raises(ConfigError, match=message):
+        continual_learning(tiny_digits(), "random", **{"steps": 2, "memory": 1, **option})
+
+
 def test_cli_writes_json_and_png(tmp_path):
     out = tmp_path / "cl"
     args = ["app", "continual", "--methods", "random,herding", "--steps", "2", "--memory", "2"]

@@ -27,6 +27,7 @@ import functools
 import importlib
 import inspect
 import math
+import numbers
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,14 +101,18 @@ class Limit:
         else:
             values = [value]
         for v in values:
-            if v != v:
-                raise ConfigError(f"{what} must be a number, got {v}")
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v:
+                raise ConfigError(f"{what} must be a number, got {v!r}")
             if self.open and math.isinf(self.high) and not self.low < v < self.high:
                 raise ConfigError(f"{what} must be > {self.low:g} and finite, got {v}")
             if self.open and not self.low < v < self.high:
                 raise ConfigError(
                     f"{what} must be a number in ({self.low:g}, {self.high:g}), got {v}"
                 )
+            if math.isinf(v):
+                raise ConfigError(f"{what} must be finite, got {v}")
+            if self.integer and v != int(v):
+                raise ConfigError(f"{what} must be a whole number, got {v}")
             if not self.open and v < self.low:
                 raise ConfigError(f"{what} must be >= {self.low:g}, got {v}")
             if not self.open and v > self.high:

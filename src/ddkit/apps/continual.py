@@ -131,6 +131,10 @@ def continual_learning(
     curves, one per class order. ``runs`` fresh networks are averaged at every step."""
     import time
 
+    for name, value in (("steps", steps), ("memory", memory), ("orders", orders), ("runs", runs)):
+        COUNT.check(name, value)
+    if iterations is not None:
+        Limit(0, integer=True).check("iterations", iterations)
     k = splits.train.spec.num_classes
     if not 1 <= steps <= k or k % steps:
         raise ConfigError(f"steps must divide the {k} classes into equal groups, got {steps}")

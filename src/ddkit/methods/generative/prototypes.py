@@ -11,8 +11,8 @@ here, so ``latent-prototypes`` keeps the skeleton and swaps the generator:
 1. the latent space is that of the small autoencoder ddkit trains on the real training images
    (the ``latent:D`` codec's, :mod:`ddkit.data.codecs.autoencoder`: trained once per dataset and
    settings, seed 0, shared with ``dim`` and the codec);
-2. per class, :func:`kmeans` (ours, in torch: ``ipc`` centres started at random codes of the
-   class, then Lloyd iterations -- one per method iteration, every class at once) over the
+2. per class, :func:`kmeans` (ours, in torch: ``ipc`` centres with k-means++ starts, then Lloyd
+   iterations -- one per method iteration, every class at once) over the
    encoder's codes of the class's training images;
 3. the ``ipc`` centroids of each class are decoded by the autoencoder's decoder (no diffusion,
    no text condition);
@@ -70,8 +70,8 @@ def kmeans(
     generator: torch.Generator,
     iterations: int = 50,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per group, ``n`` k-means centres of the valid rows of ``points`` ``(K, M, D)``: started
-    at ``n`` distinct valid rows drawn with ``generator``, then ``iterations`` Lloyd iterations
+    """Per group, ``n`` k-means centres of the valid rows of ``points`` ``(K, M, D)``: k-means++
+    starts drawn with ``generator`` (:func:`initial_centres`), then ``iterations`` Lloyd iterations
     (:func:`kmeans_step`), vectorised over groups. Returns ``(centres (K, n, D), assignment
     (K, M))``; a group needs at least ``n`` valid rows."""
     centres = initial_centres(points, valid, n, generator)
@@ -83,19 +83,34 @@ def kmeans(
 def initial_centres(
     points: torch.Tensor, valid: torch.Tensor, n: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """``n`` distinct valid rows of each group of ``points`` ``(K, M, D)``, drawn uniformly
-    with ``generator``: ``(K, n, D)``."""
+    """k-means++ starts (Arthur & Vassilvitskii, SODA 2007), every group at once: per group of
+    ``points`` ``(K, M, D)``, a first valid row drawn uniformly, then each next one with
+    probability proportional to its squared distance to the nearest row already drawn (all with
+    ``generator``; uniformly again where every distance is 0). Returns ``(K, n, D)``."""
     counts = valid.sum(1)
     if int(counts.min()) < n:
         raise ConfigError(
             f"k-means with {n} centres needs at least {n} points per group; the smallest group "
             f"has {int(counts.min())}"
         )
-    # a random order of each group's valid rows: random keys, padding sorted last
-    keys = torch.rand(valid.shape, generator=generator).to(points.device)
-    keys = keys.masked_fill(~valid, 2.0)
-    pick = keys.argsort(dim=1, stable=True)[:, :n]  # (K, n)
-    return points.gather(1, pick.unsqueeze(-1).expand(-1, -1, points.shape[2])).clone()
+    mask = valid.to(torch.float64).cpu()
+    pick = torch.multinomial(mask, 1, generator=generator)  # (K, 1)
+    picks = [pick]
+    nearest = torch.full(valid.shape, float("inf"), dtype=torch.float64)
+    for _ in range(1, n):
+        last = _rows(points, pick.to(points.device))  # (K, 1, D)
+        d2 = ((points - last) ** 2).sum(-1).double().cpu()
+        nearest = torch.minimum(nearest, d2)
+        weights = nearest * mask
+        weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, mask)
+        pick = torch.multinomial(weights, 1, generator=generator)
+        picks.append(pick)
+    return _rows(points, torch.cat(picks, 1).to(points.device)).clone()
+
+
+def _rows(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``points[k, index[k, j]]`` for ``points`` ``(K, M, D)`` and ``index`` ``(K, n)``."""
+    return points.gather(1, index.unsqueeze(-1).expand(-1, -1, points.shape[2]))
 
 
 @dataclasses.dataclass(frozen=True)

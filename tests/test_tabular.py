@@ -113,3 +113,116 @@ def test_same_seed_same_set_on_a_table(method):
     assert a.images.shape == (4, 5, 1, 1) and a.spec.modality == "table"
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert torch.isfinite(a.images).all()
+
+
+# ---------------------------------------------------------------- files and shipped tables
+CSV = "age,colour,height,label\n" + "".join(
+    f"{20 + i},{'red' if i % 2 else 'blue'},{150 + 3 * (i % 7)},{'yes' if i % 2 else 'no'}\n"
+    for i in range(30)
+)
+
+
+def _csv(tmp_path, text=CSV):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    return path
+
+
+def test_csv_round_trip_keeps_column_types_and_categories(tmp_path):
+    from ddkit.data import load_dataset
+    from ddkit.data.table import decode_rows
+
+    splits = load_dataset("csv-label", root=str(_csv(tmp_path)))
+    spec = splits.spec
+    assert spec.modality == "table" and spec.class_names == ("no", "yes")
+    assert [(c.name, c.kind) for c in spec.columns] == [
+        ("age", "numeric"),
+        ("colour", "categorical"),
+        ("height", "numeric"),
+    ]
+    syn = SyntheticSet.from_real(splits.train, torch.tensor([0, 1, 2]))
+    back = SyntheticSet.load(syn.save(tmp_path / "s"))
+    rows = decode_rows(back.images, back.spec)
+    assert rows[0]["colour"] in ("red", "blue") and abs(rows[0]["age"] - 21.0) < 1e-4
+    # a distilled row's categorical scores read back as a valid category
+    free = back.images.clone()
+    free[:, 1:3] = torch.tensor([[0.2, 0.7]] * 3)[..., None, None]
+    assert {r["colour"] for r in decode_rows(free, back.spec)} == {"red"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,label\n1,x\nabc,y\n2,x\n", r"column 'a' mixes numbers and text \(data row 2: 'abc'\)"),
+        ("a,label\n1,x\n,y\n2,x\n", r"column 'a' has 1 missing value\(s\) \(first in data row 2\)"),
+        ("a,b\n1,x\n2,y\n", r"no target column 'label'; columns: a, b"),
+        ("a,label\n1,x\n2\n", r"data row 2 has 1 cells"),
+    ],
+)
+def test_bad_csv_is_one_clear_line(tmp_path, text, message):
+    from ddkit.data import load_dataset
+
+    with pytest.raises(DataError, match=message):
+        load_dataset("csv-label", root=str(_csv(tmp_path, text)))
+
+
+def test_cli_target_names_the_csv_dataset():
+    from ddkit.data.table import dataset_with_target
+
+    assert dataset_with_target("csv", "Label") == "csv-Label"
+    with pytest.raises(ConfigError, match="needs its target column: --target COLUMN"):
+        dataset_with_target("csv", None)
+    with pytest.raises(ConfigError, match="--target names the label column"):
+        dataset_with_target("wine", "x")
+
+
+def test_parquet_without_pyarrow_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("pandas")
+    from ddkit.data import load_dataset
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        path = tmp_path / "t.parquet"
+        path.write_bytes(b"PAR1")
+        with pytest.raises(ConfigError, match=r"pip install 'ddkit\[tabular\]'"):
+            load_dataset("parquet-label", root=str(path))
+        return
+    import pandas as pd
+
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "label": list("xyxyxy")}).to_parquet(path)
+    assert load_dataset("parquet-label", root=str(path)).spec.columns[0].kind == "numeric"
+
+
+def test_sklearn_tables_ship_offline():
+    from ddkit.data import load_dataset
+
+    wine = load_dataset("wine")
+    assert wine.spec.shape == (13, 1, 1) and wine.spec.num_classes == 3
+    assert load_dataset("digits-tabular").spec.shape == (64, 1, 1)
+
+
+def test_mlbench_table_installs_with_checksum_and_reads_without_r(tmp_path):
+    rdata = pytest.importorskip("rdata")
+    pd = pytest.importorskip("pandas")
+    from ddkit.data import store
+    from ddkit.data.mlbench import read_rda_table
+
+    src = tmp_path / "deb" / "usr" / "lib" / "R" / "site-library" / "mlbench" / "data"
+    src.mkdir(parents=True)
+    frame = pd.DataFrame(
+        {"x.1": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "classes": pd.Categorical(list("abcabc"))}
+    )
+    rdata.write_rda(str(src / "Satellite.rda"), {"Satellite": frame}, compression="xz")
+    size, md5 = store.content_digest(src / "Satellite.rda")
+    remote = store.Remote("satellite", (store.DataFile("Satellite.rda", size, md5),), ())
+    folder = store.install("satellite", tmp_path / "deb", tmp_path / "root", remote=remote, log=str)
+    raw = read_rda_table(folder / "Satellite.rda", "Satellite", "classes")
+    assert raw.modality == "table" and raw.class_names == ["a", "b", "c"]
+    assert raw.train_images.shape == (6, 1, 1, 1)
+    bad = store.Remote("satellite", (store.DataFile("Satellite.rda", size, "0" * 32),), ())
+    with pytest.raises(DataError, match="does not hold a correct Satellite.rda"):
+        store.install("satellite", tmp_path / "deb", tmp_path / "other", remote=bad, log=str)
+    with pytest.raises(DataError, match="has no download location; the Debian package"):
+        store.download("letter", tmp_path / "none")

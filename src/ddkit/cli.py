@@ -77,11 +77,13 @@ def _print_presets(cls: Any) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    from ddkit.data.table import dataset_with_target
     from ddkit.runs import distill_run
 
-    out = args.out or f"runs/{args.dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
+    dataset = dataset_with_target(args.dataset, args.target)
+    out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
     syn = distill_run(
-        dataset=args.dataset,
+        dataset=dataset,
         method=args.method,
         ipc=args.ipc,
         out=out,
@@ -413,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", required=True)
     d.add_argument("--method", required=True)
     d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument("--target", default=None, help="label column of a csv / parquet --dataset")
     d.add_argument("--iterations", type=int, default=None, help="default: the method's preset")
     d.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"

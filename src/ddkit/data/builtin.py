@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ddkit.data.dataset import DatasetSplits, from_arrays
-from ddkit.data.spec import get_modality
+from ddkit.data.spec import Column, get_modality
 from ddkit.errors import ConfigError
 from ddkit.registry import Registry
 
@@ -17,7 +17,9 @@ from ddkit.registry import Registry
 class RawData:
     """Raw arrays as a reader returns them. ``test_*`` may be ``None``: then the ddkit
     convention applies (test = rows whose index % 5 == 0). ``*_bias``: per-row bias attributes
-    of a biased dataset (:attr:`~ddkit.data.dataset.ImageDataset.bias`), or ``None``."""
+    of a biased dataset (:attr:`~ddkit.data.dataset.ImageDataset.bias`), or ``None``.
+    ``modality`` / ``columns``: what a row is (:mod:`ddkit.data.spec`); rows other than images
+    come in their layout."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -27,6 +29,8 @@ class RawData:
     num_classes: int | None = None
     train_bias: np.ndarray | None = None
     test_bias: np.ndarray | None = None
+    modality: str = "image"
+    columns: tuple[Column, ...] = ()
 
 
 DatasetLoader = Callable[[str | None], RawData]
@@ -139,4 +143,6 @@ def load_dataset(
         seed=seed,
         train_bias=raw.train_bias,
         test_bias=raw.test_bias,
+        modality=raw.modality,
+        columns=raw.columns,
     )

@@ -175,10 +175,12 @@ def _fetch_hint(remote: Remote, root: str | os.PathLike | None) -> str:
     return hint
 
 
-def verified_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+def verified_folder(
+    name: str, root: str | os.PathLike | None = None, *, remote: Remote | None = None
+) -> Path:
     """The folder of dataset ``name`` after checking every file's size and MD5; a missing or
     wrong file raises a one-line :class:`DataError` that says which, where, and how to get it."""
-    remote = REMOTES.get(name)
+    remote = remote or REMOTES.get(name)
     folder = dataset_folder(name, root)
     for file in remote.files:
         path = _find(folder, file)
@@ -303,7 +305,7 @@ def install(
     if missing:
         why = f" ({problems[0]})" if problems else ""
         raise DataError(f"{name}: {source} does not hold a correct {missing[0]}[.gz]{why}")
-    return verified_folder(remote.name, root)
+    return verified_folder(remote.name, root, remote=remote)
 
 
 # ---------------------------------------------------------------- download
@@ -339,6 +341,11 @@ def download(
     from the first mirror that serves it correctly, resuming a partial ``.part`` file, verified
     before it takes its final name. Returns the folder."""
     remote = remote or REMOTES.get(name)
+    if not (mirrors or remote.mirrors):
+        raise DataError(
+            f"{name} has no download location; {remote.offline_hint or 'get its files'}: "
+            f"`ddkit data fetch {name} --from PATH`"
+        )
     folder = dataset_folder(remote.name, root)
     folder.mkdir(parents=True, exist_ok=True)
     for file in remote.files:
@@ -369,4 +376,4 @@ def download(
                 + (remote.offline_hint + ": " if remote.offline_hint else "")
                 + f"`ddkit data fetch {name} --from PATH`"
             )
-    return verified_folder(remote.name, root)
+    return verified_folder(remote.name, root, remote=remote)

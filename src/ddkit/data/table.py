@@ -1,0 +1,380 @@
+"""Tables as datasets (issue 39): numeric and categorical columns, a target column, and the
+tabular datasets ddkit ships or reads.
+
+A table row is stored in the ``(F, 1, 1)`` layout of :mod:`ddkit.data.spec`: one channel per
+numeric column (standardised with train statistics) and one per category of a categorical
+column (one-hot, stored as is). A distilled row's categorical block holds free real scores, one
+per category; :func:`decode_rows` reads it as the category of the largest score, so an exported
+row always holds a valid category (the scores themselves stay in the saved set).
+
+Input rules (one clear line, never a silent guess): a cell that is empty or one of
+:data:`MISSING` is a missing value and is refused (fill or drop such rows first); a column
+holding both numbers and text is refused; a target column that does not exist is refused with
+the list of columns; a column of more than :data:`MAX_CATEGORIES` categories (likely an
+identifier) is refused. Without a test split the ddkit convention applies (rows whose index
+``% 5 == 0`` are the test split).
+
+Datasets: ``breast-cancer``, ``wine``, ``digits-tabular`` (scikit-learn's, embedded);
+``csv-<target>`` / ``parquet-<target>`` (``--dataset csv --root FILE --target COLUMN``);
+the mlbench tables of :mod:`ddkit.data.mlbench`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddkit.data.builtin import DATASETS, DatasetFamily, RawData, register_dataset
+from ddkit.data.dataset import DatasetSplits, from_arrays
+from ddkit.data.spec import Column, DatasetSpec
+from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
+
+__all__ = [
+    "MAX_CATEGORIES",
+    "MISSING",
+    "decode_rows",
+    "encode_table",
+    "frame_table",
+    "from_table",
+    "read_csv",
+    "read_parquet",
+]
+
+#: Cell texts read as a missing value (compared case-insensitively, after stripping spaces).
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+#: More categories than this in one column is refused (an identifier, not a feature).
+MAX_CATEGORIES = 1000
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip().lower() in MISSING
+    return isinstance(v, Real) and math.isnan(float(v))
+
+
+def _as_number(v: Any) -> float | None:
+    """``v`` as a float if it is a number or a text holding one, else ``None``."""
+    if isinstance(v, Real) and not isinstance(v, bool):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        return None
+
+
+def _check_complete(name: str, values: Sequence[Any], where: str) -> None:
+    missing = [i for i, v in enumerate(values) if _is_missing(v)]
+    if missing:
+        raise DataError(
+            f"{where}: column {name!r} has {len(missing)} missing value(s) (first in data row "
+            f"{missing[0] + 1}); fill them or drop those rows"
+        )
+
+
+def _numbers(name: str, values: Sequence[Any], where: str) -> np.ndarray | None:
+    """The column as float64 if all of it is numbers, ``None`` if none of it is; a column
+    mixing both is a :class:`DataError`."""
+    parsed = [_as_number(v) for v in values]
+    text = [i for i, p in enumerate(parsed) if p is None]
+    if not text:
+        return np.asarray(parsed, dtype=np.float64)
+    if len(text) < len(values):
+        i = text[0]
+        raise DataError(
+            f"{where}: column {name!r} mixes numbers and text (data row {i + 1}: "
+            f"{values[i]!r}); make it all numbers or all categories"
+        )
+    return None
+
+
+def _categories(name: str, values: Sequence[Any], where: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Sorted category names and each row's index into them."""
+    texts = np.asarray([str(v).strip() for v in values])
+    cats, index = np.unique(texts, return_inverse=True)
+    if len(cats) > MAX_CATEGORIES:
+        raise DataError(
+            f"{where}: column {name!r} has {len(cats)} categories (more than {MAX_CATEGORIES}), "
+            "likely an identifier; drop it"
+        )
+    return tuple(str(c) for c in cats), index
+
+
+def _target(values: Sequence[Any], where: str, name: str) -> tuple[np.ndarray, list[str]]:
+    """Class indices and class names of the target column (numbers sorted numerically)."""
+    nums = _numbers(name, values, where)
+    if nums is None:
+        names, index = _categories(name, values, where)
+        return index.astype(np.int64), list(names)
+    classes, index = np.unique(nums, return_inverse=True)
+    shown = [str(int(c)) if float(c).is_integer() else repr(float(c)) for c in classes]
+    return index.astype(np.int64), shown
+
+
+def _find_target(names: Sequence[str], target: str, where: str) -> str:
+    """The column called ``target`` (exactly, else case-insensitively)."""
+    if target in names:
+        return target
+    close = [n for n in names if n.lower() == target.lower()]
+    if len(close) == 1:
+        return close[0]
+    raise DataError(
+        f"{where}: no target column {target!r}; columns: {', '.join(names)} (pass --target COLUMN)"
+    )
+
+
+def encode_table(
+    table: dict[str, Sequence[Any]], target: str, where: str = "table"
+) -> tuple[np.ndarray, np.ndarray, tuple[Column, ...], list[str]]:
+    """Encode named columns (cells: numbers or texts) into rows ``(N, F)`` float32, class indices
+    ``(N,)``, the feature :class:`Column` s and the class names, by the module's input rules.
+
+    Numeric columns keep their values; a categorical column becomes one one-hot channel per
+    category (sorted). ``where`` names the source in messages."""
+    names = list(table)
+    target = _find_target(names, target, where)
+    for name in names:
+        _check_complete(name, table[name], where)
+    y, class_names = _target(table[target], where, target)
+    blocks, columns = [], []
+    for name in names:
+        if name == target:
+            continue
+        values = table[name]
+        nums = _numbers(name, values, where)
+        if nums is not None:
+            blocks.append(nums[:, None])
+            columns.append(Column(name))
+            continue
+        cats, index = _categories(name, values, where)
+        blocks.append(np.eye(len(cats))[index])
+        columns.append(Column(name, "categorical", cats))
+    if not columns:
+        raise DataError(f"{where}: no feature column besides the target {target!r}")
+    x = np.concatenate(blocks, axis=1)
+    if not np.isfinite(x.astype(np.float32)).all():
+        raise DataError(f"{where}: a numeric column has infinite or too large values; rescale it")
+    return x.astype(np.float32), y, tuple(columns), class_names
+
+
+def table_raw(
+    x: np.ndarray,
+    y: np.ndarray,
+    columns: tuple[Column, ...],
+    class_names: list[str] | None = None,
+) -> RawData:
+    """:class:`RawData` of encoded rows ``(N, F)`` (test split: the ddkit convention)."""
+    return RawData(
+        x[:, :, None, None],
+        y,
+        class_names=class_names,
+        num_classes=len(class_names) if class_names else None,
+        modality="table",
+        columns=columns,
+    )
+
+
+def from_table(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    x_test: np.ndarray | torch.Tensor | None = None,
+    y_test: np.ndarray | torch.Tensor | None = None,
+    *,
+    columns: Sequence[Column] | None = None,
+    name: str = "table",
+    class_names: list[str] | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> DatasetSplits:
+    """Build table :class:`DatasetSplits` from encoded rows ``(N, F)`` (numeric, with one-hot
+    blocks for the categorical ``columns``; default: ``F`` numeric columns ``x0 .. x{F-1}``)."""
+    x = np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x)
+    if x.ndim != 2:
+        raise DataError(f"table rows must have shape (N, F), got {x.shape}")
+    cols = (
+        tuple(columns) if columns is not None else tuple(Column(f"x{i}") for i in range(x.shape[1]))
+    )
+    xt = None
+    if x_test is not None:
+        xt = np.asarray(x_test.numpy() if isinstance(x_test, torch.Tensor) else x_test)
+        if xt.ndim != 2 or xt.shape[1] != x.shape[1]:
+            raise DataError(f"test rows have shape {xt.shape}, train rows (N, {x.shape[1]})")
+        xt = xt[:, :, None, None]
+    return from_arrays(
+        x[:, :, None, None],
+        y,
+        xt,
+        y_test,
+        name=name,
+        class_names=class_names,
+        val_fraction=val_fraction,
+        seed=seed,
+        modality="table",
+        columns=cols,
+    )
+
+
+def decode_rows(rows: torch.Tensor, spec: DatasetSpec) -> list[dict[str, float | str]]:
+    """Stored table rows ``(N, F, 1, 1)`` back in their columns: numeric values de-normalised,
+    each categorical block read as the category of its largest score."""
+    if spec.modality != "table":
+        raise DataError(
+            f"decode_rows reads table rows; dataset {spec.name!r} holds {spec.modality}"
+        )
+    x = rows.detach().double().flatten(1).cpu()
+    x = x * torch.tensor(spec.std, dtype=torch.float64) + torch.tensor(
+        spec.mean, dtype=torch.float64
+    )
+    out: list[dict[str, float | str]] = [{} for _ in range(len(x))]
+    at = 0
+    for col in spec.columns:
+        block = x[:, at : at + col.width]
+        if col.kind == "numeric":
+            values: list[float | str] = block[:, 0].tolist()
+        else:
+            values = [col.categories[i] for i in block.argmax(1).tolist()]
+        for row, v in zip(out, values):
+            row[col.name] = v
+        at += col.width
+    return out
+
+
+# ---------------------------------------------------------------- files
+
+
+def _table_file(root: str | None, dataset: str) -> Path:
+    if root is None:
+        raise ConfigError(f"dataset {dataset!r} reads a file: pass root=FILE (--root FILE)")
+    path = Path(root).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{dataset}: root {str(path)!r} is not a file")
+    return path
+
+
+def read_csv(path: str | Path, target: str) -> RawData:
+    """A CSV file with a header row as :class:`RawData` (target column ``target``)."""
+    where = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise FileFormatError(f"{where}: not a readable UTF-8 CSV file ({e})") from None
+    if len(rows) < 2:
+        raise DataError(f"{where}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise DataError(f"{where}: the header names a column twice")
+    short = next((i for i, r in enumerate(rows[1:]) if len(r) != len(header)), None)
+    if short is not None:
+        raise DataError(
+            f"{where}: data row {short + 1} has {len(rows[short + 1])} cells, the header "
+            f"{len(header)}"
+        )
+    table = {h: [r[j] for r in rows[1:]] for j, h in enumerate(header)}
+    return table_raw(*encode_table(table, target, where))
+
+
+def frame_table(frame: Any, target: str, where: str) -> RawData:
+    """A pandas DataFrame (from parquet, or an R data frame read by ``rdata``) as :class:`RawData`:
+    number columns numeric, every other column categorical."""
+    table = {}
+    for name in frame.columns:
+        col = frame[name]
+        kind = getattr(col.dtype, "kind", "O")
+        table[str(name)] = (
+            col.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
+            if kind in "biuf"
+            else [None if _is_missing(v) else str(v) for v in col.tolist()]
+        )
+    return table_raw(*encode_table(table, target, where))
+
+
+def read_parquet(path: str | Path, target: str) -> RawData:
+    """A parquet file as :class:`RawData` (needs the optional ``pyarrow``: extra ``tabular``)."""
+    pq = require_extra("pyarrow.parquet", "tabular", "reading parquet files")
+    try:
+        frame = pq.read_table(str(path)).to_pandas()
+    except Exception as e:  # pyarrow raises its own error types for a bad file
+        raise FileFormatError(f"{path}: not a readable parquet file ({type(e).__name__})") from None
+    return frame_table(frame, target, str(path))
+
+
+FILE_FORMATS = ("csv", "parquet")
+
+
+def dataset_with_target(dataset: str, target: str | None) -> str:
+    """The dataset name for ``--dataset D [--target COLUMN]``: a table file format with its
+    target column becomes ``<format>-<column>``; ``--target`` with another dataset, or a table
+    file format without it, is a one-line :class:`ConfigError`."""
+    if dataset.lower() in FILE_FORMATS:
+        if not target:
+            raise ConfigError(f"dataset {dataset!r} needs its target column: --target COLUMN")
+        return f"{dataset.lower()}-{target}"
+    if target:
+        raise ConfigError(f"--target names the label column of {' / '.join(FILE_FORMATS)} files")
+    return dataset
+
+
+def _file_family(prefix: str, read: Any) -> DatasetFamily:
+    def build(target: str):  # noqa: ANN202 - a dataset loader
+        def load(root: str | None) -> RawData:
+            return read(_table_file(root, f"{prefix}-{target}"), target)
+
+        load.needs_root = True  # type: ignore[attr-defined]
+        load.modality = "table"  # type: ignore[attr-defined]
+        return load
+
+    return DatasetFamily(prefix, "<target column>", build)
+
+
+DATASETS.add_family(
+    _file_family("csv", read_csv),
+    help="a CSV file with a header: --dataset csv --root FILE --target COLUMN",
+)
+DATASETS.add_family(
+    _file_family("parquet", read_parquet),
+    help="a parquet file (extra 'tabular'): --dataset parquet --root FILE --target COLUMN",
+)
+
+
+# ---------------------------------------------------------------- scikit-learn's tables
+
+
+def _sklearn_table(load: Any) -> RawData:
+    d = load()
+    columns = tuple(Column(str(n)) for n in d.feature_names)
+    names = [str(n) for n in d.target_names]
+    return table_raw(np.asarray(d.data, np.float32), d.target.astype(np.int64), columns, names)
+
+
+@register_dataset(
+    "breast-cancer", modality="table", help="sklearn's breast cancer table, 569 x 30, 2 classes"
+)
+def _breast_cancer(root: str | None = None) -> RawData:
+    from sklearn.datasets import load_breast_cancer
+
+    return _sklearn_table(load_breast_cancer)
+
+
+@register_dataset("wine", modality="table", help="sklearn's wine table, 178 x 13, 3 classes")
+def _wine(root: str | None = None) -> RawData:
+    from sklearn.datasets import load_wine
+
+    return _sklearn_table(load_wine)
+
+
+@register_dataset(
+    "digits-tabular", modality="table", help="sklearn's 8x8 digits as a table of 64 features"
+)
+def _digits_tabular(root: str | None = None) -> RawData:
+    from sklearn.datasets import load_digits
+
+    return _sklearn_table(load_digits)

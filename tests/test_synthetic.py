@@ -44,6 +44,22 @@ def test_tampered_file_is_refused(syn, tmp_path):
         SyntheticSet.load(tmp_path / "s")
 
 
+def test_an_oversized_or_linked_meta_json_is_refused_before_it_is_read(syn, tmp_path, monkeypatch):
+    import ddkit.data.synthetic as synthetic
+
+    syn.save(tmp_path / "s")
+    meta_path = tmp_path / "s" / "meta.json"
+    monkeypatch.setattr(synthetic, "MAX_META_BYTES", meta_path.stat().st_size - 1)
+    with pytest.raises(FileFormatError, match="meta.json"):
+        SyntheticSet.load(tmp_path / "s")
+    monkeypatch.undo()
+    (tmp_path / "elsewhere.json").write_bytes(meta_path.read_bytes())
+    meta_path.unlink()
+    meta_path.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(FileFormatError, match="symbolic link"):
+        SyntheticSet.load(tmp_path / "s")
+
+
 def test_truncated_and_mismatched(syn, tmp_path, digits):
     syn.save(tmp_path / "s")
     meta_path = tmp_path / "s" / "meta.json"

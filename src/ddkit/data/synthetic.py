@@ -44,6 +44,8 @@ from ddkit.viz import image_grid
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
 META_FILE = "meta.json"
+#: the most a set's meta.json may weigh (spec, class names, codec settings: kilobytes in practice)
+MAX_META_BYTES = 16 * 2**20
 #: meta.json's field holding the SHA-256 of the rest of meta.json (spec, label mode, the codec
 #: settings its images are decoded by): ``sha256`` covers only the tensor file
 SETTINGS_KEY = "settings_sha256"
@@ -266,7 +268,7 @@ class SyntheticSet:
             raise FileFormatError(
                 f"no synthetic set at {str(p)!r} (expected a folder with {META_FILE})"
             )
-        meta = read_json(p / META_FILE)
+        meta = read_json(p / META_FILE, max_bytes=MAX_META_BYTES)
         if not isinstance(meta, dict) or meta.get("format") != "ddkit.synthetic":
             raise FileFormatError(f"{str(p / META_FILE)!r} is not a ddkit synthetic-set file")
         _check_meta_types(meta, p / META_FILE)

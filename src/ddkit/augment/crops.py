@@ -24,12 +24,23 @@ def sample_boxes(
     *,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    fit: bool = False,
 ) -> torch.Tensor:
-    """``n`` boxes ``(n, 4)`` int64 ``(y0, x0, h, w)`` inside an image of ``size = (H, W)``."""
+    """``n`` boxes ``(n, 4)`` int64 ``(y0, x0, h, w)`` inside an image of ``size = (H, W)``.
+
+    ``fit=True`` draws each box's aspect ratio only among those at which its area fits the
+    image (what torchvision's re-draws converge to), so a box of area fraction 1 is the whole
+    image; by default an out-of-range box is clamped (module docstring)."""
     h_img, w_img = int(size[0]), int(size[1])
     u = torch.rand((n, 4), generator=generator, dtype=torch.float64)
-    area = (scale[0] + (scale[1] - scale[0]) * u[:, 0]) * h_img * w_img
-    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
+    frac = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    area = frac * h_img * w_img
+    lo = torch.full_like(frac, math.log(ratio[0]))
+    hi = torch.full_like(frac, math.log(ratio[1]))
+    if fit:  # w = sqrt(A r) <= W and h = sqrt(A / r) <= H  <=>  f W / H <= r <= W / (f H)
+        lo = torch.maximum(lo, torch.log(frac * w_img / h_img))
+        hi = torch.maximum(torch.minimum(hi, torch.log(w_img / (frac * h_img))), lo)
+    log_r = lo + (hi - lo) * u[:, 1]
     r = torch.exp(log_r)
     w = torch.sqrt(area * r).round().clamp(1, w_img).long()
     h = torch.sqrt(area / r).round().clamp(1, h_img).long()

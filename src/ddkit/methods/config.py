@@ -324,6 +324,8 @@ def _describe(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(tp) is tuple and typing.get_args(tp)[-1:] == (Ellipsis,):
+        return f"a list of {_describe(typing.get_args(tp)[0])}s"
     if typing.get_origin(tp) is tuple:
         return "a list of " + ", ".join(_describe(a) for a in typing.get_args(tp))
     return names.get(tp, getattr(tp, "__name__", str(tp)))
@@ -358,6 +360,8 @@ def _coerce(value: Any, tp: Any) -> Any:
         return value if isinstance(value, str) else _NO
     if origin is tuple and isinstance(value, (list, tuple)):
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]: any length
+            args = (args[0],) * len(value)
         if len(args) != len(value):
             return _NO
         items = tuple(_coerce(v, a) for v, a in zip(value, args))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BNStatLoss", "bn_layers", "bn_statistic_loss"]
+__all__ = ["BNStatLoss", "LayerLosses", "bn_layers", "bn_statistic_loss"]
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -34,7 +34,37 @@ def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     ]
 
 
-class BNStatLoss:
+class LayerLosses:
+    """Forward hooks on BN layers (``self.layers``) each recording one loss per forward pass
+    through ``_hook(module, inputs, output)``; a context manager (hooks removed on exit) whose
+    :meth:`total` sums the recorded losses."""
+
+    layers: list[nn.modules.batchnorm._BatchNorm]
+    losses: list[torch.Tensor]
+    _handles: list
+
+    def _hook(self, module, inputs, output) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.losses = []
+        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def total(self, first_multiplier: float = 1.0) -> torch.Tensor:
+        """Sum over layers of the recorded losses (first layer times ``first_multiplier``)."""
+        if not self.losses:
+            raise RuntimeError("no forward pass recorded")
+        scale = [float(first_multiplier)] + [1.0] * (len(self.losses) - 1)
+        return torch.stack([s * v for s, v in zip(scale, self.losses)]).sum()
+
+
+class BNStatLoss(LayerLosses):
     """Forward hooks on every BN layer of ``model`` that record the per-layer matching loss.
 
     Use as a context manager (hooks are removed on exit)::
@@ -74,23 +104,6 @@ class BNStatLoss:
             var - rv, dim=1
         )
         self.losses.append(loss.sum())
-
-    def __enter__(self) -> BNStatLoss:
-        self.losses = []
-        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def total(self, first_multiplier: float = 1.0) -> torch.Tensor:
-        """Sum over layers of the recorded losses (first layer times ``first_multiplier``)."""
-        if not self.losses:
-            raise RuntimeError("no forward pass recorded")
-        scale = [float(first_multiplier)] + [1.0] * (len(self.losses) - 1)
-        return torch.stack([s * v for s, v in zip(scale, self.losses)]).sum()
 
 
 def bn_statistic_loss(

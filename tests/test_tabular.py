@@ -226,3 +226,43 @@ def test_mlbench_table_installs_with_checksum_and_reads_without_r(tmp_path):
         store.install("satellite", tmp_path / "deb", tmp_path / "other", remote=bad, log=str)
     with pytest.raises(DataError, match="has no download location; the Debian package"):
         store.download("letter", tmp_path / "none")
+
+
+# ---------------------------------------------------------------- models and learners
+def test_mlp_norm_variants_build_and_train_mode_differs():
+    from ddkit.models import create_model
+
+    for name, layer in (("mlp-bn", torch.nn.BatchNorm1d), ("mlp-w16-d1-ln", torch.nn.LayerNorm)):
+        net = create_model(name, num_classes=2, in_channels=5, image_size=(1, 1))
+        assert any(isinstance(m, layer) for m in net.modules())
+        assert net(torch.randn(4, 5, 1, 1)).shape == (4, 2)
+
+
+def test_learners_reach_sane_accuracy_on_a_separable_table():
+    from ddkit.eval.learners import evaluate_learners
+
+    splits = table_splits(200)
+    syn = SyntheticSet.from_real(splits.train, torch.arange(len(splits.train)))
+    report = evaluate_learners(syn, splits.test, "logreg,knn,rf,gb,mlp", runs=1, epochs=20)
+    accs = {r.model: r for r in report.results}
+    assert set(accs) == {"logreg", "knn", "rf", "gb", "mlp"}
+    for name, r in accs.items():
+        assert r.mean > 0.9, (name, r.accuracies)
+    assert "logreg" in report.table()
+    # random learners run once per seed, deterministic ones once; same seed => same report
+    small = SyntheticSet.from_real(splits.train, torch.arange(6))
+    a, b = (evaluate_learners(small, splits.test, "rf,knn", runs=3, seed=4) for _ in range(2))
+    assert [len(r.accuracies) for r in a.results] == [3, 1]
+    assert [r.accuracies for r in a.results] == [r.accuracies for r in b.results]
+
+
+def test_learners_and_eval_augmentation_refusals():
+    from ddkit.eval import evaluate
+    from ddkit.eval.learners import evaluate_learners
+
+    splits = table_splits()
+    syn = SyntheticSet.from_real(splits.train, torch.arange(10))
+    with pytest.raises(ConfigError, match="unknown learner 'svm'; valid:"):
+        evaluate_learners(syn, splits.test, "svm")
+    with pytest.raises(ConfigError, match="evaluation augmentation 'dsa' needs images"):
+        evaluate(syn, splits.test, "dsa", models=["mlp"], runs=1, epochs=1)

@@ -116,6 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     syn = SyntheticSet.load(path)
     dataset, root = _test_data_of(syn, path, args)
     splits = load_dataset(dataset, root=root)
+    if args.learners is not None or syn.spec.modality == "table":
+        return _evaluate_learners(syn, splits.test, dataset, path, args)
     models = [m for m in args.models.split(",") if m] if args.models else None
     from ddkit.eval.protocol import get_protocol
 
@@ -146,6 +148,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if path.name == "synthetic"
         else path / "eval.json"
     )
+    atomic_write_json(out, report.to_dict())
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluate_learners(
+    syn: Any, test: Any, dataset: str, path: Path, args: argparse.Namespace
+) -> int:
+    """``ddkit evaluate --learners`` (the default on tables): :mod:`ddkit.eval.learners`."""
+    from ddkit.eval.learners import evaluate_learners
+    from ddkit.io import atomic_write_json
+
+    report = evaluate_learners(
+        syn, test, args.learners, runs=args.runs or 5, seed=args.seed, epochs=args.epochs
+    )
+    print(
+        f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} rows, learners trained on them "
+        "(mean ± std over seeds where the learner is random), test accuracy:"
+    )
+    print(report.table())
+    out = Path(args.out) if args.out else (path.parent if path.name == "synthetic" else path)
+    out = out if args.out else out / "eval.json"
     atomic_write_json(out, report.to_dict())
     print(f"wrote {out}")
     return 0
@@ -442,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", type=int, default=None)
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")
+    e.add_argument(
+        "--learners",
+        default=None,
+        help="evaluate by learners instead: comma-separated logreg,knn,rf,gb,xgboost,mlp "
+        "(the default on tables: all but xgboost)",
+    )
     e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
     e.add_argument(
         "--precision",

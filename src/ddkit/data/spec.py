@@ -177,15 +177,16 @@ class DatasetSpec:
         """This dataset's :class:`Modality`."""
         return MODALITIES[self.modality]
 
-    def check_needs(self, needs: str, who: str) -> None:
+    def check_needs(self, needs: str, who: str, fix: str = "") -> None:
         """Refuse in one line when ``who`` (a method, an augmentation) ``needs`` what this
-        dataset's rows are not: ``"image"`` or ``"differentiable"`` (:data:`NEEDS`)."""
+        dataset's rows are not: ``"image"`` or ``"differentiable"`` (:data:`NEEDS`); ``fix``
+        says what to do instead."""
         if needs not in NEEDS:
             raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {', '.join(NEEDS)}")
         if needs == "image" and self.modality != "image":
             raise ConfigError(
-                f"{who} needs images; dataset {self.name!r} holds {self.modality} rows "
-                "(use a method that needs only differentiable inputs, e.g. dm, dc, kip)"
+                f"{who} needs images; dataset {self.name!r} holds {self.modality} rows"
+                + (f" ({fix})" if fix else "")
             )
         if needs == "differentiable" and not self.kind.differentiable:
             raise ConfigError(f"{who} needs differentiable rows; {self.modality} rows are not")

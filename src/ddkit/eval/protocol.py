@@ -187,6 +187,11 @@ register_protocol(
     "labels of kip/frepo; one-hot for class labels)",
 )
 register_protocol(
+    EvalProtocol(name="tabular", epochs=300, models=("mlp",)),
+    "tables: as dc (300 epochs, no augmentation) on the mlp network; `ddkit evaluate "
+    "--learners` adds logistic regression, k-NN, random forest, gradient boosting",
+)
+register_protocol(
     EvalProtocol(name="smoke", epochs=5, runs=2),
     "seconds-long smoke test (5 epochs, 2 runs): checks plumbing, not accuracy",
 )

@@ -241,7 +241,8 @@ class Augmenter:
     ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA
     strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
     gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or
-    ``"cutmix"`` (class targets become one-hot vectors before mixing).
+    ``"cutmix"`` (class targets become one-hot vectors before mixing). Augmentation needs
+    images: on other rows it is refused in one line (use the ``tabular`` protocol).
     """
 
     def __init__(
@@ -252,6 +253,10 @@ class Augmenter:
         mix_alpha: float = 1.0,
     ) -> None:
         self.dsa = self.classic = None
+        if strategy:
+            spec.check_needs(
+                "image", f"evaluation augmentation {strategy!r}", "use the 'tabular' protocol"
+            )
         if strategy == "dc":
             from ddkit.augment.classic import ClassicAugment, dc_strategy
 

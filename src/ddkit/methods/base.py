@@ -119,7 +119,7 @@ class Distiller:
     ) -> int:
         """Build the initial state exactly as :meth:`fit` does before its first step; return
         the run's total number of iterations."""
-        train.spec.check_needs(self.needs, f"method {self.name!r}")
+        train.spec.check_needs(self.needs, f"method {self.name!r}", _OTHER_ROWS)
         train.check_ipc(ipc)
         total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
@@ -273,6 +273,10 @@ class Distiller:
                 f"checkpoint in {str(folder)!r} does not fit this method: {e}"
             ) from None
         return min(int(meta["iteration"]), total)
+
+
+#: What to use on rows other than images, for a method that needs images.
+_OTHER_ROWS = "use a method that needs only differentiable rows: dm, dc, kip or a coreset"
 
 
 def _build_config(

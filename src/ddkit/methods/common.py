@@ -118,7 +118,7 @@ def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
         setting = default_strategy(spec.channels, spec.name)
     if not parse_strategy(setting):
         return None
-    spec.check_needs("image", f"DSA augmentation {setting!r}")
+    spec.check_needs("image", f"DSA augmentation {setting!r}", "use augment='none'")
     return DSA(setting)
 
 

@@ -72,11 +72,15 @@ _CONV_VARIANTS_HELP = "variants: w<N> bn|in|gn|ln|none activation"
 
 
 class MLP(ClassifierModel):
-    """Multi-layer perceptron: flatten -> ``depth`` x (Linear(width) -> activation) -> Linear.
+    """Multi-layer perceptron: flatten -> ``depth`` x (Linear(width) -> norm -> activation) ->
+    Linear.
 
     The MLP baseline of DC (Zhao, Mopuri & Bilen, "Dataset Condensation with Gradient
-    Matching", ICLR 2021): two hidden layers of 128 units with ReLU. ``depth=0`` is a linear
-    (logistic-regression) model on raw pixels.
+    Matching", ICLR 2021): two hidden layers of 128 units with ReLU, no normalisation. ``depth=0``
+    is a linear (logistic-regression) model on raw pixels. It is also the model of table rows
+    (issue 39), where ``norm`` ``"bn"`` (batch norm, Ioffe & Szegedy ICML 2015) or ``"ln"``
+    (layer norm, Ba et al. arXiv:1607.06450) after each hidden Linear is common
+    (e.g. ``mlp-w256-d3-ln``).
     """
 
     def __init__(
@@ -88,15 +92,21 @@ class MLP(ClassifierModel):
         width: int = 128,
         depth: int = 2,
         act: str = "relu",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         _positive("mlp", width=width)
         if depth < 0:
             raise ConfigError(f"model 'mlp': depth must be >= 0, got {depth}")
+        if norm not in _MLP_NORMS:
+            raise ConfigError(f"model 'mlp': norm must be one of {', '.join(_MLP_NORMS)}")
         d_in = in_channels * image_size[0] * image_size[1]
         layers: list[nn.Module] = [nn.Flatten(1)]
         for _ in range(depth):
-            layers += [nn.Linear(d_in, width), make_activation(act)]
+            layers.append(nn.Linear(d_in, width))
+            if norm != "none":
+                layers.append(nn.BatchNorm1d(width) if norm == "bn" else nn.LayerNorm(width))
+            layers.append(make_activation(act))
             d_in = width
         self.features = nn.Sequential(*layers)
         self.num_features = d_in
@@ -106,9 +116,15 @@ class MLP(ClassifierModel):
         return self.features(x)
 
 
-_MLP_OPTIONS = {"width": prefixed_int("w"), "depth": prefixed_int("d"), "act": choice(*ACTIVATIONS)}
+_MLP_NORMS = ("none", "bn", "ln")
+_MLP_OPTIONS = {
+    "width": prefixed_int("w"),
+    "depth": prefixed_int("d"),
+    "act": choice(*ACTIVATIONS),
+    "norm": choice(*_MLP_NORMS),
+}
 mlp = register_model(
-    "mlp", help="MLP, 2 hidden layers of 128 (DC); variants: w<N> d<N> activation"
+    "mlp", help="MLP, 2 hidden layers of 128 (DC); variants: w<N> d<N> activation bn|ln"
 )(variant_factory("mlp", MLP, _MLP_OPTIONS))
 
 

@@ -1,0 +1,167 @@
+"""Evaluation by the learners tabular users use (issue 39): each is trained on a (synthetic)
+set's rows and tested on the real test split, reported as :func:`ddkit.eval.evaluate` reports
+networks (an :class:`~ddkit.eval.evaluate.EvalReport` of one :class:`ModelResult` per learner).
+
+Learners (scikit-learn; the names are ``--learners`` values):
+
+* ``logreg``: multinomial logistic regression (L2, ``C=1``, lbfgs);
+* ``knn``: k-nearest neighbours, ``k = min(5, smallest class count of the training set)``
+  (at IPC 1 that is the 1-NN classifier);
+* ``rf``: random forest, 100 trees;
+* ``gb``: histogram gradient boosting (scikit-learn's LightGBM-style booster);
+* ``xgboost``: XGBoost's booster, an optional extra (``pip install 'ddkit[boosting]'``);
+* ``mlp``: the ``mlp`` network of :mod:`ddkit.models` under the ``tabular`` protocol, through
+  :func:`ddkit.eval.evaluate`.
+
+Deterministic learners run once; random ones (``rf``, ``gb``, ``xgboost``, ``mlp``) run once per
+seed of :func:`ddkit.eval.evaluate.run_seeds`, so the table shows mean ± std over seeds where the
+learner is random. Rows are the set's stored rows (its normalised space), flattened; soft labels
+are read as their argmax. Test rows are put in the same space as the set's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddkit.data.dataset import ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError, require_extra
+from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, test_in_set_space
+from ddkit.eval.protocol import get_protocol
+from ddkit.registry import Registry
+
+__all__ = ["LEARNERS", "Learner", "evaluate_learners", "learner_names"]
+
+
+@dataclass(frozen=True)
+class Learner:
+    """A classifier factory ``build(seed, ys) -> estimator`` (``fit`` / ``predict``) and whether
+    its result depends on the seed."""
+
+    build: Callable[[int, np.ndarray], Any]
+    random: bool
+
+
+LEARNERS: Registry[Learner] = Registry("learner")
+
+
+def _knn(seed: int, y: np.ndarray) -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=int(min(5, np.bincount(y).min())))
+
+
+def _logreg(seed: int, y: np.ndarray) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000)
+
+
+def _rf(seed: int, y: np.ndarray) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+
+
+def _gb(seed: int, y: np.ndarray) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(random_state=seed)
+
+
+def _xgboost(seed: int, y: np.ndarray) -> Any:
+    xgb = require_extra("xgboost", "boosting", "the xgboost learner")
+    return xgb.XGBClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+
+
+LEARNERS.add("logreg", Learner(_logreg, False), help="logistic regression (scikit-learn)")
+LEARNERS.add("knn", Learner(_knn, False), help="k-nearest neighbours, k = min(5, rows per class)")
+LEARNERS.add("rf", Learner(_rf, True), help="random forest, 100 trees (scikit-learn)")
+LEARNERS.add("gb", Learner(_gb, True), help="histogram gradient boosting (scikit-learn)")
+LEARNERS.add("xgboost", Learner(_xgboost, True), help="XGBoost (extra 'boosting')")
+
+#: The ``--learners`` default on tables.
+DEFAULT_LEARNERS = ("logreg", "knn", "rf", "gb", "mlp")
+
+
+def learner_names(text: str | Sequence[str] | None) -> list[str]:
+    """``--learners`` values (comma-separated or a list; ``None``: :data:`DEFAULT_LEARNERS`),
+    each checked before any training: an unknown one is a one-line :class:`ConfigError`."""
+    if text is None:
+        return list(DEFAULT_LEARNERS)
+    items = text.split(",") if isinstance(text, str) else [str(t) for t in text]
+    names = [t.strip().lower() for t in items if t.strip()]
+    valid = [*LEARNERS.names(), "mlp"]
+    for n in names:
+        if n not in valid:
+            raise ConfigError(f"unknown learner {n!r}; valid: {', '.join(valid)}")
+    if not names:
+        raise ConfigError(f"no learner given; valid: {', '.join(valid)}")
+    return names
+
+
+def _rows(x: torch.Tensor) -> np.ndarray:
+    return x.detach().flatten(1).double().cpu().numpy()
+
+
+def _fit_score(
+    learner: Learner, seed: int, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray
+) -> tuple[float, float]:
+    """Train and test accuracy of one fit."""
+    est = learner.build(seed, y)
+    est.fit(x, y)
+    return float((est.predict(x) == y).mean()), float((est.predict(xt) == yt).mean())
+
+
+def evaluate_learners(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    learners: str | Sequence[str] | None = None,
+    *,
+    runs: int = 5,
+    seed: int = 0,
+    epochs: int | None = None,
+) -> EvalReport:
+    """Train each of ``learners`` (default :data:`DEFAULT_LEARNERS`) on ``syn``'s rows and report
+    its accuracy on the real ``test`` split; random learners run ``runs`` times (one seed each),
+    deterministic ones once. ``epochs`` overrides the ``mlp`` learner's. Same seed => same report.
+    """
+    names = learner_names(learners)
+    if runs < 1:
+        raise ConfigError(f"runs must be >= 1, got {runs}")
+    t0 = time.perf_counter()
+    protocol = get_protocol("tabular")
+    report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))
+    x, y = _rows(syn.images), syn.hard_labels.cpu().numpy()
+    in_space = test_in_set_space(syn, test)
+    xt, yt = _rows(in_space.images), in_space.labels.cpu().numpy()
+    for name in names:
+        if name == "mlp":
+            nets = evaluate(syn, test, protocol, runs=runs, epochs=epochs, seed=seed)
+            report.results.append(nets.results[0])
+            continue
+        learner = LEARNERS.get(name)
+        seeds = run_seeds(seed, runs) if learner.random else [seed]
+        start = time.perf_counter()
+        scores = [_fit_score(learner, s, x, y, xt, yt) for s in seeds]
+        took = time.perf_counter() - start
+        report.results.append(
+            ModelResult(
+                model=name,
+                accuracies=[s[1] for s in scores],
+                seeds=seeds,
+                train_seconds=took,
+                images_per_second=len(x) * len(seeds) / max(took, 1e-9),
+                vectorized=False,
+                train_accuracies=[s[0] for s in scores],
+            )
+        )
+    report.seconds = time.perf_counter() - t0
+    report.meta = {"seed": seed, "learners": names}
+    return report

@@ -235,7 +235,11 @@ class DATMConfig(TrajectoryConfig):
         return int(max(self.max_start_epoch, self.max_start_epoch_final))
 
 
-def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
+def _auto_cache_dir(
+    cfg: TrajectoryConfig, train: ImageDataset, extra: dict[str, Any] | None = None
+) -> Path:
+    """``experts_cache/<dataset>-<model>-<hash>``; the hash covers the data, the recipe and
+    ``extra`` (what else changes the experts, such as PAD's data schedule)."""
     key = {
         "spec": train.spec.to_dict(),
         "data": fingerprint(train),
@@ -246,6 +250,7 @@ def _auto_cache_dir(cfg: TrajectoryConfig, train: ImageDataset) -> Path:
         "batch": cfg.expert_batch,
         "zca": cfg.zca,
         "seed": cfg.expert_seed,
+        **(extra or {}),
     }
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     name = f"{safe_name(train.spec.name)}-{safe_name(cfg.model.lower())}"  # nothing outside
@@ -304,7 +309,7 @@ class _TrajectoryMatching(Distiller):
         self.temperature_ = None
         # checked before the experts are obtained (they may be trained here)
         self.precision_ = method_precision(c.precision, train.images.dtype, train.images.device)
-        buf = obtain_experts(c, train)
+        buf = self._experts(train)
         if buf.model != c.model.lower():
             raise ConfigError(
                 f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {c.model!r}"
@@ -343,6 +348,14 @@ class _TrajectoryMatching(Distiller):
             self.state_["opt_label"] = torch.optim.SGD(
                 [labels], lr=c.lr_label, momentum=c.momentum_label
             )
+
+    def _experts(self, train: ImageDataset):
+        """The expert buffer this method matches (:func:`obtain_experts`)."""
+        return obtain_experts(self.config, train)
+
+    def _keep_mask(self):
+        """The parameter selection of the matching loss (``None``: every parameter)."""
+        return None
 
     def _initial_images(self, data: ImageDataset, n: int, g: torch.Generator) -> torch.Tensor:
         """``n`` real (or noise) images per class that the stored set is encoded from."""
@@ -395,7 +408,7 @@ class _TrajectoryMatching(Distiller):
         if c.backward == "unroll":
             loss_t = unrolled_step(
                 self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
-                precision=self.precision_,
+                precision=self.precision_, keep=self._keep_mask(),
             )  # fmt: skip
             loss_t.backward()
             loss = float(loss_t.detach())
@@ -415,6 +428,7 @@ class _TrajectoryMatching(Distiller):
                 if c.student_checkpoint_every == "auto"
                 else c.student_checkpoint_every,
                 precision=self.precision_,
+                keep=self._keep_mask(),
             )
             loss = r.loss
             images.backward(r.grad_images)  # through the codec to what is stored

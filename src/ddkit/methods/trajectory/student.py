@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,7 @@ __all__ = [
     "unrolled_step",
     "tesla_step",
     "inner_loss",
+    "KeepMask",
 ]
 
 
@@ -175,8 +177,20 @@ def _grad_fn(fm: FlatModel, dsa: DSA | None, label_mode: str, precision: str = "
     return torch.func.grad(loss, argnums=0)
 
 
-def _normaliser(start: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return ((start - target) ** 2).sum()
+KeepMask = Callable[[torch.Tensor], torch.Tensor]
+"""A parameter selection for the matching loss: given the per-parameter squared error
+``(θ_N − θ*)²`` (detached), the boolean mask of the parameters the loss keeps; the loss and its
+normaliser are then sums over the kept parameters only (PAD's parameter selection)."""
+
+
+def _weights(keep: KeepMask | None, theta: torch.Tensor, target: torch.Tensor):
+    if keep is None:
+        return 1.0
+    return keep((theta.detach() - target) ** 2).to(theta.dtype)
+
+
+def _normaliser(start: torch.Tensor, target: torch.Tensor, w=1.0) -> torch.Tensor:
+    return (w * (start - target) ** 2).sum()
 
 
 def unrolled_step(
@@ -191,15 +205,18 @@ def unrolled_step(
     label_mode: str,
     *,
     precision: str = "fp32",
+    keep: KeepMask | None = None,
 ) -> torch.Tensor:
     """MTT: the matching loss with the autograd graph of all ``N`` student steps (call
     ``.backward()``; memory grows with ``N``). ``precision``: the autocast of the student's
-    forward passes (module notes)."""
+    forward passes (module notes). ``keep`` restricts the loss to some parameters
+    (:data:`KeepMask`)."""
     grad = _grad_fn(fm, dsa, label_mode, precision)
     theta = start.detach()
     for idx, aug in zip(plan.batches, plan.augs):
         theta = theta - lr * grad(theta, images, labels, idx, aug)
-    return ((theta - target) ** 2).sum() / _normaliser(start, target)
+    w = _weights(keep, theta, target)
+    return (w * (theta - target) ** 2).sum() / _normaliser(start, target, w)
 
 
 @dataclass
@@ -223,12 +240,14 @@ def tesla_step(
     *,
     checkpoint_every: int = 0,
     precision: str = "fp32",
+    keep: KeepMask | None = None,
 ) -> TeslaResult:
     """TESLA: the loss and its exact gradients w.r.t. ``images``, ``lr`` (and ``labels`` when
     ``label_mode == "logits"``) with memory independent of ``N`` up to ``⌈√N⌉`` parameter
     checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all). ``precision``: the
     autocast of the student's forward passes, in the forward walk and in every recomputed step
-    and vector-Jacobian product of the backward walk (module notes)."""
+    and vector-Jacobian product of the backward walk (module notes). ``keep``: as in
+    :func:`unrolled_step`."""
     grad = _grad_fn(fm, dsa, label_mode, precision)
     n = len(plan)
     k = (
@@ -249,10 +268,11 @@ def tesla_step(
             theta = advance(theta, i)
             if (i + 1) % k == 0 and i + 1 < n:
                 ckpts[i + 1] = theta
-        denom = _normaliser(start.detach(), target)
+        w = _weights(keep, theta, target)
+        denom = _normaliser(start.detach(), target, w)
         diff = theta - target
-        loss = float((diff**2).sum() / denom)
-        lam = 2.0 * diff / denom
+        loss = float((w * diff**2).sum() / denom)
+        lam = 2.0 * w * diff / denom
 
         g_img = torch.zeros_like(images_d)
         g_lr = torch.zeros_like(lr_d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ddkit import distributed
 from ddkit.commands import COMMANDS, add_common, defaults_of, discover
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
@@ -134,6 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         groups=args.groups,
+        device=distributed.device(),
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
@@ -148,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if path.name == "synthetic"
         else path / "eval.json"
     )
-    atomic_write_json(out, report.to_dict())
+    distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
     print(f"wrote {out}")
     return 0
 
@@ -170,7 +173,7 @@ def _evaluate_learners(
     print(report.table())
     out = Path(args.out) if args.out else (path.parent if path.name == "synthetic" else path)
     out = out if args.out else out / "eval.json"
-    atomic_write_json(out, report.to_dict())
+    distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
     print(f"wrote {out}")
     return 0
 
@@ -588,6 +591,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the sub-commands that split their work over the processes of a torchrun launch
+DISTRIBUTED_COMMANDS = ("distill", "evaluate", "experts")
+
+
+def _run_as_rank(args: argparse.Namespace, launch: distributed.Launch) -> int:
+    """Run a sub-command as one rank of a torchrun launch: refuse one that does not split
+    its work (one line); the ranks other than 0 print nothing but their errors."""
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(
+            f"ddkit {args.command} does not run on several processes; launch it without "
+            f"torchrun (these do: {', '.join(DISTRIBUTED_COMMANDS)})"
+        )
+    if launch.main:
+        return int(args.func(args) or 0)
+    if hasattr(args, "quiet"):
+        args.quiet = True
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        return int(args.func(args) or 0)
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Warnings as one ``ddkit: warning:`` line each (the API's users see them as usual)."""
     print(f"ddkit: warning: {message}", file=file or sys.stderr)
@@ -603,7 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "seed", None) is not None:  # every sub-command's --seed, checked once
             check_seed(args.seed)
-        return int(args.func(args) or 0)
+        with distributed.session() as launch:  # under torchrun: one rank of the group
+            if launch is None:
+                return int(args.func(args) or 0)
+            return _run_as_rank(args, launch)
     except DDKitError as e:
         if args.debug:
             raise

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ddkit import distributed
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DDKitError, FileFormatError
@@ -105,7 +106,13 @@ def distill_run(
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
+    check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
+    if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
+        syn = m.fit(splits.train, ipc, iterations=total, seed=seed,
+                    checkpoint_dir=out / "checkpoint", resume=resume)  # fmt: skip
+        distributed.barrier()
+        return syn
     config = {
         "dataset": dataset,
         "root": root,
@@ -138,7 +145,22 @@ def distill_run(
         )
         syn.save(out / "synthetic")
         syn.save_grid(out / "grid.png")
+    distributed.barrier()  # the other ranks end once the folder is written
     return syn
+
+
+def check_scale_out(method: Distiller) -> None:
+    """In a :mod:`ddkit.distributed` session, refuse in one line a method that does not split
+    its run over the ranks (:meth:`Distiller.splits_by`)."""
+    if distributed.active() is None or method.splits_by():
+        return
+    from ddkit.methods import METHODS
+
+    able = [n for n in METHODS.names() if METHODS.get(n).splits_by()]
+    raise ConfigError(
+        f"method {method.name!r} does not run on several processes yet ({', '.join(able)} "
+        "do); launch it without torchrun"
+    )
 
 
 RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")

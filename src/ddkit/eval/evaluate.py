@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ddkit import distributed
 from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
@@ -335,6 +336,11 @@ def evaluate(
     """
     if groups:
         require_groups(test)
+    if distributed.active() is not None and run_indices is None:
+        return _evaluate_sharded(
+            syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed,
+            teacher=teacher, vectorize=vectorize, device=device, progress=progress, groups=groups,
+        )  # fmt: skip
     t0 = time.perf_counter()
     fresh = train_fresh_networks(
         syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
@@ -351,6 +357,79 @@ def evaluate(
         report.results.append(_test_model(name, res, syn, fresh, precision, groups))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _evaluate_sharded(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    protocol: str | EvalProtocol,
+    *,
+    vectorize: bool | None,
+    runs: int | None,
+    **kwargs: Any,
+) -> EvalReport:
+    """:func:`evaluate` in a :mod:`ddkit.distributed` session: run ``r`` of the protocol is
+    trained on rank ``r % WORLD_SIZE`` from the seed it has in the whole evaluation, the
+    networks one after another (``vectorize=None`` means ``False`` here), and every rank gets
+    the merged report. Each run's accuracies are those of the one-process evaluation with
+    ``vectorize=False`` (the CPU default), bit for bit; ``train_seconds`` sum the ranks'."""
+    t0 = time.perf_counter()
+    total = get_protocol(protocol).with_(runs=runs).runs
+    mine = distributed.shard(range(total))
+    local = None
+    if mine:
+        local = evaluate(
+            syn, test, protocol, runs=total, vectorize=bool(vectorize), run_indices=mine, **kwargs
+        )
+    shares = distributed.all_gather_json(
+        None if local is None else {"report": local.to_dict(), "runs": mine}
+    )
+    first = next(s for s in shares if s is not None)
+    report = _report_from_dict(first["report"])
+    per_rank = [s["report"]["results"] if s is not None else None for s in shares]
+    report.results = [
+        _merged_result([None if r is None else r[i] for r in per_rank])
+        for i in range(len(first["report"]["results"]))
+    ]
+    report.seconds = time.perf_counter() - t0
+    report.meta["ranks"] = len(shares)
+    return report
+
+
+def _report_from_dict(d: dict[str, Any]) -> EvalReport:
+    """An :class:`EvalReport` (without results) from :meth:`EvalReport.to_dict`."""
+    return EvalReport(
+        protocol=EvalProtocol.from_dict(d["protocol"]),
+        lr=d["lr"],
+        num_train_images=d["num_train_images"],
+        meta=d["meta"],
+    )
+
+
+def _merged_result(parts: list[dict[str, Any] | None]) -> ModelResult:
+    """One model's :class:`ModelResult` from every rank's share of its runs (``None``: a rank
+    that trained none), runs back in the protocol's order (:func:`ddkit.distributed.merge_shards`)."""
+    shares = [p for p in parts if p is not None]
+
+    def merged(key: str) -> list[Any]:
+        return distributed.merge_shards([p[key] if p else [] for p in parts])
+
+    seconds = sum(p["train_seconds"] for p in shares)
+    seen = sum(p["images_per_second"] * p["train_seconds"] for p in shares)
+    result = ModelResult(
+        shares[0]["model"],
+        merged("accuracies"),
+        merged("seeds"),
+        seconds,
+        seen / max(seconds, 1e-9),
+        any(p["vectorized"] for p in shares),
+        merged("train_accuracies"),
+    )
+    for name in shares[0].get("groups", {}):
+        result.groups[name] = distributed.merge_shards(
+            [p["groups"][name]["accuracies"] if p else [] for p in parts]
+        )
+    return result
 
 
 def evaluate_with_teacher(

@@ -28,6 +28,7 @@ trailing-underscore attributes and is rebuilt by ``init`` on resume.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -38,6 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
@@ -88,6 +90,10 @@ class Distiller:
     presets: ClassVar[tuple[Preset, ...]] = ()
     test_overrides: ClassVar[dict[str, Any]] = {}
     deterministic: ClassVar[bool] = False
+    #: how a :mod:`ddkit.distributed` session splits a run (:meth:`splits_by`): ``"classes"``
+    #: (each rank computes its classes' share of the synthetic images' gradient, summed over
+    #: the ranks every step) or ``""`` (not split: refused under torchrun)
+    scale_out: ClassVar[str] = ""
     needs: ClassVar[str] = "image"
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
@@ -96,6 +102,13 @@ class Distiller:
         self.state_: dict[str, Any] = {}
         # whether a user or a preset chose the budget (else it may be scaled to the data)
         self.iterations_chosen = config is not None or "iterations" in overrides
+
+    @classmethod
+    def splits_by(cls) -> str:
+        """How a :mod:`ddkit.distributed` session splits this method's run: the class's own
+        ``scale_out``, never a parent's (a subclass's step may couple what its parent's kept
+        apart, so each class declares it)."""
+        return str(cls.__dict__.get("scale_out", ""))
 
     # ---------------------------------------------------------------- to implement
     def init(
@@ -183,7 +196,8 @@ class Distiller:
         first = 0
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if ckpt is not None:
-            ensure_writable_dir(ckpt)
+            if distributed.is_main():  # every rank reads a checkpoint; rank 0 writes them
+                ensure_writable_dir(ckpt)
             if resume and (ckpt / "state.json").exists():
                 first = self._load_checkpoint(ckpt, seed, ipc, total)
         if progress:
@@ -197,7 +211,8 @@ class Distiller:
                 cb.on_step_end(self, it, metrics)
             done = it + 1
             if ckpt is not None and (done % checkpoint_every == 0 or done == total):
-                self._save_checkpoint(ckpt, done, seed, ipc, total)
+                save = functools.partial(self._save_checkpoint, ckpt, done, seed, ipc, total)
+                distributed.main_only(save)
         out = self.result()
         out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
         for cb in callbacks:

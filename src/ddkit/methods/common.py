@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddkit import distributed
 from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
@@ -120,6 +121,35 @@ def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
         return None
     spec.check_needs("image", f"DSA augmentation {setting!r}", "use augment='none'")
     return DSA(setting)
+
+
+def local_classes(num_classes: int) -> list[int] | None:
+    """The classes whose share of the synthetic images' gradient this rank computes in a
+    :mod:`ddkit.distributed` session (``Distiller.scale_out = "classes"``): every
+    ``WORLD_SIZE``-th class from ``RANK``; ``None`` in a single process (all classes, today's
+    code path). More ranks than classes is a one-line :class:`ConfigError`."""
+    classes = distributed.local_indices(num_classes)
+    if classes is not None and not classes:
+        launch = distributed.active()
+        raise ConfigError(
+            f"{launch.world_size} processes for {num_classes} classes leave rank "
+            f"{launch.rank} without a class; launch at most {num_classes} processes"
+        )
+    return classes
+
+
+def summed_over_ranks(images: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """After each rank's backward pass over its :func:`local_classes`: ``images.grad`` becomes
+    the sum of the ranks' gradients and the returned loss the sum of their losses (one
+    collective). The classes' rows are disjoint, so every gradient entry is one rank's value
+    exactly and the images step as in one process. Outside a session: ``loss`` unchanged."""
+    if distributed.active() is None:
+        return loss
+    if images.grad is None:
+        images.grad = torch.zeros_like(images)
+    total = loss.detach().reshape(1).to(images.grad.dtype)
+    distributed.sum_across_ranks([images.grad, total])
+    return total[0]
 
 
 def method_precision(

@@ -70,9 +70,11 @@ from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
     initial_images,
+    local_classes,
     make_augment,
     method_precision,
     record_levers,
+    summed_over_ranks,
 )
 from ddkit.methods.config import (
     AT_LEAST_ONE,
@@ -340,6 +342,9 @@ class DM(Distiller):
     """dm: distribution matching -- match mean embeddings of real and synthetic images under random networks (Zhao & Bilen, WACV 2023)."""
 
     name = "dm"
+    # classes are independent given the shared draws: every rank replays the whole random
+    # stream (cheap index and parameter draws) and embeds only its classes' images
+    scale_out = "classes"
     needs = "differentiable"
     needs = "differentiable"
     Config: ClassVar[type[MethodConfig]] = DMConfig
@@ -411,6 +416,8 @@ class DM(Distiller):
         self.state_["generator"] = generator
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        k = train.spec.num_classes
+        self.classes_ = local_classes(k) if self.splits_by() == "classes" else None  # None: all
 
     def _network(self, generator: torch.Generator) -> nn.Module:
         """A freshly initialised network (seed drawn from ``generator``), in training mode."""
@@ -422,7 +429,17 @@ class DM(Distiller):
 
     def _syn_view(self, images: torch.Tensor) -> torch.Tensor:
         k = self.train_.spec.num_classes
-        return images.view(k, -1, *images.shape[1:])
+        view = images.view(k, -1, *images.shape[1:])
+        return view if self.classes_ is None else view[self.classes_]
+
+    def _local_share(
+        self, real: torch.Tensor, draws: list[DSAParams] | None
+    ) -> tuple[torch.Tensor, list[DSAParams] | None]:
+        """This rank's classes of a step's real batch ``(K, B, ...)`` and class draws, drawn for
+        every class so that the random stream is that of one process (all of them there)."""
+        if self.classes_ is None:
+            return real, draws
+        return real[self.classes_], None if draws is None else [draws[c] for c in self.classes_]
 
     # ---------------------------------------------------------------- one iteration
     def step(self, iteration: int) -> dict[str, float]:
@@ -434,6 +451,7 @@ class DM(Distiller):
         draws = sample_class_draws(
             self.dsa_, self.train_.spec.num_classes, g, self.train_.spec.image_size
         )
+        real, draws = self._local_share(real, draws)
         syn = self._syn_view(self.codec_.decode(images))
         real_stat, syn_emb = match_embeddings(
             self._fast(self.embed_),
@@ -453,6 +471,7 @@ class DM(Distiller):
             loss = loss + extra
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        loss = summed_over_ranks(images, loss)
         opt.step()
         return {"loss": float(loss.detach()) / self.train_.spec.num_classes, **metrics}
 

@@ -82,9 +82,11 @@ from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import (
     RandomNetwork,
+    local_classes,
     make_augment,
     method_precision,
     record_levers,
+    summed_over_ranks,
     warn_if_rough,
 )
 from ddkit.methods.config import (
@@ -244,6 +246,9 @@ class DC(Distiller):
     """dc: gradient matching (Zhao, Mopuri & Bilen, ICLR 2021); layer-wise per-class gradient distance."""
 
     name = "dc"
+    # the network update couples the classes; each rank computes its classes' share of the
+    # images' gradient, summed over the ranks, and replays the network's training
+    scale_out = "classes"
     needs = "differentiable"
     Config = DCConfig
     presets = _presets()
@@ -290,6 +295,7 @@ class DC(Distiller):
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
+        self.classes_ = local_classes(spec.num_classes) if self.splits_by() == "classes" else None
 
     def codec_for(self, spec: DatasetSpec) -> str:
         """The codec that stores this set (``codec``)."""
@@ -334,6 +340,8 @@ class DC(Distiller):
             draws = [self.dsa_.sample(1, g, shared=True, image_size=hw) for _ in range(k)]
             real = augment_classes(self.dsa_, real, draws)
             syn = augment_classes(self.dsa_, syn, draws)
+        if self.classes_ is not None:  # this rank's share of the classes
+            real, syn = real[self.classes_], syn[self.classes_]
         loss = gradient_matching_loss(
             net,
             real,
@@ -343,9 +351,11 @@ class DC(Distiller):
             chunk_size=cfg.class_chunk or None,
             precision=self.precision_,
             real_forward=self.real_forward_,
+            classes=self.classes_,
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
+        loss = summed_over_ranks(images, loss)
         opt.step()
         return float(loss.detach())
 
@@ -413,6 +423,7 @@ class DSA(DC):
     """dsa: DC with differentiable Siamese augmentation (Zhao & Bilen, ICML 2021)."""
 
     name = "dsa"
+    scale_out = "classes"
     needs = "image"
     Config = DSAConfig
     presets = _presets()

@@ -203,6 +203,7 @@ def gradient_matching_loss(
     chunk_size: int | None = None,
     precision: str = "fp32",
     real_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    classes: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Per-class gradient-matching distances ``(K,)`` between real and synthetic batches.
 
@@ -215,15 +216,17 @@ def gradient_matching_loss(
     loop only) computes the real batches' logits in place of ``net``: the same function of the
     same weights, e.g. ``net`` through ``torch.compile`` -- the real gradients are first order,
     so a compiled graph can take them; the synthetic ones are differentiated again and stay
-    eager.
+    eager. ``classes``: the class of each row when the rows are not classes ``0..K-1`` (a
+    rank's share of the classes in a :mod:`ddkit.distributed` session).
     """
     k = real.shape[0]
     if syn.shape[0] != k or real.shape[2:] != syn.shape[2:]:
         raise DataError(
             f"real batch {tuple(real.shape)} and synthetic batch {tuple(syn.shape)} do not match"
         )
-    y_real = torch.arange(k, device=real.device).unsqueeze(1).expand(k, real.shape[1])
-    y_syn = torch.arange(k, device=syn.device).unsqueeze(1).expand(k, syn.shape[1])
+    rows = torch.arange(k) if classes is None else torch.as_tensor(list(classes))
+    y_real = rows.to(real.device).unsqueeze(1).expand(k, real.shape[1])
+    y_syn = rows.to(syn.device).unsqueeze(1).expand(k, syn.shape[1])
     if vectorize:
         names = matched_parameter_names(net, metric)
         with torch.no_grad():

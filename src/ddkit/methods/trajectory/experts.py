@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ddkit import distributed
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
@@ -379,25 +380,19 @@ def train_experts(
     train, test = _splits(splits_or_train)
     _check_arguments(num_experts, epochs, batch_size, lr, momentum)
     say = progress if callable(progress) else (print if progress else (lambda msg: None))
-    root = ensure_writable_dir(out_dir)
-    if zca:
-        train, test = _whiten(root, train, test)
-    recipe = _make_recipe(
-        train,
-        model,
-        epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        augment=augment,
-        zca=zca,
-        seed=seed,
+    options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                   augment=augment, zca=zca, seed=seed)  # fmt: skip
+    # in a distributed session rank 0 prepares the folder (ZCA, experts.json) before the others
+    # read it; each rank then trains the experts of its shard (distributed.shard)
+    prepared = distributed.main_only(
+        lambda: _prepare_folder(
+            Path(out_dir), train, test, model, epochs, options, resume, num_experts
+        )
     )
-    _write_folder_meta(root, _folder_meta(recipe, train, zca))
-    if not resume:
-        _refuse_unfinished(root, num_experts, recipe.epochs)
-    for e in range(num_experts):
+    if prepared is None:  # another rank prepared the folder: read it
+        prepared = _prepare_folder(Path(out_dir), train, test, model, epochs, options)
+    root, train, test, recipe = prepared
+    for e in distributed.shard(range(num_experts)):
         if _finished(root, e, recipe.epochs):
             continue
         with _claim(root, e) as mine:
@@ -406,7 +401,32 @@ def train_experts(
             elif not _finished(root, e, recipe.epochs):  # re-read under the lock
                 theta = _train_expert(root, e, recipe, say)
                 _write_info(root, e, recipe, theta, test, say)
+    distributed.barrier()  # every rank's experts are written before any rank reads the folder
     return load_experts(root)
+
+
+def _prepare_folder(
+    out_dir: Path,
+    train: ImageDataset,
+    test: ImageDataset | None,
+    model: str,
+    epochs: int,
+    options: dict[str, Any],
+    resume: bool | None = None,
+    num_experts: int = 0,
+) -> tuple[Path, ImageDataset, ImageDataset | None, _Recipe]:
+    """The folder (created), the splits (whitened with the folder's ZCA, fitted and saved when
+    new) and the recipe; with ``resume`` not ``None``, also write ``experts.json`` and, unless
+    resuming, refuse a folder with unfinished experts."""
+    root = ensure_writable_dir(out_dir) if resume is not None else out_dir
+    if options["zca"]:
+        train, test = _whiten(root, train, test)
+    recipe = _make_recipe(train, model, epochs, **options)
+    if resume is not None:
+        _write_folder_meta(root, _folder_meta(recipe, train, options["zca"]))
+        if not resume:
+            _refuse_unfinished(root, num_experts, recipe.epochs)
+    return root, train, test, recipe
 
 
 def _refuse_unfinished(root: Path, num_experts: int, epochs: int) -> None:

@@ -1,0 +1,348 @@
+"""Scale-out on ``torch.distributed``: the launch, the rank's device, sharding, merging, failures.
+
+``torchrun --nproc-per-node N -m ddkit <command> ...`` starts ``N`` processes whose environment
+names their place (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); :func:`session` opens the process
+group from it (gloo on CPU, nccl when CUDA is there) and closes it at the end. Inside a session
+the parts of ddkit that know how to split their work do so (issue 38):
+
+* independent stages shard by an index that belongs to the work, never to the rank: the
+  evaluation's runs (:func:`ddkit.eval.evaluate`), the experts of a trajectory folder
+  (:func:`ddkit.methods.trajectory.experts.train_experts`), DM's classes; their randomness is
+  keyed by that index, so the result is bit-identical to one process;
+* coupled stages (DC / DSA: one network update over all classes) compute their own classes'
+  contribution to the synthetic images' gradient and sum it over the ranks
+  (:func:`sum_across_ranks`), so every rank holds the same images after every step.
+
+Only rank 0 writes run folders and results (:func:`main_only`); those writes stay atomic
+(:mod:`ddkit.io`). A rank that fails tells the others through the group's store before it
+leaves the group, and each of them stops with one line naming that rank and its error
+(:class:`RankFailed`).
+
+Outside a session (no ``WORLD_SIZE`` above 1 in the environment, the usual single process) every
+helper here is a no-op that costs one check: :func:`active` is ``None``, :func:`local_indices`
+is ``None`` and the callers keep today's code path.
+
+Objects cross between ranks as JSON bytes (:func:`all_gather_json`), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+
+from ddkit.errors import ConfigError, DDKitError
+
+__all__ = [
+    "Launch",
+    "RankFailed",
+    "active",
+    "all_gather_json",
+    "barrier",
+    "device",
+    "from_env",
+    "is_main",
+    "local_indices",
+    "main_only",
+    "merge_shards",
+    "session",
+    "shard",
+    "sum_across_ranks",
+]
+
+T = TypeVar("T")
+
+#: how long a failing rank waits for the others to read its failure before it leaves
+FAREWELL_SECONDS = 10.0
+#: how long a rank whose collective broke waits for the failing rank's message
+WORD_SECONDS = 3.0
+_FAILED = "ddkit/failed/"
+_HEARD = "ddkit/heard"
+
+
+class RankFailed(DDKitError):
+    """Another rank of the group failed (its message is in this one) and this rank stopped."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process's place in a torchrun launch."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Launch | None:
+    """The launch that ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` describe (what torchrun
+    sets), or ``None`` for a single process (no ``WORLD_SIZE``, or 1). Values that are not
+    integers of a valid launch are a one-line :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env:
+        return None
+    if env["WORLD_SIZE"].strip() == "1":
+        return None
+    try:
+        world = int(env["WORLD_SIZE"])
+        rank = int(env.get("RANK", "-1"))
+        local = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise ConfigError(
+            "RANK, WORLD_SIZE and LOCAL_RANK must be integers (launch with torchrun); got "
+            f"RANK={env.get('RANK')!r} WORLD_SIZE={env.get('WORLD_SIZE')!r}"
+        ) from None
+    if world < 1 or not 0 <= rank < world or local < 0:
+        raise ConfigError(
+            f"a launch needs 0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0, got RANK={rank} "
+            f"WORLD_SIZE={world} LOCAL_RANK={local}; launch with torchrun"
+        )
+    return None if world == 1 else Launch(rank, world, local)
+
+
+_ACTIVE: Launch | None = None
+_BACKEND: str = "gloo"
+
+
+def active() -> Launch | None:
+    """The launch of the running :func:`session` (``None`` outside one: a single process)."""
+    return _ACTIVE
+
+
+def is_main() -> bool:
+    """Whether this process writes results: rank 0, or the single process."""
+    return _ACTIVE is None or _ACTIVE.main
+
+
+def device() -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` in an nccl session, else the CPU."""
+    if _ACTIVE is not None and _BACKEND == "nccl":
+        return torch.device("cuda", _ACTIVE.local_rank)
+    return torch.device("cpu")
+
+
+@contextmanager
+def session(
+    launch: Launch | None = None,
+    *,
+    init_method: str = "env://",
+    backend: str | None = None,
+    timeout_s: float = 1800.0,
+) -> Iterator[Launch | None]:
+    """Run a block as one rank of a process group (``launch``: default :func:`from_env`).
+
+    Without a launch (a single process) the block runs as it always did and ``None`` is
+    yielded. Otherwise the group is opened with ``init_method`` (torchrun's ``env://``; a
+    ``file://PATH`` rendezvous needs no network port, as the tests use) and ``backend``
+    (default: nccl when CUDA is available, else gloo), and closed after the block. An error in
+    the block is announced to the other ranks (:class:`RankFailed` there) and raised here; an
+    error caused by another rank's failure becomes one :class:`RankFailed` line.
+    """
+    global _ACTIVE, _BACKEND
+    launch = from_env() if launch is None else launch
+    if launch is None or launch.world_size == 1:
+        yield None
+        return
+    if _ACTIVE is not None:
+        raise ConfigError("a ddkit distributed session is already running in this process")
+    import torch.distributed as dist
+
+    _BACKEND = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if _BACKEND == "nccl":
+        torch.cuda.set_device(launch.local_rank)
+    adopted = dist.is_initialized()  # a group the caller opened stays theirs to close
+    if not adopted:
+        dist.init_process_group(
+            _BACKEND,
+            init_method=init_method,
+            rank=launch.rank,
+            world_size=launch.world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
+    _ACTIVE = launch
+    try:
+        yield launch
+    except Exception as e:
+        peer = _failure_of_peer(wait=_broken_collective(e))
+        if peer is not None:
+            _acknowledge()
+            raise RankFailed(f"stopped because {peer}") from e
+        _announce(e)
+        raise
+    finally:
+        _ACTIVE = None
+        if not adopted and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------- failures
+def _store() -> Any:
+    import torch.distributed as dist
+
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _broken_collective(e: BaseException) -> bool:
+    """Whether ``e`` came out of a collective whose peer went away (gloo and nccl errors)."""
+    import torch.distributed as dist
+
+    text = str(e)
+    return isinstance(e, dist.DistError) or any(
+        word in text for word in ("gloo", "Connection closed by peer", "NCCL", "Connection reset")
+    )
+
+
+def _announce(e: BaseException) -> None:
+    """Tell the other ranks that this one failed with ``e`` (the group's store), then leave
+    the group so that their collectives stop waiting; wait briefly until they have heard."""
+    import torch.distributed as dist
+
+    store, launch = _store(), _ACTIVE
+    if store is None or launch is None:
+        return
+    message = f"rank {launch.rank} failed: {type(e).__name__}: {_one_line(e)}"
+    if isinstance(e, DDKitError):
+        message = f"rank {launch.rank} failed: {_one_line(e)}"
+    try:
+        store.set(f"{_FAILED}{launch.rank}", message)
+        heard = store.add(_HEARD, 0)
+    except (RuntimeError, ValueError):
+        return
+    dist.destroy_process_group()
+    deadline = time.monotonic() + FAREWELL_SECONDS
+    while heard < launch.world_size - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            heard = store.add(_HEARD, 0)
+        except (RuntimeError, ValueError):
+            return
+
+
+def _failure_of_peer(wait: bool) -> str | None:
+    """The message of the lowest-numbered other rank that announced a failure; with ``wait``
+    (this rank's collective broke), give it :data:`WORD_SECONDS` to arrive, and name a rank
+    that left without a word."""
+    store, launch = _store(), _ACTIVE
+    if store is None or launch is None:
+        return None
+    deadline = time.monotonic() + (WORD_SECONDS if wait else 0.0)
+    while True:
+        for r in range(launch.world_size):
+            if r == launch.rank:
+                continue
+            try:
+                if store.check([f"{_FAILED}{r}"]):
+                    return store.get(f"{_FAILED}{r}").decode(errors="replace")
+            except (RuntimeError, ValueError):
+                return "another rank left the group without a word" if wait else None
+        if time.monotonic() >= deadline:
+            return "another rank left the group without a word" if wait else None
+        time.sleep(0.05)
+
+
+def _acknowledge() -> None:
+    store = _store()
+    try:
+        if store is not None:
+            store.add(_HEARD, 1)
+    except (RuntimeError, ValueError):
+        pass
+
+
+# ---------------------------------------------------------------------------- sharding
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share of ``items``: every ``WORLD_SIZE``-th item from position ``RANK``
+    (all of them in a single process). :func:`merge_shards` puts the shares back in order."""
+    if _ACTIVE is None:
+        return list(items)
+    return list(items)[_ACTIVE.rank :: _ACTIVE.world_size]
+
+
+def local_indices(n: int) -> list[int] | None:
+    """The indices of ``range(n)`` this rank works on, or ``None`` in a single process (the
+    caller then keeps its one-process code path unchanged)."""
+    return None if _ACTIVE is None else shard(range(n))
+
+
+def merge_shards(shares: Sequence[Sequence[T]]) -> list[T]:
+    """The items in their original order from every rank's :func:`shard` (``shares[r]`` is
+    rank ``r``'s); the inverse of sharding over ``len(shares)`` ranks."""
+    world = len(shares)
+    total = sum(len(s) for s in shares)
+    return [shares[i % world][i // world] for i in range(total)]
+
+
+# ---------------------------------------------------------------------------- collectives
+def barrier() -> None:
+    """Wait until every rank gets here (no-op in a single process)."""
+    if _ACTIVE is not None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def main_only(write: Callable[[], T]) -> T | None:
+    """Run ``write`` on rank 0 only (run-folder and results writes) and let every rank wait
+    until it is done; returns its value on rank 0, ``None`` elsewhere. In a single process it
+    is ``write()``."""
+    if _ACTIVE is None:
+        return write()
+    out = write() if _ACTIVE.main else None
+    barrier()
+    return out
+
+
+def all_gather_json(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (JSON-serialisable), indexed by rank, on every rank; ``[obj]`` in
+    a single process. Sent as UTF-8 JSON bytes (no pickle)."""
+    if _ACTIVE is None:
+        return [obj]
+    import torch.distributed as dist
+
+    dev = device()
+    data = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8, device=dev)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(_ACTIVE.world_size)]
+    dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=dev))
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=dev)
+    padded[: len(data)] = data
+    parts = [torch.empty(longest, dtype=torch.uint8, device=dev) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return [
+        json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)
+    ]
+
+
+def sum_across_ranks(tensors: Sequence[torch.Tensor]) -> None:
+    """Replace each tensor by its sum over the ranks, in place, in one collective (no-op in a
+    single process). Where only one rank holds a non-zero value, the sum is that value
+    exactly, so contributions of disjoint classes combine without rounding."""
+    if _ACTIVE is None or not tensors:
+        return
+    import torch.distributed as dist
+
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        with torch.no_grad():
+            t.copy_(flat[offset : offset + n].view_as(t))
+        offset += n

@@ -1,0 +1,99 @@
+"""What the ranks of tests/test_distributed.py run: each function is one rank of a gloo group on
+the CPU, started by ``torch.multiprocessing.spawn`` with a file rendezvous (no network port).
+Every path is tiny (``ddkit.testing.tiny_digits``); the parent test runs the same calls in one
+process and compares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: the settings of every path, shared by the ranks and the one-process reference
+EXPERTS = {"model": "convnet2-w8", "num_experts": 3, "epochs": 2, "batch_size": 64, "seed": 3}
+EVAL = {"protocol": "fast", "models": ["convnet2-w8"], "runs": 3, "epochs": 2, "seed": 5}
+DISTILL = {"ipc": 2, "iterations": 3, "seed": 7}
+DISTILL_OPTIONS = {
+    "dm": {"batch_real": 8, "model": "convnet2-w8"},
+    "dsa": {"batch_real": 8, "model": "convnet2-w8", "outer_loop": 2, "inner_loop": 1,
+            "batch_net": 64},
+}  # fmt: skip
+#: the all-reduced method's tolerance against one process (absolute, on normalised pixels):
+#: the ranks' gradient shares are disjoint, so the sum is exact; kept for other backends
+COUPLED_ATOL = 1e-6
+
+
+def evaluation_set() -> Any:
+    """The set both evaluations train on: 2 random real images per class."""
+    from ddkit.methods import create_method
+    from ddkit.testing import tiny_digits
+
+    return create_method("random").fit(tiny_digits().train, 2, seed=1)
+
+
+def run_experts(out: Path) -> None:
+    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.testing import tiny_digits
+
+    cfg = dict(EXPERTS)
+    train_experts(
+        tiny_digits().train, cfg.pop("model"), cfg.pop("num_experts"), cfg.pop("epochs"), out,
+        **cfg,
+    )  # fmt: skip
+
+
+def run_evaluation() -> dict[str, Any]:
+    from ddkit.eval import evaluate
+    from ddkit.testing import tiny_digits
+
+    cfg = dict(EVAL)
+    report = evaluate(evaluation_set(), tiny_digits().test, cfg.pop("protocol"), **cfg)
+    return report.to_dict()["results"][0]
+
+
+def run_distill(name: str) -> torch.Tensor:
+    from ddkit.methods import create_method
+    from ddkit.testing import tiny_digits
+
+    m = create_method(name, **DISTILL_OPTIONS[name])
+    cfg = dict(DISTILL)
+    return m.fit(tiny_digits().train, cfg.pop("ipc"), **cfg).images
+
+
+def _session(rank: int, world: int, rendezvous: str):  # noqa: ANN202 - a context manager
+    from ddkit import distributed
+
+    torch.set_num_threads(1)
+    launch = distributed.Launch(rank, world, rank)
+    return distributed.session(launch, init_method=f"file://{rendezvous}", backend="gloo")
+
+
+def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Rank ``rank``: experts, evaluation, dm and dsa; each rank writes what it got."""
+    from safetensors.torch import save_file
+
+    folder = Path(out)
+    with _session(rank, world, rendezvous):
+        run_experts(folder / "experts")
+        result = run_evaluation()
+        images = {name: run_distill(name).contiguous() for name in DISTILL_OPTIONS}
+    (folder / f"eval-{rank}.json").write_text(json.dumps(result))
+    save_file(images, str(folder / f"images-{rank}.safetensors"))
+
+
+def one_rank_fails(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Rank 1 fails before its first collective while rank 0 waits in one; each rank writes
+    the one line it would print."""
+    from ddkit.errors import ConfigError
+
+    line = "finished"
+    try:
+        with _session(rank, world, rendezvous):
+            if rank == 1:
+                raise ConfigError("IPC 99 is larger than class '3'")
+            run_distill("dm")
+    except Exception as e:  # the line the CLI prints
+        line = f"{type(e).__name__}: {e}"
+    Path(out, f"line-{rank}.txt").write_text(line)

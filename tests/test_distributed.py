@@ -1,0 +1,162 @@
+"""Scale-out on torch.distributed (issue 38): two gloo ranks on the CPU, joined by a file
+rendezvous (no network port), give what one process gives -- the same expert files, evaluation
+runs and DM set bit for bit, DSA's all-reduced set within :data:`COUPLED_ATOL` -- a rank's
+failure stops the other with one line, and ``torchrun -m ddkit`` runs a sub-command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from distributed_helpers import (
+    COUPLED_ATOL,
+    DISTILL_OPTIONS,
+    every_path,
+    one_rank_fails,
+    run_distill,
+    run_evaluation,
+    run_experts,
+)
+
+from ddkit import distributed
+from ddkit.errors import ConfigError
+from ddkit.io import load_tensors
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def spawn(fn, folder: Path, world: int = 2) -> Path:
+    """Run ``fn(rank, world, rendezvous, folder)`` as ``world`` processes (forked where the
+    system can, so that they start with this process's imports; else spawned)."""
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    args = (world, str(folder / "rendezvous"), str(folder))
+    mp.start_processes(fn, args=args, nprocs=world, start_method=method)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> dict:
+    """Every path run in this process (which also warms the imports the ranks inherit)."""
+    folder = tmp_path_factory.mktemp("one-process")
+    run_experts(folder / "experts")
+    out = {"experts": folder / "experts", "eval": run_evaluation()}
+    for name in DISTILL_OPTIONS:
+        out[name], out[f"{name}-start"] = run_distill(name), run_distill_start(name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory, one_process) -> Path:
+    return spawn(every_path, tmp_path_factory.mktemp("two-ranks"))
+
+
+def run_distill_start(name: str) -> torch.Tensor:
+    from ddkit.methods import create_method
+    from ddkit.testing import tiny_digits
+
+    m = create_method(name, **DISTILL_OPTIONS[name])
+    return m.initial_set(tiny_digits().train, 2, seed=7, iterations=3).images
+
+
+def snapshots(root: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {str(p.relative_to(root)): load_tensors(p) for p in sorted(root.rglob("*.safetensors"))}
+
+
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_expert_trajectories_are_those_of_one_process(two_ranks, one_process):
+    mine, reference = snapshots(two_ranks / "experts"), snapshots(one_process["experts"])
+    assert len(reference) == 3 * 3  # 3 experts (rank 0 trains two), epochs 0..2
+    assert mine.keys() == reference.keys()
+    assert all(same_tensors(mine[k], reference[k]) for k in reference)
+    meta = json.loads((two_ranks / "experts" / "experts.json").read_text())
+    assert meta == json.loads((one_process["experts"] / "experts.json").read_text())
+
+
+def test_evaluation_runs_are_those_of_one_process(two_ranks, one_process):
+    reference = one_process["eval"]
+    for rank in (0, 1):  # every rank gets the whole merged report
+        got = json.loads((two_ranks / f"eval-{rank}.json").read_text())
+        for key in ("accuracies", "seeds", "train_accuracies", "mean", "std"):
+            assert got[key] == reference[key], key
+        assert len(got["accuracies"]) == 3  # 3 runs over 2 ranks
+
+
+def test_dm_set_is_bit_identical_to_one_process(two_ranks, one_process):
+    for rank in (0, 1):
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")["dm"]
+        assert torch.equal(got, one_process["dm"])
+    assert not torch.equal(one_process["dm"], one_process["dm-start"])  # the steps moved them
+
+
+def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process):
+    reference = one_process["dsa"]
+    for rank in (0, 1):
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")["dsa"]
+        torch.testing.assert_close(got, reference, atol=COUPLED_ATOL, rtol=0)
+    assert (reference - one_process["dsa-start"]).abs().max() > 100 * COUPLED_ATOL
+
+
+def test_a_failing_rank_stops_the_other_with_one_line(tmp_path):
+    spawn(one_rank_fails, tmp_path)
+    failed = (tmp_path / "line-1.txt").read_text()
+    stopped = (tmp_path / "line-0.txt").read_text()
+    assert failed == "ConfigError: IPC 99 is larger than class '3'"
+    assert stopped == "RankFailed: stopped because rank 1 failed: IPC 99 is larger than class '3'"
+    assert "\n" not in stopped
+
+
+def test_one_process_is_untouched_and_shards_merge_back():
+    assert distributed.from_env({}) is None and distributed.from_env({"WORLD_SIZE": "1"}) is None
+    assert distributed.active() is None and distributed.is_main()
+    assert distributed.local_indices(10) is None and distributed.shard([3, 1, 2]) == [3, 1, 2]
+    assert distributed.all_gather_json({"a": 1}) == [{"a": 1}]
+    t = torch.ones(3)
+    distributed.sum_across_ranks([t])
+    assert torch.equal(t, torch.ones(3))
+    shares = [list(range(10))[r::3] for r in range(3)]
+    assert distributed.merge_shards(shares) == list(range(10))
+    launch = distributed.from_env({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert launch == distributed.Launch(1, 4, 1) and not launch.main
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"WORLD_SIZE": "two", "RANK": "0"}, {"WORLD_SIZE": "2", "RANK": "2"}, {"WORLD_SIZE": "2"}],
+)
+def test_a_bad_launch_environment_is_one_line(env):
+    with pytest.raises(ConfigError, match="RANK") as err:
+        distributed.from_env(env)
+    assert "\n" not in str(err.value)
+
+
+def test_torchrun_trains_experts_on_two_processes(tmp_path):
+    """``torchrun --standalone --nproc-per-node 2 -m ddkit experts``: the folder one process
+    writes, and one summary printed (rank 1 prints nothing)."""
+    from ddkit.data import load_dataset
+    from ddkit.methods.trajectory.experts import train_experts
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed next to this Python")
+    out = tmp_path / "experts"
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "ddkit", "experts",
+           "--dataset", "digits", "--model", "convnet2-w8", "--num-experts", "2", "--epochs",
+           "1", "--no-augment", "--quiet", "--out", str(out)]  # fmt: skip
+    env = {"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("2 complete expert(s) of 1 epochs") == 1
+    reference = tmp_path / "one"
+    train_experts(load_dataset("digits"), "convnet2-w8", 2, 1, reference, augment=None)
+    mine, theirs = snapshots(out), snapshots(reference)
+    assert len(mine) == 4 and mine.keys() == theirs.keys()
+    assert all(same_tensors(mine[k], theirs[k]) for k in theirs)

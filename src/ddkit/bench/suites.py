@@ -109,7 +109,10 @@ SUITES.add(
             "mtt": {1: 500, 10: 300, 50: 200},
             "tesla": {1: 500, 10: 300, 50: 200},
             "datm": {1: 500, 10: 300, 50: 200},
+            "pad": {1: 500, 10: 300, 50: 200},  # datm's budgets: the same step plus a mask
             "sre2l": 1000,
+            "cda": 1000,  # sre2l's budget: the same recovery step (edc: one more teacher pass)
+            "edc": 1000,
             "rded": 0,
         },
         # mnist5k: a DM step embeds 2,560 real 28x28 images, ~4x digits; these budgets keep each

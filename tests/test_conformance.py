@@ -5,14 +5,34 @@ from __future__ import annotations
 import pytest
 
 from ddkit.methods import METHODS, load_all
-from ddkit.testing import check_all, check_method, check_model, method_test_overrides, tiny_digits
+from ddkit.testing import (
+    check_all,
+    check_method,
+    check_model,
+    method_test_overrides,
+    tiny_digits,
+    tiny_table,
+)
 
 load_all()
+#: every method that declares it needs only differentiable rows runs on a table too (issue 39)
+TABLE_METHODS = [n for n in METHODS.names() if METHODS.get(n).needs == "differentiable"]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_conformance(name):
     check_method(name)
+
+
+@pytest.mark.parametrize("name", TABLE_METHODS)
+def test_method_conformance_on_a_table(name):
+    check_method(name, tiny_table())
+
+
+def test_the_modality_agnostic_methods_are_in_the_table_suite():
+    assert {"dm", "dc", "kip", "random", "herding", "kcenter"} <= set(TABLE_METHODS)
+    assert "dsa" not in TABLE_METHODS
+    assert tiny_table().spec.modality == "table" and tiny_table().spec.shape == (5, 1, 1)
 
 
 def test_tiny_fixture_is_small_and_balanced_enough():

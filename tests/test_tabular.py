@@ -266,3 +266,24 @@ def test_learners_and_eval_augmentation_refusals():
         evaluate_learners(syn, splits.test, "svm")
     with pytest.raises(ConfigError, match="evaluation augmentation 'dsa' needs images"):
         evaluate(syn, splits.test, "dsa", models=["mlp"], runs=1, epochs=1)
+
+
+# ---------------------------------------------------------------- CLI and the picture
+def test_cli_distills_a_csv_table_evaluates_by_learners_and_draws_histograms(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from ddkit.cli import main
+
+    path, out = _csv(tmp_path), tmp_path / "run"
+    args = ["distill", "--dataset", "csv", "--root", str(path), "--target", "label"]
+    assert main([*args, "--method", "dm", "--ipc", "2", "--iterations", "2", "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    syn = SyntheticSet.load(out / "synthetic")
+    assert syn.spec.modality == "table" and syn.meta["config"]["model"] == "mlp"
+    assert Image.open(out / "grid.png").size[0] > 400  # histogram panels, not a 1x1-pixel grid
+    assert main(["evaluate", str(out), "--learners", "logreg,knn", "--quiet"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["logreg", "knn"]
+    assert "logreg" in capsys.readouterr().out

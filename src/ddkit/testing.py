@@ -85,6 +85,29 @@ def tiny_digits(rows: int = TINY_ROWS) -> DatasetSplits:
     return from_arrays(d.images[:rows] / 16.0, d.target[:rows], name="tiny-digits", num_classes=10)
 
 
+@functools.lru_cache(maxsize=1)
+def tiny_table(rows: int = 150) -> DatasetSplits:
+    """A fabricated table of ``rows`` rows (test = every 5th row), 3 classes: two numeric
+    columns shifted by class and a categorical column of three categories that follows the
+    class most of the time. Seeded; cached; treat it as read-only."""
+    from ddkit.data.spec import Column
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(rows) % 3
+    cat = torch.where(
+        torch.rand(rows, generator=g) < 0.8, y, torch.randint(3, (rows,), generator=g)
+    )
+    x = torch.cat(
+        [
+            (y[:, None] * 2.0 + torch.randn(rows, 2, generator=g)) * torch.tensor([1.0, 10.0]),
+            torch.nn.functional.one_hot(cat, 3).float(),
+        ],
+        dim=1,
+    )
+    columns = (Column("a"), Column("b"), Column("kind", "categorical", ("p", "q", "r")))
+    return from_arrays(x[:, :, None, None], y, name="tiny-table", modality="table", columns=columns)
+
+
 def method_test_overrides(name: str) -> dict[str, Any]:
     """Config overrides that make method ``name`` cheap: its ``test_overrides`` class attribute,
     plus ``iterations=TEST_ITERATIONS`` for methods that iterate (unless it sets its own)."""
@@ -280,11 +303,14 @@ def _method_failures(
         if data is not None
         else tiny_digits().train
     )
-    cfg = {**method_test_overrides(name), **(overrides or {})}
+    cfg = method_test_overrides(name)
+    if train.spec.modality != "image":  # test overrides name image networks; take the default
+        cfg.pop("model", None)
+    cfg.update(overrides or {})
     f = _Failures(name)
 
     def make() -> Any:
-        return create_method(name, **cfg)
+        return create_method(name, modality=train.spec.modality, **cfg)
 
     images0, labels0 = train.images.clone(), train.labels.clone()
     rng0 = torch.random.get_rng_state()

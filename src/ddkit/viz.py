@@ -1,4 +1,4 @@
-"""Image grids for synthetic sets."""
+"""Pictures of synthetic sets: image grids, and per-class feature histograms for tables."""
 
 from __future__ import annotations
 
@@ -62,3 +62,56 @@ def _with_row_names(image, names: list[str], row_height: int, pad: int):  # noqa
         y = pad + r * row_height + (row_height - pad - (bottom - top)) // 2 - top
         text.text((pad, y), name, fill="black", font=font)
     return out
+
+
+def feature_histograms(
+    columns: Sequence[tuple[str, Sequence[str], torch.Tensor]],
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    max_features: int = 12,
+    bins: int = 12,
+) -> Path:
+    """Save per-class histograms of table columns as a PNG: one panel per column (the first
+    ``max_features``), one outline per class. ``columns``: ``(name, categories, values)`` with
+    ``values`` ``(N,)`` in the raw scale, or category indices when ``categories`` is not empty.
+    The picture of a table set, where an image grid would show nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = list(columns)[:max_features]
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, (name, categories, values) in zip(axes.flat, shown):
+        v = values.detach().double().cpu()
+        edges = (
+            torch.arange(len(categories) + 1, dtype=torch.float64) - 0.5
+            if categories
+            else torch.linspace(
+                float(v.min()), float(v.max()) + 1e-9, bins + 1, dtype=torch.float64
+            )
+        )
+        for k, cname in enumerate(class_names):
+            part = v[labels == k]
+            if len(part):
+                ax.hist(part.numpy(), bins=edges.numpy(), histtype="step", label=_text(cname))
+        ax.set_title(_text(name), fontsize=8)
+        if categories:
+            ax.set_xticks(range(len(categories)), [_text(c) for c in categories], fontsize=6)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=80))
+    plt.close(fig)
+    return Path(path)
+
+
+def _text(value: object) -> str:
+    """``value`` as matplotlib text drawn literally (a ``$`` is not math)."""
+    return str(value).replace("$", r"\$")

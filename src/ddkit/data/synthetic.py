@@ -39,7 +39,7 @@ from ddkit.io import (
     write_safetensors,
 )
 from ddkit.meter import check_memory
-from ddkit.viz import image_grid
+from ddkit.viz import feature_histograms, image_grid
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
@@ -338,7 +338,14 @@ class SyntheticSet:
     def save_grid(
         self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32
     ) -> Path:
-        """Write a PNG grid: one row per class, up to ``max_per_class`` images per row."""
+        """Write a PNG grid: one row per class, up to ``max_per_class`` images per row. A table
+        set is drawn as per-class histograms of its columns
+        (:func:`ddkit.viz.feature_histograms`)."""
+        if self.spec.modality == "table":
+            from ddkit.data.table import column_values
+
+            columns = [(c.name, c.categories, v) for c, v in column_values(self.images, self.spec)]
+            return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
         return image_grid(
             self.pixels(),
             self.hard_labels,

@@ -222,28 +222,31 @@ def from_table(
     )
 
 
-def decode_rows(rows: torch.Tensor, spec: DatasetSpec) -> list[dict[str, float | str]]:
-    """Stored table rows ``(N, F, 1, 1)`` back in their columns: numeric values de-normalised,
-    each categorical block read as the category of its largest score."""
+def column_values(rows: torch.Tensor, spec: DatasetSpec) -> list[tuple[Column, torch.Tensor]]:
+    """Stored table rows ``(N, F, 1, 1)`` column by column: each numeric column de-normalised
+    (float64 ``(N,)``), each categorical block as the index of its largest score (int64)."""
     if spec.modality != "table":
-        raise DataError(
-            f"decode_rows reads table rows; dataset {spec.name!r} holds {spec.modality}"
-        )
+        raise DataError(f"table columns of dataset {spec.name!r}, which holds {spec.modality}")
     x = rows.detach().double().flatten(1).cpu()
     x = x * torch.tensor(spec.std, dtype=torch.float64) + torch.tensor(
         spec.mean, dtype=torch.float64
     )
-    out: list[dict[str, float | str]] = [{} for _ in range(len(x))]
-    at = 0
+    out, at = [], 0
     for col in spec.columns:
         block = x[:, at : at + col.width]
-        if col.kind == "numeric":
-            values: list[float | str] = block[:, 0].tolist()
-        else:
-            values = [col.categories[i] for i in block.argmax(1).tolist()]
-        for row, v in zip(out, values):
-            row[col.name] = v
+        out.append((col, block[:, 0] if col.kind == "numeric" else block.argmax(1)))
         at += col.width
+    return out
+
+
+def decode_rows(rows: torch.Tensor, spec: DatasetSpec) -> list[dict[str, float | str]]:
+    """Stored table rows ``(N, F, 1, 1)`` back in their columns: numeric values de-normalised,
+    each categorical block read as the category of its largest score."""
+    out: list[dict[str, float | str]] = [{} for _ in range(len(rows))]
+    for col, values in column_values(rows, spec):
+        shown = values.tolist() if col.kind == "numeric" else [col.categories[i] for i in values]
+        for row, v in zip(out, shown):
+            row[col.name] = v
     return out
 
 

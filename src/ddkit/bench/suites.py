@@ -105,6 +105,8 @@ SUITES.add(
             "dc": {1: 200, 10: 20, 50: 5},
             "dsa": {1: 200, 10: 20, 50: 5},
             "dm": {1: 2000, 10: 1000, 50: 500},
+            "m3d": {1: 2000, 10: 1000, 50: 500},  # dm's budgets: the same step plus a kernel
+            "ncfm": {1: 2000, 10: 1000, 50: 500},
             "idm": {1: 500, 10: 300, 50: 200},
             "mtt": {1: 500, 10: 300, 50: 200},
             "tesla": {1: 500, 10: 300, 50: 200},
@@ -120,6 +122,8 @@ SUITES.add(
         dataset_iterations={
             "mnist5k": {
                 "dm": {1: 1000, 10: 1000, 50: 500},
+                "m3d": {1: 1000, 10: 1000, 50: 500},
+                "ncfm": {1: 1000, 10: 1000, 50: 500},
                 "idm": {1: 300, 10: 300, 50: 200},
                 "frepo": {1: 500, 10: 500},  # its presets' budget: a step costs a fraction of dm's
             }
@@ -171,6 +175,8 @@ SUITES.add(
             "dc",
             "dsa",
             "dm",
+            "m3d",
+            "ncfm",
             "idm",
             "mtt",
             "kip",
@@ -185,6 +191,8 @@ SUITES.add(
             "dc": {1: 200, 10: 20, 50: 5},
             "dsa": {1: 200, 10: 20, 50: 5},
             "dm": {1: 1000, 10: 1000, 50: 500},
+            "m3d": {1: 1000, 10: 1000, 50: 500},
+            "ncfm": {1: 1000, 10: 1000, 50: 500},
             "idm": {1: 300, 10: 300, 50: 200},
             "mtt": {1: 500, 10: 300, 50: 200},
             "kip": 200,
@@ -200,6 +208,17 @@ SUITES.add(
             "dc": _W32,
             "dsa": _W32,
             "dm": _W32,
+            "m3d": _W32,
+            # the mnist5k preset's matching sizes; its pool is the mtt cells' experts (same
+            # settings, one cached folder): 5 x 5 epochs on the 60,000 images
+            "ncfm": {
+                **_W32,
+                "batch_real": 256,
+                "num_freqs": 1024,
+                "num_experts": 5,
+                "expert_train_epochs": 5,
+                "expert_batch": 256,
+            },
             "idm": _W32,
             # the mnist5k preset's values (chosen on mnist5k's validation split), experts cut to
             # 5 x 5 epochs: an expert epoch on 60,000 images costs 12x one on mnist5k

@@ -131,6 +131,7 @@ class LatentPrototypes(_TeacherMethod):
     """latent-prototypes: decoded per-class k-means centroids of an autoencoder's latents (an offline analogue of D4M, Su et al., CVPR 2024)."""
 
     name = "latent-prototypes"
+    needs = "image"
     Config: ClassVar[type[MethodConfig]] = LatentPrototypesConfig
     presets = (
         Preset(

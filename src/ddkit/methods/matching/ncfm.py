@@ -161,6 +161,7 @@ class NCFM(DM):
     """ncfm: match characteristic functions of trained networks' features at random frequencies (Wang et al., CVPR 2025)."""
 
     name = "ncfm"
+    needs = "image"
     Config: ClassVar[type[MethodConfig]] = NCFMConfig
     presets = (
         Preset(

@@ -287,3 +287,17 @@ def test_cli_distills_a_csv_table_evaluates_by_learners_and_draws_histograms(tmp
     report = json.loads((out / "eval.json").read_text())
     assert [r["model"] for r in report["results"]] == ["logreg", "knn"]
     assert "logreg" in capsys.readouterr().out
+
+
+def test_xgboost_learner_is_an_optional_extra():
+    from ddkit.eval.learners import evaluate_learners
+
+    splits = table_splits()
+    syn = SyntheticSet.from_real(splits.train, torch.arange(20))
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"pip install 'ddkit\[boosting\]'"):
+            evaluate_learners(syn, splits.test, "xgboost", runs=1)
+        return
+    assert evaluate_learners(syn, splits.test, "xgboost", runs=1).results[0].model == "xgboost"

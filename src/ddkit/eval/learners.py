@@ -8,7 +8,9 @@ Learners (scikit-learn; the names are ``--learners`` values):
 * ``knn``: k-nearest neighbours, ``k = min(5, smallest class count of the training set)``
   (at IPC 1 that is the 1-NN classifier);
 * ``rf``: random forest, 100 trees;
-* ``gb``: histogram gradient boosting (scikit-learn's LightGBM-style booster);
+* ``gb``: histogram gradient boosting (scikit-learn's LightGBM-style booster), with
+  ``min_samples_leaf = clip(N // 10, 1, 20)`` (scikit-learn's 20 would leave a distilled set of
+  a few rows per class a single leaf, a constant prediction);
 * ``xgboost``: XGBoost's booster, an optional extra (``pip install 'ddkit[boosting]'``);
 * ``mlp``: the ``mlp`` network of :mod:`ddkit.models` under the ``tabular`` protocol, through
   :func:`ddkit.eval.evaluate`.
@@ -72,7 +74,8 @@ def _rf(seed: int, y: np.ndarray) -> Any:
 def _gb(seed: int, y: np.ndarray) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(random_state=seed)
+    leaf = int(max(1, min(20, len(y) // 10)))  # the default 20 leaves a 10-row set one leaf
+    return HistGradientBoostingClassifier(random_state=seed, min_samples_leaf=leaf)
 
 
 def _xgboost(seed: int, y: np.ndarray) -> Any:

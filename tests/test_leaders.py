@@ -114,6 +114,7 @@ def test_latent_prototypes_returns_ipc_decoded_rows_per_class():
         ("ncfm", {"zca": True}, "zca must be false"),
         ("ncfm", {"alpha": 0.0, "beta": 0.0}, "alpha \\+ beta must be > 0"),
         ("ncfm", {"num_freqs": 0}, "num_freqs"),
+        ("ncfm", {"momentum_img": 0.9}, "momentum_img does not apply"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(name, options, message):

@@ -152,6 +152,8 @@ class NCFMConfig(DMConfig):
             raise ConfigError("ncfm matches whole feature sets; reweight must be 'none'")
         if self.zca:
             raise ConfigError("ncfm matches unwhitened images; zca must be false")
+        if self.momentum_img != DMConfig.momentum_img:
+            raise ConfigError("ncfm optimises the images with AdamW; momentum_img does not apply")
         if self.alpha + self.beta <= 0:
             raise ConfigError("alpha + beta must be > 0 (both 0 makes the loss constant)")
 

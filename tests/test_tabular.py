@@ -301,3 +301,24 @@ def test_xgboost_learner_is_an_optional_extra():
             evaluate_learners(syn, splits.test, "xgboost", runs=1)
         return
     assert evaluate_learners(syn, splits.test, "xgboost", runs=1).results[0].model == "xgboost"
+
+
+def test_table_set_exports_as_csv_that_reads_back_with_its_column_types(tmp_path):
+    from ddkit.cli import main
+    from ddkit.data import load_dataset
+
+    splits = load_dataset("csv-label", root=str(_csv(tmp_path)))
+    syn = SyntheticSet.from_real(splits.train, torch.arange(8))
+    folder = syn.save(tmp_path / "set")
+    assert main(["export", str(folder), "--to", str(tmp_path / "out.csv")]) == 0
+    back = load_dataset("csv-label", root=str(tmp_path / "out.csv"))
+    assert back.spec.columns == splits.spec.columns and back.spec.class_names == ("no", "yes")
+    assert torch.allclose(
+        back.train.images * torch.tensor(back.spec.std).view(1, -1, 1, 1)
+        + torch.tensor(back.spec.mean).view(1, -1, 1, 1),
+        syn.images[~(torch.arange(8) % 5 == 0)] * torch.tensor(syn.spec.std).view(1, -1, 1, 1)
+        + torch.tensor(syn.spec.mean).view(1, -1, 1, 1),
+        atol=1e-4,
+    )
+    with pytest.raises(DataError, match="table rows have no pixels; a table set exports as CSV"):
+        syn.pixels()

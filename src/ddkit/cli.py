@@ -204,19 +204,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ddkit.io import atomic_replace_dir
 
     out = Path(args.to)
-    fmt = args.format or ("npz" if out.suffix == ".npz" else "png")
+    fmt = args.format or {".npz": "npz", ".csv": "csv"}.get(out.suffix, "png")
     if out.exists():
         raise ConfigError(f"{str(out)!r} already exists; choose another --to or remove it")
     # --format set re-saves: the user vouches for an older set's uncovered decoding settings
     syn = SyntheticSet.load(resolve_synthetic_path(args.path), trust_settings=fmt == "set")
     if fmt == "npz":
         syn.export_npz(out)
+    elif fmt == "csv":
+        syn.export_csv(out)
     elif fmt == "set":
         syn.save(out)
     else:
         atomic_replace_dir(out, syn.export_folder)
     what = {"png": "one PNG per image in <class>/ folders", "npz": "x_train, y_train, ...",
-            "set": "a ddkit set, every setting checksummed"}[fmt]  # fmt: skip
+            "set": "a ddkit set, every setting checksummed",
+            "csv": "table rows, categories as their names, class in column label"}[fmt]  # fmt: skip
     print(f"wrote {out} ({len(syn)} images; {what})")
     return 0
 
@@ -499,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--to", required=True, help="output folder (PNGs, set) or FILE.npz")
     x.add_argument(
         "--format",
-        choices=["png", "npz", "set"],
+        choices=["png", "npz", "set", "csv"],
         default=None,
         help="default: from --to; set: save it again (an older set's settings get a checksum)",
     )

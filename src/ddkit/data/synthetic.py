@@ -330,7 +330,13 @@ class SyntheticSet:
         return ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")})
 
     def pixels(self) -> torch.Tensor:
-        """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]."""
+        """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]. Only
+        image sets have pixels: a table set exports as CSV (:meth:`export_csv`)."""
+        if self.spec.modality != "image":
+            raise DataError(
+                f"{self.spec.modality} rows have no pixels; a table set exports as CSV "
+                "(--to FILE.csv)"
+            )
         zca = self.zca()
         x = self.images if zca is None else zca.inverse(self.images)
         return denormalise(x, self.spec).clamp(0, 1)
@@ -376,6 +382,31 @@ class SyntheticSet:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
+
+        atomic_write(path, write)
+        return Path(path)
+
+    def export_csv(self, path: str | os.PathLike, target: str = "label") -> Path:
+        """Write a table set as CSV: its columns in their raw scale, each categorical column as
+        the category of its largest score (:func:`ddkit.data.table.decode_rows`), and the class
+        name (argmax of soft labels) in column ``target``; readable by ``--dataset csv
+        --target label``."""
+        import csv
+
+        from ddkit.data.table import decode_rows
+        from ddkit.io import atomic_write
+
+        rows = decode_rows(self.images, self.spec)
+        names = [c.name for c in self.spec.columns]
+        if target in names:
+            raise DataError(f"the table has a column {target!r}; choose another target name")
+        classes = [self.spec.class_names[k] for k in self.hard_labels.tolist()]
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                out = csv.writer(f)
+                out.writerow([*names, target])
+                out.writerows([*(row[n] for n in names), c] for row, c in zip(rows, classes))
 
         atomic_write(path, write)
         return Path(path)

@@ -287,8 +287,9 @@ def _whiten(
 def _augment_strategy(augment: str | None, spec: DatasetSpec) -> str | None:
     from ddkit.augment import default_strategy
 
-    if not augment:
-        return None
+    if not augment or (augment == "dsa" and "dsa" not in spec.kind.augmentations):
+        return None  # "dsa" is the dataset's default, and rows other than images have none
+    spec.check_needs("image", f"expert augmentation {augment!r}", "use augment=None")
     return default_strategy(spec.channels, spec.name) if augment == "dsa" else str(augment)
 
 

@@ -294,6 +294,7 @@ class _TrajectoryMatching(Distiller):
     Config: ClassVar[type[MethodConfig]] = TrajectoryConfig
     test_overrides: ClassVar[dict[str, Any]] = _TEST_OVERRIDES
     label_mode: ClassVar[str] = "hard"  # hard | prob | logits
+    needs: ClassVar[str] = "differentiable"  # experts and students train on any rows
 
     # ------------------------------------------------------------------ set-up
     def _window(self, iteration: int) -> tuple[int, int]:

@@ -2,8 +2,8 @@
 # Tables (issue 39; BENCHMARKS.md "Other kinds of data"): does a distilled table beat a coreset of
 # the same size? For each dataset (letter: mlbench LetterRecognition 20,000 x 16, 26 classes;
 # satellite: 6,435 x 36, 6 classes; breast-cancer: sklearn, 569 x 30) and IPC (1, 10): random
-# real rows, herding, k-center (coresets) and dm, dc, kip (distillation), all on the MLP (the
-# table default), beside the full training split. Every set is evaluated by the learners tabular
+# real rows, herding, k-center (coresets) and dm, dc, kip, mtt (distillation), all on the MLP
+# (the table default), beside the full training split. Every set is evaluated by the learners tabular
 # users use (ddkit evaluate --learners: logistic regression, k-NN, random forest, gradient
 # boosting, and the MLP under the 'tabular' protocol), 5 seeds where the learner is random.
 # Distillation budgets: each method's default scaled to the data (ddkit's rule for a dataset
@@ -26,7 +26,7 @@ OUT=${OUT:-benchmarks/results/tabular}
 RUNDIR=${RUNDIR:-runs/tabular}
 DATASETS=${DATASETS:-letter satellite breast-cancer}
 IPCS=${IPCS:-1 10}
-METHODS=${METHODS:-full random herding kcenter dm dc kip}
+METHODS=${METHODS:-full random herding kcenter dm dc kip mtt}
 RUNS=${RUNS:-5}
 LEARNERS=${LEARNERS:-logreg,knn,rf,gb,mlp}
 EPOCHS_FLAG=${EPOCHS:+--epochs $EPOCHS}

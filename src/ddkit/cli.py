@@ -34,6 +34,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ddkit.data import DATASETS
     from ddkit.data.codecs import CODECS
     from ddkit.eval import PROTOCOLS
+    from ddkit.eval.learners import LEARNERS
     from ddkit.methods import METHODS, load_all
     from ddkit.models import MODELS
 
@@ -44,6 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("datasets", DATASETS),
         ("models", MODELS),
         ("protocols", PROTOCOLS),
+        ("learners (ddkit evaluate --learners; mlp: the tabular protocol)", LEARNERS),
         ("codecs (what a set stores: --set codec=SPEC)", CODECS),
         ("suites", SUITES),
     ]

@@ -41,6 +41,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -270,8 +271,8 @@ def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: 
             )
         return buf
     folder = _auto_cache_dir(cfg, train)
-    while True:
-        buf = train_experts(
+    return await_experts(
+        lambda: train_experts(
             train,
             cfg.model,
             cfg.num_experts,
@@ -282,10 +283,20 @@ def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: 
             zca=cfg.zca,
             seed=cfg.expert_seed,
             resume=True,
-        )
-        if len(buf) >= cfg.num_experts:
+        ),
+        cfg.num_experts,
+        poll_seconds,
+    )
+
+
+def await_experts(make: Callable[[], Any], num_experts: int, poll_seconds: float = 5.0):
+    """``make()`` (train what is missing, return the buffer) until the buffer holds
+    ``num_experts`` complete experts: experts another live process holds are waited for."""
+    while True:
+        buf = make()
+        if len(buf) >= num_experts:
             return buf
-        time.sleep(poll_seconds)  # another process holds some experts; wait for it
+        time.sleep(poll_seconds)
 
 
 class _TrajectoryMatching(Distiller):

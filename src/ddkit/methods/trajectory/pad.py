@@ -43,7 +43,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError
 from ddkit.methods.base import register_method
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, interval, presets_from
+from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, Auto, interval, presets_from
 from ddkit.methods.trajectory.methods import (
     _DATM_TABLE,
     _SOURCES,
@@ -52,6 +52,7 @@ from ddkit.methods.trajectory.methods import (
     TEST_EXPERTS_CACHE,
     DATMConfig,
     _auto_cache_dir,
+    await_experts,
     check_window,
 )
 
@@ -202,7 +203,8 @@ class PADConfig(DATMConfig, ScheduleSettings):
     mask (module docstring)."""
 
     difficulty: Literal["el2n", "grand", "forgetting", "margin"] = "el2n"
-    proxy_model: str = "convnet"  # network whose training records give the scores
+    # network whose training records give the scores (auto: the experts' model)
+    proxy_model: str | Auto = "auto"
     proxy_epochs: int = 10
     proxy_seeds: int = 1
     scores_cache: str = "runs/scores"
@@ -235,7 +237,8 @@ def difficulty_schedule(cfg: PADConfig, train: ImageDataset) -> PADSchedule:
     from ddkit.methods.coreset.records import ProxyRecipe, proxy_records
     from ddkit.methods.coreset.scores import hardness, score_named
 
-    recipe = ProxyRecipe(model=cfg.proxy_model, epochs=cfg.proxy_epochs)
+    model = cfg.model if cfg.proxy_model == "auto" else cfg.proxy_model
+    recipe = ProxyRecipe(model=model, epochs=cfg.proxy_epochs)
     records = proxy_records(
         train, recipe, list(range(cfg.proxy_seeds)), cache=cfg.scores_cache, device="cpu"
     )
@@ -263,14 +266,12 @@ _PAD_TABLE: dict[tuple[str, Any], dict[str, Any]] = {
     },
     ("digits", "*"): {
         **_DATM_TABLE[("digits", "*")],
-        "proxy_model": "convnet2",
         "add_end_epoch": 6,
         "rm_epoch_first": 12,
         "rm_epoch_second": 16,
     },
     ("mnist5k", "*"): {
         **_DATM_TABLE[("mnist5k", "*")],
-        "proxy_model": "convnet-w32",
         "add_end_epoch": 3,
         "rm_epoch_first": 6,
         "rm_epoch_second": 8,
@@ -296,7 +297,6 @@ class PAD(DATM):
     )
     test_overrides: ClassVar[dict[str, Any]] = {
         **_TEST_OVERRIDES,
-        "proxy_model": "convnet2-w8",
         "proxy_epochs": 1,
         "scores_cache": TEST_EXPERTS_CACHE + "-scores",
         "add_end_epoch": 1,
@@ -318,9 +318,12 @@ class PAD(DATM):
             return buf
         check_window(c, c.expert_train_epochs)
         folder = _auto_cache_dir(c, train, {"pad_schedule": schedule.key()})
-        return train_scheduled_experts(
-            train, schedule, c.model, c.num_experts, c.expert_train_epochs, folder,
-            lr=c.expert_lr, batch_size=c.expert_batch, zca=c.zca, seed=c.expert_seed,
+        return await_experts(
+            lambda: train_scheduled_experts(
+                train, schedule, c.model, c.num_experts, c.expert_train_epochs, folder,
+                lr=c.expert_lr, batch_size=c.expert_batch, zca=c.zca, seed=c.expert_seed,
+            ),
+            c.num_experts,
         )  # fmt: skip
 
     def _keep_mask(self):

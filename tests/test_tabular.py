@@ -94,8 +94,13 @@ def test_dsa_refuses_a_table_in_one_line():
         create_method("dsa", model="mlp", iterations=1).fit(train, 2)
 
 
-def test_image_model_refused_on_a_table():
+def test_image_model_and_image_codec_refused_on_a_table():
     from ddkit.methods import create_method
+
+    with pytest.raises(ConfigError, match=r"^codec 'fred:0.5' needs images; .*use codec=pixels"):
+        create_method("dm", modality="table", codec="fred:0.5", iterations=1).fit(
+            table_splits().train, 2
+        )
 
     with pytest.raises(ConfigError, match="model 'convnet3' does not take table rows"):
         create_method("dm", model="convnet3", iterations=1).fit(table_splits().train, 2)

@@ -68,8 +68,11 @@ def start_stored(
     (requiring grad): the encoding of the images ``initial`` gives -- a function, or an ``init``
     name of :func:`~ddkit.methods.common.initial_images` --, as many per class as the codec
     needs at the bytes of ``ipc`` plain images. ``label_vectors``: the method stores a label
-    vector per image (soft or learned labels), which the budget and each image pay for."""
+    vector per image (soft or learned labels), which the budget and each image pay for.
+    Codecs other than ``pixels`` encode images: on other rows they are refused in one line."""
     codec = make_codec(spec)
+    if codec.spec_string != "pixels":
+        train.spec.check_needs("image", f"codec {codec.spec_string!r}", "use codec=pixels")
     codec.label_bytes = label_bytes(label_vectors, train.spec.num_classes)
     codec.fit(train)
     n = codec.real_per_class(ipc, train.spec)

@@ -90,7 +90,7 @@ def test_class_statistics_are_the_class_real_bn_statistics(tiny, teacher):
     assert len(stats) == len(layers)
     for c in (0, 7):
         seen = []
-        h = layers[1].register_forward_hook(lambda m, i, o: seen.append(i[0].double()))
+        h = layers[1].register_forward_hook(lambda m, i, o, seen=seen: seen.append(i[0].double()))
         with torch.no_grad():
             teacher(train.images[train.labels == c])
         h.remove()
@@ -155,3 +155,22 @@ def test_edc_uses_its_teachers_in_turn_and_records_them(tiny):
     assert len(m.teachers_) == 2 and m.teachers_[0] is not m.teachers_[1]
     assert len(syn.meta["extra_teacher_dirs"]) == 1
     assert m.config.init == "real" and m.config.class_stats and m.config.flatness > 0
+
+
+def test_edc_and_cda_run_from_the_cli_with_their_switches(tmp_path):
+    import json
+
+    from ddkit.cli import main
+
+    common = ["--dataset", "digits", "--ipc", "1", "--iterations", "2", "--quiet"]
+    teacher = ["teacher_model=convnet3-bn-w8", "teacher_epochs=1", f"teacher_cache={tmp_path}/t"]
+    sets = [x for kv in teacher for x in ("--set", kv)]
+    extra = ["--set", 'extra_teachers=["convnet2-bn-w8"]', "--set", "class_stats=true"]
+    assert (
+        main(["distill", "--method", "edc", *common, *sets, *extra, "--out", f"{tmp_path}/e"]) == 0
+    )
+    cfg = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert cfg["method_config"]["extra_teachers"] == ["convnet2-bn-w8"]
+    assert cfg["method_config"]["class_stats"]
+    assert main(["distill", "--method", "cda", *common, *sets, "--out", f"{tmp_path}/c"]) == 0
+    assert (tmp_path / "c" / "synthetic" / "data.safetensors").is_file()

@@ -27,7 +27,8 @@ the configs set ``loss_ratio``, so here ``mask_ratio`` alone turns it on (0: off
 script's ``--add_hard``, ``--rm_easy`` and ``--max_ratio`` and the configs' ``ema_decay`` are
 never read; they are not options here. The authors train experts with GSAM (sharpness-aware)
 and GraNd scores from DeepCore; ddkit's experts use its plain SGD recipe and the score is a
-choice (``difficulty``: EL2N by default, as the issue and the paper's ablation). Per-class
+choice (``difficulty``: EL2N by default) of proxy networks of the experts' architecture
+(``proxy_model="auto"``, ``proxy_epochs``, ``proxy_seeds``). Per-class
 fractions use each class's own size (the reference assumes 5,000 rows per class).
 """
 

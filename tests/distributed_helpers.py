@@ -62,12 +62,26 @@ def run_distill(name: str) -> torch.Tensor:
     return m.fit(tiny_digits().train, cfg.pop("ipc"), **cfg).images
 
 
+def run_folder(out: Path, iterations: int, resume: bool = False) -> torch.Tensor:
+    """``ddkit distill``'s API: dm into run folder ``out``, a checkpoint every iteration."""
+    from ddkit.runs import distill_run
+    from ddkit.testing import tiny_digits
+
+    cfg = dict(DISTILL, iterations=iterations)
+    syn = distill_run(dataset="tiny-digits", method="dm", out=out, options=DISTILL_OPTIONS["dm"],
+                      splits=tiny_digits(), checkpoint_every=1, resume=resume, **cfg)  # fmt: skip
+    return syn.images
+
+
 def _session(rank: int, world: int, rendezvous: str):  # noqa: ANN202 - a context manager
     from ddkit import distributed
 
     torch.set_num_threads(1)
     launch = distributed.Launch(rank, world, rank)
-    return distributed.session(launch, init_method=f"file://{rendezvous}", backend="gloo")
+    # a short timeout: a collective that one rank never reaches fails the test, not hangs it
+    return distributed.session(
+        launch, init_method=f"file://{rendezvous}", backend="gloo", timeout_s=60
+    )
 
 
 def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
@@ -79,6 +93,7 @@ def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
         run_experts(folder / "experts")
         result = run_evaluation()
         images = {name: run_distill(name).contiguous() for name in DISTILL_OPTIONS}
+        run_folder(folder / "run", iterations=2)  # one step short: resumed by the test
     (folder / f"eval-{rank}.json").write_text(json.dumps(result))
     save_file(images, str(folder / f"images-{rank}.safetensors"))
 

@@ -22,6 +22,7 @@ from distributed_helpers import (
     run_distill,
     run_evaluation,
     run_experts,
+    run_folder,
 )
 
 from ddkit import distributed
@@ -103,6 +104,15 @@ def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process)
         got = load_tensors(two_ranks / f"images-{rank}.safetensors")["dsa"]
         torch.testing.assert_close(got, reference, atol=COUPLED_ATOL, rtol=0)
     assert (reference - one_process["dsa-start"]).abs().max() > 100 * COUPLED_ATOL
+
+
+def test_rank_0_writes_the_run_folder_and_one_process_resumes_it(two_ranks, one_process):
+    run = two_ranks / "run"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint", "config.json", "grid.png", "log.jsonl", "synthetic"
+    ]  # fmt: skip
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2  # written once, not per rank
+    assert torch.equal(run_folder(run, iterations=3, resume=True), one_process["dm"])
 
 
 def test_a_failing_rank_stops_the_other_with_one_line(tmp_path):

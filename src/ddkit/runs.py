@@ -109,8 +109,8 @@ def distill_run(
     check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
-        syn = m.fit(splits.train, ipc, iterations=total, seed=seed,
-                    checkpoint_dir=out / "checkpoint", resume=resume)  # fmt: skip
+        syn = m.fit(splits.train, ipc, iterations=total, seed=seed, resume=resume,
+                    checkpoint_dir=out / "checkpoint", checkpoint_every=checkpoint_every)  # fmt: skip
         distributed.barrier()
         return syn
     config = {

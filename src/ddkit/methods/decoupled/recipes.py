@@ -16,9 +16,12 @@ category-aware statistics and flatness term, as pure functions ``sre2l`` switche
   images are pulled towards its outputs on the averaged ones under the same augmentation
   (:func:`flatness_loss`, temperature 4 as the reference).
 
-Deviations from the EDC reference code (``Branch_CIFAR_10/recover``): a class's real statistics
-are the pooled mean and biased variance over all its images and positions (the reference sums
-per-image variances, which leaves out the spread between images); the class term matches each
+Deviations from the CDA reference code: each image gets its own crop (torchvision's transform
+on a batch tensor crops the whole batch alike), and the roll jitter and flip are SRe2L's as in
+``sre2l``. Deviations from the EDC reference code (``Branch_CIFAR_10/recover``): a class's real
+statistics are the pooled mean and biased variance over all its un-augmented images and
+positions (the reference averages per-image variances of augmented images, which leaves out the
+spread between images); the class term matches each
 class's synthetic images to its own class (the reference matches the whole mixed batch to the
 average of its classes' statistics); the flatness KL is ``batchmean`` (the reference's element
 mean is this divided by the number of classes); the reference's EMA of the *batch statistics*

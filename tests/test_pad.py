@@ -135,3 +135,26 @@ def test_pad_experts_are_cached_apart_and_plain_experts_are_refused(tmp_path):
 def test_pad_refuses_a_schedule_out_of_order(tmp_path):
     with pytest.raises(ConfigError, match="add_end_epoch <= rm_epoch_first"):
         _pad(tmp_path, add_end_epoch=3, rm_epoch_first=2)
+
+
+def test_scheduled_experts_resume_bit_for_bit(tmp_path):
+    """An expert cut off after epoch 1 continues on the schedule's rows to the same snapshots."""
+    from ddkit.methods.trajectory.pad import train_scheduled_experts
+
+    train = tiny_digits().train
+    g = torch.Generator().manual_seed(0)
+    schedule = PADSchedule(
+        torch.rand(len(train), generator=g, dtype=torch.float64),
+        train.labels,
+        ScheduleSettings(init_ratio=0.5, add_end_epoch=2, rm_epoch_first=2, rm_epoch_second=2),
+    )
+    kw = dict(model="convnet2-w8", num_experts=1, epochs=3, batch_size=64)
+    whole = train_scheduled_experts(train, schedule, out_dir=tmp_path / "a", **kw)
+    cut = tmp_path / "b"
+    train_scheduled_experts(train, schedule, out_dir=cut, **kw)
+    for epoch in (2, 3):
+        (cut / "expert_000" / f"epoch_{epoch:03d}.safetensors").unlink()
+    resumed = train_scheduled_experts(train, schedule, out_dir=cut, **kw)
+    for epoch in range(4):
+        assert torch.equal(whole.params(0, epoch), resumed.params(0, epoch))
+    assert resumed.meta["schedule"] == schedule.key()

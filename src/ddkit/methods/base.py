@@ -236,8 +236,13 @@ class Distiller:
     @classmethod
     def saved_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
         """A config dict written by an earlier ddkit (checkpoint, run folder) in today's names
-        and spellings, comparable with :meth:`config_dict`."""
-        return _jsonable(cls.Config.upgrade(saved, warn=False))
+        and spellings, comparable with :meth:`config_dict`; an option added since it was
+        written takes its default (the behaviour the run had before the option existed)."""
+        upgraded = cls.Config.upgrade(saved, warn=False)
+        for f in dataclasses.fields(cls.Config):
+            if f.name not in upgraded and f.default is not dataclasses.MISSING:
+                upgraded[f.name] = f.default
+        return _jsonable(upgraded)
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, folder: Path, done: int, seed: int, ipc: int, total: int) -> None:

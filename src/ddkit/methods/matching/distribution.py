@@ -66,7 +66,7 @@ from ddkit.eval.train import (
     to_channels_last,
 )
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.codecs import CodecConfig, start_stored
+from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
     RandomNetwork,
     initial_images,
@@ -89,6 +89,7 @@ from ddkit.methods.config import (
     Preset,
     zero_to_auto,
 )
+from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
 from ddkit.methods.matching.reweight import kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
 
@@ -231,15 +232,16 @@ def match_embeddings(
 
 # ============================================================================ configs
 @dataclasses.dataclass(frozen=True)
-class DMConfig(CodecConfig):
-    """DM hyper-parameters (defaults: the published CIFAR/MNIST setting of Zhao & Bilen 2023)."""
+class DMConfig(RealBatchConfig):
+    """DM hyper-parameters (defaults: the published CIFAR/MNIST setting of Zhao & Bilen 2023;
+    ``real_batch`` / ``dream_*``: DREAM's representative batches, :mod:`.dream`)."""
 
     iterations: int = 20000
     model: str = "convnet"  # ConvNet-3, width 128, instance norm
     lr_img: float = 1.0  # SGD on the synthetic images
     momentum_img: float = 0.5
     batch_real: int = 256  # real images per class per iteration
-    init: Literal["real", "noise"] = "real"
+    init: Literal["real", "noise", "dream"] = "real"  # dream: DREAM's representative rows
     augment: str = "auto"  # auto (the dataset's DSA strategy) | none | e.g. color_crop_cutout
     vectorize: bool = True  # False: the plain class-by-class reference path
     # >0: embed the real images in pieces of at most this many, whole classes at a time (bounds
@@ -404,7 +406,22 @@ class DM(Distiller):
     def _start_images(
         self, train: ImageDataset, ipc: int, generator: torch.Generator
     ) -> torch.Tensor:
+        if self.config.init == "dream":
+            return train.images[self._start_rows(train, ipc, generator).flatten()].clone()
         return initial_images(train, ipc, generator, self.config.init)
+
+    def _start_rows(self, train: ImageDataset, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Row indices ``(K, n)`` of real images to start from: random, or (``init="dream"``)
+        DREAM's representative rows under a freshly drawn network
+        (:func:`~ddkit.methods.matching.dream.start_rows`)."""
+        return start_rows(
+            self.config,
+            train,
+            self.real_,
+            n,
+            generator,
+            lambda: self._fast(self.nets_.draw(generator).embed),
+        )
 
     def init(
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
@@ -418,13 +435,24 @@ class DM(Distiller):
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         k = train.spec.num_classes
         self.classes_ = local_classes(k) if self.splits_by() == "classes" else None  # None: all
+        self.dream_ = (
+            RepresentativeBatches(cfg, train, cfg.batch_real, self.state_)
+            if cfg.real_batch == "dream"
+            else None
+        )
 
     def _network(self, generator: torch.Generator) -> nn.Module:
         """A freshly initialised network (seed drawn from ``generator``), in training mode."""
         return self.nets_.draw(generator).train()
 
-    def _real_batch(self, generator: torch.Generator) -> torch.Tensor:
-        idx = self.train_.sample_per_class(self.config.batch_real, generator)  # (K, B)
+    def _real_batch(self, generator: torch.Generator, embed: EmbedFn | None = None) -> torch.Tensor:
+        """The real images ``(K, B, ...)`` of a matching step: drawn at random per class, or
+        (``real_batch="dream"``) DREAM's representative rows under ``embed`` (default: the
+        step's network)."""
+        if self.dream_ is not None:
+            idx = self.dream_.indices(self.real_, embed or self._fast(self.embed_), generator)
+        else:
+            idx = self.train_.sample_per_class(self.config.batch_real, generator)  # (K, B)
         return self.real_[idx.flatten().to(self.device_)].view(*idx.shape, *self.train_.spec.shape)
 
     def _syn_view(self, images: torch.Tensor) -> torch.Tensor:
@@ -610,9 +638,9 @@ class IDM(DM):
     ) -> torch.Tensor:
         f = self.factor_for(train.spec.image_size)
         if f == 1 or self.config.init == "noise":
-            return initial_images(train, ipc, generator, self.config.init)
+            return super()._start_images(train, ipc, generator)
         # every stored image starts as a grid of f*f downscaled real images of its class
-        idx = train.sample_per_class(ipc * f * f, generator).flatten()
+        idx = self._start_rows(train, ipc * f * f, generator).flatten()
         return encode_real(train.images[idx], f)
 
     def init(
@@ -672,7 +700,7 @@ class IDM(DM):
             if per_network_backward and i > 0:  # the previous decoding's graph is spent
                 syn = self._syn_view(decode(images, self.factor_))
 
-            real = self._real_batch(g)
+            real = self._real_batch(g, embed)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
             real_mean, syn_emb = match_embeddings(
                 embed,

@@ -79,7 +79,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import CompiledForward
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.codecs import CodecConfig, start_stored
+from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
     RandomNetwork,
     local_classes,
@@ -102,6 +102,7 @@ from ddkit.methods.config import (
     none_to_auto,
     one_of,
 )
+from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
 from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
 from ddkit.models import has_batchnorm
 
@@ -159,12 +160,13 @@ def _old_dsa_strategy(value: Any, options: Mapping[str, Any]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class DCConfig(CodecConfig):
-    """DC hyper-parameters (defaults: the authors' code)."""
+class DCConfig(RealBatchConfig):
+    """DC hyper-parameters (defaults: the authors' code; ``real_batch`` / ``dream_*``: DREAM's
+    representative batches, :mod:`ddkit.methods.matching.dream`)."""
 
     iterations: int = 1000  # outer iterations, each with a freshly initialised network
     model: str = "convnet"  # network whose gradients are matched (ConvNet-3, instance norm)
-    init: Literal["real", "noise"] = "real"
+    init: Literal["real", "noise", "dream"] = "real"  # dream: DREAM's representative rows
     lr_img: float = 0.1  # SGD learning rate of the synthetic images
     momentum_img: float = 0.5
     lr_net: float = 0.01  # SGD learning rate of the network in the inner loop
@@ -289,13 +291,42 @@ class DC(Distiller):
         self.real_forward_ = (
             CompiledForward(self.nets_.network) if cfg.compile and not cfg.vectorize else None
         )
-        self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, cfg.init)
+        initial = self._representative_start if cfg.init == "dream" else cfg.init
+        self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, initial)
         self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
         self.classes_ = local_classes(spec.num_classes) if self.splits_by() == "classes" else None
+        self.dream_ = (
+            RepresentativeBatches(cfg, train, self.real_batch_, self.state_)
+            if cfg.real_batch == "dream"
+            else None
+        )
+
+    def _representative_start(
+        self, train: ImageDataset, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``init="dream"``: per class, the rows nearest ``n`` k-means centres of a freshly
+        drawn matching network's features (:func:`~ddkit.methods.matching.dream.start_rows`)."""
+        rows = start_rows(
+            self.config,
+            train,
+            train.images,
+            n,
+            generator,
+            lambda: self.nets_.draw(generator).eval().embed,
+        )
+        return train.images[rows.flatten()].clone()
+
+    def real_rows(self, net: nn.Module, g: torch.Generator) -> torch.Tensor:
+        """Row indices ``(K, B)`` of a matching step's real batch: drawn at random per class, or
+        (``real_batch="dream"``) DREAM's representative rows under ``net``'s features."""
+        train = self.train_
+        if self.dream_ is None:
+            return train.sample_per_class(self.real_batch_, g)
+        return self.dream_.indices(train.images, net.embed, g)
 
     def codec_for(self, spec: DatasetSpec) -> str:
         """The codec that stores this set (``codec``)."""
@@ -333,7 +364,7 @@ class DC(Distiller):
         k = spec.num_classes
         if has_batchnorm(net):
             self._freeze_batchnorm(net, g)
-        real = train.images[train.sample_per_class(self.real_batch_, g)]  # (K, B, C, H, W)
+        real = train.images[self.real_rows(net, g)]  # (K, B, C, H, W)
         syn = self.codec_.decode(images).view(k, -1, *spec.shape)
         if self.dsa_ is not None:
             hw = spec.image_size

@@ -327,3 +327,18 @@ def test_table_set_exports_as_csv_that_reads_back_with_its_column_types(tmp_path
     )
     with pytest.raises(DataError, match="table rows have no pixels; a table set exports as CSV"):
         syn.pixels()
+
+
+@pytest.mark.parametrize(
+    "columns",
+    ["x", [{"name": "a"}], [{"name": "a", "kind": "categorical"}], [{"name": "a", "kind": "odd"}]],
+)
+def test_a_damaged_table_spec_is_a_file_format_error(columns):
+    spec = table_splits().spec.to_dict()
+    with pytest.raises(FileFormatError, match="invalid dataset spec in metadata"):
+        DatasetSpec.from_dict({**spec, "columns": columns})
+
+
+def test_a_method_declaring_unknown_needs_is_refused():
+    with pytest.raises(ConfigError, match="declares unknown needs 'pictures'"):
+        table_splits().spec.check_needs("pictures", "method 'x'")

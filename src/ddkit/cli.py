@@ -102,8 +102,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     stored = syn.storage_bytes()["total"]
     print(
-        f"wrote {len(syn)} images ({syn.ipc} per class; {stored:,} bytes of distilled content) "
-        f"to {out}/synthetic, grid {out}/grid.png"
+        f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} ({syn.ipc} "
+        f"per class; {stored:,} bytes of distilled content) to {out}/synthetic, grid "
+        f"{out}/grid.png"
     )
     return 0
 

@@ -84,7 +84,8 @@ class ImageDataset:
             c = self.class_counts.index(smallest)
             raise ConfigError(
                 f"IPC {ipc} is larger than class {self.spec.class_names[c]!r}, "
-                f"which has only {smallest} training images"
+                f"which has only {smallest} training "
+                + ("images" if self.spec.modality == "image" else "rows")
             )
 
 

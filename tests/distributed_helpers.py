@@ -112,3 +112,18 @@ def one_rank_fails(rank: int, world: int, rendezvous: str, out: str) -> None:
     except Exception as e:  # the line the CLI prints
         line = f"{type(e).__name__}: {e}"
     Path(out, f"line-{rank}.txt").write_text(line)
+
+
+def refused_method(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Both ranks ask for a method that does not split its run (idm)."""
+    from ddkit.runs import distill_run
+    from ddkit.testing import tiny_digits
+
+    try:
+        with _session(rank, world, rendezvous):
+            distill_run(dataset="tiny-digits", method="idm", ipc=1, iterations=1,
+                        out=Path(out, "run"), splits=tiny_digits())  # fmt: skip
+        line = "finished"
+    except Exception as e:
+        line = f"{type(e).__name__}: {e}"
+    Path(out, f"line-{rank}.txt").write_text(line)

@@ -19,6 +19,7 @@ from distributed_helpers import (
     DISTILL_OPTIONS,
     every_path,
     one_rank_fails,
+    refused_method,
     run_distill,
     run_evaluation,
     run_experts,
@@ -39,6 +40,18 @@ def spawn(fn, folder: Path, world: int = 2) -> Path:
     args = (world, str(folder / "rendezvous"), str(folder))
     mp.start_processes(fn, args=args, nprocs=world, start_method=method)
     return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm() -> None:
+    """Import here what every rank imports (methods, data, torch's optimiser machinery): the
+    forked ranks inherit it instead of each paying for it."""
+    from ddkit.methods import load_all
+    from ddkit.testing import tiny_digits
+
+    load_all()
+    tiny_digits()
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +135,27 @@ def test_a_failing_rank_stops_the_other_with_one_line(tmp_path):
     assert failed == "ConfigError: IPC 99 is larger than class '3'"
     assert stopped == "RankFailed: stopped because rank 1 failed: IPC 99 is larger than class '3'"
     assert "\n" not in stopped
+
+
+def test_a_method_that_does_not_split_is_refused_before_any_write(tmp_path):
+    spawn(refused_method, tmp_path)
+    for rank in (0, 1):
+        line = (tmp_path / f"line-{rank}.txt").read_text()
+        assert line.startswith("ConfigError: method 'idm' does not run on several processes")
+        assert "dm" in line.split("yet")[1] and "dsa" in line.split("yet")[1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_refuses_a_command_that_does_not_split(capsys):
+    from ddkit.cli import _run_as_rank, build_parser
+
+    args = build_parser().parse_args(["list"])
+    with pytest.raises(ConfigError, match="ddkit list does not run on several processes"):
+        _run_as_rank(args, distributed.Launch(1, 2, 1))
+    args = build_parser().parse_args(["list"])
+    args.command = "evaluate"  # a command that splits: rank 1 runs it and prints nothing
+    assert _run_as_rank(args, distributed.Launch(1, 2, 1)) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_one_process_is_untouched_and_shards_merge_back():

@@ -173,8 +173,8 @@ def session(
     try:
         yield launch
     except Exception as e:
-        peer = _failure_of_peer(wait=_broken_collective(e))
-        if peer is not None:
+        if _broken_collective(e):  # another rank left: say which and why
+            peer = _failure_of_peer()
             _acknowledge()
             raise RankFailed(f"stopped because {peer}") from e
         _announce(e)
@@ -222,12 +222,12 @@ def _announce(e: BaseException) -> None:
         message = f"rank {launch.rank} failed: {_one_line(e)}"
     try:
         store.set(f"{_FAILED}{launch.rank}", message)
-        heard = store.add(_HEARD, 0)
+        heard = store.add(_HEARD, 1)  # every rank counts once: failed itself, or heard of it
     except (RuntimeError, ValueError):
         return
     dist.destroy_process_group()
     deadline = time.monotonic() + FAREWELL_SECONDS
-    while heard < launch.world_size - 1 and time.monotonic() < deadline:
+    while heard < launch.world_size and time.monotonic() < deadline:
         time.sleep(0.05)
         try:
             heard = store.add(_HEARD, 0)
@@ -235,26 +235,23 @@ def _announce(e: BaseException) -> None:
             return
 
 
-def _failure_of_peer(wait: bool) -> str | None:
-    """The message of the lowest-numbered other rank that announced a failure; with ``wait``
-    (this rank's collective broke), give it :data:`WORD_SECONDS` to arrive, and name a rank
-    that left without a word."""
+def _failure_of_peer() -> str:
+    """The message of the lowest-numbered other rank that announced a failure, given
+    :data:`WORD_SECONDS` to arrive; else a line saying that a rank left without a word."""
+    silent = "another rank left the group without a word"
     store, launch = _store(), _ACTIVE
     if store is None or launch is None:
-        return None
-    deadline = time.monotonic() + (WORD_SECONDS if wait else 0.0)
-    while True:
+        return silent
+    deadline = time.monotonic() + WORD_SECONDS
+    while time.monotonic() < deadline:
         for r in range(launch.world_size):
-            if r == launch.rank:
-                continue
             try:
-                if store.check([f"{_FAILED}{r}"]):
+                if r != launch.rank and store.check([f"{_FAILED}{r}"]):
                     return store.get(f"{_FAILED}{r}").decode(errors="replace")
             except (RuntimeError, ValueError):
-                return "another rank left the group without a word" if wait else None
-        if time.monotonic() >= deadline:
-            return "another rank left the group without a word" if wait else None
+                return silent
         time.sleep(0.05)
+    return silent
 
 
 def _acknowledge() -> None:

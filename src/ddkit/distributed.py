@@ -330,12 +330,14 @@ def all_gather_json(obj: Any) -> list[Any]:
 def sum_across_ranks(tensors: Sequence[torch.Tensor]) -> None:
     """Replace each tensor by its sum over the ranks, in place, in one collective (no-op in a
     single process). Where only one rank holds a non-zero value, the sum is that value
-    exactly, so contributions of disjoint classes combine without rounding."""
+    exactly, so contributions of disjoint classes combine without rounding. The tensors may
+    live on any device (and be of one floating dtype)."""
     if _ACTIVE is None or not tensors:
         return
     import torch.distributed as dist
 
-    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    # nccl reduces CUDA tensors only: a CPU computation's values travel through the rank's GPU
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(device())
     dist.all_reduce(flat)
     offset = 0
     for t in tensors:

@@ -53,6 +53,17 @@ def run_evaluation() -> dict[str, Any]:
     return report.to_dict()["results"][0]
 
 
+def run_teacher_kd(teacher: Path) -> dict[str, Any]:
+    """Evaluation under protocol teacher-kd: every augmented batch labelled by ``teacher``."""
+    from ddkit.eval import evaluate
+    from ddkit.testing import tiny_digits
+
+    cfg = dict(EVAL, epochs=1)
+    cfg.pop("protocol")
+    report = evaluate(evaluation_set(), tiny_digits().test, "teacher-kd", teacher=teacher, **cfg)
+    return report.to_dict()["results"][0]
+
+
 def run_distill(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
     from ddkit.testing import tiny_digits
@@ -92,9 +103,11 @@ def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
     with _session(rank, world, rendezvous):
         run_experts(folder / "experts")
         result = run_evaluation()
+        kd = run_teacher_kd(folder / "teacher")
         images = {name: run_distill(name).contiguous() for name in DISTILL_OPTIONS}
         run_folder(folder / "run", iterations=2)  # one step short: resumed by the test
     (folder / f"eval-{rank}.json").write_text(json.dumps(result))
+    (folder / f"kd-{rank}.json").write_text(json.dumps(kd))
     save_file(images, str(folder / f"images-{rank}.safetensors"))
 
 

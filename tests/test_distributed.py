@@ -24,10 +24,12 @@ from distributed_helpers import (
     run_evaluation,
     run_experts,
     run_folder,
+    run_teacher_kd,
 )
 
 from ddkit import distributed
 from ddkit.errors import ConfigError
+from ddkit.eval.teacher import train_teacher
 from ddkit.io import load_tensors
 
 pytestmark = pytest.mark.timeout(180)
@@ -57,9 +59,13 @@ def warm() -> None:
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> dict:
     """Every path run in this process (which also warms the imports the ranks inherit)."""
+    from ddkit.testing import tiny_digits
+
     folder = tmp_path_factory.mktemp("one-process")
     run_experts(folder / "experts")
-    out = {"experts": folder / "experts", "eval": run_evaluation()}
+    train_teacher(tiny_digits().train, "convnet2-w8", epochs=1, out_dir=folder / "teacher")
+    out = {"experts": folder / "experts", "eval": run_evaluation(), "teacher": folder / "teacher"}
+    out["kd"] = run_teacher_kd(out["teacher"])
     for name in DISTILL_OPTIONS:
         out[name], out[f"{name}-start"] = run_distill(name), run_distill_start(name)
     return out
@@ -67,7 +73,9 @@ def one_process(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory, one_process) -> Path:
-    return spawn(every_path, tmp_path_factory.mktemp("two-ranks"))
+    folder = tmp_path_factory.mktemp("two-ranks")
+    shutil.copytree(one_process["teacher"], folder / "teacher")
+    return spawn(every_path, folder)
 
 
 def run_distill_start(name: str) -> torch.Tensor:
@@ -102,6 +110,13 @@ def test_evaluation_runs_are_those_of_one_process(two_ranks, one_process):
         for key in ("accuracies", "seeds", "train_accuracies", "mean", "std"):
             assert got[key] == reference[key], key
         assert len(got["accuracies"]) == 3  # 3 runs over 2 ranks
+
+
+def test_teacher_kd_evaluation_runs_are_those_of_one_process(two_ranks, one_process):
+    for rank in (0, 1):
+        got = json.loads((two_ranks / f"kd-{rank}.json").read_text())
+        assert got["accuracies"] == one_process["kd"]["accuracies"]
+        assert got["seeds"] == one_process["kd"]["seeds"]
 
 
 def test_dm_set_is_bit_identical_to_one_process(two_ranks, one_process):

@@ -1,0 +1,160 @@
+"""Validation accuracy per iteration and per CPU second: random vs DREAM real batches (issue 40).
+
+For each method (``--methods``) and real-batch choice (``--batches``: ``random``, ``dream`` =
+``real_batch=dream`` with ``init=dream``, DREAM's representative batches and start; Liu et al.,
+ICCV 2023), one distillation runs on the train split less a stratified validation split
+(``--val-fraction``, seed 0; the test split is never read) and is stopped at each of its
+milestones (``--milestones METHOD=I1,I2,...``): the set at that iteration is evaluated on the
+validation split (protocol ``dsa``, ``--epochs`` epochs, ``--runs`` networks of the method's
+model, final-epoch accuracy) and the row records the iteration, the distillation's process CPU
+seconds and wall seconds so far (evaluation excluded), and the mean loss of the segment.
+
+Resumable: a run continues from its checkpoint at the last milestone (``--work`` folder; each
+segment restarts its ``init``, which for ``dream`` re-clusters the start rows, a second or two);
+a milestone already in the cell's file is not run again. The merged rows go to ``--out``.
+
+Usage: python benchmarks/studies/dream_curve.py --dataset mnist5k --ipc 10 --methods dc,dsa,dm \
+           --milestones dc=1,2,5,10,20,40 --milestones dm=50,100,200,500,1000 \
+           --out benchmarks/results/dream_mnist5k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ddkit.data import load_dataset
+from ddkit.eval import evaluate
+from ddkit.io import atomic_write_json, read_json
+from ddkit.methods import create_method
+from ddkit.methods.base import Callback
+from ddkit.methods.config import parse_options
+
+BATCHES = {
+    "random": {"real_batch": "random"},
+    "dream": {"real_batch": "dream", "init": "dream"},
+}
+
+
+class _Losses(Callback):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_step_end(self, method, iteration, metrics):  # noqa: ANN001
+        self.values.append(float(metrics.get("loss", float("nan"))))
+
+
+def _milestones(items: list[str], methods: list[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        out[name.strip()] = sorted({int(v) for v in text.split(",") if v.strip()})
+    missing = [m for m in methods if not out.get(m)]
+    if missing:
+        raise SystemExit(
+            f"dream_curve: no --milestones for {', '.join(missing)} (METHOD=I1,I2,...)"
+        )
+    return out
+
+
+def run_cell(
+    args: argparse.Namespace, splits: Any, method: str, batch: str, stops: list[int]
+) -> list[dict]:
+    """Distil ``method`` with ``batch`` up to each milestone in turn (resuming from the previous
+    one's checkpoint), evaluating each milestone's set on the validation split."""
+    work = Path(args.work) / f"{args.dataset}-ipc{args.ipc}-{method}-{batch}"
+    work.mkdir(parents=True, exist_ok=True)
+    cell_file = work / "rows.json"
+    rows: list[dict] = read_json(cell_file)["rows"] if cell_file.exists() else []
+    options = {**parse_options(args.set), **BATCHES[batch]}
+    cpu = rows[-1]["cpu_seconds"] if rows else 0.0
+    wall = rows[-1]["wall_seconds"] if rows else 0.0
+    for stop in stops:
+        if any(r["iteration"] == stop for r in rows):
+            continue
+        m = create_method(method, dataset=args.dataset, ipc=args.ipc, **options)
+        losses = _Losses()
+        c0, w0 = time.process_time(), time.perf_counter()
+        syn = m.fit(
+            splits.train,
+            args.ipc,
+            iterations=stop,
+            seed=args.seed,
+            callbacks=[losses],
+            checkpoint_dir=work / "checkpoint",
+            checkpoint_every=10**9,  # only at the milestone (the run's last iteration)
+            resume=True,
+        )
+        cpu += time.process_time() - c0
+        wall += time.perf_counter() - w0
+        model = getattr(m.config, "model", None)
+        rep = evaluate(
+            syn,
+            splits.val,
+            "dsa",
+            runs=args.runs,
+            epochs=args.epochs,
+            seed=0,
+            models=[model] if model else None,
+        )
+        row = {
+            "method": method,
+            "batch": batch,
+            "options": options,
+            "iteration": stop,
+            "cpu_seconds": round(cpu, 1),
+            "wall_seconds": round(wall, 1),
+            "segment_loss": sum(losses.values) / max(len(losses.values), 1),
+            "val_mean": rep.results[0].mean,
+            "val_std": rep.results[0].std,
+            "val_accuracies": list(rep.results[0].accuracies),
+        }
+        rows.append(row)
+        atomic_write_json(cell_file, {"rows": rows})
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--ipc", type=int, default=10)
+    ap.add_argument("--methods", default="dc,dsa,dm")
+    ap.add_argument("--batches", default="random,dream")
+    ap.add_argument("--milestones", action="append", default=[], metavar="METHOD=I1,I2,...")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="runs/dream-curve")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    batches = [b.strip() for b in args.batches.split(",") if b.strip()]
+    bad = [b for b in batches if b not in BATCHES]
+    if bad:
+        raise SystemExit(f"dream_curve: unknown batch {bad[0]!r}; valid: {', '.join(BATCHES)}")
+    stops = _milestones(args.milestones, methods)
+    splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
+    rows = []
+    for method in methods:
+        for batch in batches:
+            rows += run_cell(args, splits, method, batch, stops[method])
+    if args.out:
+        settings = {k: v for k, v in vars(args).items() if k != "out"}
+        atomic_write_json(args.out, {"settings": settings, "split": "validation", "rows": rows})
+
+
+if __name__ == "__main__":
+    from ddkit.errors import DDKitError
+
+    try:
+        main()
+    except DDKitError as exc:  # one line, no traceback
+        raise SystemExit(f"dream_curve: {exc}") from None

@@ -12,6 +12,11 @@
   networks instead of random ones; (3) a class-aware regulariser: cross-entropy of the matching
   network's classifier on the synthetic images, weighted by that network's training accuracy.
 
+Real batches: random per class (the papers'), or ``real_batch="dream"``: DREAM's
+representative rows under the step network's features (IDM: the queue network's), re-clustered
+every ``dream_interval`` matching steps; ``init="dream"`` starts from representative rows
+(:mod:`ddkit.methods.matching.dream`). M3D and NCFM take both too.
+
 Debiasing (``reweight="kde"``, off by default): the real class means become weighted means, each
 real row weighted by the inverse kernel density of its embedding (J. Cui et al., "Mitigating Bias
 in Dataset Distillation", ICML 2024, arXiv:2406.06609; :mod:`ddkit.methods.matching.reweight`

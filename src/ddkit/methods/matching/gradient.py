@@ -14,6 +14,11 @@
   (:class:`ddkit.augment.DSA`, "Siamese"); the network's inner-loop training also sees
   augmented synthetic images (one draw per sample), as in the authors' code.
 
+Real batches: random per class (the papers'), or ``real_batch="dream"``: DREAM's
+representative rows under the matching network's features, re-clustered every
+``dream_interval`` matching steps; ``init="dream"`` starts from representative rows
+(:mod:`ddkit.methods.matching.dream`).
+
 The network is built once and re-initialised every outer iteration from a seed drawn from the
 run's generator (:class:`ddkit.methods.common.RandomNetwork`): the same weights as building a new
 one, in the dtype of the training images.

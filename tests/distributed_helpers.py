@@ -64,6 +64,16 @@ def run_teacher_kd(teacher: Path) -> dict[str, Any]:
     return report.to_dict()["results"][0]
 
 
+def run_relabel(teacher: Path) -> dict[str, torch.Tensor]:
+    """Soft labels of the evaluation set from ``teacher``: per image, and per FKD view (3)."""
+    from ddkit.eval.relabel import relabel
+    from ddkit.eval.teacher import load_teacher
+
+    net, syn = load_teacher(teacher)[0], evaluation_set()
+    per_view = relabel(syn, net, 4.0, views=3, generator=torch.Generator().manual_seed(2))
+    return {"image": relabel(syn, net, 4.0).labels, "view": per_view.extras["view_values"]}
+
+
 def run_distill(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
     from ddkit.testing import tiny_digits
@@ -104,11 +114,13 @@ def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
         run_experts(folder / "experts")
         result = run_evaluation()
         kd = run_teacher_kd(folder / "teacher")
+        labels = run_relabel(folder / "teacher")
         images = {name: run_distill(name).contiguous() for name in DISTILL_OPTIONS}
         run_folder(folder / "run", iterations=2)  # one step short: resumed by the test
     (folder / f"eval-{rank}.json").write_text(json.dumps(result))
     (folder / f"kd-{rank}.json").write_text(json.dumps(kd))
     save_file(images, str(folder / f"images-{rank}.safetensors"))
+    save_file(labels, str(folder / f"labels-{rank}.safetensors"))
 
 
 def one_rank_fails(rank: int, world: int, rendezvous: str, out: str) -> None:

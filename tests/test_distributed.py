@@ -24,6 +24,7 @@ from distributed_helpers import (
     run_evaluation,
     run_experts,
     run_folder,
+    run_relabel,
     run_teacher_kd,
 )
 
@@ -66,6 +67,7 @@ def one_process(tmp_path_factory) -> dict:
     train_teacher(tiny_digits().train, "convnet2-w8", epochs=1, out_dir=folder / "teacher")
     out = {"experts": folder / "experts", "eval": run_evaluation(), "teacher": folder / "teacher"}
     out["kd"] = run_teacher_kd(out["teacher"])
+    out["labels"] = run_relabel(out["teacher"])
     for name in DISTILL_OPTIONS:
         out[name], out[f"{name}-start"] = run_distill(name), run_distill_start(name)
     return out
@@ -117,6 +119,14 @@ def test_teacher_kd_evaluation_runs_are_those_of_one_process(two_ranks, one_proc
         got = json.loads((two_ranks / f"kd-{rank}.json").read_text())
         assert got["accuracies"] == one_process["kd"]["accuracies"]
         assert got["seeds"] == one_process["kd"]["seeds"]
+
+
+def test_relabeling_gives_the_soft_labels_of_one_process(two_ranks, one_process):
+    reference = one_process["labels"]
+    assert reference["image"].shape == (20, 10) and reference["view"].shape == (20, 3, 10)
+    for rank in (0, 1):  # each rank asked the teacher about half the images; all have all
+        got = load_tensors(two_ranks / f"labels-{rank}.safetensors")
+        assert same_tensors(got, reference)
 
 
 def test_dm_set_is_bit_identical_to_one_process(two_ranks, one_process):

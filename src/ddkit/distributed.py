@@ -45,6 +45,7 @@ __all__ = [
     "RankFailed",
     "active",
     "all_gather_json",
+    "all_gather_shards",
     "barrier",
     "device",
     "from_env",
@@ -325,6 +326,28 @@ def all_gather_json(obj: Any) -> list[Any]:
     return [
         json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)
     ]
+
+
+def all_gather_shards(local: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows for its :func:`shard` of the items, merged in the items' order on
+    every rank (``local`` itself in a single process). ``local`` holds one row per item of
+    this rank's share (any trailing shape, the same on every rank)."""
+    if _ACTIVE is None:
+        return local
+    import torch.distributed as dist
+
+    dev, world = device(), _ACTIVE.world_size
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(local)], dtype=torch.int64, device=dev))
+    counts = [int(s.item()) for s in sizes]
+    longest = max(counts)
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=dev)
+    padded[: len(local)] = local.to(dev)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    # item i is row i // world of rank i % world: interleave, the padding falls past the end
+    merged = torch.stack(parts, 1).flatten(0, 1)[: sum(counts)]
+    return merged.to(local.device)
 
 
 def sum_across_ranks(tensors: Sequence[torch.Tensor]) -> None:

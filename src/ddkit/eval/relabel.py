@@ -17,6 +17,10 @@ stored bytes:
   label, trainable by any soft-label protocol. :func:`decompress_view_labels` spreads the mass
   outside the top-``k`` uniformly over the other classes (FKD keeps only the top-k).
 
+In a :mod:`ddkit.distributed` session :func:`relabel` splits the teacher's work by image (the
+views are drawn for every image first, so the random stream is that of one process) and every
+rank gets the whole set back.
+
 Temperatures: stored probabilities are ``softmax(teacher(x) / T)``; the temperature used is
 recorded in ``meta['label_temperature']``.
 """
@@ -29,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddkit import distributed
 from ddkit.augment.crops import crop_resize, sample_boxes
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
@@ -108,7 +113,7 @@ def relabel(
     if views < 0:
         raise ConfigError(f"views must be >= 0, got {views}")
     if views == 0:
-        labels = teacher_probs(teacher, syn.images, temperature)
+        labels = _sharded_probs(teacher, syn.images, temperature, 1, k)
         return SyntheticSet(
             syn.images, _renorm(labels), syn.spec, lr=syn.lr, meta=meta, extras=extras
         )
@@ -129,7 +134,7 @@ def relabel(
         else torch.zeros(n * views, dtype=torch.bool)
     )
     x = crop_resize(syn.images.repeat_interleave(views, 0), boxes, (h, w), flips)
-    probs = teacher_probs(teacher, x, temperature)  # (N*V, K)
+    probs = _sharded_probs(teacher, x, temperature, views, k)  # (N*V, K)
     if kk < k:
         vals, idx = probs.topk(kk, dim=1)  # sorted, ties broken by torch.topk's order
         extras["view_indices"] = idx.to(torch.int16).view(n, views, kk)
@@ -141,6 +146,20 @@ def relabel(
     meta["label_topk"] = kk
     labels = _renorm(probs.view(n, views, k).mean(1))
     return SyntheticSet(syn.images, labels, syn.spec, lr=syn.lr, meta=meta, extras=extras)
+
+
+def _sharded_probs(
+    teacher: nn.Module, x: torch.Tensor, temperature: float, views: int, k: int
+) -> torch.Tensor:
+    """:func:`teacher_probs` ``(rows, k)`` of ``x`` (``views`` consecutive rows per image); in a
+    :mod:`ddkit.distributed` session each rank asks the teacher about its share of the images
+    and every rank gets all the rows back in order."""
+    mine = distributed.local_indices(len(x) // views)
+    if mine is None:
+        return teacher_probs(teacher, x, temperature)
+    rows = x.view(-1, views, *x.shape[1:])[mine].flatten(0, 1)
+    probs = teacher_probs(teacher, rows, temperature) if mine else torch.zeros((0, k))
+    return distributed.all_gather_shards(probs.view(len(mine), views, k)).flatten(0, 1)
 
 
 def decompress_view_labels(syn: SyntheticSet) -> torch.Tensor:

@@ -58,9 +58,13 @@ MODEL_NAMES = sorted(
 _SIZE = {"convnet4": 16, "convnet5": 32, "convnet6": 64}
 
 
+#: Series models take (D, 1, L) rows.
+_SERIES = ("conv1d", "resnet1d")
+
+
 def _build(name: str, seed: int) -> nn.Module:
     with seeded_global_rng(seed):
-        size = _SIZE.get(name, 8)
+        size = (1, 16) if name.startswith(_SERIES) else _SIZE.get(name, 8)
         return create_model(name, num_classes=10, in_channels=3, image_size=size)
 
 

@@ -54,6 +54,8 @@ __all__ = [
     "losses_during_fit",
     "method_test_overrides",
     "tiny_digits",
+    "tiny_series",
+    "tiny_table",
 ]
 
 
@@ -106,6 +108,22 @@ def tiny_table(rows: int = 150) -> DatasetSplits:
     )
     columns = (Column("a"), Column("b"), Column("kind", "categorical", ("p", "q", "r")))
     return from_arrays(x[:, :, None, None], y, name="tiny-table", modality="table", columns=columns)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_series(rows: int = 150, length: int = 32) -> DatasetSplits:
+    """A fabricated series set of ``rows`` series (test = every 5th row), 3 classes, 2 channels
+    of ``length`` steps: channel 0 a sine of 1, 2 or 3 periods by class, channel 1 a ramp whose
+    slope follows the class, both with a random phase / offset and noise. Seeded; cached; treat
+    it as read-only."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(rows) % 3
+    t = torch.linspace(0, 1, length)
+    phase = torch.rand(rows, 1, generator=g) * 6.2832
+    wave = torch.sin(6.2832 * (y[:, None] + 1) * t + phase)
+    ramp = (y[:, None] - 1.0) * t + 0.3 * torch.randn(rows, 1, generator=g)
+    x = torch.stack([wave, ramp], 1) + 0.1 * torch.randn(rows, 2, length, generator=g)
+    return from_arrays(x, y, name="tiny-series", modality="series")
 
 
 def method_test_overrides(name: str) -> dict[str, Any]:

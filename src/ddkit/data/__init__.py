@@ -3,6 +3,7 @@
 from ddkit.data import biased as _biased  # noqa: F401  (biased datasets register their families)
 from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables register themselves)
 from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
+from ddkit.data import series as _series  # noqa: F401  (time-series datasets register themselves)
 from ddkit.data import table as _table  # noqa: F401  (tabular datasets register themselves)
 from ddkit.data.builtin import DATASETS, RawData, load_dataset, register_dataset
 from ddkit.data.dataset import (

@@ -254,10 +254,13 @@ def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ..
 def to_rows(values: np.ndarray | torch.Tensor, modality: str = "image") -> torch.Tensor:
     """User rows as float32 ``(N, C, H, W)``: images through :func:`to_nchw`; rows of another
     modality must already be in its layout (:mod:`ddkit.data.spec`), and are checked the same
-    way (real numbers, finite, within the float32 range)."""
+    way (real numbers, finite, within the float32 range). Series may also come as ``(N, L)``
+    or ``(N, D, L)`` (laid out as ``(N, D, 1, L)``)."""
     if modality == "image":
         return to_nchw(values)
     x = _real_array(values, f"{modality} rows")
+    if modality == "series" and x.ndim in (2, 3):
+        x = x[:, None, None, :] if x.ndim == 2 else x[:, :, None, :]
     if x.ndim != 4:
         raise DataError(f"{modality} rows must be laid out (N, C, H, W), got shape {x.shape}")
     with np.errstate(over="ignore", invalid="ignore"):

@@ -64,7 +64,8 @@ class Modality:
 
     ``layout``: how a row lies in its stored ``(C, H, W)`` tensor; ``normalisation``: what the
     spec's per-channel ``mean`` / ``std`` standardise; ``augmentations``: the augmentation
-    families that fit (``"dsa"``: DSA's image operations, Zhao & Bilen ICML 2021);
+    families that fit (``"dsa"``: DSA's image operations, Zhao & Bilen ICML 2021; ``"series"``:
+    the time-series operations of :mod:`ddkit.augment.series`);
     ``models``: the model families that fit, the first being the default of a method or
     evaluation that names none for this modality (images keep each method's own default);
     ``differentiable``: whether a row is a point of a continuous space that gradient-based
@@ -104,8 +105,8 @@ MODALITIES: dict[str, Modality] = {
             row="a time series of L steps with D channels",
             layout="(D, 1, L)",
             normalisation="per channel over all time steps, train-split statistics",
-            augmentations=(),
-            models=("mlp",),
+            augmentations=("series",),
+            models=("conv1d", "resnet1d", "mlp"),
         ),
     )
 }

@@ -41,6 +41,7 @@ __all__ = [
     "MISSING",
     "decode_rows",
     "encode_table",
+    "encode_target",
     "frame_table",
     "from_table",
     "read_csv",
@@ -108,8 +109,11 @@ def _categories(name: str, values: Sequence[Any], where: str) -> tuple[tuple[str
     return tuple(str(c) for c in cats), index
 
 
-def _target(values: Sequence[Any], where: str, name: str) -> tuple[np.ndarray, list[str]]:
-    """Class indices and class names of the target column (numbers sorted numerically)."""
+def encode_target(
+    values: Sequence[Any], where: str, name: str = "target"
+) -> tuple[np.ndarray, list[str]]:
+    """Class indices and class names of a target column's cells (numbers sorted numerically,
+    texts alphabetically)."""
     nums = _numbers(name, values, where)
     if nums is None:
         names, index = _categories(name, values, where)
@@ -143,7 +147,7 @@ def encode_table(
     target = _find_target(names, target, where)
     for name in names:
         _check_complete(name, table[name], where)
-    y, class_names = _target(table[target], where, target)
+    y, class_names = encode_target(table[target], where, target)
     blocks, columns = [], []
     for name in names:
         if name == target:

@@ -1,6 +1,7 @@
 """Model zoo behind one factory, :func:`create_model`."""
 
 from ddkit.models import convnet as _convnet  # noqa: F401  (registers the ConvNet family)
+from ddkit.models import series as _series  # noqa: F401  (registers conv1d, resnet1d)
 from ddkit.models import zoo as _zoo  # noqa: F401  (registers MLP, LeNet, AlexNet, VGG, ResNet, ViT)
 from ddkit.models.helpers import (
     build_network,

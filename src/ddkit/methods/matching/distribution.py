@@ -353,7 +353,6 @@ class DM(Distiller):
     # stream (cheap index and parameter draws) and embeds only its classes' images
     scale_out = "classes"
     needs = "differentiable"
-    needs = "differentiable"
     Config: ClassVar[type[MethodConfig]] = DMConfig
     # The published setting (all datasets, all IPC) is the Config default.
     presets = (
@@ -563,7 +562,6 @@ class IDM(DM):
     """
 
     name = "idm"
-    needs = "image"
     needs = "image"
     Config: ClassVar[type[MethodConfig]] = IDMConfig
     presets = (

@@ -252,3 +252,80 @@ def test_kip_label_solve_gives_a_regression_set_that_fits_real_batches_better(tm
     assert err[1] < err[0]
     again = SyntheticSet.load(b.save(tmp_path / "set"))
     assert again.regression and torch.equal(again.labels, b.labels)
+
+
+# ------------------------------------------------------------------ ConvNet kernel with pooling
+
+
+def _wide_pooled_cnn(x, depth, width, g, readout):
+    """KIP's ConvNet, finite and random (NTK parameterisation): a 3x3 convolution and ReLU, then
+    ``depth`` blocks of convolution, ReLU and 2x2 average pooling; returns the readout's input
+    features and the scalar output with its parameters."""
+    import torch.nn.functional as F
+
+    w_var, b_var = 2.0, 0.01
+    params, h, c_in = [], x, x.shape[1]
+    for layer in range(depth + 1):
+        w = torch.randn(width, c_in, 3, 3, generator=g, dtype=x.dtype).requires_grad_(True)
+        b = torch.randn(width, generator=g, dtype=x.dtype).requires_grad_(True)
+        params += [w, b]
+        h = torch.relu(
+            F.conv2d(h, math.sqrt(w_var / (c_in * 9)) * w, math.sqrt(b_var) * b, padding=1)
+        )
+        h = F.avg_pool2d(h, 2) if layer > 0 else h
+        c_in = width
+    feats = h.flatten(1) if readout == "flatten" else h.mean((2, 3))
+    w = torch.randn(feats.shape[1], 1, generator=g, dtype=x.dtype).requires_grad_(True)
+    b = torch.randn(1, generator=g, dtype=x.dtype).requires_grad_(True)
+    out = math.sqrt(w_var / feats.shape[1]) * feats @ w + math.sqrt(b_var) * b
+    return feats, out, [*params, w, b]
+
+
+@pytest.mark.parametrize("readout", ["flatten", "gap"])
+def test_pooled_convnet_kernels_match_wide_random_convnets(readout):
+    """NNGP: the readout's covariance given the features of wide networks; NTK: the empirical
+    tangent kernel of wide networks. The kernel without pooling is farther from both."""
+    from ddkit.methods.performance.kernels import relu_conv_kernel, relu_convnet_kernel
+
+    x, g, nets = _images(4), torch.Generator().manual_seed(5), 6
+    nngp = torch.zeros(len(x), len(x), dtype=x.dtype)
+    ntk = torch.zeros_like(nngp)
+    for _ in range(nets):
+        feats, out, params = _wide_pooled_cnn(x, 1, 256, g, readout)
+        f = feats.detach()
+        nngp += (2.0 * f @ f.T / f.shape[1] + 0.01) / nets
+        rows = [
+            torch.cat(
+                [gr.flatten() for gr in torch.autograd.grad(out[i, 0], params, retain_graph=True)]
+            )
+            for i in range(len(x))
+        ]
+        jac = torch.stack(rows)
+        ntk += jac @ jac.T / nets
+    for kind, empirical in (("nngp", nngp), ("ntk", ntk)):
+        exact = relu_convnet_kernel(x, x, depth=1, kind=kind, readout=readout)
+        error = torch.linalg.norm(empirical - exact) / torch.linalg.norm(exact)
+        assert error < 0.08, (kind, float(error))
+        unpooled = relu_conv_kernel(x, x, depth=2, kind=kind)
+        assert torch.linalg.norm(empirical - unpooled) / torch.linalg.norm(exact) > 2 * error
+
+
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_pooled_convnet_kernel_is_symmetric_psd_blockwise_exact_and_differentiable(kind):
+    from ddkit.methods.performance.kernels import relu_conv_kernel, relu_convnet_kernel
+
+    x = _images(6, seed=6)
+    k = relu_convnet_kernel(x, x, depth=2, kind=kind, chunk=4)
+    torch.testing.assert_close(k, k.T)
+    assert torch.linalg.eigvalsh(k).min() > -1e-10
+    # any block size gives the same numbers, and a copy of x the same as x itself
+    torch.testing.assert_close(relu_convnet_kernel(x, x.clone(), depth=2, kind=kind, chunk=5), k)
+    # no pooling block: the stem alone is the unpooled kernel of one convolution
+    torch.testing.assert_close(
+        relu_convnet_kernel(x, x, depth=0, kind=kind), relu_conv_kernel(x, x, depth=1, kind=kind)
+    )
+    a = _images(1, seed=3)[:, :1].contiguous().requires_grad_(True)
+    b = _images(3, seed=4)[:, :1]
+    assert torch.autograd.gradcheck(
+        lambda t: relu_convnet_kernel(t, b, depth=1, kind=kind, chunk=2), (a,)
+    )

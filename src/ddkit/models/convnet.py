@@ -29,6 +29,14 @@ from ddkit.models.registry import (
 POOLS = ("avg", "max", "nopool")
 
 
+def _first_padding(image_size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    """The first convolution's padding and the size of its feature maps: DC pads MNIST's 28x28
+    by 3, so the feature maps are those of 32x32 (1 elsewhere: 'same')."""
+    h, w = image_size
+    pad = 3 if (h, w) == (28, 28) else 1
+    return pad, (h + 2 * (pad - 1), w + 2 * (pad - 1))
+
+
 class ConvNet(ClassifierModel):
     def __init__(
         self,
@@ -46,10 +54,7 @@ class ConvNet(ClassifierModel):
         super().__init__()
         if depth < 1:
             raise ConfigError(f"ConvNet depth must be >= 1, got {depth}")
-        # DC pads MNIST's 28x28 by 3 in the first layer, so the feature maps are those of 32x32.
-        h, w = image_size
-        first_pad = 3 if (h, w) == (28, 28) else 1
-        h, w = h + 2 * (first_pad - 1), w + 2 * (first_pad - 1)
+        first_pad, (h, w) = _first_padding(image_size)
         layers: list[nn.Module] = []
         c = in_channels
         for d in range(depth):
@@ -101,3 +106,63 @@ for _d in range(1, 7):
     register_model(f"convnet{_d}", help=f"ConvNet of depth {_d} (variants as convnet)")(
         _convnet_factory(_d)
     )
+
+
+class FRePoConvNet(ClassifierModel):
+    """FRePo's ConvNet (Zhou, Nezhadarya and Ba, NeurIPS 2022, arXiv:2206.00719; the authors'
+    ``Conv``): ``depth`` blocks of conv3x3 -> ReLU -> 2x2 average pooling whose width doubles
+    from block to block (``width``, ``2 width``, ``4 width``), the normalisation placed before
+    every convolution but the first, then a linear classifier. The first convolution pads
+    28x28 images by 3 (32x32 feature maps), as in the authors' code and in :class:`ConvNet`.
+    The authors distil with batch norm (``--normalization=batch``), the default here."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: tuple[int, int],
+        depth: int = 3,
+        width: int = 128,
+        norm: str = "bn",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ConfigError(f"frepoconv depth must be >= 1, got {depth}")
+        first_pad, (h, w) = _first_padding(image_size)
+        if min(h, w) < 2**depth:
+            raise ConfigError(
+                f"frepoconv of depth {depth} needs images of at least {2**depth}x{2**depth}, "
+                f"got {image_size[0]}x{image_size[1]}"
+            )
+        layers: list[nn.Module] = []
+        c = in_channels
+        for d in range(depth):
+            out = width * 2**d
+            if d > 0:
+                layers.append(make_norm(norm, c))
+            layers += [
+                nn.Conv2d(c, out, 3, padding=first_pad if d == 0 else 1),
+                nn.ReLU(),
+                nn.AvgPool2d(2),
+            ]
+            c, h, w = out, h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.num_features = c * h * w
+        self.classifier = nn.Linear(self.num_features, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+
+register_model(
+    "frepoconv",
+    help="FRePo's ConvNet: depth 3, width 128 doubling per block, batch norm before the 2nd and "
+    "3rd convolutions, avg-pool; variants: d<N> w<N> bn|in|gn|ln|none",
+)(
+    variant_factory(
+        "frepoconv",
+        FRePoConvNet,
+        {"norm": choice(*NORMS), "width": prefixed_int("w"), "depth": prefixed_int("d")},
+    )
+)

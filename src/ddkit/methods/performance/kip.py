@@ -5,16 +5,21 @@ T. Nguyen, Z. Chen and J. Lee, "Dataset Meta-Learning from Kernel Ridge-Regressi
 draws a batch of real images (the targets), predicts their labels from the synthetic set through
 ``K_ts (K_ss + lambda I)^-1 y_s`` and lowers the mean squared error of those predictions by Adam
 on the synthetic images. The kernel is the infinite-width NTK (or NNGP) of a fully connected
-ReLU network (:mod:`ddkit.methods.performance.kernels`).
+ReLU network, of 3x3 convolutions without pooling (``architecture="conv"``), or of the ConvNet
+of KIP's convolutional paper (``architecture="convnet"``: a stem convolution, then ``depth``
+blocks of convolution, ReLU and 2x2 average pooling; Nguyen, Novak, Xiao and Lee, NeurIPS 2021,
+arXiv:2107.13034), the published variant together with ``learn_labels=True``
+(:mod:`ddkit.methods.performance.kernels`). Its cost grows with the square of the image area
+(an ``(H, W, H, W)`` map per pair of images), which bounds the real batch on a CPU.
 
 Labels are fixed zero-mean one-hot targets, learned with the images (``learn_labels``,
 :mod:`~ddkit.methods.performance.labels`), or solved in closed form at the end (KIP's "label
 solve", ``label_solve_real``: the labels whose predictions fit that many real images per class
 best; :func:`~ddkit.methods.performance.kernels.solve_labels`). Deviations from the authors'
 (JAX, neural-tangents) code: the label solve runs once, after the images are learned, on a
-class-balanced sample of real images rather than the whole training set; the convolutional
-kernel has no pooling layer (a dense readout of the flattened features, whose cost grows with
-the image area, not its square); regression targets are one-hot vectors minus ``1 / K``
+class-balanced sample of real images rather than the whole training set; ``"conv"`` has no
+pooling (a dense readout of the flattened features, whose cost grows with the image area, not
+its square; ``"convnet"`` pools as the paper does); regression targets are one-hot vectors minus ``1 / K``
 (zero-mean) for real and synthetic images alike; the real batch is class-balanced
 (``batch_real`` images per class).
 """
@@ -33,6 +38,7 @@ from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodCon
 from ddkit.methods.performance.kernels import (
     krr_predict,
     relu_conv_kernel,
+    relu_convnet_kernel,
     relu_fc_kernel,
     solve_labels,
 )
@@ -52,9 +58,13 @@ class KIPConfig(LabelLearningConfig):
 
     iterations: int = 1000
     kernel: Literal["ntk", "nngp"] = "ntk"
-    # the infinitely wide network: fully connected, or 3x3 convolutions with a dense readout
-    architecture: Literal["fc", "conv"] = "fc"
-    depth: int = 1  # hidden ReLU layers (fc) or convolutions (conv)
+    # the infinitely wide network: fully connected; 3x3 convolutions with a dense readout (no
+    # pooling); or KIP's ConvNet (a stem convolution, then blocks of convolution, ReLU and 2x2
+    # average pooling, the convolutional paper's network)
+    architecture: Literal["fc", "conv", "convnet"] = "fc"
+    depth: int = 1  # hidden ReLU layers (fc), convolutions (conv) or pooling blocks (convnet)
+    readout: Literal["flatten", "gap"] = "flatten"  # convnet: dense readout of what
+    kernel_chunk: int = 8  # convnet: images per side of a block of kernel entries (memory)
     weight_var: float = 2.0
     bias_var: float = 0.01
     reg: float = 1e-6  # ridge, relative to the mean diagonal of K_ss
@@ -73,6 +83,7 @@ class KIPConfig(LabelLearningConfig):
         "reg": POSITIVE,
         "lr_img": POSITIVE,
         "batch_real": AT_LEAST_ONE,
+        "kernel_chunk": AT_LEAST_ONE,
     }
 
     @property
@@ -111,8 +122,11 @@ class KIP(Distiller):
 
     def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         c = self.config
+        common = dict(depth=c.depth, weight_var=c.weight_var, bias_var=c.bias_var, kind=c.kernel)
+        if c.architecture == "convnet":
+            return relu_convnet_kernel(a, b, readout=c.readout, chunk=c.kernel_chunk, **common)
         fn = relu_fc_kernel if c.architecture == "fc" else relu_conv_kernel
-        return fn(a, b, depth=c.depth, weight_var=c.weight_var, bias_var=c.bias_var, kind=c.kernel)
+        return fn(a, b, **common)
 
     def step(self, iteration: int) -> dict[str, float]:
         train = self.train_

@@ -148,3 +148,34 @@ def test_a_log_line_of_the_wrong_shape_ends_the_kept_log_on_resume(tmp_path, cap
     from ddkit.plots import read_log
 
     assert [r["iteration"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]
+
+
+def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import ddkit.runs as runs
+    from ddkit.testing import tiny_digits
+
+    calls = []
+    real_fit = runs.Distiller.fit
+
+    def counting_fit(self, *args, **kwargs):
+        calls.append(kwargs["iterations"])
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(runs.Distiller, "fit", counting_fit)
+    cost = runs.estimate_distill(
+        dataset="digits", method="dm", ipc=2, iterations=40, splits=tiny_digits()
+    )
+    monkeypatch.undo()
+    assert calls == [3] and cost.iterations == 40  # three warm-up steps stand for forty
+    assert cost.seconds_per_iteration > 0 and cost.setup_seconds >= 0
+    assert cost.total_seconds == pytest.approx(cost.setup_seconds + 40 * cost.seconds_per_iteration)
+    assert "40 iterations" in cost.line("dm") and "about" in cost.line("dm")
+    with pytest.raises(ConfigError, match="warmup must be >= 2"):
+        runs.estimate_distill(dataset="digits", method="dm", ipc=2, splits=tiny_digits(), warmup=1)
+
+    out = tmp_path / "run"
+    argv = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "7"]
+    assert main([*argv, "--dry-run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "7 iterations x" in printed and "nothing written" in printed
+    assert not out.exists()

@@ -86,6 +86,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     dataset = dataset_with_target(args.dataset, args.target)
     out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
+    if args.dry_run:
+        from ddkit.runs import estimate_distill
+
+        cost = estimate_distill(
+            dataset=dataset,
+            method=args.method,
+            ipc=args.ipc,
+            iterations=args.iterations,
+            seed=args.seed,
+            options=parse_options(args.set),
+            root=args.root,
+        )
+        print(
+            cost.line(f"{args.method} on {dataset} at IPC {args.ipc}")
+            + f"; nothing written to {out}"
+        )
+        return 0
     syn = distill_run(
         dataset=dataset,
         method=args.method,
@@ -455,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
+    )
+    d.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print the estimated cost (set-up and a few iterations, measured here)",
     )
     add_common(
         d,

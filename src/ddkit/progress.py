@@ -23,7 +23,8 @@ def progress_kind(setting: ProgressSetting, stream: IO[str] | None = None) -> st
     raise ValueError(f"progress must be True, False, 'auto', 'bar' or 'lines', got {setting!r}")
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -83,9 +84,9 @@ class Progress:
         made = max(self.done - self._first, 1)
         left = elapsed / made * max(self.total - self.done, 0)
         pct = 100.0 * self.done / max(self.total, 1)
-        text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {_clock(elapsed)}"
+        text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {clock(elapsed)}"
         if self.done < self.total:
-            text += f", about {_clock(left)} left"
+            text += f", about {clock(left)} left"
         if metrics:
             text += ", " + ", ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:3])
         print(text, file=self.stream, flush=True)

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from ddkit.errors import ConfigError, DDKitError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.plots import is_log_record
-from ddkit.progress import ProgressSetting
+from ddkit.progress import ProgressSetting, clock
 from ddkit.trackers import check_log_targets, tracker_callbacks
 
 
@@ -147,6 +148,72 @@ def distill_run(
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
     return syn
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a distillation will cost on this machine, from a short warm-up (:func:`estimate_distill`)."""
+
+    setup_seconds: float
+    seconds_per_iteration: float
+    iterations: int
+
+    @property
+    def total_seconds(self) -> float:
+        return self.setup_seconds + self.seconds_per_iteration * self.iterations
+
+    def line(self, what: str) -> str:
+        return (
+            f"{what}: {self.iterations:,} iterations x {self.seconds_per_iteration:.3g} s "
+            f"+ {self.setup_seconds:.3g} s set-up = about {clock(self.total_seconds)} "
+            "on this machine (measured by a warm-up; artifacts it trained stay cached)"
+        )
+
+
+class _StepTimer(Callback):
+    """Wall-clock seconds of the set-up (before the first step) and of every step."""
+
+    def __init__(self) -> None:
+        self.begun = time.perf_counter()
+        self.setup, self.steps, self._last = 0.0, [], 0.0
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        self._last = time.perf_counter()
+        self.setup = self._last - self.begun
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        now = time.perf_counter()
+        self.steps.append(now - self._last)
+        self._last = now
+
+
+def estimate_distill(
+    *,
+    dataset: str,
+    method: str,
+    ipc: int,
+    iterations: int | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    root: str | None = None,
+    splits: DatasetSplits | None = None,
+    warmup: int = 3,
+) -> CostEstimate:
+    """The cost of :func:`distill_run` with these arguments, measured on this machine by running
+    the method's set-up and ``warmup`` iterations in memory (nothing is written but the caches
+    of artifacts the set-up trains, such as experts or a teacher, which the real run reuses).
+    The per-iteration cost is the mean of the warm-up steps after the first (which pays for
+    lazy initialisation)."""
+    if warmup < 2:
+        raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
+    splits = splits or load_dataset(dataset, root=root)
+    splits.train.check_ipc(ipc)
+    m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
+    total = m.budget_for(splits.train) if iterations is None else int(iterations)
+    timer = _StepTimer()
+    m.fit(splits.train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
+    steps = timer.steps[1:] or timer.steps or [0.0]
+    return CostEstimate(timer.setup, sum(steps) / len(steps), total)
 
 
 def check_scale_out(method: Distiller) -> None:

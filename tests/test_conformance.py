@@ -11,6 +11,7 @@ from ddkit.testing import (
     check_model,
     method_test_overrides,
     tiny_digits,
+    tiny_series,
     tiny_table,
 )
 
@@ -27,6 +28,11 @@ def test_method_conformance(name):
 @pytest.mark.parametrize("name", TABLE_METHODS)
 def test_method_conformance_on_a_table(name):
     check_method(name, tiny_table())
+
+
+@pytest.mark.parametrize("name", TABLE_METHODS)
+def test_method_conformance_on_a_series(name):
+    check_method(name, tiny_series())
 
 
 def test_the_modality_agnostic_methods_are_in_the_table_suite():

@@ -13,7 +13,7 @@ from ddkit.data.series import UCR_SETS, from_series, series_array
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.models import build_network, create_model
-from ddkit.testing import tiny_series
+from ddkit.testing import method_test_overrides, tiny_series
 
 SERIES_MODELS = ["conv1d", "conv1d-bn-k5", "conv1d-w16-max-d2", "resnet1d-w8", "resnet1d-w8-in"]
 
@@ -122,3 +122,150 @@ def test_conv1d_copies_train_together_under_vmap():
     out = vmap(lambda p, b: functional_call(nets[0], (p, b), (x,)))(params, buffers)
     for i, net in enumerate(nets):
         torch.testing.assert_close(out[i], net(x))
+
+
+# ---------------------------------------------------------------------------- augmentation
+from ddkit.augment import SeriesAugment  # noqa: E402
+from ddkit.augment.series import SERIES_FAMILIES, hashed_normal  # noqa: E402
+from ddkit.methods import create_method  # noqa: E402
+from ddkit.methods.common import make_augment  # noqa: E402
+
+
+def _batch(n=6, d=2, length=40, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, 1, length, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("family", SERIES_FAMILIES)
+@pytest.mark.parametrize("shared", [True, False])
+def test_series_augmentations_are_seeded_and_keep_shapes(family, shared):
+    aug, x = SeriesAugment(family), _batch()
+
+    def run(seed):
+        p = aug.sample(len(x), torch.Generator().manual_seed(seed), shared=shared)
+        return aug.apply(x, p)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
+    assert torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("family", SERIES_FAMILIES)
+def test_series_augmentations_are_differentiable(family):
+    aug = SeriesAugment(family)
+    x = _batch(3, 2, 12, dtype=torch.float64).requires_grad_()
+    p = aug.sample(3, torch.Generator().manual_seed(0), shared=False)
+    assert torch.autograd.gradcheck(lambda t: aug.apply(t, p), (x,))
+
+
+def test_one_draw_replays_on_any_grouping_of_rows():
+    """DM augments classes that drew the same family in one call: with hashed jitter noise and
+    per-row values that equals augmenting each class alone."""
+    from ddkit.methods.matching.distribution import augment_per_class, sample_class_draws
+
+    aug, x = SeriesAugment(mode="all"), _batch(12).view(3, 4, 2, 1, 40)
+    draws = sample_class_draws(aug, 3, torch.Generator().manual_seed(0), (1, 40))
+    want = torch.stack([aug.apply(x[k], draws[k]) for k in range(3)])
+    torch.testing.assert_close(augment_per_class(aug, x, draws), want)
+
+
+def test_hashed_noise_is_standard_normal_and_keyed():
+    z = hashed_normal(torch.tensor([3, 3, 4]), 20000, torch.float64)
+    assert torch.equal(z[0], z[1]) and not torch.equal(z[0], z[2])
+    assert abs(float(z[2].mean())) < 0.03 and abs(float(z[2].std()) - 1) < 0.03
+
+
+def test_window_slice_of_a_ramp_is_a_stretched_window_of_it():
+    aug = SeriesAugment("slice")
+    ramp = torch.arange(20.0).view(1, 1, 1, 20)
+    out = aug.apply(ramp, aug.sample(1, torch.Generator().manual_seed(3)))[0, 0, 0]
+    window = 18  # ceil(0.9 * 20)
+    assert 0 <= float(out[0]) <= 20 - window and float(out[-1] - out[0]) == pytest.approx(17.0)
+    assert torch.allclose(out.diff(), torch.full((19,), 17.0 / 19))
+
+
+def test_matching_augmentation_fits_the_modality():
+    series, image = tiny_series().spec, tiny_series().spec.__class__("d", 2, 1, (8, 8), (0,), (1,))
+    assert isinstance(make_augment("auto", series), SeriesAugment)
+    assert make_augment("jitter_slice", series).families == ("jitter", "slice")
+    assert make_augment("none", series) is None
+    with pytest.raises(ConfigError, match="needs images.*use augment='series' or 'none'") as e:
+        make_augment("color_crop", series)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="needs series; dataset 'd' holds image rows"):
+        make_augment("series", image)
+    with pytest.raises(ConfigError, match="unknown series operation 'bogus'"):
+        create_method("dm", augment="jitter_bogus")
+    assert create_method("dm", augment="jitter_warp").config.augment == "jitter_warp"
+
+
+# ---------------------------------------------------------------------------- methods
+
+
+def test_dsa_refuses_a_series_in_one_line():
+    with pytest.raises(
+        ConfigError, match="'dsa' needs images; dataset 'tiny-series' holds series"
+    ) as e:
+        create_method("dsa", modality="series", iterations=1).fit(tiny_series().train, 1, seed=0)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["dm", "dc", "kip", "mtt", "random", "herding", "kcenter"])
+def test_same_seed_same_series_set(name):
+    data = tiny_series().train
+
+    cfg = {k: v for k, v in method_test_overrides(name).items() if k != "model"}
+
+    def fit(seed):
+        return create_method(name, modality="series", **cfg).fit(data, 2, seed=seed)
+
+    a, b = fit(0), fit(0)
+    assert a.spec.modality == "series" and a.images.shape == (6, 2, 1, 64)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    if name not in ("herding", "kcenter"):  # the greedy selectors do not depend on the seed
+        assert not torch.equal(a.images, fit(1).images)
+
+
+def test_conv1d_learns_a_separable_series_set():
+    from ddkit.eval import evaluate
+
+    data = tiny_series()
+    syn = SyntheticSet.from_real(data.train, torch.arange(len(data.train)))
+    report = evaluate(syn, data.test, "series", models=["conv1d-w16"], runs=1, epochs=40)
+    assert report.results[0].accuracies[0] >= 0.9  # chance is 1/3
+
+
+def test_series_learners_and_their_defaults():
+    from ddkit.eval.learners import evaluate_learners, learner_names
+
+    assert learner_names(None, "series") == ["rocket", "conv1d", "resnet1d", "knn"]
+    with pytest.raises(ConfigError, match="learner 'rocket' takes series; this set holds table"):
+        learner_names("rocket", "table")
+    data = tiny_series()
+    syn = create_method("herding", modality="series").fit(data.train, 5, seed=0)
+    report = evaluate_learners(syn, data.test, "knn,conv1d", runs=1, epochs=5)
+    assert [r.model for r in report.results] == ["knn", "conv1d"]
+    assert report.protocol.name == "series" and report.results[0].accuracies[0] > 0.5
+
+
+@pytest.mark.slow  # sktime's MiniRocket compiles with numba on its first use (minutes)
+def test_rocket_learner_on_series():
+    pytest.importorskip("sktime")
+    from ddkit.eval.learners import evaluate_learners
+
+    data = tiny_series()
+    syn = SyntheticSet.from_real(data.train, torch.arange(len(data.train)))
+    report = evaluate_learners(syn, data.test, "rocket", runs=1)
+    assert report.results[0].accuracies[0] >= 0.9
+
+
+def test_series_set_picture_is_per_class_line_plots(tmp_path):
+    from PIL import Image
+
+    syn = SyntheticSet.from_real(tiny_series().train, torch.arange(9))
+    path = syn.save_grid(tmp_path / "grid.png")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > im.height  # three class columns, two channels
+    with pytest.raises(DataError, match="series rows have no pixels"):
+        syn.pixels()

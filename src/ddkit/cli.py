@@ -138,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     syn = SyntheticSet.load(path)
     dataset, root = _test_data_of(syn, path, args)
     splits = load_dataset(dataset, root=root)
-    if args.learners is not None or syn.spec.modality == "table":
+    if args.learners is not None or syn.spec.modality != "image":
         return _evaluate_learners(syn, splits.test, dataset, path, args)
     models = [m for m in args.models.split(",") if m] if args.models else None
     from ddkit.eval.protocol import get_protocol
@@ -179,7 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_learners(
     syn: Any, test: Any, dataset: str, path: Path, args: argparse.Namespace
 ) -> int:
-    """``ddkit evaluate --learners`` (the default on tables): :mod:`ddkit.eval.learners`."""
+    """``ddkit evaluate --learners`` (the default on tables and series):
+    :mod:`ddkit.eval.learners`."""
     from ddkit.eval.learners import evaluate_learners
     from ddkit.io import atomic_write_json
 

@@ -111,7 +111,7 @@ def tiny_table(rows: int = 150) -> DatasetSplits:
 
 
 @functools.lru_cache(maxsize=1)
-def tiny_series(rows: int = 150, length: int = 32) -> DatasetSplits:
+def tiny_series(rows: int = 150, length: int = 64) -> DatasetSplits:
     """A fabricated series set of ``rows`` series (test = every 5th row), 3 classes, 2 channels
     of ``length`` steps: channel 0 a sine of 1, 2 or 3 periods by class, channel 1 a ramp whose
     slope follows the class, both with a random phase / offset and noise. Seeded; cached; treat

@@ -1,4 +1,5 @@
-"""Pictures of synthetic sets: image grids, and per-class feature histograms for tables."""
+"""Pictures of synthetic sets: image grids, per-class feature histograms for tables, per-class
+line plots for series."""
 
 from __future__ import annotations
 
@@ -77,11 +78,7 @@ def feature_histograms(
     ``max_features``), one outline per class. ``columns``: ``(name, categories, values)`` with
     ``values`` ``(N,)`` in the raw scale, or category indices when ``categories`` is not empty.
     The picture of a table set, where an image grid would show nothing."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     shown = list(columns)[:max_features]
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
@@ -106,6 +103,50 @@ def feature_histograms(
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
+    return _save_figure(plt, fig, path)
+
+
+def series_lines(
+    series: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    max_per_class: int = 10,
+    max_channels: int = 4,
+) -> Path:
+    """Save per-class line plots of series ``(N, D, L)`` (raw scale) as a PNG: one column of
+    panels per class, one row per channel (the first ``max_channels``), up to ``max_per_class``
+    series of the class drawn in each panel. The picture of a series set."""
+    plt = _pyplot()
+    x = series.detach().double().cpu()
+    k, d = len(class_names), min(x.shape[1], max_channels)
+    fig, axes = plt.subplots(
+        d, k, figsize=(2.4 * k, 1.6 * d + 0.4), squeeze=False, sharex=True, sharey="row"
+    )
+    for c, cname in enumerate(class_names):
+        rows = x[labels == c][:max_per_class]
+        axes[0, c].set_title(_text(cname), fontsize=8)
+        for ch in range(d):
+            ax = axes[ch, c]
+            if len(rows):
+                ax.plot(rows[:, ch].T.numpy(), linewidth=0.8, alpha=0.8)
+            ax.tick_params(labelsize=6)
+            if c == 0 and x.shape[1] > 1:
+                ax.set_ylabel(f"channel {ch}", fontsize=7)
+    return _save_figure(plt, fig, path)
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib.pyplot on the file-only backend
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(plt, fig, path: str | os.PathLike) -> Path:  # noqa: ANN001
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=80))
     plt.close(fig)

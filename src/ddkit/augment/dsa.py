@@ -197,19 +197,8 @@ class DSA:
                 shift / centre. If omitted, crop shifts and cutout centres are stored as
                 fractions and resolved against the batch in :meth:`apply`.
         """
-        if not isinstance(generator, torch.Generator):
-            raise ConfigError("DSA.sample needs an explicit torch.Generator")
-        if not shared and batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        n = 1 if shared else int(batch_size)
+        n, fams = draw_families("DSA", self.families, self.mode, batch_size, generator, shared)
         gdev = generator.device
-        if not self.families:
-            fams: tuple[str, ...] = ()
-        elif self.mode == "one":
-            k = int(torch.randint(len(self.families), (1,), generator=generator, device=gdev))
-            fams = (self.families[k],)
-        else:
-            fams = self.families
         hw = (image_size, image_size) if isinstance(image_size, int) else image_size
 
         def rand() -> torch.Tensor:
@@ -351,6 +340,28 @@ class DSA:
             [torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2
         )
         return _warp(x, theta)
+
+
+def draw_families(
+    who: str,
+    families: tuple[str, ...],
+    mode: str,
+    batch_size: int,
+    generator: torch.Generator,
+    shared: bool,
+) -> tuple[int, tuple[str, ...]]:
+    """The start of every sample-then-apply augmentation's ``sample``: checks the generator and
+    the batch size, and returns the number of draws (1 when ``shared``) and the families to
+    apply (in ``mode='one'`` one of ``families``, drawn uniformly from ``generator``)."""
+    if not isinstance(generator, torch.Generator):
+        raise ConfigError(f"{who}.sample needs an explicit torch.Generator")
+    if not shared and batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    n = 1 if shared else int(batch_size)
+    if not families or mode != "one":
+        return n, tuple(families)
+    k = int(torch.randint(len(families), (1,), generator=generator, device=generator.device))
+    return n, (families[k],)
 
 
 def _uniform_int(u: torch.Tensor, lo: int, hi: int) -> torch.Tensor:

@@ -112,7 +112,7 @@ MODALITIES: dict[str, Modality] = {
 }
 
 #: What a method can declare it ``needs`` (:attr:`ddkit.methods.base.Distiller.needs`).
-NEEDS = ("image", "differentiable")
+NEEDS = ("image", "series", "differentiable")
 
 
 def get_modality(name: str) -> Modality:
@@ -180,14 +180,14 @@ class DatasetSpec:
 
     def check_needs(self, needs: str, who: str, fix: str = "") -> None:
         """Refuse in one line when ``who`` (a method, an augmentation) ``needs`` what this
-        dataset's rows are not: ``"image"`` or ``"differentiable"`` (:data:`NEEDS`); ``fix``
-        says what to do instead."""
+        dataset's rows are not: ``"image"``, ``"series"`` or ``"differentiable"``
+        (:data:`NEEDS`); ``fix`` says what to do instead."""
         if needs not in NEEDS:
             raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {', '.join(NEEDS)}")
-        if needs == "image" and self.modality != "image":
+        if needs in ("image", "series") and self.modality != needs:
             raise ConfigError(
-                f"{who} needs images; dataset {self.name!r} holds {self.modality} rows"
-                + (f" ({fix})" if fix else "")
+                f"{who} needs {'images' if needs == 'image' else needs}; dataset {self.name!r} "
+                f"holds {self.modality} rows" + (f" ({fix})" if fix else "")
             )
         if needs == "differentiable" and not self.kind.differentiable:
             raise ConfigError(f"{who} needs differentiable rows; {self.modality} rows are not")

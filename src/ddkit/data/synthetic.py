@@ -39,7 +39,7 @@ from ddkit.io import (
     write_safetensors,
 )
 from ddkit.meter import check_memory
-from ddkit.viz import feature_histograms, image_grid
+from ddkit.viz import feature_histograms, image_grid, series_lines
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
@@ -335,7 +335,7 @@ class SyntheticSet:
         if self.spec.modality != "image":
             raise DataError(
                 f"{self.spec.modality} rows have no pixels; a table set exports as CSV "
-                "(--to FILE.csv)"
+                "(--to FILE.csv), a series set is read with SyntheticSet.load"
             )
         zca = self.zca()
         x = self.images if zca is None else zca.inverse(self.images)
@@ -346,12 +346,18 @@ class SyntheticSet:
     ) -> Path:
         """Write a PNG grid: one row per class, up to ``max_per_class`` images per row. A table
         set is drawn as per-class histograms of its columns
-        (:func:`ddkit.viz.feature_histograms`)."""
+        (:func:`ddkit.viz.feature_histograms`), a series set as per-class line plots
+        (:func:`ddkit.viz.series_lines`)."""
         if self.spec.modality == "table":
             from ddkit.data.table import column_values
 
             columns = [(c.name, c.categories, v) for c, v in column_values(self.images, self.spec)]
             return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
+        if self.spec.modality == "series":
+            raw = denormalise(self.images, self.spec)[:, :, 0]
+            return series_lines(
+                raw, self.hard_labels, self.spec.class_names, path, max_per_class=max_per_class
+            )
         return image_grid(
             self.pixels(),
             self.hard_labels,

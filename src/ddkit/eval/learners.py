@@ -1,5 +1,5 @@
-"""Evaluation by the learners tabular users use (issue 39): each is trained on a (synthetic)
-set's rows and tested on the real test split, reported as :func:`ddkit.eval.evaluate` reports
+"""Evaluation by the learners tabular and time-series users use (issue 39): each is trained on
+a (synthetic) set's rows and tested on the real test split, reported as :func:`ddkit.eval.evaluate` reports
 networks (an :class:`~ddkit.eval.evaluate.EvalReport` of one :class:`ModelResult` per learner).
 
 Learners (scikit-learn; the names are ``--learners`` values):
@@ -12,13 +12,19 @@ Learners (scikit-learn; the names are ``--learners`` values):
   ``min_samples_leaf = clip(N // 10, 1, 20)`` (scikit-learn's 20 would leave a distilled set of
   a few rows per class a single leaf, a constant prediction);
 * ``xgboost``: XGBoost's booster, an optional extra (``pip install 'ddkit[boosting]'``);
-* ``mlp``: the ``mlp`` network of :mod:`ddkit.models` under the ``tabular`` protocol, through
-  :func:`ddkit.eval.evaluate`.
+* ``rocket``: MiniRocket features (Dempster, Schmidt & Webb, "MiniRocket: A Very Fast (Almost)
+  Deterministic Transform for Time Series Classification", KDD 2021; sktime's
+  ``MiniRocketMultivariate``, 10,000 kernels) and a ridge classifier with its regularisation
+  chosen by leave-one-out cross-validation over ``logspace(-3, 3, 10)``, as the paper; series
+  only, extra ``timeseries``;
+* networks of :mod:`ddkit.models`, through :func:`ddkit.eval.evaluate`: ``mlp`` under the
+  ``tabular`` protocol, ``conv1d`` and ``resnet1d`` under the ``series`` protocol.
 
-Deterministic learners run once; random ones (``rf``, ``gb``, ``xgboost``, ``mlp``) run once per
+Deterministic learners run once; random ones (``rf``, ``gb``, ``xgboost``, ``rocket``, the
+networks) run once per
 seed of :func:`ddkit.eval.evaluate.run_seeds`, so the table shows mean ± std over seeds where the
-learner is random. Rows are the set's stored rows (its normalised space), flattened; soft labels
-are read as their argmax. Test rows are put in the same space as the set's.
+learner is random. Rows are the set's stored rows (its normalised space), flattened (``rocket``
+reads them as ``(N, D, L)`` series); soft labels are read as their argmax. Test rows are put in the same space as the set's.
 """
 
 from __future__ import annotations
@@ -38,16 +44,18 @@ from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, te
 from ddkit.eval.protocol import get_protocol
 from ddkit.registry import Registry
 
-__all__ = ["LEARNERS", "Learner", "evaluate_learners", "learner_names"]
+__all__ = ["LEARNERS", "NETWORK_LEARNERS", "Learner", "evaluate_learners", "learner_names"]
 
 
 @dataclass(frozen=True)
 class Learner:
-    """A classifier factory ``build(seed, ys) -> estimator`` (``fit`` / ``predict``) and whether
-    its result depends on the seed."""
+    """A classifier factory ``build(seed, ys) -> estimator`` (``fit`` / ``predict``), whether
+    its result depends on the seed, and the rows it reads: ``"flat"`` ``(N, F)`` or
+    ``"series"`` ``(N, D, L)``."""
 
     build: Callable[[int, np.ndarray], Any]
     random: bool
+    rows: str = "flat"
 
 
 LEARNERS: Registry[Learner] = Registry("learner")
@@ -89,28 +97,68 @@ LEARNERS.add("rf", Learner(_rf, True), help="random forest, 100 trees (scikit-le
 LEARNERS.add("gb", Learner(_gb, True), help="histogram gradient boosting (scikit-learn)")
 LEARNERS.add("xgboost", Learner(_xgboost, True), help="XGBoost (extra 'boosting')")
 
+
+class _Rocket:
+    """MiniRocket features of ``(N, D, L)`` series, then a ridge classifier (see the module
+    docstring)."""
+
+    def __init__(self, seed: int) -> None:
+        from sklearn.linear_model import RidgeClassifierCV
+
+        rocket = require_extra("sktime.transformations.panel.rocket", "timeseries", "rocket")
+        self.transform = rocket.MiniRocketMultivariate(random_state=seed)
+        self.ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Rocket:
+        if x.shape[-1] < 9:
+            raise ConfigError(
+                f"the rocket learner needs series of 9 steps or more, got {x.shape[-1]}"
+            )
+        self.ridge.fit(self.transform.fit_transform(x), y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.ridge.predict(self.transform.transform(x))
+
+
+LEARNERS.add(
+    "rocket",
+    Learner(lambda seed, y: _Rocket(seed), True, rows="series"),
+    help="MiniRocket + ridge, series only (sktime; extra 'timeseries')",
+)
+
+#: Learners that are networks of :mod:`ddkit.models`, with the protocol that trains them.
+NETWORK_LEARNERS = {"mlp": "tabular", "conv1d": "series", "resnet1d": "series"}
 #: The ``--learners`` default on tables.
 DEFAULT_LEARNERS = ("logreg", "knn", "rf", "gb", "mlp")
+#: The ``--learners`` default on series.
+SERIES_LEARNERS = ("rocket", "conv1d", "resnet1d", "knn")
 
 
-def learner_names(text: str | Sequence[str] | None) -> list[str]:
-    """``--learners`` values (comma-separated or a list; ``None``: :data:`DEFAULT_LEARNERS`),
-    each checked before any training: an unknown one is a one-line :class:`ConfigError`."""
+def learner_names(text: str | Sequence[str] | None, modality: str = "table") -> list[str]:
+    """``--learners`` values (comma-separated or a list; ``None``: :data:`DEFAULT_LEARNERS`, on
+    series :data:`SERIES_LEARNERS`), each checked before any training: an unknown one, or one
+    that does not take the ``modality``'s rows, is a one-line :class:`ConfigError`."""
     if text is None:
-        return list(DEFAULT_LEARNERS)
+        return list(SERIES_LEARNERS if modality == "series" else DEFAULT_LEARNERS)
     items = text.split(",") if isinstance(text, str) else [str(t) for t in text]
     names = [t.strip().lower() for t in items if t.strip()]
-    valid = [*LEARNERS.names(), "mlp"]
+    valid = [*LEARNERS.names(), *NETWORK_LEARNERS]
     for n in names:
         if n not in valid:
             raise ConfigError(f"unknown learner {n!r}; valid: {', '.join(valid)}")
+        wants = NETWORK_LEARNERS[n] if n in NETWORK_LEARNERS else LEARNERS.get(n).rows
+        if wants == "series" and modality != "series":
+            raise ConfigError(f"learner {n!r} takes series; this set holds {modality} rows")
     if not names:
         raise ConfigError(f"no learner given; valid: {', '.join(valid)}")
     return names
 
 
-def _rows(x: torch.Tensor) -> np.ndarray:
-    return x.detach().flatten(1).double().cpu().numpy()
+def _rows(x: torch.Tensor, layout: str = "flat") -> np.ndarray:
+    """Stored rows as a learner reads them: flat ``(N, F)`` or series ``(N, D, L)``."""
+    x = x.detach().double().cpu()
+    return (x.flatten(2) if layout == "series" else x.flatten(1)).numpy()
 
 
 def _fit_score(
@@ -135,21 +183,23 @@ def evaluate_learners(
     its accuracy on the real ``test`` split; random learners run ``runs`` times (one seed each),
     deterministic ones once. ``epochs`` overrides the ``mlp`` learner's. Same seed => same report.
     """
-    names = learner_names(learners)
+    modality = syn.spec.modality
+    names = learner_names(learners, modality)
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
     t0 = time.perf_counter()
-    protocol = get_protocol("tabular")
+    protocol = get_protocol("series" if modality == "series" else "tabular")
     report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))
-    x, y = _rows(syn.images), syn.hard_labels.cpu().numpy()
-    in_space = test_in_set_space(syn, test)
-    xt, yt = _rows(in_space.images), in_space.labels.cpu().numpy()
+    y, in_space = syn.hard_labels.cpu().numpy(), test_in_set_space(syn, test)
+    yt = in_space.labels.cpu().numpy()
     for name in names:
-        if name == "mlp":
-            nets = evaluate(syn, test, protocol, runs=runs, epochs=epochs, seed=seed)
+        if name in NETWORK_LEARNERS:
+            p = get_protocol(NETWORK_LEARNERS[name])
+            nets = evaluate(syn, test, p, models=[name], runs=runs, epochs=epochs, seed=seed)
             report.results.append(nets.results[0])
             continue
         learner = LEARNERS.get(name)
+        x, xt = _rows(syn.images, learner.rows), _rows(in_space.images, learner.rows)
         seeds = run_seeds(seed, runs) if learner.random else [seed]
         start = time.perf_counter()
         scores = [_fit_score(learner, s, x, y, xt, yt) for s in seeds]

@@ -192,6 +192,11 @@ register_protocol(
     "--learners` adds logistic regression, k-NN, random forest, gradient boosting",
 )
 register_protocol(
+    EvalProtocol(name="series", epochs=300, models=("conv1d",)),
+    "time series: as dc (300 epochs, no augmentation) on the conv1d network; `ddkit evaluate "
+    "--learners` adds resnet1d, MiniRocket and k-NN",
+)
+register_protocol(
     EvalProtocol(name="smoke", epochs=5, runs=2),
     "seconds-long smoke test (5 epochs, 2 runs): checks plumbing, not accuracy",
 )

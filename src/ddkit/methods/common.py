@@ -12,6 +12,7 @@ from torch import nn
 
 from ddkit import distributed
 from ddkit.augment.dsa import DSA, default_strategy, parse_strategy
+from ddkit.augment.series import SeriesAugment, is_series_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
@@ -109,17 +110,25 @@ def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) 
         )
 
 
-def make_augment(setting: str, spec: DatasetSpec) -> DSA | None:
-    """The Siamese augmentation for an ``augment`` option: ``"auto"`` (the dataset's DSA
-    strategy, :func:`ddkit.augment.default_strategy`; none on rows other than images),
-    ``"none"`` or an explicit strategy (refused in one line on rows other than images)."""
+def make_augment(setting: str, spec: DatasetSpec) -> DSA | SeriesAugment | None:
+    """The Siamese augmentation for an ``augment`` option: ``"auto"`` (the dataset's own: its
+    DSA strategy, :func:`ddkit.augment.default_strategy`, on images; every series operation,
+    :class:`ddkit.augment.SeriesAugment`, on series; none on tables), ``"none"``, an explicit
+    DSA strategy (refused in one line on rows other than images) or series operations
+    (``"series"``, ``"jitter_slice"``: refused in one line on rows other than series)."""
     if setting == "auto":
+        if "series" in spec.kind.augmentations:
+            return SeriesAugment()
         if "dsa" not in spec.kind.augmentations:
             return None
         setting = default_strategy(spec.channels, spec.name)
+    if is_series_strategy(setting):
+        spec.check_needs("series", f"series augmentation {setting!r}", "use augment='auto'")
+        return SeriesAugment(setting)
     if not parse_strategy(setting):
         return None
-    spec.check_needs("image", f"DSA augmentation {setting!r}", "use augment='none'")
+    fix = "use augment='series' or 'none'" if spec.modality == "series" else "use augment='none'"
+    spec.check_needs("image", f"DSA augmentation {setting!r}", fix)
     return DSA(setting)
 
 

@@ -136,11 +136,17 @@ def one_of(*values: Any) -> Rule:
 
 
 def _valid_strategy(value: Any) -> bool:
-    from ddkit.augment.dsa import parse_strategy
+    from ddkit.augment.dsa import FAMILIES, parse_strategy
+    from ddkit.augment.series import SERIES_FAMILIES, parse_series_strategy
     from ddkit.errors import UnknownNameError
 
+    parts = value.strip().lower().split("_")
+    # a strategy naming some series operation and no DSA family is read as series operations
+    series = any(p in (*SERIES_FAMILIES, "series") for p in parts) and not any(
+        p in FAMILIES for p in parts
+    )
     try:
-        parse_strategy(value)
+        (parse_series_strategy if series else parse_strategy)(value)
     except UnknownNameError as e:  # names the bad operation and the valid ones
         raise ConfigError(f"augment: {e}; or use 'auto' / 'none'") from None
     return True
@@ -169,11 +175,13 @@ POSITIVE = interval(0, low_open=True)
 NON_NEGATIVE = interval(0)
 AT_LEAST_ONE = interval(1)
 MOMENTUM = interval(0, 1, high_open=True)
-#: an ``augment`` option: "auto", "none" or a DSA strategy such as ``color_crop_cutout``
+#: an ``augment`` option: "auto", "none", a DSA strategy such as ``color_crop_cutout`` or series
+#: operations (``series``, ``jitter_slice``: :mod:`ddkit.augment.series`)
 AUGMENT = Rule(
     lambda v: isinstance(v, str) and (v == "none" or _valid_strategy(v)),
-    "must be 'auto', 'none' or DSA families joined by '_' "
-    "(color, crop, cutout, flip, scale, rotate)",
+    "must be 'auto', 'none', DSA families joined by '_' "
+    "(color, crop, cutout, flip, scale, rotate) or series operations (series, jitter, scaling, "
+    "slice, warp)",
 )
 
 

@@ -57,7 +57,7 @@ from ddkit.models import build_network, predict
 from ddkit.rng import derive_seed
 
 if TYPE_CHECKING:
-    from ddkit.augment import DSA
+    from ddkit.augment import DSA, SeriesAugment
     from ddkit.methods.trajectory.student import FlatModel
 
 __all__ = ["ExpertBuffer", "train_experts", "load_experts", "derive_seed", "apply_zca"]
@@ -193,8 +193,8 @@ class _Recipe:
     momentum: float
     weight_decay: float
     batch_size: int
-    augment: str | None  # DSA strategy
-    dsa: DSA | None
+    augment: str | None  # DSA strategy or series operations
+    dsa: DSA | SeriesAugment | None
     seed: int
     epochs: int
     header: dict[str, str]  # safetensors metadata of every snapshot
@@ -213,7 +213,7 @@ def _make_recipe(
     zca: bool,
     seed: int,
 ) -> _Recipe:
-    from ddkit.augment import DSA
+    from ddkit.augment import augmenter
     from ddkit.methods.trajectory.student import FlatModel
 
     strategy = _augment_strategy(augment, train.spec)
@@ -229,7 +229,7 @@ def _make_recipe(
         weight_decay=float(weight_decay),
         batch_size=int(batch_size),
         augment=strategy,
-        dsa=DSA(strategy) if strategy else None,
+        dsa=augmenter(strategy) if strategy else None,
         seed=int(seed),
         epochs=int(epochs),
         header=_snapshot_header(train.spec, name, zca, lr, seed),
@@ -285,10 +285,15 @@ def _whiten(
 
 
 def _augment_strategy(augment: str | None, spec: DatasetSpec) -> str | None:
-    from ddkit.augment import default_strategy
+    from ddkit.augment import default_strategy, is_series_strategy
 
+    if augment == "dsa" and "series" in spec.kind.augmentations:
+        return "series"  # "dsa" is the dataset's default: series operations on series
     if not augment or (augment == "dsa" and "dsa" not in spec.kind.augmentations):
-        return None  # "dsa" is the dataset's default, and rows other than images have none
+        return None  # ... and none on tables
+    if is_series_strategy(augment):
+        spec.check_needs("series", f"expert augmentation {augment!r}", "use augment=None")
+        return str(augment)
     spec.check_needs("image", f"expert augmentation {augment!r}", "use augment=None")
     return default_strategy(spec.channels, spec.name) if augment == "dsa" else str(augment)
 
@@ -369,8 +374,9 @@ def train_experts(
     Args:
         splits_or_train: :class:`DatasetSplits` (train split used; the test accuracy of each
             finished expert is recorded for information only) or a train :class:`ImageDataset`.
-        augment: ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA strategy, or
-            ``None``.
+        augment: ``"dsa"`` (the dataset's default augmentation: its DSA strategy on images,
+            the series operations on series, none on tables), an explicit DSA strategy,
+            series operations (``"series"``, ``"jitter_slice"``) or ``None``.
         resume: continue experts that a stopped run left unfinished. Without it, a folder with
             unfinished experts that no live process is working on raises :class:`ConfigError`.
             Finished experts are never retrained, and experts claimed by a live process

@@ -15,7 +15,8 @@
 # (needs the extra 'tabular': pip install 'ddkit[tabular]').
 #
 # Results: benchmarks/results/tabular/<dataset>-<method>-ipc<K>.json and <dataset>-full.json
-# (ddkit evaluate's report), and a markdown table printed at the end (also tabular.md). Run
+# (ddkit evaluate's report), and a markdown table printed at the end (also tabular.md, REPORT=NAME
+# to rename it; benchmarks/timeseries.sh runs this script on series). Run
 # folders: runs/tabular/. Resumable: a finished evaluation is skipped. DATASETS, IPCS, METHODS,
 # RUNS, EPOCHS select a part or a smoke run, e.g.
 #   DATASETS=wine IPCS=1 METHODS="full random dm" RUNS=1 EPOCHS=5 ITERATIONS=2 OUT=/tmp/t RUNDIR=/tmp/r sh benchmarks/tabular.sh
@@ -76,7 +77,7 @@ for ds in $DATASETS; do
   done
 done
 
-"$PYTHON" - "$OUT" <<'PY'
+"$PYTHON" - "$OUT" "${REPORT:-tabular.md}" <<'PY'
 import json, sys
 from pathlib import Path
 
@@ -89,6 +90,6 @@ for f in sorted(Path(sys.argv[1]).glob("*.json")):
 lines = ["| set | " + " | ".join(learners) + " |", "|---" * (len(learners) + 1) + "|"]
 lines += [f"| {name} | " + " | ".join(c.get(m, "") for m in learners) + " |" for name, c in rows]
 text = "\n".join(lines)
-(Path(sys.argv[1]) / "tabular.md").write_text(text + "\n")
+(Path(sys.argv[1]) / sys.argv[2]).write_text(text + "\n")
 print(text)
 PY

@@ -269,3 +269,22 @@ def test_series_set_picture_is_per_class_line_plots(tmp_path):
         assert im.format == "PNG" and im.width > im.height  # three class columns, two channels
     with pytest.raises(DataError, match="series rows have no pixels"):
         syn.pixels()
+
+
+def test_cli_distills_a_ucr_set_and_evaluates_it_by_learners(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("sktime")
+    from ddkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["distill", "--dataset", "italypowerdemand", "--ipc", "2", "--quiet", "--out", str(out)]
+    assert main([*args, "--method", "dm", "--iterations", "2"]) == 0
+    syn = SyntheticSet.load(out / "synthetic")
+    assert syn.spec.modality == "series" and syn.meta["config"]["model"] == "conv1d"
+    assert syn.meta["config"]["augment"] == "auto" and (out / "grid.png").is_file()
+    assert main(["evaluate", str(out), "--learners", "knn,conv1d", "--epochs", "2", "--runs", "1",
+                 "--quiet"]) == 0  # fmt: skip
+    report = json.loads((out / "eval.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["knn", "conv1d"]
+    assert "conv1d" in capsys.readouterr().out

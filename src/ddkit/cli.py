@@ -45,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         ("datasets", DATASETS),
         ("models", MODELS),
         ("protocols", PROTOCOLS),
-        ("learners (ddkit evaluate --learners; mlp: the tabular protocol)", LEARNERS),
+        ("learners (ddkit evaluate --learners; also the networks mlp, conv1d, resnet1d)", LEARNERS),
         ("codecs (what a set stores: --set codec=SPEC)", CODECS),
         ("suites", SUITES),
     ]

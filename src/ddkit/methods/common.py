@@ -102,10 +102,15 @@ def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) 
     n = smallest_normalised_group(net, spec.shape)
     if n is not None and n < MIN_NORMALISED_VALUES:
         h, w = spec.image_size
+        rows, fix = (
+            (f"series of {w} steps", "'conv1d-d2' or 'conv1d-nopool'")
+            if spec.modality == "series"
+            else (f"{h}x{w} images", "'convnet2' on 8x8 images")
+        )
         warnings.warn(
-            f"model {name!r} normalises groups of only {n} values on {h}x{w} images; the "
-            f"{objective} objective is then too rough to optimise. Use a shallower ConvNet "
-            "(e.g. 'convnet2' on 8x8 images).",
+            f"model {name!r} normalises groups of only {n} values on {rows}; the "
+            f"{objective} objective is then too rough to optimise. Use a shallower network "
+            f"(e.g. {fix}).",
             stacklevel=3,
         )
 

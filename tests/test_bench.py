@@ -537,3 +537,96 @@ def test_a_row_that_lost_its_accuracy_is_not_finished_and_runs_again(tmp_path, t
     (row,) = [r for r in rows if isinstance(r, dict) and r.get("accuracies")]
     assert len(row["accuracies"]) == 2 and "mean" in row
     assert lost not in json.loads(path.read_text())["rows"]
+
+
+# ------------------------------------------------------------------ distillation seeds
+
+
+def _seeded_suite(**kw) -> Suite:
+    base = {"ipcs": (1, 10), "runs": 3, "methods": ("random", "dm")}
+    return Suite(
+        name="pytest-seeds",
+        datasets=("digits",),
+        protocol="smoke",
+        full_data=False,
+        models={"digits": "convnet2-w8"},
+        **{**base, **kw},
+    )
+
+
+def test_seeds_per_ipc_and_random_draws():
+    suite = _seeded_suite(distill_seeds={1: 2, 10: 3}, random_draws={1: 5})
+    assert [suite.seeds("dm", ipc) for ipc in (1, 10, 50)] == [2, 3, 1]
+    assert [suite.seeds("random", ipc) for ipc in (1, 10, 50)] == [5, 3, 1]
+    assert suite.seeds("full", 0) == 1  # the full-data row and pruning cells: one
+    assert _seeded_suite().seeds("dm", 1) == 1
+
+
+def _fake_units(folder: Path, seed: int, accuracies: list[float]) -> None:
+    """The files a finished distillation seed leaves: distill.json and one eval<k>.json per
+    network (in ``folder``, which is ``seed<s>/`` for seeds after the first)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {"peak_mb": 1.0, "peak_measure": "VmHWM", "num_images": 10, "storage_bytes": 640}
+    distill = {"iterations": 5, "options": {}, "seconds": 2.0 + seed, "resumed": False}
+    (folder / "distill.json").write_text(json.dumps({**distill, **common}))
+    for k, acc in enumerate(accuracies):
+        net = {"model": "convnet2-w8", "accuracy": acc, "train_accuracy": 1.0, "seed": 10 * k,
+               "seconds": 1.0, "epochs": 3, "lr": 0.01, "protocol": "smoke"}  # fmt: skip
+        (folder / f"eval{k}.json").write_text(json.dumps({**net, **common}))
+
+
+def test_the_spread_of_two_seeds_is_the_std_over_all_six_accuracies(tmp_path):
+    import statistics
+
+    from ddkit.bench.cells import cell_folder, cell_row, finished_units, units
+
+    suite, cell = _seeded_suite(distill_seeds={1: 2}), Cell("digits", "dm", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    first, second = [0.80, 0.82, 0.81], [0.70, 0.71, 0.72]
+    _fake_units(folder, 0, first)
+    assert finished_units(folder, suite, cell) == {"distill", "eval0", "eval1", "eval2"}
+    _fake_units(folder / "seed1", 1, second)
+    assert finished_units(folder, suite, cell) == set(units(suite, cell))
+    row = cell_row(folder, suite, cell, seed=0)
+    assert row["accuracies"] == first + second and row["distill_seeds"] == [0, 1]
+    assert row["mean"] == pytest.approx(statistics.fmean(first + second))
+    assert row["std"] == pytest.approx(statistics.pstdev(first + second))
+    # far above the spread between the networks of one set: the seeds differ by 10 points
+    assert row["std"] > 5 * max(statistics.pstdev(first), statistics.pstdev(second))
+    assert row["distill_seconds"] == pytest.approx(2.5)  # one set's, the mean over seeds
+    table = markdown_table(suite, {"rows": [row]})
+    assert "| digits | 1 | dm | 5 | 76.00 ± 5.07 |" in table and "| 2 × 3 |" in table
+    assert "IPC 1: 2 seeds (2 random draws), IPC 10: 1 seeds" in table
+
+
+def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path):
+    from ddkit.bench.cells import cell_folder, cell_row, run_unit
+    from ddkit.bench.results import claim_unit, finish_unit, finished_cells, read_results
+
+    one = _seeded_suite(runs=1, ipcs=(1,), methods=("random",))
+    two = _seeded_suite(runs=1, ipcs=(1,), methods=("random",), distill_seeds=2)
+    cell = Cell("digits", "random", 1)
+    path = tmp_path / "pytest-seeds.json"
+    _fake_units(cell_folder(tmp_path, one, cell), 0, [0.42])  # a cell finished with one seed
+    row = cell_row(cell_folder(tmp_path, one, cell), one, cell, seed=0)
+    old = {k: v for k, v in row.items() if k not in ("distill_seeds", "runs")}
+    path.write_text(json.dumps({"suite": one.name, "rows": [old]}))  # as written before seeds
+    data = read_results(path, two)
+    assert finished_cells(data) == {cell} and finished_cells(data, two) == set()
+    table = markdown_table(two, data, tmp_path)
+    assert f"| {100 * old['mean']:.2f} ± 0.00 |" in table and "| 1 × 1 |" in table
+    assert "digits IPC 1 random (1 of 2 sets" in table  # pending: its second seed
+    folder = cell_folder(tmp_path, two, cell)
+    kept = (folder / "eval0.json").read_text()
+    for expected in ("seed1/distill", "seed1/eval0"):
+        unit, where = claim_unit(path, two, cell)
+        assert unit == expected and where == folder
+        run_unit(cell, unit, two, 0, where)  # in this process: the seed's own folder
+        row = finish_unit(path, two, cell, unit, 0)
+    assert (folder / "eval0.json").read_text() == kept  # the first seed's network stays
+    assert row["distill_seeds"] == [0, 1] and row["accuracies"][0] == old["accuracies"][0]
+    second = json.loads((folder / "seed1" / "eval0.json").read_text())
+    assert row["accuracies"][1] == second["accuracy"]
+    saved = read_results(path, two)["rows"]
+    assert [r["distill_seeds"] for r in saved] == [[0, 1]]  # the one-seed row was replaced
+    assert claim_unit(path, two, cell) is None

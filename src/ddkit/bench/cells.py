@@ -11,7 +11,10 @@ percentage of the training split instead of an IPC, ``<dataset>-<method>-keep<pe
   pruning.prune_named`; the proxy networks' records are cached in ``<suite>-cells/scores/``);
 * ``distill.json`` -- what the finished distillation cost;
 * ``step_seconds.jsonl`` -- the seconds of every distillation iteration kept by the checkpoints;
-* ``eval-<k>.json`` -- evaluation network ``k``: its accuracy, seed and training time.
+* ``eval-<k>.json`` -- evaluation network ``k``: its accuracy, seed and training time;
+* ``seed<s>/`` -- the same files for distillation seed ``s`` >= 1 of a cell the suite distils
+  with several seeds (:meth:`~ddkit.bench.suites.Suite.seeds`; seed ``s`` distils and evaluates
+  with the run's seed + ``s``), so a cell finished with one seed keeps it and runs only the others.
 
 Each unit runs in a child process, so its peak memory is its own. A killed unit resumes from
 the distillation's last checkpoint or from the finished networks; the networks of one cell can
@@ -103,37 +106,67 @@ def eval_runs(suite: Suite, cell: Cell) -> int:
     return (suite.full_data_runs or suite.runs) if cell.full else suite.runs
 
 
+def cell_seeds(suite: Suite, cell: Cell) -> int:
+    """How many distillation seeds ``cell`` runs (1 for full data and pruning cells)."""
+    return 1 if cell.full or cell.keep else suite.seeds(cell.method, cell.ipc)
+
+
+def seed_folder(folder: Path, s: int) -> Path:
+    """Where distillation seed ``s`` of the cell in ``folder`` keeps its files."""
+    return folder / f"seed{s}" if s else folder
+
+
+def unit_seed(unit: str) -> tuple[int, str]:
+    """The distillation seed of a unit and its name within that seed (``"seed1/eval0"`` ->
+    ``(1, "eval0")``)."""
+    head, sep, rest = unit.partition("/")
+    return (int(head.removeprefix("seed")), rest) if sep else (0, unit)
+
+
 def units(suite: Suite, cell: Cell) -> list[str]:
-    """The cell's units in the order they must run: distil (not for full data), then one
-    ``eval<k>`` per evaluation network."""
+    """The cell's units in the order they must run: per distillation seed, distil (not for
+    full data), then one ``eval<k>`` per evaluation network (``seed<s>/...`` for seed s >= 1)."""
     evals = [f"eval{k}" for k in range(eval_runs(suite, cell))]
-    return evals if cell.full else [DISTILL, *evals]
+    if cell.full:
+        return evals
+    out = []
+    for s in range(cell_seeds(suite, cell)):
+        prefix = f"seed{s}/" if s else ""
+        out += [prefix + u for u in (DISTILL, *evals)]
+    return out
 
 
 def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
-    done = {u for u in units(suite, cell) if u != DISTILL and (folder / f"{u}.json").exists()}
-    return done | ({DISTILL} if (folder / "distill.json").exists() else set())
+    """The units whose result file exists (``distill.json`` for a distillation)."""
+    return {u for u in units(suite, cell) if (folder / f"{u}.json").exists()}
 
 
 def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | None:
-    """How far an unfinished cell has come (``None`` if it has not started): distillation
-    iterations kept by its checkpoint of how many and their median seconds, the images the
-    distilled set holds (``None`` before it is distilled), evaluation networks done of how many
-    and their mean seconds."""
-    steps = _step_seconds(folder)
-    config = folder / DISTILL / "config.json"
-    checkpoint = folder / DISTILL / "checkpoint" / "state.json"
-    nets = [folder / f"eval{k}.json" for k in range(eval_runs(suite, cell))]
-    net_seconds = [read_json(n)["seconds"] for n in nets if n.exists()]
-    if not steps and not net_seconds and not config.exists():
+    """How far an unfinished cell has come (``None`` if it has not started): distillations
+    left (one per seed) and the current one's iterations kept by its checkpoint of how many and
+    their median seconds, the images a distilled set holds (``None`` before one is distilled),
+    evaluation networks done of how many (all seeds) and their mean seconds."""
+    seeds = [seed_folder(folder, s) for s in range(cell_seeds(suite, cell))]
+    units_done = finished_units(folder, suite, cell)
+    nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
+    net_seconds = [read_json(folder / f"{u}.json")["seconds"] for u in nets if u in units_done]
+    summaries = [f / "distill.json" for f in seeds]
+    left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
+    current = left[0] if left and not cell.full else seeds[0]
+    steps = _step_seconds(current) or _step_seconds(seeds[0])
+    configs = [f / DISTILL / "config.json" for f in (current, *seeds) if f.exists()]
+    config = next((c for c in configs if c.exists()), None)
+    checkpoint = current / DISTILL / "checkpoint" / "state.json"
+    if not steps and not net_seconds and config is None:
         return None
-    distilled = cell.full or (folder / "distill.json").exists()
-    summary = folder / "distill.json"
+    summary = next((m for m in summaries if m.exists()), None)
     return {
-        "distilled": distilled,
-        "images": read_json(summary).get("num_images") if summary.exists() else None,
+        "distilled": cell.full or not left,
+        "distillations_left": 0 if cell.full else len(left),
+        "seeds": len(seeds),
+        "images": read_json(summary).get("num_images") if summary else None,
         "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
-        "iterations": read_json(config)["iterations"] if config.exists() else None,
+        "iterations": read_json(config)["iterations"] if config else None,
         "step_seconds": statistics.median(steps) if steps else None,
         "networks_done": len(net_seconds),
         "networks": len(nets),
@@ -142,7 +175,11 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
 
 
 def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
-    """Run one unit of ``cell`` (inside a child process); its result lands in ``folder``."""
+    """Run one unit of ``cell`` (inside a child process); its result lands in ``folder`` (in
+    ``seed<s>/`` for distillation seed ``s`` >= 1, which distils and evaluates with ``seed + s``)."""
+    s, unit = unit_seed(unit)
+    folder, seed = seed_folder(folder, s), seed + s
+    folder.mkdir(parents=True, exist_ok=True)
     if unit == DISTILL and cell.keep:
         _prune(cell, suite, seed, folder)
     elif unit == DISTILL:
@@ -321,13 +358,17 @@ def _measured_peak(unit: dict[str, Any]) -> float | None:
 
 
 def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any]:
-    """The results row of a cell whose units have all finished."""
+    """The results row of a cell whose units have all finished: the accuracies of every
+    network of every distillation seed (``distill_seeds``), their mean and std."""
     from ddkit.eval.evaluate import ModelResult
     from ddkit.methods import METHODS, load_all
 
     ds, method, ipc = cell.dataset, cell.method, cell.ipc
-    nets = [read_json(folder / f"eval{k}.json") for k in range(eval_runs(suite, cell))]
-    distill = {} if cell.full else read_json(folder / "distill.json")
+    unit_names = units(suite, cell)
+    nets = [read_json(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] != DISTILL]
+    distills = [read_json(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] == DISTILL]
+    distill = distills[0] if distills else {}
+    distill_peaks = [_measured_peak(d) for d in distills]
     result = ModelResult(
         nets[0]["model"],
         [n["accuracy"] for n in nets],
@@ -358,10 +399,15 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "seeds": result.seeds,
         "mean": result.mean,
         "std": result.std,
-        "distill_seconds": distill.get("seconds", 0.0),
+        # one set's distillation (the mean over seeds), as the per-iteration estimates read it
+        "distill_seconds": statistics.fmean(d["seconds"] for d in distills) if distills else 0.0,
         "eval_seconds": result.train_seconds,
-        "peak_distill_mb": 0.0 if cell.full else _measured_peak(distill),
+        "peak_distill_mb": 0.0
+        if cell.full
+        else (None if None in distill_peaks else max(distill_peaks)),
         "peak_total_mb": None if None in net_peaks else max(net_peaks),
         "seed": seed,
+        "distill_seeds": [seed + s for s in range(max(1, len(distills)))],
+        "runs": eval_runs(suite, cell),
         "cell_folder": folder.as_posix(),
     }

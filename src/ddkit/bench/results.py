@@ -22,7 +22,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.cells import DISTILL, Cell, cell_folder, cell_row, finished_units, units
+from ddkit.bench.cells import (
+    DISTILL,
+    Cell,
+    cell_folder,
+    cell_row,
+    cell_seeds,
+    finished_units,
+    unit_seed,
+    units,
+)
 from ddkit.bench.suites import Suite
 from ddkit.errors import FileFormatError
 from ddkit.io import atomic_write_json, process_alive, read_json
@@ -65,8 +74,27 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
     atomic_write_json(path, data)
 
 
-def finished_cells(data: dict[str, Any]) -> set[Cell]:
-    return {Cell.of_row(r) for r in data["rows"] if finished_row(r)}
+def finished_cells(data: dict[str, Any], suite: Suite | None = None) -> set[Cell]:
+    """The cells with a finished row; with ``suite``, only those whose row spans the
+    distillation seeds the suite asks for (a cell finished with fewer runs the others)."""
+    return {Cell.of_row(r) for r in data["rows"] if complete_row(r, suite)}
+
+
+def row_seeds(row: dict[str, Any]) -> list[int]:
+    """The distillation seeds a row's accuracies span (a row written before there were
+    several: its one ``seed``)."""
+    seeds = row.get("distill_seeds")
+    return list(seeds) if isinstance(seeds, list) and seeds else [row.get("seed", 0)]
+
+
+def complete_row(row: Any, suite: Suite | None = None) -> bool:
+    """Whether ``row`` is finished (:func:`finished_row`) and, with ``suite``, spans the seeds
+    the suite asks for its cell (a recorded failure always does)."""
+    if not finished_row(row):
+        return False
+    if suite is None or isinstance(row.get("error"), str):
+        return True
+    return len(row_seeds(row)) >= cell_seeds(suite, Cell.of_row(row))
 
 
 def finished_row(row: Any) -> bool:
@@ -114,7 +142,8 @@ def mark_rerun(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
     with results_lock(path):
         data = read_results(path, suite)
         marks = data.setdefault("rerun", [])
-        fresh = [c for c in cells if c in finished_cells(data) and _key(c) not in marks]
+        done = finished_cells(data, suite)
+        fresh = [c for c in cells if c in done and _key(c) not in marks]
         for cell in fresh:
             shutil.rmtree(rerun_folder(cell_folder(path.parent, suite, cell)), ignore_errors=True)
             marks.append(_key(cell))
@@ -137,17 +166,19 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
     with results_lock(path):
         data = read_results(path, suite)
         folder, rerun = _work_folder(path, suite, cell, data)
-        if (cell in finished_cells(data) and not rerun) or _claimed(
+        if (cell in finished_cells(data, suite) and not rerun) or _claimed(
             data["running"].get(_key(cell))
         ):
             return None
         done = finished_units(folder, suite, cell)
+        waiting: set[int] = set()  # seeds whose distillation runs elsewhere
         for unit in units(suite, cell):
-            if unit in done:
+            s, name = unit_seed(unit)
+            if unit in done or s in waiting:
                 continue
             if _claimed(data["running"].get(_key(cell, unit))):
-                if unit == DISTILL:
-                    return None  # every later unit needs its set
+                if name == DISTILL:
+                    waiting.add(s)  # the seed's later units need its set
                 continue
             data["running"][_key(cell, unit)] = {"pid": os.getpid(), "boot": _boot_id()}
             write_results(path, data)
@@ -175,7 +206,7 @@ def finish_unit(
         data["running"].pop(_key(cell, unit), None)
         folder, rerun = _work_folder(path, suite, cell, data)
         row = None
-        if cell not in finished_cells(data) or rerun:
+        if cell not in finished_cells(data, suite) or rerun:
             if error is not None:
                 row = {
                     "dataset": cell.dataset,
@@ -192,14 +223,17 @@ def finish_unit(
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 row = _replace_cell(path, suite, cell, data, row)
-        elif row is not None:  # in place of any damaged row of the cell
-            data["rows"] = [r for r in data["rows"] if not _damaged_row_of(r, cell)] + [row]
+        elif row is not None:  # in place of a damaged row of the cell or (unless it failed)
+            # the row of fewer seeds its folder still holds
+            against = None if "error" in row else suite
+            data["rows"] = [r for r in data["rows"] if not _damaged_row_of(r, cell, against)]
+            data["rows"].append(row)
         write_results(path, data)
         return row
 
 
-def _damaged_row_of(row: Any, cell: Cell) -> bool:
-    return is_result_row(row) and not finished_row(row) and Cell.of_row(row) == cell
+def _damaged_row_of(row: Any, cell: Cell, suite: Suite | None) -> bool:
+    return is_result_row(row) and not complete_row(row, suite) and Cell.of_row(row) == cell
 
 
 def _replace_cell(

@@ -32,6 +32,7 @@ from ddkit.bench.results import (
     read_results,
     release_unit,
     results_lock,
+    row_seeds,
     write_results,
 )
 from ddkit.bench.suites import SUITES, Suite
@@ -303,7 +304,8 @@ def markdown_table(
         + _full_epochs_text(suite)
         + " `vs random`: points above random real images of the same IPC; `*` = by more than the"
         " two standard deviations combined. `peak MB`: the distillation's own peak resident memory"
-        " above its start (`–`: not measured; earlier cells read the inherited `ru_maxrss`).",
+        " above its start (`–`: not measured; earlier cells read the inherited `ru_maxrss`)."
+        + _seeds_heading(suite),
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
         "",
     ]
@@ -312,8 +314,8 @@ def markdown_table(
     lines += [
         f"| dataset | {'IPC / kept' if suite.keeps else 'IPC'} | method | iterations | accuracy (%) |"
         + (" published |" if published else "")
-        + " vs random | eval model | distill s | eval s | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
+        + " vs random | eval model | distill s | eval s | peak MB | seeds × nets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if published else ""),
     ]
     order = {FULL: 0}  # the full-data row first, then the methods by name
     rows = [r for r in data["rows"] if finished_row(r)]  # a damaged row's cell is pending
@@ -323,7 +325,7 @@ def markdown_table(
         if "error" in r:
             lines.append(
                 f"| {r['dataset']} | {_size_text(r)} | {r['method']} | – | error: {r['error'][:60]} "
-                "| | | | | |" + (" |" if published else "")
+                "| | | | | | |" + (" |" if published else "")
             )
             continue
         paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
@@ -332,11 +334,12 @@ def markdown_table(
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
             + (f"{paper if paper is not None else '–'} | " if published else "")
             + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "
-            f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {_mb(r['peak_distill_mb'])} |"
+            f"{r['distill_seconds']:.1f} | {r['eval_seconds']:.1f} | {_mb(r['peak_distill_mb'])} | "
+            f"{_spread_text(r)} |"
         )
     if suite.keeps:
         lines += ["", *_kept_table(suite, rows)]
-    done = finished_cells(data)
+    done = finished_cells(data, suite)
     finished = [r for r in rows if "error" not in r]
     pending = [
         _pending_text(suite, finished, cell, results_dir)
@@ -355,6 +358,31 @@ def markdown_table(
             "iterations and networks.",
         ]
     return "\n".join(lines)
+
+
+def _spread_text(r: dict[str, Any]) -> str:
+    """What a row's ± spans: ``"2 × 3"`` (distillation seeds, or random draws, × networks each)."""
+    seeds = len(row_seeds(r))
+    return f"{seeds} × {len(r['accuracies']) // seeds}"
+
+
+def _seeds_heading(suite: Suite) -> str:
+    """The heading's sentence on what each ± spans."""
+    text = (
+        " `seeds × nets`: the distillation seeds (random rows: draws of real images), each set "
+        "trained by that many networks; mean ± std over all of them."
+    )
+    asked = {ipc: suite.seeds("dm", ipc) for ipc in suite.ipcs}
+    draws = {ipc: suite.seeds("random", ipc) for ipc in suite.ipcs}
+    if any(n > 1 for n in (*asked.values(), *draws.values())):
+        text += (
+            " This suite asks for "
+            + ", ".join(
+                f"IPC {ipc}: {asked[ipc]} seeds ({draws[ipc]} random draws)" for ipc in suite.ipcs
+            )
+            + "; a row of fewer is kept until its cell's other seeds finish."
+        )
+    return text
 
 
 def _size_text(r: dict[str, Any]) -> str:
@@ -407,6 +435,9 @@ def _pending_text(
         return name + (f" (~{_hours(eta)})" if eta is not None else "")
     parts = []
     if not progress["distilled"]:
+        sets = progress["seeds"]
+        if sets > 1:
+            parts.append(f"{sets - progress['distillations_left']} of {sets} sets")
         parts.append(f"{progress['iterations_done']} of {progress['iterations']} iterations")
     parts.append(f"{progress['networks_done']} of {progress['networks']} networks")
     if cell.keep:
@@ -432,7 +463,8 @@ def _seconds_left(progress: dict[str, Any], network_estimate: float | None) -> f
     per_net = progress["network_seconds"] or network_estimate
     left = (progress["networks"] - progress["networks_done"]) * (per_net or 0.0)
     if not progress["distilled"] and progress["iterations"]:
-        todo = progress["iterations"] - progress["iterations_done"]
+        sets = progress.get("distillations_left", 1)
+        todo = sets * progress["iterations"] - progress["iterations_done"]
         left += todo * (progress["step_seconds"] or 0.0)
     return left or None
 
@@ -450,7 +482,16 @@ def estimate_seconds(
     suite: Suite, finished: list[dict[str, Any]], dataset: str, method: str, ipc: int
 ) -> float | None:
     """A rough CPU-time estimate of an unfinished cell from the finished rows of the same
-    dataset (see :func:`markdown_table`); ``None`` when nothing comparable has finished."""
+    dataset (see :func:`markdown_table`), for all its distillation seeds; ``None`` when nothing
+    comparable has finished."""
+    one = _one_set_seconds(suite, finished, dataset, method, ipc)
+    return None if one is None else one * suite.seeds(method, ipc)
+
+
+def _one_set_seconds(
+    suite: Suite, finished: list[dict[str, Any]], dataset: str, method: str, ipc: int
+) -> float | None:
+    """:func:`estimate_seconds` for one distillation seed: distil one set, train its networks."""
     import statistics
 
     seconds = _evaluation_estimate(suite, finished, dataset, method, ipc)
@@ -470,7 +511,7 @@ def estimate_seconds(
     if suite.budget(method, ipc, METHODS.get(method).Config().iterations, dataset) > 0:
         return None  # an iterative method not run on this dataset yet
     selectors = [r["distill_seconds"] for r in synthetic if r["iterations"] == 0]
-    return seconds + statistics.median(selectors)
+    return seconds + statistics.median(selectors) if selectors else None
 
 
 def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:

@@ -47,6 +47,12 @@ class Suite:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     published: dict[tuple[str, str, int], float] = field(default_factory=dict)
     published_budgets: dict[str, str] = field(default_factory=dict)
+    # distillation seeds of a cell (a number, or ``{ipc: number}``; IPCs not listed: 1): each
+    # seed distils its own set, trained by ``runs`` networks, and the cell's mean ± std spans
+    # all seeds x networks; the random-real row draws ``random_draws`` sets (IPCs not listed:
+    # as many as ``distill_seeds``)
+    distill_seeds: int | dict[int, int] = 1
+    random_draws: int | dict[int, int] | None = None
 
     def full_epochs(self, dataset: str) -> int | None:
         """Epochs of the full-data row for ``dataset`` (``None``: the suite's / protocol's)."""
@@ -54,6 +60,18 @@ class Suite:
         if isinstance(e, dict):
             e = e.get(dataset)
         return e or self.epochs
+
+    def seeds(self, method: str, ipc: int) -> int:
+        """Distillation seeds (for ``random``: draws) of ``method`` at ``ipc``; 1 for the
+        full-data row and pruning cells (IPC 0)."""
+        if not ipc:
+            return 1
+        draws = self.random_draws
+        if isinstance(draws, dict):
+            draws = draws.get(ipc)
+        spec = self.distill_seeds
+        spec = spec.get(ipc, 1) if isinstance(spec, dict) else spec
+        return max(1, int(draws if method == "random" and draws is not None else spec))
 
     def budget(self, method: str, ipc: int, default: int, dataset: str | None = None) -> int:
         """Distillation iterations for ``method`` at ``ipc`` (on ``dataset``, if it has overrides)."""

@@ -288,3 +288,19 @@ def test_cli_distills_a_ucr_set_and_evaluates_it_by_learners(tmp_path, capsys):
     report = json.loads((out / "eval.json").read_text())
     assert [r["model"] for r in report["results"]] == ["knn", "conv1d"]
     assert "conv1d" in capsys.readouterr().out
+
+
+def test_without_the_timeseries_extra_the_sets_and_rocket_are_refused_in_one_line(monkeypatch):
+    import sys
+
+    from ddkit.data import load_dataset
+    from ddkit.eval.learners import evaluate_learners
+
+    monkeypatch.setitem(sys.modules, "sktime.datasets", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "sktime.transformations.panel.rocket", None)
+    with pytest.raises(ConfigError, match=r"dataset 'gunpoint' needs .*ddkit\[timeseries\]") as e:
+        load_dataset("gunpoint")
+    assert "\n" not in str(e.value)
+    syn = SyntheticSet.from_real(tiny_series().train, torch.arange(6))
+    with pytest.raises(ConfigError, match=r"rocket needs .*ddkit\[timeseries\]"):
+        evaluate_learners(syn, tiny_series().test, "rocket", runs=1)

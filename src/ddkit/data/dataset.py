@@ -404,7 +404,9 @@ def from_arrays(
 
     ``modality``: what a row is (:mod:`ddkit.data.spec`); rows other than images come already
     in their layout (a table through :func:`ddkit.data.table.from_table`, which also passes its
-    ``columns``).
+    ``columns``); series may also come as ``(N, L)`` or ``(N, D, L)``
+    (:func:`ddkit.data.series.from_series` also takes lists of rows and names the row and step
+    of a missing value).
 
     Images may be ``(N, H, W)``, ``(N, C, H, W)`` or channels-last; 8-bit images are scaled to
     ``[0, 1]``. Normalisation statistics come from the train split. Without test arrays, the

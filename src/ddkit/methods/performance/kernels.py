@@ -169,42 +169,76 @@ def relu_conv_kernel(
 # ------------------------------------------------------------------ ConvNet with pooling
 #
 # With pooling, a position's activation mixes several positions of the layer below, so the
-# kernel needs the covariance of every pair of positions: a map (H, W, H, W) per pair of images.
-# Convolutions and pooling act on both position axes at once (linear, exact); a ReLU acts entry by
-# entry with the variances from the diagonal of each image's own map.
+# kernel needs covariances between different positions. Pair maps are kept banded: ``B[a, b, h,
+# w]`` is the covariance of position ``p = (h, w)`` in the first image with ``p + (a - R, b - R)``
+# in the second (zero where that lies outside the image), for offsets up to the radius ``R``
+# the layers above still read (a flatten readout reads offset 0, a 2x2 pooling reads radius
+# ``2 R + 1`` below it). A convolution is then a window mean over positions, offset by offset;
+# a ReLU acts entry by entry with the variances of the two positions; pooling gathers.
 
 
-def _conv_map(m: torch.Tensor, k: int) -> torch.Tensor:
-    """A ``k x k`` 'same' convolution (zero padding) on position-pair maps ``(P, H, W, H, W)``:
-    the mean over window offsets ``d`` of ``m(p + d, p' + d)``, one axis pair at a time."""
-    r, (h, w) = k // 2, m.shape[1:3]
-    padded = F.pad(m, (0, 0, r, r, 0, 0, r, r))  # rows of both positions
-    m = sum(padded[:, i : i + h, :, i : i + h] for i in range(k)) / k
-    padded = F.pad(m, (r, r, 0, 0, r, r))  # columns of both positions
-    return sum(padded[:, :, i : i + w, :, i : i + w] for i in range(k)) / k
+def _radii(side: int, depth: int, readout: str) -> list[int]:
+    """The offset radius the maps need at each resolution (``depth + 1`` of them, the input's
+    first) for images of side ``side``: 0 at a flatten readout (every offset of the last grid
+    for ``gap``), ``2 R + 1`` below a 2x2 pooling that must deliver radius ``R``."""
+    for _ in range(depth):
+        side //= 2
+    radius = 0 if readout == "flatten" else side - 1
+    out = [radius]
+    for _ in range(depth):
+        radius = 2 * radius + 1
+        out.append(radius)
+    return out[::-1]
 
 
-def _pool_map(m: torch.Tensor) -> torch.Tensor:
-    """2x2 average pooling (stride 2, an odd last row or column dropped) at both positions."""
-    p, h, w = m.shape[0], m.shape[1] // 2, m.shape[2] // 2
-    m = m[:, : 2 * h, : 2 * w, : 2 * h, : 2 * w]
-    return m.reshape(p, h, 2, w, 2, h, 2, w, 2).mean((2, 4, 6, 8))
+def _shifted(t: torch.Tensor, r: int, fill: float = 0.0) -> torch.Tensor:
+    """``t[..., h + a - r, w + b - r]`` as ``(P, C, A, A, H, W)`` for maps ``t`` ``(P, C, H, W)``
+    (``fill`` outside)."""
+    p, c, h, w = t.shape
+    a = 2 * r + 1
+    padded = F.pad(t, (r, r, r, r), value=fill)
+    cols = F.unfold(padded.reshape(p * c, 1, h + 2 * r, w + 2 * r), a)  # (P C, A A, H W)
+    return cols.reshape(p, c, a, a, h, w)
 
 
-def _diagonal(m: torch.Tensor) -> torch.Tensor:
-    """The same-position entries ``m(p, p)`` of maps ``(P, H, W, H, W)``: ``(P, H, W)``."""
-    p, h, w = m.shape[:3]
-    return m.reshape(p, h * w, h * w).diagonal(dim1=1, dim2=2).reshape(p, h, w)
+def _valid(h: int, w: int, r: int, like: torch.Tensor) -> torch.Tensor:
+    """``(A, A, H, W)``: 1 where ``p + offset`` lies inside an ``h x w`` image."""
+    ones = torch.ones(1, 1, h, w, dtype=like.dtype, device=like.device)
+    return _shifted(ones, r)[0, 0]
 
 
-def _product_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Channel means of the products of every pair of positions, for the pairs ``(a_i, b_i)``:
-    ``(P, H, W, H, W)``."""
-    return torch.einsum("pchw,pcyz->phwyz", a, b) / a.shape[1]
+def _conv_band(m: torch.Tensor, k: int, valid: torch.Tensor) -> torch.Tensor:
+    """A ``k x k`` 'same' convolution (zero padding) on banded maps ``(P, A, A, H, W)``: the
+    mean over window offsets ``d`` of ``m(p + d, p + d + offset)``."""
+    p, a, _, h, w = m.shape
+    out = F.avg_pool2d(m.reshape(p, a * a, h, w), k, 1, k // 2, count_include_pad=True)
+    return out.reshape(m.shape) * valid
+
+
+def _pool_band(m: torch.Tensor, r_out: int) -> torch.Tensor:
+    """2x2 average pooling (stride 2) at both positions of banded maps of radius ``r_in >= 2
+    r_out + 1``: offset ``o`` of pooled position ``q`` averages offsets ``2 o + e' - e`` of the
+    input positions ``2 q + e`` (``e, e'`` in ``{0, 1}^2``)."""
+    r_in, h, w = (m.shape[1] - 1) // 2, m.shape[3] // 2, m.shape[4] // 2
+    a_out, out = 2 * r_out + 1, 0
+    for eh, fh, ew, fw in torch.cartesian_prod(*[torch.arange(2)] * 4).tolist():
+        start_h, start_w = r_in - 2 * r_out + fh - eh, r_in - 2 * r_out + fw - ew
+        out = (
+            out
+            + m[
+                :,
+                start_h : start_h + 2 * a_out - 1 : 2,
+                start_w : start_w + 2 * a_out - 1 : 2,
+                eh : 2 * h : 2,
+                ew : 2 * w : 2,
+            ]
+        )
+    return out / 16
 
 
 def _convnet_maps(
-    m: torch.Tensor,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
     variances: list[tuple[torch.Tensor, torch.Tensor]] | None,
     depth: int,
     k: int,
@@ -212,32 +246,43 @@ def _convnet_maps(
     bv: float,
     readout: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
-    """Propagate input product maps ``m`` through KIP's ConvNet (a stem convolution, then
-    ``depth`` blocks of convolution, ReLU and 2x2 average pooling; see
+    """Propagate the pairs ``(x1[i], x2[i])`` through KIP's ConvNet (see
     :func:`relu_convnet_kernel`). ``variances``: per ReLU, the left and right images' variance
-    maps ``(P, H, W)``; ``None`` for self pairs ``(x, x)``, whose own diagonals are the
+    maps ``(P, H, W)``; ``None`` for self pairs, whose own same-position entries are the
     variances (those are returned, and the NTK is skipped). Returns ``(nngp, ntk, variances)``
     of the readout, ``(P,)`` each."""
     own = variances is None
-    seen: list[torch.Tensor] = []
-    nngp = wv * _conv_map(m, k) + bv
+    radii = _radii(x1.shape[-1], depth, readout)
+    r, (h, w) = radii[0], x1.shape[-2:]
+    valid = _valid(h, w, r, x1)
+    product = torch.einsum("pchw,pcabhw->pabhw", x1, _shifted(x2, r)) / x1.shape[1]
+    nngp = (wv * _conv_band(product, k, valid) + bv) * valid
     ntk = None if own else nngp
+    seen: list[torch.Tensor] = []
     for layer in range(depth + 1):
         if own:
-            seen.append(_diagonal(nngp))
+            seen.append(nngp[:, r, r])
             v1 = v2 = seen[-1]
         else:
             v1, v2 = variances[layer]
-        value, slope = _relu_expectations(nngp, v1[:, :, :, None, None], v2[:, None, None, :, :])
-        nngp, ntk = value, (None if own else ntk * slope)
+        k22 = _shifted(v2[:, None], r, fill=1.0)[:, 0]
+        value, slope = _relu_expectations(nngp, v1[:, None, None], k22)
+        nngp, ntk = value * valid, (None if own else ntk * slope)
         if layer > 0:  # the blocks pool after their ReLU; the stem does not
-            nngp, ntk = _pool_map(nngp), (None if own else _pool_map(ntk))
+            r, h, w = radii[layer], h // 2, w // 2
+            valid = _valid(h, w, r, nngp)
+            nngp = _pool_band(nngp, r) * valid
+            ntk = None if own else _pool_band(ntk, r) * valid
         if layer < depth:
-            nngp = wv * _conv_map(nngp, k) + bv
-            ntk = None if own else nngp + wv * _conv_map(ntk, k)
-    read = _diagonal if readout == "flatten" else (lambda t: t)
-    out = wv * read(nngp).flatten(1).mean(1) + bv
-    return out, (None if own else out + wv * read(ntk).flatten(1).mean(1)), seen
+            nngp = (wv * _conv_band(nngp, k, valid) + bv) * valid
+            ntk = None if own else nngp + wv * _conv_band(ntk, k, valid)
+    p = len(nngp)
+    if readout == "flatten":
+        read = lambda t: t[:, r, r].reshape(p, -1).mean(1)  # noqa: E731
+    else:
+        read = lambda t: t.reshape(p, -1).sum(1) / (h * w) ** 2  # noqa: E731
+    out = wv * read(nngp) + bv
+    return out, (None if own else out + wv * read(ntk)), seen
 
 
 def _blocks(n: int, size: int) -> list[slice]:
@@ -272,16 +317,18 @@ def relu_convnet_kernel(
     readout of the flattened features (``readout="flatten"``) or of their global average
     (``"gap"``). NTK parameterisation as in :func:`relu_fc_kernel`.
 
-    Cost: every pair of images carries an ``(H, W, H, W)`` map, so time and memory grow with the
-    square of the image area (28x28: 614,656 entries per pair at the first two layers). Pairs are
-    computed ``chunk`` x ``chunk`` at a time, each block recomputed in the backward pass
-    (gradient checkpointing), so memory stays at one block's maps.
+    Cost: every pair of images carries the covariances of each position with the positions the
+    layers above read (offsets up to 7 for 28x28 with 3 blocks and a flatten readout: 225 per
+    position, 176,400 per pair at the first two layers; ``gap`` reads every pair of positions and
+    costs several times more). Pairs are computed ``chunk`` x ``chunk`` at a time, each block
+    recomputed in the backward pass (gradient checkpointing), so memory stays at one block's
+    maps.
     """
     c = dict(depth=depth, k=kernel_size, wv=weight_var, bv=bias_var, readout=readout)
 
     def own_variances(x: torch.Tensor) -> list[torch.Tensor]:
         def block(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return tuple(_convnet_maps(_product_map(t, t), None, **c)[2])
+            return tuple(_convnet_maps(t, t, None, **c)[2])
 
         parts = [_maybe_checkpoint(block, x[s]) for s in _blocks(len(x), chunk)]
         return [torch.cat(layer) for layer in zip(*parts, strict=True)]
@@ -298,7 +345,7 @@ def relu_convnet_kernel(
             (va.repeat_interleave(nb, 0), vb.repeat(na, 1, 1))
             for va, vb in zip(vs[:n_layers], vs[n_layers:], strict=True)
         ]
-        nngp, ntk, _ = _convnet_maps(_product_map(left, right), variances, **c)
+        nngp, ntk, _ = _convnet_maps(left, right, variances, **c)
         return (ntk if kind == "ntk" else nngp).reshape(na, nb)
 
     same = x2 is x1  # symmetric: the blocks above the diagonal, mirrored below it

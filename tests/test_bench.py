@@ -576,15 +576,23 @@ def _fake_units(folder: Path, seed: int, accuracies: list[float]) -> None:
 
 
 def test_the_spread_of_two_seeds_is_the_std_over_all_six_accuracies(tmp_path):
+    import gzip
     import statistics
 
-    from ddkit.bench.cells import cell_folder, cell_row, finished_units, units
+    from ddkit.bench.cells import cell_folder, cell_progress, cell_row, finished_units, units
 
     suite, cell = _seeded_suite(distill_seeds={1: 2}), Cell("digits", "dm", 1)
     folder = cell_folder(tmp_path, suite, cell)
     first, second = [0.80, 0.82, 0.81], [0.70, 0.71, 0.72]
     _fake_units(folder, 0, first)
     assert finished_units(folder, suite, cell) == {"distill", "eval0", "eval1", "eval2"}
+    lines = "".join(json.dumps({"seconds": 0.5}) + "\n" for _ in range(4))
+    (folder / "step_seconds.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    (folder / "distill").mkdir()
+    (folder / "distill" / "config.json").write_text(json.dumps({"iterations": 5}))
+    progress = cell_progress(folder, suite, cell)  # the second seed's steps timed as the first's
+    assert progress["distillations_left"] == 1 and progress["step_seconds"] == 0.5
+    assert (progress["networks_done"], progress["networks"]) == (3, 6)
     _fake_units(folder / "seed1", 1, second)
     assert finished_units(folder, suite, cell) == set(units(suite, cell))
     row = cell_row(folder, suite, cell, seed=0)
@@ -599,7 +607,12 @@ def test_the_spread_of_two_seeds_is_the_std_over_all_six_accuracies(tmp_path):
     assert "IPC 1: 2 seeds (2 random draws), IPC 10: 1 seeds" in table
 
 
-def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path):
+@pytest.mark.parametrize("folder_kept", [True, False])
+def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path, folder_kept):
+    """A cell finished with one seed, its folder kept or gone (its networks then come back from
+    the row), runs only its second seed; the row of both replaces the old one."""
+    import shutil
+
     from ddkit.bench.cells import cell_folder, cell_row, run_unit
     from ddkit.bench.results import claim_unit, finish_unit, finished_cells, read_results
 
@@ -617,13 +630,16 @@ def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path):
     assert f"| {100 * old['mean']:.2f} ± 0.00 |" in table and "| 1 × 1 |" in table
     assert "digits IPC 1 random (1 of 2 sets" in table  # pending: its second seed
     folder = cell_folder(tmp_path, two, cell)
-    kept = (folder / "eval0.json").read_text()
+    if not folder_kept:
+        shutil.rmtree(folder)
+    kept = None
     for expected in ("seed1/distill", "seed1/eval0"):
         unit, where = claim_unit(path, two, cell)
         assert unit == expected and where == folder
+        kept = kept or (folder / "eval0.json").read_text()  # the first seed's network
         run_unit(cell, unit, two, 0, where)  # in this process: the seed's own folder
         row = finish_unit(path, two, cell, unit, 0)
-    assert (folder / "eval0.json").read_text() == kept  # the first seed's network stays
+    assert (folder / "eval0.json").read_text() == kept  # it stays
     assert row["distill_seeds"] == [0, 1] and row["accuracies"][0] == old["accuracies"][0]
     second = json.loads((folder / "seed1" / "eval0.json").read_text())
     assert row["accuracies"][1] == second["accuracy"]

@@ -24,6 +24,7 @@ uninterrupted evaluation (:func:`ddkit.eval.evaluate`'s ``run_indices``).
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import statistics
@@ -198,7 +199,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     t0 = time.perf_counter()
     splits = load_dataset(ds)
     base_mb = _start_peak()
-    options = suite.options.get(method, {})
+    options = suite.options_for(method, ipc)
     default = create_method(method, dataset=ds, ipc=ipc, **options).config.iterations
     iterations = suite.budget(method, ipc, default, ds)
     run = folder / DISTILL
@@ -247,7 +248,7 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     t0 = time.perf_counter()
     train = load_dataset(cell.dataset).train
     base_mb = _start_peak()
-    options = suite.options.get(cell.method, {})
+    options = suite.options_for(cell.method, cell.ipc)
     cache = score_cache(folder.parent.parent, suite)
     index = prune_named(
         train, cell.method, cell.keep / 100, seed=seed, score_cache=str(cache), **options
@@ -272,10 +273,15 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
 
 
 def _step_seconds(folder: Path) -> list[float]:
-    """The logged seconds of the distillation's iterations (a line being written is skipped)."""
-    path = folder / "step_seconds.jsonl"
+    """The logged seconds of the distillation's iterations (a line being written is skipped;
+    a finished cell's log may be kept gzipped, ``step_seconds.jsonl.gz``)."""
+    path, packed = folder / "step_seconds.jsonl", folder / "step_seconds.jsonl.gz"
+    if path.exists():
+        text = path.read_text()
+    else:
+        text = gzip.decompress(packed.read_bytes()).decode() if packed.exists() else ""
     seconds = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for line in text.splitlines():
         try:
             seconds.append(float(json.loads(line)["seconds"]))
         except (json.JSONDecodeError, KeyError, TypeError):
@@ -388,7 +394,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "method": method,
         "kind": kind,
         "iterations": distill.get("iterations", 0),
-        "options": distill.get("options", suite.options.get(method, {})),
+        "options": distill.get("options", suite.options_for(method, ipc)),
         "num_images": nets[0]["num_images"],
         "storage_bytes": nets[0]["storage_bytes"],
         "protocol": suite.protocol,

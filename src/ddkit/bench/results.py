@@ -24,10 +24,12 @@ from typing import Any
 
 from ddkit.bench.cells import (
     DISTILL,
+    PEAK_MEASURE,
     Cell,
     cell_folder,
     cell_row,
     cell_seeds,
+    eval_runs,
     finished_units,
     unit_seed,
     units,
@@ -142,7 +144,8 @@ def mark_rerun(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
     with results_lock(path):
         data = read_results(path, suite)
         marks = data.setdefault("rerun", [])
-        done = finished_cells(data, suite)
+        # any finished row, also one of fewer seeds than the suite asks: every seed runs again
+        done = finished_cells(data)
         fresh = [c for c in cells if c in done and _key(c) not in marks]
         for cell in fresh:
             shutil.rmtree(rerun_folder(cell_folder(path.parent, suite, cell)), ignore_errors=True)
@@ -170,6 +173,8 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
             data["running"].get(_key(cell))
         ):
             return None
+        if not rerun:
+            _restore_first_seed(folder, suite, cell, data)
         done = finished_units(folder, suite, cell)
         waiting: set[int] = set()  # seeds whose distillation runs elsewhere
         for unit in units(suite, cell):
@@ -184,6 +189,56 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
             write_results(path, data)
             return unit, folder
     return None
+
+
+def _restore_first_seed(folder: Path, suite: Suite, cell: Cell, data: dict[str, Any]) -> None:
+    """A cell finished with one seed whose folder is gone (cells run before there were several
+    seeds kept none, or it was cleaned) gets its first seed's unit files back from its row --
+    each network's ``eval<k>.json``, the distillation's ``distill.json``, marked ``from_row`` --
+    so that only the missing seeds run."""
+    runs = eval_runs(suite, cell)
+    rows = [
+        r
+        for r in data["rows"]
+        if finished_row(r)
+        and "error" not in r
+        and Cell.of_row(r) == cell
+        and len(row_seeds(r)) == 1
+    ]
+    files = [folder / "distill.json", *(folder / f"eval{k}.json" for k in range(runs))]
+    if (
+        cell.full
+        or not rows
+        or len(rows[0]["accuracies"]) != runs
+        or any(f.exists() for f in files)
+    ):
+        return
+    row = rows[0]
+    common = {
+        "num_images": row.get("num_images"),
+        "storage_bytes": row.get("storage_bytes"),
+        "from_row": True,
+    }
+    peak = {"peak_mb": row.get("peak_distill_mb"), "peak_measure": PEAK_MEASURE}
+    atomic_write_json(
+        files[0],
+        {
+            "iterations": row.get("iterations", 0),
+            "options": row.get("options", {}),
+            "seconds": row.get("distill_seconds", 0.0),
+            "resumed": False,
+            **(peak if peak["peak_mb"] is not None else {}),
+            **common,
+        },
+    )
+    peak = {"peak_mb": row.get("peak_total_mb"), "peak_measure": PEAK_MEASURE}
+    for k, (acc, seed) in enumerate(zip(row["accuracies"], row["seeds"], strict=True)):
+        net = {"model": row["model"], "accuracy": acc, "train_accuracy": None, "seed": seed}
+        net |= {"seconds": row.get("eval_seconds", 0.0) / runs, "epochs": row.get("epochs")}
+        net |= {"lr": row.get("lr"), "protocol": row.get("protocol")}
+        atomic_write_json(
+            files[k + 1], {**net, **(peak if peak["peak_mb"] is not None else {}), **common}
+        )
 
 
 def release_unit(path: Path, suite: Suite, cell: Cell, unit: str) -> None:

@@ -273,6 +273,9 @@ def _our_budget(suite: Suite, method: str) -> str:
         return f"{suite.runs} networks per cell, protocol `{suite.protocol}`" + (
             f" ({suite.epochs} epochs)" if suite.epochs else ""
         )
+    if method == "random":
+        draws = ", ".join(f"IPC {ipc}: {suite.seeds(method, ipc)}" for ipc in suite.ipcs)
+        return f"draws of random real images per cell ({draws})"
     if method == FULL:
         runs = suite.full_data_runs or suite.runs
         epochs = {ds: suite.full_epochs(ds) or "the protocol's" for ds in suite.datasets}
@@ -285,6 +288,8 @@ def _our_budget(suite: Suite, method: str) -> str:
     options = suite.options.get(method)
     if options:
         text += ", " + ", ".join(f"{k}={v}" for k, v in options.items())
+    for ipc, extra in suite.ipc_options.get(method, {}).items():
+        text += f"; at IPC {ipc}: " + ", ".join(f"{k}={v}" for k, v in extra.items())
     return text
 
 
@@ -432,6 +437,9 @@ def _pending_text(
             eta = _full_network_seconds(finished, ds, suite.runs)
         else:
             eta = estimate_seconds(suite, finished, ds, method, ipc)
+            seeds = suite.seeds(method, ipc)  # a row of fewer seeds: only the others run
+            done = max((len(row_seeds(r)) for r in finished if Cell.of_row(r) == cell), default=0)
+            eta = eta * (seeds - min(done, seeds)) / seeds if eta is not None else None
         return name + (f" (~{_hours(eta)})" if eta is not None else "")
     parts = []
     if not progress["distilled"]:

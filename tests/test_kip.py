@@ -329,3 +329,31 @@ def test_pooled_convnet_kernel_is_symmetric_psd_blockwise_exact_and_differentiab
     assert torch.autograd.gradcheck(
         lambda t: relu_convnet_kernel(t, b, depth=1, kind=kind, chunk=2), (a,)
     )
+
+
+# ------------------------------------------------------------------ published variants
+
+
+@pytest.mark.parametrize(
+    "method, variant",
+    [
+        ("kip", {"architecture": "convnet", "depth": 1, "batch_real": 2, "kernel_chunk": 64}),
+        ("frepo", {"model": "frepoconv-w8-d2", "optimizer_net": "adam", "lr_net": 0.0003}),
+    ],
+)
+def test_published_variants_conform_and_learn_their_labels(method, variant):
+    """kip with KIP's pooled ConvNet kernel and frepo with FRePo's ConvNet (batch norm), both
+    with learned labels (the paper suite's variants, small): conforming sets whose labels move
+    away from one-hot, and the images differ from those of the same run without the variant."""
+    from ddkit.methods import create_method
+    from ddkit.testing import check_method, method_test_overrides, tiny_digits
+
+    check_method(method, overrides={**variant, "learn_labels": True, "lr_labels": 0.05})
+    train = tiny_digits().train
+    over = {**method_test_overrides(method), "iterations": 3, "lr_labels": 0.05}
+    plain = create_method(method, **over).fit(train, 1, seed=0)
+    paper = create_method(method, **{**over, **variant, "learn_labels": True}).fit(train, 1, seed=0)
+    onehot = torch.nn.functional.one_hot(torch.arange(10), 10).float()
+    assert paper.regression and not plain.regression
+    assert (paper.labels - onehot).abs().max() > 1e-3  # learned: no longer one-hot
+    assert not torch.allclose(paper.images, plain.images)

@@ -15,9 +15,10 @@ synthetic set with those targets and MSE, by Adam as in the authors' (JAX) code
 (``optimizer_net="adam"``) or by SGD with momentum. The pool is filled at the start with networks
 of staggered ages (``j * max_online_steps / pool_size`` steps are credited, not taken) so that
 replacements spread out, as in the authors' code. Deviations from it: SGD for the online
-networks by default; Adam instead of LAMB (with its cosine decay) for the images; ConvNets of
-constant width with instance norm (the authors': width doubling per block, batch norm before
-the second and third convolutions); a real batch of ``batch_real`` images per class (theirs: a
+networks by default (the authors': Adam, lr 3e-4; ``optimizer_net="adam", lr_net=3e-4``);
+Adam instead of LAMB (lr 3e-4, with its cosine decay) for the images; ConvNets of constant width
+with instance norm by default (the authors': width doubling per block, batch norm before the
+second and third convolutions, which is the model ``frepoconv``); a real batch of ``batch_real`` images per class (theirs: a
 random batch); learned labels without the authors' margin term.
 """
 

@@ -304,3 +304,10 @@ def test_without_the_timeseries_extra_the_sets_and_rocket_are_refused_in_one_lin
     syn = SyntheticSet.from_real(tiny_series().train, torch.arange(6))
     with pytest.raises(ConfigError, match=r"rocket needs .*ddkit\[timeseries\]"):
         evaluate_learners(syn, tiny_series().test, "rocket", runs=1)
+
+
+def test_evaluation_augmentation_on_series_points_at_the_series_protocol():
+    from ddkit.eval.train import Augmenter
+
+    with pytest.raises(ConfigError, match="needs images.*use the 'series' protocol"):
+        Augmenter(tiny_series().spec, "dsa")

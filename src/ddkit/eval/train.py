@@ -242,7 +242,8 @@ class Augmenter:
     strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
     gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or
     ``"cutmix"`` (class targets become one-hot vectors before mixing). Augmentation needs
-    images: on other rows it is refused in one line (use the ``tabular`` protocol).
+    images: on other rows it is refused in one line (use the ``tabular`` or ``series``
+    protocol).
     """
 
     def __init__(
@@ -254,8 +255,9 @@ class Augmenter:
     ) -> None:
         self.dsa = self.classic = None
         if strategy:
+            protocol = "series" if spec.modality == "series" else "tabular"
             spec.check_needs(
-                "image", f"evaluation augmentation {strategy!r}", "use the 'tabular' protocol"
+                "image", f"evaluation augmentation {strategy!r}", f"use the '{protocol}' protocol"
             )
         if strategy == "dc":
             from ddkit.augment.classic import ClassicAugment, dc_strategy

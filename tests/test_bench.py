@@ -646,3 +646,18 @@ def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path, 
     saved = read_results(path, two)["rows"]
     assert [r["distill_seeds"] for r in saved] == [[0, 1]]  # the one-seed row was replaced
     assert claim_unit(path, two, cell) is None
+
+
+def test_a_rerun_runs_every_seed_of_a_cell_finished_with_fewer(tmp_path):
+    from ddkit.bench.cells import cell_folder, cell_row
+    from ddkit.bench.results import claim_unit, mark_rerun
+
+    one = _seeded_suite(runs=1, ipcs=(1,), methods=("random",))
+    two = _seeded_suite(runs=1, ipcs=(1,), methods=("random",), distill_seeds=2)
+    cell, path = Cell("digits", "random", 1), tmp_path / "pytest-seeds.json"
+    _fake_units(cell_folder(tmp_path, one, cell), 0, [0.42])
+    row = cell_row(cell_folder(tmp_path, one, cell), one, cell, seed=0)
+    path.write_text(json.dumps({"suite": one.name, "rows": [row]}))
+    assert mark_rerun(path, two, [cell]) == [cell]  # the variant changed: both seeds again
+    unit, where = claim_unit(path, two, cell)
+    assert unit == "distill" and where.name.endswith(".rerun")

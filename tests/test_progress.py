@@ -48,7 +48,11 @@ def test_fit_and_evaluate_report_progress_as_lines_off_a_terminal(capsys):
     syn = m.fit(splits.train, 2, seed=0, progress=True)
     evaluate(syn, splits.test, "smoke", models=["convnet2-w8"], progress=True)
     err = capsys.readouterr().err
-    assert "dm ipc=2: 1/" in err and "eval convnet2-w8: 1/" in err and "\r" not in err
+    assert (
+        "dm ipc=2: 1/" in err
+        and "eval 2 x convnet2-w8: 1/10 network-epochs" in err
+        and "\r" not in err
+    )
 
 
 def test_cli_distill_prints_progress_lines_unless_quiet(capsys, tmp_path):

@@ -293,7 +293,11 @@ def train_fresh_networks(
     fresh = FreshNetworks(p, lr, data, test_in_set_space(syn, test), seeds)
     t0 = time.perf_counter()
     for name in p.models:
-        bar = Progress(f"eval {name}", p.epochs * len(seeds), setting=progress, unit="epochs")
+        # counted over all the networks: 3 networks of 100 epochs are 300 network-epochs
+        bar = Progress(
+            f"eval {len(seeds)} x {name}", p.epochs * len(seeds), setting=progress,
+            unit="network-epochs",
+        )  # fmt: skip
         fresh.results[name] = train_networks(
             name, syn.spec, data.images, data.targets, p, seeds, lr=lr, vectorize=vectorize,
             targets_fn=data.targets_fn, device=device, progress=bar.update if bar.kind else None,

@@ -21,9 +21,10 @@ lint: install
 	$(PY) -m ruff check src tests benchmarks docs
 	$(PY) -m ruff format --check src tests benchmarks docs
 
-## Lint, then run the test suite (fast tests; `make test-slow` for the marked learning tests).
+## Lint, then run the test suite (fast tests; `make test-slow` for the marked learning tests),
+## one worker per core (at most 4; pytest-xdist, whole files per worker).
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 test-slow: install
 	$(PY) -m pytest -m slow

@@ -174,6 +174,7 @@ class DiM(DM):
             [self.state_["means"], self.state_["log_scales"]], lr=cfg.lr_latent
         )
         self.state_["generator"] = generator
+        self._start_matching(train)
 
     def step(self, iteration: int) -> dict[str, float]:
         cfg, st = self.config, self.state_

@@ -437,7 +437,13 @@ class DM(Distiller):
         self.state_["generator"] = generator
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
-        k = train.spec.num_classes
+        self._start_matching(train)
+
+    def _start_matching(self, train: ImageDataset) -> None:
+        """Set up the classes this process matches (all but under a class-split
+        :mod:`ddkit.distributed` session) and how :meth:`_real_batch` draws: DREAM's
+        representative rows or random ones."""
+        cfg, k = self.config, train.spec.num_classes
         self.classes_ = local_classes(k) if self.splits_by() == "classes" else None  # None: all
         self.dream_ = (
             RepresentativeBatches(cfg, train, cfg.batch_real, self.state_)

@@ -23,8 +23,8 @@ from ddkit.rng import check_seed
 # test split) among candidates whose distillation fits the demo's 3 minutes
 # (benchmarks/studies/choose_demo.py, benchmarks/results/demo_choice_ipc1.json; BENCHMARKS.md).
 DEMO_IPC = 1
-DEMO_METHOD = "dm"
-DEMO_ITERATIONS = 200
+DEMO_METHOD = "dsa"
+DEMO_ITERATIONS = 20
 # random real images differ from draw to draw at IPC 1: the row pools several draws
 DEMO_RANDOM_DRAWS = 5
 DEMO_GLOSSARY = (

@@ -247,10 +247,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         syn.export_csv(out)
     elif fmt == "set":
         syn.save(out)
+    elif fmt == "hf":
+        syn.export_hf(out)
     else:
         atomic_replace_dir(out, syn.export_folder)
     what = {"png": "one PNG per image in <class>/ folders", "npz": "x_train, y_train, ...",
             "set": "a ddkit set, every setting checksummed",
+            "hf": "datasets.load_from_disk reads it: image (pixels in [0, 1]), label",
             "csv": "table rows, categories as their names, class in column label"}[fmt]  # fmt: skip
     print(f"wrote {out} ({len(syn)} images; {what})")
     return 0
@@ -548,14 +551,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="write a synthetic set as PNG files, a .npz or a set again")
+    x = sub.add_parser(
+        "export",
+        help="write a synthetic set as PNG files, a .npz, a datasets folder or a set again",
+    )
     x.add_argument("path", help="run folder or synthetic-set folder")
-    x.add_argument("--to", required=True, help="output folder (PNGs, set) or FILE.npz")
+    x.add_argument("--to", required=True, help="output folder (PNGs, hf, set) or FILE.npz")
     x.add_argument(
         "--format",
-        choices=["png", "npz", "set", "csv"],
+        choices=["png", "npz", "set", "csv", "hf"],
         default=None,
-        help="default: from --to; set: save it again (an older set's settings get a checksum)",
+        help="default: from --to; set: save it again (an older set's settings get a checksum); "
+        "hf: the Hugging Face datasets on-disk format (extra 'hf')",
     )
     x.set_defaults(func=cmd_export)
 

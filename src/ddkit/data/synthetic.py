@@ -417,6 +417,50 @@ class SyntheticSet:
         atomic_write(path, write)
         return Path(path)
 
+    def export_hf(self, path: str | os.PathLike, *, pixels: bool = True) -> Path:
+        """Write the set in the Hugging Face ``datasets`` library's on-disk format (a folder
+        that ``datasets.load_from_disk`` reads), atomically; needs the extra ``ddkit[hf]``.
+
+        Columns: ``image``, float32 ``(C, H, W)`` -- pixels in ``[0, 1]`` (:meth:`pixels`) or,
+        with ``pixels=False``, the stored rows as ddkit's networks see them (normalised, and
+        ZCA-whitened where the set is; any modality); ``label``, the class as a ``ClassLabel``
+        carrying the class names where labels are hard, else the soft label (or regression
+        target) vector, with its argmax as a ``ClassLabel`` in ``hard_label``. The
+        dataset's description ends with a JSON line (``ddkit: {...}``) of what a reader needs
+        to use the images as ddkit does: source dataset, mean / std, transform, learned lr."""
+        from ddkit.errors import require_extra
+
+        hf = require_extra("datasets", "hf", "export to the datasets format (--format hf)")
+        images = (self.pixels() if pixels else self.images).numpy().astype(np.float32)
+        names = hf.ClassLabel(names=[str(c) for c in self.spec.class_names])
+        columns: dict[str, Any] = {"image": images}
+        features: dict[str, Any] = {"image": hf.Array3D(images.shape[1:], "float32")}
+        if self.soft:
+            k = self.spec.num_classes
+            columns["label"] = self.labels.float().numpy()
+            features |= {"label": hf.Sequence(hf.Value("float32"), length=k), "hard_label": names}
+            columns["hard_label"] = self.hard_labels.numpy()
+        else:
+            columns["label"], features["label"] = self.labels.numpy(), names
+        facts = {"dataset": self.spec.name, "pixels": pixels, "mean": self.spec.mean,
+                 "std": self.spec.std, "transform": None if pixels else self.spec.transform,
+                 "regression": self.regression, "lr": self.lr, "ddkit": _version()}  # fmt: skip
+        what = "pixels in [0, 1]" if pixels else "rows as ddkit's networks see them"
+        info = hf.DatasetInfo(
+            description=f"ddkit synthetic set of {self.spec.name}: {len(self)} images "
+            f"(C, H, W), {what}\nddkit: {json.dumps(facts)}",
+            features=hf.Features(features),
+        )
+        data = hf.Dataset.from_dict(columns, features=info.features, info=info)
+        quiet = hf.are_progress_bars_disabled()
+        hf.disable_progress_bars()  # the CLI prints its own line
+        try:
+            atomic_replace_dir(path, lambda tmp: data.save_to_disk(str(tmp)))
+        finally:
+            if not quiet:
+                hf.enable_progress_bars()
+        return Path(path)
+
     def export_folder(self, path: str | os.PathLike) -> Path:
         """Write one PNG per image under ``path/<class folder>/`` (an image-folder dataset);
         folders are named by :func:`class_folder_names`, so nothing lands outside ``path``."""

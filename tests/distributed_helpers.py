@@ -20,6 +20,12 @@ DISTILL_OPTIONS = {
     "dsa": {"batch_real": 8, "model": "convnet2-w8", "outer_loop": 2, "inner_loop": 1,
             "batch_net": 64},
 }  # fmt: skip
+#: the data-parallel teacher: a BatchNorm network, crop augmentation, batches of 45 (odd: the
+#: ranks' shares differ by a row) over the 240 images (the last batch has 15)
+TEACHER = {"model": "convnet2-w8-bn", "epochs": 2, "batch_size": 45, "lr": 0.05, "seed": 4}
+#: the data-parallel teacher's tolerance against one process (absolute, on every weight and
+#: BatchNorm statistic after 2 epochs; measured 8e-8): the ranks' partial sums round differently
+TEACHER_ATOL = 1e-6
 #: the all-reduced method's tolerance against one process (absolute, on normalised pixels):
 #: the ranks' gradient shares are disjoint, so the sum is exact; kept for other backends
 COUPLED_ATOL = 1e-6
@@ -74,6 +80,15 @@ def run_relabel(teacher: Path) -> dict[str, torch.Tensor]:
     return {"image": relabel(syn, net, 4.0).labels, "view": per_view.extras["view_values"]}
 
 
+def run_teacher(out: Path) -> None:
+    """Train the :data:`TEACHER` into ``out`` (resuming a checkpoint there, if any)."""
+    from ddkit.eval.teacher import train_teacher
+    from ddkit.testing import tiny_digits
+
+    cfg = dict(TEACHER)
+    train_teacher(tiny_digits().train, cfg.pop("model"), out_dir=out, **cfg)
+
+
 def run_distill(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
     from ddkit.testing import tiny_digits
@@ -106,7 +121,8 @@ def _session(rank: int, world: int, rendezvous: str):  # noqa: ANN202 - a contex
 
 
 def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
-    """Rank ``rank``: experts, evaluation, dm and dsa; each rank writes what it got."""
+    """Rank ``rank``: experts, evaluation, teacher-KD evaluation, relabeling, data-parallel
+    teacher training (fresh and resumed), dm and dsa; each rank writes what it got."""
     from safetensors.torch import save_file
 
     folder = Path(out)
@@ -115,6 +131,8 @@ def every_path(rank: int, world: int, rendezvous: str, out: str) -> None:
         result = run_evaluation()
         kd = run_teacher_kd(folder / "teacher")
         labels = run_relabel(folder / "teacher")
+        run_teacher(folder / "dp-teacher")
+        run_teacher(folder / "resumed-teacher")  # one process's checkpoint after epoch 1
         images = {name: run_distill(name).contiguous() for name in DISTILL_OPTIONS}
         run_folder(folder / "run", iterations=2)  # one step short: resumed by the test
     (folder / f"eval-{rank}.json").write_text(json.dumps(result))

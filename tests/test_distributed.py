@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from distributed_helpers import (
     COUPLED_ATOL,
     DISTILL_OPTIONS,
+    TEACHER_ATOL,
     every_path,
     one_rank_fails,
     refused_method,
@@ -25,11 +26,13 @@ from distributed_helpers import (
     run_experts,
     run_folder,
     run_relabel,
+    run_teacher,
     run_teacher_kd,
 )
 
 from ddkit import distributed
 from ddkit.errors import ConfigError
+from ddkit.eval import teacher as teachers
 from ddkit.eval.teacher import train_teacher
 from ddkit.io import load_tensors
 
@@ -68,6 +71,9 @@ def one_process(tmp_path_factory) -> dict:
     out = {"experts": folder / "experts", "eval": run_evaluation(), "teacher": folder / "teacher"}
     out["kd"] = run_teacher_kd(out["teacher"])
     out["labels"] = run_relabel(out["teacher"])
+    run_teacher(folder / "dp-teacher")
+    out["dp-teacher"] = folder / "dp-teacher"
+    out["interrupted-teacher"] = interrupted_teacher(folder / "interrupted-teacher")
     for name in DISTILL_OPTIONS:
         out[name], out[f"{name}-start"] = run_distill(name), run_distill_start(name)
     return out
@@ -77,7 +83,32 @@ def one_process(tmp_path_factory) -> dict:
 def two_ranks(tmp_path_factory, one_process) -> Path:
     folder = tmp_path_factory.mktemp("two-ranks")
     shutil.copytree(one_process["teacher"], folder / "teacher")
+    shutil.copytree(one_process["interrupted-teacher"], folder / "resumed-teacher")
     return spawn(every_path, folder)
+
+
+class _Stop(Exception):
+    """The interruption of a teacher's training after its first epoch."""
+
+
+def interrupted_teacher(out: Path) -> Path:
+    """``out`` as one process leaves it when stopped after the teacher's first epoch: the
+    checkpoint of epoch 1 and nothing else."""
+    write = teachers._Checkpoint.write
+
+    def write_then_stop(self, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        write(self, *args, **kwargs)
+        raise _Stop
+
+    teachers._Checkpoint.write = write_then_stop
+    try:
+        run_teacher(out)
+    except _Stop:
+        pass
+    finally:
+        teachers._Checkpoint.write = write
+    assert sorted(p.name for p in out.iterdir()) == [teachers.CHECKPOINT_DIR]
+    return out
 
 
 def run_distill_start(name: str) -> torch.Tensor:
@@ -127,6 +158,41 @@ def test_relabeling_gives_the_soft_labels_of_one_process(two_ranks, one_process)
     for rank in (0, 1):  # each rank asked the teacher about half the images; all have all
         got = load_tensors(two_ranks / f"labels-{rank}.safetensors")
         assert same_tensors(got, reference)
+
+
+def teacher_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return load_tensors(folder / teachers.WEIGHTS_FILE)
+
+
+def test_data_parallel_teacher_is_that_of_one_process_within_tolerance(two_ranks, one_process):
+    """Each rank trained on its rows of every batch (23 / 22 of 45; 8 / 7 of the last 15),
+    gradients summed, BatchNorm over the whole batch: the one-process teacher within
+    :data:`TEACHER_ATOL`; rank 0 alone wrote the folder (the checkpoint gone with it)."""
+    reference = teacher_tensors(one_process["dp-teacher"])
+    got = teacher_tensors(two_ranks / "dp-teacher")
+    assert got.keys() == reference.keys()
+    assert any("running_var" in k for k in got)  # the BatchNorm statistics are compared too
+    for key in reference:
+        torch.testing.assert_close(got[key], reference[key], atol=TEACHER_ATOL, rtol=0)
+    assert sorted(p.name for p in (two_ranks / "dp-teacher").iterdir()) == sorted(
+        p.name for p in one_process["dp-teacher"].iterdir()
+    )  # teacher.json and the weights, no checkpoint, nothing per rank
+    meta = json.loads((two_ranks / "dp-teacher" / teachers.META_FILE).read_text())
+    assert meta["train_accuracy"] > 0.2
+
+
+def test_two_ranks_resume_the_teacher_one_process_left(two_ranks, one_process):
+    reference = teacher_tensors(one_process["dp-teacher"])
+    epoch_1 = load_tensors(
+        one_process["interrupted-teacher"] / teachers.CHECKPOINT_DIR / teachers.CHECKPOINT_STATE
+    )
+    got = teacher_tensors(two_ranks / "resumed-teacher")
+    for key in reference:
+        torch.testing.assert_close(got[key], reference[key], atol=TEACHER_ATOL, rtol=0)
+    moved = max((reference[k] - epoch_1[f"net.{k}"]).abs().max() for k in reference)
+    assert moved > 100 * TEACHER_ATOL  # the second epoch was trained, not skipped
+    meta = json.loads((two_ranks / "resumed-teacher" / teachers.META_FILE).read_text())
+    assert meta["resumed_after_epoch"] == 1
 
 
 def test_dm_set_is_bit_identical_to_one_process(two_ranks, one_process):

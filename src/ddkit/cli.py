@@ -653,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: the sub-commands that split their work over the processes of a torchrun launch
-DISTRIBUTED_COMMANDS = ("distill", "evaluate", "experts")
+DISTRIBUTED_COMMANDS = ("distill", "evaluate", "experts", "teacher")
 
 
 def _run_as_rank(args: argparse.Namespace, launch: distributed.Launch) -> int:

@@ -11,7 +11,11 @@ the parts of ddkit that know how to split their work do so (issue 38):
   keyed by that index, so the result is bit-identical to one process;
 * coupled stages (DC / DSA: one network update over all classes) compute their own classes'
   contribution to the synthetic images' gradient and sum it over the ranks
-  (:func:`sum_across_ranks`), so every rank holds the same images after every step.
+  (:func:`sum_across_ranks`), so every rank holds the same images after every step;
+* data-parallel training (the teacher: :func:`ddkit.eval.train.sgd_train` with
+  ``data_parallel=True``) gives every rank its share of the rows of every batch, sums the
+  ranks' parameter gradients (:func:`sum_gradients`) and computes BatchNorm's batch statistics
+  over the whole batch (:func:`synced_batchnorm`), so every rank takes the one-process step.
 
 Only rank 0 writes run folders and results (:func:`main_only`); those writes stay atomic
 (:mod:`ddkit.io`). A rank that fails tells the others through the group's store before it
@@ -56,6 +60,8 @@ __all__ = [
     "session",
     "shard",
     "sum_across_ranks",
+    "sum_gradients",
+    "synced_batchnorm",
 ]
 
 T = TypeVar("T")
@@ -368,3 +374,94 @@ def sum_across_ranks(tensors: Sequence[torch.Tensor]) -> None:
         with torch.no_grad():
             t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
+
+
+def sum_gradients(params: Sequence[torch.Tensor], *extra: torch.Tensor) -> None:
+    """Sum the ``.grad`` of ``params`` (and the tensors ``extra``, e.g. a detached loss) over
+    the ranks, in place, in one collective (no-op in a single process). A parameter without a
+    gradient on this rank (an empty share of a batch) counts as zeros, so every rank sends the
+    same layout."""
+    if _ACTIVE is None:
+        return
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    sum_across_ranks([*grads, *extra])
+
+
+@contextmanager
+def synced_batchnorm(net: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Within the block, ``net``'s BatchNorm layers in training mode normalise by the
+    statistics of the whole batch, summed over the ranks that each hold some of its rows (and
+    update their running statistics with them), as one process holding the whole batch
+    would; gradients flow through the sums to every rank's rows. Outside a session, or for a
+    network without BatchNorm, nothing changes. The layers are the same modules (parameters,
+    buffers and ``state_dict`` untouched); only their ``forward`` is replaced for the block.
+
+    ``torch.nn.SyncBatchNorm`` does the same on GPUs only; this one runs on any backend. Mean
+    and variance are two-pass (sum, then the sum of squared deviations), as a single process
+    computes them, so the difference is the rounding of the rank-wise sums."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    layers = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    if _ACTIVE is None or not layers:
+        yield net
+        return
+    for m in layers:
+        m.forward = _synced_forward.__get__(m)
+    try:
+        yield net
+    finally:
+        for m in layers:
+            del m.forward
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks, differentiable: every rank's loss depends on every
+    rank's copy of the sum, so the gradient of each copy is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        total = x.clone()
+        sum_across_ranks([total])
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        total = grad.clone()
+        sum_across_ranks([total])
+        return total
+
+
+def _synced_forward(bn: Any, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm's forward with the batch statistics of every rank's rows (see
+    :func:`synced_batchnorm`); in eval mode with running statistics, the layer's own forward."""
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    if not bn.training and bn.running_mean is not None:
+        return F.batch_norm(
+            x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+        )
+    dims = [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    count = torch.tensor([x.numel() // max(x.shape[1], 1)], dtype=x.dtype, device=x.device)
+    dist.all_reduce(count)
+    n = float(count.item())
+    mean = _SumOverRanks.apply(x.sum(dims)) / n
+    centred = x - mean.view(shape)
+    var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
+    y = centred * torch.rsqrt(var + bn.eps).view(shape)
+    if bn.affine:
+        y = y * bn.weight.view(shape) + bn.bias.view(shape)
+    if bn.training and bn.track_running_stats and bn.running_mean is not None:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            m = bn.momentum
+            m = 1.0 / float(bn.num_batches_tracked) if m is None else m
+            bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            unbiased = var.detach() * (n / max(n - 1, 1.0))
+            bn.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+    return y

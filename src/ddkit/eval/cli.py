@@ -2,6 +2,7 @@
 
 ddkit teacher --dataset digits --model convnet3-bn --epochs 30 --out runs/teachers/digits
 (interrupted? run the same command again: it resumes from runs/teachers/digits/checkpoint/)
+torchrun --nproc-per-node 2 -m ddkit teacher ...   (data-parallel: each rank its share of a batch)
 ddkit distill --dataset digits --method sre2l --ipc 10 --set teacher_dir=runs/teachers/digits
 """
 
@@ -52,6 +53,7 @@ def add_teacher_arguments(t: argparse.ArgumentParser) -> None:
 def run_teacher(args: argparse.Namespace) -> int:
     """Train, save and summarise a teacher. The teacher is trained on the train split minus the
     validation part (so its validation accuracy is honest); the test split is not touched."""
+    from ddkit import distributed
     from ddkit.data import load_dataset
     from ddkit.eval.teacher import train_teacher
     from ddkit.models import create_model, has_batchnorm
@@ -80,6 +82,7 @@ def run_teacher(args: argparse.Namespace) -> int:
         seed=args.seed,
         val=splits.val,
         out_dir=out,
+        device=distributed.device(),
     )
     m = net.teacher_meta_
     val = "" if m["val_accuracy"] is None else f", val accuracy {100 * m['val_accuracy']:.2f}%"

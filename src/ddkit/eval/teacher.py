@@ -18,6 +18,13 @@ While :func:`train_teacher` trains into a folder, it keeps a checkpoint there af
 spent), both written atomically. A new call with the same folder, recipe and data resumes after
 the last finished epoch, bit-identical to an uninterrupted run; a checkpoint of another recipe or
 other data is refused. The finished teacher replaces the whole folder, checkpoint included.
+
+Under ``torchrun`` (a :mod:`ddkit.distributed` session) the teacher trains data-parallel: every
+rank draws each batch as one process does, trains on its share of the rows, the gradients are
+summed over the ranks and BatchNorm normalises by the whole batch
+(:func:`~ddkit.eval.train.sgd_train` with ``data_parallel=True``), so the teacher is the
+one-process teacher up to the rounding of those sums. Rank 0 alone writes the checkpoint and
+the teacher; a checkpoint resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
@@ -150,8 +158,8 @@ def train_teacher(
         else None,
     }
     net.teacher_meta_ = meta
-    if out_dir is not None:
-        save_teacher(net, out_dir, meta)  # replaces the folder: the checkpoint goes with it
+    if out_dir is not None:  # replaces the folder, the checkpoint with it (rank 0 writes)
+        distributed.main_only(lambda: save_teacher(net, out_dir, meta))
     return net
 
 
@@ -177,7 +185,8 @@ def _fit(
     t0 = time.perf_counter()
 
     def save(epoch: int) -> None:
-        checkpoint.write(net, opt, gen, epoch + 1, before + time.perf_counter() - t0)
+        seconds = before + time.perf_counter() - t0
+        distributed.main_only(lambda: checkpoint.write(net, opt, gen, epoch + 1, seconds))
 
     sgd_train(
         net,
@@ -189,6 +198,7 @@ def _fit(
         augment=Augmenter.from_protocol(protocol, train.spec),
         on_epoch=save if checkpoint else None,
         start_epoch=start,
+        data_parallel=True,
     )
     return net, start, before + time.perf_counter() - t0
 
@@ -230,8 +240,9 @@ class _Checkpoint:
         self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
     ) -> tuple[int, float]:
         """Load the checkpoint into ``net``, ``opt`` and ``gen``: ``(epochs finished, seconds
-        spent)``, or ``(0, 0.0)`` when there is none."""
-        recover_replaced_dir(self.folder)
+        spent)``, or ``(0, 0.0)`` when there is none. Under torchrun rank 0 finishes an
+        interrupted replacement of the folder before any rank reads it."""
+        distributed.main_only(lambda: recover_replaced_dir(self.folder))
         if not (self.folder / CHECKPOINT_META).is_file():
             return 0, 0.0
         meta = read_json(self.folder / CHECKPOINT_META)

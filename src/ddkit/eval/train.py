@@ -437,6 +437,7 @@ def sgd_train(
     on_epoch: Callable[[int], None] | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     start_epoch: int = 0,
+    data_parallel: bool = False,
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)`` as
     ``recipe`` says (:class:`TrainRecipe`).
@@ -457,7 +458,18 @@ def sgd_train(
     counts them). The caller restores ``net``'s weights, the state of an optimiser it keeps and
     the generator's state as they were after epoch ``start_epoch - 1``; the result is then
     bit-identical to an uninterrupted run. The returned stats count the epochs run here.
+
+    ``data_parallel``: inside a :mod:`ddkit.distributed` session, every rank (holding the same
+    network, optimiser and generator) draws every batch and its augmentation as one process
+    does, keeps every ``WORLD_SIZE``-th row of it from position ``RANK``, and backpropagates
+    its rows' share of the batch's mean loss; the ranks' gradients are summed
+    (:func:`ddkit.distributed.sum_gradients`) and BatchNorm normalises by the whole batch
+    (:func:`ddkit.distributed.synced_batchnorm`), so every rank takes the one-process step up
+    to the rounding of the sums. ``on_batch`` then sees this rank's rows only. Outside a
+    session it changes nothing.
     """
+    from ddkit import distributed
+
     r = recipe
     if not 0 <= start_epoch <= r.epochs:
         raise ConfigError(f"sgd_train needs 0 <= start_epoch <= {r.epochs}, got {start_epoch}")
@@ -467,30 +479,53 @@ def sgd_train(
     n = len(images)
     bs = min(r.batch_size, n)
     steps, last = 0, torch.zeros(())
+    share = distributed.active() if data_parallel else None
+    whole_batch = distributed.synced_batchnorm(net) if share else contextlib.nullcontext()
     t0 = time.perf_counter()
-    for epoch in range(start_epoch, r.epochs):
-        _set_lr(opt, r.lr * schedule_factor(r.schedule, epoch, r.epochs))
-        perm = torch.randperm(n, generator=generator).to(images.device)
-        net.train()
-        for start in range(0, n, bs):
-            idx = perm[start : start + bs]
-            x, t = _batch(images, targets, idx, generator, augment, batch_targets)
-            if r.channels_last:
-                x = to_channels_last(x)
-            with precision_context(r.precision, images.device):
-                logits = forward(x).float()
-            if on_batch is not None:
-                on_batch(epoch, idx, logits.detach())
-            batch_loss = loss_fn(logits, t).mean()
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            opt.step()
-            steps, last = steps + 1, batch_loss.detach()
-        if on_epoch:
-            on_epoch(epoch)
+    with whole_batch:
+        for epoch in range(start_epoch, r.epochs):
+            _set_lr(opt, r.lr * schedule_factor(r.schedule, epoch, r.epochs))
+            perm = torch.randperm(n, generator=generator).to(images.device)
+            net.train()
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                x, t = _batch(images, targets, idx, generator, augment, batch_targets)
+                if share is not None:  # the whole batch was drawn; this rank trains on its rows
+                    rows = slice(share.rank, None, share.world_size)
+                    x, t, idx = x[rows], t[rows], idx[rows]
+                if r.channels_last:
+                    x = to_channels_last(x)
+                with precision_context(r.precision, images.device):
+                    logits = forward(x).float()
+                if on_batch is not None:
+                    on_batch(epoch, idx, logits.detach())
+                opt.zero_grad(set_to_none=True)
+                last = _backward(loss_fn(logits, t), min(bs, n - start), net, share)
+                opt.step()
+                steps += 1
+            if on_epoch:
+                on_epoch(epoch)
     net.eval()
     run = r.epochs - start_epoch
     return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
+
+
+def _backward(losses: torch.Tensor, batch_size: int, net: nn.Module, share: Any) -> torch.Tensor:
+    """Backpropagate a batch's mean loss into ``net``'s gradients and return it (detached).
+    With ``share`` (data-parallel training, see :func:`sgd_train`) ``losses`` are this rank's
+    rows of a batch of ``batch_size``: each rank backpropagates its rows' share of the mean and
+    the ranks' gradients (and shares) are summed."""
+    if share is None:
+        loss = losses.mean()
+        loss.backward()
+        return loss.detach()
+    from ddkit import distributed
+
+    loss = losses.sum() / batch_size
+    loss.backward()
+    total = loss.detach().reshape(1)
+    distributed.sum_gradients(list(net.parameters()), total)
+    return total[0]
 
 
 # ----------------------------------------------------------------------------- many networks

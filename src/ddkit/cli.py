@@ -153,10 +153,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_learners(syn, splits.test, dataset, path, args)
     models = [m for m in args.models.split(",") if m] if args.models else None
     from ddkit.eval.protocol import get_protocol
+    from ddkit.eval.recipe import network_mismatch, set_recipe
 
-    protocol = get_protocol(args.protocol).with_(
+    recipe = set_recipe(syn)
+    if args.protocol is None:
+        print(recipe.describe())
+    protocol = (recipe.protocol if args.protocol is None else get_protocol(args.protocol)).with_(
         precision=args.precision, compile=True if args.compile else None
     )
+    note = network_mismatch(recipe, models or protocol.models)
+    if note:
+        print(note)
     report = evaluate(
         syn,
         splits.test,
@@ -479,7 +486,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ddkit.bench.runner import run_suite
-    from ddkit.eval.evaluate import evaluate
     from ddkit.runs import distill_run
 
     p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
@@ -522,7 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="train fresh networks on a synthetic set, test on the real test split"
     )
     e.add_argument("path", help="run folder or synthetic-set folder")
-    e.add_argument("--protocol", default=defaults_of(evaluate)["protocol"])
+    e.add_argument(
+        "--protocol",
+        default=None,
+        help="evaluation protocol (default: the recipe the set records -- the protocol it was "
+        "made for, with the network it was distilled with -- or, for a set without one, the "
+        "protocol its labels call for: dsa for hard labels, mse for learned regression labels)",
+    )
     e.add_argument("--runs", type=int, default=None)
     e.add_argument("--epochs", type=int, default=None)
     e.add_argument("--models", default=None, help="comma-separated model names")

@@ -21,6 +21,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.groups import GROUP_METRICS, group_accuracy, require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.eval.recipe import set_recipe
 from ddkit.eval.relabel import expand_views, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import (
@@ -310,7 +311,7 @@ def train_fresh_networks(
 def evaluate(
     syn: SyntheticSet,
     test: ImageDataset,
-    protocol: str | EvalProtocol = "dsa",
+    protocol: str | EvalProtocol | None = None,
     *,
     models: Sequence[str] | None = None,
     runs: int | None = None,
@@ -325,6 +326,9 @@ def evaluate(
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
+    ``protocol``: a protocol or its name; ``None`` takes the recipe the set records (the
+    protocol it was made for, with the network it was distilled with: :mod:`ddkit.eval.recipe`),
+    or for a set that records none the protocol its labels call for (``dsa`` for hard labels).
     ``models``/``runs``/``epochs`` override the protocol's. What the networks learn from is the
     protocol's ``targets`` (see :func:`training_data`); protocols whose targets come from a
     teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
@@ -338,6 +342,8 @@ def evaluate(
     attributes (a biased dataset, :mod:`ddkit.data.biased`); a split without them is refused
     before any network is trained.
     """
+    if protocol is None:
+        protocol = set_recipe(syn).protocol
     if groups:
         require_groups(test)
     if distributed.active() is not None and run_indices is None:

@@ -44,6 +44,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, UnknownNameError
+from ddkit.eval.recipe import RECIPE_KEY, make_recipe
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
 from ddkit.progress import Progress, ProgressSetting
@@ -168,6 +169,7 @@ class Distiller:
         total = self.start(train, ipc, seed=seed, iterations=iterations)
         out = self.result()
         out.meta = {**out.meta, **self._provenance(0, 0.0), "planned_iterations": total}
+        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with())
         return out
 
     def fit(
@@ -215,6 +217,7 @@ class Distiller:
                 distributed.main_only(save)
         out = self.result()
         out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
+        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with())
         for cb in callbacks:
             cb.on_end(self, out)
         return out
@@ -229,6 +232,13 @@ class Distiller:
             "dataset": self.train_.spec.name,
             "fit_seconds": seconds,
         }
+
+    def distilled_with(self) -> str | None:
+        """The network the set is distilled through (its ``model`` option), recorded in the
+        set's evaluation recipe (:mod:`ddkit.eval.recipe`); ``None`` where no single network
+        made it."""
+        name = getattr(self.config, "model", None)
+        return name if isinstance(name, str) else None
 
     def config_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self.config))

@@ -31,6 +31,10 @@ class Selector(Distiller):
     def step(self, iteration: int) -> dict[str, float]:
         return {}
 
+    def distilled_with(self) -> None:
+        """None: the rows are real, whichever network scored them."""
+        return None
+
     def result(self) -> SyntheticSet:
         index = self.state_["index"]
         return SyntheticSet.from_real(self.train_, index, meta={"indices": index.tolist()})

@@ -141,6 +141,11 @@ class _TeacherMethod(Distiller):
         self.teacher_ = net
         self.teacher_dir_ = str(folder.resolve())
 
+    def distilled_with(self) -> None:
+        """None: a decoupled set is judged by students of any architecture, the teacher's
+        knowledge reaching them through its soft labels (``teacher-kd``)."""
+        return None
+
     def _teacher_meta(self) -> dict[str, Any]:
         return {
             "teacher_dir": self.teacher_dir_,

@@ -1,9 +1,13 @@
 """Experiment logs (ddkit.trackers): a distillation's config, metrics and grid read back from
-TensorBoard's event files and MLflow's store; resume continues the same MLflow run; bad or
-unavailable targets are refused in one line before the run folder exists."""
+TensorBoard's event files, MLflow's store and W&B's offline run files; resume continues the same
+MLflow and W&B run; W&B runs offline unless a key is configured; bad or unavailable targets are
+refused in one line before the run folder exists."""
 
 from __future__ import annotations
 
+import json
+import os
+import struct
 import sys
 
 import pytest
@@ -13,6 +17,7 @@ from ddkit.errors import ConfigError
 from ddkit.io import read_json
 from ddkit.runs import distill_run
 from ddkit.testing import method_test_overrides, tiny_digits
+from ddkit.trackers import WandbLog, check_log_targets
 
 ITERATIONS = 3
 
@@ -87,8 +92,16 @@ def test_a_resumed_distillation_continues_its_mlflow_run_and_tensorboard_curve(t
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("wandb", "--log takes tensorboard:DIR, mlflow or mlflow:URI; got 'wandb'"),
-        ("tensorboard", "--log takes tensorboard:DIR, mlflow or mlflow:URI; got 'tensorboard'"),
+        (
+            "neptune",
+            "--log takes tensorboard:DIR, mlflow or mlflow:URI, wandb or wandb:PROJECT; "
+            "got 'neptune'",
+        ),
+        (
+            "tensorboard",
+            "--log takes tensorboard:DIR, mlflow or mlflow:URI, wandb or "
+            "wandb:PROJECT; got 'tensorboard'",
+        ),
     ],
 )
 def test_a_bad_target_is_refused_before_the_run_folder_exists(tmp_path, target, message):
@@ -117,3 +130,99 @@ def test_cli_distill_logs_to_tensorboard(tmp_path, capsys):
     )
     assert code == 0, capsys.readouterr().err
     assert [e.step for e in _scalars(tmp_path / "tb").Scalars("distill/loss")] == [0, 1]
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """No key, no mode chosen, W&B's own folders under tmp_path."""
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_DIR",
+                 "WANDB_BASE_URL", "WANDB_ERROR_REPORTING"):  # fmt: skip
+        monkeypatch.setenv(name, "")  # restored at teardown, whether it was set or not
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
+
+
+def _wandb_records(run_dir):
+    """The protobuf records of an offline run's ``run-ID.wandb`` (a LevelDB-style log: a 7-byte
+    file header, 32 KiB blocks, each record chunk led by crc32, length and type)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = next(run_dir.glob("run-*.wandb")).read_bytes()
+    pos, block, chunk = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            break
+        chunk, pos = chunk + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            yield pb.Record.FromString(chunk)
+            chunk = b""
+
+
+def _wandb_run(run_dir):
+    """(config, history rows) of an offline W&B run folder."""
+    config, history = {}, []
+    for record in _wandb_records(run_dir):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            config = {i.key: json.loads(i.value_json) for i in record.run.config.update}
+        elif kind == "history":
+            items = record.history.item
+            history.append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+            )
+    return config, history
+
+
+def test_wandb_writes_an_offline_run_with_config_metrics_and_grid(tmp_path, offline_wandb):
+    run = tmp_path / "run"
+    _distill(run, ["wandb:dd-test"])
+    run_id = read_json(run / "wandb.json")["run_id"]
+    assert read_json(run / "wandb.json")["project"] == "dd-test"
+    (folder,) = (run / "wandb").glob(f"offline-run-*-{run_id}")  # offline: no key configured
+    config, history = _wandb_run(folder)
+    assert config["method"] == "dm" and config["ipc"] == 1 and "method_config" in config
+    steps = [row["iteration"] for row in history if "distill/loss" in row]
+    assert steps == list(range(ITERATIONS))
+    final = history[-1]
+    assert final["synthetic/images"] == 10 and final["iteration"] == ITERATIONS
+    assert (folder / "files" / final["synthetic/path"]).is_file()  # the grid, as a PNG
+    assert os.environ["WANDB_ERROR_REPORTING"] == "false"
+
+
+def test_a_resumed_distillation_continues_its_wandb_run(tmp_path, offline_wandb):
+    run = tmp_path / "run"
+    _distill(run, ["wandb"])
+    first = read_json(run / "wandb.json")["run_id"]
+    _distill(run, ["wandb"], iterations=ITERATIONS + 2, resume=True)
+    assert read_json(run / "wandb.json") == {"project": "ddkit", "run_id": first}
+    folders = sorted((run / "wandb").glob(f"offline-run-*-{first}*"))
+    assert len(folders) == 2  # offline, a resumed run is a second folder of the same run id
+    steps = [row["iteration"] for row in _wandb_run(folders[1])[1] if "distill/loss" in row]
+    assert steps == list(range(ITERATIONS, ITERATIONS + 2))
+
+
+def test_wandb_runs_offline_unless_a_key_is_configured_or_a_mode_chosen(
+    tmp_path, offline_wandb, monkeypatch
+):
+    assert WandbLog.mode() == "offline"
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password KEY\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert WandbLog.mode() is None  # W&B decides: it has a key
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_API_KEY", "KEY")
+    assert WandbLog.mode() is None
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert WandbLog.mode() is None  # the user's choice
+
+
+def test_without_wandb_the_target_is_refused_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(ConfigError, match=r"--log wandb needs .*pip install 'ddkit\[wandb\]'"):
+        check_log_targets(["wandb:proj"])

@@ -193,8 +193,9 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
         "action": "append",
         "default": None,
         "metavar": "TARGET",
-        "help": "also log the config, metrics and final grid to tensorboard:DIR or mlflow[:URI] "
-        "(repeatable; extras 'tensorboard' / 'mlflow')",
+        "help": "also log the config, metrics and final grid to tensorboard:DIR, mlflow[:URI] or "
+        "wandb[:PROJECT] (offline without an API key; repeatable; extras 'tensorboard' / "
+        "'mlflow' / 'wandb')",
     },
 }
 

@@ -98,8 +98,8 @@ def distill_run(
     with more ``iterations`` than the run was set up for, extends a finished one from its last
     checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
     follow the new total's schedule from there on). ``log``: experiment-log targets
-    (``"tensorboard:DIR"``, ``"mlflow[:URI]"``; :mod:`ddkit.trackers`) that also receive the
-    config, the metrics and the final grid.
+    (``"tensorboard:DIR"``, ``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; :mod:`ddkit.trackers`)
+    that also receive the config, the metrics and the final grid.
     """
     out = Path(out)
     if checkpoint_every < 1:

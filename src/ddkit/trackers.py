@@ -1,11 +1,12 @@
-"""Experiment logs outside the run folder: TensorBoard and MLflow, as distillation callbacks.
+"""Experiment logs outside the run folder: TensorBoard, MLflow and W&B, as distillation
+callbacks.
 
-``ddkit distill ... --log tensorboard:DIR --log mlflow[:URI]`` (or ``distill_run(log=[...])``)
-adds, beside the run folder's own ``log.jsonl``, one :class:`~ddkit.methods.Callback` per
-target that writes the run's config at the start, every iteration's metrics, and at the end the
-synthetic set's image grid and size. Both packages are optional extras (``ddkit[tensorboard]``,
-``ddkit[mlflow]``); a target whose package is missing is refused in one line before the run
-starts.
+``ddkit distill ... --log tensorboard:DIR --log mlflow[:URI] --log wandb[:PROJECT]`` (or
+``distill_run(log=[...])``) adds, beside the run folder's own ``log.jsonl``, one
+:class:`~ddkit.methods.Callback` per target that writes the run's config at the start, every
+iteration's metrics, and at the end the synthetic set's image grid and size. The packages are
+optional extras (``ddkit[tensorboard]``, ``ddkit[mlflow]``, ``ddkit[wandb]``); a target whose
+package is missing is refused in one line before the run starts.
 
 * ``tensorboard:DIR`` -- an event file under ``DIR`` (:class:`torch.utils.tensorboard.
   SummaryWriter`); on resume, events past the checkpoint are purged, so the curves match an
@@ -14,16 +15,24 @@ starts.
   :data:`DEFAULT_MLFLOW_URI`, an SQLite file in the working directory; artifacts beside it). The
   run's id is kept in the run folder (``mlflow.json``), so a resumed distillation continues the
   same MLflow run.
+* ``wandb`` / ``wandb:PROJECT`` -- a Weights & Biases run in project ``PROJECT`` (default
+  ``ddkit``), named after the run folder, its local files under ``RUN/wandb/`` (or
+  ``$WANDB_DIR``). Where no API key is configured (``$WANDB_API_KEY`` or a ``.netrc`` entry for
+  the W&B host) and ``$WANDB_MODE`` is unset, the run is written offline, so nothing touches the
+  network; ``wandb sync RUN/wandb/offline-run-*`` uploads it later. The run's id is kept in the
+  run folder (``wandb.json``), so a resumed distillation continues the same W&B run.
 """
 
 from __future__ import annotations
 
 import json
+import netrc
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, require_extra
@@ -34,12 +43,14 @@ __all__ = [
     "DEFAULT_MLFLOW_URI",
     "MLflowLog",
     "TensorBoardLog",
+    "WandbLog",
     "check_log_targets",
     "tracker_callbacks",
 ]
 
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
-TARGETS = "tensorboard:DIR, mlflow or mlflow:URI"
+DEFAULT_WANDB_PROJECT = "ddkit"
+TARGETS = "tensorboard:DIR, mlflow or mlflow:URI, wandb or wandb:PROJECT"
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -144,14 +155,104 @@ class MLflowLog(Callback):
         self._client.set_terminated(self.run_id)
 
 
+def wandb_key_configured() -> bool:
+    """Whether W&B would find an API key without asking: ``$WANDB_API_KEY``,
+    ``$WANDB_IDENTITY_TOKEN_FILE``, or a ``.netrc`` entry (``$NETRC``, ``~/.netrc``,
+    ``~/_netrc``) for the W&B host (``$WANDB_BASE_URL``, default ``api.wandb.ai``)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    for name in [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]:
+        path = Path(name).expanduser()
+        try:
+            if path.is_file() and netrc.netrc(path).authenticators(host or ""):
+                return True
+        except (OSError, netrc.NetrcParseError):
+            continue
+    return False
+
+
+class WandbLog(Callback):
+    """Logs the config, each iteration's metrics (``distill/<name>`` against ``iteration``) and
+    the final grid (image ``synthetic``) and image count to a W&B run in ``project``, its local
+    files under ``folder`` (``$WANDB_DIR`` when set); offline where no API key is configured
+    and ``$WANDB_MODE`` is unset; ``run_file`` keeps the run's id so a resumed distillation
+    continues it."""
+
+    def __init__(
+        self,
+        project: str,
+        config: dict[str, Any],
+        *,
+        folder: str | os.PathLike | None = None,
+        run_name: str | None = None,
+        run_file: str | os.PathLike | None = None,
+    ) -> None:
+        require_extra("wandb", "wandb", "--log wandb")
+        self.project, self.config, self.folder = project, config, folder
+        self.run_name, self.run_file = run_name, Path(run_file) if run_file else None
+        self._run, self.run_id = None, None
+
+    @staticmethod
+    def mode() -> str | None:
+        """``"offline"`` unless the user chose (``$WANDB_MODE``) or configured an API key;
+        ``None`` leaves the choice to W&B. Offline, W&B's error reports are off too
+        (``$WANDB_ERROR_REPORTING=false`` unless the user set it), so nothing leaves the
+        machine."""
+        if os.environ.get("WANDB_MODE") or wandb_key_configured():
+            return None
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")  # read by W&B's service process
+        return "offline"
+
+    def on_start(self, method: Distiller, total: int, start: int) -> None:
+        import wandb
+
+        kept = read_json(self.run_file) if self.run_file and self.run_file.exists() else {}
+        resumed = kept.get("run_id") if start > 0 and kept.get("project") == self.project else None
+        folder = os.environ.get("WANDB_DIR") or self.folder
+        self._run = wandb.init(
+            project=self.project,
+            name=self.run_name,
+            config=self.config,
+            dir=str(folder) if folder else None,
+            mode=self.mode(),
+            id=resumed,
+            resume="allow" if resumed else None,
+            reinit="create_new",  # beside, not instead of, a run the caller has open
+            settings=wandb.Settings(quiet=True, console="off"),  # ddkit's output stays as is
+        )
+        self.run_id = self._run.id
+        self._run.define_metric("iteration")
+        self._run.define_metric("distill/*", step_metric="iteration")
+        self._run.define_metric("synthetic*", step_metric="iteration")
+        if self.run_file is not None:
+            atomic_write_json(self.run_file, {"project": self.project, "run_id": self.run_id})
+
+    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        logged = {f"distill/{name}": float(value) for name, value in metrics.items()}
+        self._run.log({"iteration": iteration, **logged})
+
+    def on_end(self, method: Distiller, result: SyntheticSet) -> None:
+        import wandb
+
+        step = int(self.config.get("iterations", 0))
+        with tempfile.TemporaryDirectory() as tmp:
+            grid = wandb.Image(str(_grid_png(result, tmp)))
+            self._run.log({"iteration": step, "synthetic": grid, "synthetic/images": len(result)})
+        self._run.finish()
+
+
 def _parse(target: str) -> tuple[str, str]:
     """``"tensorboard:DIR"`` -> ``("tensorboard", "DIR")``; ``"mlflow"`` -> ``("mlflow",
-    DEFAULT_MLFLOW_URI)``; anything else is a one-line :class:`ConfigError`."""
+    DEFAULT_MLFLOW_URI)``; ``"wandb"`` -> ``("wandb", DEFAULT_WANDB_PROJECT)``; anything else
+    is a one-line :class:`ConfigError`."""
     kind, _, where = target.partition(":")
     if kind == "tensorboard" and where:
         return kind, where
     if kind == "mlflow":
         return kind, where or DEFAULT_MLFLOW_URI
+    if kind == "wandb":
+        return kind, where or DEFAULT_WANDB_PROJECT
     raise ConfigError(f"--log takes {TARGETS}; got {target!r}")
 
 
@@ -175,6 +276,11 @@ def tracker_callbacks(
         kind, where = _parse(target)
         if kind == "tensorboard":
             callbacks.append(TensorBoardLog(where, config))
+        elif kind == "wandb":
+            run_file = Path(run_folder) / "wandb.json"
+            callbacks.append(
+                WandbLog(where, config, folder=run_folder, run_name=name, run_file=run_file)
+            )
         else:
             run_file = Path(run_folder) / "mlflow.json"
             callbacks.append(MLflowLog(where, config, run_name=name, run_file=run_file))

@@ -19,7 +19,18 @@ DISTILL_OPTIONS = {
     "dm": {"batch_real": 8, "model": "convnet2-w8"},
     "dsa": {"batch_real": 8, "model": "convnet2-w8", "outer_loop": 2, "inner_loop": 1,
             "batch_net": 64},
+    # a queue of 2 networks trained every step, the class-aware term weighted from the 3rd step,
+    # each stored image decoded into 2 x 2 images
+    "idm": {"batch_real": 8, "model": "convnet2-w8", "net_num": 2, "net_init_num": 1,
+            "net_generate_interval": 1, "model_train_steps": 1, "batch_net": 16,
+            "ce_weight": 0.5, "factor": 2},
+    "m3d": {"batch_real": 8, "model": "convnet2-w8"},
+    # the conformance suite's cached experts (trained once by the one-process run)
+    "ncfm": {"batch_real": 8, "model": "convnet2-w8", "num_freqs": 16, "num_experts": 2,
+             "expert_train_epochs": 3, "expert_batch": 32},
 }  # fmt: skip
+#: the methods split by class: bit-identical to one process
+CLASS_SPLIT = ("dm", "idm", "m3d", "ncfm")
 #: the data-parallel teacher: a BatchNorm network, crop augmentation, batches of 45 (odd: the
 #: ranks' shares differ by a row) over the 240 images (the last batch has 15)
 TEACHER = {"model": "convnet2-w8-bn", "epochs": 2, "batch_size": 45, "lr": 0.05, "seed": 4}
@@ -91,9 +102,11 @@ def run_teacher(out: Path) -> None:
 
 def run_distill(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
+    from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
     from ddkit.testing import tiny_digits
 
-    m = create_method(name, **DISTILL_OPTIONS[name])
+    extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
+    m = create_method(name, **DISTILL_OPTIONS[name], **extra)
     cfg = dict(DISTILL)
     return m.fit(tiny_digits().train, cfg.pop("ipc"), **cfg).images
 
@@ -157,14 +170,39 @@ def one_rank_fails(rank: int, world: int, rendezvous: str, out: str) -> None:
     Path(out, f"line-{rank}.txt").write_text(line)
 
 
+#: options that do not split by class, each refused in one line on every rank
+UNSPLITTABLE = {
+    "dm": {"model": "convnet2-w8-bn"},  # BatchNorm in training mode mixes the classes
+    "ncfm": {**DISTILL_OPTIONS["ncfm"], "sampler": True},  # one sampler for every class
+}
+
+
+def refused_options(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Both ranks distil with the options of ``UNSPLITTABLE[<name of out's folder>]``."""
+    name = Path(out).name.split("-")[0]
+    try:
+        with _session(rank, world, rendezvous):
+            from ddkit.methods import create_method
+            from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
+            from ddkit.testing import tiny_digits
+
+            extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
+            m = create_method(name, **UNSPLITTABLE[name], **extra)
+            m.fit(tiny_digits().train, 1, iterations=1)
+        line = "finished"
+    except Exception as e:
+        line = f"{type(e).__name__}: {e}"
+    Path(out, f"line-{rank}.txt").write_text(line)
+
+
 def refused_method(rank: int, world: int, rendezvous: str, out: str) -> None:
-    """Both ranks ask for a method that does not split its run (idm)."""
+    """Both ranks ask for a method that does not split its run (mtt)."""
     from ddkit.runs import distill_run
     from ddkit.testing import tiny_digits
 
     try:
         with _session(rank, world, rendezvous):
-            distill_run(dataset="tiny-digits", method="idm", ipc=1, iterations=1,
+            distill_run(dataset="tiny-digits", method="mtt", ipc=1, iterations=1,
                         out=Path(out, "run"), splits=tiny_digits())  # fmt: skip
         line = "finished"
     except Exception as e:

@@ -1,6 +1,7 @@
 """Scale-out on torch.distributed (issue 38): two gloo ranks on the CPU, joined by a file
 rendezvous (no network port), give what one process gives -- the same expert files, evaluation
-runs and DM set bit for bit, DSA's all-reduced set within :data:`COUPLED_ATOL` -- a rank's
+runs, soft labels and class-split sets (dm, idm, m3d, ncfm) bit for bit, DSA's all-reduced set
+within :data:`COUPLED_ATOL`, the data-parallel teacher within :data:`TEACHER_ATOL` -- a rank's
 failure stops the other with one line, and ``torchrun -m ddkit`` runs a sub-command."""
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from distributed_helpers import (
+    CLASS_SPLIT,
     COUPLED_ATOL,
     DISTILL_OPTIONS,
     TEACHER_ATOL,
     every_path,
     one_rank_fails,
     refused_method,
+    refused_options,
     run_distill,
     run_evaluation,
     run_experts,
@@ -113,9 +116,11 @@ def interrupted_teacher(out: Path) -> Path:
 
 def run_distill_start(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
+    from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
     from ddkit.testing import tiny_digits
 
-    m = create_method(name, **DISTILL_OPTIONS[name])
+    extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
+    m = create_method(name, **DISTILL_OPTIONS[name], **extra)
     return m.initial_set(tiny_digits().train, 2, seed=7, iterations=3).images
 
 
@@ -195,11 +200,13 @@ def test_two_ranks_resume_the_teacher_one_process_left(two_ranks, one_process):
     assert meta["resumed_after_epoch"] == 1
 
 
-def test_dm_set_is_bit_identical_to_one_process(two_ranks, one_process):
+@pytest.mark.parametrize("name", CLASS_SPLIT)
+def test_class_split_set_is_bit_identical_to_one_process(two_ranks, one_process, name):
+    """dm, idm (its queue replayed on every rank), m3d, ncfm: each rank matched 5 classes."""
     for rank in (0, 1):
-        got = load_tensors(two_ranks / f"images-{rank}.safetensors")["dm"]
-        assert torch.equal(got, one_process["dm"])
-    assert not torch.equal(one_process["dm"], one_process["dm-start"])  # the steps moved them
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")[name]
+        assert torch.equal(got, one_process[name])
+    assert not torch.equal(one_process[name], one_process[f"{name}-start"])  # the steps moved them
 
 
 def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process):
@@ -232,9 +239,21 @@ def test_a_method_that_does_not_split_is_refused_before_any_write(tmp_path):
     spawn(refused_method, tmp_path)
     for rank in (0, 1):
         line = (tmp_path / f"line-{rank}.txt").read_text()
-        assert line.startswith("ConfigError: method 'idm' does not run on several processes")
+        assert line.startswith("ConfigError: method 'mtt' does not run on several processes")
         assert "dm" in line.split("yet")[1] and "dsa" in line.split("yet")[1]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "why"), [("dm", "its BatchNorm normalises"), ("ncfm", "adversarial sampler")]
+)
+def test_options_that_couple_the_classes_are_refused_on_every_rank(tmp_path, name, why):
+    folder = tmp_path / f"{name}-refused"
+    folder.mkdir()
+    spawn(refused_options, folder)
+    for rank in (0, 1):
+        line = (folder / f"line-{rank}.txt").read_text()
+        assert line.startswith("ConfigError: ") and why in line and "\n" not in line
 
 
 def test_the_command_line_refuses_a_command_that_does_not_split(capsys):

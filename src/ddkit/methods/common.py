@@ -155,15 +155,16 @@ def local_classes(num_classes: int) -> list[int] | None:
 def summed_over_ranks(images: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     """After each rank's backward pass over its :func:`local_classes`: ``images.grad`` becomes
     the sum of the ranks' gradients and the returned loss the sum of their losses (one
-    collective). The classes' rows are disjoint, so every gradient entry is one rank's value
-    exactly and the images step as in one process. Outside a session: ``loss`` unchanged."""
+    collective; ``loss`` may be a vector of several sums over classes, each summed). The
+    classes' rows are disjoint, so every gradient entry is one rank's value exactly and the
+    images step as in one process. Outside a session: ``loss`` unchanged."""
     if distributed.active() is None:
         return loss
     if images.grad is None:
         images.grad = torch.zeros_like(images)
-    total = loss.detach().reshape(1).to(images.grad.dtype)
+    total = loss.detach().reshape(-1).to(images.grad.dtype)
     distributed.sum_across_ranks([images.grad, total])
-    return total[0]
+    return total.view(loss.shape)
 
 
 def method_precision(

@@ -97,6 +97,7 @@ from ddkit.methods.config import (
 from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
 from ddkit.methods.matching.reweight import kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
+from ddkit.models import has_batchnorm
 
 __all__ = [
     "DM",
@@ -445,11 +446,30 @@ class DM(Distiller):
         representative rows or random ones."""
         cfg, k = self.config, train.spec.num_classes
         self.classes_ = local_classes(k) if self.splits_by() == "classes" else None  # None: all
+        if self.classes_ is not None and self._couples_classes():
+            raise ConfigError(
+                f"{self.name} with model {cfg.model!r} does not split by class: its BatchNorm "
+                "normalises every class's images together; use a model without BatchNorm "
+                "(e.g. convnet) or launch it without torchrun"
+            )
         self.dream_ = (
             RepresentativeBatches(cfg, train, cfg.batch_real, self.state_)
             if cfg.real_batch == "dream"
             else None
         )
+
+    def _couples_classes(self) -> bool:
+        """Whether the matching network mixes the classes' images (BatchNorm in training
+        mode), so that a rank could not embed its classes alone."""
+        return has_batchnorm(self.nets_.network)
+
+    def _local_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The rows of ``labels`` (one per synthetic image, class-major) of this rank's
+        classes (all of them in a single process)."""
+        if self.classes_ is None:
+            return labels
+        k = self.train_.spec.num_classes
+        return labels.view(k, -1)[self.classes_].flatten()
 
     def _network(self, generator: torch.Generator) -> nn.Module:
         """A freshly initialised network (seed drawn from ``generator``), in training mode."""
@@ -502,16 +522,21 @@ class DM(Distiller):
             mean_fn=self.real_mean_,
         )
         loss = self._match_loss(real_stat, syn_emb, g)
+        k = self.train_.spec.num_classes
         metrics: dict[str, float] = {}
         extra = self._regulariser(syn, draws, metrics)
         if extra is not None:
-            metrics["match_loss"] = float(loss.detach()) / self.train_.spec.num_classes
+            metrics["match_loss"] = float(loss.detach()) / k
             loss = loss + extra
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        loss = summed_over_ranks(images, loss)
+        # the ranks' sums over their classes (the loss and every metric) add up to one process's
+        names = sorted(metrics)
+        values = [float(loss.detach()) / k, *(metrics[n] for n in names)]
+        sums = torch.tensor(values, dtype=torch.float64)
+        sums = summed_over_ranks(images, sums).tolist()
         opt.step()
-        return {"loss": float(loss.detach()) / self.train_.spec.num_classes, **metrics}
+        return {"loss": sums[0], **dict(zip(names, sums[1:]))}
 
     def _match_loss(
         self, real_stat: torch.Tensor, syn_emb: torch.Tensor, generator: torch.Generator
@@ -523,9 +548,10 @@ class DM(Distiller):
     def _regulariser(
         self, syn: torch.Tensor, draws: Sequence[DSAParams] | None, metrics: dict[str, float]
     ) -> torch.Tensor | None:
-        """An extra loss term on the decoded synthetic images ``(K, S, C, H, W)`` (``draws``:
-        this step's class augmentations), added before the image update; DM has none. It may
-        record its values in ``metrics``."""
+        """An extra loss term on the decoded synthetic images ``(K, S, C, H, W)`` of this
+        rank's classes (``draws``: this step's class augmentations), a sum over those classes,
+        added before the image update; DM has none. It may record values in ``metrics``, each a
+        sum over the classes divided by the number of all classes (the ranks' values are summed)."""
         return None
 
     def result(self) -> SyntheticSet:
@@ -568,6 +594,9 @@ class IDM(DM):
     """
 
     name = "idm"
+    # DM's split by class: every rank replays the queue (its pushes, picks, training: the
+    # same on every rank) and the random stream, and matches only its classes' images
+    scale_out = "classes"
     needs = "image"
     Config: ClassVar[type[MethodConfig]] = IDMConfig
     presets = (
@@ -663,7 +692,7 @@ class IDM(DM):
             )
         self.labels_ = train.labels.to(self.device_)
         k, s = train.spec.num_classes, ipc * self.factor_**2
-        self.syn_labels_ = class_labels(k, s).to(self.device_)
+        self.syn_labels_ = self._local_labels(class_labels(k, s)).to(self.device_)
         # queue: each network is a flat parameter vector + momentum (+ its buffers, for BN)
         self.queue_ = ModelPool(
             self.state_,
@@ -679,6 +708,9 @@ class IDM(DM):
         template = self.queue_.template
         self.queue_embed_ = CompiledForward(template.embed) if self.config.compile else None
         self.queue_forward_ = CompiledForward(template) if self.config.compile else template
+
+    def _couples_classes(self) -> bool:
+        return False  # the queue networks match in eval mode: BatchNorm's running statistics
 
     def _push_network(self, generator: torch.Generator) -> None:
         """A freshly initialised network joins the queue (never trained: accuracy 0)."""
@@ -711,6 +743,7 @@ class IDM(DM):
 
             real = self._real_batch(g, embed)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
+            real, draws = self._local_share(real, draws)
             real_mean, syn_emb = match_embeddings(
                 embed,
                 real,
@@ -726,9 +759,10 @@ class IDM(DM):
             weight = cfg.ce_weight * queue.score(j)
             if weight > 0:
                 logits = classify(syn_emb.flatten(0, 1))
-                ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(k, -1)
+                ce = F.cross_entropy(logits, self.syn_labels_, reduction="none")
+                ce = ce.view(syn.shape[0], -1)  # this rank's classes
                 if ce.shape[1] == 1:  # reference, IPC 1 without partitioning: only misclassified
-                    ce = ce * (logits.argmax(1) != self.syn_labels_).view(k, 1).to(ce.dtype)
+                    ce = ce * (logits.argmax(1) != self.syn_labels_).view(-1, 1).to(ce.dtype)
                 ce_term = weight * ce.mean(1).sum()
                 ce_sum += float(ce_term.detach())
                 loss = loss + ce_term
@@ -738,10 +772,12 @@ class IDM(DM):
             total = total + loss
         if not per_network_backward:
             total.backward()
+        sums = torch.tensor([float(total.detach()), dm_sum, ce_sum], dtype=torch.float64)
+        total, dm_sum, ce_sum = summed_over_ranks(images, sums).tolist()
         opt.step()
         train_acc = self._train_queue(g)
         return {
-            "loss": float(total.detach()) / k,
+            "loss": total / k,
             "dm_loss": dm_sum / k,
             "ce_loss": ce_sum / k,
             "queue_size": float(n_nets),

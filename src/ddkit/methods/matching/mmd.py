@@ -130,6 +130,7 @@ class M3D(DM):
     """m3d: match real and synthetic embeddings of random networks by a Gaussian-kernel MMD (Zhang et al., AAAI 2024)."""
 
     name = "m3d"
+    scale_out = "classes"  # DM's step, a per-class loss: split by class as dm
     needs = "image"
     Config: ClassVar[type[MethodConfig]] = M3DConfig
     presets = (

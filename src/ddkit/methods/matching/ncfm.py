@@ -163,6 +163,10 @@ class NCFM(DM):
     """ncfm: match characteristic functions of trained networks' features at random frequencies (Wang et al., CVPR 2025)."""
 
     name = "ncfm"
+    # DM's split by class: every rank draws the frequencies of every class (one process's
+    # stream) and matches and calibrates only its classes; the shared adversarial sampler
+    # would couple them, so it is refused on several processes
+    scale_out = "classes"
     needs = "image"
     Config: ClassVar[type[MethodConfig]] = NCFMConfig
     presets = (
@@ -224,8 +228,14 @@ class NCFM(DM):
         )  # holds theta_T of the chosen expert (calibration)
         images = self.state_["images"]
         k = train.spec.num_classes
-        self.syn_labels_ = class_labels(k, images.shape[0] // k).to(self.device_)
+        self.syn_labels_ = self._local_labels(class_labels(k, images.shape[0] // k))
+        self.syn_labels_ = self.syn_labels_.to(self.device_)
         groups = [{"params": [images], "lr": cfg.lr_img}]
+        if cfg.sampler and self.classes_ is not None:
+            raise ConfigError(
+                "ncfm's adversarial sampler (sampler=true) is shared by every class and does "
+                "not split by class; launch it without torchrun or set sampler=false"
+            )
         if cfg.sampler:
             weights = _sampler_weights(self._feature_dim(train), generator)
             self.state_["sampler"] = [
@@ -258,9 +268,13 @@ class NCFM(DM):
             )
         return net.train()
 
-    def _frequencies(self, k: int, dim: int, generator: torch.Generator) -> torch.Tensor:
-        """``(K, T, F)`` frequencies: standard normal, or the adversarial sampler's output."""
+    def _frequencies(self, dim: int, generator: torch.Generator) -> torch.Tensor:
+        """``(K, T, F)`` frequencies of this rank's classes (drawn for every class): standard
+        normal, or the adversarial sampler's output."""
+        k = self.train_.spec.num_classes
         t = torch.randn((k, self.config.num_freqs, dim), generator=generator)
+        if self.classes_ is not None:
+            t = t[self.classes_]
         t = t.to(self.device_, self.dtype_)
         if self.config.sampler:
             # the sampler ascends the loss the images descend: its gradient is reversed
@@ -272,7 +286,7 @@ class NCFM(DM):
     ) -> torch.Tensor:
         cfg = self.config
         syn = F.normalize(syn_emb, dim=-1)
-        freqs = self._frequencies(syn.shape[0], syn.shape[2], generator)
+        freqs = self._frequencies(syn.shape[2], generator)
         loss = cfg.cf_scale * cf_loss(real_stat, syn, freqs, cfg.alpha, cfg.beta).sum()
         return loss
 
@@ -286,7 +300,7 @@ class NCFM(DM):
         logits = self._fast(self.final_)(x.flatten(0, 1))
         ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(syn.shape[:2])
         term = cfg.calib_weight * ce.mean(1).sum()
-        metrics["calib_loss"] = float(term.detach()) / syn.shape[0]
+        metrics["calib_loss"] = float(term.detach()) / self.train_.spec.num_classes
         return term
 
     def result(self) -> SyntheticSet:

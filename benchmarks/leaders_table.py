@@ -1,0 +1,98 @@
+"""The newest family leaders beside their predecessors (issue 37), from the `standard` suite's
+results: accuracy (mean ± std over the cell's networks), the gain over the predecessor and
+whether it holds beyond both spreads, random real images of the same size, seconds per
+distillation iteration and peak memory.
+
+Every figure is read from ``benchmarks/results/standard.json``; nothing is trained or timed here.
+A cell not run yet shows "–".
+
+Usage: python benchmarks/leaders_table.py [--dataset mnist5k] [--ipcs 1,10] [--results FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+#: each new method and the method it improves on (issue 37)
+PREDECESSOR = {
+    "m3d": "dm",
+    "ncfm": "dm",
+    "pad": "datm",
+    "cda": "sre2l",
+    "edc": "sre2l",
+    "latent-prototypes": "dim",
+}
+
+
+def finished_rows(results: Path, dataset: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """(method, ipc) -> the results row of a finished cell of ``dataset``."""
+    rows = json.loads(results.read_text())["rows"]
+    return {
+        (r["method"], int(r["ipc"])): r
+        for r in rows
+        if r.get("dataset") == dataset
+        and isinstance(r.get("ipc"), int)
+        and isinstance(r.get("mean"), float)
+        and "error" not in r
+    }
+
+
+def _acc(row: dict[str, Any] | None) -> str:
+    return "–" if row is None else f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}"
+
+
+def _gain(new: dict[str, Any] | None, old: dict[str, Any] | None) -> str:
+    """The new method's gain over the old in points, starred when it holds beyond both spreads
+    (new mean − std above old mean + std, or below it the other way round)."""
+    if new is None or old is None:
+        return "–"
+    gain = 100 * (new["mean"] - old["mean"])
+    beyond = abs(new["mean"] - old["mean"]) > new["std"] + old["std"]
+    return f"{gain:+.2f}{' *' if beyond else ''}"
+
+
+def _per_iteration(row: dict[str, Any] | None) -> str:
+    if row is None or not row.get("iterations"):
+        return "–"
+    return f"{row['distill_seconds'] / row['iterations']:.2f}"
+
+
+def _peak(row: dict[str, Any] | None) -> str:
+    peak = None if row is None else row.get("peak_distill_mb")
+    return "–" if peak is None else f"{peak:.0f}"
+
+
+def table(rows: dict[tuple[str, int], dict[str, Any]], ipcs: list[int]) -> str:
+    """The Markdown table, one line per (IPC, new method)."""
+    head = (
+        "| IPC | method | accuracy (%) | predecessor | its accuracy (%) | gain (points) | "
+        "random real (%) | s / iteration | peak MB |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for ipc in ipcs:
+        random = rows.get(("random", ipc))
+        for new, old in PREDECESSOR.items():
+            n, o = rows.get((new, ipc)), rows.get((old, ipc))
+            lines.append(
+                f"| {ipc} | {new} | {_acc(n)} | {old} | {_acc(o)} | {_gain(n, o)} | "
+                f"{_acc(random)} | {_per_iteration(n)} | {_peak(n)} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--ipcs", default="1,10")
+    ap.add_argument("--results", default="benchmarks/results/standard.json")
+    args = ap.parse_args(argv)
+    ipcs = [int(i) for i in args.ipcs.split(",") if i]
+    print(table(finished_rows(Path(args.results), args.dataset), ipcs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,9 +28,16 @@ DISTILL_OPTIONS = {
     # the conformance suite's cached experts (trained once by the one-process run)
     "ncfm": {"batch_real": 8, "model": "convnet2-w8", "num_freqs": 16, "num_experts": 2,
              "expert_train_epochs": 3, "expert_batch": 32},
+    # the conformance suite's cached BatchNorm teachers; soft labels split by image too
+    "sre2l": {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "labels": "soft"},
+    "cda": {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "labels": "hard"},
+    "edc": {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "labels": "hard",
+            "extra_teachers": ("convnet2-bn-w8",), "class_stats": False},
 }  # fmt: skip
 #: the methods split by class: bit-identical to one process
 CLASS_SPLIT = ("dm", "idm", "m3d", "ncfm")
+#: the methods split by image index: bit-identical to one process
+IMAGE_SPLIT = ("sre2l", "cda", "edc")
 #: the data-parallel teacher: a BatchNorm network, crop augmentation, batches of 45 (odd: the
 #: ranks' shares differ by a row) over the 240 images (the last batch has 15)
 TEACHER = {"model": "convnet2-w8-bn", "epochs": 2, "batch_size": 45, "lr": 0.05, "seed": 4}
@@ -100,13 +107,21 @@ def run_teacher(out: Path) -> None:
     train_teacher(tiny_digits().train, cfg.pop("model"), out_dir=out, **cfg)
 
 
+def cache_options(name: str) -> dict[str, str]:
+    """Where method ``name`` finds the test suite's cached experts or teachers."""
+    from ddkit.methods.decoupled.methods import _TEST_CACHE
+    from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
+
+    if name == "ncfm":
+        return {"experts_cache": TEST_EXPERTS_CACHE}
+    return {"teacher_cache": _TEST_CACHE} if name in IMAGE_SPLIT else {}
+
+
 def run_distill(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
-    from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
     from ddkit.testing import tiny_digits
 
-    extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
-    m = create_method(name, **DISTILL_OPTIONS[name], **extra)
+    m = create_method(name, **DISTILL_OPTIONS[name], **cache_options(name))
     cfg = dict(DISTILL)
     return m.fit(tiny_digits().train, cfg.pop("ipc"), **cfg).images
 
@@ -174,6 +189,7 @@ def one_rank_fails(rank: int, world: int, rendezvous: str, out: str) -> None:
 UNSPLITTABLE = {
     "dm": {"model": "convnet2-w8-bn"},  # BatchNorm in training mode mixes the classes
     "ncfm": {**DISTILL_OPTIONS["ncfm"], "sampler": True},  # one sampler for every class
+    "edc": {**DISTILL_OPTIONS["edc"], "class_stats": True},  # a class's images pooled
 }
 
 
@@ -183,11 +199,9 @@ def refused_options(rank: int, world: int, rendezvous: str, out: str) -> None:
     try:
         with _session(rank, world, rendezvous):
             from ddkit.methods import create_method
-            from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
             from ddkit.testing import tiny_digits
 
-            extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
-            m = create_method(name, **UNSPLITTABLE[name], **extra)
+            m = create_method(name, **UNSPLITTABLE[name], **cache_options(name))
             m.fit(tiny_digits().train, 1, iterations=1)
         line = "finished"
     except Exception as e:

@@ -19,7 +19,9 @@ from distributed_helpers import (
     CLASS_SPLIT,
     COUPLED_ATOL,
     DISTILL_OPTIONS,
+    IMAGE_SPLIT,
     TEACHER_ATOL,
+    cache_options,
     every_path,
     one_rank_fails,
     refused_method,
@@ -116,11 +118,9 @@ def interrupted_teacher(out: Path) -> Path:
 
 def run_distill_start(name: str) -> torch.Tensor:
     from ddkit.methods import create_method
-    from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE
     from ddkit.testing import tiny_digits
 
-    extra = {"experts_cache": TEST_EXPERTS_CACHE} if name == "ncfm" else {}
-    m = create_method(name, **DISTILL_OPTIONS[name], **extra)
+    m = create_method(name, **DISTILL_OPTIONS[name], **cache_options(name))
     return m.initial_set(tiny_digits().train, 2, seed=7, iterations=3).images
 
 
@@ -209,6 +209,16 @@ def test_class_split_set_is_bit_identical_to_one_process(two_ranks, one_process,
     assert not torch.equal(one_process[name], one_process[f"{name}-start"])  # the steps moved them
 
 
+@pytest.mark.parametrize("name", IMAGE_SPLIT)
+def test_image_split_set_is_bit_identical_to_one_process(two_ranks, one_process, name):
+    """sre2l, cda (its crops drawn for every image), edc without class statistics: each rank
+    recovered one image index of every class."""
+    for rank in (0, 1):
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")[name]
+        assert torch.equal(got, one_process[name])
+    assert not torch.equal(one_process[name], one_process[f"{name}-start"])
+
+
 def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process):
     reference = one_process["dsa"]
     for rank in (0, 1):
@@ -245,7 +255,8 @@ def test_a_method_that_does_not_split_is_refused_before_any_write(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "why"), [("dm", "its BatchNorm normalises"), ("ncfm", "adversarial sampler")]
+    ("name", "why"),
+    [("dm", "its BatchNorm normalises"), ("ncfm", "adversarial sampler"), ("edc", "class_stats")],
 )
 def test_options_that_couple_the_classes_are_refused_on_every_rank(tmp_path, name, why):
     folder = tmp_path / f"{name}-refused"

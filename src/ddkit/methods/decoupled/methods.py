@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from ddkit import distributed
 from ddkit.augment.crops import crop_resize, sample_boxes
 from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
@@ -49,7 +50,7 @@ from ddkit.errors import ConfigError
 from ddkit.eval.relabel import relabel, teacher_probs
 from ddkit.eval.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import initial_images
+from ddkit.methods.common import initial_images, summed_over_ranks
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -205,6 +206,10 @@ class SRe2L(_TeacherMethod):
     """sre2l: recover images from noise by matching a BN teacher's statistics + CE (Yin et al., NeurIPS 2023)."""
 
     name = "sre2l"
+    # under torchrun each rank recovers the image indices i = RANK, RANK + N, ... (SRe2L's
+    # batch i: image i of every class), drawing every step's augmentation for all images; the
+    # ranks' image gradients are summed (disjoint rows: exact), soft labels split by image
+    scale_out = "images"
 
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
@@ -255,6 +260,7 @@ class SRe2L(_TeacherMethod):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
+        self.rows_ = self._local_rows(train.spec.num_classes, ipc)
         self._init_teacher(train)
         self._init_extra_teachers(train)
         self.total_ = int(iterations)  # the cosine schedule spans the whole run
@@ -270,6 +276,28 @@ class SRe2L(_TeacherMethod):
         self.state_["generator"] = generator
         if cfg.flatness > 0:  # EDC: the moving average of the images
             self.state_["ema"] = images.detach().clone()
+
+    def _local_rows(self, k: int, ipc: int) -> torch.Tensor | None:
+        """The rows (in image-index order, :func:`_by_image_index`) this rank recovers in a
+        :mod:`ddkit.distributed` session: image indices ``RANK, RANK + N, ...`` of every class;
+        ``None`` in a single process (all rows). Options whose loss couples the image indices
+        are refused in one line, before any teacher is trained."""
+        indices = distributed.local_indices(ipc)
+        if indices is None:
+            return None
+        cfg, why = self.config, ""
+        if cfg.bn_groups != "ipc":
+            why = "bn_groups='all' matches the statistics of all images together"
+        elif cfg.class_stats:
+            why = "class_stats pools every image of a class"
+        elif not indices:
+            why = f"IPC {ipc} leaves rank {distributed.active().rank} without an image index"
+        if why:
+            raise ConfigError(
+                f"{self.name} does not split by image index here: {why}; launch it without "
+                "torchrun" + (" or with at most IPC processes" if not indices else "")
+            )
+        return torch.tensor([i * k + c for i in indices for c in range(k)])
 
     def _init_extra_teachers(self, train: ImageDataset) -> None:
         """EDC's further backbones (trained and cached with the first teacher's recipe) and,
@@ -292,9 +320,10 @@ class SRe2L(_TeacherMethod):
         )
 
     def _views(self, iteration: int, g: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
-        """One draw of the recovery's augmentation, as a function applying it to a batch (EDC
-        applies the same draw to the images and their moving average): CDA's random-resized
-        crops (per image), then SRe2L's roll jitter and flip."""
+        """One draw of the recovery's augmentation for every image, as a function applying it
+        to this rank's rows (:meth:`_local_rows`; all of them in a single process) in image-index
+        order (EDC applies the same draw to the images and their moving average): CDA's
+        random-resized crops (per image), then SRe2L's roll jitter and flip."""
         cfg = self.config
         h, w = self.train_.spec.image_size
         n = self.train_.spec.num_classes * self.ipc_
@@ -304,6 +333,7 @@ class SRe2L(_TeacherMethod):
                 iteration, self.total_, cfg.crop, low=cfg.crop_min, milestone=cfg.crop_milestone
             )
             boxes = sample_boxes(n, (h, w), g, scale=(floor, 1.0), fit=True)
+            boxes = boxes if self.rows_ is None else boxes[self.rows_]
         jit = cfg.jitter if cfg.jitter != "auto" else max(1, round(min(h, w) / 8))
         shift = torch.randint(-jit, jit + 1, (2,), generator=g).tolist() if jit > 0 else [0, 0]
         flip = (
@@ -332,10 +362,12 @@ class SRe2L(_TeacherMethod):
         teacher = self.teachers_[which]
         # rows grouped by image index: group i holds image i of every class (SRe2L's batches)
         targets = torch.arange(k).repeat(ipc)
-        xb = view(_by_image_index(x, k, ipc))
+        xb = view(self._mine(_by_image_index(x, k, ipc)))
+        targets = self._mine(targets)
         groups = ipc if cfg.bn_groups == "ipc" else 1
+        mine = groups if self.rows_ is None else len(self.rows_) // k  # this rank's groups
         with contextlib.ExitStack() as stack:
-            bn = stack.enter_context(BNStatLoss(teacher, groups))
+            bn = stack.enter_context(BNStatLoss(teacher, mine))
             cls = None
             if self.class_stats_ is not None:
                 stats = self.class_stats_[which]
@@ -353,23 +385,32 @@ class SRe2L(_TeacherMethod):
         if cfg.flatness > 0:
             ema = st["ema"]
             with torch.no_grad():
-                ema_logits = teacher(view(_by_image_index(ema, k, ipc)))
+                ema_logits = teacher(view(self._mine(_by_image_index(ema, k, ipc))))
                 ema.mul_(cfg.ema_decay).add_(x.detach(), alpha=1.0 - cfg.ema_decay)
-            flat = flatness_loss(logits, ema_logits)
+            flat = flatness_loss(logits, ema_logits, rows=k * ipc)
             loss = loss + cfg.flatness * flat
             metrics["flatness"] = float(flat.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        # the ranks' rows are disjoint: their gradients and sums add up to one process's
+        names = sorted(metrics)
+        values = [float(loss.detach()), float(ce.detach()), float(r_bn.detach())]
+        values += [metrics[n] for n in names]
+        sums = summed_over_ranks(x, torch.tensor(values, dtype=torch.float64)).tolist()
         opt.step()
         lo, hi = _pixel_bounds(self.train_)
         with torch.no_grad():
             x.copy_(torch.maximum(torch.minimum(x, hi), lo))
         return {
-            "loss": float(loss.detach()),
-            "ce": float(ce.detach()) / groups,
-            "bn": float(r_bn.detach()) / groups,
-            **metrics,
+            "loss": sums[0],
+            "ce": sums[1] / groups,
+            "bn": sums[2] / groups,
+            **dict(zip(names, sums[3:])),
         }
+
+    def _mine(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a tensor in image-index order (all of them in one process)."""
+        return rows if self.rows_ is None else rows[self.rows_.to(rows.device)]
 
     def result(self) -> SyntheticSet:
         images = self.state_["images"].detach().clone()
@@ -389,6 +430,7 @@ class CDA(SRe2L):
     (Yin & Shen, TMLR 2024); ``sre2l`` with ``crop="cosine"``."""
 
     name = "cda"
+    scale_out = "images"  # sre2l's split by image index
 
     @dataclasses.dataclass(frozen=True)
     class Config(SRe2L.Config):
@@ -414,6 +456,7 @@ class EDC(SRe2L):
     EDC switch on."""
 
     name = "edc"
+    scale_out = "images"  # sre2l's split, with class_stats=false (per-class statistics couple)
 
     @dataclasses.dataclass(frozen=True)
     class Config(SRe2L.Config):

@@ -178,12 +178,17 @@ class ClassStatLoss(LayerLosses):
 
 
 def flatness_loss(
-    logits: torch.Tensor, ema_logits: torch.Tensor, temperature: float = 4.0
+    logits: torch.Tensor,
+    ema_logits: torch.Tensor,
+    temperature: float = 4.0,
+    *,
+    rows: int | None = None,
 ) -> torch.Tensor:
-    """EDC's flatness term: ``KL(softmax(ema_logits / T) || softmax(logits / T))`` averaged
-    over rows; the gradient flows through ``logits`` only."""
+    """EDC's flatness term: ``KL(softmax(ema_logits / T) || softmax(logits / T))`` summed over
+    rows and divided by ``rows`` (default: the rows given, their mean; a rank holding some of a
+    batch's rows passes the whole batch's count); the gradient flows through ``logits`` only."""
     return F.kl_div(
         F.log_softmax(logits / temperature, dim=1),
         F.softmax(ema_logits.detach() / temperature, dim=1),
-        reduction="batchmean",
-    )
+        reduction="sum",
+    ) / (len(logits) if rows is None else rows)

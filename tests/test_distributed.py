@@ -1,7 +1,8 @@
 """Scale-out on torch.distributed (issue 38): two gloo ranks on the CPU, joined by a file
 rendezvous (no network port), give what one process gives -- the same expert files, evaluation
 runs, soft labels and class-split sets (dm, idm, m3d, ncfm) bit for bit, DSA's all-reduced set
-within :data:`COUPLED_ATOL`, the data-parallel teacher within :data:`TEACHER_ATOL` -- a rank's
+within :data:`COUPLED_ATOL`, the one-student sets (mtt, tesla, datm) within
+:data:`TRAJECTORY_ATOL`, the data-parallel teacher within :data:`TEACHER_ATOL` -- a rank's
 failure stops the other with one line, and ``torchrun -m ddkit`` runs a sub-command."""
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from distributed_helpers import (
     DISTILL_OPTIONS,
     IMAGE_SPLIT,
     TEACHER_ATOL,
+    TRAJECTORY,
+    TRAJECTORY_ATOL,
     cache_options,
+    distill_tensors,
     every_path,
     one_rank_fails,
     refused_method,
     refused_options,
-    run_distill,
     run_evaluation,
     run_experts,
     run_folder,
@@ -80,7 +83,8 @@ def one_process(tmp_path_factory) -> dict:
     out["dp-teacher"] = folder / "dp-teacher"
     out["interrupted-teacher"] = interrupted_teacher(folder / "interrupted-teacher")
     for name in DISTILL_OPTIONS:
-        out[name], out[f"{name}-start"] = run_distill(name), run_distill_start(name)
+        out.update(distill_tensors(name))
+        out[f"{name}-start"] = run_distill_start(name)
     return out
 
 
@@ -227,6 +231,35 @@ def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process)
     assert (reference - one_process["dsa-start"]).abs().max() > 100 * COUPLED_ATOL
 
 
+@pytest.mark.parametrize("name", TRAJECTORY)
+def test_one_student_set_is_that_of_one_process_within_tolerance(two_ranks, one_process, name):
+    """mtt (autograd through the unrolled steps, each step's gradient summed differentiably),
+    tesla (the constant-memory walk, Hessian-vector products summed) and datm (its label
+    logits' gradient summed too): each rank computed its rows of every student mini-batch."""
+    for rank in (0, 1):
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")
+        for key in (name, f"{name}.labels", f"{name}.lr"):
+            torch.testing.assert_close(got[key], one_process[key], atol=TRAJECTORY_ATOL, rtol=0)
+    assert (one_process[name] - one_process[f"{name}-start"]).abs().max() > 100 * TRAJECTORY_ATOL
+
+
+def test_a_student_share_holds_rows_and_a_too_small_batch_is_refused():
+    from ddkit.augment import DSA
+    from ddkit.methods.trajectory.student import make_plan
+
+    g = torch.Generator().manual_seed(0)
+    plan = make_plan(20, 3, 7, g, DSA("color_crop_cutout_flip_scale_rotate"), (8, 8))
+    shares = [plan.share(r, 2) for r in (0, 1)]
+    for i, batch in enumerate(plan.batches):  # rows and their DSA draws interleave back
+        assert distributed.merge_shards([s.batches[i].tolist() for s in shares]) == batch.tolist()
+        assert shares[1].total(i) == len(batch) and plan.total(i) is None
+        for key, v in plan.augs[i].values.items():
+            merged = distributed.merge_shards([s.augs[i].values[key].tolist() for s in shares])
+            assert merged == v.tolist()
+    with pytest.raises(ConfigError, match="leaves a process without a row"):
+        make_plan(21, 3, 10, g, None, (8, 8)).share(0, 2)  # the third batch holds 1 image
+
+
 def test_rank_0_writes_the_run_folder_and_one_process_resumes_it(two_ranks, one_process):
     run = two_ranks / "run"
     assert sorted(p.name for p in run.iterdir()) == [
@@ -249,7 +282,7 @@ def test_a_method_that_does_not_split_is_refused_before_any_write(tmp_path):
     spawn(refused_method, tmp_path)
     for rank in (0, 1):
         line = (tmp_path / f"line-{rank}.txt").read_text()
-        assert line.startswith("ConfigError: method 'mtt' does not run on several processes")
+        assert line.startswith("ConfigError: method 'pad' does not run on several processes")
         assert "dm" in line.split("yet")[1] and "dsa" in line.split("yet")[1]
     assert not (tmp_path / "run").exists()
 

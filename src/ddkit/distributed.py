@@ -61,6 +61,7 @@ __all__ = [
     "shard",
     "sum_across_ranks",
     "sum_gradients",
+    "summed",
     "synced_batchnorm",
 ]
 
@@ -433,6 +434,15 @@ class _SumOverRanks(torch.autograd.Function):
         total = grad.clone()
         sum_across_ranks([total])
         return total
+
+
+def summed(x: torch.Tensor) -> torch.Tensor:
+    """``x``'s sum over the ranks, differentiable: the gradient of each rank's ``x`` is the sum
+    of the ranks' gradients of the result (``x`` itself in a single process). Where every rank
+    computes the same loss from the result, back-propagating ``loss / WORLD_SIZE`` on each rank
+    and summing the leaves' gradients over the ranks gives the one-process gradient (the
+    trajectory students, :mod:`ddkit.methods.trajectory.student`)."""
+    return x if _ACTIVE is None else _SumOverRanks.apply(x)
 
 
 def _synced_forward(bn: Any, x: torch.Tensor) -> torch.Tensor:

@@ -93,7 +93,9 @@ class Distiller:
     deterministic: ClassVar[bool] = False
     #: how a :mod:`ddkit.distributed` session splits a run (:meth:`splits_by`): ``"classes"``
     #: (each rank computes its classes' share of the synthetic images' gradient, summed over
-    #: the ranks every step) or ``""`` (not split: refused under torchrun)
+    #: the ranks every step), ``"images"`` (image indices), ``"batch rows"`` (one student:
+    #: each rank its rows of every mini-batch, the student's gradients summed) or ``""`` (not
+    #: split: refused under torchrun)
     scale_out: ClassVar[str] = ""
     needs: ClassVar[str] = "image"
 

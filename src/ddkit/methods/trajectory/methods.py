@@ -26,6 +26,14 @@ metadata) so ``ddkit distill --method mtt`` works end to end. The learned step s
 as ``SyntheticSet.lr`` and used by evaluation protocols with ``use_learned_lr``. Reported accuracy
 is never selected during distillation: the set after the last iteration is returned.
 
+Several processes (``torchrun``, issue 38): one student. Every rank draws the expert, the
+start epoch and the mini-batches with their DSA parameters as one process does, computes the
+student's gradient over its rows ``RANK, RANK + N, ...`` of every mini-batch, and the shares are
+summed over the ranks at every student step (TESLA's backward walk: every Hessian-vector product
+too); the gradients of the images, the step size and DATM's label logits are summed after the
+step (:mod:`ddkit.methods.trajectory.student`). The set equals one process's up to the rounding
+of those sums. A mini-batch smaller than ``N`` is refused in one line.
+
 Speed lever (not in the reference code; off by default, so the default arithmetic is unchanged):
 ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it natively) runs the
 student's forward passes inside the unroll under bf16 autocast, for both backward modes; the
@@ -49,6 +57,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from ddkit import distributed
 from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
@@ -400,7 +409,12 @@ class _TrajectoryMatching(Distiller):
 
     # ------------------------------------------------------------------ one iteration
     def step(self, iteration: int) -> dict[str, float]:
-        from ddkit.methods.trajectory.student import make_plan, tesla_step, unrolled_step
+        from ddkit.methods.trajectory.student import (
+            make_plan,
+            sum_shares,
+            tesla_step,
+            unrolled_step,
+        )
 
         c, st = self.config, self.state_
         g = st["generator"]
@@ -414,6 +428,9 @@ class _TrajectoryMatching(Distiller):
         plan = make_plan(
             len(images), c.syn_steps, c.batch_syn, g, self.dsa_, self.data_.spec.image_size
         )
+        launch = distributed.active()
+        if launch is not None:  # this rank's rows of every mini-batch, one student
+            plan = plan.share(launch.rank, launch.world_size)
         opts = [st["opt_img"], st["opt_lr"]] + ([st["opt_label"]] if "opt_label" in st else [])
         for o in opts:
             o.zero_grad(set_to_none=True)
@@ -422,7 +439,8 @@ class _TrajectoryMatching(Distiller):
                 self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
                 precision=self.precision_, keep=self._keep_mask(),
             )  # fmt: skip
-            loss_t.backward()
+            # several processes: every rank holds the whole loss (module notes of the student)
+            (loss_t if launch is None else loss_t / launch.world_size).backward()
             loss = float(loss_t.detach())
             del loss_t
         else:
@@ -447,6 +465,8 @@ class _TrajectoryMatching(Distiller):
             syn_lr.grad = r.grad_lr
             if r.grad_labels is not None:
                 labels.grad = r.grad_labels
+        # the ranks' shares of the gradients (no-op in one process)
+        sum_shares(stored, syn_lr, labels if "opt_label" in st else None)
         if not torch.isfinite(torch.tensor(loss)):
             raise DataError(
                 f"{self.name}: the matching loss is not finite at iteration {iteration} "
@@ -617,6 +637,7 @@ class MTT(_TrajectoryMatching):
 
     name = "mtt"
     Config = TrajectoryConfig
+    scale_out = "batch rows"  # one student; each rank its rows of every mini-batch
     presets = _MTT_PRESETS
 
 
@@ -626,6 +647,7 @@ class TESLA(_TrajectoryMatching):
 
     name = "tesla"
     Config = TeslaConfig
+    scale_out = "batch rows"  # one student; each rank its rows of every mini-batch
     # TESLA keeps MTT's hyper-parameters. Small CPU experts are accurate but have near-uniform
     # raw softmax: T is calibrated on the train images (label_confidence, chosen on digits'
     # validation split).
@@ -751,6 +773,7 @@ class DATM(_TrajectoryMatching):
 
     name = "datm"
     Config = DATMConfig
+    scale_out = "batch rows"  # one student; each rank its rows of every mini-batch
     label_mode = "logits"
     presets = presets_from(
         _DATM_TABLE,

@@ -22,6 +22,17 @@ vector, the unrolled MTT step, and the TESLA constant-memory gradient of the sam
 Every random choice of a step (mini-batch order, per-sample DSA draws) is drawn up front into a
 :class:`StepPlan`, so the unrolled and the constant-memory paths see identical inputs.
 
+Several processes (issue 38): :meth:`StepPlan.share` gives a rank rows ``RANK, RANK + N, ...`` of
+every mini-batch (drawn, with its DSA parameters, as one process draws them). The student stays
+one: each rank computes its rows' share of every step's gradient (their losses summed and divided
+by the whole mini-batch's size), the shares are summed over the ranks (:mod:`ddkit.distributed`),
+and every rank takes the same step. TESLA's backward walk sums the ranks' Hessian-vector products
+the same way; each rank's gradients of the images, the step size and the labels are its rows'
+share, summed by the caller after the walk (:func:`sum_shares`). The unrolled path sums each
+step's gradient with a differentiable sum; the caller back-propagates the loss divided by ``N``
+on every rank and sums the leaves' gradients (:func:`sum_shares`). Only the order of the
+floating-point sums differs from one process.
+
 Precision (a speed lever, issue 14): ``precision="bf16"`` runs the student's forward passes
 inside the unroll under bf16 autocast (:func:`ddkit.eval.train.precision_context`); the
 parameter vector, its gradient (taken with respect to float32 ``θ``), every update, the
@@ -41,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ddkit import distributed
 from ddkit.augment import DSA, DSAParams
 from ddkit.errors import ConfigError
 from ddkit.eval.train import precision_context
@@ -54,6 +66,7 @@ __all__ = [
     "tesla_step",
     "inner_loss",
     "KeepMask",
+    "sum_shares",
 ]
 
 
@@ -109,9 +122,39 @@ class StepPlan:
 
     batches: list[torch.Tensor]
     augs: list[DSAParams | None]
+    #: the sizes of the whole mini-batches when ``batches`` hold one rank's share of them
+    #: (:meth:`share`); ``None`` for a one-process plan (each loss is its batch's mean)
+    totals: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.batches)
+
+    def share(self, rank: int, world: int) -> StepPlan:
+        """Rank ``rank``'s share of every mini-batch of this (whole) plan: its rows
+        ``rank, rank + world, ...`` and their DSA parameters. Every share must hold a row (a
+        collective a rank skipped would stall the others): a mini-batch smaller than ``world``
+        is a one-line :class:`ConfigError`."""
+        small = min(len(b) for b in self.batches)
+        if small < world:
+            raise ConfigError(
+                f"a student mini-batch of {small} image(s) leaves a process without a row; "
+                f"launch at most {small} processes or choose batch_syn (0: the whole set) so "
+                f"that every mini-batch holds at least {world}"
+            )
+        augs = [None if a is None else _rows(a, rank, world) for a in self.augs]
+        return StepPlan(
+            [b[rank::world] for b in self.batches], augs, [len(b) for b in self.batches]
+        )
+
+    def total(self, i: int) -> int | None:
+        """The size of step ``i``'s whole mini-batch for a rank's share, else ``None``."""
+        return None if self.totals is None else self.totals[i]
+
+
+def _rows(aug: DSAParams, rank: int, world: int) -> DSAParams:
+    if aug.shared:
+        return aug
+    return DSAParams(aug.families, {k: v[rank::world] for k, v in aug.values.items()}, False)
 
 
 def make_plan(
@@ -149,13 +192,16 @@ def inner_loss(
     dsa: DSA | None,
     label_mode: str,
     precision: str = "fp32",
+    total: int | None = None,
 ) -> torch.Tensor:
     """The student's training loss on one synthetic mini-batch.
 
     ``label_mode``: ``"hard"`` (int labels, cross-entropy), ``"prob"`` (fixed probability
     vectors, soft cross-entropy) or ``"logits"`` (learnable logits; targets ``softmax(logits)``,
     as DATM's ``SoftCrossEntropy``). ``precision`` (resolved: ``"fp32"`` or ``"bf16"``) is the
-    autocast of the forward pass; the loss is taken of logits in ``theta``'s dtype.
+    autocast of the forward pass; the loss is taken of logits in ``theta``'s dtype. ``total``:
+    ``idx`` is a rank's share of a mini-batch of ``total`` rows, and the loss is the sum over
+    the share divided by ``total`` (its part of the whole batch's mean).
     """
     x = images[idx]
     if aug is not None:
@@ -163,6 +209,12 @@ def inner_loss(
     with precision_context(precision, x.device):
         logits = fm(theta, x).to(theta.dtype)
     t = labels[idx]
+    if total is not None:
+        if label_mode == "hard":
+            return F.cross_entropy(logits, t, reduction="sum") / total
+        if label_mode == "logits":
+            t = F.softmax(t, dim=-1)
+        return -(t * F.log_softmax(logits, dim=-1)).sum() / total
     if label_mode == "hard":
         return F.cross_entropy(logits, t)
     if label_mode == "logits":
@@ -171,10 +223,35 @@ def inner_loss(
 
 
 def _grad_fn(fm: FlatModel, dsa: DSA | None, label_mode: str, precision: str = "fp32"):
-    def loss(theta, images, labels, idx, aug):
-        return inner_loss(fm, theta, images, labels, idx, aug, dsa, label_mode, precision)
+    def loss(theta, images, labels, idx, aug, total=None):
+        return inner_loss(fm, theta, images, labels, idx, aug, dsa, label_mode, precision, total)
 
     return torch.func.grad(loss, argnums=0)
+
+
+def _summed(share: torch.Tensor) -> torch.Tensor:
+    """The sum of the ranks' ``share`` (a copy; no autograd)."""
+    total = share.clone()
+    distributed.sum_across_ranks([total])
+    return total
+
+
+def sum_shares(*leaves: torch.Tensor | None, scale: float = 1.0) -> None:
+    """After a rank's backward pass over its :meth:`StepPlan.share`: each leaf's ``.grad``
+    (times ``scale``) becomes the sum over the ranks, in one collective; a missing gradient
+    counts as zeros. No-op outside a :mod:`ddkit.distributed` session."""
+    if distributed.active() is None:
+        return
+    grads = []
+    for leaf in leaves:
+        if leaf is None:
+            continue
+        if leaf.grad is None:
+            leaf.grad = torch.zeros_like(leaf)
+        elif scale != 1.0:
+            leaf.grad.mul_(scale)
+        grads.append(leaf.grad)
+    distributed.sum_across_ranks(grads)
 
 
 KeepMask = Callable[[torch.Tensor], torch.Tensor]
@@ -210,11 +287,17 @@ def unrolled_step(
     """MTT: the matching loss with the autograd graph of all ``N`` student steps (call
     ``.backward()``; memory grows with ``N``). ``precision``: the autocast of the student's
     forward passes (module notes). ``keep`` restricts the loss to some parameters
-    (:data:`KeepMask`)."""
+    (:data:`KeepMask`). A rank's :meth:`StepPlan.share` sums each step's gradient over the
+    ranks differentiably; the caller back-propagates ``loss / N`` and calls
+    :func:`sum_shares` (module notes)."""
     grad = _grad_fn(fm, dsa, label_mode, precision)
     theta = start.detach()
-    for idx, aug in zip(plan.batches, plan.augs):
-        theta = theta - lr * grad(theta, images, labels, idx, aug)
+    for i, (idx, aug) in enumerate(zip(plan.batches, plan.augs)):
+        if plan.totals is None:
+            theta = theta - lr * grad(theta, images, labels, idx, aug)
+        else:
+            step = grad(theta, images, labels, idx, aug, plan.total(i))
+            theta = theta - lr * distributed.summed(step)
     w = _weights(keep, theta, target)
     return (w * (theta - target) ** 2).sum() / _normaliser(start, target, w)
 
@@ -247,8 +330,17 @@ def tesla_step(
     checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all). ``precision``: the
     autocast of the student's forward passes, in the forward walk and in every recomputed step
     and vector-Jacobian product of the backward walk (module notes). ``keep``: as in
-    :func:`unrolled_step`."""
-    grad = _grad_fn(fm, dsa, label_mode, precision)
+    :func:`unrolled_step`. With a rank's :meth:`StepPlan.share` every step's gradient and
+    Hessian-vector product are summed over the ranks; the returned gradients are this rank's
+    rows' share (summed by the caller: :func:`sum_shares`), the loss is the whole loss."""
+    whole = _grad_fn(fm, dsa, label_mode, precision)
+    shared = plan.totals is not None
+
+    def grad(theta, images, labels, i):
+        if not shared:
+            return whole(theta, images, labels, plan.batches[i], plan.augs[i])
+        return whole(theta, images, labels, plan.batches[i], plan.augs[i], plan.total(i))
+
     n = len(plan)
     k = (
         int(checkpoint_every)
@@ -259,7 +351,8 @@ def tesla_step(
     learn_labels = label_mode == "logits"
 
     def advance(theta: torch.Tensor, i: int) -> torch.Tensor:
-        return theta - lr_d * grad(theta, images_d, labels_d, plan.batches[i], plan.augs[i])
+        step = grad(theta, images_d, labels_d, i)
+        return theta - lr_d * (_summed(step) if shared else step)
 
     with torch.no_grad():
         theta = start.detach()
@@ -283,23 +376,48 @@ def tesla_step(
             for i in range(s, e - 1):
                 thetas.append(advance(thetas[-1], i))
             for i in range(e - 1, s - 1, -1):
-                idx, aug = plan.batches[i], plan.augs[i]
-                if learn_labels:
+                if shared:
+                    lam, dx, da, dy = _shared_vjp(grad, i, thetas[i - s], images_d, lr_d,
+                                                  labels_d, lam, learn_labels)  # fmt: skip
+                elif learn_labels:
 
-                    def f(th, x, a, y, idx=idx, aug=aug):
-                        return th - a * grad(th, x, y, idx, aug)
+                    def f(th, x, a, y, i=i):
+                        return th - a * grad(th, x, y, i)
 
                     _, vjp = torch.func.vjp(f, thetas[i - s], images_d, lr_d, labels_d)
                     lam, dx, da, dy = vjp(lam)
-                    g_lab += dy
                 else:
 
-                    def f(th, x, a, idx=idx, aug=aug):
-                        return th - a * grad(th, x, labels_d, idx, aug)
+                    def f(th, x, a, i=i):
+                        return th - a * grad(th, x, labels_d, i)
 
                     _, vjp = torch.func.vjp(f, thetas[i - s], images_d, lr_d)
                     lam, dx, da = vjp(lam)
+                    dy = None
                 g_img += dx
                 g_lr += da
+                if dy is not None:
+                    g_lab += dy
             del thetas
     return TeslaResult(loss, g_img, g_lr, g_lab)
+
+
+def _shared_vjp(grad, i, theta, images, lr, labels, lam, learn_labels):  # noqa: ANN001, ANN202
+    """One step of TESLA's backward walk over a rank's share of step ``i``'s mini-batch: the
+    vector-Jacobian product of ``-lr * g_share`` at ``lam``; the parameters' part (a share of
+    ``-lr H lam``) is summed over the ranks before it joins ``lam``, the rest stays this rank's."""
+    if learn_labels:
+
+        def f(th, x, a, y):
+            return -a * grad(th, x, y, i)
+
+        _, vjp = torch.func.vjp(f, theta, images, lr, labels)
+        d_theta, dx, da, dy = vjp(lam)
+    else:
+
+        def f(th, x, a):
+            return -a * grad(th, x, labels, i)
+
+        _, vjp = torch.func.vjp(f, theta, images, lr)
+        (d_theta, dx, da), dy = vjp(lam), None
+    return lam + _summed(d_theta), dx, da, dy

@@ -39,6 +39,9 @@ DISTILL_OPTIONS = {
             "extra_teachers": ("convnet2-bn-w8",), "class_stats": False},
     # one student on the conformance suite's cached experts; mini-batches of 7 of the 20 images
     # (shares of 4 and 3; the third of each permutation has 6), DSA drawn per image
+    # the candidates' crops scored by image index (24 per class, 2 crops each); 2 x 2 patches
+    "rded": {"teacher_model": "convnet3-bn-w16", "teacher_epochs": 3, "labels": "soft",
+             "num_crops": 2, "candidates": 0, "factor": 2},
     "mtt": {**TRAJECTORY_BASE, "backward": "unroll"},
     "tesla": {**TRAJECTORY_BASE, "label_confidence": 0.9},  # soft labels, constant memory
     "datm": {**TRAJECTORY_BASE, "loss_threshold": 0.0},  # learned label logits, summed too
@@ -129,7 +132,7 @@ def cache_options(name: str) -> dict[str, str]:
 
     if name == "ncfm" or name in TRAJECTORY:
         return {"experts_cache": TEST_EXPERTS_CACHE}
-    return {"teacher_cache": _TEST_CACHE} if name in IMAGE_SPLIT else {}
+    return {"teacher_cache": _TEST_CACHE} if name in (*IMAGE_SPLIT, "rded") else {}
 
 
 def run_distill(name: str) -> torch.Tensor:
@@ -146,8 +149,9 @@ def distill_tensors(name: str) -> dict[str, torch.Tensor]:
     cfg = dict(DISTILL)
     syn = m.fit(tiny_digits().train, cfg.pop("ipc"), **cfg)
     out = {name: syn.images.contiguous()}
-    if name in TRAJECTORY:
+    if name in (*TRAJECTORY, "rded"):
         out[f"{name}.labels"] = syn.labels.contiguous()
+    if name in TRAJECTORY:
         out[f"{name}.lr"] = torch.tensor([float(syn.lr)])
     return out
 

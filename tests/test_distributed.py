@@ -223,6 +223,15 @@ def test_image_split_set_is_bit_identical_to_one_process(two_ranks, one_process,
     assert not torch.equal(one_process[name], one_process[f"{name}-start"])
 
 
+def test_rded_selection_is_bit_identical_to_one_process(two_ranks, one_process):
+    """Each rank scored the crops of every other candidate image; both got every score and
+    selected, stitched and soft-labelled the one-process set."""
+    for rank in (0, 1):
+        got = load_tensors(two_ranks / f"images-{rank}.safetensors")
+        assert torch.equal(got["rded"], one_process["rded"])
+        assert torch.equal(got["rded.labels"], one_process["rded.labels"])
+
+
 def test_dsa_set_is_that_of_one_process_within_tolerance(two_ranks, one_process):
     reference = one_process["dsa"]
     for rank in (0, 1):

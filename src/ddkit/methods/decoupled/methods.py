@@ -26,6 +26,12 @@ Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
 (:func:`ddkit.eval.relabel.relabel`); ``"hard"`` stores the class each image was made for.
 A soft label's argmax may disagree with that class (``SyntheticSet.hard_labels`` is the
 argmax); ``meta['label_agreement']`` reports how often they agree.
+
+Several processes (``torchrun``, issue 38): sre2l / cda / edc recover image indices
+``RANK, RANK + N, ...`` of every class; rded's crops are drawn for every candidate image and each
+rank scores the crops of candidates ``RANK, RANK + N, ...`` (the scores gathered in order); the
+soft labels split by image (:func:`ddkit.eval.relabel.relabel`). Both give one process's set bit
+for bit.
 """
 
 from __future__ import annotations
@@ -502,6 +508,7 @@ class RDED(_TeacherMethod):
     """rded: stitch the teacher's most realistic random crops of real images (Sun et al., CVPR 2024)."""
 
     name = "rded"
+    scale_out = "images"  # the candidates' crops scored by image index, gathered in order
     # Stitching (factor 2) relies on RDED's training-time views: random-resized crops down to one
     # patch (scale 1/factor..1) plus patch shuffling, so the student sees each patch at full scale.
     # ddkit's protocols augment with DSA, which never does that; on mnist5k (28 px, IPC 10) factor
@@ -567,7 +574,7 @@ class RDED(_TeacherMethod):
             xin = self._score_input(train.images[src_r[rows]], boxes[rows], (ph, pw), (h, w))
             return F.cross_entropy(self.teacher_(xin), train.labels[src_r[rows]], reduction="none")
 
-        ce = predict(crop_ce, torch.arange(len(src_r)), batch_size=1024).view(len(src), r)
+        ce = self._scores(crop_ce, len(src), r)
         # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
         best = torch.argsort(ce, dim=1, stable=True)[:, 0]
         best_ce = ce[torch.arange(len(src)), best]
@@ -590,6 +597,20 @@ class RDED(_TeacherMethod):
         self.state_["boxes"] = torch.stack(sel_box)  # (K, n_patch, 4)
         self.state_["scores"] = torch.stack(sel_ce)
         self.state_["relabel_seed"] = draw_seed(generator)
+
+    @staticmethod
+    def _scores(crop_ce: Callable[[torch.Tensor], torch.Tensor], n: int, r: int) -> torch.Tensor:
+        """The ``(n, r)`` realism scores of the ``r`` crops of each of ``n`` candidate images. In
+        a :mod:`ddkit.distributed` session each rank scores the crops of candidates
+        ``RANK, RANK + N, ...`` (the crops were drawn for every candidate, as one process draws
+        them) and every rank gets every row, in order (:func:`distributed.all_gather_shards`);
+        the teacher scores each crop alone, so the rows are those of one process."""
+        mine = distributed.local_indices(n)
+        if mine is None:
+            return predict(crop_ce, torch.arange(n * r), batch_size=1024).view(n, r)
+        rows = (torch.tensor(mine, dtype=torch.long).unsqueeze(1) * r + torch.arange(r)).flatten()
+        local = predict(crop_ce, rows, batch_size=1024) if len(rows) else torch.empty(0)
+        return distributed.all_gather_shards(local.view(len(mine), r))
 
     @staticmethod
     def _score_input(

@@ -131,6 +131,8 @@ def load_dataset(
     if getattr(loader, "needs_root", False) and root is None:
         raise ConfigError(f"dataset {name!r} reads files from disk: pass root=PATH (--root)")
     raw = loader(root)
+    if hasattr(raw, "to_splits"):  # a graph (ddkit.data.graph.GraphRaw) splits its own nodes
+        return raw.to_splits(name=name.lower(), val_fraction=val_fraction, seed=seed)
     return from_arrays(
         raw.train_images,
         raw.train_labels,

@@ -8,7 +8,10 @@ per-class index and matching code serve them all unchanged:
 * ``table``: ``(F, 1, 1)``, one channel per feature: a numeric column is one channel, a
   categorical column one channel per category (one-hot); per-channel normalisation is the
   per-feature standardisation tabular learners expect;
-* ``series``: ``(D, 1, L)``, ``D`` channels over ``L`` time steps (a 1-D signal along the width).
+* ``series``: ``(D, 1, L)``, ``D`` channels over ``L`` time steps (a 1-D signal along the width);
+* ``graph``: ``(F, 1, 1)``, one node's ``F`` features (node classification); the edges live
+  beside the rows (:mod:`ddkit.data.graph`; a condensed graph keeps its adjacency as an extra
+  tensor of its set).
 """
 
 from __future__ import annotations
@@ -108,11 +111,24 @@ MODALITIES: dict[str, Modality] = {
             augmentations=("series",),
             models=("conv1d", "resnet1d", "mlp"),
         ),
+        Modality(
+            "graph",
+            row="a node of a graph: a vector of F features (its edges beside the rows)",
+            layout="(F, 1, 1)",
+            normalisation="per feature, train-node statistics",
+            augmentations=(),
+            # the GCN (ddkit.models.graph) reads the adjacency too: the graph methods and the
+            # graph evaluation build it; a method that moves rows alone gets the mlp
+            models=("mlp",),
+        ),
     )
 }
 
 #: What a method can declare it ``needs`` (:attr:`ddkit.methods.base.Distiller.needs`).
-NEEDS = ("image", "series", "differentiable")
+NEEDS = ("image", "series", "graph", "differentiable")
+
+
+_NEEDS_WORDS = {"image": "images", "graph": "a graph (node classification)"}
 
 
 def get_modality(name: str) -> Modality:
@@ -163,8 +179,10 @@ class DatasetSpec:
         get_modality(self.modality)
         if self.modality != "table" and self.columns:
             raise DataError(f"only a table has columns; this spec's modality is {self.modality}")
-        if self.modality in ("table", "series") and self.image_size[0] != 1:
+        if self.modality in ("table", "series", "graph") and self.image_size[0] != 1:
             raise DataError(f"a {self.modality} row is laid out with H = 1, got {self.image_size}")
+        if self.modality == "graph" and self.image_size != (1, 1):
+            raise DataError(f"a graph node is laid out (F, 1, 1), got {self.image_size}")
         if self.modality == "table":
             width = sum(c.width for c in self.columns)
             if self.image_size != (1, 1) or width != self.channels:
@@ -180,13 +198,15 @@ class DatasetSpec:
 
     def check_needs(self, needs: str, who: str, fix: str = "") -> None:
         """Refuse in one line when ``who`` (a method, an augmentation) ``needs`` what this
-        dataset's rows are not: ``"image"``, ``"series"`` or ``"differentiable"``
+        dataset's rows are not: ``"image"``, ``"series"``, ``"graph"`` or ``"differentiable"``
         (:data:`NEEDS`); ``fix`` says what to do instead."""
         if needs not in NEEDS:
             raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {', '.join(NEEDS)}")
-        if needs in ("image", "series") and self.modality != needs:
+        if needs == "graph":  # a method's fix for other rows points elsewhere
+            fix = "it condenses graphs: load a graph dataset, e.g. sbm or --dataset graph"
+        if needs in ("image", "series", "graph") and self.modality != needs:
             raise ConfigError(
-                f"{who} needs {'images' if needs == 'image' else needs}; dataset {self.name!r} "
+                f"{who} needs {_NEEDS_WORDS.get(needs, needs)}; dataset {self.name!r} "
                 f"holds {self.modality} rows" + (f" ({fix})" if fix else "")
             )
         if needs == "differentiable" and not self.kind.differentiable:

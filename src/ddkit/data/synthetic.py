@@ -346,12 +346,17 @@ class SyntheticSet:
     ) -> Path:
         """Write a PNG grid: one row per class, up to ``max_per_class`` images per row. A table
         set is drawn as per-class histograms of its columns
-        (:func:`ddkit.viz.feature_histograms`), a series set as per-class line plots
+        (:func:`ddkit.viz.feature_histograms`; a graph set likewise, of its node features), a
+        series set as per-class line plots
         (:func:`ddkit.viz.series_lines`)."""
         if self.spec.modality == "table":
             from ddkit.data.table import column_values
 
             columns = [(c.name, c.categories, v) for c, v in column_values(self.images, self.spec)]
+            return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
+        if self.spec.modality == "graph":  # node features: per-class histograms, as a table's
+            raw = denormalise(self.images, self.spec).flatten(1)
+            columns = [(f"x{i}", (), raw[:, i]) for i in range(raw.shape[1])]
             return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
         if self.spec.modality == "series":
             raw = denormalise(self.images, self.spec)[:, :, 0]

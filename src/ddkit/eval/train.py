@@ -204,7 +204,10 @@ def make_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> torch.optim.Optimizer:
-    """``"sgd"`` (with ``momentum``) or ``"adamw"``, both with ``weight_decay``."""
+    """``"sgd"`` (with ``momentum``), ``"adamw"`` (decoupled decay) or ``"adam"`` (decay as an L2
+    term, as GCond's GCN), each with ``weight_decay``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":

@@ -70,7 +70,7 @@ T = TypeVar("T")
 #: how long a failing rank waits for the others to read its failure before it leaves
 FAREWELL_SECONDS = 10.0
 #: how long a rank whose collective broke waits for the failing rank's message
-WORD_SECONDS = 3.0
+WORD_SECONDS = 10.0  # a loaded machine can take seconds to deliver it
 _FAILED = "ddkit/failed/"
 _HEARD = "ddkit/heard"
 

@@ -280,6 +280,29 @@ def test_run_suite_refuses_a_method_it_does_not_have(tmp_path, tiny_suite):
     assert not (tmp_path / f"{tiny_suite}.json").exists()
 
 
+@pytest.mark.parametrize(
+    "selection, message",
+    [
+        ({"datasets": ["digts"]}, "has no dataset 'digts'; valid: digits"),
+        ({"ipcs": [7]}, "has no IPC 7; valid: 1, 2"),
+    ],
+)
+def test_run_suite_refuses_a_dataset_or_ipc_it_does_not_have_before_wiping(
+    tmp_path, tiny_suite, selection, message
+):
+    """A typo in --datasets ran nothing and exited 0 (with --fresh after wiping the results);
+    an IPC outside the suite still ran the full-data cells (issue 42)."""
+    from ddkit.errors import ConfigError
+
+    results, kept = tmp_path / f"{tiny_suite}.json", json.dumps({"suite": tiny_suite, "rows": []})
+    results.write_text(kept)
+    (tmp_path / f"{tiny_suite}-cells").mkdir()
+    with pytest.raises(ConfigError, match=message):
+        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, fresh=True, **selection)
+    assert results.read_text() == kept
+    assert (tmp_path / f"{tiny_suite}-cells").is_dir()
+
+
 def test_options_full_data_runs_and_published_figures(tmp_path):
     suite = Suite(
         name="pytest-paper",

@@ -63,14 +63,21 @@ def cells(suite: Suite) -> list[Cell]:
     return out
 
 
-def _check_only(suite: Suite, only: list[str] | None) -> None:
-    """Refuse ``--methods`` names that select nothing (instead of running nothing, exit 0)."""
+def _check_selection(
+    suite: Suite, only: list[str] | None, datasets: list[str] | None, ipcs: list[int] | None
+) -> None:
+    """Refuse ``--methods``, ``--datasets`` or ``--ipcs`` values the suite does not have
+    (instead of running nothing, exit 0, or, with ``--fresh``, wiping the results first)."""
     known = {c.method for c in cells(suite)} | {FULL}
-    unknown = sorted(set(only or ()) - known)
-    if unknown:
-        raise ConfigError(
-            f"suite {suite.name!r} has no method {unknown[0]!r}; valid: {', '.join(sorted(known))}"
-        )
+    for what, asked, valid in (
+        ("method", only, known),
+        ("dataset", datasets, set(suite.datasets)),
+        ("IPC", ipcs, set(suite.ipcs)),
+    ):
+        unknown = sorted(set(asked or ()) - valid)
+        if unknown:
+            names = ", ".join(str(v) for v in sorted(valid)) or "none (it sweeps kept fractions)"
+            raise ConfigError(f"suite {suite.name!r} has no {what} {unknown[0]!r}; valid: {names}")
 
 
 def run_suite(
@@ -94,7 +101,7 @@ def run_suite(
     stays until its cell's new run finishes.
     """
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
-    _check_only(suite, only)
+    _check_selection(suite, only, datasets, ipcs)
     path = Path(results_dir) / f"{suite.name}.json"
     if fresh:
         with results_lock(path):

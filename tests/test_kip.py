@@ -357,3 +357,20 @@ def test_published_variants_conform_and_learn_their_labels(method, variant):
     assert paper.regression and not plain.regression
     assert (paper.labels - onehot).abs().max() > 1e-3  # learned: no longer one-hot
     assert not torch.allclose(paper.images, plain.images)
+
+
+def test_a_convnet_kernel_deeper_than_the_images_is_refused_before_any_write(tmp_path):
+    """depth 4 pools digits' 8x8 images below one pixel: it was an 'unexpected RuntimeError'
+    from unfold after config.json was written, so the corrected command was refused as 'already
+    holds a run' (issue 42)."""
+    from ddkit.errors import ConfigError
+    from ddkit.runs import distill_run
+
+    out = tmp_path / "run"
+    common = dict(dataset="digits", method="kip", ipc=1, out=out, iterations=1)
+    options = {"architecture": "convnet", "batch_real": 2}
+    with pytest.raises(ConfigError, match=r"pools 8x8 images 4 times.*use depth <= 3"):
+        distill_run(**common, options={**options, "depth": 4})
+    assert not out.exists()
+    syn = distill_run(**common, options={**options, "depth": 1})
+    assert len(syn) == 10

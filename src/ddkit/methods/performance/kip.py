@@ -33,6 +33,7 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import (
@@ -91,6 +92,20 @@ class KIPConfig(LabelLearningConfig):
         return self.learn_labels or self.label_solve_real > 0
 
 
+def check_convnet_depth(cfg: KIPConfig, shape: tuple[int, ...]) -> None:
+    """Refuse (one line, before any work) a ConvNet kernel whose ``depth`` 2x2 poolings would
+    shrink the images below one pixel."""
+    if cfg.architecture != "convnet" or len(shape) < 3:
+        return
+    side = min(shape[-2:])
+    if side >> cfg.depth < 1:
+        most = side.bit_length() - 1
+        raise ConfigError(
+            f"kip's convnet kernel pools {shape[-2]}x{shape[-1]} images {cfg.depth} times, "
+            "below one pixel; " + (f"use depth <= {most}" if most else "use architecture=fc")
+        )
+
+
 @register_method
 class KIP(Distiller):
     """kip: kernel inducing points -- the synthetic set as the support of kernel ridge regression on real batches (Nguyen et al., ICLR 2021)."""
@@ -112,6 +127,7 @@ class KIP(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
+        check_convnet_depth(cfg, train.spec.shape)
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.state_["labels"] = labels

@@ -243,3 +243,14 @@ def test_rtp_refuses_more_bases_than_examples():
 
     with pytest.raises(ConfigError, match="lower bases or raise recall_factor"):
         _rtp(bases=100).fit(tiny_digits().train, 2, iterations=1, seed=0)
+
+
+def test_rtp_refuses_a_recall_factor_past_the_memory_budget_before_sampling(monkeypatch):
+    """recall_factor=10**9 sampled 10**9 real examples per class: an 8 GB allocation and an
+    'unexpected RuntimeError' after the run folder was written (issue 42)."""
+    from ddkit.errors import ConfigError
+    from ddkit.testing import tiny_digits
+
+    monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
+    with pytest.raises(ConfigError, match="recalled examples .* use a smaller recall_factor"):
+        _rtp(recall_factor=10**9).fit(tiny_digits().train, 2, iterations=1, seed=0)

@@ -42,6 +42,7 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, MethodConfig, Preset, also_for
 from ddkit.methods.performance.bptt import ADAM_STUDENT, BPTT, CPU_SCALE, BPTTConfig
@@ -153,6 +154,12 @@ class RTP(BPTT):
                 f"bases={m} exceeds the {n} examples the memory emits (recall_factor * ipc * "
                 "classes); lower bases or raise recall_factor"
             )
+        check_memory(  # the recalled real examples, their targets and their SVD
+            f"rtp's {n:,} recalled examples (recall_factor {cfg.recall_factor} x IPC {ipc} x "
+            f"{k} classes)",
+            4 * n * (3 * (image_numel + k) + m),
+            "use a smaller recall_factor",
+        )
         rows = train.sample_per_class(n // k, generator).flatten()
         targets = cfg.label_scale * torch.eye(k)[train.labels[rows]]
         addresses, bases, label_bases = factorise_examples(train.images[rows], targets, m)

@@ -440,3 +440,34 @@ def test_a_seed_out_of_range_is_refused_in_one_line(tmp_path, capsys, seed):
     assert err.count("\n") == 1 and "seed must be" in err and not out.exists()
     with pytest.raises(ConfigError, match="seed must be"):
         create_method("random").fit(tiny_digits().train, 1, seed=int(seed))
+
+
+@pytest.fixture(scope="module")
+def random_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--learners", "knn", "--groups"], "--groups is for evaluation by networks"),
+        (["--learners", "knn", "--protocol", "smoke"], "--protocol is for evaluation by networks"),
+        (["--learners", "knn", "--models", "mlp"], "name networks in --learners"),
+        (["--learners", "logreg", "--runs", "0"], "runs must be >= 1, got 0"),
+        (["--protocol", "smoke", "--runs", str(10**9)], "evaluation runs would take .* --runs"),
+    ],
+)
+def test_evaluate_refuses_flags_it_would_ignore_and_huge_run_counts(
+    random_set, capsys, flags, message
+):
+    """--learners ignored --groups, --protocol and --models and read --runs 0 as 5; --runs 10**9
+    drew 10**9 seeds (8 GB) before training (issue 42)."""
+    import re
+
+    (random_set / "eval.json").unlink(missing_ok=True)
+    code, _, err = run_cli(["evaluate", str(random_set), *flags, "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1 and re.search(message, err), err
+    assert not (random_set / "eval.json").exists()

@@ -204,8 +204,10 @@ def _evaluate_learners(
     from ddkit.eval.learners import evaluate_learners
     from ddkit.io import atomic_write_json
 
+    _refuse_network_flags(args, syn.spec.modality)
+    runs = defaults_of(evaluate_learners)["runs"] if args.runs is None else args.runs
     report = evaluate_learners(
-        syn, test, args.learners, runs=args.runs or 5, seed=args.seed, epochs=args.epochs
+        syn, test, args.learners, runs=runs, seed=args.seed, epochs=args.epochs
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} rows, learners trained on them "
@@ -237,6 +239,19 @@ def _evaluate_graph(syn: Any, test: Any, dataset: str, path: Path, args: argpars
     distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
     print(f"wrote {out}")
     return 0
+
+
+def _refuse_network_flags(args: argparse.Namespace, modality: str) -> None:
+    """Flags of the networks' evaluation that learners would ignore are refused, in one line."""
+    flags = {"--protocol": args.protocol, "--models": args.models, "--groups": args.groups,
+             "--precision": args.precision, "--compile": args.compile}  # fmt: skip
+    given = [flag for flag, value in flags.items() if value]
+    if given:
+        fix = "name networks in --learners" if given[0] == "--models" else "drop it"
+        raise ConfigError(
+            f"{given[0]} is for evaluation by networks, but learners evaluate this {modality} "
+            f"set (--learners, the default on rows other than images); {fix}"
+        )
 
 
 def _test_data_of(syn: Any, path: Path, args: argparse.Namespace) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ from ddkit.eval.train import (
     resolve_precision,
     train_networks,
 )
+from ddkit.meter import check_memory
 from ddkit.progress import Progress, ProgressSetting
 
 
@@ -119,7 +120,9 @@ class EvalReport:
 
 
 def run_seeds(seed: int, runs: int) -> list[int]:
-    """Per-run seeds derived from one evaluation seed (recorded in the report)."""
+    """Per-run seeds derived from one evaluation seed (recorded in the report); a run count
+    whose seeds alone pass the memory budget is refused before they are drawn."""
+    check_memory(f"the seeds of {runs:,} evaluation runs", 64 * runs, "use fewer --runs")
     g = torch.Generator().manual_seed(int(seed))
     return [int(s) for s in torch.randint(0, 2**31 - 1, (runs,), generator=g)]
 

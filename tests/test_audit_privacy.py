@@ -301,6 +301,11 @@ def test_cli_writes_results_and_roc_plot(tmp_path, capsys):
         (["--models", "convnet1-w32,convnet2-w32"], "one --models"),
         (["--pool", "5"], "raise --pool"),
         (["--dp-delta", "2"], "delta"),
+        # issue 42: masks for 10**9 shadows grew towards terabytes; the bootstrap count was
+        # checked only after every network had been trained
+        (["--shadows", str(10**9)], "use fewer --shadows"),
+        (["--bootstrap", str(10**12)], "use fewer --bootstrap"),
+        (["--bootstrap", "-1"], "bootstrap must be an integer >= 0"),
     ],
 )
 def test_cli_refuses_bad_input_in_one_line_before_writing(tmp_path, argv, message):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddkit.errors import ConfigError, DataError
+from ddkit.meter import check_memory
 
 #: The false-positive rates whose TPR is reported.
 DEFAULT_FPRS = (0.001, 0.01)
@@ -158,6 +159,17 @@ def fpr_key(level: float) -> str:
     return f"tpr@{100 * level:g}%"
 
 
+def check_bootstrap(bootstrap: int, rows: int) -> None:
+    """Refuse (one line) a resample count that is no integer >= 0, or whose resamples of
+    ``rows`` scores (indices and gathered scores) pass the memory budget."""
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise ConfigError(f"bootstrap must be an integer >= 0, got {bootstrap!r}")
+    check_memory(
+        f"{bootstrap:,} bootstrap resamples of {rows:,} rows", 32 * bootstrap * rows,
+        "use fewer --bootstrap resamples",
+    )  # fmt: skip
+
+
 def attack_metrics(
     scores: torch.Tensor,
     is_member: torch.Tensor,
@@ -171,8 +183,7 @@ def attack_metrics(
     "high"}`` with a ``confidence`` bootstrap percentile interval from ``bootstrap`` resamples
     (``0``: no interval); the counts of members and non-members."""
     levels = check_fprs(fprs)
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise ConfigError(f"bootstrap must be an integer >= 0, got {bootstrap!r}")
+    check_bootstrap(bootstrap, len(scores))
     pos, neg = _split(scores, is_member)
     auc, tpr = _auc_and_tpr(pos[None], neg[None], levels)
     values = {"auc": float(auc[0]), **{fpr_key(f): float(tpr[0, i]) for i, f in enumerate(levels)}}

@@ -54,6 +54,7 @@ from ddkit.audits.dp_sgd import DPRecipe, train_dp_sgd
 from ddkit.audits.membership import (
     DEFAULT_FPRS,
     attack_metrics,
+    check_bootstrap,
     check_fprs,
     fpr_key,
     lira_online,
@@ -68,6 +69,7 @@ from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.eval.evaluate import test_in_set_space
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import accuracy
+from ddkit.meter import check_memory
 from ddkit.methods import method_names
 from ddkit.progress import Progress, ProgressSetting
 from ddkit.rng import derive_seed
@@ -153,6 +155,10 @@ def membership_masks(labels: torch.Tensor, shadows: int, *, seed: int) -> torch.
             f"shadows must be 0 (no LiRA) or an even number >= 4 (every row IN two and OUT of "
             f"two, for LiRA's variances), got {shadows!r}"
         )
+    check_memory(
+        f"the membership masks of {shadows:,} shadow networks", 2 * (1 + shadows) * len(labels),
+        "use fewer --shadows",
+    )  # fmt: skip
     g = torch.Generator().manual_seed(derive_seed(seed, "privacy-masks"))
     masks = [_stratified_half(labels, g)]
     for _ in range(shadows // 2):
@@ -179,16 +185,23 @@ def check_members(labels: torch.Tensor, num_classes: int, ipcs: Sequence[int]) -
 
 
 def plan_membership(
-    splits: DatasetSplits, sources: Sequence[Source], *, shadows: int, pool: int | None, seed: int
+    splits: DatasetSplits,
+    sources: Sequence[Source],
+    *,
+    shadows: int,
+    pool: int | None,
+    seed: int,
+    bootstrap: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pool's rows and the networks' membership masks (:func:`pool_rows`,
     :func:`membership_masks`), once every setting is checked: a one-line error before any
-    work for too few rows, a bad shadow count, or DP-SGD without opacus."""
+    work for too few rows, a bad shadow or bootstrap count, or DP-SGD without opacus."""
     if any(s.kind == "dp" for s in sources):
         require_extra("opacus", "privacy", "DP-SGD")
     rows = pool_rows(splits.train.labels, pool, seed=seed)
     labels = splits.train.labels[rows]
     check_members(labels, splits.spec.num_classes, [s.ipc for s in sources if s.ipc])
+    check_bootstrap(bootstrap, len(rows))
     return rows, membership_masks(labels, shadows, seed=seed)
 
 
@@ -401,7 +414,9 @@ def privacy_audit(
         protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
         iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),
     )  # fmt: skip
-    rows, masks = plan_membership(splits, sources, shadows=shadows, pool=pool, seed=seed)
+    rows, masks = plan_membership(
+        splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
+    )
     folder = Path(out) if out is not None else None
     budgets = {
         "pool": len(rows), "members": int(masks[0].sum()), "non_members": int((~masks[0]).sum()),
@@ -508,7 +523,8 @@ class PrivacyAudit(Audit):
         models = models_option(args, splits.spec)
         if models and len(models) > 1:
             raise ConfigError("the privacy audit trains one architecture: give one --models")
-        plan_membership(splits, sources, shadows=args.shadows, pool=args.pool, seed=args.seed)
+        plan_membership(splits, sources, shadows=args.shadows, pool=args.pool, seed=args.seed,
+                        bootstrap=args.bootstrap)  # fmt: skip
         out = ensure_writable_dir(args.out)
         result = privacy_audit(
             splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,

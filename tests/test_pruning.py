@@ -224,6 +224,10 @@ def test_cli_prune_writes_a_loadable_set(tmp_path, capsys):
         ["--keep", "0.3", "--ccs-bins", "0"],
         ["--ipc", "500"],
         ["--keep", "0.3", "--score", "nope"],
+        # issue 42: 10**12 bins were allocated after the proxy networks had been trained;
+        # 10**9 proxy seeds were derived one by one towards 80 GB before any training
+        ["--keep", "0.3", "--ccs-bins", str(10**12)],
+        ["--keep", "0.3", "--seeds", str(10**9)],
     ],
 )
 def test_cli_prune_refuses_bad_input_without_creating_out(tmp_path, capsys, bad):

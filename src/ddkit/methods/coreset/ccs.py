@@ -21,8 +21,9 @@ from typing import Literal
 import torch
 
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 
-__all__ = ["bin_of", "ccs_select", "keep_extreme", "keep_per_class", "kept_count"]
+__all__ = ["bin_of", "ccs_select", "check_ccs", "keep_extreme", "keep_per_class", "kept_count"]
 
 Prefer = Literal["hard", "easy"]
 
@@ -78,6 +79,15 @@ def _bin_quotas(sizes: torch.Tensor, budget: int) -> torch.Tensor:
     return quotas
 
 
+def check_ccs(rows: int, beta: float, bins: int) -> None:
+    """Before any score is computed: a one-line :class:`ConfigError` for a hard-pruning
+    fraction outside ``[0, 1)`` or more score bins than the ``rows`` to prune."""
+    if not 0 <= beta < 1:
+        raise ConfigError(f"the CCS hard-pruning fraction beta must be in [0, 1), got {beta}")
+    if not 1 <= bins <= rows:
+        raise ConfigError(f"CCS takes 1 to {rows:,} score bins (the rows), got {bins:,}")
+
+
 def ccs_select(
     hardness: torch.Tensor,
     n: int,
@@ -94,6 +104,7 @@ def ccs_select(
         raise ConfigError(f"the CCS hard-pruning fraction beta must be in [0, 1), got {beta}")
     if bins < 1:
         raise ConfigError(f"CCS needs at least one bin, got {bins}")
+    check_memory(f"{bins:,} CCS score bins", 64 * bins, "use fewer bins")
     pruned = int(beta * total)
     order = keep_extreme(hardness, total, generator)  # hardest first, ties random
     pool = order[pruned:]

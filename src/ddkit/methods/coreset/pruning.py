@@ -25,10 +25,17 @@ import torch
 
 from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.config import AT_LEAST_ONE, DEVICE, POSITIVE, Alias, interval, one_of
 from ddkit.methods.coreset.base import Selector
-from ddkit.methods.coreset.ccs import ccs_select, keep_extreme, keep_per_class, kept_count
+from ddkit.methods.coreset.ccs import (
+    ccs_select,
+    check_ccs,
+    keep_extreme,
+    keep_per_class,
+    kept_count,
+)
 from ddkit.methods.coreset.records import ProxyRecipe, proxy_records
 from ddkit.methods.coreset.scores import SCORES, hardness, score_named
 from ddkit.rng import derive_seed, draw_seed
@@ -86,7 +93,14 @@ def pruning_scores(
 ) -> torch.Tensor:
     """One float64 value of ``score`` per row of ``train`` (its own orientation: see
     :data:`~ddkit.methods.coreset.scores.SCORES`), averaged over ``config.seeds`` proxy runs
-    whose seeds are derived from one draw of ``generator``."""
+    whose seeds are derived from one draw of ``generator``; records past the memory budget are
+    refused before the first proxy network is trained."""
+    check_memory(
+        f"the records of {config.seeds:,} proxy runs of {config.epochs_net} epochs on "
+        f"{len(train):,} rows",
+        32 * config.seeds * (config.epochs_net + 1) * len(train),
+        "use fewer --seeds or --epochs",
+    )
     base = draw_seed(generator)
     seeds = [derive_seed(base, "proxy", s) for s in range(config.seeds)]
     records = proxy_records(
@@ -234,6 +248,8 @@ def prune(
     cfg = score_config(score, **options)
     if (keep is None) == (ipc is None):
         raise ConfigError("give either a kept fraction or an IPC, not both")
+    if cfg.ccs:
+        check_ccs(len(train), cfg.ccs_beta, cfg.ccs_bins)
     if ipc is not None:
         train.check_ipc(ipc)
     else:

@@ -381,6 +381,31 @@ def test_an_app_refuses_bad_numbers_in_one_line_before_any_work(tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["federated", "--clients", str(10**9)], "--clients 1,000,000,000 exceeds the"),
+        (["federated", "--protocol", "nosuch"], "unknown protocol 'nosuch'"),
+        (["federated", "--ipc", "1000"], "IPC 1000 is larger than class"),
+        (["continual", "--memory", str(10**9)], "IPC 1000000000 is larger than class"),
+        (["continual", "--protocol", "nosuch"], "unknown protocol 'nosuch'"),
+        (["nas", "--ipc", str(10**9)], "IPC 1000000000 is larger than class"),
+        (["hcdc", "--ipc", "1000"], "IPC 1000 is larger than class"),
+        (["hcdc", "--model", "nosuch"], "unknown model 'nosuch'"),
+    ],
+)
+def test_an_app_refuses_what_its_data_cannot_serve_before_creating_out(
+    tmp_path, capsys, argv, message
+):
+    """These were refused only after --out was created (some after the work had started), or,
+    for 10**9 clients, were a MemoryError (issue 42)."""
+    out = tmp_path / "out"
+    code = main(["app", *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.startswith("ddkit: error:"), err
+    assert not out.exists()
+
+
 @pytest.mark.timeout(20)
 def test_the_app_functions_refuse_zero_and_infinite_numbers_before_any_work():
     import math

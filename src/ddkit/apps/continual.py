@@ -194,7 +194,9 @@ class ContinualApp(App):
         from ddkit.plots import plot_continual
 
         methods = method_names(args.methods)
+        get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)
+        splits.train.check_ipc(args.memory)
         out = ensure_writable_dir(Path(args.out))
         previous = finished_rows(out / "continual.json")
         results = []

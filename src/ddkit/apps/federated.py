@@ -32,6 +32,13 @@ from ddkit.methods import create_method, method_names
 from ddkit.models import build_network
 
 
+def check_clients(clients: int, rows: int) -> None:
+    """A one-line :class:`ConfigError` for more clients than training rows (each client's
+    Dirichlet draw and row list would be allocated for nothing)."""
+    if clients > rows:
+        raise ConfigError(f"--clients {clients:,} exceeds the {rows:,} training rows; use fewer")
+
+
 def dirichlet_split(
     labels: torch.Tensor, clients: int, alpha: float, generator: torch.Generator
 ) -> list[torch.Tensor]:
@@ -39,6 +46,7 @@ def dirichlet_split(
     from Dirichlet(``alpha``) over the clients."""
     if clients < 1 or not 0 < alpha < math.inf:
         raise ConfigError(f"need clients >= 1 and a finite alpha > 0, got {clients} and {alpha}")
+    check_clients(clients, len(labels))
     parts: list[list[torch.Tensor]] = [[] for _ in range(clients)]
     concentration = torch.full((clients,), float(alpha))
     for c in torch.unique(labels).tolist():
@@ -220,7 +228,10 @@ class FederatedApp(App):
 
         methods = method_names(args.methods)
         alphas = [float(a) for a in args.alphas.split(",") if a]
+        get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)
+        splits.train.check_ipc(args.ipc)
+        check_clients(args.clients, len(splits.train))
         out = ensure_writable_dir(Path(args.out))
         results = []
         for alpha in alphas:

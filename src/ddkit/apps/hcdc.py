@@ -61,6 +61,7 @@ from ddkit.errors import ConfigError
 from ddkit.eval.protocol import get_protocol
 from ddkit.eval.train import train_networks
 from ddkit.methods import method_names
+from ddkit.models import build_network
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,13 @@ def _agreement(candidate: Mapping[str, dict], real: Mapping[str, dict]) -> dict[
             "kendall_accuracy": nan_to_none["kendall"]}  # fmt: skip
 
 
+def check_validation(splits: DatasetSplits, ipc: int) -> None:
+    """A one-line error unless ``splits`` has a validation split with ``ipc`` images per class."""
+    if splits.val is None or len(splits.val) == 0:
+        raise ConfigError("HCDC condenses a validation split: load the dataset with val_fraction")
+    splits.val.check_ipc(ipc)
+
+
 def calibrated_search(
     splits: DatasetSplits,
     ipc: int,
@@ -298,8 +306,8 @@ def calibrated_search(
 
     for name, value in (("ipc", ipc), ("epochs", epochs), ("terms", terms)):
         COUNT.check(name, value)
-    if splits.val is None or len(splits.val) == 0:
-        raise ConfigError("HCDC condenses a validation split: load the dataset with val_fraction")
+    check_validation(splits, ipc)
+    build_network(model, splits.spec, seed)  # an unknown model fails before the grid trains
     grid = list(grid or hyperparameter_grid())
     val, k = splits.val, splits.train.spec.num_classes
     t0 = time.perf_counter()
@@ -405,6 +413,8 @@ class HcdcApp(App):
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
+        check_validation(splits, args.ipc)
+        build_network(args.model, splits.spec, args.seed)  # an unknown model fails here
         out = ensure_writable_dir(Path(args.out))
         result = calibrated_search(
             splits,

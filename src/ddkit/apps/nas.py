@@ -205,6 +205,7 @@ class NasApp(App):
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
+        splits.train.check_ipc(args.ipc)
         out = ensure_writable_dir(Path(args.out))
         space = (
             architecture_space()

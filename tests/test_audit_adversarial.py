@@ -253,3 +253,17 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, change, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "adversarial.json").exists()
+
+
+def test_cli_refuses_a_folder_that_is_no_set_before_creating_out(tmp_path, capsys):
+    """--sets naming a folder that holds no set was refused only after --out was created
+    (issue 42)."""
+    from ddkit.cli import main
+
+    out, not_a_set = tmp_path / "audit", tmp_path / "not-a-set"
+    not_a_set.mkdir()
+    argv = ["audit", "adversarial", "--methods", "", "--sets", str(not_a_set), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddkit: error:") and err.count("\n") == 1 and "meta.json" in err
+    assert not out.exists()

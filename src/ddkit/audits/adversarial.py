@@ -467,9 +467,9 @@ class AdversarialAudit(Audit):
         get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
+        sets = _load_sets(paths)  # a bad set folder is refused before --out is created
         out = ensure_writable_dir(args.out)
         progress = not args.quiet
-        sets = _load_sets(paths)
         if methods:
             sets.update(
                 audit_sets(

@@ -110,6 +110,18 @@ def test_a_bad_target_is_refused_before_the_run_folder_exists(tmp_path, target, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_store_mlflow_refuses_is_one_line_and_the_corrected_command_runs(tmp_path):
+    """mlflow:FOLDER (MLflow's file store, which it refuses) was an 'unexpected
+    MlflowException' after config.json was written, so the corrected command was refused as
+    'already holds a run' (issue 42)."""
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"^--log mlflow:.*MLflow refused the store \("):
+        _distill(run, [f"mlflow:{tmp_path / 'mlruns'}"])
+    assert not run.exists()
+    _distill(run, [f"mlflow:sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert read_json(run / "mlflow.json")["run_id"]
+
+
 def test_a_missing_extra_is_refused_in_one_line_naming_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
     code = main(

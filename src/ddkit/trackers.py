@@ -129,6 +129,19 @@ class MLflowLog(Callback):
         return self._client.create_experiment(self.experiment, artifact_location=location)
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._open(start)
+        except MlflowException as e:  # a store MLflow refuses (e.g. a plain folder): one line
+            reason = str(e).strip().split(". ")[0].splitlines()[0]
+            raise ConfigError(
+                f"--log mlflow:{self.uri}: MLflow refused the store ({reason}); give a database "
+                f"URI such as {DEFAULT_MLFLOW_URI}"
+            ) from None
+
+    def _open(self, start: int) -> None:
+        """Connect to the store and create this distillation's run (or find the resumed one)."""
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=self.uri)

@@ -123,6 +123,45 @@ def test_a_command_refused_by_the_method_writes_nothing_and_the_corrected_one_ru
     assert code == 0, err
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_an_unexpected_error_before_the_first_checkpoint_leaves_the_folder_as_found(
+    tmp_path, capsys, monkeypatch, existed
+):
+    """An unexpected error in a fresh run's first step (such as KIP's unfold on too deep a
+    kernel, an MLflow store refusal) left config.json behind, so the corrected command was
+    refused as 'already holds a run' (issue 42); a run with a checkpoint keeps its folder."""
+    from ddkit.methods import create_method
+
+    out, kept = tmp_path / "run", tmp_path / "kept"
+    if existed:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    before = _snapshot(out) if existed else None
+    dm = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--quiet"]
+    dm += ["--iterations", "2", "--checkpoint-every", "1"]
+    cls = type(create_method("dm"))
+    step = cls.step
+
+    def fails_at(iteration_that_fails):
+        def patched(self, iteration):
+            if iteration == iteration_that_fails:
+                raise RuntimeError("boom")
+            return step(self, iteration)
+
+        monkeypatch.setattr(cls, "step", patched)
+
+    fails_at(1)  # after one checkpointed step: the run is kept for --resume
+    code, err = _cli([*dm, "--out", str(kept)], capsys)
+    assert code == 2 and "RuntimeError: boom" in err
+    assert (kept / "checkpoint" / "state.json").exists()
+    fails_at(0)  # before any checkpoint: nothing to resume, nothing left
+    code, err = _cli([*dm, "--out", str(out)], capsys)
+    assert code == 2 and "RuntimeError: boom" in err
+    assert (_snapshot(out) == before) if existed else not out.exists()
+    monkeypatch.setattr(cls, "step", step)
+    assert _cli([*dm, "--out", str(out)], capsys)[0] == 0
+
+
 @pytest.mark.parametrize("content", ["[]", '"x"', '{"method_config": 3, "iterations": "x"}'])
 def test_a_config_json_of_the_wrong_shape_is_refused_in_one_line(tmp_path, capsys, content):
     out = tmp_path / "run"

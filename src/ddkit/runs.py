@@ -15,7 +15,7 @@ from typing import Any
 from ddkit import distributed
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DDKitError, FileFormatError
+from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.plots import is_log_record
@@ -235,13 +235,13 @@ RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")
 
 @contextmanager
 def _undone_if_refused(out: Path, existed: bool, *, fresh: bool) -> Iterator[None]:
-    """A fresh run that the method refuses (a :class:`DDKitError` before its first checkpoint,
-    e.g. a codec that does not fit the IPC) leaves ``out`` as it found it: a folder this
-    command created goes, else the run files it wrote; so the corrected command is not told
-    that the folder "already holds a run"."""
+    """A fresh run that fails before its first checkpoint (the method refuses the data, e.g. a
+    codec that does not fit the IPC, or any unexpected error: there is nothing to resume)
+    leaves ``out`` as it found it: a folder this command created goes, else the run files it
+    wrote; so the corrected command is not told that the folder "already holds a run"."""
     try:
         yield
-    except DDKitError:
+    except Exception:
         if fresh and not (out / "checkpoint" / "state.json").exists():
             if not existed:
                 shutil.rmtree(out, ignore_errors=True)

@@ -263,6 +263,8 @@ def to_rows(values: np.ndarray | torch.Tensor, modality: str = "image") -> torch
         x = x[:, None, None, :] if x.ndim == 2 else x[:, :, None, :]
     if x.ndim != 4:
         raise DataError(f"{modality} rows must be laid out (N, C, H, W), got shape {x.shape}")
+    if 0 in x.shape[1:]:
+        raise DataError(f"{modality} rows hold no values (shape {x.shape}); give each row some")
     with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float32)
     if not np.isfinite(out).all():

@@ -183,3 +183,13 @@ def test_a_kernel_width_past_the_memory_budget_is_refused_when_the_method_is_cre
         create_method("rfad", width=10**6)
     assert "\n" not in str(e.value)
     create_method("rfad", width=256)
+
+
+def test_a_depth_without_a_convnet_model_is_refused_naming_depth():
+    """depth=40 was refused as "unknown model 'convnet40'", naming an option the user never
+    gave (issue 42)."""
+    from ddkit.methods import create_method
+
+    with pytest.raises(ConfigError, match=r"^method 'rfad': depth must be in \[1, 6\], got 40$"):
+        create_method("rfad", depth=40)
+    create_method("rfad", depth=6)

@@ -102,7 +102,9 @@ register_model(
     help="ConvNet-3, width 128, instance norm, avg-pool; variants: d<N> w<N> bn|in|gn|ln|none "
     "relu|lrelu|gelu|sigmoid|tanh avg|max|nopool",
 )(_convnet_factory(3))
-for _d in range(1, 7):
+#: the depths of the registered ``convnet<N>`` models
+CONVNET_DEPTHS = range(1, 7)
+for _d in CONVNET_DEPTHS:
     register_model(f"convnet{_d}", help=f"ConvNet of depth {_d} (variants as convnet)")(
         _convnet_factory(_d)
     )

@@ -54,6 +54,7 @@ from ddkit.methods.config import (
     MethodConfig,
     Preset,
     also_for,
+    interval,
 )
 from ddkit.methods.performance.kernels import krr_predict
 from ddkit.methods.performance.labels import (
@@ -64,6 +65,7 @@ from ddkit.methods.performance.labels import (
     start_set,
 )
 from ddkit.models import build_network
+from ddkit.models.convnet import CONVNET_DEPTHS
 
 
 class RandomFeatureMap:
@@ -162,7 +164,7 @@ class RFADConfig(LabelLearningConfig):
 
     rules = {
         "models": AT_LEAST_ONE,
-        "depth": AT_LEAST_ONE,
+        "depth": interval(1, max(CONVNET_DEPTHS)),  # the registered convnet<N> models
         "width": AT_LEAST_ONE,
         "weight_var": POSITIVE,
         "bias_var": NON_NEGATIVE,

@@ -1,7 +1,7 @@
 """Same seed => the same synthetic set as recorded before a refactor, for every registered method.
 
 ``tests/data/reference_sets.safetensors`` holds, per method, the images, labels (and learned lr)
-of a tiny run (:func:`ddkit.testing.tiny_digits`, IPC 2, seed 0, the method's test overrides).
+of a tiny run (:func:`ddkit.testing.method_test_data`: tiny digits, or a tiny graph for the graph methods; IPC 2, seed 0, the method's test overrides).
 It was written at commit 11ad2e8, before the package was reorganised by method family, so this
 test fails when a change alters a method's random stream or arithmetic. A change that *means* to
 alter a method's output rewrites the file (``python tests/test_reference_sets.py --write``) and
@@ -36,9 +36,10 @@ ARITHMETIC = arithmetic()
 def tiny_run(name: str) -> dict[str, torch.Tensor]:
     """The tensors of method ``name``'s tiny reference run."""
     from ddkit.methods import create_method
-    from ddkit.testing import method_test_overrides, tiny_digits
+    from ddkit.testing import method_test_data, method_test_overrides
 
-    syn = create_method(name, **method_test_overrides(name)).fit(tiny_digits().train, 2, seed=0)
+    train = method_test_data(name).train
+    syn = create_method(name, **method_test_overrides(name)).fit(train, 2, seed=0)
     out = {f"{name}.images": syn.images, f"{name}.labels": syn.labels}
     if syn.lr is not None:
         out[f"{name}.lr"] = torch.tensor([float(syn.lr)], dtype=torch.float64)

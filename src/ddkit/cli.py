@@ -141,7 +141,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
     from ddkit.eval import evaluate
-    from ddkit.io import atomic_write_json
     from ddkit.methods import load_all
 
     load_all()  # methods may register protocols
@@ -184,13 +183,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:"
     )
     print(report.table())
-    out = (
-        Path(args.out)
-        if args.out
-        else path.parent / "eval.json"
-        if path.name == "synthetic"
-        else path / "eval.json"
-    )
+    return _write_eval(report, path, args)
+
+
+def _write_eval(report: Any, path: Path, args: argparse.Namespace) -> int:
+    """Write an evaluation report to ``--out``, else ``eval.json`` in the run folder (rank 0
+    only, atomically), and say where."""
+    from ddkit.io import atomic_write_json
+
+    folder = path.parent if path.name == "synthetic" else path
+    out = Path(args.out) if args.out else folder / "eval.json"
     distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
     print(f"wrote {out}")
     return 0
@@ -202,7 +204,6 @@ def _evaluate_learners(
     """``ddkit evaluate --learners`` (the default on tables and series):
     :mod:`ddkit.eval.learners`."""
     from ddkit.eval.learners import evaluate_learners
-    from ddkit.io import atomic_write_json
 
     _refuse_network_flags(args, syn.spec.modality)
     runs = defaults_of(evaluate_learners)["runs"] if args.runs is None else args.runs
@@ -214,17 +215,12 @@ def _evaluate_learners(
         "(mean ± std over seeds where the learner is random), test accuracy:"
     )
     print(report.table())
-    out = Path(args.out) if args.out else (path.parent if path.name == "synthetic" else path)
-    out = out if args.out else out / "eval.json"
-    distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
-    print(f"wrote {out}")
-    return 0
+    return _write_eval(report, path, args)
 
 
 def _evaluate_graph(syn: Any, test: Any, dataset: str, path: Path, args: argparse.Namespace) -> int:
     """``ddkit evaluate`` on a graph set: :func:`ddkit.eval.graph.evaluate_graph`."""
     from ddkit.eval.graph import evaluate_graph
-    from ddkit.io import atomic_write_json
 
     report = evaluate_graph(syn, test, runs=args.runs or 5, seed=args.seed, epochs=args.epochs)
     print(
@@ -234,11 +230,7 @@ def _evaluate_graph(syn: Any, test: Any, dataset: str, path: Path, args: argpars
         "seeds), beside random real nodes of the same size and the full graph:"
     )
     print(report.table())
-    out = Path(args.out) if args.out else (path.parent if path.name == "synthetic" else path)
-    out = out if args.out else out / "eval.json"
-    distributed.main_only(lambda: atomic_write_json(out, report.to_dict()))
-    print(f"wrote {out}")
-    return 0
+    return _write_eval(report, path, args)
 
 
 def _refuse_network_flags(args: argparse.Namespace, modality: str) -> None:

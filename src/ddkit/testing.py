@@ -52,6 +52,7 @@ __all__ = [
     "check_codec",
     "check_model",
     "losses_during_fit",
+    "method_test_data",
     "method_test_overrides",
     "tiny_digits",
     "tiny_graph",
@@ -335,8 +336,8 @@ def _method_failures(
 ) -> list[str]:
     from ddkit.methods import create_method
 
-    if data is None:  # a method that needs a graph runs on one (issue 39), the others on digits
-        data = tiny_graph() if _needs(name) == "graph" else tiny_digits()
+    if data is None:
+        data = method_test_data(name)
     train = data.train if isinstance(data, DatasetSplits) else data
     cfg = method_test_overrides(name)
     if train.spec.modality != "image":  # test overrides name image networks; take the default
@@ -397,6 +398,12 @@ def _method_failures(
         "the global RNG state changed during the checks",
     )
     return f.items
+
+
+def method_test_data(name: str) -> DatasetSplits:
+    """The tiny splits method ``name`` is tested on: :func:`tiny_graph` for a method that
+    needs a graph (issue 39), :func:`tiny_digits` for the others."""
+    return tiny_graph() if _needs(name) == "graph" else tiny_digits()
 
 
 def _needs(name: str) -> str:

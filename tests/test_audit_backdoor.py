@@ -326,6 +326,19 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, extra, message):
     assert not (tmp_path / "backdoor.json").exists()
 
 
+def test_cli_refuses_a_doorping_topk_past_the_embedding_before_creating_out(tmp_path, capsys):
+    from ddkit.cli import main
+
+    out = tmp_path / "out"
+    argv = _argv(tmp_path, "--attack", "doorping", "--doorping", "model=convnet1-w32",
+                 "--doorping", "topk=1000000000")  # fmt: skip
+    argv[argv.index("--out") + 1] = str(out)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "doorping topk 1000000000 exceeds the" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_audit_class_parser_defaults():
     parser = argparse.ArgumentParser()
     BackdoorAudit.add_arguments(parser)

@@ -264,6 +264,13 @@ class DoorpingConfig:
         if not float(self.threshold) >= 0:
             raise ConfigError(f"doorping threshold must be >= 0, got {self.threshold!r}")
 
+    def check(self, spec: DatasetSpec) -> None:
+        """Refuse, before any work, a ``model`` DOORPING cannot read neurons from on ``spec``'s
+        images, or a ``topk`` larger than its embedding (one untrained network is built)."""
+        from ddkit.models import build_network
+
+        top_neurons(build_network(self.model, spec, 0), self.topk)
+
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DoorpingConfig:
         """From ``key=value`` options; an unknown key is a one-line :class:`ConfigError`."""
@@ -719,6 +726,8 @@ class BackdoorAudit(Audit):
         models = models_option(args, splits.spec)
         trigger.check(splits.spec)
         check_target(args.target, splits.spec)
+        if args.attack == "doorping":
+            doorping.check(splits.spec)
         out = ensure_writable_dir(args.out)
         result = backdoor_audit(
             splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,

@@ -254,3 +254,17 @@ def test_rtp_refuses_a_recall_factor_past_the_memory_budget_before_sampling(monk
     monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
     with pytest.raises(ConfigError, match="recalled examples .* use a smaller recall_factor"):
         _rtp(recall_factor=10**9).fit(tiny_digits().train, 2, iterations=1, seed=0)
+
+
+@pytest.mark.parametrize("name", ["bptt", "rtp"])
+def test_an_unroll_past_the_memory_budget_is_refused_before_its_step_sizes(monkeypatch, name):
+    """unroll_steps=10**9 allocated 4 GB of per-step learning rates before the run failed
+    (issue 42); their value, gradient and Adam moments are checked first."""
+    from ddkit.errors import ConfigError
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides, tiny_digits
+
+    monkeypatch.setenv("DDKIT_MEMORY_BUDGET", str(256 * 2**20))
+    method = create_method(name, **{**method_test_overrides(name), "unroll_steps": 10**9})
+    with pytest.raises(ConfigError, match="per-step learning rates .* smaller unroll_steps"):
+        method.fit(tiny_digits().train, 2, iterations=1, seed=0)

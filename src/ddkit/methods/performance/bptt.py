@@ -40,6 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
 from ddkit.methods.common import RandomNetwork, make_augment
@@ -232,6 +233,11 @@ class BPTT(Distiller):
     ) -> None:
         cfg = self.config
         self.codec_, images = start_stored(cfg.codec, train, ipc, generator, cfg.init)
+        check_memory(  # one learned step size per step: value, gradient and Adam's two moments
+            f"{cfg.unroll_steps:,} per-step learning rates",
+            4 * 4 * cfg.unroll_steps,
+            "use a smaller unroll_steps",
+        )
         log_lrs = torch.full((cfg.unroll_steps,), math.log(cfg.syn_lr)).requires_grad_(True)
         self.nets_ = RandomNetwork(cfg.model, train.spec)
         self.fm_ = FlatModel(self.nets_.network)

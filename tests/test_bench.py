@@ -684,3 +684,32 @@ def test_a_rerun_runs_every_seed_of_a_cell_finished_with_fewer(tmp_path):
     assert mark_rerun(path, two, [cell]) == [cell]  # the variant changed: both seeds again
     unit, where = claim_unit(path, two, cell)
     assert unit == "distill" and where.name.endswith(".rerun")
+
+
+def test_a_cell_whose_units_finished_but_whose_row_was_lost_gets_its_row(tmp_path):
+    """The process that finished a cell's last unit died before it wrote the row (a crash
+    between the unit file and the results file): the next run records the row from the unit
+    files instead of skipping the cell forever, and drops the dead process's claim."""
+    from ddkit.bench.results import _boot_id, claim_unit, read_results, write_results
+
+    suite = Suite(
+        name="pytest-lost-row",
+        datasets=("digits",),
+        ipcs=(1,),
+        protocol="smoke",
+        runs=2,
+        methods=("random",),
+        full_data=False,
+        models={"digits": "convnet2-w8"},
+    )
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    path = tmp_path / f"{suite.name}.json"
+    cell = Cell("digits", "random", 1)
+    data = read_results(path, suite)
+    data["rows"] = []  # lost, with a claim of a process that no longer lives
+    data["running"]["digits/random/1/eval1"] = {"pid": 2**22 + 12345, "boot": _boot_id()}
+    write_results(path, data)
+
+    assert claim_unit(path, suite, cell) is None
+    again = read_results(path, suite)
+    assert again["rows"] == rows and again["running"] == {}

@@ -162,10 +162,12 @@ def _work_folder(path: Path, suite: Suite, cell: Cell, data: dict[str, Any]) -> 
     return (rerun_folder(folder) if rerun else folder), rerun
 
 
-def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
+def claim_unit(path: Path, suite: Suite, cell: Cell, seed: int = 0) -> tuple[str, Path] | None:
     """Claim the next unit of ``cell`` that nobody has finished or runs, in the order the units
     must run, and the folder it works in; ``None`` when the cell is finished, or what is left
-    of it runs elsewhere (or waits for a distillation that runs elsewhere)."""
+    of it runs elsewhere (or waits for a distillation that runs elsewhere). A cell whose units
+    are all finished but whose row was never written (its last unit's process died in between)
+    gets its row now."""
     with results_lock(path):
         data = read_results(path, suite)
         folder, rerun = _work_folder(path, suite, cell, data)
@@ -176,6 +178,13 @@ def claim_unit(path: Path, suite: Suite, cell: Cell) -> tuple[str, Path] | None:
         if not rerun:
             _restore_first_seed(folder, suite, cell, data)
         done = finished_units(folder, suite, cell)
+        if done == set(units(suite, cell)):
+            for unit in units(suite, cell):  # claims left by the process that died
+                if not _claimed(data["running"].get(_key(cell, unit))):
+                    data["running"].pop(_key(cell, unit), None)
+            _record_row(path, suite, cell, data, seed, None)
+            write_results(path, data)
+            return None
         waiting: set[int] = set()  # seeds whose distillation runs elsewhere
         for unit in units(suite, cell):
             s, name = unit_seed(unit)
@@ -259,32 +268,41 @@ def finish_unit(
     with results_lock(path):
         data = read_results(path, suite)
         data["running"].pop(_key(cell, unit), None)
-        folder, rerun = _work_folder(path, suite, cell, data)
-        row = None
-        if cell not in finished_cells(data, suite) or rerun:
-            if error is not None:
-                row = {
-                    "dataset": cell.dataset,
-                    "method": cell.method,
-                    "ipc": cell.ipc or None,
-                    **({"keep": cell.keep} if cell.keep else {}),
-                    "error": error,
-                }
-            elif finished_units(folder, suite, cell) == set(units(suite, cell)):
-                row = cell_row(folder, suite, cell, seed)
-        if row is not None and rerun:
-            data["rerun"].remove(_key(cell))
-            if "error" in row:
-                shutil.rmtree(folder, ignore_errors=True)
-            else:
-                row = _replace_cell(path, suite, cell, data, row)
-        elif row is not None:  # in place of a damaged row of the cell or (unless it failed)
-            # the row of fewer seeds its folder still holds
-            against = None if "error" in row else suite
-            data["rows"] = [r for r in data["rows"] if not _damaged_row_of(r, cell, against)]
-            data["rows"].append(row)
+        row = _record_row(path, suite, cell, data, seed, error)
         write_results(path, data)
         return row
+
+
+def _record_row(
+    path: Path, suite: Suite, cell: Cell, data: dict[str, Any], seed: int, error: str | None
+) -> dict[str, Any] | None:
+    """Put ``cell``'s row in ``data`` (under the results lock) when it failed or all its units
+    are finished, and return it; ``None`` while units are left."""
+    folder, rerun = _work_folder(path, suite, cell, data)
+    row = None
+    if cell not in finished_cells(data, suite) or rerun:
+        if error is not None:
+            row = {
+                "dataset": cell.dataset,
+                "method": cell.method,
+                "ipc": cell.ipc or None,
+                **({"keep": cell.keep} if cell.keep else {}),
+                "error": error,
+            }
+        elif finished_units(folder, suite, cell) == set(units(suite, cell)):
+            row = cell_row(folder, suite, cell, seed)
+    if row is not None and rerun:
+        data["rerun"].remove(_key(cell))
+        if "error" in row:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            row = _replace_cell(path, suite, cell, data, row)
+    elif row is not None:  # in place of a damaged row of the cell or (unless it failed)
+        # the row of fewer seeds its folder still holds
+        against = None if "error" in row else suite
+        data["rows"] = [r for r in data["rows"] if not _damaged_row_of(r, cell, against)]
+        data["rows"].append(row)
+    return row
 
 
 def _damaged_row_of(row: Any, cell: Cell, suite: Suite | None) -> bool:

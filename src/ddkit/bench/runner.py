@@ -118,7 +118,7 @@ def run_suite(
         mark_rerun(path, suite, todo)
     with signals_interrupt():
         for cell in todo:
-            while (claim := claim_unit(path, suite, cell)) is not None:
+            while (claim := claim_unit(path, suite, cell, seed)) is not None:
                 row = _run_claimed(path, suite, cell, *claim, seed, log)
                 if row is not None:
                     _log_row(row, log)

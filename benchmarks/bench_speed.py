@@ -56,8 +56,9 @@ import torch
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.eval.protocol import get_protocol
-from ddkit.eval.train import Augmenter, TrainRecipe, compile_available, sgd_train
+from ddkit.eval.train import Augmenter, TrainRecipe, sgd_train
 from ddkit.io import atomic_write_json
+from ddkit.levers import compile_available
 from ddkit.meter import PeakRSS, high_water_mb, machine_info
 from ddkit.methods import create_method
 from ddkit.models import build_network, set_inplace_activations

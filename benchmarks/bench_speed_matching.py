@@ -41,8 +41,8 @@ import torch
 from bench_speed import _median, _rotated, paired_speedup
 
 from ddkit.data import load_dataset
-from ddkit.eval.train import cpu_has_bf16
 from ddkit.io import atomic_write_json
+from ddkit.levers import cpu_has_bf16
 from ddkit.meter import machine_info
 from ddkit.methods import create_method
 

@@ -43,7 +43,7 @@ def test_default_precision_is_fp32_and_unchanged(name):
     a, b = _fit(name), _fit(name, precision="fp32")
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert a.lr == b.lr
-    assert "precision" not in a.meta
+    assert a.meta["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("name", GRADIENT + TRAJECTORY)
@@ -64,12 +64,14 @@ def test_bf16_is_finite_close_to_fp32_and_recorded(name):
 
 @pytest.mark.parametrize("name", ["dc", "mtt"])
 def test_auto_precision_is_bf16_where_the_cpu_has_it(name, monkeypatch):
-    from ddkit.eval import train as train_mod
+    from ddkit import levers as levers_mod
 
-    monkeypatch.setattr(train_mod, "cpu_has_bf16", lambda: False)
-    assert "precision" not in _fit(name, iterations=1, precision="auto").meta
-    monkeypatch.setattr(train_mod, "cpu_has_bf16", lambda: True)
-    assert _fit(name, iterations=1, precision="auto").meta["precision"] == "bf16"
+    with levers_mod.exact(False):
+        monkeypatch.setattr(levers_mod, "cpu_has_bf16", lambda: False)
+        assert _fit(name, iterations=1, precision="auto").meta["precision"] == "fp32"
+        monkeypatch.setattr(levers_mod, "cpu_has_bf16", lambda: True)
+        assert _fit(name, iterations=1, precision="auto").meta["precision"] == "bf16"
+    assert _fit(name, iterations=1, precision="auto").meta["precision"] == "fp32"  # exact mode
 
 
 @pytest.mark.parametrize("name", GRADIENT + TRAJECTORY)
@@ -171,21 +173,21 @@ def test_tesla_backward_under_autocast_equals_unrolled(label_mode):
 # ------------------------------------------------------------------ compile (inner loop, real gradients)
 @pytest.mark.parametrize("name", GRADIENT)
 def test_compile_falls_back_to_eager_bit_for_bit_and_is_recorded(monkeypatch, name):
-    from ddkit.eval import train as train_mod
+    from ddkit import levers as levers_mod
 
-    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    monkeypatch.setattr(levers_mod, "compile_available", lambda: False)
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         got = _fit(name, outer_loop=2, inner_loop=2, compile=True)
     ref = _fit(name, outer_loop=2, inner_loop=2)
     assert torch.equal(got.images, ref.images) and got.meta["compile"] is True
-    assert "compile" not in ref.meta
+    assert ref.meta["compile"] is False
 
 
 @pytest.mark.slow
 def test_compiled_dc_stays_close_to_eager():
-    from ddkit.eval import train as train_mod
+    from ddkit import levers as levers_mod
 
-    if not train_mod.compile_available():
+    if not levers_mod.compile_available():
         pytest.skip("torch.compile is unavailable on this machine")
     start = _fit("dc", iterations=0)
     ref = _fit("dc", outer_loop=2, inner_loop=2)

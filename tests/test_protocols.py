@@ -464,7 +464,7 @@ def test_precision_is_a_recorded_switch_and_fp32_is_unchanged():
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval import evaluate
     from ddkit.eval.protocol import get_protocol
-    from ddkit.eval.train import precision_context, resolve_precision
+    from ddkit.levers import precision_context, resolve_precision
     from ddkit.testing import tiny_digits
 
     splits = tiny_digits()

@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ddkit import levers as levers_mod
 from ddkit.errors import ConfigError
-from ddkit.eval import train as train_mod
 from ddkit.eval.protocol import get_protocol
-from ddkit.eval.train import TrainRecipe, sgd_train, to_channels_last
+from ddkit.eval.train import TrainRecipe, sgd_train
+from ddkit.levers import to_channels_last
 from ddkit.methods import create_method
 from ddkit.models import build_network, set_inplace_activations
 from ddkit.testing import tiny_digits
@@ -80,9 +81,11 @@ def test_training_in_place_equals_not_in_place():
 
 
 # ------------------------------------------------------------------ evaluation training
-def test_default_levers_are_off_and_leave_training_unchanged():
+def test_default_levers_are_auto_and_exact_mode_leaves_training_unchanged():
     p = get_protocol("fast")
-    assert (p.precision, p.channels_last, p.compile) == ("fp32", False, False)
+    assert (p.precision, p.channels_last, p.compile) == ("auto", "auto", "auto")
+    recipe = TrainRecipe.of_protocol(p, 0.01, "cpu", 100)  # the tests run in exact mode
+    assert (recipe.precision, recipe.channels_last, recipe.compile) == ("fp32", False, False)
     a, _ = _train()
     b, _ = _train(precision="fp32", channels_last=False, compile=False)
     assert torch.equal(_flat(a), _flat(b))
@@ -113,7 +116,7 @@ def test_channels_last_batches_keep_their_values():
 
 
 def test_compile_falls_back_to_eager_when_unavailable(monkeypatch):
-    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    monkeypatch.setattr(levers_mod, "compile_available", lambda: False)
     ref, _ = _train(epochs=1)
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         got, _ = _train(epochs=1, compile=True)
@@ -127,7 +130,7 @@ def test_compile_falls_back_to_eager_when_compilation_fails(monkeypatch):
 
         return fail
 
-    monkeypatch.setattr(train_mod, "compile_available", lambda: True)
+    monkeypatch.setattr(levers_mod, "compile_available", lambda: True)
     monkeypatch.setattr(torch, "compile", broken)
     ref, _ = _train(epochs=1)
     with pytest.warns(UserWarning, match="torch.compile failed"):
@@ -137,7 +140,7 @@ def test_compile_falls_back_to_eager_when_compilation_fails(monkeypatch):
 
 @pytest.mark.slow
 def test_compiled_training_stays_close_to_eager():
-    if not train_mod.compile_available():
+    if not levers_mod.compile_available():
         pytest.skip("torch.compile is unavailable on this machine")
     ref, _ = _train(epochs=2)
     with warnings.catch_warnings():
@@ -168,10 +171,11 @@ def _dm(method: str = "dm", **kw):
 
 
 @pytest.mark.parametrize("method", ["dm", "idm"])
-def test_dm_default_precision_is_fp32_and_unchanged(method):
-    a, b = _dm(method), _dm(method, precision="fp32", channels_last=False)
+def test_dm_default_in_exact_mode_is_fp32_and_unchanged(method):
+    a, b = _dm(method), _dm(method, precision="fp32", channels_last=False, compile=False)
     assert torch.equal(a.images, b.images)
-    assert "precision" not in a.meta and "channels_last" not in a.meta
+    assert a.meta["precision"] == "fp32" and a.meta["compile"] is False
+    assert "channels_last" not in a.meta
 
 
 @pytest.mark.parametrize("method", ["dm", "idm"])
@@ -213,7 +217,7 @@ def test_bad_dm_levers_are_one_line_config_errors(options, needle):
 def test_dm_compile_falls_back_to_eager_when_unavailable(monkeypatch, method):
     # for idm this also checks the compile path's queue handling: each queue network copied into
     # the template gives what the functional call on its stored tensors gives, bit for bit
-    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    monkeypatch.setattr(levers_mod, "compile_available", lambda: False)
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         got = _dm(method, compile=True)
     assert torch.equal(got.images, _dm(method).images) and got.meta["compile"] is True
@@ -222,7 +226,7 @@ def test_dm_compile_falls_back_to_eager_when_unavailable(monkeypatch, method):
 def test_idm_compile_path_matches_several_networks_per_step(monkeypatch):
     # the compile path reloads one template per queue network; with two networks matched per
     # step the first one's graph must not see the second one's weights
-    monkeypatch.setattr(train_mod, "compile_available", lambda: False)
+    monkeypatch.setattr(levers_mod, "compile_available", lambda: False)
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         got = _dm("idm", compile=True, match_net_num=2)
     ref = _dm("idm", match_net_num=2)
@@ -234,7 +238,7 @@ def test_idm_compile_path_matches_several_networks_per_step(monkeypatch):
     ("method", "extra"), [("dm", {}), ("idm", {}), ("idm", {"match_net_num": 2})]
 )
 def test_dm_compiled_stays_close_to_eager(method, extra):
-    if not train_mod.compile_available():
+    if not levers_mod.compile_available():
         pytest.skip("torch.compile is unavailable on this machine")
     ref, got = _dm(method, **extra), _dm(method, compile=True, precision="bf16", **extra)
     assert torch.isfinite(got.images).all()

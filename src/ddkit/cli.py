@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ddkit import distributed
+from ddkit import distributed, levers
 from ddkit.commands import COMMANDS, add_common, defaults_of, discover
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
@@ -519,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="ddkit", description="Dataset distillation toolkit.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact mode: the speed levers that default to auto (bf16, compile) stay off, "
+        "giving the float32 eager results bit for bit (as DDKIT_EXACT=1)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list datasets, models, methods, selectors, protocols")
@@ -723,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.debug:
         warnings.showwarning = _warning_line
+    if args.exact:  # in the environment: child processes (bench units, torchrun ranks) see it
+        os.environ[levers.EXACT_ENV] = "1"
     if hasattr(sys.stdout, "reconfigure"):  # a path that is not UTF-8 prints as \xff, not a crash
         sys.stdout.reconfigure(errors="backslashreplace")
     try:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, read_json
+from ddkit.levers import exact
 from ddkit.meter import high_water_mb, peak_rss_mb, reset_high_water
 
 FULL = "full"  # the method name of the full-data row
@@ -177,7 +178,14 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
 
 def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
     """Run one unit of ``cell`` (inside a child process); its result lands in ``folder`` (in
-    ``seed<s>/`` for distillation seed ``s`` >= 1, which distils and evaluates with ``seed + s``)."""
+    ``seed<s>/`` for distillation seed ``s`` >= 1, which distils and evaluates with ``seed + s``).
+    Units run in exact mode (:mod:`ddkit.levers`): a suite's rows stay comparable across
+    machines and with the rows it already holds."""
+    with exact():
+        _run_unit(cell, unit, suite, seed, folder)
+
+
+def _run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
     s, unit = unit_seed(unit)
     folder, seed = seed_folder(folder, s), seed + s
     folder.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,11 @@ from ddkit.eval.relabel import expand_views, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import (
     TargetsFn,
+    TrainRecipe,
     TrainResult,
     accuracy,
     fraction_correct,
     predicted_classes,
-    resolve_precision,
     train_networks,
 )
 from ddkit.meter import check_memory
@@ -359,12 +359,15 @@ def evaluate(
         syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
         vectorize=vectorize, device=device, progress=progress, run_indices=run_indices,
     )  # fmt: skip
-    precision = resolve_precision(fresh.protocol.precision, device)
+    # the levers the training used (ddkit.levers; the vmap path compiles nothing)
+    recipe = TrainRecipe.of_protocol(fresh.protocol, fresh.lr, device, len(fresh.data.images))
+    precision = recipe.precision
+    compiled = recipe.compile and not any(r.vectorized for r in fresh.results.values())
     report = EvalReport(
         protocol=fresh.protocol,
         lr=fresh.lr,
         num_train_images=len(fresh.data.images),
-        meta={"seed": seed, "precision": precision, **fresh.data.meta},
+        meta={"seed": seed, "precision": precision, "compile": compiled, **fresh.data.meta},
     )
     for name, res in fresh.results.items():
         report.results.append(_test_model(name, res, syn, fresh, precision, groups))

@@ -7,6 +7,7 @@ from dataclasses import InitVar, asdict, dataclass, fields, replace
 from typing import Any
 
 from ddkit.errors import ConfigError
+from ddkit.levers import Switch, check_switch
 from ddkit.registry import Registry
 
 TARGETS = ("hard", "stored", "teacher")
@@ -63,10 +64,15 @@ class EvalProtocol:
     mix_alpha: float = 1.0
     models: tuple[str, ...] = ("convnet",)
     runs: int = 5
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the hardware has it)
-    # speed levers of one-by-one training (the vmap path ignores them); both change rounding only
-    channels_last: bool = False  # batches in channels-last memory format for the convolutions
-    compile: bool = False  # torch.compile (inductor) the training forward; eager where unavailable
+    # the speed levers (ddkit.levers; they change rounding only): fp32 | bf16 (autocast) | auto
+    # (bf16 where the hardware has it, fp32 in exact mode)
+    precision: str = "fp32"
+    # torch.compile (inductor) the training forward, eager where unavailable; auto: where it
+    # pays (runs of COMPILE_MIN_STEPS steps per network or more), off in exact mode
+    compile: Switch = False
+    # batches in channels-last memory format for the convolutions; auto: when compiled
+    channels_last: Switch = False
+    # (compile and channels_last apply to one-by-one training; the vmap path ignores them)
     # deprecated spelling of ``targets``, still accepted by the constructor and ``replace``;
     # reading ``p.label_mode`` gives None: ask ``p.targets`` / ``p.needs_teacher``
     label_mode: InitVar[str | None] = None
@@ -109,12 +115,12 @@ class EvalProtocol:
                 f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}",
             ),
             (
-                isinstance(self.channels_last, bool),
-                f"channels_last must be true or false, got {self.channels_last!r}",
+                check_switch(self.channels_last),
+                f"channels_last must be true, false or auto, got {self.channels_last!r}",
             ),
             (
-                isinstance(self.compile, bool),
-                f"compile must be true or false, got {self.compile!r}",
+                check_switch(self.compile),
+                f"compile must be true, false or auto, got {self.compile!r}",
             ),
         ]
         for ok, msg in checks:
@@ -164,21 +170,25 @@ def register_protocol(p: EvalProtocol, help: str) -> EvalProtocol:
     return p
 
 
+#: The speed levers of the protocols validated with them (BENCHMARKS.md "Fast by default"):
+#: bf16 autocast and compilation where they pay, none in exact mode (ddkit.levers).
+AUTO_LEVERS = {"precision": "auto", "compile": "auto", "channels_last": "auto"}
+
 register_protocol(
-    EvalProtocol(name="dc", epochs=300),
+    EvalProtocol(name="dc", epochs=300, **AUTO_LEVERS),
     "DC/DM standard: SGD 0.01 mom 0.9 wd 5e-4, x0.1 at half, batch 256, 300 epochs, no augmentation",
 )
 register_protocol(
-    EvalProtocol(name="dsa", epochs=1000, augment="dsa"),
+    EvalProtocol(name="dsa", epochs=1000, augment="dsa", **AUTO_LEVERS),
     "DSA standard: as dc, 1000 epochs with DSA augmentation",
 )
 register_protocol(
-    EvalProtocol(name="dc_aug", epochs=300, augment="dc"),
+    EvalProtocol(name="dc_aug", epochs=300, augment="dc", **AUTO_LEVERS),
     "DC's own recipe: as dc, with DC's per-image crop/scale/rotate augmentation on MNIST "
     "data (none elsewhere, as in its code)",
 )
 register_protocol(
-    EvalProtocol(name="fast", epochs=100, augment="dsa", runs=3),
+    EvalProtocol(name="fast", epochs=100, augment="dsa", runs=3, **AUTO_LEVERS),
     "quick check: as dsa, 100 epochs, 3 runs",
 )
 register_protocol(

@@ -15,11 +15,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import functools
 import math
-import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +29,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import LOSSES, OPTIMIZERS, SCHEDULES, EvalProtocol
+from ddkit.levers import (
+    CompiledForward,
+    precision_context,
+    resolve_compile,
+    resolve_precision,
+    to_channels_last,
+)
 from ddkit.models import build_network, has_batchnorm
 
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
@@ -68,93 +72,6 @@ class TrainStats:
 
 
 # ----------------------------------------------------------------------------- ingredients
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast
-    pays off; elsewhere it is emulated and slower."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """``"fp32"`` or ``"bf16"`` for a protocol's ``precision``: ``"auto"`` is bf16 on CPUs that
-    have it natively and on CUDA devices that support it, else fp32."""
-    if precision != "auto":
-        return precision
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
-
-
-def precision_context(precision: str, device: torch.device | str = "cpu"):  # noqa: ANN201
-    """The autocast context of a resolved ``precision``: bf16 matrix products and convolutions
-    (weights, optimiser and loss stay float32), or nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """A batch of images ``(N, C, H, W)`` in channels-last memory format (same values)."""
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-@functools.cache
-def compile_available() -> bool:
-    """Whether ``torch.compile`` (inductor) works in this process: a C++ compiler is on the
-    path and a tiny function compiles and computes the right values (checked once)."""
-    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        return False
-    try:
-        fn = torch.compile(lambda x: x * 2.0 + 1.0, dynamic=False)
-        return bool(torch.equal(fn(torch.ones(3)), torch.full((3,), 3.0)))
-    except Exception:  # noqa: BLE001 - any failure means: no compilation here
-        return False
-
-
-#: Graphs torch.compile may keep per compiled function (torch's default is 8): every model,
-#: batch shape, precision and memory format is one, and past the limit it runs eagerly.
-COMPILE_RECOMPILE_LIMIT = 64
-
-
-class CompiledForward:
-    """``fn`` (a module or a forward function such as ``net.embed``) through ``torch.compile``
-    (inductor, fixed shapes), falling back to ``fn`` itself, with a warning, when compilation
-    is unavailable or fails. Raises dynamo's recompile limit to
-    :data:`COMPILE_RECOMPILE_LIMIT` (once over it, torch would silently run eagerly)."""
-
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.eager = self.fn = fn
-        if compile_available():
-            import torch._dynamo
-
-            cfg = torch._dynamo.config
-            cfg.recompile_limit = max(cfg.recompile_limit, COMPILE_RECOMPILE_LIMIT)
-            self.fn = torch.compile(fn, dynamic=False)
-        else:
-            warnings.warn(
-                "torch.compile is unavailable here (no C++ compiler, or inductor fails); "
-                "running eagerly",
-                stacklevel=3,
-            )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fn is not self.eager:
-            try:
-                return self.fn(x)
-            except Exception as e:  # noqa: BLE001 - compilation failed: eager from now on
-                warnings.warn(
-                    f"torch.compile failed ({type(e).__name__}); running eagerly", stacklevel=2
-                )
-                self.fn = self.eager
-        return self.eager(x)
-
-
 def build_networks(
     name: str, spec: DatasetSpec, seeds: Sequence[int], device: torch.device | str = "cpu"
 ) -> list[nn.Module]:
@@ -399,9 +316,19 @@ class TrainRecipe:
 
     @classmethod
     def of_protocol(
-        cls, protocol: EvalProtocol, lr: float, device: torch.device | str = "cpu"
+        cls,
+        protocol: EvalProtocol,
+        lr: float,
+        device: torch.device | str = "cpu",
+        images: int | None = None,
     ) -> TrainRecipe:
-        """The recipe ``protocol`` fixes (precision resolved for ``device``), at ``lr``."""
+        """The recipe ``protocol`` fixes at ``lr``, its levers resolved (:mod:`ddkit.levers`)
+        for ``device`` and a training set of ``images`` rows (``None``: a long run)."""
+        steps = (
+            None if images is None else protocol.epochs * math.ceil(images / protocol.batch_size)
+        )
+        compiled = resolve_compile(protocol.compile, steps)
+        channels_last = compiled if protocol.channels_last == "auto" else protocol.channels_last
         return cls(
             epochs=protocol.epochs,
             lr=lr,
@@ -413,8 +340,8 @@ class TrainRecipe:
             loss=protocol.loss,
             temperature=protocol.temperature,
             precision=resolve_precision(protocol.precision, device),
-            channels_last=protocol.channels_last,
-            compile=protocol.compile,
+            channels_last=bool(channels_last),
+            compile=compiled,
         )
 
     def with_(self, **changes: Any) -> TrainRecipe:
@@ -560,7 +487,7 @@ def _train_one_by_one(
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    recipe = TrainRecipe.of_protocol(protocol, lr, images.device)
+    recipe = TrainRecipe.of_protocol(protocol, lr, images.device, len(images))
     for run, (net, g) in enumerate(zip(nets, gens)):
         sgd_train(
             net,

@@ -175,7 +175,7 @@ def method_precision(
     bf16 autocast only changes float32 computations, so ``precision="bf16"`` with another dtype
     (float64 numerical checks) is a :class:`ConfigError`, and ``"auto"`` resolves to fp32 there.
     """
-    from ddkit.eval.train import resolve_precision
+    from ddkit.levers import resolve_precision
 
     name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
     if name != "float32":
@@ -188,13 +188,14 @@ def method_precision(
     return resolve_precision(precision, device)
 
 
-def record_levers(syn: SyntheticSet, precision: str, cfg: Any) -> SyntheticSet:
-    """Record the speed levers a run used in ``syn.meta``: the resolved ``precision`` unless
-    fp32, and ``channels_last`` / ``compile`` where ``cfg`` has them switched on (nothing for
-    the default run)."""
-    if precision != "fp32":
-        syn.meta["precision"] = precision
-    for lever in ("channels_last", "compile"):
-        if getattr(cfg, lever, False):
-            syn.meta[lever] = True
+def record_levers(
+    syn: SyntheticSet, precision: str, cfg: Any, compiled: bool | None = None
+) -> SyntheticSet:
+    """Record the speed levers a run used in ``syn.meta``: the resolved ``precision``, whether
+    it was ``compile``-d (``compiled``, else ``cfg.compile``) and ``channels_last`` where
+    ``cfg`` has it switched on."""
+    syn.meta["precision"] = precision
+    syn.meta["compile"] = bool(getattr(cfg, "compile", False) if compiled is None else compiled)
+    if getattr(cfg, "channels_last", False):
+        syn.meta["channels_last"] = True
     return syn

@@ -43,7 +43,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.meter import check_memory
 from ddkit.methods.base import register_method
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Preset
+from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Precision, Preset
 from ddkit.methods.matching.distribution import (
     DM,
     DMConfig,
@@ -71,6 +71,9 @@ class DiMConfig(DMConfig):
     batch_syn: int = 64  # generated images per class per iteration
     autoencoder_steps: int = 2000  # Adam steps training the decoder's starting point (seed 0)
     sample_seed: int = 0  # the latents of the images saved with the set
+    # the speed levers stay off by default here: validated for dm only (ddkit.levers)
+    precision: Precision = "fp32"
+    compile: bool | Auto = False
 
     rules = {
         "lr_latent": POSITIVE,

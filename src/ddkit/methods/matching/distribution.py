@@ -64,12 +64,8 @@ from ddkit.data.codecs.formation import decode, default_factor, encode_real
 from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.train import (
-    CompiledForward,
-    precision_context,
-    sgd_step,
-    to_channels_last,
-)
+from ddkit.eval.train import sgd_step
+from ddkit.levers import CompiledForward, precision_context, resolve_compile, to_channels_last
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -255,11 +251,14 @@ class DMConfig(RealBatchConfig):
     embed_chunk: int = 512
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "cpu"
-    # speed levers (module docstring): bf16 autocast around the network's forward passes
-    # (float32 images, weights and loss; auto: bf16 where the hardware computes it natively)
-    precision: Precision = "fp32"
+    # speed levers (module docstring; on by default for dm, validated: ddkit.levers): bf16
+    # autocast around the network's forward passes (float32 images, weights and loss; auto:
+    # bf16 where the hardware computes it natively, fp32 in exact mode)
+    precision: Precision = "auto"
     channels_last: bool = False  # batches in channels-last memory format for the convolutions
-    compile: bool = False  # torch.compile the embedding (eager where it is unavailable)
+    # torch.compile the embedding (eager where it is unavailable); auto: for runs of
+    # COMPILE_MIN_STEPS iterations or more, off in exact mode
+    compile: bool | Auto = "auto"
     # debiasing (Cui et al., ICML 2024; .reweight): "kde" weights each real row of a class's
     # batch by the inverse kernel density of its embedding, so rare (bias-conflicting) rows
     # count more in the matched real mean; "none" is the plain mean
@@ -309,6 +308,9 @@ class IDMConfig(DMConfig):
     momentum_net: float = 0.9
     weight_decay_net: float = 5e-4
     ce_weight: float = 0.5  # x the matching network's training accuracy in percent
+    # the speed levers stay off by default here: validated for dm only (ddkit.levers)
+    precision: Precision = "fp32"
+    compile: bool | Auto = False
 
     rules = {
         "factor": AT_LEAST_ONE,
@@ -386,7 +388,8 @@ class DM(Distiller):
         # the resolved precision: float64 runs (numerical checks) always compute in float64
         self.precision_ = method_precision(cfg.precision, self.dtype_, self.device_)
         net = self.nets_.network
-        self.embed_ = CompiledForward(net.embed) if cfg.compile else net.embed
+        self.compile_ = resolve_compile(cfg.compile, cfg.iterations)
+        self.embed_ = CompiledForward(net.embed) if self.compile_ else net.embed
         self.real_mean_ = self._real_mean_fn()
 
     def _real_mean_fn(self) -> MeanFn | None:
@@ -556,7 +559,7 @@ class DM(Distiller):
 
     def result(self) -> SyntheticSet:
         syn = SyntheticSet.from_codec(self.codec_, self.state_["images"].detach(), self.train_.spec)
-        return record_levers(syn, self.precision_, self.config)
+        return record_levers(syn, self.precision_, self.config, self.compile_)
 
 
 # ============================================================================ IDM
@@ -706,8 +709,8 @@ class IDM(DM):
         # compile: queue networks are copied into the template, whose embedding (matching) and
         # whole forward (queue training) are compiled once each
         template = self.queue_.template
-        self.queue_embed_ = CompiledForward(template.embed) if self.config.compile else None
-        self.queue_forward_ = CompiledForward(template) if self.config.compile else template
+        self.queue_embed_ = CompiledForward(template.embed) if self.compile_ else None
+        self.queue_forward_ = CompiledForward(template) if self.compile_ else template
 
     def _couples_classes(self) -> bool:
         return False  # the queue networks match in eval mode: BatchNorm's running statistics
@@ -848,4 +851,4 @@ class IDM(DM):
         syn = SyntheticSet(
             images, class_labels(k, self.ipc_ * f * f), self.train_.spec, meta=meta, extras=extras
         )
-        return record_levers(syn, self.precision_, self.config)
+        return record_levers(syn, self.precision_, self.config, self.compile_)

@@ -82,7 +82,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.train import CompiledForward
+from ddkit.levers import CompiledForward
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (

@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ddkit.errors import ConfigError, DataError
-from ddkit.eval.train import precision_context
+from ddkit.levers import precision_context
 
 __all__ = [
     "METRICS",

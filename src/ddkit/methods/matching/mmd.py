@@ -33,7 +33,7 @@ import torch
 
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
-from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Preset, Rule
+from ddkit.methods.config import AT_LEAST_ONE, POSITIVE, Auto, Precision, Preset, Rule
 from ddkit.methods.matching.distribution import DM, DMConfig, MeanFn
 
 __all__ = ["M3D", "M3DConfig", "gaussian_mmd"]
@@ -109,6 +109,9 @@ class M3DConfig(DMConfig):
     )
     kernels: int = 1  # Gaussian kernels of widths bandwidth * kernel_mul^j summed
     kernel_mul: float = 2.0
+    # the speed levers stay off by default here: validated for dm only (ddkit.levers)
+    precision: Precision = "fp32"
+    compile: bool | Auto = False
 
     rules = {"bandwidth": BANDWIDTH, "kernels": AT_LEAST_ONE, "kernel_mul": POSITIVE}
 

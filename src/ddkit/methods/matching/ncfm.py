@@ -57,7 +57,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Preset
+from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Auto, Precision, Preset
 from ddkit.methods.matching.distribution import DM, DMConfig, MeanFn, augment_per_class
 from ddkit.methods.trajectory.methods import TEST_EXPERTS_CACHE, obtain_experts
 
@@ -121,6 +121,9 @@ class NCFMConfig(DMConfig):
     calib_weight: float = 1.0  # 0: no calibration term
     sampler: bool = False  # adversarial frequency sampler
     lr_sampler: float = 1e-3
+    # the speed levers stay off by default here: validated for dm only (ddkit.levers)
+    precision: Precision = "fp32"
+    compile: bool | Auto = False
     # the pool of trained networks: expert trajectories (same vocabulary as mtt / datm)
     experts_dir: str | None = None
     experts_cache: str = "runs/experts"

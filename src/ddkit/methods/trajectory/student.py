@@ -55,7 +55,7 @@ from torch.func import functional_call
 from ddkit import distributed
 from ddkit.augment import DSA, DSAParams
 from ddkit.errors import ConfigError
-from ddkit.eval.train import precision_context
+from ddkit.levers import precision_context
 from ddkit.models import has_batchnorm
 
 __all__ = [

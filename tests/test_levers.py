@@ -1,0 +1,128 @@
+"""Fast by default, exact on request (ddkit.levers; issue 41): the validated protocols and dm
+resolve their "auto" levers to bf16 and compilation outside exact mode, and exact mode (the
+test session's, ``--exact``, ``DDKIT_EXACT``, ``levers.exact()``) gives the float32 eager path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from ddkit import levers
+from ddkit.eval.protocol import get_protocol
+from ddkit.eval.train import TrainRecipe
+from ddkit.methods import create_method
+from ddkit.testing import tiny_digits
+
+
+@pytest.fixture
+def fast_machine(monkeypatch):
+    """Outside exact mode, on a machine with native bf16 and a working compiler."""
+    monkeypatch.setattr(levers, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(levers, "compile_available", lambda: True)
+    with levers.exact(False):
+        yield
+
+
+def test_the_test_session_runs_in_exact_mode():
+    assert levers.exact_mode()
+    assert levers.resolve_precision("auto") == "fp32"
+    assert levers.resolve_compile("auto") is False
+
+
+def test_exact_mode_follows_the_environment_and_the_context(monkeypatch):
+    monkeypatch.setenv(levers.EXACT_ENV, "0")
+    assert not levers.exact_mode()
+    monkeypatch.setenv(levers.EXACT_ENV, "yes")
+    assert levers.exact_mode()
+    with levers.exact(False):
+        assert not levers.exact_mode()
+        with levers.exact():
+            assert levers.exact_mode()
+        assert not levers.exact_mode()
+    monkeypatch.delenv(levers.EXACT_ENV)
+    assert not levers.exact_mode()
+
+
+def test_auto_levers_resolve_by_hardware_and_run_length(fast_machine, monkeypatch):
+    assert levers.resolve_precision("auto") == "bf16"
+    assert levers.resolve_compile("auto") is True
+    assert levers.resolve_compile("auto", steps=levers.COMPILE_MIN_STEPS) is True
+    assert levers.resolve_compile("auto", steps=levers.COMPILE_MIN_STEPS - 1) is False
+    monkeypatch.setattr(levers, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(levers, "compile_available", lambda: False)
+    assert levers.resolve_precision("auto") == "fp32"
+    assert levers.resolve_compile("auto") is False
+
+
+def test_explicit_levers_are_obeyed_in_either_mode():
+    for on in (True, False):
+        with levers.exact(on):
+            assert levers.resolve_precision("bf16") == "bf16"
+            assert levers.resolve_precision("fp32") == "fp32"
+            assert levers.resolve_compile(True, steps=1) is True
+            assert levers.resolve_compile(False) is False
+
+
+@pytest.mark.parametrize("name", ["dc", "dsa", "dc_aug", "fast"])
+def test_validated_protocols_train_with_the_levers_outside_exact_mode(name, fast_machine):
+    protocol = get_protocol(name)  # 1000 images: 4 batches, 400+ steps per network
+    long = TrainRecipe.of_protocol(protocol, 0.01, "cpu", images=1000)
+    assert (long.precision, long.compile, long.channels_last) == ("bf16", True, True)
+    with levers.exact():
+        exact = TrainRecipe.of_protocol(protocol, 0.01, "cpu", images=100)
+    assert (exact.precision, exact.compile, exact.channels_last) == ("fp32", False, False)
+
+
+def test_short_trainings_are_not_compiled(fast_machine):
+    short = get_protocol("fast").with_(epochs=levers.COMPILE_MIN_STEPS - 1)
+    recipe = TrainRecipe.of_protocol(short, 0.01, "cpu", images=100)  # one batch per epoch
+    assert (recipe.precision, recipe.compile, recipe.channels_last) == ("bf16", False, False)
+
+
+@pytest.mark.parametrize("name", ["mse", "soft", "tabular", "series", "smoke"])
+def test_protocols_not_validated_stay_exact(name, fast_machine):
+    recipe = TrainRecipe.of_protocol(get_protocol(name), 0.01, "cpu", images=100)
+    assert (recipe.precision, recipe.compile, recipe.channels_last) == ("fp32", False, False)
+
+
+def test_dm_defaults_to_the_levers_and_its_family_does_not():
+    dm = create_method("dm").config
+    assert (dm.precision, dm.compile) == ("auto", "auto")
+    for name in ("idm", "m3d", "ncfm", "dim"):
+        cfg = create_method(name).config
+        assert (cfg.precision, cfg.compile) == ("fp32", False), name
+
+
+def test_dm_records_the_levers_it_used(fast_machine, monkeypatch):
+    # a short run: bf16, not compiled (so the test compiles nothing)
+    opts = {"model": "convnet-w8", "batch_real": 8, "iterations": 2}
+    fast = create_method("dm", **opts).fit(tiny_digits().train, 2, seed=0)
+    assert fast.meta["precision"] == "bf16" and fast.meta["compile"] is False
+    with levers.exact():
+        exact = create_method("dm", **opts).fit(tiny_digits().train, 2, seed=0)
+    reference = create_method("dm", **opts, precision="fp32", compile=False)
+    assert torch.equal(exact.images, reference.fit(tiny_digits().train, 2, seed=0).images)
+    assert exact.meta["precision"] == "fp32"
+    assert not torch.equal(fast.images, exact.images)  # autocast really ran
+
+
+def test_the_exact_flag_puts_exact_mode_in_the_environment(monkeypatch, capsys):
+    from ddkit.cli import main
+
+    monkeypatch.setenv(levers.EXACT_ENV, "0")
+    assert main(["list"]) == 0
+    assert os.environ[levers.EXACT_ENV] == "0"
+    assert main(["--exact", "list"]) == 0
+    assert os.environ[levers.EXACT_ENV] == "1"
+
+
+def test_bench_units_run_in_exact_mode(monkeypatch, tmp_path):
+    from ddkit.bench import cells
+
+    seen = []
+    monkeypatch.setattr(cells, "_run_unit", lambda *a: seen.append(levers.exact_mode()))
+    with levers.exact(False):
+        cells.run_unit(None, "distill", None, 0, tmp_path)
+    assert seen == [True]

@@ -71,8 +71,11 @@ def worker() -> None:
     dm = create_method("dm", dataset="mnist5k", ipc=10)
     if hasattr(dm, "start"):
         dm.start(train, 10, seed=0)
-    else:  # the API of 11ad2e8
-        dm.init(train, 10, torch.Generator().manual_seed(0))
+    else:  # the API of 11ad2e8: fit's start, without its loop
+        g = torch.Generator().manual_seed(0)
+        dm.state_, dm.train_, dm.ipc_, dm.seed_ = {}, train, 10, 0
+        dm.init(train, 10, g)
+        dm.state_.setdefault("generator", g)
     step = 0
 
     def protocol(ipc: int, epochs: int):  # noqa: ANN202

@@ -284,13 +284,15 @@ def _fastest(variants: dict[str, dict[str, Any]], base: str) -> tuple[str, dict[
 
 def speed_table() -> list[str]:
     lines = [
-        "CPU seconds per step with 1 torch thread, today's default (fp32, eager) against the "
+        "CPU seconds per step with 1 torch thread, exact mode (fp32, eager) against the "
         "fastest lever set measured (speed-up: median of per-round paired ratios, so it need "
-        "not equal the ratio of the two medians shown); all levers are opt-in and stay off by "
-        "default. Models: convnet = ConvNet-3 width 128, convnet-w32 = width 32, convnet2 = "
-        "ConvNet-2. Machine: the shared 2-core AMD EPYC (AVX-512), under load from other jobs.",
+        "not equal the ratio of the two medians shown). The protocols dc, dsa, dc_aug, fast and "
+        "the methods dm and dsa use bf16 and compilation by default outside exact mode (issue 41: "
+        "section \"Fast by default\"); elsewhere the levers are opt-in. Models: convnet = "
+        "ConvNet-3 width 128, convnet-w32 = width 32, convnet2 = ConvNet-2. Machine: the shared "
+        "2-core AMD EPYC (AVX-512), under load from other jobs.",
         "",
-        "| workload | model | default CPU s/step | fastest levers | CPU s/step | speed-up | file |",
+        "| workload | model | exact CPU s/step | fastest levers | CPU s/step | speed-up | file |",
         "|---|---|---|---|---|---|---|",
     ]
     speed = read("speed.json")

@@ -87,22 +87,26 @@ def test_protocols_not_validated_stay_exact(name, fast_machine):
     assert (recipe.precision, recipe.compile, recipe.channels_last) == ("fp32", False, False)
 
 
-def test_dm_defaults_to_the_levers_and_its_family_does_not():
-    dm = create_method("dm").config
-    assert (dm.precision, dm.compile) == ("auto", "auto")
-    for name in ("idm", "m3d", "ncfm", "dim"):
+def test_dm_and_dsa_default_to_the_levers_and_their_families_do_not():
+    for name in ("dm", "dsa"):
+        cfg = create_method(name).config
+        assert (cfg.precision, cfg.compile) == ("auto", "auto"), name
+    for name in ("idm", "m3d", "ncfm", "dim", "dc", "idc"):
         cfg = create_method(name).config
         assert (cfg.precision, cfg.compile) == ("fp32", False), name
 
 
-def test_dm_records_the_levers_it_used(fast_machine, monkeypatch):
+@pytest.mark.parametrize("name", ["dm", "dsa"])
+def test_the_defaults_record_the_levers_they_used(name, fast_machine):
     # a short run: bf16, not compiled (so the test compiles nothing)
     opts = {"model": "convnet-w8", "batch_real": 8, "iterations": 2}
-    fast = create_method("dm", **opts).fit(tiny_digits().train, 2, seed=0)
+    if name == "dsa":
+        opts.update(model="convnet2-w8", outer_loop=2, inner_loop=1)
+    fast = create_method(name, **opts).fit(tiny_digits().train, 2, seed=0)
     assert fast.meta["precision"] == "bf16" and fast.meta["compile"] is False
     with levers.exact():
-        exact = create_method("dm", **opts).fit(tiny_digits().train, 2, seed=0)
-    reference = create_method("dm", **opts, precision="fp32", compile=False)
+        exact = create_method(name, **opts).fit(tiny_digits().train, 2, seed=0)
+    reference = create_method(name, **opts, precision="fp32", compile=False)
     assert torch.equal(exact.images, reference.fit(tiny_digits().train, 2, seed=0).images)
     assert exact.meta["precision"] == "fp32"
     assert not torch.equal(fast.images, exact.images)  # autocast really ran

@@ -2,10 +2,10 @@
 
 ddkit is fast by default where a validation-split comparison showed the levers keep accuracy
 within the spread (issue 41; BENCHMARKS.md "Fast by default"): the evaluation protocols
-``dc``, ``dsa``, ``dc_aug`` and ``fast`` and the method ``dm`` default to ``precision="auto"``
-(bf16 autocast where the CPU or GPU computes bfloat16 natively) and ``compile="auto"`` (the
-network's forward through inductor where a C++ compiler works and the run is long enough to
-repay the compilation). The levers change rounding only.
+``dc``, ``dsa``, ``dc_aug`` and ``fast`` and the methods ``dm`` and ``dsa`` default to
+``precision="auto"`` (bf16 autocast where the CPU or GPU computes bfloat16 natively) and
+``compile="auto"`` (the network's forward through inductor where a C++ compiler works and the
+run is long enough to repay the compilation). The levers change rounding only.
 
 **Exact mode** turns every ``"auto"`` lever off, giving the float32, eager arithmetic of the
 reference sets bit for bit: set the environment variable ``DDKIT_EXACT=1``, pass ``--exact``

@@ -82,7 +82,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.levers import CompiledForward
+from ddkit.levers import CompiledForward, resolve_compile
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -189,8 +189,9 @@ class DCConfig(RealBatchConfig):
     # (float32 images, weights, gradients and distance; auto: bf16 where the hardware has it)
     precision: Precision = "fp32"
     # speed lever: torch.compile the network's training between matching steps and the real
-    # batches' gradients (the synthetic ones are differentiated again: compiled graphs cannot)
-    compile: bool = False
+    # batches' gradients (the synthetic ones are differentiated again: compiled graphs cannot);
+    # auto: for runs of COMPILE_MIN_STEPS outer steps or more, off in exact mode (ddkit.levers)
+    compile: bool | Auto = False
 
     rules = {
         "lr_img": POSITIVE,
@@ -217,9 +218,12 @@ class DCConfig(RealBatchConfig):
 
 @dataclasses.dataclass(frozen=True)
 class DSAConfig(DCConfig):
-    """DSA hyper-parameters: DC's, with Siamese augmentation on."""
+    """DSA hyper-parameters: DC's, with Siamese augmentation on, and the speed levers on by
+    default (validated for dsa: ddkit.levers)."""
 
     augment: str = "auto"
+    precision: Precision = "auto"
+    compile: bool | Auto = "auto"
 
 
 def augment_classes(dsa: DSAAugment, x: torch.Tensor, draws: list[DSAParams]) -> torch.Tensor:
@@ -293,8 +297,9 @@ class DC(Distiller):
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
         # compile: the real batches' first-order gradients through a compiled forward of the
         # same module (every draw re-initialises it in place); the class loop only
+        self.compile_ = resolve_compile(cfg.compile, iterations * self.outer_loop_)
         self.real_forward_ = (
-            CompiledForward(self.nets_.network) if cfg.compile and not cfg.vectorize else None
+            CompiledForward(self.nets_.network) if self.compile_ and not cfg.vectorize else None
         )
         initial = self._representative_start if cfg.init == "dream" else cfg.init
         self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, initial)
@@ -414,7 +419,7 @@ class DC(Distiller):
             self.config.lr_net,
             self.config.batch_net,
             precision=self.precision_,
-            compile=self.config.compile,
+            compile=self.compile_,
         )
         sgd_train(
             net,
@@ -451,7 +456,7 @@ class DC(Distiller):
             meta["dsa_strategy"] = self.dsa_.strategy
         syn = SyntheticSet.from_codec(self.codec_, self.state_["images"].detach(), self.train_.spec)
         syn.meta.update(meta)
-        return record_levers(syn, self.precision_, self.config)
+        return record_levers(syn, self.precision_, self.config, self.compile_)
 
 
 @register_method

@@ -342,3 +342,25 @@ def test_a_damaged_table_spec_is_a_file_format_error(columns):
 def test_a_method_declaring_unknown_needs_is_refused():
     with pytest.raises(ConfigError, match="declares unknown needs 'pictures'"):
         table_splits().spec.check_needs("pictures", "method 'x'")
+
+
+def test_learners_keep_quiet_about_one_row_per_class():
+    # at IPC 1 every row is its own class; scikit-learn warns that such a target "could
+    # represent a regression problem" once per fit (a hundred times for a random forest)
+    import warnings
+
+    from ddkit.eval.learners import evaluate_learners
+
+    g = np.random.default_rng(0)
+    classes = 24  # scikit-learn warns above 20 rows
+    x = g.normal(size=(classes * 4, 5)).astype(np.float32)
+    y = np.arange(classes * 4) % classes
+    columns = tuple(Column(f"x{i}") for i in range(5))
+    splits = from_arrays(x[:, :, None, None], y, name="many", modality="table",
+                         columns=columns, num_classes=classes)  # fmt: skip
+    rows = torch.stack([torch.nonzero(splits.train.labels == c)[0, 0] for c in range(classes)])
+    syn = SyntheticSet.from_real(splits.train, rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_learners(syn, splits.test, "logreg,knn,rf,gb", runs=1)
+    assert not [w for w in caught if "unique classes" in str(w.message)]

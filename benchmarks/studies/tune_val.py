@@ -4,8 +4,8 @@ Carves a stratified validation split out of the dataset's train split (``--val-f
 distils on the rest with each value of ``--param``, and reports the mean distillation loss of the
 first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
 training images the result holds, and final-epoch validation accuracy
-(protocol ``dsa``, 300 epochs, ``--runs`` fresh networks of the preset's model, or
-``--eval-model``).
+(protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, 300 epochs, ``--runs`` fresh
+networks of the preset's model, or ``--eval-model``).
 
 Usage: python benchmarks/studies/tune_val.py --method mtt --dataset mnist5k --ipc 1 \
            --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--set KEY=VALUE] [--out FILE.json]
@@ -49,6 +49,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--method", default="mtt")
+    ap.add_argument("--protocol", default="dsa", help="the validation protocol (300 epochs)")
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=1)
     ap.add_argument("--param", required=True)
@@ -87,7 +88,7 @@ def main() -> None:
         rep = evaluate(
             syn,
             splits.val,
-            "dsa",
+            args.protocol,
             runs=args.runs,
             epochs=300,
             seed=0,

@@ -17,6 +17,9 @@
 #   EVAL_RUNS=2 sh benchmarks/distributed.sh runs/smoke-distributed
 # Usage: sh benchmarks/distributed.sh [OUT]   (default OUT=runs/bench-distributed)
 set -eu
+# exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
+# DDKIT_EXACT=0 to measure the fast defaults instead
+export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 PY=${PY:-$(pwd)/.venv/bin/python}
 TORCHRUN=${TORCHRUN:-$(pwd)/.venv/bin/torchrun}
 OUT=${1:-runs/bench-distributed}

@@ -14,6 +14,9 @@
 # METHODS, BATCHES, MATCH_STOPS (dc and dsa) and DM_STOPS select a part, e.g.
 #   METHODS=dm BATCHES=dream sh benchmarks/dream_mnist5k.sh
 set -eu
+# exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
+# DDKIT_EXACT=0 to measure the fast defaults instead
+export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 PYTHON=${PYTHON:-$(pwd)/.venv/bin/python}
 DATASET=${DATASET:-mnist5k}
 METHODS=${METHODS:-dc,dsa,dm}

@@ -15,6 +15,9 @@
 # or a smoke run, e.g.
 #   DATASETS=sbm-small IPCS=2 METHODS=doscond RUNS=1 EPOCHS=5 ITERATIONS=2 OUT=/tmp/g RUNDIR=/tmp/gr sh benchmarks/graph.sh
 set -eu
+# exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
+# DDKIT_EXACT=0 to measure the fast defaults instead
+export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 DDKIT=${DDKIT:-$(pwd)/.venv/bin/ddkit}
 PYTHON=${PYTHON:-$(pwd)/.venv/bin/python}
 OUT=${OUT:-benchmarks/results/graph}

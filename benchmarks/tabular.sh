@@ -21,6 +21,9 @@
 # RUNS, EPOCHS select a part or a smoke run, e.g.
 #   DATASETS=wine IPCS=1 METHODS="full random dm" RUNS=1 EPOCHS=5 ITERATIONS=2 OUT=/tmp/t RUNDIR=/tmp/r sh benchmarks/tabular.sh
 set -eu
+# exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
+# DDKIT_EXACT=0 to measure the fast defaults instead
+export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 DDKIT=${DDKIT:-$(pwd)/.venv/bin/ddkit}
 PYTHON=${PYTHON:-$(pwd)/.venv/bin/python}
 OUT=${OUT:-benchmarks/results/tabular}

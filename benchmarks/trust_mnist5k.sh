@@ -8,6 +8,9 @@
 # stage (default: the whole table); a later stage reuses every network an earlier one trained.
 # Usage: sh benchmarks/trust_mnist5k.sh adversarial|backdoor|privacy
 set -eu
+# exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
+# DDKIT_EXACT=0 to measure the fast defaults instead
+export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 DDKIT=${DDKIT:-$(pwd)/.venv/bin/ddkit}
 OUT=benchmarks/results
 common="--dataset mnist5k --protocol dsa --runs 3 --seed 0 --models convnet-w32"

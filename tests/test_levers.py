@@ -130,3 +130,14 @@ def test_bench_units_run_in_exact_mode(monkeypatch, tmp_path):
     with levers.exact(False):
         cells.run_unit(None, "distill", None, 0, tmp_path)
     assert seen == [True]
+
+
+def test_distill_and_evaluate_say_how_they_computed(tmp_path, capsys):
+    from ddkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "1"]
+    assert main(["distill", *args, "--set", "model=convnet-w8", "--quiet", "--out", str(out)]) == 0
+    assert "bytes of distilled content; fp32)" in capsys.readouterr().out  # exact mode
+    assert main(["evaluate", str(out), "--protocol", "smoke", "--quiet"]) == 0
+    assert "lr 0.01, fp32), final-epoch test accuracy" in capsys.readouterr().out

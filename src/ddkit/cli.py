@@ -131,8 +131,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     stored = syn.storage_bytes()["total"]
     print(
         f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} ({syn.ipc} "
-        f"per class; {stored:,} bytes of distilled content) to {out}/synthetic, grid "
-        f"{out}/grid.png"
+        f"per class; {stored:,} bytes of distilled content"
+        + (f"; {_arithmetic(syn.meta)}" if "precision" in syn.meta else "")
+        + f") to {out}/synthetic, grid {out}/grid.png"
     )
     return 0
 
@@ -180,10 +181,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
         f"({syn.storage_bytes()['total']:,} bytes), protocol {report.protocol.name} "
-        f"({report.protocol.epochs} epochs, lr {report.lr:g}), final-epoch test accuracy:"
+        f"({report.protocol.epochs} epochs, lr {report.lr:g}, {_arithmetic(report.meta)}), "
+        "final-epoch test accuracy:"
     )
     print(report.table())
     return _write_eval(report, path, args)
+
+
+def _arithmetic(meta: dict[str, Any]) -> str:
+    """How a run computed (ddkit.levers), as recorded in its meta: e.g. "bf16, compiled"."""
+    words = [str(meta.get("precision", "fp32"))] + (["compiled"] if meta.get("compile") else [])
+    return ", ".join(words)
 
 
 def _write_eval(report: Any, path: Path, args: argparse.Namespace) -> int:

@@ -288,7 +288,7 @@ def speed_table() -> list[str]:
         "fastest lever set measured (speed-up: median of per-round paired ratios, so it need "
         "not equal the ratio of the two medians shown). The protocols dc, dsa, dc_aug, fast and "
         "the methods dm and dsa use bf16 and compilation by default outside exact mode (issue 41: "
-        "section \"Fast by default\"); elsewhere the levers are opt-in. Models: convnet = "
+        'section "Fast by default"); elsewhere the levers are opt-in. Models: convnet = '
         "ConvNet-3 width 128, convnet-w32 = width 32, convnet2 = ConvNet-2. Machine: the shared "
         "2-core AMD EPYC (AVX-512), under load from other jobs.",
         "",

@@ -249,6 +249,28 @@ def test_series_learners_and_their_defaults():
     assert report.protocol.name == "series" and report.results[0].accuracies[0] > 0.5
 
 
+def test_series_learners_see_each_series_z_normalised():
+    # a distilled series' level and scale are free; the learners judge its shape: the same
+    # rows scaled by 5 and shifted by 3 (in real units) score as they are
+    from dataclasses import replace
+
+    from ddkit.data.series import znormalize
+    from ddkit.eval.learners import evaluate_learners
+
+    data = tiny_series()
+    syn = SyntheticSet.from_real(data.train, torch.arange(0, len(data.train), 4))
+    mean = torch.tensor(syn.spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(syn.spec.std).view(1, -1, 1, 1)
+    real = syn.images * std + mean
+    loud = replace(syn, images=(5 * real + 3 - mean) / std)
+    a, b = (evaluate_learners(s, data.test, "knn", runs=1).results[0] for s in (syn, loud))
+    assert a.accuracies == b.accuracies and a.accuracies[0] > 0.5
+    z = znormalize(real)
+    assert torch.allclose(z.mean(-1), torch.zeros(()), atol=1e-5)
+    assert torch.allclose(z.std(-1, unbiased=False), torch.ones(()), atol=1e-4)
+    assert torch.allclose(znormalize(5 * real + 3), z, atol=1e-4)
+
+
 @pytest.mark.slow  # sktime's MiniRocket compiles with numba on its first use (minutes)
 def test_rocket_learner_on_series():
     pytest.importorskip("sktime")

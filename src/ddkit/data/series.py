@@ -4,7 +4,10 @@ sktime's wheel, and your own arrays.
 A series of ``L`` steps with ``D`` channels is stored in the ``(D, 1, L)`` layout of
 :mod:`ddkit.data.spec`, standardised per channel over all steps with train-split statistics
 (the UCR sets are already z-normalised series by series; ddkit does not normalise a series by
-its own statistics, so a distilled series keeps its level and scale).
+its own statistics, so a distilled series keeps its level and scale). The series learners of
+``ddkit evaluate --learners`` z-normalise every series, set and test alike (:func:`znormalize`):
+a distilled series' amplitude is free under the matching network's instance norm, so do the
+same before a learner of your own.
 
 Input rules (one clear line, never a silent guess): every series of a dataset has one length
 and one channel count (series of unequal length are refused: resample, pad or truncate them
@@ -84,6 +87,15 @@ def series_array(values: SeriesInput, what: str = "series") -> np.ndarray:
             f"{rows[0]}, step {step}); fill, interpolate or drop those series first"
         )
     return arr
+
+
+def znormalize(x: torch.Tensor) -> torch.Tensor:
+    """Every series of ``x`` (its last dimension, e.g. ``(N, D, 1, L)``) shifted and scaled to
+    zero mean and unit (population) standard deviation, channel by channel: the UCR archive's
+    convention and ROCKET's own normalisation. A constant series becomes zeros."""
+    mean = x.mean(-1, keepdim=True)
+    std = x.std(-1, unbiased=False, keepdim=True)
+    return (x - mean) / std.clamp_min(1e-8)
 
 
 def from_series(

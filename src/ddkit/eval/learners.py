@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -175,6 +175,22 @@ def _fit_score(
     return float((est.predict(x) == y).mean()), float((est.predict(xt) == yt).mean())
 
 
+def _znormalized(syn: SyntheticSet, test: ImageDataset) -> tuple[SyntheticSet, ImageDataset]:
+    """``syn`` and ``test`` with every series z-normalised (:func:`ddkit.data.series.znormalize`)
+    as every series learner sees them: a distilled series' level and scale are free (the
+    matching network's instance norm ignores them), and would otherwise decide a k-NN or
+    MiniRocket by amplitude alone. The set's series are z-normalised in real units and stored
+    back in its normalised space; UCR series are z-normalised already, so real rows barely
+    change."""
+    from ddkit.data.series import znormalize
+
+    shape = (1, -1) + (1,) * (syn.images.dim() - 2)
+    mean = torch.tensor(syn.spec.mean, dtype=syn.images.dtype).view(shape)
+    std = torch.tensor(syn.spec.std, dtype=syn.images.dtype).view(shape)
+    stored = (znormalize(syn.images) - mean) / std  # z-normalising ignores the spec's affine map
+    return replace(syn, images=stored), replace(test, images=znormalize(test.images))
+
+
 def evaluate_learners(
     syn: SyntheticSet,
     test: ImageDataset,
@@ -187,11 +203,15 @@ def evaluate_learners(
     """Train each of ``learners`` (default :data:`DEFAULT_LEARNERS`) on ``syn``'s rows and report
     its accuracy on the real ``test`` split; random learners run ``runs`` times (one seed each),
     deterministic ones once. ``epochs`` overrides the ``mlp`` learner's. Same seed => same report.
+    On series every learner (the networks too) sees each series z-normalised, set and test
+    alike (:func:`_znormalized`).
     """
     modality = syn.spec.modality
     names = learner_names(learners, modality)
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
+    if modality == "series":
+        syn, test = _znormalized(syn, test)
     t0 = time.perf_counter()
     protocol = get_protocol("series" if modality == "series" else "tabular")
     report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))

@@ -173,6 +173,12 @@ def test_list_shows_registries(capsys):
     assert code == 0
     for word in ("digits", "mnist5k", "convnet", "resnet18", "random", "herding", "dsa", "fast"):
         assert word in out
+    # every other name a user can pass, one line each (issue 41)
+    for title in ("codecs (", "augmentations (", "series augmentations (", "audits (",
+                  "applications (", "learners ("):  # fmt: skip
+        assert f"\n{title}" in out, title
+    for word in ("formation", "fred", "haba", "latent", "cutout", "warp"):
+        assert f"\n  {word} " in out, word
 
 
 DM_ARGS = [

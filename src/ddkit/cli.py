@@ -70,12 +70,29 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for name in reg.names():
             print(f"  {name:<14} {reg.help(name)}")
+    for title, lines in _listed_families():
+        print(f"{title}:")
+        for name, text in lines.items():
+            print(f"  {name:<14} {text}")
     for kind in ("distiller", "selector"):
         print("methods:" if kind == "distiller" else "selectors:")
         for name in METHODS.names():
             if METHODS.get(name).kind == kind:
                 print(f"  {name:<14} {METHODS.help(name)}")
     return 0
+
+
+def _listed_families() -> list[tuple[str, dict[str, str]]]:
+    """The name lists that are not registries: the augmentation families (the pruning scores
+    are listed by ``ddkit prune --help``, the coreset family's own command)."""
+    from ddkit.augment.dsa import FAMILY_HELP
+    from ddkit.augment.series import SERIES_HELP
+
+    return [
+        ("augmentations (--set augment=STRATEGY: families joined by _, e.g. color_crop_cutout)",
+         FAMILY_HELP),
+        ("series augmentations (--set augment=series, or operations joined by _)", SERIES_HELP),
+    ]  # fmt: skip
 
 
 def _print_presets(cls: Any) -> int:

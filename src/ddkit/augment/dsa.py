@@ -40,6 +40,15 @@ __all__ = ["DSA", "DSAParams", "FAMILIES", "default_strategy"]
 
 #: The augmentation families a strategy string may name, in the reference's order.
 FAMILIES: tuple[str, ...] = ("color", "crop", "cutout", "flip", "scale", "rotate")
+#: One line on each family (``ddkit list``).
+FAMILY_HELP: dict[str, str] = {
+    "color": "brightness, saturation and contrast jitter",
+    "crop": "random translation (shift and pad)",
+    "cutout": "one square zeroed at a random place",
+    "flip": "horizontal flip",
+    "scale": "random stretch along each axis",
+    "rotate": "random rotation",
+}
 
 #: Parameter tensors each family samples (all of shape ``(n,)`` with ``n`` 1 or the batch size).
 _KEYS: dict[str, tuple[str, ...]] = {

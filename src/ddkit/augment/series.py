@@ -46,6 +46,13 @@ __all__ = [
 
 #: The series operations a strategy may name; ``"series"`` names all of them.
 SERIES_FAMILIES: tuple[str, ...] = ("jitter", "scaling", "slice", "warp")
+#: One line on each operation (``ddkit list``).
+SERIES_HELP: dict[str, str] = {
+    "jitter": "additive Gaussian noise on every step",
+    "scaling": "the whole series multiplied by one random factor near 1",
+    "slice": "a random window stretched back to the full length",
+    "warp": "magnitude warping by a smooth random curve",
+}
 KNOTS = 6
 
 

@@ -112,6 +112,13 @@ def test_the_defaults_record_the_levers_they_used(name, fast_machine):
     assert not torch.equal(fast.images, exact.images)  # autocast really ran
 
 
+def test_dm_compiles_by_the_run_length_not_the_configured_budget(fast_machine):
+    # the configured budget (20,000) would repay a compilation; a fit of 2 iterations does not
+    dm = create_method("dm", model="convnet-w8", batch_real=8)
+    assert dm.config.iterations >= levers.COMPILE_MIN_STEPS
+    assert dm.fit(tiny_digits().train, 2, seed=0, iterations=2).meta["compile"] is False
+
+
 def test_the_exact_flag_puts_exact_mode_in_the_environment(monkeypatch, capsys):
     from ddkit.cli import main
 

@@ -160,7 +160,7 @@ class DiM(DM):
                 f"dim's generator takes {size} bytes, over the {budget} of IPC {ipc} "
                 f"(plain images and labels); use a larger IPC or a smaller latent_dim / width"
             )
-        self._setup(train)
+        self._setup(train, iterations)
         autoencoder = _autoencoder(cfg.latent_dim, cfg.width, cfg.autoencoder_steps)
         autoencoder.fit(train)
         self.autoencoder_ = autoencoder

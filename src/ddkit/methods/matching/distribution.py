@@ -375,7 +375,9 @@ class DM(Distiller):
     test_overrides: ClassVar[dict[str, Any]] = {"batch_real": 8}
 
     # ---------------------------------------------------------------- setup
-    def _setup(self, train: ImageDataset) -> None:
+    def _setup(self, train: ImageDataset, iterations: int) -> None:
+        """The run's fixed parts: real images, augmentation, the matching network and the speed
+        levers, compilation resolved for a run of ``iterations``."""
         cfg = self.config
         self.device_ = torch.device(cfg.device)
         self.dtype_ = _DTYPES[cfg.dtype]
@@ -388,7 +390,7 @@ class DM(Distiller):
         # the resolved precision: float64 runs (numerical checks) always compute in float64
         self.precision_ = method_precision(cfg.precision, self.dtype_, self.device_)
         net = self.nets_.network
-        self.compile_ = resolve_compile(cfg.compile, cfg.iterations)
+        self.compile_ = resolve_compile(cfg.compile, iterations)
         self.embed_ = CompiledForward(net.embed) if self.compile_ else net.embed
         self.real_mean_ = self._real_mean_fn()
 
@@ -435,7 +437,7 @@ class DM(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        self._setup(train)
+        self._setup(train, iterations)
         self.codec_, stored = start_stored(cfg.codec, train, ipc, generator, self._start_images)
         images = stored.detach().to(self.device_, self.dtype_).requires_grad_(True)
         self.state_["generator"] = generator

@@ -256,17 +256,22 @@ def test_full_data_epochs_per_dataset():
     )
 
 
-def test_run_suite_takes_an_unregistered_suite_object(tmp_path):
-    suite = Suite(
-        name="pytest-object",
+def _random_digits_suite(name: str, runs: int) -> Suite:
+    """An unregistered suite of one cell: random real images of digits at IPC 1."""
+    return Suite(
+        name=name,
         datasets=("digits",),
         ipcs=(1,),
         protocol="smoke",
-        runs=1,
+        runs=runs,
         methods=("random",),
         full_data=False,
         models={"digits": "convnet2-w8"},
     )
+
+
+def test_run_suite_takes_an_unregistered_suite_object(tmp_path):
+    suite = _random_digits_suite("pytest-object", runs=1)
     rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
     assert [(r["method"], r["ipc"]) for r in rows] == [("random", 1)]
     assert (tmp_path / "pytest-object.json").exists()
@@ -692,16 +697,7 @@ def test_a_cell_whose_units_finished_but_whose_row_was_lost_gets_its_row(tmp_pat
     files instead of skipping the cell forever, and drops the dead process's claim."""
     from ddkit.bench.results import _boot_id, claim_unit, read_results, write_results
 
-    suite = Suite(
-        name="pytest-lost-row",
-        datasets=("digits",),
-        ipcs=(1,),
-        protocol="smoke",
-        runs=2,
-        methods=("random",),
-        full_data=False,
-        models={"digits": "convnet2-w8"},
-    )
+    suite = _random_digits_suite("pytest-lost-row", runs=2)
     rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
     path = tmp_path / f"{suite.name}.json"
     cell = Cell("digits", "random", 1)

@@ -25,8 +25,6 @@ def load(folder: Path) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
     """``{cell name: {learner: (mean %, std %)}}`` of every results file in ``folder``."""
     cells = {}
     for f in sorted(folder.glob("*.json")):
-        if f.stem.startswith("tune_"):
-            continue
         results = json.loads(f.read_text())["results"]
         cells[f.stem] = {r["model"]: (100 * r["mean"], 100 * r["std"]) for r in results}
     return cells

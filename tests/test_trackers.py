@@ -9,6 +9,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 import pytest
 
@@ -176,13 +177,31 @@ def _wandb_records(run_dir):
             chunk = b""
 
 
+def _finished_records(run_dir, wait=60.0):
+    """The records of an offline run once its ``exit`` record is on disk: W&B's service process
+    writes the file, and under load it may still be flushing when ``finish()`` has returned."""
+    deadline = time.monotonic() + wait
+    while True:
+        records = list(_wandb_records(run_dir))
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        if time.monotonic() > deadline:
+            kinds = [r.WhichOneof("record_type") for r in records]
+            raise AssertionError(f"no exit record after {wait} s; records: {kinds}")
+        time.sleep(0.2)
+
+
 def _wandb_run(run_dir):
-    """(config, history rows) of an offline W&B run folder."""
+    """(config, history rows) of an offline W&B run folder; the config merged over every run and
+    config record, in order, as W&B itself applies them."""
     config, history = {}, []
-    for record in _wandb_records(run_dir):
+    for record in _finished_records(run_dir):
         kind = record.WhichOneof("record_type")
-        if kind == "run":
-            config = {i.key: json.loads(i.value_json) for i in record.run.config.update}
+        if kind in ("run", "config"):
+            changes = record.run.config if kind == "run" else record.config
+            config.update({i.key: json.loads(i.value_json) for i in changes.update})
+            for item in changes.remove:
+                config.pop(item.key, None)
         elif kind == "history":
             items = record.history.item
             history.append(

@@ -148,3 +148,32 @@ def test_distill_and_evaluate_say_how_they_computed(tmp_path, capsys):
     assert "bytes of distilled content; fp32)" in capsys.readouterr().out  # exact mode
     assert main(["evaluate", str(out), "--protocol", "smoke", "--quiet"]) == 0
     assert "lr 0.01, fp32), final-epoch test accuracy" in capsys.readouterr().out
+
+
+def test_a_settled_protocol_is_what_the_process_computes(fast_machine):
+    """Audit checkpoints are keyed by the settled protocol: in exact mode, that of the days before
+    "auto" (so their units resume); outside it, bf16 (so fast and exact units never mix)."""
+    dsa = get_protocol("dsa")
+    before_auto = dsa.with_(precision="fp32", compile=False, channels_last=False)
+    with levers.exact():
+        assert dsa.settled() == before_auto
+    fast = dsa.settled()
+    assert fast.precision == "bf16" and fast != before_auto
+    assert (fast.compile, fast.channels_last) == ("auto", "auto")  # left to each run's length
+    assert get_protocol("smoke").settled() == get_protocol("smoke")  # nothing auto to settle
+
+
+def test_privacy_units_kept_before_auto_are_resumed_in_exact_mode():
+    from ddkit.audits.privacy import PrivacyTraining, Source
+
+    pool, dsa = torch.arange(6), get_protocol("dsa")
+    before_auto = dsa.with_(precision="fp32", compile=False, channels_last=False)
+    full = Source(kind="full")
+    keys = [
+        PrivacyTraining(protocol=p, model="convnet", full_epochs=3).fingerprint(full, "d", pool, 0)
+        for p in (dsa, before_auto)
+    ]
+    assert keys[0] == keys[1]
+    with levers.exact(False):
+        fast = PrivacyTraining(protocol=dsa, model="convnet", full_epochs=3)
+        assert fast.fingerprint(full, "d", pool, 0) != keys[0] or not levers.cpu_has_bf16()

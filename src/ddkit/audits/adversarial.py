@@ -315,7 +315,9 @@ def adversarial_audit(
             }
 
         path = keep / "results" / f"{unit_name(name)}.json" if keep is not None else None
-        key = unit_key(name, p.to_dict(), budgets, seed, rows, syn.images, syn.labels, syn.lr)
+        key = unit_key(
+            name, p.settled().to_dict(), budgets, seed, rows, syn.images, syn.labels, syn.lr
+        )
         out["sets"][name] = kept_json(path, key, attack_set)
     return out
 

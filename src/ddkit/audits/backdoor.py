@@ -579,7 +579,7 @@ def backdoor_audit(
         for m in (m for m in names if m != "random"):  # random real images: the floor below
             out["sets"].update(kept_json(
                 keep / "results" / f"{m}-ipc{ipc}.json" if keep is not None else None,
-                unit_key(m, ipc, budgets, p.to_dict(), seed, *data),
+                unit_key(m, ipc, budgets, p.settled().to_dict(), seed, *data),
                 lambda m=m, ipc=ipc: _method_rows(m, ipc, splits, poisoned, trigger, attack,
                                                   doorping, score, fit),
             ))  # fmt: skip
@@ -594,7 +594,7 @@ def backdoor_audit(
 
         out["sets"][f"random/ipc{ipc}/poisoned"] = kept_json(
             keep / "results" / f"random-ipc{ipc}.json" if keep is not None else None,
-            unit_key("random", ipc, budgets, p.to_dict(), seed, *data),
+            unit_key("random", ipc, budgets, p.settled().to_dict(), seed, *data),
             random_row,
         )
     return out

@@ -172,7 +172,7 @@ def audit_record(
         "audit": audit,
         "seed": seed,
         "runs": protocol.runs,
-        "protocol": protocol.to_dict(),
+        "protocol": protocol.settled().to_dict(),
         "budgets": budgets,
         "ddkit_version": __version__,
     }

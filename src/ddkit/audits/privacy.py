@@ -227,7 +227,7 @@ class PrivacyTraining:
             parts["dp"] = asdict(replace(self.dp, epsilon=source.epsilon, epochs=self.full_epochs))
         else:
             epochs = self.full_epochs if source.kind == "full" else self.protocol.epochs
-            parts["protocol"] = self.protocol.with_(epochs=epochs).to_dict()
+            parts["protocol"] = self.protocol.with_(epochs=epochs).settled().to_dict()
         if source.kind == "distilled":
             parts["distil"] = {"iterations": self.iterations, "options": dict(self.options or {})}
         return unit_key(parts)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import InitVar, asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddkit.errors import ConfigError
-from ddkit.levers import Switch, check_switch
+from ddkit.levers import Switch, check_switch, exact_mode, resolve_precision
 from ddkit.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 TARGETS = ("hard", "stored", "teacher")
 LOSSES = ("cross_entropy", "mse")
@@ -136,6 +139,20 @@ class EvalProtocol:
     def uses_stored_labels(self) -> bool:
         """Whether training uses the set's labels as stored (soft and per-view labels included)."""
         return self.targets == "stored"
+
+    def settled(self, device: torch.device | str = "cpu") -> EvalProtocol:
+        """A copy whose ``"auto"`` levers say what this process will compute: in exact mode all
+        off (fp32, eager: the protocol of the days before ``"auto"``); else the precision the
+        hardware gives, with ``compile`` / ``channels_last`` left to each run's length. The
+        identity of a kept unit (audit checkpoints) is this, not the raw fields, so exact-mode
+        runs resume the units of the days before ``"auto"`` and never mix with fast ones."""
+        exact = exact_mode()
+        return replace(
+            self,
+            precision=resolve_precision(self.precision, device),
+            compile=False if exact and self.compile == "auto" else self.compile,
+            channels_last=False if exact and self.channels_last == "auto" else self.channels_last,
+        )
 
     def with_(self, **changes: Any) -> EvalProtocol:
         """A copy with some fields changed (``None`` values are ignored)."""

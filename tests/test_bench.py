@@ -308,6 +308,17 @@ def test_run_suite_refuses_a_dataset_or_ipc_it_does_not_have_before_wiping(
     assert (tmp_path / f"{tiny_suite}-cells").is_dir()
 
 
+def test_run_suite_refuses_a_results_folder_that_is_a_file(tmp_path, tiny_suite):
+    """``--results FILE`` failed with "File exists: FILE" (issue 42's leftovers)."""
+    from ddkit.errors import ConfigError
+
+    file = tmp_path / "results.json"
+    file.write_text("{}")
+    with pytest.raises(ConfigError, match="results folder .* is a file; give a folder"):
+        run_suite(tiny_suite, results_dir=file, markdown=None)
+    assert file.read_text() == "{}"
+
+
 def test_options_full_data_runs_and_published_figures(tmp_path):
     suite = Suite(
         name="pytest-paper",

@@ -374,3 +374,27 @@ def test_a_convnet_kernel_deeper_than_the_images_is_refused_before_any_write(tmp
     assert not out.exists()
     syn = distill_run(**common, options={**options, "depth": 1})
     assert len(syn) == 10
+
+
+def test_a_convnet_kernel_block_over_the_memory_budget_is_refused_before_any_write(
+    tmp_path, monkeypatch
+):
+    """kernel_chunk had no memory check: a large chunk allocated its block's maps until the
+    machine ran out (issue 42's leftovers). The estimate is checked against the budget."""
+    from ddkit.errors import ConfigError
+    from ddkit.meter import BUDGET_ENV
+    from ddkit.methods.performance.kernels import convnet_kernel_block_bytes
+    from ddkit.runs import distill_run
+
+    small = convnet_kernel_block_bytes((1, 8, 8), depth=1, chunk=2)
+    assert convnet_kernel_block_bytes((1, 8, 8), depth=1, chunk=4) == 4 * small  # pairs grow
+    monkeypatch.setenv(BUDGET_ENV, str(small * 2))
+    out = tmp_path / "run"
+    common = dict(dataset="digits", method="kip", ipc=1, out=out, iterations=1)
+    options = {"architecture": "convnet", "batch_real": 2, "depth": 1}
+    with pytest.raises(
+        ConfigError, match=r"4x4 block of kip's convnet kernel .*lower kernel_chunk"
+    ):
+        distill_run(**common, options={**options, "kernel_chunk": 4})
+    assert not out.exists()
+    assert len(distill_run(**common, options={**options, "kernel_chunk": 2})) == 10

@@ -58,6 +58,19 @@ def test_report_of_a_bench_results_file(tmp_path, capsys):
     assert "no finished rows" in capsys.readouterr().err
 
 
+def test_a_report_out_that_is_a_folder_gets_the_page_inside(tmp_path, capsys):
+    """``--out DIR`` failed with "Is a directory: DIR/.x.tmp" (issue 42's leftovers)."""
+    import json
+
+    results, folder = tmp_path / "quick.json", tmp_path / "pages"
+    results.write_text(json.dumps(_bench_rows()))
+    folder.mkdir()
+    assert main(["report", str(results), "--out", str(folder)]) == 0
+    assert "suite quick" in (folder / "quick.html").read_text()
+    assert main(["report", str(results), "--out", str(folder / "named.html")]) == 0
+    assert (folder / "named.html").is_file()
+
+
 def test_accuracy_chart_names_its_axis(tmp_path, monkeypatch):
     import matplotlib.axes
 

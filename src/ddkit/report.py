@@ -106,6 +106,14 @@ def _page(title: str, heading: str, body: str) -> bytes:
     ).encode()
 
 
+def _html_target(out: str | os.PathLike | None, default: Path) -> Path:
+    """Where a page is written: ``out``, or ``default``; an ``out`` that is an existing folder
+    gets ``default``'s file name inside it."""
+    if out is None:
+        return default
+    return Path(out) / default.name if Path(out).is_dir() else Path(out)
+
+
 def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write an HTML page for a ``ddkit bench`` results file (``out``, default the file with
     ``.html``): the rows as a table beside random real images of the same IPC, accuracy against
@@ -153,7 +161,7 @@ def write_suite_report(results: str | os.PathLike, out: str | os.PathLike | None
         "<p class=note>Final-epoch test accuracy of fresh networks, mean ± std over runs; "
         "vs random: points above random real images of the same IPC.</p>"
     )
-    target = Path(out) if out is not None else path.with_suffix(".html")
+    target = _html_target(out, path.with_suffix(".html"))
     atomic_write_bytes(target, _page(f"ddkit bench {suite}", f"ddkit bench: suite {suite}", body))
     return target
 
@@ -225,7 +233,7 @@ def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None
         + f"<h2>Sets (mean over networks, %)</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
         + f"<h2>What produced it</h2>{_table(record)}"
     )
-    target = Path(out) if out is not None else path.with_suffix(".html")
+    target = _html_target(out, path.with_suffix(".html"))
     title = f"ddkit audit {data.get('audit', '')}"
     atomic_write_bytes(target, _page(title, title, body))
     return target
@@ -278,6 +286,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
         f"<h2>Settings</h2>{_table(settings)}"
         "</body></html>"
     )
-    path = Path(out) if out is not None else folder / "report.html"
+    path = _html_target(out, folder / "report.html")
     atomic_write_bytes(path, page.encode())
     return path

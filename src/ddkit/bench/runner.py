@@ -102,6 +102,11 @@ def run_suite(
     """
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
     _check_selection(suite, only, datasets, ipcs)
+    if Path(results_dir).exists() and not Path(results_dir).is_dir():
+        raise ConfigError(
+            f"results folder {str(results_dir)!r} is a file; give a folder (the suite's results "
+            f"go to FOLDER/{suite.name}.json)"
+        )
     path = Path(results_dir) / f"{suite.name}.json"
     if fresh:
         with results_lock(path):

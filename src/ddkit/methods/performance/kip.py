@@ -34,9 +34,11 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import (
+    convnet_kernel_block_bytes,
     krr_predict,
     relu_conv_kernel,
     relu_convnet_kernel,
@@ -94,7 +96,8 @@ class KIPConfig(LabelLearningConfig):
 
 def check_convnet_depth(cfg: KIPConfig, shape: tuple[int, ...]) -> None:
     """Refuse (one line, before any work) a ConvNet kernel whose ``depth`` 2x2 poolings would
-    shrink the images below one pixel."""
+    shrink the images below one pixel, or whose blocks of ``kernel_chunk`` x ``kernel_chunk``
+    pairs would not fit the memory budget (:func:`ddkit.meter.check_memory`)."""
     if cfg.architecture != "convnet" or len(shape) < 3:
         return
     side = min(shape[-2:])
@@ -104,6 +107,14 @@ def check_convnet_depth(cfg: KIPConfig, shape: tuple[int, ...]) -> None:
             f"kip's convnet kernel pools {shape[-2]}x{shape[-1]} images {cfg.depth} times, "
             "below one pixel; " + (f"use depth <= {most}" if most else "use architecture=fc")
         )
+    block = convnet_kernel_block_bytes(
+        shape, depth=cfg.depth, readout=cfg.readout, chunk=cfg.kernel_chunk
+    )
+    check_memory(
+        f"one {cfg.kernel_chunk}x{cfg.kernel_chunk} block of kip's convnet kernel",
+        block,
+        "lower kernel_chunk",
+    )
 
 
 @register_method

@@ -31,6 +31,7 @@ DECOUPLED_FILES = (  # later files replace earlier ones' cells (re-runs), as in 
     "decoupled_mnist5k_ipc10_dm.json",
     "decoupled_mnist5k_ipc50.json",
     "decoupled_mnist5k_ipc50_dm.json",
+    "decoupled_mnist5k_ipc10_edc_nocrop.json",
 )
 CODEC_FILES = {
     "digits": ("codecs_digits.json",),

@@ -110,8 +110,8 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if args.out:
-        atomic_write_json(args.out, {"settings": vars(args), "rows": rows})
+        if args.out:  # after every value: a stopped run keeps the values it measured
+            atomic_write_json(args.out, {"settings": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -163,17 +163,17 @@ def test_a_settled_protocol_is_what_the_process_computes(fast_machine):
     assert get_protocol("smoke").settled() == get_protocol("smoke")  # nothing auto to settle
 
 
-def test_privacy_units_kept_before_auto_are_resumed_in_exact_mode():
+def test_privacy_units_kept_before_auto_are_resumed_in_exact_mode(fast_machine):
     from ddkit.audits.privacy import PrivacyTraining, Source
 
     pool, dsa = torch.arange(6), get_protocol("dsa")
     before_auto = dsa.with_(precision="fp32", compile=False, channels_last=False)
-    full = Source(kind="full")
-    keys = [
-        PrivacyTraining(protocol=p, model="convnet", full_epochs=3).fingerprint(full, "d", pool, 0)
-        for p in (dsa, before_auto)
-    ]
-    assert keys[0] == keys[1]
-    with levers.exact(False):
-        fast = PrivacyTraining(protocol=dsa, model="convnet", full_epochs=3)
-        assert fast.fingerprint(full, "d", pool, 0) != keys[0] or not levers.cpu_has_bf16()
+
+    def key(protocol):
+        how = PrivacyTraining(protocol=protocol, model="convnet", full_epochs=3)
+        return how.fingerprint(Source(kind="full"), "d", pool, 0)
+
+    with levers.exact():
+        assert key(dsa) == key(before_auto)
+        exact_key = key(dsa)
+    assert key(dsa) != exact_key  # fast (bf16) networks never resume exact ones

@@ -94,7 +94,7 @@ class KIPConfig(LabelLearningConfig):
         return self.learn_labels or self.label_solve_real > 0
 
 
-def check_convnet_depth(cfg: KIPConfig, shape: tuple[int, ...]) -> None:
+def check_convnet_kernel(cfg: KIPConfig, shape: tuple[int, ...]) -> None:
     """Refuse (one line, before any work) a ConvNet kernel whose ``depth`` 2x2 poolings would
     shrink the images below one pixel, or whose blocks of ``kernel_chunk`` x ``kernel_chunk``
     pairs would not fit the memory budget (:func:`ddkit.meter.check_memory`)."""
@@ -138,7 +138,7 @@ class KIP(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        check_convnet_depth(cfg, train.spec.shape)
+        check_convnet_kernel(cfg, train.spec.shape)
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.state_["labels"] = labels

@@ -5,11 +5,12 @@ network but not the other learners. This measures, for every set in the benchmar
 two properties the z-normalising learners (MiniRocket, k-NN, the 1-D nets of ``ddkit evaluate
 --learners``) are sensitive to, beside the real training split:
 
-* amplitude: the median over series of each series' standard deviation, in the units of the
-  dataset's own (z-normalised) series, where a real series has 1;
-* roughness: the median over series of the mean squared step ``(x[t+1] - x[t])^2`` of the
-  series after z-normalising it, i.e. how much of its variance sits in step-to-step noise
-  (white noise gives 2, a smooth series far less).
+* amplitude: the median over series (and channels) of each series' standard deviation, in the
+  units of the dataset's own (z-normalised) series, where a real series has 1;
+* roughness: the median over series (and channels) of the mean squared step
+  ``(x[t+1] - x[t])^2`` of the series after z-normalising it as the learners do
+  (:func:`ddkit.data.series.znormalize`), i.e. how much of its variance sits in step-to-step
+  noise (white noise gives 2, a smooth series far less).
 
 No training, no test split: the sets are read from their run folders. The step-size sweep of
 mtt at italypowerdemand IPC 10 (the benchmark's run uses the generic ``lr_img`` 1000) distils
@@ -30,16 +31,16 @@ from pathlib import Path
 import torch
 
 from ddkit.data import load_dataset
+from ddkit.data.series import znormalize
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.io import atomic_write_json
 
 
 def shape_stats(series: torch.Tensor) -> dict[str, float]:
-    """Median amplitude and roughness of ``series`` ``(N, ...)`` (module docstring)."""
-    x = series.reshape(len(series), -1).double()
-    std = x.std(dim=1)
-    z = (x - x.mean(dim=1, keepdim=True)) / std.clamp_min(1e-12)[:, None]
-    rough = (z.diff(dim=1) ** 2).mean(dim=1)
+    """Median amplitude and roughness of ``series`` ``(N, D, 1, L)`` (module docstring)."""
+    x = series.double()
+    std = x.std(dim=-1, unbiased=False).flatten()
+    rough = (znormalize(x).diff(dim=-1) ** 2).mean(dim=-1).flatten()
     return {
         "series": len(x),
         "amplitude_median": float(std.median()),

@@ -144,6 +144,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
         log=args.log or (),
+        device=_device(args),
     )
     stored = syn.storage_bytes()["total"]
     print(
@@ -193,7 +194,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         groups=args.groups,
-        device=distributed.device(),
+        device=_device(args),
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
@@ -203,6 +204,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(report.table())
     return _write_eval(report, path, args)
+
+
+def _device(args: argparse.Namespace) -> Any:
+    """The device ``--device`` names (checked: one line if it is not available here), else the
+    session's: the CPU, or each rank's GPU under torchrun with nccl."""
+    if not getattr(args, "device", None):
+        return distributed.device()
+    import torch
+
+    from ddkit.methods.config import check_device
+
+    check_device(args.device)
+    return torch.device(args.device)
 
 
 def _arithmetic(meta: dict[str, Any]) -> str:
@@ -569,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
     )
     d.add_argument(
+        "--device",
+        default=None,
+        help="where to compute, e.g. cuda or cuda:1 (default: the CPU; under torchrun with "
+        "nccl, each rank's GPU)",
+    )
+    d.add_argument(
         "--dry-run",
         action="store_true",
         help="only print the estimated cost (set-up and a few iterations, measured here)",
@@ -605,6 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(the default on tables: all but xgboost)",
     )
     e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
+    e.add_argument(
+        "--device",
+        default=None,
+        help="where the networks train, e.g. cuda (default: the CPU; under torchrun with nccl, "
+        "each rank's GPU)",
+    )
     e.add_argument(
         "--precision",
         choices=["fp32", "bf16", "auto"],

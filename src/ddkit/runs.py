@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ddkit import distributed
 from ddkit.data import DatasetSplits, load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
+from ddkit.methods.base import without_placement
+from ddkit.methods.config import check_device
 from ddkit.plots import is_log_record
 from ddkit.progress import ProgressSetting, clock
 from ddkit.trackers import check_log_targets, tracker_callbacks
@@ -89,6 +94,7 @@ def distill_run(
     splits: DatasetSplits | None = None,
     callbacks: list[Callback] | None = None,
     log: Sequence[str] = (),
+    device: str | torch.device | None = None,
 ) -> SyntheticSet:
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
@@ -99,13 +105,18 @@ def distill_run(
     checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
     follow the new total's schedule from there on). ``log``: experiment-log targets
     (``"tensorboard:DIR"``, ``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; :mod:`ddkit.trackers`)
-    that also receive the config, the metrics and the final grid.
+    that also receive the config, the metrics and the final grid. ``device``: where the method
+    computes (the training split is moved there; default: where it was loaded, the CPU). The set
+    is returned, and saved, on the CPU; a checkpoint resumes on any device.
     """
     out = Path(out)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
+    if device is not None:
+        check_device(str(device))
+        splits = dataclasses.replace(splits, train=splits.train.to(device))
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
@@ -144,6 +155,7 @@ def distill_run(
             checkpoint_every=checkpoint_every,
             resume=resume,
         )
+        syn = syn.to("cpu")
         syn.save(out / "synthetic")
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
@@ -271,7 +283,8 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
                 "another --out"
             )
         if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
-            old["method_config"] = m.saved_config(old["method_config"])
+            old["method_config"] = without_placement(m.saved_config(old["method_config"]))
+        config = {**config, "method_config": without_placement(config["method_config"])}
         diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
         if diff == ["iterations"] and _extends(old["iterations"], config["iterations"], out):
             return

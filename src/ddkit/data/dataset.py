@@ -75,6 +75,16 @@ class ImageDataset:
             rows.append(ix[pick])
         return torch.stack(rows)
 
+    def to(self, device: torch.device | str) -> ImageDataset:
+        """This dataset with its tensors on ``device``: a method fitted on it computes there
+        (``splits.train.to("cuda")``)."""
+        import dataclasses
+
+        bias = None if self.bias is None else self.bias.to(device)
+        return dataclasses.replace(
+            self, images=self.images.to(device), labels=self.labels.to(device), bias=bias
+        )
+
     def check_ipc(self, ipc: int) -> None:
         """Raise a clear error unless ``1 <= ipc <= smallest class size``."""
         if int(ipc) != ipc or ipc <= 0:

@@ -97,7 +97,7 @@ class SyntheticSet:
             if not self.regression and (self.labels < 0).any():
                 raise DataError("soft labels must be non-negative (or pass regression=True)")
             if not self.regression and not torch.allclose(
-                self.labels.sum(1), torch.ones(n), atol=1e-4
+                self.labels.sum(1), torch.ones(n, device=self.labels.device), atol=1e-4
             ):
                 raise DataError(
                     "soft labels must be probability vectors (rows summing to 1); real-valued "
@@ -129,6 +129,16 @@ class SyntheticSet:
     def ipc(self) -> int:
         """Images per class (the largest class count)."""
         return int(torch.bincount(self.hard_labels, minlength=self.spec.num_classes).max())
+
+    def to(self, device: torch.device | str) -> SyntheticSet:
+        """This set with its tensors (images, labels, extras) on ``device``; a method fitted on
+        data on a GPU returns its set there, and ``.to("cpu")`` brings it back."""
+        import dataclasses
+
+        extras = {k: v.to(device) for k, v in self.extras.items()}
+        return dataclasses.replace(
+            self, images=self.images.to(device), labels=self.labels.to(device), extras=extras
+        )
 
     def as_dataset(self) -> ImageDataset:
         return ImageDataset(self.images, self.hard_labels, self.spec)

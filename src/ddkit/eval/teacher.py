@@ -412,7 +412,9 @@ def cached_teacher(
     augment: str | None = "crop",
 ) -> tuple[nn.Module, Path]:
     """Load the teacher for ``(train, model, recipe)`` from ``cache_root``, training and saving
-    it first if it is not there. Returns ``(teacher, folder)``. Same inputs => same teacher."""
+    it first if it is not there. Returns ``(teacher, folder)``, the teacher on the device of
+    ``train``'s images (where it is trained, too). Same inputs => same teacher."""
+    device = train.images.device
     recipe = {
         "epochs": int(epochs),
         "lr": float(lr),
@@ -423,12 +425,12 @@ def cached_teacher(
     folder = teacher_cache_dir(cache_root, train, model, **recipe)
     if (folder / META_FILE).is_file():
         try:
-            net, _ = load_teacher(folder)
+            net, _ = load_teacher(folder, device)
             return net, folder
         except FileFormatError:
             pass  # a broken cache entry is rebuilt below
-    train_teacher(train, model, out_dir=folder, **recipe)
-    net, _ = load_teacher(folder)  # the saved copy, so a fresh run and a cached run agree exactly
+    train_teacher(train, model, out_dir=folder, device=device, **recipe)
+    net, _ = load_teacher(folder, device)  # the saved copy: fresh and cached runs agree exactly
     return net, folder
 
 

@@ -221,7 +221,7 @@ def _batch(
     batch_targets: BatchTargets | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``idx``, augmented/mixed; on-the-fly targets see the augmented, mixed batch."""
-    x, t = images[idx], targets[idx]
+    x, t = images[idx], targets[idx.to(targets.device)]
     if augment is not None:
         x, t = augment(x, t, generator)
     if batch_targets is not None:
@@ -610,7 +610,7 @@ def accuracy(
 
 def fraction_correct(predictions: torch.Tensor, labels: torch.Tensor) -> float:
     """The fraction of ``predictions`` equal to ``labels`` (0 for no rows)."""
-    return int((predictions == labels).sum()) / max(1, len(labels))
+    return int((predictions.cpu() == labels.cpu()).sum()) / max(1, len(labels))
 
 
 @torch.no_grad()

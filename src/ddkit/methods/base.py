@@ -194,7 +194,9 @@ class Distiller:
 
         With ``checkpoint_dir`` the state is saved atomically every ``checkpoint_every``
         iterations; ``resume=True`` continues from the last checkpoint there and finishes with
-        the same set as an uninterrupted run.
+        the same set as an uninterrupted run. The method computes where ``train``'s tensors
+        live (``train.to("cuda")``), or on its ``device`` option where it has one; the set is
+        returned on the CPU.
         """
         total = self.start(train, ipc, seed=seed, iterations=iterations)
         first = 0
@@ -217,7 +219,7 @@ class Distiller:
             if ckpt is not None and (done % checkpoint_every == 0 or done == total):
                 save = functools.partial(self._save_checkpoint, ckpt, done, seed, ipc, total)
                 distributed.main_only(save)
-        out = self.result()
+        out = self.result().to("cpu")  # computed anywhere, a set is returned on the CPU
         out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
         out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with())
         for cb in callbacks:
@@ -285,8 +287,9 @@ class Distiller:
         meta = read_json(folder / "state.json")
         saved = dict(meta)
         if isinstance(meta.get("config"), dict):  # written before an option was renamed?
-            saved["config"] = self.saved_config(meta["config"])
-        expect = {"method": self.name, "seed": seed, "ipc": ipc, "config": self.config_dict()}
+            saved["config"] = without_placement(self.saved_config(meta["config"]))
+        config = without_placement(self.config_dict())
+        expect = {"method": self.name, "seed": seed, "ipc": ipc, "config": config}
         for k, v in expect.items():
             if saved.get(k) != v:
                 raise ConfigError(
@@ -373,6 +376,18 @@ def flatten_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, scalars
 
 
+def without_placement(config: dict[str, Any]) -> dict[str, Any]:
+    """A method config (dict) without its ``device``: where a run computes is not a setting of the run, so a
+    checkpoint made on one device resumes on another."""
+    return {k: v for k, v in config.items() if k != "device"}
+
+
+def _state_device(state: dict[str, Any]) -> torch.device:
+    """Where a method's state lives: the device of its first tensor (the CPU if none)."""
+    first = next((v for v in state.values() if isinstance(v, torch.Tensor)), None)
+    return torch.device("cpu") if first is None else first.device
+
+
 def restore_state(
     state: dict[str, Any], tensors: dict[str, torch.Tensor], scalars: dict[str, Any]
 ) -> None:
@@ -399,7 +414,8 @@ def restore_state(
             val.load_state_dict({"state": st, "param_groups": saved["param_groups"]})
         elif isinstance(val, list) and all(isinstance(v, torch.Tensor) for v in val):
             n = scalars[f"l.{key}"]
-            state[key] = [tensors[f"l.{key}.{i}"].clone() for i in range(n)]
+            device = val[0].device if val else _state_device(state)
+            state[key] = [tensors[f"l.{key}.{i}"].to(device, copy=True) for i in range(n)]
         else:
             state[key] = scalars[f"s.{key}"]
 

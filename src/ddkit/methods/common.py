@@ -30,7 +30,8 @@ def initial_images(
         return train.images[train.sample_per_class(ipc, generator).flatten()].clone()
     if init == "noise":
         k = train.spec.num_classes
-        return torch.randn((k * ipc, *train.spec.shape), generator=generator)
+        noise = torch.randn((k * ipc, *train.spec.shape), generator=generator)
+        return noise.to(train.images.device)
     from ddkit.errors import ConfigError
 
     raise ConfigError(f"unknown init {init!r}; valid: noise, real")
@@ -39,8 +40,8 @@ def initial_images(
 def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:
     """A new randomly initialised network whose init seed is drawn from ``generator``
     (:func:`~ddkit.rng.draw_seed`; global RNG untouched). To draw one every iteration, build a
-    :class:`RandomNetwork` once instead."""
-    return build_network(name, train.spec, draw_seed(generator))
+    :class:`RandomNetwork` once instead. The network lives where ``train``'s images do."""
+    return build_network(name, train.spec, draw_seed(generator)).to(train.images.device)
 
 
 class RandomNetwork:

@@ -58,6 +58,8 @@ __all__ = [
     "POSITIVE",
     "Alias",
     "MethodConfig",
+    "check_device",
+    "resolve_device",
     "Preset",
     "Rule",
     "interval",
@@ -152,9 +154,13 @@ def _valid_strategy(value: Any) -> bool:
     return True
 
 
-def _device_available(value: Any) -> bool:
+def check_device(value: Any) -> bool:
+    """``True`` for ``"auto"`` or a torch device that exists here; else a one-line
+    :class:`ConfigError` naming the device and why."""
     import torch
 
+    if value == "auto":
+        return True
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError):
@@ -168,8 +174,18 @@ def _device_available(value: Any) -> bool:
     return True
 
 
-#: a ``device`` option: a torch device that exists on this machine
-DEVICE = Rule(_device_available, "must be an available torch device")
+#: a ``device`` option: a torch device that exists on this machine, or ``"auto"`` (the device
+#: of the training data: :func:`resolve_device`)
+DEVICE = Rule(check_device, "must be 'auto' or an available torch device")
+
+
+def resolve_device(setting: str, data: Any) -> Any:
+    """The device a method computes on: ``setting``, or for ``"auto"`` the device of ``data``
+    (the training images: a method runs where its data lives)."""
+    import torch
+
+    return data.device if setting == "auto" else torch.device(setting)
+
 
 POSITIVE = interval(0, low_open=True)
 NON_NEGATIVE = interval(0)

@@ -167,7 +167,8 @@ def smallest_normalised_group(model: nn.Module, image_shape: tuple[int, int, int
     ]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *image_shape))
+            device = next(model.parameters(), torch.empty(0)).device
+            model(torch.zeros(1, *image_shape, device=device))
     finally:
         for h in handles:
             h.remove()

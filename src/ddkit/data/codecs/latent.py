@@ -99,7 +99,8 @@ class Latent(Codec):
         """The autoencoder of ``train``'s images (seed 0: every run shares it), loaded from its
         artifact folder when one was trained before with the same data and settings
         (:mod:`ddkit.data.codecs.autoencoder`); its decoder is frozen."""
-        self.encoder_, self.decoder_ = self._networks(train.spec)
+        device = train.images.device
+        self.encoder_, self.decoder_ = (net.to(device) for net in self._networks(train.spec))
         settings = {"latent_dim": self.dim, "width": self.width, "steps": self.steps,
                     "seed": 0, "lr": 1e-3, "batch": 128}  # fmt: skip
         meta = obtain_autoencoder(

@@ -143,6 +143,7 @@ def keep_per_class(
     :func:`keep_extreme` or (with ``ccs``) :func:`ccs_select` keeps. A class with fewer than
     ``ipc`` rows is a one-line :class:`ConfigError`."""
     picks = []
+    hardness, labels = hardness.cpu(), labels.cpu()  # a selection's bookkeeping: on the CPU
     for c in range(num_classes):  # a loop over classes; the selection inside is vectorised
         rows = torch.nonzero(labels == c).flatten()
         if len(rows) < ipc:

@@ -69,7 +69,7 @@ class ScoreConfig(MethodConfig):
     ccs_beta: float = 0.0
     ccs_bins: int = 50
     score_cache: str = "runs/scores"  # "" keeps nothing on disk
-    device: str = "cpu"
+    device: str = "auto"  # "auto": where the training data lives
 
     rules = {
         "epochs_net": AT_LEAST_ONE,

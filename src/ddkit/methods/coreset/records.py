@@ -79,14 +79,14 @@ class Records:
 
 
 def record_run(
-    train: ImageDataset, recipe: ProxyRecipe, seed: int, device: torch.device | str = "cpu"
+    train: ImageDataset, recipe: ProxyRecipe, seed: int, device: torch.device | str = "auto"
 ) -> dict[str, torch.Tensor]:
     """Train one proxy network from ``seed`` and return its records (module docstring)."""
     n, e = len(train), recipe.epochs
     true_prob = torch.zeros(e, n, dtype=torch.float32)
     margin = torch.zeros(e, n, dtype=torch.float32)
     correct = torch.zeros(e, n, dtype=torch.bool)
-    labels = train.labels
+    labels = train.labels.cpu()  # the records are kept on the CPU
 
     def on_batch(epoch: int, index: torch.Tensor, logits: torch.Tensor) -> None:
         index, logits = index.cpu(), logits.float().cpu()
@@ -107,7 +107,7 @@ def record_run(
         device=device,
         on_batch=on_batch,
     )
-    features = embed_images(net, train.images.to(device)).double()
+    features = embed_images(net, train.images).double()
     head = net.classifier
     with torch.no_grad():
         logits = features @ head.weight.detach().double().cpu().T
@@ -176,7 +176,7 @@ def proxy_records(
     seeds: Sequence[int],
     *,
     cache: str | os.PathLike | None = "runs/scores",
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
 ) -> Records:
     """The records of one proxy run per seed in ``seeds``, stacked. With ``cache`` each run is
     read from ``records_folder(cache, ...)/seed_<seed>.safetensors`` when there (refused in one

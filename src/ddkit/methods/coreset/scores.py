@@ -48,7 +48,7 @@ __all__ = [
 def _error_vector(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``softmax(logits) - onehot(labels)`` in float64, shape of ``logits`` ``(..., N, K)``."""
     z = logits.double()
-    onehot = F.one_hot(labels.long(), z.shape[-1]).to(z.dtype)
+    onehot = F.one_hot(labels.long().to(z.device), z.shape[-1]).to(z.dtype)
     return torch.softmax(z, -1) - onehot
 
 
@@ -78,7 +78,7 @@ def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``z_y - max_{k != y} z_k`` per row (Pleiss et al., NeurIPS 2020); ``(..., N, K)`` ->
     ``(..., N)``. Negative when the row is misclassified."""
     z = logits.double()
-    y = labels.long().expand(z.shape[:-1]).unsqueeze(-1)
+    y = labels.long().to(z.device).expand(z.shape[:-1]).unsqueeze(-1)
     true = z.gather(-1, y).squeeze(-1)
     other = z.scatter(-1, y, float("-inf")).amax(-1)
     return true - other
@@ -86,7 +86,7 @@ def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def true_class_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Softmax probability of the labelled class per row; ``(..., N, K)`` -> ``(..., N)``."""
-    y = labels.long().expand(logits.shape[:-1]).unsqueeze(-1)
+    y = labels.long().to(logits.device).expand(logits.shape[:-1]).unsqueeze(-1)
     return torch.softmax(logits.double(), -1).gather(-1, y).squeeze(-1)
 
 

@@ -32,7 +32,15 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.errors import ConfigError
 from ddkit.methods.base import MethodConfig, register_method
 from ddkit.methods.common import fresh_network
-from ddkit.methods.config import AT_LEAST_ONE, DEVICE, NON_NEGATIVE, POSITIVE, Alias, one_of
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    DEVICE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Alias,
+    one_of,
+    resolve_device,
+)
 from ddkit.methods.coreset.base import Selector
 from ddkit.models import predict
 from ddkit.rng import draw_seed, seeded_global_rng
@@ -55,7 +63,7 @@ def train_feature_net(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     batch_size: int = 256,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     on_batch: BatchHook | None = None,
 ) -> nn.Module:
     """Train a fresh ``model`` on ``train`` for ``epochs`` epochs of SGD (cross-entropy, shuffled
@@ -68,7 +76,7 @@ def train_feature_net(
         raise ConfigError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device)
+    device = resolve_device(device, train.images)
     net = fresh_network(model, train, generator).to(device)
     seed = draw_seed(generator)
     images, labels = train.images.to(device), train.labels.to(device)
@@ -101,7 +109,7 @@ def pad_by_class(
     class), with the row indices ``(K, M)`` (-1 for padding) and a validity mask ``(K, M)``."""
     groups = train.class_indices
     k, m = len(groups), max(len(g) for g in groups)
-    rows = torch.full((k, m), -1, dtype=torch.long)
+    rows = torch.full((k, m), -1, dtype=torch.long, device=features.device)
     for c, g in enumerate(groups):
         rows[c, : len(g)] = g
     valid = rows >= 0
@@ -201,6 +209,7 @@ def top_per_class(
 ) -> torch.Tensor:
     """Row indices ``(K, n)`` of the ``n`` highest-scoring rows of each class, ties broken by a
     random order drawn from ``generator``. Every class must have at least ``n`` rows."""
+    scores, labels = scores.cpu(), labels.cpu()  # a selection's bookkeeping: on the CPU
     perm = torch.randperm(len(scores), generator=generator)
     order = perm[torch.argsort(-scores[perm], stable=True)]  # by score desc, ties random
     order = order[torch.argsort(labels[order], stable=True)]  # grouped by class
@@ -221,7 +230,7 @@ class EmbeddingConfig(MethodConfig):
     epochs_net: int = 10
     lr_net: float = 0.01
     batch_net: int = 256
-    device: str = "cpu"
+    device: str = "auto"  # "auto": where the training data lives
 
     rules = {
         "embedding": one_of(*EMBEDDINGS),
@@ -351,7 +360,7 @@ class ForgettingSelector(Selector):
         epochs_net: int = 10
         lr_net: float = 0.01
         batch_net: int = 256
-        device: str = "cpu"
+        device: str = "auto"  # "auto": where the training data lives
 
         rules = {
             "epochs_net": AT_LEAST_ONE,
@@ -370,7 +379,7 @@ class ForgettingSelector(Selector):
         epoch ``e`` (prediction made on its mini-batch, before the update)."""
         cfg = self.config
         correct = torch.zeros(cfg.epochs_net, len(train), dtype=torch.bool)
-        labels = train.labels
+        labels = train.labels.cpu()
 
         def record(epoch: int, idx: torch.Tensor, logits: torch.Tensor) -> None:
             idx = idx.cpu()

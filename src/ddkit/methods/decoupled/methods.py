@@ -123,7 +123,7 @@ class _TeacherMethod(Distiller):
     def _init_teacher(self, train: ImageDataset) -> None:
         cfg = self.config
         if cfg.teacher_dir:
-            net, meta = load_teacher(cfg.teacher_dir)
+            net, meta = load_teacher(cfg.teacher_dir, train.images.device)
             spec = meta.get("spec", {})
             if (
                 int(spec.get("num_classes", -1)),
@@ -190,8 +190,9 @@ class _TeacherMethod(Distiller):
 
 def _pixel_bounds(train: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
     """The normalised values of raw pixels 0 and 1, per channel, shaped ``(1, C, 1, 1)``."""
-    mean = torch.tensor(train.spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(train.spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+    device = train.images.device
+    mean = torch.tensor(train.spec.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(train.spec.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return (0 - mean) / std, (1 - mean) / std
 
 
@@ -367,7 +368,7 @@ class SRe2L(_TeacherMethod):
         which = iteration % len(self.teachers_)  # EDC: the backbones take turns
         teacher = self.teachers_[which]
         # rows grouped by image index: group i holds image i of every class (SRe2L's batches)
-        targets = torch.arange(k).repeat(ipc)
+        targets = torch.arange(k, device=x.device).repeat(ipc)
         xb = view(self._mine(_by_image_index(x, k, ipc)))
         targets = self._mine(targets)
         groups = ipc if cfg.bn_groups == "ipc" else 1
@@ -570,7 +571,7 @@ class RDED(_TeacherMethod):
             ix = train.class_indices[c]
             m = len(ix) if cfg.candidates == 0 else min(len(ix), int(cfg.candidates))
             cand.append(ix[torch.randperm(len(ix), generator=generator)[:m]])
-        src = torch.cat(cand)
+        src = torch.cat(cand).cpu()  # the selection's bookkeeping stays on the CPU
         counts = [len(c) for c in cand]
         r = cfg.num_crops
         boxes = sample_boxes(
@@ -583,7 +584,7 @@ class RDED(_TeacherMethod):
             xin = self._score_input(train.images[src_r[rows]], boxes[rows], (ph, pw), (h, w))
             return F.cross_entropy(self.teacher_(xin), train.labels[src_r[rows]], reduction="none")
 
-        ce = self._scores(crop_ce, len(src), r)
+        ce = self._scores(crop_ce, len(src), r).cpu()
         # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
         best = torch.argsort(ce, dim=1, stable=True)[:, 0]
         best_ce = ce[torch.arange(len(src)), best]
@@ -641,7 +642,7 @@ class RDED(_TeacherMethod):
         # region sizes as RDED's mix_images: the first (size % f) rows/cols are one pixel larger
         hs = [h // f + (1 if i < h % f else 0) for i in range(f)]
         ws = [w // f + (1 if j < w % f else 0) for j in range(f)]
-        images = torch.zeros((k * ipc, *train.spec.shape))
+        images = torch.zeros((k * ipc, *train.spec.shape), device=train.images.device)
         region_probs = []
         pos = 0
         y = 0

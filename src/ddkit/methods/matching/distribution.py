@@ -88,6 +88,7 @@ from ddkit.methods.config import (
     Auto,
     Precision,
     Preset,
+    resolve_device,
     zero_to_auto,
 )
 from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
@@ -250,7 +251,7 @@ class DMConfig(RealBatchConfig):
     # memory; each class's mean is computed as before); 0: one forward for all classes
     embed_chunk: int = 512
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
-    device: str = "cpu"
+    device: str = "auto"  # "auto": where the training data lives
     # speed levers (module docstring; on by default for dm, validated: ddkit.levers): bf16
     # autocast around the network's forward passes (float32 images, weights and loss; auto:
     # bf16 where the hardware computes it natively, fp32 in exact mode)
@@ -379,7 +380,7 @@ class DM(Distiller):
         """The run's fixed parts: real images, augmentation, the matching network and the speed
         levers, compilation resolved for a run of ``iterations``."""
         cfg = self.config
-        self.device_ = torch.device(cfg.device)
+        self.device_ = resolve_device(cfg.device, train.images)
         self.dtype_ = _DTYPES[cfg.dtype]
         self.real_ = train.images.to(self.device_, self.dtype_)
         self.dsa_ = make_augment(cfg.augment, train.spec)

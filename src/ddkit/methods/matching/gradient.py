@@ -293,7 +293,9 @@ class DC(Distiller):
         self.net_augment_ = self.dsa_
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
         # dtype: float64 data gives a float64 network)
-        self.nets_ = RandomNetwork(cfg.model, spec, dtype=train.images.dtype)
+        self.nets_ = RandomNetwork(
+            cfg.model, spec, device=train.images.device, dtype=train.images.dtype
+        )
         warn_if_rough(self.nets_.source, cfg.model, spec, "gradient-matching")
         # compile: the real batches' first-order gradients through a compiled forward of the
         # same module (every draw re-initialises it in place); the class loop only
@@ -303,7 +305,8 @@ class DC(Distiller):
         )
         initial = self._representative_start if cfg.init == "dream" else cfg.init
         self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, initial)
-        self.labels_ = class_labels(spec.num_classes, self.codec_.emitted_per_class(ipc, spec))
+        per_class = self.codec_.emitted_per_class(ipc, spec)
+        self.labels_ = class_labels(spec.num_classes, per_class).to(train.images.device)
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)

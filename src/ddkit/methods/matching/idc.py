@@ -125,8 +125,11 @@ class IDC(DC):
         super().init(train, ipc, generator, iterations)
         self.dsa_ = None if self.dsa_ is None else DSAAugment(self.dsa_.strategy, mode="all")
         self.net_augment_ = DSAAugment(cfg.net_augment) if cfg.net_augment != "none" else None
+        device = train.images.device
         self.bounds_ = (
-            pixel_bounds(train.spec) if isinstance(self.codec_, (Pixels, Formation)) else None
+            tuple(b.to(device) for b in pixel_bounds(train.spec))
+            if isinstance(self.codec_, (Pixels, Formation))
+            else None
         )
 
     def step(self, iteration: int) -> dict[str, float]:

@@ -238,11 +238,13 @@ class BPTT(Distiller):
             4 * 4 * cfg.unroll_steps,
             "use a smaller unroll_steps",
         )
-        log_lrs = torch.full((cfg.unroll_steps,), math.log(cfg.syn_lr)).requires_grad_(True)
-        self.nets_ = RandomNetwork(cfg.model, train.spec)
+        device = train.images.device
+        log_lrs = torch.full((cfg.unroll_steps,), math.log(cfg.syn_lr), device=device)
+        log_lrs.requires_grad_(True)
+        self.nets_ = RandomNetwork(cfg.model, train.spec, device=device)
         self.fm_ = FlatModel(self.nets_.network)
         per_class = self.codec_.emitted_per_class(ipc, train.spec)
-        self.labels_ = class_labels(train.spec.num_classes, per_class)
+        self.labels_ = class_labels(train.spec.num_classes, per_class).to(device)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.augment_ = make_augment(cfg.augment, train.spec)
         self.state_.update(

@@ -155,9 +155,10 @@ class FRePo(Distiller):
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)
         add_label_group(self.state_["opt"], self.state_["labels"], cfg)
         self.state_["generator"] = generator
-        self.nets_ = RandomNetwork(cfg.model, train.spec)
+        device = train.images.device
+        self.nets_ = RandomNetwork(cfg.model, train.spec, device=device)
         self.nets_.network.requires_grad_(False)
-        template = RandomNetwork(cfg.model, train.spec).network
+        template = RandomNetwork(cfg.model, train.spec, device=device).network
         slots = ("first_moment", "second_moment") if cfg.optimizer_net == "adam" else ("momentum",)
         self.pool_ = ModelPool(
             self.state_, template, cfg.pool_size, prefix="pool", score="age", slots=slots

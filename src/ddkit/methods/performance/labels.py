@@ -44,10 +44,16 @@ def regression_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return F.one_hot(labels, num_classes).to(torch.get_default_dtype()) - 1.0 / num_classes
 
 
-def start_labels(num_classes: int, per_class: int, cfg: LabelLearningConfig) -> torch.Tensor:
-    """The synthetic set's starting targets ``(K * per_class, K)`` (one per training image),
-    trainable if ``learn_labels``."""
-    y = regression_targets(class_labels(num_classes, per_class), num_classes)
+def start_labels(
+    num_classes: int,
+    per_class: int,
+    cfg: LabelLearningConfig,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The synthetic set's starting targets ``(K * per_class, K)`` (one per training image) on
+    ``device``, trainable if ``learn_labels``."""
+    labels = class_labels(num_classes, per_class).to(device)
+    y = regression_targets(labels, num_classes)
     return y.requires_grad_(True) if cfg.learn_labels else y
 
 
@@ -61,7 +67,7 @@ def start_set(
         cfg.codec, train, ipc, generator, cfg.init, label_vectors=cfg.label_vectors
     )
     per_class = codec.emitted_per_class(ipc, train.spec)
-    return codec, stored, start_labels(train.spec.num_classes, per_class, cfg)
+    return codec, stored, start_labels(train.spec.num_classes, per_class, cfg, stored.device)
 
 
 def add_label_group(opt: torch.optim.Optimizer, y: torch.Tensor, cfg: LabelLearningConfig) -> None:

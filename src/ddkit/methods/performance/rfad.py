@@ -93,6 +93,9 @@ class RandomFeatureMap:
         self.models, self.weight_var, self.bias_var = models, weight_var, bias_var
         self.dtype = dtype or torch.get_default_dtype()
         self.trunk = trunk.to(self.dtype).requires_grad_(False)
+        # the draws happen on the CPU (the same seed, the same networks on every device), then
+        # move to the trunk's device
+        self.device = next(trunk.parameters()).device
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trunk.modules()):
             raise ConfigError(
                 "batch norm mixes examples, so it has no random-feature kernel; build the trunk "
@@ -115,7 +118,7 @@ class RandomFeatureMap:
             else:
                 std = math.sqrt(self.bias_var)
             z = torch.randn((self.models, *shape), generator=generator, dtype=self.dtype)
-            params[name] = std * z
+            params[name] = (std * z).to(self.device)
         return params
 
     def __call__(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -238,13 +241,14 @@ class RFAD(Distiller):
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
         self.features_ = RandomFeatureMap(
-            convnet_trunk(train.spec, cfg.depth, cfg.width, cfg.norm),
+            convnet_trunk(train.spec, cfg.depth, cfg.width, cfg.norm).to(train.images.device),
             models=cfg.models,
             weight_var=cfg.weight_var,
             bias_var=cfg.bias_var,
         )
         learned = cfg.loss == "platt" and cfg.learn_temperature
-        log_t = torch.tensor(math.log(cfg.temperature)).requires_grad_(learned)
+        log_t = torch.tensor(math.log(cfg.temperature), device=train.images.device)
+        log_t.requires_grad_(learned)
         self.state_["labels"] = labels
         self.state_["images"] = images
         self.state_["log_temperature"] = log_t

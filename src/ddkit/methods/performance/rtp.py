@@ -161,7 +161,7 @@ class RTP(BPTT):
             "use a smaller recall_factor",
         )
         rows = train.sample_per_class(n // k, generator).flatten()
-        targets = cfg.label_scale * torch.eye(k)[train.labels[rows]]
+        targets = cfg.label_scale * torch.eye(k, device=train.images.device)[train.labels[rows]]
         addresses, bases, label_bases = factorise_examples(train.images[rows], targets, m)
         bases.requires_grad_(True)
         label_bases.requires_grad_(True)

@@ -464,12 +464,13 @@ def _start_expert(
     last = _last_epoch(root, e)
     if last is None:
         net = build_network(recipe.model, recipe.spec, derive_seed(recipe.seed, e, "init"))
-        theta = recipe.fm.flatten(net)
+        theta = recipe.fm.flatten(net).to(recipe.images.device)
         _write_snapshot(root, e, 0, theta, None, recipe.momentum, recipe.header)
         return theta, None, 0
     theta, buf = _read_snapshot(root, e, last, recipe.momentum)
     say(f"expert {e}: resuming after epoch {last}")
-    return theta, buf, last
+    device = recipe.images.device  # snapshots load on the CPU; training runs with the data
+    return theta.to(device), None if buf is None else buf.to(device), last
 
 
 def _train_expert(root: Path, e: int, recipe: _Recipe, say: Callable[[str], None]) -> torch.Tensor:
@@ -591,13 +592,15 @@ def _last_epoch(root: Path, e: int) -> int | None:
 class ExpertBuffer:
     """A folder of expert trajectories, loaded lazily (a small LRU cache of snapshots).
 
-    ``experts`` lists the indices of complete experts (all ``epochs`` snapshots present).
+    ``experts`` lists the indices of complete experts (all ``epochs`` snapshots present);
+    :meth:`params` returns them on ``device`` (the matching method's: its data's).
     """
 
     root: Path
     meta: dict[str, Any]
     experts: list[int]
     cache_size: int = 32
+    device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
         self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
@@ -645,6 +648,7 @@ class ExpertBuffer:
                 f"{_epoch_file(self.root, *key)} has {v.numel()} parameters, expected "
                 f"{self.meta['num_params']}"
             )
+        v = v.to(self.device)
         self._cache[key] = v
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

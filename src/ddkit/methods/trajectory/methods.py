@@ -337,11 +337,12 @@ class _TrajectoryMatching(Distiller):
             )
         buf.check_data(train)
         check_window(c, buf.epochs)
+        buf.device = train.images.device  # trajectories load where the data lives
         self.buffer_ = buf
         self.zca_ = buf.zca_transform()
         data = apply_zca(train, self.zca_) if self.zca_ is not None else train
         self.data_ = data
-        student = build_network(c.model, data.spec, 0)
+        student = build_network(c.model, data.spec, 0).to(train.images.device)
         warn_if_rough(student, c.model, data.spec, "unrolled trajectory-matching")
         self.fm_ = FlatModel(student)
         if self.fm_.num_params != int(buf.meta["num_params"]):
@@ -354,7 +355,7 @@ class _TrajectoryMatching(Distiller):
         )  # fmt: skip
         with torch.no_grad():
             labels = self._initial_labels(self.codec_.decode(images))
-        syn_lr = torch.tensor(float(c.syn_lr)).requires_grad_(True)
+        syn_lr = torch.tensor(float(c.syn_lr), device=images.device).requires_grad_(True)
         self.state_.update(
             {
                 "images": images,
@@ -385,7 +386,7 @@ class _TrajectoryMatching(Distiller):
     def _initial_labels(self, images: torch.Tensor) -> torch.Tensor:
         """The labels of the decoded training ``images`` (class-major): hard class labels."""
         k = self.data_.spec.num_classes
-        return class_labels(k, len(images) // k)
+        return class_labels(k, len(images) // k).to(images.device)
 
     def _select_correct(
         self, data: ImageDataset, ipc: int, g: torch.Generator, epoch: int
@@ -809,10 +810,10 @@ class DATM(_TrajectoryMatching):
     def _initial_labels(self, images):
         epoch = self._label_epoch()
         k = self.data_.spec.num_classes
-        hard = class_labels(k, len(images) // k)
+        hard = class_labels(k, len(images) // k).to(images.device)
         # DATM: average logits over the experts that classify each image correctly
-        total = torch.zeros(len(images), k)
-        count = torch.zeros(len(images), 1)
+        total = torch.zeros(len(images), k, device=images.device)
+        count = torch.zeros(len(images), 1, device=images.device)
         for e in range(len(self.buffer_)):
             logits = self._expert_logits(images, e, epoch)
             ok = (logits.argmax(1) == hard).float().unsqueeze(1)
@@ -827,7 +828,7 @@ class DATM(_TrajectoryMatching):
 
     def _result_labels(self) -> torch.Tensor:
         k = self.data_.spec.num_classes
-        hard = class_labels(k, len(self.state_["labels"]) // k)
+        hard = class_labels(k, len(self.state_["labels"]) // k).to(self.state_["labels"].device)
         return F.softmax(_peak_at_class(self.state_["labels"].detach(), hard), dim=-1)
 
 

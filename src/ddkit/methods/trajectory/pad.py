@@ -241,11 +241,15 @@ def difficulty_schedule(cfg: PADConfig, train: ImageDataset) -> PADSchedule:
     model = cfg.model if cfg.proxy_model == "auto" else cfg.proxy_model
     recipe = ProxyRecipe(model=model, epochs=cfg.proxy_epochs)
     records = proxy_records(
-        train, recipe, list(range(cfg.proxy_seeds)), cache=cfg.scores_cache, device="cpu"
+        train,
+        recipe,
+        list(range(cfg.proxy_seeds)),
+        cache=cfg.scores_cache,
+        device=train.images.device,
     )
     score = score_named(cfg.difficulty)
     values = hardness(score.compute(records, cfg.proxy_epochs), score.hard)
-    return PADSchedule(values, train.labels.cpu(), cfg.schedule_settings())
+    return PADSchedule(values.cpu(), train.labels.cpu(), cfg.schedule_settings())
 
 
 # CIFAR-10: the authors' README buffer command (ratios 0.75 / 0.1 / 0.2, epochs 20 / 40 / 60,

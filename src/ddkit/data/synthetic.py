@@ -131,8 +131,8 @@ class SyntheticSet:
         return int(torch.bincount(self.hard_labels, minlength=self.spec.num_classes).max())
 
     def to(self, device: torch.device | str) -> SyntheticSet:
-        """This set with its tensors (images, labels, extras) on ``device``; a method fitted on
-        data on a GPU returns its set there, and ``.to("cpu")`` brings it back."""
+        """This set with its tensors (images, labels, extras) on ``device`` (``fit`` returns a
+        set on the CPU, wherever the method computed)."""
         import dataclasses
 
         extras = {k: v.to(device) for k, v in self.extras.items()}

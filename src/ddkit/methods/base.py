@@ -377,8 +377,8 @@ def flatten_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[
 
 
 def without_placement(config: dict[str, Any]) -> dict[str, Any]:
-    """A method config (dict) without its ``device``: where a run computes is not a setting of the run, so a
-    checkpoint made on one device resumes on another."""
+    """A method config (dict) without its ``device``: where a run computes is not a setting of
+    the run, so a checkpoint made on one device resumes on another."""
     return {k: v for k, v in config.items() if k != "device"}
 
 

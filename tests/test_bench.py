@@ -11,6 +11,7 @@ import torch
 from ddkit.bench import SUITES, Suite, run_suite
 from ddkit.bench.cells import Cell
 from ddkit.bench.runner import markdown_table
+from ddkit.cli import main
 
 
 def test_budget_per_method_and_ipc():
@@ -720,3 +721,28 @@ def test_a_cell_whose_units_finished_but_whose_row_was_lost_gets_its_row(tmp_pat
     assert claim_unit(path, suite, cell) is None
     again = read_results(path, suite)
     assert again["rows"] == rows and again["running"] == {}
+
+
+def test_a_cell_computed_on_another_device_says_so_in_its_row_and_the_table(tmp_path):
+    """Units record their device; a row whose units did not all run on the CPU lists the
+    devices, and the table names them beside the method (earlier units recorded none: CPU)."""
+    from ddkit.bench.cells import cell_folder, cell_row
+
+    suite, cell = _seeded_suite(runs=1, ipcs=(1,)), Cell("digits", "dm", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    _fake_units(folder, 0, [0.5])
+    assert "devices" not in cell_row(folder, suite, cell, seed=0)
+    unit = json.loads((folder / "eval0.json").read_text())
+    (folder / "eval0.json").write_text(json.dumps({**unit, "device": "cuda:0"}))
+    row = cell_row(folder, suite, cell, seed=0)
+    assert row["devices"] == ["cpu", "cuda:0"]
+    table = markdown_table(suite, {"suite": suite.name, "rows": [row]}, tmp_path)
+    assert "| digits | 1 | dm (cpu, cuda:0) | 5 |" in table
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_bench_refuses_a_device_this_machine_lacks_before_any_work(tmp_path, capsys):
+    rc = main(["bench", "--suite", "quick", "--results", str(tmp_path / "r"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "device 'cuda' is not available" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()

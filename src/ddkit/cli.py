@@ -411,6 +411,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ipcs=ipcs,
         fresh=args.fresh,
         rerun=args.rerun,
+        device=args.device,
     )
     return 0
 
@@ -712,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the selected finished cells again (after a preset changed, say); each old row "
         "and cell folder stays until its new run finishes",
+    )
+    b.add_argument(
+        "--device",
+        default="cpu",
+        help="where the units compute, e.g. cuda (default: the CPU); a row records it",
     )
     add_common(b, "seed")
     b.set_defaults(func=cmd_bench)

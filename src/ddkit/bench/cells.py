@@ -176,28 +176,32 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     }
 
 
-def run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
-    """Run one unit of ``cell`` (inside a child process); its result lands in ``folder`` (in
-    ``seed<s>/`` for distillation seed ``s`` >= 1, which distils and evaluates with ``seed + s``).
-    Units run in exact mode (:mod:`ddkit.levers`): a suite's rows stay comparable across
-    machines and with the rows it already holds."""
+def run_unit(
+    cell: Cell, unit: str, suite: Suite, seed: int, folder: Path, device: str = "cpu"
+) -> None:
+    """Run one unit of ``cell`` (inside a child process) on ``device``; its result lands in
+    ``folder`` (in ``seed<s>/`` for distillation seed ``s`` >= 1, which distils and evaluates
+    with ``seed + s``). Units run in exact mode (:mod:`ddkit.levers`): a suite's rows stay
+    comparable across machines and with the rows it already holds."""
     with exact():
-        _run_unit(cell, unit, suite, seed, folder)
+        _run_unit(cell, unit, suite, seed, folder, device)
 
 
-def _run_unit(cell: Cell, unit: str, suite: Suite, seed: int, folder: Path) -> None:
+def _run_unit(
+    cell: Cell, unit: str, suite: Suite, seed: int, folder: Path, device: str = "cpu"
+) -> None:
     s, unit = unit_seed(unit)
     folder, seed = seed_folder(folder, s), seed + s
     folder.mkdir(parents=True, exist_ok=True)
     if unit == DISTILL and cell.keep:
-        _prune(cell, suite, seed, folder)
+        _prune(cell, suite, seed, folder, device)
     elif unit == DISTILL:
-        _distill(cell, suite, seed, folder)
+        _distill(cell, suite, seed, folder, device)
     else:
-        _evaluate_network(cell, int(unit.removeprefix("eval")), suite, seed, folder)
+        _evaluate_network(cell, int(unit.removeprefix("eval")), suite, seed, folder, device)
 
 
-def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
+def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu") -> None:
     from ddkit.data import load_dataset
     from ddkit.methods import create_method, load_all
     from ddkit.runs import StepSeconds, distill_run
@@ -226,6 +230,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
         checkpoint_every=max(1, iterations // 20),
         splits=splits,
         callbacks=[timer],
+        device=device,
     )
     end = time.perf_counter()
     setup = getattr(timer, "started", end) - t0  # loading data, experts, ...: this segment's
@@ -241,12 +246,13 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
             "peak_measure": PEAK_MEASURE,
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
+            "device": device,
         },
     )
     shutil.rmtree(run / "checkpoint", ignore_errors=True)  # the set is saved; nothing to resume
 
 
-def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
+def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu") -> None:
     """Keep ``cell.keep`` % of the training split by the cell's pruning method and save the kept
     rows as a set where a distilled set would be."""
     from ddkit.data import load_dataset
@@ -254,7 +260,7 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     from ddkit.methods.coreset.pruning import prune_named
 
     t0 = time.perf_counter()
-    train = load_dataset(cell.dataset).train
+    train = load_dataset(cell.dataset).train.to(device)
     base_mb = _start_peak()
     options = suite.options_for(cell.method, cell.ipc)
     cache = score_cache(folder.parent.parent, suite)
@@ -263,7 +269,7 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
     )
     meta = {"method": cell.method, "keep": cell.keep / 100, "seed": seed, "options": options}
     meta["indices"] = index.tolist()
-    syn = SyntheticSet.from_real(train, index, meta=meta)
+    syn = SyntheticSet.from_real(train, index, meta=meta).to("cpu")
     syn.save(folder / DISTILL / "synthetic")
     atomic_write_json(
         folder / "distill.json",
@@ -276,6 +282,7 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path) -> None:
             "peak_measure": PEAK_MEASURE,
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
+            "device": device,
         },
     )
 
@@ -297,7 +304,9 @@ def _step_seconds(folder: Path) -> list[float]:
     return seconds
 
 
-def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path) -> None:
+def _evaluate_network(
+    cell: Cell, k: int, suite: Suite, seed: int, folder: Path, device: str = "cpu"
+) -> None:
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval import evaluate
@@ -318,6 +327,7 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
         seed=seed,
         models=[model] if model else None,
         run_indices=[k],
+        device=device,
     )
     r = report.results[0]
     atomic_write_json(
@@ -335,6 +345,7 @@ def _evaluate_network(cell: Cell, k: int, suite: Suite, seed: int, folder: Path)
             "peak_measure": PEAK_MEASURE,
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
+            "device": device,
         },
     )
 
@@ -393,6 +404,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         [n["train_accuracy"] for n in nets],
     )
     net_peaks = [_measured_peak(n) for n in nets]
+    devices = sorted({str(u.get("device", "cpu")) for u in (*distills, *nets)})
     load_all()
     kind = FULL if cell.full else "pruning" if cell.keep else METHODS.get(method).kind
     return {
@@ -424,4 +436,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         "distill_seeds": [seed + s for s in range(max(1, len(distills)))],
         "runs": eval_runs(suite, cell),
         "cell_folder": folder.as_posix(),
+        # where the units computed, for a cell not computed on the CPU alone (`ddkit bench
+        # --device`); earlier units recorded none: the CPU
+        **({"devices": devices} if devices != ["cpu"] else {}),
     }

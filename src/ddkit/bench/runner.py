@@ -91,6 +91,7 @@ def run_suite(
     ipcs: list[int] | None = None,
     fresh: bool = False,
     rerun: bool = False,
+    device: str = "cpu",
     log=print,
 ) -> list[dict[str, Any]]:
     """Run ``suite`` (a :class:`Suite` or a registered name); returns all result rows (also
@@ -98,8 +99,12 @@ def run_suite(
     are the finished units of an interrupted cell (:mod:`ddkit.bench.cells`). Several processes
     can run one suite at once: each takes the units nobody else runs (:mod:`ddkit.bench.results`).
     ``rerun`` runs the selected finished cells again (after a preset changed, say); each old row
-    stays until its cell's new run finishes.
+    stays until its cell's new run finishes. ``device``: where the units compute (a row records
+    any device other than the CPU, and the table names it).
     """
+    from ddkit.methods.config import check_device
+
+    check_device(device)
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
     _check_selection(suite, only, datasets, ipcs)
     if Path(results_dir).exists() and not Path(results_dir).is_dir():
@@ -124,7 +129,7 @@ def run_suite(
     with signals_interrupt():
         for cell in todo:
             while (claim := claim_unit(path, suite, cell, seed)) is not None:
-                row = _run_claimed(path, suite, cell, *claim, seed, log)
+                row = _run_claimed(path, suite, cell, *claim, seed, log, device)
                 if row is not None:
                     _log_row(row, log)
                     break
@@ -142,11 +147,12 @@ def _run_claimed(
     folder: Path,
     seed: int,
     log: Callable[[str], Any],
+    device: str = "cpu",
 ) -> dict[str, Any] | None:
     """Run a claimed unit in a fresh child process (its peak memory is its own); release it."""
     log(f"[bench {suite.name}] {cell.label}: {unit} ...")
     try:
-        error = run_in_child(run_unit, cell, unit, suite, seed, folder)
+        error = run_in_child(run_unit, cell, unit, suite, seed, folder, device)
     except BaseException:  # interrupted: the unit is released unfinished, to run next time
         release_unit(path, suite, cell, unit)
         raise
@@ -346,8 +352,9 @@ def markdown_table(
             )
             continue
         paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
+        where = f" ({', '.join(r['devices'])})" if r.get("devices") else ""
         lines.append(
-            f"| {r['dataset']} | {_size_text(r)} | {r['method']} | {r['iterations']} | "
+            f"| {r['dataset']} | {_size_text(r)} | {r['method']}{where} | {r['iterations']} | "
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
             + (f"{paper if paper is not None else '–'} | " if published else "")
             + f"{_vs_random(r, random_rows)} | {r.get('model', '?')} | "

@@ -125,6 +125,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             seed=args.seed,
             options=parse_options(args.set),
             root=args.root,
+            device=_device(args),
         )
         print(
             cost.line(f"{args.method} on {dataset} at IPC {args.ipc}")
@@ -411,7 +412,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ipcs=ipcs,
         fresh=args.fresh,
         rerun=args.rerun,
-        device=args.device,
+        device=args.device or "cpu",
     )
     return 0
 
@@ -584,12 +585,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
     )
     d.add_argument(
-        "--device",
-        default=None,
-        help="where to compute, e.g. cuda or cuda:1 (default: the CPU; under torchrun with "
-        "nccl, each rank's GPU)",
-    )
-    d.add_argument(
         "--dry-run",
         action="store_true",
         help="only print the estimated cost (set-up and a few iterations, measured here)",
@@ -601,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quiet",
         "resume",
         "log",
+        "device",
         out="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)",
     )
     d.set_defaults(func=cmd_distill)
@@ -627,12 +623,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
     e.add_argument(
-        "--device",
-        default=None,
-        help="where the networks train, e.g. cuda (default: the CPU; under torchrun with nccl, "
-        "each rank's GPU)",
-    )
-    e.add_argument(
         "--precision",
         choices=["fp32", "bf16", "auto"],
         default=None,
@@ -647,7 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also unbiased, bias-aligned, bias-conflicting and worst-group accuracy (a biased "
         "dataset such as colored-mnist5k-c5)",
     )
-    add_common(e, "seed", "root", "quiet", out="eval.json path (default: next to the set)")
+    add_common(
+        e, "seed", "root", "quiet", "device", out="eval.json path (default: next to the set)"
+    )
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser(
@@ -714,12 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the selected finished cells again (after a preset changed, say); each old row "
         "and cell folder stays until its new run finishes",
     )
-    b.add_argument(
-        "--device",
-        default="cpu",
-        help="where the units compute, e.g. cuda (default: the CPU); a row records it",
-    )
-    add_common(b, "seed")
+    add_common(b, "seed", "device")
     b.set_defaults(func=cmd_bench)
 
     dd = sub.add_parser("data", help="datasets that come as files: where they are, fetch them")

@@ -197,6 +197,11 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
         "wandb[:PROJECT] (offline without an API key; repeatable; extras 'tensorboard' / "
         "'mlflow' / 'wandb')",
     },
+    "device": {
+        "default": None,
+        "help": "where to compute, e.g. cuda or cuda:1 (default: the CPU; under torchrun with "
+        "nccl, each rank's GPU)",
+    },
 }
 
 

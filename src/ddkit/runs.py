@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ddkit import distributed
-from ddkit.data import DatasetSplits, load_dataset
+from ddkit.data import DatasetSplits, ImageDataset, load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
@@ -115,8 +115,7 @@ def distill_run(
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
     if device is not None:
-        check_device(str(device))
-        splits = dataclasses.replace(splits, train=splits.train.to(device))
+        splits = dataclasses.replace(splits, train=_on_device(splits.train, device))
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
@@ -160,6 +159,12 @@ def distill_run(
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
     return syn
+
+
+def _on_device(train: ImageDataset, device: str | torch.device) -> ImageDataset:
+    """``train`` moved to ``device``, which must exist here (else one line)."""
+    check_device(str(device))
+    return train.to(device)
 
 
 @dataclass(frozen=True)
@@ -210,20 +215,22 @@ def estimate_distill(
     root: str | None = None,
     splits: DatasetSplits | None = None,
     warmup: int = 3,
+    device: str | torch.device | None = None,
 ) -> CostEstimate:
     """The cost of :func:`distill_run` with these arguments, measured on this machine by running
     the method's set-up and ``warmup`` iterations in memory (nothing is written but the caches
     of artifacts the set-up trains, such as experts or a teacher, which the real run reuses).
     The per-iteration cost is the mean of the warm-up steps after the first (which pays for
-    lazy initialisation)."""
+    lazy initialisation). ``device`` as in :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
     splits = splits or load_dataset(dataset, root=root)
     splits.train.check_ipc(ipc)
+    train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     timer = _StepTimer()
-    m.fit(splits.train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
+    m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
     steps = timer.steps[1:] or timer.steps or [0.0]
     return CostEstimate(timer.setup, sum(steps) / len(steps), total)
 

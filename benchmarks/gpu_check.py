@@ -37,28 +37,9 @@ from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
 from ddkit.levers import exact
 from ddkit.meter import machine_info
-from ddkit.methods import METHODS, Callback, create_method, load_all
+from ddkit.methods import METHODS, create_method, load_all
+from ddkit.runs import StepTimer
 from ddkit.testing import method_test_overrides
-
-
-class StepTimer(Callback):
-    """Wall seconds of each iteration, the device synchronised at both ends."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.seconds, self._t = device, [], 0.0
-
-    def _sync(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def on_start(self, method: Any, total: int, start: int) -> None:
-        self._t = self._sync()
-
-    def on_step_end(self, method: Any, iteration: int, metrics: dict[str, float]) -> None:
-        now = self._sync()
-        self.seconds.append(now - self._t)
-        self._t = now
 
 
 def one_line(e: BaseException) -> str:
@@ -141,7 +122,7 @@ def paper(out: dict[str, Any], args: argparse.Namespace, device: torch.device, s
         if key in cells or past_deadline(args):
             continue
         seed = args.seed + s
-        timer = StepTimer(device)
+        timer = StepTimer()
         try:
             t0 = time.perf_counter()
             m = create_method(method, dataset="mnist", ipc=1)
@@ -157,7 +138,7 @@ def paper(out: dict[str, Any], args: argparse.Namespace, device: torch.device, s
             cells[key] = {
                 "method": method, "ipc": 1, "seed": seed, "iterations": its,
                 "config": dataclasses.asdict(m.config) if method != "random" else {},
-                "distill_seconds": distill_s, "step_seconds_median": median(timer.seconds),
+                "distill_seconds": distill_s, "step_seconds_median": median(timer.steps),
                 "eval_seconds": time.perf_counter() - t1, "model": r.results[0].model,
                 "accuracies": r.results[0].accuracies, "protocol": r.protocol.name,
                 "epochs": r.protocol.epochs,

@@ -62,6 +62,14 @@ class JsonlLog(Callback):
             self._fh.close()
 
 
+def step_clock() -> float:
+    """``time.perf_counter()`` once the GPU's queued work has finished (where CUDA is in use:
+    its kernels run asynchronously, so a step's wall time is only known after a sync)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class StepSeconds(JsonlLog):
     """Logs each iteration's wall-clock seconds to ``path`` (one JSON line per iteration); on
     resume, the lines past the checkpoint are dropped as :class:`JsonlLog` drops them, so their
@@ -70,10 +78,10 @@ class StepSeconds(JsonlLog):
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         super().on_start(method, total, start)
-        self.started = self._last = time.perf_counter()
+        self.started = self._last = step_clock()
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        now = time.perf_counter()
+        now = step_clock()
         super().on_step_end(method, iteration, {"seconds": now - self._last})
         self._last = now
 
@@ -154,7 +162,6 @@ def distill_run(
             checkpoint_every=checkpoint_every,
             resume=resume,
         )
-        syn = syn.to("cpu")
         syn.save(out / "synthetic")
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
@@ -187,19 +194,20 @@ class CostEstimate:
         )
 
 
-class _StepTimer(Callback):
-    """Wall-clock seconds of the set-up (before the first step) and of every step."""
+class StepTimer(Callback):
+    """Wall-clock seconds of the set-up (before the first step) and of every step
+    (:func:`step_clock`)."""
 
     def __init__(self) -> None:
         self.begun = time.perf_counter()
         self.setup, self.steps, self._last = 0.0, [], 0.0
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
-        self._last = time.perf_counter()
+        self._last = step_clock()
         self.setup = self._last - self.begun
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        now = time.perf_counter()
+        now = step_clock()
         self.steps.append(now - self._last)
         self._last = now
 
@@ -229,7 +237,7 @@ def estimate_distill(
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
-    timer = _StepTimer()
+    timer = StepTimer()
     m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
     steps = timer.steps[1:] or timer.steps or [0.0]
     return CostEstimate(timer.setup, sum(steps) / len(steps), total)

@@ -703,6 +703,53 @@ def test_a_rerun_runs_every_seed_of_a_cell_finished_with_fewer(tmp_path):
     assert unit == "distill" and where.name.endswith(".rerun")
 
 
+@pytest.mark.parametrize("folder_kept", [True, False])
+def test_a_row_run_with_other_options_runs_every_seed_again_never_mixing_variants(
+    tmp_path, folder_kept
+):
+    """A suite whose options for a method changed after a cell ran (a published variant
+    selected, say) must not top up the old row with seeds of the new variant: the row is marked
+    superseded, and the cell runs every seed again in its re-run folder."""
+    import shutil
+
+    from ddkit.bench.cells import cell_folder, cell_row
+    from ddkit.bench.results import (
+        claim_unit,
+        finished_cells,
+        mark_rerun,
+        read_results,
+        stale_cells,
+        stale_row,
+    )
+
+    old = _seeded_suite(runs=1, ipcs=(1,), methods=("dm",))
+    new = _seeded_suite(
+        runs=1, ipcs=(1,), methods=("dm",), distill_seeds=2, options={"dm": {"lr_img": 10.0}}
+    )
+    same = _seeded_suite(runs=1, ipcs=(1,), methods=("dm",), distill_seeds=2)
+    cell, path = Cell("digits", "dm", 1), tmp_path / "pytest-seeds.json"
+    folder = cell_folder(tmp_path, old, cell)
+    _fake_units(folder, 0, [0.42])  # ran with options {}
+    row = cell_row(folder, old, cell, seed=0)
+    path.write_text(json.dumps({"suite": old.name, "rows": [row]}))
+    assert stale_row(row, new) and not stale_row(row, old) and not stale_row(row, same)
+    data = read_results(path, new)
+    assert finished_cells(data, new) == set() and stale_cells(path, new, [cell]) == [cell]
+    assert stale_cells(path, same, [cell]) == []
+    table = markdown_table(new, data, tmp_path)
+    assert "| dm (superseded) |" in table and "`(superseded)`:" in table
+    assert "digits IPC 1 dm (superseded row: every seed again)" in table
+    assert "(superseded)" not in markdown_table(same, read_results(path, same), tmp_path)
+    if not folder_kept:  # nor is the old row's seed restored as the new cell's first seed
+        shutil.rmtree(folder)
+        unit, where = claim_unit(path, new, cell)
+        assert (unit, where) == ("distill", folder) and not (folder / "distill.json").exists()
+        return
+    assert mark_rerun(path, new, stale_cells(path, new, [cell])) == [cell]  # as run_suite does
+    unit, where = claim_unit(path, new, cell)
+    assert unit == "distill" and where.name.endswith(".rerun")  # seed 0 again, apart
+
+
 def test_a_cell_whose_units_finished_but_whose_row_was_lost_gets_its_row(tmp_path):
     """The process that finished a cell's last unit died before it wrote the row (a crash
     between the unit file and the results file): the next run records the row from the unit

@@ -98,7 +98,7 @@ def test_strategy_by_dataset_and_unknown_family() -> None:
 
 def test_dc_aug_protocol_augments_mnist_only() -> None:
     p = get_protocol("dc_aug")
-    assert p.augment == "dc" and p.epochs == 300
+    assert p.augment == "dc" and p.epochs == 1000  # DC's code: 1000 epochs when augmenting
     x = _images(n=16, size=28)[:, :1]
     t = torch.zeros(16, dtype=torch.long)
     mnist = DatasetSpec("mnist", 10, 1, (28, 28), (0.5,), (0.5,))

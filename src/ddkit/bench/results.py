@@ -91,12 +91,31 @@ def row_seeds(row: dict[str, Any]) -> list[int]:
 
 def complete_row(row: Any, suite: Suite | None = None) -> bool:
     """Whether ``row`` is finished (:func:`finished_row`) and, with ``suite``, spans the seeds
-    the suite asks for its cell (a recorded failure always does)."""
+    the suite asks for its cell (a recorded failure always does) with the method options the
+    suite sets now (:func:`stale_row`)."""
     if not finished_row(row):
         return False
     if suite is None or isinstance(row.get("error"), str):
         return True
-    return len(row_seeds(row)) >= cell_seeds(suite, Cell.of_row(row))
+    return len(row_seeds(row)) >= cell_seeds(suite, Cell.of_row(row)) and not stale_row(row, suite)
+
+
+def stale_row(row: Any, suite: Suite) -> bool:
+    """Whether a finished row ran with method options other than those ``suite`` sets for its
+    cell now (the suite changed since): its cell runs again, every seed, and the row stays
+    until the new one replaces it. A row that records no options (an older file) is not."""
+    options = row.get("options") if is_result_row(row) else None
+    if not isinstance(options, dict) or isinstance(row.get("error"), str):
+        return False
+    cell = Cell.of_row(row)
+    return not cell.full and options != suite.options_for(cell.method, cell.ipc)
+
+
+def stale_cells(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Those of ``cells`` whose row in the results file at ``path`` is stale (:func:`stale_row`)."""
+    data = read_results(path, suite)
+    stale = {Cell.of_row(r) for r in data["rows"] if finished_row(r) and stale_row(r, suite)}
+    return [c for c in cells if c in stale]
 
 
 def finished_row(row: Any) -> bool:
@@ -213,6 +232,7 @@ def _restore_first_seed(folder: Path, suite: Suite, cell: Cell, data: dict[str, 
         and "error" not in r
         and Cell.of_row(r) == cell
         and len(row_seeds(r)) == 1
+        and not stale_row(r, suite)  # another variant's seed is not this cell's first seed
     ]
     files = [folder / "distill.json", *(folder / f"eval{k}.json" for k in range(runs))]
     if (

@@ -31,8 +31,11 @@ from ddkit.bench.results import (
     mark_rerun,
     read_results,
     release_unit,
+    rerun_folder,
     results_lock,
     row_seeds,
+    stale_cells,
+    stale_row,
     write_results,
 )
 from ddkit.bench.suites import SUITES, Suite
@@ -126,6 +129,11 @@ def run_suite(
     ]
     if rerun:
         mark_rerun(path, suite, todo)
+    for cell in mark_rerun(path, suite, stale_cells(path, suite, todo)):
+        log(
+            f"[bench {suite.name}] {cell.label}: its row ran with method options the suite no "
+            "longer sets; every seed runs again (the row stays until then)"
+        )
     with signals_interrupt():
         for cell in todo:
             while (claim := claim_unit(path, suite, cell, seed)) is not None:
@@ -353,6 +361,7 @@ def markdown_table(
             continue
         paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
         where = f" ({', '.join(r['devices'])})" if r.get("devices") else ""
+        where += " (superseded)" if stale_row(r, suite) else ""
         lines.append(
             f"| {r['dataset']} | {_size_text(r)} | {r['method']}{where} | {r['iterations']} | "
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
@@ -364,9 +373,16 @@ def markdown_table(
     if suite.keeps:
         lines += ["", *_kept_table(suite, rows)]
     done = finished_cells(data, suite)
-    finished = [r for r in rows if "error" not in r]
+    stale = {Cell.of_row(r) for r in rows if stale_row(r, suite)}
+    # estimates read the rows of the suite's current variants only
+    finished = [r for r in rows if "error" not in r and not stale_row(r, suite)]
+    if stale:
+        lines[0] += (
+            " `(superseded)`: the row ran with method options the suite no longer sets; `ddkit "
+            "bench` runs its cell again, every seed, and the row stays until the new one lands."
+        )
     pending = [
-        _pending_text(suite, finished, cell, results_dir)
+        _pending_text(suite, finished, cell, results_dir, superseded=cell in stale)
         for cell in cells(suite)
         if cell not in done
     ]
@@ -445,12 +461,17 @@ def _pending_text(
     finished: list[dict[str, Any]],
     cell: Cell,
     results_dir: str | os.PathLike | None,
+    *,
+    superseded: bool = False,
 ) -> str:
+    """One unfinished cell, how far it has come and a rough time left; a ``superseded`` cell
+    (its row ran with other options) runs every seed again, in its re-run folder."""
     ds, method, ipc = cell.dataset, cell.method, cell.ipc
-    name = cell.label
+    name = cell.label + (" (superseded row: every seed again)" if superseded else "")
     progress = None
     if results_dir is not None:
-        progress = cell_progress(cell_folder(Path(results_dir), suite, cell), suite, cell)
+        folder = cell_folder(Path(results_dir), suite, cell)
+        progress = cell_progress(rerun_folder(folder) if superseded else folder, suite, cell)
     if progress is None:
         if cell.keep:
             eta = _full_network_seconds(finished, ds, suite.runs)

@@ -301,8 +301,8 @@ SUITES.add(
             "random": "an average over draws of random real images",
             "herding": "embedding of a ConvNet-3 width 128 trained on the full data",
             "full": "300+ epochs, several runs",
-            "evaluation": "5 x 20 (DC) or 5 x 5 (DM) networks; DC evaluated 300 epochs with its "
-            "own MNIST augmentation, DSA/DM 1000 epochs with DSA",
+            "evaluation": "5 x 20 (DC) or 5 x 5 (DM) networks; DC evaluated 1000 epochs with its "
+            "own MNIST augmentation (protocol dc_aug), DSA/DM 1000 epochs with DSA",
         },
     ),
     help="MNIST and Fashion-MNIST (data root), IPC 1/10/50, hard-label methods and selectors, "

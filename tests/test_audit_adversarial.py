@@ -267,3 +267,19 @@ def test_cli_refuses_a_folder_that_is_no_set_before_creating_out(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("ddkit: error:") and err.count("\n") == 1 and "meta.json" in err
     assert not out.exists()
+
+
+def test_cli_with_no_methods_audits_the_full_data_alone(tmp_path, capsys):
+    """``--methods ''`` is how the trust benchmark audits the full data by itself; it failed with
+    'no method given' before the full-data networks could train."""
+    from ddkit.cli import main
+
+    argv = [a for a in _args(tmp_path / "full", methods="") if a != "--no-full"]
+    assert main(["audit", "adversarial", *argv, "--dataset", "digits"]) == 0
+    result = json.loads((tmp_path / "full" / "adversarial.json").read_text())
+    assert list(result["sets"]) == ["full"]
+    capsys.readouterr()
+    nothing = tmp_path / "nothing"
+    assert main(["audit", "adversarial", *_args(nothing, methods=""), "--dataset", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to audit" in err and err.count("\n") == 1 and not nothing.exists()

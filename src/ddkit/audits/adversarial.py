@@ -442,7 +442,8 @@ class AdversarialAudit(Audit):
         add_training_arguments(parser, methods="dm", ipc="1,10", out="runs/audit-adversarial")
         parser.add_argument(
             "--sets", default="",
-            help="saved set folders to audit as well (comma-separated; --methods '' for only these)",
+            help="saved set folders to audit as well (comma-separated; --methods '' for only these "
+            "and the full data)",
         )  # fmt: skip
         parser.add_argument(
             "--epsilons", default="2/255,4/255,8/255", help="L-inf budgets on the [0, 1] scale"
@@ -464,7 +465,12 @@ class AdversarialAudit(Audit):
         _check_budgets(epsilons, args.steps, args.step_size, args.max_test)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         paths = [p for p in args.sets.split(",") if p]
-        methods = method_names(args.methods) if args.methods or not paths else []
+        methods = method_names(args.methods) if args.methods.strip() else []
+        if not methods and not paths and args.no_full:
+            raise ConfigError(
+                "nothing to audit: --methods '' with --no-full and no --sets; name a method, "
+                "give --sets, or drop --no-full"
+            )
         options = parse_options(args.set)
         get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)

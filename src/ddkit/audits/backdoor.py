@@ -706,7 +706,8 @@ class BackdoorAudit(Audit):
         parser.add_argument("--trigger-value", type=float, default=1.0, help="pixel value")
         parser.add_argument(
             "--doorping", action="append", default=[], metavar="KEY=VALUE",
-            help="DOORPING option (every, model, net_epochs, topk, alpha, steps, lr, threshold)",
+            help="DOORPING option (every, model, net_epochs, net_lr, topk, alpha, steps, lr, "
+            "threshold, carriers)",
         )  # fmt: skip
 
     @staticmethod

@@ -22,9 +22,10 @@ adversarial)
     --out "$OUT/audit-adversarial-mnist5k-full"
   ;;
 backdoor)
-  # DOORPING re-optimises its trigger every iteration (as the authors' code) on a fresh network
-  # of the distillation width (ConvNet-3 w32, dm's mnist5k preset) stamped on 32 poisoned rows:
-  # with the defaults' width-128 network and 128 rows one iteration took 2 minutes here
+  # DOORPING re-optimises its trigger every iteration (as the authors' code) stamped on 32
+  # poisoned rows, on a fresh ConvNet-3 w32: dm's own network (the default, model=auto) and, for
+  # kip, which has none, the same width (a width-128 network on 128 rows took 2 minutes an
+  # iteration here)
   for attack in naive doorping; do
     "$DDKIT" audit backdoor $common --epochs 300 --methods dm,kip --ipc 10 --iterations 200 \
       --attack "$attack" --doorping model=convnet-w32 --doorping carriers=32 \

@@ -344,3 +344,14 @@ def test_audit_class_parser_defaults():
     BackdoorAudit.add_arguments(parser)
     args = parser.parse_args([])
     assert (args.attack, args.fraction, args.target, args.trigger_size) == ("naive", 0.1, 0, 2)
+
+
+def test_doorping_trigger_network_is_the_methods_own_by_default():
+    """The authors' code optimises the trigger on DC's matching network; ``model="auto"`` takes
+    the network the method distils with (a width-128 ConvNet for a width-32 method made each
+    CPU iteration take minutes), and a method without one (a kernel) the dataset's convnet."""
+    dm = create_method("dm", dataset="digits", model="convnet1-w32")
+    kip = create_method("kip", dataset="digits")
+    assert DoorpingConfig().network_for(dm) == "convnet1-w32"
+    assert DoorpingConfig().network_for(kip) == "convnet"
+    assert DoorpingConfig(model="convnet2").network_for(dm) == "convnet2"

@@ -14,7 +14,8 @@ Distillation" (NDSS 2023, arXiv:2301.01197):
   the set is distilled, and the poisoned rows are re-stamped with it each time, so the set keeps
   up with the trigger. :class:`DoorpingCallback` does this for any method through the
   :class:`~ddkit.methods.base.Callback` hook at the end of a step: every ``every`` iterations a
-  fresh network (``model``) is trained for ``net_epochs`` epochs on the current synthetic set
+  fresh network (``model``; by default the one the method distils with) is trained for
+  ``net_epochs`` epochs on the current synthetic set
   (as DC's matching network is trained on it between matching steps), its ``topk`` embedding
   neurons most strongly wired to the classifier are chosen, and the trigger patch, stamped on
   ``carriers`` poisoned rows drawn at random, is moved by Adam until those neurons reach
@@ -242,7 +243,7 @@ class DoorpingConfig:
     below ``threshold``."""
 
     every: int = 1
-    model: str = "convnet"
+    model: str = "auto"  # auto: the distilling method's own network (else the dataset's convnet)
     net_epochs: int = 10
     net_lr: float = 0.01
     topk: int = 1
@@ -269,7 +270,15 @@ class DoorpingConfig:
         images, or a ``topk`` larger than its embedding (one untrained network is built)."""
         from ddkit.models import build_network
 
-        top_neurons(build_network(self.model, spec, 0), self.topk)
+        top_neurons(build_network(self.network_for(None), spec, 0), self.topk)
+
+    def network_for(self, method: Distiller | None) -> str:
+        """The trigger network's name: ``model``, or for ``"auto"`` the network ``method``
+        distils with (DC's matching network in the authors' code), else ``"convnet"``."""
+        if self.model != "auto":
+            return self.model
+        own = getattr(getattr(method, "config", None), "model", None)
+        return own if isinstance(own, str) else "convnet"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DoorpingConfig:
@@ -391,6 +400,7 @@ class DoorpingCallback(Callback):
         self.generator_ = torch.Generator().manual_seed(derive_seed(seed, "doorping"))
         self.history_: list[dict[str, Any]] = []
         self.copies_: list[torch.Tensor] = []
+        self.model_ = config.network_for(None)
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         reason = doorping_refusal(type(method))
@@ -400,6 +410,7 @@ class DoorpingCallback(Callback):
         if method.train_.images is not images:
             raise ConfigError("DOORPING's callback must see the fit of its poisoned split")
         self.copies_ = real_image_copies(method, images)
+        self.model_ = self.config.network_for(method)
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
         if (iteration + 1) % self.config.every:
@@ -424,7 +435,7 @@ class DoorpingCallback(Callback):
         from ddkit.models import build_network
 
         c = self.config
-        net = build_network(c.model, syn.spec, draw_seed(self.generator_))
+        net = build_network(self.model_, syn.spec, draw_seed(self.generator_))
         if c.net_epochs:
             g = torch.Generator().manual_seed(draw_seed(self.generator_))
             images = syn.images

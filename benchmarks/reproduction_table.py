@@ -27,59 +27,49 @@ from ddkit.bench.suites import SUITES, Suite
 WITHIN = 1.5
 
 
+def _pool(pooled: dict[str, dict[str, Any]], base: dict[str, Any], accuracies: list[float]) -> None:
+    """Add one seed's (or draw's) network accuracies to the row of ``base["method"]``."""
+    row = pooled.setdefault(base["method"], {**base, "seeds": 0, "accuracies": []})
+    row["accuracies"] += accuracies
+    row["seeds"] += 1
+
+
 def _gpu_cells(gpu: Path) -> list[dict[str, Any]]:
     """The GPU cells at the published budget, as rows: accuracies pooled over seeds or draws."""
     paper = gpu / "h200_paper_mnist_ipc1.json"
     if not paper.exists():
         return []
-    runs = json.loads(paper.read_text())["paper"]
     pooled: dict[str, dict[str, Any]] = {}
-    for run in runs.values():
+    for run in json.loads(paper.read_text())["paper"].values():
         if run.get("accuracies") is None or run["method"] == "random":
             continue
-        row = pooled.setdefault(
-            run["method"],
-            {"method": run["method"], "ipc": run["ipc"], "iterations": run["iterations"],
-             "model": run["config"].get("model", "convnet"), "seeds": 0, "accuracies": []},
-        )  # fmt: skip
-        row["accuracies"] += run["accuracies"]
-        row["seeds"] += 1
+        base = {"method": run["method"], "ipc": run["ipc"], "iterations": run["iterations"],
+                "model": run["config"].get("model", "convnet")}  # fmt: skip
+        _pool(pooled, base, run["accuracies"])
     extra = gpu / "dc-seed1_eval_cpu.json"  # dc's second GPU set, its networks trained on a CPU
     if extra.exists() and "dc" in pooled:
-        pooled["dc"]["accuracies"] += json.loads(extra.read_text())["results"][0]["accuracies"]
-        pooled["dc"]["seeds"] += 1
+        _pool(pooled, pooled["dc"], json.loads(extra.read_text())["results"][0]["accuracies"])
     draws = gpu / "h200_before_fixes.json"  # the random draws ran before the placement fixes
     if draws.exists():
-        accs = [
-            run["accuracies"]
-            for name, run in json.loads(draws.read_text())["paper"].items()
-            if name.startswith("random/") and run.get("accuracies")
-        ]
-        if accs:
-            pooled["random"] = {"method": "random", "ipc": 1, "iterations": 0, "model": "convnet",
-                                "seeds": len(accs), "accuracies": [a for d in accs for a in d]}  # fmt: skip
+        base = {"method": "random", "ipc": 1, "iterations": 0, "model": "convnet"}
+        for name, run in json.loads(draws.read_text())["paper"].items():
+            if name.startswith("random/") and run.get("accuracies"):
+                _pool(pooled, base, run["accuracies"])
     return list(pooled.values())
 
 
-def _recipe_cells(folder: Path) -> list[dict[str, Any]]:
-    """The GPU sets evaluated here under their paper's own evaluation recipe (``ddkit evaluate
-    --out folder/<method>-seed<s>.json``), as rows pooled over the method's seeds."""
+def _recipe_cells(folder: Path, sets: Path) -> list[dict[str, Any]]:
+    """The GPU sets (``sets/<method>-seed<s>/``) evaluated here under their paper's own
+    evaluation recipe (``ddkit evaluate --out folder/<method>-seed<s>.json``), as rows pooled
+    over the method's seeds; budget and IPC from each set's provenance."""
     pooled: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*-seed*.json")):
         report = json.loads(path.read_text())
-        method = path.stem.split("-seed")[0]
+        made = json.loads((sets / path.stem / "meta.json").read_text())["provenance"]
         protocol = report["protocol"]
-        row = pooled.setdefault(
-            method,
-            {"method": method, "ipc": report["num_train_images"] // 10, "iterations": 1000,
-             "model": "convnet", "seeds": 0, "accuracies": [],
-             "recipe": f"{protocol['name']}, {protocol['epochs']} epochs"},
-        )  # fmt: skip
-        row["accuracies"] += report["results"][0]["accuracies"]
-        row["seeds"] += 1
-    for row in pooled.values():
-        if row["method"] == "random":
-            row["iterations"] = 0
+        base = {"method": made["method"], "ipc": made["ipc"], "iterations": made["iterations"],
+                "model": "convnet", "recipe": f"{protocol['name']}, {protocol['epochs']} epochs"}  # fmt: skip
+        _pool(pooled, base, report["results"][0]["accuracies"])
     return list(pooled.values())
 
 
@@ -151,7 +141,9 @@ def table(results: Path) -> str:
                 ),
             )
         )
-    for g in _recipe_cells(results / "dc_eval_recipe"):  # DC's figure: DC's own evaluation
+    for g in _recipe_cells(
+        results / "dc_eval_recipe", results / "gpu" / "sets"
+    ):  # DC's figure: DC's own evaluation
         published = suite.published[("mnist", g["method"], g["ipc"])]
         where = "GPU set, CPU evaluation"
         variant = ("published budget; " if g["method"] != "random" else "") + g["recipe"]

@@ -734,8 +734,8 @@ def test_a_row_run_with_other_options_runs_every_seed_again_never_mixing_variant
     path.write_text(json.dumps({"suite": old.name, "rows": [row]}))
     assert stale_row(row, new) and not stale_row(row, old) and not stale_row(row, same)
     data = read_results(path, new)
-    assert finished_cells(data, new) == set() and stale_cells(path, new, [cell]) == [cell]
-    assert stale_cells(path, same, [cell]) == []
+    assert finished_cells(data, new) == set() and stale_cells(data, new, [cell]) == [cell]
+    assert stale_cells(read_results(path, same), same, [cell]) == []
     table = markdown_table(new, data, tmp_path)
     assert "| dm (superseded) |" in table and "`(superseded)`:" in table
     assert "digits IPC 1 dm (superseded row: every seed again)" in table
@@ -745,7 +745,8 @@ def test_a_row_run_with_other_options_runs_every_seed_again_never_mixing_variant
         unit, where = claim_unit(path, new, cell)
         assert (unit, where) == ("distill", folder) and not (folder / "distill.json").exists()
         return
-    assert mark_rerun(path, new, stale_cells(path, new, [cell])) == [cell]  # as run_suite does
+    assert mark_rerun(path, same, [cell], stale_only=True) == []  # its row is current there
+    assert mark_rerun(path, new, [cell], stale_only=True) == [cell]  # as run_suite does
     unit, where = claim_unit(path, new, cell)
     assert unit == "distill" and where.name.endswith(".rerun")  # seed 0 again, apart
 

@@ -111,9 +111,8 @@ def stale_row(row: Any, suite: Suite) -> bool:
     return not cell.full and options != suite.options_for(cell.method, cell.ipc)
 
 
-def stale_cells(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
-    """Those of ``cells`` whose row in the results file at ``path`` is stale (:func:`stale_row`)."""
-    data = read_results(path, suite)
+def stale_cells(data: dict[str, Any], suite: Suite, cells: list[Cell]) -> list[Cell]:
+    """Those of ``cells`` whose row in the results ``data`` is stale (:func:`stale_row`)."""
     stale = {Cell.of_row(r) for r in data["rows"] if finished_row(r) and stale_row(r, suite)}
     return [c for c in cells if c in stale]
 
@@ -157,11 +156,16 @@ def rerun_folder(folder: Path) -> Path:
     return folder.with_name(folder.name + ".rerun")
 
 
-def mark_rerun(path: Path, suite: Suite, cells: list[Cell]) -> list[Cell]:
-    """Mark the finished ones of ``cells`` to run again; returns those newly marked. A cell
-    already marked keeps its mark and resumes its re-run's finished units."""
+def mark_rerun(
+    path: Path, suite: Suite, cells: list[Cell], *, stale_only: bool = False
+) -> list[Cell]:
+    """Mark the finished ones of ``cells`` to run again (with ``stale_only``, those whose row is
+    stale: :func:`stale_cells`, checked under the same lock); returns those newly marked. A
+    cell already marked keeps its mark and resumes its re-run's finished units."""
     with results_lock(path):
         data = read_results(path, suite)
+        if stale_only:
+            cells = stale_cells(data, suite, cells)
         marks = data.setdefault("rerun", [])
         # any finished row, also one of fewer seeds than the suite asks: every seed runs again
         done = finished_cells(data)

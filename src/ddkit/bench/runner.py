@@ -34,7 +34,6 @@ from ddkit.bench.results import (
     rerun_folder,
     results_lock,
     row_seeds,
-    stale_cells,
     stale_row,
     write_results,
 )
@@ -129,7 +128,7 @@ def run_suite(
     ]
     if rerun:
         mark_rerun(path, suite, todo)
-    for cell in mark_rerun(path, suite, stale_cells(path, suite, todo)):
+    for cell in mark_rerun(path, suite, todo, stale_only=True):
         log(
             f"[bench {suite.name}] {cell.label}: its row ran with method options the suite no "
             "longer sets; every seed runs again (the row stays until then)"
@@ -352,6 +351,7 @@ def markdown_table(
     rows = [r for r in data["rows"] if finished_row(r)]  # a damaged row's cell is pending
     rows.sort(key=lambda r: (*_size(r), order.get(r["method"], 1), r["method"]))
     random_rows = {_size(r): r for r in rows if r["method"] == "random"}
+    stale = {Cell.of_row(r) for r in rows if stale_row(r, suite)}  # each cell has one row
     for r in rows:
         if "error" in r:
             lines.append(
@@ -361,7 +361,7 @@ def markdown_table(
             continue
         paper = suite.published.get((r["dataset"], r["method"], r.get("ipc") or 0))
         where = f" ({', '.join(r['devices'])})" if r.get("devices") else ""
-        where += " (superseded)" if stale_row(r, suite) else ""
+        where += " (superseded)" if Cell.of_row(r) in stale else ""
         lines.append(
             f"| {r['dataset']} | {_size_text(r)} | {r['method']}{where} | {r['iterations']} | "
             f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
@@ -373,9 +373,8 @@ def markdown_table(
     if suite.keeps:
         lines += ["", *_kept_table(suite, rows)]
     done = finished_cells(data, suite)
-    stale = {Cell.of_row(r) for r in rows if stale_row(r, suite)}
     # estimates read the rows of the suite's current variants only
-    finished = [r for r in rows if "error" not in r and not stale_row(r, suite)]
+    finished = [r for r in rows if "error" not in r and Cell.of_row(r) not in stale]
     if stale:
         lines[0] += (
             " `(superseded)`: the row ran with method options the suite no longer sets; `ddkit "

@@ -5,7 +5,12 @@ distils on the rest with each value of ``--param``, and reports the mean distill
 first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
 training images the result holds, and final-epoch validation accuracy
 (protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, 300 epochs, ``--runs`` fresh
-networks of the preset's model, or ``--eval-model``).
+networks of the preset's model, or of each of ``--eval-model``'s comma-separated networks).
+``--baseline`` adds a row for random real images of the same IPC under the identical recipe.
+
+Resumable: each value distils into its own run folder under ``--work`` (checkpointed, as
+``ddkit distill``), and a value whose row ``--out`` already holds, measured with the same
+settings, is not run again; so an interrupted study continues where it stopped.
 
 Usage: python benchmarks/studies/tune_val.py --method mtt --dataset mnist5k --ipc 1 \
            --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--set KEY=VALUE] [--out FILE.json]
@@ -16,32 +21,67 @@ Usage: python benchmarks/studies/tune_val.py --method mtt --dataset mnist5k --ip
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 from ddkit.data import load_dataset
+from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
-from ddkit.io import atomic_write_json
+from ddkit.io import atomic_write_json, read_json
 from ddkit.methods import create_method
-from ddkit.methods.base import Callback
 from ddkit.methods.config import parse_options
+from ddkit.plots import read_log
+from ddkit.runs import distill_run
+
+BASELINE = "random real"
+# the settings a row depends on besides its value: rows measured under other ones are not reused
+_ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "iterations",
+                 "val_fraction", "runs", "eval_model")  # fmt: skip
 
 
-class _Record(Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_step_end(self, method, iteration, metrics):  # noqa: D401, ANN001
-        self.losses.append(float(metrics.get("loss", float("nan"))))
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / max(len(xs), 1)
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def _method_model(method) -> list[str] | None:  # noqa: ANN001
     """The network the method distils with, where it has one (else the protocol's)."""
     return [method.config.model] if hasattr(method.config, "model") else None
+
+
+def _models(args: argparse.Namespace, method: Any) -> list[str] | None:
+    """The evaluation networks: ``--eval-model``'s list, else the method's own network."""
+    if args.eval_model:
+        return [m for m in args.eval_model.split(",") if m]
+    return _method_model(method)
+
+
+def _reusable_rows(out: str | None, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows an earlier run of this study left in ``out`` (none without one); a file measured
+    under other settings is refused rather than overwritten."""
+    if not out or not Path(out).exists():
+        return []
+    old = read_json(out)
+    if not isinstance(old, dict) or not isinstance(old.get("rows"), list):
+        raise ConfigError(f"{out!r} is not a tune_val results file; choose another --out")
+    before = old.get("settings", {})
+    diff = [k for k in _ROW_SETTINGS if before.get(k) != settings[k]]
+    if diff:
+        raise ConfigError(
+            f"{out!r} holds a study with other settings ({', '.join(diff)}); choose another --out"
+        )
+    return old["rows"]
+
+
+def _accuracies(report: Any) -> dict[str, Any]:
+    """``val_mean``/``val_std`` of the first network, and every network's under ``val_by_model``."""
+    by_model = {r.model: [r.mean, r.std] for r in report.results}
+    first = report.results[0]
+    return {"val_mean": first.mean, "val_std": first.std, "val_by_model": by_model}
 
 
 def main() -> None:
@@ -69,49 +109,78 @@ def main() -> None:
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument(
-        "--eval-model", default=None, help="evaluation network (default: the method's model)"
+        "--eval-model",
+        default=None,
+        help="evaluation network(s), comma-separated (default: the method's model)",
+    )
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also evaluate random real images of the same IPC under the identical recipe",
     )
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--work",
+        default=None,
+        help="run folders of the values (default: runs/tune_val/<--out's stem>, or none)",
+    )
     args = ap.parse_args()
+    settings = vars(args)
+    rows = _reusable_rows(args.out, settings)
+    done = {json.dumps(r["value"]) for r in rows}
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
-    rows = []
     fixed = parse_options(args.set)
-    for text in args.values.split(","):
-        value = parse_options([f"{args.param}={text}"])[args.param]
-        m = create_method(
-            args.method, dataset=args.dataset, ipc=args.ipc, **{**fixed, args.param: value}
-        )
-        rec = _Record()
-        t0 = time.perf_counter()
-        syn = m.fit(splits.train, args.ipc, iterations=args.iterations, seed=0, callbacks=[rec])
-        seconds = time.perf_counter() - t0
-        rep = evaluate(
-            syn,
-            splits.val,
-            args.protocol,
-            runs=args.runs,
-            epochs=300,
-            seed=0,
-            models=[args.eval_model] if args.eval_model else _method_model(m),
-        )
-        k = max(len(rec.losses) // 10, 1)
-        row = {
-            "fixed": fixed,
-            "param": args.param,
-            "value": value,
-            "iterations": args.iterations,
-            "seconds": round(seconds, 1),
-            "loss_first": _mean(rec.losses[:k]),
-            "loss_last": _mean(rec.losses[-k:]),
-            "lr": syn.lr,
-            "images": len(syn.images),
-            "val_mean": rep.results[0].mean,
-            "val_std": rep.results[0].std,
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        if args.out:  # after every value: a stopped run keeps the values it measured
-            atomic_write_json(args.out, {"settings": vars(args), "rows": rows})
+    models = _models(args, create_method(args.method, dataset=args.dataset, ipc=args.ipc, **fixed))
+    variants = [
+        (parse_options([f"{args.param}={t}"])[args.param], t) for t in args.values.split(",")
+    ]
+    if args.baseline:
+        variants.append((BASELINE, BASELINE))
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work) if args.work else (
+            Path("runs/tune_val") / Path(args.out).stem if args.out
+            else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        )  # fmt: skip
+        for value, text in variants:
+            if json.dumps(value) in done:
+                continue
+            baseline = value == BASELINE
+            folder = work / re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{args.param}={text}")
+            resumed = (folder / "config.json").exists()
+            t0 = time.perf_counter()
+            syn = distill_run(
+                dataset=args.dataset,
+                method="random" if baseline else args.method,
+                ipc=args.ipc,
+                out=folder,
+                iterations=None if baseline else args.iterations,
+                seed=0,
+                options={} if baseline else {**fixed, args.param: value},
+                splits=splits,
+                resume=resumed,
+            )
+            seconds = time.perf_counter() - t0
+            rep = evaluate(syn, splits.val, args.protocol, runs=args.runs, epochs=300, seed=0,
+                           models=models)  # fmt: skip
+            losses = [r["loss"] for r in read_log(folder / "log.jsonl") if "loss" in r]
+            k = max(len(losses) // 10, 1)
+            row = {
+                "fixed": {} if baseline else fixed,
+                "param": args.param,
+                "value": value,
+                "iterations": 0 if baseline else args.iterations,
+                "seconds": round(seconds, 1),
+                "resumed": resumed,
+                "loss_first": _mean(losses[:k]),
+                "loss_last": _mean(losses[-k:]),
+                "lr": syn.lr,
+                "images": len(syn.images),
+                **_accuracies(rep),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.out:  # after every value: a stopped run keeps the values it measured
+                atomic_write_json(args.out, {"settings": settings, "rows": rows})
 
 
 if __name__ == "__main__":

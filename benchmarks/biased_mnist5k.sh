@@ -11,7 +11,8 @@
 # match on the dataset name and so must be given here.
 #
 # Results: benchmarks/results/biased-mnist5k/<dataset>-<method>-ipc<K>.json (ddkit evaluate's
-# report; the method's options are in the run folder's config.json) and <dataset>-full.json.
+# report; the method's options are in the run folder's config.json) and <dataset>-full.json;
+# `python benchmarks/biased_table.py` prints the tables from them.
 # Run folders (distilled sets, experts): runs/biased-mnist5k/. Resumable: a finished evaluation
 # is skipped, an interrupted distillation resumes from its checkpoint. RATIOS, IPCS and METHODS
 # select a part, e.g. RATIOS=5 IPCS=10 METHODS="dm dm-kde" sh benchmarks/biased_mnist5k.sh

@@ -1,0 +1,89 @@
+"""Print BENCHMARKS.md's Colored MNIST tables from `sh benchmarks/biased_mnist5k.sh`'s results.
+
+Per IPC: unbiased and worst-group test accuracy (%, mean ± std over the evaluation networks) of
+every method at each bias-conflicting percentage, beside the full training split; then the
+amplification, each set's unbiased accuracy minus random real rows' at the same IPC and ratio
+(`*`: by more than the two standard deviations combined). Cells not measured yet print `–`.
+
+Usage: python benchmarks/biased_table.py [--results benchmarks/results/biased-mnist5k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from ddkit.io import read_json
+
+ORDER = ("random", "herding", "dm", "dm-kde", "idm", "idm-kde", "tesla")
+_CELL = re.compile(
+    r"colored-mnist5k-c(?P<ratio>[0-9.]+)-(?P<method>[a-z0-9-]+?)(-ipc(?P<ipc>\d+))?$"
+)
+
+
+def read_cells(folder: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """(ratio, method, ipc) -> the first network's group summary (ipc 0: the full split)."""
+    cells = {}
+    for path in sorted(folder.glob("colored-mnist5k-c*.json")):
+        m = _CELL.match(path.stem)
+        if not m:
+            continue
+        result = read_json(path)["results"][0]
+        method = m["method"]
+        ipc = int(m["ipc"]) if m["ipc"] else 0
+        cells[(m["ratio"], method, ipc)] = result["groups"]
+    return cells
+
+
+def _pct(group: dict[str, Any]) -> str:
+    return f"{100 * group['mean']:.2f} ± {100 * group['std']:.2f}"
+
+
+def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
+    head = "| method | " + " | ".join(f"{r} %: unbiased | worst group" for r in ratios) + " |"
+    lines = [head, "|---|" + "---|---|" * len(ratios)]
+    for method, at in [("full data", 0), *[(m, ipc) for m in ORDER]]:
+        key = "full" if at == 0 else method
+        row = []
+        for r in ratios:
+            g = cells.get((r, key, at))
+            row += [_pct(g["unbiased"]), _pct(g["worst_group"])] if g else ["–", "–"]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines
+
+
+def amplification_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
+    lines = ["| method | " + " | ".join(f"{r} %" for r in ratios) + " |"]
+    lines.append("|---|" + "---|" * len(ratios))
+    for method in ORDER[1:]:
+        row = []
+        for r in ratios:
+            g, base = cells.get((r, method, ipc)), cells.get((r, "random", ipc))
+            if not (g and base):
+                row.append("–")
+                continue
+            a, b = g["unbiased"], base["unbiased"]
+            diff = 100 * (a["mean"] - b["mean"])
+            star = " *" if abs(diff) > 100 * (a["std"] + b["std"]) else ""
+            row.append(f"{diff:+.2f}{star}")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="benchmarks/results/biased-mnist5k")
+    args = ap.parse_args()
+    cells = read_cells(Path(args.results))
+    ratios = sorted({r for r, _, _ in cells}, key=float)
+    for ipc in sorted({i for _, _, i in cells if i}):
+        print(f"\n### IPC {ipc}: unbiased and worst-group test accuracy (%)\n")
+        print("\n".join(accuracy_table(cells, ratios, ipc)))
+        print(f"\nIPC {ipc}: unbiased accuracy minus random real rows' (points)\n")
+        print("\n".join(amplification_table(cells, ratios, ipc)))
+
+
+if __name__ == "__main__":
+    main()

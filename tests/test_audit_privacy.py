@@ -306,6 +306,8 @@ def test_cli_writes_results_and_roc_plot(tmp_path, capsys):
         (["--shadows", str(10**9)], "use fewer --shadows"),
         (["--bootstrap", str(10**12)], "use fewer --bootstrap"),
         (["--bootstrap", "-1"], "bootstrap must be an integer >= 0"),
+        (["--iterations", "3,dsa=5"], "names dsa, which --methods does not distil"),
+        (["--iterations", "dm=three"], "--iterations takes"),
     ],
 )
 def test_cli_refuses_bad_input_in_one_line_before_writing(tmp_path, argv, message):

@@ -46,11 +46,13 @@ from torch import nn
 
 from ddkit.audits.base import (
     Audit,
+    Budgets,
     TrainedNetworks,
     add_training_arguments,
     audit_record,
     distil,
     full_data,
+    iterations_of,
     kept_json,
     kept_set,
     models_option,
@@ -354,7 +356,7 @@ def audit_sets(
     methods: Sequence[str],
     ipcs: Sequence[int],
     *,
-    iterations: int | None = None,
+    iterations: int | Budgets | None = None,
     options: dict[str, Any] | None = None,
     seed: int = 0,
     full: bool = True,
@@ -374,12 +376,14 @@ def audit_sets(
             if m == "random":
                 continue
             name = f"{m}/ipc{ipc}"
-            key = unit_key(name, iterations, seed, options or {}, splits.train.images,
+            budget = iterations_of(iterations, m, ipc)
+            key = unit_key(name, budget, seed, options or {}, splits.train.images,
                            splits.train.labels)  # fmt: skip
             sets[name] = kept_set(
                 keep / "sets" / unit_name(name) if keep is not None else None, key,
-                lambda m=m, ipc=ipc: distil(splits.train, m, ipc, iterations=iterations,
-                                            seed=seed, options=options, progress=progress),
+                lambda m=m, ipc=ipc, budget=budget: distil(
+                    splits.train, m, ipc, iterations=budget, seed=seed, options=options,
+                    progress=progress),
             )  # fmt: skip
         sets[f"random/ipc{ipc}"] = random_real(splits.train, ipc, seed=seed)
     if full:
@@ -466,6 +470,8 @@ class AdversarialAudit(Audit):
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         paths = [p for p in args.sets.split(",") if p]
         methods = method_names(args.methods) if args.methods.strip() else []
+        iterations = Budgets.parse(args.iterations)
+        iterations.check(methods)
         if not methods and not paths and args.no_full:
             raise ConfigError(
                 "nothing to audit: --methods '' with --no-full and no --sets; name a method, "
@@ -481,7 +487,7 @@ class AdversarialAudit(Audit):
         if methods:
             sets.update(
                 audit_sets(
-                    splits, methods, ipcs, iterations=args.iterations, options=options,
+                    splits, methods, ipcs, iterations=iterations, options=options,
                     seed=args.seed, full=not args.no_full, keep=out, progress=progress,
                 )
             )  # fmt: skip

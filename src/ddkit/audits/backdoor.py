@@ -69,10 +69,13 @@ from torch import nn
 
 from ddkit.audits.base import (
     Audit,
+    Budgets,
     add_training_arguments,
     audit_record,
+    budgets_json,
     check_fraction,
     distil,
+    iterations_of,
     kept_json,
     models_option,
     random_real,
@@ -533,7 +536,7 @@ def backdoor_audit(
     trigger: Trigger = Trigger(),
     fraction: float = 0.1,
     target: int = 0,
-    iterations: int | None = None,
+    iterations: int | Budgets | None = None,
     options: dict[str, Any] | None = None,
     doorping: DoorpingConfig = DoorpingConfig(),
     protocol: str | EvalProtocol = "dc",
@@ -575,7 +578,7 @@ def backdoor_audit(
         "poisoned_rows": len(poisoned.rows),
         "poisoned_rows_seed": rows_seed,
         "trigger": {**dataclasses.asdict(trigger), "corner": list(trigger.corner(spec))},
-        "distillation_iterations": iterations,
+        "distillation_iterations": budgets_json(iterations),
         "method_options": dict(options or {}),
         "asr_test_images": int((splits.test.labels != target).sum()),
         **({"doorping": dataclasses.asdict(doorping)} if attack == "doorping" else {}),
@@ -584,15 +587,21 @@ def backdoor_audit(
     out.update({"dataset": spec.name, "sets": {}})
     score = functools.partial(_scores, splits=splits, mask=trigger.mask(spec), target=target,
                               protocol=p, seed=seed, device=device, progress=progress)  # fmt: skip
-    fit = dict(iterations=iterations, options=options, seed=seed, progress=progress)
+    fit = dict(options=options, seed=seed, progress=progress)
     data = (splits.train.images, splits.train.labels)
+
+    def key(m: str, ipc: int) -> str:  # a unit depends on its own budget, not the others'
+        own = {**budgets, "distillation_iterations": iterations_of(iterations, m, ipc)}
+        return unit_key(m, ipc, own, p.settled().to_dict(), seed, *data)
+
     for ipc in ipcs:
         for m in (m for m in names if m != "random"):  # random real images: the floor below
             out["sets"].update(kept_json(
                 keep / "results" / f"{m}-ipc{ipc}.json" if keep is not None else None,
-                unit_key(m, ipc, budgets, p.settled().to_dict(), seed, *data),
-                lambda m=m, ipc=ipc: _method_rows(m, ipc, splits, poisoned, trigger, attack,
-                                                  doorping, score, fit),
+                key(m, ipc),
+                lambda m=m, ipc=ipc: _method_rows(
+                    m, ipc, splits, poisoned, trigger, attack, doorping, score,
+                    {**fit, "iterations": iterations_of(iterations, m, ipc)}),
             ))  # fmt: skip
 
         def random_row(ipc: int = ipc) -> dict[str, Any]:
@@ -605,7 +614,7 @@ def backdoor_audit(
 
         out["sets"][f"random/ipc{ipc}/poisoned"] = kept_json(
             keep / "results" / f"random-ipc{ipc}.json" if keep is not None else None,
-            unit_key("random", ipc, budgets, p.settled().to_dict(), seed, *data),
+            key("random", ipc),
             random_row,
         )
     return out
@@ -733,7 +742,9 @@ class BackdoorAudit(Audit):
         doorping = DoorpingConfig.from_options(parse_options(args.doorping))
         options = parse_options(args.set)
         get_protocol(args.protocol)
-        _check_attack(args.attack, args.methods, ipcs)
+        names = _check_attack(args.attack, args.methods, ipcs)
+        iterations = Budgets.parse(args.iterations)
+        iterations.check(names)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         trigger.check(splits.spec)
@@ -743,7 +754,7 @@ class BackdoorAudit(Audit):
         out = ensure_writable_dir(args.out)
         result = backdoor_audit(
             splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
-            target=args.target, iterations=args.iterations, options=options, doorping=doorping,
+            target=args.target, iterations=iterations, options=options, doorping=doorping,
             protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
             keep=out, progress=not args.quiet,
         )  # fmt: skip

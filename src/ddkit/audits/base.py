@@ -63,6 +63,99 @@ def check_fraction(value: float, what: str) -> float:
     return v
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """Distillation iterations per source: ``default`` (``None``: each method's preset budget),
+    replaced for a method (``dsa=20``) or for a method at one IPC (``dsa@50=5``, which wins).
+    Methods differ in cost per iteration by orders of magnitude, so one audit usually needs
+    several: ``--iterations 200,dsa=20,dsa@50=5``."""
+
+    default: int | None = None
+    per_method: tuple[tuple[str, int], ...] = ()
+    per_cell: tuple[tuple[str, int, int], ...] = ()  # (method, ipc, iterations)
+
+    @classmethod
+    def parse(cls, text: str | int | None) -> Budgets:
+        """``N``, ``METHOD=N`` and ``METHOD@IPC=N`` entries, comma-separated (else one line)."""
+        if text is None or isinstance(text, int):
+            return cls(_iterations(text, str(text)))
+        default, per_method, per_cell = None, {}, {}
+        for entry in (e.strip() for e in str(text).split(",")):
+            key, sep, value = entry.rpartition("=")
+            if not sep:
+                default = _iterations(entry, text)
+                continue
+            method, at, ipc = key.partition("@")
+            if not method or (at and not ipc.isdigit()):
+                raise ConfigError(_BUDGET_FORMAT.format(text=text))
+            if at:
+                per_cell[(method, int(ipc))] = _iterations(value, text)
+            else:
+                per_method[method] = _iterations(value, text)
+        return cls(
+            default,
+            tuple(sorted(per_method.items())),
+            tuple((m, i, n) for (m, i), n in sorted(per_cell.items())),
+        )
+
+    def of(self, method: str, ipc: int) -> int | None:
+        """The iterations ``method`` distils with at ``ipc``."""
+        for m, i, n in self.per_cell:
+            if (m, i) == (method, ipc):
+                return n
+        return dict(self.per_method).get(method, self.default)
+
+    def check(self, methods: Sequence[str]) -> None:
+        """Refuse a budget for a method the audit does not distil (a typo would be ignored)."""
+        named = {m for m, _ in self.per_method} | {m for m, _, _ in self.per_cell}
+        unknown = sorted(named - set(methods))
+        if unknown:
+            raise ConfigError(
+                f"--iterations names {', '.join(unknown)}, which --methods does not distil; "
+                f"fix the name or add it to --methods"
+            )
+
+    def to_json(self) -> int | dict[str, Any] | None:
+        """The record of a results file: the default alone when nothing is replaced (as an
+        audit with one budget has always recorded it), else every entry."""
+        if not self.per_method and not self.per_cell:
+            return self.default
+        return {
+            "default": self.default,
+            **{m: n for m, n in self.per_method},
+            **{f"{m}@{i}": n for m, i, n in self.per_cell},
+        }
+
+
+_BUDGET_FORMAT = (
+    "--iterations takes N, METHOD=N or METHOD@IPC=N entries, comma-separated (e.g. "
+    "200,dsa=20,dsa@50=5), got {text!r}"
+)
+
+
+def _iterations(value: Any, text: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(_BUDGET_FORMAT.format(text=text)) from None
+    if n < 0:
+        raise ConfigError(f"--iterations must be >= 0, got {n} in {text!r}")
+    return n
+
+
+def iterations_of(iterations: int | Budgets | None, method: str, ipc: int) -> int | None:
+    """The iterations of ``method`` at ``ipc`` under an audit's ``iterations`` (one count for
+    every method, ``None`` for the presets', or :class:`Budgets`)."""
+    return iterations.of(method, ipc) if isinstance(iterations, Budgets) else iterations
+
+
+def budgets_json(iterations: int | Budgets | None) -> int | dict[str, Any] | None:
+    """``iterations`` as a results file records it (:meth:`Budgets.to_json`)."""
+    return iterations.to_json() if isinstance(iterations, Budgets) else iterations
+
+
 def distil(
     train: ImageDataset,
     method: str,
@@ -191,7 +284,10 @@ def add_training_arguments(
     parser.add_argument("--methods", default=methods, help="methods to distil (comma-separated)")
     parser.add_argument("--ipc", default=ipc, help="images per class (comma-separated)")
     parser.add_argument(
-        "--iterations", type=int, default=None, help="distillation budget (default: presets)"
+        "--iterations",
+        default=None,
+        help="distillation budget: N, and METHOD=N or METHOD@IPC=N to replace it for one "
+        "method (comma-separated; default: the presets')",
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",

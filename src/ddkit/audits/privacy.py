@@ -39,10 +39,13 @@ import torch
 
 from ddkit.audits.base import (
     Audit,
+    Budgets,
     add_training_arguments,
     audit_record,
+    budgets_json,
     distil,
     full_data,
+    iterations_of,
     models_option,
     random_real,
     register_audit,
@@ -215,7 +218,7 @@ class PrivacyTraining:
     protocol: EvalProtocol
     model: str
     full_epochs: int
-    iterations: int | None = None
+    iterations: int | Budgets | None = None
     options: Mapping[str, Any] | None = None
     dp: DPRecipe = DPRecipe(epsilon=1.0)
 
@@ -229,7 +232,8 @@ class PrivacyTraining:
             epochs = self.full_epochs if source.kind == "full" else self.protocol.epochs
             parts["protocol"] = self.protocol.with_(epochs=epochs).settled().to_dict()
         if source.kind == "distilled":
-            parts["distil"] = {"iterations": self.iterations, "options": dict(self.options or {})}
+            iterations = iterations_of(self.iterations, source.method, source.ipc)
+            parts["distil"] = {"iterations": iterations, "options": dict(self.options or {})}
         return unit_key(parts)
 
 
@@ -250,7 +254,8 @@ def _train(
     elif source.kind == "random":
         syn = random_real(members, source.ipc, seed=seed)
     else:
-        syn = distil(members, source.method, source.ipc, iterations=how.iterations, seed=seed,
+        iterations = iterations_of(how.iterations, source.method, source.ipc)
+        syn = distil(members, source.method, source.ipc, iterations=iterations, seed=seed,
                      options=dict(how.options or {}))  # fmt: skip
     trained = train_on_set(syn, test, protocol, runs=1, models=[how.model], seed=seed)
     return trained.networks[0], syn, {"seconds": trained.seconds}
@@ -390,7 +395,7 @@ def privacy_audit(
     model: str | None = None,
     epochs: int | None = None,
     full_epochs: int | None = None,
-    iterations: int | None = None,
+    iterations: int | Budgets | None = None,
     options: Mapping[str, Any] | None = None,
     dp: DPRecipe | None = None,
     fprs: Sequence[float] = DEFAULT_FPRS,
@@ -421,7 +426,8 @@ def privacy_audit(
     budgets = {
         "pool": len(rows), "members": int(masks[0].sum()), "non_members": int((~masks[0]).sum()),
         "shadows": shadows, "model": how.model, "epochs": p.epochs, "full_epochs": how.full_epochs,
-        "distillation_iterations": iterations, "method_options": dict(options or {}),
+        "distillation_iterations": budgets_json(iterations),
+        "method_options": dict(options or {}),
         "dp": {k: v for k, v in asdict(how.dp).items() if k != "epsilon"}, "fprs": fprs,
         "bootstrap": bootstrap, "lira": "online, per-row means, pooled variances, one query",
     }  # fmt: skip
@@ -513,6 +519,8 @@ class PrivacyAudit(Audit):
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         eps = number_list(args.dp_epsilons, "--dp-epsilons", above=0) if args.dp_epsilons else []
         sources = privacy_sources(args.methods, ipcs, dp_epsilons=eps, full=not args.no_full)
+        iterations = Budgets.parse(args.iterations)
+        iterations.check([s.method for s in sources if s.kind == "distilled"])
         dp = DPRecipe(1.0, args.dp_delta, 1, args.dp_batch, args.dp_lr, args.dp_momentum,
                       args.dp_clip, args.dp_accountant)  # fmt: skip
         if eps:
@@ -529,7 +537,7 @@ class PrivacyAudit(Audit):
         result = privacy_audit(
             splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
             model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
-            iterations=args.iterations, options=options, dp=dp, bootstrap=args.bootstrap,
+            iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
             seed=args.seed, out=out, progress=not args.quiet,
         )  # fmt: skip
         plot_roc(result, out / "privacy.png")

@@ -306,7 +306,7 @@ def test_cli_writes_results_and_roc_plot(tmp_path, capsys):
         (["--shadows", str(10**9)], "use fewer --shadows"),
         (["--bootstrap", str(10**12)], "use fewer --bootstrap"),
         (["--bootstrap", "-1"], "bootstrap must be an integer >= 0"),
-        (["--iterations", "3,dsa=5"], "names dsa, which --methods does not distil"),
+        (["--iterations", "3,no-such-method=5"], "no-such-method"),
         (["--iterations", "dm=three"], "--iterations takes"),
     ],
 )

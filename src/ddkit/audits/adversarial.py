@@ -471,7 +471,7 @@ class AdversarialAudit(Audit):
         paths = [p for p in args.sets.split(",") if p]
         methods = method_names(args.methods) if args.methods.strip() else []
         iterations = Budgets.parse(args.iterations)
-        iterations.check(methods)
+        iterations.check()
         if not methods and not paths and args.no_full:
             raise ConfigError(
                 "nothing to audit: --methods '' with --no-full and no --sets; name a method, "

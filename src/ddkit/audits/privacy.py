@@ -520,7 +520,7 @@ class PrivacyAudit(Audit):
         eps = number_list(args.dp_epsilons, "--dp-epsilons", above=0) if args.dp_epsilons else []
         sources = privacy_sources(args.methods, ipcs, dp_epsilons=eps, full=not args.no_full)
         iterations = Budgets.parse(args.iterations)
-        iterations.check([s.method for s in sources if s.kind == "distilled"])
+        iterations.check()
         dp = DPRecipe(1.0, args.dp_delta, 1, args.dp_batch, args.dp_lr, args.dp_momentum,
                       args.dp_clip, args.dp_accountant)  # fmt: skip
         if eps:

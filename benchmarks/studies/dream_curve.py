@@ -11,7 +11,9 @@ seconds and wall seconds so far (evaluation excluded), and the mean loss of the 
 
 Resumable: a run continues from its checkpoint at the last milestone (``--work`` folder; each
 segment restarts its ``init``, which for ``dream`` re-clusters the start rows, a second or two);
-a milestone already in the cell's file is not run again. The merged rows go to ``--out``.
+a milestone already in the cell's file is not run again. The merged rows go to ``--out``, and
+the curves (validation accuracy against iterations and against CPU seconds, one row of panels
+per method) to a PNG beside it; ``--replot`` redraws the PNG from ``--out`` alone.
 
 Usage: python benchmarks/studies/dream_curve.py --dataset mnist5k --ipc 10 --methods dc,dsa,dm \
            --milestones dc=1,2,5,10,20,40 --milestones dm=50,100,200,500,1000 \
@@ -118,6 +120,36 @@ def run_cell(
     return rows
 
 
+def plot_curves(rows: list[dict], path: Path) -> Path:
+    """Validation accuracy (mean ± std over the networks) against the iteration and against
+    the distillation's CPU seconds, random and DREAM batches, one row of panels per method."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    from ddkit.plots import new_figure, save_figure
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = new_figure(ncols=2 * len(methods), width=3.6, height=3.2)
+    for k, method in enumerate(methods):
+        for batch in dict.fromkeys(r["batch"] for r in rows if r["method"] == method):
+            cell = sorted((r for r in rows if (r["method"], r["batch"]) == (method, batch)),
+                          key=lambda r: r["iteration"])  # fmt: skip
+            mean = [100 * r["val_mean"] for r in cell]
+            std = [100 * r["val_std"] for r in cell]
+            for ax, x in zip(axes[2 * k : 2 * k + 2], ("iteration", "cpu_seconds")):
+                ax.errorbar([r[x] for r in cell], mean, yerr=std, marker="o", ms=3,
+                            capsize=2, label=batch, ls="--" if batch == "random" else "-")  # fmt: skip
+        for ax, label in zip(axes[2 * k : 2 * k + 2], ("iteration", "CPU seconds")):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(label)
+            ax.set_ylabel("validation accuracy (%)")
+            ax.set_title(f"{method}: real batches", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,7 +166,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="runs/dream-curve")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--replot", action="store_true", help="redraw --out's PNG and stop")
     args = ap.parse_args()
+    if args.replot:
+        if not args.out or not Path(args.out).is_file():
+            raise SystemExit("dream_curve: --replot needs --out, a results file written before")
+        plot_curves(read_json(args.out)["rows"], Path(args.out).with_suffix(".png"))
+        return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     batches = [b.strip() for b in args.batches.split(",") if b.strip()]
     bad = [b for b in batches if b not in BATCHES]
@@ -149,6 +187,7 @@ def main() -> None:
     if args.out:
         settings = {k: v for k, v in vars(args).items() if k != "out"}
         atomic_write_json(args.out, {"settings": settings, "split": "validation", "rows": rows})
+        plot_curves(rows, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

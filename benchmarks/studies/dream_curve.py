@@ -13,7 +13,8 @@ Resumable: a run continues from its checkpoint at the last milestone (``--work``
 segment restarts its ``init``, which for ``dream`` re-clusters the start rows, a second or two);
 a milestone already in the cell's file is not run again. The merged rows go to ``--out``, and
 the curves (validation accuracy against iterations and against CPU seconds, one row of panels
-per method) to a PNG beside it; ``--replot`` redraws the PNG from ``--out`` alone.
+per method) to a PNG beside it; ``--replot`` redraws the PNG from ``--out`` alone and prints
+the curves as a markdown table.
 
 Usage: python benchmarks/studies/dream_curve.py --dataset mnist5k --ipc 10 --methods dc,dsa,dm \
            --milestones dc=1,2,5,10,20,40 --milestones dm=50,100,200,500,1000 \
@@ -150,6 +151,26 @@ def plot_curves(rows: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Per method, one line per milestone: each batch choice's validation accuracy (mean ± std,
+    %) and the distillation's CPU seconds so far."""
+    lines = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        batches = list(dict.fromkeys(r["batch"] for r in rows if r["method"] == method))
+        cells = {(r["batch"], r["iteration"]): r for r in rows if r["method"] == method}
+        head = " | ".join(f"{b}: accuracy (%) | {b}: CPU s" for b in batches)
+        lines += [f"| {method} iteration | {head} |", "|---|" + "---|---|" * len(batches)]
+        for it in sorted({i for _, i in cells}):
+            row = []
+            for b in batches:
+                r = cells.get((b, it))
+                row += ([f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}",
+                         f"{r['cpu_seconds']:.0f}"] if r else ["–", "–"])  # fmt: skip
+            lines.append(f"| {it} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +192,9 @@ def main() -> None:
     if args.replot:
         if not args.out or not Path(args.out).is_file():
             raise SystemExit("dream_curve: --replot needs --out, a results file written before")
-        plot_curves(read_json(args.out)["rows"], Path(args.out).with_suffix(".png"))
+        rows = read_json(args.out)["rows"]
+        plot_curves(rows, Path(args.out).with_suffix(".png"))
+        print(markdown_table(rows))
         return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     batches = [b.strip() for b in args.batches.split(",") if b.strip()]

@@ -112,8 +112,11 @@ class Budgets:
         from ddkit.methods import method_names
 
         named = [m for m, _ in self.per_method] + [m for m, _, _ in self.per_cell]
-        if named:
-            method_names(named)
+        try:
+            if named:
+                method_names(named)
+        except ConfigError as e:
+            raise ConfigError(f"--iterations: {e}") from None
 
     def to_json(self) -> int | dict[str, Any] | None:
         """The record of a results file: the default alone when nothing is replaced (as an

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from leaders_table import accuracy_cell, gain_cell  # a sibling script (benchmarks/)
+
 from ddkit.io import read_json
 
 ORDER = ("random", "herding", "dm", "dm-kde", "idm", "idm-kde", "tesla")
@@ -37,10 +39,6 @@ def read_cells(folder: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     return cells
 
 
-def _pct(group: dict[str, Any]) -> str:
-    return f"{100 * group['mean']:.2f} ± {100 * group['std']:.2f}"
-
-
 def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     head = "| method | " + " | ".join(f"{r} %: unbiased | worst group" for r in ratios) + " |"
     lines = [head, "|---|" + "---|---|" * len(ratios)]
@@ -49,7 +47,7 @@ def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
         row = []
         for r in ratios:
             g = cells.get((r, key, at))
-            row += [_pct(g["unbiased"]), _pct(g["worst_group"])] if g else ["–", "–"]
+            row += [accuracy_cell(g and g["unbiased"]), accuracy_cell(g and g["worst_group"])]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return lines
 
@@ -61,13 +59,7 @@ def amplification_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
         row = []
         for r in ratios:
             g, base = cells.get((r, method, ipc)), cells.get((r, "random", ipc))
-            if not (g and base):
-                row.append("–")
-                continue
-            a, b = g["unbiased"], base["unbiased"]
-            diff = 100 * (a["mean"] - b["mean"])
-            star = " *" if abs(diff) > 100 * (a["std"] + b["std"]) else ""
-            row.append(f"{diff:+.2f}{star}")
+            row.append(gain_cell(g and g["unbiased"], base and base["unbiased"]))
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return lines
 

@@ -40,11 +40,11 @@ def finished_rows(results: Path, dataset: str) -> dict[tuple[str, int], dict[str
     }
 
 
-def _acc(row: dict[str, Any] | None) -> str:
+def accuracy_cell(row: dict[str, Any] | None) -> str:
     return "–" if row is None else f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}"
 
 
-def _gain(new: dict[str, Any] | None, old: dict[str, Any] | None) -> str:
+def gain_cell(new: dict[str, Any] | None, old: dict[str, Any] | None) -> str:
     """The new method's gain over the old in points, starred when it holds beyond both spreads
     (new mean − std above old mean + std, or below it the other way round)."""
     if new is None or old is None:
@@ -77,8 +77,8 @@ def table(rows: dict[tuple[str, int], dict[str, Any]], ipcs: list[int]) -> str:
         for new, old in PREDECESSOR.items():
             n, o = rows.get((new, ipc)), rows.get((old, ipc))
             lines.append(
-                f"| {ipc} | {new} | {_acc(n)} | {old} | {_acc(o)} | {_gain(n, o)} | "
-                f"{_acc(random)} | {_per_iteration(n)} | {_peak(n)} |"
+                f"| {ipc} | {new} | {accuracy_cell(n)} | {old} | {accuracy_cell(o)} | {gain_cell(n, o)} | "
+                f"{accuracy_cell(random)} | {_per_iteration(n)} | {_peak(n)} |"
             )
     return "\n".join(lines)
 

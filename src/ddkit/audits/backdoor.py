@@ -590,18 +590,19 @@ def backdoor_audit(
     fit = dict(options=options, seed=seed, progress=progress)
     data = (splits.train.images, splits.train.labels)
 
-    def key(m: str, ipc: int) -> str:  # a unit depends on its own budget, not the others'
-        own = {**budgets, "distillation_iterations": iterations_of(iterations, m, ipc)}
+    def key(m: str, ipc: int, budget: int | None) -> str:  # its own budget, not the others'
+        own = {**budgets, "distillation_iterations": budget}
         return unit_key(m, ipc, own, p.settled().to_dict(), seed, *data)
 
     for ipc in ipcs:
         for m in (m for m in names if m != "random"):  # random real images: the floor below
+            budget = iterations_of(iterations, m, ipc)
             out["sets"].update(kept_json(
                 keep / "results" / f"{m}-ipc{ipc}.json" if keep is not None else None,
-                key(m, ipc),
-                lambda m=m, ipc=ipc: _method_rows(
+                key(m, ipc, budget),
+                lambda m=m, ipc=ipc, budget=budget: _method_rows(
                     m, ipc, splits, poisoned, trigger, attack, doorping, score,
-                    {**fit, "iterations": iterations_of(iterations, m, ipc)}),
+                    {**fit, "iterations": budget}),
             ))  # fmt: skip
 
         def random_row(ipc: int = ipc) -> dict[str, Any]:
@@ -614,7 +615,7 @@ def backdoor_audit(
 
         out["sets"][f"random/ipc{ipc}/poisoned"] = kept_json(
             keep / "results" / f"random-ipc{ipc}.json" if keep is not None else None,
-            key("random", ipc),
+            key("random", ipc, iterations_of(iterations, "random", ipc)),
             random_row,
         )
     return out

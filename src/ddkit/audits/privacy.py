@@ -232,9 +232,15 @@ class PrivacyTraining:
             epochs = self.full_epochs if source.kind == "full" else self.protocol.epochs
             parts["protocol"] = self.protocol.with_(epochs=epochs).settled().to_dict()
         if source.kind == "distilled":
-            iterations = iterations_of(self.iterations, source.method, source.ipc)
-            parts["distil"] = {"iterations": iterations, "options": dict(self.options or {})}
+            parts["distil"] = {
+                "iterations": self.budget(source),
+                "options": dict(self.options or {}),
+            }
         return unit_key(parts)
+
+    def budget(self, source: Source) -> int | None:
+        """The iterations a distilled ``source`` is distilled with (``None``: its preset's)."""
+        return iterations_of(self.iterations, source.method, source.ipc)
 
 
 def _train(
@@ -254,8 +260,7 @@ def _train(
     elif source.kind == "random":
         syn = random_real(members, source.ipc, seed=seed)
     else:
-        iterations = iterations_of(how.iterations, source.method, source.ipc)
-        syn = distil(members, source.method, source.ipc, iterations=iterations, seed=seed,
+        syn = distil(members, source.method, source.ipc, iterations=how.budget(source), seed=seed,
                      options=dict(how.options or {}))  # fmt: skip
     trained = train_on_set(syn, test, protocol, runs=1, models=[how.model], seed=seed)
     return trained.networks[0], syn, {"seconds": trained.seconds}

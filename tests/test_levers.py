@@ -129,6 +129,22 @@ def test_the_exact_flag_puts_exact_mode_in_the_environment(monkeypatch, capsys):
     assert os.environ[levers.EXACT_ENV] == "1"
 
 
+def test_the_command_in_exact_mode_turns_tf32_off_on_cuda(monkeypatch):
+    from ddkit.cli import main
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        monkeypatch.setenv(levers.EXACT_ENV, "0")
+        assert main(["list"]) == 0
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert main(["--exact", "list"]) == 0
+        assert not torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def test_bench_units_run_in_exact_mode(monkeypatch, tmp_path):
     from ddkit.bench import cells
 

@@ -775,6 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _warning_line
     if args.exact:  # in the environment: child processes (bench units, torchrun ranks) see it
         os.environ[levers.EXACT_ENV] = "1"
+    levers.float32_on_cuda()
     if hasattr(sys.stdout, "reconfigure"):  # a path that is not UTF-8 prints as \xff, not a crash
         sys.stdout.reconfigure(errors="backslashreplace")
     try:

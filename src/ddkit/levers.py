@@ -58,6 +58,15 @@ def exact(on: bool = True) -> Iterator[None]:
         _exact_override.reset(token)
 
 
+def float32_on_cuda() -> None:
+    """In exact mode, CUDA convolutions and matrix products compute in float32: TF32 off (cuDNN
+    allows TF32 in convolutions by default on Ampere and later GPUs). Outside exact mode, no
+    change. The ``ddkit`` command calls it once; API users in exact mode call it themselves."""
+    if exact_mode():
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 @functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast

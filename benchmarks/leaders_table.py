@@ -1,12 +1,14 @@
-"""The newest family leaders beside their predecessors (issue 37), from the `standard` suite's
-results: accuracy (mean ± std over the cell's networks), the gain over the predecessor and
-whether it holds beyond both spreads, random real images of the same size, seconds per
-distillation iteration and peak memory.
+"""The newest family leaders beside their predecessors (issue 37), from a suite's results (the
+`standard` suite's by default; the `paper` suite's for full MNIST): accuracy (mean ± std over the
+cell's networks), the gain over the predecessor and whether it holds beyond both spreads, random
+real images of the same size, seconds per distillation iteration, peak memory, and what the ±
+spans and where it was computed (distillation seeds, or random draws, × networks; CPU or GPU).
 
-Every figure is read from ``benchmarks/results/standard.json``; nothing is trained or timed here.
-A cell not run yet shows "–".
+Every figure is read from the results file; nothing is trained or timed here. A cell not run yet
+shows "–".
 
 Usage: python benchmarks/leaders_table.py [--dataset mnist5k] [--ipcs 1,10] [--results FILE]
+       [--methods m3d,ncfm]  (only these new methods)
 """
 
 from __future__ import annotations
@@ -65,20 +67,36 @@ def _peak(row: dict[str, Any] | None) -> str:
     return "–" if peak is None else f"{peak:.0f}"
 
 
-def table(rows: dict[tuple[str, int], dict[str, Any]], ipcs: list[int]) -> str:
-    """The Markdown table, one line per (IPC, new method)."""
+def spread_cell(row: dict[str, Any] | None) -> str:
+    """What a row's ± spans and where it ran: distillation seeds (random rows: draws) × networks
+    each, then ``cpu`` / ``cuda`` (a row written before rows named devices: the CPU)."""
+    if row is None:
+        return "–"
+    sets = len(row.get("distill_seeds") or [0])
+    devices = ", ".join(row.get("devices") or ["cpu"])
+    return f"{sets} × {len(row['accuracies']) // sets}, {devices}"
+
+
+def table(
+    rows: dict[tuple[str, int], dict[str, Any]], ipcs: list[int], methods: list[str] | None = None
+) -> str:
+    """The Markdown table, one line per (IPC, new method); ``methods``: only these new ones."""
     head = (
         "| IPC | method | accuracy (%) | predecessor | its accuracy (%) | gain (points) | "
-        "random real (%) | s / iteration | peak MB |"
+        "random real (%) | s / iteration | peak MB | seeds × nets, where (new / predecessor / "
+        "random) |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 10]
     for ipc in ipcs:
         random = rows.get(("random", ipc))
         for new, old in PREDECESSOR.items():
+            if methods is not None and new not in methods:
+                continue
             n, o = rows.get((new, ipc)), rows.get((old, ipc))
+            spans = " / ".join(spread_cell(r) for r in (n, o, random))
             lines.append(
                 f"| {ipc} | {new} | {accuracy_cell(n)} | {old} | {accuracy_cell(o)} | {gain_cell(n, o)} | "
-                f"{accuracy_cell(random)} | {_per_iteration(n)} | {_peak(n)} |"
+                f"{accuracy_cell(random)} | {_per_iteration(n)} | {_peak(n)} | {spans} |"
             )
     return "\n".join(lines)
 
@@ -88,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipcs", default="1,10")
     ap.add_argument("--results", default="benchmarks/results/standard.json")
+    ap.add_argument("--methods", default="", help="only these new methods (comma-separated)")
     args = ap.parse_args(argv)
     ipcs = [int(i) for i in args.ipcs.split(",") if i]
-    print(table(finished_rows(Path(args.results), args.dataset), ipcs))
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    print(table(finished_rows(Path(args.results), args.dataset), ipcs, methods))
     return 0
 
 

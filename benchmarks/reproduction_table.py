@@ -2,7 +2,8 @@
 a published figure, the published accuracy beside ours, the gap, the budget and variant ours ran
 with, and what its ± spans (distillation seeds, or random draws, × networks).
 
-Rows come from the `paper` suite's results (``benchmarks/results/paper.json``, CPU), from the
+Rows come from the `paper` suite's results (``benchmarks/results/paper.json``: the CPU, some
+seeds on a lent H100, as each row's devices say), from the
 cells run on a lent GPU at the published budget (``benchmarks/results/gpu/``), and from those GPU
 sets evaluated here under their paper's own evaluation recipe where it differs from the suite's
 (``benchmarks/results/dc_eval_recipe/``: DC evaluated MNIST with its own augmentation). A suite row whose
@@ -108,10 +109,21 @@ def _line(published: float, row: dict[str, Any], where: str, variant: str) -> st
     )
 
 
+def _suite_row_where(devices: list[str], gpus: list[str]) -> str:
+    """Where a suite row computed: the CPU, a GPU (named from the results file's machines), or
+    some seeds on each."""
+    gpu = "GPU" + (
+        f" ({', '.join(g.removeprefix('NVIDIA ').split()[0] for g in gpus)})" if gpus else ""
+    )
+    return " and ".join(sorted({gpu if d.startswith("cuda") else "CPU" for d in devices}))
+
+
 def table(results: Path) -> str:
     """The Markdown table: MNIST cells with a published figure, CPU rows then GPU rows."""
     suite = SUITES.get("paper")
-    rows = json.loads((results / "paper.json").read_text())["rows"]
+    data = json.loads((results / "paper.json").read_text())
+    rows = data["rows"]
+    gpus = [m["gpu"] for m in data.get("machines", []) if m.get("gpu")]
     lines = [
         "| IPC | method | published | ours | gap (points) | within 1.5 | where | budget | "
         "variant | seeds × nets |",
@@ -124,7 +136,8 @@ def table(results: Path) -> str:
             continue
         seeds = len(r.get("distill_seeds") or [0])
         row = {**r, "seeds": seeds, "model": r.get("options", {}).get("model")}
-        keyed.append((r["ipc"], r["method"], 0, _line(published, row, "CPU", _variant(suite, r))))
+        where = _suite_row_where(r.get("devices") or ["cpu"], gpus)
+        keyed.append((r["ipc"], r["method"], 0, _line(published, row, where, _variant(suite, r))))
     for g in _gpu_cells(results / "gpu"):
         published = suite.published[("mnist", g["method"], g["ipc"])]
         where = "GPU (H200)"

@@ -373,6 +373,36 @@ def test_pending_cells_get_rough_time_estimates():
     assert estimate_seconds(suite, finished, "d", "herding", 1) == pytest.approx(20.0 + 30.0)
 
 
+def test_rows_computed_on_a_gpu_do_not_estimate_cpu_time():
+    from ddkit.bench.runner import estimate_seconds
+
+    suite = Suite(name="e", datasets=("d",), ipcs=(1,), protocol="smoke", runs=2)
+    row = {"dataset": "d", "accuracies": [0.5, 0.5], "epochs": 10, "ipc": 1, "num_images": 10,
+           "iterations": 0, "distill_seconds": 0.0}  # fmt: skip
+    gpu = {**row, "method": "random", "eval_seconds": 2.0, "devices": ["cpu", "cuda"]}
+    assert estimate_seconds(suite, [gpu], "d", "herding", 1) is None
+    cpu = {**row, "method": "herding", "eval_seconds": 20.0, "devices": ["cpu"]}
+    assert estimate_seconds(suite, [gpu, cpu], "d", "kcenter", 1) == pytest.approx(20.0)
+
+
+def test_a_results_file_names_every_machine_that_wrote_it(tmp_path, monkeypatch):
+    from ddkit.bench import results
+
+    cpu = {"cpu": "A", "cores": 2, "torch": "2.13", "gpu": None, "torch_threads": 1}
+    gpu = {"cpu": "B", "cores": 16, "torch": "2.11", "gpu": "H100", "torch_threads": 16}
+    data = {"rows": []}
+    for here in (cpu, gpu, {**cpu, "torch_threads": 2}):  # threads do not make another machine
+        monkeypatch.setattr(results, "machine_info", lambda here=here: dict(here))
+        results.write_results(tmp_path / "r.json", data)
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert [m["cpu"] for m in written["machines"]] == ["A", "B"]
+    assert written["machine"]["torch_threads"] == 2
+    table = markdown_table(Suite(name="e", datasets=("d",), ipcs=(1,), protocol="smoke"), written)
+    assert (
+        "Machines: A, 2 cores, torch 2.13; B, 16 cores, torch 2.11, H100 (the rows marked" in table
+    )
+
+
 def test_evaluation_estimates_count_the_images_a_set_trains_on():
     """A set that emits more than ``ipc`` images per class (IDM's multi-formation) trains on all
     of them: a started cell's networks are estimated from its own image count, and such a

@@ -142,7 +142,7 @@ class PeakRSS:
 
 def machine_info() -> dict[str, Any]:
     """The machine a measurement ran on: CPU model, torch's vector capability, cores, threads,
-    versions."""
+    versions, and its first GPU's name where torch sees one (else ``None``)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -161,4 +161,5 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

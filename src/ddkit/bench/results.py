@@ -71,8 +71,18 @@ def check_results_shape(data: Any, path: Path) -> None:
         )
 
 
+#: The fields that tell one machine from another in a results file's list of machines.
+MACHINE_KEYS = ("cpu", "cores", "torch", "gpu")
+
+
 def write_results(path: Path, data: dict[str, Any]) -> None:
-    data["machine"] = machine_info()
+    """Write ``data`` atomically, recording this machine as the file's last writer
+    (``machine``) and, once, in the list of every machine that wrote rows (``machines``)."""
+    here = machine_info()
+    data["machine"] = here
+    machines = data.setdefault("machines", [])
+    if all(any(m.get(k) != here.get(k) for k in MACHINE_KEYS) for m in machines):
+        machines.append(here)
     atomic_write_json(path, data)
 
 

@@ -323,7 +323,7 @@ def markdown_table(
 ) -> str:
     """The suite's table, its budgets heading and the list of unfinished cells (with how far
     each has come, from its folder under ``results_dir``, and a rough time estimate)."""
-    m = data.get("machine", {})
+    machines = data.get("machines") or [data.get("machine", {})]
     models = ", ".join(f"{ds}: {name}" for ds, name in suite.models.items())
     lines = [
         f"Suite `{suite.name}`: protocol `{suite.protocol}`"
@@ -336,7 +336,9 @@ def markdown_table(
         " two standard deviations combined. `peak MB`: the distillation's own peak resident memory"
         " above its start (`–`: not measured; earlier cells read the inherited `ru_maxrss`)."
         + _seeds_heading(suite),
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}.",
+        ("Machines: " if len(machines) > 1 else "Machine: ")
+        + "; ".join(_machine_text(m) for m in machines)
+        + ".",
         "",
     ]
     lines[1:1] = _budget_lines(suite)
@@ -561,11 +563,23 @@ def _one_set_seconds(
     return seconds + statistics.median(selectors) if selectors else None
 
 
+def _machine_text(m: dict[str, Any]) -> str:
+    """One machine of the table's heading: CPU, cores, torch and its GPU, if one computed."""
+    text = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"
+    return text + (f", {m['gpu']} (the rows marked cuda)" if m.get("gpu") else "")
+
+
 def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
+    """The finished distilled or selected rows of ``dataset`` computed on the CPU alone (the
+    estimates are of CPU time; a row with a seed from a GPU is left out)."""
     return [
         r
         for r in finished
-        if r["dataset"] == dataset and r.get("accuracies") and not is_full_row(r) and r.get("ipc")
+        if r["dataset"] == dataset
+        and r.get("accuracies")
+        and not is_full_row(r)
+        and r.get("ipc")
+        and all(d == "cpu" for d in r.get("devices") or ["cpu"])
     ]
 
 

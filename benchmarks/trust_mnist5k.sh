@@ -13,12 +13,15 @@ set -eu
 export DDKIT_EXACT="${DDKIT_EXACT:-1}"
 DDKIT=${DDKIT:-$(pwd)/.venv/bin/ddkit}
 OUT=benchmarks/results
-common="--dataset mnist5k --protocol dsa --runs 3 --seed 0 --models convnet-w32"
+# DEVICE=cuda computes on a GPU (with DDKIT="python3 -m ddkit" where there is no .venv; the
+# privacy audit's DP-SGD needs opacus there too); kept units resume on either device
+where=${DEVICE:+--device $DEVICE}
+common="--dataset mnist5k --protocol dsa --runs 3 --seed 0 --models convnet-w32 $where"
 case "${1:-}" in
 adversarial)
-  "$DDKIT" audit adversarial $common --epochs 300 --methods dm,kip --ipc 10,50 \
+  $DDKIT audit adversarial $common --epochs 300 --methods dm,kip --ipc 10,50 \
     --iterations 200 --max-test 1000 --no-full --out "$OUT/audit-adversarial-mnist5k"
-  "$DDKIT" audit adversarial $common --epochs 30 --methods '' --max-test 1000 \
+  $DDKIT audit adversarial $common --epochs 30 --methods '' --max-test 1000 \
     --out "$OUT/audit-adversarial-mnist5k-full"
   ;;
 backdoor)
@@ -27,7 +30,7 @@ backdoor)
   # kip, which has none, the same width (a width-128 network on 128 rows took 2 minutes an
   # iteration here)
   for attack in naive doorping; do
-    "$DDKIT" audit backdoor $common --epochs 300 --methods dm,kip --ipc 10 --iterations 200 \
+    $DDKIT audit backdoor $common --epochs 300 --methods dm,kip --ipc 10 --iterations 200 \
       --attack "$attack" --doorping model=convnet-w32 --doorping carriers=32 \
       --out "$OUT/audit-backdoor-mnist5k-$attack"
   done
@@ -35,7 +38,7 @@ backdoor)
 privacy)
   # 200 iterations each, except dsa, whose outer iteration costs ~60x dm's here: the standard
   # suite's mnist5k budgets for it (20 at IPC 10, 5 at IPC 50)
-  "$DDKIT" audit privacy --dataset mnist5k --protocol dsa --seed 0 --models convnet-w32 \
+  $DDKIT audit privacy --dataset mnist5k --protocol dsa --seed 0 --models convnet-w32 $where \
     --epochs 300 --full-epochs 30 --methods "${METHODS:-dm,dsa,tesla,kip}" --ipc "${IPCS:-10,50}" \
     --iterations 200,dsa@10=20,dsa@50=5 --shadows 16 --dp-epsilons 1,8 \
     --out "$OUT/audit-privacy-mnist5k"

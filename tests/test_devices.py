@@ -108,3 +108,43 @@ def test_evaluation_and_the_cli_run_on_the_gpu(tmp_path, capsys):
     rc = main(["evaluate", str(out), "--protocol", "fast", "--runs", "2", "--epochs", "5",
                "--device", "cuda", "--quiet"])  # fmt: skip
     assert rc == 0 and (out / "eval.json").is_file()
+
+
+#: each audit's CLI at tiny budgets on digits (distillation, training and attacks)
+AUDIT_ARGV = {
+    "privacy": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--shadows", "2",
+                "--epochs", "3", "--full-epochs", "1", "--models", "convnet1-w32",
+                "--dp-epsilons", "8", "--dp-batch", "64", "--dp-accountant", "rdp",
+                "--bootstrap", "5", "--pool", "300", "--set", "model=convnet1-w32"],
+    "backdoor": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--set", "batch_real=8",
+                 "--set", "model=convnet1-w32", "--runs", "1", "--epochs", "3"],
+    "adversarial": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--set",
+                    "batch_real=8", "--set", "model=convnet1-w32", "--runs", "1", "--epochs",
+                    "3", "--epsilons", "0,8/255", "--steps", "2", "--max-test", "30",
+                    "--no-full"],
+}  # fmt: skip
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+@pytest.mark.parametrize("audit", sorted(AUDIT_ARGV))
+def test_audits_refuse_a_device_this_machine_lacks_before_any_work(audit, tmp_path, capsys):
+    out = tmp_path / "audit"
+    argv = ["audit", audit, *AUDIT_ARGV[audit], "--device", "cuda", "--quiet", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "device 'cuda' is not available" in err and "\n" not in err
+    assert not out.exists()
+
+
+@cuda
+@pytest.mark.parametrize("audit", sorted(AUDIT_ARGV))
+def test_every_audit_runs_on_the_gpu(audit, tmp_path):
+    """Distillation, training, DP-SGD and the attacks on the GPU: the command ends with its
+    results file, every figure in it finite."""
+    if audit == "privacy":
+        pytest.importorskip("opacus")
+    out = tmp_path / "audit"
+    argv = ["audit", audit, *AUDIT_ARGV[audit], "--device", "cuda", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    result = (out / f"{audit}.json").read_text()
+    assert "NaN" not in result and "Infinity" not in result

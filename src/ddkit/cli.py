@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ddkit import distributed, levers
-from ddkit.commands import COMMANDS, add_common, defaults_of, discover
+from ddkit.commands import COMMANDS, add_common, defaults_of, device_option, discover
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
 from ddkit.rng import check_seed
@@ -125,7 +125,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             seed=args.seed,
             options=parse_options(args.set),
             root=args.root,
-            device=_device(args),
+            device=device_option(args),
         )
         print(
             cost.line(f"{args.method} on {dataset} at IPC {args.ipc}")
@@ -145,7 +145,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
         log=args.log or (),
-        device=_device(args),
+        device=device_option(args),
     )
     stored = syn.storage_bytes()["total"]
     print(
@@ -195,7 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         groups=args.groups,
-        device=_device(args),
+        device=device_option(args),
     )
     print(
         f"{syn.meta.get('method', '?')} on {dataset}, {len(syn)} images "
@@ -205,19 +205,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(report.table())
     return _write_eval(report, path, args)
-
-
-def _device(args: argparse.Namespace) -> Any:
-    """The device ``--device`` names (checked: one line if it is not available here), else the
-    session's: the CPU, or each rank's GPU under torchrun with nccl."""
-    if not getattr(args, "device", None):
-        return distributed.device()
-    import torch
-
-    from ddkit.methods.config import check_device
-
-    check_device(args.device)
-    return torch.device(args.device)
 
 
 def _arithmetic(meta: dict[str, Any]) -> str:

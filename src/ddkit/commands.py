@@ -205,6 +205,21 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
+def device_option(args: argparse.Namespace) -> Any:
+    """The ``torch.device`` that ``--device`` names (checked: one line if it is not available
+    here), else the session's: the CPU, or each rank's GPU under torchrun with nccl."""
+    import torch
+
+    from ddkit import distributed
+
+    if not getattr(args, "device", None):
+        return distributed.device()
+    from ddkit.methods.config import check_device
+
+    check_device(args.device)
+    return torch.device(args.device)
+
+
 def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:
     """Add the shared flags ``names`` (keys of :data:`COMMON_FLAGS`) and, with ``out``, an
     ``--out`` flag whose help text is ``out``."""

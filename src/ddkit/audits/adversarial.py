@@ -62,7 +62,7 @@ from ddkit.audits.base import (
     unit_key,
     unit_name,
 )
-from ddkit.commands import number_list
+from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset, denormalise
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
@@ -362,11 +362,13 @@ def audit_sets(
     full: bool = True,
     keep: Path | None = None,
     progress: ProgressSetting = False,
+    device: torch.device | str = "cpu",
 ) -> dict[str, SyntheticSet]:
     """The training sets the audit compares: per IPC each method's distilled set
-    (``"dm/ipc10"``) and a random real subset of the same size (``"random/ipc10"``), and with
-    ``full`` the whole training split (``"full"``). Every set is built with ``seed``; with
-    ``keep`` (a folder), each distilled set is kept there and a re-run reuses it."""
+    (``"dm/ipc10"``, distilled on ``device``) and a random real subset of the same size
+    (``"random/ipc10"``), and with ``full`` the whole training split (``"full"``). Every set
+    is built with ``seed``; with ``keep`` (a folder), each distilled set is kept there and a
+    re-run reuses it."""
     methods = method_names(methods)
     sets: dict[str, SyntheticSet] = {}
     for ipc in ipcs:
@@ -383,7 +385,7 @@ def audit_sets(
                 keep / "sets" / unit_name(name) if keep is not None else None, key,
                 lambda m=m, ipc=ipc, budget=budget: distil(
                     splits.train, m, ipc, iterations=budget, seed=seed, options=options,
-                    progress=progress),
+                    progress=progress, device=device),
             )  # fmt: skip
         sets[f"random/ipc{ipc}"] = random_real(splits.train, ipc, seed=seed)
     if full:
@@ -479,6 +481,7 @@ class AdversarialAudit(Audit):
             )
         options = parse_options(args.set)
         get_protocol(args.protocol)
+        device = device_option(args)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         sets = _load_sets(paths)  # a bad set folder is refused before --out is created
@@ -489,6 +492,7 @@ class AdversarialAudit(Audit):
                 audit_sets(
                     splits, methods, ipcs, iterations=iterations, options=options,
                     seed=args.seed, full=not args.no_full, keep=out, progress=progress,
+                    device=device,
                 )
             )  # fmt: skip
         elif not args.no_full:
@@ -496,7 +500,7 @@ class AdversarialAudit(Audit):
         result = adversarial_audit(
             splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
             protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            max_test=args.max_test, keep=out, progress=progress,
+            max_test=args.max_test, keep=out, progress=progress, device=device,
         )  # fmt: skip
         atomic_write_json(out / "adversarial.json", result)
         plot_robustness(result, out / "adversarial.png")

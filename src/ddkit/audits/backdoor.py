@@ -83,7 +83,7 @@ from ddkit.audits.base import (
     train_on_set,
     unit_key,
 )
-from ddkit.commands import number_list
+from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
@@ -587,7 +587,7 @@ def backdoor_audit(
     out.update({"dataset": spec.name, "sets": {}})
     score = functools.partial(_scores, splits=splits, mask=trigger.mask(spec), target=target,
                               protocol=p, seed=seed, device=device, progress=progress)  # fmt: skip
-    fit = dict(options=options, seed=seed, progress=progress)
+    fit = dict(options=options, seed=seed, progress=progress, device=device)
     data = (splits.train.images, splits.train.labels)
 
     def key(m: str, ipc: int, budget: int | None) -> str:  # its own budget, not the others'
@@ -663,13 +663,16 @@ def _backdoored_set(
     options: dict[str, Any] | None,
     seed: int,
     progress: ProgressSetting,
+    device: torch.device | str = "cpu",
 ) -> tuple[SyntheticSet, torch.Tensor, dict[str, Any]]:
     """The set ``method`` distils from the poisoned split, the trigger to test it with, and
-    what the attack records (DOORPING: the final trigger and its updates)."""
+    what the attack records (DOORPING: the final trigger and its updates). The naive attack's
+    set is distilled on ``device``; DOORPING's on the CPU, where its callback re-stamps the
+    very rows the method reads."""
     spec = poisoned.train.spec
     if attack == "naive":
         syn = distil(poisoned.train, method, ipc, iterations=iterations, seed=seed,
-                     options=options, progress=progress)  # fmt: skip
+                     options=options, progress=progress, device=device)  # fmt: skip
         return syn, trigger.pattern(spec), {}
     own = Poisoned(ImageDataset(poisoned.train.images.clone(), poisoned.train.labels,
                                 spec), poisoned.rows, poisoned.target)  # fmt: skip
@@ -746,6 +749,7 @@ class BackdoorAudit(Audit):
         _check_attack(args.attack, args.methods, ipcs)
         iterations = Budgets.parse(args.iterations)
         iterations.check()
+        device = device_option(args)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         trigger.check(splits.spec)
@@ -757,7 +761,7 @@ class BackdoorAudit(Audit):
             splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
             target=args.target, iterations=iterations, options=options, doorping=doorping,
             protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            keep=out, progress=not args.quiet,
+            device=device, keep=out, progress=not args.quiet,
         )  # fmt: skip
         atomic_write_json(out / "backdoor.json", result)
         plot_backdoor(result, out / "backdoor.png")

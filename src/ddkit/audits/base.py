@@ -169,12 +169,18 @@ def distil(
     options: dict[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: ProgressSetting = False,
+    device: torch.device | str = "cpu",
 ) -> SyntheticSet:
     """``train`` distilled by the registered ``method`` at ``ipc`` (its preset for the dataset
-    and IPC, then ``options``; ``iterations=None``: the preset's budget)."""
+    and IPC, then ``options``; ``iterations=None``: the preset's budget), computed on
+    ``device`` (the set comes back on the CPU)."""
+    import torch
+
     from ddkit.methods import create_method
 
     m = create_method(method, dataset=train.spec.name, ipc=ipc, **(options or {}))
+    if torch.device(device) != train.images.device:
+        train = train.to(device)
     return m.fit(
         train, ipc, iterations=iterations, seed=seed, callbacks=callbacks, progress=progress
     )
@@ -280,7 +286,7 @@ def add_training_arguments(
     """The options audits share: the dataset, what to distil (``--methods``, ``--ipc``,
     ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs`` unless
     ``runs`` is false, ``--epochs``, ``--models``), and ``--seed``, ``--root``, ``--quiet``,
-    ``--out`` (default ``out``)."""
+    ``--device`` (:func:`ddkit.commands.device_option`), ``--out`` (default ``out``)."""
     from ddkit.commands import add_common
 
     parser.add_argument("--dataset", default="digits")
@@ -305,7 +311,7 @@ def add_training_arguments(
     parser.add_argument(
         "--models", default="", help="evaluation networks (comma-separated; default: protocol's)"
     )
-    add_common(parser, "seed", "root", "quiet", out=f"output folder (default {out})")
+    add_common(parser, "seed", "root", "quiet", "device", out=f"output folder (default {out})")
     parser.set_defaults(out=out)
 
 

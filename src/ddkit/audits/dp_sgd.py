@@ -69,19 +69,28 @@ class DPResult:
     seconds: float
 
 
-def train_dp_sgd(data: ImageDataset, model: str, recipe: DPRecipe, *, seed: int) -> DPResult:
+def train_dp_sgd(
+    data: ImageDataset,
+    model: str,
+    recipe: DPRecipe,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> DPResult:
     """Train ``model`` (a registered name, without batch norm) on ``data`` by DP-SGD
-    (module docstring). Same seed => same network."""
+    (module docstring), on ``device``. Same seed => same network on the same device: the
+    Poisson batches are drawn on the CPU, the noise on ``device`` (opacus draws it there)."""
     opacus = require_extra("opacus", "privacy", "DP-SGD")
     recipe.check(len(data))
-    net = build_network(model, data.spec, derive_seed(seed, "dp-init"))
+    device = torch.device(device)
+    net = build_network(model, data.spec, derive_seed(seed, "dp-init")).to(device)
     if has_batchnorm(net):
         raise ConfigError(f"DP-SGD cannot train {model!r}: batch norm mixes examples; use -in")
     set_inplace_activations(net, False)  # opacus' backward hooks refuse in-place outputs
     sampling = torch.Generator().manual_seed(derive_seed(seed, "dp-sampling"))
-    noise = torch.Generator().manual_seed(derive_seed(seed, "dp-noise"))
+    noise = torch.Generator(device=device).manual_seed(derive_seed(seed, "dp-noise"))
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(data.images, data.labels),
+        torch.utils.data.TensorDataset(data.images.cpu(), data.labels.cpu()),
         batch_size=recipe.batch_size, shuffle=True, generator=sampling,
     )  # fmt: skip
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum)
@@ -98,6 +107,7 @@ def train_dp_sgd(data: ImageDataset, model: str, recipe: DPRecipe, *, seed: int)
         steps = 0
         for _ in range(recipe.epochs):
             for x, y in loader:
+                x, y = x.to(device), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 F.cross_entropy(private(x), y).backward()
                 optimizer.step()

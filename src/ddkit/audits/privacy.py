@@ -65,7 +65,7 @@ from ddkit.audits.membership import (
     membership_signals,
     roc_curve,
 )
-from ddkit.commands import number_list
+from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, require_extra
@@ -212,8 +212,9 @@ def plan_membership(
 @dataclass(frozen=True)
 class PrivacyTraining:
     """How every source's networks are trained: the protocol (one network, ``model``), the
-    epochs of the full-data networks, the distillation budget and options, and DP-SGD's
-    recipe (its epsilon set per source)."""
+    epochs of the full-data networks, the distillation budget and options, DP-SGD's recipe
+    (its epsilon set per source), and the device every set is distilled and every network
+    trained and queried on (not part of the fingerprint: kept networks resume on another)."""
 
     protocol: EvalProtocol
     model: str
@@ -221,6 +222,7 @@ class PrivacyTraining:
     iterations: int | Budgets | None = None
     options: Mapping[str, Any] | None = None
     dp: DPRecipe = DPRecipe(epsilon=1.0)
+    device: str = "cpu"
 
     def fingerprint(self, source: Source, dataset: str, pool: torch.Tensor, seed: int) -> str:
         """A digest of everything a source's networks depend on."""
@@ -250,7 +252,7 @@ def _train(
     for DP-SGD, which trains on the members in their own space) and what to record."""
     if source.kind == "dp":
         recipe = replace(how.dp, epsilon=source.epsilon, epochs=how.full_epochs)
-        res = train_dp_sgd(members, how.model, recipe, seed=seed)
+        res = train_dp_sgd(members, how.model, recipe, seed=seed, device=how.device)
         info = {"noise_multiplier": res.noise_multiplier, "epsilon_spent": res.epsilon_spent,
                 "steps": res.steps, "seconds": res.seconds}  # fmt: skip
         return res.network, None, info
@@ -261,8 +263,9 @@ def _train(
         syn = random_real(members, source.ipc, seed=seed)
     else:
         syn = distil(members, source.method, source.ipc, iterations=how.budget(source), seed=seed,
-                     options=dict(how.options or {}))  # fmt: skip
-    trained = train_on_set(syn, test, protocol, runs=1, models=[how.model], seed=seed)
+                     options=dict(how.options or {}), device=how.device)  # fmt: skip
+    trained = train_on_set(syn, test, protocol, runs=1, models=[how.model], seed=seed,
+                           device=how.device)  # fmt: skip
     return trained.networks[0], syn, {"seconds": trained.seconds}
 
 
@@ -328,6 +331,7 @@ def source_signals(
                                     splits.test, how, model_seed)  # fmt: skip
             query = test_in_set_space(syn, pool_data) if syn is not None else pool_data
             test = test_in_set_space(syn, splits.test) if syn is not None else splits.test
+            query, test = query.to(how.device), test.to(how.device)
             phi, loss = membership_signals(net, query.images, query.labels)
             saved = {"fingerprint": fingerprint, "model_seed": model_seed,
                      "test_accuracy": accuracy(net, test.images, test.labels),
@@ -408,9 +412,11 @@ def privacy_audit(
     seed: int = 0,
     out: str | Path | None = None,
     progress: ProgressSetting = False,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Membership inference (loss attack; online LiRA with ``shadows`` > 0) against networks
-    trained by each of ``sources`` (module docstring).
+    trained by each of ``sources`` (module docstring), each set distilled and each network
+    trained on ``device``.
 
     Networks: ``model`` (default the protocol's first) trained by ``protocol`` for ``epochs``
     (default its own); full-data and DP-SGD networks for ``full_epochs`` (default ``epochs``);
@@ -423,6 +429,7 @@ def privacy_audit(
     how = PrivacyTraining(
         protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
         iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),
+        device=str(device),
     )  # fmt: skip
     rows, masks = plan_membership(
         splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
@@ -532,6 +539,7 @@ class PrivacyAudit(Audit):
             dp.check(args.dp_batch)
         options = parse_options(args.set)
         get_protocol(args.protocol)
+        device = device_option(args)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         if models and len(models) > 1:
@@ -543,7 +551,7 @@ class PrivacyAudit(Audit):
             splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
             model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
             iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
-            seed=args.seed, out=out, progress=not args.quiet,
+            seed=args.seed, out=out, progress=not args.quiet, device=device,
         )  # fmt: skip
         plot_roc(result, out / "privacy.png")
         result.pop("_curves")

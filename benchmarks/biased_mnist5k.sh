@@ -16,6 +16,8 @@
 # Run folders (distilled sets, experts): runs/biased-mnist5k/. Resumable: a finished evaluation
 # is skipped, an interrupted distillation resumes from its checkpoint. RATIOS, IPCS and METHODS
 # select a part, e.g. RATIOS=5 IPCS=10 METHODS="dm dm-kde" sh benchmarks/biased_mnist5k.sh
+# DEVICE=cuda distils and trains on a GPU (with DDKIT="python3 -m ddkit" PYTHON=python3 where
+# there is no .venv); several processes with other RATIOS can share one GPU.
 set -eu
 # exact mode (ddkit.levers): float32, eager, as every row already in the results was measured;
 # DDKIT_EXACT=0 to measure the fast defaults instead
@@ -27,7 +29,8 @@ RUNS=runs/biased-mnist5k
 RATIOS=${RATIOS:-0.5 1 2 5}
 IPCS=${IPCS:-10 50}
 METHODS=${METHODS:-full random herding dm dm-kde idm idm-kde tesla}
-EVAL="--protocol dsa --runs 3 --seed 0 --models convnet-w32 --groups --quiet"
+WHERE=${DEVICE:+--device $DEVICE}
+EVAL="--protocol dsa --runs 3 --seed 0 --models convnet-w32 --groups --quiet $WHERE"
 W32="--set model=convnet-w32"
 IDM="$W32 --set net_num=20 --set net_generate_interval=10 --set train_net_num=1
   --set model_train_steps=5 --set lr_img=1.0 --set ce_weight=0.01"
@@ -51,7 +54,7 @@ options() {
 }
 
 full_row() {  # the full training split, 30 epochs (the standard suite's mnist5k full-data row)
-  "$PYTHON" - "$1" "$OUT/$1-full.json" <<'EOF'
+  $PYTHON - "$1" "$OUT/$1-full.json" "${DEVICE:-cpu}" <<'EOF'
 import sys
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
@@ -60,7 +63,7 @@ from ddkit.io import atomic_write_json
 
 splits = load_dataset(sys.argv[1])
 report = evaluate(SyntheticSet.from_real(splits.train), splits.test, "dsa", runs=3, epochs=30,
-                  seed=0, models=["convnet-w32"], groups=True)
+                  seed=0, models=["convnet-w32"], groups=True, device=sys.argv[3])
 atomic_write_json(sys.argv[2], report.to_dict())
 print(report.table())
 EOF
@@ -83,11 +86,11 @@ for ratio in $RATIOS; do
       echo "== $cell"
       if [ ! -f "$RUNS/$cell/synthetic/meta.json" ]; then
         # shellcheck disable=SC2046  # the options are words
-        "$DDKIT" distill --dataset "$ds" --method "${method%-kde}" --ipc "$ipc" --seed 0 \
-          --resume --quiet --out "$RUNS/$cell" $(options "$method" "$ipc")
+        $DDKIT distill --dataset "$ds" --method "${method%-kde}" --ipc "$ipc" --seed 0 \
+          --resume --quiet --out "$RUNS/$cell" $WHERE $(options "$method" "$ipc")
       fi
       # shellcheck disable=SC2086
-      "$DDKIT" evaluate "$RUNS/$cell" $EVAL --epochs 300 --out "$OUT/$cell.json"
+      $DDKIT evaluate "$RUNS/$cell" $EVAL --epochs 300 --out "$OUT/$cell.json"
     done
   done
 done

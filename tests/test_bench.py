@@ -677,6 +677,22 @@ def test_the_spread_of_two_seeds_is_the_std_over_all_six_accuracies(tmp_path):
     assert "IPC 1: 2 seeds (2 random draws), IPC 10: 1 seeds" in table
 
 
+def test_networks_trained_on_a_gpu_count_as_done_but_do_not_set_the_cpu_pace(tmp_path):
+    from ddkit.bench.cells import cell_folder, cell_progress
+
+    suite, cell = _seeded_suite(distill_seeds={1: 2}), Cell("digits", "dm", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    _fake_units(folder, 0, [0.8, 0.8, 0.8])
+    for k in range(3):
+        path = folder / f"eval{k}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "device": "cuda"}))
+    progress = cell_progress(folder, suite, cell)
+    assert progress["networks_done"] == 3 and progress["network_seconds"] is None
+    path = folder / "eval2.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "device": "cpu", "seconds": 7.0}))
+    assert cell_progress(folder, suite, cell)["network_seconds"] == 7.0
+
+
 @pytest.mark.parametrize("folder_kept", [True, False])
 def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path, folder_kept):
     """A cell finished with one seed, its folder kept or gone (its networks then come back from

@@ -147,11 +147,14 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     """How far an unfinished cell has come (``None`` if it has not started): distillations
     left (one per seed) and the current one's iterations kept by its checkpoint of how many and
     their median seconds, the images a distilled set holds (``None`` before one is distilled),
-    evaluation networks done of how many (all seeds) and their mean seconds."""
+    evaluation networks done of how many (all seeds) and the mean seconds of those trained on
+    the CPU."""
     seeds = [seed_folder(folder, s) for s in range(cell_seeds(suite, cell))]
     units_done = finished_units(folder, suite, cell)
     nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
-    net_seconds = [read_json(folder / f"{u}.json")["seconds"] for u in nets if u in units_done]
+    done = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
+    # the time left is CPU time: networks trained on a GPU count as done, not as a pace
+    net_seconds = [e["seconds"] for e in done if str(e.get("device", "cpu")) == "cpu"]
     summaries = [f / "distill.json" for f in seeds]
     left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
     current = left[0] if left and not cell.full else seeds[0]
@@ -159,7 +162,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     configs = [f / DISTILL / "config.json" for f in (current, *seeds) if f.exists()]
     config = next((c for c in configs if c.exists()), None)
     checkpoint = current / DISTILL / "checkpoint" / "state.json"
-    if not steps and not net_seconds and config is None:
+    if not steps and not done and config is None:
         return None
     summary = next((m for m in summaries if m.exists()), None)
     return {
@@ -170,7 +173,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
         "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
         "iterations": read_json(config)["iterations"] if config else None,
         "step_seconds": statistics.median(steps) if steps else None,
-        "networks_done": len(net_seconds),
+        "networks_done": len(done),
         "networks": len(nets),
         "network_seconds": statistics.fmean(net_seconds) if net_seconds else None,
     }

@@ -175,6 +175,40 @@ def test_mse_protocol_trains_vectorised_and_one_by_one_alike(tiny):
     assert rep.to_dict()["protocol"]["loss"] == "mse" and len(rep.results[0].accuracies) == 2
 
 
+# ----------------------------------------------------------------------------- FRePo's recipe
+def test_warmup_cosine_rises_from_zero_then_decays_to_its_floor():
+    from ddkit.eval.train import COSINE_FLOOR, WARMUP_EPOCHS, schedule_factor
+
+    f = [schedule_factor("warmup-cosine", e, 1000) for e in range(1000)]
+    assert f[0] == 0.0 and f[WARMUP_EPOCHS // 2] == pytest.approx(0.5)
+    assert f[WARMUP_EPOCHS] == pytest.approx(1.0) and max(f) == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[WARMUP_EPOCHS:], f[WARMUP_EPOCHS + 1 :]))
+    assert f[-1] == pytest.approx(COSINE_FLOOR, abs=1e-4)
+    short = [schedule_factor("warmup-cosine", e, 10) for e in range(10)]  # warm-up: half of it
+    assert short[:6] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_frepo_protocol_regresses_the_stored_labels_with_adam_on_frepos_network(tiny):
+    p = get_protocol("frepo")
+    assert (p.loss, p.targets, p.optimizer, p.lr, p.weight_decay) == (
+        "mse",
+        "stored",
+        "adam",
+        3e-4,
+        0.0,
+    )
+    assert p.models == ("frepoconv-none",) and p.schedule == "warmup-cosine" and p.epochs == 1000
+    syn = _per_class(tiny, 1)
+    soft = torch.nn.functional.one_hot((syn.labels + 1) % 10, 10).float()  # labels say c + 1
+    learned = SyntheticSet(syn.images, soft, syn.spec)
+    # shorter and faster than the recipe, on a narrow network: it must fit the stored labels
+    small = p.with_(epochs=60, lr=1e-2, runs=1, augment=None, models=("frepoconv-w8-none",))
+    rep = evaluate(learned, tiny.test, small, seed=0)
+    assert rep.to_dict()["protocol"]["name"] == "frepo"
+    assert rep.results[0].train_accuracies[0] == 1.0  # it predicts c + 1 on its images
+    assert rep.results[0].accuracies[0] < 0.3  # so it misreads the test digits
+
+
 # ----------------------------------------------------------------------------- per-view labels
 def _views_disagreeing(tiny, v: int = 2) -> SyntheticSet:
     """Per-image labels say class c; every stored (full-image) view says class c + 1."""

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 TARGETS = ("hard", "stored", "teacher")
 LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "warmup-cosine")
 MIXES = ("cutmix", "mixup")
 PRECISIONS = ("fp32", "bf16", "auto")
 # the ``label_mode`` values of earlier versions, as ``targets``
@@ -57,7 +57,8 @@ class EvalProtocol:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
-    schedule: str = "step"  # step (x0.1 at half the epochs) | cosine | constant
+    # step (x0.1 at half the epochs) | cosine | constant | warmup-cosine (FRePo's evaluation)
+    schedule: str = "step"
     # None | "dsa" (strategy by dataset) | an explicit DSA strategy | "dc" (DC's own, by dataset)
     augment: str | None = None
     targets: str = "stored"  # stored | hard | teacher (see the class docstring)
@@ -213,6 +214,16 @@ register_protocol(
     "kernel-method recipe: as dc, MSE against the stored label vectors (learned regression "
     "labels of kip/frepo; one-hot for class labels)",
 )
+register_protocol(
+    EvalProtocol(
+        name="frepo", epochs=1000, lr=3e-4, optimizer="adam", weight_decay=0.0, batch_size=500,
+        schedule="warmup-cosine", augment="dsa", loss="mse", models=("frepoconv-none",),
+    ),
+    "FRePo's own evaluation (its code's eval script): its ConvNet without normalisation, MSE "
+    "against the stored (learned) labels, Adam 3e-4, 500 epochs of warm-up then cosine to 1 %, "
+    "batch 500, 1000 epochs (one step each up to 500 images; its code trains 2000 steps on 100 "
+    "images: --epochs), DSA augmentation (its code: colour, crop, rotate, translate, cutout)",
+)  # fmt: skip
 register_protocol(
     EvalProtocol(name="tabular", epochs=300, models=("mlp",)),
     "tables: as dc (300 epochs, no augmentation) on the mlp network; `ddkit evaluate "

@@ -132,15 +132,29 @@ def make_optimizer(
     raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
+#: ``"warmup-cosine"``: epochs of linear warm-up (at most half the run) and the floor its
+#: cosine decays to, as FRePo's evaluation (Zhou et al., NeurIPS 2022; its code's eval script:
+#: 500 steps from 0, then cosine to 1 % of the step size)
+WARMUP_EPOCHS, COSINE_FLOOR = 500, 0.01
+
+
 def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
     """Learning-rate multiplier for ``epoch`` (0-based) of ``epochs``: ``"step"`` (x0.1 from
-    half the epochs), ``"cosine"`` (from 1 towards 0) or ``"constant"``."""
+    half the epochs), ``"cosine"`` (from 1 towards 0), ``"constant"``, or ``"warmup-cosine"``
+    (from 0 up to 1 over :data:`WARMUP_EPOCHS`, at most half the epochs, then cosine down to
+    :data:`COSINE_FLOOR`)."""
     if schedule == "step":
         return 0.1 if epoch >= epochs // 2 else 1.0
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     if schedule == "constant":
         return 1.0
+    if schedule == "warmup-cosine":
+        warm = min(WARMUP_EPOCHS, epochs // 2)
+        if epoch < warm:
+            return epoch / warm
+        t = (epoch - warm) / max(1, epochs - warm)
+        return COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * t))
     raise ConfigError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
 
 

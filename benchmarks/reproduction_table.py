@@ -6,7 +6,8 @@ Rows come from the `paper` suite's results (``benchmarks/results/paper.json``: t
 seeds on a lent H100, as each row's devices say), from the
 cells run on a lent GPU at the published budget (``benchmarks/results/gpu/``), and from those GPU
 sets evaluated here under their paper's own evaluation recipe where it differs from the suite's
-(``benchmarks/results/dc_eval_recipe/``: DC evaluated MNIST with its own augmentation). A suite row whose
+(``benchmarks/results/dc_eval_recipe/``: DC evaluated MNIST with its own augmentation;
+``frepo_eval_recipe/``: FRePo's evaluation, protocol ``frepo``). A suite row whose
 method options differ from what the suite asks for today is marked *superseded*, with the options
 it lacks: its cell predates the published variant and has not been re-run. Nothing is trained or
 timed here.
@@ -59,17 +60,37 @@ def _gpu_cells(gpu: Path) -> list[dict[str, Any]]:
     return list(pooled.values())
 
 
-def _recipe_cells(folder: Path, sets: Path) -> list[dict[str, Any]]:
-    """The GPU sets (``sets/<method>-seed<s>/``) evaluated here under their paper's own
-    evaluation recipe (``ddkit evaluate --out folder/<method>-seed<s>.json``), as rows pooled
-    over the method's seeds; budget and IPC from each set's provenance."""
+#: Sets evaluated here under their paper's own evaluation recipe: the folder of reports
+#: (``ddkit evaluate --out FOLDER/<method>-seed<s>.json``), where their sets live (a folder of
+#: ``<method>-seed<s>/`` sets, or the ``sets.json`` in the folder naming each report's set), where
+#: they were made and evaluated, and the variant of the sets
+RECIPE_FOLDERS = (
+    ("dc_eval_recipe", "gpu/sets", "GPU set, CPU evaluation", "published budget"),  # DC's own
+    ("frepo_eval_recipe", None, "CPU", "the suite's set"),  # FRePo's own evaluation
+)
+
+
+def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str, Any]]:
+    """The sets evaluated under their paper's own recipe in ``results/folder`` (one report per
+    set, ``<method>-seed<s>.json``), as rows pooled over the method's seeds or draws; budget,
+    IPC and distillation network from each set's provenance."""
     pooled: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*-seed*.json")):
+    manifest = results / folder / "sets.json"
+    named = json.loads(manifest.read_text()) if manifest.exists() else {}
+    for path in sorted((results / folder).glob("*-seed*.json")):
         report = json.loads(path.read_text())
-        made = json.loads((sets / path.stem / "meta.json").read_text())["provenance"]
+        where = results.parent.parent / named[path.stem] if path.stem in named else None
+        where = where or results / str(sets) / path.stem
+        meta = (
+            where / "meta.json"
+            if (where / "meta.json").exists()
+            else where / "synthetic" / "meta.json"
+        )
+        made = json.loads(meta.read_text())["provenance"]
         protocol = report["protocol"]
         base = {"method": made["method"], "ipc": made["ipc"], "iterations": made["iterations"],
-                "model": "convnet", "recipe": f"{protocol['name']}, {protocol['epochs']} epochs"}  # fmt: skip
+                "model": made.get("config", {}).get("model", "convnet"),
+                "recipe": f"{protocol['name']}, {protocol['epochs']} epochs"}  # fmt: skip
         _pool(pooled, base, report["results"][0]["accuracies"])
     return list(pooled.values())
 
@@ -154,13 +175,11 @@ def table(results: Path) -> str:
                 ),
             )
         )
-    for g in _recipe_cells(
-        results / "dc_eval_recipe", results / "gpu" / "sets"
-    ):  # DC's figure: DC's own evaluation
-        published = suite.published[("mnist", g["method"], g["ipc"])]
-        where = "GPU set, CPU evaluation"
-        variant = ("published budget; " if g["method"] != "random" else "") + g["recipe"]
-        keyed.append((g["ipc"], g["method"], 2, _line(published, g, where, variant)))
+    for folder, sets, where, made in RECIPE_FOLDERS:
+        for g in _recipe_cells(results, folder, sets):
+            published = suite.published[("mnist", g["method"], g["ipc"])]
+            variant = (f"{made}; " if g["method"] != "random" else "") + g["recipe"]
+            keyed.append((g["ipc"], g["method"], 2, _line(published, g, where, variant)))
     lines += [line for *_, line in sorted(keyed)]
     return "\n".join(lines)
 

@@ -44,6 +44,13 @@ def test_learned_regression_labels_call_for_mse_and_real_rows_name_no_network():
     assert recipe.protocol.name == "dsa" and recipe.distilled_with is None
 
 
+def test_a_method_that_names_its_papers_protocol_records_it_with_its_networks():
+    frepo = _fit("frepo")
+    recipe = set_recipe(frepo)
+    assert recipe.protocol.name == "frepo" and recipe.protocol.models == ("frepoconv-none",)
+    assert recipe.distilled_with == frepo.meta["config"]["model"]
+
+
 def test_a_set_without_a_recipe_gets_the_protocol_its_labels_call_for():
     d = tiny_digits().train
     hard = SyntheticSet.from_real(d, torch.arange(10))

@@ -67,14 +67,19 @@ def intended_protocol(syn: SyntheticSet) -> str:
     return "soft" if syn.soft else "dsa"
 
 
-def make_recipe(syn: SyntheticSet, distilled_with: str | None) -> dict[str, Any]:
-    """The JSON recipe of ``syn`` as its method records it in ``meta['recipe']``: the protocol
-    :func:`intended_protocol` names, its networks replaced by ``distilled_with`` when that is a
-    model ddkit builds for the set's rows."""
-    protocol = get_protocol(intended_protocol(syn))
+def make_recipe(
+    syn: SyntheticSet, distilled_with: str | None, protocol: str | None = None
+) -> dict[str, Any]:
+    """The JSON recipe of ``syn`` as its method records it in ``meta['recipe']``: the registered
+    ``protocol`` its method names, with that protocol's own networks (FRePo's evaluation), else
+    the protocol :func:`intended_protocol` names, its networks replaced by ``distilled_with``
+    when that is a model ddkit builds for the set's rows."""
+    if protocol is not None:
+        return {"protocol": get_protocol(protocol).to_dict(), "distilled_with": distilled_with}
+    judged = get_protocol(intended_protocol(syn))
     if distilled_with is not None and _buildable(distilled_with, syn):
-        protocol = protocol.with_(models=(distilled_with,))
-    return {"protocol": protocol.to_dict(), "distilled_with": distilled_with}
+        judged = judged.with_(models=(distilled_with,))
+    return {"protocol": judged.to_dict(), "distilled_with": distilled_with}
 
 
 def set_recipe(syn: SyntheticSet) -> SetRecipe:

@@ -98,6 +98,10 @@ class Distiller:
     #: split: refused under torchrun)
     scale_out: ClassVar[str] = ""
     needs: ClassVar[str] = "image"
+    #: the registered evaluation protocol the method's paper judges its sets by, recorded in
+    #: each set's recipe with that protocol's own networks (:mod:`ddkit.eval.recipe`); ``None``:
+    #: the protocol the set's labels call for, on the network the set was distilled with
+    recipe_protocol: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else None
@@ -171,7 +175,7 @@ class Distiller:
         total = self.start(train, ipc, seed=seed, iterations=iterations)
         out = self.result()
         out.meta = {**out.meta, **self._provenance(0, 0.0), "planned_iterations": total}
-        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with())
+        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with(), self.recipe_protocol)
         return out
 
     def fit(
@@ -221,7 +225,7 @@ class Distiller:
                 distributed.main_only(save)
         out = self.result().to("cpu")  # computed anywhere, a set is returned on the CPU
         out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
-        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with())
+        out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with(), self.recipe_protocol)
         for cb in callbacks:
             cb.on_end(self, out)
         return out

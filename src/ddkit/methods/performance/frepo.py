@@ -98,6 +98,7 @@ class FRePo(Distiller):
 
     name = "frepo"
     Config: ClassVar[type[MethodConfig]] = FRePoConfig
+    recipe_protocol = "frepo"  # its code's evaluation: MSE on the labels, Adam, no batch norm
     presets = also_for(
         (
             Preset(

@@ -4,7 +4,7 @@ Carves a stratified validation split out of the dataset's train split (``--val-f
 distils on the rest with each value of ``--param``, and reports the mean distillation loss of the
 first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
 training images the result holds, and final-epoch validation accuracy
-(protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, 300 epochs, ``--runs`` fresh
+(protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, ``--epochs`` 300, ``--runs`` fresh
 networks of the preset's model, or of each of ``--eval-model``'s comma-separated networks).
 ``--baseline`` adds a row for random real images of the same IPC under the identical recipe.
 
@@ -41,7 +41,9 @@ from ddkit.runs import distill_run
 BASELINE = "random real"
 # the settings a row depends on besides its value: rows measured under other ones are not reused
 _ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "iterations",
-                 "val_fraction", "runs", "eval_model")  # fmt: skip
+                 "val_fraction", "runs", "eval_model", "epochs")  # fmt: skip
+# what a results file written before a setting existed was measured with
+_EARLIER_DEFAULTS = {"epochs": 300}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -69,7 +71,7 @@ def _reusable_rows(out: str | None, settings: dict[str, Any]) -> list[dict[str, 
     if not isinstance(old, dict) or not isinstance(old.get("rows"), list):
         raise ConfigError(f"{out!r} is not a tune_val results file; choose another --out")
     before = old.get("settings", {})
-    diff = [k for k in _ROW_SETTINGS if before.get(k) != settings[k]]
+    diff = [k for k in _ROW_SETTINGS if before.get(k, _EARLIER_DEFAULTS.get(k)) != settings[k]]
     if diff:
         raise ConfigError(
             f"{out!r} holds a study with other settings ({', '.join(diff)}); choose another --out"
@@ -89,7 +91,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--method", default="mtt")
-    ap.add_argument("--protocol", default="dsa", help="the validation protocol (300 epochs)")
+    ap.add_argument("--protocol", default="dsa", help="the validation protocol")
+    ap.add_argument(
+        "--epochs", type=int, default=300, help="epochs of the validation networks (default 300)"
+    )
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=1)
     ap.add_argument("--param", required=True)
@@ -160,7 +165,7 @@ def main() -> None:
                 resume=resumed,
             )
             seconds = time.perf_counter() - t0
-            rep = evaluate(syn, splits.val, args.protocol, runs=args.runs, epochs=300, seed=0,
+            rep = evaluate(syn, splits.val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
                            models=models)  # fmt: skip
             losses = [r["loss"] for r in read_log(folder / "log.jsonl") if "loss" in r]
             k = max(len(losses) // 10, 1)

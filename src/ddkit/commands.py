@@ -214,9 +214,7 @@ def device_option(args: argparse.Namespace) -> Any:
 
     if not getattr(args, "device", None):
         return distributed.device()
-    from ddkit.methods.config import check_device
-
-    check_device(args.device)
+    distributed.check_device(args.device)
     return torch.device(args.device)
 
 

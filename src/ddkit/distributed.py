@@ -48,6 +48,7 @@ __all__ = [
     "Launch",
     "RankFailed",
     "active",
+    "check_device",
     "all_gather_json",
     "all_gather_shards",
     "barrier",
@@ -137,6 +138,24 @@ def device() -> torch.device:
     if _ACTIVE is not None and _BACKEND == "nccl":
         return torch.device("cuda", _ACTIVE.local_rank)
     return torch.device("cpu")
+
+
+def check_device(value: Any) -> bool:
+    """``True`` for ``"auto"`` or a torch device that exists here; else a one-line
+    :class:`ConfigError` naming the device and why."""
+    if value == "auto":
+        return True
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"device {value!r} is not a torch device (e.g. 'cpu', 'cuda:0')"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {value!r} is not available: this torch has no usable CUDA")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {value!r} is not available on this machine")
+    return True
 
 
 @contextmanager

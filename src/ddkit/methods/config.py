@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from ddkit.distributed import check_device
 from ddkit.errors import ConfigError
 
 __all__ = [
@@ -151,26 +152,6 @@ def _valid_strategy(value: Any) -> bool:
         (parse_series_strategy if series else parse_strategy)(value)
     except UnknownNameError as e:  # names the bad operation and the valid ones
         raise ConfigError(f"augment: {e}; or use 'auto' / 'none'") from None
-    return True
-
-
-def check_device(value: Any) -> bool:
-    """``True`` for ``"auto"`` or a torch device that exists here; else a one-line
-    :class:`ConfigError` naming the device and why."""
-    import torch
-
-    if value == "auto":
-        return True
-    try:
-        device = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"device {value!r} is not a torch device (e.g. 'cpu', 'cuda:0')"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {value!r} is not available: this torch has no usable CUDA")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {value!r} is not available on this machine")
     return True
 
 

@@ -35,7 +35,7 @@ from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json
-from ddkit.levers import exact
+from ddkit.levers import exact, float32_on_cuda
 from ddkit.meter import machine_info
 from ddkit.methods import METHODS, create_method, load_all
 from ddkit.runs import StepTimer
@@ -175,9 +175,8 @@ def main() -> None:
     args = ap.parse_args()
     args.t0 = time.monotonic()
     device = torch.device(args.device)
-    if device.type == "cuda":  # float32 as published: no TF32 in convolutions or matmuls
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    with exact():  # float32 as published: no TF32 in convolutions or matmuls, every stage
+        float32_on_cuda()
     out: dict[str, Any] = {"machine": machine_info(), "device": str(device),
                            "torch": torch.__version__, "args": {k: v for k, v in vars(args).items()
                                                                  if k != "t0"}}  # fmt: skip

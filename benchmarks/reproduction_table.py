@@ -79,12 +79,15 @@ def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str
     named = json.loads(manifest.read_text()) if manifest.exists() else {}
     for path in sorted((results / folder).glob("*-seed*.json")):
         report = json.loads(path.read_text())
-        where = results.parent.parent / named[path.stem] if path.stem in named else None
-        where = where or results / str(sets) / path.stem
+        kept = (  # a set's own folder, or a run folder holding it under synthetic/
+            results.parent.parent / named[path.stem]
+            if path.stem in named
+            else results / str(sets) / path.stem
+        )
         meta = (
-            where / "meta.json"
-            if (where / "meta.json").exists()
-            else where / "synthetic" / "meta.json"
+            kept / "meta.json"
+            if (kept / "meta.json").exists()
+            else kept / "synthetic" / "meta.json"
         )
         made = json.loads(meta.read_text())["provenance"]
         protocol = report["protocol"]

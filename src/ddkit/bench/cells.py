@@ -152,9 +152,9 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     seeds = [seed_folder(folder, s) for s in range(cell_seeds(suite, cell))]
     units_done = finished_units(folder, suite, cell)
     nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
-    done = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
+    evals = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
     # the time left is CPU time: networks trained on a GPU count as done, not as a pace
-    net_seconds = [e["seconds"] for e in done if str(e.get("device", "cpu")) == "cpu"]
+    net_seconds = [e["seconds"] for e in evals if str(e.get("device", "cpu")) == "cpu"]
     summaries = [f / "distill.json" for f in seeds]
     left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
     current = left[0] if left and not cell.full else seeds[0]
@@ -162,7 +162,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     configs = [f / DISTILL / "config.json" for f in (current, *seeds) if f.exists()]
     config = next((c for c in configs if c.exists()), None)
     checkpoint = current / DISTILL / "checkpoint" / "state.json"
-    if not steps and not done and config is None:
+    if not steps and not evals and config is None:
         return None
     summary = next((m for m in summaries if m.exists()), None)
     return {
@@ -173,7 +173,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
         "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
         "iterations": read_json(config)["iterations"] if config else None,
         "step_seconds": statistics.median(steps) if steps else None,
-        "networks_done": len(done),
+        "networks_done": len(evals),
         "networks": len(nets),
         "network_seconds": statistics.fmean(net_seconds) if net_seconds else None,
     }

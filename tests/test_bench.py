@@ -693,6 +693,29 @@ def test_networks_trained_on_a_gpu_count_as_done_but_do_not_set_the_cpu_pace(tmp
     assert cell_progress(folder, suite, cell)["network_seconds"] == 7.0
 
 
+def test_a_set_distilled_on_a_gpu_gives_no_pace_for_the_next_seed_on_the_cpu(tmp_path):
+    """The second seed's distillation is CPU time still to come: a first seed a GPU distilled
+    sets no pace for it, and the cell then shows no time left rather than too little."""
+    import gzip
+
+    from ddkit.bench.cells import cell_folder, cell_progress
+    from ddkit.bench.runner import _pending_text
+
+    suite, cell = _seeded_suite(distill_seeds={1: 2}), Cell("digits", "dm", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    _fake_units(folder, 0, [0.8, 0.8, 0.8])
+    lines = "".join(json.dumps({"seconds": 0.01}) + "\n" for _ in range(5))
+    (folder / "step_seconds.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    (folder / "seed1" / "distill").mkdir(parents=True)
+    (folder / "seed1" / "distill" / "config.json").write_text(json.dumps({"iterations": 5}))
+    assert cell_progress(folder, suite, cell)["step_seconds"] == 0.01  # a CPU set: its pace
+    summary = folder / "distill.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "device": "cuda"}))
+    assert cell_progress(folder, suite, cell)["step_seconds"] is None
+    text = _pending_text(suite, [], cell, tmp_path)
+    assert "1 of 2 sets, 0 of 5 iterations, 3 of 6 networks" in text and "left" not in text
+
+
 @pytest.mark.parametrize("folder_kept", [True, False])
 def test_a_row_of_one_seed_still_reads_and_only_the_missing_seed_runs(tmp_path, folder_kept):
     """A cell finished with one seed, its folder kept or gone (its networks then come back from

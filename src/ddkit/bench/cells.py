@@ -158,7 +158,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     summaries = [f / "distill.json" for f in seeds]
     left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
     current = left[0] if left and not cell.full else seeds[0]
-    steps = _step_seconds(current) or _step_seconds(seeds[0])
+    steps = _cpu_step_seconds(current) or _cpu_step_seconds(seeds[0])
     configs = [f / DISTILL / "config.json" for f in (current, *seeds) if f.exists()]
     config = next((c for c in configs if c.exists()), None)
     checkpoint = current / DISTILL / "checkpoint" / "state.json"
@@ -288,6 +288,15 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu
             "device": device,
         },
     )
+
+
+def _cpu_step_seconds(folder: Path) -> list[float]:
+    """:func:`_step_seconds` of a distillation that ran on the CPU; none for one a GPU finished
+    (its pace says nothing of the CPU time a later seed needs)."""
+    summary = folder / "distill.json"
+    if summary.exists() and str(read_json(summary).get("device", "cpu")) != "cpu":
+        return []
+    return _step_seconds(folder)
 
 
 def _step_seconds(folder: Path) -> list[float]:

@@ -508,12 +508,15 @@ def _full_network_seconds(finished: list[dict[str, Any]], dataset: str, runs: in
 
 def _seconds_left(progress: dict[str, Any], network_estimate: float | None) -> float | None:
     """Remaining seconds of a started cell: its own median iteration time for the iterations
-    left, its own mean network time (else ``network_estimate``) for the networks left."""
+    left, its own mean network time (else ``network_estimate``) for the networks left; ``None``
+    when iterations are left and no CPU pace for them is known (only a GPU's, or none yet)."""
     per_net = progress["network_seconds"] or network_estimate
     left = (progress["networks"] - progress["networks_done"]) * (per_net or 0.0)
     if not progress["distilled"] and progress["iterations"]:
         sets = progress.get("distillations_left", 1)
         todo = sets * progress["iterations"] - progress["iterations_done"]
+        if todo > 0 and not progress["step_seconds"]:
+            return None
         left += todo * (progress["step_seconds"] or 0.0)
     return left or None
 

@@ -154,7 +154,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
     evals = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
     # the time left is CPU time: networks trained on a GPU count as done, not as a pace
-    net_seconds = [e["seconds"] for e in evals if str(e.get("device", "cpu")) == "cpu"]
+    net_seconds = [e["seconds"] for e in evals if _ran_on_cpu(e)]
     summaries = [f / "distill.json" for f in seeds]
     left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
     current = left[0] if left and not cell.full else seeds[0]
@@ -290,11 +290,17 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu
     )
 
 
+def _ran_on_cpu(unit_result: dict[str, Any]) -> bool:
+    """Whether a unit's result file (``distill.json``, ``eval<k>.json``) was computed on the
+    CPU (files written before units recorded a device were)."""
+    return str(unit_result.get("device", "cpu")) == "cpu"
+
+
 def _cpu_step_seconds(folder: Path) -> list[float]:
     """:func:`_step_seconds` of a distillation that ran on the CPU; none for one a GPU finished
     (its pace says nothing of the CPU time a later seed needs)."""
     summary = folder / "distill.json"
-    if summary.exists() and str(read_json(summary).get("device", "cpu")) != "cpu":
+    if summary.exists() and not _ran_on_cpu(read_json(summary)):
         return []
     return _step_seconds(folder)
 

@@ -1,11 +1,12 @@
 """Tune one hyper-parameter of any method on a validation split (never the test split).
 
 Carves a stratified validation split out of the dataset's train split (``--val-fraction``, seed 0),
-distils on the rest with each value of ``--param``, and reports the mean distillation loss of the
-first and last 10 % of iterations, the final learned step size (trajectory methods), the number of
-training images the result holds, and final-epoch validation accuracy
-(protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, ``--epochs`` 300, ``--runs`` fresh
-networks of the preset's model, or of each of ``--eval-model``'s comma-separated networks).
+distils on the rest with each value of ``--param`` (distillation seed ``--seed``, default 0), and
+reports the mean distillation loss of the first and last 10 % of iterations, the final learned step
+size (trajectory methods), the number of training images the result holds, and final-epoch
+validation accuracy (protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for tables, ``--epochs``
+300, ``--runs`` fresh networks of the preset's model, or of each of ``--eval-model``'s
+comma-separated networks).
 ``--baseline`` adds a row for random real images of the same IPC under the identical recipe.
 
 Resumable: each value distils into its own run folder under ``--work`` (checkpointed, as
@@ -41,9 +42,9 @@ from ddkit.runs import distill_run
 BASELINE = "random real"
 # the settings a row depends on besides its value: rows measured under other ones are not reused
 _ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "iterations",
-                 "val_fraction", "runs", "eval_model", "epochs")  # fmt: skip
+                 "val_fraction", "runs", "eval_model", "epochs", "seed")  # fmt: skip
 # what a results file written before a setting existed was measured with
-_EARLIER_DEFAULTS = {"epochs": 300}
+_EARLIER_DEFAULTS = {"epochs": 300, "seed": 0}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -114,6 +115,12 @@ def main() -> None:
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the distillation seed (default 0); the validation split and the networks keep seed 0",
+    )
+    ap.add_argument(
         "--eval-model",
         default=None,
         help="evaluation network(s), comma-separated (default: the method's model)",
@@ -159,7 +166,7 @@ def main() -> None:
                 ipc=args.ipc,
                 out=folder,
                 iterations=None if baseline else args.iterations,
-                seed=0,
+                seed=args.seed,
                 options={} if baseline else {**fixed, args.param: value},
                 splits=splits,
                 resume=resumed,

@@ -368,6 +368,7 @@ DM = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--itera
         ([*DM, "--set", "lr_img"], "must look like key=value"),
         ([*DM, "--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["bench", "--ipcs", "x"], "--ipcs takes comma-separated integers"),
+        (["bench", "--keeps", "10,half"], "--keeps takes comma-separated integers"),
         (["bench", "--suite", "quick", "--methods", "nosuch"], "has no method 'nosuch'"),
         (["evaluate", "META:format_version=abc"], "format_version must be int"),
         (["evaluate", "META:provenance=[1]"], "provenance must be dict"),

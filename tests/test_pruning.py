@@ -269,7 +269,8 @@ def test_prune_named_random_ccs_and_unknown_names(tmp_path):
 def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tmp_path):
     """A suite with ``keeps``: a cell per (method, kept %), the kept rows saved as a set with
     their indices, every cell of a score reading one cached proxy run, the kept-fraction table
-    and plot; a pruning method the suite does not know is refused before anything runs."""
+    and plot; ``keeps`` runs only the percentages asked for and refuses one the suite lacks; a
+    pruning method the suite does not know is refused before anything runs."""
     from ddkit.bench import run_suite
     from ddkit.bench.runner import markdown_table
     from ddkit.bench.suites import Suite
@@ -281,7 +282,7 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
         name="pytest-prune",
         datasets=("digits",),
         ipcs=(),
-        keeps=(20,),
+        keeps=(20, 50),  # 50: left out by keeps=[20] below
         protocol="smoke",
         runs=1,
         methods=("el2n", "margin-ccs"),  # random: test_prune_named_random_ccs_and_unknown_names
@@ -290,7 +291,9 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
         full_data_epochs=1,
         models={"digits": "convnet2-w8"},
     )
-    rows = run_suite(suite, results_dir=tmp_path, markdown=None, log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"kept percentage.*\b30\b"):
+        run_suite(suite, results_dir=tmp_path, markdown=None, keeps=[30], log=lambda _: None)
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, keeps=[20], log=lambda _: None)
     assert all("error" not in r for r in rows), rows
     kept = {(r["method"], r["keep"]): r for r in rows if r.get("keep")}
     assert sorted(kept) == [("el2n", 20), ("margin-ccs", 20)]
@@ -307,7 +310,7 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
     expected = prune_named(train, "el2n", 0.2, seed=0, score_cache=cache, **suite.options["el2n"])
     assert syn.meta["indices"] == expected.tolist()
     table = markdown_table(suite, {"rows": rows})
-    assert "| dataset | method | 20 % | full data |" in table
+    assert "| dataset | method | 20 % | 50 % | full data |" in table
     assert "| digits | 20 % | el2n | 0 |" in table
     assert plot_accuracy_vs_ipc(rows, tmp_path / "keep.png", x="keep").stat().st_size > 0
 

@@ -380,15 +380,21 @@ def bench_markdown(results: str, markdown: str | None) -> str | None:
     return defaults["markdown"] if Path(results) == Path(defaults["results_dir"]) else None
 
 
+def _integers(flag: str, text: str | None) -> list[int] | None:
+    """A comma-separated list of integers given to ``flag`` (None when it was not given)."""
+    try:
+        return [int(i) for i in text.split(",") if i] if text else None
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ddkit.bench import run_suite
 
     only = [m for m in args.methods.split(",") if m] if args.methods else None
     datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
-    try:
-        ipcs = [int(i) for i in args.ipcs.split(",") if i] if args.ipcs else None
-    except ValueError:
-        raise ConfigError(f"--ipcs takes comma-separated integers, got {args.ipcs!r}") from None
+    ipcs = _integers("--ipcs", args.ipcs)
+    keeps = _integers("--keeps", args.keeps)
     run_suite(
         args.suite,
         results_dir=args.results,
@@ -397,6 +403,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         only=only,
         datasets=datasets,
         ipcs=ipcs,
+        keeps=keeps,
         fresh=args.fresh,
         rerun=args.rerun,
         device=args.device or "cpu",
@@ -679,6 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--datasets", default=None, help="only these datasets (comma-separated)")
     b.add_argument("--ipcs", default=None, help="only these IPCs of the suite (comma-separated)")
+    b.add_argument(
+        "--keeps",
+        default=None,
+        help="only these kept percentages of a pruning sweep (comma-separated, e.g. 10,30)",
+    )
     b.add_argument("--results", default=defaults_of(run_suite)["results_dir"])
     b.add_argument(
         "--markdown",

@@ -66,15 +66,20 @@ def cells(suite: Suite) -> list[Cell]:
 
 
 def _check_selection(
-    suite: Suite, only: list[str] | None, datasets: list[str] | None, ipcs: list[int] | None
+    suite: Suite,
+    only: list[str] | None,
+    datasets: list[str] | None,
+    ipcs: list[int] | None,
+    keeps: list[int] | None = None,
 ) -> None:
-    """Refuse ``--methods``, ``--datasets`` or ``--ipcs`` values the suite does not have
-    (instead of running nothing, exit 0, or, with ``--fresh``, wiping the results first)."""
+    """Refuse ``--methods``, ``--datasets``, ``--ipcs`` or ``--keeps`` values the suite does not
+    have (instead of running nothing, exit 0, or, with ``--fresh``, wiping the results first)."""
     known = {c.method for c in cells(suite)} | {FULL}
     for what, asked, valid in (
         ("method", only, known),
         ("dataset", datasets, set(suite.datasets)),
         ("IPC", ipcs, set(suite.ipcs)),
+        ("kept percentage", keeps, set(suite.keeps)),
     ):
         unknown = sorted(set(asked or ()) - valid)
         if unknown:
@@ -91,6 +96,7 @@ def run_suite(
     only: list[str] | None = None,
     datasets: list[str] | None = None,
     ipcs: list[int] | None = None,
+    keeps: list[int] | None = None,
     fresh: bool = False,
     rerun: bool = False,
     device: str = "cpu",
@@ -100,6 +106,7 @@ def run_suite(
     written to JSON and Markdown). Finished cells in the results file are kept (resume), and so
     are the finished units of an interrupted cell (:mod:`ddkit.bench.cells`). Several processes
     can run one suite at once: each takes the units nobody else runs (:mod:`ddkit.bench.results`).
+    ``keeps`` selects a pruning sweep's kept percentages as ``ipcs`` selects IPCs.
     ``rerun`` runs the selected finished cells again (after a preset changed, say); each old row
     stays until its cell's new run finishes. ``device``: where the units compute (a row records
     any device other than the CPU, and the table names it).
@@ -108,7 +115,7 @@ def run_suite(
 
     check_device(device)
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
-    _check_selection(suite, only, datasets, ipcs)
+    _check_selection(suite, only, datasets, ipcs, keeps)
     if Path(results_dir).exists() and not Path(results_dir).is_dir():
         raise ConfigError(
             f"results folder {str(results_dir)!r} is a file; give a folder (the suite's results "
@@ -125,6 +132,7 @@ def run_suite(
         if (not only or c.method in only)
         and (not datasets or c.dataset in datasets)
         and (not ipcs or c.full or c.keep or c.ipc in ipcs)
+        and (not keeps or c.full or not c.keep or c.keep in keeps)
     ]
     if rerun:
         mark_rerun(path, suite, todo)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -227,6 +230,36 @@ def test_distill_resume_equals_uninterrupted(tmp_path, name):
     assert torch.equal(full.images, resumed.images) and torch.equal(full.labels, resumed.labels)
     assert full.lr == resumed.lr
     assert Path(full.meta["experts_dir"]).parent == tmp_path / "cache"
+
+
+def test_divergence_watch_says_once_when_a_third_of_its_window_exceeds_one():
+    from ddkit.methods.trajectory.methods import DivergenceWatch
+
+    w, window = DivergenceWatch(), DivergenceWatch.window
+    assert all(w.update(0.9) is None for _ in range(window))
+    need = math.ceil(DivergenceWatch.share * window)
+    said = [w.update(1.5) for _ in range(need)]
+    assert said == [None] * (need - 1) + [need]
+    assert all(w.update(3.0) is None for _ in range(window))  # said once
+
+
+def test_a_diverging_trajectory_run_warns_once_and_a_stable_one_does_not(tmp_path, monkeypatch):
+    """pad's mnist5k IPC-10 test cell diverged unseen (loss 0.76 -> 1.56, a third of its updates
+    skipped); a run now says so. A step size of 1 makes the tiny student overshoot its target."""
+    from ddkit.methods.trajectory.methods import DivergenceWatch
+
+    monkeypatch.setattr(DivergenceWatch, "window", 3)
+    train = _tiny_train()
+    with warnings.catch_warnings(record=True) as stable:
+        warnings.simplefilter("always")
+        _method("mtt", tmp_path, iterations=4).fit(train, 2, seed=0)
+    assert not [w for w in stable if "diverging" in str(w.message)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _method("mtt", tmp_path, iterations=5, syn_lr=1.0).fit(train, 2, seed=0)
+    said = [w for w in caught if "diverging" in str(w.message)]
+    assert len(said) == 1 and said[0].category is RuntimeWarning
+    assert re.match(r"mtt: in 3 of the last 3 iterations .* diverging", str(said[0].message))
 
 
 def test_mtt_and_tesla_take_the_same_step(tmp_path):

@@ -49,6 +49,8 @@ import json
 import os
 import tempfile
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,27 @@ _TEST_OVERRIDES: dict[str, Any] = {
     "lr_img": 10.0,
     "iterations": 2,
 }
+
+
+class DivergenceWatch:
+    """Says when a run diverges: the student ended further from the expert's target than it
+    started (normalised matching loss above 1; DATM skips those updates) in at least ``share`` of
+    the last ``window`` iterations. :meth:`update` returns that count the first time only."""
+
+    window: ClassVar[int] = 50
+    share: ClassVar[float] = 1 / 3
+
+    def __init__(self) -> None:
+        self._recent: deque[bool] = deque(maxlen=self.window)
+        self._said = False
+
+    def update(self, loss: float) -> int | None:
+        self._recent.append(loss > 1.0)
+        count = sum(self._recent)
+        if self._said or len(self._recent) < self.window or count < self.share * self.window:
+            return None
+        self._said = True
+        return count
 
 
 @dataclass(frozen=True)
@@ -328,6 +351,7 @@ class _TrajectoryMatching(Distiller):
 
         c = self.config
         self.temperature_ = None
+        self.watch_ = DivergenceWatch()
         # checked before the experts are obtained (they may be trained here)
         self.precision_ = method_precision(c.precision, train.images.dtype, train.images.device)
         buf = self._experts(train)
@@ -474,6 +498,17 @@ class _TrajectoryMatching(Distiller):
                 f"(lr_img {c.lr_img} or lr_lr {c.lr_lr} too large?)"
             )
         applied = not c.loss_threshold or loss <= c.loss_threshold
+        diverged = self.watch_.update(loss)
+        if diverged:
+            skipped = "; those above loss_threshold were skipped" if c.loss_threshold else ""
+            warnings.warn(
+                f"{self.name}: in {diverged} of the last {self.watch_.window} iterations the "
+                "student ended further from the expert's target than it started (matching loss "
+                f"> 1{skipped}): the distillation is diverging; a smaller lr_img or lr_lr, or a "
+                "smaller max_start_epoch, may keep it stable",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if c.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_([stored], c.clip_grad)
         if c.clip_lr_grad > 0 and syn_lr.grad is not None:

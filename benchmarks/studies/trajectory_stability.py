@@ -2,7 +2,8 @@
 
 For each ``--log NAME=PATH`` (a run's ``log.jsonl``, or ``.jsonl.gz``): the mean normalised
 matching loss of the first and last ``--window`` iterations, its mean per start epoch and over
-start epochs ``>= --late``, and how many updates DATM's loss threshold skipped (``applied`` 0).
+start epochs ``>= --late``, how many updates DATM's loss threshold skipped (``applied`` 0), and
+the most iterations with a loss above 1 in any 50 in a row (what the divergence warning counts).
 For each ``--experts NAME=DIR`` (an expert folder): the L2 norm of each epoch's parameter step,
 ``||theta[e+1] - theta[e]||``, averaged over the experts, i.e. the scale of the targets the
 matching loss is normalised by. Nothing is trained and no split is read, so a test cell's log can
@@ -67,6 +68,10 @@ def log_summary(path: Path, window: int, late: int) -> dict[str, Any]:
         "loss_late_epochs": _mean([r["loss"] for r in rows if r["start_epoch"] >= late]),
         "loss_by_start_epoch": {e: _mean(v) for e, v in sorted(by_epoch.items())},
         "skipped": sum(1 for r in rows if r.get("applied", 1.0) == 0),
+        # what DivergenceWatch counts: iterations whose loss exceeds 1, most in any 50 in a row
+        "most_above_one_in_50": max(
+            sum(r["loss"] > 1.0 for r in rows[i : i + 50]) for i in range(max(1, len(rows) - 49))
+        ),
         "lr_last": rows[-1].get("lr"),
     }
 

@@ -499,7 +499,7 @@ class _TrajectoryMatching(Distiller):
             )
         applied = not c.loss_threshold or loss <= c.loss_threshold
         diverged = self.watch_.update(loss)
-        if diverged:
+        if diverged and distributed.is_main():  # every rank holds the same loss: one says it
             skipped = "; those above loss_threshold were skipped" if c.loss_threshold else ""
             warnings.warn(
                 f"{self.name}: in {diverged} of the last {self.watch_.window} iterations the "

@@ -3,6 +3,7 @@ one process per folder."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -187,6 +188,9 @@ def test_a_log_line_of_the_wrong_shape_ends_the_kept_log_on_resume(tmp_path, cap
     from ddkit.plots import read_log
 
     assert [r["iteration"] for r in read_log(out / "log.jsonl")] == [0, 1, 2, 3]
+    packed = out / "log.jsonl.gz"  # as a finished bench cell keeps its log
+    packed.write_bytes(gzip.compress((out / "log.jsonl").read_bytes()))
+    assert read_log(packed) == read_log(out / "log.jsonl")
 
 
 def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, monkeypatch):

@@ -3,7 +3,8 @@
 For each ``--log NAME=PATH`` (a run's ``log.jsonl``, or ``.jsonl.gz``): the mean normalised
 matching loss of the first and last ``--window`` iterations, its mean per start epoch and over
 start epochs ``>= --late``, how many updates DATM's loss threshold skipped (``applied`` 0), and
-the most iterations with a loss above 1 in any 50 in a row (what the divergence warning counts).
+the most iterations with a loss above 1 in any window of the divergence warning
+(``DivergenceWatch.window``, 50).
 For each ``--experts NAME=DIR`` (an expert folder): the L2 norm of each epoch's parameter step,
 ``||theta[e+1] - theta[e]||``, averaged over the experts, i.e. the scale of the targets the
 matching loss is normalised by. Nothing is trained and no split is read, so a test cell's log can
@@ -16,8 +17,6 @@ Usage: python benchmarks/studies/trajectory_stability.py --log test=RUN/log.json
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ import torch
 from ddkit.errors import ConfigError
 from ddkit.io import atomic_write_json
 from ddkit.methods.trajectory.experts import load_experts
+from ddkit.methods.trajectory.methods import DivergenceWatch
+from ddkit.plots import read_log
 
 
 def _named(pairs: list[str], flag: str) -> dict[str, Path]:
@@ -42,10 +43,7 @@ def _named(pairs: list[str], flag: str) -> dict[str, Path]:
 
 
 def _records(path: Path) -> list[dict[str, float]]:
-    raw = path.read_bytes()
-    text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
-    rows = [json.loads(line) for line in io.StringIO(text) if line.strip()]
-    return [r for r in rows if "loss" in r and "start_epoch" in r]
+    return [r for r in read_log(path) if "loss" in r and "start_epoch" in r]
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -55,7 +53,7 @@ def _mean(xs: list[float]) -> float | None:
 def log_summary(path: Path, window: int, late: int) -> dict[str, Any]:
     """The loss of a run's first and last ``window`` iterations, per start epoch and over start
     epochs ``>= late``, and the number of updates the loss threshold skipped."""
-    rows = _records(path)
+    rows, watch = _records(path), DivergenceWatch.window
     if not rows:
         raise ConfigError(f"{str(path)!r} holds no trajectory-matching records (loss, start_epoch)")
     by_epoch: dict[int, list[float]] = {}
@@ -68,9 +66,10 @@ def log_summary(path: Path, window: int, late: int) -> dict[str, Any]:
         "loss_late_epochs": _mean([r["loss"] for r in rows if r["start_epoch"] >= late]),
         "loss_by_start_epoch": {e: _mean(v) for e, v in sorted(by_epoch.items())},
         "skipped": sum(1 for r in rows if r.get("applied", 1.0) == 0),
-        # what DivergenceWatch counts: iterations whose loss exceeds 1, most in any 50 in a row
-        "most_above_one_in_50": max(
-            sum(r["loss"] > 1.0 for r in rows[i : i + 50]) for i in range(max(1, len(rows) - 49))
+        # what DivergenceWatch counts: iterations whose loss exceeds 1, most in any of its windows
+        f"most_above_one_in_{watch}": max(
+            sum(r["loss"] > 1.0 for r in rows[i : i + watch])
+            for i in range(max(1, len(rows) - watch + 1))
         ),
         "lr_last": rows[-1].get("lr"),
     }

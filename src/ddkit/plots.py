@@ -6,6 +6,7 @@ Every function writes one PNG atomically (matplotlib, headless) and returns its 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -79,10 +80,13 @@ def shown_row(row: Any) -> bool:
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, float]]:
-    """The records of a run's ``log.jsonl``: objects of an integer ``iteration`` and numbers.
-    A line cut short by a kill, or one that is no such record, ends the log."""
+    """The records of a run's ``log.jsonl`` (or of ``log.jsonl.gz``, as a finished bench cell
+    keeps it): objects of an integer ``iteration`` and numbers. A line cut short by a kill, or
+    one that is no such record, ends the log."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     rows = []
-    for line in Path(path).read_text(errors="replace").splitlines():
+    for line in raw.decode(errors="replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ddkit import distributed, levers
-from ddkit.commands import COMMANDS, add_common, defaults_of, device_option, discover
+from ddkit.commands import (
+    COMMANDS,
+    add_common,
+    defaults_of,
+    device_option,
+    discover,
+    number_list,
+)
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.methods.config import parse_options
 from ddkit.rng import check_seed
@@ -380,21 +387,13 @@ def bench_markdown(results: str, markdown: str | None) -> str | None:
     return defaults["markdown"] if Path(results) == Path(defaults["results_dir"]) else None
 
 
-def _integers(flag: str, text: str | None) -> list[int] | None:
-    """A comma-separated list of integers given to ``flag`` (None when it was not given)."""
-    try:
-        return [int(i) for i in text.split(",") if i] if text else None
-    except ValueError:
-        raise ConfigError(f"{flag} takes comma-separated integers, got {text!r}") from None
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from ddkit.bench import run_suite
 
     only = [m for m in args.methods.split(",") if m] if args.methods else None
     datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
-    ipcs = _integers("--ipcs", args.ipcs)
-    keeps = _integers("--keeps", args.keeps)
+    ipcs = number_list(args.ipcs, "--ipcs", kind=int, minimum=1) if args.ipcs else None
+    keeps = number_list(args.keeps, "--keeps", kind=int, minimum=1) if args.keeps else None
     run_suite(
         args.suite,
         results_dir=args.results,

@@ -9,12 +9,15 @@ shows "–".
 
 Usage: python benchmarks/leaders_table.py [--dataset mnist5k] [--ipcs 1,10] [--results FILE]
        [--methods m3d,ncfm]  (only these new methods)
+       [--more FILE ...]  (results of the same cells at other distillation seeds, e.g. from
+                           `ddkit bench --seed 1 --results DIR`: pooled into the rows)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,38 @@ def finished_rows(results: Path, dataset: str) -> dict[tuple[str, int], dict[str
         and isinstance(r.get("mean"), float)
         and "error" not in r
     }
+
+
+def pooled(
+    rows: dict[tuple[str, int], dict[str, Any]], more: dict[tuple[str, int], dict[str, Any]]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """``rows`` with each cell that ``more`` also holds at other distillation seeds pooled in:
+    the networks of every seed, their mean and (population) std, as a suite row with several
+    seeds has them. A cell that ran with other options or another budget, or at a seed ``rows``
+    already has, is refused: pooling it would mix two recipes or count one set twice."""
+    out = dict(rows)
+    for key, extra in more.items():
+        row = out.get(key)
+        if row is None:
+            continue
+        for field in ("options", "iterations", "epochs", "protocol", "model", "num_images"):
+            if row.get(field) != extra.get(field):
+                raise SystemExit(f"{key}: the extra seed's {field} differs; it cannot be pooled")
+        seeds = [*(row.get("distill_seeds") or [0]), *(extra.get("distill_seeds") or [0])]
+        if len(set(seeds)) < len(seeds):
+            raise SystemExit(f"{key}: distillation seed {seeds} given twice; it cannot be pooled")
+        accuracies = [*row["accuracies"], *extra["accuracies"]]
+        out[key] = {
+            **row,
+            "accuracies": accuracies,
+            "distill_seeds": seeds,
+            "mean": statistics.fmean(accuracies),
+            "std": statistics.pstdev(accuracies),
+            "devices": sorted(
+                {*(row.get("devices") or ["cpu"]), *(extra.get("devices") or ["cpu"])}
+            ),
+        }
+    return out
 
 
 def accuracy_cell(row: dict[str, Any] | None) -> str:
@@ -107,10 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ipcs", default="1,10")
     ap.add_argument("--results", default="benchmarks/results/standard.json")
     ap.add_argument("--methods", default="", help="only these new methods (comma-separated)")
+    ap.add_argument(
+        "--more",
+        action="append",
+        default=[],
+        help="results file of the same cells at other distillation seeds, pooled in (repeatable)",
+    )
     args = ap.parse_args(argv)
     ipcs = [int(i) for i in args.ipcs.split(",") if i]
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
-    print(table(finished_rows(Path(args.results), args.dataset), ipcs, methods))
+    rows = finished_rows(Path(args.results), args.dataset)
+    for more in args.more:
+        rows = pooled(rows, finished_rows(Path(more), args.dataset))
+    print(table(rows, ipcs, methods))
     return 0
 
 

@@ -863,3 +863,28 @@ def test_bench_refuses_a_device_this_machine_lacks_before_any_work(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "device 'cuda' is not available" in err and "\n" not in err
     assert not (tmp_path / "r").exists()
+
+
+def _leaders_table():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "leaders_table.py"
+    spec = importlib.util.spec_from_file_location("leaders_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_leaders_table_pools_a_second_seed_and_refuses_a_mixed_recipe():
+    lt = _leaders_table()
+    row = {"options": {}, "iterations": 10, "epochs": 5, "protocol": "dsa", "model": "m"}
+    first = {("m3d", 10): {**row, "accuracies": [0.9, 0.92], "distill_seeds": [0], "mean": 0.91}}
+    second = {("m3d", 10): {**row, "accuracies": [0.94, 0.96], "distill_seeds": [1]}}
+    got = lt.pooled(first, second)[("m3d", 10)]
+    assert got["distill_seeds"] == [0, 1] and got["accuracies"] == [0.9, 0.92, 0.94, 0.96]
+    assert got["mean"] == pytest.approx(0.93) and got["std"] == pytest.approx(0.02236, abs=1e-4)
+    assert lt.spread_cell(got) == "2 × 2, cpu"
+    with pytest.raises(SystemExit, match="given twice"):
+        lt.pooled(first, first)
+    with pytest.raises(SystemExit, match="iterations differs"):
+        lt.pooled(first, {("m3d", 10): {**second[("m3d", 10)], "iterations": 20}})

@@ -10,8 +10,9 @@ comma-separated networks).
 ``--baseline`` adds a row for random real images of the same IPC under the identical recipe.
 
 Resumable: each value distils into its own run folder under ``--work`` (checkpointed, as
-``ddkit distill``), and a value whose row ``--out`` already holds, measured with the same
-settings, is not run again; so an interrupted study continues where it stopped.
+``ddkit distill``) and keeps each finished validation network there, and a value whose row
+``--out`` already holds, measured with the same settings, is not run again; so an interrupted
+study continues where it stopped.
 
 Usage: python benchmarks/studies/tune_val.py --method mtt --dataset mnist5k --ipc 1 \
            --param lr_lr --values 1e-6,1e-5,1e-4 [--iterations 500] [--set KEY=VALUE] [--out FILE.json]
@@ -25,6 +26,7 @@ import argparse
 import contextlib
 import json
 import re
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -80,11 +82,44 @@ def _reusable_rows(out: str | None, settings: dict[str, Any]) -> list[dict[str, 
     return old["rows"]
 
 
-def _accuracies(report: Any) -> dict[str, Any]:
-    """``val_mean``/``val_std`` of the first network, and every network's under ``val_by_model``."""
-    by_model = {r.model: [r.mean, r.std] for r in report.results}
-    first = report.results[0]
-    return {"val_mean": first.mean, "val_std": first.std, "val_by_model": by_model}
+def _accuracies(per_model: dict[str, list[float]]) -> dict[str, Any]:
+    """``val_mean``/``val_std`` (population std, as :class:`ddkit.eval.ModelResult` has it) of the
+    first network, and every network's under ``val_by_model``."""
+    by_model = {
+        m: [statistics.fmean(a), statistics.pstdev(a) if len(a) > 1 else 0.0]
+        for m, a in per_model.items()
+    }
+    first = next(iter(by_model.values()))
+    return {"val_mean": first[0], "val_std": first[1], "val_by_model": by_model}
+
+
+def _validate(
+    syn: Any, val: Any, args: argparse.Namespace, models: list[str] | None, folder: Path
+) -> dict[str, list[float]]:
+    """Each evaluation network's validation accuracy, per network kind, trained one at a time
+    from the seed it has in the whole evaluation (``run_indices``: the figures of one
+    ``evaluate`` call). Each finished network is kept in ``folder/val_networks.json`` with the
+    settings it was trained under, so a stopped study trains only the networks it had not
+    finished (a long evaluation, 1,000 epochs say, no longer restarts from its first network)."""
+    settings = {"protocol": args.protocol, "epochs": args.epochs, "runs": args.runs,
+                "models": models, "val_fraction": args.val_fraction}  # fmt: skip
+    path = folder / "val_networks.json"
+    kept = read_json(path) if path.exists() else {}
+    done: dict[str, dict[str, float]] = (
+        kept.get("networks", {}) if kept.get("settings") == settings else {}
+    )
+    for k in range(args.runs):
+        if str(k) in done:
+            continue
+        report = evaluate(syn, val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
+                          models=models, run_indices=[k])  # fmt: skip
+        done[str(k)] = {r.model: r.accuracies[0] for r in report.results}
+        atomic_write_json(path, {"settings": settings, "networks": done})
+    per_model: dict[str, list[float]] = {}
+    for k in range(args.runs):
+        for model, accuracy in done[str(k)].items():
+            per_model.setdefault(model, []).append(accuracy)
+    return per_model
 
 
 def main() -> None:
@@ -172,8 +207,7 @@ def main() -> None:
                 resume=resumed,
             )
             seconds = time.perf_counter() - t0
-            rep = evaluate(syn, splits.val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
-                           models=models)  # fmt: skip
+            per_model = _validate(syn, splits.val, args, models, folder)
             losses = [r["loss"] for r in read_log(folder / "log.jsonl") if "loss" in r]
             k = max(len(losses) // 10, 1)
             row = {
@@ -187,7 +221,7 @@ def main() -> None:
                 "loss_last": _mean(losses[-k:]),
                 "lr": syn.lr,
                 "images": len(syn.images),
-                **_accuracies(rep),
+                **_accuracies(per_model),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

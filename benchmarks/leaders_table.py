@@ -58,7 +58,9 @@ def pooled(
         if row is None:
             continue
         for field in ("options", "iterations", "epochs", "protocol", "model", "num_images"):
-            if row.get(field) != extra.get(field):
+            # rows written before rows recorded their options ran with none
+            default = {} if field == "options" else None
+            if row.get(field, default) != extra.get(field, default):
                 raise SystemExit(f"{key}: the extra seed's {field} differs; it cannot be pooled")
         seeds = [*(row.get("distill_seeds") or [0]), *(extra.get("distill_seeds") or [0])]
         if len(set(seeds)) < len(seeds):

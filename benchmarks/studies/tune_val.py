@@ -85,10 +85,7 @@ def _reusable_rows(out: str | None, settings: dict[str, Any]) -> list[dict[str, 
 def _accuracies(per_model: dict[str, list[float]]) -> dict[str, Any]:
     """``val_mean``/``val_std`` (population std, as :class:`ddkit.eval.ModelResult` has it) of the
     first network, and every network's under ``val_by_model``."""
-    by_model = {
-        m: [statistics.fmean(a), statistics.pstdev(a) if len(a) > 1 else 0.0]
-        for m, a in per_model.items()
-    }
+    by_model = {m: [statistics.fmean(a), statistics.pstdev(a)] for m, a in per_model.items()}
     first = next(iter(by_model.values()))
     return {"val_mean": first[0], "val_std": first[1], "val_by_model": by_model}
 

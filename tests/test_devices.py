@@ -112,7 +112,7 @@ def test_evaluation_and_the_cli_run_on_the_gpu(tmp_path, capsys):
 
 #: each audit's CLI at tiny budgets on digits (distillation, training and attacks)
 AUDIT_ARGV = {
-    "privacy": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--shadows", "2",
+    "privacy": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--shadows", "4",
                 "--epochs", "3", "--full-epochs", "1", "--models", "convnet1-w32",
                 "--dp-epsilons", "8", "--dp-batch", "64", "--dp-accountant", "rdp",
                 "--bootstrap", "5", "--pool", "300", "--set", "model=convnet1-w32"],

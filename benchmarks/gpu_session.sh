@@ -9,8 +9,9 @@
 #     (kept already); stages that share an IPC both train its random rows' networks unless
 #     they are kept, so the default gives IPC 50 to one stage.
 # Every part resumes from what earlier calls kept, so the deadline loses only units in progress.
-# $OUT gets: gpu.txt, tests.log, bench.log, privacy.log, paper_gpu.tgz, privacy_gpu.tgz; unpack
-# the archives over benchmarks/results here (gzip the cells' *.jsonl), then regenerate tables.
+# $OUT gets: gpu.txt, tests.log, bench.log, privacy.log, paper_gpu.tgz, privacy_gpu.tgz (the
+# kept networks); unpack the archives in the repository root (gzip the cells' *.jsonl), then
+# regenerate the tables (the privacy table: one whole trust_mnist5k.sh privacy run here).
 # Usage: sh benchmarks/gpu_session.sh 540
 set -u
 SECONDS_LEFT=${1:-540}
@@ -36,5 +37,7 @@ cp "$logs/gpu.txt" "$OUT/gpu.txt" 2>/dev/null
 cp "$logs/bench.log" "$OUT/bench.log" 2>/dev/null
 cp "$logs/paper_gpu.tgz" "$OUT/paper_gpu.tgz" 2>/dev/null
 for f in "$logs"/privacy-*.log; do echo "== $f"; tail -n 30 "$f"; done >"$OUT/privacy.log"
-tar czf "$OUT/privacy_gpu.tgz" benchmarks/results/audit-privacy-mnist5k
+# the kept networks only: a stage's privacy.json holds its own rows, and unpacked over the
+# table the last whole run assembled it would replace it
+tar czf "$OUT/privacy_gpu.tgz" benchmarks/results/audit-privacy-mnist5k/signals
 tail -n 5 "$OUT/tests.log" "$OUT/privacy.log"

@@ -7,7 +7,8 @@ seeds on a lent H100, as each row's devices say), from the
 cells run on a lent GPU at the published budget (``benchmarks/results/gpu/``), and from those GPU
 sets evaluated here under their paper's own evaluation recipe where it differs from the suite's
 (``benchmarks/results/dc_eval_recipe/``: DC evaluated MNIST with its own augmentation;
-``frepo_eval_recipe/``: FRePo's evaluation, protocol ``frepo``). A suite row whose
+``frepo_eval_recipe/``: FRePo's evaluation, protocol ``frepo``; ``kip_eval_recipe/``: kip's
+sets trained on their learned label vectors, protocol ``mse``). A suite row whose
 method options differ from what the suite asks for today is marked *superseded*, with the options
 it lacks: its cell predates the published variant and has not been re-run. Nothing is trained or
 timed here.
@@ -67,6 +68,8 @@ def _gpu_cells(gpu: Path) -> list[dict[str, Any]]:
 RECIPE_FOLDERS = (
     ("dc_eval_recipe", "gpu/sets", "GPU set, CPU evaluation", "published budget"),  # DC's own
     ("frepo_eval_recipe", None, "CPU", "the suite's set"),  # FRePo's own evaluation
+    # kip's IPC-1 sets on their learned label vectors (protocol mse at the suite's 1000 epochs)
+    ("kip_eval_recipe", None, "GPU set, CPU evaluation", "the suite's set"),
 )
 
 
@@ -92,7 +95,7 @@ def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str
         made = json.loads(meta.read_text())["provenance"]
         protocol = report["protocol"]
         base = {"method": made["method"], "ipc": made["ipc"], "iterations": made["iterations"],
-                "model": made.get("config", {}).get("model", "convnet"),
+                "model": made.get("config", {}).get("model"),
                 "recipe": f"{protocol['name']}, {protocol['epochs']} epochs"}  # fmt: skip
         _pool(pooled, base, report["results"][0]["accuracies"])
     return list(pooled.values())

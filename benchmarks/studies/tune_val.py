@@ -134,7 +134,8 @@ def main() -> None:
     ap.add_argument(
         "--values",
         required=True,
-        help="comma-separated; each parsed as JSON when possible, as `ddkit distill --set` does",
+        help="comma-separated; each parsed as JSON when possible, as `ddkit distill --set` does "
+        "('' with --baseline: only random real images, e.g. another draw with --seed)",
     )
     ap.add_argument(
         "--set",
@@ -175,8 +176,11 @@ def main() -> None:
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
     fixed = parse_options(args.set)
     models = _models(args, create_method(args.method, dataset=args.dataset, ipc=args.ipc, **fixed))
+    if not args.values and not args.baseline:
+        raise SystemExit("tune_val: give --values, or --values '' with --baseline (random only)")
     variants = [
-        (parse_options([f"{args.param}={t}"])[args.param], t) for t in args.values.split(",")
+        (parse_options([f"{args.param}={t}"])[args.param], t)
+        for t in (args.values.split(",") if args.values else [])
     ]
     if args.baseline:
         variants.append((BASELINE, BASELINE))

@@ -1,8 +1,9 @@
 """Can a split of this size tell two sets apart? The gap between two sets' accuracy, with its
 sampling error over the split's images.
 
-Trains ``--runs`` fresh networks on each of two sets as ``ddkit evaluate`` trains them (same
-protocol, epochs, models and seed, so each network's accuracy is the one ``evaluate`` reports),
+Trains ``--runs`` fresh networks on each of two sets as the bench's evaluation units train them
+(the same protocol, epochs, models and seeds, one network at a time, so on the same machine each
+network's accuracy is the cell's or ``tune_val.py``'s to the bit),
 predicts every image of the test split (or, with ``--val-fraction``, of the validation split
 ``tune_val.py`` carves out of the train split), and reports each set's accuracy per network,
 the gap between the two sets' mean accuracies, and how far that gap could move on another draw
@@ -49,8 +50,8 @@ def correct_per_image(
 ) -> tuple[str, torch.Tensor]:
     """Whether each of the ``runs`` networks trained on ``syn`` classifies each image of
     ``split`` correctly: ``(runs, images)`` booleans, for the protocol's only model. Each
-    network is trained alone from the seed it has among ``runs`` (as the bench's evaluation
-    units train them), so its accuracy is the bench's to the bit."""
+    network is trained alone from the seed it has among ``runs``, as the bench's evaluation
+    units train them."""
     models = args.models.split(",") if args.models else None
     rows, names = [], set()
     for k in range(args.runs):
@@ -72,7 +73,7 @@ def _accuracies(correct: torch.Tensor) -> list[float]:
     return [int(row.sum()) / row.numel() for row in correct]
 
 
-def paired_gap(a: torch.Tensor, b: torch.Tensor, draws: int, seed: int) -> dict[str, float]:
+def paired_gap(a: torch.Tensor, b: torch.Tensor, draws: int, seed: int) -> dict[str, Any]:
     """The gap between the mean accuracies of networks ``a`` and ``b`` ((runs, images) booleans
     on the same images), with a 95 % interval from a paired bootstrap over the images and the
     normal approximation's standard error from the per-image differences."""
@@ -163,4 +164,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ddkit.errors import DDKitError
+
+    try:
+        main()
+    except DDKitError as exc:  # one line, no traceback
+        raise SystemExit(f"paired_gap: {exc}") from None

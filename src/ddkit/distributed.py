@@ -198,6 +198,11 @@ def session(
         )
     _ACTIVE = launch
     try:
+        if not adopted:
+            # every rank has finished joining before any runs the block: a rank that fails at
+            # once (a refused option) and leaves the group would otherwise break a slower peer's
+            # connection set-up, an error outside any collective that no rank could explain
+            dist.barrier()
         yield launch
     except Exception as e:
         if _broken_collective(e):  # another rank left: say which and why

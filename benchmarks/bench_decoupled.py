@@ -450,9 +450,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ddkit.errors import DDKitError
+    from ddkit.errors import run_script
 
-    try:
-        raise SystemExit(main())
-    except DDKitError as exc:
-        raise SystemExit(f"bench_decoupled: {exc}") from None
+    run_script(main, "bench_decoupled")

@@ -436,6 +436,26 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
         ddkit.cli.main(["--debug", "list"])
 
 
+def test_a_script_ends_a_ddkit_error_in_one_line_and_exits_with_what_main_returns():
+    from ddkit.errors import ConfigError, run_script
+
+    def refused() -> None:
+        raise ConfigError("IPC 0 is not allowed; give IPC >= 1")
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(SystemExit) as ended:
+        run_script(refused, "tune_val")
+    assert ended.value.code == "tune_val: IPC 0 is not allowed; give IPC >= 1"
+    for returned in (None, 0, 3):
+        with pytest.raises(SystemExit) as ended:
+            run_script(lambda returned=returned: returned, "bench_decoupled")
+        assert ended.value.code == returned
+    with pytest.raises(RuntimeError, match="boom"):  # not a user error: its traceback stays
+        run_script(broken, "tune_val")
+
+
 @pytest.mark.parametrize("seed", [str(2**64), str(2**63), "-1"])
 def test_a_seed_out_of_range_is_refused_in_one_line(tmp_path, capsys, seed):
     from ddkit.errors import ConfigError

@@ -116,9 +116,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from ddkit.errors import DDKitError
+    from ddkit.errors import run_script
 
-    try:
-        main()
-    except DDKitError as exc:  # one line, no traceback
-        raise SystemExit(f"trajectory_stability: {exc}") from None
+    run_script(main, "trajectory_stability")

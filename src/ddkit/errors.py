@@ -7,6 +7,9 @@ non-zero without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class DDKitError(Exception):
     """Base class of ddkit's user-facing errors: ``str(err)`` is one line that names the problem."""
@@ -42,3 +45,14 @@ def require_extra(module: str, extra: str, what: str):  # noqa: ANN201 - returns
         raise ConfigError(
             f"{what} needs the optional package {module!r}: pip install 'ddkit[{extra}]'"
         ) from None
+
+
+def run_script(main: Callable[[], object], name: str) -> NoReturn:
+    """Run a script's ``main`` and exit with what it returns; a :class:`DDKitError` ends the
+    script with the one line ``name: message`` (exit status 1) instead of a traceback, as the
+    ``ddkit`` command ends (the benchmark and study scripts' entry point)."""
+    try:
+        result = main()
+    except DDKitError as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+    raise SystemExit(result)

@@ -128,15 +128,16 @@ def main() -> None:
     else:
         split, name = load_dataset(dataset, val_fraction=args.val_fraction, seed=0).val, "val"
     t0 = time.perf_counter()
-    pairs = []
+    pairs, side_a, side_b = [], [], []
     for path_a, path_b, seed in zip(paths_a, paths_b, seeds, strict=True):
         model, a = correct_per_image(_load(path_a), split, args, seed)
         _, b = correct_per_image(_load(path_b), split, args, seed)
+        side_a.append(a)
+        side_b.append(b)
         pairs.append({"a": path_a, "b": path_b, "seed": seed,
                       "accuracies": {"a": _accuracies(a), "b": _accuracies(b)},
-                      **paired_gap(a, b, args.bootstrap, seed), "_a": a, "_b": b})  # fmt: skip
-    correct_a = torch.cat([p.pop("_a") for p in pairs])
-    correct_b = torch.cat([p.pop("_b") for p in pairs])
+                      **paired_gap(a, b, args.bootstrap, seed)})  # fmt: skip
+    correct_a, correct_b = torch.cat(side_a), torch.cat(side_b)
     gap = paired_gap(correct_a, correct_b, args.bootstrap, seeds[0])
     report = {
         "settings": {**vars(args), "dataset": dataset, "split": name, "model": model},

@@ -9,7 +9,7 @@
 #     (kept already); stages that share an IPC both train its random rows' networks unless
 #     they are kept, so the default gives IPC 50 to one stage.
 # Every part resumes from what earlier calls kept, so the deadline loses only units in progress.
-# $OUT gets: gpu.txt, tests.log, bench.log, privacy.log, paper_gpu.tgz, privacy_gpu.tgz (the
+# $OUT gets: experts_together_cuda.json (and .log), gpu.txt, tests.log, bench.log, privacy.log, paper_gpu.tgz, privacy_gpu.tgz (the
 # kept networks); unpack the archives in the repository root (gzip the cells' *.jsonl), then
 # regenerate the tables (the privacy table: one whole trust_mnist5k.sh privacy run here).
 # Usage: sh benchmarks/gpu_session.sh 540
@@ -23,6 +23,15 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" DDKIT_DATA="$PWD/.devdat
 export DDKIT_EXACT=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 export DDKIT="python3 -m ddkit" DEVICE=${DEVICE:-cuda}
 logs=$(mktemp -d)
+# first, alone on the GPU: experts trained together (vmap) against one by one (the default on a
+# GPU is together; benchmarks/bench_experts_together.py); EXPERTS_BENCH=0 skips it
+if [ "${EXPERTS_BENCH:-1}" = 1 ]; then
+  start=$(date +%s)
+  timeout -s INT 150 python3 benchmarks/bench_experts_together.py --device cuda \
+    --datasets mnist5k,mnist --experts 8 --epochs 1 --out "$OUT/experts_together_cuda.json" \
+    >"$OUT/experts_together.log" 2>&1
+  SECONDS_LEFT=$((SECONDS_LEFT - $(date +%s) + start))
+fi
 timeout -s INT $((SECONDS_LEFT / 3)) python3 -m pytest -q -p no:cacheprovider \
   tests/test_devices.py >"$OUT/tests.log" 2>&1 &
 OUT="$logs" JOBS=${PAPER_JOBS:-4} sh benchmarks/gpu_paper.sh "$SECONDS_LEFT" >/dev/null 2>&1 &

@@ -110,6 +110,19 @@ def test_evaluation_and_the_cli_run_on_the_gpu(tmp_path, capsys):
     assert rc == 0 and (out / "eval.json").is_file()
 
 
+@cuda
+def test_experts_train_together_on_the_gpu(tmp_path):
+    from ddkit.methods.trajectory.experts import load_experts
+
+    argv = ["experts", "--dataset", "digits", "--model", "convnet2-w8", "--num-experts", "3",
+            "--epochs", "2", "--batch-size", "64", "--device", "cuda", "--quiet"]  # fmt: skip
+    assert main(argv + ["--together", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "auto")]) == 0  # all three at once on a GPU
+    one, auto = load_experts(tmp_path / "one"), load_experts(tmp_path / "auto")
+    for e in range(3):
+        assert torch.allclose(one.params(e, 2), auto.params(e, 2), rtol=1e-3, atol=1e-4)
+
+
 #: each audit's CLI at tiny budgets on digits (distillation, training and attacks)
 AUDIT_ARGV = {
     "privacy": ["--methods", "dm", "--ipc", "2", "--iterations", "2", "--shadows", "4",

@@ -122,6 +122,45 @@ def test_experts_resume_is_bit_identical(tmp_path, momentum):
     assert not torch.equal(buf.params(0, 0), buf.params(1, 0))  # experts differ
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_experts_trained_together_match_one_at_a_time(tmp_path, momentum):
+    train = _tiny_train()
+    kw = dict(lr=0.01, momentum=momentum, batch_size=64, seed=3)
+    one = tmp_path / "one"
+    train_experts(train, TINY, 3, 3, one, together=1, **kw)
+    together = tmp_path / "together"
+    train_experts(train, TINY, 3, 3, together, together=3, **kw)
+    # a resumed group whose experts stand at different epochs advances them in lockstep
+    mixed = tmp_path / "mixed"
+    train_experts(train, TINY, 3, 3, mixed, together=1, **kw)
+    for e, epochs in ((1, (2, 3)), (2, (1, 2, 3))):
+        for ep in epochs:
+            _epoch_file(mixed, e, ep).unlink()
+    train_experts(train, TINY, 3, 3, mixed, together=3, resume=True, **kw)
+    reference = _files(one)
+    for root in (together, mixed):
+        files = _files(root)
+        assert files.keys() == reference.keys()
+        for name, (tensors, meta) in files.items():
+            ref_tensors, ref_meta = reference[name]
+            assert tensors.keys() == ref_tensors.keys()
+            for key, raw in tensors.items():
+                got, want = (torch.frombuffer(bytearray(b), dtype=torch.float32)
+                             for b in (raw, ref_tensors[key]))  # fmt: skip
+                assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (root.name, name, key)
+            assert {k: v for k, v in meta.items() if k != "train_loss"} == {
+                k: v for k, v in ref_meta.items() if k != "train_loss"
+            }
+            if "train_loss" in ref_meta:
+                assert float(meta["train_loss"]) == pytest.approx(
+                    float(ref_meta["train_loss"]), rel=1e-4
+                )
+    buf = load_experts(together)
+    assert not torch.equal(buf.params(0, 3), buf.params(1, 3))  # each its own expert
+    with pytest.raises(ConfigError, match="together"):
+        train_experts(train, TINY, 1, 1, tmp_path / "bad", together=0)
+
+
 def test_experts_metadata_and_settings_mismatch(tmp_path):
     from safetensors import safe_open
 
@@ -358,6 +397,12 @@ def test_experts_cli(tmp_path):
     assert main(argv) == 0
     assert load_experts(out).epochs == 1
     assert main(argv + ["--lr", "0.5"]) == 2  # different settings in the same folder: clear error
+    two = tmp_path / "two"
+    argv[argv.index("1")] = "2"  # two experts, trained together
+    argv[argv.index(str(out))] = str(two)
+    assert main(argv + ["--together", "2", "--device", "cpu"]) == 0
+    assert len(load_experts(two)) == 2
+    assert main(argv + ["--together", "0"]) == 2
 
 
 def test_label_temperature_calibration():

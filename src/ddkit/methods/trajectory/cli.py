@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from ddkit.commands import Command, add_common, defaults_of, register_command
+from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
 
 
 def add_experts_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``ddkit experts``; defaults are those of :func:`train_experts`."""
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import TOGETHER_ON_ACCELERATORS, train_experts
 
     default = defaults_of(train_experts)
     p.add_argument("--dataset", required=True)
@@ -25,8 +26,21 @@ def add_experts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--zca", action="store_true", help="ZCA-whiten the data (recorded in every file)"
     )
+    p.add_argument(
+        "--together",
+        type=int,
+        default=None,
+        help="experts trained at once as one vmap-ed network (default: "
+        f"{TOGETHER_ON_ACCELERATORS} on a GPU, 1 on the CPU)",
+    )
     add_common(
-        p, "seed", "root", "quiet", "resume", out="folder (default runs/experts/<dataset>-<model>)"
+        p,
+        "seed",
+        "root",
+        "quiet",
+        "resume",
+        "device",
+        out="folder (default runs/experts/<dataset>-<model>)",
     )
 
 
@@ -35,6 +49,8 @@ def run_experts(args: argparse.Namespace) -> int:
     from ddkit.methods.trajectory.experts import train_experts
 
     splits = load_dataset(args.dataset, root=args.root)
+    device = device_option(args)
+    splits = replace(splits, train=splits.train.to(device), test=splits.test.to(device), val=None)
     out = args.out or f"runs/experts/{args.dataset}-{args.model}"
     buf = train_experts(
         splits,
@@ -49,6 +65,7 @@ def run_experts(args: argparse.Namespace) -> int:
         zca=args.zca,
         seed=args.seed,
         resume=args.resume,
+        together=args.together,
         progress=not args.quiet,
     )
     missing = args.num_experts - len(buf)

@@ -32,13 +32,14 @@ import os
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
 from ddkit import distributed
 from ddkit.data.dataset import DatasetSplits, ImageDataset
@@ -66,6 +67,8 @@ FORMAT = "ddkit.experts"
 FORMAT_VERSION = 1
 META_FILE = "experts.json"
 ZCA_FILE = "zca.safetensors"
+#: experts trained at once by default on a GPU (``train_experts(together=None)``)
+TOGETHER_ON_ACCELERATORS = 8
 
 # settings that must agree between every process / resume writing one folder
 _MUST_MATCH = (
@@ -237,12 +240,18 @@ def _make_recipe(
 
 
 def _check_arguments(
-    num_experts: int, epochs: int, batch_size: int, lr: float, momentum: float
+    num_experts: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    together: int | None = None,
 ) -> None:
     for name, v, lo in (
         ("num_experts", num_experts, 1),
         ("epochs", epochs, 1),
         ("batch_size", batch_size, 1),
+        ("together", 1 if together is None else together, 1),
     ):
         if int(v) != v or v < lo:
             raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
@@ -366,6 +375,7 @@ def train_experts(
     zca: bool = False,
     seed: int = 0,
     resume: bool = False,
+    together: int | None = None,
     progress: bool | Callable[[str], None] = False,
 ) -> ExpertBuffer:
     """Train ``num_experts`` networks for ``epochs`` epochs on the real train split, saving a
@@ -381,11 +391,16 @@ def train_experts(
             unfinished experts that no live process is working on raises :class:`ConfigError`.
             Finished experts are never retrained, and experts claimed by a live process
             (another ``train_experts`` on the same folder) are skipped either way.
+        together: how many experts train at once, as one ``vmap``-ed network (each with its
+            own initialisation, data order and augmentation, so the same experts up to
+            rounding); ``None``: :data:`TOGETHER_ON_ACCELERATORS` on a GPU, 1 on the CPU (where
+            ``vmap``'s grouped convolutions lose on images larger than 8x8, BENCHMARKS.md).
+            One at a time gives bit-identical files whatever the grouping of a resumed run.
 
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """
     train, test = _splits(splits_or_train)
-    _check_arguments(num_experts, epochs, batch_size, lr, momentum)
+    _check_arguments(num_experts, epochs, batch_size, lr, momentum, together)
     say = progress if callable(progress) else (print if progress else (lambda msg: None))
     options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                    augment=augment, zca=zca, seed=seed)  # fmt: skip
@@ -399,15 +414,23 @@ def train_experts(
     if prepared is None:  # another rank prepared the folder: read it
         prepared = _prepare_folder(Path(out_dir), train, test, model, epochs, options)
     root, train, test, recipe = prepared
-    for e in distributed.shard(range(num_experts)):
-        if _finished(root, e, recipe.epochs):
-            continue
-        with _claim(root, e) as mine:
-            if not mine:
-                say(f"expert {e}: claimed by another process, skipping")
-            elif not _finished(root, e, recipe.epochs):  # re-read under the lock
-                theta = _train_expert(root, e, recipe, say)
-                _write_info(root, e, recipe, theta, test, say)
+    if together is None:
+        together = 1 if recipe.images.device.type == "cpu" else TOGETHER_ON_ACCELERATORS
+    pending = [
+        e for e in distributed.shard(range(num_experts)) if not _finished(root, e, recipe.epochs)
+    ]
+    for first in range(0, len(pending), together):
+        with ExitStack() as claims:
+            group = []
+            for e in pending[first : first + together]:
+                if not claims.enter_context(_claim(root, e)):
+                    say(f"expert {e}: claimed by another process, skipping")
+                elif not _finished(root, e, recipe.epochs):  # re-read under the lock
+                    group.append(e)
+            if group:
+                thetas = _train_group(root, group, recipe, say)
+                for e, theta in zip(group, thetas):
+                    _write_info(root, e, recipe, theta, test, say)
     distributed.barrier()  # every rank's experts are written before any rank reads the folder
     return load_experts(root)
 
@@ -473,59 +496,101 @@ def _start_expert(
     return theta.to(device), None if buf is None else buf.to(device), last
 
 
-def _train_expert(root: Path, e: int, recipe: _Recipe, say: Callable[[str], None]) -> torch.Tensor:
-    """Train expert ``e`` from where it stands to ``recipe.epochs``, one snapshot per epoch;
-    epoch ``j``'s data order and augmentation come from ``derive_seed(seed, e, j)``. Returns
-    the final parameters."""
-    theta, buf, last = _start_expert(root, e, recipe, say)
-    for epoch in range(last, recipe.epochs):
-        gen = torch.Generator().manual_seed(derive_seed(recipe.seed, e, epoch))
-        theta, buf, loss = _train_epoch(
+def _train_group(
+    root: Path, group: list[int], recipe: _Recipe, say: Callable[[str], None]
+) -> torch.Tensor:
+    """Train the experts ``group`` together, each from where it stands to ``recipe.epochs``,
+    one snapshot per expert and epoch; expert ``e``'s epoch ``j`` draws its data order and
+    augmentation from ``derive_seed(seed, e, j)``. Experts resumed at different epochs advance
+    in lockstep, one epoch each per round, and leave the group when done. Returns the final
+    parameters, one row per expert of ``group``."""
+    starts = [_start_expert(root, e, recipe, say) for e in group]
+    thetas = torch.stack([theta for theta, _, _ in starts])
+    momenta = None
+    if recipe.momentum:
+        momenta = torch.stack(
+            [torch.zeros_like(theta) if buf is None else buf for theta, buf, _ in starts]
+        )
+    epochs = torch.tensor([done for _, _, done in starts])
+    while bool((epochs < recipe.epochs).any()):
+        rows = (epochs < recipe.epochs).nonzero().flatten()
+        gens = [
+            torch.Generator().manual_seed(derive_seed(recipe.seed, group[i], int(epochs[i])))
+            for i in rows
+        ]
+        theta, buf, losses = _train_epoch(
             recipe.fm,
-            theta,
-            buf,
+            thetas[rows],
+            None if momenta is None else momenta[rows],
             recipe.images,
             recipe.labels,
-            gen,
+            gens,
             lr=recipe.lr,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
             batch_size=recipe.batch_size,
             dsa=recipe.dsa,
         )
-        if not torch.isfinite(theta).all():
-            raise DataError(f"expert {e} diverged at epoch {epoch + 1} (lr {recipe.lr} too large?)")
-        header = {**recipe.header, "train_loss": repr(loss)}
-        _write_snapshot(root, e, epoch + 1, theta, buf, recipe.momentum, header)
-        say(f"expert {e}: epoch {epoch + 1}/{recipe.epochs} train loss {loss:.4f}")
-    return theta
+        thetas[rows] = theta
+        if momenta is not None:
+            momenta[rows] = buf
+        epochs[rows] += 1
+        for k, i in enumerate(rows.tolist()):
+            e, epoch = group[i], int(epochs[i])
+            if not torch.isfinite(theta[k]).all():
+                raise DataError(f"expert {e} diverged at epoch {epoch} (lr {recipe.lr} too large?)")
+            header = {**recipe.header, "train_loss": repr(losses[k])}
+            _write_snapshot(root, e, epoch, theta[k], None if buf is None else buf[k],
+                            recipe.momentum, header)  # fmt: skip
+            say(f"expert {e}: epoch {epoch}/{recipe.epochs} train loss {losses[k]:.4f}")
+    return thetas
 
 
 def _train_epoch(
-    fm, theta, buf, images, labels, gen, *, lr, momentum, weight_decay, batch_size, dsa
-):
-    """One epoch of SGD on the flat vector ``theta`` (:func:`~ddkit.eval.train.sgd_step`)."""
+    fm: FlatModel,
+    thetas: torch.Tensor,
+    momenta: torch.Tensor | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    gens: list[torch.Generator],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int,
+    dsa: DSA | SeriesAugment | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, list[float]]:
+    """One epoch of SGD (:func:`~ddkit.eval.train.sgd_step`) for each row of ``thetas``
+    ``(K, P)``, row ``k`` drawing its data order and augmentation from ``gens[k]``; ``K > 1``
+    rows share one ``vmap``-ed forward per batch. Returns new parameters and momenta (the
+    caller's tensors stay as they were) and each row's mean training loss."""
     from ddkit.eval.train import sgd_step
 
-    # updated in place below; the caller's tensors stay as they were
-    theta = theta.clone()
+    def loss_of(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(fm(w, x), y)
+
+    together = len(gens)
+    thetas = thetas.clone()
     if momentum:
-        buf = torch.zeros_like(theta) if buf is None else buf.clone()
+        momenta = torch.zeros_like(thetas) if momenta is None else momenta.clone()
     n = len(images)
-    perm = torch.randperm(n, generator=gen)
-    total, count = 0.0, 0
+    perms = [torch.randperm(n, generator=g) for g in gens]
+    totals = torch.zeros(together, dtype=torch.float64)
     for s in range(0, n, batch_size):
-        idx = perm[s : s + batch_size]
-        x = images[idx]
-        if dsa is not None:
-            x = dsa(x, gen, shared=False)
-        w = theta.detach().requires_grad_(True)
-        loss = F.cross_entropy(fm(w, x), labels[idx])
-        (g,) = torch.autograd.grad(loss, w)
-        sgd_step([theta], [g], [buf], lr=lr, momentum=momentum, weight_decay=weight_decay)
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
-    return theta, buf, total / max(count, 1)
+        xs, ys = [], []
+        for perm, gen in zip(perms, gens):
+            idx = perm[s : s + batch_size]
+            xs.append(images[idx] if dsa is None else dsa(images[idx], gen, shared=False))
+            ys.append(labels[idx])
+        w = thetas.detach().requires_grad_(True)
+        if together == 1:  # the plain forward: one expert's files as they always were
+            losses = loss_of(w[0], xs[0], ys[0]).unsqueeze(0)
+        else:
+            losses = vmap(loss_of)(w, torch.stack(xs), torch.stack(ys))
+        (g,) = torch.autograd.grad(losses.sum(), w)
+        sgd_step([thetas], [g], [momenta], lr=lr, momentum=momentum, weight_decay=weight_decay)
+        totals += losses.detach().double() * len(ys[0])
+    return thetas, momenta, (totals / max(n, 1)).tolist()
 
 
 def _write_info(

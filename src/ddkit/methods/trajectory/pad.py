@@ -193,7 +193,7 @@ def train_scheduled_experts(
                 one = replace(
                     recipe, images=recipe.images[rows], labels=recipe.labels[rows], epochs=epoch + 1
                 )
-                theta = ex._train_expert(root, e, one, lambda msg: None)  # resumes, one epoch
+                theta = ex._train_group(root, [e], one, lambda msg: None)[0]  # one epoch
             ex._write_info(root, e, recipe, theta, test, lambda msg: None)
     return ex.load_experts(root)
 

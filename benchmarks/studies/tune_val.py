@@ -109,7 +109,7 @@ def _validate(
         if str(k) in done:
             continue
         report = evaluate(syn, val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
-                          models=models, run_indices=[k])  # fmt: skip
+                          models=models, run_indices=[k], device=args.device or "cpu")  # fmt: skip
         done[str(k)] = {r.model: r.accuracies[0] for r in report.results}
         atomic_write_json(path, {"settings": settings, "networks": done})
     per_model: dict[str, list[float]] = {}
@@ -163,6 +163,12 @@ def main() -> None:
         action="store_true",
         help="also evaluate random real images of the same IPC under the identical recipe",
     )
+    ap.add_argument(
+        "--device",
+        default=None,
+        help="where to distil and train the validation networks, e.g. cuda (default: the CPU; "
+        "not a row setting: another device changes rounding only)",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument(
         "--work",
@@ -206,6 +212,7 @@ def main() -> None:
                 options={} if baseline else {**fixed, args.param: value},
                 splits=splits,
                 resume=resumed,
+                device=args.device,
             )
             seconds = time.perf_counter() - t0
             per_model = _validate(syn, splits.val, args, models, folder)

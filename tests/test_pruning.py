@@ -272,8 +272,10 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
     and plot; ``keeps`` runs only the percentages asked for and refuses one the suite lacks; a
     pruning method the suite does not know is refused before anything runs."""
     from ddkit.bench import run_suite
+    from ddkit.bench.cells import Cell, kept_rows, run_unit
     from ddkit.bench.runner import markdown_table
     from ddkit.bench.suites import Suite
+    from ddkit.io import atomic_write_json, read_json
     from ddkit.methods.coreset.pruning import prune_named
     from ddkit.plots import plot_accuracy_vs_ipc
 
@@ -309,6 +311,18 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
     cache = str(cells / "scores")
     expected = prune_named(train, "el2n", 0.2, seed=0, score_cache=cache, **suite.options["el2n"])
     assert syn.meta["indices"] == expected.tolist()
+    # the kept rows' tensors may be left out of the results: evaluation takes the rows again
+    folder = cells / "digits-el2n-keep20"
+    before = read_json(folder / "eval0.json")
+    (folder / "distill" / "synthetic" / "data.safetensors").unlink()
+    run_unit(Cell("digits", "el2n", 0, 20), "eval0", suite, 0, folder)
+    assert read_json(folder / "eval0.json")["accuracy"] == before["accuracy"]
+    meta_path = folder / "distill" / "synthetic" / "meta.json"
+    meta = read_json(meta_path)
+    meta["provenance"]["indices"][0] = meta["provenance"]["indices"][1]
+    atomic_write_json(meta_path, meta)
+    with pytest.raises(FileFormatError, match="do not give the set it recorded"):
+        kept_rows(folder / "distill" / "synthetic", train)
     table = markdown_table(suite, {"rows": rows})
     assert "| dataset | method | 20 % | 50 % | full data |" in table
     assert "| digits | 20 % | el2n | 0 |" in table

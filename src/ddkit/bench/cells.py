@@ -30,12 +30,16 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ddkit.bench.suites import Suite
 from ddkit.io import atomic_write_json, read_json
 from ddkit.levers import exact
 from ddkit.meter import high_water_mb, peak_rss_mb, reset_high_water
+
+if TYPE_CHECKING:
+    from ddkit.data.dataset import ImageDataset
+    from ddkit.data.synthetic import SyntheticSet
 
 FULL = "full"  # the method name of the full-data row
 DISTILL = "distill"
@@ -322,6 +326,39 @@ def _step_seconds(folder: Path) -> list[float]:
     return seconds
 
 
+def kept_rows(path: Path, train: ImageDataset) -> SyntheticSet:
+    """A pruning cell's kept rows: the set saved at ``path``, or, where its tensor file was left
+    out of the results (a kept half of a training split is megabytes; ``meta.json`` lists the
+    rows), the same rows taken again from ``train``, checked against the recorded SHA-256."""
+    import tempfile
+
+    import torch
+
+    from ddkit.data.synthetic import META_FILE, TENSOR_FILE, SyntheticSet
+    from ddkit.errors import FileFormatError
+    from ddkit.io import sha256_file
+
+    if (path / TENSOR_FILE).is_file():
+        return SyntheticSet.load(path)
+    meta = read_json(path / META_FILE)
+    provenance = meta.get("provenance", {})
+    try:
+        index = torch.tensor(provenance["indices"], dtype=torch.long)
+        syn = SyntheticSet.from_real(train, index, meta=provenance)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError):
+        raise FileFormatError(
+            f"{str(path)!r} has no tensor file and its meta.json lists no valid kept rows; run "
+            "the cell again (ddkit bench --rerun)"
+        ) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        if sha256_file(syn.save(Path(tmp) / "set") / TENSOR_FILE) != meta.get("sha256"):
+            raise FileFormatError(
+                f"the rows {str(path / META_FILE)!r} lists do not give the set it recorded "
+                "(another training split?); run the cell again (ddkit bench --rerun)"
+            )
+    return syn
+
+
 def _evaluate_network(
     cell: Cell, k: int, suite: Suite, seed: int, folder: Path, device: str = "cpu"
 ) -> None:
@@ -333,6 +370,8 @@ def _evaluate_network(
     splits = load_dataset(ds)
     if cell.full:
         syn = SyntheticSet.from_real(splits.train)
+    elif cell.keep:
+        syn = kept_rows(folder / DISTILL / "synthetic", splits.train)
     else:
         syn = SyntheticSet.load(folder / DISTILL / "synthetic")
     model = suite.models.get(ds)

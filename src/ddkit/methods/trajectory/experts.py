@@ -511,12 +511,11 @@ def _train_group(
         momenta = torch.stack(
             [torch.zeros_like(theta) if buf is None else buf for theta, buf, _ in starts]
         )
-    epochs = torch.tensor([done for _, _, done in starts])
-    while bool((epochs < recipe.epochs).any()):
-        rows = (epochs < recipe.epochs).nonzero().flatten()
+    done = [epochs for _, _, epochs in starts]
+    while any(epochs < recipe.epochs for epochs in done):
+        rows = [i for i, epochs in enumerate(done) if epochs < recipe.epochs]
         gens = [
-            torch.Generator().manual_seed(derive_seed(recipe.seed, group[i], int(epochs[i])))
-            for i in rows
+            torch.Generator().manual_seed(derive_seed(recipe.seed, group[i], done[i])) for i in rows
         ]
         theta, buf, losses = _train_epoch(
             recipe.fm,
@@ -534,15 +533,16 @@ def _train_group(
         thetas[rows] = theta
         if momenta is not None:
             momenta[rows] = buf
-        epochs[rows] += 1
-        for k, i in enumerate(rows.tolist()):
-            e, epoch = group[i], int(epochs[i])
+        for k, i in enumerate(rows):
+            e, done[i] = group[i], done[i] + 1
             if not torch.isfinite(theta[k]).all():
-                raise DataError(f"expert {e} diverged at epoch {epoch} (lr {recipe.lr} too large?)")
+                raise DataError(
+                    f"expert {e} diverged at epoch {done[i]} (lr {recipe.lr} too large?)"
+                )
             header = {**recipe.header, "train_loss": repr(losses[k])}
-            _write_snapshot(root, e, epoch, theta[k], None if buf is None else buf[k],
+            _write_snapshot(root, e, done[i], theta[k], None if buf is None else buf[k],
                             recipe.momentum, header)  # fmt: skip
-            say(f"expert {e}: epoch {epoch}/{recipe.epochs} train loss {losses[k]:.4f}")
+            say(f"expert {e}: epoch {done[i]}/{recipe.epochs} train loss {losses[k]:.4f}")
     return thetas
 
 
@@ -575,7 +575,7 @@ def _train_epoch(
         momenta = torch.zeros_like(thetas) if momenta is None else momenta.clone()
     n = len(images)
     perms = [torch.randperm(n, generator=g) for g in gens]
-    totals = torch.zeros(together, dtype=torch.float64)
+    totals = torch.zeros(together, dtype=torch.float64, device=images.device)
     for s in range(0, n, batch_size):
         xs, ys = [], []
         for perm, gen in zip(perms, gens):

@@ -16,6 +16,11 @@ the curves (validation accuracy against iterations and against CPU seconds, one 
 per method) to a PNG beside it; ``--replot`` redraws the PNG from ``--out`` alone and prints
 the curves as a markdown table.
 
+``--batches as-is`` leaves the method's batches as they are: with methods that have no real
+batches to choose (kip, frepo) the rows are a plain curve of validation accuracy against the
+budget; ``--protocol`` and ``--eval-model`` then name the recipe the sets are evaluated by
+(e.g. ``mse`` for kip's learned labels) and ``--device`` where everything runs.
+
 Usage: python benchmarks/studies/dream_curve.py --dataset mnist5k --ipc 10 --methods dc,dsa,dm \
            --milestones dc=1,2,5,10,20,40 --milestones dm=50,100,200,500,1000 \
            --out benchmarks/results/dream_mnist5k.json
@@ -39,6 +44,9 @@ from ddkit.methods.config import parse_options
 BATCHES = {
     "random": {"real_batch": "random"},
     "dream": {"real_batch": "dream", "init": "dream"},
+    # the method's own choice: for methods without a real-batch option (kip, frepo), whose
+    # curve is then a plain accuracy-against-budget curve
+    "as-is": {},
 }
 
 
@@ -68,7 +76,8 @@ def run_cell(
 ) -> list[dict]:
     """Distil ``method`` with ``batch`` up to each milestone in turn (resuming from the previous
     one's checkpoint), evaluating each milestone's set on the validation split."""
-    work = Path(args.work) / f"{args.dataset}-ipc{args.ipc}-{method}-{batch}"
+    recipe = "" if args.protocol == "dsa" else f"-{args.protocol}"  # earlier cells: dsa
+    work = Path(args.work) / f"{args.dataset}-ipc{args.ipc}-{method}-{batch}{recipe}"
     work.mkdir(parents=True, exist_ok=True)
     cell_file = work / "rows.json"
     rows: list[dict] = read_json(cell_file)["rows"] if cell_file.exists() else []
@@ -82,7 +91,7 @@ def run_cell(
         losses = _Losses()
         c0, w0 = time.process_time(), time.perf_counter()
         syn = m.fit(
-            splits.train,
+            splits.train.to(args.device),
             args.ipc,
             iterations=stop,
             seed=args.seed,
@@ -93,20 +102,22 @@ def run_cell(
         )
         cpu += time.process_time() - c0
         wall += time.perf_counter() - w0
-        model = getattr(m.config, "model", None)
+        model = args.eval_model or getattr(m.config, "model", None)
         rep = evaluate(
             syn,
             splits.val,
-            "dsa",
+            args.protocol,
             runs=args.runs,
             epochs=args.epochs,
             seed=0,
             models=[model] if model else None,
+            device=args.device,
         )
         row = {
             "method": method,
             "batch": batch,
             "options": options,
+            "protocol": args.protocol,
             "iteration": stop,
             "cpu_seconds": round(cpu, 1),
             "wall_seconds": round(wall, 1),
@@ -184,6 +195,9 @@ def main() -> None:
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--protocol", default="dsa", help="the validation networks' protocol")
+    ap.add_argument("--eval-model", default=None, help="default: the method's network")
+    ap.add_argument("--device", default="cpu", help="where to distil and train, e.g. cuda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="runs/dream-curve")
     ap.add_argument("--out", default=None)

@@ -35,6 +35,8 @@ fi
 timeout -s INT $((SECONDS_LEFT / 3)) python3 -m pytest -q -p no:cacheprovider \
   tests/test_devices.py >"$OUT/tests.log" 2>&1 &
 OUT="$logs" JOBS=${PAPER_JOBS:-4} sh benchmarks/gpu_paper.sh "$SECONDS_LEFT" >/dev/null 2>&1 &
+# MTT=1: benchmarks/gpu_mtt.sh alongside (mtt at MNIST IPC 10, matched as the paper; $OUT/mtt/)
+[ -n "${MTT:-}" ] && OUT="$OUT/mtt" sh benchmarks/gpu_mtt.sh "$SECONDS_LEFT" >/dev/null 2>&1 &
 for stage in ${PRIVACY_STAGES:-random:10:1 random:10:8 dm:10: dm:50: kip:10: tesla:10: dsa:10:}; do
   methods=${stage%%:*}; rest=${stage#*:}; ipcs=${rest%%:*}; eps=${rest#*:}
   METHODS=$methods IPCS=$ipcs DP_EPSILONS=$eps NO_FULL=1 timeout -s INT "$SECONDS_LEFT" \

@@ -18,7 +18,8 @@ trajectories here are files that can be resumed and shared:
 
 Determinism: the initialisation of expert ``e`` and the data order / augmentation of its epoch
 ``j`` come from generators seeded by a hash of ``(seed, e, j)``, so continuing from any snapshot
-gives bit-identical files to an uninterrupted run (on the same machine and torch build).
+gives bit-identical files to an uninterrupted run (on the same machine and torch build;
+experts trained one at a time, ``together=1``, the default on the CPU).
 
 Concurrency: a process claims an expert by creating ``expert_007.lock`` with
 ``O_CREAT | O_EXCL`` (holding its pid and host); others skip claimed experts. A lock whose
@@ -395,7 +396,8 @@ def train_experts(
             own initialisation, data order and augmentation, so the same experts up to
             rounding); ``None``: :data:`TOGETHER_ON_ACCELERATORS` on a GPU, 1 on the CPU (where
             ``vmap``'s grouped convolutions lose on images larger than 8x8, BENCHMARKS.md).
-            One at a time gives bit-identical files whatever the grouping of a resumed run.
+            One at a time keeps the resume guarantee of the module docstring; trained
+            together, a resumed group may round differently from an uninterrupted one.
 
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """

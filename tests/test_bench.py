@@ -401,6 +401,16 @@ def test_a_results_file_names_every_machine_that_wrote_it(tmp_path, monkeypatch)
     assert (
         "Machines: A, 2 cores, torch 2.13; B, 16 cores, torch 2.11, H100 (the rows marked" in table
     )
+    # a file written before the list existed keeps its last writer among the machines
+    old = {"rows": [], "machine": dict(cpu)}
+    results.write_results(tmp_path / "old.json", old)  # written here on the last machine above
+    assert [m["cpu"] for m in json.loads((tmp_path / "old.json").read_text())["machines"]] == ["A"]
+    monkeypatch.setattr(results, "machine_info", lambda: dict(gpu))
+    results.write_results(tmp_path / "old.json", {"rows": [], "machine": dict(cpu)})
+    assert [m["cpu"] for m in json.loads((tmp_path / "old.json").read_text())["machines"]] == [
+        "A",
+        "B",
+    ]
 
 
 def test_evaluation_estimates_count_the_images_a_set_trains_on():

@@ -79,8 +79,9 @@ def write_results(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` atomically, recording this machine as the file's last writer
     (``machine``) and, once, in the list of every machine that wrote rows (``machines``)."""
     here = machine_info()
+    # a file written before the list existed names its rows' machine only as its last writer
+    machines = data.setdefault("machines", [data["machine"]] if data.get("machine") else [])
     data["machine"] = here
-    machines = data.setdefault("machines", [])
     if all(any(m.get(k) != here.get(k) for k in MACHINE_KEYS) for m in machines):
         machines.append(here)
     atomic_write_json(path, data)

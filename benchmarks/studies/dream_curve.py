@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def run_cell(
         losses = _Losses()
         c0, w0 = time.process_time(), time.perf_counter()
         syn = m.fit(
-            splits.train.to(args.device),
+            splits.train,
             args.ipc,
             iterations=stop,
             seed=args.seed,
@@ -217,6 +218,7 @@ def main() -> None:
         raise SystemExit(f"dream_curve: unknown batch {bad[0]!r}; valid: {', '.join(BATCHES)}")
     stops = _milestones(args.milestones, methods)
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
+    splits = replace(splits, train=splits.train.to(args.device))  # once, for every milestone
     rows = []
     for method in methods:
         for batch in batches:

@@ -109,7 +109,7 @@ def _validate(
         if str(k) in done:
             continue
         report = evaluate(syn, val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
-                          models=models, run_indices=[k], device=args.device or "cpu")  # fmt: skip
+                          models=models, run_indices=[k], device=args.device)  # fmt: skip
         done[str(k)] = {r.model: r.accuracies[0] for r in report.results}
         atomic_write_json(path, {"settings": settings, "networks": done})
     per_model: dict[str, list[float]] = {}
@@ -165,9 +165,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--device",
-        default=None,
-        help="where to distil and train the validation networks, e.g. cuda (default: the CPU; "
-        "not a row setting: another device changes rounding only)",
+        default="cpu",
+        help="where to distil and train the validation networks, e.g. cuda (not a row setting: "
+        "another device changes rounding only)",
     )
     ap.add_argument("--out", default=None)
     ap.add_argument(

@@ -215,3 +215,26 @@ def test_an_audit_results_file_of_the_wrong_shape_gets_a_page_or_one_line(tmp_pa
     code = main(["report", str(path)])
     err = capsys.readouterr().err
     assert code in (0, 2) and "unexpected" not in err and len(err.strip().splitlines()) <= 1, err
+
+
+def test_report_shows_group_accuracy_of_an_evaluation_on_a_biased_dataset(tmp_path):
+    """``ddkit evaluate --groups`` writes per-group figures; the run's page shows them (mean ±
+    std in %), and a page of an evaluation without groups has no such table."""
+    import json
+
+    out = tmp_path / "run"
+    args = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert main(["evaluate", str(out), "--protocol", "smoke", "--runs", "2", "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    assert "Accuracy per group" not in (out / "report.html").read_text()
+    report = json.loads((out / "eval.json").read_text())
+    summary = {"accuracies": [0.1, 0.3], "mean": 0.2, "std": 0.1}
+    report["results"][0]["groups"] = {
+        "unbiased": summary, "aligned": {**summary, "mean": 0.985}, "worst_group": summary,
+    }  # fmt: skip
+    (out / "eval.json").write_text(json.dumps(report))
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Accuracy per group" in page
+    assert re.search(r"<td>20\.00 ± 10\.00</td><td>98\.50 ± 10\.00</td><td></td>", page)

@@ -68,12 +68,13 @@ def _evaluations(folder: Path) -> str:
         if not isinstance(reports, dict):
             warnings.warn(f"{name} not read: it is not a JSON object of reports", stacklevel=2)
             continue
-        rows = [_eval_row(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
+        pairs = [(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
         head = "".join(
             f"<th>{h}</th>"
             for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
         )
-        parts.append(f"<table><tr>{head}</tr>{''.join(rows)}</table>")
+        rows = "".join(_eval_row(*pair) for pair in pairs)
+        parts.append(f"<table><tr>{head}</tr>{rows}</table>{_group_table(pairs)}")
     if not parts:
         return "<p class=note>No evaluation yet: <code>ddkit evaluate RUN</code> writes one.</p>"
     return "".join(parts) + (
@@ -97,6 +98,35 @@ def _eval_row(label: str, report: dict[str, Any], result: dict[str, Any]) -> str
     cells = (label, result.get("model", "?"), p.get("name", "?"), p.get("epochs", "?"), len(accs),
              f"{mean:.2f}", ", ".join(f"{100 * a:.2f}" for a in accs))  # fmt: skip
     return "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells) + "</tr>"
+
+
+def _group_table(pairs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """Per-group accuracy (``ddkit evaluate --groups`` on a biased dataset) of the results that
+    carry it: unbiased, bias-aligned, bias-conflicting and worst-group, mean ± std in %."""
+    from ddkit.eval.groups import GROUP_METRICS
+
+    rows = []
+    for label, _, result in pairs:
+        groups = _object(result.get("groups"))
+        if not groups:
+            continue
+        cells = [label, result.get("model", "?")]
+        for metric in GROUP_METRICS:
+            summary = _object(groups.get(metric))
+            mean, std = summary.get("mean"), summary.get("std")
+            shown = is_number(mean) and is_number(std)
+            cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}" if shown else "")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    names = [m.replace("_", " ") for m in GROUP_METRICS]
+    head = "".join(f"<th>{h}</th>" for h in ("set", "model", *names))
+    return (
+        f"<h3>Accuracy per group (%)</h3><table><tr>{head}</tr>{''.join(rows)}</table>"
+        "<p class=note>Unbiased: the mean over the test split's (class, attribute) groups; "
+        "aligned / conflicting: rows whose attribute is / is not their class's majority one in "
+        "training; worst group: the lowest group.</p>"
+    )
 
 
 def _page(title: str, heading: str, body: str) -> bytes:

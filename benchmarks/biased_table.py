@@ -5,7 +5,11 @@ every method at each bias-conflicting percentage, beside the full training split
 amplification, each set's unbiased accuracy minus random real rows' at the same IPC and ratio
 (`*`: by more than the two standard deviations combined). Cells not measured yet print `–`.
 
+With ``--plot PNG``: unbiased test accuracy against the bias-conflicting percentage, one line
+per method (error bars: std over networks), one panel per IPC, the full split dashed.
+
 Usage: python benchmarks/biased_table.py [--results benchmarks/results/biased-mnist5k]
+       [--plot benchmarks/results/biased-mnist5k/unbiased.png]
 """
 
 from __future__ import annotations
@@ -64,9 +68,36 @@ def amplification_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     return lines
 
 
+def plot_unbiased(cells: dict, ratios: list[str], ipcs: list[int], path: Path) -> None:
+    """Unbiased accuracy (%) against the conflicting percentage: a panel per IPC, a line per
+    method with at least one measured ratio, the full training split dashed in every panel."""
+    from ddkit.plots import new_figure, save_figure
+
+    fig, axes = new_figure(ncols=len(ipcs))
+    for ax, ipc in zip(axes, ipcs, strict=True):
+        for method, at, style in [("full", 0, "k--"), *[(m, ipc, "o-") for m in ORDER]]:
+            points = [(float(r), cells[(r, method, at)]["unbiased"]) for r in ratios
+                      if (r, method, at) in cells]  # fmt: skip
+            if not points:
+                continue
+            x, g = zip(*points, strict=True)
+            ax.errorbar(x, [100 * v["mean"] for v in g], yerr=[100 * v["std"] for v in g],
+                        fmt=style, capsize=2, label="full data" if at == 0 else method)  # fmt: skip
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks([float(r) for r in ratios], labels=ratios)
+        ax.set_xlabel("bias-conflicting training rows (%)")
+        ax.set_ylabel("unbiased test accuracy (%)")
+        ax.set_title(f"Colored MNIST (mnist5k), IPC {ipc}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="benchmarks/results/biased-mnist5k")
+    ap.add_argument("--plot", type=Path, help="also draw unbiased accuracy against the ratio")
     args = ap.parse_args()
     cells = read_cells(Path(args.results))
     ratios = sorted({r for r, _, _ in cells}, key=float)
@@ -75,6 +106,8 @@ def main() -> None:
         print("\n".join(accuracy_table(cells, ratios, ipc)))
         print(f"\nIPC {ipc}: unbiased accuracy minus random real rows' (points)\n")
         print("\n".join(amplification_table(cells, ratios, ipc)))
+    if args.plot:
+        plot_unbiased(cells, ratios, sorted({i for _, _, i in cells if i}), args.plot)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,15 @@ def test_a_malformed_name_is_refused_in_one_line():
     assert "\n" not in str(err.value)
 
 
+def test_a_family_name_without_arguments_lists_the_families_patterns():
+    """``colored-mnist5k`` alone listed the fixed names only, not how to write a biased one."""
+    from ddkit.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown dataset 'colored-mnist5k'") as err:
+        DATASETS.get("colored-mnist5k")
+    assert "colored-mnist5k-c<percent>[-s<seed>]" in str(err.value) and "mnist5k" in str(err.value)
+
+
 def test_background_fashion_mnist_missing_from_the_root_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("DDKIT_DATA", str(tmp_path))
     with pytest.raises(DataError, match="ddkit data fetch fashionmnist") as err:

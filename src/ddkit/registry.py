@@ -51,7 +51,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._items:
-            valid = ", ".join(sorted(self._items))
+            valid = ", ".join(self.names())  # a subclass's names (dataset families too)
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {valid}")
         return self._items[key]
 

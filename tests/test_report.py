@@ -238,3 +238,16 @@ def test_report_shows_group_accuracy_of_an_evaluation_on_a_biased_dataset(tmp_pa
     page = (out / "report.html").read_text()
     assert "Accuracy per group" in page
     assert re.search(r"<td>20\.00 ± 10\.00</td><td>98\.50 ± 10\.00</td><td></td>", page)
+    # the same report as an evaluate --out file gets a page of its own
+    (tmp_path / "eval-out.json").write_text(json.dumps(report))
+    assert main(["report", str(tmp_path / "eval-out.json")]) == 0
+    page = (tmp_path / "eval-out.html").read_text()
+    assert "Accuracy per group" in page and "smoke" in page and "protocol epochs" in page
+
+
+def test_report_refuses_a_json_file_of_no_known_kind_in_one_line(tmp_path, capsys):
+    (tmp_path / "other.json").write_text('{"something": 1}')
+    assert main(["report", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no results file ddkit report reads" in err[0]
+    assert "--fresh" not in err[0]

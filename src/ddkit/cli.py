@@ -672,9 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "report",
-        help="one self-contained HTML page for a run folder, a bench results file or an audit results file",
+        help="one self-contained HTML page for a run folder, or a bench, audit or evaluate results file",
     )
-    rp.add_argument("path", help="run folder, or a `ddkit bench` results file (.json)")
+    rp.add_argument(
+        "path", help="run folder, or a results file (.json) of ddkit bench, audit or evaluate --out"
+    )
     add_common(rp, out="HTML path (default: RUN/report.html, or the results file as .html)")
     rp.set_defaults(func=cmd_report)
 

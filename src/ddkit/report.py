@@ -1,6 +1,7 @@
 """One self-contained HTML page per run folder (what was run, the images, the learning curve,
-synthetic beside real images, every evaluation found there) or per benchmark results file
-(the suite's table and its accuracy charts); images embedded, no network access needed."""
+synthetic beside real images, every evaluation found there) or per results file (a suite's
+table and its accuracy charts, an audit's metrics, an evaluation report's accuracies); images
+embedded, no network access needed."""
 
 from __future__ import annotations
 
@@ -64,23 +65,34 @@ def _evaluations(folder: Path) -> str:
         except FileFormatError as e:
             warnings.warn(f"{name} not read: {e}", stacklevel=2)
             continue
-        reports = {name: data} if isinstance(data, dict) and "results" in data else data
+        reports = {name: data} if _is_eval_report(data) else data
         if not isinstance(reports, dict):
             warnings.warn(f"{name} not read: it is not a JSON object of reports", stacklevel=2)
             continue
-        pairs = [(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
-        )
-        rows = "".join(_eval_row(*pair) for pair in pairs)
-        parts.append(f"<table><tr>{head}</tr>{rows}</table>{_group_table(pairs)}")
+        parts.append(_evaluation_tables(reports))
     if not parts:
         return "<p class=note>No evaluation yet: <code>ddkit evaluate RUN</code> writes one.</p>"
     return "".join(parts) + (
         "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
         "split.</p>"
     )
+
+
+def _is_eval_report(data: Any) -> bool:
+    """Whether ``data`` is one ``ddkit evaluate`` report (an object with its results)."""
+    return isinstance(data, dict) and "results" in data
+
+
+def _evaluation_tables(reports: dict[str, Any]) -> str:
+    """The accuracy table of ``{label: evaluation report}``, and the per-group table of the
+    results that carry group accuracy."""
+    pairs = [(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
+    )
+    rows = "".join(_eval_row(*pair) for pair in pairs)
+    return f"<table><tr>{head}</tr>{rows}</table>{_group_table(pairs)}"
 
 
 def _results(report: Any) -> list[dict[str, Any]]:
@@ -269,16 +281,49 @@ def write_audit_report(results: str | os.PathLike, out: str | os.PathLike | None
     return target
 
 
+def write_eval_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write an HTML page for a ``ddkit evaluate --out FILE`` report (``out``, default the file
+    with ``.html``): its accuracy per model, per group where it has them, and its recipe."""
+    path = Path(results)
+    data = read_json(path, max_bytes=MAX_JSON_BYTES)
+    protocol = _object(_object(data).get("protocol"))
+    record = sorted((f"protocol {k}", v) for k, v in protocol.items())
+    record += [
+        ("seconds", _object(data).get("seconds")),
+        *sorted(_object(data.get("meta")).items()),
+    ]
+    body = (
+        f"<p class=note>{html.escape(shown_path(path.resolve()))}</p>"
+        f"<h2>Evaluation</h2>{_evaluation_tables({path.stem: data})}"
+        "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
+        f"split.</p><h2>What produced it</h2>{_table(record)}"
+    )
+    target = _html_target(out, path.with_suffix(".html"))
+    title = f"ddkit evaluate: {path.stem}"
+    atomic_write_bytes(target, _page(title, title, body))
+    return target
+
+
 def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
     are missing are drawn first (learning curve, synthetic vs real when the data is at hand).
-    A ``ddkit bench`` results file (``.json``) gets :func:`write_suite_report`'s page."""
+    A ``.json`` results file gets the page of its kind: a ``ddkit bench`` suite's
+    (:func:`write_suite_report`), a ``ddkit audit``'s (:func:`write_audit_report`) or a
+    ``ddkit evaluate --out`` report's (:func:`write_eval_report`)."""
     from ddkit import plots
 
     if Path(run).is_file() and Path(run).suffix == ".json":
-        if "audit" in _object(read_json(Path(run), max_bytes=MAX_JSON_BYTES)):
+        data = _object(read_json(Path(run), max_bytes=MAX_JSON_BYTES))
+        if "audit" in data:
             return write_audit_report(run, out)
-        return write_suite_report(run, out)
+        if "rows" in data:
+            return write_suite_report(run, out)
+        if _is_eval_report(data):
+            return write_eval_report(run, out)
+        raise FileFormatError(
+            f"{str(run)!r} is no results file ddkit report reads: give a run folder, a ddkit "
+            "bench suite's results, a ddkit audit's results or a ddkit evaluate --out report"
+        )
     folder = Path(run)
     if not (folder / "config.json").is_file() or not (folder / "synthetic").is_dir():
         raise ConfigError(f"{str(folder)!r} is not a run folder (no config.json / synthetic/)")

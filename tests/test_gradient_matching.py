@@ -181,6 +181,35 @@ def test_matching_loss_and_image_gradient_vectorised_equals_loop(metric: str) ->
     assert out[True][0].shape == (3,) and bool((out[True][1] != 0).any())
 
 
+def test_weighted_real_gradients_are_those_of_the_weighted_cross_entropy() -> None:
+    """``real_weights`` (reweight="kde") make each class's real gradient that of the weighted
+    sum of its rows' cross-entropies: equal to autograd of that sum, the same on the vmap and
+    the loop path, and the plain mean's gradient when the weights are uniform."""
+    net = _net()
+    x = torch.randn(3, 5, 2, 8, 8, generator=_gen(11), dtype=torch.float64)
+    y = torch.arange(3).unsqueeze(1).expand(3, 5)
+    w = torch.rand(3, 5, generator=_gen(12), dtype=torch.float64)
+    w = w / w.sum(1, keepdim=True)
+    got = class_gradients(net, x, y, weights=w)
+    params = dict(net.named_parameters())
+    for k in range(3):
+        ce = nn.functional.cross_entropy(net(x[k]), y[k], reduction="none")
+        ref = torch.autograd.grad((ce * w[k]).sum(), list(params.values()))
+        for n, r in zip(params, ref, strict=True):
+            torch.testing.assert_close(got[n][k], r, rtol=1e-10, atol=1e-12)
+    uniform = class_gradients(net, x, y, weights=torch.full((3, 5), 0.2, dtype=torch.float64))
+    plain = class_gradients(net, x, y)
+    for n in plain:
+        torch.testing.assert_close(uniform[n], plain[n], rtol=1e-10, atol=1e-12)
+    assert any(not torch.allclose(got[n], plain[n]) for n in plain)
+    syn = torch.randn(3, 2, 2, 8, 8, generator=_gen(13), dtype=torch.float64)
+    vec, loop = (
+        gradient_matching_loss(net, x, syn, vectorize=v, real_weights=w) for v in (True, False)
+    )
+    torch.testing.assert_close(vec, loop, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(vec, gradient_matching_loss(net, x, syn))
+
+
 def test_real_forward_computes_the_real_batches_only() -> None:
     """``real_forward`` (the compile lever's hook) replaces the network for the real batches,
     once per class, and never for the synthetic ones, whose gradients are differentiated again;

@@ -91,8 +91,8 @@ from ddkit.methods.config import (
     resolve_device,
     zero_to_auto,
 )
-from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
-from ddkit.methods.matching.reweight import kde_weights, weighted_mean
+from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
+from ddkit.methods.matching.reweight import ReweightConfig, kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
 from ddkit.models import has_batchnorm
 
@@ -235,7 +235,7 @@ def match_embeddings(
 
 # ============================================================================ configs
 @dataclasses.dataclass(frozen=True)
-class DMConfig(RealBatchConfig):
+class DMConfig(ReweightConfig):
     """DM hyper-parameters (defaults: the published CIFAR/MNIST setting of Zhao & Bilen 2023;
     ``real_batch`` / ``dream_*``: DREAM's representative batches, :mod:`.dream`)."""
 
@@ -260,14 +260,9 @@ class DMConfig(RealBatchConfig):
     # torch.compile the embedding (eager where it is unavailable); auto: for runs of
     # COMPILE_MIN_STEPS iterations or more, off in exact mode
     compile: bool | Auto = "auto"
-    # debiasing (Cui et al., ICML 2024; .reweight): "kde" weights each real row of a class's
-    # batch by the inverse kernel density of its embedding, so rare (bias-conflicting) rows
-    # count more in the matched real mean; "none" is the plain mean
-    reweight: Literal["none", "kde"] = "none"
-    # x the median pairwise distance of the class's real batch (wider kernels smooth a minority
-    # of a few percent into the majority's density on Colored MNIST)
-    kde_bandwidth: float = 0.4
-    kde_temperature: float = 1.0  # weights ~ density^(-1/temperature)
+    # reweight="kde" (ReweightConfig; Cui et al., ICML 2024): the matched real mean weights each
+    # row by the inverse kernel density of its embedding, so rare (bias-conflicting) rows count
+    # more; "none" is the plain mean
 
     rules = {
         "lr_img": POSITIVE,
@@ -276,8 +271,6 @@ class DMConfig(RealBatchConfig):
         "embed_chunk": NON_NEGATIVE,
         "augment": AUGMENT,
         "device": DEVICE,
-        "kde_bandwidth": POSITIVE,
-        "kde_temperature": POSITIVE,
     }
     aliases = {"momentum": Alias("momentum_img"), "dsa_strategy": Alias("augment")}
 

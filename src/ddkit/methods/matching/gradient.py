@@ -19,6 +19,11 @@ representative rows under the matching network's features, re-clustered every
 ``dream_interval`` matching steps; ``init="dream"`` starts from representative rows
 (:mod:`ddkit.methods.matching.dream`).
 
+Debiasing (``reweight="kde"``, off by default): each class's real gradient becomes that of a
+weighted sum of its rows' cross-entropies, each row weighted by the inverse kernel density of
+its embedding under the matching network (:mod:`ddkit.methods.matching.reweight`; Cui et al.
+define the re-weighting for distribution matching, here it is carried to the real gradient).
+
 The network is built once and re-initialised every outer iteration from a seed drawn from the
 run's generator (:class:`ddkit.methods.common.RandomNetwork`): the same weights as building a new
 one, in the dtype of the training images.
@@ -107,8 +112,9 @@ from ddkit.methods.config import (
     none_to_auto,
     one_of,
 )
-from ddkit.methods.matching.dream import RealBatchConfig, RepresentativeBatches, start_rows
+from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
 from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
+from ddkit.methods.matching.reweight import ReweightConfig, kde_weights
 from ddkit.models import has_batchnorm
 
 __all__ = [
@@ -165,9 +171,11 @@ def _old_dsa_strategy(value: Any, options: Mapping[str, Any]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class DCConfig(RealBatchConfig):
+class DCConfig(ReweightConfig):
     """DC hyper-parameters (defaults: the authors' code; ``real_batch`` / ``dream_*``: DREAM's
-    representative batches, :mod:`ddkit.methods.matching.dream`)."""
+    representative batches, :mod:`ddkit.methods.matching.dream`; ``reweight="kde"``: each
+    real row's cross-entropy weighted by the inverse kernel density of its embedding,
+    :mod:`ddkit.methods.matching.reweight`)."""
 
     iterations: int = 1000  # outer iterations, each with a freshly initialised network
     model: str = "convnet"  # network whose gradients are matched (ConvNet-3, instance norm)
@@ -396,12 +404,24 @@ class DC(Distiller):
             precision=self.precision_,
             real_forward=self.real_forward_,
             classes=self.classes_,
+            real_weights=self.real_weights(net, real),
         ).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
         loss = summed_over_ranks(images, loss)
         opt.step()
         return float(loss.detach())
+
+    def real_weights(self, net: nn.Module, real: torch.Tensor) -> torch.Tensor | None:
+        """Each real row's weight in its class's cross-entropy ``(K, B)``: ``None`` (the plain
+        mean), or with ``reweight="kde"`` the inverse kernel density of its embedding under
+        the matching network among its class's batch ``real`` ``(K, B, C, H, W)``."""
+        cfg = self.config
+        if cfg.reweight == "none":
+            return None
+        with torch.no_grad():
+            embeddings = net.embed(real.flatten(0, 1)).view(*real.shape[:2], -1)
+        return kde_weights(embeddings, cfg.kde_bandwidth, cfg.kde_temperature)
 
     def network_data(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """What the matching network trains on between matching steps: the (detached)

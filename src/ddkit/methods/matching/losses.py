@@ -43,6 +43,7 @@ __all__ = [
     "METRICS",
     "class_gradients",
     "class_gradients_loop",
+    "class_loss",
     "gradient_distance",
     "gradient_matching_loss",
     "layer_distance",
@@ -142,6 +143,7 @@ def class_gradients(
     names: Sequence[str] | None = None,
     chunk_size: int | None = None,
     precision: str = "fp32",
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-class gradients of the mean cross-entropy, all classes in one vectorised call.
 
@@ -151,6 +153,8 @@ def class_gradients(
     (the synthetic images) through ordinary autograd; call under ``torch.no_grad()`` for real
     images. ``chunk_size`` bounds how many classes are evaluated at once (memory). ``precision``
     (resolved: ``"fp32"`` or ``"bf16"``) is the autocast of the forward pass (module notes).
+    ``weights`` ``(K, n)`` (each row summing to 1) replace the mean by a weighted sum
+    (:func:`class_loss`).
 
     The network's forward must be per sample (see the module notes on BatchNorm).
     """
@@ -164,12 +168,29 @@ def class_gradients(
     const = {n: p.detach() for n, p in all_params.items() if n not in wrt}
     const.update(dict(net.named_buffers()))
 
-    def loss(w: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def loss(
+        w: dict[str, torch.Tensor],
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        wb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         with precision_context(precision, xb.device):
             logits = functional_call(net, {**w, **const}, (xb,), strict=True)
-        return F.cross_entropy(logits.to(xb.dtype), yb)
+        return class_loss(logits.to(xb.dtype), yb, wb)
 
-    return vmap(grad(loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(wrt, x, y)
+    if weights is None:
+        return vmap(grad(loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(wrt, x, y)
+    return vmap(grad(loss), in_dims=(None, 0, 0, 0), chunk_size=chunk_size)(wrt, x, y, weights)
+
+
+def class_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A class batch's cross-entropy: the mean over its rows, or with ``weights`` (summing to
+    1, e.g. :func:`ddkit.methods.matching.reweight.kde_weights`) the weighted sum."""
+    if weights is None:
+        return F.cross_entropy(logits, labels)
+    return (F.cross_entropy(logits, labels, reduction="none") * weights.to(logits.dtype)).sum()
 
 
 def class_gradients_loop(
@@ -204,6 +225,7 @@ def gradient_matching_loss(
     precision: str = "fp32",
     real_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     classes: Sequence[int] | None = None,
+    real_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-class gradient-matching distances ``(K,)`` between real and synthetic batches.
 
@@ -217,7 +239,9 @@ def gradient_matching_loss(
     same weights, e.g. ``net`` through ``torch.compile`` -- the real gradients are first order,
     so a compiled graph can take them; the synthetic ones are differentiated again and stay
     eager. ``classes``: the class of each row when the rows are not classes ``0..K-1`` (a
-    rank's share of the classes in a :mod:`ddkit.distributed` session).
+    rank's share of the classes in a :mod:`ddkit.distributed` session). ``real_weights``
+    ``(K, B)``: each real row's weight in its class's cross-entropy (rows summing to 1; the
+    plain mean when ``None``), e.g. the debiasing weights of ``reweight="kde"``.
     """
     k = real.shape[0]
     if syn.shape[0] != k or real.shape[2:] != syn.shape[2:]:
@@ -231,7 +255,13 @@ def gradient_matching_loss(
         names = matched_parameter_names(net, metric)
         with torch.no_grad():
             g_real = class_gradients(
-                net, real.detach(), y_real, names=names, chunk_size=chunk_size, precision=precision
+                net,
+                real.detach(),
+                y_real,
+                names=names,
+                chunk_size=chunk_size,
+                precision=precision,
+                weights=real_weights,
             )
         g_syn = class_gradients(
             net, syn, y_syn, names=names, chunk_size=chunk_size, precision=precision
@@ -247,7 +277,9 @@ def gradient_matching_loss(
     out = []
     for c in range(k):
         real_logits = logits(real[c].detach(), net if real_forward is None else real_forward)
-        loss_real = F.cross_entropy(real_logits, y_real[c])
+        loss_real = class_loss(
+            real_logits, y_real[c], None if real_weights is None else real_weights[c]
+        )
         g_real = [g.detach() for g in torch.autograd.grad(loss_real, params)]
         loss_syn = F.cross_entropy(logits(syn[c], net), y_syn[c])
         g_syn = torch.autograd.grad(loss_syn, params, create_graph=True)

@@ -1,5 +1,6 @@
 """Debiasing by kernel-density re-weighting of the real rows (the ``reweight="kde"`` option of
-dm and idm).
+the matching methods: dm and idm weight the matched real mean, dc, dsa and idc the real
+gradient's cross-entropy).
 
 J. Cui, R. Wang, Y. Xiong and C.-J. Hsieh, "Mitigating Bias in Dataset Distillation", ICML 2024
 (arXiv:2406.06609). Rows that carry a spurious attribute (a colour tied to the class) crowd
@@ -29,11 +30,31 @@ relative to the batch's median distance rather than absolute.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Literal
 
 import torch
 
-__all__ = ["kde_weights", "weighted_mean"]
+from ddkit.methods.config import POSITIVE
+from ddkit.methods.matching.dream import RealBatchConfig
+
+__all__ = ["ReweightConfig", "kde_weights", "weighted_mean"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReweightConfig(RealBatchConfig):
+    """The matching methods' real-batch options (:class:`RealBatchConfig`) plus how the real
+    rows of a class's batch are weighted: ``reweight="kde"`` by the inverse kernel density of
+    their embedding (module docstring), ``"none"`` equally."""
+
+    reweight: Literal["none", "kde"] = "none"
+    # x the median pairwise distance of the class's real batch (wider kernels smooth a minority
+    # of a few percent into the majority's density on Colored MNIST)
+    kde_bandwidth: float = 0.4
+    kde_temperature: float = 1.0  # weights ~ density^(-1/temperature)
+
+    rules = {"kde_bandwidth": POSITIVE, "kde_temperature": POSITIVE}
 
 
 def kde_weights(

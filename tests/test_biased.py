@@ -346,9 +346,9 @@ def test_bias_conflicting_rows_weigh_more_in_a_gradient_matching_network(colored
     assert plain.real_weights(net, train.images[rows]) is None
 
 
-@pytest.mark.parametrize("name", ["dm", "idm", "dc", "dsa", "idc"])
+@pytest.mark.parametrize("name", ["dm", "idm", "dim", "dc", "dsa", "idc"])
 def test_reweighting_option_of_the_matching_methods(name, colored_digits):
-    """dm / idm weight the matched real mean, dc / dsa / idc the real cross-entropy: a run
+    """dm / idm / dim weight the matched real mean, dc / dsa / idc the real cross-entropy: a run
     with reweight="kde" repeats, differs from the plain one, and its class-by-class path
     gives the vectorised one's images (gradient matching on ConvNet-2, whose objective on 8x8
     images is smooth enough for the two paths to stay together: within 1e-3, as plain dsa's

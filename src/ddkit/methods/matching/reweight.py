@@ -1,6 +1,6 @@
 """Debiasing by kernel-density re-weighting of the real rows (the ``reweight="kde"`` option of
-the matching methods: dm and idm weight the matched real mean, dc, dsa and idc the real
-gradient's cross-entropy).
+the matching methods: dm, idm and dim weight the matched real mean, dc, dsa and idc the real
+gradient's cross-entropy; m3d and ncfm, which match whole embedding sets, refuse it).
 
 J. Cui, R. Wang, Y. Xiong and C.-J. Hsieh, "Mitigating Bias in Dataset Distillation", ICML 2024
 (arXiv:2406.06609). Rows that carry a spurious attribute (a colour tied to the class) crowd

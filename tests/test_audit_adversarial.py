@@ -239,7 +239,7 @@ def test_cli_audits_saved_sets_alone(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"epsilons": "-2/255"}, "epsilon must be >= 0"),
+        ({"epsilons": "-2/255"}, "epsilon must be >= 0, got -0.00784314 (-2/255)"),
         ({"methods": "dm,nope"}, "unknown method 'nope'"),
         ({"ipc": "0"}, "--ipc must be >= 1"),
         ({"epsilons": "a/b"}, "comma-separated numbers"),

@@ -219,7 +219,7 @@ def _check_budgets(
 ) -> list[float]:
     eps = number_list(list(epsilons) if isinstance(epsilons, Sequence) else [epsilons], "epsilon")
     if any(e < 0 for e in eps):
-        raise ConfigError(f"epsilon must be >= 0, got {min(eps)}")
+        raise ConfigError(f"epsilon must be >= 0, got {min(eps):g} ({255 * min(eps):g}/255)")
     if any(e > 1 for e in eps):
         raise ConfigError(f"epsilon is on the [0, 1] pixel scale (e.g. 8/255), got {max(eps)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:

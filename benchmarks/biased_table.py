@@ -23,7 +23,8 @@ from leaders_table import accuracy_cell, gain_cell  # a sibling script (benchmar
 
 from ddkit.io import read_json
 
-ORDER = ("random", "herding", "dm", "dm-kde", "idm", "idm-kde", "tesla")
+ORDER = ("random", "herding", "dm", "dm-kde", "idm", "idm-kde", "tesla", "dsa", "dsa-kde")
+OPTIONAL = ("dsa", "dsa-kde")  # listed only once one of their cells is measured
 _CELL = re.compile(
     r"colored-mnist5k-c(?P<ratio>[0-9.]+)-(?P<method>[a-z0-9-]+?)(-ipc(?P<ipc>\d+))?$"
 )
@@ -43,10 +44,16 @@ def read_cells(folder: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     return cells
 
 
+def shown_methods(cells: dict) -> list[str]:
+    """:data:`ORDER`, less the optional methods that have no measured cell."""
+    measured = {method for _, method, _ in cells}
+    return [m for m in ORDER if m not in OPTIONAL or m in measured]
+
+
 def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     head = "| method | " + " | ".join(f"{r} %: unbiased | worst group" for r in ratios) + " |"
     lines = [head, "|---|" + "---|---|" * len(ratios)]
-    for method, at in [("full data", 0), *[(m, ipc) for m in ORDER]]:
+    for method, at in [("full data", 0), *[(m, ipc) for m in shown_methods(cells)]]:
         key = "full" if at == 0 else method
         row = []
         for r in ratios:
@@ -59,7 +66,7 @@ def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
 def amplification_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     lines = ["| method | " + " | ".join(f"{r} %" for r in ratios) + " |"]
     lines.append("|---|" + "---|" * len(ratios))
-    for method in ORDER[1:]:
+    for method in shown_methods(cells)[1:]:
         row = []
         for r in ratios:
             g, base = cells.get((r, method, ipc)), cells.get((r, "random", ipc))
@@ -75,7 +82,10 @@ def plot_unbiased(cells: dict, ratios: list[str], ipcs: list[int], path: Path) -
 
     fig, axes = new_figure(ncols=len(ipcs))
     for ax, ipc in zip(axes, ipcs, strict=True):
-        for method, at, style in [("full", 0, "k--"), *[(m, ipc, "o-") for m in ORDER]]:
+        for method, at, style in [
+            ("full", 0, "k--"),
+            *[(m, ipc, "o-") for m in shown_methods(cells)],
+        ]:
             points = [(float(r), cells[(r, method, at)]["unbiased"]) for r in ratios
                       if (r, method, at) in cells]  # fmt: skip
             if not points:

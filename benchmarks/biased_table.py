@@ -3,7 +3,8 @@
 Per IPC: unbiased and worst-group test accuracy (%, mean ± std over the evaluation networks) of
 every method at each bias-conflicting percentage, beside the full training split; then the
 amplification, each set's unbiased accuracy minus random real rows' at the same IPC and ratio
-(`*`: by more than the two standard deviations combined). Cells not measured yet print `–`.
+(`*`: by more than the two standard deviations combined); then the mean accuracy on the
+bias-aligned and on the bias-conflicting test rows. Cells not measured yet print `–`.
 
 With ``--plot PNG``: unbiased test accuracy against the bias-conflicting percentage, one line
 per method (error bars: std over networks), one panel per IPC, the full split dashed.
@@ -63,6 +64,20 @@ def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     return lines
 
 
+def aligned_conflicting_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
+    """Mean aligned / conflicting test accuracy (%) per method and ratio."""
+    lines = ["| method | " + " | ".join(f"{r} %" for r in ratios) + " |"]
+    lines.append("|---|" + "---|" * len(ratios))
+    for method, at in [("full data", 0), *[(m, ipc) for m in shown_methods(cells)]]:
+        row = []
+        for r in ratios:
+            g = cells.get((r, "full" if at == 0 else method, at))
+            shown = g and f"{100 * g['aligned']['mean']:.1f} / {100 * g['conflicting']['mean']:.1f}"
+            row.append(shown or "–")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines
+
+
 def amplification_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     lines = ["| method | " + " | ".join(f"{r} %" for r in ratios) + " |"]
     lines.append("|---|" + "---|" * len(ratios))
@@ -116,6 +131,8 @@ def main() -> None:
         print("\n".join(accuracy_table(cells, ratios, ipc)))
         print(f"\nIPC {ipc}: unbiased accuracy minus random real rows' (points)\n")
         print("\n".join(amplification_table(cells, ratios, ipc)))
+        print(f"\nIPC {ipc}: aligned / conflicting test accuracy (%)\n")
+        print("\n".join(aligned_conflicting_table(cells, ratios, ipc)))
     if args.plot:
         plot_unbiased(cells, ratios, sorted({i for _, _, i in cells if i}), args.plot)
 

@@ -51,16 +51,20 @@ def shown_methods(cells: dict) -> list[str]:
     return [m for m in ORDER if m not in OPTIONAL or m in measured]
 
 
+def table_rows(cells: dict, ipc: int) -> list[tuple[str, str, int]]:
+    """``(label, method, ipc)`` of each row: the full split (``ipc`` 0), then the methods."""
+    return [("full data", "full", 0), *[(m, m, ipc) for m in shown_methods(cells)]]
+
+
 def accuracy_table(cells: dict, ratios: list[str], ipc: int) -> list[str]:
     head = "| method | " + " | ".join(f"{r} %: unbiased | worst group" for r in ratios) + " |"
     lines = [head, "|---|" + "---|---|" * len(ratios)]
-    for method, at in [("full data", 0), *[(m, ipc) for m in shown_methods(cells)]]:
-        key = "full" if at == 0 else method
+    for label, method, at in table_rows(cells, ipc):
         row = []
         for r in ratios:
-            g = cells.get((r, key, at))
+            g = cells.get((r, method, at))
             row += [accuracy_cell(g and g["unbiased"]), accuracy_cell(g and g["worst_group"])]
-        lines.append(f"| {method} | " + " | ".join(row) + " |")
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -68,13 +72,13 @@ def aligned_conflicting_table(cells: dict, ratios: list[str], ipc: int) -> list[
     """Mean aligned / conflicting test accuracy (%) per method and ratio."""
     lines = ["| method | " + " | ".join(f"{r} %" for r in ratios) + " |"]
     lines.append("|---|" + "---|" * len(ratios))
-    for method, at in [("full data", 0), *[(m, ipc) for m in shown_methods(cells)]]:
+    for label, method, at in table_rows(cells, ipc):
         row = []
         for r in ratios:
-            g = cells.get((r, "full" if at == 0 else method, at))
+            g = cells.get((r, method, at))
             shown = g and f"{100 * g['aligned']['mean']:.1f} / {100 * g['conflicting']['mean']:.1f}"
             row.append(shown or "–")
-        lines.append(f"| {method} | " + " | ".join(row) + " |")
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -97,17 +101,14 @@ def plot_unbiased(cells: dict, ratios: list[str], ipcs: list[int], path: Path) -
 
     fig, axes = new_figure(ncols=len(ipcs))
     for ax, ipc in zip(axes, ipcs, strict=True):
-        for method, at, style in [
-            ("full", 0, "k--"),
-            *[(m, ipc, "o-") for m in shown_methods(cells)],
-        ]:
+        for label, method, at in table_rows(cells, ipc):
             points = [(float(r), cells[(r, method, at)]["unbiased"]) for r in ratios
                       if (r, method, at) in cells]  # fmt: skip
             if not points:
                 continue
             x, g = zip(*points, strict=True)
             ax.errorbar(x, [100 * v["mean"] for v in g], yerr=[100 * v["std"] for v in g],
-                        fmt=style, capsize=2, label="full data" if at == 0 else method)  # fmt: skip
+                        fmt="k--" if at == 0 else "o-", capsize=2, label=label)  # fmt: skip
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks([float(r) for r in ratios], labels=ratios)

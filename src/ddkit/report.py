@@ -21,6 +21,10 @@ from ddkit.plots import is_number
 MAX_FIGURE_BYTES = 32 * 2**20
 MAX_JSON_BYTES = 64 * 2**20
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_FINAL_EPOCH_NOTE = (
+    "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
+    "split.</p>"
+)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -72,10 +76,7 @@ def _evaluations(folder: Path) -> str:
         parts.append(_evaluation_tables(reports))
     if not parts:
         return "<p class=note>No evaluation yet: <code>ddkit evaluate RUN</code> writes one.</p>"
-    return "".join(parts) + (
-        "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
-        "split.</p>"
-    )
+    return "".join(parts) + _FINAL_EPOCH_NOTE
 
 
 def _is_eval_report(data: Any) -> bool:
@@ -285,18 +286,13 @@ def write_eval_report(results: str | os.PathLike, out: str | os.PathLike | None 
     """Write an HTML page for a ``ddkit evaluate --out FILE`` report (``out``, default the file
     with ``.html``): its accuracy per model, per group where it has them, and its recipe."""
     path = Path(results)
-    data = read_json(path, max_bytes=MAX_JSON_BYTES)
-    protocol = _object(_object(data).get("protocol"))
-    record = sorted((f"protocol {k}", v) for k, v in protocol.items())
-    record += [
-        ("seconds", _object(data).get("seconds")),
-        *sorted(_object(data.get("meta")).items()),
-    ]
+    data = _object(read_json(path, max_bytes=MAX_JSON_BYTES))
+    record = sorted((f"protocol {k}", v) for k, v in _object(data.get("protocol")).items())
+    record += [("seconds", data.get("seconds")), *sorted(_object(data.get("meta")).items())]
     body = (
         f"<p class=note>{html.escape(shown_path(path.resolve()))}</p>"
-        f"<h2>Evaluation</h2>{_evaluation_tables({path.stem: data})}"
-        "<p class=note>Final-epoch test accuracy of fresh networks; nothing chosen on the test "
-        f"split.</p><h2>What produced it</h2>{_table(record)}"
+        f"<h2>Evaluation</h2>{_evaluation_tables({path.stem: data})}{_FINAL_EPOCH_NOTE}"
+        f"<h2>What produced it</h2>{_table(record)}"
     )
     target = _html_target(out, path.with_suffix(".html"))
     title = f"ddkit evaluate: {path.stem}"

@@ -17,7 +17,8 @@
 # paper_gpu.tgz and privacy_gpu.tgz (the paper cells and the privacy audit's kept networks:
 # unpack both in the repository root, gzip the cells' *.jsonl, then regenerate the tables; the
 # privacy table from one whole trust_mnist5k.sh privacy run here), and session.tgz (every log,
-# experts_together_cuda.json, mtt/ with the mtt run folders less their experts, kip_curve.*).
+# experts_together_cuda.json, mtt/ with the mtt run folders less their experts, kip_curve.*,
+# kip_curve_work.tgz with the curve's rows and checkpoint).
 # Usage: MTT=1 KIP_CURVE=1 PAPER_JOBS=0 sh benchmarks/gpu_session.sh 540
 set -u
 SECONDS_LEFT=${1:-540}
@@ -29,7 +30,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" DDKIT_DATA="$PWD/.devdata"
 export DDKIT_EXACT=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 export DDKIT="python3 -m ddkit" DEVICE=${DEVICE:-cuda}
-nvidia-smi -L >"$logs/gpu.txt" 2>&1
+{ nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__)"; } >"$logs/gpu.txt" 2>&1
 # first, alone on the GPU: experts trained together (vmap) against one by one (the default on a
 # GPU is together; benchmarks/bench_experts_together.py); EXPERTS_BENCH=0 skips it
 if [ "${EXPERTS_BENCH:-1}" = 1 ]; then
@@ -62,8 +63,10 @@ wait
 # table the last whole run assembled it would replace it
 [ -d benchmarks/results/audit-privacy-mnist5k/signals ] &&
   tar czf "$OUT/privacy_gpu.tgz" benchmarks/results/audit-privacy-mnist5k/signals
+# the run folders less their experts (which retrain): carry them back as runs/... to resume
 [ -d runs/gpu_mtt ] && mkdir -p "$logs/mtt" &&
   tar czf "$logs/mtt/work.tgz" --exclude=experts runs/gpu_mtt
+[ -d runs/kip-curve ] && tar czf "$logs/kip_curve_work.tgz" runs/kip-curve
 for f in $(find "$logs" -name '*.log' -o -name '*.txt' | sort); do
   echo "== ${f#"$logs"/}"; tail -n 15 "$f"
 done >"$OUT/summary.txt"

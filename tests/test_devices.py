@@ -99,6 +99,27 @@ def test_every_image_method_runs_where_its_data_lives(name, tmp_path):
     assert again.images.device.type == "cpu" and torch.isfinite(again.images).all()
 
 
+#: option variants whose tensors (weights, clusters) are made inside a step
+OPTION_VARIANTS = [
+    *((name, {"reweight": "kde"}) for name in ("dm", "idm", "dc", "dsa", "idc", "dim")),
+    ("dc", {"real_batch": "dream", "init": "dream"}),
+    ("dm", {"real_batch": "dream", "init": "dream"}),
+]
+
+
+@cuda
+@pytest.mark.parametrize(("name", "variant"), OPTION_VARIANTS)
+def test_option_variants_run_where_their_data_lives(name, variant):
+    """Kernel-density re-weighting and DREAM's batches compute on the data's device too."""
+    splits = tiny_digits()
+    options = {**method_test_overrides(name), **variant}
+    iterations = min(options.pop("iterations", 2), 2)
+    syn = create_method(name, **options).fit(
+        splits.train.to("cuda"), 1, iterations=iterations, seed=0
+    )
+    assert syn.images.device.type == "cpu" and torch.isfinite(syn.images).all()
+
+
 @cuda
 def test_evaluation_and_the_cli_run_on_the_gpu(tmp_path, capsys):
     out = tmp_path / "run"

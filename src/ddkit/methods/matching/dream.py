@@ -89,7 +89,7 @@ def representative_rows(
     points, rows, valid = pad_by_class(train, features)
     n = size if clusters is None else min(clusters, size)
     positions = representative_positions(points, valid, n, size, generator, iterations)
-    return rows.gather(1, positions.cpu())
+    return rows.gather(1, positions.to(rows.device)).cpu()
 
 
 class RepresentativeBatches:

@@ -3,7 +3,7 @@
 # them (issue 40; BENCHMARKS.md "Reproduction"). The `paper` suite's CPU budget (5 experts x 5
 # epochs, one expert epoch a matching segment, 300 iterations, clipped image gradients) ties
 # random real images on the test split. Here: EXPERTS experts x EPOCHS epochs (batch 256, as
-# MTT), a segment of 2 expert epochs (470 expert steps on MNIST, against SYN_STEPS student steps:
+# MTT; default 10 x 6, which a lent H200 built in part of one call, where 20 x 12 would not fit), a segment of 2 expert epochs (470 expert steps on MNIST, against SYN_STEPS student steps:
 # MTT's CIFAR-10 IPC 10 has 390 against 30), starts below MAX_START, ITERS iterations, no
 # clipping (not in the paper).
 #   1. validation (tune_val.py: 20 % of the training split held out, 3 width-128 networks of 300
@@ -15,7 +15,9 @@
 # (tune_mtt_mnist_ipc10_clip.json's baseline row, tune_random_mnist_ipc10_draw{1,2}.json) and
 # the suite's 3 test draws. Everything resumes (run folders under WORK, checkpointed; finished
 # rows and reports are skipped), so a call cut by its deadline loses only work in progress;
-# bring WORK back (without its experts, which retrain) to continue in a later call.
+# bring WORK back (without its experts, which retrain) to continue in a later call: carry it
+# (runs/gpu_mtt) in the next device call. A call that shares the GPU with other processes
+# starves it (BENCHMARKS "A fourth lent GPU"): give it the GPU alone.
 # Usage (the device tool, carrying .devdata with MNIST under mnist/):
 #   sh benchmarks/gpu_mtt.sh 540        # DEVICE=cpu DATASET=digits ... tries it here
 # $OUT gets tune_mtt_gpu_syn_steps<V>.json (validation rows), mtt-syn_steps<V>-seed<S>.json
@@ -26,7 +28,7 @@ OUT=${OUT:-/tmp/gpu_mtt}
 WORK=${WORK:-runs/gpu_mtt}
 DEVICE=${DEVICE:-cuda}
 DATASET=${DATASET:-mnist}
-ITERS=${ITERS:-2000}
+ITERS=${ITERS:-1000}
 VAL_EPOCHS=${VAL_EPOCHS:-300}
 TEST_EPOCHS=${TEST_EPOCHS:-1000}
 EVAL_MODEL=${EVAL_MODEL:-convnet}
@@ -40,9 +42,9 @@ until_deadline() {  # run "$@" until the deadline; refuse to start with under 20
   [ "$left" -gt 20 ] || { echo "deadline: not started: $*"; return 1; }
   timeout -s INT "$left" "$@"
 }
-MTT="--set model=${MODEL:-convnet-w32} --set num_experts=${EXPERTS:-20}
-  --set expert_train_epochs=${EPOCHS:-12} --set expert_batch=256 --set expert_epochs=2
-  --set max_start_epoch=${MAX_START:-10} --set lr_img=100.0 --set lr_lr=1e-05 --set syn_lr=0.01
+MTT="--set model=${MODEL:-convnet-w32} --set num_experts=${EXPERTS:-10}
+  --set expert_train_epochs=${EPOCHS:-6} --set expert_batch=256 --set expert_epochs=2
+  --set max_start_epoch=${MAX_START:-4} --set lr_img=100.0 --set lr_lr=1e-05 --set syn_lr=0.01
   --set clip_grad=0.0 --set clip_lr_grad=0.0 --set experts_cache=$WORK/experts"
 
 # 1. validation: one process per value, side by side on the GPU

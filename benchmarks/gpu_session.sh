@@ -11,7 +11,7 @@
 #   * the privacy audit's networks (benchmarks/trust_mnist5k.sh privacy), one stage a process:
 #     PRIVACY_STAGES lists them as METHODS:IPCS:DP_EPSILONS ('' for none), without the
 #     full-data networks (kept already); stages that share an IPC both train its random rows'
-#     networks unless they are kept, so the default gives IPC 50 to one stage.
+#     networks unless they are kept (the default: the stages still missing).
 # Every part resumes from what earlier calls kept, so the deadline loses only units in progress.
 # $OUT gets four files (the device tool returns eight at most): summary.txt (the logs' tails),
 # paper_gpu.tgz and privacy_gpu.tgz (the paper cells and the privacy audit's kept networks:
@@ -20,6 +20,8 @@
 # experts_together_cuda.json, mtt/ with the mtt run folders less their experts, kip_curve.*,
 # kip_curve_work.tgz with the curve's rows and checkpoint).
 # Usage: MTT=1 KIP_CURVE=1 PAPER_JOBS=0 sh benchmarks/gpu_session.sh 540
+# Eight processes sharing one GPU starved each other (BENCHMARKS "A fourth lent GPU"): give a
+# call two or three parts, e.g. MTT=1 alone (carrying runs/gpu_mtt) with PRIVACY_STAGES=''.
 set -u
 SECONDS_LEFT=${1:-540}
 OUT=${OUT:-/tmp/gpu_session}
@@ -51,7 +53,7 @@ fi
   --set learn_labels=true --set architecture=convnet --set depth=3 --set batch_real=2 \
   --protocol mse --epochs "${KIP_EPOCHS:-1000}" --device "$DEVICE" --work runs/kip-curve \
   --out "$logs/kip_curve.json" >"$logs/kip_curve.log" 2>&1 &
-for stage in ${PRIVACY_STAGES-random:10:1 random:10:8 dm:10: dm:50: kip:10: tesla:10: dsa:10:}; do
+for stage in ${PRIVACY_STAGES-dsa:10: tesla:10: dsa:50: tesla:50:}; do
   methods=${stage%%:*}; rest=${stage#*:}; ipcs=${rest%%:*}; eps=${rest#*:}
   METHODS=$methods IPCS=$ipcs DP_EPSILONS=$eps NO_FULL=1 timeout -s INT "$SECONDS_LEFT" \
     sh benchmarks/trust_mnist5k.sh privacy >"$logs/privacy-$methods-$ipcs.log" 2>&1 &

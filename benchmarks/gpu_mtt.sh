@@ -3,8 +3,9 @@
 # them (issue 40; BENCHMARKS.md "Reproduction"). The `paper` suite's CPU budget (5 experts x 5
 # epochs, one expert epoch a matching segment, 300 iterations, clipped image gradients) ties
 # random real images on the test split. Here: EXPERTS experts x EPOCHS epochs (batch 256, as
-# MTT; default 10 x 6, which a lent H200 built in part of one call, where 20 x 12 would not fit), a segment of 2 expert epochs (470 expert steps on MNIST, against SYN_STEPS student steps:
-# MTT's CIFAR-10 IPC 10 has 390 against 30), starts below MAX_START, ITERS iterations, no
+# MTT; default 10 x 6, which a lent H200 built in part of one call, where 20 x 12 would not
+# fit), a segment of 2 expert epochs (470 expert steps on MNIST, against SYN_STEPS student
+# steps: MTT's CIFAR-10 IPC 10 has 390 against 30), starts below MAX_START, ITERS iterations, no
 # clipping (not in the paper).
 #   1. validation (tune_val.py: 20 % of the training split held out, 3 width-128 networks of 300
 #      epochs): each value of SYN_STEPS_VALUES, distilled side by side;

@@ -44,7 +44,7 @@ if [ "${EXPERTS_BENCH:-1}" = 1 ]; then
 fi
 [ "${TESTS:-1}" = 1 ] && timeout -s INT $((SECONDS_LEFT / 3)) python3 -m pytest -q \
   -p no:cacheprovider tests/test_devices.py >"$logs/tests.log" 2>&1 &
-[ "${PAPER_JOBS:-4}" -gt 0 ] && OUT="$logs/paper" JOBS=$PAPER_JOBS \
+[ "${PAPER_JOBS:-4}" -gt 0 ] && OUT="$logs/paper" JOBS=${PAPER_JOBS:-4} \
   sh benchmarks/gpu_paper.sh "$SECONDS_LEFT" >/dev/null 2>&1 &
 [ "${MTT:-0}" = 1 ] && OUT="$logs/mtt" sh benchmarks/gpu_mtt.sh "$SECONDS_LEFT" >/dev/null 2>&1 &
 [ "${KIP_CURVE:-0}" = 1 ] && timeout -s INT "$SECONDS_LEFT" python3 \

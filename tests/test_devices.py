@@ -76,13 +76,22 @@ def test_cli_refuses_a_device_this_machine_lacks_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+#: option variants whose tensors (weights, clusters) are made inside a step
+OPTION_VARIANTS = [
+    *((name, {"reweight": "kde"}) for name in ("dm", "idm", "dc", "dsa", "idc", "dim")),
+    ("dc", {"real_batch": "dream", "init": "dream"}),
+    ("dm", {"real_batch": "dream", "init": "dream"}),
+]
+
+
 @cuda
-@pytest.mark.parametrize("name", IMAGE_METHODS)
-def test_every_image_method_runs_where_its_data_lives(name, tmp_path):
-    """Fitted on data on the GPU, a method computes there (no tensor left on the CPU breaks a
+@pytest.mark.parametrize(("name", "variant"), [*((n, {}) for n in IMAGE_METHODS), *OPTION_VARIANTS])
+def test_every_image_method_runs_where_its_data_lives(name, variant, tmp_path):
+    """Fitted on data on the GPU, a method (and each option variant that makes tensors inside a
+    step: kde re-weighting, DREAM's batches) computes there (no tensor left on the CPU breaks a
     step), returns a finite set (on the CPU), and its checkpoint resumes on the CPU."""
     splits = tiny_digits()
-    options = method_test_overrides(name)
+    options = {**method_test_overrides(name), **variant}
     iterations = min(options.pop("iterations", 2), 2)
     ck = tmp_path / "ck"
     syn = create_method(name, **options).fit(
@@ -97,27 +106,6 @@ def test_every_image_method_runs_where_its_data_lives(name, tmp_path):
         checkpoint_dir=ck, checkpoint_every=1, resume=True,
     )  # fmt: skip
     assert again.images.device.type == "cpu" and torch.isfinite(again.images).all()
-
-
-#: option variants whose tensors (weights, clusters) are made inside a step
-OPTION_VARIANTS = [
-    *((name, {"reweight": "kde"}) for name in ("dm", "idm", "dc", "dsa", "idc", "dim")),
-    ("dc", {"real_batch": "dream", "init": "dream"}),
-    ("dm", {"real_batch": "dream", "init": "dream"}),
-]
-
-
-@cuda
-@pytest.mark.parametrize(("name", "variant"), OPTION_VARIANTS)
-def test_option_variants_run_where_their_data_lives(name, variant):
-    """Kernel-density re-weighting and DREAM's batches compute on the data's device too."""
-    splits = tiny_digits()
-    options = {**method_test_overrides(name), **variant}
-    iterations = min(options.pop("iterations", 2), 2)
-    syn = create_method(name, **options).fit(
-        splits.train.to("cuda"), 1, iterations=iterations, seed=0
-    )
-    assert syn.images.device.type == "cpu" and torch.isfinite(syn.images).all()
 
 
 @cuda

@@ -1,0 +1,103 @@
+"""Which colours the sets of the Colored MNIST benchmark hold (issue 36; BENCHMARKS.md "Biased
+data"): how many of a set's images carry a colour other than their class's, and how far the
+images' colours have moved from the palette.
+
+Each image's colour is the mean RGB of its bright pixels (those at least half as bright as the
+image's brightest, brightness = the largest channel), in the raw pixel scale
+(:meth:`SyntheticSet.pixels`); its nearest palette colour
+(:data:`ddkit.data.biased.PALETTE`, Euclidean) names it. Reported per set: the share of images
+whose nearest colour is not their class's (*off-colour*), the mean distance from an image's
+colour to its class's colour, and the mean distance to the nearest palette colour (0 for a
+real row; a blend of two colours lies between them). The same measure on each ratio's real
+training split is printed first, as the check that it reads the painted colours (its
+off-colour share must equal the ratio). Sets stored as decoded images (idm's multi-formation:
+each image an upsampled quarter, its strokes blurred and dimmer) are listed as left out: the
+palette has colours that differ only in brightness (teal is half of cyan, orange and yellow
+are near), so a dimmer stroke reads as another colour. Reads the run folders of ``benchmarks/biased_mnist5k.sh``
+(``--runs``); no training, no test split.
+
+Writes ``benchmarks/results/biased-mnist5k/set_colours.json`` and prints a Markdown table::
+
+    python benchmarks/set_colours.py --runs runs/biased-mnist5k
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+
+from ddkit.data import load_dataset
+from ddkit.data.biased import PALETTE
+from ddkit.data.dataset import denormalise
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.io import atomic_write_json
+
+CELL = re.compile(r"colored-mnist5k-c(?P<ratio>[\d.]+)-(?P<method>[a-z-]+)-ipc(?P<ipc>\d+)$")
+
+
+def image_colours(pixels: torch.Tensor) -> torch.Tensor:
+    """Each image's colour ``(N, 3)``: the mean RGB of its pixels at least half as bright as
+    its brightest (brightness: the largest channel) of ``pixels`` ``(N, 3, H, W)`` in [0, 1]."""
+    bright = pixels.amax(1)  # (N, H, W)
+    mask = (bright >= 0.5 * bright.flatten(1).amax(1)[:, None, None]).unsqueeze(1)
+    return (pixels * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1)
+
+
+def colour_summary(pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Off-colour share and mean distances (module docstring) of images with hard ``labels``."""
+    colours = image_colours(pixels)
+    distances = torch.cdist(colours, PALETTE)  # (N, colours)
+    return {
+        "images": len(labels),
+        "off_colour_share": float((distances.argmin(1) != labels).float().mean()),
+        "distance_to_class_colour": float(distances.gather(1, labels[:, None]).mean()),
+        "distance_to_palette": float(distances.amin(1).mean()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", default="runs/biased-mnist5k")
+    ap.add_argument("--out", default="benchmarks/results/biased-mnist5k/set_colours.json")
+    args = ap.parse_args()
+    folders = sorted(Path(args.runs).iterdir()) if Path(args.runs).is_dir() else []
+    cells = [(m, d) for d in folders if (m := CELL.match(d.name)) and (d / "synthetic").is_dir()]
+    if not cells:
+        raise SystemExit(f"set_colours: no Colored MNIST run folders under {args.runs}")
+    real = {}
+    for ratio in sorted({m["ratio"] for m, _ in cells}, key=float):
+        train = load_dataset(f"colored-mnist5k-c{ratio}").train
+        pixels = denormalise(train.images, train.spec).clamp(0, 1)
+        real[ratio] = {"ratio_percent": float(ratio), **colour_summary(pixels, train.labels)}
+    rows, left_out = [], []
+    for m, folder in cells:
+        s = SyntheticSet.load(folder / "synthetic")
+        if s.meta.get("images_decoded"):
+            left_out.append(folder.name)
+            continue
+        rows.append({
+            "ratio_percent": float(m["ratio"]), "method": m["method"], "ipc": int(m["ipc"]),
+            **colour_summary(s.pixels(), s.hard_labels),
+        })  # fmt: skip
+    atomic_write_json(args.out, {
+        "real_train": list(real.values()), "sets": rows, "left_out_decoded": left_out,
+    })  # fmt: skip
+    print("| set | conflicting % | IPC | off-colour (%) | to class colour | to palette |")
+    print("|---|---|---|---|---|---|")
+    for r in real.values():
+        print(f"| real train split | {r['ratio_percent']:g} | – | "
+              f"{100 * r['off_colour_share']:.2f} | {r['distance_to_class_colour']:.3f} | "
+              f"{r['distance_to_palette']:.3f} |")  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["ipc"], r["ratio_percent"], r["method"])):
+        print(f"| {r['method']} | {r['ratio_percent']:g} | {r['ipc']} | "
+              f"{100 * r['off_colour_share']:.2f} | {r['distance_to_class_colour']:.3f} | "
+              f"{r['distance_to_palette']:.3f} |")  # fmt: skip
+    if left_out:
+        print(f"left out (decoded images): {', '.join(left_out)}")
+
+
+if __name__ == "__main__":
+    main()

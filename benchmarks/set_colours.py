@@ -13,8 +13,18 @@ training split is printed first, as the check that it reads the painted colours 
 off-colour share must equal the ratio). Sets stored as decoded images (idm's multi-formation:
 each image an upsampled quarter, its strokes blurred and dimmer) are listed as left out: the
 palette has colours that differ only in brightness (teal is half of cyan, orange and yellow
-are near), so a dimmer stroke reads as another colour. Reads the run folders of ``benchmarks/biased_mnist5k.sh``
-(``--runs``); no training, no test split.
+are near), so a dimmer stroke reads as another colour.
+
+For the methods that start from the random rows of the same cell (``--from-random``: dm and dm
+re-weighted, ``init=real`` under the same seed), each set is also set beside its start: the
+images that started off-colour, their mean distance to their class's colour at the start and
+at the end, and the relative pixel change (L2 of the change over L2 of the start) of the
+off-colour and of the other images. That the start is those rows is checked, not assumed: the
+labels must match and the median correlation of the images' brightness with the random rows'
+is recorded (near 1 when the set started there).
+
+Reads the run folders of ``benchmarks/biased_mnist5k.sh`` (``--runs``); no training, no test
+split.
 
 Writes ``benchmarks/results/biased-mnist5k/set_colours.json`` and prints a Markdown table::
 
@@ -58,11 +68,34 @@ def colour_summary(pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, floa
     }
 
 
+def movement_from_start(start: torch.Tensor, end: torch.Tensor, labels: torch.Tensor) -> dict:
+    """How the images of a set moved from their ``start`` pixels to their ``end`` ones (both
+    ``(N, 3, H, W)``, class ``labels``): module docstring."""
+    off = torch.cdist(image_colours(start), PALETTE).argmin(1) != labels
+    target = PALETTE[labels]
+    to_class_start = (image_colours(start) - target).norm(dim=1)
+    to_class_end = (image_colours(end) - target).norm(dim=1)
+    change = (end - start).flatten(1).norm(dim=1) / start.flatten(1).norm(dim=1)
+    a, b = (x.amax(1).flatten(1) for x in (start, end))
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+    return {
+        "brightness_correlation_median": float(correlation.median()),
+        "off_colour_at_start": int(off.sum()),
+        "off_colour_to_class_colour_start": float(to_class_start[off].mean()),
+        "off_colour_to_class_colour_end": float(to_class_end[off].mean()),
+        "relative_change_off_colour": float(change[off].mean()),
+        "relative_change_others": float(change[~off].mean()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/biased-mnist5k")
     ap.add_argument("--out", default="benchmarks/results/biased-mnist5k/set_colours.json")
+    ap.add_argument("--from-random", default="dm,dm-kde")
     args = ap.parse_args()
+    from_random = set(filter(None, args.from_random.split(",")))
     folders = sorted(Path(args.runs).iterdir()) if Path(args.runs).is_dir() else []
     cells = [(m, d) for d in folders if (m := CELL.match(d.name)) and (d / "synthetic").is_dir()]
     if not cells:
@@ -78,10 +111,16 @@ def main() -> None:
         if s.meta.get("images_decoded"):
             left_out.append(folder.name)
             continue
-        rows.append({
+        row = {
             "ratio_percent": float(m["ratio"]), "method": m["method"], "ipc": int(m["ipc"]),
             **colour_summary(s.pixels(), s.hard_labels),
-        })  # fmt: skip
+        }  # fmt: skip
+        start = folder.parent / folder.name.replace(f"-{m['method']}-", "-random-") / "synthetic"
+        if m["method"] in from_random and start.is_dir():
+            r = SyntheticSet.load(start)
+            if torch.equal(r.hard_labels, s.hard_labels):
+                row["from_random"] = movement_from_start(r.pixels(), s.pixels(), s.hard_labels)
+        rows.append(row)
     atomic_write_json(args.out, {
         "real_train": list(real.values()), "sets": rows, "left_out_decoded": left_out,
     })  # fmt: skip
@@ -97,6 +136,19 @@ def main() -> None:
               f"{r['distance_to_palette']:.3f} |")  # fmt: skip
     if left_out:
         print(f"left out (decoded images): {', '.join(left_out)}")
+    print(
+        "\n| set | conflicting % | IPC | off-colour at start | their distance to the class "
+        "colour: start → end | relative change: off-colour / others | brightness corr. |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["ipc"], r["ratio_percent"], r["method"])):
+        if "from_random" in r:
+            f = r["from_random"]
+            print(f"| {r['method']} | {r['ratio_percent']:g} | {r['ipc']} | "
+                  f"{f['off_colour_at_start']} | {f['off_colour_to_class_colour_start']:.3f} → "
+                  f"{f['off_colour_to_class_colour_end']:.3f} | "
+                  f"{f['relative_change_off_colour']:.3f} / {f['relative_change_others']:.3f} | "
+                  f"{f['brightness_correlation_median']:.3f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

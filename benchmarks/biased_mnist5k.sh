@@ -3,7 +3,9 @@
 # colour bias, and does kernel-density re-weighting (reweight=kde; Cui et al., ICML 2024) undo
 # it? For each bias-conflicting percentage (0.5, 1, 2, 5 %: datasets colored-mnist5k-c<P>) and
 # IPC (10, 50): random real rows, herding, dm, idm, tesla, and dm / idm with re-weighting, beside
-# the full training split (METHODS may add dsa and dsa-kde, gradient matching plain and
+# the full training split; idm-start is idm's start without matching (0 iterations: random real
+# rows in its multi-formation, four smaller tiles per stored image), the baseline that tells
+# idm's matching from its format (METHODS may add dsa and dsa-kde, gradient matching plain and
 # re-weighted; they are not in the default list). Every set is evaluated with the standard
 # suite's mnist5k recipe (protocol dsa, 300 epochs, 3 networks, ConvNet-3 width 32; the
 # full-data row 30 epochs) on the unbiased test split, with group accuracy (ddkit evaluate
@@ -29,7 +31,7 @@ OUT=benchmarks/results/biased-mnist5k
 RUNS=runs/biased-mnist5k
 RATIOS=${RATIOS:-0.5 1 2 5}
 IPCS=${IPCS:-10 50}
-METHODS=${METHODS:-full random herding dm dm-kde idm idm-kde tesla}
+METHODS=${METHODS:-full random herding dm dm-kde idm idm-kde idm-start tesla}
 WHERE=${DEVICE:+--device $DEVICE}
 EVAL="--protocol dsa --runs 3 --seed 0 --models convnet-w32 --groups --quiet $WHERE"
 W32="--set model=convnet-w32"
@@ -49,12 +51,18 @@ options() {
   dm-kde) echo "$(options dm "$2") --set reweight=kde" ;;
   idm) echo "--iterations $([ "$2" = 50 ] && echo 200 || echo 300) $IDM" ;;
   idm-kde) echo "$(options idm "$2") --set reweight=kde" ;;
+  idm-start) echo "--iterations 0 $IDM" ;;
   tesla) echo "--iterations $([ "$2" = 50 ] && echo "200 --set batch_syn=100" || echo 300) $TESLA" ;;
   dsa) echo "--iterations $([ "$2" = 50 ] && echo 5 || echo 20) $W32" ;;
   dsa-kde) echo "$(options dsa "$2") --set reweight=kde" ;;
-  *) echo "unknown method $1; valid: full random herding dm dm-kde idm idm-kde tesla dsa dsa-kde" >&2
+  *) echo "unknown method $1; valid: full random herding dm dm-kde idm idm-kde idm-start tesla dsa" \
+    "dsa-kde" >&2
     exit 2 ;;
   esac
+}
+
+base() {  # the registered method a benchmark row distils with
+  case $1 in *-kde) echo "${1%-kde}" ;; *-start) echo "${1%-start}" ;; *) echo "$1" ;; esac
 }
 
 full_row() {  # the full training split, 30 epochs (the standard suite's mnist5k full-data row)
@@ -90,7 +98,7 @@ for ratio in $RATIOS; do
       echo "== $cell"
       if [ ! -f "$RUNS/$cell/synthetic/meta.json" ]; then
         # shellcheck disable=SC2046  # the options are words
-        $DDKIT distill --dataset "$ds" --method "${method%-kde}" --ipc "$ipc" --seed 0 \
+        $DDKIT distill --dataset "$ds" --method "$(base "$method")" --ipc "$ipc" --seed 0 \
           --resume --quiet --out "$RUNS/$cell" $WHERE $(options "$method" "$ipc")
       fi
       # shellcheck disable=SC2086

@@ -24,7 +24,18 @@ from leaders_table import accuracy_cell, gain_cell  # a sibling script (benchmar
 
 from ddkit.io import read_json
 
-ORDER = ("random", "herding", "dm", "dm-kde", "idm", "idm-kde", "tesla", "dsa", "dsa-kde")
+ORDER = (
+    "random",
+    "herding",
+    "dm",
+    "dm-kde",
+    "idm",
+    "idm-kde",
+    "idm-start",
+    "tesla",
+    "dsa",
+    "dsa-kde",
+)
 OPTIONAL = ("dsa", "dsa-kde")  # listed only once one of their cells is measured
 _CELL = re.compile(
     r"colored-mnist5k-c(?P<ratio>[0-9.]+)-(?P<method>[a-z0-9-]+?)(-ipc(?P<ipc>\d+))?$"

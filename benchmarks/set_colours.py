@@ -68,23 +68,31 @@ def colour_summary(pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, floa
     }
 
 
-def movement_from_start(start: torch.Tensor, end: torch.Tensor, labels: torch.Tensor) -> dict:
+def movement_from_start(
+    start: torch.Tensor, end: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float | int | None]:
     """How the images of a set moved from their ``start`` pixels to their ``end`` ones (both
-    ``(N, 3, H, W)``, class ``labels``): module docstring."""
-    off = torch.cdist(image_colours(start), PALETTE).argmin(1) != labels
+    ``(N, 3, H, W)``, class ``labels``): module docstring. The off-colour images' figures are
+    ``None`` where the start holds none."""
+    start_colours = image_colours(start)
+    off = torch.cdist(start_colours, PALETTE).argmin(1) != labels
     target = PALETTE[labels]
-    to_class_start = (image_colours(start) - target).norm(dim=1)
+    to_class_start = (start_colours - target).norm(dim=1)
     to_class_end = (image_colours(end) - target).norm(dim=1)
     change = (end - start).flatten(1).norm(dim=1) / start.flatten(1).norm(dim=1)
     a, b = (x.amax(1).flatten(1) for x in (start, end))
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+
+    def mean_over_off(values: torch.Tensor) -> float | None:
+        return float(values[off].mean()) if off.any() else None
+
     return {
         "brightness_correlation_median": float(correlation.median()),
         "off_colour_at_start": int(off.sum()),
-        "off_colour_to_class_colour_start": float(to_class_start[off].mean()),
-        "off_colour_to_class_colour_end": float(to_class_end[off].mean()),
-        "relative_change_off_colour": float(change[off].mean()),
+        "off_colour_to_class_colour_start": mean_over_off(to_class_start),
+        "off_colour_to_class_colour_end": mean_over_off(to_class_end),
+        "relative_change_off_colour": mean_over_off(change),
         "relative_change_others": float(change[~off].mean()),
     }
 
@@ -142,7 +150,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["ipc"], r["ratio_percent"], r["method"])):
-        if "from_random" in r:
+        if r.get("from_random", {}).get("off_colour_at_start"):  # none: nothing to follow
             f = r["from_random"]
             print(f"| {r['method']} | {r['ratio_percent']:g} | {r['ipc']} | "
                   f"{f['off_colour_at_start']} | {f['off_colour_to_class_colour_start']:.3f} → "

@@ -119,16 +119,18 @@ def main() -> None:
         if s.meta.get("images_decoded"):
             left_out.append(folder.name)
             continue
+        pixels = s.pixels()
         row = {
             "ratio_percent": float(m["ratio"]), "method": m["method"], "ipc": int(m["ipc"]),
-            **colour_summary(s.pixels(), s.hard_labels),
+            **colour_summary(pixels, s.hard_labels),
         }  # fmt: skip
         start = folder.parent / folder.name.replace(f"-{m['method']}-", "-random-") / "synthetic"
         if m["method"] in from_random and start.is_dir():
             r = SyntheticSet.load(start)
             if torch.equal(r.hard_labels, s.hard_labels):
-                row["from_random"] = movement_from_start(r.pixels(), s.pixels(), s.hard_labels)
+                row["from_random"] = movement_from_start(r.pixels(), pixels, s.hard_labels)
         rows.append(row)
+    rows.sort(key=lambda r: (r["ipc"], r["ratio_percent"], r["method"]))
     atomic_write_json(args.out, {
         "real_train": list(real.values()), "sets": rows, "left_out_decoded": left_out,
     })  # fmt: skip
@@ -138,7 +140,7 @@ def main() -> None:
         print(f"| real train split | {r['ratio_percent']:g} | – | "
               f"{100 * r['off_colour_share']:.2f} | {r['distance_to_class_colour']:.3f} | "
               f"{r['distance_to_palette']:.3f} |")  # fmt: skip
-    for r in sorted(rows, key=lambda r: (r["ipc"], r["ratio_percent"], r["method"])):
+    for r in rows:
         print(f"| {r['method']} | {r['ratio_percent']:g} | {r['ipc']} | "
               f"{100 * r['off_colour_share']:.2f} | {r['distance_to_class_colour']:.3f} | "
               f"{r['distance_to_palette']:.3f} |")  # fmt: skip
@@ -149,7 +151,7 @@ def main() -> None:
         "colour: start → end | relative change: off-colour / others | brightness corr. |"
     )
     print("|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["ipc"], r["ratio_percent"], r["method"])):
+    for r in rows:
         if r.get("from_random", {}).get("off_colour_at_start"):  # none: nothing to follow
             f = r["from_random"]
             print(f"| {r['method']} | {r['ratio_percent']:g} | {r['ipc']} | "

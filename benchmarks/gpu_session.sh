@@ -50,7 +50,7 @@ fi
 [ "${KIP_CURVE:-0}" = 1 ] && timeout -s INT "$SECONDS_LEFT" python3 \
   benchmarks/studies/dream_curve.py --dataset "${KIP_DATASET:-mnist}" --ipc 1 --methods kip \
   --batches as-is --milestones "kip=${KIP_MILESTONES:-200,500,1000,2000,4000}" \
-  --set learn_labels=true --set architecture=convnet --set depth=3 --set batch_real=2 \
+  --suite paper \
   --protocol mse --epochs "${KIP_EPOCHS:-1000}" --device "$DEVICE" --work runs/kip-curve \
   --out "$logs/kip_curve.json" >"$logs/kip_curve.log" 2>&1 &
 for stage in ${PRIVACY_STAGES-dsa:10: tesla:10: dsa:50: tesla:50:}; do

@@ -30,6 +30,21 @@ def test_budget_per_method_and_ipc():
     assert s.budget("idm", 1, 2) == 2  # a method's own default when below default_iterations
 
 
+def test_suite_options_are_the_options_a_suites_cell_uses(tiny_suite):
+    from ddkit.bench.suites import suite_options
+    from ddkit.errors import UnknownNameError
+
+    suite = SUITES.get(tiny_suite)
+    assert suite_options(None, "dm", 1) == {}
+    assert suite_options(tiny_suite, "dm", 1) == suite.options_for("dm", 1)
+    # the paper suite's kip: learned labels everywhere, KIP's ConvNet kernel only at IPC 1
+    assert suite_options("paper", "kip", 1)["architecture"] == "convnet"
+    assert "architecture" not in suite_options("paper", "kip", 10)
+    assert suite_options("paper", "kip", 10)["learn_labels"] is True
+    with pytest.raises(UnknownNameError, match="unknown suite"):
+        suite_options("no-such-suite", "dm", 1)
+
+
 def test_budget_overrides_per_dataset():
     s = Suite(
         name="b",

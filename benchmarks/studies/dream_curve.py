@@ -19,7 +19,9 @@ the curves as a markdown table.
 ``--batches as-is`` leaves the method's batches as they are: with methods that have no real
 batches to choose (kip, frepo) the rows are a plain curve of validation accuracy against the
 budget; ``--protocol`` and ``--eval-model`` then name the recipe the sets are evaluated by
-(e.g. ``mse`` for kip's learned labels) and ``--device`` where everything runs.
+(e.g. ``mse`` for kip's learned labels) and ``--device`` where everything runs. ``--suite NAME``
+starts each method from the options that bench suite gives it at ``--ipc`` (``--set`` wins), so
+a curve measures the suite's own recipe at other budgets.
 
 Usage: python benchmarks/studies/dream_curve.py --dataset mnist5k --ipc 10 --methods dc,dsa,dm \
            --milestones dc=1,2,5,10,20,40 --milestones dm=50,100,200,500,1000 \
@@ -35,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ddkit.bench.suites import suite_options
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json, read_json
@@ -82,7 +85,11 @@ def run_cell(
     work.mkdir(parents=True, exist_ok=True)
     cell_file = work / "rows.json"
     rows: list[dict] = read_json(cell_file)["rows"] if cell_file.exists() else []
-    options = {**parse_options(args.set), **BATCHES[batch]}
+    options = {
+        **suite_options(args.suite, method, args.ipc),
+        **parse_options(args.set),
+        **BATCHES[batch],
+    }
     cpu = rows[-1]["cpu_seconds"] if rows else 0.0
     wall = rows[-1]["wall_seconds"] if rows else 0.0
     for stop in stops:
@@ -193,6 +200,9 @@ def main() -> None:
     ap.add_argument("--batches", default="random,dream")
     ap.add_argument("--milestones", action="append", default=[], metavar="METHOD=I1,I2,...")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument(
+        "--suite", default=None, help="start from the options this bench suite gives each method"
+    )
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=300)

@@ -8,6 +8,9 @@ validation accuracy (protocol ``dsa``, or ``--protocol`` e.g. ``tabular`` for ta
 300, ``--runs`` fresh networks of the preset's model, or of each of ``--eval-model``'s
 comma-separated networks).
 ``--baseline`` adds a row for random real images of the same IPC under the identical recipe.
+``--suite NAME`` starts every value from the options that bench suite passes the method at this
+IPC (e.g. ``paper``: its network, experts and step sizes), so a study tunes the suite's own
+recipe; ``--set`` wins over them.
 
 Resumable: each value distils into its own run folder under ``--work`` (checkpointed, as
 ``ddkit distill``) and keeps each finished validation network there, and a value whose row
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ddkit.bench.suites import suite_options
 from ddkit.data import load_dataset
 from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
@@ -43,10 +47,10 @@ from ddkit.runs import distill_run
 
 BASELINE = "random real"
 # the settings a row depends on besides its value: rows measured under other ones are not reused
-_ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "iterations",
+_ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "suite", "iterations",
                  "val_fraction", "runs", "eval_model", "epochs", "seed")  # fmt: skip
 # what a results file written before a setting existed was measured with
-_EARLIER_DEFAULTS = {"epochs": 300, "seed": 0}
+_EARLIER_DEFAULTS = {"epochs": 300, "seed": 0, "suite": None}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -144,6 +148,11 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="fixed overrides applied to every variant (repeatable)",
     )
+    ap.add_argument(
+        "--suite",
+        default=None,
+        help="start from the options this bench suite gives the method at --ipc (--set wins)",
+    )
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--runs", type=int, default=3)
@@ -180,7 +189,7 @@ def main() -> None:
     rows = _reusable_rows(args.out, settings)
     done = {json.dumps(r["value"]) for r in rows}
     splits = load_dataset(args.dataset, val_fraction=args.val_fraction, seed=0)
-    fixed = parse_options(args.set)
+    fixed = {**suite_options(args.suite, args.method, args.ipc), **parse_options(args.set)}
     models = _models(args, create_method(args.method, dataset=args.dataset, ipc=args.ipc, **fixed))
     if not args.values and not args.baseline:
         raise SystemExit("tune_val: give --values, or --values '' with --baseline (random only)")

@@ -92,6 +92,14 @@ class Suite:
 
 SUITES: Registry[Suite] = Registry("suite")
 
+
+def suite_options(suite: str | None, method: str, ipc: int) -> dict[str, Any]:
+    """The method config values the bench suite named ``suite`` gives ``method`` at ``ipc``
+    (:meth:`Suite.options_for`; ``{}`` for ``None``), e.g. to tune or study a suite's recipe on
+    a validation split with the options its cells use."""
+    return SUITES.get(suite).options_for(method, ipc) if suite else {}
+
+
 SUITES.add(
     "quick",
     Suite(

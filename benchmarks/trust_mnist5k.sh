@@ -38,9 +38,9 @@ backdoor)
 privacy)
   # 200 iterations each, except dsa, whose outer iteration costs ~60x dm's here: the standard
   # suite's mnist5k budgets for it (20 at IPC 10, 5 at IPC 50). A stage may also leave out the
-  # full-data networks (NO_FULL=1) or give other DP-SGD budgets (DP_EPSILONS, '' for none), so
-  # that stages running side by side train different networks; the last, whole run assembles
-  # the table from the kept networks
+  # full-data networks (NO_FULL=1) or give other DP-SGD budgets (DP_EPSILONS, '' for none);
+  # processes running the same stage side by side share its networks (each claims the ones no
+  # other holds); the last, whole run assembles the table from the kept networks
   $DDKIT audit privacy --dataset mnist5k --protocol dsa --seed 0 --models convnet-w32 $where \
     --epochs 300 --full-epochs 30 --methods "${METHODS-dm,dsa,tesla,kip}" --ipc "${IPCS:-10,50}" \
     --iterations 200,dsa@10=20,dsa@50=5 --shadows 16 --dp-epsilons "${DP_EPSILONS-1,8}" \

@@ -197,6 +197,51 @@ def test_resume_reuses_saved_networks_and_refuses_other_settings(splits, overfit
                       full_epochs=200, seed=0, out=out)  # fmt: skip
 
 
+def test_processes_share_the_networks_of_one_folder(splits, tmp_path, monkeypatch):
+    """A network a live process holds is left to it and waited for, and trained here once its
+    holder dies; one whose holder is already dead is trained at once; each network is trained
+    once, and the result is a single process's."""
+    import socket
+    import subprocess
+
+    from ddkit.rng import derive_seed
+
+    settings = dict(shadows=4, pool=120, protocol=QUICK, full_epochs=5, bootstrap=20, seed=0)
+    alone = privacy_audit(splits, [Source("full")], out=tmp_path / "alone", **settings)
+    folder = tmp_path / "shared" / "signals" / "full"
+    folder.mkdir(parents=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    (folder / "model001.lock").write_text(json.dumps({"pid": live.pid, "host": host}))
+    (folder / "model002.lock").write_text(json.dumps({"pid": dead.pid, "host": host}))
+    trained, real_train = [], privacy._train
+
+    def counting(source, members, test, how, seed):
+        trained.append(seed)
+        return real_train(source, members, test, how, seed)
+
+    def holder_dies(seconds):  # while this process waits for network 1
+        assert not (folder / "model001.safetensors").exists()
+        live.kill()
+        live.wait()
+
+    monkeypatch.setattr(privacy, "_train", counting)
+    monkeypatch.setattr(privacy.time, "sleep", holder_dies)
+    try:
+        shared = privacy_audit(splits, [Source("full")], out=tmp_path / "shared", **settings)
+    finally:
+        live.kill()
+        live.wait()
+    order = [derive_seed(0, "privacy-model", k) for k in (0, 2, 3, 4, 1)]
+    assert trained == order
+    assert not list(folder.glob("*.lock"))
+    assert without_timings({k: v for k, v in shared.items() if k != "_curves"}) == (
+        without_timings({k: v for k, v in alone.items() if k != "_curves"})
+    )
+
+
 # ============================================================================ members
 def test_pool_and_masks_balance_members_and_non_members(splits):
     rows = pool_rows(splits.train.labels, 200, seed=0)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddkit.claims import try_claim
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.methods.trajectory.experts import (
     _epoch_file,
     _lock_path,
     load_experts,
     train_experts,
-    try_claim,
 )
 from ddkit.testing import tiny_digits
 
@@ -185,15 +185,15 @@ def test_experts_metadata_and_settings_mismatch(tmp_path):
 def test_lock_prevents_double_claim(tmp_path):
     root = tmp_path / "locks"
     root.mkdir()
-    assert try_claim(root, 0)  # ours
-    assert try_claim(root, 0)  # re-entrant for the same process
+    assert try_claim(_lock_path(root, 0))  # ours
+    assert try_claim(_lock_path(root, 0))  # re-entrant for the same process
     # a live other process holds expert 1
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         import socket
 
         _lock_path(root, 1).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
-        assert not try_claim(root, 1)
+        assert not try_claim(_lock_path(root, 1))
         # train_experts skips the claimed expert and trains the rest
         buf = train_experts(_tiny_train(), TINY, 3, 1, root, batch_size=64)
         assert buf.experts == [0, 2]
@@ -202,7 +202,7 @@ def test_lock_prevents_double_claim(tmp_path):
         other.kill()
         other.wait()
     # the holder died: its lock is stale and can be taken over
-    assert try_claim(root, 1)
+    assert try_claim(_lock_path(root, 1))
     assert json.loads(_lock_path(root, 1).read_text())["pid"] == os.getpid()
 
 

@@ -22,7 +22,9 @@ free" claim (Dong et al., ICML 2022) with the attacks of :mod:`ddkit.audits.memb
 Each network's statistics on every pool row (LiRA's ``phi`` and the loss) are written to
 ``signals/`` under the output folder as soon as it is trained, with a fingerprint of what
 produced them; a re-run reuses them (so a killed run resumes, and sources shared by several
-runs, such as ``full``, are trained once) and refuses files with another fingerprint.
+runs, such as ``full``, are trained once) and refuses files with another fingerprint. Several
+processes running the same audit into one folder share its networks (each claims a network by a
+lock file while it trains it), so a long audit can use one process per core.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -65,6 +68,7 @@ from ddkit.audits.membership import (
     membership_signals,
     roc_curve,
 )
+from ddkit.claims import claim
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -304,8 +308,71 @@ def _save_signals(path: Path, record: dict[str, Any], phi: torch.Tensor, loss: t
     atomic_write_bytes(path, data)
 
 
-def source_signals(
+def network_signals(
     source: Source,
+    k: int,
+    splits: DatasetSplits,
+    pool: torch.Tensor,
+    masks: torch.Tensor,
+    how: PrivacyTraining,
+    *,
+    seed: int,
+    out: Path | None = None,
+) -> dict[str, Any] | None:
+    """Network ``k`` of ``source`` (0 the target, then the shadows), trained on the pool rows
+    ``masks[k]`` marks: its statistics on the whole pool (``phi``, ``loss``), test accuracy and
+    record. With ``out``, kept there as soon as it is trained and reused on a re-run; the
+    network is claimed by a lock file beside them (:mod:`ddkit.claims`) while it trains, and
+    ``None`` is returned when another live process holds it."""
+    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
+    path = _signals_path(out, source, k) if out is not None else None
+    saved = _load_signals(path, fingerprint) if path is not None else None
+    if saved is not None:
+        return saved
+    if path is None:
+        return _train_signals(source, k, splits, pool, masks, how, seed, fingerprint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with claim(path.with_suffix(".lock")) as mine:
+        if not mine:
+            return None
+        saved = _load_signals(path, fingerprint)  # finished while we were claiming it
+        if saved is None:
+            saved = _train_signals(source, k, splits, pool, masks, how, seed, fingerprint)
+            record = {key: v for key, v in saved.items() if key not in ("phi", "loss")}
+            _save_signals(path, record, saved["phi"], saved["loss"])
+        return saved
+
+
+def _train_signals(
+    source: Source,
+    k: int,
+    splits: DatasetSplits,
+    pool: torch.Tensor,
+    masks: torch.Tensor,
+    how: PrivacyTraining,
+    seed: int,
+    fingerprint: str,
+) -> dict[str, Any]:
+    model_seed = derive_seed(seed, "privacy-model", k)
+    members = splits.train.subset(pool).subset(torch.nonzero(masks[k]).flatten())
+    net, syn, info = _train(source, members, splits.test, how, model_seed)
+    pool_data = splits.train.subset(pool)
+    query = test_in_set_space(syn, pool_data) if syn is not None else pool_data
+    test = test_in_set_space(syn, splits.test) if syn is not None else splits.test
+    query, test = query.to(how.device), test.to(how.device)
+    phi, loss = membership_signals(net, query.images, query.labels)
+    return {"fingerprint": fingerprint, "model_seed": model_seed,
+            "test_accuracy": accuracy(net, test.images, test.labels),
+            "num_images": len(syn) if syn is not None else int(masks[k].sum()),
+            **info, "phi": phi, "loss": loss}  # fmt: skip
+
+
+#: seconds between looks at networks that other processes are training
+POLL_SECONDS = 15.0
+
+
+def all_signals(
+    sources: Sequence[Source],
     splits: DatasetSplits,
     pool: torch.Tensor,
     masks: torch.Tensor,
@@ -314,38 +381,35 @@ def source_signals(
     seed: int,
     out: Path | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Train ``source``'s network for every row of ``masks`` (target, then shadows) on the pool
-    rows it marks, and return their statistics on the whole pool: ``phi`` and ``loss``
-    ``(1 + shadows, n)``, each network's test accuracy and record. With ``out``, each network's
-    statistics are saved as soon as it is trained and reused on a re-run."""
-    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
-    pool_data = splits.train.subset(pool)
-    phis, losses, records = [], [], []
-    for k, mask in enumerate(masks):
-        path = _signals_path(out, source, k) if out is not None else None
-        saved = _load_signals(path, fingerprint) if path is not None else None
-        if saved is None:
-            model_seed = derive_seed(seed, "privacy-model", k)
-            net, syn, info = _train(source, pool_data.subset(torch.nonzero(mask).flatten()),
-                                    splits.test, how, model_seed)  # fmt: skip
-            query = test_in_set_space(syn, pool_data) if syn is not None else pool_data
-            test = test_in_set_space(syn, splits.test) if syn is not None else splits.test
-            query, test = query.to(how.device), test.to(how.device)
-            phi, loss = membership_signals(net, query.images, query.labels)
-            saved = {"fingerprint": fingerprint, "model_seed": model_seed,
-                     "test_accuracy": accuracy(net, test.images, test.labels),
-                     "num_images": len(syn) if syn is not None else int(mask.sum()),
-                     **info, "phi": phi, "loss": loss}  # fmt: skip
-            if path is not None:
-                record = {k: v for k, v in saved.items() if k not in ("phi", "loss")}
-                _save_signals(path, record, phi, loss)
-        phis.append(saved.pop("phi"))
-        losses.append(saved.pop("loss"))
-        records.append(saved)
-        if progress is not None:
-            progress.update(1)
-    return {"phi": torch.stack(phis), "loss": torch.stack(losses), "networks": records}
+) -> dict[str, dict[str, Any]]:
+    """Every network of every source (:func:`network_signals`), stacked per source: ``phi``
+    and ``loss`` ``(1 + shadows, n)`` and each network's record. Several processes running the
+    same audit into one ``out`` share the networks: each trains those no other holds, then
+    waits for the rest (a network whose process died is trained here)."""
+    got: dict[tuple[int, int], dict[str, Any]] = {}
+    waiting = [(i, k) for i in range(len(sources)) for k in range(len(masks))]
+    while waiting:
+        held = []
+        for i, k in waiting:
+            saved = network_signals(sources[i], k, splits, pool, masks, how, seed=seed, out=out)
+            if saved is None:
+                held.append((i, k))
+                continue
+            got[i, k] = saved
+            if progress is not None:
+                progress.update(1)
+        if held:
+            time.sleep(POLL_SECONDS)
+        waiting = held
+    out_signals = {}
+    for i, source in enumerate(sources):
+        nets = [dict(got[i, k]) for k in range(len(masks))]
+        out_signals[source.name] = {
+            "phi": torch.stack([n.pop("phi") for n in nets]),
+            "loss": torch.stack([n.pop("loss") for n in nets]),
+            "networks": nets,
+        }
+    return out_signals
 
 
 # ============================================================================ the audit
@@ -446,9 +510,9 @@ def privacy_audit(
     result = audit_record("privacy", seed=seed, protocol=p, budgets=budgets)
     result.update({"dataset": splits.spec.name, "sets": {}, "_curves": {}})
     bar = Progress("privacy", len(sources) * len(masks), setting=progress, unit="nets")
+    every = all_signals(sources, splits, rows, masks, how, seed=seed, out=folder, progress=bar)
     for source in sources:
-        signals = source_signals(source, splits, rows, masks, how, seed=seed, out=folder,
-                                 progress=bar)  # fmt: skip
+        signals = every[source.name]
         metrics, curves = _attack(signals, masks, fprs, bootstrap, derive_seed(seed, source.name))
         result["sets"][source.name] = _summary(source, signals, metrics)
         result["_curves"][source.name] = curves

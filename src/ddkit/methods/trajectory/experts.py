@@ -21,19 +21,18 @@ Determinism: the initialisation of expert ``e`` and the data order / augmentatio
 gives bit-identical files to an uninterrupted run (on the same machine and torch build;
 experts trained one at a time, ``together=1``, the default on the CPU).
 
-Concurrency: a process claims an expert by creating ``expert_007.lock`` with
-``O_CREAT | O_EXCL`` (holding its pid and host); others skip claimed experts. A lock whose
-process is gone (same host, pid not alive) is stale and is taken over.
+Concurrency: a process claims an expert by its lock file ``expert_007.lock``
+(:mod:`ddkit.claims`); others skip claimed experts, and a lock whose process is gone is taken
+over.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch.func import vmap
 
 from ddkit import distributed
+from ddkit.claims import claim, claimed_by_other
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
@@ -51,7 +51,6 @@ from ddkit.io import (
     atomic_write_json,
     ensure_writable_dir,
     load_tensors,
-    process_alive,
     read_json,
     save_tensors,
 )
@@ -97,81 +96,6 @@ def _epoch_file(root: Path, e: int, epoch: int) -> Path:
 # ---------------------------------------------------------------------------- locks
 def _lock_path(root: Path, e: int) -> Path:
     return root / f"expert_{e:03d}.lock"
-
-
-def try_claim(root: Path, e: int) -> bool:
-    """Claim expert ``e`` for this process (atomic ``O_CREAT|O_EXCL`` lock file with our pid).
-
-    Returns ``False`` if a live process holds it. A stale lock (same host, dead pid) is
-    removed and the claim retried once; a lock from another host is respected.
-    """
-    path = _lock_path(root, e)
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                info = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                info = {}
-            if info.get("pid") == me["pid"] and info.get("host") == me["host"]:
-                return True
-            same_host = info.get("host") in (None, me["host"])
-            if same_host and not process_alive(int(info.get("pid", -1))):
-                # stale: take over atomically (rename so that two takers cannot both win)
-                grave = path.with_name(f"{path.name}.stale-{os.getpid()}")
-                try:
-                    os.replace(path, grave)
-                    grave.unlink(missing_ok=True)
-                except FileNotFoundError:
-                    pass
-                continue
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return True
-    return False
-
-
-def release(root: Path, e: int) -> None:
-    path = _lock_path(root, e)
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        return
-    if info.get("pid") == os.getpid():
-        path.unlink(missing_ok=True)
-
-
-def _claimed_by_other(root: Path, e: int) -> bool:
-    path = _lock_path(root, e)
-    if not path.exists():
-        return False
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        return True
-    if info.get("pid") == os.getpid():
-        return False
-    if info.get("host") in (None, socket.gethostname()) and not process_alive(
-        int(info.get("pid", -1))
-    ):
-        return False
-    return True
-
-
-@contextmanager
-def _claim(root: Path, e: int) -> Iterator[bool]:
-    """Claim expert ``e`` for the block (:func:`try_claim`); yields whether we hold it, and
-    releases it afterwards."""
-    if not try_claim(root, e):
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        release(root, e)
 
 
 # ---------------------------------------------------------------------------- ZCA
@@ -425,7 +349,7 @@ def train_experts(
         with ExitStack() as claims:
             group = []
             for e in pending[first : first + together]:
-                if not claims.enter_context(_claim(root, e)):
+                if not claims.enter_context(claim(_lock_path(root, e))):
                     say(f"expert {e}: claimed by another process, skipping")
                 elif not _finished(root, e, recipe.epochs):  # re-read under the lock
                     group.append(e)
@@ -466,7 +390,7 @@ def _refuse_unfinished(root: Path, num_experts: int, epochs: int) -> None:
     unfinished = []
     for e in range(num_experts):
         last = _last_epoch(root, e)
-        if last is not None and last < epochs and not _claimed_by_other(root, e):
+        if last is not None and last < epochs and not claimed_by_other(_lock_path(root, e)):
             unfinished.append(e)
     if unfinished:
         raise ConfigError(

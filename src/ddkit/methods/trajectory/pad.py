@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from ddkit.claims import claim
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError
@@ -184,7 +185,7 @@ def train_scheduled_experts(
     for e in range(num_experts):
         if ex._finished(root, e, epochs):
             continue
-        with ex._claim(root, e) as mine:
+        with claim(ex._lock_path(root, e)) as mine:
             if not mine or ex._finished(root, e, epochs):
                 continue
             theta = None

@@ -329,15 +329,22 @@ def network_signals(
     saved = _load_signals(path, fingerprint) if path is not None else None
     if saved is not None:
         return saved
+
+    def train() -> dict[str, Any]:
+        model_seed = derive_seed(seed, "privacy-model", k)
+        trained = _train_signals(source, splits.train.subset(pool), masks[k], splits.test, how,
+                                 model_seed)  # fmt: skip
+        return {"fingerprint": fingerprint, **trained}
+
     if path is None:
-        return _train_signals(source, k, splits, pool, masks, how, seed, fingerprint)
+        return train()
     path.parent.mkdir(parents=True, exist_ok=True)
     with claim(path.with_suffix(".lock")) as mine:
         if not mine:
             return None
         saved = _load_signals(path, fingerprint)  # finished while we were claiming it
         if saved is None:
-            saved = _train_signals(source, k, splits, pool, masks, how, seed, fingerprint)
+            saved = train()
             record = {key: v for key, v in saved.items() if key not in ("phi", "loss")}
             _save_signals(path, record, saved["phi"], saved["loss"])
         return saved
@@ -345,25 +352,22 @@ def network_signals(
 
 def _train_signals(
     source: Source,
-    k: int,
-    splits: DatasetSplits,
-    pool: torch.Tensor,
-    masks: torch.Tensor,
+    pool_data: ImageDataset,
+    mask: torch.Tensor,
+    test: ImageDataset,
     how: PrivacyTraining,
-    seed: int,
-    fingerprint: str,
+    model_seed: int,
 ) -> dict[str, Any]:
-    model_seed = derive_seed(seed, "privacy-model", k)
-    members = splits.train.subset(pool).subset(torch.nonzero(masks[k]).flatten())
-    net, syn, info = _train(source, members, splits.test, how, model_seed)
-    pool_data = splits.train.subset(pool)
+    """Train one network of ``source`` on the pool rows ``mask`` marks; its statistics on the
+    whole pool, test accuracy and record."""
+    net, syn, info = _train(source, pool_data.subset(torch.nonzero(mask).flatten()), test, how,
+                            model_seed)  # fmt: skip
     query = test_in_set_space(syn, pool_data) if syn is not None else pool_data
-    test = test_in_set_space(syn, splits.test) if syn is not None else splits.test
+    test = test_in_set_space(syn, test) if syn is not None else test
     query, test = query.to(how.device), test.to(how.device)
     phi, loss = membership_signals(net, query.images, query.labels)
-    return {"fingerprint": fingerprint, "model_seed": model_seed,
-            "test_accuracy": accuracy(net, test.images, test.labels),
-            "num_images": len(syn) if syn is not None else int(masks[k].sum()),
+    return {"model_seed": model_seed, "test_accuracy": accuracy(net, test.images, test.labels),
+            "num_images": len(syn) if syn is not None else int(mask.sum()),
             **info, "phi": phi, "loss": loss}  # fmt: skip
 
 

@@ -128,6 +128,10 @@ def privacy_table(path: Path, data: dict[str, Any]) -> str:
             f"| {name} | {row['num_images']} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f}"
             f" | {' | '.join(cells)} | {eps} |"
         )
+    if data.get("incomplete"):
+        lines += ["", "Not attacked yet (networks still training): " + ", ".join(
+            f"{name} ({kept})" for name, kept in data["incomplete"].items()
+        ) + "."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -197,6 +197,23 @@ def test_resume_reuses_saved_networks_and_refuses_other_settings(splits, overfit
                       full_epochs=200, seed=0, out=out)  # fmt: skip
 
 
+def test_kept_only_attacks_the_finished_sources_and_lists_the_rest(splits, overfit, monkeypatch):
+    result, out = overfit
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(privacy, "_train", no_training)
+    settings = dict(shadows=4, pool=120, protocol=DEEP, full_epochs=300, bootstrap=100, seed=0)
+    sources = [Source("full"), Source("random", "random", 1)]
+    table = privacy_audit(splits, sources, out=out, kept_only=True, **settings)
+    assert list(table["sets"]) == ["full"]
+    assert table["incomplete"] == {"random/ipc1": "0 of 5 networks kept"}
+    assert table["sets"]["full"] == result["sets"]["full"]
+    with pytest.raises(ConfigError, match="no source has all its networks kept"):
+        privacy_audit(splits, sources[1:], out=out, kept_only=True, **settings)
+
+
 def test_processes_share_the_networks_of_one_folder(splits, tmp_path, monkeypatch):
     """A network a live process holds is left to it and waited for, and trained here once its
     holder dies; one whose holder is already dead is trained at once; each network is trained

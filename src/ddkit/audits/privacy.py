@@ -462,6 +462,23 @@ def _summary(source: Source, signals: Mapping[str, Any], metrics: Mapping[str, A
     return row
 
 
+def _kept_networks(
+    source: Source,
+    splits: DatasetSplits,
+    pool: torch.Tensor,
+    count: int,
+    how: PrivacyTraining,
+    seed: int,
+    out: Path,
+) -> int:
+    """How many of ``source``'s ``count`` networks are kept under ``out`` (refusing any trained
+    another way, as a run would)."""
+    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
+    return sum(
+        _load_signals(_signals_path(out, source, k), fingerprint) is not None for k in range(count)
+    )
+
+
 def privacy_audit(
     splits: DatasetSplits,
     sources: Sequence[Source],
@@ -481,6 +498,7 @@ def privacy_audit(
     out: str | Path | None = None,
     progress: ProgressSetting = False,
     device: torch.device | str = "cpu",
+    kept_only: bool = False,
 ) -> dict[str, Any]:
     """Membership inference (loss attack; online LiRA with ``shadows`` > 0) against networks
     trained by each of ``sources`` (module docstring), each set distilled and each network
@@ -489,7 +507,10 @@ def privacy_audit(
     Networks: ``model`` (default the protocol's first) trained by ``protocol`` for ``epochs``
     (default its own); full-data and DP-SGD networks for ``full_epochs`` (default ``epochs``);
     distillation with ``iterations`` and ``options``; DP-SGD by ``dp`` (its epsilon set per
-    source). With ``out``, every network's statistics are kept there and reused (resume).
+    source). With ``out``, every network's statistics are kept there and reused (resume);
+    ``kept_only`` trains nothing: the sources whose networks are all kept there are attacked,
+    the others listed under ``"incomplete"`` with how many are kept (a staged audit's table so
+    far)
     Returns a JSON-ready dict (seeds, budgets, per source the attacks' metrics and the
     networks' test accuracy) and, under ``"_curves"``, the ROC curves (not for the file)."""
     fprs = check_fprs(fprs)
@@ -503,6 +524,20 @@ def privacy_audit(
         splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
     )
     folder = Path(out) if out is not None else None
+    incomplete: dict[str, str] = {}
+    if kept_only:
+        if folder is None:
+            raise ConfigError("kept_only reads the networks kept under out=; give out")
+        kept = {s.name: _kept_networks(s, splits, rows, len(masks), how, seed, folder)
+                for s in sources}  # fmt: skip
+        incomplete = {name: f"{n} of {len(masks)} networks kept" for name, n in kept.items()
+                      if n < len(masks)}  # fmt: skip
+        sources = [s for s in sources if s.name not in incomplete]
+        if not sources:
+            raise ConfigError(
+                f"no source has all its networks kept under {str(folder)!r} yet; run the audit "
+                "without kept_only (--kept-only) to train them"
+            )
     budgets = {
         "pool": len(rows), "members": int(masks[0].sum()), "non_members": int((~masks[0]).sum()),
         "shadows": shadows, "model": how.model, "epochs": p.epochs, "full_epochs": how.full_epochs,
@@ -513,6 +548,8 @@ def privacy_audit(
     }  # fmt: skip
     result = audit_record("privacy", seed=seed, protocol=p, budgets=budgets)
     result.update({"dataset": splits.spec.name, "sets": {}, "_curves": {}})
+    if incomplete:
+        result["incomplete"] = incomplete
     bar = Progress("privacy", len(sources) * len(masks), setting=progress, unit="nets")
     every = all_signals(sources, splits, rows, masks, how, seed=seed, out=folder, progress=bar)
     for source in sources:
@@ -589,6 +626,11 @@ class PrivacyAudit(Audit):
             help="opacus' privacy accountant",
         )  # fmt: skip
         parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+        parser.add_argument(
+            "--kept-only", action="store_true",
+            help="train nothing: the table of the sources whose networks --out keeps, the others "
+            "listed as incomplete",
+        )  # fmt: skip
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -620,6 +662,7 @@ class PrivacyAudit(Audit):
             model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
             iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
             seed=args.seed, out=out, progress=not args.quiet, device=device,
+            kept_only=args.kept_only,
         )  # fmt: skip
         plot_roc(result, out / "privacy.png")
         result.pop("_curves")
@@ -641,3 +684,5 @@ def _print_table(result: Mapping[str, Any]) -> None:
             for a in attacks
         )
         print(f"{name:<16} {100 * row['mean']['test_accuracy']:7.2f}%{cells}")
+    for name, kept in result.get("incomplete", {}).items():
+        print(f"{name:<16} not attacked: {kept}")

@@ -403,6 +403,8 @@ def all_signals(
             if progress is not None:
                 progress.update(1)
         if held:
+            if progress is not None and len(held) != len(waiting):  # say so once per change
+                progress.update(0, {"held by other processes": len(held)})
             time.sleep(POLL_SECONDS)
         waiting = held
     out_signals = {}

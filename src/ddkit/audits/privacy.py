@@ -308,41 +308,54 @@ def _save_signals(path: Path, record: dict[str, Any], phi: torch.Tensor, loss: t
     atomic_write_bytes(path, data)
 
 
-def network_signals(
-    source: Source,
-    k: int,
-    splits: DatasetSplits,
-    pool: torch.Tensor,
-    masks: torch.Tensor,
-    how: PrivacyTraining,
-    *,
-    seed: int,
-    out: Path | None = None,
-) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What an audit's networks are trained from: the splits, the ``pool`` rows, the membership
+    ``masks`` (target, then shadows), the recipe ``how`` and ``seed``, and the folder ``out``
+    where each network's statistics are kept (``None``: nowhere)."""
+
+    splits: DatasetSplits
+    pool: torch.Tensor
+    masks: torch.Tensor
+    how: PrivacyTraining
+    seed: int
+    out: Path | None = None
+
+    def fingerprint(self, source: Source) -> str:
+        return self.how.fingerprint(source, self.splits.spec.name, self.pool, self.seed)
+
+    def kept(self, source: Source, k: int) -> dict[str, Any] | None:
+        """Network ``k`` of ``source`` as kept under ``out`` (``None`` if it is not; one trained
+        another way is refused)."""
+        if self.out is None:
+            return None
+        return _load_signals(_signals_path(self.out, source, k), self.fingerprint(source))
+
+
+def network_signals(plan: NetworkPlan, source: Source, k: int) -> dict[str, Any] | None:
     """Network ``k`` of ``source`` (0 the target, then the shadows), trained on the pool rows
-    ``masks[k]`` marks: its statistics on the whole pool (``phi``, ``loss``), test accuracy and
-    record. With ``out``, kept there as soon as it is trained and reused on a re-run; the
-    network is claimed by a lock file beside them (:mod:`ddkit.claims`) while it trains, and
-    ``None`` is returned when another live process holds it."""
-    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
-    path = _signals_path(out, source, k) if out is not None else None
-    saved = _load_signals(path, fingerprint) if path is not None else None
+    ``plan.masks[k]`` marks: its statistics on the whole pool (``phi``, ``loss``), test accuracy
+    and record. With ``plan.out``, kept there as soon as it is trained and reused on a re-run;
+    the network is claimed by a lock file beside them (:mod:`ddkit.claims`) while it trains,
+    and ``None`` is returned when another live process holds it."""
+    saved = plan.kept(source, k)
     if saved is not None:
         return saved
 
     def train() -> dict[str, Any]:
-        model_seed = derive_seed(seed, "privacy-model", k)
-        trained = _train_signals(source, splits.train.subset(pool), masks[k], splits.test, how,
-                                 model_seed)  # fmt: skip
-        return {"fingerprint": fingerprint, **trained}
+        model_seed = derive_seed(plan.seed, "privacy-model", k)
+        trained = _train_signals(source, plan.splits.train.subset(plan.pool), plan.masks[k],
+                                 plan.splits.test, plan.how, model_seed)  # fmt: skip
+        return {"fingerprint": plan.fingerprint(source), **trained}
 
-    if path is None:
+    if plan.out is None:
         return train()
+    path = _signals_path(plan.out, source, k)
     path.parent.mkdir(parents=True, exist_ok=True)
     with claim(path.with_suffix(".lock")) as mine:
         if not mine:
             return None
-        saved = _load_signals(path, fingerprint)  # finished while we were claiming it
+        saved = plan.kept(source, k)  # finished while we were claiming it
         if saved is None:
             saved = train()
             record = {key: v for key, v in saved.items() if key not in ("phi", "loss")}
@@ -376,26 +389,19 @@ POLL_SECONDS = 15.0
 
 
 def all_signals(
-    sources: Sequence[Source],
-    splits: DatasetSplits,
-    pool: torch.Tensor,
-    masks: torch.Tensor,
-    how: PrivacyTraining,
-    *,
-    seed: int,
-    out: Path | None = None,
-    progress: Progress | None = None,
+    plan: NetworkPlan, sources: Sequence[Source], progress: Progress | None = None
 ) -> dict[str, dict[str, Any]]:
     """Every network of every source (:func:`network_signals`), stacked per source: ``phi``
     and ``loss`` ``(1 + shadows, n)`` and each network's record. Several processes running the
-    same audit into one ``out`` share the networks: each trains those no other holds, then
+    same audit into one ``plan.out`` share the networks: each trains those no other holds, then
     waits for the rest (a network whose process died is trained here)."""
+    count = len(plan.masks)
     got: dict[tuple[int, int], dict[str, Any]] = {}
-    waiting = [(i, k) for i in range(len(sources)) for k in range(len(masks))]
+    waiting = [(i, k) for i in range(len(sources)) for k in range(count)]
     while waiting:
         held = []
         for i, k in waiting:
-            saved = network_signals(sources[i], k, splits, pool, masks, how, seed=seed, out=out)
+            saved = network_signals(plan, sources[i], k)
             if saved is None:
                 held.append((i, k))
                 continue
@@ -409,7 +415,7 @@ def all_signals(
         waiting = held
     out_signals = {}
     for i, source in enumerate(sources):
-        nets = [dict(got[i, k]) for k in range(len(masks))]
+        nets = [dict(got[i, k]) for k in range(count)]
         out_signals[source.name] = {
             "phi": torch.stack([n.pop("phi") for n in nets]),
             "loss": torch.stack([n.pop("loss") for n in nets]),
@@ -464,23 +470,6 @@ def _summary(source: Source, signals: Mapping[str, Any], metrics: Mapping[str, A
     return row
 
 
-def _kept_networks(
-    source: Source,
-    splits: DatasetSplits,
-    pool: torch.Tensor,
-    count: int,
-    how: PrivacyTraining,
-    seed: int,
-    out: Path,
-) -> int:
-    """How many of ``source``'s ``count`` networks are kept under ``out`` (refusing any trained
-    another way, as a run would)."""
-    fingerprint = how.fingerprint(source, splits.spec.name, pool, seed)
-    return sum(
-        _load_signals(_signals_path(out, source, k), fingerprint) is not None for k in range(count)
-    )
-
-
 def privacy_audit(
     splits: DatasetSplits,
     sources: Sequence[Source],
@@ -512,8 +501,7 @@ def privacy_audit(
     source). With ``out``, every network's statistics are kept there and reused (resume);
     ``kept_only`` trains nothing: the sources whose networks are all kept there are attacked,
     the others listed under ``"incomplete"`` with how many are kept (a staged audit's table so
-    far)
-    Returns a JSON-ready dict (seeds, budgets, per source the attacks' metrics and the
+    far). Returns a JSON-ready dict (seeds, budgets, per source the attacks' metrics and the
     networks' test accuracy) and, under ``"_curves"``, the ROC curves (not for the file)."""
     fprs = check_fprs(fprs)
     p = get_protocol(protocol).with_(epochs=epochs, runs=1)
@@ -526,11 +514,12 @@ def privacy_audit(
         splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
     )
     folder = Path(out) if out is not None else None
+    plan = NetworkPlan(splits, rows, masks, how, seed, folder)
     incomplete: dict[str, str] = {}
     if kept_only:
         if folder is None:
             raise ConfigError("kept_only reads the networks kept under out=; give out")
-        kept = {s.name: _kept_networks(s, splits, rows, len(masks), how, seed, folder)
+        kept = {s.name: sum(plan.kept(s, k) is not None for k in range(len(masks)))
                 for s in sources}  # fmt: skip
         incomplete = {name: f"{n} of {len(masks)} networks kept" for name, n in kept.items()
                       if n < len(masks)}  # fmt: skip
@@ -553,7 +542,7 @@ def privacy_audit(
     if incomplete:
         result["incomplete"] = incomplete
     bar = Progress("privacy", len(sources) * len(masks), setting=progress, unit="nets")
-    every = all_signals(sources, splits, rows, masks, how, seed=seed, out=folder, progress=bar)
+    every = all_signals(plan, sources, progress=bar)
     for source in sources:
         signals = every[source.name]
         metrics, curves = _attack(signals, masks, fprs, bootstrap, derive_seed(seed, source.name))

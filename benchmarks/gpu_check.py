@@ -15,7 +15,8 @@ run stopped by its time limit keeps what it finished:
   Exact mode, and TF32 off on the device: float32 arithmetic, as the papers computed.
 
 Usage: python benchmarks/gpu_check.py --device cuda --out OUT.json [--stages smoke,eval,paper]
-       [--deadline SECONDS]  (no new item starts after the deadline)
+       [--methods dc,dsa] [--deadline SECONDS]  (no new item starts after the deadline)
+An OUT.json already there is resumed: its paper cells are kept and not run again.
 The sets of the paper stage are saved under ``--sets DIR``.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
 import traceback
@@ -115,7 +117,8 @@ def paper(out: dict[str, Any], args: argparse.Namespace, device: torch.device, s
     train = splits.train.to(device)
     cells = out.setdefault("paper", {})
     # the first random draw, then the distilled cells seed by seed, then the other draws
-    jobs = [("random", 0)] + [(m, s) for s in range(args.seeds) for m in ("dc", "dsa")]
+    methods = args.methods.split(",")
+    jobs = [("random", 0)] + [(m, s) for s in range(args.seeds) for m in methods]
     jobs += [("random", s) for s in range(1, args.draws)]
     for method, s in jobs:
         key = f"{method}/seed{s}"
@@ -170,6 +173,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="default: the protocol's (1,000)")
     ap.add_argument("--deadline", type=float, default=math.inf)
+    ap.add_argument("--methods", default="dc,dsa", help="the paper stage's methods (dc, dsa)")
     ap.add_argument("--sets", default="")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -182,6 +186,10 @@ def main() -> None:
                                                                  if k != "t0"}}  # fmt: skip
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
+    if Path(args.out).is_file():  # a later call resumes: the cells already there are kept
+        before = json.loads(Path(args.out).read_text())
+        out["paper"] = before.get("paper", {})
+        out["earlier_args"] = [*before.get("earlier_args", []), before.get("args")]
 
     def save() -> None:
         atomic_write_json(args.out, {k: v for k, v in out.items() if not k.startswith("_")})

@@ -10,8 +10,10 @@ sets evaluated here under their paper's own evaluation recipe where it differs f
 ``frepo_eval_recipe/``: FRePo's evaluation, protocol ``frepo``; ``kip_eval_recipe/``: kip's
 sets trained on their learned label vectors, protocol ``mse``). A suite row whose
 method options differ from what the suite asks for today is marked *superseded*, with the options
-it lacks: its cell predates the published variant and has not been re-run. Nothing is trained or
-timed here.
+it lacks: its cell predates the published variant and has not been re-run. The last column
+gives the method's budget curve on MNIST's validation split where one was measured for the
+suite's variant (``benchmarks/studies/dream_curve.py``'s results files: ``split`` "validation"),
+the evidence for how much of a gap the budget explains. Nothing is trained or timed here.
 
 Usage: python benchmarks/reproduction_table.py [--results benchmarks/results]
 """
@@ -101,6 +103,30 @@ def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str
     return list(pooled.values())
 
 
+def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str]:
+    """Budget curves measured on MNIST's validation split (``dream_curve.py``'s files: ``split``
+    "validation", rows of ``iteration`` and ``val_mean``) for the variant the suite runs, as one
+    line per (IPC, method): the accuracy at each budget reached, and the protocol."""
+    curves: dict[tuple[int, str], str] = {}
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("split") != "validation":
+            continue
+        settings = data.get("settings", {})
+        if settings.get("dataset") != "mnist":
+            continue
+        ipc = settings.get("ipc")
+        rows = [r for r in data.get("rows", []) if "iteration" in r and "val_mean" in r]
+        for method in sorted({r["method"] for r in rows}):
+            mine = [r for r in rows if r["method"] == method]
+            if not suite.options_for(method, ipc).items() <= mine[0].get("options", {}).items():
+                continue  # a curve of another variant than the suite's
+            points = sorted((r["iteration"], 100 * r["val_mean"]) for r in mine)
+            steps = " → ".join(f"{acc:.2f} at {it}" for it, acc in points)
+            curves[(ipc, method)] = f"{steps} iterations ({settings.get('protocol')}; {path.name})"
+    return curves
+
+
 def _variant(suite: Suite, row: dict[str, Any]) -> str:
     """ "the suite's" when the row ran with the options the suite asks for now, else what it
     lacks (a cell that predates the published variant and has not been re-run)."""
@@ -123,7 +149,7 @@ def _budget(row: dict[str, Any]) -> str:
     return f"{row['iterations']} iterations" + width.get(model, f", {model}" if model else "")
 
 
-def _line(published: float, row: dict[str, Any], where: str, variant: str) -> str:
+def _line(published: float, row: dict[str, Any], where: str, variant: str, curve: str = "–") -> str:
     accs = [100 * a for a in row["accuracies"]]
     mean = statistics.fmean(accs)
     std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
@@ -132,7 +158,7 @@ def _line(published: float, row: dict[str, Any], where: str, variant: str) -> st
     seeds = row["seeds"]
     return (
         f"| {row['ipc']} | {row['method']} | {published} | {mean:.2f} ± {std:.2f} | {gap:+.2f} | "
-        f"{ok} | {where} | {_budget(row)} | {variant} | {seeds} × {len(accs) // seeds} |"
+        f"{ok} | {where} | {_budget(row)} | {variant} | {seeds} × {len(accs) // seeds} | {curve} |"
     )
 
 
@@ -153,9 +179,10 @@ def table(results: Path) -> str:
     gpus = [m["gpu"] for m in data.get("machines", []) if m.get("gpu")]
     lines = [
         "| IPC | method | published | ours | gap (points) | within 1.5 | where | budget | "
-        "variant | seeds × nets |",
-        "|" + "---|" * 10,
+        "variant | seeds × nets | budget on validation |",
+        "|" + "---|" * 11,
     ]
+    curves = _validation_curves(results, suite)
     keyed = []
     for r in rows:
         published = suite.published.get(("mnist", r["method"], r.get("ipc") or 0))
@@ -164,7 +191,10 @@ def table(results: Path) -> str:
         seeds = len(r.get("distill_seeds") or [0])
         row = {**r, "seeds": seeds, "model": r.get("options", {}).get("model")}
         where = _suite_row_where(r.get("devices") or ["cpu"], gpus)
-        keyed.append((r["ipc"], r["method"], 0, _line(published, row, where, _variant(suite, r))))
+        line = _line(
+            published, row, where, _variant(suite, r), curves.get((r["ipc"], r["method"]), "–")
+        )
+        keyed.append((r["ipc"], r["method"], 0, line))
     for g in _gpu_cells(results / "gpu"):
         published = suite.published[("mnist", g["method"], g["ipc"])]
         where = "GPU (H200)"
@@ -185,7 +215,8 @@ def table(results: Path) -> str:
         for g in _recipe_cells(results, folder, sets):
             published = suite.published[("mnist", g["method"], g["ipc"])]
             variant = (f"{made}; " if g["method"] != "random" else "") + g["recipe"]
-            keyed.append((g["ipc"], g["method"], 2, _line(published, g, where, variant)))
+            curve = curves.get((g["ipc"], g["method"]), "–")
+            keyed.append((g["ipc"], g["method"], 2, _line(published, g, where, variant, curve)))
     lines += [line for *_, line in sorted(keyed)]
     return "\n".join(lines)
 

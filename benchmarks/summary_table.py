@@ -86,7 +86,9 @@ def cell_text(rows: list[dict[str, Any]], published: dict, bold: bool) -> str:
     acc = pct(rows[0]["mean"], rows[0]["std"])
     names = " = ".join(r["method"] for r in rows)
     budget = "; ".join(
-        (f"{r['iterations']} it, " if r["iterations"] else "") + secs(r["distill_seconds"])
+        (f"{r['iterations']} it, " if r["iterations"] else "")
+        + secs(r["distill_seconds"])
+        + (" ‡" if any(d != "cpu" for d in r.get("devices") or ["cpu"]) else "")
         for r in rows
     )
     paper = [published.get((r["dataset"], r["method"], r["ipc"] or 0)) for r in rows]
@@ -162,7 +164,8 @@ def suite_table(
         f"`{rows[0]['protocol']}`, {len(rows[0]['accuracies'])} evaluation networks per cell "
         f"({recipe}); final-epoch test accuracy (%), mean ± std"
         + ("; [published figure]" if has_pub else "")
-        + "; (distillation iterations, wall-clock seconds of distillation or selection). "
+        + "; (distillation iterations, wall-clock seconds of distillation or selection; ‡: "
+        "a mean over seeds of which some ran on a lent GPU, so not this machine's time). "
         "Bold: the best set of the row."
         + f" Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch "
         f"{m.get('torch', '?')}.",

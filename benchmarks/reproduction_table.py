@@ -104,11 +104,12 @@ def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str
 
 
 def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str]:
-    """Budget curves measured on MNIST's validation split (``dream_curve.py``'s files: ``split``
-    "validation", rows of ``iteration`` and ``val_mean``) for the variant the suite runs, as one
-    line per (IPC, method): the accuracy at each budget reached, and the protocol."""
+    """Budget curves measured on MNIST's validation split (``dream_curve.py``'s files, named
+    ``<method>_curve_<dataset>_ipc<n>.json``: ``split`` "validation", rows of ``iteration`` and
+    ``val_mean``) for the variant the suite runs, as one line per (IPC, method): the accuracy at
+    each budget reached, and the protocol."""
     curves: dict[tuple[int, str], str] = {}
-    for path in sorted(results.glob("*.json")):
+    for path in sorted(results.glob("*_curve_*.json")):
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("split") != "validation":
             continue

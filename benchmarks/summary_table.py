@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ddkit.bench.results import ran_on_cpu_only
+
 RESULTS = Path("benchmarks/results")
 SUITES = ("standard", "paper")  # the suites whose cells share one recipe per suite
 FAMILIES = ("matching", "trajectory", "performance", "decoupled", "generative")
@@ -88,7 +90,7 @@ def cell_text(rows: list[dict[str, Any]], published: dict, bold: bool) -> str:
     budget = "; ".join(
         (f"{r['iterations']} it, " if r["iterations"] else "")
         + secs(r["distill_seconds"])
-        + (" ‡" if any(d != "cpu" for d in r.get("devices") or ["cpu"]) else "")
+        + ("" if ran_on_cpu_only(r) else " ‡")
         for r in rows
     )
     paper = [published.get((r["dataset"], r["method"], r["ipc"] or 0)) for r in rows]

@@ -914,3 +914,32 @@ def test_leaders_table_pools_a_second_seed_and_refuses_a_mixed_recipe():
         lt.pooled(first, first)
     with pytest.raises(SystemExit, match="iterations differs"):
         lt.pooled(first, {("m3d", 10): {**second[("m3d", 10)], "iterations": 20}})
+
+
+def test_a_distillation_resumed_on_another_device_records_both(tmp_path):
+    """A checkpoint carried from a GPU machine and resumed here: the unit's distill.json and the
+    cell's row name both devices (not just the one that finished); a fresh start forgets an
+    earlier attempt's devices."""
+    from ddkit.bench.cells import SEGMENT_DEVICES, _distill, cell_folder, cell_row
+    from ddkit.runs import distill_run
+
+    suite = _seeded_suite(runs=1, ipcs=(1,), methods=("dm",), iterations={"dm": 2})
+    cell = Cell("digits", "dm", 1)
+    folder = cell_folder(tmp_path, suite, cell)
+    options = suite.options_for("dm", 1)
+    distill_run(dataset="digits", method="dm", ipc=1, out=folder / "distill", iterations=1,
+                options=options, checkpoint_every=1)  # fmt: skip
+    assert (folder / "distill" / "checkpoint" / "state.json").exists()
+    (folder / SEGMENT_DEVICES).write_text(json.dumps({"devices": ["cuda"]}))  # its first segment
+    _distill(cell, suite, 0, folder, "cpu")
+    summary = json.loads((folder / "distill.json").read_text())
+    assert summary["resumed"] and summary["device"] == "cpu"
+    assert summary["devices"] == ["cpu", "cuda"] and not (folder / SEGMENT_DEVICES).exists()
+    _fake_units(tmp_path / "nets", 0, [0.5])
+    (folder / "eval0.json").write_bytes((tmp_path / "nets" / "eval0.json").read_bytes())
+    assert cell_row(folder, suite, cell, seed=0)["devices"] == ["cpu", "cuda"]
+
+    (folder / "distill.json").unlink()  # a fresh start (no checkpoint) beside a stale record
+    (folder / SEGMENT_DEVICES).write_text(json.dumps({"devices": ["cuda"]}))
+    _distill(cell, suite, 0, folder, "cpu")
+    assert json.loads((folder / "distill.json").read_text())["devices"] == ["cpu"]

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 FULL = "full"  # the method name of the full-data row
 DISTILL = "distill"
+# the devices an unfinished distillation's segments have run on (a seed folder's file)
+SEGMENT_DEVICES = "distill_devices.json"
 
 
 class Cell(NamedTuple):
@@ -225,6 +227,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "c
     (run / ".lock").unlink(missing_ok=True)  # this process holds the unit's claim
     timer = StepSeconds(folder / "step_seconds.jsonl")
     resumed = (run / "checkpoint" / "state.json").exists()
+    devices = _record_device(folder, device, resumed)
     syn = distill_run(
         dataset=ds,
         method=method,
@@ -254,9 +257,12 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "c
             "num_images": len(syn),
             "storage_bytes": syn.storage_bytes()["total"],
             "device": device,
+            # every device a segment of this distillation ran on (resumed elsewhere: several)
+            "devices": devices,
         },
     )
     shutil.rmtree(run / "checkpoint", ignore_errors=True)  # the set is saved; nothing to resume
+    (folder / SEGMENT_DEVICES).unlink(missing_ok=True)  # distill.json now holds them
 
 
 def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu") -> None:
@@ -294,10 +300,27 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu
     )
 
 
+def _record_device(folder: Path, device: str, resumed: bool) -> list[str]:
+    """Add ``device`` to the devices the distillation in ``folder`` has run segments on (a
+    checkpoint carried from a GPU machine and resumed on the CPU ran on both) and return them;
+    a distillation that starts afresh forgets an earlier attempt's."""
+    path = folder / SEGMENT_DEVICES
+    earlier = read_json(path)["devices"] if resumed and path.exists() else []
+    devices = sorted({*earlier, device})
+    atomic_write_json(path, {"devices": devices})
+    return devices
+
+
+def unit_devices(unit_result: dict[str, Any]) -> list[str]:
+    """The devices a unit's result file (``distill.json``, ``eval<k>.json``) was computed on:
+    every segment's for a resumed distillation; the CPU for files written before units
+    recorded a device."""
+    return [str(d) for d in unit_result.get("devices") or [unit_result.get("device", "cpu")]]
+
+
 def _ran_on_cpu(unit_result: dict[str, Any]) -> bool:
-    """Whether a unit's result file (``distill.json``, ``eval<k>.json``) was computed on the
-    CPU (files written before units recorded a device were)."""
-    return str(unit_result.get("device", "cpu")) == "cpu"
+    """Whether a unit's result file was computed on the CPU alone."""
+    return unit_devices(unit_result) == ["cpu"]
 
 
 def _cpu_step_seconds(folder: Path) -> list[float]:
@@ -461,7 +484,7 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
         [n["train_accuracy"] for n in nets],
     )
     net_peaks = [_measured_peak(n) for n in nets]
-    devices = sorted({str(u.get("device", "cpu")) for u in (*distills, *nets)})
+    devices = sorted({d for u in (*distills, *nets) for d in unit_devices(u)})
     load_all()
     kind = FULL if cell.full else "pruning" if cell.keep else METHODS.get(method).kind
     return {

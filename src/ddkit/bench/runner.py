@@ -29,6 +29,7 @@ from ddkit.bench.results import (
     finished_cells,
     finished_row,
     mark_rerun,
+    ran_on_cpu_only,
     read_results,
     release_unit,
     rerun_folder,
@@ -590,7 +591,7 @@ def _synthetic_rows(finished: list[dict[str, Any]], dataset: str) -> list[dict[s
         and r.get("accuracies")
         and not is_full_row(r)
         and r.get("ipc")
-        and all(d == "cpu" for d in r.get("devices") or ["cpu"])
+        and ran_on_cpu_only(r)
     ]
 
 

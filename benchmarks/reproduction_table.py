@@ -13,7 +13,10 @@ method options differ from what the suite asks for today is marked *superseded*,
 it lacks: its cell predates the published variant and has not been re-run. The last column
 gives the method's budget curve on MNIST's validation split where one was measured for the
 suite's variant (``benchmarks/studies/dream_curve.py``'s results files: ``split`` "validation"),
-the evidence for how much of a gap the budget explains. Nothing is trained or timed here.
+the evidence for how much of a gap the budget explains, and for kip the accuracy of its set under
+its own kernel on real images its steps had not yet learned from
+(``benchmarks/studies/kernel_batch_accuracy.py``), which splits a gap between the set and its
+transfer to a network. Nothing is trained or timed here.
 
 Usage: python benchmarks/reproduction_table.py [--results benchmarks/results]
 """
@@ -124,8 +127,33 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
                 continue  # a curve of another variant than the suite's
             points = sorted((r["iteration"], 100 * r["val_mean"]) for r in mine)
             steps = " → ".join(f"{acc:.2f} at {it}" for it, acc in points)
-            curves[(ipc, method)] = f"{steps} iterations ({settings.get('protocol')}; {path.name})"
+            curves[(ipc, method)] = (
+                f"budget (validation): {steps} iterations ({settings.get('protocol')}; {path.name})"
+            )
     return curves
+
+
+#: methods whose set's own predictor is the one they distil for, a kernel of the data alone
+#: (frepo's is its online networks' features, which change as they train)
+KERNEL_PREDICTORS = ("kip", "rfad")
+
+
+def _own_predictors(results: Path) -> dict[tuple[int, str], str]:
+    """The accuracy of a kernel method's set under its own kernel on real training images
+    its steps had not learned from yet (``studies/kernel_batch_accuracy.py``'s files,
+    ``kernel_batch_accuracy_mnist_ipc<n>.json``), as one line per (IPC, method)."""
+    out: dict[tuple[int, str], str] = {}
+    for path in sorted(results.glob("kernel_batch_accuracy_mnist_ipc*.json")):
+        data = json.loads(path.read_text())
+        ipc, last = data["settings"]["ipc"], data["settings"]["last"]
+        for r in data["rows"]:
+            if r["method"] in KERNEL_PREDICTORS:
+                out[(ipc, r["method"])] = (
+                    f"own kernel predictor: {100 * r['mean']:.2f} ± {100 * r['std']:.2f} on the "
+                    f"fresh real batches of the last {last} steps, {len(r['seeds'])} seeds "
+                    f"({path.name})"
+                )
+    return out
 
 
 def _variant(suite: Suite, row: dict[str, Any]) -> str:
@@ -180,10 +208,15 @@ def table(results: Path) -> str:
     gpus = [m["gpu"] for m in data.get("machines", []) if m.get("gpu")]
     lines = [
         "| IPC | method | published | ours | gap (points) | within 1.5 | where | budget | "
-        "variant | seeds × nets | budget on validation |",
+        "variant | seeds × nets | measured on held-out images |",
         "|" + "---|" * 11,
     ]
     curves = _validation_curves(results, suite)
+    own = _own_predictors(results)
+    curves = {
+        key: "; ".join(t for t in (curves.get(key), own.get(key)) if t)
+        for key in curves.keys() | own.keys()
+    }
     keyed = []
     for r in rows:
         published = suite.published.get(("mnist", r["method"], r.get("ipc") or 0))

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.results import ran_on_cpu_only
+from ddkit.bench.cells import ran_on_cpu_only
 
 RESULTS = Path("benchmarks/results")
 SUITES = ("standard", "paper")  # the suites whose cells share one recipe per suite

@@ -160,7 +160,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
     evals = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
     # the time left is CPU time: networks trained on a GPU count as done, not as a pace
-    net_seconds = [e["seconds"] for e in evals if _ran_on_cpu(e)]
+    net_seconds = [e["seconds"] for e in evals if ran_on_cpu_only(e)]
     summaries = [f / "distill.json" for f in seeds]
     left = [f for f, done in zip(seeds, summaries, strict=True) if not done.exists()]
     current = left[0] if left and not cell.full else seeds[0]
@@ -318,16 +318,17 @@ def unit_devices(unit_result: dict[str, Any]) -> list[str]:
     return [str(d) for d in unit_result.get("devices") or [unit_result.get("device", "cpu")]]
 
 
-def _ran_on_cpu(unit_result: dict[str, Any]) -> bool:
-    """Whether a unit's result file was computed on the CPU alone."""
-    return unit_devices(unit_result) == ["cpu"]
+def ran_on_cpu_only(result: dict[str, Any]) -> bool:
+    """Whether a unit's result file, or a results row (which lists its ``devices`` only when
+    some were not the CPU), was computed on the CPU alone."""
+    return unit_devices(result) == ["cpu"]
 
 
 def _cpu_step_seconds(folder: Path) -> list[float]:
     """:func:`_step_seconds` of a distillation that ran on the CPU; none for one a GPU finished
     (its pace says nothing of the CPU time a later seed needs)."""
     summary = folder / "distill.json"
-    if summary.exists() and not _ran_on_cpu(read_json(summary)):
+    if summary.exists() and not ran_on_cpu_only(read_json(summary)):
         return []
     return _step_seconds(folder)
 

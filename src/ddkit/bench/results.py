@@ -128,12 +128,6 @@ def stale_cells(data: dict[str, Any], suite: Suite, cells: list[Cell]) -> list[C
     return [c for c in cells if c in stale]
 
 
-def ran_on_cpu_only(row: dict[str, Any]) -> bool:
-    """Whether every unit of a results row was computed on the CPU (a row lists its
-    ``devices`` only when some were not)."""
-    return all(d == "cpu" for d in row.get("devices") or ["cpu"])
-
-
 def finished_row(row: Any) -> bool:
     """Whether a results row records a finished cell: its failure (``error``), or its
     accuracies and their mean. A row that lost them, or is no row at all, is not: its cell runs

@@ -22,14 +22,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ddkit.bench.cells import FULL, Cell, cell_folder, cell_progress, is_full_row, run_unit
+from ddkit.bench.cells import (
+    FULL,
+    Cell,
+    cell_folder,
+    cell_progress,
+    is_full_row,
+    ran_on_cpu_only,
+    run_unit,
+)
 from ddkit.bench.results import (
     claim_unit,
     finish_unit,
     finished_cells,
     finished_row,
     mark_rerun,
-    ran_on_cpu_only,
     read_results,
     release_unit,
     rerun_folder,

@@ -49,6 +49,34 @@ def test_online_networks_by_adam_pass_the_conformance_suite_and_count_their_own_
         _frepo(optimizer_net="adam", weight_decay_net=1e-4)
 
 
+def test_label_margin_pushes_only_labels_whose_lead_is_under_one_over_k():
+    from ddkit.methods.performance.frepo import label_margin_loss
+
+    labels = torch.tensor([[0.9, 0.0, 0.1], [0.4, 0.35, 0.25]], requires_grad=True)
+    loss = label_margin_loss(labels)
+    # the first lead (0.8) is past 1/3 and clamped; the second (0.05) counts
+    assert loss.item() == pytest.approx(-(1 / 3 + 0.05) / 2)
+    (grad,) = torch.autograd.grad(loss, labels)
+    assert torch.equal(grad[0], torch.zeros(3))
+    assert grad[1].tolist() == pytest.approx([-0.5, 0.5, 0.0])
+
+
+def test_label_margin_and_random_batches_run_and_refuse_without_learned_labels():
+    from ddkit.errors import ConfigError
+
+    train = tiny_digits().train
+    m = _frepo(learn_labels=True, label_margin=True, real_batch="random", batch_real=3)
+    m.start(train, 1, seed=0)
+    first = m._real_batch(torch.Generator().manual_seed(0))
+    assert len(first) == 3 * train.spec.num_classes and len(set(first.tolist())) == len(first)
+    again = m._real_batch(torch.Generator().manual_seed(0))
+    assert torch.equal(first, again)
+    for it in range(3):
+        assert torch.isfinite(torch.tensor(m.step(it)["loss"]))
+    with pytest.raises(ConfigError, match="label_margin acts on learned labels"):
+        _frepo(label_margin=True)
+
+
 def test_frepo_reduces_its_loss():
     method = _frepo(iterations=40, lr_img=0.05, pool_size=4, max_online_steps=20, batch_real=10)
     losses = losses_during_fit(method, tiny_digits().train, 1)

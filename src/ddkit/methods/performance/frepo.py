@@ -18,8 +18,11 @@ replacements spread out, as in the authors' code. Deviations from it: SGD for th
 networks by default (the authors': Adam, lr 3e-4; ``optimizer_net="adam", lr_net=3e-4``);
 Adam instead of LAMB (lr 3e-4, with its cosine decay) for the images; ConvNets of constant width
 with instance norm by default (the authors': width doubling per block, batch norm before the
-second and third convolutions, which is the model ``frepoconv``); a real batch of ``batch_real`` images per class (theirs: a
-random batch); learned labels without the authors' margin term.
+second and third convolutions, which is the model ``frepoconv``); a real batch of ``batch_real``
+images per class (theirs: a random batch of 1,024, ``real_batch="random"``); learned labels
+without the authors' margin term (``label_margin=True`` adds it: the mean of
+``-min(y_top1 - y_top2, 1 / K)`` over the learned label vectors, which stops a label's
+largest entry from falling to its runner-up).
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class FRePoConfig(LabelLearningConfig):
     momentum_net: float = 0.9  # SGD's momentum (Adam: its first-moment decay)
     weight_decay_net: float = 0.0
     init: Literal["real", "noise"] = "real"
+    real_batch: Literal["per-class", "random"] = "per-class"  # random: batch_real * K, any class
+    label_margin: bool = False  # the authors' label margin term (needs learn_labels)
 
     rules = {
         "pool_size": AT_LEAST_ONE,
@@ -90,6 +95,15 @@ class FRePoConfig(LabelLearningConfig):
                 "weight_decay_net applies to the online networks' SGD only; set it to 0 with "
                 "optimizer_net=adam"
             )
+        if self.label_margin and not self.learn_labels:
+            raise ConfigError("label_margin acts on learned labels; set learn_labels=true with it")
+
+
+def label_margin_loss(labels: torch.Tensor) -> torch.Tensor:
+    """FRePo's label margin term (the authors' code): the mean over label vectors of
+    ``-min(top1 - top2, 1 / K)``, zero gradient once a label's lead reaches ``1 / K``."""
+    top = labels.topk(2, dim=1).values
+    return -torch.clamp(top[:, 0] - top[:, 1], max=1.0 / labels.shape[1]).mean()
 
 
 @register_method
@@ -179,7 +193,7 @@ class FRePo(Distiller):
         train, pool, g = self.train_, self.pool_, self.state_["generator"]
         images = self.codec_.decode(self.state_["images"])  # the training images
         j = int(torch.randint(len(pool), (1,), generator=g))
-        idx = train.sample_per_class(self.batch_, g).flatten()
+        idx = self._real_batch(g)
         pool.template.eval()
         with torch.no_grad():
             feats_real = pool.call(j, "embed", train.images[idx])
@@ -192,13 +206,25 @@ class FRePo(Distiller):
         )
         y_real = regression_targets(train.labels[idx], train.spec.num_classes)
         loss = 0.5 * ((pred - y_real) ** 2).sum(1).mean()
+        total = (
+            loss + label_margin_loss(self.state_["labels"]) if self.config.label_margin else loss
+        )
         opt = self.state_["opt"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         opt.step()
         self._train_online(j, images.detach())
         accuracy = (pred.argmax(1) == train.labels[idx]).float().mean()
         return {"loss": float(loss.detach()), "batch_accuracy": float(accuracy)}
+
+    def _real_batch(self, generator: torch.Generator) -> torch.Tensor:
+        """This step's real target indices: ``batch_real`` per class, or as many drawn from the
+        whole training set without regard to class (``real_batch="random"``, the authors')."""
+        train = self.train_
+        if self.config.real_batch == "per-class":
+            return train.sample_per_class(self.batch_, generator).flatten()
+        n = min(self.config.batch_real * train.spec.num_classes, len(train))
+        return torch.randperm(len(train), generator=generator)[:n].to(train.labels.device)
 
     def _train_online(self, j: int, images: torch.Tensor) -> None:
         """One SGD step of pool network ``j`` on the synthetic set (MSE to its targets); a

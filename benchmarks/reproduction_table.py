@@ -13,7 +13,8 @@ method options differ from what the suite asks for today is marked *superseded*,
 it lacks: its cell predates the published variant and has not been re-run. The last column
 gives the method's budget curve on MNIST's validation split where one was measured for the
 suite's variant (``benchmarks/studies/dream_curve.py``'s results files: ``split`` "validation"),
-the evidence for how much of a gap the budget explains, and for kip the accuracy of its set under
+the evidence for how much of a gap the budget explains, beside it the probes that change some of
+that variant's options on the same split and seed (its other validation files), and for kip the accuracy of its set under
 its own kernel on real images its steps had not yet learned from
 (``benchmarks/studies/kernel_batch_accuracy.py``), which splits a gap between the set and its
 transfer to a network. Nothing is trained or timed here.
@@ -106,30 +107,63 @@ def _recipe_cells(results: Path, folder: str, sets: str | None) -> list[dict[str
     return list(pooled.values())
 
 
-def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str]:
-    """Budget curves measured on MNIST's validation split (``dream_curve.py``'s files, named
-    ``<method>_curve_<dataset>_ipc<n>.json``: ``split`` "validation", rows of ``iteration`` and
-    ``val_mean``) for the variant the suite runs, as one line per (IPC, method): the accuracy at
-    each budget reached, and the protocol."""
-    curves: dict[tuple[int, str], str] = {}
-    for path in sorted(results.glob("*_curve_*.json")):
+def _validation_files(results: Path) -> list[tuple[Path, dict[str, Any], list[dict[str, Any]]]]:
+    """``dream_curve.py``'s results files measured on MNIST's validation split: (path, settings,
+    the rows that carry an ``iteration`` and a ``val_mean``)."""
+    found = []
+    for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("split") != "validation":
             continue
         settings = data.get("settings", {})
         if settings.get("dataset") != "mnist":
             continue
-        ipc = settings.get("ipc")
         rows = [r for r in data.get("rows", []) if "iteration" in r and "val_mean" in r]
+        found.append((path, settings, rows))
+    return found
+
+
+def _steps(rows: list[dict[str, Any]]) -> str:
+    """``"89.29 at 200 → 87.81 at 500"``: validation accuracy at each budget reached."""
+    points = sorted((r["iteration"], 100 * r["val_mean"]) for r in rows)
+    return " → ".join(f"{acc:.2f} at {it}" for it, acc in points)
+
+
+def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str]:
+    """Budget curves measured on MNIST's validation split (files named
+    ``<method>_curve_mnist_ipc<n>.json``) for the variant the suite runs, and beside each the
+    probes that change one or more of its options at the same seed and split (any other
+    validation file of that method and IPC), as one line per (IPC, method)."""
+    curves: dict[tuple[int, str], str] = {}
+    baselines: dict[tuple[int, str], dict[str, Any]] = {}
+    files = _validation_files(results)
+    for path, settings, rows in files:
+        if "_curve_" not in path.name:
+            continue
+        ipc = settings.get("ipc")
         for method in sorted({r["method"] for r in rows}):
             mine = [r for r in rows if r["method"] == method]
-            if not suite.options_for(method, ipc).items() <= mine[0].get("options", {}).items():
+            options = mine[0].get("options", {})
+            if not suite.options_for(method, ipc).items() <= options.items():
                 continue  # a curve of another variant than the suite's
-            points = sorted((r["iteration"], 100 * r["val_mean"]) for r in mine)
-            steps = " → ".join(f"{acc:.2f} at {it}" for it, acc in points)
+            baselines[(ipc, method)] = options
             curves[(ipc, method)] = (
-                f"budget (validation): {steps} iterations ({settings.get('protocol')}; {path.name})"
+                f"budget (validation): {_steps(mine)} iterations ({settings.get('protocol')}; "
+                f"{path.name})"
             )
+    for path, settings, rows in files:
+        if "_curve_" in path.name:
+            continue
+        ipc = settings.get("ipc")
+        for method in sorted({r["method"] for r in rows}):
+            base = baselines.get((ipc, method))
+            mine = [r for r in rows if r["method"] == method]
+            changed = {
+                k: v for k, v in mine[0].get("options", {}).items() if base and base.get(k) != v
+            }
+            if changed:
+                what = ", ".join(f"{k}={v}" for k, v in changed.items())
+                curves[(ipc, method)] += f"; with {what}: {_steps(mine)} ({path.name})"
     return curves
 
 

@@ -136,6 +136,7 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
     validation file of that method and IPC), as one line per (IPC, method)."""
     curves: dict[tuple[int, str], str] = {}
     baselines: dict[tuple[int, str], dict[str, Any]] = {}
+    losses: dict[tuple[int, str], dict[int, float]] = {}  # the curve's loss at each milestone
     files = _validation_files(results)
     for path, settings, rows in files:
         if "_curve_" not in path.name:
@@ -147,6 +148,7 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
             if not suite.options_for(method, ipc).items() <= options.items():
                 continue  # a curve of another variant than the suite's
             baselines[(ipc, method)] = options
+            losses[(ipc, method)] = {r["iteration"]: r.get("segment_loss") for r in mine}
             curves[(ipc, method)] = (
                 f"budget (validation): {_steps(mine)} iterations ({settings.get('protocol')}; "
                 f"{path.name})"
@@ -163,7 +165,15 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
             }
             if changed:
                 what = ", ".join(f"{k}={v}" for k, v in changed.items())
-                curves[(ipc, method)] += f"; with {what}: {_steps(mine)} ({path.name})"
+                # the same mean loss at each milestone to the last digit: the option never acted
+                # and the set is the curve's own (a different accuracy is the evaluation's)
+                same = all(
+                    r.get("segment_loss") is not None
+                    and losses[(ipc, method)].get(r["iteration"]) == r["segment_loss"]
+                    for r in mine
+                )
+                note = ", the curve's own set: the same mean loss to the last digit" * same
+                curves[(ipc, method)] += f"; with {what}: {_steps(mine)} ({path.name}{note})"
     return curves
 
 

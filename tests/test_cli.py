@@ -337,6 +337,20 @@ def test_memory_meter_measures_a_block():
     del block
 
 
+def test_machine_info_names_the_cpu_extensions_from_cpuinfo(monkeypatch, tmp_path):
+    from ddkit import meter
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx512f amx_tile avx512_bf16\n"
+        "processor\t: 1\nmodel name\t: Some Xeon\nflags\t\t: fpu\n"
+    )
+    real_path = meter.Path
+    monkeypatch.setattr(meter, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    here = meter.machine_info()
+    assert here["cpu"] == "Some Xeon" and here["cpu_extensions"] == ["amx_tile", "avx512_bf16"]
+
+
 # ------------------------------------------------------------------ one line, never a traceback
 def _broken_set(tmp_path, key, value):
     d = load_dataset_digits()

@@ -7,7 +7,9 @@ ICCV 2023), one distillation runs on the train split less a stratified validatio
 milestones (``--milestones METHOD=I1,I2,...``): the set at that iteration is evaluated on the
 validation split (protocol ``dsa``, ``--epochs`` epochs, ``--runs`` networks of the method's
 model, final-epoch accuracy) and the row records the iteration, the distillation's process CPU
-seconds and wall seconds so far (evaluation excluded), and the mean loss of the segment.
+seconds and wall seconds so far (evaluation excluded), the mean loss of the segment and the machine
+(``ddkit.meter.machine_info``: a CPU of one model name with other matrix extensions evaluates the
+same set to other accuracies, so compare rows of one machine).
 
 Resumable: a run continues from its checkpoint at the last milestone (``--work`` folder; each
 segment restarts its ``init``, which for ``dream`` re-clusters the start rows, a second or two);
@@ -41,6 +43,7 @@ from ddkit.bench.suites import suite_options
 from ddkit.data import load_dataset
 from ddkit.eval import evaluate
 from ddkit.io import atomic_write_json, read_json
+from ddkit.meter import machine_info
 from ddkit.methods import create_method
 from ddkit.methods.base import Callback
 from ddkit.methods.config import parse_options
@@ -133,6 +136,9 @@ def run_cell(
             "val_mean": rep.results[0].mean,
             "val_std": rep.results[0].std,
             "val_accuracies": list(rep.results[0].accuracies),
+            # a CPU of the same model name with other matrix extensions gives the same set
+            # other accuracies: compare rows of one machine
+            "machine": machine_info(),
         }
         rows.append(row)
         atomic_write_json(cell_file, {"rows": rows})

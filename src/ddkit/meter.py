@@ -140,21 +140,30 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
+#: /proc/cpuinfo flags that change which kernels oneDNN runs (and so the last bits of results)
+CPU_EXTENSIONS = frozenset({"avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16"})
+
+
 def machine_info() -> dict[str, Any]:
     """The machine a measurement ran on: CPU model, torch's vector capability, cores, threads,
     versions, and its first GPU's name where torch sees one (else ``None``)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu is None:
+                cpu = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
     return {
-        "cpu": cpu,
+        "cpu": cpu or platform.processor() or platform.machine(),
+        # the matrix extensions oneDNN may pick kernels by: two CPUs of one model name can differ
+        # here, and so can their float results (the same set evaluated gives other accuracies)
+        "cpu_extensions": sorted(flags & CPU_EXTENSIONS),
         "capability": torch.backends.cpu.get_cpu_capability(),  # the vector width torch uses
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

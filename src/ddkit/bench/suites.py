@@ -324,11 +324,15 @@ SUITES.add(
             "images costs minutes of CPU per step); networks trained on the learned labels' "
             "argmax with cross-entropy (protocol dsa), not on the label vectors",
             "frepo": "FRePo's ConvNet (width 128 doubling per block, batch norm) with learned "
-            "labels, online networks by Adam lr 3e-4, images by LAMB lr 3e-4 on random batches "
-            "of 1,024 real images, far more iterations (NeurIPS'22, authors' code). Left here: "
-            "200 iterations; images by Adam at the mnist presets' lr_img; 100 real images per "
-            "class per step; learned labels without the margin term; networks trained on the "
-            "labels' argmax with cross-entropy (ConvNet-3, instance norm; protocol dsa)",
+            "labels and their margin term, online networks by Adam lr 3e-4, images and labels "
+            "by LAMB lr 3e-4 (cosine to 10 %) on random batches of 1,024 real images for "
+            "500,000 iterations, and the checkpoint of the highest test accuracy among those "
+            "evaluated during distillation (NeurIPS'22, the authors' code and README command: "
+            "best_ckpt). Left here: 200 iterations; images and labels by Adam at the mnist "
+            "presets' lr_img and lr_labels; 100 real images per class per step and no margin "
+            "term (both options: label_margin, real_batch=random); the last iteration's set, "
+            "never a test-chosen one; networks trained on the labels' argmax with "
+            "cross-entropy (ConvNet-3, instance norm; protocol dsa)",
             "random": "an average over draws of random real images",
             "herding": "embedding of a ConvNet-3 width 128 trained on the full data",
             "full": "300+ epochs, several runs",

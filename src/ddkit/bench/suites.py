@@ -330,7 +330,8 @@ SUITES.add(
             "evaluated during distillation (NeurIPS'22, the authors' code and README command: "
             "best_ckpt). Left here: 200 iterations; images and labels by Adam at the mnist "
             "presets' lr_img and lr_labels; 100 real images per class per step and no margin "
-            "term (both options: label_margin, real_batch=random); the last iteration's set, "
+            "term (options label_margin and real_batch=random, neither a gain on MNIST's "
+            "validation split, where the margin term never acts); the last iteration's set, "
             "never a test-chosen one; networks trained on the labels' argmax with "
             "cross-entropy (ConvNet-3, instance norm; protocol dsa)",
             "random": "an average over draws of random real images",

@@ -14,8 +14,8 @@ it lacks: its cell predates the published variant and has not been re-run. The l
 gives the method's budget curve on MNIST's validation split where one was measured for the
 suite's variant (``benchmarks/studies/dream_curve.py``'s results files: ``split`` "validation"),
 the evidence for how much of a gap the budget explains, beside it the probes that change some of
-that variant's options on the same split and seed (its other validation files), and for kip the accuracy of its set under
-its own kernel on real images its steps had not yet learned from
+that variant's options on the same split and seed (its other validation files), and for kip the
+accuracy of its set under its own kernel on real images its steps had not yet learned from
 (``benchmarks/studies/kernel_batch_accuracy.py``), which splits a gap between the set and its
 transfer to a network. Nothing is trained or timed here.
 
@@ -30,6 +30,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ddkit.bench.results import MACHINE_KEYS
 from ddkit.bench.suites import SUITES, Suite
 
 #: how close to the published figure counts as reproduced (issue 40), in points
@@ -128,12 +129,19 @@ def _steps(rows: list[dict[str, Any]]) -> str:
     rows = sorted(rows, key=lambda r: r["iteration"])
     # a CPU of another kind evaluates the same set to other accuracies (BENCHMARKS, frepo):
     # say where a point was measured on another machine than the file's first
-    first = rows[0].get("machine") if rows else None
+    first = _machine(rows[0]) if rows else None
     return " → ".join(
         f"{100 * r['val_mean']:.2f} at {r['iteration']}"
-        + (" (another machine)" if r.get("machine") != first else "")
+        + (" (another machine)" if _machine(r) != first else "")
         for r in rows
     )
+
+
+def _machine(row: dict[str, Any]) -> tuple[str, ...]:
+    """What tells the machine of a ``dream_curve.py`` row from another (the results files'
+    fields, with the CPU's matrix extensions); all unknown for a row that records none."""
+    machine = row.get("machine") or {}
+    return tuple(str(machine.get(k)) for k in (*MACHINE_KEYS, "cpu_extensions"))
 
 
 def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str]:
@@ -142,8 +150,7 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
     probes that change one or more of its options at the same seed and split (any other
     validation file of that method and IPC), as one line per (IPC, method)."""
     curves: dict[tuple[int, str], str] = {}
-    baselines: dict[tuple[int, str], dict[str, Any]] = {}
-    losses: dict[tuple[int, str], dict[int, float]] = {}  # the curve's loss at each milestone
+    curve_rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
     files = _validation_files(results)
     for path, settings, rows in files:
         if "_curve_" not in path.name:
@@ -151,11 +158,9 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
         ipc = settings.get("ipc")
         for method in sorted({r["method"] for r in rows}):
             mine = [r for r in rows if r["method"] == method]
-            options = mine[0].get("options", {})
-            if not suite.options_for(method, ipc).items() <= options.items():
+            if not suite.options_for(method, ipc).items() <= mine[0].get("options", {}).items():
                 continue  # a curve of another variant than the suite's
-            baselines[(ipc, method)] = options
-            losses[(ipc, method)] = {r["iteration"]: r.get("segment_loss") for r in mine}
+            curve_rows[(ipc, method)] = mine
             curves[(ipc, method)] = (
                 f"budget (validation): {_steps(mine)} iterations ({settings.get('protocol')}; "
                 f"{path.name})"
@@ -165,18 +170,20 @@ def _validation_curves(results: Path, suite: Suite) -> dict[tuple[int, str], str
             continue
         ipc = settings.get("ipc")
         for method in sorted({r["method"] for r in rows}):
-            base = baselines.get((ipc, method))
+            curve = curve_rows.get((ipc, method))
+            if not curve:
+                continue  # no curve of the suite's variant to set it beside
+            base = curve[0].get("options", {})
             mine = [r for r in rows if r["method"] == method]
-            changed = {
-                k: v for k, v in mine[0].get("options", {}).items() if base and base.get(k) != v
-            }
+            changed = {k: v for k, v in mine[0].get("options", {}).items() if base.get(k) != v}
             if changed:
+                losses = {r["iteration"]: r.get("segment_loss") for r in curve}
                 what = ", ".join(f"{k}={v}" for k, v in changed.items())
                 # the same mean loss at each milestone to the last digit: the option never acted
                 # and the set is the curve's own (a different accuracy is the evaluation's)
                 same = all(
                     r.get("segment_loss") is not None
-                    and losses[(ipc, method)].get(r["iteration"]) == r["segment_loss"]
+                    and losses.get(r["iteration"]) == r["segment_loss"]
                     for r in mine
                 )
                 note = ", the curve's own set: the same mean loss to the last digit" * same

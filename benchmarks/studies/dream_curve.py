@@ -7,9 +7,9 @@ ICCV 2023), one distillation runs on the train split less a stratified validatio
 milestones (``--milestones METHOD=I1,I2,...``): the set at that iteration is evaluated on the
 validation split (protocol ``dsa``, ``--epochs`` epochs, ``--runs`` networks of the method's
 model, final-epoch accuracy) and the row records the iteration, the distillation's process CPU
-seconds and wall seconds so far (evaluation excluded), the mean loss of the segment and the machine
-(``ddkit.meter.machine_info``: a CPU of one model name with other matrix extensions evaluates the
-same set to other accuracies, so compare rows of one machine).
+seconds and wall seconds so far (evaluation excluded), the mean loss of the segment and the
+machine (``ddkit.meter.machine_info``: a CPU of one model name with other matrix extensions
+evaluates the same set to other accuracies, so compare rows of one machine).
 
 Resumable: a run continues from its checkpoint at the last milestone (``--work`` folder; each
 segment restarts its ``init``, which for ``dream`` re-clusters the start rows, a second or two);

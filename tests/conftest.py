@@ -34,3 +34,28 @@ def global_rng_untouched() -> Iterator[None]:
     state = torch.random.get_rng_state()
     yield
     assert torch.equal(torch.random.get_rng_state(), state), "global RNG was used"
+
+
+@pytest.fixture(autouse=True)
+def _pinned_paths(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Apply a test's ``paths_agree`` marker (tests/paths.py): exact mode always; float64 as the
+    default dtype for ``"float64"``; float32 matrix products at full precision for ``"fp32"``."""
+    marker = request.node.get_closest_marker("paths_agree")
+    if marker is None:
+        yield
+        return
+    from paths import check_marker, float64_default
+
+    from ddkit import levers
+
+    precision = marker.args[0] if marker.args else marker.kwargs.get("precision")
+    check_marker(precision, marker.kwargs.get("steps"))
+    matmul = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    previous = float64_default() if precision == "float64" else torch.get_default_dtype()
+    try:
+        with levers.exact():
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+        torch.set_float32_matmul_precision(matmul)

@@ -105,16 +105,18 @@ def test_a_codec_changes_what_is_learned_not_just_what_is_saved(method):
     assert after.meta["codec"] == "fred:0.25" and len(after) == 10 * after.meta["emitted_per_class"]
 
 
+@pytest.mark.paths_agree("fp32", steps=1)
 def test_tesla_backward_through_a_codec_equals_the_unrolled_gradient():
     """TESLA's hand-made image gradient is carried through the codec's decoder by autograd:
-    the same set as MTT's fully unrolled backward, through the frequency codec."""
+    one iteration gives the same set as MTT's fully unrolled backward, through the frequency
+    codec (float32 rounding of one step only)."""
     train = tiny_digits().train
     sets = []
     for backward in ("unroll", "tesla"):
         m = _cheap("mtt", codec="fred:0.5", backward=backward)
-        sets.append(m.fit(train, 1, iterations=2, seed=0))
+        sets.append(m.fit(train, 1, iterations=1, seed=0))
     a, b = (s.extras["fred.coefficients"] for s in sets)
-    assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_rtp_refuses_a_codec_of_its_own():

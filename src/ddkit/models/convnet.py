@@ -9,6 +9,9 @@ same arithmetic with one activation tensor fewer per block; ``inplace=False`` (o
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -97,11 +100,47 @@ def _convnet_factory(default_depth: int) -> ModelFactory:
     )
 
 
+def depth_for_size(image_size: tuple[int, int]) -> int:
+    """The ConvNet depth the distillation papers use at this resolution: 3 up to 32 px (DC, DM,
+    MTT on MNIST and CIFAR), 4 at 64 px (Tiny-ImageNet), 5 at 128 px (MTT's ImageNet subsets),
+    6 at 256 px; in general ``floor(log2(side)) - 2``, at least 3, so that the last feature
+    maps are about 4x4 before the classifier."""
+    return max(3, min(image_size).bit_length() - 3)
+
+
+_told_depths: set[tuple[int, int]] = set()
+_CONVNET = variant_factory("convnet", ConvNet, _CONVNET_OPTIONS, defaults={"depth": 3})
+
+
+def _convnet_by_size(
+    *, image_size: tuple[int, int], variant: Sequence[str] = (), **kw: object
+) -> ConvNet:
+    """``convnet``: ConvNet of :func:`depth_for_size` (depth 3 up to 32 px) unless a ``d<N>``
+    token or ``depth=`` names one; a depth past 3 is said once per image size."""
+    named = "depth" in kw or any(_CONVNET_OPTIONS["depth"](tok) for tok in variant)
+    depth = None if named else depth_for_size(image_size)
+    if depth is not None and depth != 3 and image_size not in _told_depths:
+        _told_depths.add(image_size)
+        warnings.warn(
+            f"model 'convnet' on {image_size[0]}x{image_size[1]} images is ConvNet-{depth}, "
+            f"the depth the papers use at this size; name 'convnet3' to keep depth 3",
+            ResolutionNotice,
+            stacklevel=4,
+        )
+    defaults = {} if depth is None else {"depth": depth}
+    return _CONVNET(image_size=image_size, variant=variant, **defaults, **kw)
+
+
+class ResolutionNotice(UserWarning):
+    """A default chosen from the image size (said once per size)."""
+
+
 register_model(
     "convnet",
-    help="ConvNet-3, width 128, instance norm, avg-pool; variants: d<N> w<N> bn|in|gn|ln|none "
+    help="ConvNet, width 128, instance norm, avg-pool, depth from the image size (3 up to 32 px, "
+    "4 at 64, 5 at 128, 6 at 256); variants: d<N> w<N> bn|in|gn|ln|none "
     "relu|lrelu|gelu|sigmoid|tanh avg|max|nopool",
-)(_convnet_factory(3))
+)(_convnet_by_size)
 #: the depths of the registered ``convnet<N>`` models
 CONVNET_DEPTHS = range(1, 7)
 for _d in CONVNET_DEPTHS:

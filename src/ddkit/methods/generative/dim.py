@@ -190,7 +190,7 @@ class DiM(DM):
         images = _decode(self.fm_, st["weights"], st["means"], st["log_scales"], cfg.batch_syn, g)
         real_mean, syn_emb = match_embeddings(
             net.embed, real, self._syn_view(images), self.dsa_, draws,
-            vectorize=cfg.vectorize, chunk=cfg.embed_chunk, mean_fn=self.real_mean_,
+            vectorize=cfg.vectorize, chunk=self.embed_chunk_, mean_fn=self.real_mean_,
         )  # fmt: skip
         loss = _mean_match(real_mean, syn_emb)
         st["opt"].zero_grad(set_to_none=True)

@@ -91,10 +91,12 @@ from ddkit.methods.config import (
     resolve_device,
     zero_to_auto,
 )
+from ddkit.methods.matching.class_rows import ClassRows, embed_chunk
 from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
 from ddkit.methods.matching.reweight import ReweightConfig, kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
 from ddkit.models import has_batchnorm
+from ddkit.models.footprint import footprint
 
 __all__ = [
     "DM",
@@ -188,7 +190,7 @@ def augment_per_class(dsa: DSA, x: torch.Tensor, draws: Sequence[DSAParams]) -> 
 
 def match_embeddings(
     embed: EmbedFn,
-    real: torch.Tensor,
+    real: torch.Tensor | ClassRows,
     syn: torch.Tensor,
     dsa: DSA | None,
     draws: Sequence[DSAParams] | None,
@@ -197,7 +199,8 @@ def match_embeddings(
     chunk: int = 0,
     mean_fn: MeanFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embed real ``(K, B, C, H, W)`` and synthetic ``(K, S, C, H, W)`` images after the
+    """Embed real ``(K, B, C, H, W)`` (a tensor or :class:`ClassRows`) and synthetic
+    ``(K, S, C, H, W)`` images after the
     per-class Siamese augmentation; return ``(real_mean (K, F), syn_emb (K, S, F))``.
 
     The real side runs without autograd. ``vectorize=True``: one forward for all real images
@@ -219,13 +222,13 @@ def match_embeddings(
             embs.append(embed(s))
         return torch.stack(means), torch.stack(embs)
     with torch.no_grad():
-        if draws is not None:
-            real = augment_per_class(dsa, real, draws)
         per = k if chunk <= 0 else max(1, chunk // b)
-        means = [
-            reduce(embed(real[c0 : c0 + per].flatten(0, 1)).view(min(per, k - c0), b, -1))
-            for c0 in range(0, k, per)
-        ]
+        means = []
+        for c0 in range(0, k, per):  # gathered and augmented a piece at a time
+            piece = real[c0 : c0 + per]
+            if draws is not None:
+                piece = augment_per_class(dsa, piece, draws[c0 : c0 + per])
+            means.append(reduce(embed(piece.flatten(0, 1)).view(len(piece), b, -1)))
         real_mean = torch.cat(means) if len(means) > 1 else means[0]
     if draws is not None:
         syn = augment_per_class(dsa, syn, draws)
@@ -387,6 +390,12 @@ class DM(Distiller):
         self.compile_ = resolve_compile(cfg.compile, iterations)
         self.embed_ = CompiledForward(net.embed) if self.compile_ else net.embed
         self.real_mean_ = self._real_mean_fn()
+        self.embed_chunk_ = embed_chunk(
+            cfg.embed_chunk,
+            footprint(cfg.model, num_classes=train.spec.num_classes,
+                      in_channels=train.spec.channels, image_size=train.spec.image_size),
+            self.real_[0].numel() * self.real_.element_size(),
+        )  # fmt: skip
 
     def _real_mean_fn(self) -> MeanFn | None:
         """How a class's real embeddings become the mean to match: ``None`` (the plain mean)
@@ -474,15 +483,16 @@ class DM(Distiller):
         """A freshly initialised network (seed drawn from ``generator``), in training mode."""
         return self.nets_.draw(generator).train()
 
-    def _real_batch(self, generator: torch.Generator, embed: EmbedFn | None = None) -> torch.Tensor:
-        """The real images ``(K, B, ...)`` of a matching step: drawn at random per class, or
+    def _real_batch(self, generator: torch.Generator, embed: EmbedFn | None = None) -> ClassRows:
+        """The real images ``(K, B, ...)`` of a matching step, as row indices until embedded
+        (:class:`ClassRows`): drawn at random per class, or
         (``real_batch="dream"``) DREAM's representative rows under ``embed`` (default: the
         step's network)."""
         if self.dream_ is not None:
             idx = self.dream_.indices(self.real_, embed or self._fast(self.embed_), generator)
         else:
             idx = self.train_.sample_per_class(self.config.batch_real, generator)  # (K, B)
-        return self.real_[idx.flatten().to(self.device_)].view(*idx.shape, *self.train_.spec.shape)
+        return ClassRows(self.real_, idx.to(self.device_))
 
     def _syn_view(self, images: torch.Tensor) -> torch.Tensor:
         k = self.train_.spec.num_classes
@@ -490,13 +500,15 @@ class DM(Distiller):
         return view if self.classes_ is None else view[self.classes_]
 
     def _local_share(
-        self, real: torch.Tensor, draws: list[DSAParams] | None
-    ) -> tuple[torch.Tensor, list[DSAParams] | None]:
+        self, real: ClassRows, draws: list[DSAParams] | None
+    ) -> tuple[ClassRows, list[DSAParams] | None]:
         """This rank's classes of a step's real batch ``(K, B, ...)`` and class draws, drawn for
         every class so that the random stream is that of one process (all of them there)."""
         if self.classes_ is None:
             return real, draws
-        return real[self.classes_], None if draws is None else [draws[c] for c in self.classes_]
+        return real.classes(self.classes_), None if draws is None else [
+            draws[c] for c in self.classes_
+        ]
 
     # ---------------------------------------------------------------- one iteration
     def step(self, iteration: int) -> dict[str, float]:
@@ -517,7 +529,7 @@ class DM(Distiller):
             self.dsa_,
             draws,
             vectorize=cfg.vectorize,
-            chunk=cfg.embed_chunk,
+            chunk=self.embed_chunk_,
             mean_fn=self.real_mean_,
         )
         loss = self._match_loss(real_stat, syn_emb, g)
@@ -750,7 +762,7 @@ class IDM(DM):
                 self.dsa_,
                 draws,
                 vectorize=cfg.vectorize,
-                chunk=cfg.embed_chunk,
+                chunk=self.embed_chunk_,
                 mean_fn=self.real_mean_,
             )
             loss = _mean_match(real_mean, syn_emb)

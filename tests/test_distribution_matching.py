@@ -323,3 +323,44 @@ def test_dm_network_is_reused_and_needs_no_gradient():
     assert m.nets_.network is net
     assert not any(p.requires_grad for p in net.parameters())
     assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.paths_agree("float64")
+def test_real_batch_embedded_in_pieces_equals_all_at_once_float64(monkeypatch):
+    """Under a memory budget too small for the whole real batch at once, DM gathers, augments
+    and embeds it a piece at a time (float64): the same images."""
+    from ddkit.meter import BUDGET_ENV
+    from ddkit.methods.matching.class_rows import CHUNK_SHARE
+
+    train = tiny_digits().train
+    kw = {**DM.test_overrides, "dtype": "float64", "iterations": 2}
+    whole = create_method("dm", **kw)
+    a = whole.fit(train, 2, seed=0)
+    assert whole.embed_chunk_ == kw.get("embed_chunk", DM.Config().embed_chunk)
+    fp = whole.footprint_  # a budget whose share for the real batch holds about one class
+    one_class = kw["batch_real"] * (fp.inference + 2 * 8 * train.images[0].numel())
+    monkeypatch.setenv(BUDGET_ENV, str(CHUNK_SHARE * one_class + 40 * fp.training))
+    pieces = create_method("dm", **kw)
+    b = pieces.fit(train, 2, seed=0)
+    assert pieces.embed_chunk_ < 10 * kw["batch_real"]
+    torch.testing.assert_close(a.images, b.images, rtol=1e-10, atol=1e-10)
+
+
+def test_class_rows_gather_only_the_classes_asked():
+    from ddkit.methods.matching.class_rows import ClassRows
+
+    source = torch.arange(12.0).view(6, 1, 2, 1)
+    rows = ClassRows(source, torch.tensor([[0, 1], [2, 3], [4, 5]]))
+    assert rows.shape == (3, 2, 1, 2, 1) and len(rows) == 3
+    assert torch.equal(rows[1], source[[2, 3]])
+    assert torch.equal(rows[1:], source[2:].view(2, 2, 1, 2, 1))
+    assert torch.equal(rows.classes([2, 0])[0], source[[4, 5]])
+
+
+def test_a_step_that_cannot_fit_the_budget_is_refused_before_it_starts(monkeypatch, tmp_path):
+    from ddkit.meter import BUDGET_ENV
+
+    monkeypatch.setenv(BUDGET_ENV, str(2**20))  # 1 MiB: not even the synthetic side fits
+    m = create_method("dm", **DM.test_overrides, iterations=2)
+    with pytest.raises(ConfigError, match=r"matching step \(10 classes x 2 .*--model"):
+        m.fit(tiny_digits().train, 2, seed=0)

@@ -62,10 +62,12 @@ from torch import nn
 from ddkit.augment.dsa import DSA, DSAParams
 from ddkit.data.codecs.formation import decode, default_factor, encode_real
 from ddkit.data.dataset import ImageDataset, class_labels
+from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import sgd_step
 from ddkit.levers import CompiledForward, precision_context, resolve_compile, to_channels_last
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -228,7 +230,13 @@ def match_embeddings(
             piece = real[c0 : c0 + per]
             if draws is not None:
                 piece = augment_per_class(dsa, piece, draws[c0 : c0 + per])
-            means.append(reduce(embed(piece.flatten(0, 1)).view(len(piece), b, -1)))
+            rows = piece.flatten(0, 1)
+            emb = (
+                embed(rows)
+                if chunk <= 0 or len(rows) <= chunk
+                else torch.cat([embed(rows[i : i + chunk]) for i in range(0, len(rows), chunk)])
+            )  # a class larger than a piece: its rows in pieces, its embeddings together
+            means.append(reduce(emb.view(len(piece), b, -1)))
         real_mean = torch.cat(means) if len(means) > 1 else means[0]
     if draws is not None:
         syn = augment_per_class(dsa, syn, draws)
@@ -390,12 +398,16 @@ class DM(Distiller):
         self.compile_ = resolve_compile(cfg.compile, iterations)
         self.embed_ = CompiledForward(net.embed) if self.compile_ else net.embed
         self.real_mean_ = self._real_mean_fn()
+        spec = train.spec
+        self.footprint_ = footprint(
+            cfg.model,
+            num_classes=spec.num_classes,
+            in_channels=spec.channels,
+            image_size=spec.image_size,
+        )
         self.embed_chunk_ = embed_chunk(
-            cfg.embed_chunk,
-            footprint(cfg.model, num_classes=train.spec.num_classes,
-                      in_channels=train.spec.channels, image_size=train.spec.image_size),
-            self.real_[0].numel() * self.real_.element_size(),
-        )  # fmt: skip
+            cfg.embed_chunk, self.footprint_, self.real_[0].numel() * self.real_.element_size()
+        )
 
     def _real_mean_fn(self) -> MeanFn | None:
         """How a class's real embeddings become the mean to match: ``None`` (the plain mean)
@@ -447,6 +459,28 @@ class DM(Distiller):
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         self._start_matching(train)
+        self._check_step_memory(train.spec, self._syn_per_class(train.spec, ipc))
+
+    def _syn_per_class(self, spec: DatasetSpec, ipc: int) -> int:
+        """The synthetic images per class that go through the network each step."""
+        return self.codec_.emitted_per_class(ipc, spec)
+
+    def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
+        """Refuse, in one line and before any step, a matching step whose activations cannot fit
+        the memory budget: every synthetic image's activations are kept for the backward pass,
+        the real batch is embedded a piece at a time (:func:`embed_chunk`)."""
+        fp, k = self.footprint_, spec.num_classes
+        image_bytes = self.real_[0].numel() * self.real_.element_size()
+        syn = k * per_class * (fp.training + 2 * image_bytes)
+        real = self.embed_chunk_ * (fp.inference + 2 * image_bytes)
+        h, w = spec.image_size
+        check_memory(
+            f"{self.name}'s matching step ({k} classes x {per_class} synthetic {h}x{w} images "
+            f"through {self.config.model!r})",
+            syn + real,
+            "use a narrower or shallower --model (e.g. convnet3-w64), a lower --ipc, or "
+            "smaller images",
+        )
 
     def _start_matching(self, train: ImageDataset) -> None:
         """Set up the classes this process matches (all but under a class-split
@@ -677,6 +711,9 @@ class IDM(DM):
     }
 
     # ---------------------------------------------------------------- setup
+    def _syn_per_class(self, spec: DatasetSpec, ipc: int) -> int:
+        return ipc * self.factor_for(spec.image_size) ** 2
+
     def factor_for(self, spec_size: tuple[int, int]) -> int:
         """The partition factor used for images of ``spec_size`` (``factor`` or auto)."""
         f = self.config.factor

@@ -2,6 +2,7 @@
 
 from ddkit.data import biased as _biased  # noqa: F401  (biased datasets register their families)
 from ddkit.data import graph as _graph  # noqa: F401  (graph datasets register themselves)
+from ddkit.data import layouts as _layouts  # noqa: F401  (the ImageNet family's layouts)
 from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables register themselves)
 from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 from ddkit.data import series as _series  # noqa: F401  (time-series datasets register themselves)

@@ -545,7 +545,8 @@ def _load_image(
 
 
 def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None = None) -> RawData:
-    """Read ``root/<class>/*.{png,jpg,jpeg,bmp,gif}`` (or ``root/train/...`` + ``root/test/...``).
+    """Read ``root/<class>/*.{png,jpg,jpeg,bmp,gif}`` (or ``root/train/...`` + ``root/test/...``,
+    or ``root/val/...`` where there is no ``test/``).
 
     Classes are the sub-folder names, sorted. Images become grayscale if all are grayscale,
     else RGB. Pixels stay uint8 unless some image is 16-bit grayscale: then all become float32
@@ -555,8 +556,9 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
     folder = _root_dir(root, "imagefolder")
     if (folder / "train").is_dir():
         splits = {"train": _list_classes(folder / "train")}
-        if (folder / "test").is_dir():
-            splits["test"] = _list_classes(folder / "test")
+        held_out = next((folder / n for n in ("test", "val") if (folder / n).is_dir()), None)
+        if held_out is not None:  # test/, else val/ (ImageNet's and ImageNette's layout)
+            splits["test"] = _list_classes(held_out)
     elif (folder / "test").is_dir():
         test, train = str(folder / "test"), str(folder / "train")
         raise ConfigError(f"imagefolder: {test!r} exists but {train!r} does not")
@@ -569,6 +571,19 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
             train = str(folder / "train")
             raise DataError(f"imagefolder: test classes {unknown} have no folder under {train!r}")
 
+    return read_labelled_files(splits, class_names, image_size, "imagefolder")
+
+
+def read_labelled_files(
+    splits: dict[str, dict[str, list[Path]]],
+    class_names: list[str],
+    image_size: int | tuple[int, int] | None,
+    where: str,
+) -> RawData:
+    """Decode ``splits`` (``"train"`` and optionally ``"test"``, each ``{class name: image
+    files}``) into uint8 arrays labelled by position in ``class_names``: grayscale if every
+    image is, else RGB; 16-bit grayscale as float32 in ``[0, 1]``; one size unless
+    ``image_size`` resizes them. ``where`` names the dataset in errors."""
     size: tuple[int, int] | None = None  # Pillow order (width, height)
     if image_size is not None:
         hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -588,7 +603,7 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
                     first = (path, wh)
                 elif wh != first[1]:
                     raise DataError(
-                        f"imagefolder: {path} is {wh[0]}x{wh[1]} (WxH) but {first[0]} is "
+                        f"{where}: {path} is {wh[0]}x{wh[1]} (WxH) but {first[0]} is "
                         f"{first[1][0]}x{first[1][1]}; pass image_size to resize"
                     )
     mode = "L" if modes <= _GRAY_MODES else "RGB"

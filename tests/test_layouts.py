@@ -1,0 +1,110 @@
+"""The ImageNet family's folder layouts (issue 68), each read from a fabricated miniature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddkit.data import load_dataset
+from ddkit.data.layouts import read_imagenet, read_tiny_imagenet
+from ddkit.errors import DataError
+
+WNIDS = ["n02", "n01", "n03"]  # not in sorted order: classes are sorted by wnid
+
+
+def _jpeg(path: Path, value: int, size: int = 8) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
+
+
+def _value(wnid: str) -> int:
+    return 40 * (sorted(WNIDS).index(wnid) + 1)
+
+
+def _tiny(root: Path) -> Path:
+    """Tiny-ImageNet's layout: wnids.txt, train/<wnid>/images/, val/images + annotations."""
+    (root / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    lines = []
+    for w in WNIDS:
+        for i in range(3):
+            _jpeg(root / "train" / w / "images" / f"{w}_{i}.JPEG", _value(w))
+        (root / "train" / w / f"{w}_boxes.txt").write_text("")
+        for i in range(2):
+            name = f"val_{w}_{i}.JPEG"
+            _jpeg(root / "val" / "images" / name, _value(w))
+            lines.append(f"{name}\t{w}\t0\t0\t8\t8")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _labels_follow_pixels(splits) -> None:
+    for split in (splits.train, splits.test):
+        mean = split.images.flatten(1).mean(1)
+        for c in range(3):  # one pixel value per class: the labels were read with the images
+            assert len(set(mean[split.labels == c].round(decimals=4).tolist())) == 1
+
+
+def test_tiny_imagenet_layout_reads_train_and_the_annotated_val(tmp_path, monkeypatch):
+    root = _tiny(tmp_path / "tiny-imagenet-200")
+    raw = read_tiny_imagenet(tmp_path)  # the archive's folder is found below root
+    assert raw.class_names == sorted(WNIDS) and raw.num_classes == 3
+    assert raw.train_images.shape == (9, 3, 8, 8) and raw.test_images.shape == (6, 3, 8, 8)
+    assert raw.train_labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [int(x[0, 0, 0]) for x in raw.test_images[::2]] == [40, 80, 120]
+    splits = load_dataset("tinyimagenet", root=str(root))
+    assert splits.spec.num_classes == 3 and len(splits.test) == 6
+    _labels_follow_pixels(splits)
+
+
+def test_tiny_imagenet_refuses_a_broken_layout_in_one_line(tmp_path):
+    root = _tiny(tmp_path / "t")
+    notes = root / "val" / "val_annotations.txt"
+    notes.write_text(notes.read_text() + "val_x.JPEG\tn09\t0\t0\t8\t8\n")
+    with pytest.raises(DataError, match="unknown class 'n09'"):
+        read_tiny_imagenet(root)
+    notes.write_text("missing.JPEG\tn01\t0\t0\t8\t8\n")
+    with pytest.raises(DataError, match="missing.JPEG.*is missing"):
+        read_tiny_imagenet(root)
+    (root / "wnids.txt").unlink()
+    with pytest.raises(DataError, match="wnids.txt.*missing"):
+        read_tiny_imagenet(root)
+
+
+def _imagenet(root: Path, flat_val: bool) -> Path:
+    for w in WNIDS:
+        for i in range(2):
+            _jpeg(root / "train" / w / f"{w}_{i}.JPEG", _value(w), size=10 + i)  # sizes differ
+    rows = ["ImageId,PredictionString"]
+    for j, w in enumerate(WNIDS):
+        if flat_val:
+            _jpeg(root / "val" / f"ILSVRC2012_val_{j:08d}.JPEG", _value(w))
+            rows.append(f"ILSVRC2012_val_{j:08d},{w} 1 2 3 4 {w} 5 6 7 8")
+        else:
+            _jpeg(root / "val" / w / f"ILSVRC2012_val_{j:08d}.JPEG", _value(w))
+    if flat_val:
+        (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("flat_val", [True, False])
+def test_imagenet_layout_with_flat_or_class_folder_val(tmp_path, flat_val):
+    root = _imagenet(tmp_path / "imagenet", flat_val)
+    raw = read_imagenet(root, image_size=16)
+    assert raw.class_names == sorted(WNIDS)
+    assert raw.train_images.shape == (6, 3, 16, 16) and raw.test_images.shape == (3, 3, 16, 16)
+    assert raw.test_labels.tolist() == [0, 1, 2]
+    assert [int(x[0, 8, 8]) for x in raw.test_images] == [40, 80, 120]
+
+
+def test_imagenette_reads_val_as_its_test_split(tmp_path):
+    root = tmp_path / "imagenette2-160"
+    for w in WNIDS:
+        _jpeg(root / "train" / w / "a.JPEG", _value(w), size=12)
+        _jpeg(root / "val" / w / "b.JPEG", _value(w), size=12)
+    splits = load_dataset("imagenette", root=str(root))
+    assert splits.spec.image_size == (128, 128) and len(splits.test) == 3
+    _labels_follow_pixels(splits)

@@ -90,8 +90,11 @@ def _evaluation_tables(reports: dict[str, Any]) -> str:
     pairs = [(label, rep, r) for label, rep in reports.items() for r in _results(rep)]
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)")
-    )
+        for h in (
+            "set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)",
+            "stored bytes",
+        )
+    )  # fmt: skip
     rows = "".join(_eval_row(*pair) for pair in pairs)
     return f"<table><tr>{head}</tr>{rows}</table>{_group_table(pairs)}"
 
@@ -108,8 +111,10 @@ def _eval_row(label: str, report: dict[str, Any], result: dict[str, Any]) -> str
     accs = result.get("accuracies") if isinstance(result.get("accuracies"), list) else []
     accs = [float(a) for a in accs if isinstance(a, int | float) and not isinstance(a, bool)]
     mean = 100 * sum(accs) / max(len(accs), 1)
+    stored = _object(_object(report.get("meta")).get("bytes")).get("total")
     cells = (label, result.get("model", "?"), p.get("name", "?"), p.get("epochs", "?"), len(accs),
-             f"{mean:.2f}", ", ".join(f"{100 * a:.2f}" for a in accs))  # fmt: skip
+             f"{mean:.2f}", ", ".join(f"{100 * a:.2f}" for a in accs),
+             f"{stored:,}" if is_number(stored) else "")  # fmt: skip
     return "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells) + "</tr>"
 
 

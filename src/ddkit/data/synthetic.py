@@ -258,6 +258,7 @@ class SyntheticSet:
                 "label_mode": "regression" if self.regression else "soft" if self.soft else "hard",
                 "images_decoded": omit,
                 "lr": self.lr,
+                "bytes": self.storage_bytes(),
                 "sha256": sha256_file(tmp / TENSOR_FILE),
                 "provenance": self.meta,
             }
@@ -530,6 +531,7 @@ _META_TYPES: dict[str, tuple[type, bool]] = {
     "sha256": (str, True),
     "spec": (dict, True),
     "provenance": (dict, False),
+    "bytes": (dict, False),
     SETTINGS_KEY: (str, False),
 }
 

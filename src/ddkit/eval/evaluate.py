@@ -367,7 +367,13 @@ def evaluate(
         protocol=fresh.protocol,
         lr=fresh.lr,
         num_train_images=len(fresh.data.images),
-        meta={"seed": seed, "precision": precision, "compile": compiled, **fresh.data.meta},
+        meta={
+            "seed": seed,
+            "precision": precision,
+            "compile": compiled,
+            "bytes": syn.storage_bytes(),
+            **fresh.data.meta,
+        },
     )
     for name, res in fresh.results.items():
         report.results.append(_test_model(name, res, syn, fresh, precision, groups))

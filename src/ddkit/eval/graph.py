@@ -155,4 +155,5 @@ def evaluate_graph(
         report.results.append(_result(name, scores, seeds, time.perf_counter() - start, n))
     report.seconds = time.perf_counter() - t0
     report.meta = {"seed": seed, "epochs": epochs, "adjacency": source, "nodes": len(syn)}
+    report.meta["bytes"] = syn.storage_bytes()
     return report

@@ -241,5 +241,5 @@ def evaluate_learners(
             )
         )
     report.seconds = time.perf_counter() - t0
-    report.meta = {"seed": seed, "learners": names}
+    report.meta = {"seed": seed, "learners": names, "bytes": syn.storage_bytes()}
     return report

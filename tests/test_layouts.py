@@ -147,3 +147,17 @@ def test_a_folder_of_pngs_distils_to_the_set_of_the_same_arrays_in_memory(tmp_pa
         a = create_method(method, **kw).fit(folder.train, 1, seed=0)
         b = create_method(method, **kw).fit(memory.train, 1, seed=0)
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels), method
+
+
+def test_decoding_a_large_folder_says_how_fast_it_goes(tmp_path, monkeypatch, capsys):
+    from ddkit.data import readers
+
+    root = _tiny(tmp_path / "t")
+    monkeypatch.setattr(readers, "DECODE_PROGRESS_FROM", 10)
+    read_tiny_imagenet(root)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("decoding tinyimagenet: 15/15 images (100%)")
+    assert "images/s=" in lines[-1]
+    monkeypatch.setattr(readers, "DECODE_PROGRESS_FROM", 16)
+    read_tiny_imagenet(root)
+    assert capsys.readouterr().err == ""  # a small folder reads quietly

@@ -21,6 +21,7 @@ import math
 import os
 import pickle
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 from ddkit.data.builtin import RawData, register_dataset
 from ddkit.data.dataset import to_labels
 from ddkit.errors import ConfigError, DataError, DDKitError, FileFormatError
+from ddkit.progress import Progress
 
 __all__ = [
     "idx_bytes",
@@ -489,6 +491,8 @@ def _svhn(root: str | None) -> RawData:
 # -------------------------------------------------------------------------------- image folder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: Folders of at least this many images say how decoding goes (count, images per second).
+DECODE_PROGRESS_FROM = 1000
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
 _GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
 
@@ -610,6 +614,10 @@ def read_labelled_files(
     wide = bool(modes & _WIDE_MODES)
 
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    total = sum(len(f) for split in splits.values() for f in split.values())
+    shown = Progress(f"decoding {where}", total, unit="images", every_seconds=10.0,
+                     setting="auto" if total >= DECODE_PROGRESS_FROM else None)  # fmt: skip
+    start = time.perf_counter()
     for split, classes in splits.items():
         xs, ys = [], []
         for name, files in classes.items():
@@ -617,10 +625,13 @@ def read_labelled_files(
             for path in files:
                 xs.append(_load_image(path, mode, size, wide))
                 ys.append(label)
+                rate = (shown.done + 1) / max(time.perf_counter() - start, 1e-9)
+                shown.update(1, {"images/s": rate})
         x = np.stack(xs)
         if x.ndim == 4:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         arrays[split] = (x, np.asarray(ys, dtype=np.int64))
+    shown.close()
     test = arrays.get("test", (None, None))
     return RawData(*arrays["train"], *test, class_names=class_names, num_classes=len(class_names))
 

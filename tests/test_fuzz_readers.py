@@ -312,7 +312,7 @@ def test_image_folder_valid_or_one_line_error(data, mode, how):
 def test_image_folder_pixel_scale_matches_bit_depth(tmp_path, top):
     from PIL import Image
 
-    from ddkit.data.readers import read_image_folder
+    from ddkit.data.folders import read_image_folder
 
     dtype = np.uint8 if top == 255 else np.uint16
     pixels = np.array([[0, top // 3, top]], dtype)

@@ -150,14 +150,14 @@ def test_a_folder_of_pngs_distils_to_the_set_of_the_same_arrays_in_memory(tmp_pa
 
 
 def test_decoding_a_large_folder_says_how_fast_it_goes(tmp_path, monkeypatch, capsys):
-    from ddkit.data import readers
+    from ddkit.data import folders
 
     root = _tiny(tmp_path / "t")
-    monkeypatch.setattr(readers, "DECODE_PROGRESS_FROM", 10)
+    monkeypatch.setattr(folders, "DECODE_PROGRESS_FROM", 10)
     read_tiny_imagenet(root)
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("decoding tinyimagenet: 15/15 images (100%)")
     assert "images/s=" in lines[-1]
-    monkeypatch.setattr(readers, "DECODE_PROGRESS_FROM", 16)
+    monkeypatch.setattr(folders, "DECODE_PROGRESS_FROM", 16)
     read_tiny_imagenet(root)
     assert capsys.readouterr().err == ""  # a small folder reads quietly

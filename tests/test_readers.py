@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from ddkit.data import DATASETS, load_dataset
+from ddkit.data.folders import read_image_folder
 from ddkit.data.readers import (
     idx_bytes,
     read_cifar10,
     read_cifar100,
     read_cifar_batch,
     read_idx,
-    read_image_folder,
     read_mnist_family,
     read_npz,
     read_svhn,

@@ -1,6 +1,7 @@
 """Datasets: specs, in-memory splits, built-in and on-disk datasets, synthetic sets."""
 
 from ddkit.data import biased as _biased  # noqa: F401  (biased datasets register their families)
+from ddkit.data import folders as _folders  # noqa: F401  (image folders register themselves)
 from ddkit.data import graph as _graph  # noqa: F401  (graph datasets register themselves)
 from ddkit.data import layouts as _layouts  # noqa: F401  (the ImageNet family's layouts)
 from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables register themselves)

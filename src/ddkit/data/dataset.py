@@ -128,7 +128,8 @@ def check_images(images: torch.Tensor, spec: DatasetSpec | None = None) -> None:
             f"images have shape (C, H, W) = {tuple(images.shape[1:])}, "
             f"dataset {spec.name!r} expects {spec.shape}"
         )
-    if not torch.isfinite(images).all():
+    step = _CHUNK_ROWS  # a block at a time: no mask as large as the data
+    if not all(torch.isfinite(images[i : i + step]).all() for i in range(0, len(images), step)):
         raise DataError("images contain NaN or infinite values")
 
 

@@ -20,14 +20,15 @@ import csv
 from pathlib import Path
 
 from ddkit.data.builtin import RawData, register_dataset
-from ddkit.data.readers import (
+from ddkit.data.folders import (
     IMAGE_EXTENSIONS,
-    PathLike,
+    FolderListing,
     _list_classes,
-    _root_dir,
-    read_image_folder,
-    read_labelled_files,
+    decode_listing,
+    image_size_of,
+    list_image_folder,
 )
+from ddkit.data.readers import PathLike, _root_dir
 from ddkit.errors import DataError
 
 #: Image sizes of the registered layouts that resize (ImageNet's images differ in size).
@@ -49,6 +50,11 @@ def _need(path: Path, dataset: str, what: str) -> Path:
 
 
 def read_tiny_imagenet(root: PathLike, image_size: int | None = None) -> RawData:
+    """Tiny-ImageNet under ``root``, decoded into memory (:func:`list_tiny_imagenet`)."""
+    return decode_listing(list_tiny_imagenet(root, image_size))
+
+
+def list_tiny_imagenet(root: PathLike, image_size: int | None = None) -> FolderListing:
     """Tiny-ImageNet's layout under ``root`` (or ``root/tiny-imagenet-200``): train and the
     labelled validation split as test."""
     folder = _root_dir(root, "tinyimagenet")
@@ -68,7 +74,7 @@ def read_tiny_imagenet(root: PathLike, image_size: int | None = None) -> RawData
     notes = folder / "val" / "val_annotations.txt"
     if notes.exists():
         splits["test"] = _annotated(notes, folder / "val" / "images", wnids, "tinyimagenet")
-    return read_labelled_files(splits, wnids, image_size, "tinyimagenet")
+    return FolderListing(splits, wnids, image_size_of(image_size), "tinyimagenet", folder)
 
 
 def _annotated(
@@ -95,8 +101,13 @@ def _annotated(
 
 
 def read_imagenet(root: PathLike, image_size: int = IMAGENET_SIZE) -> RawData:
+    """ImageNet-1K under ``root``, decoded into memory (:func:`list_imagenet`)."""
+    return decode_listing(list_imagenet(root, image_size))
+
+
+def list_imagenet(root: PathLike, image_size: int = IMAGENET_SIZE) -> FolderListing:
     """ImageNet-1K's layout under ``root``: ``train/<wnid>/`` and ``val/`` in class folders
-    (as :func:`read_image_folder`) or flat with ``LOC_val_solution.csv``."""
+    (as :func:`~ddkit.data.folders.list_image_folder`) or flat with ``LOC_val_solution.csv``."""
     folder = _root_dir(root, "imagenet")
     val = folder / "val"
     labels = next(
@@ -104,28 +115,29 @@ def read_imagenet(root: PathLike, image_size: int = IMAGENET_SIZE) -> RawData:
         None,
     )
     if labels is None or not val.is_dir() or any(p.is_dir() for p in val.iterdir()):
-        return read_image_folder(folder, image_size)
+        return list_image_folder(folder, image_size, "imagenet")
     train = _list_classes(_need(folder / "train", "imagenet", "the training images"))
     wnids = list(train)
     test = _annotated(labels, val, wnids, "imagenet", csv_header=True)
-    return read_labelled_files({"train": train, "test": test}, wnids, image_size, "imagenet")
+    splits = {"train": train, "test": test}
+    return FolderListing(splits, wnids, image_size_of(image_size), "imagenet", folder)
 
 
 @register_dataset("tinyimagenet", needs_root=True, help="Tiny-ImageNet (200 classes, 64 px)")
-def _tinyimagenet(root: str | None) -> RawData:
-    return read_tiny_imagenet(root)
+def _tinyimagenet(root: str | None) -> FolderListing:
+    return list_tiny_imagenet(root)
 
 
 @register_dataset("imagenet", needs_root=True, help="ImageNet-1K folders, resized to 224 px")
-def _imagenet(root: str | None) -> RawData:
-    return read_imagenet(root)
+def _imagenet(root: str | None) -> FolderListing:
+    return list_imagenet(root)
 
 
 @register_dataset("imagenette", needs_root=True, help="ImageNette train/ val/, resized to 128 px")
-def _imagenette(root: str | None) -> RawData:
-    return read_image_folder(_root_dir(root, "imagenette"), SUBSET_SIZE)
+def _imagenette(root: str | None) -> FolderListing:
+    return list_image_folder(root, SUBSET_SIZE, "imagenette")
 
 
 @register_dataset("imagewoof", needs_root=True, help="ImageWoof train/ val/, resized to 128 px")
-def _imagewoof(root: str | None) -> RawData:
-    return read_image_folder(_root_dir(root, "imagewoof"), SUBSET_SIZE)
+def _imagewoof(root: str | None) -> FolderListing:
+    return list_image_folder(root, SUBSET_SIZE, "imagewoof")

@@ -21,7 +21,6 @@ import math
 import os
 import pickle
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -30,7 +29,6 @@ import numpy as np
 from ddkit.data.builtin import RawData, register_dataset
 from ddkit.data.dataset import to_labels
 from ddkit.errors import ConfigError, DataError, DDKitError, FileFormatError
-from ddkit.progress import Progress
 
 __all__ = [
     "idx_bytes",
@@ -38,7 +36,6 @@ __all__ = [
     "read_cifar10",
     "read_cifar100",
     "read_idx",
-    "read_image_folder",
     "read_mnist_family",
     "read_npz",
     "read_svhn",
@@ -486,159 +483,6 @@ def read_svhn(root: PathLike) -> RawData:
 @register_dataset("svhn", needs_root=True, help="SVHN digits (train_32x32.mat, test_32x32.mat)")
 def _svhn(root: str | None) -> RawData:
     return read_svhn(root)
-
-
-# -------------------------------------------------------------------------------- image folder
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-#: Folders of at least this many images say how decoding goes (count, images per second).
-DECODE_PROGRESS_FROM = 1000
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
-_GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
-
-
-def _list_classes(folder: Path) -> dict[str, list[Path]]:
-    out = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            p for p in sub.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        )  # fmt: skip
-        if not files:
-            exts = ", ".join(IMAGE_EXTENSIONS)
-            raise DataError(f"imagefolder: class folder {str(sub)!r} has no images ({exts})")
-        out[sub.name] = files
-    if not out:
-        raise DataError(f"image folder {str(folder)!r} has no class sub-folders")
-    return out
-
-
-def _open_header(path: Path):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.mode, im.size
-    except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
-        raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
-
-
-def _load_image(
-    path: Path, mode: str, size: tuple[int, int] | None, wide: bool = False
-) -> np.ndarray:
-    """One image as ``mode`` ("L" or "RGB"): uint8, or with ``wide`` float32 in ``[0, 1]``
-    scaled by the image's own bit depth (16-bit grayscale / 65535, 8-bit / 255)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            deep = im.mode in _WIDE_MODES
-            im = im if deep else im.convert(mode)
-            if size is not None and im.size != size:
-                im = im.resize(size, Image.Resampling.BILINEAR)
-            if not deep:
-                arr = np.asarray(im, dtype=np.uint8)
-                return arr.astype(np.float32) / np.float32(255.0) if wide else arr
-            arr = np.asarray(im).astype(np.float32)
-    except Exception as err:  # noqa: BLE001
-        raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
-    if arr.size and (arr.min() < 0 or arr.max() > 65535):
-        raise FileFormatError(f"{path}: pixel values outside the 16-bit range 0..65535")
-    arr = arr / np.float32(65535.0)
-    return np.repeat(arr[..., None], 3, axis=-1) if mode == "RGB" else arr
-
-
-def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None = None) -> RawData:
-    """Read ``root/<class>/*.{png,jpg,jpeg,bmp,gif}`` (or ``root/train/...`` + ``root/test/...``,
-    or ``root/val/...`` where there is no ``test/``).
-
-    Classes are the sub-folder names, sorted. Images become grayscale if all are grayscale,
-    else RGB. Pixels stay uint8 unless some image is 16-bit grayscale: then all become float32
-    in ``[0, 1]``, each scaled by its own bit depth (never clipped to 255). All images must share one size unless ``image_size`` (``int`` or
-    ``(height, width)``) is given, in which case they are resized to it.
-    """
-    folder = _root_dir(root, "imagefolder")
-    if (folder / "train").is_dir():
-        splits = {"train": _list_classes(folder / "train")}
-        held_out = next((folder / n for n in ("test", "val") if (folder / n).is_dir()), None)
-        if held_out is not None:  # test/, else val/ (ImageNet's and ImageNette's layout)
-            splits["test"] = _list_classes(held_out)
-    elif (folder / "test").is_dir():
-        test, train = str(folder / "test"), str(folder / "train")
-        raise ConfigError(f"imagefolder: {test!r} exists but {train!r} does not")
-    else:
-        splits = {"train": _list_classes(folder)}
-    class_names = list(splits["train"])
-    if "test" in splits:
-        unknown = sorted(set(splits["test"]) - set(class_names))
-        if unknown:
-            train = str(folder / "train")
-            raise DataError(f"imagefolder: test classes {unknown} have no folder under {train!r}")
-
-    return read_labelled_files(splits, class_names, image_size, "imagefolder")
-
-
-def read_labelled_files(
-    splits: dict[str, dict[str, list[Path]]],
-    class_names: list[str],
-    image_size: int | tuple[int, int] | None,
-    where: str,
-) -> RawData:
-    """Decode ``splits`` (``"train"`` and optionally ``"test"``, each ``{class name: image
-    files}``) into uint8 arrays labelled by position in ``class_names``: grayscale if every
-    image is, else RGB; 16-bit grayscale as float32 in ``[0, 1]``; one size unless
-    ``image_size`` resizes them. ``where`` names the dataset in errors."""
-    size: tuple[int, int] | None = None  # Pillow order (width, height)
-    if image_size is not None:
-        hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(hw) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in hw):
-            raise ConfigError(
-                f"image_size must be a positive int or (height, width), got {image_size!r}"
-            )
-        size = (int(hw[1]), int(hw[0]))
-
-    modes, first = set(), None
-    for files in (f for split in splits.values() for f in split.values()):
-        for path in files:
-            mode, wh = _open_header(path)
-            modes.add(mode)
-            if size is None:
-                if first is None:
-                    first = (path, wh)
-                elif wh != first[1]:
-                    raise DataError(
-                        f"{where}: {path} is {wh[0]}x{wh[1]} (WxH) but {first[0]} is "
-                        f"{first[1][0]}x{first[1][1]}; pass image_size to resize"
-                    )
-    mode = "L" if modes <= _GRAY_MODES else "RGB"
-    wide = bool(modes & _WIDE_MODES)
-
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    total = sum(len(f) for split in splits.values() for f in split.values())
-    shown = Progress(f"decoding {where}", total, unit="images", every_seconds=10.0,
-                     setting="auto" if total >= DECODE_PROGRESS_FROM else None)  # fmt: skip
-    start = time.perf_counter()
-    for split, classes in splits.items():
-        xs, ys = [], []
-        for name, files in classes.items():
-            label = class_names.index(name)
-            for path in files:
-                xs.append(_load_image(path, mode, size, wide))
-                ys.append(label)
-                rate = (shown.done + 1) / max(time.perf_counter() - start, 1e-9)
-                shown.update(1, {"images/s": rate})
-        x = np.stack(xs)
-        if x.ndim == 4:
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        arrays[split] = (x, np.asarray(ys, dtype=np.int64))
-    shown.close()
-    test = arrays.get("test", (None, None))
-    return RawData(*arrays["train"], *test, class_names=class_names, num_classes=len(class_names))
-
-
-@register_dataset("imagefolder", needs_root=True, help="images in root/[train|test/]<class>/")
-def _imagefolder(root: str | None) -> RawData:
-    return read_image_folder(root)
 
 
 # ----------------------------------------------------------------------------------------- npz

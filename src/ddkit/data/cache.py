@@ -1,0 +1,233 @@
+"""Folder datasets too large to decode into memory: decoded once into a memory-mapped cache
+beside the data, then opened in seconds with memory that does not grow with the data (issue 68).
+
+:func:`load_listing` decodes a :class:`~ddkit.data.folders.FolderListing` into memory when its
+float32 images stay under :data:`CACHE_FROM_BYTES` (the in-memory path, unchanged), and
+otherwise through the cache: each image is decoded, scaled as :func:`~ddkit.data.dataset.to_nchw`
+scales it and written to a float32 ``.npy`` file, the channel statistics are summed in float64
+on the way, and the rows are normalised in place a block at a time. The splits then hold
+tensors mapped from those files (copy-on-write): an iteration reads only the rows it draws, and
+the kernel can drop pages again under memory pressure instead of killing the run.
+
+The cache lives in ``ROOT/.ddkit-cache/<key>/`` (or under ``$DDKIT_DATA_CACHE``, or
+``~/.cache/ddkit/folders`` where the data folder is read-only). Its key covers every file's
+path, size and modification time, the class names and the image size, so an edited folder is
+decoded anew; the class index (labels and rows per class) is stored with it. A cache is
+written under a temporary name and renamed when complete, so a killed build leaves nothing a
+later run would trust. ``$DDKIT_FOLDER_CACHE`` = ``auto`` (default), ``always`` or ``never``.
+
+The statistics are summed in float64 here and in float32 by the in-memory path, so the two
+paths' normalised pixels can differ in the last bit of float32 (a test bounds the difference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddkit.data.dataset import (
+    DatasetSplits,
+    ImageDataset,
+    convention_test_rows,
+    from_arrays,
+    stratified_split,
+)
+from ddkit.data.folders import (
+    FolderListing,
+    decode_listing,
+    decode_progress,
+    decoded_images,
+    plan_decode,
+)
+from ddkit.data.spec import DatasetSpec
+from ddkit.errors import ConfigError, DataError
+from ddkit.io import atomic_write_json, read_json
+
+#: Decoded float32 images of at least this many bytes go through the cache under ``auto``.
+CACHE_FROM_BYTES = 2**30
+CACHE_DIR_ENV = "DDKIT_DATA_CACHE"
+CACHE_MODE_ENV = "DDKIT_FOLDER_CACHE"
+CACHE_MODES = ("auto", "always", "never")
+#: Version of the cache's layout (part of its key).
+CACHE_FORMAT = 1
+_BLOCK = 4096  # rows normalised at once
+_INDEX = "index.json"
+
+
+def load_listing(
+    listing: FolderListing, *, name: str, val_fraction: float = 0.0, seed: int = 0
+) -> DatasetSplits:
+    """The splits of ``listing``: decoded into memory, or through the cache (see the module)."""
+    mode = os.environ.get(CACHE_MODE_ENV, "auto").strip().lower() or "auto"
+    if mode not in CACHE_MODES:
+        raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
+    plan = plan_decode(listing)
+    decoded = listing.total * int(np.prod(plan.shape)) * 4
+    if mode == "never" or (mode == "auto" and decoded < CACHE_FROM_BYTES):
+        raw = decode_listing(listing)
+        return from_arrays(
+            raw.train_images, raw.train_labels, raw.test_images, raw.test_labels, name=name,
+            num_classes=raw.num_classes, class_names=raw.class_names,
+            val_fraction=val_fraction, seed=seed,
+        )  # fmt: skip
+    folder = _cache_folder(listing, plan)
+    if not (folder / _INDEX).is_file():
+        _build(listing, plan, folder, name)
+    return _open(folder, name, val_fraction, seed)
+
+
+def cache_key(listing: FolderListing, shape: tuple[int, ...]) -> str:
+    """The SHA-256 of everything a cache depends on: the format, the listing's classes, size
+    and decoded shape, and each file's path, size, modification time and label."""
+    h = hashlib.sha256()
+    head = [CACHE_FORMAT, listing.where, listing.class_names, listing.image_size, list(shape)]
+    h.update(json.dumps(head).encode())
+    for split in sorted(listing.splits):
+        h.update(split.encode())
+        for path, label in listing.files(split):
+            st = path.stat()
+            h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+    return h.hexdigest()
+
+
+def _cache_folder(listing: FolderListing, plan) -> Path:  # noqa: ANN001
+    key = cache_key(listing, plan.shape)
+    given = os.environ.get(CACHE_DIR_ENV)
+    if given:
+        return Path(given).expanduser() / key
+    beside = listing.root / ".ddkit-cache"
+    try:
+        beside.mkdir(exist_ok=True)
+        probe = beside / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return beside / key
+    except OSError:  # a read-only data folder: the user's cache folder
+        return Path.home() / ".cache" / "ddkit" / "folders" / key
+
+
+def _rows_of(listing: FolderListing) -> dict[str, list[int]]:
+    """Each split's rows as positions in its file list; without a test split, the ddkit
+    convention (every fifth row of train is test), as :func:`from_arrays` applies it."""
+    if "test" in listing.splits:
+        return {s: list(range(len(listing.files(s)))) for s in ("train", "test")}
+    test = convention_test_rows(len(listing.files("train"))).tolist()
+    return {
+        "train": [i for i, t in enumerate(test) if not t],
+        "test": [i for i, t in enumerate(test) if t],
+    }
+
+
+def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
+    """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        stats = _decode_into(listing, plan, tmp)
+        _normalise_in_place(tmp, stats)
+        spec = DatasetSpec(
+            name=name,
+            num_classes=len(listing.class_names),
+            channels=plan.shape[0],
+            image_size=plan.shape[1:],
+            mean=stats[0],
+            std=stats[1],
+            class_names=tuple(listing.class_names),
+        )
+        labels = np.load(tmp / "train_labels.npy")
+        counts = np.bincount(labels, minlength=spec.num_classes).tolist()
+        if min(counts) == 0:
+            missing = listing.class_names[counts.index(0)]
+            raise DataError(f"{listing.where}: class {missing!r} has no training rows")
+        index = {"format": CACHE_FORMAT, "spec": spec.to_dict(), "class_counts": counts}
+        atomic_write_json(tmp / _INDEX, index)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same cache first: use theirs
+            if not (folder / _INDEX).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _decode_into(
+    listing: FolderListing,
+    plan,
+    tmp: Path,  # noqa: ANN001
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Decode each split's rows into ``tmp/<split>.npy`` (float32 in ``[0, 1]``, as
+    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with their labels; return the
+    train rows' channel mean and (unbiased) std, summed in float64."""
+    rows = _rows_of(listing)
+    sources = {"train": "train", "test": "test" if "test" in listing.splits else "train"}
+    c = plan.shape[0]
+    sums, squares, count = np.zeros(c), np.zeros(c), 0
+    progress = decode_progress(listing)
+    for split, source in sources.items():
+        wanted = dict.fromkeys(rows[split])
+        n = len(wanted)
+        x = np.lib.format.open_memmap(tmp / f"{split}.npy", "w+", np.float32, (n, *plan.shape))
+        y = np.zeros(n, np.int64)
+        at = 0
+        for i, (img, label) in enumerate(decoded_images(listing, plan, source, progress)):
+            if i not in wanted:
+                continue
+            v = img.astype(np.float32) / np.float32(255.0) if img.dtype == np.uint8 else img
+            x[at], y[at] = v, label
+            if split == "train":
+                sums += v.sum(axis=(1, 2), dtype=np.float64)
+                squares += np.square(v, dtype=np.float64).sum(axis=(1, 2))
+                count += v.shape[1] * v.shape[2]
+            at += 1
+        x.flush()
+        del x
+        np.save(tmp / f"{split}_labels.npy", y)
+        if source == "train" and split == "train" and "test" not in listing.splits:
+            progress = decode_progress(listing)  # the test rows are decoded in a second pass
+    progress.close()
+    mean = sums / count
+    var = (squares - count * mean**2) / max(count - 1, 1)
+    std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _normalise_in_place(tmp: Path, stats: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+    """``(x - mean) / std`` in float32, as :func:`~ddkit.data.dataset.normalise`, a block of
+    rows at a time."""
+    mean = torch.tensor(stats[0], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(stats[1], dtype=torch.float32).view(1, -1, 1, 1)
+    for split in ("train", "test"):
+        x = np.load(tmp / f"{split}.npy", mmap_mode="r+")
+        for i in range(0, len(x), _BLOCK):
+            block = (torch.from_numpy(np.asarray(x[i : i + _BLOCK])) - mean) / std
+            if not torch.isfinite(block).all():
+                raise DataError("images span more than the float32 range around their mean")
+            x[i : i + _BLOCK] = block.numpy()
+        x.flush()
+        del x
+
+
+def _open(folder: Path, name: str, val_fraction: float, seed: int) -> DatasetSplits:
+    """The splits of a finished cache, their images mapped from its files."""
+    index = read_json(folder / _INDEX, max_bytes=2**24)
+    spec = DatasetSpec.from_dict({**index["spec"], "name": name})
+
+    def split(part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.load(folder / f"{part}.npy", mmap_mode="c"))
+        return x, torch.from_numpy(np.load(folder / f"{part}_labels.npy"))
+
+    (x, y), (xt, yt) = split("train"), split("test")
+    val = None
+    if val_fraction > 0:  # the validation rows and the rest of train are copied into memory
+        keep, held = stratified_split(y, val_fraction, seed)
+        val = ImageDataset(x[held], y[held], spec)
+        x, y = x[keep], y[keep]
+    return DatasetSplits(ImageDataset(x, y, spec), ImageDataset(xt, yt, spec), val)

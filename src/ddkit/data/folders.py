@@ -1,0 +1,238 @@
+"""Image folders: listing the files of a layout, and decoding them (issue 68).
+
+A folder dataset is first a :class:`FolderListing` (each split's image files per class, the
+class names, the size to resize to), built from the file names alone; decoding it is a separate
+step, done into memory (:func:`decode_listing`) or into a memory-mapped cache
+(:mod:`ddkit.data.cache`) when the data is large. Readers of the ImageNet family's layouts
+(:mod:`ddkit.data.layouts`) build listings too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ddkit.data.builtin import RawData, register_dataset
+from ddkit.data.readers import PathLike, _one_line, _root_dir
+from ddkit.errors import ConfigError, DataError, FileFormatError
+from ddkit.progress import Progress
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: Folders of at least this many images say how decoding goes (count, images per second).
+DECODE_PROGRESS_FROM = 1000
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
+_GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """The image files of a folder dataset: ``splits`` maps ``"train"`` (and optionally
+    ``"test"``) to ``{class name: files}``; labels are positions in ``class_names``;
+    ``image_size`` ``(height, width)`` resizes every image (``None``: all must share one size);
+    ``where`` names the dataset in messages; ``root`` is the data folder (its cache goes
+    beside it)."""
+
+    splits: dict[str, dict[str, list[Path]]]
+    class_names: list[str]
+    image_size: tuple[int, int] | None
+    where: str
+    root: Path
+
+    def to_splits(self, *, name: str, val_fraction: float = 0.0, seed: int = 0):  # noqa: ANN201
+        """The dataset's splits, decoded into memory or through the memory-mapped cache
+        (:func:`ddkit.data.cache.load_listing`)."""
+        from ddkit.data.cache import load_listing
+
+        return load_listing(self, name=name, val_fraction=val_fraction, seed=seed)
+
+    def files(self, split: str) -> list[tuple[Path, int]]:
+        """``(file, label)`` of ``split``, class by class."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return [(p, index[c]) for c, files in self.splits[split].items() for p in files]
+
+    @property
+    def total(self) -> int:
+        return sum(len(f) for split in self.splits.values() for f in split.values())
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How a listing's images decode: Pillow ``mode`` ("L" or "RGB"), the Pillow ``size``
+    (width, height) to resize to or ``None``, ``wide`` (16-bit grayscale: float32 in
+    ``[0, 1]``), and the ``shape`` ``(C, H, W)`` of one decoded image."""
+
+    mode: str
+    size: tuple[int, int] | None
+    wide: bool
+    shape: tuple[int, int, int]
+
+
+def image_size_of(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``image_size`` (``int`` or ``(height, width)``) as ``(height, width)``, checked."""
+    if image_size is None:
+        return None
+    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(hw) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in hw):
+        raise ConfigError(
+            f"image_size must be a positive int or (height, width), got {image_size!r}"
+        )
+    return int(hw[0]), int(hw[1])
+
+
+def _list_classes(folder: Path) -> dict[str, list[Path]]:
+    out = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            p for p in sub.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )  # fmt: skip
+        if not files:
+            exts = ", ".join(IMAGE_EXTENSIONS)
+            raise DataError(f"imagefolder: class folder {str(sub)!r} has no images ({exts})")
+        out[sub.name] = files
+    if not out:
+        raise DataError(f"image folder {str(folder)!r} has no class sub-folders")
+    return out
+
+
+def _open_header(path: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
+
+
+def _load_image(
+    path: Path, mode: str, size: tuple[int, int] | None, wide: bool = False
+) -> np.ndarray:
+    """One image as ``mode`` ("L" or "RGB"): uint8, or with ``wide`` float32 in ``[0, 1]``
+    scaled by the image's own bit depth (16-bit grayscale / 65535, 8-bit / 255)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            deep = im.mode in _WIDE_MODES
+            im = im if deep else im.convert(mode)
+            if size is not None and im.size != size:
+                im = im.resize(size, Image.Resampling.BILINEAR)
+            if not deep:
+                arr = np.asarray(im, dtype=np.uint8)
+                return arr.astype(np.float32) / np.float32(255.0) if wide else arr
+            arr = np.asarray(im).astype(np.float32)
+    except Exception as err:  # noqa: BLE001
+        raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise FileFormatError(f"{path}: pixel values outside the 16-bit range 0..65535")
+    arr = arr / np.float32(65535.0)
+    return np.repeat(arr[..., None], 3, axis=-1) if mode == "RGB" else arr
+
+
+def plan_decode(listing: FolderListing) -> DecodePlan:
+    """Read every file's header once: the common mode and, without ``image_size``, the common
+    size (a one-line :class:`DataError` names two files that differ)."""
+    size = None if listing.image_size is None else listing.image_size[::-1]  # Pillow (W, H)
+    modes, first = set(), None
+    for files in (f for split in listing.splits.values() for f in split.values()):
+        for path in files:
+            mode, wh = _open_header(path)
+            modes.add(mode)
+            if listing.image_size is None:
+                if first is None:
+                    first = (path, wh)
+                elif wh != first[1]:
+                    raise DataError(
+                        f"{listing.where}: {path} is {wh[0]}x{wh[1]} (WxH) but {first[0]} is "
+                        f"{first[1][0]}x{first[1][1]}; pass image_size to resize"
+                    )
+    mode = "L" if modes <= _GRAY_MODES else "RGB"
+    w, h = size if size is not None else first[1]
+    return DecodePlan(mode, size, bool(modes & _WIDE_MODES), (1 if mode == "L" else 3, h, w))
+
+
+def decoded_images(
+    listing: FolderListing, plan: DecodePlan, split: str, progress: Progress
+) -> Iterator[tuple[np.ndarray, int]]:
+    """``(image (C, H, W), label)`` of ``split``'s files in order, each image as
+    :func:`_load_image` returns it, laid out channels first; ``progress`` counts them and
+    shows images per second."""
+    start = time.perf_counter()
+    for path, label in listing.files(split):
+        x = _load_image(path, plan.mode, plan.size, plan.wide)
+        rate = (progress.done + 1) / max(time.perf_counter() - start, 1e-9)
+        progress.update(1, {"images/s": rate})
+        yield (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)), label
+
+
+def decode_progress(listing: FolderListing) -> Progress:
+    """The progress of decoding ``listing``: lines for :data:`DECODE_PROGRESS_FROM` images
+    or more, silent below."""
+    big = listing.total >= DECODE_PROGRESS_FROM
+    return Progress(f"decoding {listing.where}", listing.total, unit="images",
+                    every_seconds=10.0, setting="auto" if big else None)  # fmt: skip
+
+
+def decode_listing(listing: FolderListing) -> RawData:
+    """Decode every image of ``listing`` into memory: uint8 ``(N, C, H, W)`` arrays (float32
+    in ``[0, 1]`` where some image is 16-bit grayscale) and their labels."""
+    plan = plan_decode(listing)
+    progress = decode_progress(listing)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in listing.splits:
+        rows = list(decoded_images(listing, plan, split, progress))
+        x = np.stack([r[0] for r in rows])
+        x = np.ascontiguousarray(x[:, 0] if plan.mode == "L" else x)  # grayscale as (N, H, W)
+        arrays[split] = (x, np.asarray([r[1] for r in rows], dtype=np.int64))
+    progress.close()
+    test = arrays.get("test", (None, None))
+    names = listing.class_names
+    return RawData(*arrays["train"], *test, class_names=names, num_classes=len(names))
+
+
+def list_image_folder(
+    root: PathLike, image_size: int | tuple[int, int] | None = None, where: str = "imagefolder"
+) -> FolderListing:
+    """The listing of ``root/<class>/*`` (or ``root/train/...`` with ``root/test/...`` or,
+    where there is no ``test/``, ``root/val/...``): classes are the sub-folder names, sorted."""
+    folder = _root_dir(root, where)
+    if (folder / "train").is_dir():
+        splits = {"train": _list_classes(folder / "train")}
+        held_out = next((folder / n for n in ("test", "val") if (folder / n).is_dir()), None)
+        if held_out is not None:  # test/, else val/ (ImageNet's and ImageNette's layout)
+            splits["test"] = _list_classes(held_out)
+    elif (folder / "test").is_dir():
+        test, train = str(folder / "test"), str(folder / "train")
+        raise ConfigError(f"{where}: {test!r} exists but {train!r} does not")
+    else:
+        splits = {"train": _list_classes(folder)}
+    class_names = list(splits["train"])
+    if "test" in splits:
+        unknown = sorted(set(splits["test"]) - set(class_names))
+        if unknown:
+            train = str(folder / "train")
+            raise DataError(f"{where}: test classes {unknown} have no folder under {train!r}")
+    return FolderListing(splits, class_names, image_size_of(image_size), where, folder)
+
+
+def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None = None) -> RawData:
+    """Read ``root/<class>/*.{png,jpg,jpeg,bmp,gif}`` (or ``root/train/...`` + ``root/test/...``,
+    or ``root/val/...`` where there is no ``test/``) into memory.
+
+    Classes are the sub-folder names, sorted. Images become grayscale if all are grayscale,
+    else RGB. Pixels stay uint8 unless some image is 16-bit grayscale: then all become float32
+    in ``[0, 1]``, each scaled by its own bit depth (never clipped to 255). All images must
+    share one size unless ``image_size`` (``int`` or ``(height, width)``) is given, in which
+    case they are resized to it.
+    """
+    return decode_listing(list_image_folder(root, image_size))
+
+
+@register_dataset("imagefolder", needs_root=True, help="images in root/[train|test|val/]<class>/")
+def _imagefolder(root: str | None) -> FolderListing:
+    return list_image_folder(root)

@@ -1,0 +1,113 @@
+"""The memory-mapped cache of large image folders (issue 68, ddkit.data.cache)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddkit.data import load_dataset
+from ddkit.data.cache import CACHE_DIR_ENV, CACHE_MODE_ENV
+from ddkit.errors import ConfigError
+
+
+def _folder(root: Path, test: bool = True) -> Path:
+    """3 classes x 7 train (and 2 test) RGB PNGs of 6x5 pixels, random content."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 7), ("test", 2)) if test else (("train", 7),):
+        for c in range(3):
+            for i in range(n):
+                path = root / split / f"class{c}" / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(path)
+    return root
+
+
+def _load(root: Path, mode: str, monkeypatch, **kw):
+    monkeypatch.setenv(CACHE_MODE_ENV, mode)
+    return load_dataset("imagefolder", root=str(root), **kw)
+
+
+@pytest.mark.parametrize("test_split", [True, False])
+def test_the_cache_gives_the_in_memory_splits_to_float32_rounding(
+    tmp_path, monkeypatch, test_split
+):
+    """Statistics summed in float64 (cache) or float32 (memory): the normalised pixels agree to
+    a few float32 units; labels, rows and spec otherwise equal, the convention test split too."""
+    root = _folder(tmp_path / "data", test_split)
+    memory = _load(root, "never", monkeypatch)
+    cached = _load(root, "always", monkeypatch)
+    assert (root / ".ddkit-cache").is_dir()
+    for a, b in ((memory.train, cached.train), (memory.test, cached.test)):
+        assert torch.equal(a.labels, b.labels)
+        torch.testing.assert_close(b.images, a.images, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cached.spec.mean, memory.spec.mean, rtol=1e-6)
+    np.testing.assert_allclose(cached.spec.std, memory.spec.std, rtol=1e-5)
+    assert cached.spec.class_names == memory.spec.class_names
+    with_val = _load(root, "always", monkeypatch, val_fraction=0.3, seed=1)
+    plain_val = _load(root, "never", monkeypatch, val_fraction=0.3, seed=1)
+    assert torch.equal(with_val.val.labels, plain_val.val.labels)
+
+
+def test_a_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
+    from ddkit.data import folders
+
+    root = _folder(tmp_path / "data")
+    first = _load(root, "always", monkeypatch)
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders, "_load_image", no_decoding)
+    again = _load(root, "always", monkeypatch)
+    assert torch.equal(again.train.images, first.train.images)
+    monkeypatch.undo()
+    changed = root / "train" / "class1" / "0.png"
+    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(changed)
+    os.utime(changed, ns=(1, 1))
+    rebuilt = _load(root, "always", monkeypatch)
+    assert not torch.equal(rebuilt.train.images, first.train.images)
+    assert len(list((root / ".ddkit-cache").iterdir())) == 2
+
+
+def test_the_images_are_mapped_from_the_cache_not_copied(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "data")
+    splits = _load(root, "always", monkeypatch)
+    x = splits.train.images
+    (npy,) = (root / ".ddkit-cache").glob("*/train.npy")
+    on_disk = np.load(npy, mmap_mode="r")
+    assert np.array_equal(on_disk, x.numpy())
+    x[0, 0, 0, 0] = 123.0  # copy-on-write: the run's change never reaches the cache
+    assert np.load(npy, mmap_mode="r")[0, 0, 0, 0] != 123.0
+
+
+def test_a_folder_it_cannot_write_caches_in_the_users_cache_folder(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "data")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (root / ".ddkit-cache").write_text("")  # nothing can be written there (as for read-only)
+    _load(root, "always", monkeypatch)
+    assert len(list((tmp_path / "home" / ".cache" / "ddkit" / "folders").iterdir())) == 1
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "elsewhere"))
+    _load(root, "always", monkeypatch)
+    assert len(list((tmp_path / "elsewhere").iterdir())) == 1
+
+
+def test_a_build_that_fails_leaves_no_cache_and_a_bad_mode_is_refused(tmp_path, monkeypatch):
+    from ddkit.data import cache
+
+    root = _folder(tmp_path / "data")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "_normalise_in_place", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _load(root, "always", monkeypatch)
+    assert list((root / ".ddkit-cache").iterdir()) == []
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="DDKIT_FOLDER_CACHE"):
+        _load(root, "sometimes", monkeypatch)

@@ -88,6 +88,10 @@ _TEST_TEACHER = {
 # shared by sre2l and rded, so both find the same cached teacher
 _MNIST5K_TEACHER = {"teacher_model": "convnet3-bn-w32", "teacher_epochs": 15}
 _CPU_TEACHER = "ddkit CPU scale: a narrower, shorter-trained teacher on 28x28 digits"
+#: Tiny-ImageNet's teacher in the decoupled papers: ResNet-18 with a 3x3 stem and no max-pool
+#: (ddkit's resnet18 is that network)
+_TINY_TEACHER = {"teacher_model": "resnet18"}
+_SRE2L_TINY = "SRe2L NeurIPS'23, authors' small_dataset/recover_tiny.sh (batch 200 there)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +264,15 @@ class SRe2L(_TeacherMethod):
             "flip": Alias("flip", none_to_auto),
         }
 
-    presets = (Preset("mnist5k", "*", {**_MNIST5K_TEACHER, "iterations": 500}, _CPU_TEACHER),)
+    presets = (
+        Preset("mnist5k", "*", {**_MNIST5K_TEACHER, "iterations": 500}, _CPU_TEACHER),
+        Preset(
+            "tinyimagenet",
+            "*",
+            {**_TINY_TEACHER, "lr_img": 0.1, "r_bn": 1.0, "iterations": 4000},
+            _SRE2L_TINY,
+        ),
+    )
     test_overrides: ClassVar[dict[str, Any]] = dict(_TEST_TEACHER)
 
     def init(
@@ -453,6 +465,12 @@ class CDA(SRe2L):
             {"teacher_model": "resnet18", "lr_img": 0.4, "r_bn": 0.05, "iterations": 4000},
             _CDA_SOURCE + "; its Tiny-ImageNet values (the paper has no CIFAR run)",
         ),
+        Preset(
+            "tinyimagenet",
+            "*",
+            {**_TINY_TEACHER, "lr_img": 0.4, "r_bn": 0.05, "iterations": 4000},
+            _CDA_SOURCE + "; its Tiny-ImageNet values",
+        ),
     )
 
 
@@ -545,7 +563,10 @@ class RDED(_TeacherMethod):
             if not 0 < self.scale[0] <= self.scale[1] <= 1:
                 raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
 
-    presets = (Preset("mnist5k", "*", _MNIST5K_TEACHER, _CPU_TEACHER),)
+    presets = (
+        Preset("mnist5k", "*", _MNIST5K_TEACHER, _CPU_TEACHER),
+        Preset("tinyimagenet", "*", _TINY_TEACHER, "RDED CVPR'24: the SRe2L Tiny-ImageNet teacher"),
+    )
     test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2}
 
     def _factor(self, train: ImageDataset) -> int:

@@ -111,3 +111,16 @@ def test_a_build_that_fails_leaves_no_cache_and_a_bad_mode_is_refused(tmp_path, 
     monkeypatch.undo()
     with pytest.raises(ConfigError, match="DDKIT_FOLDER_CACHE"):
         _load(root, "sometimes", monkeypatch)
+
+
+def test_a_cache_that_cannot_fit_the_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    import shutil
+
+    from ddkit.data import cache
+
+    root = _folder(tmp_path / "data")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: usage._replace(free=100))
+    with pytest.raises(ConfigError, match=r"needs 0\.0 GiB .* 0\.0 GiB free; set \$DDKIT_DATA"):
+        _load(root, "always", monkeypatch)
+    assert list((root / ".ddkit-cache").iterdir()) == []

@@ -127,6 +127,14 @@ def _rows_of(listing: FolderListing) -> dict[str, list[int]]:
 def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
     """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    needed = listing.total * int(np.prod(plan.shape)) * 4
+    free = shutil.disk_usage(folder.parent).free
+    if needed > free:
+        raise ConfigError(
+            f"{listing.where}: its cache needs {needed / 2**30:,.1f} GiB in "
+            f"{str(folder.parent)!r}, which has {free / 2**30:,.1f} GiB free; set "
+            f"${CACHE_DIR_ENV} to a folder on a larger disk"
+        )
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -31,6 +31,11 @@ def clock(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _shown(value: float) -> str:
+    """A metric in a progress line: 4 significant digits, whole numbers from 10,000 on."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
 class Progress:
     """Counts ``total`` steps (from ``start``) and reports them as a bar or as lines.
 
@@ -63,6 +68,11 @@ class Progress:
                 total=total, initial=start, desc=desc, dynamic_ncols=True, file=self.stream
             )
 
+    def rate(self, pending: int = 0) -> float:
+        """Steps per second since the start, counting ``pending`` steps not yet reported."""
+        made = self.done - self._first + pending
+        return made / max(time.perf_counter() - self._t0, 1e-9)
+
     def update(self, n: int = 1, metrics: dict[str, float] | None = None) -> None:
         self.done += n
         if self._bar is not None:
@@ -88,7 +98,7 @@ class Progress:
         if self.done < self.total:
             text += f", about {clock(left)} left"
         if metrics:
-            text += ", " + ", ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:3])
+            text += ", " + ", ".join(f"{k}={_shown(v)}" for k, v in list(metrics.items())[:3])
         print(text, file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -9,7 +9,6 @@ step, done into memory (:func:`decode_listing`) or into a memory-mapped cache
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,11 +161,9 @@ def decoded_images(
     """``(image (C, H, W), label)`` of ``split``'s files in order, each image as
     :func:`_load_image` returns it, laid out channels first; ``progress`` counts them and
     shows images per second."""
-    start = time.perf_counter()
     for path, label in listing.files(split):
         x = _load_image(path, plan.mode, plan.size, plan.wide)
-        rate = (progress.done + 1) / max(time.perf_counter() - start, 1e-9)
-        progress.update(1, {"images/s": rate})
+        progress.update(1, {"images/s": progress.rate(pending=1)})
         yield (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)), label
 
 

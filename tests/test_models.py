@@ -199,3 +199,21 @@ def test_default_sizes_match_references():
         for name in ["resnet18", "vgg11"]:
             m = create_model(name, num_classes=10, in_channels=3, image_size=32)
             assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_footprint_of_a_built_network_equals_that_of_its_name_and_sizes_predict(monkeypatch):
+    """A network's activation footprint is measured on meta copies (nothing computed), and
+    predict's default batch keeps a no-grad forward within a quarter of the memory budget."""
+    from ddkit.meter import BUDGET_ENV
+    from ddkit.models import predict
+    from ddkit.models.footprint import footprint, inference_batch, module_footprint
+
+    net = create_model("convnet3-bn", num_classes=10, in_channels=3, image_size=32)
+    fp = module_footprint(net, net.input_shape)
+    assert fp == footprint("convnet3-bn", num_classes=10, in_channels=3, image_size=32)
+    assert fp.training > fp.inference > 4 * 3 * 32 * 32
+    assert next(net.parameters()).device.type == "cpu" and net.training  # left as it was
+    monkeypatch.setenv(BUDGET_ENV, str(4 * 3 * fp.inference))  # three images' worth
+    assert inference_batch(net) == 3
+    x = torch.randn(7, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(predict(net, x), predict(net, x, batch_size=7))

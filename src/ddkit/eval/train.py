@@ -614,7 +614,7 @@ def accuracy(
     net: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     precision: str = "fp32",
 ) -> float:
     """Top-1 accuracy of ``net`` (in eval mode) on a labelled set (``precision`` as in
@@ -629,9 +629,10 @@ def fraction_correct(predictions: torch.Tensor, labels: torch.Tensor) -> float:
 
 @torch.no_grad()
 def predicted_classes(
-    net: nn.Module, images: torch.Tensor, batch_size: int = 1024, precision: str = "fp32"
+    net: nn.Module, images: torch.Tensor, batch_size: int | None = None, precision: str = "fp32"
 ) -> torch.Tensor:
-    """The arg-max class ``(N,)`` (on the CPU) that ``net``, in eval mode, gives each image."""
+    """The arg-max class ``(N,)`` (on the CPU) that ``net``, in eval mode, gives each image
+    (``batch_size`` rows at a time; default: as :func:`~ddkit.models.predict` sizes them)."""
     from ddkit.models import predict
 
     net.eval()

@@ -17,6 +17,7 @@ from torch import nn
 
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError
+from ddkit.models.footprint import inference_batch
 from ddkit.rng import seeded_global_rng
 
 __all__ = ["predict", "reinitialize", "reinitializable", "reset_module"]
@@ -33,13 +34,14 @@ def predict(
     model: nn.Module | BatchFn,
     inputs: torch.Tensor,
     *,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     method: str | None = None,
     device: torch.device | str | None = None,
     post: BatchFn | None = None,
 ) -> torch.Tensor:
-    """``model(inputs)`` under ``torch.no_grad()``, ``batch_size`` rows at a time, concatenated
-    along dimension 0.
+    """``model(inputs)`` under ``torch.no_grad()``, ``batch_size`` rows at a time (default:
+    1,024, fewer where a module's activations would take more than a quarter of the memory
+    budget: :func:`~ddkit.models.footprint.inference_batch`), concatenated along dimension 0.
 
     ``model`` is a module or any function of a batch. A module runs in eval mode (its previous
     mode is restored afterwards), as ``getattr(model, method)`` when ``method`` is given (e.g.
@@ -47,9 +49,11 @@ def predict(
     ``post`` is applied to every chunk's output (e.g. ``torch.Tensor.cpu``, a softmax), so large
     outputs can leave the device chunk by chunk. An empty ``inputs`` gives ``torch.empty(0)``.
     """
+    module = model if isinstance(model, nn.Module) else None
+    if batch_size is None:
+        batch_size = 1024 if module is None else inference_batch(module)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    module = model if isinstance(model, nn.Module) else None
     fn: BatchFn = getattr(module, method) if module is not None and method else model
     if module is None and method:
         raise ConfigError("predict: method= needs an nn.Module")

@@ -90,7 +90,9 @@ def train_feature_net(
     return net
 
 
-def embed_images(net: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def embed_images(
+    net: nn.Module, images: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
     """``net.embed`` features ``(N, F)`` float32 on the CPU of ``images``, in batches, without
     gradients (:func:`ddkit.models.predict`); leaves ``net`` in eval mode."""
     net.eval()

@@ -76,6 +76,7 @@ from ddkit.methods.decoupled.recipes import (
     flatness_loss,
 )
 from ddkit.models import predict
+from ddkit.models.footprint import inference_batch
 from ddkit.rng import draw_seed
 
 _TEST_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-teachers")
@@ -605,7 +606,7 @@ class RDED(_TeacherMethod):
             xin = self._score_input(train.images[src_r[rows]], boxes[rows], (ph, pw), (h, w))
             return F.cross_entropy(self.teacher_(xin), train.labels[src_r[rows]], reduction="none")
 
-        ce = self._scores(crop_ce, len(src), r).cpu()
+        ce = self._scores(crop_ce, len(src), r, inference_batch(self.teacher_)).cpu()
         # 4. per image keep its most realistic crop (first on ties), 5. per class the best n_patch
         best = torch.argsort(ce, dim=1, stable=True)[:, 0]
         best_ce = ce[torch.arange(len(src)), best]
@@ -630,17 +631,20 @@ class RDED(_TeacherMethod):
         self.state_["relabel_seed"] = draw_seed(generator)
 
     @staticmethod
-    def _scores(crop_ce: Callable[[torch.Tensor], torch.Tensor], n: int, r: int) -> torch.Tensor:
+    def _scores(
+        crop_ce: Callable[[torch.Tensor], torch.Tensor], n: int, r: int, batch: int
+    ) -> torch.Tensor:
         """The ``(n, r)`` realism scores of the ``r`` crops of each of ``n`` candidate images. In
         a :mod:`ddkit.distributed` session each rank scores the crops of candidates
         ``RANK, RANK + N, ...`` (the crops were drawn for every candidate, as one process draws
         them) and every rank gets every row, in order (:func:`distributed.all_gather_shards`);
-        the teacher scores each crop alone, so the rows are those of one process."""
+        the teacher scores each crop alone, so the rows are those of one process; ``batch``
+        crops at a time."""
         mine = distributed.local_indices(n)
         if mine is None:
-            return predict(crop_ce, torch.arange(n * r), batch_size=1024).view(n, r)
+            return predict(crop_ce, torch.arange(n * r), batch_size=batch).view(n, r)
         rows = (torch.tensor(mine, dtype=torch.long).unsqueeze(1) * r + torch.arange(r)).flatten()
-        local = predict(crop_ce, rows, batch_size=1024) if len(rows) else torch.empty(0)
+        local = predict(crop_ce, rows, batch_size=batch) if len(rows) else torch.empty(0)
         return distributed.all_gather_shards(local.view(len(mine), r))
 
     @staticmethod

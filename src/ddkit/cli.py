@@ -156,8 +156,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     stored = syn.storage_bytes()["total"]
     print(
-        f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} ({syn.ipc} "
-        f"per class; {stored:,} bytes of distilled content"
+        f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} "
+        f"({syn.meta.get('ipc', syn.ipc)} per class; {stored:,} bytes of distilled content"
         + (f"; {_arithmetic(syn.meta)}" if "precision" in syn.meta else "")
         + f") to {out}/synthetic, grid {out}/grid.png"
     )

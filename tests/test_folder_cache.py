@@ -124,3 +124,20 @@ def test_a_cache_that_cannot_fit_the_disk_is_refused_before_decoding(tmp_path, m
     with pytest.raises(ConfigError, match=r"needs 0\.0 GiB .* 0\.0 GiB free; set \$DDKIT_DATA"):
         _load(root, "always", monkeypatch)
     assert list((root / ".ddkit-cache").iterdir()) == []
+
+
+@pytest.mark.paths_agree("fp32", steps=1)
+def test_dm_distils_the_same_set_from_the_cache_as_from_memory(tmp_path, monkeypatch):
+    """One dm step from the cached and from the in-memory splits of one folder (same seed):
+    the same rows are drawn, and the images agree to the float32 rounding of the data."""
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    root = _folder(tmp_path / "data")
+    kw = {**method_test_overrides("dm"), "iterations": 1, "batch_real": 4, "model": "convnet1-w8"}
+    sets = [
+        create_method("dm", **kw).fit(_load(root, mode, monkeypatch).train, 2, seed=0)
+        for mode in ("never", "always")
+    ]
+    torch.testing.assert_close(sets[1].images, sets[0].images, rtol=1e-4, atol=1e-4)
+    assert torch.equal(sets[1].labels, sets[0].labels)

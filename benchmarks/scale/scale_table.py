@@ -1,6 +1,7 @@
 """Markdown tables of the data-at-scale measurements (BENCHMARKS.md "Data at scale"), read
 from ``benchmarks/results/scale/``: dm's peak memory and time on generated Tiny-ImageNet-shaped
-folders, and the peak memory of loading them in memory or through the cache.
+folders, the peak memory of loading them in memory or through the cache, and of the teacher
+and rded commands on them.
 
 Usage: python benchmarks/scale/scale_table.py
 """
@@ -40,10 +41,20 @@ def load_table() -> list[str]:
     return lines
 
 
+def commands_table() -> list[str]:
+    rows = json.loads((RESULTS / "commands.json").read_text())
+    lines = ["| command | peak RSS (GiB) | seconds | outcome |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['peak_rss_gib']:.2f} | {r['seconds']:,.0f} | {r['status']} |"
+        )
+    return lines
+
+
 def main() -> None:
-    print("\n".join(dm_table()))
-    print()
-    print("\n".join(load_table()))
+    for table in (dm_table(), load_table(), commands_table()):
+        print("\n".join(table))
+        print()
 
 
 if __name__ == "__main__":

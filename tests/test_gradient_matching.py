@@ -462,3 +462,12 @@ def test_idc_stores_multi_formation_images_only_where_tiles_hold_an_image() -> N
     assert create_method("idc", codec="fred:0.5").codec_for(spec) == "fred:0.5"
     with pytest.raises(ConfigError):
         create_method("dc", codec="auto")
+
+
+def test_a_matching_step_that_cannot_fit_the_budget_is_refused_before_it_starts(monkeypatch):
+    from ddkit.meter import BUDGET_ENV
+    from ddkit.testing import method_test_overrides
+
+    monkeypatch.setenv(BUDGET_ENV, str(2**16))
+    with pytest.raises(ConfigError, match=r"dc's matching step \(1 class\(es\) x .*batch_real"):
+        create_method("dc", **method_test_overrides("dc")).fit(tiny_digits().train, 2, seed=0)

@@ -88,6 +88,7 @@ from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.levers import CompiledForward, resolve_compile
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -116,6 +117,7 @@ from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
 from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
 from ddkit.methods.matching.reweight import ReweightConfig, kde_weights
 from ddkit.models import has_batchnorm
+from ddkit.models.footprint import module_footprint
 
 __all__ = [
     "DC",
@@ -314,6 +316,7 @@ class DC(Distiller):
         initial = self._representative_start if cfg.init == "dream" else cfg.init
         self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, initial)
         per_class = self.codec_.emitted_per_class(ipc, spec)
+        self._check_step_memory(spec, per_class)
         self.labels_ = class_labels(spec.num_classes, per_class).to(train.images.device)
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)
@@ -324,6 +327,22 @@ class DC(Distiller):
             RepresentativeBatches(cfg, train, self.real_batch_, self.state_)
             if cfg.real_batch == "dream"
             else None
+        )
+
+    def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
+        """Refuse, in one line and before any step, a matching step whose kept activations
+        (a class's real batch and synthetic images; every class at once when vectorised)
+        cannot fit the memory budget."""
+        cfg = self.config
+        kept = module_footprint(self.nets_.network, spec.shape).training
+        classes = spec.num_classes if cfg.vectorize else 1
+        h, w = spec.image_size
+        check_memory(
+            f"{self.name}'s matching step ({classes} class(es) x {self.real_batch_} real and "
+            f"{per_class} synthetic {h}x{w} images through {cfg.model!r})",
+            classes * (self.real_batch_ + per_class) * kept,
+            "use a smaller --set batch_real, --set vectorize=false (a class at a time) or a "
+            "narrower --model",
         )
 
     def _representative_start(

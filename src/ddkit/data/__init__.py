@@ -1,12 +1,12 @@
 """Datasets: specs, in-memory splits, built-in and on-disk datasets, synthetic sets."""
 
 from ddkit.data import biased as _biased  # noqa: F401  (biased datasets register their families)
-from ddkit.data import folders as _folders  # noqa: F401  (image folders register themselves)
 from ddkit.data import graph as _graph  # noqa: F401  (graph datasets register themselves)
 from ddkit.data import layouts as _layouts  # noqa: F401  (the ImageNet family's layouts)
 from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables register themselves)
 from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 from ddkit.data import series as _series  # noqa: F401  (time-series datasets register themselves)
+from ddkit.data import shards as _shards  # noqa: F401  (tar shards, Hugging Face folders)
 from ddkit.data import table as _table  # noqa: F401  (tabular datasets register themselves)
 from ddkit.data.builtin import DATASETS, RawData, load_dataset, register_dataset
 from ddkit.data.dataset import (

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from ddkit.data.dataset import (
 )
 from ddkit.data.folders import (
     FolderListing,
+    ImageRef,
     decode_listing,
     decode_progress,
     decoded_images,
@@ -58,6 +60,17 @@ CACHE_MODES = ("auto", "always", "never")
 CACHE_FORMAT = 1
 _BLOCK = 4096  # rows normalised at once
 _INDEX = "index.json"
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """What a folder dataset's loader returns: its listing, turned into splits by
+    :func:`load_listing` when :func:`~ddkit.data.load_dataset` asks."""
+
+    listing: FolderListing
+
+    def to_splits(self, *, name: str, val_fraction: float = 0.0, seed: int = 0) -> DatasetSplits:
+        return load_listing(self.listing, name=name, val_fraction=val_fraction, seed=seed)
 
 
 def load_listing(
@@ -90,10 +103,18 @@ def cache_key(listing: FolderListing, shape: tuple[int, ...]) -> str:
     h.update(json.dumps(head).encode())
     for split in sorted(listing.splits):
         h.update(split.encode())
-        for path, label in listing.files(split):
-            st = path.stat()
-            h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+        for ref, label in listing.files(split):
+            h.update(f"{_source_key(ref)}\0{label}\n".encode())
     return h.hexdigest()
+
+
+def _source_key(ref: Path | ImageRef) -> str:
+    """What identifies one image's bytes: a file's resolved path, size and modification time;
+    an archived image's own key."""
+    if isinstance(ref, Path):
+        st = ref.stat()
+        return f"{ref.resolve()}\0{st.st_size}\0{st.st_mtime_ns}"
+    return ref.cache_key()
 
 
 def _cache_folder(listing: FolderListing, plan) -> Path:  # noqa: ANN001

@@ -9,13 +9,15 @@ step, done into memory (:func:`decode_listing`) or into a memory-mapped cache
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from ddkit.data.builtin import RawData, register_dataset
+from ddkit.data.builtin import RawData
 from ddkit.data.readers import PathLike, _one_line, _root_dir
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.progress import Progress
@@ -27,6 +29,16 @@ _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG)
 _GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
 
 
+class ImageRef(Protocol):
+    """An image held inside an archive (a tar shard's member, a row of an Arrow table):
+    ``open()`` gives its encoded bytes as a stream; ``cache_key()`` changes whenever they may
+    have (:mod:`ddkit.data.shards`)."""
+
+    def open(self) -> BinaryIO: ...
+
+    def cache_key(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class FolderListing:
     """The image files of a folder dataset: ``splits`` maps ``"train"`` (and optionally
@@ -35,20 +47,13 @@ class FolderListing:
     ``where`` names the dataset in messages; ``root`` is the data folder (its cache goes
     beside it)."""
 
-    splits: dict[str, dict[str, list[Path]]]
+    splits: dict[str, dict[str, list[Path | ImageRef]]]
     class_names: list[str]
     image_size: tuple[int, int] | None
     where: str
     root: Path
 
-    def to_splits(self, *, name: str, val_fraction: float = 0.0, seed: int = 0):  # noqa: ANN201
-        """The dataset's splits, decoded into memory or through the memory-mapped cache
-        (:func:`ddkit.data.cache.load_listing`)."""
-        from ddkit.data.cache import load_listing
-
-        return load_listing(self, name=name, val_fraction=val_fraction, seed=seed)
-
-    def files(self, split: str) -> list[tuple[Path, int]]:
+    def files(self, split: str) -> list[tuple[Path | ImageRef, int]]:
         """``(file, label)`` of ``split``, class by class."""
         index = {name: i for i, name in enumerate(self.class_names)}
         return [(p, index[c]) for c, files in self.splits[split].items() for p in files]
@@ -98,25 +103,36 @@ def _list_classes(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _open_header(path: Path):
+@contextlib.contextmanager
+def _image_file(ref: Path | ImageRef) -> Iterator[Path | BinaryIO]:
+    """What Pillow opens for ``ref``: a file's path, or the stream of an image held in an
+    archive (:class:`ImageRef`), closed afterwards."""
+    if isinstance(ref, Path):
+        yield ref
+        return
+    with ref.open() as f:
+        yield f
+
+
+def _open_header(path: Path | ImageRef):
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with _image_file(path) as f, Image.open(f) as im:
             return im.mode, im.size
     except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
         raise FileFormatError(f"{path}: cannot read image ({_one_line(err)})") from None
 
 
 def _load_image(
-    path: Path, mode: str, size: tuple[int, int] | None, wide: bool = False
+    path: Path | ImageRef, mode: str, size: tuple[int, int] | None, wide: bool = False
 ) -> np.ndarray:
     """One image as ``mode`` ("L" or "RGB"): uint8, or with ``wide`` float32 in ``[0, 1]``
     scaled by the image's own bit depth (16-bit grayscale / 65535, 8-bit / 255)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with _image_file(path) as f, Image.open(f) as im:
             deep = im.mode in _WIDE_MODES
             im = im if deep else im.convert(mode)
             if size is not None and im.size != size:
@@ -228,8 +244,3 @@ def read_image_folder(root: PathLike, image_size: int | tuple[int, int] | None =
     case they are resized to it.
     """
     return decode_listing(list_image_folder(root, image_size))
-
-
-@register_dataset("imagefolder", needs_root=True, help="images in root/[train|test|val/]<class>/")
-def _imagefolder(root: str | None) -> FolderListing:
-    return list_image_folder(root)

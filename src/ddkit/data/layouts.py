@@ -1,5 +1,7 @@
 """Readers for the ImageNet family's folder layouts (issue 68): Tiny-ImageNet, ImageNet-1K and
-its ImageNette / ImageWoof subsets, read from ``--root``; nothing is downloaded.
+its ImageNette / ImageWoof subsets, and the plain ``imagefolder``, read from ``--root``; nothing
+is downloaded. Each registered loader returns a :class:`~ddkit.data.cache.FolderSource`, which
+decodes into memory or through the memory-mapped cache.
 
 - ``tinyimagenet`` (Le & Yang 2015; 200 classes, 64 px): ``wnids.txt``,
   ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``
@@ -20,6 +22,7 @@ import csv
 from pathlib import Path
 
 from ddkit.data.builtin import RawData, register_dataset
+from ddkit.data.cache import FolderSource
 from ddkit.data.folders import (
     IMAGE_EXTENSIONS,
     FolderListing,
@@ -124,20 +127,25 @@ def list_imagenet(root: PathLike, image_size: int = IMAGENET_SIZE) -> FolderList
 
 
 @register_dataset("tinyimagenet", needs_root=True, help="Tiny-ImageNet (200 classes, 64 px)")
-def _tinyimagenet(root: str | None) -> FolderListing:
-    return list_tiny_imagenet(root)
+def _tinyimagenet(root: str | None) -> FolderSource:
+    return FolderSource(list_tiny_imagenet(root))
 
 
 @register_dataset("imagenet", needs_root=True, help="ImageNet-1K folders, resized to 224 px")
-def _imagenet(root: str | None) -> FolderListing:
-    return list_imagenet(root)
+def _imagenet(root: str | None) -> FolderSource:
+    return FolderSource(list_imagenet(root))
 
 
 @register_dataset("imagenette", needs_root=True, help="ImageNette train/ val/, resized to 128 px")
-def _imagenette(root: str | None) -> FolderListing:
-    return list_image_folder(root, SUBSET_SIZE, "imagenette")
+def _imagenette(root: str | None) -> FolderSource:
+    return FolderSource(list_image_folder(root, SUBSET_SIZE, "imagenette"))
 
 
 @register_dataset("imagewoof", needs_root=True, help="ImageWoof train/ val/, resized to 128 px")
-def _imagewoof(root: str | None) -> FolderListing:
-    return list_image_folder(root, SUBSET_SIZE, "imagewoof")
+def _imagewoof(root: str | None) -> FolderSource:
+    return FolderSource(list_image_folder(root, SUBSET_SIZE, "imagewoof"))
+
+
+@register_dataset("imagefolder", needs_root=True, help="images in root/[train|test|val/]<class>/")
+def _imagefolder(root: str | None) -> FolderSource:
+    return FolderSource(list_image_folder(root))

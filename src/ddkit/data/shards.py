@@ -1,0 +1,195 @@
+"""Image datasets held in archives rather than files: tar shards in the WebDataset layout, and
+Hugging Face ``datasets`` folders (Arrow, memory-mapped) written by ``save_to_disk`` (issue 68).
+
+Both become a :class:`~ddkit.data.folders.FolderListing` whose entries are references to
+images inside the archives, so they decode into memory or into the memory-mapped cache
+(:mod:`ddkit.data.cache`) exactly as an image folder does.
+
+- ``webdataset``: ``ROOT/*.tar`` (or ``ROOT/train/*.tar`` with ``ROOT/test/*.tar`` or
+  ``ROOT/val/*.tar``); a sample is the members sharing a key (the member name up to the first
+  dot of its base name): one image (``.jpg``, ``.png``, ...) and its class index in ``.cls``
+  (text). Class names come from ``ROOT/classes.txt`` (one per line) when present, else are the
+  indices. Read with the standard library's ``tarfile``: no extra is needed.
+- ``hf-disk``: a folder written by ``datasets``' ``save_to_disk``: a ``DatasetDict`` with
+  ``train`` and ``test`` (or ``validation``) splits, or one ``Dataset`` (the ddkit convention
+  then splits off the test rows); the first ``Image`` column and the ``label`` column (or the
+  first ``ClassLabel`` one), whose names are the class names. Needs the ``hf`` extra.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ddkit.data.builtin import register_dataset
+from ddkit.data.cache import FolderSource
+from ddkit.data.folders import IMAGE_EXTENSIONS, FolderListing
+from ddkit.data.readers import PathLike, _root_dir
+from ddkit.errors import ConfigError, DataError, FileFormatError
+
+_OPEN_TARS: dict[Path, tarfile.TarFile] = {}
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """An image stored as member ``name`` of the tar file ``tar``."""
+
+    tar: Path
+    name: str
+
+    def open(self) -> BinaryIO:
+        archive = _OPEN_TARS.get(self.tar)
+        if archive is None:
+            archive = _OPEN_TARS[self.tar] = tarfile.open(self.tar)  # noqa: SIM115 - kept open
+        f = archive.extractfile(self.name)
+        if f is None:
+            raise FileFormatError(f"{self}: not a regular file in its tar")
+        return io.BytesIO(f.read())
+
+    def cache_key(self) -> str:
+        st = self.tar.stat()
+        return f"{self.tar.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.tar}:{self.name}"
+
+
+def _samples(tar: Path) -> list[tuple[str, str, int]]:
+    """``(key, image member, class index)`` of every sample of ``tar``, in member order."""
+    try:
+        with tarfile.open(tar) as archive:
+            members = [m for m in archive.getmembers() if m.isfile()]
+            labels: dict[str, int] = {}
+            images: dict[str, str] = {}
+            for m in members:
+                base = m.name.rsplit("/", 1)
+                stem, _, ext = base[-1].partition(".")
+                key = "/".join([*base[:-1], stem])
+                if ext.lower() == "cls":
+                    text = archive.extractfile(m).read().decode().strip()
+                    if not text.isdigit():
+                        raise DataError(f"webdataset: {tar}:{m.name} is not a class index")
+                    labels[key] = int(text)
+                elif f".{ext.lower()}" in IMAGE_EXTENSIONS:
+                    images[key] = m.name
+    except (tarfile.TarError, OSError) as err:
+        raise FileFormatError(f"webdataset: {tar} is not a readable tar file ({err})") from None
+    unlabelled = sorted(set(images) - set(labels))
+    if unlabelled:
+        raise DataError(f"webdataset: {tar} sample {unlabelled[0]!r} has no .cls label")
+    return [(key, images[key], labels[key]) for key in images]
+
+
+def list_webdataset(root: PathLike) -> FolderListing:
+    """The listing of tar shards in the WebDataset layout under ``root`` (see the module)."""
+    folder = _root_dir(root, "webdataset")
+    held_out = next((folder / n for n in ("test", "val") if (folder / n).is_dir()), None)
+    parts = {"train": folder / "train" if (folder / "train").is_dir() else folder}
+    if held_out is not None:
+        parts["test"] = held_out
+    rows: dict[str, list[tuple[TarMember, int]]] = {}
+    for split, where in parts.items():
+        shards = sorted(where.glob("*.tar"))
+        if not shards:
+            raise DataError(f"webdataset: {str(where)!r} has no .tar shards")
+        rows[split] = [(TarMember(s, name), c) for s in shards for _, name, c in _samples(s)]
+    k = 1 + max(c for split in rows.values() for _, c in split)
+    names_file = folder / "classes.txt"
+    names = names_file.read_text().split("\n") if names_file.exists() else []
+    names = [n.strip() for n in names if n.strip()] or [str(c) for c in range(k)]
+    if len(names) < k:
+        raise DataError(f"webdataset: {names_file} names {len(names)} classes, labels reach {k}")
+    return _listing(rows, names, "webdataset", folder)
+
+
+def _listing(
+    rows: dict[str, list[tuple[Any, int]]], names: list[str], where: str, root: Path
+) -> FolderListing:
+    """A listing from ``(image reference, class index)`` rows per split, grouped by class."""
+    splits = {}
+    for split, items in rows.items():
+        by_class: dict[str, list[Any]] = {}
+        for ref, c in sorted(items, key=lambda item: item[1]):  # stable: order within a class
+            by_class.setdefault(names[c], []).append(ref)
+        splits[split] = by_class
+    return FolderListing(splits, names, None, where, root)
+
+
+@dataclass(frozen=True, eq=False)
+class ArrowImage:
+    """Row ``index`` of the image column of a memory-mapped Hugging Face dataset."""
+
+    table: Any  # a datasets.Dataset whose image column is not decoded
+    column: str
+    index: int
+    fingerprint: str
+
+    def open(self) -> BinaryIO:
+        value = self.table[self.index][self.column]
+        if value.get("bytes") is not None:
+            return io.BytesIO(value["bytes"])
+        return open(value["path"], "rb")  # noqa: SIM115 - the caller closes it
+
+    def cache_key(self) -> str:
+        return f"{self.fingerprint}\0{self.column}\0{self.index}"
+
+    def __str__(self) -> str:
+        return f"row {self.index} of {self.fingerprint}"
+
+
+def list_hf_disk(root: PathLike) -> FolderListing:
+    """The listing of a Hugging Face ``datasets`` folder (see the module)."""
+    folder = _root_dir(root, "hf-disk")
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            "dataset 'hf-disk' needs the Hugging Face datasets package: pip install 'ddkit[hf]'"
+        ) from None
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise FileFormatError(f"hf-disk: {str(folder)!r} is not a saved dataset ({err})") from None
+    parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    if "train" not in parts:
+        raise DataError(f"hf-disk: {str(folder)!r} has no 'train' split (has {sorted(parts)})")
+    held_out = next((n for n in ("test", "validation", "val") if n in parts), None)
+    parts = {"train": parts["train"], **({"test": parts[held_out]} if held_out else {})}
+    image_col, label_col, names = _columns(parts["train"], datasets)
+    rows = {}
+    for split, table in parts.items():
+        raw = table.cast_column(image_col, datasets.Image(decode=False))
+        labels = table[label_col]
+        rows[split] = [(ArrowImage(raw, image_col, i, table._fingerprint), int(c))
+                       for i, c in enumerate(labels)]  # fmt: skip
+    k = 1 + max(c for split in rows.values() for _, c in split)
+    names = names or [str(c) for c in range(k)]
+    return _listing(rows, names, "hf-disk", folder)
+
+
+def _columns(table: Any, datasets: Any) -> tuple[str, str, list[str]]:
+    """The image column, the label column and the class names of a dataset's features."""
+    features = table.features
+    images = [n for n, f in features.items() if isinstance(f, datasets.Image)]
+    if not images:
+        raise DataError(f"hf-disk: no Image column among {list(features)}")
+    classes = [n for n, f in features.items() if isinstance(f, datasets.ClassLabel)]
+    label = "label" if "label" in features else (classes[0] if classes else None)
+    if label is None:
+        raise DataError(f"hf-disk: no 'label' or ClassLabel column among {list(features)}")
+    feature = features[label]
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else []
+    return images[0], label, names
+
+
+@register_dataset("webdataset", needs_root=True, help="tar shards: ROOT/[train|test/]*.tar, .cls")
+def _webdataset(root: str | None) -> FolderSource:
+    return FolderSource(list_webdataset(root))
+
+
+@register_dataset("hf-disk", needs_root=True, help="a Hugging Face datasets folder (save_to_disk)")
+def _hf_disk(root: str | None) -> FolderSource:
+    return FolderSource(list_hf_disk(root))

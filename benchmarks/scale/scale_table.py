@@ -51,8 +51,20 @@ def commands_table() -> list[str]:
     return lines
 
 
+def decode_table() -> list[str]:
+    rows = json.loads((RESULTS / "decode_rate.json").read_text())
+    lines = ["| image size | images | mean file (KB) | images per second |", "|---|---|---|---|"]
+    for r in rows:
+        h, w = r["image_size"]
+        lines.append(
+            f"| {h}x{w} | {r['images']:,} | {r['mean_file_bytes'] / 1000:.1f} | "
+            f"{r['images_per_second']:,} |"
+        )
+    return lines
+
+
 def main() -> None:
-    for table in (dm_table(), load_table(), commands_table()):
+    for table in (dm_table(), load_table(), commands_table(), decode_table()):
         print("\n".join(table))
         print()
 

@@ -1,0 +1,49 @@
+"""Decode throughput of an image folder on this machine (issue 68): lists the folder, decodes
+every image into memory (one process) and appends ``images per second`` to
+``benchmarks/results/scale/decode_rate.json``.
+
+    python benchmarks/scale/make_image_folder.py /tmp/in224 --classes 100 --per-class 10 --size 224
+    python benchmarks/scale/decode_rate.py /tmp/in224
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ddkit.data.folders import decode_listing, list_image_folder
+from ddkit.io import atomic_write_json
+from ddkit.meter import machine_info
+
+RESULTS = Path(__file__).parents[1] / "results" / "scale" / "decode_rate.json"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path)
+    a = p.parse_args()
+    listing = list_image_folder(a.root)
+    start = time.perf_counter()
+    raw = decode_listing(listing)
+    seconds = time.perf_counter() - start
+    files = [f for split in listing.splits.values() for c in split.values() for f in c]
+    row = {
+        "images": listing.total,
+        "image_size": list(raw.train_images.shape[-2:]),
+        "format": sorted({f.suffix for f in files}),
+        "mean_file_bytes": round(sum(f.stat().st_size for f in files) / len(files)),
+        "seconds": round(seconds, 2),
+        "images_per_second": round(listing.total / seconds),
+        "machine": machine_info(),
+    }
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS, [*rows, row])
+    print(json.dumps({k: v for k, v in row.items() if k != "machine"}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,16 +9,12 @@ every image into memory (one process) and appends ``images per second`` to
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
-from ddkit.data.folders import decode_listing, list_image_folder
-from ddkit.io import atomic_write_json
-from ddkit.meter import machine_info
+from record import append_row
 
-RESULTS = Path(__file__).parents[1] / "results" / "scale" / "decode_rate.json"
+from ddkit.data.folders import decode_listing, list_image_folder
 
 
 def main() -> None:
@@ -37,12 +33,8 @@ def main() -> None:
         "mean_file_bytes": round(sum(f.stat().st_size for f in files) / len(files)),
         "seconds": round(seconds, 2),
         "images_per_second": round(listing.total / seconds),
-        "machine": machine_info(),
     }
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, [*rows, row])
-    print(json.dumps({k: v for k, v in row.items() if k != "machine"}), file=sys.stderr)
+    append_row("decode_rate.json", row)
 
 
 if __name__ == "__main__":

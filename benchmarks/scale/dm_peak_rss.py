@@ -11,19 +11,14 @@ Runs the command as a child process and reads its peak resident set size from th
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ddkit.io import atomic_write_json
-from ddkit.meter import machine_info
-
-RESULTS = Path(__file__).parents[1] / "results" / "scale" / "dm_peak_rss.json"
+from record import append_row, children_peak_gib
 
 
 def _from_time_log(path: Path) -> tuple[float, float]:
@@ -56,7 +51,7 @@ def main() -> None:
             start = time.perf_counter()
             rc = subprocess.run([*command, "--out", f"{out}/run"], check=False).returncode
             seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        peak = children_peak_gib()
         status = "completed" if rc == 0 else f"stopped, exit {rc}"
     row = {
         "command": " ".join(["ddkit", *command[1:]]),
@@ -67,12 +62,8 @@ def main() -> None:
         "peak_rss_gib": round(peak, 3),
         "seconds": round(seconds, 1),
         "status": status,
-        "machine": machine_info(),
     }
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, [*rows, row])
-    print(json.dumps({k: v for k, v in row.items() if k != "machine"}), file=sys.stderr)
+    append_row("dm_peak_rss.json", row)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,14 @@ memory-mapped cache (issue 68); appends a row to ``benchmarks/results/scale/load
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ddkit.io import atomic_write_json
-from ddkit.meter import machine_info
+from record import append_row, children_peak_gib
 
-RESULTS = Path(__file__).parents[1] / "results" / "scale" / "load_peak_rss.json"
 LOAD = (
     "import sys; from ddkit.data import load_dataset; "
     "s = load_dataset('imagefolder', root=sys.argv[1]); "
@@ -41,15 +37,11 @@ def main() -> None:
         "per_class": a.per_class,
         "cache": a.cache,
         "label": a.label,
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3),
+        "peak_rss_gib": children_peak_gib(),
         "seconds": round(seconds, 1),
         "status": "completed" if done.returncode == 0 else f"stopped, exit {done.returncode}",
-        "machine": machine_info(),
     }
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, [*rows, row])
-    print(json.dumps({k: v for k, v in row.items() if k != "machine"}), file=sys.stderr)
+    append_row("load_peak_rss.json", row)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,12 @@ its peak resident set size from the kernel (``RUSAGE_CHILDREN``) and appends a r
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ddkit.io import atomic_write_json
-from ddkit.meter import machine_info
-
-RESULTS = Path(__file__).parents[1] / "results" / "scale" / "commands.json"
+from record import append_row, children_peak_gib
 
 
 def main() -> None:
@@ -34,15 +29,11 @@ def main() -> None:
     row = {
         "label": a.label,
         "command": " ".join(command),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3),
+        "peak_rss_gib": children_peak_gib(),
         "seconds": round(time.perf_counter() - start, 1),
         "status": "completed" if rc == 0 else f"stopped, exit {rc}",
-        "machine": machine_info(),
     }
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, [*rows, row])
-    print(json.dumps({k: v for k, v in row.items() if k != "machine"}), file=sys.stderr)
+    append_row("commands.json", row)
 
 
 if __name__ == "__main__":

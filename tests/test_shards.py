@@ -14,7 +14,7 @@ from PIL import Image
 
 from ddkit.data import load_dataset
 from ddkit.data.cache import CACHE_MODE_ENV
-from ddkit.errors import DataError, FileFormatError
+from ddkit.errors import ConfigError, DataError, FileFormatError
 
 NAMES = ["cat", "dog", "emu"]
 
@@ -121,3 +121,46 @@ def test_a_folder_that_is_no_saved_dataset_is_refused(tmp_path):
     pytest.importorskip("datasets")
     with pytest.raises(FileFormatError, match="not a saved dataset"):
         load_dataset("hf-disk", root=str(tmp_path))
+
+
+# ------------------------------------------------------------- hostile inputs (issue 73)
+def test_a_cache_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, monkeypatch):
+    from ddkit.data.cache import CACHE_DIR_ENV
+
+    root = _as_folder(tmp_path / "folder")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocker / "sub"))
+    monkeypatch.setenv(CACHE_MODE_ENV, "always")
+    with pytest.raises(ConfigError, match="cannot make the cache folder .*DDKIT_DATA_CACHE"):
+        load_dataset("imagefolder", root=str(root))
+
+
+def test_a_killed_builds_leftovers_are_removed_by_the_next_build(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_MODE_ENV, "always")
+    root = _as_folder(tmp_path / "folder")
+    stale = root / ".ddkit-cache" / ".abc.tmp-999999999"  # no such process
+    (stale / "x").mkdir(parents=True)
+    load_dataset("imagefolder", root=str(root))
+    assert not stale.exists()
+
+
+def test_a_stray_huge_class_index_is_refused(tmp_path):
+    root = _as_shards(tmp_path / "wds")
+    (root / "classes.txt").unlink()
+    with tarfile.open(root / "train" / "shard-0000.tar", "a") as archive:
+        _add(archive, "huge.png", _png(np.zeros((6, 5, 3), np.uint8)))
+        _add(archive, "huge.cls", b"1000000000")
+    with pytest.raises(DataError, match="class index 1000000000 in a training split of 13"):
+        load_dataset("webdataset", root=str(root))
+
+
+def test_hugging_face_labels_that_are_not_class_indices_are_refused(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    table = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(np.zeros((4, 4, 3), np.uint8))] * 2, "label": ["a", "b"]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")}),
+    )
+    table.save_to_disk(str(tmp_path / "hf"))
+    with pytest.raises(DataError, match="holds 'a'; labels must be class indices"):
+        load_dataset("hf-disk", root=str(tmp_path / "hf"))

@@ -49,7 +49,7 @@ from ddkit.data.folders import (
 )
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError
-from ddkit.io import atomic_write_json, read_json
+from ddkit.io import atomic_write_json, process_alive, read_json
 
 #: Decoded float32 images of at least this many bytes go through the cache under ``auto``.
 CACHE_FROM_BYTES = 2**30
@@ -91,8 +91,25 @@ def load_listing(
         )  # fmt: skip
     folder = _cache_folder(listing, plan)
     if not (folder / _INDEX).is_file():
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"{listing.where}: cannot make the cache folder {str(folder.parent)!r} "
+                f"({err.strerror or err}); set ${CACHE_DIR_ENV} to a writable folder"
+            ) from None
+        _remove_dead_builds(folder.parent)
         _build(listing, plan, folder, name)
     return _open(folder, name, val_fraction, seed)
+
+
+def _remove_dead_builds(parent: Path) -> None:
+    """Delete the temporary folders of builds whose process no longer runs (a killed build
+    leaves its ``.<key>.tmp-<pid>`` behind)."""
+    for tmp in parent.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if tmp.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cache_key(listing: FolderListing, shape: tuple[int, ...]) -> str:
@@ -147,7 +164,6 @@ def _rows_of(listing: FolderListing) -> dict[str, list[int]]:
 
 def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
     """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
     needed = listing.total * int(np.prod(plan.shape)) * 4
     free = shutil.disk_usage(folder.parent).free
     if needed > free:

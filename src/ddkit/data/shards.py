@@ -96,13 +96,23 @@ def list_webdataset(root: PathLike) -> FolderListing:
         if not shards:
             raise DataError(f"webdataset: {str(where)!r} has no .tar shards")
         rows[split] = [(TarMember(s, name), c) for s in shards for _, name, c in _samples(s)]
-    k = 1 + max(c for split in rows.values() for _, c in split)
+    k = _class_count(rows, "webdataset")
     names_file = folder / "classes.txt"
     names = names_file.read_text().split("\n") if names_file.exists() else []
     names = [n.strip() for n in names if n.strip()] or [str(c) for c in range(k)]
     if len(names) < k:
         raise DataError(f"webdataset: {names_file} names {len(names)} classes, labels reach {k}")
     return _listing(rows, names, "webdataset", folder)
+
+
+def _class_count(rows: dict[str, list[tuple[Any, int]]], where: str) -> int:
+    """The number of classes (largest index + 1), refused when it exceeds the training rows:
+    every class needs one, and a stray huge index would otherwise name a billion classes."""
+    k = 1 + max((c for split in rows.values() for _, c in split), default=-1)
+    n = len(rows.get("train", []))
+    if k > n:
+        raise DataError(f"{where}: class index {k - 1} in a training split of {n} images")
+    return k
 
 
 def _listing(
@@ -163,9 +173,16 @@ def list_hf_disk(root: PathLike) -> FolderListing:
     for split, table in parts.items():
         raw = table.cast_column(image_col, datasets.Image(decode=False))
         labels = table[label_col]
-        rows[split] = [(ArrowImage(raw, image_col, i, table._fingerprint), int(c))
+        bad = next((c for c in labels if not isinstance(c, int) or isinstance(c, bool) or c < 0),
+                   None)  # fmt: skip
+        if bad is not None:
+            raise DataError(
+                f"hf-disk: column {label_col!r} holds {bad!r}; labels must be class indices "
+                "(a ClassLabel column)"
+            )
+        rows[split] = [(ArrowImage(raw, image_col, i, table._fingerprint), c)
                        for i, c in enumerate(labels)]  # fmt: skip
-    k = 1 + max(c for split in rows.values() for _, c in split)
+    k = _class_count(rows, "hf-disk")
     names = names or [str(c) for c in range(k)]
     return _listing(rows, names, "hf-disk", folder)
 

@@ -468,7 +468,10 @@ class DM(Distiller):
     def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
         """Refuse, in one line and before any step, a matching step whose activations cannot fit
         the memory budget: every synthetic image's activations are kept for the backward pass,
-        the real batch is embedded a piece at a time (:func:`embed_chunk`)."""
+        the real batch is embedded a piece at a time (:func:`embed_chunk`). The budget is the
+        machine's memory: a run on a GPU is not checked here."""
+        if self.device_.type != "cpu":
+            return
         fp, k = self.footprint_, spec.num_classes
         image_bytes = self.real_[0].numel() * self.real_.element_size()
         syn = k * per_class * (fp.training + 2 * image_bytes)

@@ -332,8 +332,10 @@ class DC(Distiller):
     def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
         """Refuse, in one line and before any step, a matching step whose kept activations
         (a class's real batch and synthetic images; every class at once when vectorised)
-        cannot fit the memory budget."""
+        cannot fit the memory budget (the machine's: a run on a GPU is not checked here)."""
         cfg = self.config
+        if self.nets_.device.type != "cpu":
+            return
         kept = module_footprint(self.nets_.network, spec.shape).training
         classes = spec.num_classes if cfg.vectorize else 1
         h, w = spec.image_size

@@ -418,8 +418,9 @@ def _start_expert(
         return theta, None, 0
     theta, buf = _read_snapshot(root, e, last, recipe.momentum)
     say(f"expert {e}: resuming after epoch {last}")
-    device = recipe.images.device  # snapshots load on the CPU; training runs with the data
-    return theta.to(device), None if buf is None else buf.to(device), last
+    # snapshots load on the CPU in float32; training runs where and as precisely as the data
+    device, dtype = recipe.images.device, recipe.images.dtype
+    return theta.to(device, dtype), None if buf is None else buf.to(device, dtype), last
 
 
 def _train_group(

@@ -161,3 +161,35 @@ def test_decoding_a_large_folder_says_how_fast_it_goes(tmp_path, monkeypatch, ca
     monkeypatch.setattr(folders, "DECODE_PROGRESS_FROM", 16)
     read_tiny_imagenet(root)
     assert capsys.readouterr().err == ""  # a small folder reads quietly
+
+
+def test_worker_processes_decode_the_same_images_and_refuse_a_broken_file_in_one_line(
+    tmp_path, monkeypatch
+):
+    from ddkit.data import folders
+    from ddkit.data.folders import decode_listing, decode_workers
+    from ddkit.data.layouts import list_tiny_imagenet
+    from ddkit.errors import FileFormatError
+
+    root = _tiny(tmp_path / "t")
+    listing = list_tiny_imagenet(root)
+    monkeypatch.setattr(folders, "PARALLEL_DECODE_FROM", 10**9)
+    alone = decode_listing(listing)
+    monkeypatch.setattr(folders, "PARALLEL_DECODE_FROM", 2)
+    monkeypatch.setattr(folders, "DECODE_PIECE", 2)
+    assert decode_workers(listing.total) >= 1
+    together = decode_listing(listing)
+    for a, b in (
+        (alone.train_images, together.train_images),
+        (alone.test_labels, together.test_labels),
+    ):
+        assert np.array_equal(a, b)
+    # a file whose header reads but whose pixels do not: refused by a worker, in one line
+    broken = root / "train" / "n02" / "images" / "n02_1.JPEG"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        broken, format="JPEG"
+    )
+    broken.write_bytes(broken.read_bytes()[:400])
+    with pytest.raises(FileFormatError, match="n02_1.JPEG: cannot read image") as err:
+        decode_listing(list_tiny_imagenet(root))
+    assert "\n" not in str(err.value)

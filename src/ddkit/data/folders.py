@@ -10,6 +10,7 @@ step, done into memory (:func:`decode_listing`) or into a memory-mapped cache
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,10 @@ from ddkit.progress import Progress
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 #: Folders of at least this many images say how decoding goes (count, images per second).
 DECODE_PROGRESS_FROM = 1000
+#: Lists of at least this many images are decoded in DataLoader worker processes.
+PARALLEL_DECODE_FROM = 2000
+MAX_DECODE_WORKERS = 8
+DECODE_PIECE = 64
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
 _GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
 
@@ -171,16 +176,59 @@ def plan_decode(listing: FolderListing) -> DecodePlan:
     return DecodePlan(mode, size, bool(modes & _WIDE_MODES), (1 if mode == "L" else 3, h, w))
 
 
+class _Decoding:
+    """The images of a file list as a map-style dataset for :class:`torch.utils.data.DataLoader`
+    workers: item ``i`` is ``(image (C, H, W), label)``, or ``(None, message)`` where the file
+    cannot be read (raised in the main process, so the refusal stays one line)."""
+
+    def __init__(self, files: list[tuple[Path | ImageRef, int]], plan: DecodePlan) -> None:
+        self.files, self.plan = files, plan
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray | None, int | str]:
+        path, label = self.files[i]
+        try:
+            x = _load_image(path, self.plan.mode, self.plan.size, self.plan.wide)
+        except FileFormatError as err:
+            return None, str(err)
+        return (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)), label
+
+
+def decode_workers(n: int) -> int:
+    """Worker processes that decode ``n`` images: none below :data:`PARALLEL_DECODE_FROM`
+    (starting them costs more), else one per core, at most :data:`MAX_DECODE_WORKERS`."""
+    if n < PARALLEL_DECODE_FROM:
+        return 0
+    return max(0, min(MAX_DECODE_WORKERS, len(os.sched_getaffinity(0)) if hasattr(
+        os, "sched_getaffinity") else (os.cpu_count() or 1)))  # fmt: skip
+
+
 def decoded_images(
     listing: FolderListing, plan: DecodePlan, split: str, progress: Progress
 ) -> Iterator[tuple[np.ndarray, int]]:
     """``(image (C, H, W), label)`` of ``split``'s files in order, each image as
-    :func:`_load_image` returns it, laid out channels first; ``progress`` counts them and
-    shows images per second."""
-    for path, label in listing.files(split):
-        x = _load_image(path, plan.mode, plan.size, plan.wide)
+    :func:`_load_image` returns it, laid out channels first, decoded in DataLoader worker
+    processes for large lists (:func:`decode_workers`); ``progress`` counts them and shows
+    images per second."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    files = listing.files(split)
+    items = _Decoding(files, plan)
+    workers = decode_workers(len(files))
+    if workers:  # pieces of DECODE_PIECE images per message between processes
+        loader = DataLoader(items, batch_size=DECODE_PIECE, num_workers=workers,
+                            collate_fn=list, prefetch_factor=4)  # fmt: skip
+        rows = (row for piece in loader for row in piece)
+    else:
+        rows = (items[i] for i in range(len(items)))
+    for x, label in rows:
+        if x is None:
+            raise FileFormatError(label)
         progress.update(1, {"images/s": progress.rate(pending=1)})
-        yield (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)), label
+        yield (x.numpy() if isinstance(x, torch.Tensor) else x), label
 
 
 def decode_progress(listing: FolderListing) -> Progress:

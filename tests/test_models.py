@@ -217,3 +217,25 @@ def test_footprint_of_a_built_network_equals_that_of_its_name_and_sizes_predict(
     assert inference_batch(net) == 3
     x = torch.randn(7, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(predict(net, x), predict(net, x, batch_size=7))
+
+
+def test_convnet_takes_the_papers_depth_for_the_image_size_and_says_so_once():
+    import warnings
+
+    from ddkit.models import convnet
+
+    def depth(net) -> int:
+        return sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+
+    convnet._told_depths.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for size, want in ((8, 3), (28, 3), (32, 3), (64, 4), (128, 5), (256, 6)):
+            net = create_model("convnet", num_classes=10, in_channels=3, image_size=size)
+            assert depth(net) == want, size
+        create_model("convnet", num_classes=10, in_channels=3, image_size=64)  # said already
+        for named in ("convnet3", "convnet-d3"):
+            net = create_model(named, num_classes=10, in_channels=3, image_size=64)
+            assert depth(net) == 3
+    said = [str(w.message) for w in caught if issubclass(w.category, convnet.ResolutionNotice)]
+    assert len(said) == 3 and "64x64 images is ConvNet-4" in said[0] and "'convnet3'" in said[0]

@@ -215,6 +215,21 @@ def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, 
     assert "40 iterations" in cost.line("dm") and "about" in cost.line("dm")
     with pytest.raises(ConfigError, match="warmup must be >= 2"):
         runs.estimate_distill(dataset="digits", method="dm", ipc=2, splits=tiny_digits(), warmup=1)
+    # a long step ends the warm-up: one step stands for all (as at Tiny-ImageNet scale)
+    steps = []
+    real_end = runs.StepTimer.on_step_end
+
+    def counting_end(self, *args):
+        steps.append(1)
+        return real_end(self, *args)
+
+    monkeypatch.setattr(runs, "WARMUP_SECONDS", 0.0)
+    monkeypatch.setattr(runs.StepTimer, "on_step_end", counting_end)
+    short = runs.estimate_distill(
+        dataset="digits", method="dm", ipc=2, iterations=40, splits=tiny_digits()
+    )
+    monkeypatch.undo()
+    assert len(steps) == 1 and short.seconds_per_iteration > 0 and short.iterations == 40
 
     out = tmp_path / "run"
     argv = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "7"]

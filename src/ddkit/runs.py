@@ -194,13 +194,24 @@ class CostEstimate:
         )
 
 
+#: A warm-up stops after the step that brings its steps past this many seconds: at Tiny-ImageNet
+#: scale one DM step takes minutes, and one long step says enough of the next ones.
+WARMUP_SECONDS = 60.0
+
+
+class _WarmedUp(Exception):
+    """Raised by :class:`StepTimer` to end a warm-up whose steps took long enough."""
+
+
 class StepTimer(Callback):
     """Wall-clock seconds of the set-up (before the first step) and of every step
-    (:func:`step_clock`)."""
+    (:func:`step_clock`); with ``limit``, it ends the run (:class:`_WarmedUp`) once the steps
+    took ``limit`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: float | None = None) -> None:
         self.begun = time.perf_counter()
         self.setup, self.steps, self._last = 0.0, [], 0.0
+        self.limit = limit
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         self._last = step_clock()
@@ -210,6 +221,8 @@ class StepTimer(Callback):
         now = step_clock()
         self.steps.append(now - self._last)
         self._last = now
+        if self.limit is not None and sum(self.steps) >= self.limit:
+            raise _WarmedUp
 
 
 def estimate_distill(
@@ -229,7 +242,9 @@ def estimate_distill(
     the method's set-up and ``warmup`` iterations in memory (nothing is written but the caches
     of artifacts the set-up trains, such as experts or a teacher, which the real run reuses).
     The per-iteration cost is the mean of the warm-up steps after the first (which pays for
-    lazy initialisation). ``device`` as in :func:`distill_run`."""
+    lazy initialisation); steps past :data:`WARMUP_SECONDS` end the warm-up early, and a single
+    step stands for all (its lazy initialisation included). ``device`` as in
+    :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
     splits = splits or load_dataset(dataset, root=root)
@@ -237,8 +252,11 @@ def estimate_distill(
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
-    timer = StepTimer()
-    m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
+    timer = StepTimer(limit=WARMUP_SECONDS)
+    try:
+        m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
+    except _WarmedUp:
+        pass
     steps = timer.steps[1:] or timer.steps or [0.0]
     return CostEstimate(timer.setup, sum(steps) / len(steps), total)
 

@@ -81,9 +81,8 @@ def load_listing(
     if mode not in CACHE_MODES:
         raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
     plan = plan_decode(listing)
-    decoded = listing.total * int(np.prod(plan.shape)) * 4
-    if mode == "never" or (mode == "auto" and decoded < CACHE_FROM_BYTES):
-        raw = decode_listing(listing)
+    if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
+        raw = decode_listing(listing, plan)
         return from_arrays(
             raw.train_images, raw.train_labels, raw.test_images, raw.test_labels, name=name,
             num_classes=raw.num_classes, class_names=raw.class_names,
@@ -110,6 +109,11 @@ def _remove_dead_builds(parent: Path) -> None:
         pid = tmp.name.rsplit("-", 1)[-1]
         if tmp.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _float_bytes(listing: FolderListing, plan) -> int:  # noqa: ANN001
+    """The bytes of ``listing``'s images decoded as float32 (in memory, or in the cache)."""
+    return listing.total * int(np.prod(plan.shape)) * 4
 
 
 def cache_key(listing: FolderListing, shape: tuple[int, ...]) -> str:
@@ -150,21 +154,19 @@ def _cache_folder(listing: FolderListing, plan) -> Path:  # noqa: ANN001
         return Path.home() / ".cache" / "ddkit" / "folders" / key
 
 
-def _rows_of(listing: FolderListing) -> dict[str, list[int]]:
-    """Each split's rows as positions in its file list; without a test split, the ddkit
-    convention (every fifth row of train is test), as :func:`from_arrays` applies it."""
+def _destinations(listing: FolderListing) -> dict[str, list[str]]:
+    """For each source split of ``listing``, the split each of its files goes to: itself, or
+    without a test split the ddkit convention (every fifth train row is test), as
+    :func:`from_arrays` applies it."""
     if "test" in listing.splits:
-        return {s: list(range(len(listing.files(s)))) for s in ("train", "test")}
+        return {s: [s] * len(listing.files(s)) for s in ("train", "test")}
     test = convention_test_rows(len(listing.files("train"))).tolist()
-    return {
-        "train": [i for i, t in enumerate(test) if not t],
-        "test": [i for i, t in enumerate(test) if t],
-    }
+    return {"train": ["test" if t else "train" for t in test]}
 
 
 def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
     """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
-    needed = listing.total * int(np.prod(plan.shape)) * 4
+    needed = _float_bytes(listing, plan)
     free = shutil.disk_usage(folder.parent).free
     if needed > free:
         raise ConfigError(
@@ -205,39 +207,40 @@ def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # no
 
 def _decode_into(
     listing: FolderListing,
-    plan,
-    tmp: Path,  # noqa: ANN001
+    plan,  # noqa: ANN001
+    tmp: Path,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Decode each split's rows into ``tmp/<split>.npy`` (float32 in ``[0, 1]``, as
-    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with their labels; return the
-    train rows' channel mean and (unbiased) std, summed in float64."""
-    rows = _rows_of(listing)
-    sources = {"train": "train", "test": "test" if "test" in listing.splits else "train"}
+    """Decode every file once into ``tmp/<split>.npy`` (float32 in ``[0, 1]``, as
+    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label; return the train
+    rows' channel mean and (unbiased) std, summed in float64."""
+    destinations = _destinations(listing)
+    sizes = {"train": 0, "test": 0}
+    for split in (d for ds in destinations.values() for d in ds):
+        sizes[split] += 1
+    x = {
+        s: np.lib.format.open_memmap(tmp / f"{s}.npy", "w+", np.float32, (n, *plan.shape))
+        for s, n in sizes.items()
+    }
+    y = {s: np.zeros(n, np.int64) for s, n in sizes.items()}
+    at = dict.fromkeys(sizes, 0)
     c = plan.shape[0]
     sums, squares, count = np.zeros(c), np.zeros(c), 0
     progress = decode_progress(listing)
-    for split, source in sources.items():
-        wanted = dict.fromkeys(rows[split])
-        n = len(wanted)
-        x = np.lib.format.open_memmap(tmp / f"{split}.npy", "w+", np.float32, (n, *plan.shape))
-        y = np.zeros(n, np.int64)
-        at = 0
-        for i, (img, label) in enumerate(decoded_images(listing, plan, source, progress)):
-            if i not in wanted:
-                continue
+    for source, goes_to in destinations.items():
+        images = decoded_images(listing, plan, source, progress)
+        for split, (img, label) in zip(goes_to, images):
             v = img.astype(np.float32) / np.float32(255.0) if img.dtype == np.uint8 else img
-            x[at], y[at] = v, label
+            x[split][at[split]], y[split][at[split]] = v, label
+            at[split] += 1
             if split == "train":
                 sums += v.sum(axis=(1, 2), dtype=np.float64)
                 squares += np.square(v, dtype=np.float64).sum(axis=(1, 2))
                 count += v.shape[1] * v.shape[2]
-            at += 1
-        x.flush()
-        del x
-        np.save(tmp / f"{split}_labels.npy", y)
-        if source == "train" and split == "train" and "test" not in listing.splits:
-            progress = decode_progress(listing)  # the test rows are decoded in a second pass
     progress.close()
+    for split in sizes:
+        x[split].flush()
+        np.save(tmp / f"{split}_labels.npy", y[split])
+    del x
     mean = sums / count
     var = (squares - count * mean**2) / max(count - 1, 1)
     std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6)

@@ -239,10 +239,12 @@ def decode_progress(listing: FolderListing) -> Progress:
                     every_seconds=10.0, setting="auto" if big else None)  # fmt: skip
 
 
-def decode_listing(listing: FolderListing) -> RawData:
+def decode_listing(listing: FolderListing, plan: DecodePlan | None = None) -> RawData:
     """Decode every image of ``listing`` into memory: uint8 ``(N, C, H, W)`` arrays (float32
-    in ``[0, 1]`` where some image is 16-bit grayscale) and their labels."""
-    plan = plan_decode(listing)
+    in ``[0, 1]`` where some image is 16-bit grayscale) and their labels; ``plan``: the
+    listing's :func:`plan_decode`, when the caller has it already (its header pass reads every
+    file)."""
+    plan = plan or plan_decode(listing)
     progress = decode_progress(listing)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in listing.splits:

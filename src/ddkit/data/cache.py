@@ -16,8 +16,10 @@ decoded anew; the class index (labels and rows per class) is stored with it. A c
 written under a temporary name and renamed when complete, so a killed build leaves nothing a
 later run would trust. ``$DDKIT_FOLDER_CACHE`` = ``auto`` (default), ``always`` or ``never``.
 
-The statistics are summed in float64 here and in float32 by the in-memory path, so the two
-paths' normalised pixels can differ in the last bit of float32 (a test bounds the difference).
+Below the threshold the same decoding fills arrays in memory instead of files. Both paths sum
+the statistics in float64, round them to float32 as ``from_arrays`` does, and normalise the same
+way, so a listing's splits hold the same bits whichever path it takes, and the bits of the same
+images given as arrays (tests check it, and that dm, dsa and sre2l distil the same set).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +39,12 @@ from ddkit.data.dataset import (
     DatasetSplits,
     ImageDataset,
     convention_test_rows,
-    from_arrays,
+    count_classes,
     stratified_split,
 )
 from ddkit.data.folders import (
     FolderListing,
     ImageRef,
-    decode_listing,
     decode_progress,
     decoded_images,
     plan_decode,
@@ -82,12 +84,10 @@ def load_listing(
         raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
     plan = plan_decode(listing)
     if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
-        raw = decode_listing(listing, plan)
-        return from_arrays(
-            raw.train_images, raw.train_labels, raw.test_images, raw.test_labels, name=name,
-            num_classes=raw.num_classes, class_names=raw.class_names,
-            val_fraction=val_fraction, seed=seed,
-        )  # fmt: skip
+        rows = _decode(listing, plan, lambda split, n: np.empty((n, *plan.shape), np.float32))
+        spec = _spec(listing, plan, rows, name)
+        _normalise_in_place(rows.images.values(), spec)
+        return _splits(rows.images, rows.labels, spec, val_fraction, seed)
     folder = _cache_folder(listing, plan)
     if not (folder / _INDEX).is_file():
         try:
@@ -164,6 +164,17 @@ def _destinations(listing: FolderListing) -> dict[str, list[str]]:
     return {"train": ["test" if t else "train" for t in test]}
 
 
+@dataclass
+class _Decoded:
+    """A listing decoded into one float32 array per split (in memory, or memory-mapped files),
+    their labels, and the train rows' channel statistics."""
+
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
 def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
     """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
     needed = _float_bytes(listing, plan)
@@ -178,23 +189,21 @@ def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # no
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        stats = _decode_into(listing, plan, tmp)
-        _normalise_in_place(tmp, stats)
-        spec = DatasetSpec(
-            name=name,
-            num_classes=len(listing.class_names),
-            channels=plan.shape[0],
-            image_size=plan.shape[1:],
-            mean=stats[0],
-            std=stats[1],
-            class_names=tuple(listing.class_names),
+        rows = _decode(
+            listing,
+            plan,
+            lambda split, n: np.lib.format.open_memmap(
+                tmp / f"{split}.npy", "w+", np.float32, (n, *plan.shape)
+            ),
         )
-        labels = np.load(tmp / "train_labels.npy")
-        counts = np.bincount(labels, minlength=spec.num_classes).tolist()
-        if min(counts) == 0:
-            missing = listing.class_names[counts.index(0)]
-            raise DataError(f"{listing.where}: class {missing!r} has no training rows")
-        index = {"format": CACHE_FORMAT, "spec": spec.to_dict(), "class_counts": counts}
+        spec = _spec(listing, plan, rows, name)
+        _normalise_in_place(rows.images.values(), spec)
+        for split, x in rows.images.items():
+            x.flush()
+            np.save(tmp / f"{split}_labels.npy", rows.labels[split])
+        del rows
+        counts = np.bincount(np.load(tmp / "train_labels.npy"), minlength=spec.num_classes)
+        index = {"format": CACHE_FORMAT, "spec": spec.to_dict(), "class_counts": counts.tolist()}
         atomic_write_json(tmp / _INDEX, index)
         try:
             tmp.rename(folder)
@@ -205,22 +214,20 @@ def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # no
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _decode_into(
+def _decode(
     listing: FolderListing,
     plan,  # noqa: ANN001
-    tmp: Path,
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Decode every file once into ``tmp/<split>.npy`` (float32 in ``[0, 1]``, as
-    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label; return the train
-    rows' channel mean and (unbiased) std, summed in float64."""
+    new_array: Callable[[str, int], np.ndarray],
+) -> _Decoded:
+    """Decode every file once into ``new_array(split, rows)`` (float32 in ``[0, 1]``, as
+    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label, and sum the train
+    rows' channel mean and (unbiased) std in float64 (rounded to float32 at the end, as
+    :func:`~ddkit.data.dataset.channel_stats` rounds its own float64 sums)."""
     destinations = _destinations(listing)
     sizes = {"train": 0, "test": 0}
     for split in (d for ds in destinations.values() for d in ds):
         sizes[split] += 1
-    x = {
-        s: np.lib.format.open_memmap(tmp / f"{s}.npy", "w+", np.float32, (n, *plan.shape))
-        for s, n in sizes.items()
-    }
+    x = {s: new_array(s, n) for s, n in sizes.items()}
     y = {s: np.zeros(n, np.int64) for s, n in sizes.items()}
     at = dict.fromkeys(sizes, 0)
     c = plan.shape[0]
@@ -237,44 +244,68 @@ def _decode_into(
                 squares += np.square(v, dtype=np.float64).sum(axis=(1, 2))
                 count += v.shape[1] * v.shape[2]
     progress.close()
-    for split in sizes:
-        x[split].flush()
-        np.save(tmp / f"{split}_labels.npy", y[split])
-    del x
-    mean = sums / count
+    mean = sums / max(count, 1)
     var = (squares - count * mean**2) / max(count - 1, 1)
     std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6)
-    return tuple(mean.tolist()), tuple(std.tolist())
+    # rounded to float32 as channel_stats rounds them (torch sums those in float64 as well)
+    return _Decoded(x, y, *(tuple(v.astype(np.float32).tolist()) for v in (mean, std)))
 
 
-def _normalise_in_place(tmp: Path, stats: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+def _spec(listing: FolderListing, plan, rows: _Decoded, name: str) -> DatasetSpec:  # noqa: ANN001
+    """The decoded listing's spec, its classes checked (two or more, each with training rows)."""
+    train, test = (torch.from_numpy(rows.labels[s]) for s in ("train", "test"))
+    try:
+        count_classes(train, test, len(listing.class_names))
+    except (ConfigError, DataError) as err:
+        raise DataError(f"{listing.where}: {err}") from None
+    return DatasetSpec(
+        name=name,
+        num_classes=len(listing.class_names),
+        channels=plan.shape[0],
+        image_size=plan.shape[1:],
+        mean=rows.mean,
+        std=rows.std,
+        class_names=tuple(listing.class_names),
+    )
+
+
+def _normalise_in_place(arrays: Iterable[np.ndarray], spec: DatasetSpec) -> None:
     """``(x - mean) / std`` in float32, as :func:`~ddkit.data.dataset.normalise`, a block of
     rows at a time."""
-    mean = torch.tensor(stats[0], dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(stats[1], dtype=torch.float32).view(1, -1, 1, 1)
-    for split in ("train", "test"):
-        x = np.load(tmp / f"{split}.npy", mmap_mode="r+")
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+    for x in arrays:
         for i in range(0, len(x), _BLOCK):
             block = (torch.from_numpy(np.asarray(x[i : i + _BLOCK])) - mean) / std
             if not torch.isfinite(block).all():
                 raise DataError("images span more than the float32 range around their mean")
             x[i : i + _BLOCK] = block.numpy()
-        x.flush()
-        del x
 
 
 def _open(folder: Path, name: str, val_fraction: float, seed: int) -> DatasetSplits:
-    """The splits of a finished cache, their images mapped from its files."""
+    """The splits of a finished cache, their images mapped from its files (copy-on-write)."""
     index = read_json(folder / _INDEX, max_bytes=2**24)
     spec = DatasetSpec.from_dict({**index["spec"], "name": name})
+    parts = ("train", "test")
+    images = {s: np.load(folder / f"{s}.npy", mmap_mode="c") for s in parts}
+    labels = {s: np.load(folder / f"{s}_labels.npy") for s in parts}
+    return _splits(images, labels, spec, val_fraction, seed)
 
-    def split(part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.load(folder / f"{part}.npy", mmap_mode="c"))
-        return x, torch.from_numpy(np.load(folder / f"{part}_labels.npy"))
 
-    (x, y), (xt, yt) = split("train"), split("test")
+def _splits(
+    images: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    spec: DatasetSpec,
+    val_fraction: float,
+    seed: int,
+) -> DatasetSplits:
+    """The normalised rows as splits; the validation rows and the rest of train are copied
+    (:func:`~ddkit.data.dataset.stratified_split` of the train labels, as ``from_arrays``)."""
+    (x, xt), (y, yt) = (
+        [torch.from_numpy(d[s]) for s in ("train", "test")] for d in (images, labels)
+    )
     val = None
-    if val_fraction > 0:  # the validation rows and the rest of train are copied into memory
+    if val_fraction > 0:
         keep, held = stratified_split(y, val_fraction, seed)
         val = ImageDataset(x[held], y[held], spec)
         x, y = x[keep], y[keep]

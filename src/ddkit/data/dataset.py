@@ -250,10 +250,13 @@ def _std_float64(raw: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0).
 
-    The std is recomputed in float64 where float32 overflows (values near the float32 limit);
-    statistics that are still not finite raise :class:`DataError`.
+    Both are float32 numbers (the precision :func:`normalise` applies them in), rounded from
+    sums kept in float64, so the memory-mapped cache of :mod:`ddkit.data.cache`, which sums in
+    float64 too, stores the same statistics. The std is recomputed in float64 where float32
+    overflows (values near the float32 limit); statistics that are still not finite raise
+    :class:`DataError`.
     """
-    mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64)
+    mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64).float().double()
     std = raw.std(dim=(0, 2, 3)).double()
     if not torch.isfinite(std).all():
         std = _std_float64(raw, mean)
@@ -357,7 +360,7 @@ def stratified_split(
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
 
 
-def _count_classes(y: torch.Tensor, yt: torch.Tensor, num_classes: object) -> int:
+def count_classes(y: torch.Tensor, yt: torch.Tensor, num_classes: object) -> int:
     """The number of classes: ``num_classes`` or ``max label + 1``, checked so that there
     are at least two classes and every class has a training row."""
     if num_classes is not None:
@@ -444,7 +447,7 @@ def from_arrays(
     )
     if len(x) == 0:
         raise DataError("the train split is empty")
-    k = _count_classes(y, yt, num_classes)
+    k = count_classes(y, yt, num_classes)
     if class_names and len(class_names) != k:
         raise DataError(f"{len(class_names)} class names for {k} classes")
     mean, std = column_stats(x, tuple(columns))

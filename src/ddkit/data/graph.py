@@ -44,10 +44,10 @@ from ddkit.data.builtin import register_dataset
 from ddkit.data.dataset import (
     DatasetSplits,
     ImageDataset,
-    _count_classes,
     _real_array,
     channel_stats,
     check_val_fraction,
+    count_classes,
     stratified_split,
     to_labels,
 )
@@ -238,7 +238,7 @@ class GraphRaw:
         if len(train) == 0 or len(test) == 0:
             raise DataError("the graph needs train and test nodes (train_mask, test_mask)")
         y = self.y
-        k = _count_classes(y[train], y[test], self.num_classes)
+        k = count_classes(y[train], y[test], self.num_classes)
         if int(y.max()) >= k:
             raise DataError(
                 f"node labels out of range: found [{int(y.min())}, {int(y.max())}], expected "

@@ -40,6 +40,23 @@ def test_lines_report_the_first_step_with_time_left_and_the_end():
     assert "loss=0.5" in lines[0] and lines[1].startswith("dm digits: 5/5 it (100%)")
 
 
+def test_a_first_line_can_wait_for_the_start_up_to_pass(monkeypatch):
+    """Decoding's first image carries the workers' start-up: its first line waits 3 s, so the
+    estimate does not extrapolate that one image (it said "about 5h31m left" for 11 s)."""
+    import ddkit.progress as progress_module
+
+    clock = iter([0.0, 0.5, 1.0, 2.0, 3.5, 4.0, 5.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    p = Progress("decoding", 6, setting="lines", stream=out, every_seconds=3600,
+                 first_after_seconds=3.0)  # fmt: skip
+    for _ in range(6):
+        p.update(1)
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[1].split(" (")[0] for line in lines] == [" 4/6 it", " 6/6 it"]
+    assert "about 2s left" in lines[0]  # 3.5 s for 4 images, 2 to go
+
+
 def test_fit_and_evaluate_report_progress_as_lines_off_a_terminal(capsys):
     from ddkit.eval import evaluate
 

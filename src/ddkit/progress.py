@@ -41,6 +41,9 @@ class Progress:
 
     Lines are written after the first step (with the estimated time left, so a long run says
     how long it will take before it has taken it), then every ``every_seconds``, and at the end.
+    ``first_after_seconds``: write the first line only once that long has passed (for many tiny
+    steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
+    estimate rests on more than that step.
     """
 
     def __init__(
@@ -52,12 +55,13 @@ class Progress:
         setting: ProgressSetting = "auto",
         stream: IO[str] | None = None,
         every_seconds: float = 30.0,
+        first_after_seconds: float = 0.0,
         unit: str = "it",
     ) -> None:
         self.desc, self.total, self.done, self.unit = desc, total, start, unit
         self.stream = stream or sys.stderr
         self.kind = progress_kind(setting, self.stream)
-        self.every = every_seconds
+        self.every, self.first_after = every_seconds, first_after_seconds
         self._first, self._t0 = start, time.perf_counter()
         self._last_line = -float("inf")
         self._bar = None
@@ -84,8 +88,13 @@ class Progress:
         if self.kind != "lines":
             return
         now = time.perf_counter()
-        first_step = self.done - self._first == n
-        if first_step or now - self._last_line >= self.every or self.done >= self.total:
+        if self._last_line == -float(
+            "inf"
+        ):  # no line yet: the first once the start-up time has passed
+            due = now - self._t0 >= self.first_after
+        else:
+            due = now - self._last_line >= self.every
+        if due or self.done >= self.total:
             self._line(now, metrics)
 
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:

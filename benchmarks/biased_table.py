@@ -1,4 +1,4 @@
-"""Print BENCHMARKS.md's Colored MNIST tables from `sh benchmarks/biased_mnist5k.sh`'s results.
+"""Print the Colored MNIST tables (docs/benchmarks/bias-and-pruning.md) from `sh benchmarks/biased_mnist5k.sh`'s results.
 
 Per IPC: unbiased and worst-group test accuracy (%, mean ± std over the evaluation networks) of
 every method at each bias-conflicting percentage, beside the full training split; then the

@@ -1,5 +1,5 @@
 """How much weight kernel-density re-weighting gives the bias-conflicting rows of Colored MNIST
-(issue 36; BENCHMARKS.md "Biased data"), in the feature space dm matches in (fresh random
+(issue 36; docs/benchmarks/bias-and-pruning.md, "Biased data"), in the feature space dm matches in (fresh random
 networks) and in the one idm matches in (queue networks trained for some SGD steps on real rows).
 
 For each ratio and each number of training steps, over ``--draws`` draws of (network seed, real

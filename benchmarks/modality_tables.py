@@ -1,5 +1,5 @@
-"""Markdown tables of the tabular and time-series benchmarks (BENCHMARKS.md "Other kinds of
-data"), read from their results files, with the coreset-vs-distillation count.
+"""Markdown tables of the tabular and time-series benchmarks (docs/benchmarks/modalities.md,
+"Tables" and "Time series"), read from their results files, with the coreset-vs-distillation count.
 
 For every dataset and IPC: one row per set (random real, the coresets herding / kcenter, the
 distillation methods), one column per learner, final test accuracy (%) mean ± std over the

@@ -1,4 +1,4 @@
-"""The reproduction table at the top of BENCHMARKS' `paper` section (issue 40): for every cell with
+"""The reproduction table of the `paper` suite (docs/benchmarks/paper.md; issue 40): for every cell with
 a published figure, the published accuracy beside ours, the gap, the budget and variant ours ran
 with, and what its ± spans (distillation seeds, or random draws, × networks).
 
@@ -127,7 +127,7 @@ def _validation_files(results: Path) -> list[tuple[Path, dict[str, Any], list[di
 def _steps(rows: list[dict[str, Any]]) -> str:
     """``"89.29 at 200 → 87.81 at 500"``: validation accuracy at each budget reached."""
     rows = sorted(rows, key=lambda r: r["iteration"])
-    # a CPU of another kind evaluates the same set to other accuracies (BENCHMARKS, frepo):
+    # a CPU of another kind evaluates the same set to other accuracies (docs/benchmarks/paper.md, frepo):
     # say where a point was measured on another machine than the file's first
     first = _machine(rows[0]) if rows else None
     return " → ".join(

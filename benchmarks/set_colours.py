@@ -1,5 +1,5 @@
-"""Which colours the sets of the Colored MNIST benchmark hold (issue 36; BENCHMARKS.md "Biased
-data"): how many of a set's images carry a colour other than their class's, and how far the
+"""Which colours the sets of the Colored MNIST benchmark hold (issue 36; docs/benchmarks/bias-and-pruning.md,
+"Biased data"): how many of a set's images carry a colour other than their class's, and how far the
 images' colours have moved from the palette.
 
 Each image's colour is the mean RGB of its bright pixels (those at least half as bright as the

@@ -1,4 +1,4 @@
-"""Markdown tables of `ddkit audit` results files, for BENCHMARKS.md ("Trust audits").
+"""Markdown tables of `ddkit audit` results files, for docs/benchmarks/trust.md.
 
 Every figure is read from the results files named on the command line: per audited set, the
 mean ± std over its networks (in %), with what produced them (protocol, epochs, networks, seed,

@@ -453,6 +453,45 @@ def test_a_side_run_into_another_results_folder_leaves_the_published_table_alone
     assert bench_markdown("/tmp/side-run", "side.md") == "side.md"
 
 
+def test_a_suite_table_is_written_on_the_topic_page_that_holds_its_markers(tmp_path):
+    from ddkit.bench.runner import TOPIC_PAGES, write_markdown
+
+    suite = Suite(name="e", datasets=("d",), ipcs=(1,), protocol="smoke")
+    front, pages = tmp_path / "BENCHMARKS.md", tmp_path / TOPIC_PAGES
+    pages.mkdir(parents=True)
+    front.write_text("# Benchmarks\n\nthe summary\n")
+    other = pages / "a.md"
+    other.write_text("# A\n\nno table here\n")
+    topic = pages / "suites.md"
+    topic.write_text("# Suites\n\n<!-- bench:e:start -->\nold\n<!-- bench:e:end -->\n\nnotes\n")
+    write_markdown(front, suite, {"rows": []}, tmp_path)
+    assert front.read_text() == "# Benchmarks\n\nthe summary\n"
+    assert other.read_text() == "# A\n\nno table here\n"
+    text = topic.read_text()
+    assert "old" not in text and text.endswith("<!-- bench:e:end -->\n\nnotes\n")
+    assert text.count("<!-- bench:e:start -->") == 1
+    # markers in the page itself win; no page holding them: the table is appended to the page
+    front.write_text("<!-- bench:e:start -->\nmine\n<!-- bench:e:end -->\n")
+    write_markdown(front, suite, {"rows": []}, tmp_path)
+    assert "mine" not in front.read_text() and "mine" not in topic.read_text()
+    lone = tmp_path / "lone" / "B.md"
+    lone.parent.mkdir()
+    write_markdown(lone, suite, {"rows": []}, tmp_path)
+    assert "## Suite `e`" in lone.read_text()
+
+
+def test_the_published_suite_tables_have_their_pages():
+    from ddkit.bench.runner import suite_page
+
+    root = Path(__file__).resolve().parents[1]
+    for name in SUITES.names():
+        start = f"<!-- bench:{name}:start -->"
+        page = suite_page(root / "BENCHMARKS.md", start)
+        text = page.read_text()
+        assert start in text and f"<!-- bench:{name}:end -->" in text, name
+        assert page.parent.name == "benchmarks", f"suite {name}'s table is in {page}"
+
+
 def _child_peak() -> float:
     from ddkit.bench.cells import own_peak_mb
 

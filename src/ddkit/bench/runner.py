@@ -631,14 +631,32 @@ def _evaluation_estimate(
     return rate * epochs * images * suite.runs
 
 
+#: Where the topic pages of a benchmarks page live, relative to it (docs/benchmarks/ beside
+#: BENCHMARKS.md): a suite whose markers are not in the page itself has its table there.
+TOPIC_PAGES = "docs/benchmarks"
+
+
+def suite_page(path: Path, start: str) -> Path:
+    """The page whose suite table begins with the marker ``start``: ``path`` when it holds the
+    marker or no topic page does, else the first topic page (by name) that holds it."""
+    if path.exists() and start in path.read_text():
+        return path
+    pages = sorted((path.parent / TOPIC_PAGES).glob("*.md"))
+    return next((page for page in pages if start in page.read_text()), path)
+
+
 def write_markdown(
     path: Path,
     suite: Suite,
     data: dict[str, Any],
     results_dir: str | os.PathLike | None = None,
 ) -> None:
-    """Replace the suite's section of ``path`` (between marker comments) with a fresh table."""
+    """Replace the suite's section (between marker comments) with a fresh table: in ``path``, or
+    in the page of :data:`TOPIC_PAGES` beside it that holds the suite's markers (BENCHMARKS.md
+    keeps the summary; each suite's table lives on its topic's page); appended to ``path`` when
+    no page holds them."""
     start, end = f"<!-- bench:{suite.name}:start -->", f"<!-- bench:{suite.name}:end -->"
+    path = suite_page(path, start)
     block = f"{start}\n{markdown_table(suite, data, results_dir)}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if start in text and end in text:

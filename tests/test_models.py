@@ -239,3 +239,31 @@ def test_convnet_takes_the_papers_depth_for_the_image_size_and_says_so_once():
             assert depth(net) == 3
     said = [str(w.message) for w in caught if issubclass(w.category, convnet.ResolutionNotice)]
     assert len(said) == 3 and "64x64 images is ConvNet-4" in said[0] and "'convnet3'" in said[0]
+
+
+def test_resnet_takes_the_imagenet_stem_from_128_px_and_says_so_once():
+    """resnet18 / resnet10 keep the 3x3 stem up to 64 px (Tiny-ImageNet's ResNet-18) and take
+    the 7x7 stride-2 conv and max-pool from 128 px; 'cifar' / 'imagenet' tokens choose."""
+    import warnings
+
+    from ddkit.models import registry, zoo
+
+    def imagenet_stem(net) -> bool:
+        first = net.stem[0]
+        return first.kernel_size == (7, 7) and isinstance(net.stem[-1], torch.nn.MaxPool2d)
+
+    zoo._told_stems.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name, size, want in (("resnet18", 32, False), ("resnet18", 64, False),
+                                 ("resnet18", 128, True), ("resnet10", 224, True),
+                                 ("resnet18", 224, True), ("resnet18-cifar", 224, False),
+                                 ("resnet18-imagenet", 32, True)):  # fmt: skip
+            net = create_model(name, num_classes=10, in_channels=3, image_size=size)
+            assert imagenet_stem(net) == want, (name, size)
+            assert net(torch.zeros(1, 3, size, size)).shape == (1, 10)
+    said = [str(w.message) for w in caught if issubclass(w.category, registry.ResolutionNotice)]
+    assert len(said) == 2 and "128x128 images has the ImageNet stem" in said[0]
+    assert "'resnet18-cifar'" in said[0]
+    with pytest.raises(ConfigError, match="resnet stem 'wide'"):
+        create_model("resnet18", num_classes=10, in_channels=3, image_size=32, stem="wide")

@@ -21,6 +21,7 @@ from ddkit.models.registry import (
     NORMS,
     ClassifierModel,
     ModelFactory,
+    ResolutionNotice,
     choice,
     make_activation,
     make_norm,
@@ -129,10 +130,6 @@ def _convnet_by_size(
         )
     defaults = {} if depth is None else {"depth": depth}
     return _CONVNET(image_size=image_size, variant=variant, **defaults, **kw)
-
-
-class ResolutionNotice(UserWarning):
-    """A default chosen from the image size (said once per size)."""
 
 
 register_model(

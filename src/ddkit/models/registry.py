@@ -140,6 +140,10 @@ def prefixed_int(prefix: str) -> Callable[[str], int | None]:
     return parse
 
 
+class ResolutionNotice(UserWarning):
+    """A default chosen from the image size (said once per size)."""
+
+
 NORMS = ("none", "bn", "in", "gn", "ln")
 ACTIVATIONS = ("relu", "lrelu", "gelu", "sigmoid", "tanh")
 

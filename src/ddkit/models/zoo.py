@@ -16,7 +16,8 @@ All modules avoid in-place ops and dropout so that several copies can be trained
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from ddkit.models.registry import (
     ACTIVATIONS,
     NORMS,
     ClassifierModel,
+    ResolutionNotice,
     choice,
     make_activation,
     make_norm,
@@ -358,6 +360,11 @@ class ResNet(ClassifierModel):
 
     A stage keeps stride 1 when stride 2 would leave less than 2x2, so 8x8 inputs work
     (8 -> 8 -> 4 -> 2 -> 2) without degenerate 1x1 instance norm.
+
+    ``stem``: ``"cifar"`` (above), ``"imagenet"`` (a 7x7 stride-2 conv and a 3x3 stride-2
+    max-pool, as torchvision's ResNet and the ImageNet papers: 16x less compute at 224 px), or
+    ``"auto"``: ImageNet's from :data:`IMAGENET_STEM_FROM` px, CIFAR's below (Tiny-ImageNet's
+    ResNet-18 in SRe2L / RDED keeps the 3x3 stem at 64 px).
     """
 
     def __init__(
@@ -370,16 +377,23 @@ class ResNet(ClassifierModel):
         width: int = 64,
         norm: str = "bn",
         act: str = "relu",
+        stem: str = "cifar",
     ) -> None:
         super().__init__()
         _positive("resnet", width=width)
         bias = norm == "none"
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=bias),
-            make_norm(norm, width),
-            make_activation(act),
-        )
         side = min(image_size)
+        if stem == "auto":
+            stem = "imagenet" if side >= IMAGENET_STEM_FROM else "cifar"
+        if stem == "imagenet":
+            conv = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=bias)
+            pool: list[nn.Module] = [nn.MaxPool2d(3, stride=2, padding=1)]
+            side = ((side - 1) // 2 + 1 - 1) // 2 + 1
+        elif stem == "cifar":
+            conv, pool = nn.Conv2d(in_channels, width, 3, padding=1, bias=bias), []
+        else:
+            raise ConfigError(f"resnet stem {stem!r}: use 'cifar', 'imagenet' or 'auto'")
+        self.stem = nn.Sequential(conv, make_norm(norm, width), make_activation(act), *pool)
         stages: list[nn.Module] = []
         cin = width
         for i, n in enumerate(blocks):
@@ -400,11 +414,44 @@ class ResNet(ClassifierModel):
         return self.pool(self.stages(self.stem(x)))
 
 
+#: The image side (px) from which ``resnet18`` / ``resnet10`` take the ImageNet stem.
+IMAGENET_STEM_FROM = 128
+_RESNET_OPTIONS = {**_CONV_OPTIONS, "stem": choice("cifar", "imagenet")}
+_told_stems: set[tuple[int, int]] = set()
+
+
+def _resnet_by_size(head: str, blocks: tuple[int, ...]) -> Callable[..., nn.Module]:
+    """``resnet18`` / ``resnet10``: the stem from the image size unless a ``cifar`` /
+    ``imagenet`` token or ``stem=`` names one; the ImageNet stem is said once per size."""
+    build = variant_factory(head, ResNet, _RESNET_OPTIONS, defaults={"blocks": blocks})
+
+    def factory(*, image_size: tuple[int, int], variant: Sequence[str] = (), **kw: object):
+        named = "stem" in kw or any(_RESNET_OPTIONS["stem"](tok) for tok in variant)
+        if not named and min(image_size) >= IMAGENET_STEM_FROM:
+            if image_size not in _told_stems:
+                _told_stems.add(image_size)
+                warnings.warn(
+                    f"model {head!r} on {image_size[0]}x{image_size[1]} images has the ImageNet "
+                    f"stem (7x7 stride-2 conv, max-pool), as the papers at this size; name "
+                    f"'{head}-cifar' to keep the 3x3 stem",
+                    ResolutionNotice,
+                    stacklevel=4,
+                )
+            kw = {**kw, "stem": "imagenet"}
+        return build(image_size=image_size, variant=variant, **kw)
+
+    factory.__name__ = factory.__qualname__ = head
+    return factory
+
+
+_RESNET_VARIANTS_HELP = f"{_CONV_VARIANTS_HELP} cifar|imagenet (stem)"
 register_model(
-    "resnet18", help=f"ResNet-18, CIFAR stem, batch norm, 512 features; {_CONV_VARIANTS_HELP}"
-)(variant_factory("resnet18", ResNet, _CONV_OPTIONS, defaults={"blocks": (2, 2, 2, 2)}))
+    "resnet18",
+    help=f"ResNet-18, batch norm, 512 features, CIFAR stem below {IMAGENET_STEM_FROM} px and "
+    f"ImageNet's from there; {_RESNET_VARIANTS_HELP}",
+)(_resnet_by_size("resnet18", (2, 2, 2, 2)))
 register_model("resnet10", help="ResNet-10 (one BasicBlock per stage); variants as resnet18")(
-    variant_factory("resnet10", ResNet, _CONV_OPTIONS, defaults={"blocks": (1, 1, 1, 1)})
+    _resnet_by_size("resnet10", (1, 1, 1, 1))
 )
 
 

@@ -114,3 +114,23 @@ def test_a_finished_cells_set_is_regenerated_from_its_record(tmp_path: Path) -> 
     assert rows_again == recorded["indices"]
     # the comparison can fail: another seed selects other rows
     assert _regenerated_rows(row["seed"] + 1, tmp_path / "other") != recorded["indices"]
+
+
+def _lines(name: str) -> int:
+    return len((ROOT / name).read_text().splitlines())
+
+
+def test_readme_is_a_front_door() -> None:
+    lines = _lines("README.md")
+    assert lines <= README_MAX_LINES, (
+        f"README.md is {lines} lines, over {README_MAX_LINES}: move manual content to a page "
+        "under docs/ and link it"
+    )
+
+
+def test_benchmarks_page_is_short() -> None:
+    lines = _lines("BENCHMARKS.md")
+    assert lines <= BENCHMARKS_MAX_LINES, (
+        f"BENCHMARKS.md is {lines} lines, over {BENCHMARKS_MAX_LINES}: move the detail to its "
+        "topic page under docs/benchmarks/"
+    )

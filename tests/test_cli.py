@@ -439,10 +439,10 @@ def test_evaluate_reuses_the_runs_data_root_and_names_unknown_datasets(capsys, t
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
     import ddkit.cli
 
-    def broken(args):
+    def broken(*args):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(ddkit.cli, "cmd_list", broken)
+    monkeypatch.setattr("ddkit.methods.load_all", broken)  # the first thing `ddkit list` does
     assert ddkit.cli.main(["list"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: boom" in err and "--debug" in err

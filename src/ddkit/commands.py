@@ -2,7 +2,7 @@
 
 The core command line (:mod:`ddkit.cli`) imports no method family, application or audit: a
 package that adds sub-commands keeps them in a module named ``cli`` inside its own folder, and
-that module registers each one here::
+that module registers each one here (the core commands too, one module each in ``ddkit/cli/``)::
 
     from ddkit.commands import Command, register_command
 
@@ -48,9 +48,13 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Runner
+    #: whether the command's own ``--help`` repeats its help line as a description (the core
+    #: commands' pages start with their usage)
+    describe: bool = True
 
     def install(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(self.name, help=self.help, description=self.help)
+        description = self.help if self.describe else None
+        parser = subparsers.add_parser(self.name, help=self.help, description=description)
         self.add_arguments(parser)
         parser.set_defaults(func=self.run)
         return parser
@@ -167,12 +171,14 @@ def register_command(command: Command | Group) -> Command | Group:
 
 
 def discover() -> None:
-    """Import every ``cli`` module below the ``ddkit`` package (each registers its
-    sub-commands). Packages are imported to be walked; leaf modules other than ``cli`` are not."""
+    """Import every module of the core command line (``ddkit.cli.*``, one per core command) and
+    every ``cli`` module below the ``ddkit`` package (each registers its sub-commands). Packages
+    are imported to be walked; other leaf modules are not."""
     import ddkit
 
     for info in pkgutil.walk_packages(ddkit.__path__, prefix="ddkit.", onerror=_raise):
-        if info.name.rsplit(".", 1)[-1] == "cli" and info.name != "ddkit.cli":
+        leaf = info.name.rsplit(".", 1)[-1]
+        if leaf == "cli" or (info.name.startswith("ddkit.cli.") and leaf != "__main__"):
             importlib.import_module(info.name)
 
 
@@ -206,16 +212,22 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
 
 
 def device_option(args: argparse.Namespace) -> Any:
-    """The ``torch.device`` that ``--device`` names (checked: one line if it is not available
-    here), else the session's: the CPU, or each rank's GPU under torchrun with nccl."""
+    """The ``torch.device`` that ``--device`` names: :func:`resolve_device`."""
+    return resolve_device(getattr(args, "device", None))
+
+
+def resolve_device(name: Any) -> Any:
+    """The ``torch.device`` that ``name`` names (checked: one line if it is not available
+    here), else (``None``, empty) the session's: the CPU, or each rank's GPU under torchrun with
+    nccl."""
     import torch
 
     from ddkit import distributed
 
-    if not getattr(args, "device", None):
+    if not name:
         return distributed.device()
-    distributed.check_device(args.device)
-    return torch.device(args.device)
+    distributed.check_device(name)
+    return torch.device(name)
 
 
 def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:

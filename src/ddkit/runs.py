@@ -1,4 +1,5 @@
-"""Run folders: distil with checkpoints, logs, grid and config written to one place."""
+"""Run folders: distil with checkpoints, logs, grid and config written to one place; open a
+saved set with the data that judges it (:func:`open_saved_set`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Any
 import torch
 
 from ddkit import distributed
-from ddkit.data import DatasetSplits, ImageDataset, load_dataset
-from ddkit.data.synthetic import SyntheticSet
+from ddkit.data import DATASETS, DatasetSplits, ImageDataset, load_dataset
+from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
@@ -172,6 +173,49 @@ def _on_device(train: ImageDataset, device: str | torch.device) -> ImageDataset:
     """``train`` moved to ``device``, which must exist here (else one line)."""
     check_device(str(device))
     return train.to(device)
+
+
+@dataclass(frozen=True)
+class SavedSet:
+    """A saved set and the real data that judges it: ``path`` is the set's folder, ``folder``
+    the run folder around it (the set's folder when it is in none), ``dataset`` and ``root``
+    name the data whose splits go with it."""
+
+    syn: SyntheticSet
+    path: Path
+    dataset: str
+    root: str | None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.path.name == "synthetic" else self.path
+
+    def splits(self) -> DatasetSplits:
+        return load_dataset(self.dataset, root=self.root)
+
+
+def open_saved_set(
+    path: str | os.PathLike, *, dataset: str | None = None, root: str | None = None
+) -> SavedSet:
+    """The set at ``path`` (a run folder with ``synthetic/``, or a set folder) with the data
+    that judges it: ``dataset`` (default: the set's own) and ``root`` (default: the data root
+    the run folder's ``config.json`` recorded for that dataset, so ``--root`` need not be
+    repeated). A dataset ddkit does not know by name is refused in one line."""
+    where = resolve_synthetic_path(path)
+    syn = SyntheticSet.load(where)
+    dataset = dataset or syn.spec.name
+    config_path = where.parent / "config.json" if where.name == "synthetic" else None
+    if root is None and config_path is not None and config_path.is_file():
+        config = read_json(config_path)
+        if isinstance(config, dict) and config.get("dataset") == dataset:
+            root = config.get("root")
+    if dataset not in DATASETS:
+        raise ConfigError(
+            f"the set comes from dataset {dataset!r}, which ddkit does not know by name; pass "
+            "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
+            "imagefolder --root DIR"
+        )
+    return SavedSet(syn, where, dataset, root)
 
 
 @dataclass(frozen=True)

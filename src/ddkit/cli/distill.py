@@ -1,0 +1,99 @@
+"""``ddkit distill``: distil a dataset into a run folder (or, with ``--dry-run``, only estimate
+the cost)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
+from ddkit.methods.config import parse_options
+
+HELP = "distil a dataset into a synthetic set"
+
+
+def add_arguments(d: argparse.ArgumentParser) -> None:
+    from ddkit.runs import distill_run
+
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--method", required=True)
+    d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument("--target", default=None, help="label column of a csv / parquet --dataset")
+    d.add_argument("--iterations", type=int, default=None, help="default: the method's preset")
+    d.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
+    )
+    d.add_argument(
+        "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
+    )
+    d.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print the estimated cost (set-up and a few iterations, measured here)",
+    )
+    add_common(
+        d,
+        "seed",
+        "root",
+        "quiet",
+        "resume",
+        "log",
+        "device",
+        out="run folder (default runs/<dataset>-<method>-ipc<K>-s<seed>)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddkit.data.table import dataset_with_target
+    from ddkit.eval.dispatch import arithmetic
+    from ddkit.runs import distill_run
+
+    dataset = dataset_with_target(args.dataset, args.target)
+    out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
+    if args.dry_run:
+        return _estimate(args, dataset, out)
+    syn = distill_run(
+        dataset=dataset,
+        method=args.method,
+        ipc=args.ipc,
+        out=out,
+        iterations=args.iterations,
+        seed=args.seed,
+        resume=args.resume,
+        options=parse_options(args.set),
+        root=args.root,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.quiet,
+        log=args.log or (),
+        device=device_option(args),
+    )
+    stored = syn.storage_bytes()["total"]
+    print(
+        f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} "
+        f"({syn.meta.get('ipc', syn.ipc)} per class; {stored:,} bytes of distilled content"
+        + (f"; {arithmetic(syn.meta)}" if "precision" in syn.meta else "")
+        + f") to {out}/synthetic, grid {out}/grid.png"
+    )
+    return 0
+
+
+def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
+    """``--dry-run``: the estimated cost, measured here; nothing is written."""
+    from ddkit.runs import estimate_distill
+
+    cost = estimate_distill(
+        dataset=dataset,
+        method=args.method,
+        ipc=args.ipc,
+        iterations=args.iterations,
+        seed=args.seed,
+        options=parse_options(args.set),
+        root=args.root,
+        device=device_option(args),
+    )
+    print(
+        cost.line(f"{args.method} on {dataset} at IPC {args.ipc}") + f"; nothing written to {out}"
+    )
+    return 0
+
+
+register_command(Command("distill", HELP, add_arguments, run, describe=False))

@@ -1,0 +1,79 @@
+"""``ddkit evaluate``: evaluate a saved set (:func:`ddkit.eval.dispatch.evaluate_set`), print
+the report and write it to ``eval.json``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ddkit import distributed
+from ddkit.commands import Command, add_common, register_command
+
+HELP = "train fresh networks on a synthetic set, test on the real test split"
+
+
+def add_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("path", help="run folder or synthetic-set folder")
+    e.add_argument(
+        "--protocol",
+        default=None,
+        help="evaluation protocol (default: the recipe the set records -- the protocol it was "
+        "made for, with the network it was distilled with -- or, for a set without one, the "
+        "protocol its labels call for: dsa for hard labels, mse for learned regression labels)",
+    )
+    e.add_argument("--runs", type=int, default=None)
+    e.add_argument("--epochs", type=int, default=None)
+    e.add_argument("--models", default=None, help="comma-separated model names")
+    e.add_argument(
+        "--learners",
+        default=None,
+        help="evaluate by learners instead: comma-separated logreg,knn,rf,gb,xgboost,mlp "
+        "(the default on tables: all but xgboost)",
+    )
+    e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default=None,
+        help="training arithmetic (default: the protocol's, fp32; auto: bf16 where the CPU has it)",
+    )
+    e.add_argument(
+        "--compile", action="store_true", help="torch.compile the training step (eager fallback)"
+    )
+    e.add_argument(
+        "--groups",
+        action="store_true",
+        help="also unbiased, bias-aligned, bias-conflicting and worst-group accuracy (a biased "
+        "dataset such as colored-mnist5k-c5)",
+    )
+    add_common(
+        e, "seed", "root", "quiet", "device", out="eval.json path (default: next to the set)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
+    folder (rank 0 only, atomically)."""
+    from ddkit.eval.dispatch import EvalSettings, evaluate_set
+    from ddkit.io import atomic_write_json
+    from ddkit.methods import load_all
+    from ddkit.runs import open_saved_set
+
+    load_all()  # methods may register protocols
+    saved = open_saved_set(args.path, dataset=args.dataset, root=args.root)
+    settings = EvalSettings(
+        protocol=args.protocol, models=args.models, learners=args.learners, runs=args.runs,
+        epochs=args.epochs, seed=args.seed, groups=args.groups, precision=args.precision,
+        compile=args.compile, device=args.device, progress=not args.quiet,
+    )  # fmt: skip
+    evaluation = evaluate_set(
+        saved.syn, saved.splits().test, settings, say=print, test_name=saved.dataset
+    )
+    print(evaluation.text())
+    out = Path(args.out) if args.out else saved.folder / "eval.json"
+    distributed.main_only(lambda: atomic_write_json(out, evaluation.report.to_dict()))
+    print(f"wrote {out}")
+    return 0
+
+
+register_command(Command("evaluate", HELP, add_arguments, run, describe=False))

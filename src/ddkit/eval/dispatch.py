@@ -1,0 +1,170 @@
+"""One entry for every set: :func:`evaluate_set` chooses the evaluator a set's rows call for and
+returns its report, with the line that says what was measured.
+
+- a graph set (unless learners are named): a GCN trained on the set's nodes and adjacency,
+  beside random real nodes and the full graph (:func:`ddkit.eval.graph.evaluate_graph`);
+- a table or series, and any set when learners are named: learners trained on its rows
+  (:func:`ddkit.eval.learners.evaluate_learners`);
+- an image set (whatever its codec and labels: hard, soft, learned, per-view): fresh networks
+  under the recipe the set records, or a named protocol (:func:`ddkit.eval.evaluate`).
+
+``ddkit evaluate`` is this function over a saved set (:func:`ddkit.runs.open_saved_set`), its
+flags being :class:`EvalSettings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ddkit.commands import resolve_device
+from ddkit.data.dataset import ImageDataset
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.eval.evaluate import EvalReport, evaluate
+from ddkit.eval.protocol import get_protocol
+from ddkit.eval.recipe import network_mismatch, set_recipe
+from ddkit.progress import ProgressSetting
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to evaluate a set; ``None`` leaves a choice to the set and its evaluator.
+
+    ``protocol`` (default: the set's recipe), ``models`` (names, or comma-separated),
+    ``groups``, ``precision``, ``compile``, ``device`` (a torch device or its name; default:
+    the session's) and ``progress`` are for evaluation by networks; ``learners`` (names, or
+    comma-separated) evaluates by learners instead. ``runs`` and ``epochs`` override the
+    evaluator's; the same ``seed`` gives the same report.
+    """
+
+    protocol: str | None = None
+    models: str | Sequence[str] | None = None
+    learners: str | Sequence[str] | None = None
+    runs: int | None = None
+    epochs: int | None = None
+    seed: int = 0
+    groups: bool = False
+    precision: str | None = None
+    compile: bool = False
+    device: Any = None
+    progress: ProgressSetting = False
+
+
+@dataclass
+class Evaluation:
+    """An evaluation's report and the heading that says what it measured."""
+
+    report: EvalReport
+    heading: str
+
+    def text(self) -> str:
+        """The heading above the report's table, as ``ddkit evaluate`` prints them."""
+        return f"{self.heading}\n{self.report.table()}"
+
+
+def evaluate_set(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    settings: EvalSettings | None = None,
+    *,
+    say: Callable[[str], Any] | None = None,
+    test_name: str | None = None,
+) -> Evaluation:
+    """Evaluate ``syn`` (any modality) on the real ``test`` split with the evaluator its rows
+    call for (see the module's docstring). ``say`` receives the notes given before training (the
+    recipe chosen, a network other than the set's own); ``test_name`` names the test data in
+    the heading (default: its spec's name). Flags of the networks' evaluation given to learners
+    are refused in one line, before any training."""
+    s = settings or EvalSettings()
+    name = test_name or test.spec.name
+    if syn.spec.modality == "graph" and s.learners is None:
+        return _by_gcn(syn, test, s, name)
+    if s.learners is not None or syn.spec.modality != "image":
+        return _by_learners(syn, test, s, name)
+    return _by_networks(syn, test, s, name, say or _silent)
+
+
+def _silent(_note: str) -> None:
+    pass
+
+
+def _by_networks(
+    syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str, say: Callable[[str], Any]
+) -> Evaluation:
+    """Fresh networks under the set's recipe (said) or ``s.protocol``; a note when they are not
+    the network the set was distilled with."""
+    models = [m for m in s.models.split(",") if m] if isinstance(s.models, str) else s.models
+    models = list(models) if models else None
+    recipe = set_recipe(syn)
+    if s.protocol is None:
+        say(recipe.describe())
+    protocol = (recipe.protocol if s.protocol is None else get_protocol(s.protocol)).with_(
+        precision=s.precision, compile=True if s.compile else None
+    )
+    note = network_mismatch(recipe, models or protocol.models)
+    if note:
+        say(note)
+    report = evaluate(
+        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
+        progress=s.progress, groups=s.groups, device=resolve_device(s.device),
+    )  # fmt: skip
+    p = report.protocol
+    heading = (
+        f"{syn.meta.get('method', '?')} on {name}, {len(syn)} images "
+        f"({syn.storage_bytes()['total']:,} bytes), protocol {p.name} "
+        f"({p.epochs} epochs, lr {report.lr:g}, {arithmetic(report.meta)}), "
+        "final-epoch test accuracy:"
+    )
+    return Evaluation(report, heading)
+
+
+def _by_learners(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -> Evaluation:
+    """Learners trained on the set's rows (:data:`~ddkit.eval.learners.DEFAULT_LEARNERS` on
+    tables, their series kin on series)."""
+    from ddkit.eval.learners import evaluate_learners
+
+    _refuse_network_settings(s, syn.spec.modality)
+    runs = {} if s.runs is None else {"runs": s.runs}
+    report = evaluate_learners(syn, test, s.learners, seed=s.seed, epochs=s.epochs, **runs)
+    heading = (
+        f"{syn.meta.get('method', '?')} on {name}, {len(syn)} rows, learners trained on them "
+        "(mean ± std over seeds where the learner is random), test accuracy:"
+    )
+    return Evaluation(report, heading)
+
+
+def _by_gcn(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -> Evaluation:
+    """A GCN on the set's nodes, beside random real nodes and the full graph."""
+    from ddkit.eval.graph import evaluate_graph
+
+    runs = {"runs": s.runs} if s.runs else {}  # 0 runs: the evaluator's default, as unset
+    report = evaluate_graph(syn, test, seed=s.seed, epochs=s.epochs, **runs)
+    heading = (
+        f"{syn.meta.get('method', '?')} on {name}, {len(syn)} nodes (adjacency: "
+        f"{report.meta['adjacency']}), a GCN trained on them and tested on the real graph's "
+        f"test nodes ({report.meta['epochs']} epochs, final-epoch accuracy, mean ± std over "
+        "seeds), beside random real nodes of the same size and the full graph:"
+    )
+    return Evaluation(report, heading)
+
+
+def _refuse_network_settings(s: EvalSettings, modality: str) -> None:
+    """Settings of the networks' evaluation that learners would ignore are refused, in one
+    line, named by their flags."""
+    flags = {"--protocol": s.protocol, "--models": s.models, "--groups": s.groups,
+             "--precision": s.precision, "--compile": s.compile}  # fmt: skip
+    given = [flag for flag, value in flags.items() if value]
+    if given:
+        fix = "name networks in --learners" if given[0] == "--models" else "drop it"
+        raise ConfigError(
+            f"{given[0]} is for evaluation by networks, but learners evaluate this {modality} "
+            f"set (--learners, the default on rows other than images); {fix}"
+        )
+
+
+def arithmetic(meta: dict[str, Any]) -> str:
+    """How a run computed (:mod:`ddkit.levers`), as its meta records it: e.g. "bf16, compiled"."""
+    words = [str(meta.get("precision", "fp32"))] + (["compiled"] if meta.get("compile") else [])
+    return ", ".join(words)

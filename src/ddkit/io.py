@@ -46,9 +46,36 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def _kind_of(st: os.stat_result) -> str:
+    """What a path is, in words."""
+    kinds = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((name for test, name in kinds if test(st.st_mode)), "of another kind")
+
+
+def check_replaceable_file(path: str | os.PathLike) -> None:
+    """Refuse (:class:`ConfigError`) to replace ``path`` unless it is missing or a regular file
+    (a link to one counts): a device, FIFO, socket or folder is never swapped for a file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(
+            f"{str(path)!r} is {_kind_of(st)}, not a regular file; ddkit replaces only files: "
+            "choose another path"
+        )
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` over ``path`` (same folder, atomic)."""
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` over ``path`` (same folder, atomic);
+    ``path`` must be missing or a regular file (:func:`check_replaceable_file`)."""
     path = Path(path)
+    check_replaceable_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -75,17 +102,65 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
+def check_replaceable_dir(
+    path: str | os.PathLike, owned: Callable[[Path], bool], kind: str = "a ddkit folder"
+) -> None:
+    """Refuse (:class:`ConfigError`) to replace ``path`` unless it is missing, an empty folder,
+    or a folder ``owned(path)`` recognises as ``kind`` (what the writer itself made): never a
+    file, a folder of other files, the working folder or one that holds it."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{str(path)!r} is {_kind_of(st)}, not a folder; choose a new folder")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):
+        raise ConfigError(f"{str(path)!r} holds the working folder; choose a new folder")
+    if any(path.iterdir()) and not owned(path):
+        raise ConfigError(
+            f"{str(path)!r} is not empty and is not {kind}; ddkit replaces only its own "
+            "folders: choose a new or empty folder"
+        )
+
+
+def made_as(file: str, format_name: str) -> Callable[[Path], bool]:
+    """An ``owned`` test for :func:`atomic_replace_dir`: the folder's JSON ``file`` (at most
+    16 MiB) names ``"format": format_name``, as every ddkit folder's metadata does."""
+
+    def owned(folder: Path) -> bool:
+        try:
+            meta = read_json(folder / file, max_bytes=2**24)
+        except (OSError, ValueError, ConfigError, FileFormatError):
+            return False
+        return isinstance(meta, dict) and meta.get("format") == format_name
+
+    return owned
+
+
+def atomic_replace_dir(
+    path: str | os.PathLike,
+    fill: Callable[[Path], None],
+    *,
+    owned: Callable[[Path], bool] = lambda folder: False,
+    kind: str = "a ddkit folder",
+) -> None:
     """Build a folder with ``fill(tmp_dir)`` next to ``path``, then swap it in.
 
-    The swap is one atomic ``renameat2(RENAME_EXCHANGE)`` where the system has it (Linux), so
-    ``path`` is at every moment either the old folder or the new one. Elsewhere it is two
-    renames; a kill between them leaves the old folder under a hidden name, which
-    :func:`recover_replaced_dir` (called here and by the loaders) puts back.
+    ``path`` must be missing, empty, or ``kind``, a folder ``owned(path)`` recognises
+    (:func:`check_replaceable_dir`, checked before ``fill`` runs): what the writer did not make
+    is never replaced. The swap is one atomic ``renameat2(RENAME_EXCHANGE)`` where the system
+    has it (Linux), so ``path`` is at every moment either the old folder or the new one.
+    Elsewhere it is two renames; a kill between them leaves the old folder under a hidden
+    name, which :func:`recover_replaced_dir` (called here and by the loaders) puts back.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     recover_replaced_dir(path)
+    check_replaceable_dir(path, owned, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         fill(tmp)

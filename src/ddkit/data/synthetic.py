@@ -31,7 +31,9 @@ from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import (
     atomic_replace_dir,
     atomic_write_json,
+    check_replaceable_dir,
     load_tensors,
+    made_as,
     read_json,
     recover_replaced_dir,
     safe_name,
@@ -265,7 +267,7 @@ class SyntheticSet:
             meta[SETTINGS_KEY] = settings_digest(meta)
             atomic_write_json(tmp / META_FILE, meta)
 
-        atomic_replace_dir(path, fill)
+        atomic_replace_dir(path, fill, owned=_SAVED_SET, kind="a saved set")
         return Path(path)
 
     @classmethod
@@ -471,7 +473,8 @@ class SyntheticSet:
         quiet = hf.are_progress_bars_disabled()
         hf.disable_progress_bars()  # the CLI prints its own line
         try:
-            atomic_replace_dir(path, lambda tmp: data.save_to_disk(str(tmp)))
+            atomic_replace_dir(path, lambda tmp: data.save_to_disk(str(tmp)),
+                               owned=_hf_dataset_folder, kind="a Hugging Face dataset folder")  # fmt: skip
         finally:
             if not quiet:
                 hf.enable_progress_bars()
@@ -494,6 +497,20 @@ class SyntheticSet:
             i = counts[y] = counts.get(y, -1) + 1
             Image.fromarray(arr).save(d / f"{i:05d}.png")
         return root
+
+
+_SAVED_SET = made_as(META_FILE, "ddkit.synthetic")
+
+
+def check_set_destination(path: str | os.PathLike) -> None:
+    """Refuse (:class:`ConfigError`) a folder :meth:`SyntheticSet.save` would not replace (see
+    :func:`~ddkit.io.check_replaceable_dir`), so a command can say so before its work."""
+    check_replaceable_dir(path, _SAVED_SET, "a saved set")
+
+
+def _hf_dataset_folder(folder: Path) -> bool:
+    """Whether ``folder`` is what ``datasets``' ``save_to_disk`` writes for one dataset."""
+    return (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
 
 
 def class_folder_names(class_names: Sequence[str]) -> list[str]:

@@ -49,7 +49,9 @@ from ddkit.eval.protocol import EvalProtocol
 from ddkit.io import (
     atomic_replace_dir,
     atomic_write_json,
+    check_replaceable_dir,
     load_tensors,
+    made_as,
     read_json,
     recover_replaced_dir,
     safe_name,
@@ -141,6 +143,7 @@ def train_teacher(
     data_key = dataset_fingerprint(train)
     checkpoint = None
     if out_dir is not None:
+        check_replaceable_dir(out_dir, _teacher_folder, "a teacher folder")  # before training
         checkpoint = _Checkpoint(Path(out_dir) / CHECKPOINT_DIR, recipe, data_key)
     net, resumed, seconds = _fit(train, protocol, int(seed), checkpoint, device)
     meta: dict[str, Any] = {
@@ -234,7 +237,8 @@ class _Checkpoint:
             write_safetensors(tmp / CHECKPOINT_STATE, tensors)
             atomic_write_json(tmp / CHECKPOINT_META, meta)
 
-        atomic_replace_dir(self.folder, fill)
+        owned = made_as(CHECKPOINT_META, CHECKPOINT_FORMAT)
+        atomic_replace_dir(self.folder, fill, owned=owned, kind="a teacher checkpoint")
 
     def restore(
         self, net: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
@@ -301,6 +305,12 @@ def _load_training_state(
     gen.set_state(tensors["generator"])
 
 
+def _teacher_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved teacher, or the checkpoint of one in training."""
+    saved = made_as(META_FILE, FORMAT)(folder)
+    return saved or made_as(CHECKPOINT_META, CHECKPOINT_FORMAT)(folder / CHECKPOINT_DIR)
+
+
 def save_teacher(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Write ``path/teacher.safetensors`` + ``path/teacher.json`` atomically.
 
@@ -324,7 +334,7 @@ def save_teacher(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]
             },
         )
 
-    atomic_replace_dir(path, fill)
+    atomic_replace_dir(path, fill, owned=_teacher_folder, kind="a teacher folder")
     return Path(path)
 
 

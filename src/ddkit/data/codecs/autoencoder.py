@@ -29,6 +29,7 @@ from ddkit.io import (
     atomic_replace_dir,
     atomic_write_json,
     load_tensors,
+    made_as,
     read_json,
     safe_name,
     write_safetensors,
@@ -85,7 +86,9 @@ def obtain_autoencoder(
         atomic_write_json(tmp / META_FILE, meta)
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    atomic_replace_dir(folder, fill)
+    atomic_replace_dir(
+        folder, fill, owned=made_as(META_FILE, "ddkit.autoencoder"), kind="a saved autoencoder"
+    )
     return meta
 
 

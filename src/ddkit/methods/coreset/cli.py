@@ -57,11 +57,12 @@ def _options(args: argparse.Namespace) -> dict[str, object]:
 
 def run_prune(args: argparse.Namespace) -> int:
     from ddkit.data import load_dataset
-    from ddkit.data.synthetic import SyntheticSet
+    from ddkit.data.synthetic import SyntheticSet, check_set_destination
     from ddkit.methods.coreset.ccs import kept_count
     from ddkit.methods.coreset.pruning import prune, score_config
 
     options = _options(args)
+    check_set_destination(args.out)  # a folder of other files is refused, not replaced
     score_config(args.score, **options)  # every option checked before the data is loaded
     if args.keep is not None:
         kept_count(args.keep, 1)

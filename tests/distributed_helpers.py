@@ -252,3 +252,25 @@ def refused_method(rank: int, world: int, rendezvous: str, out: str) -> None:
     except Exception as e:
         line = f"{type(e).__name__}: {e}"
     Path(out, f"line-{rank}.txt").write_text(line)
+
+
+def ranks_disagree(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Rank 1 distils with another seed, then from other data: each time every rank refuses
+    in one line before any step (issue 75: a set blended from two seeds was recorded as one)."""
+    from ddkit.data.dataset import ImageDataset
+    from ddkit.methods import create_method
+    from ddkit.testing import tiny_digits
+
+    for case in ("seed", "data"):
+        train, seed = tiny_digits().train, 0
+        if rank == 1 and case == "seed":
+            seed = 1
+        if rank == 1 and case == "data":
+            train = ImageDataset(train.images + 1, train.labels, train.spec)
+        try:
+            with _session(rank, world, f"{rendezvous}-{case}"):
+                create_method("dm", **DISTILL_OPTIONS["dm"]).fit(train, 1, seed=seed)
+            line = "finished"
+        except Exception as e:
+            line = f"{type(e).__name__}: {e}"
+        Path(out, f"{case}-{rank}.txt").write_text(line)

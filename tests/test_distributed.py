@@ -28,6 +28,7 @@ from distributed_helpers import (
     distill_tensors,
     every_path,
     one_rank_fails,
+    ranks_disagree,
     refused_method,
     refused_options,
     run_evaluation,
@@ -285,6 +286,16 @@ def test_a_failing_rank_stops_the_other_with_one_line(tmp_path):
     assert failed == "ConfigError: IPC 99 is larger than class '3'"
     assert stopped == "RankFailed: stopped because rank 1 failed: IPC 99 is larger than class '3'"
     assert "\n" not in stopped
+
+
+def test_ranks_with_other_seeds_or_data_refuse_in_one_line(tmp_path):
+    spawn(ranks_disagree, tmp_path)
+    for case, what in (("seed", "the run"), ("data", "the training data")):
+        for rank in (0, 1):
+            line = (tmp_path / f"{case}-{rank}.txt").read_text()
+            assert line.startswith(f"ConfigError: ranks disagree on {what}: rank 1 has "), line
+            assert "\n" not in line
+    assert '"seed": 1' in (tmp_path / "seed-0.txt").read_text()
 
 
 def test_a_method_that_does_not_split_is_refused_before_any_write(tmp_path):

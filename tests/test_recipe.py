@@ -117,3 +117,26 @@ def test_a_damaged_recipe_is_refused_in_one_line(tmp_path, capsys):
         set_recipe(SyntheticSet.load(folder))
     code, _, err = _run(["evaluate", str(folder), "--dataset", "digits", "--quiet"], capsys)
     assert code == 2 and "recorded recipe is damaged" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("epochs", 10**12, "epochs 1,000,000,000,000 is past the limit"),
+        ("runs", 10**5, "runs 100,000 is past the limit"),
+        ("models", ["convnet-w10000000"], "has 1,"),
+        ("lr", float("inf"), "lr must be > 0 and finite"),
+    ],
+)
+def test_a_recorded_recipe_past_the_bounds_is_refused(tmp_path, field, value, said):
+    """Issue 75: a set's recipe from someone else was trusted as it was (10^12 epochs, 10^5
+    networks, a width of 10^7), with a forged checksum; now refused in one line before work."""
+    syn = _fit("dm")
+    folder = syn.save(tmp_path / "set")
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["provenance"][RECIPE_KEY]["protocol"][field] = value
+    meta[SETTINGS_KEY] = settings_digest(meta)
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match="recorded recipe is damaged") as err:
+        set_recipe(SyntheticSet.load(folder))
+    assert said in str(err.value)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -203,6 +204,8 @@ def session(
             # once (a refused option) and leaves the group would otherwise break a slower peer's
             # connection set-up, an error outside any collective that no rank could explain
             dist.barrier()
+            agree("the command line", sys.argv[1:], "start every rank with the same arguments")
+            agree("ddkit's code", code_digest(), "install the same ddkit and torch on every node")
         yield launch
     except Exception as e:
         if _broken_collective(e):  # another rank left: say which and why
@@ -357,6 +360,40 @@ def all_gather_json(obj: Any) -> list[Any]:
     return [
         json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)
     ]
+
+
+def agree(what: str, value: Any, fix: str) -> None:
+    """Check that every rank holds the same ``value`` (JSON-serialisable) before the work that
+    needs it; else every rank raises the same one-line :class:`ConfigError` naming ``what``,
+    the ranks that differ and ``fix``. Nothing in a single process. Ranks started with other
+    seeds or settings would otherwise blend two runs into one set, or wait forever at a step
+    their peers never take."""
+    if _ACTIVE is None:
+        return
+    values = all_gather_json(value)
+    odd = [r for r, v in enumerate(values) if v != values[0]]
+    if odd:
+        theirs, ours = values[odd[0]], values[0]
+        if isinstance(theirs, dict) and isinstance(ours, dict):  # only the entries that differ
+            keys = [k for k in {**ours, **theirs} if ours.get(k) != theirs.get(k)]
+            theirs, ours = ({k: d.get(k) for k in keys} for d in (theirs, ours))
+        raise ConfigError(
+            f"ranks disagree on {what}: rank {odd[0]} has {json.dumps(theirs)[:160]}, rank 0 "
+            f"has {json.dumps(ours)[:160]}; {fix}"
+        )
+
+
+def code_digest() -> str:
+    """The SHA-256 (16 hex digits) of this ddkit's Python sources and torch version: ranks
+    that run different code must not form one group."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def all_gather_shards(local: torch.Tensor) -> torch.Tensor:

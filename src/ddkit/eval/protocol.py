@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import InitVar, asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,7 @@ class EvalProtocol:
         object.__setattr__(self, "models", tuple(self.models))
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0 and finite, got {self.lr}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.runs >= 1, f"runs must be >= 1, got {self.runs}"),
             (

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
@@ -96,12 +98,40 @@ def set_recipe(syn: SyntheticSet) -> SetRecipe:
         distilled_with = recorded.get("distilled_with")
         if distilled_with is not None and not isinstance(distilled_with, str):
             raise ConfigError(f"distilled_with must be a model name, got {distilled_with!r}")
-    except (ConfigError, TypeError) as e:
+        _check_bounds(protocol, syn)
+    except (ConfigError, TypeError, ValueError) as e:
         raise FileFormatError(
             f"the set's recorded recipe is damaged ({e}); pass --protocol NAME to evaluate it "
             "with a protocol of your choice"
         ) from None
     return SetRecipe(protocol, distilled_with, "recorded")
+
+
+#: What a recorded recipe may ask for: far beyond any published protocol, far below what would
+#: run for years or allocate terabytes (a file from someone else is read with these bounds).
+RECORDED_LIMITS = {"epochs": 100_000, "runs": 1_000, "models": 32, "batch_size": 1_000_000}
+#: The most parameters a recorded recipe's network may have (ViT-L has about 3e8).
+RECORDED_MAX_PARAMETERS = 2_000_000_000
+
+
+def _check_bounds(protocol: EvalProtocol, syn: SyntheticSet) -> None:
+    """Refuse (:class:`ConfigError`) a recorded protocol past :data:`RECORDED_LIMITS`, or
+    whose networks, built on the meta device (no memory), exceed
+    :data:`RECORDED_MAX_PARAMETERS`."""
+    values = {**vars(protocol), "models": len(protocol.models)}
+    for field, limit in RECORDED_LIMITS.items():
+        if values[field] > limit:
+            raise ConfigError(f"{field} {values[field]:,} is past the limit of {limit:,}")
+    from ddkit.models import create_model
+
+    spec = syn.spec
+    for model in protocol.models:
+        with torch.device("meta"):
+            net = create_model(model, num_classes=spec.num_classes, in_channels=spec.channels,
+                               image_size=tuple(spec.image_size))  # fmt: skip
+        count = sum(p.numel() for p in net.parameters())
+        if count > RECORDED_MAX_PARAMETERS:
+            raise ConfigError(f"network {model!r} has {count:,} parameters, past the limit")
 
 
 def network_mismatch(recipe: SetRecipe, models: tuple[str, ...] | list[str]) -> str | None:

@@ -41,6 +41,7 @@ import torch
 
 from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, UnknownNameError
@@ -144,6 +145,15 @@ class Distiller:
         total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
             raise ConfigError(f"iterations must be >= 0, got {total}")
+        if distributed.active() is not None:  # every rank distils the same thing, or none
+            settings = json.loads(json.dumps(dataclasses.asdict(self.config), default=repr))
+            run = {"method": self.name, "ipc": int(ipc), "seed": int(seed),
+                   "iterations": total, **settings}  # fmt: skip
+            distributed.agree("the run", run, "give every rank the same method settings")
+            rows = torch.linspace(0, len(train) - 1, min(len(train), 64)).long()  # a sample:
+            data = fingerprint(repr(train.spec), train.labels, train.images[rows])  # cheap
+            same = "give every rank the same data (files, --root, normalisation)"
+            distributed.agree("the training data", data, same)
         g = torch.Generator().manual_seed(check_seed(int(seed)))
         self.state_ = {}
         self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)

@@ -206,3 +206,40 @@ def test_regression_labels_train_by_mse_or_by_their_argmax(small_set, digits):
     assert torch.equal(mse.targets, vectors)
     rep = evaluate(syn, digits.test, get_protocol("mse").with_(epochs=2, runs=1))
     assert rep.protocol.loss == "mse" and 0 <= rep.results[0].mean <= 1
+
+
+# ------------------------------------------------------------------ one entry for every set
+@pytest.mark.filterwarnings("ignore:.*under-trained")
+def test_evaluate_set_chooses_the_evaluator_the_rows_call_for(small_set, digits):
+    from ddkit.data import load_dataset
+    from ddkit.eval.dispatch import EvalSettings, evaluate_set
+    from ddkit.eval.learners import evaluate_learners
+
+    by_nets = evaluate_set(small_set, digits.test, EvalSettings(protocol=TINY, seed=3))
+    direct = evaluate(small_set, digits.test, TINY, seed=3)
+    assert [r.accuracies for r in by_nets.report.results] == [r.accuracies for r in direct.results]
+    assert by_nets.heading.startswith("? on digits, 50 images (")
+    assert by_nets.text() == f"{by_nets.heading}\n{by_nets.report.table()}"
+    by_knn = evaluate_set(small_set, digits.test, EvalSettings(learners="knn"), test_name="DIGITS")
+    assert by_knn.report.to_dict()["results"][0]["accuracies"] == (
+        evaluate_learners(small_set, digits.test, "knn").results[0].accuracies
+    )
+    assert by_knn.heading.startswith("? on DIGITS, 50 rows, learners trained on them")
+    wine = load_dataset("wine")
+    idx = wine.train.sample_per_class(4, torch.Generator().manual_seed(0)).flatten()
+    rows = SyntheticSet.from_real(wine.train, idx)
+    table = evaluate_set(rows, wine.test, EvalSettings(learners=["logreg"], runs=1))
+    assert [r.model for r in table.report.results] == ["logreg"]
+
+
+@pytest.mark.filterwarnings("ignore:.*under-trained")
+def test_evaluate_set_says_the_recipe_and_refuses_network_settings_for_learners(small_set, digits):
+    from ddkit.eval.dispatch import EvalSettings, evaluate_set
+
+    said = []
+    settings = EvalSettings(runs=1, epochs=1, models="convnet-w16")
+    evaluate_set(small_set, digits.test, settings, say=said.append)
+    assert len(said) == 1 and "chosen from the set's labels" in said[0]
+    for given, flag in [({"models": "mlp"}, "--models"), ({"groups": True}, "--groups")]:
+        with pytest.raises(ConfigError, match=f"^{flag} is for evaluation by networks"):
+            evaluate_set(small_set, digits.test, EvalSettings(learners="knn", **given))

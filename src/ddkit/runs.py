@@ -178,29 +178,28 @@ def _on_device(train: ImageDataset, device: str | torch.device) -> ImageDataset:
 @dataclass(frozen=True)
 class SavedSet:
     """A saved set and the real data that judges it: ``path`` is the set's folder, ``folder``
-    the run folder around it (the set's folder when it is in none), ``dataset`` and ``root``
-    name the data whose splits go with it."""
+    the run folder around it (the set's folder when it is in none), ``splits`` the splits of
+    ``dataset`` (read from ``root``)."""
 
     syn: SyntheticSet
     path: Path
     dataset: str
     root: str | None
+    splits: DatasetSplits
 
     @property
     def folder(self) -> Path:
         return self.path.parent if self.path.name == "synthetic" else self.path
-
-    def splits(self) -> DatasetSplits:
-        return load_dataset(self.dataset, root=self.root)
 
 
 def open_saved_set(
     path: str | os.PathLike, *, dataset: str | None = None, root: str | None = None
 ) -> SavedSet:
     """The set at ``path`` (a run folder with ``synthetic/``, or a set folder) with the data
-    that judges it: ``dataset`` (default: the set's own) and ``root`` (default: the data root
-    the run folder's ``config.json`` recorded for that dataset, so ``--root`` need not be
-    repeated). A dataset ddkit does not know by name is refused in one line."""
+    that judges it, loaded: ``dataset`` (default: the set's own) read from ``root`` (default:
+    the data root the run folder's ``config.json`` recorded for that dataset, so ``--root`` need
+    not be repeated). A dataset ddkit does not know by name is refused in one line, before any
+    data is read."""
     where = resolve_synthetic_path(path)
     syn = SyntheticSet.load(where)
     dataset = dataset or syn.spec.name
@@ -215,7 +214,7 @@ def open_saved_set(
             "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
             "imagefolder --root DIR"
         )
-    return SavedSet(syn, where, dataset, root)
+    return SavedSet(syn, where, dataset, root, load_dataset(dataset, root=root))
 
 
 @dataclass(frozen=True)

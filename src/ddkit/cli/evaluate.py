@@ -4,6 +4,7 @@ the report and write it to ``eval.json``."""
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from ddkit import distributed
@@ -67,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile, device=args.device, progress=not args.quiet,
     )  # fmt: skip
     evaluation = evaluate_set(
-        saved.syn, saved.splits().test, settings, say=print, test_name=saved.dataset
+        saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset
     )
     print(evaluation.text())
     out = Path(args.out) if args.out else saved.folder / "eval.json"
-    distributed.main_only(lambda: atomic_write_json(out, evaluation.report.to_dict()))
+    distributed.main_only(partial(atomic_write_json, out, evaluation.report.to_dict()))
     print(f"wrote {out}")
     return 0
 

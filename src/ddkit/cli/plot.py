@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
         saved = open_saved_set(args.path, dataset=args.dataset, root=args.root)
         out = Path(args.out or saved.folder / "compare.png")
-        plots.plot_synthetic_vs_real(saved.syn, saved.splits().train, out)
+        plots.plot_synthetic_vs_real(saved.syn, saved.splits.train, out)
     print(f"wrote {out}")
     return 0
 

@@ -23,7 +23,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.evaluate import EvalReport, evaluate
-from ddkit.eval.protocol import get_protocol
+from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import network_mismatch, set_recipe
 from ddkit.progress import ProgressSetting
 
@@ -32,14 +32,14 @@ from ddkit.progress import ProgressSetting
 class EvalSettings:
     """How to evaluate a set; ``None`` leaves a choice to the set and its evaluator.
 
-    ``protocol`` (default: the set's recipe), ``models`` (names, or comma-separated),
+    ``protocol`` (a protocol or its name; default: the set's recipe), ``models`` (names, or comma-separated),
     ``groups``, ``precision``, ``compile``, ``device`` (a torch device or its name; default:
     the session's) and ``progress`` are for evaluation by networks; ``learners`` (names, or
     comma-separated) evaluates by learners instead. ``runs`` and ``epochs`` override the
     evaluator's; the same ``seed`` gives the same report.
     """
 
-    protocol: str | None = None
+    protocol: str | EvalProtocol | None = None
     models: str | Sequence[str] | None = None
     learners: str | Sequence[str] | None = None
     runs: int | None = None
@@ -100,9 +100,9 @@ def _by_networks(
     recipe = set_recipe(syn)
     if s.protocol is None:
         say(recipe.describe())
-    protocol = (recipe.protocol if s.protocol is None else get_protocol(s.protocol)).with_(
-        precision=s.precision, compile=True if s.compile else None
-    )
+    protocol = recipe.protocol if s.protocol is None else get_protocol(s.protocol)
+    if s.precision or s.compile:
+        protocol = protocol.with_(precision=s.precision, compile=True if s.compile else None)
     note = network_mismatch(recipe, models or protocol.models)
     if note:
         say(note)
@@ -113,7 +113,7 @@ def _by_networks(
     p = report.protocol
     heading = (
         f"{syn.meta.get('method', '?')} on {name}, {len(syn)} images "
-        f"({syn.storage_bytes()['total']:,} bytes), protocol {p.name} "
+        f"({report.meta['bytes']['total']:,} bytes), protocol {p.name} "
         f"({p.epochs} epochs, lr {report.lr:g}, {arithmetic(report.meta)}), "
         "final-epoch test accuracy:"
     )

@@ -282,6 +282,33 @@ def test_relabel_per_image_and_per_view_shapes(tiny, tiny_teacher):
     assert "view_indices" not in no_idx.extras and no_idx.extras["view_values"].shape == (12, 2, 10)
 
 
+def test_relabel_crops_one_teacher_batch_of_views_at_a_time(tiny, tiny_teacher, monkeypatch):
+    """Issue 73: relabelling cropped all N x V views at once (ImageNet IPC 50 with 4 views:
+    about 120 GB of crops); it now crops each teacher batch of views when it asks the teacher,
+    and refuses in one line when the labels themselves cannot fit the memory budget."""
+    import ddkit.eval.relabel as relabel_module
+    from ddkit.meter import BUDGET_ENV
+
+    net, _ = tiny_teacher
+    syn = SyntheticSet.from_real(tiny.train, torch.arange(200))
+    sizes = []
+    real_crop = relabel_module.crop_resize
+
+    def counted(x, *args, **kwargs):
+        sizes.append(len(x))
+        return real_crop(x, *args, **kwargs)
+
+    monkeypatch.setattr(relabel_module, "crop_resize", counted)
+    out = relabel_module.relabel(syn, net, views=6, generator=torch.Generator().manual_seed(0))
+    assert out.extras["view_values"].shape == (200, 6, 10)
+    assert sum(sizes) == 1200 and max(sizes) <= 512 and len(sizes) == 3
+    monkeypatch.setenv(BUDGET_ENV, str(10_000))
+    with pytest.raises(ConfigError, match="relabel's soft labels of 200 images x 6 views"):
+        relabel_module.relabel(syn, net, views=6, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"expanded to 1,200 views .* \(teacher-kd\)"):
+        relabel_module.expand_views(out)
+
+
 def test_full_box_crop_is_identity():
     from ddkit.augment.crops import crop_resize, sample_boxes
 

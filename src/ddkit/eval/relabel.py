@@ -37,6 +37,7 @@ from ddkit import distributed
 from ddkit.augment.crops import crop_resize, sample_boxes
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
+from ddkit.meter import check_memory
 from ddkit.models import predict
 
 __all__ = [
@@ -51,8 +52,11 @@ __all__ = [
 VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices")
 
 
+_TEACHER_BATCH = 512
+
+
 def teacher_probs(
-    teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = 512
+    teacher: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = _TEACHER_BATCH
 ) -> torch.Tensor:
     """``softmax(teacher(x) / T)`` in batches without gradients (:func:`ddkit.models.predict`),
     float32 ``(N, K)`` on ``x``'s device; leaves the teacher in eval mode."""
@@ -127,14 +131,18 @@ def relabel(
 
         flip = "flip" in default_strategy(syn.spec.channels, syn.spec.name).split("_")
     h, w = syn.spec.image_size
+    check_memory(
+        f"relabel's soft labels of {n:,} images x {views} views x {k:,} classes",
+        n * views * k * 4 * 2,  # the float32 probabilities and their top-k / float16 copies
+        "use fewer label views (label_views) or a smaller IPC",
+    )
     boxes = sample_boxes(n * views, (h, w), generator, scale=scale)
     flips = (
         (torch.rand(n * views, generator=generator) < 0.5)
         if flip
         else torch.zeros(n * views, dtype=torch.bool)
     )
-    x = crop_resize(syn.images.repeat_interleave(views, 0), boxes, (h, w), flips)
-    probs = _sharded_probs(teacher, x, temperature, views, k)  # (N*V, K)
+    probs = _view_probs(teacher, syn.images, boxes, flips, views, temperature, k)  # (N*V, K)
     if kk < k:
         vals, idx = probs.topk(kk, dim=1)  # sorted, ties broken by torch.topk's order
         extras["view_indices"] = idx.to(torch.int16).view(n, views, kk)
@@ -146,6 +154,34 @@ def relabel(
     meta["label_topk"] = kk
     labels = _renorm(probs.view(n, views, k).mean(1))
     return SyntheticSet(syn.images, labels, syn.spec, lr=syn.lr, meta=meta, extras=extras)
+
+
+def _view_probs(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    flips: torch.Tensor,
+    views: int,
+    temperature: float,
+    k: int,
+) -> torch.Tensor:
+    """:func:`teacher_probs` ``(N * views, k)`` of every image's views (row ``i * views + v``:
+    view ``v`` of image ``i``), each teacher batch of views cropped when it is asked about, so
+    that the ``N * views`` crops never exist at once; in a :mod:`ddkit.distributed` session
+    each rank asks about its share of the images and every rank gets all rows back in order."""
+    mine = distributed.local_indices(len(images))
+    owned = torch.arange(len(images)) if mine is None else torch.as_tensor(mine, dtype=torch.long)
+    rows = (owned[:, None] * views + torch.arange(views)).flatten()
+    size = tuple(images.shape[-2:])
+    parts = [torch.zeros((0, k))]
+    for start in range(0, len(rows), _TEACHER_BATCH):  # teacher_probs' own batches, so the
+        r = rows[start : start + _TEACHER_BATCH]  # same rows meet in each as in one call
+        x = crop_resize(images[r // views], boxes[r], size, flips[r])
+        parts.append(teacher_probs(teacher, x, temperature, batch_size=_TEACHER_BATCH))
+    probs = torch.cat([p.to(parts[-1].device) for p in parts])
+    if mine is None:
+        return probs
+    return distributed.all_gather_shards(probs.view(len(mine), views, k)).flatten(0, 1)
 
 
 def _sharded_probs(
@@ -186,6 +222,12 @@ def expand_views(syn: SyntheticSet) -> SyntheticSet:
     """One image per stored view (crop/flip replayed) labelled with its stored soft label: a
     plain soft-label set of ``N*V`` images for :func:`ddkit.eval.evaluate` (train-time only; the
     storage cost is that of the compact set)."""
+    n, v = syn.extras["view_values"].shape[:2] if "view_values" in syn.extras else (len(syn), 1)
+    check_memory(
+        f"the set's {n:,} images expanded to {n * v:,} views",
+        n * v * syn.images[0].numel() * 4,
+        "evaluate with a protocol that asks the teacher (teacher-kd) instead of stored views",
+    )
     labels = decompress_view_labels(syn)
     n, v, k = labels.shape
     h, w = syn.spec.image_size

@@ -96,3 +96,24 @@ def test_a_file_output_never_replaces_a_fifo_a_device_or_a_folder(tmp_path):
     atomic_write_json(tmp_path / "f.json", {"a": 1})
     atomic_write_json(tmp_path / "f.json", {"a": 2})  # a regular file: replaced
     assert (tmp_path / "f.json").read_text().strip().endswith("}")
+
+
+def test_an_edited_kept_audit_unit_is_refused_not_reused(tmp_path):
+    """Issue 75: an audit's kept per-set result carried no checksum, so an edited value was
+    reused silently; now it is refused in one line (a unit kept before checksums is read)."""
+    import json
+
+    from ddkit.audits.base import kept_json
+
+    path = tmp_path / "unit.json"
+    value = {"auc": 0.61, "curve": [0.1, 0.2], "n": 3}
+    assert kept_json(path, "k1", lambda: value) == value
+    assert kept_json(path, "k1", lambda: pytest.fail("recomputed")) == value  # resumed
+    kept = json.loads(path.read_text())
+    kept["value"]["auc"] = 0.99
+    path.write_text(json.dumps(kept))
+    with pytest.raises(ConfigError, match="was edited after it was kept"):
+        kept_json(path, "k1", lambda: value)
+    del kept["sha256"]  # as written before checksums
+    path.write_text(json.dumps(kept))
+    assert kept_json(path, "k1", lambda: value)["auc"] == 0.99

@@ -368,13 +368,31 @@ def kept_json(path: Path | None, key: str, compute: Callable[[], dict[str, Any]]
     if path is None:
         return compute()
     if path.is_file():
-        kept = read_json(path)
+        kept = read_json(path, max_bytes=KEPT_MAX_BYTES)
         if not isinstance(kept, dict) or kept.get("key") != key:
             raise _stale(path)
+        if "sha256" in kept and kept["sha256"] != _value_digest(kept.get("value")):
+            raise ConfigError(
+                f"{str(path)!r} was edited after it was kept (its checksum does not match); "
+                "delete it to compute it again"
+            )
         return kept["value"]
     value = compute()
-    atomic_write_json(path, {"key": key, "value": value})
+    atomic_write_json(path, {"key": key, "value": value, "sha256": _value_digest(value)})
     return value
+
+
+#: The largest kept unit read back (a unit holds one set's attack results: kilobytes).
+KEPT_MAX_BYTES = 2**26
+
+
+def _value_digest(value: Any) -> str:
+    """The SHA-256 of a kept value's canonical JSON: an edited value is refused, not reused
+    (units kept before checksums were written have none and are read as they are)."""
+    import hashlib
+
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def unit_name(name: str) -> str:

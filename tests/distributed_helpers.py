@@ -274,3 +274,20 @@ def ranks_disagree(rank: int, world: int, rendezvous: str, out: str) -> None:
         except Exception as e:
             line = f"{type(e).__name__}: {e}"
         Path(out, f"{case}-{rank}.txt").write_text(line)
+
+
+def lonely_rank(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Rank 0 of a group of two whose rank 1 never starts: it fails within the join time."""
+    import time
+
+    from ddkit import distributed
+
+    distributed.JOIN_SECONDS = 3.0
+    start = time.monotonic()
+    try:
+        with _session(0, 2, rendezvous):
+            pass
+        line = "finished"
+    except Exception as e:
+        line = f"{type(e).__name__}: {e}"
+    Path(out, "lonely.txt").write_text(f"{time.monotonic() - start:.1f}\n{line}")

@@ -27,6 +27,7 @@ from distributed_helpers import (
     cache_options,
     distill_tensors,
     every_path,
+    lonely_rank,
     one_rank_fails,
     ranks_disagree,
     refused_method,
@@ -286,6 +287,16 @@ def test_a_failing_rank_stops_the_other_with_one_line(tmp_path):
     assert failed == "ConfigError: IPC 99 is larger than class '3'"
     assert stopped == "RankFailed: stopped because rank 1 failed: IPC 99 is larger than class '3'"
     assert "\n" not in stopped
+
+
+def test_a_rank_that_never_starts_fails_the_others_within_seconds(tmp_path):
+    """Issue 75: a missing rank left the others waiting for the group timeout (30 minutes);
+    they now fail after the join time (3 s here) with one line."""
+    spawn(lonely_rank, tmp_path, world=1)
+    seconds, line = (tmp_path / "lonely.txt").read_text().split("\n", 1)
+    assert float(seconds) < 30
+    assert line.startswith("ConfigError: rank 0: not all 2 ranks joined within 3 s"), line
+    assert "\n" not in line
 
 
 def test_ranks_with_other_seeds_or_data_refuse_in_one_line(tmp_path):

@@ -69,11 +69,15 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: how long the ranks wait for each other to join: a rank that never starts fails the others
+#: after this, not after the (long) timeout of their collectives
+JOIN_SECONDS = 60.0
 #: how long a failing rank waits for the others to read its failure before it leaves
 FAREWELL_SECONDS = 10.0
 #: how long a rank whose collective broke waits for the failing rank's message
 WORD_SECONDS = 10.0  # a loaded machine can take seconds to deliver it
 _FAILED = "ddkit/failed/"
+_GROUP: Any = None  # the group the work's collectives run in (None: the default group)
 _HEARD = "ddkit/heard"
 
 
@@ -176,7 +180,7 @@ def session(
     the block is announced to the other ranks (:class:`RankFailed` there) and raised here; an
     error caused by another rank's failure becomes one :class:`RankFailed` line.
     """
-    global _ACTIVE, _BACKEND
+    global _ACTIVE, _BACKEND, _GROUP
     launch = from_env() if launch is None else launch
     if launch is None or launch.world_size == 1:
         yield None
@@ -190,20 +194,15 @@ def session(
         torch.cuda.set_device(launch.local_rank)
     adopted = dist.is_initialized()  # a group the caller opened stays theirs to close
     if not adopted:
-        dist.init_process_group(
-            _BACKEND,
-            init_method=init_method,
-            rank=launch.rank,
-            world_size=launch.world_size,
-            timeout=timedelta(seconds=timeout_s),
-        )
+        _join(launch, init_method, min(JOIN_SECONDS, timeout_s))
+        # the work's collectives get the long timeout in a group of their own
+        _GROUP = dist.new_group(timeout=timedelta(seconds=timeout_s))
     _ACTIVE = launch
     try:
         if not adopted:
-            # every rank has finished joining before any runs the block: a rank that fails at
-            # once (a refused option) and leaves the group would otherwise break a slower peer's
-            # connection set-up, an error outside any collective that no rank could explain
-            dist.barrier()
+            # every rank has finished joining (_join's barrier) before any runs the block: a
+            # rank that fails at once (a refused option) and leaves the group would otherwise
+            # break a slower peer's connection set-up, an error no rank could explain
             agree("the command line", sys.argv[1:], "start every rank with the same arguments")
             agree("ddkit's code", code_digest(), "install the same ddkit and torch on every node")
         yield launch
@@ -215,9 +214,33 @@ def session(
         _announce(e)
         raise
     finally:
-        _ACTIVE = None
+        _ACTIVE, _GROUP = None, None
         if not adopted and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _join(launch: Launch, init_method: str, seconds: float) -> None:
+    """Open the default group, waiting at most ``seconds`` for every rank; a rank that never
+    comes is one :class:`ConfigError` line on the ranks that did."""
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group(
+            _BACKEND,
+            init_method=init_method,
+            rank=launch.rank,
+            world_size=launch.world_size,
+            timeout=timedelta(seconds=seconds),
+        )
+        dist.barrier()
+    except (RuntimeError, dist.DistError) as e:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise ConfigError(
+            f"rank {launch.rank}: not all {launch.world_size} ranks joined within {seconds:.0f} s "
+            f"({_one_line(e)[:100]}); start every rank with the same rendezvous "
+            "(torchrun --nproc-per-node / --nnodes)"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- failures
@@ -327,7 +350,7 @@ def barrier() -> None:
     if _ACTIVE is not None:
         import torch.distributed as dist
 
-        dist.barrier()
+        dist.barrier(group=_GROUP)
 
 
 def main_only(write: Callable[[], T]) -> T | None:
@@ -351,12 +374,12 @@ def all_gather_json(obj: Any) -> list[Any]:
     dev = device()
     data = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8, device=dev)
     sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(_ACTIVE.world_size)]
-    dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=dev))
+    dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=dev), group=_GROUP)
     longest = int(max(s.item() for s in sizes))
     padded = torch.zeros(longest, dtype=torch.uint8, device=dev)
     padded[: len(data)] = data
     parts = [torch.empty(longest, dtype=torch.uint8, device=dev) for _ in sizes]
-    dist.all_gather(parts, padded)
+    dist.all_gather(parts, padded, group=_GROUP)
     return [
         json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)
     ]
@@ -406,13 +429,13 @@ def all_gather_shards(local: torch.Tensor) -> torch.Tensor:
 
     dev, world = device(), _ACTIVE.world_size
     sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([len(local)], dtype=torch.int64, device=dev))
+    dist.all_gather(sizes, torch.tensor([len(local)], dtype=torch.int64, device=dev), group=_GROUP)
     counts = [int(s.item()) for s in sizes]
     longest = max(counts)
     padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=dev)
     padded[: len(local)] = local.to(dev)
     parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
+    dist.all_gather(parts, padded, group=_GROUP)
     # item i is row i // world of rank i % world: interleave, the padding falls past the end
     merged = torch.stack(parts, 1).flatten(0, 1)[: sum(counts)]
     return merged.to(local.device)
@@ -429,7 +452,7 @@ def sum_across_ranks(tensors: Sequence[torch.Tensor]) -> None:
 
     # nccl reduces CUDA tensors only: a CPU computation's values travel through the rank's GPU
     flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(device())
-    dist.all_reduce(flat)
+    dist.all_reduce(flat, group=_GROUP)
     offset = 0
     for t in tensors:
         n = t.numel()
@@ -519,7 +542,7 @@ def _synced_forward(bn: Any, x: torch.Tensor) -> torch.Tensor:
     dims = [0, *range(2, x.dim())]
     shape = [1, -1] + [1] * (x.dim() - 2)
     count = torch.tensor([x.numel() // max(x.shape[1], 1)], dtype=x.dtype, device=x.device)
-    dist.all_reduce(count)
+    dist.all_reduce(count, group=_GROUP)
     n = float(count.item())
     mean = _SumOverRanks.apply(x.sum(dims)) / n
     centred = x - mean.view(shape)

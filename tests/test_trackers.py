@@ -123,6 +123,24 @@ def test_a_store_mlflow_refuses_is_one_line_and_the_corrected_command_runs(tmp_p
     assert read_json(run / "mlflow.json")["run_id"]
 
 
+def test_an_unreachable_mlflow_server_is_refused_within_seconds(tmp_path):
+    """Issue 75: an MLflow http URI nobody serves was retried with back-off for minutes; it is
+    now refused in one line before the run folder exists, and the corrected command runs."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / "run"
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"no MLflow server answers at 127.0.0.1:{port} "):
+        _distill(run, [f"mlflow:http://127.0.0.1:{port}"])
+    assert time.monotonic() - start < 30 and not run.exists()
+    _distill(run, [f"mlflow:sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert read_json(run / "mlflow.json")["run_id"]
+
+
 def test_a_missing_extra_is_refused_in_one_line_naming_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
     code = main(

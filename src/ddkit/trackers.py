@@ -270,11 +270,39 @@ def _parse(target: str) -> tuple[str, str]:
 
 
 def check_log_targets(targets: Sequence[str]) -> None:
-    """Refuse, in one line each, a malformed target or one whose optional package is missing
-    (called before anything is written)."""
+    """Refuse, in one line each, a malformed target, one whose optional package is missing, or
+    an MLflow server that does not answer (called before anything is written)."""
     for target in targets:
-        kind, _ = _parse(target)
+        kind, where = _parse(target)
         require_extra(kind, kind, f"--log {kind}")
+        if kind == "mlflow" and where.startswith(("http://", "https://")):
+            _check_server(where)
+
+
+#: Seconds to wait for an MLflow server's port before refusing (MLflow's own client retries
+#: an unreachable server with back-off for minutes).
+SERVER_SECONDS = 5.0
+
+
+def _check_server(uri: str) -> None:
+    """Refuse (:class:`ConfigError`) an MLflow ``http(s)`` URI whose host does not accept a
+    connection within :data:`SERVER_SECONDS`; later requests fail fast too (no retries)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=SERVER_SECONDS):
+            pass
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"--log mlflow:{uri}: no MLflow server answers at {parts.hostname}:{port} "
+            f"({getattr(err, 'strerror', None) or err}); start it, or log to a local store "
+            f"such as {DEFAULT_MLFLOW_URI}"
+        ) from None
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def tracker_callbacks(

@@ -1,7 +1,8 @@
-"""Markdown tables of the data-at-scale measurements (BENCHMARKS.md "Data at scale"), read
+"""Markdown tables of the data-at-scale measurements (docs/benchmarks/data-at-scale.md), read
 from ``benchmarks/results/scale/``: dm's peak memory and time on generated Tiny-ImageNet-shaped
 folders, the peak memory of loading them in memory or through the cache, and of the teacher
-and rded commands on them.
+and rded commands on them, decode throughput, seconds per iteration, and full MNIST read as a
+stream of PNGs against the in-memory dataset.
 
 Usage: python benchmarks/scale/scale_table.py
 """
@@ -66,8 +67,39 @@ def decode_table() -> list[str]:
     return lines
 
 
+def equivalence_table() -> list[str]:
+    rows = json.loads((RESULTS / "stream_equivalence.json").read_text())
+    lines = ["| method | data | set equal to memory-by-class | max abs difference | "
+             "accuracy (%) | distil seconds |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        (result,) = r["evaluation_results"]
+        acc = f"{100 * result['mean']:.2f} ± {100 * result['std']:.2f}"
+        lines.append(
+            f"| {r['method']} | {r['version']} | {'bit for bit' if r['set_equal_to_memory_by_class'] else 'no'} "
+            f"| {r['max_abs_difference']:.3g} | {acc} | {r['seconds']:,.0f} |"
+        )
+    return lines
+
+
+def step_table() -> list[str]:
+    rows = json.loads((RESULTS / "step_seconds.json").read_text())
+    lines = ["| method | network | classes x train images | size | seconds per iteration | "
+             "load seconds | load average |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        net = r["model"] or r["teacher_model"]
+        h, w = r["image_size"]
+        lines.append(
+            f"| {r['method']} | {net} | {r['classes']} x {r['train_images'] // r['classes']} | "
+            f"{h}x{w} | {r['seconds_per_iteration']:.2f} | {r['load_seconds']:.1f} | "
+            f"{r['load_average_after']:.1f} |"
+        )
+    return lines
+
+
 def main() -> None:
-    for table in (dm_table(), load_table(), commands_table(), decode_table()):
+    tables = (dm_table(), load_table(), commands_table(), decode_table(), step_table(),
+              equivalence_table())  # fmt: skip
+    for table in tables:
         print("\n".join(table))
         print()
 

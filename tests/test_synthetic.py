@@ -222,3 +222,24 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_set_whole(syn, tmp_path, mon
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no copy, no temporary
+
+
+def test_as_dataset_goes_into_a_data_loader(syn):
+    """Issue 70: ``as_dataset()`` is a ``torch.utils.data.Dataset`` of ``(image, hard label)``
+    pairs (soft labels by their argmax) that a ``DataLoader`` batches, and still the
+    ``ImageDataset`` ddkit's functions take."""
+    from ddkit.data.dataset import ImageDataset
+
+    soft = torch.nn.functional.one_hot(syn.labels, 10).float() * 0.8 + 0.02
+    for s in (syn, SyntheticSet(syn.images, soft, syn.spec)):
+        dataset = s.as_dataset()
+        assert isinstance(dataset, torch.utils.data.Dataset) and isinstance(dataset, ImageDataset)
+        assert len(dataset) == len(s) == 30
+        image, label = dataset[4]
+        assert torch.equal(image, s.images[4]) and int(label) == int(syn.labels[4])
+        loader = torch.utils.data.DataLoader(dataset, batch_size=8)
+        batches = list(loader)
+        assert [len(labels) for _, labels in batches] == [8, 8, 8, 6]
+        assert torch.equal(torch.cat([images for images, _ in batches]), s.images)
+        assert torch.equal(torch.cat([labels for _, labels in batches]), syn.labels)
+        assert dataset.class_counts == [3] * 10  # the ImageDataset side: the per-class index

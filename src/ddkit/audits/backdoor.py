@@ -50,6 +50,13 @@ them (theirs: the outputs of the layer before the classifier, ranked by the summ
 entering them); where those neurons are silent on the first trigger, the target is ``alpha``
 itself (theirs stays 0); the network is a fresh one trained on the current synthetic set (theirs
 is DC's own matching network, so only DC-like methods had one).
+
+This module holds the audit (:func:`backdoor_audit`: poison, distil, score each set), its chart
+and its command. The trigger and the poisoning (:class:`Trigger`, :func:`stamp`,
+:func:`poison`, :func:`triggered_test`, :func:`attack_success_rate`) moved to
+:mod:`ddkit.audits.backdoor_trigger`; DOORPING's trigger updates (:class:`DoorpingConfig`,
+:class:`DoorpingCallback` and their helpers) to :mod:`ddkit.audits.doorping`. Both are still
+importable from here.
 """
 
 from __future__ import annotations
@@ -59,14 +66,21 @@ import dataclasses
 import functools
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from ddkit.audits.backdoor_trigger import (
+    POSITIONS,
+    Poisoned,
+    Trigger,
+    attack_success_rate,
+    check_target,
+    poison,
+    stamp,  # noqa: F401  (still importable from here)
+    triggered_test,
+)
 from ddkit.audits.base import (
     Audit,
     Budgets,
@@ -83,379 +97,24 @@ from ddkit.audits.base import (
     train_on_set,
     unit_key,
 )
+from ddkit.audits.doorping import (
+    DoorpingCallback,
+    DoorpingConfig,
+    doorping_refusal,
+    optimise_trigger,  # noqa: F401  (still importable from here)
+    real_image_copies,  # noqa: F401  (still importable from here)
+    top_neurons,  # noqa: F401  (still importable from here)
+)
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
-from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError
+from ddkit.errors import ConfigError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.methods import method_names
-from ddkit.methods.base import Callback, Distiller
 from ddkit.progress import ProgressSetting
-from ddkit.rng import derive_seed, draw_seed
+from ddkit.rng import derive_seed
 
 ATTACKS = ("naive", "doorping")
-POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
-
-
-# ============================================================================ the trigger
-@dataclass(frozen=True)
-class Trigger:
-    """A square patch of ``size`` x ``size`` pixels, all channels ``value`` (pixel scale
-    ``[0, 1]``), at ``position``: a corner (one pixel in from the border, as BadNets' code,
-    where the image leaves room), ``"center"``, or ``"ROW,COL"`` (its top-left pixel)."""
-
-    size: int = 2
-    position: str = "bottom-right"
-    value: float = 1.0
-
-    def check(self, spec: DatasetSpec) -> None:
-        """A one-line :class:`ConfigError` unless the patch fits ``spec``'s images."""
-        h, w = spec.image_size
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ConfigError(f"trigger size must be an integer >= 1, got {self.size!r}")
-        if self.size > min(h, w):
-            raise ConfigError(
-                f"trigger of {self.size}x{self.size} pixels is larger than the {h}x{w} images "
-                f"of {spec.name!r}"
-            )
-        if not 0.0 <= float(self.value) <= 1.0:
-            raise ConfigError(f"trigger value is a pixel value in [0, 1], got {self.value!r}")
-        self.corner(spec)
-
-    def corner(self, spec: DatasetSpec) -> tuple[int, int]:
-        """The patch's top-left pixel ``(row, col)`` in ``spec``'s images."""
-        h, w = spec.image_size
-        s = self.size
-        if self.position in POSITIONS:
-            margin = 1 if s + 2 <= min(h, w) else 0
-            rows = {"top": margin, "bottom": h - s - margin, "center": (h - s) // 2}
-            cols = {"left": margin, "right": w - s - margin, "center": (w - s) // 2}
-            vertical, _, horizontal = self.position.partition("-")
-            return rows[vertical], cols[horizontal or "center"]
-        try:
-            r, c = (int(v) for v in str(self.position).split(","))
-        except ValueError:
-            raise ConfigError(
-                f"trigger position must be one of {', '.join(POSITIONS)} or 'ROW,COL', "
-                f"got {self.position!r}"
-            ) from None
-        if not (0 <= r <= h - s and 0 <= c <= w - s):
-            raise ConfigError(
-                f"a {s}x{s} trigger at row {r}, column {c} does not fit the {h}x{w} images"
-            )
-        return r, c
-
-    def mask(self, spec: DatasetSpec) -> torch.Tensor:
-        """``(1, C, H, W)``: 1 inside the patch, 0 elsewhere."""
-        r, c = self.corner(spec)
-        m = torch.zeros(1, *spec.shape)
-        m[..., r : r + self.size, c : c + self.size] = 1.0
-        return m
-
-    def pattern(self, spec: DatasetSpec) -> torch.Tensor:
-        """``(1, C, H, W)`` pixels: ``value`` inside the patch, 0 elsewhere."""
-        return self.mask(spec) * float(self.value)
-
-
-def stamp(
-    images: torch.Tensor, spec: DatasetSpec, mask: torch.Tensor, pattern: torch.Tensor
-) -> torch.Tensor:
-    """Normalised ``images`` with the pixels under ``mask`` replaced by ``pattern`` (pixel
-    scale), i.e. ``x * (1 - mask) + mask * normalise(pattern)``."""
-    if spec.transform is not None:
-        raise DataError(f"cannot stamp a trigger on {spec.transform}-transformed images")
-    mean = torch.tensor(spec.mean, dtype=images.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=images.dtype).view(1, -1, 1, 1)
-    m = mask.to(images.dtype).to(images.device)
-    patch = ((pattern.to(images.dtype) - mean) / std).to(images.device)
-    return images * (1 - m) + m * patch
-
-
-@dataclass
-class Poisoned:
-    """A poisoned copy of a training split: ``rows`` (stamped, relabelled to ``target``)."""
-
-    train: ImageDataset
-    rows: torch.Tensor
-    target: int
-
-
-def check_target(target: int, spec: DatasetSpec) -> int:
-    """``target`` as a class index of ``spec``, else a one-line :class:`ConfigError`."""
-    k = spec.num_classes
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < k:
-        raise ConfigError(
-            f"target class {target!r} does not exist: {spec.name!r} has classes 0..{k - 1}"
-        )
-    return target
-
-
-def poison(
-    train: ImageDataset,
-    trigger: Trigger,
-    *,
-    fraction: float,
-    target: int,
-    generator: torch.Generator,
-) -> Poisoned:
-    """Stamp ``trigger`` on ``round(fraction * n)`` of
-    the ``n`` rows whose class is not ``target`` (drawn from ``generator``) and relabel them to
-    ``target``. ``train`` is left as it is."""
-    trigger.check(train.spec)
-    check_target(target, train.spec)
-    fraction = check_fraction(fraction, "poison fraction")
-    others = torch.nonzero(train.labels != target).flatten()
-    n = int(round(fraction * len(others)))
-    rows = others[torch.randperm(len(others), generator=generator)[:n]].sort().values
-    images, labels = train.images.clone(), train.labels.clone()
-    mask = trigger.mask(train.spec)
-    images[rows] = stamp(images[rows], train.spec, mask, trigger.pattern(train.spec))
-    labels[rows] = target
-    return Poisoned(ImageDataset(images, labels, train.spec), rows, target)
-
-
-def triggered_test(
-    test: ImageDataset, mask: torch.Tensor, pattern: torch.Tensor, target: int
-) -> ImageDataset:
-    """The test images of the classes other than ``target``, stamped, with their true labels
-    (module docstring: target-class images would inflate the ASR by about ``1/K``)."""
-    rows = torch.nonzero(test.labels != target).flatten()
-    return ImageDataset(stamp(test.images[rows], test.spec, mask, pattern), test.labels[rows],
-                        test.spec)  # fmt: skip
-
-
-def attack_success_rate(net: nn.Module, triggered: ImageDataset, target: int) -> float:
-    """The fraction of ``triggered`` (stamped non-target test images, in the network's space)
-    that ``net`` assigns to ``target``."""
-    from ddkit.models import predict
-
-    net.eval()
-    with torch.no_grad():
-        pred = predict(net, triggered.images, post=lambda z: z.argmax(1).cpu())
-    return float((pred == target).float().mean()) if len(pred) else 0.0
-
-
-# ============================================================================ DOORPING
-@dataclass(frozen=True)
-class DoorpingConfig:
-    """DOORPING's trigger updates (module docstring): every ``every`` iterations a fresh
-    ``model`` trained ``net_epochs`` epochs (SGD, ``net_lr``) on the current set; Adam
-    (``lr``, pixel scale) for at most ``steps`` steps on the ``topk`` neurons, towards ``alpha``
-    times their first activation on ``carriers`` stamped poisoned rows, stopping once the loss is
-    below ``threshold``."""
-
-    every: int = 1
-    model: str = "auto"  # auto: the distilling method's own network (else the dataset's convnet)
-    net_epochs: int = 10
-    net_lr: float = 0.01
-    topk: int = 1
-    alpha: float = 10.0
-    steps: int = 100
-    lr: float = 0.02
-    threshold: float = 0.5
-    carriers: int = 128
-
-    def __post_init__(self) -> None:
-        ints = {"every": 1, "net_epochs": 0, "topk": 1, "steps": 1, "carriers": 1}
-        for name, low in ints.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"doorping {name} must be an integer >= {low}, got {v!r}")
-        for name in ("net_lr", "alpha", "lr"):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"doorping {name} must be > 0, got {getattr(self, name)!r}")
-        if not float(self.threshold) >= 0:
-            raise ConfigError(f"doorping threshold must be >= 0, got {self.threshold!r}")
-
-    def check(self, spec: DatasetSpec) -> None:
-        """Refuse, before any work, a ``model`` DOORPING cannot read neurons from on ``spec``'s
-        images, or a ``topk`` larger than its embedding (one untrained network is built)."""
-        from ddkit.models import build_network
-
-        top_neurons(build_network(self.network_for(None), spec, 0), self.topk)
-
-    def network_for(self, method: Distiller | None) -> str:
-        """The trigger network's name: ``model``, or for ``"auto"`` the network ``method``
-        distils with (DC's matching network in the authors' code), else ``"convnet"``."""
-        if self.model != "auto":
-            return self.model
-        own = getattr(getattr(method, "config", None), "model", None)
-        return own if isinstance(own, str) else "convnet"
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> DoorpingConfig:
-        """From ``key=value`` options; an unknown key is a one-line :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown doorping option {unknown[0]!r}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**options)
-
-
-#: Method families (folders of :mod:`ddkit.methods`) whose steps never read the real images.
-NO_REAL_IMAGES_IN_STEPS = {
-    "trajectory": "it learns from expert trajectories trained before distillation, so its "
-    "steps never read the real images",
-    "decoupled": "it learns from a teacher trained before distillation, so its steps never "
-    "read the real images",
-}
-
-
-def doorping_refusal(cls: type[Distiller]) -> str | None:
-    """Why DOORPING cannot attack method class ``cls`` (a one-line error), or ``None``."""
-    why = None
-    if cls.kind == "selector":
-        why = "it is a selector: it picks real rows once and has no steps to re-stamp between"
-    parts = cls.__module__.split(".")
-    if len(parts) > 2 and parts[:2] == ["ddkit", "methods"]:
-        why = why or NO_REAL_IMAGES_IN_STEPS.get(parts[2])
-    return (
-        None if why is None else f"DOORPING cannot attack {cls.name!r}: {why}; use --attack naive"
-    )
-
-
-def real_image_copies(method: Distiller, images: torch.Tensor) -> list[torch.Tensor]:
-    """Tensors of ``method`` (trailing-underscore attributes) that hold their own copy of the
-    real ``images`` (another device or dtype), to be re-stamped with them. A tensor of their
-    shape with other values, or another dataset, is a transformed copy: a one-line
-    :class:`ConfigError`, since re-stamping could not reach it."""
-    copies = []
-    for key, value in vars(method).items():
-        if not key.endswith("_") or key == "train_":
-            continue
-        if isinstance(value, ImageDataset) and value.images is not images:
-            raise ConfigError(
-                f"{method.name!r} keeps a transformed copy of the real images ({key}); "
-                "DOORPING cannot re-stamp it"
-            )
-        if not isinstance(value, torch.Tensor) or value.shape != images.shape:
-            continue
-        if value.data_ptr() == images.data_ptr():
-            continue
-        if not torch.allclose(value.detach().cpu().to(images.dtype), images, atol=1e-5):
-            raise ConfigError(
-                f"{method.name!r} keeps a transformed copy of the real images ({key}); "
-                "DOORPING cannot re-stamp it"
-            )
-        copies.append(value)
-    return copies
-
-
-def top_neurons(net: nn.Module, k: int) -> torch.Tensor:
-    """The ``k`` embedding features of ``net`` with the largest summed absolute weights into
-    its classifier."""
-    weight = getattr(getattr(net, "classifier", None), "weight", None)
-    if weight is None or not hasattr(net, "embed"):
-        raise ConfigError("DOORPING needs a network with embed() and a linear classifier")
-    if k > weight.shape[1]:
-        raise ConfigError(f"doorping topk {k} exceeds the {weight.shape[1]} embedding features")
-    return weight.detach().abs().sum(0).topk(k).indices
-
-
-def optimise_trigger(
-    net: nn.Module,
-    carriers: torch.Tensor,
-    spec: DatasetSpec,
-    mask: torch.Tensor,
-    pattern: torch.Tensor,
-    neurons: torch.Tensor,
-    config: DoorpingConfig,
-) -> tuple[torch.Tensor, float]:
-    """DOORPING's trigger step: Adam on the patch (kept in ``[0, 1]``), stamped on the
-    normalised ``carriers`` images, towards ``alpha`` times the first activation of ``neurons``
-    of ``net``'s embedding. Returns the new pattern and the last loss."""
-    net.eval().requires_grad_(False)
-    p = (pattern * mask).clone().requires_grad_(True)
-    opt = torch.optim.Adam([p], lr=config.lr, betas=(0.9, 0.99))
-    goal, loss = None, torch.zeros(())
-    for _ in range(config.steps):
-        act = net.embed(stamp(carriers, spec, mask, p))[:, neurons]
-        if goal is None:
-            first = act.detach()
-            goal = config.alpha * torch.where(first != 0, first, torch.ones_like(first))
-        loss = F.mse_loss(act, goal)
-        if float(loss.detach()) < config.threshold:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        p.grad.mul_(mask)
-        opt.step()
-        with torch.no_grad():
-            p.clamp_(0.0, 1.0)
-    return (p.detach() * mask), float(loss.detach())
-
-
-class DoorpingCallback(Callback):
-    """Re-optimises the trigger during a fit and re-stamps ``poisoned.rows`` of the method's
-    real data with it (module docstring). The fit must run on ``poisoned.train``; the rows are
-    changed in place. ``pattern_`` is the current trigger, ``history_`` one entry per update."""
-
-    def __init__(
-        self, poisoned: Poisoned, trigger: Trigger, config: DoorpingConfig, *, seed: int
-    ) -> None:
-        self.poisoned, self.config = poisoned, config
-        spec = poisoned.train.spec
-        self.mask_ = trigger.mask(spec)
-        self.pattern_ = trigger.pattern(spec)
-        self.generator_ = torch.Generator().manual_seed(derive_seed(seed, "doorping"))
-        self.history_: list[dict[str, Any]] = []
-        self.copies_: list[torch.Tensor] = []
-        self.model_ = config.network_for(None)
-
-    def on_start(self, method: Distiller, total: int, start: int) -> None:
-        reason = doorping_refusal(type(method))
-        if reason is not None:
-            raise ConfigError(reason)
-        images = self.poisoned.train.images
-        if method.train_.images is not images:
-            raise ConfigError("DOORPING's callback must see the fit of its poisoned split")
-        self.copies_ = real_image_copies(method, images)
-        self.model_ = self.config.network_for(method)
-
-    def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
-        if (iteration + 1) % self.config.every:
-            return
-        net = self._network(method.result())
-        neurons = top_neurons(net, self.config.topk)
-        spec = self.poisoned.train.spec
-        rows = self.poisoned.rows
-        pick = torch.randperm(len(rows), generator=self.generator_)[: self.config.carriers]
-        carriers = self.poisoned.train.images[rows[pick]]  # stamped rows: restamping replaces
-        self.pattern_, loss = optimise_trigger(
-            net, carriers, spec, self.mask_, self.pattern_, neurons, self.config
-        )
-        self._restamp()
-        self.history_.append(
-            {"iteration": iteration + 1, "loss": loss, "neurons": neurons.tolist()}
-        )
-
-    def _network(self, syn: SyntheticSet) -> nn.Module:
-        """A fresh network trained ``net_epochs`` epochs on the current set (hard labels)."""
-        from ddkit.eval.train import TrainRecipe, sgd_train
-        from ddkit.models import build_network
-
-        c = self.config
-        net = build_network(self.model_, syn.spec, draw_seed(self.generator_))
-        if c.net_epochs:
-            g = torch.Generator().manual_seed(draw_seed(self.generator_))
-            images = syn.images
-            zca = syn.zca()
-            if zca is not None:
-                images = zca.inverse(images)
-            recipe = TrainRecipe(epochs=c.net_epochs, lr=c.net_lr, batch_size=256)
-            sgd_train(net, images, syn.hard_labels, recipe, generator=g)
-        return net
-
-    def _restamp(self) -> None:
-        train, rows = self.poisoned.train, self.poisoned.rows
-        with torch.no_grad():
-            stamped = stamp(train.images[rows], train.spec, self.mask_, self.pattern_)
-            train.images[rows] = stamped
-            for copy in self.copies_:
-                copy[rows.to(copy.device)] = stamped.to(copy.device, copy.dtype)
 
 
 # ============================================================================ the audit
@@ -533,12 +192,12 @@ def backdoor_audit(
     ipcs: Sequence[int],
     *,
     attack: str = "naive",
-    trigger: Trigger = Trigger(),
+    trigger: Trigger = Trigger(),  # noqa: B008  (frozen)
     fraction: float = 0.1,
     target: int = 0,
     iterations: int | Budgets | None = None,
     options: dict[str, Any] | None = None,
-    doorping: DoorpingConfig = DoorpingConfig(),
+    doorping: DoorpingConfig = DoorpingConfig(),  # noqa: B008  (frozen)
     protocol: str | EvalProtocol = "dc",
     runs: int | None = None,
     epochs: int | None = None,

@@ -25,6 +25,11 @@ produced them; a re-run reuses them (so a killed run resumes, and sources shared
 runs, such as ``full``, are trained once) and refuses files with another fingerprint. Several
 processes running the same audit into one folder share its networks (each claims a network by a
 lock file while it trains it), so a long audit can use one process per core.
+
+This module trains the networks, keeps their statistics, attacks them and holds the command.
+The sources, the pool and every network's members (:class:`Source`, :func:`privacy_sources`,
+:func:`pool_rows`, :func:`membership_masks`, :func:`check_members`, :func:`plan_membership`)
+moved to :mod:`ddkit.audits.privacy_plan`; they are still importable from here.
 """
 
 from __future__ import annotations
@@ -60,7 +65,6 @@ from ddkit.audits.dp_sgd import DPRecipe, train_dp_sgd
 from ddkit.audits.membership import (
     DEFAULT_FPRS,
     attack_metrics,
-    check_bootstrap,
     check_fprs,
     fpr_key,
     lira_online,
@@ -68,148 +72,26 @@ from ddkit.audits.membership import (
     membership_signals,
     roc_curve,
 )
+from ddkit.audits.privacy_plan import (
+    Source,
+    check_members,  # noqa: F401  (still importable from here)
+    membership_masks,  # noqa: F401  (still importable from here)
+    plan_membership,
+    pool_rows,  # noqa: F401  (still importable from here)
+    privacy_sources,
+)
 from ddkit.claims import claim
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, FileFormatError, require_extra
+from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.evaluate import test_in_set_space
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import accuracy
-from ddkit.meter import check_memory
-from ddkit.methods import method_names
 from ddkit.progress import Progress, ProgressSetting
 from ddkit.rng import derive_seed
 
 SIGNALS = "signals"
-
-
-# ============================================================================ sources
-@dataclass(frozen=True)
-class Source:
-    """One way to turn member rows into a network (module docstring): ``kind`` is ``full``,
-    ``dp``, ``random`` or ``distilled``."""
-
-    kind: str
-    method: str | None = None
-    ipc: int | None = None
-    epsilon: float | None = None
-
-    @property
-    def name(self) -> str:
-        if self.kind == "full":
-            return "full"
-        if self.kind == "dp":
-            return f"dp/eps{self.epsilon:g}"
-        return f"{self.method}/ipc{self.ipc}"
-
-
-def privacy_sources(
-    methods: Sequence[str],
-    ipcs: Sequence[int],
-    *,
-    dp_epsilons: Sequence[float] = (),
-    full: bool = True,
-) -> list[Source]:
-    """The sources to audit: ``full`` (with ``full``), DP-SGD at each epsilon, and per IPC a
-    random real subset and each method's distilled set (``random`` among ``methods`` adds
-    nothing: it is always there)."""
-    sources = [Source("full")] if full else []
-    sources += [Source("dp", epsilon=float(e)) for e in dp_epsilons]
-    for ipc in ipcs:
-        sources.append(Source("random", "random", int(ipc)))
-        sources += [
-            Source("distilled", m, int(ipc)) for m in method_names(methods) if m != "random"
-        ]
-    if not sources:
-        raise ConfigError("nothing to audit: give methods, DP epsilons or the full data")
-    return sources
-
-
-# ============================================================================ members
-def pool_rows(labels: torch.Tensor, pool: int | None, *, seed: int) -> torch.Tensor:
-    """The pool's row indices (sorted): all rows, or about ``pool`` of them with every class
-    keeping its share; each class trimmed to an even count by dropping one random row."""
-    g = torch.Generator().manual_seed(derive_seed(seed, "privacy-pool"))
-    share = 1.0 if pool is None else pool / len(labels)
-    if pool is not None and not 0 < pool <= len(labels):
-        raise ConfigError(f"pool must be in 1..{len(labels)} rows, got {pool}")
-    rows = []
-    for c in torch.unique(labels).tolist():
-        ix = torch.nonzero(labels == c).flatten()
-        ix = ix[torch.randperm(len(ix), generator=g)]
-        keep = int(round(share * len(ix)))
-        rows.append(ix[: keep - keep % 2])
-    return torch.cat(rows).sort().values
-
-
-def _stratified_half(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """A random half of every class's rows (each class has an even count), as a bool mask."""
-    mask = torch.zeros(len(labels), dtype=torch.bool)
-    for c in torch.unique(labels).tolist():
-        ix = torch.nonzero(labels == c).flatten()
-        mask[ix[torch.randperm(len(ix), generator=g)[: len(ix) // 2]]] = True
-    return mask
-
-
-def membership_masks(labels: torch.Tensor, shadows: int, *, seed: int) -> torch.Tensor:
-    """``(1 + shadows, n)`` bool: row 0 the target's members (a stratified half), then the
-    shadows' in complementary pairs of stratified halves (module docstring). ``shadows``: 0,
-    or an even number >= 4."""
-    bad = isinstance(shadows, bool) or not isinstance(shadows, int)
-    if bad or shadows % 2 or shadows == 2 or shadows < 0:
-        raise ConfigError(
-            f"shadows must be 0 (no LiRA) or an even number >= 4 (every row IN two and OUT of "
-            f"two, for LiRA's variances), got {shadows!r}"
-        )
-    check_memory(
-        f"the membership masks of {shadows:,} shadow networks", 2 * (1 + shadows) * len(labels),
-        "use fewer --shadows",
-    )  # fmt: skip
-    g = torch.Generator().manual_seed(derive_seed(seed, "privacy-masks"))
-    masks = [_stratified_half(labels, g)]
-    for _ in range(shadows // 2):
-        half = _stratified_half(labels, g)
-        masks += [half, ~half]
-    return torch.stack(masks)
-
-
-def check_members(labels: torch.Tensor, num_classes: int, ipcs: Sequence[int]) -> None:
-    """A one-line :class:`ConfigError` when a class of the pool has no non-members or too few
-    members for the largest IPC (members: half of every class)."""
-    counts = torch.bincount(labels, minlength=num_classes)
-    smallest = int(counts.min())
-    if smallest < 2:
-        raise ConfigError(
-            f"class {int(counts.argmin())} has {smallest} rows in the pool; membership inference "
-            "needs members and as many non-members of every class: raise --pool"
-        )
-    if ipcs and max(ipcs) > smallest // 2:
-        raise ConfigError(
-            f"IPC {max(ipcs)} exceeds the {smallest // 2} members of class "
-            f"{int(counts.argmin())} (half of the pool); lower --ipc or raise --pool"
-        )
-
-
-def plan_membership(
-    splits: DatasetSplits,
-    sources: Sequence[Source],
-    *,
-    shadows: int,
-    pool: int | None,
-    seed: int,
-    bootstrap: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pool's rows and the networks' membership masks (:func:`pool_rows`,
-    :func:`membership_masks`), once every setting is checked: a one-line error before any
-    work for too few rows, a bad shadow or bootstrap count, or DP-SGD without opacus."""
-    if any(s.kind == "dp" for s in sources):
-        require_extra("opacus", "privacy", "DP-SGD")
-    rows = pool_rows(splits.train.labels, pool, seed=seed)
-    labels = splits.train.labels[rows]
-    check_members(labels, splits.spec.num_classes, [s.ipc for s in sources if s.ipc])
-    check_bootstrap(bootstrap, len(rows))
-    return rows, membership_masks(labels, shadows, seed=seed)
 
 
 # ============================================================================ training

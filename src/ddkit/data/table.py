@@ -11,7 +11,13 @@ Input rules (one clear line, never a silent guess): a cell that is empty or one 
 :data:`MISSING` is a missing value and is refused (fill or drop such rows first); a column
 holding both numbers and text is refused; a target column that does not exist is refused with
 the list of columns; a column of more than :data:`MAX_CATEGORIES` categories (likely an
-identifier) is refused. Without a test split the ddkit convention applies (rows whose index
+identifier) is refused, and so is a target of more classes than half its rows (a continuous
+value); a number beyond the float32 range, an infinite one, or a column whose distinct values
+mostly merge in float32 (ids, timestamps) is refused; a column without a name (the index
+pandas' ``to_csv`` writes) is refused; dates, times and nested values (lists, structs) are
+refused. A CSV file may start with a byte-order mark and hold blank lines (both skipped); it
+is estimated against the memory budget (:func:`ddkit.meter.check_memory`) before it is read,
+and so is a parquet file. Without a test split the ddkit convention applies (rows whose index
 ``% 5 == 0`` are the test split).
 
 Datasets: ``breast-cancer``, ``wine``, ``digits-tabular`` (scikit-learn's, embedded);
@@ -35,6 +41,7 @@ from ddkit.data.builtin import DATASETS, DatasetFamily, RawData, register_datase
 from ddkit.data.dataset import DatasetSplits, from_arrays
 from ddkit.data.spec import Column, DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
+from ddkit.meter import check_memory
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -52,6 +59,14 @@ __all__ = [
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 #: More categories than this in one column is refused (an identifier, not a feature).
 MAX_CATEGORIES = 1000
+#: The largest magnitude a stored (float32) cell can hold.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Bytes of memory per byte of CSV text while it is read (measured: 12x for a table of floats,
+#: 23x for one of one-digit cells, whose Python strings outweigh their text).
+CSV_BYTES_PER_BYTE = 24
+#: Bytes of memory per parquet cell while it is read (pandas' column, its Python values, the
+#: float64 and float32 rows).
+PARQUET_BYTES_PER_CELL = 64
 
 
 def _is_missing(v: Any) -> bool:
@@ -87,7 +102,7 @@ def _numbers(name: str, values: Sequence[Any], where: str) -> np.ndarray | None:
     parsed = [_as_number(v) for v in values]
     text = [i for i, p in enumerate(parsed) if p is None]
     if not text:
-        return np.asarray(parsed, dtype=np.float64)
+        return _storable(name, np.asarray(parsed, dtype=np.float64), where)
     if len(text) < len(values):
         i = text[0]
         raise DataError(
@@ -95,6 +110,40 @@ def _numbers(name: str, values: Sequence[Any], where: str) -> np.ndarray | None:
             f"{values[i]!r}); make it all numbers or all categories"
         )
     return None
+
+
+def _storable(name: str, nums: np.ndarray, where: str) -> np.ndarray:
+    """``nums`` if no value is infinite or beyond the float32 range of stored rows."""
+    big = np.flatnonzero(~(np.abs(nums) <= _FLOAT32_MAX))
+    if len(big):
+        raise DataError(
+            f"{where}: column {name!r} holds {float(nums[big[0]]):g} (data row {big[0] + 1}), "
+            f"beyond the float32 range of stored rows ({len(big)} such value(s)); rescale the "
+            "column or drop those rows"
+        )
+    return nums
+
+
+def _distinct(columns: np.ndarray) -> np.ndarray:
+    """The number of distinct values in each column of ``columns`` ``(N, F)``."""
+    ordered = np.sort(columns, axis=0)
+    return 1 + (ordered[1:] != ordered[:-1]).sum(axis=0)
+
+
+def _check_precision(exact: np.ndarray, names: Sequence[str], where: str) -> None:
+    """Refuse a column of ``exact`` ``(N, F)`` (numbers as read) whose distinct values mostly
+    merge in float32, the precision of stored rows (large numbers differing by small amounts)."""
+    if not len(exact):
+        return
+    distinct, kept = _distinct(exact), _distinct(exact.astype(np.float32))
+    bad = np.flatnonzero((distinct > 1) & (kept * 2 < distinct + 1))
+    if len(bad):
+        j = bad[0]
+        raise DataError(
+            f"{where}: column {names[j]!r} has {distinct[j]} distinct values but {kept[j]} in "
+            "float32, the precision of stored rows (large numbers differing by small amounts: "
+            "an id or a timestamp?); subtract an offset, rescale it or drop it"
+        )
 
 
 def _categories(name: str, values: Sequence[Any], where: str) -> tuple[tuple[str, ...], np.ndarray]:
@@ -114,12 +163,32 @@ def encode_target(
 ) -> tuple[np.ndarray, list[str]]:
     """Class indices and class names of a target column's cells (numbers sorted numerically,
     texts alphabetically)."""
-    nums = _numbers(name, values, where)
-    if nums is None:
-        names, index = _categories(name, values, where)
-        return index.astype(np.int64), list(names)
-    classes, index = np.unique(nums, return_inverse=True)
-    shown = [str(int(c)) if float(c).is_integer() else repr(float(c)) for c in classes]
+    parsed = [_as_number(v) for v in values]
+    if all(p is not None for p in parsed):
+        nums = np.asarray(parsed, dtype=np.float64)
+        if not np.isfinite(nums).all():
+            i = int(np.flatnonzero(~np.isfinite(nums))[0])
+            raise DataError(
+                f"{where}: target column {name!r} holds {float(nums[i]):g} (data row {i + 1}); a class "
+                "must be a finite number or a name: fix or drop those rows"
+            )
+        classes, index = np.unique(nums, return_inverse=True)
+        shown = [str(int(c)) if float(c).is_integer() else repr(float(c)) for c in classes]
+    else:
+        _numbers(name, values, where)  # a target mixing numbers and text is refused
+        cats, index = np.unique([str(v).strip() for v in values], return_inverse=True)
+        shown = [str(c) for c in cats]
+    if len(shown) > max(len(values) // 2, 2):
+        raise DataError(
+            f"{where}: target column {name!r} has {len(shown)} distinct values in {len(values)} "
+            "rows, more than one class per two rows (a continuous value or an id?); name a "
+            "column of classes, or bin this one into classes first"
+        )
+    if len(shown) > MAX_CATEGORIES:
+        raise DataError(
+            f"{where}: target column {name!r} has {len(shown)} classes (more than "
+            f"{MAX_CATEGORIES}); name a column of classes, or group these first"
+        )
     return index.astype(np.int64), shown
 
 
@@ -130,6 +199,13 @@ def _find_target(names: Sequence[str], target: str, where: str) -> str:
     close = [n for n in names if n.lower() == target.lower()]
     if len(close) == 1:
         return close[0]
+    if close:
+        raise DataError(
+            f"{where}: target {target!r} matches columns {', '.join(close)} (letter case "
+            "aside); pass one of them exactly (--target COLUMN)"
+        )
+    if not names:
+        raise DataError(f"{where}: holds no columns")
     raise DataError(
         f"{where}: no target column {target!r}; columns: {', '.join(names)} (pass --target COLUMN)"
     )
@@ -145,10 +221,18 @@ def encode_table(
     category (sorted). ``where`` names the source in messages."""
     names = list(table)
     target = _find_target(names, target, where)
+    unnamed = [i for i, n in enumerate(names) if not n.strip()]
+    if unnamed:
+        raise DataError(
+            f"{where}: column {unnamed[0] + 1} has no name (a row index written by pandas' "
+            "to_csv?); name it, or drop it (to_csv(index=False))"
+        )
+    if not len(table[target]):
+        raise DataError(f"{where}: holds no data rows")
     for name in names:
         _check_complete(name, table[name], where)
     y, class_names = encode_target(table[target], where, target)
-    blocks, columns = [], []
+    blocks, columns, numeric = [], [], []
     for name in names:
         if name == target:
             continue
@@ -157,16 +241,18 @@ def encode_table(
         if nums is not None:
             blocks.append(nums[:, None])
             columns.append(Column(name))
+            numeric.append(len(blocks) - 1)
             continue
         cats, index = _categories(name, values, where)
         blocks.append(np.eye(len(cats))[index])
         columns.append(Column(name, "categorical", cats))
     if not columns:
         raise DataError(f"{where}: no feature column besides the target {target!r}")
-    x = np.concatenate(blocks, axis=1)
-    if not np.isfinite(x.astype(np.float32)).all():
-        raise DataError(f"{where}: a numeric column has infinite or too large values; rescale it")
-    return x.astype(np.float32), y, tuple(columns), class_names
+    if numeric:
+        exact = np.concatenate([blocks[i] for i in numeric], axis=1)
+        _check_precision(exact, [columns[i].name for i in numeric], where)
+    x = np.concatenate(blocks, axis=1, dtype=np.float32)  # every value fits (_storable)
+    return x, y, tuple(columns), class_names
 
 
 def table_raw(
@@ -267,40 +353,94 @@ def _table_file(root: str | None, dataset: str) -> Path:
 
 
 def read_csv(path: str | Path, target: str) -> RawData:
-    """A CSV file with a header row as :class:`RawData` (target column ``target``)."""
+    """A CSV file with a header row as :class:`RawData` (target column ``target``); a leading
+    byte-order mark and blank lines are skipped."""
     where = str(path)
+    nbytes = Path(path).stat().st_size * CSV_BYTES_PER_BYTE
+    check_memory(f"reading {where}", nbytes, "read a sample of its rows", DataError)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise FileFormatError(f"{where}: not a readable UTF-8 CSV file ({e})") from None
     if len(rows) < 2:
         raise DataError(f"{where}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        raise DataError(f"{where}: the header names a column twice")
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        raise DataError(
+            f"{where}: the header is one column {header[0]!r}; ddkit reads comma-separated "
+            "files: save it with commas"
+        )
+    twice = _named_twice(header)
+    if twice is not None:
+        raise DataError(f"{where}: the header names column {twice!r} twice; rename one")
     short = next((i for i, r in enumerate(rows[1:]) if len(r) != len(header)), None)
     if short is not None:
         raise DataError(
             f"{where}: data row {short + 1} has {len(rows[short + 1])} cells, the header "
-            f"{len(header)}"
+            f"{len(header)}; give every row one cell per column (quote cells holding commas)"
         )
     table = {h: [r[j] for r in rows[1:]] for j, h in enumerate(header)}
+    del rows
     return table_raw(*encode_table(table, target, where))
+
+
+def _named_twice(names: Sequence[str]) -> str | None:
+    """The first name that ``names`` holds twice, else ``None``."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _object_cells(name: str, col: Any, where: str) -> list[str | None]:
+    """An object column's cells as texts (``None`` where missing; bytes decoded as UTF-8);
+    nested values (lists, arrays, dicts: a struct or list column) are refused."""
+    missing = col.isna().to_numpy()
+    cells: list[str | None] = []
+    for i, (v, gone) in enumerate(zip(col.tolist(), missing)):
+        if gone or _is_missing(v):
+            cells.append(None)
+        elif isinstance(v, bytes):
+            cells.append(v.decode("utf-8", "backslashreplace"))
+        elif isinstance(v, list | tuple | dict | set | np.ndarray):
+            raise DataError(
+                f"{where}: column {name!r} holds a {type(v).__name__} in data row {i + 1}, not a "
+                "number or a category; flatten it into columns or drop it"
+            )
+        else:
+            cells.append(str(v))
+    return cells
 
 
 def frame_table(frame: Any, target: str, where: str) -> RawData:
     """A pandas DataFrame (from parquet, or an R data frame read by ``rdata``) as :class:`RawData`:
-    number columns numeric, every other column categorical."""
+    number and boolean columns numeric, text and category columns categorical; dates, times and
+    nested values are refused."""
+    names = [str(n) for n in frame.columns]
+    twice = _named_twice(names)
+    if twice is not None:
+        raise DataError(f"{where}: names column {twice!r} twice; rename one")
     table = {}
-    for name in frame.columns:
-        col = frame[name]
+    for name, (_, col) in zip(names, frame.items()):
         kind = getattr(col.dtype, "kind", "O")
-        table[str(name)] = (
-            col.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
-            if kind in "biuf"
-            else [None if _is_missing(v) else str(v) for v in col.tolist()]
-        )
+        if kind in "Mm":
+            raise DataError(
+                f"{where}: column {name!r} holds dates or times ({col.dtype}); convert it to "
+                "numbers (e.g. days since a date) or drop it"
+            )
+        if kind in "iu" and not col.hasnans:  # ints beyond 2**53 lose digits in float64
+            nums = col.to_numpy(dtype=np.float64)
+            ints = col.to_numpy()
+            if len(ints) and np.abs(ints).max() > 2**24:
+                _check_precision(ints[:, None], [name], where)
+            table[name] = nums.tolist()
+        elif kind in "biuf":
+            table[name] = col.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
+        else:
+            table[name] = _object_cells(name, col, where)
     return table_raw(*encode_table(table, target, where))
 
 
@@ -308,8 +448,19 @@ def read_parquet(path: str | Path, target: str) -> RawData:
     """A parquet file as :class:`RawData` (needs the optional ``pyarrow``: extra ``tabular``)."""
     pq = require_extra("pyarrow.parquet", "tabular", "reading parquet files")
     try:
-        frame = pq.read_table(str(path)).to_pandas()
-    except Exception as e:  # pyarrow raises its own error types for a bad file
+        file = pq.ParquetFile(str(path))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises its own error types for a bad file
+        raise FileFormatError(f"{path}: not a readable parquet file ({type(e).__name__})") from None
+    names = file.schema_arrow.names
+    twice = _named_twice(names)
+    if twice is not None:
+        raise DataError(f"{path}: names column {twice!r} twice; rename one")
+    cells = file.metadata.num_rows * file.metadata.num_columns
+    fix = "read a sample of its rows"
+    check_memory(f"reading {path}", cells * PARQUET_BYTES_PER_CELL, fix, DataError)
+    try:
+        frame = file.read().to_pandas()
+    except Exception as e:  # noqa: BLE001 - a damaged file, or a type pandas cannot hold
         raise FileFormatError(f"{path}: not a readable parquet file ({type(e).__name__})") from None
     return frame_table(frame, target, str(path))
 

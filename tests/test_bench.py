@@ -432,7 +432,7 @@ def test_evaluation_estimates_count_the_images_a_set_trains_on():
     """A set that emits more than ``ipc`` images per class (IDM's multi-formation) trains on all
     of them: a started cell's networks are estimated from its own image count, and such a
     finished row does not inflate the others' (ipc per class is the fewest per IPC)."""
-    from ddkit.bench.runner import _evaluation_estimate
+    from ddkit.bench.markdown import _evaluation_estimate
 
     suite = Suite(name="e", datasets=("d",), ipcs=(1, 10), protocol="smoke", runs=2)
     row = {"dataset": "d", "accuracies": [0.5, 0.5], "epochs": 10, "ipc": 1, "iterations": 0}
@@ -767,7 +767,7 @@ def test_a_set_distilled_on_a_gpu_gives_no_pace_for_the_next_seed_on_the_cpu(tmp
     import gzip
 
     from ddkit.bench.cells import cell_folder, cell_progress
-    from ddkit.bench.runner import _pending_text
+    from ddkit.bench.markdown import _pending_text
 
     suite, cell = _seeded_suite(distill_seeds={1: 2}), Cell("digits", "dm", 1)
     folder = cell_folder(tmp_path, suite, cell)

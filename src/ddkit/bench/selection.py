@@ -1,0 +1,53 @@
+"""The cells of a benchmark suite (:func:`cells`) and the check that a run's selection of
+methods, datasets, IPCs and kept percentages names only cells the suite has."""
+
+from __future__ import annotations
+
+from ddkit.bench.cells import FULL, Cell
+from ddkit.bench.suites import Suite
+from ddkit.errors import ConfigError
+
+
+def cells(suite: Suite) -> list[Cell]:
+    """Every cell of ``suite``: per dataset the full-data row, each method at each IPC, and each
+    pruning method at each kept percentage."""
+    from ddkit.methods import METHODS, load_all
+
+    load_all()
+    methods = list(suite.methods) or METHODS.names()
+    if suite.keeps:
+        from ddkit.methods.coreset.pruning import check_pruning_method
+
+        for method in suite.methods:
+            check_pruning_method(method)
+    out = []
+    for ds in suite.datasets:
+        if suite.full_data:
+            out.append(Cell(ds, FULL, 0))
+        for ipc in suite.ipcs:
+            out.extend(Cell(ds, m, ipc) for m in methods)
+        for keep in suite.keeps:
+            out.extend(Cell(ds, m, 0, keep) for m in suite.methods)
+    return out
+
+
+def _check_selection(
+    suite: Suite,
+    only: list[str] | None,
+    datasets: list[str] | None,
+    ipcs: list[int] | None,
+    keeps: list[int] | None = None,
+) -> None:
+    """Refuse ``--methods``, ``--datasets``, ``--ipcs`` or ``--keeps`` values the suite does not
+    have (instead of running nothing, exit 0, or, with ``--fresh``, wiping the results first)."""
+    known = {c.method for c in cells(suite)} | {FULL}
+    for what, asked, valid in (
+        ("method", only, known),
+        ("dataset", datasets, set(suite.datasets)),
+        ("IPC", ipcs, set(suite.ipcs)),
+        ("kept percentage", keeps, set(suite.keeps)),
+    ):
+        unknown = sorted(set(asked or ()) - valid)
+        if unknown:
+            names = ", ".join(str(v) for v in sorted(valid)) or "none (it sweeps kept fractions)"
+            raise ConfigError(f"suite {suite.name!r} has no {what} {unknown[0]!r}; valid: {names}")

@@ -17,8 +17,11 @@ Input rules (one clear line, or a documented handling, never silent garbage):
 * **isolated nodes are kept**: under ``A + I`` such a node sees its own features alone (the GCN
   is an MLP there), which is what it holds; a graph without any edge is accepted likewise;
 * edges are undirected: ``(i, j)`` and ``(j, i)`` and repeats are one edge; an edge naming a
-  node out of range (negative or ``>= N``) is refused, as are edges that are not integers;
-* node features with a missing (NaN) or infinite value are refused, naming the node;
+  node out of range (negative or ``>= N``) is refused, as are edges that are not integers
+  (booleans included: an adjacency or a mask, not node ids); a ``(2, 2)`` array is read as
+  ``(2, E)``, two edges ``edges[0][k] - edges[1][k]``;
+* node features with a missing (NaN), infinite or beyond-float32 value are refused, naming the
+  node;
 * labels are class indices ``0 .. K-1`` (every class needs a train node); out of range refused;
 * masks (boolean, one per node): none given -> the ddkit convention (nodes whose index
   ``% 5 == 0`` are the test set, the rest train; ``val_fraction`` carves a stratified
@@ -28,7 +31,9 @@ Input rules (one clear line, or a documented handling, never silent garbage):
 Datasets: ``sbm-small``, ``sbm``, ``sbm-large`` (:data:`SBM_GRAPHS`: seeded stochastic block
 models, one block per class, features drawn around a class centre); ``graph`` (``--root
 FILE.npz`` with arrays ``edges`` ``(2, E)`` or ``(E, 2)``, ``x`` ``(N, F)``, ``y`` ``(N,)`` and
-optional ``train_mask`` / ``val_mask`` / ``test_mask``, ``class_names``).
+optional ``train_mask`` / ``val_mask`` / ``test_mask``, ``class_names``; read without pickle
+by :func:`ddkit.data.readers.npz_arrays`, which refuses a damaged file or one beyond the memory
+budget in one line).
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ from ddkit.data.dataset import (
     stratified_split,
     to_labels,
 )
+from ddkit.data.readers import npz_arrays
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
+from ddkit.errors import ConfigError, DataError, require_extra
 
 __all__ = [
     "ADJACENCY",
@@ -163,14 +169,17 @@ def _features(x: object) -> np.ndarray:
     arr = _real_array(x, "node features")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"node features must have shape (N, F), got {arr.shape}")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr)
+    arr = arr.astype(np.float64, copy=False)
+    top = float(np.finfo(np.float32).max)
+    what, bad = "missing (NaN) or infinite values", ~np.isfinite(arr)
+    if not bad.any() and (arr.max() > top or arr.min() < -top):
+        what, bad = "values beyond the float32 range of stored rows", (arr > top) | (arr < -top)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
         col = int(np.flatnonzero(bad[rows[0]])[0])
         raise DataError(
-            f"node features: {len(rows)} nodes hold missing (NaN) or infinite values (first: "
-            f"node {rows[0]}, feature {col}); fill them or drop those nodes"
+            f"node features: {len(rows)} nodes hold {what} (first: node {rows[0]}, feature "
+            f"{col}); fill or rescale them, or drop those nodes"
         )
     return arr
 
@@ -182,17 +191,22 @@ def _edges(edges: object, n: int) -> tuple[np.ndarray, int]:
     if arr.ndim == 2 and arr.shape[0] != 2 and arr.shape[1] == 2:
         arr = arr.T
     if arr.ndim != 2 or arr.shape[0] != 2:
-        raise DataError(f"edges must have shape (2, E) or (E, 2), got {arr.shape}")
-    if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
-        raise DataError("edges must name nodes by integer index")
-    arr = arr.astype(np.int64)
-    bad = np.flatnonzero(((arr < 0) | (arr >= n)).any(axis=0))
+        hint = "; an (N, N) adjacency? pass np.nonzero(adjacency)" if arr.shape == (n, n) else ""
+        raise DataError(f"edges must have shape (2, E) or (E, 2), got {arr.shape}{hint}")
+    if arr.dtype.kind == "b" or (
+        arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any())
+    ):
+        raise DataError(f"edges must name nodes by integer index, got {arr.dtype} values")
+    out = (arr < 0) | (arr >= n)  # in the array's own type: nothing wraps or saturates
+    bad = np.flatnonzero(out.any(axis=0))
     if len(bad):
-        node = int(arr[:, bad[0]][(arr[:, bad[0]] < 0) | (arr[:, bad[0]] >= n)][0])
+        node = arr[:, bad[0]][out[:, bad[0]]][0]
+        shown = int(node) if arr.dtype.kind in "iu" else f"{float(node):g}"
         raise DataError(
-            f"edge {bad[0]} names node {node}, but the graph has {n} nodes (0..{n - 1}, one per "
+            f"edge {bad[0]} names node {shown}, but the graph has {n} nodes (0..{n - 1}, one per "
             f"row of x); {len(bad)} edge(s) out of range"
         )
+    arr = arr.astype(np.int64)
     loops = arr[0] == arr[1]
     pairs = np.sort(arr[:, ~loops], axis=0)
     unique = np.unique(pairs, axis=1) if pairs.shape[1] else pairs
@@ -348,15 +362,13 @@ def from_graph(
 def read_graph_npz(path: str | Path) -> GraphRaw:
     """A graph in an ``.npz`` file (arrays ``edges``, ``x``, ``y``; optional ``train_mask``,
     ``val_mask``, ``test_mask``, ``class_names``), read without pickle."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise FileFormatError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = npz_arrays(path)
     missing = [k for k in ("edges", "x", "y") if k not in arrays]
     if missing:
         raise DataError(f"{path}: a graph file needs arrays edges, x and y; missing {missing}")
     names = arrays.get("class_names")
+    if names is not None and names.ndim != 1:
+        raise DataError(f"{path}: class_names must be a 1-D array, got shape {names.shape}")
     return graph_raw(
         arrays["edges"],
         arrays["x"],

@@ -19,11 +19,15 @@ bit-identical images and labels (also when the same object is fitted twice), dif
 different output, save -> load round trip exact, global RNG untouched, finite values,
 checkpoint/resume equal to an uninterrupted run, a clear ``ConfigError`` for IPC 0 and for IPC
 larger than the smallest class, every preset naming its source and resolving to a valid config.
+
+The tiny datasets the checks run on (:func:`tiny_digits`, :func:`tiny_table`,
+:func:`tiny_series`, :func:`tiny_graph`) moved to :mod:`ddkit.testing_data`, and the codecs'
+checks (:func:`check_codec`, :data:`CODEC_CHECKS`) to :mod:`ddkit.testing_codecs`; both are
+still importable from here.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import tempfile
@@ -33,13 +37,17 @@ from typing import Any
 
 import torch
 
-from ddkit.data.dataset import DatasetSplits, ImageDataset, from_arrays
+from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.rng import seeded_global_rng
+from ddkit.testing_codecs import (
+    CODEC_CHECKS,  # noqa: F401  (still importable from here)
+    check_codec,
+)
+from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
 
 TEST_ITERATIONS = 2
-TINY_ROWS = 300
 
 __all__ = [
     "TEST_ITERATIONS",
@@ -77,73 +85,6 @@ def arithmetic() -> str:
     except OSError:  # not Linux: the capability alone
         pass
     return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_digits(rows: int = TINY_ROWS) -> DatasetSplits:
-    """The first ``rows`` of sklearn's 8x8 digits as splits (test = every 5th row): about
-    240 train images, 20-28 per class. Cached; treat it as read-only."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return from_arrays(d.images[:rows] / 16.0, d.target[:rows], name="tiny-digits", num_classes=10)
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_table(rows: int = 150) -> DatasetSplits:
-    """A fabricated table of ``rows`` rows (test = every 5th row), 3 classes: two numeric
-    columns shifted by class and a categorical column of three categories that follows the
-    class most of the time. Seeded; cached; treat it as read-only."""
-    from ddkit.data.spec import Column
-
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(rows) % 3
-    cat = torch.where(
-        torch.rand(rows, generator=g) < 0.8, y, torch.randint(3, (rows,), generator=g)
-    )
-    x = torch.cat(
-        [
-            (y[:, None] * 2.0 + torch.randn(rows, 2, generator=g)) * torch.tensor([1.0, 10.0]),
-            torch.nn.functional.one_hot(cat, 3).float(),
-        ],
-        dim=1,
-    )
-    columns = (Column("a"), Column("b"), Column("kind", "categorical", ("p", "q", "r")))
-    return from_arrays(x[:, :, None, None], y, name="tiny-table", modality="table", columns=columns)
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_series(rows: int = 150, length: int = 64) -> DatasetSplits:
-    """A fabricated series set of ``rows`` series (test = every 5th row), 3 classes, 2 channels
-    of ``length`` steps: channel 0 a sine of 1, 2 or 3 periods by class, channel 1 a ramp whose
-    slope follows the class, both with a random phase / offset and noise. Seeded; cached; treat
-    it as read-only."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(rows) % 3
-    t = torch.linspace(0, 1, length)
-    phase = torch.rand(rows, 1, generator=g) * 6.2832
-    wave = torch.sin(6.2832 * (y[:, None] + 1) * t + phase)
-    ramp = (y[:, None] - 1.0) * t + 0.3 * torch.randn(rows, 1, generator=g)
-    x = torch.stack([wave, ramp], 1) + 0.1 * torch.randn(rows, 2, length, generator=g)
-    return from_arrays(x, y, name="tiny-series", modality="series")
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_graph(nodes_per_class: int = 30) -> DatasetSplits:
-    """A fabricated graph of 3 classes x ``nodes_per_class`` nodes (test = every 5th node): a
-    stochastic block model (edge probability 0.2 within a class, 0.02 across) drawn from a seeded
-    generator, 8 features around a class centre, with noise. Plain torch (no networkx); seeded;
-    cached; treat it as read-only."""
-    from ddkit.data.graph import from_graph
-
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(3).repeat_interleave(nodes_per_class)
-    n = len(y)
-    p = torch.where(y[:, None] == y[None, :], 0.2, 0.02)
-    upper = torch.triu(torch.rand(n, n, generator=g) < p, diagonal=1)
-    centres = torch.randn(3, 8, generator=g)
-    x = centres[y] + 1.5 * torch.randn(n, 8, generator=g)
-    return from_graph(upper.nonzero().T, x, y, name="tiny-graph")
 
 
 def method_test_overrides(name: str) -> dict[str, Any]:
@@ -521,114 +462,6 @@ def accuracy_against_random(
         syn = create_method(method, dataset=dataset, ipc=ipc).fit(d.train, ipc, seed=seed)
         accs.append(evaluate(syn, d.test, protocol, seed=seed).results[0].mean)
     return accs[0], accs[1]
-
-
-# ---------------------------------------------------------------------------------- codecs
-#: Each codec's conformance checks, one test id per check (``tests/test_conformance.py``
-#: parametrises over codec x check). A codec is built from its class's ``example`` spec string,
-#: with its ``test_settings`` (class attributes made small for speed) applied.
-CODEC_IPC = 10
-
-
-def _codec_under_test(name: str) -> tuple[Any, ImageDataset, torch.Tensor]:
-    """The codec ``name`` built from its example and fitted to tiny digits, and the stored
-    tensor it encodes from real images (seeded)."""
-    from ddkit.data.codecs import CODECS, make_codec
-
-    cls = CODECS.get(name)
-    codec = make_codec(cls.example)
-    for key, value in getattr(cls, "test_settings", {}).items():
-        setattr(codec, key, value)
-    train = tiny_digits().train
-    codec.fit(train)
-    n = codec.real_per_class(CODEC_IPC, train.spec)
-    start = train.images[train.sample_per_class(n, torch.Generator().manual_seed(0)).flatten()]
-    return codec, train, codec.encode(start, torch.Generator().manual_seed(1))
-
-
-def _codec_spec_string(name: str) -> None:
-    from ddkit.data.codecs import CODECS, make_codec
-
-    cls = CODECS.get(name)
-    assert cls.name == name, f"registered as {name!r} but named {cls.name!r}"
-    assert cls.usage.startswith(name), f"usage {cls.usage!r} does not start with {name!r}"
-    codec = make_codec(cls.example)
-    assert make_codec(codec.spec_string).spec_string == codec.spec_string, "spec string round trip"
-    bad = f"{name}:x" if cls.argument is not None else f"{name}:1"
-    try:
-        make_codec(bad)
-    except ConfigError:
-        pass
-    else:
-        raise AssertionError(f"make_codec({bad!r}) was accepted")
-
-
-def _codec_decodes(name: str) -> None:
-    codec, train, stored = _codec_under_test(name)
-    k, per_class = train.spec.num_classes, codec.emitted_per_class(CODEC_IPC, train.spec)
-    stored = stored.detach().requires_grad_(True)
-    images = codec.decode(stored)
-    assert tuple(images.shape) == (k * per_class, *train.spec.shape), (
-        f"decoded {tuple(images.shape)}, expected {(k * per_class, *train.spec.shape)}"
-    )
-    assert torch.isfinite(images).all(), "non-finite decoded images"
-    assert images.requires_grad, "decoding is not differentiable in the stored tensor"
-    images.square().sum().backward()
-    assert stored.grad is not None and torch.isfinite(stored.grad).all(), "no finite gradient"
-    assert stored.grad.abs().sum() > 0, "decoding does not depend on the stored tensor"
-
-
-def _codec_fits_the_bytes(name: str) -> None:
-    from ddkit.data.codecs import LABEL_BYTES, image_bytes
-
-    """What a set stores, but for one hard label per decoded image (a codec's images pay for
-    their own labels), fits the bytes of IPC plain images."""
-    codec, train, stored = _codec_under_test(name)
-    syn = SyntheticSet.from_codec(codec, stored, train.spec)
-    images = CODEC_IPC * train.spec.num_classes * image_bytes(train.spec)
-    used = syn.storage_bytes()["total"] - len(syn) * LABEL_BYTES
-    assert used <= images, f"{used} bytes stored, more than the {images} of IPC {CODEC_IPC}"
-    assert syn.meta["codec"] == codec.spec_string
-
-
-def _codec_same_seed(name: str) -> None:
-    first = _codec_under_test(name)[2]
-    again = _codec_under_test(name)[2]
-    assert torch.equal(first, again), "the same seeds gave different stored tensors"
-
-
-def _codec_save_load(name: str) -> None:
-    codec, train, stored = _codec_under_test(name)
-    syn = SyntheticSet.from_codec(codec, stored, train.spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        back = SyntheticSet.load(syn.save(Path(tmp) / "set"))
-    assert torch.allclose(back.images, syn.images, atol=1e-6), "decoded images changed on load"
-    assert back.storage_bytes() == syn.storage_bytes(), "storage bytes changed on load"
-
-
-CODEC_CHECKS: dict[str, Callable[[str], None]] = {
-    "spec_string": _codec_spec_string,
-    "decodes": _codec_decodes,
-    "fits_the_bytes": _codec_fits_the_bytes,
-    "same_seed": _codec_same_seed,
-    "save_load": _codec_save_load,
-}
-
-
-def check_codec(name: str, checks: Iterable[str] | None = None) -> None:
-    """Run the conformance checks ``checks`` (default: all of :data:`CODEC_CHECKS`) on the
-    registered codec ``name``; an ``AssertionError`` names the first failure."""
-    for check in checks if checks is not None else CODEC_CHECKS:
-        try:
-            CODEC_CHECKS[check](name)
-        except AssertionError as e:
-            raise AssertionError(f"codec {name!r} fails {check}: {e}") from None
-
-
-# -------------------------------------------------------------- applications and audits
-#: The contract of a member of a command group (an application, an audit): ``name``, one
-#: line of ``help``, ``add_arguments`` giving the shared options, and a ``run`` that refuses an
-#: unknown dataset in one line before writing anything. One test id per check.
 
 
 def _member_parser(member: Any) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from ddkit.data.builtin import RawData, register_dataset
 from ddkit.data.store import REMOTES, DataFile, Remote, verified_folder
 from ddkit.data.table import frame_table
-from ddkit.errors import FileFormatError, require_extra
+from ddkit.errors import ConfigError, FileFormatError, require_extra
 
 _HINT = "the Debian package r-cran-mlbench 2.1-3-1 holds it (apt-get download r-cran-mlbench)"
 
@@ -73,13 +73,23 @@ def read_rda_table(path: str | Path, r_object: str, target: str) -> RawData:
         raise FileFormatError(f"{path}: not a readable R data file ({type(e).__name__})") from None
     if r_object not in objects:
         raise FileFormatError(f"{path}: holds {sorted(objects)}, not the table {r_object!r}")
-    return frame_table(objects[r_object], target, str(path))
+    frame = objects[r_object]
+    if not hasattr(frame, "columns"):
+        kind = type(frame).__name__
+        raise FileFormatError(f"{path}: {r_object!r} is a {kind}, not a data frame (a table)")
+    return frame_table(frame, target, str(path))
 
 
 def _loader(table: MlbenchTable):  # noqa: ANN202 - a dataset loader
     def load(root: str | None = None) -> RawData:
-        folder = Path(root) if root is not None else verified_folder(table.name)
-        return read_rda_table(folder / table.file.name, table.r_object, table.target)
+        folder = Path(root).expanduser() if root is not None else verified_folder(table.name)
+        path = folder / table.file.name
+        if not path.is_file():
+            raise ConfigError(
+                f"{table.name}: no file {table.file.name} in {str(folder)!r}; pass the folder "
+                f"holding it (--root), or install it: ddkit data fetch {table.name}"
+            )
+        return read_rda_table(path, table.r_object, table.target)
 
     load.__name__ = f"_{table.name}"
     return load

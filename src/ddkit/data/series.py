@@ -12,7 +12,8 @@ same before a learner of your own.
 Input rules (one clear line, never a silent guess): every series of a dataset has one length
 and one channel count (series of unequal length are refused: resample, pad or truncate them
 first); a missing (NaN) or infinite value is refused with the row and step where it is (fill,
-interpolate or drop that series first); a series needs at least 2 steps.
+interpolate or drop that series first), and so is a value beyond the float32 range of stored rows (rescale those series); a
+series needs at least 2 steps; a series needs its one label.
 
 Datasets (the extra ``timeseries``: sktime reads the ``.ts`` files in its wheel, no download):
 ``gunpoint``, ``italypowerdemand``, ``arrowhead``, ``osuleaf`` (univariate) and
@@ -71,20 +72,26 @@ def series_array(values: SeriesInput, what: str = "series") -> np.ndarray:
         arr = _stack_rows(list(values), what)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{what} must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise DataError(f"{what} must have shape (N, L) or (N, D, L), got {arr.shape}")
+    if len(arr) == 0:
+        raise DataError(f"{what}: no series given")
     if arr.ndim == 2:
         arr = arr[:, None, :]
-    if arr.ndim != 3 or len(arr) == 0:
-        raise DataError(f"{what} must have shape (N, L) or (N, D, L), got {arr.shape}")
     if arr.shape[2] < 2:
         raise DataError(f"{what}: a series needs at least 2 steps, got {arr.shape[2]}")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr)
+    arr = arr.astype(np.float64, copy=False)
+    top = float(np.finfo(np.float32).max)
+    bad, kind = ~np.isfinite(arr), "missing (NaN) or infinite values"
+    fix = "fill, interpolate or drop those series first"
+    if not bad.any() and (arr.max() > top or arr.min() < -top):
+        bad, kind = (arr > top) | (arr < -top), "values beyond the float32 range of stored rows"
+        fix = "rescale them or drop those series first"
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=(1, 2)))
         step = int(np.flatnonzero(bad[rows[0]].any(axis=0))[0])
         raise DataError(
-            f"{what}: {len(rows)} series hold missing (NaN) or infinite values (first: row "
-            f"{rows[0]}, step {step}); fill, interpolate or drop those series first"
+            f"{what}: {len(rows)} series hold {kind} (first: row {rows[0]}, step {step}); {fix}"
         )
     return arr
 
@@ -96,6 +103,15 @@ def znormalize(x: torch.Tensor) -> torch.Tensor:
     mean = x.mean(-1, keepdim=True)
     std = x.std(-1, unbiased=False, keepdim=True)
     return (x - mean) / std.clamp_min(1e-8)
+
+
+def _check_labels(x: np.ndarray, y: object, split: str) -> None:
+    """One label per series of ``x``, else a one-line :class:`DataError`."""
+    count = len(_numpy(y).reshape(-1)) if y is not None else 0
+    if count != len(x):
+        raise DataError(
+            f"{len(x)} {split} series but {count} {split} labels; give one label per series"
+        )
 
 
 def from_series(
@@ -114,9 +130,11 @@ def from_series(
     equal-length rows) and class indices; without test arrays the ddkit convention applies
     (rows whose index ``% 5 == 0`` are the test split)."""
     xs = series_array(x, "train series")
+    _check_labels(xs, y, "train")
     xt = None
     if x_test is not None:
         xt = series_array(x_test, "test series")
+        _check_labels(xt, y_test, "test")
         if xt.shape[1:] != xs.shape[1:]:
             raise DataError(
                 f"test series have (D, L) = {xt.shape[1:]}, train series {xs.shape[1:]}; "

@@ -8,6 +8,11 @@ one with :func:`sgd_train`, or, without BatchNorm, *together*: parameters are st
 cost about one larger forward. Each run keeps its own initialisation, data order and
 augmentation draws (its own generator), so the vectorised and the one-by-one paths compute the
 same thing.
+
+The per-sample losses (:func:`loss_function`, :func:`per_sample_loss`, :func:`per_sample_mse`,
+:func:`soft_cross_entropy`) moved to :mod:`ddkit.eval.losses`, and the making of a batch
+(:class:`Augmenter`, its augmentation and mixing) to :mod:`ddkit.eval.batches`; both are still
+importable from here.
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError
+from ddkit.eval.batches import Augmenter, AugmentFn, BatchTargets, _batch
+from ddkit.eval.losses import (
+    loss_function,
+    per_sample_loss,  # noqa: F401  (still importable from here)
+    per_sample_mse,  # noqa: F401  (still importable from here)
+    soft_cross_entropy,  # noqa: F401  (still importable from here)
+)
 from ddkit.eval.protocol import LOSSES, OPTIMIZERS, SCHEDULES, EvalProtocol
 from ddkit.levers import (
     CompiledForward,
@@ -41,14 +52,6 @@ from ddkit.models import build_network, has_batchnorm
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
 TargetsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-# ``batch_targets(x_augmented, batch_index) -> targets``: the same for one network
-BatchTargets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# ``loss(outputs, targets) -> per-sample losses`` (leading dimensions kept)
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# ``augment(x, targets, generator) -> (x, targets)``: augmentation / mixing of one batch
-AugmentFn = Callable[
-    [torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
-]
 
 
 @dataclass
@@ -77,40 +80,6 @@ def build_networks(
 ) -> list[nn.Module]:
     """Fresh networks, each initialised from its own seed (the global RNG is left as it was)."""
     return [build_network(name, spec, int(s)).to(device) for s in seeds]
-
-
-def soft_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """Per-sample cross-entropy against probability targets, scaled by T^2 when T != 1 (KD)."""
-    logp = F.log_softmax(logits / temperature, dim=-1)
-    return -(target * logp).sum(-1) * (temperature**2)
-
-
-def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Per-sample cross-entropy: against classes (int targets) or probabilities (float)."""
-    if target.ndim == logits.ndim - 1 and not target.is_floating_point():
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
-        ).view(target.shape)
-    return soft_cross_entropy(logits, target, temperature)
-
-
-def per_sample_mse(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample squared error averaged over the ``K`` outputs; int (class) targets become
-    one-hot vectors (1 for the class, 0 elsewhere)."""
-    if target.ndim == outputs.ndim - 1 and not target.is_floating_point():
-        target = F.one_hot(target, outputs.shape[-1]).to(outputs.dtype)
-    return (outputs - target).pow(2).mean(-1)
-
-
-def loss_function(name: str, temperature: float = 1.0) -> LossFn:
-    """The per-sample loss ``"cross_entropy"`` (with KD ``temperature``) or ``"mse"``."""
-    if name == "cross_entropy":
-        return lambda logits, target: per_sample_loss(logits, target, temperature)
-    if name == "mse":
-        return per_sample_mse
-    raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
 
 
 def make_optimizer(
@@ -166,81 +135,6 @@ def lr_factor(protocol: EvalProtocol, epoch: int) -> float:
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
-
-
-class Augmenter:
-    """Augmentation and mixing of one batch with one run's generator: an ``augment`` for
-    :func:`sgd_train`.
-
-    ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA
-    strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
-    gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or
-    ``"cutmix"`` (class targets become one-hot vectors before mixing). Augmentation needs
-    images: on other rows it is refused in one line (use the ``tabular`` or ``series``
-    protocol).
-    """
-
-    def __init__(
-        self,
-        spec: DatasetSpec,
-        strategy: str | None = None,
-        mix: str | None = None,
-        mix_alpha: float = 1.0,
-    ) -> None:
-        self.dsa = self.classic = None
-        if strategy:
-            protocol = "series" if spec.modality == "series" else "tabular"
-            spec.check_needs(
-                "image", f"evaluation augmentation {strategy!r}", f"use the '{protocol}' protocol"
-            )
-        if strategy == "dc":
-            from ddkit.augment.classic import ClassicAugment, dc_strategy
-
-            self.classic = ClassicAugment(dc_strategy(spec.name))
-        elif strategy:
-            from ddkit.augment import DSA, default_strategy
-
-            name = default_strategy(spec.channels, spec.name) if strategy == "dsa" else strategy
-            self.dsa = DSA(name)
-        self.mix = mix
-        self.alpha = mix_alpha
-        self.num_classes = spec.num_classes
-
-    @classmethod
-    def from_protocol(cls, protocol: EvalProtocol, spec: DatasetSpec) -> Augmenter:
-        return cls(spec, protocol.augment, protocol.mix, protocol.mix_alpha)
-
-    def __call__(
-        self, x: torch.Tensor, t: torch.Tensor, g: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dsa is not None:
-            x = self.dsa(x, g, shared=False)
-        if self.classic is not None:
-            x = self.classic(x, g)
-        if self.mix is not None:
-            from ddkit.augment import cutmix, mixup
-
-            if not t.is_floating_point():
-                t = F.one_hot(t, self.num_classes).float()
-            x, t = (mixup if self.mix == "mixup" else cutmix)(x, t, self.alpha, g)
-        return x, t
-
-
-def _batch(
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    idx: torch.Tensor,
-    generator: torch.Generator,
-    augment: AugmentFn | None,
-    batch_targets: BatchTargets | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows ``idx``, augmented/mixed; on-the-fly targets see the augmented, mixed batch."""
-    x, t = images[idx], targets[idx.to(targets.device)]
-    if augment is not None:
-        x, t = augment(x, t, generator)
-    if batch_targets is not None:
-        t = batch_targets(x, idx)
-    return x, t
 
 
 # ----------------------------------------------------------------------------- one network
@@ -335,13 +229,19 @@ class TrainRecipe:
         lr: float,
         device: torch.device | str = "cpu",
         images: int | None = None,
+        row_values: int | None = None,
     ) -> TrainRecipe:
         """The recipe ``protocol`` fixes at ``lr``, its levers resolved (:mod:`ddkit.levers`)
-        for ``device`` and a training set of ``images`` rows (``None``: a long run)."""
+        for ``device`` and a training set of ``images`` rows of ``row_values`` values each
+        (``None``: a long run of large batches)."""
         steps = (
             None if images is None else protocol.epochs * math.ceil(images / protocol.batch_size)
         )
-        compiled = resolve_compile(protocol.compile, steps)
+        batch_values = (
+            None if images is None or row_values is None
+            else min(images, protocol.batch_size) * row_values
+        )  # fmt: skip
+        compiled = resolve_compile(protocol.compile, steps, batch_values)
         channels_last = compiled if protocol.channels_last == "auto" else protocol.channels_last
         return cls(
             epochs=protocol.epochs,
@@ -501,7 +401,9 @@ def _train_one_by_one(
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    recipe = TrainRecipe.of_protocol(protocol, lr, images.device, len(images))
+    recipe = TrainRecipe.of_protocol(
+        protocol, lr, images.device, len(images), images[0].numel() if len(images) else None
+    )
     for run, (net, g) in enumerate(zip(nets, gens)):
         sgd_train(
             net,

@@ -32,6 +32,10 @@ EXACT_ENV = "DDKIT_EXACT"
 #: ``"auto"`` compiles a training run of at least this many optimiser steps (per network) or a
 #: distillation of at least this many iterations; shorter runs would not repay the compilation.
 COMPILE_MIN_STEPS = 200
+#: ``"auto"`` compiles evaluation training only when a batch holds at least this many input
+#: values: on tiny sets (ten 8x8 digits) the compiled step ran 7x slower than eager, while 100
+#: 28x28 images (78,400 values, the smallest validated case) gained (docs/benchmarks/speed.md).
+COMPILE_MIN_BATCH_VALUES = 50_000
 
 #: A lever's setting: on, off, or ``"auto"`` (on where it pays, off in exact mode).
 Switch = bool | Literal["auto"]
@@ -92,13 +96,18 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str
     return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
-def resolve_compile(compile: Switch, steps: int | None = None) -> bool:
+def resolve_compile(
+    compile: Switch, steps: int | None = None, batch_values: int | None = None
+) -> bool:
     """Whether to compile: ``True`` / ``False`` as set; ``"auto"`` compiles outside exact mode
-    where :func:`compile_available` and the run has at least :data:`COMPILE_MIN_STEPS`
-    ``steps`` (unknown ``steps``: long enough)."""
+    where :func:`compile_available`, the run has at least :data:`COMPILE_MIN_STEPS` ``steps``
+    and a batch at least :data:`COMPILE_MIN_BATCH_VALUES` input values (``None``: long or
+    large enough)."""
     if compile != "auto":
         return bool(compile)
     if exact_mode() or (steps is not None and steps < COMPILE_MIN_STEPS):
+        return False
+    if batch_values is not None and batch_values < COMPILE_MIN_BATCH_VALUES:
         return False
     return compile_available()
 

@@ -360,7 +360,10 @@ def evaluate(
         vectorize=vectorize, device=device, progress=progress, run_indices=run_indices,
     )  # fmt: skip
     # the levers the training used (ddkit.levers; the vmap path compiles nothing)
-    recipe = TrainRecipe.of_protocol(fresh.protocol, fresh.lr, device, len(fresh.data.images))
+    rows = fresh.data.images
+    recipe = TrainRecipe.of_protocol(
+        fresh.protocol, fresh.lr, device, len(rows), rows[0].numel() if len(rows) else None
+    )
     precision = recipe.precision
     compiled = recipe.compile and not any(r.vectorized for r in fresh.results.values())
     report = EvalReport(

@@ -16,10 +16,12 @@ decoded anew; the class index (labels and rows per class) is stored with it. A c
 written under a temporary name and renamed when complete, so a killed build leaves nothing a
 later run would trust. ``$DDKIT_FOLDER_CACHE`` = ``auto`` (default), ``always`` or ``never``.
 
-Below the threshold the same decoding fills arrays in memory instead of files. Both paths sum
-the statistics in float64, round them to float32 as ``from_arrays`` does, and normalise the same
-way, so a listing's splits hold the same bits whichever path it takes, and the bits of the same
-images given as arrays (tests check it, and that dm, dsa and sre2l distil the same set).
+Below the threshold the same decoding fills arrays in memory instead of files, and the statistics
+are those ``from_arrays`` computes, so the splits are those of the same images given as arrays.
+The cache sums its statistics in float64 a block at a time: its mean can differ from torch's in
+the last bits of float64, never in the float32 the pixels are normalised in, so a listing's
+normalised pixels hold the same bits whichever path it takes (tests check it, and that dm, dsa
+and sre2l distil the same set).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 from ddkit.data.dataset import (
     DatasetSplits,
     ImageDataset,
+    channel_stats,
     convention_test_rows,
     count_classes,
     stratified_split,
@@ -85,6 +88,8 @@ def load_listing(
     plan = plan_decode(listing)
     if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
         rows = _decode(listing, plan, lambda split, n: np.empty((n, *plan.shape), np.float32))
+        # in memory, the statistics from_arrays takes: the same images as arrays, the same spec
+        rows.mean, rows.std = channel_stats(torch.from_numpy(rows.images["train"]))
         spec = _spec(listing, plan, rows, name)
         _normalise_in_place(rows.images.values(), spec)
         return _splits(rows.images, rows.labels, spec, val_fraction, seed)
@@ -221,8 +226,8 @@ def _decode(
 ) -> _Decoded:
     """Decode every file once into ``new_array(split, rows)`` (float32 in ``[0, 1]``, as
     :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label, and sum the train
-    rows' channel mean and (unbiased) std in float64 (rounded to float32 at the end, as
-    :func:`~ddkit.data.dataset.channel_stats` rounds its own float64 sums)."""
+    rows' channel mean and (unbiased) std in float64, the std rounded to float32 as torch's
+    (:func:`~ddkit.data.dataset.channel_stats`) is."""
     destinations = _destinations(listing)
     sizes = {"train": 0, "test": 0}
     for split in (d for ds in destinations.values() for d in ds):
@@ -246,9 +251,8 @@ def _decode(
     progress.close()
     mean = sums / max(count, 1)
     var = (squares - count * mean**2) / max(count - 1, 1)
-    std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6)
-    # rounded to float32 as channel_stats rounds them (torch sums those in float64 as well)
-    return _Decoded(x, y, *(tuple(v.astype(np.float32).tolist()) for v in (mean, std)))
+    std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6).astype(np.float32)  # as torch's std
+    return _Decoded(x, y, tuple(mean.tolist()), tuple(std.tolist()))
 
 
 def _spec(listing: FolderListing, plan, rows: _Decoded, name: str) -> DatasetSpec:  # noqa: ANN001

@@ -250,13 +250,11 @@ def _std_float64(raw: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of raw ``(N, C, H, W)`` images (std floored to avoid /0).
 
-    Both are float32 numbers (the precision :func:`normalise` applies them in), rounded from
-    sums kept in float64, so the memory-mapped cache of :mod:`ddkit.data.cache`, which sums in
-    float64 too, stores the same statistics. The std is recomputed in float64 where float32
-    overflows (values near the float32 limit); statistics that are still not finite raise
-    :class:`DataError`.
+    The mean is summed in float64, the std computed by torch in float32 (with float64
+    accumulation); the std is recomputed in float64 where float32 overflows (values near the
+    float32 limit); statistics that are still not finite raise :class:`DataError`.
     """
-    mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64).float().double()
+    mean = raw.mean(dim=(0, 2, 3), dtype=torch.float64)
     std = raw.std(dim=(0, 2, 3)).double()
     if not torch.isfinite(std).all():
         std = _std_float64(raw, mean)

@@ -443,8 +443,13 @@ def from_arrays(
     (x, y, b), (xt, yt, bt) = _train_and_test(
         x, y, b, test_images, test_labels, test_bias, modality
     )
+    if len(x) == 0 and test_images is None:
+        raise DataError(
+            f"the train split is empty: without test rows, every 5th row from the first goes to "
+            f"the test split, which leaves {len(yt)} row(s) none; give each class at least 2 rows"
+        )
     if len(x) == 0:
-        raise DataError("the train split is empty")
+        raise DataError("the train split is empty; give training rows")
     k = count_classes(y, yt, num_classes)
     if class_names and len(class_names) != k:
         raise DataError(f"{len(class_names)} class names for {k} classes")

@@ -16,7 +16,7 @@ from ddkit.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True, eq=False)
-class ImageDataset:
+class ImageDataset(torch.utils.data.Dataset):
     """Normalised images ``(N, C, H, W)`` float32 with integer labels ``(N,)`` and their spec.
 
     ``bias`` (optional, int64 ``(N,)``) is each row's bias attribute on a biased dataset
@@ -38,6 +38,11 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images[index], labels[index])``: a split (or a set's :meth:`as_dataset`) goes
+        into a ``torch.utils.data.DataLoader`` as it is."""
+        return self.images[index], self.labels[index]
 
     @cached_property
     def class_indices(self) -> list[torch.Tensor]:

@@ -147,7 +147,7 @@ class SyntheticSet:
         :class:`ImageDataset` that ddkit's functions take as training data, and a
         ``torch.utils.data.Dataset`` of ``(image, label)`` pairs for a ``DataLoader``. For the
         stored labels (soft, regression) or ``[0, 1]`` pixels: :meth:`torch_dataset`."""
-        return _IndexedImages(self.images, self.hard_labels, self.spec)
+        return ImageDataset(self.images, self.hard_labels, self.spec)
 
     def torch_dataset(self, *, pixels: bool = False) -> torch.utils.data.TensorDataset:
         """The set as a ``torch.utils.data.Dataset`` of ``(image, label)`` pairs, for any
@@ -504,14 +504,6 @@ class SyntheticSet:
 
 
 _SAVED_SET = made_as(META_FILE, "ddkit.synthetic")
-
-
-class _IndexedImages(ImageDataset, torch.utils.data.Dataset):
-    """:meth:`SyntheticSet.as_dataset`: an :class:`ImageDataset` indexable as a
-    ``torch.utils.data.Dataset``, ``dataset[i] == (images[i], labels[i])``."""
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
 
 
 def check_set_destination(path: str | os.PathLike) -> None:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from ddkit.data import load_dataset
 from ddkit.data.dataset import from_arrays
-from ddkit.data.readers import idx_bytes, read_idx, read_mnist_family, read_npz
+from ddkit.data.npz import read_npz
+from ddkit.data.readers import idx_bytes, read_idx, read_mnist_family
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import DDKitError
 

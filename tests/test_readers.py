@@ -12,6 +12,7 @@ import pytest
 
 from ddkit.data import DATASETS, load_dataset
 from ddkit.data.folders import read_image_folder
+from ddkit.data.npz import read_npz
 from ddkit.data.readers import (
     idx_bytes,
     read_cifar10,
@@ -19,7 +20,6 @@ from ddkit.data.readers import (
     read_cifar_batch,
     read_idx,
     read_mnist_family,
-    read_npz,
     read_svhn,
 )
 from ddkit.errors import ConfigError, DataError, FileFormatError

@@ -32,7 +32,7 @@ Datasets: ``sbm-small``, ``sbm``, ``sbm-large`` (:data:`SBM_GRAPHS`: seeded stoc
 models, one block per class, features drawn around a class centre); ``graph`` (``--root
 FILE.npz`` with arrays ``edges`` ``(2, E)`` or ``(E, 2)``, ``x`` ``(N, F)``, ``y`` ``(N,)`` and
 optional ``train_mask`` / ``val_mask`` / ``test_mask``, ``class_names``; read without pickle
-by :func:`ddkit.data.readers.npz_arrays`, which refuses a damaged file or one beyond the memory
+by :func:`ddkit.data.npz.npz_arrays`, which refuses a damaged file or one beyond the memory
 budget in one line).
 """
 
@@ -56,7 +56,7 @@ from ddkit.data.dataset import (
     stratified_split,
     to_labels,
 )
-from ddkit.data.readers import npz_arrays
+from ddkit.data.npz import npz_arrays
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError, require_extra

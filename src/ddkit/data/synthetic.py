@@ -12,7 +12,6 @@ written as in version 1, which still loads.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -25,6 +24,14 @@ import torch
 
 from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved, image_bytes
 from ddkit.data.dataset import ImageDataset, check_images, class_labels, denormalise
+from ddkit.data.set_meta import (  # noqa: F401 - META_FILE, SETTINGS_KEY, settings_digest: public here
+    MAX_META_BYTES,
+    META_FILE,
+    SETTINGS_KEY,
+    check_meta_types,
+    check_settings,
+    settings_digest,
+)
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.zca import ZCA
 from ddkit.errors import ConfigError, DataError, FileFormatError
@@ -45,12 +52,6 @@ from ddkit.viz import feature_histograms, image_grid, series_lines
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
-META_FILE = "meta.json"
-#: the most a set's meta.json may weigh (spec, class names, codec settings: kilobytes in practice)
-MAX_META_BYTES = 16 * 2**20
-#: meta.json's field holding the SHA-256 of the rest of meta.json (spec, label mode, the codec
-#: settings its images are decoded by): ``sha256`` covers only the tensor file
-SETTINGS_KEY = "settings_sha256"
 
 
 def _version() -> str:
@@ -288,7 +289,7 @@ class SyntheticSet:
         meta = read_json(p / META_FILE, max_bytes=MAX_META_BYTES)
         if not isinstance(meta, dict) or meta.get("format") != "ddkit.synthetic":
             raise FileFormatError(f"{str(p / META_FILE)!r} is not a ddkit synthetic-set file")
-        _check_meta_types(meta, p / META_FILE)
+        check_meta_types(meta, p / META_FILE)
         if meta["format_version"] > FORMAT_VERSION:
             raise FileFormatError(
                 f"{str(p)!r} was written by a newer ddkit (format {meta['format_version']})"
@@ -305,7 +306,7 @@ class SyntheticSet:
             spec = DatasetSpec.from_dict(meta.get("spec", {}))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise FileFormatError(f"{str(p / META_FILE)!r} has a malformed spec ({e})") from None
-        _check_settings(meta, p, trust_settings)
+        check_settings(meta, p, trust_settings)
         num_images = meta.get("num_images")
         if not isinstance(num_images, int) or num_images < 0:
             raise FileFormatError(f"{str(p / META_FILE)!r}: num_images must be a count")
@@ -544,54 +545,6 @@ def _decode(
             f"{str(where)!r} has no images and names no codec to decode them from"
         )
     return images
-
-
-#: meta.json fields a reader relies on, with the JSON type each must have (and whether required)
-_META_TYPES: dict[str, tuple[type, bool]] = {
-    "format_version": (int, True),
-    "sha256": (str, True),
-    "spec": (dict, True),
-    "provenance": (dict, False),
-    "bytes": (dict, False),
-    SETTINGS_KEY: (str, False),
-}
-
-
-def settings_digest(meta: dict[str, Any]) -> str:
-    """The SHA-256 of ``meta`` (as JSON, keys sorted) without its own :data:`SETTINGS_KEY`."""
-    body = {k: v for k, v in meta.items() if k != SETTINGS_KEY}
-    text = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _check_settings(meta: dict[str, Any], where: Path, trust: bool) -> None:
-    """Refuse a meta.json edited after saving, and (unless ``trust``) a set decoded from its
-    stored tensors by settings that no checksum covers (saved before :data:`SETTINGS_KEY`)."""
-    recorded = meta.get(SETTINGS_KEY)
-    if recorded is None:
-        if meta.get("images_decoded") and not trust:
-            raise FileFormatError(
-                f"{str(where)!r} was saved before ddkit checksummed the settings its images are "
-                f"decoded by; if you trust its meta.json, re-save it: ddkit export {str(where)!r} "
-                "--to NEW --format set"
-            )
-        return
-    if recorded != settings_digest(meta):
-        raise FileFormatError(
-            f"{str(where / META_FILE)!r}: meta.json was edited after the set was saved (it does "
-            "not match its settings_sha256); save the set again from its source"
-        )
-
-
-def _check_meta_types(meta: dict[str, Any], where: Path) -> None:
-    for key, (kind, required) in _META_TYPES.items():
-        if key not in meta and not required:
-            continue
-        value = meta.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise FileFormatError(
-                f"{str(where)!r}: {key} must be {kind.__name__}, got {type(value).__name__}"
-            )
 
 
 def resolve_synthetic_path(path: str | os.PathLike) -> Path:

@@ -123,6 +123,17 @@ def test_a_store_mlflow_refuses_is_one_line_and_the_corrected_command_runs(tmp_p
     assert read_json(run / "mlflow.json")["run_id"]
 
 
+@pytest.mark.parametrize("kept", ['["run"]', '{"uri": 3, "run_id": "x"}', "{not json", '""'])
+def test_a_stale_or_edited_tracker_file_is_refused_in_one_line(tmp_path, kept):
+    """Issue 75: a run folder's mlflow.json that is not the run ddkit kept (a list, a number,
+    broken JSON) gave a traceback on resume; it is refused in one line naming the file."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    _distill(tmp_path / "run", [f"mlflow:{uri}"])
+    (tmp_path / "run" / "mlflow.json").write_text(kept)
+    with pytest.raises(ConfigError, match="is not the tracker run ddkit kept there"):
+        _distill(tmp_path / "run", [f"mlflow:{uri}"], iterations=ITERATIONS + 1, resume=True)
+
+
 def test_an_unreachable_mlflow_server_is_refused_within_seconds(tmp_path):
     """Issue 75: an MLflow http URI nobody serves was retried with back-off for minutes; it is
     now refused in one line before the run folder exists, and the corrected command runs."""

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, require_extra
+from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.io import atomic_write_json, read_json
 from ddkit.methods import Callback, Distiller
 
@@ -145,7 +145,7 @@ class MLflowLog(Callback):
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=self.uri)
-        kept = read_json(self.run_file) if self.run_file and self.run_file.exists() else {}
+        kept = _kept_run(self.run_file, "uri")
         if start > 0 and kept.get("uri") == self.uri:
             self.run_id = kept["run_id"]  # the resumed distillation's own run
             return
@@ -220,7 +220,7 @@ class WandbLog(Callback):
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         import wandb
 
-        kept = read_json(self.run_file) if self.run_file and self.run_file.exists() else {}
+        kept = _kept_run(self.run_file, "project")
         resumed = kept.get("run_id") if start > 0 and kept.get("project") == self.project else None
         folder = os.environ.get("WANDB_DIR") or self.folder
         self._run = wandb.init(
@@ -253,6 +253,27 @@ class WandbLog(Callback):
             grid = wandb.Image(str(_grid_png(result, tmp)))
             self._run.log({"iteration": step, "synthetic": grid, "synthetic/images": len(result)})
         self._run.finish()
+
+
+def _kept_run(path: Path | None, where_key: str) -> dict[str, str]:
+    """The tracker run a run folder keeps (``mlflow.json`` / ``wandb.json``: ``run_id`` and
+    ``where_key``), ``{}`` where there is none; a file that is not such a small JSON object of
+    strings is refused in one line (it would resume a run that is not this one's)."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        kept = read_json(path, max_bytes=2**16)
+    except (OSError, ValueError, ConfigError, FileFormatError) as err:
+        kept = err
+    keys = {"run_id", where_key}
+    if not (
+        isinstance(kept, dict) and set(kept) == keys and all(isinstance(kept[k], str) for k in keys)
+    ):
+        raise ConfigError(
+            f"{str(path)!r} is not the tracker run ddkit kept there ({' and '.join(sorted(keys))} "
+            "as text); delete it to start a new tracker run"
+        )
+    return kept
 
 
 def _parse(target: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Distil the embedded default dataset (digits, IPC 10) and evaluate it next to random real images and the full set.
+## Distil the embedded default dataset (digits, IPC 1) and evaluate it next to random real images and the full set.
 demo: install
 	$(VENV)/bin/ddkit demo --out runs/demo
 

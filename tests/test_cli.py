@@ -269,6 +269,22 @@ def test_shared_flags_are_defined_once(command, flags):
             assert actions[flag].default == COMMON_FLAGS[flag].get("default", False)
 
 
+def test_the_demo_says_the_ipc_it_runs():
+    """Issue 70: ``ddkit demo --help`` and the Makefile said IPC 10 for a demo that runs IPC 1."""
+    import subprocess
+
+    from ddkit.cli.demo import DEMO_IPC
+
+    top = subprocess.run(
+        [sys.executable, "-m", "ddkit", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"distil digits at IPC {DEMO_IPC} " in top
+    from pathlib import Path
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert f"(digits, IPC {DEMO_IPC})" in makefile
+
+
 def test_cli_defaults_are_read_from_the_api():
     from ddkit.commands import defaults_of
     from ddkit.eval.teacher import train_teacher

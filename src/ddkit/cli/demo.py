@@ -10,15 +10,13 @@ from typing import Any
 
 from ddkit.commands import Command, add_common, register_command
 
-HELP = "distil digits at IPC 10 and compare with random and full data"
-
-
 # The demo's setting, method and budget: IPC 1, where distillation's gain over random real
 # images is large (at IPC 10 on digits it is within a point or two); the method is the best
 # validation accuracy (digits less a 20 % validation split, protocol fast, 3 runs; never the
 # test split) among candidates whose distillation fits the demo's 3 minutes
 # (benchmarks/studies/choose_demo.py, benchmarks/results/demo_choice_ipc1.json; BENCHMARKS.md).
 DEMO_IPC = 1
+HELP = f"distil digits at IPC {DEMO_IPC} and compare with random and full data"
 DEMO_METHOD = "dsa"
 DEMO_ITERATIONS = 20
 # random real images differ from draw to draw at IPC 1: the row pools several draws

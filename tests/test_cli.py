@@ -271,7 +271,7 @@ def test_shared_flags_are_defined_once(command, flags):
 
 def test_the_demo_says_the_ipc_it_runs():
     """Issue 70: ``ddkit demo --help`` and the Makefile said IPC 10 for a demo that runs IPC 1."""
-    import subprocess
+    from pathlib import Path
 
     from ddkit.cli.demo import DEMO_IPC
 
@@ -279,8 +279,6 @@ def test_the_demo_says_the_ipc_it_runs():
         [sys.executable, "-m", "ddkit", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert f"distil digits at IPC {DEMO_IPC} " in top
-    from pathlib import Path
-
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     assert f"(digits, IPC {DEMO_IPC})" in makefile
 

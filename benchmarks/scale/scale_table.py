@@ -72,6 +72,8 @@ def equivalence_table() -> list[str]:
     lines = ["| method | data | set equal to memory-by-class | max abs difference | "
              "accuracy (%) | distil seconds |", "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
+        if "method" not in r:
+            continue  # the check of the pixels alone, quoted in the text
         (result,) = r["evaluation_results"]
         acc = f"{100 * result['mean']:.2f} ± {100 * result['std']:.2f}"
         lines.append(

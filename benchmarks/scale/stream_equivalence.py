@@ -65,7 +65,7 @@ def versions(raw, png: Path) -> dict:  # noqa: ANN001
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("png", type=Path, help="where to write (or find) the PNG folder")
-    p.add_argument("--methods", nargs="+", default=list(SETTINGS))
+    p.add_argument("--methods", nargs="*", default=list(SETTINGS), help="none: the pixels only")
     a = p.parse_args()
     raw = read_mnist_family(data_root() / "mnist", "mnist")
     if not (a.png / "test").is_dir():
@@ -78,6 +78,19 @@ def main() -> None:
         for v, d in data.items()
     }
     print("train images equal to memory-by-class:", same)
+    append_row(
+        "stream_equivalence.json",
+        {
+            "check": "normalised pixels against memory-by-class",
+            "train_images_equal": same,
+            "test_images_equal": {
+                v: bool(torch.equal(d.test.images, data["memory-by-class"].test.images))
+                for v, d in data.items()
+            },
+            "mean": {v: d.spec.mean for v, d in data.items()},
+            "std": {v: d.spec.std for v, d in data.items()},
+        },
+    )
     for method in a.methods:
         sets, rows = {}, {}
         for version, splits in data.items():

@@ -55,15 +55,23 @@ def _kind_of(st: os.stat_result) -> str:
     return next((name for test, name in kinds if test(st.st_mode)), "of another kind")
 
 
+def _existing(path: str | os.PathLike) -> os.stat_result | None:
+    """``os.stat(path)``, ``None`` where nothing is there; a path that cannot be looked at is
+    one :class:`ConfigError` line."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+
+
 def check_replaceable_file(path: str | os.PathLike) -> None:
     """Refuse (:class:`ConfigError`) to replace ``path`` unless it is missing or a regular file
     (a link to one counts): a device, FIFO, socket or folder is never swapped for a file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _existing(path)
+    if st is None:
         return
-    except OSError as err:
-        raise ConfigError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(
             f"{str(path)!r} is {_kind_of(st)}, not a regular file; ddkit replaces only files: "
@@ -109,12 +117,9 @@ def check_replaceable_dir(
     or a folder ``owned(path)`` recognises as ``kind`` (what the writer itself made): never a
     file, a folder of other files, the working folder or one that holds it."""
     path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _existing(path)
+    if st is None:
         return
-    except OSError as err:
-        raise ConfigError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"{str(path)!r} is {_kind_of(st)}, not a folder; choose a new folder")
     here = Path.cwd().resolve()

@@ -212,22 +212,10 @@ COMMON_FLAGS: dict[str, dict[str, Any]] = {
 
 
 def device_option(args: argparse.Namespace) -> Any:
-    """The ``torch.device`` that ``--device`` names: :func:`resolve_device`."""
-    return resolve_device(getattr(args, "device", None))
-
-
-def resolve_device(name: Any) -> Any:
-    """The ``torch.device`` that ``name`` names (checked: one line if it is not available
-    here), else (``None``, empty) the session's: the CPU, or each rank's GPU under torchrun with
-    nccl."""
-    import torch
-
+    """The ``torch.device`` that ``--device`` names: :func:`ddkit.distributed.named_device`."""
     from ddkit import distributed
 
-    if not name:
-        return distributed.device()
-    distributed.check_device(name)
-    return torch.device(name)
+    return distributed.named_device(getattr(args, "device", None))
 
 
 def add_common(parser: argparse.ArgumentParser, *names: str, out: str | None = None) -> None:

@@ -63,6 +63,7 @@ __all__ = [
     "shard",
     "sum_across_ranks",
     "sum_gradients",
+    "named_device",
     "summed",
     "synced_batchnorm",
 ]
@@ -161,6 +162,16 @@ def check_device(value: Any) -> bool:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {value!r} is not available on this machine")
     return True
+
+
+def named_device(name: Any) -> torch.device:
+    """The ``torch.device`` that ``name`` names (checked: one line if it is not available
+    here), else (``None``, empty) the session's: the CPU, or each rank's GPU under torchrun with
+    nccl."""
+    if not name:
+        return device()
+    check_device(name)
+    return torch.device(name)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ddkit.commands import resolve_device
+from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
@@ -108,7 +108,7 @@ def _by_networks(
         say(note)
     report = evaluate(
         syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-        progress=s.progress, groups=s.groups, device=resolve_device(s.device),
+        progress=s.progress, groups=s.groups, device=distributed.named_device(s.device),
     )  # fmt: skip
     p = report.protocol
     heading = (

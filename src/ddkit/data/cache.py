@@ -62,7 +62,7 @@ CACHE_DIR_ENV = "DDKIT_DATA_CACHE"
 CACHE_MODE_ENV = "DDKIT_FOLDER_CACHE"
 CACHE_MODES = ("auto", "always", "never")
 #: Version of the cache's layout (part of its key).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the std rounded to float32 as torch computes it
 _BLOCK = 4096  # rows normalised at once
 _INDEX = "index.json"
 

@@ -50,7 +50,7 @@ def test_auto_levers_resolve_by_hardware_and_run_length(fast_machine, monkeypatc
     assert levers.resolve_compile("auto") is True
     assert levers.resolve_compile("auto", steps=levers.COMPILE_MIN_STEPS) is True
     assert levers.resolve_compile("auto", steps=levers.COMPILE_MIN_STEPS - 1) is False
-    # issue 70: ten 8x8 digits trained 7x slower compiled; tiny batches stay eager
+    # issue 70: ten 8x8 digits trained slower compiled; tiny batches stay eager
     floor = levers.COMPILE_MIN_BATCH_VALUES
     assert levers.resolve_compile("auto", steps=1000, batch_values=floor) is True
     assert levers.resolve_compile("auto", steps=1000, batch_values=floor - 1) is False
@@ -61,6 +61,7 @@ def test_auto_levers_resolve_by_hardware_and_run_length(fast_machine, monkeypatc
     dsa = get_protocol("dsa")
     assert TrainRecipe.of_protocol(dsa, 0.01, "cpu", 10, 64).compile is False  # 10 digits
     assert TrainRecipe.of_protocol(dsa, 0.01, "cpu", 100, 784).compile is True  # 100 MNIST
+    assert TrainRecipe.of_protocol(dsa, 0.01, "cpu", 1437, 64).compile is True  # all digits
     monkeypatch.setattr(levers, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(levers, "compile_available", lambda: False)
     assert levers.resolve_precision("auto") == "fp32"

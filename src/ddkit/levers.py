@@ -33,9 +33,9 @@ EXACT_ENV = "DDKIT_EXACT"
 #: distillation of at least this many iterations; shorter runs would not repay the compilation.
 COMPILE_MIN_STEPS = 200
 #: ``"auto"`` compiles evaluation training only when a batch holds at least this many input
-#: values: on tiny sets (ten 8x8 digits) the compiled step ran 7x slower than eager, while 100
-#: 28x28 images (78,400 values, the smallest validated case) gained (docs/benchmarks/speed.md).
-COMPILE_MIN_BATCH_VALUES = 50_000
+#: values: a set of ten 8x8 digits (640 values) trained slower compiled than eager, a batch of
+#: 256 such digits (16,384) faster; the floor sits between the two (issue 70).
+COMPILE_MIN_BATCH_VALUES = 4_096
 
 #: A lever's setting: on, off, or ``"auto"`` (on where it pays, off in exact mode).
 Switch = bool | Literal["auto"]

@@ -283,6 +283,19 @@ def test_the_demo_says_the_ipc_it_runs():
     assert f"(digits, IPC {DEMO_IPC})" in makefile
 
 
+def test_the_demo_finds_the_recorded_full_row_from_any_folder(tmp_path, monkeypatch):
+    """Issue 70: run outside the clone, ``ddkit demo`` missed the recorded full-data row (a path
+    relative to the working folder) and trained it for minutes."""
+    from pathlib import Path
+
+    from ddkit.cli.demo import DEMO_FULL_RESULTS, _recorded_full_row
+
+    if not (Path(__file__).parents[1] / DEMO_FULL_RESULTS).is_file():
+        pytest.skip("not a clone with the recorded results")
+    monkeypatch.chdir(tmp_path)
+    assert _recorded_full_row("digits")["num_images"] == 1437
+
+
 def test_cli_defaults_are_read_from_the_api():
     from ddkit.commands import defaults_of
     from ddkit.eval.teacher import train_teacher

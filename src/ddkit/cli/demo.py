@@ -46,11 +46,14 @@ def add_arguments(m: argparse.ArgumentParser) -> None:
 
 
 def _recorded_full_row(dataset: str) -> dict[str, Any] | None:
-    """The full-data row of ``dataset`` in the recorded standard suite, if the file is here."""
+    """The full-data row of ``dataset`` in the recorded standard suite, if the file is here: in
+    the working folder, or in the clone ddkit runs from (``ddkit demo`` run from elsewhere)."""
     from ddkit.io import read_json
 
-    path = Path(DEMO_FULL_RESULTS)
-    if not path.is_file():
+    checkout = Path(__file__).resolve().parents[3]  # src/ddkit/cli/demo.py in a clone
+    path = next((p for p in (Path(DEMO_FULL_RESULTS), checkout / DEMO_FULL_RESULTS)
+                 if p.is_file()), None)  # fmt: skip
+    if path is None:
         return None
     rows = read_json(path).get("rows", [])
     return next((r for r in rows if r["dataset"] == dataset and r["method"] == "full"), None)

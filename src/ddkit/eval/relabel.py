@@ -117,7 +117,7 @@ def relabel(
     if views < 0:
         raise ConfigError(f"views must be >= 0, got {views}")
     if views == 0:
-        labels = _sharded_probs(teacher, syn.images, temperature, 1, k)
+        labels = _sharded_probs(teacher, n, 1, lambda rows: syn.images[rows], temperature, k)
         return SyntheticSet(
             syn.images, _renorm(labels), syn.spec, lr=syn.lr, meta=meta, extras=extras
         )
@@ -142,7 +142,11 @@ def relabel(
         if flip
         else torch.zeros(n * views, dtype=torch.bool)
     )
-    probs = _view_probs(teacher, syn.images, boxes, flips, views, temperature, k)  # (N*V, K)
+
+    def crops(rows: torch.Tensor) -> torch.Tensor:  # view v of image i is row i * views + v
+        return crop_resize(syn.images[rows // views], boxes[rows], (h, w), flips[rows])
+
+    probs = _sharded_probs(teacher, n, views, crops, temperature, k)  # (N*V, K)
     if kk < k:
         vals, idx = probs.topk(kk, dim=1)  # sorted, ties broken by torch.topk's order
         extras["view_indices"] = idx.to(torch.int16).view(n, views, kk)
@@ -156,45 +160,29 @@ def relabel(
     return SyntheticSet(syn.images, labels, syn.spec, lr=syn.lr, meta=meta, extras=extras)
 
 
-def _view_probs(
+def _sharded_probs(
     teacher: nn.Module,
-    images: torch.Tensor,
-    boxes: torch.Tensor,
-    flips: torch.Tensor,
+    count: int,
     views: int,
+    batch_of: Callable[[torch.Tensor], torch.Tensor],
     temperature: float,
     k: int,
 ) -> torch.Tensor:
-    """:func:`teacher_probs` ``(N * views, k)`` of every image's views (row ``i * views + v``:
-    view ``v`` of image ``i``), each teacher batch of views cropped when it is asked about, so
-    that the ``N * views`` crops never exist at once; in a :mod:`ddkit.distributed` session
-    each rank asks about its share of the images and every rank gets all rows back in order."""
-    mine = distributed.local_indices(len(images))
-    owned = torch.arange(len(images)) if mine is None else torch.as_tensor(mine, dtype=torch.long)
+    """:func:`teacher_probs` ``(count * views, k)`` of the rows ``i * views + v`` (view ``v`` of
+    image ``i``), ``batch_of(rows)`` making each teacher batch's inputs when it is asked about,
+    so that the ``count * views`` crops never exist at once; in a :mod:`ddkit.distributed`
+    session each rank asks about its share of the images and every rank gets all rows back in
+    order."""
+    mine = distributed.local_indices(count)
+    owned = torch.arange(count) if mine is None else torch.as_tensor(mine, dtype=torch.long)
     rows = (owned[:, None] * views + torch.arange(views)).flatten()
-    size = tuple(images.shape[-2:])
-    parts = [torch.zeros((0, k))]
-    for start in range(0, len(rows), _TEACHER_BATCH):  # teacher_probs' own batches, so the
-        r = rows[start : start + _TEACHER_BATCH]  # same rows meet in each as in one call
-        x = crop_resize(images[r // views], boxes[r], size, flips[r])
-        parts.append(teacher_probs(teacher, x, temperature, batch_size=_TEACHER_BATCH))
-    probs = torch.cat([p.to(parts[-1].device) for p in parts])
+    parts = [  # teacher_probs' own batches, so the same rows meet in each as in one call
+        teacher_probs(teacher, batch_of(r), temperature, batch_size=_TEACHER_BATCH)
+        for r in torch.split(rows, _TEACHER_BATCH)
+    ]
+    probs = torch.cat(parts) if parts else torch.zeros((0, k))
     if mine is None:
         return probs
-    return distributed.all_gather_shards(probs.view(len(mine), views, k)).flatten(0, 1)
-
-
-def _sharded_probs(
-    teacher: nn.Module, x: torch.Tensor, temperature: float, views: int, k: int
-) -> torch.Tensor:
-    """:func:`teacher_probs` ``(rows, k)`` of ``x`` (``views`` consecutive rows per image); in a
-    :mod:`ddkit.distributed` session each rank asks the teacher about its share of the images
-    and every rank gets all the rows back in order."""
-    mine = distributed.local_indices(len(x) // views)
-    if mine is None:
-        return teacher_probs(teacher, x, temperature)
-    rows = x.view(-1, views, *x.shape[1:])[mine].flatten(0, 1)
-    probs = teacher_probs(teacher, rows, temperature) if mine else torch.zeros((0, k))
     return distributed.all_gather_shards(probs.view(len(mine), views, k)).flatten(0, 1)
 
 
@@ -222,14 +210,13 @@ def expand_views(syn: SyntheticSet) -> SyntheticSet:
     """One image per stored view (crop/flip replayed) labelled with its stored soft label: a
     plain soft-label set of ``N*V`` images for :func:`ddkit.eval.evaluate` (train-time only; the
     storage cost is that of the compact set)."""
-    n, v = syn.extras["view_values"].shape[:2] if "view_values" in syn.extras else (len(syn), 1)
+    labels = decompress_view_labels(syn)
+    n, v, k = labels.shape
     check_memory(
         f"the set's {n:,} images expanded to {n * v:,} views",
         n * v * syn.images[0].numel() * 4,
         "evaluate with a protocol that asks the teacher (teacher-kd) instead of stored views",
     )
-    labels = decompress_view_labels(syn)
-    n, v, k = labels.shape
     h, w = syn.spec.image_size
     boxes = syn.extras["view_boxes"].long().view(n * v, 4)
     flips = syn.extras["view_flip"].bool().view(n * v)

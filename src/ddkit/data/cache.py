@@ -87,7 +87,9 @@ def load_listing(
         raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
     plan = plan_decode(listing)
     if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
-        rows = _decode(listing, plan, lambda split, n: np.empty((n, *plan.shape), np.float32))
+        rows = _decode(
+            listing, plan, lambda split, n: np.empty((n, *plan.shape), np.float32), sum_stats=False
+        )
         # in memory, the statistics from_arrays takes: the same images as arrays, the same spec
         rows.mean, rows.std = channel_stats(torch.from_numpy(rows.images["train"]))
         spec = _spec(listing, plan, rows, name)
@@ -223,11 +225,14 @@ def _decode(
     listing: FolderListing,
     plan,  # noqa: ANN001
     new_array: Callable[[str, int], np.ndarray],
+    *,
+    sum_stats: bool = True,
 ) -> _Decoded:
     """Decode every file once into ``new_array(split, rows)`` (float32 in ``[0, 1]``, as
-    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label, and sum the train
-    rows' channel mean and (unbiased) std in float64, the std rounded to float32 as torch's
-    (:func:`~ddkit.data.dataset.channel_stats`) is."""
+    :func:`~ddkit.data.dataset.to_nchw` scales 8-bit pixels) with its label, and (``sum_stats``)
+    sum the train rows' channel mean and (unbiased) std in float64, the std rounded to float32
+    as torch's (:func:`~ddkit.data.dataset.channel_stats`) is; without, the statistics are
+    left empty for the caller to compute."""
     destinations = _destinations(listing)
     sizes = {"train": 0, "test": 0}
     for split in (d for ds in destinations.values() for d in ds):
@@ -244,11 +249,13 @@ def _decode(
             v = img.astype(np.float32) / np.float32(255.0) if img.dtype == np.uint8 else img
             x[split][at[split]], y[split][at[split]] = v, label
             at[split] += 1
-            if split == "train":
+            if sum_stats and split == "train":
                 sums += v.sum(axis=(1, 2), dtype=np.float64)
                 squares += np.square(v, dtype=np.float64).sum(axis=(1, 2))
                 count += v.shape[1] * v.shape[2]
     progress.close()
+    if not sum_stats:
+        return _Decoded(x, y, (), ())
     mean = sums / max(count, 1)
     var = (squares - count * mean**2) / max(count - 1, 1)
     std = np.sqrt(np.maximum(var, 0.0)).clip(min=1e-6).astype(np.float32)  # as torch's std

@@ -117,3 +117,9 @@ def test_an_edited_kept_audit_unit_is_refused_not_reused(tmp_path):
     del kept["sha256"]  # as written before checksums
     path.write_text(json.dumps(kept))
     assert kept_json(path, "k1", lambda: value)["auc"] == 0.99
+    by_budget = {2: 0.5, 10: 0.7}  # int keys read back as text, in another sorted order
+    assert kept_json(tmp_path / "b.json", "k2", lambda: by_budget) == by_budget
+    assert kept_json(tmp_path / "b.json", "k2", lambda: pytest.fail("recomputed")) == {
+        "2": 0.5,
+        "10": 0.7,
+    }

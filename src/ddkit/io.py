@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -104,6 +105,13 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def json_sha256(obj: Any) -> str:
+    """The SHA-256 (hex) of ``obj``'s canonical JSON: as it reads back from a file (tuples as
+    lists, keys as strings), keys sorted, no spaces; the checksum of a JSON record ddkit keeps."""
+    text = json.dumps(json.loads(json.dumps(obj)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -323,8 +331,6 @@ def _utf8(path: str | os.PathLike) -> bool:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -362,8 +362,9 @@ def kept_set(folder: Path | None, key: str, build: Callable[[], SyntheticSet]) -
 
 def kept_json(path: Path | None, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The JSON object kept at ``path`` under ``key``, or ``compute()`` (kept there when
-    ``path`` is given)."""
-    from ddkit.io import atomic_write_json, read_json
+    ``path`` is given) with the SHA-256 of its value: an edited value is refused, not reused
+    (units kept before checksums were written have none and are read as they are)."""
+    from ddkit.io import atomic_write_json, json_sha256, read_json
 
     if path is None:
         return compute()
@@ -371,28 +372,19 @@ def kept_json(path: Path | None, key: str, compute: Callable[[], dict[str, Any]]
         kept = read_json(path, max_bytes=KEPT_MAX_BYTES)
         if not isinstance(kept, dict) or kept.get("key") != key:
             raise _stale(path)
-        if "sha256" in kept and kept["sha256"] != _value_digest(kept.get("value")):
+        if "sha256" in kept and kept["sha256"] != json_sha256(kept.get("value")):
             raise ConfigError(
                 f"{str(path)!r} was edited after it was kept (its checksum does not match); "
                 "delete it to compute it again"
             )
         return kept["value"]
     value = compute()
-    atomic_write_json(path, {"key": key, "value": value, "sha256": _value_digest(value)})
+    atomic_write_json(path, {"key": key, "value": value, "sha256": json_sha256(value)})
     return value
 
 
 #: The largest kept unit read back (a unit holds one set's attack results: kilobytes).
 KEPT_MAX_BYTES = 2**26
-
-
-def _value_digest(value: Any) -> str:
-    """The SHA-256 of a kept value's canonical JSON: an edited value is refused, not reused
-    (units kept before checksums were written have none and are read as they are)."""
-    import hashlib
-
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def unit_name(name: str) -> str:

@@ -3,12 +3,11 @@ and the types of its fields, checked when a set is loaded (:mod:`ddkit.data.synt
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from ddkit.errors import FileFormatError
+from ddkit.io import json_sha256
 
 META_FILE = "meta.json"
 #: the most a set's meta.json may weigh (spec, class names, codec settings: kilobytes in practice)
@@ -30,9 +29,7 @@ _META_TYPES: dict[str, tuple[type, bool]] = {
 
 def settings_digest(meta: dict[str, Any]) -> str:
     """The SHA-256 of ``meta`` (as JSON, keys sorted) without its own :data:`SETTINGS_KEY`."""
-    body = {k: v for k, v in meta.items() if k != SETTINGS_KEY}
-    text = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json_sha256({k: v for k, v in meta.items() if k != SETTINGS_KEY})
 
 
 def check_settings(meta: dict[str, Any], where: Path, trust: bool) -> None:

@@ -49,7 +49,9 @@ __all__ = [
     "Launch",
     "RankFailed",
     "active",
+    "agree",
     "check_device",
+    "code_digest",
     "all_gather_json",
     "all_gather_shards",
     "barrier",
@@ -59,11 +61,11 @@ __all__ = [
     "local_indices",
     "main_only",
     "merge_shards",
+    "named_device",
     "session",
     "shard",
     "sum_across_ranks",
     "sum_gradients",
-    "named_device",
     "summed",
     "synced_batchnorm",
 ]
@@ -78,7 +80,6 @@ FAREWELL_SECONDS = 10.0
 #: how long a rank whose collective broke waits for the failing rank's message
 WORD_SECONDS = 10.0  # a loaded machine can take seconds to deliver it
 _FAILED = "ddkit/failed/"
-_GROUP: Any = None  # the group the work's collectives run in (None: the default group)
 _HEARD = "ddkit/heard"
 
 
@@ -127,6 +128,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Launch | None:
 
 _ACTIVE: Launch | None = None
 _BACKEND: str = "gloo"
+_GROUP: Any = None  # the group the work's collectives run in (None: the default group)
 
 
 def active() -> Launch | None:

@@ -9,7 +9,6 @@ same arithmetic with one activation tensor fewer per block; ``inplace=False`` (o
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -21,10 +20,12 @@ from ddkit.models.registry import (
     NORMS,
     ClassifierModel,
     ModelFactory,
-    ResolutionNotice,
+    ResolutionNotice,  # noqa: F401 - re-exported: ddkit.models.convnet.ResolutionNotice
     choice,
     make_activation,
     make_norm,
+    notice_once,
+    option_named,
     prefixed_int,
     register_model,
     variant_factory,
@@ -118,15 +119,14 @@ def _convnet_by_size(
 ) -> ConvNet:
     """``convnet``: ConvNet of :func:`depth_for_size` (depth 3 up to 32 px) unless a ``d<N>``
     token or ``depth=`` names one; a depth past 3 is said once per image size."""
-    named = "depth" in kw or any(_CONVNET_OPTIONS["depth"](tok) for tok in variant)
+    named = option_named("depth", _CONVNET_OPTIONS, variant, kw)
     depth = None if named else depth_for_size(image_size)
-    if depth is not None and depth != 3 and image_size not in _told_depths:
-        _told_depths.add(image_size)
-        warnings.warn(
+    if depth is not None and depth != 3:
+        notice_once(
+            _told_depths,
+            image_size,
             f"model 'convnet' on {image_size[0]}x{image_size[1]} images is ConvNet-{depth}, "
             f"the depth the papers use at this size; name 'convnet3' to keep depth 3",
-            ResolutionNotice,
-            stacklevel=4,
         )
     defaults = {} if depth is None else {"depth": depth}
     return _CONVNET(image_size=image_size, variant=variant, **defaults, **kw)

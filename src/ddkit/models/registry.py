@@ -10,6 +10,7 @@ embedding ``(B, num_features)``, ``classifier`` is the head, ``forward(x) == cla
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -142,6 +143,21 @@ def prefixed_int(prefix: str) -> Callable[[str], int | None]:
 
 class ResolutionNotice(UserWarning):
     """A default chosen from the image size (said once per size)."""
+
+
+def option_named(
+    key: str, options: VariantOptions, variant: Sequence[str], kw: Mapping[str, object]
+) -> bool:
+    """Whether a model's caller chose option ``key``: as a keyword or a variant token."""
+    return key in kw or any(options[key](tok) for tok in variant)
+
+
+def notice_once(told: set[tuple[int, int]], image_size: tuple[int, int], message: str) -> None:
+    """Say ``message`` (:class:`ResolutionNotice`, at the caller of the model's factory) the
+    first time ``told`` meets ``image_size``."""
+    if image_size not in told:
+        told.add(image_size)
+        warnings.warn(message, ResolutionNotice, stacklevel=5)
 
 
 NORMS = ("none", "bn", "in", "gn", "ln")

@@ -16,7 +16,6 @@ All modules avoid in-place ops and dropout so that several copies can be trained
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -27,10 +26,11 @@ from ddkit.models.registry import (
     ACTIVATIONS,
     NORMS,
     ClassifierModel,
-    ResolutionNotice,
     choice,
     make_activation,
     make_norm,
+    notice_once,
+    option_named,
     parse_variant,
     prefixed_int,
     register_model,
@@ -426,17 +426,15 @@ def _resnet_by_size(head: str, blocks: tuple[int, ...]) -> Callable[..., nn.Modu
     build = variant_factory(head, ResNet, _RESNET_OPTIONS, defaults={"blocks": blocks})
 
     def factory(*, image_size: tuple[int, int], variant: Sequence[str] = (), **kw: object):
-        named = "stem" in kw or any(_RESNET_OPTIONS["stem"](tok) for tok in variant)
+        named = option_named("stem", _RESNET_OPTIONS, variant, kw)
         if not named and min(image_size) >= IMAGENET_STEM_FROM:
-            if image_size not in _told_stems:
-                _told_stems.add(image_size)
-                warnings.warn(
-                    f"model {head!r} on {image_size[0]}x{image_size[1]} images has the ImageNet "
-                    f"stem (7x7 stride-2 conv, max-pool), as the papers at this size; name "
-                    f"'{head}-cifar' to keep the 3x3 stem",
-                    ResolutionNotice,
-                    stacklevel=4,
-                )
+            notice_once(
+                _told_stems,
+                image_size,
+                f"model {head!r} on {image_size[0]}x{image_size[1]} images has the ImageNet stem "
+                f"(7x7 stride-2 conv, max-pool), as the papers at this size; name "
+                f"'{head}-cifar' to keep the 3x3 stem",
+            )
             kw = {**kw, "stem": "imagenet"}
         return build(image_size=image_size, variant=variant, **kw)
 

@@ -61,9 +61,9 @@ class Progress:
         self.desc, self.total, self.done, self.unit = desc, total, start, unit
         self.stream = stream or sys.stderr
         self.kind = progress_kind(setting, self.stream)
-        self.every, self.first_after = every_seconds, first_after_seconds
+        self.every = every_seconds
         self._first, self._t0 = start, time.perf_counter()
-        self._last_line = -float("inf")
+        self._next_line = self._t0 + first_after_seconds  # the first once start-up has passed
         self._bar = None
         if self.kind == "bar":
             from tqdm.auto import tqdm
@@ -88,17 +88,11 @@ class Progress:
         if self.kind != "lines":
             return
         now = time.perf_counter()
-        if self._last_line == -float(
-            "inf"
-        ):  # no line yet: the first once the start-up time has passed
-            due = now - self._t0 >= self.first_after
-        else:
-            due = now - self._last_line >= self.every
-        if due or self.done >= self.total:
+        if now >= self._next_line or self.done >= self.total:
             self._line(now, metrics)
 
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:
-        self._last_line = now
+        self._next_line = now + self.every
         elapsed = now - self._t0
         made = max(self.done - self._first, 1)
         left = elapsed / made * max(self.total - self.done, 0)

@@ -57,6 +57,39 @@ def test_a_first_line_can_wait_for_the_start_up_to_pass(monkeypatch):
     assert "about 2s left" in lines[0]  # 3.5 s for 4 images, 2 to go
 
 
+def test_auto_is_silent_for_a_quick_loop_and_reports_a_long_one(monkeypatch):
+    """The Python API's default (``"auto"``) says nothing for a loop that ends within
+    QUIET_START_SECONDS and reports one that runs longer, from its first line past that time."""
+    import ddkit.progress as progress_module
+
+    quiet = progress_module.QUIET_START_SECONDS
+    for times, expected in (([0.0, 0.1, 0.2, quiet / 2], []), ([0.0, 1.0, quiet + 1, quiet + 2],
+                            [" 2/3 it", " 3/3 it"])):  # fmt: skip
+        clock = iter(times)
+        monkeypatch.setattr(progress_module.time, "perf_counter", lambda c=clock: next(c))
+        out = io.StringIO()
+        p = Progress("dm", 3, setting="auto", stream=out, every_seconds=3600)
+        for _ in range(3):
+            p.update(1)
+        lines = out.getvalue().splitlines()
+        assert [line.split(":")[1].split(" (")[0] for line in lines] == expected
+
+
+def test_fit_and_evaluate_report_by_default_once_they_take_a_while(capsys, monkeypatch):
+    import ddkit.progress as progress_module
+    from ddkit.eval import evaluate
+
+    monkeypatch.setattr(progress_module, "QUIET_START_SECONDS", 0.0)  # "a while" is now
+    splits = tiny_digits()
+    syn = create_method("dm", **method_test_overrides("dm")).fit(splits.train, 2, seed=0)
+    evaluate(syn, splits.test, "smoke", models=["convnet2-w8"])
+    err = capsys.readouterr().err
+    assert "dm ipc=2: 1/" in err and "eval 2 x convnet2-w8: 1/10 network-epochs" in err
+    create_method("dm", **method_test_overrides("dm")).fit(splits.train, 2, progress=False)
+    evaluate(syn, splits.test, "smoke", models=["convnet2-w8"], progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_fit_and_evaluate_report_progress_as_lines_off_a_terminal(capsys):
     from ddkit.eval import evaluate
 
@@ -90,8 +123,9 @@ def test_a_dataset_without_presets_gets_a_budget_scaled_to_it():
     rng = np.random.default_rng(0)
     own = from_arrays(rng.random((200, 8, 8), dtype=np.float32), np.arange(200) % 2, name="mine")
     m = create_method("dm", model="convnet2-w8", batch_real=8)
-    with pytest.warns(UserWarning, match=r"no preset for dataset 'mine', so 100 iterations"):
+    with pytest.warns(UserWarning, match=r"no preset for dataset 'mine', so 100 iterations") as w:
         syn = m.fit(own.train, 1, seed=0)
+    assert w[0].filename == __file__  # the warning points at the user's call, not inside ddkit
     assert syn.meta["iterations"] == 100
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a chosen budget, or a dataset with presets: no change

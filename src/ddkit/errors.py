@@ -7,8 +7,13 @@ non-zero without a traceback.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Callable
 from typing import NoReturn
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class DDKitError(Exception):
@@ -32,6 +37,16 @@ class FileFormatError(DDKitError, ValueError):
 
 class ConfigError(DDKitError, ValueError):
     """A hyper-parameter or option is invalid (IPC <= 0, IPC larger than a class, ...)."""
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn with ``message``, attributed to the first line outside ddkit on the call stack (the
+    user's call, however deep inside ddkit the warning arises), as Python 3.12's
+    ``skip_file_prefixes`` does."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
 
 
 def require_extra(module: str, extra: str, what: str):  # noqa: ANN201 - returns the module

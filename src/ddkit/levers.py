@@ -20,12 +20,13 @@ import contextlib
 import functools
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Literal
 
 import torch
+
+from ddkit.errors import warn_at_caller
 
 #: The environment variable of exact mode (any of 1, true, yes, on).
 EXACT_ENV = "DDKIT_EXACT"
@@ -163,10 +164,9 @@ class CompiledForward:
             cfg.recompile_limit = max(cfg.recompile_limit, COMPILE_RECOMPILE_LIMIT)
             self.fn = torch.compile(fn, dynamic=False)
         else:
-            warnings.warn(
+            warn_at_caller(
                 "torch.compile is unavailable here (no C++ compiler, or inductor fails); "
-                "running eagerly",
-                stacklevel=3,
+                "running eagerly"
             )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,8 +174,6 @@ class CompiledForward:
             try:
                 return self.fn(x)
             except Exception as e:  # noqa: BLE001 - compilation failed: eager from now on
-                warnings.warn(
-                    f"torch.compile failed ({type(e).__name__}); running eagerly", stacklevel=2
-                )
+                warn_at_caller(f"torch.compile failed ({type(e).__name__}); running eagerly")
                 self.fn = self.eager
         return self.eager(x)

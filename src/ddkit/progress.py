@@ -9,10 +9,15 @@ from typing import IO, Literal
 
 ProgressSetting = bool | Literal["auto", "bar", "lines"] | None
 
+#: ``"auto"`` (the Python API's default) shows nothing until a loop has run this long, so quick
+#: calls stay silent and long ones report themselves; ``True`` reports from the first step.
+QUIET_START_SECONDS = 5.0
+
 
 def progress_kind(setting: ProgressSetting, stream: IO[str] | None = None) -> str | None:
     """``"bar"``, ``"lines"`` or ``None`` (silent) for a ``progress`` argument: ``True`` and
-    ``"auto"`` mean a bar when ``stream`` (default stderr) is a terminal, else lines."""
+    ``"auto"`` mean a bar when ``stream`` (default stderr) is a terminal, else lines (``"auto"``
+    after :data:`QUIET_START_SECONDS`)."""
     if setting in (False, None):
         return None
     if setting in (True, "auto"):
@@ -43,7 +48,8 @@ class Progress:
     how long it will take before it has taken it), then every ``every_seconds``, and at the end.
     ``first_after_seconds``: write the first line only once that long has passed (for many tiny
     steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
-    estimate rests on more than that step.
+    estimate rests on more than that step. Under ``setting="auto"`` nothing is shown before
+    :data:`QUIET_START_SECONDS`.
     """
 
     def __init__(
@@ -63,14 +69,17 @@ class Progress:
         self.kind = progress_kind(setting, self.stream)
         self.every = every_seconds
         self._first, self._t0 = start, time.perf_counter()
-        self._next_line = self._t0 + first_after_seconds  # the first once start-up has passed
+        quiet = QUIET_START_SECONDS if setting == "auto" else 0.0
+        self._quiet_until = self._t0 + quiet  # a quick loop under "auto" says nothing at all
+        self._next_line = self._t0 + max(first_after_seconds, quiet)  # once start-up has passed
         self._bar = None
         if self.kind == "bar":
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total, initial=start, desc=desc, dynamic_ncols=True, file=self.stream
-            )
+                total=total, initial=start, desc=desc, dynamic_ncols=True, file=self.stream,
+                delay=quiet,
+            )  # fmt: skip
 
     def rate(self, pending: int = 0) -> float:
         """Steps per second since the start, counting ``pending`` steps not yet reported."""
@@ -88,7 +97,7 @@ class Progress:
         if self.kind != "lines":
             return
         now = time.perf_counter()
-        if now >= self._next_line or self.done >= self.total:
+        if now >= self._next_line or (self.done >= self.total and now >= self._quiet_until):
             self._line(now, metrics)
 
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:

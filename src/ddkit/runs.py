@@ -129,7 +129,7 @@ def distill_run(
     check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
-        syn = m.fit(splits.train, ipc, iterations=total, seed=seed, resume=resume,
+        syn = m.fit(splits.train, ipc, iterations=total, seed=seed, resume=resume, progress=False,
                     checkpoint_dir=out / "checkpoint", checkpoint_every=checkpoint_every)  # fmt: skip
         distributed.barrier()
         return syn
@@ -162,6 +162,7 @@ def distill_run(
             checkpoint_dir=out / "checkpoint",
             checkpoint_every=checkpoint_every,
             resume=resume,
+            progress=False,  # reported by the callback above, as the command asked
         )
         syn.save(out / "synthetic")
         syn.save_grid(out / "grid.png")
@@ -297,7 +298,8 @@ def estimate_distill(
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     timer = StepTimer(limit=WARMUP_SECONDS)
     try:
-        m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer])
+        m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer],
+              progress=False)  # fmt: skip
     except _WarmedUp:
         pass
     steps = timer.steps[1:] or timer.steps or [0.0]

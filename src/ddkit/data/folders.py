@@ -236,7 +236,7 @@ def decode_progress(listing: FolderListing) -> Progress:
     or more, silent below."""
     big = listing.total >= DECODE_PROGRESS_FROM
     return Progress(f"decoding {listing.where}", listing.total, unit="images", every_seconds=10.0,
-                    first_after_seconds=3.0, setting="auto" if big else None)  # fmt: skip
+                    first_after_seconds=3.0, setting=True if big else None)  # fmt: skip
 
 
 def decode_listing(listing: FolderListing, plan: DecodePlan | None = None) -> RawData:

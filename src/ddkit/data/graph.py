@@ -38,7 +38,6 @@ budget in one line).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +58,7 @@ from ddkit.data.dataset import (
 from ddkit.data.npz import npz_arrays
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError, require_extra
+from ddkit.errors import ConfigError, DataError, require_extra, warn_at_caller
 
 __all__ = [
     "ADJACENCY",
@@ -304,10 +303,9 @@ def graph_raw(
         raise DataError(f"{n} nodes (rows of x) but {len(labels)} node labels")
     pairs, loops = _edges(edges, n)
     if loops:
-        warnings.warn(
+        warn_at_caller(
             f"{where}: dropped {loops} self-loop(s) (the GCN adds every node's own loop)",
             UserWarning,
-            stacklevel=3,
         )
     masks = {"train_mask": train_mask, "val_mask": val_mask, "test_mask": test_mask}
     given = {k: _mask(v, n, k) for k, v in masks.items() if v is not None}

@@ -206,6 +206,7 @@ class _Evaluations:
                 epochs=epochs,
                 seed=self.seed,
                 device=self.device,
+                progress=False,
             )
             r = rep.results[0]
             self.cache[key] = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 from ddkit import distributed
 from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError
+from ddkit.errors import ConfigError, DataError, warn_at_caller
 from ddkit.eval.groups import GROUP_METRICS, group_accuracy, require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import set_recipe
@@ -189,10 +188,9 @@ def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
             f"match the test data ({t.name}, {t.shape}, {t.num_classes} classes)"
         )
     if s.name != t.name:
-        warnings.warn(
+        warn_at_caller(
             f"evaluating a set distilled from {s.name!r} on the test split of {t.name!r}",
             UserWarning,
-            stacklevel=3,
         )
     if t.transform is not None:
         raise DataError(f"the test split is already transformed ({t.transform!r}); pass raw data")
@@ -238,12 +236,11 @@ def _warn_if_underfit(model: str, train_accuracies: list[float], p: EvalProtocol
     fit = statistics.fmean(train_accuracies)
     if fit < UNDERFIT_TRAIN_ACCURACY:
         other = "" if model.startswith("convnet") else " or a model with normalisation (convnet)"
-        warnings.warn(
+        warn_at_caller(
             f"{model} fits only {100 * fit:.0f} % of its own training images after "
             f"{p.epochs} epochs of protocol '{p.name}': it is under-trained, so its test "
             f"accuracy says more about the recipe than the set; give it more epochs "
-            f"(--protocol dc, or epochs=N){other}",
-            stacklevel=3,
+            f"(--protocol dc, or epochs=N){other}"
         )
 
 
@@ -275,7 +272,7 @@ def train_fresh_networks(
     teacher: Any = None,
     vectorize: bool | None = None,
     device: torch.device | str = "cpu",
-    progress: ProgressSetting = False,
+    progress: ProgressSetting = "auto",
     run_indices: Sequence[int] | None = None,
 ) -> FreshNetworks:
     """Train the fresh networks :func:`evaluate` tests (the arguments are :func:`evaluate`'s)
@@ -323,7 +320,7 @@ def evaluate(
     teacher: Any = None,
     vectorize: bool | None = None,
     device: torch.device | str = "cpu",
-    progress: ProgressSetting = False,
+    progress: ProgressSetting = "auto",
     run_indices: Sequence[int] | None = None,
     groups: bool = False,
 ) -> EvalReport:
@@ -335,8 +332,9 @@ def evaluate(
     ``models``/``runs``/``epochs`` override the protocol's. What the networks learn from is the
     protocol's ``targets`` (see :func:`training_data`); protocols whose targets come from a
     teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
-    the report's ``meta`` records the folder. ``progress``: ``True``/``"auto"`` (a bar on a
-    terminal, lines elsewhere), ``"bar"``, ``"lines"`` or ``False``. The same seed gives the
+    the report's ``meta`` records the folder. ``progress``: ``"auto"`` (the default: once the
+    training has run a few seconds, a bar on a terminal, lines elsewhere), ``True`` (from the
+    first epoch), ``"bar"``, ``"lines"`` or ``False`` (silent). The same seed gives the
     same report. ``run_indices`` trains only those of the protocol's runs, each from the seed it
     has in the whole evaluation: networks trained one after another (the CPU default) then reach
     the accuracies they reach there, so an evaluation can be split over processes or sessions.
@@ -465,10 +463,9 @@ def evaluate_with_teacher(
     **kwargs: Any,
 ) -> EvalReport:
     """Deprecated: :func:`ddkit.eval.evaluate` fetches the teacher itself (``teacher=``)."""
-    warnings.warn(
+    warn_at_caller(
         "evaluate_with_teacher is deprecated; call ddkit.eval.evaluate(syn, test, protocol, "
         "teacher=...)",
         DeprecationWarning,
-        stacklevel=2,
     )
     return evaluate(syn, test, protocol, teacher=teacher, **kwargs)

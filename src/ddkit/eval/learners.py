@@ -220,7 +220,9 @@ def evaluate_learners(
     for name in names:
         if name in NETWORK_LEARNERS:
             p = get_protocol(NETWORK_LEARNERS[name])
-            nets = evaluate(syn, test, p, models=[name], runs=runs, epochs=epochs, seed=seed)
+            nets = evaluate(
+                syn, test, p, models=[name], runs=runs, epochs=epochs, seed=seed, progress=False
+            )
             report.results.append(nets.results[0])
             continue
         learner = LEARNERS.get(name)

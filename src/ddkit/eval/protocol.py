@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import InitVar, asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, warn_at_caller
 from ddkit.levers import Switch, check_switch, exact_mode, resolve_precision
 from ddkit.registry import Registry
 
@@ -84,10 +83,9 @@ class EvalProtocol:
 
     def __post_init__(self, label_mode: str | None) -> None:
         if label_mode is not None:
-            warnings.warn(
+            warn_at_caller(
                 "EvalProtocol(label_mode=...) is deprecated; use targets='stored'|'hard'|'teacher'",
                 DeprecationWarning,
-                stacklevel=3,
             )
             object.__setattr__(self, "targets", _LEGACY_TARGETS.get(label_mode, label_mode))
         object.__setattr__(self, "models", tuple(self.models))

@@ -32,7 +32,6 @@ import functools
 import json
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,7 +43,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, FileFormatError, UnknownNameError
+from ddkit.errors import ConfigError, FileFormatError, UnknownNameError, warn_at_caller
 from ddkit.eval.recipe import RECIPE_KEY, make_recipe
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
@@ -170,11 +169,10 @@ class Distiller:
             return default
         scaled = scaled_iterations(default, len(train))
         if scaled != default:
-            warnings.warn(
+            warn_at_caller(
                 f"{self.name}: no preset for dataset {train.spec.name!r}, so {scaled} iterations "
                 f"for its {len(train)} training images (the published {default} are for "
-                f"~{PUBLISHED_SCALE:,}); pass iterations=N (--iterations N) to choose",
-                stacklevel=3,
+                f"~{PUBLISHED_SCALE:,}); pass iterations=N (--iterations N) to choose"
             )
         return scaled
 
@@ -199,12 +197,13 @@ class Distiller:
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 50,
         resume: bool = False,
-        progress: ProgressSetting = False,
+        progress: ProgressSetting = "auto",
     ) -> SyntheticSet:
         """Distil ``train`` into ``ipc`` images per class. Same seed => same result.
 
-        ``progress``: ``True``/``"auto"`` (a bar on a terminal, plain lines elsewhere, e.g.
-        under ``nohup`` or in a notebook's log), ``"bar"``, ``"lines"`` or ``False``.
+        ``progress``: ``"auto"`` (the default: once the fit has run a few seconds, a bar on a
+        terminal, plain lines elsewhere, e.g. under ``nohup`` or in a notebook's log), ``True``
+        (the same from the first iteration), ``"bar"``, ``"lines"`` or ``False`` (silent).
 
         With ``checkpoint_dir`` the state is saved atomically every ``checkpoint_every``
         iterations; ``resume=True`` continues from the last checkpoint there and finishes with

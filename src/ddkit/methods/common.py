@@ -4,7 +4,6 @@ speed levers' precision rule."""
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from ddkit.augment.series import SeriesAugment, is_series_strategy
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, warn_at_caller
 from ddkit.models import build_network, reinitializable, reinitialize
 from ddkit.rng import draw_seed
 
@@ -108,11 +107,10 @@ def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) 
             if spec.modality == "series"
             else (f"{h}x{w} images", "'convnet2' on 8x8 images")
         )
-        warnings.warn(
+        warn_at_caller(
             f"model {name!r} normalises groups of only {n} values on {rows}; the "
             f"{objective} objective is then too rough to optimise. Use a shallower network "
-            f"(e.g. {fix}).",
-            stacklevel=3,
+            f"(e.g. {fix})."
         )
 
 

@@ -41,13 +41,12 @@ import json
 import sys
 import types
 import typing
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from ddkit.distributed import check_device
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, warn_at_caller
 
 __all__ = [
     "AT_LEAST_ONE",
@@ -295,10 +294,8 @@ class MethodConfig:
                 continue
             new = alias.convert(value, options) if alias.convert else value
             if warn and (alias.new != key or new != value):
-                warnings.warn(
-                    f"option {key}={value!r} is deprecated; use {alias.new}={new!r}",
-                    FutureWarning,
-                    stacklevel=3,
+                warn_at_caller(
+                    f"option {key}={value!r} is deprecated; use {alias.new}={new!r}", FutureWarning
                 )
             put(alias.new, new, key)
         return out

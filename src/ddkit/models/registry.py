@@ -10,13 +10,12 @@ embedding ``(B, num_features)``, ``classifier`` is the head, ``forward(x) == cla
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ddkit.errors import ConfigError, DataError, UnknownNameError
+from ddkit.errors import ConfigError, DataError, UnknownNameError, warn_at_caller
 from ddkit.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
@@ -153,11 +152,11 @@ def option_named(
 
 
 def notice_once(told: set[tuple[int, int]], image_size: tuple[int, int], message: str) -> None:
-    """Say ``message`` (:class:`ResolutionNotice`, at the caller of the model's factory) the
+    """Say ``message`` (:class:`ResolutionNotice`, at the user's line that made the model) the
     first time ``told`` meets ``image_size``."""
     if image_size not in told:
         told.add(image_size)
-        warnings.warn(message, ResolutionNotice, stacklevel=5)
+        warn_at_caller(message, ResolutionNotice)
 
 
 NORMS = ("none", "bn", "in", "gn", "ln")

@@ -35,7 +35,6 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,13 +69,14 @@ BASELINES = ("random", "centroid", "full")
 @dataclass
 class FrozenBackbone:
     """A frozen feature extractor: ``embed`` maps a batch normalised as ``space`` says (``None``:
-    as the data it is given) to features; ``module`` and ``folder`` say where it came from."""
+    as the data it is given) to features; ``module`` is the network, ``source`` where it was
+    read from (a teacher folder or a source string; ``None`` for one given from Python)."""
 
     name: str
     embed: FeatureFn
     space: DatasetSpec | None = None
     module: nn.Module | None = None
-    folder: Path | None = None
+    source: str | None = None
 
     def features(self, images: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
         """Flattened features ``(N, F)`` of ``images`` normalised as ``spec``; differentiable in
@@ -134,17 +134,17 @@ def resolve_backbone(
     from ddkit.eval.teacher import cached_teacher, resolve_teacher
 
     device = train.images.device
-    folder: Path | None = None
+    where: str | os.PathLike | None = None
     if isinstance(source, nn.Module):
         module, name = source.to(device).eval(), type(source).__name__
     elif isinstance(source, str) and is_model_name(source):
-        module, folder = cached_teacher(
+        module, where = cached_teacher(
             train, source, cache_root=teacher_cache, epochs=teacher_epochs, lr=teacher_lr,
             seed=teacher_seed,
         )  # fmt: skip
         name = source
     elif isinstance(source, str | os.PathLike):
-        module, folder = resolve_teacher(teacher=source, device=device)
+        module, where = resolve_teacher(teacher=source, device=device)
         name = str(source)
     elif callable(source):
         return FrozenBackbone(getattr(source, "__name__", "features"), features or source)
@@ -157,7 +157,7 @@ def resolve_backbone(
         p.requires_grad_(False)
     space = _recorded_space(module, train.spec, name)
     embed = features or getattr(module, "embed", module)
-    return FrozenBackbone(name, embed, space, module, folder)
+    return FrozenBackbone(name, embed, space, module, None if where is None else os.fspath(where))
 
 
 def _recorded_space(module: nn.Module, spec: DatasetSpec, name: str) -> DatasetSpec | None:

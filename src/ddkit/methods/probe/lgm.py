@@ -316,7 +316,7 @@ class LGM(Distiller):
             images = self.images().detach().clone()
         meta: dict[str, Any] = {
             "backbone": self.backbone_.name,
-            "backbone_dir": str(self.backbone_.folder) if self.backbone_.folder else None,
+            "backbone_source": self.backbone_.source,
             "real_batch": self.batch_real_,
             "pyramid_levels": [list(s) for s in self.sizes_],
         }

@@ -345,7 +345,7 @@ def run_method(run: Run, cell: dict, meth: str) -> dict:
     args, ds, ipc, splits, tdir = run.args, cell["ds"], cell["ipc"], cell["splits"], cell["tdir"]
     opts = dict(run.options.get(meth, {}))
     if meth in ("sre2l", "rded"):
-        opts.setdefault("teacher_dir", str(tdir))
+        opts.setdefault("teacher", str(tdir))
     t0 = time.perf_counter()
     syn = create_method(meth, dataset=ds, ipc=ipc, **opts).fit(splits.train, ipc, seed=args.seed)
     secs = time.perf_counter() - t0

@@ -60,9 +60,9 @@ for n in 1 2; do
     --out "$dir/eval.json"
   timed teacher "$n" teacher --dataset digits --epochs "$TEACHER_EPOCHS" --out "$dir/teacher"
   timed sre2l "$n" distill --dataset digits --method sre2l --ipc 10 --iterations "$SRE2L_ITERS" \
-    --set teacher_dir="$OUT/n1/teacher" --quiet --out "$dir/sre2l"
+    --teacher "$OUT/n1/teacher" --quiet --out "$dir/sre2l"
   timed rded "$n" distill --dataset digits --method rded --ipc 10 \
-    --set teacher_dir="$OUT/n1/teacher" --quiet --out "$dir/rded"
+    --teacher "$OUT/n1/teacher" --quiet --out "$dir/rded"
   timed tesla "$n" distill --dataset digits --method tesla --ipc 10 --iterations "$TESLA_ITERS" \
     --set experts_dir="$dir/experts" --set max_start_epoch="$((EXPERT_EPOCHS - 1))" --quiet \
     --out "$dir/tesla"

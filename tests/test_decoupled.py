@@ -245,7 +245,7 @@ def test_decoupled_methods_reject_a_teacher_for_other_data(tiny, tiny_teacher, t
     _, folder = tiny_teacher
     other = from_arrays(torch.rand(60, 16, 16), torch.arange(60) % 3, name="toy16", num_classes=3)
     with pytest.raises(ConfigError, match="does not fit"):
-        create_method("rded", teacher_dir=str(folder)).fit(other.train, 2, seed=0)
+        create_method("rded", teacher=str(folder)).fit(other.train, 2, seed=0)
 
 
 # ----------------------------------------------------------------------------- relabel

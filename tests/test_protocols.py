@@ -299,7 +299,7 @@ def test_cli_evaluates_an_rded_run_with_its_teacher(tmp_path, capsys):
     train_teacher(load_dataset("digits").train, "convnet3-bn-w8", epochs=1, out_dir=folder)
     run = tmp_path / "run"
     args = ["distill", "--dataset", "digits", "--method", "rded", "--ipc", "1", "--out", str(run)]
-    sets = ["--set", f"teacher_dir={folder}", "--set", "num_crops=2", "--set", "labels=soft"]
+    sets = ["--teacher", str(folder), "--set", "num_crops=2", "--set", "labels=soft"]
     assert main(args + sets + ["--quiet"]) == 0
     capsys.readouterr()
     code = main(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
+from ddkit.errors import ConfigError
 from ddkit.methods.config import parse_options
 
 HELP = "distil a dataset into a synthetic set"
@@ -21,6 +22,14 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--iterations", type=int, default=None, help="default: the method's preset")
     d.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="method option (repeatable)"
+    )
+    d.add_argument(
+        "--teacher",
+        default=None,
+        metavar="SOURCE",
+        help="the teacher of a decoupled method (sre2l, rded, ...): a `ddkit teacher` folder, "
+        "file:PATH (a checkpoint of a ddkit model; file:PATH#MODEL names it) or hf:PATH_OR_NAME "
+        "(a Hugging Face model, offline); default: trained and cached",
     )
     d.add_argument(
         "--checkpoint-every", type=int, default=defaults_of(distill_run)["checkpoint_every"]
@@ -59,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         seed=args.seed,
         resume=args.resume,
-        options=parse_options(args.set),
+        options=_options(args),
         root=args.root,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
@@ -76,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(args: argparse.Namespace) -> dict:
+    """The method options: ``--set`` pairs, and ``--teacher`` as the option ``teacher``."""
+    options = parse_options(args.set)
+    if args.teacher is not None:
+        if options.get("teacher", args.teacher) != args.teacher:
+            raise ConfigError("--teacher and --set teacher=... disagree; give only --teacher")
+        options["teacher"] = args.teacher
+    return options
+
+
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.runs import estimate_distill
@@ -86,7 +105,7 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
         ipc=args.ipc,
         iterations=args.iterations,
         seed=args.seed,
-        options=parse_options(args.set),
+        options=_options(args),
         root=args.root,
         device=device_option(args),
     )

@@ -3,7 +3,7 @@
 ddkit teacher --dataset digits --model convnet3-bn --epochs 30 --out runs/teachers/digits
 (interrupted? run the same command again: it resumes from runs/teachers/digits/checkpoint/)
 torchrun --nproc-per-node 2 -m ddkit teacher ...   (data-parallel: each rank its share of a batch)
-ddkit distill --dataset digits --method sre2l --ipc 10 --set teacher_dir=runs/teachers/digits
+ddkit distill --dataset digits --method sre2l --ipc 10 --teacher runs/teachers/digits
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ same kind of teacher as observer (to score crops) and as labeller.
 
 A teacher on disk is a folder with ``teacher.safetensors`` (the ``state_dict``, BN running
 statistics included) and ``teacher.json`` (model name, dataset spec, training recipe, seed,
-train/validation accuracy and the SHA-256 of the weights). Nothing is unpickled.
+train/validation accuracy and the SHA-256 of the weights). Nothing is unpickled. A teacher from
+elsewhere (a checkpoint file, a Hugging Face model) is named by a network source, ``file:PATH``
+or ``hf:PATH`` (:mod:`ddkit.models.external`); :func:`resolve_teacher` takes either.
 
 While :func:`train_teacher` trains into a folder, it keeps a checkpoint there after every epoch,
 ``checkpoint/state.safetensors`` (network ``state_dict``, the SGD momentum buffers as
@@ -387,11 +389,12 @@ def load_teacher(
 
 
 def teacher_bytes(path: str | os.PathLike) -> int:
-    """Bytes of a saved teacher's weights (what an evaluation that needs the teacher must ship)."""
-    f = Path(path) / WEIGHTS_FILE
-    if not f.is_file():
-        raise FileFormatError(f"no teacher weights at {str(f)!r}")
-    return f.stat().st_size
+    """Bytes of a teacher's weights (what an evaluation that needs the teacher must ship): a
+    saved teacher folder's, or those of any network source
+    (:func:`ddkit.models.external.source_bytes`: ``file:`` / ``hf:`` ...)."""
+    from ddkit.models.external import source_bytes
+
+    return source_bytes(path)
 
 
 def dataset_fingerprint(data: ImageDataset) -> str:
@@ -446,20 +449,26 @@ def cached_teacher(
 
 def resolve_teacher(
     syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, Path | None]:
-    """A teacher module from ``teacher`` (a module or a folder) or from ``syn.meta['teacher_dir']``;
-    returns ``(module in eval mode, folder or None)``."""
+) -> tuple[nn.Module, str | None]:
+    """A teacher module from ``teacher`` (a module, a ``ddkit teacher`` folder or any network
+    source: ``file:PATH``, ``hf:PATH``, ... -- :func:`ddkit.models.external.load_network`) or
+    else from ``syn.meta['teacher_dir']``, whose weights must still have the SHA-256 the set
+    recorded in ``meta['teacher']``. Returns ``(module in eval mode, source or None)``; the
+    source of a folder is the folder's path as given."""
+    from ddkit.models.external import is_source, load_network
+
     if isinstance(teacher, nn.Module):
         return teacher.to(device).eval(), None
-    path = (
-        teacher
-        if teacher is not None
-        else (syn.meta.get("teacher_dir") if syn is not None else None)
-    )
-    if path is None:
+    meta = syn.meta if syn is not None else {}
+    source = teacher if teacher is not None else meta.get("teacher_dir")
+    if source is None:
         raise ConfigError(
-            "this evaluation needs a teacher: pass teacher=<folder> (ddkit teacher ...) "
-            "or use a set whose meta records 'teacher_dir'"
+            "this evaluation needs a teacher: pass teacher=<folder or file:PATH / hf:PATH> "
+            "(--teacher on the command line) or use a set whose meta records 'teacher_dir'"
         )
-    net, _ = load_teacher(Path(os.fspath(path)), device=device)
-    return net, Path(os.fspath(path))
+    recorded = meta.get("teacher") if teacher is None else None
+    sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+    spec = syn.spec if syn is not None else None
+    net = load_network(source, spec=spec, device=device, sha256=sha).module
+    name = os.fspath(source)
+    return net, name if is_source(name) else str(Path(name))

@@ -14,12 +14,14 @@ stitch realistic crops), both relabelled by the teacher.
   authors' code are listed in :mod:`ddkit.methods.decoupled.recipes`; EDC also starts from
   RDED-selected patches, ddkit from random real images.
 
-Both need a teacher with BatchNorm. ``teacher_dir`` names one made by ``ddkit teacher``; when it
-is ``None`` the method trains one itself (seeded by ``teacher_seed``, so the distilled set still
-depends only on the config and the seed) and caches it under
-``teacher_cache/<dataset>-<model>-<hash>`` (the hash covers the training data and the recipe).
-The folder is recorded in ``meta['teacher_dir']`` so ``teacher-kd`` evaluation and the storage
-report can find it.
+SRe2L needs a teacher with BatchNorm. ``teacher`` names one: a folder made by ``ddkit teacher``
+or any network source of :func:`ddkit.models.external.load_network` (``file:PATH`` a checkpoint
+of a registered architecture, ``hf:PATH`` a Hugging Face model, ...); ``"auto"`` (default)
+trains one (seeded by ``teacher_seed``, so the distilled set still depends only on the config
+and the seed) and caches it under ``teacher_cache/<dataset>-<model>-<hash>`` (the hash covers
+the training data and the recipe). The folder or source is recorded in ``meta['teacher_dir']``
+and what was loaded (SHA-256 of the weights, classes, input size) in ``meta['teacher']``, so
+``teacher-kd`` evaluation and the storage report find the same teacher.
 
 Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
 ``label_temperature`` per image; ``"views"`` stores FKD-style per-view labels compactly
@@ -42,7 +44,6 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -54,7 +55,7 @@ from ddkit.data.dataset import ImageDataset, class_labels
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.relabel import relabel, teacher_probs
-from ddkit.eval.teacher import DEFAULT_MODEL, cached_teacher, load_teacher
+from ddkit.eval.teacher import DEFAULT_MODEL, cached_teacher
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import initial_images, summed_over_ranks
 from ddkit.methods.config import (
@@ -76,6 +77,7 @@ from ddkit.methods.decoupled.recipes import (
     flatness_loss,
 )
 from ddkit.models import predict
+from ddkit.models.external import load_network, teacher_record
 from ddkit.models.footprint import inference_batch
 from ddkit.rng import draw_seed
 
@@ -99,7 +101,8 @@ _SRE2L_TINY = "SRe2L NeurIPS'23, authors' small_dataset/recover_tiny.sh (batch 2
 class TeacherConfig(MethodConfig):
     """Teacher and relabeling options shared by the decoupled methods."""
 
-    teacher_dir: str | None = None  # a `ddkit teacher` folder; None: train (and cache) one
+    # a `ddkit teacher` folder or a network source (file:PATH, hf:PATH, ...); auto: train one
+    teacher: str = "auto"
     teacher_model: str = DEFAULT_MODEL
     teacher_epochs: int = 30
     teacher_lr: float = 0.05
@@ -117,7 +120,10 @@ class TeacherConfig(MethodConfig):
         "label_views": AT_LEAST_ONE,
         "label_topk": NON_NEGATIVE,
     }
-    aliases = {"label_topk": Alias("label_topk", lambda v, _: 0 if v is None else v)}
+    aliases = {
+        "label_topk": Alias("label_topk", lambda v, _: 0 if v is None else v),
+        "teacher_dir": Alias("teacher", lambda v, _: "auto" if v is None else v),
+    }
 
 
 class _TeacherMethod(Distiller):
@@ -127,31 +133,19 @@ class _TeacherMethod(Distiller):
 
     def _init_teacher(self, train: ImageDataset) -> None:
         cfg = self.config
-        if cfg.teacher_dir:
-            net, meta = load_teacher(cfg.teacher_dir, train.images.device)
-            spec = meta.get("spec", {})
-            if (
-                int(spec.get("num_classes", -1)),
-                int(spec.get("channels", -1)),
-                tuple(spec.get("image_size", ())),
-            ) != (train.spec.num_classes, train.spec.channels, tuple(train.spec.image_size)):
-                raise ConfigError(
-                    f"teacher in {cfg.teacher_dir!r} was trained on {meta.get('dataset')!r} "
-                    f"({spec.get('num_classes')} classes, {spec.get('channels')}x"
-                    f"{spec.get('image_size')}), which does not fit {train.spec.name!r}"
-                )
-            folder = Path(cfg.teacher_dir)
-        else:
-            net, folder = cached_teacher(
-                train,
-                cfg.teacher_model,
-                cache_root=cfg.teacher_cache,
-                epochs=cfg.teacher_epochs,
-                lr=cfg.teacher_lr,
-                seed=cfg.teacher_seed,
-            )
-        self.teacher_ = net
-        self.teacher_dir_ = str(folder.resolve())
+        if cfg.teacher != "auto":
+            loaded = load_network(cfg.teacher, spec=train.spec, device=train.images.device)
+            self.teacher_, self.teacher_record_ = loaded.module, loaded.record
+            return
+        net, folder = cached_teacher(
+            train,
+            cfg.teacher_model,
+            cache_root=cfg.teacher_cache,
+            epochs=cfg.teacher_epochs,
+            lr=cfg.teacher_lr,
+            seed=cfg.teacher_seed,
+        )
+        self.teacher_, self.teacher_record_ = net, teacher_record(folder, net.teacher_meta_)
 
     def distilled_with(self) -> None:
         """None: a decoupled set is judged by students of any architecture, the teacher's
@@ -159,9 +153,11 @@ class _TeacherMethod(Distiller):
         return None
 
     def _teacher_meta(self) -> dict[str, Any]:
+        record = self.teacher_record_
         return {
-            "teacher_dir": self.teacher_dir_,
-            "teacher_model": self.teacher_.teacher_meta_.get("model"),
+            "teacher_dir": record.source,
+            "teacher": record.to_dict(),
+            "teacher_model": record.model,
             "labels": self.config.labels,
         }
 

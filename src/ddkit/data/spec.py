@@ -11,7 +11,10 @@ per-class index and matching code serve them all unchanged:
 * ``series``: ``(D, 1, L)``, ``D`` channels over ``L`` time steps (a 1-D signal along the width);
 * ``graph``: ``(F, 1, 1)``, one node's ``F`` features (node classification); the edges live
   beside the rows (:mod:`ddkit.data.graph`; a condensed graph keeps its adjacency as an extra
-  tensor of its set).
+  tensor of its set);
+* ``paired``: ``(C, H, W)`` pixels of an image that one or more captions describe, without
+  classes; the captions (token ids) and the caption-to-image index live beside the rows
+  (:mod:`ddkit.data.paired`).
 """
 
 from __future__ import annotations
@@ -121,14 +124,28 @@ MODALITIES: dict[str, Modality] = {
             # graph evaluation build it; a method that moves rows alone gets the mlp
             models=("mlp",),
         ),
+        Modality(
+            "paired",
+            row="an image of C channels, H x W pixels, described by one or more captions "
+            "(token ids beside the rows)",
+            layout="(C, H, W)",
+            normalisation="per channel, train-split statistics",
+            augmentations=("dsa",),
+            # the image side; the text encoders live in ddkit.models.text
+            models=("convnet", "resnet", "vit"),
+        ),
     )
 }
 
 #: What a method can declare it ``needs`` (:attr:`ddkit.methods.base.Distiller.needs`).
-NEEDS = ("image", "series", "graph", "differentiable")
+NEEDS = ("image", "series", "graph", "paired", "differentiable")
 
 
-_NEEDS_WORDS = {"image": "images", "graph": "a graph (node classification)"}
+_NEEDS_WORDS = {
+    "image": "images",
+    "graph": "a graph (node classification)",
+    "paired": "image-caption pairs",
+}
 
 
 def get_modality(name: str) -> Modality:
@@ -198,13 +215,16 @@ class DatasetSpec:
 
     def check_needs(self, needs: str, who: str, fix: str = "") -> None:
         """Refuse in one line when ``who`` (a method, an augmentation) ``needs`` what this
-        dataset's rows are not: ``"image"``, ``"series"``, ``"graph"`` or ``"differentiable"``
+        dataset's rows are not: ``"image"``, ``"series"``, ``"graph"``, ``"paired"`` or
+        ``"differentiable"``
         (:data:`NEEDS`); ``fix`` says what to do instead."""
         if needs not in NEEDS:
             raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {', '.join(NEEDS)}")
         if needs == "graph":  # a method's fix for other rows points elsewhere
             fix = "it condenses graphs: load a graph dataset, e.g. sbm or --dataset graph"
-        if needs in ("image", "series", "graph") and self.modality != needs:
+        if needs == "paired":
+            fix = "it distils image-caption pairs: load a paired dataset, e.g. captioned-digits"
+        if needs in ("image", "series", "graph", "paired") and self.modality != needs:
             raise ConfigError(
                 f"{who} needs {_NEEDS_WORDS.get(needs, needs)}; dataset {self.name!r} "
                 f"holds {self.modality} rows" + (f" ({fix})" if fix else "")

@@ -1,0 +1,123 @@
+"""What every paired (image-text) method shares: its encoder options, the check that a dataset
+holds pairs, and a driver start that reads a paired split.
+
+A paired run's ``ipc`` is the number of pairs the set holds (pairs have no classes; the issue's
+"100 and 500 pairs"), at least 2 (a contrastive loss needs a negative) and at most the number of
+train images. The split is a :class:`ddkit.data.paired.PairedDataset` (``images``, ``captions``
+token ids, ``caption_image``, ``tokenizer``, ``spec`` of modality ``paired``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from ddkit.errors import ConfigError
+from ddkit.eval.retrieval import Pairs, split_pairs
+from ddkit.methods.base import Distiller
+from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Rule
+from ddkit.models.text import BUILTIN_TEXT, HF_PREFIX, DualEncoder, EncoderSpec, build_dual_encoder
+from ddkit.rng import check_seed
+
+__all__ = ["EncoderConfig", "PairedDistiller", "check_paired"]
+
+_TEXT = Rule(
+    lambda v: v in BUILTIN_TEXT or (v.startswith(HF_PREFIX) and len(v) > len(HF_PREFIX)),
+    f"must be one of {', '.join(BUILTIN_TEXT)} or hf:PATH (a local Hugging Face folder)",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig(MethodConfig):
+    """The dual encoder a paired method trains (:class:`ddkit.models.text.EncoderSpec`)."""
+
+    image_encoder: str = "convnet"  # a create_model name, or hf:PATH (frozen, heads trained)
+    text_encoder: str = "bag"  # bag | gru (built in, frozen seeded table) | hf:PATH
+    embed_dim: int = 64  # the shared space of the projection heads
+    token_dim: int = 32  # the built-in text tower's input-embedding width
+    text_width: int = 128  # the built-in text tower's body width
+    table_seed: int = 0  # seed of the built-in frozen token table (the text space of a set)
+    lora_rank: int = 0  # > 0: LoRA adapters on hf: towers through peft (ddkit[lora])
+    temperature: float = 0.07  # InfoNCE temperature (CLIP's initial value)
+
+    rules = {
+        "text_encoder": _TEXT,
+        "embed_dim": AT_LEAST_ONE,
+        "token_dim": AT_LEAST_ONE,
+        "text_width": AT_LEAST_ONE,
+        "table_seed": NON_NEGATIVE,
+        "lora_rank": NON_NEGATIVE,
+        "temperature": POSITIVE,
+    }
+
+
+def check_paired(train: Any, ipc: int, who: str) -> None:
+    """Refuse, in one line, data that are not image-text pairs or an ``ipc`` (pairs) that does
+    not fit them."""
+    spec = getattr(train, "spec", None)
+    modality = getattr(spec, "modality", type(train).__name__)
+    if modality != "paired" or not hasattr(train, "captions"):
+        name = getattr(spec, "name", "?")
+        raise ConfigError(
+            f"{who} needs image-text pairs; dataset {name!r} holds {modality} rows (load a "
+            "paired dataset, e.g. captioned-digits)"
+        )
+    if not 2 <= int(ipc) <= len(train):
+        raise ConfigError(
+            f"ipc is the number of pairs of a paired set: between 2 and the {len(train)} "
+            f"train images, got {ipc}"
+        )
+
+
+class PairedDistiller(Distiller):
+    """A method on image-text pairs: ``needs = "paired"``; :meth:`start` checks the pairs
+    (:func:`check_paired`) instead of classes and builds the state as the base driver does."""
+
+    needs: ClassVar[str] = "paired"
+    Config: ClassVar[type[MethodConfig]] = EncoderConfig
+
+    def start(self, train: Any, ipc: int, *, seed: int = 0, iterations: int | None = None) -> int:
+        check_paired(train, ipc, f"method {self.name!r}")
+        total = self.budget_for(train) if iterations is None else int(iterations)
+        if total < 0:
+            raise ConfigError(f"iterations must be >= 0, got {total}")
+        g = torch.Generator().manual_seed(check_seed(int(seed)))
+        self.state_ = {}
+        self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)
+        self.init(train, ipc, g, total)
+        self.state_.setdefault("generator", g)
+        return total
+
+    def distilled_with(self) -> str | None:
+        return None
+
+    def encoder_spec(self, train: Any) -> EncoderSpec:
+        """The towers of this run, sized by the captions' tokenizer."""
+        c, tok = self.config, train.tokenizer
+        return EncoderSpec(
+            image=c.image_encoder,
+            text=c.text_encoder,
+            dim=c.embed_dim,
+            token_dim=c.token_dim,
+            width=c.text_width,
+            table_seed=c.table_seed,
+            lora_rank=c.lora_rank,
+            vocab_size=int(tok.vocab_size),
+            max_len=int(tok.max_len),
+            pad_id=int(tok.pad_id),
+        )
+
+    def build_encoder(self, seed: int) -> DualEncoder:
+        """A fresh dual encoder for the run's data, initialised under ``seed``."""
+        spec = self.train_.spec
+        return build_dual_encoder(self.encoder_, spec.channels, spec.image_size, seed)
+
+    def prepare(self, train: Any, seed: int) -> tuple[DualEncoder, Pairs]:
+        """Set ``encoder_`` and return a model built under ``seed`` and the real pairs as its
+        (frozen) text table reads them."""
+        self.encoder_ = self.encoder_spec(train)
+        model = self.build_encoder(seed)
+        with torch.no_grad():
+            return model, split_pairs(train, model)

@@ -248,6 +248,10 @@ def test_sre2l_with_a_file_teacher_round_trips_and_evaluates_with_it(tiny, tmp_p
     by_module = evaluate(back, tiny.test, "teacher-kd", teacher=net, **kw)
     assert by_meta.meta["teacher_dir"] == source
     assert by_meta.results[0].accuracies == by_module.results[0].accuracies
+    from ddkit.eval.accounting import storage_report
+
+    bytes_ = storage_report(back, train_size_bytes=10_000, protocol="teacher-kd")
+    assert bytes_["teacher"] == (tmp_path / "teacher.safetensors").stat().st_size
     # another network under the same name is not the teacher the set records
     save_network(_net(4), tmp_path / "teacher.safetensors")
     with pytest.raises(FileFormatError) as e:
@@ -264,6 +268,18 @@ def test_rded_with_an_hf_teacher(tiny, tmp_path):
     assert syn.labels.shape == (10, 10)
     again = create_method("rded", **opts).fit(tiny.train, 1, seed=0)
     assert torch.equal(syn.images, again.images) and torch.equal(syn.labels, again.labels)
+
+
+def test_edc_takes_sources_as_further_teachers_and_sre2l_refuses_one_without_bn(tiny, tmp_path):
+    extra = f"file:{save_network(_net(5, model='convnet2-bn-w8'), tmp_path / 'two.safetensors')}"
+    opts = {**method_test_overrides("edc"), "iterations": 2, "extra_teachers": (extra,)}
+    syn = create_method("edc", **opts).fit(tiny.train, 1, seed=0)
+    assert syn.meta["extra_teacher_dirs"] == [extra]
+    _hf_vit(tmp_path / "vit")
+    opts = {**method_test_overrides("sre2l"), "teacher": f"hf:{tmp_path / 'vit'}"}
+    with pytest.raises(ConfigError) as e:
+        create_method("sre2l", **opts).fit(tiny.train, 1, seed=0)
+    assert "no BatchNorm" in _one_line(e)
 
 
 def test_cli_teacher_flag_for_distill_and_evaluate(tmp_path, capsys):

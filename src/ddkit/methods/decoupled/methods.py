@@ -44,6 +44,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -77,7 +78,7 @@ from ddkit.methods.decoupled.recipes import (
     flatness_loss,
 )
 from ddkit.models import predict
-from ddkit.models.external import load_network, teacher_record
+from ddkit.models.external import is_source, load_network, teacher_record
 from ddkit.models.footprint import inference_batch
 from ddkit.rng import draw_seed
 
@@ -238,7 +239,8 @@ class SRe2L(_TeacherMethod):
         crop_min: float = 0.08
         crop_milestone: float = 1.0  # fraction of the run over which the floor decays to crop_min
         # EDC switches (recipes module): per-class statistics of real images as extra targets,
-        # more teachers (trained and cached like the first, used in turn), EMA flatness term
+        # more teachers (model names trained and cached like the first, or network sources
+        # such as file:PATH / hf:PATH; used in turn), EMA flatness term
         class_stats: bool = False
         class_weight: float = 1.0  # weight of the class term relative to the global BN term
         extra_teachers: tuple[str, ...] = ()
@@ -316,18 +318,27 @@ class SRe2L(_TeacherMethod):
         return torch.tensor([i * k + c for i in indices for c in range(k)])
 
     def _init_extra_teachers(self, train: ImageDataset) -> None:
-        """EDC's further backbones (trained and cached with the first teacher's recipe) and,
-        with ``class_stats``, each teacher's per-class statistics of the real images."""
+        """EDC's further backbones (model names trained and cached with the first teacher's
+        recipe, or network sources loaded) and, with ``class_stats``, each teacher's per-class
+        statistics of the real images. A teacher without BatchNorm is refused here, before any
+        recovery step."""
         cfg = self.config
         self.teachers_ = [self.teacher_]
         self.extra_dirs_ = []
         for model in cfg.extra_teachers:
-            net, folder = cached_teacher(
-                train, model, cache_root=cfg.teacher_cache, epochs=cfg.teacher_epochs,
-                lr=cfg.teacher_lr, seed=cfg.teacher_seed,
-            )  # fmt: skip
+            if is_source(model) or Path(model).exists():
+                loaded = load_network(model, spec=train.spec, device=train.images.device)
+                net, where = loaded.module, loaded.record.source
+            else:
+                net, folder = cached_teacher(
+                    train, model, cache_root=cfg.teacher_cache, epochs=cfg.teacher_epochs,
+                    lr=cfg.teacher_lr, seed=cfg.teacher_seed,
+                )  # fmt: skip
+                where = str(folder.resolve())
             self.teachers_.append(net)
-            self.extra_dirs_.append(str(folder.resolve()))
+            self.extra_dirs_.append(where)
+        for net in self.teachers_:
+            BNStatLoss(net)  # raises for a teacher without BatchNorm statistics
         k = train.spec.num_classes
         self.class_stats_ = (
             [class_bn_statistics(t, train.images, train.labels, k) for t in self.teachers_]

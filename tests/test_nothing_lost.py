@@ -123,3 +123,81 @@ def test_an_edited_kept_audit_unit_is_refused_not_reused(tmp_path):
         "2": 0.5,
         "10": 0.7,
     }
+
+
+# ============================================================================ held output folders
+def _holder(folder: Path, pid: int, command: str = "another command") -> Path:
+    """A holder file of process ``pid`` in ``folder``, as :func:`ddkit.claims.hold_folder`
+    writes it."""
+    import json
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".held-{socket.gethostname()}-{pid}.json"
+    path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "command": command}))
+    return path
+
+
+@pytest.fixture
+def live_pid():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+AUDIT = ["audit", "adversarial", "--dataset", "digits", "--methods", "random", "--ipc", "1",
+         "--no-full", "--protocol", "dc", "--runs", "1", "--epochs", "2", "--models",
+         "convnet1-w8", "--epsilons", "0", "--steps", "1", "--max-test", "10", "--quiet"]  # fmt: skip
+
+
+def test_a_second_audit_on_a_held_folder_is_refused_and_a_dead_holder_taken_over(
+    tmp_path, capsys, live_pid, dead_pid
+):
+    """Issue 75: audit folders had no lock: two concurrent audits wrote units neither could
+    resume. A folder a live audit holds is refused in one line, writing nothing; a holder whose
+    process is gone is taken over with a notice."""
+    out = tmp_path / "audit"
+    held = _holder(out, live_pid)
+    assert main([*AUDIT, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"is in use by process {live_pid}" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == [held.name]
+    held.unlink()
+    stale = _holder(out, dead_pid)
+    assert main([*AUDIT, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"took over audit folder {str(out)!r} from process {dead_pid}" in err
+    assert (out / "adversarial.json").is_file() and not stale.exists()
+    assert not list(out.glob(".held-*"))  # released when the audit ends
+
+
+def test_processes_of_one_command_share_a_folder_others_are_refused(tmp_path, live_pid):
+    """Where a command is made to share its folder (privacy's networks, a bench suite), a
+    process of the same command joins a live holder; another command, or any second process
+    where sharing is not allowed, is refused."""
+    from ddkit.claims import hold_folder
+
+    _holder(tmp_path, live_pid, "same")
+    with hold_folder(tmp_path, "audit folder", "same", shared=True):
+        assert len(list(tmp_path.glob(".held-*"))) == 2
+    with pytest.raises(ConfigError, match=f"in use by process {live_pid} with other settings"):
+        with hold_folder(tmp_path, "audit folder", "other", shared=True):
+            pytest.fail("entered")
+    with pytest.raises(ConfigError, match=f"in use by process {live_pid}; wait"):
+        with hold_folder(tmp_path, "audit folder", "same"):
+            pytest.fail("entered")
+    assert len(list(tmp_path.glob(".held-*"))) == 1  # only the live holder's

@@ -6,6 +6,11 @@ process's pid and host; other processes skip a unit that a live process holds. A
 process is gone (same host, pid not alive) is stale and is taken over, as is one left empty for
 longer than a holder takes to write it; a lock from another host is respected, since its pid
 cannot be checked from here.
+
+A command's output folder is held the same way for as long as the command writes it
+(:func:`hold_folder`): one holder file per process, naming the command's settings, so that a
+second command on the folder is refused, and processes running the same command may share it
+where the command is made for that.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ddkit.io import process_alive
+from ddkit.io import atomic_write_json, process_alive
 
-__all__ = ["claim", "claimed_by_other", "release", "try_claim"]
+__all__ = ["claim", "claimed_by_other", "command_key", "hold_folder", "release", "try_claim"]
 
 
 def _holder(path: Path) -> dict:
@@ -103,3 +108,70 @@ def claim(path: Path) -> Iterator[bool]:
         yield True
     finally:
         release(path)
+
+
+# ============================================================================ output folders
+def _holder_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".held-*.json"))
+
+
+@contextmanager
+def hold_folder(folder: Path, what: str, command: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold the output ``folder`` of a command for the block (issue 75): this process's holder
+    file ``folder/.held-<host>-<pid>.json`` names it and ``command`` (a digest of its settings:
+    :func:`command_key`). A live holder of another process refuses this one in one
+    :class:`~ddkit.errors.ConfigError` line, unless ``shared`` and it runs the same command
+    (processes that share the units of one folder: a privacy audit's networks, a bench suite's
+    cells); a holder whose process is gone is taken over with a notice. Two processes that
+    start at the same moment may both be refused; neither writes. Re-entrant in one process."""
+    from ddkit.errors import ConfigError, warn_at_caller
+
+    folder.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
+    mine = folder / f".held-{me['host']}-{me['pid']}.json"
+    if mine.exists():  # this process holds it already (a command inside a command)
+        yield
+        return
+    atomic_write_json(mine, me)  # never read half-written
+    try:
+        for path in _holder_files(folder):
+            info = _holder(path)
+            if path == mine or _is_me(info):
+                continue
+            if _is_stale(path, info):
+                path.unlink(missing_ok=True)
+                warn_at_caller(
+                    f"took over {what} {str(folder)!r} from process {info.get('pid', '?')}, "
+                    "which stopped without releasing it; its kept units are checked as they "
+                    "are read"
+                )
+                continue
+            if not shared or info.get("command") != command:
+                other = "" if not shared else " with other settings"
+                raise ConfigError(
+                    f"{what} {str(folder)!r} is in use by process {info.get('pid', '?')}{other}; "
+                    "wait for it to finish or choose another --out"
+                )
+    except BaseException:
+        mine.unlink(missing_ok=True)
+        raise
+    try:
+        yield
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+#: the options that do not change what a command writes (where and how it runs, what it shows)
+HOW_OPTIONS = frozenset({"out", "quiet", "device", "debug", "exact", "func", "dry_run",
+                         "kept_only", "results", "markdown"})  # fmt: skip
+
+
+def command_key(options: dict, ignore: frozenset[str] = HOW_OPTIONS) -> str:
+    """A digest of a command's plain options (an ``argparse`` namespace's ``vars``) but
+    ``ignore``: two processes with the same key write the same units."""
+    from ddkit.io import json_sha256
+
+    plain = (str, int, float, bool, type(None), list, tuple)
+    return json_sha256(
+        {k: v for k, v in options.items() if k not in ignore and isinstance(v, plain)}
+    )[:20]

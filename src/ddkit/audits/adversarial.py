@@ -52,6 +52,7 @@ from ddkit.audits.base import (
     audit_record,
     distil,
     full_data,
+    held_output,
     iterations_of,
     kept_json,
     kept_set,
@@ -464,7 +465,7 @@ class AdversarialAudit(Audit):
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
         epsilons = number_list(args.epsilons, "--epsilons")
@@ -485,28 +486,28 @@ class AdversarialAudit(Audit):
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         sets = _load_sets(paths)  # a bad set folder is refused before --out is created
-        out = ensure_writable_dir(args.out)
-        progress = not args.quiet
-        if methods:
-            sets.update(
-                audit_sets(
-                    splits, methods, ipcs, iterations=iterations, options=options,
-                    seed=args.seed, full=not args.no_full, keep=out, progress=progress,
-                    device=device,
-                )
+        with held_output(args, "adversarial") as out:
+            progress = not args.quiet
+            if methods:
+                sets.update(
+                    audit_sets(
+                        splits, methods, ipcs, iterations=iterations, options=options,
+                        seed=args.seed, full=not args.no_full, keep=out, progress=progress,
+                        device=device,
+                    )
+                )  # fmt: skip
+            elif not args.no_full:
+                sets["full"] = full_data(splits.train)
+            result = adversarial_audit(
+                splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
+                protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
+                max_test=args.max_test, keep=out, progress=progress, device=device,
             )  # fmt: skip
-        elif not args.no_full:
-            sets["full"] = full_data(splits.train)
-        result = adversarial_audit(
-            splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
-            protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            max_test=args.max_test, keep=out, progress=progress, device=device,
-        )  # fmt: skip
-        atomic_write_json(out / "adversarial.json", result)
-        plot_robustness(result, out / "adversarial.png")
-        _print_table(result)
-        print(f"wrote {out / 'adversarial.json'} and {out / 'adversarial.png'}")
-        return 0
+            atomic_write_json(out / "adversarial.json", result)
+            plot_robustness(result, out / "adversarial.png")
+            _print_table(result)
+            print(f"wrote {out / 'adversarial.json'} and {out / 'adversarial.png'}")
+            return 0
 
 
 def _print_table(result: Mapping[str, Any]) -> None:

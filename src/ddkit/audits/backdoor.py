@@ -89,6 +89,7 @@ from ddkit.audits.base import (
     budgets_json,
     check_fraction,
     distil,
+    held_output,
     iterations_of,
     kept_json,
     models_option,
@@ -396,7 +397,7 @@ class BackdoorAudit(Audit):
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
@@ -415,18 +416,18 @@ class BackdoorAudit(Audit):
         check_target(args.target, splits.spec)
         if args.attack == "doorping":
             doorping.check(splits.spec)
-        out = ensure_writable_dir(args.out)
-        result = backdoor_audit(
-            splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
-            target=args.target, iterations=iterations, options=options, doorping=doorping,
-            protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-            device=device, keep=out, progress=not args.quiet,
-        )  # fmt: skip
-        atomic_write_json(out / "backdoor.json", result)
-        plot_backdoor(result, out / "backdoor.png")
-        print(f"{'set':<28} {'ASR':>7} {'clean':>7} (%)")
-        for name, row in result["sets"].items():
-            m = row["mean"]
-            print(f"{name:<28} {100 * m['asr']:7.2f} {100 * m['clean_accuracy']:7.2f}")
-        print(f"wrote {out / 'backdoor.json'} and {out / 'backdoor.png'}")
-        return 0
+        with held_output(args, "backdoor") as out:
+            result = backdoor_audit(
+                splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
+                target=args.target, iterations=iterations, options=options, doorping=doorping,
+                protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
+                device=device, keep=out, progress=not args.quiet,
+            )  # fmt: skip
+            atomic_write_json(out / "backdoor.json", result)
+            plot_backdoor(result, out / "backdoor.png")
+            print(f"{'set':<28} {'ASR':>7} {'clean':>7} (%)")
+            for name, row in result["sets"].items():
+                m = row["mean"]
+                print(f"{name:<28} {100 * m['asr']:7.2f} {100 * m['clean_accuracy']:7.2f}")
+            print(f"wrote {out / 'backdoor.json'} and {out / 'backdoor.png'}")
+            return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,6 +321,20 @@ def add_training_arguments(
 # minutes each. With an output folder, each unit is kept there as soon as it is done, under a
 # key that digests everything it depends on; a re-run of the same command reuses it, and a unit
 # kept under another key (the command changed) is refused rather than silently mixed in.
+
+
+@contextmanager
+def held_output(args: argparse.Namespace, audit: str, *, shared: bool = False) -> Iterator[Path]:
+    """``args.out`` created and held for the block (:func:`ddkit.claims.hold_folder`): a second
+    audit on the folder is refused in one line while this one writes it (with ``shared``, one
+    running the same command joins it: the privacy audit's processes share its networks)."""
+    from ddkit.claims import command_key, hold_folder
+    from ddkit.io import ensure_writable_dir
+
+    out = ensure_writable_dir(args.out)
+    with hold_folder(out, "audit folder", command_key({**vars(args), "audit": audit}),
+                     shared=shared):  # fmt: skip
+        yield out
 
 
 def unit_key(*parts: Any) -> str:

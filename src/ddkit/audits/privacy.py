@@ -53,6 +53,7 @@ from ddkit.audits.base import (
     budgets_json,
     distil,
     full_data,
+    held_output,
     iterations_of,
     models_option,
     random_real,
@@ -508,7 +509,7 @@ class PrivacyAudit(Audit):
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
@@ -529,20 +530,20 @@ class PrivacyAudit(Audit):
             raise ConfigError("the privacy audit trains one architecture: give one --models")
         plan_membership(splits, sources, shadows=args.shadows, pool=args.pool, seed=args.seed,
                         bootstrap=args.bootstrap)  # fmt: skip
-        out = ensure_writable_dir(args.out)
-        result = privacy_audit(
-            splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
-            model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
-            iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
-            seed=args.seed, out=out, progress=not args.quiet, device=device,
-            kept_only=args.kept_only,
-        )  # fmt: skip
-        plot_roc(result, out / "privacy.png")
-        result.pop("_curves")
-        atomic_write_json(out / "privacy.json", result)
-        _print_table(result)
-        print(f"wrote {out / 'privacy.json'} and {out / 'privacy.png'}")
-        return 0
+        with held_output(args, "privacy", shared=True) as out:
+            result = privacy_audit(
+                splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
+                model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
+                iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
+                seed=args.seed, out=out, progress=not args.quiet, device=device,
+                kept_only=args.kept_only,
+            )  # fmt: skip
+            plot_roc(result, out / "privacy.png")
+            result.pop("_curves")
+            atomic_write_json(out / "privacy.json", result)
+            _print_table(result)
+            print(f"wrote {out / 'privacy.json'} and {out / 'privacy.png'}")
+            return 0
 
 
 def _print_table(result: Mapping[str, Any]) -> None:

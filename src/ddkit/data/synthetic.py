@@ -24,6 +24,7 @@ import torch
 
 from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved, image_bytes
 from ddkit.data.dataset import ImageDataset, check_images, class_labels, denormalise
+from ddkit.data.label_budget import decoded_labels, label_tensor_keys, labels_decoded
 from ddkit.data.set_meta import (  # noqa: F401 - META_FILE, SETTINGS_KEY, settings_digest: public here
     MAX_META_BYTES,
     META_FILE,
@@ -52,6 +53,10 @@ from ddkit.viz import feature_histograms, image_grid, series_lines
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return int(t.numel() * t.element_size())
 
 
 def _version() -> str:
@@ -202,35 +207,54 @@ class SyntheticSet:
         return self.extras.get(STORED_IMAGES, self.images)
 
     def storage_bytes(self) -> dict[str, int]:
-        """Bytes of the distilled content per component (stored images, labels, lr, other
-        extras); decoded training images of multi-formation sets are not counted twice. A set
-        whose ``meta['stored_tensors']`` names the extras it is decoded from (RTP's memory, a
-        frequency-domain codec) counts those alone, under ``extras`` (with its labels when the
-        list names ``"labels"``): its images are decoded from them."""
+        """Bytes of the distilled content per component: ``images`` (stored images; decoded
+        training images of multi-formation sets are not counted twice), ``labels`` (the labels
+        as stored: hard int64 or float32 vectors, or their encoded form under a label budget
+        (:mod:`ddkit.data.label_budget`), with per-view labels, view parameters and per-region
+        labels), ``lr``, ``codec`` / ``generator`` (the tensors a set's images are decoded
+        from: a codec's, or a method's generator or memory such as DiM's or RTP's, named by
+        ``meta['stored_tensors']``; its images then count 0), ``extras`` (any other extra
+        tensor, e.g. ZCA matrices) and ``total``. A set whose labels the teacher regenerates
+        (budget ``regen``) counts its hard labels and view parameters here; the teacher's
+        bytes are counted by :func:`ddkit.eval.accounting.storage_report`."""
         named = self.meta.get("stored_tensors")
-        if named:
+        labels = self._label_bytes(own=not named or "labels" in named)  # else decoded with images
+        parts = {"images": 0, "labels": labels, "lr": 4 if self.lr is not None else 0,
+                 "codec": 0, "generator": 0, "extras": 0}  # fmt: skip
+        if named:  # only the named tensors are stored; the images are decoded from them
             missing = [k for k in named if k != "labels" and k not in self.extras]
             if missing:
                 raise DataError(f"the set names stored tensors it lacks: {missing}")
-            tensors = [self.labels if k == "labels" else self.extras[k] for k in named]
-            parts = {
-                "images": 0,
-                "labels": 0,
-                "lr": 4 if self.lr is not None else 0,
-                "extras": sum(t.numel() * t.element_size() for t in tensors),
-            }
-            parts["total"] = sum(parts.values())
-            return parts
-        parts = {
-            "images": self.stored_images.numel() * self.stored_images.element_size(),
-            "labels": self.labels.numel() * self.labels.element_size(),
-            "lr": 4 if self.lr is not None else 0,
-            "extras": sum(
-                t.numel() * t.element_size() for k, t in self.extras.items() if k != STORED_IMAGES
-            ),
-        }
+            source = "codec" if self.meta.get("codec") else "generator"
+            for k in (k for k in named if k != "labels"):
+                parts["extras" if k.startswith("zca.") else source] += _nbytes(self.extras[k])
+        else:
+            parts["images"] = _nbytes(self.stored_images)
+            skip = {STORED_IMAGES, *label_tensor_keys(self.extras)}
+            parts["extras"] = sum(_nbytes(t) for k, t in self.extras.items() if k not in skip)
         parts["total"] = sum(parts.values())
         return parts
+
+    def _label_bytes(self, own: bool = True) -> int:
+        """Bytes of the labels as stored: the label tensor (when ``own`` and not decoded from
+        encoded labels, :func:`~ddkit.data.label_budget.labels_decoded`) and every label extra."""
+        stored = own and not labels_decoded(self.meta, self.extras)
+        return (_nbytes(self.labels) if stored else 0) + sum(
+            _nbytes(self.extras[k]) for k in label_tensor_keys(self.extras)
+        )
+
+    def _labels_encoded(self) -> bool:
+        """Whether the labels are saved as their encoded form alone (a label budget's
+        ``label.*`` / ``view_*`` tensors); labels that no longer decode from it are refused."""
+        decoded = decoded_labels(self.meta, self.extras, self.spec.num_classes)
+        if decoded is None:
+            return False
+        if not torch.equal(decoded, self.labels.cpu()):
+            raise DataError(
+                "the set's labels differ from those its label budget encodes "
+                f"({self.meta['label_budget']}); build it with ddkit.eval.relabel.relabel"
+            )
+        return True
 
     # ------------------------------------------------------------------ files
     def decoded_images(self) -> torch.Tensor | None:
@@ -245,9 +269,9 @@ class SyntheticSet:
         :meth:`load`; any other set is written whole (format version 1, as before)."""
         decoded = self.decoded_images() if compact else None
         omit = decoded is not None and torch.equal(decoded, self.images)
-        tensors = (
-            {"labels": self.labels} if omit else {"images": self.images, "labels": self.labels}
-        )
+        tensors = {} if omit else {"images": self.images}
+        if not self._labels_encoded():
+            tensors["labels"] = self.labels
         if self.lr is not None:
             tensors["lr"] = torch.tensor([self.lr], dtype=torch.float32)
         for k, v in self.extras.items():
@@ -317,10 +341,13 @@ class SyntheticSet:
             FileFormatError,
         )
         decoded = bool(meta.get("images_decoded"))
-        if ("images" not in tensors and not decoded) or "labels" not in tensors:
-            raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+        provenance = meta.get("provenance", {})
+        if labels_decoded(provenance, extras) and "labels" not in tensors:
+            tensors["labels"] = _decode_labels(provenance, extras, spec, tfile)
+        if ("images" not in tensors and not decoded) or "labels" not in tensors:
+            raise FileFormatError(f"{str(tfile)!r} lacks images or labels")
         try:
             images = tensors["images"] if not decoded else _decode(spec, meta, extras, tfile)
             if len(images) != num_images:
@@ -330,7 +357,7 @@ class SyntheticSet:
                 tensors["labels"],
                 spec,
                 lr=lr,
-                meta=meta.get("provenance", {}),
+                meta=provenance,
                 extras=extras,
                 regression=meta.get("label_mode") == "regression",
             )
@@ -545,6 +572,16 @@ def _decode(
             f"{str(where)!r} has no images and names no codec to decode them from"
         )
     return images
+
+
+def _decode_labels(
+    provenance: dict[str, Any], extras: dict[str, torch.Tensor], spec: DatasetSpec, where: Path
+) -> torch.Tensor | None:
+    """The soft labels of a set saved as their encoded form (a label budget)."""
+    try:
+        return decoded_labels(provenance, extras, spec.num_classes)
+    except (DataError, RuntimeError, ValueError) as e:
+        raise FileFormatError(f"{str(where)!r}: its labels cannot be decoded ({e})") from None
 
 
 def resolve_synthetic_path(path: str | os.PathLike) -> Path:

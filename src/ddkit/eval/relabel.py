@@ -28,6 +28,7 @@ recorded in ``meta['label_temperature']``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,16 @@ from torch import nn
 
 from ddkit import distributed
 from ddkit.augment.crops import crop_resize, sample_boxes
+from ddkit.data.label_budget import (
+    IMAGE_PREFIX,
+    VIEW_PREFIX,
+    LabelBudget,
+    decode_probs,
+    decoded_labels,
+    label_tensor_keys,
+    parse_label_budget,
+    view_parts,
+)
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.meter import check_memory
@@ -44,12 +55,13 @@ __all__ = [
     "VIEW_KEYS",
     "decompress_view_labels",
     "expand_views",
+    "regenerate_labels",
     "relabel",
     "teacher_probs",
     "teacher_targets_fn",
 ]
 
-VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices")
+VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices", "view_scale")
 
 
 _TEACHER_BATCH = 512
@@ -101,31 +113,40 @@ def relabel(
     topk: int | None = None,
     scale: tuple[float, float] = (0.25, 1.0),
     flip: bool | None = None,
+    budget: str | None = None,
 ) -> SyntheticSet:
     """A copy of ``syn`` whose labels are the teacher's soft labels at ``temperature``.
 
     ``views = 0``: one probability vector per image. ``views = V > 0``: additionally ``V``
     FKD-style views per image (random-resized crops with area fraction in ``scale``, aspect
     ratio in [3/4, 4/3], horizontal flip unless the dataset is a digit set or ``flip=False``),
-    stored compactly in ``extras`` (:data:`VIEW_KEYS`) with the top-``topk`` probabilities
-    (``None``: all classes). The per-image labels are then the average over the views.
-    ``generator`` draws the views (required when ``views > 0``).
+    stored compactly in ``extras`` (:data:`VIEW_KEYS`). ``generator`` draws the views (required
+    when ``views > 0``; the same draws whatever the budget).
+
+    ``budget`` (:mod:`ddkit.data.label_budget`: ``full``, ``fp16``, ``int8``, ``topk:K[+fp16|
+    +int8]``, ``regen``) says how the probabilities are stored, recorded in
+    ``meta['label_budget']``: per-image labels encoded under ``label.*`` (``labels`` holds them
+    decoded), per-view labels under ``view_*`` with the per-image labels the mean of the
+    decoded views (not stored); ``regen`` stores no probabilities: the labels stay the set's
+    hard labels and the teacher recomputes the soft ones at evaluation
+    (:func:`regenerate_labels`; the teacher is not asked here). ``None`` (the format before
+    budgets): per-image float32 labels; per view the top-``topk`` probabilities (``None``: all
+    classes) in float16 and the per-image labels, the mean of the full views, stored too.
     """
     n, k = len(syn), syn.spec.num_classes
-    extras = {key: v for key, v in syn.extras.items() if key not in VIEW_KEYS}
-    meta = {**syn.meta, "label_temperature": float(temperature), "label_views": int(views)}
+    b = _budget(budget, topk, k)
+    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
+    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    meta |= {"label_temperature": float(temperature), "label_views": int(views)}
     if views < 0:
         raise ConfigError(f"views must be >= 0, got {views}")
     if views == 0:
+        if b is not None and b.regen:
+            return _encoded(syn, syn.hard_labels, b, extras, meta, views=False)
         labels = _sharded_probs(teacher, n, 1, lambda rows: syn.images[rows], temperature, k)
-        return SyntheticSet(
-            syn.images, _renorm(labels), syn.spec, lr=syn.lr, meta=meta, extras=extras
-        )
+        return _encoded(syn, _renorm(labels), b, extras, meta)
     if generator is None:
         raise ConfigError("relabel with views > 0 needs a torch.Generator")
-    kk = k if topk is None or topk >= k else int(topk)
-    if kk < 1:
-        raise ConfigError(f"topk must be >= 1, got {topk}")
     if flip is None:
         from ddkit.augment import default_strategy
 
@@ -142,22 +163,127 @@ def relabel(
         if flip
         else torch.zeros(n * views, dtype=torch.bool)
     )
-
-    def crops(rows: torch.Tensor) -> torch.Tensor:  # view v of image i is row i * views + v
-        return crop_resize(syn.images[rows // views], boxes[rows], (h, w), flips[rows])
-
-    probs = _sharded_probs(teacher, n, views, crops, temperature, k)  # (N*V, K)
-    if kk < k:
-        vals, idx = probs.topk(kk, dim=1)  # sorted, ties broken by torch.topk's order
-        extras["view_indices"] = idx.to(torch.int16).view(n, views, kk)
-    else:
-        vals = probs
-    extras["view_values"] = vals.to(torch.float16).view(n, views, kk)
     extras["view_boxes"] = boxes.to(torch.int16).view(n, views, 4)
     extras["view_flip"] = flips.to(torch.uint8).view(n, views)
-    meta["label_topk"] = kk
-    labels = _renorm(probs.view(n, views, k).mean(1))
-    return SyntheticSet(syn.images, labels, syn.spec, lr=syn.lr, meta=meta, extras=extras)
+    if b is not None and b.regen:
+        return _encoded(syn, syn.hard_labels, b, extras, meta, views=True)
+    probs = _view_probs(syn, teacher, boxes, flips, temperature).view(n, views, k)
+    if b is None:  # the format before budgets: top-k float16 views, float32 per-image labels
+        kk = k if topk is None or topk >= k else int(topk)
+        legacy = LabelBudget(kk if kk < k else None, "fp16")
+        extras |= {VIEW_PREFIX + key: v for key, v in legacy.encode(probs).items()}
+        meta["label_topk"] = kk
+        return _encoded(syn, _renorm(probs.mean(1)), None, extras, meta)
+    return _encoded(syn, probs, b, extras, meta)
+
+
+def _replaced_extras(extras: dict[str, torch.Tensor]) -> set[str]:
+    """The label extras a new labelling replaces (region labels, from the method, are kept)."""
+    return {key for key in label_tensor_keys(extras) if key != "region_labels"}
+
+
+def _budget(budget: str | None, topk: int | None, k: int) -> LabelBudget | None:
+    """The parsed ``budget`` (``None``: the format before budgets), or a one-line refusal."""
+    if topk is not None and topk < 1:
+        raise ConfigError(f"topk must be >= 1, got {topk}")
+    if budget is None:
+        return None
+    if topk is not None:
+        raise ConfigError(f"give the top-k in the label budget (topk:{topk}), not both")
+    return parse_label_budget(budget).for_classes(k)
+
+
+def _encoded(
+    syn: SyntheticSet,
+    probs: torch.Tensor,
+    b: LabelBudget | None,
+    extras: dict[str, torch.Tensor],
+    meta: dict,
+    views: bool | None = None,
+) -> SyntheticSet:
+    """``syn`` with labels ``probs`` (per image ``(N, K)``, per view ``(N, V, K)``, or hard
+    labels under ``regen``) stored under budget ``b`` (``None``: as they are); ``views``: the
+    set has per-view labels (default: ``probs`` is per view)."""
+    views = probs.ndim == 3 if views is None else views
+    if b is not None:
+        meta |= {"label_budget": b.spelling, "label_storage": _storage_note(b, views)}
+    if b is not None and not b.regen and (views or b.spelling != "full"):
+        prefix = VIEW_PREFIX if views else IMAGE_PREFIX
+        extras |= {prefix + key: v for key, v in b.encode(probs).items()}
+        probs = decoded_labels(meta, extras, syn.spec.num_classes).to(syn.images.device)
+    return SyntheticSet(syn.images, probs, syn.spec, lr=syn.lr, meta=meta, extras=extras)
+
+
+def _storage_note(b: LabelBudget, views: bool) -> str:
+    """What the set's label bytes count (``meta['label_storage']``)."""
+    if b.regen:
+        return (
+            "hard labels (int64)"
+            + (" and each view's crop box (int16 x4) and flip (uint8)" if views else "")
+            + "; the soft labels are recomputed by the recorded teacher (teacher_dir), whose "
+            "weight bytes storage_report counts under 'teacher'"
+        )
+    where = "per view (view_*; per-image labels: their mean, not stored)" if views else "per image"
+    return f"{b.spelling} probabilities {where}"
+
+
+def _view_probs(
+    syn: SyntheticSet,
+    teacher: nn.Module,
+    boxes: torch.Tensor,
+    flips: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """The teacher's probabilities ``(N * V, K)`` of every stored view (row ``i * V + v``: view
+    ``v`` of image ``i``, crop ``boxes[row]``, flipped where ``flips[row]``)."""
+    n, k = len(syn), syn.spec.num_classes
+    views = len(boxes) // max(n, 1)
+    hw = syn.spec.image_size
+
+    def crops(rows: torch.Tensor) -> torch.Tensor:
+        return crop_resize(syn.images[rows // views], boxes[rows], hw, flips[rows])
+
+    return _sharded_probs(teacher, n, views, crops, temperature, k)
+
+
+def regenerate_labels(
+    syn: SyntheticSet,
+    teacher: Any = None,
+    device: torch.device | str = "cpu",
+    *,
+    budget: str = "full",
+) -> SyntheticSet:
+    """The soft labels of a set saved with label budget ``regen``, recomputed by the teacher
+    (FKD-style: Shen & Xing, ECCV 2022, store crop coordinates and ask the teacher again).
+
+    ``teacher``: a module or network source, or else the set's ``meta['teacher_dir']``
+    (:func:`~ddkit.eval.teacher.resolve_teacher`, which checks the recorded SHA-256). The views
+    are the stored crops and flips and the temperature ``meta['label_temperature']``, so the
+    labels equal those :func:`relabel` would have stored with the same teacher and generator;
+    they are held under ``budget`` (default ``full``). The result trains like any soft-label
+    set (:func:`ddkit.eval.evaluate`)."""
+    from ddkit.eval.teacher import resolve_teacher
+
+    if syn.meta.get("label_budget") != "regen":
+        raise DataError("this set stores its labels (label budget is not 'regen'): use it as it is")
+    b = parse_label_budget(budget).for_classes(syn.spec.num_classes)
+    if b.regen:
+        raise ConfigError("regenerate_labels needs a budget that stores probabilities, not regen")
+    net, _ = resolve_teacher(syn, teacher, device)
+    temperature = float(syn.meta.get("label_temperature", 1.0))
+    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
+    meta = {**syn.meta, "labels_regenerated": True}
+    n, k = len(syn), syn.spec.num_classes
+    if "view_boxes" not in syn.extras:
+        probs = _sharded_probs(net, n, 1, lambda rows: syn.images[rows], temperature, k)
+        return _encoded(syn, _renorm(probs), b, extras, meta)
+    boxes = syn.extras["view_boxes"]
+    extras |= {key: syn.extras[key] for key in ("view_boxes", "view_flip")}
+    views = boxes.shape[1]
+    flat = boxes.long().reshape(n * views, 4)
+    flips = syn.extras["view_flip"].bool().reshape(n * views)
+    probs = _view_probs(syn, net, flat, flips, temperature).view(n, views, k)
+    return _encoded(syn, probs, b, extras, meta)
 
 
 def _sharded_probs(
@@ -187,23 +313,11 @@ def _sharded_probs(
 
 
 def decompress_view_labels(syn: SyntheticSet) -> torch.Tensor:
-    """Per-view probability vectors ``(N, V, K)`` float32 from the compact extras."""
+    """Per-view probability vectors ``(N, V, K)`` float32 from the compact extras
+    (:func:`ddkit.data.label_budget.decode_probs`)."""
     if "view_values" not in syn.extras:
         raise DataError("this set has no per-view soft labels (relabel with views > 0)")
-    vals = syn.extras["view_values"].float()
-    n, v, kk = vals.shape
-    k = syn.spec.num_classes
-    if "view_indices" not in syn.extras:
-        if kk != k:
-            raise DataError(
-                f"view labels have {kk} values but the set has {k} classes and no indices"
-            )
-        return _renorm(vals.reshape(n * v, k)).view(n, v, k)
-    idx = syn.extras["view_indices"].long()
-    rest = (1.0 - vals.sum(-1, keepdim=True)).clamp_min(0.0) / max(k - kk, 1)
-    full = rest.expand(n, v, k).clone()
-    full.scatter_(-1, idx, vals)
-    return _renorm(full.reshape(n * v, k)).view(n, v, k)
+    return decode_probs(view_parts(syn.extras), syn.spec.num_classes)
 
 
 def expand_views(syn: SyntheticSet) -> SyntheticSet:

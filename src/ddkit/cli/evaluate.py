@@ -31,6 +31,13 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         help="evaluate by learners instead: comma-separated logreg,knn,rf,gb,xgboost,mlp "
         "(the default on tables: all but xgboost)",
     )
+    e.add_argument(
+        "--teacher",
+        default=None,
+        metavar="SOURCE",
+        help="the teacher of a protocol whose targets come from one (teacher-kd): a `ddkit "
+        "teacher` folder, file:PATH or hf:PATH_OR_NAME (default: the one the set records)",
+    )
     e.add_argument("--dataset", default=None, help="dataset of the test split (default: the set's)")
     e.add_argument(
         "--precision",
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         protocol=args.protocol, models=args.models, learners=args.learners, runs=args.runs,
         epochs=args.epochs, seed=args.seed, groups=args.groups, precision=args.precision,
-        compile=args.compile, device=args.device, progress=not args.quiet,
+        compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
     )  # fmt: skip
     evaluation = evaluate_set(
         saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset

@@ -36,7 +36,9 @@ class EvalSettings:
     ``groups``, ``precision``, ``compile``, ``device`` (a torch device or its name; default:
     the session's) and ``progress`` are for evaluation by networks; ``learners`` (names, or
     comma-separated) evaluates by learners instead. ``runs`` and ``epochs`` override the
-    evaluator's; the same ``seed`` gives the same report.
+    evaluator's; the same ``seed`` gives the same report. ``teacher`` (a module, a folder or a
+    network source such as ``file:PATH``; default: the set's) serves protocols whose targets
+    come from a teacher.
     """
 
     protocol: str | EvalProtocol | None = None
@@ -50,6 +52,7 @@ class EvalSettings:
     compile: bool = False
     device: Any = None
     progress: ProgressSetting = False
+    teacher: Any = None
 
 
 @dataclass
@@ -109,6 +112,7 @@ def _by_networks(
     report = evaluate(
         syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
         progress=s.progress, groups=s.groups, device=distributed.named_device(s.device),
+        teacher=s.teacher,
     )  # fmt: skip
     p = report.protocol
     heading = (
@@ -154,7 +158,8 @@ def _refuse_network_settings(s: EvalSettings, modality: str) -> None:
     """Settings of the networks' evaluation that learners would ignore are refused, in one
     line, named by their flags."""
     flags = {"--protocol": s.protocol, "--models": s.models, "--groups": s.groups,
-             "--precision": s.precision, "--compile": s.compile}  # fmt: skip
+             "--precision": s.precision, "--compile": s.compile,
+             "--teacher": s.teacher}  # fmt: skip
     given = [flag for flag, value in flags.items() if value]
     if given:
         fix = "name networks in --learners" if given[0] == "--models" else "drop it"

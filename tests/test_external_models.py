@@ -203,6 +203,14 @@ def test_an_hf_backbone_and_a_checkpoint_without_its_head(tiny, tmp_path):
     assert body.record.num_classes is None
     with pytest.raises(ConfigError, match="backbone without a classification head"):
         body.module(tiny.train.images[:3])
+    from ddkit.eval.teacher import resolve_teacher
+
+    source = f"hf:{tmp_path / 'body'}"
+    net, where = resolve_teacher(teacher=source, spec=tiny.train.spec, backbone=True)
+    assert where == source
+    torch.testing.assert_close(
+        net.embed(tiny.train.images[:3]), body.module.embed(tiny.train.images[:3])
+    )
 
 
 def test_hf_refusals_are_one_line(tiny, tmp_path, monkeypatch):

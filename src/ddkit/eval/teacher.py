@@ -448,13 +448,21 @@ def cached_teacher(
 
 
 def resolve_teacher(
-    syn: SyntheticSet | None = None, teacher: Any = None, device: torch.device | str = "cpu"
+    syn: SyntheticSet | None = None,
+    teacher: Any = None,
+    device: torch.device | str = "cpu",
+    *,
+    spec: DatasetSpec | None = None,
+    backbone: bool = False,
 ) -> tuple[nn.Module, str | None]:
     """A teacher module from ``teacher`` (a module, a ``ddkit teacher`` folder or any network
     source: ``file:PATH``, ``hf:PATH``, ... -- :func:`ddkit.models.external.load_network`) or
     else from ``syn.meta['teacher_dir']``, whose weights must still have the SHA-256 the set
-    recorded in ``meta['teacher']``. Returns ``(module in eval mode, source or None)``; the
-    source of a folder is the folder's path as given."""
+    recorded in ``meta['teacher']``. ``spec`` (default: the set's) is the data the teacher will
+    see (its class count checked, its normalisation converted for a Hugging Face model);
+    ``backbone``: only the features are wanted (a headless model is taken, the class count not
+    checked). Returns ``(module in eval mode, source or None)``; the source of a folder is the
+    folder's path as given."""
     from ddkit.models.external import is_source, load_network
 
     if isinstance(teacher, nn.Module):
@@ -468,7 +476,7 @@ def resolve_teacher(
         )
     recorded = meta.get("teacher") if teacher is None else None
     sha = recorded.get("sha256") if isinstance(recorded, dict) else None
-    spec = syn.spec if syn is not None else None
-    net = load_network(source, spec=spec, device=device, sha256=sha).module
+    spec = spec if spec is not None or syn is None else syn.spec
+    net = load_network(source, spec=spec, device=device, sha256=sha, backbone=backbone).module
     name = os.fspath(source)
     return net, name if is_source(name) else str(Path(name))

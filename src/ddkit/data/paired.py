@@ -491,7 +491,7 @@ for _name, (_base, _digits) in BENCHMARKS.items():
     _where = "embedded" if _base in ("digits", "mnist5k") else "data root"
     register_dataset(
         _name,
-        needs_root=_base not in ("digits", "mnist5k"),
+        needs_root=getattr(DATASETS.get(_base), "needs_root", False),
         modality="paired",
         help=f"synthetic caption benchmark: {_base} painted, captions from templates ({_where})",
     )(_refuse_as_classes(_name))

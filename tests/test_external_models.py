@@ -122,6 +122,12 @@ def test_file_refusals_are_one_line(tiny, tmp_path):
         with pytest.raises(error) as e:
             load_network(source, spec=s)
         assert words in _one_line(e), (source, str(e.value))
+    # as a backbone the class count is the checkpoint's own
+    body = load_network(f"file:{tmp_path / 't.pt'}#{MODEL}", spec=three.train.spec, backbone=True)
+    assert body.record.num_classes == 10
+    assert torch.equal(
+        body.module.embed(three.train.images[:2]), _net().embed(three.train.images[:2])
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [
             "t.safetensors",
@@ -216,10 +222,13 @@ def test_an_hf_backbone_and_a_checkpoint_without_its_head(tiny, tmp_path):
 def test_hf_refusals_are_one_line(tiny, tmp_path, monkeypatch):
     _hf_vit(tmp_path / "vit5", labels=5)
     (tmp_path / "empty").mkdir()
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('{"model_type": "no-such-architecture"}')
     cases = [
         (f"hf:{tmp_path / 'vit5'}", ConfigError, "5 classes"),
         (f"hf:{tmp_path / 'empty'}", FileFormatError, "no config.json"),
         ("hf:nobody/no-such-model-here", FileFormatError, "offline"),
+        (f"hf:{tmp_path / 'odd'}", FileFormatError, "no config transformers reads"),
         (f"file:{tmp_path / 'vit5'}", FileFormatError, f"use hf:{tmp_path / 'vit5'}"),
     ]
     for source, error, words in cases:

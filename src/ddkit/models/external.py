@@ -204,7 +204,7 @@ def _from_file(rest: str, spec: DatasetSpec | None, backbone: bool) -> ExternalN
             f"checkpoint {str(path)!r} does not name its architecture: write file:{path}#MODEL "
             "(a registered model, e.g. convnet3-bn)"
         )
-    net = _build(path, model, state, _geometry(path, meta, spec, backbone))
+    net = _build(path, model, state, _geometry(path, meta, spec, backbone), backbone)
     source = f"file:{path}" + ("" if meta.get("ddkit.model") == model else f"#{model}")
     record = NetworkRecord(
         source, "file", model, int(net.num_classes_), tuple(net.input_shape),
@@ -317,10 +317,15 @@ def _geometry(
 
 
 def _build(
-    path: Path, model: str, state: dict[str, torch.Tensor], geometry: tuple[int, int, Any]
+    path: Path,
+    model: str,
+    state: dict[str, torch.Tensor],
+    geometry: tuple[int, int, Any],
+    backbone: bool,
 ) -> nn.Module:
     """Registered ``model`` for ``geometry`` with ``state`` loaded (strictly); the global RNG
-    is left as it was. A classifier of another width is a class-count refusal."""
+    is left as it was. A classifier of another width is a class-count refusal (for a
+    ``backbone``, the model is built with the checkpoint's classes instead)."""
     from ddkit.models import create_model
 
     classes, channels, size = geometry
@@ -331,6 +336,8 @@ def _build(
         want = expected.get(key)
         if key.startswith("classifier.") and want is not None and value.shape != want.shape:
             if value.ndim >= 1 and value.shape[1:] == want.shape[1:]:
+                if backbone:
+                    return _build(path, model, state, (value.shape[0], *geometry[1:]), False)
                 raise ConfigError(
                     f"checkpoint {str(path)!r} has {value.shape[0]} classes; the dataset has "
                     f"{classes} (use a network trained on this dataset's classes)"

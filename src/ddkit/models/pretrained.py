@@ -74,7 +74,8 @@ class PixelAdapter(nn.Module):
                            ("out_std", std)):  # fmt: skip
             t = torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1)
             self.register_buffer(key, t, persistent=False)
-        self.input_shape = (c, *(spec.image_size if spec is not None else size or (0, 0)))
+        if spec is not None or size is not None:  # what forward() takes, where it is known
+            self.input_shape = (c, *(spec.image_size if spec is not None else size))
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         """The network's input for ddkit rows ``x``."""
@@ -120,7 +121,10 @@ def _head_input(head: nn.Module) -> Callable[[nn.Module, torch.Tensor], torch.Te
 def from_hf(rest: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     transformers = require_extra("transformers", "transformers", f"network source hf:{rest}")
     folder = hf_folder(transformers, rest)
-    config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise FileFormatError(f"hf:{rest} has no config transformers reads ({_first(e)})") from None
     net, head = _hf_model(transformers, folder, rest, backbone)
     classes = int(config.num_labels) if head is not None else None
     if spec is not None and classes is not None and not backbone:

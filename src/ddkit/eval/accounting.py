@@ -36,15 +36,14 @@ from typing import Any
 import torch
 
 from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.label_budget import IMAGE_PREFIX, label_tensor_keys, labels_decoded
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.evaluate import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.eval.relabel import VIEW_KEYS, relabel
+from ddkit.eval.relabel import regenerate_labels, relabel
 
 __all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
-
-LABEL_EXTRAS = (*VIEW_KEYS, "region_labels")
 
 
 def dataset_bytes(data: ImageDataset) -> int:
@@ -67,15 +66,18 @@ def storage_report(
 
     * ``images``: the stored images (float32);
     * ``labels``: protocols with ``targets="hard"``: one int64 class per image; ``"stored"``:
-      the labels as stored (soft ``N x K`` float32); ``"teacher"``: 0 (the teacher supplies
-      every target);
-    * ``view_labels``: FKD per-view labels in ``extras`` (view boxes, flips, top-k values and
-      indices) and per-region labels, when the protocol trains on stored labels;
+      the labels as stored (soft ``N x K`` float32, or their encoded form under a label budget,
+      :mod:`ddkit.data.label_budget`; nothing for labels decoded from per-view labels);
+      ``"teacher"``: 0 (the teacher supplies every target);
+    * ``view_labels``: FKD per-view labels in ``extras`` (view boxes, flips, encoded values,
+      indices and scales) and per-region labels, when the protocol trains on stored labels;
     * ``lr``: 4 bytes for a learned lr the protocol uses; ``extras``: any other extra tensor;
-    * ``teacher``: the teacher's weights when the protocol needs a teacher (``teacher_bytes``,
-      or the size of ``meta['teacher_dir']/teacher.safetensors``).
+    * ``teacher``: the teacher's weights when the protocol needs a teacher, or trains on
+      stored labels the teacher regenerates (label budget ``regen``): ``teacher_bytes``, or
+      the bytes of ``meta['teacher_dir']`` (:func:`ddkit.eval.teacher.teacher_bytes`).
 
-    Also returns ``stored`` (everything in the set) and ``ratio = total / train_size_bytes``.
+    Also returns ``stored`` (everything in the set), ``ratio = total / train_size_bytes`` and
+    the set's ``label_budget`` where it has one.
     """
     if train_size_bytes <= 0:
         raise ConfigError(f"train_size_bytes must be > 0, got {train_size_bytes}")
@@ -83,16 +85,19 @@ def storage_report(
     n = len(syn)
     from ddkit.data.synthetic import STORED_IMAGES
 
-    label_extras = sum(_nbytes(v) for k, v in syn.extras.items() if k in LABEL_EXTRAS)
+    keys = set(label_tensor_keys(syn.extras))
+    image_keys = {k for k in keys if k.startswith(IMAGE_PREFIX)}
     other_extras = sum(
-        _nbytes(v) for k, v in syn.extras.items() if k not in LABEL_EXTRAS and k != STORED_IMAGES
+        _nbytes(v) for k, v in syn.extras.items() if k not in keys and k != STORED_IMAGES
     )
     if p.targets == "hard":
         labels, views = n * 8, 0
     elif p.needs_teacher:
         labels, views = 0, 0
     else:
-        labels, views = _nbytes(syn.labels), label_extras
+        own = 0 if labels_decoded(syn.meta, syn.extras) else _nbytes(syn.labels)
+        labels = own + sum(_nbytes(syn.extras[k]) for k in image_keys)
+        views = sum(_nbytes(syn.extras[k]) for k in keys - image_keys)
     parts = {
         "images": _nbytes(syn.stored_images),
         "labels": labels,
@@ -101,6 +106,7 @@ def storage_report(
         "extras": other_extras,
         "teacher": _teacher_bytes(syn, p, teacher_bytes),
     }
+    budget = syn.meta.get("label_budget")
     total = sum(parts.values())
     return {
         **parts,
@@ -109,12 +115,15 @@ def storage_report(
         "train_bytes": int(train_size_bytes),
         "ratio": total / train_size_bytes,
         "protocol": p.name,
+        **({"label_budget": budget} if budget else {}),
     }
 
 
 def _teacher_bytes(syn: SyntheticSet, p: EvalProtocol, given: int | None) -> int:
-    """The teacher's weight bytes when ``p`` needs a teacher (``given`` or from its folder)."""
-    if not p.needs_teacher:
+    """The teacher's weight bytes when ``p`` needs a teacher, or trains on stored labels that
+    the teacher regenerates (label budget ``regen``): ``given`` or from its folder / source."""
+    regen = p.targets == "stored" and syn.meta.get("label_budget") == "regen"
+    if not (p.needs_teacher or regen):
         return 0
     if given is not None:
         return int(given)
@@ -254,13 +263,10 @@ def _relabel_like(
     temp = float(syn.meta.get("label_temperature", 1.0))
     views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
     g = torch.Generator().manual_seed(int(seed) + 1)
-    topk = syn.meta.get("label_topk") if views else None
-    return [
-        r
-        if r.soft
-        else relabel(r, teacher, temp, views=views, generator=g if views else None, topk=topk)
-        for r in sets
-    ]
+    budget = syn.meta.get("label_budget")
+    topk = syn.meta.get("label_topk") if views and budget is None else None
+    kw = {"generator": g if views else None, "topk": topk, "budget": budget}
+    return [r if r.soft else relabel(r, teacher, temp, views=views, **kw) for r in sets]
 
 
 def _full_accuracy(
@@ -342,10 +348,13 @@ def ranking_scores(
     t0 = time.perf_counter()
     ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)
     pn = _no_aug(ps)
-    relabel_random = ps.uses_stored_labels and syn.soft
+    regen = ps.uses_stored_labels and syn.meta.get("label_budget") == "regen"
+    relabel_random = ps.uses_stored_labels and (syn.soft or regen)
     net = None
     if ps.needs_teacher or relabel_random:
         net, _ = resolve_teacher(syn, teacher, device)
+    if regen:  # the soft labels the set's crops and teacher give (FKD-style regeneration)
+        syn = regenerate_labels(syn, net, device)
     rdms = _random_sets(syn, splits.train, seed, random_set, random_draws)
     if relabel_random:
         rdms = _relabel_like(syn, rdms, net, seed)

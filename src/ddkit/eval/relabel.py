@@ -54,6 +54,7 @@ from ddkit.models import predict
 __all__ = [
     "VIEW_KEYS",
     "decompress_view_labels",
+    "encode_labels",
     "expand_views",
     "regenerate_labels",
     "relabel",
@@ -175,6 +176,20 @@ def relabel(
         meta["label_topk"] = kk
         return _encoded(syn, _renorm(probs.mean(1)), None, extras, meta)
     return _encoded(syn, probs, b, extras, meta)
+
+
+def encode_labels(syn: SyntheticSet, budget: str) -> SyntheticSet:
+    """``syn`` (soft labels ``(N, K)``, e.g. a method's own) with its labels stored under
+    label budget ``budget`` (:mod:`ddkit.data.label_budget`; not ``regen``, which needs the
+    labels to be the teacher's on the stored images or views: :func:`relabel`)."""
+    if not syn.soft or syn.regression:
+        raise DataError("a label budget stores probability vectors; this set has none")
+    b = _budget(budget, None, syn.spec.num_classes)
+    if b is None or b.regen:
+        raise ConfigError("encode_labels stores probabilities; for regen relabel with the teacher")
+    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
+    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    return _encoded(syn, syn.labels, b, extras, meta, views=False)
 
 
 def _replaced_extras(extras: dict[str, torch.Tensor]) -> set[str]:

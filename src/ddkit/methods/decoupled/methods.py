@@ -26,6 +26,10 @@ and what was loaded (SHA-256 of the weights, classes, input size) in ``meta['tea
 Labels (``labels``): ``"soft"`` (default) stores the teacher's probabilities at
 ``label_temperature`` per image; ``"views"`` stores FKD-style per-view labels compactly
 (:func:`ddkit.eval.relabel.relabel`); ``"hard"`` stores the class each image was made for.
+``label_budget`` says how soft labels are stored (:mod:`ddkit.data.label_budget`: ``full``,
+``fp16``, ``int8``, ``topk:K`` with ``+fp16`` / ``+int8``, or ``regen``: only the views' crops,
+the teacher recomputing the labels at evaluation); ``auto`` keeps the format from before budgets
+(float32 per image, top-``label_topk`` float16 per view).
 A soft label's argmax may disagree with that class (``SyntheticSet.hard_labels`` is the
 argmax); ``meta['label_agreement']`` reports how often they agree.
 
@@ -53,9 +57,10 @@ import torch.nn.functional as F
 from ddkit import distributed
 from ddkit.augment.crops import crop_resize, sample_boxes
 from ddkit.data.dataset import ImageDataset, class_labels
+from ddkit.data.label_budget import parse_label_budget
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.relabel import relabel, teacher_probs
+from ddkit.eval.relabel import encode_labels, relabel, teacher_probs
 from ddkit.eval.teacher import DEFAULT_MODEL, cached_teacher
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import initial_images, summed_over_ranks
@@ -113,6 +118,10 @@ class TeacherConfig(MethodConfig):
     label_temperature: float = 4.0
     label_views: int = 4  # views per image when labels == "views"
     label_topk: int = 0  # top-k stored per view (0: all classes)
+    # how soft labels are stored (ddkit.data.label_budget): full, fp16, int8, topk:K[+fp16|+int8],
+    # regen (the teacher recomputes them at evaluation); auto: float32 per image, label_topk
+    # float16 per view (as before label budgets)
+    label_budget: str = "auto"
 
     rules = {
         "teacher_epochs": AT_LEAST_ONE,
@@ -125,6 +134,20 @@ class TeacherConfig(MethodConfig):
         "label_topk": Alias("label_topk", lambda v, _: 0 if v is None else v),
         "teacher_dir": Alias("teacher", lambda v, _: "auto" if v is None else v),
     }
+
+    def check(self) -> None:
+        if self.label_budget == "auto":
+            return
+        parse_label_budget(self.label_budget)
+        if self.labels == "hard":
+            raise ConfigError(
+                f"label_budget={self.label_budget} needs soft labels; labels='hard' stores no "
+                "probabilities (use labels='soft' or 'views', or drop label_budget)"
+            )
+        if self.label_topk:
+            raise ConfigError(
+                f"give the top-k in label_budget (topk:{self.label_topk}), not label_topk too"
+            )
 
 
 class _TeacherMethod(Distiller):
@@ -169,13 +192,15 @@ class _TeacherMethod(Distiller):
         cfg = self.config
         spec = self.train_.spec
         syn = SyntheticSet(images, classes, spec, meta=self._teacher_meta())
+        budget = None if cfg.label_budget == "auto" else cfg.label_budget
         if cfg.labels == "hard":
             return syn
         if cfg.labels == "soft" and probs is not None:
             meta = {**syn.meta, "label_temperature": float(cfg.label_temperature), "label_views": 0}
             out = SyntheticSet(images, probs / probs.sum(1, keepdim=True), spec, meta=meta)
+            out = out if budget is None else encode_labels(out, budget)
         elif cfg.labels == "soft":
-            out = relabel(syn, self.teacher_, cfg.label_temperature)
+            out = relabel(syn, self.teacher_, cfg.label_temperature, budget=budget)
         else:
             g = torch.Generator().manual_seed(int(self.state_["relabel_seed"]))
             out = relabel(
@@ -184,9 +209,11 @@ class _TeacherMethod(Distiller):
                 cfg.label_temperature,
                 views=cfg.label_views,
                 generator=g,
-                topk=cfg.label_topk or None,
+                topk=(cfg.label_topk or None) if budget is None else None,
+                budget=budget,
             )
-        out.meta["label_agreement"] = float((out.hard_labels == classes).float().mean())
+        if out.soft:
+            out.meta["label_agreement"] = float((out.hard_labels == classes).float().mean())
         return out
 
 
@@ -568,6 +595,7 @@ class RDED(_TeacherMethod):
         }
 
         def check(self) -> None:
+            super().check()
             if not 0 < self.scale[0] <= self.scale[1] <= 1:
                 raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
 
@@ -589,8 +617,13 @@ class RDED(_TeacherMethod):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg = self.config
-        self._init_teacher(train)
         f = self._factor(train)
+        if f > 1 and cfg.labels == "soft" and cfg.label_budget == "regen":
+            raise ConfigError(
+                "label_budget=regen recomputes labels from the stored images or views, not "
+                f"RDED's per-region labels (factor {f}): use labels='views' or another budget"
+            )
+        self._init_teacher(train)
         n_patch = ipc * f * f
         h, w = train.spec.image_size
         ph, pw = h // f, w // f

@@ -281,6 +281,11 @@ def test_karpathy_layouts_restval_is_train(tmp_path, kind):
     assert splits.train.num_captions == 6 and is_paired(tmp_path) and is_paired(file)
     if kind == "coco":
         assert splits.train.image_ids[0] == "train2014/img0.png"
+    by_name = load_paired_splits(kind, root=str(tmp_path))  # --dataset coco --root PATH
+    assert torch.equal(by_name.test.images, splits.test.images) and is_paired(kind)
+    refused(ConfigError, r"takes no captions_per_image", kind, root=str(tmp_path),
+            captions_per_image=2)  # fmt: skip
+    refused(ConfigError, r"pass root=PATH", kind)
     # images elsewhere: image_root
     moved = tmp_path / "elsewhere"
     moved.mkdir()
@@ -405,7 +410,7 @@ def digits():
 
 
 def test_caption_benchmark_captions_describe_what_is_painted(digits):
-    from ddkit.data.paired import COLOUR_NAMES
+    from ddkit.data.captioned import COLOUR_NAMES
 
     train = digits.train
     assert train.num_captions == 3 * len(train) and len(digits.test) > 0
@@ -448,6 +453,8 @@ def test_caption_benchmark_is_a_paired_dataset_the_class_loader_refuses():
     assert "\n" not in str(err.value)
     refused(ConfigError, r"captions_per_image must be an integer in \[1, 8\]", "captioned-digits",
             captions_per_image=9)  # fmt: skip
+    refused(ConfigError, r"'captioned-digits' takes no image_size", "captioned-digits",
+            image_size=16)  # fmt: skip
 
 
 def test_every_refusal_here_is_a_ddkit_error(tmp_path):

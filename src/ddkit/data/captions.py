@@ -51,7 +51,7 @@ from ddkit.data.folders import (
     image_size_of,
     plan_decode,
 )
-from ddkit.data.paired import RawPairs
+from ddkit.data.paired import PairedOptions, RawPairs, register_paired
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 from ddkit.io import read_regular_file
 from ddkit.meter import check_memory
@@ -386,3 +386,38 @@ def _decode(
         out[split] = RawPairs(x, [im.captions for _, im in items], [i for i, _ in items])
     progress.close()
     return out
+
+
+# ----------------------------------------------------------------- names
+
+
+def _root_reader(name: str, file: str | None):  # noqa: ANN202 - a PairedReader
+    """The reader of dataset ``name``: any layout at ``root``, or the split file ``file``
+    (at ``root``, or ``root`` itself)."""
+
+    def read(options: PairedOptions) -> dict[str, RawPairs]:
+        options.refuse(name, "captions_per_image")
+        if options.root is None:
+            raise ConfigError(f"dataset {name!r} reads files from disk: pass root=PATH (--root)")
+        path = Path(options.root).expanduser()
+        if file is not None and path.is_dir():
+            if not (path / file).is_file():
+                raise ConfigError(
+                    f"{name}: no {file} in {str(path)!r}; pass the folder holding the Karpathy "
+                    "split file (or the file itself) as root"
+                )
+            path = path / file
+        return read_paired(path, image_size=options.image_size, image_root=options.image_root)
+
+    return read
+
+
+for _name, _file, _help in (
+    ("captions", None, "image-caption pairs: a .csv / .jsonl file, a save_to_disk folder or a "
+     "Karpathy split file (root)"),
+    ("coco", "dataset_coco.json", "COCO captions, Karpathy split (root: dataset_coco.json and "
+     "the image folders)"),
+    ("flickr30k", "dataset_flickr30k.json", "Flickr30k captions, Karpathy split (root: "
+     "dataset_flickr30k.json; images there or under image_root)"),
+):  # fmt: skip
+    register_paired(_name, _root_reader(_name, _file), needs_root=True, help=_help)

@@ -9,36 +9,34 @@ never by caption, so no image of the test split is seen in training through anot
 Where paired data comes from:
 
 * :func:`paired_from_arrays`: images and a list of captions per image, from Python;
-* :func:`load_paired` / :func:`load_paired_splits` with a name or a path:
+* :func:`load_paired_splits` (every split) / :func:`load_paired` (one) with a registered name
+  (:data:`PAIRED_READERS`, :func:`register_paired`) or a path:
 
   - ``captioned-digits``, ``captioned-mnist5k`` (embedded), ``captioned-mnist``,
-    ``captioned-fashionmnist`` (read from ``root`` as their base datasets are): a **synthetic
-    caption benchmark** that needs no download. Each image of the base dataset is painted with
-    an object colour and a background colour drawn from ``seed``, and gets
-    ``captions_per_image`` (default 5) captions composed from what it shows (the digit or
-    garment, its colour, the background colour) in phrasings drawn from ``seed``. The captions
-    are generated from templates, not written by people: recall on it measures whether a
-    method keeps the attributes, not language understanding. Same name and seed, same data.
-  - a path: a CSV or JSONL file of image paths and captions, a Hugging Face ``datasets``
-    folder (``save_to_disk``) with an image and a text column, or a folder holding the
-    Karpathy split file of COCO or Flickr30k (``dataset_coco.json`` / ``dataset_flickr30k.json``)
-    and the images: :mod:`ddkit.data.captions` reads them.
+    ``captioned-fashionmnist`` (their base read as it always is): a **synthetic caption
+    benchmark** that needs no download, captions composed from templates out of what each
+    painted image shows (:mod:`ddkit.data.captioned`);
+  - ``captions``, ``coco``, ``flickr30k`` with ``root=PATH``, or the path itself: a CSV or
+    JSONL file of image paths and captions, a Hugging Face ``datasets`` folder
+    (``save_to_disk``), or the Karpathy split file of COCO / Flickr30k with its images
+    (:mod:`ddkit.data.captions`).
 
 Captions become token ids through a :class:`~ddkit.data.tokenize.Tokenizer` (``"word"``: built
 from the train split's captions, offline; ``"hf:PATH"``: a local Hugging Face tokenizer); every
 split of a dataset shares the train split's tokenizer and normalisation.
 
-How the command line dispatches (for the methods' side): the paired names are registered as
-datasets of modality ``"paired"`` (:func:`ddkit.methods.base.dataset_modality` gives
-``"paired"``; :func:`is_paired` also knows paths), and :func:`ddkit.data.load_dataset` refuses
-them in one line, because pairs have no labels to build an ``ImageDataset`` from. A command
-that gets ``--dataset NAME_OR_PATH`` asks :func:`is_paired` and, where it is, calls
-``load_paired_splits(NAME_OR_PATH, root=..., image_size=..., tokenizer=..., seed=...)``.
+How the command line dispatches (for the methods' side): every paired name is also a dataset
+name of modality ``"paired"`` (``ddkit list``; :func:`ddkit.methods.base.dataset_modality`
+gives ``"paired"``) that :func:`ddkit.data.load_dataset` refuses in one line, because pairs
+have no labels to build an ``ImageDataset`` from. A command given ``--dataset NAME_OR_PATH``
+asks :func:`is_paired` (names and paths) and, where it is, calls
+``load_paired_splits(NAME_OR_PATH, root=args.root, image_size=..., tokenizer=..., seed=...)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,14 +44,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddkit.data.builtin import DATASETS, RawData, register_dataset
+from ddkit.data.builtin import RawData, register_dataset
 from ddkit.data.dataset import (
     channel_stats,
     check_images,
     check_val_fraction,
     convention_test_rows,
     normalise,
-    to_labels,
     to_nchw,
 )
 from ddkit.data.spec import DatasetSpec
@@ -62,14 +59,18 @@ from ddkit.errors import ConfigError, DataError
 from ddkit.rng import derive_seed
 
 __all__ = [
+    "PAIRED_READERS",
     "SPLITS",
     "PairedDataset",
+    "PairedOptions",
     "PairedSplits",
+    "RawPairs",
     "is_paired",
     "load_paired",
     "load_paired_splits",
     "paired_from_arrays",
     "paired_splits",
+    "register_paired",
 ]
 
 #: The splits a paired dataset may have.
@@ -218,6 +219,7 @@ class RawPairs:
     captions: list[list[str]]
     image_ids: list[str]
     attributes: np.ndarray | torch.Tensor | None = None
+    attribute_names: tuple[str, ...] = ()
 
 
 def _flatten(captions: list[list[str]], ids: list[str], where: str) -> tuple[list[str], list[int]]:
@@ -278,7 +280,7 @@ def _dataset(
         caption_image=torch.tensor(owner, dtype=torch.long), spec=spec, tokenizer=tok,
         image_ids=tuple(ids), texts=tuple(texts),
         attributes=None if attrs is None else attrs.long(),
-        attribute_names=_ATTRIBUTES if attrs is not None else (),
+        attribute_names=raw.attribute_names if attrs is not None else (),
     )  # fmt: skip
 
 
@@ -354,8 +356,9 @@ def _carve(raw: RawPairs, rows_of: Any) -> tuple[RawPairs, RawPairs]:
     for m in (~mask, mask):
         ix = torch.nonzero(m).flatten().tolist()
         attrs = None if raw.attributes is None else np.asarray(raw.attributes)[ix]
-        parts.append(RawPairs(x[ix], [raw.captions[i] for i in ix],
-                              [raw.image_ids[i] for i in ix], attrs))  # fmt: skip
+        captions, ids = [raw.captions[i] for i in ix], [raw.image_ids[i] for i in ix]
+        parts.append(dataclasses.replace(raw, images=x[ix], captions=captions, image_ids=ids,
+                                         attributes=attrs))  # fmt: skip
     return parts[0], parts[1]
 
 
@@ -371,141 +374,59 @@ def _check_disjoint(parts: dict[str, RawPairs], name: str) -> None:
             seen[str(i)] = split
 
 
-# ------------------------------------------------------------- the synthetic caption benchmark
-
-_ATTRIBUTES = ("object", "colour", "background")
-#: Colour names of :data:`ddkit.data.biased.PALETTE`, then black (a background only).
-COLOUR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "violet",
-                "white", "teal", "black")  # fmt: skip
-_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_DIGIT_PHRASES = (
-    "a {fg} {numeral} on a {bg} background",
-    "the digit {word} written in {fg} over {bg}",
-    "a {fg} handwritten {word} against a {bg} background",
-    "a handwritten number {numeral}, coloured {fg}, on {bg}",
-    "{word} in {fg} on a {bg} backdrop",
-    "an image of the number {word}: {fg} strokes, {bg} background",
-    "a {bg} picture with a {fg} {word} in the middle",
-    "digit {numeral}, {fg} on {bg}",
-)
-_GARMENT_PHRASES = (
-    "a {fg} {word} on a {bg} background",
-    "a photo of a {word} in {fg} over {bg}",
-    "a {fg} {word} against a {bg} backdrop",
-    "a {word}, coloured {fg}, on {bg}",
-    "{fg} {word} shown on a plain {bg} background",
-    "an image of a {word}: {fg} on {bg}",
-    "a {bg} picture with a {fg} {word} in the middle",
-    "{word}, {fg} on {bg}",
-)
-MAX_CAPTIONS_PER_IMAGE = len(_DIGIT_PHRASES)
+# ------------------------------------------------------------- names
 
 
-def _paint_pair(grey: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
-    """Grey images ``(N, 1, H, W)`` in ``[0, 1]`` as RGB: the object (ink) in colour ``fg``,
-    the rest in colour ``bg``, blended by the grey value."""
-    from ddkit.data.biased import PALETTE
+@dataclass(frozen=True)
+class PairedOptions:
+    """What :func:`load_paired_splits` passes a reader: ``root`` (a data folder or file),
+    ``image_size`` (resize to), ``image_root`` (where relative image paths start), ``seed``
+    and ``captions_per_image`` (a synthetic benchmark's); ``None`` where not given. A reader
+    refuses in one line what does not apply to it."""
 
-    colours = torch.cat([PALETTE, torch.zeros(1, 3)])  # index 10: black
-    return grey * colours[fg][:, :, None, None] + (1 - grey) * colours[bg][:, :, None, None]
+    root: str | None = None
+    image_size: tuple[int, int] | None = None
+    image_root: str | Path | None = None
+    seed: int = 0
+    captions_per_image: int | None = None
 
-
-def caption_benchmark_split(
-    grey: torch.Tensor, labels: torch.Tensor, names: list[str], *, digits: bool,
-    captions_per_image: int, seed: int, split: str, prefix: str,
-) -> RawPairs:  # fmt: skip
-    """One split of the synthetic caption benchmark (see the module): every image painted with
-    an object colour (one of the ten palette colours) and a different background colour (the
-    other nine or black), drawn from ``(seed, split)``, and ``captions_per_image`` captions
-    in distinct phrasings drawn from the same stream."""
-    n = len(labels)
-    g = torch.Generator().manual_seed(derive_seed(seed, "captioned", split))
-    fg = torch.randint(10, (n,), generator=g)
-    bg = (fg + torch.randint(1, 11, (n,), generator=g)) % 11  # never the object's colour
-    phrases = _DIGIT_PHRASES if digits else _GARMENT_PHRASES
-    order = torch.argsort(torch.rand(n, len(phrases), generator=g), dim=1)[:, :captions_per_image]
-    captions = []
-    for i, (c, f, b) in enumerate(zip(labels.tolist(), fg.tolist(), bg.tolist())):
-        words = {"fg": COLOUR_NAMES[f], "bg": COLOUR_NAMES[b],
-                 "numeral": names[c], "word": _NUMBERS[c] if digits else names[c]}  # fmt: skip
-        captions.append([phrases[p].format(**words) for p in order[i].tolist()])
-    images = (_paint_pair(grey, fg, bg) * 255).round().clamp(0, 255).to(torch.uint8)
-    attrs = torch.stack([labels, fg, bg], dim=1)
-    return RawPairs(images, captions, [f"{prefix}{split}/{i}" for i in range(n)], attrs)
+    def refuse(self, name: str, *fields: str) -> None:
+        """A one-line ConfigError where one of ``fields`` was given to ``name``."""
+        given = [f for f in fields if getattr(self, f) is not None]
+        if given:
+            raise ConfigError(f"dataset {name!r} takes no {given[0]}; leave it unset")
 
 
-#: Benchmark name -> (base dataset, whether its classes are digits).
-BENCHMARKS = {
-    "captioned-digits": ("digits", True),
-    "captioned-mnist5k": ("mnist5k", True),
-    "captioned-mnist": ("mnist", True),
-    "captioned-fashionmnist": ("fashionmnist", False),
-}
+PairedReader = Callable[[PairedOptions], dict[str, RawPairs]]
+#: Registered paired datasets: name -> reader of its splits (:func:`register_paired`).
+PAIRED_READERS: dict[str, PairedReader] = {}
 
 
-def caption_benchmark(
-    name: str, root: str | None = None, *, captions_per_image: int = 5, seed: int = 0
-) -> dict[str, RawPairs]:
-    """The train and test :class:`RawPairs` of the synthetic caption benchmark ``name``
-    (:data:`BENCHMARKS`), from its base dataset's splits (ddkit's convention split where the
-    base has no test split)."""
-    if not isinstance(captions_per_image, int) or not (
-        1 <= captions_per_image <= MAX_CAPTIONS_PER_IMAGE
-    ):
-        raise ConfigError(
-            f"captions_per_image must be an integer in [1, {MAX_CAPTIONS_PER_IMAGE}], "
-            f"got {captions_per_image!r}"
-        )
-    base, digits = BENCHMARKS[name]
-    loader = DATASETS.get(base)
-    if getattr(loader, "needs_root", False) and root is None:
-        raise ConfigError(f"dataset {name!r} paints {base!r}, read from disk: pass root=PATH")
-    raw: RawData = loader(root)
-    x, y = to_nchw(raw.train_images), to_labels(raw.train_labels, "train labels")
-    if raw.test_images is None:
-        test = convention_test_rows(len(x))
-        xt, yt, x, y = x[test], y[test], x[~test], y[~test]
-    else:
-        xt, yt = to_nchw(raw.test_images), to_labels(raw.test_labels, "test labels")
-    names = [str(c).lower() for c in (raw.class_names or range(10))]
-    return {
-        split: caption_benchmark_split(
-            grey.clamp(0, 1), labels, names, digits=digits, captions_per_image=captions_per_image,
-            seed=seed, split=split, prefix="",
-        )
-        for split, grey, labels in (("train", x, y), ("test", xt, yt))
-    }  # fmt: skip
+def register_paired(name: str, reader: PairedReader, *, needs_root: bool, help: str) -> None:
+    """Register the paired dataset ``name``: ``reader`` gives its splits' :class:`RawPairs`.
+    It is also a dataset name of modality ``"paired"`` (``ddkit list``,
+    :func:`ddkit.methods.base.dataset_modality`), which :func:`ddkit.data.load_dataset` refuses
+    in one line: pairs have no classes."""
 
-
-def _refuse_as_classes(name: str):  # noqa: ANN202 - a dataset loader
-    def load(root: str | None) -> RawData:
+    def refuse(root: str | None) -> RawData:
         raise ConfigError(
             f"dataset {name!r} holds image-caption pairs without classes: distil it with a "
             "vision-language method, or load it with ddkit.data.paired.load_paired_splits"
         )
 
-    return load
-
-
-for _name, (_base, _digits) in BENCHMARKS.items():
-    _where = "embedded" if _base in ("digits", "mnist5k") else "data root"
-    register_dataset(
-        _name,
-        needs_root=getattr(DATASETS.get(_base), "needs_root", False),
-        modality="paired",
-        help=f"synthetic caption benchmark: {_base} painted, captions from templates ({_where})",
-    )(_refuse_as_classes(_name))
+    register_dataset(name, needs_root=needs_root, modality="paired", help=help)(refuse)
+    PAIRED_READERS[name.lower()] = reader
 
 
 def is_paired(name_or_path: str | Path) -> bool:
-    """Whether ``name_or_path`` is a paired dataset: a registered name of modality
-    ``"paired"``, or a path :mod:`ddkit.data.captions` reads (without reading it whole)."""
-    name = str(name_or_path)
-    if name in DATASETS:
-        return getattr(DATASETS.get(name), "modality", "image") == "paired"
+    """Whether ``name_or_path`` is a paired dataset: a registered name
+    (:data:`PAIRED_READERS`), or a path :mod:`ddkit.data.captions` reads (told from its
+    names, nothing read)."""
+    if str(name_or_path).lower() in PAIRED_READERS:
+        return True
     from ddkit.data.captions import paired_format
 
-    return paired_format(Path(name)) is not None
+    return paired_format(Path(name_or_path)) is not None
 
 
 def load_paired_splits(
@@ -517,26 +438,26 @@ def load_paired_splits(
     max_len: int = DEFAULT_MAX_LEN,
     val_fraction: float = 0.0,
     seed: int = 0,
-    captions_per_image: int = 5,
+    captions_per_image: int | None = None,
     image_root: str | Path | None = None,
 ) -> PairedSplits:
-    """Every split of the paired dataset ``name_or_path``: a benchmark name (see the module;
-    ``root`` for those read from disk, ``seed`` and ``captions_per_image`` make it) or a
-    path :mod:`ddkit.data.captions` reads (``image_size`` resizes, ``image_root`` is where
-    relative image paths start). ``tokenizer``: ``"word"`` (default) or ``"hf:PATH"``;
-    ``max_len``: token ids per caption; ``val_fraction``: a seeded share of train images held
-    out where the data has no val split."""
+    """Every split of the paired dataset ``name_or_path``: a registered name
+    (:data:`PAIRED_READERS`: the synthetic caption benchmarks, which ``seed`` and
+    ``captions_per_image`` make; ``captions``, ``coco``, ``flickr30k``, which read ``root``) or
+    a path :mod:`ddkit.data.captions` reads. ``image_size`` resizes files' images;
+    ``image_root`` is where relative image paths start. ``tokenizer``: ``"word"`` (default)
+    or ``"hf:PATH"``; ``max_len``: token ids per caption; ``val_fraction``: a seeded share of
+    train images held out where the data has no val split."""
+    from ddkit.data.folders import image_size_of
+
+    options = PairedOptions(root, image_size_of(image_size), image_root, seed, captions_per_image)
     name = str(name_or_path)
-    if name.lower() in BENCHMARKS:
-        if image_size is not None:
-            raise ConfigError(f"{name} has fixed-size images; leave image_size unset")
-        parts = caption_benchmark(
-            name.lower(), root, captions_per_image=captions_per_image, seed=seed
-        )
-        name = name.lower()
+    if name.lower() in PAIRED_READERS:
+        parts, name = PAIRED_READERS[name.lower()](options), name.lower()
     else:
         from ddkit.data.captions import read_paired
 
+        options.refuse(name, "captions_per_image")
         parts = read_paired(name_or_path, image_size=image_size, image_root=image_root)
         name = Path(name).stem or "paired"
     return paired_splits(

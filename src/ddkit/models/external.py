@@ -59,10 +59,9 @@ __all__ = [
 
 #: the prefixes of a source string
 PREFIXES = ("file", "hf", "timm", "torchvision")
-#: safetensors metadata keys written by :func:`save_network`
+#: the safetensors metadata keys :func:`save_network` writes and `file:` reads
 META_KEYS = ("ddkit.model", "ddkit.num_classes", "ddkit.in_channels", "ddkit.image_size")
 TORCH_SUFFIXES = (".pt", ".pth")
-_HF_WEIGHTS = ("*.safetensors", "*.bin")
 _FIX = "file:PATH, file:PATH#MODEL, hf:PATH_OR_NAME, timm:NAME, torchvision:NAME or a folder"
 
 
@@ -256,8 +255,11 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     from ddkit.io import load_tensors
 
     state = load_tensors(path)  # a corrupt or truncated file: FileFormatError
-    with safe_open(str(path), framework="pt") as f:
-        return state, dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return state, dict(f.metadata() or {})
+    except (UnicodeEncodeError, OSError):  # a path safetensors cannot open: name the model
+        return state, {}
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
@@ -286,18 +288,27 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _recorded(
+    path: Path, meta: dict[str, str]
+) -> tuple[int | None, int | None, tuple[int, ...] | None]:
+    """``(classes, channels, image size)`` as the file's metadata records them (``None``:
+    not recorded); malformed values are a :class:`FileFormatError`."""
+    try:
+        classes, channels = (
+            int(meta[k]) if k in meta else None for k in ("ddkit.num_classes", "ddkit.in_channels")
+        )
+        size = meta.get("ddkit.image_size")
+        return classes, channels, tuple(int(s) for s in size.split("x")) if size else None
+    except ValueError:
+        raise FileFormatError(f"{str(path)!r} has malformed ddkit.* metadata") from None
+
+
 def _geometry(
     path: Path, meta: dict[str, str], spec: DatasetSpec | None, backbone: bool
 ) -> tuple[int, int, tuple[int, int]]:
     """``(classes, channels, image size)`` to build the checkpoint's model for: the dataset's,
     after checking them against what the file records; the file's without a dataset."""
-    rec = {k: meta[f"ddkit.{k}"] for k in ("num_classes", "in_channels") if f"ddkit.{k}" in meta}
-    size = meta.get("ddkit.image_size")
-    recorded = (
-        int(rec["num_classes"]) if "num_classes" in rec else None,
-        int(rec["in_channels"]) if "in_channels" in rec else None,
-        tuple(int(s) for s in size.split("x")) if size else None,
-    )
+    recorded = _recorded(path, meta)
     if spec is None:
         if None in recorded:
             raise ConfigError(

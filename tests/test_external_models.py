@@ -245,6 +245,69 @@ def test_timm_and_torchvision_are_refused_without_the_package(tiny, package, mon
     assert f"pip install 'ddkit[{package}]'" in _one_line(e)
 
 
+class _Tiny(torch.nn.Module):
+    """A 3-channel network with a timm-like and a torchvision-like face."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # the same weights every time
+            torch.manual_seed(0)
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+            self.fc = torch.nn.Linear(4, classes)
+        self.num_classes = classes
+        self.pretrained_cfg = {"input_size": (3, 12, 12), "mean": (0.4,) * 3, "std": (0.2,) * 3}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return x.flatten(1) if pre_logits else self.fc(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _fake_packages(monkeypatch) -> None:
+    """timm and torchvision stand-ins with the calls the loaders make (create_model /
+    get_model_weights, get_model), so the loading paths run where the packages are absent."""
+    import types
+
+    timm = types.ModuleType("timm")
+    timm.create_model = lambda name, pretrained: _Tiny() if name == "tiny" else _unknown(name)
+    preset = types.SimpleNamespace(crop_size=[12], mean=[0.4] * 3, std=[0.2] * 3)
+    weights = types.SimpleNamespace(
+        transforms=lambda: preset, meta={"categories": list("abcdefghij")}
+    )
+    tv = types.ModuleType("torchvision")
+    tv.models = types.SimpleNamespace(
+        get_model_weights=lambda name: (
+            types.SimpleNamespace(DEFAULT=weights) if name == "tiny" else _unknown(name)
+        ),
+        get_model=lambda name, weights: _Tiny(),
+    )
+    monkeypatch.setitem(sys.modules, "timm", timm)
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+
+
+def _unknown(name: str):
+    raise RuntimeError(f"Unknown model ({name})")
+
+
+@pytest.mark.parametrize("package", ["timm", "torchvision"])
+def test_timm_and_torchvision_loading_paths(tiny, package, monkeypatch):
+    _fake_packages(monkeypatch)
+    got = load_network(f"{package}:tiny", spec=tiny.train.spec)
+    x = tiny.train.images[:3]
+    raw = (x * tiny.train.spec.std[0] + tiny.train.spec.mean[0]).expand(-1, 3, -1, -1)
+    px = torch.nn.functional.interpolate(raw, size=(12, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(got.module(x), _Tiny()((px - 0.4) / 0.2))
+    assert got.module.embed(x).shape == (3, 4)
+    assert got.record.to_dict()["input_size"] == [3, 12, 12] and got.record.num_classes == 10
+    with pytest.raises(ConfigError) as e:
+        load_network(f"{package}:nonesuch", spec=tiny.train.spec)
+    assert "Unknown model" in _one_line(e)
+
+
 # ----------------------------------------------------------------------------- as teachers
 @pytest.mark.filterwarnings("ignore:.*under-trained")
 def test_sre2l_with_a_file_teacher_round_trips_and_evaluates_with_it(tiny, tmp_path):

@@ -293,7 +293,7 @@ def _first(e: BaseException) -> str:
 def from_timm(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     """A pretrained timm model; size and normalisation from its ``pretrained_cfg``."""
     timm = require_extra("timm", "timm", f"network source timm:{name}")
-    with torch.random.fork_rng(devices=[]):
+    with _package_errors(f"timm:{name}"), torch.random.fork_rng(devices=[]):
         net = timm.create_model(name, pretrained=True)
     cfg = dict(getattr(net, "pretrained_cfg", {}) or {})
     c, h, w = cfg.get("input_size", (3, 224, 224))
@@ -306,8 +306,8 @@ def from_timm(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNe
 def from_torchvision(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     """A torchvision model with its ``DEFAULT`` weights; size and normalisation from them."""
     tv = require_extra("torchvision", "torchvision", f"network source torchvision:{name}")
-    weights = tv.models.get_model_weights(name).DEFAULT
-    with torch.random.fork_rng(devices=[]):
+    with _package_errors(f"torchvision:{name}"), torch.random.fork_rng(devices=[]):
+        weights = tv.models.get_model_weights(name).DEFAULT
         net = tv.models.get_model(name, weights=weights)
     t = weights.transforms()
     size = (int(t.crop_size[0]),) * 2
@@ -317,6 +317,15 @@ def from_torchvision(name: str, spec: DatasetSpec | None, backbone: bool) -> Ext
         "torchvision", name, net, classes, spec, backbone, (3, *size),
         tuple(t.mean), tuple(t.std), _head_input(head),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _package_errors(source: str) -> Iterator[None]:
+    """An unknown name or weights the package cannot get (offline, not cached): one line."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
+        raise ConfigError(f"{source}: the package cannot load it ({_first(e)})") from None
 
 
 def _packaged(

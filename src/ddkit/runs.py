@@ -121,8 +121,8 @@ def distill_run(
     out = Path(out)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
-    splits = splits or load_dataset(dataset, root=root)
-    splits.train.check_ipc(ipc)
+    splits = splits or load_splits(dataset, root)
+    check_ipc(splits.train, ipc)
     if device is not None:
         splits = dataclasses.replace(splits, train=_on_device(splits.train, device))
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
@@ -209,13 +209,41 @@ def open_saved_set(
         config = read_json(config_path)
         if isinstance(config, dict) and config.get("dataset") == dataset:
             root = config.get("root")
-    if dataset not in DATASETS:
+    if dataset not in DATASETS and not _is_paired(dataset):
         raise ConfigError(
             f"the set comes from dataset {dataset!r}, which ddkit does not know by name; pass "
             "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
             "imagefolder --root DIR"
         )
-    return SavedSet(syn, where, dataset, root, load_dataset(dataset, root=root))
+    return SavedSet(syn, where, dataset, root, load_splits(dataset, root))
+
+
+def _is_paired(dataset: str) -> bool:
+    """Whether ``dataset`` (a registered name, or a path that exists) holds image-caption
+    pairs."""
+    if dataset not in DATASETS and not Path(dataset).exists():
+        return False
+    from ddkit.data.paired import is_paired
+
+    return is_paired(dataset)
+
+
+def load_splits(dataset: str, root: str | None) -> Any:
+    """The splits of ``dataset`` read from ``root``: :class:`~ddkit.data.paired.PairedSplits`
+    for image-caption pairs (a caption benchmark, or a file :mod:`ddkit.data.captions` reads),
+    else :func:`~ddkit.data.load_dataset`'s."""
+    if _is_paired(dataset):
+        from ddkit.data.paired import load_paired_splits
+
+        return load_paired_splits(dataset, root=root)
+    return load_dataset(dataset, root=root)
+
+
+def check_ipc(train: Any, ipc: int) -> None:
+    """Refuse an ``ipc`` the training split cannot give, before any work; a paired split's
+    ``ipc`` (pairs) is checked by its method, which knows what it needs."""
+    if hasattr(train, "check_ipc"):
+        train.check_ipc(ipc)
 
 
 @dataclass(frozen=True)
@@ -291,8 +319,8 @@ def estimate_distill(
     :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
-    splits = splits or load_dataset(dataset, root=root)
-    splits.train.check_ipc(ipc)
+    splits = splits or load_splits(dataset, root)
+    check_ipc(splits.train, ipc)
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)

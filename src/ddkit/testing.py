@@ -277,6 +277,10 @@ def _method_failures(
 ) -> list[str]:
     from ddkit.methods import create_method
 
+    if _needs(name) == "paired":  # image-text pairs have their own checks (issue 71)
+        from ddkit.methods.vision_language.conformance import paired_failures
+
+        return paired_failures(name, data, ipc, overrides)
     if data is None:
         data = method_test_data(name)
     train = data.train if isinstance(data, DatasetSplits) else data
@@ -364,7 +368,8 @@ def check_method(
     """Run every conformance check on registered method/selector ``name``; raise one
     ``AssertionError`` listing all failed checks. ``data`` defaults to :func:`tiny_digits`;
     ``overrides`` are added to the method's ``test_overrides``; a method that needs a graph runs
-    on :func:`tiny_graph`."""
+    on :func:`tiny_graph`, one that needs image-text pairs on their own checks
+    (:mod:`ddkit.methods.vision_language.conformance`)."""
     failures = _method_failures(name, data, ipc, overrides)
     if failures:
         raise AssertionError(

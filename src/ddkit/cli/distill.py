@@ -17,7 +17,9 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
 
     d.add_argument("--dataset", required=True)
     d.add_argument("--method", required=True)
-    d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument(
+        "--ipc", type=int, required=True, help="images per class (pairs, on a paired dataset)"
+    )
     d.add_argument("--target", default=None, help="label column of a csv / parquet --dataset")
     d.add_argument("--iterations", type=int, default=None, help="default: the method's preset")
     d.add_argument(
@@ -76,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
         device=device_option(args),
     )
     stored = syn.storage_bytes()["total"]
+    paired = syn.spec.modality == "paired"  # pairs have no classes (ipc counts the pairs)
+    what = {"image": "images", "paired": "image-text pairs"}.get(syn.spec.modality, "rows")
     print(
-        f"wrote {len(syn)} {'images' if syn.spec.modality == 'image' else 'rows'} "
-        f"({syn.meta.get('ipc', syn.ipc)} per class; {stored:,} bytes of distilled content"
+        f"wrote {len(syn)} {what} ("
+        + ("" if paired else f"{syn.meta.get('ipc', syn.ipc)} per class; ")
+        + f"{stored:,} bytes of distilled content"
         + (f"; {arithmetic(syn.meta)}" if "precision" in syn.meta else "")
         + f") to {out}/synthetic, grid {out}/grid.png"
     )

@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
     )  # fmt: skip
     evaluation = evaluate_set(
-        saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset
-    )
+        saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset,
+        train=saved.splits.train,
+    )  # fmt: skip
     print(evaluation.text())
     out = Path(args.out) if args.out else saved.folder / "eval.json"
     distributed.main_only(partial(atomic_write_json, out, evaluation.report.to_dict()))

@@ -376,8 +376,9 @@ class SyntheticSet:
 
     def pixels(self) -> torch.Tensor:
         """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]. Only
-        image sets have pixels: a table set exports as CSV (:meth:`export_csv`)."""
-        if self.spec.modality != "image":
+        image sets (and the images of a paired set's image-text pairs) have pixels: a table set
+        exports as CSV (:meth:`export_csv`)."""
+        if self.spec.modality not in ("image", "paired"):
             raise DataError(
                 f"{self.spec.modality} rows have no pixels; a table set exports as CSV "
                 "(--to FILE.csv), a series set is read with SyntheticSet.load"

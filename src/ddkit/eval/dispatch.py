@@ -74,14 +74,18 @@ def evaluate_set(
     *,
     say: Callable[[str], Any] | None = None,
     test_name: str | None = None,
+    train: Any = None,
 ) -> Evaluation:
     """Evaluate ``syn`` (any modality) on the real ``test`` split with the evaluator its rows
     call for (see the module's docstring). ``say`` receives the notes given before training (the
     recipe chosen, a network other than the set's own); ``test_name`` names the test data in
-    the heading (default: its spec's name). Flags of the networks' evaluation given to learners
-    are refused in one line, before any training."""
+    the heading (default: its spec's name). ``train`` (the real train split) serves evaluators
+    that train baselines on real data beside the set (image-text retrieval). Flags of the
+    networks' evaluation given to learners are refused in one line, before any training."""
     s = settings or EvalSettings()
     name = test_name or test.spec.name
+    if syn.spec.modality == "paired":
+        return _by_retrieval(syn, test, train, s, name)
     if syn.spec.modality == "graph" and s.learners is None:
         return _by_gcn(syn, test, s, name)
     if s.learners is not None or syn.spec.modality != "image":
@@ -150,6 +154,31 @@ def _by_gcn(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -
         f"{report.meta['adjacency']}), a GCN trained on them and tested on the real graph's "
         f"test nodes ({report.meta['epochs']} epochs, final-epoch accuracy, mean ± std over "
         "seeds), beside random real nodes of the same size and the full graph:"
+    )
+    return Evaluation(report, heading)
+
+
+def _by_retrieval(
+    syn: SyntheticSet, test: Any, train: Any, s: EvalSettings, name: str
+) -> Evaluation:
+    """Dual encoders trained on the set's image-text pairs, recall@1/5/10 both ways on the test
+    pairs, beside random real pairs and the full data."""
+    from ddkit.eval.retrieval import evaluate_retrieval
+
+    flags = {"--protocol": s.protocol, "--models": s.models, "--learners": s.learners,
+             "--groups": s.groups, "--precision": s.precision, "--compile": s.compile}  # fmt: skip
+    given = [flag for flag, value in flags.items() if value]
+    if given:
+        raise ConfigError(
+            f"{given[0]} does not apply to a paired set, which is judged by image-text retrieval "
+            "(--runs, --epochs and --seed do); drop it"
+        )
+    report = evaluate_retrieval(syn, test, train, runs=s.runs, epochs=s.epochs, seed=s.seed)
+    heading = (
+        f"{syn.meta.get('method', '?')} on {name}, {len(syn)} image-text pairs, dual encoders "
+        f"trained on them ({report.recipe.epochs} epochs, lr {report.recipe.lr:g}), recall@k "
+        "(%) on the test pairs both ways (i2t: image to text), mean ± std over seeds"
+        + (", beside random real pairs and the full data:" if train is not None else ":")
     )
     return Evaluation(report, heading)
 

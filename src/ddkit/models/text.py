@@ -25,7 +25,9 @@ Towers (:class:`EncoderSpec` names them):
   serves both sides, a BERT folder text, a ViT folder images), frozen, needing the
   ``transformers`` extra; text is the masked mean of its last hidden states over
   ``inputs_embeds`` from the model's own input table, images are resized to the model's size
-  (and a grey channel repeated to three) and read from its pooled output. ``lora_rank > 0`` adds
+  (and a grey channel repeated to three) and read from its pooled output. Attention runs
+  eager (the fused kernels have no second derivative, which trajectory matching takes) and
+  the model stays in eval mode (no dropout). ``lora_rank > 0`` adds
   LoRA adapters (Hu et al., ICLR 2022) to its attention query/value projections through
   ``peft`` (the ``lora`` extra); only the adapters and the heads train.
 
@@ -238,7 +240,9 @@ def load_hf_model(path: str, part: str) -> nn.Module:
             "save one with model.save_pretrained(PATH)"
         )
     try:
-        model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(
+            str(folder), local_files_only=True, attn_implementation="eager"
+        )
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FileFormatError(f"cannot load the model in {path!r}: {first}") from None

@@ -1,0 +1,132 @@
+"""The conformance checks of :mod:`ddkit.testing` for methods on image-text pairs
+(``needs = "paired"``): :func:`ddkit.testing.check_method` sends such a method here, with
+:func:`tiny_paired` as its data.
+
+The same contract as every method, read for pairs: the fit returns a paired set of ``ipc``
+pairs (images of the data's shape, one caption each, finite), leaves the input and the global
+RNG untouched, gives the same set for the same seed (same object or fresh) and another for
+another seed, survives save -> load, resumes from a checkpoint to the same set, refuses an
+``ipc`` that does not fit the pairs in one line, and its presets build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.eval.retrieval import TEXT_EMB, TEXT_IDS
+
+__all__ = ["paired_failures", "tiny_paired"]
+
+_COLOURS = ("red", "green", "blue", "yellow")
+_SHAPES = ("square", "bar", "dot")
+
+
+def tiny_paired(n_train: int = 40, n_test: int = 20, seed: int = 0) -> Any:
+    """Tiny seeded paired splits (``PairedSplits``): ``3 x 8 x 8`` images whose colour channel
+    and brightness follow a colour and a shape word, two template captions each."""
+    from ddkit.data.paired import PairedSplits, paired_from_arrays
+
+    def make(n: int, s: int, like: Any = None) -> Any:
+        g = torch.Generator().manual_seed(s)
+        colour, shape = torch.randint(4, (n,), generator=g), torch.randint(3, (n,), generator=g)
+        x = torch.rand(n, 3, 8, 8, generator=g) * 0.2
+        x[torch.arange(n), colour % 3] += (0.5 + 0.1 * shape).view(n, 1, 1)
+        captions = [
+            [f"a {_COLOURS[c]} {_SHAPES[k]}", f"{_SHAPES[k]} in {_COLOURS[c]}"]
+            for c, k in zip(colour.tolist(), shape.tolist())
+        ]
+        spec, tok = (None, None) if like is None else (like.spec, like.tokenizer)
+        return paired_from_arrays(x, captions, tokenizer=tok, max_len=6, spec=spec, name="tiny")
+
+    train = make(n_train, seed)
+    return PairedSplits(train, make(n_test, seed + 1, train))
+
+
+def _check_output(f: Any, syn: SyntheticSet, train: Any, ipc: int) -> None:
+    f.check(isinstance(syn, SyntheticSet), f"fit returned {type(syn).__name__}, not SyntheticSet")
+    if not isinstance(syn, SyntheticSet):
+        return
+    f.check(syn.spec.modality == "paired", f"the set's modality is {syn.spec.modality!r}")
+    shape = (ipc, *train.spec.shape)
+    f.check(tuple(syn.images.shape) == shape, f"images {tuple(syn.images.shape)}, not {shape}")
+    f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
+    text = syn.extras.get(TEXT_EMB, syn.extras.get(TEXT_IDS))
+    f.check(text is not None and len(text) == ipc, "the set holds no caption per image")
+    f.check(
+        all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
+        "extras contain NaN/inf",
+    )
+
+
+def _check_bad_ipc(f: Any, make: Any, train: Any) -> None:
+    for ipc, why in ((1, "ipc 1 (one pair has no negative)"), (len(train) + 1, "ipc > images")):
+        try:
+            make().fit(train, ipc, seed=0, progress=False)
+        except ConfigError as e:
+            f.check("\n" not in str(e), f"{why}: the ConfigError message is not one line")
+        except Exception as e:  # noqa: BLE001
+            f.items.append(f"{why} raised {type(e).__name__} instead of ConfigError: {e}")
+        else:
+            f.items.append(f"{why} did not raise ConfigError")
+
+
+def paired_failures(
+    name: str, data: Any = None, ipc: int = 4, overrides: dict[str, Any] | None = None
+) -> list[str]:
+    """The failed checks (module docstring) of paired method ``name`` on ``data`` (paired
+    splits or a train split; default :func:`tiny_paired`)."""
+    from ddkit.methods import create_method
+    from ddkit.testing import (
+        _check_presets,
+        _check_resume,
+        _check_save_load,
+        _Failures,
+        _same_set,
+        method_test_overrides,
+    )
+
+    data = tiny_paired() if data is None else data
+    train = getattr(data, "train", data)
+    ipc = max(int(ipc), 2)
+    cfg = {**method_test_overrides(name), **(overrides or {})}
+    f = _Failures(name)
+
+    def make() -> Any:
+        return create_method(name, modality="paired", **cfg)
+
+    images0, captions0 = train.images.clone(), train.captions.clone()
+    rng0 = torch.random.get_rng_state()
+    method = f.run("create_method", make)
+    if method is None:
+        return f.items
+    syn = f.run("fit", lambda: method.fit(train, ipc, seed=0, progress=False))
+    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed")
+    f.check(
+        torch.equal(train.images, images0) and torch.equal(train.captions, captions0),
+        "the input dataset's tensors were modified",
+    )
+    if syn is None:
+        return f.items
+    _check_output(f, syn, train, ipc)
+    f.check(syn.meta.get("method") == name, f"meta['method'] is {syn.meta.get('method')!r}")
+    again = f.run("second fit", lambda: method.fit(train, ipc, seed=0, progress=False))
+    f.check(again is None or _same_set(syn, again), "same seed gave another set (same object)")
+    fresh = f.run("fresh fit", lambda: make().fit(train, ipc, seed=0, progress=False))
+    f.check(fresh is None or _same_set(syn, fresh), "same seed gave another set (fresh object)")
+    other = f.run("another seed", lambda: make().fit(train, ipc, seed=1, progress=False))
+    f.check(other is None or not _same_set(syn, other), "seeds 0 and 1 gave identical sets")
+    with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
+        _check_save_load(f, syn, Path(tmp) / "set")
+        iterations = int(method.config.iterations)
+        if method.kind != "selector" and iterations > 0:
+            _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
+    _check_bad_ipc(f, make, train)
+    _check_presets(f, type(method))
+    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG changed in checks")
+    return f.items

@@ -192,6 +192,20 @@ def test_a_transformers_model_loads_by_hf_folder(tiny, tmp_path):
     torch.testing.assert_close(model.classifier(feats), logits)
 
 
+def test_an_hf_name_loads_from_the_cache_offline(tiny, tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    repo = tmp_path / "cache" / "models--someone--tiny-vit"
+    _hf_vit(repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+    got = load_network("hf:someone/tiny-vit", spec=tiny.train.spec)
+    weights = repo / "snapshots" / "abc123" / "model.safetensors"
+    assert got.record.source == "hf:someone/tiny-vit" and got.record.sha256 == sha256_file(weights)
+    assert source_bytes("hf:someone/tiny-vit") == weights.stat().st_size
+    assert got.module(tiny.train.images[:2]).shape == (2, 10)
+
+
 def test_an_hf_backbone_and_a_checkpoint_without_its_head(tiny, tmp_path):
     transformers = pytest.importorskip("transformers")
     _hf_vit(tmp_path / "vit")

@@ -426,7 +426,7 @@ def is_paired(name_or_path: str | Path) -> bool:
         return True
     from ddkit.data.captions import paired_format
 
-    return paired_format(Path(name_or_path)) is not None
+    return paired_format(Path(name_or_path).expanduser()) is not None
 
 
 def load_paired_splits(

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
@@ -148,18 +149,20 @@ class WordTokenizer:
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids ``(len(texts), max_len)`` int64: truncated, padded with ``pad_id``."""
-        texts = _texts(texts)
-        out = torch.full((len(texts), self.max_len), self.pad_id, dtype=torch.long)
-        for row, text in enumerate(texts):
-            ids = [self._ids.get(w, self.unk_id) for w in split_words(text)[: self.max_len]]
-            out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
+        get, unk, width = self._ids.get, self.unk_id, self.max_len
+        rows = []
+        for text in _texts(texts):
+            ids = [get(w, unk) for w in split_words(text)[:width]]
+            rows.append(ids + [self.pad_id] * (width - len(ids)))
+        return torch.from_numpy(np.array(rows, dtype=np.int64).reshape(len(rows), width))
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """The words of each row of ``ids`` joined by spaces (padding dropped)."""
+        ids = torch.as_tensor(ids)
+        rows = (ids[None] if ids.ndim == 1 else ids).tolist()
+        n = len(self.vocab)
         return [
-            " ".join(self.vocab[i] for i in row if i != self.pad_id and 0 <= i < len(self.vocab))
-            for row in torch.as_tensor(ids).reshape(-1, ids.shape[-1]).tolist()
+            " ".join(self.vocab[i] for i in row if i != self.pad_id and 0 <= i < n) for row in rows
         ]
 
     def to_dict(self) -> dict[str, Any]:

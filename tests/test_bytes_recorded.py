@@ -41,11 +41,11 @@ def test_meta_and_eval_json_record_the_sets_bytes(kind, tmp_path):
     if kind == "pixel":
         assert parts["images"] == syn.images.numel() * 4 and parts["extras"] == 0
     elif kind == "codec":
-        assert parts["images"] == 0 and 0 < parts["extras"] < syn.images.numel() * 4
+        assert parts["images"] == 0 and 0 < parts["codec"] < syn.images.numel() * 4
     elif kind == "soft labels":
         assert syn.soft and parts["labels"] == syn.labels.numel() * 4
     else:
-        assert parts["extras"] > 0  # the generator's weights
+        assert parts["generator"] > 0 and parts["codec"] == 0  # the generator's weights
     # an edited record is caught by the settings checksum
     meta["bytes"]["total"] += 1
     (folder / META_FILE).write_text(json.dumps(meta))

@@ -6,6 +6,7 @@ the one-line refusals of bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +350,13 @@ def test_hf_datasets_folder_with_image_and_text_columns(tmp_path):
     table(0, 6, False).save_to_disk(str(tmp_path / "one"))
     one = load_paired_splits(tmp_path / "one")
     assert len(one.train) == 4 and one.test.image_ids == ("0", "5")
+    # a split column decides (Flickr30k as hubs save it: one part, a split and an id per row)
+    flickr = table(0, 3, False).add_column("split", ["test", "train", "val"])
+    flickr = flickr.add_column("img_id", ["a", "b", "c"])
+    datasets.DatasetDict({"test": flickr}).save_to_disk(str(tmp_path / "flickr"))
+    by_row = load_paired_splits(tmp_path / "flickr")
+    assert (by_row.train.image_ids, by_row.val.image_ids, by_row.test.image_ids) == (
+        ("b",), ("c",), ("a",))  # fmt: skip
     # no text column
     bare = datasets.Dataset.from_dict({"image": [Image.new("L", (8, 8))], "label": [0]},
                                       features=datasets.Features({"image": datasets.Image(),
@@ -465,3 +473,35 @@ def test_every_refusal_here_is_a_ddkit_error(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(DDKitError):
             load_paired_splits(tmp_path / name)
+
+
+CLI_REFUSED = {
+    "missing image": (
+        ["img0.png,a cat", "gone.png,a dog"],
+        r"image file .*gone.png.* does not exist",
+    ),
+    "empty caption": (['img0.png,""', "img1.png,a dog"], r"empty caption \(data row 1"),
+    "image in two splits": (
+        ["img0.png,a cat,train", "img0.png,a cat again,test"],
+        r"image 'img0.png' is in both the train and the test split",
+    ),
+    "unknown split": (["img0.png,a cat,holdout"], r"unknown split 'holdout' \(data row 1\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_REFUSED))
+def test_command_line_refuses_bad_caption_files_in_one_line(tmp_path, capsys, case):
+    """As tests/test_hostile_readers.py: ``ddkit distill --dataset captions --root FILE`` exits 2
+    with exactly one ``ddkit: error:`` line naming the problem."""
+    from ddkit.cli import main
+
+    rows, match = CLI_REFUSED[case]
+    _pngs(tmp_path, n=2)
+    head = "image,caption,split" if rows[0].count(",") == 2 else "image,caption"
+    (tmp_path / "c.csv").write_text("\n".join([head, *rows]) + "\n")
+    argv = ["distill", "--dataset", "captions", "--root", str(tmp_path / "c.csv"), "--method"]
+    rc = main([*argv, "vl-random", "--ipc", "1", "--out", str(tmp_path / "run"), "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, (rc, lines)
+    assert lines[0].startswith("ddkit: error: ") and re.search(match, lines[0]), lines[0]
+    assert not (tmp_path / "run").exists()

@@ -14,7 +14,8 @@ Layouts (:func:`paired_format` tells them apart; :func:`read_paired` reads any o
   a ``DatasetDict`` with ``train`` / ``validation`` / ``test`` splits or one ``Dataset``; its
   first ``Image`` column, and a text column (``caption``, ``captions``, ``text``,
   ``sentences`` or ``sentence``: a string, a list of strings or of ``{"raw": ...}``); rows that
-  share an ``image_id`` / ``img_id`` / ``filename`` / ``file_name`` are one image.
+  share an ``image_id`` / ``img_id`` / ``filename`` / ``file_name`` are one image; a ``split``
+  column, where there is one, gives each row's split (Flickr30k as some hubs save it).
 * **Karpathy** split file (``dataset_coco.json``, ``dataset_flickr30k.json``,
   ``dataset_flickr8k.json``, or a folder holding one; A. Karpathy and L. Fei-Fei, "Deep
   Visual-Semantic Alignments for Generating Image Descriptions", CVPR 2015): ``images[]`` with
@@ -330,12 +331,14 @@ def _read_hf(folder: Path) -> _Collected:
         raw = table.cast_column(image_col, datasets.Image(decode=False))
         texts = table[text_col]
         ids = table[id_col] if id_col else None
+        # a split column (Flickr30k as some hubs save it: one part, a split per row) decides
+        own = table["split"] if "split" in table.features else [split or None] * len(texts)
         for i, value in enumerate(texts):
             row = f"split {split!r} row {i}" if split else f"row {i}"
             image_id = (f"{split}/{i}" if split else str(i)) if ids is None else str(ids[i])
             ref = ArrowImage(raw, image_col, i, table._fingerprint)
             caps = value if isinstance(value, list) else [value]
-            out.add(image_id, ref, split or None, caps, row)
+            out.add(image_id, ref, own[i], caps, row)
     return out
 
 

@@ -113,6 +113,34 @@ def resolve_compile(
     return compile_available()
 
 
+#: Outside exact mode, evaluation training on the CPU uses one intra-op thread when a batch
+#: holds fewer input values than this: such operations are too small to split, and on a busy
+#: machine every split operation waits for a core (ten 8x8 digits: milliseconds per epoch on
+#: one thread, up to a second on two when another process holds a core;
+#: benchmarks/bench_eval_threads.py).
+SINGLE_THREAD_MAX_BATCH_VALUES = 8_192
+
+
+@contextlib.contextmanager
+def threads_for(batch_values: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """One CPU thread inside, for batches of fewer than :data:`SINGLE_THREAD_MAX_BATCH_VALUES`
+    input values on the CPU outside exact mode; the thread count is restored after."""
+    before = torch.get_num_threads()
+    single = (
+        torch.device(device).type == "cpu"
+        and batch_values < SINGLE_THREAD_MAX_BATCH_VALUES
+        and before > 1
+        and not exact_mode()
+    )
+    if single:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if single:
+            torch.set_num_threads(before)
+
+
 def check_switch(value: object) -> bool:
     """Whether ``value`` is a valid lever setting (``True``, ``False`` or ``"auto"``)."""
     return isinstance(value, bool) or value == "auto"

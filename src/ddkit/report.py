@@ -335,12 +335,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     if not os.path.lexists(folder / "curve.png") and log.is_file() and plots.read_log(log):
         plots.plot_learning_curve(log, folder / "curve.png")
     title = f"{config.get('method')} on {config.get('dataset')}, IPC {config.get('ipc')}"
-    settings = [
-        (k, config.get(k)) for k in ("dataset", "method", "ipc", "iterations", "seed", "root")
-    ]
+    shown = ("dataset", "method", "ipc", "iterations", "seed", "root")
+    settings = [(k, config.get(k)) for k in shown]
     options = config.get("method_config")
     options = options if isinstance(options, dict) else {}
-    settings += sorted((f"option {k}", v) for k, v in options.items())
+    # once, as run: the run's own iterations stand for the method's default budget
+    settings += sorted((f"option {k}", v) for k, v in options.items() if k not in shown)
     figures = [
         (name, caption)
         for name, caption in (

@@ -54,6 +54,12 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         help="also unbiased, bias-aligned, bias-conflicting and worst-group accuracy (a biased "
         "dataset such as colored-mnist5k-c5)",
     )
+    e.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print the estimated cost (a few epochs of one network per model, measured "
+        "here); nothing is written",
+    )
     add_common(
         e, "seed", "root", "quiet", "device", out="eval.json path (default: next to the set)"
     )
@@ -62,7 +68,7 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
     folder (rank 0 only, atomically)."""
-    from ddkit.eval.dispatch import EvalSettings, evaluate_set
+    from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
     from ddkit.io import atomic_write_json
     from ddkit.methods import load_all
     from ddkit.runs import open_saved_set
@@ -74,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, seed=args.seed, groups=args.groups, precision=args.precision,
         compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
     )  # fmt: skip
+    if args.dry_run:
+        print(estimate_set(saved.syn, saved.splits.test, settings).line())
+        return 0
     evaluation = evaluate_set(
         saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset,
         train=saved.splits.train,

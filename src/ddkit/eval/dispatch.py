@@ -22,6 +22,13 @@ from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.estimate import (
+    EvalEstimate,
+    estimate_evaluation,
+    long_recipe_notice,
+    network_epochs,
+    scaled_estimate,
+)
 from ddkit.eval.evaluate import EvalReport, evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import network_mismatch, set_recipe
@@ -102,14 +109,14 @@ def _by_networks(
 ) -> Evaluation:
     """Fresh networks under the set's recipe (said) or ``s.protocol``; a note when they are not
     the network the set was distilled with."""
-    models = [m for m in s.models.split(",") if m] if isinstance(s.models, str) else s.models
-    models = list(models) if models else None
     recipe = set_recipe(syn)
+    protocol, models = _network_protocol(syn, s)
     if s.protocol is None:
         say(recipe.describe())
-    protocol = recipe.protocol if s.protocol is None else get_protocol(s.protocol)
-    if s.precision or s.compile:
-        protocol = protocol.with_(precision=s.precision, compile=True if s.compile else None)
+        if network_epochs(protocol.with_(models=models, runs=s.runs, epochs=s.epochs)) >= (
+            LONG_RECIPE_NETWORK_EPOCHS
+        ):
+            _say_if_long(syn, test, s, protocol, models, say)
     note = network_mismatch(recipe, models or protocol.models)
     if note:
         say(note)
@@ -126,6 +133,66 @@ def _by_networks(
         "final-epoch test accuracy:"
     )
     return Evaluation(report, heading)
+
+
+def _network_protocol(syn: SyntheticSet, s: EvalSettings) -> tuple[EvalProtocol, list | None]:
+    """The protocol networks train under (the set's recipe or ``s.protocol``, with ``s``'s
+    levers) and the models named in ``s`` (``None``: the protocol's)."""
+    models = [m for m in s.models.split(",") if m] if isinstance(s.models, str) else s.models
+    models = list(models) if models else None
+    protocol = set_recipe(syn).protocol if s.protocol is None else get_protocol(s.protocol)
+    if s.precision or s.compile:
+        protocol = protocol.with_(precision=s.precision, compile=True if s.compile else None)
+    return protocol, models
+
+
+#: A recorded recipe of at least this many network-epochs is timed before it starts (a warm-up
+#: of a few epochs of one network), to say so when it is long.
+LONG_RECIPE_NETWORK_EPOCHS = 1_000
+
+
+def _say_if_long(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    s: EvalSettings,
+    protocol: EvalProtocol,
+    models: list | None,
+    say: Callable[[str], Any],
+) -> None:
+    """Say before a long recorded recipe how long it will take here and what the quicker
+    protocol (``fast`` on the same networks) takes (:func:`ddkit.eval.estimate.
+    long_recipe_notice`)."""
+    est = estimate_evaluation(
+        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
+        device=distributed.named_device(s.device), compile_as_run=False,
+    )  # fmt: skip
+    quicker = get_protocol(QUICKER_PROTOCOL).with_(models=est.protocol.models)
+    note = long_recipe_notice(est, scaled_estimate(est, quicker))
+    if note:
+        say(note)
+
+
+#: The protocol a long recorded recipe's notice suggests instead.
+QUICKER_PROTOCOL = "fast"
+
+
+def estimate_set(
+    syn: SyntheticSet, test: ImageDataset, settings: EvalSettings | None = None
+) -> EvalEstimate:
+    """What :func:`evaluate_set` with ``settings`` will cost here, from a warm-up
+    (:func:`ddkit.eval.estimate.estimate_evaluation`; ``ddkit evaluate --dry-run``): only for
+    evaluation by networks, refused in one line for the others."""
+    s = settings or EvalSettings()
+    if s.learners is not None or syn.spec.modality != "image":
+        raise ConfigError(
+            "--dry-run estimates evaluation by networks of image sets; this set is evaluated by "
+            "learners or a GCN, which take seconds: run it without --dry-run"
+        )
+    protocol, models = _network_protocol(syn, s)
+    return estimate_evaluation(
+        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
+        device=distributed.named_device(s.device),
+    )  # fmt: skip
 
 
 def _by_learners(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -> Evaluation:

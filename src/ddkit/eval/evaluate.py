@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from ddkit.eval.train import (
     predicted_classes,
     train_networks,
 )
+from ddkit.levers import threads_for
 from ddkit.meter import check_memory
 from ddkit.progress import Progress, ProgressSetting
 
@@ -244,6 +245,30 @@ def _warn_if_underfit(model: str, train_accuracies: list[float], p: EvalProtocol
         )
 
 
+def train_model(
+    name: str,
+    syn: SyntheticSet,
+    data: TrainingData,
+    p: EvalProtocol,
+    seeds: Sequence[int],
+    lr: float,
+    *,
+    vectorize: bool | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """One fresh ``name`` network per seed trained on ``data`` under ``p``
+    (:func:`~ddkit.eval.train.train_networks`), tiny batches on one CPU thread
+    (:func:`ddkit.levers.threads_for`)."""
+    rows = data.images
+    batch_values = min(len(rows), p.batch_size) * (rows[0].numel() if len(rows) else 0)
+    with threads_for(batch_values, device):
+        return train_networks(
+            name, syn.spec, rows, data.targets, p, seeds, lr=lr, vectorize=vectorize,
+            targets_fn=data.targets_fn, device=device, progress=progress,
+        )  # fmt: skip
+
+
 @dataclass
 class FreshNetworks:
     """Networks trained on a set as an evaluation protocol trains them, before any test: per
@@ -299,9 +324,9 @@ def train_fresh_networks(
             f"eval {len(seeds)} x {name}", p.epochs * len(seeds), setting=progress,
             unit="network-epochs",
         )  # fmt: skip
-        fresh.results[name] = train_networks(
-            name, syn.spec, data.images, data.targets, p, seeds, lr=lr, vectorize=vectorize,
-            targets_fn=data.targets_fn, device=device, progress=bar.update if bar.kind else None,
+        fresh.results[name] = train_model(
+            name, syn, data, p, seeds, lr, vectorize=vectorize, device=device,
+            progress=bar.update if bar.kind else None,
         )  # fmt: skip
         bar.close()
     fresh.seconds = time.perf_counter() - t0

@@ -230,6 +230,11 @@ def test_val_fraction_holds_out_whole_images_seeded(tmp_path):
     b = load_paired_splits(file, val_fraction=0.25, seed=3)
     assert len(a.val) == 1 and a.val.num_captions == 2 and a.val.image_ids == b.val.image_ids
     assert not set(a.val.image_ids) & set(a.train.image_ids)
+    refused(ConfigError, r"has a val split already; leave val_fraction at 0",
+            _csv(tmp_path, splits=["train", "val"] * 3), val_fraction=0.5)  # fmt: skip
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"image": "img0.png", "caption": "alone"}\n')
+    refused(DataError, r"the train split has no images \(without a test split", one)
 
 
 def test_jsonl_with_a_list_of_captions_per_image(tmp_path):

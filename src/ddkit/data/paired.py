@@ -124,7 +124,9 @@ class PairedDataset:
         if not isinstance(c, torch.Tensor) or c.dtype != torch.long or c.ndim != 2:
             raise DataError("captions must be an int64 tensor (M, L) of token ids")
         if c.shape[1] != self.tokenizer.max_len:
-            raise DataError(f"captions hold {c.shape[1]} ids, the tokenizer pads to max_len")
+            raise DataError(
+                f"captions hold {c.shape[1]} ids each, the tokenizer pads to {self.tokenizer.max_len}"
+            )
         if len(c) and (c.min() < 0 or c.max() >= self.tokenizer.vocab_size):
             raise DataError(f"token ids outside the tokenizer's [0, {self.tokenizer.vocab_size})")
         if not isinstance(ci, torch.Tensor) or ci.dtype != torch.long or ci.shape != (len(c),):
@@ -316,8 +318,8 @@ def paired_splits(
     """:class:`PairedSplits` from each split's :class:`RawPairs`: normalised with the train
     split's statistics, tokenized with the train split's tokenizer (a word vocabulary from its
     captions). Without a test split, every 5th image (index % 5 == 0) is the test split;
-    ``val_fraction`` carves a seeded share of the train *images* out as validation where the
-    data has no val split. An image id in two splits is a one-line DataError."""
+    ``val_fraction`` carves a seeded share of the train *images* out as validation (data with
+    a val split of its own refuses it). An image id in two splits is a one-line DataError."""
     val_fraction = check_val_fraction(val_fraction)
     unknown = sorted(set(parts) - set(SPLITS))
     if unknown or "train" not in parts:
@@ -325,7 +327,9 @@ def paired_splits(
     parts = dict(parts)
     if "test" not in parts:
         parts["train"], parts["test"] = _carve(parts["train"], convention_test_rows)
-    if val_fraction > 0 and "val" not in parts:
+    if val_fraction > 0 and "val" in parts:
+        raise ConfigError(f"{name} has a val split already; leave val_fraction at 0")
+    if val_fraction > 0:
         g = torch.Generator().manual_seed(derive_seed(seed, "paired-val"))
 
         def held(n: int) -> torch.Tensor:
@@ -338,9 +342,12 @@ def paired_splits(
 
         parts["train"], parts["val"] = _carve(parts["train"], held)
     _check_disjoint(parts, name)
+    if not parts["train"].image_ids:
+        raise DataError(
+            f"{name}: the train split has no images (without a test split every 5th image, "
+            "from the first, is the test split); give more images"
+        )
     train = _dataset(parts["train"], None, tokenizer, max_len, name, f"{name} train")
-    if len(train) == 0:
-        raise DataError(f"{name}: the train split has no images")
     other = {
         s: _dataset(parts[s], train.spec, train.tokenizer, max_len, name, f"{name} {s}")
         for s in ("test", "val") if s in parts

@@ -103,6 +103,7 @@ def test_file_refusals_are_one_line(tiny, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     (tmp_path / "model.onnx").write_bytes(b"onnx")
     torch.save({"w": [1, 2, 3]}, tmp_path / "lists.pt")
+    torch.save(_net(), tmp_path / "pickled.pt")  # a whole module: refused, never unpickled
     partial = {k: v for k, v in _net().state_dict().items() if not k.startswith("classifier")}
     torch.save(partial, tmp_path / "partial.pt")
     cases = [
@@ -111,6 +112,7 @@ def test_file_refusals_are_one_line(tiny, tmp_path):
         (f"file:{tmp_path / 'junk.safetensors'}#{MODEL}", spec, FileFormatError, "corrupt"),
         (f"file:{tmp_path / 'model.onnx'}", spec, FileFormatError, "not a checkpoint ddkit"),
         (f"file:{tmp_path / 'lists.pt'}#{MODEL}", spec, FileFormatError, "holds no state_dict"),
+        (f"file:{tmp_path / 'pickled.pt'}#{MODEL}", spec, FileFormatError, "model.state_dict()"),
         (f"file:{tmp_path / 'partial.pt'}#{MODEL}", spec, FileFormatError, "missing or wrong"),
         (f"file:{tmp_path / 't.pt'}", spec, ConfigError, "does not name its architecture"),
         (f"file:{tmp_path / 't.pt'}#nosuchnet3", spec, UnknownNameError, "nosuchnet"),
@@ -134,7 +136,9 @@ def test_file_refusals_are_one_line(tiny, tmp_path):
     )
     written = sorted(p.name for p in tmp_path.iterdir())
     made = ["t.safetensors", "big.safetensors", "t.pt", "notes.pt", "junk.safetensors"]
-    assert written == sorted(made + ["model.onnx", "lists.pt", "partial.pt"])  # nothing new
+    assert written == sorted(
+        made + ["model.onnx", "lists.pt", "pickled.pt", "partial.pt"]
+    )  # nothing new
 
 
 # ----------------------------------------------------------------------------- hf:

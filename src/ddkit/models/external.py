@@ -272,7 +272,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FileFormatError(
             f"{str(path)!r} is not a torch checkpoint of tensors (read with weights_only=True: "
-            f"{first[:120]})"
+            f"{first[:100]}); save model.state_dict(), not the pickled model"
         ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

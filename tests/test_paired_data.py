@@ -406,6 +406,8 @@ def test_unreadable_files_and_bounds(tmp_path, monkeypatch):
     refused(FileFormatError, r"line 2 is not JSON", file)
     file.write_text('{"image": "img0.png", "captions": []}\n')
     refused(DataError, r"line 1: 'captions' must be a non-empty list", file)
+    file.write_text('{"image": "img0.png", "captions": ["b", 7]}\n')
+    refused(DataError, r"a caption is text, got int '7' \(line 1, image 'img0.png'\)", file)
     file.write_text('{"image": "img0.png", "caption": "a", "captions": ["b"]}\n')
     refused(DataError, r"needs 'caption' \(a string\) or 'captions' \(a list\)", file)
     monkeypatch.setattr(captions_mod, "MAX_CAPTION_FILE_BYTES", 16)
@@ -510,3 +512,9 @@ def test_command_line_refuses_bad_caption_files_in_one_line(tmp_path, capsys, ca
     assert rc == 2 and len(lines) == 1, (rc, lines)
     assert lines[0].startswith("ddkit: error: ") and re.search(match, lines[0]), lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_name_is_never_read_as_a_file_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _csv(tmp_path / "digits")  # a folder 'digits' holding captions.csv
+    assert not is_paired("digits") and is_paired("./digits") and is_paired(tmp_path / "digits")

@@ -139,7 +139,12 @@ def _split(value: Any, where: str, row: str) -> str | None:
 def _caption(value: Any, where: str, row: str) -> str:
     if isinstance(value, dict) and "raw" in value:  # Karpathy / Flickr sentences
         value = value["raw"]
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        raise DataError(
+            f"{where}: a caption is text, got {type(value).__name__} {str(value)[:40]!r} ({row}); "
+            "write captions as strings"
+        )
+    if not value.strip():
         raise DataError(f"{where}: empty caption ({row}); write the caption or drop the row")
     if len(value) > MAX_CAPTION_CHARS:
         raise DataError(

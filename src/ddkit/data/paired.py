@@ -431,7 +431,11 @@ def is_paired(name_or_path: str | Path) -> bool:
     names, nothing read)."""
     if str(name_or_path).lower() in PAIRED_READERS:
         return True
+    from ddkit.data.builtin import DATASETS
     from ddkit.data.captions import paired_format
+
+    if str(name_or_path) in DATASETS:  # a dataset's name, never a file that happens to share it
+        return False
 
     return paired_format(Path(name_or_path).expanduser()) is not None
 

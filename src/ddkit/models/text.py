@@ -19,10 +19,13 @@ Towers (:class:`EncoderSpec` names them):
 * image ``convnet`` (or any :func:`~ddkit.models.create_model` name): the network's ``embed``
   features, every weight trainable;
 * text ``bag``: the table (seeded by ``table_seed``, scaled ``1/sqrt(d)``) plus learned position
-  embeddings, a masked mean over the tokens, then a two-layer MLP (``width``);
+  embeddings, a two-layer MLP (``width``) on every token, then a masked mean over the tokens (the
+  MLP before the mean lets a word's position change its features, so "red on blue" and "blue on
+  red" differ, which a plain bag of words cannot tell);
 * text ``gru``: the same inputs through a one-layer GRU (``width``), masked mean of its outputs;
-* ``hf:PATH`` (either side): a pretrained Hugging Face model from a local folder (a CLIP folder
-  serves both sides, a BERT folder text, a ViT folder images), frozen, needing the
+* ``hf:PATH`` (either side): a pretrained Hugging Face model from a local folder (a CLIP or ViT
+  folder serves images, a BERT-style folder text; CLIP's text model, which reads token ids
+  only, is refused in one line), frozen, needing the
   ``transformers`` extra; text is the masked mean of its last hidden states over
   ``inputs_embeds`` from the model's own input table, images are resized to the model's size
   (and a grey channel repeated to three) and read from its pooled output. Attention runs
@@ -151,7 +154,7 @@ class BuiltinText(nn.Module):
         h = emb + self.position[: emb.shape[1]]
         if self.kind == "gru":
             return _masked_mean(self.body(h)[0], mask)
-        return self.body(_masked_mean(h, mask))
+        return _masked_mean(self.body(h), mask)
 
 
 class HFText(nn.Module):
@@ -163,6 +166,14 @@ class HFText(nn.Module):
         table = model.get_input_embeddings()
         self.num_features = int(model.config.hidden_size)
         self.input_dim = int(table.embedding_dim)
+        try:  # a tower that cannot read embeddings (CLIP's text model wants ids) is refused now
+            with torch.no_grad():
+                self(torch.zeros(1, 1, self.input_dim), torch.ones(1, 1))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"the text model {type(model).__name__} does not take inputs_embeds ({e}); "
+                "use a BERT-style text folder, or the built-in text tower"
+            ) from None
 
     def train(self, mode: bool = True) -> HFText:
         """The pretrained model stays in eval mode (no dropout: no global RNG use)."""

@@ -201,3 +201,93 @@ def test_processes_of_one_command_share_a_folder_others_are_refused(tmp_path, li
         with hold_folder(tmp_path, "audit folder", "same"):
             pytest.fail("entered")
     assert len(list(tmp_path.glob(".held-*"))) == 1  # only the live holder's
+
+
+@pytest.fixture
+def one_cell_suite():
+    from ddkit.bench.suites import SUITES, Suite
+
+    name = "pytest-nothing-lost"
+    if name not in SUITES.names():
+        suite = Suite(name=name, datasets=("digits",), ipcs=(1,), protocol="smoke", runs=1,
+                      methods=("random",), full_data=False, models={"digits": "convnet1-w8"})  # fmt: skip
+        SUITES.add(name, suite, help="test suite")
+    return name
+
+
+def test_an_edited_bench_unit_is_refused_not_reused(tmp_path, one_cell_suite):
+    """Issue 75: a bench cell's kept units (``eval<k>.json``, ``distill.json``) carried no
+    checksum, so an edited accuracy went into the suite's row silently; now it is refused in
+    one line (a unit written before checksums is read as it is)."""
+    import json
+
+    from ddkit.bench.cells import Cell, cell_row, write_unit
+    from ddkit.bench.suites import SUITES
+    from ddkit.errors import FileFormatError
+
+    suite, cell = SUITES.get(one_cell_suite), Cell("digits", "random", 1)
+    write_unit(tmp_path / "distill.json", {"iterations": 0, "seconds": 0.5, "num_images": 10})
+    net = {"model": "convnet1-w8", "accuracy": 0.4, "train_accuracy": 1.0, "seed": 7,
+           "seconds": 0.1, "epochs": 2, "lr": 0.01, "num_images": 10, "storage_bytes": 640}  # fmt: skip
+    write_unit(tmp_path / "eval0.json", net)
+    assert cell_row(tmp_path, suite, cell, 0)["accuracies"] == [0.4]
+    kept = json.loads((tmp_path / "eval0.json").read_text())
+    kept["accuracy"] = 0.99
+    (tmp_path / "eval0.json").write_text(json.dumps(kept))
+    with pytest.raises(FileFormatError, match="eval0.json' was edited after it was written"):
+        cell_row(tmp_path, suite, cell, 0)
+    del kept["sha256"]  # as written before checksums
+    (tmp_path / "eval0.json").write_text(json.dumps(kept))
+    assert cell_row(tmp_path, suite, cell, 0)["accuracies"] == [0.99]
+
+
+def test_a_bench_suite_of_another_seed_is_refused_while_one_runs(
+    tmp_path, one_cell_suite, live_pid, monkeypatch
+):
+    """Issue 75: two ``ddkit bench`` of one suite with other seeds mixed their cells; a live
+    process of another command holds the suite's cells, so this one is refused before any work;
+    a process of the same command shares them, as before."""
+    from ddkit.bench import runner
+    from ddkit.claims import command_key
+
+    cells = tmp_path / f"{one_cell_suite}-cells"
+    _holder(cells, live_pid, command_key({"suite": one_cell_suite, "seed": 1}))
+    quiet = dict(results_dir=tmp_path, markdown=None, log=lambda s: None)
+    with pytest.raises(ConfigError, match=f"in use by process {live_pid} with other settings"):
+        runner.run_suite(one_cell_suite, **quiet)
+    with pytest.raises(ConfigError, match=f"in use by process {live_pid}; wait"):  # --fresh: alone
+        runner.run_suite(one_cell_suite, seed=1, fresh=True, **quiet)
+    assert (
+        len(list(cells.iterdir())) == 1
+    )  # the holder's file alone: nothing written, nothing wiped
+    monkeypatch.setattr(runner, "cells", lambda suite: [])  # the same command: it joins
+    assert runner.run_suite(one_cell_suite, seed=1, **quiet) == []
+    assert len(list(cells.iterdir())) == 1
+
+
+def test_an_edited_app_row_is_refused_and_a_held_app_folder_too(tmp_path, capsys, live_pid):
+    """Issue 75: ``ddkit app continual`` reused a kept row with the same settings even when its
+    values were edited, and app folders had no lock; now an edited row is refused in one line,
+    and a folder another live command holds too."""
+    import json
+
+    out = tmp_path / "cl"
+    argv = ["app", "continual", "--methods", "random", "--steps", "2", "--memory", "1",
+            "--protocol", "smoke", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    kept = json.loads((out / "continual.json").read_text())
+    assert "sha256" in kept["results"][0]
+    capsys.readouterr()
+    assert main(argv) == 0 and "random: kept from" in capsys.readouterr().out  # resumed
+    kept["results"][0]["mean_curve"][0] = 0.99
+    (out / "continual.json").write_text(json.dumps(kept))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was edited after it was kept" in err[0]
+    assert json.loads((out / "continual.json").read_text()) == kept  # left as it was
+    (out / "continual.json").unlink()
+    _holder(out, live_pid)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"output folder {str(out)!r} is in use by process {live_pid}" in err[0]
+    assert not (out / "continual.json").exists()

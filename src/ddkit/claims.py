@@ -22,10 +22,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ddkit.io import atomic_write_json, process_alive
 
-__all__ = ["claim", "claimed_by_other", "command_key", "hold_folder", "release", "try_claim"]
+__all__ = [
+    "claim",
+    "claimed_by_other",
+    "command_key",
+    "hold_folder",
+    "hold_output",
+    "release",
+    "try_claim",
+]
 
 
 def _holder(path: Path) -> dict:
@@ -116,14 +125,17 @@ def _holder_files(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def hold_folder(folder: Path, what: str, command: str, *, shared: bool = False) -> Iterator[None]:
+def hold_folder(
+    folder: Path, what: str, command: str, *, shared: bool = False, option: str = "--out"
+) -> Iterator[None]:
     """Hold the output ``folder`` of a command for the block (issue 75): this process's holder
     file ``folder/.held-<host>-<pid>.json`` names it and ``command`` (a digest of its settings:
     :func:`command_key`). A live holder of another process refuses this one in one
     :class:`~ddkit.errors.ConfigError` line, unless ``shared`` and it runs the same command
     (processes that share the units of one folder: a privacy audit's networks, a bench suite's
     cells); a holder whose process is gone is taken over with a notice. Two processes that
-    start at the same moment may both be refused; neither writes. Re-entrant in one process."""
+    start at the same moment may both be refused; neither writes. Re-entrant in one process.
+    ``option``: the command's option that names the folder, for the refusal."""
     from ddkit.errors import ConfigError, warn_at_caller
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,7 +162,7 @@ def hold_folder(folder: Path, what: str, command: str, *, shared: bool = False) 
                 other = "" if not shared else " with other settings"
                 raise ConfigError(
                     f"{what} {str(folder)!r} is in use by process {info.get('pid', '?')}{other}; "
-                    "wait for it to finish or choose another --out"
+                    f"wait for it to finish or choose another {option}"
                 )
     except BaseException:
         mine.unlink(missing_ok=True)
@@ -159,6 +171,18 @@ def hold_folder(folder: Path, what: str, command: str, *, shared: bool = False) 
         yield
     finally:
         mine.unlink(missing_ok=True)
+
+
+@contextmanager
+def hold_output(args: Any, what: str, name: str, *, shared: bool = False) -> Iterator[Path]:
+    """``args.out`` (a command's parsed options) created and held for the block by the command
+    ``name`` (:func:`hold_folder`, keyed by :func:`command_key` of its options); ``what`` names
+    the folder in a refusal (``"audit folder"``)."""
+    from ddkit.io import ensure_writable_dir
+
+    out = ensure_writable_dir(args.out)
+    with hold_folder(out, what, command_key({**vars(args), "command": name}), shared=shared):
+        yield out
 
 
 #: the options that do not change what a command writes (where and how it runs, what it shows)

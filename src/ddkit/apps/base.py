@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.commands import Member
+from ddkit.errors import FileFormatError
+from ddkit.io import json_sha256
 from ddkit.registry import Registry, import_submodules
 
 
@@ -30,9 +32,25 @@ def load_all() -> None:
     import_submodules("ddkit.apps")
 
 
+def kept_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the SHA-256 of its canonical JSON (:func:`ddkit.io.json_sha256`), as a
+    results file keeps it for a re-run to reuse (:func:`finished_rows`)."""
+    return {**row, "sha256": json_sha256(row)}
+
+
 def finished_rows(path: Path) -> list[dict]:
-    """The rows of an earlier run's results file, or none if it is absent or unreadable."""
+    """The rows of an earlier run's results file, or none if it is absent or unreadable. A row
+    edited after it was kept (:func:`kept_row`) is refused in one line, not reused; rows kept
+    before checksums have none and are read as they are."""
     try:
-        return list(json.loads(path.read_text())["results"])
+        rows = list(json.loads(path.read_text())["results"])
     except (OSError, ValueError, KeyError, TypeError):
         return []
+    for row in rows:
+        kept = row.pop("sha256", None) if isinstance(row, dict) else None
+        if kept is not None and kept != json_sha256(row):
+            raise FileFormatError(
+                f"a row of {str(path)!r} was edited after it was kept (its checksum does not "
+                "match); delete the file, or that row, to compute it again"
+            )
+    return rows

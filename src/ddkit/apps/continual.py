@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ddkit.apps.base import App, finished_rows, register_app
+from ddkit.apps.base import App, finished_rows, kept_row, register_app
 from ddkit.commands import COUNT, Limit
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -189,48 +188,49 @@ class ContinualApp(App):
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from ddkit.claims import hold_output
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.plots import plot_continual
 
         methods = method_names(args.methods)
         get_protocol(args.protocol)
         splits = load_dataset(args.dataset, root=args.root)
         splits.train.check_ipc(args.memory)
-        out = ensure_writable_dir(Path(args.out))
-        previous = finished_rows(out / "continual.json")
-        results = []
-        for m in methods:
-            settings = {
-                "method": m, "dataset": splits.train.spec.name, "steps": args.steps,
-                "memory": args.memory, "protocol": args.protocol, "iterations": args.iterations,
-                "meta": {"seed": args.seed, "runs": args.runs, "options": {}},
-            }  # fmt: skip
-            done = [r for r in previous if _matches(r, settings, args.orders)]
-            if done:
-                print(f"{m}: kept from {out / 'continual.json'} (same settings)")
-                results.append(done[0])
-                continue
-            print(f"{m}: {args.steps} steps, {args.memory} images per class in memory")
-            r = continual_learning(
-                splits,
-                m,
-                steps=args.steps,
-                memory=args.memory,
-                orders=args.orders,
-                protocol=args.protocol,
-                runs=args.runs,
-                iterations=args.iterations,
-                seed=args.seed,
-            )
-            results.append(r.to_dict())
-            atomic_write_json(out / "continual.json", {"results": results})
-        plot_continual(results, out / "continual.png")
-        print(f"{'method':<10} " + " ".join(f"step {t + 1:>2}" for t in range(args.steps)))
-        for r in results:
-            print(f"{r['method']:<10} " + " ".join(f"{100 * a:>7.2f}" for a in r["mean_curve"]))
-        print(f"wrote {out / 'continual.json'} and {out / 'continual.png'}")
-        return 0
+        with hold_output(args, "output folder", "app continual") as out:
+            previous = finished_rows(out / "continual.json")
+            results = []
+            for m in methods:
+                settings = {
+                    "method": m, "dataset": splits.train.spec.name, "steps": args.steps,
+                    "memory": args.memory, "protocol": args.protocol, "iterations": args.iterations,
+                    "meta": {"seed": args.seed, "runs": args.runs, "options": {}},
+                }  # fmt: skip
+                done = [r for r in previous if _matches(r, settings, args.orders)]
+                if done:
+                    print(f"{m}: kept from {out / 'continual.json'} (same settings)")
+                    results.append(kept_row(done[0]))
+                    continue
+                print(f"{m}: {args.steps} steps, {args.memory} images per class in memory")
+                r = continual_learning(
+                    splits,
+                    m,
+                    steps=args.steps,
+                    memory=args.memory,
+                    orders=args.orders,
+                    protocol=args.protocol,
+                    runs=args.runs,
+                    iterations=args.iterations,
+                    seed=args.seed,
+                )
+                results.append(kept_row(r.to_dict()))
+                atomic_write_json(out / "continual.json", {"results": results})
+            plot_continual(results, out / "continual.png")
+            print(f"{'method':<10} " + " ".join(f"step {t + 1:>2}" for t in range(args.steps)))
+            for r in results:
+                print(f"{r['method']:<10} " + " ".join(f"{100 * a:>7.2f}" for a in r["mean_curve"]))
+            print(f"wrote {out / 'continual.json'} and {out / 'continual.png'}")
+            return 0
 
 
 def _matches(row: dict, settings: dict, orders: int) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -222,8 +221,9 @@ class FederatedApp(App):
     def run(args: argparse.Namespace) -> int:
         import torch
 
+        from ddkit.claims import hold_output
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.plots import plot_federated
 
         methods = method_names(args.methods)
@@ -232,36 +232,42 @@ class FederatedApp(App):
         splits = load_dataset(args.dataset, root=args.root)
         splits.train.check_ipc(args.ipc)
         check_clients(args.clients, len(splits.train))
-        out = ensure_writable_dir(Path(args.out))
-        results = []
-        for alpha in alphas:
-            g = torch.Generator().manual_seed(args.seed)
-            parts = dirichlet_split(splits.train.labels, args.clients, alpha, g)
-            print(f"alpha {alpha:g}: client sizes {[len(p) for p in parts]}")
-            row = {"alpha": alpha, "clients": args.clients, "sizes": [len(p) for p in parts]}
-            row["one_shot"] = [
-                one_shot(
+        with hold_output(args, "output folder", "app federated") as out:
+            results = []
+            for alpha in alphas:
+                g = torch.Generator().manual_seed(args.seed)
+                parts = dirichlet_split(splits.train.labels, args.clients, alpha, g)
+                print(f"alpha {alpha:g}: client sizes {[len(p) for p in parts]}")
+                row = {"alpha": alpha, "clients": args.clients, "sizes": [len(p) for p in parts]}
+                row["one_shot"] = [
+                    one_shot(
+                        splits,
+                        parts,
+                        m,
+                        args.ipc,
+                        protocol=args.protocol,
+                        iterations=args.iterations,
+                        seed=args.seed,
+                    )  # fmt: skip
+                    for m in methods
+                ]
+                row["fedavg"] = fedavg(
                     splits,
                     parts,
-                    m,
-                    args.ipc,
-                    protocol=args.protocol,
-                    iterations=args.iterations,
+                    rounds=args.rounds,
+                    local_epochs=args.local_epochs,
                     seed=args.seed,
-                )  # fmt: skip
-                for m in methods
-            ]
-            row["fedavg"] = fedavg(
-                splits, parts, rounds=args.rounds, local_epochs=args.local_epochs, seed=args.seed
-            )
-            for one in row["one_shot"]:
-                print(f"  {one['method']:<8} one upload, {one['bytes']:>9,} bytes: "
-                      f"{100 * one['mean']:.2f} ± {100 * one['std']:.2f} %")  # fmt: skip
-            last = row["fedavg"]["curve"][-1]
-            print(f"  FedAvg   {args.rounds} rounds, {last['bytes']:>9,} bytes: "
-                  f"{100 * last['accuracy']:.2f} %")  # fmt: skip
-            results.append(row)
-            atomic_write_json(out / "federated.json", {"dataset": args.dataset, "results": results})
-        plot_federated(results, out / "federated.png")
-        print(f"wrote {out / 'federated.json'} and {out / 'federated.png'}")
-        return 0
+                )
+                for one in row["one_shot"]:
+                    print(f"  {one['method']:<8} one upload, {one['bytes']:>9,} bytes: "
+                          f"{100 * one['mean']:.2f} ± {100 * one['std']:.2f} %")  # fmt: skip
+                last = row["fedavg"]["curve"][-1]
+                print(f"  FedAvg   {args.rounds} rounds, {last['bytes']:>9,} bytes: "
+                      f"{100 * last['accuracy']:.2f} %")  # fmt: skip
+                results.append(row)
+                atomic_write_json(
+                    out / "federated.json", {"dataset": args.dataset, "results": results}
+                )
+            plot_federated(results, out / "federated.png")
+            print(f"wrote {out / 'federated.json'} and {out / 'federated.png'}")
+            return 0

@@ -44,7 +44,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -401,8 +400,9 @@ class HcdcApp(App):
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from ddkit.claims import hold_output
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.plots import plot_hcdc
 
         baselines = method_names(args.baselines)
@@ -415,33 +415,33 @@ class HcdcApp(App):
         )
         check_validation(splits, args.ipc)
         build_network(args.model, splits.spec, args.seed)  # an unknown model fails here
-        out = ensure_writable_dir(Path(args.out))
-        result = calibrated_search(
-            splits,
-            args.ipc,
-            grid=grid,
-            baselines=baselines,
-            baseline_iterations=args.baseline_iterations,
-            model=args.model,
-            epochs=args.epochs,
-            iterations=args.iterations,
-            terms=args.terms,
-            seed=args.seed,
-        )
-        result["dataset"] = args.dataset
-        atomic_write_json(out / "hcdc.json", result)
-        plot_hcdc(result, out / "hcdc.png")
-        real = result["real"]
-        print(f"{'validation set':<16} {'images':>6} {'spearman':>9} {'kendall':>8} "
-              f"{'pick':>20} {'pick test %':>12}")  # fmt: skip
-        print(f"{'real split':<16} {real['num_images']:>6} {1:>9.3f} {1:>8.3f} {real['pick']:>20} "
-              f"{100 * real['pick_test']:>12.2f}")  # fmt: skip
-        for r in result["candidates"]:
-            print(f"{r['candidate']:<16} {r['num_images']:>6} {r['spearman']:>9.3f} "
-                  f"{r['kendall']:>8.3f} {r['pick']:>20} {100 * r['pick_test']:>12.2f}")  # fmt: skip
-        hc = result["candidates"][0]
-        print(f"scoring the grid on the real split took {real['scoring_seconds']:.3f} s, on the "
-              f"HCDC set {hc['scoring_seconds']:.3f} s; training the grid took "
-              f"{result['grid_training_seconds']:.0f} s (condensing: {hc['build_seconds']:.0f} s)")  # fmt: skip
-        print(f"wrote {out / 'hcdc.json'} and {out / 'hcdc.png'}")
-        return 0
+        with hold_output(args, "output folder", "app hcdc") as out:
+            result = calibrated_search(
+                splits,
+                args.ipc,
+                grid=grid,
+                baselines=baselines,
+                baseline_iterations=args.baseline_iterations,
+                model=args.model,
+                epochs=args.epochs,
+                iterations=args.iterations,
+                terms=args.terms,
+                seed=args.seed,
+            )
+            result["dataset"] = args.dataset
+            atomic_write_json(out / "hcdc.json", result)
+            plot_hcdc(result, out / "hcdc.png")
+            real = result["real"]
+            print(f"{'validation set':<16} {'images':>6} {'spearman':>9} {'kendall':>8} "
+                  f"{'pick':>20} {'pick test %':>12}")  # fmt: skip
+            print(f"{'real split':<16} {real['num_images']:>6} {1:>9.3f} {1:>8.3f} {real['pick']:>20} "
+                  f"{100 * real['pick_test']:>12.2f}")  # fmt: skip
+            for r in result["candidates"]:
+                print(f"{r['candidate']:<16} {r['num_images']:>6} {r['spearman']:>9.3f} "
+                      f"{r['kendall']:>8.3f} {r['pick']:>20} {100 * r['pick_test']:>12.2f}")  # fmt: skip
+            hc = result["candidates"][0]
+            print(f"scoring the grid on the real split took {real['scoring_seconds']:.3f} s, on the "
+                  f"HCDC set {hc['scoring_seconds']:.3f} s; training the grid took "
+                  f"{result['grid_training_seconds']:.0f} s (condensing: {hc['build_seconds']:.0f} s)")  # fmt: skip
+            print(f"wrote {out / 'hcdc.json'} and {out / 'hcdc.png'}")
+            return 0

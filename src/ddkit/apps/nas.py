@@ -15,7 +15,6 @@ import argparse
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ddkit.apps.base import App, register_app
@@ -197,8 +196,9 @@ class NasApp(App):
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from ddkit.claims import hold_output
         from ddkit.data import load_dataset
-        from ddkit.io import atomic_write_json, ensure_writable_dir
+        from ddkit.io import atomic_write_json
         from ddkit.plots import plot_proxy_ranking
 
         methods = method_names(args.proxies)
@@ -206,34 +206,40 @@ class NasApp(App):
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
         splits.train.check_ipc(args.ipc)
-        out = ensure_writable_dir(Path(args.out))
-        space = (
-            architecture_space()
-            if args.space == "default"
-            else architecture_space(
-                depths=(1, 2),
-                widths=(16,),
-                norms=("in", "none"),
-                pools=("avg",),
-                activations=("relu",),
-            )  # fmt: skip
-        )
-        proxies = proxy_sets(splits, methods, args.ipc, iterations=args.iterations, seed=args.seed)
-        result = architecture_search(
-            splits,
-            proxies,
-            architectures=space,
-            proxy_epochs=args.proxy_epochs,
-            full_epochs=args.full_epochs,
-            seed=args.seed,
-        )
-        result.update({"dataset": args.dataset, "ipc": args.ipc, "iterations": args.iterations})
-        atomic_write_json(out / "nas.json", result)
-        plot_proxy_ranking(result, out / "nas.png")
-        print(f"{'proxy':<10} {'images':>6} {'spearman':>9} {'kendall':>8} {'top pick test %':>16}")
-        for r in result["proxies"]:
-            print(f"{r['proxy']:<10} {r['num_images']:>6} {r['spearman']:>9.3f} {r['kendall']:>8.3f} "
-                  f"{100 * r['top_pick_test']:>16.2f}")  # fmt: skip
-        print(f"full data's own pick (by validation): {100 * result['full_pick_test']:.2f} % test")
-        print(f"wrote {out / 'nas.json'} and {out / 'nas.png'}")
-        return 0
+        with hold_output(args, "output folder", "app nas") as out:
+            space = (
+                architecture_space()
+                if args.space == "default"
+                else architecture_space(
+                    depths=(1, 2),
+                    widths=(16,),
+                    norms=("in", "none"),
+                    pools=("avg",),
+                    activations=("relu",),
+                )  # fmt: skip
+            )
+            proxies = proxy_sets(
+                splits, methods, args.ipc, iterations=args.iterations, seed=args.seed
+            )
+            result = architecture_search(
+                splits,
+                proxies,
+                architectures=space,
+                proxy_epochs=args.proxy_epochs,
+                full_epochs=args.full_epochs,
+                seed=args.seed,
+            )
+            result.update({"dataset": args.dataset, "ipc": args.ipc, "iterations": args.iterations})
+            atomic_write_json(out / "nas.json", result)
+            plot_proxy_ranking(result, out / "nas.png")
+            print(
+                f"{'proxy':<10} {'images':>6} {'spearman':>9} {'kendall':>8} {'top pick test %':>16}"
+            )
+            for r in result["proxies"]:
+                print(f"{r['proxy']:<10} {r['num_images']:>6} {r['spearman']:>9.3f} {r['kendall']:>8.3f} "
+                      f"{100 * r['top_pick_test']:>16.2f}")  # fmt: skip
+            print(
+                f"full data's own pick (by validation): {100 * result['full_pick_test']:.2f} % test"
+            )
+            print(f"wrote {out / 'nas.json'} and {out / 'nas.png'}")
+            return 0

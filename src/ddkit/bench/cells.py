@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ddkit.bench.suites import Suite
-from ddkit.io import atomic_write_json, read_json
+from ddkit.errors import FileFormatError
+from ddkit.io import atomic_write_json, json_sha256, read_json
 from ddkit.levers import exact
 from ddkit.meter import high_water_mb, peak_rss_mb, reset_high_water
 
@@ -144,6 +145,30 @@ def units(suite: Suite, cell: Cell) -> list[str]:
     return out
 
 
+def write_unit(path: Path, record: dict[str, Any]) -> None:
+    """Keep a unit's result ``record`` at ``path`` with the SHA-256 of its canonical JSON
+    (:func:`ddkit.io.json_sha256`), so that an edited value is refused, not reused."""
+    atomic_write_json(path, {**record, "sha256": json_sha256(record)})
+
+
+def read_unit(path: Path) -> dict[str, Any]:
+    """A unit's result file (:func:`write_unit`); one edited after it was written is refused in
+    one :class:`~ddkit.errors.FileFormatError` line (files written before checksums have none
+    and are read as they are)."""
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise FileFormatError(
+            f"{str(path)!r} is not a bench unit's result; delete it to run it again"
+        )
+    kept = record.pop("sha256", None)
+    if kept is not None and kept != json_sha256(record):
+        raise FileFormatError(
+            f"{str(path)!r} was edited after it was written (its checksum does not match); "
+            "delete it to run the unit again"
+        )
+    return record
+
+
 def finished_units(folder: Path, suite: Suite, cell: Cell) -> set[str]:
     """The units whose result file exists (``distill.json`` for a distillation)."""
     return {u for u in units(suite, cell) if (folder / f"{u}.json").exists()}
@@ -158,7 +183,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
     seeds = [seed_folder(folder, s) for s in range(cell_seeds(suite, cell))]
     units_done = finished_units(folder, suite, cell)
     nets = [u for u in units(suite, cell) if unit_seed(u)[1] != DISTILL]
-    evals = [read_json(folder / f"{u}.json") for u in nets if u in units_done]
+    evals = [read_unit(folder / f"{u}.json") for u in nets if u in units_done]
     # the time left is CPU time: networks trained on a GPU count as done, not as a pace
     net_seconds = [e["seconds"] for e in evals if ran_on_cpu_only(e)]
     summaries = [f / "distill.json" for f in seeds]
@@ -175,7 +200,7 @@ def cell_progress(folder: Path, suite: Suite, cell: Cell) -> dict[str, Any] | No
         "distilled": cell.full or not left,
         "distillations_left": 0 if cell.full else len(left),
         "seeds": len(seeds),
-        "images": read_json(summary).get("num_images") if summary else None,
+        "images": read_unit(summary).get("num_images") if summary else None,
         "iterations_done": read_json(checkpoint)["iteration"] if checkpoint.exists() else 0,
         "iterations": read_json(config)["iterations"] if config else None,
         "step_seconds": statistics.median(steps) if steps else None,
@@ -245,7 +270,7 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "c
     end = time.perf_counter()
     setup = getattr(timer, "started", end) - t0  # loading data, experts, ...: this segment's
     steps = _step_seconds(folder)
-    atomic_write_json(
+    write_unit(
         folder / "distill.json",
         {
             "iterations": iterations,
@@ -284,7 +309,7 @@ def _prune(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu
     meta["indices"] = index.tolist()
     syn = SyntheticSet.from_real(train, index, meta=meta).to("cpu")
     syn.save(folder / DISTILL / "synthetic")
-    atomic_write_json(
+    write_unit(
         folder / "distill.json",
         {
             "iterations": 0,
@@ -328,7 +353,7 @@ def _cpu_step_seconds(folder: Path) -> list[float]:
     """:func:`_step_seconds` of a distillation that ran on the CPU; none for one a GPU finished
     (its pace says nothing of the CPU time a later seed needs)."""
     summary = folder / "distill.json"
-    if summary.exists() and not ran_on_cpu_only(read_json(summary)):
+    if summary.exists() and not ran_on_cpu_only(read_unit(summary)):
         return []
     return _step_seconds(folder)
 
@@ -411,7 +436,7 @@ def _evaluate_network(
         device=device,
     )
     r = report.results[0]
-    atomic_write_json(
+    write_unit(
         folder / f"eval{k}.json",
         {
             "model": r.model,
@@ -471,8 +496,8 @@ def cell_row(folder: Path, suite: Suite, cell: Cell, seed: int) -> dict[str, Any
 
     ds, method, ipc = cell.dataset, cell.method, cell.ipc
     unit_names = units(suite, cell)
-    nets = [read_json(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] != DISTILL]
-    distills = [read_json(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] == DISTILL]
+    nets = [read_unit(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] != DISTILL]
+    distills = [read_unit(folder / f"{u}.json") for u in unit_names if unit_seed(u)[1] == DISTILL]
     distill = distills[0] if distills else {}
     distill_peaks = [_measured_peak(d) for d in distills]
     result = ModelResult(

@@ -33,6 +33,7 @@ from ddkit.bench.cells import (
     finished_units,
     unit_seed,
     units,
+    write_unit,
 )
 from ddkit.bench.suites import Suite
 from ddkit.errors import FileFormatError
@@ -264,7 +265,7 @@ def _restore_first_seed(folder: Path, suite: Suite, cell: Cell, data: dict[str, 
         "from_row": True,
     }
     peak = {"peak_mb": row.get("peak_distill_mb"), "peak_measure": PEAK_MEASURE}
-    atomic_write_json(
+    write_unit(
         files[0],
         {
             "iterations": row.get("iterations", 0),
@@ -280,9 +281,7 @@ def _restore_first_seed(folder: Path, suite: Suite, cell: Cell, data: dict[str, 
         net = {"model": row["model"], "accuracy": acc, "train_accuracy": None, "seed": seed}
         net |= {"seconds": row.get("eval_seconds", 0.0) / runs, "epochs": row.get("epochs")}
         net |= {"lr": row.get("lr"), "protocol": row.get("protocol")}
-        atomic_write_json(
-            files[k + 1], {**net, **(peak if peak["peak_mb"] is not None else {}), **common}
-        )
+        write_unit(files[k + 1], {**net, **(peak if peak["peak_mb"] is not None else {}), **common})
 
 
 def release_unit(path: Path, suite: Suite, cell: Cell, unit: str) -> None:

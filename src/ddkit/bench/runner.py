@@ -48,6 +48,7 @@ from ddkit.bench.results import (
 )
 from ddkit.bench.selection import _check_selection, cells
 from ddkit.bench.suites import SUITES, Suite
+from ddkit.claims import command_key, hold_folder
 from ddkit.errors import ConfigError
 
 
@@ -86,36 +87,47 @@ def run_suite(
             f"go to FOLDER/{suite.name}.json)"
         )
     path = Path(results_dir) / f"{suite.name}.json"
-    if fresh:
-        with results_lock(path):
-            write_results(path, {"suite": suite.name, "rows": []})
-        shutil.rmtree(Path(results_dir) / f"{suite.name}-cells", ignore_errors=True)
-    todo = [
-        c
-        for c in cells(suite)
-        if (not only or c.method in only)
-        and (not datasets or c.dataset in datasets)
-        and (not ipcs or c.full or c.keep or c.ipc in ipcs)
-        and (not keeps or c.full or not c.keep or c.keep in keeps)
-    ]
-    if rerun:
-        mark_rerun(path, suite, todo)
-    for cell in mark_rerun(path, suite, todo, stale_only=True):
-        log(
-            f"[bench {suite.name}] {cell.label}: its row ran with method options the suite no "
-            "longer sets; every seed runs again (the row stays until then)"
-        )
-    with signals_interrupt():
-        for cell in todo:
-            while (claim := claim_unit(path, suite, cell, seed)) is not None:
-                row = _run_claimed(path, suite, cell, *claim, seed, log, device)
-                if row is not None:
-                    _log_row(row, log)
-                    break
+    # one command at a time on the suite's cells; processes of the same command share them
+    key = command_key({"suite": suite.name, "seed": seed})
+    cells_dir = Path(results_dir) / f"{suite.name}-cells"
+    with hold_folder(cells_dir, "bench folder", key, shared=not fresh, option="--results"):
+        if fresh:
+            with results_lock(path):
+                write_results(path, {"suite": suite.name, "rows": []})
+            _empty(cells_dir)
+        todo = [
+            c
+            for c in cells(suite)
+            if (not only or c.method in only)
+            and (not datasets or c.dataset in datasets)
+            and (not ipcs or c.full or c.keep or c.ipc in ipcs)
+            and (not keeps or c.full or not c.keep or c.keep in keeps)
+        ]
+        if rerun:
+            mark_rerun(path, suite, todo)
+        for cell in mark_rerun(path, suite, todo, stale_only=True):
+            log(
+                f"[bench {suite.name}] {cell.label}: its row ran with method options the suite no "
+                "longer sets; every seed runs again (the row stays until then)"
+            )
+        with signals_interrupt():
+            for cell in todo:
+                while (claim := claim_unit(path, suite, cell, seed)) is not None:
+                    row = _run_claimed(path, suite, cell, *claim, seed, log, device)
+                    if row is not None:
+                        _log_row(row, log)
+                        break
     data = read_results(path, suite)
     if markdown:
         write_markdown(Path(markdown), suite, data, results_dir)
     return data["rows"]
+
+
+def _empty(folder: Path) -> None:
+    """Remove what ``folder`` holds but the holder files of the processes that hold it."""
+    for p in folder.iterdir():
+        if not p.name.startswith(".held-"):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def _run_claimed(

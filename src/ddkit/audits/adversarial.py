@@ -52,7 +52,6 @@ from ddkit.audits.base import (
     audit_record,
     distil,
     full_data,
-    held_output,
     iterations_of,
     kept_json,
     kept_set,
@@ -63,6 +62,8 @@ from ddkit.audits.base import (
     unit_key,
     unit_name,
 )
+from ddkit.audits.estimate import AuditPlan, DistillJob, apply_quick, dry_run, sets_plan
+from ddkit.claims import hold_output
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset, denormalise
 from ddkit.data.spec import DatasetSpec
@@ -435,6 +436,29 @@ def _load_sets(paths: Sequence[str]) -> dict[str, SyntheticSet]:
     return out
 
 
+def _plan(
+    loaded: Mapping[str, SyntheticSet],
+    methods: Sequence[str],
+    ipcs: Sequence[int],
+    protocol: EvalProtocol,
+    iterations: Budgets,
+    splits: DatasetSplits,
+    full: bool,
+    quick: dict[str, Any],
+) -> AuditPlan:
+    """What the adversarial audit trains: the networks of every set (the given ones, per IPC
+    each method's distilled set and random real images, the full data) and the distillations."""
+    sets = [(name, len(syn)) for name, syn in loaded.items()]
+    distils, k = [], splits.spec.num_classes
+    for ipc in ipcs if methods else ():
+        for m in (m for m in methods if m != "random"):
+            sets.append((f"{m}/ipc{ipc}", ipc * k))
+            distils.append(DistillJob(m, ipc, iterations_of(iterations, m, ipc)))
+        sets.append((f"random/ipc{ipc}", ipc * k))
+    sets += [("full", len(splits.train))] if full else []
+    return sets_plan("adversarial", sets, protocol, distils, quick)
+
+
 @register_audit
 class AdversarialAudit(Audit):
     """``ddkit audit adversarial``."""
@@ -468,6 +492,7 @@ class AdversarialAudit(Audit):
         from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
+        quick = apply_quick(args)
         epsilons = number_list(args.epsilons, "--epsilons")
         _check_budgets(epsilons, args.steps, args.step_size, args.max_test)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
@@ -486,7 +511,15 @@ class AdversarialAudit(Audit):
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         sets = _load_sets(paths)  # a bad set folder is refused before --out is created
-        with held_output(args, "adversarial") as out:
+        p = get_protocol(args.protocol).with_(models=tuple(models) if models else None,
+                                              runs=args.runs, epochs=args.epochs)  # fmt: skip
+        plan = _plan(sets, methods, ipcs, p, iterations, splits, not args.no_full, quick)
+        if args.dry_run:
+            return dry_run(plan, splits, p, p.models[0], args.out, seed=args.seed,
+                           options=options, device=str(device))  # fmt: skip
+        if not args.quiet:
+            print(plan.line(), flush=True)
+        with hold_output(args, "audit folder", "adversarial") as out:
             progress = not args.quiet
             if methods:
                 sets.update(
@@ -503,6 +536,7 @@ class AdversarialAudit(Audit):
                 protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
                 max_test=args.max_test, keep=out, progress=progress, device=device,
             )  # fmt: skip
+            result.update({"quick": quick} if quick else {})
             atomic_write_json(out / "adversarial.json", result)
             plot_robustness(result, out / "adversarial.png")
             _print_table(result)

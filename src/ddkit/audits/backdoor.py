@@ -89,7 +89,6 @@ from ddkit.audits.base import (
     budgets_json,
     check_fraction,
     distil,
-    held_output,
     iterations_of,
     kept_json,
     models_option,
@@ -106,6 +105,8 @@ from ddkit.audits.doorping import (
     real_image_copies,  # noqa: F401  (still importable from here)
     top_neurons,  # noqa: F401  (still importable from here)
 )
+from ddkit.audits.estimate import AuditPlan, DistillJob, apply_quick, dry_run, sets_plan
+from ddkit.claims import hold_output
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -370,6 +371,26 @@ def plot_backdoor(result: Mapping[str, Any], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def _plan(
+    names: Sequence[str],
+    ipcs: Sequence[int],
+    protocol: EvalProtocol,
+    iterations: Budgets,
+    num_classes: int,
+    quick: dict[str, Any],
+) -> AuditPlan:
+    """What :func:`backdoor_audit` trains: per IPC each method's backdoored and clean set (two
+    distillations) and the random real floor."""
+    sets, distils = [], []
+    for ipc in ipcs:
+        for m in (m for m in names if m != "random"):
+            sets += [(f"{m}/ipc{ipc}/poisoned", ipc * num_classes),
+                     (f"{m}/ipc{ipc}/clean", ipc * num_classes)]  # fmt: skip
+            distils.append(DistillJob(m, ipc, iterations_of(iterations, m, ipc), 2))
+        sets.append((f"random/ipc{ipc}/poisoned", ipc * num_classes))
+    return sets_plan("backdoor", sets, protocol, distils, quick)
+
+
 @register_audit
 class BackdoorAudit(Audit):
     """``ddkit audit backdoor``."""
@@ -400,13 +421,14 @@ class BackdoorAudit(Audit):
         from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
+        quick = apply_quick(args)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         fraction = check_fraction(args.fraction, "--fraction")
         trigger = Trigger(args.trigger_size, args.trigger_position, args.trigger_value)
         doorping = DoorpingConfig.from_options(parse_options(args.doorping))
         options = parse_options(args.set)
         get_protocol(args.protocol)
-        _check_attack(args.attack, args.methods, ipcs)
+        names = _check_attack(args.attack, args.methods, ipcs)
         iterations = Budgets.parse(args.iterations)
         iterations.check()
         device = device_option(args)
@@ -416,13 +438,22 @@ class BackdoorAudit(Audit):
         check_target(args.target, splits.spec)
         if args.attack == "doorping":
             doorping.check(splits.spec)
-        with held_output(args, "backdoor") as out:
+        p = get_protocol(args.protocol).with_(models=tuple(models) if models else None,
+                                              runs=args.runs, epochs=args.epochs)  # fmt: skip
+        plan = _plan(names, ipcs, p, iterations, splits.spec.num_classes, quick)
+        if args.dry_run:
+            return dry_run(plan, splits, p, p.models[0], args.out, seed=args.seed,
+                           options=options, device=str(device))  # fmt: skip
+        if not args.quiet:
+            print(plan.line(), flush=True)
+        with hold_output(args, "audit folder", "backdoor") as out:
             result = backdoor_audit(
                 splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
                 target=args.target, iterations=iterations, options=options, doorping=doorping,
                 protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
                 device=device, keep=out, progress=not args.quiet,
             )  # fmt: skip
+            result.update({"quick": quick} if quick else {})
             atomic_write_json(out / "backdoor.json", result)
             plot_backdoor(result, out / "backdoor.png")
             print(f"{'set':<28} {'ASR':>7} {'clean':>7} (%)")

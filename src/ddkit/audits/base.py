@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,7 +286,9 @@ def add_training_arguments(
     """The options audits share: the dataset, what to distil (``--methods``, ``--ipc``,
     ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs`` unless
     ``runs`` is false, ``--epochs``, ``--models``), and ``--seed``, ``--root``, ``--quiet``,
-    ``--device`` (:func:`ddkit.commands.device_option`), ``--out`` (default ``out``)."""
+    ``--device`` (:func:`ddkit.commands.device_option`), ``--out`` (default ``out``),
+    ``--dry-run`` and ``--quick`` (:mod:`ddkit.audits.estimate`)."""
+    from ddkit.audits.estimate import add_estimate_arguments
     from ddkit.commands import add_common
 
     parser.add_argument("--dataset", default="digits")
@@ -314,6 +315,7 @@ def add_training_arguments(
     )
     add_common(parser, "seed", "root", "quiet", "device", out=f"output folder (default {out})")
     parser.set_defaults(out=out)
+    add_estimate_arguments(parser)
 
 
 # ====================================================================== resuming a killed audit
@@ -321,20 +323,6 @@ def add_training_arguments(
 # minutes each. With an output folder, each unit is kept there as soon as it is done, under a
 # key that digests everything it depends on; a re-run of the same command reuses it, and a unit
 # kept under another key (the command changed) is refused rather than silently mixed in.
-
-
-@contextmanager
-def held_output(args: argparse.Namespace, audit: str, *, shared: bool = False) -> Iterator[Path]:
-    """``args.out`` created and held for the block (:func:`ddkit.claims.hold_folder`): a second
-    audit on the folder is refused in one line while this one writes it (with ``shared``, one
-    running the same command joins it: the privacy audit's processes share its networks)."""
-    from ddkit.claims import command_key, hold_folder
-    from ddkit.io import ensure_writable_dir
-
-    out = ensure_writable_dir(args.out)
-    with hold_folder(out, "audit folder", command_key({**vars(args), "audit": audit}),
-                     shared=shared):  # fmt: skip
-        yield out
 
 
 def unit_key(*parts: Any) -> str:

@@ -53,7 +53,6 @@ from ddkit.audits.base import (
     budgets_json,
     distil,
     full_data,
-    held_output,
     iterations_of,
     models_option,
     random_real,
@@ -63,6 +62,7 @@ from ddkit.audits.base import (
     unit_name,
 )
 from ddkit.audits.dp_sgd import DPRecipe, train_dp_sgd
+from ddkit.audits.estimate import apply_quick, dry_run
 from ddkit.audits.membership import (
     DEFAULT_FPRS,
     attack_metrics,
@@ -79,9 +79,10 @@ from ddkit.audits.privacy_plan import (
     membership_masks,  # noqa: F401  (still importable from here)
     plan_membership,
     pool_rows,  # noqa: F401  (still importable from here)
+    privacy_plan,
     privacy_sources,
 )
-from ddkit.claims import claim
+from ddkit.claims import claim, hold_output
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -512,6 +513,7 @@ class PrivacyAudit(Audit):
         from ddkit.io import atomic_write_json
         from ddkit.methods.config import parse_options
 
+        quick = apply_quick(args)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         eps = number_list(args.dp_epsilons, "--dp-epsilons", above=0) if args.dp_epsilons else []
         sources = privacy_sources(args.methods, ipcs, dp_epsilons=eps, full=not args.no_full)
@@ -528,9 +530,19 @@ class PrivacyAudit(Audit):
         models = models_option(args, splits.spec)
         if models and len(models) > 1:
             raise ConfigError("the privacy audit trains one architecture: give one --models")
-        plan_membership(splits, sources, shadows=args.shadows, pool=args.pool, seed=args.seed,
-                        bootstrap=args.bootstrap)  # fmt: skip
-        with held_output(args, "privacy", shared=True) as out:
+        _, masks = plan_membership(splits, sources, shadows=args.shadows, pool=args.pool,
+                                   seed=args.seed, bootstrap=args.bootstrap)  # fmt: skip
+        p = get_protocol(args.protocol).with_(epochs=args.epochs, runs=1)
+        model = models[0] if models else p.models[0]
+        plan = privacy_plan(sources, masks, splits.spec.num_classes, epochs=p.epochs,
+                            full_epochs=int(args.full_epochs or p.epochs), iterations=iterations,
+                            quick=quick)  # fmt: skip
+        if args.dry_run:
+            return dry_run(plan, splits, p, model, args.out, seed=args.seed, options=options,
+                           device=str(device))  # fmt: skip
+        if not args.quiet:
+            print(plan.line(), flush=True)
+        with hold_output(args, "audit folder", "privacy", shared=True) as out:
             result = privacy_audit(
                 splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
                 model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
@@ -540,6 +552,7 @@ class PrivacyAudit(Audit):
             )  # fmt: skip
             plot_roc(result, out / "privacy.png")
             result.pop("_curves")
+            result.update({"quick": quick} if quick else {})
             atomic_write_json(out / "privacy.json", result)
             _print_table(result)
             print(f"wrote {out / 'privacy.json'} and {out / 'privacy.png'}")

@@ -2,16 +2,18 @@
 rows into a network (:class:`Source`, :func:`privacy_sources`), the pool of training rows
 (:func:`pool_rows`), and the members of every network, the target's and the shadows'
 (:func:`membership_masks`), checked before any work (:func:`check_members`,
-:func:`plan_membership`).
+:func:`plan_membership`), and what it will train (:func:`privacy_plan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ddkit.audits.estimate import AuditPlan, DistillJob, NetworkJob
 from ddkit.audits.membership import check_bootstrap
 from ddkit.data.dataset import DatasetSplits
 from ddkit.errors import ConfigError, require_extra
@@ -146,3 +148,32 @@ def plan_membership(
     check_members(labels, splits.spec.num_classes, [s.ipc for s in sources if s.ipc])
     check_bootstrap(bootstrap, len(rows))
     return rows, membership_masks(labels, shadows, seed=seed)
+
+
+# ============================================================================ the plan
+def privacy_plan(
+    sources: Sequence[Source],
+    masks: torch.Tensor,
+    num_classes: int,
+    *,
+    epochs: int,
+    full_epochs: int,
+    iterations: Any = None,
+    quick: dict[str, Any] | None = None,
+) -> AuditPlan:
+    """What the privacy audit trains (:class:`~ddkit.audits.estimate.AuditPlan`): per source
+    one network per row of ``masks`` (the target and the shadows), each distilled source
+    distilling one set per network from its members."""
+    from ddkit.audits.base import iterations_of
+
+    count, members = len(masks), int(masks[0].sum())
+    nets, distils = [], []
+    for s in sources:
+        if s.kind in ("full", "dp"):
+            nets.append(NetworkJob(s.name, count, full_epochs, members))
+            continue
+        nets.append(NetworkJob(s.name, count, epochs, int(s.ipc) * num_classes))
+        if s.kind == "distilled":
+            distils.append(DistillJob(s.method, s.ipc, iterations_of(iterations, s.method, s.ipc),
+                                      count))  # fmt: skip
+    return AuditPlan("privacy", tuple(nets), tuple(distils), quick or None)

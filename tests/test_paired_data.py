@@ -518,3 +518,19 @@ def test_a_dataset_name_is_never_read_as_a_file_of_that_name(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     _csv(tmp_path / "digits")  # a folder 'digits' holding captions.csv
     assert not is_paired("digits") and is_paired("./digits") and is_paired(tmp_path / "digits")
+
+
+def test_the_paired_modality_and_need():
+    ds = paired_from_arrays(np.zeros((2, 8, 8), np.uint8), [["a"], ["b"]], name="pairs")
+    assert ds.spec.kind.layout == "(C, H, W)" and "dsa" in ds.spec.kind.augmentations
+    ds.spec.check_needs("paired", "method 'vl'")
+    with pytest.raises(
+        ConfigError, match="method 'dsa' needs images; dataset 'pairs' holds paired"
+    ):
+        ds.spec.check_needs("image", "method 'dsa'")
+    digits = load_dataset("digits")
+    with pytest.raises(ConfigError, match=r"needs image-caption pairs; .* e.g. captioned-digits"):
+        digits.spec.check_needs("paired", "method 'vl'")
+    from ddkit.data.spec import DatasetSpec
+
+    assert DatasetSpec.from_dict(ds.spec.to_dict()) == ds.spec

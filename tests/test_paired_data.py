@@ -534,3 +534,17 @@ def test_the_paired_modality_and_need():
     from ddkit.data.spec import DatasetSpec
 
     assert DatasetSpec.from_dict(ds.spec.to_dict()) == ds.spec
+
+
+@pytest.mark.parametrize("method", ["dm", "random"])
+def test_a_method_for_labelled_rows_refuses_pairs_in_one_line(tmp_path, capsys, method):
+    """Pairs have no classes: dm (differentiable rows) and random (a selector) are refused
+    before any work, naming the kind of method that fits, and no run folder is left."""
+    from ddkit.cli import main
+
+    argv = ["distill", "--dataset", "captioned-digits", "--method", method, "--ipc", "1"]
+    rc = main([*argv, "--iterations", "1", "--out", str(tmp_path / "run"), "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, (rc, lines)
+    assert "holds image-caption pairs without classes" in lines[0]
+    assert not (tmp_path / "run").exists()

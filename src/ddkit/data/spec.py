@@ -224,6 +224,11 @@ class DatasetSpec:
             fix = "it condenses graphs: load a graph dataset, e.g. sbm or --dataset graph"
         if needs == "paired":
             fix = "it distils image-caption pairs: load a paired dataset, e.g. captioned-digits"
+        if self.modality == "paired" and needs != "paired":  # pairs have no classes
+            raise ConfigError(
+                f"{who} distils labelled rows; dataset {self.name!r} holds image-caption pairs "
+                "without classes (use a vision-language method: ddkit list methods)"
+            )
         if needs in ("image", "series", "graph", "paired") and self.modality != needs:
             raise ConfigError(
                 f"{who} needs {_NEEDS_WORDS.get(needs, needs)}; dataset {self.name!r} "

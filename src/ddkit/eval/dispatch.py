@@ -14,6 +14,7 @@ flags being :class:`EvalSettings`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from ddkit.eval.estimate import (
     scaled_estimate,
 )
 from ddkit.eval.evaluate import EvalReport, evaluate
+from ddkit.eval.groups import require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import network_mismatch, set_recipe
 from ddkit.progress import ProgressSetting
@@ -111,6 +113,8 @@ def _by_networks(
     the network the set was distilled with."""
     recipe = set_recipe(syn)
     protocol, models = _network_protocol(syn, s)
+    if s.groups:  # refused before anything is timed or trained
+        require_groups(test)
     if s.protocol is None:
         say(recipe.describe())
         if network_epochs(protocol.with_(models=models, runs=s.runs, epochs=s.epochs)) >= (
@@ -162,10 +166,12 @@ def _say_if_long(
     """Say before a long recorded recipe how long it will take here and what the quicker
     protocol (``fast`` on the same networks) takes (:func:`ddkit.eval.estimate.
     long_recipe_notice`)."""
-    est = estimate_evaluation(
-        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-        device=distributed.named_device(s.device), compile_as_run=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the evaluation itself warns of what the warm-up meets
+        warnings.simplefilter("ignore")
+        est = estimate_evaluation(
+            syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
+            teacher=s.teacher, device=distributed.named_device(s.device), compile_as_run=False,
+        )  # fmt: skip
     quicker = get_protocol(QUICKER_PROTOCOL).with_(models=est.protocol.models)
     note = long_recipe_notice(est, scaled_estimate(est, quicker))
     if note:
@@ -191,7 +197,7 @@ def estimate_set(
     protocol, models = _network_protocol(syn, s)
     return estimate_evaluation(
         syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-        device=distributed.named_device(s.device),
+        teacher=s.teacher, device=distributed.named_device(s.device),
     )  # fmt: skip
 
 

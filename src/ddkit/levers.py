@@ -115,8 +115,7 @@ def resolve_compile(
 
 #: Outside exact mode, evaluation training on the CPU uses one intra-op thread when a batch
 #: holds fewer input values than this: such operations are too small to split, and on a busy
-#: machine every split operation waits for a core (ten 8x8 digits: milliseconds per epoch on
-#: one thread, up to a second on two when another process holds a core;
+#: machine every split operation waits for a core (measured in
 #: benchmarks/bench_eval_threads.py).
 SINGLE_THREAD_MAX_BATCH_VALUES = 8_192
 

@@ -136,8 +136,7 @@ def relabel(
     """
     n, k = len(syn), syn.spec.num_classes
     b = _budget(budget, topk, k)
-    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
-    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    extras, meta = _unlabelled(syn)
     meta |= {"label_temperature": float(temperature), "label_views": int(views)}
     if views < 0:
         raise ConfigError(f"views must be >= 0, got {views}")
@@ -187,14 +186,17 @@ def encode_labels(syn: SyntheticSet, budget: str) -> SyntheticSet:
     b = _budget(budget, None, syn.spec.num_classes)
     if b is None or b.regen:
         raise ConfigError("encode_labels stores probabilities; for regen relabel with the teacher")
-    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
-    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    extras, meta = _unlabelled(syn)
     return _encoded(syn, syn.labels, b, extras, meta, views=False)
 
 
-def _replaced_extras(extras: dict[str, torch.Tensor]) -> set[str]:
-    """The label extras a new labelling replaces (region labels, from the method, are kept)."""
-    return {key for key in label_tensor_keys(extras) if key != "region_labels"}
+def _unlabelled(syn: SyntheticSet) -> tuple[dict[str, torch.Tensor], dict]:
+    """``syn``'s extras and meta without what a new labelling replaces: its label extras but
+    per-region labels (the method's own) and its label budget."""
+    old = {key for key in label_tensor_keys(syn.extras) if key != "region_labels"}
+    extras = {key: v for key, v in syn.extras.items() if key not in old}
+    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    return extras, meta
 
 
 def _budget(budget: str | None, topk: int | None, k: int) -> LabelBudget | None:
@@ -286,8 +288,8 @@ def regenerate_labels(
         raise ConfigError("regenerate_labels needs a budget that stores probabilities, not regen")
     net, _ = resolve_teacher(syn, teacher, device)
     temperature = float(syn.meta.get("label_temperature", 1.0))
-    extras = {key: v for key, v in syn.extras.items() if key not in _replaced_extras(syn.extras)}
-    meta = {**syn.meta, "labels_regenerated": True}
+    extras, meta = _unlabelled(syn)
+    meta["labels_regenerated"] = True
     n, k = len(syn), syn.spec.num_classes
     if "view_boxes" not in syn.extras:
         probs = _sharded_probs(net, n, 1, lambda rows: syn.images[rows], temperature, k)

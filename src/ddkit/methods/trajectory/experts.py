@@ -54,6 +54,7 @@ from ddkit.io import (
     read_json,
     save_tensors,
 )
+from ddkit.methods.trajectory.memory import check_experts
 from ddkit.models import build_network, predict
 from ddkit.rng import derive_seed
 
@@ -330,6 +331,10 @@ def train_experts(
     say = progress if callable(progress) else (print if progress else (lambda msg: None))
     options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                    augment=augment, zca=zca, seed=seed)  # fmt: skip
+    on_cpu = train.images.device.type == "cpu"
+    check_experts(train.spec, model, num_experts=num_experts, epochs=epochs, momentum=momentum,
+                  batch_size=min(batch_size, len(train)), together=together or (1 if on_cpu else
+                  TOGETHER_ON_ACCELERATORS), out_dir=out_dir, device=train.images.device)  # fmt: skip
     # in a distributed session rank 0 prepares the folder (ZCA, experts.json) before the others
     # read it; each rank then trains the experts of its shard (distributed.shard)
     prepared = distributed.main_only(

@@ -347,6 +347,7 @@ class _TrajectoryMatching(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         from ddkit.methods.trajectory.experts import apply_zca
+        from ddkit.methods.trajectory.memory import check_unroll
         from ddkit.methods.trajectory.student import FlatModel
 
         c = self.config
@@ -377,6 +378,9 @@ class _TrajectoryMatching(Distiller):
             c.codec, data, ipc, generator, self._initial_images,
             label_vectors=self.label_mode != "hard",
         )  # fmt: skip
+        if c.backward == "unroll":  # before the first step holds the graph
+            batch = len(images) if c.batch_syn <= 0 else min(int(c.batch_syn), len(images))
+            check_unroll(student, data.spec, int(c.syn_steps), batch, c.model)
         with torch.no_grad():
             labels = self._initial_labels(self.codec_.decode(images))
         syn_lr = torch.tensor(float(c.syn_lr), device=images.device).requires_grad_(True)

@@ -194,3 +194,13 @@ def test_the_command_line_distils_and_evaluates_pairs(tmp_path, monkeypatch, cap
     assert saved["kind"] == "retrieval" and len(saved["results"]) == 3
     assert main([*argv, "--models", "convnet"]) != 0  # a network flag: refused in one line
     assert "does not apply to a paired set" in capsys.readouterr().err
+
+
+def test_experts_kept_in_a_cache_give_the_same_set(tmp_path):
+    plain = _fit("vl-mtt")
+    first = _fit("vl-mtt", expert_cache=str(tmp_path))
+    assert len(list(tmp_path.glob("vl-experts-*.safetensors"))) == 1
+    again = _fit("vl-mtt", expert_cache=str(tmp_path), ipc=5)  # another size, the same experts
+    assert len(list(tmp_path.glob("vl-experts-*.safetensors"))) == 1
+    assert torch.equal(plain.extras[TEXT_EMB], first.extras[TEXT_EMB])
+    assert len(again) == 5

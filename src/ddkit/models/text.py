@@ -18,7 +18,8 @@ Towers (:class:`EncoderSpec` names them):
 
 * image ``convnet`` (or any :func:`~ddkit.models.create_model` name): the network's ``embed``
   features, every weight trainable;
-* text ``bag``: the table (seeded by ``table_seed``, scaled ``1/sqrt(d)``) plus learned position
+* text ``bag``: the table (seeded by ``table_seed``, standard normal entries: a smaller scale
+  starts every caption at nearly the same features, where plain SGD stalls) plus learned position
   embeddings, a two-layer MLP (``width``) on every token, then a masked mean over the tokens (the
   MLP before the mean lets a word's position change its features, so "red on blue" and "blue on
   red" differ, which a plain bag of words cannot tell);
@@ -42,7 +43,6 @@ flat vector of them (``torch.func.functional_call``), for trajectory matching.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,7 @@ class BuiltinText(nn.Module):
         if spec.vocab_size < 1 or spec.max_len < 1:
             raise ConfigError("the text tower needs the tokenizer's vocab_size and max_len")
         g = torch.Generator().manual_seed(int(spec.table_seed))
-        table = torch.randn(spec.vocab_size, spec.token_dim, generator=g) / math.sqrt(
-            spec.token_dim
-        )
-        self.register_buffer("table", table)
+        self.register_buffer("table", torch.randn(spec.vocab_size, spec.token_dim, generator=g))
         self.pad_id, self.kind = int(spec.pad_id), kind
         self.position = nn.Parameter(torch.zeros(spec.max_len, spec.token_dim))
         if kind == "gru":

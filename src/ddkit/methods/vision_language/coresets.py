@@ -76,7 +76,7 @@ class HerdingConfig(EncoderConfig):
     """vl-herding: the encoder that embeds the pairs and its training."""
 
     epochs_net: int = 5  # epochs of the embedding encoder on the real pairs (0: untrained)
-    lr_net: float = 0.05  # its SGD learning rate
+    lr_net: float = 1e-3  # its Adam learning rate
     batch_net: int = 64  # its mini-batch of pairs
 
     rules = {"epochs_net": NON_NEGATIVE, "lr_net": POSITIVE, "batch_net": POSITIVE}

@@ -7,7 +7,9 @@
   max_start_epoch``; a student starts from ``theta*_t`` and takes ``syn_steps`` SGD steps of the
   same loss on mini-batches of the synthetic pairs -- synthetic images and synthetic text
   *embeddings* (continuous, in the text tower's frozen input-embedding space,
-  :mod:`ddkit.models.text`), both learned -- with a learned step size; the loss is the
+  :mod:`ddkit.models.text`), both learned -- with learned step sizes, one per encoder (as the
+  authors' code learns an image and a text lr; recorded in ``meta['student_lr']``); the loss is
+  the
   normalised parameter distance to the expert's later point ``theta*_{t+M}``, one term per
   encoder, summed: ``sum_side ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2``
   (Wu et al., Eq. 3). The images, the text embeddings, the step size (and the similarity) are
@@ -27,7 +29,9 @@ Deviations from the authors' code, each on purpose:
   NFNet / ViT and a frozen BERT; the text embeddings live in the tower's *input* space (a frozen
   token table) rather than BERT's output space, so the text tower's body is matched too;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
-  ``lr_teacher``) from the run's seed and held in memory, not read from a buffer folder;
+  ``lr_teacher``) from the run's seed and held in memory; ``expert_cache`` names a folder where
+  they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
+  same seed at other sizes reuse them;
 * a fixed temperature (``temperature``), no learned logit scale; no augmentation of the
   synthetic images; LoRS's soft-target InfoNCE is the one loss offered with a learned ``S``
   (its code has BCE variants too);
@@ -38,10 +42,12 @@ Deviations from the authors' code, each on purpose:
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.retrieval import (
@@ -52,6 +58,7 @@ from ddkit.eval.retrieval import (
     similarity_matrix,
     train_pairs,
 )
+from ddkit.io import ensure_writable_dir, json_sha256, load_tensors, save_tensors
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, interval, one_of
 from ddkit.methods.vision_language.base import EncoderConfig, PairedDistiller
@@ -68,7 +75,7 @@ class VLMTTConfig(EncoderConfig):
     iterations: int = 200
     num_experts: int = 3  # expert trajectories trained in fit
     expert_epochs: int = 6  # epochs of each expert trajectory
-    lr_teacher: float = 0.05  # the experts' SGD learning rate (and the student's initial one)
+    lr_teacher: float = 0.5  # the experts' SGD learning rate (and the student's initial ones)
     batch_real: int = 64  # real pairs per expert mini-batch
     syn_steps: int = 10  # student steps per iteration (N)
     match_epochs: int = 2  # expert epochs the student is matched against (M)
@@ -76,11 +83,12 @@ class VLMTTConfig(EncoderConfig):
     batch_syn: int = 0  # synthetic pairs per student step (0: all)
     lr_img: float = 100.0  # SGD lr of the synthetic images
     lr_txt: float = 100.0  # SGD lr of the synthetic text embeddings
-    lr_lr: float = 1e-5  # SGD lr of the student's learned step size
+    lr_lr: float = 1e-5  # SGD lr of the student's learned step sizes (one per encoder)
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part
     sim_alpha: float = 0.1  # LoRS's scale alpha of the low-rank part
     lr_sim: float = 10.0  # SGD lr of the similarity's factors
+    expert_cache: str = ""  # a folder keeping trained experts (reused by runs of the same seed)
 
     rules = {
         "num_experts": AT_LEAST_ONE,
@@ -135,7 +143,8 @@ class VLMTT(PairedDistiller):
         cfg = self.config
         model, real = self.prepare(train, draw_seed(generator))
         self.model_, self.view_ = model, TrainableView(model)
-        self.experts_ = [self._expert(real, draw_seed(generator)) for _ in range(cfg.num_experts)]
+        seeds = [draw_seed(generator) for _ in range(cfg.num_experts)]
+        self.experts_ = self._experts(train, real, seeds)
         rows = torch.randperm(len(train), generator=generator)[:ipc]
         captions = caption_of_each(train, rows, generator)
         with torch.no_grad():
@@ -143,7 +152,7 @@ class VLMTT(PairedDistiller):
         self.mask_ = mask
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
         self.state_["text"] = emb.clone().requires_grad_(True)
-        self.state_["syn_lr"] = torch.tensor(cfg.lr_teacher).requires_grad_(True)
+        self.state_["syn_lr"] = torch.full((2,), cfg.lr_teacher).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
         rates = [cfg.lr_img, cfg.lr_txt, cfg.lr_lr]
         if cfg.similarity == "learned":
@@ -158,6 +167,29 @@ class VLMTT(PairedDistiller):
         )
         self.rows_ = rows
 
+    def _experts(self, train: Any, real: Any, seeds: list[int]) -> list[torch.Tensor]:
+        """The expert trajectories of ``seeds``: read from ``expert_cache`` when a file there
+        was made with the same data, towers, expert settings and seeds, else trained (and
+        written there)."""
+        cfg = self.config
+        if not cfg.expert_cache:
+            return [self._expert(real, s) for s in seeds]
+        key = {
+            "data": fingerprint(repr(train.spec), train.images, train.captions),
+            "encoder": self.encoder_.to_dict(),
+            "seeds": seeds,
+            **{k: getattr(cfg, k) for k in ("expert_epochs", "lr_teacher", "batch_real")},
+            "temperature": cfg.temperature,
+        }
+        path = Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
+        if path.is_file():
+            saved = load_tensors(path)
+            return [saved[f"expert.{i}"] for i in range(len(seeds))]
+        experts = [self._expert(real, s) for s in seeds]
+        ensure_writable_dir(path.parent)
+        save_tensors(path, {f"expert.{i}": t for i, t in enumerate(experts)})
+        return experts
+
     def _expert(self, real, seed: int) -> torch.Tensor:
         """One expert trajectory: the trainable parameters ``(expert_epochs + 1, P)`` of a dual
         encoder initialised under ``seed`` and trained on the real pairs."""
@@ -166,7 +198,8 @@ class VLMTT(PairedDistiller):
         view = TrainableView(model)
         snaps = [view.flatten()]
         recipe = RetrievalRecipe(
-            epochs=cfg.expert_epochs, lr=cfg.lr_teacher, momentum=0.0, weight_decay=0.0,
+            epochs=cfg.expert_epochs, optimizer="sgd", lr=cfg.lr_teacher, momentum=0.0,
+            weight_decay=0.0,
             batch=cfg.batch_real, temperature=cfg.temperature, runs=1,
         )  # fmt: skip
         g = torch.Generator().manual_seed(seed)
@@ -197,7 +230,8 @@ class VLMTT(PairedDistiller):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(loss.detach()), "syn_lr": float(s["syn_lr"].detach())}
+        lr_image, lr_text = s["syn_lr"].detach().tolist()
+        return {"loss": float(loss.detach()), "syn_lr_image": lr_image, "syn_lr_text": lr_text}
 
     def matching_loss(
         self, start: torch.Tensor, target: torch.Tensor, batches: list[torch.Tensor]
@@ -207,14 +241,16 @@ class VLMTT(PairedDistiller):
         s, view = self.state_, self.view_
         sim = self.target_similarity()
         theta = start.clone().requires_grad_(True)
+        image = view.image_mask
+        lr = torch.where(image, s["syn_lr"][0], s["syn_lr"][1])  # one step size per encoder
         for rows in batches:
             a, b = view(theta, s["images"][rows], s["text"][rows], self.mask_[rows])
             part = None if sim is None else sim[rows][:, rows]
             inner = contrastive_loss(a, b, self.config.temperature, part)
             grad = torch.autograd.grad(inner, theta, create_graph=True)[0]
-            theta = theta - s["syn_lr"] * grad
+            theta = theta - lr * grad
         total = theta.new_zeros(())
-        for side in (view.image_mask, ~view.image_mask):
+        for side in (image, ~image):
             moved = ((start - target)[side] ** 2).sum().clamp_min(1e-12)
             total = total + ((theta - target)[side] ** 2).sum() / moved
         return total
@@ -225,9 +261,8 @@ class VLMTT(PairedDistiller):
         similarity = None
         if cfg.similarity == "learned":
             similarity = (s["sim_diag"], s["sim_left"], s["sim_right"], cfg.sim_alpha)
-        lr = float(s["syn_lr"].detach())
         meta = {
-            "student_lr": lr,
+            "student_lr": dict(zip(("image", "text"), s["syn_lr"].detach().tolist())),
             "similarity": cfg.similarity,
             "initial_rows": self.rows_.tolist(),
         }
@@ -235,5 +270,4 @@ class VLMTT(PairedDistiller):
             s["images"], self.train_.spec, self.encoder_, emb=s["text"], mask=self.mask_,
             similarity=similarity, tokenizer=self.train_.tokenizer, meta=meta,
         )  # fmt: skip
-        out.lr = lr if lr > 0 else None
         return out

@@ -204,18 +204,6 @@ def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, 
         calls.append(kwargs["iterations"])
         return real_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(runs.Distiller, "fit", counting_fit)
-    cost = runs.estimate_distill(
-        dataset="digits", method="dm", ipc=2, iterations=40, splits=tiny_digits()
-    )
-    monkeypatch.undo()
-    assert calls == [3] and cost.iterations == 40  # three warm-up steps stand for forty
-    assert cost.seconds_per_iteration > 0 and cost.setup_seconds >= 0
-    assert cost.total_seconds == pytest.approx(cost.setup_seconds + 40 * cost.seconds_per_iteration)
-    assert "40 iterations" in cost.line("dm") and "about" in cost.line("dm")
-    with pytest.raises(ConfigError, match="warmup must be >= 2"):
-        runs.estimate_distill(dataset="digits", method="dm", ipc=2, splits=tiny_digits(), warmup=1)
-    # a long step ends the warm-up: one step stands for all (as at Tiny-ImageNet scale)
     steps = []
     real_end = runs.StepTimer.on_step_end
 
@@ -223,6 +211,22 @@ def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, 
         steps.append(1)
         return real_end(self, *args)
 
+    monkeypatch.setattr(runs.Distiller, "fit", counting_fit)
+    monkeypatch.setattr(runs.StepTimer, "on_step_end", counting_end)
+    monkeypatch.setattr(runs, "WARMUP_MIN_SECONDS", 0.0)
+    cost = runs.estimate_distill(
+        dataset="digits", method="dm", ipc=2, iterations=40, splits=tiny_digits()
+    )
+    monkeypatch.undo()
+    # the real schedule (40 iterations), ended after three warm-up steps that stand for forty
+    assert calls == [40] and len(steps) == 3 and cost.iterations == 40
+    assert cost.seconds_per_iteration > 0 and cost.setup_seconds >= 0
+    assert cost.total_seconds == pytest.approx(cost.setup_seconds + 40 * cost.seconds_per_iteration)
+    assert "40 iterations" in cost.line("dm") and "about" in cost.line("dm")
+    with pytest.raises(ConfigError, match="warmup must be >= 2"):
+        runs.estimate_distill(dataset="digits", method="dm", ipc=2, splits=tiny_digits(), warmup=1)
+    # a long step ends the warm-up: one step stands for all (as at Tiny-ImageNet scale)
+    steps.clear()
     monkeypatch.setattr(runs, "WARMUP_SECONDS", 0.0)
     monkeypatch.setattr(runs.StepTimer, "on_step_end", counting_end)
     short = runs.estimate_distill(

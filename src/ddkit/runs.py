@@ -269,6 +269,9 @@ class CostEstimate:
 #: A warm-up stops after the step that brings its steps past this many seconds: at Tiny-ImageNet
 #: scale one DM step takes minutes, and one long step says enough of the next ones.
 WARMUP_SECONDS = 60.0
+#: Short of that, it times steps after the first for at least this many seconds: steps of a few
+#: milliseconds vary from one to the next, so their cost is a rate over many of them.
+WARMUP_MIN_SECONDS = 3.0
 
 
 class _WarmedUp(Exception):
@@ -278,12 +281,15 @@ class _WarmedUp(Exception):
 class StepTimer(Callback):
     """Wall-clock seconds of the set-up (before the first step) and of every step
     (:func:`step_clock`); with ``limit``, it ends the run (:class:`_WarmedUp`) once the steps
-    took ``limit`` seconds."""
+    took ``limit`` seconds, or once it has ``min_steps`` steps of which those after the first
+    took ``min_seconds``."""
 
-    def __init__(self, limit: float | None = None) -> None:
+    def __init__(
+        self, limit: float | None = None, min_steps: int = 1, min_seconds: float = 0.0
+    ) -> None:
         self.begun = time.perf_counter()
         self.setup, self.steps, self._last = 0.0, [], 0.0
-        self.limit = limit
+        self.limit, self.min_steps, self.min_seconds = limit, min_steps, min_seconds
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
         self._last = step_clock()
@@ -293,7 +299,10 @@ class StepTimer(Callback):
         now = step_clock()
         self.steps.append(now - self._last)
         self._last = now
-        if self.limit is not None and sum(self.steps) >= self.limit:
+        if self.limit is None:
+            return
+        timed_enough = len(self.steps) >= self.min_steps and sum(self.steps[1:]) >= self.min_seconds
+        if timed_enough or sum(self.steps) >= self.limit:
             raise _WarmedUp
 
 
@@ -313,9 +322,11 @@ def estimate_distill(
     """The cost of :func:`distill_run` with these arguments, measured on this machine by running
     the method's set-up and ``warmup`` iterations in memory (nothing is written but the caches
     of artifacts the set-up trains, such as experts or a teacher, which the real run reuses).
-    The per-iteration cost is the mean of the warm-up steps after the first (which pays for
-    lazy initialisation); steps past :data:`WARMUP_SECONDS` end the warm-up early, and a single
-    step stands for all (its lazy initialisation included). ``device`` as in
+    The run's schedule is the real one (its total iterations); the per-iteration cost is the
+    mean of the warm-up steps after the first (which pays for lazy initialisation), at least
+    ``warmup`` steps timed for at least :data:`WARMUP_MIN_SECONDS` after the first; steps past
+    :data:`WARMUP_SECONDS` end the warm-up early, and a single step stands for all (its lazy
+    initialisation included). ``device`` as in
     :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
@@ -324,10 +335,9 @@ def estimate_distill(
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
-    timer = StepTimer(limit=WARMUP_SECONDS)
+    timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS)
     try:
-        m.fit(train, ipc, iterations=min(warmup, max(total, 1)), seed=seed, callbacks=[timer],
-              progress=False)  # fmt: skip
+        m.fit(train, ipc, iterations=max(total, 1), seed=seed, callbacks=[timer], progress=False)
     except _WarmedUp:
         pass
     steps = timer.steps[1:] or timer.steps or [0.0]

@@ -251,3 +251,24 @@ def test_report_refuses_a_json_file_of_no_known_kind_in_one_line(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no results file ddkit report reads" in err[0]
     assert "--fresh" not in err[0]
+
+
+def test_report_shows_the_demos_evaluations_and_each_setting_once(tmp_path):
+    """demo.json labels lists of reports (the random draws) and a recorded full-data row; each
+    becomes a row of the evaluation table. The run's iterations are shown, not also the method's
+    default budget as an option."""
+    from ddkit.report import write_report
+
+    run = _bare_run(tmp_path, iterations=20, method_config={"iterations": 1000, "lr_img": 0.1})
+    report = {"protocol": {"name": "fast", "epochs": 100},
+              "results": [{"model": "convnet", "accuracies": [0.5, 0.7]}]}  # fmt: skip
+    full = {"row": {"protocol": "dsa", "epochs": 300, "model": "convnet", "accuracies": [0.99]}}
+    demo = {"dsa (distilled)": [report], "random real": [report, report],
+            "full train set (recorded)": full, "beats_random_beyond_spreads": True}  # fmt: skip
+    (run / "demo.json").write_text(json_text(demo))
+    page = write_report(run).read_text()
+    for label in ("dsa (distilled)", "random real 1", "random real 2", "full train set (recorded)"):
+        assert f"<td>{label}</td>" in page
+    assert "<td>60.00</td>" in page and "<td>99.00</td>" in page
+    assert "<th>iterations</th><td>20</td>" in page and "option iterations" not in page
+    assert "<th>option lr_img</th><td>0.1</td>" in page

@@ -69,7 +69,7 @@ def _evaluations(folder: Path) -> str:
         except FileFormatError as e:
             warnings.warn(f"{name} not read: {e}", stacklevel=2)
             continue
-        reports = {name: data} if _is_eval_report(data) else data
+        reports = {name: data} if _is_eval_report(data) else _labelled_reports(data)
         if not isinstance(reports, dict):
             warnings.warn(f"{name} not read: it is not a JSON object of reports", stacklevel=2)
             continue
@@ -77,6 +77,29 @@ def _evaluations(folder: Path) -> str:
     if not parts:
         return "<p class=note>No evaluation yet: <code>ddkit evaluate RUN</code> writes one.</p>"
     return "".join(parts) + _FINAL_EPOCH_NOTE
+
+
+def _labelled_reports(data: Any) -> dict[str, Any] | None:
+    """``{label: report}`` from a file of labelled evaluations (``demo.json``): a label's value
+    is a report, a list of reports (draws: ``label 1``, ``label 2``, ...) or a recorded bench
+    row (``{"row": ..., "source": ...}``, shown as a report of its accuracies); other values
+    (flags, compute) are no evaluation. ``None`` for a file that is no JSON object."""
+    if not isinstance(data, dict):
+        return None
+    out: dict[str, Any] = {}
+    for label, value in data.items():
+        if _is_eval_report(value):
+            out[label] = value
+        elif isinstance(value, list):
+            draws = [v for v in value if _is_eval_report(v)]
+            for i, report in enumerate(draws):
+                out[label if len(draws) == 1 else f"{label} {i + 1}"] = report
+        elif isinstance(_object(value).get("row"), dict):
+            row = value["row"]
+            protocol = {"name": row.get("protocol", "?"), "epochs": row.get("epochs", "?")}
+            result = {"model": row.get("model", "?"), "accuracies": row.get("accuracies")}
+            out[label] = {"protocol": protocol, "results": [result]}
+    return out
 
 
 def _is_eval_report(data: Any) -> bool:

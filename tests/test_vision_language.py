@@ -204,3 +204,9 @@ def test_experts_kept_in_a_cache_give_the_same_set(tmp_path):
     assert len(list(tmp_path.glob("vl-experts-*.safetensors"))) == 1
     assert torch.equal(plain.extras[TEXT_EMB], first.extras[TEXT_EMB])
     assert len(again) == 5
+
+
+def test_a_diverging_run_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="diverged at iteration") as e:
+        _fit("vl-mtt", lr_img=1e38, iterations=3)
+    assert "\n" not in str(e.value)

@@ -81,13 +81,13 @@ class VLMTTConfig(EncoderConfig):
     match_epochs: int = 2  # expert epochs the student is matched against (M)
     max_start_epoch: int = 3  # start epochs drawn from [0, max_start_epoch)
     batch_syn: int = 0  # synthetic pairs per student step (0: all)
-    lr_img: float = 100.0  # SGD lr of the synthetic images
-    lr_txt: float = 100.0  # SGD lr of the synthetic text embeddings
-    lr_lr: float = 1e-5  # SGD lr of the student's learned step sizes (one per encoder)
+    lr_img: float = 5.0  # SGD lr of the synthetic images
+    lr_txt: float = 20.0  # SGD lr of the synthetic text embeddings
+    lr_lr: float = 1e-4  # SGD lr of the student's learned step sizes (one per encoder)
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part
     sim_alpha: float = 0.1  # LoRS's scale alpha of the low-rank part
-    lr_sim: float = 10.0  # SGD lr of the similarity's factors
+    lr_sim: float = 1.0  # SGD lr of the similarity's factors
     expert_cache: str = ""  # a folder keeping trained experts (reused by runs of the same seed)
 
     rules = {
@@ -226,6 +226,11 @@ class VLMTT(PairedDistiller):
         size = n if cfg.batch_syn == 0 else min(cfg.batch_syn, n)
         batches = [torch.randperm(n, generator=g)[:size] for _ in range(cfg.syn_steps)]
         loss = self.matching_loss(start, target, batches)
+        if not bool(torch.isfinite(loss)):
+            raise ConfigError(
+                f"{self.name} diverged at iteration {iteration} (the matching loss is not "
+                "finite); lower lr_img, lr_txt, lr_lr or lr_sim"
+            )
         opt: torch.optim.Optimizer = s["opt"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -57,6 +57,22 @@ def test_a_first_line_can_wait_for_the_start_up_to_pass(monkeypatch):
     assert "about 2s left" in lines[0]  # 3.5 s for 4 images, 2 to go
 
 
+def test_time_left_goes_at_the_pace_of_the_steps_after_the_first(monkeypatch):
+    """The first step carries lazy set-up (compiling, allocating): a 60 s first step of 1,000
+    quick ones said "about 16h39m left"; after it, the later steps' pace counts."""
+    import ddkit.progress as progress_module
+
+    clock = iter([0.0, 60.0, 61.0, 62.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    p = Progress("dm", 1000, setting="lines", stream=out, every_seconds=1.5)
+    for _ in range(3):
+        p.update(1)
+    first, later = out.getvalue().splitlines()
+    assert "about 16h39m left" in first  # one step known: its pace is all there is
+    assert later.startswith("dm: 3/1000 it") and "about 16m37s left" in later  # 1 s per step
+
+
 def test_auto_is_silent_for_a_quick_loop_and_reports_a_long_one(monkeypatch):
     """The Python API's default (``"auto"``) says nothing for a loop that ends within
     QUIET_START_SECONDS and reports one that runs longer, from its first line past that time."""

@@ -45,7 +45,8 @@ class Progress:
     """Counts ``total`` steps (from ``start``) and reports them as a bar or as lines.
 
     Lines are written after the first step (with the estimated time left, so a long run says
-    how long it will take before it has taken it), then every ``every_seconds``, and at the end.
+    how long it will take before it has taken it), then every ``every_seconds``, and at the end;
+    the time left goes at the pace of the steps after the first, which carries lazy set-up.
     ``first_after_seconds``: write the first line only once that long has passed (for many tiny
     steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
     estimate rests on more than that step. Under ``setting="auto"`` nothing is shown before
@@ -69,6 +70,7 @@ class Progress:
         self.kind = progress_kind(setting, self.stream)
         self.every = every_seconds
         self._first, self._t0 = start, time.perf_counter()
+        self._first_step: tuple[float, int] | None = None  # (time, steps done) after the first
         quiet = QUIET_START_SECONDS if setting == "auto" else 0.0
         self._quiet_until = self._t0 + quiet  # a quick loop under "auto" says nothing at all
         self._next_line = self._t0 + max(first_after_seconds, quiet)  # once start-up has passed
@@ -97,14 +99,21 @@ class Progress:
         if self.kind != "lines":
             return
         now = time.perf_counter()
+        if self._first_step is None:  # when the first step ended: the later ones set the pace
+            self._first_step = (now, self.done)
         if now >= self._next_line or (self.done >= self.total and now >= self._quiet_until):
             self._line(now, metrics)
 
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:
         self._next_line = now + self.every
         elapsed = now - self._t0
-        made = max(self.done - self._first, 1)
-        left = elapsed / made * max(self.total - self.done, 0)
+        # the time left at the pace of the steps after the first (which carries lazy set-up:
+        # compiling, allocating), once there are any; else at the first step's
+        since, done_then = self._first_step or (self._t0, self._first)
+        if self.done > done_then:
+            left = (now - since) / (self.done - done_then) * max(self.total - self.done, 0)
+        else:
+            left = elapsed / max(self.done - self._first, 1) * max(self.total - self.done, 0)
         pct = 100.0 * self.done / max(self.total, 1)
         text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {clock(elapsed)}"
         if self.done < self.total:

@@ -45,14 +45,13 @@ __all__ = [
     "label_tensor_keys",
     "labels_decoded",
     "parse_label_budget",
+    "view_parts",
 ]
 
 #: extras prefix of a set's encoded per-image labels (``label.values`` ...)
 IMAGE_PREFIX = "label."
 #: extras prefix of per-view labels (``view_values``, ``view_indices``, ``view_scale``)
 VIEW_PREFIX = "view_"
-#: per-view tensors that are view parameters, not probabilities
-_VIEW_PARAMS = ("view_boxes", "view_flip")
 _PARTS = ("values", "indices", "scale")
 _SPELLINGS = "full, fp16, int8, topk:K, topk:K+fp16, topk:K+int8 or regen"
 _INT8_LEVELS = 255
@@ -201,13 +200,3 @@ def label_tensor_keys(extras: dict[str, torch.Tensor]) -> list[str]:
 def view_parts(extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The encoded per-view probabilities of a set (``values``, ``indices``, ``scale``)."""
     return _parts(extras, VIEW_PREFIX)
-
-
-def image_parts(extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The encoded per-image probabilities of a set (``values``, ``indices``, ``scale``)."""
-    return _parts(extras, IMAGE_PREFIX)
-
-
-def is_view_param(key: str) -> bool:
-    """Whether an extras key holds view parameters (boxes, flips) rather than probabilities."""
-    return key in _VIEW_PARAMS

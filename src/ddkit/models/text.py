@@ -355,7 +355,8 @@ class TrainableView:
         self.num_params = int(sum(self.numels))
         image = torch.tensor([model.side_of(n) == "image" for n in self.names])
         #: ``(P,)`` bool: which entries of the flat vector belong to the image side
-        self.image_mask = torch.repeat_interleave(image, torch.tensor(self.numels))
+        mask = torch.repeat_interleave(image, torch.tensor(self.numels))
+        self.image_mask = mask.to(named[0][1].device) if named else mask
 
     def flatten(self) -> torch.Tensor:
         """The model's current trainable parameters as one flat vector (a copy)."""

@@ -112,7 +112,8 @@ class PairedDistiller(Distiller):
     def build_encoder(self, seed: int) -> DualEncoder:
         """A fresh dual encoder for the run's data, initialised under ``seed``."""
         spec = self.train_.spec
-        return build_dual_encoder(self.encoder_, spec.channels, spec.image_size, seed)
+        model = build_dual_encoder(self.encoder_, spec.channels, spec.image_size, seed)
+        return model.to(self.train_.images.device)  # computed where the data lives
 
     def prepare(self, train: Any, seed: int) -> tuple[DualEncoder, Pairs]:
         """Set ``encoder_`` and return a model built under ``seed`` and the real pairs as its

@@ -118,7 +118,8 @@ class VLHerding(_PairSelector):
         text = torch.zeros_like(a).index_add_(0, owner, b)
         text = text / torch.bincount(owner, minlength=n).clamp_min(1).unsqueeze(1).to(a.dtype)
         joint = torch.cat([a, text], 1)
-        rows = herding_order(joint[None], torch.ones(1, n, dtype=torch.bool), ipc)[0]
+        valid = torch.ones(1, n, dtype=torch.bool, device=joint.device)
+        rows = herding_order(joint[None], valid, ipc)[0]
         score = (a[owner] * b).sum(1)  # each caption's similarity to its own image
         best = []
         for i in rows.tolist():

@@ -152,14 +152,16 @@ class VLMTT(PairedDistiller):
         self.mask_ = mask
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
         self.state_["text"] = emb.clone().requires_grad_(True)
-        self.state_["syn_lr"] = torch.full((2,), cfg.lr_teacher).requires_grad_(True)
+        dev = train.images.device
+        self.state_["syn_lr"] = torch.full((2,), cfg.lr_teacher, device=dev).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
         rates = [cfg.lr_img, cfg.lr_txt, cfg.lr_lr]
         if cfg.similarity == "learned":
-            self.state_["sim_diag"] = torch.ones(ipc).requires_grad_(True)
-            left = torch.randn(ipc, cfg.sim_rank, generator=generator)
+            self.state_["sim_diag"] = torch.ones(ipc, device=dev).requires_grad_(True)
+            left = torch.randn(ipc, cfg.sim_rank, generator=generator).to(dev)
             self.state_["sim_left"] = left.requires_grad_(True)
-            self.state_["sim_right"] = torch.zeros(ipc, cfg.sim_rank).requires_grad_(True)
+            right = torch.zeros(ipc, cfg.sim_rank, device=dev)
+            self.state_["sim_right"] = right.requires_grad_(True)
             learned += [self.state_[k] for k in ("sim_diag", "sim_left", "sim_right")]
             rates += [cfg.lr_sim] * 3
         self.state_["opt"] = torch.optim.SGD(
@@ -184,10 +186,10 @@ class VLMTT(PairedDistiller):
         path = Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
         if path.is_file():
             saved = load_tensors(path)
-            return [saved[f"expert.{i}"] for i in range(len(seeds))]
+            return [saved[f"expert.{i}"].to(real.images.device) for i in range(len(seeds))]
         experts = [self._expert(real, s) for s in seeds]
         ensure_writable_dir(path.parent)
-        save_tensors(path, {f"expert.{i}": t for i, t in enumerate(experts)})
+        save_tensors(path, {f"expert.{i}": t.cpu() for i, t in enumerate(experts)})
         return experts
 
     def _expert(self, real, seed: int) -> torch.Tensor:

@@ -140,13 +140,19 @@ def plan_membership(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pool's rows and the networks' membership masks (:func:`pool_rows`,
     :func:`membership_masks`), once every setting is checked: a one-line error before any
-    work for too few rows, a bad shadow or bootstrap count, or DP-SGD without opacus."""
+    work for too few rows, a bad shadow or bootstrap count, shadow networks whose statistics
+    do not fit the memory budget, or DP-SGD without opacus."""
     if any(s.kind == "dp" for s in sources):
         require_extra("opacus", "privacy", "DP-SGD")
     rows = pool_rows(splits.train.labels, pool, seed=seed)
     labels = splits.train.labels[rows]
     check_members(labels, splits.spec.num_classes, [s.ipc for s in sources if s.ipc])
     check_bootstrap(bootstrap, len(rows))
+    nets = len(sources) * (1 + (shadows if isinstance(shadows, int) and shadows > 0 else 0))
+    check_memory(  # every network's phi and loss on every pool row, stacked per source
+        f"the statistics of {nets:,} target and shadow networks on {len(rows):,} pool rows",
+        2 * 4 * 2 * nets * len(rows), "use fewer --shadows or a smaller --pool",
+    )  # fmt: skip
     return rows, membership_masks(labels, shadows, seed=seed)
 
 

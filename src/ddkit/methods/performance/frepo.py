@@ -36,6 +36,7 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import adam_step, sgd_step
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.common import RandomNetwork
 from ddkit.methods.config import (
@@ -47,7 +48,7 @@ from ddkit.methods.config import (
     Preset,
     also_for,
 )
-from ddkit.methods.performance.kernels import krr_predict
+from ddkit.methods.performance.kernels import check_kernel_matrices, krr_predict
 from ddkit.methods.performance.labels import (
     LabelLearningConfig,
     add_label_group,
@@ -56,6 +57,7 @@ from ddkit.methods.performance.labels import (
     start_set,
 )
 from ddkit.methods.pool import ModelPool
+from ddkit.models.footprint import module_footprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,12 +177,36 @@ class FRePo(Distiller):
         self.nets_.network.requires_grad_(False)
         template = RandomNetwork(cfg.model, train.spec, device=device).network
         slots = ("first_moment", "second_moment") if cfg.optimizer_net == "adam" else ("momentum",)
+        self._check_memory(train, ipc, template, len(slots))
         self.pool_ = ModelPool(
             self.state_, template, cfg.pool_size, prefix="pool", score="age", slots=slots
         )
         for j in range(cfg.pool_size):
             age = j * cfg.max_online_steps // cfg.pool_size
             self._push(self.nets_.draw(generator), age)
+
+    def _check_memory(
+        self, train: ImageDataset, ipc: int, net: torch.nn.Module, slots: int
+    ) -> None:
+        """Refuse in one line, before the pool is filled, a step that cannot fit the memory
+        budget (a run on the CPU): the pool's networks with their optimiser slots, the
+        support's activations kept for the backward pass, the real batch's forward, and the
+        kernel matrices (:func:`~ddkit.methods.performance.kernels.check_kernel_matrices`)."""
+        if train.images.device.type != "cpu":
+            return
+        cfg, k = self.config, train.spec.num_classes
+        n_syn = self.codec_.emitted_per_class(ipc, train.spec) * k
+        n_real = self.batch_ * k if cfg.real_batch == "per-class" else cfg.batch_real * k
+        check_kernel_matrices("frepo", n_real, n_syn, "use a smaller batch_real or IPC")
+        cost = module_footprint(net, train.spec.shape)
+        params = sum(p.numel() for p in net.parameters())
+        check_memory(
+            f"frepo's step ({cfg.pool_size:,} pool networks of {cfg.model!r}, {n_syn:,} support "
+            f"and {n_real:,} real images)",
+            4 * cfg.pool_size * params * (1 + slots) + n_syn * cost.training
+            + n_real * cost.inference,
+            "use a smaller pool_size, batch_real or IPC, or a narrower --model",
+        )  # fmt: skip
 
     def _push(self, net: torch.nn.Module, age: int) -> None:
         """Add ``net`` to the pool credited with ``age`` online steps (Adam counts the steps it

@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = [
     "KERNELS",
     "READOUTS",
+    "check_kernel_matrices",
     "krr_predict",
     "relu_conv_kernel",
     "relu_convnet_kernel",
@@ -79,6 +80,23 @@ def relu_fc_kernel(
         k11 = weight_var / 2 * k11 + bias_var  # theta = 0 on the diagonal
         k22 = weight_var / 2 * k22 + bias_var
     return ntk if kind == "ntk" else k12
+
+
+def check_kernel_matrices(
+    method: str, n_real: int, n_support: int, fix: str, *, matrices: int = 2
+) -> None:
+    """Refuse (one line, before any step) kernel regression whose matrices do not fit the
+    memory budget: a step holds the real x support and support x support kernels, each as
+    ``matrices`` float32 copies (its value and its gradient; more for a kernel built layer by
+    layer), and the solve's factor of the support kernel."""
+    from ddkit.meter import check_memory
+
+    pairs = n_real * n_support + 2 * n_support * n_support
+    check_memory(
+        f"{method}'s kernel matrices ({n_real:,} real x {n_support:,} support images)",
+        4 * matrices * pairs,
+        fix,
+    )
 
 
 def krr_predict(

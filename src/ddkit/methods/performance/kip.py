@@ -38,6 +38,7 @@ from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import (
+    check_kernel_matrices,
     convnet_kernel_block_bytes,
     krr_predict,
     relu_conv_kernel,
@@ -141,6 +142,12 @@ class KIP(Distiller):
         check_convnet_kernel(cfg, train.spec.shape)
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        k = train.spec.num_classes
+        check_kernel_matrices(  # an fc / conv kernel keeps its matrices of every layer
+            "kip", self.batch_ * k, self.codec_.emitted_per_class(ipc, train.spec) * k,
+            "use a smaller batch_real or IPC",
+            matrices=2 if cfg.architecture == "convnet" else 2 * (cfg.depth + 1),
+        )  # fmt: skip
         self.state_["labels"] = labels
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=self.config.lr_img)

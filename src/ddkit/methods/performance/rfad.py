@@ -56,7 +56,7 @@ from ddkit.methods.config import (
     also_for,
     interval,
 )
-from ddkit.methods.performance.kernels import krr_predict
+from ddkit.methods.performance.kernels import check_kernel_matrices, krr_predict
 from ddkit.methods.performance.labels import (
     LabelLearningConfig,
     add_label_group,
@@ -240,6 +240,11 @@ class RFAD(Distiller):
         cfg = self.config
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
         self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        k = train.spec.num_classes
+        check_kernel_matrices(
+            "rfad", self.batch_ * k, self.codec_.emitted_per_class(ipc, train.spec) * k,
+            "use a smaller batch_real or IPC",
+        )  # fmt: skip
         self.features_ = RandomFeatureMap(
             convnet_trunk(train.spec, cfg.depth, cfg.width, cfg.norm).to(train.images.device),
             models=cfg.models,

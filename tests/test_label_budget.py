@@ -258,3 +258,16 @@ def test_rded_stores_its_labels_under_the_budget(tiny, teacher, tmp_path, budget
         d = (syn.labels - plain.labels).abs()
         assert (d <= plain.labels.amax(1, keepdim=True) / 255 * 6).all()  # int8 step, 10 classes
         assert syn.storage_bytes()["labels"] == len(syn) * (10 + 4)
+
+
+def test_sre2l_stores_top_k_view_labels(tiny, teacher):
+    cfg = {**method_test_overrides("sre2l"), "teacher": str(teacher[1]), "labels": "views"}
+    cfg |= {"label_views": 2, "iterations": 1}
+    top = create_method("sre2l", **cfg, label_budget="topk:2").fit(tiny.train, 1, seed=0)
+    full = create_method("sre2l", **cfg, label_budget="full").fit(tiny.train, 1, seed=0)
+    assert torch.equal(top.images, full.images)
+    assert top.storage_bytes()["labels"] == 10 * 2 * (2 * 6 + 9)  # 2 views: top-2 + box + flip
+    views = decompress_view_labels(full)
+    top2, idx = views.topk(2, dim=-1)
+    assert torch.equal(top.extras["view_indices"].long(), idx)
+    assert torch.equal(top.extras["view_values"], top2)

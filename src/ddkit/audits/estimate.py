@@ -6,11 +6,11 @@ An audit's work is networks trained on sets of known sizes (:class:`NetworkJob`)
 distilled (:class:`DistillJob`). The estimate times them here, as :func:`ddkit.runs.
 estimate_distill` times a distillation:
 
-* a network's cost is measured on one network of the audit's architecture trained by the
-  audit's protocol on two batches of real rows for 1 and then 3 epochs (after an untimed
-  epoch that pays the process's one-time start-up): the difference is two epochs of
-  ``ceil(rows / batch)`` batches, so the cost of one batch, and what the first epoch costs
-  beyond them is the network's set-up (building it, its test pass). A job of ``n`` networks of
+* a network's cost is measured on networks of the audit's architecture trained by the
+  audit's protocol on two batches of real rows: a first one for 1 epoch, then one for 1 and
+  one for 3 epochs. The last two differ by two epochs of ``ceil(rows / batch)`` batches: the
+  cost of one batch; what the first costs beyond its epoch is a network's set-up (building
+  it, its compile decision, its test pass), which every network of an audit pays afresh. A job of ``n`` networks of
   ``e`` epochs on ``m`` images costs ``n * (set-up + batch * ceil(m / batch) * e)``;
 * a distillation's cost is :func:`ddkit.runs.estimate_distill` (its set-up and two warm-up
   iterations), once per method and IPC, times the distillations of that kind.
@@ -147,8 +147,8 @@ def probe_network(
     seed: int = 0,
     device: str = "cpu",
 ) -> NetworkCost:
-    """Time one ``model`` network trained by ``protocol`` on two batches of real rows for 1 and
-    for 3 epochs, after an untimed one (module docstring)."""
+    """Time ``model`` networks trained by ``protocol`` on two batches of real rows: the first
+    one's set-up, and the rate of batches from two more of 1 and 3 epochs (module docstring)."""
     from ddkit.audits.base import random_real, train_on_set
 
     train = splits.train
@@ -156,15 +156,17 @@ def probe_network(
     ipc = max(1, min(math.ceil(2 * batch / train.spec.num_classes), min(train.class_counts)))
     syn = random_real(train, ipc, seed=seed)
     seconds = []
-    for epochs in (1, 1, 3):  # the first pays what a process pays once (lazy start-up)
+    for epochs in (1, 1, 3):  # the set-up of the first; the rate of the warm ones
         t0 = time.perf_counter()
         train_on_set(syn, splits.test, protocol, runs=1, epochs=epochs, models=[model], seed=seed,
                      device=device)  # fmt: skip
         seconds.append(time.perf_counter() - t0)
-    seconds = seconds[1:]
-    per_epoch = max(seconds[1] - seconds[0], 0.0) / 2
+    cold, one, three = seconds
+    per_epoch = max(three - one, 0.0) / 2
     batches = math.ceil(len(syn) / batch)
-    return NetworkCost(max(seconds[0] - per_epoch, 0.0), per_epoch / batches, batch)
+    # every network of an audit is built afresh (its compile decision, its first epoch's costs):
+    # the first network's set-up stands for each one's
+    return NetworkCost(max(cold - per_epoch, 0.0), per_epoch / batches, batch)
 
 
 def estimate_plan(

@@ -3,6 +3,7 @@ evaluation and the command line, on tiny seeded pairs (ddkit.methods.vision_lang
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -115,8 +116,6 @@ def test_images_and_text_are_learned():
 
 
 def test_data_other_than_pairs_and_a_bad_ipc_are_refused_in_one_line():
-    import dataclasses
-
     from ddkit.data.dataset import ImageDataset
 
     spec = dataclasses.replace(SPLITS.spec, modality="image", num_classes=1, class_names=("a",))
@@ -209,4 +208,26 @@ def test_experts_kept_in_a_cache_give_the_same_set(tmp_path):
 def test_a_diverging_run_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="diverged at iteration") as e:
         _fit("vl-mtt", lr_img=1e38, iterations=3)
+    assert "\n" not in str(e.value)
+
+
+def test_a_clip_folder_serves_images_with_lora_and_its_text_model_is_refused(tmp_path):
+    pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+             "num_attention_heads": 2}  # fmt: skip
+    text = transformers.CLIPTextConfig(vocab_size=64, max_position_embeddings=16, **small)
+    vision = transformers.CLIPVisionConfig(image_size=16, patch_size=8, **small)
+    config = transformers.CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict())
+    torch.manual_seed(0)  # only the saved weights; the test reads them back
+    transformers.CLIPModel(config).save_pretrained(tmp_path / "clip")
+    spec = dataclasses.replace(_spec("bag", lora=2), image=f"hf:{tmp_path / 'clip'}")
+    model = build_dual_encoder(spec, 3, (8, 8), seed=0)
+    image = [n for n in TrainableView(model).names if n.startswith("image.")]
+    assert image and all("lora_" in n for n in image)
+    a, _ = model(SPLITS.train.images[:3])
+    assert a.shape == (3, 8) and torch.isfinite(a).all()
+    spec = dataclasses.replace(spec, text=f"hf:{tmp_path / 'clip'}")
+    with pytest.raises(ConfigError, match="does not take inputs_embeds") as e:
+        build_dual_encoder(spec, 3, (8, 8), seed=0)
     assert "\n" not in str(e.value)

@@ -90,6 +90,11 @@ class PairedDistiller(Distiller):
         self.state_.setdefault("generator", g)
         return total
 
+    def budget_for(self, train: Any) -> int:
+        """The config's iterations: a paired method's budget is ddkit's own choice, not a
+        published CIFAR-scale count to scale to the data."""
+        return int(self.config.iterations)
+
     def distilled_with(self) -> str | None:
         return None
 

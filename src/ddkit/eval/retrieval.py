@@ -42,7 +42,7 @@ from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.evaluate import run_seeds
-from ddkit.models.text import DualEncoder, EncoderSpec, TrainableView, build_dual_encoder
+from ddkit.models.text import DualEncoder, EncoderSpec, build_dual_encoder
 
 __all__ = [
     "Pairs",
@@ -402,7 +402,8 @@ def evaluate_retrieval(
     """Train fresh dual encoders (the towers ``syn`` records) on ``syn`` and report recall@1/5/10
     both ways on the paired split ``test``, mean ± std over ``runs`` seeds; with ``train`` (the
     paired train split) the ``random pairs`` and ``full data`` rows under the same recipe beside
-    it. Same seed => same report."""
+    it. ``runs`` and ``epochs`` override the recipe's (``epochs`` both its counts). Same seed =>
+    same report."""
     _check_split(syn, test)
     base = recipe or RetrievalRecipe()
     given = {"runs": runs, "epochs": epochs, "full_epochs": epochs}
@@ -439,11 +440,3 @@ def evaluate_retrieval(
     report.seconds = time.perf_counter() - t0
     report.meta = {"seed": seed, "encoder": encoder.to_dict(), "bytes": syn.storage_bytes()}
     return report
-
-
-def check_trainable(model: DualEncoder) -> TrainableView:
-    """The model's trainable view, refused in one line when nothing in it trains."""
-    view = TrainableView(model)
-    if view.num_params == 0:
-        raise ConfigError("the dual encoder has no trainable parameters")
-    return view

@@ -254,7 +254,7 @@ class LGM(Distiller):
             for i, level in enumerate(params):
                 self.state_[f"level{i}"] = level
         else:
-            self.sizes_ = []
+            self.sizes_, self.grow_ = [], 0
             start = initial_images(train, ipc, generator, cfg.init)
             params = [start.detach().to(self.device_).clone().requires_grad_(True)]
             self.state_["images"] = params[0]
@@ -335,7 +335,7 @@ class LGM(Distiller):
             "backbone_source": self.backbone_.source,
             "real_batch": self.batch_real_,
             "pyramid_levels": [list(s) for s in self.sizes_],
-            "pyramid_grow": getattr(self, "grow_", 0),
+            "pyramid_grow": self.grow_,
         }
         if self.dsa_ is not None:
             meta["dsa_strategy"] = self.dsa_.strategy

@@ -540,7 +540,7 @@ class PrivacyAudit(Audit):
         if args.dry_run:
             return dry_run(plan, splits, p, model, args.out, seed=args.seed, options=options,
                            device=str(device))  # fmt: skip
-        if not args.quiet:
+        if not args.quiet and not args.kept_only:  # --kept-only trains nothing
             print(plan.line(), flush=True)
         with hold_output(args, "audit folder", "privacy", shared=True) as out:
             result = privacy_audit(

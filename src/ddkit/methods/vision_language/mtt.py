@@ -82,7 +82,7 @@ class VLMTTConfig(EncoderConfig):
     max_start_epoch: int = 3  # start epochs drawn from [0, max_start_epoch)
     batch_syn: int = 0  # synthetic pairs per student step (0: all)
     lr_img: float = 5.0  # SGD lr of the synthetic images
-    lr_txt: float = 20.0  # SGD lr of the synthetic text embeddings
+    lr_txt: float = 1.0  # SGD lr of the synthetic text embeddings (larger ones drift off the words)
     lr_lr: float = 1e-4  # SGD lr of the student's learned step sizes (one per encoder)
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part

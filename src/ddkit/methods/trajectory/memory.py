@@ -37,11 +37,12 @@ FLOAT = 4  # bytes of a float32 value
 
 
 def _meta_network(model: str, spec: DatasetSpec) -> nn.Module:
-    from ddkit.models import create_model
+    """``model`` for ``spec``'s rows (refused as :func:`~ddkit.models.build_network` refuses
+    it), built on the meta device: nothing is allocated."""
+    from ddkit.models import build_network
 
     with torch.device("meta"):
-        return create_model(model, num_classes=spec.num_classes, in_channels=spec.channels,
-                            image_size=spec.image_size)  # fmt: skip
+        return build_network(model, spec, 0)
 
 
 def _params(net: nn.Module) -> int:

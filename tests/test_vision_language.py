@@ -231,3 +231,16 @@ def test_a_clip_folder_serves_images_with_lora_and_its_text_model_is_refused(tmp
     with pytest.raises(ConfigError, match="does not take inputs_embeds") as e:
         build_dual_encoder(spec, 3, (8, 8), seed=0)
     assert "\n" not in str(e.value)
+
+
+def test_a_caption_is_drawn_for_each_image_among_its_own():
+    from ddkit.eval.retrieval import caption_of_each
+
+    rows = torch.tensor([5, 0, 7])
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        picks = caption_of_each(SPLITS.train, rows, g)
+        assert SPLITS.train.caption_image[picks].tolist() == rows.tolist()
+        seen.update(picks.tolist())
+    assert len(seen) == 6  # both captions of each of the three images come up

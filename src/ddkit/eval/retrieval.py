@@ -358,14 +358,16 @@ def _random_pairs(train: Any, model: DualEncoder, n: int, seed: int) -> Pairs:
 
 
 def caption_of_each(split: Any, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """For each image row in ``rows`` of a paired split, one of its captions drawn from ``g``."""
-    picks = []
-    for i in rows.tolist():
-        own = (split.caption_image == i).nonzero().flatten()
-        if len(own) == 0:
-            raise DataError(f"image {i} of the paired split has no caption")
-        picks.append(own[torch.randint(len(own), (1,), generator=g)])
-    return torch.cat(picks)
+    """For each image row in ``rows`` of a paired split, one of its captions drawn uniformly
+    from ``g`` (the first of its captions in a random order of all captions)."""
+    owner = split.caption_image.cpu()
+    m, n = len(owner), len(split)
+    order = torch.randperm(m, generator=g)
+    first = torch.full((n,), m, dtype=torch.long)
+    first = first.scatter_reduce(0, owner[order], torch.arange(m), "amin")[rows.cpu()]
+    if bool((first == m).any()):
+        raise DataError(f"image {int(rows[first == m][0])} of the paired split has no caption")
+    return order[first]
 
 
 def split_pairs(split: Any, model: DualEncoder) -> Pairs:

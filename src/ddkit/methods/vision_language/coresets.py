@@ -121,9 +121,11 @@ class VLHerding(_PairSelector):
         valid = torch.ones(1, n, dtype=torch.bool, device=joint.device)
         rows = herding_order(joint[None], valid, ipc)[0]
         score = (a[owner] * b).sum(1)  # each caption's similarity to its own image
-        best = []
-        for i in rows.tolist():
-            own = (owner == i).nonzero().flatten()
-            best.append(own[score[own].argmax()])
+        top = torch.full((n,), float("-inf"), device=score.device)
+        top = top.scatter_reduce(0, owner, score, "amax")
+        ids = torch.arange(len(owner), device=score.device)
+        best = torch.full((n,), len(owner), dtype=torch.long, device=score.device)
+        hit = score == top[owner]  # the first caption reaching its image's best score
+        best = best.scatter_reduce(0, owner[hit], ids[hit], "amin")
         self.state_["rows"] = rows
-        self.state_["captions"] = torch.stack(best)
+        self.state_["captions"] = best[rows]

@@ -288,7 +288,8 @@ def _device() -> str:
 
 
 def _teacher_factory(smoke: bool, classes: int = 1000) -> Callable[[], Any]:
-    """SRe2L's teacher on both sides: ddkit's ImageNet-stem ResNet-18, seed 0, eval mode."""
+    """SRe2L's teacher on both sides: ddkit's ImageNet-stem ResNet-18, seed 0, eval mode,
+    frozen."""
 
     def make() -> Any:
         import torch
@@ -298,6 +299,7 @@ def _teacher_factory(smoke: bool, classes: int = 1000) -> Callable[[], Any]:
         torch.manual_seed(0)
         name = SMOKE_TEACHER if smoke else "resnet18"
         net = create_model(name, num_classes=classes, in_channels=3, image_size=224)
+        net.requires_grad_(False)  # frozen, as SRe2L's main_syn and ddkit's teacher loader do
         return net.to(_device()).eval()
 
     return make
@@ -678,7 +680,7 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--timed", type=int, default=5)
-    ap.add_argument("--row-timeout", type=int, default=120, help="seconds per side")
+    ap.add_argument("--row-timeout", type=int, default=150, help="seconds per side")
     ap.add_argument(
         "--deadline",
         type=float,

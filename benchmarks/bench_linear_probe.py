@@ -51,6 +51,14 @@ def table(rows: list[dict], backbones: list[str], ipc: int) -> list[str]:
     return out
 
 
+def views_for(text: str, ipc: int) -> int:
+    """``--views``: one count for every IPC, or ``IPC:N`` pairs (an IPC not listed: 10)."""
+    if ":" not in text:
+        return int(text)
+    pairs = dict(item.split(":") for item in text.split(","))
+    return int(pairs.get(str(ipc), 10))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
@@ -58,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--ipcs", default="1")
     ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--views", type=int, default=10)
+    ap.add_argument("--views", default="10", help="views per synthetic image: N, or IPC:N,IPC:N")
     ap.add_argument("--lr-img", type=float, default=None, help="default: the dataset's preset")
     ap.add_argument("--init", default="noise", choices=("noise", "real"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS))
+    # one thread: on a shared, loaded CPU two spinning threads made each probe step ~50x slower
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
     from ddkit.data import load_dataset
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from ddkit.io import atomic_write_json
     from ddkit.methods import create_method
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads)
     splits = load_dataset(args.dataset)
     train, test = splits.train, splits.test
     names = [b.strip() for b in args.backbones.split(",") if b.strip()]
@@ -99,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     lines: list[str] = [f"## {args.dataset}: LGM with frozen backbones {', '.join(names)}", ""]
     for ipc in [int(x) for x in args.ipcs.split(",")]:
-        sets, seconds = {}, {}
+        sets, seconds, configs = {}, {}, {}
         for name, backbone in zip(names, backbones):
             method = create_method(
                 "lgm", dataset=args.dataset, ipc=ipc, backbone=backbone.module,
-                iterations=args.iterations, views=args.views, init=args.init,
+                iterations=args.iterations, views=views_for(args.views, ipc), init=args.init,
                 **({} if args.lr_img is None else {"lr_img": args.lr_img}),
             )  # fmt: skip
-            result["settings"]["lgm"] = method.config_dict()
+            configs[name] = method.config_dict()
             t = time.perf_counter()
             sets[f"lgm (distilled on {name})"] = method.fit(train, ipc, seed=args.seed)
             seconds[name] = time.perf_counter() - t
@@ -122,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in dicts:
             if d["set"] == "centroid nearest":
                 d["set"] = f"centroid nearest ({names[0]})"
-        result["cells"].append({"ipc": ipc, "distill_seconds": seconds, "rows": dicts})
+        cell = {"ipc": ipc, "distill_seconds": seconds, "lgm_configs": configs, "rows": dicts}
+        result["cells"].append(cell)
         result["machine"]["load_after"] = os.getloadavg()
         atomic_write_json(Path(args.out), result)
         lines += [*table(dicts, names, ipc), ""]

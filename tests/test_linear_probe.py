@@ -176,3 +176,27 @@ def test_a_function_backbone_and_its_features():
         len(d.train),
         5,
     )
+
+
+def test_a_backbone_sees_images_in_the_normalisation_it_records():
+    """A teacher trained on other data (its recorded spec) gets the images renormalised to its
+    own statistics; one made for another image shape is refused in one line."""
+    import dataclasses
+
+    d = tiny_digits()
+    spec = d.train.spec
+    net = build_network("convnet2-w16", spec, 0)
+    other = dataclasses.replace(spec, name="other", mean=(0.5,), std=(0.2,))
+    net.teacher_meta_ = {"spec": other.to_dict()}
+    b = resolve_backbone(net, d.train)
+    assert b.space == other
+    x = d.train.images[:4]
+    raw = x * spec.std[0] + spec.mean[0]
+    with torch.no_grad():
+        expected = net.embed((raw - 0.5) / 0.2).flatten(1)
+    assert torch.allclose(b.features_of(x, spec), expected, atol=1e-5)
+    assert not torch.allclose(b.features_of(x, spec), net.embed(x).flatten(1).detach(), atol=1e-3)
+    net.teacher_meta_ = {"spec": dataclasses.replace(other, image_size=(28, 28)).to_dict()}
+    with pytest.raises(ConfigError, match="takes 1x") as e:
+        resolve_backbone(net, d.train)
+    assert "\n" not in str(e.value)

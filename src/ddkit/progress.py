@@ -9,6 +9,10 @@ from typing import IO, Literal
 
 ProgressSetting = bool | Literal["auto", "bar", "lines"] | None
 
+#: A first line written before any step after the first (whose pace says nothing of the others)
+#: is followed by one with the time left this soon.
+FIRST_ESTIMATE_SECONDS = 2.0
+
 #: ``"auto"`` (the Python API's default) shows nothing until a loop has run this long, so quick
 #: calls stay silent and long ones report themselves; ``True`` reports from the first step.
 QUIET_START_SECONDS = 5.0
@@ -46,7 +50,8 @@ class Progress:
 
     Lines are written after the first step (with the estimated time left, so a long run says
     how long it will take before it has taken it), then every ``every_seconds``, and at the end;
-    the time left goes at the pace of the steps after the first, which carries lazy set-up.
+    the time left goes at the pace of the steps after the first, which carries lazy set-up (a
+    line written after the first step alone says so, and the next comes within seconds).
     ``first_after_seconds``: write the first line only once that long has passed (for many tiny
     steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
     estimate rests on more than that step. Under ``setting="auto"`` nothing is shown before
@@ -107,17 +112,17 @@ class Progress:
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:
         self._next_line = now + self.every
         elapsed = now - self._t0
-        # the time left at the pace of the steps after the first (which carries lazy set-up:
-        # compiling, allocating), once there are any; else at the first step's
-        since, done_then = self._first_step or (self._t0, self._first)
-        if self.done > done_then:
-            left = (now - since) / (self.done - done_then) * max(self.total - self.done, 0)
-        else:
-            left = elapsed / max(self.done - self._first, 1) * max(self.total - self.done, 0)
         pct = 100.0 * self.done / max(self.total, 1)
         text = f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {clock(elapsed)}"
-        if self.done < self.total:
+        # the time left at the pace of the steps after the first, which carries lazy set-up
+        # (compiling, allocating, a process's first kernels); none is known before them
+        since, done_then = self._first_step or (self._t0, self._first)
+        if self.done < self.total and self.done > done_then:
+            left = (now - since) / (self.done - done_then) * (self.total - self.done)
             text += f", about {clock(left)} left"
+        elif self.done < self.total:
+            text += ", time left from the next steps"
+            self._next_line = now + min(self.every, FIRST_ESTIMATE_SECONDS)
         if metrics:
             text += ", " + ", ".join(f"{k}={_shown(v)}" for k, v in list(metrics.items())[:3])
         print(text, file=self.stream, flush=True)

@@ -33,6 +33,9 @@ def test_a_job_costs_its_networks_set_up_and_batches():
     cost = NetworkCost(setup_seconds=0.5, batch_seconds=0.01, batch=256)
     job = NetworkJob("full", networks=3, epochs=7, images=600)
     assert cost.seconds(job) == pytest.approx(3 * (0.5 + 0.01 * math.ceil(600 / 256) * 7))
+    small = NetworkCost(0.5, 0.01, 256, small_setups=((10, 0.05), (100, 0.2)))
+    assert small.seconds(NetworkJob("ipc1", 2, 4, 12)) == pytest.approx(2 * (0.05 + 0.01 * 4))
+    assert small.setup(90) == 0.2 and small.setup(600) == 0.5  # the nearest size probed
     plan = AuditPlan("x", (job, NetworkJob("r", 2, 1, 10)))
     assert plan.network_count == 5 and "5 networks to train" in plan.line()
 

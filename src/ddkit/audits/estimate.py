@@ -7,10 +7,12 @@ distilled (:class:`DistillJob`). The estimate times them here, as :func:`ddkit.r
 estimate_distill` times a distillation:
 
 * a network's cost is measured on networks of the audit's architecture trained by the
-  audit's protocol on two batches of real rows: a first one for 1 epoch, then one for 1 and
-  one for 3 epochs. The last two differ by two epochs of ``ceil(rows / batch)`` batches: the
-  cost of one batch; what the first costs beyond its epoch is a network's set-up (building
-  it, its compile decision, its test pass), which every network of an audit pays afresh. A job of ``n`` networks of
+  audit's protocol on real rows: after an untimed one (the process's one-time start-up), one
+  for 1 and one for 3 epochs on two batches differ by two epochs of ``ceil(rows / batch)``
+  batches: the cost of one batch; what the 1-epoch one costs beyond its batches is a
+  network's set-up (building it, its compile decision, its test pass). A set smaller than two
+  batches may train another way (eager below the compile floor): one network of one epoch on
+  a set of each such size the audit trains on gives its own set-up. A job of ``n`` networks of
   ``e`` epochs on ``m`` images costs ``n * (set-up + batch * ceil(m / batch) * e)``;
 * a distillation's cost is :func:`ddkit.runs.estimate_distill` (its set-up and two warm-up
   iterations), once per method and IPC, times the distillations of that kind.
@@ -128,15 +130,34 @@ class AuditPlan:
 
 @dataclass(frozen=True)
 class NetworkCost:
-    """A network's measured set-up seconds and seconds per training batch of ``batch`` rows."""
+    """Measured seconds per training batch of ``batch`` rows and a network's set-up: on a set
+    of at least two batches, ``setup_seconds``; on smaller sets, which may train another way
+    (eager below the compile floor), ``small_setups`` ``((images, seconds), ...)``."""
 
     setup_seconds: float
     batch_seconds: float
     batch: int
+    small_setups: tuple[tuple[int, float], ...] = ()
+
+    def setup(self, images: int) -> float:
+        """The set-up of a network on ``images`` images: that of the nearest set probed."""
+        sizes = [(abs(n - images), t) for n, t in self.small_setups]
+        if images < 2 * self.batch and sizes:
+            return min(sizes)[1]
+        return self.setup_seconds
 
     def seconds(self, job: NetworkJob) -> float:
         batches = math.ceil(job.images / self.batch) * job.epochs
-        return job.networks * (self.setup_seconds + self.batch_seconds * batches)
+        return job.networks * (self.setup(job.images) + self.batch_seconds * batches)
+
+
+def _timed_network(syn: Any, splits: DatasetSplits, protocol: EvalProtocol, epochs: int,
+                   **kw: Any) -> float:  # fmt: skip
+    from ddkit.audits.base import train_on_set
+
+    t0 = time.perf_counter()
+    train_on_set(syn, splits.test, protocol, runs=1, epochs=epochs, **kw)
+    return time.perf_counter() - t0
 
 
 def probe_network(
@@ -144,29 +165,30 @@ def probe_network(
     protocol: EvalProtocol,
     model: str,
     *,
+    sizes: tuple[int, ...] = (),
     seed: int = 0,
     device: str = "cpu",
 ) -> NetworkCost:
-    """Time ``model`` networks trained by ``protocol`` on two batches of real rows: the first
-    one's set-up, and the rate of batches from two more of 1 and 3 epochs (module docstring)."""
-    from ddkit.audits.base import random_real, train_on_set
+    """Time ``model`` networks trained by ``protocol`` on real rows (module docstring): after
+    an untimed one (the process's one-time start-up), two on two batches for 1 and 3 epochs
+    give the rate of batches and the set-up; one epoch on a set of each of ``sizes`` smaller
+    than two batches gives that size's set-up."""
+    from ddkit.audits.base import random_real
 
-    train = splits.train
-    batch = protocol.batch_size
-    ipc = max(1, min(math.ceil(2 * batch / train.spec.num_classes), min(train.class_counts)))
-    syn = random_real(train, ipc, seed=seed)
-    seconds = []
-    for epochs in (1, 1, 3):  # the set-up of the first; the rate of the warm ones
-        t0 = time.perf_counter()
-        train_on_set(syn, splits.test, protocol, runs=1, epochs=epochs, models=[model], seed=seed,
-                     device=device)  # fmt: skip
-        seconds.append(time.perf_counter() - t0)
-    cold, one, three = seconds
-    per_epoch = max(three - one, 0.0) / 2
-    batches = math.ceil(len(syn) / batch)
-    # every network of an audit is built afresh (its compile decision, its first epoch's costs):
-    # the first network's set-up stands for each one's
-    return NetworkCost(max(cold - per_epoch, 0.0), per_epoch / batches, batch)
+    train, batch, k = splits.train, protocol.batch_size, splits.spec.num_classes
+    most = min(train.class_counts)
+    kw = dict(models=[model], seed=seed, device=device)
+    syn = random_real(train, max(1, min(math.ceil(2 * batch / k), most)), seed=seed)
+    _timed_network(syn, splits, protocol, 1, **kw)
+    one, three = (_timed_network(syn, splits, protocol, e, **kw) for e in (1, 3))
+    per_batch = max(three - one, 0.0) / 2 / math.ceil(len(syn) / batch)
+    small = []
+    for n in sorted({n for n in sizes if n < len(syn)}):
+        probe = random_real(train, max(1, min(math.ceil(n / k), most)), seed=seed)
+        seconds = _timed_network(probe, splits, protocol, 1, **kw)
+        small.append((n, max(seconds - per_batch * math.ceil(len(probe) / batch), 0.0)))
+    setup = max(one - per_batch * math.ceil(len(syn) / batch), 0.0)
+    return NetworkCost(setup, per_batch, batch, tuple(small))
 
 
 def estimate_plan(
@@ -182,7 +204,8 @@ def estimate_plan(
     """The seconds ``plan`` will take on this machine (module docstring)."""
     from ddkit.runs import estimate_distill
 
-    cost = probe_network(splits, protocol, model, seed=seed, device=device)
+    sizes = tuple(j.images for j in plan.networks)
+    cost = probe_network(splits, protocol, model, sizes=sizes, seed=seed, device=device)
     total = sum(cost.seconds(j) for j in plan.networks)
     for d in plan.distillations:
         one = estimate_distill(dataset=splits.spec.name, method=d.method, ipc=d.ipc,

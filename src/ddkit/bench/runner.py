@@ -46,7 +46,7 @@ from ddkit.bench.results import (
     results_lock,
     write_results,
 )
-from ddkit.bench.selection import _check_selection, cells
+from ddkit.bench.selection import _check_selection, selected_cells
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.claims import command_key, hold_folder
 from ddkit.errors import ConfigError
@@ -95,14 +95,7 @@ def run_suite(
             with results_lock(path):
                 write_results(path, {"suite": suite.name, "rows": []})
             _empty(cells_dir)
-        todo = [
-            c
-            for c in cells(suite)
-            if (not only or c.method in only)
-            and (not datasets or c.dataset in datasets)
-            and (not ipcs or c.full or c.keep or c.ipc in ipcs)
-            and (not keeps or c.full or not c.keep or c.keep in keeps)
-        ]
+        todo = selected_cells(suite, only, datasets, ipcs, keeps)
         if rerun:
             mark_rerun(path, suite, todo)
         for cell in mark_rerun(path, suite, todo, stale_only=True):

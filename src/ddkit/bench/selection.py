@@ -31,6 +31,25 @@ def cells(suite: Suite) -> list[Cell]:
     return out
 
 
+def selected_cells(
+    suite: Suite,
+    only: list[str] | None = None,
+    datasets: list[str] | None = None,
+    ipcs: list[int] | None = None,
+    keeps: list[int] | None = None,
+) -> list[Cell]:
+    """The cells of ``suite`` a run with these ``--methods``, ``--datasets``, ``--ipcs`` and
+    ``--keeps`` covers (each ``None``: all; the full-data rows whatever the IPCs)."""
+    return [
+        c
+        for c in cells(suite)
+        if (not only or c.method in only)
+        and (not datasets or c.dataset in datasets)
+        and (not ipcs or c.full or c.keep or c.ipc in ipcs)
+        and (not keeps or c.full or not c.keep or c.keep in keeps)
+    ]
+
+
 def _check_selection(
     suite: Suite,
     only: list[str] | None,

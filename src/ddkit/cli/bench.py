@@ -38,6 +38,12 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         help="run the selected finished cells again (after a preset changed, say); each old row "
         "and cell folder stays until its new run finishes",
     )
+    b.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print what the cells left to run would cost here (warm-ups of each kind of "
+        "unit); nothing is written",
+    )
     add_common(b, "seed", "device")
 
 
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
     ipcs = number_list(args.ipcs, "--ipcs", kind=int, minimum=1) if args.ipcs else None
     keeps = number_list(args.keeps, "--keeps", kind=int, minimum=1) if args.keeps else None
+    if args.dry_run:
+        return _estimate(args, only, datasets, ipcs, keeps)
     run_suite(
         args.suite,
         results_dir=args.results,
@@ -73,6 +81,31 @@ def run(args: argparse.Namespace) -> int:
         rerun=args.rerun,
         device=args.device or "cpu",
     )
+    return 0
+
+
+def _estimate(
+    args: argparse.Namespace,
+    only: list[str] | None,
+    datasets: list[str] | None,
+    ipcs: list[int] | None,
+    keeps: list[int] | None,
+) -> int:
+    """``--dry-run``: each cell's left units and their cost, measured here; nothing written."""
+    from ddkit.bench.estimate import estimate_cells, summary_line
+    from ddkit.bench.selection import _check_selection, selected_cells
+    from ddkit.bench.suites import SUITES
+    from ddkit.methods.config import check_device
+
+    device = args.device or "cpu"
+    check_device(device)
+    suite = SUITES.get(args.suite)
+    _check_selection(suite, only, datasets, ipcs, keeps)
+    todo = selected_cells(suite, only, datasets, ipcs, keeps)
+    estimates = estimate_cells(suite, todo, Path(args.results), seed=args.seed, device=device)
+    for e in estimates:
+        print(e.line())
+    print(summary_line(estimates))
     return 0
 
 

@@ -115,7 +115,7 @@ def _evaluation_tables(reports: dict[str, Any]) -> str:
         f"<th>{h}</th>"
         for h in (
             "set", "model", "protocol", "epochs", "runs", "mean (%)", "each run (%)",
-            "stored bytes",
+            "stored bytes", "of which labels",
         )
     )  # fmt: skip
     rows = "".join(_eval_row(*pair) for pair in pairs)
@@ -134,10 +134,12 @@ def _eval_row(label: str, report: dict[str, Any], result: dict[str, Any]) -> str
     accs = result.get("accuracies") if isinstance(result.get("accuracies"), list) else []
     accs = [float(a) for a in accs if isinstance(a, int | float) and not isinstance(a, bool)]
     mean = 100 * sum(accs) / max(len(accs), 1)
-    stored = _object(_object(report.get("meta")).get("bytes")).get("total")
+    parts = _object(_object(report.get("meta")).get("bytes"))
+    stored, labels = parts.get("total"), parts.get("labels")
     cells = (label, result.get("model", "?"), p.get("name", "?"), p.get("epochs", "?"), len(accs),
              f"{mean:.2f}", ", ".join(f"{100 * a:.2f}" for a in accs),
-             f"{stored:,}" if is_number(stored) else "")  # fmt: skip
+             f"{stored:,}" if is_number(stored) else "",
+             f"{labels:,}" if is_number(labels) else "")  # fmt: skip
     return "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in cells) + "</tr>"
 
 

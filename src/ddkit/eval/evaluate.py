@@ -21,7 +21,7 @@ from ddkit.errors import ConfigError, DataError, warn_at_caller
 from ddkit.eval.groups import GROUP_METRICS, group_accuracy, require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import set_recipe
-from ddkit.eval.relabel import expand_views, teacher_targets_fn
+from ddkit.eval.relabel import expand_views, regenerate_labels, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import (
     TargetsFn,
@@ -169,12 +169,15 @@ def training_data(
         net, folder = resolve_teacher(syn, teacher, device)
         meta = {"teacher_dir": str(folder)} if folder is not None else {}
         return TrainingData(syn.images, syn.labels, teacher_targets_fn(net, p.temperature), meta)
+    regen = syn.meta.get("label_budget") == "regen"
+    if regen:  # FKD-style: the teacher recomputes the labels of the stored views
+        syn = regenerate_labels(syn, teacher, device)
+    note = {"labels_regenerated": True} if regen else {}
     if "view_values" in syn.extras:
         views = expand_views(syn)
-        return TrainingData(
-            views.images, views.labels, meta={"expanded_views": views.meta["expanded_views"]}
-        )
-    return TrainingData(syn.images, syn.labels)
+        meta = {"expanded_views": views.meta["expanded_views"], **note}
+        return TrainingData(views.images, views.labels, meta=meta)
+    return TrainingData(syn.images, syn.labels, meta=note)
 
 
 def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:

@@ -32,7 +32,13 @@ def test_an_absurd_unroll_is_refused_in_one_line_before_any_step(monkeypatch):
     with pytest.raises(ConfigError, match=r"student's unroll \(1,000,000 steps") as err:
         method.fit(tiny_digits().train, 2, iterations=1, seed=0)
     assert "syn_steps" in str(err.value) and "\n" not in str(err.value) and not steps
-    _mtt(syn_steps=10**6, backward="tesla")  # constant memory: not this check's
+    tesla = _mtt(syn_steps=10**6, backward="tesla")  # sqrt(N) checkpoints: this fits
+    monkeypatch.setattr(type(tesla), "step", lambda self, i: steps.append(i) or {})
+    tesla.fit(tiny_digits().train, 2, iterations=1, seed=0)
+    every = _mtt(syn_steps=10**7, backward="tesla", student_checkpoint_every=1)
+    with pytest.raises(ConfigError, match=r"tesla's student \(10,000,000 steps .* batch_syn"):
+        every.fit(tiny_digits().train, 2, iterations=1, seed=0)
+    steps.clear()
     # the digits preset's own unroll (the CPU default) fits a budget of a gigabyte
     _mtt(syn_steps=10).fit(tiny_digits().train, 2, iterations=1, seed=0)
 

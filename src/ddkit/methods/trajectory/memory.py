@@ -11,8 +11,8 @@ naming the option to change, instead of the kernel's out-of-memory kill or a ful
 * **The student's unroll** (MTT's ``backward="unroll"``) keeps the autograd graph of all
   ``syn_steps`` steps: per step, its mini-batch's activations -- the forward's outputs and
   about half as much again for the gradient's own graph -- and two parameter vectors (the
-  step's parameters and gradient). TESLA's constant-memory gradient holds one step and is not
-  checked here.
+  step's parameters and gradient). TESLA's gradient holds one step's graph, its parameter
+  checkpoints (about ``sqrt(N)``) and the states recomputed between two of them.
 
 The activations come from :func:`ddkit.models.footprint.module_footprint` (the network run on
 the meta device: nothing is allocated). Memory is checked for runs on the CPU only: a GPU's
@@ -21,6 +21,7 @@ memory is not the machine's (as the matching steps do).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -60,6 +61,17 @@ def unroll_bytes(net: nn.Module, spec: DatasetSpec, syn_steps: int, batch: int) 
     images holds (module docstring)."""
     kept = module_footprint(net, spec.shape).training // HEADROOM  # the forward's outputs
     return syn_steps * (batch * kept * 3 // 2 + 2 * FLOAT * _params(net))
+
+
+def tesla_bytes(
+    net: nn.Module, spec: DatasetSpec, syn_steps: int, batch: int, checkpoint_every: int = 0
+) -> int:
+    """Bytes TESLA's gradient holds: one step's graph (:func:`unroll_bytes` of one step), its
+    parameter checkpoints (every ``checkpoint_every``-th of ``syn_steps``; 0: every
+    ``ceil(sqrt(N))``-th) and the states recomputed between two of them."""
+    k = checkpoint_every if checkpoint_every > 0 else max(1, math.isqrt(syn_steps - 1) + 1)
+    vectors = math.ceil(syn_steps / k) + k
+    return unroll_bytes(net, spec, 1, batch) + FLOAT * _params(net) * vectors
 
 
 def _free_bytes(folder: Path) -> int:
@@ -112,10 +124,27 @@ def check_experts(
     )
 
 
-def check_unroll(net: nn.Module, spec: DatasetSpec, syn_steps: int, batch: int, model: str) -> None:
-    """Refuse, in one line before any step, an unrolled student (MTT) whose graph does not fit
-    the memory budget (networks on the CPU only)."""
+def check_unroll(
+    net: nn.Module,
+    spec: DatasetSpec,
+    syn_steps: int,
+    batch: int,
+    model: str,
+    *,
+    backward: str = "unroll",
+    checkpoint_every: int = 0,
+) -> None:
+    """Refuse, in one line before any step, a student whose ``backward`` (MTT's unrolled
+    graph, or TESLA's checkpoints and one step) does not fit the memory budget (networks on
+    the CPU only)."""
     if next(net.parameters()).device.type != "cpu":
+        return
+    if backward == "tesla":
+        check_memory(
+            f"tesla's student ({syn_steps:,} steps of {batch:,} images through {model!r})",
+            tesla_bytes(net, spec, syn_steps, batch, checkpoint_every),
+            "use a smaller --set batch_syn or --set syn_steps, or a narrower --model",
+        )
         return
     check_memory(
         f"the student's unroll ({syn_steps:,} steps of {batch:,} images through {model!r})",

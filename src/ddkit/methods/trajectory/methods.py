@@ -378,9 +378,11 @@ class _TrajectoryMatching(Distiller):
             c.codec, data, ipc, generator, self._initial_images,
             label_vectors=self.label_mode != "hard",
         )  # fmt: skip
-        if c.backward == "unroll":  # before the first step holds the graph
-            batch = len(images) if c.batch_syn <= 0 else min(int(c.batch_syn), len(images))
-            check_unroll(student, data.spec, int(c.syn_steps), batch, c.model)
+        n = self.codec_.emitted_per_class(ipc, data.spec) * data.spec.num_classes
+        batch = n if c.batch_syn <= 0 else min(int(c.batch_syn), n)
+        every = 0 if c.student_checkpoint_every == "auto" else int(c.student_checkpoint_every)
+        check_unroll(student, data.spec, int(c.syn_steps), batch, c.model, backward=c.backward,
+                     checkpoint_every=every)  # fmt: skip
         with torch.no_grad():
             labels = self._initial_labels(self.codec_.decode(images))
         syn_lr = torch.tensor(float(c.syn_lr), device=images.device).requires_grad_(True)

@@ -260,7 +260,7 @@ def test_a_bench_suite_of_another_seed_is_refused_while_one_runs(
     assert (
         len(list(cells.iterdir())) == 1
     )  # the holder's file alone: nothing written, nothing wiped
-    monkeypatch.setattr(runner, "cells", lambda suite: [])  # the same command: it joins
+    monkeypatch.setattr(runner, "selected_cells", lambda *a: [])  # the same command: it joins
     assert runner.run_suite(one_cell_suite, seed=1, **quiet) == []
     assert len(list(cells.iterdir())) == 1
 

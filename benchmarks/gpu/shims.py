@@ -19,6 +19,7 @@ without internet (or this CPU machine, where torchvision is not installed) canno
   downloaded; the same network is ddkit's teacher in the row); ``mobilenet_v2`` (SRe2L's
   verifier, run every 100 iterations outside the timed ones) is a tiny linear stand-in.
 * ``kornia``: imported by mtt-distillation's ``utils.py`` for ZCA only, which MNIST does not use.
+* ``scipy.ndimage.interpolation`` (only where a SciPy without it is installed): ``rotate``.
 * ``wandb``: ``init`` keeps the config, ``run.name`` is fixed, ``log`` calls ``on_log`` (the benchmark's iteration
   clock) and records nothing; ``Histogram`` / ``Image`` are inert.
 """
@@ -190,6 +191,14 @@ def install(
     tv.utils.make_grid = lambda x, *a, **kw: x
     kornia = types.ModuleType("kornia")
     kornia.enhance = types.SimpleNamespace()  # ZCA only; MNIST rows never reach it
+    try:  # deprecated since SciPy 1.8: DC's and MTT's utils.py import rotate from there
+        import scipy.ndimage.interpolation  # noqa: F401
+    except ImportError:
+        import scipy.ndimage
+
+        interpolation = types.ModuleType("scipy.ndimage.interpolation")
+        interpolation.rotate = scipy.ndimage.rotate
+        sys.modules["scipy.ndimage.interpolation"] = interpolation
     for name, mod in {"torchvision": tv, "torchvision.datasets": tv.datasets,
                       "torchvision.transforms": tv.transforms, "torchvision.models": tv.models,
                       "torchvision.utils": tv.utils, "kornia": kornia,

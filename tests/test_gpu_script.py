@@ -129,3 +129,15 @@ def test_smoke_every_row(bench, tmp_path):  # noqa: ANN001
             assert r["ratio_ddkit_to_peer"] == pytest.approx(r["ddkit_s"] / r["peer_s"])
         else:
             assert "reference code absent" in r["sides"]["peer"]["skipped"]
+
+
+def test_resume_keeps_only_rows_measured_on_both_sides(bench, tmp_path):  # noqa: ANN001
+    import json
+
+    rows = [{"row": "dm-mnist-ipc10", "peer_s": 0.5, "ddkit_s": 0.1},
+            {"row": "dm-mnist-ipc50", "peer_s": None, "ddkit_s": 0.2},  # peer skipped
+            {"row": "sre2l-recover-224", "peer_s": 0.3, "ddkit_s": None}]  # fmt: skip
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps({"rows": rows}))
+    assert list(bench._measured_rows(path)) == ["dm-mnist-ipc10"]
+    assert bench._measured_rows(tmp_path / "absent.json") == {}

@@ -19,7 +19,7 @@ from ddkit.cli import main
 def _quick_warmups(monkeypatch):
     monkeypatch.setattr(eval_estimate, "WARMUP_MIN_SECONDS", 0.0)
     monkeypatch.setattr(runs, "WARMUP_MIN_SECONDS", 0.0)
-    monkeypatch.setattr(bench_estimate, "process_start_seconds", lambda: 1.5)
+    monkeypatch.setattr(bench_estimate, "process_start_seconds", lambda _dataset: 1.5)
 
 
 def _suite(name: str) -> Suite:
@@ -56,3 +56,9 @@ def test_ddkit_bench_dry_run_prints_each_cell_and_writes_nothing(tmp_path, capsy
     assert out[0].startswith("digits IPC 1 random: 1 distillation(s)")
     assert "cell(s) left: about" in out[-1] and "nothing written" in out[-1]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_units_start_is_timed_in_a_child_process_as_units_run():
+    from ddkit.bench.runner import run_in_child
+
+    assert run_in_child(bench_estimate._unit_start, "digits") is None  # None: it succeeded

@@ -103,3 +103,15 @@ def test_the_estimate_refuses_sets_evaluated_by_learners_in_one_line():
     syn = create_method("dm", **method_test_overrides("dm")).fit(splits.train, 1, progress=False)
     with pytest.raises(ConfigError, match="--dry-run estimates evaluation by networks"):
         estimate_set(syn, splits.test, EvalSettings(learners="knn"))
+
+
+def test_the_commands_start_up_is_part_of_the_estimate():
+    from dataclasses import replace
+
+    from ddkit.meter import process_seconds
+
+    est = _cost(0.5, get_protocol("fast").with_(models=("convnet",)))
+    started = replace(est, startup_seconds=12.0)
+    assert started.total_seconds == pytest.approx(est.total_seconds + 12.0)
+    assert "12 s start-up and loading" in started.line()
+    assert process_seconds() > 0  # this process has been running a while

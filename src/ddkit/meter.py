@@ -74,6 +74,19 @@ def rss_bytes() -> int:
         return int(peak_rss_mb() * 2**20)
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (Linux: from ``/proc``; elsewhere 0.0), e.g. what a
+    command spent starting and loading before the work it estimates."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
 def high_water_mb() -> float:
     """The resident high-water mark (``VmHWM``) since :func:`reset_high_water`, in MiB (Linux)."""
     with open("/proc/self/status") as f:

@@ -5,14 +5,13 @@ machine: a distillation by :func:`ddkit.runs.estimate_distill` (the method's set
 warm-up of its real schedule), an evaluation network by
 :func:`ddkit.eval.estimate.estimate_evaluation` (a warm-up of one network on a set of the cell's
 size: random real images of its IPC, the kept rows' count of a pruning cell, or the full
-training split); plus, for each unit, the start of the child process it runs in, timed once.
+training split); plus, for each unit, the start of the child process it runs in (importing
+ddkit, loading the dataset), timed once per dataset.
 Pruning cells' scoring is not estimated (it is said so). Nothing is written.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +61,23 @@ class CellEstimate:
         )
 
 
-def process_start_seconds() -> float:
-    """Seconds a unit's child process takes to start and import ddkit, timed once here."""
+def _unit_start(dataset: str) -> None:
+    """What every unit's child process does before its work: import ddkit's registries and
+    load the cell's dataset."""
+    from ddkit.data import load_dataset
+    from ddkit.methods import load_all
+
+    load_all()
+    load_dataset(dataset)
+
+
+def process_start_seconds(dataset: str = "digits") -> float:
+    """Seconds a unit's child process takes to start, import ddkit and load ``dataset``,
+    timed once here the way units run (:func:`ddkit.bench.runner.run_in_child`)."""
+    from ddkit.bench.runner import run_in_child
+
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import ddkit.methods, ddkit.eval"], check=True)
+    run_in_child(_unit_start, dataset)
     return time.perf_counter() - t0
 
 
@@ -81,7 +93,7 @@ def estimate_cells(
     its units not finished yet (an interrupted cell's kept units cost nothing)."""
     path = results_dir / f"{suite.name}.json"
     done = finished_cells(read_results(path, suite), suite) if path.exists() else set()
-    start = process_start_seconds()
+    starts: dict[str, float] = {}
     out = []
     for cell in todo:
         if cell in done:
@@ -90,15 +102,13 @@ def estimate_cells(
         left = [u for u in units(suite, cell) if u not in kept]
         distills = sum(1 for u in left if unit_seed(u)[1] == DISTILL)
         evals = len(left) - distills
-        distill_seconds = (
-            _distill_seconds(suite, cell, seed, device) * distills if distills else 0.0
-        )
+        one = _distill_seconds(suite, cell, seed, device) if distills else 0.0
         network = _network_seconds(suite, cell, seed, device) if evals else 0.0
-        out.append(
-            CellEstimate(
-                cell, distills, evals, distill_seconds, network * evals, start * (distills + evals)
-            )
-        )
+        if cell.dataset not in starts:
+            starts[cell.dataset] = process_start_seconds(cell.dataset)
+        distill_seconds = None if one is None else one * distills
+        start = starts[cell.dataset] * (distills + evals)
+        out.append(CellEstimate(cell, distills, evals, distill_seconds, network * evals, start))
     return out
 
 

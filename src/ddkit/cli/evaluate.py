@@ -4,6 +4,7 @@ the report and write it to ``eval.json``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     folder (rank 0 only, atomically)."""
     from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
     from ddkit.io import atomic_write_json
+    from ddkit.meter import process_seconds
     from ddkit.methods import load_all
     from ddkit.runs import open_saved_set
 
@@ -81,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
     )  # fmt: skip
     if args.dry_run:
-        print(estimate_set(saved.syn, saved.splits.test, settings).line())
+        startup = process_seconds()  # the real command starts and loads as this one did
+        estimate = estimate_set(saved.syn, saved.splits.test, settings)
+        print(dataclasses.replace(estimate, startup_seconds=startup).line())
         return 0
     evaluation = evaluate_set(
         saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset,

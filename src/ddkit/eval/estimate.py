@@ -68,14 +68,16 @@ class ModelCost:
 
 @dataclass(frozen=True)
 class EvalEstimate:
-    """An evaluation's estimated cost: one :class:`ModelCost` per model of ``protocol``."""
+    """An evaluation's estimated cost: one :class:`ModelCost` per model of ``protocol``, and
+    the command's ``startup_seconds`` (its start and loading of the set and data)."""
 
     protocol: EvalProtocol
     models: tuple[ModelCost, ...]
+    startup_seconds: float = 0.0  # the command's own start and loading, where one is counted
 
     @property
     def total_seconds(self) -> float:
-        return sum(m.total_seconds for m in self.models)
+        return self.startup_seconds + sum(m.total_seconds for m in self.models)
 
     def line(self) -> str:
         """One line: what would be trained and how long it takes here."""
@@ -84,6 +86,8 @@ class EvalEstimate:
             f"+ {m.runs} test passes at {m.test_seconds:.3g} s + {m.setup_seconds:.3g} s set-up"
             for m in self.models
         ]
+        if self.startup_seconds:
+            parts.append(f"{self.startup_seconds:.3g} s start-up and loading")
         return (
             f"evaluation under protocol {self.protocol.name}: {'; '.join(parts)} = about "
             f"{clock(self.total_seconds)} on this machine (measured by a warm-up)"

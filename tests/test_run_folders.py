@@ -221,7 +221,9 @@ def test_the_cost_estimate_times_a_warm_up_and_writes_nothing(tmp_path, capsys, 
     # the real schedule (40 iterations), ended after three warm-up steps that stand for forty
     assert calls == [40] and len(steps) == 3 and cost.iterations == 40
     assert cost.seconds_per_iteration > 0 and cost.setup_seconds >= 0
-    assert cost.total_seconds == pytest.approx(cost.setup_seconds + 40 * cost.seconds_per_iteration)
+    assert cost.total_seconds == pytest.approx(
+        cost.startup_seconds + cost.setup_seconds + 40 * cost.seconds_per_iteration
+    )
     assert "40 iterations" in cost.line("dm") and "about" in cost.line("dm")
     with pytest.raises(ConfigError, match="warmup must be >= 2"):
         runs.estimate_distill(dataset="digits", method="dm", ipc=2, splits=tiny_digits(), warmup=1)

@@ -253,15 +253,21 @@ class CostEstimate:
     setup_seconds: float
     seconds_per_iteration: float
     iterations: int
+    startup_seconds: float = 0.0  # the command's own start and loading, where one is counted
 
     @property
     def total_seconds(self) -> float:
-        return self.setup_seconds + self.seconds_per_iteration * self.iterations
+        return (
+            self.startup_seconds + self.setup_seconds + self.seconds_per_iteration * self.iterations
+        )
 
     def line(self, what: str) -> str:
+        start = (
+            f" + {self.startup_seconds:.3g} s start-up and loading" if self.startup_seconds else ""
+        )
         return (
             f"{what}: {self.iterations:,} iterations x {self.seconds_per_iteration:.3g} s "
-            f"+ {self.setup_seconds:.3g} s set-up = about {clock(self.total_seconds)} "
+            f"+ {self.setup_seconds:.3g} s set-up{start} = about {clock(self.total_seconds)} "
             "on this machine (measured by a warm-up; artifacts it trained stay cached)"
         )
 
@@ -326,22 +332,24 @@ def estimate_distill(
     mean of the warm-up steps after the first (which pays for lazy initialisation), at least
     ``warmup`` steps timed for at least :data:`WARMUP_MIN_SECONDS` after the first; steps past
     :data:`WARMUP_SECONDS` end the warm-up early, and a single step stands for all (its lazy
-    initialisation included). ``device`` as in
+    initialisation included). The data's loading counts as start-up. ``device`` as in
     :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
+    loading = time.perf_counter()
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
+    loading = time.perf_counter() - loading  # the data's, which the real run pays too
     timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS)
     try:
         m.fit(train, ipc, iterations=max(total, 1), seed=seed, callbacks=[timer], progress=False)
     except _WarmedUp:
         pass
     steps = timer.steps[1:] or timer.steps or [0.0]
-    return CostEstimate(timer.setup, sum(steps) / len(steps), total)
+    return CostEstimate(timer.setup, sum(steps) / len(steps), total, startup_seconds=loading)
 
 
 def check_scale_out(method: Distiller) -> None:

@@ -4,6 +4,7 @@ the cost)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
 from ddkit.errors import ConfigError
@@ -102,8 +103,10 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
+    from ddkit.meter import process_seconds
     from ddkit.runs import estimate_distill
 
+    startup = process_seconds()  # the real command starts as this one did
     cost = estimate_distill(
         dataset=dataset,
         method=args.method,
@@ -114,6 +117,7 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
         root=args.root,
         device=device_option(args),
     )
+    cost = dataclasses.replace(cost, startup_seconds=startup + cost.startup_seconds)
     print(
         cost.line(f"{args.method} on {dataset} at IPC {args.ipc}") + f"; nothing written to {out}"
     )

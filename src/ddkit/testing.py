@@ -347,8 +347,14 @@ def _method_failures(
 
 def method_test_data(name: str) -> DatasetSplits:
     """The tiny splits method ``name`` is tested on: :func:`tiny_graph` for a method that
-    needs a graph (issue 39), :func:`tiny_digits` for the others."""
-    return tiny_graph() if _needs(name) == "graph" else tiny_digits()
+    needs a graph (issue 39), tiny image-caption pairs for one that needs pairs (issue 71),
+    :func:`tiny_digits` for the others."""
+    needs = _needs(name)
+    if needs == "paired":
+        from ddkit.methods.vision_language.conformance import tiny_paired
+
+        return tiny_paired()
+    return tiny_graph() if needs == "graph" else tiny_digits()
 
 
 def _needs(name: str) -> str:

@@ -29,7 +29,7 @@ Deviations from the authors' code, each on purpose:
   NFNet / ViT and a frozen BERT; the text embeddings live in the tower's *input* space (a frozen
   token table) rather than BERT's output space, so the text tower's body is matched too;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
-  ``lr_teacher``) from the run's seed and held in memory; ``expert_cache`` names a folder where
+  ``expert_lr``) from the run's seed and held in memory; ``expert_cache`` names a folder where
   they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
   same seed at other sizes reuse them;
 * a fixed temperature (``temperature``), no learned logit scale; no augmentation of the
@@ -75,7 +75,7 @@ class VLMTTConfig(EncoderConfig):
     iterations: int = 200
     num_experts: int = 3  # expert trajectories trained in fit
     expert_epochs: int = 6  # epochs of each expert trajectory
-    lr_teacher: float = 0.5  # the experts' SGD learning rate (and the student's initial ones)
+    expert_lr: float = 0.5  # the experts' SGD learning rate (and the student's initial ones)
     batch_real: int = 64  # real pairs per expert mini-batch
     syn_steps: int = 10  # student steps per iteration (N)
     match_epochs: int = 2  # expert epochs the student is matched against (M)
@@ -93,7 +93,7 @@ class VLMTTConfig(EncoderConfig):
     rules = {
         "num_experts": AT_LEAST_ONE,
         "expert_epochs": AT_LEAST_ONE,
-        "lr_teacher": POSITIVE,
+        "expert_lr": POSITIVE,
         "batch_real": interval(2),
         "syn_steps": AT_LEAST_ONE,
         "match_epochs": AT_LEAST_ONE,
@@ -153,7 +153,7 @@ class VLMTT(PairedDistiller):
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
         self.state_["text"] = emb.clone().requires_grad_(True)
         dev = train.images.device
-        self.state_["syn_lr"] = torch.full((2,), cfg.lr_teacher, device=dev).requires_grad_(True)
+        self.state_["syn_lr"] = torch.full((2,), cfg.expert_lr, device=dev).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
         rates = [cfg.lr_img, cfg.lr_txt, cfg.lr_lr]
         if cfg.similarity == "learned":
@@ -180,7 +180,7 @@ class VLMTT(PairedDistiller):
             "data": fingerprint(repr(train.spec), train.images, train.captions),
             "encoder": self.encoder_.to_dict(),
             "seeds": seeds,
-            **{k: getattr(cfg, k) for k in ("expert_epochs", "lr_teacher", "batch_real")},
+            **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
             "temperature": cfg.temperature,
         }
         path = Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
@@ -200,7 +200,7 @@ class VLMTT(PairedDistiller):
         view = TrainableView(model)
         snaps = [view.flatten()]
         recipe = RetrievalRecipe(
-            epochs=cfg.expert_epochs, optimizer="sgd", lr=cfg.lr_teacher, momentum=0.0,
+            epochs=cfg.expert_epochs, optimizer="sgd", lr=cfg.expert_lr, momentum=0.0,
             weight_decay=0.0,
             batch=cfg.batch_real, temperature=cfg.temperature, runs=1,
         )  # fmt: skip

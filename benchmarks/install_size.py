@@ -1,5 +1,5 @@
 """How much a ddkit install puts on disk (issue 70: "a lean install"): the size of a virtual
-environment's site-packages, in all and for its largest distributions, and whether any CUDA
+environment, of its site-packages and of their largest distributions, and whether any CUDA
 library came with it. Run on a fresh environment made by ``pip install .`` (the plain install)
 and on the test environment (``make install``, every extra); rows go into
 ``benchmarks/results/install_size.json`` under the name given.
@@ -42,6 +42,7 @@ def main() -> None:
     largest = sorted(parts.items(), key=lambda kv: -kv[1])[:8]
     cuda = sorted(p for p in parts if p.startswith(("nvidia", "cuda")) or "cu12" in p)
     row = {
+        "venv_mb": round(tree_bytes(args.venv) / 2**20),
         "site_packages_mb": round(tree_bytes(site) / 2**20),
         "largest_mb": {k: round(v / 2**20) for k, v in largest},
         "cuda_packages": cuda,

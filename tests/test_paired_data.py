@@ -525,7 +525,8 @@ def test_the_paired_modality_and_need():
     assert ds.spec.kind.layout == "(C, H, W)" and "dsa" in ds.spec.kind.augmentations
     ds.spec.check_needs("paired", "method 'vl'")
     with pytest.raises(
-        ConfigError, match="method 'dsa' needs images; dataset 'pairs' holds paired"
+        ConfigError,
+        match="method 'dsa' distils labelled rows; dataset 'pairs' holds image-caption pairs",
     ):
         ds.spec.check_needs("image", "method 'dsa'")
     digits = load_dataset("digits")

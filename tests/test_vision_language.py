@@ -1,5 +1,5 @@
 """Vision-language distillation (issue 71): the paired methods, the dual encoders, the retrieval
-evaluation and the command line, on tiny seeded pairs (ddkit.methods.vision_language.conformance)."""
+evaluation and the command line, on tiny seeded pairs (ddkit.testing_paired)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from ddkit.eval.retrieval import (
     recall_at_k,
 )
 from ddkit.methods import METHODS, create_method, load_all
-from ddkit.methods.vision_language.conformance import tiny_paired
 from ddkit.models.text import EncoderSpec, TrainableView, build_dual_encoder
 from ddkit.testing import method_test_overrides
+from ddkit.testing_paired import tiny_paired
 
 load_all()
 PAIRED = [n for n in METHODS.names() if METHODS.get(n).needs == "paired"]

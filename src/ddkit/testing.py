@@ -22,14 +22,13 @@ larger than the smallest class, every preset naming its source and resolving to 
 
 The tiny datasets the checks run on (:func:`tiny_digits`, :func:`tiny_table`,
 :func:`tiny_series`, :func:`tiny_graph`) moved to :mod:`ddkit.testing_data`, and the codecs'
-checks (:func:`check_codec`, :data:`CODEC_CHECKS`) to :mod:`ddkit.testing_codecs`; both are
-still importable from here.
+checks (:func:`check_codec`, :data:`CODEC_CHECKS`) to :mod:`ddkit.testing_codecs`, and the
+checks themselves to :mod:`ddkit.testing_checks` (shared with the paired methods' checks of
+:mod:`ddkit.testing_paired`); all are still importable from here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,16 +37,23 @@ from typing import Any
 import torch
 
 from ddkit.data.dataset import DatasetSplits, ImageDataset
-from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError
 from ddkit.rng import seeded_global_rng
+from ddkit.testing_checks import (
+    TEST_ITERATIONS,
+    _check_bad_ipc,
+    _check_output,
+    _check_presets,
+    _check_resume,
+    _check_save_load,
+    _Failures,
+    _same_set,
+    method_test_overrides,
+)
 from ddkit.testing_codecs import (
     CODEC_CHECKS,  # noqa: F401  (still importable from here)
     check_codec,
 )
 from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
-
-TEST_ITERATIONS = 2
 
 __all__ = [
     "TEST_ITERATIONS",
@@ -87,198 +93,13 @@ def arithmetic() -> str:
     return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
 
 
-def method_test_overrides(name: str) -> dict[str, Any]:
-    """Config overrides that make method ``name`` cheap: its ``test_overrides`` class attribute,
-    plus ``iterations=TEST_ITERATIONS`` for methods that iterate (unless it sets its own)."""
-    from ddkit.methods import METHODS, load_all
-
-    load_all()
-    cls = METHODS.get(name)
-    out = dict(cls.test_overrides)
-    if "iterations" not in out and cls.Config().iterations > 0:
-        out["iterations"] = TEST_ITERATIONS
-    return out
-
-
-class _Failures:
-    """Collects failed checks so one run reports all of them."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.items: list[str] = []
-
-    def check(self, ok: bool, what: str) -> bool:
-        if not ok:
-            self.items.append(what)
-        return bool(ok)
-
-    def run(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001 - reported as a failure
-            self.items.append(f"{what} raised {type(e).__name__}: {e}")
-            return None
-
-
-def _same_set(a: SyntheticSet, b: SyntheticSet) -> bool:
-    return (
-        a.images.shape == b.images.shape
-        and a.labels.shape == b.labels.shape
-        and a.labels.dtype == b.labels.dtype
-        and torch.equal(a.images, b.images)
-        and torch.equal(a.labels, b.labels)
-        and a.lr == b.lr
-        and a.extras.keys() == b.extras.keys()
-        and all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
-    )
-
-
-def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int) -> None:
-    spec = train.spec
-    k = spec.num_classes
-    f.check(isinstance(syn, SyntheticSet), f"fit returned {type(syn).__name__}, not SyntheticSet")
-    if not isinstance(syn, SyntheticSet):
-        return
-    # Multi-formation methods (IDM) store ``ipc`` images per class and decode each into
-    # ``factor**2`` training images; the budget is the stored IPC.
-    factor = int(syn.meta.get("formation_factor", 1))
-    if factor > 1:
-        f.check(
-            syn.meta.get("stored_ipc") == ipc, f"stored_ipc {syn.meta.get('stored_ipc')} != {ipc}"
-        )
-    ipc = ipc * factor**2
-    # Sets that name their stored tensors (RTP's memory, frequency codecs) decode more examples
-    # from them: the budget is the bytes of ``ipc`` images per class and their labels -- hard
-    # labels, or label vectors where the set stores one per image (soft or learned labels; RTP
-    # stores label bases instead, and its class counts are not fixed).
-    memory = bool(syn.meta.get("stored_tensors"))
-    if memory:
-        vectors = "labels" in syn.meta["stored_tensors"] and syn.labels.ndim == 2
-        label = syn.labels[0].numel() * syn.labels.element_size() if vectors else 8
-        budget = ipc * k * (math.prod(spec.shape) * 4 + label)
-        stored = syn.storage_bytes()["total"]
-        f.check(stored <= budget, f"stores {stored} bytes, over the {budget} of {ipc} IPC")
-        ipc = int(syn.meta.get("emitted_per_class", 0))
-    f.check(
-        tuple(syn.images.shape) == (ipc * k, *spec.shape),
-        f"images have shape {tuple(syn.images.shape)}, expected {(ipc * k, *spec.shape)}",
-    )
-    f.check(syn.images.dtype == torch.float32, f"images are {syn.images.dtype}, expected float32")
-    f.check(syn.spec == spec, "the set's spec differs from the train set's")
-    if syn.labels.ndim == 1:
-        f.check(
-            syn.labels.dtype == torch.int64, f"hard labels are {syn.labels.dtype}, expected int64"
-        )
-        f.check(len(syn.labels) == ipc * k, f"{len(syn.labels)} labels for {ipc * k} images")
-    else:
-        ok = syn.labels.is_floating_point() and tuple(syn.labels.shape) == (ipc * k, k)
-        f.check(
-            ok,
-            f"soft labels have shape {tuple(syn.labels.shape)} / {syn.labels.dtype}, "
-            f"expected ({ipc * k}, {k}) float",
-        )
-    counts = torch.bincount(syn.hard_labels, minlength=k).tolist()
-    # regression targets solved in closed form (KIP's label solve) name no class: their argmax
-    # need not be balanced
-    solved = "label_solve_real" in syn.meta
-    f.check(
-        memory or solved or counts == [ipc] * k,
-        f"class counts {counts}, expected {ipc} for each of {k} classes",
-    )
-    f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
-    if syn.labels.is_floating_point():
-        f.check(bool(torch.isfinite(syn.labels).all()), "labels contain NaN/inf")
-    if syn.lr is not None:
-        f.check(bool(torch.isfinite(torch.tensor(syn.lr))), f"learned lr {syn.lr} is not finite")
-    f.check(
-        all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
-        "extras contain NaN/inf",
-    )
-
-
-def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
-    def roundtrip() -> None:
-        syn.save(folder)
-        back = SyntheticSet.load(folder)
-        f.check(_same_set(syn, back), "save -> load changed images, labels, lr or extras")
-        f.check(back.spec == syn.spec, "save -> load changed the spec")
-        f.check(back.meta == json.loads(json.dumps(syn.meta)), "save -> load changed the metadata")
-
-    f.run("save/load", roundtrip)
-
-
-def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -> None:
-    for ipc, why in (
-        (0, "IPC 0"),
-        (min(train.class_counts) + 1, "IPC larger than the smallest class"),
-    ):
-        try:
-            make().fit(train, ipc, seed=0)
-        except ConfigError as e:
-            f.check("\n" not in str(e), f"{why}: the ConfigError message is not one line")
-        except Exception as e:  # noqa: BLE001
-            f.items.append(f"{why} raised {type(e).__name__} instead of ConfigError: {e}")
-        else:
-            f.items.append(f"{why} did not raise ConfigError")
-
-
-def _check_presets(f: _Failures, cls: Any) -> None:
-    """Every preset names its source, no cell is listed twice, and each resolves to a valid
-    config (the values are checked when the config is built)."""
-    from ddkit.methods.base import resolve_config
-
-    keys = [p.key for p in cls.presets]
-    f.check(len(keys) == len(set(keys)), f"presets list a cell twice: {keys}")
-    for p in cls.presets:
-        f.check(bool(str(p.source).strip()), f"preset {p.key} has no source")
-        dataset = None if p.dataset == "*" else p.dataset
-        ipc = None if p.ipc == "*" else p.ipc
-        f.run(f"preset {p.key}", lambda d=dataset, i=ipc: cls(**resolve_config(cls, d, i)))
-
-
-def _check_resume(
-    f: _Failures,
-    make: Callable[[], Any],
-    train: ImageDataset,
-    ipc: int,
-    iterations: int,
-    reference: SyntheticSet,
-    folder: Path,
-) -> None:
-    full_dir, part_dir = folder / "full", folder / "part"
-    full = f.run(
-        "fit with checkpoint_dir",
-        lambda: make().fit(train, ipc, seed=0, iterations=iterations, checkpoint_dir=full_dir),
-    )
-    if full is not None:
-        f.check(_same_set(full, reference), "fit with checkpoint_dir differs from a plain fit")
-    first = max(1, iterations // 2)
-    f.run(
-        "partial fit",
-        lambda: make().fit(
-            train, ipc, seed=0, iterations=first, checkpoint_dir=part_dir, checkpoint_every=1
-        ),
-    )
-    resumed = f.run(
-        "resume",
-        lambda: make().fit(
-            train, ipc, seed=0, iterations=iterations, checkpoint_dir=part_dir, resume=True
-        ),
-    )
-    if full is not None and resumed is not None:
-        f.check(
-            _same_set(full, resumed),
-            f"fit {first} iteration(s) + resume to {iterations} differs from an uninterrupted run",
-        )
-
-
 def _method_failures(
     name: str, data: DatasetSplits | ImageDataset | None, ipc: int, overrides: dict[str, Any] | None
 ) -> list[str]:
     from ddkit.methods import create_method
 
     if _needs(name) == "paired":  # image-text pairs have their own checks (issue 71)
-        from ddkit.methods.vision_language.conformance import paired_failures
+        from ddkit.testing_paired import paired_failures
 
         return paired_failures(name, data, ipc, overrides)
     if data is None:
@@ -351,7 +172,7 @@ def method_test_data(name: str) -> DatasetSplits:
     :func:`tiny_digits` for the others."""
     needs = _needs(name)
     if needs == "paired":
-        from ddkit.methods.vision_language.conformance import tiny_paired
+        from ddkit.testing_paired import tiny_paired
 
         return tiny_paired()
     return tiny_graph() if needs == "graph" else tiny_digits()
@@ -375,7 +196,7 @@ def check_method(
     ``AssertionError`` listing all failed checks. ``data`` defaults to :func:`tiny_digits`;
     ``overrides`` are added to the method's ``test_overrides``; a method that needs a graph runs
     on :func:`tiny_graph`, one that needs image-text pairs on their own checks
-    (:mod:`ddkit.methods.vision_language.conformance`)."""
+    (:mod:`ddkit.testing_paired`)."""
     failures = _method_failures(name, data, ipc, overrides)
     if failures:
         raise AssertionError(

@@ -280,6 +280,26 @@ def audit_record(
     }
 
 
+#: ``--quick``: ceilings on an audit's counts (a smaller value given stays; ``None`` takes it).
+QUICK = {"runs": 1, "epochs": 30, "full_epochs": 30, "iterations": 50, "shadows": 4,
+         "pool": 1000, "bootstrap": 50, "max_test": 500, "steps": 5}  # fmt: skip
+
+
+def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run`` and ``--quick``, shared by the audits."""
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="print what the audit would train and its estimated time (measured here by a "
+        "short probe), then stop; nothing is written",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a small audit to try first: at most "
+        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+        + " (where the audit has the option); said in its output and results",
+    )  # fmt: skip
+
+
 def add_training_arguments(
     parser: argparse.ArgumentParser, *, methods: str, ipc: str, out: str, runs: bool = True
 ) -> None:
@@ -287,8 +307,7 @@ def add_training_arguments(
     ``--iterations``, ``--set``), how networks are trained (``--protocol``, ``--runs`` unless
     ``runs`` is false, ``--epochs``, ``--models``), and ``--seed``, ``--root``, ``--quiet``,
     ``--device`` (:func:`ddkit.commands.device_option`), ``--out`` (default ``out``),
-    ``--dry-run`` and ``--quick`` (:mod:`ddkit.audits.estimate`)."""
-    from ddkit.audits.estimate import add_estimate_arguments
+    ``--dry-run`` and ``--quick`` (:func:`add_estimate_arguments`)."""
     from ddkit.commands import add_common
 
     parser.add_argument("--dataset", default="digits")

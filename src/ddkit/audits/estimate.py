@@ -30,30 +30,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ddkit.audits.base import QUICK
 from ddkit.progress import clock
 
 if TYPE_CHECKING:
     from ddkit.data.dataset import DatasetSplits
     from ddkit.eval.protocol import EvalProtocol
-
-#: ``--quick``: ceilings on an audit's counts (a smaller value given stays; ``None`` takes it).
-QUICK = {"runs": 1, "epochs": 30, "full_epochs": 30, "iterations": 50, "shadows": 4,
-         "pool": 1000, "bootstrap": 50, "max_test": 500, "steps": 5}  # fmt: skip
-
-
-def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dry-run`` and ``--quick``, shared by the audits."""
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="print what the audit would train and its estimated time (measured here by a "
-        "short probe), then stop; nothing is written",
-    )  # fmt: skip
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="a small audit to try first: at most "
-        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
-        + " (where the audit has the option); said in its output and results",
-    )  # fmt: skip
 
 
 def apply_quick(args: argparse.Namespace) -> dict[str, Any]:

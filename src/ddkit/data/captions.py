@@ -52,7 +52,7 @@ from ddkit.data.folders import (
     image_size_of,
     plan_decode,
 )
-from ddkit.data.paired import PairedOptions, RawPairs, register_paired
+from ddkit.data.paired import PairedOptions, RawPairs, register_paired, register_path_reader
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 from ddkit.io import read_regular_file
 from ddkit.meter import check_memory
@@ -429,3 +429,6 @@ for _name, _file, _help in (
      "dataset_flickr30k.json; images there or under image_root)"),
 ):  # fmt: skip
     register_paired(_name, _root_reader(_name, _file), needs_root=True, help=_help)
+
+
+register_path_reader(paired_format, read_paired)

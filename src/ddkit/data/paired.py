@@ -425,6 +425,17 @@ def register_paired(name: str, reader: PairedReader, *, needs_root: bool, help: 
     PAIRED_READERS[name.lower()] = reader
 
 
+#: The reader of paired data at a path: ``layout_of(path) -> str | None`` (from names alone) and
+#: ``read(path, image_size=, image_root=) -> {split: RawPairs}``; :mod:`ddkit.data.captions`
+#: registers its own when ``ddkit.data`` is imported (:func:`register_path_reader`).
+_PATH_READER: dict[str, Callable[..., Any]] = {}
+
+
+def register_path_reader(layout_of: Callable[[Path], str | None], read: Callable[..., Any]) -> None:
+    """Make ``layout_of`` / ``read`` the reader of paired data at a path."""
+    _PATH_READER.update(layout_of=layout_of, read=read)
+
+
 def is_paired(name_or_path: str | Path) -> bool:
     """Whether ``name_or_path`` is a paired dataset: a registered name
     (:data:`PAIRED_READERS`), or a path :mod:`ddkit.data.captions` reads (told from its
@@ -432,12 +443,10 @@ def is_paired(name_or_path: str | Path) -> bool:
     if str(name_or_path).lower() in PAIRED_READERS:
         return True
     from ddkit.data.builtin import DATASETS
-    from ddkit.data.captions import paired_format
 
     if str(name_or_path) in DATASETS:  # a dataset's name, never a file that happens to share it
         return False
-
-    return paired_format(Path(name_or_path).expanduser()) is not None
+    return _PATH_READER["layout_of"](Path(name_or_path).expanduser()) is not None
 
 
 def load_paired_splits(
@@ -466,10 +475,9 @@ def load_paired_splits(
     if name.lower() in PAIRED_READERS:
         parts, name = PAIRED_READERS[name.lower()](options), name.lower()
     else:
-        from ddkit.data.captions import read_paired
-
         options.refuse(name, "captions_per_image")
-        parts = read_paired(name_or_path, image_size=image_size, image_root=image_root)
+        read = _PATH_READER["read"]
+        parts = read(name_or_path, image_size=image_size, image_root=image_root)
         name = Path(name).stem or "paired"
     return paired_splits(
         parts, name=name, tokenizer=tokenizer, max_len=max_len, val_fraction=val_fraction,

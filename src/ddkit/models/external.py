@@ -36,7 +36,6 @@ SHA-256).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,8 @@ from torch import nn
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.io import save_tensors, sha256_file
+from ddkit.models.network_record import ExternalNetwork, NetworkRecord, refuse_classes
+from ddkit.models.teacher_files import META_FILE, WEIGHTS_FILE, load_teacher
 
 __all__ = [
     "ExternalNetwork",
@@ -63,36 +64,6 @@ PREFIXES = ("file", "hf", "timm", "torchvision")
 META_KEYS = ("ddkit.model", "ddkit.num_classes", "ddkit.in_channels", "ddkit.image_size")
 TORCH_SUFFIXES = (".pt", ".pth")
 _FIX = "file:PATH, file:PATH#MODEL, hf:PATH_OR_NAME, timm:NAME, torchvision:NAME or a folder"
-
-
-@dataclass(frozen=True)
-class NetworkRecord:
-    """What :func:`load_network` loaded: the normalised ``source`` string (absolute paths),
-    its ``kind`` (``teacher``, ``file``, ``hf``, ``timm``, ``torchvision``, ``module``), the
-    architecture ``model``, the SHA-256 and bytes of the weights (``None`` / 0 where there is
-    no file), the class count (``None``: a backbone) and the ``(C, H, W)`` the network takes."""
-
-    source: str
-    kind: str
-    model: str
-    num_classes: int | None
-    input_size: tuple[int, int, int] | None
-    sha256: str | None
-    bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as JSON (what a set's ``meta['teacher']`` holds)."""
-        d = asdict(self)
-        d["input_size"] = list(self.input_size) if self.input_size else None
-        return d
-
-
-@dataclass(frozen=True)
-class ExternalNetwork:
-    """A loaded network (eval mode, parameters frozen) and its :class:`NetworkRecord`."""
-
-    module: nn.Module
-    record: NetworkRecord
 
 
 def is_source(value: object) -> bool:
@@ -171,15 +142,6 @@ def _classes_of(net: nn.Module, spec: DatasetSpec | None) -> int | None:
         return None
 
 
-def refuse_classes(where: str, found: int, spec: DatasetSpec) -> None:
-    """One line when a network's ``found`` classes are not the dataset's."""
-    if found != spec.num_classes:
-        raise ConfigError(
-            f"{where} has {found} classes; dataset {spec.name!r} has {spec.num_classes} "
-            "(use a network trained on this dataset's classes)"
-        )
-
-
 # ------------------------------------------------------------------------------ file:
 def _from_file(rest: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     path, model = _path_and_model(rest)
@@ -221,8 +183,6 @@ def _path_and_model(rest: str) -> tuple[Path, str | None]:
 
 
 def _from_teacher_folder(path: Path, spec: DatasetSpec | None) -> ExternalNetwork:
-    from ddkit.eval.teacher import META_FILE, load_teacher
-
     if not (path / META_FILE).is_file() and (path / "config.json").is_file():
         raise FileFormatError(
             f"{str(path)!r} is no ddkit teacher folder but looks like a Hugging Face model: "
@@ -403,8 +363,6 @@ def source_bytes(source: str | os.PathLike) -> int:
         return sum(f.stat().st_size for f in weight_files(folder))
     path, _ = _path_and_model(rest)
     if path.is_dir():
-        from ddkit.eval.teacher import WEIGHTS_FILE
-
         path = path / WEIGHTS_FILE
     if not path.is_file():
         raise FileFormatError(f"no weights at {str(path)!r}")

@@ -26,7 +26,7 @@ from torch import nn
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.io import read_json, sha256_file
-from ddkit.models.external import ExternalNetwork, NetworkRecord, refuse_classes
+from ddkit.models.network_record import ExternalNetwork, NetworkRecord, refuse_classes
 
 __all__ = ["PixelAdapter", "from_hf", "from_timm", "from_torchvision", "hf_folder", "weight_files"]
 

@@ -82,7 +82,7 @@ def paired_failures(
     """The failed checks (module docstring) of paired method ``name`` on ``data`` (paired
     splits or a train split; default :func:`tiny_paired`)."""
     from ddkit.methods import create_method
-    from ddkit.testing import (
+    from ddkit.testing_checks import (
         _check_presets,
         _check_resume,
         _check_save_load,

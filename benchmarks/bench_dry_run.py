@@ -2,8 +2,9 @@
 its command with ``--dry-run``, then for real, each in its own process as a user would, and
 records the estimate (parsed from the printed "about ..."), the real command's wall seconds and
 their ratio, with the load average before each. Cases: ``ddkit distill`` (dm on digits, IPC
-10, 100 iterations), ``ddkit evaluate`` of that set (protocol fast), ``ddkit bench`` of the
-quick suite's random cell at IPC 1 (its own results folder). Writes
+10, 100 iterations, and the preset's 1,000), a small privacy audit (dm at IPC 1, 4 shadows, a
+pool of 200 rows, 20 epochs), ``ddkit evaluate`` of the short run's set (protocol fast),
+``ddkit bench`` of the quick suite's random cell at IPC 1 (its own results folder). Writes
 ``benchmarks/results/dry_run.json``.
 
     python benchmarks/bench_dry_run.py [--out DIR]
@@ -61,8 +62,14 @@ def main() -> None:
                "--iterations", "100", "--out", run]  # fmt: skip
     bench = ["bench", "--suite", "quick", "--methods", "random", "--ipcs", "1",
              "--results", str(out / "bench")]  # fmt: skip
+    preset = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "10",
+              "--out", str(out / "dm-preset")]  # fmt: skip
+    audit = ["audit", "privacy", "--dataset", "digits", "--methods", "dm", "--ipc", "1",
+             "--shadows", "4", "--pool", "200", "--epochs", "20", "--out", str(out / "audit")]  # fmt: skip
     rows = [
         case("distill", distill, ["--dry-run"], ["--quiet"]),
+        case("distill, the preset's 1,000 iterations", preset, ["--dry-run"], ["--quiet"]),
+        case("audit privacy", audit, ["--dry-run"], []),
         case("evaluate", ["evaluate", run, "--protocol", "fast"], ["--dry-run"], ["--quiet"]),
         case("bench unit", bench, ["--dry-run"], []),
     ]

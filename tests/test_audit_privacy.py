@@ -379,3 +379,19 @@ def test_cli_refuses_bad_input_in_one_line_before_writing(tmp_path, argv, messag
         PrivacyAudit.run(args)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not out.exists()
+
+
+def test_a_dp_batch_larger_than_a_networks_members_is_refused_before_any_work(tmp_path, capsys):
+    """A pool of 200 digits gives each network 96 members: DP-SGD's default batch of 256 was
+    refused only after the first networks had trained; now before anything, dry run included,
+    naming both options."""
+    from ddkit.cli import main
+
+    argv = ["audit", "privacy", "--dataset", "digits", "--methods", "dm", "--ipc", "1",
+            "--shadows", "4", "--pool", "200", "--epochs", "1", "--quiet"]  # fmt: skip
+    for extra in (["--dry-run"], []):
+        assert main([*argv, *extra, "--out", str(tmp_path / "audit")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "DP-SGD batch size 256 exceeds the 96 training rows" in err[0]
+        assert "--dp-batch" in err[0] and "--pool" in err[0]
+        assert not (tmp_path / "audit").exists()

@@ -51,7 +51,8 @@ class DPRecipe:
             raise ConfigError("DP-SGD epochs and batch size must be >= 1")
         if self.batch_size > rows:
             raise ConfigError(
-                f"DP-SGD batch size {self.batch_size} exceeds the {rows} training rows; lower it"
+                f"DP-SGD batch size {self.batch_size} exceeds the {rows} training rows of a network; "
+                "lower it (--dp-batch) or give more rows (--pool)"
             )
         if not (self.lr > 0 and self.max_grad_norm > 0 and 0 <= self.momentum < 1):
             raise ConfigError("DP-SGD needs lr > 0, max_grad_norm > 0 and momentum in [0, 1)")

@@ -397,6 +397,8 @@ def privacy_audit(
     rows, masks = plan_membership(
         splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
     )
+    if any(s.kind == "dp" for s in sources):  # every network's members hold DP-SGD's batch
+        how.dp.check(int(masks.sum(dim=1).min()))
     folder = Path(out) if out is not None else None
     plan = NetworkPlan(splits, rows, masks, how, seed, folder)
     incomplete: dict[str, str] = {}
@@ -532,6 +534,8 @@ class PrivacyAudit(Audit):
             raise ConfigError("the privacy audit trains one architecture: give one --models")
         _, masks = plan_membership(splits, sources, shadows=args.shadows, pool=args.pool,
                                    seed=args.seed, bootstrap=args.bootstrap)  # fmt: skip
+        if eps:  # before the dry run too: every network's members hold DP-SGD's batch
+            dp.check(int(masks.sum(dim=1).min()))
         p = get_protocol(args.protocol).with_(epochs=args.epochs, runs=1)
         model = models[0] if models else p.models[0]
         plan = privacy_plan(sources, masks, splits.spec.num_classes, epochs=p.epochs,

@@ -64,7 +64,7 @@ def main() -> None:
              "--results", str(out / "bench")]  # fmt: skip
     preset = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "10",
               "--out", str(out / "dm-preset")]  # fmt: skip
-    audit = ["audit", "privacy", "--dataset", "digits", "--methods", "dm", "--ipc", "1",
+    audit = ["audit", "privacy", "--dataset", "digits", "--methods", "dm", "--ipc", "1", "--dp-batch", "32",
              "--shadows", "4", "--pool", "200", "--epochs", "20", "--out", str(out / "audit")]  # fmt: skip
     rows = [
         case("distill", distill, ["--dry-run"], ["--quiet"]),

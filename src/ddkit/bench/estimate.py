@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -93,7 +94,10 @@ def estimate_cells(
     its units not finished yet (an interrupted cell's kept units cost nothing)."""
     path = results_dir / f"{suite.name}.json"
     done = finished_cells(read_results(path, suite), suite) if path.exists() else set()
+    from ddkit.data import load_dataset
+
     starts: dict[str, float] = {}
+    splits: dict[str, Any] = {}  # each dataset loaded once, for every cell of it
     out = []
     for cell in todo:
         if cell in done:
@@ -102,21 +106,22 @@ def estimate_cells(
         left = [u for u in units(suite, cell) if u not in kept]
         distills = sum(1 for u in left if unit_seed(u)[1] == DISTILL)
         evals = len(left) - distills
-        one = _distill_seconds(suite, cell, seed, device) if distills else 0.0
-        network = _network_seconds(suite, cell, seed, device) if evals else 0.0
         if cell.dataset not in starts:
             starts[cell.dataset] = process_start_seconds(cell.dataset)
+            splits[cell.dataset] = load_dataset(cell.dataset)
+        data = splits[cell.dataset]
+        one = _distill_seconds(suite, cell, data, seed, device) if distills else 0.0
+        network = _network_seconds(suite, cell, data, seed, device) if evals else 0.0
         distill_seconds = None if one is None else one * distills
         start = starts[cell.dataset] * (distills + evals)
         out.append(CellEstimate(cell, distills, evals, distill_seconds, network * evals, start))
     return out
 
 
-def _distill_seconds(suite: Suite, cell: Cell, seed: int, device: str) -> float | None:
+def _distill_seconds(suite: Suite, cell: Cell, splits: Any, seed: int, device: str) -> float | None:
     """One distillation of ``cell``; ``None`` for a pruning cell (its scoring is not timed)."""
     if cell.keep:
         return None
-    from ddkit.data import load_dataset
     from ddkit.methods import create_method
     from ddkit.runs import estimate_distill
 
@@ -125,19 +130,17 @@ def _distill_seconds(suite: Suite, cell: Cell, seed: int, device: str) -> float 
     iterations = suite.budget(cell.method, cell.ipc, default.config.iterations, cell.dataset)
     cost = estimate_distill(
         dataset=cell.dataset, method=cell.method, ipc=cell.ipc, iterations=iterations, seed=seed,
-        options=options, splits=load_dataset(cell.dataset), device=None if device == "cpu" else device,
+        options=options, splits=splits, device=None if device == "cpu" else device,
     )  # fmt: skip
     return cost.total_seconds
 
 
-def _network_seconds(suite: Suite, cell: Cell, seed: int, device: str) -> float:
+def _network_seconds(suite: Suite, cell: Cell, splits: Any, seed: int, device: str) -> float:
     """One evaluation network of ``cell``, trained on a set of the cell's size."""
-    from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval.estimate import estimate_evaluation
     from ddkit.methods import create_method
 
-    splits = load_dataset(cell.dataset)
     if cell.full:
         syn = SyntheticSet.from_real(splits.train)
     elif cell.keep:

@@ -1,53 +1,64 @@
 """Accuracy against label bytes: one decoupled method's set under every label budget.
 
-One method (default ``rded``: no recovery loop, so a row costs only its evaluation) is distilled
-once per label budget with the same seed, so the images and the views are the same in every row
-and only the stored labels differ: hard labels, full per-image labels, and per-view (FKD-style)
-labels stored ``full``, ``fp16``, ``int8``, ``topk:k`` (k = 5, 2, 1, and 2 with fp16 / int8) and
-``regen`` (only crops and flips; the teacher recomputes the labels before evaluation, so its row
-must equal the ``full`` per-view row, which the script checks). Every set is evaluated under the
-``soft`` protocol (stored labels; epochs scaled down for the CPU and said so). Reported per row:
-the set's label bytes, its total bytes, the teacher bytes an evaluation must also ship (``regen``
-only), and final-epoch test accuracy (mean +- std over runs). Nothing is chosen on the test split.
+One method (default ``rded``) is distilled once, with hard labels; every labelled row relabels
+those same images with the method's own teacher and temperature (:func:`ddkit.eval.relabel.relabel`)
+under one label budget, the views drawn from one seed, so only the stored labels differ between
+rows: hard labels, full per-image labels, and per-view (FKD-style) labels stored ``full``,
+``fp16``, ``int8``, ``topk:k`` (k = 5, 2, 1, and 2 with fp16 / int8; k = K is ``full``) and ``regen`` (only crops
+and flips; the teacher recomputes the labels before evaluation, so its row must equal the
+``full`` per-view row, which the script checks). Beside them, random real images (the same
+count, one seed) with hard labels and with the same teacher's full per-view labels. Every set is
+evaluated under the ``soft`` protocol (stored labels; epochs scaled down for the CPU and said
+so). Reported per row: the set's label bytes, its total bytes, the teacher bytes an evaluation
+must also ship (``regen`` only), and final-epoch test accuracy (mean +- std over runs). Nothing
+is chosen on the test split.
 
     python benchmarks/bench_label_budget.py                      # rded, digits, IPC 10
     python benchmarks/bench_label_budget.py --method sre2l --iterations 200 --epochs 100
 
-Markdown goes to stdout, JSON to ``benchmarks/results/label_budget.json`` (rewritten after every
-row, so an interrupted run keeps what it measured).
+Markdown goes to stdout, JSON to ``benchmarks/results/label_budget.json``, rewritten after every
+row; a rerun with the same settings keeps the rows the file already holds (resumable).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from ddkit.data import load_dataset
+from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval import evaluate
 from ddkit.eval.accounting import dataset_bytes, storage_report
-from ddkit.eval.relabel import regenerate_labels
+from ddkit.eval.relabel import regenerate_labels, relabel
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
 
-#: (row name, labels, label_budget)
+#: (row name, images, labels, label_budget): images "distilled" or "random" (random real)
 ROWS = (
-    ("hard", "hard", "auto"),
-    ("per image, full", "soft", "full"),
-    ("views, full", "views", "full"),
-    ("views, fp16", "views", "fp16"),
-    ("views, int8", "views", "int8"),
-    ("views, topk:5", "views", "topk:5"),
-    ("views, topk:2", "views", "topk:2"),
-    ("views, topk:2+fp16", "views", "topk:2+fp16"),
-    ("views, topk:2+int8", "views", "topk:2+int8"),
-    ("views, topk:1", "views", "topk:1"),
-    ("views, regen", "views", "regen"),
+    ("hard", "distilled", "hard", None),
+    ("per image, full", "distilled", "soft", "full"),
+    ("views, full", "distilled", "views", "full"),
+    ("views, fp16", "distilled", "views", "fp16"),
+    ("views, int8", "distilled", "views", "int8"),
+    ("views, topk:5", "distilled", "views", "topk:5"),
+    ("views, topk:2", "distilled", "views", "topk:2"),
+    ("views, topk:2+fp16", "distilled", "views", "topk:2+fp16"),
+    ("views, topk:2+int8", "distilled", "views", "topk:2+int8"),
+    ("views, topk:1", "distilled", "views", "topk:1"),
+    ("views, regen", "distilled", "views", "regen"),
+    ("random real, hard", "random", "hard", None),
+    ("random real, views, full", "random", "views", "full"),
 )
+#: the settings a kept row must share with this run to be kept
+SETTINGS = ("dataset", "method", "ipc", "iterations", "views", "epochs", "runs", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,17 +73,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     a.add_argument("--out", default="benchmarks/results/label_budget.json")
+    a.add_argument("--threads", type=int, default=0, help="torch threads (0: up to 2)")
     return a.parse_args(argv)
 
 
-def measure_row(args, splits, name: str, labels: str, budget: str) -> dict:
-    """Distil under one budget, evaluate under ``soft``, and count the bytes."""
+def base_sets(args, splits) -> tuple[SyntheticSet, SyntheticSet, Any, float]:
+    """The method's images (hard labels), random real images of the same count, the method's
+    teacher and label temperature, and the distillation's seconds."""
     t0 = time.perf_counter()
-    options = {"labels": labels, "label_budget": budget, "label_views": args.views}
-    syn = create_method(args.method, **options).fit(
-        splits.train, args.ipc, seed=args.seed, iterations=args.iterations
-    )
+    method = create_method(args.method, labels="hard")
+    distilled = method.fit(splits.train, args.ipc, seed=args.seed, iterations=args.iterations)
     seconds = time.perf_counter() - t0
+    real = create_method("random").fit(splits.train, args.ipc, seed=args.seed)
+    teacher_keys = ("teacher_dir", "teacher", "teacher_model")
+    real.meta |= {k: distilled.meta[k] for k in teacher_keys if k in distilled.meta}
+    return distilled, real, method, seconds
+
+
+def labelled(syn: SyntheticSet, method, labels: str, budget: str | None, seed: int) -> SyntheticSet:
+    """``syn`` relabelled by ``method``'s teacher under ``budget`` (views drawn from ``seed``)."""
+    if labels == "hard":
+        return syn
+    temperature = method.config.label_temperature
+    if labels == "soft":
+        return relabel(syn, method.teacher_, temperature, budget=budget)
+    g = torch.Generator().manual_seed(seed)
+    views = method.config.label_views
+    return relabel(syn, method.teacher_, temperature, views=views, generator=g, budget=budget)
+
+
+def measure_row(args, splits, syn: SyntheticSet, name: str, budget: str | None) -> dict:
+    """Evaluate one labelled set under ``soft`` and count its bytes."""
     trained = regenerate_labels(syn) if budget == "regen" else syn
     rep = evaluate(
         trained, splits.test, "soft", runs=args.runs, epochs=args.epochs, seed=args.seed,
@@ -83,13 +114,11 @@ def measure_row(args, splits, name: str, labels: str, budget: str) -> dict:
     report = storage_report(syn, train_size_bytes=dataset_bytes(splits.train), protocol="soft")
     return {
         "row": name,
-        "labels": labels,
-        "label_budget": syn.meta.get("label_budget", budget),
+        "label_budget": syn.meta.get("label_budget", "hard"),
         "bytes": syn.storage_bytes(),
         "evaluation_bytes": report,
         "label_storage": syn.meta.get("label_storage"),
         "accuracy": acc,
-        "distill_seconds": seconds,
         "eval_seconds": rep.seconds,
     }
 
@@ -108,28 +137,47 @@ def render(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def kept_rows(args) -> list[dict]:
+    """The rows ``args.out`` already holds for the same settings (none if they differ)."""
+    path = Path(args.out)
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if any(old.get(key) != getattr(args, key) for key in SETTINGS):
+        return []
+    return old.get("rows", [])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_dataset(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.rows.split(";") if s.strip()}
     result = {
         "command": "python benchmarks/bench_label_budget.py " + " ".join(argv or []),
-        "dataset": args.dataset, "method": args.method, "ipc": args.ipc, "views": args.views,
-        "protocol": "soft", "epochs": args.epochs, "runs": args.runs, "seed": args.seed,
+        **{key: getattr(args, key) for key in SETTINGS},
+        "protocol": "soft",
         "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "rows": [],
+        "torch": torch.__version__, "rows": kept_rows(args),
     }  # fmt: skip
-    for name, labels, budget in ROWS:
-        if wanted and name not in wanted:
-            continue
-        result["rows"].append(measure_row(args, splits, name, labels, budget))
+    done = {r["row"] for r in result["rows"]}
+    todo = [row for row in ROWS if row[0] not in done and (not wanted or row[0] in wanted)]
+    if todo:
+        distilled, real, method, seconds = base_sets(args, splits)
+        result["distill_seconds"] = seconds
+    for name, images, labels, budget in todo:
+        syn = labelled(
+            distilled if images == "distilled" else real, method, labels, budget, args.seed
+        )
+        result["rows"].append(measure_row(args, splits, syn, name, budget))
         atomic_write_json(args.out, result)
+    order = [row[0] for row in ROWS]
+    result["rows"].sort(key=lambda r: order.index(r["row"]) if r["row"] in order else len(order))
     by_name = {r["row"]: r for r in result["rows"]}
     if "views, regen" in by_name and "views, full" in by_name:
         same = by_name["views, regen"]["accuracy"] == by_name["views, full"]["accuracy"]
         result["regen_equals_full"] = same
-        atomic_write_json(args.out, result)
+    atomic_write_json(args.out, result)
     print(render(result["rows"]))
     return 0
 

@@ -49,6 +49,16 @@ def test_every_paired_method_fits_and_evaluates(name):
     assert "i2t_r1" in report.table() and report.to_dict()["kind"] == "retrieval"
 
 
+def test_the_full_data_row_can_be_left_out_and_the_random_row_stays_the_same():
+    syn = _fit("vl-random")
+    both = evaluate_retrieval(syn, SPLITS.test, SPLITS.train, runs=1, epochs=1, seed=2)
+    lean = evaluate_retrieval(
+        syn, SPLITS.test, SPLITS.train, runs=1, epochs=1, seed=2, full_data=False
+    )
+    assert [r.name for r in lean.results] == ["vl-random", "random pairs"]
+    assert lean.result("random pairs").runs == both.result("random pairs").runs
+
+
 def _reference_recall(sims, owner, k):
     """Plain loops: an image is found at k if one of its captions is among its k best
     (ties against it); a caption if its image is among its k best."""

@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install demo lint test test-slow bench docs clean
+.PHONY: install demo lint test test-slow test-arithmetic bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,15 @@ test: install lint
 
 test-slow: install
 	$(PY) -m pytest -m slow
+
+## The equivalence tests (paths_agree) under the arithmetic of other CPU kinds, emulated here:
+## AVX-512 BF16 without AMX (as an AMD EPYC Zen 4), AVX2 without bf16, and no vector kernels.
+ARITHMETIC_KINDS := "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16" \
+	"ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" \
+	"ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=default"
+test-arithmetic: install
+	for kind in $(ARITHMETIC_KINDS); do echo "== $$kind"; \
+		env $$kind $(PY) -m pytest -q -m paths_agree -n auto --maxprocesses 4 tests || exit 1; done
 
 bench: install
 	$(VENV)/bin/ddkit bench --suite quick

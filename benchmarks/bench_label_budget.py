@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     a.add_argument("--out", default="benchmarks/results/label_budget.json")
+    a.add_argument("--table", nargs="+", help="only print one table of these result files")
     a.add_argument("--threads", type=int, default=0, help="torch threads (0: up to 2)")
     return a.parse_args(argv)
 
@@ -137,6 +138,36 @@ def render(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def combined_table(paths: list[str]) -> str:
+    """One Markdown table of several methods' result files (same dataset, IPC and views): a row
+    per label budget with its label bytes (and the teacher's, for ``regen``), a column per
+    method's accuracy."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    shared = {(r["dataset"], r["ipc"], r["views"], r["epochs"], r["runs"]) for r in runs}
+    if len(shared) > 1:
+        raise SystemExit(f"one table needs one dataset, IPC, views and recipe; got {shared}")
+    methods = [r["method"] for r in runs]
+    by = [{row["row"]: row for row in r["rows"]} for r in runs]
+    out = [
+        "| labels | label bytes | + teacher | " + " | ".join(methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for name, *_ in ROWS:
+        have = [b[name] for b in by if name in b]
+        if not have:
+            continue
+        cells = []
+        for b in by:
+            a = b[name]["accuracy"] if name in b else None
+            cells.append(f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a else "–")
+        first = have[0]
+        teacher = first["evaluation_bytes"]["teacher"]
+        out.append(
+            f"| {name} | {first['bytes']['labels']:,} | {teacher:,} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(out)
+
+
 def kept_rows(args) -> list[dict]:
     """The rows ``args.out`` already holds for the same settings (none if they differ)."""
     path = Path(args.out)
@@ -150,6 +181,9 @@ def kept_rows(args) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(combined_table(args.table))
+        return 0
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_dataset(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.rows.split(";") if s.strip()}

@@ -203,6 +203,19 @@ def test_processes_of_one_command_share_a_folder_others_are_refused(tmp_path, li
     assert len(list(tmp_path.glob(".held-*"))) == 1  # only the live holder's
 
 
+def test_a_privacy_audit_from_python_holds_its_out_folder_too(tmp_path, live_pid):
+    """Issue 75's locks covered the command line only: privacy_audit(out=...) from Python wrote
+    into a folder another process held. Now it is refused there in one line, writing nothing."""
+    from ddkit.audits.privacy import Source, privacy_audit
+    from ddkit.data import load_dataset
+
+    held = _holder(tmp_path, live_pid)
+    splits = load_dataset("digits")
+    with pytest.raises(ConfigError, match=f"in use by process {live_pid} with other settings"):
+        privacy_audit(splits, [Source("full")], shadows=0, pool=40, protocol="smoke", out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [held.name]
+
+
 @pytest.fixture
 def one_cell_suite():
     from ddkit.bench.suites import SUITES, Suite

@@ -82,7 +82,7 @@ from ddkit.audits.privacy_plan import (
     privacy_plan,
     privacy_sources,
 )
-from ddkit.claims import claim, hold_output
+from ddkit.claims import claim, hold_folder, hold_output
 from ddkit.commands import device_option, number_list
 from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.synthetic import SyntheticSet
@@ -90,6 +90,7 @@ from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.evaluate import test_in_set_space
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import accuracy
+from ddkit.io import json_sha256
 from ddkit.progress import Progress, ProgressSetting
 from ddkit.rng import derive_seed
 
@@ -428,7 +429,13 @@ def privacy_audit(
     if incomplete:
         result["incomplete"] = incomplete
     bar = Progress("privacy", len(sources) * len(masks), setting=progress, unit="nets")
-    every = all_signals(plan, sources, progress=bar)
+    if folder is None:
+        every = all_signals(plan, sources, progress=bar)
+    else:  # held like the command's folder: audits of other settings are refused (issue 75)
+        key = json_sha256({"budgets": budgets, "sources": [s.name for s in sources], "seed": seed,
+                           "dataset": splits.spec.name})  # fmt: skip
+        with hold_folder(folder, "audit folder", key, shared=True, option="out"):
+            every = all_signals(plan, sources, progress=bar)
     for source in sources:
         signals = every[source.name]
         metrics, curves = _attack(signals, masks, fprs, bootstrap, derive_seed(seed, source.name))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from resume import kept_entries
 
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
@@ -168,17 +169,6 @@ def combined_table(paths: list[str]) -> str:
     return "\n".join(out)
 
 
-def kept_rows(args) -> list[dict]:
-    """The rows ``args.out`` already holds for the same settings (none if they differ)."""
-    path = Path(args.out)
-    if not path.exists():
-        return []
-    old = json.loads(path.read_text())
-    if any(old.get(key) != getattr(args, key) for key in SETTINGS):
-        return []
-    return old.get("rows", [])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
@@ -187,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_dataset(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.rows.split(";") if s.strip()}
+    settings = {key: getattr(args, key) for key in SETTINGS}
     result = {
         "command": "python benchmarks/bench_label_budget.py " + " ".join(argv or []),
-        **{key: getattr(args, key) for key in SETTINGS},
+        **settings,
         "protocol": "soft",
         "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "rows": kept_rows(args),
+        "torch": torch.__version__, "rows": kept_entries(args.out, settings, "rows"),
     }  # fmt: skip
     done = {r["row"] for r in result["rows"]}
     todo = [row for row in ROWS if row[0] not in done and (not wanted or row[0] in wanted)]

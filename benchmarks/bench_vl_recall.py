@@ -25,13 +25,12 @@ after every cell; a rerun with the same settings keeps the cells the file holds 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
+from resume import kept_entries
 
 from ddkit.data.paired import load_paired_splits
 from ddkit.eval.retrieval import METRICS, RetrievalRecipe, evaluate_retrieval
@@ -100,17 +99,6 @@ def cell_row(args, splits, name: str, method: str, options: dict, pairs: int, ba
     }
 
 
-def kept_cells(args) -> list[dict]:
-    """The cells ``args.out`` already holds for the same settings (none if they differ)."""
-    path = Path(args.out)
-    if not path.exists():
-        return []
-    old = json.loads(path.read_text())
-    if any(old.get(key) != getattr(args, key) for key in SETTINGS):
-        return []
-    return old.get("cells", [])
-
-
 def render(cells: list[dict]) -> str:
     """One Markdown table per size: a row per set and baseline, recall both ways."""
     out = []
@@ -134,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_paired_splits(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.cells.split(";") if s.strip()}
+    settings = {key: getattr(args, key) for key in SETTINGS}
     result = {
         "command": "python benchmarks/bench_vl_recall.py " + " ".join(argv or []),
-        **{key: getattr(args, key) for key in SETTINGS},
+        **settings,
         "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "cells": kept_cells(args),
+        "torch": torch.__version__, "cells": kept_entries(args.out, settings, "cells"),
     }  # fmt: skip
     sizes = [int(s) for s in args.sizes.split(",")]
     order = [(c, p) for c in CELLS if c[1] == "vl-mtt" for p in sizes]  # the methods first,

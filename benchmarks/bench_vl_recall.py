@@ -25,9 +25,11 @@ after every cell; a rerun with the same settings keeps the cells the file holds 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 from resume import kept_entries
@@ -57,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--epochs", type=int, default=0, help="retrieval epochs (0: the recipe's)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--cells", default="", help="cell names separated by ; (default: all)")
+    a.add_argument(
+        "--no-baselines", action="store_true",
+        help="train no random or full row (another process's file holds them)",
+    )  # fmt: skip
+    a.add_argument("--table", nargs="+", help="only print the cells of these result files")
     a.add_argument("--image-encoder", default="convnet3-w32", help="every set's image tower")
     a.add_argument("--expert-cache", default="benchmarks/.cache/vl_experts")
     a.add_argument("--threads", type=int, default=0, help="torch threads (0: up to 2)")
@@ -119,6 +126,12 @@ def render(cells: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        runs = [json.loads(Path(p).read_text()) for p in args.table]
+        if len({tuple(r[k] for k in SETTINGS) for r in runs}) > 1:
+            raise SystemExit("one table needs result files of the same settings")
+        print(render([c for r in runs for c in r["cells"]]))
+        return 0
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_paired_splits(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.cells.split(";") if s.strip()}
@@ -139,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r["model"] for c in result["cells"] for r in c["report"]["results"]]
         sized = any(c["pairs"] == pairs for c in result["cells"])
         baselines = ("" if sized else "random") + ("" if "full data" in rows else "+full")
+        baselines = "" if args.no_baselines else baselines
         row = cell_row(args, splits, name, method, options, pairs, baselines.strip("+"))
         result["cells"].append(row)
         atomic_write_json(args.out, result)

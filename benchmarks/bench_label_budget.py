@@ -1,6 +1,7 @@
 """Accuracy against label bytes: one decoupled method's set under every label budget.
 
-One method (default ``rded``) is distilled once, with hard labels; every labelled row relabels
+One method (default ``rded``; its plain defaults, or its preset for the data with ``--preset``) is
+distilled once, with hard labels; every labelled row relabels
 those same images with the method's own teacher and temperature (:func:`ddkit.eval.relabel.relabel`)
 under one label budget, the views drawn from one seed, so only the stored labels differ between
 rows: hard labels, full per-image labels, and per-view (FKD-style) labels stored ``full``,
@@ -59,7 +60,7 @@ ROWS = (
     ("random real, views, full", "random", "views", "full"),
 )
 #: the settings a kept row must share with this run to be kept
-SETTINGS = ("dataset", "method", "ipc", "iterations", "views", "epochs", "runs", "seed")
+SETTINGS = ("dataset", "method", "preset", "ipc", "iterations", "views", "epochs", "runs", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--runs", type=int, default=2)
     a.add_argument("--epochs", type=int, default=100, help="soft protocol epochs (300 in papers)")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--preset", action="store_true",
+        help="the method's preset for the dataset and IPC (default: its plain defaults)",
+    )  # fmt: skip
     a.add_argument("--rows", default="", help="row names separated by ; (default: all)")
     a.add_argument("--out", default="benchmarks/results/label_budget.json")
     a.add_argument("--table", nargs="+", help="only print one table of these result files")
@@ -83,7 +88,8 @@ def base_sets(args, splits) -> tuple[SyntheticSet, SyntheticSet, Any, float]:
     """The method's images (hard labels), random real images of the same count, the method's
     teacher and label temperature, and the distillation's seconds."""
     t0 = time.perf_counter()
-    method = create_method(args.method, labels="hard")
+    preset = {"dataset": args.dataset, "ipc": args.ipc} if args.preset else {}
+    method = create_method(args.method, labels="hard", **preset)
     distilled = method.fit(splits.train, args.ipc, seed=args.seed, iterations=args.iterations)
     seconds = time.perf_counter() - t0
     real = create_method("random").fit(splits.train, args.ipc, seed=args.seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,18 @@ def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
 
 
 def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -> None:
-    for ipc, why in (
-        (0, "IPC 0"),
-        (min(train.class_counts) + 1, "IPC larger than the smallest class"),
-    ):
+    cases = ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class"))
+    check_refused_ipcs(f, make, train, cases)
+
+
+def check_refused_ipcs(
+    f: _Failures, make: Callable[[], Any], train: Any, cases: Sequence[tuple[int, str]]
+) -> None:
+    """Each ``(ipc, why)`` of ``cases`` makes a fresh method's fit raise a one-line
+    :class:`ConfigError`; anything else is a failure."""
+    for ipc, why in cases:
         try:
-            make().fit(train, ipc, seed=0)
+            make().fit(train, ipc, seed=0, progress=False)
         except ConfigError as e:
             f.check("\n" not in str(e), f"{why}: the ConfigError message is not one line")
         except Exception as e:  # noqa: BLE001

@@ -24,16 +24,13 @@ row; a rerun with the same settings keeps the rows the file already holds (resum
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from resume import kept_entries
+from resume import joined_results, kept_entries, results_header
 
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
@@ -149,10 +146,7 @@ def combined_table(paths: list[str]) -> str:
     """One Markdown table of several methods' result files (same dataset, IPC and views): a row
     per label budget with its label bytes (and the teacher's, for ``regen``), a column per
     method's accuracy."""
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    shared = {(r["dataset"], r["ipc"], r["views"], r["epochs"], r["runs"]) for r in runs}
-    if len(shared) > 1:
-        raise SystemExit(f"one table needs one dataset, IPC, views and recipe; got {shared}")
+    runs = joined_results(paths, ("dataset", "ipc", "views", "epochs", "runs"))
     methods = [r["method"] for r in runs]
     by = [{row["row"]: row for row in r["rows"]} for r in runs]
     out = [
@@ -184,13 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_dataset(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.rows.split(";") if s.strip()}
     settings = {key: getattr(args, key) for key in SETTINGS}
-    result = {
-        "command": "python benchmarks/bench_label_budget.py " + " ".join(argv or []),
-        **settings,
-        "protocol": "soft",
-        "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "rows": kept_entries(args.out, settings, "rows"),
-    }  # fmt: skip
+    result = results_header("bench_label_budget.py", argv, settings) | {"protocol": "soft"}
+    result["rows"] = kept_entries(args.out, settings, "rows")
     done = {r["row"] for r in result["rows"]}
     todo = [row for row in ROWS if row[0] not in done and (not wanted or row[0] in wanted)]
     if todo:

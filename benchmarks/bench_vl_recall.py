@@ -25,14 +25,11 @@ after every cell; a rerun with the same settings keeps the cells the file holds 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
-from resume import kept_entries
+from resume import joined_results, kept_entries, results_header
 
 from ddkit.data.paired import load_paired_splits
 from ddkit.eval.retrieval import METRICS, RetrievalRecipe, evaluate_retrieval
@@ -127,21 +124,15 @@ def render(cells: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
-        runs = [json.loads(Path(p).read_text()) for p in args.table]
-        if len({tuple(r[k] for k in SETTINGS) for r in runs}) > 1:
-            raise SystemExit("one table needs result files of the same settings")
+        runs = joined_results(args.table, SETTINGS)
         print(render([c for r in runs for c in r["cells"]]))
         return 0
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_paired_splits(args.dataset, seed=args.seed)
     wanted = {s.strip() for s in args.cells.split(";") if s.strip()}
     settings = {key: getattr(args, key) for key in SETTINGS}
-    result = {
-        "command": "python benchmarks/bench_vl_recall.py " + " ".join(argv or []),
-        **settings,
-        "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
-        "torch": torch.__version__, "cells": kept_entries(args.out, settings, "cells"),
-    }  # fmt: skip
+    result = results_header("bench_vl_recall.py", argv, settings)
+    result["cells"] = kept_entries(args.out, settings, "cells")
     sizes = [int(s) for s in args.sizes.split(",")]
     order = [(c, p) for c in CELLS if c[1] == "vl-mtt" for p in sizes]  # the methods first,
     order += [(c, p) for c in CELLS if c[1] != "vl-mtt" for p in sizes]  # then the coresets

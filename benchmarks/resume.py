@@ -18,3 +18,27 @@ def kept_entries(path: str | Path, settings: dict[str, Any], key: str) -> list[d
     if any(old.get(name) != value for name, value in settings.items()):
         return []
     return list(old.get(key, []))
+
+
+def results_header(script: str, argv: list[str] | None, settings: dict[str, Any]) -> dict:
+    """The fields every results file opens with: the command, ``settings``, the machine and
+    torch's version."""
+    import platform
+
+    import torch
+
+    return {
+        "command": f"python benchmarks/{script} " + " ".join(argv or []),
+        **settings,
+        "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+    }
+
+
+def joined_results(paths: list[str], keys: tuple[str, ...]) -> list[dict]:
+    """The results files ``paths``, refused (exit with a one-line message) unless they agree on
+    every one of ``keys``."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    if len({tuple(r.get(k) for k in keys) for r in runs}) > 1:
+        raise SystemExit(f"one table needs result files that agree on {', '.join(keys)}")
+    return runs

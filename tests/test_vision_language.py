@@ -49,6 +49,31 @@ def test_every_paired_method_fits_and_evaluates(name):
     assert "i2t_r1" in report.table() and report.to_dict()["kind"] == "retrieval"
 
 
+def test_the_paired_checks_report_a_broken_paired_method():
+    """The conformance walk shared with image methods catches a paired method that draws from
+    the global RNG and writes into the input captions."""
+    from ddkit.methods.vision_language.coresets import VLRandom
+    from ddkit.testing_paired import paired_failures
+
+    class Broken(VLRandom):
+        name = "broken-pairs-for-test"
+
+        def init(self, train, ipc, generator, iterations):
+            torch.rand(1)  # global RNG: not allowed
+            train.captions[0, 0] += 1  # the input is not the method's to change
+            super().init(train, ipc, generator, iterations)
+
+    METHODS.add(Broken.name, Broken)
+    try:
+        failures = paired_failures(Broken.name, tiny_paired())
+    finally:
+        METHODS._items.pop(Broken.name)
+        METHODS._help.pop(Broken.name)
+    text = "\n".join(failures)
+    assert "global RNG" in text and "input dataset's tensors were modified" in text, text
+    assert paired_failures("vl-random") == []
+
+
 def test_the_full_data_row_can_be_left_out_and_the_random_row_stays_the_same():
     syn = _fit("vl-random")
     both = evaluate_retrieval(syn, SPLITS.test, SPLITS.train, runs=1, epochs=1, seed=2)

@@ -40,13 +40,9 @@ from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.rng import seeded_global_rng
 from ddkit.testing_checks import (
     TEST_ITERATIONS,
-    _check_bad_ipc,
     _check_output,
-    _check_presets,
-    _check_resume,
-    _check_save_load,
     _Failures,
-    _same_set,
+    check_fit_contract,
     method_test_overrides,
 )
 from ddkit.testing_codecs import (
@@ -114,55 +110,8 @@ def _method_failures(
     def make() -> Any:
         return create_method(name, modality=train.spec.modality, **cfg)
 
-    images0, labels0 = train.images.clone(), train.labels.clone()
-    rng0 = torch.random.get_rng_state()
-    method = f.run("create_method", make)
-    if method is None:
-        return f.items
-    syn = f.run("fit", lambda: method.fit(train, ipc, seed=0))
-    f.check(
-        torch.equal(rng0, torch.random.get_rng_state()),
-        "the global RNG state changed (use a torch.Generator)",
-    )
-    f.check(
-        torch.equal(train.images, images0) and torch.equal(train.labels, labels0),
-        "the input dataset's tensors were modified",
-    )
-    if syn is None:
-        return f.items
-    _check_output(f, syn, train, ipc)
-    f.check(
-        syn.meta.get("method") == name,
-        f"meta['method'] is {syn.meta.get('method')!r}, expected {name!r}",
-    )
-
-    again = f.run("second fit (same object, same seed)", lambda: method.fit(train, ipc, seed=0))
-    if again is not None:
-        f.check(
-            _same_set(syn, again),
-            "same seed gave different images/labels (same object fitted twice)",
-        )
-    fresh = f.run("fit of a fresh object", lambda: make().fit(train, ipc, seed=0))
-    if fresh is not None:
-        f.check(_same_set(syn, fresh), "same seed gave different images/labels (fresh object)")
-    other = f.run("fit with another seed", lambda: make().fit(train, ipc, seed=1))
-    if other is not None and not method.deterministic:
-        f.check(
-            not _same_set(syn, other),
-            "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)",
-        )
-
-    with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
-        _check_save_load(f, syn, Path(tmp) / "set")
-        iterations = int(method.config.iterations)
-        if getattr(method, "kind", "distiller") != "selector" and iterations > 0:
-            _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
-    _check_bad_ipc(f, make, train)
-    _check_presets(f, type(method))
-    f.check(
-        torch.equal(rng0, torch.random.get_rng_state()),
-        "the global RNG state changed during the checks",
-    )
+    refused = ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class"))
+    check_fit_contract(f, make, train, ipc, (train.images, train.labels), _check_output, refused)
     return f.items
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,6 @@ def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:
     f.run("save/load", roundtrip)
 
 
-def _check_bad_ipc(f: _Failures, make: Callable[[], Any], train: ImageDataset) -> None:
-    cases = ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class"))
-    check_refused_ipcs(f, make, train, cases)
-
-
 def check_refused_ipcs(
     f: _Failures, make: Callable[[], Any], train: Any, cases: Sequence[tuple[int, str]]
 ) -> None:
@@ -209,3 +205,71 @@ def _check_resume(
             _same_set(full, resumed),
             f"fit {first} iteration(s) + resume to {iterations} differs from an uninterrupted run",
         )
+
+
+def check_fit_contract(
+    f: _Failures,
+    make: Callable[[], Any],
+    train: Any,
+    ipc: int,
+    watched: Sequence[torch.Tensor],
+    check_output: Callable[[_Failures, SyntheticSet, Any, int], None],
+    refused: Sequence[tuple[int, str]],
+) -> None:
+    """The contract every method's fit keeps, on any data: ``make()`` builds the method; its
+    fit leaves the global RNG and the ``watched`` input tensors untouched, returns a set that
+    passes ``check_output`` and records the method's name, gives the same set for the same seed
+    (same object or fresh) and another for another seed (unless the method declares itself
+    ``deterministic``), survives save -> load, resumes from a checkpoint to the same set,
+    refuses each ``(ipc, why)`` of ``refused`` in one line, and its presets build."""
+    before = [t.clone() for t in watched]
+    rng0 = torch.random.get_rng_state()
+    method = f.run("create_method", make)
+    if method is None:
+        return
+
+    def fit(m: Any, seed: int) -> SyntheticSet:
+        return m.fit(train, ipc, seed=seed, progress=False)
+
+    syn = f.run("fit", lambda: fit(method, 0))
+    f.check(
+        torch.equal(rng0, torch.random.get_rng_state()),
+        "the global RNG state changed (use a torch.Generator)",
+    )
+    f.check(
+        all(torch.equal(t, t0) for t, t0 in zip(watched, before, strict=True)),
+        "the input dataset's tensors were modified",
+    )
+    if syn is None:
+        return
+    check_output(f, syn, train, ipc)
+    f.check(
+        syn.meta.get("method") == f.name,
+        f"meta['method'] is {syn.meta.get('method')!r}, expected {f.name!r}",
+    )
+    again = f.run("second fit (same object, same seed)", lambda: fit(method, 0))
+    f.check(
+        again is None or _same_set(syn, again),
+        "same seed gave different images/labels (same object fitted twice)",
+    )
+    fresh = f.run("fit of a fresh object", lambda: fit(make(), 0))
+    f.check(
+        fresh is None or _same_set(syn, fresh),
+        "same seed gave different images/labels (fresh object)",
+    )
+    other = f.run("fit with another seed", lambda: fit(make(), 1))
+    f.check(
+        other is None or method.deterministic or not _same_set(syn, other),
+        "seeds 0 and 1 gave identical output (declare `deterministic = True` if intended)",
+    )
+    with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
+        _check_save_load(f, syn, Path(tmp) / "set")
+        iterations = int(method.config.iterations)
+        if getattr(method, "kind", "distiller") != "selector" and iterations > 0:
+            _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
+    check_refused_ipcs(f, make, train, refused)
+    _check_presets(f, type(method))
+    f.check(
+        torch.equal(rng0, torch.random.get_rng_state()),
+        "the global RNG state changed during the checks",
+    )

@@ -11,8 +11,6 @@ another seed, survives save -> load, resumes from a checkpoint to the same set, 
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,27 +61,13 @@ def _check_output(f: Any, syn: SyntheticSet, train: Any, ipc: int) -> None:
     )
 
 
-def _check_bad_ipc(f: Any, make: Any, train: Any) -> None:
-    from ddkit.testing_checks import check_refused_ipcs
-
-    cases = ((1, "ipc 1 (one pair has no negative)"), (len(train) + 1, "ipc > images"))
-    check_refused_ipcs(f, make, train, cases)
-
-
 def paired_failures(
     name: str, data: Any = None, ipc: int = 4, overrides: dict[str, Any] | None = None
 ) -> list[str]:
     """The failed checks (module docstring) of paired method ``name`` on ``data`` (paired
     splits or a train split; default :func:`tiny_paired`)."""
     from ddkit.methods import create_method
-    from ddkit.testing_checks import (
-        _check_presets,
-        _check_resume,
-        _check_save_load,
-        _Failures,
-        _same_set,
-        method_test_overrides,
-    )
+    from ddkit.testing_checks import _Failures, check_fit_contract, method_test_overrides
 
     data = tiny_paired() if data is None else data
     train = getattr(data, "train", data)
@@ -94,33 +78,6 @@ def paired_failures(
     def make() -> Any:
         return create_method(name, modality="paired", **cfg)
 
-    images0, captions0 = train.images.clone(), train.captions.clone()
-    rng0 = torch.random.get_rng_state()
-    method = f.run("create_method", make)
-    if method is None:
-        return f.items
-    syn = f.run("fit", lambda: method.fit(train, ipc, seed=0, progress=False))
-    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG state changed")
-    f.check(
-        torch.equal(train.images, images0) and torch.equal(train.captions, captions0),
-        "the input dataset's tensors were modified",
-    )
-    if syn is None:
-        return f.items
-    _check_output(f, syn, train, ipc)
-    f.check(syn.meta.get("method") == name, f"meta['method'] is {syn.meta.get('method')!r}")
-    again = f.run("second fit", lambda: method.fit(train, ipc, seed=0, progress=False))
-    f.check(again is None or _same_set(syn, again), "same seed gave another set (same object)")
-    fresh = f.run("fresh fit", lambda: make().fit(train, ipc, seed=0, progress=False))
-    f.check(fresh is None or _same_set(syn, fresh), "same seed gave another set (fresh object)")
-    other = f.run("another seed", lambda: make().fit(train, ipc, seed=1, progress=False))
-    f.check(other is None or not _same_set(syn, other), "seeds 0 and 1 gave identical sets")
-    with tempfile.TemporaryDirectory(prefix="ddkit-check-") as tmp:
-        _check_save_load(f, syn, Path(tmp) / "set")
-        iterations = int(method.config.iterations)
-        if method.kind != "selector" and iterations > 0:
-            _check_resume(f, make, train, ipc, iterations, syn, Path(tmp))
-    _check_bad_ipc(f, make, train)
-    _check_presets(f, type(method))
-    f.check(torch.equal(rng0, torch.random.get_rng_state()), "the global RNG changed in checks")
+    refused = ((1, "ipc 1 (one pair has no negative)"), (len(train) + 1, "ipc > images"))
+    check_fit_contract(f, make, train, ipc, (train.images, train.captions), _check_output, refused)
     return f.items

@@ -18,12 +18,15 @@ is chosen on the test split.
     python benchmarks/bench_label_budget.py --method sre2l --iterations 200 --epochs 100
 
 Markdown goes to stdout, JSON to ``benchmarks/results/label_budget.json``, rewritten after every
-row; a rerun with the same settings keeps the rows the file already holds (resumable).
+row; a rerun with the same settings keeps the rows the file already holds (resumable): it distils
+again and stops, writing nothing, if its images differ from those the kept rows measured (each
+row records their SHA-256).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import time
@@ -93,6 +96,14 @@ def base_sets(args, splits) -> tuple[SyntheticSet, SyntheticSet, Any, float]:
     teacher_keys = ("teacher_dir", "teacher", "teacher_model")
     real.meta |= {k: distilled.meta[k] for k in teacher_keys if k in distilled.meta}
     return distilled, real, method, seconds
+
+
+def fingerprint(syn: SyntheticSet) -> str:
+    """SHA-256 of a set's images and labels: a resumed run re-distils, and keeps the rows it
+    finds only when it gets the same set back."""
+    digest = hashlib.sha256(syn.images.contiguous().numpy().tobytes())
+    digest.update(syn.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def labelled(syn: SyntheticSet, method, labels: str, budget: str | None, seed: int) -> SyntheticSet:
@@ -185,11 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         distilled, real, method, seconds = base_sets(args, splits)
         result["distill_seconds"] = seconds
+        sets = {"distilled": distilled, "random": real}
+        prints = {kind: fingerprint(syn) for kind, syn in sets.items()}
+        images_of = {name: images for name, images, *_ in ROWS}
+        for row in result["rows"]:  # rows from before fingerprints carry none and are kept
+            kind = images_of[row["row"]]
+            if row.get("images_sha256", prints[kind]) != prints[kind]:
+                raise SystemExit(
+                    f"{args.out}: row {row['row']!r} measured other {kind} images than this run "
+                    "distils (another machine or torch?); give --out a new file"
+                )
     for name, images, labels, budget in todo:
-        syn = labelled(
-            distilled if images == "distilled" else real, method, labels, budget, args.seed
-        )
-        result["rows"].append(measure_row(args, splits, syn, name, budget))
+        syn = labelled(sets[images], method, labels, budget, args.seed)
+        row = measure_row(args, splits, syn, name, budget)
+        result["rows"].append(row | {"images_sha256": prints[images]})
         atomic_write_json(args.out, result)
     order = [row[0] for row in ROWS]
     result["rows"].sort(key=lambda r: order.index(r["row"]) if r["row"] in order else len(order))

@@ -71,8 +71,7 @@ def test_check_method_reports_a_broken_method():
     try:
         failures = check_all([Broken.name])[Broken.name]
     finally:
-        METHODS._items.pop(Broken.name)
-        METHODS._help.pop(Broken.name)
+        METHODS.remove(Broken.name)
     text = "\n".join(failures)
     assert "global RNG" in text and "class counts" in text and "seeds 0 and 1" in text, text
     with pytest.raises(AssertionError, match=r"(?s)failed 1 check.*fit raised ConfigError"):

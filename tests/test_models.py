@@ -267,3 +267,15 @@ def test_resnet_takes_the_imagenet_stem_from_128_px_and_says_so_once():
     assert "'resnet18-cifar'" in said[0]
     with pytest.raises(ConfigError, match="resnet stem 'wide'"):
         create_model("resnet18", num_classes=10, in_channels=3, image_size=32, stem="wide")
+
+
+def test_a_registry_removes_what_it_added_and_refuses_an_unknown_name():
+    from ddkit.registry import Registry
+
+    reg: Registry[int] = Registry("thing")
+    reg.add("One", 1)
+    reg.remove("one")
+    assert "one" not in reg and reg.names() == []
+    reg.add("one", 2)  # the name is free again
+    with pytest.raises(UnknownNameError, match="unknown thing 'two'"):
+        reg.remove("two")

@@ -67,8 +67,7 @@ def test_the_paired_checks_report_a_broken_paired_method():
     try:
         failures = paired_failures(Broken.name, tiny_paired())
     finally:
-        METHODS._items.pop(Broken.name)
-        METHODS._help.pop(Broken.name)
+        METHODS.remove(Broken.name)
     text = "\n".join(failures)
     assert "global RNG" in text and "input dataset's tensors were modified" in text, text
     assert paired_failures("vl-random") == []

@@ -42,6 +42,13 @@ class Registry(Generic[T]):
         self._items[key] = obj
         self._help[key] = help or first_paragraph(getattr(obj, "__doc__", None) or "")
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (e.g. a plugin or a method defined in a test); unknown names are
+        refused like :meth:`get` refuses them."""
+        self.get(name)
+        key = name.lower()
+        del self._items[key], self._help[key]
+
     def add_class(self, cls: Any) -> Any:
         """Class decorator: register ``cls`` under its ``name`` with its ``help`` (or the first
         line of its docstring)."""

@@ -55,7 +55,8 @@ class Progress:
     ``first_after_seconds``: write the first line only once that long has passed (for many tiny
     steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
     estimate rests on more than that step. Under ``setting="auto"`` nothing is shown before
-    :data:`QUIET_START_SECONDS`.
+    :data:`QUIET_START_SECONDS`. ``note`` (e.g. what dominates a step's cost and the option that
+    changes it) is written once, before the first report.
     """
 
     def __init__(
@@ -69,8 +70,10 @@ class Progress:
         every_seconds: float = 30.0,
         first_after_seconds: float = 0.0,
         unit: str = "it",
+        note: str | None = None,
     ) -> None:
         self.desc, self.total, self.done, self.unit = desc, total, start, unit
+        self.note = note
         self.stream = stream or sys.stderr
         self.kind = progress_kind(setting, self.stream)
         self.every = every_seconds
@@ -95,6 +98,9 @@ class Progress:
 
     def update(self, n: int = 1, metrics: dict[str, float] | None = None) -> None:
         self.done += n
+        if self.note and self.kind is not None and time.perf_counter() >= self._quiet_until:
+            self._write(f"{self.desc}: {self.note}")
+            self.note = None
         if self._bar is not None:
             self._bar.update(n)
             if metrics:
@@ -125,7 +131,14 @@ class Progress:
             self._next_line = now + min(self.every, FIRST_ESTIMATE_SECONDS)
         if metrics:
             text += ", " + ", ".join(f"{k}={_shown(v)}" for k, v in list(metrics.items())[:3])
-        print(text, file=self.stream, flush=True)
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        """One line on the stream (above the bar where there is one)."""
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

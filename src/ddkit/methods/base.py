@@ -68,7 +68,8 @@ class ProgressReport(Callback):
         self.desc, self.setting, self.progress = desc, setting, None
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
-        self.progress = Progress(self.desc, total, start=start, setting=self.setting)
+        note = method.step_cost()
+        self.progress = Progress(self.desc, total, start=start, setting=self.setting, note=note)
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
         self.progress.update(1, metrics)
@@ -132,6 +133,12 @@ class Distiller:
     def result(self) -> SyntheticSet:
         """The current synthetic set (provenance is added by ``fit``)."""
         raise NotImplementedError
+
+    def step_cost(self) -> str | None:
+        """What dominates one step's cost, in words, with the option that changes it (after
+        :meth:`start`; shown by the progress report and ``--dry-run``); ``None``: nothing
+        worth naming."""
+        return None
 
     # ---------------------------------------------------------------- generic driver
     def start(

@@ -36,6 +36,24 @@ def initial_images(
     raise ConfigError(f"unknown init {init!r}; valid: noise, real")
 
 
+def real_batch_size(requested: int, train: ImageDataset) -> int:
+    """The real images per class one step draws: ``requested``, capped at the smallest class's
+    rows, so that a step never draws one image twice and its cost follows the data (a class of
+    10 images gives a batch of 10, not 256 draws of the same 10). The authors' samplers do the
+    same: a class's shuffled rows, cut at the batch size."""
+    return max(1, min(int(requested), min(train.class_counts)))
+
+
+def real_batch_note(batch: int, requested: int, num_classes: int, option: str) -> str:
+    """What a step's real side costs, in words: ``"2,000 real images per step: batch_real 10 x
+    200 classes (capped from 256 at the smallest class); --set batch_real=N changes it"``."""
+    capped = f" (capped from {requested:,} at the smallest class)" if batch < requested else ""
+    return (
+        f"{batch * num_classes:,} real images per step: {option} {batch:,} x {num_classes:,} "
+        f"classes{capped}; --set {option}=N changes it"
+    )
+
+
 def fresh_network(name: str, train: ImageDataset, generator: torch.Generator) -> nn.Module:
     """A new randomly initialised network whose init seed is drawn from ``generator``
     (:func:`~ddkit.rng.draw_seed`; global RNG untouched). To draw one every iteration, build a

@@ -58,6 +58,7 @@ from ddkit.data.graph import GraphNodes, graph_set
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.common import real_batch_size
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -204,7 +205,7 @@ class GCond(Distiller):
         cfg, spec, graph = self.config, train.spec, train.graph
         self.graph_ = graph
         self.a_real_ = normalized_adjacency(graph.adjacency())
-        self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.real_batch_ = real_batch_size(cfg.batch_real, train)
         self.labels_ = class_labels(spec.num_classes, ipc)
         start = train.sample_per_class(ipc, generator).flatten()
         features = train.images[start].flatten(1).clone().requires_grad_(True)

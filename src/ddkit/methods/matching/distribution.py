@@ -76,6 +76,8 @@ from ddkit.methods.common import (
     local_classes,
     make_augment,
     method_precision,
+    real_batch_note,
+    real_batch_size,
     record_levers,
     summed_over_ranks,
 )
@@ -497,11 +499,17 @@ class DM(Distiller):
                 "normalises every class's images together; use a model without BatchNorm "
                 "(e.g. convnet) or launch it without torchrun"
             )
+        self.real_batch_ = real_batch_size(cfg.batch_real, train)
         self.dream_ = (
-            RepresentativeBatches(cfg, train, cfg.batch_real, self.state_)
+            RepresentativeBatches(cfg, train, self.real_batch_, self.state_)
             if cfg.real_batch == "dream"
             else None
         )
+
+    def step_cost(self) -> str | None:
+        """A step embeds ``real_batch_`` real images of every class (:func:`real_batch_note`)."""
+        k = self.train_.spec.num_classes
+        return real_batch_note(self.real_batch_, self.config.batch_real, k, "batch_real")
 
     def _couples_classes(self) -> bool:
         """Whether the matching network mixes the classes' images (BatchNorm in training
@@ -528,7 +536,7 @@ class DM(Distiller):
         if self.dream_ is not None:
             idx = self.dream_.indices(self.real_, embed or self._fast(self.embed_), generator)
         else:
-            idx = self.train_.sample_per_class(self.config.batch_real, generator)  # (K, B)
+            idx = self.train_.sample_per_class(self.real_batch_, generator)  # (K, B)
         return ClassRows(self.real_, idx.to(self.device_))
 
     def _syn_view(self, images: torch.Tensor) -> torch.Tensor:

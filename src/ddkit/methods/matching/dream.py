@@ -41,6 +41,7 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.methods.clustering import representative_positions
 from ddkit.methods.codecs import CodecConfig
+from ddkit.methods.common import real_batch_size
 from ddkit.methods.config import AT_LEAST_ONE, Auto
 from ddkit.methods.coreset.selectors import pad_by_class
 from ddkit.models import predict
@@ -102,7 +103,7 @@ class RepresentativeBatches:
         self, cfg: RealBatchConfig, train: ImageDataset, size: int, state: dict[str, Any]
     ) -> None:
         self.cfg, self.train, self.state = cfg, train, state
-        self.size = min(size, min(train.class_counts))
+        self.size = real_batch_size(size, train)
         k = train.spec.num_classes
         state["dream_rows"] = torch.zeros((k, self.size), dtype=torch.long)
         state["dream_steps"] = 0

@@ -96,6 +96,8 @@ from ddkit.methods.common import (
     local_classes,
     make_augment,
     method_precision,
+    real_batch_note,
+    real_batch_size,
     record_levers,
     summed_over_ranks,
     warn_if_rough,
@@ -298,7 +300,7 @@ class DC(Distiller):
         # bf16 autocast needs float32 data (a float64 run is a numerical check: always fp32)
         self.precision_ = method_precision(cfg.precision, train.images.dtype, train.images.device)
         self.outer_loop_, self.inner_loop_ = self.loops(ipc)
-        self.real_batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.real_batch_ = real_batch_size(cfg.batch_real, train)
         self.dsa_ = make_augment(cfg.augment, spec)
         self.net_augment_ = self.dsa_
         # one network, re-initialised from a drawn seed every outer iteration (in the data's
@@ -369,6 +371,13 @@ class DC(Distiller):
         if self.dream_ is None:
             return train.sample_per_class(self.real_batch_, g)
         return self.dream_.indices(train.images, net.embed, g)
+
+    def step_cost(self) -> str | None:
+        """Each of a step's ``outer_loop_`` matchings takes the gradient of ``real_batch_`` real
+        images of every class (:func:`real_batch_note`)."""
+        k = self.train_.spec.num_classes
+        note = real_batch_note(self.real_batch_, self.config.batch_real, k, "batch_real")
+        return f"{note} (x {self.outer_loop_} matchings per step)"
 
     def codec_for(self, spec: DatasetSpec) -> str:
         """The codec that stores this set (``codec``)."""

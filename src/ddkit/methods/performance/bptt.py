@@ -43,7 +43,7 @@ from ddkit.errors import ConfigError
 from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import CodecConfig, start_stored
-from ddkit.methods.common import RandomNetwork, make_augment
+from ddkit.methods.common import RandomNetwork, make_augment, real_batch_size
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -245,7 +245,7 @@ class BPTT(Distiller):
         self.fm_ = FlatModel(self.nets_.network)
         per_class = self.codec_.emitted_per_class(ipc, train.spec)
         self.labels_ = class_labels(train.spec.num_classes, per_class).to(device)
-        self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.batch_ = real_batch_size(cfg.batch_real, train)
         self.augment_ = make_augment(cfg.augment, train.spec)
         self.state_.update(
             {

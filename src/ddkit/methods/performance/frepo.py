@@ -38,7 +38,7 @@ from ddkit.errors import ConfigError
 from ddkit.eval.train import adam_step, sgd_step
 from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
-from ddkit.methods.common import RandomNetwork
+from ddkit.methods.common import RandomNetwork, real_batch_size
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     MOMENTUM,
@@ -166,7 +166,7 @@ class FRePo(Distiller):
     ) -> None:
         cfg = self.config
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
-        self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.batch_ = real_batch_size(cfg.batch_real, train)
         self.state_["labels"] = labels
         self.state_["images"] = images
         self.state_["opt"] = torch.optim.Adam([images], lr=cfg.lr_img)

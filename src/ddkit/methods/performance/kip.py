@@ -36,6 +36,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, register_method
+from ddkit.methods.common import real_batch_size
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Preset
 from ddkit.methods.performance.kernels import (
     check_kernel_matrices,
@@ -141,7 +142,7 @@ class KIP(Distiller):
         cfg = self.config
         check_convnet_kernel(cfg, train.spec.shape)
         self.codec_, images, labels = start_set(cfg, train, ipc, generator)
-        self.batch_ = min(cfg.batch_real, min(train.class_counts))
+        self.batch_ = real_batch_size(cfg.batch_real, train)
         k = train.spec.num_classes
         check_kernel_matrices(  # an fc / conv kernel keeps its matrices of every layer
             "kip", self.batch_ * k, self.codec_.emitted_per_class(ipc, train.spec) * k,

@@ -28,7 +28,11 @@ Without split information every 5th image is the test split (ddkit's convention)
 always by image. Images are decoded with Pillow as the image-folder reader decodes them
 (:mod:`ddkit.data.folders`: grey when all are grey, else RGB; resized to ``image_size`` when
 given, else all must share one size). Problems are one-line errors naming the file, the row and
-the fix: a missing image file, an empty caption, an image without captions, an image in two
+the fix: a missing image file, an image path that leaves the data folder (absolute, ``../``, a
+link pointing out; the folder is the caption file's, or ``image_root``, the explicit way to read
+images kept elsewhere) or that is not a regular file (a FIFO is refused before it is opened; a
+saved dataset's rows stored as paths likewise: :func:`ddkit.data.paths.file_inside`), an empty
+caption, an image without captions, an image in two
 splits, an unknown split, an unreadable file, a file larger than ddkit reads
 (:data:`MAX_CAPTION_FILE_BYTES`), a caption longer than :data:`MAX_CAPTION_CHARS`.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,7 @@ from ddkit.data.folders import (
     plan_decode,
 )
 from ddkit.data.paired import PairedOptions, RawPairs, register_paired, register_path_reader
+from ddkit.data.paths import file_inside
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 from ddkit.io import read_regular_file
 from ddkit.meter import check_memory
@@ -75,6 +81,8 @@ SPLIT_NAMES = {"train": "train", "restval": "train", "val": "val", "validation":
                "dev": "val", "test": "test"}  # fmt: skip
 _TEXT_COLUMNS = ("caption", "captions", "text", "sentences", "sentence")
 _ID_COLUMNS = ("image_id", "img_id", "filename", "file_name")
+#: How to read images kept elsewhere: the explicit way out of the data folder.
+_ROOT_FIX = ", or pass image_root=FOLDER (the folder holding the images) to read them there"
 
 
 @dataclass
@@ -203,12 +211,12 @@ def read_paired(
             f"split file ({', '.join(KARPATHY_FILES)}) or its folder"
         )
     size = image_size_of(image_size)
-    if kind == "hf":
-        return _decode(_read_hf(path), size, str(path), path)
-    file = _layout_file(path, kind)
+    file = path if kind == "hf" else _layout_file(path, kind)
     base = Path(image_root).expanduser() if image_root is not None else file.parent
     if image_root is not None and not base.is_dir():
         raise ConfigError(f"image_root {str(base)!r} is not a folder")
+    if kind == "hf":
+        return _decode(_read_hf(path, path if image_root is None else base), size, str(path), path)
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "karpathy": _read_karpathy}[kind]
     return _decode(reader(file, base), size, str(file), base)
 
@@ -222,9 +230,15 @@ def _text(file: Path) -> str:
 
 
 def _ref(value: Any, base: Path, where: str, row: str) -> Path:
+    """The image file ``value`` names, relative to ``base``: resolved, and refused unless a
+    regular file inside ``base`` (:func:`~ddkit.data.paths.file_inside`); a missing one is
+    returned as it is, for :func:`_decode` to name with the others missing."""
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: no image path ({row}); give each row its image file")
-    return base / value.strip()
+    path = base / value.strip()
+    if not os.path.lexists(path):
+        return path
+    return file_inside(path, base, f"{where}: {row}", _ROOT_FIX)
 
 
 # ----------------------------------------------------------------- CSV / JSONL
@@ -310,9 +324,10 @@ def _read_karpathy(file: Path, base: Path) -> _Collected:
             raise DataError(f"{where}: {row} has no 'sentences' list")
         sub = str(img.get("filepath") or "")
         name = f"{sub}/{img['filename']}" if sub else img["filename"]
-        ref = _ref(name, base, where, row)
-        if sub and not ref.exists() and (base / img["filename"]).exists():
-            ref = base / img["filename"]
+        if sub and not (base / name).exists() and (base / img["filename"]).exists():
+            ref = _ref(img["filename"], base, where, row)  # image_root holds the files flat
+        else:
+            ref = _ref(name, base, where, row)
         out.add(name, ref, img["split"] if img["split"] else "''", sentences, row)
     return out
 
@@ -320,7 +335,9 @@ def _read_karpathy(file: Path, base: Path) -> _Collected:
 # ----------------------------------------------------------------- Hugging Face
 
 
-def _read_hf(folder: Path) -> _Collected:
+def _read_hf(folder: Path, base: Path) -> _Collected:
+    """The captions of a saved dataset; an image row stored as a path, not bytes, must name a
+    regular file inside ``base`` (the folder, unless ``image_root`` is given)."""
     where = str(folder)
     datasets = require_extra("datasets", "hf", f"paired dataset {where!r}")
     from ddkit.data.shards import ArrowImage
@@ -334,6 +351,7 @@ def _read_hf(folder: Path) -> _Collected:
     for split, table in parts.items():
         image_col, text_col, id_col = _hf_columns(table, datasets, where)
         raw = table.cast_column(image_col, datasets.Image(decode=False))
+        _check_hf_paths(raw, image_col, base, where, split)
         texts = table[text_col]
         ids = table[id_col] if id_col else None
         # a split column (Flickr30k as some hubs save it: one part, a split per row) decides
@@ -345,6 +363,19 @@ def _read_hf(folder: Path) -> _Collected:
             caps = value if isinstance(value, list) else [value]
             out.add(image_id, ref, own[i], caps, row)
     return out
+
+
+def _check_hf_paths(raw: Any, column: str, base: Path, where: str, split: str) -> None:
+    """Refuse the rows of ``raw``'s image ``column`` that hold no bytes and name a file outside
+    ``base`` or no file at all (read from the Arrow column: no image is decoded here)."""
+    chunks = raw.select_columns([column]).with_format("arrow")[:].column(column).chunks
+    paths = [p for c in chunks for p in c.field("path").to_pylist()]
+    unstored = [n for c in chunks for n in c.field("bytes").is_null().to_pylist()]
+    for i in (i for i, no_bytes in enumerate(unstored) if no_bytes):
+        row = f"split {split!r} row {i}" if split else f"row {i}"
+        if not paths[i]:
+            raise DataError(f"{where}: {row} has no image (neither bytes nor a path)")
+        file_inside(Path(paths[i]), base, f"{where}: {row}", _ROOT_FIX)
 
 
 def _hf_columns(table: Any, datasets: Any, where: str) -> tuple[str, str, str | None]:

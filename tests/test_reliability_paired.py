@@ -1,0 +1,139 @@
+"""Reliability audit (issue 83), image-text pairs and built-in data: caption files may name only
+regular files inside their data folder; a paired set exported keeps its captions; a built-in
+dataset refuses ``--root`` instead of ignoring it; an .npz whose labels defeat the every-5th-row
+test split gets advice that fits it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddkit.data.paired import load_paired_splits
+from ddkit.data.paths import file_inside
+from ddkit.errors import DataError
+
+DDKIT = str(Path(sys.executable).with_name("ddkit"))
+
+
+def _png(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> str:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), colour).save(path)
+    return str(path)
+
+
+def _data(tmp_path: Path) -> tuple[Path, Path]:
+    """A data folder holding three images, and a secret image outside it."""
+    data = tmp_path / "data"
+    for i in range(3):
+        _png(data / f"img{i}.png", (40 * i, 90, 10))
+    return data, Path(_png(tmp_path / "secret" / "outside.png", (1, 2, 3)))
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+# ----------------------------------------------------------------- reads outside the data
+
+
+def _csv(data: Path, bad: str) -> Path:
+    rows = ["image,caption", "img0.png,a red one", "img1.png,a green one", f"{bad},a stolen one"]
+    (data / "captions.csv").write_text("\n".join(rows) + "\n")
+    return data / "captions.csv"
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_a_caption_csv_may_not_name_an_image_outside_its_folder(tmp_path, how):
+    data, secret = _data(tmp_path)
+    if how == "symlink":
+        (data / "link.png").symlink_to(secret)
+    bad = {"absolute": str(secret), "dotdot": "../secret/outside.png", "symlink": "link.png"}[how]
+    with pytest.raises(DataError, match=r"data row 3.*lies outside the data folder") as err:
+        load_paired_splits(_csv(data, bad))
+    assert "captions.csv" in _one_line(err)
+
+
+def test_a_jsonl_and_a_karpathy_file_may_not_leave_their_folder(tmp_path):
+    data, secret = _data(tmp_path)
+    lines = [{"image": "img0.png", "caption": "a"}, {"image": str(secret), "caption": "b"}]
+    (data / "c.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with pytest.raises(DataError, match=r"c.jsonl: line 2.*lies outside") as err:
+        load_paired_splits(data / "c.jsonl")
+    _one_line(err)
+    images = [
+        {"filename": "img0.png", "split": "train", "sentences": [{"raw": "a"}]},
+        {"filename": "outside.png", "filepath": "../secret", "split": "test",
+         "sentences": [{"raw": "b"}]},
+    ]  # fmt: skip
+    (data / "dataset_coco.json").write_text(json.dumps({"images": images}))
+    with pytest.raises(DataError, match=r"dataset_coco.json: images\[1\].*lies outside") as err:
+        load_paired_splits(data / "dataset_coco.json")
+    _one_line(err)
+
+
+def test_a_fifo_named_as_an_image_is_refused_without_opening_it(tmp_path):
+    data, _ = _data(tmp_path)
+    os.mkfifo(data / "pipe.png")
+    with pytest.raises(
+        DataError, match=r"data row 3: image '.*pipe.png' is a FIFO, not a regular file"
+    ):
+        load_paired_splits(_csv(data, "pipe.png"))
+
+
+def test_image_root_is_the_explicit_way_to_name_images_elsewhere(tmp_path):
+    data, _ = _data(tmp_path)
+    rows = ["image,caption", "data/img0.png,a", "data/img1.png,b", "secret/outside.png,c"]
+    (data / "captions.csv").write_text("\n".join(rows) + "\n")
+    splits = load_paired_splits(data / "captions.csv", image_root=tmp_path)  # holds both
+    assert splits.train.num_captions + splits.test.num_captions == 3
+    csv = _csv(data, "../secret/outside.png")
+    with pytest.raises(DataError, match="lies outside"):
+        load_paired_splits(csv, image_root=data)
+
+
+def test_a_saved_dataset_may_not_point_its_images_outside_its_folder(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    _, secret = _data(tmp_path)
+    # save_to_disk embeds an Image column's files: save a plain struct, then call it an Image
+    struct = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    features = datasets.Features({"image": struct, "caption": datasets.Value("string")})
+    rows = {"image": [{"bytes": None, "path": str(secret)}] * 2, "caption": ["a", "b"]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
+    info = tmp_path / "hf" / "dataset_info.json"
+    doc = json.loads(info.read_text())
+    doc["features"]["image"] = {"_type": "Image"}
+    info.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"hf.*row 0.*lies outside the data folder") as err:
+        load_paired_splits(tmp_path / "hf")
+    _one_line(err)
+
+
+def test_file_inside_resolves_links_and_refuses_what_leaves_the_root(tmp_path):
+    data, secret = _data(tmp_path)
+    (data / "ok.png").symlink_to(data / "img0.png")
+    assert file_inside(data / "ok.png", data, "here") == (data / "img0.png").resolve()
+    for path in (secret, data / ".." / "secret" / "outside.png"):
+        with pytest.raises(DataError, match=r"^here: image .* lies outside the data folder"):
+            file_inside(path, data, "here")
+    with pytest.raises(DataError, match=r"is a folder, not a regular file"):
+        file_inside(data, tmp_path, "here")
+
+
+def test_the_command_line_refuses_an_image_outside_the_data_in_one_line(tmp_path):
+    data, secret = _data(tmp_path)
+    csv = _csv(data, str(secret))
+    argv = [DDKIT, "distill", "--dataset", "captions", "--root", str(csv), "--method",
+            "vl-random", "--ipc", "2", "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "lies outside the data folder" in done.stderr
+    assert not (tmp_path / "run").exists()

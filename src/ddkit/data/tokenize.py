@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ddkit.data.hf_folders import LOAD_OPTIONS, refuse_remote_code
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 
 __all__ = [
@@ -186,10 +187,9 @@ class HFTokenizer:
                 "save one with tokenizer.save_pretrained(PATH)"
             )
         transformers = require_extra("transformers", "transformers", f"tokenizer {self.name!r}")
+        refuse_remote_code(transformers, self.path, f"tokenizer {self.name!r}")
         try:
-            self._tok = transformers.AutoTokenizer.from_pretrained(
-                str(self.path), local_files_only=True
-            )
+            self._tok = transformers.AutoTokenizer.from_pretrained(str(self.path), **LOAD_OPTIONS)
         except (OSError, ValueError, KeyError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FileFormatError(

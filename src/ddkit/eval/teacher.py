@@ -60,7 +60,13 @@ from ddkit.io import (
     sha256_file,
     write_safetensors,
 )
-from ddkit.models.teacher_files import FORMAT, META_FILE, WEIGHTS_FILE, load_teacher
+from ddkit.models.teacher_files import (
+    FORMAT,
+    META_FILE,
+    WEIGHTS_FILE,
+    load_teacher,
+    warn_if_untrained,
+)
 
 DEFAULT_MODEL = "convnet3-bn"
 CHECKPOINT_DIR = "checkpoint"
@@ -124,7 +130,9 @@ def train_teacher(
     written after every epoch lets a new call with the same folder, recipe and data resume an
     interrupted run (module docstring); a checkpoint of another recipe or other data raises
     :class:`ConfigError`. The training metadata is attached to the returned module as
-    ``teacher_meta_``.
+    ``teacher_meta_``. A teacher whose training accuracy (its agreement with the hard labels
+    it was trained on, measured anyway) says it is untrained is warned about
+    (:func:`~ddkit.models.teacher_files.warn_if_untrained`).
     """
     from ddkit.eval.train import accuracy
 
@@ -161,6 +169,7 @@ def train_teacher(
         else None,
     }
     net.teacher_meta_ = meta
+    warn_if_untrained(meta, f"{model} on {train.spec.name!r}")
     if out_dir is not None:  # replaces the folder, the checkpoint with it (rank 0 writes)
         distributed.main_only(lambda: save_teacher(net, out_dir, meta))
     return net
@@ -392,8 +401,9 @@ def cached_teacher(
             return net, folder
         except FileFormatError:
             pass  # a broken cache entry is rebuilt below
-    train_teacher(train, model, out_dir=folder, device=device, **recipe)
-    net, _ = load_teacher(folder, device)  # the saved copy: fresh and cached runs agree exactly
+    train_teacher(train, model, out_dir=folder, device=device, **recipe)  # warns if untrained
+    # the saved copy: fresh and cached runs agree exactly
+    net, _ = load_teacher(folder, device, warn_untrained=False)
     return net, folder
 
 

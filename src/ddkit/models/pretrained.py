@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddkit.data.hf_folders import LOAD_OPTIONS, check_hf_folder
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.io import read_json, sha256_file
@@ -121,8 +122,9 @@ def _head_input(head: nn.Module) -> Callable[[nn.Module, torch.Tensor], torch.Te
 def from_hf(rest: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     transformers = require_extra("transformers", "transformers", f"network source hf:{rest}")
     folder = hf_folder(transformers, rest)
+    check_hf_folder(transformers, folder, f"hf:{rest}")
     try:
-        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(folder), **LOAD_OPTIONS)
     except (OSError, ValueError, KeyError) as e:
         raise FileFormatError(f"hf:{rest} has no config transformers reads ({_first(e)})") from None
     net, head = _hf_model(transformers, folder, rest, backbone)
@@ -173,11 +175,11 @@ def _hf_model(
     with _quiet(transformers), torch.random.fork_rng(devices=[]):
         try:
             net, info = transformers.AutoModelForImageClassification.from_pretrained(
-                str(folder), local_files_only=True, output_loading_info=True
+                str(folder), output_loading_info=True, **LOAD_OPTIONS
             )
         except ValueError:  # no image-classification class for this config: a backbone
             net, info = transformers.AutoModel.from_pretrained(
-                str(folder), local_files_only=True, output_loading_info=True
+                str(folder), output_loading_info=True, **LOAD_OPTIONS
             )
             if not backbone:
                 raise ConfigError(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ddkit.errors import ConfigError, DataError, UnknownNameError, warn_at_caller
+from ddkit.errors import ConfigError, DataError, DDKitError, UnknownNameError, warn_at_caller
+from ddkit.meter import BUDGET_ENV, check_memory
 from ddkit.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
@@ -60,22 +61,74 @@ def create_model(
 ) -> nn.Module:
     """Build a model by name for ``in_channels x image_size`` inputs and ``num_classes`` classes.
 
-    Raises a one-line :class:`~ddkit.errors.DDKitError` for an unknown name/variant or an image
-    size the architecture cannot take.
+    Raises a one-line :class:`~ddkit.errors.DDKitError` for an unknown name/variant, an image
+    size the architecture cannot take, or weights larger than the memory budget (checked on
+    the meta device before anything is allocated: :func:`check_model_size`).
     """
-    head, variant = split_name(name)
-    factory = MODELS.get(head)
-    size = (int(image_size), int(image_size)) if isinstance(image_size, int) else tuple(image_size)
-    model = factory(
-        num_classes=int(num_classes),
-        in_channels=int(in_channels),
-        image_size=size,
-        variant=variant,
-        **kw,
-    )
-    model.input_shape = (int(in_channels), *size)
+    check_model_size(name, num_classes=num_classes, in_channels=in_channels,
+                     image_size=image_size, **kw)  # fmt: skip
+    model = _build(name, int(num_classes), int(in_channels), image_size, kw)
+    model.input_shape = (int(in_channels), *_hw(image_size))
     model.model_name = str(name).lower()
     return model
+
+
+def _hw(image_size: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(image_size),) * 2 if isinstance(image_size, int) else tuple(image_size)
+
+
+def _build(
+    name: str, num_classes: int, in_channels: int, image_size: int | Sequence[int], kw: dict
+) -> nn.Module:
+    head, variant = split_name(name)
+    size = _hw(image_size)
+    return MODELS.get(head)(
+        num_classes=num_classes, in_channels=in_channels, image_size=size, variant=variant, **kw
+    )
+
+
+def model_size(
+    name: str, *, num_classes: int, in_channels: int, image_size: int | Sequence[int], **kw
+) -> tuple[int, int] | None:
+    """``(parameters, bytes of parameters and buffers)`` of model ``name`` as
+    :func:`create_model` would build it, counted on a copy built on the meta device (nothing
+    allocated, the global RNG untouched); ``None`` for a model that cannot be built there."""
+    try:
+        with torch.device("meta"):
+            net = _build(name, int(num_classes), int(in_channels), image_size, kw)
+    except DDKitError:
+        raise
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return None
+    tensors = [*net.parameters(), *net.buffers()]
+    params = sum(p.numel() for p in net.parameters())
+    return int(params), int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def check_model_size(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | Sequence[int],
+    error: type[Exception] = ConfigError,
+    fix: str | None = None,
+    **kw,
+) -> None:
+    """Refuse (``error``, one line naming the size and ``fix``) model ``name`` whose weights
+    (:func:`model_size`) exceed the memory budget, before it is built."""
+    if torch.empty(0).device.type == "meta":  # built on the meta device: nothing to allocate
+        return
+    size = model_size(
+        name, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+    )
+    if size is not None:
+        check_memory(
+            f"model {str(name)!r} ({size[0]:,} parameters)",
+            size[1],
+            fix or f"use a smaller width / depth in the model name, or raise ${BUDGET_ENV}",
+            error,
+        )
 
 
 def parse_variant(name: str, variant: Sequence[str], options: VariantOptions) -> dict[str, object]:

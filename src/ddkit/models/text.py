@@ -52,7 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ddkit.data.hf_folders import LOAD_OPTIONS, check_hf_folder
 from ddkit.errors import ConfigError, FileFormatError, require_extra
+from ddkit.meter import BUDGET_ENV, check_memory
 from ddkit.models.registry import create_model
 from ddkit.rng import seeded_global_rng
 
@@ -110,6 +112,26 @@ def check_encoder_names(image: str, text: str) -> None:
         )
     if image.startswith(HF_PREFIX) and not image[len(HF_PREFIX) :]:
         raise ConfigError("image_encoder 'hf:' names no folder; write hf:PATH")
+
+
+def _builtin_text_parameters(spec: EncoderSpec) -> int:
+    """Parameters and table entries of the built-in text tower ``spec`` describes."""
+    d, w = spec.token_dim, spec.width
+    body = 3 * (d * w + w * w + 2 * w) if spec.text == "gru" else d * w + w * w + 2 * w
+    return spec.vocab_size * d + spec.max_len * d + body
+
+
+def _check_encoder_size(spec: EncoderSpec, parameters: int) -> None:
+    """Refuse (one line naming the sizes) encoders of ``parameters`` float32 values beyond the
+    memory budget, before they are built."""
+    sizes = (f"dim {spec.dim:,}, width {spec.width:,}, vocabulary {spec.vocab_size:,} x "
+             f"{spec.token_dim:,}, max_len {spec.max_len:,}")  # fmt: skip
+    check_memory(
+        f"the dual encoder ({sizes}: {parameters:,} parameters)",
+        4 * parameters,
+        f"record smaller encoder sizes (or caption with a smaller vocabulary), or raise "
+        f"${BUDGET_ENV}",
+    )
 
 
 # ------------------------------------------------------------------------------ towers
@@ -247,9 +269,10 @@ def load_hf_model(path: str, part: str) -> nn.Module:
             f"hf:{path} is not a Hugging Face model folder (no config.json there); "
             "save one with model.save_pretrained(PATH)"
         )
+    check_hf_folder(transformers, folder, f"the {part} encoder hf:{path}")
     try:
         model = transformers.AutoModel.from_pretrained(
-            str(folder), local_files_only=True, attn_implementation="eager"
+            str(folder), attn_implementation="eager", **LOAD_OPTIONS
         )
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -321,6 +344,9 @@ def build_dual_encoder(spec: EncoderSpec, channels: int, image_size, seed: int) 
     """A :class:`DualEncoder` for ``channels x image_size`` images as ``spec`` says, its
     trainable weights initialised under ``seed`` (the global RNG is left as it was)."""
     check_encoder_names(spec.image, spec.text)
+    builtin = not spec.text.startswith(HF_PREFIX)
+    # the text tower and both heads' biases, before anything is built
+    _check_encoder_size(spec, 2 * spec.dim + (_builtin_text_parameters(spec) if builtin else 0))
     with seeded_global_rng(seed):
         if spec.image.startswith(HF_PREFIX):
             vision = load_hf_model(spec.image[len(HF_PREFIX) :], "image")
@@ -332,13 +358,14 @@ def build_dual_encoder(spec: EncoderSpec, channels: int, image_size, seed: int) 
                 spec.image, num_classes=1, in_channels=channels, image_size=image_size
             )
             image = NetImage(net)
-        if spec.text.startswith(HF_PREFIX):
+        if not builtin:
             words = load_hf_model(spec.text[len(HF_PREFIX) :], "text")
             if spec.lora_rank:
                 words = add_lora(words, spec.lora_rank, seed + 1)
             text: nn.Module = HFText(words, spec.pad_id)
         else:
             text = BuiltinText(spec.text, spec)
+        _check_encoder_size(spec, spec.dim * (image.num_features + text.num_features + 2))
         return DualEncoder(image, text, spec.dim)
 
 

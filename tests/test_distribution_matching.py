@@ -360,7 +360,8 @@ def test_class_rows_gather_only_the_classes_asked():
 def test_a_step_that_cannot_fit_the_budget_is_refused_before_it_starts(monkeypatch, tmp_path):
     from ddkit.meter import BUDGET_ENV
 
-    monkeypatch.setenv(BUDGET_ENV, str(2**20))  # 1 MiB: not even the synthetic side fits
+    # 2 MiB: the network fits, not even one class's 10 synthetic images through it
+    monkeypatch.setenv(BUDGET_ENV, str(2 * 2**20))
     m = create_method("dm", **DM.test_overrides, iterations=2)
-    with pytest.raises(ConfigError, match=r"matching step \(10 classes x 2 .*--model"):
-        m.fit(tiny_digits().train, 2, seed=0)
+    with pytest.raises(ConfigError, match=r"matching step \(1 of 10 classes x 10 .*--model"):
+        m.fit(tiny_digits().train, 10, seed=0)

@@ -67,7 +67,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import sgd_step
 from ddkit.levers import CompiledForward, precision_context, resolve_compile, to_channels_last
-from ddkit.meter import check_memory
+from ddkit.meter import check_memory, memory_budget
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -263,6 +263,10 @@ class DMConfig(ReweightConfig):
     # >0: embed the real images in pieces of at most this many, whole classes at a time (bounds
     # memory; each class's mean is computed as before); 0: one forward for all classes
     embed_chunk: int = 512
+    # synthetic classes whose images go through the network in one pass, their gradients
+    # accumulated (the same update as one pass over all classes); 0: as many as the memory
+    # budget holds (all of them, unless that would not fit)
+    syn_chunk: int = 0
     dtype: Literal["float32", "float64"] = "float32"  # float64 for numerical checks
     device: str = "auto"  # "auto": where the training data lives
     # speed levers (module docstring; on by default for dm, validated: ddkit.levers): bf16
@@ -282,6 +286,7 @@ class DMConfig(ReweightConfig):
         "momentum_img": MOMENTUM,
         "batch_real": AT_LEAST_ONE,
         "embed_chunk": NON_NEGATIVE,
+        "syn_chunk": NON_NEGATIVE,
         "augment": AUGMENT,
         "device": DEVICE,
     }
@@ -380,6 +385,10 @@ class DM(Distiller):
         ),
     )
     test_overrides: ClassVar[dict[str, Any]] = {"batch_real": 8}
+    #: whether a step's loss is a sum of per-class terms that draw no randomness, so that the
+    #: synthetic side may run a chunk of classes at a time (``syn_chunk``); a subclass whose
+    #: loss couples classes or draws per call sets it False
+    class_separable: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- setup
     def _setup(self, train: ImageDataset, iterations: int) -> None:
@@ -468,21 +477,40 @@ class DM(Distiller):
         return self.codec_.emitted_per_class(ipc, spec)
 
     def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
-        """Refuse, in one line and before any step, a matching step whose activations cannot fit
-        the memory budget: every synthetic image's activations are kept for the backward pass,
-        the real batch is embedded a piece at a time (:func:`embed_chunk`). The budget is the
-        machine's memory: a run on a GPU is not checked here."""
+        """Choose how many classes' synthetic images go through the network at once
+        (``syn_classes_per_pass_``: ``syn_chunk``, else as many as the memory budget holds) and
+        refuse, in one line and before any step, a step that cannot fit even one class: each
+        synthetic image's activations are kept for the backward pass, the real batch is embedded
+        a piece at a time (:func:`embed_chunk`). Only a method whose loss separates by class
+        (:attr:`class_separable`, run by this class's :meth:`step`, with a network that does
+        not couple classes) is chunked. The budget is the machine's memory: a run on a GPU is
+        not checked, and is chunked only when ``syn_chunk`` asks."""
+        k = spec.num_classes if self.classes_ is None else len(self.classes_)
+        own = type(self)
+        chunkable = (
+            self.class_separable
+            and own.step is DM.step
+            and own._regulariser is DM._regulariser
+            and not self._couples_classes()
+        )
+        asked = min(self.config.syn_chunk, k) if self.config.syn_chunk and chunkable else 0
         if self.device_.type != "cpu":
+            self.syn_classes_per_pass_ = asked or k
             return
-        fp, k = self.footprint_, spec.num_classes
+        fp = self.footprint_
         image_bytes = self.real_[0].numel() * self.real_.element_size()
-        syn = k * per_class * (fp.training + 2 * image_bytes)
-        real = self.embed_chunk_ * (fp.inference + 2 * image_bytes)
+        per_class_pass = per_class * (fp.training + 2 * image_bytes)
+        fixed = (
+            self.embed_chunk_ * (fp.inference + 2 * image_bytes) + 2 * k * per_class * image_bytes
+        )
+        fits = max(1, (memory_budget() - fixed) // max(per_class_pass, 1))
+        per = asked or (min(k, int(fits)) if chunkable else k)
+        self.syn_classes_per_pass_ = per
         h, w = spec.image_size
         check_memory(
-            f"{self.name}'s matching step ({k} classes x {per_class} synthetic {h}x{w} images "
+            f"{self.name}'s matching step ({per} of {k} classes x {per_class} synthetic {h}x{w} images "
             f"through {self.config.model!r})",
-            syn + real,
+            per * per_class_pass + fixed,
             "use a narrower or shallower --model (e.g. convnet3-w64), a lower --ipc, or "
             "smaller images",
         )
@@ -557,7 +585,6 @@ class DM(Distiller):
 
     # ---------------------------------------------------------------- one iteration
     def step(self, iteration: int) -> dict[str, float]:
-        cfg = self.config
         g = self.state_["generator"]
         images, opt = self.state_["images"], self.state_["opt"]
         self._network(g)  # re-initialises the network that self.embed_ runs
@@ -567,6 +594,36 @@ class DM(Distiller):
         )
         real, draws = self._local_share(real, draws)
         syn = self._syn_view(self.codec_.decode(images))
+        k = self.train_.spec.num_classes
+        metrics: dict[str, float] = {}
+        opt.zero_grad(set_to_none=True)
+        if self.syn_classes_per_pass_ < syn.shape[0]:
+            loss = self._chunked_backward(real, syn, draws, g)
+        else:
+            loss = self._class_loss(real, syn, draws, g)
+            extra = self._regulariser(syn, draws, metrics)
+            if extra is not None:
+                metrics["match_loss"] = float(loss.detach()) / k
+                loss = loss + extra
+            loss.backward()
+        # the ranks' sums over their classes (the loss and every metric) add up to one process's
+        names = sorted(metrics)
+        values = [float(loss.detach()) / k, *(metrics[n] for n in names)]
+        sums = torch.tensor(values, dtype=torch.float64)
+        sums = summed_over_ranks(images, sums).tolist()
+        opt.step()
+        return {"loss": sums[0], **dict(zip(names, sums[1:]))}
+
+    def _class_loss(
+        self,
+        real: ClassRows | torch.Tensor,
+        syn: torch.Tensor,
+        draws: Sequence[DSAParams] | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """The matching loss of the classes in ``real`` and ``syn`` ``(n, S, C, H, W)`` (their
+        ``draws``): both sides embedded, then :meth:`_match_loss`."""
+        cfg = self.config
         real_stat, syn_emb = match_embeddings(
             self._fast(self.embed_),
             real,
@@ -577,22 +634,30 @@ class DM(Distiller):
             chunk=self.embed_chunk_,
             mean_fn=self.real_mean_,
         )
-        loss = self._match_loss(real_stat, syn_emb, g)
-        k = self.train_.spec.num_classes
-        metrics: dict[str, float] = {}
-        extra = self._regulariser(syn, draws, metrics)
-        if extra is not None:
-            metrics["match_loss"] = float(loss.detach()) / k
-            loss = loss + extra
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        # the ranks' sums over their classes (the loss and every metric) add up to one process's
-        names = sorted(metrics)
-        values = [float(loss.detach()) / k, *(metrics[n] for n in names)]
-        sums = torch.tensor(values, dtype=torch.float64)
-        sums = summed_over_ranks(images, sums).tolist()
-        opt.step()
-        return {"loss": sums[0], **dict(zip(names, sums[1:]))}
+        return self._match_loss(real_stat, syn_emb, generator)
+
+    def _chunked_backward(
+        self,
+        real: ClassRows,
+        syn: torch.Tensor,
+        draws: Sequence[DSAParams] | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """:meth:`_class_loss` of ``syn_classes_per_pass_`` classes at a time, each piece's
+        gradient accumulated on a detached copy of the decoded images and carried back through
+        the decoding once: the same gradient as one pass, with the activations of one piece
+        alive at a time. Returns the summed loss (detached)."""
+        leaf = syn.detach().requires_grad_(True)
+        per, total = self.syn_classes_per_pass_, torch.zeros((), dtype=torch.float64)
+        for c0 in range(0, syn.shape[0], per):
+            part = slice(c0, c0 + per)
+            piece = None if draws is None else draws[part]
+            loss = self._class_loss(real.classes(list(range(c0, min(c0 + per, len(real))))),
+                                    leaf[part], piece, generator)  # fmt: skip
+            loss.backward()
+            total += float(loss.detach())
+        syn.backward(leaf.grad)
+        return total
 
     def _match_loss(
         self, real_stat: torch.Tensor, syn_emb: torch.Tensor, generator: torch.Generator

@@ -171,6 +171,8 @@ class NCFM(DM):
     # would couple them, so it is refused on several processes
     scale_out = "classes"
     needs = "image"
+    # its loss draws frequencies per call: the synthetic side runs all classes in one pass
+    class_separable = False
     Config: ClassVar[type[MethodConfig]] = NCFMConfig
     presets = (
         Preset(

@@ -68,3 +68,15 @@ def test_progress_writes_the_note_once_before_its_first_line() -> None:
     assert lines[0] == "dm: what it costs"
     assert sum("what it costs" in line for line in lines) == 1
     assert len(lines) > 1
+
+
+def test_dry_run_estimate_names_what_a_step_costs() -> None:
+    from ddkit.runs import estimate_distill
+
+    splits = tiny_digits()
+    cost = estimate_distill(
+        dataset="tiny-digits", method="dm", ipc=1, iterations=3, splits=splits,
+        options={"batch_real": 256, "augment": "none"},
+    )  # fmt: skip
+    k, smallest = splits.train.spec.num_classes, min(splits.train.class_counts)
+    assert f"{smallest * k:,} real images per step" in cost.line("dm")

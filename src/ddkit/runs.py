@@ -254,6 +254,7 @@ class CostEstimate:
     seconds_per_iteration: float
     iterations: int
     startup_seconds: float = 0.0  # the command's own start and loading, where one is counted
+    note: str | None = None  # what dominates a step and the option that changes it
 
     @property
     def total_seconds(self) -> float:
@@ -269,6 +270,7 @@ class CostEstimate:
             f"{what}: {self.iterations:,} iterations x {self.seconds_per_iteration:.3g} s "
             f"+ {self.setup_seconds:.3g} s set-up{start} = about {clock(self.total_seconds)} "
             "on this machine (measured by a warm-up; artifacts it trained stay cached)"
+            + (f"; {self.note}" if self.note else "")
         )
 
 
@@ -349,7 +351,9 @@ def estimate_distill(
     except _WarmedUp:
         pass
     steps = timer.steps[1:] or timer.steps or [0.0]
-    return CostEstimate(timer.setup, sum(steps) / len(steps), total, startup_seconds=loading)
+    return CostEstimate(
+        timer.setup, sum(steps) / len(steps), total, startup_seconds=loading, note=m.step_cost()
+    )
 
 
 def check_scale_out(method: Distiller) -> None:

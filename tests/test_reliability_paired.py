@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from ddkit.data.paired import load_paired_splits
 from ddkit.data.paths import file_inside
@@ -137,3 +139,65 @@ def test_the_command_line_refuses_an_image_outside_the_data_in_one_line(tmp_path
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "lies outside the data folder" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------- a paired set exported
+
+
+def _paired_set(learned: bool = False):
+    """A paired set of four 8x8 images with one caption each: real caption ids (a coreset), or
+    learned text embeddings with LoRS's similarity factors."""
+    from ddkit.data.paired import paired_from_arrays
+    from ddkit.eval.retrieval import paired_set
+    from ddkit.models.text import EncoderSpec
+
+    texts = ["a red square", "a green square", "a blue dot", "two grey lines"]
+    rng = np.random.default_rng(0)
+    pairs = paired_from_arrays(rng.random((4, 8, 8, 3), dtype=np.float32), [[t] for t in texts])
+    tok = pairs.tokenizer
+    encoder = EncoderSpec(vocab_size=tok.vocab_size, max_len=tok.max_len, pad_id=tok.pad_id)
+    if not learned:
+        return paired_set(pairs.images, pairs.spec, encoder, ids=pairs.captions,
+                          tokenizer=tok), texts  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    emb, mask = torch.randn(4, tok.max_len, 5, generator=gen), torch.ones(4, tok.max_len)
+    sim = (torch.rand(4, generator=gen), torch.randn(4, 2, generator=gen),
+           torch.randn(4, 2, generator=gen), 0.5)  # fmt: skip
+    return paired_set(pairs.images, pairs.spec, encoder, emb=emb, mask=mask, similarity=sim), texts
+
+
+def test_a_paired_set_exported_as_hf_keeps_its_captions(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    syn, texts = _paired_set()
+    syn.save(tmp_path / "set")
+    argv = [DDKIT, "export", str(tmp_path / "set"), "--to", str(tmp_path / "hf"), "--format", "hf"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert data["caption"] == texts  # the word tokenizer's captions read back as text
+    assert np.array_equal(np.array(data["caption_ids"]), syn.extras["text.ids"].numpy())
+    assert np.array_equal(data.with_format("numpy")["image"], syn.pixels().numpy())
+
+
+def test_a_learned_text_set_exported_as_hf_keeps_its_embeddings_and_similarity(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    syn, _ = _paired_set(learned=True)
+    syn.export_hf(tmp_path / "hf")
+    rows = datasets.load_from_disk(str(tmp_path / "hf")).with_format("numpy")[:]
+    for key in ("text.embeddings", "text.mask", "similarity.diag", "similarity.left"):
+        assert np.array_equal(rows[key.replace(".", "_")], syn.extras[key].numpy()), key
+    facts = json.loads(
+        datasets.load_from_disk(str(tmp_path / "hf")).info.description.rsplit("ddkit: ", 1)[1]
+    )
+    assert facts["similarity_alpha"] == 0.5
+
+
+@pytest.mark.parametrize("to", ["out.npz", "out.csv", "pngs"])
+def test_formats_without_room_for_captions_refuse_a_paired_set_in_one_line(tmp_path, to):
+    syn, _ = _paired_set()
+    syn.save(tmp_path / "set")
+    argv = [DDKIT, "export", str(tmp_path / "set"), "--to", str(tmp_path / to)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "captions" in done.stderr and "--format hf" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / to).exists()

@@ -59,6 +59,10 @@ def _nbytes(t: torch.Tensor) -> int:
     return int(t.numel() * t.element_size())
 
 
+#: A paired set's real caption token ids (:mod:`ddkit.eval.retrieval` writes them).
+_TEXT_IDS = "text.ids"
+
+
 def _version() -> str:
     from ddkit import __version__
 
@@ -424,6 +428,7 @@ class SyntheticSet:
         else ``(N, H, W, C)``), hard labels (``y_train``), soft labels if any
         (``soft_labels``), ``class_names`` and the learned lr if any, as an uncompressed
         ``.npz`` (readable by ``ddkit --dataset npz`` and by numpy without pickle)."""
+        self._refuse_paired("a .npz of x_train, y_train")
         pix = self.pixels().permute(0, 2, 3, 1).numpy().astype(np.float32)
         arrays: dict[str, np.ndarray] = {
             "x_train": pix[..., 0] if pix.shape[-1] == 1 else pix,
@@ -453,6 +458,7 @@ class SyntheticSet:
         from ddkit.data.table import decode_rows
         from ddkit.io import atomic_write
 
+        self._refuse_paired("a CSV table")
         rows = decode_rows(self.images, self.spec)
         names = [c.name for c in self.spec.columns]
         if target in names:
@@ -476,12 +482,15 @@ class SyntheticSet:
         with ``pixels=False``, the stored rows as ddkit's networks see them (normalised, and
         ZCA-whitened where the set is; any modality); ``label``, the class as a ``ClassLabel``
         carrying the class names where labels are hard, else the soft label (or regression
-        target) vector, with its argmax as a ``ClassLabel`` in ``hard_label``. The
+        target) vector, with its argmax as a ``ClassLabel`` in ``hard_label``. A paired set's
+        text comes too (:meth:`_text_columns`): ``caption`` and ``caption_ids``, or its learned
+        ``text_embeddings`` / ``text_mask``, and LoRS's ``similarity_*`` factors. The
         dataset's description ends with a JSON line (``ddkit: {...}``) of what a reader needs
         to use the images as ddkit does: source dataset, mean / std, transform, learned lr."""
         from ddkit.errors import require_extra
 
         hf = require_extra("datasets", "hf", "export to the datasets format (--format hf)")
+        text, text_features = self._text_columns(hf)
         images = (self.pixels() if pixels else self.images).numpy().astype(np.float32)
         names = hf.ClassLabel(names=[str(c) for c in self.spec.class_names])
         columns: dict[str, Any] = {"image": images}
@@ -493,9 +502,13 @@ class SyntheticSet:
             columns["hard_label"] = self.hard_labels.numpy()
         else:
             columns["label"], features["label"] = self.labels.numpy(), names
+        columns |= text
+        features |= text_features
         facts = {"dataset": self.spec.name, "pixels": pixels, "mean": self.spec.mean,
                  "std": self.spec.std, "transform": None if pixels else self.spec.transform,
                  "regression": self.regression, "lr": self.lr, "ddkit": _version()}  # fmt: skip
+        if "similarity_alpha" in self.meta:
+            facts["similarity_alpha"] = self.meta["similarity_alpha"]
         what = "pixels in [0, 1]" if pixels else "rows as ddkit's networks see them"
         info = hf.DatasetInfo(
             description=f"ddkit synthetic set of {self.spec.name}: {len(self)} images "
@@ -513,11 +526,59 @@ class SyntheticSet:
                 hf.enable_progress_bars()
         return Path(path)
 
+    def _refuse_paired(self, what: str) -> None:
+        """A paired set's captions have no place in ``what``: refused, never dropped."""
+        if self.spec.modality == "paired":
+            raise DataError(
+                f"a paired set's captions have no place in {what}; export it with --format hf "
+                "(captions as a text column) or --format set"
+            )
+
+    def _text_columns(self, hf: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A paired set's text as ``datasets`` columns and their features (none for a set of
+        another modality): real captions as ``caption`` (decoded by the tokenizer the set
+        records) and their token ids as ``caption_ids``; every other per-pair tensor (learned
+        ``text.embeddings`` / ``text.mask``, ``similarity.*``) as float32, dots made ``_``."""
+        if self.spec.modality != "paired":
+            return {}, {}
+        from ddkit.data.tokenize import tokenizer_from_dict
+
+        columns: dict[str, Any] = {}
+        features: dict[str, Any] = {}
+        for key, value in self.extras.items():
+            if key.startswith("zca."):
+                continue
+            if len(value) != len(self):
+                raise DataError(
+                    f"the paired set's tensor {key!r} {tuple(value.shape)} has no row per pair; "
+                    "export it with --format set"
+                )
+            if key == _TEXT_IDS:
+                record = self.meta.get("tokenizer")
+                if not isinstance(record, dict):
+                    raise DataError(
+                        "this paired set records no tokenizer, so its captions cannot be written "
+                        "as text; export it with --format set"
+                    )
+                columns["caption"] = tokenizer_from_dict(record).decode(value)
+                features["caption"] = hf.Value("string")
+                ids, width = value.long().numpy(), value.shape[1]
+                columns["caption_ids"] = ids
+                features["caption_ids"] = hf.Sequence(hf.Value("int64"), length=width)
+                continue
+            name, array = key.replace(".", "_"), value.float().numpy()
+            columns[name] = array
+            features[name] = _array_feature(hf, array.shape[1:])
+        if not columns:
+            raise DataError("this paired set holds no captions (text.ids or text.embeddings)")
+        return columns, features
+
     def export_folder(self, path: str | os.PathLike) -> Path:
         """Write one PNG per image under ``path/<class folder>/`` (an image-folder dataset);
         folders are named by :func:`class_folder_names`, so nothing lands outside ``path``."""
         from PIL import Image
 
+        self._refuse_paired("PNG folders")
         root = Path(path)
         folders = class_folder_names(self.spec.class_names)
         pix = (self.pixels() * 255).round().to(torch.uint8)
@@ -539,6 +600,17 @@ def check_set_destination(path: str | os.PathLike) -> None:
     """Refuse (:class:`ConfigError`) a folder :meth:`SyntheticSet.save` would not replace (see
     :func:`~ddkit.io.check_replaceable_dir`), so a command can say so before its work."""
     check_replaceable_dir(path, _SAVED_SET, "a saved set")
+
+
+def _array_feature(hf: Any, shape: tuple[int, ...]) -> Any:
+    """The ``datasets`` feature of one row of float32 values of ``shape`` (rank 0 to 2)."""
+    if not shape:
+        return hf.Value("float32")
+    if len(shape) == 1:
+        return hf.Sequence(hf.Value("float32"), length=shape[0])
+    if len(shape) == 2:
+        return hf.Array2D(shape, "float32")
+    raise DataError(f"rows of shape {shape} have no datasets feature here; use --format set")
 
 
 def _hf_dataset_folder(folder: Path) -> bool:

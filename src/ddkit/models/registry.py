@@ -10,6 +10,7 @@ embedding ``(B, num_features)``, ``classifier`` is the head, ``forward(x) == cla
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -92,10 +93,28 @@ def model_size(
 ) -> tuple[int, int] | None:
     """``(parameters, bytes of parameters and buffers)`` of model ``name`` as
     :func:`create_model` would build it, counted on a copy built on the meta device (nothing
-    allocated, the global RNG untouched); ``None`` for a model that cannot be built there."""
+    allocated, the global RNG untouched; remembered per name and shape); ``None`` for a model
+    that cannot be built there."""
+    key = (str(name), int(num_classes), int(in_channels), _hw(image_size))
+    try:
+        return _remembered_size(*key, tuple(sorted(kw.items())))
+    except TypeError:  # an unhashable keyword: counted every time
+        return _meta_size(*key, kw)
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_size(
+    name: str, num_classes: int, in_channels: int, image_size: tuple, kw: tuple
+) -> tuple[int, int] | None:
+    return _meta_size(name, num_classes, in_channels, image_size, dict(kw))
+
+
+def _meta_size(
+    name: str, num_classes: int, in_channels: int, image_size: tuple, kw: dict
+) -> tuple[int, int] | None:
     try:
         with torch.device("meta"):
-            net = _build(name, int(num_classes), int(in_channels), image_size, kw)
+            net = _build(name, num_classes, in_channels, image_size, kw)
     except DDKitError:
         raise
     except (RuntimeError, NotImplementedError, TypeError, ValueError):

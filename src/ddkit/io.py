@@ -140,6 +140,118 @@ def check_replaceable_dir(
         )
 
 
+#: the files of a saved set's folder (:class:`ddkit.data.synthetic.SyntheticSet`)
+SET_FILES = ("meta.json", "data.safetensors")
+#: what a run folder holds beside its config (:mod:`ddkit.runs`): never an output's place
+RUN_ENTRIES = ("config.json", "log.jsonl", "grid.png", "synthetic", "checkpoint", ".lock")
+
+
+def is_saved_set(folder: Path) -> bool:
+    """Whether ``folder`` is a saved set's folder (it holds both :data:`SET_FILES`)."""
+    return all((folder / name).is_file() for name in SET_FILES)
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a ``ddkit distill`` run folder: its ``config.json`` is an object
+    naming a method and its settings."""
+    if not (folder / "config.json").is_file():
+        return False
+    try:
+        config = read_json(folder / "config.json", max_bytes=2**24)
+    except (OSError, ValueError, FileFormatError):
+        return False
+    return isinstance(config, dict) and "method" in config and "method_config" in config
+
+
+def check_out(
+    path: str | os.PathLike,
+    *,
+    folder: bool,
+    own: Callable[[Path], bool] = lambda file: False,
+    kind: str = "a file",
+    run_ok: bool = False,
+    option: str = "--out",
+) -> Path:
+    """Refuse (one :class:`ConfigError` line) an output ``path`` that would write over what the
+    command did not make; call it before any work. Never a saved set's folder or a place inside
+    one, nor a place inside a run folder (a file output may sit right in one, beside its
+    config, under a name of its own). A ``folder`` output may be a run folder only where
+    ``run_ok`` (a command that resumes its run there); a file output may replace only a regular
+    file that ``own(file)`` recognises as ``kind`` (what the command writes). Returns ``path``."""
+    path = Path(path)
+    fix = f"choose another {option}"
+    st = _existing(path)
+    if folder and st is not None and not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{str(path)!r} is {_kind_of(st)}, not a folder; {fix}")
+    if not folder and st is not None and stat.S_ISDIR(st.st_mode):
+        what = (
+            "a saved set"
+            if is_saved_set(path)
+            else "a run folder"
+            if is_run_folder(path)
+            else "a folder"
+        )
+        raise ConfigError(f"{str(path)!r} is {what}, not a file; {fix} (a new file's path)")
+    full = path.resolve()
+    if folder and is_saved_set(full):
+        raise ConfigError(f"{str(path)!r} is a saved set, which ddkit never writes into; {fix}")
+    if folder and not run_ok and is_run_folder(full):
+        raise ConfigError(
+            f"{str(path)!r} is a run folder, which this command never writes into; {fix}"
+        )
+    for parent in full.parents:
+        inside = full.relative_to(parent)
+        if is_saved_set(parent):
+            raise ConfigError(
+                f"{str(path)!r} is inside the saved set {str(parent)!r}, which ddkit never "
+                f"writes into; {fix} outside it"
+            )
+        direct = not folder and len(inside.parts) == 1 and inside.parts[0] not in RUN_ENTRIES
+        if not direct and is_run_folder(parent):
+            entry = inside.parts[0]
+            where = f"is {entry!r} of" if entry in RUN_ENTRIES else "is inside"
+            raise ConfigError(
+                f"{str(path)!r} {where} the run folder {str(parent)!r}, which ddkit never "
+                f"writes over; {fix} outside it"
+            )
+    if not folder and st is not None:
+        check_replaceable_file(path)
+        if not own(path):
+            raise ConfigError(
+                f"{str(path)!r} exists and is not {kind} ddkit wrote; remove it or {fix}"
+            )
+    return path
+
+
+def starts_with(prefix: bytes, *within: bytes) -> Callable[[Path], bool]:
+    """An ``own`` test for :func:`check_out`: the file starts with ``prefix`` and its first
+    64 KiB hold each of ``within`` (the marks of what the command writes)."""
+
+    def own(file: Path) -> bool:
+        try:
+            with open(file, "rb") as f:
+                head = f.read(2**16)
+        except OSError:
+            return False
+        return head.startswith(prefix) and all(mark in head for mark in within)
+
+    return own
+
+
+def json_with(key: str) -> Callable[[Path], bool]:
+    """An ``own`` test for :func:`check_out`: the file (at most 256 MiB) is a JSON object
+    with ``key``."""
+
+    def own(file: Path) -> bool:
+        try:
+            data = read_json(file, max_bytes=2**28)
+        except (OSError, ValueError, FileFormatError):
+            return False
+        return isinstance(data, dict) and key in data
+
+    return own
+
+
 def made_as(file: str, format_name: str) -> Callable[[Path], bool]:
     """An ``owned`` test for :func:`atomic_replace_dir`: the folder's JSON ``file`` (at most
     16 MiB) names ``"format": format_name``, as every ddkit folder's metadata does."""

@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ddkit.data import load_dataset
     from ddkit.eval.protocol import get_protocol
+    from ddkit.io import check_out
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    out = Path(args.out or "runs/demo")
+    out = check_out(args.out or "runs/demo", folder=True, run_ok=True)  # its run, resumed
     splits = load_dataset("digits")
     protocol = get_protocol("fast")
     syn = _distil(args, splits, out)

@@ -57,10 +57,12 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
+    from ddkit.io import check_out
     from ddkit.runs import distill_run
 
     dataset = dataset_with_target(args.dataset, args.target)
     out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
+    check_out(out, folder=True, run_ok=True)  # its own run folder: resumed, or refused there
     if args.dry_run:
         return _estimate(args, dataset, out)
     syn = distill_run(

@@ -70,11 +70,13 @@ def run(args: argparse.Namespace) -> int:
     """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
     folder (rank 0 only, atomically)."""
     from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
-    from ddkit.io import atomic_write_json
+    from ddkit.io import atomic_write_json, check_out, json_with
     from ddkit.meter import process_seconds
     from ddkit.methods import load_all
     from ddkit.runs import open_saved_set
 
+    if args.out:  # before any work: never over a set, a run's files or a file of the user's
+        check_out(args.out, folder=False, own=json_with("results"), kind="an evaluate report")
     load_all()  # methods may register protocols
     saved = open_saved_set(args.path, dataset=args.dataset, root=args.root)
     settings = EvalSettings(

@@ -56,8 +56,11 @@ def run_teacher(args: argparse.Namespace) -> int:
     from ddkit import distributed
     from ddkit.data import load_dataset
     from ddkit.eval.teacher import train_teacher
+    from ddkit.io import check_out
     from ddkit.models import create_model, has_batchnorm
 
+    out = args.out or f"runs/teachers/{args.dataset}-{args.model}-s{args.seed}"
+    check_out(out, folder=True)  # before any work: never into a set or a run folder
     splits = load_dataset(
         args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
     )
@@ -73,7 +76,6 @@ def run_teacher(args: argparse.Namespace) -> int:
         )
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
-    out = args.out or f"runs/teachers/{args.dataset}-{args.model}-s{args.seed}"
     net = train_teacher(
         splits.train,
         args.model,

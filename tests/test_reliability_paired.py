@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from ddkit.data import load_dataset
 from ddkit.data.paired import load_paired_splits
 from ddkit.data.paths import file_inside
-from ddkit.errors import DataError
+from ddkit.errors import ConfigError, DataError
 
 DDKIT = str(Path(sys.executable).with_name("ddkit"))
 
@@ -201,3 +202,46 @@ def test_formats_without_room_for_captions_refuse_a_paired_set_in_one_line(tmp_p
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "captions" in done.stderr and "--format hf" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / to).exists()
+
+
+# ----------------------------------------------------------------- --root of built-in data
+
+BUILT_IN = ["digits", "mnist5k", "breast-cancer", "wine", "digits-tabular", "sbm-small",
+            "gunpoint", "colored-mnist5k-c5"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_a_built_in_dataset_refuses_a_root_it_would_ignore(tmp_path, name):
+    with pytest.raises(ConfigError) as err:
+        load_dataset(name, root=str(tmp_path))
+    assert _one_line(err) == f"dataset {name!r} is built in and takes no --root; drop --root"
+
+
+def test_a_caption_benchmark_of_built_in_data_refuses_a_root_too(tmp_path):
+    with pytest.raises(ConfigError, match=r"'captioned-digits' .*built in.*drop --root") as err:
+        load_paired_splits("captioned-digits", root=str(tmp_path))
+    _one_line(err)
+
+
+def test_datasets_that_read_a_root_still_read_it(tmp_path):
+    from ddkit.data.builtin import DATASETS
+
+    x = np.random.default_rng(0).random((20, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(20) % 2)
+    assert len(load_dataset("npz", root=str(tmp_path / "d.npz")).train) == 16
+    for c in range(2):
+        for i in range(3):
+            _png(tmp_path / "folder" / f"class{c}" / f"{i}.png", (100 * c, 50, i))
+    assert load_dataset("imagefolder", root=str(tmp_path / "folder")).spec.num_classes == 2
+    readers = ["mnist", "fashionmnist", "npz", "imagefolder", "webdataset", "hf-disk", "graph"]
+    assert all(DATASETS.get(n).builtin is False for n in readers)
+    assert all(DATASETS.get(n).builtin is True for n in BUILT_IN)
+
+
+def test_the_command_line_refuses_root_for_digits_in_one_line(tmp_path):
+    argv = [DDKIT, "distill", "--dataset", "digits", "--root", str(tmp_path), "--method",
+            "random", "--ipc", "1", "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "dataset 'digits' is built in and takes no --root; drop --root" in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -178,6 +178,7 @@ def _family_loader(prefix: str, base: str, style: str, arguments: str) -> Datase
         return biased_raw(base_loader(root), ratio, style=style, seed=seed)
 
     load.needs_root = getattr(base_loader, "needs_root", False)  # type: ignore[attr-defined]
+    load.builtin = getattr(base_loader, "builtin", False)  # type: ignore[attr-defined]
     return load
 
 

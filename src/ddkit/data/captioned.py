@@ -121,6 +121,10 @@ def caption_benchmark(
     loader = DATASETS.get(base)
     if getattr(loader, "needs_root", False) and root is None:
         raise ConfigError(f"dataset {name!r} paints {base!r}, read from disk: pass root=PATH")
+    if getattr(loader, "builtin", False) and root is not None:
+        raise ConfigError(
+            f"dataset {name!r} is built in (it paints {base!r}) and takes no --root; drop --root"
+        )
     raw: RawData = loader(root)
     x, y = to_nchw(raw.train_images), to_labels(raw.train_labels, "train labels")
     if raw.test_images is None:

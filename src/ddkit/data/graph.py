@@ -455,4 +455,4 @@ def _sbm_loader(sbm: SBMGraph):  # noqa: ANN202 - a dataset loader
 
 
 for _sbm in SBM_GRAPHS:
-    register_dataset(_sbm.name, modality="graph", help=_sbm.help)(_sbm_loader(_sbm))
+    register_dataset(_sbm.name, builtin=True, modality="graph", help=_sbm.help)(_sbm_loader(_sbm))

@@ -214,6 +214,6 @@ def _ucr_loader(ucr: UCRSet):  # noqa: ANN202 - a dataset loader
 
 
 for _ucr in UCR_SETS:
-    register_dataset(_ucr.name, modality="series", help=f"{_ucr.help} (extra 'timeseries')")(
-        _ucr_loader(_ucr)
-    )
+    register_dataset(
+        _ucr.name, builtin=True, modality="series", help=f"{_ucr.help} (extra 'timeseries')"
+    )(_ucr_loader(_ucr))

@@ -514,7 +514,10 @@ def _sklearn_table(load: Any) -> RawData:
 
 
 @register_dataset(
-    "breast-cancer", modality="table", help="sklearn's breast cancer table, 569 x 30, 2 classes"
+    "breast-cancer",
+    builtin=True,
+    modality="table",
+    help="sklearn's breast cancer table, 569 x 30, 2 classes",
 )
 def _breast_cancer(root: str | None = None) -> RawData:
     from sklearn.datasets import load_breast_cancer
@@ -522,7 +525,9 @@ def _breast_cancer(root: str | None = None) -> RawData:
     return _sklearn_table(load_breast_cancer)
 
 
-@register_dataset("wine", modality="table", help="sklearn's wine table, 178 x 13, 3 classes")
+@register_dataset(
+    "wine", builtin=True, modality="table", help="sklearn's wine table, 178 x 13, 3 classes"
+)
 def _wine(root: str | None = None) -> RawData:
     from sklearn.datasets import load_wine
 
@@ -530,7 +535,10 @@ def _wine(root: str | None = None) -> RawData:
 
 
 @register_dataset(
-    "digits-tabular", modality="table", help="sklearn's 8x8 digits as a table of 64 features"
+    "digits-tabular",
+    builtin=True,
+    modality="table",
+    help="sklearn's 8x8 digits as a table of 64 features",
 )
 def _digits_tabular(root: str | None = None) -> RawData:
     from sklearn.datasets import load_digits

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -193,17 +194,11 @@ def test_an_absurd_model_name_is_refused_on_the_command_line(tmp_path):
     argv = [str(DDKIT), "distill", "--dataset", "digits", "--method", "dm", "--ipc", "1",
             "--iterations", "1", "--quiet", "--set", "model=convnet-w100000",
             "--out", str(tmp_path / "run")]  # fmt: skip
-    env = {**_env(), BUDGET_ENV: BUDGET}
+    env = {**os.environ, BUDGET_ENV: BUDGET}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip()
     assert "Traceback" not in err and "\n" not in err and "GiB" in err, err
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def test_a_teacher_file_naming_an_absurd_model_is_refused_before_it_is_built(

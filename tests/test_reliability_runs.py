@@ -12,9 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from ddkit.cli import main
 from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import FileFormatError
+from ddkit.testing import tiny_digits
 
 DDKIT = [sys.executable, "-m", "ddkit"]
 RANDOM_RUN = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
@@ -100,3 +104,62 @@ def test_distill_resumes_its_own_run_folder_but_never_nests_a_run_in_it(tmp_path
     err = capsys.readouterr().err
     assert "inside the run folder" in err and err.count("\n") == 1
     assert _files(run) == before
+
+
+# ----------------------------------------------------------------------------- stored labels
+def _rewrite_tensors(folder: Path, edit: dict[str, torch.Tensor]) -> None:
+    """Replace tensors of the saved set ``folder`` by ``edit`` and record the new file's
+    checksums, as a writer with a bug would: the set is then checked by what it holds."""
+    from safetensors.torch import load_file, save_file
+
+    from ddkit.data.set_meta import SETTINGS_KEY, settings_digest
+    from ddkit.io import atomic_write_json, read_json, sha256_file
+
+    tensors = load_file(str(folder / "data.safetensors"))
+    assert set(edit) <= set(tensors)
+    save_file({**tensors, **edit}, str(folder / "data.safetensors"))
+    meta = read_json(folder / "meta.json")
+    meta["sha256"] = sha256_file(folder / "data.safetensors")
+    meta[SETTINGS_KEY] = settings_digest(meta)
+    atomic_write_json(folder / "meta.json", meta)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.01, float("nan"), float("inf")])
+def test_int8_labels_with_a_scale_that_decodes_to_nothing_are_refused(tmp_path, scale):
+    from ddkit.eval.relabel import encode_labels
+
+    train = tiny_digits().train
+    hard = SyntheticSet.from_real(train, torch.arange(6))
+    soft = SyntheticSet(hard.images, torch.softmax(torch.randn(6, 10), 1), hard.spec)
+    folder = encode_labels(soft, "int8").save(tmp_path / "set")
+    assert SyntheticSet.load(folder).labels.sum(1).allclose(torch.ones(6))  # as saved: loads
+    stored = load_file(str(folder / "data.safetensors"))["extra.label.scale"]
+    bad = stored.clone()
+    bad[2] = scale
+    _rewrite_tensors(folder, {"extra.label.scale": bad})
+    with pytest.raises(FileFormatError, match="finite positive scale") as err:
+        SyntheticSet.load(folder)
+    assert "\n" not in str(err.value) and "data.safetensors" in str(err.value)
+
+
+def _regen_set(boxes: torch.Tensor) -> SyntheticSet:
+    """Four real images with hard labels and the crop boxes of two views each (``regen``)."""
+    train = tiny_digits().train
+    hard = SyntheticSet.from_real(train, torch.arange(4))
+    extras = {"view_boxes": boxes.to(torch.int16), "view_flip": torch.zeros(4, 2, dtype=torch.bool)}
+    return SyntheticSet(hard.images, hard.labels, hard.spec, meta={"label_budget": "regen"},
+                        extras=extras)  # fmt: skip
+
+
+@pytest.mark.parametrize("box", [(0, 0, 30_000, 30_000), (-2, 0, 4, 4), (0, 6, 4, 4), (0, 0, 0, 3)])
+def test_regen_crop_boxes_outside_the_image_are_refused(tmp_path, box):
+    h, w = tiny_digits().train.spec.image_size
+    good = torch.tensor([0, 0, h, w]).expand(4, 2, 4).clone()
+    folder = _regen_set(good).save(tmp_path / "set")
+    assert SyntheticSet.load(folder).extras["view_boxes"].shape == (4, 2, 4)  # as saved: loads
+    bad = good.clone()
+    bad[1, 1] = torch.tensor(box)  # digits are 8x8: each box leaves the image or is empty
+    _rewrite_tensors(folder, {"extra.view_boxes": bad.to(torch.int16)})
+    with pytest.raises(FileFormatError, match="outside the") as err:
+        SyntheticSet.load(folder)
+    assert "\n" not in str(err.value) and f"{h}x{w}" in str(err.value)

@@ -40,6 +40,7 @@ __all__ = [
     "IMAGE_PREFIX",
     "VIEW_PREFIX",
     "LabelBudget",
+    "check_view_boxes",
     "decode_probs",
     "decoded_labels",
     "label_tensor_keys",
@@ -133,9 +134,7 @@ def decode_probs(parts: dict[str, torch.Tensor], num_classes: int) -> torch.Tens
         raise DataError("encoded labels lack their values")
     vals, idx = parts["values"], parts.get("indices")
     if vals.dtype == torch.uint8:
-        if "scale" not in parts:
-            raise DataError("8-bit label codes lack their per-row scale")
-        v = vals.float() * parts["scale"].float()
+        v = vals.float() * _int8_scale(parts, vals)
     else:
         v = vals.float()
     kk, k = v.shape[-1], int(num_classes)
@@ -149,6 +148,57 @@ def decode_probs(parts: dict[str, torch.Tensor], num_classes: int) -> torch.Tens
     full = rest.expand(*v.shape[:-1], k).clone()
     full.scatter_(-1, idx.long(), v)
     return _renorm(full)
+
+
+def _int8_scale(parts: dict[str, torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
+    """The per-row scale ``(..., 1)`` of 8-bit ``codes``, float32; a missing one, one of
+    another shape, or one that is not finite and positive (its rows would decode to nothing)
+    is a one-line :class:`DataError`."""
+    scale = parts.get("scale")
+    if scale is None:
+        raise DataError("8-bit label codes lack their per-row scale")
+    if tuple(scale.shape) != (*codes.shape[:-1], 1):
+        raise DataError(
+            f"8-bit label codes {tuple(codes.shape)} need a scale of shape "
+            f"{(*codes.shape[:-1], 1)}, got {tuple(scale.shape)}"
+        )
+    scale = scale.float()
+    bad = ~(torch.isfinite(scale) & (scale > 0))
+    if bad.any():
+        value = scale[bad][0].item()
+        raise DataError(
+            f"8-bit label codes need a finite positive scale per row, got {value:g} in "
+            f"{int(bad.sum())} of {scale.numel():,} rows; the labels cannot be decoded: encode "
+            "them again (ddkit.eval.relabel.encode_labels)"
+        )
+    return scale
+
+
+def check_view_boxes(extras: dict[str, torch.Tensor], size: tuple[int, int], count: int) -> None:
+    """Refuse (one-line :class:`DataError`) recorded crop boxes ``view_boxes`` (``(N, V, 4)``
+    of ``(y0, x0, h, w)`` pixels, with ``view_flip`` ``(N, V)``) that are not one per view of
+    each of the ``count`` images, or that do not lie inside an image of ``size = (H, W)``:
+    labels regenerated or views replayed from them would be of other pictures."""
+    if "view_boxes" not in extras:
+        return
+    boxes, flips = extras["view_boxes"], extras.get("view_flip")
+    if boxes.ndim != 3 or boxes.shape[0] != count or boxes.shape[2] != 4:
+        raise DataError(f"view_boxes must be ({count}, V, 4) crop boxes, got {tuple(boxes.shape)}")
+    if flips is None or tuple(flips.shape) != tuple(boxes.shape[:2]):
+        got = None if flips is None else tuple(flips.shape)
+        raise DataError(f"view_flip must be {tuple(boxes.shape[:2])}, got {got}")
+    if boxes.dtype.is_floating_point or boxes.dtype == torch.bool or boxes.is_complex():
+        raise DataError(f"view_boxes must be whole pixel counts, got {boxes.dtype}")
+    h_img, w_img = (int(v) for v in size)
+    y0, x0, h, w = boxes.long().unbind(-1)
+    inside = (y0 >= 0) & (x0 >= 0) & (h >= 1) & (w >= 1) & (y0 + h <= h_img) & (x0 + w <= w_img)
+    if not bool(inside.all()):
+        first = boxes.reshape(-1, 4)[(~inside).flatten().nonzero()[0, 0]].tolist()
+        raise DataError(
+            f"{int((~inside).sum())} recorded crop box(es) lie outside the {h_img}x{w_img} "
+            f"images, e.g. (y0, x0, h, w) = {tuple(first)}; the views cannot be replayed: "
+            "relabel the set (ddkit.eval.relabel.relabel)"
+        )
 
 
 def _renorm(p: torch.Tensor) -> torch.Tensor:

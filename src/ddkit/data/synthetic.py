@@ -24,7 +24,12 @@ import torch
 
 from ddkit.data.codecs import STORED_IMAGES, Codec, decode_saved, image_bytes
 from ddkit.data.dataset import ImageDataset, check_images, class_labels, denormalise
-from ddkit.data.label_budget import decoded_labels, label_tensor_keys, labels_decoded
+from ddkit.data.label_budget import (
+    check_view_boxes,
+    decoded_labels,
+    label_tensor_keys,
+    labels_decoded,
+)
 from ddkit.data.set_meta import (  # noqa: F401 - META_FILE, SETTINGS_KEY, settings_digest: public here
     MAX_META_BYTES,
     META_FILE,
@@ -348,6 +353,10 @@ class SyntheticSet:
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         provenance = meta.get("provenance", {})
+        try:  # crop boxes that labels are regenerated from, or views replayed by
+            check_view_boxes(extras, spec.image_size, num_images)
+        except DataError as e:
+            raise FileFormatError(f"{str(tfile)!r}: {e}") from None
         if labels_decoded(provenance, extras) and "labels" not in tensors:
             tensors["labels"] = _decode_labels(provenance, extras, spec, tfile)
         if ("images" not in tensors and not decoded) or "labels" not in tensors:

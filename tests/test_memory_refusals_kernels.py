@@ -32,8 +32,8 @@ def test_a_step_past_the_budget_is_refused_before_it_runs(monkeypatch, name, cha
     method = create_method(name, **{**method_test_overrides(name), **changes})
     steps = []
     monkeypatch.setattr(type(method), "step", lambda self, i: steps.append(i) or {})
-    if "pool_size" not in changes:  # the kernel matrices of 2 x 10 support images: past 1 kB
-        monkeypatch.setenv(BUDGET, "1000")
+    if "pool_size" not in changes:  # the kernel matrices of 2 x 10 support images: past 5 kB,
+        monkeypatch.setenv(BUDGET, "5000")  # where frepo's network (4 kB) fits
     with pytest.raises(ConfigError, match=match) as err:
         method.fit(tiny_digits().train, 2, iterations=1, seed=0)
     assert "\n" not in str(err.value) and not steps

@@ -245,3 +245,47 @@ def test_the_command_line_refuses_root_for_digits_in_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "dataset 'digits' is built in and takes no --root; drop --root" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------- .npz labels and their advice
+
+
+def _npz_error(tmp_path: Path, y: np.ndarray, **test: np.ndarray) -> str:
+    x = np.random.default_rng(0).random((len(y), 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, **test)
+    with pytest.raises(DataError) as err:
+        load_dataset("npz", root=str(tmp_path / "d.npz"))
+    return _one_line(err)
+
+
+@pytest.mark.parametrize("period", [5, 10])
+def test_labels_that_cycle_with_the_test_split_are_told_to_shuffle_not_remap(tmp_path, period):
+    text = _npz_error(tmp_path, np.arange(40) % period)  # labels already 0..K-1
+    assert "remap" not in text and "every 5th row" in text, text
+    assert "shuffle the rows, or give test arrays" in text, text
+    assert text.startswith("class(es) 0" + (", 5" if period == 10 else "") + " have no training")
+
+
+def test_a_class_only_in_the_given_test_arrays_is_named_as_such(tmp_path):
+    y = np.arange(20) % 2
+    text = _npz_error(tmp_path, y, x_test=np.zeros((3, 4, 4), np.float32),
+                      y_test=np.array([0, 1, 2]))  # fmt: skip
+    assert "class(es) 2 have test rows but no training rows" in text and "remap" not in text
+
+
+def test_labels_that_skip_a_class_say_which_values_they_hold(tmp_path):
+    text = _npz_error(tmp_path, np.arange(40) % 4 + 1)  # 1..4
+    assert "class(es) 0 have no training rows" in text and "labels found: 1..4" in text, text
+    assert "remap the labels to 0..K-1" in text
+
+
+def test_text_labels_in_an_npz_are_told_how_to_become_class_indices(tmp_path):
+    text = _npz_error(tmp_path, np.array(["cat", "dog"] * 10))
+    assert "d.npz" in text and "y_train holds text labels ('cat', 'dog')" in text, text
+    assert "class_names" in text and "np.unique" in text
+
+
+def test_labels_both_sparse_and_cyclic_get_both_fixes_in_one_line(tmp_path):
+    text = _npz_error(tmp_path, np.array([0, 2, 4, 6, 8] * 8))
+    assert text.startswith("class(es) 0 have no training rows: all their rows are every 5th")
+    assert text.endswith("class(es) 1, 3, 5, 7 have no rows at all: remap the labels to 0..K-1")

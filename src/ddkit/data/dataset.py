@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -363,9 +364,13 @@ def stratified_split(
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
 
 
-def count_classes(y: torch.Tensor, yt: torch.Tensor, num_classes: object) -> int:
+def count_classes(
+    y: torch.Tensor, yt: torch.Tensor, num_classes: object, *, convention: bool = False
+) -> int:
     """The number of classes: ``num_classes`` or ``max label + 1``, checked so that there
-    are at least two classes and every class has a training row."""
+    are at least two classes and every class has a training row. ``convention``: the test
+    rows ``yt`` are the every-5th rows of the given ones (no test arrays were given), which
+    the advice for a class found only there names."""
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
             raise ConfigError(f"num_classes must be an integer, got {num_classes!r}")
@@ -395,12 +400,47 @@ def count_classes(y: torch.Tensor, yt: torch.Tensor, num_classes: object) -> int
         )
     if len(present) < k:
         empty = sorted(set(range(k)) - set(present.tolist()))
-        shown = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
-        raise DataError(
-            f"class(es) {shown} have no training rows ({len(empty)} of {k} classes empty); "
-            "remap the labels to 0..K-1 so that every class has training rows"
-        )
+        _refuse_empty_classes(empty, k, y, yt, convention)
     return k
+
+
+def _refuse_empty_classes(
+    empty: list[int], k: int, y: torch.Tensor, yt: torch.Tensor, convention: bool
+) -> NoReturn:
+    """The one-line refusal of classes without training rows, with the advice that fits:
+    rows only in the test split (the every-5th rows under ``convention``: shuffle, or give
+    test arrays), or no rows at all (labels that are not 0..K-1: remap them)."""
+    tested = set(yt.tolist())
+    in_test = [c for c in empty if c in tested]
+    nowhere = [c for c in empty if c not in tested]
+    if in_test:
+        also = (f"; class(es) {_classes(nowhere)} have no rows at all: remap the labels to "
+                "0..K-1" if nowhere else "")  # fmt: skip
+        shown = _classes(in_test)
+        if convention:
+            raise DataError(
+                f"class(es) {shown} have no training rows: all their rows are every 5th row from "
+                "the first, the test split when no test arrays are given (labels that repeat "
+                "with a period of 5, or a multiple of 5, do this); shuffle the rows, or give "
+                f"test arrays (x_test, y_test){also}"
+            )
+        raise DataError(
+            f"class(es) {shown} have test rows but no training rows; give every class training "
+            f"rows, or drop those classes from the test arrays{also}"
+        )
+    values = sorted(set(y.tolist()) | set(yt.tolist()))
+    found = (f"{values[0]}..{values[-1]}" if values[-1] - values[0] == len(values) - 1
+             else ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else ""))  # fmt: skip
+    raise DataError(
+        f"class(es) {_classes(empty)} have no training rows ({len(empty)} of {k} classes empty; "
+        f"labels found: {found}); remap the labels to 0..K-1 so that every class has training "
+        "rows (np.unique(labels, return_inverse=True) does)"
+    )
+
+
+def _classes(ids: list[int]) -> str:
+    """Up to 8 class indices, for a message."""
+    return ", ".join(map(str, ids[:8])) + (", ..." if len(ids) > 8 else "")
 
 
 def from_arrays(
@@ -455,7 +495,7 @@ def from_arrays(
         )
     if len(x) == 0:
         raise DataError("the train split is empty; give training rows")
-    k = count_classes(y, yt, num_classes)
+    k = count_classes(y, yt, num_classes, convention=test_images is None)
     if class_names and len(class_names) != k:
         raise DataError(f"{len(class_names)} class names for {k} classes")
     mean, std = column_stats(x, tuple(columns))

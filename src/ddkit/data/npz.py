@@ -108,6 +108,14 @@ def read_npz(path: PathLike) -> RawData:
     _check_pair(x_train, y_train, f"{path} (train)")
     if x_test is not None:
         _check_pair(x_test, y_test, f"{path} (test)")
+    for key, labels in ((keys[1], y_train), (keys[3], y_test)):
+        if labels is not None and labels.dtype.kind in "US":
+            seen = ", ".join(repr(str(v)) for v in np.unique(labels)[:3])
+            raise DataError(
+                f"{path}: {key} holds text labels ({seen}); store class indices 0..K-1 there and "
+                "the names as class_names (names, y = np.unique(labels, return_inverse=True), "
+                "over the train and test labels together)"
+            )
     class_names = None
     if "class_names" in arrays:
         names = arrays["class_names"]

@@ -163,3 +163,36 @@ def test_regen_crop_boxes_outside_the_image_are_refused(tmp_path, box):
     with pytest.raises(FileFormatError, match="outside the") as err:
         SyntheticSet.load(folder)
     assert "\n" not in str(err.value) and f"{h}x{w}" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- lgm
+def _lgm_backbone(size: int) -> torch.nn.Module:
+    from ddkit.models import create_model
+
+    return create_model("convnet2-w8", num_classes=10, in_channels=1, image_size=size)
+
+
+def test_lgm_views_beyond_memory_are_refused_before_the_backbone_is_built(tmp_path):
+    from ddkit.errors import ConfigError
+    from ddkit.methods import create_method
+
+    train = tiny_digits().train
+    m = create_method("lgm", views=100_000_000, backbone="convnet2-w8",
+                      teacher_cache=str(tmp_path / "teachers"))  # fmt: skip
+    with pytest.raises(ConfigError, match="views") as err:
+        m.fit(train, 1, iterations=1, progress=False)
+    assert "\n" not in str(err.value) and "GiB" in str(err.value)
+    assert not (tmp_path / "teachers").exists()  # no teacher was trained for it
+
+
+def test_lgm_refuses_a_backbone_made_for_another_image_size():
+    from ddkit.errors import ConfigError
+    from ddkit.methods import create_method
+
+    train = tiny_digits().train
+    h, w = train.spec.image_size
+    kw = {"views": 1, "batch_real": 2, "iterations": 1, "augment": "none"}
+    with pytest.raises(ConfigError, match=f"made for 1x28x28 images, the data has 1x{h}x{w}"):
+        create_method("lgm", backbone=_lgm_backbone(28), **kw).fit(train, 1, progress=False)
+    made = create_method("lgm", backbone=_lgm_backbone(h), **kw).fit(train, 1, progress=False)
+    assert made.images.shape[1:] == (1, h, w)  # one made for the data's shape is used

@@ -46,6 +46,7 @@ output, flattened. Sets are judged by linear probes on several backbones:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -55,10 +56,12 @@ import torch
 import torch.nn.functional as F
 
 from ddkit.data.dataset import ImageDataset, class_labels, denormalise
+from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.probe import FeatureFn, FrozenBackbone, is_model_name, resolve_backbone
 from ddkit.eval.teacher import DEFAULT_MODEL
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.common import initial_images, make_augment
 from ddkit.methods.config import (
@@ -115,6 +118,20 @@ def _check_backbone(value: Any) -> None:
         raise ConfigError(
             f"backbone {text!r} is neither a ddkit model name nor a folder; name a model "
             "(ddkit list --models), a teacher folder, or pass an nn.Module from Python"
+        )
+
+
+def _check_input_shape(backbone: FrozenBackbone, spec: DatasetSpec) -> None:
+    """Refuse in one line a backbone network made for images of another shape than the data's
+    (its ``input_shape``: :func:`ddkit.models.create_model` records it): its ``embed`` would run
+    on them, and its features would say nothing."""
+    made_for = getattr(backbone.module, "input_shape", None)
+    given = (spec.channels, *spec.image_size)
+    if made_for is not None and tuple(made_for) != tuple(given):
+        shown = "x".join(str(v) for v in made_for)
+        raise ConfigError(
+            f"backbone {backbone.name!r} was made for {shown} images, the data has "
+            f"{'x'.join(str(v) for v in given)}; use a backbone made for the data's shape"
         )
 
 
@@ -237,9 +254,16 @@ class LGM(Distiller):
         self, train: ImageDataset, ipc: int, generator: torch.Generator, iterations: int
     ) -> None:
         cfg, spec = self.config, train.spec
+        n, pixels = spec.num_classes * ipc, spec.channels * math.prod(spec.image_size)
+        check_memory(  # before the backbone is built or trained
+            f"lgm's {cfg.views:,} augmented views of {n:,} synthetic images per step",
+            cfg.views * n * pixels * train.images.element_size(),
+            "lower views",
+        )
         self.device_ = resolve_device(cfg.device, train.images)
         self.real_ = train if train.images.device == self.device_ else train.to(self.device_)
         self.backbone_ = self._backbone(self.real_)
+        _check_input_shape(self.backbone_, spec)
         self.dsa_ = make_augment(cfg.augment, spec)
         per_class = ipc * cfg.views if cfg.batch_real == "auto" else cfg.batch_real
         self.batch_real_ = min(int(per_class), min(train.class_counts))

@@ -196,3 +196,30 @@ def test_lgm_refuses_a_backbone_made_for_another_image_size():
         create_method("lgm", backbone=_lgm_backbone(28), **kw).fit(train, 1, progress=False)
     made = create_method("lgm", backbone=_lgm_backbone(h), **kw).fit(train, 1, progress=False)
     assert made.images.shape[1:] == (1, h, w)  # one made for the data's shape is used
+
+
+# ----------------------------------------------------------------------------- recipes
+def test_a_recipe_whose_settings_checksum_was_deleted_is_not_used_as_recorded(tmp_path, capsys):
+    import json
+
+    from ddkit.data.synthetic import META_FILE, SETTINGS_KEY
+    from ddkit.eval.recipe import RECIPE_KEY, intended_protocol, set_recipe
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    config = {**method_test_overrides("dm"), "model": "convnet2"}
+    syn = create_method("dm", **config).fit(tiny_digits().train, 1, seed=0, progress=False)
+    folder = syn.save(tmp_path / "set")
+    assert set_recipe(SyntheticSet.load(folder)).source == "recorded"  # as saved: vouched for
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["provenance"][RECIPE_KEY]["protocol"]["epochs"] = 7  # an edit ...
+    del meta[SETTINGS_KEY]  # ... whose checksum was deleted rather than forged
+    (folder / META_FILE).write_text(json.dumps(meta))
+    loaded = SyntheticSet.load(folder)
+    recipe = set_recipe(loaded)
+    assert recipe.source == "unchecked" and recipe.distilled_with is None
+    assert recipe.protocol.name == intended_protocol(loaded) and recipe.protocol.epochs != 7
+    args = ["evaluate", str(folder), "--dataset", "digits", "--runs", "1", "--epochs", "1"]
+    assert main([*args, "--quiet", "--out", str(tmp_path / "eval.json")]) == 0
+    said = capsys.readouterr().out
+    assert f"no {SETTINGS_KEY}" in said and "recorded in the set" not in said

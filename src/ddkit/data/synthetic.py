@@ -74,6 +74,12 @@ def _version() -> str:
     return __version__
 
 
+#: provenance key a loaded set gets when its meta.json has no settings checksum
+#: (``settings_sha256`` deleted after an edit, or a set saved before there was one): what it
+#: records of how it was made (its evaluation recipe) is then not vouched for
+UNCHECKED_KEY = "settings_unchecked"
+
+
 @dataclass(eq=False)
 class SyntheticSet:
     """A small labelled image set: images ``(N, C, H, W)`` in the spec's normalised space,
@@ -352,7 +358,9 @@ class SyntheticSet:
         decoded = bool(meta.get("images_decoded"))
         lr = float(tensors["lr"].item()) if "lr" in tensors else None
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
-        provenance = meta.get("provenance", {})
+        provenance = {k: v for k, v in meta.get("provenance", {}).items() if k != UNCHECKED_KEY}
+        if SETTINGS_KEY not in meta:  # nothing vouches for its recorded settings (a recipe)
+            provenance[UNCHECKED_KEY] = True
         try:  # crop boxes that labels are regenerated from, or views replayed by
             check_view_boxes(extras, spec.image_size, num_images)
         except DataError as e:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ddkit.data.synthetic import SyntheticSet
+from ddkit.data.synthetic import SETTINGS_KEY, UNCHECKED_KEY, SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 
@@ -33,8 +33,9 @@ class SetRecipe:
     ``protocol``: the evaluation protocol (its ``models`` are the network the set was distilled
     with where that is a model ddkit can build); ``distilled_with``: that network's name
     (``None`` for sets no network made, e.g. coresets or kernel methods); ``source``:
-    ``"recorded"`` (written by the method that made the set) or ``"labels"`` (chosen now from
-    the set's labels and rows, for a set saved without a recipe).
+    ``"recorded"`` (written by the method that made the set), ``"labels"`` (chosen now from
+    the set's labels and rows, for a set saved without a recipe) or ``"unchecked"`` (chosen so
+    too: the set records a recipe, but its meta.json has no settings checksum to vouch for it).
     """
 
     protocol: EvalProtocol
@@ -44,11 +45,12 @@ class SetRecipe:
     def describe(self) -> str:
         """One line for the user: which protocol, with what, and why."""
         p = self.protocol
-        why = (
-            "recorded in the set by the method that made it"
-            if self.source == "recorded"
-            else "chosen from the set's labels: it records no recipe"
-        )
+        why = {
+            "recorded": "recorded in the set by the method that made it",
+            "unchecked": "chosen from the set's labels: the recipe it records is not used, as "
+            f"its meta.json has no {SETTINGS_KEY} (edited after saving, or saved by an older "
+            "ddkit)",
+        }.get(self.source, "chosen from the set's labels: it records no recipe")
         return (
             f"protocol {p.name} ({p.epochs} epochs, {', '.join(p.models)}), {why}; "
             "--protocol NAME to choose another"
@@ -87,10 +89,12 @@ def make_recipe(
 def set_recipe(syn: SyntheticSet) -> SetRecipe:
     """The recipe ``syn`` records, else the one its labels call for. A recorded recipe that is
     not a valid protocol (a hand-edited file whose checksum was recomputed) is refused in one
-    line."""
+    line; one that no settings checksum covers (a loaded set marked :data:`UNCHECKED_KEY`:
+    ``settings_sha256`` deleted after an edit) is not used."""
     recorded = syn.meta.get(RECIPE_KEY)
-    if recorded is None:
-        return SetRecipe(get_protocol(intended_protocol(syn)), None, "labels")
+    if recorded is None or syn.meta.get(UNCHECKED_KEY):  # none, or one nothing vouches for
+        source = "labels" if recorded is None else "unchecked"
+        return SetRecipe(get_protocol(intended_protocol(syn)), None, source)
     try:
         if not isinstance(recorded, dict) or not isinstance(recorded.get("protocol"), dict):
             raise ConfigError("it is not an object with a 'protocol' object")

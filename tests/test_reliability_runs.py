@@ -223,3 +223,41 @@ def test_a_recipe_whose_settings_checksum_was_deleted_is_not_used_as_recorded(tm
     assert main([*args, "--quiet", "--out", str(tmp_path / "eval.json")]) == 0
     said = capsys.readouterr().out
     assert f"no {SETTINGS_KEY}" in said and "recorded in the set" not in said
+
+
+# ----------------------------------------------------------------------------- option values
+@pytest.mark.parametrize(
+    "command",
+    [
+        [*RANDOM_RUN, "--device", "meta"],
+        ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--set", "device=meta"],
+        ["evaluate", "run", "--protocol", "smoke", "--device", "meta"],
+    ],
+)
+def test_a_device_ddkit_does_not_compute_on_is_refused_in_one_line(run_folder, command, capsys):
+    before = _files(run_folder)
+    old = os.getcwd()
+    os.chdir(run_folder)
+    try:
+        code = main([*command, "--quiet", "--out", "elsewhere"])
+    finally:
+        os.chdir(old)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'meta'" in err and "cpu, cuda" in err, err
+    assert _files(run_folder) == before and not (run_folder / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("lr", [[0.1, 0.2], (0.1, 0.2), torch.tensor([0.1, 0.2]), "0.1,0.2"])
+def test_a_set_whose_learned_lr_is_not_one_number_is_refused(tmp_path, lr):
+    from ddkit.errors import DataError
+
+    train = tiny_digits().train
+    real = SyntheticSet.from_real(train, torch.arange(4))
+    with pytest.raises(DataError, match="learned lr must be"):
+        SyntheticSet(real.images, real.labels, real.spec, lr=lr)
+    folder = SyntheticSet(real.images, real.labels, real.spec, lr=0.01).save(tmp_path / "set")
+    assert SyntheticSet.load(folder).lr == pytest.approx(0.01)  # as saved: one number
+    _rewrite_tensors(folder, {"lr": torch.tensor([0.1, 0.2])})
+    with pytest.raises(FileFormatError, match="learned lr must be one number") as err:
+        SyntheticSet.load(folder)
+    assert "\n" not in str(err.value)

@@ -159,8 +159,17 @@ def check_device(value: Any) -> bool:
         raise ConfigError(
             f"device {value!r} is not a torch device (e.g. 'cpu', 'cuda:0')"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: nothing ddkit computes on
+        raise ConfigError(
+            f"device {value!r} is not one ddkit computes on: use cpu, cuda[:N] or mps"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {value!r} is not available: this torch has no usable CUDA")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {value!r} is not available: this machine has {torch.cuda.device_count()} "
+            "CUDA device(s), numbered from 0"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {value!r} is not available on this machine")
     return True

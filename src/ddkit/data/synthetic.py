@@ -74,6 +74,25 @@ def _version() -> str:
     return __version__
 
 
+def _one_lr(value: Any) -> float:
+    """A set's learned learning rate as one float: one finite positive number (a tensor or
+    list of one counts), else a one-line :class:`DataError`."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        value = value.tolist()
+    items = value if isinstance(value, list | tuple) else [value]
+    while len(items) == 1 and isinstance(items[0], list | tuple):
+        items = items[0]
+    if len(items) != 1 or isinstance(items[0], bool | str):
+        raise DataError(f"learned lr must be one number, got {value!r}")
+    try:
+        lr = float(items[0])
+    except (TypeError, ValueError):
+        raise DataError(f"learned lr must be a number, got {value!r}") from None
+    if not np.isfinite(lr) or lr <= 0:
+        raise DataError(f"learned lr must be a positive finite number, got {lr}")
+    return lr
+
+
 #: provenance key a loaded set gets when its meta.json has no settings checksum
 #: (``settings_sha256`` deleted after an edit, or a set saved before there was one): what it
 #: records of how it was made (its evaluation recipe) is then not vouched for
@@ -131,9 +150,7 @@ class SyntheticSet:
         if self.regression and self.labels.ndim != 2:
             raise DataError("regression labels must be vectors (N, K)")
         if self.lr is not None:
-            self.lr = float(self.lr)
-            if not np.isfinite(self.lr) or self.lr <= 0:
-                raise DataError(f"learned lr must be a positive finite number, got {self.lr}")
+            self.lr = _one_lr(self.lr)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -356,7 +373,7 @@ class SyntheticSet:
             FileFormatError,
         )
         decoded = bool(meta.get("images_decoded"))
-        lr = float(tensors["lr"].item()) if "lr" in tensors else None
+        lr = tensors.get("lr")  # one number, checked by the set
         extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         provenance = {k: v for k, v in meta.get("provenance", {}).items() if k != UNCHECKED_KEY}
         if SETTINGS_KEY not in meta:  # nothing vouches for its recorded settings (a recipe)

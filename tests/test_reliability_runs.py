@@ -261,3 +261,20 @@ def test_a_set_whose_learned_lr_is_not_one_number_is_refused(tmp_path, lr):
     with pytest.raises(FileFormatError, match="learned lr must be one number") as err:
         SyntheticSet.load(folder)
     assert "\n" not in str(err.value)
+
+
+def test_a_dry_run_says_what_it_times_before_it_starts(tmp_path, capsys, monkeypatch):
+    import ddkit.runs as runs
+
+    said = []
+
+    def estimate(**kwargs):  # what was said before the measuring began
+        said.append(capsys.readouterr().err)
+        return runs.CostEstimate(0.0, 0.0, 1)
+
+    monkeypatch.setattr(runs, "estimate_distill", estimate)
+    argv = ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--dry-run"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert len(said) == 1 and "timing dm's set-up" in said[0] and said[0].count("\n") == 1
+    assert main([*argv, "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert said[1] == ""  # --quiet: nothing but the estimate

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
 from ddkit.errors import ConfigError
@@ -109,6 +110,13 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     from ddkit.runs import estimate_distill
 
     startup = process_seconds()  # the real command starts as this one did
+    if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs
+        print(
+            f"--dry-run: timing {args.method}'s set-up and its first iterations on {dataset} "
+            f"at IPC {args.ipc}, here, in memory ...",
+            file=sys.stderr,
+            flush=True,
+        )
     cost = estimate_distill(
         dataset=dataset,
         method=args.method,

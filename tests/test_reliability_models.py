@@ -310,3 +310,19 @@ def test_a_teacher_that_agrees_with_its_labels_is_not_warned_about(tiny, tmp_pat
             load_network(folder, spec=spec)
         assert len(_agreement_warnings(caught)) == warned
     assert 1 / 2 < untrained_below(2) < 1  # two classes: a bar below certainty
+
+
+def test_a_model_size_is_remembered_per_default_dtype() -> None:
+    """A size counted while float64 was the default (an exact-mode test) is not reused for a
+    float32 model, whose weights take half the bytes."""
+    from ddkit.models.registry import model_size
+
+    kw = {"num_classes": 10, "in_channels": 1, "image_size": 8}
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = model_size("convnet2-w8", **kw)
+    finally:
+        torch.set_default_dtype(previous)
+    narrow = model_size("convnet2-w8", **kw)
+    assert previous == torch.float32 and wide[1] == 2 * narrow[1]

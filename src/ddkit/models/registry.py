@@ -93,18 +93,18 @@ def model_size(
 ) -> tuple[int, int] | None:
     """``(parameters, bytes of parameters and buffers)`` of model ``name`` as
     :func:`create_model` would build it, counted on a copy built on the meta device (nothing
-    allocated, the global RNG untouched; remembered per name and shape); ``None`` for a model
-    that cannot be built there."""
+    allocated, the global RNG untouched; remembered per name, shape and default dtype, which
+    sets the bytes of each weight); ``None`` for a model that cannot be built there."""
     key = (str(name), int(num_classes), int(in_channels), _hw(image_size))
     try:
-        return _remembered_size(*key, tuple(sorted(kw.items())))
+        return _remembered_size(*key, tuple(sorted(kw.items())), torch.get_default_dtype())
     except TypeError:  # an unhashable keyword: counted every time
         return _meta_size(*key, kw)
 
 
 @functools.lru_cache(maxsize=256)
 def _remembered_size(
-    name: str, num_classes: int, in_channels: int, image_size: tuple, kw: tuple
+    name: str, num_classes: int, in_channels: int, image_size: tuple, kw: tuple, dtype: torch.dtype
 ) -> tuple[int, int] | None:
     return _meta_size(name, num_classes, in_channels, image_size, dict(kw))
 

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DDKitError, FileFormatError

@@ -69,6 +69,8 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (RANDOM_RUN, "run/synthetic/inner", ["saved set"]),
         (RANDOM_RUN, "run/checkpoint", ["run folder"]),
         (["teacher", "--epochs", "1"], "run", ["run folder"]),
+        (["app", "continual"], "run", ["run folder"]),
+        (["audit", "privacy"], "run/synthetic", ["saved set"]),
     ],
 )
 def test_no_out_writes_over_a_saved_set_or_a_runs_own_files(run_folder, command, out, words):

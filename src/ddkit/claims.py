@@ -178,9 +178,9 @@ def hold_output(args: Any, what: str, name: str, *, shared: bool = False) -> Ite
     """``args.out`` (a command's parsed options) created and held for the block by the command
     ``name`` (:func:`hold_folder`, keyed by :func:`command_key` of its options); ``what`` names
     the folder in a refusal (``"audit folder"``)."""
-    from ddkit.io import ensure_writable_dir
+    from ddkit.io import check_out, ensure_writable_dir
 
-    out = ensure_writable_dir(args.out)
+    out = ensure_writable_dir(check_out(args.out, folder=True))  # never a set or a run folder
     with hold_folder(out, what, command_key({**vars(args), "command": name}), shared=shared):
         yield out
 

@@ -3,9 +3,13 @@ logs, notebooks' captured output), behind one small interface."""
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 import time
 from typing import IO, Literal
+
+from ddkit.errors import ConfigError
 
 ProgressSetting = bool | Literal["auto", "bar", "lines"] | None
 
@@ -38,6 +42,27 @@ def clock(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str | float, what: str = "--budget") -> float:
+    """Seconds of a duration written as ``90`` or ``90s``, ``30m``, ``1.5h`` or ``1h30m``; zero,
+    negative, infinite or other spellings raise one ``ConfigError`` line naming ``what``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.fullmatch(str(text).strip().lower())
+        if not match or not any(match.groups()):
+            raise ConfigError(
+                f"{what} {text!r} is not a duration; write e.g. 90s, 30m, 1.5h or 1h30m"
+            )
+        h, m, sec = (float(g) if g else 0.0 for g in match.groups())
+        seconds = 3600 * h + 60 * m + sec
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{what} must be a positive, finite duration, got {text!r}")
+    return seconds
 
 
 def _shown(value: float) -> str:

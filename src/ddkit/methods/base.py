@@ -58,6 +58,9 @@ class Callback:
     def on_start(self, method: Distiller, total: int, start: int) -> None: ...
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None: ...
     def on_end(self, method: Distiller, result: SyntheticSet) -> None: ...
+    def stop_requested(self) -> bool:
+        """Whether the fit should end after the step just made (a resumable, valid set)."""
+        return False
 
 
 class ProgressReport(Callback):
@@ -230,17 +233,22 @@ class Distiller:
             callbacks = [*callbacks, ProgressReport(f"{self.name} ipc={ipc}", progress)]
         for cb in callbacks:
             cb.on_start(self, total, first)
-        t0 = time.perf_counter()
+        t0, done = time.perf_counter(), first
         for it in range(first, total):
             metrics = self.step(it)
             for cb in callbacks:
                 cb.on_step_end(self, it, metrics)
             done = it + 1
-            if ckpt is not None and (done % checkpoint_every == 0 or done == total):
+            stop = any(cb.stop_requested() for cb in callbacks)
+            if ckpt is not None and (done % checkpoint_every == 0 or done == total or stop):
                 save = functools.partial(self._save_checkpoint, ckpt, done, seed, ipc, total)
                 distributed.main_only(save)
+            if stop:
+                break
         out = self.result().to("cpu")  # computed anywhere, a set is returned on the CPU
-        out.meta = {**out.meta, **self._provenance(total, time.perf_counter() - t0)}
+        out.meta = {**out.meta, **self._provenance(done, time.perf_counter() - t0)}
+        if done < total:  # stopped early (a time budget): resumable towards the planned total
+            out.meta["planned_iterations"] = total
         out.meta[RECIPE_KEY] = make_recipe(out, self.distilled_with(), self.recipe_protocol)
         for cb in callbacks:
             cb.on_end(self, out)

@@ -1,0 +1,95 @@
+"""Time budgets (issue 82): a fit under ``TimeBudget`` says once how many iterations fit, stops
+there with a valid set, and ``--resume`` continues it to the uninterrupted run's set."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddkit.errors import ConfigError
+from ddkit.methods import create_method
+from ddkit.methods.base import Callback
+from ddkit.methods.time_budget import TimeBudget
+from ddkit.progress import parse_duration
+from ddkit.testing_data import tiny_digits
+
+
+class FakeClock(Callback):
+    """A clock that advances ``per_step`` seconds at each step's end (listed before the budget,
+    so the budget sees the step's time)."""
+
+    def __init__(self, per_step: float) -> None:
+        self.t, self.per_step = 0.0, per_step
+
+    def __call__(self) -> float:
+        return self.t
+
+    def on_step_end(self, method, iteration, metrics) -> None:  # noqa: ANN001
+        self.t += self.per_step
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800),
+                                               ("1.5h", 5400), ("1h30m", 5400), (45, 45)])  # fmt: skip
+def test_durations_are_read_in_the_usual_spellings(text, seconds) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "inf", "nan", "", "1x", "m", float("nan")])
+def test_other_durations_are_refused_in_one_line(text) -> None:
+    with pytest.raises(ConfigError, match="--budget") as err:
+        parse_duration(text)
+    assert "\n" not in str(err.value)
+
+
+def _dm():
+    return create_method("dm", batch_real=8, augment="none")
+
+
+def test_a_budget_stops_where_the_measured_pace_says_and_says_so_once(tmp_path) -> None:
+    train, lines = tiny_digits().train, []
+    clock = FakeClock(per_step=1.0)
+    budget = TimeBudget(10.5, started=0.0, say=lines.append, now=clock)
+    syn = _dm().fit(train, 1, iterations=40, seed=0, callbacks=[clock, budget], progress=False,
+                    checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
+    assert syn.meta["iterations"] == 10 and syn.meta["planned_iterations"] == 40
+    assert len(lines) == 1 and "10 of 40 iterations fit" in lines[0]
+    assert torch.isfinite(syn.images).all()
+
+
+def test_a_stopped_run_resumes_to_the_uninterrupted_set(tmp_path) -> None:
+    train = tiny_digits().train
+    whole = _dm().fit(train, 1, iterations=12, seed=0, progress=False)
+    clock = FakeClock(per_step=1.0)
+    budget = TimeBudget(5.5, started=0.0, say=lambda _: None, now=clock)
+    ckpt = tmp_path / "ckpt"
+    part = _dm().fit(train, 1, iterations=12, seed=0, callbacks=[clock, budget],
+                     checkpoint_dir=ckpt, progress=False)  # fmt: skip
+    assert part.meta["iterations"] == 5 and not torch.equal(part.images, whole.images)
+    rest = _dm().fit(train, 1, iterations=12, seed=0, checkpoint_dir=ckpt, resume=True,
+                     progress=False)  # fmt: skip
+    assert rest.meta["iterations"] == 12 and "planned_iterations" not in rest.meta
+    assert torch.equal(rest.images, whole.images)
+
+
+def test_a_step_that_would_overrun_is_not_started() -> None:
+    """The pace changes after the plan: the deadline still holds."""
+    train, clock = tiny_digits().train, FakeClock(per_step=1.0)
+    budget = TimeBudget(6.5, started=0.0, say=lambda _: None, now=clock)
+
+    class Slower(Callback):
+        def on_step_end(self, method, iteration, metrics) -> None:  # noqa: ANN001
+            if iteration >= 3:
+                clock.t += 2.0  # steps now take three seconds
+
+    syn = _dm().fit(train, 1, iterations=40, seed=0, callbacks=[clock, Slower(), budget],
+                    progress=False)  # fmt: skip
+    assert clock.t <= 6.5 + 3.0 and syn.meta["iterations"] < 6
+
+
+def test_a_budget_that_fits_everything_runs_everything() -> None:
+    lines: list[str] = []
+    clock = FakeClock(per_step=1.0)
+    budget = TimeBudget(100.0, started=0.0, say=lines.append, now=clock)
+    syn = _dm().fit(tiny_digits().train, 1, iterations=5, seed=0, callbacks=[clock, budget],
+                    progress=False)  # fmt: skip
+    assert syn.meta["iterations"] == 5 and "all 5 iterations fit" in lines[0]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ddkit.data import load_dataset
-from ddkit.data.cache import CACHE_MODE_ENV
+from ddkit.data.cache import BUILD_MARKER, CACHE_MODE_ENV
 from ddkit.errors import ConfigError, DataError, FileFormatError
 
 NAMES = ["cat", "dog", "emu"]
@@ -139,8 +139,9 @@ def test_a_cache_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, mon
 def test_a_killed_builds_leftovers_are_removed_by_the_next_build(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_MODE_ENV, "always")
     root = _as_folder(tmp_path / "folder")
-    stale = root / ".ddkit-cache" / ".abc.tmp-999999999"  # no such process
+    stale = root / ".ddkit-cache" / ".abc.tmp-999999999"
     (stale / "x").mkdir(parents=True)
+    (stale / BUILD_MARKER).write_text("999999999")  # ddkit's build, by no running process
     load_dataset("imagefolder", root=str(root))
     assert not stale.exists()
 

@@ -55,6 +55,7 @@ from ddkit.data.folders import (
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError
 from ddkit.io import atomic_write_json, process_alive, read_json
+from ddkit.meter import check_memory
 
 #: Decoded float32 images of at least this many bytes go through the cache under ``auto``.
 CACHE_FROM_BYTES = 2**30
@@ -65,6 +66,9 @@ CACHE_MODES = ("auto", "always", "never")
 CACHE_FORMAT = 2  # 2: the std rounded to float32 as torch computes it
 _BLOCK = 4096  # rows normalised at once
 _INDEX = "index.json"
+#: The file a build writes first into its temporary folder (holding its process id): the
+#: cleanup of killed builds deletes only folders that hold it.
+BUILD_MARKER = ".ddkit-build"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ def load_listing(
         raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
     plan = plan_decode(listing)
     if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
+        check_memory(
+            f"{listing.where}: its {listing.total:,} images decoded in memory (float32)",
+            _float_bytes(listing, plan),
+            f"set ${CACHE_MODE_ENV}=always (the memory-mapped cache) or pass a smaller image_size",
+            DataError,
+        )
         rows = _decode(
             listing, plan, lambda split, n: np.empty((n, *plan.shape), np.float32), sum_stats=False
         )
@@ -111,10 +121,17 @@ def load_listing(
 
 def _remove_dead_builds(parent: Path) -> None:
     """Delete the temporary folders of builds whose process no longer runs (a killed build
-    leaves its ``.<key>.tmp-<pid>`` behind)."""
+    leaves its ``.<key>.tmp-<pid>`` behind): only folders holding ddkit's own
+    :data:`BUILD_MARKER`, which names the building process; anything else is left alone."""
     for tmp in parent.glob(".*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if tmp.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+        marker = tmp / BUILD_MARKER
+        if tmp.is_symlink() or not tmp.is_dir() or marker.is_symlink() or not marker.is_file():
+            continue
+        try:
+            pid = marker.read_text(encoding="ascii", errors="replace")[:32].strip()
+        except OSError:
+            continue
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -193,9 +210,11 @@ def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # no
             f"${CACHE_DIR_ENV} to a folder on a larger disk"
         )
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if (tmp / BUILD_MARKER).is_file():  # this process's own build, failed earlier
+        shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        (tmp / BUILD_MARKER).write_text(str(os.getpid()))
         rows = _decode(
             listing,
             plan,

@@ -5,12 +5,21 @@ class names, the size to resize to), built from the file names alone; decoding i
 step, done into memory (:func:`decode_listing`) or into a memory-mapped cache
 (:mod:`ddkit.data.cache`) when the data is large. Readers of the ImageNet family's layouts
 (:mod:`ddkit.data.layouts`) build listings too.
+
+Data stays in its folder: every file and class folder a listing names must resolve (links
+followed) to a regular file or folder under the data root -- a link out of it, a FIFO, a device
+is refused in one line (:func:`inside_root`), and nothing is opened to find out. A link farm
+that points elsewhere on purpose names its targets' folders in ``$DDKIT_DATA_ALLOW_ROOT``
+(folders separated by ``:``). Before decoding, the images' headers give their decoded bytes,
+checked against the memory budget (:func:`~ddkit.meter.check_memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +30,7 @@ import numpy as np
 from ddkit.data.builtin import RawData
 from ddkit.data.readers import PathLike, _one_line, _root_dir
 from ddkit.errors import ConfigError, DataError, FileFormatError
+from ddkit.meter import check_memory
 from ddkit.progress import Progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -32,6 +42,8 @@ MAX_DECODE_WORKERS = 8
 DECODE_PIECE = 64
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
 _GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
+#: environment variable: more folders (``:``-separated) the files of a data folder may link to
+ALLOW_ROOT_ENV = "DDKIT_DATA_ALLOW_ROOT"
 
 
 class ImageRef(Protocol):
@@ -92,16 +104,77 @@ def image_size_of(image_size: int | tuple[int, int] | None) -> tuple[int, int] |
     return int(hw[0]), int(hw[1])
 
 
-def _list_classes(folder: Path) -> dict[str, list[Path]]:
+@functools.lru_cache(maxsize=64)
+def _allowed_roots(root: Path, extra: str) -> tuple[Path, ...]:
+    """``root`` and the folders named in ``extra`` (``$DDKIT_DATA_ALLOW_ROOT``), resolved."""
+    named = [Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()]
+    return tuple(p.resolve() for p in (root, *named))
+
+
+def inside_root(path: Path, root: Path, where: str, *, folder: bool = False) -> Path:
+    """``path`` resolved (links followed), when it lies under ``root`` (or a folder named in
+    ``$DDKIT_DATA_ALLOW_ROOT``) and is a regular file (``folder``: a folder); else a one-line
+    :class:`DataError`. Only ``stat`` is called: a FIFO is never opened, so never waited on."""
+    try:
+        real = path.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links
+        why = err.strerror if isinstance(err, OSError) and err.strerror else "a loop of links"
+        raise DataError(f"{where}: {str(path)!r} cannot be read ({why}); remove it") from None
+    allowed = _allowed_roots(root, os.environ.get(ALLOW_ROOT_ENV, ""))
+    if not any(real.is_relative_to(r) for r in allowed):
+        raise DataError(
+            f"{where}: {str(path)!r} leads outside the data folder {str(root)!r} (to "
+            f"{str(real)!r}); copy it into the folder, or name its folder in ${ALLOW_ROOT_ENV}"
+        )
+    if not (stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)):
+        kind = "folder" if folder else "regular file"
+        raise DataError(f"{where}: {str(path)!r} is not a {kind}; replace it with one")
+    return real
+
+
+def _check_name(path: Path, where: str) -> None:
+    """Refuse a class folder whose name holds a control character (a newline, a tab...)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path.name):
+        raise DataError(
+            f"{where}: class folder {str(path)!r} has a control character in its name; rename it"
+        )
+
+
+def image_files(folder: Path, root: Path, where: str) -> list[Path]:
+    """The image files in ``folder`` (not hidden), sorted; each one that is a link, or not a
+    regular file, checked by :func:`inside_root` (a plain file of a checked folder is inside)."""
+    files = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if (
+                entry.name.startswith(".")
+                or Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS
+            ):
+                continue
+            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                if entry.is_dir():  # a folder named like an image: not an image
+                    continue
+                inside_root(Path(entry.path), root, where)
+            files.append(Path(entry.path))
+    return sorted(files)
+
+
+def _list_classes(
+    folder: Path, root: Path | None = None, where: str = "imagefolder"
+) -> dict[str, list[Path]]:
+    """``{class folder name: its image files}`` of ``folder``, every entry inside ``root``."""
+    root = folder if root is None else root
+    inside_root(folder, root, where, folder=True)
     out = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            p for p in sub.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        )  # fmt: skip
+        _check_name(sub, where)
+        if sub.is_symlink():
+            inside_root(sub, root, where, folder=True)
+        files = image_files(sub, root, where)
         if not files:
             exts = ", ".join(IMAGE_EXTENSIONS)
-            raise DataError(f"imagefolder: class folder {str(sub)!r} has no images ({exts})")
+            raise DataError(f"{where}: class folder {str(sub)!r} has no images ({exts})")
         out[sub.name] = files
     if not out:
         raise DataError(f"image folder {str(folder)!r} has no class sub-folders")
@@ -156,13 +229,16 @@ def _load_image(
 
 def plan_decode(listing: FolderListing) -> DecodePlan:
     """Read every file's header once: the common mode and, without ``image_size``, the common
-    size (a one-line :class:`DataError` names two files that differ)."""
+    size (a one-line :class:`DataError` names two files that differ); the largest image's
+    decoding is checked against the memory budget (:func:`decode_bytes`) before any is
+    decoded."""
     size = None if listing.image_size is None else listing.image_size[::-1]  # Pillow (W, H)
-    modes, first = set(), None
+    modes, first, largest = set(), None, (0, None)
     for files in (f for split in listing.splits.values() for f in split.values()):
         for path in files:
             mode, wh = _open_header(path)
             modes.add(mode)
+            largest = max(largest, (wh[0] * wh[1], path), key=lambda item: item[0])
             if listing.image_size is None:
                 if first is None:
                     first = (path, wh)
@@ -173,7 +249,23 @@ def plan_decode(listing: FolderListing) -> DecodePlan:
                     )
     mode = "L" if modes <= _GRAY_MODES else "RGB"
     w, h = size if size is not None else first[1]
-    return DecodePlan(mode, size, bool(modes & _WIDE_MODES), (1 if mode == "L" else 3, h, w))
+    plan = DecodePlan(mode, size, bool(modes & _WIDE_MODES), (1 if mode == "L" else 3, h, w))
+    pixels, path = largest
+    at_once = max(1, decode_workers(max(len(listing.files(s)) for s in listing.splits)))
+    check_memory(
+        f"{listing.where}: decoding {path} ({pixels:,} pixels) in {at_once} process(es)",
+        at_once * decode_bytes(pixels, plan.shape[0]),
+        "shrink the image files, or raise the budget",
+        DataError,
+    )
+    return plan
+
+
+def decode_bytes(pixels: int, channels: int) -> int:
+    """The bytes that decoding one image of ``pixels`` pixels into ``channels`` holds at once:
+    the image as Pillow decodes it (at most 4 bytes a pixel), its conversion and its array
+    (``channels`` bytes a pixel each) and the two float32 copies that scale it (4 each)."""
+    return pixels * (4 + channels * (1 + 1 + 4 + 4))
 
 
 class _Decoding:
@@ -245,6 +337,13 @@ def decode_listing(listing: FolderListing, plan: DecodePlan | None = None) -> Ra
     listing's :func:`plan_decode`, when the caller has it already (its header pass reads every
     file)."""
     plan = plan or plan_decode(listing)
+    item = 4 if plan.wide else 1  # the decoded rows, then their stacked copy: twice
+    check_memory(
+        f"{listing.where}: its {listing.total:,} images decoded in memory",
+        2 * listing.total * int(np.prod(plan.shape)) * item,
+        "pass a smaller image_size, or read it with load_dataset (its memory-mapped cache)",
+        DataError,
+    )
     progress = decode_progress(listing)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in listing.splits:
@@ -265,15 +364,15 @@ def list_image_folder(
     where there is no ``test/``, ``root/val/...``): classes are the sub-folder names, sorted."""
     folder = _root_dir(root, where)
     if (folder / "train").is_dir():
-        splits = {"train": _list_classes(folder / "train")}
+        splits = {"train": _list_classes(folder / "train", folder, where)}
         held_out = next((folder / n for n in ("test", "val") if (folder / n).is_dir()), None)
         if held_out is not None:  # test/, else val/ (ImageNet's and ImageNette's layout)
-            splits["test"] = _list_classes(held_out)
+            splits["test"] = _list_classes(held_out, folder, where)
     elif (folder / "test").is_dir():
         test, train = str(folder / "test"), str(folder / "train")
         raise ConfigError(f"{where}: {test!r} exists but {train!r} does not")
     else:
-        splits = {"train": _list_classes(folder)}
+        splits = {"train": _list_classes(folder, folder, where)}
     class_names = list(splits["train"])
     if "test" in splits:
         unknown = sorted(set(splits["test"]) - set(class_names))

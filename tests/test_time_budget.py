@@ -3,6 +3,10 @@ there with a valid set, and ``--resume`` continues it to the uninterrupted run's
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -93,3 +97,33 @@ def test_a_budget_that_fits_everything_runs_everything() -> None:
     syn = _dm().fit(tiny_digits().train, 1, iterations=5, seed=0, callbacks=[clock, budget],
                     progress=False)  # fmt: skip
     assert syn.meta["iterations"] == 5 and "all 5 iterations fit" in lines[0]
+
+
+def _distill(out, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ddkit", "distill", "--dataset", "digits", "--method", "dm",
+           "--ipc", "1", "--iterations", "1000000", "--set", "batch_real=8", "--out", str(out),
+           "--quiet", *extra]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_stops_at_its_budget_with_a_set_that_resumes(tmp_path) -> None:
+    from ddkit.data.synthetic import SyntheticSet
+
+    out = tmp_path / "run"
+    started = time.monotonic()
+    first = _distill(out, "--budget", "12s")
+    assert first.returncode == 0, first.stderr
+    assert time.monotonic() - started < 12 + 30  # a step, the save and the exit past it
+    assert "iterations fit" in first.stderr and "stopped at the time budget" in first.stdout
+    done = SyntheticSet.load(out / "synthetic").meta["iterations"]
+    assert 0 < done < 1_000_000
+    again = _distill(out, "--resume", "--budget", "12s")
+    assert again.returncode == 0, again.stderr
+    assert SyntheticSet.load(out / "synthetic").meta["iterations"] > done
+
+
+def test_a_bad_budget_is_refused_before_any_work(tmp_path) -> None:
+    bad = _distill(tmp_path / "run", "--budget", "soon")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "--budget 'soon' is not a duration" in bad.stderr
+    assert not (tmp_path / "run").exists()

@@ -24,8 +24,9 @@ from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
 from ddkit.methods.config import check_device
+from ddkit.methods.time_budget import TimeBudget
 from ddkit.plots import is_log_record
-from ddkit.progress import ProgressSetting, clock
+from ddkit.progress import ProgressSetting, clock, parse_duration
 from ddkit.trackers import check_log_targets, tracker_callbacks
 
 
@@ -104,6 +105,8 @@ def distill_run(
     callbacks: list[Callback] | None = None,
     log: Sequence[str] = (),
     device: str | torch.device | None = None,
+    budget: float | str | None = None,
+    started: float | None = None,
 ) -> SyntheticSet:
     """Distil ``dataset`` with ``method`` into run folder ``out``.
 
@@ -116,11 +119,18 @@ def distill_run(
     (``"tensorboard:DIR"``, ``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; :mod:`ddkit.trackers`)
     that also receive the config, the metrics and the final grid. ``device``: where the method
     computes (the training split is moved there; default: where it was loaded, the CPU). The set
-    is returned, and saved, on the CPU; a checkpoint resumes on any device.
+    is returned, and saved, on the CPU; a checkpoint resumes on any device. ``budget``: a time
+    budget (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`) counted from
+    ``started`` (a :func:`time.monotonic` reading; default: now), within which the run stops
+    with a valid, resumable set (:class:`~ddkit.methods.time_budget.TimeBudget`).
     """
     out = Path(out)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
+    seconds = None if budget is None else parse_duration(budget)
+    if seconds is not None and distributed.active() is not None:
+        raise ConfigError("--budget runs in one process (ranks could stop at different steps); "
+                          "launch it without torchrun or drop --budget")  # fmt: skip
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
     if device is not None:
@@ -153,6 +163,8 @@ def distill_run(
         callbacks += tracker_callbacks(log, config, out)
         if progress:
             callbacks.append(ProgressReport(f"{method} {dataset} ipc={ipc}", progress))
+        if seconds is not None:  # last: it sees every other callback's step
+            callbacks.append(TimeBudget(seconds, started=started))
         syn = m.fit(
             splits.train,
             ipc,
@@ -271,6 +283,19 @@ class CostEstimate:
             f"+ {self.setup_seconds:.3g} s set-up{start} = about {clock(self.total_seconds)} "
             "on this machine (measured by a warm-up; artifacts it trained stay cached)"
             + (f"; {self.note}" if self.note else "")
+        )
+
+    def budget_line(self, seconds: float) -> str:
+        """What a time budget of ``seconds`` would fit of this run (``--dry-run --budget``; a
+        run makes at least one iteration)."""
+        left = seconds - self.startup_seconds - self.setup_seconds
+        fit = int(max(0.0, left) // max(self.seconds_per_iteration, 1e-9))
+        fit = min(self.iterations, max(1, fit))
+        if fit >= self.iterations:
+            return f"a --budget of {clock(seconds)} fits all {self.iterations:,} iterations"
+        return (
+            f"a --budget of {clock(seconds)} fits about {fit:,} of {self.iterations:,} "
+            "iterations; the run would stop there with a valid set that --resume continues"
         )
 
 

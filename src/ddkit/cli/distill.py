@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 
 from ddkit.commands import Command, add_common, defaults_of, device_option, register_command
 from ddkit.errors import ConfigError
@@ -43,6 +44,13 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only print the estimated cost (set-up and a few iterations, measured here)",
     )
+    d.add_argument(
+        "--budget",
+        default=None,
+        metavar="TIME",
+        help="a time budget (90s, 30m, 1.5h) counted from the command's start: the run stops "
+        "within it with a valid set, and --resume continues it",
+    )
     add_common(
         d,
         "seed",
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
     from ddkit.io import check_out
+    from ddkit.meter import process_seconds
     from ddkit.runs import distill_run
 
     dataset = dataset_with_target(args.dataset, args.target)
@@ -80,10 +89,16 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         log=args.log or (),
         device=device_option(args),
+        budget=args.budget,
+        started=time.monotonic() - process_seconds(),  # the budget counts the start-up too
     )
     stored = syn.storage_bytes()["total"]
     paired = syn.spec.modality == "paired"  # pairs have no classes (ipc counts the pairs)
     what = {"image": "images", "paired": "image-text pairs"}.get(syn.spec.modality, "rows")
+    planned = syn.meta.get("planned_iterations")
+    if planned is not None:
+        print(f"stopped at the time budget after {syn.meta['iterations']:,} of {planned:,} "
+              f"iterations; --resume continues it")  # fmt: skip
     print(
         f"wrote {len(syn)} {what} ("
         + ("" if paired else f"{syn.meta.get('ipc', syn.ipc)} per class; ")
@@ -107,9 +122,12 @@ def _options(args: argparse.Namespace) -> dict:
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.meter import process_seconds
+    from ddkit.progress import parse_duration
     from ddkit.runs import estimate_distill
 
     startup = process_seconds()  # the real command starts as this one did
+    if args.budget is not None:
+        parse_duration(args.budget)  # refused before any work
     if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs
         print(
             f"--dry-run: timing {args.method}'s set-up and its first iterations on {dataset} "
@@ -131,6 +149,8 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     print(
         cost.line(f"{args.method} on {dataset} at IPC {args.ipc}") + f"; nothing written to {out}"
     )
+    if args.budget is not None:
+        print(cost.budget_line(parse_duration(args.budget)))
     return 0
 
 

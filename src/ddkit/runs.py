@@ -20,6 +20,7 @@ from ddkit import distributed
 from ddkit.data import DATASETS, DatasetSplits, ImageDataset, load_dataset
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 from ddkit.errors import ConfigError, FileFormatError
+from ddkit.eval.dry_run import estimating
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
@@ -267,6 +268,9 @@ class CostEstimate:
     iterations: int
     startup_seconds: float = 0.0  # the command's own start and loading, where one is counted
     note: str | None = None  # what dominates a step and the option that changes it
+    steps_timed: int = 0  # the warm-up steps the per-iteration cost is the mean of
+    # what the set-up's artifacts (experts, teachers) cost and from what part they were timed
+    timed: tuple[str, ...] = ()
 
     @property
     def total_seconds(self) -> float:
@@ -278,10 +282,13 @@ class CostEstimate:
         start = (
             f" + {self.startup_seconds:.3g} s start-up and loading" if self.startup_seconds else ""
         )
+        steps = f" ({self.steps_timed} timed)" if self.steps_timed else ""
         return (
-            f"{what}: {self.iterations:,} iterations x {self.seconds_per_iteration:.3g} s "
+            f"{what}: {self.iterations:,} iterations x {self.seconds_per_iteration:.3g} s{steps} "
             f"+ {self.setup_seconds:.3g} s set-up{start} = about {clock(self.total_seconds)} "
-            "on this machine (measured by a warm-up; artifacts it trained stay cached)"
+            "on this machine (measured by a warm-up"
+            + "".join(f"; {t}" for t in self.timed)
+            + ")"
             + (f"; {self.note}" if self.note else "")
         )
 
@@ -299,9 +306,10 @@ class CostEstimate:
         )
 
 
-#: A warm-up stops after the step that brings its steps past this many seconds: at Tiny-ImageNet
-#: scale one DM step takes minutes, and one long step says enough of the next ones.
-WARMUP_SECONDS = 60.0
+#: A warm-up stops after the step that brings the dry run (its loading and set-up included)
+#: past this many seconds, so that it answers within a minute unless one step takes longer: at
+#: Tiny-ImageNet scale one DM step takes minutes, and one long step says enough of the next ones.
+WARMUP_SECONDS = 40.0
 #: Short of that, it times steps after the first for at least this many seconds: steps of a few
 #: milliseconds vary from one to the next, so their cost is a rate over many of them.
 WARMUP_MIN_SECONDS = 3.0
@@ -313,14 +321,20 @@ class _WarmedUp(Exception):
 
 class StepTimer(Callback):
     """Wall-clock seconds of the set-up (before the first step) and of every step
-    (:func:`step_clock`); with ``limit``, it ends the run (:class:`_WarmedUp`) once the steps
-    took ``limit`` seconds, or once it has ``min_steps`` steps of which those after the first
-    took ``min_seconds``."""
+    (:func:`step_clock`); with ``limit``, it ends the run (:class:`_WarmedUp`) once ``limit``
+    seconds passed since ``since`` (a :func:`time.perf_counter` reading; default: its
+    creation), or once it has ``min_steps`` steps of which those after the first took
+    ``min_seconds``."""
 
     def __init__(
-        self, limit: float | None = None, min_steps: int = 1, min_seconds: float = 0.0
+        self,
+        limit: float | None = None,
+        min_steps: int = 1,
+        min_seconds: float = 0.0,
+        since: float | None = None,
     ) -> None:
         self.begun = time.perf_counter()
+        self.since = self.begun if since is None else since
         self.setup, self.steps, self._last = 0.0, [], 0.0
         self.limit, self.min_steps, self.min_seconds = limit, min_steps, min_seconds
 
@@ -335,7 +349,7 @@ class StepTimer(Callback):
         if self.limit is None:
             return
         timed_enough = len(self.steps) >= self.min_steps and sum(self.steps[1:]) >= self.min_seconds
-        if timed_enough or sum(self.steps) >= self.limit:
+        if timed_enough or now - self.since >= self.limit:
             raise _WarmedUp
 
 
@@ -353,32 +367,40 @@ def estimate_distill(
     device: str | torch.device | None = None,
 ) -> CostEstimate:
     """The cost of :func:`distill_run` with these arguments, measured on this machine by running
-    the method's set-up and ``warmup`` iterations in memory (nothing is written but the caches
-    of artifacts the set-up trains, such as experts or a teacher, which the real run reuses).
-    The run's schedule is the real one (its total iterations); the per-iteration cost is the
-    mean of the warm-up steps after the first (which pays for lazy initialisation), at least
-    ``warmup`` steps timed for at least :data:`WARMUP_MIN_SECONDS` after the first; steps past
-    :data:`WARMUP_SECONDS` end the warm-up early, and a single step stands for all (its lazy
-    initialisation included). The data's loading counts as start-up. ``device`` as in
-    :func:`distill_run`."""
+    the method's set-up and ``warmup`` iterations in memory; nothing is written. Artifacts the
+    set-up would train and has not cached (expert trajectories, teachers) are not trained:
+    one of their epochs is timed in part and scaled to the whole, and a stand-in of the right
+    shape lets the steps be timed (:mod:`ddkit.eval.dry_run`); the estimate says what was
+    timed. The run's schedule is the real one (its total iterations); the per-iteration cost
+    is the mean of the warm-up steps after the first (which pays for lazy initialisation), at
+    least ``warmup`` steps timed for at least :data:`WARMUP_MIN_SECONDS` after the first; the
+    step that brings the dry run past :data:`WARMUP_SECONDS` ends the warm-up early, and a
+    single step stands for all (its lazy initialisation included). The data's loading counts
+    as start-up. ``device`` as in :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
-    loading = time.perf_counter()
+    loading = began = time.perf_counter()
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     loading = time.perf_counter() - loading  # the data's, which the real run pays too
-    timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS)
-    try:
-        m.fit(train, ipc, iterations=max(total, 1), seed=seed, callbacks=[timer], progress=False)
-    except _WarmedUp:
-        pass
+    timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS,
+                      since=began)  # fmt: skip
+    with estimating() as costs:
+        try:
+            m.fit(train, ipc, iterations=max(total, 1), seed=seed, callbacks=[timer],
+                  progress=False)  # fmt: skip
+        except _WarmedUp:
+            pass
     steps = timer.steps[1:] or timer.steps or [0.0]
+    # the set-up as timed, with each artifact's timing replaced by the whole artifact's cost
+    setup = timer.setup + sum(c.seconds - c.spent for c in costs)
     return CostEstimate(
-        timer.setup, sum(steps) / len(steps), total, startup_seconds=loading, note=m.step_cost()
-    )
+        setup, sum(steps) / len(steps), total, startup_seconds=loading, note=m.step_cost(),
+        steps_timed=len(steps) if timer.steps else 0, timed=tuple(c.text() for c in costs),
+    )  # fmt: skip
 
 
 def check_scale_out(method: Distiller) -> None:

@@ -47,6 +47,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
+from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.eval.protocol import EvalProtocol
 from ddkit.io import (
     atomic_replace_dir,
@@ -67,8 +68,10 @@ from ddkit.models.teacher_files import (
     load_teacher,
     warn_if_untrained,
 )
+from ddkit.progress import Progress, ProgressSetting
 
 DEFAULT_MODEL = "convnet3-bn"
+DEFAULT_WEIGHT_DECAY = 5e-4
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE = "state.safetensors"
 CHECKPOINT_META = "checkpoint.json"
@@ -113,11 +116,12 @@ def train_teacher(
     lr: float = 0.05,
     seed: int = 0,
     batch_size: int = 128,
-    weight_decay: float = 5e-4,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     augment: str | None = "crop",
     val: ImageDataset | None = None,
     out_dir: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
+    progress: ProgressSetting = "auto",
 ) -> nn.Module:
     """Train a teacher on the full ``train`` split (SGD momentum 0.9, cosine schedule, hard
     labels, light augmentation) and return it in eval mode.
@@ -132,7 +136,8 @@ def train_teacher(
     :class:`ConfigError`. The training metadata is attached to the returned module as
     ``teacher_meta_``. A teacher whose training accuracy (its agreement with the hard labels
     it was trained on, measured anyway) says it is untrained is warned about
-    (:func:`~ddkit.models.teacher_files.warn_if_untrained`).
+    (:func:`~ddkit.models.teacher_files.warn_if_untrained`). ``progress``: its epochs counted
+    by :class:`ddkit.progress.Progress` (``False``: silent).
     """
     from ddkit.eval.train import accuracy
 
@@ -153,7 +158,7 @@ def train_teacher(
     if out_dir is not None:
         check_replaceable_dir(out_dir, _teacher_folder, "a teacher folder")  # before training
         checkpoint = _Checkpoint(Path(out_dir) / CHECKPOINT_DIR, recipe, data_key)
-    net, resumed, seconds = _fit(train, protocol, int(seed), checkpoint, device)
+    net, resumed, seconds = _fit(train, protocol, int(seed), checkpoint, device, progress)
     meta: dict[str, Any] = {
         "dataset": train.spec.name,
         "spec": train.spec.to_dict(),
@@ -181,10 +186,11 @@ def _fit(
     seed: int,
     checkpoint: _Checkpoint | None,
     device: torch.device | str,
+    progress: ProgressSetting = False,
 ) -> tuple[nn.Module, int, float]:
     """Train the teacher as :func:`~ddkit.eval.train.train_networks` trains one network one by
     one (same initialisation, generator and augmentation), resuming from ``checkpoint`` and
-    writing it after every epoch when given. Returns ``(net in eval mode, epoch resumed after,
+    writing it after every epoch when given, its epochs reported as ``progress`` says. Returns ``(net in eval mode, epoch resumed after,
     training seconds over all sessions)``."""
     from ddkit.eval.train import Augmenter, TrainRecipe, build_networks, run_generators, sgd_train
 
@@ -196,9 +202,15 @@ def _fit(
     start, before = checkpoint.restore(net, opt, gen) if checkpoint else (0, 0.0)
     t0 = time.perf_counter()
 
-    def save(epoch: int) -> None:
-        seconds = before + time.perf_counter() - t0
-        distributed.main_only(lambda: checkpoint.write(net, opt, gen, epoch + 1, seconds))
+    report = progress if distributed.is_main() else False
+    bar = Progress(f"teacher {protocol.models[0]}", protocol.epochs, start=start, unit="epochs",
+                   setting=report)  # fmt: skip
+
+    def after(epoch: int) -> None:
+        if checkpoint is not None:
+            seconds = before + time.perf_counter() - t0
+            distributed.main_only(lambda: checkpoint.write(net, opt, gen, epoch + 1, seconds))
+        bar.update(1)
 
     sgd_train(
         net,
@@ -208,10 +220,11 @@ def _fit(
         generator=gen,
         optimizer=opt,
         augment=Augmenter.from_protocol(protocol, train.spec),
-        on_epoch=save if checkpoint else None,
+        on_epoch=after,
         start_epoch=start,
         data_parallel=True,
     )
+    bar.close()
     return net, start, before + time.perf_counter() - t0
 
 
@@ -382,10 +395,14 @@ def cached_teacher(
     seed: int = 0,
     batch_size: int = 128,
     augment: str | None = "crop",
+    progress: ProgressSetting = "auto",
 ) -> tuple[nn.Module, Path]:
     """Load the teacher for ``(train, model, recipe)`` from ``cache_root``, training and saving
-    it first if it is not there. Returns ``(teacher, folder)``, the teacher on the device of
-    ``train``'s images (where it is trained, too). Same inputs => same teacher."""
+    it first if it is not there (its epochs reported as ``progress`` says). Returns
+    ``(teacher, folder)``, the teacher on the device of ``train``'s images (where it is
+    trained, too). Same inputs => same teacher. In a dry run
+    (:func:`ddkit.eval.dry_run.estimating`) a teacher not cached is not trained:
+    :func:`stand_in_teacher`."""
     device = train.images.device
     recipe = {
         "epochs": int(epochs),
@@ -398,13 +415,52 @@ def cached_teacher(
     if (folder / META_FILE).is_file():
         try:
             net, _ = load_teacher(folder, device)
+            record(SetupCost(f"teacher {model} x {epochs} epochs", 0.0))
             return net, folder
         except FileFormatError:
             pass  # a broken cache entry is rebuilt below
-    train_teacher(train, model, out_dir=folder, device=device, **recipe)  # warns if untrained
+    if is_estimating():
+        return stand_in_teacher(train, model, **recipe), folder
+    train_teacher(train, model, out_dir=folder, device=device, progress=progress, **recipe)
     # the saved copy: fresh and cached runs agree exactly
     net, _ = load_teacher(folder, device, warn_untrained=False)
     return net, folder
+
+
+def stand_in_teacher(
+    train: ImageDataset,
+    model: str,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int,
+    augment: str | None,
+) -> nn.Module:
+    """A dry run's teacher: the cost of training it (:func:`train_teacher`'s recipe) from one
+    epoch timed in part (:func:`ddkit.eval.dry_run.time_part`) plus its closing accuracy pass
+    over the same part, scaled to the whole split, recorded; the network trained on that part
+    stands in (a teacher of the right shape, not a trained one). Nothing is written."""
+    from ddkit.eval.train import accuracy
+
+    device = train.images.device
+    protocol = _protocol(1, lr, batch_size, augment, model, DEFAULT_WEIGHT_DECAY)
+
+    def one_pass(n: int) -> nn.Module:
+        part = ImageDataset(train.images[:n], train.labels[:n], train.spec)
+        return _fit(part, protocol, int(seed), None, device)[0]
+
+    part = time_part(one_pass, len(train), batch_size)
+    t0 = time.perf_counter()
+    accuracy(part.result, train.images[: part.rows], train.labels[: part.rows])
+    took = time.perf_counter() - t0
+    check = took * len(train) / max(part.rows, 1)
+    timed = f"one epoch, {part.text()}, x {epochs} epochs, and its accuracy pass"
+    what = f"teacher {model} x {epochs} epochs"
+    record(SetupCost(what, part.pass_seconds * epochs + check, timed, part.spent + took))
+    net = part.result
+    net.teacher_meta_ = {"model": model, "spec": train.spec.to_dict(), "stand_in": True}
+    return net
 
 
 def resolve_teacher(

@@ -106,6 +106,9 @@ class Distiller:
     #: each set's recipe with that protocol's own networks (:mod:`ddkit.eval.recipe`); ``None``:
     #: the protocol the set's labels call for, on the network the set was distilled with
     recipe_protocol: ClassVar[str | None] = None
+    #: how a long set-up (expert trajectories, a teacher trained in ``init``) reports its
+    #: progress: :meth:`fit` sets it from its ``progress`` or its :class:`ProgressReport`
+    setup_progress_: ProgressSetting = "auto"
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else None
@@ -221,6 +224,7 @@ class Distiller:
         live (``train.to("cuda")``), or on its ``device`` option where it has one; the set is
         returned on the CPU.
         """
+        self.setup_progress_ = _setup_progress(progress, callbacks)
         total = self.start(train, ipc, seed=seed, iterations=iterations)
         first = 0
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -336,6 +340,15 @@ class Distiller:
                 f"checkpoint in {str(folder)!r} does not fit this method: {e}"
             ) from None
         return min(int(meta["iteration"]), total)
+
+
+def _setup_progress(progress: ProgressSetting, callbacks: Sequence[Callback]) -> ProgressSetting:
+    """How a fit's set-up reports: as its iterations do, by ``progress`` or by the setting of
+    a :class:`ProgressReport` among ``callbacks`` (silent when neither reports)."""
+    if progress:
+        return progress
+    reports = [cb.setting for cb in callbacks if isinstance(cb, ProgressReport)]
+    return reports[0] if reports else False
 
 
 #: What to use on rows other than images, for a method that needs images.

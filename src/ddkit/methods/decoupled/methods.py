@@ -168,6 +168,7 @@ class _TeacherMethod(Distiller):
             epochs=cfg.teacher_epochs,
             lr=cfg.teacher_lr,
             seed=cfg.teacher_seed,
+            progress=self.setup_progress_,
         )
         self.teacher_, self.teacher_record_ = net, teacher_record(folder, net.teacher_meta_)
 
@@ -359,7 +360,7 @@ class SRe2L(_TeacherMethod):
             else:
                 net, folder = cached_teacher(
                     train, model, cache_root=cfg.teacher_cache, epochs=cfg.teacher_epochs,
-                    lr=cfg.teacher_lr, seed=cfg.teacher_seed,
+                    lr=cfg.teacher_lr, seed=cfg.teacher_seed, progress=self.setup_progress_,
                 )  # fmt: skip
                 where = str(folder.resolve())
             self.teachers_.append(net)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -47,6 +48,7 @@ from ddkit.data.dataset import DatasetSplits, ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError
+from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.io import (
     atomic_write_json,
     ensure_writable_dir,
@@ -56,6 +58,7 @@ from ddkit.io import (
 )
 from ddkit.methods.trajectory.memory import check_experts
 from ddkit.models import build_network, predict
+from ddkit.progress import Progress, ProgressSetting
 from ddkit.rng import derive_seed
 
 if TYPE_CHECKING:
@@ -302,7 +305,7 @@ def train_experts(
     seed: int = 0,
     resume: bool = False,
     together: int | None = None,
-    progress: bool | Callable[[str], None] = False,
+    progress: ProgressSetting | Callable[[str], None] = False,
 ) -> ExpertBuffer:
     """Train ``num_experts`` networks for ``epochs`` epochs on the real train split, saving a
     snapshot every epoch under ``out_dir`` (layout in the module docstring).
@@ -323,18 +326,27 @@ def train_experts(
             ``vmap``'s grouped convolutions lose on images larger than 8x8, BENCHMARKS.md).
             One at a time keeps the resume guarantee of the module docstring; trained
             together, a resumed group may round differently from an uninterrupted one.
+        progress: the epochs to train counted by :class:`ddkit.progress.Progress` (``True``,
+            ``"auto"``, ``"lines"``, ``"bar"``; ``False``: silent), or a callable given each
+            message, one per expert and epoch.
+
+    In a dry run (:func:`ddkit.eval.dry_run.estimating`) nothing is trained or written: the
+    epochs ``out_dir`` lacks are costed from one epoch timed in part, and a stand-in buffer
+    (:class:`StandInBuffer`) is returned; a complete folder is loaded as it is.
 
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """
     train, test = _splits(splits_or_train)
     _check_arguments(num_experts, epochs, batch_size, lr, momentum, together)
-    say = progress if callable(progress) else (print if progress else (lambda msg: None))
+    say = _messages(progress)
     options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                    augment=augment, zca=zca, seed=seed)  # fmt: skip
     on_cpu = train.images.device.type == "cpu"
     check_experts(train.spec, model, num_experts=num_experts, epochs=epochs, momentum=momentum,
                   batch_size=min(batch_size, len(train)), together=together or (1 if on_cpu else
                   TOGETHER_ON_ACCELERATORS), out_dir=out_dir, device=train.images.device)  # fmt: skip
+    if is_estimating():
+        return stand_in_experts(train, model, num_experts, epochs, out_dir, options, together)
     # in a distributed session rank 0 prepares the folder (ZCA, experts.json) before the others
     # read it; each rank then trains the experts of its shard (distributed.shard)
     prepared = distributed.main_only(
@@ -350,6 +362,10 @@ def train_experts(
     pending = [
         e for e in distributed.shard(range(num_experts)) if not _finished(root, e, recipe.epochs)
     ]
+    left = sum(recipe.epochs - (_last_epoch(root, e) or 0) for e in pending)
+    bar = None if callable(progress) else Progress("expert trajectories", left, unit="epochs",
+                                                   setting=progress)  # fmt: skip
+    on_epoch = None if bar is None else (lambda loss: bar.update(1, {"loss": loss}))
     for first in range(0, len(pending), together):
         with ExitStack() as claims:
             group = []
@@ -359,11 +375,85 @@ def train_experts(
                 elif not _finished(root, e, recipe.epochs):  # re-read under the lock
                     group.append(e)
             if group:
-                thetas = _train_group(root, group, recipe, say)
+                thetas = _train_group(root, group, recipe, say, on_epoch)
                 for e, theta in zip(group, thetas):
                     _write_info(root, e, recipe, theta, test, say)
+    if bar is not None:
+        bar.close()
     distributed.barrier()  # every rank's experts are written before any rank reads the folder
     return load_experts(root)
+
+
+def _messages(progress: ProgressSetting | Callable[[str], None]) -> Callable[[str], None]:
+    """Where :func:`train_experts`'s messages go: the caller's callable, stderr when progress
+    is reported, nowhere when silent."""
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda msg: print(msg, file=sys.stderr, flush=True)
+    return lambda msg: None
+
+
+def _epochs_left(root: Path, experts: list[int], epochs: int) -> list[int]:
+    """The epochs each of ``experts`` still lacks in ``root`` (all of them where it has none)."""
+    return [max(0, epochs - (_last_epoch(root, e) or 0)) for e in experts]
+
+
+def _group_rounds(left: list[int], together: int) -> int:
+    """Epoch rounds of experts trained ``together`` at a time, in order, a group's round
+    lasting until its slowest member is done (as :func:`_train_group` trains them)."""
+    pending = [n for n in left if n > 0]
+    return sum(max(pending[i : i + together]) for i in range(0, len(pending), together))
+
+
+def stand_in_experts(
+    train: ImageDataset,
+    model: str,
+    num_experts: int,
+    epochs: int,
+    out_dir: str | os.PathLike,
+    options: dict[str, Any],
+    together: int | None = None,
+) -> ExpertBuffer:
+    """A dry run's expert buffer: ``out_dir``'s when complete (no cost), else the cost of the
+    epochs it lacks -- one epoch of ``together`` experts timed in part (:func:`time_part`),
+    times the epoch rounds -- recorded (:func:`ddkit.eval.dry_run.record`), and a
+    :class:`StandInBuffer` from the timed part. Nothing is written."""
+    import time
+
+    root = Path(out_dir)
+    what = f"{num_experts} expert trajectories x {epochs} epochs"
+    left = _epochs_left(root, list(range(num_experts)), epochs)
+    if not any(left) and (root / META_FILE).is_file():
+        record(SetupCost(what, 0.0))
+        return load_experts(root)
+    t0, zca = time.perf_counter(), None
+    if options["zca"]:  # fitted once per folder: timed whole
+        from ddkit.augment import ZCA
+
+        zca = ZCA().fit(train.images)
+        train = apply_zca(train, zca)
+    recipe = _make_recipe(train, model, epochs, **options)
+    on_cpu = train.images.device.type == "cpu"
+    k = min(together or (1 if on_cpu else TOGETHER_ON_ACCELERATORS), num_experts)
+    init = build_network(recipe.model, recipe.spec, derive_seed(recipe.seed, 0, "init"))
+    start = recipe.fm.flatten(init).to(recipe.images.device)
+    fixed = time.perf_counter() - t0
+
+    def one_pass(n: int) -> torch.Tensor:
+        gens = [torch.Generator().manual_seed(derive_seed(recipe.seed, e, 0)) for e in range(k)]
+        return _train_epoch(recipe.fm, start.repeat(k, 1), None, recipe.images[:n],
+                            recipe.labels[:n], gens, lr=recipe.lr, momentum=recipe.momentum,
+                            weight_decay=recipe.weight_decay, batch_size=recipe.batch_size,
+                            dsa=recipe.dsa)[0][0]  # fmt: skip
+
+    part = time_part(one_pass, len(recipe.images), recipe.batch_size)
+    rounds = _group_rounds(left, k)
+    timed = f"one epoch of {k} expert(s), {part.text()}, x {rounds} epoch rounds"
+    record(SetupCost(what, fixed + part.pass_seconds * rounds, timed, fixed + part.spent))
+    meta = {**_folder_meta(recipe, train, options["zca"]), "stand_in": True}
+    return StandInBuffer(root, meta, list(range(num_experts)), start=start.cpu(),
+                         moved=(part.result - start).cpu(), whitening=zca)  # fmt: skip
 
 
 def _prepare_folder(
@@ -429,13 +519,18 @@ def _start_expert(
 
 
 def _train_group(
-    root: Path, group: list[int], recipe: _Recipe, say: Callable[[str], None]
+    root: Path,
+    group: list[int],
+    recipe: _Recipe,
+    say: Callable[[str], None],
+    on_epoch: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
     """Train the experts ``group`` together, each from where it stands to ``recipe.epochs``,
     one snapshot per expert and epoch; expert ``e``'s epoch ``j`` draws its data order and
     augmentation from ``derive_seed(seed, e, j)``. Experts resumed at different epochs advance
-    in lockstep, one epoch each per round, and leave the group when done. Returns the final
-    parameters, one row per expert of ``group``."""
+    in lockstep, one epoch each per round, and leave the group when done; each expert's epoch
+    is told to ``on_epoch(train loss)`` where given, else said. Returns the final parameters,
+    one row per expert of ``group``."""
     starts = [_start_expert(root, e, recipe, say) for e in group]
     thetas = torch.stack([theta for theta, _, _ in starts])
     momenta = None
@@ -474,7 +569,10 @@ def _train_group(
             header = {**recipe.header, "train_loss": repr(losses[k])}
             _write_snapshot(root, e, done[i], theta[k], None if buf is None else buf[k],
                             recipe.momentum, header)  # fmt: skip
-            say(f"expert {e}: epoch {done[i]}/{recipe.epochs} train loss {losses[k]:.4f}")
+            if on_epoch is not None:
+                on_epoch(losses[k])
+            else:
+                say(f"expert {e}: epoch {done[i]}/{recipe.epochs} train loss {losses[k]:.4f}")
     return thetas
 
 
@@ -636,19 +734,23 @@ class ExpertBuffer:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        t = load_tensors(_epoch_file(self.root, *key))
-        if "params" not in t:
-            raise FileFormatError(f"{_epoch_file(self.root, *key)} has no 'params' tensor")
-        v = t["params"]
-        if v.numel() != int(self.meta["num_params"]):
-            raise FileFormatError(
-                f"{_epoch_file(self.root, *key)} has {v.numel()} parameters, expected "
-                f"{self.meta['num_params']}"
-            )
-        v = v.to(self.device)
+        v = self._snapshot(*key).to(self.device)
         self._cache[key] = v
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+        return v
+
+    def _snapshot(self, e: int, epoch: int) -> torch.Tensor:
+        """Expert ``e``'s parameters after ``epoch`` epochs, read from its file."""
+        t = load_tensors(_epoch_file(self.root, e, epoch))
+        if "params" not in t:
+            raise FileFormatError(f"{_epoch_file(self.root, e, epoch)} has no 'params' tensor")
+        v = t["params"]
+        if v.numel() != int(self.meta["num_params"]):
+            raise FileFormatError(
+                f"{_epoch_file(self.root, e, epoch)} has {v.numel()} parameters, expected "
+                f"{self.meta['num_params']}"
+            )
         return v
 
     def zca_transform(self):
@@ -677,6 +779,28 @@ class ExpertBuffer:
             raise ConfigError(
                 f"experts in {str(self.root)!r} used a different normalisation (mean/std) than this data"
             )
+
+
+@dataclass
+class StandInBuffer(ExpertBuffer):
+    """A dry run's stand-in for experts not trained (:func:`stand_in_experts`): every expert
+    is one trajectory, ``start`` moved by ``moved`` (a part of one epoch's training) per
+    epoch. It has the real buffer's shapes and step cost, not its values: nothing to distil
+    from."""
+
+    start: torch.Tensor | None = None
+    moved: torch.Tensor | None = None
+    whitening: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._zca = self.whitening
+
+    def _snapshot(self, e: int, epoch: int) -> torch.Tensor:
+        return self.start + epoch * self.moved
+
+    def zca_transform(self):
+        return self._zca
 
 
 def load_experts(path: str | os.PathLike, *, min_experts: int = 1) -> ExpertBuffer:

@@ -89,6 +89,7 @@ from ddkit.methods.config import (
     zero_to_auto,
 )
 from ddkit.models import build_network, predict
+from ddkit.progress import ProgressSetting
 
 TEST_EXPERTS_CACHE = os.path.join(tempfile.gettempdir(), "ddkit-test-experts")
 
@@ -290,9 +291,16 @@ def _auto_cache_dir(
     return Path(cfg.experts_cache) / f"{name}-{h}"
 
 
-def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: float = 5.0):
+def obtain_experts(
+    cfg: TrajectoryConfig,
+    train: ImageDataset,
+    *,
+    poll_seconds: float = 5.0,
+    progress: ProgressSetting = "auto",
+):
     """The expert buffer for ``cfg``: ``experts_dir``, or the auto-trained cache (training what is
-    missing; waiting for experts that another live process is training)."""
+    missing, its epochs reported as ``progress`` says; waiting for experts that another live
+    process is training). In a dry run nothing is trained: :func:`train_experts` stands in."""
     from ddkit.methods.trajectory.experts import load_experts, train_experts
 
     if cfg.experts_dir:
@@ -315,6 +323,7 @@ def obtain_experts(cfg: TrajectoryConfig, train: ImageDataset, *, poll_seconds: 
             zca=cfg.zca,
             seed=cfg.expert_seed,
             resume=True,
+            progress=progress,
         ),
         cfg.num_experts,
         poll_seconds,
@@ -403,7 +412,7 @@ class _TrajectoryMatching(Distiller):
 
     def _experts(self, train: ImageDataset):
         """The expert buffer this method matches (:func:`obtain_experts`)."""
-        return obtain_experts(self.config, train)
+        return obtain_experts(self.config, train, progress=self.setup_progress_)
 
     def _keep_mask(self):
         """The parameter selection of the matching loss (``None``: every parameter)."""

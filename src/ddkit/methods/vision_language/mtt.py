@@ -42,6 +42,7 @@ Deviations from the authors' code, each on purpose:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +51,7 @@ import torch
 from ddkit.data.fingerprint import fingerprint
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.eval.retrieval import (
     RetrievalRecipe,
     caption_of_each,
@@ -63,6 +65,7 @@ from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, interval, one_of
 from ddkit.methods.vision_language.base import EncoderConfig, PairedDistiller
 from ddkit.models.text import TrainableView
+from ddkit.progress import Progress
 from ddkit.rng import draw_seed
 
 __all__ = ["VLMTT", "VLMTTConfig"]
@@ -171,11 +174,30 @@ class VLMTT(PairedDistiller):
 
     def _experts(self, train: Any, real: Any, seeds: list[int]) -> list[torch.Tensor]:
         """The expert trajectories of ``seeds``: read from ``expert_cache`` when a file there
-        was made with the same data, towers, expert settings and seeds, else trained (and
-        written there)."""
+        was made with the same data, towers, expert settings and seeds, else trained (their
+        epochs reported as the fit's progress) and written there; in a dry run, costed and
+        stood in for (:meth:`_stand_in_experts`)."""
         cfg = self.config
-        if not cfg.expert_cache:
-            return [self._expert(real, s) for s in seeds]
+        what = f"{len(seeds)} vl-mtt experts x {cfg.expert_epochs} epochs"
+        path = self._expert_file(train, seeds) if cfg.expert_cache else None
+        if path is not None and path.is_file():
+            saved = load_tensors(path)
+            record(SetupCost(what, 0.0))
+            return [saved[f"expert.{i}"].to(real.images.device) for i in range(len(seeds))]
+        if is_estimating():
+            return self._stand_in_experts(real, seeds, what)
+        bar = Progress("vl-mtt experts", len(seeds) * cfg.expert_epochs, unit="epochs",
+                       setting=self.setup_progress_)  # fmt: skip
+        experts = [self._expert(real, s, on_epoch=lambda _: bar.update(1)) for s in seeds]
+        bar.close()
+        if path is not None:
+            ensure_writable_dir(path.parent)
+            save_tensors(path, {f"expert.{i}": t.cpu() for i, t in enumerate(experts)})
+        return experts
+
+    def _expert_file(self, train: Any, seeds: list[int]) -> Path:
+        """The file in ``expert_cache`` of the experts of ``seeds`` on ``train``."""
+        cfg = self.config
         key = {
             "data": fingerprint(repr(train.spec), train.images, train.captions),
             "encoder": self.encoder_.to_dict(),
@@ -183,29 +205,57 @@ class VLMTT(PairedDistiller):
             **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
             "temperature": cfg.temperature,
         }
-        path = Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
-        if path.is_file():
-            saved = load_tensors(path)
-            return [saved[f"expert.{i}"].to(real.images.device) for i in range(len(seeds))]
-        experts = [self._expert(real, s) for s in seeds]
-        ensure_writable_dir(path.parent)
-        save_tensors(path, {f"expert.{i}": t.cpu() for i, t in enumerate(experts)})
-        return experts
+        return Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
 
-    def _expert(self, real, seed: int) -> torch.Tensor:
-        """One expert trajectory: the trainable parameters ``(expert_epochs + 1, P)`` of a dual
-        encoder initialised under ``seed`` and trained on the real pairs."""
+    def _stand_in_experts(self, real: Any, seeds: list[int], what: str) -> list[torch.Tensor]:
+        """A dry run's experts: one expert's epoch timed on a part of the captions
+        (:func:`~ddkit.eval.dry_run.time_part`), scaled to every expert's epochs and recorded;
+        each trajectory stands in as the start moved by that part's change per epoch."""
+        cfg = self.config
+
+        def one_pass(n: int) -> torch.Tensor:
+            part = dataclasses.replace(
+                real, emb=real.emb[:n], mask=real.mask[:n], caption_image=real.caption_image[:n],
+                target=None if real.target is None else real.target[:n, :n],
+            )  # fmt: skip
+            return self._expert(part, seeds[0], epochs=1)
+
+        part = time_part(one_pass, len(real), cfg.batch_real)
+        epochs = len(seeds) * cfg.expert_epochs
+        timed = f"one epoch of one expert, {part.text()}, x {epochs} epochs"
+        record(SetupCost(what, part.pass_seconds * epochs, timed, part.spent))
+        start, moved = part.result[0], part.result[1] - part.result[0]
+        steps = torch.arange(cfg.expert_epochs + 1, dtype=start.dtype, device=start.device)
+        return [start + steps[:, None] * moved] * len(seeds)
+
+    def _expert(
+        self,
+        real,
+        seed: int,
+        *,
+        epochs: int | None = None,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """One expert trajectory: the trainable parameters ``(epochs + 1, P)`` (default
+        ``expert_epochs``) of a dual encoder initialised under ``seed`` and trained on the
+        real pairs; ``on_epoch(epoch)`` after each epoch."""
         cfg = self.config
         model = self.build_encoder(seed)
         view = TrainableView(model)
         snaps = [view.flatten()]
         recipe = RetrievalRecipe(
-            epochs=cfg.expert_epochs, optimizer="sgd", lr=cfg.expert_lr, momentum=0.0,
-            weight_decay=0.0,
+            epochs=cfg.expert_epochs if epochs is None else epochs, optimizer="sgd",
+            lr=cfg.expert_lr, momentum=0.0, weight_decay=0.0,
             batch=cfg.batch_real, temperature=cfg.temperature, runs=1,
         )  # fmt: skip
+
+        def snapshot(epoch: int) -> None:
+            snaps.append(view.flatten())
+            if on_epoch is not None:
+                on_epoch(epoch)
+
         g = torch.Generator().manual_seed(seed)
-        train_pairs(model, real, recipe, g, on_epoch=lambda e: snaps.append(view.flatten()))
+        train_pairs(model, real, recipe, g, on_epoch=snapshot)
         return torch.stack(snaps)
 
     def target_similarity(self) -> torch.Tensor | None:

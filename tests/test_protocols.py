@@ -234,7 +234,7 @@ def _views_disagreeing(tiny, v: int = 2) -> SyntheticSet:
 def test_soft_protocol_trains_on_the_stored_view_labels(tiny, monkeypatch):
     import importlib
 
-    ev = importlib.import_module("ddkit.eval.evaluate")  # the module, not the function
+    ev = importlib.import_module("ddkit.eval.prepare")  # where train_model trains the networks
     syn = _views_disagreeing(tiny)
     seen = []
     real = ev.train_networks

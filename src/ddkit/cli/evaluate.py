@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from functools import partial
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         "dataset such as colored-mnist5k-c5)",
     )
     e.add_argument(
+        "--budget",
+        default=None,
+        metavar="TIME",
+        help="a time budget (90s, 30m, 1.5h) counted from the command's start: a warm-up times "
+        "the networks here, and the protocol is cut to fit (fewer runs first, then fewer "
+        "epochs), said once and recorded in the report",
+    )
+    e.add_argument(
         "--dry-run",
         action="store_true",
         help="only print the estimated cost (a few epochs of one network per model, measured "
@@ -70,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
     """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
     folder (rank 0 only, atomically)."""
     from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
+    from ddkit.eval.estimate import fit_budget
     from ddkit.io import atomic_write_json, check_out, json_with
     from ddkit.meter import process_seconds
     from ddkit.methods import load_all
+    from ddkit.progress import parse_duration
     from ddkit.runs import open_saved_set
 
+    started = time.monotonic() - process_seconds()  # a budget counts the start-up too
+    budget = None if args.budget is None else parse_duration(args.budget)  # before any work
     if args.out:  # before any work: never over a set, a run's files or a file of the user's
         check_out(args.out, folder=False, own=json_with("results"), kind="an evaluate report")
     load_all()  # methods may register protocols
@@ -83,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol, models=args.models, learners=args.learners, runs=args.runs,
         epochs=args.epochs, seed=args.seed, groups=args.groups, precision=args.precision,
         compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
+        budget=budget, started=started,
     )  # fmt: skip
     if args.dry_run:
         startup = process_seconds()  # the real command starts and loads as this one did
         estimate = estimate_set(saved.syn, saved.splits.test, settings)
         print(dataclasses.replace(estimate, startup_seconds=startup).line())
+        if budget is not None:
+            print(fit_budget(estimate, budget, spent=time.monotonic() - started).line())
         return 0
     evaluation = evaluate_set(
         saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset,

@@ -24,10 +24,11 @@ from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.estimate import (
+    LONG_EVALUATION_SECONDS,
     EvalEstimate,
+    budget_cut,
     estimate_evaluation,
     long_recipe_notice,
-    network_epochs,
     scaled_estimate,
 )
 from ddkit.eval.evaluate import EvalReport, evaluate
@@ -47,7 +48,9 @@ class EvalSettings:
     comma-separated) evaluates by learners instead. ``runs`` and ``epochs`` override the
     evaluator's; the same ``seed`` gives the same report. ``teacher`` (a module, a folder or a
     network source such as ``file:PATH``; default: the set's) serves protocols whose targets
-    come from a teacher.
+    come from a teacher. ``budget`` (seconds, or ``"30m"``), counted from ``started`` (a
+    :func:`time.monotonic` reading; default: when the evaluation begins), cuts the networks'
+    protocol to what fits (:func:`ddkit.eval.evaluate`).
     """
 
     protocol: str | EvalProtocol | None = None
@@ -62,6 +65,8 @@ class EvalSettings:
     device: Any = None
     progress: ProgressSetting = False
     teacher: Any = None
+    budget: float | str | None = None
+    started: float | None = None
 
 
 @dataclass
@@ -93,6 +98,13 @@ def evaluate_set(
     networks' evaluation given to learners are refused in one line, before any training."""
     s = settings or EvalSettings()
     name = test_name or test.spec.name
+    by_networks = syn.spec.modality == "image" and s.learners is None
+    if s.budget is not None and not by_networks:
+        raise ConfigError(
+            "--budget cuts evaluation by networks of image sets; this set is evaluated by "
+            "learners, a GCN or retrieval, whose runs and epochs --runs and --epochs set: drop "
+            "--budget"
+        )
     if syn.spec.modality == "paired":
         return _by_retrieval(syn, test, train, s, name)
     if syn.spec.modality == "graph" and s.learners is None:
@@ -117,9 +129,7 @@ def _by_networks(
         require_groups(test)
     if s.protocol is None:
         say(recipe.describe())
-        if network_epochs(protocol.with_(models=models, runs=s.runs, epochs=s.epochs)) >= (
-            LONG_RECIPE_NETWORK_EPOCHS
-        ):
+        if s.budget is None:  # a budget says itself what it fits
             _say_if_long(syn, test, s, protocol, models, say)
     note = network_mismatch(recipe, models or protocol.models)
     if note:
@@ -127,13 +137,13 @@ def _by_networks(
     report = evaluate(
         syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
         progress=s.progress, groups=s.groups, device=distributed.named_device(s.device),
-        teacher=s.teacher,
+        teacher=s.teacher, budget=s.budget, started=s.started, say=say,
     )  # fmt: skip
     p = report.protocol
     heading = (
         f"{syn.meta.get('method', '?')} on {name}, {len(syn)} images "
         f"({report.meta['bytes']['total']:,} bytes), protocol {p.name} "
-        f"({p.epochs} epochs, lr {report.lr:g}, {arithmetic(report.meta)}), "
+        f"({p.epochs} epochs, lr {report.lr:g}, {arithmetic(report.meta)}{_cut(report.meta)}), "
         "final-epoch test accuracy:"
     )
     return Evaluation(report, heading)
@@ -150,9 +160,12 @@ def _network_protocol(syn: SyntheticSet, s: EvalSettings) -> tuple[EvalProtocol,
     return protocol, models
 
 
-#: A recorded recipe of at least this many network-epochs is timed before it starts (a warm-up
-#: of a few epochs of one network), to say so when it is long.
-LONG_RECIPE_NETWORK_EPOCHS = 1_000
+def _cut(meta: dict[str, Any]) -> str:
+    """The heading's words for a protocol cut to fit a budget (none where it was not)."""
+    record = meta.get("budget")
+    if not record or not record["cut"]:
+        return ""
+    return f"; cut to fit a budget: {budget_cut(record)}"
 
 
 def _say_if_long(
@@ -163,14 +176,17 @@ def _say_if_long(
     models: list | None,
     say: Callable[[str], Any],
 ) -> None:
-    """Say before a long recorded recipe how long it will take here and what the quicker
-    protocol (``fast`` on the same networks) takes (:func:`ddkit.eval.estimate.
-    long_recipe_notice`)."""
+    """Say before a recorded recipe estimated past :data:`~ddkit.eval.estimate.
+    LONG_EVALUATION_SECONDS` how long it will take here and how to shorten it (what the quicker
+    protocol, ``fast`` on the same networks, takes: :func:`ddkit.eval.estimate.
+    long_recipe_notice`). The warm-up that tells is short: eager, capped, and one epoch where
+    that says the recipe is short."""
     with warnings.catch_warnings():  # the evaluation itself warns of what the warm-up meets
         warnings.simplefilter("ignore")
         est = estimate_evaluation(
             syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
             teacher=s.teacher, device=distributed.named_device(s.device), compile_as_run=False,
+            short_below=LONG_EVALUATION_SECONDS,
         )  # fmt: skip
     quicker = get_protocol(QUICKER_PROTOCOL).with_(models=est.protocol.models)
     note = long_recipe_notice(est, scaled_estimate(est, quicker))

@@ -7,7 +7,9 @@ real test split. The report holds every run's accuracy and seed, mean and standa
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,26 +17,28 @@ from typing import Any
 import torch
 
 from ddkit import distributed
-from ddkit.data.dataset import ImageDataset, denormalise, normalise
+from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import ConfigError, DataError, warn_at_caller
+from ddkit.errors import ConfigError, warn_at_caller
+from ddkit.eval.estimate import BudgetFit, estimate_evaluation, fit_budget
 from ddkit.eval.groups import GROUP_METRICS, group_accuracy, require_groups
+from ddkit.eval.prepare import (  # noqa: F401  (re-exported: their home before ddkit.eval.prepare)
+    TrainingData,
+    run_seeds,
+    test_in_set_space,
+    train_model,
+    training_data,
+)
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import set_recipe
-from ddkit.eval.relabel import expand_views, regenerate_labels, teacher_targets_fn
-from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import (
-    TargetsFn,
     TrainRecipe,
     TrainResult,
     accuracy,
     fraction_correct,
     predicted_classes,
-    train_networks,
 )
-from ddkit.levers import threads_for
-from ddkit.meter import check_memory
-from ddkit.progress import Progress, ProgressSetting
+from ddkit.progress import Progress, ProgressSetting, parse_duration
 
 
 @dataclass
@@ -119,94 +123,6 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def run_seeds(seed: int, runs: int) -> list[int]:
-    """Per-run seeds derived from one evaluation seed (recorded in the report); a run count
-    whose seeds alone pass the memory budget is refused before they are drawn."""
-    check_memory(f"the seeds of {runs:,} evaluation runs", 64 * runs, "use fewer --runs")
-    g = torch.Generator().manual_seed(int(seed))
-    return [int(s) for s in torch.randint(0, 2**31 - 1, (runs,), generator=g)]
-
-
-@dataclass
-class TrainingData:
-    """What the networks are trained on under a protocol: images, targets (classes ``(M,)`` or
-    vectors ``(M, K)``), on-the-fly targets from a teacher, and notes for the report's meta."""
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    targets_fn: TargetsFn | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def training_data(
-    syn: SyntheticSet,
-    protocol: str | EvalProtocol,
-    teacher: Any = None,
-    device: torch.device | str = "cpu",
-) -> TrainingData:
-    """The training images and targets ``protocol`` asks of ``syn``.
-
-    ``targets="hard"``, or a set of regression labels under cross-entropy: the images with the
-    argmax of their labels. ``"stored"``: the labels as
-    stored; a set with FKD per-view soft labels (``relabel(..., views=V)``) is trained on all its
-    ``N*V`` stored views, each crop replayed and labelled with its own stored label
-    (:func:`~ddkit.eval.relabel.expand_views`; every epoch sees every view once),
-    since those labels belong to the views, not to the whole images. (FKD draws one view per
-    image per epoch from many stored epochs' views; with the few views stored here, replaying
-    all of them uses every stored label every epoch and needs no extra random stream.)
-    ``"teacher"``: the images,
-    with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
-    (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
-    """
-    p = get_protocol(protocol)
-    if p.targets == "hard":
-        return TrainingData(syn.images, syn.hard_labels)
-    if syn.regression and p.loss == "cross_entropy":  # regression targets are no distribution
-        return TrainingData(
-            syn.images, syn.hard_labels, meta={"targets": "argmax of regression labels"}
-        )
-    if p.needs_teacher:
-        net, folder = resolve_teacher(syn, teacher, device)
-        meta = {"teacher_dir": str(folder)} if folder is not None else {}
-        return TrainingData(syn.images, syn.labels, teacher_targets_fn(net, p.temperature), meta)
-    regen = syn.meta.get("label_budget") == "regen"
-    if regen:  # FKD-style: the teacher recomputes the labels of the stored views
-        syn = regenerate_labels(syn, teacher, device)
-    note = {"labels_regenerated": True} if regen else {}
-    if "view_values" in syn.extras:
-        views = expand_views(syn)
-        meta = {"expanded_views": views.meta["expanded_views"], **note}
-        return TrainingData(views.images, views.labels, meta=meta)
-    return TrainingData(syn.images, syn.labels, meta=note)
-
-
-def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
-    """The test split as networks trained on ``syn`` must see it: normalised with the set's
-    statistics and put through the set's recorded transform (ZCA whitening for the trajectory
-    methods' CIFAR presets). A set of another shape or number of classes is refused; a set
-    distilled from another dataset is evaluated with a warning."""
-    s, t = syn.spec, test.spec
-    if s.shape != t.shape or s.num_classes != t.num_classes:
-        raise DataError(
-            f"synthetic set ({s.name}, {s.shape}, {s.num_classes} classes) does not "
-            f"match the test data ({t.name}, {t.shape}, {t.num_classes} classes)"
-        )
-    if s.name != t.name:
-        warn_at_caller(
-            f"evaluating a set distilled from {s.name!r} on the test split of {t.name!r}",
-            UserWarning,
-        )
-    if t.transform is not None:
-        raise DataError(f"the test split is already transformed ({t.transform!r}); pass raw data")
-    images = test.images
-    if (s.mean, s.std) != (t.mean, t.std):
-        images = normalise(denormalise(images, t), s)
-    zca = syn.zca()
-    if zca is not None:
-        images = zca.transform(images)
-    return ImageDataset(images, test.labels, s, test.bias)
-
-
 def _test_model(
     name: str,
     res: TrainResult,
@@ -246,30 +162,6 @@ def _warn_if_underfit(model: str, train_accuracies: list[float], p: EvalProtocol
             f"accuracy says more about the recipe than the set; give it more epochs "
             f"(--protocol dc, or epochs=N){other}"
         )
-
-
-def train_model(
-    name: str,
-    syn: SyntheticSet,
-    data: TrainingData,
-    p: EvalProtocol,
-    seeds: Sequence[int],
-    lr: float,
-    *,
-    vectorize: bool | None = None,
-    device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
-) -> TrainResult:
-    """One fresh ``name`` network per seed trained on ``data`` under ``p``
-    (:func:`~ddkit.eval.train.train_networks`), tiny batches on one CPU thread
-    (:func:`ddkit.levers.threads_for`)."""
-    rows = data.images
-    batch_values = min(len(rows), p.batch_size) * (rows[0].numel() if len(rows) else 0)
-    with threads_for(batch_values, device):
-        return train_networks(
-            name, syn.spec, rows, data.targets, p, seeds, lr=lr, vectorize=vectorize,
-            targets_fn=data.targets_fn, device=device, progress=progress,
-        )  # fmt: skip
 
 
 @dataclass
@@ -351,6 +243,9 @@ def evaluate(
     progress: ProgressSetting = "auto",
     run_indices: Sequence[int] | None = None,
     groups: bool = False,
+    budget: float | str | None = None,
+    started: float | None = None,
+    say: Callable[[str], Any] | None = None,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
@@ -370,11 +265,28 @@ def evaluate(
     worst-group accuracy (:func:`ddkit.eval.groups.group_accuracy`) of a test split with bias
     attributes (a biased dataset, :mod:`ddkit.data.biased`); a split without them is refused
     before any network is trained.
+    ``budget``: a time budget (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`)
+    counted from ``started`` (a :func:`time.monotonic` reading; default: this call): a warm-up
+    measures the cost here (:func:`ddkit.eval.estimate.estimate_evaluation`) and the protocol is
+    cut to what fits, fewer runs first, then fewer epochs (:func:`~ddkit.eval.estimate.
+    fit_budget`); ``say`` (default: standard error) gets the one line that says what was chosen
+    and why, and the report's ``meta["budget"]`` records the original and the chosen runs and
+    epochs. A budget too short for one run of one epoch is refused in one line.
     """
+    seconds = None if budget is None else parse_duration(budget)  # before any work
     if protocol is None:
         protocol = set_recipe(syn).protocol
     if groups:
         require_groups(test)
+    fit = None
+    if seconds is not None:
+        _check_budget_alone(run_indices)
+        full = get_protocol(protocol).with_(
+            models=tuple(models) if models else None, runs=runs, epochs=epochs
+        )
+        fit = _fit_budget(syn, test, full, seconds, started, seed, teacher, device)
+        (say or _to_stderr)(fit.line())
+        protocol, runs, epochs = fit.chosen, None, None
     if distributed.active() is not None and run_indices is None:
         return _evaluate_sharded(
             syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed,
@@ -404,10 +316,49 @@ def evaluate(
             **fresh.data.meta,
         },
     )
+    if fit is not None:
+        report.meta["budget"] = fit.to_dict()
     for name, res in fresh.results.items():
         report.results.append(_test_model(name, res, syn, fresh, precision, groups))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _check_budget_alone(run_indices: Sequence[int] | None) -> None:
+    """A budget cuts the runs of one process: refused beside ``run_indices`` and under
+    :mod:`ddkit.distributed`, in one line."""
+    if run_indices is not None:
+        raise ConfigError("budget= chooses the runs itself; pass budget= or run_indices=, not both")
+    if distributed.active() is not None:
+        raise ConfigError(
+            "--budget evaluates in one process (ranks would cut the runs apart); launch it "
+            "without torchrun or drop --budget"
+        )
+
+
+def _fit_budget(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    protocol: EvalProtocol,
+    seconds: float,
+    started: float | None,
+    seed: int,
+    teacher: Any,
+    device: torch.device | str,
+) -> BudgetFit:
+    """What of ``protocol`` fits in ``seconds`` from ``started`` (default: now), from a warm-up
+    here (its warnings are the evaluation's to give)."""
+    started = time.monotonic() if started is None else started
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = estimate_evaluation(
+            syn, test, protocol, seed=seed, teacher=teacher, device=device
+        )
+    return fit_budget(estimate, seconds, spent=time.monotonic() - started)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _evaluate_sharded(

@@ -1,0 +1,133 @@
+"""What fresh networks are trained on and tested against under an evaluation protocol, and how
+one model's networks are trained: the parts :func:`ddkit.eval.evaluate` and the estimate of its
+cost (:mod:`ddkit.eval.estimate`) share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ddkit.data.dataset import ImageDataset, denormalise, normalise
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import DataError, warn_at_caller
+from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.eval.relabel import expand_views, regenerate_labels, teacher_targets_fn
+from ddkit.eval.teacher import resolve_teacher
+from ddkit.eval.train import TargetsFn, TrainResult, train_networks
+from ddkit.levers import threads_for
+from ddkit.meter import check_memory
+
+
+def run_seeds(seed: int, runs: int) -> list[int]:
+    """Per-run seeds derived from one evaluation seed (recorded in the report); a run count
+    whose seeds alone pass the memory budget is refused before they are drawn."""
+    check_memory(f"the seeds of {runs:,} evaluation runs", 64 * runs, "use fewer --runs")
+    g = torch.Generator().manual_seed(int(seed))
+    return [int(s) for s in torch.randint(0, 2**31 - 1, (runs,), generator=g)]
+
+
+@dataclass
+class TrainingData:
+    """What the networks are trained on under a protocol: images, targets (classes ``(M,)`` or
+    vectors ``(M, K)``), on-the-fly targets from a teacher, and notes for the report's meta."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    targets_fn: TargetsFn | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def training_data(
+    syn: SyntheticSet,
+    protocol: str | EvalProtocol,
+    teacher: Any = None,
+    device: torch.device | str = "cpu",
+) -> TrainingData:
+    """The training images and targets ``protocol`` asks of ``syn``.
+
+    ``targets="hard"``, or a set of regression labels under cross-entropy: the images with the
+    argmax of their labels. ``"stored"``: the labels as
+    stored; a set with FKD per-view soft labels (``relabel(..., views=V)``) is trained on all its
+    ``N*V`` stored views, each crop replayed and labelled with its own stored label
+    (:func:`~ddkit.eval.relabel.expand_views`; every epoch sees every view once),
+    since those labels belong to the views, not to the whole images. (FKD draws one view per
+    image per epoch from many stored epochs' views; with the few views stored here, replaying
+    all of them uses every stored label every epoch and needs no extra random stream.)
+    ``"teacher"``: the images,
+    with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
+    (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
+    """
+    p = get_protocol(protocol)
+    if p.targets == "hard":
+        return TrainingData(syn.images, syn.hard_labels)
+    if syn.regression and p.loss == "cross_entropy":  # regression targets are no distribution
+        return TrainingData(
+            syn.images, syn.hard_labels, meta={"targets": "argmax of regression labels"}
+        )
+    if p.needs_teacher:
+        net, folder = resolve_teacher(syn, teacher, device)
+        meta = {"teacher_dir": str(folder)} if folder is not None else {}
+        return TrainingData(syn.images, syn.labels, teacher_targets_fn(net, p.temperature), meta)
+    regen = syn.meta.get("label_budget") == "regen"
+    if regen:  # FKD-style: the teacher recomputes the labels of the stored views
+        syn = regenerate_labels(syn, teacher, device)
+    note = {"labels_regenerated": True} if regen else {}
+    if "view_values" in syn.extras:
+        views = expand_views(syn)
+        meta = {"expanded_views": views.meta["expanded_views"], **note}
+        return TrainingData(views.images, views.labels, meta=meta)
+    return TrainingData(syn.images, syn.labels, meta=note)
+
+
+def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
+    """The test split as networks trained on ``syn`` must see it: normalised with the set's
+    statistics and put through the set's recorded transform (ZCA whitening for the trajectory
+    methods' CIFAR presets). A set of another shape or number of classes is refused; a set
+    distilled from another dataset is evaluated with a warning."""
+    s, t = syn.spec, test.spec
+    if s.shape != t.shape or s.num_classes != t.num_classes:
+        raise DataError(
+            f"synthetic set ({s.name}, {s.shape}, {s.num_classes} classes) does not "
+            f"match the test data ({t.name}, {t.shape}, {t.num_classes} classes)"
+        )
+    if s.name != t.name:
+        warn_at_caller(
+            f"evaluating a set distilled from {s.name!r} on the test split of {t.name!r}",
+            UserWarning,
+        )
+    if t.transform is not None:
+        raise DataError(f"the test split is already transformed ({t.transform!r}); pass raw data")
+    images = test.images
+    if (s.mean, s.std) != (t.mean, t.std):
+        images = normalise(denormalise(images, t), s)
+    zca = syn.zca()
+    if zca is not None:
+        images = zca.transform(images)
+    return ImageDataset(images, test.labels, s, test.bias)
+
+
+def train_model(
+    name: str,
+    syn: SyntheticSet,
+    data: TrainingData,
+    p: EvalProtocol,
+    seeds: Sequence[int],
+    lr: float,
+    *,
+    vectorize: bool | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """One fresh ``name`` network per seed trained on ``data`` under ``p``
+    (:func:`~ddkit.eval.train.train_networks`), tiny batches on one CPU thread
+    (:func:`ddkit.levers.threads_for`)."""
+    rows = data.images
+    batch_values = min(len(rows), p.batch_size) * (rows[0].numel() if len(rows) else 0)
+    with threads_for(batch_values, device):
+        return train_networks(
+            name, syn.spec, rows, data.targets, p, seeds, lr=lr, vectorize=vectorize,
+            targets_fn=data.targets_fn, device=device, progress=progress,
+        )  # fmt: skip

@@ -52,8 +52,9 @@ from ddkit.data.folders import (
     decoded_images,
     plan_decode,
 )
+from ddkit.data.readers import _one_line
 from ddkit.data.spec import DatasetSpec
-from ddkit.errors import ConfigError, DataError
+from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.io import atomic_write_json, process_alive, read_json
 from ddkit.meter import check_memory
 
@@ -313,13 +314,45 @@ def _normalise_in_place(arrays: Iterable[np.ndarray], spec: DatasetSpec) -> None
 
 
 def _open(folder: Path, name: str, val_fraction: float, seed: int) -> DatasetSplits:
-    """The splits of a finished cache, their images mapped from its files (copy-on-write)."""
-    index = read_json(folder / _INDEX, max_bytes=2**24)
-    spec = DatasetSpec.from_dict({**index["spec"], "name": name})
+    """The splits of a finished cache, their images mapped from its files (copy-on-write); a
+    cache whose files disagree with its index (truncated, edited) is refused in one line."""
     parts = ("train", "test")
-    images = {s: np.load(folder / f"{s}.npy", mmap_mode="c") for s in parts}
-    labels = {s: np.load(folder / f"{s}_labels.npy") for s in parts}
+    try:
+        index = read_json(folder / _INDEX, max_bytes=2**24)
+        raw, counts = index["spec"], [int(c) for c in index["class_counts"]]
+        named = {raw["num_classes"], len(counts), len(raw.get("class_names") or ())}
+        if index["format"] != CACHE_FORMAT or len(named) != 1:  # checked before any allocation
+            raise ValueError("its index does not describe its classes")
+        spec = DatasetSpec.from_dict({**raw, "name": name})
+        images = {s: np.load(folder / f"{s}.npy", mmap_mode="c") for s in parts}
+        labels = {s: np.load(folder / f"{s}_labels.npy") for s in parts}
+        _check_cache(images, labels, spec, counts)
+    except (FileFormatError, ValueError, TypeError, KeyError, OSError, EOFError) as err:
+        raise FileFormatError(
+            f"the cache {str(folder)!r} is damaged ({_one_line(err)}); delete it to rebuild it"
+        ) from None
     return _splits(images, labels, spec, val_fraction, seed)
+
+
+def _check_cache(
+    images: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    spec: DatasetSpec,
+    counts: list[int],
+) -> None:
+    """Raise ``ValueError`` where a cache's arrays disagree with its index: their shapes and
+    types, labels outside the classes, and the train rows per class."""
+    shape = (spec.channels, *spec.image_size)
+    for s in images:
+        x, y = images[s], labels[s]
+        if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != shape:
+            raise ValueError(f"{s}.npy holds {x.dtype} {x.shape}, not float32 rows of {shape}")
+        if y.dtype != np.int64 or y.shape != (len(x),):
+            raise ValueError(f"{s}_labels.npy holds {y.dtype} {y.shape}, not {len(x)} labels")
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise ValueError(f"{s}_labels.npy holds labels outside 0..{spec.num_classes - 1}")
+    if np.bincount(labels["train"], minlength=spec.num_classes).tolist() != counts:
+        raise ValueError("its train labels do not match its class counts")
 
 
 def _splits(

@@ -359,7 +359,7 @@ def _read_hf(folder: Path, base: Path) -> _Collected:
         for i, value in enumerate(texts):
             row = f"split {split!r} row {i}" if split else f"row {i}"
             image_id = (f"{split}/{i}" if split else str(i)) if ids is None else str(ids[i])
-            ref = ArrowImage(raw, image_col, i, table._fingerprint)
+            ref = ArrowImage(raw, image_col, i, table._fingerprint, folder)
             caps = value if isinstance(value, list) else [value]
             out.add(image_id, ref, own[i], caps, row)
     return out

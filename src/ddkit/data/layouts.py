@@ -13,7 +13,8 @@ decodes into memory or through the memory-mapped cache.
   ``val/<wnid>/``, resized to 128 px as in MTT's ImageNet subsets.
 
 Class names are the wnids, sorted (the order of ``torchvision``'s ``ImageFolder`` and of the
-papers' class indices).
+papers' class indices). Every image, and every file an annotation names, must resolve to a
+regular file under the root (:func:`~ddkit.data.folders.inside_root`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from pathlib import Path
 from ddkit.data.builtin import RawData, register_dataset
 from ddkit.data.cache import FolderSource
 from ddkit.data.folders import (
-    IMAGE_EXTENSIONS,
     FolderListing,
     _list_classes,
     decode_listing,
+    image_files,
     image_size_of,
+    inside_root,
     list_image_folder,
 )
 from ddkit.data.readers import PathLike, _root_dir
@@ -37,13 +39,6 @@ from ddkit.errors import DataError
 #: Image sizes of the registered layouts that resize (ImageNet's images differ in size).
 IMAGENET_SIZE = 224
 SUBSET_SIZE = 128
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )  # fmt: skip
 
 
 def _need(path: Path, dataset: str, what: str) -> Path:
@@ -70,21 +65,29 @@ def list_tiny_imagenet(root: PathLike, image_size: int | None = None) -> FolderL
     train: dict[str, list[Path]] = {}
     for w in wnids:
         images = _need(folder / "train" / w / "images", "tinyimagenet", f"class {w}'s images")
-        train[w] = _images_in(images)
+        inside_root(images, folder, "tinyimagenet", folder=True)
+        train[w] = image_files(images, folder, "tinyimagenet")
         if not train[w]:
             raise DataError(f"tinyimagenet: {str(images)!r} has no images")
     splits = {"train": train}
     notes = folder / "val" / "val_annotations.txt"
     if notes.exists():
-        splits["test"] = _annotated(notes, folder / "val" / "images", wnids, "tinyimagenet")
+        splits["test"] = _annotated(notes, folder, folder / "val" / "images", wnids, "tinyimagenet")
     return FolderListing(splits, wnids, image_size_of(image_size), "tinyimagenet", folder)
 
 
 def _annotated(
-    notes: Path, images: Path, wnids: list[str], dataset: str, *, csv_header: bool = False
+    notes: Path,
+    root: Path,
+    images: Path,
+    wnids: list[str],
+    dataset: str,
+    *,
+    csv_header: bool = False,
 ) -> dict[str, list[Path]]:
     """A flat folder of ``images`` labelled by ``notes``: lines of ``file<TAB>wnid...``
-    (Tiny-ImageNet) or, with ``csv_header``, ``ImageId,PredictionString`` rows (ImageNet)."""
+    (Tiny-ImageNet) or, with ``csv_header``, ``ImageId,PredictionString`` rows (ImageNet);
+    every file named must be a regular file under ``root``."""
     out: dict[str, list[Path]] = {w: [] for w in wnids}
     with open(notes, newline="") as f:
         rows = csv.reader(f) if csv_header else (line.split("\t") for line in f)
@@ -99,7 +102,9 @@ def _annotated(
             if wnid not in out:
                 raise DataError(f"{dataset}: {notes} line {n} names unknown class {wnid!r}")
             path = images / (name if Path(name).suffix else f"{name}.JPEG")
-            out[wnid].append(_need(path, dataset, f"named in {notes.name} line {n}"))
+            _need(path, dataset, f"named in {notes.name} line {n}")
+            inside_root(path, root, dataset)
+            out[wnid].append(path)
     return {w: sorted(files) for w, files in out.items() if files}
 
 
@@ -119,9 +124,11 @@ def list_imagenet(root: PathLike, image_size: int = IMAGENET_SIZE) -> FolderList
     )
     if labels is None or not val.is_dir() or any(p.is_dir() for p in val.iterdir()):
         return list_image_folder(folder, image_size, "imagenet")
-    train = _list_classes(_need(folder / "train", "imagenet", "the training images"))
+    train = _list_classes(
+        _need(folder / "train", "imagenet", "the training images"), folder, "imagenet"
+    )
     wnids = list(train)
-    test = _annotated(labels, val, wnids, "imagenet", csv_header=True)
+    test = _annotated(labels, folder, val, wnids, "imagenet", csv_header=True)
     splits = {"train": train, "test": test}
     return FolderListing(splits, wnids, image_size_of(image_size), "imagenet", folder)
 

@@ -14,11 +14,21 @@ images inside the archives, so they decode into memory or into the memory-mapped
   ``train`` and ``test`` (or ``validation``) splits, or one ``Dataset`` (the ddkit convention
   then splits off the test rows); the first ``Image`` column and the ``label`` column (or the
   first ``ClassLabel`` one), whose names are the class names. Needs the ``hf`` extra.
+
+Data stays in its folder (as in :mod:`ddkit.data.folders`): a shard must be a regular file under
+the root; its members that are links (symbolic or hard), devices or FIFOs are refused, and so
+is a compressed tar (decompress it: its members are read by offset); an ``hf-disk`` image held
+as a bare path (no bytes) is read only where it resolves to a regular file under the dataset's
+folder (a relative path is taken from there) or under ``$DDKIT_DATA_ALLOW_ROOT``.
+
+A member is read with ``os.pread`` at its offset, through a descriptor each process opens for
+itself: the DataLoader worker processes that decode a listing share no file position.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,28 +36,53 @@ from typing import Any, BinaryIO
 
 from ddkit.data.builtin import register_dataset
 from ddkit.data.cache import FolderSource
-from ddkit.data.folders import IMAGE_EXTENSIONS, FolderListing
+from ddkit.data.folders import IMAGE_EXTENSIONS, FolderListing, inside_root
 from ddkit.data.readers import PathLike, _root_dir
 from ddkit.errors import ConfigError, DataError, FileFormatError
+from ddkit.meter import check_memory
 
-_OPEN_TARS: dict[Path, tarfile.TarFile] = {}
+#: ``(process id, tar)`` -> a descriptor of ``tar`` opened by that process (never inherited).
+_OPEN_TARS: dict[tuple[int, Path], int] = {}
+#: The first bytes of compressed files that ``tarfile`` would otherwise inflate unasked.
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+#: The most bytes a ``.cls`` member (a class index as text) may hold.
+_MAX_CLS_BYTES = 64
+
+
+def _descriptor(tar: Path) -> int:
+    """This process's read-only descriptor of ``tar``, opened on first use after a fork."""
+    key = (os.getpid(), tar)
+    fd = _OPEN_TARS.get(key)
+    if fd is None:
+        fd = _OPEN_TARS[key] = os.open(tar, os.O_RDONLY | os.O_CLOEXEC)
+    return fd
 
 
 @dataclass(frozen=True)
 class TarMember:
-    """An image stored as member ``name`` of the tar file ``tar``."""
+    """An image stored as member ``name`` of the tar file ``tar``: ``size`` bytes from byte
+    ``offset`` of the file."""
 
     tar: Path
     name: str
+    offset: int
+    size: int
 
     def open(self) -> BinaryIO:
-        archive = _OPEN_TARS.get(self.tar)
-        if archive is None:
-            archive = _OPEN_TARS[self.tar] = tarfile.open(self.tar)  # noqa: SIM115 - kept open
-        f = archive.extractfile(self.name)
-        if f is None:
-            raise FileFormatError(f"{self}: not a regular file in its tar")
-        return io.BytesIO(f.read())
+        check_memory(f"webdataset: {self}", self.size, "split the member's image", DataError)
+        fd, chunks, at = _descriptor(self.tar), [], 0
+        while at < self.size:  # pread: no file position, so no other reader can move it
+            chunk = os.pread(fd, self.size - at, self.offset + at)
+            if not chunk:
+                raise FileFormatError(f"{self}: the tar ends inside the member; re-write it")
+            chunks.append(chunk)
+            at += len(chunk)
+        return io.BytesIO(b"".join(chunks))
 
     def cache_key(self) -> str:
         st = self.tar.stat()
@@ -57,30 +92,60 @@ class TarMember:
         return f"{self.tar}:{self.name}"
 
 
-def _samples(tar: Path) -> list[tuple[str, str, int]]:
-    """``(key, image member, class index)`` of every sample of ``tar``, in member order."""
+def _samples(tar: Path, root: Path) -> list[tuple[TarMember, int]]:
+    """``(image member, class index)`` of every sample of ``tar`` (a plain tar file under
+    ``root``), in member order."""
+    inside_root(tar, root, "webdataset")
+    with open(tar, "rb") as f:
+        kind = next((k for m, k in _COMPRESSED.items() if f.read(8).startswith(m)), None)
+    if kind is not None:
+        raise FileFormatError(
+            f"webdataset: {tar} is a {kind}-compressed tar; decompress it (shards are read "
+            "by offset)"
+        )
+    labels: dict[str, int] = {}
+    images: dict[str, tarfile.TarInfo] = {}
     try:
-        with tarfile.open(tar) as archive:
-            members = [m for m in archive.getmembers() if m.isfile()]
-            labels: dict[str, int] = {}
-            images: dict[str, str] = {}
-            for m in members:
+        with tarfile.open(tar, "r:") as archive:
+            for m in archive.getmembers():
+                if m.isdir():
+                    continue
+                if not m.isfile() or m.issparse():
+                    raise DataError(
+                        f"webdataset: {tar}:{m.name!r} is not a regular file (a link, device "
+                        "or FIFO member); write the file itself into the shard"
+                    )
                 base = m.name.rsplit("/", 1)
                 stem, _, ext = base[-1].partition(".")
                 key = "/".join([*base[:-1], stem])
                 if ext.lower() == "cls":
-                    text = archive.extractfile(m).read().decode().strip()
-                    if not text.isdigit():
-                        raise DataError(f"webdataset: {tar}:{m.name} is not a class index")
-                    labels[key] = int(text)
+                    labels[key] = _class_index(archive, m, tar)
                 elif f".{ext.lower()}" in IMAGE_EXTENSIONS:
-                    images[key] = m.name
+                    images[key] = m
     except (tarfile.TarError, OSError) as err:
         raise FileFormatError(f"webdataset: {tar} is not a readable tar file ({err})") from None
+    if not images:
+        raise DataError(f"webdataset: {tar} holds no samples (an image and its .cls); remove it")
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
         raise DataError(f"webdataset: {tar} sample {unlabelled[0]!r} has no .cls label")
-    return [(key, images[key], labels[key]) for key in images]
+    return [
+        (TarMember(tar, m.name, m.offset_data, m.size), labels[key]) for key, m in images.items()
+    ]
+
+
+def _class_index(archive: tarfile.TarFile, member: tarfile.TarInfo, tar: Path) -> int:
+    """The class index a ``.cls`` member holds (decimal digits as text), else one line."""
+    raw = archive.extractfile(member).read(_MAX_CLS_BYTES + 1)
+    try:
+        text = raw.decode("ascii").strip() if len(raw) <= _MAX_CLS_BYTES else ""
+    except UnicodeDecodeError:
+        text = ""
+    if not text.isdigit():
+        raise DataError(
+            f"webdataset: {tar}:{member.name!r} is not a class index (decimal digits as text)"
+        )
+    return int(text)
 
 
 def list_webdataset(root: PathLike) -> FolderListing:
@@ -95,7 +160,7 @@ def list_webdataset(root: PathLike) -> FolderListing:
         shards = sorted(where.glob("*.tar"))
         if not shards:
             raise DataError(f"webdataset: {str(where)!r} has no .tar shards")
-        rows[split] = [(TarMember(s, name), c) for s in shards for _, name, c in _samples(s)]
+        rows[split] = [row for shard in shards for row in _samples(shard, folder)]
     k = _class_count(rows, "webdataset")
     names_file = folder / "classes.txt"
     names = names_file.read_text().split("\n") if names_file.exists() else []
@@ -136,12 +201,16 @@ class ArrowImage:
     column: str
     index: int
     fingerprint: str
+    root: Path  # the dataset's folder: a bare path must lead to a file under it
 
     def open(self) -> BinaryIO:
         value = self.table[self.index][self.column]
         if value.get("bytes") is not None:
             return io.BytesIO(value["bytes"])
-        return open(value["path"], "rb")  # noqa: SIM115 - the caller closes it
+        if not value.get("path"):
+            raise FileFormatError(f"{self}: the image has neither bytes nor a path")
+        real = inside_root(self.root / value["path"], self.root, f"hf-disk: {self}")
+        return open(real, "rb")  # noqa: SIM115 - the caller closes it
 
     def cache_key(self) -> str:
         return f"{self.fingerprint}\0{self.column}\0{self.index}"
@@ -180,7 +249,7 @@ def list_hf_disk(root: PathLike) -> FolderListing:
                 f"hf-disk: column {label_col!r} holds {bad!r}; labels must be class indices "
                 "(a ClassLabel column)"
             )
-        rows[split] = [(ArrowImage(raw, image_col, i, table._fingerprint), c)
+        rows[split] = [(ArrowImage(raw, image_col, i, table._fingerprint, folder), c)
                        for i, c in enumerate(labels)]  # fmt: skip
     k = _class_count(rows, "hf-disk")
     names = names or [str(c) for c in range(k)]

@@ -172,6 +172,13 @@ def test_a_shard_member_that_is_no_regular_file_is_refused(tmp_path, capsys, kin
     assert "not a regular file" in refused(capsys, tmp_path, "webdataset", root)
 
 
+def test_a_class_list_that_is_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
+    root = _shards(tmp_path / "wds")
+    os.mkfifo(root / "classes.txt")
+    with _within(20):
+        assert "not a regular file" in refused(capsys, tmp_path, "webdataset", root)
+
+
 def _hf_with_path(root: Path, path: str) -> Path:
     """A saved dataset whose last image is the bare ``path`` (no bytes), as a dataset written
     by another tool may hold (``save_to_disk`` itself embeds the bytes of a path)."""

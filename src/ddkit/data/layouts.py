@@ -59,6 +59,7 @@ def list_tiny_imagenet(root: PathLike, image_size: int | None = None) -> FolderL
     if (folder / "tiny-imagenet-200").is_dir():
         folder = folder / "tiny-imagenet-200"
     wnids_file = _need(folder / "wnids.txt", "tinyimagenet", "the class list")
+    inside_root(wnids_file, folder, "tinyimagenet")
     wnids = sorted(set(wnids_file.read_text().split()))
     if not wnids:
         raise DataError(f"tinyimagenet: {str(wnids_file)!r} lists no classes")
@@ -89,6 +90,7 @@ def _annotated(
     (Tiny-ImageNet) or, with ``csv_header``, ``ImageId,PredictionString`` rows (ImageNet);
     every file named must be a regular file under ``root``."""
     out: dict[str, list[Path]] = {w: [] for w in wnids}
+    inside_root(notes, root, dataset)
     with open(notes, newline="") as f:
         rows = csv.reader(f) if csv_header else (line.split("\t") for line in f)
         if csv_header:

@@ -163,6 +163,8 @@ def list_webdataset(root: PathLike) -> FolderListing:
         rows[split] = [row for shard in shards for row in _samples(shard, folder)]
     k = _class_count(rows, "webdataset")
     names_file = folder / "classes.txt"
+    if names_file.exists():
+        inside_root(names_file, folder, "webdataset")
     names = names_file.read_text().split("\n") if names_file.exists() else []
     names = [n.strip() for n in names if n.strip()] or [str(c) for c in range(k)]
     if len(names) < k:

@@ -31,7 +31,11 @@ def test_time_part_grows_the_part_and_scales_the_fastest_pass(monkeypatch):
     assert (one.rows, one.pass_seconds) == (8, pytest.approx(5.0 * 100 / 8))
     # a part that is the whole data is timed whole
     whole = time_part(lambda n: n, total=16, batch=8, min_seconds=9.0, max_seconds=60.0)
-    assert (whole.rows, whole.pass_seconds, whole.text()) == (16, 1.0, "one pass over all rows in 1 s")
+    assert (whole.rows, whole.pass_seconds, whole.text()) == (
+        16,
+        1.0,
+        "one pass over all rows in 1 s",
+    )
 
 
 def test_expert_epochs_left_and_group_rounds(tmp_path):
@@ -75,8 +79,7 @@ def test_mtt_dry_run_trains_no_expert_and_names_what_it_timed(tmp_path, monkeypa
 
 def test_a_cached_expert_buffer_costs_nothing_and_is_used(tmp_path):
     from ddkit import runs
-    from ddkit.methods.trajectory.methods import _auto_cache_dir, obtain_experts
-    from ddkit.methods.trajectory.methods import MTT
+    from ddkit.methods.trajectory.methods import MTT, _auto_cache_dir, obtain_experts
 
     splits = tiny_digits()
     options = {**EXPERTS, "experts_cache": str(tmp_path)}

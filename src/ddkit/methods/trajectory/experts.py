@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -419,8 +420,6 @@ def stand_in_experts(
     epochs it lacks -- one epoch of ``together`` experts timed in part (:func:`time_part`),
     times the epoch rounds -- recorded (:func:`ddkit.eval.dry_run.record`), and a
     :class:`StandInBuffer` from the timed part. Nothing is written."""
-    import time
-
     root = Path(out_dir)
     what = f"{num_experts} expert trajectories x {epochs} epochs"
     left = _epochs_left(root, list(range(num_experts)), epochs)

@@ -61,6 +61,7 @@ def test_real_batch_note_says_nothing_capped_when_the_batch_fits() -> None:
 def test_progress_writes_the_note_once_before_its_first_line() -> None:
     out = io.StringIO()
     p = Progress("dm", 3, setting="lines", stream=out, every_seconds=0.0, note="what it costs")
+    assert out.getvalue() == "dm: what it costs\n"  # before the first step, which may be long
     for _ in range(3):
         p.update(1)
     p.close()

@@ -81,7 +81,8 @@ class Progress:
     steps whose first one carries a start-up cost, e.g. decoding workers starting), so that its
     estimate rests on more than that step. Under ``setting="auto"`` nothing is shown before
     :data:`QUIET_START_SECONDS`. ``note`` (e.g. what dominates a step's cost and the option that
-    changes it) is written once, before the first report.
+    changes it) is written once: at the start of a loop shown from the start, else with its first
+    report.
     """
 
     def __init__(
@@ -115,6 +116,14 @@ class Progress:
                 total=total, initial=start, desc=desc, dynamic_ncols=True, file=self.stream,
                 delay=quiet,
             )  # fmt: skip
+        if not quiet:  # shown from the start: the note before a first step that may take long
+            self._say_note()
+
+    def _say_note(self) -> None:
+        """Write the note once (a shown loop only)."""
+        if self.note and self.kind is not None:
+            self._write(f"{self.desc}: {self.note}")
+        self.note = None
 
     def rate(self, pending: int = 0) -> float:
         """Steps per second since the start, counting ``pending`` steps not yet reported."""
@@ -123,9 +132,8 @@ class Progress:
 
     def update(self, n: int = 1, metrics: dict[str, float] | None = None) -> None:
         self.done += n
-        if self.note and self.kind is not None and time.perf_counter() >= self._quiet_until:
-            self._write(f"{self.desc}: {self.note}")
-            self.note = None
+        if self.note and time.perf_counter() >= self._quiet_until:
+            self._say_note()
         if self._bar is not None:
             self._bar.update(n)
             if metrics:

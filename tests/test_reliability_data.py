@@ -179,6 +179,12 @@ def test_a_class_list_that_is_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
         assert "not a regular file" in refused(capsys, tmp_path, "webdataset", root)
 
 
+def test_a_class_list_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    root = _shards(tmp_path / "wds")
+    (root / "classes.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    assert "is not UTF-8 text" in refused(capsys, tmp_path, "webdataset", root)
+
+
 def _hf_with_path(root: Path, path: str) -> Path:
     """A saved dataset whose last image is the bare ``path`` (no bytes), as a dataset written
     by another tool may hold (``save_to_disk`` itself embeds the bytes of a path)."""

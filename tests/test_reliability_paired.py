@@ -17,7 +17,7 @@ import torch
 
 from ddkit.data import load_dataset
 from ddkit.data.paired import load_paired_splits
-from ddkit.data.paths import file_inside
+from ddkit.data.paths import inside_root
 from ddkit.errors import ConfigError, DataError
 
 DDKIT = str(Path(sys.executable).with_name("ddkit"))
@@ -120,15 +120,15 @@ def test_a_saved_dataset_may_not_point_its_images_outside_its_folder(tmp_path):
     _one_line(err)
 
 
-def test_file_inside_resolves_links_and_refuses_what_leaves_the_root(tmp_path):
+def test_inside_root_resolves_links_and_refuses_what_leaves_the_root(tmp_path):
     data, secret = _data(tmp_path)
     (data / "ok.png").symlink_to(data / "img0.png")
-    assert file_inside(data / "ok.png", data, "here") == (data / "img0.png").resolve()
+    assert inside_root(data / "ok.png", data, "here", noun="image") == (data / "img0.png").resolve()
     for path in (secret, data / ".." / "secret" / "outside.png"):
         with pytest.raises(DataError, match=r"^here: image .* lies outside the data folder"):
-            file_inside(path, data, "here")
+            inside_root(path, data, "here", noun="image")
     with pytest.raises(DataError, match=r"is a folder, not a regular file"):
-        file_inside(data, tmp_path, "here")
+        inside_root(data, tmp_path, "here", noun="image")
 
 
 def test_the_command_line_refuses_an_image_outside_the_data_in_one_line(tmp_path):

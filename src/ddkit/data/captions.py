@@ -31,7 +31,7 @@ given, else all must share one size). Problems are one-line errors naming the fi
 the fix: a missing image file, an image path that leaves the data folder (absolute, ``../``, a
 link pointing out; the folder is the caption file's, or ``image_root``, the explicit way to read
 images kept elsewhere) or that is not a regular file (a FIFO is refused before it is opened; a
-saved dataset's rows stored as paths likewise: :func:`ddkit.data.paths.file_inside`), an empty
+saved dataset's rows stored as paths likewise: :func:`ddkit.data.paths.inside_root`), an empty
 caption, an image without captions, an image in two
 splits, an unknown split, an unreadable file, a file larger than ddkit reads
 (:data:`MAX_CAPTION_FILE_BYTES`), a caption longer than :data:`MAX_CAPTION_CHARS`.
@@ -58,7 +58,7 @@ from ddkit.data.folders import (
     plan_decode,
 )
 from ddkit.data.paired import PairedOptions, RawPairs, register_paired, register_path_reader
-from ddkit.data.paths import file_inside
+from ddkit.data.paths import inside_root
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 from ddkit.io import read_regular_file
 from ddkit.meter import check_memory
@@ -231,14 +231,14 @@ def _text(file: Path) -> str:
 
 def _ref(value: Any, base: Path, where: str, row: str) -> Path:
     """The image file ``value`` names, relative to ``base``: resolved, and refused unless a
-    regular file inside ``base`` (:func:`~ddkit.data.paths.file_inside`); a missing one is
+    regular file inside ``base`` (:func:`~ddkit.data.paths.inside_root`); a missing one is
     returned as it is, for :func:`_decode` to name with the others missing."""
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: no image path ({row}); give each row its image file")
     path = base / value.strip()
     if not os.path.lexists(path):
         return path
-    return file_inside(path, base, f"{where}: {row}", _ROOT_FIX)
+    return inside_root(path, base, f"{where}: {row}", noun="image", fix=_ROOT_FIX)
 
 
 # ----------------------------------------------------------------- CSV / JSONL
@@ -375,7 +375,7 @@ def _check_hf_paths(raw: Any, column: str, base: Path, where: str, split: str) -
         row = f"split {split!r} row {i}" if split else f"row {i}"
         if not paths[i]:
             raise DataError(f"{where}: {row} has no image (neither bytes nor a path)")
-        file_inside(Path(paths[i]), base, f"{where}: {row}", _ROOT_FIX)
+        inside_root(Path(paths[i]), base, f"{where}: {row}", noun="image", fix=_ROOT_FIX)
 
 
 def _hf_columns(table: Any, datasets: Any, where: str) -> tuple[str, str, str | None]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from ddkit.data.builtin import RawData
+from ddkit.data.paths import inside_root
 from ddkit.data.readers import PathLike, _one_line, _root_dir
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.meter import check_memory
@@ -42,8 +42,6 @@ MAX_DECODE_WORKERS = 8
 DECODE_PIECE = 64
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit grayscale (PNG) in Pillow
 _GRAY_MODES = {"1", "L", "LA", "F"} | _WIDE_MODES
-#: environment variable: more folders (``:``-separated) the files of a data folder may link to
-ALLOW_ROOT_ENV = "DDKIT_DATA_ALLOW_ROOT"
 
 
 class ImageRef(Protocol):
@@ -105,34 +103,6 @@ def image_size_of(image_size: int | tuple[int, int] | None) -> tuple[int, int] |
 
 
 @functools.lru_cache(maxsize=64)
-def _allowed_roots(root: Path, extra: str) -> tuple[Path, ...]:
-    """``root`` and the folders named in ``extra`` (``$DDKIT_DATA_ALLOW_ROOT``), resolved."""
-    named = [Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()]
-    return tuple(p.resolve() for p in (root, *named))
-
-
-def inside_root(path: Path, root: Path, where: str, *, folder: bool = False) -> Path:
-    """``path`` resolved (links followed), when it lies under ``root`` (or a folder named in
-    ``$DDKIT_DATA_ALLOW_ROOT``) and is a regular file (``folder``: a folder); else a one-line
-    :class:`DataError`. Only ``stat`` is called: a FIFO is never opened, so never waited on."""
-    try:
-        real = path.resolve(strict=True)
-        mode = real.stat().st_mode
-    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links
-        why = err.strerror if isinstance(err, OSError) and err.strerror else "a loop of links"
-        raise DataError(f"{where}: {str(path)!r} cannot be read ({why}); remove it") from None
-    allowed = _allowed_roots(root, os.environ.get(ALLOW_ROOT_ENV, ""))
-    if not any(real.is_relative_to(r) for r in allowed):
-        raise DataError(
-            f"{where}: {str(path)!r} leads outside the data folder {str(root)!r} (to "
-            f"{str(real)!r}); copy it into the folder, or name its folder in ${ALLOW_ROOT_ENV}"
-        )
-    if not (stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)):
-        kind = "folder" if folder else "regular file"
-        raise DataError(f"{where}: {str(path)!r} is not a {kind}; replace it with one")
-    return real
-
-
 def _check_name(path: Path, where: str) -> None:
     """Refuse a class folder whose name holds a control character (a newline, a tab...)."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in path.name):

@@ -14,7 +14,7 @@ decodes into memory or through the memory-mapped cache.
 
 Class names are the wnids, sorted (the order of ``torchvision``'s ``ImageFolder`` and of the
 papers' class indices). Every image, and every file an annotation names, must resolve to a
-regular file under the root (:func:`~ddkit.data.folders.inside_root`).
+regular file under the root (:func:`~ddkit.data.paths.inside_root`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from ddkit.data.folders import (
     decode_listing,
     image_files,
     image_size_of,
-    inside_root,
     list_image_folder,
 )
+from ddkit.data.paths import inside_root, read_text_inside
 from ddkit.data.readers import PathLike, _root_dir
 from ddkit.errors import DataError
 
@@ -59,8 +59,7 @@ def list_tiny_imagenet(root: PathLike, image_size: int | None = None) -> FolderL
     if (folder / "tiny-imagenet-200").is_dir():
         folder = folder / "tiny-imagenet-200"
     wnids_file = _need(folder / "wnids.txt", "tinyimagenet", "the class list")
-    inside_root(wnids_file, folder, "tinyimagenet")
-    wnids = sorted(set(wnids_file.read_text().split()))
+    wnids = sorted(set(read_text_inside(wnids_file, folder, "tinyimagenet").split()))
     if not wnids:
         raise DataError(f"tinyimagenet: {str(wnids_file)!r} lists no classes")
     train: dict[str, list[Path]] = {}
@@ -90,23 +89,22 @@ def _annotated(
     (Tiny-ImageNet) or, with ``csv_header``, ``ImageId,PredictionString`` rows (ImageNet);
     every file named must be a regular file under ``root``."""
     out: dict[str, list[Path]] = {w: [] for w in wnids}
-    inside_root(notes, root, dataset)
-    with open(notes, newline="") as f:
-        rows = csv.reader(f) if csv_header else (line.split("\t") for line in f)
-        if csv_header:
-            next(rows, None)
-        for n, row in enumerate(rows, start=1):
-            if not row or not row[0].strip():
-                continue
-            if len(row) < 2 or not row[1].split():
-                raise DataError(f"{dataset}: {notes} line {n} has no class")
-            name, wnid = row[0].strip(), row[1].split()[0]
-            if wnid not in out:
-                raise DataError(f"{dataset}: {notes} line {n} names unknown class {wnid!r}")
-            path = images / (name if Path(name).suffix else f"{name}.JPEG")
-            _need(path, dataset, f"named in {notes.name} line {n}")
-            inside_root(path, root, dataset)
-            out[wnid].append(path)
+    lines = read_text_inside(notes, root, dataset).splitlines()
+    rows = csv.reader(lines) if csv_header else (line.split("\t") for line in lines)
+    if csv_header:
+        next(rows, None)
+    for n, row in enumerate(rows, start=1):
+        if not row or not row[0].strip():
+            continue
+        if len(row) < 2 or not row[1].split():
+            raise DataError(f"{dataset}: {notes} line {n} has no class")
+        name, wnid = row[0].strip(), row[1].split()[0]
+        if wnid not in out:
+            raise DataError(f"{dataset}: {notes} line {n} names unknown class {wnid!r}")
+        path = images / (name if Path(name).suffix else f"{name}.JPEG")
+        _need(path, dataset, f"named in {notes.name} line {n}")
+        inside_root(path, root, dataset)
+        out[wnid].append(path)
     return {w: sorted(files) for w, files in out.items() if files}
 
 

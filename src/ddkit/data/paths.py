@@ -1,10 +1,14 @@
-"""Paths read from inside the data (issue 83): a caption file, a split file or a saved
-dataset that names image files may name only regular files inside the data's own folder.
+"""Paths read from inside the data stay inside the data (issue 83).
 
-:func:`file_inside` resolves a named path (symbolic links too) and refuses, in one line, one
-that leaves the root folder (an absolute path, ``../``, a link pointing out) or that is not a
-regular file (a FIFO, a device, a folder: checked with ``stat`` before anything opens it, so a
-FIFO never hangs a read).
+An image folder's files and class folders, a tar shard, a layout's class list or annotation
+file, an hf-disk image path, a caption file's or split file's image: every path that the data
+names is resolved (symbolic links followed) by :func:`inside_root` and refused, in one line,
+when it leaves the data's root folder (an absolute path, ``../``, a link pointing out) or is
+not a regular file (a FIFO, a device, a folder) — or not a folder, where one is expected. Only
+``stat`` is called, so a FIFO is never opened and never waited on.
+
+Data kept elsewhere on purpose is named explicitly: ``$DDKIT_DATA_ALLOW_ROOT`` lists more folders
+(``:``-separated) that paths of any data folder may lead to.
 """
 
 from __future__ import annotations
@@ -15,33 +19,69 @@ from pathlib import Path
 
 from ddkit.errors import DataError
 
-__all__ = ["file_inside"]
+__all__ = ["ALLOW_ROOT_ENV", "allowed_roots", "inside_root", "read_text_inside"]
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+#: environment variable: more folders (``:``-separated) the paths of a data folder may lead to
+ALLOW_ROOT_ENV = "DDKIT_DATA_ALLOW_ROOT"
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))  # fmt: skip
 
 
-def file_inside(path: Path, root: Path, where: str, fix: str = "") -> Path:
-    """``path`` resolved, when it is a regular file inside the folder ``root`` (resolved too);
-    else a one-line :class:`DataError` that starts with ``where`` (the file and row that named
-    ``path``) and ends with the fix (``fix``, where given, is added to it)."""
-    real_root = Path(root).resolve()
+def allowed_roots(root: Path) -> tuple[Path, ...]:
+    """``root`` and the folders named in ``$DDKIT_DATA_ALLOW_ROOT``, resolved."""
+    extra = os.environ.get(ALLOW_ROOT_ENV, "")
+    named = [Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()]
+    return tuple(p.resolve() for p in (Path(root), *named))
+
+
+def inside_root(
+    path: Path,
+    root: Path,
+    where: str,
+    *,
+    folder: bool = False,
+    noun: str = "file",
+    fix: str = "",
+) -> Path:
+    """``path`` resolved, when it lies under ``root`` (or a folder of ``$DDKIT_DATA_ALLOW_ROOT``)
+    and is a regular file (``folder=True``: a folder); else a one-line :class:`DataError` that
+    starts with ``where`` (the data, file or row that named it), calls the path ``noun`` and
+    ends with the fix (``fix`` is added to it)."""
     try:
         real = Path(path).resolve(strict=True)
-        info = os.stat(real)
+        mode = os.stat(real).st_mode
     except FileNotFoundError:
-        raise DataError(f"{where}: image file {str(path)!r} does not exist; fix the path") from None
+        raise DataError(f"{where}: {noun} {str(path)!r} does not exist; fix the path") from None
     except (OSError, RuntimeError) as err:  # a loop of links, a path too long, no permission
-        why = getattr(err, "strerror", None) or type(err).__name__
-        raise DataError(f"{where}: image file {str(path)!r} cannot be read ({why})") from None
-    if not real.is_relative_to(real_root):
+        why = getattr(err, "strerror", None) or "a loop of links"
         raise DataError(
-            f"{where}: image {str(path)!r} lies outside the data folder {str(real_root)!r}; "
-            f"name images by paths inside it{fix}"
+            f"{where}: {noun} {str(path)!r} cannot be read ({why}); remove it"
+        ) from None
+    if not any(real.is_relative_to(r) for r in allowed_roots(root)):
+        raise DataError(
+            f"{where}: {noun} {str(path)!r} lies outside the data folder "
+            f"{str(Path(root).resolve())!r} (it leads to {str(real)!r}); copy it into the "
+            f"folder, or name its folder in ${ALLOW_ROOT_ENV}{fix}"
         )
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+    wanted = stat.S_ISDIR if folder else stat.S_ISREG
+    if not wanted(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        expected = "a folder" if folder else "a regular file"
         raise DataError(
-            f"{where}: image {str(path)!r} is {kind}, not a regular file; name an image file"
+            f"{where}: {noun} {str(path)!r} is {kind}, not {expected}; replace it with one"
         )
     return real
+
+
+def read_text_inside(path: Path, root: Path, where: str) -> str:
+    """The UTF-8 text of a file the data names (a class list, an annotation file), checked by
+    :func:`inside_root` first; text in another encoding is a one-line :class:`DataError`."""
+    real = inside_root(path, root, where)
+    try:
+        return real.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{where}: {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None

@@ -36,7 +36,8 @@ from typing import Any, BinaryIO
 
 from ddkit.data.builtin import register_dataset
 from ddkit.data.cache import FolderSource
-from ddkit.data.folders import IMAGE_EXTENSIONS, FolderListing, inside_root
+from ddkit.data.folders import IMAGE_EXTENSIONS, FolderListing
+from ddkit.data.paths import inside_root, read_text_inside
 from ddkit.data.readers import PathLike, _root_dir
 from ddkit.errors import ConfigError, DataError, FileFormatError
 from ddkit.meter import check_memory
@@ -163,9 +164,11 @@ def list_webdataset(root: PathLike) -> FolderListing:
         rows[split] = [row for shard in shards for row in _samples(shard, folder)]
     k = _class_count(rows, "webdataset")
     names_file = folder / "classes.txt"
-    if names_file.exists():
-        inside_root(names_file, folder, "webdataset")
-    names = names_file.read_text().split("\n") if names_file.exists() else []
+    names = (
+        read_text_inside(names_file, folder, "webdataset").split("\n")
+        if (names_file.exists() or names_file.is_symlink())
+        else []
+    )
     names = [n.strip() for n in names if n.strip()] or [str(c) for c in range(k)]
     if len(names) < k:
         raise DataError(f"webdataset: {names_file} names {len(names)} classes, labels reach {k}")

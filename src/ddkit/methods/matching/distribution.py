@@ -625,9 +625,21 @@ class DM(Distiller):
     ) -> torch.Tensor:
         """The matching loss of the classes in ``real`` and ``syn`` ``(n, S, C, H, W)`` (their
         ``draws``): both sides embedded, then :meth:`_match_loss`."""
+        real_stat, syn_emb = self._embeddings(self._fast(self.embed_), real, syn, draws)
+        return self._match_loss(real_stat, syn_emb, generator)
+
+    def _embeddings(
+        self,
+        embed: EmbedFn,
+        real: ClassRows | torch.Tensor,
+        syn: torch.Tensor,
+        draws: Sequence[DSAParams] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`match_embeddings` under this run's augmentation, vectorisation, real pieces
+        and real statistic."""
         cfg = self.config
-        real_stat, syn_emb = match_embeddings(
-            self._fast(self.embed_),
+        return match_embeddings(
+            embed,
             real,
             syn,
             self.dsa_,
@@ -636,7 +648,6 @@ class DM(Distiller):
             chunk=self.embed_chunk_,
             mean_fn=self.real_mean_,
         )
-        return self._match_loss(real_stat, syn_emb, generator)
 
     def _chunked_backward(
         self,
@@ -870,16 +881,7 @@ class IDM(DM):
             real = self._real_batch(g, embed)
             draws = sample_class_draws(self.dsa_, k, g, self.train_.spec.image_size)
             real, draws = self._local_share(real, draws)
-            real_mean, syn_emb = match_embeddings(
-                embed,
-                real,
-                syn,
-                self.dsa_,
-                draws,
-                vectorize=cfg.vectorize,
-                chunk=self.embed_chunk_,
-                mean_fn=self.real_mean_,
-            )
+            real_mean, syn_emb = self._embeddings(embed, real, syn, draws)
             loss = _mean_match(real_mean, syn_emb)
             dm_sum += float(loss.detach())
             weight = cfg.ce_weight * queue.score(j)

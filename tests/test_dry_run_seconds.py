@@ -26,6 +26,13 @@ def test_time_part_grows_the_part_and_scales_the_fastest_pass(monkeypatch):
     assert (part.rows, part.seconds, part.result) == (32, 1.5, 32)
     assert part.pass_seconds == pytest.approx(1.5 * 100 / 32)
     assert part.spent == pytest.approx(7.5) and "32 of 100 rows" in part.text()
+    # a slowed pass is not the last word: a second pass after the first is made and the
+    # fastest taken (here the pass of 16 rows ran at a fifth of the pace of the next)
+    slowed = {8: 5.0, 16: 2.5, 32: 1.0, 64: 2.0}
+    monkeypatch.setattr(dry_run, "_timed", lambda run, n: (slowed[n], run(n)))
+    fast = time_part(lambda n: n, total=100, batch=8, min_seconds=1.2, max_seconds=60.0)
+    assert (fast.rows, fast.seconds) == (32, 1.0)
+    monkeypatch.setattr(dry_run, "_timed", lambda run, n: (seconds[n], run(n)))
     # the second pass would bring the timing to 5 + 10 s, past a 12 s limit: the first stands
     one = time_part(lambda n: n, total=100, batch=8, min_seconds=1.2, max_seconds=12.0)
     assert (one.rows, one.pass_seconds) == (8, pytest.approx(5.0 * 100 / 8))

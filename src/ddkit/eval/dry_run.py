@@ -99,14 +99,15 @@ def time_part(
 ) -> PartTiming[T]:
     """Time ``run(n)``, one pass over the first ``n`` of ``total`` rows in batches of
     ``batch``: one batch first (it carries lazy start-up), then twice the rows each time,
-    until a pass after the first takes ``min_seconds`` or covers every row, unless the next
-    pass would bring the timing past ``max_seconds`` at this pace. The pace is that of the
-    fastest pass after the first (a pass of new sizes may pay a start-up of its own), or the
-    first's where it was the only one."""
+    until two passes after the first were made and the last took ``min_seconds``, or one
+    covered every row, unless the next pass would bring the timing past ``max_seconds`` at
+    this pace. The pace is that of the fastest pass after the first (on a shared machine a
+    pass may be slowed by other work; none is sped up by it), or the first's where it was
+    the only one."""
     n = max(1, min(int(batch), int(total)))
     took, result = _timed(run, n)
     passes, spent = [(took, n)], took
-    while n < total and (len(passes) == 1 or took < min_seconds):
+    while n < total and (len(passes) < 3 or took < min_seconds):
         bigger = min(int(total), 2 * n)
         if spent + took * bigger / n > max_seconds:
             break

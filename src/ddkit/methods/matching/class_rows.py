@@ -15,8 +15,18 @@ import torch
 from ddkit.meter import memory_budget
 from ddkit.models.footprint import Footprint
 
-#: The share of the memory budget one embedded piece of the real batch may take.
+#: The share of the memory budget one embedded piece of the real batch may take...
 CHUNK_SHARE = 8
+#: ...and at most this many bytes, whatever the budget: past it a CPU computes no faster, and
+#: a large machine's budget would otherwise let one step's pieces take gigabytes.
+PIECE_MAX_BYTES = 512 * 2**20
+
+
+def piece_bytes() -> int:
+    """The bytes one piece of a matching step (real images embedded, or synthetic classes with
+    their kept activations) may take: ``1 / CHUNK_SHARE`` of the memory budget, at most
+    :data:`PIECE_MAX_BYTES`."""
+    return min(memory_budget() // CHUNK_SHARE, PIECE_MAX_BYTES)
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,8 @@ class ClassRows:
 
 def embed_chunk(requested: int, footprint: Footprint, image_bytes: int) -> int:
     """The most real images embedded at once: ``requested`` (0: all at once), lowered so that
-    their activations and augmented copies take at most ``1 / CHUNK_SHARE`` of the memory
-    budget (at least one image: a class is the smallest piece)."""
+    their activations and augmented copies take at most :func:`piece_bytes` (at least one
+    image: a class is the smallest piece)."""
     per_image = footprint.inference + 2 * image_bytes
-    fits = max(1, memory_budget() // CHUNK_SHARE // per_image)
+    fits = max(1, piece_bytes() // per_image)
     return fits if requested <= 0 else min(requested, fits)

@@ -67,7 +67,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.train import sgd_step
 from ddkit.levers import CompiledForward, precision_context, resolve_compile, to_channels_last
-from ddkit.meter import check_memory, memory_budget
+from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, MethodConfig, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -95,7 +95,7 @@ from ddkit.methods.config import (
     resolve_device,
     zero_to_auto,
 )
-from ddkit.methods.matching.class_rows import CHUNK_SHARE, ClassRows, embed_chunk
+from ddkit.methods.matching.class_rows import ClassRows, embed_chunk, piece_bytes
 from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
 from ddkit.methods.matching.reweight import ReweightConfig, kde_weights, weighted_mean
 from ddkit.methods.pool import ModelPool
@@ -478,8 +478,8 @@ class DM(Distiller):
 
     def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
         """Choose how many classes' synthetic images go through the network at once
-        (``syn_classes_per_pass_``: ``syn_chunk``, else as many as ``1 / CHUNK_SHARE`` of the
-        memory budget holds, the share of one embedded piece of the real batch) and
+        (``syn_classes_per_pass_``: ``syn_chunk``, else as many as one piece holds,
+        :func:`~ddkit.methods.matching.class_rows.piece_bytes`, as a real piece) and
         refuse, in one line and before any step, a step that cannot fit even one class: each
         synthetic image's activations are kept for the backward pass, the real batch is embedded
         a piece at a time (:func:`embed_chunk`). Only a method whose loss separates by class
@@ -504,8 +504,8 @@ class DM(Distiller):
         fixed = (
             self.embed_chunk_ * (fp.inference + 2 * image_bytes) + 2 * k * per_class * image_bytes
         )
-        # a piece of the synthetic side takes the share of the budget a real piece does
-        fits = max(1, memory_budget() // CHUNK_SHARE // max(per_class_pass, 1))
+        # a piece of the synthetic side takes at most what a real piece does
+        fits = max(1, piece_bytes() // max(per_class_pass, 1))
         per = asked or (min(k, int(fits)) if chunkable else k)
         self.syn_classes_per_pass_ = per
         h, w = spec.image_size

@@ -29,10 +29,18 @@ def _table(columns: list[str], cells: Iterable[list[object]]) -> list[str]:
 def dm_table() -> list[str]:
     rows = sorted(_results("dm_peak_rss.json"), key=lambda r: (r["image_size"], r["per_class"]))
     return _table(
-        ["classes x images", "size", "iterations", "peak RSS (GiB)", "seconds", "outcome"],
+        ["classes x images", "size", "iterations", "peak RSS (GiB)", "seconds", "outcome",
+         "CPU, code"],
         ([f"{r['classes']} x {r['per_class']}", f"{r['image_size']} px", r["iterations"],
-          f"{r['peak_rss_gib']:.2f}", f"{r['seconds']:,.0f}", r["status"]] for r in rows),
+          f"{r['peak_rss_gib']:.2f}", f"{r['seconds']:,.0f}", r["status"], _made(r)]
+         for r in rows),
     )  # fmt: skip
+
+
+def _made(row: dict) -> str:
+    """Where and with which code a row was measured: the CPU, the commit, a note."""
+    parts = [row.get("machine", {}).get("cpu", "?"), row.get("commit") or "", row.get("note", "")]
+    return ", ".join(p for p in parts if p)
 
 
 def load_table() -> list[str]:

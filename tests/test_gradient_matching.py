@@ -468,6 +468,7 @@ def test_a_matching_step_that_cannot_fit_the_budget_is_refused_before_it_starts(
     from ddkit.meter import BUDGET_ENV
     from ddkit.testing import method_test_overrides
 
-    monkeypatch.setenv(BUDGET_ENV, str(2**16))
+    # 2 MiB: dc's network (1.2 MB, sized before it is built) fits, a class's step does not
+    monkeypatch.setenv(BUDGET_ENV, str(2 * 2**20))
     with pytest.raises(ConfigError, match=r"dc's matching step \(1 class\(es\) x .*batch_real"):
         create_method("dc", **method_test_overrides("dc")).fit(tiny_digits().train, 2, seed=0)

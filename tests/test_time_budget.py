@@ -127,3 +127,16 @@ def test_a_bad_budget_is_refused_before_any_work(tmp_path) -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "--budget 'soon' is not a duration" in bad.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_command_called_inside_python_counts_from_its_own_start() -> None:
+    """``main([...])`` in a long-lived process (a notebook, a test session) must not count the
+    process's age against a budget; a process run for one command counts its start-up."""
+    from ddkit.commands import command_started, mark_command_start
+    from ddkit.meter import process_seconds
+
+    time.sleep(0.2)  # the process is older than the command about to start
+    mark_command_start(whole_process=False)
+    assert time.monotonic() - command_started() < 0.1
+    mark_command_start(whole_process=True)
+    assert abs((time.monotonic() - command_started()) - process_seconds()) < 1.0

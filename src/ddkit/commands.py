@@ -29,6 +29,7 @@ import inspect
 import math
 import numbers
 import pkgutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -268,3 +269,24 @@ def number_list(
     if above is not None and min(values) <= above:
         raise ConfigError(f"{what} must be > {above}, got {min(values)}")
     return values
+
+
+_COMMAND_STARTED: list[float] = []  # the monotonic time the running command began
+
+
+def mark_command_start(whole_process: bool) -> None:
+    """Record when the command now starting began: when its process started where the process
+    runs only this command (``ddkit ...``, ``python -m ddkit ...``: the start-up counts), else
+    now (``main([...])`` called inside a longer-lived Python process)."""
+    from ddkit.meter import process_seconds
+
+    began = time.monotonic() - (process_seconds() if whole_process else 0.0)
+    _COMMAND_STARTED[:] = [began]
+
+
+def command_started() -> float:
+    """The :func:`time.monotonic` reading at which the running command began (a time budget
+    counts from it); the process's start where no command marked one."""
+    from ddkit.meter import process_seconds
+
+    return _COMMAND_STARTED[0] if _COMMAND_STARTED else time.monotonic() - process_seconds()

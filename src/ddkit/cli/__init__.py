@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ddkit import distributed, levers
 from ddkit.cli.bench import bench_markdown
-from ddkit.commands import COMMANDS, discover
+from ddkit.commands import COMMANDS, discover, mark_command_start
 from ddkit.errors import ConfigError, DDKitError
 from ddkit.rng import check_seed
 
@@ -76,6 +76,7 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    mark_command_start(whole_process=argv is None)  # a time budget counts from here
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.debug:

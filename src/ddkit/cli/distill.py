@@ -64,10 +64,10 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ddkit.commands import command_started
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
     from ddkit.io import check_out
-    from ddkit.meter import process_seconds
     from ddkit.runs import distill_run
 
     dataset = dataset_with_target(args.dataset, args.target)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         log=args.log or (),
         device=device_option(args),
         budget=args.budget,
-        started=time.monotonic() - process_seconds(),  # the budget counts the start-up too
+        started=command_started(),  # the budget counts the command's start-up too
     )
     stored = syn.storage_bytes()["total"]
     paired = syn.spec.modality == "paired"  # pairs have no classes (ipc counts the pairs)
@@ -121,11 +121,11 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
-    from ddkit.meter import process_seconds
+    from ddkit.commands import command_started
     from ddkit.progress import parse_duration
     from ddkit.runs import estimate_distill
 
-    startup = process_seconds()  # the real command starts as this one did
+    startup = time.monotonic() - command_started()  # the real command starts as this one did
     if args.budget is not None:
         parse_duration(args.budget)  # refused before any work
     if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs

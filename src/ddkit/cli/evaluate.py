@@ -78,15 +78,15 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
     folder (rank 0 only, atomically)."""
+    from ddkit.commands import command_started
     from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
     from ddkit.eval.estimate import fit_budget
     from ddkit.io import atomic_write_json, check_out, json_with
-    from ddkit.meter import process_seconds
     from ddkit.methods import load_all
     from ddkit.progress import parse_duration
     from ddkit.runs import open_saved_set
 
-    started = time.monotonic() - process_seconds()  # a budget counts the start-up too
+    started = command_started()  # a budget counts the command's start-up too
     budget = None if args.budget is None else parse_duration(args.budget)  # before any work
     if args.out:  # before any work: never over a set, a run's files or a file of the user's
         check_out(args.out, folder=False, own=json_with("results"), kind="an evaluate report")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         budget=budget, started=started,
     )  # fmt: skip
     if args.dry_run:
-        startup = process_seconds()  # the real command starts and loads as this one did
+        startup = time.monotonic() - started  # the real command starts and loads as this did
         estimate = estimate_set(saved.syn, saved.splits.test, settings)
         print(dataclasses.replace(estimate, startup_seconds=startup).line())
         if budget is not None:

@@ -176,3 +176,33 @@ def test_a_fit_reports_its_experts_as_its_iterations(tmp_path, capsys, setting):
     m.fit(tiny_digits().train, 1, progress=False, callbacks=report)
     err = capsys.readouterr().err
     assert ("expert trajectories: 6/6 epochs (100%)" in err) == bool(setting)
+
+
+def test_a_warm_up_past_its_limit_after_one_step_times_a_second(monkeypatch) -> None:
+    """The first step pays for lazy set-up (compilation): past the limit after it alone, the
+    warm-up times one more step, unless that first step already took too long."""
+    import ddkit.runs as runs
+
+    def ends(step_ends: list[float]) -> int:
+        clock = iter([0.0, *step_ends])
+        monkeypatch.setattr(runs, "step_clock", lambda: next(clock))
+        timer = runs.StepTimer(limit=runs.WARMUP_SECONDS, min_steps=3, min_seconds=3.0, since=0.0)
+        timer.on_start(None, 100, 0)
+        for i in range(len(step_ends)):
+            try:
+                timer.on_step_end(None, i, {})
+            except runs._WarmedUp:
+                return i + 1
+        return -1
+
+    first = runs.WARMUP_SECONDS + 1  # past the limit, short of the one-step limit
+    assert ends([first, first + 1, first + 2]) == 2
+    assert ends([runs.WARMUP_ONE_STEP_SECONDS + 1, 99.0]) == 1
+
+
+def test_the_first_steps_lazy_set_up_counts_once_in_the_set_up() -> None:
+    from ddkit.runs import setup_and_pace
+
+    setup, pace = setup_and_pace(3.0, [36.0, 5.0, 7.0], [])
+    assert pace == 6.0 and setup == 3.0 + 30.0
+    assert setup_and_pace(3.0, [36.0], []) == (3.0, 36.0)

@@ -20,7 +20,7 @@ from ddkit import distributed
 from ddkit.data import DATASETS, DatasetSplits, ImageDataset, load_dataset
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.eval.dry_run import estimating
+from ddkit.eval.dry_run import SetupCost, estimating
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
@@ -310,6 +310,9 @@ class CostEstimate:
 #: past this many seconds, so that it answers within a minute unless one step takes longer: at
 #: Tiny-ImageNet scale one DM step takes minutes, and one long step says enough of the next ones.
 WARMUP_SECONDS = 40.0
+#: ...but one step (the first, which pays for lazy set-up such as compilation) is followed by a
+#: second unless the dry run is already past this many seconds.
+WARMUP_ONE_STEP_SECONDS = 50.0
 #: Short of that, it times steps after the first for at least this many seconds: steps of a few
 #: milliseconds vary from one to the next, so their cost is a rate over many of them.
 WARMUP_MIN_SECONDS = 3.0
@@ -349,7 +352,11 @@ class StepTimer(Callback):
         if self.limit is None:
             return
         timed_enough = len(self.steps) >= self.min_steps and sum(self.steps[1:]) >= self.min_seconds
-        if timed_enough or now - self.since >= self.limit:
+        elapsed = now - self.since
+        past_limit = elapsed >= self.limit and (
+            len(self.steps) >= 2 or elapsed >= WARMUP_ONE_STEP_SECONDS
+        )  # a first step alone says little of the rest: a second one, where time allows
+        if timed_enough or past_limit:
             raise _WarmedUp
 
 
@@ -374,9 +381,10 @@ def estimate_distill(
     timed. The run's schedule is the real one (its total iterations); the per-iteration cost
     is the mean of the warm-up steps after the first (which pays for lazy initialisation), at
     least ``warmup`` steps timed for at least :data:`WARMUP_MIN_SECONDS` after the first; the
-    step that brings the dry run past :data:`WARMUP_SECONDS` ends the warm-up early, and a
-    single step stands for all (its lazy initialisation included). The data's loading counts
-    as start-up. ``device`` as in :func:`distill_run`."""
+    step that brings the dry run past :data:`WARMUP_SECONDS` ends the warm-up early (after a
+    second step unless past :data:`WARMUP_ONE_STEP_SECONDS`), and a single step stands for all
+    (its lazy initialisation included). The first step's time beyond the later steps' pace (lazy
+    set-up, compilation) counts once, in the set-up. The data's loading counts as start-up. ``device`` as in :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
     loading = began = time.perf_counter()
@@ -394,13 +402,24 @@ def estimate_distill(
                   progress=False)  # fmt: skip
         except _WarmedUp:
             pass
-    steps = timer.steps[1:] or timer.steps or [0.0]
-    # the set-up as timed, with each artifact's timing replaced by the whole artifact's cost
-    setup = timer.setup + sum(c.seconds - c.spent for c in costs)
+    setup, pace = setup_and_pace(timer.setup, timer.steps, costs)
     return CostEstimate(
-        setup, sum(steps) / len(steps), total, startup_seconds=loading, note=m.step_cost(),
-        steps_timed=len(steps) if timer.steps else 0, timed=tuple(c.text() for c in costs),
+        setup, pace, total, startup_seconds=loading, note=m.step_cost(),
+        steps_timed=len(timer.steps[1:] or timer.steps), timed=tuple(c.text() for c in costs),
     )  # fmt: skip
+
+
+def setup_and_pace(
+    setup: float, steps: Sequence[float], costs: Sequence[SetupCost]
+) -> tuple[float, float]:
+    """A warm-up's set-up and seconds per step: the pace of the steps after the first (the
+    first alone where there is no other); the set-up as timed, each artifact's timing replaced
+    by the whole artifact's cost (``costs``), plus the first step's time beyond the pace (lazy
+    set-up such as compilation, paid once)."""
+    later = list(steps[1:]) or list(steps) or [0.0]
+    pace = sum(later) / len(later)
+    first_extra = max(0.0, steps[0] - pace) if len(steps) >= 2 else 0.0
+    return setup + sum(c.seconds - c.spent for c in costs) + first_extra, pace
 
 
 def check_scale_out(method: Distiller) -> None:

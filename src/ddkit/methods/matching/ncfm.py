@@ -218,7 +218,7 @@ class NCFM(DM):
     ) -> None:
         cfg = self.config
         super().init(train, ipc, generator, iterations)
-        buf = obtain_experts(cfg, train)
+        buf = obtain_experts(cfg, train, progress=self.setup_progress_)
         if buf.model != cfg.model.lower():
             raise ConfigError(
                 f"experts in {str(buf.root)!r} are {buf.model!r} networks, not {cfg.model!r}"

@@ -172,11 +172,26 @@ def _group_table(pairs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str
     )
 
 
+#: how every page ddkit writes begins, up to its title, and what follows the title: the marks
+#: by which ``ddkit report --out`` knows a page of its own (:func:`ddkit.io.starts_with`)
+PAGE_START = "<!doctype html><html><head><meta charset=utf-8><title>"
+PAGE_HEAD = "</title><style>"
+
+
 def _page(title: str, heading: str, body: str) -> bytes:
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(heading)}</h1>{body}</body></html>"
+        f"{PAGE_START}{html.escape(title)}{PAGE_HEAD}"
+        f"{_STYLE}</style></head><body><h1>{html.escape(heading)}</h1>{body}</body></html>"
     ).encode()
+
+
+def report_path(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Where :func:`write_report` writes ``run``'s page: ``out`` (a file, or a folder to hold
+    the page under its default name), else beside the results file (``.html``) or in the run
+    folder (``report.html``)."""
+    run = Path(run)
+    is_results = run.is_file() and run.suffix == ".json"
+    return _html_target(out, run.with_suffix(".html") if is_results else run / "report.html")
 
 
 def _html_target(out: str | os.PathLike | None, default: Path) -> Path:
@@ -377,8 +392,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
         if os.path.lexists(folder / name)
     ]
     page = (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>ddkit run: {html.escape(title)}</h1>"
+        f"{PAGE_START}{html.escape(title)}{PAGE_HEAD}"
+        f"{_STYLE}</style></head><body><h1>ddkit run: {html.escape(title)}</h1>"
         f"<p class=note>{html.escape(shown_path(folder.resolve()))} · written "
         f"{_dt.datetime.now().isoformat(timespec='seconds')} · ddkit "
         f"{html.escape(str(config.get('ddkit_version', '?')))}</p>"
@@ -387,6 +402,6 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
         f"<h2>Settings</h2>{_table(settings)}"
         "</body></html>"
     )
-    path = _html_target(out, folder / "report.html")
+    path = report_path(folder, out)
     atomic_write_bytes(path, page.encode())
     return path

@@ -33,17 +33,17 @@ def add_arguments(pl: argparse.ArgumentParser) -> None:
     add_common(pl, "root", out="PNG path (default: next to the input)")
 
 
-#: how every chart ``ddkit plot`` writes begins, and the mark of the library that drew it
-PNG_START = b"\x89PNG\r\n\x1a\n"
+#: the mark of the library that draws every chart ``ddkit plot`` writes
 PNG_MARK = b"Matplotlib"
 
 
 def run(args: argparse.Namespace) -> int:
     from ddkit import plots
     from ddkit.io import check_out, starts_with
+    from ddkit.report import PNG_MAGIC
 
     if args.out is not None:  # before any work: never over a set, a run's files or a user's file
-        check_out(args.out, folder=False, own=starts_with(PNG_START, PNG_MARK), kind="a chart")
+        check_out(args.out, folder=False, own=starts_with(PNG_MAGIC, PNG_MARK), kind="a chart")
     if args.what == "bench":
         out = _plot_bench(args)
     elif args.path is None:

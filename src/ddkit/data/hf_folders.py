@@ -25,8 +25,9 @@ __all__ = [
     "refuse_remote_code",
 ]
 
-#: keywords of every ``from_pretrained`` call: offline, and no code from the folder
-LOAD_OPTIONS: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+#: keywords of every ``from_pretrained`` call: offline (each call also passes
+#: ``trust_remote_code=False`` itself, where a reader and a grep see it)
+LOAD_OPTIONS: dict[str, Any] = {"local_files_only": True}
 #: the files whose ``auto_map`` would make transformers import code from the folder
 _CONFIGS = ("config.json", "tokenizer_config.json")
 #: bytes per parameter of the estimate (float32, as transformers builds by default)

@@ -189,7 +189,9 @@ class HFTokenizer:
         transformers = require_extra("transformers", "transformers", f"tokenizer {self.name!r}")
         refuse_remote_code(transformers, self.path, f"tokenizer {self.name!r}")
         try:
-            self._tok = transformers.AutoTokenizer.from_pretrained(str(self.path), **LOAD_OPTIONS)
+            self._tok = transformers.AutoTokenizer.from_pretrained(
+                str(self.path), trust_remote_code=False, **LOAD_OPTIONS
+            )
         except (OSError, ValueError, KeyError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FileFormatError(

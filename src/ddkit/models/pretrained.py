@@ -124,7 +124,9 @@ def from_hf(rest: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetw
     folder = hf_folder(transformers, rest)
     check_hf_folder(transformers, folder, f"hf:{rest}")
     try:
-        config = transformers.AutoConfig.from_pretrained(str(folder), **LOAD_OPTIONS)
+        config = transformers.AutoConfig.from_pretrained(
+            str(folder), trust_remote_code=False, **LOAD_OPTIONS
+        )
     except (OSError, ValueError, KeyError) as e:
         raise FileFormatError(f"hf:{rest} has no config transformers reads ({_first(e)})") from None
     net, head = _hf_model(transformers, folder, rest, backbone)
@@ -175,11 +177,11 @@ def _hf_model(
     with _quiet(transformers), torch.random.fork_rng(devices=[]):
         try:
             net, info = transformers.AutoModelForImageClassification.from_pretrained(
-                str(folder), output_loading_info=True, **LOAD_OPTIONS
+                str(folder), output_loading_info=True, trust_remote_code=False, **LOAD_OPTIONS
             )
         except ValueError:  # no image-classification class for this config: a backbone
             net, info = transformers.AutoModel.from_pretrained(
-                str(folder), output_loading_info=True, **LOAD_OPTIONS
+                str(folder), output_loading_info=True, trust_remote_code=False, **LOAD_OPTIONS
             )
             if not backbone:
                 raise ConfigError(

@@ -272,7 +272,7 @@ def load_hf_model(path: str, part: str) -> nn.Module:
     check_hf_folder(transformers, folder, f"the {part} encoder hf:{path}")
     try:
         model = transformers.AutoModel.from_pretrained(
-            str(folder), attn_implementation="eager", **LOAD_OPTIONS
+            str(folder), attn_implementation="eager", trust_remote_code=False, **LOAD_OPTIONS
         )
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

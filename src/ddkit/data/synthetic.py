@@ -64,8 +64,9 @@ def _nbytes(t: torch.Tensor) -> int:
     return int(t.numel() * t.element_size())
 
 
-#: A paired set's real caption token ids (:mod:`ddkit.eval.retrieval` writes them).
-_TEXT_IDS = "text.ids"
+#: A paired set's text tensors: real caption token ids, or learned token embeddings and their
+#: mask (written by :mod:`ddkit.eval.retrieval`, exported by :meth:`SyntheticSet.to_hf`).
+TEXT_IDS, TEXT_EMB, TEXT_MASK = "text.ids", "text.embeddings", "text.mask"
 
 
 def _version() -> str:
@@ -587,7 +588,7 @@ class SyntheticSet:
                     f"the paired set's tensor {key!r} {tuple(value.shape)} has no row per pair; "
                     "export it with --format set"
                 )
-            if key == _TEXT_IDS:
+            if key == TEXT_IDS:
                 record = self.meta.get("tokenizer")
                 if not isinstance(record, dict):
                     raise DataError(
@@ -604,7 +605,7 @@ class SyntheticSet:
             columns[name] = array
             features[name] = _array_feature(hf, array.shape[1:])
         if not columns:
-            raise DataError("this paired set holds no captions (text.ids or text.embeddings)")
+            raise DataError(f"this paired set holds no captions ({TEXT_IDS} or {TEXT_EMB})")
         return columns, features
 
     def export_folder(self, path: str | os.PathLike) -> Path:

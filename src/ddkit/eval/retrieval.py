@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ddkit.data.spec import DatasetSpec
-from ddkit.data.synthetic import SyntheticSet
+from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS, TEXT_MASK, SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.evaluate import run_seeds
 from ddkit.models.text import DualEncoder, EncoderSpec, build_dual_encoder
@@ -61,7 +61,6 @@ __all__ = [
     "train_pairs",
 ]
 
-TEXT_IDS, TEXT_EMB, TEXT_MASK = "text.ids", "text.embeddings", "text.mask"
 SIM_DIAG, SIM_LEFT, SIM_RIGHT = "similarity.diag", "similarity.left", "similarity.right"
 ENCODER_KEY = "encoder"
 KS = (1, 5, 10)

@@ -489,7 +489,7 @@ class DC(Distiller):
         """DC's BN trick: set running statistics from 16 real images per class (training mode),
         then put every BatchNorm layer in eval mode for the matching step."""
         train = self.train_
-        n = min(BN_IMAGES_PER_CLASS, min(train.class_counts))
+        n = real_batch_size(BN_IMAGES_PER_CLASS, train)
         x = train.images[train.sample_per_class(n, g).flatten()]
         net.train()
         with torch.no_grad():

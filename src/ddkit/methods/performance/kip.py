@@ -196,7 +196,7 @@ class KIP(Distiller):
         generator derived from the run's seed, so every call gives the same labels)."""
         train = self.train_
         g = torch.Generator().manual_seed(derive_seed(self.seed_, "kip-label-solve"))
-        n = min(self.config.label_solve_real, min(train.class_counts))
+        n = real_batch_size(self.config.label_solve_real, train)
         idx = train.sample_per_class(n, g).flatten()
         with torch.no_grad():
             support = self.codec_.decode(self.state_["images"])

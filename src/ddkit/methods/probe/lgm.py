@@ -63,7 +63,7 @@ from ddkit.eval.probe import FeatureFn, FrozenBackbone, is_model_name, resolve_b
 from ddkit.eval.teacher import DEFAULT_MODEL
 from ddkit.meter import check_memory
 from ddkit.methods.base import Distiller, MethodConfig, register_method
-from ddkit.methods.common import initial_images, make_augment
+from ddkit.methods.common import initial_images, make_augment, real_batch_size
 from ddkit.methods.config import (
     AT_LEAST_ONE,
     AUGMENT,
@@ -266,7 +266,7 @@ class LGM(Distiller):
         _check_input_shape(self.backbone_, spec)
         self.dsa_ = make_augment(cfg.augment, spec)
         per_class = ipc * cfg.views if cfg.batch_real == "auto" else cfg.batch_real
-        self.batch_real_ = min(int(per_class), min(train.class_counts))
+        self.batch_real_ = real_batch_size(int(per_class), train)
         self.labels_ = class_labels(spec.num_classes, ipc).to(self.device_)
         if cfg.pyramid:
             levels = None if cfg.pyramid_levels == "auto" else int(cfg.pyramid_levels)

@@ -343,11 +343,6 @@ def scaled_estimate(estimate: EvalEstimate, protocol: EvalProtocol) -> EvalEstim
     return EvalEstimate(protocol, costs)
 
 
-def network_epochs(protocol: EvalProtocol) -> int:
-    """How many network-epochs ``protocol`` trains (every model, every run)."""
-    return protocol.epochs * protocol.runs * len(protocol.models)
-
-
 __all__ = [
     "BudgetFit",
     "EvalEstimate",
@@ -356,6 +351,5 @@ __all__ = [
     "estimate_evaluation",
     "fit_budget",
     "long_recipe_notice",
-    "network_epochs",
     "scaled_estimate",
 ]

@@ -36,6 +36,12 @@ def progress_kind(setting: ProgressSetting, stream: IO[str] | None = None) -> st
     raise ValueError(f"progress must be True, False, 'auto', 'bar' or 'lines', got {setting!r}")
 
 
+def to_stderr(line: str) -> None:
+    """Write one line of a long task's news on standard error, at once (the default ``say`` of
+    time budgets and of expert training)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def clock(seconds: float) -> str:
     """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
     seconds = int(round(seconds))

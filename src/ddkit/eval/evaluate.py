@@ -7,7 +7,6 @@ real test split. The report holds every run's accuracy and seed, mean and standa
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from ddkit.eval.train import (
     fraction_correct,
     predicted_classes,
 )
-from ddkit.progress import Progress, ProgressSetting, parse_duration
+from ddkit.progress import Progress, ProgressSetting, parse_duration, to_stderr
 
 
 @dataclass
@@ -285,7 +284,7 @@ def evaluate(
             models=tuple(models) if models else None, runs=runs, epochs=epochs
         )
         fit = _fit_budget(syn, test, full, seconds, started, seed, teacher, device)
-        (say or _to_stderr)(fit.line())
+        (say or to_stderr)(fit.line())
         protocol, runs, epochs = fit.chosen, None, None
     if distributed.active() is not None and run_indices is None:
         return _evaluate_sharded(
@@ -355,10 +354,6 @@ def _fit_budget(
             syn, test, protocol, seed=seed, teacher=teacher, device=device
         )
     return fit_budget(estimate, seconds, spent=time.monotonic() - started)
-
-
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _evaluate_sharded(

@@ -11,14 +11,13 @@ A step that would end past the deadline is not started, whatever the first estim
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ddkit.errors import ConfigError
 from ddkit.methods.base import Callback
-from ddkit.progress import clock
+from ddkit.progress import clock, to_stderr
 
 if TYPE_CHECKING:
     from ddkit.methods.base import Distiller
@@ -49,7 +48,7 @@ class TimeBudget(Callback):
             raise ConfigError(f"a time budget must be a positive number of seconds, got {seconds}")
         self.seconds, self.now = float(seconds), now
         self.deadline = (now() if started is None else started) + self.seconds
-        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.say = say or to_stderr
         self.stop_at: int | None = None  # the iteration count planned to fit
         self.done = 0
         self.total = 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -59,7 +58,7 @@ from ddkit.io import (
 )
 from ddkit.methods.trajectory.memory import check_experts
 from ddkit.models import build_network, predict
-from ddkit.progress import Progress, ProgressSetting
+from ddkit.progress import Progress, ProgressSetting, to_stderr
 from ddkit.rng import derive_seed
 
 if TYPE_CHECKING:
@@ -363,7 +362,7 @@ def train_experts(
     pending = [
         e for e in distributed.shard(range(num_experts)) if not _finished(root, e, recipe.epochs)
     ]
-    left = sum(recipe.epochs - (_last_epoch(root, e) or 0) for e in pending)
+    left = sum(_epochs_left(root, pending, recipe.epochs))
     bar = None if callable(progress) else Progress("expert trajectories", left, unit="epochs",
                                                    setting=progress)  # fmt: skip
     on_epoch = None if bar is None else (lambda loss: bar.update(1, {"loss": loss}))
@@ -391,7 +390,7 @@ def _messages(progress: ProgressSetting | Callable[[str], None]) -> Callable[[st
     if callable(progress):
         return progress
     if progress:
-        return lambda msg: print(msg, file=sys.stderr, flush=True)
+        return to_stderr
     return lambda msg: None
 
 

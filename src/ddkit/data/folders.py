@@ -17,7 +17,6 @@ checked against the memory budget (:func:`~ddkit.meter.check_memory`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,7 +101,6 @@ def image_size_of(image_size: int | tuple[int, int] | None) -> tuple[int, int] |
     return int(hw[0]), int(hw[1])
 
 
-@functools.lru_cache(maxsize=64)
 def _check_name(path: Path, where: str) -> None:
     """Refuse a class folder whose name holds a control character (a newline, a tab...)."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in path.name):

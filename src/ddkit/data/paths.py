@@ -13,6 +13,7 @@ Data kept elsewhere on purpose is named explicitly: ``$DDKIT_DATA_ALLOW_ROOT`` l
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -31,9 +32,14 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"), (stat.S_
 
 def allowed_roots(root: Path) -> tuple[Path, ...]:
     """``root`` and the folders named in ``$DDKIT_DATA_ALLOW_ROOT``, resolved."""
-    extra = os.environ.get(ALLOW_ROOT_ENV, "")
+    return _resolved_roots(Path(root), os.environ.get(ALLOW_ROOT_ENV, ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_roots(root: Path, extra: str) -> tuple[Path, ...]:
+    """:func:`allowed_roots`, remembered per root and variable (a listing checks many paths)."""
     named = [Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()]
-    return tuple(p.resolve() for p in (Path(root), *named))
+    return tuple(p.resolve() for p in (root, *named))
 
 
 def inside_root(

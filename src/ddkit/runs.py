@@ -384,7 +384,8 @@ def estimate_distill(
     step that brings the dry run past :data:`WARMUP_SECONDS` ends the warm-up early (after a
     second step unless past :data:`WARMUP_ONE_STEP_SECONDS`), and a single step stands for all
     (its lazy initialisation included). The first step's time beyond the later steps' pace (lazy
-    set-up, compilation) counts once, in the set-up. The data's loading counts as start-up. ``device`` as in :func:`distill_run`."""
+    set-up, compilation) counts once, in the set-up (:func:`setup_and_pace`). The data's loading
+    counts as start-up. ``device`` as in :func:`distill_run`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
     loading = began = time.perf_counter()

@@ -190,8 +190,8 @@ def _fit(
 ) -> tuple[nn.Module, int, float]:
     """Train the teacher as :func:`~ddkit.eval.train.train_networks` trains one network one by
     one (same initialisation, generator and augmentation), resuming from ``checkpoint`` and
-    writing it after every epoch when given, its epochs reported as ``progress`` says. Returns ``(net in eval mode, epoch resumed after,
-    training seconds over all sessions)``."""
+    writing it after every epoch when given, its epochs reported as ``progress`` says. Returns
+    ``(net in eval mode, epoch resumed after, training seconds over all sessions)``."""
     from ddkit.eval.train import Augmenter, TrainRecipe, build_networks, run_generators, sgd_train
 
     device = torch.device(device)

@@ -936,7 +936,7 @@ def test_bench_refuses_a_device_this_machine_lacks_before_any_work(tmp_path, cap
 def _leaders_table():
     import importlib.util
 
-    path = Path(__file__).parents[1] / "benchmarks" / "leaders_table.py"
+    path = Path(__file__).parents[1] / "benchmarks" / "tables" / "leaders_table.py"
     spec = importlib.util.spec_from_file_location("leaders_table", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,4 +1,4 @@
-"""The CPU goal of issue 74 (benchmarks/bench_cpu_goal.py) presumes that the runs it measures are
+"""The CPU goal of issue 74 (benchmarks/campaigns/bench_cpu_goal.py) presumes that the runs it measures are
 compiled by default: a DM run of 1,000 iterations and a 1,000-epoch evaluation of MNIST-sized
 sets (IPC 1, 10, 50) must not fall under the compile floors (ddkit.levers)."""
 

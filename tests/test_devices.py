@@ -1,6 +1,6 @@
 """Where a method computes: the device of its training data (or its ``device`` option), moved
 with ``.to()``; a checkpoint resumes on another device. The CUDA tests run where a GPU is (CI
-has none; ``benchmarks/gpu_check.py`` runs the same check on a lent GPU machine)."""
+has none; ``benchmarks/gpu/check.py`` runs the same check on a lent GPU machine)."""
 
 from __future__ import annotations
 

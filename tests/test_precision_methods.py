@@ -1,7 +1,7 @@
 """The bf16 speed lever (issue 14) in gradient matching (DC, DSA, IDC) and trajectory matching
 (MTT, TESLA, DATM): ``precision=fp32`` (the default) is unchanged bit for bit, bf16 stays close
 to float32 and finite, TESLA's hand-made backward equals MTT's autograd under autocast, bad
-values are one-line errors, and a bf16 set records it. Never timed: benchmarks/bench_speed.py
+values are one-line errors, and a bf16 set records it. Never timed: benchmarks/campaigns/bench_speed.py
 (part ``matching``) measures the speed."""
 
 from __future__ import annotations

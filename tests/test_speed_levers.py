@@ -1,7 +1,7 @@
 """Speed levers (issue 14): in-place activations, bf16 autocast, channels-last batches and
 torch.compile in evaluation training and DM / IDM. The default path is unchanged bit for bit;
 each lever stays close to float32 in value and still learns; bad values are one-line errors.
-Never timed: benchmarks/bench_speed.py measures them."""
+Never timed: benchmarks/campaigns/bench_speed.py measures them."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ export_repo VILA-Lab/SRe2L SRe2L SRe2L/recover/data_synthesis.py SRe2L/recover/u
 # MNIST, gzipped IDX (ddkit reads both sides' copy from here): from ddkit's data root
 src=${DDKIT_DATA:-$HOME/.local/share/ddkit}/mnist
 [ -f "$src/train-images-idx3-ubyte" ] || [ -f "$src/train-images-idx3-ubyte.gz" ] || {
-  echo "MNIST not under $src: run sh benchmarks/get_data.sh first" >&2; exit 1; }
+  echo "MNIST not under $src: run sh benchmarks/tools/get_data.sh first" >&2; exit 1; }
 for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   if [ -f "$src/$f.gz" ]; then cp "$src/$f.gz" "$REF/data/mnist/"; else gzip -c "$src/$f" > "$REF/data/mnist/$f.gz"; fi
 done

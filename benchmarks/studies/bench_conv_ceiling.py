@@ -40,7 +40,7 @@ from torch import nn
 from ddkit.io import atomic_write_json
 from ddkit.meter import machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench_speed.py is in benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "campaigns"))  # bench_speed.py
 from bench_speed import (  # noqa: E402
     EVAL_VARIANTS,
     EvalRunner,

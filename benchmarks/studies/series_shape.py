@@ -1,6 +1,6 @@
 """What do the distilled series look like? Amplitude and roughness beside the real series.
 
-The time-series benchmark (``benchmarks/timeseries.sh``) found sets that train the matching
+The time-series benchmark (``benchmarks/campaigns/timeseries.sh``) found sets that train the matching
 network but not the other learners. This measures, for every set in the benchmark's run folders,
 two properties the z-normalising learners (MiniRocket, k-NN, the 1-D nets of ``ddkit evaluate
 --learners``) are sensitive to, beside the real training split:

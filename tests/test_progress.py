@@ -131,15 +131,25 @@ def test_cli_distill_prints_progress_lines_unless_quiet(capsys, tmp_path):
 
 
 def test_scaled_iterations():
-    assert scaled_iterations(20_000, 160) == 100 and scaled_iterations(20_000, 5_000) == 2_000
-    assert scaled_iterations(20_000, 60_000) == 20_000 and scaled_iterations(50, 10) == 50
-    assert scaled_iterations(1_000, 49_000) == 980
+    """Published counts (CIFAR-10: 5,000 images per class) scaled by images per class."""
+    assert scaled_iterations(20_000, 16) == 100 and scaled_iterations(20_000, 500) == 2_000
+    assert scaled_iterations(20_000, 6_000) == 20_000 and scaled_iterations(50, 1) == 50
+    assert scaled_iterations(1_000, 4_900) == 980
 
 
-def test_a_dataset_without_presets_gets_a_budget_scaled_to_it():
+def test_a_dataset_without_presets_gets_a_budget_scaled_to_its_images_per_class():
     rng = np.random.default_rng(0)
-    own = from_arrays(rng.random((200, 8, 8), dtype=np.float32), np.arange(200) % 2, name="mine")
     m = create_method("dm", model="convnet2-w8", batch_real=8)
+    # 2,000 rows: 200 per class in 10 classes or in 100 classes alike: the number of classes
+    # lengthens each step (a step matches every class), it does not add iterations
+    for classes in (10, 100):
+        rows = 200 * classes
+        x, y = rng.random((rows, 2, 2), dtype=np.float32), np.arange(rows) % classes
+        data = from_arrays(x, y, x[:classes], y[:classes], name="many")
+        with pytest.warns(UserWarning, match=r"so 800 iterations for its 200 training images per"):
+            assert m.budget_for(data.train) == 800
+    x, y = rng.random((200, 8, 8), dtype=np.float32), np.arange(200) % 10  # 20 per class
+    own = from_arrays(x, y, x[:10], y[:10], name="mine")
     with pytest.warns(UserWarning, match=r"no preset for dataset 'mine', so 100 iterations") as w:
         syn = m.fit(own.train, 1, seed=0)
     assert w[0].filename == __file__  # the warning points at the user's call, not inside ddkit

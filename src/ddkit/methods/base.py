@@ -176,16 +176,19 @@ class Distiller:
     def budget_for(self, train: ImageDataset) -> int:
         """Iterations of a run on ``train`` when none are asked for: the config's, except for a
         dataset this method has no preset for and whose budget nobody chose, where the published
-        (CIFAR-scale) count is scaled to the data: :func:`scaled_iterations`."""
+        (CIFAR-10) count is scaled to the data's images per class: :func:`scaled_iterations`."""
         default = self.config.iterations
         if self.iterations_chosen or has_presets_for(type(self), train.spec.name):
             return default
-        scaled = scaled_iterations(default, len(train))
+        per_class = len(train) / max(train.spec.num_classes, 1)
+        scaled = scaled_iterations(default, per_class)
         if scaled != default:
             warn_at_caller(
-                f"{self.name}: no preset for dataset {train.spec.name!r}, so {scaled} iterations "
-                f"for its {len(train)} training images (the published {default} are for "
-                f"~{PUBLISHED_SCALE:,}); pass iterations=N (--iterations N) to choose"
+                f"{self.name}: no preset for dataset {train.spec.name!r}, so {scaled:,} "
+                f"iterations for its {per_class:,.0f} training images per class (the published "
+                f"{default:,} are for CIFAR-10's {PUBLISHED_PER_CLASS:,} per class; each step "
+                "already matches every class, so more classes make steps longer, not more of "
+                "them); pass iterations=N (--iterations N) to choose"
             )
         return scaled
 
@@ -501,15 +504,23 @@ def resolve_config(
     return out
 
 
-#: Training-set size the published iteration budgets were set for (CIFAR-10's 50,000 images).
-PUBLISHED_SCALE = 50_000
+#: Training images per class the published iteration budgets were set for (CIFAR-10: 50,000
+#: images in 10 classes).
+PUBLISHED_PER_CLASS = 5_000
 
 
-def scaled_iterations(default: int, num_train: int) -> int:
-    """A budget for a dataset without a preset: ``default`` (set for ~50,000 training images)
-    scaled by the data's size, at least ``min(default, 100)``; e.g. DM's 20,000 iterations become
-    100 for 160 images and 2,000 for 5,000."""
-    scaled = round(default * min(1.0, num_train / PUBLISHED_SCALE))
+def scaled_iterations(default: int, per_class: float) -> int:
+    """A budget for a dataset without a preset: ``default`` (set for CIFAR-10's 5,000 training
+    images per class) scaled by the data's (mean) training images per class, never above
+    ``default`` and at least ``min(default, 100)``.
+
+    The rule follows what a method needs per class: its steps draw each class's real batch from
+    that class's images, so a class with fewer images is covered in fewer steps. It does not
+    scale by the number of classes, because every step already matches every class (a step's
+    cost grows with the classes), and scaling the iterations by the total image count would
+    charge for the classes twice. E.g. DM's 20,000 iterations become 100 for 16 images per
+    class, 2,000 for 500 (10 or 200 classes alike) and stay 20,000 from 5,000 per class on."""
+    scaled = round(default * min(1.0, per_class / PUBLISHED_PER_CLASS))
     return max(min(default, 100), scaled)
 
 

@@ -131,20 +131,32 @@ def plot_unbiased(cells: dict, ratios: list[str], ipcs: list[int], path: Path) -
     save_figure(fig, path)
 
 
+def tables(cells: dict) -> str:
+    """Per IPC: the accuracy, amplification and aligned / conflicting tables, with headings."""
+    ratios = sorted({r for r, _, _ in cells}, key=float)
+    out: list[str] = []
+    for ipc in sorted({i for _, _, i in cells if i}):
+        out += [f"#### IPC {ipc}: unbiased and worst-group test accuracy (%)", ""]
+        out += accuracy_table(cells, ratios, ipc)
+        out += ["", f"IPC {ipc}: unbiased accuracy minus random real rows' (points)", ""]
+        out += amplification_table(cells, ratios, ipc)
+        out += ["", f"IPC {ipc}: aligned / conflicting test accuracy (%)", ""]
+        out += aligned_conflicting_table(cells, ratios, ipc) + [""]
+    return "\n".join(out).strip("\n")
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "biased-mnist5k"
+TABLES = {"biased": lambda: tables(read_cells(RESULTS))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default="benchmarks/results/biased-mnist5k")
+    ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--plot", type=Path, help="also draw unbiased accuracy against the ratio")
     args = ap.parse_args()
     cells = read_cells(Path(args.results))
     ratios = sorted({r for r, _, _ in cells}, key=float)
-    for ipc in sorted({i for _, _, i in cells if i}):
-        print(f"\n### IPC {ipc}: unbiased and worst-group test accuracy (%)\n")
-        print("\n".join(accuracy_table(cells, ratios, ipc)))
-        print(f"\nIPC {ipc}: unbiased accuracy minus random real rows' (points)\n")
-        print("\n".join(amplification_table(cells, ratios, ipc)))
-        print(f"\nIPC {ipc}: aligned / conflicting test accuracy (%)\n")
-        print("\n".join(aligned_conflicting_table(cells, ratios, ipc)))
+    print(tables(cells))
     if args.plot:
         plot_unbiased(cells, ratios, sorted({i for _, _, i in cells if i}), args.plot)
 

@@ -138,11 +138,32 @@ def table(
     return "\n".join(lines)
 
 
+def leaders(
+    results: str, dataset: str, ipcs: list[int], methods: list[str] | None = None, more=()
+) -> str:
+    """The table from ``results`` (relative to ``benchmarks/results/``), other seeds' files
+    ``more`` pooled in."""
+    rows = finished_rows(RESULTS / results, dataset)
+    for name in more:
+        rows = pooled(rows, finished_rows(RESULTS / name, dataset))
+    return table(rows, ipcs, methods)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TABLES = {
+    "leaders:mnist5k-ipc10": lambda: leaders(
+        "standard.json", "mnist5k", [10], more=["standard_seed1/standard.json"]
+    ),
+    "leaders:mnist5k-ipc1": lambda: leaders("standard.json", "mnist5k", [1]),
+    "leaders:mnist": lambda: leaders("paper.json", "mnist", [1, 10], ["m3d", "ncfm"]),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipcs", default="1,10")
-    ap.add_argument("--results", default="benchmarks/results/standard.json")
+    ap.add_argument("--results", default=str(RESULTS / "standard.json"))
     ap.add_argument("--methods", default="", help="only these new methods (comma-separated)")
     ap.add_argument(
         "--more",

@@ -65,16 +65,23 @@ def dataset_table(cells: dict, dataset: str) -> list[str]:
     return lines
 
 
+def folder_tables(folder: Path) -> str:
+    """Every dataset's table in ``folder``, the datasets by name."""
+    cells = load(folder)
+    datasets = sorted({name.rsplit("-", 1)[0] for name in cells if name.endswith("-full")})
+    return "\n\n".join("\n".join(dataset_table(cells, ds)) for ds in datasets)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TABLES = {
+    "modalities:tabular": lambda: folder_tables(RESULTS / "tabular"),
+    "modalities:series": lambda: folder_tables(RESULTS / "timeseries"),
+}
+
+
 def main() -> None:
-    folders = [Path(a) for a in sys.argv[1:]] or [
-        Path("benchmarks/results/tabular"),
-        Path("benchmarks/results/timeseries"),
-    ]
-    for folder in folders:
-        cells = load(folder)
-        datasets = sorted({name.rsplit("-", 1)[0] for name in cells if name.endswith("-full")})
-        for ds in datasets:
-            print("\n".join(dataset_table(cells, ds)), end="\n\n")
+    folders = [Path(a) for a in sys.argv[1:]] or [RESULTS / "tabular", RESULTS / "timeseries"]
+    print("\n\n".join(folder_tables(folder) for folder in folders))
 
 
 if __name__ == "__main__":

@@ -313,9 +313,13 @@ def table(results: Path) -> str:
     return "\n".join(lines)
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TABLES = {"reproduction": lambda: table(RESULTS)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default="benchmarks/results")
+    ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     print(table(Path(args.results)))
     return 0

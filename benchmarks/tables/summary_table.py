@@ -6,23 +6,19 @@ published figures are the ones the ``paper`` suite prints (``ddkit.bench.suites`
 family is the package it lives in (``ddkit.methods.<family>``), so a new method joins its
 family's column without a change here. Nothing is trained or timed: the script only reads.
 
-Usage: python benchmarks/tables/summary_table.py            # print both blocks
-       python benchmarks/tables/summary_table.py --write BENCHMARKS.md
-         (replaces the text between <!-- summary:methods:start/end --> and
-          <!-- summary:speed:start/end -->)
+Tables ``summary:methods`` and ``summary:speed``; ``python benchmarks/tables/write.py`` writes
+them into BENCHMARKS.md, ``python benchmarks/tables/summary_table.py`` prints both.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ddkit.bench.cells import ran_on_cpu_only
 
-RESULTS = Path("benchmarks/results")
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 SUITES = ("standard", "paper")  # the suites whose cells share one recipe per suite
 FAMILIES = ("matching", "trajectory", "performance", "decoupled", "generative")
 DECOUPLED_FILES = (  # later files replace earlier ones' cells (re-runs), as in BENCHMARKS.md
@@ -353,28 +349,15 @@ def methods_block() -> str:
     return "\n".join(out).strip()
 
 
-def replace_block(text: str, name: str, body: str) -> str:
-    start, end = f"<!-- summary:{name}:start -->", f"<!-- summary:{name}:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"summary_table: no {start} ... {end} markers in the file")
-    pre, rest = text.split(start, 1)
-    return pre + f"{start}\n{body}\n{end}" + rest.split(end, 1)[1]
+def speed_block() -> str:
+    return "\n".join(speed_table())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", metavar="MARKDOWN", help="replace the blocks in this file")
-    args = ap.parse_args(argv)
-    blocks = {"methods": methods_block(), "speed": "\n".join(speed_table())}
-    if not args.write:
-        print("\n\n".join(blocks.values()))
-        return 0
-    path = Path(args.write)
-    text = path.read_text()
-    for name, body in blocks.items():
-        text = replace_block(text, name, body)
-    path.write_text(text)
-    print(f"summary_table: wrote {', '.join(blocks)} into {path}", file=sys.stderr)
+TABLES = {"summary:methods": methods_block, "summary:speed": speed_block}
+
+
+def main() -> int:
+    print(methods_block() + "\n\n" + speed_block())
     return 0
 
 

@@ -5,6 +5,7 @@ mean ± std over its networks (in %), with what produced them (protocol, epochs,
 budgets) above each table.
 
 Usage: python benchmarks/tables/trust_tables.py benchmarks/results/audit-*/adversarial.json ...
+(an audit results file; the tables of docs/benchmarks/trust.md are registered in ``TABLES``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def _heading(path: Path, data: dict[str, Any]) -> str:
     )
 
 
-def adversarial_table(path: Path, data: dict[str, Any]) -> str:
+def adversarial_table(path: Path, data: dict[str, Any], more: tuple[Path, ...] = ()) -> str:
+    """The robust-accuracy table; the sets of the results files ``more`` (the same attacks on
+    another recipe's networks, e.g. the full data's) follow as rows named with their epochs and
+    folder."""
     b = data["budgets"]
     eps = [f"{e:g}/255" for e in b["epsilons_255"]]
     lines = [
@@ -45,7 +49,13 @@ def adversarial_table(path: Path, data: dict[str, Any]) -> str:
         + " |",
         "|---|---|---|" + "---|" * (2 * len(eps)),
     ]
-    for name, row in data["sets"].items():
+    sets = list(data["sets"].items())
+    for extra in more:
+        other = json.loads((ROOT / extra).read_text())
+        epochs = other["protocol"]["epochs"]
+        sets += [(f"{n} ({epochs} epochs; `{extra.parent.name}/`)", row)
+                 for n, row in other["sets"].items()]  # fmt: skip
+    for name, row in sets:
         nets = row["networks"]
         fgsm = [_pm([n["fgsm"][i] for n in nets]) for i in range(len(eps))]
         pgd = [_pm([n["pgd"][i] for n in nets]) for i in range(len(eps))]
@@ -135,7 +145,28 @@ def privacy_table(path: Path, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"adversarial": adversarial_table, "backdoor": backdoor_table, "privacy": privacy_table}
+BY_AUDIT = {"adversarial": adversarial_table, "backdoor": backdoor_table, "privacy": privacy_table}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def audit_table(name: str, *more: str) -> str:
+    """The table of ``benchmarks/results/<name>`` (named so in its heading), and ``more``."""
+    path = Path("benchmarks/results") / name
+    data = json.loads((ROOT / path).read_text())
+    if more:
+        return adversarial_table(path, data, tuple(Path("benchmarks/results") / m for m in more))
+    return BY_AUDIT[data["audit"]](path, data)
+
+
+TABLES = {
+    "trust:backdoor-naive": lambda: audit_table("audit-backdoor-mnist5k-naive/backdoor.json"),
+    "trust:backdoor-doorping": lambda: audit_table("audit-backdoor-mnist5k-doorping/backdoor.json"),
+    "trust:adversarial": lambda: audit_table(
+        "audit-adversarial-mnist5k/adversarial.json",
+        "audit-adversarial-mnist5k-full/adversarial.json",
+    ),
+    "trust:privacy": lambda: audit_table("audit-privacy-mnist5k/privacy.json"),
+}
 
 
 def main() -> None:
@@ -144,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     for path in args.results:
         data = json.loads(path.read_text())
-        print(TABLES[data["audit"]](path, data) + "\n")
+        print(BY_AUDIT[data["audit"]](path, data) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,228 @@
+"""Tables on the benchmark pages that no writer produces yet (:data:`write.UNWRITTEN`):
+(page, header row) -> (how many such tables, why). Each entry is a debt: give the table a
+writer in this folder and markers on its page, and drop its line here."""
+
+from __future__ import annotations
+
+SCALE = (
+    "the page belongs to the scale work (issue 82, not edited here); "
+    "benchmarks/scale/scale_table.py prints its tables from benchmarks/results/scale/"
+)
+TODO = "figures in a results file; no writer yet"
+
+UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
+    (
+        "docs/benchmarks/applications.md",
+        "| memory by | step 1 | step 2 | step 3 | step 4 | step 5 (final) | seconds |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/applications.md",
+        "| method | iterations | validation accuracy (%) | distillation CPU s | distillation wall s |",
+    ): (2, TODO),
+    (
+        "docs/benchmarks/applications.md",
+        "| proxy | images | Spearman | Kendall | top pick's test accuracy (full training) | proxy build + training s |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/applications.md",
+        "| recipe | batch | epochs | augmentation | image-steps | validation accuracy (%) | seconds |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/applications.md",
+        "| validation set | images | Spearman | Kendall | pick | pick's test % | build s |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/applications.md",
+        "| α | union (images) | random upload | dm upload | bytes uploaded | FedAvg after 20 rounds | FedAvg bytes |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/beside-reference.md",
+        "| work | 11ad2e8 CPU s | default CPU s | default / 11ad2e8 (rounds) | goal | whole run |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/data-at-scale.md",
+        "| classes x images | size | iterations | peak RSS (GiB) | seconds | outcome | CPU, code |",
+    ): (1, SCALE),
+    ("docs/benchmarks/data-at-scale.md", "| command | peak RSS (GiB) | seconds | outcome |"): (
+        1,
+        SCALE,
+    ),
+    (
+        "docs/benchmarks/data-at-scale.md",
+        "| image size | images | mean file (KB) | worker processes | images per second |",
+    ): (1, SCALE),
+    ("docs/benchmarks/data-at-scale.md", "| images per class | how | peak RSS (GiB) | seconds |"): (
+        1,
+        SCALE,
+    ),
+    (
+        "docs/benchmarks/data-at-scale.md",
+        "| method | data | set equal to memory-by-class | max abs difference | accuracy (%) | distil seconds |",
+    ): (1, SCALE),
+    (
+        "docs/benchmarks/data-at-scale.md",
+        "| method | network | classes x train images | size | seconds per iteration | load seconds | load average |",
+    ): (1, SCALE),
+    (
+        "docs/benchmarks/families.md",
+        "| IPC bytes | set | training images | bytes stored | accuracy (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/families.md",
+        "| IPC bytes | set | training images | bytes stored | accuracy (%) | distill s |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/families.md",
+        "| dm iteration | random: accuracy (%) | random: CPU s | dream: accuracy (%) | dream: CPU s |",
+    ): (1, TODO),
+    ("docs/benchmarks/families.md", "| set | scale 1 | scale 0.1 |"): (1, TODO),
+    (
+        "docs/benchmarks/first-hour.md",
+        "| command | estimate (s) | real (s) | real / estimate | load |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/first-hour.md",
+        "| images | input values per batch | threads | min (ms) | median (ms) | mean (ms) | load |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| IPC | method | accuracy (%) | random real (%) | vs random |",
+    ): (1, TODO),
+    ("docs/benchmarks/history.md", "| IPC | set | `fast` | `mse` |"): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| MNIST | cell | the new seed (GPU, 3 networks) | distillation on the GPU | both seeds (2 x 3) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| N (syn steps) | iterations | loss, first → last 10 % | learned lr | validation acc (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| cell | best trajectory | best of dc / dsa / dm / idm | best selector | lead |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| change from the preset (lr_img 0.001, un-normalised random ConvNets) | Platt loss, last 10 % | accuracy (%) | results file |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| change from the preset (lr_img 0.003, online SGD lr 0.01, 100 online steps) | accuracy (%) | results file |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| dataset, IPC 1 | random real | rtp, label_scale 3 | 10 | 30 |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| dataset, IPC 10 | iterations | lr_img | ce_weight | loss per class, first → last 10 % | validation acc (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| lr_lr | M (expert epochs) | N (syn steps) | loss, first → last 10 % | learned lr | validation acc (%) |",
+    ): (1, TODO),
+    ("docs/benchmarks/history.md", "| method | IPC 1 (%) | vs random | IPC 10 (%) | vs random |"): (
+        1,
+        TODO,
+    ),
+    (
+        "docs/benchmarks/history.md",
+        "| method | IPC 1 (%) | vs random | IPC 10 (%) | vs random | IPC 50 (%) | vs random |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| set | `fast` (100 epochs), stored labels | `fast`, hard labels | `dsa` (1000 epochs), stored labels | `dsa`, hard labels |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| set | kernel ridge regression (%) | ConvNet-3 trained on it (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| set | protocol `dsa` (the suite's: 1000 epochs, DSA) | `dc_aug` at 300 epochs (DC's MNIST augmentation; the protocol's epochs then) | `dc` (300 epochs, no augmentation) | `dsa`, evaluated at width 32 |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| set | unroll (steps) | lr_img | distillation loss, first → last 10 % | validation accuracy (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/history.md",
+        "| student (`inner`, `syn_lr`) | lr_img | distillation loss, first → last 10 % | validation accuracy (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/modalities.md",
+        "| nodes per class | set | nodes | GCN on the set (%) | random real nodes (%) | full graph (%) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/scale-out.md",
+        "| MNIST IPC 1 | published | ours (GPU) | budget | distillation | evaluation (3 networks) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/scale-out.md",
+        "| path | budget (digits) | split by | 1 process (s) | 2 processes (s) | speed-up | 2 vs 1 process |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| N (syn_steps) | MTT peak MB | TESLA peak MB | MTT CPU s/it | TESLA CPU s/it |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| batch_real | variant | CPU s/step | images/CPU s | speed-up | peak MB | max RSS MB | diff |",
+    ): (1, TODO),
+    ("docs/benchmarks/speed.md", "| batch_real | variant | CPU s/step | speed-up | diff |"): (
+        1,
+        TODO,
+    ),
+    (
+        "docs/benchmarks/speed.md",
+        "| dataset | images | runs x epochs | vectorised img/s | one-by-one img/s | speed-up | mean acc vec / seq |",
+    ): (1, TODO),
+    ("docs/benchmarks/speed.md", "| family | default | default / exact, measured | source |"): (
+        1,
+        TODO,
+    ),
+    (
+        "docs/benchmarks/speed.md",
+        "| method | IPC | CPU s / iteration | wall s / iteration | step peak (MiB) | peak RSS (MiB) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| method | IPC | model | step | rounds×steps | fp32 CPU s/step | bf16 CPU s/step | speed-up | diff |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| method | model | rounds×steps | fp32 CPU s/step | compile | bf16 | bf16+compile | diff (compile / bf16+compile) |",
+    ): (1, TODO),
+    ("docs/benchmarks/speed.md", "| method | model | variant | CPU s/step | speed-up | diff |"): (
+        1,
+        TODO,
+    ),
+    (
+        "docs/benchmarks/speed.md",
+        "| method | variant | wall s/it | CPU s/it | CPU speed-up | peak extra RSS | max abs diff vs loop |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| method | vectorised s/step | class loop s/step | speed-up | vectorised peak | loop peak | max abs diff of images |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| model | images | GFLOP/step (conv) | baseline CPU s/step | convs fp32 (GFLOP/s) | convs bf16 (GFLOP/s) | best levers | bound |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| model | images | variant | CPU s/step | images/CPU s | speed-up | peak MB |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| set | default (bf16 + compile) | exact (fp32, eager) | distillation CPU s, default / exact |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| support | fc: CPU s | fc: step peak (MiB) | conv: CPU s | conv: step peak (MiB) |",
+    ): (1, TODO),
+    (
+        "docs/benchmarks/speed.md",
+        "| work (identical settings in all three) | 11ad2e8 CPU s | default CPU s | exact CPU s | default / 11ad2e8 | exact / 11ad2e8 | default's compilation (s) | whole run, default / 11ad2e8 |",
+    ): (1, TODO),
+}

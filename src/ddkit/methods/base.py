@@ -44,6 +44,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.data.spec import get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, UnknownNameError, warn_at_caller
+from ddkit.eval import dry_run
 from ddkit.eval.recipe import RECIPE_KEY, make_recipe
 from ddkit.io import atomic_write_json, ensure_writable_dir, load_tensors, read_json, save_tensors
 from ddkit.methods.config import MethodConfig, Preset
@@ -146,6 +147,17 @@ class Distiller:
         worth naming."""
         return None
 
+    def narrow_steps(self, classes: int | None) -> bool:
+        """A dry run's partial step (:func:`ddkit.eval.dry_run.plan_steps`): make the steps
+        that follow (after :meth:`start`) compute only the first ``classes`` classes' share,
+        ``None``: every class's again, and return ``True``; or return ``False`` (the default)
+        where a step's cost does not follow its classes, so that whole steps are timed. A
+        method opts in where nearly all of a step's work is per class (its real batches and
+        synthetic images), so that a step over N of K classes, scaled by K / N, stands for a
+        whole step; work every step does for all classes alike is scaled with it (the
+        estimate errs long by that much). Only dry runs call it; the result is never kept."""
+        return False
+
     # ---------------------------------------------------------------- generic driver
     def start(
         self, train: ImageDataset, ipc: int, *, seed: int = 0, iterations: int | None = None
@@ -238,6 +250,9 @@ class Distiller:
                 first = self._load_checkpoint(ckpt, seed, ipc, total)
         if progress:
             callbacks = [*callbacks, ProgressReport(f"{self.name} ipc={ipc}", progress)]
+        if dry_run.steps_in_part() and distributed.active() is None and first < total:
+            classes = self.train_.spec.num_classes  # a long step may be timed over a part
+            dry_run.plan_steps(self.narrow_steps, lambda: self.step(first), classes)
         for cb in callbacks:
             cb.on_start(self, total, first)
         t0, done = time.perf_counter(), first

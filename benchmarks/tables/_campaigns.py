@@ -1,6 +1,6 @@
-"""A campaign script of ``benchmarks/campaigns/`` as a module, for the tables whose rendering
-lives beside the code that writes their results files (one renderer for the campaign's own
-printout and the page)."""
+"""A script of ``benchmarks/campaigns/`` or ``benchmarks/studies/`` as a module, for the tables
+whose rendering lives beside the code that writes their results files (one renderer for the
+script's own printout and the page)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,24 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+BENCHMARKS = Path(__file__).resolve().parents[1]
+RESULTS = BENCHMARKS / "results"
+
+
+def _script(folder: str, name: str) -> ModuleType:
+    """``benchmarks/<folder>/<name>.py``, imported (its folder on the path for its siblings)."""
+    path = str(BENCHMARKS / folder)
+    if path not in sys.path:
+        sys.path.append(path)
+    return importlib.import_module(name)
 
 
 def campaign(name: str) -> ModuleType:
-    """``benchmarks/campaigns/<name>.py``, imported (its folder on the path for its siblings)."""
-    if str(CAMPAIGNS) not in sys.path:
-        sys.path.append(str(CAMPAIGNS))
-    return importlib.import_module(name)
+    return _script("campaigns", name)
+
+
+def study(name: str) -> ModuleType:
+    return _script("studies", name)
 
 
 def results(*names: str) -> list[str]:

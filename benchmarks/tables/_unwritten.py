@@ -64,19 +64,6 @@ UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
         "| method | network | classes x train images | size | seconds per iteration | load seconds | load average |",
     ): (1, SCALE),
     (
-        "docs/benchmarks/families.md",
-        "| IPC bytes | set | training images | bytes stored | accuracy (%) |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/families.md",
-        "| IPC bytes | set | training images | bytes stored | accuracy (%) | distill s |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/families.md",
-        "| dm iteration | random: accuracy (%) | random: CPU s | dream: accuracy (%) | dream: CPU s |",
-    ): (1, TODO),
-    ("docs/benchmarks/families.md", "| set | scale 1 | scale 0.1 |"): (1, TODO),
-    (
         "docs/benchmarks/first-hour.md",
         "| command | estimate (s) | real (s) | real / estimate | load |",
     ): (1, TODO),

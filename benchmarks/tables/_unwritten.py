@@ -36,10 +36,6 @@ UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
         "| α | union (images) | random upload | dm upload | bytes uploaded | FedAvg after 20 rounds | FedAvg bytes |",
     ): (1, TODO),
     (
-        "docs/benchmarks/beside-reference.md",
-        "| work | 11ad2e8 CPU s | default CPU s | default / 11ad2e8 (rounds) | goal | whole run |",
-    ): (1, TODO),
-    (
         "docs/benchmarks/data-at-scale.md",
         "| classes x images | size | iterations | peak RSS (GiB) | seconds | outcome | CPU, code |",
     ): (1, SCALE),
@@ -63,14 +59,6 @@ UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
         "docs/benchmarks/data-at-scale.md",
         "| method | network | classes x train images | size | seconds per iteration | load seconds | load average |",
     ): (1, SCALE),
-    (
-        "docs/benchmarks/first-hour.md",
-        "| command | estimate (s) | real (s) | real / estimate | load |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/first-hour.md",
-        "| images | input values per batch | threads | min (ms) | median (ms) | mean (ms) | load |",
-    ): (1, TODO),
     (
         "docs/benchmarks/history.md",
         "| IPC | method | accuracy (%) | random real (%) | vs random |",
@@ -135,17 +123,5 @@ UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
     (
         "docs/benchmarks/history.md",
         "| student (`inner`, `syn_lr`) | lr_img | distillation loss, first → last 10 % | validation accuracy (%) |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/modalities.md",
-        "| nodes per class | set | nodes | GCN on the set (%) | random real nodes (%) | full graph (%) |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/scale-out.md",
-        "| MNIST IPC 1 | published | ours (GPU) | budget | distillation | evaluation (3 networks) |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/scale-out.md",
-        "| path | budget (digits) | split by | 1 process (s) | 2 processes (s) | speed-up | 2 vs 1 process |",
     ): (1, TODO),
 }

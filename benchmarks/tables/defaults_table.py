@@ -1,7 +1,7 @@
 """Fast by default (issue 41; docs/benchmarks/speed.md): today's default path against commit
 11ad2e8 and exact mode (``bench_defaults.py``'s ``defaults_speed.json``): CPU seconds per unit,
 the ratios, the compilation and whole runs; then the validation accuracy of the sets each mode
-made."""
+made; and the CPU goal of issue 74 measured at realistic length (``cpu_goal.json``)."""
 
 from __future__ import annotations
 
@@ -111,4 +111,33 @@ def _cells(name: str) -> list[dict[str, Any]]:
     return json.loads((RESULTS / name).read_text())["cells"]
 
 
-TABLES = {"defaults:speed": speed, "defaults:accuracy": accuracy, "defaults:families": families}
+def cpu_goal() -> str:
+    """The CPU goal of issue 74 at realistic length (``bench_cpu_goal.py``, ``cpu_goal.json``):
+    default against 11ad2e8, the per-round ratios, the goal and whole runs."""
+    rows = json.loads((RESULTS / "cpu_goal.json").read_text())["rows"]
+    work = {
+        ("dm", None): "DM step, mnist5k IPC 10",
+        ("eval", 10): "evaluation epoch, IPC 10 (100 images)",
+        ("eval", 50): "evaluation epoch, IPC 50 (500 images)",
+    }
+    out = [
+        "| work | 11ad2e8 CPU s | default CPU s | default / 11ad2e8 (rounds) | goal | whole run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        old, new = r["variants"]["11ad2e8"], r["variants"]["default"]
+        rounds = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        out.append(
+            f"| {work[(r['part'], r.get('ipc'))]} | {old['cpu_s_per_unit']:.3f} | "
+            f"{new['cpu_s_per_unit']:.3f} | {r['ratio']:.2f}x ({rounds}) | {r['goal']:g}x | "
+            f"{new['whole_run_ratio']:.2f}x |"
+        )
+    return "\n".join(out)
+
+
+TABLES = {
+    "defaults:speed": speed,
+    "defaults:accuracy": accuracy,
+    "defaults:families": families,
+    "cpu-goal": cpu_goal,
+}

@@ -5,7 +5,7 @@ For every dataset and IPC: one row per set (random real, the coresets herding / 
 distillation methods), one column per learner, final test accuracy (%) mean ± std over the
 learner's seeds (deterministic learners run once: ± 0.0), one distilled set per cell (seed 0).
 Below each dataset: per (IPC, learner), whether the best distilled set beats the best coreset,
-and by how much.
+and by how much. The graph benchmark's table likewise (``graph_table``).
 
 Usage: python benchmarks/tables/modality_tables.py [benchmarks/results/tabular ...]
 """
@@ -73,9 +73,33 @@ def folder_tables(folder: Path) -> str:
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def graph_table(folder: Path) -> str:
+    """The graph benchmark (``campaigns/graph.sh``): per nodes per class and set, the GCN trained
+    on the set beside random real nodes of the same size and the full graph."""
+    cells = []
+    for f in folder.glob("*.json"):
+        data = json.loads(f.read_text())
+        name, ipc = f.stem.rsplit("-ipc", 1)
+        by = {r["model"]: r for r in data["results"]}
+        cells.append((int(ipc), name.split("-", 1)[1], data["num_train_images"], by))
+    out = [
+        "| nodes per class | set | nodes | GCN on the set (%) | random real nodes (%) | "
+        "full graph (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ipc, method, nodes, by in sorted(cells, key=lambda c: c[:2]):
+        acc = " | ".join(f"{100 * by[m]['mean']:.1f} ± {100 * by[m]['std']:.1f}"
+                         for m in ("gcn", "random nodes", "full graph"))  # fmt: skip
+        out.append(f"| {ipc} | {method} | {nodes} | {acc} |")
+    return "\n".join(out)
+
+
 TABLES = {
     "modalities:tabular": lambda: folder_tables(RESULTS / "tabular"),
     "modalities:series": lambda: folder_tables(RESULTS / "timeseries"),
+    "modalities:graph": lambda: graph_table(RESULTS / "graph"),
 }
 
 

@@ -12,30 +12,6 @@ TODO = "figures in a results file; no writer yet"
 
 UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
     (
-        "docs/benchmarks/applications.md",
-        "| memory by | step 1 | step 2 | step 3 | step 4 | step 5 (final) | seconds |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/applications.md",
-        "| method | iterations | validation accuracy (%) | distillation CPU s | distillation wall s |",
-    ): (2, TODO),
-    (
-        "docs/benchmarks/applications.md",
-        "| proxy | images | Spearman | Kendall | top pick's test accuracy (full training) | proxy build + training s |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/applications.md",
-        "| recipe | batch | epochs | augmentation | image-steps | validation accuracy (%) | seconds |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/applications.md",
-        "| validation set | images | Spearman | Kendall | pick | pick's test % | build s |",
-    ): (1, TODO),
-    (
-        "docs/benchmarks/applications.md",
-        "| α | union (images) | random upload | dm upload | bytes uploaded | FedAvg after 20 rounds | FedAvg bytes |",
-    ): (1, TODO),
-    (
         "docs/benchmarks/data-at-scale.md",
         "| classes x images | size | iterations | peak RSS (GiB) | seconds | outcome | CPU, code |",
     ): (1, SCALE),

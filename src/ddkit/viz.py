@@ -4,16 +4,20 @@ line plots for series."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from ddkit.io import atomic_write
 
+#: Elements (channels x pixels) of the images one block of a grid converts to bytes at once.
+GRID_BLOCK_ELEMENTS = 2**24
+PixelRows = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
 
 def image_grid(
-    pixels: torch.Tensor,
+    pixels: PixelRows,
     labels: torch.Tensor,
     num_classes: int,
     path: str | os.PathLike,
@@ -23,46 +27,72 @@ def image_grid(
     pad: int = 2,
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Save ``pixels`` ((N, C, H, W) in [0, 1]) as a PNG grid, one row per class, each row
-    headed by its class name when ``class_names`` are given."""
-    from PIL import Image
+    """Save images in [0, 1] as a PNG grid, one row per class, each row headed by its class
+    name when ``class_names`` are given. ``pixels`` is an ``(N, C, H, W)`` tensor or a function
+    giving the pixels of some rows (such as :meth:`SyntheticSet.pixels`): the shown rows are
+    fetched and turned into bytes a block at a time, so a large set is never copied whole."""
+    from PIL import Image, ImageDraw
 
-    n, c, h, w = pixels.shape
+    take = pixels if callable(pixels) else pixels.__getitem__
+    index, row, col = _grid_cells(labels, num_classes, max_per_class)
+    c, h, w = take(index[:0]).shape[1:]
     scale = max(1, -(-min_cell // max(h, w)))
-    rows = [pixels[labels == k][:max_per_class] for k in range(num_classes)]
-    cols = max(1, max(len(r) for r in rows))
+    cols = int(col.max()) + 1 if len(col) else 1
     H, W = h * scale + pad, w * scale + pad
-    canvas = torch.ones(3, num_classes * H + pad, cols * W + pad)
-    for r, imgs in enumerate(rows):
-        for j, img in enumerate(imgs):
-            img = img.expand(3, h, w) if c == 1 else img[:3]
-            img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-            canvas[
-                :, pad + r * H : pad + r * H + h * scale, pad + j * W : pad + j * W + w * scale
-            ] = img
-    arr = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    image = Image.fromarray(arr)
-    if class_names is not None:
-        image = _with_row_names(image, [str(n) for n in class_names], H, pad)
+    names = None if class_names is None else [str(n) for n in class_names]
+    font, left = _name_margin(names, pad)
+    canvas = torch.full((num_classes * H + pad, left + cols * W + pad, 3), 255, dtype=torch.uint8)
+    cells = canvas[pad : pad + num_classes * H, left + pad : left + pad + cols * W]
+    cells = cells.unflatten(1, (cols, W)).unflatten(0, (num_classes, H))  # views of the canvas
+    block = max(1, GRID_BLOCK_ELEMENTS // (c * h * w))
+    for s in range(0, len(index), block):
+        img = take(index[s : s + block]).float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+        img = img.expand(-1, 3, h, w) if c == 1 else img[:, :3]
+        img = img.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+        cells[row[s : s + block], : h * scale, col[s : s + block], : w * scale] = img.permute(
+            0, 2, 3, 1
+        )
+    image = Image.fromarray(canvas.numpy())
+    del canvas, cells
+    if names is not None:
+        _draw_row_names(ImageDraw.Draw(image), names, font, H, pad)
     atomic_write(path, lambda p: image.save(p, format="PNG"))
     return Path(path)
 
 
-def _with_row_names(image, names: list[str], row_height: int, pad: int):  # noqa: ANN001, ANN202
-    """``image`` with a white margin on the left holding ``names[r]`` beside row ``r``."""
+def _grid_cells(
+    labels: torch.Tensor, num_classes: int, max_per_class: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows a grid shows and their cells: ``(index, row, column)``, the first
+    ``max_per_class`` rows of each class ``0 .. num_classes - 1`` in dataset order."""
+    labels = labels.long().cpu()
+    order = torch.argsort(labels, stable=True)
+    ordered = labels[order]
+    counts = torch.bincount(ordered.clamp(min=0), minlength=num_classes)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order)) - starts[ordered.clamp(min=0)]
+    keep = (ordered >= 0) & (ordered < num_classes) & (rank < max_per_class)
+    return order[keep], ordered[keep], rank[keep]
+
+
+def _name_margin(names: list[str] | None, pad: int):  # noqa: ANN202
+    """The font that names a grid's rows and the width of the white margin that holds the
+    names (0 without names)."""
     from PIL import Image, ImageDraw, ImageFont
 
+    if names is None:
+        return None, 0
     font = ImageFont.load_default()
-    draw = ImageDraw.Draw(image)
-    width = max(int(draw.textlength(n, font=font)) for n in names) + 3 * pad
-    out = Image.new("RGB", (image.width + width, image.height), "white")
-    out.paste(image, (width, 0))
-    text = ImageDraw.Draw(out)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return font, max(int(draw.textlength(n, font=font)) for n in names) + 3 * pad
+
+
+def _draw_row_names(draw, names: list[str], font, row_height: int, pad: int) -> None:  # noqa: ANN001
+    """Write ``names[r]`` in the margin beside row ``r``, centred in the row's height."""
     for r, name in enumerate(names):
-        top, bottom = text.textbbox((0, 0), name, font=font)[1::2]
+        top, bottom = draw.textbbox((0, 0), name, font=font)[1::2]
         y = pad + r * row_height + (row_height - pad - (bottom - top)) // 2 - top
-        text.text((pad, y), name, fill="black", font=font)
-    return out
+        draw.text((pad, y), name, fill="black", font=font)
 
 
 def feature_histograms(

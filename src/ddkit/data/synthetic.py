@@ -413,17 +413,18 @@ class SyntheticSet:
             raise FileFormatError(f"unknown image transform {self.spec.transform!r}")
         return ZCA.from_tensors({k[4:]: v for k, v in self.extras.items() if k.startswith("zca.")})
 
-    def pixels(self) -> torch.Tensor:
-        """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]. Only
-        image sets (and the images of a paired set's image-text pairs) have pixels: a table set
-        exports as CSV (:meth:`export_csv`)."""
+    def pixels(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]: all of
+        them, or those of ``rows`` (indices). Only image sets (and the images of a paired set's
+        image-text pairs) have pixels: a table set exports as CSV (:meth:`export_csv`)."""
         if self.spec.modality not in ("image", "paired"):
             raise DataError(
                 f"{self.spec.modality} rows have no pixels; a table set exports as CSV "
                 "(--to FILE.csv), a series set is read with SyntheticSet.load"
             )
+        x = self.images if rows is None else self.images[rows]
         zca = self.zca()
-        x = self.images if zca is None else zca.inverse(self.images)
+        x = x if zca is None else zca.inverse(x)
         return denormalise(x, self.spec).clamp(0, 1)
 
     def save_grid(
@@ -449,7 +450,7 @@ class SyntheticSet:
                 raw, self.hard_labels, self.spec.class_names, path, max_per_class=max_per_class
             )
         return image_grid(
-            self.pixels(),
+            self.pixels,  # the shown rows, a block at a time
             self.hard_labels,
             self.spec.num_classes,
             path,

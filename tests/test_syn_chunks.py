@@ -49,3 +49,21 @@ def test_a_step_that_cannot_fit_one_class_is_refused_in_one_line(monkeypatch) ->
     monkeypatch.setenv(BUDGET_ENV, str(2 * 2**20))  # the network fits, one class does not
     with pytest.raises(ConfigError, match=r"matching step \(1 of 10 classes x 10"):
         create_method("dm", batch_real=8).fit(train, 10, iterations=1, progress=False)
+
+
+@pytest.mark.paths_agree("float64")
+def test_chunks_carry_the_gradient_back_through_a_codec_float64() -> None:
+    train = tiny_digits().train
+    kw = {"batch_real": 8, "dtype": "float64", "iterations": 2, "codec": "formation:2"}
+    a = create_method("dm", **kw).fit(train, 1, seed=0, progress=False)
+    pieces = create_method("dm", syn_chunk=3, **kw)
+    b = pieces.fit(train, 1, seed=0, progress=False)
+    assert pieces.syn_classes_per_pass_ == 3
+    torch.testing.assert_close(a.images, b.images, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("syn_chunk", [0, 3])
+def test_no_gradient_of_the_set_is_kept_between_steps(syn_chunk: int) -> None:
+    m = create_method("dm", batch_real=8, syn_chunk=syn_chunk)
+    m.fit(tiny_digits().train, 2, iterations=1, seed=0, progress=False)
+    assert m.state_["images"].grad is None

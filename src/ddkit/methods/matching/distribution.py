@@ -152,6 +152,19 @@ def _plain_mean(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings.mean(1)
 
 
+def _is_reshaped(decoded: torch.Tensor, stored: torch.Tensor) -> bool:
+    """Whether ``decoded`` is ``stored`` reshaped (the same elements in the same memory, as the
+    ``pixels`` codec decodes): its gradient is then ``stored``'s."""
+    return (
+        decoded.requires_grad
+        and decoded.data_ptr() == stored.data_ptr()
+        and decoded.numel() == stored.numel()
+        and decoded.dtype == stored.dtype
+        and decoded.is_contiguous()
+        and stored.is_contiguous()
+    )
+
+
 def sample_class_draws(
     dsa: DSA | None, num_classes: int, generator: torch.Generator, image_size: tuple[int, int]
 ) -> list[DSAParams] | None:
@@ -614,6 +627,7 @@ class DM(Distiller):
         sums = torch.tensor(values, dtype=torch.float64)
         sums = summed_over_ranks(images, sums).tolist()
         opt.step()
+        opt.zero_grad(set_to_none=True)  # no gradient kept between steps: a set's size freed
         return {"loss": sums[0], **dict(zip(names, sums[1:]))}
 
     def _class_loss(
@@ -657,19 +671,27 @@ class DM(Distiller):
         generator: torch.Generator,
     ) -> torch.Tensor:
         """:meth:`_class_loss` of ``syn_classes_per_pass_`` classes at a time, each piece's
-        gradient accumulated on a detached copy of the decoded images and carried back through
-        the decoding once: the same gradient as one pass, with the activations of one piece
-        alive at a time. Returns the summed loss (detached)."""
-        leaf = syn.detach().requires_grad_(True)
+        gradient taken on a detached copy of its decoded images and written into one gradient
+        of the decoded images, which is carried back through the decoding once (or, where the
+        decoding is the stored images reshaped, becomes their gradient): the same gradient as
+        one pass, with the activations of one piece and one full-size gradient alive at a time.
+        Returns the summed loss (detached)."""
+        decoded, grad = syn.detach(), torch.empty_like(syn)
         per, total = self.syn_classes_per_pass_, torch.zeros((), dtype=torch.float64)
         for c0 in range(0, syn.shape[0], per):
             part = slice(c0, c0 + per)
+            leaf = decoded[part].detach().requires_grad_(True)
             piece = None if draws is None else draws[part]
             loss = self._class_loss(real.classes(list(range(c0, min(c0 + per, len(real))))),
-                                    leaf[part], piece, generator)  # fmt: skip
+                                    leaf, piece, generator)  # fmt: skip
             loss.backward()
+            grad[part] = leaf.grad
             total += float(loss.detach())
-        syn.backward(leaf.grad)
+        images = self.state_["images"]
+        if _is_reshaped(syn, images) and images.grad is None:
+            images.grad = grad.view_as(images)
+        else:
+            syn.backward(grad)
         return total
 
     def _match_loss(

@@ -15,46 +15,59 @@ from ddkit.methods import Callback
 from ddkit.testing import tiny_digits
 
 
-def _probe_takes(monkeypatch, *seconds: float) -> list[int]:
-    """Make the dry run's timed pieces take ``seconds`` (one after the other); returns the list
-    that counts them."""
+def _steps_take(monkeypatch, *seconds: float) -> None:
+    """Make the dry run's first steps over one class take ``seconds``, one after the other."""
     took = iter(seconds)
-    calls: list[int] = []
-
-    def timed(run, n):
-        calls.append(n)
-        return next(took), run(n)
-
-    monkeypatch.setattr(dry_run, "_timed", timed)
-    return calls
+    monkeypatch.setattr(dry_run, "_timed", lambda run, n: (next(took), run(n)))
 
 
-def test_the_part_follows_the_first_steps_pace():
-    # a whole step within the target: every class
-    assert part_of_step(0.001, 10, target=6.0) == 10 and part_of_step(0.006, 1000, 6.0) == 1000
-    # past it: as many classes as take about the target (0.3 s a class: 20 in 6 s)
-    assert part_of_step(0.3, 1000, target=6.0) == 20 and part_of_step(0.5, 1000, 6.0) == 12
-    # one class alone past the target: one class, never none
-    assert part_of_step(10.0, 1000, target=6.0) == 1
+def test_the_part_follows_the_first_step():
+    # at most the target for as many one-class steps as classes: every class, whole steps
+    assert part_of_step(0.001, 10, target=12.0) == 10 and part_of_step(0.01, 1000, 12.0) == 1000
+    # past it: as many classes as take about the target at that pace (1.3 s a class: 9)
+    assert part_of_step(1.3, 1000, target=12.0) == 9
+    # a step over one class near or past the target: two classes, so that a line can be drawn
+    assert part_of_step(7.0, 1000, target=12.0) == 2 and part_of_step(30.0, 1000, 12.0) == 2
+    assert part_of_step(30.0, 2, target=12.0) == 2
 
 
-def test_a_step_part_scales_linearly_and_says_what_it_timed():
-    part = StepPart(50, 1000, 0.3, spent=0.8)
-    assert part.scale == 20.0 and dry_run.step_scale([SetupCost("t", 1.0), part]) == 20.0
+def test_a_step_part_scales_along_the_line_and_says_what_it_timed():
+    # one class 1.3 s (the fastest first step), 9 classes 4.5 s (the warm-up's steps after its
+    # first): 0.4 s a class, 0.9 s for all classes alike, so a whole step takes 0.9 + 400 s
+    part = StepPart(9, 1000, (1.6, 1.3), steps=[8.0, 4.5, 4.5])
+    assert (part.one, part.pace, part.spent) == (1.3, 4.5, pytest.approx(2.9))
+    assert part.per_class == pytest.approx(0.4)
+    assert part.scale == pytest.approx((4.5 + 0.4 * 991) / 4.5)
+    assert dry_run.step_scale([SetupCost("t", 1.0), part]) == part.scale
     assert dry_run.step_scale([SetupCost("t", 1.0)]) == 1.0 and dry_run.step_scale([]) == 1.0
     assert part.text() == (
-        "a first step over 1 of 1,000 classes took 0.3 s, so steps over 50 of 1,000 classes "
-        "were timed, scaled x20 to a whole step"
+        "steps over 9 of 1,000 classes timed, scaled x89.1 to all classes at 0.4 s a class "
+        "(a first step over 1 of 1,000 classes took 1.3 s)"
     )
-    whole = StepPart(10, 10, 0.002, spent=0.002)
-    assert whole.scale == 1.0 and whole.text().endswith("so whole steps were timed")
-    # 3 warm-up steps over 50 of 1,000 classes, the first compiling for 10 s more: the set-up
-    # keeps the compilation (once) and drops the probe's 0.8 s (the real run makes no probe);
-    # the pace of a whole step is the part's, 2 s, x 20
+    # the part not clearly longer than one class (noise could make the difference): in
+    # proportion to the classes, erring long; nor a line with a negative fixed part
+    assert StepPart(9, 1000, (2.0,), steps=[2.5, 2.6]).scale == pytest.approx(1000 / 9)
+    assert StepPart(4, 1000, (0.1,), steps=[4.0, 4.0]).scale == pytest.approx(250.0)
+    assert StepPart(4, 1000, (0.1,)).scale == 250.0  # before any step: in proportion
+    whole = StepPart(10, 10, (0.002,), steps=[0.02, 0.01])
+    assert whole.scale == 1.0 and whole.text() == (
+        "a first step over 1 of 10 classes took 0.002 s, so whole steps were timed"
+    )
+    # the warm-up's set-up keeps its first step's excess (compilation, 3.5 s, once) and drops
+    # the first steps' 2.9 s, which the real run does not make
     from ddkit.runs import setup_and_pace
 
-    setup, _ = setup_and_pace(5.0, [12.0, 2.0, 2.0], [part])
-    assert setup == pytest.approx(5.0 - 0.8 + 10.0) and 2.0 * part.scale == 40.0
+    setup, _ = setup_and_pace(5.0, part.steps, [part])
+    assert setup == pytest.approx(5.0 - 2.9 + 3.5)
+
+
+def test_a_step_part_times_the_steps_it_wraps(monkeypatch):
+    clock = iter([0.0, 2.0, 2.0, 2.5])
+    monkeypatch.setattr(dry_run, "step_clock", lambda: next(clock))
+    part = StepPart(9, 1000, (1.0,))
+    step = part.timing(lambda it: {"loss": float(it)})
+    assert step(0) == {"loss": 0.0} and step(1) == {"loss": 1.0}
+    assert part.steps == [2.0, 0.5] and part.pace == 0.5
 
 
 def test_plan_steps_times_one_class_and_narrows_a_long_step(monkeypatch):
@@ -64,23 +77,29 @@ def test_plan_steps_times_one_class_and_narrows_a_long_step(monkeypatch):
         narrowed.append(classes)
         return True
 
-    steps = []
-    # the first piece (lazy start-up) 0.5 s, the next 0.3 s: 1,000 classes would take minutes
-    calls = _probe_takes(monkeypatch, 0.5, 0.3)
+    # one class: 1.6 s (lazy start-up), then 1.3 s: 1,000 classes may take 1,300 s, so the
+    # steps run over 9 (12 s at that pace)
+    _steps_take(monkeypatch, 1.6, 1.3)
     with estimating(steps_in_part=True) as costs:
-        planned = plan_steps(narrow, lambda: steps.append(1), 1000, target=6.0)
-    assert planned == StepPart(20, 1000, 0.3, spent=0.8) and costs == [planned]
-    assert narrowed == [1, 20] and len(calls) == len(steps) == 2
-    # a short step: one piece says so, and the steps go back to every class
+        planned = plan_steps(narrow, lambda: None, 1000, target=12.0)
+    assert costs == [planned] == [StepPart(9, 1000, (1.6, 1.3))] and narrowed == [1, 9]
+    # a slow step over one class: no second one, and a part of two
     narrowed.clear()
-    _probe_takes(monkeypatch, 0.001)
-    with estimating(steps_in_part=True) as costs:
-        planned = plan_steps(narrow, lambda: None, 10, target=6.0)
-    assert planned == StepPart(10, 10, 0.001, spent=0.001) and narrowed == [1, None]
+    _steps_take(monkeypatch, 7.0)
+    with estimating(steps_in_part=True):
+        slow = plan_steps(narrow, lambda: None, 1000, target=12.0)
+    assert slow == StepPart(2, 1000, (7.0,)) and narrowed == [1, 2]
+    # a short step: one first step says so, and the steps go back to every class
+    narrowed.clear()
+    _steps_take(monkeypatch, 0.001)
+    with estimating(steps_in_part=True):
+        short = plan_steps(narrow, lambda: None, 10, target=12.0)
+    assert short == StepPart(10, 10, (0.001,)) and narrowed == [1, None]
 
 
 def test_plan_steps_does_nothing_unless_asked_and_able(monkeypatch):
-    calls = _probe_takes(monkeypatch, 9.0, 9.0)
+    calls = []
+    monkeypatch.setattr(dry_run, "_timed", lambda run, n: calls.append(n) or (9.0, run(n)))
     narrowed = []
     with estimating() as costs:  # the caller does not scale a partial step's pace
         assert plan_steps(lambda c: narrowed.append(c) or True, lambda: None, 1000) is None
@@ -117,13 +136,14 @@ def test_a_dm_that_narrows_its_steps_is_timed_over_a_part(monkeypatch):
 
     splits = tiny_digits()
     k = splits.train.spec.num_classes
-    _probe_takes(monkeypatch, 1.5, 1.5)  # a step over one class "takes" 1.5 s: 4 in 6 s
+    # a step over one class "takes" 2 s: 10 classes may take 20 s, past the 12 s target
+    _steps_take(monkeypatch, 2.0, 2.0)
     seen = _StepClasses()
     m = NarrowDM(model="convnet2-w8", batch_real=8, augment="none", compile=False)
     with estimating(steps_in_part=True) as costs:
         m.fit(splits.train, 1, iterations=3, seed=0, callbacks=[seen], progress=False)
-    assert costs == [StepPart(4, k, 1.5, spent=3.0)]
-    assert seen.changed == [[0, 1, 2, 3]] * 3  # every warm-up step over the first 4 classes
+    assert [(c.part, c.whole, c.probes, len(c.steps)) for c in costs] == [(6, k, (2.0, 2.0), 3)]
+    assert seen.changed == [list(range(6))] * 3  # every warm-up step over the first 6 classes
     # outside a dry run, or one whose caller does not scale the pace, the steps are whole
     for context in (estimating(), contextlib.nullcontext()):
         seen = _StepClasses()

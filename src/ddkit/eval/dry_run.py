@@ -8,10 +8,12 @@ so that the method's steps can be timed after it.
 A step can be long too (dm over 1,000 classes at 224 px: minutes). Where the caller scales the
 steps' pace (``estimating(steps_in_part=True)``) and the method can narrow its steps to a part
 of its classes (:meth:`ddkit.methods.base.Distiller.narrow_steps`), :func:`plan_steps` first
-times one step over one class (eagerly, without compilation); where that says a whole step
-would take longer than :data:`PART_STEP_SECONDS`, the warm-up's steps run over as many classes
-as take about that long and their pace is scaled linearly to every class
-(:class:`StepPart`, :func:`step_scale`); otherwise the steps are timed whole, as before.
+times a step over one class (eagerly, without compilation); where that says a whole step may
+take longer than :data:`PART_STEP_SECONDS`, the warm-up's steps run over a part of the classes
+(as many as that says take about that long), and their pace is scaled to every class along the
+line through the two sizes: a step's work for all classes alike (drawing, the image update)
+counts once, its work per class once per class (:class:`StepPart`, :func:`step_scale`).
+Otherwise the steps are timed whole, as before.
 Outside, nothing changes. :func:`ddkit.runs.estimate_distill` is the one caller of
 :func:`estimating`.
 """
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import torch
@@ -35,9 +37,13 @@ T = TypeVar("T")
 PART_MIN_SECONDS = 2.0
 #: ... unless the next, larger pass would bring the timing of one artifact past this.
 PART_MAX_SECONDS = 12.0
-#: A step estimated past this many seconds (from a first step over one class) is timed in part:
-#: over as many classes as take about this long, the pace scaled to every class.
-PART_STEP_SECONDS = 6.0
+#: A step that may take longer than this many seconds (as many steps over one class as there are
+#: classes: a bound) is timed in part, over as many classes as that bound says take this long.
+PART_STEP_SECONDS = 12.0
+#: A step over the part is scaled along the line through it and a step over one class where it
+#: took at least this many times as long (else in proportion to the classes: the estimate errs
+#: long rather than extrapolate a difference that noise may have made).
+LINE_MIN_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -149,35 +155,81 @@ def _timed(run: Callable[[int], T], n: int) -> tuple[float, T]:
     return time.perf_counter() - t0, result
 
 
-@dataclass(frozen=True)
+@dataclass
 class StepPart:
-    """How a dry run timed the steps of a method over ``whole`` classes: a first step over one
-    class (eagerly) took ``probe`` seconds, then the warm-up's steps ran over ``part`` classes
-    and their pace is scaled by :attr:`scale` (``part == whole``: whole steps, scale 1).
-    ``spent``: the first step's seconds, which the set-up does not count (the real run makes no
-    such step); ``seconds``: nothing to add to the set-up (the steps' own first-step excess,
+    """How a dry run times the steps of a method over ``whole`` classes: first steps over one
+    class (eagerly; ``probes``: their seconds, the fastest being :attr:`one`), then the
+    warm-up's steps over ``part`` classes (``steps``: their seconds, appended as they run,
+    :meth:`timing`), whose pace is scaled by :attr:`scale` to a step over every class along
+    the line through the two sizes: a step's work for all classes alike (drawing, the image
+    update) counts once, the rest per class. ``part == whole``: whole steps, scale 1.
+    ``spent``: the first steps' seconds, which the set-up does not count (the real run makes
+    none); ``seconds``: nothing to add to the set-up (the warm-up's own first-step excess,
     compilation, counts as for whole steps)."""
 
     part: int
     whole: int
-    probe: float
-    spent: float = 0.0
+    probes: tuple[float, ...]
+    steps: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def spent(self) -> float:
+        return sum(self.probes)
+
+    @property
+    def one(self) -> float:
+        """A step over one class: the fastest first step (the first pays lazy start-up)."""
+        return min(self.probes)
+
+    @property
+    def pace(self) -> float | None:
+        """Seconds of a step over the part: the mean of the warm-up's steps after the first
+        (the first alone where there is no other; ``None`` before any)."""
+        later = self.steps[1:] or self.steps
+        return sum(later) / len(later) if later else None
+
+    @property
+    def per_class(self) -> float:
+        """Seconds a class adds to a step: the slope of the line through a step over one class
+        and the part's pace, where the part took at least :data:`LINE_MIN_RATIO` times the one
+        class's step (else the two may differ by noise alone: all of the part's pace counts per
+        class, and the estimate errs long); never more than the part's pace per class."""
+        pace = self.pace
+        if self.part >= self.whole or pace is None:
+            return 0.0
+        if pace < LINE_MIN_RATIO * self.one:
+            return pace / self.part
+        return min((pace - self.one) / (self.part - 1), pace / self.part)
 
     @property
     def scale(self) -> float:
         """The factor from a step over ``part`` classes to a step over all of them."""
-        return self.whole / max(self.part, 1)
+        pace = self.pace
+        if self.part >= self.whole or not pace:
+            return self.whole / max(min(self.part, self.whole), 1)
+        return (pace + self.per_class * (self.whole - self.part)) / pace
 
     def text(self) -> str:
         """The estimate line's words for it: what was timed and how it was scaled."""
-        first = f"a first step over 1 of {self.whole:,} classes took {self.probe:.3g} s"
+        first = f"a first step over 1 of {self.whole:,} classes took {self.one:.3g} s"
         if self.part >= self.whole:
             return f"{first}, so whole steps were timed"
         return (
-            f"{first}, so steps over {self.part:,} of {self.whole:,} classes were timed, "
-            f"scaled x{self.scale:.3g} to a whole step"
+            f"steps over {self.part:,} of {self.whole:,} classes timed, scaled "
+            f"x{self.scale:.3g} to all classes at {self.per_class:.3g} s a class ({first})"
         )
+
+    def timing(self, step: Callable[[int], T]) -> Callable[[int], T]:
+        """``step``, its seconds appended to :attr:`steps` at every call."""
+
+        def timed(iteration: int) -> T:
+            t0 = step_clock()
+            out = step(iteration)
+            self.steps.append(step_clock() - t0)
+            return out
+
+        return timed
 
 
 def step_scale(costs: Sequence[SetupCost | StepPart]) -> float:
@@ -191,15 +243,14 @@ def steps_in_part() -> bool:
     return _COSTS.get() is not None and _STEPS_IN_PART.get()
 
 
-def part_of_step(probe: float, whole: int, target: float = PART_STEP_SECONDS) -> int:
-    """How many of ``whole`` classes a dry run's steps run over, where one step over one class
-    took ``probe`` seconds: all of them where a whole step, at that pace, takes at most
-    ``target`` seconds; else as many as take about ``target`` (at least one). The probe's pace
-    includes a step's work that does not follow the classes, so the part errs small and the
-    linear scaling errs long."""
-    if probe * whole <= target:
+def part_of_step(one: float, whole: int, target: float = PART_STEP_SECONDS) -> int:
+    """How many of ``whole`` classes a dry run's steps run over, where a step over one class
+    took ``one`` seconds: all of them where ``whole`` such steps take at most ``target``
+    seconds (a bound of a whole step: its work for all classes alike counts once there);
+    else as many as that bound says take ``target``, at least two (a line needs two sizes)."""
+    if one * whole <= target:
         return whole
-    return max(1, min(whole, int(target // max(probe, 1e-12))))
+    return min(whole, max(2, int(target // max(one, 1e-12))))
 
 
 def plan_steps(
@@ -210,23 +261,30 @@ def plan_steps(
 ) -> StepPart | None:
     """Under a dry run that scales partial steps (:func:`steps_in_part`), for a method whose
     steps ``narrow`` can restrict to their first N classes (``narrow(N)`` returns whether it
-    can; ``narrow(None)``: all again): time ``step`` over one class, eagerly (a second time
-    where the first, which pays lazy start-up, says a whole step is long), and leave the steps
-    narrowed to :func:`part_of_step`'s part; record and return the :class:`StepPart`. ``None``
-    (nothing done) outside such a dry run, for a method that cannot narrow, or for one class."""
+    can; ``narrow(None)``: all again): time ``step`` eagerly over one class, and again where
+    that says a whole step may pass ``target`` seconds (the first paid lazy start-up) and
+    there is time for it; leave the steps narrowed to :func:`part_of_step`'s part (every class
+    where a whole step is short). Record and return the :class:`StepPart`; ``None`` (nothing
+    done) outside such a dry run, for a method that cannot narrow, or for one class."""
     if not steps_in_part() or whole < 2 or not narrow(1):
         return None
     with _eager():
-        probe, _ = _timed(lambda _n: step(), 1)
-        spent = probe
-        if probe * whole > target and probe < target:  # past lazy start-up: the pace
-            again, _ = _timed(lambda _n: step(), 1)
-            probe, spent = min(probe, again), spent + again
-    part = part_of_step(probe, whole, target)
+        probes = [_timed(lambda _n: step(), 1)[0]]
+        if part_of_step(probes[0], whole, target) < whole and probes[0] < target / 2:
+            probes.append(_timed(lambda _n: step(), 1)[0])
+    part = part_of_step(min(probes), whole, target)
     narrow(None if part >= whole else part)
-    planned = StepPart(part, whole, probe, spent=spent)
+    planned = StepPart(part, whole, tuple(probes))
     record(planned)
     return planned
+
+
+def step_clock() -> float:
+    """``time.perf_counter()`` once the GPU's queued work has finished (where CUDA is in use:
+    its kernels run asynchronously, so a step's wall time is only known after a sync)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def _eager() -> contextlib.AbstractContextManager[object]:

@@ -250,14 +250,16 @@ class Distiller:
                 first = self._load_checkpoint(ckpt, seed, ipc, total)
         if progress:
             callbacks = [*callbacks, ProgressReport(f"{self.name} ipc={ipc}", progress)]
+        step = self.step
         if dry_run.steps_in_part() and distributed.active() is None and first < total:
             classes = self.train_.spec.num_classes  # a long step may be timed over a part
-            dry_run.plan_steps(self.narrow_steps, lambda: self.step(first), classes)
+            part = dry_run.plan_steps(self.narrow_steps, lambda: self.step(first), classes)
+            step = step if part is None else part.timing(step)
         for cb in callbacks:
             cb.on_start(self, total, first)
         t0, done = time.perf_counter(), first
         for it in range(first, total):
-            metrics = self.step(it)
+            metrics = step(it)
             for cb in callbacks:
                 cb.on_step_end(self, it, metrics)
             done = it + 1

@@ -25,9 +25,10 @@ from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
 from ddkit.methods.config import check_device
+from ddkit.methods.recommended import RECOMMENDED, resolve_method
 from ddkit.methods.time_budget import TimeBudget
 from ddkit.plots import is_log_record
-from ddkit.progress import ProgressSetting, clock, parse_duration
+from ddkit.progress import ProgressSetting, clock, parse_duration, to_stderr
 from ddkit.trackers import check_log_targets, tracker_callbacks
 
 
@@ -134,9 +135,12 @@ def distill_run(
                           "launch it without torchrun or drop --budget")  # fmt: skip
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
+    method, options, budget, rec = resolve_method(method, splits.train, dataset, ipc, options,
+                                                  budget, device)  # fmt: skip
+    seconds = None if budget is None else parse_duration(budget)
     if device is not None:
         splits = dataclasses.replace(splits, train=_on_device(splits.train, device))
-    m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
+    m = create_method(method, dataset=dataset, ipc=ipc, **options)
     check_scale_out(m)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
@@ -153,9 +157,12 @@ def distill_run(
         "iterations": total,
         "method_config": m.config_dict(),
         "ddkit_version": __import__("ddkit").__version__,
+        **({} if rec is None else {"recommended": rec.to_dict()}),
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
     check_log_targets(log)
+    if rec is not None and progress:
+        to_stderr(f"--method {RECOMMENDED}: {rec.why}; a time budget of {clock(seconds)}")
     existed = out.exists()
     ensure_writable_dir(out)
     with _undone_if_refused(out, existed, fresh=not resume), run_lock(out):
@@ -271,6 +278,7 @@ class CostEstimate:
     steps_timed: int = 0  # the warm-up steps the per-iteration cost is the mean of
     # what the set-up's artifacts (experts, teachers) cost and from what part they were timed
     timed: tuple[str, ...] = ()
+    recommended: str | None = None  # what ``--method recommended`` chose, and why
 
     @property
     def total_seconds(self) -> float:
@@ -391,8 +399,10 @@ def estimate_distill(
     loading = began = time.perf_counter()
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
+    method, options, _, rec = resolve_method(method, splits.train, dataset, ipc, options, None,
+                                             device)  # fmt: skip
     train = splits.train if device is None else _on_device(splits.train, device)
-    m = create_method(method, dataset=dataset, ipc=ipc, **(options or {}))
+    m = create_method(method, dataset=dataset, ipc=ipc, **options)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     loading = time.perf_counter() - loading  # the data's, which the real run pays too
     timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS,
@@ -407,6 +417,7 @@ def estimate_distill(
     return CostEstimate(
         setup, pace, total, startup_seconds=loading, note=m.step_cost(),
         steps_timed=len(timer.steps[1:] or timer.steps), timed=tuple(c.text() for c in costs),
+        recommended=None if rec is None else rec.why,
     )  # fmt: skip
 
 

@@ -19,7 +19,12 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
     from ddkit.runs import distill_run
 
     d.add_argument("--dataset", required=True)
-    d.add_argument("--method", required=True)
+    d.add_argument(
+        "--method",
+        required=True,
+        help="a method (`ddkit list methods`), or `recommended`: the path ddkit recommends for "
+        "image folders of any size, fitted to --budget (default 1h)",
+    )
     d.add_argument(
         "--ipc", type=int, required=True, help="images per class (pairs, on a paired dataset)"
     )
@@ -122,6 +127,7 @@ def _options(args: argparse.Namespace) -> dict:
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.commands import command_started
+    from ddkit.methods.recommended import DEFAULT_BUDGET_SECONDS, RECOMMENDED
     from ddkit.progress import parse_duration
     from ddkit.runs import estimate_distill
 
@@ -146,11 +152,16 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
         device=device_option(args),
     )
     cost = dataclasses.replace(cost, startup_seconds=startup + cost.startup_seconds)
+    if cost.recommended is not None:
+        print(f"--method {RECOMMENDED}: {cost.recommended}")
     print(
         cost.line(f"{args.method} on {dataset} at IPC {args.ipc}") + f"; nothing written to {out}"
     )
-    if args.budget is not None:
-        print(cost.budget_line(parse_duration(args.budget)))
+    budget = args.budget
+    if budget is None and cost.recommended is not None:
+        budget = DEFAULT_BUDGET_SECONDS  # the recommended run's own
+    if budget is not None:
+        print(cost.budget_line(parse_duration(budget)))
     return 0
 
 

@@ -233,3 +233,13 @@ def test_artifact_caches_stay_inside_their_root_whatever_the_dataset_is_named(tm
         assert (
             "/" not in folder.name and "\0" not in folder.name and not folder.name.startswith(".")
         )
+
+
+def test_check_images_finds_a_nan_past_its_first_block() -> None:
+    from ddkit.data.dataset import check_images
+
+    x = torch.zeros(40, 3, 224, 224)  # several blocks of rows
+    check_images(x)
+    x[37, 2, 100, 7] = float("nan")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        check_images(x)

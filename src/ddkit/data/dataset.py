@@ -5,6 +5,7 @@ The class is named for images, its first modality; a table or a series lies in t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NoReturn
@@ -134,7 +135,8 @@ def check_images(images: torch.Tensor, spec: DatasetSpec | None = None) -> None:
             f"images have shape (C, H, W) = {tuple(images.shape[1:])}, "
             f"dataset {spec.name!r} expects {spec.shape}"
         )
-    step = _CHUNK_ROWS  # a block at a time: no mask as large as the data
+    # a block of rows at a time: its masks and |x| (isfinite's temporaries) stay small
+    step = max(1, _CHECK_VALUES // max(1, math.prod(images.shape[1:])))
     if not all(torch.isfinite(images[i : i + step]).all() for i in range(0, len(images), step)):
         raise DataError("images contain NaN or infinite values")
 
@@ -169,6 +171,8 @@ def convention_test_rows(n: int) -> torch.Tensor:
 
 
 _CHUNK_ROWS = 1024
+#: Values :func:`check_images` checks at once.
+_CHECK_VALUES = 2**22
 _MAX_LABEL = 2**31 - 1
 
 

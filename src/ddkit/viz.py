@@ -11,8 +11,8 @@ import torch
 
 from ddkit.io import atomic_write
 
-#: Elements (channels x pixels) of the images one block of a grid converts to bytes at once.
-GRID_BLOCK_ELEMENTS = 2**24
+#: Values (channels x pixels) of the images one band of a grid's rows holds at most.
+GRID_BLOCK_ELEMENTS = 2**22
 PixelRows = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -29,8 +29,8 @@ def image_grid(
 ) -> Path:
     """Save images in [0, 1] as a PNG grid, one row per class, each row headed by its class
     name when ``class_names`` are given. ``pixels`` is an ``(N, C, H, W)`` tensor or a function
-    giving the pixels of some rows (such as :meth:`SyntheticSet.pixels`): the shown rows are
-    fetched and turned into bytes a block at a time, so a large set is never copied whole."""
+    giving the pixels of some rows (such as :meth:`SyntheticSet.pixels`): the grid is drawn a
+    band of class rows at a time, in bytes, so a large set is never copied whole."""
     from PIL import Image, ImageDraw
 
     take = pixels if callable(pixels) else pixels.__getitem__
@@ -41,19 +41,20 @@ def image_grid(
     H, W = h * scale + pad, w * scale + pad
     names = None if class_names is None else [str(n) for n in class_names]
     font, left = _name_margin(names, pad)
-    canvas = torch.full((num_classes * H + pad, left + cols * W + pad, 3), 255, dtype=torch.uint8)
-    cells = canvas[pad : pad + num_classes * H, left + pad : left + pad + cols * W]
-    cells = cells.unflatten(1, (cols, W)).unflatten(0, (num_classes, H))  # views of the canvas
-    block = max(1, GRID_BLOCK_ELEMENTS // (c * h * w))
-    for s in range(0, len(index), block):
-        img = take(index[s : s + block]).float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
-        img = img.expand(-1, 3, h, w) if c == 1 else img[:, :3]
-        img = img.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
-        cells[row[s : s + block], : h * scale, col[s : s + block], : w * scale] = img.permute(
-            0, 2, 3, 1
-        )
-    image = Image.fromarray(canvas.numpy())
-    del canvas, cells
+    image = Image.new("RGB", (left + cols * W + pad, num_classes * H + pad), "white")
+    per_band = max(1, GRID_BLOCK_ELEMENTS // (max(c, 3) * H * W * cols))  # class rows
+    for r0 in range(0, num_classes, per_band):
+        r1 = min(r0 + per_band, num_classes)
+        a, b = torch.searchsorted(row, torch.tensor([r0, r1])).tolist()
+        if b > a:  # a band without images stays white
+            img = take(index[a:b]).float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+            img = img.expand(-1, 3, h, w) if c == 1 else img[:, :3]
+            img = img.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+            band = torch.full(((r1 - r0) * H, image.width, 3), 255, dtype=torch.uint8)
+            cells = band[:, left + pad : left + pad + cols * W]
+            cells = cells.unflatten(1, (cols, W)).unflatten(0, (r1 - r0, H))  # views of band
+            cells[row[a:b] - r0, : h * scale, col[a:b], : w * scale] = img.permute(0, 2, 3, 1)
+            image.paste(Image.fromarray(band.numpy()), (0, pad + r0 * H))
     if names is not None:
         _draw_row_names(ImageDraw.Draw(image), names, font, H, pad)
     atomic_write(path, lambda p: image.save(p, format="PNG"))

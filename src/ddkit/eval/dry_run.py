@@ -14,8 +14,9 @@ take longer than :data:`PART_STEP_SECONDS`, the warm-up's steps run over a part 
 line through the two sizes: a step's work for all classes alike (drawing, the image update)
 counts once, its work per class once per class (:class:`StepPart`, :func:`step_scale`).
 Otherwise the steps are timed whole, as before.
-Outside, nothing changes. :func:`ddkit.runs.estimate_distill` is the one caller of
-:func:`estimating`.
+
+Outside :func:`estimating`, nothing changes. :func:`ddkit.runs.estimate_distill` is its one
+caller.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class StepPart:
 
     @property
     def spent(self) -> float:
+        """The first steps' seconds (the set-up does not count them)."""
         return sum(self.probes)
 
     @property

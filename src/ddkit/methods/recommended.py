@@ -18,7 +18,6 @@ docs/benchmarks/data-at-scale.md.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
@@ -59,7 +58,7 @@ def recommended_batch_real(preset_batch: int, num_classes: int) -> int:
     """Real images per class per step: the method's own (``preset_batch``) unless
     ``num_classes`` of them would pass :data:`REAL_IMAGES_PER_STEP`, then as many as fit, at
     least :data:`MIN_BATCH_REAL`."""
-    fit = max(MIN_BATCH_REAL, math.ceil(REAL_IMAGES_PER_STEP / max(1, num_classes)))
+    fit = max(MIN_BATCH_REAL, REAL_IMAGES_PER_STEP // max(1, num_classes))
     return min(int(preset_batch), fit)
 
 

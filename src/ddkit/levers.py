@@ -116,7 +116,7 @@ def resolve_compile(
 #: Outside exact mode, evaluation training on the CPU uses one intra-op thread when a batch
 #: holds fewer input values than this: such operations are too small to split, and on a busy
 #: machine every split operation waits for a core (measured in
-#: benchmarks/bench_eval_threads.py).
+#: benchmarks/campaigns/bench_eval_threads.py).
 SINGLE_THREAD_MAX_BATCH_VALUES = 8_192
 
 

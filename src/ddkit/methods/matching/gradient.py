@@ -51,7 +51,7 @@ matching step the network sees 16 real images per class in training mode (settin
 statistics) and its BatchNorm layers are then switched to eval mode, which makes the forward
 per sample.
 
-Default ``vectorize=False``, on measurement (``benchmarks/bench_matching_speed.py``; the figures
+Default ``vectorize=False``, on measurement (``benchmarks/campaigns/bench_matching_speed.py``; the figures
 are in BENCHMARKS.md): on a CPU the vectorised step was slower and used far more memory. On a CPU a 256-image batch already keeps the cores busy, so batching classes saves no
 arithmetic, while ``vmap``'s batching rules add work: per-class weight gradients become grouped
 convolutions, GroupNorm (instance norm) backward is decomposed into elementwise ops, and the

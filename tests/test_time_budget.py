@@ -140,3 +140,16 @@ def test_a_command_called_inside_python_counts_from_its_own_start() -> None:
     assert time.monotonic() - command_started() < 0.1
     mark_command_start(whole_process=True)
     assert abs((time.monotonic() - command_started()) - process_seconds()) < 1.0
+
+
+def test_the_progress_report_counts_to_where_the_budget_stops(capsys) -> None:
+    from ddkit.methods.base import ProgressReport
+
+    clock = FakeClock(per_step=1.0)
+    budget = TimeBudget(10.5, started=0.0, say=lambda line: None, now=clock)
+    report = ProgressReport("dm", "lines")
+    syn = _dm().fit(tiny_digits().train, 1, iterations=40, seed=0, progress=False,
+                    callbacks=[clock, report, budget])  # fmt: skip
+    assert syn.meta["iterations"] == 10
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "10/40" in last and "stopping at 10 (time budget)" in last

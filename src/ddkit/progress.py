@@ -105,6 +105,7 @@ class Progress:
         note: str | None = None,
     ) -> None:
         self.desc, self.total, self.done, self.unit = desc, total, start, unit
+        self.stop = total  # where the loop ends: total, unless told otherwise (expect_stop)
         self.note = note
         self.stream = stream or sys.stderr
         self.kind = progress_kind(setting, self.stream)
@@ -131,6 +132,14 @@ class Progress:
             self._write(f"{self.desc}: {self.note}")
         self.note = None
 
+    def expect_stop(self, at: int) -> None:
+        """The loop will stop after step ``at`` (of ``total``), e.g. at a time budget: the time
+        left counts to there, and the bar ends there."""
+        self.stop = min(int(at), self.total)
+        if self._bar is not None:
+            self._bar.total = self.stop
+            self._bar.refresh()
+
     def rate(self, pending: int = 0) -> float:
         """Steps per second since the start, counting ``pending`` steps not yet reported."""
         made = self.done - self._first + pending
@@ -151,7 +160,7 @@ class Progress:
         now = time.perf_counter()
         if self._first_step is None:  # when the first step ended: the later ones set the pace
             self._first_step = (now, self.done)
-        if now >= self._next_line or (self.done >= self.total and now >= self._quiet_until):
+        if now >= self._next_line or (self.done >= self.stop and now >= self._quiet_until):
             self._line(now, metrics)
 
     def _line(self, now: float, metrics: dict[str, float] | None) -> None:
@@ -162,10 +171,12 @@ class Progress:
         # the time left at the pace of the steps after the first, which carries lazy set-up
         # (compiling, allocating, a process's first kernels); none is known before them
         since, done_then = self._first_step or (self._t0, self._first)
-        if self.done < self.total and self.done > done_then:
-            left = (now - since) / (self.done - done_then) * (self.total - self.done)
+        if self.stop < self.total:
+            text += f", stopping at {self.stop:,} (time budget)"
+        if self.done < self.stop and self.done > done_then:
+            left = (now - since) / (self.done - done_then) * (self.stop - self.done)
             text += f", about {clock(left)} left"
-        elif self.done < self.total:
+        elif self.done < self.stop:
             text += ", time left from the next steps"
             self._next_line = now + min(self.every, FIRST_ESTIMATE_SECONDS)
         if metrics:

@@ -76,6 +76,9 @@ class ProgressReport(Callback):
         self.progress = Progress(self.desc, total, start=start, setting=self.setting, note=note)
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
+        stop = getattr(method, "stop_at_", None)  # where a time budget ends the run
+        if stop is not None and stop != self.progress.stop:
+            self.progress.expect_stop(stop)
         self.progress.update(1, metrics)
 
     def on_end(self, method: Distiller, result: SyntheticSet) -> None:

@@ -79,6 +79,7 @@ class TimeBudget(Callback):
         pace = self._pace()
         fit = int(max(0.0, self.deadline - now) // max(pace, 1e-9))
         self.stop_at = min(self.total, self.done + fit)
+        method.stop_at_ = self.stop_at  # the progress report counts the time left to there
         timed = f"{pace:.3g} s each over {len(self._steps)} steps"
         if self.stop_at >= self.total:
             self.say(

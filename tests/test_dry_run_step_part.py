@@ -57,8 +57,9 @@ def test_a_step_part_scales_along_the_line_and_says_what_it_timed():
     # the first steps' 2.9 s, which the real run does not make
     from ddkit.runs import setup_and_pace
 
-    setup, _ = setup_and_pace(5.0, part.steps, [part])
+    setup, pace = setup_and_pace(5.0, part.steps, [part])
     assert setup == pytest.approx(5.0 - 2.9 + 3.5)
+    assert pace == pytest.approx(4.5 * part.scale)  # the part's pace, scaled to a whole step
 
 
 def test_a_step_part_times_the_steps_it_wraps(monkeypatch):

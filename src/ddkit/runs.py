@@ -20,7 +20,7 @@ from ddkit import distributed
 from ddkit.data import DATASETS, DatasetSplits, ImageDataset, load_dataset
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.eval.dry_run import SetupCost, estimating
+from ddkit.eval.dry_run import SetupCost, StepPart, estimating, step_scale
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
@@ -407,7 +407,7 @@ def estimate_distill(
     loading = time.perf_counter() - loading  # the data's, which the real run pays too
     timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS,
                       since=began)  # fmt: skip
-    with estimating() as costs:
+    with estimating(steps_in_part=True) as costs:  # a long step is timed in part, scaled
         try:
             m.fit(train, ipc, iterations=max(total, 1), seed=seed, callbacks=[timer],
                   progress=False)  # fmt: skip
@@ -422,16 +422,18 @@ def estimate_distill(
 
 
 def setup_and_pace(
-    setup: float, steps: Sequence[float], costs: Sequence[SetupCost]
+    setup: float, steps: Sequence[float], costs: Sequence[SetupCost | StepPart]
 ) -> tuple[float, float]:
     """A warm-up's set-up and seconds per step: the pace of the steps after the first (the
     first alone where there is no other); the set-up as timed, each artifact's timing replaced
     by the whole artifact's cost (``costs``), plus the first step's time beyond the pace (lazy
-    set-up such as compilation, paid once)."""
+    set-up such as compilation, paid once); steps timed over a part of the classes (a
+    :class:`StepPart` among ``costs``) have their pace scaled to a whole step's."""
     later = list(steps[1:]) or list(steps) or [0.0]
     pace = sum(later) / len(later)
     first_extra = max(0.0, steps[0] - pace) if len(steps) >= 2 else 0.0
-    return setup + sum(c.seconds - c.spent for c in costs) + first_extra, pace
+    setup += sum(c.seconds - c.spent for c in costs) + first_extra
+    return setup, pace * step_scale(costs)
 
 
 def check_scale_out(method: Distiller) -> None:

@@ -627,7 +627,7 @@ class DM(Distiller):
         sums = torch.tensor(values, dtype=torch.float64)
         sums = summed_over_ranks(images, sums).tolist()
         opt.step()
-        opt.zero_grad(set_to_none=True)  # no gradient kept between steps: a set's size freed
+        opt.zero_grad(set_to_none=True)  # the gradient, a set's size, is not held between steps
         return {"loss": sums[0], **dict(zip(names, sums[1:]))}
 
     def _class_loss(
@@ -671,7 +671,7 @@ class DM(Distiller):
         generator: torch.Generator,
     ) -> torch.Tensor:
         """:meth:`_class_loss` of ``syn_classes_per_pass_`` classes at a time, each piece's
-        gradient taken on a detached copy of its decoded images and written into one gradient
+        gradient taken on a detached view of its decoded images and written into one gradient
         of the decoded images, which is carried back through the decoding once (or, where the
         decoding is the stored images reshaped, becomes their gradient): the same gradient as
         one pass, with the activations of one piece and one full-size gradient alive at a time.

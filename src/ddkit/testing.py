@@ -24,7 +24,8 @@ The tiny datasets the checks run on (:func:`tiny_digits`, :func:`tiny_table`,
 :func:`tiny_series`, :func:`tiny_graph`) moved to :mod:`ddkit.testing_data`, and the codecs'
 checks (:func:`check_codec`, :data:`CODEC_CHECKS`) to :mod:`ddkit.testing_codecs`, and the
 checks themselves to :mod:`ddkit.testing_checks` (shared with the paired methods' checks of
-:mod:`ddkit.testing_paired`); all are still importable from here.
+:mod:`ddkit.testing_paired`); all are still importable from here. Every registered modality
+passes :func:`check_modality` (:mod:`ddkit.testing_modalities`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ddkit.testing_codecs import (
     check_codec,
 )
 from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
+from ddkit.testing_modalities import check_modality
 
 __all__ = [
     "TEST_ITERATIONS",
@@ -60,6 +62,7 @@ __all__ = [
     "check_app",
     "check_audit",
     "check_codec",
+    "check_modality",
     "check_model",
     "losses_during_fit",
     "method_test_data",

@@ -15,34 +15,11 @@ from typing import Any
 
 import torch
 
+from ddkit.data.modalities.paired import tiny_paired
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.eval.retrieval import TEXT_EMB, TEXT_IDS
 
 __all__ = ["paired_failures", "tiny_paired"]
-
-_COLOURS = ("red", "green", "blue", "yellow")
-_SHAPES = ("square", "bar", "dot")
-
-
-def tiny_paired(n_train: int = 40, n_test: int = 20, seed: int = 0) -> Any:
-    """Tiny seeded paired splits (``PairedSplits``): ``3 x 8 x 8`` images whose colour channel
-    and brightness follow a colour and a shape word, two template captions each."""
-    from ddkit.data.paired import PairedSplits, paired_from_arrays
-
-    def make(n: int, s: int, like: Any = None) -> Any:
-        g = torch.Generator().manual_seed(s)
-        colour, shape = torch.randint(4, (n,), generator=g), torch.randint(3, (n,), generator=g)
-        x = torch.rand(n, 3, 8, 8, generator=g) * 0.2
-        x[torch.arange(n), colour % 3] += (0.5 + 0.1 * shape).view(n, 1, 1)
-        captions = [
-            [f"a {_COLOURS[c]} {_SHAPES[k]}", f"{_SHAPES[k]} in {_COLOURS[c]}"]
-            for c, k in zip(colour.tolist(), shape.tolist())
-        ]
-        spec, tok = (None, None) if like is None else (like.spec, like.tokenizer)
-        return paired_from_arrays(x, captions, tokenizer=tok, max_len=6, spec=spec, name="tiny")
-
-    train = make(n_train, seed)
-    return PairedSplits(train, make(n_test, seed + 1, train))
 
 
 def _check_output(f: Any, syn: SyntheticSet, train: Any, ipc: int) -> None:

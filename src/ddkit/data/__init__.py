@@ -6,6 +6,7 @@ from ddkit.data import captions as _captions  # noqa: F401  (paired: caption fil
 from ddkit.data import graph as _graph  # noqa: F401  (graph datasets register themselves)
 from ddkit.data import layouts as _layouts  # noqa: F401  (the ImageNet family's layouts)
 from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables register themselves)
+from ddkit.data import modalities as _modalities  # noqa: F401  (each modality registers itself)
 from ddkit.data import npz as _npz  # noqa: F401  (the npz dataset registers itself)
 from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
 from ddkit.data import series as _series  # noqa: F401  (time-series datasets register themselves)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ddkit.data.dataset import DatasetSplits, from_arrays
-from ddkit.data.spec import Column, get_modality
+from ddkit.data.modalities.base import DEFAULT_MODALITY, MODALITIES, Modality, get_modality
+from ddkit.data.spec import Column
 from ddkit.errors import ConfigError
 from ddkit.registry import Registry
 
@@ -29,7 +31,7 @@ class RawData:
     num_classes: int | None = None
     train_bias: np.ndarray | None = None
     test_bias: np.ndarray | None = None
-    modality: str = "image"
+    modality: str = DEFAULT_MODALITY
     columns: tuple[Column, ...] = ()
 
 
@@ -91,12 +93,12 @@ def register_dataset(
     needs_root: bool = False,
     builtin: bool = False,
     help: str | None = None,
-    modality: str = "image",
+    modality: str = DEFAULT_MODALITY,
 ):
     """Register ``fn(root) -> RawData``. ``needs_root`` datasets read files under ``root``;
     ``builtin`` ones come with ddkit or a package it imports and read no root, so a root given
     to them is refused (:func:`check_root`); ``modality`` says what their rows are
-    (:data:`ddkit.data.spec.MODALITIES`)."""
+    (:data:`ddkit.data.modalities.MODALITIES`)."""
     get_modality(modality)
     if needs_root and builtin:
         raise ValueError(f"dataset {name!r}: a built-in dataset reads no root")
@@ -131,6 +133,20 @@ def _mnist5k(root: str | None = None) -> RawData:
     return RawData(
         (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64), num_classes=10
     )
+
+
+def modality_of(dataset: str | None) -> Modality:
+    """The modality of ``dataset``: the one a registered name declares
+    (:func:`register_dataset`); for an existing path, the modality that claims its layout
+    (:meth:`~ddkit.data.modalities.base.Modality.claims`: a captions file holds pairs); else
+    images."""
+    if dataset is not None and dataset in DATASETS:
+        return get_modality(getattr(DATASETS.get(dataset), "modality", DEFAULT_MODALITY))
+    if dataset is not None and Path(dataset).exists():
+        for name in MODALITIES.names():
+            if get_modality(name).claims(dataset):
+                return get_modality(name)
+    return get_modality(DEFAULT_MODALITY)
 
 
 def check_root(name: str, loader: DatasetLoader, root: str | None) -> None:

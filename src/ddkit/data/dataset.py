@@ -6,6 +6,7 @@ The class is named for images, its first modality; a table or a series lies in t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NoReturn
@@ -13,6 +14,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
+from ddkit.data.modalities.base import DEFAULT_MODALITY, get_modality
 from ddkit.data.spec import Column, DatasetSpec
 from ddkit.errors import ConfigError, DataError
 
@@ -101,8 +103,7 @@ class ImageDataset(torch.utils.data.Dataset):
             c = self.class_counts.index(smallest)
             raise ConfigError(
                 f"IPC {ipc} is larger than class {self.spec.class_names[c]!r}, "
-                f"which has only {smallest} training "
-                + ("images" if self.spec.modality == "image" else "rows")
+                f"which has only {smallest} training " + self.spec.kind.noun
             )
 
 
@@ -273,24 +274,32 @@ def channel_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ..
     return tuple(mean.tolist()), tuple(std.clamp_min(1e-6).tolist())
 
 
-def to_rows(values: np.ndarray | torch.Tensor, modality: str = "image") -> torch.Tensor:
-    """User rows as float32 ``(N, C, H, W)``: images through :func:`to_nchw`; rows of another
-    modality must already be in its layout (:mod:`ddkit.data.spec`), and are checked the same
-    way (real numbers, finite, within the float32 range). Series may also come as ``(N, L)``
-    or ``(N, D, L)`` (laid out as ``(N, D, 1, L)``)."""
-    if modality == "image":
-        return to_nchw(values)
-    x = _real_array(values, f"{modality} rows")
-    if modality == "series" and x.ndim in (2, 3):
-        x = x[:, None, None, :] if x.ndim == 2 else x[:, :, None, :]
+def to_rows(values: np.ndarray | torch.Tensor, modality: str = DEFAULT_MODALITY) -> torch.Tensor:
+    """User rows as float32 ``(N, C, H, W)``, as the ``modality`` lays them out
+    (:meth:`~ddkit.data.modalities.base.Modality.to_rows`): images through :func:`to_nchw`;
+    rows of another modality in its layout, checked by :func:`checked_rows`."""
+    return get_modality(modality).to_rows(values)
+
+
+def checked_rows(
+    values: np.ndarray | torch.Tensor,
+    what: str,
+    lift: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> torch.Tensor:
+    """Rows already in their ``(N, C, H, W)`` layout (after ``lift``, which lays out shapes
+    a modality also accepts) as float32, checked: real numbers, finite, within the float32
+    range; ``what`` names them in errors."""
+    x = _real_array(values, what)
+    if lift is not None:
+        x = lift(x)
     if x.ndim != 4:
-        raise DataError(f"{modality} rows must be laid out (N, C, H, W), got shape {x.shape}")
+        raise DataError(f"{what} must be laid out (N, C, H, W), got shape {x.shape}")
     if 0 in x.shape[1:]:
-        raise DataError(f"{modality} rows hold no values (shape {x.shape}); give each row some")
+        raise DataError(f"{what} hold no values (shape {x.shape}); give each row some")
     with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float32)
     if not np.isfinite(out).all():
-        raise DataError(f"{modality} rows contain missing (NaN), infinite or too large values")
+        raise DataError(f"{what} contain missing (NaN), infinite or too large values")
     return torch.from_numpy(np.ascontiguousarray(out))
 
 
@@ -460,7 +469,7 @@ def from_arrays(
     seed: int = 0,
     train_bias: np.ndarray | torch.Tensor | None = None,
     test_bias: np.ndarray | torch.Tensor | None = None,
-    modality: str = "image",
+    modality: str = DEFAULT_MODALITY,
     columns: tuple[Column, ...] = (),
 ) -> DatasetSplits:
     """Build :class:`DatasetSplits` from user arrays (no Dataset class needed).
@@ -541,7 +550,7 @@ def _train_and_test(
     test_images: np.ndarray | torch.Tensor | None,
     test_labels: np.ndarray | torch.Tensor | None,
     test_bias: np.ndarray | torch.Tensor | None,
-    modality: str = "image",
+    modality: str = DEFAULT_MODALITY,
 ) -> tuple[_Rows, _Rows]:
     """(images, labels, bias) of the train and the test split: the given test arrays, checked
     against the train ones, or without them the convention split of the train rows."""

@@ -10,7 +10,7 @@ Where paired data comes from:
 
 * :func:`paired_from_arrays`: images and a list of captions per image, from Python;
 * :func:`load_paired_splits` (every split) / :func:`load_paired` (one) with a registered name
-  (:data:`PAIRED_READERS`, :func:`register_paired`) or a path:
+  (:func:`register_paired`) or a path:
 
   - ``captioned-digits``, ``captioned-mnist5k`` (embedded), ``captioned-mnist``,
     ``captioned-fashionmnist`` (their base read as it always is): a **synthetic caption
@@ -26,11 +26,12 @@ from the train split's captions, offline; ``"hf:PATH"``: a local Hugging Face to
 split of a dataset shares the train split's tokenizer and normalisation.
 
 How the command line dispatches (for the methods' side): every paired name is also a dataset
-name of modality ``"paired"`` (``ddkit list``; :func:`ddkit.methods.base.dataset_modality`
-gives ``"paired"``) that :func:`ddkit.data.load_dataset` refuses in one line, because pairs
-have no labels to build an ``ImageDataset`` from. A command given ``--dataset NAME_OR_PATH``
-asks :func:`is_paired` (names and paths) and, where it is, calls
-``load_paired_splits(NAME_OR_PATH, root=args.root, image_size=..., tokenizer=..., seed=...)``.
+name of modality ``"paired"`` (``ddkit list``; :func:`ddkit.data.builtin.modality_of`, which
+also claims a captions file or folder for it through :func:`is_paired`) that
+:func:`ddkit.data.load_dataset` refuses in one line, because pairs have no labels to build an
+``ImageDataset`` from. A command given ``--dataset NAME_OR_PATH`` asks that modality for the
+splits (:mod:`ddkit.data.modalities.paired`), which calls
+``load_paired_splits(NAME_OR_PATH, root=...)``.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ from ddkit.errors import ConfigError, DataError
 from ddkit.rng import derive_seed
 
 __all__ = [
-    "PAIRED_READERS",
     "SPLITS",
     "PairedDataset",
+    "PairedLoader",
     "PairedOptions",
     "PairedSplits",
     "RawPairs",
@@ -104,7 +105,7 @@ class PairedDataset:
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_ids", tuple(self.image_ids))
         object.__setattr__(self, "texts", tuple(self.texts))
-        if self.spec.modality != "paired":
+        if self.spec.kind.dataset_type() is not PairedDataset:
             raise DataError(f"a paired dataset needs a 'paired' spec, got {self.spec.modality!r}")
         check_images(self.images, self.spec)
         self._check_captions()
@@ -405,24 +406,39 @@ class PairedOptions:
 
 
 PairedReader = Callable[[PairedOptions], dict[str, RawPairs]]
-#: Registered paired datasets: name -> reader of its splits (:func:`register_paired`).
-PAIRED_READERS: dict[str, PairedReader] = {}
+
+
+class PairedLoader:
+    """The registry entry of a paired dataset (:data:`ddkit.data.DATASETS`, modality
+    ``paired``): :meth:`read` gives its splits' :class:`RawPairs`; called as a class dataset's
+    loader (:func:`ddkit.data.load_dataset`), it refuses in one line: pairs have no classes."""
+
+    def __init__(self, name: str, reader: PairedReader) -> None:
+        self.name, self.read = name, reader
+
+    def __call__(self, root: str | None) -> RawData:
+        raise ConfigError(
+            f"dataset {self.name!r} holds image-caption pairs without classes: distil it with a "
+            "vision-language method, or load it with ddkit.data.paired.load_paired_splits"
+        )
 
 
 def register_paired(name: str, reader: PairedReader, *, needs_root: bool, help: str) -> None:
     """Register the paired dataset ``name``: ``reader`` gives its splits' :class:`RawPairs`.
-    It is also a dataset name of modality ``"paired"`` (``ddkit list``,
-    :func:`ddkit.methods.base.dataset_modality`), which :func:`ddkit.data.load_dataset` refuses
-    in one line: pairs have no classes."""
+    It is a dataset name of modality ``"paired"`` (``ddkit list``,
+    :func:`ddkit.data.builtin.modality_of`) whose :class:`PairedLoader`
+    :func:`ddkit.data.load_dataset` refuses in one line: pairs have no classes."""
+    register_dataset(name, needs_root=needs_root, modality="paired", help=help)(
+        PairedLoader(name, reader)
+    )
 
-    def refuse(root: str | None) -> RawData:
-        raise ConfigError(
-            f"dataset {name!r} holds image-caption pairs without classes: distil it with a "
-            "vision-language method, or load it with ddkit.data.paired.load_paired_splits"
-        )
 
-    register_dataset(name, needs_root=needs_root, modality="paired", help=help)(refuse)
-    PAIRED_READERS[name.lower()] = reader
+def _registered_reader(name: str) -> PairedReader | None:
+    """The reader of the registered paired dataset ``name`` (``None``: no such name)."""
+    from ddkit.data.builtin import DATASETS
+
+    loader = DATASETS.get(name) if name in DATASETS else None
+    return loader.read if isinstance(loader, PairedLoader) else None
 
 
 #: The reader of paired data at a path: ``layout_of(path) -> str | None`` (from names alone) and
@@ -438,14 +454,12 @@ def register_path_reader(layout_of: Callable[[Path], str | None], read: Callable
 
 def is_paired(name_or_path: str | Path) -> bool:
     """Whether ``name_or_path`` is a paired dataset: a registered name
-    (:data:`PAIRED_READERS`), or a path :mod:`ddkit.data.captions` reads (told from its
+    (:func:`register_paired`), or a path :mod:`ddkit.data.captions` reads (told from its
     names, nothing read)."""
-    if str(name_or_path).lower() in PAIRED_READERS:
-        return True
     from ddkit.data.builtin import DATASETS
 
     if str(name_or_path) in DATASETS:  # a dataset's name, never a file that happens to share it
-        return False
+        return _registered_reader(str(name_or_path)) is not None
     return _PATH_READER["layout_of"](Path(name_or_path).expanduser()) is not None
 
 
@@ -462,7 +476,7 @@ def load_paired_splits(
     image_root: str | Path | None = None,
 ) -> PairedSplits:
     """Every split of the paired dataset ``name_or_path``: a registered name
-    (:data:`PAIRED_READERS`: the synthetic caption benchmarks, which ``seed`` and
+    (:func:`register_paired`: the synthetic caption benchmarks, which ``seed`` and
     ``captions_per_image`` make; ``captions``, ``coco``, ``flickr30k``, which read ``root``) or
     a path :mod:`ddkit.data.captions` reads. ``image_size`` resizes files' images;
     ``image_root`` is where relative image paths start. ``tokenizer``: ``"word"`` (default)
@@ -472,8 +486,9 @@ def load_paired_splits(
 
     options = PairedOptions(root, image_size_of(image_size), image_root, seed, captions_per_image)
     name = str(name_or_path)
-    if name.lower() in PAIRED_READERS:
-        parts, name = PAIRED_READERS[name.lower()](options), name.lower()
+    reader = _registered_reader(name)
+    if reader is not None:
+        parts, name = reader(options), name.lower()
     else:
         options.refuse(name, "captions_per_image")
         read = _PATH_READER["read"]

@@ -1,20 +1,10 @@
 """`DatasetSpec`: what a model and a synthetic set need to know about a dataset, including what
-one row of it is (its :class:`Modality`: an image, a table row, a time series).
+one row of it is (its :class:`~ddkit.data.modalities.base.Modality`: an image, a table row, a
+time series, a graph node, an image with captions).
 
 Every modality lays a row out as a ``(C, H, W)`` tensor, so the storage, normalisation,
-per-class index and matching code serve them all unchanged:
-
-* ``image``: ``(C, H, W)`` pixels;
-* ``table``: ``(F, 1, 1)``, one channel per feature: a numeric column is one channel, a
-  categorical column one channel per category (one-hot); per-channel normalisation is the
-  per-feature standardisation tabular learners expect;
-* ``series``: ``(D, 1, L)``, ``D`` channels over ``L`` time steps (a 1-D signal along the width);
-* ``graph``: ``(F, 1, 1)``, one node's ``F`` features (node classification); the edges live
-  beside the rows (:mod:`ddkit.data.graph`; a condensed graph keeps its adjacency as an extra
-  tensor of its set);
-* ``paired``: ``(C, H, W)`` pixels of an image that one or more captions describe, without
-  classes; the captions (token ids) and the caption-to-image index live beside the rows
-  (:mod:`ddkit.data.paired`).
+per-class index and matching code serve them all unchanged; each registers what its layout is
+and what follows from it in its own module of :mod:`ddkit.data.modalities`.
 """
 
 from __future__ import annotations
@@ -22,7 +12,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ddkit.data.modalities.base import (
+    DEFAULT_MODALITY,
+    MODALITIES,
+    Modality,
+    get_modality,
+)
 from ddkit.errors import ConfigError, DataError, FileFormatError
+
+__all__ = ["COLUMN_KINDS", "MODALITIES", "Column", "DatasetSpec", "Modality", "get_modality"]
 
 COLUMN_KINDS = ("numeric", "categorical")
 
@@ -64,96 +62,9 @@ class Column:
         return out
 
 
-@dataclass(frozen=True)
-class Modality:
-    """What one row of a dataset is, and what follows from it.
-
-    ``layout``: how a row lies in its stored ``(C, H, W)`` tensor; ``normalisation``: what the
-    spec's per-channel ``mean`` / ``std`` standardise; ``augmentations``: the augmentation
-    families that fit (``"dsa"``: DSA's image operations, Zhao & Bilen ICML 2021; ``"series"``:
-    the time-series operations of :mod:`ddkit.augment.series`);
-    ``models``: the model families that fit, the first being the default of a method or
-    evaluation that names none for this modality (images keep each method's own default);
-    ``differentiable``: whether a row is a point of a continuous space that gradient-based
-    methods (DM, DC, KIP, MTT) can move.
-    """
-
-    name: str
-    row: str
-    layout: str
-    normalisation: str
-    augmentations: tuple[str, ...]
-    models: tuple[str, ...]
-    differentiable: bool = True
-
-
-MODALITIES: dict[str, Modality] = {
-    m.name: m
-    for m in (
-        Modality(
-            "image",
-            row="an image of C channels, H x W pixels",
-            layout="(C, H, W)",
-            normalisation="per channel, train-split statistics",
-            augmentations=("dsa",),
-            models=("convnet", "mlp", "lenet", "alexnet", "vgg", "resnet", "vit"),
-        ),
-        Modality(
-            "table",
-            row="a vector of named features, numeric or categorical (one-hot)",
-            layout="(F, 1, 1): one channel per numeric column, one per category",
-            normalisation="per numeric feature, train-split statistics; one-hot columns as is",
-            augmentations=(),
-            models=("mlp",),
-        ),
-        Modality(
-            "series",
-            row="a time series of L steps with D channels",
-            layout="(D, 1, L)",
-            normalisation="per channel over all time steps, train-split statistics",
-            augmentations=("series",),
-            models=("conv1d", "resnet1d", "mlp"),
-        ),
-        Modality(
-            "graph",
-            row="a node of a graph: a vector of F features (its edges beside the rows)",
-            layout="(F, 1, 1)",
-            normalisation="per feature, train-node statistics",
-            augmentations=(),
-            # the GCN (ddkit.models.graph) reads the adjacency too: the graph methods and the
-            # graph evaluation build it; a method that moves rows alone gets the mlp
-            models=("mlp",),
-        ),
-        Modality(
-            "paired",
-            row="an image of C channels, H x W pixels, described by one or more captions "
-            "(token ids beside the rows)",
-            layout="(C, H, W)",
-            normalisation="per channel, train-split statistics",
-            augmentations=("dsa",),
-            # the image side; the text encoders live in ddkit.models.text
-            models=("convnet", "resnet", "vit"),
-        ),
-    )
-}
-
-#: What a method can declare it ``needs`` (:attr:`ddkit.methods.base.Distiller.needs`).
-NEEDS = ("image", "series", "graph", "paired", "differentiable")
-
-
-_NEEDS_WORDS = {
-    "image": "images",
-    "graph": "a graph (node classification)",
-    "paired": "image-caption pairs",
-}
-
-
-def get_modality(name: str) -> Modality:
-    """The :class:`Modality` called ``name``, or a one-line :class:`DataError`."""
-    try:
-        return MODALITIES[name]
-    except (KeyError, TypeError):
-        raise DataError(f"unknown modality {name!r}; valid: {', '.join(MODALITIES)}") from None
+#: What a method can declare it ``needs`` (:attr:`ddkit.methods.base.Distiller.needs`) besides
+#: a registered modality's name.
+DIFFERENTIABLE = "differentiable"
 
 
 @dataclass(frozen=True)
@@ -175,7 +86,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     class_names: tuple[str, ...] = field(default=())
     transform: str | None = None
-    modality: str = "image"
+    modality: str = DEFAULT_MODALITY
     columns: tuple[Column, ...] = ()
 
     def __post_init__(self) -> None:
@@ -192,49 +103,37 @@ class DatasetSpec:
         self._check_layout()
 
     def _check_layout(self) -> None:
-        """The shape a row has under its modality (see the module docstring)."""
-        get_modality(self.modality)
-        if self.modality != "table" and self.columns:
-            raise DataError(f"only a table has columns; this spec's modality is {self.modality}")
-        if self.modality in ("table", "series", "graph") and self.image_size[0] != 1:
-            raise DataError(f"a {self.modality} row is laid out with H = 1, got {self.image_size}")
-        if self.modality == "graph" and self.image_size != (1, 1):
-            raise DataError(f"a graph node is laid out (F, 1, 1), got {self.image_size}")
-        if self.modality == "table":
-            width = sum(c.width for c in self.columns)
-            if self.image_size != (1, 1) or width != self.channels:
-                raise DataError(
-                    f"a table of {len(self.columns)} columns takes {width} channels of 1x1, "
-                    f"the spec has {self.channels} of {self.image_size}"
-                )
+        """The shape a row has under its modality (:meth:`Modality.check_layout`)."""
+        get_modality(self.modality).check_layout(self)
 
     @property
     def kind(self) -> Modality:
         """This dataset's :class:`Modality`."""
-        return MODALITIES[self.modality]
+        return get_modality(self.modality)
 
     def check_needs(self, needs: str, who: str, fix: str = "") -> None:
         """Refuse in one line when ``who`` (a method, an augmentation) ``needs`` what this
-        dataset's rows are not: ``"image"``, ``"series"``, ``"graph"``, ``"paired"`` or
-        ``"differentiable"``
-        (:data:`NEEDS`); ``fix`` says what to do instead."""
-        if needs not in NEEDS:
-            raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {', '.join(NEEDS)}")
-        if needs == "graph":  # a method's fix for other rows points elsewhere
-            fix = "it condenses graphs: load a graph dataset, e.g. sbm or --dataset graph"
-        if needs == "paired":
-            fix = "it distils image-caption pairs: load a paired dataset, e.g. captioned-digits"
-        if self.modality == "paired" and needs != "paired":  # pairs have no classes
+        dataset's rows are not: a registered modality's name (``"image"``, ``"series"``,
+        ``"graph"``, ``"paired"``) or ``"differentiable"``; ``fix`` says what to do instead
+        (a needed modality's own :attr:`~Modality.needs_fix` comes first)."""
+        if needs != DIFFERENTIABLE and needs not in MODALITIES:
+            valid = ", ".join([*MODALITIES.names(), DIFFERENTIABLE])
+            raise ConfigError(f"{who} declares unknown needs {needs!r}; valid: {valid}")
+        kind = self.kind
+        wanted = None if needs == DIFFERENTIABLE else get_modality(needs)
+        if wanted is not kind and not kind.classes:  # e.g. pairs: no classes to distil
             raise ConfigError(
-                f"{who} distils labelled rows; dataset {self.name!r} holds image-caption pairs "
-                "without classes (use a vision-language method: ddkit list methods)"
+                f"{who} distils labelled rows; dataset {self.name!r} holds "
+                f"{kind.needs_words or kind.noun} without classes (use a method that needs "
+                f"{kind.name} rows: ddkit list methods)"
             )
-        if needs in ("image", "series", "graph", "paired") and self.modality != needs:
+        if wanted is not None and wanted is not kind:
+            fix = wanted.needs_fix or fix
             raise ConfigError(
-                f"{who} needs {_NEEDS_WORDS.get(needs, needs)}; dataset {self.name!r} "
+                f"{who} needs {wanted.needs_words or wanted.name}; dataset {self.name!r} "
                 f"holds {self.modality} rows" + (f" ({fix})" if fix else "")
             )
-        if needs == "differentiable" and not self.kind.differentiable:
+        if wanted is None and not kind.differentiable:
             raise ConfigError(f"{who} needs differentiable rows; {self.modality} rows are not")
 
     @property
@@ -254,7 +153,7 @@ class DatasetSpec:
             list(self.class_names),
         )
         d.pop("columns")
-        if self.modality == "image":
+        if self.modality == DEFAULT_MODALITY:
             d.pop("modality")
         if self.columns:
             d["columns"] = [c.to_dict() for c in self.columns]
@@ -272,7 +171,7 @@ class DatasetSpec:
                 std=tuple(d["std"]),
                 class_names=tuple(d.get("class_names", ())),
                 transform=d.get("transform"),
-                modality=str(d.get("modality", "image")),
+                modality=str(d.get("modality", DEFAULT_MODALITY)),
                 columns=tuple(
                     Column(str(c["name"]), str(c["kind"]), tuple(c.get("categories", ())))
                     for c in d.get("columns", ())

@@ -54,7 +54,6 @@ from ddkit.io import (
     write_safetensors,
 )
 from ddkit.meter import check_memory
-from ddkit.viz import feature_histograms, image_grid, series_lines
 
 FORMAT_VERSION = 2  # 2: a set decoded from stored tensors may omit its images (``images_decoded``)
 TENSOR_FILE = "data.safetensors"
@@ -417,7 +416,7 @@ class SyntheticSet:
         """Images in the raw pixel scale (ZCA undone, de-normalised), clamped to [0, 1]: all of
         them, or those of ``rows`` (indices). Only image sets (and the images of a paired set's
         image-text pairs) have pixels: a table set exports as CSV (:meth:`export_csv`)."""
-        if self.spec.modality not in ("image", "paired"):
+        if not self.spec.kind.pixels:
             raise DataError(
                 f"{self.spec.modality} rows have no pixels; a table set exports as CSV "
                 "(--to FILE.csv), a series set is read with SyntheticSet.load"
@@ -430,41 +429,19 @@ class SyntheticSet:
     def save_grid(
         self, path: str | os.PathLike, *, max_per_class: int = 10, min_cell: int = 32
     ) -> Path:
-        """Write a PNG grid: one row per class, up to ``max_per_class`` images per row. A table
-        set is drawn as per-class histograms of its columns
-        (:func:`ddkit.viz.feature_histograms`; a graph set likewise, of its node features), a
-        series set as per-class line plots
-        (:func:`ddkit.viz.series_lines`)."""
-        if self.spec.modality == "table":
-            from ddkit.data.table import column_values
-
-            columns = [(c.name, c.categories, v) for c, v in column_values(self.images, self.spec)]
-            return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
-        if self.spec.modality == "graph":  # node features: per-class histograms, as a table's
-            raw = denormalise(self.images, self.spec).flatten(1)
-            columns = [(f"x{i}", (), raw[:, i]) for i in range(raw.shape[1])]
-            return feature_histograms(columns, self.hard_labels, self.spec.class_names, path)
-        if self.spec.modality == "series":
-            raw = denormalise(self.images, self.spec)[:, :, 0]
-            return series_lines(
-                raw, self.hard_labels, self.spec.class_names, path, max_per_class=max_per_class
-            )
-        return image_grid(
-            self.pixels,  # the shown rows, a block at a time
-            self.hard_labels,
-            self.spec.num_classes,
-            path,
-            max_per_class=max_per_class,
-            min_cell=min_cell,
-            class_names=self.spec.class_names,
-        )
+        """Write a PNG picture of the set, as its modality draws one
+        (:meth:`~ddkit.data.modalities.base.Modality.draw`): for images a grid, one row per
+        class of up to ``max_per_class`` images; a table set as per-class histograms of its
+        columns (:func:`ddkit.viz.feature_histograms`; a graph set likewise, of its node
+        features), a series set as per-class line plots (:func:`ddkit.viz.series_lines`)."""
+        return self.spec.kind.draw(self, path, max_per_class=max_per_class, min_cell=min_cell)
 
     def export_npz(self, path: str | os.PathLike) -> Path:
         """Write the images as pixels in [0, 1] (``x_train``, ``(N, H, W)`` for one channel,
         else ``(N, H, W, C)``), hard labels (``y_train``), soft labels if any
         (``soft_labels``), ``class_names`` and the learned lr if any, as an uncompressed
         ``.npz`` (readable by ``ddkit --dataset npz`` and by numpy without pickle)."""
-        self._refuse_paired("a .npz of x_train, y_train")
+        self.spec.kind.check_export("a .npz of x_train, y_train")
         pix = self.pixels().permute(0, 2, 3, 1).numpy().astype(np.float32)
         arrays: dict[str, np.ndarray] = {
             "x_train": pix[..., 0] if pix.shape[-1] == 1 else pix,
@@ -494,7 +471,7 @@ class SyntheticSet:
         from ddkit.data.table import decode_rows
         from ddkit.io import atomic_write
 
-        self._refuse_paired("a CSV table")
+        self.spec.kind.check_export("a CSV table")
         rows = decode_rows(self.images, self.spec)
         names = [c.name for c in self.spec.columns]
         if target in names:
@@ -519,14 +496,14 @@ class SyntheticSet:
         ZCA-whitened where the set is; any modality); ``label``, the class as a ``ClassLabel``
         carrying the class names where labels are hard, else the soft label (or regression
         target) vector, with its argmax as a ``ClassLabel`` in ``hard_label``. A paired set's
-        text comes too (:meth:`_text_columns`): ``caption`` and ``caption_ids``, or its learned
+        text comes too (:meth:`~ddkit.data.modalities.base.Modality.hf_columns`): ``caption`` and ``caption_ids``, or its learned
         ``text_embeddings`` / ``text_mask``, and LoRS's ``similarity_*`` factors. The
         dataset's description ends with a JSON line (``ddkit: {...}``) of what a reader needs
         to use the images as ddkit does: source dataset, mean / std, transform, learned lr."""
         from ddkit.errors import require_extra
 
         hf = require_extra("datasets", "hf", "export to the datasets format (--format hf)")
-        text, text_features = self._text_columns(hf)
+        text, text_features = self.spec.kind.hf_columns(self, hf)
         images = (self.pixels() if pixels else self.images).numpy().astype(np.float32)
         names = hf.ClassLabel(names=[str(c) for c in self.spec.class_names])
         columns: dict[str, Any] = {"image": images}
@@ -562,59 +539,12 @@ class SyntheticSet:
                 hf.enable_progress_bars()
         return Path(path)
 
-    def _refuse_paired(self, what: str) -> None:
-        """A paired set's captions have no place in ``what``: refused, never dropped."""
-        if self.spec.modality == "paired":
-            raise DataError(
-                f"a paired set's captions have no place in {what}; export it with --format hf "
-                "(captions as a text column) or --format set"
-            )
-
-    def _text_columns(self, hf: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A paired set's text as ``datasets`` columns and their features (none for a set of
-        another modality): real captions as ``caption`` (decoded by the tokenizer the set
-        records) and their token ids as ``caption_ids``; every other per-pair tensor (learned
-        ``text.embeddings`` / ``text.mask``, ``similarity.*``) as float32, dots made ``_``."""
-        if self.spec.modality != "paired":
-            return {}, {}
-        from ddkit.data.tokenize import tokenizer_from_dict
-
-        columns: dict[str, Any] = {}
-        features: dict[str, Any] = {}
-        for key, value in self.extras.items():
-            if key.startswith("zca."):
-                continue
-            if len(value) != len(self):
-                raise DataError(
-                    f"the paired set's tensor {key!r} {tuple(value.shape)} has no row per pair; "
-                    "export it with --format set"
-                )
-            if key == TEXT_IDS:
-                record = self.meta.get("tokenizer")
-                if not isinstance(record, dict):
-                    raise DataError(
-                        "this paired set records no tokenizer, so its captions cannot be written "
-                        "as text; export it with --format set"
-                    )
-                columns["caption"] = tokenizer_from_dict(record).decode(value)
-                features["caption"] = hf.Value("string")
-                ids, width = value.long().numpy(), value.shape[1]
-                columns["caption_ids"] = ids
-                features["caption_ids"] = hf.Sequence(hf.Value("int64"), length=width)
-                continue
-            name, array = key.replace(".", "_"), value.float().numpy()
-            columns[name] = array
-            features[name] = _array_feature(hf, array.shape[1:])
-        if not columns:
-            raise DataError(f"this paired set holds no captions ({TEXT_IDS} or {TEXT_EMB})")
-        return columns, features
-
     def export_folder(self, path: str | os.PathLike) -> Path:
         """Write one PNG per image under ``path/<class folder>/`` (an image-folder dataset);
         folders are named by :func:`class_folder_names`, so nothing lands outside ``path``."""
         from PIL import Image
 
-        self._refuse_paired("PNG folders")
+        self.spec.kind.check_export("PNG folders")
         root = Path(path)
         folders = class_folder_names(self.spec.class_names)
         pix = (self.pixels() * 255).round().to(torch.uint8)
@@ -636,17 +566,6 @@ def check_set_destination(path: str | os.PathLike) -> None:
     """Refuse (:class:`ConfigError`) a folder :meth:`SyntheticSet.save` would not replace (see
     :func:`~ddkit.io.check_replaceable_dir`), so a command can say so before its work."""
     check_replaceable_dir(path, _SAVED_SET, "a saved set")
-
-
-def _array_feature(hf: Any, shape: tuple[int, ...]) -> Any:
-    """The ``datasets`` feature of one row of float32 values of ``shape`` (rank 0 to 2)."""
-    if not shape:
-        return hf.Value("float32")
-    if len(shape) == 1:
-        return hf.Sequence(hf.Value("float32"), length=shape[0])
-    if len(shape) == 2:
-        return hf.Array2D(shape, "float32")
-    raise DataError(f"rows of shape {shape} have no datasets feature here; use --format set")
 
 
 def _hf_dataset_folder(folder: Path) -> bool:

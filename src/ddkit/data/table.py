@@ -315,7 +315,7 @@ def from_table(
 def column_values(rows: torch.Tensor, spec: DatasetSpec) -> list[tuple[Column, torch.Tensor]]:
     """Stored table rows ``(N, F, 1, 1)`` column by column: each numeric column de-normalised
     (float64 ``(N,)``), each categorical block as the index of its largest score (int64)."""
-    if spec.modality != "table":
+    if not spec.columns:  # only a table's spec has columns
         raise DataError(f"table columns of dataset {spec.name!r}, which holds {spec.modality}")
     x = rows.detach().double().flatten(1).cpu()
     x = x * torch.tensor(spec.std, dtype=torch.float64) + torch.tensor(

@@ -82,7 +82,6 @@ class GCN(nn.Module):
 def build_gcn(spec: DatasetSpec, seed: int, **options: object) -> GCN:
     """A :class:`GCN` for ``spec``'s node rows, initialised under ``seed`` (the global RNG is
     left as it was); ``options``: ``hidden``, ``layers``, ``dropout``."""
-    if spec.modality != "graph":
-        raise ConfigError(f"the gcn takes graph nodes; dataset {spec.name!r} holds {spec.modality}")
+    spec.check_needs("graph", "the gcn")
     with seeded_global_rng(seed):
         return GCN(spec.channels, spec.num_classes, **options)  # type: ignore[arg-type]

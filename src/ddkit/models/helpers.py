@@ -131,12 +131,14 @@ def reinitialize(module: nn.Module, seed: int) -> nn.Module:
 
 def build_network(name: str, spec: DatasetSpec, seed: int) -> nn.Module:
     """``create_model(name)`` for ``spec``'s rows, initialised under ``seed`` (the global RNG
-    is left as it was): the one way ddkit builds a seeded network. On rows other than images
-    only the modality's model families are accepted (:attr:`ddkit.data.spec.Modality.models`)."""
+    is left as it was): the one way ddkit builds a seeded network. Where a modality does not
+    take any network (:attr:`~ddkit.data.modalities.base.Modality.open_models`: every one but
+    images), only its model families are accepted
+    (:attr:`~ddkit.data.modalities.base.Modality.models`)."""
     from ddkit.models.registry import create_model, split_name
 
     fits = spec.kind.models
-    if spec.modality != "image" and split_name(name)[0] not in fits:
+    if not spec.kind.open_models and split_name(name)[0] not in fits:
         raise ConfigError(
             f"model {name!r} does not take {spec.modality} rows; use one of: {', '.join(fits)}"
         )

@@ -76,6 +76,6 @@ GRAPH = register_modality(
         evaluator="gcn",
         protocol="graph",
         needs_words="a graph (node classification)",
-        needs_fix="it condenses graphs: load a graph dataset, e.g. sbm or --dataset graph",
+        needs_fix="load a graph dataset, e.g. sbm or --dataset graph",
     )
 )

@@ -90,6 +90,21 @@ def test_a_step_that_would_overrun_is_not_started() -> None:
     assert clock.t <= 6.5 + 3.0 and syn.meta["iterations"] < 6
 
 
+def test_steps_faster_than_planned_use_the_time_left() -> None:
+    train, clock = tiny_digits().train, FakeClock(per_step=2.0)
+    budget = TimeBudget(20.5, started=0.0, say=lambda _: None, now=clock)
+
+    class Faster(Callback):
+        def on_step_end(self, method, iteration, metrics) -> None:  # noqa: ANN001
+            if iteration >= 3:
+                clock.t -= 1.0  # steps now take one second
+
+    syn = _dm().fit(train, 1, iterations=40, seed=0, callbacks=[clock, Faster(), budget],
+                    progress=False)  # fmt: skip
+    assert budget.stop_at is not None and syn.meta["iterations"] > 10  # 10 were planned
+    assert clock.t <= 20.5
+
+
 def test_a_budget_that_fits_everything_runs_everything() -> None:
     lines: list[str] = []
     clock = FakeClock(per_step=1.0)

@@ -5,7 +5,9 @@ fit in the time left, says so once, and asks the fit to stop there: the run ends
 set of the iterations made and a checkpoint from which ``--resume`` continues towards the
 planned total. The schedule is the planned run's (a method whose schedule depends on the total
 follows it as far as it gets), so the set is that run stopped early, not a shorter run.
-A step that would end past the deadline is not started, whatever the first estimate said.
+A step that would end past the deadline is not started, whatever the first estimate said; and
+where the steps turn out faster than the estimate (lazy set-up or other jobs behind them), the
+run goes on past the stated count while the time left fits more steps.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class TimeBudget(Callback):
         self._last = 0.0
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
-        self.total, self.done = total, start
+        self.method, self.total, self.done = method, total, start
         self._last = self.now()
 
     def on_step_end(self, method: Distiller, iteration: int, metrics: dict[str, float]) -> None:
@@ -96,6 +98,12 @@ class TimeBudget(Callback):
     def stop_requested(self) -> bool:
         if self.done >= self.total:
             return False
-        if self.stop_at is not None and self.done >= self.stop_at:
+        now, pace = self.now(), self._pace()
+        if now + pace > self.deadline:  # the next step would overrun
             return True
-        return self.now() + self._pace() > self.deadline  # the next step would overrun
+        if self.stop_at is not None and self.done >= self.stop_at:
+            # faster steps than planned: the time left fits more of them
+            fit = int((self.deadline - now) // max(pace, 1e-9))
+            self.stop_at = min(self.total, self.done + fit)
+            self.method.stop_at_ = self.stop_at
+        return False

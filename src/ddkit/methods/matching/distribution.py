@@ -549,6 +549,17 @@ class DM(Distiller):
             else None
         )
 
+    def narrow_steps(self, classes: int | None) -> bool:
+        """A dry run's partial step (:meth:`Distiller.narrow_steps`): DM's step embeds each
+        class's real batch and synthetic images, so a step over the first ``classes`` classes
+        (``classes_``, as one rank's share under a class split) stands for its share of a whole
+        one. Where a subclass's step is its own (IDM trains networks every step, whatever the
+        classes) or it does not split by class, whole steps are timed."""
+        if type(self).step is not DM.step or self.splits_by() != "classes":
+            return False
+        self.classes_ = None if classes is None else list(range(classes))
+        return True
+
     def step_cost(self) -> str | None:
         """A step embeds ``real_batch_`` real images of every class (:func:`real_batch_note`)."""
         k = self.train_.spec.num_classes

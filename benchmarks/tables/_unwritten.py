@@ -4,10 +4,6 @@ writer in this folder and markers on its page, and drop its line here."""
 
 from __future__ import annotations
 
-SCALE = (
-    "the page belongs to the scale work (issue 82, not edited here); "
-    "benchmarks/scale/scale_table.py prints its tables from benchmarks/results/scale/"
-)
 SNAPSHOT = (
     "a snapshot of the first standard-suite rows, since re-run: frepo's 94.23 is kept in "
     "standard.json's 'replaced' list, bptt's 88.23 ± 0.26 (SGD student) in no results file; its "
@@ -20,30 +16,6 @@ READING = (
 )
 
 UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
-    (
-        "docs/benchmarks/data-at-scale.md",
-        "| classes x images | size | iterations | peak RSS (GiB) | seconds | outcome | CPU, code |",
-    ): (1, SCALE),
-    ("docs/benchmarks/data-at-scale.md", "| command | peak RSS (GiB) | seconds | outcome |"): (
-        1,
-        SCALE,
-    ),
-    (
-        "docs/benchmarks/data-at-scale.md",
-        "| image size | images | mean file (KB) | worker processes | images per second |",
-    ): (1, SCALE),
-    ("docs/benchmarks/data-at-scale.md", "| images per class | how | peak RSS (GiB) | seconds |"): (
-        1,
-        SCALE,
-    ),
-    (
-        "docs/benchmarks/data-at-scale.md",
-        "| method | data | set equal to memory-by-class | max abs difference | accuracy (%) | distil seconds |",
-    ): (1, SCALE),
-    (
-        "docs/benchmarks/data-at-scale.md",
-        "| method | network | classes x train images | size | seconds per iteration | load seconds | load average |",
-    ): (1, SCALE),
     (
         "docs/benchmarks/history.md",
         "| IPC | method | accuracy (%) | random real (%) | vs random |",

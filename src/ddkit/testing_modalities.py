@@ -99,13 +99,16 @@ def _models(m: Modality) -> None:
 
 
 def _evaluation(m: Modality) -> None:
-    from ddkit.eval.learners import learner_names
+    from ddkit.eval.dispatch import EVALUATORS
+    from ddkit.eval.learners import READINGS, learner_names
     from ddkit.eval.protocol import get_protocol
 
+    assert m.evaluator in EVALUATORS, f"unknown evaluator {m.evaluator!r}"
     if m.protocol is not None:
         get_protocol(m.protocol)
-    assert learner_names(None, m.name) == list(m.learners), "the learners default differs"
-    learner_names(",".join(m.learners), m.name)  # each known and fit for these rows
+    assert m.learner_rows in READINGS, f"learners cannot read {m.learner_rows!r} rows"
+    assert learner_names(None, m) == list(m.learners), "the learners default differs"
+    learner_names(",".join(m.learners), m)  # each known and fit for these rows
 
 
 def _draw(m: Modality) -> None:

@@ -42,7 +42,7 @@ class Augmenter:
     ) -> None:
         self.dsa = self.classic = None
         if strategy:
-            protocol = "series" if spec.modality == "series" else "tabular"
+            protocol = spec.kind.protocol or "tabular"
             spec.check_needs(
                 "image", f"evaluation augmentation {strategy!r}", f"use the '{protocol}' protocol"
             )

@@ -1,12 +1,15 @@
-"""One entry for every set: :func:`evaluate_set` chooses the evaluator a set's rows call for and
-returns its report, with the line that says what was measured.
+"""One entry for every set: :func:`evaluate_set` looks up the evaluator a set's modality names
+(:attr:`~ddkit.data.modalities.base.Modality.evaluator`, one of :data:`EVALUATORS`) and returns
+its report, with the line that says what was measured:
 
-- a graph set (unless learners are named): a GCN trained on the set's nodes and adjacency,
-  beside random real nodes and the full graph (:func:`ddkit.eval.graph.evaluate_graph`);
-- a table or series, and any set when learners are named: learners trained on its rows
-  (:func:`ddkit.eval.learners.evaluate_learners`);
-- an image set (whatever its codec and labels: hard, soft, learned, per-view): fresh networks
-  under the recipe the set records, or a named protocol (:func:`ddkit.eval.evaluate`).
+- ``gcn`` (graphs): a GCN trained on the set's nodes and adjacency, beside random real nodes
+  and the full graph (:func:`ddkit.eval.graph.evaluate_graph`);
+- ``learners`` (tables, series), and any set whose evaluator gives way to them when learners
+  are named: learners trained on its rows (:func:`ddkit.eval.learners.evaluate_learners`);
+- ``networks`` (images, whatever their codec and labels: hard, soft, learned, per-view): fresh
+  networks under the recipe the set records, or a named protocol (:func:`ddkit.eval.evaluate`);
+- ``retrieval`` (image-text pairs): dual encoders, recall@k both ways
+  (:func:`ddkit.eval.retrieval.evaluate_retrieval`).
 
 ``ddkit evaluate`` is this function over a saved set (:func:`ddkit.runs.open_saved_set`), its
 flags being :class:`EvalSettings`.
@@ -32,9 +35,11 @@ from ddkit.eval.estimate import (
     scaled_estimate,
 )
 from ddkit.eval.evaluate import EvalReport, evaluate
+from ddkit.eval.graph import GCN
 from ddkit.eval.groups import require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import network_mismatch, set_recipe
+from ddkit.eval.retrieval import RETRIEVAL
 from ddkit.progress import ProgressSetting
 
 
@@ -98,20 +103,14 @@ def evaluate_set(
     networks' evaluation given to learners are refused in one line, before any training."""
     s = settings or EvalSettings()
     name = test_name or test.spec.name
-    by_networks = syn.spec.modality == "image" and s.learners is None
-    if s.budget is not None and not by_networks:
+    evaluator = evaluator_for(syn, s)
+    if s.budget is not None and evaluator != NETWORKS:
         raise ConfigError(
             "--budget cuts evaluation by networks of image sets; this set is evaluated by "
             "learners, a GCN or retrieval, whose runs and epochs --runs and --epochs set: drop "
             "--budget"
         )
-    if syn.spec.modality == "paired":
-        return _by_retrieval(syn, test, train, s, name)
-    if syn.spec.modality == "graph" and s.learners is None:
-        return _by_gcn(syn, test, s, name)
-    if s.learners is not None or syn.spec.modality != "image":
-        return _by_learners(syn, test, s, name)
-    return _by_networks(syn, test, s, name, say or _silent)
+    return EVALUATORS[evaluator].run(syn, test, s, name, train, say or _silent)
 
 
 def _silent(_note: str) -> None:
@@ -119,7 +118,12 @@ def _silent(_note: str) -> None:
 
 
 def _by_networks(
-    syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str, say: Callable[[str], Any]
+    syn: SyntheticSet,
+    test: ImageDataset,
+    s: EvalSettings,
+    name: str,
+    train: Any,
+    say: Callable[[str], Any],
 ) -> Evaluation:
     """Fresh networks under the set's recipe (said) or ``s.protocol``; a note when they are not
     the network the set was distilled with."""
@@ -205,7 +209,7 @@ def estimate_set(
     (:func:`ddkit.eval.estimate.estimate_evaluation`; ``ddkit evaluate --dry-run``): only for
     evaluation by networks, refused in one line for the others."""
     s = settings or EvalSettings()
-    if s.learners is not None or syn.spec.modality != "image":
+    if evaluator_for(syn, s) != NETWORKS:
         raise ConfigError(
             "--dry-run estimates evaluation by networks of image sets; this set is evaluated by "
             "learners or a GCN, which take seconds: run it without --dry-run"
@@ -217,7 +221,9 @@ def estimate_set(
     )  # fmt: skip
 
 
-def _by_learners(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -> Evaluation:
+def _by_learners(
+    syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str, train: Any, say: Any
+) -> Evaluation:
     """Learners trained on the set's rows (:data:`~ddkit.eval.learners.DEFAULT_LEARNERS` on
     tables, their series kin on series)."""
     from ddkit.eval.learners import evaluate_learners
@@ -232,7 +238,9 @@ def _by_learners(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: s
     return Evaluation(report, heading)
 
 
-def _by_gcn(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -> Evaluation:
+def _by_gcn(
+    syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str, train: Any, say: Any
+) -> Evaluation:
     """A GCN on the set's nodes, beside random real nodes and the full graph."""
     from ddkit.eval.graph import evaluate_graph
 
@@ -248,7 +256,7 @@ def _by_gcn(syn: SyntheticSet, test: ImageDataset, s: EvalSettings, name: str) -
 
 
 def _by_retrieval(
-    syn: SyntheticSet, test: Any, train: Any, s: EvalSettings, name: str
+    syn: SyntheticSet, test: Any, s: EvalSettings, name: str, train: Any, say: Any
 ) -> Evaluation:
     """Dual encoders trained on the set's image-text pairs, recall@1/5/10 both ways on the test
     pairs, beside random real pairs and the full data."""
@@ -285,6 +293,38 @@ def _refuse_network_settings(s: EvalSettings, modality: str) -> None:
             f"{given[0]} is for evaluation by networks, but learners evaluate this {modality} "
             f"set (--learners, the default on rows other than images); {fix}"
         )
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """How :func:`evaluate_set` runs one evaluator: ``run(syn, test, settings, test_name,
+    train, say)`` (``train``: the real train split, for evaluators that train baselines on it;
+    ``say``: receives the notes given before training); ``gives_way``: named ``--learners``
+    evaluate the set instead."""
+
+    run: Callable[..., Evaluation]
+    gives_way: bool = True
+
+
+#: The evaluator a set's rows call for is named by its modality
+#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`).
+NETWORKS, LEARNERS = "networks", "learners"
+#: The evaluators by name.
+EVALUATORS: dict[str, Evaluator] = {
+    NETWORKS: Evaluator(_by_networks),
+    LEARNERS: Evaluator(_by_learners),
+    GCN: Evaluator(_by_gcn),
+    RETRIEVAL: Evaluator(_by_retrieval, gives_way=False),
+}
+
+
+def evaluator_for(syn: SyntheticSet, settings: EvalSettings) -> str:
+    """The name of the evaluator that judges ``syn`` under ``settings``: its modality's, or
+    the learners where they are named and that evaluator gives way to them."""
+    name = syn.spec.kind.evaluator
+    if name not in EVALUATORS:
+        raise ConfigError(f"modality {syn.spec.modality!r} names unknown evaluator {name!r}")
+    return LEARNERS if settings.learners is not None and EVALUATORS[name].gives_way else name
 
 
 def arithmetic(meta: dict[str, Any]) -> str:

@@ -103,8 +103,13 @@ def _result(name: str, scores: list[tuple[float, float]], seeds: list[int], took
     )
 
 
+#: This evaluator's name, which a modality names to be judged by it
+#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :data:`ddkit.eval.dispatch.EVALUATORS`).
+GCN = "gcn"
+
+
 def _graph_of(syn: SyntheticSet, test: ImageDataset) -> Graph:
-    if syn.spec.modality != "graph":
+    if syn.spec.kind.evaluator != GCN:  # the modalities whose sets a GCN judges
         raise ConfigError(f"graph evaluation takes a graph set; this one holds {syn.spec.modality}")
     if not isinstance(test, GraphNodes) or test.graph is None:
         raise DataError("graph evaluation needs the real graph's test nodes (a graph dataset)")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ddkit.data.dataset import ImageDataset
+from ddkit.data.modalities import Modality, get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, require_extra
 from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, test_in_set_space
@@ -128,38 +129,59 @@ LEARNERS.add(
     help="MiniRocket + ridge, series only (sktime; extra 'timeseries')",
 )
 
-#: Learners that are networks of :mod:`ddkit.models`, with the protocol that trains them.
-NETWORK_LEARNERS = {"mlp": "tabular", "conv1d": "series", "resnet1d": "series"}
-#: The ``--learners`` default on tables.
-DEFAULT_LEARNERS = ("logreg", "knn", "rf", "gb", "mlp")
+
+@dataclass(frozen=True)
+class RowReading:
+    """How learners read a set's rows (a modality names one:
+    :attr:`~ddkit.data.modalities.base.Modality.learner_rows`): flattened from dimension
+    ``flatten_from`` (1: ``(N, F)`` vectors; 2: ``(N, D, L)`` series), z-normalised first or not
+    (:func:`_znormalized`), and the protocol that trains a network learner on them."""
+
+    flatten_from: int
+    znormalise: bool
+    protocol: str
+
+
+#: The row readings (:class:`RowReading`) by name; a learner that reads ``"flat"`` rows takes
+#: every set, the others only sets whose modality reads its rows the same way.
+READINGS = {"flat": RowReading(1, False, "tabular"), "series": RowReading(2, True, "series")}
+#: Learners that are networks of :mod:`ddkit.models`, with the rows they read (the protocol
+#: that trains them is the reading's).
+NETWORK_LEARNERS = {"mlp": "flat", "conv1d": "series", "resnet1d": "series"}
+#: The ``--learners`` default on tables (:attr:`~ddkit.data.modalities.base.Modality.learners`).
+DEFAULT_LEARNERS = get_modality("table").learners
 #: The ``--learners`` default on series.
-SERIES_LEARNERS = ("rocket", "conv1d", "resnet1d", "knn")
+SERIES_LEARNERS = get_modality("series").learners
 
 
-def learner_names(text: str | Sequence[str] | None, modality: str = "table") -> list[str]:
-    """``--learners`` values (comma-separated or a list; ``None``: :data:`DEFAULT_LEARNERS`, on
-    series :data:`SERIES_LEARNERS`), each checked before any training: an unknown one, or one
-    that does not take the ``modality``'s rows, is a one-line :class:`ConfigError`."""
+def learner_names(
+    text: str | Sequence[str] | None, modality: str | Modality = "table"
+) -> list[str]:
+    """``--learners`` values (comma-separated or a list; ``None``: the ``modality``'s own,
+    :attr:`~ddkit.data.modalities.base.Modality.learners`), each checked before any training:
+    an unknown one, or one that does not read the ``modality``'s rows, is a one-line
+    :class:`ConfigError`."""
+    kind = get_modality(modality) if isinstance(modality, str) else modality
     if text is None:
-        return list(SERIES_LEARNERS if modality == "series" else DEFAULT_LEARNERS)
+        return list(kind.learners)
     items = text.split(",") if isinstance(text, str) else [str(t) for t in text]
     names = [t.strip().lower() for t in items if t.strip()]
     valid = [*LEARNERS.names(), *NETWORK_LEARNERS]
     for n in names:
         if n not in valid:
             raise ConfigError(f"unknown learner {n!r}; valid: {', '.join(valid)}")
-        wants = NETWORK_LEARNERS[n] if n in NETWORK_LEARNERS else LEARNERS.get(n).rows
-        if wants == "series" and modality != "series":
-            raise ConfigError(f"learner {n!r} takes series; this set holds {modality} rows")
+        reads = NETWORK_LEARNERS[n] if n in NETWORK_LEARNERS else LEARNERS.get(n).rows
+        if reads not in ("flat", kind.learner_rows):
+            raise ConfigError(f"learner {n!r} takes {reads}; this set holds {kind.name} rows")
     if not names:
         raise ConfigError(f"no learner given; valid: {', '.join(valid)}")
     return names
 
 
-def _rows(x: torch.Tensor, layout: str = "flat") -> np.ndarray:
-    """Stored rows as a learner reads them: flat ``(N, F)`` or series ``(N, D, L)``."""
-    x = x.detach().double().cpu()
-    return (x.flatten(2) if layout == "series" else x.flatten(1)).numpy()
+def _rows(x: torch.Tensor, reading: str = "flat") -> np.ndarray:
+    """Stored rows as a learner reads them (:data:`READINGS`): flat ``(N, F)`` or series
+    ``(N, D, L)``."""
+    return x.detach().double().cpu().flatten(READINGS[reading].flatten_from).numpy()
 
 
 def _fit_score(
@@ -206,20 +228,21 @@ def evaluate_learners(
     On series every learner (the networks too) sees each series z-normalised, set and test
     alike (:func:`_znormalized`).
     """
-    modality = syn.spec.modality
-    names = learner_names(learners, modality)
+    kind = syn.spec.kind
+    names = learner_names(learners, kind)
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
-    if modality == "series":
+    reading = READINGS[kind.learner_rows]
+    if reading.znormalise:
         syn, test = _znormalized(syn, test)
     t0 = time.perf_counter()
-    protocol = get_protocol("series" if modality == "series" else "tabular")
+    protocol = get_protocol(reading.protocol)
     report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))
     y, in_space = syn.hard_labels.cpu().numpy(), test_in_set_space(syn, test)
     yt = in_space.labels.cpu().numpy()
     for name in names:
         if name in NETWORK_LEARNERS:
-            p = get_protocol(NETWORK_LEARNERS[name])
+            p = get_protocol(READINGS[NETWORK_LEARNERS[name]].protocol)
             nets = evaluate(
                 syn, test, p, models=[name], runs=runs, epochs=epochs, seed=seed, progress=False
             )

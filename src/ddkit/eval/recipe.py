@@ -59,13 +59,15 @@ class SetRecipe:
 
 def intended_protocol(syn: SyntheticSet) -> str:
     """The registered protocol a set's rows and labels call for: ``mse`` for learned regression
-    targets (KIP, FRePo), ``tabular`` / ``series`` / ``graph`` for rows other than images,
+    targets (KIP, FRePo), the modality's own where it names one
+    (:attr:`~ddkit.data.modalities.base.Modality.protocol`: ``tabular`` / ``series`` /
+    ``graph`` for rows other than images),
     ``teacher-kd`` for a set made with a teacher (SRe2L, RDED and their kin record
     ``meta['teacher_dir']``), ``soft`` for stored soft labels, and ``dsa`` for hard labels."""
     if syn.regression:
         return "mse"
-    if syn.spec.modality in ("table", "series", "graph"):
-        return {"table": "tabular", "series": "series", "graph": "graph"}[syn.spec.modality]
+    if syn.spec.kind.protocol is not None:
+        return syn.spec.kind.protocol
     if syn.meta.get("teacher_dir"):
         return "teacher-kd"
     return "soft" if syn.soft else "dsa"

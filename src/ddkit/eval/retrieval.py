@@ -375,14 +375,18 @@ def split_pairs(split: Any, model: DualEncoder) -> Pairs:
     return Pairs(split.images, emb, mask, split.caption_image)
 
 
+#: This evaluator's name, which a modality names to be judged by it
+#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :data:`ddkit.eval.dispatch.EVALUATORS`).
+RETRIEVAL = "retrieval"
+
+
 def _check_split(syn: SyntheticSet, test: Any) -> None:
-    if syn.spec.modality != "paired":
+    if syn.spec.kind.evaluator != RETRIEVAL:  # the modalities whose sets retrieval judges
         raise ConfigError(
             f"retrieval evaluation takes a paired set; this one holds {syn.spec.modality}"
         )
-    for attr in ("images", "captions", "caption_image", "tokenizer"):
-        if not hasattr(test, attr):
-            raise DataError("retrieval evaluation needs a paired test split (images and captions)")
+    if not isinstance(test, syn.spec.kind.dataset_type()):
+        raise DataError("retrieval evaluation needs a paired test split (images and captions)")
     if tuple(syn.spec.shape) != tuple(test.images.shape[1:]):
         raise DataError(
             f"the set's images are {tuple(syn.spec.shape)}, the test split's "

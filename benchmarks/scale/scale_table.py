@@ -54,10 +54,17 @@ def load_table() -> list[str]:
 
 def commands_table() -> list[str]:
     return _table(
-        ["command", "peak RSS (GiB)", "seconds", "outcome"],
-        ([r["label"], f"{r['peak_rss_gib']:.2f}", f"{r['seconds']:,.0f}", r["status"]]
-         for r in _results("commands.json")),
+        ["command", "peak RSS (GiB)", "memory cgroup: limit, peak (GiB)", "seconds", "outcome"],
+        ([r["label"], f"{r['peak_rss_gib']:.2f}", _cgroup(r), f"{r['seconds']:,.0f}",
+          r["status"]] for r in _results("commands.json")),
     )  # fmt: skip
+
+
+def _cgroup(row: dict) -> str:
+    """The memory cgroup a command ran in (``peak_rss.py --memory-limit``), or none."""
+    if "memory_limit" not in row:
+        return "–"
+    return f"{row['memory_limit']}, {row['cgroup_peak_gib']:.2f}"
 
 
 def decode_table() -> list[str]:

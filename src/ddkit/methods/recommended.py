@@ -4,14 +4,15 @@ images, with the real batch sized so that a step's cost follows the number of cl
 folder's size, and the iterations fitted to a time budget (one hour unless ``--budget`` says
 otherwise).
 
-Why DM: on a CPU it gives the best set per hour of the families measured at scale — its step
-is one no-grad embedding of real images and one forward and backward of the synthetic ones, a
-class at a time if memory asks (``syn_chunk``), it needs no expert trajectories or teacher to
-train first, and a set stopped at any step is a valid set (constant learning rate). Its
+Why DM: its step is one no-grad embedding of real images and one forward and backward of the
+synthetic ones, a class at a time if memory asks (``syn_chunk``); it needs no expert
+trajectories or teacher to train first; and a set stopped at any step is a valid set (constant
+learning rate), so a time budget cuts it anywhere. Its
 published real batch of 256 images per class makes a step grow with the classes: 200 classes
 embed 51,200 images per step. The recommendation keeps at most :data:`REAL_IMAGES_PER_STEP`
 real images per step, all classes together (the published 256 per class up to 32 classes),
-never fewer than :data:`MIN_BATCH_REAL` per class. The comparison it rests on is in
+never fewer than :data:`MIN_BATCH_REAL` per class. Other families were not compared at scale;
+the comparison with random real images of the same bytes is in
 docs/benchmarks/data-at-scale.md.
 """
 
@@ -35,9 +36,9 @@ REAL_IMAGES_PER_STEP = 8192
 MIN_BATCH_REAL = 16
 #: the time budget of a recommended run that names none, in seconds
 DEFAULT_BUDGET_SECONDS = 3600.0
-#: the matching network on a CPU for data without a preset of the method: the published width
-#: (128) costs about 16 times the arithmetic per image of width 32 at the same depth, so an
-#: hour of a CPU fits a few dozen steps instead of hundreds (the width the mnist5k preset uses)
+#: the matching network on a CPU for data without a preset of the method: at the same depth
+#: the published width (128) costs about 13 times the arithmetic per 64 px image of width 32,
+#: so an hour of a CPU fits far fewer steps (width 32 is what the mnist5k preset uses)
 CPU_MODEL = "convnet-w32"
 
 

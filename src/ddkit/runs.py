@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ddkit import distributed
-from ddkit.data import DATASETS, DatasetSplits, ImageDataset, load_dataset
+from ddkit.data import DATASETS, DatasetSplits, ImageDataset
+from ddkit.data.builtin import modality_of
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.dry_run import SetupCost, StepPart, estimating, step_scale
@@ -229,7 +230,7 @@ def open_saved_set(
         config = read_json(config_path)
         if isinstance(config, dict) and config.get("dataset") == dataset:
             root = config.get("root")
-    if dataset not in DATASETS and not _is_paired(dataset):
+    if dataset not in DATASETS and not modality_of(dataset).claims(dataset):
         raise ConfigError(
             f"the set comes from dataset {dataset!r}, which ddkit does not know by name; pass "
             "the test data with --dataset npz --root FILE.npz (x_test, y_test) or --dataset "
@@ -238,32 +239,22 @@ def open_saved_set(
     return SavedSet(syn, where, dataset, root, load_splits(dataset, root))
 
 
-def _is_paired(dataset: str) -> bool:
-    """Whether ``dataset`` (a registered name, or a path that exists) holds image-caption
-    pairs."""
-    if dataset not in DATASETS and not Path(dataset).exists():
-        return False
-    from ddkit.data.paired import is_paired
-
-    return is_paired(dataset)
-
-
 def load_splits(dataset: str, root: str | None) -> Any:
-    """The splits of ``dataset`` read from ``root``: :class:`~ddkit.data.paired.PairedSplits`
-    for image-caption pairs (a caption benchmark, or a file :mod:`ddkit.data.captions` reads),
-    else :func:`~ddkit.data.load_dataset`'s."""
-    if _is_paired(dataset):
-        from ddkit.data.paired import load_paired_splits
-
-        return load_paired_splits(dataset, root=root)
-    return load_dataset(dataset, root=root)
+    """The splits of ``dataset`` read from ``root``, as its modality loads them
+    (:func:`ddkit.data.builtin.modality_of`,
+    :meth:`~ddkit.data.modalities.base.Modality.load_splits`: image-caption pairs as
+    :class:`~ddkit.data.paired.PairedSplits`, other rows through
+    :func:`~ddkit.data.load_dataset`)."""
+    return modality_of(dataset).load_splits(dataset, root)
 
 
 def check_ipc(train: Any, ipc: int) -> None:
-    """Refuse an ``ipc`` the training split cannot give, before any work; a paired split's
-    ``ipc`` (pairs) is checked by its method, which knows what it needs."""
-    if hasattr(train, "check_ipc"):
-        train.check_ipc(ipc)
+    """Refuse an ``ipc`` the training split cannot give, before any work, as its modality
+    counts it (:meth:`~ddkit.data.modalities.base.Modality.check_ipc`). Rows without classes
+    (pairs) are checked by the method (:meth:`~ddkit.methods.base.Distiller.check_data`),
+    which first says whether it takes them at all."""
+    if train.spec.kind.classes:
+        train.spec.kind.check_ipc(train, ipc)
 
 
 @dataclass(frozen=True)

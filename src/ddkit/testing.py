@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ddkit.data.dataset import DatasetSplits, ImageDataset
+from ddkit.data.modalities import DEFAULT_MODALITY, MODALITIES, get_modality
 from ddkit.rng import seeded_global_rng
 from ddkit.testing_checks import (
     TEST_ITERATIONS,
@@ -97,7 +98,7 @@ def _method_failures(
 ) -> list[str]:
     from ddkit.methods import create_method
 
-    if _needs(name) == "paired":  # image-text pairs have their own checks (issue 71)
+    if not _needs_classes(name):  # rows without classes (image-text pairs): their own checks
         from ddkit.testing_paired import paired_failures
 
         return paired_failures(name, data, ipc, overrides)
@@ -105,7 +106,7 @@ def _method_failures(
         data = method_test_data(name)
     train = data.train if isinstance(data, DatasetSplits) else data
     cfg = method_test_overrides(name)
-    if train.spec.modality != "image":  # test overrides name image networks; take the default
+    if not train.spec.kind.open_models:  # test overrides name image networks: take the default
         cfg.pop("model", None)
     cfg.update(overrides or {})
     f = _Failures(name)
@@ -119,22 +120,25 @@ def _method_failures(
 
 
 def method_test_data(name: str) -> DatasetSplits:
-    """The tiny splits method ``name`` is tested on: :func:`tiny_graph` for a method that
-    needs a graph (issue 39), tiny image-caption pairs for one that needs pairs (issue 71),
+    """The tiny splits method ``name`` is tested on: the tiny instance of the modality it
+    needs (:meth:`~ddkit.data.modalities.base.Modality.tiny`: :func:`tiny_graph` for a method
+    that needs a graph, issue 39; tiny image-caption pairs for one that needs pairs, issue 71),
     :func:`tiny_digits` for the others."""
     needs = _needs(name)
-    if needs == "paired":
-        from ddkit.testing_paired import tiny_paired
-
-        return tiny_paired()
-    return tiny_graph() if needs == "graph" else tiny_digits()
+    return get_modality(needs).tiny() if needs in MODALITIES else tiny_digits()
 
 
 def _needs(name: str) -> str:
     from ddkit.methods import METHODS, load_all
 
     load_all()
-    return str(getattr(METHODS.get(name), "needs", "image"))
+    return str(getattr(METHODS.get(name), "needs", DEFAULT_MODALITY))
+
+
+def _needs_classes(name: str) -> bool:
+    """Whether method ``name`` distils rows with classes (every modality's but pairs')."""
+    needs = _needs(name)
+    return needs not in MODALITIES or get_modality(needs).classes
 
 
 def check_method(

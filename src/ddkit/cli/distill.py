@@ -98,15 +98,14 @@ def run(args: argparse.Namespace) -> int:
         started=command_started(),  # the budget counts the command's start-up too
     )
     stored = syn.storage_bytes()["total"]
-    paired = syn.spec.modality == "paired"  # pairs have no classes (ipc counts the pairs)
-    what = {"image": "images", "paired": "image-text pairs"}.get(syn.spec.modality, "rows")
+    kind = syn.spec.kind  # what ipc counts: rows per class, or (pairs) the set's rows
     planned = syn.meta.get("planned_iterations")
     if planned is not None:
         print(f"stopped at the time budget after {syn.meta['iterations']:,} of {planned:,} "
               f"iterations; --resume continues it")  # fmt: skip
     print(
-        f"wrote {len(syn)} {what} ("
-        + ("" if paired else f"{syn.meta.get('ipc', syn.ipc)} per class; ")
+        f"wrote {len(syn)} {kind.noun} ("
+        + (f"{syn.meta.get('ipc', syn.ipc)} per class; " if kind.classes else "")
         + f"{stored:,} bytes of distilled content"
         + (f"; {arithmetic(syn.meta)}" if "precision" in syn.meta else "")
         + f") to {out}/synthetic, grid {out}/grid.png"

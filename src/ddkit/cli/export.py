@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     what = {"png": "one PNG per image in <class>/ folders", "npz": "x_train, y_train, ...",
             "set": "a ddkit set, every setting checksummed",
             "hf": "datasets.load_from_disk reads it: image (pixels in [0, 1]), label"
-            + (", the text (caption or text_*)" if syn.spec.modality == "paired" else ""),
+            + "".join(f", {words}" for words in syn.spec.kind.exported_beside),
             "csv": "table rows, categories as their names, class in column label"}[fmt]  # fmt: skip
     print(f"wrote {out} ({len(syn)} images; {what})")
     return 0

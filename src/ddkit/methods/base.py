@@ -9,9 +9,11 @@ The contract (what the driver, the CLI and the conformance suite read):
   ``presets`` (a tuple of :class:`~ddkit.methods.config.Preset`), ``test_overrides`` (config
   values that make the method cheap for :mod:`ddkit.testing`) and ``deterministic`` (``True``
   when the output does not depend on the seed; may be a property reading the config) and
-  ``needs`` (``"image"``, the default, or ``"differentiable"``: what a dataset's rows must be,
+  ``needs`` (``"image"``, the default, another registered modality's name, or
+  ``"differentiable"``: what a dataset's rows must be,
   :meth:`ddkit.data.spec.DatasetSpec.check_needs`; a method on an unfit modality is refused in
-  one line before any work);
+  one line before any work, by :meth:`Distiller.check_data`, which also checks ``ipc`` as the
+  data's modality counts it);
 * ``init(train, ipc, generator, iterations)`` builds the initial state, knowing the run's total
   number of iterations; ``step(iteration) -> metrics`` runs one; ``result() -> SyntheticSet``.
   :meth:`Distiller.start` runs ``init`` without iterating (and :meth:`Distiller.initial_set`
@@ -41,7 +43,7 @@ import torch
 from ddkit import distributed
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
-from ddkit.data.spec import get_modality
+from ddkit.data.modalities import DEFAULT_MODALITY, get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, UnknownNameError, warn_at_caller
 from ddkit.eval import dry_run
@@ -105,7 +107,7 @@ class Distiller:
     #: each rank its rows of every mini-batch, the student's gradients summed) or ``""`` (not
     #: split: refused under torchrun)
     scale_out: ClassVar[str] = ""
-    needs: ClassVar[str] = "image"
+    needs: ClassVar[str] = DEFAULT_MODALITY
     #: the registered evaluation protocol the method's paper judges its sets by, recorded in
     #: each set's recipe with that protocol's own networks (:mod:`ddkit.eval.recipe`); ``None``:
     #: the protocol the set's labels call for, on the network the set was distilled with
@@ -167,8 +169,7 @@ class Distiller:
     ) -> int:
         """Build the initial state exactly as :meth:`fit` does before its first step; return
         the run's total number of iterations."""
-        train.spec.check_needs(self.needs, f"method {self.name!r}", _OTHER_ROWS)
-        train.check_ipc(ipc)
+        self.check_data(train, ipc)
         total = self.budget_for(train) if iterations is None else int(iterations)
         if total < 0:
             raise ConfigError(f"iterations must be >= 0, got {total}")
@@ -178,7 +179,7 @@ class Distiller:
                    "iterations": total, **settings}  # fmt: skip
             distributed.agree("the run", run, "give every rank the same method settings")
             rows = torch.linspace(0, len(train) - 1, min(len(train), 64)).long()  # a sample:
-            data = fingerprint(repr(train.spec), train.labels, train.images[rows])  # cheap
+            data = fingerprint(repr(train.spec), *train.spec.kind.data_sample(train, rows))
             same = "give every rank the same data (files, --root, normalisation)"
             distributed.agree("the training data", data, same)
         g = torch.Generator().manual_seed(check_seed(int(seed)))
@@ -187,6 +188,14 @@ class Distiller:
         self.init(train, ipc, g, total)
         self.state_.setdefault("generator", g)
         return total
+
+    def check_data(self, train: ImageDataset, ipc: int) -> None:
+        """Refuse, in one line and before any work, data this method cannot distil (rows other
+        than its ``needs``: :meth:`~ddkit.data.spec.DatasetSpec.check_needs`) or an ``ipc`` the
+        data cannot give (as their modality counts it:
+        :meth:`~ddkit.data.modalities.base.Modality.check_ipc`)."""
+        train.spec.check_needs(self.needs, f"method {self.name!r}", _OTHER_ROWS)
+        train.spec.kind.check_ipc(train, ipc)
 
     def budget_for(self, train: ImageDataset) -> int:
         """Iterations of a run on ``train`` when none are asked for: the config's, except for a
@@ -504,14 +513,16 @@ def resolve_config(
     dataset: str | None,
     ipc: int | None,
     overrides: dict[str, Any] | None = None,
-    modality: str = "image",
+    modality: str = DEFAULT_MODALITY,
 ) -> dict[str, Any]:
     """Config values for ``(dataset, ipc)`` from the class presets (``"*"`` matches any),
     most specific last, then the user's ``overrides`` (old option names upgraded).
 
-    On rows other than images, a method with a ``model`` option that neither a preset nor the
-    user set gets the modality's default model (:attr:`ddkit.data.spec.Modality.models`; an MLP
-    for tables): its own default is an image network."""
+    On rows that not every network takes (rows other than images:
+    :attr:`~ddkit.data.modalities.base.Modality.open_models`), a method with a ``model`` option
+    that neither a preset nor the user set gets the modality's default model
+    (:attr:`~ddkit.data.modalities.base.Modality.models`; an MLP for tables): its own default is
+    an image network."""
     table = preset_table(cls)
     out: dict[str, Any] = {}
     for key in (("*", "*"), (dataset, "*"), ("*", ipc), (dataset, ipc)):
@@ -519,8 +530,9 @@ def resolve_config(
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     out.update(cls.Config.upgrade(given))
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    if modality != "image" and "model" in fields and "model" not in out:
-        out["model"] = get_modality(modality).models[0]
+    kind = get_modality(modality)
+    if not kind.open_models and "model" in fields and "model" not in out:
+        out["model"] = kind.models[0]
     return out
 
 
@@ -559,8 +571,8 @@ def create_method(
 ) -> Distiller:
     """Build a registered method with its preset for ``(dataset, ipc)`` and user overrides.
 
-    ``modality``: what the dataset's rows are (default: a registered dataset's own, else
-    ``"image"``); it picks the default model on other rows (:func:`resolve_config`)."""
+    ``modality``: what the dataset's rows are (default: :func:`dataset_modality`); it picks the
+    default model on other rows (:func:`resolve_config`)."""
     load_all()
     cls = METHODS.get(name)
     if modality is None:
@@ -569,13 +581,11 @@ def create_method(
 
 
 def dataset_modality(dataset: str | None) -> str:
-    """The modality a registered dataset declares (:func:`ddkit.data.register_dataset`),
-    ``"image"`` for any other name."""
-    from ddkit.data.builtin import DATASETS
+    """The name of ``dataset``'s modality (:func:`ddkit.data.builtin.modality_of`: the one a
+    registered dataset declares, the one that claims a path's layout, else ``"image"``)."""
+    from ddkit.data.builtin import modality_of
 
-    if dataset is None or dataset not in DATASETS:
-        return "image"
-    return str(getattr(DATASETS.get(dataset), "modality", "image"))
+    return modality_of(dataset).name
 
 
 ProgressFn = Callable[[int, dict[str, float]], None]

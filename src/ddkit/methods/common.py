@@ -119,12 +119,7 @@ def warn_if_rough(net: nn.Module, name: str, spec: DatasetSpec, objective: str) 
 
     n = smallest_normalised_group(net, spec.shape)
     if n is not None and n < MIN_NORMALISED_VALUES:
-        h, w = spec.image_size
-        rows, fix = (
-            (f"series of {w} steps", "'conv1d-d2' or 'conv1d-nopool'")
-            if spec.modality == "series"
-            else (f"{h}x{w} images", "'convnet2' on 8x8 images")
-        )
+        rows, fix = spec.kind.rough_hint(spec)
         warn_at_caller(
             f"model {name!r} normalises groups of only {n} values on {rows}; the "
             f"{objective} objective is then too rough to optimise. Use a shallower network "
@@ -149,7 +144,7 @@ def make_augment(setting: str, spec: DatasetSpec) -> DSA | SeriesAugment | None:
         return SeriesAugment(setting)
     if not parse_strategy(setting):
         return None
-    fix = "use augment='series' or 'none'" if spec.modality == "series" else "use augment='none'"
+    fix = "use augment=" + " or ".join(repr(a) for a in (*spec.kind.augmentations, "none"))
     spec.check_needs("image", f"DSA augmentation {setting!r}", fix)
     return DSA(setting)
 

@@ -69,13 +69,15 @@ class Modality:
     vectors or ``"series"`` ``(D, L)``).
 
     ``needs_words`` / ``needs_fix``: how a method's need of these rows is said, and what to do
-    when the data are other rows (:meth:`ddkit.data.spec.DatasetSpec.check_needs`).
+    when the data are other rows (:meth:`ddkit.data.spec.DatasetSpec.check_needs`);
+    ``exported_beside``: what an export to the ``datasets`` format writes beside the rows and
+    labels, in words (:meth:`hf_columns` writes it).
 
     Subclasses give the behaviour: :meth:`to_rows`, :meth:`dataset_type`, :meth:`load_splits`
     and :meth:`tiny` (:class:`~ddkit.data.modalities.rows.Rows` gives the first three for rows
     in an :class:`~ddkit.data.dataset.ImageDataset`), and may change the defaults of
-    :meth:`check_layout`, :meth:`check_ipc`, :meth:`data_sample`, :meth:`claims`, :meth:`draw`,
-    :meth:`check_export` and :meth:`hf_columns`.
+    :meth:`check_layout`, :meth:`check_ipc`, :meth:`data_sample`, :meth:`rough_hint`,
+    :meth:`claims`, :meth:`draw`, :meth:`check_export` and :meth:`hf_columns`.
     """
 
     name: str
@@ -95,6 +97,7 @@ class Modality:
     learner_rows: str = "flat"
     needs_words: str = ""
     needs_fix: str = ""
+    exported_beside: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ the rows
     @property
@@ -126,6 +129,15 @@ class Modality:
         """Tensors that identify ``train`` cheaply (its labels and the rows ``rows``), for the
         check that every process of a distributed run reads the same data."""
         return train.labels, train.images[rows]
+
+    def rough_hint(self, spec: Any) -> tuple[str, str]:
+        """How a warning that a network normalises too few values per group names rows of
+        ``spec``'s size, and a shallower network that fits them (the default: pictures'
+        sizes and a shallow ConvNet; other rows by their shape)."""
+        h, w = spec.image_size
+        if self.pixels:
+            return f"{h}x{w} images", "'convnet2' on 8x8 images"
+        return f"{self.name} rows of shape {tuple(spec.shape)}", "fewer layers"
 
     # ------------------------------------------------------------------ its datasets
     def claims(self, path: str | Path) -> bool:

@@ -148,5 +148,6 @@ PAIRED = register_modality(
         evaluator="retrieval",
         needs_words="image-caption pairs",
         needs_fix="it distils image-caption pairs: load a paired dataset, e.g. captioned-digits",
+        exported_beside=("the text (caption or text_*)",),
     )
 )

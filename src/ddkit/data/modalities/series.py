@@ -31,6 +31,9 @@ class SeriesModality(Rows):
 
         return checked_rows(values, "series rows", lift=_series_layout)
 
+    def rough_hint(self, spec: DatasetSpec) -> tuple[str, str]:
+        return f"series of {spec.image_size[1]} steps", "'conv1d-d2' or 'conv1d-nopool'"
+
     def draw(self, syn: Any, path: str | Path, *, max_per_class: int, min_cell: int) -> Path:
         """Per-class line plots (:func:`ddkit.viz.series_lines`)."""
         from ddkit.data.dataset import denormalise

@@ -1,5 +1,5 @@
-"""What every paired (image-text) method shares: its encoder options, the check that a dataset
-holds pairs, and a driver start that reads a paired split.
+"""What every paired (image-text) method shares: its encoder options and the check that a dataset
+holds pairs (the base driver's :meth:`~ddkit.methods.base.Distiller.start` asks it).
 
 A paired run's ``ipc`` is the number of pairs the set holds (pairs have no classes; the issue's
 "100 and 500 pairs"), at least 2 (a contrastive loss needs a negative) and at most the number of
@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from ddkit.data.paired import PairedDataset
 from ddkit.errors import ConfigError
 from ddkit.eval.retrieval import Pairs, split_pairs
 from ddkit.methods.base import Distiller
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Rule
 from ddkit.models.text import BUILTIN_TEXT, HF_PREFIX, DualEncoder, EncoderSpec, build_dual_encoder
-from ddkit.rng import check_seed
 
 __all__ = ["EncoderConfig", "PairedDistiller", "check_paired"]
 
@@ -55,40 +55,26 @@ class EncoderConfig(MethodConfig):
 
 def check_paired(train: Any, ipc: int, who: str) -> None:
     """Refuse, in one line, data that are not image-text pairs or an ``ipc`` (pairs) that does
-    not fit them."""
-    spec = getattr(train, "spec", None)
-    modality = getattr(spec, "modality", type(train).__name__)
-    if modality != "paired" or not hasattr(train, "captions"):
-        name = getattr(spec, "name", "?")
+    not fit them (:meth:`ddkit.data.modalities.paired.PairedModality.check_ipc`)."""
+    if not isinstance(train, PairedDataset):
+        spec = getattr(train, "spec", None)
+        holds = getattr(spec, "modality", type(train).__name__)
         raise ConfigError(
-            f"{who} needs image-text pairs; dataset {name!r} holds {modality} rows (load a "
-            "paired dataset, e.g. captioned-digits)"
+            f"{who} needs image-text pairs; dataset {getattr(spec, 'name', '?')!r} holds "
+            f"{holds} rows (load a paired dataset, e.g. captioned-digits)"
         )
-    if not 2 <= int(ipc) <= len(train):
-        raise ConfigError(
-            f"ipc is the number of pairs of a paired set: between 2 and the {len(train)} "
-            f"train images, got {ipc}"
-        )
+    train.spec.kind.check_ipc(train, ipc)
 
 
 class PairedDistiller(Distiller):
-    """A method on image-text pairs: ``needs = "paired"``; :meth:`start` checks the pairs
-    (:func:`check_paired`) instead of classes and builds the state as the base driver does."""
+    """A method on image-text pairs: ``needs = "paired"``; the base driver's :meth:`start`
+    checks the pairs (:meth:`check_data`: :func:`check_paired`) instead of classes."""
 
     needs: ClassVar[str] = "paired"
     Config: ClassVar[type[MethodConfig]] = EncoderConfig
 
-    def start(self, train: Any, ipc: int, *, seed: int = 0, iterations: int | None = None) -> int:
+    def check_data(self, train: Any, ipc: int) -> None:
         check_paired(train, ipc, f"method {self.name!r}")
-        total = self.budget_for(train) if iterations is None else int(iterations)
-        if total < 0:
-            raise ConfigError(f"iterations must be >= 0, got {total}")
-        g = torch.Generator().manual_seed(check_seed(int(seed)))
-        self.state_ = {}
-        self.train_, self.ipc_, self.seed_ = train, int(ipc), int(seed)
-        self.init(train, ipc, g, total)
-        self.state_.setdefault("generator", g)
-        return total
 
     def budget_for(self, train: Any) -> int:
         """The config's iterations: a paired method's budget is ddkit's own choice, not a

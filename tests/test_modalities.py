@@ -4,6 +4,7 @@ ddkit) is a modality like the others."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
@@ -73,3 +74,47 @@ def test_a_modality_defined_outside_ddkit_passes_and_leaves():
     finally:
         MODALITIES.remove("grey")
     assert "grey" not in MODALITIES
+
+
+SRC = PACKAGE.parents[1]
+#: Comparisons of a modality's name that stay, each with its reason (file, count).
+KEPT_COMPARISONS = {
+    "data/spec.py": 1,  # to_dict leaves the default modality out (keys and caches unchanged)
+    "methods/recommended.py": 1,  # owned elsewhere: --method recommended refuses other rows
+}
+
+
+def _modality_comparisons(tree: ast.AST) -> int:
+    """Comparisons (``==``, ``!=``, ``in``, ``not in``) with an operand named ``modality``
+    (``spec.modality``, a ``modality`` variable), and uses of the names that stood for one
+    (``PAIRED_READERS``, ``_is_paired``)."""
+
+    def named_modality(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "modality") or (
+            isinstance(node, ast.Name) and node.id == "modality"
+        )
+
+    found = 0
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Compare)
+            and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops)
+            and any(named_modality(n) for n in (node.left, *node.comparators))
+        ):
+            found += 1
+        elif isinstance(node, ast.Name) and node.id in ("PAIRED_READERS", "_is_paired"):
+            found += 1
+    return found
+
+
+def test_no_code_outside_the_modalities_compares_a_modality_name():
+    """A floor asks the registered modality (``spec.kind``) instead of comparing its name
+    (issue 84): the count outside ``data/modalities/`` is the kept ones' only."""
+    counts = {}
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        if not rel.startswith("data/modalities/"):
+            n = _modality_comparisons(ast.parse(path.read_text(), rel))
+            if n:
+                counts[rel] = n
+    assert counts == KEPT_COMPARISONS

@@ -73,11 +73,11 @@ class Modality:
     ``exported_beside``: what an export to the ``datasets`` format writes beside the rows and
     labels, in words (:meth:`hf_columns` writes it).
 
-    Subclasses give the behaviour: :meth:`to_rows`, :meth:`dataset_type`, :meth:`load_splits`
-    and :meth:`tiny` (:class:`~ddkit.data.modalities.rows.Rows` gives the first three for rows
-    in an :class:`~ddkit.data.dataset.ImageDataset`), and may change the defaults of
-    :meth:`check_layout`, :meth:`check_ipc`, :meth:`data_sample`, :meth:`rough_hint`,
-    :meth:`claims`, :meth:`draw`, :meth:`check_export` and :meth:`hf_columns`.
+    Subclasses give the behaviour: :meth:`to_rows`, :meth:`dataset_type`, :meth:`load_splits`,
+    :meth:`draw` and :meth:`tiny` (:class:`~ddkit.data.modalities.rows.Rows` gives all but the
+    last for rows in an :class:`~ddkit.data.dataset.ImageDataset`), and may change the defaults
+    of :meth:`check_layout`, :meth:`check_ipc`, :meth:`data_sample`, :meth:`rough_hint`,
+    :meth:`claims`, :meth:`check_export` and :meth:`hf_columns`.
     """
 
     name: str
@@ -151,19 +151,8 @@ class Modality:
 
     # ------------------------------------------------------------------ its sets
     def draw(self, syn: Any, path: str | Path, *, max_per_class: int, min_cell: int) -> Path:
-        """Write a PNG picture of the synthetic set ``syn`` to ``path`` (the default: one row of
-        images per class)."""
-        from ddkit.viz import image_grid
-
-        return image_grid(
-            syn.pixels,  # the shown rows, a block at a time
-            syn.hard_labels,
-            syn.spec.num_classes,
-            path,
-            max_per_class=max_per_class,
-            min_cell=min_cell,
-            class_names=syn.spec.class_names,
-        )
+        """Write a PNG picture of the synthetic set ``syn`` to ``path``."""
+        raise NotImplementedError(f"modality {self.name!r} draws no set")
 
     def check_export(self, what: str) -> None:
         """Refuse, in one line, an export of a set of these rows to ``what`` (a format such as

@@ -5,7 +5,6 @@ an extra tensor of its set); a GCN judges a set."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddkit.data.modalities.base import check_one_high, register_modality
@@ -29,15 +28,6 @@ class GraphModality(Rows):
         from ddkit.data.graph import GraphNodes
 
         return GraphNodes
-
-    def draw(self, syn: Any, path: str | Path, *, max_per_class: int, min_cell: int) -> Path:
-        """Per-class histograms of the node features, as a table's columns."""
-        from ddkit.data.dataset import denormalise
-        from ddkit.viz import feature_histograms
-
-        raw = denormalise(syn.images, syn.spec).flatten(1)
-        columns = [(f"x{i}", (), raw[:, i]) for i in range(raw.shape[1])]
-        return feature_histograms(columns, syn.hard_labels, syn.spec.class_names, path)
 
     def tiny(self) -> Any:
         return tiny_graph()

@@ -16,6 +16,7 @@ from ddkit.methods.recommended import (
     recommend,
     recommended_batch_real,
     resolve_method,
+    run_budget,
 )
 from ddkit.testing_data import tiny_digits, tiny_table
 
@@ -52,11 +53,11 @@ def test_other_rows_are_refused_in_one_line() -> None:
 
 def test_only_the_name_recommended_is_resolved_and_it_brings_a_budget() -> None:
     train = tiny_digits().train
-    assert resolve_method("dm", train, "tiny-digits", 1, {"x": 1}, None) == (
-        "dm", {"x": 1}, None, None)  # fmt: skip
-    method, _, budget, rec = resolve_method("recommended", train, "tiny-digits", 1, None, None)
-    assert method == "dm" and budget == DEFAULT_BUDGET_SECONDS and rec is not None
-    assert resolve_method("recommended", train, "tiny-digits", 1, None, "5m")[2] == "5m"
+    assert resolve_method("dm", train, "tiny-digits", 1, {"x": 1}) == ("dm", {"x": 1}, None)
+    method, _, rec = resolve_method("recommended", train, "tiny-digits", 1, None)
+    assert method == "dm" and rec is not None
+    assert run_budget("recommended", None) == DEFAULT_BUDGET_SECONDS
+    assert run_budget("recommended", "5m") == "5m" and run_budget("dm", None) is None
 
 
 def test_a_recommended_run_records_what_it_chose(tmp_path) -> None:

@@ -26,7 +26,7 @@ from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.base import without_placement
 from ddkit.methods.config import check_device
-from ddkit.methods.recommended import RECOMMENDED, resolve_method
+from ddkit.methods.recommended import RECOMMENDED, resolve_method, run_budget
 from ddkit.methods.time_budget import TimeBudget
 from ddkit.plots import is_log_record
 from ddkit.progress import ProgressSetting, clock, parse_duration, to_stderr
@@ -130,15 +130,14 @@ def distill_run(
     out = Path(out)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
+    budget = run_budget(method, budget)
     seconds = None if budget is None else parse_duration(budget)
     if seconds is not None and distributed.active() is not None:
         raise ConfigError("--budget runs in one process (ranks could stop at different steps); "
                           "launch it without torchrun or drop --budget")  # fmt: skip
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
-    method, options, budget, rec = resolve_method(method, splits.train, dataset, ipc, options,
-                                                  budget, device)  # fmt: skip
-    seconds = None if budget is None else parse_duration(budget)
+    method, options, rec = resolve_method(method, splits.train, dataset, ipc, options, device)
     if device is not None:
         splits = dataclasses.replace(splits, train=_on_device(splits.train, device))
     m = create_method(method, dataset=dataset, ipc=ipc, **options)
@@ -390,8 +389,7 @@ def estimate_distill(
     loading = began = time.perf_counter()
     splits = splits or load_splits(dataset, root)
     check_ipc(splits.train, ipc)
-    method, options, _, rec = resolve_method(method, splits.train, dataset, ipc, options, None,
-                                             device)  # fmt: skip
+    method, options, rec = resolve_method(method, splits.train, dataset, ipc, options, device)
     train = splits.train if device is None else _on_device(splits.train, device)
     m = create_method(method, dataset=dataset, ipc=ipc, **options)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)

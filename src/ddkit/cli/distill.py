@@ -126,7 +126,7 @@ def _options(args: argparse.Namespace) -> dict:
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.commands import command_started
-    from ddkit.methods.recommended import DEFAULT_BUDGET_SECONDS, RECOMMENDED
+    from ddkit.methods.recommended import RECOMMENDED, run_budget
     from ddkit.progress import parse_duration
     from ddkit.runs import estimate_distill
 
@@ -156,9 +156,7 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     print(
         cost.line(f"{args.method} on {dataset} at IPC {args.ipc}") + f"; nothing written to {out}"
     )
-    budget = args.budget
-    if budget is None and cost.recommended is not None:
-        budget = DEFAULT_BUDGET_SECONDS  # the recommended run's own
+    budget = run_budget(args.method, args.budget)
     if budget is not None:
         print(cost.budget_line(parse_duration(budget)))
     return 0

@@ -106,20 +106,25 @@ def recommend(
     return Recommendation(METHOD, settings, why)
 
 
+def run_budget(method: str, budget: float | str | None) -> float | str | None:
+    """The time budget of a run asked for ``method``: ``budget``, or for :data:`RECOMMENDED`
+    without one :data:`DEFAULT_BUDGET_SECONDS` (the recommended run's own)."""
+    return DEFAULT_BUDGET_SECONDS if method == RECOMMENDED and budget is None else budget
+
+
 def resolve_method(
     method: str,
     train: Any,
     dataset: str,
     ipc: int,
     options: dict[str, Any] | None,
-    budget: float | str | None,
     device: Any = None,
-) -> tuple[str, dict[str, Any], float | str | None, Recommendation | None]:
-    """``(method, options, budget, recommendation)`` for a run asked for ``method`` on
-    ``device`` (default: the CPU): unchanged unless it is :data:`RECOMMENDED`, which resolves
-    through :func:`recommend` and, without a ``budget``, takes :data:`DEFAULT_BUDGET_SECONDS`."""
+) -> tuple[str, dict[str, Any], Recommendation | None]:
+    """``(method, options, recommendation)`` for a run asked for ``method`` on ``device``
+    (default: the CPU): unchanged unless it is :data:`RECOMMENDED`, which resolves through
+    :func:`recommend` (its time budget: :func:`run_budget`)."""
     if method != RECOMMENDED:
-        return method, dict(options or {}), budget, None
+        return method, dict(options or {}), None
     on_cpu = device is None or torch.device(device).type == "cpu"
     rec = recommend(train, dataset, ipc, options, on_cpu=on_cpu)
-    return rec.method, rec.options, DEFAULT_BUDGET_SECONDS if budget is None else budget, rec
+    return rec.method, rec.options, rec

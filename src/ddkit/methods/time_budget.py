@@ -79,9 +79,7 @@ class TimeBudget(Callback):
 
     def _plan(self, method: Distiller, now: float) -> None:
         pace = self._pace()
-        fit = int(max(0.0, self.deadline - now) // max(pace, 1e-9))
-        self.stop_at = min(self.total, self.done + fit)
-        method.stop_at_ = self.stop_at  # the progress report counts the time left to there
+        self._stop_where_time_ends(now, pace)
         timed = f"{pace:.3g} s each over {len(self._steps)} steps"
         if self.stop_at >= self.total:
             self.say(
@@ -102,8 +100,12 @@ class TimeBudget(Callback):
         if now + pace > self.deadline:  # the next step would overrun
             return True
         if self.stop_at is not None and self.done >= self.stop_at:
-            # faster steps than planned: the time left fits more of them
-            fit = int((self.deadline - now) // max(pace, 1e-9))
-            self.stop_at = min(self.total, self.done + fit)
-            self.method.stop_at_ = self.stop_at
+            self._stop_where_time_ends(now, pace)  # faster steps than planned: more fit
         return False
+
+    def _stop_where_time_ends(self, now: float, pace: float) -> None:
+        """Plan to stop after the steps of ``pace`` seconds that fit between ``now`` and the
+        deadline (the progress report counts the time left to there)."""
+        fit = int(max(0.0, self.deadline - now) // max(pace, 1e-9))
+        self.stop_at = min(self.total, self.done + fit)
+        self.method.stop_at_ = self.stop_at

@@ -10,15 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _campaigns import RESULTS
+from _campaigns import RESULTS, _script
 
-SCALE = RESULTS / "scale"
-EVALUATIONS = SCALE / "fashion_recommended"
-
-
-def _rows(name: str) -> list[dict]:
-    path = SCALE / name
-    return json.loads(path.read_text()) if path.exists() else []
+EVALUATIONS = RESULTS / "scale" / "fashion_recommended"
+_rows = _script("scale", "scale_table")._results  # a results file of results/scale/
 
 
 def _accuracy(path: Path) -> str:

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from ddkit.data import load_dataset
+from ddkit.data.byte_images import ByteImages
 from ddkit.data.cache import CACHE_DIR_ENV, CACHE_MODE_ENV
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, DataError
 
 
 def _folder(root: Path, test: bool = True) -> Path:
@@ -81,9 +82,15 @@ def test_the_images_are_mapped_from_the_cache_not_copied(tmp_path, monkeypatch):
     x = splits.train.images
     (npy,) = (root / ".ddkit-cache").glob("*/train.npy")
     on_disk = np.load(npy, mmap_mode="r")
-    assert np.array_equal(on_disk, x.numpy())
-    x[0, 0, 0, 0] = 123.0  # copy-on-write: the run's change never reaches the cache
-    assert np.load(npy, mmap_mode="r")[0, 0, 0, 0] != 123.0
+    assert isinstance(x, ByteImages) and x.dtype == torch.float32  # 8-bit: kept as pixels
+    assert np.array_equal(on_disk, x.pixels.numpy())
+    with pytest.raises(DataError, match="cannot be written in place; write into a copy"):
+        x[0, 0, 0, 0] = 123.0
+    with pytest.raises(DataError, match="cannot be written in place"):
+        x.mul_(2)
+    before = int(on_disk[0, 0, 0, 0])
+    x.pixels[0, 0, 0, 0] = (before + 1) % 256  # copy-on-write: never reaches the cache
+    assert int(np.load(npy, mmap_mode="r")[0, 0, 0, 0]) == before
 
 
 def test_a_folder_it_cannot_write_caches_in_the_users_cache_folder(tmp_path, monkeypatch):
@@ -105,7 +112,7 @@ def test_a_build_that_fails_leaves_no_cache_and_a_bad_mode_is_refused(tmp_path, 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache, "_normalise_in_place", killed)
+    monkeypatch.setattr(cache, "_spec", killed)
     with pytest.raises(KeyboardInterrupt):
         _load(root, "always", monkeypatch)
     assert list((root / ".ddkit-cache").iterdir()) == []

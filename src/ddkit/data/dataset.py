@@ -14,6 +14,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
+from ddkit.data.byte_images import stored_rows
 from ddkit.data.modalities.base import DEFAULT_MODALITY, get_modality
 from ddkit.data.spec import Column, DatasetSpec
 from ddkit.errors import ConfigError, DataError
@@ -67,7 +68,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def subset(self, index: torch.Tensor) -> ImageDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         bias = None if self.bias is None else self.bias[index]
-        return ImageDataset(self.images[index], self.labels[index], self.spec, bias)
+        return ImageDataset(stored_rows(self.images, index), self.labels[index], self.spec, bias)
 
     def sample_per_class(
         self, n: int, generator: torch.Generator, classes: list[int] | None = None

@@ -6,6 +6,7 @@ import hashlib
 
 import torch
 
+from ddkit.data.byte_images import plain
 from ddkit.data.dataset import ImageDataset
 
 __all__ = ["fingerprint"]
@@ -26,12 +27,13 @@ def fingerprint(*parts: Part, length: int = 16) -> str:
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, ImageDataset):
-            h.update(_tensor_bytes(part.images))
-            h.update(_tensor_bytes(part.labels))
+            _feed(h, part.images)
+            _feed(h, part.labels)
             if part.bias is not None:  # a biased dataset's groups are part of its content
-                h.update(b"bias" + _tensor_bytes(part.bias))
+                h.update(b"bias")
+                _feed(h, part.bias)
         elif isinstance(part, torch.Tensor):
-            h.update(_tensor_bytes(part))
+            _feed(h, part)
         elif isinstance(part, str):
             h.update(part.encode())
         elif isinstance(part, bytes):
@@ -41,5 +43,16 @@ def fingerprint(*parts: Part, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().numpy().tobytes()
+_BLOCK_BYTES = 2**26  # a tensor is hashed this many bytes of rows at a time
+
+
+def _feed(h: hashlib._Hash, t: torch.Tensor) -> None:
+    """Feed ``h`` the bytes of ``t``'s contiguous CPU copy (:class:`ByteImages` as their
+    float32 values), a block of rows at a time: a large split never has a second copy."""
+    t = t.detach().cpu()
+    if t.ndim == 0:
+        h.update(t.numpy().tobytes())
+        return
+    rows = max(1, _BLOCK_BYTES // max(1, t[:1].numel() * t.element_size()))
+    for i in range(0, len(t), rows):
+        h.update(plain(t[i : i + rows]).contiguous().numpy().tobytes())

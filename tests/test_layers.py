@@ -22,7 +22,7 @@ FLOORS: dict[str, int] = {
     # 0: utilities (they know no ddkit object beyond tensors, paths and dicts)
     "ddkit": 0, "ddkit.errors": 0, "ddkit.rng": 0, "ddkit.io": 0, "ddkit.progress": 0,
     "ddkit.meter": 0, "ddkit.registry": 0, "ddkit.commands": 0, "ddkit.viz": 0,
-    "ddkit.distributed": 0, "ddkit.levers": 0, "ddkit.claims": 0,
+    "ddkit.distributed": 0, "ddkit.levers": 0, "ddkit.claims": 0, "ddkit.context": 0,
     "ddkit.__main__": 6,
     "ddkit.data": 1,
     "ddkit.models": 2, "ddkit.augment": 2,

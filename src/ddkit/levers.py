@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from typing import Literal
 
 import torch
 
+from ddkit.context import EXACT_ENV, exact, exact_mode  # noqa: F401 - levers.exact is public
 from ddkit.errors import warn_at_caller
 
-#: The environment variable of exact mode (any of 1, true, yes, on).
-EXACT_ENV = "DDKIT_EXACT"
 #: ``"auto"`` compiles a training run of at least this many optimiser steps (per network) or a
 #: distillation of at least this many iterations; shorter runs would not repay the compilation.
 COMPILE_MIN_STEPS = 200
@@ -40,27 +37,6 @@ COMPILE_MIN_BATCH_VALUES = 4_096
 
 #: A lever's setting: on, off, or ``"auto"`` (on where it pays, off in exact mode).
 Switch = bool | Literal["auto"]
-
-_exact_override: ContextVar[bool | None] = ContextVar("ddkit_exact", default=None)
-
-
-def exact_mode() -> bool:
-    """Whether exact mode is on (:func:`exact` inside, else ``DDKIT_EXACT`` in the environment)."""
-    override = _exact_override.get()
-    if override is not None:
-        return override
-    return os.environ.get(EXACT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-@contextlib.contextmanager
-def exact(on: bool = True) -> Iterator[None]:
-    """Exact mode (``on=True``) or fast mode (``on=False``) inside the ``with`` block, whatever
-    the environment says."""
-    token = _exact_override.set(on)
-    try:
-        yield
-    finally:
-        _exact_override.reset(token)
 
 
 def float32_on_cuda() -> None:

@@ -8,7 +8,6 @@ seen by ``tracemalloc``; before it starts, freed heap memory is handed back to t
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import resource
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ddkit.context import BUDGET_ENV, memory_budget
 from ddkit.errors import ConfigError
 
 __all__ = [
@@ -32,45 +32,6 @@ __all__ = [
 ]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-#: environment variable: the bytes one checked allocation may take (default: half the memory)
-BUDGET_ENV = "DDKIT_MEMORY_BUDGET"
-
-
-_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_BUDGET_FORMS = (
-    "bytes, or with a binary suffix K, M, G or T (2**10, 2**20, ...), e.g. 100M, 2G or 1.5e9"
-)
-
-
-def memory_budget() -> int:
-    """The bytes one allocation that ddkit checks beforehand may take: ``$DDKIT_MEMORY_BUDGET``,
-    else half of this machine's memory (16 GiB where it is unknown).
-
-    The variable is a positive number of bytes (``4096``, ``1.5e9``), optionally with a binary
-    suffix ``K``, ``M``, ``G`` or ``T`` (2**10, 2**20, 2**30, 2**40 bytes; ``100M``, ``2G``);
-    anything else (``abc``, ``nan``, ``inf``, ``-5``, ``0``, under one byte) is a one-line
-    :class:`ConfigError`. A tiny budget such as ``1K`` is valid: checked allocations are then
-    refused."""
-    text = os.environ.get(BUDGET_ENV, "").strip()
-    if text:
-        return _parse_budget(text)
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * _PAGE // 2
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
-
-
-def _parse_budget(text: str) -> int:
-    """``$DDKIT_MEMORY_BUDGET``'s ``text`` as bytes (see :func:`memory_budget`)."""
-    number, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "")
-    try:
-        value = float(number) if unit in _SUFFIXES and number.strip() else math.nan
-    except ValueError:
-        value = math.nan
-    nbytes = value * _SUFFIXES.get(unit, 1)
-    if not (math.isfinite(nbytes) and nbytes >= 1):
-        raise ConfigError(f"${BUDGET_ENV}={text!r} is not a memory size: use {_BUDGET_FORMS}")
-    return int(nbytes)
 
 
 def check_memory(what: str, nbytes: int, fix: str, error: type[Exception] = ConfigError) -> None:

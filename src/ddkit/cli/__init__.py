@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ddkit import distributed, levers
+from ddkit import context, distributed, levers
 from ddkit.cli.bench import bench_markdown
 from ddkit.commands import COMMANDS, discover, mark_command_start
 from ddkit.errors import ConfigError, DDKitError
@@ -81,12 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.debug:
         warnings.showwarning = _warning_line
-    if args.exact:  # in the environment: child processes (bench units, torchrun ranks) see it
-        os.environ[levers.EXACT_ENV] = "1"
-    levers.float32_on_cuda()
     if hasattr(sys.stdout, "reconfigure"):  # a path that is not UTF-8 prints as \xff, not a crash
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
+        if args.exact:  # in the environment: child processes (bench units, torchrun ranks) see it
+            context.export(context.EXACT_ENV, "1")
+        context.run_context()  # every DDKIT_* variable parsed at the door: a bad one is one line
+        levers.float32_on_cuda()
         if getattr(args, "seed", None) is not None:  # every sub-command's --seed, checked once
             check_seed(args.seed)
         with distributed.session() as launch:  # under torchrun: one rank of the group

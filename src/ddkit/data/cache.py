@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddkit import context
 from ddkit.data.byte_images import ByteImages, stored_rows
 from ddkit.data.dataset import (
     DatasetSplits,
@@ -64,9 +65,9 @@ from ddkit.meter import check_memory
 
 #: Decoded float32 images of at least this many bytes go through the cache under ``auto``.
 CACHE_FROM_BYTES = 2**30
-CACHE_DIR_ENV = "DDKIT_DATA_CACHE"
-CACHE_MODE_ENV = "DDKIT_FOLDER_CACHE"
-CACHE_MODES = ("auto", "always", "never")
+CACHE_DIR_ENV = context.DATA_CACHE_ENV
+CACHE_MODE_ENV = context.FOLDER_CACHE_ENV
+CACHE_MODES = context.FOLDER_CACHE_MODES
 #: Version of the cache's layout (part of its key).
 CACHE_FORMAT = 3  # 2: the std rounded to float32 as torch computes it; 3: 8-bit pixels as uint8
 _BLOCK = 4096  # rows normalised at once
@@ -91,9 +92,7 @@ def load_listing(
     listing: FolderListing, *, name: str, val_fraction: float = 0.0, seed: int = 0
 ) -> DatasetSplits:
     """The splits of ``listing``: decoded into memory, or through the cache (see the module)."""
-    mode = os.environ.get(CACHE_MODE_ENV, "auto").strip().lower() or "auto"
-    if mode not in CACHE_MODES:
-        raise ConfigError(f"${CACHE_MODE_ENV}={mode!r}: use one of {', '.join(CACHE_MODES)}")
+    mode = context.folder_cache()
     plan = plan_decode(listing)
     if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
         check_memory(
@@ -179,9 +178,9 @@ def _source_key(ref: Path | ImageRef) -> str:
 
 def _cache_folder(listing: FolderListing, plan) -> Path:  # noqa: ANN001
     key = cache_key(listing, plan.shape)
-    given = os.environ.get(CACHE_DIR_ENV)
-    if given:
-        return Path(given).expanduser() / key
+    given = context.data_cache()
+    if given is not None:
+        return given / key
     beside = listing.root / ".ddkit-cache"
     try:
         beside.mkdir(exist_ok=True)

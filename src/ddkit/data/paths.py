@@ -18,12 +18,13 @@ import os
 import stat
 from pathlib import Path
 
+from ddkit import context
 from ddkit.errors import DataError
 
 __all__ = ["ALLOW_ROOT_ENV", "allowed_roots", "inside_root", "read_text_inside"]
 
 #: environment variable: more folders (``:``-separated) the paths of a data folder may lead to
-ALLOW_ROOT_ENV = "DDKIT_DATA_ALLOW_ROOT"
+ALLOW_ROOT_ENV = context.ALLOW_ROOT_ENV
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"), (stat.S_ISFIFO, "a FIFO"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -32,13 +33,12 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"), (stat.S_
 
 def allowed_roots(root: Path) -> tuple[Path, ...]:
     """``root`` and the folders named in ``$DDKIT_DATA_ALLOW_ROOT``, resolved."""
-    return _resolved_roots(Path(root), os.environ.get(ALLOW_ROOT_ENV, ""))
+    return _resolved_roots(Path(root), context.allowed_roots())
 
 
 @functools.lru_cache(maxsize=64)
-def _resolved_roots(root: Path, extra: str) -> tuple[Path, ...]:
+def _resolved_roots(root: Path, named: tuple[Path, ...]) -> tuple[Path, ...]:
     """:func:`allowed_roots`, remembered per root and variable (a listing checks many paths)."""
-    named = [Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()]
     return tuple(p.resolve() for p in (root, *named))
 
 

@@ -25,22 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ddkit import context
 from ddkit.errors import ConfigError, DataError
 from ddkit.io import atomic_write
 from ddkit.registry import Registry
 
-ENV_VAR = "DDKIT_DATA"
+ENV_VAR = context.DATA_ENV
 _CHUNK = 1 << 20
 
 
 def data_root() -> Path:
     """The folder that holds downloadable datasets: ``$DDKIT_DATA``, else
     ``$XDG_DATA_HOME/ddkit``, else ``~/.local/share/ddkit``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "ddkit"
+    return context.data_root()
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ddkit import context
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import FileFormatError
@@ -35,14 +35,14 @@ from ddkit.io import (
     write_safetensors,
 )
 
-ENV_VAR = "DDKIT_AUTOENCODER_CACHE"
+ENV_VAR = context.AUTOENCODER_CACHE_ENV
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "meta.json"
 
 
 def cache_root() -> Path:
     """Where autoencoders are kept: ``$DDKIT_AUTOENCODER_CACHE``, else ``runs/autoencoders``."""
-    return Path(os.environ.get(ENV_VAR) or "runs/autoencoders")
+    return context.autoencoder_cache()
 
 
 def artifact_folder(root: Path, train: ImageDataset, settings: dict[str, Any]) -> Path:

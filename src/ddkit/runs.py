@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ddkit import distributed
+from ddkit import context, distributed
 from ddkit.data import DATASETS, DatasetSplits, ImageDataset
 from ddkit.data.builtin import modality_of
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
@@ -158,6 +158,7 @@ def distill_run(
         "method_config": m.config_dict(),
         "ddkit_version": __import__("ddkit").__version__,
         **({} if rec is None else {"recommended": rec.to_dict()}),
+        "context": _run_context(device).to_dict(),
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
     check_log_targets(log)
@@ -188,6 +189,14 @@ def distill_run(
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
     return syn
+
+
+def _run_context(device: str | torch.device | None) -> context.RunContext:
+    """The run's context: the environment's variables, the ``device`` it computes on (``None``:
+    where the data was loaded, the CPU), exact mode and how many processes run it."""
+    launch = distributed.active()
+    where = "cpu" if device is None else device
+    return context.run_context(where, 1 if launch is None else launch.world_size)
 
 
 def _on_device(train: ImageDataset, device: str | torch.device) -> ImageDataset:
@@ -440,6 +449,9 @@ def check_scale_out(method: Distiller) -> None:
 
 
 RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")
+#: Keys of config.json a resumed run may change: the version, and the context (the
+#: environment and device are where the run continues, recorded anew).
+_MAY_CHANGE = ("ddkit_version", "context")
 
 
 @contextmanager
@@ -482,7 +494,7 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
         if isinstance(old.get("method_config"), dict):  # written before an option was renamed?
             old["method_config"] = without_placement(m.saved_config(old["method_config"]))
         config = {**config, "method_config": without_placement(config["method_config"])}
-        diff = [k for k in config if k != "ddkit_version" and old.get(k) != config[k]]
+        diff = [k for k in config if k not in _MAY_CHANGE and old.get(k) != config[k]]
         if diff == ["iterations"] and _extends(old["iterations"], config["iterations"], out):
             return
         if diff:

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,9 @@ from ddkit.levers import (
     resolve_precision,
     to_channels_last,
 )
+from ddkit.meter import BUDGET_ENV
 from ddkit.models import build_network, has_batchnorm
+from ddkit.models.footprint import training_batch
 
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
@@ -322,6 +325,7 @@ def sgd_train(
     forward = CompiledForward(net) if r.compile else net
     n = len(images)
     bs = min(r.batch_size, n)
+    piece = _training_piece(net, bs, images)
     steps, last = 0, torch.zeros(())
     share = distributed.active() if data_parallel else None
     whole_batch = distributed.synced_batchnorm(net) if share else contextlib.nullcontext()
@@ -339,12 +343,17 @@ def sgd_train(
                     x, t, idx = x[rows], t[rows], idx[rows]
                 if r.channels_last:
                     x = to_channels_last(x)
-                with precision_context(r.precision, images.device):
-                    logits = forward(x).float()
+                opt.zero_grad(set_to_none=True)
+                if piece < len(x):
+                    logits, last = _backward_in_pieces(
+                        forward, loss_fn, x, t, piece, min(bs, n - start), r.precision, net, share
+                    )
+                else:
+                    with precision_context(r.precision, images.device):
+                        logits = forward(x).float()
+                    last = _backward(loss_fn(logits, t), min(bs, n - start), net, share)
                 if on_batch is not None:
                     on_batch(epoch, idx, logits.detach())
-                opt.zero_grad(set_to_none=True)
-                last = _backward(loss_fn(logits, t), min(bs, n - start), net, share)
                 opt.step()
                 steps += 1
             if on_epoch:
@@ -352,6 +361,58 @@ def sgd_train(
     net.eval()
     run = r.epochs - start_epoch
     return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
+
+
+def _training_piece(net: nn.Module, batch_size: int, images: torch.Tensor) -> int:
+    """The rows of a batch that one forward and backward may hold on the CPU: the whole batch
+    where its kept activations fit half the memory budget, else as many rows as do
+    (:func:`~ddkit.models.footprint.training_batch`; said once). On an accelerator: the batch."""
+    if images.device.type != "cpu":
+        return batch_size
+    piece = training_batch(net, cap=batch_size)
+    if piece < batch_size:
+        h, w = images.shape[-2:]
+        warnings.warn(
+            f"a training batch of {batch_size:,} {h}x{w} images does not fit the memory budget "
+            f"(${BUDGET_ENV}): each is trained in pieces of {piece:,} with their gradients "
+            "summed (the same step; a BatchNorm network normalises each piece by its own "
+            "statistics)",
+            stacklevel=3,
+        )
+    return piece
+
+
+def _backward_in_pieces(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    piece: int,
+    batch_size: int,
+    precision: str,
+    net: nn.Module,
+    share: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_backward` of a batch ``(x, t)`` a ``piece`` of rows at a time: each piece's
+    share of the batch's mean loss backpropagated, the gradients summed in ``net``, so only one
+    piece's activations are alive. Returns the batch's logits (detached) and mean loss."""
+    from ddkit import distributed
+
+    total, logits = torch.zeros((), dtype=torch.float32), []
+    denominator = len(x) if share is None else batch_size
+    for start in range(0, len(x), piece):
+        rows = slice(start, start + piece)
+        with precision_context(precision, x.device):
+            out = forward(x[rows]).float()
+        loss = loss_fn(out, t[rows]).sum() / denominator
+        loss.backward()
+        total += loss.detach().cpu()
+        logits.append(out.detach())
+    if share is not None:
+        reduced = total.reshape(1).to(x.device)
+        distributed.sum_gradients(list(net.parameters()), reduced)
+        total = reduced[0]
+    return torch.cat(logits), total
 
 
 def _backward(losses: torch.Tensor, batch_size: int, net: nn.Module, share: Any) -> torch.Tensor:

@@ -273,27 +273,24 @@ def evaluate(
     epochs. A budget too short for one run of one epoch is refused in one line.
     """
     seconds = None if budget is None else parse_duration(budget)  # before any work
-    if protocol is None:
-        protocol = set_recipe(syn).protocol
+    p = set_recipe(syn).protocol if protocol is None else get_protocol(protocol)  # resolved once
     if groups:
         require_groups(test)
     fit = None
     if seconds is not None:
         _check_budget_alone(run_indices)
-        full = get_protocol(protocol).with_(
-            models=tuple(models) if models else None, runs=runs, epochs=epochs
-        )
+        full = p.with_(models=tuple(models) if models else None, runs=runs, epochs=epochs)
         fit = _fit_budget(syn, test, full, seconds, started, seed, teacher, device)
         (say or to_stderr)(fit.line())
-        protocol, runs, epochs = fit.chosen, None, None
+        p, runs, epochs = fit.chosen, None, None
     if distributed.active() is not None and run_indices is None:
         return _evaluate_sharded(
-            syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed,
+            syn, test, p, models=models, runs=runs, epochs=epochs, seed=seed,
             teacher=teacher, vectorize=vectorize, device=device, progress=progress, groups=groups,
         )  # fmt: skip
     t0 = time.perf_counter()
     fresh = train_fresh_networks(
-        syn, test, protocol, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
+        syn, test, p, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
         vectorize=vectorize, device=device, progress=progress, run_indices=run_indices,
     )  # fmt: skip
     # the levers the training used (ddkit.levers; the vmap path compiles nothing)
@@ -359,7 +356,7 @@ def _fit_budget(
 def _evaluate_sharded(
     syn: SyntheticSet,
     test: ImageDataset,
-    protocol: str | EvalProtocol,
+    protocol: EvalProtocol,
     *,
     vectorize: bool | None,
     runs: int | None,
@@ -371,7 +368,7 @@ def _evaluate_sharded(
     the merged report. Each run's accuracies are those of the one-process evaluation with
     ``vectorize=False`` (the CPU default), bit for bit; ``train_seconds`` sum the ranks'."""
     t0 = time.perf_counter()
-    total = get_protocol(protocol).with_(runs=runs).runs
+    total = protocol.with_(runs=runs).runs
     mine = distributed.shard(range(total))
     local = None
     if mine:

@@ -55,8 +55,22 @@ Default ``vectorize=False``, on measurement (``benchmarks/campaigns/bench_matchi
 are in BENCHMARKS.md): on a CPU the vectorised step was slower and used far more memory. On a CPU a 256-image batch already keeps the cores busy, so batching classes saves no
 arithmetic, while ``vmap``'s batching rules add work: per-class weight gradients become grouped
 convolutions, GroupNorm (instance norm) backward is decomposed into elementwise ops, and the
-ten classes' activations are alive at once. ``class_chunk`` bounds that memory. The vectorised
-path is the one to try on an accelerator, where per-class launches of small batches dominate.
+ten classes' activations are alive at once. The vectorised path is the one to try on an
+accelerator, where per-class launches of small batches dominate.
+
+Memory (issue 82): a matching step keeps, until its backward pass, every synthetic image's
+activations and the graph of its gradient (differentiated again), so one pass over all classes
+grows with the set. The step therefore runs ``class_chunk`` classes per backward pass: the
+loss of a chunk of classes (their real batches gathered and augmented, their synthetic images
+as a detached slice of the decoded set) is backpropagated into one gradient of the decoded set,
+carried back through the decoding once, then the images take one optimiser step -- the update
+of one pass (each class's loss depends only on its own images), with one chunk's activations
+alive at a time. Every random draw of the step (the real rows and the augmentation of every
+class) is made before the first chunk, as in one pass. ``class_chunk=0`` (the default) chooses
+the chunk once at setup: on a CPU as many classes as one piece of the memory budget holds
+(:func:`~ddkit.methods.matching.class_rows.piece_bytes`, as distribution matching's pieces), all
+of them when they fit; a step that cannot fit one class is refused in one line before it
+starts. On a GPU (not checked) all classes go in one pass unless ``class_chunk`` asks.
 
 Speed lever (not in the reference code; off by default, so the default arithmetic is unchanged):
 ``precision="bf16"`` (or ``"auto"``: bf16 where the CPU or GPU computes it natively) runs the
@@ -88,7 +102,7 @@ from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.levers import CompiledForward, resolve_compile
-from ddkit.meter import check_memory
+from ddkit.meter import check_memory, memory_budget
 from ddkit.methods.base import Distiller, register_method
 from ddkit.methods.codecs import start_stored
 from ddkit.methods.common import (
@@ -115,6 +129,7 @@ from ddkit.methods.config import (
     none_to_auto,
     one_of,
 )
+from ddkit.methods.matching.class_rows import piece_bytes
 from ddkit.methods.matching.dream import RepresentativeBatches, start_rows
 from ddkit.methods.matching.losses import METRICS, gradient_matching_loss
 from ddkit.methods.matching.reweight import ReweightConfig, kde_weights
@@ -196,7 +211,9 @@ class DCConfig(ReweightConfig):
     augment: str = "none"  # Siamese augmentation: none (DC) | auto (DSA) | a DSA strategy
     # per-class gradients with torch.func.vmap (False: the class loop, faster on CPU)
     vectorize: bool = False
-    class_chunk: int = 0  # classes per vmap call (0: all at once; a bound on memory)
+    # classes per backward pass of a matching step (0: chosen from the memory budget on a CPU,
+    # all classes on a GPU; the same update whatever the chunk, module docstring)
+    class_chunk: int = 0
     # speed lever (module docstring): bf16 autocast around the network's forward passes
     # (float32 images, weights, gradients and distance; auto: bf16 where the hardware has it)
     precision: Precision = "fp32"
@@ -318,36 +335,65 @@ class DC(Distiller):
         initial = self._representative_start if cfg.init == "dream" else cfg.init
         self.codec_, images = start_stored(self.codec_for(spec), train, ipc, generator, initial)
         per_class = self.codec_.emitted_per_class(ipc, spec)
-        self._check_step_memory(spec, per_class)
+        self.classes_ = local_classes(spec.num_classes) if self.splits_by() == "classes" else None
+        self._check_step_memory(spec, per_class, train.images.dtype)
         self.labels_ = class_labels(spec.num_classes, per_class).to(train.images.device)
         self.state_["images"] = images
         lr_img = self.image_lr(ipc, spec)
         self.state_["opt_img"] = torch.optim.SGD([images], lr=lr_img, momentum=cfg.momentum_img)
         self.state_["generator"] = generator
-        self.classes_ = local_classes(spec.num_classes) if self.splits_by() == "classes" else None
         self.dream_ = (
             RepresentativeBatches(cfg, train, self.real_batch_, self.state_)
             if cfg.real_batch == "dream"
             else None
         )
 
-    def _check_step_memory(self, spec: DatasetSpec, per_class: int) -> None:
-        """Refuse, in one line and before any step, a matching step whose kept activations
-        (a class's real batch and synthetic images; every class at once when vectorised)
-        cannot fit the memory budget (the machine's: a run on a GPU is not checked here)."""
+    def _check_step_memory(self, spec: DatasetSpec, per_class: int, dtype: torch.dtype) -> None:
+        """Choose the classes per backward pass of a matching step (``syn_classes_per_pass_``:
+        ``class_chunk``, else as many as one piece of the memory budget holds, all of them when
+        they fit) and refuse, in one line and before any step, a step that cannot fit that
+        chunk -- with ``class_chunk=0``, one that cannot fit one class (:meth:`_step_bytes`).
+        The budget is the machine's memory: a run on a GPU is not checked, and is chunked only
+        when ``class_chunk`` asks."""
         cfg = self.config
+        k = spec.num_classes if self.classes_ is None else len(self.classes_)
+        asked = min(cfg.class_chunk, k)
         if self.nets_.device.type != "cpu":
+            self.syn_classes_per_pass_ = asked or k
             return
-        kept = module_footprint(self.nets_.network, spec.shape).training
-        classes = spec.num_classes if cfg.vectorize else 1
+        class_pass, fixed = self._step_bytes(spec, per_class, dtype)
+        room = min(piece_bytes(), memory_budget() - fixed)
+        per = asked or min(k, max(1, room // max(class_pass, 1)))
+        self.syn_classes_per_pass_ = per
         h, w = spec.image_size
+        fix = "use a smaller --set batch_real, a lower --ipc, smaller images or a narrower --model"
+        if asked:
+            fix += ", or fewer classes per pass (--set class_chunk, 0: chosen from the budget)"
         check_memory(
-            f"{self.name}'s matching step ({classes} class(es) x {self.real_batch_} real and "
-            f"{per_class} synthetic {h}x{w} images through {cfg.model!r})",
-            classes * (self.real_batch_ + per_class) * kept,
-            "use a smaller --set batch_real, --set vectorize=false (a class at a time) or a "
-            "narrower --model",
+            f"{self.name}'s matching step ({per} class(es) x {self.real_batch_} real and "
+            f"{per_class} synthetic {h}x{w} images through {cfg.model!r} per backward pass, "
+            f"of {k} classes)",
+            per * class_pass + fixed,
+            fix,
         )
+
+    def _step_bytes(self, spec: DatasetSpec, per_class: int, dtype: torch.dtype) -> tuple[int, int]:
+        """A matching step's memory as ``(bytes per class in a backward pass, bytes whatever
+        the chunk)``. A class in a pass keeps its synthetic images' activations (with the graph
+        of their gradient, within the footprint's headroom) and its real batch gathered and
+        augmented; the class loop takes one class's real gradient at a time, the vectorised
+        path keeps the whole chunk's; the decoded set of this process's classes and its
+        gradient are alive throughout."""
+        # the float32 source network (a float64 copy's meta forward would meet float32 inputs)
+        kept = module_footprint(self.nets_.source, spec.shape).training
+        image_bytes = math.prod(spec.shape) * torch.finfo(dtype).bits // 8
+        k = spec.num_classes if self.classes_ is None else len(self.classes_)
+        real = self.real_batch_
+        class_pass = per_class * (kept + 2 * image_bytes) + 2 * real * image_bytes
+        fixed = 2 * k * per_class * image_bytes
+        if self.config.vectorize:
+            return class_pass + real * kept, fixed
+        return class_pass, fixed + real * kept
 
     def _representative_start(
         self, train: ImageDataset, n: int, generator: torch.Generator
@@ -407,40 +453,88 @@ class DC(Distiller):
 
     def match_step(self, net: nn.Module, g: torch.Generator) -> float:
         """One update of the synthetic images: the summed per-class matching loss on fresh real
-        batches (and DSA draws), one optimiser step. Returns the loss."""
-        cfg = self.config
-        train, spec = self.train_, self.train_.spec
+        batches (and DSA draws), ``syn_classes_per_pass_`` classes per backward pass, then one
+        optimiser step. Returns the loss."""
+        spec = self.train_.spec
         images: torch.Tensor = self.state_["images"]
         opt: torch.optim.Optimizer = self.state_["opt_img"]
         k = spec.num_classes
         if has_batchnorm(net):
             self._freeze_batchnorm(net, g)
-        real = train.images[self.real_rows(net, g)]  # (K, B, C, H, W)
-        syn = self.codec_.decode(images).view(k, -1, *spec.shape)
+        # every draw of the step, for every class, before any chunk: the stream of one pass
+        rows = self.real_rows(net, g)  # (K, B) row indices
+        draws = None
         if self.dsa_ is not None:
             hw = spec.image_size
             draws = [self.dsa_.sample(1, g, shared=True, image_size=hw) for _ in range(k)]
+        syn = self.codec_.decode(images).view(k, -1, *spec.shape)
+        classes = list(range(k)) if self.classes_ is None else list(self.classes_)
+        if self.classes_ is not None:  # this rank's share of the classes
+            rows, syn = rows[self.classes_], syn[self.classes_]
+            draws = None if draws is None else [draws[c] for c in self.classes_]
+        opt.zero_grad(set_to_none=True)
+        if self.syn_classes_per_pass_ < len(classes):
+            loss = self._chunked_backward(net, rows, syn, draws, classes)
+        else:
+            loss = self._class_loss(net, rows, syn, draws, classes)
+            loss.backward(inputs=[images])
+        loss = summed_over_ranks(images, loss)
+        opt.step()
+        return float(loss.detach())
+
+    def _class_loss(
+        self,
+        net: nn.Module,
+        rows: torch.Tensor,
+        syn: torch.Tensor,
+        draws: list[DSAParams] | None,
+        classes: list[int],
+    ) -> torch.Tensor:
+        """The summed matching loss of ``classes``: their real rows ``rows`` ``(n, B)``
+        gathered, both sides augmented with their ``draws``, against their decoded synthetic
+        images ``syn`` ``(n, S, C, H, W)``."""
+        cfg = self.config
+        real = self.train_.images[rows]  # (n, B, C, H, W)
+        if draws is not None:
             real = augment_classes(self.dsa_, real, draws)
             syn = augment_classes(self.dsa_, syn, draws)
-        if self.classes_ is not None:  # this rank's share of the classes
-            real, syn = real[self.classes_], syn[self.classes_]
-        loss = gradient_matching_loss(
+        return gradient_matching_loss(
             net,
             real,
             syn,
             metric=cfg.metric,
             vectorize=cfg.vectorize,
-            chunk_size=cfg.class_chunk or None,
             precision=self.precision_,
             real_forward=self.real_forward_,
-            classes=self.classes_,
+            classes=classes,
             real_weights=self.real_weights(net, real),
         ).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=[images])
-        loss = summed_over_ranks(images, loss)
-        opt.step()
-        return float(loss.detach())
+
+    def _chunked_backward(
+        self,
+        net: nn.Module,
+        rows: torch.Tensor,
+        syn: torch.Tensor,
+        draws: list[DSAParams] | None,
+        classes: list[int],
+    ) -> torch.Tensor:
+        """:meth:`_class_loss` of ``syn_classes_per_pass_`` classes at a time, each chunk's
+        gradient taken on a detached slice of the decoded images ``syn`` and written into one
+        gradient of them, which is carried back through the decoding once: the gradient of
+        one pass, with one chunk's activations alive at a time. Returns the summed loss
+        (detached)."""
+        decoded, grad = syn.detach(), torch.empty_like(syn)
+        per, total = self.syn_classes_per_pass_, syn.new_zeros(())
+        for c0 in range(0, len(classes), per):
+            part = slice(c0, c0 + per)
+            leaf = decoded[part].detach().requires_grad_(True)
+            piece = None if draws is None else draws[part]
+            loss = self._class_loss(net, rows[part], leaf, piece, classes[part])
+            loss.backward(inputs=[leaf])  # not into the network's weights
+            grad[part] = leaf.grad
+            total += loss.detach()
+        syn.backward(grad, inputs=[self.state_["images"]])
+        return total
 
     def real_weights(self, net: nn.Module, real: torch.Tensor) -> torch.Tensor | None:
         """Each real row's weight in its class's cross-entropy ``(K, B)``: ``None`` (the plain

@@ -36,14 +36,16 @@ def _distillation(made: dict) -> str:
 
 def recommended() -> str:
     """One row per set that a results row names: sets.json labels end in ``<set><ipc>``, the
-    name of its evaluation file."""
+    name of its evaluation file. A label measured again shows its latest row (in the place of
+    its first); the earlier rows stay in the results files."""
     commands = {r["label"]: r for r in _rows("commands.json")}
+    latest = {r["label"]: r for r in _rows("sets.json")}
     lines = [
         "| data | IPC | set | bytes | distillation | command: seconds, peak RSS (GiB) "
         "| test accuracy (%) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for made in _rows("sets.json"):
+    for made in latest.values():
         command = commands.get(made.get("command_label", ""))
         ran = f"{command['seconds']:,.0f}, {command['peak_rss_gib']:.2f}" if command else "–"
         evaluation = EVALUATIONS / f"{made['label'].split()[-1]}.json"

@@ -43,6 +43,7 @@ from ddkit.methods.config import (
 )
 from ddkit.methods.coreset.base import Selector
 from ddkit.models import predict
+from ddkit.progress import Progress
 from ddkit.rng import draw_seed, seeded_global_rng
 
 EMBEDDINGS = ("trained", "pixels", "random")
@@ -67,7 +68,8 @@ def train_feature_net(
     on_batch: BatchHook | None = None,
 ) -> nn.Module:
     """Train a fresh ``model`` on ``train`` for ``epochs`` epochs of SGD (cross-entropy, shuffled
-    mini-batches) and return it in eval mode. ``epochs=0`` returns the randomly initialised net.
+    mini-batches) and return it in eval mode, its progress reported like any long loop.
+    ``epochs=0`` returns the randomly initialised net.
 
     Initialisation, data order and any random layer (dropout) draw from ``generator`` only; the
     global RNG is left as it was.
@@ -84,8 +86,11 @@ def train_feature_net(
         from ddkit.eval.train import TrainRecipe, sgd_train
 
         recipe = TrainRecipe(epochs, lr, batch_size, momentum=momentum, weight_decay=weight_decay)
+        bar = Progress(f"feature network {model} on {len(images):,} images", epochs, unit="epochs")
         with seeded_global_rng(seed, device):  # dropout, if the model has any
-            sgd_train(net, images, labels, recipe, generator=generator, on_batch=on_batch)
+            sgd_train(net, images, labels, recipe, generator=generator, on_batch=on_batch,
+                      on_epoch=lambda epoch: bar.update(1))  # fmt: skip
+        bar.close()
     net.eval()
     return net
 

@@ -78,10 +78,7 @@ def test_a_modality_defined_outside_ddkit_passes_and_leaves():
 
 SRC = PACKAGE.parents[1]
 #: Comparisons of a modality's name that stay, each with its reason (file, count).
-KEPT_COMPARISONS = {
-    "data/spec.py": 1,  # to_dict leaves the default modality out (keys and caches unchanged)
-    "methods/recommended.py": 1,  # owned elsewhere: --method recommended refuses other rows
-}
+KEPT_COMPARISONS: dict[str, int] = {}
 
 
 def _modality_comparisons(tree: ast.AST) -> int:

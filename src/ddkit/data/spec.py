@@ -9,7 +9,7 @@ and what follows from it in its own module of :mod:`ddkit.data.modalities`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ddkit.data.modalities.base import (
@@ -153,8 +153,9 @@ class DatasetSpec:
             list(self.class_names),
         )
         d.pop("columns")
-        if self.modality == DEFAULT_MODALITY:
-            d.pop("modality")
+        for name in _LEFT_OUT_AT_DEFAULT:
+            if d[name] == _FIELD_DEFAULTS[name]:
+                d.pop(name)
         if self.columns:
             d["columns"] = [c.to_dict() for c in self.columns]
         return d
@@ -179,3 +180,9 @@ class DatasetSpec:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise FileFormatError(f"invalid dataset spec in metadata: {e}") from None
+
+
+#: Fields added after specs were first saved, written only when they differ from their default,
+#: so that every key and cache name built from an older spec stays as it was.
+_LEFT_OUT_AT_DEFAULT = ("modality",)
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(DatasetSpec)}

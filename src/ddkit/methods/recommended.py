@@ -75,10 +75,10 @@ def recommend(
     ``dataset``) at ``ipc`` (``on_cpu``: where the run computes); ``options`` are the user's,
     which win over the recommendation's. Image data only: other rows are refused in one
     line."""
-    modality = getattr(getattr(train, "spec", None), "modality", "image")
-    if modality != "image":
+    kind = train.spec.kind
+    if not (kind.pixels and kind.classes):  # dm moves the pixels of labelled pictures
         raise ConfigError(
-            f"--method {RECOMMENDED} chooses for image data; {dataset!r} holds {modality} rows: "
+            f"--method {RECOMMENDED} chooses for image data; {dataset!r} holds {kind.name} rows: "
             "pick a method for them (`ddkit list methods`)"
         )
     options = dict(options or {})

@@ -118,11 +118,10 @@ def run_relabel(teacher: Path) -> dict[str, torch.Tensor]:
 
 def run_teacher(out: Path) -> None:
     """Train the :data:`TEACHER` into ``out`` (resuming a checkpoint there, if any)."""
-    from ddkit.eval.teacher import train_teacher
+    from ddkit.eval.teacher import TeacherRecipe, train_teacher
     from ddkit.testing import tiny_digits
 
-    cfg = dict(TEACHER)
-    train_teacher(tiny_digits().train, cfg.pop("model"), out_dir=out, **cfg)
+    train_teacher(tiny_digits().train, TeacherRecipe(**TEACHER), out_dir=out)
 
 
 def cache_options(name: str) -> dict[str, str]:

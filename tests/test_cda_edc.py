@@ -75,10 +75,10 @@ def test_cda_recovery_draws_crops_on_its_schedule(tiny, monkeypatch):
 # ----------------------------------------------------------------------------- EDC
 @pytest.fixture(scope="module")
 def teacher(tiny):
-    from ddkit.eval.teacher import train_teacher
+    from ddkit.eval.teacher import TeacherRecipe, train_teacher
 
     with torch.random.fork_rng(devices=[]):
-        return train_teacher(tiny.train, "convnet3-bn-w8", epochs=1, seed=0)
+        return train_teacher(tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=1, seed=0))
 
 
 def test_class_statistics_are_the_class_real_bn_statistics(tiny, teacher):

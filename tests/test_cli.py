@@ -298,7 +298,7 @@ def test_the_demo_finds_the_recorded_full_row_from_any_folder(tmp_path, monkeypa
 
 def test_cli_defaults_are_read_from_the_api():
     from ddkit.commands import defaults_of
-    from ddkit.eval.teacher import train_teacher
+    from ddkit.eval.teacher import TeacherRecipe
     from ddkit.methods.trajectory.experts import train_experts
 
     experts = {a.dest: a.default for a in _subparsers()["experts"]._actions}
@@ -309,7 +309,7 @@ def test_cli_defaults_are_read_from_the_api():
         want["batch_size"],
     )
     teacher = {a.dest: a.default for a in _subparsers()["teacher"]._actions}
-    want = defaults_of(train_teacher)
+    want = defaults_of(TeacherRecipe)
     assert (teacher["epochs"], teacher["lr"]) == (want["epochs"], want["lr"])
     from ddkit.eval.evaluate import evaluate
     from ddkit.runs import distill_run

@@ -11,7 +11,7 @@ import torch
 
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.eval.teacher import load_teacher, train_teacher
+from ddkit.eval.teacher import TeacherRecipe, load_teacher, train_teacher
 from ddkit.methods import create_method
 from ddkit.methods.decoupled.bn import BNStatLoss, bn_layers, bn_statistic_loss
 from ddkit.models import create_model
@@ -41,9 +41,8 @@ def tiny():
 @pytest.fixture(scope="module")
 def tiny_teacher(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("teacher") / "t"
-    net = train_teacher(
-        tiny.train, "convnet3-bn-w8", epochs=2, seed=0, val=tiny.test, out_dir=folder
-    )
+    recipe = TeacherRecipe("convnet3-bn-w8", epochs=2, seed=0)
+    net = train_teacher(tiny.train, recipe, val=tiny.test, out_dir=folder)
     return net, folder
 
 
@@ -140,8 +139,8 @@ def test_teacher_tampered_or_missing_is_refused(tiny_teacher, tmp_path):
 
 def test_teacher_training_is_seeded_and_leaves_global_rng(tiny):
     rng = torch.random.get_rng_state()
-    a = train_teacher(tiny.train, "convnet3-bn-w8", epochs=1, seed=5)
-    b = train_teacher(tiny.train, "convnet3-bn-w8", epochs=1, seed=5)
+    a = train_teacher(tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=1, seed=5))
+    b = train_teacher(tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=1, seed=5))
     assert torch.equal(rng, torch.random.get_rng_state())
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 

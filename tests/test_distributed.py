@@ -43,7 +43,7 @@ from distributed_helpers import (
 from ddkit import distributed
 from ddkit.errors import ConfigError
 from ddkit.eval import teacher as teachers
-from ddkit.eval.teacher import train_teacher
+from ddkit.eval.teacher import TeacherRecipe, train_teacher
 from ddkit.io import load_tensors
 
 pytestmark = pytest.mark.timeout(180)
@@ -77,7 +77,9 @@ def one_process(tmp_path_factory) -> dict:
 
     folder = tmp_path_factory.mktemp("one-process")
     run_experts(folder / "experts")
-    train_teacher(tiny_digits().train, "convnet2-w8", epochs=1, out_dir=folder / "teacher")
+    train_teacher(
+        tiny_digits().train, TeacherRecipe("convnet2-w8", epochs=1), out_dir=folder / "teacher"
+    )
     out = {"experts": folder / "experts", "eval": run_evaluation(), "teacher": folder / "teacher"}
     out["kd"] = run_teacher_kd(out["teacher"])
     out["labels"] = run_relabel(out["teacher"])

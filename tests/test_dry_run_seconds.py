@@ -155,10 +155,10 @@ def test_expert_training_reports_epochs_as_progress(tmp_path, capsys, setting):
 @pytest.mark.filterwarnings("ignore:.*looks untrained")
 @pytest.mark.parametrize("setting", ["lines", False])
 def test_teacher_training_reports_epochs_as_progress(tmp_path, capsys, setting):
-    from ddkit.eval.teacher import train_teacher
+    from ddkit.eval.teacher import TeacherRecipe, train_teacher
 
-    train_teacher(tiny_digits().train, "convnet2-bn-w8", epochs=2, out_dir=tmp_path / "t",
-                  progress=setting)  # fmt: skip
+    train_teacher(tiny_digits().train, TeacherRecipe("convnet2-bn-w8", epochs=2),
+                  out_dir=tmp_path / "t", progress=setting)  # fmt: skip
     err = capsys.readouterr().err
     if setting:
         assert "teacher convnet2-bn-w8: 2/2 epochs (100%)" in err

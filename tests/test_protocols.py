@@ -16,7 +16,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval import EvalProtocol, evaluate, get_protocol, sgd_train, train_networks
 from ddkit.eval.evaluate import training_data
-from ddkit.eval.teacher import train_teacher
+from ddkit.eval.teacher import TeacherRecipe, train_teacher
 from ddkit.eval.train import Augmenter, TrainRecipe, build_networks, per_sample_mse
 from ddkit.testing import arithmetic, tiny_digits
 
@@ -31,7 +31,9 @@ def tiny():
 @pytest.fixture(scope="module")
 def tiny_teacher(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("teacher") / "t"
-    net = train_teacher(tiny.train, "convnet3-bn-w8", epochs=2, seed=0, out_dir=folder)
+    net = train_teacher(
+        tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=2, seed=0), out_dir=folder
+    )
     return net, folder
 
 
@@ -296,7 +298,9 @@ def test_cli_evaluates_an_rded_run_with_its_teacher(tmp_path, capsys):
     from ddkit.data import load_dataset
 
     folder = tmp_path / "teacher"
-    train_teacher(load_dataset("digits").train, "convnet3-bn-w8", epochs=1, out_dir=folder)
+    train_teacher(
+        load_dataset("digits").train, TeacherRecipe("convnet3-bn-w8", epochs=1), out_dir=folder
+    )
     run = tmp_path / "run"
     args = ["distill", "--dataset", "digits", "--method", "rded", "--ipc", "1", "--out", str(run)]
     sets = ["--teacher", str(folder), "--set", "num_crops=2", "--set", "labels=soft"]

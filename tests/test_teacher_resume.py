@@ -10,7 +10,7 @@ import torch
 
 from ddkit.errors import ConfigError
 from ddkit.eval import teacher as teacher_module
-from ddkit.eval.teacher import load_teacher, train_teacher
+from ddkit.eval.teacher import TeacherRecipe, load_teacher, train_teacher
 from ddkit.eval.train import TrainRecipe, sgd_train, train_networks
 from ddkit.io import read_json
 from ddkit.testing import tiny_digits
@@ -31,7 +31,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def uninterrupted(tiny, tmp_path_factory):
     folder = tmp_path_factory.mktemp("teacher") / "t"
-    return train_teacher(tiny.train, MODEL, out_dir=folder, **RECIPE), folder
+    return train_teacher(tiny.train, TeacherRecipe(MODEL, **RECIPE), out_dir=folder), folder
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -52,7 +52,7 @@ def _interrupt(monkeypatch, train, folder: Path, after: int, **recipe) -> None:
     with monkeypatch.context() as m:
         m.setattr(teacher_module._Checkpoint, "write", write_then_crash)
         with pytest.raises(Crash):
-            train_teacher(train, MODEL, out_dir=folder, **{**RECIPE, **recipe})
+            train_teacher(train, TeacherRecipe(MODEL, **{**RECIPE, **recipe}), out_dir=folder)
     ckpt = read_json(folder / "checkpoint" / "checkpoint.json")
     assert ckpt["epoch"] == after and (folder / "checkpoint" / "state.safetensors").is_file()
 
@@ -63,7 +63,7 @@ def test_interrupted_teacher_resumes_to_the_uninterrupted_weights(
 ):
     folder = tmp_path / "t"
     _interrupt(monkeypatch, tiny.train, folder, after)
-    net = train_teacher(tiny.train, MODEL, out_dir=folder, **RECIPE)
+    net = train_teacher(tiny.train, TeacherRecipe(MODEL, **RECIPE), out_dir=folder)
     assert net.teacher_meta_["resumed_after_epoch"] == after
     assert _same(net, uninterrupted[0])
     assert _same(load_teacher(folder)[0], uninterrupted[0])
@@ -72,9 +72,7 @@ def test_interrupted_teacher_resumes_to_the_uninterrupted_weights(
 
 def test_uninterrupted_teacher_is_train_networks_and_leaves_no_checkpoint(tiny, uninterrupted):
     net, folder = uninterrupted
-    protocol = teacher_module._protocol(
-        RECIPE["epochs"], RECIPE["lr"], RECIPE["batch_size"], "crop", MODEL, 5e-4
-    )
+    protocol = TeacherRecipe(MODEL, **RECIPE).protocol()  # crop, weight decay 5e-4
     old = train_networks(
         MODEL,
         tiny.train.spec,
@@ -96,11 +94,11 @@ def test_checkpoint_of_another_recipe_or_data_is_refused(tiny, tmp_path, monkeyp
     before = (folder / "checkpoint" / "state.safetensors").read_bytes()
     where = str(folder / "checkpoint")
     with pytest.raises(ConfigError, match="epochs 3, not 4") as e:
-        train_teacher(tiny.train, MODEL, out_dir=folder, **{**RECIPE, "epochs": 4})
+        train_teacher(tiny.train, TeacherRecipe(MODEL, **{**RECIPE, "epochs": 4}), out_dir=folder)
     msg = str(e.value)
     assert "\n" not in msg and where in msg and "delete it" in msg and "another out_dir" in msg
     with pytest.raises(ConfigError, match="other training data"):
-        train_teacher(tiny_digits(rows=200).train, MODEL, out_dir=folder, **RECIPE)
+        train_teacher(tiny_digits(rows=200).train, TeacherRecipe(MODEL, **RECIPE), out_dir=folder)
     assert (folder / "checkpoint" / "state.safetensors").read_bytes() == before  # untouched
     assert not (folder / "teacher.json").exists()
 

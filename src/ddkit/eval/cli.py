@@ -21,10 +21,10 @@ TEACHER_HELP = (
 
 def add_teacher_arguments(t: argparse.ArgumentParser) -> None:
     """The options of ``ddkit teacher``; defaults are those of
-    :func:`~ddkit.eval.teacher.train_teacher`."""
-    from ddkit.eval.teacher import DEFAULT_MODEL, train_teacher
+    :class:`~ddkit.eval.teacher.TeacherRecipe`."""
+    from ddkit.eval.teacher import DEFAULT_MODEL, TeacherRecipe
 
-    default = defaults_of(train_teacher)
+    default = defaults_of(TeacherRecipe)
     t.description = (
         "Train a (BatchNorm) teacher and save it to --out. A checkpoint is kept in "
         "OUT/checkpoint/ after every epoch: re-running the same command after an interruption "
@@ -55,7 +55,7 @@ def run_teacher(args: argparse.Namespace) -> int:
     validation part (so its validation accuracy is honest); the test split is not touched."""
     from ddkit import distributed
     from ddkit.data import load_dataset
-    from ddkit.eval.teacher import train_teacher
+    from ddkit.eval.teacher import TeacherRecipe, train_teacher
     from ddkit.io import check_out
     from ddkit.models import create_model, has_batchnorm
 
@@ -78,10 +78,7 @@ def run_teacher(args: argparse.Namespace) -> int:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     net = train_teacher(
         splits.train,
-        args.model,
-        epochs=args.epochs,
-        lr=args.lr,
-        seed=args.seed,
+        TeacherRecipe(args.model, epochs=args.epochs, lr=args.lr, seed=args.seed),
         val=splits.val,
         out_dir=out,
         device=distributed.device(),

@@ -79,6 +79,7 @@ CHECKPOINT_FORMAT = "ddkit.teacher-checkpoint"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "TeacherRecipe",
     "cached_teacher",
     "dataset_fingerprint",
     "load_teacher",
@@ -89,81 +90,102 @@ __all__ = [
 ]
 
 
-def _protocol(
-    epochs: int, lr: float, batch_size: int, augment: str | None, model: str, weight_decay: float
-) -> EvalProtocol:
-    return EvalProtocol(
-        name="teacher",
-        epochs=int(epochs),
-        lr=float(lr),
-        optimizer="sgd",
-        momentum=0.9,
-        weight_decay=float(weight_decay),
-        batch_size=int(batch_size),
-        schedule="cosine",
-        augment=augment,
-        targets="hard",
-        models=(model,),
-        runs=1,
-    )
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How :func:`train_teacher` trains a teacher: a ``model`` (a
+    :func:`~ddkit.models.create_model` name, with BatchNorm for SRe2L) trained for ``epochs``
+    with SGD (momentum 0.9, cosine schedule, learning rate ``lr``, ``weight_decay``) on batches
+    of ``batch_size`` hard-labelled images under ``augment`` (a DSA strategy, ``"crop"`` by
+    default: a random shift, close to the pad-and-crop of the reference training scripts, or
+    ``None``), its initialisation and data order drawn from ``seed``. Fewer than one epoch is
+    refused in one line. :meth:`to_dict` is what the teacher's files record of it."""
+
+    model: str = DEFAULT_MODEL
+    epochs: int = 30
+    lr: float = 0.05
+    batch_size: int = 128
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    augment: str | None = "crop"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"teacher epochs must be >= 1, got {self.epochs}")
+        for name, kind in (("epochs", int), ("lr", float), ("batch_size", int),
+                           ("weight_decay", float), ("seed", int)):  # fmt: skip
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as the teacher's checkpoint and ``teacher.json`` record it."""
+        return {
+            "model": self.model,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "weight_decay": self.weight_decay,
+            "augment": self.augment,
+            "seed": self.seed,
+        }
+
+    def protocol(self) -> EvalProtocol:
+        """The recipe as an evaluation protocol of one run (how :func:`_fit` trains)."""
+        return EvalProtocol(
+            name="teacher",
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer="sgd",
+            momentum=0.9,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            schedule="cosine",
+            augment=self.augment,
+            targets="hard",
+            models=(self.model,),
+            runs=1,
+        )
 
 
 def train_teacher(
     train: ImageDataset,
-    model: str = DEFAULT_MODEL,
+    recipe: TeacherRecipe = TeacherRecipe(),
     *,
-    epochs: int = 30,
-    lr: float = 0.05,
-    seed: int = 0,
-    batch_size: int = 128,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY,
-    augment: str | None = "crop",
     val: ImageDataset | None = None,
     out_dir: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressSetting = "auto",
 ) -> nn.Module:
-    """Train a teacher on the full ``train`` split (SGD momentum 0.9, cosine schedule, hard
-    labels, light augmentation) and return it in eval mode.
+    """Train a teacher on the full ``train`` split as ``recipe`` says (SGD momentum 0.9,
+    cosine schedule, hard labels, light augmentation: :class:`TeacherRecipe`) and return it in
+    eval mode.
 
     The recipe follows the usual "squeeze" stage (SGD + cosine, standard crop augmentation);
-    epochs are scaled down for CPU. ``augment`` is a DSA strategy (``"crop"`` by default: a
-    random shift, close to the pad-and-crop of the reference training scripts) or ``None``.
-    The initialisation and data order come from ``seed`` (the global RNG is untouched).
+    epochs are scaled down for CPU. The initialisation and data order come from the recipe's
+    ``seed`` (the global RNG is untouched).
     With ``out_dir`` the teacher is saved there (see :func:`save_teacher`), and a checkpoint
     written after every epoch lets a new call with the same folder, recipe and data resume an
     interrupted run (module docstring); a checkpoint of another recipe or other data raises
     :class:`ConfigError`. The training metadata is attached to the returned module as
     ``teacher_meta_``. A teacher whose training accuracy (its agreement with the hard labels
     it was trained on, measured anyway) says it is untrained is warned about
-    (:func:`~ddkit.models.teacher_files.warn_if_untrained`). ``progress``: its epochs counted
-    by :class:`ddkit.progress.Progress` (``False``: silent).
+    (:func:`~ddkit.models.teacher_files.warn_if_untrained`). ``val``: a split whose accuracy
+    the metadata records. ``progress``: its epochs counted by :class:`ddkit.progress.Progress`
+    (``False``: silent).
     """
     from ddkit.eval.train import accuracy
 
-    if epochs < 1:
-        raise ConfigError(f"teacher epochs must be >= 1, got {epochs}")
-    protocol = _protocol(epochs, lr, batch_size, augment, model, weight_decay)
-    recipe = {
-        "model": model,
-        "epochs": int(epochs),
-        "lr": float(lr),
-        "batch_size": int(batch_size),
-        "weight_decay": float(weight_decay),
-        "augment": augment,
-        "seed": int(seed),
-    }
     data_key = dataset_fingerprint(train)
     checkpoint = None
     if out_dir is not None:
         check_replaceable_dir(out_dir, _teacher_folder, "a teacher folder")  # before training
-        checkpoint = _Checkpoint(Path(out_dir) / CHECKPOINT_DIR, recipe, data_key)
-    net, resumed, seconds = _fit(train, protocol, int(seed), checkpoint, device, progress)
+        checkpoint = _Checkpoint(Path(out_dir) / CHECKPOINT_DIR, recipe.to_dict(), data_key)
+    net, resumed, seconds = _fit(
+        train, recipe.protocol(), recipe.seed, checkpoint, device, progress
+    )
     meta: dict[str, Any] = {
         "dataset": train.spec.name,
         "spec": train.spec.to_dict(),
         "train_fingerprint": data_key,
-        **recipe,
+        **recipe.to_dict(),
         "optimizer": "sgd",
         "schedule": "cosine",
         "train_seconds": seconds,
@@ -174,7 +196,7 @@ def train_teacher(
         else None,
     }
     net.teacher_meta_ = meta
-    warn_if_untrained(meta, f"{model} on {train.spec.name!r}")
+    warn_if_untrained(meta, f"{recipe.model} on {train.spec.name!r}")
     if out_dir is not None:  # replaces the folder, the checkpoint with it (rank 0 writes)
         distributed.main_only(lambda: save_teacher(net, out_dir, meta))
     return net
@@ -421,7 +443,8 @@ def cached_teacher(
             pass  # a broken cache entry is rebuilt below
     if is_estimating():
         return stand_in_teacher(train, model, **recipe), folder
-    train_teacher(train, model, out_dir=folder, device=device, progress=progress, **recipe)
+    recipe_of = TeacherRecipe(model, epochs, lr, batch_size, augment=augment, seed=seed)
+    train_teacher(train, recipe_of, out_dir=folder, device=device, progress=progress)
     # the saved copy: fresh and cached runs agree exactly
     net, _ = load_teacher(folder, device, warn_untrained=False)
     return net, folder
@@ -444,7 +467,7 @@ def stand_in_teacher(
     from ddkit.eval.train import accuracy
 
     device = train.images.device
-    protocol = _protocol(1, lr, batch_size, augment, model, DEFAULT_WEIGHT_DECAY)
+    protocol = TeacherRecipe(model, 1, lr, batch_size, augment=augment, seed=seed).protocol()
 
     def one_pass(n: int) -> nn.Module:
         part = ImageDataset(train.images[:n], train.labels[:n], train.spec)

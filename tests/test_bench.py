@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddkit.bench import SUITES, Suite, run_suite
+from ddkit.bench import SUITES, CellSelection, Suite, run_suite
 from ddkit.bench.cells import Cell
 from ddkit.bench.runner import markdown_table
 from ddkit.cli import main
@@ -83,7 +83,11 @@ def test_run_suite_filters_resumes_and_writes_the_table(tmp_path, tiny_suite):
     md.write_text("# Benchmarks\n\nkept text\n")
     logs: list[str] = []
     rows = run_suite(
-        tiny_suite, results_dir=tmp_path, markdown=md, ipcs=[1], only=["random"], log=logs.append
+        tiny_suite,
+        results_dir=tmp_path,
+        markdown=md,
+        select=CellSelection(["random"], ipcs=[1]),
+        log=logs.append,
     )
     assert [(r["method"], r["ipc"]) for r in rows] == [("random", 1)]
     row = rows[0]
@@ -97,7 +101,8 @@ def test_run_suite_filters_resumes_and_writes_the_table(tmp_path, tiny_suite):
     assert "Not run yet (3 cells" in text and "digits IPC 2 herding" in text
 
     logs.clear()
-    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=md, ipcs=[1], log=logs.append)
+    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=md, select=CellSelection(ipcs=[1]),
+                     log=logs.append)  # fmt: skip
     assert [r["method"] for r in rows] == ["random", "herding"]  # random was not run again
     assert sum("random" in line for line in logs if line.startswith("[bench")) == 0
 
@@ -297,7 +302,7 @@ def test_run_suite_refuses_a_method_it_does_not_have(tmp_path, tiny_suite):
     from ddkit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="has no method 'nosuch'"):
-        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, only=["nosuch"])
+        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, select=CellSelection(["nosuch"]))
     assert not (tmp_path / f"{tiny_suite}.json").exists()
 
 
@@ -319,7 +324,8 @@ def test_run_suite_refuses_a_dataset_or_ipc_it_does_not_have_before_wiping(
     results.write_text(kept)
     (tmp_path / f"{tiny_suite}-cells").mkdir()
     with pytest.raises(ConfigError, match=message):
-        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, fresh=True, **selection)
+        run_suite(tiny_suite, results_dir=tmp_path, markdown=None, fresh=True,
+                  select=CellSelection(**selection))  # fmt: skip
     assert results.read_text() == kept
     assert (tmp_path / f"{tiny_suite}-cells").is_dir()
 
@@ -580,7 +586,11 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
     cell = Cell("digits", "random", 1)
     folder = cell_folder(tmp_path, suite, cell)
     first = run_suite(
-        tiny_suite, results_dir=tmp_path, markdown=None, ipcs=[1], only=["random"], seed=0
+        tiny_suite,
+        results_dir=tmp_path,
+        markdown=None,
+        select=CellSelection(["random"], ipcs=[1]),
+        seed=0,
     )
     other = {"dataset": "digits", "method": "herding", "ipc": 1, "error": "stand-in row"}
     with results_lock(path):
@@ -602,8 +612,8 @@ def test_rerun_replaces_a_finished_cell_only_when_its_new_run_finishes(tmp_path,
     mark_rerun(path, suite, [cell])
     assert read_results(path, suite)["rows"] == [first[0], other]
     rows = run_suite(
-        tiny_suite, results_dir=tmp_path, markdown=None, ipcs=[1], only=["random"], seed=1,
-        rerun=True,
+        tiny_suite, results_dir=tmp_path, markdown=None, select=CellSelection(["random"], ipcs=[1]),
+        seed=1, rerun=True,
     )  # fmt: skip
     new = [r for r in rows if r["method"] == "random"]
     assert len(new) == 1 and new[0]["seeds"] != first[0]["seeds"]
@@ -670,8 +680,8 @@ def test_a_row_that_lost_its_accuracy_is_not_finished_and_runs_again(tmp_path, t
     junk = [3, {"method": "random"}, {"dataset": "digits", "method": "random", "ipc": "x"}]
     path.write_text(json.dumps({"suite": tiny_suite, "rows": [lost, *junk]}))
     assert finished_cells(json.loads(path.read_text())) == set()
-    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=tmp_path / "B.md", ipcs=[1],
-                     only=["random"], log=lambda line: None)  # fmt: skip
+    rows = run_suite(tiny_suite, results_dir=tmp_path, markdown=tmp_path / "B.md",
+                     select=CellSelection(["random"], ipcs=[1]), log=lambda line: None)  # fmt: skip
     (row,) = [r for r in rows if isinstance(r, dict) and r.get("accuracies")]
     assert len(row["accuracies"]) == 2 and "mean" in row
     assert lost not in json.loads(path.read_text())["rows"]

@@ -65,7 +65,7 @@ def test_a_set_is_never_saved_over_the_working_folder_or_a_file(tmp_path, monkey
 
 
 def test_teachers_and_hf_exports_replace_only_their_own_folders(tmp_path):
-    from ddkit.eval.teacher import save_teacher, train_teacher
+    from ddkit.eval.teacher import TeacherRecipe, save_teacher, train_teacher
     from ddkit.models import create_model
 
     net = create_model("convnet1-w8", num_classes=10, in_channels=1, image_size=8)
@@ -73,7 +73,9 @@ def test_teachers_and_hf_exports_replace_only_their_own_folders(tmp_path):
     with pytest.raises(ConfigError, match="is not a teacher folder"):
         save_teacher(net, _others(tmp_path / "t"), meta)
     with pytest.raises(ConfigError, match="is not a teacher folder"):  # before any training
-        train_teacher(tiny_digits().train, "convnet1-w8", epochs=1, out_dir=tmp_path / "t")
+        train_teacher(
+            tiny_digits().train, TeacherRecipe("convnet1-w8", epochs=1), out_dir=tmp_path / "t"
+        )
     assert _intact(tmp_path / "t") and not (tmp_path / "t" / "checkpoint").exists()
     save_teacher(net, tmp_path / "t2", meta)
     save_teacher(net, tmp_path / "t2", meta)  # its own folder: replaced
@@ -273,7 +275,8 @@ def test_a_bench_suite_of_another_seed_is_refused_while_one_runs(
     assert (
         len(list(cells.iterdir())) == 1
     )  # the holder's file alone: nothing written, nothing wiped
-    monkeypatch.setattr(runner, "selected_cells", lambda *a: [])  # the same command: it joins
+    # the same command: it joins
+    monkeypatch.setattr(runner.CellSelection, "cells", lambda self, suite: [])
     assert runner.run_suite(one_cell_suite, seed=1, **quiet) == []
     assert len(list(cells.iterdir())) == 1
 

@@ -271,7 +271,7 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
     their indices, every cell of a score reading one cached proxy run, the kept-fraction table
     and plot; ``keeps`` runs only the percentages asked for and refuses one the suite lacks; a
     pruning method the suite does not know is refused before anything runs."""
-    from ddkit.bench import run_suite
+    from ddkit.bench import CellSelection, run_suite
     from ddkit.bench.cells import Cell, kept_rows, run_unit
     from ddkit.bench.runner import markdown_table
     from ddkit.bench.suites import Suite
@@ -294,8 +294,10 @@ def test_bench_pruning_sweep_shares_proxy_runs_and_tabulates_by_kept_fraction(tm
         models={"digits": "convnet2-w8"},
     )
     with pytest.raises(ConfigError, match=r"kept percentage.*\b30\b"):
-        run_suite(suite, results_dir=tmp_path, markdown=None, keeps=[30], log=lambda _: None)
-    rows = run_suite(suite, results_dir=tmp_path, markdown=None, keeps=[20], log=lambda _: None)
+        run_suite(suite, results_dir=tmp_path, markdown=None, select=CellSelection(keeps=[30]),
+                  log=lambda _: None)  # fmt: skip
+    rows = run_suite(suite, results_dir=tmp_path, markdown=None, select=CellSelection(keeps=[20]),
+                     log=lambda _: None)  # fmt: skip
     assert all("error" not in r for r in rows), rows
     kept = {(r["method"], r["keep"]): r for r in rows if r.get("keep")}
     assert sorted(kept) == [("el2n", 20), ("margin-ccs", 20)]

@@ -46,7 +46,7 @@ from ddkit.bench.results import (
     results_lock,
     write_results,
 )
-from ddkit.bench.selection import _check_selection, selected_cells
+from ddkit.bench.selection import CellSelection
 from ddkit.bench.suites import SUITES, Suite
 from ddkit.claims import command_key, hold_folder
 from ddkit.errors import ConfigError
@@ -58,10 +58,7 @@ def run_suite(
     results_dir: str | os.PathLike = "benchmarks/results",
     markdown: str | os.PathLike | None = "BENCHMARKS.md",
     seed: int = 0,
-    only: list[str] | None = None,
-    datasets: list[str] | None = None,
-    ipcs: list[int] | None = None,
-    keeps: list[int] | None = None,
+    select: CellSelection | None = None,
     fresh: bool = False,
     rerun: bool = False,
     device: str = "cpu",
@@ -71,7 +68,7 @@ def run_suite(
     written to JSON and Markdown). Finished cells in the results file are kept (resume), and so
     are the finished units of an interrupted cell (:mod:`ddkit.bench.cells`). Several processes
     can run one suite at once: each takes the units nobody else runs (:mod:`ddkit.bench.results`).
-    ``keeps`` selects a pruning sweep's kept percentages as ``ipcs`` selects IPCs.
+    ``select``: the cells to run (:class:`~ddkit.bench.selection.CellSelection`; default: all).
     ``rerun`` runs the selected finished cells again (after a preset changed, say); each old row
     stays until its cell's new run finishes. ``device``: where the units compute (a row records
     any device other than the CPU, and the table names it).
@@ -80,7 +77,8 @@ def run_suite(
 
     check_device(device)
     suite = suite if isinstance(suite, Suite) else SUITES.get(suite)
-    _check_selection(suite, only, datasets, ipcs, keeps)
+    select = select or CellSelection()
+    select.check(suite)
     if Path(results_dir).exists() and not Path(results_dir).is_dir():
         raise ConfigError(
             f"results folder {str(results_dir)!r} is a file; give a folder (the suite's results "
@@ -95,7 +93,7 @@ def run_suite(
             with results_lock(path):
                 write_results(path, {"suite": suite.name, "rows": []})
             _empty(cells_dir)
-        todo = selected_cells(suite, only, datasets, ipcs, keeps)
+        todo = select.cells(suite)
         if rerun:
             mark_rerun(path, suite, todo)
         for cell in mark_rerun(path, suite, todo, stale_only=True):

@@ -1,7 +1,10 @@
-"""The cells of a benchmark suite (:func:`cells`) and the check that a run's selection of
-methods, datasets, IPCs and kept percentages names only cells the suite has."""
+"""The cells of a benchmark suite (:func:`cells`), a run's selection of them
+(:class:`CellSelection`) and the check that it names only cells the suite has."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ddkit.bench.cells import FULL, Cell
 from ddkit.bench.suites import Suite
@@ -33,10 +36,10 @@ def cells(suite: Suite) -> list[Cell]:
 
 def selected_cells(
     suite: Suite,
-    only: list[str] | None = None,
-    datasets: list[str] | None = None,
-    ipcs: list[int] | None = None,
-    keeps: list[int] | None = None,
+    only: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    ipcs: Sequence[int] | None = None,
+    keeps: Sequence[int] | None = None,
 ) -> list[Cell]:
     """The cells of ``suite`` a run with these ``--methods``, ``--datasets``, ``--ipcs`` and
     ``--keeps`` covers (each ``None``: all; the full-data rows whatever the IPCs)."""
@@ -52,10 +55,10 @@ def selected_cells(
 
 def _check_selection(
     suite: Suite,
-    only: list[str] | None,
-    datasets: list[str] | None,
-    ipcs: list[int] | None,
-    keeps: list[int] | None = None,
+    only: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    ipcs: Sequence[int] | None,
+    keeps: Sequence[int] | None = None,
 ) -> None:
     """Refuse ``--methods``, ``--datasets``, ``--ipcs`` or ``--keeps`` values the suite does not
     have (instead of running nothing, exit 0, or, with ``--fresh``, wiping the results first)."""
@@ -70,3 +73,29 @@ def _check_selection(
         if unknown:
             names = ", ".join(str(v) for v in sorted(valid)) or "none (it sweeps kept fractions)"
             raise ConfigError(f"suite {suite.name!r} has no {what} {unknown[0]!r}; valid: {names}")
+
+
+@dataclass(frozen=True)
+class CellSelection:
+    """The cells of a suite one run covers: only these ``methods`` (``"full"``: the full-data
+    rows), ``datasets``, ``ipcs`` and kept percentages of a pruning sweep (``keeps``); each
+    ``None`` (or empty): all of them, the full-data rows whatever the IPCs
+    (``ddkit bench --methods/--datasets/--ipcs/--keeps``)."""
+
+    methods: Sequence[str] | None = None
+    datasets: Sequence[str] | None = None
+    ipcs: Sequence[int] | None = None
+    keeps: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "datasets", "ipcs", "keeps"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else tuple(value))
+
+    def check(self, suite: Suite) -> None:
+        """Refuse names the suite does not have, in one line (:func:`_check_selection`)."""
+        _check_selection(suite, self.methods, self.datasets, self.ipcs, self.keeps)
+
+    def cells(self, suite: Suite) -> list[Cell]:
+        """The cells of ``suite`` this selection covers (:func:`selected_cells`)."""
+        return selected_cells(suite, self.methods, self.datasets, self.ipcs, self.keeps)

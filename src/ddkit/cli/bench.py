@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ddkit.commands import Command, add_common, defaults_of, number_list, register_command
+
+if TYPE_CHECKING:
+    from ddkit.bench.selection import CellSelection
 
 HELP = "run a benchmark suite (resumable: finished cells are kept)"
 
@@ -61,22 +65,22 @@ def bench_markdown(results: str, markdown: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ddkit.bench import run_suite
+    from ddkit.bench.selection import CellSelection
 
-    only = [m for m in args.methods.split(",") if m] if args.methods else None
-    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
-    ipcs = number_list(args.ipcs, "--ipcs", kind=int, minimum=1) if args.ipcs else None
-    keeps = number_list(args.keeps, "--keeps", kind=int, minimum=1) if args.keeps else None
+    select = CellSelection(
+        methods=[m for m in args.methods.split(",") if m] if args.methods else None,
+        datasets=[d for d in args.datasets.split(",") if d] if args.datasets else None,
+        ipcs=number_list(args.ipcs, "--ipcs", kind=int, minimum=1) if args.ipcs else None,
+        keeps=number_list(args.keeps, "--keeps", kind=int, minimum=1) if args.keeps else None,
+    )
     if args.dry_run:
-        return _estimate(args, only, datasets, ipcs, keeps)
+        return _estimate(args, select)
     run_suite(
         args.suite,
         results_dir=args.results,
         markdown=bench_markdown(args.results, args.markdown),
         seed=args.seed,
-        only=only,
-        datasets=datasets,
-        ipcs=ipcs,
-        keeps=keeps,
+        select=select,
         fresh=args.fresh,
         rerun=args.rerun,
         device=args.device or "cpu",
@@ -84,24 +88,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimate(
-    args: argparse.Namespace,
-    only: list[str] | None,
-    datasets: list[str] | None,
-    ipcs: list[int] | None,
-    keeps: list[int] | None,
-) -> int:
+def _estimate(args: argparse.Namespace, select: CellSelection) -> int:
     """``--dry-run``: each cell's left units and their cost, measured here; nothing written."""
     from ddkit.bench.estimate import estimate_cells, summary_line
-    from ddkit.bench.selection import _check_selection, selected_cells
     from ddkit.bench.suites import SUITES
     from ddkit.methods.config import check_device
 
     device = args.device or "cpu"
     check_device(device)
     suite = SUITES.get(args.suite)
-    _check_selection(suite, only, datasets, ipcs, keeps)
-    todo = selected_cells(suite, only, datasets, ipcs, keeps)
+    select.check(suite)
+    todo = select.cells(suite)
     estimates = estimate_cells(suite, todo, Path(args.results), seed=args.seed, device=device)
     for e in estimates:
         print(e.line())

@@ -10,6 +10,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.probe import (
     FrozenBackbone,
+    ProbeBaselines,
     ProbeRecipe,
     evaluate_probes,
     nearest_to_centroids,
@@ -166,7 +167,7 @@ def test_probe_evaluation_returns_rows_per_backbone_with_baselines():
     # the full data's probe learns (chance is 10%); random real images differ between seeds
     assert by[("mlp", "full data")].mean > 50
     with pytest.raises(ConfigError, match="unknown baseline"):
-        evaluate_probes({"set": syn}, backbones, d.train, d.test, baselines=("nearest",))
+        ProbeBaselines(("nearest",))
 
 
 def test_a_function_backbone_and_its_features():

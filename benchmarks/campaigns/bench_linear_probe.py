@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.eval.probe import (
+        ProbeBaselines,
         ProbeRecipe,
         evaluate_probes,
         nearest_to_centroids,
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             sets[f"centroid nearest ({name})"] = SyntheticSet.from_real(train, rows)
         rows = evaluate_probes(
             sets, dict(zip(names, backbones)), train, test, runs=args.runs, seed=args.seed,
-            recipe=recipe, ipc=ipc, select_with=names[0],
+            recipe=recipe, baselines=ProbeBaselines(ipc=ipc, select_with=names[0]),
         )  # fmt: skip
         dicts = [r.to_dict() for r in rows]
         for d in dicts:

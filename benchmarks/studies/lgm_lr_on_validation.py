@@ -23,7 +23,7 @@ RATES = (0.002, 0.02, 0.1)
 
 def main() -> None:
     from ddkit.data import load_dataset
-    from ddkit.eval.probe import evaluate_probes, resolve_backbone
+    from ddkit.eval.probe import ProbeBaselines, evaluate_probes, resolve_backbone
     from ddkit.io import atomic_write_json
     from ddkit.methods import create_method
 
@@ -37,7 +37,7 @@ def main() -> None:
                           iterations=200, views=10, lr_img=lr)  # fmt: skip
         sets[f"lgm lr_img={lr}"] = m.fit(train, 1, seed=0, progress=False)
     rows = evaluate_probes(sets, {"convnet2-bn": backbone}, train, val, runs=3, seed=0,
-                           ipc=1, baselines=("random",))  # fmt: skip
+                           baselines=ProbeBaselines(("random",), ipc=1))  # fmt: skip
     out = {"split": "validation (20 % of digits' training split, seed 0)",
            "load_average": os.getloadavg()[0], "rows": [r.to_dict() for r in rows]}  # fmt: skip
     atomic_write_json(RESULTS, out)

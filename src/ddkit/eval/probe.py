@@ -50,6 +50,7 @@ from ddkit.eval.evaluate import run_seeds
 __all__ = [
     "BASELINES",
     "FrozenBackbone",
+    "ProbeBaselines",
     "ProbeRecipe",
     "ProbeRow",
     "evaluate_probes",
@@ -348,6 +349,26 @@ def _random_rows(train: ImageDataset, ipc: int, seeds: Sequence[int]) -> torch.T
     )
 
 
+@dataclass(frozen=True)
+class ProbeBaselines:
+    """The baseline rows :func:`evaluate_probes` adds beside the sets: ``kinds`` (of
+    :data:`BASELINES`: ``random`` real images, the real images nearest each class's mean
+    feature, ``centroid``, and the ``full`` training data), ``ipc`` rows per class for the
+    random and centroid ones (default: the first set's), the centroid images chosen under the
+    backbone named ``select_with`` (default: the first; the one a set is distilled with) and
+    probed under every backbone like a distilled set. An unknown kind is refused in one line."""
+
+    kinds: Sequence[str] = BASELINES
+    ipc: int | None = None
+    select_with: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        unknown = sorted(set(self.kinds) - set(BASELINES))
+        if unknown:
+            raise ConfigError(f"unknown baseline {unknown[0]!r}; valid: {', '.join(BASELINES)}")
+
+
 def evaluate_probes(
     sets: Mapping[str, SyntheticSet],
     backbones: Mapping[str, FrozenBackbone] | Sequence[FrozenBackbone],
@@ -357,30 +378,25 @@ def evaluate_probes(
     runs: int = 3,
     seed: int = 0,
     recipe: ProbeRecipe = ProbeRecipe(),
-    baselines: Sequence[str] = BASELINES,
-    ipc: int | None = None,
-    select_with: str | None = None,
+    baselines: ProbeBaselines = ProbeBaselines(),
 ) -> list[ProbeRow]:
     """Probe every set and baseline under every backbone: rows backbone by backbone, the sets
-    first (in the order given) then the ``baselines`` (``random``, ``centroid``, ``full``).
-
-    ``ipc`` (default: the first set's) sizes the random and centroid baselines; the centroid
-    images are chosen under the backbone named ``select_with`` (default: the first), the one a
-    set is distilled with, and probed under every backbone like a distilled set."""
+    first (in the order given) then the ``baselines`` (:class:`ProbeBaselines`: ``random``,
+    ``centroid``, ``full``, sized and chosen as that record says)."""
     named = dict(backbones) if isinstance(backbones, Mapping) else {b.name: b for b in backbones}
-    ipc = _check_request(sets, named, train, baselines, ipc)
+    ipc = _check_request(sets, named, train, baselines)
     seeds = run_seeds(seed, runs)
     feats = {n: _backbone_features(b, train, test, recipe) for n, b in named.items()}
     chosen: dict[str, torch.Tensor] = {}  # baseline -> real rows, the same for every seed
-    if "centroid" in baselines:
-        chooser = select_with or next(iter(named))
+    if "centroid" in baselines.kinds:
+        chooser = baselines.select_with or next(iter(named))
         if chooser not in named:
             valid = ", ".join(named)
             raise ConfigError(f"select_with names no backbone: {chooser!r}; valid: {valid}")
         raw = feats[chooser].train * feats[chooser].scale  # distances in the raw feature space
         k = train.spec.num_classes
         chosen["centroid"] = nearest_to_centroids(raw, train.labels.to(raw.device), ipc, k)
-    if "random" in baselines:
+    if "random" in baselines.kinds:
         chosen["random"] = _random_rows(train, ipc, seeds)
     rows: list[ProbeRow] = []
     for bname, backbone in named.items():
@@ -389,7 +405,9 @@ def evaluate_probes(
             images = syn.images.to(train.images.device)
             x = feats[bname].of(backbone, images, syn.spec)
             rows.append(probe(name, x, syn.hard_labels.to(x.device)))
-        rows += [probe.real(_BASELINE_NAMES[b], train.labels, chosen.get(b)) for b in baselines]
+        rows += [
+            probe.real(_BASELINE_NAMES[b], train.labels, chosen.get(b)) for b in baselines.kinds
+        ]
     return rows
 
 
@@ -401,22 +419,18 @@ def _check_request(
     sets: Mapping[str, SyntheticSet],
     backbones: Mapping[str, FrozenBackbone],
     train: ImageDataset,
-    baselines: Sequence[str],
-    ipc: int | None,
+    baselines: ProbeBaselines,
 ) -> int:
     """Refuse a request :func:`evaluate_probes` cannot serve, in one line; return the IPC of
     the baselines."""
     if not backbones:
         raise ConfigError("no backbone to probe with; give at least one")
-    unknown = sorted(set(baselines) - set(BASELINES))
-    if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}; valid: {', '.join(BASELINES)}")
     for name, syn in sets.items():
         _check_set(name, syn, train)
-    if ipc is not None:
-        train.check_ipc(ipc)
-        return int(ipc)
-    if not sets and {"random", "centroid"} & set(baselines):
+    if baselines.ipc is not None:
+        train.check_ipc(baselines.ipc)
+        return int(baselines.ipc)
+    if not sets and {"random", "centroid"} & set(baselines.kinds):
         raise ConfigError(
             "give ipc= for the random and centroid baselines (no set to read it from)"
         )

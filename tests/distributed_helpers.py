@@ -76,13 +76,13 @@ def evaluation_set() -> Any:
 
 
 def run_experts(out: Path) -> None:
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
     from ddkit.testing import tiny_digits
 
     cfg = dict(EXPERTS)
     train_experts(
         tiny_digits().train, cfg.pop("model"), cfg.pop("num_experts"), cfg.pop("epochs"), out,
-        **cfg,
+        ExpertSettings(**cfg),
     )  # fmt: skip
 
 

@@ -299,10 +299,10 @@ def test_the_demo_finds_the_recorded_full_row_from_any_folder(tmp_path, monkeypa
 def test_cli_defaults_are_read_from_the_api():
     from ddkit.commands import defaults_of
     from ddkit.eval.teacher import TeacherRecipe
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings
 
     experts = {a.dest: a.default for a in _subparsers()["experts"]._actions}
-    want = defaults_of(train_experts)
+    want = defaults_of(ExpertSettings)
     assert (experts["lr"], experts["momentum"], experts["batch_size"]) == (
         want["lr"],
         want["momentum"],

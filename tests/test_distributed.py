@@ -373,7 +373,7 @@ def test_torchrun_trains_experts_on_two_processes(tmp_path):
     """``torchrun --standalone --nproc-per-node 2 -m ddkit experts``: the folder one process
     writes, and one summary printed (rank 1 prints nothing)."""
     from ddkit.data import load_dataset
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
@@ -387,7 +387,9 @@ def test_torchrun_trains_experts_on_two_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("2 complete expert(s) of 1 epochs") == 1
     reference = tmp_path / "one"
-    train_experts(load_dataset("digits"), "convnet2-w8", 2, 1, reference, augment=None)
+    train_experts(
+        load_dataset("digits"), "convnet2-w8", 2, 1, reference, ExpertSettings(augment=None)
+    )
     mine, theirs = snapshots(out), snapshots(reference)
     assert len(mine) == 4 and mine.keys() == theirs.keys()
     assert all(same_tensors(mine[k], theirs[k]) for k in theirs)

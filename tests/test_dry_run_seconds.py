@@ -63,9 +63,9 @@ def test_mtt_dry_run_trains_no_expert_and_names_what_it_timed(tmp_path, monkeypa
     epochs = []
     real_epoch = ex._train_epoch
 
-    def counted(fm, thetas, momenta, images, *args, **kwargs):
-        epochs.append(len(images))
-        return real_epoch(fm, thetas, momenta, images, *args, **kwargs)
+    def counted(recipe, *args, **kwargs):
+        epochs.append(len(recipe.images))
+        return real_epoch(recipe, *args, **kwargs)
 
     monkeypatch.setattr(ex, "_train_epoch", counted)
     cache = tmp_path / "experts"
@@ -100,11 +100,13 @@ def test_a_cached_expert_buffer_costs_nothing_and_is_used(tmp_path):
 
 
 def test_the_stand_in_buffer_has_the_real_shapes(tmp_path):
-    from ddkit.methods.trajectory.experts import StandInBuffer, train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, StandInBuffer, train_experts
 
     train = tiny_digits().train
     with estimating() as costs:
-        buf = train_experts(train, "convnet2-w8", 3, 4, tmp_path / "x", batch_size=32)
+        buf = train_experts(
+            train, "convnet2-w8", 3, 4, tmp_path / "x", ExpertSettings(batch_size=32)
+        )
     assert isinstance(buf, StandInBuffer) and not (tmp_path / "x").exists()
     assert (len(buf), buf.epochs, buf.model) == (3, 4, "convnet2-w8")
     first, last = buf.params(0, 0), buf.params(2, 4)
@@ -141,10 +143,10 @@ def test_setup_cost_words():
 
 @pytest.mark.parametrize("setting", ["lines", False])
 def test_expert_training_reports_epochs_as_progress(tmp_path, capsys, setting):
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 
-    train_experts(tiny_digits().train, "convnet2-w8", 2, 2, tmp_path, batch_size=64,
-                  progress=setting)  # fmt: skip
+    settings = ExpertSettings(batch_size=64)
+    train_experts(tiny_digits().train, "convnet2-w8", 2, 2, tmp_path, settings, progress=setting)
     out = capsys.readouterr()
     if setting:
         assert "expert trajectories: 4/4 epochs (100%)" in out.err

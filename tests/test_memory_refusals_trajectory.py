@@ -14,7 +14,7 @@ import torch
 from ddkit.errors import ConfigError
 from ddkit.methods import create_method
 from ddkit.methods.trajectory import memory
-from ddkit.methods.trajectory.experts import train_experts
+from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 from ddkit.testing import method_test_overrides, tiny_digits
 
 BUDGET = "DDKIT_MEMORY_BUDGET"
@@ -49,7 +49,7 @@ def test_the_unroll_estimate_holds_the_measured_graph_and_not_far_more():
     CIFAR-shaped images, where activations outweigh the allocator's small blocks."""
     from ddkit.data.spec import DatasetSpec
     from ddkit.meter import PeakRSS
-    from ddkit.methods.trajectory.student import FlatModel, make_plan, unrolled_step
+    from ddkit.methods.trajectory.student import FlatModel, Student, make_plan, unrolled_step
     from ddkit.models import build_network
 
     spec = DatasetSpec("cifar-shaped", 10, 3, (32, 32), (0.0,) * 3, (1.0,) * 3)
@@ -62,9 +62,7 @@ def test_the_unroll_estimate_holds_the_measured_graph_and_not_far_more():
     for steps in (2, 12):
         plan = make_plan(n, steps, 0, torch.Generator().manual_seed(0), None, spec.image_size)
         with PeakRSS() as m:
-            unrolled_step(
-                fm, start, start + 0.01, images, lr, labels, plan, None, "hard"
-            ).backward()
+            unrolled_step(Student(fm), start, start + 0.01, images, lr, labels, plan).backward()
         peaks.append(m.extra_mb * 2**20)
     measured = (peaks[1] - peaks[0]) / 10
     estimate = memory.unroll_bytes(net, spec, 1, n)
@@ -81,12 +79,12 @@ def test_experts_past_the_free_disk_or_the_memory_budget_are_refused_before_any_
     assert "num_experts or expert_train_epochs" in str(err.value) and not out.exists()
     monkeypatch.setenv(BUDGET, str(2**20))
     with pytest.raises(ConfigError, match=r"training 4 expert\(s\) at once .* smaller together"):
-        train_experts(train, "convnet2-w8", 4, 1, out, batch_size=256, together=4)
+        train_experts(train, "convnet2-w8", 4, 1, out, ExpertSettings(batch_size=256), together=4)
     assert not out.exists()
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**40, 0, 2**40))
     monkeypatch.setenv(BUDGET, str(2**30))  # the digits preset's experts: trained
-    assert len(train_experts(train, "convnet2-w8", 2, 1, out, batch_size=32)) == 2
+    assert len(train_experts(train, "convnet2-w8", 2, 1, out, ExpertSettings(batch_size=32))) == 2
 
 
 def test_snapshot_bytes_count_every_epoch_and_the_momentum_buffer():

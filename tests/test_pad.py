@@ -68,7 +68,13 @@ def test_keep_mask_drops_the_smallest_errors_or_the_shallowest_parameters():
 def test_masked_loss_and_its_tesla_gradient_float64():
     """The masked matching loss is the kept error over the kept normaliser, and TESLA's
     gradient of it equals autograd's through the unrolled steps."""
-    from ddkit.methods.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
+    from ddkit.methods.trajectory.student import (
+        FlatModel,
+        Student,
+        make_plan,
+        tesla_step,
+        unrolled_step,
+    )
     from ddkit.models import create_model
 
     with torch.random.fork_rng(devices=[]):
@@ -88,15 +94,14 @@ def test_masked_loss_and_its_tesla_gradient_float64():
         seen["mask"] = keep_mask(err, 0.5, "error")
         return seen["mask"]
 
-    loss = unrolled_step(fm, start, target, images, lr, labels, plan, None, "hard", keep=keep)
+    student = Student(fm)
+    loss = unrolled_step(student, start, target, images, lr, labels, plan, keep=keep)
     loss.backward()
     mask = seen["mask"]
     assert mask.sum() == fm.num_params - int(0.5 * fm.num_params)
-    plain = unrolled_step(
-        fm, start, target, images.detach(), lr.detach(), labels, plan, None, "hard"
-    )
+    plain = unrolled_step(student, start, target, images.detach(), lr.detach(), labels, plan)
     assert float(loss.detach()) != pytest.approx(float(plain))
-    r = tesla_step(fm, start, target, images, lr, labels, plan, None, "hard", keep=keep)
+    r = tesla_step(student, start, target, images, lr, labels, plan, keep=keep)
     assert r.loss == pytest.approx(float(loss.detach()), rel=1e-10)
     torch.testing.assert_close(r.grad_images, images.grad, rtol=1e-8, atol=1e-12)
     torch.testing.assert_close(r.grad_lr, lr.grad, rtol=1e-8, atol=1e-12)
@@ -139,6 +144,7 @@ def test_pad_refuses_a_schedule_out_of_order(tmp_path):
 
 def test_scheduled_experts_resume_bit_for_bit(tmp_path):
     """An expert cut off after epoch 1 continues on the schedule's rows to the same snapshots."""
+    from ddkit.methods.trajectory.experts import ExpertSettings
     from ddkit.methods.trajectory.pad import train_scheduled_experts
 
     train = tiny_digits().train
@@ -148,7 +154,7 @@ def test_scheduled_experts_resume_bit_for_bit(tmp_path):
         train.labels,
         ScheduleSettings(init_ratio=0.5, add_end_epoch=2, rm_epoch_first=2, rm_epoch_second=2),
     )
-    kw = dict(model="convnet2-w8", num_experts=1, epochs=3, batch_size=64)
+    kw = dict(model="convnet2-w8", num_experts=1, epochs=3, settings=ExpertSettings(batch_size=64))
     whole = train_scheduled_experts(train, schedule, out_dir=tmp_path / "a", **kw)
     cut = tmp_path / "b"
     train_scheduled_experts(train, schedule, out_dir=cut, **kw)

@@ -127,7 +127,13 @@ def test_tesla_backward_under_autocast_equals_unrolled(label_mode):
     """TESLA's reverse accumulation (torch.func.vjp of recomputed bf16 steps) gives MTT's
     autograd gradient of the same bf16 unroll, and both stay close to float32."""
     from ddkit.augment import DSA
-    from ddkit.methods.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
+    from ddkit.methods.trajectory.student import (
+        FlatModel,
+        Student,
+        make_plan,
+        tesla_step,
+        unrolled_step,
+    )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -147,17 +153,16 @@ def test_tesla_backward_under_autocast_equals_unrolled(label_mode):
         images = images0.clone().requires_grad_(True)
         lr = torch.tensor(0.1, requires_grad=True)
         labels = labels0.clone().requires_grad_(label_mode == "logits")
-        loss = unrolled_step(
-            fm, start, target, images, lr, labels, plan, dsa, label_mode, precision=precision
-        )
+        student = Student(fm, dsa, label_mode, precision)
+        loss = unrolled_step(student, start, target, images, lr, labels, plan)
         loss.backward()
         return float(loss.detach()), images.grad, lr.grad, labels.grad
 
     l32, gi32, gl32, _ = unrolled("fp32")
     l16, gi16, gl16, gy16 = unrolled("bf16")
     r = tesla_step(
-        fm, start, target, images0, torch.tensor(0.1), labels0, plan, dsa, label_mode,
-        checkpoint_every=2, precision="bf16",
+        Student(fm, dsa, label_mode, "bf16"), start, target, images0, torch.tensor(0.1), labels0,
+        plan, checkpoint_every=2,
     )  # fmt: skip
     assert r.loss == pytest.approx(l16, rel=1e-5)
     torch.testing.assert_close(r.grad_images, gi16, rtol=1e-3, atol=1e-6)

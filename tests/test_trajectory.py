@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from ddkit.claims import try_claim
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.methods.trajectory.experts import (
+    ExpertSettings,
     _epoch_file,
     _lock_path,
     load_experts,
@@ -50,7 +51,13 @@ def _files(root: Path) -> dict[str, tuple]:
 @pytest.mark.parametrize("label_mode", ["hard", "prob", "logits"])
 def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
     from ddkit.augment import DSA
-    from ddkit.methods.trajectory.student import FlatModel, make_plan, tesla_step, unrolled_step
+    from ddkit.methods.trajectory.student import (
+        FlatModel,
+        Student,
+        make_plan,
+        tesla_step,
+        unrolled_step,
+    )
     from ddkit.models import create_model
 
     with torch.random.fork_rng(devices=[]):
@@ -71,12 +78,11 @@ def test_tesla_gradient_equals_unrolled_mtt_float64(label_mode):
     dsa = DSA("color_crop_cutout_scale_rotate")
     plan = make_plan(6, 5, 4, g, dsa, (8, 8))  # N=5 steps, batches of 4 (wrapping permutations)
 
-    loss = unrolled_step(fm, start, target, images, lr, labels, plan, dsa, label_mode)
+    student = Student(fm, dsa, label_mode)
+    loss = unrolled_step(student, start, target, images, lr, labels, plan)
     loss.backward()
     for k in (0, 1, 2, 5):  # sqrt checkpoints, every state, segments of 2, one segment
-        r = tesla_step(
-            fm, start, target, images, lr, labels, plan, dsa, label_mode, checkpoint_every=k
-        )
+        r = tesla_step(student, start, target, images, lr, labels, plan, checkpoint_every=k)
         assert r.loss == pytest.approx(float(loss.detach()), rel=1e-12)
         torch.testing.assert_close(r.grad_images, images.grad, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(r.grad_lr, lr.grad, rtol=1e-9, atol=1e-12)
@@ -101,22 +107,22 @@ def test_batchnorm_student_is_refused(tmp_path):
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_experts_resume_is_bit_identical(tmp_path, momentum):
     train = _tiny_train()
-    kw = dict(lr=0.01, momentum=momentum, batch_size=64, seed=3)
+    settings = ExpertSettings(lr=0.01, momentum=momentum, batch_size=64, seed=3)
     full = tmp_path / "full"
-    train_experts(train, TINY, 2, 4, full, **kw)
+    train_experts(train, TINY, 2, 4, full, settings)
     # "killed" after 2 epochs: train 2, then resume to 4
     part = tmp_path / "part"
-    train_experts(train, TINY, 2, 2, part, **kw)
-    train_experts(train, TINY, 2, 4, part, resume=True, **kw)
+    train_experts(train, TINY, 2, 2, part, settings)
+    train_experts(train, TINY, 2, 4, part, settings, resume=True)
     assert _files(full) == _files(part)
     # killed mid-expert: drop the last snapshots of expert 1 and resume
     crash = tmp_path / "crash"
-    train_experts(train, TINY, 2, 4, crash, **kw)
+    train_experts(train, TINY, 2, 4, crash, settings)
     for ep in (3, 4):
         _epoch_file(crash, 1, ep).unlink()
     with pytest.raises(ConfigError, match="resume"):
-        train_experts(train, TINY, 2, 4, crash, **kw)
-    train_experts(train, TINY, 2, 4, crash, resume=True, **kw)
+        train_experts(train, TINY, 2, 4, crash, settings)
+    train_experts(train, TINY, 2, 4, crash, settings, resume=True)
     assert _files(full) == _files(crash)
     buf = load_experts(full)
     assert len(buf) == 2 and buf.epochs == 4
@@ -130,18 +136,18 @@ def test_experts_trained_together_match_one_at_a_time(tmp_path, momentum):
     """Experts trained together (vmap), one at a time, and resumed at different epochs give
     the same snapshots (float64 training; snapshots are stored in float32)."""
     train = as_float64(_tiny_train())
-    kw = dict(lr=0.01, momentum=momentum, batch_size=64, seed=3)
+    settings = ExpertSettings(lr=0.01, momentum=momentum, batch_size=64, seed=3)
     one = tmp_path / "one"
-    train_experts(train, TINY, 3, 3, one, together=1, **kw)
+    train_experts(train, TINY, 3, 3, one, settings, together=1)
     together = tmp_path / "together"
-    train_experts(train, TINY, 3, 3, together, together=3, **kw)
+    train_experts(train, TINY, 3, 3, together, settings, together=3)
     # a resumed group whose experts stand at different epochs advances them in lockstep
     mixed = tmp_path / "mixed"
-    train_experts(train, TINY, 3, 3, mixed, together=1, **kw)
+    train_experts(train, TINY, 3, 3, mixed, settings, together=1)
     for e, epochs in ((1, (2, 3)), (2, (1, 2, 3))):
         for ep in epochs:
             _epoch_file(mixed, e, ep).unlink()
-    train_experts(train, TINY, 3, 3, mixed, together=3, resume=True, **kw)
+    train_experts(train, TINY, 3, 3, mixed, settings, together=3, resume=True)
     reference = _files(one)
     for root in (together, mixed):
         files = _files(root)
@@ -171,7 +177,7 @@ def test_experts_metadata_and_settings_mismatch(tmp_path):
 
     train = _tiny_train()
     root = tmp_path / "e"
-    train_experts(train, TINY, 1, 1, root, batch_size=64)
+    train_experts(train, TINY, 1, 1, root, ExpertSettings(batch_size=64))
     meta = json.loads((root / "experts.json").read_text())
     assert (
         meta["model"] == TINY and meta["lr"] == 0.01 and meta["zca"] is False and meta["seed"] == 0
@@ -182,7 +188,7 @@ def test_experts_metadata_and_settings_mismatch(tmp_path):
     assert header["dataset"] == "tiny-digits" and header["model"] == TINY and header["epoch"] == "1"
     assert json.loads(header["mean"]) == list(train.spec.mean) and header["zca"] == "false"
     with pytest.raises(ConfigError, match="different lr"):
-        train_experts(train, TINY, 1, 1, root, lr=0.1, batch_size=64)
+        train_experts(train, TINY, 1, 1, root, ExpertSettings(lr=0.1, batch_size=64))
     with pytest.raises(FileFormatError, match="experts.json"):
         load_experts(tmp_path / "nothing")
 
@@ -200,7 +206,7 @@ def test_lock_prevents_double_claim(tmp_path):
         _lock_path(root, 1).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
         assert not try_claim(_lock_path(root, 1))
         # train_experts skips the claimed expert and trains the rest
-        buf = train_experts(_tiny_train(), TINY, 3, 1, root, batch_size=64)
+        buf = train_experts(_tiny_train(), TINY, 3, 1, root, ExpertSettings(batch_size=64))
         assert buf.experts == [0, 2]
         assert not (root / "expert_001").exists()
     finally:
@@ -217,7 +223,7 @@ def test_zca_experts_and_distilled_set(tmp_path):
 
     train = _tiny_train()
     root = tmp_path / "zca"
-    buf = train_experts(train, TINY, 1, 3, root, batch_size=64, zca=True)
+    buf = train_experts(train, TINY, 1, 3, root, ExpertSettings(batch_size=64, zca=True))
     assert (root / "zca.safetensors").exists() and buf.zca and buf.spec.transform == "zca"
     m = create_method(
         "mtt",
@@ -429,15 +435,16 @@ def test_two_processes_share_one_expert_folder(tmp_path):
     code = (
         "import sys, torch; torch.set_num_threads(1)\n"
         "from ddkit.testing import tiny_digits\n"
-        "from ddkit.methods.trajectory.experts import train_experts\n"
-        f"train_experts(tiny_digits().train, {TINY!r}, 4, 2, sys.argv[1], batch_size=64, resume=True)\n"
+        "from ddkit.methods.trajectory.experts import ExpertSettings, train_experts\n"
+        f"train_experts(tiny_digits().train, {TINY!r}, 4, 2, sys.argv[1], ExpertSettings(batch_size=64), "
+        "resume=True)\n"
     )
     shared = tmp_path / "shared"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(shared)], env=env) for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     single = tmp_path / "single"
-    train_experts(_tiny_train(), TINY, 4, 2, single, batch_size=64)
+    train_experts(_tiny_train(), TINY, 4, 2, single, ExpertSettings(batch_size=64))
     assert load_experts(shared).experts == [0, 1, 2, 3]
     assert _files(shared) == _files(single)
     assert not list(shared.glob("*.lock"))
@@ -448,7 +455,13 @@ def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     """Directional derivative of the MTT loss w.r.t. the images: autograd vs a float64 central
     difference (h = 1e-5), for a freshly initialised ``model_name`` on real digits images."""
     from ddkit.data import load_dataset
-    from ddkit.methods.trajectory.student import FlatModel, _grad_fn, make_plan, unrolled_step
+    from ddkit.methods.trajectory.student import (
+        FlatModel,
+        Student,
+        _grad_fn,
+        make_plan,
+        unrolled_step,
+    )
     from ddkit.models import create_model
 
     train = load_dataset("digits").train
@@ -460,7 +473,8 @@ def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     fm.base = fm.base.double()
     start = fm.flatten(net)
     x_all, y_all = train.images.double(), train.labels
-    step = _grad_fn(fm, None, "hard")
+    student = Student(fm)
+    step = _grad_fn(student)
     target = start
     for _ in range(90):  # a short "expert" (two epochs of the preset): SGD on real mini-batches
         target = target - 0.01 * step(
@@ -471,9 +485,7 @@ def _matching_fd_vs_autograd(model_name: str) -> tuple[float, float]:
     lr = torch.tensor(0.01, dtype=torch.float64)
 
     def loss(z):
-        return unrolled_step(
-            fm, start, target.detach(), z, lr, torch.arange(10), plan, None, "hard"
-        )
+        return unrolled_step(student, start, target.detach(), z, lr, torch.arange(10), plan)
 
     loss(x).backward()
     u = x.grad / x.grad.norm()
@@ -537,6 +549,7 @@ def test_expert_cache_keys_are_unchanged(tmp_path):
     assert str(_auto_cache_dir(m.config, tiny_digits().train)) == str(
         Path("cache") / "tiny-digits-convnet-c3d70ef9b4"
     )
-    train_experts(tiny_digits().train, "convnet2", 1, 1, tmp_path, batch_size=64, augment=None)
+    settings = ExpertSettings(batch_size=64, augment=None)
+    train_experts(tiny_digits().train, "convnet2", 1, 1, tmp_path, settings)
     meta = json.loads((tmp_path / "experts.json").read_text())
     assert meta["data_fingerprint"] == "826a8883a99df4a1"

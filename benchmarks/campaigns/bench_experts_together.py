@@ -23,15 +23,15 @@ from ddkit.data import load_dataset
 from ddkit.errors import run_script
 from ddkit.io import atomic_write_json
 from ddkit.meter import machine_info
-from ddkit.methods.trajectory.experts import train_experts
+from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 
 
 def _measure(train, args: argparse.Namespace, together: int, folder: Path) -> tuple[float, Any]:
     if train.images.device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    buf = train_experts(train, args.model, args.experts, args.epochs, folder, together=together,
-                        seed=args.seed)  # fmt: skip
+    buf = train_experts(train, args.model, args.experts, args.epochs, folder,
+                        ExpertSettings(seed=args.seed), together=together)  # fmt: skip
     if train.images.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0, buf

@@ -41,16 +41,15 @@ def child(args: argparse.Namespace) -> dict:
     from ddkit.data import load_dataset
     from ddkit.meter import high_water_mb, reset_high_water, rss_bytes
     from ddkit.methods import create_method
-    from ddkit.methods.trajectory import train_experts
+    from ddkit.methods.trajectory import ExpertSettings, train_experts
 
     splits = load_dataset(args.dataset)
     probe = create_method(args.method, dataset=args.dataset, ipc=args.ipc)
     model = args.model or probe.config.model
     # one expert of 3 epochs is all one iteration needs (start epoch 0, target epoch 2)
     experts = Path(args.experts) / f"{args.dataset}-{model}"
-    train_experts(
-        splits.train, model, 1, 3, experts, batch_size=probe.config.expert_batch, resume=True
-    )
+    settings = ExpertSettings(batch_size=probe.config.expert_batch)
+    train_experts(splits.train, model, 1, 3, experts, settings, resume=True)
     m = create_method(
         args.method,
         dataset=args.dataset,

@@ -491,12 +491,12 @@ def _experts_for(train: Any, config: dict[str, Any], work: Path) -> str:
     """One expert trained ``max_start_epoch + expert_epochs`` epochs on 256 images."""
     import torch
 
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 
     rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:256]
     epochs = config["max_start_epoch"] + config["expert_epochs"]
     train_experts(train.subset(rows), config["model"], 1, epochs, work / "experts",
-                  augment=config["augment"], together=1)  # fmt: skip
+                  ExpertSettings(augment=config["augment"]), together=1)  # fmt: skip
     return str(work / "experts")
 
 
@@ -515,7 +515,11 @@ def ddkit_side(row: Row, clock: Clock, work: Path, smoke: bool) -> dict[str, Any
         return _steps(m, train, 1, clock)
     train = (_cifar_train() if row.repo == "mtt" else _mnist_train(smoke)).to(device)
     if spec["kind"] == "experts":
-        from ddkit.methods.trajectory.experts import TOGETHER_ON_ACCELERATORS, train_experts
+        from ddkit.methods.trajectory.experts import (
+            TOGETHER_ON_ACCELERATORS,
+            ExpertSettings,
+            train_experts,
+        )
 
         kw = {k: v for k, v in spec.items() if k != "kind"} | (row.smoke_ddkit if smoke else {})
         n = 1 if device == "cpu" else TOGETHER_ON_ACCELERATORS  # ddkit's default grouping
@@ -527,7 +531,7 @@ def ddkit_side(row: Row, clock: Clock, work: Path, smoke: bool) -> dict[str, Any
         clock.tick()
         try:
             train_experts(train, kw.pop("model"), n, clock.warmup + clock.timed + 1,
-                          work / "experts", progress=say, **kw)  # fmt: skip
+                          work / "experts", ExpertSettings(**kw), progress=say)  # fmt: skip
         except Enough:
             pass
         clock.seconds = [s / n for s in clock.seconds]

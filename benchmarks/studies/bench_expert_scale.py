@@ -27,7 +27,7 @@ import torch
 from ddkit.data import load_dataset
 from ddkit.io import atomic_write_json
 from ddkit.meter import machine_info
-from ddkit.methods.trajectory.experts import load_experts, train_experts
+from ddkit.methods.trajectory.experts import ExpertSettings, load_experts, train_experts
 
 RECIPE = {"model": "convnet-w32", "lr": 0.01, "batch_size": 256, "augment": "dsa", "seed": 0}
 
@@ -43,8 +43,8 @@ def _train(dataset: str, folder: str, epochs: int, resume: bool = False) -> tupl
         if "epoch" in message and "resuming" not in message:
             marks.append(time.perf_counter())
 
-    train_experts(train, num_experts=1, epochs=epochs, out_dir=folder, resume=resume,
-                  progress=tick, **RECIPE)  # fmt: skip
+    settings = ExpertSettings(**{k: v for k, v in RECIPE.items() if k != "model"})
+    train_experts(train, RECIPE["model"], 1, epochs, folder, settings, resume=resume, progress=tick)
     return [b - a for a, b in zip(marks, marks[1:])], len(train)
 
 

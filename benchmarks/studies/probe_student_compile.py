@@ -24,7 +24,7 @@ import torch
 from ddkit.data import load_dataset
 from ddkit.io import atomic_write_json
 from ddkit.meter import machine_info
-from ddkit.methods.trajectory.student import FlatModel, inner_loss
+from ddkit.methods.trajectory.student import FlatModel, Student, inner_loss
 from ddkit.models import build_network
 
 
@@ -38,13 +38,13 @@ def main() -> None:
     warnings.simplefilter("ignore", UserWarning)
     train = load_dataset("mnist5k").train
     net = build_network("convnet-w32", train.spec, 0)
-    fm = FlatModel(net)
-    theta0 = fm.flatten(net)
+    student = Student(FlatModel(net))
+    theta0 = student.fm.flatten(net)
     images = train.images[:100].clone().requires_grad_(True)
     labels, idx = train.labels[:100], torch.arange(100)
 
     def loss(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return inner_loss(fm, theta, x, labels, idx, None, None, "hard")
+        return inner_loss(student, theta, x, labels, idx, None)
 
     grads = {"eager": torch.func.grad(loss)}
     grads["compiled"] = torch.compile(grads["eager"], dynamic=False)

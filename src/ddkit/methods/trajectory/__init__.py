@@ -7,6 +7,11 @@
 * :mod:`~ddkit.methods.trajectory.cli` -- the ``ddkit experts`` sub-command.
 """
 
-from ddkit.methods.trajectory.experts import ExpertBuffer, load_experts, train_experts
+from ddkit.methods.trajectory.experts import (
+    ExpertBuffer,
+    ExpertSettings,
+    load_experts,
+    train_experts,
+)
 
-__all__ = ["ExpertBuffer", "load_experts", "train_experts"]
+__all__ = ["ExpertBuffer", "ExpertSettings", "load_experts", "train_experts"]

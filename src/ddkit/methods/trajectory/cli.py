@@ -9,10 +9,10 @@ from ddkit.commands import Command, add_common, defaults_of, device_option, regi
 
 
 def add_experts_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ddkit experts``; defaults are those of :func:`train_experts`."""
-    from ddkit.methods.trajectory.experts import TOGETHER_ON_ACCELERATORS, train_experts
+    """The options of ``ddkit experts``; defaults are those of :class:`ExpertSettings`."""
+    from ddkit.methods.trajectory.experts import TOGETHER_ON_ACCELERATORS, ExpertSettings
 
-    default = defaults_of(train_experts)
+    default = defaults_of(ExpertSettings)
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", default="convnet", help="network without BatchNorm (default convnet)")
     p.add_argument("--num-experts", type=int, required=True)
@@ -46,24 +46,27 @@ def add_experts_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_experts(args: argparse.Namespace) -> int:
     from ddkit.data import load_dataset
-    from ddkit.methods.trajectory.experts import train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, train_experts
 
     splits = load_dataset(args.dataset, root=args.root)
     device = device_option(args)
     splits = replace(splits, train=splits.train.to(device), test=splits.test.to(device), val=None)
     out = args.out or f"runs/experts/{args.dataset}-{args.model}"
-    buf = train_experts(
-        splits,
-        args.model,
-        args.num_experts,
-        args.epochs,
-        out,
+    settings = ExpertSettings(
         lr=args.lr,
         momentum=args.momentum,
         batch_size=args.batch_size,
         augment=None if args.no_augment else "dsa",
         zca=args.zca,
         seed=args.seed,
+    )
+    buf = train_experts(
+        splits,
+        args.model,
+        args.num_experts,
+        args.epochs,
+        out,
+        settings,
         resume=args.resume,
         together=args.together,
         progress=not args.quiet,

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,14 @@ if TYPE_CHECKING:
     from ddkit.augment import DSA, SeriesAugment
     from ddkit.methods.trajectory.student import FlatModel
 
-__all__ = ["ExpertBuffer", "train_experts", "load_experts", "derive_seed", "apply_zca"]
+__all__ = [
+    "ExpertBuffer",
+    "ExpertSettings",
+    "train_experts",
+    "load_experts",
+    "derive_seed",
+    "apply_zca",
+]
 
 FORMAT = "ddkit.experts"
 FORMAT_VERSION = 1
@@ -111,6 +118,48 @@ def apply_zca(data: ImageDataset, zca) -> ImageDataset:
     return ImageDataset(zca.transform(data.images), data.labels, spec)
 
 
+# ---------------------------------------------------------------------------- the settings
+@dataclass(frozen=True)
+class ExpertSettings:
+    """How every expert of one folder is trained (recorded in ``experts.json``; every process
+    and resume writing the folder must use the same): plain SGD at ``lr`` with ``momentum`` and
+    ``weight_decay``, mini-batches of ``batch_size``, the augmentation ``augment``, ZCA
+    whitening (``zca``) and the ``seed`` every expert's initialisation and epochs derive from.
+    Checked when built.
+
+    ``augment``: ``"dsa"`` (the dataset's default augmentation: its DSA strategy on images,
+    the series operations on series, none on tables), an explicit DSA strategy, series
+    operations (``"series"``, ``"jitter_slice"``) or ``None``.
+    """
+
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    augment: str | None = "dsa"
+    zca: bool = False
+    seed: int = 0
+
+    @classmethod
+    def of_config(cls, cfg: Any) -> ExpertSettings:
+        """The settings of a method's auto-trained experts: its config's ``expert_lr``,
+        ``expert_batch``, ``zca`` and ``expert_seed`` (SGD without momentum or weight decay,
+        the dataset's default augmentation)."""
+        return cls(lr=cfg.expert_lr, batch_size=cfg.expert_batch, zca=cfg.zca, seed=cfg.expert_seed)
+
+    def __post_init__(self) -> None:
+        _check_count("batch_size", self.batch_size)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+
+
+def _check_count(name: str, v: int) -> None:
+    if int(v) != v or v < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {v}")
+
+
 # ---------------------------------------------------------------------------- the recipe
 @dataclass(frozen=True)
 class _Recipe:
@@ -132,23 +181,12 @@ class _Recipe:
     header: dict[str, str]  # safetensors metadata of every snapshot
 
 
-def _make_recipe(
-    train: ImageDataset,
-    model: str,
-    epochs: int,
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int,
-    augment: str | None,
-    zca: bool,
-    seed: int,
-) -> _Recipe:
+def _make_recipe(train: ImageDataset, model: str, epochs: int, settings: ExpertSettings) -> _Recipe:
     from ddkit.augment import augmenter
     from ddkit.methods.trajectory.student import FlatModel
 
-    strategy = _augment_strategy(augment, train.spec)
+    s = settings
+    strategy = _augment_strategy(s.augment, train.spec)
     name = str(model).lower()
     return _Recipe(
         fm=FlatModel(build_network(name, train.spec, 0)),
@@ -156,38 +194,23 @@ def _make_recipe(
         labels=train.labels,
         model=name,
         spec=train.spec,
-        lr=float(lr),
-        momentum=float(momentum),
-        weight_decay=float(weight_decay),
-        batch_size=int(batch_size),
+        lr=float(s.lr),
+        momentum=float(s.momentum),
+        weight_decay=float(s.weight_decay),
+        batch_size=int(s.batch_size),
         augment=strategy,
         dsa=augmenter(strategy) if strategy else None,
-        seed=int(seed),
+        seed=int(s.seed),
         epochs=int(epochs),
-        header=_snapshot_header(train.spec, name, zca, lr, seed),
+        header=_snapshot_header(train.spec, name, s.zca, s.lr, s.seed),
     )
 
 
-def _check_arguments(
-    num_experts: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float,
-    together: int | None = None,
-) -> None:
-    for name, v, lo in (
-        ("num_experts", num_experts, 1),
-        ("epochs", epochs, 1),
-        ("batch_size", batch_size, 1),
-        ("together", 1 if together is None else together, 1),
-    ):
-        if int(v) != v or v < lo:
-            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0, got {lr}")
-    if not 0 <= momentum < 1:
-        raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+def _check_arguments(num_experts: int, epochs: int, together: int | None = None) -> None:
+    """The counts :class:`ExpertSettings` does not hold (it checks its own when built)."""
+    _check_count("num_experts", num_experts)
+    _check_count("epochs", epochs)
+    _check_count("together", 1 if together is None else together)
 
 
 def _splits(
@@ -295,14 +318,8 @@ def train_experts(
     num_experts: int,
     epochs: int,
     out_dir: str | os.PathLike,
+    settings: ExpertSettings = ExpertSettings(),
     *,
-    lr: float = 0.01,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
-    augment: str | None = "dsa",
-    zca: bool = False,
-    seed: int = 0,
     resume: bool = False,
     together: int | None = None,
     progress: ProgressSetting | Callable[[str], None] = False,
@@ -313,9 +330,8 @@ def train_experts(
     Args:
         splits_or_train: :class:`DatasetSplits` (train split used; the test accuracy of each
             finished expert is recorded for information only) or a train :class:`ImageDataset`.
-        augment: ``"dsa"`` (the dataset's default augmentation: its DSA strategy on images,
-            the series operations on series, none on tables), an explicit DSA strategy,
-            series operations (``"series"``, ``"jitter_slice"``) or ``None``.
+        settings: how every expert is trained (:class:`ExpertSettings`: lr, momentum, weight
+            decay, batch size, augmentation, ZCA, seed); MTT's recipe by default.
         resume: continue experts that a stopped run left unfinished. Without it, a folder with
             unfinished experts that no live process is working on raises :class:`ConfigError`.
             Finished experts are never retrained, and experts claimed by a live process
@@ -337,25 +353,24 @@ def train_experts(
     Returns the (lazily loading) :class:`ExpertBuffer` of ``out_dir``.
     """
     train, test = _splits(splits_or_train)
-    _check_arguments(num_experts, epochs, batch_size, lr, momentum, together)
+    _check_arguments(num_experts, epochs, together)
     say = _messages(progress)
-    options = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                   augment=augment, zca=zca, seed=seed)  # fmt: skip
     on_cpu = train.images.device.type == "cpu"
-    check_experts(train.spec, model, num_experts=num_experts, epochs=epochs, momentum=momentum,
-                  batch_size=min(batch_size, len(train)), together=together or (1 if on_cpu else
-                  TOGETHER_ON_ACCELERATORS), out_dir=out_dir, device=train.images.device)  # fmt: skip
+    check_experts(train.spec, model, num_experts=num_experts, epochs=epochs,
+                  momentum=settings.momentum, batch_size=min(settings.batch_size, len(train)),
+                  together=together or (1 if on_cpu else TOGETHER_ON_ACCELERATORS),
+                  out_dir=out_dir, device=train.images.device)  # fmt: skip
     if is_estimating():
-        return stand_in_experts(train, model, num_experts, epochs, out_dir, options, together)
+        return stand_in_experts(train, model, num_experts, epochs, out_dir, settings, together)
     # in a distributed session rank 0 prepares the folder (ZCA, experts.json) before the others
     # read it; each rank then trains the experts of its shard (distributed.shard)
     prepared = distributed.main_only(
         lambda: _prepare_folder(
-            Path(out_dir), train, test, model, epochs, options, resume, num_experts
+            Path(out_dir), train, test, model, epochs, settings, resume, num_experts
         )
     )
     if prepared is None:  # another rank prepared the folder: read it
-        prepared = _prepare_folder(Path(out_dir), train, test, model, epochs, options)
+        prepared = _prepare_folder(Path(out_dir), train, test, model, epochs, settings)
     root, train, test, recipe = prepared
     if together is None:
         together = 1 if recipe.images.device.type == "cpu" else TOGETHER_ON_ACCELERATORS
@@ -412,7 +427,7 @@ def stand_in_experts(
     num_experts: int,
     epochs: int,
     out_dir: str | os.PathLike,
-    options: dict[str, Any],
+    settings: ExpertSettings,
     together: int | None = None,
 ) -> ExpertBuffer:
     """A dry run's expert buffer: ``out_dir``'s when complete (no cost), else the cost of the
@@ -426,12 +441,12 @@ def stand_in_experts(
         record(SetupCost(what, 0.0))
         return load_experts(root)
     t0, zca = time.perf_counter(), None
-    if options["zca"]:  # fitted once per folder: timed whole
+    if settings.zca:  # fitted once per folder: timed whole
         from ddkit.augment import ZCA
 
         zca = ZCA().fit(train.images)
         train = apply_zca(train, zca)
-    recipe = _make_recipe(train, model, epochs, **options)
+    recipe = _make_recipe(train, model, epochs, settings)
     on_cpu = train.images.device.type == "cpu"
     k = min(together or (1 if on_cpu else TOGETHER_ON_ACCELERATORS), num_experts)
     init = build_network(recipe.model, recipe.spec, derive_seed(recipe.seed, 0, "init"))
@@ -440,16 +455,14 @@ def stand_in_experts(
 
     def one_pass(n: int) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(derive_seed(recipe.seed, e, 0)) for e in range(k)]
-        return _train_epoch(recipe.fm, start.repeat(k, 1), None, recipe.images[:n],
-                            recipe.labels[:n], gens, lr=recipe.lr, momentum=recipe.momentum,
-                            weight_decay=recipe.weight_decay, batch_size=recipe.batch_size,
-                            dsa=recipe.dsa)[0][0]  # fmt: skip
+        part = replace(recipe, images=recipe.images[:n], labels=recipe.labels[:n])
+        return _train_epoch(part, start.repeat(k, 1), None, gens)[0][0]
 
     part = time_part(one_pass, len(recipe.images), recipe.batch_size)
     rounds = _group_rounds(left, k)
     timed = f"one epoch of {k} expert(s), {part.text()}, x {rounds} epoch rounds"
     record(SetupCost(what, fixed + part.pass_seconds * rounds, timed, fixed + part.spent))
-    meta = {**_folder_meta(recipe, train, options["zca"]), "stand_in": True}
+    meta = {**_folder_meta(recipe, train, settings.zca), "stand_in": True}
     return StandInBuffer(root, meta, list(range(num_experts)), start=start.cpu(),
                          moved=(part.result - start).cpu(), whitening=zca)  # fmt: skip
 
@@ -460,7 +473,7 @@ def _prepare_folder(
     test: ImageDataset | None,
     model: str,
     epochs: int,
-    options: dict[str, Any],
+    settings: ExpertSettings,
     resume: bool | None = None,
     num_experts: int = 0,
 ) -> tuple[Path, ImageDataset, ImageDataset | None, _Recipe]:
@@ -468,11 +481,11 @@ def _prepare_folder(
     new) and the recipe; with ``resume`` not ``None``, also write ``experts.json`` and, unless
     resuming, refuse a folder with unfinished experts."""
     root = ensure_writable_dir(out_dir) if resume is not None else out_dir
-    if options["zca"]:
+    if settings.zca:
         train, test = _whiten(root, train, test)
-    recipe = _make_recipe(train, model, epochs, **options)
+    recipe = _make_recipe(train, model, epochs, settings)
     if resume is not None:
-        _write_folder_meta(root, _folder_meta(recipe, train, options["zca"]))
+        _write_folder_meta(root, _folder_meta(recipe, train, settings.zca))
         if not resume:
             _refuse_unfinished(root, num_experts, recipe.epochs)
     return root, train, test, recipe
@@ -543,17 +556,7 @@ def _train_group(
             torch.Generator().manual_seed(derive_seed(recipe.seed, group[i], done[i])) for i in rows
         ]
         theta, buf, losses = _train_epoch(
-            recipe.fm,
-            thetas[rows],
-            None if momenta is None else momenta[rows],
-            recipe.images,
-            recipe.labels,
-            gens,
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            weight_decay=recipe.weight_decay,
-            batch_size=recipe.batch_size,
-            dsa=recipe.dsa,
+            recipe, thetas[rows], None if momenta is None else momenta[rows], gens
         )
         thetas[rows] = theta
         if momenta is not None:
@@ -575,24 +578,20 @@ def _train_group(
 
 
 def _train_epoch(
-    fm: FlatModel,
+    recipe: _Recipe,
     thetas: torch.Tensor,
     momenta: torch.Tensor | None,
-    images: torch.Tensor,
-    labels: torch.Tensor,
     gens: list[torch.Generator],
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int,
-    dsa: DSA | SeriesAugment | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[float]]:
-    """One epoch of SGD (:func:`~ddkit.eval.train.sgd_step`) for each row of ``thetas``
-    ``(K, P)``, row ``k`` drawing its data order and augmentation from ``gens[k]``; ``K > 1``
-    rows share one ``vmap``-ed forward per batch. Returns new parameters and momenta (the
-    caller's tensors stay as they were) and each row's mean training loss."""
+    """One epoch of SGD (:func:`~ddkit.eval.train.sgd_step`) on ``recipe``'s images for each
+    row of ``thetas`` ``(K, P)``, row ``k`` drawing its data order and augmentation from
+    ``gens[k]``; ``K > 1`` rows share one ``vmap``-ed forward per batch. Returns new parameters
+    and momenta (the caller's tensors stay as they were) and each row's mean training loss."""
     from ddkit.eval.train import sgd_step
+
+    fm, images, labels, dsa = recipe.fm, recipe.images, recipe.labels, recipe.dsa
+    lr, momentum, wd = recipe.lr, recipe.momentum, recipe.weight_decay
+    batch_size = recipe.batch_size
 
     def loss_of(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(fm(w, x), y)
@@ -616,7 +615,7 @@ def _train_epoch(
         else:
             losses = vmap(loss_of)(w, torch.stack(xs), torch.stack(ys))
         (g,) = torch.autograd.grad(losses.sum(), w)
-        sgd_step([thetas], [g], [momenta], lr=lr, momentum=momentum, weight_decay=weight_decay)
+        sgd_step([thetas], [g], [momenta], lr=lr, momentum=momentum, weight_decay=wd)
         totals += losses.detach().double() * len(ys[0])
     return thetas, momenta, (totals / max(n, 1)).tolist()
 

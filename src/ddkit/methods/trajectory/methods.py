@@ -301,7 +301,7 @@ def obtain_experts(
     """The expert buffer for ``cfg``: ``experts_dir``, or the auto-trained cache (training what is
     missing, its epochs reported as ``progress`` says; waiting for experts that another live
     process is training). In a dry run nothing is trained: :func:`train_experts` stands in."""
-    from ddkit.methods.trajectory.experts import load_experts, train_experts
+    from ddkit.methods.trajectory.experts import ExpertSettings, load_experts, train_experts
 
     if cfg.experts_dir:
         buf = load_experts(cfg.experts_dir)
@@ -318,10 +318,7 @@ def obtain_experts(
             cfg.num_experts,
             cfg.expert_train_epochs,
             folder,
-            lr=cfg.expert_lr,
-            batch_size=cfg.expert_batch,
-            zca=cfg.zca,
-            seed=cfg.expert_seed,
+            ExpertSettings.of_config(cfg),
             resume=True,
             progress=progress,
         ),
@@ -450,6 +447,7 @@ class _TrajectoryMatching(Distiller):
     # ------------------------------------------------------------------ one iteration
     def step(self, iteration: int) -> dict[str, float]:
         from ddkit.methods.trajectory.student import (
+            Student,
             make_plan,
             sum_shares,
             tesla_step,
@@ -474,30 +472,27 @@ class _TrajectoryMatching(Distiller):
         opts = [st["opt_img"], st["opt_lr"]] + ([st["opt_label"]] if "opt_label" in st else [])
         for o in opts:
             o.zero_grad(set_to_none=True)
+        student = Student(self.fm_, self.dsa_, self.label_mode, self.precision_)
         if c.backward == "unroll":
             loss_t = unrolled_step(
-                self.fm_, start, target, images, syn_lr, labels, plan, self.dsa_, self.label_mode,
-                precision=self.precision_, keep=self._keep_mask(),
-            )  # fmt: skip
+                student, start, target, images, syn_lr, labels, plan, keep=self._keep_mask()
+            )
             # several processes: every rank holds the whole loss (module notes of the student)
             (loss_t if launch is None else loss_t / launch.world_size).backward()
             loss = float(loss_t.detach())
             del loss_t
         else:
             r = tesla_step(
-                self.fm_,
+                student,
                 start,
                 target,
                 images,
                 syn_lr,
                 labels,
                 plan,
-                self.dsa_,
-                self.label_mode,
                 checkpoint_every=0
                 if c.student_checkpoint_every == "auto"
                 else c.student_checkpoint_every,
-                precision=self.precision_,
                 keep=self._keep_mask(),
             )
             loss = r.loss

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
@@ -57,6 +57,9 @@ from ddkit.methods.trajectory.methods import (
     await_experts,
     check_window,
 )
+
+if TYPE_CHECKING:
+    from ddkit.methods.trajectory.experts import ExpertSettings
 
 __all__ = [
     "PAD",
@@ -158,27 +161,23 @@ def train_scheduled_experts(
     num_experts: int,
     epochs: int,
     out_dir: str | Path,
-    *,
-    lr: float = 0.01,
-    batch_size: int = 256,
-    zca: bool = False,
-    seed: int = 0,
+    settings: ExpertSettings | None = None,
 ):
     """Expert trajectories trained on ``schedule``'s rows, epoch by epoch, in the format of
     :func:`ddkit.methods.trajectory.experts.train_experts` (same seeds, snapshots, locks and
-    resume), with the schedule recorded in ``experts.json``. Returns the loaded buffer."""
+    resume), with the schedule recorded in ``experts.json``; ``settings``: how they are
+    trained (:class:`~ddkit.methods.trajectory.experts.ExpertSettings`, its defaults when
+    ``None``). Returns the loaded buffer."""
     from ddkit.io import atomic_write_json, ensure_writable_dir, read_json
     from ddkit.methods.trajectory import experts as ex
 
+    settings = ex.ExpertSettings() if settings is None else settings
     root = ensure_writable_dir(out_dir)
     test = None
-    if zca:
+    if settings.zca:
         train, test = ex._whiten(root, train, None)
-    recipe = ex._make_recipe(
-        train, model, epochs, lr=lr, momentum=0.0, weight_decay=0.0, batch_size=batch_size,
-        augment="dsa", zca=zca, seed=seed,
-    )  # fmt: skip
-    meta = ex._folder_meta(recipe, train, zca)
+    recipe = ex._make_recipe(train, model, epochs, settings)
+    meta = ex._folder_meta(recipe, train, settings.zca)
     ex._write_folder_meta(root, meta)
     mpath = root / ex.META_FILE
     atomic_write_json(mpath, {**read_json(mpath), "schedule": schedule.key()})
@@ -311,6 +310,8 @@ class PAD(DATM):
     }
 
     def _experts(self, train: ImageDataset):
+        from ddkit.methods.trajectory.experts import ExpertSettings
+
         c = self.config
         schedule = difficulty_schedule(c, train)
         self.schedule_ = schedule
@@ -327,7 +328,7 @@ class PAD(DATM):
         return await_experts(
             lambda: train_scheduled_experts(
                 train, schedule, c.model, c.num_experts, c.expert_train_epochs, folder,
-                lr=c.expert_lr, batch_size=c.expert_batch, zca=c.zca, seed=c.expert_seed,
+                ExpertSettings.of_config(c),
             ),
             c.num_experts,
         )  # fmt: skip

@@ -60,6 +60,7 @@ from ddkit.models import has_batchnorm
 
 __all__ = [
     "FlatModel",
+    "Student",
     "StepPlan",
     "make_plan",
     "unrolled_step",
@@ -113,6 +114,21 @@ class FlatModel:
     def param_layout(self) -> list[list]:
         """``[[name, shape], ...]``: recorded with expert files to check a model still fits."""
         return [[n, list(s)] for n, s in zip(self.names, self.shapes)]
+
+
+@dataclass(frozen=True)
+class Student:
+    """How the functional student trains, fixed for a distillation: the network ``fm`` at a
+    flat parameter vector, the augmentation ``dsa`` its mini-batches' draws are applied with
+    (``None``: none), its ``label_mode`` (``"hard"``: int labels, cross-entropy; ``"prob"``:
+    fixed probability vectors, soft cross-entropy; ``"logits"``: learnable logits, targets
+    ``softmax(logits)`` as DATM's ``SoftCrossEntropy``) and the ``precision`` of its forward
+    passes (resolved: ``"fp32"`` or ``"bf16"`` autocast; module notes)."""
+
+    fm: FlatModel
+    dsa: DSA | None = None
+    label_mode: str = "hard"
+    precision: str = "fp32"
 
 
 @dataclass
@@ -183,31 +199,27 @@ def make_plan(
 
 
 def inner_loss(
-    fm: FlatModel,
+    student: Student,
     theta: torch.Tensor,
     images: torch.Tensor,
     labels: torch.Tensor,
     idx: torch.Tensor,
     aug: DSAParams | None,
-    dsa: DSA | None,
-    label_mode: str,
-    precision: str = "fp32",
     total: int | None = None,
 ) -> torch.Tensor:
-    """The student's training loss on one synthetic mini-batch.
-
-    ``label_mode``: ``"hard"`` (int labels, cross-entropy), ``"prob"`` (fixed probability
-    vectors, soft cross-entropy) or ``"logits"`` (learnable logits; targets ``softmax(logits)``,
-    as DATM's ``SoftCrossEntropy``). ``precision`` (resolved: ``"fp32"`` or ``"bf16"``) is the
-    autocast of the forward pass; the loss is taken of logits in ``theta``'s dtype. ``total``:
-    ``idx`` is a rank's share of a mini-batch of ``total`` rows, and the loss is the sum over
-    the share divided by ``total`` (its part of the whole batch's mean).
+    """The student's training loss on one synthetic mini-batch: rows ``idx`` of ``images``
+    (augmented with ``student.dsa`` and the draws ``aug`` where given) against their
+    ``labels``, as ``student.label_mode`` says; the forward pass runs under
+    ``student.precision``, the loss is taken of logits in ``theta``'s dtype. ``total``: ``idx``
+    is a rank's share of a mini-batch of ``total`` rows, and the loss is the sum over the share
+    divided by ``total`` (its part of the whole batch's mean).
     """
+    label_mode = student.label_mode
     x = images[idx]
     if aug is not None:
-        x = dsa.apply(x, aug)
-    with precision_context(precision, x.device):
-        logits = fm(theta, x).to(theta.dtype)
+        x = student.dsa.apply(x, aug)
+    with precision_context(student.precision, x.device):
+        logits = student.fm(theta, x).to(theta.dtype)
     t = labels[idx]
     if total is not None:
         if label_mode == "hard":
@@ -222,9 +234,9 @@ def inner_loss(
     return -(t * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
-def _grad_fn(fm: FlatModel, dsa: DSA | None, label_mode: str, precision: str = "fp32"):
+def _grad_fn(student: Student):
     def loss(theta, images, labels, idx, aug, total=None):
-        return inner_loss(fm, theta, images, labels, idx, aug, dsa, label_mode, precision, total)
+        return inner_loss(student, theta, images, labels, idx, aug, total)
 
     return torch.func.grad(loss, argnums=0)
 
@@ -271,26 +283,23 @@ def _normaliser(start: torch.Tensor, target: torch.Tensor, w=1.0) -> torch.Tenso
 
 
 def unrolled_step(
-    fm: FlatModel,
+    student: Student,
     start: torch.Tensor,
     target: torch.Tensor,
     images: torch.Tensor,
     lr: torch.Tensor,
     labels: torch.Tensor,
     plan: StepPlan,
-    dsa: DSA | None,
-    label_mode: str,
     *,
-    precision: str = "fp32",
     keep: KeepMask | None = None,
 ) -> torch.Tensor:
     """MTT: the matching loss with the autograd graph of all ``N`` student steps (call
-    ``.backward()``; memory grows with ``N``). ``precision``: the autocast of the student's
-    forward passes (module notes). ``keep`` restricts the loss to some parameters
-    (:data:`KeepMask`). A rank's :meth:`StepPlan.share` sums each step's gradient over the
-    ranks differentiably; the caller back-propagates ``loss / N`` and calls
-    :func:`sum_shares` (module notes)."""
-    grad = _grad_fn(fm, dsa, label_mode, precision)
+    ``.backward()``; memory grows with ``N``), the :class:`Student` trained from ``start`` on
+    ``plan``'s mini-batches with step size ``lr`` and compared with ``target``. ``keep``
+    restricts the loss to some parameters (:data:`KeepMask`). A rank's
+    :meth:`StepPlan.share` sums each step's gradient over the ranks differentiably; the caller
+    back-propagates ``loss / N`` and calls :func:`sum_shares` (module notes)."""
+    grad = _grad_fn(student)
     theta = start.detach()
     for i, (idx, aug) in enumerate(zip(plan.batches, plan.augs)):
         if plan.totals is None:
@@ -311,29 +320,26 @@ class TeslaResult:
 
 
 def tesla_step(
-    fm: FlatModel,
+    student: Student,
     start: torch.Tensor,
     target: torch.Tensor,
     images: torch.Tensor,
     lr: torch.Tensor,
     labels: torch.Tensor,
     plan: StepPlan,
-    dsa: DSA | None,
-    label_mode: str,
     *,
     checkpoint_every: int = 0,
-    precision: str = "fp32",
     keep: KeepMask | None = None,
 ) -> TeslaResult:
     """TESLA: the loss and its exact gradients w.r.t. ``images``, ``lr`` (and ``labels`` when
-    ``label_mode == "logits"``) with memory independent of ``N`` up to ``⌈√N⌉`` parameter
-    checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all). ``precision``: the
-    autocast of the student's forward passes, in the forward walk and in every recomputed step
-    and vector-Jacobian product of the backward walk (module notes). ``keep``: as in
+    ``student.label_mode == "logits"``) with memory independent of ``N`` up to ``⌈√N⌉``
+    parameter checkpoints (``checkpoint_every=k`` keeps every k-th θ_i; 1 keeps all). The
+    student's precision holds in the forward walk and in every recomputed step and
+    vector-Jacobian product of the backward walk (module notes). ``keep``: as in
     :func:`unrolled_step`. With a rank's :meth:`StepPlan.share` every step's gradient and
     Hessian-vector product are summed over the ranks; the returned gradients are this rank's
     rows' share (summed by the caller: :func:`sum_shares`), the loss is the whole loss."""
-    whole = _grad_fn(fm, dsa, label_mode, precision)
+    whole = _grad_fn(student)
     shared = plan.totals is not None
 
     def grad(theta, images, labels, i):
@@ -348,7 +354,7 @@ def tesla_step(
         else max(1, math.ceil(math.sqrt(n)))
     )
     images_d, lr_d, labels_d = images.detach(), lr.detach(), labels.detach()
-    learn_labels = label_mode == "logits"
+    learn_labels = student.label_mode == "logits"
 
     def advance(theta: torch.Tensor, i: int) -> torch.Tensor:
         step = grad(theta, images_d, labels_d, i)

@@ -14,19 +14,25 @@ from ddkit.cli import main
 from ddkit.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ddkit"
-#: Modules that may read the environment besides ddkit.context: torchrun's launch variables
-#: (taken as an argument), the trackers' third-party variables, and the entry point's
-#: PYTHONUNBUFFERED for the processes it starts.
-OTHER_PROGRAMS = {"distributed.py", "trackers.py", "__main__.py"}
-
-
-def test_only_the_context_module_reads_ddkit_variables():
+def test_only_the_context_module_reads_the_environment():
+    """ddkit's own variables and the other programs' it consults (torchrun's launch, the
+    trackers', Python's) are all read or set in ddkit.context."""
     readers = {
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
-        if re.search(r"os\.environ|os\.getenv", path.read_text())
+        if re.search(r"os\.environ|os\.getenv|putenv", path.read_text())
     }
-    assert readers - OTHER_PROGRAMS == {"context.py"}
+    assert readers == {"context.py"}
+
+
+def test_another_programs_variable_must_be_declared(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert context.other_variable("WANDB_MODE") == "offline"
+    with pytest.raises(ConfigError, match="not a variable ddkit consults"):
+        context.other_variable("HOME")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert context.launch_environment() == {"WORLD_SIZE": "2", "RANK": "1"}
 
 
 def test_every_variable_is_named_once_in_the_context_module():

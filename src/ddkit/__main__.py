@@ -1,10 +1,10 @@
 """``python -m ddkit`` (and ``torchrun -m ddkit``): the command line."""
 
-import os
 import sys
 
 from ddkit.cli import main
+from ddkit.context import default_for_started_programs
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    default_for_started_programs("PYTHONUNBUFFERED", "1")
     sys.exit(main())

@@ -13,10 +13,12 @@ flags (device, exact mode, processes), into a frozen :class:`RunContext`; ``ddki
 saves its :meth:`~RunContext.to_dict` in the run's ``config.json`` under ``"context"``, so a
 run records what the environment changed.
 
-Variables that belong to other programs stay where those programs are driven: torchrun's
-launch variables (``RANK``, ``WORLD_SIZE``, ...) in :mod:`ddkit.distributed`, which takes the
-environment as an argument, and the experiment trackers' own (``WANDB_*``, ``MLFLOW_*``) in
-:mod:`ddkit.trackers`.
+Variables that belong to other programs -- torchrun's launch (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``), the experiment trackers' settings (``WANDB_*``, ``MLFLOW_*``, ``NETRC``) and
+Python's ``PYTHONUNBUFFERED`` -- are not ddkit's to define, but they are read and set here too,
+each named in :data:`OTHER_PROGRAMS` with the program it belongs to (:func:`other_variable`,
+:func:`launch_environment`, :func:`default_for_started_programs`): one module holds every
+environment variable ddkit consults.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "EXACT_ENV",
     "FOLDER_CACHE_ENV",
     "FOLDER_CACHE_MODES",
+    "OTHER_PROGRAMS",
     "VARIABLES",
     "RunContext",
     "Variable",
@@ -48,12 +51,15 @@ __all__ = [
     "autoencoder_cache",
     "data_cache",
     "data_root",
+    "default_for_started_programs",
     "exact",
     "exact_from_environment",
     "exact_mode",
     "export",
     "folder_cache",
+    "launch_environment",
     "memory_budget",
+    "other_variable",
     "run_context",
 ]
 
@@ -241,6 +247,48 @@ def export(name: str, value: str) -> None:
         raise ConfigError(f"{name!r} is not a ddkit variable; use one of {', '.join(VARIABLES)}")
     VARIABLES[name].parse(value)
     os.environ[name] = value
+
+
+#: The other programs' variables that ddkit reads or sets, with what they belong to.
+OTHER_PROGRAMS: dict[str, str] = {
+    "RANK": "torchrun: this process's rank",
+    "WORLD_SIZE": "torchrun: how many processes run",
+    "LOCAL_RANK": "torchrun: this process's rank on its machine",
+    "WANDB_API_KEY": "Weights & Biases: a configured key (whether one is set)",
+    "WANDB_IDENTITY_TOKEN_FILE": "Weights & Biases: an identity token (whether one is set)",
+    "WANDB_BASE_URL": "Weights & Biases: its server",
+    "WANDB_MODE": "Weights & Biases: online, offline or disabled",
+    "WANDB_DIR": "Weights & Biases: where it writes",
+    "WANDB_ERROR_REPORTING": "Weights & Biases: its service's error reports (off by default)",
+    "NETRC": "the netrc file holding a tracker's credentials",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "MLflow: retries of a request (none by default)",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "MLflow: seconds before a request fails (30 by default)",
+    "PYTHONUNBUFFERED": "Python: unbuffered output of the processes ddkit starts",
+}
+_LAUNCH = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def _other(name: str) -> str:
+    if name not in OTHER_PROGRAMS:
+        raise ConfigError(f"{name!r} is not a variable ddkit consults; add it to OTHER_PROGRAMS")
+    return name
+
+
+def other_variable(name: str) -> str | None:
+    """The value of another program's variable ``name`` (one of :data:`OTHER_PROGRAMS`), or
+    ``None`` where it is unset."""
+    return os.environ.get(_other(name))
+
+
+def launch_environment() -> dict[str, str]:
+    """torchrun's launch variables that are set (:func:`ddkit.distributed.from_env`)."""
+    return {name: os.environ[name] for name in _LAUNCH if name in os.environ}
+
+
+def default_for_started_programs(name: str, value: str) -> None:
+    """Set another program's variable ``name`` to ``value`` unless the user set it: for the
+    processes ddkit starts or drives (a tracker's service, a launched rank)."""
+    os.environ.setdefault(_other(name), value)
 
 
 def _jsonable(value: Any) -> Any:

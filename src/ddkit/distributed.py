@@ -32,7 +32,6 @@ Objects cross between ranks as JSON bytes (:func:`all_gather_json`), never pickl
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from ddkit import context
 from ddkit.errors import ConfigError, DDKitError
 
 __all__ = [
@@ -104,7 +104,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Launch | None:
     """The launch that ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` describe (what torchrun
     sets), or ``None`` for a single process (no ``WORLD_SIZE``, or 1). Values that are not
     integers of a valid launch are a one-line :class:`ConfigError`."""
-    env = os.environ if environ is None else environ
+    env = context.launch_environment() if environ is None else environ
     if "WORLD_SIZE" not in env:
         return None
     if env["WORLD_SIZE"].strip() == "1":

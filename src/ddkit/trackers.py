@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ddkit.context import default_for_started_programs, other_variable
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError, require_extra
 from ddkit.io import atomic_write_json, read_json
@@ -172,10 +173,10 @@ def wandb_key_configured() -> bool:
     """Whether W&B would find an API key without asking: ``$WANDB_API_KEY``,
     ``$WANDB_IDENTITY_TOKEN_FILE``, or a ``.netrc`` entry (``$NETRC``, ``~/.netrc``,
     ``~/_netrc``) for the W&B host (``$WANDB_BASE_URL``, default ``api.wandb.ai``)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+    if other_variable("WANDB_API_KEY") or other_variable("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
-    for name in [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]:
+    host = urlparse(other_variable("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    for name in [other_variable("NETRC")] if other_variable("NETRC") else ["~/.netrc", "~/_netrc"]:
         path = Path(name).expanduser()
         try:
             if path.is_file() and netrc.netrc(path).authenticators(host or ""):
@@ -212,9 +213,11 @@ class WandbLog(Callback):
         ``None`` leaves the choice to W&B. Offline, W&B's error reports are off too
         (``$WANDB_ERROR_REPORTING=false`` unless the user set it), so nothing leaves the
         machine."""
-        if os.environ.get("WANDB_MODE") or wandb_key_configured():
+        if other_variable("WANDB_MODE") or wandb_key_configured():
             return None
-        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")  # read by W&B's service process
+        default_for_started_programs(
+            "WANDB_ERROR_REPORTING", "false"
+        )  # read by W&B's service process
         return "offline"
 
     def on_start(self, method: Distiller, total: int, start: int) -> None:
@@ -222,7 +225,7 @@ class WandbLog(Callback):
 
         kept = _kept_run(self.run_file, "project")
         resumed = kept.get("run_id") if start > 0 and kept.get("project") == self.project else None
-        folder = os.environ.get("WANDB_DIR") or self.folder
+        folder = other_variable("WANDB_DIR") or self.folder
         self._run = wandb.init(
             project=self.project,
             name=self.run_name,
@@ -322,8 +325,8 @@ def _check_server(uri: str) -> None:
             f"({getattr(err, 'strerror', None) or err}); start it, or log to a local store "
             f"such as {DEFAULT_MLFLOW_URI}"
         ) from None
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    default_for_started_programs("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    default_for_started_programs("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def tracker_callbacks(

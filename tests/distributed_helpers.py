@@ -157,12 +157,12 @@ def distill_tensors(name: str) -> dict[str, torch.Tensor]:
 
 def run_folder(out: Path, iterations: int, resume: bool = False) -> torch.Tensor:
     """``ddkit distill``'s API: dm into run folder ``out``, a checkpoint every iteration."""
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
     from ddkit.testing import tiny_digits
 
     cfg = dict(DISTILL, iterations=iterations)
-    syn = distill_run(dataset="tiny-digits", method="dm", out=out, options=DISTILL_OPTIONS["dm"],
-                      splits=tiny_digits(), checkpoint_every=1, resume=resume, **cfg)  # fmt: skip
+    request = DistillRequest("tiny-digits", "dm", options=DISTILL_OPTIONS["dm"], **cfg)
+    syn = distill_run(request, out, splits=tiny_digits(), checkpoint_every=1, resume=resume)
     return syn.images
 
 
@@ -240,13 +240,13 @@ def refused_options(rank: int, world: int, rendezvous: str, out: str) -> None:
 
 def refused_method(rank: int, world: int, rendezvous: str, out: str) -> None:
     """Both ranks ask for a method that does not split its run (pad)."""
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
     from ddkit.testing import tiny_digits
 
     try:
         with _session(rank, world, rendezvous):
-            distill_run(dataset="tiny-digits", method="pad", ipc=1, iterations=1,
-                        out=Path(out, "run"), splits=tiny_digits())  # fmt: skip
+            request = DistillRequest("tiny-digits", "pad", 1, iterations=1)
+            distill_run(request, Path(out, "run"), splits=tiny_digits())
         line = "finished"
     except Exception as e:
         line = f"{type(e).__name__}: {e}"

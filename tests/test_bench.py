@@ -153,7 +153,7 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
     one an uninterrupted run writes."""
     from ddkit.bench.cells import cell_folder
     from ddkit.methods import Callback
-    from ddkit.runs import StepSeconds, distill_run
+    from ddkit.runs import DistillRequest, StepSeconds, distill_run
 
     suite = Suite(
         name="pytest-units",
@@ -179,12 +179,8 @@ def test_an_interrupted_cell_resumes_its_unfinished_units(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         distill_run(
-            dataset="digits",
-            method="dm",
-            ipc=1,
-            out=folder / "distill",
-            iterations=6,
-            options=suite.options["dm"],
+            DistillRequest("digits", "dm", 1, iterations=6, options=suite.options["dm"]),
+            folder / "distill",
             checkpoint_every=3,
             callbacks=[StepSeconds(folder / "step_seconds.jsonl"), Killed()],
         )
@@ -216,17 +212,21 @@ def test_split_evaluation_gives_each_network_its_whole_run_accuracy():
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
     from ddkit.errors import ConfigError
-    from ddkit.eval import evaluate
+    from ddkit.eval import RunPlan, evaluate
 
     splits = load_dataset("digits")
     syn = SyntheticSet.from_real(splits.train, torch.arange(20))
     recipe = {"runs": 3, "epochs": 30, "seed": 5, "models": ["convnet2-w8"]}
     whole = evaluate(syn, splits.test, "smoke", **recipe)
-    parts = [evaluate(syn, splits.test, "smoke", **recipe, run_indices=[k]) for k in (2, 0, 1)]
+    parts = [
+        evaluate(syn, splits.test, "smoke", **recipe, plan=RunPlan(run_indices=[k]))
+        for k in (2, 0, 1)
+    ]
     by_run = {p.results[0].seeds[0]: p.results[0].accuracies[0] for p in parts}
     assert [by_run[s] for s in whole.results[0].seeds] == whole.results[0].accuracies
     with pytest.raises(ConfigError, match="run_indices"):
-        evaluate(syn, splits.test, "smoke", runs=3, models=["convnet2-w8"], run_indices=[3])
+        evaluate(syn, splits.test, "smoke", runs=3, models=["convnet2-w8"],
+                 plan=RunPlan(run_indices=[3]))  # fmt: skip
 
 
 def test_vs_random_column_marks_clear_leads():
@@ -974,14 +974,14 @@ def test_a_distillation_resumed_on_another_device_records_both(tmp_path):
     cell's row name both devices (not just the one that finished); a fresh start forgets an
     earlier attempt's devices."""
     from ddkit.bench.cells import SEGMENT_DEVICES, _distill, cell_folder, cell_row
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     suite = _seeded_suite(runs=1, ipcs=(1,), methods=("dm",), iterations={"dm": 2})
     cell = Cell("digits", "dm", 1)
     folder = cell_folder(tmp_path, suite, cell)
     options = suite.options_for("dm", 1)
-    distill_run(dataset="digits", method="dm", ipc=1, out=folder / "distill", iterations=1,
-                options=options, checkpoint_every=1)  # fmt: skip
+    request = DistillRequest("digits", "dm", 1, iterations=1, options=options)
+    distill_run(request, folder / "distill", checkpoint_every=1)
     assert (folder / "distill" / "checkpoint" / "state.json").exists()
     (folder / SEGMENT_DEVICES).write_text(json.dumps({"devices": ["cuda"]}))  # its first segment
     _distill(cell, suite, 0, folder, "cpu")

@@ -161,6 +161,9 @@ def test_distill_and_evaluate_write_the_run_folder(capsys, tmp_path):
     rep = json.loads((out / "eval.json").read_text())
     assert len(rep["results"][0]["accuracies"]) == 2 and len(rep["results"][0]["seeds"]) == 2
     assert rep["protocol"]["precision"] == "fp32"
+    # the run context, as distill saves it in config.json: the environment, device, processes
+    assert rep["context"]["device"] == "cpu" and rep["context"]["processes"] == 1
+    assert rep["context"]["variables"].keys() == cfg["context"]["variables"].keys()
     code, _, _ = run_cli(
         ["evaluate", str(out), "--protocol", "smoke", "--precision", "bf16"], capsys
     )

@@ -121,16 +121,16 @@ def test_a_checkpoint_written_with_old_option_names_still_resumes(tmp_path):
 
 
 def test_a_run_folder_written_with_old_option_names_still_resumes(tmp_path):
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     splits = tiny_digits()
-    kw = dict(dataset="digits", method="dm", ipc=2, out=tmp_path, seed=0, splits=splits)
     opts = {**method_test_overrides("dm"), "iterations": 3}
-    first = distill_run(**kw, options=opts)
+    request = DistillRequest("digits", "dm", 2, seed=0, options=opts)
+    first = distill_run(request, tmp_path, splits=splits)
     config = json.loads((tmp_path / "config.json").read_text())
     config["method_config"]["momentum"] = config["method_config"].pop("momentum_img")
     (tmp_path / "config.json").write_text(json.dumps(config))
-    again = distill_run(**kw, options=opts, resume=True)
+    again = distill_run(request, tmp_path, splits=splits, resume=True)
     assert torch.equal(again.images, first.images)
 
 

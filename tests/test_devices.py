@@ -11,7 +11,7 @@ from ddkit.cli import main
 from ddkit.errors import ConfigError
 from ddkit.methods import METHODS, create_method, load_all
 from ddkit.methods.config import check_device, resolve_device
-from ddkit.runs import distill_run
+from ddkit.runs import DistillRequest, distill_run
 from ddkit.testing import method_test_overrides, tiny_digits
 
 load_all()
@@ -61,9 +61,10 @@ def test_a_checkpoint_resumes_under_another_device_setting(tmp_path):
 def test_a_run_folder_resumes_under_another_device_setting(tmp_path):
     splits, out = tiny_digits(), tmp_path / "run"
     options = method_test_overrides("dm")
-    common = dict(dataset="digits", method="dm", ipc=1, out=out, seed=0, splits=splits)
-    distill_run(iterations=2, options={**options, "device": "cpu"}, **common)
-    syn = distill_run(iterations=3, options=options, resume=True, device="cpu", **common)
+    first = DistillRequest("digits", "dm", 1, iterations=2, options={**options, "device": "cpu"})
+    distill_run(first, out, splits=splits)
+    again = DistillRequest("digits", "dm", 1, iterations=3, options=options, device="cpu")
+    syn = distill_run(again, out, splits=splits, resume=True)
     assert syn.images.device.type == "cpu" and len(syn) == 10
 
 

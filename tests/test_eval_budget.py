@@ -1,4 +1,4 @@
-"""Time budgets for evaluation (issue 82): ``evaluate(..., budget=)`` and ``ddkit evaluate
+"""Time budgets for evaluation (issue 82): ``evaluate(..., plan=RunPlan(budget=...))`` and ``ddkit evaluate
 --budget`` cut runs, then epochs, to what a warm-up says fits, say so once and record the cut;
 a budget too short for one epoch, or misspelt, is refused in one line; a recorded recipe
 estimated past ten minutes is announced with how to shorten it. The estimate is faked where the
@@ -18,7 +18,7 @@ import ddkit.eval.dispatch as dispatch
 import ddkit.eval.estimate as estimate_module
 from ddkit.cli import main
 from ddkit.errors import ConfigError
-from ddkit.eval import evaluate
+from ddkit.eval import RunPlan, evaluate
 from ddkit.eval.dispatch import EvalSettings, evaluate_set
 from ddkit.eval.estimate import (
     LONG_EVALUATION_SECONDS,
@@ -93,8 +93,8 @@ def test_evaluate_under_a_budget_trains_what_fits_says_it_once_and_records_the_c
     syn = create_method("random").fit(splits.train, 1, seed=0)
     said: list[str] = []
     # smoke: 2 runs of 5 epochs, 50 s a run here: 80 s fit one run of all epochs
-    report = evaluate(syn, splits.test, "smoke", models=[MODEL], budget="80s", say=said.append,
-                      progress=False)  # fmt: skip
+    plan = RunPlan(budget="80s", say=said.append)
+    report = evaluate(syn, splits.test, "smoke", models=[MODEL], plan=plan, progress=False)
     assert len(said) == 1 and "1 of 2 runs of 5 epochs fit" in said[0]
     assert (report.protocol.runs, report.protocol.epochs) == (1, 5)
     assert len(report.results[0].accuracies) == 1
@@ -103,15 +103,16 @@ def test_evaluate_under_a_budget_trains_what_fits_says_it_once_and_records_the_c
     assert record["original"] == {"runs": 2, "epochs": 5}
     assert record["chosen"] == {"runs": 1, "epochs": 5}
     # 35 s fit one run of 3 epochs: the networks are those of a 3-epoch protocol (its schedule)
-    cut = evaluate(syn, splits.test, "smoke", models=[MODEL], budget=35, say=said.append,
-                   progress=False)  # fmt: skip
+    plan = RunPlan(budget=35, say=said.append)
+    cut = evaluate(syn, splits.test, "smoke", models=[MODEL], plan=plan, progress=False)
     assert (cut.protocol.runs, cut.protocol.epochs) == (1, 3)
     assert cut.meta["budget"]["chosen"] == {"runs": 1, "epochs": 3}
     same = evaluate(syn, splits.test, "smoke", models=[MODEL], runs=1, epochs=3, progress=False)
     assert cut.results[0].accuracies == same.results[0].accuracies
     assert "budget" not in same.meta
     with pytest.raises(ConfigError, match="too short"):
-        evaluate(syn, splits.test, "smoke", models=[MODEL], budget="5s", progress=False)
+        evaluate(syn, splits.test, "smoke", models=[MODEL], plan=RunPlan(budget="5s"),
+                 progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -364,15 +364,18 @@ def test_a_convnet_kernel_deeper_than_the_images_is_refused_before_any_write(tmp
     from unfold after config.json was written, so the corrected command was refused as 'already
     holds a run' (issue 42)."""
     from ddkit.errors import ConfigError
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     out = tmp_path / "run"
-    common = dict(dataset="digits", method="kip", ipc=1, out=out, iterations=1)
     options = {"architecture": "convnet", "batch_real": 2}
+
+    def kip(**more):
+        return DistillRequest("digits", "kip", 1, iterations=1, options={**options, **more})
+
     with pytest.raises(ConfigError, match=r"pools 8x8 images 4 times.*use depth <= 3"):
-        distill_run(**common, options={**options, "depth": 4})
+        distill_run(kip(depth=4), out)
     assert not out.exists()
-    syn = distill_run(**common, options={**options, "depth": 1})
+    syn = distill_run(kip(depth=1), out)
     assert len(syn) == 10
 
 
@@ -384,17 +387,22 @@ def test_a_convnet_kernel_block_over_the_memory_budget_is_refused_before_any_wri
     from ddkit.errors import ConfigError
     from ddkit.meter import BUDGET_ENV
     from ddkit.methods.performance.kernels import convnet_kernel_block_bytes
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     small = convnet_kernel_block_bytes((1, 8, 8), depth=1, chunk=2)
     assert convnet_kernel_block_bytes((1, 8, 8), depth=1, chunk=4) == 4 * small  # pairs grow
     monkeypatch.setenv(BUDGET_ENV, str(small * 2))
     out = tmp_path / "run"
-    common = dict(dataset="digits", method="kip", ipc=1, out=out, iterations=1)
     options = {"architecture": "convnet", "batch_real": 2, "depth": 1}
+
+    def kip(chunk):
+        return DistillRequest(
+            "digits", "kip", 1, iterations=1, options={**options, "kernel_chunk": chunk}
+        )
+
     with pytest.raises(
         ConfigError, match=r"4x4 block of kip's convnet kernel .*lower kernel_chunk"
     ):
-        distill_run(**common, options={**options, "kernel_chunk": 4})
+        distill_run(kip(4), out)
     assert not out.exists()
-    assert len(distill_run(**common, options={**options, "kernel_chunk": 2})) == 10
+    assert len(distill_run(kip(2), out)) == 10

@@ -251,7 +251,8 @@ def test_soft_protocol_trains_on_the_stored_view_labels(tiny, monkeypatch):
     assert rep.num_train_images == 2 * len(syn) and rep.meta["expanded_views"] == 2
     assert torch.equal(targets.argmax(1), ((syn.hard_labels + 1) % 10).repeat_interleave(2))
     assert torch.equal(images, syn.images.repeat_interleave(2, 0))  # full-image views
-    hard = training_data(syn, "dc").targets  # dc trains on labels as stored too: the views
+    # dc trains on labels as stored too: the views
+    hard = training_data(syn, get_protocol("dc")).targets
     assert torch.equal(hard.argmax(1), targets.argmax(1))
     argmax = training_data(syn, get_protocol("dc").with_(targets="hard"))
     assert torch.equal(argmax.targets, syn.hard_labels) and len(argmax.images) == len(syn)

@@ -61,10 +61,11 @@ def test_only_the_name_recommended_is_resolved_and_it_brings_a_budget() -> None:
 
 
 def test_a_recommended_run_records_what_it_chose(tmp_path) -> None:
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
-    syn = distill_run(dataset="tiny-digits", method="recommended", ipc=1, out=tmp_path / "run",
-                      iterations=2, options={"augment": "none"}, splits=tiny_digits())  # fmt: skip
+    request = DistillRequest("tiny-digits", "recommended", 1, iterations=2,
+                             options={"augment": "none"})  # fmt: skip
+    syn = distill_run(request, tmp_path / "run", splits=tiny_digits())
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["method"] == "dm" and config["recommended"]["method"] == "dm"
     assert config["method_config"]["model"] == CPU_MODEL

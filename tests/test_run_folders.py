@@ -12,7 +12,7 @@ import pytest
 
 from ddkit.cli import main
 from ddkit.errors import ConfigError
-from ddkit.runs import distill_run, run_lock
+from ddkit.runs import DistillRequest, distill_run, run_lock
 
 RUN = ["distill", "--dataset", "digits", "--method", "random", "--ipc", "1", "--quiet"]
 
@@ -59,12 +59,12 @@ def test_a_rejected_command_leaves_the_run_folder_as_it_was(tmp_path, capsys, ex
 def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    kw = dict(dataset="digits", method="random", ipc=1, out=out, seed=0)
+    request = DistillRequest("digits", "random", 1, seed=0)
     with run_lock(out):  # this process holds the folder
         with pytest.raises(ConfigError, match="is in use by process"):
-            distill_run(**kw)
+            distill_run(request, out)
     assert not (out / ".lock").exists()
-    distill_run(**kw)  # released: it runs
+    distill_run(request, out)  # released: it runs
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
@@ -77,7 +77,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
         check=True,
     )
     (out / ".lock").write_text(dead.stdout.strip())
-    distill_run(dataset="digits", method="random", ipc=1, out=out, seed=0)
+    distill_run(DistillRequest("digits", "random", 1, seed=0), out)
     assert (out / "synthetic").is_dir() and not (out / ".lock").exists()
     assert int(dead.stdout) != os.getpid()
 
@@ -91,10 +91,8 @@ def test_resume_with_more_iterations_extends_a_finished_run(tmp_path):
     opts = method_test_overrides("dm")
 
     def run(out, iterations, resume=False):
-        return distill_run(
-            dataset="digits", method="dm", ipc=2, out=out, iterations=iterations, seed=1,
-            options=opts, splits=splits, checkpoint_every=2, resume=resume,
-        )  # fmt: skip
+        request = DistillRequest("digits", "dm", 2, iterations=iterations, seed=1, options=opts)
+        return distill_run(request, out, splits=splits, checkpoint_every=2, resume=resume)
 
     run(tmp_path / "short", 4)
     extended = run(tmp_path / "short", 7, resume=True)

@@ -16,7 +16,7 @@ import pytest
 from ddkit.cli import main
 from ddkit.errors import ConfigError
 from ddkit.io import read_json
-from ddkit.runs import distill_run
+from ddkit.runs import DistillRequest, distill_run
 from ddkit.testing import method_test_overrides, tiny_digits
 from ddkit.trackers import WandbLog, check_log_targets
 
@@ -25,12 +25,10 @@ ITERATIONS = 3
 
 def _distill(out, log, iterations=ITERATIONS, resume=False):
     return distill_run(
-        dataset="tiny-digits",
-        method="dm",
-        ipc=1,
-        out=out,
-        iterations=iterations,
-        options=method_test_overrides("dm"),
+        DistillRequest(
+            "tiny-digits", "dm", 1, iterations=iterations, options=method_test_overrides("dm")
+        ),
+        out,
         splits=tiny_digits(),
         checkpoint_every=1,
         resume=resume,

@@ -36,7 +36,7 @@ import torch
 
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet, resolve_synthetic_path
-from ddkit.eval.evaluate import train_fresh_networks
+from ddkit.eval.evaluate import RunPlan, train_fresh_networks
 from ddkit.eval.train import predicted_classes
 from ddkit.io import atomic_write_json
 
@@ -57,7 +57,7 @@ def correct_per_image(
     for k in range(args.runs):
         fresh = train_fresh_networks(
             syn, split, args.protocol, models=models, runs=args.runs, epochs=args.epochs,
-            seed=seed, run_indices=[k],
+            seed=seed, plan=RunPlan(run_indices=[k]),
         )  # fmt: skip
         names.update(fresh.results)
         for result in fresh.results.values():

@@ -43,7 +43,7 @@ from ddkit.io import atomic_write_json, read_json
 from ddkit.methods import create_method
 from ddkit.methods.config import parse_options
 from ddkit.plots import read_log
-from ddkit.runs import distill_run
+from ddkit.runs import DistillRequest, distill_run
 
 BASELINE = "random real"
 # the settings a row depends on besides its value: rows measured under other ones are not reused
@@ -211,18 +211,16 @@ def main() -> None:
             folder = work / re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{args.param}={text}")
             resumed = (folder / "config.json").exists()
             t0 = time.perf_counter()
-            syn = distill_run(
-                dataset=args.dataset,
-                method="random" if baseline else args.method,
-                ipc=args.ipc,
-                out=folder,
+            request = DistillRequest(
+                args.dataset,
+                "random" if baseline else args.method,
+                args.ipc,
                 iterations=None if baseline else args.iterations,
                 seed=args.seed,
                 options={} if baseline else {**fixed, args.param: value},
-                splits=splits,
-                resume=resumed,
                 device=args.device,
             )
+            syn = distill_run(request, folder, splits=splits, resume=resumed)
             seconds = time.perf_counter() - t0
             per_model = _validate(syn, splits.val, args, models, folder)
             losses = [r["loss"] for r in read_log(folder / "log.jsonl") if "loss" in r]

@@ -91,74 +91,93 @@ class StepSeconds(JsonlLog):
         self._last = now
 
 
+@dataclass(frozen=True)
+class DistillRequest:
+    """What :func:`distill_run` distils: ``ipc`` rows per class (pairs, on a paired dataset) of
+    ``dataset`` (read from ``root``) by ``method`` (or ``"recommended"``) with its ``options``,
+    for ``iterations`` (default: the method's preset) from ``seed``, computing on ``device``
+    (the training split is moved there; default: where it was loaded, the CPU), within a time
+    ``budget`` (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`, parsed here, a
+    bad one refused in one line; ``--method recommended`` without one: its own,
+    :func:`~ddkit.methods.recommended.run_budget`) within which the run stops with a valid,
+    resumable set (:class:`~ddkit.methods.time_budget.TimeBudget`)."""
+
+    dataset: str
+    method: str
+    ipc: int
+    iterations: int | None = None
+    seed: int = 0
+    options: dict[str, Any] | None = None
+    root: str | None = None
+    device: str | torch.device | None = None
+    budget: float | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is not None:
+            object.__setattr__(self, "budget", parse_duration(self.budget))
+
+
 def distill_run(
-    *,
-    dataset: str,
-    method: str,
-    ipc: int,
+    request: DistillRequest,
     out: str | os.PathLike,
-    iterations: int | None = None,
-    seed: int = 0,
+    *,
     resume: bool = False,
-    options: dict[str, Any] | None = None,
-    root: str | None = None,
     checkpoint_every: int = 50,
     progress: ProgressSetting = False,
     splits: DatasetSplits | None = None,
     callbacks: list[Callback] | None = None,
     log: Sequence[str] = (),
-    device: str | torch.device | None = None,
-    budget: float | str | None = None,
     started: float | None = None,
 ) -> SyntheticSet:
-    """Distil ``dataset`` with ``method`` into run folder ``out``.
+    """Distil as ``request`` says (:class:`DistillRequest`) into run folder ``out``.
 
     Writes ``out/synthetic/``, ``out/config.json``, ``out/grid.png``, ``out/log.jsonl`` and
     checkpoints under ``out/checkpoint/``; ``progress`` as in :func:`ddkit.progress.progress_kind`
     (``"auto"``: a bar on a terminal, lines elsewhere); ``resume=True`` continues an interrupted run, or,
     with more ``iterations`` than the run was set up for, extends a finished one from its last
     checkpoint (methods whose schedule depends on the total, such as DATM's growing window, then
-    follow the new total's schedule from there on). ``log``: experiment-log targets
+    follow the new total's schedule from there on). ``splits``: the data, already loaded
+    (default: the request's dataset read from its root). ``log``: experiment-log targets
     (``"tensorboard:DIR"``, ``"mlflow[:URI]"``, ``"wandb[:PROJECT]"``; :mod:`ddkit.trackers`)
-    that also receive the config, the metrics and the final grid. ``device``: where the method
-    computes (the training split is moved there; default: where it was loaded, the CPU). The set
-    is returned, and saved, on the CPU; a checkpoint resumes on any device. ``budget``: a time
-    budget (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`) counted from
-    ``started`` (a :func:`time.monotonic` reading; default: now), within which the run stops
-    with a valid, resumable set (:class:`~ddkit.methods.time_budget.TimeBudget`).
+    that also receive the config, the metrics and the final grid. The set is returned, and
+    saved, on the CPU; a checkpoint resumes on any device. The request's time budget counts
+    from ``started`` (a :func:`time.monotonic` reading; default: now).
     """
-    out = Path(out)
+    r, out = request, Path(out)
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
-    budget = run_budget(method, budget)
+    budget = run_budget(r.method, r.budget)
     seconds = None if budget is None else parse_duration(budget)
     if seconds is not None and distributed.active() is not None:
         raise ConfigError("--budget runs in one process (ranks could stop at different steps); "
                           "launch it without torchrun or drop --budget")  # fmt: skip
-    splits = splits or load_splits(dataset, root)
-    check_ipc(splits.train, ipc)
-    method, options, rec = resolve_method(method, splits.train, dataset, ipc, options, device)
-    if device is not None:
-        splits = dataclasses.replace(splits, train=_on_device(splits.train, device))
-    m = create_method(method, dataset=dataset, ipc=ipc, **options)
+    splits = splits or load_splits(r.dataset, r.root)
+    check_ipc(splits.train, r.ipc)
+    method, options, rec = resolve_method(
+        r.method, splits.train, r.dataset, r.ipc, r.options, r.device
+    )
+    if r.device is not None:
+        splits = dataclasses.replace(splits, train=_on_device(splits.train, r.device))
+    m = create_method(method, dataset=r.dataset, ipc=r.ipc, **options)
     check_scale_out(m)
-    total = m.budget_for(splits.train) if iterations is None else int(iterations)
+    total = m.budget_for(splits.train) if r.iterations is None else int(r.iterations)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
-        syn = m.fit(splits.train, ipc, iterations=total, seed=seed, resume=resume, progress=False,
-                    checkpoint_dir=out / "checkpoint", checkpoint_every=checkpoint_every)  # fmt: skip
+        syn = m.fit(splits.train, r.ipc, iterations=total, seed=r.seed, resume=resume,
+                    progress=False, checkpoint_dir=out / "checkpoint",
+                    checkpoint_every=checkpoint_every)  # fmt: skip
         distributed.barrier()
         return syn
     config = {
-        "dataset": dataset,
-        "root": root,
+        "dataset": r.dataset,
+        "root": r.root,
         "method": method,
-        "ipc": int(ipc),
-        "seed": int(seed),
+        "ipc": int(r.ipc),
+        "seed": int(r.seed),
         "iterations": total,
         "method_config": m.config_dict(),
         "ddkit_version": __import__("ddkit").__version__,
         **({} if rec is None else {"recommended": rec.to_dict()}),
-        "context": _run_context(device).to_dict(),
+        "context": current_context(r.device).to_dict(),
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
     check_log_targets(log)
@@ -171,14 +190,14 @@ def distill_run(
         callbacks = [JsonlLog(out / "log.jsonl"), *(callbacks or ())]
         callbacks += tracker_callbacks(log, config, out)
         if progress:
-            callbacks.append(ProgressReport(f"{method} {dataset} ipc={ipc}", progress))
+            callbacks.append(ProgressReport(f"{method} {r.dataset} ipc={r.ipc}", progress))
         if seconds is not None:  # last: it sees every other callback's step
             callbacks.append(TimeBudget(seconds, started=started))
         syn = m.fit(
             splits.train,
-            ipc,
+            r.ipc,
             iterations=total,
-            seed=seed,
+            seed=r.seed,
             callbacks=callbacks,
             checkpoint_dir=out / "checkpoint",
             checkpoint_every=checkpoint_every,
@@ -191,9 +210,10 @@ def distill_run(
     return syn
 
 
-def _run_context(device: str | torch.device | None) -> context.RunContext:
-    """The run's context: the environment's variables, the ``device`` it computes on (``None``:
-    where the data was loaded, the CPU), exact mode and how many processes run it."""
+def current_context(device: str | torch.device | None) -> context.RunContext:
+    """The context of a run here: the environment's variables, the ``device`` it computes on
+    (``None``: where the data was loaded, the CPU), exact mode and how many processes run it
+    (what ``ddkit distill`` saves in ``config.json`` and ``ddkit evaluate`` in ``eval.json``)."""
     launch = distributed.active()
     where = "cpu" if device is None else device
     return context.run_context(where, 1 if launch is None else launch.world_size)
@@ -375,7 +395,6 @@ def estimate_distill(
     iterations: int | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
-    root: str | None = None,
     splits: DatasetSplits | None = None,
     warmup: int = 3,
     device: str | torch.device | None = None,
@@ -391,12 +410,13 @@ def estimate_distill(
     step that brings the dry run past :data:`WARMUP_SECONDS` ends the warm-up early (after a
     second step unless past :data:`WARMUP_ONE_STEP_SECONDS`), and a single step stands for all
     (its lazy initialisation included). The first step's time beyond the later steps' pace (lazy
-    set-up, compilation) counts once, in the set-up (:func:`setup_and_pace`). The data's loading
-    counts as start-up. ``device`` as in :func:`distill_run`."""
+    set-up, compilation) counts once, in the set-up (:func:`setup_and_pace`). ``splits``: the
+    data, already loaded (a command reads it from its ``--root`` at the door), else read from
+    the data root, that loading counted as start-up. ``device`` as in :class:`DistillRequest`."""
     if warmup < 2:
         raise ConfigError(f"warmup must be >= 2 iterations, got {warmup}")
     loading = began = time.perf_counter()
-    splits = splits or load_splits(dataset, root)
+    splits = splits or load_splits(dataset, None)
     check_ipc(splits.train, ipc)
     method, options, rec = resolve_method(method, splits.train, dataset, ipc, options, device)
     train = splits.train if device is None else _on_device(splits.train, device)

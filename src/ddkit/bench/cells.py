@@ -238,7 +238,7 @@ def _run_unit(
 def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "cpu") -> None:
     from ddkit.data import load_dataset
     from ddkit.methods import create_method, load_all
-    from ddkit.runs import StepSeconds, distill_run
+    from ddkit.runs import DistillRequest, StepSeconds, distill_run
 
     ds, method, ipc = cell.dataset, cell.method, cell.ipc
     load_all()
@@ -253,19 +253,16 @@ def _distill(cell: Cell, suite: Suite, seed: int, folder: Path, device: str = "c
     timer = StepSeconds(folder / "step_seconds.jsonl")
     resumed = (run / "checkpoint" / "state.json").exists()
     devices = _record_device(folder, device, resumed)
+    request = DistillRequest(
+        ds, method, ipc, iterations=iterations, seed=seed, options=options, device=device
+    )
     syn = distill_run(
-        dataset=ds,
-        method=method,
-        ipc=ipc,
-        out=run,
-        iterations=iterations,
-        seed=seed,
+        request,
+        run,
         resume=True,  # from the checkpoint if there is one, else from the start
-        options=options,
         checkpoint_every=max(1, iterations // 20),
         splits=splits,
         callbacks=[timer],
-        device=device,
     )
     end = time.perf_counter()
     setup = getattr(timer, "started", end) - t0  # loading data, experts, ...: this segment's
@@ -413,7 +410,7 @@ def _evaluate_network(
 ) -> None:
     from ddkit.data import load_dataset
     from ddkit.data.synthetic import SyntheticSet
-    from ddkit.eval import evaluate
+    from ddkit.eval import RunPlan, evaluate
 
     ds = cell.dataset
     splits = load_dataset(ds)
@@ -432,7 +429,7 @@ def _evaluate_network(
         epochs=eval_epochs(suite, cell),
         seed=seed,
         models=[model] if model else None,
-        run_indices=[k],
+        plan=RunPlan(run_indices=[k]),
         device=device,
     )
     r = report.results[0]

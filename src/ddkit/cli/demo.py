@@ -106,7 +106,7 @@ def _distil(args: argparse.Namespace, splits: Any, out: Path) -> Any:
     budget unless ``--iterations`` says otherwise."""
     from ddkit.bench import SUITES
     from ddkit.methods import create_method
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     ipc = DEMO_IPC
     if args.iterations is None:  # minutes, not the published hours
@@ -119,17 +119,8 @@ def _distil(args: argparse.Namespace, splits: Any, out: Path) -> Any:
     print(
         f"distilling digits at IPC {ipc} with {args.method} ({args.iterations} iterations) -> {out}"
     )
-    return distill_run(
-        dataset="digits",
-        method=args.method,
-        ipc=ipc,
-        out=out,
-        seed=args.seed,
-        iterations=args.iterations,
-        splits=splits,
-        resume=True,
-        progress=True,
-    )
+    request = DistillRequest("digits", args.method, ipc, iterations=args.iterations, seed=args.seed)
+    return distill_run(request, out, splits=splits, resume=True, progress=True)
 
 
 def _training_sets(

@@ -73,28 +73,31 @@ def run(args: argparse.Namespace) -> int:
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
     from ddkit.io import check_out
-    from ddkit.runs import distill_run
+    from ddkit.runs import DistillRequest, distill_run
 
     dataset = dataset_with_target(args.dataset, args.target)
     out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
     check_out(out, folder=True, run_ok=True)  # its own run folder: resumed, or refused there
     if args.dry_run:
         return _estimate(args, dataset, out)
-    syn = distill_run(
-        dataset=dataset,
-        method=args.method,
-        ipc=args.ipc,
-        out=out,
+    request = DistillRequest(
+        dataset,
+        args.method,
+        args.ipc,
         iterations=args.iterations,
         seed=args.seed,
-        resume=args.resume,
         options=_options(args),
         root=args.root,
+        device=device_option(args),
+        budget=args.budget,
+    )
+    syn = distill_run(
+        request,
+        out,
+        resume=args.resume,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
         log=args.log or (),
-        device=device_option(args),
-        budget=args.budget,
         started=command_started(),  # the budget counts the command's start-up too
     )
     stored = syn.storage_bytes()["total"]
@@ -128,9 +131,8 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     from ddkit.commands import command_started
     from ddkit.methods.recommended import RECOMMENDED, run_budget
     from ddkit.progress import parse_duration
-    from ddkit.runs import estimate_distill
+    from ddkit.runs import estimate_distill, load_splits
 
-    startup = time.monotonic() - command_started()  # the real command starts as this one did
     if args.budget is not None:
         parse_duration(args.budget)  # refused before any work
     if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs
@@ -140,6 +142,8 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
             file=sys.stderr,
             flush=True,
         )
+    splits = load_splits(dataset, args.root)  # the data, read at the door
+    startup = time.monotonic() - command_started()  # the real command starts and loads as this did
     cost = estimate_distill(
         dataset=dataset,
         method=args.method,
@@ -147,7 +151,7 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
         iterations=args.iterations,
         seed=args.seed,
         options=_options(args),
-        root=args.root,
+        splits=splits,
         device=device_option(args),
     )
     cost = dataclasses.replace(cost, startup_seconds=startup + cost.startup_seconds)

@@ -1,5 +1,6 @@
 """``ddkit evaluate``: evaluate a saved set (:func:`ddkit.eval.dispatch.evaluate_set`), print
-the report and write it to ``eval.json``."""
+the report and write it to ``eval.json`` with the run's context
+(:func:`ddkit.runs.current_context`), as ``ddkit distill`` saves it in ``config.json``."""
 
 from __future__ import annotations
 
@@ -77,14 +78,15 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the evaluation and write its report to ``--out``, else ``eval.json`` in the run
-    folder (rank 0 only, atomically)."""
+    folder (rank 0 only, atomically), the run's context beside it under ``"context"``."""
     from ddkit.commands import command_started
     from ddkit.eval.dispatch import EvalSettings, estimate_set, evaluate_set
     from ddkit.eval.estimate import fit_budget
+    from ddkit.eval.protocol import get_protocol
     from ddkit.io import atomic_write_json, check_out, json_with
     from ddkit.methods import load_all
     from ddkit.progress import parse_duration
-    from ddkit.runs import open_saved_set
+    from ddkit.runs import current_context, open_saved_set
 
     started = command_started()  # a budget counts the command's start-up too
     budget = None if args.budget is None else parse_duration(args.budget)  # before any work
@@ -92,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         check_out(args.out, folder=False, own=json_with("results"), kind="an evaluate report")
     load_all()  # methods may register protocols
     saved = open_saved_set(args.path, dataset=args.dataset, root=args.root)
+    protocol = None if args.protocol is None else get_protocol(args.protocol)
     settings = EvalSettings(
-        protocol=args.protocol, models=args.models, learners=args.learners, runs=args.runs,
+        protocol=protocol, models=args.models, learners=args.learners, runs=args.runs,
         epochs=args.epochs, seed=args.seed, groups=args.groups, precision=args.precision,
         compile=args.compile, device=args.device, progress=not args.quiet, teacher=args.teacher,
         budget=budget, started=started,
@@ -105,13 +108,15 @@ def run(args: argparse.Namespace) -> int:
         if budget is not None:
             print(fit_budget(estimate, budget, spent=time.monotonic() - started).line())
         return 0
+    context = current_context(args.device or distributed.device())  # the session's by default
     evaluation = evaluate_set(
         saved.syn, saved.splits.test, settings, say=print, test_name=saved.dataset,
         train=saved.splits.train,
     )  # fmt: skip
     print(evaluation.text())
     out = Path(args.out) if args.out else saved.folder / "eval.json"
-    distributed.main_only(partial(atomic_write_json, out, evaluation.report.to_dict()))
+    record = {**evaluation.report.to_dict(), "context": context.to_dict()}
+    distributed.main_only(partial(atomic_write_json, out, record))
     print(f"wrote {out}")
     return 0
 

@@ -3,6 +3,7 @@
 from ddkit.eval.evaluate import (
     EvalReport,
     ModelResult,
+    RunPlan,
     evaluate,
     evaluate_with_teacher,
     run_seeds,
@@ -23,6 +24,7 @@ __all__ = [
     "EvalProtocol",
     "EvalReport",
     "ModelResult",
+    "RunPlan",
     "TrainRecipe",
     "TrainStats",
     "accuracy",

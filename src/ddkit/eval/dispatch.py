@@ -34,7 +34,7 @@ from ddkit.eval.estimate import (
     long_recipe_notice,
     scaled_estimate,
 )
-from ddkit.eval.evaluate import EvalReport, evaluate
+from ddkit.eval.evaluate import EvalReport, RunPlan, evaluate
 from ddkit.eval.graph import GCN
 from ddkit.eval.groups import require_groups
 from ddkit.eval.protocol import EvalProtocol, get_protocol
@@ -47,7 +47,8 @@ from ddkit.progress import ProgressSetting
 class EvalSettings:
     """How to evaluate a set; ``None`` leaves a choice to the set and its evaluator.
 
-    ``protocol`` (a protocol or its name; default: the set's recipe), ``models`` (names, or comma-separated),
+    ``protocol`` (a protocol, resolved at the door: :func:`~ddkit.eval.protocol.get_protocol`
+    turns a name into one; default: the set's recipe), ``models`` (names, or comma-separated),
     ``groups``, ``precision``, ``compile``, ``device`` (a torch device or its name; default:
     the session's) and ``progress`` are for evaluation by networks; ``learners`` (names, or
     comma-separated) evaluates by learners instead. ``runs`` and ``epochs`` override the
@@ -58,7 +59,7 @@ class EvalSettings:
     protocol to what fits (:func:`ddkit.eval.evaluate`).
     """
 
-    protocol: str | EvalProtocol | None = None
+    protocol: EvalProtocol | None = None
     models: str | Sequence[str] | None = None
     learners: str | Sequence[str] | None = None
     runs: int | None = None
@@ -128,20 +129,20 @@ def _by_networks(
     """Fresh networks under the set's recipe (said) or ``s.protocol``; a note when they are not
     the network the set was distilled with."""
     recipe = set_recipe(syn)
-    protocol, models = _network_protocol(syn, s)
+    protocol = _network_protocol(syn, s)
     if s.groups:  # refused before anything is timed or trained
         require_groups(test)
     if s.protocol is None:
         say(recipe.describe())
         if s.budget is None:  # a budget says itself what it fits
-            _say_if_long(syn, test, s, protocol, models, say)
-    note = network_mismatch(recipe, models or protocol.models)
+            _say_if_long(syn, test, s, protocol, say)
+    note = network_mismatch(recipe, protocol.models)
     if note:
         say(note)
+    plan = RunPlan(budget=s.budget, started=s.started, say=say)
     report = evaluate(
-        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-        progress=s.progress, groups=s.groups, device=distributed.named_device(s.device),
-        teacher=s.teacher, budget=s.budget, started=s.started, say=say,
+        syn, test, protocol, seed=s.seed, progress=s.progress, groups=s.groups,
+        device=distributed.named_device(s.device), teacher=s.teacher, plan=plan,
     )  # fmt: skip
     p = report.protocol
     heading = (
@@ -153,15 +154,15 @@ def _by_networks(
     return Evaluation(report, heading)
 
 
-def _network_protocol(syn: SyntheticSet, s: EvalSettings) -> tuple[EvalProtocol, list | None]:
-    """The protocol networks train under (the set's recipe or ``s.protocol``, with ``s``'s
-    levers) and the models named in ``s`` (``None``: the protocol's)."""
+def _network_protocol(syn: SyntheticSet, s: EvalSettings) -> EvalProtocol:
+    """The protocol networks train under: the set's recipe or ``s.protocol``, with the models,
+    runs, epochs and levers ``s`` names."""
     models = [m for m in s.models.split(",") if m] if isinstance(s.models, str) else s.models
-    models = list(models) if models else None
-    protocol = set_recipe(syn).protocol if s.protocol is None else get_protocol(s.protocol)
-    if s.precision or s.compile:
-        protocol = protocol.with_(precision=s.precision, compile=True if s.compile else None)
-    return protocol, models
+    protocol = set_recipe(syn).protocol if s.protocol is None else s.protocol
+    return protocol.with_(
+        models=tuple(models) if models else None, runs=s.runs, epochs=s.epochs,
+        precision=s.precision, compile=True if s.compile else None,
+    )  # fmt: skip
 
 
 def _cut(meta: dict[str, Any]) -> str:
@@ -177,7 +178,6 @@ def _say_if_long(
     test: ImageDataset,
     s: EvalSettings,
     protocol: EvalProtocol,
-    models: list | None,
     say: Callable[[str], Any],
 ) -> None:
     """Say before a recorded recipe estimated past :data:`~ddkit.eval.estimate.
@@ -188,8 +188,8 @@ def _say_if_long(
     with warnings.catch_warnings():  # the evaluation itself warns of what the warm-up meets
         warnings.simplefilter("ignore")
         est = estimate_evaluation(
-            syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-            teacher=s.teacher, device=distributed.named_device(s.device), compile_as_run=False,
+            syn, test, protocol, seed=s.seed, teacher=s.teacher,
+            device=distributed.named_device(s.device), compile_as_run=False,
             short_below=LONG_EVALUATION_SECONDS,
         )  # fmt: skip
     quicker = get_protocol(QUICKER_PROTOCOL).with_(models=est.protocol.models)
@@ -214,10 +214,9 @@ def estimate_set(
             "--dry-run estimates evaluation by networks of image sets; this set is evaluated by "
             "learners or a GCN, which take seconds: run it without --dry-run"
         )
-    protocol, models = _network_protocol(syn, s)
     return estimate_evaluation(
-        syn, test, protocol, models=models, runs=s.runs, epochs=s.epochs, seed=s.seed,
-        teacher=s.teacher, device=distributed.named_device(s.device),
+        syn, test, _network_protocol(syn, s), seed=s.seed, teacher=s.teacher,
+        device=distributed.named_device(s.device),
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,13 @@ import torch
 from ddkit.data.dataset import ImageDataset
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
-from ddkit.eval.prepare import run_seeds, test_in_set_space, train_model, training_data
+from ddkit.eval.prepare import (
+    run_seeds,
+    test_in_set_space,
+    train_model,
+    training_data,
+    with_changes,
+)
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.train import TrainRecipe, build_networks, predicted_classes
 from ddkit.levers import resolve_precision
@@ -112,16 +118,15 @@ def estimate_evaluation(
     test: ImageDataset,
     protocol: str | EvalProtocol,
     *,
-    models: Sequence[str] | None = None,
-    runs: int | None = None,
-    epochs: int | None = None,
     seed: int = 0,
     teacher: Any = None,
     device: torch.device | str = "cpu",
     compile_as_run: bool = True,
     short_below: float | None = None,
+    **changes: Any,
 ) -> EvalEstimate:
-    """The cost of :func:`~ddkit.eval.evaluate` with these arguments, measured here by a
+    """The cost of :func:`~ddkit.eval.evaluate` with these arguments (``**changes``: fields of
+    the protocol to change, as there: ``models``, ``runs``, ``epochs``, ...), measured here by a
     warm-up of one network per model (its first epoch the set-up, then epochs for at least
     :data:`WARMUP_MIN_SECONDS`, at most :data:`WARMUP_MAX_SECONDS`; see the module's docstring).
     ``compile_as_run=False`` times the warm-up eagerly whatever the run would decide (no
@@ -129,9 +134,7 @@ def estimate_evaluation(
     its first epoch where every epoch of its runs, at that first epoch's cost (its set-up
     included: an upper bound), would end within the model's share of ``short_below`` (all a
     notice needs to know of a short evaluation)."""
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
+    p = with_changes(get_protocol(protocol), changes)
     lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
     data = training_data(syn, p, teacher, device)
     rows = data.images

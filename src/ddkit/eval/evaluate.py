@@ -27,6 +27,7 @@ from ddkit.eval.prepare import (  # noqa: F401  (re-exported: their home before 
     test_in_set_space,
     train_model,
     training_data,
+    with_changes,
 )
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.recipe import set_recipe
@@ -179,29 +180,82 @@ class FreshNetworks:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """Which of an evaluation's runs one call trains, and how.
+
+    By default all of them. ``run_indices``: only those of the protocol's runs, each from the
+    seed it has in the whole evaluation: networks trained one after another (the CPU default)
+    then reach the accuracies they reach there, so an evaluation can be split over processes
+    or sessions. ``budget``: as many as fit a time budget (seconds, or ``"30m"``:
+    :func:`ddkit.progress.parse_duration`, parsed here, before any work) counted from
+    ``started`` (a :func:`time.monotonic` reading; default: when the evaluation begins): a
+    warm-up measures the cost here (:func:`ddkit.eval.estimate.estimate_evaluation`) and the
+    protocol is cut to what fits, fewer runs first, then fewer epochs
+    (:func:`~ddkit.eval.estimate.fit_budget`); ``say`` (default: standard error) gets the one
+    line that says what was chosen and why. A budget chooses the runs itself: beside
+    ``run_indices`` it is refused in one line. ``vectorize``: ``True`` trains a model's
+    networks together with ``vmap``, ``False`` one after another, ``None`` by device
+    (:func:`~ddkit.eval.train.train_networks`).
+    """
+
+    run_indices: Sequence[int] | None = None
+    budget: float | str | None = None
+    started: float | None = None
+    say: Callable[[str], Any] | None = None
+    vectorize: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is not None:
+            object.__setattr__(self, "budget", parse_duration(self.budget))
+        if self.run_indices is not None:
+            if self.budget is not None:
+                raise ConfigError(
+                    "budget= chooses the runs itself; pass budget= or run_indices=, not both"
+                )
+            object.__setattr__(self, "run_indices", tuple(self.run_indices))
+
+
 def train_fresh_networks(
     syn: SyntheticSet,
     test: ImageDataset,
     protocol: str | EvalProtocol = "dsa",
     *,
-    models: Sequence[str] | None = None,
-    runs: int | None = None,
-    epochs: int | None = None,
     seed: int = 0,
     teacher: Any = None,
-    vectorize: bool | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressSetting = "auto",
-    run_indices: Sequence[int] | None = None,
+    plan: RunPlan | None = None,
+    **changes: Any,
 ) -> FreshNetworks:
-    """Train the fresh networks :func:`evaluate` tests (the arguments are :func:`evaluate`'s)
-    and return them untested, e.g. to attack them (``ddkit.audits``)."""
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
+    """Train the fresh networks :func:`evaluate` tests (the arguments are :func:`evaluate`'s;
+    of a ``plan``, its ``run_indices`` and ``vectorize``: a budget cuts an evaluation, and is
+    refused here) and return them untested, e.g. to attack them (``ddkit.audits``)."""
+    plan = plan or RunPlan()
+    if plan.budget is not None:
+        raise ConfigError(
+            "a budget cuts an evaluation (ddkit.eval.evaluate); train_fresh_networks trains the "
+            "runs its plan names: drop budget="
+        )
+    p = with_changes(get_protocol(protocol), changes)
+    return _train_fresh(syn, test, p, seed, teacher, device, progress, plan)
+
+
+def _train_fresh(
+    syn: SyntheticSet,
+    test: ImageDataset,
+    p: EvalProtocol,
+    seed: int,
+    teacher: Any,
+    device: torch.device | str,
+    progress: ProgressSetting,
+    plan: RunPlan,
+) -> FreshNetworks:
+    """:func:`train_fresh_networks` under the resolved protocol ``p``."""
     lr = syn.lr if (p.use_learned_lr and syn.lr is not None) else p.lr
     data = training_data(syn, p, teacher, device)
     seeds = run_seeds(seed, p.runs)
+    run_indices = plan.run_indices
     if run_indices is not None:
         bad = [i for i in run_indices if not 0 <= i < p.runs]
         if bad or not run_indices:
@@ -219,7 +273,7 @@ def train_fresh_networks(
             unit="network-epochs",
         )  # fmt: skip
         fresh.results[name] = train_model(
-            name, syn, data, p, seeds, lr, vectorize=vectorize, device=device,
+            name, syn, data, p, seeds, lr, vectorize=plan.vectorize, device=device,
             progress=bar.update if bar.kind else None,
         )  # fmt: skip
         bar.close()
@@ -232,67 +286,55 @@ def evaluate(
     test: ImageDataset,
     protocol: str | EvalProtocol | None = None,
     *,
-    models: Sequence[str] | None = None,
-    runs: int | None = None,
-    epochs: int | None = None,
     seed: int = 0,
     teacher: Any = None,
-    vectorize: bool | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressSetting = "auto",
-    run_indices: Sequence[int] | None = None,
     groups: bool = False,
-    budget: float | str | None = None,
-    started: float | None = None,
-    say: Callable[[str], Any] | None = None,
+    plan: RunPlan | None = None,
+    **changes: Any,
 ) -> EvalReport:
     """Train fresh networks on ``syn`` and report final-epoch accuracy on the real ``test`` split.
 
     ``protocol``: a protocol or its name; ``None`` takes the recipe the set records (the
     protocol it was made for, with the network it was distilled with: :mod:`ddkit.eval.recipe`),
     or for a set that records none the protocol its labels call for (``dsa`` for hard labels).
-    ``models``/``runs``/``epochs`` override the protocol's. What the networks learn from is the
+    ``**changes`` change fields of the protocol: ``models``/``runs``/``epochs``, or any other
+    field of :class:`~ddkit.eval.protocol.EvalProtocol` (``None`` leaves a field as it is;
+    :func:`~ddkit.eval.prepare.with_changes`). What the networks learn from is the
     protocol's ``targets`` (see :func:`training_data`); protocols whose targets come from a
     teacher take it from ``teacher`` (a module or a folder) or ``syn.meta['teacher_dir']``, and
     the report's ``meta`` records the folder. ``progress``: ``"auto"`` (the default: once the
     training has run a few seconds, a bar on a terminal, lines elsewhere), ``True`` (from the
     first epoch), ``"bar"``, ``"lines"`` or ``False`` (silent). The same seed gives the
-    same report. ``run_indices`` trains only those of the protocol's runs, each from the seed it
-    has in the whole evaluation: networks trained one after another (the CPU default) then reach
-    the accuracies they reach there, so an evaluation can be split over processes or sessions.
-    ``groups``: also report, per run, the unbiased, bias-aligned, bias-conflicting and
-    worst-group accuracy (:func:`ddkit.eval.groups.group_accuracy`) of a test split with bias
-    attributes (a biased dataset, :mod:`ddkit.data.biased`); a split without them is refused
-    before any network is trained.
-    ``budget``: a time budget (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`)
-    counted from ``started`` (a :func:`time.monotonic` reading; default: this call): a warm-up
-    measures the cost here (:func:`ddkit.eval.estimate.estimate_evaluation`) and the protocol is
-    cut to what fits, fewer runs first, then fewer epochs (:func:`~ddkit.eval.estimate.
-    fit_budget`); ``say`` (default: standard error) gets the one line that says what was chosen
-    and why, and the report's ``meta["budget"]`` records the original and the chosen runs and
-    epochs. A budget too short for one run of one epoch is refused in one line.
+    same report. ``groups``: also report, per run, the unbiased, bias-aligned,
+    bias-conflicting and worst-group accuracy (:func:`ddkit.eval.groups.group_accuracy`) of a
+    test split with bias attributes (a biased dataset, :mod:`ddkit.data.biased`); a split
+    without them is refused before any network is trained.
+    ``plan``: which of the protocol's runs are trained (:class:`RunPlan`): all of them (the
+    default), a share of them (``run_indices``: an evaluation split over processes or
+    sessions), or as many as fit a time ``budget``; the report's ``meta["budget"]`` then
+    records the original and the chosen runs and epochs. A budget too short for one run of one
+    epoch is refused in one line.
     """
-    seconds = None if budget is None else parse_duration(budget)  # before any work
-    p = set_recipe(syn).protocol if protocol is None else get_protocol(protocol)  # resolved once
+    plan = plan or RunPlan()
+    base = set_recipe(syn).protocol if protocol is None else get_protocol(protocol)
+    p = with_changes(base, changes)  # resolved once
     if groups:
         require_groups(test)
     fit = None
-    if seconds is not None:
-        _check_budget_alone(run_indices)
-        full = p.with_(models=tuple(models) if models else None, runs=runs, epochs=epochs)
-        fit = _fit_budget(syn, test, full, seconds, started, seed, teacher, device)
-        (say or to_stderr)(fit.line())
-        p, runs, epochs = fit.chosen, None, None
-    if distributed.active() is not None and run_indices is None:
+    if plan.budget is not None:
+        _check_budget_alone()
+        fit = _fit_budget(syn, test, p, plan, seed, teacher, device)
+        (plan.say or to_stderr)(fit.line())
+        p = fit.chosen
+    if distributed.active() is not None and plan.run_indices is None:
         return _evaluate_sharded(
-            syn, test, p, models=models, runs=runs, epochs=epochs, seed=seed,
-            teacher=teacher, vectorize=vectorize, device=device, progress=progress, groups=groups,
+            syn, test, p, plan.vectorize, seed=seed, teacher=teacher, device=device,
+            progress=progress, groups=groups,
         )  # fmt: skip
     t0 = time.perf_counter()
-    fresh = train_fresh_networks(
-        syn, test, p, models=models, runs=runs, epochs=epochs, seed=seed, teacher=teacher,
-        vectorize=vectorize, device=device, progress=progress, run_indices=run_indices,
-    )  # fmt: skip
+    fresh = _train_fresh(syn, test, p, seed, teacher, device, progress, plan)
     # the levers the training used (ddkit.levers; the vmap path compiles nothing)
     rows = fresh.data.images
     recipe = TrainRecipe.of_protocol(
@@ -320,11 +362,9 @@ def evaluate(
     return report
 
 
-def _check_budget_alone(run_indices: Sequence[int] | None) -> None:
-    """A budget cuts the runs of one process: refused beside ``run_indices`` and under
-    :mod:`ddkit.distributed`, in one line."""
-    if run_indices is not None:
-        raise ConfigError("budget= chooses the runs itself; pass budget= or run_indices=, not both")
+def _check_budget_alone() -> None:
+    """A budget cuts the runs of one process: refused under :mod:`ddkit.distributed`, in one
+    line (beside ``run_indices``: :class:`RunPlan`)."""
     if distributed.active() is not None:
         raise ConfigError(
             "--budget evaluates in one process (ranks would cut the runs apart); launch it "
@@ -336,30 +376,27 @@ def _fit_budget(
     syn: SyntheticSet,
     test: ImageDataset,
     protocol: EvalProtocol,
-    seconds: float,
-    started: float | None,
+    plan: RunPlan,
     seed: int,
     teacher: Any,
     device: torch.device | str,
 ) -> BudgetFit:
-    """What of ``protocol`` fits in ``seconds`` from ``started`` (default: now), from a warm-up
-    here (its warnings are the evaluation's to give)."""
-    started = time.monotonic() if started is None else started
+    """What of ``protocol`` fits in the plan's budget from its ``started`` (default: now), from
+    a warm-up here (its warnings are the evaluation's to give)."""
+    started = time.monotonic() if plan.started is None else plan.started
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimate = estimate_evaluation(
             syn, test, protocol, seed=seed, teacher=teacher, device=device
         )
-    return fit_budget(estimate, seconds, spent=time.monotonic() - started)
+    return fit_budget(estimate, plan.budget, spent=time.monotonic() - started)
 
 
 def _evaluate_sharded(
     syn: SyntheticSet,
     test: ImageDataset,
     protocol: EvalProtocol,
-    *,
     vectorize: bool | None,
-    runs: int | None,
     **kwargs: Any,
 ) -> EvalReport:
     """:func:`evaluate` in a :mod:`ddkit.distributed` session: run ``r`` of the protocol is
@@ -368,13 +405,11 @@ def _evaluate_sharded(
     the merged report. Each run's accuracies are those of the one-process evaluation with
     ``vectorize=False`` (the CPU default), bit for bit; ``train_seconds`` sum the ranks'."""
     t0 = time.perf_counter()
-    total = protocol.with_(runs=runs).runs
-    mine = distributed.shard(range(total))
+    mine = distributed.shard(range(protocol.runs))
     local = None
     if mine:
-        local = evaluate(
-            syn, test, protocol, runs=total, vectorize=bool(vectorize), run_indices=mine, **kwargs
-        )
+        share = RunPlan(run_indices=mine, vectorize=bool(vectorize))
+        local = evaluate(syn, test, protocol, plan=share, **kwargs)
     shares = distributed.all_gather_json(
         None if local is None else {"report": local.to_dict(), "runs": mine}
     )

@@ -4,21 +4,37 @@ cost (:mod:`ddkit.eval.estimate`) share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
 from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
-from ddkit.errors import DataError, warn_at_caller
-from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.errors import ConfigError, DataError, warn_at_caller
+from ddkit.eval.protocol import EvalProtocol
 from ddkit.eval.relabel import expand_views, regenerate_labels, teacher_targets_fn
 from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import TargetsFn, TrainResult, train_networks
 from ddkit.levers import threads_for
 from ddkit.meter import check_memory
+
+
+def with_changes(protocol: EvalProtocol, changes: Mapping[str, Any]) -> EvalProtocol:
+    """``protocol`` with the fields ``changes`` names changed, as the evaluation's entry points
+    take them (``evaluate(syn, test, "dsa", runs=1, epochs=100)``): a ``None`` value leaves its
+    field as it is, ``models`` may be any sequence of names (an empty one leaves them too). A
+    name that is no field of :class:`~ddkit.eval.protocol.EvalProtocol` is refused in one line."""
+    known = {f.name for f in fields(EvalProtocol)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown protocol field {unknown[0]!r} (an evaluation's keywords other than its "
+            f"own change its protocol); valid: {', '.join(sorted(known))}"
+        )
+    models = changes.get("models")
+    return protocol.with_(**{**changes, "models": tuple(models) if models else None})
 
 
 def run_seeds(seed: int, runs: int) -> list[int]:
@@ -42,11 +58,11 @@ class TrainingData:
 
 def training_data(
     syn: SyntheticSet,
-    protocol: str | EvalProtocol,
+    p: EvalProtocol,
     teacher: Any = None,
     device: torch.device | str = "cpu",
 ) -> TrainingData:
-    """The training images and targets ``protocol`` asks of ``syn``.
+    """The training images and targets protocol ``p`` asks of ``syn``.
 
     ``targets="hard"``, or a set of regression labels under cross-entropy: the images with the
     argmax of their labels. ``"stored"``: the labels as
@@ -60,7 +76,6 @@ def training_data(
     with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
     (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
     """
-    p = get_protocol(protocol)
     if p.targets == "hard":
         return TrainingData(syn.images, syn.hard_labels)
     if syn.regression and p.loss == "cross_entropy":  # regression targets are no distribution

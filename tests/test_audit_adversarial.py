@@ -15,13 +15,14 @@ from audit_helpers import QUICK, trained_net, without_timings
 from ddkit.audits.adversarial import (
     AdversarialAudit,
     PixelSpaceModel,
+    RobustnessAttack,
     adversarial_audit,
     fgsm,
     pgd,
     pixel_test,
     robust_accuracy,
 )
-from ddkit.audits.base import random_real
+from ddkit.audits.base import AuditRun, random_real
 from ddkit.data.dataset import denormalise, from_arrays
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.data.zca import ZCA
@@ -130,10 +131,10 @@ def test_pgd_returns_a_misclassified_point_wherever_any_iterate_was(splits, mode
 @pytest.mark.usefixtures("global_rng_untouched")
 def test_same_seed_same_audit_and_the_record_names_seeds_runs_budgets(splits):
     sets = {"random/ipc3": random_real(splits.train, 3, seed=0)}
-    kw = dict(epsilons=[0, 8 / 255], steps=3, protocol=QUICK.with_(runs=1, epochs=20),
-              seed=5, max_test=40)  # fmt: skip
-    a = adversarial_audit(splits, sets, **kw)
-    b = adversarial_audit(splits, sets, **kw)
+    attack = RobustnessAttack(epsilons=[0, 8 / 255], steps=3, max_test=40)
+    run = AuditRun.of(QUICK.with_(runs=1, epochs=20), seed=5)
+    a = adversarial_audit(splits, sets, run, attack=attack)
+    b = adversarial_audit(splits, sets, run, attack=attack)
     assert without_timings(a) == without_timings(b)
     assert a["seed"] == 5 and a["runs"] == 1
     assert a["budgets"]["pgd_steps"] == 3 and a["budgets"]["test_images"] == 40
@@ -142,7 +143,7 @@ def test_same_seed_same_audit_and_the_record_names_seeds_runs_budgets(splits):
     (net,) = a["sets"]["random/ipc3"]["networks"]
     assert {"model", "run", "seed", "attack_seed", "clean", "fgsm", "pgd"} <= set(net)
     assert net["fgsm"][0] == net["pgd"][0] == net["clean"]
-    c = adversarial_audit(splits, sets, **{**kw, "seed": 6})
+    c = adversarial_audit(splits, sets, AuditRun.of(run.protocol, seed=6), attack=attack)
     assert without_timings(c)["sets"] != without_timings(a)["sets"]
 
 
@@ -159,8 +160,10 @@ def test_same_seed_same_audit_and_the_record_names_seeds_runs_budgets(splits):
 )
 def test_bad_budgets_are_one_line_errors(splits, kwargs, message):
     sets = {"r": SyntheticSet.from_real(splits.train, torch.arange(20))}
-    with pytest.raises((ConfigError, KeyError)) as err:
-        adversarial_audit(splits, sets, **kwargs)
+    attack = {k: v for k, v in kwargs.items() if k != "protocol"}
+    with pytest.raises((ConfigError, KeyError)) as err:  # checked as the run and attack are built
+        run = AuditRun.of(kwargs.get("protocol", "dc"))
+        adversarial_audit(splits, sets, run, attack=RobustnessAttack(**attack))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -168,9 +171,9 @@ def test_no_sets_and_unknown_methods_are_refused(splits):
     from ddkit.audits.adversarial import audit_sets
 
     with pytest.raises(ConfigError, match="no training sets"):
-        adversarial_audit(splits, {})
+        adversarial_audit(splits, {}, AuditRun.of())
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        audit_sets(splits, ["dm", "nope"], [1])
+        audit_sets(splits, ["dm", "nope"], [1], AuditRun.of())
 
 
 def test_pixels_outside_zero_one_are_refused():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddkit.audits.adversarial import audit_sets
-from ddkit.audits.base import Budgets, budgets_json, iterations_of
+from ddkit.audits.base import AuditRun, Budgets, budgets_json, iterations_of
 from ddkit.audits.privacy import PrivacyTraining, Source
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import get_protocol
@@ -50,8 +50,9 @@ def test_a_budget_for_no_registered_method_is_refused():
 
 def test_each_method_and_ipc_distils_with_its_own_budget():
     splits = tiny_digits()
-    sets = audit_sets(splits, ["dm"], [1, 2], iterations=Budgets.parse("3,dm@2=1"),
-                      options={"batch_real": 8, "model": "convnet1-w32"}, full=False)  # fmt: skip
+    sets = audit_sets(splits, ["dm"], [1, 2], AuditRun.of(), full=False,
+                      iterations=Budgets.parse("3,dm@2=1"),
+                      options={"batch_real": 8, "model": "convnet1-w32"})  # fmt: skip
     assert sets["dm/ipc1"].meta["iterations"] == 3
     assert sets["dm/ipc2"].meta["iterations"] == 1
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from torch import nn
 
 from ddkit.audits.base import (
     Audit,
+    AuditRun,
     Budgets,
     TrainedNetworks,
     add_training_arguments,
@@ -71,7 +73,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.methods import method_names
-from ddkit.progress import Progress, ProgressSetting
+from ddkit.progress import Progress
 from ddkit.rng import derive_seed
 
 #: The default budgets on the [0, 1] pixel scale.
@@ -233,6 +235,25 @@ def _check_budgets(
     return eps
 
 
+@dataclass(frozen=True)
+class RobustnessAttack:
+    """The attacks every network meets (module docstring): FGSM and PGD at each of ``epsilons``
+    (L-infinity budgets on the ``[0, 1]`` pixel scale), PGD taking ``steps`` signed steps of
+    ``step_size`` (``None``: ``2.5 * epsilon / steps``), on at most ``max_test`` test images
+    (``None``: all of them; else a seeded random subset), ``batch_size`` images at a time.
+    Checked here, in one line."""
+
+    epsilons: Sequence[float] = DEFAULT_EPSILONS
+    steps: int = 10
+    step_size: float | None = None
+    max_test: int | None = None
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        eps = _check_budgets(self.epsilons, self.steps, self.step_size, self.max_test)
+        object.__setattr__(self, "epsilons", tuple(eps))
+
+
 def _test_rows(n: int, max_test: int | None, seed: int) -> torch.Tensor:
     if max_test is None or max_test >= n:
         return torch.arange(n)
@@ -255,60 +276,47 @@ def _set_info(syn: SyntheticSet) -> dict[str, Any]:
 def adversarial_audit(
     splits: DatasetSplits,
     sets: Mapping[str, SyntheticSet],
+    run: AuditRun,
     *,
-    epsilons: Sequence[float] = DEFAULT_EPSILONS,
-    steps: int = 10,
-    step_size: float | None = None,
-    protocol: str | EvalProtocol = "dc",
-    runs: int | None = None,
-    epochs: int | None = None,
-    models: Sequence[str] | None = None,
-    seed: int = 0,
-    max_test: int | None = None,
-    batch_size: int = 500,
-    device: torch.device | str = "cpu",
+    attack: RobustnessAttack = RobustnessAttack(),  # noqa: B008  (frozen)
     keep: Path | None = None,
-    progress: ProgressSetting = False,
 ) -> dict[str, Any]:
-    """Robust accuracy of networks trained on each of ``sets`` (name -> set) against FGSM and
-    PGD at each epsilon (module docstring), on the real test split of ``splits``. With
-    ``keep`` (a folder), each set's results are kept there as soon as they exist and a re-run
-    reuses them (:func:`~ddkit.audits.base.kept_json`).
+    """Robust accuracy of networks trained on each of ``sets`` (name -> set) against ``attack``
+    (FGSM and PGD at each epsilon: module docstring), on the real test split of ``splits``.
+    With ``keep`` (a folder), each set's results are kept there as soon as they exist and a
+    re-run reuses them (:func:`~ddkit.audits.base.kept_json`).
 
-    Networks are trained as ``protocol`` trains them (``runs``/``epochs``/``models`` override
-    it), every set with the same run seeds (paired initialisations); each network's PGD start
-    is drawn from a generator seeded by ``(seed, set, model, run)``. Same seed => same result.
-    Returns a JSON-ready dict: the audit's seeds, runs and budgets, and per set its networks'
-    clean / FGSM / PGD / PGD-only accuracies (lists aligned with ``epsilons``) and their means.
+    Networks are trained as ``run.protocol`` trains them (:meth:`AuditRun.of` resolves a
+    protocol's name and its overrides), every set with the same run seeds (paired
+    initialisations); each network's PGD start is drawn from a generator seeded by ``(seed,
+    set, model, run)``. Same seed => same result. Returns a JSON-ready dict: the audit's seeds,
+    runs and budgets, and per set its networks' clean / FGSM / PGD / PGD-only accuracies (lists
+    aligned with the epsilons) and their means.
     """
-    eps = _check_budgets(epsilons, steps, step_size, max_test)
     if not sets:
         raise ConfigError("no training sets to audit; give at least one")
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
-    rows = _test_rows(len(splits.test), max_test, seed)
+    eps, steps = list(attack.epsilons), attack.steps
+    p, seed, device = run.protocol, run.seed, run.device
+    rows = _test_rows(len(splits.test), attack.max_test, seed)
     pixels = pixel_test(splits.test)[rows].to(device)
     labels = splits.test.labels[rows].to(device)
     budgets = {
         "epsilons": eps,
         "epsilons_255": [round(255 * e, 4) for e in eps],
         "pgd_steps": steps,
-        "pgd_step_sizes": [resolve_step_size(e, steps, step_size) for e in eps],
+        "pgd_step_sizes": [resolve_step_size(e, steps, attack.step_size) for e in eps],
         "pgd_random_start": True,
         "test_images": len(rows),
         "test_split": len(splits.test),
     }
     out = audit_record("adversarial", seed=seed, protocol=p, budgets=budgets)
     out.update({"dataset": splits.spec.name, "epsilons": eps, "sets": {}})
-    attack = dict(epsilons=eps, steps=steps, step_size=step_size, batch_size=batch_size)
     for name, syn in sets.items():
 
         def attack_set(name: str = name, syn: SyntheticSet = syn) -> dict[str, Any]:
             trained = train_on_set(syn, splits.test, p, seed=seed, device=device,
-                                   progress=progress)  # fmt: skip
-            nets = _attack_networks(name, syn, trained, pixels, labels, attack, seed=seed,
-                                    device=device, progress=progress)  # fmt: skip
+                                   progress=run.progress)  # fmt: skip
+            nets = _attack_networks(name, syn, trained, pixels, labels, attack, run)
             keys = ("clean", "fgsm", "pgd", "pgd_only")
             return {
                 **_set_info(syn),
@@ -332,21 +340,21 @@ def _attack_networks(
     trained: TrainedNetworks,
     pixels: torch.Tensor,
     labels: torch.Tensor,
-    attack: dict[str, Any],
-    *,
-    seed: int,
-    device: torch.device | str,
-    progress: ProgressSetting,
+    attack: RobustnessAttack,
+    run: AuditRun,
 ) -> list[dict[str, Any]]:
     """:func:`robust_accuracy` of every network trained on set ``name``, each behind the set's
     normalisation, its PGD starts drawn from a generator seeded by ``(seed, name, model, run)``."""
-    bar = Progress(f"attack {name}", len(trained.networks), setting=progress, unit="nets")
+    bar = Progress(f"attack {name}", len(trained.networks), setting=run.progress, unit="nets")
     nets = []
     for row, net in zip(trained.rows(), trained.networks):
-        attack_seed = derive_seed(seed, "adversarial", name, row["model"], row["run"])
-        model = PixelSpaceModel(net.requires_grad_(False), syn.spec, syn.zca()).to(device)
+        attack_seed = derive_seed(run.seed, "adversarial", name, row["model"], row["run"])
+        model = PixelSpaceModel(net.requires_grad_(False), syn.spec, syn.zca()).to(run.device)
         g = torch.Generator().manual_seed(attack_seed)
-        acc = robust_accuracy(model.eval(), pixels, labels, generator=g, **attack)
+        acc = robust_accuracy(
+            model.eval(), pixels, labels, list(attack.epsilons), steps=attack.steps,
+            step_size=attack.step_size, generator=g, batch_size=attack.batch_size,
+        )  # fmt: skip
         nets.append({**row, "attack_seed": attack_seed, **acc})
         bar.update(1)
     bar.close()
@@ -357,21 +365,20 @@ def audit_sets(
     splits: DatasetSplits,
     methods: Sequence[str],
     ipcs: Sequence[int],
+    run: AuditRun,
     *,
     iterations: int | Budgets | None = None,
     options: dict[str, Any] | None = None,
-    seed: int = 0,
     full: bool = True,
     keep: Path | None = None,
-    progress: ProgressSetting = False,
-    device: torch.device | str = "cpu",
 ) -> dict[str, SyntheticSet]:
     """The training sets the audit compares: per IPC each method's distilled set
-    (``"dm/ipc10"``, distilled on ``device``) and a random real subset of the same size
+    (``"dm/ipc10"``, distilled on ``run.device``) and a random real subset of the same size
     (``"random/ipc10"``), and with ``full`` the whole training split (``"full"``). Every set
-    is built with ``seed``; with ``keep`` (a folder), each distilled set is kept there and a
-    re-run reuses it."""
+    is built with ``run.seed`` (the run's protocol is not used here); with ``keep`` (a
+    folder), each distilled set is kept there and a re-run reuses it."""
     methods = method_names(methods)
+    seed = run.seed
     sets: dict[str, SyntheticSet] = {}
     for ipc in ipcs:
         splits.train.check_ipc(ipc)
@@ -387,7 +394,7 @@ def audit_sets(
                 keep / "sets" / unit_name(name) if keep is not None else None, key,
                 lambda m=m, ipc=ipc, budget=budget: distil(
                     splits.train, m, ipc, iterations=budget, seed=seed, options=options,
-                    progress=progress, device=device),
+                    progress=run.progress, device=run.device),
             )  # fmt: skip
         sets[f"random/ipc{ipc}"] = random_real(splits.train, ipc, seed=seed)
     if full:
@@ -494,7 +501,7 @@ class AdversarialAudit(Audit):
 
         quick = apply_quick(args)
         epsilons = number_list(args.epsilons, "--epsilons")
-        _check_budgets(epsilons, args.steps, args.step_size, args.max_test)
+        attack = RobustnessAttack(epsilons, args.steps, args.step_size, args.max_test)
         ipcs = number_list(args.ipc, "--ipc", kind=int, minimum=1)
         paths = [p for p in args.sets.split(",") if p]
         methods = method_names(args.methods) if args.methods.strip() else []
@@ -506,13 +513,14 @@ class AdversarialAudit(Audit):
                 "give --sets, or drop --no-full"
             )
         options = parse_options(args.set)
-        get_protocol(args.protocol)
+        protocol = get_protocol(args.protocol)  # resolved once, here
         device = device_option(args)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         sets = _load_sets(paths)  # a bad set folder is refused before --out is created
-        p = get_protocol(args.protocol).with_(models=tuple(models) if models else None,
-                                              runs=args.runs, epochs=args.epochs)  # fmt: skip
+        run = AuditRun.of(protocol, models=models, runs=args.runs, epochs=args.epochs,
+                          seed=args.seed, device=device, progress=not args.quiet)  # fmt: skip
+        p = run.protocol
         plan = _plan(sets, methods, ipcs, p, iterations, splits, not args.no_full, quick)
         if args.dry_run:
             return dry_run(plan, splits, p, p.models[0], args.out, seed=args.seed,
@@ -520,22 +528,13 @@ class AdversarialAudit(Audit):
         if not args.quiet:
             print(plan.line(), flush=True)
         with hold_output(args, "audit folder", "adversarial") as out:
-            progress = not args.quiet
             if methods:
-                sets.update(
-                    audit_sets(
-                        splits, methods, ipcs, iterations=iterations, options=options,
-                        seed=args.seed, full=not args.no_full, keep=out, progress=progress,
-                        device=device,
-                    )
-                )  # fmt: skip
+                built = audit_sets(splits, methods, ipcs, run, iterations=iterations,
+                                   options=options, full=not args.no_full, keep=out)  # fmt: skip
+                sets.update(built)
             elif not args.no_full:
                 sets["full"] = full_data(splits.train)
-            result = adversarial_audit(
-                splits, sets, epsilons=epsilons, steps=args.steps, step_size=args.step_size,
-                protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-                max_test=args.max_test, keep=out, progress=progress, device=device,
-            )  # fmt: skip
+            result = adversarial_audit(splits, sets, run, attack=attack, keep=out)
             result.update({"quick": quick} if quick else {})
             atomic_write_json(out / "adversarial.json", result)
             plot_robustness(result, out / "adversarial.png")

@@ -159,6 +159,41 @@ def budgets_json(iterations: int | Budgets | None) -> int | dict[str, Any] | Non
     return iterations.to_json() if isinstance(iterations, Budgets) else iterations
 
 
+@dataclass(frozen=True)
+class AuditRun:
+    """How an audit trains its networks and runs: the evaluation ``protocol``, resolved once at
+    the audit's entry point (its models, runs and epochs already replaced where the audit was
+    asked to), the ``seed`` every set is distilled and every network trained with, the
+    ``device`` they run on, and whether ``progress`` is shown. :meth:`of` builds one from a
+    protocol's name."""
+
+    protocol: EvalProtocol
+    seed: int = 0
+    device: torch.device | str = "cpu"
+    progress: ProgressSetting = False
+
+    @classmethod
+    def of(
+        cls,
+        protocol: str | EvalProtocol = "dc",
+        *,
+        models: Sequence[str] | None = None,
+        runs: int | None = None,
+        epochs: int | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        progress: ProgressSetting = False,
+    ) -> AuditRun:
+        """``protocol`` (a name or a protocol) resolved, with ``models``/``runs``/``epochs``
+        replacing its own where given (an unknown name is a one-line error)."""
+        from ddkit.eval.protocol import get_protocol
+
+        p = get_protocol(protocol).with_(
+            models=tuple(models) if models else None, runs=runs, epochs=epochs
+        )
+        return cls(p, seed, device, progress)
+
+
 def distil(
     train: ImageDataset,
     method: str,

@@ -12,6 +12,7 @@ from audit_helpers import QUICK, without_timings
 from torch import nn
 
 from ddkit.audits.backdoor import (
+    BackdoorAttack,
     BackdoorAudit,
     DoorpingCallback,
     DoorpingConfig,
@@ -26,6 +27,7 @@ from ddkit.audits.backdoor import (
     top_neurons,
     triggered_test,
 )
+from ddkit.audits.base import AuditRun
 from ddkit.data.dataset import ImageDataset, denormalise
 from ddkit.errors import ConfigError
 from ddkit.methods import METHODS, create_method, load_all
@@ -33,8 +35,9 @@ from ddkit.testing import tiny_digits
 
 # A strong, cheap setup: half the non-target rows carry a 3x3 white patch; DM (10 iterations,
 # one-layer ConvNet) distils 5 images per class, networks train 60 epochs.
-STRONG = dict(trigger=Trigger(3), fraction=0.5, target=0, iterations=10,
-              options={"model": "convnet1-w32", "batch_real": 32}, protocol=QUICK, seed=0)  # fmt: skip
+STRONG = dict(attack=BackdoorAttack(trigger=Trigger(3), fraction=0.5, target=0), iterations=10,
+              options={"model": "convnet1-w32", "batch_real": 32})  # fmt: skip
+RUN = AuditRun.of(QUICK, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def splits():
 
 @pytest.fixture(scope="module")
 def naive(splits):
-    return backdoor_audit(splits, ["dm"], [5], **STRONG)
+    return backdoor_audit(splits, ["dm"], [5], RUN, **STRONG)
 
 
 def test_trigger_geometry(splits):
@@ -147,7 +150,7 @@ def test_the_record_names_seeds_runs_and_budgets(naive, splits):
 
 @pytest.mark.usefixtures("global_rng_untouched")
 def test_same_seed_same_result(naive, splits):
-    again = backdoor_audit(splits, ["dm"], [5], **STRONG)
+    again = backdoor_audit(splits, ["dm"], [5], RUN, **STRONG)
     assert without_timings(again) == without_timings(naive)
 
 
@@ -230,7 +233,7 @@ def test_doorping_refuses_methods_whose_steps_never_read_real_images(splits):
     for name in ("dm", "dc", "dsa", "kip", "frepo"):
         assert doorping_refusal(METHODS.get(name)) is None
     with pytest.raises(ConfigError, match="DOORPING cannot attack 'mtt'"):
-        backdoor_audit(splits, ["mtt"], [2], attack="doorping")
+        backdoor_audit(splits, ["mtt"], [2], AuditRun.of(), attack=BackdoorAttack("doorping"))
 
 
 @pytest.mark.parametrize(
@@ -253,8 +256,9 @@ def test_doorping_refuses_methods_whose_steps_never_read_real_images(splits):
 )
 def test_bad_inputs_are_one_line_errors_before_any_work(splits, kwargs, message):
     args = {"methods": ["dm"], "ipcs": [2], **kwargs}
-    with pytest.raises(ConfigError) as err:
-        backdoor_audit(splits, args.pop("methods"), args.pop("ipcs"), **args)
+    methods, ipcs = args.pop("methods"), args.pop("ipcs")
+    with pytest.raises(ConfigError) as err:  # the attack's own fields are checked as it is built
+        backdoor_audit(splits, methods, ipcs, AuditRun.of(), attack=BackdoorAttack(**args))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 

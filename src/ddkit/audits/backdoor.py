@@ -83,6 +83,7 @@ from ddkit.audits.backdoor_trigger import (
 )
 from ddkit.audits.base import (
     Audit,
+    AuditRun,
     Budgets,
     add_training_arguments,
     audit_record,
@@ -113,7 +114,6 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.methods import method_names
-from ddkit.progress import ProgressSetting
 from ddkit.rng import derive_seed
 
 ATTACKS = ("naive", "doorping")
@@ -128,16 +128,15 @@ def _scores(
     splits: DatasetSplits,
     mask: torch.Tensor,
     target: int,
-    protocol: EvalProtocol,
-    seed: int,
-    device: torch.device | str,
-    progress: ProgressSetting,
+    run: AuditRun,
 ) -> dict[str, Any]:
-    """Clean accuracy and ASR of networks trained on ``syn`` (as ``protocol`` trains them)."""
+    """Clean accuracy and ASR of networks trained on ``syn`` (as ``run.protocol`` trains them)."""
     from ddkit.eval.evaluate import test_in_set_space
     from ddkit.eval.train import accuracy
 
-    trained = train_on_set(syn, splits.test, protocol, seed=seed, device=device, progress=progress)
+    device = run.device
+    trained = train_on_set(syn, splits.test, run.protocol, seed=run.seed, device=device,
+                           progress=run.progress)  # fmt: skip
     triggered = test_in_set_space(syn, triggered_test(splits.test, mask, pattern, target))
     test = trained.test
     nets = [
@@ -188,53 +187,60 @@ def _poisoned_ipc_check(poisoned: Poisoned, ipcs: Sequence[int], fraction: float
         raise ConfigError(f"after poisoning {fraction:g} of the non-target rows, {e}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class BackdoorAttack:
+    """What the attacker does (module docstring): ``attack`` (``"naive"`` or ``"doorping"``)
+    stamps ``trigger`` on a ``fraction`` (in ``[0, 1]``) of the non-target training rows and
+    relabels them to class ``target``; DOORPING re-optimises the trigger as ``doorping`` says.
+    The name and the fraction are checked here; the trigger and the target against a dataset
+    by :func:`backdoor_audit`."""
+
+    attack: str = "naive"
+    trigger: Trigger = Trigger()
+    fraction: float = 0.1
+    target: int = 0
+    doorping: DoorpingConfig = DoorpingConfig()
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
+        object.__setattr__(self, "fraction", check_fraction(self.fraction, "poison fraction"))
+
+
 def backdoor_audit(
     splits: DatasetSplits,
     methods: Sequence[str],
     ipcs: Sequence[int],
+    run: AuditRun,
     *,
-    attack: str = "naive",
-    trigger: Trigger = Trigger(),  # noqa: B008  (frozen)
-    fraction: float = 0.1,
-    target: int = 0,
+    attack: BackdoorAttack = BackdoorAttack(),  # noqa: B008  (frozen)
     iterations: int | Budgets | None = None,
     options: dict[str, Any] | None = None,
-    doorping: DoorpingConfig = DoorpingConfig(),  # noqa: B008  (frozen)
-    protocol: str | EvalProtocol = "dc",
-    runs: int | None = None,
-    epochs: int | None = None,
-    models: Sequence[str] | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
     keep: Path | None = None,
-    progress: ProgressSetting = False,
 ) -> dict[str, Any]:
-    """Poison ``splits.train`` (``trigger`` on ``fraction`` of the non-target rows, relabelled
-    to ``target``), distil it with each of ``methods`` at each of ``ipcs`` (``attack``:
-    ``"naive"`` or ``"doorping"``), and measure clean accuracy and ASR (module docstring) of
-    networks trained on each backdoored set, on the same method's set distilled from the clean
-    split, and on random real images of the poisoned split.
+    """Poison ``splits.train`` as ``attack`` says (its trigger on its fraction of the
+    non-target rows, relabelled to its target), distil it with each of ``methods`` at each of
+    ``ipcs`` (``iterations``, ``options``), and measure clean accuracy and ASR (module
+    docstring) of networks trained on each backdoored set, on the same method's set distilled
+    from the clean split, and on random real images of the poisoned split.
 
-    Everything is checked before any work. Every set is distilled with ``seed`` and every
-    network trained with the same run seeds; the poisoned rows come from a generator seeded
-    by ``(seed, "backdoor-rows")``. Same seed => same result. With ``keep`` (a folder), each
-    method's rows are kept there as soon as they exist and a re-run reuses them
+    Everything is checked before any work. Every set is distilled with ``run.seed`` and every
+    network trained by ``run.protocol`` with the same run seeds (:meth:`AuditRun.of` resolves
+    a protocol's name); the poisoned rows come from a generator seeded by ``(seed,
+    "backdoor-rows")``. Same seed => same result. With ``keep`` (a folder), each method's rows
+    are kept there as soon as they exist and a re-run reuses them
     (:func:`~ddkit.audits.base.kept_json`). Returns a JSON-ready dict."""
-    names = _check_attack(attack, methods, ipcs)
-    spec = splits.spec
+    names = _check_attack(attack.attack, methods, ipcs)
+    spec, trigger, target, seed = splits.spec, attack.trigger, attack.target, run.seed
     trigger.check(spec)
     check_target(target, spec)
-    fraction = check_fraction(fraction, "poison fraction")
-    p = get_protocol(protocol).with_(
-        models=tuple(models) if models else None, runs=runs, epochs=epochs
-    )
     rows_seed = derive_seed(seed, "backdoor-rows")
-    poisoned = poison(splits.train, trigger, fraction=fraction, target=target,
+    poisoned = poison(splits.train, trigger, fraction=attack.fraction, target=target,
                       generator=torch.Generator().manual_seed(rows_seed))  # fmt: skip
-    _poisoned_ipc_check(poisoned, ipcs, fraction)
+    _poisoned_ipc_check(poisoned, ipcs, attack.fraction)
     budgets = {
-        "attack": attack,
-        "fraction": fraction,
+        "attack": attack.attack,
+        "fraction": attack.fraction,
         "target": target,
         "poisoned_rows": len(poisoned.rows),
         "poisoned_rows_seed": rows_seed,
@@ -242,13 +248,14 @@ def backdoor_audit(
         "distillation_iterations": budgets_json(iterations),
         "method_options": dict(options or {}),
         "asr_test_images": int((splits.test.labels != target).sum()),
-        **({"doorping": dataclasses.asdict(doorping)} if attack == "doorping" else {}),
+        **(
+            {"doorping": dataclasses.asdict(attack.doorping)} if attack.attack == "doorping" else {}
+        ),
     }
+    p = run.protocol
     out = audit_record("backdoor", seed=seed, protocol=p, budgets=budgets)
     out.update({"dataset": spec.name, "sets": {}})
-    score = functools.partial(_scores, splits=splits, mask=trigger.mask(spec), target=target,
-                              protocol=p, seed=seed, device=device, progress=progress)  # fmt: skip
-    fit = dict(options=options, seed=seed, progress=progress, device=device)
+    score = _scorer(splits, attack, run)
     data = (splits.train.images, splits.train.labels)
 
     def key(m: str, ipc: int, budget: int | None) -> str:  # its own budget, not the others'
@@ -262,8 +269,8 @@ def backdoor_audit(
                 keep / "results" / f"{m}-ipc{ipc}.json" if keep is not None else None,
                 key(m, ipc, budget),
                 lambda m=m, ipc=ipc, budget=budget: _method_rows(
-                    m, ipc, splits, poisoned, trigger, attack, doorping, score,
-                    {**fit, "iterations": budget}),
+                    m, ipc, splits, poisoned, attack, iterations=budget, options=options,
+                    run=run),
             ))  # fmt: skip
 
         def random_row(ipc: int = ipc) -> dict[str, Any]:
@@ -282,21 +289,32 @@ def backdoor_audit(
     return out
 
 
+def _scorer(
+    splits: DatasetSplits, attack: BackdoorAttack, run: AuditRun
+) -> Callable[..., dict[str, Any]]:
+    """:func:`_scores` with what every set of the audit is scored by bound."""
+    return functools.partial(_scores, splits=splits, mask=attack.trigger.mask(splits.spec),
+                             target=attack.target, run=run)  # fmt: skip
+
+
 def _method_rows(
     method: str,
     ipc: int,
     splits: DatasetSplits,
     poisoned: Poisoned,
-    trigger: Trigger,
-    attack: str,
-    doorping: DoorpingConfig,
-    score: Callable[..., dict[str, Any]],
-    fit: dict[str, Any],
+    attack: BackdoorAttack,
+    *,
+    iterations: int | None,
+    options: dict[str, Any] | None,
+    run: AuditRun,
 ) -> dict[str, dict[str, Any]]:
     """The backdoored set of ``method`` at ``ipc`` and its clean floor (the same method on the
     clean split), each scored with the trigger the attack ends with."""
-    syn, final, extra = _backdoored_set(poisoned, trigger, method, ipc, attack, doorping, **fit)
-    clean = distil(splits.train, method, ipc, **fit)
+    syn, final, extra = _backdoored_set(poisoned, attack, method, ipc, iterations=iterations,
+                                        options=options, run=run)  # fmt: skip
+    clean = distil(splits.train, method, ipc, iterations=iterations, seed=run.seed,
+                   options=options, progress=run.progress, device=run.device)  # fmt: skip
+    score = _scorer(splits, attack, run)
     key = f"{method}/ipc{ipc}"
     return {
         f"{key}/poisoned": {"role": "backdoored", **extra, **score(syn, final, name=key)},
@@ -314,32 +332,28 @@ def _count_poisoned(rand: SyntheticSet, poisoned: Poisoned) -> int:
 
 def _backdoored_set(
     poisoned: Poisoned,
-    trigger: Trigger,
+    attack: BackdoorAttack,
     method: str,
     ipc: int,
-    attack: str,
-    doorping: DoorpingConfig,
     *,
     iterations: int | None,
     options: dict[str, Any] | None,
-    seed: int,
-    progress: ProgressSetting,
-    device: torch.device | str = "cpu",
+    run: AuditRun,
 ) -> tuple[SyntheticSet, torch.Tensor, dict[str, Any]]:
     """The set ``method`` distils from the poisoned split, the trigger to test it with, and
     what the attack records (DOORPING: the final trigger and its updates). The naive attack's
-    set is distilled on ``device``; DOORPING's on the CPU, where its callback re-stamps the
+    set is distilled on ``run.device``; DOORPING's on the CPU, where its callback re-stamps the
     very rows the method reads."""
-    spec = poisoned.train.spec
-    if attack == "naive":
+    spec, trigger, seed = poisoned.train.spec, attack.trigger, run.seed
+    if attack.attack == "naive":
         syn = distil(poisoned.train, method, ipc, iterations=iterations, seed=seed,
-                     options=options, progress=progress, device=device)  # fmt: skip
+                     options=options, progress=run.progress, device=run.device)  # fmt: skip
         return syn, trigger.pattern(spec), {}
     own = Poisoned(ImageDataset(poisoned.train.images.clone(), poisoned.train.labels,
                                 spec), poisoned.rows, poisoned.target)  # fmt: skip
-    cb = DoorpingCallback(own, trigger, doorping, seed=seed)
+    cb = DoorpingCallback(own, trigger, attack.doorping, seed=seed)
     syn = distil(own.train, method, ipc, iterations=iterations, seed=seed, options=options,
-                 callbacks=[cb], progress=progress)  # fmt: skip
+                 callbacks=[cb], progress=run.progress)  # fmt: skip
     r, c = trigger.corner(spec)
     s = trigger.size
     patch = cb.pattern_[0, :, r : r + s, c : c + s]
@@ -426,8 +440,9 @@ class BackdoorAudit(Audit):
         fraction = check_fraction(args.fraction, "--fraction")
         trigger = Trigger(args.trigger_size, args.trigger_position, args.trigger_value)
         doorping = DoorpingConfig.from_options(parse_options(args.doorping))
+        attack = BackdoorAttack(args.attack, trigger, fraction, args.target, doorping)
         options = parse_options(args.set)
-        get_protocol(args.protocol)
+        protocol = get_protocol(args.protocol)  # resolved once, here
         names = _check_attack(args.attack, args.methods, ipcs)
         iterations = Budgets.parse(args.iterations)
         iterations.check()
@@ -438,8 +453,9 @@ class BackdoorAudit(Audit):
         check_target(args.target, splits.spec)
         if args.attack == "doorping":
             doorping.check(splits.spec)
-        p = get_protocol(args.protocol).with_(models=tuple(models) if models else None,
-                                              runs=args.runs, epochs=args.epochs)  # fmt: skip
+        run = AuditRun.of(protocol, models=models, runs=args.runs, epochs=args.epochs,
+                          seed=args.seed, device=device, progress=not args.quiet)  # fmt: skip
+        p = run.protocol
         plan = _plan(names, ipcs, p, iterations, splits.spec.num_classes, quick)
         if args.dry_run:
             return dry_run(plan, splits, p, p.models[0], args.out, seed=args.seed,
@@ -447,12 +463,8 @@ class BackdoorAudit(Audit):
         if not args.quiet:
             print(plan.line(), flush=True)
         with hold_output(args, "audit folder", "backdoor") as out:
-            result = backdoor_audit(
-                splits, args.methods, ipcs, attack=args.attack, trigger=trigger, fraction=fraction,
-                target=args.target, iterations=iterations, options=options, doorping=doorping,
-                protocol=args.protocol, runs=args.runs, epochs=args.epochs, models=models, seed=args.seed,
-                device=device, keep=out, progress=not args.quiet,
-            )  # fmt: skip
+            result = backdoor_audit(splits, args.methods, ipcs, run, attack=attack,
+                                    iterations=iterations, options=options, keep=out)  # fmt: skip
             result.update({"quick": quick} if quick else {})
             atomic_write_json(out / "backdoor.json", result)
             plot_backdoor(result, out / "backdoor.png")

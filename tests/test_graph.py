@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from ddkit.data import load_dataset
-from ddkit.data.graph import ADJACENCY, GraphNodes, from_graph, graph_set, induced_adjacency
+from ddkit.data.graph import (
+    ADJACENCY,
+    GraphNodes,
+    NodeMasks,
+    from_graph,
+    graph_set,
+    induced_adjacency,
+)
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.graph import evaluate_graph
@@ -67,7 +74,7 @@ def test_masks_choose_the_node_sets():
     x, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
     train = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
     test = np.array([0, 0, 0, 0, 1, 1, 0, 0], bool)
-    s = from_graph(np.array([[0, 1]]).T, x, y, train_mask=train, test_mask=test)
+    s = from_graph(np.array([[0, 1]]).T, x, y, masks=NodeMasks(train=train, test=test))
     assert s.train.nodes.tolist() == [0, 1, 2, 3] and s.test.nodes.tolist() == [4, 5]
     assert s.val is None and s.train.graph.num_nodes == 8  # nodes 6, 7 stay unlabelled
 
@@ -87,14 +94,14 @@ def test_masks_choose_the_node_sets():
             [[0, 1]],
             np.ones((6, 2)),
             [0, 1] * 3,
-            {"train_mask": np.ones(6, bool)},
+            {"masks": NodeMasks(train=np.ones(6, bool))},
             r"train_mask and test_mask together",
         ),
         (
             [[0, 1]],
             np.ones((6, 2)),
             [0, 1] * 3,
-            {"train_mask": np.ones(6, bool), "test_mask": np.eye(6)[0]},
+            {"masks": NodeMasks(train=np.ones(6, bool), test=np.eye(6)[0])},
             r"must not share a node",
         ),
     ],

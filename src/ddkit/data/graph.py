@@ -65,6 +65,7 @@ __all__ = [
     "SBM_GRAPHS",
     "Graph",
     "GraphNodes",
+    "NodeMasks",
     "from_graph",
     "graph_set",
     "induced_adjacency",
@@ -326,14 +327,24 @@ def graph_raw(
     )
 
 
+@dataclass(frozen=True)
+class NodeMasks:
+    """Which nodes of a graph form its splits (:func:`from_graph`): boolean masks ``(N,)`` of
+    the ``train``, ``val`` (optional) and ``test`` nodes; unmasked nodes stay in the graph,
+    unlabelled. Train and test come together and no node is in two masks (checked against the
+    graph, in one line)."""
+
+    train: np.ndarray | torch.Tensor | None = None
+    val: np.ndarray | torch.Tensor | None = None
+    test: np.ndarray | torch.Tensor | None = None
+
+
 def from_graph(
     edges: np.ndarray | torch.Tensor,
     x: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
     *,
-    train_mask: np.ndarray | torch.Tensor | None = None,
-    val_mask: np.ndarray | torch.Tensor | None = None,
-    test_mask: np.ndarray | torch.Tensor | None = None,
+    masks: NodeMasks | None = None,
     name: str = "graph",
     num_classes: int | None = None,
     class_names: list[str] | None = None,
@@ -341,15 +352,16 @@ def from_graph(
     seed: int = 0,
 ) -> DatasetSplits:
     """Node-classification splits from an edge list ``(2, E)`` / ``(E, 2)``, node features
-    ``(N, F)`` and node labels ``(N,)`` (optional boolean node masks), by the module's input
-    rules; the splits are :class:`GraphNodes` over one :class:`Graph`."""
+    ``(N, F)`` and node labels ``(N,)`` (optional boolean node ``masks``: :class:`NodeMasks`),
+    by the module's input rules; the splits are :class:`GraphNodes` over one :class:`Graph`."""
+    masks = masks or NodeMasks()
     raw = graph_raw(
         edges,
         x,
         y,
-        train_mask=train_mask,
-        val_mask=val_mask,
-        test_mask=test_mask,
+        train_mask=masks.train,
+        val_mask=masks.val,
+        test_mask=masks.test,
         num_classes=num_classes,
         class_names=class_names,
         where=name,

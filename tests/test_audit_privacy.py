@@ -26,7 +26,9 @@ from ddkit.audits.membership import (
     roc_curve,
 )
 from ddkit.audits.privacy import (
+    MembershipAttack,
     PrivacyAudit,
+    PrivacyTraining,
     Source,
     check_members,
     membership_masks,
@@ -39,6 +41,8 @@ from ddkit.testing import tiny_digits
 
 #: QUICK's recipe on a three-layer ConvNet, which over-fits a few dozen rows
 DEEP = QUICK.with_(models=("convnet-w32",))
+#: the over-fitting audit's attack: 4 shadows on a pool of 120 rows
+SMALL = MembershipAttack(shadows=4, pool=120, bootstrap=100)
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +171,8 @@ def test_null_model_is_not_detected(splits):
 def overfit(splits, tmp_path_factory):
     """Full-data ConvNet-3s over-fitted on 60 members (a pool of 120 rows), 4 shadows."""
     out = tmp_path_factory.mktemp("privacy-overfit")
-    result = privacy_audit(
-        splits, [Source("full")], shadows=4, pool=120, protocol=DEEP, full_epochs=300,
-        bootstrap=100, seed=0, out=out,
-    )  # fmt: skip
+    result = privacy_audit(splits, [Source("full")], PrivacyTraining.of(DEEP, full_epochs=300),
+                           attack=SMALL, seed=0, out=out)  # fmt: skip
     return result, out
 
 
@@ -187,14 +189,14 @@ def test_resume_reuses_saved_networks_and_refuses_other_settings(splits, overfit
         raise AssertionError("trained again")
 
     monkeypatch.setattr(privacy, "_train", no_training)
-    again = privacy_audit(splits, [Source("full")], shadows=4, pool=120, protocol=DEEP,
-                          full_epochs=300, bootstrap=100, seed=0, out=out)  # fmt: skip
+    again = privacy_audit(splits, [Source("full")], PrivacyTraining.of(DEEP, full_epochs=300),
+                          attack=SMALL, seed=0, out=out)  # fmt: skip
     again.pop("_curves")
     first = {k: v for k, v in result.items() if k != "_curves"}
     assert without_timings(again) == without_timings(first)
     with pytest.raises(ConfigError, match="trained another way"):
-        privacy_audit(splits, [Source("full")], shadows=4, pool=120, protocol=DEEP,
-                      full_epochs=200, seed=0, out=out)  # fmt: skip
+        privacy_audit(splits, [Source("full")], PrivacyTraining.of(DEEP, full_epochs=200),
+                      attack=MembershipAttack(shadows=4, pool=120), seed=0, out=out)  # fmt: skip
 
 
 def test_kept_only_attacks_the_finished_sources_and_lists_the_rest(splits, overfit, monkeypatch):
@@ -204,14 +206,14 @@ def test_kept_only_attacks_the_finished_sources_and_lists_the_rest(splits, overf
         raise AssertionError("trained")
 
     monkeypatch.setattr(privacy, "_train", no_training)
-    settings = dict(shadows=4, pool=120, protocol=DEEP, full_epochs=300, bootstrap=100, seed=0)
+    how = PrivacyTraining.of(DEEP, full_epochs=300)
     sources = [Source("full"), Source("random", "random", 1)]
-    table = privacy_audit(splits, sources, out=out, kept_only=True, **settings)
+    table = privacy_audit(splits, sources, how, attack=SMALL, seed=0, out=out, kept_only=True)
     assert list(table["sets"]) == ["full"]
     assert table["incomplete"] == {"random/ipc1": "0 of 5 networks kept"}
     assert table["sets"]["full"] == result["sets"]["full"]
     with pytest.raises(ConfigError, match="no source has all its networks kept"):
-        privacy_audit(splits, sources[1:], out=out, kept_only=True, **settings)
+        privacy_audit(splits, sources[1:], how, attack=SMALL, seed=0, out=out, kept_only=True)
 
 
 def test_processes_share_the_networks_of_one_folder(splits, tmp_path, monkeypatch):
@@ -223,8 +225,9 @@ def test_processes_share_the_networks_of_one_folder(splits, tmp_path, monkeypatc
 
     from ddkit.rng import derive_seed
 
-    settings = dict(shadows=4, pool=120, protocol=QUICK, full_epochs=5, bootstrap=20, seed=0)
-    alone = privacy_audit(splits, [Source("full")], out=tmp_path / "alone", **settings)
+    settings = dict(attack=MembershipAttack(shadows=4, pool=120, bootstrap=20), seed=0)
+    how = PrivacyTraining.of(QUICK, full_epochs=5)
+    alone = privacy_audit(splits, [Source("full")], how, out=tmp_path / "alone", **settings)
     folder = tmp_path / "shared" / "signals" / "full"
     folder.mkdir(parents=True)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -247,7 +250,7 @@ def test_processes_share_the_networks_of_one_folder(splits, tmp_path, monkeypatc
     monkeypatch.setattr(privacy, "_train", counting)
     monkeypatch.setattr(privacy.time, "sleep", holder_dies)
     try:
-        shared = privacy_audit(splits, [Source("full")], out=tmp_path / "shared", **settings)
+        shared = privacy_audit(splits, [Source("full")], how, out=tmp_path / "shared", **settings)
     finally:
         live.kill()
         live.wait()
@@ -319,7 +322,8 @@ def test_missing_opacus_is_one_line_naming_the_extra(splits, monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'ddkit\[privacy\]'"):
         train_dp_sgd(splits.train, "convnet1-w32", DPRecipe(1.0, epochs=1, batch_size=64), seed=0)
     with pytest.raises(ConfigError, match="opacus"):
-        privacy_audit(splits, [Source("dp", epsilon=1.0)], shadows=0)
+        privacy_audit(splits, [Source("dp", epsilon=1.0)], PrivacyTraining.of("dc"),
+                      attack=MembershipAttack(shadows=0))  # fmt: skip
 
 
 # ============================================================================ the command

@@ -208,13 +208,14 @@ def test_processes_of_one_command_share_a_folder_others_are_refused(tmp_path, li
 def test_a_privacy_audit_from_python_holds_its_out_folder_too(tmp_path, live_pid):
     """Issue 75's locks covered the command line only: privacy_audit(out=...) from Python wrote
     into a folder another process held. Now it is refused there in one line, writing nothing."""
-    from ddkit.audits.privacy import Source, privacy_audit
+    from ddkit.audits.privacy import MembershipAttack, PrivacyTraining, Source, privacy_audit
     from ddkit.data import load_dataset
 
     held = _holder(tmp_path, live_pid)
     splits = load_dataset("digits")
     with pytest.raises(ConfigError, match=f"in use by process {live_pid} with other settings"):
-        privacy_audit(splits, [Source("full")], shadows=0, pool=40, protocol="smoke", out=tmp_path)
+        privacy_audit(splits, [Source("full")], PrivacyTraining.of("smoke"),
+                      attack=MembershipAttack(shadows=0, pool=40), out=tmp_path)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == [held.name]
 
 

@@ -133,6 +133,30 @@ class PrivacyTraining:
         """The iterations a distilled ``source`` is distilled with (``None``: its preset's)."""
         return iterations_of(self.iterations, source.method, source.ipc)
 
+    @classmethod
+    def of(
+        cls,
+        protocol: str | EvalProtocol = "dc",
+        *,
+        model: str | None = None,
+        epochs: int | None = None,
+        full_epochs: int | None = None,
+        iterations: int | Budgets | None = None,
+        options: Mapping[str, Any] | None = None,
+        dp: DPRecipe | None = None,
+        device: torch.device | str = "cpu",
+    ) -> PrivacyTraining:
+        """``protocol`` (a name or a protocol) resolved, one network a run: ``model`` (default
+        the protocol's first) trained for ``epochs`` (default its own); full-data and DP-SGD
+        networks for ``full_epochs`` (default ``epochs``); distillation with ``iterations`` and
+        ``options``; DP-SGD by ``dp`` (its epsilon set per source)."""
+        p = get_protocol(protocol).with_(epochs=epochs, runs=1)
+        return cls(
+            protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
+            iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),
+            device=str(device),
+        )  # fmt: skip
+
 
 def _train(
     source: Source, members: ImageDataset, test: ImageDataset, how: PrivacyTraining, seed: int
@@ -310,6 +334,22 @@ def all_signals(
 
 
 # ============================================================================ the audit
+@dataclass(frozen=True)
+class MembershipAttack:
+    """How the target is attacked: the loss attack, and online LiRA with ``shadows`` shadow
+    networks (0: none; else even and >= 4), on ``pool`` rows of the training split (``None``:
+    all of it); the true-positive rate is reported at each of ``fprs`` (in ``(0, 1)``, checked
+    here), every metric with a bootstrap interval of ``bootstrap`` resamples."""
+
+    shadows: int = 16
+    pool: int | None = None
+    fprs: Sequence[float] = DEFAULT_FPRS
+    bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fprs", tuple(check_fprs(self.fprs)))
+
+
 def _attack(
     signals: Mapping[str, Any],
     masks: torch.Tensor,
@@ -358,46 +398,29 @@ def _summary(source: Source, signals: Mapping[str, Any], metrics: Mapping[str, A
 def privacy_audit(
     splits: DatasetSplits,
     sources: Sequence[Source],
+    how: PrivacyTraining,
     *,
-    shadows: int = 16,
-    pool: int | None = None,
-    protocol: str | EvalProtocol = "dc",
-    model: str | None = None,
-    epochs: int | None = None,
-    full_epochs: int | None = None,
-    iterations: int | Budgets | None = None,
-    options: Mapping[str, Any] | None = None,
-    dp: DPRecipe | None = None,
-    fprs: Sequence[float] = DEFAULT_FPRS,
-    bootstrap: int = 200,
+    attack: MembershipAttack = MembershipAttack(),  # noqa: B008  (frozen)
     seed: int = 0,
     out: str | Path | None = None,
     progress: ProgressSetting = False,
-    device: torch.device | str = "cpu",
     kept_only: bool = False,
 ) -> dict[str, Any]:
-    """Membership inference (loss attack; online LiRA with ``shadows`` > 0) against networks
-    trained by each of ``sources`` (module docstring), each set distilled and each network
-    trained on ``device``.
+    """Membership inference (``attack``: the loss attack; online LiRA with shadows) against
+    networks trained by each of ``sources`` (module docstring), each trained as ``how`` says
+    (:meth:`PrivacyTraining.of` resolves a protocol's name), each set distilled and each
+    network trained on its device.
 
-    Networks: ``model`` (default the protocol's first) trained by ``protocol`` for ``epochs``
-    (default its own); full-data and DP-SGD networks for ``full_epochs`` (default ``epochs``);
-    distillation with ``iterations`` and ``options``; DP-SGD by ``dp`` (its epsilon set per
-    source). With ``out``, every network's statistics are kept there and reused (resume);
+    With ``out``, every network's statistics are kept there and reused (resume);
     ``kept_only`` trains nothing: the sources whose networks are all kept there are attacked,
     the others listed under ``"incomplete"`` with how many are kept (a staged audit's table so
     far). Returns a JSON-ready dict (seeds, budgets, per source the attacks' metrics and the
     networks' test accuracy) and, under ``"_curves"``, the ROC curves (not for the file)."""
-    fprs = check_fprs(fprs)
-    p = get_protocol(protocol).with_(epochs=epochs, runs=1)
-    how = PrivacyTraining(
-        protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
-        iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),
-        device=str(device),
-    )  # fmt: skip
+    fprs, p = list(attack.fprs), how.protocol
     rows, masks = plan_membership(
-        splits, sources, shadows=shadows, pool=pool, seed=seed, bootstrap=bootstrap
-    )
+        splits, sources, shadows=attack.shadows, pool=attack.pool, seed=seed,
+        bootstrap=attack.bootstrap,
+    )  # fmt: skip
     if any(s.kind == "dp" for s in sources):  # every network's members hold DP-SGD's batch
         how.dp.check(int(masks.sum(dim=1).min()))
     folder = Path(out) if out is not None else None
@@ -418,11 +441,12 @@ def privacy_audit(
             )
     budgets = {
         "pool": len(rows), "members": int(masks[0].sum()), "non_members": int((~masks[0]).sum()),
-        "shadows": shadows, "model": how.model, "epochs": p.epochs, "full_epochs": how.full_epochs,
-        "distillation_iterations": budgets_json(iterations),
-        "method_options": dict(options or {}),
+        "shadows": attack.shadows, "model": how.model, "epochs": p.epochs,
+        "full_epochs": how.full_epochs, "distillation_iterations": budgets_json(how.iterations),
+        "method_options": dict(how.options or {}),
         "dp": {k: v for k, v in asdict(how.dp).items() if k != "epsilon"}, "fprs": fprs,
-        "bootstrap": bootstrap, "lira": "online, per-row means, pooled variances, one query",
+        "bootstrap": attack.bootstrap,
+        "lira": "online, per-row means, pooled variances, one query",
     }  # fmt: skip
     result = audit_record("privacy", seed=seed, protocol=p, budgets=budgets)
     result.update({"dataset": splits.spec.name, "sets": {}, "_curves": {}})
@@ -438,7 +462,9 @@ def privacy_audit(
             every = all_signals(plan, sources, progress=bar)
     for source in sources:
         signals = every[source.name]
-        metrics, curves = _attack(signals, masks, fprs, bootstrap, derive_seed(seed, source.name))
+        metrics, curves = _attack(
+            signals, masks, fprs, attack.bootstrap, derive_seed(seed, source.name)
+        )
         result["sets"][source.name] = _summary(source, signals, metrics)
         result["_curves"][source.name] = curves
     bar.close()
@@ -533,33 +559,34 @@ class PrivacyAudit(Audit):
         if eps:
             dp.check(args.dp_batch)
         options = parse_options(args.set)
-        get_protocol(args.protocol)
+        protocol = get_protocol(args.protocol)  # resolved once, here
         device = device_option(args)
         splits = load_dataset(args.dataset, root=args.root)
         models = models_option(args, splits.spec)
         if models and len(models) > 1:
             raise ConfigError("the privacy audit trains one architecture: give one --models")
-        _, masks = plan_membership(splits, sources, shadows=args.shadows, pool=args.pool,
-                                   seed=args.seed, bootstrap=args.bootstrap)  # fmt: skip
+        attack = MembershipAttack(shadows=args.shadows, pool=args.pool, bootstrap=args.bootstrap)
+        _, masks = plan_membership(splits, sources, shadows=attack.shadows, pool=attack.pool,
+                                   seed=args.seed, bootstrap=attack.bootstrap)  # fmt: skip
         if eps:  # before the dry run too: every network's members hold DP-SGD's batch
             dp.check(int(masks.sum(dim=1).min()))
-        p = get_protocol(args.protocol).with_(epochs=args.epochs, runs=1)
-        model = models[0] if models else p.models[0]
-        plan = privacy_plan(sources, masks, splits.spec.num_classes, epochs=p.epochs,
-                            full_epochs=int(args.full_epochs or p.epochs), iterations=iterations,
+        how = PrivacyTraining.of(
+            protocol, model=models[0] if models else None, epochs=args.epochs,
+            full_epochs=args.full_epochs, iterations=iterations, options=options, dp=dp,
+            device=device,
+        )  # fmt: skip
+        plan = privacy_plan(sources, masks, splits.spec.num_classes, epochs=how.protocol.epochs,
+                            full_epochs=how.full_epochs, iterations=iterations,
                             quick=quick)  # fmt: skip
         if args.dry_run:
-            return dry_run(plan, splits, p, model, args.out, seed=args.seed, options=options,
-                           device=str(device))  # fmt: skip
+            return dry_run(plan, splits, how.protocol, how.model, args.out, seed=args.seed,
+                           options=options, device=how.device)  # fmt: skip
         if not args.quiet and not args.kept_only:  # --kept-only trains nothing
             print(plan.line(), flush=True)
         with hold_output(args, "audit folder", "privacy", shared=True) as out:
             result = privacy_audit(
-                splits, sources, shadows=args.shadows, pool=args.pool, protocol=args.protocol,
-                model=models[0] if models else None, epochs=args.epochs, full_epochs=args.full_epochs,
-                iterations=iterations, options=options, dp=dp, bootstrap=args.bootstrap,
-                seed=args.seed, out=out, progress=not args.quiet, device=device,
-                kept_only=args.kept_only,
+                splits, sources, how, attack=attack, seed=args.seed, out=out,
+                progress=not args.quiet, kept_only=args.kept_only,
             )  # fmt: skip
             plot_roc(result, out / "privacy.png")
             result.pop("_curves")

@@ -406,7 +406,13 @@ def test_lrs_formula():
 
 def test_ranking_scores_small(tiny, tiny_teacher):
     from ddkit.eval import EvalProtocol
-    from ddkit.eval.accounting import lrs, random_like, ranking_scores
+    from ddkit.eval.accounting import (
+        RankingBaselines,
+        RankingSettings,
+        lrs,
+        random_like,
+        ranking_scores,
+    )
 
     net, folder = tiny_teacher
     syn = SyntheticSet.from_real(
@@ -430,7 +436,8 @@ def test_ranking_scores_small(tiny, tiny_teacher):
         augment="crop",
     )
     cache: dict = {}
-    out = ranking_scores(syn, tiny, hard, soft, seed=0, cache=cache)
+    settings = RankingSettings.of(hard, soft)
+    out = ranking_scores(syn, tiny, settings, seed=0, cache=cache)
     acc = out["accuracy"]
     assert set(acc) >= {
         "syn_hard",
@@ -445,7 +452,8 @@ def test_ranking_scores_small(tiny, tiny_teacher):
     hlr = [a - b for a, b in zip(acc["full_hard"]["accuracies"], acc["syn_hard"]["accuracies"])]
     assert out["LRS"]["mean"] == pytest.approx(sum(lrs(i, h) for i, h in zip(ior, hlr)) / 2)
     assert 0 <= out["ARS"]["mean"] <= 1 and out["recipes"]["soft_noaug"]["mix"] is None
-    again = ranking_scores(syn, tiny, hard, soft, seed=0, cache=cache, full_accuracy=0.9)
+    given = RankingBaselines(full_accuracy=0.9)
+    again = ranking_scores(syn, tiny, settings, seed=0, baselines=given, cache=cache)
     assert (
         len(cache) == 7 and again["accuracy"]["syn_soft"] == acc["syn_soft"]
     )  # served from the cache
@@ -453,7 +461,7 @@ def test_ranking_scores_small(tiny, tiny_teacher):
 
 def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
     from ddkit.eval import EvalProtocol
-    from ddkit.eval.accounting import ranking_scores
+    from ddkit.eval.accounting import RankingBaselines, RankingSettings, ranking_scores
 
     _, folder = tiny_teacher
     syn = SyntheticSet.from_real(
@@ -465,14 +473,17 @@ def test_ranking_scores_averages_several_random_draws(tiny, tiny_teacher):
     kd = EvalProtocol(
         name="k", epochs=1, runs=2, models=("convnet-w8",), targets="teacher", temperature=4.0
     )
-    out = ranking_scores(syn, tiny, p, kd, seed=0, random_draws=2, full_accuracy=[0.9, 0.9])
+    two = RankingBaselines(full_accuracy=[0.9, 0.9], random_draws=2)
+    out = ranking_scores(syn, tiny, RankingSettings.of(p, kd), seed=0, baselines=two)
     r = out["accuracy"]["random_soft"]
     assert len(r["draws"]) == 2 and len(out["random_set"]["seeds"]) == 2
     assert r["accuracies"] == pytest.approx(
         [(a + b) / 2 for a, b in zip(*(d["accuracies"] for d in r["draws"]))]
     )
     with pytest.raises(ConfigError, match="random_draws"):
-        ranking_scores(syn, tiny, p, kd, random_draws=0)
+        ranking_scores(
+            syn, tiny, RankingSettings.of(p, kd), baselines=RankingBaselines(random_draws=0)
+        )
 
 
 def test_teacher_kd_training_is_bit_identical_for_a_seed(tiny, tiny_teacher):

@@ -339,7 +339,7 @@ def storage_rows(run: Run, syn, teacher, epochs_soft: int, train_bytes: int) -> 
 
 def run_method(run: Run, cell: dict, meth: str) -> dict:
     """Distil with ``meth``, score it against the cell's random baseline, account its storage."""
-    from ddkit.eval.accounting import random_like, ranking_scores
+    from ddkit.eval.accounting import RankingBaselines, RankingSettings, random_like, ranking_scores
     from ddkit.methods import create_method
 
     args, ds, ipc, splits, tdir = run.args, cell["ds"], cell["ipc"], cell["splits"], cell["tdir"]
@@ -358,14 +358,14 @@ def run_method(run: Run, cell: dict, meth: str) -> dict:
     scores = ranking_scores(
         syn,
         splits,
-        run.hard,
-        run.soft,
+        RankingSettings.of(
+            run.hard, run.soft, epochs_hard=args.hard_epochs, epochs_soft=cell["epochs_soft"]
+        ),
         seed=args.seed,
         teacher=str(tdir),
-        random_set=cell["baseline"],
-        epochs_hard=args.hard_epochs,
-        epochs_soft=cell["epochs_soft"],
-        full_accuracy=cell["full_accuracy"],
+        baselines=RankingBaselines(
+            full_accuracy=cell["full_accuracy"], random_set=cell["baseline"]
+        ),
         cache=cell["cache"],
     )
     return {

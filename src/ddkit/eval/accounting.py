@@ -31,6 +31,7 @@ import dataclasses
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,7 +44,15 @@ from ddkit.eval.evaluate import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.eval.relabel import regenerate_labels, relabel
 
-__all__ = ["dataset_bytes", "lrs", "random_like", "ranking_scores", "storage_report"]
+__all__ = [
+    "RankingBaselines",
+    "RankingSettings",
+    "dataset_bytes",
+    "lrs",
+    "random_like",
+    "ranking_scores",
+    "storage_report",
+]
 
 
 def dataset_bytes(data: ImageDataset) -> int:
@@ -311,42 +320,81 @@ def _scores(acc: dict[str, Any], w: float, gamma: float) -> dict[str, dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class RankingSettings:
+    """How :func:`ranking_scores` measures: the ``hard`` recipe (its targets made hard here) and
+    the ``soft`` one, resolved, each network trained ``epochs_hard`` / ``epochs_soft`` epochs
+    (``None``: the recipe's own), ``runs`` networks per evaluation (``None``: the recipe's),
+    and the weights of LRS (``w``) and ARS (``gamma``). :meth:`of` resolves recipes' names."""
+
+    hard: EvalProtocol
+    soft: EvalProtocol
+    epochs_hard: int | None = None
+    epochs_soft: int | None = None
+    runs: int | None = None
+    w: float = 0.5
+    gamma: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hard", _hard(self.hard))
+
+    @classmethod
+    def of(
+        cls,
+        hard: str | EvalProtocol = "dsa",
+        soft: str | EvalProtocol = "teacher-kd",
+        *,
+        epochs_hard: int | None = None,
+        epochs_soft: int | None = None,
+        runs: int | None = None,
+        w: float = 0.5,
+        gamma: float = 0.5,
+    ) -> RankingSettings:
+        """The settings with the recipes ``hard`` and ``soft`` given by name or as protocols."""
+        return cls(get_protocol(hard), get_protocol(soft), epochs_hard, epochs_soft, runs, w, gamma)
+
+
+@dataclass(frozen=True)
+class RankingBaselines:
+    """What :func:`ranking_scores` compares a set with: the full training set's accuracy under
+    the hard recipe (``full_accuracy``, a fraction or per-run list; ``None``: measured), and
+    ``random_draws`` random real subsets of the set's size (seeds ``seed + 7919 d``; their
+    per-run accuracies averaged, which lowers the noise of IOR: a single draw is a noisy
+    baseline at small IPC), or the subset(s) ``random_set`` instead."""
+
+    full_accuracy: float | list[float] | None = None
+    random_set: SyntheticSet | list[SyntheticSet] | None = None
+    random_draws: int = 1
+
+
 def ranking_scores(
     syn: SyntheticSet,
     splits: DatasetSplits,
-    recipe_hard: str | EvalProtocol = "dsa",
-    recipe_soft: str | EvalProtocol = "teacher-kd",
+    settings: RankingSettings,
     seed: int = 0,
     teacher: Any = None,
     *,
-    full_accuracy: float | list[float] | None = None,
-    random_set: SyntheticSet | list[SyntheticSet] | None = None,
-    random_draws: int = 1,
-    runs: int | None = None,
-    epochs_hard: int | None = None,
-    epochs_soft: int | None = None,
-    w: float = 0.5,
-    gamma: float = 0.5,
+    baselines: RankingBaselines = RankingBaselines(),  # noqa: B008  (frozen)
     cache: dict | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate ``syn`` and a random real subset of the same size under the hard and the soft
-    recipe (and the soft recipe without augmentation) and compute IOR, HLR, LRS and ARS.
+    recipe of ``settings`` (and the soft recipe without augmentation) and compute IOR, HLR,
+    LRS and ARS.
 
     ``teacher`` (module or folder; default ``syn.meta['teacher_dir']``) is needed by recipes
     whose targets come from a teacher, and to relabel the random subset when the soft recipe
     trains on stored soft labels (same temperature and number of views as ``syn``).
-    ``full_accuracy`` (the full training set under ``recipe_hard``; a fraction or per-run list)
-    is measured when not given. ``random_draws`` random subsets (seeds ``seed + 7919 d``) are
-    evaluated and their per-run accuracies averaged, which lowers the noise of IOR (a single
-    draw is a noisy baseline at small IPC); ``random_set`` passes the subset(s) instead.
-    ``cache`` (a dict) memoises evaluations by (set content, recipe), so several methods can
-    share the random-subset and full-data runs. Returns a JSON-able dict.
+    ``baselines`` gives the full training set's accuracy (measured when not given) and the
+    random subsets. ``cache`` (a dict) memoises evaluations by (set content, recipe), so
+    several methods can share the random-subset and full-data runs. Returns a JSON-able dict.
     """
     from ddkit.eval.teacher import resolve_teacher
 
     t0 = time.perf_counter()
-    ph, ps = _hard(get_protocol(recipe_hard)), get_protocol(recipe_soft)
+    ph, ps = settings.hard, settings.soft
+    epochs_hard, epochs_soft, w, gamma = (settings.epochs_hard, settings.epochs_soft,
+                                          settings.w, settings.gamma)  # fmt: skip
     pn = _no_aug(ps)
     regen = ps.uses_stored_labels and syn.meta.get("label_budget") == "regen"
     relabel_random = ps.uses_stored_labels and (syn.soft or regen)
@@ -355,12 +403,11 @@ def ranking_scores(
         net, _ = resolve_teacher(syn, teacher, device)
     if regen:  # the soft labels the set's crops and teacher give (FKD-style regeneration)
         syn = regenerate_labels(syn, net, device)
-    rdms = _random_sets(syn, splits.train, seed, random_set, random_draws)
+    rdms = _random_sets(syn, splits.train, seed, baselines.random_set, baselines.random_draws)
     if relabel_random:
         rdms = _relabel_like(syn, rdms, net, seed)
-    evals = _Evaluations(
-        splits.test, net, {} if cache is None else cache, seed=seed, runs=runs, device=device
-    )
+    evals = _Evaluations(splits.test, net, {} if cache is None else cache, seed=seed,
+                         runs=settings.runs, device=device)  # fmt: skip
     sid = f"syn:{_fingerprint(syn)}"
     acc = {
         "syn_hard": evals.one(sid, syn, ph, epochs_hard),
@@ -369,7 +416,7 @@ def ranking_scores(
         "random_soft": evals.averaged(rdms, ps, epochs_soft),
         "syn_soft_noaug": evals.one(sid, syn, pn, epochs_soft),
         "random_soft_noaug": evals.averaged(rdms, pn, epochs_soft),
-        "full_hard": _full_accuracy(evals, splits.train, ph, epochs_hard, full_accuracy),
+        "full_hard": _full_accuracy(evals, splits.train, ph, epochs_hard, baselines.full_accuracy),
     }
     return {
         "accuracy": acc,

@@ -14,6 +14,8 @@ from ddkit.cli import main
 from ddkit.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ddkit"
+
+
 def test_only_the_context_module_reads_the_environment():
     """ddkit's own variables and the other programs' it consults (torchrun's launch, the
     trackers', Python's) are all read or set in ddkit.context."""

@@ -10,7 +10,7 @@ import torch
 from paths import as_float64
 
 from ddkit.cli import main
-from ddkit.data import DATASETS, from_arrays, load_dataset
+from ddkit.data import DATASETS, ArrayExtras, from_arrays, load_dataset
 from ddkit.data.biased import (
     PALETTE,
     balanced_attributes,
@@ -60,8 +60,7 @@ def colored_digits():
         raw.test_labels,
         name="colored-digits",
         num_classes=10,
-        train_bias=raw.train_bias,
-        test_bias=raw.test_bias,
+        extras=ArrayExtras(train_bias=raw.train_bias, test_bias=raw.test_bias),
     )
 
 
@@ -179,7 +178,7 @@ def test_bias_follows_rows_through_splits_and_counts_in_the_fingerprint(colored_
     raw = biased_raw(_digits_raw(), 0.1, seed=0)
     with_val = from_arrays(
         raw.train_images, raw.train_labels, raw.test_images, raw.test_labels,
-        val_fraction=0.2, train_bias=raw.train_bias, test_bias=raw.test_bias,
+        val_fraction=0.2, extras=ArrayExtras(train_bias=raw.train_bias, test_bias=raw.test_bias),
     )  # fmt: skip
     assert len(with_val.val.bias) == len(with_val.val) and len(with_val.train.bias) == len(
         with_val.train
@@ -191,12 +190,13 @@ def test_bias_follows_rows_through_splits_and_counts_in_the_fingerprint(colored_
     plain = ImageDataset(train.images, train.labels, train.spec)
     assert fingerprint(plain) == fingerprint(train.images, train.labels)  # unchanged without bias
     assert fingerprint(train) != fingerprint(plain)
-    convention = from_arrays(raw.train_images, raw.train_labels, train_bias=raw.train_bias)
+    train_only = ArrayExtras(train_bias=raw.train_bias)
+    convention = from_arrays(raw.train_images, raw.train_labels, extras=train_only)
     keep = torch.arange(len(raw.train_labels)) % 5 != 0
     assert torch.equal(convention.train.bias, torch.as_tensor(raw.train_bias)[keep])
     with pytest.raises(DataError, match="one split only"):
         from_arrays(raw.train_images, raw.train_labels, raw.test_images, raw.test_labels,
-                    train_bias=raw.train_bias)  # fmt: skip
+                    extras=train_only)  # fmt: skip
 
 
 # ------------------------------------------------------------------ group accuracy

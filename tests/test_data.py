@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddkit.data import DatasetSpec, from_arrays, load_dataset
+from ddkit.data import ArrayExtras, DatasetSpec, from_arrays, load_dataset
 from ddkit.errors import ConfigError, DataError, UnknownNameError
 
 
@@ -187,7 +187,7 @@ def test_empty_classes_named_at_load_time():
 def test_class_names_must_match_classes():
     x, y = toy()
     with pytest.raises(DataError, match="3 class names for 4 classes"):
-        from_arrays(x, y, class_names=["a", "b", "c"])
+        from_arrays(x, y, extras=ArrayExtras(class_names=["a", "b", "c"]))
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, float("nan"), "0.2", True])

@@ -114,7 +114,7 @@ def test_imagenette_reads_val_as_its_test_split(tmp_path):
 def test_a_folder_of_pngs_distils_to_the_set_of_the_same_arrays_in_memory(tmp_path):
     """Tiny digits written as an image folder and read back give the in-memory dataset's
     tensors exactly, so dm, dsa and sre2l distil the same set from either with one seed."""
-    from ddkit.data import from_arrays
+    from ddkit.data import ArrayExtras, from_arrays
     from ddkit.methods import create_method
     from ddkit.testing import method_test_overrides, tiny_digits
 
@@ -137,7 +137,7 @@ def test_a_folder_of_pngs_distils_to_the_set_of_the_same_arrays_in_memory(tmp_pa
     memory = from_arrays(
         arrays["train"][0][order], arrays["train"][1][order],
         arrays["test"][0][torder], arrays["test"][1][torder], name="imagefolder",
-        class_names=[f"c{c}" for c in range(10)],
+        extras=ArrayExtras(class_names=[f"c{c}" for c in range(10)]),
     )  # fmt: skip
     assert folder.spec == memory.spec
     assert torch.equal(folder.train.images, memory.train.images)

@@ -337,13 +337,13 @@ def test_evaluation_augmentation_on_series_points_at_the_series_protocol():
 
 @pytest.mark.parametrize("shape", [(20, 0), (20, 3, 0)])
 def test_from_arrays_refuses_series_of_no_steps_in_one_line(shape):
-    """Zero-length series through from_arrays(modality='series') were refused as 'image
+    """Zero-length series through from_arrays (modality 'series') were refused as 'image
     statistics are not finite ... rescale the images', after a torch warning (issue 42)."""
     import warnings
 
-    from ddkit.data import from_arrays
+    from ddkit.data import ArrayExtras, from_arrays
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(DataError, match=r"series rows hold no values \(shape"):
-            from_arrays(np.zeros(shape), np.arange(20) % 2, modality="series")
+            from_arrays(np.zeros(shape), np.arange(20) % 2, extras=ArrayExtras(modality="series"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddkit.data import from_arrays
+from ddkit.data import ArrayExtras, from_arrays
 from ddkit.data.spec import Column, DatasetSpec
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError, FileFormatError
@@ -32,9 +32,8 @@ def fabricated_table(n: int = 120, seed: int = 0):
 
 def table_splits(n: int = 120):
     x, y = fabricated_table(n)
-    return from_arrays(
-        x[:, :, None, None], y, name="fab", modality="table", columns=COLUMNS, num_classes=2
-    )
+    table = ArrayExtras(modality="table", columns=COLUMNS)
+    return from_arrays(x[:, :, None, None], y, name="fab", num_classes=2, extras=table)
 
 
 def test_table_spec_lays_rows_as_features_and_keeps_one_hot_columns_raw():
@@ -356,8 +355,8 @@ def test_learners_keep_quiet_about_one_row_per_class():
     x = g.normal(size=(classes * 4, 5)).astype(np.float32)
     y = np.arange(classes * 4) % classes
     columns = tuple(Column(f"x{i}") for i in range(5))
-    splits = from_arrays(x[:, :, None, None], y, name="many", modality="table",
-                         columns=columns, num_classes=classes)  # fmt: skip
+    table = ArrayExtras(modality="table", columns=columns)
+    splits = from_arrays(x[:, :, None, None], y, name="many", num_classes=classes, extras=table)
     rows = torch.stack([torch.nonzero(splits.train.labels == c)[0, 0] for c in range(classes)])
     syn = SyntheticSet.from_real(splits.train, rows)
     with warnings.catch_warnings(record=True) as caught:

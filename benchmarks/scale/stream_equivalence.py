@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from record import append_row
 
-from ddkit.data import from_arrays, load_dataset
+from ddkit.data import ArrayExtras, from_arrays, load_dataset
 from ddkit.data.readers import read_mnist_family
 from ddkit.data.store import data_root
 from ddkit.eval import evaluate
@@ -55,7 +55,7 @@ def versions(raw, png: Path) -> dict:  # noqa: ANN001
     by_class = from_arrays(
         raw.train_images[order], raw.train_labels[order],
         raw.test_images[torder], raw.test_labels[torder],
-        name="imagefolder", class_names=[str(c) for c in range(10)],
+        name="imagefolder", extras=ArrayExtras(class_names=[str(c) for c in range(10)]),
     )  # fmt: skip
     os.environ["DDKIT_FOLDER_CACHE"] = "always"
     stream = load_dataset("imagefolder", root=str(png))

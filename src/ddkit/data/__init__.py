@@ -14,6 +14,7 @@ from ddkit.data import shards as _shards  # noqa: F401  (tar shards, Hugging Fac
 from ddkit.data import table as _table  # noqa: F401  (tabular datasets register themselves)
 from ddkit.data.builtin import DATASETS, RawData, load_dataset, register_dataset
 from ddkit.data.dataset import (
+    ArrayExtras,
     DatasetSplits,
     ImageDataset,
     denormalise,
@@ -25,6 +26,7 @@ from ddkit.data.spec import DatasetSpec
 
 __all__ = [
     "DATASETS",
+    "ArrayExtras",
     "DatasetSpec",
     "DatasetSplits",
     "ImageDataset",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddkit.data.dataset import DatasetSplits, from_arrays
+from ddkit.data.dataset import ArrayExtras, DatasetSplits, from_arrays
 from ddkit.data.modalities.base import DEFAULT_MODALITY, MODALITIES, Modality, get_modality
 from ddkit.data.spec import Column
 from ddkit.errors import ConfigError
@@ -179,11 +179,9 @@ def load_dataset(
         raw.test_labels,
         name=name.lower(),
         num_classes=raw.num_classes,
-        class_names=raw.class_names,
         val_fraction=val_fraction,
         seed=seed,
-        train_bias=raw.train_bias,
-        test_bias=raw.test_bias,
-        modality=raw.modality,
-        columns=raw.columns,
+        extras=ArrayExtras(
+            raw.class_names, raw.train_bias, raw.test_bias, raw.modality, raw.columns
+        ),
     )

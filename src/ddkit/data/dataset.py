@@ -457,6 +457,24 @@ def _classes(ids: list[int]) -> str:
     return ", ".join(map(str, ids[:8])) + (", ..." if len(ids) > 8 else "")
 
 
+@dataclass(frozen=True)
+class ArrayExtras:
+    """What arrays of rows may carry besides the rows, their class indices and the dataset's
+    name (:func:`from_arrays`): the classes' names (``class_names``, one per class); per-row
+    bias attributes of a biased dataset (``train_bias``, and ``test_bias`` with test arrays:
+    :attr:`ImageDataset.bias`), kept with their rows through every split; and what a row is,
+    its ``modality`` (:mod:`ddkit.data.spec`) with a table's ``columns``."""
+
+    class_names: list[str] | None = None
+    train_bias: np.ndarray | torch.Tensor | None = None
+    test_bias: np.ndarray | torch.Tensor | None = None
+    modality: str = DEFAULT_MODALITY
+    columns: tuple[Column, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+
+
 def from_arrays(
     train_images: np.ndarray | torch.Tensor,
     train_labels: np.ndarray | torch.Tensor,
@@ -465,33 +483,33 @@ def from_arrays(
     *,
     name: str = "custom",
     num_classes: int | None = None,
-    class_names: list[str] | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
-    train_bias: np.ndarray | torch.Tensor | None = None,
-    test_bias: np.ndarray | torch.Tensor | None = None,
-    modality: str = DEFAULT_MODALITY,
-    columns: tuple[Column, ...] = (),
+    extras: ArrayExtras | None = None,
 ) -> DatasetSplits:
     """Build :class:`DatasetSplits` from user arrays (no Dataset class needed).
 
-    ``modality``: what a row is (:mod:`ddkit.data.spec`); rows other than images come already
-    in their layout (a table through :func:`ddkit.data.table.from_table`, which also passes its
-    ``columns``); series may also come as ``(N, L)`` or ``(N, D, L)``
+    ``extras`` (:class:`ArrayExtras`): class names, bias attributes and what a row is. Its
+    ``modality`` says what a row is (:mod:`ddkit.data.spec`); rows other than images come
+    already in their layout (a table through :func:`ddkit.data.table.from_table`, which also
+    passes its ``columns``); series may also come as ``(N, L)`` or ``(N, D, L)``
     (:func:`ddkit.data.series.from_series` also takes lists of rows and names the row and step
     of a missing value).
 
     Images may be ``(N, H, W)``, ``(N, C, H, W)`` or channels-last; 8-bit images are scaled to
     ``[0, 1]``. Normalisation statistics come from the train split. Without test arrays, the
     test split is ``index % 5 == 0`` of the given rows (the ddkit convention).
+    ``val_fraction`` carves a seeded (``seed``), stratified validation split out of train.
 
     Labels are class indices ``0..K-1`` with ``K = num_classes`` (or ``max label + 1``): there
     must be at least two classes and every class needs a training row, with or without
     ``num_classes`` (an empty class cannot be distilled), so sparse labels such as ``{3, 7}``
-    must be remapped. ``train_bias`` / ``test_bias``: per-row bias attributes of a biased
-    dataset (:attr:`ImageDataset.bias`), kept with their rows through every split. Problems
+    must be remapped. Bias attributes are kept with their rows through every split. Problems
     raise :class:`DataError` / :class:`ConfigError`.
     """
+    e = extras or ArrayExtras()
+    class_names, modality, columns = e.class_names, e.modality, e.columns
+    train_bias, test_bias = e.train_bias, e.test_bias
     val_fraction = check_val_fraction(val_fraction)
     x, y = to_rows(train_images, modality), to_labels(train_labels, "train labels")
     if len(x) != len(y):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ddkit.data.builtin import RawData, register_dataset
-from ddkit.data.dataset import DatasetSplits, from_arrays
+from ddkit.data.dataset import ArrayExtras, DatasetSplits, from_arrays
 from ddkit.data.table import encode_target
 from ddkit.errors import DataError, require_extra
 
@@ -147,10 +147,9 @@ def from_series(
         None if y_test is None else _numpy(y_test),
         name=name,
         num_classes=num_classes,
-        class_names=class_names,
         val_fraction=val_fraction,
         seed=seed,
-        modality="series",
+        extras=ArrayExtras(class_names, modality="series"),
     )
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ddkit.data.builtin import DATASETS, DatasetFamily, RawData, register_dataset
-from ddkit.data.dataset import DatasetSplits, from_arrays
+from ddkit.data.dataset import ArrayExtras, DatasetSplits, from_arrays
 from ddkit.data.spec import Column, DatasetSpec
 from ddkit.errors import ConfigError, DataError, FileFormatError, require_extra
 from ddkit.meter import check_memory
@@ -304,11 +304,9 @@ def from_table(
         xt,
         y_test,
         name=name,
-        class_names=class_names,
         val_fraction=val_fraction,
         seed=seed,
-        modality="table",
-        columns=cols,
+        extras=ArrayExtras(class_names, modality="table", columns=cols),
     )
 
 

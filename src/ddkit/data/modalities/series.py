@@ -63,7 +63,7 @@ def tiny_series(rows: int = 150, length: int = 64) -> Any:
     it as read-only."""
     import torch
 
-    from ddkit.data.dataset import from_arrays
+    from ddkit.data.dataset import ArrayExtras, from_arrays
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(rows) % 3
@@ -72,7 +72,7 @@ def tiny_series(rows: int = 150, length: int = 64) -> Any:
     wave = torch.sin(6.2832 * (y[:, None] + 1) * t + phase)
     ramp = (y[:, None] - 1.0) * t + 0.3 * torch.randn(rows, 1, generator=g)
     x = torch.stack([wave, ramp], 1) + 0.1 * torch.randn(rows, 2, length, generator=g)
-    return from_arrays(x, y, name="tiny-series", modality="series")
+    return from_arrays(x, y, name="tiny-series", extras=ArrayExtras(modality="series"))
 
 
 SERIES = register_modality(

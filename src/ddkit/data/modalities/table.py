@@ -46,7 +46,7 @@ def tiny_table(rows: int = 150) -> Any:
     class most of the time. Seeded; cached; treat it as read-only."""
     import torch
 
-    from ddkit.data.dataset import from_arrays
+    from ddkit.data.dataset import ArrayExtras, from_arrays
     from ddkit.data.spec import Column
 
     g = torch.Generator().manual_seed(0)
@@ -62,7 +62,8 @@ def tiny_table(rows: int = 150) -> Any:
         dim=1,
     )
     columns = (Column("a"), Column("b"), Column("kind", "categorical", ("p", "q", "r")))
-    return from_arrays(x[:, :, None, None], y, name="tiny-table", modality="table", columns=columns)
+    rows = ArrayExtras(modality="table", columns=columns)
+    return from_arrays(x[:, :, None, None], y, name="tiny-table", extras=rows)
 
 
 TABLE = register_modality(

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ddkit.apps import class_orders, class_subset, continual_learning
+from ddkit.apps import ContinualSettings, class_orders, class_subset, continual_learning
 from ddkit.cli import main
 from ddkit.data import load_dataset
 from ddkit.data.synthetic import SyntheticSet
@@ -35,11 +35,12 @@ def test_class_subset_renumbers_and_keeps_normalisation():
 
 def test_continual_curve_is_seeded_and_learns():
     splits = tiny_digits()
+    settings = ContinualSettings(steps=5, memory=3)
     r = continual_learning(
-        splits, "random", steps=5, memory=3, protocol=PROTOCOL, seed=0, log=lambda _: None
+        splits, "random", settings, protocol=PROTOCOL, seed=0, log=lambda _: None
     )
     again = continual_learning(
-        splits, "random", steps=5, memory=3, protocol=PROTOCOL, seed=0, log=lambda _: None
+        splits, "random", settings, protocol=PROTOCOL, seed=0, log=lambda _: None
     )
     assert r.curves == again.curves and len(r.curves[0]) == 5
     assert r.curves[0][0] > 0.6  # two classes learnt from 6 images
@@ -66,7 +67,7 @@ def test_memories_keep_their_global_labels():
 
 def test_steps_must_divide_the_classes():
     with pytest.raises(ConfigError, match="steps must divide"):
-        continual_learning(tiny_digits(), "random", steps=3, memory=1)
+        continual_learning(tiny_digits(), "random", ContinualSettings(steps=3, memory=1))
 
 
 @pytest.mark.parametrize(
@@ -78,9 +79,9 @@ def test_steps_must_divide_the_classes():
         ({"iterations": -1}, "iterations must be >= 0"),
     ],
 )
-def test_the_continual_function_refuses_bad_counts_before_any_work(option, message):
+def test_the_continual_settings_refuse_bad_counts_before_any_work(option, message):
     with pytest.raises(ConfigError, match=message):
-        continual_learning(tiny_digits(), "random", **{"steps": 2, "memory": 1, **option})
+        ContinualSettings(**{"steps": 2, "memory": 1, **option})
 
 
 def test_cli_writes_json_and_png(tmp_path):
@@ -410,7 +411,7 @@ def test_an_app_refuses_what_its_data_cannot_serve_before_creating_out(
 def test_the_app_functions_refuse_zero_and_infinite_numbers_before_any_work():
     import math
 
-    from ddkit.apps import calibrated_search, dirichlet_split, fedavg
+    from ddkit.apps import HyperparameterSearch, calibrated_search, dirichlet_split, fedavg
 
     splits = load_dataset("digits", val_fraction=0.2)
     g = torch.Generator().manual_seed(0)
@@ -424,4 +425,4 @@ def test_the_app_functions_refuse_zero_and_infinite_numbers_before_any_work():
     with pytest.raises(ConfigError, match="terms must be >= 1"):
         calibrated_search(splits, 1, terms=0, log=lambda line: None)
     with pytest.raises(ConfigError, match="epochs must be >= 1"):
-        calibrated_search(splits, 1, epochs=0, log=lambda line: None)
+        calibrated_search(splits, 1, search=HyperparameterSearch(epochs=0), log=lambda line: None)

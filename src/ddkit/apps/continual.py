@@ -111,29 +111,45 @@ def join_sets(parts: list[SyntheticSet]) -> SyntheticSet:
     )
 
 
+@dataclass(frozen=True)
+class ContinualSettings:
+    """The class-incremental protocol's settings (module docstring): the classes split into
+    ``steps`` groups (which must divide the classes), a memory of ``memory`` images per class
+    built at each step, ``orders`` class orders (seeded), ``runs`` fresh networks averaged at
+    every step, and the distillation budget ``iterations`` (``None``: the presets'). Counts
+    are checked here, in one line."""
+
+    steps: int = 5
+    memory: int = 10
+    orders: int = 1
+    runs: int = 1
+    iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "memory", "orders", "runs"):
+            COUNT.check(name, getattr(self, name))
+        if self.iterations is not None:
+            Limit(0, integer=True).check("iterations", self.iterations)
+
+
 def continual_learning(
     splits: DatasetSplits,
     method: str,
+    settings: ContinualSettings = ContinualSettings(),  # noqa: B008  (frozen)
     *,
-    steps: int = 5,
-    memory: int = 10,
-    orders: int = 1,
     protocol: str | EvalProtocol = "fast",
-    runs: int = 1,
-    iterations: int | None = None,
     options: dict[str, Any] | None = None,
     seed: int = 0,
     log=print,  # noqa: ANN001
 ) -> ContinualResult:
-    """Run the class-incremental protocol (module docstring) with memories built by ``method``
-    (any registered method or selector, at ``memory`` images per class) and return the accuracy
-    curves, one per class order. ``runs`` fresh networks are averaged at every step."""
+    """Run the class-incremental protocol (module docstring) as ``settings`` say, with memories
+    built by ``method`` (any registered method or selector) and networks trained by
+    ``protocol`` (a name, resolved here once, or a protocol), and return the accuracy curves,
+    one per class order."""
     import time
 
-    for name, value in (("steps", steps), ("memory", memory), ("orders", orders), ("runs", runs)):
-        COUNT.check(name, value)
-    if iterations is not None:
-        Limit(0, integer=True).check("iterations", iterations)
+    steps, memory, orders = settings.steps, settings.memory, settings.orders
+    runs, iterations = settings.runs, settings.iterations
     k = splits.train.spec.num_classes
     if not 1 <= steps <= k or k % steps:
         raise ConfigError(f"steps must divide the {k} classes into equal groups, got {steps}")
@@ -194,7 +210,9 @@ class ContinualApp(App):
         from ddkit.plots import plot_continual
 
         methods = method_names(args.methods)
-        get_protocol(args.protocol)
+        protocol = get_protocol(args.protocol)  # resolved once, here
+        counts = ContinualSettings(args.steps, args.memory, args.orders, args.runs,
+                                   args.iterations)  # fmt: skip
         splits = load_dataset(args.dataset, root=args.root)
         splits.train.check_ipc(args.memory)
         with hold_output(args, "output folder", "app continual") as out:
@@ -212,17 +230,7 @@ class ContinualApp(App):
                     results.append(kept_row(done[0]))
                     continue
                 print(f"{m}: {args.steps} steps, {args.memory} images per class in memory")
-                r = continual_learning(
-                    splits,
-                    m,
-                    steps=args.steps,
-                    memory=args.memory,
-                    orders=args.orders,
-                    protocol=args.protocol,
-                    runs=args.runs,
-                    iterations=args.iterations,
-                    seed=args.seed,
-                )
+                r = continual_learning(splits, m, counts, protocol=protocol, seed=args.seed)
                 results.append(kept_row(r.to_dict()))
                 atomic_write_json(out / "continual.json", {"results": results})
             plot_continual(results, out / "continual.png")

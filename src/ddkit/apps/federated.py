@@ -127,7 +127,7 @@ def one_shot(
     if not uploads:
         raise ConfigError(f"no client holds {ipc} images of any class; lower the IPC")
     union = join_sets(uploads)
-    report = evaluate(union, splits.test, get_protocol(protocol), seed=seed)
+    report = evaluate(union, splits.test, protocol, seed=seed)  # resolved there, once
     r = report.results[0]
     return {
         "method": method,
@@ -228,7 +228,7 @@ class FederatedApp(App):
 
         methods = method_names(args.methods)
         alphas = [float(a) for a in args.alphas.split(",") if a]
-        get_protocol(args.protocol)
+        protocol = get_protocol(args.protocol)  # resolved once, here
         splits = load_dataset(args.dataset, root=args.root)
         splits.train.check_ipc(args.ipc)
         check_clients(args.clients, len(splits.train))
@@ -245,7 +245,7 @@ class FederatedApp(App):
                         parts,
                         m,
                         args.ipc,
-                        protocol=args.protocol,
+                        protocol=protocol,
                         iterations=args.iterations,
                         seed=args.seed,
                     )  # fmt: skip

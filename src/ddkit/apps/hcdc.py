@@ -283,31 +283,46 @@ def check_validation(splits: DatasetSplits, ipc: int) -> None:
     splits.val.check_ipc(ipc)
 
 
+@dataclass(frozen=True)
+class HyperparameterSearch:
+    """The search whose ranking HCDC keeps: the ``grid`` of settings (``None`` or empty: the
+    default :func:`hyperparameter_grid`), each trained as one ``model`` for ``epochs`` epochs
+    (:func:`train_grid`). The epochs are checked here, in one line."""
+
+    grid: Sequence[Setting] | None = None
+    model: str = "convnet-w16"
+    epochs: int = 50
+
+    def __post_init__(self) -> None:
+        COUNT.check("epochs", self.epochs)
+
+
 def calibrated_search(
     splits: DatasetSplits,
     ipc: int,
     *,
-    grid: Sequence[Setting] | None = None,
+    search: HyperparameterSearch = HyperparameterSearch(),  # noqa: B008  (frozen)
     baselines: Sequence[str] = ("random", "dm"),
     baseline_iterations: int | None = None,
-    model: str = "convnet-w16",
-    epochs: int = 50,
     iterations: int = 200,
     terms: int = 10,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The HCDC application end to end (module docstring): condense the validation split to
-    ``ipc`` images per class with HCDC and with each baseline method (applied to the validation
-    split), then retrain the grid from another seed and compare each candidate's ranking of the
-    settings with the real validation split's. Returns a JSON-ready dict."""
+    """The HCDC application end to end (module docstring): train ``search``'s grid, condense the
+    validation split to ``ipc`` images per class with HCDC (``iterations``, ``terms`` Neumann
+    terms) and with each baseline method (applied to the validation split, with
+    ``baseline_iterations``), then retrain the grid from another seed and compare each
+    candidate's ranking of the settings with the real validation split's. Returns a
+    JSON-ready dict."""
     from ddkit.methods import create_method
 
-    for name, value in (("ipc", ipc), ("epochs", epochs), ("terms", terms)):
+    model, epochs = search.model, search.epochs
+    for name, value in (("ipc", ipc), ("terms", terms)):
         COUNT.check(name, value)
     check_validation(splits, ipc)
     build_network(model, splits.spec, seed)  # an unknown model fails before the grid trains
-    grid = list(grid or hyperparameter_grid())
+    grid = list(search.grid or hyperparameter_grid())
     val, k = splits.val, splits.train.spec.num_classes
     t0 = time.perf_counter()
     log(f"training {len(grid)} networks for calibration ({model}, {epochs} epochs)")
@@ -410,6 +425,7 @@ class HcdcApp(App):
             number_list(args.lrs, "--lrs", above=0),
             number_list(args.weight_decays, "--weight-decays", above=0),
         )
+        search = HyperparameterSearch(grid, args.model, args.epochs)
         splits = load_dataset(
             args.dataset, root=args.root, val_fraction=args.val_fraction, seed=args.seed
         )
@@ -419,11 +435,9 @@ class HcdcApp(App):
             result = calibrated_search(
                 splits,
                 args.ipc,
-                grid=grid,
+                search=search,
                 baselines=baselines,
                 baseline_iterations=args.baseline_iterations,
-                model=args.model,
-                epochs=args.epochs,
                 iterations=args.iterations,
                 terms=args.terms,
                 seed=args.seed,

@@ -221,7 +221,6 @@ def gradient_matching_loss(
     *,
     metric: str = "ours",
     vectorize: bool = True,
-    chunk_size: int | None = None,
     precision: str = "fp32",
     real_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     classes: Sequence[int] | None = None,
@@ -239,7 +238,8 @@ def gradient_matching_loss(
     same weights, e.g. ``net`` through ``torch.compile`` -- the real gradients are first order,
     so a compiled graph can take them; the synthetic ones are differentiated again and stay
     eager. ``classes``: the class of each row when the rows are not classes ``0..K-1`` (a
-    rank's share of the classes in a :mod:`ddkit.distributed` session). ``real_weights``
+    rank's share of the classes in a :mod:`ddkit.distributed` session, or one chunk of them:
+    memory is bounded by calling once per chunk of classes). ``real_weights``
     ``(K, B)``: each real row's weight in its class's cross-entropy (rows summing to 1; the
     plain mean when ``None``), e.g. the debiasing weights of ``reweight="kde"``.
     """
@@ -255,17 +255,9 @@ def gradient_matching_loss(
         names = matched_parameter_names(net, metric)
         with torch.no_grad():
             g_real = class_gradients(
-                net,
-                real.detach(),
-                y_real,
-                names=names,
-                chunk_size=chunk_size,
-                precision=precision,
-                weights=real_weights,
+                net, real.detach(), y_real, names=names, precision=precision, weights=real_weights
             )
-        g_syn = class_gradients(
-            net, syn, y_syn, names=names, chunk_size=chunk_size, precision=precision
-        )
+        g_syn = class_gradients(net, syn, y_syn, names=names, precision=precision)
         return gradient_distance(g_real, g_syn, metric, batch_dims=1)
     # the reference shape: gradients of every parameter, one class at a time
     params = list(net.parameters())

@@ -9,6 +9,7 @@ from ddkit.data import from_arrays
 from ddkit.errors import ConfigError
 from ddkit.methods import create_method
 from ddkit.methods.coreset.selectors import (
+    FeatureNetRecipe,
     count_forgetting_events,
     forgetting_scores,
     herding_order,
@@ -191,15 +192,17 @@ def test_forgetting_selects_the_most_forgotten_samples():
 def test_train_feature_net_learns_and_leaves_global_rng_alone():
     train = tiny_digits().train
     state = torch.random.get_rng_state()
-    nets = [
-        train_feature_net(train, "mlp", e, torch.Generator().manual_seed(0), batch_size=32)
-        for e in (0, 10)
-    ]
+
+    def trained(epochs):
+        recipe = FeatureNetRecipe("mlp", epochs, batch_size=32)
+        return train_feature_net(train, recipe, torch.Generator().manual_seed(0))
+
+    nets = [trained(e) for e in (0, 10)]
     assert torch.equal(state, torch.random.get_rng_state())
     with torch.no_grad():
         acc = [float((n(train.images).argmax(1) == train.labels).float().mean()) for n in nets]
     assert acc[0] < 0.3 and acc[1] > 0.8, acc
-    again = train_feature_net(train, "mlp", 10, torch.Generator().manual_seed(0), batch_size=32)
+    again = trained(10)
     assert all(
         torch.equal(a, b)
         for a, b in zip(nets[1].state_dict().values(), again.state_dict().values())

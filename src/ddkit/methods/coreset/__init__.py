@@ -20,6 +20,7 @@ from ddkit.methods.coreset.scores import (
     grand,
 )
 from ddkit.methods.coreset.selectors import (
+    FeatureNetRecipe,
     ForgettingSelector,
     HerdingSelector,
     KCenterSelector,
@@ -28,6 +29,7 @@ from ddkit.methods.coreset.selectors import (
 
 __all__ = [
     "SCORES",
+    "FeatureNetRecipe",
     "ForgettingSelector",
     "HerdingSelector",
     "KCenterSelector",

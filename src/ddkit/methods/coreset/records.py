@@ -37,7 +37,7 @@ from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError, FileFormatError
 from ddkit.io import load_tensors, safe_name, save_tensors
 from ddkit.methods.coreset.scores import el2n, grand, logit_margin, true_class_prob
-from ddkit.methods.coreset.selectors import embed_images, train_feature_net
+from ddkit.methods.coreset.selectors import FeatureNetRecipe, embed_images, train_feature_net
 
 __all__ = ["FIELDS", "ProxyRecipe", "Records", "proxy_records", "record_run", "records_folder"]
 
@@ -97,13 +97,8 @@ def record_run(
 
     net = train_feature_net(
         train,
-        recipe.model,
-        e,
+        FeatureNetRecipe(**asdict(recipe)),
         torch.Generator().manual_seed(int(seed)),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-        batch_size=recipe.batch_size,
         device=device,
         on_batch=on_batch,
     )

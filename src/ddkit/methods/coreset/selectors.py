@@ -54,30 +54,42 @@ BatchHook = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 # ------------------------------------------------------------------------ shared training helper
+@dataclasses.dataclass(frozen=True)
+class FeatureNetRecipe:
+    """How :func:`train_feature_net` trains its network: a fresh ``model``, ``epochs`` epochs
+    (0: the randomly initialised net) of SGD at ``lr`` with ``momentum`` and ``weight_decay``
+    on shuffled mini-batches of ``batch_size``. Checked when built."""
+
+    model: str
+    epochs: int
+    lr: float = 0.01
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 def train_feature_net(
     train: ImageDataset,
-    model: str,
-    epochs: int,
+    recipe: FeatureNetRecipe,
     generator: torch.Generator,
     *,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 256,
     device: torch.device | str = "auto",
     on_batch: BatchHook | None = None,
 ) -> nn.Module:
-    """Train a fresh ``model`` on ``train`` for ``epochs`` epochs of SGD (cross-entropy, shuffled
-    mini-batches) and return it in eval mode, its progress reported like any long loop.
-    ``epochs=0`` returns the randomly initialised net.
+    """Train a fresh network on ``train`` as ``recipe`` says (cross-entropy) and return it in
+    eval mode, its progress reported like any long loop. ``recipe.epochs == 0`` returns the
+    randomly initialised net.
 
     Initialisation, data order and any random layer (dropout) draw from ``generator`` only; the
     global RNG is left as it was.
     """
-    if epochs < 0:
-        raise ConfigError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    model, epochs = recipe.model, recipe.epochs
     device = resolve_device(device, train.images)
     net = fresh_network(model, train, generator).to(device)
     seed = draw_seed(generator)
@@ -85,10 +97,11 @@ def train_feature_net(
     if epochs > 0:
         from ddkit.eval.train import TrainRecipe, sgd_train
 
-        recipe = TrainRecipe(epochs, lr, batch_size, momentum=momentum, weight_decay=weight_decay)
+        sgd = TrainRecipe(epochs, recipe.lr, recipe.batch_size, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)  # fmt: skip
         bar = Progress(f"feature network {model} on {len(images):,} images", epochs, unit="epochs")
         with seeded_global_rng(seed, device):  # dropout, if the model has any
-            sgd_train(net, images, labels, recipe, generator=generator, on_batch=on_batch,
+            sgd_train(net, images, labels, sgd, generator=generator, on_batch=on_batch,
                       on_epoch=lambda epoch: bar.update(1))  # fmt: skip
         bar.close()
     net.eval()
@@ -272,15 +285,8 @@ class _EmbeddingSelector(Selector):
         if cfg.embedding == "pixels":
             return train.images.flatten(1).float()
         epochs = cfg.epochs_net if cfg.embedding == "trained" else 0
-        net = train_feature_net(
-            train,
-            cfg.model,
-            epochs,
-            generator,
-            lr=cfg.lr_net,
-            batch_size=cfg.batch_net,
-            device=cfg.device,
-        )
+        recipe = FeatureNetRecipe(cfg.model, epochs, lr=cfg.lr_net, batch_size=cfg.batch_net)
+        net = train_feature_net(train, recipe, generator, device=cfg.device)
         return embed_images(net, train.images)
 
     def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
@@ -392,16 +398,10 @@ class ForgettingSelector(Selector):
             idx = idx.cpu()
             correct[epoch, idx] = logits.argmax(1).cpu() == labels[idx]
 
-        train_feature_net(
-            train,
-            cfg.model,
-            cfg.epochs_net,
-            generator,
-            lr=cfg.lr_net,
-            batch_size=cfg.batch_net,
-            device=cfg.device,
-            on_batch=record,
+        recipe = FeatureNetRecipe(
+            cfg.model, cfg.epochs_net, lr=cfg.lr_net, batch_size=cfg.batch_net
         )
+        train_feature_net(train, recipe, generator, device=cfg.device, on_batch=record)
         return correct
 
     def select(self, train: ImageDataset, ipc: int, generator: torch.Generator) -> torch.Tensor:

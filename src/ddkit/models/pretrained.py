@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,16 @@ def _first(e: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------ timm / tv
+@dataclass(frozen=True)
+class _NetInput:
+    """What a packaged model takes: images of ``shape`` ``(C, H, W)`` normalised with its
+    ``mean`` and ``std``."""
+
+    shape: tuple[int, int, int]
+    mean: tuple
+    std: tuple
+
+
 def from_timm(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
     """A pretrained timm model; size and normalisation from its ``pretrained_cfg``."""
     timm = require_extra("timm", "timm", f"network source timm:{name}")
@@ -304,7 +315,8 @@ def from_timm(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNe
     mean, std = tuple(cfg.get("mean", (0.0,) * c)), tuple(cfg.get("std", (1.0,) * c))
     classes = int(net.num_classes) if net.num_classes else None
     features = lambda m, px: m.forward_head(m.forward_features(px), pre_logits=True)  # noqa: E731
-    return _packaged("timm", name, net, classes, spec, backbone, (c, h, w), mean, std, features)
+    net_input = _NetInput((c, h, w), mean, std)
+    return _packaged("timm", name, net, classes, spec, backbone, net_input, features)
 
 
 def from_torchvision(name: str, spec: DatasetSpec | None, backbone: bool) -> ExternalNetwork:
@@ -317,10 +329,10 @@ def from_torchvision(name: str, spec: DatasetSpec | None, backbone: bool) -> Ext
     size = (int(t.crop_size[0]),) * 2
     classes = len(weights.meta.get("categories", ())) or None
     head = getattr(net, "fc", None) or getattr(net, "classifier", None) or net.head
+    net_input = _NetInput((3, *size), tuple(t.mean), tuple(t.std))
     return _packaged(
-        "torchvision", name, net, classes, spec, backbone, (3, *size),
-        tuple(t.mean), tuple(t.std), _head_input(head),
-    )  # fmt: skip
+        "torchvision", name, net, classes, spec, backbone, net_input, _head_input(head)
+    )
 
 
 @contextlib.contextmanager
@@ -339,18 +351,17 @@ def _packaged(
     classes: int | None,
     spec: DatasetSpec | None,
     backbone: bool,
-    shape: tuple[int, int, int],
-    mean: tuple,
-    std: tuple,
+    net_input: _NetInput,
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor],
 ) -> ExternalNetwork:
     """A timm / torchvision model behind :class:`PixelAdapter` and its record (no weights file
     of ours: the package's own cache holds it, named by ``name``)."""
     if spec is not None and classes is not None and not backbone:
         refuse_classes(f"{kind}:{name}", classes, spec)
+    shape = net_input.shape
     adapter = PixelAdapter(
         net, logits=lambda m, px: m(px), features=features, spec=spec, channels=shape[0],
-        size=tuple(shape[1:]), mean=mean, std=std, name=f"{kind}:{name}",
+        size=tuple(shape[1:]), mean=net_input.mean, std=net_input.std, name=f"{kind}:{name}",
     )  # fmt: skip
     return ExternalNetwork(adapter, NetworkRecord(f"{kind}:{name}", kind, name, classes, shape,
                                                   None, 0))  # fmt: skip

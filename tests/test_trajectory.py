@@ -172,6 +172,20 @@ def test_experts_trained_together_match_one_at_a_time(tmp_path, momentum):
         train_experts(train, TINY, 1, 1, tmp_path / "bad", together=0)
 
 
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": 1.5}, "batch_size must be an integer >= 1, got 1.5"),
+        ({"lr": 0.0}, r"lr must be > 0, got 0.0"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_expert_settings_are_checked_when_built(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        ExpertSettings(**kw)
+
+
 def test_experts_metadata_and_settings_mismatch(tmp_path):
     from safetensors import safe_open
 

@@ -108,6 +108,23 @@ def test_mismatched_test_set_is_refused(small_set):
         evaluate(small_set, load_dataset("mnist5k").test, TINY)
 
 
+def test_protocol_changes_and_run_plans_are_checked_before_any_training(small_set, digits):
+    """Keywords an evaluation does not take itself change its protocol: a field the protocol
+    does not have, a budget beside a share of the runs, or a share outside the runs, is
+    refused in one line before any network is trained."""
+    from ddkit.eval import RunPlan
+
+    with pytest.raises(ConfigError, match="unknown protocol field 'group'"):
+        evaluate(small_set, digits.test, TINY, group=True)
+    with pytest.raises(ConfigError, match="pass budget= or run_indices=, not both"):
+        RunPlan(run_indices=[0], budget="1m")
+    with pytest.raises(ConfigError, match="is not a duration"):
+        RunPlan(budget="soon")
+    with pytest.raises(ConfigError, match=r"runs in 0\.\.1, got \[2\]"):
+        evaluate(small_set, digits.test, TINY, plan=RunPlan(run_indices=[2]))
+    assert evaluate(small_set, digits.test, TINY, epochs=1, runs=1).protocol.runs == 1
+
+
 def test_training_learns_something(digits):
     """Sanity: 60 epochs on 100 real digits beats chance by far (not a tuned figure)."""
     idx = digits.train.sample_per_class(10, torch.Generator().manual_seed(0)).flatten()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +117,7 @@ class TeacherRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as the teacher's checkpoint and ``teacher.json`` record it."""
-        return {
-            "model": self.model,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "weight_decay": self.weight_decay,
-            "augment": self.augment,
-            "seed": self.seed,
-        }
+        return asdict(self)
 
     def protocol(self) -> EvalProtocol:
         """The recipe as an evaluation protocol of one run (how :func:`_fit` trains)."""

@@ -47,19 +47,17 @@ FIELDS = ("true_prob", "margin", "correct", "el2n", "grand")
 
 
 @dataclass(frozen=True)
-class ProxyRecipe:
-    """How proxy networks are trained (everything that changes the records but the seed)."""
+class ProxyRecipe(FeatureNetRecipe):
+    """How proxy networks are trained (everything that changes the records but the seed): a
+    :class:`FeatureNetRecipe` of at least one epoch, ten by default."""
 
     model: str = "convnet"
     epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError(f"proxy networks need epochs >= 1, got {self.epochs}")
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ def record_run(
 
     net = train_feature_net(
         train,
-        FeatureNetRecipe(**asdict(recipe)),
+        recipe,
         torch.Generator().manual_seed(int(seed)),
         device=device,
         on_batch=on_batch,

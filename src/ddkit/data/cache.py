@@ -94,10 +94,10 @@ def load_listing(
     """The splits of ``listing``: decoded into memory, or through the cache (see the module)."""
     mode = context.folder_cache()
     plan = plan_decode(listing)
-    if mode == "never" or (mode == "auto" and _float_bytes(listing, plan) < CACHE_FROM_BYTES):
+    if mode == "never" or (mode == "auto" and _image_bytes(listing, plan) < CACHE_FROM_BYTES):
         check_memory(
             f"{listing.where}: its {listing.total:,} images decoded in memory (float32)",
-            _float_bytes(listing, plan),
+            _image_bytes(listing, plan),
             f"set ${CACHE_MODE_ENV}=always (the memory-mapped cache) or pass a smaller image_size",
             DataError,
         )
@@ -139,19 +139,15 @@ def _remove_dead_builds(parent: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _float_bytes(listing: FolderListing, plan) -> int:  # noqa: ANN001
-    """The bytes of ``listing``'s images decoded as float32 (in memory)."""
-    return listing.total * int(np.prod(plan.shape)) * 4
+def _image_bytes(listing: FolderListing, plan, dtype: type = np.float32) -> int:  # noqa: ANN001
+    """The bytes of ``listing``'s images held as ``dtype`` (float32: decoded in memory;
+    :func:`_stored_dtype`: the cache's files)."""
+    return listing.total * int(np.prod(plan.shape)) * np.dtype(dtype).itemsize
 
 
 def _stored_dtype(plan) -> type:  # noqa: ANN001
     """What the cache stores a pixel as: 8-bit images as themselves, 16-bit ones as float32."""
     return np.float32 if plan.wide else np.uint8
-
-
-def _cache_bytes(listing: FolderListing, plan) -> int:  # noqa: ANN001
-    """The bytes of ``listing``'s cache files."""
-    return listing.total * int(np.prod(plan.shape)) * np.dtype(_stored_dtype(plan)).itemsize
 
 
 def cache_key(listing: FolderListing, shape: tuple[int, ...]) -> str:
@@ -215,7 +211,7 @@ class _Decoded:
 
 def _build(listing: FolderListing, plan, folder: Path, name: str) -> None:  # noqa: ANN001
     """Decode ``listing`` into ``folder`` (written under a temporary name, renamed at the end)."""
-    needed = _cache_bytes(listing, plan)
+    needed = _image_bytes(listing, plan, _stored_dtype(plan))
     free = shutil.disk_usage(folder.parent).free
     if needed > free:
         raise ConfigError(

@@ -396,9 +396,7 @@ def _backward_in_pieces(
     """:func:`_backward` of a batch ``(x, t)`` a ``piece`` of rows at a time: each piece's
     share of the batch's mean loss backpropagated, the gradients summed in ``net``, so only one
     piece's activations are alive. Returns the batch's logits (detached) and mean loss."""
-    from ddkit import distributed
-
-    total, logits = torch.zeros((), dtype=torch.float32), []
+    total, logits = x.new_zeros((), dtype=torch.float32), []
     denominator = len(x) if share is None else batch_size
     for start in range(0, len(x), piece):
         rows = slice(start, start + piece)
@@ -406,13 +404,9 @@ def _backward_in_pieces(
             out = forward(x[rows]).float()
         loss = loss_fn(out, t[rows]).sum() / denominator
         loss.backward()
-        total += loss.detach().cpu()
+        total += loss.detach()
         logits.append(out.detach())
-    if share is not None:
-        reduced = total.reshape(1).to(x.device)
-        distributed.sum_gradients(list(net.parameters()), reduced)
-        total = reduced[0]
-    return torch.cat(logits), total
+    return torch.cat(logits), total if share is None else _summed_over_ranks(net, total)
 
 
 def _backward(losses: torch.Tensor, batch_size: int, net: nn.Module, share: Any) -> torch.Tensor:
@@ -424,10 +418,16 @@ def _backward(losses: torch.Tensor, batch_size: int, net: nn.Module, share: Any)
         loss = losses.mean()
         loss.backward()
         return loss.detach()
-    from ddkit import distributed
-
     loss = losses.sum() / batch_size
     loss.backward()
+    return _summed_over_ranks(net, loss)
+
+
+def _summed_over_ranks(net: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """After each rank's backward pass of its rows' share of a batch's mean ``loss``: the
+    ranks' gradients in ``net`` and their shares summed; returns the batch's loss (detached)."""
+    from ddkit import distributed
+
     total = loss.detach().reshape(1)
     distributed.sum_gradients(list(net.parameters()), total)
     return total[0]

@@ -39,6 +39,7 @@ from ddkit.bench.suites import suite_options
 from ddkit.data import load_dataset
 from ddkit.errors import ConfigError
 from ddkit.eval import evaluate
+from ddkit.eval.evaluate import RunPlan
 from ddkit.io import atomic_write_json, read_json
 from ddkit.methods import create_method
 from ddkit.methods.config import parse_options
@@ -48,9 +49,9 @@ from ddkit.runs import DistillRequest, distill_run
 BASELINE = "random real"
 # the settings a row depends on besides its value: rows measured under other ones are not reused
 _ROW_SETTINGS = ("method", "protocol", "dataset", "ipc", "param", "set", "suite", "iterations",
-                 "val_fraction", "runs", "eval_model", "epochs", "seed")  # fmt: skip
+                 "val_fraction", "runs", "eval_model", "epochs", "seed", "augment")  # fmt: skip
 # what a results file written before a setting existed was measured with
-_EARLIER_DEFAULTS = {"epochs": 300, "seed": 0, "suite": None}
+_EARLIER_DEFAULTS = {"epochs": 300, "seed": 0, "suite": None, "augment": None}
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -103,6 +104,7 @@ def _validate(
     settings it was trained under, so a stopped study trains only the networks it had not
     finished (a long evaluation, 1,000 epochs say, no longer restarts from its first network)."""
     settings = {"protocol": args.protocol, "epochs": args.epochs, "runs": args.runs,
+                "augment": args.augment,
                 "models": models, "val_fraction": args.val_fraction}  # fmt: skip
     path = folder / "val_networks.json"
     kept = read_json(path) if path.exists() else {}
@@ -112,8 +114,11 @@ def _validate(
     for k in range(args.runs):
         if str(k) in done:
             continue
+        augment = {} if args.augment is None else {"augment": args.augment}
         report = evaluate(syn, val, args.protocol, runs=args.runs, epochs=args.epochs, seed=0,
-                          models=models, run_indices=[k], device=args.device)  # fmt: skip
+                          **augment,
+                          models=models, plan=RunPlan(run_indices=[k]),
+                          device=args.device)  # fmt: skip
         done[str(k)] = {r.model: r.accuracies[0] for r in report.results}
         atomic_write_json(path, {"settings": settings, "networks": done})
     per_model: dict[str, list[float]] = {}
@@ -131,6 +136,12 @@ def main() -> None:
     ap.add_argument("--protocol", default="dsa", help="the validation protocol")
     ap.add_argument(
         "--epochs", type=int, default=300, help="epochs of the validation networks (default 300)"
+    )
+    ap.add_argument(
+        "--augment",
+        default=None,
+        help="the validation protocol's augmentation instead of its own (e.g. patches:2, "
+        "RDED's views of stitched images)",
     )
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--ipc", type=int, default=1)

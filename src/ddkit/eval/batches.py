@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ddkit.augment.patches import PatchViews, is_patch_strategy
 from ddkit.data.spec import DatasetSpec
 from ddkit.eval.protocol import EvalProtocol
 
@@ -27,7 +28,8 @@ class Augmenter:
 
     ``strategy``: ``None``, ``"dsa"`` (the dataset's default DSA strategy), an explicit DSA
     strategy, or ``"dc"`` (DC's per-image evaluation augmentation with the strategy its code
-    gives the dataset: :mod:`ddkit.augment.classic`); ``mix``: ``None``, ``"mixup"`` or
+    gives the dataset: :mod:`ddkit.augment.classic`), or ``"patches:F"`` (RDED's views of sets
+    stitched from ``F x F`` patches: :mod:`ddkit.augment.patches`); ``mix``: ``None``, ``"mixup"`` or
     ``"cutmix"`` (class targets become one-hot vectors before mixing). Augmentation needs
     images: on other rows it is refused in one line (use the ``tabular`` or ``series``
     protocol).
@@ -40,7 +42,7 @@ class Augmenter:
         mix: str | None = None,
         mix_alpha: float = 1.0,
     ) -> None:
-        self.dsa = self.classic = None
+        self.dsa = self.classic = self.patches = None
         if strategy:
             protocol = spec.kind.protocol or "tabular"
             spec.check_needs(
@@ -50,6 +52,8 @@ class Augmenter:
             from ddkit.augment.classic import ClassicAugment, dc_strategy
 
             self.classic = ClassicAugment(dc_strategy(spec.name))
+        elif is_patch_strategy(strategy):
+            self.patches = PatchViews(strategy)
         elif strategy:
             from ddkit.augment import DSA, default_strategy
 
@@ -70,6 +74,8 @@ class Augmenter:
             x = self.dsa(x, g, shared=False)
         if self.classic is not None:
             x = self.classic(x, g)
+        if self.patches is not None:
+            x = self.patches(x, g)
         if self.mix is not None:
             from ddkit.augment import cutmix, mixup
 

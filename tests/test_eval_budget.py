@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-import ddkit.eval.dispatch as dispatch
 import ddkit.eval.estimate as estimate_module
+import ddkit.eval.evaluators.networks as networks_evaluator
 from ddkit.cli import main
 from ddkit.errors import ConfigError
 from ddkit.eval import RunPlan, evaluate
@@ -156,14 +156,16 @@ def test_a_recorded_recipe_estimated_past_ten_minutes_is_announced_with_ways_to_
     splits = tiny_digits()
     syn = create_method("random").fit(splits.train, 1, seed=0)
     settings = EvalSettings(models=MODEL, runs=1, epochs=2)  # no protocol: the set's recipe
-    monkeypatch.setattr(dispatch, "estimate_evaluation", _faked(LONG_EVALUATION_SECONDS))
+    monkeypatch.setattr(networks_evaluator, "estimate_evaluation", _faked(LONG_EVALUATION_SECONDS))
     said: list[str] = []
     evaluate_set(syn, splits.test, settings, say=said.append)
     notes = [s for s in said if s.startswith("the set's recipe will take about")]
     assert len(notes) == 1
     for way in ("--protocol fast", "--budget 10m00s", "--runs", "--epochs"):
         assert way in notes[0]
-    monkeypatch.setattr(dispatch, "estimate_evaluation", _faked(LONG_EVALUATION_SECONDS / 10))
+    monkeypatch.setattr(
+        networks_evaluator, "estimate_evaluation", _faked(LONG_EVALUATION_SECONDS / 10)
+    )
     said.clear()
     evaluate_set(syn, splits.test, settings, say=said.append)  # 2 epochs of a tenth: short
     assert said and not any(s.startswith("the set's recipe") for s in said)

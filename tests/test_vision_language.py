@@ -226,7 +226,7 @@ def test_the_command_line_distils_and_evaluates_pairs(tmp_path, monkeypatch, cap
     saved = json.loads((run / "eval.json").read_text())
     assert saved["kind"] == "retrieval" and len(saved["results"]) == 3
     assert main([*argv, "--models", "convnet"]) != 0  # a network flag: refused in one line
-    assert "does not apply to a paired set" in capsys.readouterr().err
+    assert "does not apply to this paired set" in capsys.readouterr().err
 
 
 def test_experts_kept_in_a_cache_give_the_same_set(tmp_path):

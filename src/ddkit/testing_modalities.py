@@ -99,7 +99,7 @@ def _models(m: Modality) -> None:
 
 
 def _evaluation(m: Modality) -> None:
-    from ddkit.eval.dispatch import EVALUATORS
+    from ddkit.eval.evaluators import EVALUATORS
     from ddkit.eval.learners import READINGS, learner_names
     from ddkit.eval.protocol import get_protocol
 

@@ -3,6 +3,7 @@
 from ddkit.eval.evaluate import (
     EvalReport,
     ModelResult,
+    Report,
     RunPlan,
     evaluate,
     evaluate_with_teacher,
@@ -24,6 +25,7 @@ __all__ = [
     "EvalProtocol",
     "EvalReport",
     "ModelResult",
+    "Report",
     "RunPlan",
     "TrainRecipe",
     "TrainStats",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,19 @@ from ddkit.eval.train import (
     predicted_classes,
 )
 from ddkit.progress import Progress, ProgressSetting, parse_duration, to_stderr
+
+
+class Report(ABC):
+    """What every evaluator returns (:mod:`ddkit.eval.evaluators`): ``ddkit evaluate`` prints
+    :meth:`table` below its heading and writes :meth:`to_dict` to ``eval.json``."""
+
+    @abstractmethod
+    def table(self) -> str:
+        """The results as the fixed-width table ``ddkit evaluate`` prints."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The results as JSON-ready values (``eval.json``)."""
 
 
 @dataclass
@@ -88,7 +102,9 @@ def _std(values: list[float]) -> float:
 
 
 @dataclass
-class EvalReport:
+class EvalReport(Report):
+    """Per-model accuracies of fresh networks (or learners, or a GCN) trained on a set."""
+
     protocol: EvalProtocol
     lr: float
     num_train_images: int

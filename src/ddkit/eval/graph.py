@@ -104,7 +104,7 @@ def _result(name: str, scores: list[tuple[float, float]], seeds: list[int], took
 
 
 #: This evaluator's name, which a modality names to be judged by it
-#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :data:`ddkit.eval.dispatch.EVALUATORS`).
+#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :mod:`ddkit.eval.evaluators`).
 GCN = "gcn"
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS, TEXT_MASK, SyntheticSet
 from ddkit.errors import ConfigError, DataError
-from ddkit.eval.evaluate import run_seeds
+from ddkit.eval.evaluate import Report, run_seeds
 from ddkit.models.text import DualEncoder, EncoderSpec, build_dual_encoder
 
 __all__ = [
@@ -315,7 +315,7 @@ class RetrievalRow:
 
 
 @dataclass
-class RetrievalReport:
+class RetrievalReport(Report):
     """Recall@1/5/10 both ways for the set and its baselines (``ddkit evaluate`` prints
     :meth:`table` and writes :meth:`to_dict` to ``eval.json``)."""
 
@@ -376,7 +376,7 @@ def split_pairs(split: Any, model: DualEncoder) -> Pairs:
 
 
 #: This evaluator's name, which a modality names to be judged by it
-#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :data:`ddkit.eval.dispatch.EVALUATORS`).
+#: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :mod:`ddkit.eval.evaluators`).
 RETRIEVAL = "retrieval"
 
 

@@ -9,6 +9,7 @@ from ddkit.data import mlbench as _mlbench  # noqa: F401  (mlbench tables regist
 from ddkit.data import modalities as _modalities  # noqa: F401  (each modality registers itself)
 from ddkit.data import npz as _npz  # noqa: F401  (the npz dataset registers itself)
 from ddkit.data import readers as _readers  # noqa: F401  (on-disk readers register themselves)
+from ddkit.data import scenes as _scenes  # noqa: F401  (paired: the compositional scenes)
 from ddkit.data import series as _series  # noqa: F401  (time-series datasets register themselves)
 from ddkit.data import shards as _shards  # noqa: F401  (tar shards, Hugging Face folders)
 from ddkit.data import table as _table  # noqa: F401  (tabular datasets register themselves)

@@ -14,7 +14,12 @@ from ddkit.data.dataset import ImageDataset, denormalise, normalise
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, DataError, warn_at_caller
 from ddkit.eval.protocol import EvalProtocol
-from ddkit.eval.relabel import expand_views, regenerate_labels, teacher_targets_fn
+from ddkit.eval.relabel import (
+    expand_views,
+    has_view_labels,
+    regenerate_labels,
+    teacher_targets_fn,
+)
 from ddkit.eval.teacher import resolve_teacher
 from ddkit.eval.train import TargetsFn, TrainResult, train_networks
 from ddkit.levers import threads_for
@@ -71,7 +76,10 @@ def training_data(
     (:func:`~ddkit.eval.relabel.expand_views`; every epoch sees every view once),
     since those labels belong to the views, not to the whole images. (FKD draws one view per
     image per epoch from many stored epochs' views; with the few views stored here, replaying
-    all of them uses every stored label every epoch and needs no extra random stream.)
+    all of them uses every stored label every epoch and needs no extra random stream.) A set
+    whose views were pruned (label budget ``prune:R``) trains on its kept views only, each
+    reused about ``R`` times an epoch; stored logits (``logits:K``) train as their softmax at
+    the set's ``label_temperature``.
     ``"teacher"``: the images,
     with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
     (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
@@ -90,11 +98,32 @@ def training_data(
     if regen:  # FKD-style: the teacher recomputes the labels of the stored views
         syn = regenerate_labels(syn, teacher, device)
     note = {"labels_regenerated": True} if regen else {}
-    if "view_values" in syn.extras:
-        views = expand_views(syn)
-        meta = {"expanded_views": views.meta["expanded_views"], **note}
-        return TrainingData(views.images, views.labels, meta=meta)
+    if has_view_labels(syn):
+        return _view_training_data(syn, note)
     return TrainingData(syn.images, syn.labels, meta=note)
+
+
+def _view_training_data(syn: SyntheticSet, note: dict[str, Any]) -> TrainingData:
+    """The stored views of ``syn`` as training rows (:func:`~ddkit.eval.relabel.expand_views`).
+    A pruned set (``label_views_kept`` of ``label_views`` views kept, label budget ``prune:R``)
+    reuses its kept views in turn until an epoch has as many rows as the ``V`` drawn views
+    would give (LPLD trains the unpruned number of steps, sampling from the kept labels), so
+    pruning changes the labels, not the amount of training."""
+    views = expand_views(syn)
+    kept = int(views.meta["expanded_views"])
+    drawn = max(int(syn.meta.get("label_views", kept)), kept)
+    meta = {"expanded_views": kept, **note}
+    if drawn == kept:
+        return TrainingData(views.images, views.labels, meta=meta)
+    total = len(syn) * drawn
+    check_memory(
+        f"the {len(views):,} kept views reused to {total:,} rows an epoch",
+        total * (views.images[0].numel() + syn.spec.num_classes) * 4 if len(views) else 0,
+        "prune less (a smaller R in prune:R) or draw fewer views (label_views)",
+    )
+    rows = torch.arange(total) % max(len(views), 1)
+    meta |= {"label_views_drawn": drawn, "view_reuse": drawn / kept}
+    return TrainingData(views.images[rows], views.labels[rows], meta=meta)
 
 
 def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:

@@ -56,13 +56,22 @@ __all__ = [
     "decompress_view_labels",
     "encode_labels",
     "expand_views",
+    "has_view_labels",
     "regenerate_labels",
     "relabel",
     "teacher_probs",
     "teacher_targets_fn",
+    "view_label_bytes",
 ]
 
-VIEW_KEYS = ("view_boxes", "view_flip", "view_values", "view_indices", "view_scale")
+VIEW_KEYS = (
+    "view_boxes",
+    "view_flip",
+    "view_values",
+    "view_logits",
+    "view_indices",
+    "view_scale",
+)
 
 
 _TEACHER_BATCH = 512
@@ -84,6 +93,16 @@ def teacher_probs(
         batch_size=batch_size,
         post=lambda z: F.softmax(z.float() / temperature, dim=1).to(x.device),
     )
+
+
+def _teacher_outputs(
+    teacher: nn.Module, x: torch.Tensor, temperature: float, logits: bool
+) -> torch.Tensor:
+    """One batch's :func:`teacher_probs`, or with ``logits`` the teacher's float32 logits."""
+    if not logits:
+        return teacher_probs(teacher, x, temperature, batch_size=_TEACHER_BATCH)
+    teacher.eval()
+    return predict(teacher, x, batch_size=_TEACHER_BATCH, post=lambda z: z.float().to(x.device))
 
 
 def teacher_targets_fn(
@@ -125,10 +144,15 @@ def relabel(
     when ``views > 0``; the same draws whatever the budget).
 
     ``budget`` (:mod:`ddkit.data.label_budget`: ``full``, ``fp16``, ``int8``, ``topk:K[+fp16|
-    +int8]``, ``regen``) says how the probabilities are stored, recorded in
-    ``meta['label_budget']``: per-image labels encoded under ``label.*`` (``labels`` holds them
-    decoded), per-view labels under ``view_*`` with the per-image labels the mean of the
-    decoded views (not stored); ``regen`` stores no probabilities: the labels stay the set's
+    +int8]``, ``logits:K``, ``prune:R`` joined to the others, ``regen``) says how the
+    probabilities are stored, recorded in ``meta['label_budget']``. ``prune:R`` keeps a random
+    ``floor(V / R)`` of each image's views, drawn from ``generator`` after the views (so the
+    views are those of any budget, and the same generator keeps the same ones), recorded in
+    ``meta['label_views_kept']`` (``label_views`` stays ``V``); the teacher is asked about the
+    kept views only. ``logits:K`` stores the teacher's top-``K`` logits (before the softmax;
+    ``labels`` decodes them at ``temperature``). Per-image labels are encoded under ``label.*``
+    (``labels`` holds them decoded), per-view labels under ``view_*`` with the per-image labels
+    the mean of the decoded views (not stored); ``regen`` stores no probabilities: the labels stay the set's
     hard labels and the teacher recomputes the soft ones at evaluation
     (:func:`regenerate_labels`; the teacher is not asked here). ``None`` (the format before
     budgets): per-image float32 labels; per view the top-``topk`` probabilities (``None``: all
@@ -140,11 +164,16 @@ def relabel(
     meta |= {"label_temperature": float(temperature), "label_views": int(views)}
     if views < 0:
         raise ConfigError(f"views must be >= 0, got {views}")
+    if b is not None:
+        b.kept_views(views)  # a prune the views cannot give is refused before the teacher runs
     if views == 0:
         if b is not None and b.regen:
             return _encoded(syn, syn.hard_labels, b, extras, meta, views=False)
-        labels = _sharded_probs(teacher, n, 1, lambda rows: syn.images[rows], temperature, k)
-        return _encoded(syn, _renorm(labels), b, extras, meta)
+        logits = b is not None and b.logits
+        labels = _sharded_probs(
+            teacher, n, 1, lambda rows: syn.images[rows], temperature, k, logits
+        )
+        return _encoded(syn, labels if logits else _renorm(labels), b, extras, meta)
     if generator is None:
         raise ConfigError("relabel with views > 0 needs a torch.Generator")
     if flip is None:
@@ -163,11 +192,17 @@ def relabel(
         if flip
         else torch.zeros(n * views, dtype=torch.bool)
     )
-    extras["view_boxes"] = boxes.to(torch.int16).view(n, views, 4)
-    extras["view_flip"] = flips.to(torch.uint8).view(n, views)
+    if b is not None and b.prune:  # drawn after the views, so the views are those of any budget
+        kept = b.prune_views(n, views, generator)
+        rows = (torch.arange(n)[:, None] * views + kept).flatten()
+        boxes, flips = boxes[rows], flips[rows]
+        meta["label_views_kept"] = kept.shape[1]
+    v = len(boxes) // max(n, 1)
+    extras |= _view_params(boxes.view(n, v, 4), flips.view(n, v))
     if b is not None and b.regen:
         return _encoded(syn, syn.hard_labels, b, extras, meta, views=True)
-    probs = _view_probs(syn, teacher, boxes, flips, temperature).view(n, views, k)
+    logits = b is not None and b.logits
+    probs = _view_probs(syn, teacher, boxes, flips, temperature, logits).view(n, v, k)
     if b is None:  # the format before budgets: top-k float16 views, float32 per-image labels
         kk = k if topk is None or topk >= k else int(topk)
         legacy = LabelBudget(kk if kk < k else None, "fp16")
@@ -177,6 +212,28 @@ def relabel(
     return _encoded(syn, probs, b, extras, meta)
 
 
+def _view_params(boxes: torch.Tensor, flips: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The stored parameters of views ``(N, V)``: crop boxes (int16 x4) and flips (uint8)."""
+    return {"view_boxes": boxes.to(torch.int16), "view_flip": flips.to(torch.uint8)}
+
+
+def view_label_bytes(budget: str, images: int, views: int, num_classes: int) -> int:
+    """Bytes that :func:`relabel` stores for the per-view labels of ``images`` images with
+    ``views`` views each under label ``budget`` (the kept views' boxes, flips and encoded
+    labels), computed from the shapes alone: the same encoding run on tensors without data
+    (the ``meta`` device). ``regen`` counts the boxes and flips (and not the hard labels the
+    set keeps beside them, nor the teacher)."""
+    b = parse_label_budget(budget).for_classes(num_classes)
+    kept = b.kept_views(views)
+    meta = torch.device("meta")
+    parts = _view_params(
+        torch.empty((images, kept, 4), device=meta), torch.empty((images, kept), device=meta)
+    )
+    if not b.regen:
+        parts |= b.encode(torch.empty((images, kept, num_classes), device=meta))
+    return sum(t.numel() * t.element_size() for t in parts.values())
+
+
 def encode_labels(syn: SyntheticSet, budget: str) -> SyntheticSet:
     """``syn`` (soft labels ``(N, K)``, e.g. a method's own) with its labels stored under
     label budget ``budget`` (:mod:`ddkit.data.label_budget`; not ``regen``, which needs the
@@ -184,8 +241,11 @@ def encode_labels(syn: SyntheticSet, budget: str) -> SyntheticSet:
     if not syn.soft or syn.regression:
         raise DataError("a label budget stores probability vectors; this set has none")
     b = _budget(budget, None, syn.spec.num_classes)
-    if b is None or b.regen:
-        raise ConfigError("encode_labels stores probabilities; for regen relabel with the teacher")
+    if b is None or b.regen or b.logits or b.prune:
+        raise ConfigError(
+            f"encode_labels stores per-image probabilities, not {budget!r}: regen, logits and "
+            "prune need the teacher's views (ddkit.eval.relabel.relabel with views > 0)"
+        )
     extras, meta = _unlabelled(syn)
     return _encoded(syn, syn.labels, b, extras, meta, views=False)
 
@@ -224,7 +284,7 @@ def _encoded(
     views = probs.ndim == 3 if views is None else views
     if b is not None:
         meta |= {"label_budget": b.spelling, "label_storage": _storage_note(b, views)}
-    if b is not None and not b.regen and (views or b.spelling != "full"):
+    if b is not None and not b.regen and (views or b.spelling != "full"):  # logits: not "full"
         prefix = VIEW_PREFIX if views else IMAGE_PREFIX
         extras |= {prefix + key: v for key, v in b.encode(probs).items()}
         probs = decoded_labels(meta, extras, syn.spec.num_classes).to(syn.images.device)
@@ -241,7 +301,9 @@ def _storage_note(b: LabelBudget, views: bool) -> str:
             "weight bytes storage_report counts under 'teacher'"
         )
     where = "per view (view_*; per-image labels: their mean, not stored)" if views else "per image"
-    return f"{b.spelling} probabilities {where}"
+    what = "teacher logits" if b.logits else "probabilities"
+    kept = f"; a random 1/{b.prune} of each image's views kept (boxes, flips, labels)"
+    return f"{b.spelling} {what} {where}" + (kept if b.prune else "")
 
 
 def _view_probs(
@@ -250,9 +312,11 @@ def _view_probs(
     boxes: torch.Tensor,
     flips: torch.Tensor,
     temperature: float,
+    logits: bool = False,
 ) -> torch.Tensor:
     """The teacher's probabilities ``(N * V, K)`` of every stored view (row ``i * V + v``: view
-    ``v`` of image ``i``, crop ``boxes[row]``, flipped where ``flips[row]``)."""
+    ``v`` of image ``i``, crop ``boxes[row]``, flipped where ``flips[row]``); its logits
+    with ``logits``."""
     n, k = len(syn), syn.spec.num_classes
     views = len(boxes) // max(n, 1)
     hw = syn.spec.image_size
@@ -260,7 +324,7 @@ def _view_probs(
     def crops(rows: torch.Tensor) -> torch.Tensor:
         return crop_resize(syn.images[rows // views], boxes[rows], hw, flips[rows])
 
-    return _sharded_probs(teacher, n, views, crops, temperature, k)
+    return _sharded_probs(teacher, n, views, crops, temperature, k, logits)
 
 
 def regenerate_labels(
@@ -284,8 +348,11 @@ def regenerate_labels(
     if syn.meta.get("label_budget") != "regen":
         raise DataError("this set stores its labels (label budget is not 'regen'): use it as it is")
     b = parse_label_budget(budget).for_classes(syn.spec.num_classes)
-    if b.regen:
-        raise ConfigError("regenerate_labels needs a budget that stores probabilities, not regen")
+    if b.regen or b.prune or b.logits:
+        raise ConfigError(
+            f"regenerate_labels holds the recomputed probabilities of every stored view under "
+            f"a budget of probabilities (full, fp16, int8, topk:K), not {budget!r}"
+        )
     net, _ = resolve_teacher(syn, teacher, device)
     temperature = float(syn.meta.get("label_temperature", 1.0))
     extras, meta = _unlabelled(syn)
@@ -310,17 +377,18 @@ def _sharded_probs(
     batch_of: Callable[[torch.Tensor], torch.Tensor],
     temperature: float,
     k: int,
+    logits: bool = False,
 ) -> torch.Tensor:
     """:func:`teacher_probs` ``(count * views, k)`` of the rows ``i * views + v`` (view ``v`` of
     image ``i``), ``batch_of(rows)`` making each teacher batch's inputs when it is asked about,
     so that the ``count * views`` crops never exist at once; in a :mod:`ddkit.distributed`
     session each rank asks about its share of the images and every rank gets all rows back in
-    order."""
+    order. ``logits``: the teacher's float32 logits instead (no temperature)."""
     mine = distributed.local_indices(count)
     owned = torch.arange(count) if mine is None else torch.as_tensor(mine, dtype=torch.long)
     rows = (owned[:, None] * views + torch.arange(views)).flatten()
     parts = [  # teacher_probs' own batches, so the same rows meet in each as in one call
-        teacher_probs(teacher, batch_of(r), temperature, batch_size=_TEACHER_BATCH)
+        _teacher_outputs(teacher, batch_of(r), temperature, logits)
         for r in torch.split(rows, _TEACHER_BATCH)
     ]
     probs = torch.cat(parts) if parts else torch.zeros((0, k))
@@ -329,12 +397,19 @@ def _sharded_probs(
     return distributed.all_gather_shards(probs.view(len(mine), views, k)).flatten(0, 1)
 
 
-def decompress_view_labels(syn: SyntheticSet) -> torch.Tensor:
+def decompress_view_labels(syn: SyntheticSet, temperature: float | None = None) -> torch.Tensor:
     """Per-view probability vectors ``(N, V, K)`` float32 from the compact extras
-    (:func:`ddkit.data.label_budget.decode_probs`)."""
-    if "view_values" not in syn.extras:
+    (:func:`ddkit.data.label_budget.decode_probs`); stored logits at ``temperature`` (default
+    ``meta['label_temperature']``)."""
+    if not has_view_labels(syn):
         raise DataError("this set has no per-view soft labels (relabel with views > 0)")
-    return decode_probs(view_parts(syn.extras), syn.spec.num_classes)
+    t = float(syn.meta.get("label_temperature", 1.0)) if temperature is None else temperature
+    return decode_probs(view_parts(syn.extras), syn.spec.num_classes, t)
+
+
+def has_view_labels(syn: SyntheticSet) -> bool:
+    """Whether ``syn`` stores per-view labels (probabilities or logits) to train on."""
+    return "view_values" in syn.extras or "view_logits" in syn.extras
 
 
 def expand_views(syn: SyntheticSet) -> SyntheticSet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -174,3 +175,46 @@ def test_edc_and_cda_run_from_the_cli_with_their_switches(tmp_path):
     assert cfg["method_config"]["class_stats"]
     assert main(["distill", "--method", "cda", *common, *sets, "--out", f"{tmp_path}/c"]) == 0
     assert (tmp_path / "c" / "synthetic" / "data.safetensors").is_file()
+
+
+def test_flatness_averages_each_statistics_group_as_the_ce_does(tiny, monkeypatch):
+    """Each image index is one of the reference's batches: its flatness KL is that batch's mean
+    (K rows), as its CE, so the term's weight does not shrink with the IPC (it was the mean
+    over all K * IPC rows, 1 / IPC of the reference's weight)."""
+    import ddkit.methods.decoupled.methods as dm
+
+    rows = []
+    real = dm.flatness_loss
+
+    def spy(logits, ema_logits, temperature=4.0, **kw):
+        rows.append((len(logits), kw["rows"]))
+        return real(logits, ema_logits, temperature, **kw)
+
+    monkeypatch.setattr(dm, "flatness_loss", spy)
+    k = tiny.train.spec.num_classes
+    _method("sre2l", iterations=2, init="real", flatness=1.0).fit(tiny.train, 2, seed=0)
+    assert rows == [(2 * k, k)] * 2
+    rows.clear()
+    _method("sre2l", iterations=1, flatness=1.0, bn_groups="all").fit(tiny.train, 2, seed=0)
+    assert rows == [(2 * k, 2 * k)]
+
+
+def _preset(cls, dataset: str) -> dict:
+    return next(dict(p.values) for p in cls.presets if p.dataset == dataset)
+
+
+def test_presets_follow_the_authors_scripts():
+    """SRe2L's and CDA's Tiny-ImageNet scripts crop (0.08-1) and roll by 4 pixels (ddkit's auto
+    jitter would be 8 at 64 px); EDC's recovery never rolls, weighs its global and class
+    statistics 0.5 each under r_loss 0.01, and its CIFAR-10 script leaves flatness off."""
+    from ddkit.methods.decoupled.methods import CDA, EDC, SRe2L
+
+    tiny_sre2l = _preset(SRe2L, "tinyimagenet")
+    assert tiny_sre2l["crop"] == "fixed" and tiny_sre2l["jitter"] == 4
+    assert SRe2L.Config().crop_min == 0.08
+    assert _preset(CDA, "tinyimagenet")["jitter"] == 4
+    edc = EDC.Config()
+    assert edc.jitter == 0 and edc.r_bn == pytest.approx(0.01 * 0.5) and edc.class_weight == 1
+    cifar = {**dataclasses.asdict(edc), **_preset(EDC, "cifar10")}
+    assert cifar["flatness"] == 0 and cifar["jitter"] == 0 and cifar["r_bn"] == 0.005
+    assert cifar["crop"] == "fixed" and cifar["crop_min"] == 0.08

@@ -23,10 +23,11 @@ statistics are the pooled mean and biased variance over all its un-augmented ima
 positions (the reference averages per-image variances of augmented images, which leaves out the
 spread between images); the class term matches each
 class's synthetic images to its own class (the reference matches the whole mixed batch to the
-average of its classes' statistics); the flatness KL is ``batchmean`` (the reference's element
-mean is this divided by the number of classes); the reference's EMA of the *batch statistics*
-inside its hooks (``training_momentum``) and its convolution-statistic hooks are not
-implemented.
+average of its classes' statistics); the reference weighs the global and the class terms 0.5
+each (``edc``'s default ``r_bn`` is half the scripts' ``r_loss``); the flatness KL is
+``batchmean`` (the reference's element mean is this divided by the number of classes); the
+reference's EMA of the *batch statistics* inside its hooks (``training_momentum``) and its
+convolution-statistic hooks are not implemented.
 """
 
 from __future__ import annotations

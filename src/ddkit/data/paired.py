@@ -16,6 +16,9 @@ Where paired data comes from:
     ``captioned-fashionmnist`` (their base read as it always is): a **synthetic caption
     benchmark** that needs no download, captions composed from templates out of what each
     painted image shows (:mod:`ddkit.data.captioned`);
+  - ``scenes-mnist-fashion`` (the data root), ``scenes-mnist5k`` (embedded): canvases
+    composed of several real MNIST / Fashion-MNIST objects, captions from a grammar
+    (:mod:`ddkit.data.scenes`);
   - ``captions``, ``coco``, ``flickr30k`` with ``root=PATH``, or the path itself: a CSV or
     JSONL file of image paths and captions, a Hugging Face ``datasets`` folder
     (``save_to_disk``), or the Karpathy split file of COCO / Flickr30k with its images

@@ -3,7 +3,9 @@ protocols, storage accounting and DD-Ranking-style scores are in test_protocols.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -175,13 +177,23 @@ def _overrides(name: str, tmp_path=None, **kw):
 
 
 def test_rded_is_deterministic_with_a_seed_and_changes_with_another(tiny):
-    cfg = _overrides("rded", labels="soft", num_crops=3)
+    cfg = _overrides("rded", labels="soft", num_crops=3, scale=(0.5, 1.0))  # random crops
     a = create_method("rded", **cfg).fit(tiny.train, 2, seed=0)
     b = create_method("rded", **cfg).fit(tiny.train, 2, seed=0)
     c = create_method("rded", **cfg).fit(tiny.train, 2, seed=1)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, c.images)
     assert a.soft and a.meta["teacher_dir"] and a.meta["factor"] == 1
+
+
+def test_rded_crops_whole_images_below_64_px_and_as_its_scripts_from_64_up(tiny):
+    m = create_method("rded", **_overrides("rded", num_crops=2))
+    m.fit(tiny.train, 2, seed=0)
+    h, w = tiny.train.spec.image_size
+    assert (m.state_["boxes"] == torch.tensor([0, 0, h, w])).all()  # the whole image
+    big = dataclasses.replace(tiny.train.spec, image_size=(64, 64))
+    assert m._scale(SimpleNamespace(spec=big)) == (0.08, 1.0)  # the scripts' RandomResizedCrop
+    assert create_method("rded", scale=(0.5, 1.0))._scale(tiny.train) == (0.5, 1.0)
 
 
 def test_rded_keeps_the_most_realistic_crops(tiny):

@@ -612,26 +612,46 @@ class EDC(SRe2L):
     }
 
 
+#: rded stitches patches (``factor`` 2) and crops as its scripts do (0.08-1) from this image side
+#: up: Tiny-ImageNet and ImageNet scale.
+STITCH_FROM_PIXELS = 64
+
+
 @register_method
 class RDED(_TeacherMethod):
-    """rded: stitch the teacher's most realistic random crops of real images (Sun et al., CVPR 2024)."""
+    """rded: stitch the teacher's most realistic random crops of real images (Sun et al., CVPR 2024).
+
+    Against the authors' code (``LINs-lab/RDED``: ``synthesize/main.py``, ``utils.py``,
+    ``validation/main.py``): candidates (``mipc`` random images per class), square crops
+    scored by the teacher's cross-entropy to their class (a patch zero-padded to the full size),
+    each image's best crop, then the class's ``ipc x factor^2`` best images, stitched
+    ``factor x factor`` in the scripts' order: the same. Differences: the crop scale is
+    ``scale="auto"``, the scripts' 0.08-1 from 64 px up but whole images below (validation on
+    mnist5k: zoomed crops of 28-px digits lost 7 to 14 points, hard and soft labels alike); a
+    patch is resampled from its source once (bilinear) where the scripts resize the cropped
+    patch again (nearest); with fewer candidates than patches every crop of the class is ranked
+    (the scripts would fail); labels are stored (``labels``, the budgets) or asked of the
+    teacher at evaluation (``teacher-kd``) where the scripts' student asks it on every batch;
+    stitched sets train on RDED's own views with ``augment="patches:F"``
+    (:mod:`ddkit.augment.patches`).
+    """
 
     name = "rded"
     scale_out = "images"  # the candidates' crops scored by image index, gathered in order
-    # Stitching (factor 2) relies on RDED's training-time views: random-resized crops down to one
-    # patch (scale 1/factor..1) plus patch shuffling, so the student sees each patch at full scale.
-    # ddkit's protocols augment with DSA, which never does that; on mnist5k (28 px, IPC 10) factor
-    # 2 fell far below random real images (benchmarks/results/decoupled_mnist5k_ipc10_rded.json).
+    # Stitching (factor 2) relies on RDED's training-time views (patches shuffled, then a
+    # random-resized crop of scale 1/factor..1: `augment="patches:2"`). On 28-px digits a stitched
+    # set fails even under them: the student learns 14-px digits and is tested on 28-px ones
+    # (benchmarks/results/tune_rded_mnist5k_ipc10_hard_factor*.json, on a validation split).
     # DD-Ranking's RDED CIFAR-10 config also uses one patch per image (ShufflePatches(1)), so the
-    # default stitches only from 64 px up (Tiny-ImageNet/ImageNet scale).
+    # default stitches only from STITCH_FROM_PIXELS up (Tiny-ImageNet/ImageNet scale).
 
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
         factor: int | Auto = "auto"  # patches per side (auto: 2 for images >= 64 px, else 1)
         num_crops: int = 5  # random crops scored per candidate image (RDED scripts: 5)
         candidates: int = 300  # real images drawn per class (RDED's mipc; 0: all)
-        # crop area fraction (RDED: 0.08-1 at 224 px; raised for 8-32 px images)
-        scale: tuple[float, float] = (0.5, 1.0)
+        # crop area fraction (auto: RDED's 0.08-1 from 64 px up, whole images below)
+        scale: tuple[float, float] | Auto = "auto"
         store_region_labels: bool = False  # also keep per-region soft labels in extras
 
         rules = {"factor": AT_LEAST_ONE, "num_crops": AT_LEAST_ONE, "candidates": NON_NEGATIVE}
@@ -642,7 +662,7 @@ class RDED(_TeacherMethod):
 
         def check(self) -> None:
             super().check()
-            if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            if self.scale != "auto" and not 0 < self.scale[0] <= self.scale[1] <= 1:
                 raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
 
     presets = (
@@ -651,10 +671,17 @@ class RDED(_TeacherMethod):
     )
     test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2}
 
+    def _scale(self, train: ImageDataset) -> tuple[float, float]:
+        """The crops' area fraction: the scripts' 0.08-1 from :data:`STITCH_FROM_PIXELS` up;
+        below, whole images (zoomed crops of small images lose, module docstring)."""
+        if self.config.scale != "auto":
+            return tuple(self.config.scale)
+        return (0.08, 1.0) if min(train.spec.image_size) >= STITCH_FROM_PIXELS else (1.0, 1.0)
+
     def _factor(self, train: ImageDataset) -> int:
         f = self.config.factor
         if f == "auto":
-            f = 2 if min(train.spec.image_size) >= 64 else 1
+            f = 2 if min(train.spec.image_size) >= STITCH_FROM_PIXELS else 1
         if f < 1 or f > min(train.spec.image_size):
             raise ConfigError(f"factor must be in [1, {min(train.spec.image_size)}], got {f}")
         return int(f)
@@ -683,7 +710,7 @@ class RDED(_TeacherMethod):
         counts = [len(c) for c in cand]
         r = cfg.num_crops
         boxes = sample_boxes(
-            len(src) * r, (h, w), generator, scale=tuple(cfg.scale), ratio=(1.0, 1.0)
+            len(src) * r, (h, w), generator, scale=self._scale(train), ratio=(1.0, 1.0)
         )
         src_r = src.repeat_interleave(r)
 

@@ -30,7 +30,7 @@ FLOORS: dict[str, int] = {
     "ddkit.methods": 4,
     "ddkit.runs": 5, "ddkit.apps": 5, "ddkit.audits": 5, "ddkit.bench": 5, "ddkit.report": 5,
     "ddkit.testing": 5, "ddkit.testing_data": 5, "ddkit.testing_codecs": 5,
-    "ddkit.testing_paired": 5, "ddkit.testing_checks": 5, "ddkit.testing_modalities": 5,
+    "ddkit.testing_checks": 5, "ddkit.testing_modalities": 5,
     "ddkit.plots": 5,
     "ddkit.trackers": 5,
     "ddkit.cli": 6,  # the package: build_parser and main, and one module per core command

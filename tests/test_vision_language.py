@@ -1,5 +1,5 @@
 """Vision-language distillation (issue 71): the paired methods, the dual encoders, the retrieval
-evaluation and the command line, on tiny seeded pairs (ddkit.testing_paired)."""
+evaluation and the command line, on tiny seeded pairs (ddkit.testing.tiny_paired)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from ddkit.eval.retrieval import (
 )
 from ddkit.methods import METHODS, create_method, load_all
 from ddkit.models.text import EncoderSpec, TrainableView, build_dual_encoder
-from ddkit.testing import method_test_overrides
-from ddkit.testing_paired import tiny_paired
+from ddkit.testing import method_test_overrides, tiny_paired
 
 load_all()
 PAIRED = [n for n in METHODS.names() if METHODS.get(n).needs == "paired"]
@@ -51,9 +50,10 @@ def test_every_paired_method_fits_and_evaluates(name):
 
 def test_the_paired_checks_report_a_broken_paired_method():
     """The conformance walk shared with image methods catches a paired method that draws from
-    the global RNG and writes into the input captions."""
+    the global RNG and writes into the input captions (the paired modality names the captions
+    as an input, :meth:`~ddkit.data.modalities.base.Modality.fit_inputs`)."""
     from ddkit.methods.vision_language.coresets import VLRandom
-    from ddkit.testing_paired import paired_failures
+    from ddkit.testing import check_all
 
     class Broken(VLRandom):
         name = "broken-pairs-for-test"
@@ -65,12 +65,12 @@ def test_the_paired_checks_report_a_broken_paired_method():
 
     METHODS.add(Broken.name, Broken)
     try:
-        failures = paired_failures(Broken.name, tiny_paired())
+        failures = check_all([Broken.name], tiny_paired())[Broken.name]
     finally:
         METHODS.remove(Broken.name)
     text = "\n".join(failures)
     assert "global RNG" in text and "input dataset's tensors were modified" in text, text
-    assert paired_failures("vl-random") == []
+    assert check_all(["vl-random"]) == {"vl-random": []}
 
 
 def test_the_full_data_row_can_be_left_out_and_the_random_row_stays_the_same():

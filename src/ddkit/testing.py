@@ -23,8 +23,8 @@ larger than the smallest class, every preset naming its source and resolving to 
 The tiny datasets the checks run on (:func:`tiny_digits`, :func:`tiny_table`,
 :func:`tiny_series`, :func:`tiny_graph`) moved to :mod:`ddkit.testing_data`, and the codecs'
 checks (:func:`check_codec`, :data:`CODEC_CHECKS`) to :mod:`ddkit.testing_codecs`, and the
-checks themselves to :mod:`ddkit.testing_checks` (shared with the paired methods' checks of
-:mod:`ddkit.testing_paired`); all are still importable from here. Every registered modality
+checks themselves to :mod:`ddkit.testing_checks` (the same for every modality, asking its record
+what differs); all are still importable from here. Every registered modality
 passes :func:`check_modality` (:mod:`ddkit.testing_modalities`).
 """
 
@@ -51,7 +51,7 @@ from ddkit.testing_codecs import (
     CODEC_CHECKS,  # noqa: F401  (still importable from here)
     check_codec,
 )
-from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
+from ddkit.testing_data import tiny_digits, tiny_graph, tiny_paired, tiny_series, tiny_table
 from ddkit.testing_modalities import check_modality
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "method_test_overrides",
     "tiny_digits",
     "tiny_graph",
+    "tiny_paired",
     "tiny_series",
     "tiny_table",
 ]
@@ -96,34 +97,35 @@ def arithmetic() -> str:
 def _method_failures(
     name: str, data: DatasetSplits | ImageDataset | None, ipc: int, overrides: dict[str, Any] | None
 ) -> list[str]:
+    """The failed checks of method ``name`` on ``data`` (default: :func:`method_test_data`),
+    the modality of its rows saying what a fit must not touch, which ``ipc`` it must refuse and
+    what a set of these rows holds."""
     from ddkit.methods import create_method
 
-    if not _needs_classes(name):  # rows without classes (image-text pairs): their own checks
-        from ddkit.testing_paired import paired_failures
-
-        return paired_failures(name, data, ipc, overrides)
     if data is None:
         data = method_test_data(name)
-    train = data.train if isinstance(data, DatasetSplits) else data
+    train = getattr(data, "train", data)  # splits of any modality, or one split
+    kind = train.spec.kind
     cfg = method_test_overrides(name)
-    if not train.spec.kind.open_models:  # test overrides name image networks: take the default
+    if not kind.open_models:  # test overrides name image networks: take the default
         cfg.pop("model", None)
     cfg.update(overrides or {})
     f = _Failures(name)
 
     def make() -> Any:
-        return create_method(name, modality=train.spec.modality, **cfg)
+        return create_method(name, modality=kind.name, **cfg)
 
-    refused = ((0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class"))
-    check_fit_contract(f, make, train, ipc, (train.images, train.labels), _check_output, refused)
+    ipc = ipc if kind.classes else max(int(ipc), 2)  # a set of pairs needs a negative
+    refused = kind.refused_ipcs(train)
+    check_fit_contract(f, make, train, ipc, kind.fit_inputs(train), _check_output, refused)
     return f.items
 
 
 def method_test_data(name: str) -> DatasetSplits:
     """The tiny splits method ``name`` is tested on: the tiny instance of the modality it
     needs (:meth:`~ddkit.data.modalities.base.Modality.tiny`: :func:`tiny_graph` for a method
-    that needs a graph, issue 39; tiny image-caption pairs for one that needs pairs, issue 71),
-    :func:`tiny_digits` for the others."""
+    that needs a graph, issue 39; :func:`tiny_paired` image-caption pairs for one that needs
+    pairs, issue 71), :func:`tiny_digits` for the others."""
     needs = _needs(name)
     return get_modality(needs).tiny() if needs in MODALITIES else tiny_digits()
 
@@ -135,12 +137,6 @@ def _needs(name: str) -> str:
     return str(getattr(METHODS.get(name), "needs", DEFAULT_MODALITY))
 
 
-def _needs_classes(name: str) -> bool:
-    """Whether method ``name`` distils rows with classes (every modality's but pairs')."""
-    needs = _needs(name)
-    return needs not in MODALITIES or get_modality(needs).classes
-
-
 def check_method(
     name: str,
     data: DatasetSplits | ImageDataset | None = None,
@@ -150,9 +146,10 @@ def check_method(
 ) -> None:
     """Run every conformance check on registered method/selector ``name``; raise one
     ``AssertionError`` listing all failed checks. ``data`` defaults to :func:`tiny_digits`;
-    ``overrides`` are added to the method's ``test_overrides``; a method that needs a graph runs
-    on :func:`tiny_graph`, one that needs image-text pairs on their own checks
-    (:mod:`ddkit.testing_paired`)."""
+    ``overrides`` are added to the method's ``test_overrides``; a method that needs other rows
+    runs on their modality's tiny instance (:func:`method_test_data`), and its set is checked
+    as that modality asks (:meth:`~ddkit.data.modalities.base.Modality.set_problems`: a paired
+    set holds ``ipc`` pairs, one caption each)."""
     failures = _method_failures(name, data, ipc, overrides)
     if failures:
         raise AssertionError(

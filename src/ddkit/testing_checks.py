@@ -1,6 +1,9 @@
-"""The conformance checks of :mod:`ddkit.testing`, one function each, shared by the checks of
-methods on images, rows and graphs (:func:`ddkit.testing.check_method`) and of methods on
-image-text pairs (:mod:`ddkit.testing_paired`)."""
+"""The conformance checks of :mod:`ddkit.testing`, one function each, shared by the methods of
+every modality (:func:`ddkit.testing.check_method`): what differs with the rows (the tensors a
+fit must not touch, the ``ipc`` values it must refuse, what a set of these rows holds) is asked
+of the modality's record (:meth:`~ddkit.data.modalities.base.Modality.fit_inputs`,
+:meth:`~ddkit.data.modalities.base.Modality.refused_ipcs`,
+:meth:`~ddkit.data.modalities.base.Modality.set_problems`)."""
 
 from __future__ import annotations
 
@@ -67,12 +70,29 @@ def _same_set(a: SyntheticSet, b: SyntheticSet) -> bool:
     )
 
 
-def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int) -> None:
-    spec = train.spec
-    k = spec.num_classes
+def _check_output(f: _Failures, syn: SyntheticSet, train: Any, ipc: int) -> None:
+    """A fitted set is a :class:`SyntheticSet` of finite values that holds what its modality
+    asks (:meth:`~ddkit.data.modalities.base.Modality.set_problems`), and ``ipc`` rows per class
+    where its rows have classes."""
     f.check(isinstance(syn, SyntheticSet), f"fit returned {type(syn).__name__}, not SyntheticSet")
     if not isinstance(syn, SyntheticSet):
         return
+    kind = train.spec.kind
+    f.items.extend(kind.set_problems(syn, train, ipc))
+    if kind.classes:
+        _check_class_set(f, syn, train, ipc)
+    f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
+    f.check(
+        all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
+        "extras contain NaN/inf",
+    )
+
+
+def _check_class_set(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int) -> None:
+    """``ipc`` rows of each class (or what a set that stores other tensors decodes to), of the
+    data's spec, with labels of the right shape and finite."""
+    spec = train.spec
+    k = spec.num_classes
     # Multi-formation methods (IDM) store ``ipc`` images per class and decode each into
     # ``factor**2`` training images; the budget is the stored IPC.
     factor = int(syn.meta.get("formation_factor", 1))
@@ -119,15 +139,10 @@ def _check_output(f: _Failures, syn: SyntheticSet, train: ImageDataset, ipc: int
         memory or solved or counts == [ipc] * k,
         f"class counts {counts}, expected {ipc} for each of {k} classes",
     )
-    f.check(bool(torch.isfinite(syn.images).all()), "images contain NaN/inf")
     if syn.labels.is_floating_point():
         f.check(bool(torch.isfinite(syn.labels).all()), "labels contain NaN/inf")
     if syn.lr is not None:
         f.check(bool(torch.isfinite(torch.tensor(syn.lr))), f"learned lr {syn.lr} is not finite")
-    f.check(
-        all(bool(torch.isfinite(v).all()) for v in syn.extras.values() if v.is_floating_point()),
-        "extras contain NaN/inf",
-    )
 
 
 def _check_save_load(f: _Failures, syn: SyntheticSet, folder: Path) -> None:

@@ -170,6 +170,23 @@ class Modality:
         subclass; treat them as read-only)."""
         raise NotImplementedError(f"modality {self.name!r} gives no tiny instance")
 
+    # ------------------------------------------------------------------ a method's conformance
+    def fit_inputs(self, train: Any) -> tuple[torch.Tensor, ...]:
+        """The tensors of ``train`` a method's fit must leave untouched (:func:`ddkit.testing.
+        check_method`; the default: its rows and labels)."""
+        return train.images, train.labels
+
+    def refused_ipcs(self, train: Any) -> tuple[tuple[int, str], ...]:
+        """The ``ipc`` values a method on ``train`` must refuse in one line, each with its words
+        (the default, rows with classes: 0 and one past the smallest class)."""
+        return (0, "IPC 0"), (min(train.class_counts) + 1, "IPC larger than the smallest class")
+
+    def set_problems(self, syn: Any, train: Any, ipc: int) -> list[str]:
+        """What the set ``syn`` that a method fitted on ``train`` at ``ipc`` gets wrong about
+        these rows, in words (:func:`ddkit.testing.check_method`; the default: nothing beyond
+        the suite's checks of a set with classes, which it runs where :attr:`classes`)."""
+        return []
+
 
 MODALITIES: Registry[Modality] = Registry("modality")
 

@@ -93,6 +93,26 @@ class PairedModality(Rows):
     def tiny(self) -> Any:
         return tiny_paired()
 
+    def fit_inputs(self, train: Any) -> tuple[torch.Tensor, ...]:
+        return train.images, train.captions
+
+    def refused_ipcs(self, train: Any) -> tuple[tuple[int, str], ...]:
+        return (1, "ipc 1 (one pair has no negative)"), (len(train) + 1, "ipc > images")
+
+    def set_problems(self, syn: Any, train: Any, ipc: int) -> list[str]:
+        """A paired set holds ``ipc`` pairs of the data's modality: images of the data's shape,
+        one caption each (token ids or learned embeddings)."""
+        from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS
+
+        shape = (ipc, *train.spec.shape)
+        text = syn.extras.get(TEXT_EMB, syn.extras.get(TEXT_IDS))
+        found = [
+            (syn.spec.kind is train.spec.kind, f"the set's modality is {syn.spec.modality!r}"),
+            (tuple(syn.images.shape) == shape, f"images {tuple(syn.images.shape)}, not {shape}"),
+            (text is not None and len(text) == ipc, "the set holds no caption per image"),
+        ]
+        return [what for ok, what in found if not ok]
+
 
 def _array_feature(hf: Any, shape: tuple[int, ...]) -> Any:
     """The ``datasets`` feature of one row of float32 values of ``shape`` (rank 0 to 2)."""

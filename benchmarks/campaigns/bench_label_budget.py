@@ -5,10 +5,14 @@ distilled once, with hard labels; every labelled row relabels
 those same images with the method's own teacher and temperature (:func:`ddkit.eval.relabel.relabel`)
 under one label budget, the views drawn from one seed, so only the stored labels differ between
 rows: hard labels, full per-image labels, and per-view (FKD-style) labels stored ``full``,
-``fp16``, ``int8``, ``topk:k`` (k = 5, 2, 1, and 2 with fp16 / int8; k = K is ``full``) and ``regen`` (only crops
+``fp16``, ``int8``, ``topk:k`` (k = 5, 2, 1, and 2 with fp16 / int8; k = K is ``full``), ``regen`` (only crops
 and flips; the teacher recomputes the labels before evaluation, so its row must equal the
-``full`` per-view row, which the script checks). Beside them, random real images (the same
-count, one seed) with hard labels and with the same teacher's full per-view labels. Every set is
+``full`` per-view row, which the script checks), LPLD's random label pruning (``prune:R``: a
+random 1/R of each image's views kept, alone and with int8 / top-k) and LPQLD's stored top-k
+logits (``logits:5+fp16``, pruned and not; trained at the set's label temperature). Beside
+them, random real images (the same count, one seed) with hard labels and with the same
+teacher's full and pruned per-view labels. ``--views`` views are drawn per image (prune:R
+needs R <= views). Every set is
 evaluated under the ``soft`` protocol (stored labels; epochs scaled down for the CPU and said
 so). Reported per row: the set's label bytes, its total bytes, the teacher bytes an evaluation
 must also ship (``regen`` only), and final-epoch test accuracy (mean +- std over runs). Nothing
@@ -56,8 +60,17 @@ ROWS = (
     ("views, topk:2+int8", "distilled", "views", "topk:2+int8"),
     ("views, topk:1", "distilled", "views", "topk:1"),
     ("views, regen", "distilled", "views", "regen"),
+    ("views, prune:2", "distilled", "views", "prune:2"),
+    ("views, prune:4", "distilled", "views", "prune:4"),
+    ("views, prune:2+int8", "distilled", "views", "prune:2+int8"),
+    ("views, prune:2+topk:2+fp16", "distilled", "views", "prune:2+topk:2+fp16"),
+    ("views, logits:5+fp16", "distilled", "views", "logits:5+fp16"),
+    ("views, prune:2+logits:5+fp16", "distilled", "views", "prune:2+logits:5+fp16"),
     ("random real, hard", "random", "hard", None),
     ("random real, views, full", "random", "views", "full"),
+    ("random real, views, prune:2", "random", "views", "prune:2"),
+    ("random real, views, prune:4", "random", "views", "prune:4"),
+    ("random real, views, prune:2+logits:5+fp16", "random", "views", "prune:2+logits:5+fp16"),
 )
 #: the settings a kept row must share with this run to be kept
 SETTINGS = ("dataset", "method", "preset", "ipc", "iterations", "views", "epochs", "runs", "seed")
@@ -106,15 +119,17 @@ def fingerprint(syn: SyntheticSet) -> str:
     return digest.hexdigest()
 
 
-def labelled(syn: SyntheticSet, method, labels: str, budget: str | None, seed: int) -> SyntheticSet:
-    """``syn`` relabelled by ``method``'s teacher under ``budget`` (views drawn from ``seed``)."""
+def labelled(
+    syn: SyntheticSet, method, labels: str, budget: str | None, seed: int, views: int
+) -> SyntheticSet:
+    """``syn`` relabelled by ``method``'s teacher under ``budget`` (``views`` views drawn from
+    ``seed``, the same in every row)."""
     if labels == "hard":
         return syn
     temperature = method.config.label_temperature
     if labels == "soft":
         return relabel(syn, method.teacher_, temperature, budget=budget)
     g = torch.Generator().manual_seed(seed)
-    views = method.config.label_views
     return relabel(syn, method.teacher_, temperature, views=views, generator=g, budget=budget)
 
 
@@ -207,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     "distils (another machine or torch?); give --out a new file"
                 )
     for name, images, labels, budget in todo:
-        syn = labelled(sets[images], method, labels, budget, args.seed)
+        syn = labelled(sets[images], method, labels, budget, args.seed, args.views)
         row = measure_row(args, splits, syn, name, budget)
         result["rows"].append(row | {"images_sha256": prints[images]})
         atomic_write_json(args.out, result)

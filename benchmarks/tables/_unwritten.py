@@ -15,6 +15,11 @@ READING = (
     "BENCHMARKS.md generate"
 )
 
+CODE_READING = (
+    "no figures: a reading of the authors' code beside ddkit's, step by step (issue 85), written "
+    "by hand as the docstrings it summarises are"
+)
+
 UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
     (
         "docs/benchmarks/history.md",
@@ -24,4 +29,12 @@ UNWRITTEN: dict[tuple[str, str], tuple[int, str]] = {
         "docs/benchmarks/history.md",
         "| cell | best trajectory | best of dc / dsa / dm / idm | best selector | lead |",
     ): (1, READING),
+    (
+        "docs/benchmarks/pretrained-and-labels.md",
+        "| method | step | reference code | ddkit | why |",
+    ): (1, CODE_READING),
+    (
+        "docs/benchmarks/pretrained-and-labels.md",
+        "| step | reference code | ddkit | note |",
+    ): (1, CODE_READING),
 }

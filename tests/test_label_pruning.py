@@ -261,3 +261,18 @@ def test_an_lpqld_set_evaluates(base, teacher, tiny):
     syn = _relabel(base, teacher[0], "prune:2+logits:4+fp16")
     report = evaluate(syn, tiny.test, "soft", runs=1, epochs=1, seed=0, progress=False)
     assert len(report.results[0].accuracies) == 1
+
+
+# ----------------------------------------------------------------------------- methods
+def test_rded_stores_pruned_view_labels(tiny, teacher, tmp_path):
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    cfg = {**method_test_overrides("rded"), "teacher": str(teacher[1]), "labels": "views"}
+    cfg |= {"label_views": 4}
+    syn = create_method("rded", **cfg, label_budget="prune:2+fp16").fit(tiny.train, 1, seed=0)
+    assert syn.meta["label_budget"] == "prune:2+fp16" and syn.meta["label_views_kept"] == 2
+    k = syn.spec.num_classes
+    assert syn.storage_bytes()["labels"] == view_label_bytes("prune:2+fp16", len(syn), 4, k)
+    back = SyntheticSet.load(syn.save(tmp_path / "set"))
+    assert torch.equal(back.labels, syn.labels)

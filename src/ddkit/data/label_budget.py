@@ -24,16 +24,21 @@ stored; its spelling (the decoupled methods' ``label_budget``, ``relabel(..., bu
   on the kept ones, each reused about ``R`` times so an epoch has as many samples as the ``V``
   views would give (LPLD's random label pruning: Xiao & He, "Are Large-scale Soft Labels
   Necessary for Large-scale Dataset Distillation?", NeurIPS 2024, arXiv:2410.15919). It
-  composes with the rest: ``prune:4+int8``, ``prune:2+topk:5+fp16``. Deviation: LPLD keeps a
-  random 1/R of the stored *batches* of all views, so an image keeps a varying number of
-  labels; here every image keeps the same number (rectangular ``(N, V / R)`` tensors with no
-  per-view image index to store);
+  composes with the rest: ``prune:4+int8``, ``prune:2+topk:5+fp16``. Deviation: the authors'
+  code stores the labels of 1/R of the relabel's batches (each a random batch of images with
+  fresh random views) and samples every training epoch's batches from that pool, so an image
+  keeps a varying number of labels; here every image keeps the same number (rectangular
+  ``(N, V / R)`` tensors with no per-view image index to store), and every kept view is reused
+  about ``R`` times an epoch instead of a random number of times;
 * ``logits:k`` -- the ``k`` largest teacher *logits* (before the softmax) and their indices,
-  decoded as the softmax of those ``k`` logits at a temperature chosen at training time, zero
-  elsewhere (LPQLD's label quantisation "MR-k", marginal re-normalisation: Xiao & He, "Soft
-  Label Pruning and Quantization for Large-Scale Dataset Distillation", TPAMI 2026,
-  arXiv:2604.18135); ``+fp16`` as above (``int8`` codes are for probabilities and refused).
-  LPQLD on ImageNet-1K is ``prune:10+logits:50+fp16`` (and ``logits:10`` / ``logits:100``).
+  decoded as the softmax of those ``k`` logits at a temperature, zero elsewhere (LPQLD's label
+  quantisation "MR-k", marginal re-normalisation: Xiao & He, "Soft Label Pruning and
+  Quantization for Large-Scale Dataset Distillation", TPAMI 2026, arXiv:2604.18135); ``+fp16``
+  as above (``int8`` codes are for probabilities and refused). LPQLD on ImageNet-1K is
+  ``prune:10+logits:50+fp16`` (and ``logits:10`` / ``logits:100``). Deviation: LPQLD re-softens
+  the stored logits every epoch with a stepped temperature (Dynamic Knowledge Reuse,
+  :func:`lpqld_temperature`) and calibrates the student's temperature; ddkit's evaluation
+  decodes them once, at the set's ``label_temperature``, and uses the protocol's loss.
 
 A budget is spelled as ``+``-joined parts in any order; its canonical spelling
 (:attr:`LabelBudget.spelling`) is ``prune:R+topk:k+fp16`` (prune, then classes, then precision).
@@ -224,7 +229,8 @@ def lpqld_temperature(
     """LPQLD's Dynamic Knowledge Reuse temperature for training epoch ``epoch`` of ``epochs``:
     ``start * gamma ** (epoch // step)`` but not below ``floor``, with ``step`` a tenth of the
     epochs (their ImageNet-1K script: T = 20, gamma 0.7, every 30 of 300 epochs, floor 2;
-    Xiao & He, TPAMI 2026, arXiv:2604.18135, Sec. III-D)."""
+    Xiao & He, TPAMI 2026, arXiv:2604.18135, Sec. III-D). Not applied by ddkit's evaluation
+    yet: it needs the epoch where the training loop forms each batch's targets."""
     if epochs < 1 or not 0 <= epoch:
         raise ConfigError(
             f"lpqld_temperature needs 0 <= epoch and epochs >= 1, got {epoch}/{epochs}"

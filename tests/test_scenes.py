@@ -3,6 +3,7 @@ pixels show it, and generation is a function of the seed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -110,12 +111,25 @@ def _fake_objects(variant):
     return {s: _objects(2, kinds) for s in ("train", "test")}
 
 
-def test_the_scenes_are_registered_paired_datasets(monkeypatch):
+@pytest.fixture
+def small_scenes(monkeypatch):
+    """The benchmarks over flat squares, 60 train and 30 test scenes each."""
     monkeypatch.setattr(scenes, "_objects", _fake_objects)
+    for name, variant in scenes.BENCHMARKS.items():
+        small = dataclasses.replace(variant, train=60, test=30)
+        monkeypatch.setitem(scenes.BENCHMARKS, name, small)
+
+
+def test_the_full_benchmark_is_large_enough():
+    full = scenes.BENCHMARKS["scenes-mnist-fashion"]
+    assert full.bases == ("mnist", "fashionmnist") and (full.train, full.test) >= (20_000, 1_000)
+
+
+def test_the_scenes_are_registered_paired_datasets(small_scenes):
     assert is_paired("scenes-mnist5k") and is_paired("scenes-mnist-fashion")
     splits = load_paired_splits("scenes-mnist5k", seed=1, captions_per_image=2)
-    assert (len(splits.train), len(splits.test)) == (2000, 500)
-    assert splits.train.images.shape[1:] == (3, 64, 64) and splits.train.num_captions == 4000
+    assert (len(splits.train), len(splits.test)) == (60, 30)
+    assert splits.train.images.shape[1:] == (3, 64, 64) and splits.train.num_captions == 120
     for i in (0, 1, 2):
         parsed = parse_caption(splits.train.texts[i])
         assert parsed == scene_of(splits.train.attributes[splits.train.caption_image[i]], DIGITS)
@@ -125,11 +139,10 @@ def test_the_scenes_are_registered_paired_datasets(monkeypatch):
         load_paired_splits("scenes-mnist5k", root="/tmp")
 
 
-def test_the_command_line_distils_and_evaluates_scenes(tmp_path, monkeypatch, capsys):
+def test_the_command_line_distils_and_evaluates_scenes(tmp_path, small_scenes, capsys):
     from ddkit.cli import main
     from ddkit.testing import method_test_overrides
 
-    monkeypatch.setattr(scenes, "_objects", _fake_objects)
     options = [f"--set={k}={v}" for k, v in method_test_overrides("vl-herding").items()]
     run = tmp_path / "run"
     argv = ["distill", "--dataset", "scenes-mnist5k", "--method", "vl-herding", "--ipc", "4",

@@ -28,6 +28,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.data.zca import ZCA
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.evaluate import test_in_set_space as in_set_space
+from ddkit.eval.protocol import get_protocol
 from ddkit.testing import tiny_digits
 
 EPS = [0.0, 4 / 255, 16 / 255, 64 / 255]
@@ -162,7 +163,7 @@ def test_bad_budgets_are_one_line_errors(splits, kwargs, message):
     sets = {"r": SyntheticSet.from_real(splits.train, torch.arange(20))}
     attack = {k: v for k, v in kwargs.items() if k != "protocol"}
     with pytest.raises((ConfigError, KeyError)) as err:  # checked as the run and attack are built
-        run = AuditRun.of(kwargs.get("protocol", "dc"))
+        run = AuditRun.of(get_protocol(kwargs.get("protocol", "dc")))  # resolved at the door
         adversarial_audit(splits, sets, run, attack=RobustnessAttack(**attack))
     assert message in str(err.value) and "\n" not in str(err.value)
 

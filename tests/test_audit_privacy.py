@@ -37,6 +37,7 @@ from ddkit.audits.privacy import (
     privacy_sources,
 )
 from ddkit.errors import ConfigError, DataError, DDKitError
+from ddkit.eval.protocol import get_protocol
 from ddkit.testing import tiny_digits
 
 #: QUICK's recipe on a three-layer ConvNet, which over-fits a few dozen rows
@@ -322,7 +323,7 @@ def test_missing_opacus_is_one_line_naming_the_extra(splits, monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'ddkit\[privacy\]'"):
         train_dp_sgd(splits.train, "convnet1-w32", DPRecipe(1.0, epochs=1, batch_size=64), seed=0)
     with pytest.raises(ConfigError, match="opacus"):
-        privacy_audit(splits, [Source("dp", epsilon=1.0)], PrivacyTraining.of("dc"),
+        privacy_audit(splits, [Source("dp", epsilon=1.0)], PrivacyTraining.of(get_protocol("dc")),
                       attack=MembershipAttack(shadows=0))  # fmt: skip
 
 

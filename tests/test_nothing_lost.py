@@ -210,11 +210,12 @@ def test_a_privacy_audit_from_python_holds_its_out_folder_too(tmp_path, live_pid
     into a folder another process held. Now it is refused there in one line, writing nothing."""
     from ddkit.audits.privacy import MembershipAttack, PrivacyTraining, Source, privacy_audit
     from ddkit.data import load_dataset
+    from ddkit.eval.protocol import get_protocol
 
     held = _holder(tmp_path, live_pid)
     splits = load_dataset("digits")
     with pytest.raises(ConfigError, match=f"in use by process {live_pid} with other settings"):
-        privacy_audit(splits, [Source("full")], PrivacyTraining.of("smoke"),
+        privacy_audit(splits, [Source("full")], PrivacyTraining.of(get_protocol("smoke")),
                       attack=MembershipAttack(shadows=0, pool=40), out=tmp_path)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == [held.name]
 

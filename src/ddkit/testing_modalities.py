@@ -101,11 +101,10 @@ def _models(m: Modality) -> None:
 def _evaluation(m: Modality) -> None:
     from ddkit.eval.evaluators import EVALUATORS
     from ddkit.eval.learners import READINGS, learner_names
-    from ddkit.eval.protocol import get_protocol
+    from ddkit.eval.protocol import PROTOCOLS
 
     assert m.evaluator in EVALUATORS, f"unknown evaluator {m.evaluator!r}"
-    if m.protocol is not None:
-        get_protocol(m.protocol)
+    assert m.protocol is None or m.protocol in PROTOCOLS, f"unknown protocol {m.protocol!r}"
     assert m.learner_rows in READINGS, f"learners cannot read {m.learner_rows!r} rows"
     assert learner_names(None, m) == list(m.learners), "the learners default differs"
     learner_names(",".join(m.learners), m)  # each known and fit for these rows

@@ -132,20 +132,24 @@ class ContinualSettings:
             Limit(0, integer=True).check("iterations", self.iterations)
 
 
+#: The recipe networks train under by default, resolved once at import.
+CONTINUAL_PROTOCOL = get_protocol("fast")
+
+
 def continual_learning(
     splits: DatasetSplits,
     method: str,
     settings: ContinualSettings = ContinualSettings(),  # noqa: B008  (frozen)
     *,
-    protocol: str | EvalProtocol = "fast",
+    protocol: EvalProtocol = CONTINUAL_PROTOCOL,
     options: dict[str, Any] | None = None,
     seed: int = 0,
     log=print,  # noqa: ANN001
 ) -> ContinualResult:
     """Run the class-incremental protocol (module docstring) as ``settings`` say, with memories
     built by ``method`` (any registered method or selector) and networks trained by
-    ``protocol`` (a name, resolved here once, or a protocol), and return the accuracy curves,
-    one per class order."""
+    ``protocol`` (resolved by the caller: the command resolves ``--protocol`` once), and return
+    the accuracy curves, one per class order."""
     import time
 
     steps, memory, orders = settings.steps, settings.memory, settings.orders
@@ -154,7 +158,6 @@ def continual_learning(
     if not 1 <= steps <= k or k % steps:
         raise ConfigError(f"steps must divide the {k} classes into equal groups, got {steps}")
     t0 = time.perf_counter()
-    protocol = get_protocol(protocol)
     result = ContinualResult(
         method, splits.train.spec.name, steps, memory, [], [], protocol.name, iterations,
         meta={"seed": seed, "runs": runs, "options": dict(options or {})},

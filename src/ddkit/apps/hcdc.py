@@ -83,12 +83,17 @@ def hyperparameter_grid(
     return [Setting(lr, wd) for lr in lrs for wd in weight_decays]
 
 
+#: The recipe :func:`train_grid` trains under, its lr and weight decay the grid's (resolved once,
+#: at import).
+GRID_PROTOCOL = get_protocol("dc")
+
+
 def train_grid(
     train: ImageDataset, grid: Sequence[Setting], *, model: str, epochs: int, seed: int
 ) -> dict[str, nn.Module]:
     """One ``model`` per setting, trained from seed ``seed`` on ``train`` with the dc protocol's
     recipe (SGD, momentum 0.9, batch 256, step decay) at the setting's lr and weight decay."""
-    base = get_protocol("dc").with_(epochs=epochs, runs=1, models=(model,), augment=None)
+    base = GRID_PROTOCOL.with_(epochs=epochs, runs=1, models=(model,), augment=None)
     nets = {}
     for s in grid:
         p = base.with_(lr=s.lr, weight_decay=s.weight_decay)

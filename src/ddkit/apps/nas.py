@@ -95,6 +95,11 @@ def rank_agreement(proxy: Mapping[str, float], full: Mapping[str, float]) -> dic
     return {"spearman": float(rho), "kendall": float(tau)}
 
 
+#: The recipe architectures train under by default, resolved once at import (its epochs and
+#: runs set by :func:`architecture_search`).
+NAS_PROTOCOL = get_protocol("dc")
+
+
 def architecture_search(
     splits: DatasetSplits,
     proxies: Mapping[str, SyntheticSet],
@@ -102,7 +107,7 @@ def architecture_search(
     architectures: Sequence[str] | None = None,
     proxy_epochs: int = 300,
     full_epochs: int = 30,
-    protocol: str | EvalProtocol = "dc",
+    protocol: EvalProtocol = NAS_PROTOCOL,
     seed: int = 0,
     log=print,  # noqa: ANN001
 ) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def architecture_search(
         raise ConfigError("architecture search scores on a validation split: load the dataset "
                           "with val_fraction > 0")  # fmt: skip
     archs = list(architectures or architecture_space())
-    base = get_protocol(protocol).with_(runs=1)
+    base = protocol.with_(runs=1)
     log(f"full training set: {len(archs)} architectures x {full_epochs} epochs")
     full = score_architectures(
         splits.train, splits, archs, base.with_(epochs=full_epochs), name="full", seed=seed,

@@ -286,8 +286,8 @@ def adversarial_audit(
     With ``keep`` (a folder), each set's results are kept there as soon as they exist and a
     re-run reuses them (:func:`~ddkit.audits.base.kept_json`).
 
-    Networks are trained as ``run.protocol`` trains them (:meth:`AuditRun.of` resolves a
-    protocol's name and its overrides), every set with the same run seeds (paired
+    Networks are trained as ``run.protocol`` trains them (:meth:`AuditRun.of` applies a
+    resolved protocol's overrides), every set with the same run seeds (paired
     initialisations); each network's PGD start is drawn from a generator seeded by ``(seed,
     set, model, run)``. Same seed => same result. Returns a JSON-ready dict: the audit's seeds,
     runs and budgets, and per set its networks' clean / FGSM / PGD / PGD-only accuracies (lists

@@ -225,8 +225,8 @@ def backdoor_audit(
     from the clean split, and on random real images of the poisoned split.
 
     Everything is checked before any work. Every set is distilled with ``run.seed`` and every
-    network trained by ``run.protocol`` with the same run seeds (:meth:`AuditRun.of` resolves
-    a protocol's name); the poisoned rows come from a generator seeded by ``(seed,
+    network trained by ``run.protocol`` with the same run seeds (:meth:`AuditRun.of` builds it
+    from a resolved protocol); the poisoned rows come from a generator seeded by ``(seed,
     "backdoor-rows")``. Same seed => same result. With ``keep`` (a folder), each method's rows
     are kept there as soon as they exist and a re-run reuses them
     (:func:`~ddkit.audits.base.kept_json`). Returns a JSON-ready dict."""

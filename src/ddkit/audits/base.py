@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ddkit.commands import Member
 from ddkit.errors import ConfigError
+from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.registry import Registry, import_submodules
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from ddkit.data.dataset import ImageDataset
     from ddkit.data.spec import DatasetSpec
     from ddkit.data.synthetic import SyntheticSet
-    from ddkit.eval.protocol import EvalProtocol
     from ddkit.methods.base import Callback
     from ddkit.progress import ProgressSetting
 
@@ -159,13 +159,18 @@ def budgets_json(iterations: int | Budgets | None) -> int | dict[str, Any] | Non
     return iterations.to_json() if isinstance(iterations, Budgets) else iterations
 
 
+#: The protocol an audit trains its networks under unless told otherwise (resolved once, at
+#: import; the audits' commands resolve ``--protocol`` once and pass theirs).
+AUDIT_PROTOCOL = get_protocol("dc")
+
+
 @dataclass(frozen=True)
 class AuditRun:
     """How an audit trains its networks and runs: the evaluation ``protocol``, resolved once at
     the audit's entry point (its models, runs and epochs already replaced where the audit was
     asked to), the ``seed`` every set is distilled and every network trained with, the
     ``device`` they run on, and whether ``progress`` is shown. :meth:`of` builds one from a
-    protocol's name."""
+    protocol and the changes an audit was asked for."""
 
     protocol: EvalProtocol
     seed: int = 0
@@ -175,7 +180,7 @@ class AuditRun:
     @classmethod
     def of(
         cls,
-        protocol: str | EvalProtocol = "dc",
+        protocol: EvalProtocol = AUDIT_PROTOCOL,
         *,
         models: Sequence[str] | None = None,
         runs: int | None = None,
@@ -184,13 +189,9 @@ class AuditRun:
         device: torch.device | str = "cpu",
         progress: ProgressSetting = False,
     ) -> AuditRun:
-        """``protocol`` (a name or a protocol) resolved, with ``models``/``runs``/``epochs``
-        replacing its own where given (an unknown name is a one-line error)."""
-        from ddkit.eval.protocol import get_protocol
-
-        p = get_protocol(protocol).with_(
-            models=tuple(models) if models else None, runs=runs, epochs=epochs
-        )
+        """``protocol`` (resolved by the caller) with ``models``/``runs``/``epochs`` replacing
+        its own where given."""
+        p = protocol.with_(models=tuple(models) if models else None, runs=runs, epochs=epochs)
         return cls(p, seed, device, progress)
 
 

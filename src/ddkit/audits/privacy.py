@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from ddkit.audits.base import (
+    AUDIT_PROTOCOL,
     Audit,
     Budgets,
     add_training_arguments,
@@ -136,7 +137,7 @@ class PrivacyTraining:
     @classmethod
     def of(
         cls,
-        protocol: str | EvalProtocol = "dc",
+        protocol: EvalProtocol = AUDIT_PROTOCOL,
         *,
         model: str | None = None,
         epochs: int | None = None,
@@ -146,11 +147,11 @@ class PrivacyTraining:
         dp: DPRecipe | None = None,
         device: torch.device | str = "cpu",
     ) -> PrivacyTraining:
-        """``protocol`` (a name or a protocol) resolved, one network a run: ``model`` (default
+        """``protocol`` (resolved by the caller), one network a run: ``model`` (default
         the protocol's first) trained for ``epochs`` (default its own); full-data and DP-SGD
         networks for ``full_epochs`` (default ``epochs``); distillation with ``iterations`` and
         ``options``; DP-SGD by ``dp`` (its epsilon set per source)."""
-        p = get_protocol(protocol).with_(epochs=epochs, runs=1)
+        p = protocol.with_(epochs=epochs, runs=1)
         return cls(
             protocol=p, model=model or p.models[0], full_epochs=int(full_epochs or p.epochs),
             iterations=iterations, options=dict(options or {}), dp=dp or DPRecipe(epsilon=1.0),

@@ -103,6 +103,8 @@ def _result(name: str, scores: list[tuple[float, float]], seeds: list[int], took
     )
 
 
+#: The protocol a GCN trains under (resolved once, at import).
+GRAPH_PROTOCOL = get_protocol("graph")
 #: This evaluator's name, which a modality names to be judged by it
 #: (:attr:`~ddkit.data.modalities.base.Modality.evaluator`, :mod:`ddkit.eval.evaluators`).
 GCN = "gcn"
@@ -138,7 +140,7 @@ def evaluate_graph(
     graph = _graph_of(syn, test)
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
-    protocol = get_protocol("graph")
+    protocol = GRAPH_PROTOCOL
     epochs = int(epochs or protocol.epochs)
     t0 = time.perf_counter()
     seeds = run_seeds(seed, runs)

@@ -43,7 +43,7 @@ from ddkit.data.modalities import Modality, get_modality
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, require_extra
 from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, test_in_set_space
-from ddkit.eval.protocol import get_protocol
+from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.registry import Registry
 
 __all__ = ["LEARNERS", "NETWORK_LEARNERS", "Learner", "evaluate_learners", "learner_names"]
@@ -139,12 +139,16 @@ class RowReading:
 
     flatten_from: int
     znormalise: bool
-    protocol: str
+    protocol: EvalProtocol
 
 
 #: The row readings (:class:`RowReading`) by name; a learner that reads ``"flat"`` rows takes
 #: every set, the others only sets whose modality reads its rows the same way.
-READINGS = {"flat": RowReading(1, False, "tabular"), "series": RowReading(2, True, "series")}
+#: Their protocols are resolved once, at import.
+READINGS = {
+    "flat": RowReading(1, False, get_protocol("tabular")),
+    "series": RowReading(2, True, get_protocol("series")),
+}
 #: Learners that are networks of :mod:`ddkit.models`, with the rows they read (the protocol
 #: that trains them is the reading's).
 NETWORK_LEARNERS = {"mlp": "flat", "conv1d": "series", "resnet1d": "series"}
@@ -236,13 +240,13 @@ def evaluate_learners(
     if reading.znormalise:
         syn, test = _znormalized(syn, test)
     t0 = time.perf_counter()
-    protocol = get_protocol(reading.protocol)
+    protocol = reading.protocol
     report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))
     y, in_space = syn.hard_labels.cpu().numpy(), test_in_set_space(syn, test)
     yt = in_space.labels.cpu().numpy()
     for name in names:
         if name in NETWORK_LEARNERS:
-            p = get_protocol(READINGS[NETWORK_LEARNERS[name]].protocol)
+            p = READINGS[NETWORK_LEARNERS[name]].protocol
             nets = evaluate(
                 syn, test, p, models=[name], runs=runs, epochs=epochs, seed=seed, progress=False
             )

@@ -20,7 +20,7 @@ import torch
 
 from ddkit.data.synthetic import SETTINGS_KEY, UNCHECKED_KEY, SyntheticSet
 from ddkit.errors import ConfigError, FileFormatError
-from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.eval.protocol import PROTOCOLS, EvalProtocol
 
 #: the key of a set's provenance that holds its recipe
 RECIPE_KEY = "recipe"
@@ -81,11 +81,18 @@ def make_recipe(
     the protocol :func:`intended_protocol` names, its networks replaced by ``distilled_with``
     when that is a model ddkit builds for the set's rows."""
     if protocol is not None:
-        return {"protocol": get_protocol(protocol).to_dict(), "distilled_with": distilled_with}
-    judged = get_protocol(intended_protocol(syn))
+        return {"protocol": _registered(protocol).to_dict(), "distilled_with": distilled_with}
+    judged = _registered(intended_protocol(syn))
     if distilled_with is not None and _buildable(distilled_with, syn):
         judged = judged.with_(models=(distilled_with,))
     return {"protocol": judged.to_dict(), "distilled_with": distilled_with}
+
+
+def _registered(name: str) -> EvalProtocol:
+    """The registered protocol a record names (a method's ``recipe_protocol``, a modality's
+    ``protocol``, the labels' choice): a registry lookup of a name the code holds, never a
+    user's value, which the entry points resolve (:func:`~ddkit.eval.protocol.get_protocol`)."""
+    return PROTOCOLS.get(name)
 
 
 def set_recipe(syn: SyntheticSet) -> SetRecipe:
@@ -96,7 +103,7 @@ def set_recipe(syn: SyntheticSet) -> SetRecipe:
     recorded = syn.meta.get(RECIPE_KEY)
     if recorded is None or syn.meta.get(UNCHECKED_KEY):  # none, or one nothing vouches for
         source = "labels" if recorded is None else "unchecked"
-        return SetRecipe(get_protocol(intended_protocol(syn)), None, source)
+        return SetRecipe(_registered(intended_protocol(syn)), None, source)
     try:
         if not isinstance(recorded, dict) or not isinstance(recorded.get("protocol"), dict):
             raise ConfigError("it is not an object with a 'protocol' object")

@@ -331,3 +331,17 @@ def test_full_box_crop_is_identity():
     assert (
         (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 8).all() and (b[:, 1] + b[:, 3] <= 8).all()
     )
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"labels": "soft", "label_budget": "prune:2"}, "labels='views'"),
+        ({"labels": "soft", "label_budget": "logits:5"}, "labels='views'"),
+        ({"labels": "views", "label_views": 4, "label_budget": "prune:8"}, "R <= 4"),
+    ],
+)
+def test_pruned_and_logit_budgets_are_refused_before_distilling(options, words):
+    with pytest.raises(ConfigError, match=words) as e:
+        create_method("rded", **options)
+    assert "\n" not in str(e.value)

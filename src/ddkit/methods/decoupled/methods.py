@@ -121,9 +121,9 @@ class TeacherConfig(MethodConfig):
     label_temperature: float = 4.0
     label_views: int = 4  # views per image when labels == "views"
     label_topk: int = 0  # top-k stored per view (0: all classes)
-    # how soft labels are stored (ddkit.data.label_budget): full, fp16, int8, topk:K[+fp16|+int8],
-    # regen (the teacher recomputes them at evaluation); auto: float32 per image, label_topk
-    # float16 per view (as before label budgets)
+    # how soft labels are stored (ddkit.data.label_budget): full, fp16, int8, topk:K, logits:K,
+    # prune:R (views), +-joined, or regen (the teacher recomputes them at evaluation); auto:
+    # float32 per image, label_topk float16 per view (as before label budgets)
     label_budget: str = "auto"
 
     rules = {
@@ -141,7 +141,7 @@ class TeacherConfig(MethodConfig):
     def check(self) -> None:
         if self.label_budget == "auto":
             return
-        parse_label_budget(self.label_budget)
+        budget = parse_label_budget(self.label_budget)
         if self.labels == "hard":
             raise ConfigError(
                 f"label_budget={self.label_budget} needs soft labels; labels='hard' stores no "
@@ -151,6 +151,12 @@ class TeacherConfig(MethodConfig):
             raise ConfigError(
                 f"give the top-k in label_budget (topk:{self.label_topk}), not label_topk too"
             )
+        if (budget.prune or budget.logits) and self.labels != "views":
+            raise ConfigError(
+                f"label_budget={self.label_budget} prunes or stores logits of per-view labels; "
+                f"labels={self.labels!r} stores one label per image (use labels='views')"
+            )
+        budget.kept_views(self.label_views)  # a prune that keeps no view is refused here
 
 
 class _TeacherMethod(Distiller):

@@ -27,7 +27,7 @@ from ddkit.data.tokenize import DEFAULT_MAX_LEN, split_words
 from ddkit.errors import ConfigError, DataError
 
 KINDS = DIGITS + GARMENTS
-_RGB = scenes._RGB.numpy()
+_RGB = scenes.PALETTE[list(scenes._PALETTE_ROWS)].numpy()
 
 
 def _objects(per_kind: int = 3, kinds: int = len(KINDS)) -> tuple[np.ndarray, torch.Tensor]:

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 
 from ddkit.data import readers as _readers  # noqa: F401  (the bases mnist, fashionmnist)
+from ddkit.data.biased import PALETTE
 from ddkit.data.builtin import DATASETS
+from ddkit.data.captioned import COLOUR_NAMES
 from ddkit.data.dataset import convention_test_rows, to_labels, to_nchw
 from ddkit.data.paired import PairedOptions, RawPairs, register_paired
 from ddkit.errors import ConfigError, DataError
@@ -59,12 +61,10 @@ __all__ = [
 
 #: The regions of the canvas, in the order of their rows (top first) and columns.
 REGIONS = ("top left", "top right", "bottom left", "bottom right")
-#: Object colours and their RGB values in ``[0, 1]``.
-COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")
-_RGB = torch.tensor(
-    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0],
-     [1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.5, 0.0], [1.0, 1.0, 1.0]]
-)  # fmt: skip
+#: Rows of :data:`ddkit.data.biased.PALETTE` the objects are painted in (violet and teal, close
+#: to blue and cyan, left out) and their names.
+_PALETTE_ROWS = (0, 1, 2, 3, 4, 5, 6, 8)
+COLOURS = tuple(COLOUR_NAMES[i] for i in _PALETTE_ROWS)
 SIZES = ("small", "large")
 COUNTS = ("a", "two", "three", "four")
 MAX_COUNT = len(COUNTS)
@@ -97,7 +97,7 @@ BENCHMARKS = {
 }
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Group:
     """One group of a scene: ``count`` objects of one ``kind`` ("7", "sandal"), ``colour``
     and ``size`` in ``region`` (names from :data:`REGIONS`, :data:`COLOURS`, :data:`SIZES`)."""
@@ -219,7 +219,7 @@ def _paint(objects: np.ndarray, d: _Draws) -> torch.Tensor:
     ``(M, 28, 28)`` uint8."""
     n = len(d.kind)
     canvas = np.zeros((n, 3, CANVAS, CANVAS), dtype=np.uint8)
-    rgb = _RGB.numpy()
+    rgb = PALETTE[list(_PALETTE_ROWS)].numpy()
     kind, colour, large, count = (t.numpy() for t in (d.kind, d.colour, d.large, d.count))
     cells, shift, rows = d.cells.numpy(), d.shift.numpy(), d.rows.numpy()
     for i, r in zip(*np.nonzero(kind >= 0)):

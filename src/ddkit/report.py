@@ -345,6 +345,25 @@ def write_eval_report(results: str | os.PathLike, out: str | os.PathLike | None 
     return target
 
 
+def _auto_section(record: Any) -> str:
+    """A ``--method auto`` run's decision (:mod:`ddkit.methods.auto.record`): what was compared
+    on what, every candidate's row and the choice; nothing for other runs."""
+    if not isinstance(record, dict):
+        return ""
+    from ddkit.methods.auto.record import COLUMNS, heading, row_cells
+
+    rows = [r for r in record.get("candidates", []) if isinstance(r, dict)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row_cells(r)) + "</tr>" for r in rows
+    )
+    return (
+        f"<h2>How the method was chosen</h2><p>{html.escape(heading(record))}</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        f"<p>{html.escape(str(record.get('why', '')))}</p>"
+    )
+
+
 def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write ``run/report.html`` (or ``out``) for a run folder and return its path. Charts that
     are missing are drawn first (learning curve, synthetic vs real when the data is at hand).
@@ -399,6 +418,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
         f"{html.escape(str(config.get('ddkit_version', '?')))}</p>"
         f"<h2>Images</h2>{''.join(_img(folder / n, c) for n, c in figures)}"
         f"<h2>Evaluation</h2>{_evaluations(folder)}"
+        f"{_auto_section(config.get('auto'))}"
         f"<h2>Settings</h2>{_table(settings)}"
         "</body></html>"
     )

@@ -24,6 +24,8 @@ from ddkit.errors import ConfigError, FileFormatError
 from ddkit.eval.dry_run import SetupCost, StepPart, estimating, step_scale
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
+from ddkit.methods.auto import AUTO, AutoChoice, AutoRequest, choose, plan
+from ddkit.methods.auto.resolve import check_request
 from ddkit.methods.base import without_placement
 from ddkit.methods.config import check_device
 from ddkit.methods.recommended import RECOMMENDED, resolve_method, run_budget
@@ -94,7 +96,9 @@ class StepSeconds(JsonlLog):
 @dataclass(frozen=True)
 class DistillRequest:
     """What :func:`distill_run` distils: ``ipc`` rows per class (pairs, on a paired dataset) of
-    ``dataset`` (read from ``root``) by ``method`` (or ``"recommended"``) with its ``options``,
+    ``dataset`` (read from ``root``) by ``method`` (or ``"recommended"``, or ``"auto"``: a
+    tournament on a validation split carved from the training split picks the method,
+    :mod:`ddkit.methods.auto`, and needs a ``budget``) with its ``options``,
     for ``iterations`` (default: the method's preset) from ``seed``, computing on ``device``
     (the training split is moved there; default: where it was loaded, the CPU), within a time
     ``budget`` (seconds, or ``"30m"``: :func:`ddkit.progress.parse_duration`, parsed here, a
@@ -144,6 +148,7 @@ def distill_run(
     from ``started`` (a :func:`time.monotonic` reading; default: now).
     """
     r, out = request, Path(out)
+    started = time.monotonic() if started is None else started
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     budget = run_budget(r.method, r.budget)
@@ -153,12 +158,18 @@ def distill_run(
                           "launch it without torchrun or drop --budget")  # fmt: skip
     splits = splits or load_splits(r.dataset, r.root)
     check_ipc(splits.train, r.ipc)
-    method, options, rec = resolve_method(
-        r.method, splits.train, r.dataset, r.ipc, r.options, r.device
-    )
+    auto = None
+    if r.method == AUTO:  # the tournament reads the training split only
+        auto = _auto_choice(r, splits.train, out, seconds, resume, progress)
+        method, options, rec = auto.method, auto.options, None
+    else:
+        method, options, rec = resolve_method(
+            r.method, splits.train, r.dataset, r.ipc, r.options, r.device
+        )
     if r.device is not None:
         splits = dataclasses.replace(splits, train=_on_device(splits.train, r.device))
-    m = create_method(method, dataset=r.dataset, ipc=r.ipc, **options)
+    rows = {} if auto is None else {"modality": splits.train.spec.kind.name}  # data of any name
+    m = create_method(method, dataset=r.dataset, ipc=r.ipc, **rows, **options)
     check_scale_out(m)
     total = m.budget_for(splits.train) if r.iterations is None else int(r.iterations)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
@@ -177,6 +188,7 @@ def distill_run(
         "method_config": m.config_dict(),
         "ddkit_version": __import__("ddkit").__version__,
         **({} if rec is None else {"recommended": rec.to_dict()}),
+        **({} if auto is None else {AUTO: auto.record}),
         "context": current_context(r.device).to_dict(),
     }
     _check_run_folder(out, config, m, resume)  # everything is checked before anything is written
@@ -204,10 +216,59 @@ def distill_run(
             resume=resume,
             progress=False,  # reported by the callback above, as the command asked
         )
+        if auto is not None:
+            syn.meta[AUTO] = auto.record
         syn.save(out / "synthetic")
         syn.save_grid(out / "grid.png")
     distributed.barrier()  # the other ranks end once the folder is written
     return syn
+
+
+def _auto_choice(
+    r: DistillRequest,
+    train: Any,
+    out: Path,
+    seconds: float | None,
+    resume: bool,
+    progress: ProgressSetting,
+) -> AutoChoice:
+    """``--method auto``: the tournament's winner on ``train`` (the training split alone), its
+    candidates' runs and finished rounds kept in ``out/auto`` (a resumed run reuses them)."""
+    teacher = check_request(r.options, seconds)
+    if not resume:
+        _refuse_held(out)  # before the tournament, not after it
+    ensure_writable_dir(out)
+    say = to_stderr if progress else (lambda _line: None)
+    request = AutoRequest(r.dataset, r.ipc, seconds, r.seed, teacher, r.device)
+    with run_lock(out):
+        return choose(train, request, auto_estimate, out / AUTO, say)
+
+
+def auto_estimate(m: Distiller, train: Any, ipc: int, seed: int) -> tuple[float, float, int]:
+    """``(set-up seconds, seconds per iteration, planned iterations)`` of ``m`` on ``train``,
+    by the ``--dry-run`` warm-up (:func:`warm_up`): how ``--method auto`` costs a distiller."""
+    total = m.budget_for(train)
+    w = warm_up(m, train, ipc, total, seed)
+    return w.setup_seconds, w.seconds_per_iteration, total
+
+
+def plan_auto(
+    dataset: str,
+    ipc: int,
+    seconds: float | None,
+    *,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    splits: DatasetSplits | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """``ddkit distill --method auto --dry-run``: the tournament's plan for a time budget of
+    ``seconds`` (:func:`ddkit.methods.auto.plan`); nothing is written."""
+    teacher = check_request(options, seconds)
+    splits = splits or load_splits(dataset, None)
+    check_ipc(splits.train, ipc)
+    request = AutoRequest(dataset, ipc, seconds, seed, teacher, device)
+    return plan(splits.train, request, auto_estimate)
 
 
 def current_context(device: str | torch.device | None) -> context.RunContext:
@@ -423,6 +484,38 @@ def estimate_distill(
     m = create_method(method, dataset=dataset, ipc=ipc, **options)
     total = m.budget_for(splits.train) if iterations is None else int(iterations)
     loading = time.perf_counter() - loading  # the data's, which the real run pays too
+    w = warm_up(m, train, ipc, total, seed, warmup=warmup, began=began)
+    return CostEstimate(
+        w.setup_seconds, w.seconds_per_iteration, total, startup_seconds=loading,
+        note=m.step_cost(), steps_timed=w.steps_timed, timed=w.timed,
+        recommended=None if rec is None else rec.why,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """What a warm-up measured: the set-up, the seconds per iteration, the steps timed and
+    what the set-up's artifacts were timed from (:func:`warm_up`)."""
+
+    setup_seconds: float
+    seconds_per_iteration: float
+    steps_timed: int
+    timed: tuple[str, ...]
+
+
+def warm_up(
+    m: Distiller,
+    train: Any,
+    ipc: int,
+    total: int,
+    seed: int,
+    *,
+    warmup: int = 3,
+    began: float | None = None,
+) -> WarmUp:
+    """Run ``m``'s set-up and its first iterations of a ``total``-iteration run on ``train`` in
+    memory, as :func:`estimate_distill` describes (``began``: when the dry run began, a
+    :func:`time.perf_counter` reading; default: now)."""
     timer = StepTimer(limit=WARMUP_SECONDS, min_steps=warmup, min_seconds=WARMUP_MIN_SECONDS,
                       since=began)  # fmt: skip
     with estimating(steps_in_part=True) as costs:  # a long step is timed in part, scaled
@@ -432,11 +525,8 @@ def estimate_distill(
         except _WarmedUp:
             pass
     setup, pace = setup_and_pace(timer.setup, timer.steps, costs)
-    return CostEstimate(
-        setup, pace, total, startup_seconds=loading, note=m.step_cost(),
-        steps_timed=len(timer.steps[1:] or timer.steps), timed=tuple(c.text() for c in costs),
-        recommended=None if rec is None else rec.why,
-    )  # fmt: skip
+    return WarmUp(setup, pace, len(timer.steps[1:] or timer.steps),
+                  tuple(c.text() for c in costs))  # fmt: skip
 
 
 def setup_and_pace(
@@ -469,9 +559,10 @@ def check_scale_out(method: Distiller) -> None:
 
 
 RUN_FILES = ("config.json", "synthetic", "checkpoint", "log.jsonl")
-#: Keys of config.json a resumed run may change: the version, and the context (the
-#: environment and device are where the run continues, recorded anew).
-_MAY_CHANGE = ("ddkit_version", "context")
+#: Keys of config.json a resumed run may change: the version, the context (the environment
+#: and device are where the run continues, recorded anew) and a tournament's record (a resumed
+#: tournament reuses its finished rounds; the method it chose is compared as any method is).
+_MAY_CHANGE = ("ddkit_version", "context", AUTO)
 
 
 @contextmanager
@@ -497,12 +588,7 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
     """Refuse to replace a run without ``resume``, and to resume a run with other settings."""
     cfg_path = out / "config.json"
     if not resume:
-        held = [name for name in RUN_FILES if (out / name).exists()]
-        if held:
-            raise ConfigError(
-                f"{str(out)!r} already holds a run ({', '.join(held)}); pass --resume to "
-                "continue it, or choose another --out"
-            )
+        _refuse_held(out, ours=(AUTO,) if AUTO in config else ())  # its tournament is this run's
         return
     if cfg_path.exists():
         old = read_json(cfg_path)
@@ -521,6 +607,17 @@ def _check_run_folder(out: Path, config: dict[str, Any], m: Distiller, resume: b
             raise ConfigError(
                 f"cannot resume {str(out)!r}: its config differs in {', '.join(diff)}"
             )
+
+
+def _refuse_held(out: Path, ours: tuple[str, ...] = ()) -> None:
+    """Refuse a fresh run in a folder that holds a run (or a ``--method auto`` tournament, but
+    the files named in ``ours``: this run's own)."""
+    held = [n for n in (*RUN_FILES, AUTO) if n not in ours and (out / n).exists()]
+    if held:
+        raise ConfigError(
+            f"{str(out)!r} already holds a run ({', '.join(held)}); pass --resume to "
+            "continue it, or choose another --out"
+        )
 
 
 def _extends(old: Any, new: int, out: Path) -> bool:

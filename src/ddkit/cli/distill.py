@@ -22,8 +22,10 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument(
         "--method",
         required=True,
-        help="a method (`ddkit list methods`), or `recommended`: the path ddkit recommends for "
-        "image folders of any size, fitted to --budget (default 1h)",
+        help="a method (`ddkit list methods`), `recommended`: the path ddkit recommends for "
+        "image folders of any size, fitted to --budget (default 1h), or `auto`: a tournament "
+        "on a validation split of the training data picks the method within --budget "
+        "(required), and the table says why",
     )
     d.add_argument(
         "--ipc", type=int, required=True, help="images per class (pairs, on a paired dataset)"
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
     from ddkit.io import check_out
+    from ddkit.methods.auto import AUTO
+    from ddkit.methods.auto.record import record_table
     from ddkit.runs import DistillRequest, distill_run
 
     dataset = dataset_with_target(args.dataset, args.target)
@@ -100,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         log=args.log or (),
         started=command_started(),  # the budget counts the command's start-up too
     )
+    if AUTO in syn.meta:
+        print(record_table(syn.meta[AUTO]))
     stored = syn.storage_bytes()["total"]
     kind = syn.spec.kind  # what ipc counts: rows per class, or (pairs) the set's rows
     planned = syn.meta.get("planned_iterations")
@@ -129,12 +135,17 @@ def _options(args: argparse.Namespace) -> dict:
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.commands import command_started
+    from ddkit.methods.auto import AUTO
     from ddkit.methods.recommended import RECOMMENDED, run_budget
     from ddkit.progress import parse_duration
     from ddkit.runs import estimate_distill, load_splits
 
     if args.budget is not None:
         parse_duration(args.budget)  # refused before any work
+    if args.method == AUTO:
+        from ddkit.methods.auto.resolve import check_request
+
+        check_request(_options(args), args.budget)
     if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs
         print(
             f"--dry-run: timing {args.method}'s set-up and its first iterations on {dataset} "
@@ -143,6 +154,8 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
             flush=True,
         )
     splits = load_splits(dataset, args.root)  # the data, read at the door
+    if args.method == AUTO:
+        return _plan(args, dataset, out, splits)
     startup = time.monotonic() - command_started()  # the real command starts and loads as this did
     cost = estimate_distill(
         dataset=dataset,
@@ -163,6 +176,24 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     budget = run_budget(args.method, args.budget)
     if budget is not None:
         print(cost.budget_line(parse_duration(budget)))
+    return 0
+
+
+def _plan(args: argparse.Namespace, dataset: str, out: str, splits: object) -> int:
+    """``--dry-run --method auto``: the tournament's plan (every candidate costed, the rounds,
+    what round 0 buys each); nothing is written."""
+    from ddkit.methods.auto.record import record_table
+    from ddkit.progress import parse_duration
+    from ddkit.runs import plan_auto
+
+    seconds = None if args.budget is None else parse_duration(args.budget)
+    plan = plan_auto(dataset, args.ipc, seconds, seed=args.seed, options=_options(args),
+                     splits=splits, device=device_option(args))  # fmt: skip
+    plan["why"] = (
+        f"the winner then distils on the whole training split in what is left of "
+        f"{args.budget}; nothing written to {out}"
+    )
+    print(record_table(plan))
     return 0
 
 

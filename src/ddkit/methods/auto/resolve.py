@@ -1,0 +1,211 @@
+"""What a run asks of ``--method auto``: :func:`choose` (carve the validation split from the
+training split, run the tournament, return the winner's method and options and the decision
+record) and :func:`plan` (``--dry-run``: the candidates, their costs and the rounds, nothing
+distilled but what costing a candidate takes).
+
+The budget: the tournament spends at most :data:`TOURNAMENT_SHARE` of the run's time budget
+(its costings, rounds and scorings together, within :data:`~ddkit.methods.auto.tournament.SLACK`);
+the run then distils the winner on the whole training split in the time left, stopped by its
+time budget as any ``--budget`` run is. ``--method auto`` needs a ``--budget``: it has no
+default, since the budget is what it fits the choice to.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ddkit.methods.auto.runner as scoring
+from ddkit.errors import ConfigError
+from ddkit.methods.auto.candidates import Candidate, candidates_for
+from ddkit.methods.auto.record import rows_record
+from ddkit.methods.auto.runner import Estimate, FitRunner, RunnerSetup
+from ddkit.methods.auto.tournament import Memo, Outcome, Runner, Tournament
+from ddkit.methods.auto.validation import ValidationSplit, carve
+
+#: the name that asks for the tournament
+AUTO = "auto"
+#: the share of the time budget the tournament may spend; the winner's run gets the rest
+TOURNAMENT_SHARE = 0.5
+#: the tournament's file in its folder
+MEMO_FILE = "tournament.json"
+
+
+@dataclass(frozen=True)
+class AutoRequest:
+    """A tournament for ``ipc`` rows per class of ``dataset`` (its name: presets) within a
+    run's time budget of ``seconds``, from ``seed``; ``teacher`` (as ``--teacher`` takes it)
+    admits the decoupled method; ``device``: where the candidates compute."""
+
+    dataset: str
+    ipc: int
+    seconds: float
+    seed: int = 0
+    teacher: Any = None
+    device: Any = None
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The winner's ``method`` and ``options`` and the decision ``record`` (JSON-ready)."""
+
+    method: str
+    options: dict[str, Any]
+    record: dict[str, Any]
+
+
+def check_request(options: dict[str, Any] | None, budget: float | None) -> Any:
+    """Refuse, in one line each, ``--method auto`` without a time budget, or with method options
+    other than ``teacher``; return the teacher (or ``None``)."""
+    if budget is None:
+        raise ConfigError(
+            f"--method {AUTO} fits its choice to a time budget: pass --budget (e.g. --budget 30m)"
+        )
+    other = sorted(set(options or {}) - {"teacher"})
+    if other:
+        raise ConfigError(
+            f"--method {AUTO} chooses the options itself; drop --set {', '.join(other)} (or "
+            "name a method to set them)"
+        )
+    return (options or {}).get("teacher")
+
+
+def choose(
+    train: Any,
+    request: AutoRequest,
+    estimate: Estimate,
+    folder: str | Path | None = None,
+    say: Callable[[str], Any] = lambda _line: None,
+    runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None = None,
+) -> AutoChoice:
+    """Run the tournament on ``train`` (the training split only: the validation rows are
+    carved from it) and return the winner (:class:`AutoChoice`). ``estimate`` costs a
+    distiller (the ``--dry-run`` warm-up); ``folder`` keeps the candidates' runs and the
+    finished rounds (a resumed call reuses them; default: a temporary folder); ``say`` receives
+    a line per step; ``runner`` builds the runner from the split and the candidates (default:
+    :class:`~ddkit.methods.auto.runner.FitRunner`; tests pass a fake)."""
+    split, candidates = _split_and_candidates(train, request)
+    with ExitStack() as stack:
+        where = Path(folder) if folder is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory())
+        )  # fmt: skip
+        memo = Memo(where / MEMO_FILE if folder is not None else None,
+                    _settings(request, split, candidates))  # fmt: skip
+        play = _runner(split, candidates, request, where, estimate, runner)
+        outcome = Tournament(candidates, play, _seconds(request), memo, say).run()
+    return AutoChoice(
+        outcome.winner.candidate.method,
+        dict(outcome.winner.candidate.options),
+        _record(outcome, request, split),
+    )
+
+
+def plan(
+    train: Any,
+    request: AutoRequest,
+    estimate: Estimate,
+    say: Callable[[str], Any] = lambda _line: None,
+    runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None = None,
+) -> dict[str, Any]:
+    """The tournament's plan (``--dry-run``): every candidate costed (a selector's set made and
+    scored, which is its cost), the number of rounds and the iterations round 0 gives each
+    distiller; nothing is written."""
+    split, candidates = _split_and_candidates(train, request)
+    with tempfile.TemporaryDirectory() as tmp:
+        play = _runner(split, candidates, request, Path(tmp), estimate, runner)
+        t = Tournament(candidates, play, _seconds(request), None, say)
+        rounds, targets = t.plan()
+    rows = []
+    for row in t.rows:
+        d = row.to_dict()
+        if row in targets:
+            d["round0_iterations"] = targets[row]
+            d["why"] = f"round 0 buys {targets[row]:,} iterations"
+        rows.append(d)
+    return {**_frame(request, split, rounds, t.spent), "candidates": rows}
+
+
+def _split_and_candidates(
+    train: Any, request: AutoRequest
+) -> tuple[ValidationSplit, list[Candidate]]:
+    split = carve(train, request.ipc, seed=0)
+    return split, candidates_for(split.fit, request.dataset, request.ipc, request.teacher)
+
+
+def _seconds(request: AutoRequest) -> float:
+    return TOURNAMENT_SHARE * request.seconds
+
+
+def _runner(
+    split: ValidationSplit,
+    candidates: list[Candidate],
+    request: AutoRequest,
+    folder: Path,
+    estimate: Estimate,
+    runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None,
+) -> Runner:
+    if runner is not None:
+        return runner(split, candidates)
+    setup = RunnerSetup(request.dataset, request.ipc, request.seed, folder, request.device)
+    return FitRunner(split, setup, estimate)
+
+
+def _settings(
+    request: AutoRequest, split: ValidationSplit, candidates: list[Candidate]
+) -> dict[str, Any]:
+    """What the tournament's kept results depend on (a resumed run must match them)."""
+    return {
+        "dataset": request.dataset,
+        "ipc": request.ipc,
+        "seed": request.seed,
+        "validation": split.to_dict(),
+        "candidates": [c.to_dict() for c in candidates],
+        "recipe": _recipe(),
+    }
+
+
+def _recipe() -> dict[str, Any]:
+    s = scoring
+    return {"runs": s.VAL_RUNS, "epochs": s.VAL_EPOCHS, "protocol (networks)": s.VAL_PROTOCOL}
+
+
+def _frame(
+    request: AutoRequest, split: ValidationSplit, rounds: int, spent: float
+) -> dict[str, Any]:
+    return {
+        "budget_seconds": request.seconds,
+        "tournament_seconds": _seconds(request),
+        "spent_seconds": spent,
+        "rounds": rounds,
+        "validation": split.to_dict(),
+        "recipe": _recipe(),
+    }
+
+
+def _record(outcome: Outcome, request: AutoRequest, split: ValidationSplit) -> dict[str, Any]:
+    w = outcome.winner
+    scored = [r for r in outcome.rows if r.accuracy is not None and r is not w]
+    runner_up = max(scored, key=lambda r: r.accuracy, default=None)
+    why = (
+        f"chose {w.candidate.label}: the best validation accuracy ({100 * w.accuracy:.2f} %) "
+        f"after round {w.reached}"
+        + (
+            f"; next best {runner_up.candidate.label} at {100 * runner_up.accuracy:.2f} %"
+            if runner_up is not None
+            else ""
+        )
+        + f"; it distils on the whole training split in the time left of the "
+        f"{request.seconds:.0f} s budget"
+    )
+    return {
+        **_frame(request, split, outcome.rounds, outcome.spent_seconds),
+        "winner": w.candidate.label,
+        "method": w.candidate.method,
+        "options": dict(w.candidate.options),
+        "why": why,
+        "candidates": rows_record(outcome.rows),
+    }

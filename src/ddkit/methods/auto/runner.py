@@ -1,0 +1,169 @@
+"""Distil and score the candidates of ``--method auto`` (the tournament's
+:class:`~ddkit.methods.auto.tournament.Runner`).
+
+A distiller runs in its own folder under the tournament's (checkpointed, so the next round and
+a resumed run continue it), on the validation split's ``fit`` rows, within the time its round
+gives it (:class:`~ddkit.methods.time_budget.TimeBudget`). It is costed by the ``--dry-run``
+warm-up, passed in as ``estimate`` (a run folder's machinery, one floor up). A selector is
+costed by making its set, which is then scored without being made again.
+
+Scoring: the set's own evaluator (:func:`ddkit.eval.dispatch.evaluate_set`: networks for
+images, learners for tables and series, a GCN for graphs) on the validation rows, with a short
+recipe: :data:`VAL_RUNS` runs of :data:`VAL_EPOCHS` epochs, and for networks the ``fast``
+protocol (DSA augmentation) on its own network, the same for every candidate. The score is the
+mean accuracy of the report's rows for the set (a GCN's report adds random real nodes and the
+full graph beside it: :data:`BASELINE_ROWS`, left out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ddkit.data.dataset import stratified_split
+from ddkit.eval.dispatch import EvalSettings, evaluate_set, evaluator_for
+from ddkit.eval.protocol import get_protocol
+from ddkit.methods.auto.candidates import Candidate
+from ddkit.methods.auto.tournament import Cost, Trained
+from ddkit.methods.auto.validation import ValidationSplit
+from ddkit.methods.base import Distiller, create_method
+from ddkit.methods.time_budget import TimeBudget
+
+#: the short validation recipe: runs, epochs, and the protocol of sets judged by networks
+VAL_RUNS = 2
+VAL_EPOCHS = 100
+VAL_PROTOCOL = "fast"
+#: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
+BASELINE_ROWS = frozenset({"random nodes", "full graph"})
+#: the share of the rows a selection is timed on before it is made
+PART = 0.1
+#: what a fit checkpoints between rounds: its last step only
+_CHECKPOINT_EVERY = 10**9
+
+#: ``estimate(method, train, ipc, seed) -> (set-up seconds, seconds per iteration, planned
+#: iterations)``: the ``--dry-run`` warm-up of a built method on ``train``
+Estimate = Callable[[Distiller, Any, int, int], tuple[float, float, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerSetup:
+    """Where a :class:`FitRunner` works: ``dataset`` (its name: presets), ``ipc``, ``seed``,
+    the candidates' ``folder`` (each in its own sub-folder) and the ``device`` they compute on
+    (``None``: where the data is)."""
+
+    dataset: str
+    ipc: int
+    seed: int
+    folder: Path
+    device: Any = None
+
+
+def validation_score(syn: Any, val: Any, device: Any = None) -> tuple[float, float]:
+    """``(accuracy, seconds)``: ``syn`` scored on the validation rows ``val`` by the short
+    recipe (the module's docstring). Its cost is the one the tournament does not estimate
+    before the first scoring (the next ones are costed by the longest measured); an
+    evaluation's own time budget is not used, since its warm-up costs more than this
+    recipe."""
+    settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
+    if "protocol" in evaluator_for(syn, settings).accepts:
+        settings = dataclasses.replace(settings, protocol=get_protocol(VAL_PROTOCOL))
+    t0 = time.perf_counter()
+    report = evaluate_set(syn, val, settings).report
+    accuracies = [r.mean for r in report.results if r.model not in BASELINE_ROWS]
+    return statistics.fmean(accuracies), time.perf_counter() - t0
+
+
+class FitRunner:
+    """Distils candidates on ``split.fit`` and scores them on ``split.val`` (module docstring);
+    ``estimate`` costs a distiller."""
+
+    def __init__(self, split: ValidationSplit, setup: RunnerSetup, estimate: Estimate) -> None:
+        self.split, self.setup, self.estimate_fn = split, setup, estimate
+        self.fit_rows = split.fit if setup.device is None else split.fit.to(setup.device)
+        self._made: dict[str, Any] = {}  # selectors' sets, made when costed
+        self._eval_seconds = 0.0  # the last scoring's
+
+    def method(self, candidate: Candidate) -> Distiller:
+        s = self.setup
+        return create_method(
+            candidate.method, dataset=s.dataset, ipc=s.ipc,
+            modality=self.split.fit.spec.kind.name, **dict(candidate.options),
+        )  # fmt: skip
+
+    def estimate(self, candidate: Candidate) -> Cost:
+        t0 = time.perf_counter()
+        with _quiet_budgets():
+            if candidate.selector:
+                return self._estimate_selection(candidate)
+            setup, pace, planned = self.estimate_fn(
+                self.method(candidate), self.fit_rows, self.setup.ipc, self.setup.seed
+            )
+        return Cost(setup, pace, int(planned), time.perf_counter() - t0)
+
+    def train(self, candidate: Candidate, iterations: int, seconds: float) -> Trained:
+        t0 = time.perf_counter()
+        if candidate.selector:
+            syn = self._made.pop(candidate.label, None)
+            syn = syn if syn is not None else self._select(candidate)
+        else:  # the scoring's share: what the last one took
+            syn = self._distil(candidate, iterations, max(seconds - self._eval_seconds, 1e-3))
+        accuracy, eval_seconds = validation_score(syn, self.split.val, self.setup.device)
+        self._eval_seconds = eval_seconds
+        done = int(syn.meta.get("iterations", 0))
+        return Trained(done, accuracy, time.perf_counter() - t0, eval_seconds)
+
+    def _estimate_selection(self, candidate: Candidate) -> Cost:
+        """A selection's cost: timed on a stratified :data:`PART` of the rows and scaled to
+        all of them (a selection's work grows with the rows it ranks); where the part would be
+        most of the rows, the set is made, and that is its cost."""
+        t0 = time.perf_counter()
+        part = _part(self.fit_rows, self.setup.ipc)
+        if part is None:
+            self._made[candidate.label] = self._select(candidate)
+            spent = time.perf_counter() - t0
+            return Cost(spent, 0.0, 0, spent)
+        self._select(candidate, part)
+        spent = time.perf_counter() - t0
+        return Cost(spent * len(self.fit_rows) / len(part), 0.0, 0, spent)
+
+    def _select(self, candidate: Candidate, rows: Any = None) -> Any:
+        s = self.setup
+        rows = self.fit_rows if rows is None else rows
+        with _quiet_budgets():
+            return self.method(candidate).fit(rows, s.ipc, seed=s.seed, progress=False)
+
+    def _distil(self, candidate: Candidate, iterations: int, seconds: float) -> Any:
+        s = self.setup
+        budget = TimeBudget(seconds, say=lambda _line: None)
+        with _quiet_budgets():
+            return self.method(candidate).fit(
+                self.fit_rows, s.ipc, iterations=iterations, seed=s.seed, callbacks=[budget],
+                checkpoint_dir=s.folder / candidate.label / "checkpoint",
+                checkpoint_every=_CHECKPOINT_EVERY, resume=True, progress=False,
+            )  # fmt: skip
+
+
+def _part(rows: Any, ipc: int) -> Any:
+    """A stratified :data:`PART` of ``rows`` (at least ``ipc`` per class), or ``None`` where
+    that would be more than half of them."""
+    smallest = min(rows.class_counts)
+    share = max(PART, (ipc + 1) / smallest)
+    if share > 0.5:
+        return None
+    _, held = stratified_split(rows.labels.cpu(), share, 0)
+    return rows.subset(held.to(rows.labels.device))
+
+
+@contextmanager
+def _quiet_budgets() -> Iterator[None]:
+    """A block in which a method's note that it scaled its iterations to data without a preset
+    is not repeated for every candidate (the record states each one's planned count)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*no preset for dataset")
+        yield

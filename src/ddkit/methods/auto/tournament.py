@@ -1,0 +1,312 @@
+"""The tournament of ``--method auto``: successive halving (Jamieson & Talwalkar, AISTATS 2016;
+Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost model.
+
+1. Every candidate is costed before it runs (:meth:`Runner.estimate`: a distiller by the
+   ``--dry-run`` warm-up, its set-up and seconds per iteration; a selector by making its set,
+   which is all it costs, and which is then scored at once). The costing counts against the
+   tournament's time.
+2. Rounds share the time left equally; in a round, each distiller still in the tournament gets
+   an equal share, which buys it iterations at its estimated pace (its set-up in its first
+   round), up to its planned count; it continues from where it stopped, and is scored on the
+   validation split. Since the survivors halve each round and the rounds are equal, a
+   survivor's share doubles. A distiller whose first share buys fewer than
+   :data:`MIN_ITERATIONS` is left out (the reason recorded) and the shares are made again
+   without it; a candidate whose estimate no longer fits the time left is stopped, never
+   started. A selector's score (and a distiller's at its planned count) carries to later rounds.
+3. After each round but the last the better half (by validation accuracy; ties: the earlier
+   candidate, cheaper first) goes on. The winner is the best of the last round.
+
+Every result is kept in a :class:`Memo` (a file in the run folder, written atomically), and the
+time the tournament counts is the recorded seconds, not the clock: a resumed tournament replays
+the same decisions and reuses every finished costing and round instead of running it again.
+Nothing here reads data; the :class:`Runner` does (tests pass a fake one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ddkit.errors import ConfigError
+from ddkit.io import atomic_write_json, read_json
+from ddkit.methods.auto.candidates import Candidate
+
+#: a distiller's first round must buy at least this many iterations, else it is left out
+MIN_ITERATIONS = 10
+#: a round may run past its estimate by this share before it is cut (the budget's tolerance)
+SLACK = 0.1
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A candidate's estimated cost: ``setup_seconds`` once, ``seconds_per_iteration`` per
+    step, up to ``planned_iterations``; ``spent_seconds``: what costing it took."""
+
+    setup_seconds: float
+    seconds_per_iteration: float
+    planned_iterations: int
+    spent_seconds: float
+
+    def seconds(self, done: int, target: int, first: bool) -> float:
+        """Estimated seconds to go from ``done`` to ``target`` iterations (with the set-up
+        where it is the candidate's ``first`` round)."""
+        return (self.setup_seconds if first else 0.0) + self.seconds_per_iteration * (target - done)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One round of a candidate: the iterations it reached, its validation accuracy, and the
+    measured seconds of distilling and scoring it (``eval_seconds`` of them scoring)."""
+
+    iterations: int
+    val_accuracy: float
+    seconds: float
+    eval_seconds: float
+
+
+class Runner(Protocol):
+    """What the tournament asks of the machinery that distils and scores."""
+
+    def estimate(self, candidate: Candidate) -> Cost:
+        """The candidate's cost (for a selector: its set made, measured)."""
+
+    def train(self, candidate: Candidate, iterations: int, seconds: float) -> Trained:
+        """Continue ``candidate`` to ``iterations`` (a selector: 0), then score it on the
+        validation split, within about ``seconds`` together."""
+
+
+class Memo:
+    """The tournament's finished costings and rounds, kept in ``path`` (written atomically
+    after each; ``None``: in memory) under ``settings``; a file kept under other settings is
+    refused in one line."""
+
+    def __init__(self, path: str | Path | None, settings: dict[str, Any]) -> None:
+        self.path, self.settings, self.items = path, settings, {}
+        if path is not None and Path(path).exists():
+            old = read_json(path)
+            if not isinstance(old, dict) or old.get("settings") != settings:
+                raise ConfigError(
+                    f"cannot resume the --method auto tournament in {str(path)!r}: it ran with "
+                    "other settings (dataset, IPC, seed, candidates or validation); choose "
+                    "another --out"
+                )
+            self.items = dict(old.get("items", {}))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.items.get(key)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.items[key] = value
+        if self.path is not None:
+            atomic_write_json(self.path, {"settings": self.settings, "items": self.items})
+
+
+@dataclass(eq=False)
+class Row:
+    """A candidate's line in the tournament: its cost, each round's result, the last round it
+    reached and why it stopped (empty while it goes on)."""
+
+    candidate: Candidate
+    cost: Cost | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    reached: int | None = None
+    stopped: str = ""
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.rounds[-1]["val_accuracy"] if self.rounds else None
+
+    @property
+    def done(self) -> int:
+        return self.rounds[-1]["iterations"] if self.rounds else 0
+
+    @property
+    def trainable(self) -> bool:
+        """Whether more iterations would change its set."""
+        return (
+            self.cost is not None
+            and not self.candidate.selector
+            and self.done < self.cost.planned_iterations
+        )
+
+    def measured_seconds(self) -> float:
+        costing = self.cost.spent_seconds if self.cost is not None else 0.0
+        return costing + sum(r["seconds"] for r in self.rounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.candidate.to_dict(),
+            "cost": None if self.cost is None else asdict(self.cost),
+            "rounds": list(self.rounds),
+            "val_accuracy": self.accuracy,
+            "iterations": self.done,
+            "measured_seconds": self.measured_seconds(),
+            "round": self.reached,
+            "why": self.stopped,
+        }
+
+
+@dataclass
+class Outcome:
+    """The tournament's rows (every candidate), its winner, the seconds it counted and its
+    number of rounds."""
+
+    rows: list[Row]
+    winner: Row
+    spent_seconds: float
+    rounds: int
+
+
+class Tournament:
+    """Successive halving of ``candidates`` within ``seconds`` (see the module's docstring);
+    ``say`` receives one line per finished step."""
+
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        runner: Runner,
+        seconds: float,
+        memo: Memo | None = None,
+        say: Callable[[str], Any] = lambda _line: None,
+    ) -> None:
+        self.rows = [Row(c) for c in candidates]
+        self.runner, self.seconds, self.say = runner, float(seconds), say
+        self.memo = memo or Memo(None, {})
+        self.spent = 0.0
+        self.eval_seconds = 0.0  # the longest scoring measured so far
+
+    def left(self) -> float:
+        return self.seconds - self.spent
+
+    def _costed(self) -> tuple[list[Row], int]:
+        """Cost every candidate; the ones costed and the number of rounds they make."""
+        for row in self.rows:
+            self._cost(row)
+        pool = [r for r in self.rows if not r.stopped and r.cost is not None]
+        return pool, max(1, math.ceil(math.log2(len(pool)))) if len(pool) > 1 else 1
+
+    def plan(self) -> tuple[int, dict[Row, int]]:
+        """Cost every candidate (a selector's set is made and scored: that is its cost) and
+        return the number of rounds and the iterations round 0 would give each distiller,
+        training none (``--dry-run``)."""
+        pool, total = self._costed()
+        return total, self._targets([r for r in pool if r.trainable], self.left() / total, 0)
+
+    def run(self) -> Outcome:
+        pool, total = self._costed()
+        for rnd in range(total):
+            self._play(pool, rnd, total)
+            pool = [r for r in pool if not r.stopped and r.rounds]
+            if rnd < total - 1:
+                pool = self._halve(pool, rnd)
+        if not pool:
+            raise ConfigError(
+                f"--method auto: no candidate fits a tournament of {self.seconds:.0f} s (each "
+                "one's estimate is in the record); give a larger --budget or name a method"
+            )
+        winner = max(pool, key=lambda r: (r.accuracy, -self.rows.index(r)))
+        for r in pool:
+            r.stopped = "the winner" if r is winner else "lost the last round"
+        return Outcome(self.rows, winner, self.spent, total)
+
+    # ------------------------------------------------------------------ steps
+    def _cost(self, row: Row) -> None:
+        key = f"cost:{row.candidate.label}"
+        kept = self.memo.get(key)
+        if kept is None and self.left() <= 0:
+            row.stopped = "no time left in the tournament to cost it"
+            return
+        if kept is None:
+            kept = asdict(self.runner.estimate(row.candidate))
+            self.memo.put(key, kept)
+        row.cost = Cost(**kept)
+        self.spent += row.cost.spent_seconds
+        self.say(f"auto: costed {row.candidate.label} in {row.cost.spent_seconds:.1f} s")
+        if row.candidate.selector:  # one selection, no steps: made and scored now, round 0
+            need = row.cost.setup_seconds + self.eval_seconds
+            if need > self.left():
+                row.stopped = (
+                    f"its estimate {need:.1f} s exceeds the {self.left():.1f} s left, so it "
+                    "was not started"
+                )
+                return
+            self._train(row, 0, 0, need * (1 + SLACK))
+
+    def _play(self, pool: list[Row], rnd: int, total: int) -> None:
+        """Round ``rnd`` of ``total``: each trainable row gets its share's iterations."""
+        budget = self.left() / (total - rnd)
+        targets = self._targets([r for r in pool if r.trainable], budget, rnd)
+        for row in pool:
+            if row.stopped:
+                continue
+            if row not in targets:  # a selector, or at its planned count: its score carries
+                row.reached = rnd
+                continue
+            first = not row.rounds
+            need = row.cost.seconds(row.done, targets[row], first) + self.eval_seconds
+            if need > self.left():
+                row.stopped = (
+                    f"round {rnd}: its estimate {need:.1f} s exceeds the {self.left():.1f} s "
+                    "left, so it was not started"
+                )
+                continue
+            self._train(row, rnd, targets[row], min(need * (1 + SLACK), self.left()))
+
+    def _targets(self, rows: list[Row], budget: float, rnd: int) -> dict[Row, int]:
+        """The iterations each of ``rows`` reaches in a round of ``budget`` seconds shared
+        equally; in round 0 a row whose share buys fewer than :data:`MIN_ITERATIONS` is left
+        out and the shares are made again."""
+        rows = list(rows)
+        while rows:
+            share = budget / len(rows)
+            targets, short = {}, None
+            for r in rows:
+                first = not r.rounds
+                room = share - self.eval_seconds - (r.cost.setup_seconds if first else 0.0)
+                buys = int(max(0.0, room) // max(r.cost.seconds_per_iteration, 1e-9))
+                target = min(r.cost.planned_iterations, r.done + buys)
+                least = min(MIN_ITERATIONS, r.cost.planned_iterations) if first else 1
+                if target - r.done < least:
+                    short = short or (r, share)
+                    continue
+                targets[r] = target
+            if short is None or rnd > 0:
+                return targets
+            r, share = short
+            r.stopped = (
+                f"round 0: its share of {share:.1f} s does not buy its set-up "
+                f"({r.cost.setup_seconds:.1f} s), {min(MIN_ITERATIONS, r.cost.planned_iterations)}"
+                f" iterations at {r.cost.seconds_per_iteration:.3g} s and the scoring "
+                f"({self.eval_seconds:.1f} s)"
+            )
+            rows.remove(r)
+        return {}
+
+    def _train(self, row: Row, rnd: int, target: int, seconds: float) -> None:
+        key = f"round:{row.candidate.label}:{target}"
+        kept = self.memo.get(key)
+        if kept is None:
+            kept = asdict(self.runner.train(row.candidate, target, max(seconds, 1e-3)))
+            self.memo.put(key, kept)
+        got = Trained(**kept)
+        self.spent += got.seconds
+        self.eval_seconds = max(self.eval_seconds, got.eval_seconds)
+        row.rounds.append({"round": rnd, **asdict(got)})
+        row.reached = rnd
+        self.say(
+            f"auto: round {rnd}: {row.candidate.label} at {got.iterations:,} iterations: "
+            f"validation accuracy {100 * got.val_accuracy:.2f} % ({got.seconds:.1f} s)"
+        )
+
+    def _halve(self, pool: list[Row], rnd: int) -> list[Row]:
+        ranked = sorted(pool, key=lambda r: (-r.accuracy, self.rows.index(r)))
+        keep = math.ceil(len(ranked) / 2)
+        for place, r in enumerate(ranked[keep:], start=keep + 1):
+            r.stopped = (
+                f"round {rnd}: ranked {place} of {len(ranked)} by validation accuracy (the best "
+                f"{keep} go on)"
+            )
+        return [r for r in pool if r in ranked[:keep]]

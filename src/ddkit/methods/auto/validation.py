@@ -1,0 +1,81 @@
+"""The validation split of ``--method auto``: carved from the training split only (stratified,
+seeded), so the tournament never reads the test split.
+
+On a graph the held-out nodes become the validation graph's evaluation nodes (its ``test`` ids,
+so a GCN is scored on them) and the kept nodes its training nodes; the real test nodes' ids
+are dropped from that graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ddkit.data.dataset import stratified_split
+from ddkit.data.graph import GraphNodes
+from ddkit.errors import ConfigError
+
+#: the share of each class's training rows held out for validation, and the split's seed
+VAL_FRACTION = 0.2
+VAL_SEED = 0
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """``fit`` (the rows the candidates distil) and ``val`` (the rows that score them), carved
+    from one training split; :meth:`to_dict` is what the decision record keeps."""
+
+    fit: Any
+    val: Any
+    fraction: float
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": "train split",
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "stratified": True,
+            "fit_rows": len(self.fit),
+            "val_rows": len(self.val),
+        }
+
+
+def carve(
+    train: Any, ipc: int, fraction: float = VAL_FRACTION, seed: int = VAL_SEED
+) -> ValidationSplit:
+    """Hold out ``fraction`` of each class of ``train`` (at least one row, seeded by ``seed``);
+    the rows kept must still give ``ipc`` per class, else one line says so."""
+    smallest = min(train.class_counts)
+    if smallest < ipc + 1:
+        raise ConfigError(
+            f"--method auto holds out validation rows from each class, and the smallest class "
+            f"has {smallest} rows for IPC {ipc}; give a smaller --ipc or name a method"
+        )
+    share = min(fraction, (smallest - ipc) / smallest)  # keep ipc rows in the smallest class
+    keep, held = stratified_split(train.labels.cpu(), share, seed)
+    if min(torch.bincount(train.labels.cpu()[keep])) < ipc:
+        raise ConfigError(
+            f"--method auto: the validation split leaves a class with fewer than {ipc} rows; "
+            "give a smaller --ipc or name a method"
+        )
+    if isinstance(train, GraphNodes) and train.graph is not None:
+        return ValidationSplit(*_graph_parts(train, keep, held), share, seed)
+    return ValidationSplit(train.subset(keep), train.subset(held), share, seed)
+
+
+def _graph_parts(train: GraphNodes, keep: torch.Tensor, held: torch.Tensor) -> tuple[Any, Any]:
+    """The kept and held-out nodes over one graph whose training nodes are the kept ones and
+    whose evaluation nodes are the held-out ones."""
+    nodes = train.nodes
+    graph = dataclasses.replace(train.graph, train=nodes[keep], val=nodes[held], test=nodes[held])
+
+    def part(index: torch.Tensor) -> GraphNodes:
+        return GraphNodes(
+            train.images[index], train.labels[index], train.spec, None, graph, nodes[index]
+        )
+
+    return part(keep), part(held)

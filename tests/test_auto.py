@@ -1,0 +1,277 @@
+"""``--method auto`` (issue 87): a budgeted tournament on a validation split carved from the
+training split picks the method, then the winner distils in the time left; the decision is
+recorded, printed and reported; a resumed run reuses the finished rounds; the test split is
+never read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import ddkit.methods.auto.runner as scoring
+import ddkit.runs
+from ddkit.data.dataset import DatasetSplits
+from ddkit.data.synthetic import SyntheticSet
+from ddkit.errors import ConfigError
+from ddkit.methods.auto import AutoRequest, choose
+from ddkit.methods.auto.candidates import Candidate, candidates_for
+from ddkit.methods.auto.record import record_table
+from ddkit.methods.auto.tournament import SLACK, Cost, Memo, Tournament, Trained
+from ddkit.methods.auto.validation import carve
+from ddkit.runs import DistillRequest, distill_run
+from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
+
+# ---------------------------------------------------------------- the tournament, with fakes
+
+
+@dataclasses.dataclass
+class Fake:
+    """A candidate's known cost and its validation accuracy as a function of iterations."""
+
+    setup: float
+    pace: float
+    planned: int
+    accuracy: float  # at its planned count (a selector: always)
+    slope: float = 0.0  # accuracy lost per halving of the iterations below the planned count
+
+
+class FakeRunner:
+    """Returns the known costs and accuracies and counts what it was asked."""
+
+    def __init__(self, fakes: dict[str, Fake]) -> None:
+        self.fakes, self.calls, self.done = fakes, [], {}
+
+    def estimate(self, c: Candidate) -> Cost:
+        self.calls.append(("estimate", c.label))
+        f = self.fakes[c.label]
+        return Cost(f.setup, f.pace, f.planned, 0.5)
+
+    def train(self, c: Candidate, iterations: int, seconds: float) -> Trained:
+        self.calls.append(("train", c.label, iterations))
+        f = self.fakes[c.label]
+        if c.selector:
+            return Trained(0, f.accuracy, 1.0, 1.0)
+        gap = 0.0 if iterations >= f.planned else f.slope * (f.planned / max(iterations, 1))
+        done = self.done.get(c.label)
+        spent = f.pace * (iterations - (done or 0)) + (f.setup if done is None else 0) + 1.0
+        self.done[c.label] = iterations  # as estimated: the fake's costs are exact
+        return Trained(iterations, f.accuracy - gap, spent, 1.0)
+
+
+CANDIDATES = [
+    Candidate("random", "random"),
+    Candidate("herding", "herding"),
+    Candidate("dm", "dm"),
+    Candidate("idm", "idm"),
+    Candidate("dsa", "dsa"),
+]
+
+
+def _fakes() -> dict[str, Fake]:
+    return {
+        "random": Fake(0.1, 0.0, 0, 0.60),
+        "herding": Fake(2.0, 0.0, 0, 0.65),
+        "dm": Fake(3.0, 0.01, 2000, 0.80, 0.001),
+        "idm": Fake(5.0, 0.02, 2000, 0.85, 0.001),
+        "dsa": Fake(4.0, 0.5, 1000, 0.70, 0.001),
+    }
+
+
+def test_successive_halving_keeps_the_best_by_validation_accuracy() -> None:
+    runner = FakeRunner(_fakes())
+    outcome = Tournament(CANDIDATES, runner, 300.0).run()
+    assert outcome.winner.candidate.label == "idm"
+    assert outcome.rounds == 3  # five candidates: 5 -> 3 -> 2
+    rows = {r.candidate.label: r for r in outcome.rows}
+    assert rows["random"].stopped.startswith("round 0: ranked")
+    assert rows["idm"].stopped == "the winner" and rows["idm"].reached == 2
+    # a survivor's iterations grow from round to round (its share doubles as the pool halves)
+    its = [r["iterations"] for r in rows["idm"].rounds]
+    assert its == sorted(its) and len(its) >= 2
+    assert outcome.spent_seconds <= 300.0 * (1 + SLACK)
+
+
+@pytest.mark.parametrize("seconds", [5.0, 20.0, 60.0, 200.0, 1000.0])
+def test_the_tournament_never_passes_its_budget_by_more_than_the_slack(seconds) -> None:
+    outcome = Tournament(CANDIDATES, FakeRunner(_fakes()), seconds).run()
+    assert outcome.spent_seconds <= seconds * (1 + SLACK)
+    assert all(r.stopped for r in outcome.rows)  # every candidate says why it stopped
+
+
+def test_a_candidate_whose_estimate_does_not_fit_is_skipped_with_the_reason() -> None:
+    fakes = {**_fakes(), "dsa": Fake(500.0, 1.0, 1000, 0.99)}
+    outcome = Tournament(CANDIDATES, FakeRunner(fakes), 60.0).run()
+    dsa = next(r for r in outcome.rows if r.candidate.label == "dsa")
+    assert not dsa.rounds and "does not buy its set-up" in dsa.stopped
+    assert outcome.winner.candidate.label != "dsa"
+
+
+def test_a_budget_that_fits_nothing_is_refused_in_one_line() -> None:
+    fakes = {k: dataclasses.replace(f, setup=1e6) for k, f in _fakes().items()}
+    with pytest.raises(ConfigError, match="no candidate fits") as err:
+        Tournament(CANDIDATES[2:], FakeRunner(fakes), 10.0).run()
+    assert "\n" not in str(err.value)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_tournament_reuses_every_finished_costing_and_round(tmp_path) -> None:
+    path = tmp_path / "tournament.json"
+
+    class Dying(FakeRunner):  # stops the process after its fourth round
+        def train(self, c, iterations, seconds):
+            if sum(call[0] == "train" for call in self.calls) == 4:
+                raise Interrupted
+            return super().train(c, iterations, seconds)
+
+    first = Dying(_fakes())
+    with pytest.raises(Interrupted):
+        Tournament(CANDIDATES, first, 300.0, Memo(path, {"k": 1})).run()
+    done = {c for c in first.calls[:-1]}
+    again = FakeRunner(_fakes())
+    outcome = Tournament(CANDIDATES, again, 300.0, Memo(path, {"k": 1})).run()
+    assert not done & set(again.calls)  # nothing finished ran again
+    assert outcome.winner.candidate.label == "idm"
+    third = FakeRunner(_fakes())
+    replay = Tournament(CANDIDATES, third, 300.0, Memo(path, {"k": 1})).run()
+    assert third.calls == [] and replay.spent_seconds == outcome.spent_seconds
+    with pytest.raises(ConfigError, match="other settings"):
+        Memo(path, {"k": 2})
+
+
+# ---------------------------------------------------------------- candidates and validation
+
+
+def test_candidates_follow_the_rows_and_the_teacher() -> None:
+    image = [c.method for c in candidates_for(tiny_digits().train, "tiny-digits", 1)]
+    assert image[:3] == ["random", "herding", "kcenter"] and "dm" in image
+    assert "rded" not in image
+    taught = candidates_for(tiny_digits().train, "tiny-digits", 1, teacher="file:x.pt")
+    assert any(c.method == "rded" and c.options["teacher"] == "file:x.pt" for c in taught)
+    table = [c.method for c in candidates_for(tiny_table().train, "tiny-table", 1)]
+    assert "dm" in table and "dsa" not in table and "gcond" not in table
+    graph = [c.method for c in candidates_for(tiny_graph().train, "tiny-graph", 1)]
+    assert "gcond" in graph and "dm" not in graph
+
+
+def test_the_validation_split_is_carved_from_train_stratified_and_seeded() -> None:
+    train = tiny_digits().train
+    a, b = carve(train, 1), carve(train, 1)
+    assert torch.equal(a.val.images, b.val.images)
+    assert len(a.fit) + len(a.val) == len(train)
+    assert all(n >= 1 for n in torch.bincount(a.val.labels, minlength=10).tolist())
+    g = tiny_graph().train
+    split = carve(g, 1)
+    assert set(split.val.graph.test.tolist()) == set(split.val.nodes.tolist())
+    assert not set(split.fit.graph.train.tolist()) & set(split.val.nodes.tolist())
+    with pytest.raises(ConfigError, match="smaller --ipc"):
+        carve(train, min(train.class_counts))
+
+
+# ---------------------------------------------------------------- real runs, tiny budgets
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """A tournament of random real rows, k-center and one distiller per modality, scored by a
+    recipe of seconds, warm-ups of a few steps."""
+    monkeypatch.setattr(scoring, "VAL_EPOCHS", 3)
+    monkeypatch.setattr(scoring, "VAL_RUNS", 1)
+    monkeypatch.setattr(ddkit.runs, "WARMUP_MIN_SECONDS", 0.0)
+    from ddkit.methods.auto import candidates
+
+    keep = {"random", "kcenter", "dm", "doscond"}
+    entries = tuple(e for e in candidates.ENTRIES if e[0] in keep)
+    monkeypatch.setattr(candidates, "ENTRIES", entries)
+
+
+class NoTest:
+    """A test split that fails on any access: --method auto must never read it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read ({name})")
+
+    def __len__(self):
+        raise AssertionError("the test split was read (len)")
+
+
+def test_an_auto_run_never_reads_the_test_split_and_records_its_choice(tmp_path, quick) -> None:
+    from ddkit.report import write_report
+
+    splits = DatasetSplits(train=tiny_digits().train, test=NoTest())
+    request = DistillRequest("tiny-digits", "auto", 1, budget=60, options={})
+    syn = distill_run(request, tmp_path / "run", splits=splits)
+    record = syn.meta["auto"]
+    labels = [r["label"] for r in record["candidates"]]
+    assert labels == ["random", "kcenter", "dm"]
+    assert syn.meta["method"] == record["method"]
+    assert record["validation"]["from"] == "train split" and record["validation"]["val_rows"] > 0
+    for row in record["candidates"]:
+        assert {"options", "cost", "val_accuracy", "measured_seconds", "round", "why"} <= set(row)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["auto"] == record and config["method"] == record["method"]
+    assert SyntheticSet.load(tmp_path / "run" / "synthetic").meta["auto"] == record
+    table = record_table(record)
+    assert "chose " in table and "kcenter" in table
+    page = write_report(tmp_path / "run").read_text()
+    assert "How the method was chosen" in page and record["winner"] in page
+
+    # resumed: every finished candidate is reused, none is run again
+    calls = []
+
+    def counted(self, c, iterations, seconds):
+        calls.append(c.label)
+        raise AssertionError("a finished candidate ran again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scoring.FitRunner, "train", counted)
+        mp.setattr(scoring.FitRunner, "estimate", counted)
+        again = distill_run(request, tmp_path / "run", splits=splits, resume=True)
+    assert calls == [] and again.meta["auto"]["winner"] == record["winner"]
+
+
+@pytest.mark.parametrize(
+    "make", [tiny_table, tiny_series, tiny_graph], ids=["table", "series", "graph"]
+)
+def test_every_modality_gets_a_set_in_a_small_budget(tmp_path, quick, make) -> None:
+    splits = make()
+    name = splits.train.spec.name
+    request = DistillRequest(name, "auto", 1, budget=40)
+    syn = distill_run(request, tmp_path / "run", splits=DatasetSplits(splits.train, NoTest()))
+    assert len(syn) == splits.train.spec.num_classes
+    assert syn.meta["auto"]["winner"] in {r["label"] for r in syn.meta["auto"]["candidates"]}
+
+
+def test_auto_without_a_budget_or_with_options_is_refused_in_one_line(tmp_path) -> None:
+    for request, words in [
+        (DistillRequest("tiny-digits", "auto", 1), "pass --budget"),
+        (DistillRequest("tiny-digits", "auto", 1, budget=60, options={"lr_img": 1}), "--set"),
+    ]:
+        with pytest.raises(ConfigError, match=words) as err:
+            distill_run(request, tmp_path / "r", splits=tiny_digits())
+        assert "\n" not in str(err.value) and not (tmp_path / "r").exists()
+
+
+def test_the_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path, quick) -> None:
+    from ddkit.cli import main
+
+    code = main(["distill", "--dataset", "digits", "--method", "auto", "--ipc", "1", "--budget",
+                 "1m", "--quiet", "--dry-run", "--out", str(tmp_path / "r")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "--method auto: 3 candidates" in out
+    assert "round 0 buys" in out or "does not buy" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_choose_is_the_python_api(quick) -> None:
+    train = tiny_digits().train
+    fakes = {"random": Fake(0.1, 0.0, 0, 0.5), "kcenter": Fake(0.1, 0.0, 0, 0.7),
+             "dm": Fake(0.5, 0.01, 100, 0.6)}  # fmt: skip
+    choice = choose(train, AutoRequest("tiny-digits", 1, 60.0), lambda *a: (0, 0, 0),
+                    runner=lambda split, cands: FakeRunner(fakes))  # fmt: skip
+    assert choice.method == "kcenter" and choice.record["winner"] == "kcenter"

@@ -5,6 +5,7 @@ first study, rded on digits, one column with two decimals."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from _campaigns import RESULTS, campaign, results
@@ -13,6 +14,50 @@ from _campaigns import RESULTS, campaign, results
 def mnist5k(suffix: str = "") -> str:
     files = results(*(f"label_budget_mnist5k_{m}{suffix}.json" for m in ("sre2l", "rded", "edc")))
     return campaign("bench_label_budget").combined_table(files)
+
+
+#: the methods of the seeded table, and the seeds their images were distilled with
+SEEDED_METHODS = ("sre2l", "rded", "edc")
+SEEDS = (0, 1)
+RANDOM = "random real, "
+
+
+def seeded(dataset: str = "mnist5k") -> str:
+    """Issue 85's table: a row per label budget, its label bytes, a column per method's images
+    and one for random real images given the same labels (rded's files relabel them with the
+    same teacher), each cell the mean ± std over every network of both image seeds."""
+    runs = {
+        (m, seed): json.loads(path.read_text())
+        for m in SEEDED_METHODS
+        for seed in SEEDS
+        if (path := RESULTS / f"label_budget_{dataset}_{m}_s{seed}.json").exists()
+    }
+    rows: dict[str, dict[str, list[float]]] = {}
+    label_bytes: dict[str, int] = {}
+    for (method, _), run in runs.items():
+        for r in run["rows"]:
+            random = r["row"].startswith(RANDOM)
+            budget = r["row"][len(RANDOM) :] if random else r["row"]
+            column = "random real" if random else method
+            rows.setdefault(budget, {}).setdefault(column, []).extend(r["accuracy"]["accuracies"])
+            label_bytes.setdefault(budget, r["bytes"]["labels"])
+    columns = [*SEEDED_METHODS, "random real"]
+    out = [
+        "| labels | label bytes | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for budget, cells in rows.items():
+        text = []
+        for c in columns:
+            acc = cells.get(c)
+            text.append(
+                f"{100 * statistics.mean(acc):.1f} ± {100 * statistics.pstdev(acc):.1f} "
+                f"({len(acc)})"
+                if acc
+                else "–"
+            )
+        out.append(f"| {budget} | {label_bytes[budget]:,} | " + " | ".join(text) + " |")
+    return "\n".join(out)
 
 
 def one_method(path: Path) -> str:
@@ -35,4 +80,5 @@ TABLES = {
     "label-budget:digits": lambda: one_method(RESULTS / "label_budget.json"),
     "label-budget": mnist5k,
     "label-budget:preset": lambda: mnist5k("_preset"),
+    "label-budget:seeds": seeded,
 }

@@ -391,7 +391,8 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     if not isinstance(config, dict):
         raise FileFormatError(f"{str(folder / 'config.json')!r} is not a run config (an object)")
     log = folder / "log.jsonl"
-    if not os.path.lexists(folder / "curve.png") and log.is_file() and plots.read_log(log):
+    logged = plots.read_log(log) if log.is_file() else []
+    if not os.path.lexists(folder / "curve.png") and any(len(row) > 1 for row in logged):
         plots.plot_learning_curve(log, folder / "curve.png")
     title = f"{config.get('method')} on {config.get('dataset')}, IPC {config.get('ipc')}"
     shown = ("dataset", "method", "ipc", "iterations", "seed", "root")

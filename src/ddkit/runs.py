@@ -171,7 +171,8 @@ def distill_run(
     rows = {} if auto is None else {"modality": splits.train.spec.kind.name}  # data of any name
     m = create_method(method, dataset=r.dataset, ipc=r.ipc, **rows, **options)
     check_scale_out(m)
-    total = m.budget_for(splits.train) if r.iterations is None else int(r.iterations)
+    chosen = r.iterations is not None and not (auto and m.kind == "selector")  # none to cap
+    total = int(r.iterations) if chosen else m.budget_for(splits.train)
     if not distributed.is_main():  # the same steps as rank 0; only rank 0 writes the folder
         syn = m.fit(splits.train, r.ipc, iterations=total, seed=r.seed, resume=resume,
                     progress=False, checkpoint_dir=out / "checkpoint",

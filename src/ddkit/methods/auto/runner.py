@@ -39,6 +39,8 @@ from ddkit.methods.time_budget import TimeBudget
 VAL_RUNS = 2
 VAL_EPOCHS = 100
 VAL_PROTOCOL = "fast"
+#: the learners that score sets judged by learners (``None``: the modality's own)
+VAL_LEARNERS: str | None = None
 #: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
 BASELINE_ROWS = frozenset({"random nodes", "full graph"})
 #: the share of the rows a selection is timed on before it is made
@@ -71,8 +73,11 @@ def validation_score(syn: Any, val: Any, device: Any = None) -> tuple[float, flo
     evaluation's own time budget is not used, since its warm-up costs more than this
     recipe."""
     settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
-    if "protocol" in evaluator_for(syn, settings).accepts:
+    accepts = evaluator_for(syn, settings).accepts
+    if "protocol" in accepts:
         settings = dataclasses.replace(settings, protocol=get_protocol(VAL_PROTOCOL))
+    if "learners" in accepts and VAL_LEARNERS is not None:
+        settings = dataclasses.replace(settings, learners=VAL_LEARNERS)
     t0 = time.perf_counter()
     report = evaluate_set(syn, val, settings).report
     accuracies = [r.mean for r in report.results if r.model not in BASELINE_ROWS]

@@ -65,9 +65,8 @@ def evaluate_set(
     any training."""
     s = settings or EvalSettings()
     evaluator = evaluator_for(syn, s)
-    request = EvalRequest(test_name or test.spec.name, train)
-    if say is not None:
-        request = EvalRequest(request.test_name, train, say)
+    name = test_name or test.spec.name
+    request = EvalRequest(name, train) if say is None else EvalRequest(name, train, say)
     return evaluator.run(syn, test, own_settings(evaluator, s, _this_set(syn)), request)
 
 

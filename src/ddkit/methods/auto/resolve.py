@@ -170,7 +170,7 @@ def _settings(
 
 def _recipe() -> dict[str, Any]:
     s = scoring
-    return {"runs": s.VAL_RUNS, "epochs": s.VAL_EPOCHS, "protocol (networks)": s.VAL_PROTOCOL}
+    return {"runs": s.VAL_RUNS, "epochs": s.VAL_EPOCHS, "protocol (networks)": s.VAL_PROTOCOL.name}
 
 
 def _frame(

@@ -38,7 +38,7 @@ from ddkit.methods.time_budget import TimeBudget
 #: the short validation recipe: runs, epochs, and the protocol of sets judged by networks
 VAL_RUNS = 2
 VAL_EPOCHS = 100
-VAL_PROTOCOL = "fast"
+VAL_PROTOCOL = get_protocol("fast")
 #: the learners that score sets judged by learners (``None``: the modality's own)
 VAL_LEARNERS: str | None = None
 #: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
@@ -75,7 +75,7 @@ def validation_score(syn: Any, val: Any, device: Any = None) -> tuple[float, flo
     settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
-        settings = dataclasses.replace(settings, protocol=get_protocol(VAL_PROTOCOL))
+        settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL)
     if "learners" in accepts and VAL_LEARNERS is not None:
         settings = dataclasses.replace(settings, learners=VAL_LEARNERS)
     t0 = time.perf_counter()

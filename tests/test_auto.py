@@ -183,6 +183,7 @@ def quick(monkeypatch):
     monkeypatch.setattr(scoring, "VAL_EPOCHS", 3)
     monkeypatch.setattr(scoring, "VAL_RUNS", 1)
     monkeypatch.setattr(scoring, "VAL_LEARNERS", "knn")
+    monkeypatch.setattr(scoring, "SCORING_PART", 1.0)  # a scoring of seconds: timed whole
     monkeypatch.setattr(ddkit.runs, "WARMUP_MIN_SECONDS", 0.0)
     from ddkit.methods.auto import candidates
 
@@ -205,7 +206,7 @@ def test_an_auto_run_never_reads_the_test_split_and_records_its_choice(tmp_path,
     from ddkit.report import write_report
 
     splits = DatasetSplits(train=tiny_digits().train, test=NoTest())
-    request = DistillRequest("tiny-digits", "auto", 1, iterations=5, budget=10, options={})
+    request = DistillRequest("tiny-digits", "auto", 1, iterations=5, budget=30, options={})
     syn = distill_run(request, tmp_path / "run", splits=splits)
     record = syn.meta["auto"]
     labels = [r["label"] for r in record["candidates"]]
@@ -242,7 +243,7 @@ def test_an_auto_run_never_reads_the_test_split_and_records_its_choice(tmp_path,
 def test_every_modality_gets_a_set_in_a_small_budget(tmp_path, quick, make) -> None:
     splits = make()
     name = splits.train.spec.name
-    request = DistillRequest(name, "auto", 1, iterations=5, budget=10)
+    request = DistillRequest(name, "auto", 1, iterations=5, budget=30)
     syn = distill_run(request, tmp_path / "run", splits=DatasetSplits(splits.train, NoTest()))
     assert len(syn) == splits.train.spec.num_classes
     assert syn.meta["auto"]["winner"] in {r["label"] for r in syn.meta["auto"]["candidates"]}

@@ -5,7 +5,10 @@ A distiller runs in its own folder under the tournament's (checkpointed, so the 
 a resumed run continue it), on the validation split's ``fit`` rows, within the time its round
 gives it (:class:`~ddkit.methods.time_budget.TimeBudget`). It is costed by the ``--dry-run``
 warm-up, passed in as ``estimate`` (a run folder's machinery, one floor up). A selector is
-costed by making its set, which is then scored without being made again.
+costed by timing its selection on a stratified :data:`PART` of the rows, scaled to all (where
+that part would be most of the rows, the set is made, and not made again); the first costing
+also times a scoring (one run of :data:`SCORING_PART` of the epochs, scaled to the recipe), so
+the first scoring is costed before it runs too.
 
 Scoring: the set's own evaluator (:func:`ddkit.eval.dispatch.evaluate_set`: networks for
 images, learners for tables and series, a GCN for graphs) on the validation rows, with a short
@@ -43,8 +46,10 @@ VAL_PROTOCOL = get_protocol("fast")
 VAL_LEARNERS: str | None = None
 #: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
 BASELINE_ROWS = frozenset({"random nodes", "full graph"})
-#: the share of the rows a selection is timed on before it is made
+#: the share of the rows a selection is timed on before it is made, and the share of the
+#: epochs (one run) the first costing times a scoring on
 PART = 0.1
+SCORING_PART = 0.1
 #: what a fit checkpoints between rounds: its last step only
 _CHECKPOINT_EVERY = 10**9
 
@@ -66,13 +71,15 @@ class RunnerSetup:
     device: Any = None
 
 
-def validation_score(syn: Any, val: Any, device: Any = None) -> tuple[float, float]:
+def validation_score(
+    syn: Any, val: Any, device: Any = None, share: float = 1.0
+) -> tuple[float, float]:
     """``(accuracy, seconds)``: ``syn`` scored on the validation rows ``val`` by the short
-    recipe (the module's docstring). Its cost is the one the tournament does not estimate
-    before the first scoring (the next ones are costed by the longest measured); an
-    evaluation's own time budget is not used, since its warm-up costs more than this
-    recipe."""
-    settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
+    recipe (the module's docstring); with ``share`` below 1, one run of that share of the
+    epochs (a timing). An evaluation's own time budget is not used: its warm-up costs more
+    than this recipe."""
+    runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, max(1, int(share * VAL_EPOCHS)))
+    settings = EvalSettings(runs=runs, epochs=epochs, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
         settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL)
@@ -93,6 +100,7 @@ class FitRunner:
         self.fit_rows = split.fit if setup.device is None else split.fit.to(setup.device)
         self._made: dict[str, Any] = {}  # selectors' sets, made when costed
         self._eval_seconds = 0.0  # the last scoring's
+        self._scoring_timed = False
 
     def method(self, candidate: Candidate) -> Distiller:
         s = self.setup
@@ -129,13 +137,25 @@ class FitRunner:
         most of the rows, the set is made, and that is its cost."""
         t0 = time.perf_counter()
         part = _part(self.fit_rows, self.setup.ipc)
+        made = self._select(candidate, part)
+        selecting = time.perf_counter() - t0
         if part is None:
-            self._made[candidate.label] = self._select(candidate)
-            spent = time.perf_counter() - t0
-            return Cost(spent, 0.0, 0, spent)
-        self._select(candidate, part)
+            self._made[candidate.label] = made
+        scoring = self._time_scoring(made)
         spent = time.perf_counter() - t0
-        return Cost(spent * len(self.fit_rows) / len(part), 0.0, 0, spent)
+        scale = 1.0 if part is None else len(self.fit_rows) / len(part)
+        return Cost(selecting * scale, 0.0, 0, spent, scoring)
+
+    def _time_scoring(self, syn: Any) -> float:
+        """A scoring's cost, once: one run of :data:`SCORING_PART` of the epochs, timed and
+        scaled to the recipe's runs and epochs (``0`` after the first: the tournament costs
+        later scorings by the ones it measured)."""
+        if self._scoring_timed:
+            return 0.0
+        self._scoring_timed = True
+        _, seconds = validation_score(syn, self.split.val, self.setup.device, SCORING_PART)
+        epochs = max(1, int(SCORING_PART * VAL_EPOCHS))
+        return seconds * VAL_RUNS * VAL_EPOCHS / epochs
 
     def _select(self, candidate: Candidate, rows: Any = None) -> Any:
         s = self.setup

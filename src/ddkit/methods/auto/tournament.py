@@ -2,9 +2,10 @@
 Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost model.
 
 1. Every candidate is costed before it runs (:meth:`Runner.estimate`: a distiller by the
-   ``--dry-run`` warm-up, its set-up and seconds per iteration; a selector by making its set,
-   which is all it costs, and which is then scored at once). The costing counts against the
-   tournament's time.
+   ``--dry-run`` warm-up, its set-up and seconds per iteration; a selector by timing its
+   selection on a part of the rows; a scoring by a short timed one). A selector, which has no
+   steps to buy, is then made and scored at once, where its estimate fits. The costing counts
+   against the tournament's time.
 2. Rounds share the time left equally; in a round, each distiller still in the tournament gets
    an equal share, which buys it iterations at its estimated pace (its set-up in its first
    round), up to its planned count; it continues from where it stopped, and is scored on the
@@ -43,12 +44,15 @@ SLACK = 0.1
 @dataclass(frozen=True)
 class Cost:
     """A candidate's estimated cost: ``setup_seconds`` once, ``seconds_per_iteration`` per
-    step, up to ``planned_iterations``; ``spent_seconds``: what costing it took."""
+    step, up to ``planned_iterations``; ``spent_seconds``: what costing it took;
+    ``scoring_seconds``: what scoring a set will take (``0``: not timed; the tournament costs a
+    scoring by the longest one timed or measured)."""
 
     setup_seconds: float
     seconds_per_iteration: float
     planned_iterations: int
     spent_seconds: float
+    scoring_seconds: float = 0.0  # a scoring's estimate, where the costing timed one
 
     def seconds(self, done: int, target: int, first: bool) -> float:
         """Estimated seconds to go from ``done`` to ``target`` iterations (with the set-up
@@ -203,9 +207,17 @@ class Tournament:
             if rnd < total - 1:
                 pool = self._halve(pool, rnd)
         if not pool:
+            costed = [r for r in self.rows if r.cost is not None]
+            cheapest = min(costed, key=lambda r: r.cost.setup_seconds, default=None)
+            need = (
+                ""
+                if cheapest is None
+                else f"; the cheapest, {cheapest.candidate.label}, needs about "
+                f"{cheapest.cost.setup_seconds + self.eval_seconds:.0f} s with its scoring"
+            )
             raise ConfigError(
-                f"--method auto: no candidate fits a tournament of {self.seconds:.0f} s (each "
-                "one's estimate is in the record); give a larger --budget or name a method"
+                f"--method auto: no candidate fits a tournament of {self.seconds:.0f} s (half "
+                f"the budget){need}; give a larger --budget or name a method"
             )
         winner = max(pool, key=lambda r: (r.accuracy, -self.rows.index(r)))
         for r in pool:
@@ -224,6 +236,7 @@ class Tournament:
             self.memo.put(key, kept)
         row.cost = Cost(**kept)
         self.spent += row.cost.spent_seconds
+        self.eval_seconds = max(self.eval_seconds, row.cost.scoring_seconds)
         self.say(f"auto: costed {row.candidate.label} in {row.cost.spent_seconds:.1f} s")
         if row.candidate.selector:  # one selection, no steps: made and scored now, round 0
             need = row.cost.setup_seconds + self.eval_seconds

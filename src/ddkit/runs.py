@@ -25,6 +25,7 @@ from ddkit.eval.dry_run import SetupCost, StepPart, estimating, step_scale
 from ddkit.io import atomic_write_json, ensure_writable_dir, process_alive, read_json
 from ddkit.methods import Callback, Distiller, ProgressReport, create_method
 from ddkit.methods.auto import AUTO, AutoChoice, AutoRequest, choose, plan
+from ddkit.methods.auto.record import record_table as record_table  # for the command line
 from ddkit.methods.auto.resolve import check_request
 from ddkit.methods.base import without_placement
 from ddkit.methods.config import check_device

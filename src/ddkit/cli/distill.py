@@ -75,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ddkit.data.table import dataset_with_target
     from ddkit.eval.dispatch import arithmetic
     from ddkit.io import check_out
-    from ddkit.methods.auto import AUTO
-    from ddkit.methods.auto.record import record_table
-    from ddkit.runs import DistillRequest, distill_run
+    from ddkit.runs import AUTO, DistillRequest, distill_run, record_table
 
     dataset = dataset_with_target(args.dataset, args.target)
     out = args.out or f"runs/{dataset}-{args.method}-ipc{args.ipc}-s{args.seed}"
@@ -135,16 +133,13 @@ def _options(args: argparse.Namespace) -> dict:
 def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
     """``--dry-run``: the estimated cost, measured here; nothing is written."""
     from ddkit.commands import command_started
-    from ddkit.methods.auto import AUTO
     from ddkit.methods.recommended import RECOMMENDED, run_budget
     from ddkit.progress import parse_duration
-    from ddkit.runs import estimate_distill, load_splits
+    from ddkit.runs import AUTO, check_request, estimate_distill, load_splits
 
     if args.budget is not None:
         parse_duration(args.budget)  # refused before any work
     if args.method == AUTO:
-        from ddkit.methods.auto.resolve import check_request
-
         check_request(_options(args), args.budget)
     if not args.quiet:  # the set-up and a step may take minutes at scale: say what runs
         print(
@@ -182,9 +177,8 @@ def _estimate(args: argparse.Namespace, dataset: str, out: str) -> int:
 def _plan(args: argparse.Namespace, dataset: str, out: str, splits: object) -> int:
     """``--dry-run --method auto``: the tournament's plan (every candidate costed, the rounds,
     what round 0 buys each); nothing is written."""
-    from ddkit.methods.auto.record import record_table
     from ddkit.progress import parse_duration
-    from ddkit.runs import plan_auto
+    from ddkit.runs import plan_auto, record_table
 
     seconds = None if args.budget is None else parse_duration(args.budget)
     plan = plan_auto(dataset, args.ipc, seconds, seed=args.seed, options=_options(args),

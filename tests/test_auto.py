@@ -278,3 +278,12 @@ def test_choose_is_the_python_api(quick) -> None:
     choice = choose(train, AutoRequest("tiny-digits", 1, 60.0), lambda *a: (0, 0, 0),
                     runner=lambda split, cands: FakeRunner(fakes))  # fmt: skip
     assert choice.method == "kcenter" and choice.record["winner"] == "kcenter"
+
+
+def test_a_method_of_no_iterations_is_scored_as_its_costing_and_every_row_says_why() -> None:
+    fakes = {**_fakes(), "rded": Fake(1.0, 0.0, 0, 0.9)}
+    cands = [*CANDIDATES, Candidate("rded", "rded", {"teacher": "file:t.pt"})]
+    outcome = Tournament(cands, FakeRunner(fakes), 300.0).run()
+    rded = next(r for r in outcome.rows if r.candidate.label == "rded")
+    assert rded.rounds and outcome.winner is rded
+    assert all(r.stopped for r in outcome.rows)

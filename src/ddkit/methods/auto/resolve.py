@@ -125,6 +125,8 @@ def plan(
         if row in targets:
             d["round0_iterations"] = targets[row]
             d["why"] = f"round 0 buys {targets[row]:,} iterations"
+        elif not d["why"]:
+            d["why"] = "made and scored as its costing" if row.rounds else "not scored"
         rows.append(d)
     return {**_frame(request, split, rounds, t.spent), "candidates": rows}
 

@@ -222,6 +222,8 @@ class Tournament:
         winner = max(pool, key=lambda r: (r.accuracy, -self.rows.index(r)))
         for r in pool:
             r.stopped = "the winner" if r is winner else "lost the last round"
+        for r in self.rows:
+            r.stopped = r.stopped or "not scored"
         return Outcome(self.rows, winner, self.spent, total)
 
     # ------------------------------------------------------------------ steps
@@ -238,7 +240,8 @@ class Tournament:
         self.spent += row.cost.spent_seconds
         self.eval_seconds = max(self.eval_seconds, row.cost.scoring_seconds)
         self.say(f"auto: costed {row.candidate.label} in {row.cost.spent_seconds:.1f} s")
-        if row.candidate.selector:  # one selection, no steps: made and scored now, round 0
+        if row.candidate.selector or not row.cost.planned_iterations:  # no steps: made and
+            # scored now, as its round 0 (a selection, or a method of no iterations: rded)
             need = row.cost.setup_seconds + self.eval_seconds
             if need > self.left():
                 row.stopped = (

@@ -276,3 +276,14 @@ def test_rded_stores_pruned_view_labels(tiny, teacher, tmp_path):
     assert syn.storage_bytes()["labels"] == view_label_bytes("prune:2+fp16", len(syn), 4, k)
     back = SyntheticSet.load(syn.save(tmp_path / "set"))
     assert torch.equal(back.labels, syn.labels)
+
+
+@pytest.mark.parametrize("budget", ["logits:5+fp16", "prune:2+logits:5"])
+def test_random_baselines_are_relabelled_per_view_like_a_logits_set(base, teacher, tiny, budget):
+    from ddkit.eval.accounting import _relabel_like
+    from ddkit.eval.relabel import has_view_labels
+
+    syn = _relabel(base, teacher[0], budget)
+    real = SyntheticSet.from_real(tiny.train, torch.arange(N, 2 * N))
+    (like,) = _relabel_like(syn, [real], teacher[0], seed=0)
+    assert has_view_labels(like) and like.meta["label_budget"] == syn.meta["label_budget"]

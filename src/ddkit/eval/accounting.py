@@ -42,7 +42,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.evaluate import evaluate
 from ddkit.eval.protocol import EvalProtocol, get_protocol
-from ddkit.eval.relabel import regenerate_labels, relabel
+from ddkit.eval.relabel import has_view_labels, regenerate_labels, relabel
 
 __all__ = [
     "RankingBaselines",
@@ -270,7 +270,7 @@ def _relabel_like(
     """Hard-labelled random subsets relabelled by ``teacher`` as ``syn`` was (same temperature,
     views and top-k), so both train on stored soft labels of the same kind."""
     temp = float(syn.meta.get("label_temperature", 1.0))
-    views = int(syn.meta.get("label_views", 0)) if "view_values" in syn.extras else 0
+    views = int(syn.meta.get("label_views", 0)) if has_view_labels(syn) else 0
     g = torch.Generator().manual_seed(int(seed) + 1)
     budget = syn.meta.get("label_budget")
     topk = syn.meta.get("label_topk") if views and budget is None else None

@@ -151,3 +151,19 @@ def test_a_dm_that_narrows_its_steps_is_timed_over_a_part(monkeypatch):
         with context:
             m.fit(splits.train, 1, iterations=2, seed=0, callbacks=[seen], progress=False)
         assert seen.changed == [list(range(k))] * 2
+
+
+def test_ncfm_calibrates_only_the_classes_of_a_narrowed_step(monkeypatch):
+    """ncfm's calibration term (cross-entropy of the synthetic images under the expert's final
+    network) takes the labels of the classes a step matches: a dry run's part of the classes
+    once failed on every class's labels."""
+    from ddkit.methods import create_method
+    from ddkit.testing import method_test_overrides
+
+    splits = tiny_digits()
+    options = {**method_test_overrides("ncfm"), "calib_weight": 1.0}
+    _steps_take(monkeypatch, 2.0, 2.0)
+    m = create_method("ncfm", **options)
+    with estimating(steps_in_part=True) as costs:
+        m.fit(splits.train, 1, iterations=2, seed=0, progress=False)
+    assert [c.part < c.whole for c in costs if isinstance(c, StepPart)] == [True]

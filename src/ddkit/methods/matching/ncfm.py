@@ -233,8 +233,9 @@ class NCFM(DM):
         )  # holds theta_T of the chosen expert (calibration)
         images = self.state_["images"]
         k = train.spec.num_classes
-        self.syn_labels_ = self._local_labels(class_labels(k, images.shape[0] // k))
-        self.syn_labels_ = self.syn_labels_.to(self.device_)
+        # every class's labels; a step takes those of the classes it matches (a rank's share, or
+        # a dry run's narrowed step) when it calibrates
+        self.syn_labels_ = class_labels(k, images.shape[0] // k).to(self.device_)
         groups = [{"params": [images], "lr": cfg.lr_img}]
         if cfg.sampler and self.classes_ is not None:
             raise ConfigError(
@@ -303,7 +304,8 @@ class NCFM(DM):
             return None
         x = augment_per_class(self.dsa_, syn, draws) if draws is not None else syn
         logits = self._fast(self.final_)(x.flatten(0, 1))
-        ce = F.cross_entropy(logits, self.syn_labels_, reduction="none").view(syn.shape[:2])
+        labels = self._local_labels(self.syn_labels_)
+        ce = F.cross_entropy(logits, labels, reduction="none").view(syn.shape[:2])
         term = cfg.calib_weight * ce.mean(1).sum()
         metrics["calib_loss"] = float(term.detach()) / self.train_.spec.num_classes
         return term

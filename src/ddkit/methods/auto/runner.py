@@ -153,7 +153,9 @@ class FitRunner:
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
-        _, seconds = validation_score(syn, self.split.val, self.setup.device, SCORING_PART)
+        with warnings.catch_warnings():  # a timing run of a part of the epochs is short
+            warnings.filterwarnings("ignore", message=r".*under-trained")
+            _, seconds = validation_score(syn, self.split.val, self.setup.device, SCORING_PART)
         epochs = max(1, int(SCORING_PART * VAL_EPOCHS))
         return seconds * VAL_RUNS * VAL_EPOCHS / epochs
 

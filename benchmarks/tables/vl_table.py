@@ -1,9 +1,12 @@
 """Image-text retrieval (issue 71): recall@1/5/10 both ways of every set at each size
-(``bench_vl_recall.py``'s ``render``, over its two results files)."""
+(``bench_vl_recall.py``'s ``render``, over its two results files); random pairs beside the full
+data on the scenes (issue 86: ``bench_scenes_random.py``)."""
 
 from __future__ import annotations
 
-from _campaigns import campaign, results
+import json
+
+from _campaigns import RESULTS, campaign, results
 
 
 def vl_table() -> str:
@@ -12,4 +15,16 @@ def vl_table() -> str:
     return vl.render([c for r in runs for c in r["cells"]])
 
 
-TABLES = {"vl-table": vl_table}
+def scenes_table() -> str:
+    """``scenes-mnist-fashion``: the sizes measured so far."""
+    names = ("vl_scenes_random.json", "vl_scenes_random_500.json")
+    cells = [
+        cell
+        for name in names
+        if (RESULTS / name).exists()
+        for cell in json.loads((RESULTS / name).read_text())["cells"]
+    ]
+    return campaign("bench_vl_recall").render(cells)
+
+
+TABLES = {"vl-table": vl_table, "vl-table:scenes": scenes_table}

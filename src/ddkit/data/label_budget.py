@@ -35,10 +35,12 @@ stored; its spelling (the decoupled methods' ``label_budget``, ``relabel(..., bu
   quantisation "MR-k", marginal re-normalisation: Xiao & He, "Soft Label Pruning and
   Quantization for Large-Scale Dataset Distillation", TPAMI 2026, arXiv:2604.18135); ``+fp16``
   as above (``int8`` codes are for probabilities and refused). LPQLD on ImageNet-1K is
-  ``prune:10+logits:50+fp16`` (and ``logits:10`` / ``logits:100``). Deviation: LPQLD re-softens
-  the stored logits every epoch with a stepped temperature (Dynamic Knowledge Reuse,
-  :func:`lpqld_temperature`) and calibrates the student's temperature; ddkit's evaluation
-  decodes them once, at the set's ``label_temperature``, and uses the protocol's loss.
+  ``prune:10+logits:50+fp16`` (and ``logits:10`` / ``logits:100``). LPQLD re-softens the
+  stored logits every epoch with a stepped temperature (Dynamic Knowledge Reuse,
+  :func:`lpqld_temperature`); ddkit's evaluation does so for a set whose
+  ``meta['label_schedule']`` is ``"lpqld"`` (:func:`ddkit.eval.relabel.with_label_schedule`),
+  and otherwise decodes them once, at the set's ``label_temperature``. Deviation: LPQLD also
+  calibrates the student's temperature; ddkit uses the protocol's loss.
 
 A budget is spelled as ``+``-joined parts in any order; its canonical spelling
 (:attr:`LabelBudget.spelling`) is ``prune:R+topk:k+fp16`` (prune, then classes, then precision).
@@ -71,6 +73,7 @@ __all__ = [
     "labels_decoded",
     "lpqld_temperature",
     "parse_label_budget",
+    "stored_logits",
     "view_parts",
 ]
 
@@ -229,8 +232,8 @@ def lpqld_temperature(
     """LPQLD's Dynamic Knowledge Reuse temperature for training epoch ``epoch`` of ``epochs``:
     ``start * gamma ** (epoch // step)`` but not below ``floor``, with ``step`` a tenth of the
     epochs (their ImageNet-1K script: T = 20, gamma 0.7, every 30 of 300 epochs, floor 2;
-    Xiao & He, TPAMI 2026, arXiv:2604.18135, Sec. III-D). Not applied by ddkit's evaluation
-    yet: it needs the epoch where the training loop forms each batch's targets."""
+    Xiao & He, TPAMI 2026, arXiv:2604.18135, Sec. III-D). Applied at evaluation to a set
+    that asks for it (:func:`ddkit.eval.relabel.scheduled_labels`)."""
     if epochs < 1 or not 0 <= epoch:
         raise ConfigError(
             f"lpqld_temperature needs 0 <= epoch and epochs >= 1, got {epoch}/{epochs}"
@@ -383,6 +386,16 @@ def label_tensor_keys(extras: dict[str, torch.Tensor]) -> list[str]:
         for k in extras
         if k.startswith(IMAGE_PREFIX) or k.startswith(VIEW_PREFIX) or k == "region_labels"
     ]
+
+
+def stored_logits(extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """A set's stored logits (``logits`` and ``indices``): its per-view ones (``view_*``, rows
+    ``(N, V, k)``), else its per-image ones (``label.*``, ``(N, k)``); ``None`` when it stores
+    probabilities or nothing (budgets other than ``logits:K``)."""
+    for prefix in (VIEW_PREFIX, IMAGE_PREFIX):
+        if prefix + "logits" in extras:
+            return _parts(extras, prefix)
+    return None
 
 
 def view_parts(extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,10 +18,11 @@ from ddkit.eval.relabel import (
     expand_views,
     has_view_labels,
     regenerate_labels,
+    scheduled_labels,
     teacher_targets_fn,
 )
 from ddkit.eval.teacher import resolve_teacher
-from ddkit.eval.train import TargetsFn, TrainResult, train_networks
+from ddkit.eval.train import EpochTargets, TargetsFn, TrainResult, train_networks
 from ddkit.levers import threads_for
 from ddkit.meter import check_memory
 
@@ -53,12 +54,16 @@ def run_seeds(seed: int, runs: int) -> list[int]:
 @dataclass
 class TrainingData:
     """What the networks are trained on under a protocol: images, targets (classes ``(M,)`` or
-    vectors ``(M, K)``), on-the-fly targets from a teacher, and notes for the report's meta."""
+    vectors ``(M, K)``), on-the-fly targets from a teacher, notes for the report's meta, and
+    ``targets_at(epoch)``: each epoch's targets where they follow a schedule (LPQLD's
+    temperature over stored logits), which then replace ``targets`` (those of the set's
+    ``label_temperature``) at every epoch's start."""
 
     images: torch.Tensor
     targets: torch.Tensor
     targets_fn: TargetsFn | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    targets_at: EpochTargets | None = None
 
 
 def training_data(
@@ -79,7 +84,10 @@ def training_data(
     all of them uses every stored label every epoch and needs no extra random stream.) A set
     whose views were pruned (label budget ``prune:R``) trains on its kept views only, each
     reused about ``R`` times an epoch; stored logits (``logits:K``) train as their softmax at
-    the set's ``label_temperature``.
+    the set's ``label_temperature``, or, for a set marked with
+    :func:`~ddkit.eval.relabel.with_label_schedule`, at each epoch's temperature of LPQLD's
+    schedule over the protocol's epochs
+    (``targets_at``: :func:`~ddkit.eval.relabel.scheduled_labels`).
     ``"teacher"``: the images,
     with targets computed by the teacher on every augmented batch; the teacher is ``teacher``
     (a module or a ``ddkit teacher`` folder) or else the folder in ``syn.meta['teacher_dir']``.
@@ -98,23 +106,29 @@ def training_data(
     if regen:  # FKD-style: the teacher recomputes the labels of the stored views
         syn = regenerate_labels(syn, teacher, device)
     note = {"labels_regenerated": True} if regen else {}
+    labels_at = scheduled_labels(syn, p.epochs)
+    if labels_at is not None:
+        note["label_schedule"] = syn.meta["label_schedule"]
     if has_view_labels(syn):
-        return _view_training_data(syn, note)
-    return TrainingData(syn.images, syn.labels, meta=note)
+        return _view_training_data(syn, note, labels_at)
+    return TrainingData(syn.images, syn.labels, meta=note, targets_at=labels_at)
 
 
-def _view_training_data(syn: SyntheticSet, note: dict[str, Any]) -> TrainingData:
+def _view_training_data(
+    syn: SyntheticSet, note: dict[str, Any], labels_at: EpochTargets | None
+) -> TrainingData:
     """The stored views of ``syn`` as training rows (:func:`~ddkit.eval.relabel.expand_views`).
     A pruned set (``label_views_kept`` of ``label_views`` views kept, label budget ``prune:R``)
     reuses its kept views in turn until an epoch has as many rows as the ``V`` drawn views
     would give (LPLD trains the unpruned number of steps, sampling from the kept labels), so
-    pruning changes the labels, not the amount of training."""
+    pruning changes the labels, not the amount of training. ``labels_at(epoch)``: the views'
+    labels of each epoch (:func:`~ddkit.eval.relabel.scheduled_labels`), reused the same way."""
     views = expand_views(syn)
     kept = int(views.meta["expanded_views"])
     drawn = max(int(syn.meta.get("label_views", kept)), kept)
     meta = {"expanded_views": kept, **note}
     if drawn == kept:
-        return TrainingData(views.images, views.labels, meta=meta)
+        return TrainingData(views.images, views.labels, meta=meta, targets_at=labels_at)
     total = len(syn) * drawn
     check_memory(
         f"the {len(views):,} kept views reused to {total:,} rows an epoch",
@@ -123,7 +137,8 @@ def _view_training_data(syn: SyntheticSet, note: dict[str, Any]) -> TrainingData
     )
     rows = torch.arange(total) % max(len(views), 1)
     meta |= {"label_views_drawn": drawn, "view_reuse": drawn / kept}
-    return TrainingData(views.images[rows], views.labels[rows], meta=meta)
+    at = None if labels_at is None else (lambda epoch: labels_at(epoch)[rows])
+    return TrainingData(views.images[rows], views.labels[rows], meta=meta, targets_at=at)
 
 
 def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
@@ -166,12 +181,13 @@ def train_model(
     progress: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """One fresh ``name`` network per seed trained on ``data`` under ``p``
-    (:func:`~ddkit.eval.train.train_networks`), tiny batches on one CPU thread
-    (:func:`ddkit.levers.threads_for`)."""
+    (:func:`~ddkit.eval.train.train_networks`; each epoch's targets from ``data.targets_at``
+    where it is set), tiny batches on one CPU thread (:func:`ddkit.levers.threads_for`)."""
     rows = data.images
     batch_values = min(len(rows), p.batch_size) * (rows[0].numel() if len(rows) else 0)
+    targets = data.targets if data.targets_at is None else data.targets_at
     with threads_for(batch_values, device):
         return train_networks(
-            name, syn.spec, rows, data.targets, p, seeds, lr=lr, vectorize=vectorize,
+            name, syn.spec, rows, targets, p, seeds, lr=lr, vectorize=vectorize,
             targets_fn=data.targets_fn, device=device, progress=progress,
         )  # fmt: skip

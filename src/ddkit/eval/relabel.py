@@ -22,11 +22,14 @@ views are drawn for every image first, so the random stream is that of one proce
 rank gets the whole set back.
 
 Temperatures: stored probabilities are ``softmax(teacher(x) / T)``; the temperature used is
-recorded in ``meta['label_temperature']``.
+recorded in ``meta['label_temperature']``. Stored logits (budget ``logits:K``) are decoded at
+that temperature, or, for a set marked with :func:`with_label_schedule`, at every training
+epoch's temperature of LPQLD's schedule (:func:`scheduled_labels`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +46,9 @@ from ddkit.data.label_budget import (
     decode_probs,
     decoded_labels,
     label_tensor_keys,
+    lpqld_temperature,
     parse_label_budget,
+    stored_logits,
     view_parts,
 )
 from ddkit.data.synthetic import SyntheticSet
@@ -52,6 +57,7 @@ from ddkit.meter import check_memory
 from ddkit.models import predict
 
 __all__ = [
+    "LABEL_SCHEDULES",
     "VIEW_KEYS",
     "decompress_view_labels",
     "encode_labels",
@@ -59,10 +65,16 @@ __all__ = [
     "has_view_labels",
     "regenerate_labels",
     "relabel",
+    "scheduled_labels",
     "teacher_probs",
     "teacher_targets_fn",
     "view_label_bytes",
+    "with_label_schedule",
 ]
+
+#: temperature schedules a set of stored logits may ask its evaluation for
+#: (``meta['label_schedule']``): ``"lpqld"``, :func:`ddkit.data.label_budget.lpqld_temperature`
+LABEL_SCHEDULES = ("lpqld",)
 
 VIEW_KEYS = (
     "view_boxes",
@@ -255,7 +267,8 @@ def _unlabelled(syn: SyntheticSet) -> tuple[dict[str, torch.Tensor], dict]:
     per-region labels (the method's own) and its label budget."""
     old = {key for key in label_tensor_keys(syn.extras) if key != "region_labels"}
     extras = {key: v for key, v in syn.extras.items() if key not in old}
-    meta = {key: v for key, v in syn.meta.items() if key not in ("label_budget", "label_storage")}
+    dropped = ("label_budget", "label_storage", "label_schedule")
+    meta = {key: v for key, v in syn.meta.items() if key not in dropped}
     return extras, meta
 
 
@@ -405,6 +418,61 @@ def decompress_view_labels(syn: SyntheticSet, temperature: float | None = None) 
         raise DataError("this set has no per-view soft labels (relabel with views > 0)")
     t = float(syn.meta.get("label_temperature", 1.0)) if temperature is None else temperature
     return decode_probs(view_parts(syn.extras), syn.spec.num_classes, t)
+
+
+def with_label_schedule(syn: SyntheticSet, schedule: str | None) -> SyntheticSet:
+    """A copy of ``syn`` whose evaluation decodes its stored logits at every epoch's
+    temperature of ``schedule`` (:data:`LABEL_SCHEDULES`; ``"lpqld"``: LPQLD's Dynamic
+    Knowledge Reuse, Xiao & He, TPAMI 2026, arXiv:2604.18135), recorded in
+    ``meta['label_schedule']``; ``None`` takes the mark off (one temperature,
+    ``label_temperature``, as before). A set without stored logits (a budget other than
+    ``logits:K``) is refused."""
+    meta = {key: v for key, v in syn.meta.items() if key != "label_schedule"}
+    if schedule is not None:
+        if schedule not in LABEL_SCHEDULES:
+            raise ConfigError(
+                f"unknown label schedule {schedule!r}; valid: {', '.join(LABEL_SCHEDULES)}"
+            )
+        if stored_logits(syn.extras) is None:
+            raise DataError(
+                f"label schedule {schedule!r} re-softens stored logits, and this set stores "
+                "none: relabel it with a logits:K label budget"
+            )
+        meta["label_schedule"] = schedule
+    return dataclasses.replace(syn, meta=meta)
+
+
+def scheduled_labels(syn: SyntheticSet, epochs: int) -> Callable[[int], torch.Tensor] | None:
+    """``labels_at(epoch)``: the probability rows a training of ``epochs`` epochs trains on at
+    ``epoch`` when ``syn`` asks for a label schedule (:func:`with_label_schedule`): its stored
+    logits decoded at :func:`~ddkit.data.label_budget.lpqld_temperature` of that epoch, one row
+    per stored view (``(N*V, K)``, in :func:`expand_views`' order) or per image (``(N, K)``).
+    LPQLD re-softens the stored logits every epoch, from 20 down to 2 in steps of a tenth of the
+    epochs. ``None`` when ``syn`` asks for none (its labels train at ``label_temperature``)."""
+    schedule = syn.meta.get("label_schedule")
+    if schedule is None:
+        return None
+    if schedule not in LABEL_SCHEDULES:
+        raise ConfigError(
+            f"this set asks for the unknown label schedule {schedule!r}; valid: "
+            f"{', '.join(LABEL_SCHEDULES)} (take it off with with_label_schedule(syn, None))"
+        )
+    parts = stored_logits(syn.extras)
+    if parts is None:
+        raise DataError(
+            f"this set asks for label schedule {schedule!r} but stores no logits: take the mark "
+            "off (with_label_schedule(syn, None)) or relabel it with a logits:K label budget"
+        )
+    parts = {key: v.cpu() for key, v in parts.items()}
+    k, last = syn.spec.num_classes, {}
+
+    def labels_at(epoch: int) -> torch.Tensor:
+        t = lpqld_temperature(epoch, epochs)
+        if last.get("temperature") != t:  # the schedule steps: decode once per step
+            last.update(temperature=t, rows=decode_probs(parts, k, t).reshape(-1, k))
+        return last["rows"]
+
+    return labels_at
 
 
 def has_view_labels(syn: SyntheticSet) -> bool:

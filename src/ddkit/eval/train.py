@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ddkit.data.spec import DatasetSpec
-from ddkit.errors import ConfigError
+from ddkit.errors import ConfigError, DataError
 from ddkit.eval.batches import Augmenter, AugmentFn, BatchTargets, _batch
 from ddkit.eval.losses import (
     loss_function,
@@ -55,6 +55,11 @@ from ddkit.models.footprint import training_batch
 # ``targets_fn(x_augmented, batch_index, run) -> targets`` lets a protocol compute targets on
 # the fly (teacher knowledge distillation); by default targets are looked up by index.
 TargetsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# ``targets_at(epoch) -> targets`` gives the stored targets of one epoch (rows as the images),
+# for targets that follow a schedule (LPQLD's stepped temperature over stored logits:
+# :func:`ddkit.eval.relabel.scheduled_labels`); called at every epoch's start, before any batch
+# is drawn, so augmentation and CutMix mix that epoch's targets.
+EpochTargets = Callable[[int], torch.Tensor]
 
 
 @dataclass
@@ -274,7 +279,7 @@ class TrainRecipe:
 def sgd_train(
     net: nn.Module,
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | EpochTargets,
     recipe: TrainRecipe,
     *,
     generator: torch.Generator,
@@ -295,7 +300,8 @@ def sgd_train(
     ``batch_targets(x_augmented, index)``, when given, replaces its targets (teacher KD).
     ``optimizer``: an optimiser of ``net``'s parameters that the caller keeps (its state carries
     over between calls; the recipe then sets only its learning rate), else one the recipe
-    builds. ``targets`` are classes ``(N,)`` or vectors ``(N, K)``. ``on_epoch(epoch)`` is
+    builds. ``targets`` are classes ``(N,)`` or vectors ``(N, K)``, or ``targets(epoch)``
+    giving them anew at every epoch's start (:data:`EpochTargets`). ``on_epoch(epoch)`` is
     called after every epoch (``net`` is put back in train mode at the start of each);
     ``on_batch(epoch, index, logits)`` sees every batch's rows and detached logits before the
     update (e.g. forgetting events). No other randomness is used, so the same generator state
@@ -334,10 +340,11 @@ def sgd_train(
         for epoch in range(start_epoch, r.epochs):
             _set_lr(opt, r.lr * schedule_factor(r.schedule, epoch, r.epochs))
             perm = torch.randperm(n, generator=generator).to(images.device)
+            stored = _targets_of_epoch(targets, epoch, images.device, n)
             net.train()
             for start in range(0, n, bs):
                 idx = perm[start : start + bs]
-                x, t = _batch(images, targets, idx, generator, augment, batch_targets)
+                x, t = _batch(images, stored, idx, generator, augment, batch_targets)
                 if share is not None:  # the whole batch was drawn; this rank trains on its rows
                     rows = slice(share.rank, None, share.world_size)
                     x, t, idx = x[rows], t[rows], idx[rows]
@@ -361,6 +368,19 @@ def sgd_train(
     net.eval()
     run = r.epochs - start_epoch
     return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
+
+
+def _targets_of_epoch(
+    targets: torch.Tensor | EpochTargets, epoch: int, device: torch.device, rows: int
+) -> torch.Tensor:
+    """The stored targets of ``epoch``: ``targets`` itself, or ``targets(epoch)`` on
+    ``device``, which must give one target per image (``rows``)."""
+    if not callable(targets):
+        return targets
+    out = targets(epoch)
+    if len(out) != rows:
+        raise DataError(f"epoch {epoch}'s targets have {len(out):,} rows for {rows:,} images")
+    return out.to(device)
 
 
 def _training_piece(net: nn.Module, batch_size: int, images: torch.Tensor) -> int:
@@ -455,7 +475,7 @@ def _train_one_by_one(
     nets: list[nn.Module],
     gens: list[torch.Generator],
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | EpochTargets,
     protocol: EvalProtocol,
     augment: Augmenter,
     lr: float,
@@ -482,7 +502,7 @@ def _train_vectorized(
     nets: list[nn.Module],
     gens: list[torch.Generator],
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | EpochTargets,
     protocol: EvalProtocol,
     augment: Augmenter,
     lr: float,
@@ -512,10 +532,11 @@ def _train_vectorized(
     for epoch in range(protocol.epochs):
         _set_lr(opt, lr * lr_factor(protocol, epoch))
         perms = [torch.randperm(n, generator=g).to(images.device) for g in gens]
+        stored = _targets_of_epoch(targets, epoch, images.device, n)
         for start in range(0, n, bs):
             xs, ts = zip(
                 *(
-                    _batch(images, targets, p[start : start + bs], g, augment, bt)
+                    _batch(images, stored, p[start : start + bs], g, augment, bt)
                     for p, g, bt in zip(perms, gens, run_targets)
                 )
             )
@@ -536,7 +557,7 @@ def train_networks(
     model: str,
     spec: DatasetSpec,
     images: torch.Tensor,
-    targets: torch.Tensor,
+    targets: torch.Tensor | EpochTargets,
     protocol: EvalProtocol,
     seeds: Sequence[int],
     *,
@@ -548,8 +569,9 @@ def train_networks(
 ) -> TrainResult:
     """Train one fresh ``model`` per seed on ``(images, targets)`` under ``protocol``.
 
-    ``targets`` are hard labels ``(N,)`` or vectors ``(N, K)``; ``targets_fn(x, index, run)``
-    computes them on the fly instead. The loss is the protocol's. Returns the trained networks
+    ``targets`` are hard labels ``(N,)`` or vectors ``(N, K)``, or ``targets(epoch)`` giving
+    them at every epoch's start (:data:`EpochTargets`, in both paths); ``targets_fn(x, index,
+    run)`` computes them on the fly instead. The loss is the protocol's. Returns the trained networks
     in eval mode. ``progress(k)`` is called as training advances with the number ``k`` of
     network-epochs just completed (all ``len(seeds)`` per epoch when vectorised). ``vectorize``:
     ``True`` trains the networks together with ``vmap``, ``False`` one after another with
@@ -558,7 +580,8 @@ def train_networks(
     one-by-one path; the vmap path runs without them.
     """
     device = torch.device(device)
-    images, targets = images.to(device), targets.to(device)
+    images = images.to(device)
+    targets = targets if callable(targets) else targets.to(device)
     nets = build_networks(model, spec, seeds, device)
     gens = run_generators(seeds)
     augment = Augmenter.from_protocol(protocol, spec)

@@ -15,7 +15,9 @@ in ``extras``:
   ``meta['similarity_alpha']``), which replaces the one-hot targets of the contrastive loss.
 
 Caption ``j`` of a set describes image ``j``; ``meta['encoder']`` records the towers
-(:class:`~ddkit.models.text.EncoderSpec`) the text's space belongs to.
+(:class:`~ddkit.models.text.EncoderSpec`) the text's space belongs to, and ``meta['towers']``
+(optional) that they were pretrained here and frozen (:mod:`ddkit.eval.towers`): every row
+of its report then trains only the projection heads over the same frozen towers.
 
 The recipe (:class:`RetrievalRecipe`): a freshly initialised dual encoder (seed per run), SGD
 with momentum on the symmetric InfoNCE loss (CLIP's, fixed temperature), mini-batches of pairs,
@@ -42,6 +44,7 @@ from ddkit.data.spec import DatasetSpec
 from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS, TEXT_MASK, SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.evaluate import Report, run_seeds
+from ddkit.eval.towers import cached_towers, freeze_towers, towers_of
 from ddkit.models.text import DualEncoder, EncoderSpec, build_dual_encoder
 
 __all__ = [
@@ -404,13 +407,18 @@ def evaluate_retrieval(
     epochs: int | None = None,
     seed: int = 0,
     full_data: bool = True,
+    towers: str | None = None,
+    tower_cache: str | None = None,
 ) -> RetrievalReport:
     """Train fresh dual encoders (the towers ``syn`` records) on ``syn`` and report recall@1/5/10
     both ways on the paired split ``test``, mean ± std over ``runs`` seeds; with ``train`` (the
     paired train split) the ``random pairs`` and ``full data`` rows under the same recipe beside
     it (``full_data=False``: the random row only, e.g. when the full row was already trained
     under the same recipe and seed). ``runs`` and ``epochs`` override the recipe's (``epochs``
-    both its counts). Same seed => same report."""
+    both its counts). ``towers`` ``"pretrained"`` / ``"scratch"`` overrides what the set
+    records (``meta['towers']``, :func:`ddkit.eval.towers.towers_of`): pretrained towers are
+    read from ``tower_cache`` (else the recorded folder), made from ``train`` if not there,
+    and frozen in every row. Same seed => same report."""
     _check_split(syn, test)
     base = recipe or RetrievalRecipe()
     given = {"runs": runs, "epochs": epochs, "full_epochs": epochs}
@@ -419,8 +427,19 @@ def evaluate_retrieval(
     seeds = run_seeds(seed, recipe.runs)
     t0 = time.perf_counter()
 
+    source, tower_recipe, cache = towers_of(syn.meta, towers, tower_cache)
+    frozen = None
+    if source == "pretrained":
+        if train is None:
+            raise ConfigError(
+                "pretrained towers are made from the paired train split; pass it (or "
+                "towers='scratch')"
+            )
+        frozen, _ = cached_towers(train, encoder, tower_recipe, cache_root=cache)
+
     def build(s: int) -> DualEncoder:
-        return build_dual_encoder(encoder, syn.spec.channels, syn.spec.image_size, s)
+        model = build_dual_encoder(encoder, syn.spec.channels, syn.spec.image_size, s)
+        return model if frozen is None else freeze_towers(model, frozen)
 
     rows: list[tuple[str, int, int, Callable[[DualEncoder, int], Pairs]]] = [
         (
@@ -447,4 +466,5 @@ def evaluate_retrieval(
         report.results.append(RetrievalRow(name, size, scores, seeds, time.perf_counter() - start))
     report.seconds = time.perf_counter() - t0
     report.meta = {"seed": seed, "encoder": encoder.to_dict(), "bytes": syn.storage_bytes()}
+    report.meta["towers"] = source
     return report

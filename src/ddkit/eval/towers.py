@@ -53,6 +53,7 @@ from ddkit.rng import seeded_global_rng
 __all__ = [
     "DEFAULT_TOWER_CACHE",
     "TOWERS",
+    "TOWERS_KEY",
     "FrozenTower",
     "TowerRecipe",
     "attribute_classes",
@@ -61,6 +62,8 @@ __all__ = [
     "freeze_towers",
     "pretrain_towers",
     "tower_cache_file",
+    "towers_of",
+    "towers_record",
 ]
 
 #: Tower sources: trained with the heads from scratch, or pretrained here and frozen.
@@ -256,3 +259,29 @@ def freeze_towers(model: DualEncoder, state: dict[str, torch.Tensor]) -> DualEnc
             ) from None
         setattr(model, side, FrozenTower(tower))
     return model
+
+
+#: The key of a paired set's meta recording its towers (absent: from scratch).
+TOWERS_KEY = "towers"
+
+
+def towers_record(recipe: TowerRecipe, cache_root: str | os.PathLike) -> dict[str, Any]:
+    """What a paired set's ``meta['towers']`` holds when made with pretrained towers: the
+    recipe and the cache folder, so that its evaluation freezes the same towers."""
+    return {"source": "pretrained", "recipe": recipe.to_dict(), "cache": str(cache_root)}
+
+
+def towers_of(
+    meta: dict[str, Any], towers: str | None = None, cache_root: str | os.PathLike | None = None
+) -> tuple[str, TowerRecipe, str]:
+    """``(source, recipe, cache_root)``: ``towers`` / ``cache_root`` where given, else what
+    ``meta`` records (:func:`towers_record`), else from scratch with the default recipe."""
+    rec = meta.get(TOWERS_KEY)
+    rec = rec if isinstance(rec, dict) else {}
+    source = towers or str(rec.get("source", "scratch"))
+    check_towers(source)
+    try:
+        recipe = TowerRecipe(**rec.get("recipe", {}))
+    except TypeError as e:
+        raise ConfigError(f"invalid towers record in the set's meta: {e}") from None
+    return source, recipe, str(cache_root or rec.get("cache", DEFAULT_TOWER_CACHE))

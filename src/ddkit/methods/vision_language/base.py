@@ -17,8 +17,25 @@ import torch
 from ddkit.data.paired import PairedDataset
 from ddkit.errors import ConfigError
 from ddkit.eval.retrieval import Pairs, split_pairs
+from ddkit.eval.towers import (
+    DEFAULT_TOWER_CACHE,
+    TOWERS,
+    TOWERS_KEY,
+    TowerRecipe,
+    cached_towers,
+    check_towers,
+    freeze_towers,
+    towers_record,
+)
 from ddkit.methods.base import Distiller
-from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, MethodConfig, Rule
+from ddkit.methods.config import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    MethodConfig,
+    Rule,
+    one_of,
+)
 from ddkit.models.text import BUILTIN_TEXT, HF_PREFIX, DualEncoder, EncoderSpec, build_dual_encoder
 
 __all__ = ["EncoderConfig", "PairedDistiller", "check_paired"]
@@ -41,6 +58,9 @@ class EncoderConfig(MethodConfig):
     table_seed: int = 0  # seed of the built-in frozen token table (the text space of a set)
     lora_rank: int = 0  # > 0: LoRA adapters on hf: towers through peft (ddkit[lora])
     temperature: float = 0.07  # InfoNCE temperature (CLIP's initial value)
+    towers: str = "scratch"  # scratch | pretrained (pretrained here, cached, frozen; heads train)
+    tower_epochs: int = 5  # epochs of the towers' pretraining (ddkit.eval.towers)
+    tower_cache: str = DEFAULT_TOWER_CACHE  # the folder keeping pretrained towers
 
     rules = {
         "text_encoder": _TEXT,
@@ -50,6 +70,8 @@ class EncoderConfig(MethodConfig):
         "table_seed": NON_NEGATIVE,
         "lora_rank": NON_NEGATIVE,
         "temperature": POSITIVE,
+        "towers": one_of(*TOWERS),
+        "tower_epochs": AT_LEAST_ONE,
     }
 
 
@@ -100,16 +122,37 @@ class PairedDistiller(Distiller):
             pad_id=int(tok.pad_id),
         )
 
+    def tower_recipe(self) -> TowerRecipe:
+        """How pretrained towers are made (the tower seed is fixed: every run, and the
+        evaluation, freezes the same towers)."""
+        return TowerRecipe(epochs=self.config.tower_epochs)
+
+    def towers_meta(self) -> dict[str, Any]:
+        """``{'towers': ...}`` for the set's meta when the towers are pretrained, else ``{}``."""
+        if self.config.towers != "pretrained":
+            return {}
+        return {TOWERS_KEY: towers_record(self.tower_recipe(), self.config.tower_cache)}
+
     def build_encoder(self, seed: int) -> DualEncoder:
-        """A fresh dual encoder for the run's data, initialised under ``seed``."""
+        """A fresh dual encoder for the run's data, initialised under ``seed``; its towers
+        pretrained and frozen (``towers_``) where the config says so."""
         spec = self.train_.spec
         model = build_dual_encoder(self.encoder_, spec.channels, spec.image_size, seed)
+        if getattr(self, "towers_", None) is not None:
+            model = freeze_towers(model, self.towers_)
         return model.to(self.train_.images.device)  # computed where the data lives
 
     def prepare(self, train: Any, seed: int) -> tuple[DualEncoder, Pairs]:
-        """Set ``encoder_`` and return a model built under ``seed`` and the real pairs as its
-        (frozen) text table reads them."""
+        """Set ``encoder_`` (and ``towers_``: the pretrained towers, read from or written to
+        ``tower_cache``, or ``None``) and return a model built under ``seed`` and the real
+        pairs as its (frozen) text table reads them."""
         self.encoder_ = self.encoder_spec(train)
+        self.towers_ = None
+        if self.config.towers == "pretrained":
+            check_towers("pretrained", self.encoder_)
+            self.towers_, _ = cached_towers(
+                train, self.encoder_, self.tower_recipe(), cache_root=self.config.tower_cache
+            )
         model = self.build_encoder(seed)
         with torch.no_grad():
             return model, split_pairs(train, model)

@@ -43,6 +43,7 @@ class _PairSelector(PairedDistiller):
     def result(self) -> SyntheticSet:
         rows, captions = self.state_["rows"], self.state_["captions"]
         meta = {"indices": rows.tolist(), "caption_indices": captions.tolist()}
+        meta.update(self.towers_meta())
         train = self.train_
         return paired_set(
             train.images[rows],

@@ -204,6 +204,7 @@ class VLMTT(PairedDistiller):
             "seeds": seeds,
             **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
             "temperature": cfg.temperature,
+            **self.towers_meta(),
         }
         return Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
 
@@ -322,6 +323,7 @@ class VLMTT(PairedDistiller):
             "student_lr": dict(zip(("image", "text"), s["syn_lr"].detach().tolist())),
             "similarity": cfg.similarity,
             "initial_rows": self.rows_.tolist(),
+            **self.towers_meta(),
         }
         out = paired_set(
             s["images"], self.train_.spec, self.encoder_, emb=s["text"], mask=self.mask_,

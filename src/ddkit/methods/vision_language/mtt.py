@@ -24,9 +24,11 @@
 
 Deviations from the authors' code, each on purpose:
 
-* the encoders are ddkit's (a ConvNet and a small text tower trained from scratch, or frozen
-  local Hugging Face towers with heads and optional LoRA), where the papers use a pretrained
-  NFNet / ViT and a frozen BERT; the text embeddings live in the tower's *input* space (a frozen
+* the encoders are ddkit's (a ConvNet and a small text tower trained from scratch; with
+  ``towers="pretrained"`` the same towers pretrained here on the data's attributes and frozen,
+  heads trained, :mod:`ddkit.eval.towers`; or frozen local Hugging Face towers with heads and
+  optional LoRA), where the papers use a pretrained NFNet / ViT and a frozen BERT; the text
+  embeddings live in the tower's *input* space (a frozen
   token table) rather than BERT's output space, so the text tower's body is matched too;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
   ``expert_lr``) from the run's seed and held in memory; ``expert_cache`` names a folder where

@@ -154,3 +154,12 @@ def test_refusals_are_one_line():
     state = pretrain_towers(SPLITS.train, _spec(), RECIPE)
     with pytest.raises(ConfigError, match="does not fit"):
         freeze_towers(build_dual_encoder(_spec(width=32), 3, 64, 0), state)
+
+
+def test_a_dry_run_times_the_pretraining_instead_of_caching_it(tmp_path):
+    from ddkit.eval.dry_run import estimating
+
+    with estimating() as costs:
+        state, path = cached_towers(SPLITS.train, _spec(), RECIPE, cache_root=tmp_path)
+    assert not path.exists() and any(k.startswith("text.") for k in state)
+    assert len(costs) == 1 and costs[0].seconds > 0 and "towers" in costs[0].what

@@ -46,6 +46,7 @@ from torch import nn
 
 from ddkit.data.fingerprint import fingerprint
 from ddkit.errors import ConfigError, DataError
+from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.io import ensure_writable_dir, json_sha256, load_tensors, save_tensors
 from ddkit.models.text import HF_PREFIX, DualEncoder, EncoderSpec, build_dual_encoder
 from ddkit.rng import seeded_global_rng
@@ -208,13 +209,34 @@ def cached_towers(
     recipe = recipe or TowerRecipe()
     check_towers("pretrained", spec)
     path = tower_cache_file(cache_root, train, spec, recipe)
+    what = f"pretrained towers x {recipe.epochs} epochs"
     if path.is_file():
+        record(SetupCost(what, 0.0))
         return load_tensors(path), path
+    if is_estimating():
+        return _stand_in_towers(train, spec, recipe, what), path
     state = pretrain_towers(train, spec, recipe)
     ensure_writable_dir(path.parent)
     meta = {"format": FORMAT, "recipe": json_sha256(recipe.to_dict()), "data": _data_key(train)}
     save_tensors(path, state, metadata=meta)
     return state, path
+
+
+def _stand_in_towers(
+    train: Any, spec: EncoderSpec, recipe: TowerRecipe, what: str
+) -> dict[str, torch.Tensor]:
+    """A dry run's towers: one pretraining epoch timed on a part of the images
+    (:func:`~ddkit.eval.dry_run.time_part`), scaled to the recipe's epochs and recorded; the
+    part's towers stand in."""
+    one = TowerRecipe(epochs=1, lr=recipe.lr, batch=recipe.batch, seed=recipe.seed)
+
+    def one_pass(n: int) -> dict[str, torch.Tensor]:
+        return pretrain_towers(train.subset(torch.arange(n)), spec, one)
+
+    part = time_part(one_pass, len(train), recipe.batch)
+    timed = f"one epoch of both towers, {part.text()}, x {recipe.epochs} epochs"
+    record(SetupCost(what, part.pass_seconds * recipe.epochs, timed, part.spent))
+    return part.result
 
 
 class FrozenTower(nn.Module):

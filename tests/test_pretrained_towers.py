@@ -163,3 +163,16 @@ def test_a_dry_run_times_the_pretraining_instead_of_caching_it(tmp_path):
         state, path = cached_towers(SPLITS.train, _spec(), RECIPE, cache_root=tmp_path)
     assert not path.exists() and any(k.startswith("text.") for k in state)
     assert len(costs) == 1 and costs[0].seconds > 0 and "towers" in costs[0].what
+
+
+def test_experts_over_pretrained_towers_are_cached_apart_from_those_from_scratch(tmp_path):
+    base = {**method_test_overrides("vl-mtt"), "expert_cache": str(tmp_path / "experts")}
+    frozen = {**base, "towers": "pretrained", "tower_epochs": 1, "tower_cache": str(tmp_path)}
+    sets = [
+        create_method("vl-mtt", modality="paired", **kw).fit(
+            SPLITS.train, 4, seed=0, progress=False
+        )
+        for kw in (frozen, frozen, base)
+    ]
+    assert len(list((tmp_path / "experts").iterdir())) == 2
+    assert torch.equal(sets[0].images, sets[1].images)

@@ -206,8 +206,9 @@ class VLMTT(PairedDistiller):
             "seeds": seeds,
             **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
             "temperature": cfg.temperature,
-            **self.towers_meta(),
         }
+        if cfg.towers == "pretrained":  # (the from-scratch key is as it was)
+            key["towers"] = self.tower_recipe().to_dict()
         return Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
 
     def _stand_in_experts(self, real: Any, seeds: list[int], what: str) -> list[torch.Tensor]:

@@ -26,6 +26,18 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.fixture(scope="session")
+def saved_tiny_teacher(tmp_path_factory):
+    """A BatchNorm ConvNet trained one epoch on tiny digits and saved: ``(network, folder)``, for
+    the tests of soft labels that relabel with it or find it from a set's ``teacher_dir``."""
+    from ddkit.eval.teacher import TeacherRecipe, train_teacher
+    from ddkit.testing import tiny_digits
+
+    folder = tmp_path_factory.mktemp("teacher") / "t"
+    recipe = TeacherRecipe("convnet3-bn-w8", epochs=1, seed=0)
+    return train_teacher(tiny_digits().train, recipe, out_dir=folder), folder
+
+
 @pytest.fixture
 def global_rng_untouched() -> Iterator[None]:
     """Fail the test if it draws from (or reseeds) torch's global RNG.

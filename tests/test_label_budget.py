@@ -12,7 +12,6 @@ from ddkit.data.synthetic import TENSOR_FILE, SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval import evaluate
 from ddkit.eval.relabel import decompress_view_labels, encode_labels, regenerate_labels, relabel
-from ddkit.eval.teacher import TeacherRecipe, train_teacher
 from ddkit.methods import create_method
 from ddkit.testing import method_test_overrides, tiny_digits
 
@@ -26,12 +25,8 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teacher") / "t"
-    net = train_teacher(
-        tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=1, seed=0), out_dir=folder
-    )
-    return net, folder
+def teacher(saved_tiny_teacher):
+    return saved_tiny_teacher
 
 
 @pytest.fixture(scope="module")

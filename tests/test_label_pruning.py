@@ -21,7 +21,6 @@ from ddkit.eval.relabel import (
     relabel,
     view_label_bytes,
 )
-from ddkit.eval.teacher import TeacherRecipe, train_teacher
 from ddkit.testing import tiny_digits
 
 N, V = 10, 6
@@ -44,12 +43,8 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teacher") / "t"
-    net = train_teacher(
-        tiny.train, TeacherRecipe("convnet3-bn-w8", epochs=1, seed=0), out_dir=folder
-    )
-    return net, folder
+def teacher(saved_tiny_teacher):
+    return saved_tiny_teacher
 
 
 @pytest.fixture(scope="module")

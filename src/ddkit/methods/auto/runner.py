@@ -111,7 +111,7 @@ class FitRunner:
 
     def estimate(self, candidate: Candidate) -> Cost:
         t0 = time.perf_counter()
-        with _quiet_budgets():
+        with _quiet(_NO_PRESET):
             if candidate.selector:
                 return self._estimate_selection(candidate)
             setup, pace, planned = self.estimate_fn(
@@ -153,8 +153,7 @@ class FitRunner:
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
-        with warnings.catch_warnings():  # a timing run of a part of the epochs is short
-            warnings.filterwarnings("ignore", message=r".*under-trained")
+        with _quiet(_UNDER_TRAINED):
             _, seconds = validation_score(syn, self.split.val, self.setup.device, SCORING_PART)
         epochs = max(1, int(SCORING_PART * VAL_EPOCHS))
         return seconds * VAL_RUNS * VAL_EPOCHS / epochs
@@ -162,13 +161,13 @@ class FitRunner:
     def _select(self, candidate: Candidate, rows: Any = None) -> Any:
         s = self.setup
         rows = self.fit_rows if rows is None else rows
-        with _quiet_budgets():
+        with _quiet(_NO_PRESET):
             return self.method(candidate).fit(rows, s.ipc, seed=s.seed, progress=False)
 
     def _distil(self, candidate: Candidate, iterations: int, seconds: float) -> Any:
         s = self.setup
         budget = TimeBudget(seconds, say=lambda _line: None)
-        with _quiet_budgets():
+        with _quiet(_NO_PRESET):
             return self.method(candidate).fit(
                 self.fit_rows, s.ipc, iterations=iterations, seed=s.seed, callbacks=[budget],
                 checkpoint_dir=s.folder / candidate.label / "checkpoint",
@@ -187,10 +186,17 @@ def _part(rows: Any, ipc: int) -> Any:
     return rows.subset(held.to(rows.labels.device))
 
 
+#: a method's note that it scaled its iterations to data without a preset: not repeated for
+#: every candidate (the record states each one's planned count)
+_NO_PRESET = r".*no preset for dataset"
+#: the warning that a scoring network is under-trained: the timing run of a part of the
+#: epochs is short on purpose
+_UNDER_TRAINED = r".*under-trained"
+
+
 @contextmanager
-def _quiet_budgets() -> Iterator[None]:
-    """A block in which a method's note that it scaled its iterations to data without a preset
-    is not repeated for every candidate (the record states each one's planned count)."""
+def _quiet(message: str) -> Iterator[None]:
+    """A block in which the warnings whose text matches ``message`` are not shown."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*no preset for dataset")
+        warnings.filterwarnings("ignore", message=message)
         yield

@@ -80,18 +80,38 @@ def _fakes() -> dict[str, Fake]:
     }
 
 
+def _slow_fakes() -> dict[str, Fake]:
+    """No distiller reaches its planned count in a tournament of 300 s."""
+    return {
+        **_fakes(),
+        "dm": Fake(3.0, 0.1, 2000, 0.80, 0.001),
+        "idm": Fake(5.0, 0.2, 2000, 0.85, 0.001),
+    }
+
+
 def test_successive_halving_keeps_the_best_by_validation_accuracy() -> None:
-    runner = FakeRunner(_fakes())
+    runner = FakeRunner(_slow_fakes())
     outcome = Tournament(CANDIDATES, runner, 300.0).run()
     assert outcome.winner.candidate.label == "idm"
-    assert outcome.rounds == 3  # five candidates: 5 -> 3 -> 2
+    assert outcome.rounds == 2  # three distillers: 3 -> 2 (the selectors are finished)
     rows = {r.candidate.label: r for r in outcome.rows}
-    assert rows["random"].stopped.startswith("round 0: ranked")
-    assert rows["idm"].stopped == "the winner" and rows["idm"].reached == 2
+    assert rows["dsa"].stopped.startswith("round 0: ranked 3 of 3 distillers")
+    assert rows["random"].stopped == "lost the last round"  # its score carried to the end
+    assert rows["idm"].stopped == "the winner" and rows["idm"].reached == 1
     # a survivor's iterations grow from round to round (its share doubles as the pool halves)
     its = [r["iterations"] for r in rows["idm"].rounds]
     assert its == sorted(its) and len(its) >= 2
     assert outcome.spent_seconds <= 300.0 * (1 + SLACK)
+
+
+def test_finished_candidates_take_no_place_in_the_halving_and_can_win() -> None:
+    fakes = {**_slow_fakes(), "herding": Fake(2.0, 0.0, 0, 0.95)}  # a selector better than all
+    outcome = Tournament(CANDIDATES, FakeRunner(fakes), 300.0).run()
+    rows = {r.candidate.label: r for r in outcome.rows}
+    assert outcome.winner is rows["herding"] and rows["herding"].reached == 1
+    # both better distillers went on to the last round: herding took none of the two places
+    assert [r["round"] for r in rows["dm"].rounds] == [0, 1]
+    assert [r["round"] for r in rows["idm"].rounds] == [0, 1]
 
 
 @pytest.mark.parametrize("seconds", [5.0, 20.0, 60.0, 200.0, 1000.0])
@@ -183,7 +203,6 @@ def quick(monkeypatch):
     monkeypatch.setattr(scoring, "VAL_EPOCHS", 3)
     monkeypatch.setattr(scoring, "VAL_RUNS", 1)
     monkeypatch.setattr(scoring, "VAL_LEARNERS", "knn")
-    monkeypatch.setattr(scoring, "SCORING_PART", 1.0)  # a scoring of seconds: timed whole
     monkeypatch.setattr(ddkit.runs, "WARMUP_MIN_SECONDS", 0.0)
     from ddkit.methods.auto import candidates
 

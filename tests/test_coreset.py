@@ -15,6 +15,7 @@ from ddkit.methods.coreset.selectors import (
     herding_order,
     kcenter_order,
     pad_by_class,
+    shared_embeddings,
     top_per_class,
     train_feature_net,
 )
@@ -207,6 +208,31 @@ def test_train_feature_net_learns_and_leaves_global_rng_alone():
         torch.equal(a, b)
         for a, b in zip(nets[1].state_dict().values(), again.state_dict().values())
     )
+
+
+def test_shared_embeddings_train_one_network_and_select_bit_for_bit(monkeypatch):
+    import ddkit.methods.coreset.selectors as selectors
+
+    train = tiny_digits().train
+    trained = []
+    real = selectors.train_feature_net
+    monkeypatch.setattr(
+        selectors, "train_feature_net", lambda *a, **k: trained.append(1) or real(*a, **k)
+    )
+
+    def picks(name, seed=0):
+        syn = create_method(name, epochs_net=2).fit(train, 3, seed=seed, progress=False)
+        return syn.images
+
+    alone = [picks("herding"), picks("kcenter")]
+    assert len(trained) == 2
+    with shared_embeddings():
+        shared = [picks("herding"), picks("kcenter"), picks("kcenter", seed=1)]
+    assert len(trained) == 4  # one for seed 0 (both selectors), one for seed 1
+    assert all(torch.equal(a, b) for a, b in zip(alone, shared[:2], strict=True))
+    assert not torch.equal(shared[1], shared[2])
+    picks("herding")  # outside the block nothing is kept
+    assert len(trained) == 5
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from ddkit.methods.auto.record import rows_record
 from ddkit.methods.auto.runner import Estimate, FitRunner, RunnerSetup
 from ddkit.methods.auto.tournament import Memo, Outcome, Runner, Tournament
 from ddkit.methods.auto.validation import ValidationSplit, carve
+from ddkit.methods.coreset.selectors import shared_embeddings
 
 #: the name that asks for the tournament
 AUTO = "auto"
@@ -96,6 +97,7 @@ def choose(
         memo = Memo(where / MEMO_FILE if folder is not None else None,
                     _settings(request, split, candidates))  # fmt: skip
         play = _runner(split, candidates, request, where, estimate, runner)
+        stack.enter_context(shared_embeddings())
         outcome = Tournament(candidates, play, _seconds(request), memo, say).run()
     return AutoChoice(
         outcome.winner.candidate.method,
@@ -115,7 +117,7 @@ def plan(
     scored, which is its cost), the number of rounds and the iterations round 0 gives each
     distiller; nothing is written."""
     split, candidates = _split_and_candidates(train, request)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, shared_embeddings():
         play = _runner(split, candidates, request, Path(tmp), estimate, runner)
         t = Tournament(candidates, play, _seconds(request), None, say)
         rounds, targets = t.plan()

@@ -6,9 +6,13 @@ a resumed run continue it), on the validation split's ``fit`` rows, within the t
 gives it (:class:`~ddkit.methods.time_budget.TimeBudget`). It is costed by the ``--dry-run``
 warm-up, passed in as ``estimate`` (a run folder's machinery, one floor up). A selector is
 costed by timing its selection on a stratified :data:`PART` of the rows, scaled to all (where
-that part would be most of the rows, the set is made, and not made again); the first costing
-also times a scoring (one run of :data:`SCORING_PART` of the epochs, scaled to the recipe), so
-the first scoring is costed before it runs too.
+that part would be most of the rows, or the part's selection took under :data:`QUICK`
+seconds, the set is made on all rows, and not made again); the first costing also scores its
+set in full, timed, so the first scoring is costed before any distiller's round (a scoring's
+time does not scale with its epochs: building the networks and judging the validation rows
+take a fixed part). Herding and k-center share their embedding
+(:func:`~ddkit.methods.coreset.selectors.shared_embeddings`, entered by the tournament's
+caller).
 
 Scoring: the set's own evaluator (:func:`ddkit.eval.dispatch.evaluate_set`: networks for
 images, learners for tables and series, a GCN for graphs) on the validation rows, with a short
@@ -46,10 +50,10 @@ VAL_PROTOCOL = get_protocol("fast")
 VAL_LEARNERS: str | None = None
 #: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
 BASELINE_ROWS = frozenset({"random nodes", "full graph"})
-#: the share of the rows a selection is timed on before it is made, and the share of the
-#: epochs (one run) the first costing times a scoring on
+#: the share of the rows a selection is timed on before it is made; a selection of the part
+#: quicker than :data:`QUICK` seconds is made on all rows at once (its estimate is that)
 PART = 0.1
-SCORING_PART = 0.1
+QUICK = 1.0
 #: what a fit checkpoints between rounds: its last step only
 _CHECKPOINT_EVERY = 10**9
 
@@ -99,6 +103,7 @@ class FitRunner:
         self.split, self.setup, self.estimate_fn = split, setup, estimate
         self.fit_rows = split.fit if setup.device is None else split.fit.to(setup.device)
         self._made: dict[str, Any] = {}  # selectors' sets, made when costed
+        self._scored: dict[str, tuple[float, float]] = {}  # their scores, where scored then
         self._eval_seconds = 0.0  # the last scoring's
         self._scoring_timed = False
 
@@ -126,7 +131,8 @@ class FitRunner:
             syn = syn if syn is not None else self._select(candidate)
         else:  # the scoring's share: what the last one took
             syn = self._distil(candidate, iterations, max(seconds - self._eval_seconds, 1e-3))
-        accuracy, eval_seconds = validation_score(syn, self.split.val, self.setup.device)
+        kept = self._scored.pop(candidate.label, None)
+        accuracy, eval_seconds = kept or validation_score(syn, self.split.val, self.setup.device)
         self._eval_seconds = eval_seconds
         done = int(syn.meta.get("iterations", 0))
         return Trained(done, accuracy, time.perf_counter() - t0, eval_seconds)
@@ -134,29 +140,33 @@ class FitRunner:
     def _estimate_selection(self, candidate: Candidate) -> Cost:
         """A selection's cost: timed on a stratified :data:`PART` of the rows and scaled to
         all of them (a selection's work grows with the rows it ranks); where the part would be
-        most of the rows, the set is made, and that is its cost."""
+        most of the rows, or its selection is quicker than :data:`QUICK`, the set is made on
+        all rows, and that is its cost."""
         t0 = time.perf_counter()
         part = _part(self.fit_rows, self.setup.ipc)
         made = self._select(candidate, part)
         selecting = time.perf_counter() - t0
+        if part is not None and selecting < QUICK:
+            part, made = None, self._select(candidate)
+            selecting = time.perf_counter() - t0
         if part is None:
             self._made[candidate.label] = made
-        scoring = self._time_scoring(made)
+        scoring = self._time_scoring(candidate, made, made_on_all=part is None)
         spent = time.perf_counter() - t0
         scale = 1.0 if part is None else len(self.fit_rows) / len(part)
         return Cost(selecting * scale, 0.0, 0, spent, scoring)
 
-    def _time_scoring(self, syn: Any) -> float:
-        """A scoring's cost, once: one run of :data:`SCORING_PART` of the epochs, timed and
-        scaled to the recipe's runs and epochs (``0`` after the first: the tournament costs
-        later scorings by the ones it measured)."""
+    def _time_scoring(self, candidate: Candidate, syn: Any, made_on_all: bool) -> float:
+        """A scoring's cost, once: ``syn`` (the first set made; its size is every set's) scored
+        in full and timed, its score kept where it is the candidate's set (``made_on_all``);
+        ``0`` after the first (the tournament costs later scorings by the ones it measured)."""
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
-        with _quiet(_UNDER_TRAINED):
-            _, seconds = validation_score(syn, self.split.val, self.setup.device, SCORING_PART)
-        epochs = max(1, int(SCORING_PART * VAL_EPOCHS))
-        return seconds * VAL_RUNS * VAL_EPOCHS / epochs
+        scored = validation_score(syn, self.split.val, self.setup.device)
+        if made_on_all:
+            self._scored[candidate.label] = scored
+        return scored[1]
 
     def _select(self, candidate: Candidate, rows: Any = None) -> Any:
         s = self.setup
@@ -189,9 +199,6 @@ def _part(rows: Any, ipc: int) -> Any:
 #: a method's note that it scaled its iterations to data without a preset: not repeated for
 #: every candidate (the record states each one's planned count)
 _NO_PRESET = r".*no preset for dataset"
-#: the warning that a scoring network is under-trained: the timing run of a part of the
-#: epochs is short on purpose
-_UNDER_TRAINED = r".*under-trained"
 
 
 @contextmanager

@@ -14,8 +14,12 @@ Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost mod
    :data:`MIN_ITERATIONS` is left out (the reason recorded) and the shares are made again
    without it; a candidate whose estimate no longer fits the time left is stopped, never
    started. A selector's score (and a distiller's at its planned count) carries to later rounds.
-3. After each round but the last the better half (by validation accuracy; ties: the earlier
-   candidate, cheaper first) goes on. The winner is the best of the last round.
+3. After each round but the last the better half of the distillers still training (by
+   validation accuracy; ties: the earlier candidate, cheaper first) goes on; a finished
+   candidate (a selector, or a distiller at its planned count) takes no place in the halving
+   and keeps its score, since more time would not change its set. The rounds are as many as
+   halving the distillers takes. The winner is the best of every candidate still in at the
+   end, finished or not.
 
 Every result is kept in a :class:`Memo` (a file in the run folder, written atomically), and the
 time the tournament counts is the recorded seconds, not the clock: a resumed tournament replays
@@ -190,7 +194,8 @@ class Tournament:
         for row in self.rows:
             self._cost(row)
         pool = [r for r in self.rows if not r.stopped and r.cost is not None]
-        return pool, max(1, math.ceil(math.log2(len(pool)))) if len(pool) > 1 else 1
+        training = sum(r.trainable for r in pool)
+        return pool, max(1, math.ceil(math.log2(training))) if training > 1 else 1
 
     def plan(self) -> tuple[int, dict[Row, int]]:
         """Cost every candidate (a selector's set is made and scored: that is its cost) and
@@ -318,11 +323,14 @@ class Tournament:
         )
 
     def _halve(self, pool: list[Row], rnd: int) -> list[Row]:
-        ranked = sorted(pool, key=lambda r: (-r.accuracy, self.rows.index(r)))
+        """The pool after round ``rnd``: the better half of the rows still training, and every
+        finished row (its score carries)."""
+        training = [r for r in pool if r.trainable]
+        ranked = sorted(training, key=lambda r: (-r.accuracy, self.rows.index(r)))
         keep = math.ceil(len(ranked) / 2)
         for place, r in enumerate(ranked[keep:], start=keep + 1):
             r.stopped = (
-                f"round {rnd}: ranked {place} of {len(ranked)} by validation accuracy (the best "
-                f"{keep} go on)"
+                f"round {rnd}: ranked {place} of {len(ranked)} distillers by validation accuracy "
+                f"(the best {keep} go on)"
             )
-        return [r for r in pool if r in ranked[:keep]]
+        return [r for r in pool if not r.stopped]

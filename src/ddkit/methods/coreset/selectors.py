@@ -22,7 +22,9 @@ Herding and k-center work in an embedding space chosen by the config field ``emb
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -240,6 +242,44 @@ def top_per_class(
     return order[starts.unsqueeze(1) + torch.arange(n)]
 
 
+# ------------------------------------------------------------------------ shared embeddings
+#: the embeddings kept while :func:`shared_embeddings` is active (``None``: none kept)
+_SHARED: ContextVar[list[tuple[Any, ...]] | None] = ContextVar("shared_embeddings", default=None)
+
+
+@contextmanager
+def shared_embeddings() -> Iterator[None]:
+    """A block in which herding and k-center share their trained embedding: a selector that asks
+    for the embedding of the same rows (the same object), by the same recipe, from a generator
+    in the same state, gets the kept one and the generator's state after it, so its selection
+    is bit for bit what it would have been (``--method auto`` costs both selectors on one
+    split)."""
+    token = _SHARED.set([])
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _embedding(
+    train: ImageDataset, recipe: FeatureNetRecipe, generator: torch.Generator, device: str
+) -> torch.Tensor:
+    """The features of ``train`` by a network trained as ``recipe`` says, or the kept ones
+    inside :func:`shared_embeddings` (the generator then set to the state training left)."""
+    kept = _SHARED.get()
+    state = generator.get_state()
+    if kept is not None:
+        for rows, key, before, after, feats in kept:
+            if rows is train and key == (recipe, device) and torch.equal(before, state):
+                generator.set_state(after)
+                return feats
+    net = train_feature_net(train, recipe, generator, device=device)
+    feats = embed_images(net, train.images)
+    if kept is not None:  # the rows are held here, so no other object can take their id
+        kept.append((train, (recipe, device), state, generator.get_state(), feats))
+    return feats
+
+
 # ------------------------------------------------------------------------ selectors
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig(MethodConfig):
@@ -286,8 +326,7 @@ class _EmbeddingSelector(Selector):
             return train.images.flatten(1).float()
         epochs = cfg.epochs_net if cfg.embedding == "trained" else 0
         recipe = FeatureNetRecipe(cfg.model, epochs, lr=cfg.lr_net, batch_size=cfg.batch_net)
-        net = train_feature_net(train, recipe, generator, device=cfg.device)
-        return embed_images(net, train.images)
+        return _embedding(train, recipe, generator, cfg.device)
 
     def order(self, features: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
         raise NotImplementedError

@@ -102,6 +102,8 @@ class FitRunner:
     def __init__(self, split: ValidationSplit, setup: RunnerSetup, estimate: Estimate) -> None:
         self.split, self.setup, self.estimate_fn = split, setup, estimate
         self.fit_rows = split.fit if setup.device is None else split.fit.to(setup.device)
+        # the rows every selector is timed on (one object, so that they share its embedding)
+        self.part_rows = _part(self.fit_rows, setup.ipc)
         self._made: dict[str, Any] = {}  # selectors' sets, made when costed
         self._scored: dict[str, tuple[float, float]] = {}  # their scores, where scored then
         self._eval_seconds = 0.0  # the last scoring's
@@ -143,7 +145,7 @@ class FitRunner:
         most of the rows, or its selection is quicker than :data:`QUICK`, the set is made on
         all rows, and that is its cost."""
         t0 = time.perf_counter()
-        part = _part(self.fit_rows, self.setup.ipc)
+        part = self.part_rows
         made = self._select(candidate, part)
         selecting = time.perf_counter() - t0
         if part is not None and selecting < QUICK:

@@ -21,6 +21,12 @@
   normal draw, ``R`` to zeros, so ``S = I`` at the start), learned jointly through the unrolled
   student; the student's loss is the soft-target InfoNCE (``S`` in place of ``I``) and the set
   stores ``a``, ``L`` and ``R`` (the retrieval evaluation trains on ``S``).
+* **Collapse diagnostics** -- RepBlend's symptoms of modality collapse (Zhang et al., NeurIPS
+  2025, arXiv:2505.14705; :mod:`ddkit.methods.vision_language.diagnostics`): the synthetic
+  pairs embedded, without gradients and in eval mode, by the first expert's last epoch (an
+  encoder trained on the real pairs, as RepBlend embeds sets with a fine-tuned CLIP); measured
+  at the start, every ``diagnose_every`` iterations (added to that step's metrics) and at the
+  end, recorded in ``meta['collapse']`` (``final`` and the ``history``).
 
 Deviations from the authors' code, each on purpose:
 
@@ -66,6 +72,7 @@ from ddkit.io import ensure_writable_dir, json_sha256, load_tensors, save_tensor
 from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, interval, one_of
 from ddkit.methods.vision_language.base import EncoderConfig, PairedDistiller
+from ddkit.methods.vision_language.diagnostics import collapse_metrics
 from ddkit.models.text import TrainableView
 from ddkit.progress import Progress
 from ddkit.rng import draw_seed
@@ -94,6 +101,7 @@ class VLMTTConfig(EncoderConfig):
     sim_alpha: float = 0.1  # LoRS's scale alpha of the low-rank part
     lr_sim: float = 1.0  # SGD lr of the similarity's factors
     expert_cache: str = ""  # a folder keeping trained experts (reused by runs of the same seed)
+    diagnose_every: int = 10  # collapse diagnostics every this many iterations (0: start, end)
 
     rules = {
         "num_experts": AT_LEAST_ONE,
@@ -111,6 +119,7 @@ class VLMTTConfig(EncoderConfig):
         "sim_rank": AT_LEAST_ONE,
         "sim_alpha": POSITIVE,
         "lr_sim": NON_NEGATIVE,
+        "diagnose_every": NON_NEGATIVE,
     }
 
     def check(self) -> None:
@@ -173,6 +182,7 @@ class VLMTT(PairedDistiller):
             [{"params": [p], "lr": lr} for p, lr in zip(learned, rates)], lr=1.0, momentum=0.5
         )
         self.rows_ = rows
+        self.state_["collapse"] = [{"iteration": 0, **self.collapse_now()}]
 
     def _experts(self, train: Any, real: Any, seeds: list[int]) -> list[torch.Tensor]:
         """The expert trajectories of ``seeds``: read from ``expert_cache`` when a file there
@@ -292,7 +302,27 @@ class VLMTT(PairedDistiller):
         loss.backward()
         opt.step()
         lr_image, lr_text = s["syn_lr"].detach().tolist()
-        return {"loss": float(loss.detach()), "syn_lr_image": lr_image, "syn_lr_text": lr_text}
+        metrics = {"loss": float(loss.detach()), "syn_lr_image": lr_image, "syn_lr_text": lr_text}
+        every = cfg.diagnose_every
+        if every and (iteration + 1) % every == 0:
+            collapse = self.collapse_now()
+            s["collapse"].append({"iteration": iteration + 1, **collapse})
+            metrics.update(collapse)
+        return metrics
+
+    def collapse_now(self) -> dict[str, float]:
+        """RepBlend's collapse diagnostics of the synthetic pairs now
+        (:func:`~ddkit.methods.vision_language.diagnostics.collapse_metrics`), embedded without
+        gradients by the first expert's last epoch, the model in eval mode (no buffer moves)."""
+        s, model = self.state_, self.model_
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                a, b = self.view_(self.experts_[0][-1], s["images"], s["text"], self.mask_)
+        finally:
+            model.train(was)
+        return collapse_metrics(a, b)
 
     def matching_loss(
         self, start: torch.Tensor, target: torch.Tensor, batches: list[torch.Tensor]
@@ -326,6 +356,7 @@ class VLMTT(PairedDistiller):
             "student_lr": dict(zip(("image", "text"), s["syn_lr"].detach().tolist())),
             "similarity": cfg.similarity,
             "initial_rows": self.rows_.tolist(),
+            "collapse": {"final": self.collapse_now(), "history": list(s["collapse"])},
             **self.towers_meta(),
         }
         out = paired_set(

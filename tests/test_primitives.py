@@ -224,6 +224,15 @@ def test_pool_checkpoint_round_trip():
         assert again.score(j) == pool.score(j)
 
 
+@pytest.mark.parametrize("entry", [torch.zeros(2), [torch.zeros(2)], 3, ["a", "b"]])
+def test_restoring_a_checkpoint_that_lacks_an_entry_is_refused_in_one_line(entry):
+    tensors, scalars = flatten_state({"images": torch.ones(2)})
+    fresh = {"images": torch.zeros(2), "added_later": entry}
+    with pytest.raises(ConfigError, match="the checkpoint holds no 'added_later'") as err:
+        restore_state(fresh, tensors, scalars)
+    assert "\n" not in str(err.value) and "without --resume" in str(err.value)
+
+
 # ---------------------------------------------------------------------------- fingerprint
 def test_fingerprint_equals_the_recorded_expert_fingerprints():
     # recorded with trajectory.experts._fingerprint (and decoupled.teacher.dataset_fingerprint)

@@ -464,8 +464,16 @@ def _state_device(state: dict[str, Any]) -> torch.device:
 def restore_state(
     state: dict[str, Any], tensors: dict[str, torch.Tensor], scalars: dict[str, Any]
 ) -> None:
-    """Load values saved by :func:`flatten_state` into an initialised ``state`` (in place)."""
+    """Load values saved by :func:`flatten_state` into an initialised ``state`` (in place); a
+    checkpoint that lacks one of the entries (written by another version of the method) is
+    refused in one line."""
     for key, val in list(state.items()):
+        name = _saved_name(key, val)
+        if name not in tensors and name not in scalars:
+            raise ConfigError(
+                f"the checkpoint holds no {key!r}: another version of the method wrote it; "
+                "start again without --resume (or with another --out)"
+            )
         if isinstance(val, torch.Tensor):
             src = tensors[f"t.{key}"]
             if src.shape != val.shape:
@@ -491,6 +499,20 @@ def restore_state(
             state[key] = [tensors[f"l.{key}.{i}"].to(device, copy=True) for i in range(n)]
         else:
             state[key] = scalars[f"s.{key}"]
+
+
+def _saved_name(key: str, val: Any) -> str:
+    """The name :func:`flatten_state` saves the state entry ``key`` under (a tensor's or a
+    generator's among the tensors, the others' among the scalars)."""
+    if isinstance(val, torch.Tensor):
+        return f"t.{key}"
+    if isinstance(val, torch.Generator):
+        return f"g.{key}"
+    if isinstance(val, torch.optim.Optimizer):
+        return f"o.{key}"
+    if isinstance(val, list) and all(isinstance(v, torch.Tensor) for v in val):
+        return f"l.{key}"
+    return f"s.{key}"
 
 
 # -------------------------------------------------------------------- registry

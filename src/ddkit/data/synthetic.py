@@ -63,9 +63,11 @@ def _nbytes(t: torch.Tensor) -> int:
     return int(t.numel() * t.element_size())
 
 
-#: A paired set's text tensors: real caption token ids, or learned token embeddings and their
-#: mask (written by :mod:`ddkit.eval.retrieval`, exported by :meth:`SyntheticSet.to_hf`).
+#: A paired set's text tensors: real caption token ids, learned token embeddings and their
+#: mask, or learned text features in a frozen text tower's output space (written by
+#: :mod:`ddkit.eval.retrieval`, exported by :meth:`SyntheticSet.to_hf`).
 TEXT_IDS, TEXT_EMB, TEXT_MASK = "text.ids", "text.embeddings", "text.mask"
+TEXT_FEAT = "text.features"
 
 
 def _version() -> str:

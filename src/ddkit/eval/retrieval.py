@@ -9,7 +9,11 @@ in ``extras``:
 
 * ``text.ids`` ``(M, L)`` int64: real captions' token ids (a coreset of real pairs), or
 * ``text.embeddings`` ``(M, L, d)`` and ``text.mask`` ``(M, L)``: learned continuous text in the
-  text tower's frozen input-embedding space (:mod:`ddkit.models.text`);
+  text tower's frozen input-embedding space (:mod:`ddkit.models.text`), or
+* ``text.features`` ``(M, F)``: learned text in the text tower's *output* space (``F`` its
+  ``num_features``; ``meta['text_space'] = "output"``), as Wu et al. and LoRS learn BERT
+  outputs: only the text head reads them, so such a set is trained and evaluated only with a
+  frozen text tower (pretrained towers, or an ``hf:`` text tower without LoRA);
 * optionally ``similarity.diag`` ``(M,)``, ``similarity.left`` / ``similarity.right``
   ``(M, r)``: LoRS's learned target similarity ``S = diag(a) + (alpha / r) L R^T`` (alpha in
   ``meta['similarity_alpha']``), which replaces the one-hot targets of the contrastive loss.
@@ -41,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ddkit.data.spec import DatasetSpec
-from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS, TEXT_MASK, SyntheticSet
+from ddkit.data.synthetic import TEXT_EMB, TEXT_FEAT, TEXT_IDS, TEXT_MASK, SyntheticSet
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval.evaluate import Report, run_seeds
 from ddkit.eval.towers import cached_towers, freeze_towers, towers_of
@@ -50,6 +54,7 @@ from ddkit.models.text import DualEncoder, EncoderSpec, build_dual_encoder
 __all__ = [
     "Pairs",
     "caption_of_each",
+    "check_frozen_text",
     "RetrievalRecipe",
     "RetrievalReport",
     "contrastive_loss",
@@ -79,13 +84,15 @@ def paired_set(
     ids: torch.Tensor | None = None,
     emb: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    features: torch.Tensor | None = None,
     similarity: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None,
     tokenizer: Any = None,
     meta: dict[str, Any] | None = None,
 ) -> SyntheticSet:
-    """A paired set (module docstring): ``images`` with real caption ``ids`` or learned
-    ``emb`` + ``mask``, and optionally LoRS's similarity factors ``(diag, left, right, alpha)``;
-    ``tokenizer`` (the captions') is recorded in ``meta['tokenizer']``."""
+    """A paired set (module docstring): ``images`` with real caption ``ids``, learned ``emb`` +
+    ``mask`` or learned output-space ``features``, and optionally LoRS's similarity factors
+    ``(diag, left, right, alpha)``; ``tokenizer`` (the captions') is recorded in
+    ``meta['tokenizer']``."""
     n = len(images)
     extras: dict[str, torch.Tensor] = {}
     if ids is not None:
@@ -93,9 +100,13 @@ def paired_set(
     if emb is not None:
         extras[TEXT_EMB] = emb.detach().float().cpu().clone()
         extras[TEXT_MASK] = mask.detach().float().cpu().clone()
+    if features is not None:
+        extras[TEXT_FEAT] = features.detach().float().cpu().clone()
     if len({n, *(len(v) for v in extras.values())}) != 1 or not extras:
         raise DataError(f"a paired set needs one caption per image ({n} images)")
     out = dict(meta or {})
+    if features is not None:
+        out["text_space"] = "output"
     out[ENCODER_KEY] = encoder.to_dict()
     if tokenizer is not None:
         out["tokenizer"] = tokenizer.to_dict()
@@ -118,17 +129,34 @@ def set_spec(spec: DatasetSpec) -> DatasetSpec:
 @dataclass(frozen=True)
 class Pairs:
     """What a dual encoder trains on: ``images`` ``(N, C, H, W)``, captions as frozen input
-    embeddings ``emb`` ``(M, L, d)`` with ``mask`` ``(M, L)``, ``caption_image`` ``(M,)`` (the
+    embeddings ``emb`` ``(M, L, d)`` with ``mask`` ``(M, L)`` or (``emb`` and ``mask`` ``None``)
+    as ``features`` ``(M, F)`` in the text tower's output space, ``caption_image`` ``(M,)`` (the
     image each describes) and an optional ``(M, M)`` target similarity (one-hot when ``None``)."""
 
     images: torch.Tensor
-    emb: torch.Tensor
-    mask: torch.Tensor
+    emb: torch.Tensor | None
+    mask: torch.Tensor | None
     caption_image: torch.Tensor
     target: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return int(self.emb.shape[0])
+        return int(self.caption_image.shape[0])
+
+    def text_of(self, rows: Any) -> dict[str, torch.Tensor]:
+        """The captions ``rows`` as :class:`~ddkit.models.text.DualEncoder` keywords."""
+        if self.features is not None:
+            return {"features": self.features[rows]}
+        return {"emb": self.emb[rows], "mask": self.mask[rows]}
+
+    def first(self, n: int) -> Pairs:
+        """The first ``n`` captions (with every image), their targets among themselves."""
+        cut = {k: getattr(self, k) for k in ("emb", "mask", "features")}
+        return dataclasses.replace(
+            self, caption_image=self.caption_image[:n],
+            target=None if self.target is None else self.target[:n, :n],
+            **{k: None if v is None else v[:n] for k, v in cut.items()},
+        )  # fmt: skip
 
 
 def similarity_matrix(
@@ -138,9 +166,34 @@ def similarity_matrix(
     return torch.diag(diag) + left @ right.T * (alpha / max(left.shape[1], 1))
 
 
+def check_frozen_text(model: DualEncoder) -> None:
+    """Refuse, in one line, a text tower with trainable parameters: text in its output space
+    (``text.features``) skips the tower, which holds only while the tower never trains."""
+    if any(p.requires_grad for p in model.text.parameters()):
+        raise ConfigError(
+            "output-space text needs a frozen text tower: towers='pretrained' (or an hf: text "
+            "tower with lora_rank=0)"
+        )
+
+
 def set_pairs(syn: SyntheticSet, model: DualEncoder) -> Pairs:
-    """The pairs of a paired set as ``model`` reads them (real ids through its frozen table)."""
+    """The pairs of a paired set as ``model`` reads them (real ids through its frozen table;
+    output-space features, which need a frozen text tower, through its text head alone)."""
     x = syn.extras
+    target = None
+    if SIM_DIAG in x:
+        alpha = float(syn.meta.get("similarity_alpha", 1.0))
+        target = similarity_matrix(x[SIM_DIAG], x[SIM_LEFT], x[SIM_RIGHT], alpha)
+    order = torch.arange(len(syn))
+    if TEXT_FEAT in x:
+        check_frozen_text(model)
+        features, width = x[TEXT_FEAT], int(model.text.num_features)
+        if features.ndim != 2 or features.shape[-1] != width:
+            raise DataError(
+                f"the set's text features are {tuple(features.shape)}, the text tower gives "
+                f"{width}-d outputs; evaluate with the encoder the set records"
+            )
+        return Pairs(syn.images, None, None, order, target, features=features)
     if TEXT_EMB in x:
         emb, mask = x[TEXT_EMB], x[TEXT_MASK]
         if emb.shape[-1] != model.text.input_dim:
@@ -152,13 +205,10 @@ def set_pairs(syn: SyntheticSet, model: DualEncoder) -> Pairs:
         emb, mask = model.text_inputs(x[TEXT_IDS])
     else:
         raise DataError(
-            "this set holds no captions (text.ids or text.embeddings); it is not a paired set"
+            "this set holds no captions (text.ids, text.embeddings or text.features); it is not "
+            "a paired set"
         )
-    target = None
-    if SIM_DIAG in x:
-        alpha = float(syn.meta.get("similarity_alpha", 1.0))
-        target = similarity_matrix(x[SIM_DIAG], x[SIM_LEFT], x[SIM_RIGHT], alpha)
-    return Pairs(syn.images, emb, mask, torch.arange(len(syn)), target)
+    return Pairs(syn.images, emb, mask, order, target)
 
 
 def encoder_spec_for(syn: SyntheticSet, tokenizer: Any) -> EncoderSpec:
@@ -243,7 +293,7 @@ def train_pairs(
     for e in range(int(recipe.epochs if epochs is None else epochs)):
         order = torch.randperm(len(pairs), generator=generator)
         for rows in order.split(recipe.batch):
-            a, b = model(pairs.images[pairs.caption_image[rows]], pairs.emb[rows], pairs.mask[rows])
+            a, b = model(pairs.images[pairs.caption_image[rows]], **pairs.text_of(rows))
             target = None if pairs.target is None else pairs.target[rows][:, rows]
             loss = contrastive_loss(a, b, recipe.temperature, target)
             opt.zero_grad(set_to_none=True)

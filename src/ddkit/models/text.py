@@ -327,12 +327,19 @@ class DualEncoder(nn.Module):
         images: torch.Tensor | None,
         emb: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        *,
+        features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Unit image features of ``images`` and unit text features of the input embeddings
+        ``emb`` + ``mask`` through the text tower, or of ``features`` ``(n, num_features)``
+        already in the text tower's output space (only its head applies)."""
         a = b = None
         if images is not None:
             a = F.normalize(self.image_head(self.image(images)), dim=1)
-        if emb is not None:
-            b = F.normalize(self.text_head(self.text(emb, mask)), dim=1)
+        if features is None and emb is not None:
+            features = self.text(emb, mask)
+        if features is not None:
+            b = F.normalize(self.text_head(features), dim=1)
         return a, b
 
     def side_of(self, name: str) -> str:
@@ -401,5 +408,5 @@ class TrainableView:
         parts = torch.split(theta, self.numels)
         return {n: p.view(s) for n, p, s in zip(self.names, parts, self.shapes)}
 
-    def __call__(self, theta: torch.Tensor, *args: Any) -> Any:
-        return functional_call(self.model, self.unflatten(theta), args, strict=False)
+    def __call__(self, theta: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return functional_call(self.model, self.unflatten(theta), args, kwargs, strict=False)

@@ -56,8 +56,9 @@ class PairedModality(Rows):
     def hf_columns(self, syn: Any, hf: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The set's text: real captions as ``caption`` (decoded by the tokenizer the set
         records) and their token ids as ``caption_ids``; every other per-pair tensor (learned
-        ``text.embeddings`` / ``text.mask``, ``similarity.*``) as float32, dots made ``_``."""
-        from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS
+        ``text.embeddings`` / ``text.mask`` or ``text.features``, ``similarity.*``) as float32,
+        dots made ``_``."""
+        from ddkit.data.synthetic import TEXT_EMB, TEXT_FEAT, TEXT_IDS
         from ddkit.data.tokenize import tokenizer_from_dict
 
         columns: dict[str, Any] = {}
@@ -87,7 +88,9 @@ class PairedModality(Rows):
             columns[name] = array
             features[name] = _array_feature(hf, array.shape[1:])
         if not columns:
-            raise DataError(f"this paired set holds no captions ({TEXT_IDS} or {TEXT_EMB})")
+            raise DataError(
+                f"this paired set holds no captions ({TEXT_IDS}, {TEXT_EMB} or {TEXT_FEAT})"
+            )
         return columns, features
 
     def tiny(self) -> Any:
@@ -101,11 +104,13 @@ class PairedModality(Rows):
 
     def set_problems(self, syn: Any, train: Any, ipc: int) -> list[str]:
         """A paired set holds ``ipc`` pairs of the data's modality: images of the data's shape,
-        one caption each (token ids or learned embeddings)."""
-        from ddkit.data.synthetic import TEXT_EMB, TEXT_IDS
+        one caption each (token ids, learned embeddings or learned output-space features)."""
+        from ddkit.data.synthetic import TEXT_EMB, TEXT_FEAT, TEXT_IDS
 
         shape = (ipc, *train.spec.shape)
-        text = syn.extras.get(TEXT_EMB, syn.extras.get(TEXT_IDS))
+        text = next(
+            (syn.extras[k] for k in (TEXT_EMB, TEXT_IDS, TEXT_FEAT) if k in syn.extras), None
+        )
         found = [
             (syn.spec.kind is train.spec.kind, f"the set's modality is {syn.spec.modality!r}"),
             (tuple(syn.images.shape) == shape, f"images {tuple(syn.images.shape)}, not {shape}"),

@@ -63,6 +63,7 @@ from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.eval.retrieval import (
     RetrievalRecipe,
     caption_of_each,
+    check_frozen_text,
     contrastive_loss,
     paired_set,
     similarity_matrix,
@@ -73,7 +74,7 @@ from ddkit.methods.base import register_method
 from ddkit.methods.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, interval, one_of
 from ddkit.methods.vision_language.base import EncoderConfig, PairedDistiller
 from ddkit.methods.vision_language.diagnostics import collapse_metrics
-from ddkit.models.text import TrainableView
+from ddkit.models.text import HF_PREFIX, TrainableView
 from ddkit.progress import Progress
 from ddkit.rng import draw_seed
 
@@ -95,6 +96,8 @@ class VLMTTConfig(EncoderConfig):
     batch_syn: int = 0  # synthetic pairs per student step (0: all)
     lr_img: float = 5.0  # SGD lr of the synthetic images
     lr_txt: float = 1.0  # SGD lr of the synthetic text embeddings (larger ones drift off the words)
+    text_space: str = "input"  # input (token embeddings) | output (text-tower outputs; frozen)
+    lr_feat: float = 1.0  # SGD lr of the synthetic text features (text_space="output")
     lr_lr: float = 1e-4  # SGD lr of the student's learned step sizes (one per encoder)
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part
@@ -114,6 +117,8 @@ class VLMTTConfig(EncoderConfig):
         "batch_syn": NON_NEGATIVE,
         "lr_img": NON_NEGATIVE,
         "lr_txt": NON_NEGATIVE,
+        "text_space": one_of("input", "output"),
+        "lr_feat": NON_NEGATIVE,
         "lr_lr": NON_NEGATIVE,
         "similarity": one_of("onehot", "learned"),
         "sim_rank": AT_LEAST_ONE,
@@ -130,6 +135,12 @@ class VLMTTConfig(EncoderConfig):
             )
         if self.batch_syn == 1:
             raise ConfigError("batch_syn must be 0 (all) or >= 2: InfoNCE needs a negative")
+        frozen_hf = self.text_encoder.startswith(HF_PREFIX) and self.lora_rank == 0
+        if self.text_space == "output" and self.towers != "pretrained" and not frozen_hf:
+            raise ConfigError(
+                "text_space='output' needs a frozen text tower: set towers='pretrained' (or use "
+                "an hf: text tower with lora_rank=0)"
+            )
 
 
 @register_method
@@ -156,6 +167,8 @@ class VLMTT(PairedDistiller):
     def init(self, train: Any, ipc: int, generator: torch.Generator, iterations: int) -> None:
         cfg = self.config
         model, real = self.prepare(train, draw_seed(generator))
+        if cfg.text_space == "output":
+            check_frozen_text(model)
         self.model_, self.view_ = model, TrainableView(model)
         seeds = [draw_seed(generator) for _ in range(cfg.num_experts)]
         self.experts_ = self._experts(train, real, seeds)
@@ -163,13 +176,14 @@ class VLMTT(PairedDistiller):
         captions = caption_of_each(train, rows, generator)
         with torch.no_grad():
             emb, mask = model.text_inputs(train.captions[captions])
+            text = emb if cfg.text_space == "input" else model.text(emb, mask)
         self.mask_ = mask
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
-        self.state_["text"] = emb.clone().requires_grad_(True)
+        self.state_["text"] = text.clone().requires_grad_(True)
         dev = train.images.device
         self.state_["syn_lr"] = torch.full((2,), cfg.expert_lr, device=dev).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
-        rates = [cfg.lr_img, cfg.lr_txt, cfg.lr_lr]
+        rates = [cfg.lr_img, cfg.lr_txt if cfg.text_space == "input" else cfg.lr_feat, cfg.lr_lr]
         if cfg.similarity == "learned":
             self.state_["sim_diag"] = torch.ones(ipc, device=dev).requires_grad_(True)
             left = torch.randn(ipc, cfg.sim_rank, generator=generator).to(dev)
@@ -228,11 +242,7 @@ class VLMTT(PairedDistiller):
         cfg = self.config
 
         def one_pass(n: int) -> torch.Tensor:
-            part = dataclasses.replace(
-                real, emb=real.emb[:n], mask=real.mask[:n], caption_image=real.caption_image[:n],
-                target=None if real.target is None else real.target[:n, :n],
-            )  # fmt: skip
-            return self._expert(part, seeds[0], epochs=1)
+            return self._expert(real.first(n), seeds[0], epochs=1)
 
         part = time_part(one_pass, len(real), cfg.batch_real)
         epochs = len(seeds) * cfg.expert_epochs
@@ -319,10 +329,18 @@ class VLMTT(PairedDistiller):
         model.eval()
         try:
             with torch.no_grad():
-                a, b = self.view_(self.experts_[0][-1], s["images"], s["text"], self.mask_)
+                a, b = self.view_(self.experts_[0][-1], s["images"], **self.text_of(slice(None)))
         finally:
             model.train(was)
         return collapse_metrics(a, b)
+
+    def text_of(self, rows: Any) -> dict[str, torch.Tensor]:
+        """The synthetic captions ``rows`` as the dual encoder's keywords: input embeddings and
+        their mask, or output-space features (``text_space``)."""
+        text = self.state_["text"][rows]
+        if self.config.text_space == "output":
+            return {"features": text}
+        return {"emb": text, "mask": self.mask_[rows]}
 
     def matching_loss(
         self, start: torch.Tensor, target: torch.Tensor, batches: list[torch.Tensor]
@@ -335,7 +353,7 @@ class VLMTT(PairedDistiller):
         image = view.image_mask
         lr = torch.where(image, s["syn_lr"][0], s["syn_lr"][1])  # one step size per encoder
         for rows in batches:
-            a, b = view(theta, s["images"][rows], s["text"][rows], self.mask_[rows])
+            a, b = view(theta, s["images"][rows], **self.text_of(rows))
             part = None if sim is None else sim[rows][:, rows]
             inner = contrastive_loss(a, b, self.config.temperature, part)
             grad = torch.autograd.grad(inner, theta, create_graph=True)[0]
@@ -359,8 +377,7 @@ class VLMTT(PairedDistiller):
             "collapse": {"final": self.collapse_now(), "history": list(s["collapse"])},
             **self.towers_meta(),
         }
-        out = paired_set(
-            s["images"], self.train_.spec, self.encoder_, emb=s["text"], mask=self.mask_,
+        return paired_set(
+            s["images"], self.train_.spec, self.encoder_, **self.text_of(slice(None)),
             similarity=similarity, tokenizer=self.train_.tokenizer, meta=meta,
         )  # fmt: skip
-        return out

@@ -4,12 +4,9 @@ refusals; on tiny composed scenes (flat grey squares as objects)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from ddkit.data.paired import paired_splits
-from ddkit.data.scenes import DIGITS, compose_scenes
 from ddkit.errors import ConfigError, DataError
 from ddkit.eval import towers as towers_module
 from ddkit.eval.retrieval import RetrievalRecipe, evaluate_retrieval, split_pairs, train_pairs
@@ -23,23 +20,11 @@ from ddkit.eval.towers import (
 from ddkit.methods import create_method, load_all
 from ddkit.models.text import EncoderSpec, TrainableView, build_dual_encoder
 from ddkit.testing import method_test_overrides, tiny_paired
+from ddkit.testing_data import tiny_scenes
 
 load_all()
 RECIPE = TowerRecipe(epochs=1, batch=32)
-
-
-def _scenes():
-    labels = torch.arange(len(DIGITS)).repeat_interleave(2)
-    levels = (100 + 7 * labels).numpy().astype(np.uint8)
-    objects = np.broadcast_to(levels[:, None, None], (len(labels), 28, 28)).copy()
-    parts = {
-        split: compose_scenes(objects, labels, DIGITS, n, seed=0, split=split)
-        for split, n in (("train", 32), ("test", 12))
-    }
-    return paired_splits(parts, name="tiny-scenes")
-
-
-SPLITS = _scenes()
+SPLITS = tiny_scenes()
 
 
 def _spec(train=SPLITS.train, **kw) -> EncoderSpec:

@@ -5,15 +5,21 @@
   real pairs by the symmetric InfoNCE loss, their trainable parameters (both towers and heads)
   kept after every epoch. Each iteration draws an expert and a start epoch ``t <
   max_start_epoch``; a student starts from ``theta*_t`` and takes ``syn_steps`` SGD steps of the
-  same loss on mini-batches of the synthetic pairs -- synthetic images and synthetic text
-  *embeddings* (continuous, in the text tower's frozen input-embedding space,
-  :mod:`ddkit.models.text`), both learned -- with learned step sizes, one per encoder (as the
-  authors' code learns an image and a text lr; recorded in ``meta['student_lr']``); the loss is
-  the
-  normalised parameter distance to the expert's later point ``theta*_{t+M}``, one term per
-  encoder, summed: ``sum_side ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2``
-  (Wu et al., Eq. 3). The images, the text embeddings, the step size (and the similarity) are
-  updated by SGD with momentum 0.5, as MTT does.
+  same loss on mini-batches of the synthetic pairs -- synthetic images and synthetic text, both
+  learned -- with learned step sizes, one per encoder (as the authors' code learns an image and
+  a text lr; recorded in ``meta['student_lr']``); the loss is the normalised parameter distance
+  to the expert's later point ``theta*_{t+M}``, one term per encoder, summed:
+  ``sum_side ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`` (Wu et al., Eq. 3).
+  The images, the text, the step size (and the similarity) are updated by SGD with momentum
+  0.5, as MTT does.
+* **The text's space** -- ``text_space="output"`` learns the synthetic text as the papers do:
+  vectors in the frozen text tower's *output* space (Wu et al. and LoRS learn 768-d outputs of
+  a frozen BERT), initialised from the chosen real captions' tower outputs, read by the text
+  head alone (stored as ``text.features``, :mod:`ddkit.eval.retrieval`), at their own rate
+  ``lr_feat``. It needs a text tower that never trains (``towers="pretrained"``, or an ``hf:``
+  text tower with ``lora_rank=0``), else a one-line refusal. ``text_space="input"`` (the
+  default) learns continuous token *embeddings* in the tower's frozen input-embedding space
+  (:mod:`ddkit.models.text`), which every text tower can read, trainable or not.
 * **LoRS** -- Y. Xu, Z. Lin, Y. Qiu, C. Lu and Y.-L. Li, "Low-Rank Similarity Mining for
   Multimodal Dataset Distillation", ICML 2024 (arXiv:2406.03793): ``similarity="learned"``
   replaces the student's one-hot contrastive targets by a learned target similarity over the
@@ -33,9 +39,12 @@ Deviations from the authors' code, each on purpose:
 * the encoders are ddkit's (a ConvNet and a small text tower trained from scratch; with
   ``towers="pretrained"`` the same towers pretrained here on the data's attributes and frozen,
   heads trained, :mod:`ddkit.eval.towers`; or frozen local Hugging Face towers with heads and
-  optional LoRA), where the papers use a pretrained NFNet / ViT and a frozen BERT; the text
-  embeddings live in the tower's *input* space (a frozen
-  token table) rather than BERT's output space, so the text tower's body is matched too;
+  optional LoRA), where the papers use a pretrained NFNet / ViT and a frozen BERT; by default
+  the text lives in the tower's *input* space (a frozen token table), so a trainable text
+  tower's body is matched too; ``text_space="output"`` (frozen towers) is the papers' form;
+* ``lr_feat`` (the output-space text's rate) is ddkit's choice, smaller than ``lr_txt`` so
+  that a step moves the features by about as much, relative to their size, as ``lr_txt``
+  moves the embeddings; untuned;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
   ``expert_lr``) from the run's seed and held in memory; ``expert_cache`` names a folder where
   they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
@@ -97,7 +106,7 @@ class VLMTTConfig(EncoderConfig):
     lr_img: float = 5.0  # SGD lr of the synthetic images
     lr_txt: float = 1.0  # SGD lr of the synthetic text embeddings (larger ones drift off the words)
     text_space: str = "input"  # input (token embeddings) | output (text-tower outputs; frozen)
-    lr_feat: float = 1.0  # SGD lr of the synthetic text features (text_space="output")
+    lr_feat: float = 0.03  # SGD lr of the synthetic text features (text_space="output")
     lr_lr: float = 1e-4  # SGD lr of the student's learned step sizes (one per encoder)
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part

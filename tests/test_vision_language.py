@@ -15,6 +15,7 @@ from ddkit.eval.retrieval import (
     METRICS,
     SIM_RIGHT,
     TEXT_EMB,
+    TEXT_FEAT,
     contrastive_loss,
     evaluate_retrieval,
     recall_at_k,
@@ -197,6 +198,17 @@ def test_a_local_hugging_face_text_tower_with_lora_trains_adapters_and_heads(tmp
     assert syn.extras[TEXT_EMB].shape[-1] == 16  # BERT's input-embedding width
     report = evaluate_retrieval(syn, SPLITS.test, runs=1, epochs=1)
     assert 0.0 <= report.results[0].mean("t2i_r5") <= 1.0
+
+
+def test_a_frozen_hugging_face_text_tower_takes_output_space_text(tmp_path):
+    folder = _tiny_bert(tmp_path / "bert")
+    syn = _fit("vl-mtt", text_encoder=f"hf:{folder}", text_space="output", ipc=3)
+    assert tuple(syn.extras[TEXT_FEAT].shape) == (3, 16)  # BERT's hidden size
+    report = evaluate_retrieval(syn, SPLITS.test, runs=1, epochs=1)
+    assert 0.0 <= report.results[0].mean("t2i_r5") <= 1.0
+    with pytest.raises(ConfigError, match="frozen text tower"):
+        create_method("vl-mtt", modality="paired", text_encoder=f"hf:{folder}", lora_rank=2,
+                      text_space="output")  # fmt: skip
 
 
 @pytest.mark.parametrize(("module", "extra"), [("transformers", "transformers"), ("peft", "lora")])

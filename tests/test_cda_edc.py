@@ -218,3 +218,25 @@ def test_presets_follow_the_authors_scripts():
     cifar = {**dataclasses.asdict(edc), **_preset(EDC, "cifar10")}
     assert cifar["flatness"] == 0 and cifar["jitter"] == 0 and cifar["r_bn"] == 0.005
     assert cifar["crop"] == "fixed" and cifar["crop_min"] == 0.08
+
+
+@pytest.mark.parametrize(
+    "name,crop,side,schedule",
+    [
+        ("edc", "auto", 28, "none"),  # the default: no crops below CROP_FROM_PIXELS
+        ("edc", "auto", 64, "fixed"),  # EDC's scripts' crops from it up
+        ("sre2l", "auto", 224, "fixed"),
+        ("cda", "auto", 63, "none"),
+        ("cda", "auto", 64, "cosine"),
+        ("edc", "fixed", 28, "fixed"),  # a schedule given is kept at any size
+        ("sre2l", "none", 224, "none"),
+    ],
+)
+def test_auto_crops_follow_the_scripts_from_64_pixels_only(name, crop, side, schedule):
+    from ddkit.methods import create_method
+    from ddkit.methods.decoupled.methods import CROP_FROM_PIXELS
+
+    assert CROP_FROM_PIXELS == 64
+    method = create_method(name, crop=crop)
+    assert method.crop_schedule((side, side + 5)) == schedule
+    assert create_method("edc").config.crop == "auto"

@@ -106,6 +106,13 @@ _SRE2L_TINY = (
 )
 
 
+#: the image side from which the decoupled methods crop (and rded stitches) as their scripts do
+#: at Tiny-ImageNet and ImageNet scale; below it, crops made for 64-224 px images zoom into a
+#: small image's object (chosen on mnist5k's validation split: docs/benchmarks/
+#: pretrained-and-labels.md)
+CROP_FROM_PIXELS = 64
+
+
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig(MethodConfig):
     """Teacher and relabeling options shared by the decoupled methods."""
@@ -264,6 +271,9 @@ class SRe2L(_TeacherMethod):
     """
 
     name = "sre2l"
+    #: the crop schedule of the method's large-image scripts (``crop="auto"`` from
+    #: :data:`CROP_FROM_PIXELS` up): SRe2L's and EDC's fixed 0.08-1 crops
+    scripts_crop: ClassVar[CropSchedule] = "fixed"
     # under torchrun each rank recovers the image indices i = RANK, RANK + N, ... (SRe2L's
     # batch i: image i of every class), drawing every step's augmentation for all images; the
     # ranks' image gradients are summed (disjoint rows: exact), soft labels split by image
@@ -284,8 +294,9 @@ class SRe2L(_TeacherMethod):
         init: Literal["real", "noise"] = "noise"
         # CDA (recipes.crop_scale_floor): random-resized crops of area in [floor(t), 1];
         # none: SRe2L's CIFAR recipe (roll jitter only; its script does not flip either);
-        # fixed: floor = crop_min throughout (SRe2L's Tiny-ImageNet / ImageNet recipe)
-        crop: CropSchedule = "none"
+        # fixed: floor = crop_min throughout (SRe2L's Tiny-ImageNet / ImageNet recipe); auto:
+        # the method's scripts' schedule (scripts_crop) from CROP_FROM_PIXELS up, none below
+        crop: CropSchedule | Auto = "none"
         crop_min: float = 0.08
         crop_milestone: float = 1.0  # fraction of the run over which the floor decays to crop_min
         # EDC switches (recipes module): per-class statistics of real images as extra targets,
@@ -403,6 +414,14 @@ class SRe2L(_TeacherMethod):
             else None
         )
 
+    def crop_schedule(self, image_size: tuple[int, int]) -> CropSchedule:
+        """The crop schedule for images of ``image_size``: ``crop``, where ``"auto"`` is the
+        scripts' (:attr:`scripts_crop`) from :data:`CROP_FROM_PIXELS` up and none below."""
+        crop = self.config.crop
+        if crop != "auto":
+            return crop
+        return self.scripts_crop if min(image_size) >= CROP_FROM_PIXELS else "none"
+
     def _views(self, iteration: int, g: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
         """One draw of the recovery's augmentation for every image, as a function applying it
         to this rank's rows (:meth:`_local_rows`; all of them in a single process) in image-index
@@ -412,9 +431,10 @@ class SRe2L(_TeacherMethod):
         h, w = self.train_.spec.image_size
         n = self.train_.spec.num_classes * self.ipc_
         boxes = None
-        if cfg.crop != "none":
+        schedule = self.crop_schedule((h, w))
+        if schedule != "none":
             floor = crop_scale_floor(
-                iteration, self.total_, cfg.crop, low=cfg.crop_min, milestone=cfg.crop_milestone
+                iteration, self.total_, schedule, low=cfg.crop_min, milestone=cfg.crop_milestone
             )
             boxes = sample_boxes(n, (h, w), g, scale=(floor, 1.0), fit=True)
             boxes = boxes if self.rows_ is None else boxes[self.rows_]
@@ -520,11 +540,12 @@ class CDA(SRe2L):
     """
 
     name = "cda"
+    scripts_crop: ClassVar[CropSchedule] = "cosine"
     scale_out = "images"  # sre2l's split by image index
 
     @dataclasses.dataclass(frozen=True)
     class Config(SRe2L.Config):
-        crop: CropSchedule = "cosine"
+        crop: CropSchedule | Auto = "cosine"
         crop_min: float = 0.08
         crop_milestone: float = 1.0
 
@@ -557,7 +578,9 @@ class EDC(SRe2L):
     first convolution); no moving average of the batch statistics (``training_momentum``);
     class statistics pooled over un-augmented images and matched class by class; the flatness
     KL is a batch mean (theirs an element mean: ``flatness`` 1 is their weight K) and on, which
-    their scripts leave off; the batches are sre2l's (one image per class), theirs class-major.
+    their scripts leave off; the batches are sre2l's (one image per class), theirs class-major;
+    their 0.08-1 crops only from :data:`CROP_FROM_PIXELS` up (``crop="auto"``), none on smaller
+    images (chosen on mnist5k's validation split, where they cost accuracy on 28-px digits).
     """
 
     name = "edc"
@@ -566,7 +589,9 @@ class EDC(SRe2L):
     @dataclasses.dataclass(frozen=True)
     class Config(SRe2L.Config):
         init: Literal["real", "noise"] = "real"
-        crop: CropSchedule = "fixed"
+        # EDC's scripts crop 0.08-1 (CIFAR to ImageNet); below CROP_FROM_PIXELS no crops (their
+        # crops cost accuracy on 28-px digits on mnist5k's validation split)
+        crop: CropSchedule | Auto = "auto"
         jitter: int | Auto = 0  # EDC's recovery has no roll jitter (crops and flips only)
         # the reference weighs the global and the class statistics 0.5 each under r_loss 0.01
         # (CIFAR / Tiny-ImageNet scripts): 0.005 on each term here (class_weight 1)
@@ -590,6 +615,7 @@ class EDC(SRe2L):
                 "lr_img": 0.05,
                 "iterations": 75,
                 "flatness": 0.0,
+                "crop": "fixed",  # the script's crops at 32 px (the default crops from 64 px)
             },
             "EDC NeurIPS'24, Branch_CIFAR_10/recover/recover.sh",
         ),
@@ -618,11 +644,6 @@ class EDC(SRe2L):
     }
 
 
-#: rded stitches patches (``factor`` 2) and crops as its scripts do (0.08-1) from this image side
-#: up: Tiny-ImageNet and ImageNet scale.
-STITCH_FROM_PIXELS = 64
-
-
 @register_method
 class RDED(_TeacherMethod):
     """rded: stitch the teacher's most realistic random crops of real images (Sun et al., CVPR 2024).
@@ -649,7 +670,7 @@ class RDED(_TeacherMethod):
     # set fails even under them: the student learns 14-px digits and is tested on 28-px ones
     # (benchmarks/results/tune_rded_mnist5k_ipc10_hard_factor*.json, on a validation split).
     # DD-Ranking's RDED CIFAR-10 config also uses one patch per image (ShufflePatches(1)), so the
-    # default stitches only from STITCH_FROM_PIXELS up (Tiny-ImageNet/ImageNet scale).
+    # default stitches only from CROP_FROM_PIXELS up (Tiny-ImageNet/ImageNet scale).
 
     @dataclasses.dataclass(frozen=True)
     class Config(TeacherConfig):
@@ -680,16 +701,16 @@ class RDED(_TeacherMethod):
     test_overrides: ClassVar[dict[str, Any]] = {**_TEST_TEACHER, "num_crops": 2, "candidates": 8}
 
     def _scale(self, train: ImageDataset) -> tuple[float, float]:
-        """The crops' area fraction: the scripts' 0.08-1 from :data:`STITCH_FROM_PIXELS` up;
+        """The crops' area fraction: the scripts' 0.08-1 from :data:`CROP_FROM_PIXELS` up;
         below, whole images (zoomed crops of small images lose, module docstring)."""
         if self.config.scale != "auto":
             return tuple(self.config.scale)
-        return (0.08, 1.0) if min(train.spec.image_size) >= STITCH_FROM_PIXELS else (1.0, 1.0)
+        return (0.08, 1.0) if min(train.spec.image_size) >= CROP_FROM_PIXELS else (1.0, 1.0)
 
     def _factor(self, train: ImageDataset) -> int:
         f = self.config.factor
         if f == "auto":
-            f = 2 if min(train.spec.image_size) >= STITCH_FROM_PIXELS else 1
+            f = 2 if min(train.spec.image_size) >= CROP_FROM_PIXELS else 1
         if f < 1 or f > min(train.spec.image_size):
             raise ConfigError(f"factor must be in [1, {min(train.spec.image_size)}], got {f}")
         return int(f)

@@ -82,6 +82,12 @@ def test_the_full_data_row_can_be_left_out_and_the_random_row_stays_the_same():
     )
     assert [r.name for r in lean.results] == ["vl-random", "random pairs"]
     assert lean.result("random pairs").runs == both.result("random pairs").runs
+    alone = evaluate_retrieval(
+        syn, SPLITS.test, SPLITS.train, runs=1, epochs=1, seed=2, full_data=False,
+        random_pairs=False,
+    )  # fmt: skip
+    assert [r.name for r in alone.results] == ["vl-random"]
+    assert alone.result("vl-random").runs == both.result("vl-random").runs
 
 
 def _reference_recall(sims, owner, k):

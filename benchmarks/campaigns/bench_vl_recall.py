@@ -32,18 +32,37 @@ import torch
 from resume import joined_results, kept_entries, results_header
 
 from ddkit.data.paired import load_paired_splits
+from ddkit.errors import ConfigError
 from ddkit.eval.retrieval import METRICS, RetrievalRecipe, evaluate_retrieval
+from ddkit.eval.towers import TOWERS, TowerRecipe
 from ddkit.io import atomic_write_json
 from ddkit.methods import create_method
+from ddkit.methods.config import parse_options
 
+#: The published form of vl-mtt (issue 86; Wu et al., LoRS): synthetic text in the frozen text
+#: tower's output space, expert windows of one epoch starting before epoch 2 (LoRS's scripts at
+#: 100 pairs: ``expert_epochs=1 --max_start_epoch=2``); it needs ``--towers pretrained``.
+PUBLISHED = {"text_space": "output", "match_epochs": 1, "max_start_epoch": 2}
 #: (cell name, method, options)
 CELLS = (
     ("vl-mtt", "vl-mtt", {}),
     ("vl-mtt + learned similarity", "vl-mtt", {"similarity": "learned"}),
+    ("vl-mtt published", "vl-mtt", PUBLISHED),
+    ("vl-mtt published, learned", "vl-mtt", {**PUBLISHED, "similarity": "learned"}),
+    ("vl-mtt published, input text", "vl-mtt", {**PUBLISHED, "text_space": "input"}),
+    ("vl-mtt published, long windows", "vl-mtt",
+     {**PUBLISHED, "match_epochs": 2, "max_start_epoch": 3}),
     ("vl-herding", "vl-herding", {}),
-)
+)  # fmt: skip
 #: the settings a kept cell must share with this run to be kept
-SETTINGS = ("dataset", "image_encoder", "iterations", "batch_syn", "runs", "epochs", "seed")
+SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "runs",
+            "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set")  # fmt: skip
+#: what the script's own flags set for every cell (``--set`` may not name them)
+SCRIPT_OPTIONS = {"image_encoder": "--image-encoder", "text_encoder": "--text-encoder",
+                  "towers": "--towers",
+                  "tower_epochs": "--tower-epochs", "tower_cache": "--tower-cache",
+                  "expert_cache": "--expert-cache", "batch_syn": "--batch-syn",
+                  "iterations": "--iterations"}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,17 +81,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     a.add_argument("--table", nargs="+", help="only print the cells of these result files")
     a.add_argument("--image-encoder", default="convnet3-w32", help="every set's image tower")
+    a.add_argument("--text-encoder", default="bag", help="every set's text tower (bag | gru)")
+    a.add_argument(
+        "--towers", choices=TOWERS, default="scratch",
+        help="every set's towers and every row's evaluation: trained from scratch, or "
+        "pretrained here on the data's attributes and frozen (heads trained)",
+    )  # fmt: skip
+    a.add_argument("--tower-epochs", type=int, default=TowerRecipe().epochs,
+                   help="pretraining epochs of the towers (--towers pretrained)")  # fmt: skip
+    a.add_argument("--tower-cache", default="benchmarks/.cache/vl_towers")
+    a.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="set_items",
+        help="a vl-mtt option for every vl-mtt cell, over the cell's own (repeatable)",
+    )  # fmt: skip
     a.add_argument("--expert-cache", default="benchmarks/.cache/vl_experts")
     a.add_argument("--threads", type=int, default=0, help="torch threads (0: up to 2)")
     a.add_argument("--out", default="benchmarks/results/vl_recall.json")
-    return a.parse_args(argv)
+    args = a.parse_args(argv)
+    args.vl_mtt_set = parse_options(args.set_items)
+    for key in args.vl_mtt_set:
+        if key in SCRIPT_OPTIONS:
+            raise SystemExit(f"--set {key}=...: use {SCRIPT_OPTIONS[key]} (it sets every cell)")
+    return args
+
+
+def cell_options(args, method: str, options: dict) -> dict:
+    """A cell's options as its method is made with them: the cell's, then (vl-mtt) ``--set``'s,
+    then the script's encoders and towers (every cell's alike)."""
+    opts = {**options, **(args.vl_mtt_set if method == "vl-mtt" else {})}
+    opts |= {"image_encoder": args.image_encoder, "text_encoder": args.text_encoder,
+             "towers": args.towers, "tower_epochs": args.tower_epochs,
+             "tower_cache": args.tower_cache}  # fmt: skip
+    if method == "vl-mtt":
+        opts |= {"expert_cache": args.expert_cache, "batch_syn": args.batch_syn}
+    return opts
+
+
+def chosen_cells(args) -> list[tuple[str, str, dict]]:
+    """The cells to run: ``--cells`` (every one checked now: an unknown name or options its
+    method refuses end the run in one line), else every cell the towers allow (output-space
+    text needs ``--towers pretrained``)."""
+    wanted = [s.strip() for s in args.cells.split(";") if s.strip()]
+    known = {c[0]: c for c in CELLS}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise SystemExit(f"unknown cell {unknown[0]!r}; cells: {'; '.join(known)}")
+    cells = [known[w] for w in wanted] or [
+        c for c in CELLS
+        if args.towers == "pretrained" or c[2].get("text_space") != "output"
+    ]  # fmt: skip
+    for name, method, options in cells:
+        try:
+            create_method(method, **cell_options(args, method, options))
+        except ConfigError as e:
+            raise SystemExit(f"cell {name!r}: {e}") from None
+    return cells
 
 
 def distil(args, train, name: str, method: str, options: dict, pairs: int) -> tuple:
-    """The set of one cell, its seconds, and (vl-mtt) the seconds its experts took or 0."""
-    opts = {**options, "image_encoder": args.image_encoder}
-    if method == "vl-mtt":
-        opts |= {"expert_cache": args.expert_cache, "batch_syn": args.batch_syn}
+    """The set of one cell, its seconds, and the seconds its set-up took (pretrained towers
+    when not cached; vl-mtt's experts)."""
+    opts = cell_options(args, method, options)
     t0 = time.perf_counter()
     syn = create_method(method, **opts).fit(
         train, pairs, seed=args.seed, iterations=args.iterations or None, progress=False
@@ -83,33 +152,41 @@ def distil(args, train, name: str, method: str, options: dict, pairs: int) -> tu
 
 
 def cell_row(args, splits, name: str, method: str, options: dict, pairs: int, baselines: str):
-    """Distil one cell and judge it, with the random row (``baselines`` "random") and the full
-    data's ("random+full") or neither ("")."""
+    """Distil one cell and judge it, with the rows ``baselines`` names ("random", "full",
+    both, or neither: "") under the same recipe and towers."""
     syn, seconds, setup = distil(args, splits.train, name, method, options, pairs)
     report = evaluate_retrieval(
-        syn, splits.test, splits.train if baselines else None,
-        recipe=RetrievalRecipe(runs=args.runs), epochs=args.epochs or None, seed=args.seed,
-        full_data="full" in baselines,
+        syn, splits.test, splits.train, recipe=RetrievalRecipe(runs=args.runs),
+        epochs=args.epochs or None, seed=args.seed, random_pairs="random" in baselines,
+        full_data="full" in baselines, towers=args.towers, tower_cache=args.tower_cache,
     )  # fmt: skip
-    return {
+    row = {
         "cell": name,
         "pairs": pairs,
         "method": method,
-        "options": options,
+        "options": {**options, **(args.vl_mtt_set if method == "vl-mtt" else {})},
+        "towers": report.meta["towers"],
         "distill_seconds": seconds,
         "setup_seconds": setup,
         "bytes": syn.storage_bytes(),
         "report": report.to_dict(),
     }
+    if "collapse" in syn.meta:  # vl-mtt: RepBlend's diagnostics at the start and the end
+        row["collapse"] = {"start": syn.meta["collapse"]["history"][0],
+                           "final": syn.meta["collapse"]["final"]}  # fmt: skip
+        row["student_lr"] = syn.meta["student_lr"]
+    return row
 
 
 def render(cells: list[dict]) -> str:
-    """One Markdown table per size: a row per set and baseline, recall both ways."""
+    """One Markdown table per size: a row per set and baseline, recall both ways; then each
+    vl-mtt cell's R@1 over random pairs' and its collapse diagnostics (:func:`versus_random`)."""
     out = []
     for pairs in sorted({c["pairs"] for c in cells}):
         head = "| pairs of | n | " + " | ".join(METRICS) + " | distil s |"
         out += [f"### {pairs} pairs", "", head, "|---|---|" + "---|" * (len(METRICS) + 1)]
-        for c in (c for c in cells if c["pairs"] == pairs):
+        sized = [c for c in cells if c["pairs"] == pairs]
+        for c in sized:
             for r in c["report"]["results"]:
                 own = r["model"] == c["cell"]
                 recalls = " | ".join(
@@ -117,8 +194,44 @@ def render(cells: list[dict]) -> str:
                 )
                 cost = f"{c['distill_seconds']:.0f}" if own else "–"
                 out.append(f"| {r['model']} | {r['pairs']} | {recalls} | {cost} |")
-        out.append("")
+        out += ["", *versus_random(sized)]
     return "\n".join(out)
+
+
+#: RepBlend's collapse diagnostics as the table names them
+COLLAPSE_COLUMNS = {"image_cosine": "img cos", "text_cosine": "txt cos",
+                    "image_concentration": "img conc", "text_concentration": "txt conc",
+                    "modality_gap": "gap"}  # fmt: skip
+
+
+def versus_random(cells: list[dict]) -> list[str]:
+    """For the vl-mtt cells of one size: R@1 both ways as a multiple of random pairs' (the
+    ratio of the means, and in brackets the ratio beyond the spreads, (mean - std) over random's
+    (mean + std)), and the collapse diagnostics at the start -> the end; ``[]`` without a
+    random row or a vl-mtt cell."""
+    random = [r for c in cells for r in c["report"]["results"] if r["model"] == "random pairs"]
+    mtt = [c for c in cells if "collapse" in c]
+    if not random or not mtt:
+        return []
+    base = random[0]
+    names = list(COLLAPSE_COLUMNS.values())
+    out = ["| cell | i2t R@1 / random | t2i R@1 / random | " + " | ".join(names) + " |",
+           "|---|---|---|" + "---|" * len(names)]  # fmt: skip
+    for c in mtt:
+        own = next(r for r in c["report"]["results"] if r["model"] == c["cell"])
+        ratios = []
+        for m in ("i2t_r1", "t2i_r1"):
+            mean, std = own[m]["mean"], own[m]["std"]
+            rmean, rstd = base[m]["mean"], base[m]["std"]
+            ratios.append(f"{_ratio(mean, rmean)} ({_ratio(mean - std, rmean + rstd)})")
+        start, final = c["collapse"]["start"], c["collapse"]["final"]
+        diag = [f"{start[k]:.2f} → {final[k]:.2f}" for k in COLLAPSE_COLUMNS]
+        out.append(f"| {c['cell']} | " + " | ".join(ratios + diag) + " |")
+    return [*out, ""]
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}×" if b > 0 else "–"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,18 +240,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = joined_results(args.table, SETTINGS)
         print(render([c for r in runs for c in r["cells"]]))
         return 0
+    cells = chosen_cells(args)
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
     splits = load_paired_splits(args.dataset, seed=args.seed)
-    wanted = {s.strip() for s in args.cells.split(";") if s.strip()}
     settings = {key: getattr(args, key) for key in SETTINGS}
     result = results_header("bench_vl_recall.py", argv, settings)
     result["cells"] = kept_entries(args.out, settings, "cells")
     sizes = [int(s) for s in args.sizes.split(",")]
-    order = [(c, p) for c in CELLS if c[1] == "vl-mtt" for p in sizes]  # the methods first,
-    order += [(c, p) for c in CELLS if c[1] != "vl-mtt" for p in sizes]  # then the coresets
+    order = [(c, p) for c in cells if c[1] == "vl-mtt" for p in sizes]  # the methods first,
+    order += [(c, p) for c in cells if c[1] != "vl-mtt" for p in sizes]  # then the coresets
     for (name, method, options), pairs in order:
         done = {(c["cell"], c["pairs"]) for c in result["cells"]}
-        if (name, pairs) in done or (wanted and name not in wanted):
+        if (name, pairs) in done:
             continue
         rows = [r["model"] for c in result["cells"] for r in c["report"]["results"]]
         sized = any(c["pairs"] == pairs for c in result["cells"])

@@ -457,6 +457,7 @@ def evaluate_retrieval(
     epochs: int | None = None,
     seed: int = 0,
     full_data: bool = True,
+    random_pairs: bool = True,
     towers: str | None = None,
     tower_cache: str | None = None,
 ) -> RetrievalReport:
@@ -464,8 +465,9 @@ def evaluate_retrieval(
     both ways on the paired split ``test``, mean ± std over ``runs`` seeds; with ``train`` (the
     paired train split) the ``random pairs`` and ``full data`` rows under the same recipe beside
     it (``full_data=False``: the random row only, e.g. when the full row was already trained
-    under the same recipe and seed). ``runs`` and ``epochs`` override the recipe's (``epochs``
-    both its counts). ``towers`` ``"pretrained"`` / ``"scratch"`` overrides what the set
+    under the same recipe and seed; ``random_pairs=False``: no random row, so with both off
+    ``train`` only makes the pretrained towers). ``runs`` and ``epochs`` override the recipe's
+    (``epochs`` both its counts). ``towers`` ``"pretrained"`` / ``"scratch"`` overrides what the set
     records (``meta['towers']``, :func:`ddkit.eval.towers.towers_of`): pretrained towers are
     read from ``tower_cache`` (else the recorded folder), made from ``train`` if not there,
     and frozen in every row. Same seed => same report."""
@@ -501,7 +503,9 @@ def evaluate_retrieval(
     ]
     if train is not None:
         n = min(len(syn), len(train))
-        rows.append(("random pairs", n, recipe.epochs, lambda m, s: _random_pairs(train, m, n, s)))
+        if random_pairs:
+            random = ("random pairs", n, recipe.epochs)
+            rows.append((*random, lambda m, s: _random_pairs(train, m, n, s)))
         if full_data:
             full = ("full data", len(train.captions), recipe.full_epochs)
             rows.append((*full, lambda m, s: split_pairs(train, m)))

@@ -1,4 +1,4 @@
-"""Image-text retrieval of distilled pairs (issue 71): recall@1/5/10 both ways at a few set sizes.
+"""Image-text retrieval of distilled pairs (issues 71, 86): recall@1/5/10 both ways at a few sizes.
 
 For each size (pairs) the script distils ``vl-mtt`` (bi-trajectory matching, Wu et al., TMLR
 2024) with one-hot contrastive targets and with LoRS's learned similarity (Xu et al., ICML 2024),
@@ -13,13 +13,67 @@ setting is the method's default or given on the command line, but the image towe
 of width 32 (``--image-encoder``) for every set and baseline, where the methods' default width
 128 makes an expert epoch over MNIST-sized pairs about ten times slower on a CPU.
 
+**Towers** (``--towers``, issue 86): ``scratch`` trains the towers with the heads; ``pretrained``
+pretrains them here on the data's attributes (``--tower-epochs``, cached in ``--tower-cache``,
+:mod:`ddkit.eval.towers`) and freezes them, heads trained. The choice holds for every cell's
+distillation and for every row's evaluation (random pairs and full data included), so a file
+compares like with like; ``--text-encoder`` likewise.
+
+**Cells** (``--cells``, ``;``-separated; default: every cell the towers allow): ``vl-mtt`` and
+``vl-mtt + learned similarity`` (ddkit's defaults); ``vl-mtt published`` (:data:`PUBLISHED`:
+synthetic text in the frozen text tower's output space, expert windows of one epoch starting
+before epoch 2, as LoRS's scripts at 100 pairs; real initialisation of both sides and a learned
+student lr, as every vl-mtt run) and ``vl-mtt published, learned`` (LoRS), which need
+``--towers pretrained``; and one ingredient off at a time: ``vl-mtt published, input text``
+(text as token embeddings), ``vl-mtt published, long windows`` (ddkit's ``match_epochs=2`` from
+before epoch 3). Towers off is ``vl-mtt published, input text`` run with ``--towers scratch``
+(output-space text needs frozen towers), compared with the same cell under ``pretrained``, each
+over its own random row. ``--set KEY=VALUE`` (repeatable) gives every vl-mtt cell an option over
+its own (e.g. ``--set max_start_epoch=3``, LoRS's at 500 pairs); the script's own flags are
+refused there. Each vl-mtt row records RepBlend's collapse diagnostics of its set at the start
+and the end (``collapse``) and its learned student lr; the table prints, per size, each vl-mtt
+cell's R@1 over random pairs' both ways (ratio of the means; in brackets mean - std over random's
+mean + std) beside those diagnostics.
+
     nice python benchmarks/campaigns/bench_vl_recall.py                          # captioned-mnist5k
     nice python benchmarks/campaigns/bench_vl_recall.py --sizes 100 --iterations 20 --runs 1   # quick
 
-The data is ddkit's synthetic caption benchmark (``captioned-mnist5k``: captions composed from
-each image's digit, colour and background; :mod:`ddkit.data.captioned`), not COCO or
-Flickr30k. Markdown goes to stdout, JSON to ``benchmarks/results/vl_recall.json``, rewritten
-after every cell; a rerun with the same settings keeps the cells the file holds (resumable).
+The published form on ``scenes-mnist5k`` (issue 86's acceptance and its ablation), one process
+per size (one thread each); start the second once the first has written its towers and experts
+to the caches (a few minutes), or both make them:
+
+    S="--dataset scenes-mnist5k --towers pretrained --iterations 1000 --runs 3 --threads 1"
+    nice python benchmarks/campaigns/bench_vl_recall.py $S --sizes 100 \\
+        --cells "vl-mtt published;vl-mtt published, learned;vl-mtt published, input text;vl-mtt published, long windows;vl-herding" \\
+        --out benchmarks/results/vl_scenes5k_100.json
+    nice python benchmarks/campaigns/bench_vl_recall.py $S --sizes 500 \\
+        --cells "vl-mtt published;vl-mtt published, learned;vl-herding" \\
+        --out benchmarks/results/vl_scenes5k_500.json
+    nice python benchmarks/campaigns/bench_vl_recall.py --dataset scenes-mnist5k --towers scratch \\
+        --iterations 1000 --runs 3 --threads 1 --sizes 100 --cells "vl-mtt published, input text" \\
+        --out benchmarks/results/vl_scenes5k_100_scratch.json                    # towers off
+    nice python benchmarks/campaigns/bench_vl_recall.py --table \\
+        benchmarks/results/vl_scenes5k_100.json benchmarks/results/vl_scenes5k_500.json
+
+A planning estimate, not a result (from a smoke run and component timings on 2026-11-29, one
+thread on a 2-core machine shared with two other benchmarks, wall seconds; user + system CPU was
+about 0.65 of wall): with pretrained towers a vl-mtt iteration took about 3.3 s at 100 and at 500
+pairs alike (``--batch-syn`` 100 caps a student step), so 1,000 iterations about 55 min per cell
+(a third of the papers' ~3,000); an evaluation run trains on about 540 pairs a second (frozen
+towers) plus about 1 s of test encoding, so 3 runs of a row take about 2 min at 100 pairs (and
+for the full data's 10 epochs) and 9.5 min at 500; once per cache: the towers' 5 epochs about
+1 min, 3 experts x 6 epochs under 1 min. So the 100-pair file about 4 h, the 500-pair file about
+2.5 h. The scratch-towers file was not timed: towers trained through every step make it several
+times slower (the 100-pair random row on 64-pixel scenes took 11.5 min a run from scratch). A
+first look at ``--iterations 300`` (another file: the iterations are a setting) takes about a
+third of that.
+
+The data is a synthetic benchmark (``captioned-mnist5k``: captions composed from each image's
+digit, colour and background, :mod:`ddkit.data.captioned`; ``scenes-*``: compositions of real
+objects described by a grammar, :mod:`ddkit.data.scenes`), not COCO or Flickr30k. Markdown goes
+to stdout, JSON to ``--out``, rewritten after every cell; a rerun with the same settings keeps
+the cells the file holds (resumable); one with other settings (``--set`` and the towers among
+them) starts the file over, so give each its own ``--out``.
 """
 
 from __future__ import annotations

@@ -55,19 +55,6 @@ to the caches (a few minutes), or both make them:
     nice python benchmarks/campaigns/bench_vl_recall.py --table \\
         benchmarks/results/vl_scenes5k_100.json benchmarks/results/vl_scenes5k_500.json
 
-A planning estimate, not a result (from a smoke run and component timings on 2026-11-29, one
-thread on a 2-core machine shared with two other benchmarks, wall seconds; user + system CPU was
-about 0.65 of wall): with pretrained towers a vl-mtt iteration took about 3.3 s at 100 and at 500
-pairs alike (``--batch-syn`` 100 caps a student step), so 1,000 iterations about 55 min per cell
-(a third of the papers' ~3,000); an evaluation run trains on about 540 pairs a second (frozen
-towers) plus about 1 s of test encoding, so 3 runs of a row take about 2 min at 100 pairs (and
-for the full data's 10 epochs) and 9.5 min at 500; once per cache: the towers' 5 epochs about
-1 min, 3 experts x 6 epochs under 1 min. So the 100-pair file about 4 h, the 500-pair file about
-2.5 h. The scratch-towers file was not timed: towers trained through every step make it several
-times slower (the 100-pair random row on 64-pixel scenes took 11.5 min a run from scratch). A
-first look at ``--iterations 300`` (another file: the iterations are a setting) takes about a
-third of that.
-
 The data is a synthetic benchmark (``captioned-mnist5k``: captions composed from each image's
 digit, colour and background, :mod:`ddkit.data.captioned`; ``scenes-*``: compositions of real
 objects described by a grammar, :mod:`ddkit.data.scenes`), not COCO or Flickr30k. Markdown goes

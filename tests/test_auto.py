@@ -129,6 +129,25 @@ def test_a_candidate_whose_estimate_does_not_fit_is_skipped_with_the_reason() ->
     assert outcome.winner.candidate.label != "dsa"
 
 
+def test_the_cheapest_entries_are_admitted_and_the_rounds_follow_their_number() -> None:
+    # dsa comes before idm but costs more to enter (set-up, 10 iterations, a scoring): of the
+    # three distillers only two fit round 0's shares, so dm and idm play one round
+    outcome = Tournament(CANDIDATES, FakeRunner(_fakes()), 60.0).run()
+    rows = {r.candidate.label: r for r in outcome.rows}
+    assert outcome.rounds == 1
+    assert rows["dm"].rounds and rows["idm"].rounds
+    assert not rows["dsa"].rounds and "does not buy its set-up" in rows["dsa"].stopped
+
+
+def test_every_candidate_is_scored_by_the_network_the_distillers_train_with() -> None:
+    from ddkit.methods.auto.candidates import scoring_network
+
+    dm, selectors = Candidate("dm", "dm"), CANDIDATES[:2]
+    assert scoring_network([*selectors, dm], "mnist5k", 10, "image") == "convnet-w32"  # preset
+    assert scoring_network([*selectors, dm], "digits", 10, "image") == "convnet"
+    assert scoring_network(selectors, "mnist5k", 10, "image") is None  # the protocol's
+
+
 def test_a_budget_that_fits_nothing_is_refused_in_one_line() -> None:
     fakes = {k: dataclasses.replace(f, setup=1e6) for k, f in _fakes().items()}
     with pytest.raises(ConfigError, match="no candidate fits") as err:

@@ -132,3 +132,24 @@ def _options(name: str, dataset: str, ipc: int, train: Any, teacher: Any) -> dic
 def spec_modality(train: Any) -> str:
     """The name of the modality of ``train``'s rows."""
     return train.spec.kind.name
+
+
+def scoring_network(
+    candidates: list[Candidate], dataset: str, ipc: int, modality: str
+) -> str | None:
+    """The network the distillers among ``candidates`` train with (their ``model`` option; the
+    most common where they differ, the earliest on a tie), which then scores every candidate;
+    ``None`` where none has one (tables, series, graphs, or selectors alone)."""
+    from collections import Counter
+
+    from ddkit.methods.base import create_method
+
+    models = []
+    for c in candidates:
+        if c.selector:
+            continue
+        config = create_method(c.method, dataset=dataset, ipc=ipc, modality=modality,
+                               **dict(c.options)).config  # fmt: skip
+        if isinstance(getattr(config, "model", None), str):
+            models.append(config.model)
+    return Counter(models).most_common(1)[0][0] if models else None

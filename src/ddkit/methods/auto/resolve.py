@@ -21,7 +21,12 @@ from typing import Any
 
 import ddkit.methods.auto.runner as scoring
 from ddkit.errors import ConfigError
-from ddkit.methods.auto.candidates import Candidate, candidates_for
+from ddkit.methods.auto.candidates import (
+    Candidate,
+    candidates_for,
+    scoring_network,
+    spec_modality,
+)
 from ddkit.methods.auto.record import rows_record
 from ddkit.methods.auto.runner import Estimate, FitRunner, RunnerSetup
 from ddkit.methods.auto.tournament import Memo, Outcome, Runner, Tournament
@@ -89,20 +94,20 @@ def choose(
     finished rounds (a resumed call reuses them; default: a temporary folder); ``say`` receives
     a line per step; ``runner`` builds the runner from the split and the candidates (default:
     :class:`~ddkit.methods.auto.runner.FitRunner`; tests pass a fake)."""
-    split, candidates = _split_and_candidates(train, request)
+    split, candidates, network = _split_and_candidates(train, request)
     with ExitStack() as stack:
         where = Path(folder) if folder is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory())
         )  # fmt: skip
         memo = Memo(where / MEMO_FILE if folder is not None else None,
-                    _settings(request, split, candidates))  # fmt: skip
-        play = _runner(split, candidates, request, where, estimate, runner)
+                    _settings(request, split, candidates, network))  # fmt: skip
+        play = _runner(split, candidates, request, where, estimate, runner, network)
         stack.enter_context(shared_embeddings())
         outcome = Tournament(candidates, play, _seconds(request), memo, say).run()
     return AutoChoice(
         outcome.winner.candidate.method,
         dict(outcome.winner.candidate.options),
-        _record(outcome, request, split),
+        _record(outcome, request, split, network),
     )
 
 
@@ -116,9 +121,9 @@ def plan(
     """The tournament's plan (``--dry-run``): every candidate costed (a selector's set made and
     scored, which is its cost), the number of rounds and the iterations round 0 gives each
     distiller; nothing is written."""
-    split, candidates = _split_and_candidates(train, request)
+    split, candidates, network = _split_and_candidates(train, request)
     with tempfile.TemporaryDirectory() as tmp, shared_embeddings():
-        play = _runner(split, candidates, request, Path(tmp), estimate, runner)
+        play = _runner(split, candidates, request, Path(tmp), estimate, runner, network)
         t = Tournament(candidates, play, _seconds(request), None, say)
         rounds, targets = t.plan()
     rows = []
@@ -130,14 +135,17 @@ def plan(
         elif not d["why"]:
             d["why"] = "made and scored as its costing" if row.rounds else "not scored"
         rows.append(d)
-    return {**_frame(request, split, rounds, t.spent), "candidates": rows}
+    return {**_frame(request, split, rounds, t.spent, network), "candidates": rows}
 
 
 def _split_and_candidates(
     train: Any, request: AutoRequest
-) -> tuple[ValidationSplit, list[Candidate]]:
+) -> tuple[ValidationSplit, list[Candidate], str | None]:
+    """The validation split, the candidates and the network that scores them."""
     split = carve(train, request.ipc, seed=0)
-    return split, candidates_for(split.fit, request.dataset, request.ipc, request.teacher)
+    candidates = candidates_for(split.fit, request.dataset, request.ipc, request.teacher)
+    modality = spec_modality(split.fit)
+    return split, candidates, scoring_network(candidates, request.dataset, request.ipc, modality)
 
 
 def _seconds(request: AutoRequest) -> float:
@@ -151,15 +159,16 @@ def _runner(
     folder: Path,
     estimate: Estimate,
     runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None,
+    network: str | None,
 ) -> Runner:
     if runner is not None:
         return runner(split, candidates)
-    setup = RunnerSetup(request.dataset, request.ipc, request.seed, folder, request.device)
+    setup = RunnerSetup(request.dataset, request.ipc, request.seed, folder, request.device, network)
     return FitRunner(split, setup, estimate)
 
 
 def _settings(
-    request: AutoRequest, split: ValidationSplit, candidates: list[Candidate]
+    request: AutoRequest, split: ValidationSplit, candidates: list[Candidate], network: str | None
 ) -> dict[str, Any]:
     """What the tournament's kept results depend on (a resumed run must match them)."""
     return {
@@ -168,17 +177,22 @@ def _settings(
         "seed": request.seed,
         "validation": split.to_dict(),
         "candidates": [c.to_dict() for c in candidates],
-        "recipe": _recipe(),
+        "recipe": _recipe(network),
     }
 
 
-def _recipe() -> dict[str, Any]:
+def _recipe(network: str | None) -> dict[str, Any]:
     s = scoring
-    return {"runs": s.VAL_RUNS, "epochs": s.VAL_EPOCHS, "protocol (networks)": s.VAL_PROTOCOL.name}
+    recipe = {
+        "runs": s.VAL_RUNS,
+        "epochs": s.VAL_EPOCHS,
+        "protocol (networks)": s.VAL_PROTOCOL.name,
+    }
+    return recipe | ({"network": network} if network is not None else {})
 
 
 def _frame(
-    request: AutoRequest, split: ValidationSplit, rounds: int, spent: float
+    request: AutoRequest, split: ValidationSplit, rounds: int, spent: float, network: str | None
 ) -> dict[str, Any]:
     return {
         "budget_seconds": request.seconds,
@@ -186,11 +200,13 @@ def _frame(
         "spent_seconds": spent,
         "rounds": rounds,
         "validation": split.to_dict(),
-        "recipe": _recipe(),
+        "recipe": _recipe(network),
     }
 
 
-def _record(outcome: Outcome, request: AutoRequest, split: ValidationSplit) -> dict[str, Any]:
+def _record(
+    outcome: Outcome, request: AutoRequest, split: ValidationSplit, network: str | None
+) -> dict[str, Any]:
     w = outcome.winner
     scored = [r for r in outcome.rows if r.accuracy is not None and r is not w]
     runner_up = max(scored, key=lambda r: r.accuracy, default=None)
@@ -206,7 +222,7 @@ def _record(outcome: Outcome, request: AutoRequest, split: ValidationSplit) -> d
         f"{request.seconds:.0f} s budget"
     )
     return {
-        **_frame(request, split, outcome.rounds, outcome.spent_seconds),
+        **_frame(request, split, outcome.rounds, outcome.spent_seconds, network),
         "winner": w.candidate.label,
         "method": w.candidate.method,
         "options": dict(w.candidate.options),

@@ -17,7 +17,9 @@ caller).
 Scoring: the set's own evaluator (:func:`ddkit.eval.dispatch.evaluate_set`: networks for
 images, learners for tables and series, a GCN for graphs) on the validation rows, with a short
 recipe: :data:`VAL_RUNS` runs of :data:`VAL_EPOCHS` epochs, and for networks the ``fast``
-protocol (DSA augmentation) on its own network, the same for every candidate. The score is the
+protocol (DSA augmentation) on one network for every candidate: the one the distillers among
+them train with (:func:`~ddkit.methods.auto.candidates.scoring_network`; the protocol's where
+there is none). The score is the
 mean accuracy of the report's rows for the set (a GCN's report adds random real nodes and the
 full graph beside it: :data:`BASELINE_ROWS`, left out).
 """
@@ -65,28 +67,29 @@ Estimate = Callable[[Distiller, Any, int, int], tuple[float, float, int]]
 @dataclasses.dataclass(frozen=True)
 class RunnerSetup:
     """Where a :class:`FitRunner` works: ``dataset`` (its name: presets), ``ipc``, ``seed``,
-    the candidates' ``folder`` (each in its own sub-folder) and the ``device`` they compute on
-    (``None``: where the data is)."""
+    the candidates' ``folder`` (each in its own sub-folder), the ``device`` they compute on
+    (``None``: where the data is) and the ``network`` that scores them (``None``: the
+    protocol's)."""
 
     dataset: str
     ipc: int
     seed: int
     folder: Path
     device: Any = None
+    network: str | None = None
 
 
 def validation_score(
-    syn: Any, val: Any, device: Any = None, share: float = 1.0
+    syn: Any, val: Any, device: Any = None, network: str | None = None
 ) -> tuple[float, float]:
     """``(accuracy, seconds)``: ``syn`` scored on the validation rows ``val`` by the short
-    recipe (the module's docstring); with ``share`` below 1, one run of that share of the
-    epochs (a timing). An evaluation's own time budget is not used: its warm-up costs more
+    recipe (the module's docstring), by networks ``network`` (``None``: the protocol's) where
+    networks judge it. An evaluation's own time budget is not used: its warm-up costs more
     than this recipe."""
-    runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, max(1, int(share * VAL_EPOCHS)))
-    settings = EvalSettings(runs=runs, epochs=epochs, seed=0, device=device)
+    settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
-        settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL)
+        settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL, models=network)
     if "learners" in accepts and VAL_LEARNERS is not None:
         settings = dataclasses.replace(settings, learners=VAL_LEARNERS)
     t0 = time.perf_counter()
@@ -134,7 +137,7 @@ class FitRunner:
         else:  # the scoring's share: what the last one took
             syn = self._distil(candidate, iterations, max(seconds - self._eval_seconds, 1e-3))
         kept = self._scored.pop(candidate.label, None)
-        accuracy, eval_seconds = kept or validation_score(syn, self.split.val, self.setup.device)
+        accuracy, eval_seconds = kept or self._score(syn)
         self._eval_seconds = eval_seconds
         done = int(syn.meta.get("iterations", 0))
         return Trained(done, accuracy, time.perf_counter() - t0, eval_seconds)
@@ -165,10 +168,13 @@ class FitRunner:
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
-        scored = validation_score(syn, self.split.val, self.setup.device)
+        scored = self._score(syn)
         if made_on_all:
             self._scored[candidate.label] = scored
         return scored[1]
+
+    def _score(self, syn: Any) -> tuple[float, float]:
+        return validation_score(syn, self.split.val, self.setup.device, self.setup.network)
 
     def _select(self, candidate: Candidate, rows: Any = None) -> Any:
         s = self.setup

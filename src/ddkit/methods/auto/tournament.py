@@ -10,9 +10,10 @@ Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost mod
    an equal share, which buys it iterations at its estimated pace (its set-up in its first
    round), up to its planned count; it continues from where it stopped, and is scored on the
    validation split. Since the survivors halve each round and the rounds are equal, a
-   survivor's share doubles. A distiller whose first share buys fewer than
-   :data:`MIN_ITERATIONS` is left out (the reason recorded) and the shares are made again
-   without it; a candidate whose estimate no longer fits the time left is stopped, never
+   survivor's share doubles. The distillers that enter are the most, cheapest entry first (its
+   set-up, :data:`MIN_ITERATIONS` iterations and a scoring), whose round-0 shares each buy its
+   entry, with as many rounds as halving them takes; the others are left out (the reason
+   recorded). A candidate whose estimate no longer fits the time left is stopped, never
    started. A selector's score (and a distiller's at its planned count) carries to later rounds.
 3. After each round but the last the better half of the distillers still training (by
    validation accuracy; ties: the earlier candidate, cheaper first) goes on; a finished
@@ -190,19 +191,47 @@ class Tournament:
         return self.seconds - self.spent
 
     def _costed(self) -> tuple[list[Row], int]:
-        """Cost every candidate; the ones costed and the number of rounds they make."""
+        """Cost every candidate and admit the distillers (:meth:`_admit`); the rows still in
+        and the number of rounds."""
         for row in self.rows:
             self._cost(row)
         pool = [r for r in self.rows if not r.stopped and r.cost is not None]
-        training = sum(r.trainable for r in pool)
-        return pool, max(1, math.ceil(math.log2(training))) if training > 1 else 1
+        total = self._admit([r for r in pool if r.trainable])
+        return [r for r in pool if not r.stopped], total
+
+    def _entry(self, row: Row) -> float:
+        """A distiller's least first round: its set-up, :data:`MIN_ITERATIONS` iterations (or
+        its planned count, if fewer) and a scoring."""
+        least = min(MIN_ITERATIONS, row.cost.planned_iterations)
+        return row.cost.setup_seconds + least * row.cost.seconds_per_iteration + self.eval_seconds
+
+    def _admit(self, rows: list[Row]) -> int:
+        """Admit the most distillers of ``rows``, cheapest entry first, whose equal shares of
+        round 0 (the time left over as many rounds as halving them takes) each buy their entry;
+        stop the others with the reason. The number of rounds."""
+        ranked = sorted(rows, key=lambda r: (self._entry(r), self.rows.index(r)))
+        for k in range(len(ranked), 0, -1):
+            total = _rounds(k)
+            share = self.left() / total / k
+            if all(self._entry(r) <= share for r in ranked[:k]):
+                break
+        else:
+            k, total, share = 0, 1, self.left()
+        for r in ranked[k:]:
+            r.stopped = (
+                f"round 0: its share of {share:.1f} s does not buy its set-up "
+                f"({r.cost.setup_seconds:.1f} s), {min(MIN_ITERATIONS, r.cost.planned_iterations)}"
+                f" iterations at {r.cost.seconds_per_iteration:.3g} s and the scoring "
+                f"({self.eval_seconds:.1f} s)"
+            )
+        return total
 
     def plan(self) -> tuple[int, dict[Row, int]]:
         """Cost every candidate (a selector's set is made and scored: that is its cost) and
         return the number of rounds and the iterations round 0 would give each distiller,
         training none (``--dry-run``)."""
         pool, total = self._costed()
-        return total, self._targets([r for r in pool if r.trainable], self.left() / total, 0)
+        return total, self._targets([r for r in pool if r.trainable], self.left() / total)
 
     def run(self) -> Outcome:
         pool, total = self._costed()
@@ -259,7 +288,7 @@ class Tournament:
     def _play(self, pool: list[Row], rnd: int, total: int) -> None:
         """Round ``rnd`` of ``total``: each trainable row gets its share's iterations."""
         budget = self.left() / (total - rnd)
-        targets = self._targets([r for r in pool if r.trainable], budget, rnd)
+        targets = self._targets([r for r in pool if r.trainable], budget)
         for row in pool:
             if row.stopped:
                 continue
@@ -276,35 +305,19 @@ class Tournament:
                 continue
             self._train(row, rnd, targets[row], min(need * (1 + SLACK), self.left()))
 
-    def _targets(self, rows: list[Row], budget: float, rnd: int) -> dict[Row, int]:
+    def _targets(self, rows: list[Row], budget: float) -> dict[Row, int]:
         """The iterations each of ``rows`` reaches in a round of ``budget`` seconds shared
-        equally; in round 0 a row whose share buys fewer than :data:`MIN_ITERATIONS` is left
-        out and the shares are made again."""
-        rows = list(rows)
-        while rows:
-            share = budget / len(rows)
-            targets, short = {}, None
-            for r in rows:
-                first = not r.rounds
-                room = share - self.eval_seconds - (r.cost.setup_seconds if first else 0.0)
-                buys = int(max(0.0, room) // max(r.cost.seconds_per_iteration, 1e-9))
-                target = min(r.cost.planned_iterations, r.done + buys)
-                least = min(MIN_ITERATIONS, r.cost.planned_iterations) if first else 1
-                if target - r.done < least:
-                    short = short or (r, share)
-                    continue
+        equally (a row whose share buys none is not trained this round)."""
+        share = budget / len(rows) if rows else 0.0
+        targets = {}
+        for r in rows:
+            first = not r.rounds
+            room = share - self.eval_seconds - (r.cost.setup_seconds if first else 0.0)
+            buys = int(max(0.0, room) // max(r.cost.seconds_per_iteration, 1e-9))
+            target = min(r.cost.planned_iterations, r.done + buys)
+            if target > r.done:
                 targets[r] = target
-            if short is None or rnd > 0:
-                return targets
-            r, share = short
-            r.stopped = (
-                f"round 0: its share of {share:.1f} s does not buy its set-up "
-                f"({r.cost.setup_seconds:.1f} s), {min(MIN_ITERATIONS, r.cost.planned_iterations)}"
-                f" iterations at {r.cost.seconds_per_iteration:.3g} s and the scoring "
-                f"({self.eval_seconds:.1f} s)"
-            )
-            rows.remove(r)
-        return {}
+        return targets
 
     def _train(self, row: Row, rnd: int, target: int, seconds: float) -> None:
         key = f"round:{row.candidate.label}:{target}"
@@ -334,3 +347,8 @@ class Tournament:
                 f"(the best {keep} go on)"
             )
         return [r for r in pool if not r.stopped]
+
+
+def _rounds(distillers: int) -> int:
+    """The rounds of successive halving that take ``distillers`` down to one."""
+    return max(1, math.ceil(math.log2(distillers))) if distillers > 1 else 1

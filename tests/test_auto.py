@@ -287,6 +287,34 @@ def test_every_modality_gets_a_set_in_a_small_budget(tmp_path, quick, make) -> N
     assert syn.meta["auto"]["winner"] in {r["label"] for r in syn.meta["auto"]["candidates"]}
 
 
+def test_a_scoring_longer_than_the_tournament_is_refused_before_it_runs(quick, monkeypatch):
+    from ddkit.methods.auto import choose
+    from ddkit.methods.auto.resolve import AutoRequest
+
+    timed = []
+    real = scoring.validation_score
+    monkeypatch.setattr(
+        scoring, "validation_score", lambda *a, **k: timed.append(a) or real(*a, **k)
+    )
+    with pytest.raises(ConfigError, match="scoring one set on the validation rows") as err:
+        choose(tiny_digits().train, AutoRequest("tiny-digits", 1, 1e-4), lambda *a: (0, 0, 0))
+    assert "\n" not in str(err.value) and len(timed) == 1  # the timing only, not the scoring
+
+
+def test_tables_and_series_are_scored_by_the_distillers_network_as_a_learner(monkeypatch):
+    seen = []
+    monkeypatch.setattr(scoring, "evaluate_set", lambda syn, val, s: seen.append(s) or 1 / 0)
+    for make, learner in ((tiny_table, "mlp"), (tiny_series, "conv1d")):
+        train = make().train
+        syn = SyntheticSet.from_real(train)
+        with pytest.raises(ZeroDivisionError):
+            scoring.validation_score(syn, train, network=learner)
+        assert seen[-1].learners == learner
+    with pytest.raises(ZeroDivisionError):
+        scoring.validation_score(syn, train, network=None)
+    assert seen[-1].learners == scoring.VAL_LEARNERS
+
+
 def test_auto_without_a_budget_or_with_options_is_refused_in_one_line(tmp_path) -> None:
     for request, words in [
         (DistillRequest("tiny-digits", "auto", 1), "pass --budget"),

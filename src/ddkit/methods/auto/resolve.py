@@ -163,7 +163,10 @@ def _runner(
 ) -> Runner:
     if runner is not None:
         return runner(split, candidates)
-    setup = RunnerSetup(request.dataset, request.ipc, request.seed, folder, request.device, network)
+    setup = RunnerSetup(
+        request.dataset, request.ipc, request.seed, folder, request.device, network,
+        _seconds(request),
+    )  # fmt: skip
     return FitRunner(split, setup, estimate)
 
 

@@ -10,7 +10,9 @@ that part would be most of the rows, or the part's selection took under :data:`Q
 seconds, the set is made on all rows, and not made again); the first costing also scores its
 set in full, timed, so the first scoring is costed before any distiller's round (a scoring's
 time does not scale with its epochs: building the networks and judging the validation rows
-take a fixed part). Herding and k-center share their embedding
+take a fixed part); before it, one run of :data:`SCORING_PART` of the epochs is timed and
+scaled up (an overestimate), and a scoring estimated past the whole tournament is refused in
+one line instead of run. Herding and k-center share their embedding
 (:func:`~ddkit.methods.coreset.selectors.shared_embeddings`, entered by the tournament's
 caller).
 
@@ -19,7 +21,8 @@ images, learners for tables and series, a GCN for graphs) on the validation rows
 recipe: :data:`VAL_RUNS` runs of :data:`VAL_EPOCHS` epochs, and for networks the ``fast``
 protocol (DSA augmentation) on one network for every candidate: the one the distillers among
 them train with (:func:`~ddkit.methods.auto.candidates.scoring_network`; the protocol's where
-there is none). The score is the
+there is none); for learners likewise that network where it is a learner (``mlp`` on tables,
+``conv1d`` on series), else :data:`VAL_LEARNERS`. The score is the
 mean accuracy of the report's rows for the set (a GCN's report adds random real nodes and the
 full graph beside it: :data:`BASELINE_ROWS`, left out).
 """
@@ -27,6 +30,7 @@ full graph beside it: :data:`BASELINE_ROWS`, left out).
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 import warnings
@@ -36,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from ddkit.data.dataset import stratified_split
+from ddkit.errors import ConfigError
 from ddkit.eval.dispatch import EvalSettings, evaluate_set, evaluator_for
+from ddkit.eval.learners import NETWORK_LEARNERS
 from ddkit.eval.protocol import get_protocol
 from ddkit.methods.auto.candidates import Candidate
 from ddkit.methods.auto.tournament import Cost, Trained
@@ -56,6 +62,8 @@ BASELINE_ROWS = frozenset({"random nodes", "full graph"})
 #: quicker than :data:`QUICK` seconds is made on all rows at once (its estimate is that)
 PART = 0.1
 QUICK = 1.0
+#: the share of the epochs (one run) the first scoring is timed on before it runs in full
+SCORING_PART = 0.1
 #: what a fit checkpoints between rounds: its last step only
 _CHECKPOINT_EVERY = 10**9
 
@@ -68,8 +76,8 @@ Estimate = Callable[[Distiller, Any, int, int], tuple[float, float, int]]
 class RunnerSetup:
     """Where a :class:`FitRunner` works: ``dataset`` (its name: presets), ``ipc``, ``seed``,
     the candidates' ``folder`` (each in its own sub-folder), the ``device`` they compute on
-    (``None``: where the data is) and the ``network`` that scores them (``None``: the
-    protocol's)."""
+    (``None``: where the data is), the ``network`` that scores them (``None``: the protocol's)
+    and the tournament's ``seconds`` (a first scoring estimated past them is refused)."""
 
     dataset: str
     ipc: int
@@ -77,21 +85,24 @@ class RunnerSetup:
     folder: Path
     device: Any = None
     network: str | None = None
+    seconds: float = math.inf
 
 
 def validation_score(
-    syn: Any, val: Any, device: Any = None, network: str | None = None
+    syn: Any, val: Any, device: Any = None, network: str | None = None, share: float = 1.0
 ) -> tuple[float, float]:
     """``(accuracy, seconds)``: ``syn`` scored on the validation rows ``val`` by the short
-    recipe (the module's docstring), by networks ``network`` (``None``: the protocol's) where
-    networks judge it. An evaluation's own time budget is not used: its warm-up costs more
-    than this recipe."""
-    settings = EvalSettings(runs=VAL_RUNS, epochs=VAL_EPOCHS, seed=0, device=device)
+    recipe (the module's docstring), by ``network`` (``None``: the protocol's or the
+    learners'); with ``share`` below 1, one run of that share of the epochs (a timing). An
+    evaluation's own time budget is not used: its warm-up costs more than this recipe."""
+    runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, max(1, int(share * VAL_EPOCHS)))
+    settings = EvalSettings(runs=runs, epochs=epochs, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
         settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL, models=network)
-    if "learners" in accepts and VAL_LEARNERS is not None:
-        settings = dataclasses.replace(settings, learners=VAL_LEARNERS)
+    if "learners" in accepts:
+        learners = network if network in NETWORK_LEARNERS else VAL_LEARNERS
+        settings = dataclasses.replace(settings, learners=learners)
     t0 = time.perf_counter()
     report = evaluate_set(syn, val, settings).report
     accuracies = [r.mean for r in report.results if r.model not in BASELINE_ROWS]
@@ -168,6 +179,17 @@ class FitRunner:
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
+        with _quiet(_UNDER_TRAINED):
+            _, part = validation_score(
+                syn, self.split.val, self.setup.device, self.setup.network, SCORING_PART
+            )
+        estimate = part * VAL_RUNS * VAL_EPOCHS / max(1, int(SCORING_PART * VAL_EPOCHS))
+        if estimate > self.setup.seconds:
+            raise ConfigError(
+                f"--method auto: scoring one set on the validation rows would take about "
+                f"{estimate:.0f} s here, more than the tournament's {self.setup.seconds:.0f} s "
+                "(half the budget); give a larger --budget or name a method"
+            )
         scored = self._score(syn)
         if made_on_all:
             self._scored[candidate.label] = scored
@@ -207,6 +229,9 @@ def _part(rows: Any, ipc: int) -> Any:
 #: a method's note that it scaled its iterations to data without a preset: not repeated for
 #: every candidate (the record states each one's planned count)
 _NO_PRESET = r".*no preset for dataset"
+#: the warning that a scoring network is under-trained: the timing run of a part of the
+#: epochs is short on purpose
+_UNDER_TRAINED = r".*under-trained"
 
 
 @contextmanager

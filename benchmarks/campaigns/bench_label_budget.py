@@ -12,9 +12,7 @@ random 1/R of each image's views kept, alone and with int8 / top-k) and LPQLD's 
 logits (``logits:5+fp16``, pruned and not; trained at the set's label temperature). Beside
 them, random real images (the same count, one seed) with hard labels and with the same
 teacher's full and pruned per-view labels. ``--views`` views are drawn per image (prune:R
-needs R <= views); the ``views per epoch`` rows draw as many views as the evaluation has epochs,
-so every epoch trains on a view of its own, as FKD's stored labels do (one per epoch of 300).
-Every set is
+needs R <= views). Every set is
 evaluated under the ``soft`` protocol (stored labels; epochs scaled down for the CPU and said
 so). Reported per row: the set's label bytes, its total bytes, the teacher bytes an evaluation
 must also ship (``regen`` only), and final-epoch test accuracy (mean +- std over runs). Nothing
@@ -73,8 +71,6 @@ ROWS = (
     ("random real, views, prune:2", "random", "views", "prune:2"),
     ("random real, views, prune:4", "random", "views", "prune:4"),
     ("random real, views, prune:2+logits:5+fp16", "random", "views", "prune:2+logits:5+fp16"),
-    ("views per epoch, full", "distilled", "epoch-views", "full"),
-    ("random real, views per epoch, full", "random", "epoch-views", "full"),
 )
 #: the settings a kept row must share with this run to be kept
 SETTINGS = ("dataset", "method", "preset", "ipc", "iterations", "views", "epochs", "runs", "seed")
@@ -127,7 +123,7 @@ def labelled(
     syn: SyntheticSet, method, labels: str, budget: str | None, seed: int, views: int
 ) -> SyntheticSet:
     """``syn`` relabelled by ``method``'s teacher under ``budget`` (``views`` views drawn from
-    ``seed``, the same in every row; labels ``epoch-views``: ``views`` is the epochs')."""
+    ``seed``, the same in every row)."""
     if labels == "hard":
         return syn
     temperature = method.config.label_temperature
@@ -226,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     "distils (another machine or torch?); give --out a new file"
                 )
     for name, images, labels, budget in todo:
-        views = args.epochs if labels == "epoch-views" else args.views
-        syn = labelled(sets[images], method, labels, budget, args.seed, views)
+        syn = labelled(sets[images], method, labels, budget, args.seed, args.views)
         row = measure_row(args, splits, syn, name, budget)
         result["rows"].append(row | {"images_sha256": prints[images]})
         atomic_write_json(args.out, result)

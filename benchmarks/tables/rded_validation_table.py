@@ -70,4 +70,32 @@ def soft_labels() -> str:
     return "\n".join(out)
 
 
-TABLES = {"rded-validation:hard": hard_labels, "rded-validation:soft": soft_labels}
+#: the recovery methods' crops at 28 px (``tune_decoupled_*.json``: each method's mnist5k preset,
+#: 500 iterations, teacher-kd, 3 ConvNet-3 width 32): (file stem after ``tune_decoupled_``,
+#: the row's value, the method, what the row is)
+CROPS = (
+    ("mnist5k_ipc10_sre2l_crop", "none", "sre2l", "no crops (the default)"),
+    ("mnist5k_ipc10_sre2l_crop", "fixed", "sre2l", "the scripts' crops, area 0.08-1"),
+    ("mnist5k_ipc10_edc_crop", "none", "edc", "no crops (the default below 64 px)"),
+    ("mnist5k_ipc10_edc_crop_min", 0.5, "edc", "crops of area 0.5-1"),
+    ("mnist5k_ipc10_edc_crop", "fixed", "edc", "the scripts' crops, area 0.08-1"),
+    ("mnist5k_ipc10_cda_crop_min", 0.5, "cda", "curriculum down to area 0.5"),
+    ("mnist5k_ipc10_cda_crop_min", 0.25, "cda", "curriculum down to area 0.25"),
+)
+
+
+def recovery_crops() -> str:
+    out = ["| method | crops during recovery (mnist5k, IPC 10) | validation accuracy (%) |",
+           "|---|---|---|"]  # fmt: skip
+    out += [
+        f"| {method} | {what} | {_accuracy('decoupled_' + stem, value)} |"
+        for stem, value, method, what in CROPS
+    ]
+    return "\n".join(out)
+
+
+TABLES = {
+    "rded-validation:hard": hard_labels,
+    "rded-validation:soft": soft_labels,
+    "decoupled-validation:crops": recovery_crops,
+}

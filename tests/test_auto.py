@@ -148,6 +148,19 @@ def test_every_candidate_is_scored_by_the_network_the_distillers_train_with() ->
     assert scoring_network(selectors, "mnist5k", 10, "image") is None  # the protocol's
 
 
+def test_a_survivor_the_time_left_cannot_continue_keeps_its_score() -> None:
+    class Overrunning(FakeRunner):  # dm runs far past its estimate in every round
+        def train(self, c: Candidate, iterations: int, seconds: float) -> Trained:
+            got = super().train(c, iterations, seconds)
+            return dataclasses.replace(got, seconds=got.seconds + 40.0 * (c.label == "dm"))
+
+    fakes = {**_slow_fakes(), "idm": Fake(5.0, 0.2, 2000, 0.95, 0.0001)}  # idm the best
+    outcome = Tournament(CANDIDATES, Overrunning(fakes), 300.0).run()
+    rows = {r.candidate.label: r for r in outcome.rows}
+    assert outcome.winner is rows["idm"]  # scored in round 0; dm's overrun left it little
+    assert outcome.spent_seconds <= 300.0 * (1 + SLACK) + 40.0
+
+
 def test_a_budget_that_fits_nothing_is_refused_in_one_line() -> None:
     fakes = {k: dataclasses.replace(f, setup=1e6) for k, f in _fakes().items()}
     with pytest.raises(ConfigError, match="no candidate fits") as err:

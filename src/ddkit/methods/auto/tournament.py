@@ -10,7 +10,9 @@ Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost mod
    an equal share, which buys it iterations at its estimated pace (its set-up in its first
    round), up to its planned count; it continues from where it stopped, and is scored on the
    validation split. Since the survivors halve each round and the rounds are equal, a
-   survivor's share doubles. The distillers that enter are the most, cheapest entry first (its
+   survivor's share doubles. A survivor whose share no longer fits the time left (the rows
+   before it ran past their estimates) goes as far as the time left buys, or keeps the score
+   it has. The distillers that enter are the most, cheapest entry first (its
    set-up, :data:`MIN_ITERATIONS` iterations and a scoring), whose round-0 shares each buy its
    entry, with as many rounds as halving them takes; the others are left out (the reason
    recorded). A candidate whose estimate no longer fits the time left is stopped, never
@@ -296,14 +298,23 @@ class Tournament:
                 row.reached = rnd
                 continue
             first = not row.rounds
-            need = row.cost.seconds(row.done, targets[row], first) + self.eval_seconds
-            if need > self.left():
-                row.stopped = (
-                    f"round {rnd}: its estimate {need:.1f} s exceeds the {self.left():.1f} s "
-                    "left, so it was not started"
-                )
+            target = min(targets[row], self._affordable(row))
+            if target <= row.done:  # the time left buys none: a scored row's score carries
+                if not row.rounds:
+                    row.stopped = (
+                        f"round {rnd}: its set-up, an iteration and a scoring exceed the "
+                        f"{self.left():.1f} s left, so it was not started"
+                    )
+                row.reached = rnd
                 continue
-            self._train(row, rnd, targets[row], min(need * (1 + SLACK), self.left()))
+            need = row.cost.seconds(row.done, target, first) + self.eval_seconds
+            self._train(row, rnd, target, min(need * (1 + SLACK), self.left()))
+
+    def _affordable(self, row: Row) -> int:
+        """The iterations ``row`` can reach in the time left (its set-up, if it has not run,
+        and a scoring counted)."""
+        room = self.left() - self.eval_seconds - (0.0 if row.rounds else row.cost.setup_seconds)
+        return row.done + int(max(0.0, room) // max(row.cost.seconds_per_iteration, 1e-9))
 
     def _targets(self, rows: list[Row], budget: float) -> dict[Row, int]:
         """The iterations each of ``rows`` reaches in a round of ``budget`` seconds shared

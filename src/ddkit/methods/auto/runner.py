@@ -95,7 +95,7 @@ def validation_score(
     recipe (the module's docstring), by ``network`` (``None``: the protocol's or the
     learners'); with ``share`` below 1, one run of that share of the epochs (a timing). An
     evaluation's own time budget is not used: its warm-up costs more than this recipe."""
-    runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, max(1, int(share * VAL_EPOCHS)))
+    runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, _epochs_of(share))
     settings = EvalSettings(runs=runs, epochs=epochs, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
@@ -183,7 +183,7 @@ class FitRunner:
             _, part = validation_score(
                 syn, self.split.val, self.setup.device, self.setup.network, SCORING_PART
             )
-        estimate = part * VAL_RUNS * VAL_EPOCHS / max(1, int(SCORING_PART * VAL_EPOCHS))
+        estimate = part * VAL_RUNS * VAL_EPOCHS / _epochs_of(SCORING_PART)
         if estimate > self.setup.seconds:
             raise ConfigError(
                 f"--method auto: scoring one set on the validation rows would take about "
@@ -213,6 +213,11 @@ class FitRunner:
                 checkpoint_dir=s.folder / candidate.label / "checkpoint",
                 checkpoint_every=_CHECKPOINT_EVERY, resume=True, progress=False,
             )  # fmt: skip
+
+
+def _epochs_of(share: float) -> int:
+    """The epochs of a timing run of ``share`` of the recipe's (at least one)."""
+    return max(1, int(share * VAL_EPOCHS))
 
 
 def _part(rows: Any, ipc: int) -> Any:

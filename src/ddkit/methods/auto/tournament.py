@@ -311,9 +311,13 @@ class Tournament:
             self._train(row, rnd, target, min(need * (1 + SLACK), self.left()))
 
     def _affordable(self, row: Row) -> int:
-        """The iterations ``row`` can reach in the time left (its set-up, if it has not run,
-        and a scoring counted)."""
-        room = self.left() - self.eval_seconds - (0.0 if row.rounds else row.cost.setup_seconds)
+        """The iterations ``row`` can reach in the time left."""
+        return self._reach(row, self.left())
+
+    def _reach(self, row: Row, seconds: float) -> int:
+        """The iterations ``row`` reaches in ``seconds`` (its set-up, if it has not run, and a
+        scoring counted)."""
+        room = seconds - self.eval_seconds - (0.0 if row.rounds else row.cost.setup_seconds)
         return row.done + int(max(0.0, room) // max(row.cost.seconds_per_iteration, 1e-9))
 
     def _targets(self, rows: list[Row], budget: float) -> dict[Row, int]:
@@ -322,10 +326,7 @@ class Tournament:
         share = budget / len(rows) if rows else 0.0
         targets = {}
         for r in rows:
-            first = not r.rounds
-            room = share - self.eval_seconds - (r.cost.setup_seconds if first else 0.0)
-            buys = int(max(0.0, room) // max(r.cost.seconds_per_iteration, 1e-9))
-            target = min(r.cost.planned_iterations, r.done + buys)
+            target = min(r.cost.planned_iterations, self._reach(r, share))
             if target > r.done:
                 targets[r] = target
         return targets

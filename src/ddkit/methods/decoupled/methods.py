@@ -113,6 +113,12 @@ _SRE2L_TINY = (
 CROP_FROM_PIXELS = 64
 
 
+def at_scripts_scale(image_size: tuple[int, int]) -> bool:
+    """Whether images of ``image_size`` are cropped (and stitched) as the scripts do: a side of
+    at least :data:`CROP_FROM_PIXELS`."""
+    return min(image_size) >= CROP_FROM_PIXELS
+
+
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig(MethodConfig):
     """Teacher and relabeling options shared by the decoupled methods."""
@@ -420,7 +426,7 @@ class SRe2L(_TeacherMethod):
         crop = self.config.crop
         if crop != "auto":
             return crop
-        return self.scripts_crop if min(image_size) >= CROP_FROM_PIXELS else "none"
+        return self.scripts_crop if at_scripts_scale(image_size) else "none"
 
     def _views(self, iteration: int, g: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
         """One draw of the recovery's augmentation for every image, as a function applying it
@@ -705,12 +711,12 @@ class RDED(_TeacherMethod):
         below, whole images (zoomed crops of small images lose, module docstring)."""
         if self.config.scale != "auto":
             return tuple(self.config.scale)
-        return (0.08, 1.0) if min(train.spec.image_size) >= CROP_FROM_PIXELS else (1.0, 1.0)
+        return (0.08, 1.0) if at_scripts_scale(train.spec.image_size) else (1.0, 1.0)
 
     def _factor(self, train: ImageDataset) -> int:
         f = self.config.factor
         if f == "auto":
-            f = 2 if min(train.spec.image_size) >= CROP_FROM_PIXELS else 1
+            f = 2 if at_scripts_scale(train.spec.image_size) else 1
         if f < 1 or f > min(train.spec.image_size):
             raise ConfigError(f"factor must be in [1, {min(train.spec.image_size)}], got {f}")
         return int(f)

@@ -103,7 +103,7 @@ def choose(
                     _settings(request, split, candidates, network))  # fmt: skip
         play = _runner(split, candidates, request, where, estimate, runner, network)
         stack.enter_context(shared_embeddings())
-        outcome = Tournament(candidates, play, _seconds(request), memo, say).run()
+        outcome = Tournament(candidates, play, _seconds(request), memo, say, len(split.val)).run()
     return AutoChoice(
         outcome.winner.candidate.method,
         dict(outcome.winner.candidate.options),
@@ -213,16 +213,17 @@ def _record(
     w = outcome.winner
     scored = [r for r in outcome.rows if r.accuracy is not None and r is not w]
     runner_up = max(scored, key=lambda r: r.accuracy, default=None)
+    if outcome.tie:
+        because = f"validation accuracy {100 * w.accuracy:.2f} %; {outcome.tie}"
+    else:
+        because = f"the best validation accuracy ({100 * w.accuracy:.2f} %) after round {w.reached}"
+        if runner_up is not None:
+            because += (
+                f"; next best {runner_up.candidate.label} at {100 * runner_up.accuracy:.2f} %"
+            )
     why = (
-        f"chose {w.candidate.label}: the best validation accuracy ({100 * w.accuracy:.2f} %) "
-        f"after round {w.reached}"
-        + (
-            f"; next best {runner_up.candidate.label} at {100 * runner_up.accuracy:.2f} %"
-            if runner_up is not None
-            else ""
-        )
-        + f"; it distils on the whole training split in the time left of the "
-        f"{request.seconds:.0f} s budget"
+        f"chose {w.candidate.label}: {because}; it distils on the whole training split in the "
+        f"time left of the {request.seconds:.0f} s budget"
     )
     return {
         **_frame(request, split, outcome.rounds, outcome.spent_seconds, network),

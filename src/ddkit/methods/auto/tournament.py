@@ -22,7 +22,12 @@ Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost mod
    candidate (a selector, or a distiller at its planned count) takes no place in the halving
    and keeps its score, since more time would not change its set. The rounds are as many as
    halving the distillers takes. The winner is the best of every candidate still in at the
-   end, finished or not.
+   end, finished or not, with one exception: a distiller short of its planned count beats
+   the best finished candidate only by more than one standard error of a validation accuracy
+   (:func:`standard_error`, binomial over the validation rows). Its score was taken at fewer
+   iterations than its final set will have, and more iterations can lower a set's accuracy
+   (idm at 50 images per class on mnist5k), so a tie within the noise goes to the set that is
+   known.
 
 Every result is kept in a :class:`Memo` (a file in the run folder, written atomically), and the
 time the tournament counts is the recorded seconds, not the clock: a resumed tournament replays
@@ -169,6 +174,7 @@ class Outcome:
     winner: Row
     spent_seconds: float
     rounds: int
+    tie: str = ""  # why a finished candidate was preferred to a leader within the noise
 
 
 class Tournament:
@@ -182,9 +188,11 @@ class Tournament:
         seconds: float,
         memo: Memo | None = None,
         say: Callable[[str], Any] = lambda _line: None,
+        val_rows: int | None = None,
     ) -> None:
         self.rows = [Row(c) for c in candidates]
         self.runner, self.seconds, self.say = runner, float(seconds), say
+        self.val_rows = val_rows  # the validation rows a score is taken on (None: no margin)
         self.memo = memo or Memo(None, {})
         self.spent = 0.0
         self.eval_seconds = 0.0  # the longest scoring measured so far
@@ -255,12 +263,32 @@ class Tournament:
                 f"--method auto: no candidate fits a tournament of {self.seconds:.0f} s (half "
                 f"the budget){need}; give a larger --budget or name a method"
             )
-        winner = max(pool, key=lambda r: (r.accuracy, -self.rows.index(r)))
+        winner, tie = self._winner(pool)
         for r in pool:
             r.stopped = "the winner" if r is winner else "lost the last round"
         for r in self.rows:
             r.stopped = r.stopped or "not scored"
-        return Outcome(self.rows, winner, self.spent, total)
+        return Outcome(self.rows, winner, self.spent, total, tie)
+
+    def _winner(self, pool: list[Row]) -> tuple[Row, str]:
+        """The best of ``pool`` (ties: the earlier candidate), unless it is a distiller short of
+        its planned count that leads the best finished candidate by no more than a standard
+        error: then that finished candidate, and the reason."""
+        best = max(pool, key=lambda r: (r.accuracy, -self.rows.index(r)))
+        finished = [r for r in pool if not r.trainable]
+        if not best.trainable or not finished or not self.val_rows:
+            return best, ""
+        known = max(finished, key=lambda r: (r.accuracy, -self.rows.index(r)))
+        margin = standard_error(known.accuracy, self.val_rows)
+        lead = best.accuracy - known.accuracy
+        if lead > margin:
+            return best, ""
+        return known, (
+            f"{best.candidate.label} led by {100 * lead:.2f} points at {best.done:,} of its "
+            f"{best.cost.planned_iterations:,} iterations, within one standard error "
+            f"({100 * margin:.2f} points on {self.val_rows:,} validation rows), so the finished "
+            f"{known.candidate.label} was preferred"
+        )
 
     # ------------------------------------------------------------------ steps
     def _cost(self, row: Row) -> None:
@@ -359,6 +387,11 @@ class Tournament:
                 f"(the best {keep} go on)"
             )
         return [r for r in pool if not r.stopped]
+
+
+def standard_error(accuracy: float, rows: int) -> float:
+    """The binomial standard error of an ``accuracy`` measured on ``rows`` rows."""
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(rows, 1))
 
 
 def _rounds(distillers: int) -> int:

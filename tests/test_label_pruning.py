@@ -252,6 +252,31 @@ def test_a_pruned_set_trains_on_its_kept_views_only(base, teacher, tiny, tmp_pat
     assert report.results[0].accuracies == again.results[0].accuracies
 
 
+@pytest.mark.parametrize(("budget", "kept"), [("full", V), ("prune:3", V // 3)])
+def test_one_view_per_epoch_walks_view_e_mod_v_of_every_image(base, teacher, budget, kept):
+    from ddkit.eval.train import TrainRecipe, sgd_train
+    from ddkit.models import build_network
+
+    syn = _relabel(base, teacher[0], budget)
+    data = training_data(syn, get_protocol("soft-fkd"))
+    assert data.rows_per_epoch == N and data.meta["views_per_epoch"] == 1
+    walked: dict[int, list[int]] = {}
+    recipe = TrainRecipe(epochs=2 * kept + 1, lr=0.01, batch_size=4)
+    net = build_network("mlp", syn.spec, 0)
+    sgd_train(
+        net, data.images, data.targets, recipe, generator=torch.Generator().manual_seed(0),
+        on_batch=lambda e, idx, _logits: walked.setdefault(e, []).extend(idx.tolist()),
+        rows_at=data.rows_at,
+    )  # fmt: skip
+    for epoch, rows in walked.items():  # each image once, by its view (epoch mod kept views)
+        assert sorted(rows) == [i * kept + epoch % kept for i in range(N)]
+
+
+def test_an_unknown_view_order_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="unknown views 'some'; valid: all, one"):
+        get_protocol("soft").with_(views="some")
+
+
 def test_an_lpqld_set_evaluates(base, teacher, tiny):
     syn = _relabel(base, teacher[0], "prune:2+logits:4+fp16")
     report = evaluate(syn, tiny.test, "soft", runs=1, epochs=1, seed=0, progress=False)

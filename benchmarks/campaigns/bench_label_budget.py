@@ -9,7 +9,10 @@ rows: hard labels, full per-image labels, and per-view (FKD-style) labels stored
 and flips; the teacher recomputes the labels before evaluation, so its row must equal the
 ``full`` per-view row, which the script checks), LPLD's random label pruning (``prune:R``: a
 random 1/R of each image's views kept, alone and with int8 / top-k) and LPQLD's stored top-k
-logits (``logits:5+fp16``, pruned and not; trained at the set's label temperature). Beside
+logits (``logits:5+fp16``, pruned and not; trained at the set's label temperature), and FKD's
+own walk (``fkd views``: protocol ``soft-fkd`` for ``--views`` times the epochs, one view per
+image stored for each of them and epoch ``e`` training on view ``e``: the steps of the other
+rows, which walk all ``--views`` views every epoch, each step on a fresh view). Beside
 them, random real images (the same count, one seed) with hard labels and with the same
 teacher's full and pruned per-view labels. ``--views`` views are drawn per image (prune:R
 needs R <= views). Every set is
@@ -66,11 +69,13 @@ ROWS = (
     ("views, prune:2+topk:2+fp16", "distilled", "views", "prune:2+topk:2+fp16"),
     ("views, logits:5+fp16", "distilled", "views", "logits:5+fp16"),
     ("views, prune:2+logits:5+fp16", "distilled", "views", "prune:2+logits:5+fp16"),
+    ("fkd views, full", "distilled", "fkd", "full"),
     ("random real, hard", "random", "hard", None),
     ("random real, views, full", "random", "views", "full"),
     ("random real, views, prune:2", "random", "views", "prune:2"),
     ("random real, views, prune:4", "random", "views", "prune:4"),
     ("random real, views, prune:2+logits:5+fp16", "random", "views", "prune:2+logits:5+fp16"),
+    ("random real, fkd views, full", "random", "fkd", "full"),
 )
 #: the settings a kept row must share with this run to be kept
 SETTINGS = ("dataset", "method", "preset", "ipc", "iterations", "views", "epochs", "runs", "seed")
@@ -133,16 +138,20 @@ def labelled(
     return relabel(syn, method.teacher_, temperature, views=views, generator=g, budget=budget)
 
 
-def measure_row(args, splits, syn: SyntheticSet, name: str, budget: str | None) -> dict:
-    """Evaluate one labelled set under ``soft`` and count its bytes."""
+def measure_row(
+    args, splits, syn: SyntheticSet, name: str, budget: str | None, fkd: bool = False
+) -> dict:
+    """Evaluate one labelled set under ``soft`` (``fkd``: ``soft-fkd`` for ``--views`` times
+    the epochs) and count its bytes."""
     trained = regenerate_labels(syn) if budget == "regen" else syn
+    protocol, epochs = ("soft-fkd", args.epochs * args.views) if fkd else ("soft", args.epochs)
     rep = evaluate(
-        trained, splits.test, "soft", runs=args.runs, epochs=args.epochs, seed=args.seed,
+        trained, splits.test, protocol, runs=args.runs, epochs=epochs, seed=args.seed,
         progress=False,
     )  # fmt: skip
     accs = list(rep.results[0].accuracies)
     acc = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "accuracies": accs}
-    report = storage_report(syn, train_size_bytes=dataset_bytes(splits.train), protocol="soft")
+    report = storage_report(syn, train_size_bytes=dataset_bytes(splits.train), protocol=protocol)
     return {
         "row": name,
         "label_budget": syn.meta.get("label_budget", "hard"),
@@ -150,6 +159,8 @@ def measure_row(args, splits, syn: SyntheticSet, name: str, budget: str | None) 
         "evaluation_bytes": report,
         "label_storage": syn.meta.get("label_storage"),
         "accuracy": acc,
+        "protocol": protocol,
+        "epochs": epochs,
         "eval_seconds": rep.seconds,
     }
 
@@ -222,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                     "distils (another machine or torch?); give --out a new file"
                 )
     for name, images, labels, budget in todo:
-        syn = labelled(sets[images], method, labels, budget, args.seed, args.views)
-        row = measure_row(args, splits, syn, name, budget)
+        fkd = labels == "fkd"  # a view for every epoch (measure_row)
+        views = args.epochs * args.views if fkd else args.views
+        syn = labelled(sets[images], method, labels, budget, args.seed, views)
+        row = measure_row(args, splits, syn, name, budget, fkd)
         result["rows"].append(row | {"images_sha256": prints[images]})
         atomic_write_json(args.out, result)
     order = [row[0] for row in ROWS]

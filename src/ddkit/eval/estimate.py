@@ -139,7 +139,7 @@ def estimate_evaluation(
     data = training_data(syn, p, teacher, device)
     rows = data.images
     values = rows[0].numel() if len(rows) else None
-    compiled = TrainRecipe.of_protocol(p, lr, device, len(rows), values).compile
+    compiled = TrainRecipe.of_protocol(p, lr, device, data.rows_per_epoch, values).compile
     warm = p.with_(
         epochs=min(WARMUP_MAX_EPOCHS, p.epochs), compile=compiled and compile_as_run, runs=1
     )

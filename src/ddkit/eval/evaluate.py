@@ -353,15 +353,16 @@ def evaluate(
     fresh = _train_fresh(syn, test, p, seed, teacher, device, progress, plan)
     # the levers the training used (ddkit.levers; the vmap path compiles nothing)
     rows = fresh.data.images
+    values = rows[0].numel() if len(rows) else None
     recipe = TrainRecipe.of_protocol(
-        fresh.protocol, fresh.lr, device, len(rows), rows[0].numel() if len(rows) else None
+        fresh.protocol, fresh.lr, device, fresh.data.rows_per_epoch, values
     )
     precision = recipe.precision
     compiled = recipe.compile and not any(r.vectorized for r in fresh.results.values())
     report = EvalReport(
         protocol=fresh.protocol,
         lr=fresh.lr,
-        num_train_images=len(fresh.data.images),
+        num_train_images=fresh.data.rows_per_epoch,
         meta={
             "seed": seed,
             "precision": precision,

@@ -22,7 +22,7 @@ from ddkit.eval.relabel import (
     teacher_targets_fn,
 )
 from ddkit.eval.teacher import resolve_teacher
-from ddkit.eval.train import EpochTargets, TargetsFn, TrainResult, train_networks
+from ddkit.eval.train import EpochRows, EpochTargets, TargetsFn, TrainResult, train_networks
 from ddkit.levers import threads_for
 from ddkit.meter import check_memory
 
@@ -57,13 +57,20 @@ class TrainingData:
     vectors ``(M, K)``), on-the-fly targets from a teacher, notes for the report's meta, and
     ``targets_at(epoch)``: each epoch's targets where they follow a schedule (LPQLD's
     temperature over stored logits), which then replace ``targets`` (those of the set's
-    ``label_temperature``) at every epoch's start."""
+    ``label_temperature``) at every epoch's start; ``rows_at(epoch)``: the rows of ``images``
+    an epoch walks, where not all (one stored view per image: protocol ``views="one"``)."""
 
     images: torch.Tensor
     targets: torch.Tensor
     targets_fn: TargetsFn | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     targets_at: EpochTargets | None = None
+    rows_at: EpochRows | None = None
+
+    @property
+    def rows_per_epoch(self) -> int:
+        """The rows one epoch trains on."""
+        return len(self.images) if self.rows_at is None else len(self.rows_at(0))
 
 
 def training_data(
@@ -110,6 +117,8 @@ def training_data(
     if labels_at is not None:
         note["label_schedule"] = syn.meta["label_schedule"]
     if has_view_labels(syn):
+        if p.views == "one":
+            return _one_view_per_epoch(syn, note, labels_at)
         return _view_training_data(syn, note, labels_at)
     return TrainingData(syn.images, syn.labels, meta=note, targets_at=labels_at)
 
@@ -139,6 +148,22 @@ def _view_training_data(
     meta |= {"label_views_drawn": drawn, "view_reuse": drawn / kept}
     at = None if labels_at is None else (lambda epoch: labels_at(epoch)[rows])
     return TrainingData(views.images[rows], views.labels[rows], meta=meta, targets_at=at)
+
+
+def _one_view_per_epoch(
+    syn: SyntheticSet, note: dict[str, Any], labels_at: EpochTargets | None
+) -> TrainingData:
+    """The stored views of ``syn`` as training rows, epoch ``e`` walking view ``e mod V`` of
+    each image's ``V`` stored (for a pruned set: kept) views, as FKD trains (protocol
+    ``views="one"``); every epoch has one row per image, whatever the budget."""
+    views = expand_views(syn)
+    kept = int(views.meta["expanded_views"])
+    first = torch.arange(len(syn)) * kept  # expand_views puts image i's views at i*V ... i*V+V-1
+    meta = {"expanded_views": kept, "views_per_epoch": 1, **note}
+    return TrainingData(
+        views.images, views.labels, meta=meta, targets_at=labels_at,
+        rows_at=lambda epoch: first + epoch % max(kept, 1),
+    )  # fmt: skip
 
 
 def test_in_set_space(syn: SyntheticSet, test: ImageDataset) -> ImageDataset:
@@ -184,10 +209,10 @@ def train_model(
     (:func:`~ddkit.eval.train.train_networks`; each epoch's targets from ``data.targets_at``
     where it is set), tiny batches on one CPU thread (:func:`ddkit.levers.threads_for`)."""
     rows = data.images
-    batch_values = min(len(rows), p.batch_size) * (rows[0].numel() if len(rows) else 0)
+    batch_values = min(data.rows_per_epoch, p.batch_size) * (rows[0].numel() if len(rows) else 0)
     targets = data.targets if data.targets_at is None else data.targets_at
     with threads_for(batch_values, device):
         return train_networks(
             name, syn.spec, rows, targets, p, seeds, lr=lr, vectorize=vectorize,
-            targets_fn=data.targets_fn, device=device, progress=progress,
+            targets_fn=data.targets_fn, device=device, progress=progress, rows_at=data.rows_at,
         )  # fmt: skip

@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "warmup-cosine")
 MIXES = ("cutmix", "mixup")
 PRECISIONS = ("fp32", "bf16", "auto")
+VIEWS = ("all", "one")
 # the ``label_mode`` values of earlier versions, as ``targets``
 _LEGACY_TARGETS = {"auto": "stored", "hard": "hard", "teacher-kd": "teacher"}
 
@@ -37,6 +38,11 @@ class EvalProtocol:
     * ``"hard"``: the argmax of the set's labels (one class per image);
     * ``"teacher"``: a teacher's output on every augmented, mixed batch (knowledge
       distillation); :func:`ddkit.eval.evaluate` fetches the teacher.
+
+    ``views`` says how a set with FKD per-view labels is walked under ``"stored"``: ``"all"``
+    trains every epoch on every stored view; ``"one"`` trains epoch ``e`` on one view of each
+    image, view ``e mod V`` of its ``V`` stored (kept) views, as FKD and SRe2L's relabel store
+    one view per image per epoch and train each epoch on its own (Shen & Xing, ECCV 2022).
 
     ``loss`` says how predictions meet targets:
 
@@ -62,6 +68,7 @@ class EvalProtocol:
     # None | "dsa" (strategy by dataset) | an explicit DSA strategy | "dc" (DC's own, by dataset)
     augment: str | None = None
     targets: str = "stored"  # stored | hard | teacher (see the class docstring)
+    views: str = "all"  # all | one: the stored views an epoch trains on (class docstring)
     loss: str = "cross_entropy"  # cross_entropy | mse
     temperature: float = 1.0  # KD temperature for soft / teacher targets
     mix: str | None = None  # None | mixup | cutmix (soft-label recipes)
@@ -107,6 +114,7 @@ class EvalProtocol:
                 f"unknown targets {self.targets!r}; valid: {', '.join(TARGETS)}",
             ),
             (self.loss in LOSSES, f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}"),
+            (self.views in VIEWS, f"unknown views {self.views!r}; valid: {', '.join(VIEWS)}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (
                 self.mix is None or self.mix in MIXES,
@@ -294,6 +302,10 @@ _SOFT = dict(
 register_protocol(
     EvalProtocol(name="soft", targets="stored", temperature=1.0, **_SOFT),
     "soft labels as stored: AdamW 1e-2 wd 0.01, cosine, CutMix, DSA, batch 50, 300 epochs (SRe2L/RDED)",
+)
+register_protocol(
+    EvalProtocol(name="soft-fkd", targets="stored", views="one", temperature=1.0, **_SOFT),
+    "as soft, a per-view labelled set walked as FKD does: epoch e trains on each image's view e mod V",
 )
 register_protocol(
     EvalProtocol(name="teacher-kd", targets="teacher", temperature=KD_TEMPERATURE, **_SOFT),

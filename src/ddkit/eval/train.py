@@ -60,6 +60,10 @@ TargetsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 # :func:`ddkit.eval.relabel.scheduled_labels`); called at every epoch's start, before any batch
 # is drawn, so augmentation and CutMix mix that epoch's targets.
 EpochTargets = Callable[[int], torch.Tensor]
+# ``rows_at(epoch) -> indices`` gives the rows of the images one epoch walks, where not all (FKD's
+# one stored view per image and epoch: :func:`ddkit.eval.prepare.training_data`); the same
+# number every epoch.
+EpochRows = Callable[[int], torch.Tensor]
 
 
 @dataclass
@@ -290,6 +294,7 @@ def sgd_train(
     on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     start_epoch: int = 0,
     data_parallel: bool = False,
+    rows_at: EpochRows | None = None,
 ) -> TrainStats:
     """Train ``net`` in place by minibatch gradient descent on ``(images, targets)`` as
     ``recipe`` says (:class:`TrainRecipe`).
@@ -305,7 +310,8 @@ def sgd_train(
     called after every epoch (``net`` is put back in train mode at the start of each);
     ``on_batch(epoch, index, logits)`` sees every batch's rows and detached logits before the
     update (e.g. forgetting events). No other randomness is used, so the same generator state
-    gives the same network. Returns with ``net`` in eval mode.
+    gives the same network. Returns with ``net`` in eval mode. ``rows_at(epoch)``: the rows an
+    epoch walks (:data:`EpochRows`; default: all), permuted the same way.
 
     ``start_epoch`` resumes an interrupted run: epochs before it are skipped (the schedule still
     counts them). The caller restores ``net``'s weights, the state of an optimiser it keeps and
@@ -329,7 +335,7 @@ def sgd_train(
     loss_fn = loss_function(r.loss, r.temperature)
     opt = optimizer or r.make_optimizer(list(net.parameters()))
     forward = CompiledForward(net) if r.compile else net
-    n = len(images)
+    n = len(images) if rows_at is None else len(rows_at(start_epoch))
     bs = min(r.batch_size, n)
     piece = _training_piece(net, bs, images)
     steps, last = 0, torch.zeros(())
@@ -339,8 +345,8 @@ def sgd_train(
     with whole_batch:
         for epoch in range(start_epoch, r.epochs):
             _set_lr(opt, r.lr * schedule_factor(r.schedule, epoch, r.epochs))
-            perm = torch.randperm(n, generator=generator).to(images.device)
-            stored = _targets_of_epoch(targets, epoch, images.device, n)
+            perm = _epoch_order(rows_at, epoch, n, generator, images.device)
+            stored = _targets_of_epoch(targets, epoch, images.device, len(images))
             net.train()
             for start in range(0, n, bs):
                 idx = perm[start : start + bs]
@@ -368,6 +374,24 @@ def sgd_train(
     net.eval()
     run = r.epochs - start_epoch
     return TrainStats(run, steps, run * n, time.perf_counter() - t0, float(last))
+
+
+def _epoch_order(
+    rows_at: EpochRows | None,
+    epoch: int,
+    n: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """The rows ``epoch`` walks, in the order a permutation drawn from ``generator`` gives:
+    all ``n`` rows, or the ``n`` rows ``rows_at(epoch)`` names."""
+    perm = torch.randperm(n, generator=generator)
+    if rows_at is not None:
+        rows = rows_at(epoch)
+        if len(rows) != n:
+            raise DataError(f"epoch {epoch} walks {len(rows):,} rows, not {n:,} as the others")
+        perm = rows[perm]
+    return perm.to(device)
 
 
 def _targets_of_epoch(
@@ -481,9 +505,11 @@ def _train_one_by_one(
     lr: float,
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
+    rows_at: EpochRows | None,
 ) -> None:
+    walked = len(images) if rows_at is None else len(rows_at(0))
     recipe = TrainRecipe.of_protocol(
-        protocol, lr, images.device, len(images), images[0].numel() if len(images) else None
+        protocol, lr, images.device, walked, images[0].numel() if len(images) else None
     )
     for run, (net, g) in enumerate(zip(nets, gens)):
         sgd_train(
@@ -495,6 +521,7 @@ def _train_one_by_one(
             augment=augment,
             batch_targets=_run_targets(targets_fn, run),
             on_epoch=(lambda _epoch: progress(1)) if progress else None,
+            rows_at=rows_at,
         )
 
 
@@ -508,6 +535,7 @@ def _train_vectorized(
     lr: float,
     targets_fn: TargetsFn | None,
     progress: Callable[[int], None] | None,
+    rows_at: EpochRows | None,
 ) -> None:
     """All networks in one ``vmap``-ed forward per batch; each run draws from its generator."""
     base = copy.deepcopy(nets[0]).to("meta")
@@ -527,12 +555,12 @@ def _train_vectorized(
     batched = vmap(fwd, randomness="different")
     precision = resolve_precision(protocol.precision, images.device)
     run_targets = [_run_targets(targets_fn, r) for r in range(len(nets))]
-    n = len(images)
+    n = len(images) if rows_at is None else len(rows_at(0))
     bs = min(protocol.batch_size, n)
     for epoch in range(protocol.epochs):
         _set_lr(opt, lr * lr_factor(protocol, epoch))
-        perms = [torch.randperm(n, generator=g).to(images.device) for g in gens]
-        stored = _targets_of_epoch(targets, epoch, images.device, n)
+        perms = [_epoch_order(rows_at, epoch, n, g, images.device) for g in gens]
+        stored = _targets_of_epoch(targets, epoch, images.device, len(images))
         for start in range(0, n, bs):
             xs, ts = zip(
                 *(
@@ -566,8 +594,10 @@ def train_networks(
     targets_fn: TargetsFn | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    rows_at: EpochRows | None = None,
 ) -> TrainResult:
-    """Train one fresh ``model`` per seed on ``(images, targets)`` under ``protocol``.
+    """Train one fresh ``model`` per seed on ``(images, targets)`` under ``protocol``
+    (``rows_at(epoch)``: the rows each epoch walks, :data:`EpochRows`; default: all).
 
     ``targets`` are hard labels ``(N,)`` or vectors ``(N, K)``, or ``targets(epoch)`` giving
     them at every epoch's start (:data:`EpochTargets`, in both paths); ``targets_fn(x, index,
@@ -588,10 +618,11 @@ def train_networks(
     vectorized = _can_vectorize(vectorize, device, nets)
     train = _train_vectorized if vectorized else _train_one_by_one
     t0 = time.perf_counter()
-    train(nets, gens, images, targets, protocol, augment, lr, targets_fn, progress)
+    train(nets, gens, images, targets, protocol, augment, lr, targets_fn, progress, rows_at)
     for net in nets:
         net.eval()
-    seen = protocol.epochs * len(images) * len(nets)
+    walked = len(images) if rows_at is None else len(rows_at(0))
+    seen = protocol.epochs * walked * len(nets)
     return TrainResult(nets, time.perf_counter() - t0, seen, vectorized)
 
 

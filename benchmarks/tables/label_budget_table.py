@@ -25,7 +25,10 @@ RANDOM = "random real, "
 def seeded(dataset: str = "mnist5k") -> str:
     """Issue 85's table: a row per label budget, its label bytes, a column per method's images
     and one for random real images given the same labels (rded's files relabel them with the
-    same teacher), each cell the mean ± std over every network of both image seeds."""
+    same teacher), each cell the mean ± std over every network of both image seeds. Random
+    real images of one seed relabelled under one budget are the same set in every method's
+    file (the same teacher, temperature and views), so a row measured again (the same
+    accuracies) counts once per seed."""
     runs = {
         (m, seed): json.loads(path.read_text())
         for m in SEEDED_METHODS
@@ -34,9 +37,14 @@ def seeded(dataset: str = "mnist5k") -> str:
     }
     rows: dict[str, dict[str, list[float]]] = {}
     label_bytes: dict[str, int] = {}
-    for (method, _), run in runs.items():
+    counted: set[tuple[int, str, tuple[float, ...]]] = set()  # random rows already counted
+    for (method, seed), run in runs.items():
         for r in run["rows"]:
             random = r["row"].startswith(RANDOM)
+            key = (seed, r["row"], tuple(r["accuracy"]["accuracies"]))
+            if random and key in counted:  # the same set measured again in another file
+                continue
+            counted.add(key)
             budget = r["row"][len(RANDOM) :] if random else r["row"]
             column = "random real" if random else method
             rows.setdefault(budget, {}).setdefault(column, []).extend(r["accuracy"]["accuracies"])

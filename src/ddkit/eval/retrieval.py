@@ -166,14 +166,18 @@ def similarity_matrix(
     return torch.diag(diag) + left @ right.T * (alpha / max(left.shape[1], 1))
 
 
+#: the refusal of output-space text beside a trainable text tower, with its fix
+NEEDS_FROZEN_TEXT = (
+    "output-space text needs a frozen text tower: towers='pretrained' (or an hf: text tower "
+    "with lora_rank=0)"
+)
+
+
 def check_frozen_text(model: DualEncoder) -> None:
     """Refuse, in one line, a text tower with trainable parameters: text in its output space
     (``text.features``) skips the tower, which holds only while the tower never trains."""
     if any(p.requires_grad for p in model.text.parameters()):
-        raise ConfigError(
-            "output-space text needs a frozen text tower: towers='pretrained' (or an hf: text "
-            "tower with lora_rank=0)"
-        )
+        raise ConfigError(NEEDS_FROZEN_TEXT)
 
 
 def set_pairs(syn: SyntheticSet, model: DualEncoder) -> Pairs:

@@ -415,37 +415,39 @@ def _jsonable(x: Any) -> Any:
 
 # -------------------------------------------------------------------- state (de)serialisation
 def flatten_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split a method state into tensors (for safetensors) and JSON scalars.
+    """Split a method state into tensors (for safetensors) and JSON scalars, each entry under
+    the name :func:`_saved_name` gives it.
 
     Values may be tensors, ``torch.Generator``s, optimizers, lists of tensors, or JSON scalars.
     """
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for key, val in state.items():
+        name = _saved_name(key, val)
         if isinstance(val, torch.Tensor):
-            tensors[f"t.{key}"] = val.detach()
+            tensors[name] = val.detach()
         elif isinstance(val, torch.Generator):
-            tensors[f"g.{key}"] = val.get_state()
+            tensors[name] = val.get_state()
         elif isinstance(val, torch.optim.Optimizer):
             sd = val.state_dict()
             opt_scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
             for pid, st in sd["state"].items():
                 entry = {}
-                for name, v in st.items():
+                for field_name, v in st.items():
                     if isinstance(v, torch.Tensor):
-                        tensors[f"o.{key}.{pid}.{name}"] = v.detach()
-                        entry[name] = "__tensor__"
+                        tensors[f"{name}.{pid}.{field_name}"] = v.detach()
+                        entry[field_name] = "__tensor__"
                     else:
-                        entry[name] = v
+                        entry[field_name] = v
                 opt_scalars["state"][str(pid)] = entry
-            scalars[f"o.{key}"] = opt_scalars
-        elif isinstance(val, list) and all(isinstance(v, torch.Tensor) for v in val):
+            scalars[name] = opt_scalars
+        elif name.startswith("l."):
             for i, v in enumerate(val):
-                tensors[f"l.{key}.{i}"] = v.detach()
-            scalars[f"l.{key}"] = len(val)
+                tensors[f"{name}.{i}"] = v.detach()
+            scalars[name] = len(val)
         else:
             json.dumps(val)  # must be JSON-serialisable
-            scalars[f"s.{key}"] = val
+            scalars[name] = val
     return tensors, scalars
 
 
@@ -475,7 +477,7 @@ def restore_state(
                 "start again without --resume (or with another --out)"
             )
         if isinstance(val, torch.Tensor):
-            src = tensors[f"t.{key}"]
+            src = tensors[name]
             if src.shape != val.shape:
                 raise ValueError(
                     f"shape of {key} changed: {tuple(src.shape)} vs {tuple(val.shape)}"
@@ -483,27 +485,28 @@ def restore_state(
             with torch.no_grad():
                 val.copy_(src)
         elif isinstance(val, torch.Generator):
-            val.set_state(tensors[f"g.{key}"])
+            val.set_state(tensors[name])
         elif isinstance(val, torch.optim.Optimizer):
-            saved = scalars[f"o.{key}"]
+            saved = scalars[name]
             st = {}
             for pid, entry in saved["state"].items():
                 st[int(pid)] = {
-                    name: (tensors[f"o.{key}.{pid}.{name}"] if v == "__tensor__" else v)
-                    for name, v in entry.items()
+                    field_name: (tensors[f"{name}.{pid}.{field_name}"] if v == "__tensor__" else v)
+                    for field_name, v in entry.items()
                 }
             val.load_state_dict({"state": st, "param_groups": saved["param_groups"]})
-        elif isinstance(val, list) and all(isinstance(v, torch.Tensor) for v in val):
-            n = scalars[f"l.{key}"]
+        elif name.startswith("l."):
+            n = scalars[name]
             device = val[0].device if val else _state_device(state)
-            state[key] = [tensors[f"l.{key}.{i}"].to(device, copy=True) for i in range(n)]
+            state[key] = [tensors[f"{name}.{i}"].to(device, copy=True) for i in range(n)]
         else:
-            state[key] = scalars[f"s.{key}"]
+            state[key] = scalars[name]
 
 
 def _saved_name(key: str, val: Any) -> str:
-    """The name :func:`flatten_state` saves the state entry ``key`` under (a tensor's or a
-    generator's among the tensors, the others' among the scalars)."""
+    """The name the state entry ``key`` is saved under (a tensor's or a generator's among the
+    tensors, the others' among the scalars; an optimizer's and a list's tensors under it with a
+    suffix), by :func:`flatten_state` and looked up by :func:`restore_state`."""
     if isinstance(val, torch.Tensor):
         return f"t.{key}"
     if isinstance(val, torch.Generator):

@@ -70,6 +70,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.dry_run import SetupCost, is_estimating, record, time_part
 from ddkit.eval.retrieval import (
+    NEEDS_FROZEN_TEXT,
     RetrievalRecipe,
     caption_of_each,
     check_frozen_text,
@@ -146,10 +147,7 @@ class VLMTTConfig(EncoderConfig):
             raise ConfigError("batch_syn must be 0 (all) or >= 2: InfoNCE needs a negative")
         frozen_hf = self.text_encoder.startswith(HF_PREFIX) and self.lora_rank == 0
         if self.text_space == "output" and self.towers != "pretrained" and not frozen_hf:
-            raise ConfigError(
-                "text_space='output' needs a frozen text tower: set towers='pretrained' (or use "
-                "an hf: text tower with lora_rank=0)"
-            )
+            raise ConfigError(f"text_space='output': {NEEDS_FROZEN_TEXT}")
 
 
 @register_method

@@ -141,7 +141,7 @@ def test_a_candidate_whose_estimate_does_not_fit_is_skipped_with_the_reason() ->
     fakes = {**_fakes(), "dsa": Fake(500.0, 1.0, 1000, 0.99)}
     outcome = Tournament(CANDIDATES, FakeRunner(fakes), 60.0).run()
     dsa = next(r for r in outcome.rows if r.candidate.label == "dsa")
-    assert not dsa.rounds and "does not buy its set-up" in dsa.stopped
+    assert not dsa.rounds and "does not buy its entry" in dsa.stopped
     assert outcome.winner.candidate.label != "dsa"
 
 
@@ -152,7 +152,7 @@ def test_the_cheapest_entries_are_admitted_and_the_rounds_follow_their_number() 
     rows = {r.candidate.label: r for r in outcome.rows}
     assert outcome.rounds == 1
     assert rows["dm"].rounds and rows["idm"].rounds
-    assert not rows["dsa"].rounds and "does not buy its set-up" in rows["dsa"].stopped
+    assert not rows["dsa"].rounds and "does not buy its entry" in rows["dsa"].stopped
 
 
 def test_every_candidate_is_scored_by_the_network_the_distillers_train_with() -> None:

@@ -227,12 +227,15 @@ class Tournament:
                 break
         else:
             k, total, share = 0, 1, self.left()
-        for r in ranked[k:]:
+        for place, r in enumerate(ranked[k:], start=k + 1):
+            # entering, it would be the place-th cheapest: the share it would get with as many
+            with_it = self.left() / _rounds(place) / place
             r.stopped = (
-                f"round 0: its share of {share:.1f} s does not buy its set-up "
-                f"({r.cost.setup_seconds:.1f} s), {min(MIN_ITERATIONS, r.cost.planned_iterations)}"
-                f" iterations at {r.cost.seconds_per_iteration:.3g} s and the scoring "
-                f"({self.eval_seconds:.1f} s)"
+                f"round 0: entering as the {_ordinal(place)} cheapest, its share of {with_it:.1f} s "
+                f"({place} distillers, {_rounds(place)} round(s)) does not buy its entry:"
+                f" its set-up ({r.cost.setup_seconds:.1f} s), "
+                f"{min(MIN_ITERATIONS, r.cost.planned_iterations)} iterations at "
+                f"{r.cost.seconds_per_iteration:.3g} s and the scoring ({self.eval_seconds:.1f} s)"
             )
         return total
 
@@ -392,6 +395,12 @@ class Tournament:
 def standard_error(accuracy: float, rows: int) -> float:
     """The binomial standard error of an ``accuracy`` measured on ``rows`` rows."""
     return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(rows, 1))
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ... 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _rounds(distillers: int) -> int:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ddkit.methods.auto.runner as scoring
+import ddkit.methods.auto.validation as validation
 import ddkit.runs
 from ddkit.data.dataset import DatasetSplits
 from ddkit.data.synthetic import SyntheticSet
@@ -20,7 +21,7 @@ from ddkit.methods.auto import AutoRequest, choose
 from ddkit.methods.auto.candidates import Candidate, candidates_for
 from ddkit.methods.auto.record import record_table
 from ddkit.methods.auto.tournament import SLACK, Cost, Memo, Tournament, Trained
-from ddkit.methods.auto.validation import carve
+from ddkit.methods.auto.validation import FOLDS, carve, carve_folds
 from ddkit.runs import DistillRequest, distill_run
 from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
 
@@ -241,6 +242,35 @@ def test_the_validation_split_is_carved_from_train_stratified_and_seeded() -> No
         carve(train, min(train.class_counts))
 
 
+def test_small_data_is_cut_into_stratified_folds_that_hold_out_every_row_once() -> None:
+    train = tiny_series().train  # a few dozen rows: one split would hold out a handful
+    assert len(carve(train, 1).val) < validation.MIN_VAL_ROWS
+    folds = carve_folds(train, 1)
+    assert len(folds) == FOLDS
+    held = torch.cat([f.val.images.flatten(1) for f in folds])
+    assert len(held) == len(train)  # every row held out once ...
+    assert len(torch.unique(held, dim=0)) == len(torch.unique(train.images.flatten(1), dim=0))
+    for f in folds:  # ... by a fold stratified like the one split, that keeps the rest
+        assert len(f.fit) + len(f.val) == len(train)
+        assert torch.bincount(f.val.labels).min() >= 1
+    assert torch.equal(folds[0].val.images, carve(train, 1).val.images)
+    big = tiny_digits().train
+    if len(carve(big, 1).val) >= validation.MIN_VAL_ROWS:
+        assert len(carve_folds(big, 1)) == 1
+
+
+def test_fold_runner_sums_the_costs_and_averages_the_scores() -> None:
+    fast = FakeRunner({"dm": Fake(2.0, 0.5, 100, 0.8)})
+    slow = FakeRunner({"dm": Fake(4.0, 1.5, 80, 0.6)})
+    runner = scoring.FoldRunner([fast, slow])
+    cost = runner.estimate(Candidate("dm", "dm"))
+    assert (cost.setup_seconds, cost.seconds_per_iteration, cost.planned_iterations) == (
+        6.0, 2.0, 80,
+    )  # fmt: skip
+    got = runner.train(Candidate("dm", "dm"), 80, 100.0)
+    assert got.iterations == 80 and got.val_accuracy == pytest.approx(0.7)
+
+
 # ---------------------------------------------------------------- real runs, tiny budgets
 
 
@@ -252,6 +282,7 @@ def quick(monkeypatch):
     monkeypatch.setattr(scoring, "VAL_RUNS", 1)
     monkeypatch.setattr(scoring, "VAL_LEARNERS", "knn")
     monkeypatch.setattr(ddkit.runs, "WARMUP_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(validation, "MIN_VAL_ROWS", 0)  # one split (folds: their own test)
     from ddkit.methods.auto import candidates
 
     keep = {"random", "kcenter", "dm", "doscond"}
@@ -314,6 +345,18 @@ def test_every_modality_gets_a_set_in_a_small_budget(tmp_path, quick, make) -> N
     syn = distill_run(request, tmp_path / "run", splits=DatasetSplits(splits.train, NoTest()))
     assert len(syn) == splits.train.spec.num_classes
     assert syn.meta["auto"]["winner"] in {r["label"] for r in syn.meta["auto"]["candidates"]}
+
+
+def test_small_data_is_scored_over_folds(tmp_path, quick, monkeypatch) -> None:
+    monkeypatch.setattr(validation, "MIN_VAL_ROWS", 10**9)  # fold whatever the rows
+    splits = tiny_series()
+    request = DistillRequest(splits.train.spec.name, "auto", 1, iterations=5, budget=60)
+    syn = distill_run(request, tmp_path / "run", splits=DatasetSplits(splits.train, NoTest()))
+    val = syn.meta["auto"]["validation"]
+    assert val["folds"] == FOLDS and val["val_rows"] == len(splits.train)
+    assert "validation folds" in record_table(syn.meta["auto"])
+    runs = sorted(p.name for p in (tmp_path / "run" / "auto").glob("fold*"))
+    assert runs == [f"fold{i}" for i in range(FOLDS)]  # the distiller ran on every fold
 
 
 def test_a_scoring_longer_than_the_tournament_is_refused_before_it_runs(quick, monkeypatch):

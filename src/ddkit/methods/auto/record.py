@@ -61,11 +61,18 @@ def record_table(record: dict[str, Any]) -> str:
 def heading(record: dict[str, Any]) -> str:
     """What the tournament compared, on which rows, within what time."""
     val, recipe = record.get("validation", {}), record.get("recipe", {})
+    folds = val.get("folds")
+    rows = (
+        f"{folds} validation folds of {val.get('fraction', 0):.0%} of each class's training rows "
+        f"({val.get('val_rows', '?')} held out in all, seed {val.get('seed', '?')})"
+        if folds
+        else f"a validation split of {val.get('val_rows', '?')} training rows "
+        f"({val.get('fraction', 0):.0%} of each class, seed {val.get('seed', '?')})"
+    )
     return (
         f"--method auto: {len(record.get('candidates', []))} candidates, "
-        f"{record.get('rounds', '?')} round(s) of successive halving on a validation split of "
-        f"{val.get('val_rows', '?')} training rows ({val.get('fraction', 0):.0%} of each class, "
-        f"seed {val.get('seed', '?')}); {recipe.get('runs', '?')} runs of "
+        f"{record.get('rounds', '?')} round(s) of successive halving on {rows}; "
+        f"{recipe.get('runs', '?')} runs of "
         f"{recipe.get('epochs', '?')} epochs each; tournament {record.get('spent_seconds', 0):.0f}"
         f" s of its {record.get('tournament_seconds', 0):.0f} s"
     )

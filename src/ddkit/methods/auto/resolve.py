@@ -28,9 +28,9 @@ from ddkit.methods.auto.candidates import (
     spec_modality,
 )
 from ddkit.methods.auto.record import rows_record
-from ddkit.methods.auto.runner import Estimate, FitRunner, RunnerSetup
+from ddkit.methods.auto.runner import Estimate, FitRunner, FoldRunner, RunnerSetup
 from ddkit.methods.auto.tournament import Memo, Outcome, Runner, Tournament
-from ddkit.methods.auto.validation import ValidationSplit, carve
+from ddkit.methods.auto.validation import ValidationSplit, carve_folds, validation_record
 from ddkit.methods.coreset.selectors import shared_embeddings
 
 #: the name that asks for the tournament
@@ -94,20 +94,21 @@ def choose(
     finished rounds (a resumed call reuses them; default: a temporary folder); ``say`` receives
     a line per step; ``runner`` builds the runner from the split and the candidates (default:
     :class:`~ddkit.methods.auto.runner.FitRunner`; tests pass a fake)."""
-    split, candidates, network = _split_and_candidates(train, request)
+    splits, candidates, network = _split_and_candidates(train, request)
     with ExitStack() as stack:
         where = Path(folder) if folder is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory())
         )  # fmt: skip
         memo = Memo(where / MEMO_FILE if folder is not None else None,
-                    _settings(request, split, candidates, network))  # fmt: skip
-        play = _runner(split, candidates, request, where, estimate, runner, network)
+                    _settings(request, splits, candidates, network))  # fmt: skip
+        play = _runner(splits, candidates, request, where, estimate, runner, network)
         stack.enter_context(shared_embeddings())
-        outcome = Tournament(candidates, play, _seconds(request), memo, say, len(split.val)).run()
+        val_rows = sum(len(s.val) for s in splits)
+        outcome = Tournament(candidates, play, _seconds(request), memo, say, val_rows).run()
     return AutoChoice(
         outcome.winner.candidate.method,
         dict(outcome.winner.candidate.options),
-        _record(outcome, request, split, network),
+        _record(outcome, request, splits, network),
     )
 
 
@@ -121,9 +122,9 @@ def plan(
     """The tournament's plan (``--dry-run``): every candidate costed (a selector's set made and
     scored, which is its cost), the number of rounds and the iterations round 0 gives each
     distiller; nothing is written."""
-    split, candidates, network = _split_and_candidates(train, request)
+    splits, candidates, network = _split_and_candidates(train, request)
     with tempfile.TemporaryDirectory() as tmp, shared_embeddings():
-        play = _runner(split, candidates, request, Path(tmp), estimate, runner, network)
+        play = _runner(splits, candidates, request, Path(tmp), estimate, runner, network)
         t = Tournament(candidates, play, _seconds(request), None, say)
         rounds, targets = t.plan()
     rows = []
@@ -135,17 +136,18 @@ def plan(
         elif not d["why"]:
             d["why"] = "made and scored as its costing" if row.rounds else "not scored"
         rows.append(d)
-    return {**_frame(request, split, rounds, t.spent, network), "candidates": rows}
+    return {**_frame(request, splits, rounds, t.spent, network), "candidates": rows}
 
 
 def _split_and_candidates(
     train: Any, request: AutoRequest
-) -> tuple[ValidationSplit, list[Candidate], str | None]:
-    """The validation split, the candidates and the network that scores them."""
-    split = carve(train, request.ipc, seed=0)
-    candidates = candidates_for(split.fit, request.dataset, request.ipc, request.teacher)
-    modality = spec_modality(split.fit)
-    return split, candidates, scoring_network(candidates, request.dataset, request.ipc, modality)
+) -> tuple[list[ValidationSplit], list[Candidate], str | None]:
+    """The validation split (or folds), the candidates and the network that scores them."""
+    splits = carve_folds(train, request.ipc, seed=0)
+    fit = splits[0].fit
+    candidates = candidates_for(fit, request.dataset, request.ipc, request.teacher)
+    modality = spec_modality(fit)
+    return splits, candidates, scoring_network(candidates, request.dataset, request.ipc, modality)
 
 
 def _seconds(request: AutoRequest) -> float:
@@ -153,7 +155,7 @@ def _seconds(request: AutoRequest) -> float:
 
 
 def _runner(
-    split: ValidationSplit,
+    splits: list[ValidationSplit],
     candidates: list[Candidate],
     request: AutoRequest,
     folder: Path,
@@ -162,23 +164,34 @@ def _runner(
     network: str | None,
 ) -> Runner:
     if runner is not None:
-        return runner(split, candidates)
-    setup = RunnerSetup(
-        request.dataset, request.ipc, request.seed, folder, request.device, network,
-        _seconds(request),
-    )  # fmt: skip
-    return FitRunner(split, setup, estimate)
+        return runner(splits[0], candidates)
+    if len(splits) == 1:
+        return FitRunner(splits[0], _setup(request, folder, network, _seconds(request)), estimate)
+    share = _seconds(request) / len(splits)  # each fold's scoring must fit its share
+    return FoldRunner([
+        FitRunner(s, _setup(request, folder / f"fold{i}", network, share), estimate)
+        for i, s in enumerate(splits)
+    ])  # fmt: skip
+
+
+def _setup(request: AutoRequest, folder: Path, network: str | None, seconds: float) -> RunnerSetup:
+    return RunnerSetup(
+        request.dataset, request.ipc, request.seed, folder, request.device, network, seconds
+    )
 
 
 def _settings(
-    request: AutoRequest, split: ValidationSplit, candidates: list[Candidate], network: str | None
+    request: AutoRequest,
+    splits: list[ValidationSplit],
+    candidates: list[Candidate],
+    network: str | None,
 ) -> dict[str, Any]:
     """What the tournament's kept results depend on (a resumed run must match them)."""
     return {
         "dataset": request.dataset,
         "ipc": request.ipc,
         "seed": request.seed,
-        "validation": split.to_dict(),
+        "validation": validation_record(splits),
         "candidates": [c.to_dict() for c in candidates],
         "recipe": _recipe(network),
     }
@@ -195,20 +208,24 @@ def _recipe(network: str | None) -> dict[str, Any]:
 
 
 def _frame(
-    request: AutoRequest, split: ValidationSplit, rounds: int, spent: float, network: str | None
+    request: AutoRequest,
+    splits: list[ValidationSplit],
+    rounds: int,
+    spent: float,
+    network: str | None,
 ) -> dict[str, Any]:
     return {
         "budget_seconds": request.seconds,
         "tournament_seconds": _seconds(request),
         "spent_seconds": spent,
         "rounds": rounds,
-        "validation": split.to_dict(),
+        "validation": validation_record(splits),
         "recipe": _recipe(network),
     }
 
 
 def _record(
-    outcome: Outcome, request: AutoRequest, split: ValidationSplit, network: str | None
+    outcome: Outcome, request: AutoRequest, splits: list[ValidationSplit], network: str | None
 ) -> dict[str, Any]:
     w = outcome.winner
     scored = [r for r in outcome.rows if r.accuracy is not None and r is not w]
@@ -226,7 +243,7 @@ def _record(
         f"time left of the {request.seconds:.0f} s budget"
     )
     return {
-        **_frame(request, split, outcome.rounds, outcome.spent_seconds, network),
+        **_frame(request, splits, outcome.rounds, outcome.spent_seconds, network),
         "winner": w.candidate.label,
         "method": w.candidate.method,
         "options": dict(w.candidate.options),

@@ -215,6 +215,35 @@ class FitRunner:
             )  # fmt: skip
 
 
+class FoldRunner:
+    """The runners of the validation's folds as one (:func:`~ddkit.methods.auto.validation.
+    carve_folds`): a candidate is costed, distilled and scored on every fold; its cost is the
+    folds' summed, its score their mean, its iterations the fewest a fold reached."""
+
+    def __init__(self, runners: list[FitRunner]) -> None:
+        self.runners = runners
+
+    def estimate(self, candidate: Candidate) -> Cost:
+        costs = [r.estimate(candidate) for r in self.runners]
+        return Cost(
+            sum(c.setup_seconds for c in costs),
+            sum(c.seconds_per_iteration for c in costs),
+            min(c.planned_iterations for c in costs),
+            sum(c.spent_seconds for c in costs),
+            sum(c.scoring_seconds for c in costs),
+        )
+
+    def train(self, candidate: Candidate, iterations: int, seconds: float) -> Trained:
+        share = seconds / len(self.runners)
+        got = [r.train(candidate, iterations, share) for r in self.runners]
+        return Trained(
+            min(t.iterations for t in got),
+            statistics.fmean(t.val_accuracy for t in got),
+            sum(t.seconds for t in got),
+            sum(t.eval_seconds for t in got),
+        )
+
+
 def _epochs_of(share: float) -> int:
     """The epochs of a timing run of ``share`` of the recipe's (at least one)."""
     return max(1, int(share * VAL_EPOCHS))

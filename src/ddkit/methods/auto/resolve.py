@@ -167,9 +167,11 @@ def _runner(
         return runner(splits[0], candidates)
     if len(splits) == 1:
         return FitRunner(splits[0], _setup(request, folder, network, _seconds(request)), estimate)
-    share = _seconds(request) / len(splits)  # each fold's scoring must fit its share
+    # a fold's first scoring is refused where its estimate passes the whole tournament (that
+    # estimate, a tenth of the epochs scaled up, is far above a small fold's scoring); the
+    # tournament then counts every fold's measured scorings
     return FoldRunner([
-        FitRunner(s, _setup(request, folder / f"fold{i}", network, share), estimate)
+        FitRunner(s, _setup(request, folder / f"fold{i}", network, _seconds(request)), estimate)
         for i, s in enumerate(splits)
     ])  # fmt: skip
 

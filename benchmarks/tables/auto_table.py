@@ -9,6 +9,7 @@ coreset (herding, k-center) of ``benchmarks/results/tabular`` / ``timeseries``, 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 from _campaigns import RESULTS
@@ -77,9 +78,18 @@ def _learners(cell: dict, method: str) -> dict[str, list[float]]:
     return {r["model"]: r["accuracies"] for r in report["results"]}
 
 
+def _mean_of_learners(runs: dict[str, list[float]], learners: list[str]) -> str:
+    """The mean over ``learners`` of each one's mean accuracy, ± the root mean square of their
+    standard deviations (the spread of one learner's runs, not shrunk by the learners' count)."""
+    means = [statistics.fmean(runs[k]) for k in learners]
+    spread = math.sqrt(statistics.fmean([statistics.pstdev(runs[k]) ** 2 for k in learners]))
+    return f"{100 * statistics.fmean(means):.2f} ± {100 * spread:.2f}"
+
+
 def other_rows() -> str:
     """Tables and series: the auto set against random real rows and the better coreset, per
-    learner."""
+    learner, then over the learners (:func:`_mean_of_learners`; the better coreset by that
+    mean)."""
     out = [
         "| dataset | IPC | budget used | chosen | learner | auto set | random real | best "
         "coreset |",
@@ -96,6 +106,17 @@ def other_rows() -> str:
                 f"{learner} | {_pct(r['accuracies'])} | {_pct(random[learner])} | {better} "
                 f"{_pct(coresets[better][learner])} |"
             )
+        auto = {r["model"]: r["accuracies"] for r in cell["evaluation"]["results"]}
+        learners = list(auto)
+        better = max(CORESETS, key=lambda m: statistics.fmean(
+            statistics.fmean(coresets[m][k]) for k in learners
+        ))  # fmt: skip
+        out.append(
+            f"| {cell['dataset']} | {cell['ipc']} | {_budget(cell)} | {_choice(cell)} | "
+            f"**mean of the {len(learners)}** | {_mean_of_learners(auto, learners)} | "
+            f"{_mean_of_learners(random, learners)} | {better} "
+            f"{_mean_of_learners(coresets[better], learners)} |"
+        )
     return "\n".join(out)
 
 

@@ -178,6 +178,21 @@ def test_a_survivor_the_time_left_cannot_continue_keeps_its_score() -> None:
     assert outcome.spent_seconds <= 300.0 * (1 + SLACK) + 40.0
 
 
+def test_a_distiller_may_use_its_share_of_the_round_where_its_estimate_is_less() -> None:
+    class Recording(FakeRunner):
+        def train(self, c: Candidate, iterations: int, seconds: float) -> Trained:
+            self.calls.append(("seconds", c.label, seconds))
+            return super().train(c, iterations, seconds)
+
+    fakes = {**_fakes(), "dm": Fake(0.0, 0.0001, 100, 0.8)}  # needs far less than its share
+    runner = Recording(fakes)
+    Tournament(CANDIDATES, runner, 300.0).run()
+    given = [s for kind, label, *rest in runner.calls if kind == "seconds" and label == "dm"
+             for s in rest]  # fmt: skip
+    assert given and given[0] > 0.0001 * 100 * (1 + SLACK) + 5.0  # more than its estimate ...
+    assert given[0] <= 300.0  # ... within the tournament
+
+
 def test_a_budget_that_fits_nothing_is_refused_in_one_line() -> None:
     fakes = {k: dataclasses.replace(f, setup=1e6) for k, f in _fakes().items()}
     with pytest.raises(ConfigError, match="no candidate fits") as err:

@@ -321,7 +321,9 @@ class Tournament:
     def _play(self, pool: list[Row], rnd: int, total: int) -> None:
         """Round ``rnd`` of ``total``: each trainable row gets its share's iterations."""
         budget = self.left() / (total - rnd)
-        targets = self._targets([r for r in pool if r.trainable], budget)
+        trainable = [r for r in pool if r.trainable]
+        targets = self._targets(trainable, budget)
+        share = budget / len(trainable) if trainable else 0.0
         for row in pool:
             if row.stopped:
                 continue
@@ -339,7 +341,9 @@ class Tournament:
                 row.reached = rnd
                 continue
             need = row.cost.seconds(row.done, target, first) + self.eval_seconds
-            self._train(row, rnd, target, min(need * (1 + SLACK), self.left()))
+            # its share of the round at least: a fit's fixed costs are not in its pace, and a
+            # cut at its estimate alone stops a quick distiller after an iteration or so
+            self._train(row, rnd, target, min(max(need * (1 + SLACK), share), self.left()))
 
     def _affordable(self, row: Row) -> int:
         """The iterations ``row`` can reach in the time left."""

@@ -205,3 +205,10 @@ def test_privacy_units_kept_before_auto_are_resumed_in_exact_mode(fast_machine):
         assert key(dsa) == key(before_auto)
         exact_key = key(dsa)
     assert key(dsa) != exact_key  # fast (bf16) networks never resume exact ones
+
+
+def test_torch_threads_are_kept_whatever_a_library_changes_inside():
+    before = torch.get_num_threads()
+    with levers.torch_threads_kept():
+        torch.set_num_threads(before + 1)  # as numba's OpenMP layer does on its first run
+    assert torch.get_num_threads() == before

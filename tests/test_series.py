@@ -278,7 +278,15 @@ def test_rocket_learner_on_series():
 
     data = tiny_series()
     syn = SyntheticSet.from_real(data.train, torch.arange(len(data.train)))
-    report = evaluate_learners(syn, data.test, "rocket", runs=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = evaluate_learners(syn, data.test, "rocket", runs=1)
+        # numba's OpenMP layer sets the process's threads when it first runs: the learners
+        # after rocket must still train on the threads torch had
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert report.results[0].accuracies[0] >= 0.9
 
 

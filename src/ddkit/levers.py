@@ -116,6 +116,20 @@ def threads_for(batch_values: int, device: torch.device | str = "cpu") -> Iterat
             torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Torch's CPU thread count after the block as it was before, whatever a library inside
+    changes: numba's OpenMP layer (sktime's MiniRocket) sets the process's OpenMP thread count
+    to the cores when it first runs, and torch, sharing that runtime, then trains tiny batches
+    on every core, an order of magnitude slower beside another process."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def check_switch(value: object) -> bool:
     """Whether ``value`` is a valid lever setting (``True``, ``False`` or ``"auto"``)."""
     return isinstance(value, bool) or value == "auto"

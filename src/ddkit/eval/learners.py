@@ -44,6 +44,7 @@ from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError, require_extra
 from ddkit.eval.evaluate import EvalReport, ModelResult, evaluate, run_seeds, test_in_set_space
 from ddkit.eval.protocol import EvalProtocol, get_protocol
+from ddkit.levers import torch_threads_kept
 from ddkit.registry import Registry
 
 __all__ = ["LEARNERS", "NETWORK_LEARNERS", "Learner", "evaluate_learners", "learner_names"]
@@ -116,11 +117,13 @@ class _Rocket:
             raise ConfigError(
                 f"the rocket learner needs series of 9 steps or more, got {x.shape[-1]}"
             )
-        self.ridge.fit(self.transform.fit_transform(x), y)
+        with torch_threads_kept():  # numba's OpenMP layer would change torch's threads
+            self.ridge.fit(self.transform.fit_transform(x), y)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.ridge.predict(self.transform.transform(x))
+        with torch_threads_kept():
+            return self.ridge.predict(self.transform.transform(x))
 
 
 LEARNERS.add(

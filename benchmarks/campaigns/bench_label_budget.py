@@ -12,7 +12,9 @@ random 1/R of each image's views kept, alone and with int8 / top-k) and LPQLD's 
 logits (``logits:5+fp16``, pruned and not; trained at the set's label temperature), and FKD's
 own walk (``fkd views``: protocol ``soft-fkd`` for ``--views`` times the epochs, one view per
 image stored for each of them and epoch ``e`` training on view ``e``: the steps of the other
-rows, which walk all ``--views`` views every epoch, each step on a fresh view). Beside
+rows, which walk all ``--views`` views every epoch, each step on a fresh view), and no stored
+labels at all (``teacher on every batch``: protocol ``teacher-kd``, the teacher labelling
+every augmented, mixed batch; nothing stored). Beside
 them, random real images (the same count, one seed) with hard labels and with the same
 teacher's full and pruned per-view labels. ``--views`` views are drawn per image (prune:R
 needs R <= views). Every set is
@@ -70,12 +72,14 @@ ROWS = (
     ("views, logits:5+fp16", "distilled", "views", "logits:5+fp16"),
     ("views, prune:2+logits:5+fp16", "distilled", "views", "prune:2+logits:5+fp16"),
     ("fkd views, full", "distilled", "fkd", "full"),
+    ("teacher on every batch", "distilled", "kd", None),
     ("random real, hard", "random", "hard", None),
     ("random real, views, full", "random", "views", "full"),
     ("random real, views, prune:2", "random", "views", "prune:2"),
     ("random real, views, prune:4", "random", "views", "prune:4"),
     ("random real, views, prune:2+logits:5+fp16", "random", "views", "prune:2+logits:5+fp16"),
     ("random real, fkd views, full", "random", "fkd", "full"),
+    ("random real, teacher on every batch", "random", "kd", None),
 )
 #: the settings a kept row must share with this run to be kept
 SETTINGS = ("dataset", "method", "preset", "ipc", "iterations", "views", "epochs", "runs", "seed")
@@ -129,7 +133,7 @@ def labelled(
 ) -> SyntheticSet:
     """``syn`` relabelled by ``method``'s teacher under ``budget`` (``views`` views drawn from
     ``seed``, the same in every row)."""
-    if labels == "hard":
+    if labels in ("hard", "kd"):  # kd: the teacher labels every batch at evaluation
         return syn
     temperature = method.config.label_temperature
     if labels == "soft":
@@ -138,13 +142,19 @@ def labelled(
     return relabel(syn, method.teacher_, temperature, views=views, generator=g, budget=budget)
 
 
+#: the protocol a row's labels are evaluated under, and whether its epochs are ``--views``
+#: times the others' (FKD's walk: the same steps)
+PROTOCOLS = {"fkd": ("soft-fkd", True), "kd": ("teacher-kd", False)}
+
+
 def measure_row(
-    args, splits, syn: SyntheticSet, name: str, budget: str | None, fkd: bool = False
+    args, splits, syn: SyntheticSet, name: str, budget: str | None, labels: str = "views"
 ) -> dict:
-    """Evaluate one labelled set under ``soft`` (``fkd``: ``soft-fkd`` for ``--views`` times
-    the epochs) and count its bytes."""
+    """Evaluate one labelled set under ``soft`` (or its row's :data:`PROTOCOLS`) and count its
+    bytes."""
     trained = regenerate_labels(syn) if budget == "regen" else syn
-    protocol, epochs = ("soft-fkd", args.epochs * args.views) if fkd else ("soft", args.epochs)
+    protocol, longer = PROTOCOLS.get(labels, ("soft", False))
+    epochs = args.epochs * args.views if longer else args.epochs
     rep = evaluate(
         trained, splits.test, protocol, runs=args.runs, epochs=epochs, seed=args.seed,
         progress=False,
@@ -233,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                     "distils (another machine or torch?); give --out a new file"
                 )
     for name, images, labels, budget in todo:
-        fkd = labels == "fkd"  # a view for every epoch (measure_row)
-        views = args.epochs * args.views if fkd else args.views
+        # FKD's walk stores a view for every one of its epochs (measure_row)
+        views = args.epochs * args.views if labels == "fkd" else args.views
         syn = labelled(sets[images], method, labels, budget, args.seed, views)
-        row = measure_row(args, splits, syn, name, budget, fkd)
+        row = measure_row(args, splits, syn, name, budget, labels)
         result["rows"].append(row | {"images_sha256": prints[images]})
         atomic_write_json(args.out, result)
     order = [row[0] for row in ROWS]

@@ -6,7 +6,7 @@ The class is named for images, its first modality; a table or a series lies in t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NoReturn
@@ -361,11 +361,8 @@ def stratified_split(
     :class:`ConfigError`.
     """
     fraction = check_val_fraction(fraction)
-    g = torch.Generator().manual_seed(seed)
     keep, held = [], []
-    for c in torch.unique(labels).tolist():
-        ix = torch.nonzero(labels == c).flatten()
-        ix = ix[torch.randperm(len(ix), generator=g)]
+    for c, ix in _shuffled_classes(labels, seed):
         k = int(round(fraction * len(ix)))
         k = max(k, 1) if fraction > 0 and len(ix) > 1 else k
         if k >= len(ix):
@@ -376,6 +373,28 @@ def stratified_split(
         held.append(ix[:k])
         keep.append(ix[k:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
+    """Seeded stratified folds of row indices: each class's rows, in the order
+    :func:`stratified_split` draws with ``seed``, cut into ``folds`` nearly equal runs; fold
+    ``i`` (sorted indices) holds run ``i`` of every class, so every row is in one fold, and the
+    first fold holds the rows ``stratified_split(labels, 1 / folds, seed)`` holds out."""
+    runs: list[list[torch.Tensor]] = [[] for _ in range(folds)]
+    for _, ix in _shuffled_classes(labels, seed):
+        bounds = [round(i * len(ix) / folds) for i in range(folds + 1)]
+        for i in range(folds):
+            runs[i].append(ix[bounds[i] : bounds[i + 1]])
+    return [torch.sort(torch.cat(parts)).values for parts in runs]
+
+
+def _shuffled_classes(labels: torch.Tensor, seed: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Each class of ``labels`` (in ascending order) with its row indices in a seeded order,
+    one generator drawing every class's permutation in turn."""
+    g = torch.Generator().manual_seed(seed)
+    for c in torch.unique(labels).tolist():
+        ix = torch.nonzero(labels == c).flatten()
+        yield c, ix[torch.randperm(len(ix), generator=g)]
 
 
 def count_classes(

@@ -22,7 +22,14 @@ from ddkit.eval.relabel import (
     teacher_targets_fn,
 )
 from ddkit.eval.teacher import resolve_teacher
-from ddkit.eval.train import EpochRows, EpochTargets, TargetsFn, TrainResult, train_networks
+from ddkit.eval.train import (
+    EpochRows,
+    EpochTargets,
+    TargetsFn,
+    TrainResult,
+    rows_per_epoch,
+    train_networks,
+)
 from ddkit.levers import threads_for
 from ddkit.meter import check_memory
 
@@ -70,7 +77,7 @@ class TrainingData:
     @property
     def rows_per_epoch(self) -> int:
         """The rows one epoch trains on."""
-        return len(self.images) if self.rows_at is None else len(self.rows_at(0))
+        return rows_per_epoch(self.images, self.rows_at)
 
 
 def training_data(

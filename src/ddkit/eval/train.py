@@ -66,6 +66,11 @@ EpochTargets = Callable[[int], torch.Tensor]
 EpochRows = Callable[[int], torch.Tensor]
 
 
+def rows_per_epoch(images: torch.Tensor, rows_at: EpochRows | None) -> int:
+    """The rows one epoch walks: every image's, or those ``rows_at`` names (:data:`EpochRows`)."""
+    return len(images) if rows_at is None else len(rows_at(0))
+
+
 @dataclass
 class TrainResult:
     models: list[nn.Module]
@@ -335,7 +340,7 @@ def sgd_train(
     loss_fn = loss_function(r.loss, r.temperature)
     opt = optimizer or r.make_optimizer(list(net.parameters()))
     forward = CompiledForward(net) if r.compile else net
-    n = len(images) if rows_at is None else len(rows_at(start_epoch))
+    n = rows_per_epoch(images, rows_at)
     bs = min(r.batch_size, n)
     piece = _training_piece(net, bs, images)
     steps, last = 0, torch.zeros(())
@@ -507,7 +512,7 @@ def _train_one_by_one(
     progress: Callable[[int], None] | None,
     rows_at: EpochRows | None,
 ) -> None:
-    walked = len(images) if rows_at is None else len(rows_at(0))
+    walked = rows_per_epoch(images, rows_at)
     recipe = TrainRecipe.of_protocol(
         protocol, lr, images.device, walked, images[0].numel() if len(images) else None
     )
@@ -555,7 +560,7 @@ def _train_vectorized(
     batched = vmap(fwd, randomness="different")
     precision = resolve_precision(protocol.precision, images.device)
     run_targets = [_run_targets(targets_fn, r) for r in range(len(nets))]
-    n = len(images) if rows_at is None else len(rows_at(0))
+    n = rows_per_epoch(images, rows_at)
     bs = min(protocol.batch_size, n)
     for epoch in range(protocol.epochs):
         _set_lr(opt, lr * lr_factor(protocol, epoch))
@@ -621,8 +626,7 @@ def train_networks(
     train(nets, gens, images, targets, protocol, augment, lr, targets_fn, progress, rows_at)
     for net in nets:
         net.eval()
-    walked = len(images) if rows_at is None else len(rows_at(0))
-    seen = protocol.epochs * walked * len(nets)
+    seen = protocol.epochs * rows_per_epoch(images, rows_at) * len(nets)
     return TrainResult(nets, time.perf_counter() - t0, seen, vectorized)
 
 

@@ -30,7 +30,12 @@ from ddkit.methods.auto.candidates import (
 from ddkit.methods.auto.record import rows_record
 from ddkit.methods.auto.runner import Estimate, FitRunner, FoldRunner, RunnerSetup
 from ddkit.methods.auto.tournament import Memo, Outcome, Runner, Tournament
-from ddkit.methods.auto.validation import ValidationSplit, carve_folds, validation_record
+from ddkit.methods.auto.validation import (
+    ValidationSplit,
+    carve_folds,
+    held_out,
+    validation_record,
+)
 from ddkit.methods.coreset.selectors import shared_embeddings
 
 #: the name that asks for the tournament
@@ -103,8 +108,8 @@ def choose(
                     _settings(request, splits, candidates, network))  # fmt: skip
         play = _runner(splits, candidates, request, where, estimate, runner, network)
         stack.enter_context(shared_embeddings())
-        val_rows = sum(len(s.val) for s in splits)
-        outcome = Tournament(candidates, play, _seconds(request), memo, say, val_rows).run()
+        tournament = Tournament(candidates, play, _seconds(request), memo, say, held_out(splits))
+        outcome = tournament.run()
     return AutoChoice(
         outcome.winner.candidate.method,
         dict(outcome.winner.candidate.options),

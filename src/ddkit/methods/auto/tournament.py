@@ -331,7 +331,7 @@ class Tournament:
                 row.reached = rnd
                 continue
             first = not row.rounds
-            target = min(targets[row], self._affordable(row))
+            target = min(targets[row], self._reach(row, self.left()))  # what the time left buys
             if target <= row.done:  # the time left buys none: a scored row's score carries
                 if not row.rounds:
                     row.stopped = (
@@ -344,10 +344,6 @@ class Tournament:
             # its share of the round at least: a fit's fixed costs are not in its pace, and a
             # cut at its estimate alone stops a quick distiller after an iteration or so
             self._train(row, rnd, target, min(max(need * (1 + SLACK), share), self.left()))
-
-    def _affordable(self, row: Row) -> int:
-        """The iterations ``row`` can reach in the time left."""
-        return self._reach(row, self.left())
 
     def _reach(self, row: Row, seconds: float) -> int:
         """The iterations ``row`` reaches in ``seconds`` (its set-up, if it has not run, and a

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ddkit.data.dataset import stratified_split
+from ddkit.data.dataset import stratified_folds, stratified_split
 from ddkit.data.graph import GraphNodes
 from ddkit.errors import ConfigError
 
@@ -78,27 +78,19 @@ def carve_folds(train: Any, ipc: int, seed: int = VAL_SEED) -> list[ValidationSp
     """The validation of ``train``: one :func:`carve` split, or, where it would hold fewer than
     :data:`MIN_VAL_ROWS` rows, :data:`FOLDS` stratified folds (each class's rows in one seeded
     order cut into ``FOLDS`` nearly equal runs; fold ``i`` holds out run ``i``), the first of
-    them the rows :func:`carve` holds out; the one split where a fold would leave a class
-    fewer than ``ipc`` rows."""
+    them the rows :func:`carve` holds out (:func:`~ddkit.data.dataset.stratified_folds`); the
+    one split where a fold would leave a class fewer than ``ipc`` rows."""
     first = carve(train, ipc, seed=seed)
     if len(first.val) >= MIN_VAL_ROWS or first.fraction < VAL_FRACTION:
         return [first]
     labels = train.labels.cpu()
-    g = torch.Generator().manual_seed(seed)  # the order stratified_split draws
-    runs: list[list[torch.Tensor]] = [[] for _ in range(FOLDS)]
-    for c in torch.unique(labels).tolist():
-        ix = torch.nonzero(labels == c).flatten()
-        ix = ix[torch.randperm(len(ix), generator=g)]
-        bounds = [round(i * len(ix) / FOLDS) for i in range(FOLDS + 1)]
-        if len(ix) - max(b - a for a, b in zip(bounds, bounds[1:])) < ipc:
-            return [first]  # a fold would leave this class short of ipc rows: one split
-        for i in range(FOLDS):
-            runs[i].append(ix[bounds[i] : bounds[i + 1]])
     every = torch.arange(len(labels))
+    classes = train.spec.num_classes
     splits = []
-    for parts in runs:
-        held = torch.sort(torch.cat(parts)).values
+    for held in stratified_folds(labels, FOLDS, seed):
         keep = every[~torch.isin(every, held)]
+        if int(torch.bincount(labels[keep], minlength=classes).min()) < ipc:
+            return [first]  # a fold would leave a class short of ipc rows: one split
         splits.append(_split(train, keep, held, VAL_FRACTION, seed))
     return splits
 
@@ -108,11 +100,12 @@ def validation_record(splits: list[ValidationSplit]) -> dict[str, Any]:
     first fold's with the number of folds and the rows held out in all."""
     if len(splits) == 1:
         return splits[0].to_dict()
-    return splits[0].to_dict() | {
-        "folds": len(splits),
-        "fit_rows": len(splits[0].fit),
-        "val_rows": sum(len(s.val) for s in splits),
-    }
+    return splits[0].to_dict() | {"folds": len(splits), "val_rows": held_out(splits)}
+
+
+def held_out(splits: list[ValidationSplit]) -> int:
+    """The validation rows of ``splits`` in all (over folds, every training row)."""
+    return sum(len(s.val) for s in splits)
 
 
 def _split(

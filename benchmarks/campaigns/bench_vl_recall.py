@@ -55,6 +55,10 @@ to the caches (a few minutes), or both make them:
     nice python benchmarks/campaigns/bench_vl_recall.py --table \\
         benchmarks/results/vl_scenes5k_100.json benchmarks/results/vl_scenes5k_500.json
 
+``--val-fraction F`` judges every row on a seeded share ``F`` of the train pairs instead of the
+test split (the sets, towers and experts never see it), to choose a setting before the test
+split is read; its files say so (``val_fraction``).
+
 The data is a synthetic benchmark (``captioned-mnist5k``: captions composed from each image's
 digit, colour and background, :mod:`ddkit.data.captioned`; ``scenes-*``: compositions of real
 objects described by a grammar, :mod:`ddkit.data.scenes`), not COCO or Flickr30k. Markdown goes
@@ -97,7 +101,7 @@ CELLS = (
 )  # fmt: skip
 #: the settings a kept cell must share with this run to be kept
 SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "runs",
-            "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set")  # fmt: skip
+            "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set", "val_fraction")  # fmt: skip
 #: what the script's own flags set for every cell (``--set`` may not name them)
 SCRIPT_OPTIONS = {"image_encoder": "--image-encoder", "text_encoder": "--text-encoder",
                   "towers": "--towers",
@@ -115,6 +119,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--runs", type=int, default=3)
     a.add_argument("--epochs", type=int, default=0, help="retrieval epochs (0: the recipe's)")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--val-fraction", type=float, default=0.0,
+        help="judge every row on this seeded share of the train pairs, held out from the sets, "
+        "the towers and the experts, instead of the test split (to choose settings)",
+    )  # fmt: skip
     a.add_argument("--cells", default="", help="cell names separated by ; (default: all)")
     a.add_argument(
         "--no-baselines", action="store_true",
@@ -192,12 +201,15 @@ def distil(args, train, name: str, method: str, options: dict, pairs: int) -> tu
     return syn, seconds, time.perf_counter() - t0 - seconds
 
 
-def cell_row(args, splits, name: str, method: str, options: dict, pairs: int, baselines: str):
-    """Distil one cell and judge it, with the rows ``baselines`` names ("random", "full",
-    both, or neither: "") under the same recipe and towers."""
-    syn, seconds, setup = distil(args, splits.train, name, method, options, pairs)
+def cell_row(
+    args, train, judged, name: str, method: str, options: dict, pairs: int, baselines: str
+):
+    """Distil one cell from ``train`` and judge it on ``judged`` (the test split, or a
+    validation split), with the rows ``baselines`` names ("random", "full", both, or
+    neither: "") under the same recipe and towers."""
+    syn, seconds, setup = distil(args, train, name, method, options, pairs)
     report = evaluate_retrieval(
-        syn, splits.test, splits.train, recipe=RetrievalRecipe(runs=args.runs),
+        syn, judged, train, recipe=RetrievalRecipe(runs=args.runs),
         epochs=args.epochs or None, seed=args.seed, random_pairs="random" in baselines,
         full_data="full" in baselines, towers=args.towers, tower_cache=args.tower_cache,
     )  # fmt: skip
@@ -283,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cells = chosen_cells(args)
     torch.set_num_threads(args.threads or max(1, min(2, os.cpu_count() or 1)))
-    splits = load_paired_splits(args.dataset, seed=args.seed)
+    splits = load_paired_splits(args.dataset, seed=args.seed, val_fraction=args.val_fraction)
+    judged = splits.val if args.val_fraction else splits.test
     settings = {key: getattr(args, key) for key in SETTINGS}
     result = results_header("bench_vl_recall.py", argv, settings)
     result["cells"] = kept_entries(args.out, settings, "cells")
@@ -298,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         sized = any(c["pairs"] == pairs for c in result["cells"])
         baselines = ("" if sized else "random") + ("" if "full data" in rows else "+full")
         baselines = "" if args.no_baselines else baselines
-        row = cell_row(args, splits, name, method, options, pairs, baselines.strip("+"))
+        row = cell_row(
+            args, splits.train, judged, name, method, options, pairs, baselines.strip("+")
+        )
         result["cells"].append(row)
         atomic_write_json(args.out, result)
     atomic_write_json(args.out, result)

@@ -39,6 +39,7 @@ def joined_results(paths: list[str], keys: tuple[str, ...]) -> list[dict]:
     """The results files ``paths``, refused (exit with a one-line message) unless they agree on
     every one of ``keys``."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    if len({tuple(r.get(k) for k in keys) for r in runs}) > 1:
+    # compared as JSON text: a setting may be a dict or a list (e.g. options given with --set)
+    if len({json.dumps([r.get(k) for k in keys], sort_keys=True) for r in runs}) > 1:
         raise SystemExit(f"one table needs result files that agree on {', '.join(keys)}")
     return runs

@@ -17,11 +17,13 @@ import ddkit.runs
 from ddkit.data.dataset import DatasetSplits
 from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
+from ddkit.eval.dispatch import EvalSettings
 from ddkit.methods.auto import AutoRequest, choose
 from ddkit.methods.auto.candidates import Candidate, candidates_for
 from ddkit.methods.auto.record import record_table
 from ddkit.methods.auto.tournament import SLACK, Cost, Memo, Tournament, Trained
 from ddkit.methods.auto.validation import FOLDS, carve, carve_folds
+from ddkit.methods.base import create_method
 from ddkit.runs import DistillRequest, distill_run
 from ddkit.testing_data import tiny_digits, tiny_graph, tiny_series, tiny_table
 
@@ -388,7 +390,7 @@ def test_a_scoring_longer_than_the_tournament_is_refused_before_it_runs(quick, m
     assert "\n" not in str(err.value) and len(timed) == 1  # the timing only, not the scoring
 
 
-def test_tables_and_series_are_scored_by_the_distillers_network_as_a_learner(monkeypatch):
+def test_tables_and_series_are_scored_by_the_distillers_network_and_nearest_neighbours(monkeypatch):
     seen = []
     monkeypatch.setattr(scoring, "evaluate_set", lambda syn, val, s: seen.append(s) or 1 / 0)
     for make, learner in ((tiny_table, "mlp"), (tiny_series, "conv1d")):
@@ -396,10 +398,27 @@ def test_tables_and_series_are_scored_by_the_distillers_network_as_a_learner(mon
         syn = SyntheticSet.from_real(train)
         with pytest.raises(ZeroDivisionError):
             scoring.validation_score(syn, train, network=learner)
-        assert seen[-1].learners == learner
+        assert seen[-1].learners == f"{learner},{scoring.ROW_LEARNER}"
     with pytest.raises(ZeroDivisionError):
         scoring.validation_score(syn, train, network=None)
     assert seen[-1].learners == scoring.VAL_LEARNERS
+
+
+def test_a_table_s_score_is_the_mean_of_the_network_s_and_nearest_neighbours(monkeypatch):
+    monkeypatch.setattr(scoring, "VAL_EPOCHS", 2)
+    splits = tiny_table()
+    syn = create_method("random").fit(splits.train, 2, seed=0)
+    score, _ = scoring.validation_score(syn, splits.test, network="mlp")
+    each = [
+        scoring.evaluate_set(
+            syn, splits.test, EvalSettings(runs=scoring.VAL_RUNS, epochs=2, seed=0, learners=name)
+        )
+        .report.results[0]
+        .mean
+        for name in ("mlp", scoring.ROW_LEARNER)
+    ]
+    assert score == pytest.approx(sum(each) / 2)
+    assert each[0] != pytest.approx(each[1])  # two learners, not one counted twice
 
 
 def test_auto_without_a_budget_or_with_options_is_refused_in_one_line(tmp_path) -> None:

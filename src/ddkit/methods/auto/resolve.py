@@ -210,6 +210,7 @@ def _recipe(network: str | None) -> dict[str, Any]:
         "runs": s.VAL_RUNS,
         "epochs": s.VAL_EPOCHS,
         "protocol (networks)": s.VAL_PROTOCOL.name,
+        "beside the network (tables, series)": s.ROW_LEARNER,
     }
     return recipe | ({"network": network} if network is not None else {})
 

@@ -94,8 +94,30 @@ def recovery_crops() -> str:
     return "\n".join(out)
 
 
+#: sre2l's recovery under the label-budget campaign's evaluation (teacher-kd, 3 ConvNet-3 of
+#: width 128, on the validation split): (file stem after ``tune_decoupled_``, the row's value,
+#: the recovery, the student's epochs)
+SRE2L_EPOCHS = (
+    ("mnist5k_ipc10_sre2l_plain_e50", "convnet3-bn", "plain defaults (teacher ConvNet-3-BN, 30 epochs; 1,000 iterations)", 50),
+    ("mnist5k_ipc10_sre2l_plain500_e50", "convnet3-bn", "the same teacher, 500 iterations", 50),
+    ("mnist5k_ipc10_sre2l_preset_e50", "convnet3-bn-w32", "mnist5k preset (teacher of width 32, 15 epochs; 500 iterations)", 50),
+    ("mnist5k_ipc10_sre2l_plain_e300", "convnet3-bn", "plain defaults (the same set as the first row)", 300),
+)  # fmt: skip
+
+
+def sre2l_epochs() -> str:
+    out = ["| sre2l recovery (mnist5k, IPC 10) | student epochs | validation accuracy (%) |",
+           "|---|---|---|"]  # fmt: skip
+    out += [
+        f"| {what} | {epochs} | {_accuracy('decoupled_' + stem, value)} |"
+        for stem, value, what, epochs in SRE2L_EPOCHS
+    ]
+    return "\n".join(out)
+
+
 TABLES = {
     "rded-validation:hard": hard_labels,
     "rded-validation:soft": soft_labels,
     "decoupled-validation:crops": recovery_crops,
+    "decoupled-validation:sre2l-epochs": sre2l_epochs,
 }

@@ -17,7 +17,7 @@ writes it). Resumable: a cell whose set exists is not distilled again, an evalua
 exists is not run again; run folders and logs are kept under ``--runs``.
 
     python benchmarks/campaigns/bench_auto.py                       # every cell
-    python benchmarks/campaigns/bench_auto.py --cells gunpoint:1:2m  # one
+    python benchmarks/campaigns/bench_auto.py --cells gunpoint:1:5m  # one
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ CELLS = (
     "mnist5k:1:30m",
     "mnist5k:10:30m",
     "mnist5k:50:30m",
-    "gunpoint:1:2m",
-    "gunpoint:10:2m",
+    "gunpoint:1:5m",
+    "gunpoint:10:5m",
     "letter:1:5m",
     "letter:10:5m",
 )

@@ -6,6 +6,7 @@ candidates as images, i.e. no selection, relabelled the same way)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from _campaigns import RESULTS
 
@@ -58,16 +59,28 @@ def _accuracy(stem: str, value: object) -> str:
     return f"{100 * r['val_mean']:.1f} ± {100 * r['val_std']:.1f}"
 
 
-def hard_labels() -> str:
-    out = ["| rded under hard labels (mnist5k, IPC 10) | validation accuracy (%) |", "|---|---|"]
-    out += [f"| {what} | {_accuracy(stem, value)} |" for stem, value, what in HARD]
+def _table(columns: tuple[str, ...], rows: Iterable[tuple[tuple[object, ...], str, object]]) -> str:
+    """A Markdown table of ``columns`` and a validation-accuracy column: a row per
+    ``(cells, file stem after tune_, the tune_val row's value)``."""
+    out = [
+        "| " + " | ".join(columns) + " | validation accuracy (%) |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    out += [
+        f"| {' | '.join(map(str, cells))} | {_accuracy(stem, value)} |"
+        for cells, stem, value in rows
+    ]
     return "\n".join(out)
+
+
+def hard_labels() -> str:
+    return _table(("rded under hard labels (mnist5k, IPC 10)",),
+                  (((what,), stem, value) for stem, value, what in HARD))  # fmt: skip
 
 
 def soft_labels() -> str:
-    out = ["| data | rded under per-view soft labels | validation accuracy (%) |", "|---|---|---|"]
-    out += [f"| {data} | {what} | {_accuracy(stem, value)} |" for stem, value, data, what in SOFT]
-    return "\n".join(out)
+    return _table(("data", "rded under per-view soft labels"),
+                  (((data, what), stem, value) for stem, value, data, what in SOFT))  # fmt: skip
 
 
 #: the recovery methods' crops at 28 px (``tune_decoupled_*.json``: each method's mnist5k preset,
@@ -85,13 +98,10 @@ CROPS = (
 
 
 def recovery_crops() -> str:
-    out = ["| method | crops during recovery (mnist5k, IPC 10) | validation accuracy (%) |",
-           "|---|---|---|"]  # fmt: skip
-    out += [
-        f"| {method} | {what} | {_accuracy('decoupled_' + stem, value)} |"
-        for stem, value, method, what in CROPS
-    ]
-    return "\n".join(out)
+    return _table(
+        ("method", "crops during recovery (mnist5k, IPC 10)"),
+        (((method, what), "decoupled_" + stem, value) for stem, value, method, what in CROPS),
+    )
 
 
 #: sre2l's recovery under the label-budget campaign's evaluation (teacher-kd, 3 ConvNet-3 of
@@ -106,13 +116,13 @@ SRE2L_EPOCHS = (
 
 
 def sre2l_epochs() -> str:
-    out = ["| sre2l recovery (mnist5k, IPC 10) | student epochs | validation accuracy (%) |",
-           "|---|---|---|"]  # fmt: skip
-    out += [
-        f"| {what} | {epochs} | {_accuracy('decoupled_' + stem, value)} |"
-        for stem, value, what, epochs in SRE2L_EPOCHS
-    ]
-    return "\n".join(out)
+    return _table(
+        ("sre2l recovery (mnist5k, IPC 10)", "student epochs"),
+        (
+            ((what, epochs), "decoupled_" + stem, value)
+            for stem, value, what, epochs in SRE2L_EPOCHS
+        ),
+    )
 
 
 TABLES = {

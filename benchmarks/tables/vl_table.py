@@ -8,6 +8,8 @@ import json
 
 from _campaigns import RESULTS, campaign, results
 
+from ddkit.methods.vision_language.mtt import VLMTTConfig
+
 
 def vl_table() -> str:
     vl = campaign("bench_vl_recall")
@@ -55,11 +57,15 @@ def rates_table() -> str:
            "|---|---|---|---|---|"]  # fmt: skip
     for name in RATES:
         run = json.loads((RESULTS / name).read_text())
-        rates = run["vl_mtt_set"] or {"lr_img": "5 (default)", "lr_feat": "0.03 (default)"}
+        given = run["vl_mtt_set"]
+        rates = ", ".join(
+            str(given[k]) if k in given else f"{getattr(VLMTTConfig(), k):g} (default)"
+            for k in ("lr_img", "lr_feat")
+        )
         for cell in run["cells"]:
             for r in cell["report"]["results"]:
                 own = r["model"] == cell["cell"]
-                what = f"{rates['lr_img']}, {rates['lr_feat']}" if own else "–"
+                what = rates if own else "–"
                 recalls = " | ".join(
                     f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}"
                     for m in ("i2t_r1", "t2i_r1")

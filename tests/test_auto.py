@@ -404,6 +404,89 @@ def test_tables_and_series_are_scored_by_the_distillers_network_and_nearest_neig
     assert seen[-1].learners == scoring.VAL_LEARNERS
 
 
+def _costs(monkeypatch, seconds: dict[str, float]) -> list[str]:
+    """Give each learner a fixed timed cost; the learners timed, in order."""
+    timed = []
+
+    def fake(syn, val, name, device):
+        timed.append(name)
+        return seconds[name]
+
+    monkeypatch.setattr(scoring, "_learner_seconds", fake)
+    return timed
+
+
+def test_series_learners_are_added_cheapest_first_while_every_scoring_fits(monkeypatch):
+    split = carve(tiny_series().train, 2)
+    timed = _costs(monkeypatch, {"rocket": 1.0, "conv1d": 2.0, "resnet1d": 4.0, "knn": 0.1})
+    # 10 scorings within half of 100 s: 5 s each; conv1d and knn are kept, rocket fits, resnet1d not
+    got = scoring.scoring_learners(split, 2, "conv1d", scorings=10, seconds=100.0)
+    assert got["learners"] == "conv1d,knn,rocket"
+    assert sorted(timed) == ["conv1d", "knn", "resnet1d", "rocket"]  # each timed once
+    assert got["allowance"] == pytest.approx(5.0) and got["estimates"]["resnet1d"] == 4.0
+    roomy = scoring.scoring_learners(split, 2, "conv1d", scorings=10, seconds=1000.0)
+    assert roomy["learners"] == "conv1d,knn,rocket,resnet1d"
+    # the network and nearest neighbours stay, whatever they cost
+    tight = scoring.scoring_learners(split, 2, "conv1d", scorings=10, seconds=1.0)
+    assert tight["learners"] == "conv1d,knn"
+
+
+def test_learners_are_not_chosen_for_images_and_are_pinned_by_val_learners(monkeypatch):
+    timed = _costs(monkeypatch, {})
+    digits = carve(tiny_digits().train, 1)
+    assert scoring.scoring_learners(digits, 1, "convnet", 10, 100.0)["learners"] is None
+    monkeypatch.setattr(scoring, "VAL_LEARNERS", "knn")
+    table = carve(tiny_table().train, 2)
+    assert scoring.scoring_learners(table, 2, "mlp", 10, 100.0)["learners"] == "knn"
+    assert timed == []
+
+
+def test_a_learner_s_estimate_scales_its_timed_run_to_the_recipe(monkeypatch):
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+
+    def evaluate(syn, val, settings):  # a fixed part and a rate per epoch, per run
+        clock.now += settings.runs * (0.5 + 0.01 * settings.epochs)
+
+    monkeypatch.setattr(scoring, "time", clock)
+    monkeypatch.setattr(scoring, "evaluate_set", evaluate)
+    recipe = scoring.VAL_RUNS * (0.5 + 0.01 * scoring.VAL_EPOCHS)
+    # a network from two short runs (its fixed part and its rate), a random learner from one
+    # run of every seed's, a deterministic one from one run
+    for name, runs in (("mlp", scoring.VAL_RUNS), ("rf", scoring.VAL_RUNS), ("knn", 1)):
+        clock.now = 0.0
+        estimate = scoring._learner_seconds(None, None, name, None)
+        assert estimate == pytest.approx(recipe * runs / scoring.VAL_RUNS)
+        if name == "mlp":
+            assert clock.now < recipe / 2  # the network's timing is a part of its scoring
+
+
+def test_a_resumed_tournament_scores_by_the_learners_it_chose(tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "VAL_EPOCHS", 3)
+    monkeypatch.setattr(scoring, "VAL_RUNS", 1)
+    monkeypatch.setattr(ddkit.runs, "WARMUP_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(validation, "MIN_VAL_ROWS", 0)
+    from ddkit.methods.auto import candidates
+
+    entries = tuple(e for e in candidates.ENTRIES if e[0] in {"random", "kcenter"})
+    monkeypatch.setattr(candidates, "ENTRIES", entries)
+    _costs(monkeypatch, {"rocket": 0.01, "conv1d": 0.01, "resnet1d": 10**6, "knn": 0.01})
+    train = tiny_series().train
+    request = AutoRequest(train.spec.name, 2, 60.0)
+    first = choose(train, request, lambda *a: (0, 0, 0), folder=tmp_path)
+    chosen = first.record["scoring learners"]["learners"]
+    assert chosen == "knn,rocket,conv1d"  # no network among the candidates: knn, then the rest
+    assert "by knn, rocket, conv1d" in record_table(first.record)
+    _costs(monkeypatch, {"rocket": 10**6, "conv1d": 10**6, "resnet1d": 0.01, "knn": 0.01})
+    again = choose(train, request, lambda *a: (0, 0, 0), folder=tmp_path)
+    assert again.record["scoring learners"]["learners"] == chosen
+
+
 def test_a_table_s_score_is_the_mean_of_the_network_s_and_nearest_neighbours(monkeypatch):
     monkeypatch.setattr(scoring, "VAL_EPOCHS", 2)
     splits = tiny_table()

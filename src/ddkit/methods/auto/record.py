@@ -69,10 +69,12 @@ def heading(record: dict[str, Any]) -> str:
         else f"a validation split of {val.get('val_rows', '?')} training rows "
         f"({val.get('fraction', 0):.0%} of each class, seed {val.get('seed', '?')})"
     )
+    learners = (record.get("scoring learners") or {}).get("learners")
+    by = f" by {learners.replace(',', ', ')}" if learners else ""
     return (
         f"--method auto: {len(record.get('candidates', []))} candidates, "
         f"{record.get('rounds', '?')} round(s) of successive halving on {rows}; "
         f"{recipe.get('runs', '?')} runs of "
-        f"{recipe.get('epochs', '?')} epochs each; tournament {record.get('spent_seconds', 0):.0f}"
-        f" s of its {record.get('tournament_seconds', 0):.0f} s"
+        f"{recipe.get('epochs', '?')} epochs each{by}; tournament "
+        f"{record.get('spent_seconds', 0):.0f} s of its {record.get('tournament_seconds', 0):.0f} s"
     )

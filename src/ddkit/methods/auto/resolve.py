@@ -44,6 +44,8 @@ AUTO = "auto"
 TOURNAMENT_SHARE = 0.5
 #: the tournament's file in its folder
 MEMO_FILE = "tournament.json"
+#: the memo's entry of the learners chosen to score tables and series
+LEARNERS_KEY = "scoring learners"
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,16 @@ def choose(
         )  # fmt: skip
         memo = Memo(where / MEMO_FILE if folder is not None else None,
                     _settings(request, splits, candidates, network))  # fmt: skip
-        play = _runner(splits, candidates, request, where, estimate, runner, network)
+        learners = _learners(splits, candidates, request, network, memo, runner)
+        play = _runner(splits, candidates, request, where, estimate, runner, network, learners)
         stack.enter_context(shared_embeddings())
-        tournament = Tournament(candidates, play, _seconds(request), memo, say, held_out(splits))
+        tournament = Tournament(candidates, play, _seconds(request), memo, say, held_out(splits),
+                                learners["seconds"])  # fmt: skip
         outcome = tournament.run()
     return AutoChoice(
         outcome.winner.candidate.method,
         dict(outcome.winner.candidate.options),
-        _record(outcome, request, splits, network),
+        _record(outcome, request, splits, network, learners),
     )
 
 
@@ -128,9 +132,10 @@ def plan(
     scored, which is its cost), the number of rounds and the iterations round 0 gives each
     distiller; nothing is written."""
     splits, candidates, network = _split_and_candidates(train, request)
+    learners = _learners(splits, candidates, request, network, Memo(None, {}), runner)
     with tempfile.TemporaryDirectory() as tmp, shared_embeddings():
-        play = _runner(splits, candidates, request, Path(tmp), estimate, runner, network)
-        t = Tournament(candidates, play, _seconds(request), None, say)
+        play = _runner(splits, candidates, request, Path(tmp), estimate, runner, network, learners)
+        t = Tournament(candidates, play, _seconds(request), None, say, spent=learners["seconds"])
         rounds, targets = t.plan()
     rows = []
     for row in t.rows:
@@ -141,7 +146,7 @@ def plan(
         elif not d["why"]:
             d["why"] = "made and scored as its costing" if row.rounds else "not scored"
         rows.append(d)
-    return {**_frame(request, splits, rounds, t.spent, network), "candidates": rows}
+    return {**_frame(request, splits, rounds, t.spent, network, learners), "candidates": rows}
 
 
 def _split_and_candidates(
@@ -159,6 +164,30 @@ def _seconds(request: AutoRequest) -> float:
     return TOURNAMENT_SHARE * request.seconds
 
 
+def _learners(
+    splits: list[ValidationSplit],
+    candidates: list[Candidate],
+    request: AutoRequest,
+    network: str | None,
+    memo: Memo,
+    runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None,
+) -> dict[str, Any]:
+    """The learners that score sets judged by learners (:func:`~ddkit.methods.auto.runner.
+    scoring_learners`, on the first split, for every candidate on every split), kept in
+    ``memo`` so that a resumed tournament scores as it did; none where a ``runner`` is
+    passed (it scores)."""
+    if runner is not None:
+        return {"learners": None, "seconds": 0.0}
+    kept = memo.get(LEARNERS_KEY)
+    if kept is None:
+        kept = scoring.scoring_learners(
+            splits[0], request.ipc, network, len(candidates) * len(splits), _seconds(request),
+            request.device,
+        )  # fmt: skip
+        memo.put(LEARNERS_KEY, kept)
+    return kept
+
+
 def _runner(
     splits: list[ValidationSplit],
     candidates: list[Candidate],
@@ -167,24 +196,29 @@ def _runner(
     estimate: Estimate,
     runner: Callable[[ValidationSplit, list[Candidate]], Runner] | None,
     network: str | None,
+    learners: dict[str, Any],
 ) -> Runner:
     if runner is not None:
         return runner(splits[0], candidates)
+    chosen = learners["learners"]
     if len(splits) == 1:
-        return FitRunner(splits[0], _setup(request, folder, network, _seconds(request)), estimate)
+        return FitRunner(splits[0], _setup(request, folder, network, chosen), estimate)
     # a fold's first scoring is refused where its estimate passes the whole tournament (that
     # estimate, a tenth of the epochs scaled up, is far above a small fold's scoring); the
     # tournament then counts every fold's measured scorings
     return FoldRunner([
-        FitRunner(s, _setup(request, folder / f"fold{i}", network, _seconds(request)), estimate)
+        FitRunner(s, _setup(request, folder / f"fold{i}", network, chosen), estimate)
         for i, s in enumerate(splits)
     ])  # fmt: skip
 
 
-def _setup(request: AutoRequest, folder: Path, network: str | None, seconds: float) -> RunnerSetup:
+def _setup(
+    request: AutoRequest, folder: Path, network: str | None, learners: str | None
+) -> RunnerSetup:
     return RunnerSetup(
-        request.dataset, request.ipc, request.seed, folder, request.device, network, seconds
-    )
+        request.dataset, request.ipc, request.seed, folder, request.device, network,
+        _seconds(request), learners,
+    )  # fmt: skip
 
 
 def _settings(
@@ -205,13 +239,19 @@ def _settings(
 
 
 def _recipe(network: str | None) -> dict[str, Any]:
+    """The scoring recipe a resumed tournament must match (the learners' rule, not the
+    learners it chose: those are kept in the memo)."""
     s = scoring
     recipe = {
         "runs": s.VAL_RUNS,
         "epochs": s.VAL_EPOCHS,
         "protocol (networks)": s.VAL_PROTOCOL.name,
-        "beside the network (tables, series)": s.ROW_LEARNER,
-    }
+        "learners (tables, series)": (
+            f"pinned: {s.VAL_LEARNERS}" if s.VAL_LEARNERS is not None else
+            f"the network and {s.ROW_LEARNER}, then the cheapest others within "
+            f"{s.SCORING_SHARE:g} of the tournament"
+        ),
+    }  # fmt: skip
     return recipe | ({"network": network} if network is not None else {})
 
 
@@ -221,7 +261,9 @@ def _frame(
     rounds: int,
     spent: float,
     network: str | None,
+    learners: dict[str, Any],
 ) -> dict[str, Any]:
+    chosen = {"scoring learners": learners} if learners["learners"] is not None else {}
     return {
         "budget_seconds": request.seconds,
         "tournament_seconds": _seconds(request),
@@ -229,11 +271,16 @@ def _frame(
         "rounds": rounds,
         "validation": validation_record(splits),
         "recipe": _recipe(network),
+        **chosen,
     }
 
 
 def _record(
-    outcome: Outcome, request: AutoRequest, splits: list[ValidationSplit], network: str | None
+    outcome: Outcome,
+    request: AutoRequest,
+    splits: list[ValidationSplit],
+    network: str | None,
+    learners: dict[str, Any],
 ) -> dict[str, Any]:
     w = outcome.winner
     scored = [r for r in outcome.rows if r.accuracy is not None and r is not w]
@@ -251,7 +298,7 @@ def _record(
         f"time left of the {request.seconds:.0f} s budget"
     )
     return {
-        **_frame(request, splits, outcome.rounds, outcome.spent_seconds, network),
+        **_frame(request, splits, outcome.rounds, outcome.spent_seconds, network, learners),
         "winner": w.candidate.label,
         "method": w.candidate.method,
         "options": dict(w.candidate.options),

@@ -21,10 +21,14 @@ images, learners for tables and series, a GCN for graphs) on the validation rows
 recipe: :data:`VAL_RUNS` runs of :data:`VAL_EPOCHS` epochs, and for networks the ``fast``
 protocol (DSA augmentation) on one network for every candidate: the one the distillers among
 them train with (:func:`~ddkit.methods.auto.candidates.scoring_network`; the protocol's where
-there is none); for learners likewise that network where it is a learner (``mlp`` on tables,
-``conv1d`` on series) beside :data:`ROW_LEARNER`, else :data:`VAL_LEARNERS`. The score is the
-mean accuracy of the report's rows for the set (a GCN's report adds random real nodes and the
-full graph beside it: :data:`BASELINE_ROWS`, left out).
+there is none). Sets judged by learners (tables, series) are scored by the learners
+:func:`scoring_learners` chooses once, before the tournament: that network where it is a
+learner (``mlp`` on tables, ``conv1d`` on series) and :data:`ROW_LEARNER` always, then the
+modality's other learners, cheapest first, while scoring every candidate on every fold stays
+within :data:`SCORING_SHARE` of the tournament (the evaluation judges a set by all of them, and
+a set fitted to one learner can be at chance under another). The score is the mean accuracy of
+the report's rows for the set (a GCN's report adds random real nodes and the full graph beside
+it: :data:`BASELINE_ROWS`, left out).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from typing import Any
 from ddkit.data.dataset import stratified_split
 from ddkit.errors import ConfigError
 from ddkit.eval.dispatch import EvalSettings, evaluate_set, evaluator_for
-from ddkit.eval.learners import NETWORK_LEARNERS
+from ddkit.eval.evaluators import EVALUATORS
+from ddkit.eval.learners import LEARNERS, NETWORK_LEARNERS, learner_names
 from ddkit.eval.protocol import get_protocol
 from ddkit.methods.auto.candidates import Candidate
 from ddkit.methods.auto.tournament import Cost, Trained
@@ -54,14 +59,18 @@ from ddkit.methods.time_budget import TimeBudget
 VAL_RUNS = 2
 VAL_EPOCHS = 100
 VAL_PROTOCOL = get_protocol("fast")
-#: the learners that score sets judged by learners (``None``: the modality's own)
+#: the learners that score sets judged by learners, pinned (``None``: :func:`scoring_learners`
+#: chooses them by their cost)
 VAL_LEARNERS: str | None = None
-#: the learner that scores a table's or a series' set beside the distillers' network: nearest
-#: neighbours read the rows as they are, so a set fitted to that network alone, whose rows are
-#: not like its class's, does not win on the network's score (on gunpoint at one series per
-#: class, dm's set led random real rows under ``conv1d`` on validation and fell to chance under
-#: every other learner on the test split); it costs next to nothing
+#: the learner that scores a table's or a series' set beside the distillers' network, whatever
+#: the cost: nearest neighbours read the rows as they are, so a set fitted to that network
+#: alone, whose rows are not like its class's, does not win on the network's score (on gunpoint
+#: at one series per class, dm's set led random real rows under ``conv1d`` on validation and
+#: fell to chance under every other learner on the test split); it costs next to nothing
 ROW_LEARNER = "knn"
+#: the share of the tournament that scoring every candidate once on every fold may take: the
+#: modality's learners beyond the network and :data:`ROW_LEARNER` are added while it holds
+SCORING_SHARE = 0.5
 
 #: rows of an evaluation report that are baselines beside the set, not the set (a GCN's)
 BASELINE_ROWS = frozenset({"random nodes", "full graph"})
@@ -84,7 +93,9 @@ class RunnerSetup:
     """Where a :class:`FitRunner` works: ``dataset`` (its name: presets), ``ipc``, ``seed``,
     the candidates' ``folder`` (each in its own sub-folder), the ``device`` they compute on
     (``None``: where the data is), the ``network`` that scores them (``None``: the protocol's)
-    and the tournament's ``seconds`` (a first scoring estimated past them is refused)."""
+    the tournament's ``seconds`` (a first scoring estimated past them is refused) and the
+    ``learners`` that score sets judged by learners (:func:`scoring_learners`; ``None``: the
+    network and :data:`ROW_LEARNER`)."""
 
     dataset: str
     ipc: int
@@ -93,27 +104,101 @@ class RunnerSetup:
     device: Any = None
     network: str | None = None
     seconds: float = math.inf
+    learners: str | None = None
 
 
 def validation_score(
-    syn: Any, val: Any, device: Any = None, network: str | None = None, share: float = 1.0
+    syn: Any,
+    val: Any,
+    device: Any = None,
+    network: str | None = None,
+    share: float = 1.0,
+    learners: str | None = None,
 ) -> tuple[float, float]:
     """``(accuracy, seconds)``: ``syn`` scored on the validation rows ``val`` by the short
-    recipe (the module's docstring), by ``network`` (``None``: the protocol's or the
-    learners'); with ``share`` below 1, one run of that share of the epochs (a timing). An
-    evaluation's own time budget is not used: its warm-up costs more than this recipe."""
+    recipe (the module's docstring), by ``network`` (``None``: the protocol's) or, for a set
+    judged by learners, by ``learners`` (``None``: ``network`` beside :data:`ROW_LEARNER` where
+    it is a learner, else :data:`VAL_LEARNERS`); with ``share`` below 1, one run of that share
+    of the epochs (a timing). An evaluation's own time budget is not used: its warm-up costs
+    more than this recipe."""
     runs, epochs = (VAL_RUNS, VAL_EPOCHS) if share >= 1 else (1, _epochs_of(share))
     settings = EvalSettings(runs=runs, epochs=epochs, seed=0, device=device)
     accepts = evaluator_for(syn, settings).accepts
     if "protocol" in accepts:
         settings = dataclasses.replace(settings, protocol=VAL_PROTOCOL, models=network)
     if "learners" in accepts:
-        learners = f"{network},{ROW_LEARNER}" if network in NETWORK_LEARNERS else VAL_LEARNERS
-        settings = dataclasses.replace(settings, learners=learners)
+        settings = dataclasses.replace(settings, learners=learners or _floor(network))
     t0 = time.perf_counter()
     report = evaluate_set(syn, val, settings).report
     accuracies = [r.mean for r in report.results if r.model not in BASELINE_ROWS]
     return statistics.fmean(accuracies), time.perf_counter() - t0
+
+
+def scoring_learners(
+    split: ValidationSplit,
+    ipc: int,
+    network: str | None,
+    scorings: int,
+    seconds: float,
+    device: Any = None,
+) -> dict[str, Any]:
+    """The learners that score the tournament's sets where they are judged by learners
+    (tables, series), chosen once on ``split``: ``network`` (where it is a learner) and
+    :data:`ROW_LEARNER`, then the modality's other learners, cheapest first, each while
+    ``scorings`` scorings by all chosen fit in :data:`SCORING_SHARE` of ``seconds`` (the
+    tournament's); :data:`VAL_LEARNERS` where it pins them. Each learner is timed on ``ipc``
+    random real rows per class of ``split.fit`` scored on ``split.val``: one run, a network's at
+    one and at :data:`SCORING_PART` of the epochs (its fixed part and its rate per epoch),
+    scaled to the recipe. Returns ``learners`` (comma-separated; ``None`` for a set judged by
+    networks or a GCN), each learner's ``estimates`` (seconds per scoring), the ``allowance``
+    per scoring and the ``seconds`` the choice took."""
+    judged = "learners" in EVALUATORS.get(split.fit.spec.kind.evaluator).accepts
+    if not judged or VAL_LEARNERS is not None:
+        return {"learners": VAL_LEARNERS if judged else None, "seconds": 0.0}
+    t0 = time.perf_counter()
+    syn = create_method("random").fit(split.fit, ipc, seed=0, progress=False)
+    own = learner_names(None, split.fit.spec.kind.name)
+    chosen = [network, ROW_LEARNER] if network in NETWORK_LEARNERS else [ROW_LEARNER]
+    estimates = {
+        n: _learner_seconds(syn, split.val, n, device) for n in dict.fromkeys(chosen + own)
+    }
+    allowance = SCORING_SHARE * seconds / max(scorings, 1)
+    for name in sorted(set(own) - set(chosen), key=lambda n: (estimates[n], own.index(n))):
+        if sum(estimates[n] for n in chosen) + estimates[name] <= allowance:
+            chosen.append(name)
+    return {
+        "learners": ",".join(chosen),
+        "estimates": estimates,
+        "allowance": allowance,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _learner_seconds(syn: Any, val: Any, name: str, device: Any) -> float:
+    """A scoring's seconds by the learner ``name`` alone under the recipe, estimated from one
+    run (a network's: from one at one epoch and one at :data:`SCORING_PART` of them)."""
+
+    def timed(epochs: int) -> float:
+        settings = EvalSettings(runs=1, epochs=epochs, seed=0, device=device, learners=name)
+        t0 = time.perf_counter()
+        with _quiet(_UNDER_TRAINED):
+            evaluate_set(syn, val, settings)
+        return time.perf_counter() - t0
+
+    if name not in NETWORK_LEARNERS:
+        return timed(VAL_EPOCHS) * (VAL_RUNS if LEARNERS.get(name).random else 1)
+    part = _epochs_of(SCORING_PART)
+    if part < 2 or part >= VAL_EPOCHS:
+        return timed(VAL_EPOCHS) * VAL_RUNS
+    one, more = timed(1), timed(part)
+    per_epoch = max(more - one, 0.0) / (part - 1)
+    return VAL_RUNS * (one + per_epoch * (VAL_EPOCHS - 1))
+
+
+def _floor(network: str | None) -> str | None:
+    """The learners that score where none were chosen: ``network`` beside :data:`ROW_LEARNER`
+    where it is a learner, else :data:`VAL_LEARNERS`."""
+    return f"{network},{ROW_LEARNER}" if network in NETWORK_LEARNERS else VAL_LEARNERS
 
 
 class FitRunner:
@@ -188,8 +273,9 @@ class FitRunner:
         self._scoring_timed = True
         with _quiet(_UNDER_TRAINED):
             _, part = validation_score(
-                syn, self.split.val, self.setup.device, self.setup.network, SCORING_PART
-            )
+                syn, self.split.val, self.setup.device, self.setup.network, SCORING_PART,
+                self.setup.learners,
+            )  # fmt: skip
         estimate = part * VAL_RUNS * VAL_EPOCHS / _epochs_of(SCORING_PART)
         if estimate > self.setup.seconds:
             raise ConfigError(
@@ -203,7 +289,8 @@ class FitRunner:
         return scored[1]
 
     def _score(self, syn: Any) -> tuple[float, float]:
-        return validation_score(syn, self.split.val, self.setup.device, self.setup.network)
+        s = self.setup
+        return validation_score(syn, self.split.val, s.device, s.network, learners=s.learners)
 
     def _select(self, candidate: Candidate, rows: Any = None) -> Any:
         s = self.setup

@@ -178,8 +178,8 @@ class Outcome:
 
 
 class Tournament:
-    """Successive halving of ``candidates`` within ``seconds`` (see the module's docstring);
-    ``say`` receives one line per finished step."""
+    """Successive halving of ``candidates`` within ``seconds`` (see the module's docstring), of
+    which ``spent`` went before it; ``say`` receives one line per finished step."""
 
     def __init__(
         self,
@@ -189,12 +189,13 @@ class Tournament:
         memo: Memo | None = None,
         say: Callable[[str], Any] = lambda _line: None,
         val_rows: int | None = None,
+        spent: float = 0.0,
     ) -> None:
         self.rows = [Row(c) for c in candidates]
         self.runner, self.seconds, self.say = runner, float(seconds), say
         self.val_rows = val_rows  # the validation rows a score is taken on (None: no margin)
         self.memo = memo or Memo(None, {})
-        self.spent = 0.0
+        self.spent = spent  # what the tournament's time paid for before it (choosing learners)
         self.eval_seconds = 0.0  # the longest scoring measured so far
 
     def left(self) -> float:

@@ -155,3 +155,50 @@ def test_a_dry_run_stands_in_for_the_experts_in_the_output_space(tower_cache):
     assert "vl-mtt experts" in cost.line("vl-mtt") and "one epoch of one expert" in cost.line(
         "vl-mtt"
     )
+
+
+def test_the_learned_recipe_trains_each_side_at_its_rate_and_decays_them_at_half():
+    """The papers' evaluation (LoRS's Algorithm 2): SGD at the set's learned rates, one per
+    side, divided by 10 after half the epochs; a side at rate 0 does not move."""
+    seen = []
+
+    def record(model):
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    model = _frozen().double()
+    real = split_pairs(SPLITS.train, model)
+    real = Pairs(real.images.double(), real.emb, real.mask, real.caption_image)
+    recipe = RetrievalRecipe(
+        epochs=4, optimizer="learned", rates=(0.0, 0.5), momentum=0.0, batch=len(real), runs=1
+    )
+    before = record(model)
+    train_pairs(model, real, recipe, torch.Generator().manual_seed(0),
+                on_epoch=lambda e: seen.append(record(model)))  # fmt: skip
+    after = seen[-1]
+    for name in before:
+        moved = not torch.equal(before[name], after[name])
+        assert moved == name.startswith("text_head."), name
+    # one full-batch step per epoch: the decayed epoch (4 // 2 + 1 = 3) moves by a tenth
+    step = [(seen[e]["text_head.bias"] - (seen[e - 1] if e else before)["text_head.bias"]).norm()
+            for e in range(4)]  # fmt: skip
+    assert step[3] < 0.2 * step[2] and step[2] > 0.3 * step[1]
+
+
+def test_the_learned_recipe_reads_a_vl_mtt_set_s_rates_and_refuses_a_set_without_them(
+    tower_cache,
+):
+    from ddkit.eval.retrieval import learned_rates
+
+    syn = _output_mtt(tower_cache).fit(SPLITS.train, 4, seed=0, progress=False)
+    rates = learned_rates(syn)
+    assert rates == (syn.meta["student_lr"]["image"], syn.meta["student_lr"]["text"])
+    report = evaluate_retrieval(
+        syn, SPLITS.test, SPLITS.train, recipe=RetrievalRecipe(optimizer="learned"),
+        runs=1, epochs=2, full_data=False,
+    )  # fmt: skip
+    assert report.recipe.rates == rates and report.to_dict()["recipe"]["optimizer"] == "learned"
+    syn.meta.pop("student_lr")
+    with pytest.raises(ConfigError, match="learned student rates") as e:
+        evaluate_retrieval(syn, SPLITS.test, SPLITS.train,
+                           recipe=RetrievalRecipe(optimizer="learned"), runs=1, epochs=1)  # fmt: skip
+    assert "\n" not in str(e.value)

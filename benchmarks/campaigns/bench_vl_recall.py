@@ -55,6 +55,12 @@ to the caches (a few minutes), or both make them:
     nice python benchmarks/campaigns/bench_vl_recall.py --table \\
         benchmarks/results/vl_scenes5k_100.json benchmarks/results/vl_scenes5k_500.json
 
+``--eval-optimizer learned`` trains every row (the set, random pairs, the full data) as the
+papers evaluate a distilled set: SGD with momentum 0.9 and weight decay
+:data:`PAPERS_WEIGHT_DECAY` at the set's learned student rates, divided by 10 after half the
+epochs (``RetrievalRecipe(optimizer="learned")``), instead of ddkit's Adam recipe; it needs a
+``vl-mtt`` cell (the rates are its set's).
+
 ``--val-fraction F`` judges every row on a seeded share ``F`` of the train pairs instead of the
 test split (the sets, towers and experts never see it), to choose a setting before the test
 split is read; its files say so (``val_fraction``).
@@ -101,7 +107,10 @@ CELLS = (
 )  # fmt: skip
 #: the settings a kept cell must share with this run to be kept
 SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "runs",
-            "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set", "val_fraction")  # fmt: skip
+            "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set", "val_fraction",
+            "eval_optimizer")  # fmt: skip
+#: the weight decay of the papers' evaluation of a distilled set (LoRS's code: 5e-4)
+PAPERS_WEIGHT_DECAY = 5e-4
 #: what the script's own flags set for every cell (``--set`` may not name them)
 SCRIPT_OPTIONS = {"image_encoder": "--image-encoder", "text_encoder": "--text-encoder",
                   "towers": "--towers",
@@ -118,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--batch-syn", type=int, default=100, help="vl-mtt's pairs per student step")
     a.add_argument("--runs", type=int, default=3)
     a.add_argument("--epochs", type=int, default=0, help="retrieval epochs (0: the recipe's)")
+    a.add_argument(
+        "--eval-optimizer", choices=("learned",), default=None,
+        help="learned: every row trains at the set's learned rates, as the papers evaluate",
+    )  # fmt: skip
     a.add_argument("--seed", type=int, default=0)
     a.add_argument(
         "--val-fraction", type=float, default=0.0,
@@ -180,6 +193,10 @@ def chosen_cells(args) -> list[tuple[str, str, dict]]:
         c for c in CELLS
         if args.towers == "pretrained" or c[2].get("text_space") != "output"
     ]  # fmt: skip
+    if args.eval_optimizer == "learned" and any(c[1] != "vl-mtt" for c in cells):
+        raise SystemExit(
+            "--eval-optimizer learned trains at a vl-mtt set's rates: vl-mtt cells only"
+        )
     for name, method, options in cells:
         try:
             create_method(method, **cell_options(args, method, options))
@@ -201,6 +218,15 @@ def distil(args, train, name: str, method: str, options: dict, pairs: int) -> tu
     return syn, seconds, time.perf_counter() - t0 - seconds
 
 
+def recipe_of(args) -> RetrievalRecipe:
+    """The retrieval recipe every row trains under: ddkit's, or the papers' (``learned``)."""
+    if args.eval_optimizer == "learned":
+        return RetrievalRecipe(
+            runs=args.runs, optimizer="learned", weight_decay=PAPERS_WEIGHT_DECAY
+        )
+    return RetrievalRecipe(runs=args.runs)
+
+
 def cell_row(
     args, train, judged, name: str, method: str, options: dict, pairs: int, baselines: str
 ):
@@ -209,7 +235,7 @@ def cell_row(
     neither: "") under the same recipe and towers."""
     syn, seconds, setup = distil(args, train, name, method, options, pairs)
     report = evaluate_retrieval(
-        syn, judged, train, recipe=RetrievalRecipe(runs=args.runs),
+        syn, judged, train, recipe=recipe_of(args),
         epochs=args.epochs or None, seed=args.seed, random_pairs="random" in baselines,
         full_data="full" in baselines, towers=args.towers, tower_cache=args.tower_cache,
     )  # fmt: skip

@@ -56,6 +56,7 @@ __all__ = [
     "caption_of_each",
     "check_frozen_text",
     "RetrievalRecipe",
+    "learned_rates",
     "RetrievalReport",
     "contrastive_loss",
     "encoder_spec_for",
@@ -244,13 +245,25 @@ def contrastive_loss(
     return (i2t + t2i) / 2
 
 
+#: the retrieval recipe's optimizers (:class:`RetrievalRecipe`)
+OPTIMIZERS = ("adam", "sgd", "learned")
+#: the rates of the ``learned`` recipe are divided by this after half the epochs (LoRS's code)
+LEARNED_DECAY = 0.1
+
+
 @dataclass(frozen=True)
 class RetrievalRecipe:
     """How every row of a retrieval report trains (module docstring): ``epochs`` over the
     pairs (``full_epochs`` for the full data, whose epochs are many steps), ``optimizer``
     ``"adam"`` or ``"sgd"`` (``lr``, ``momentum`` for SGD, ``weight_decay``) in mini-batches of
     ``batch`` pairs, InfoNCE at ``temperature``; ``runs`` seeds. ddkit's CPU-scale defaults,
-    not a paper's (Adam: plain SGD stalls for hundreds of steps on these small encoders)."""
+    not a paper's (Adam: plain SGD stalls for hundreds of steps on these small encoders).
+
+    ``optimizer="learned"`` is the papers' evaluation of a distilled set (LoRS, Xu et al., ICML
+    2024, Algorithm 2 and its authors' code; Wu et al. likewise): SGD with ``momentum`` and
+    ``weight_decay`` at the set's learned student rates, one per side (``rates``: image, text;
+    :func:`evaluate_retrieval` reads them from the set's ``meta['student_lr']``), divided by 10
+    after half the epochs; every row of the report trains at the same rates."""
 
     epochs: int = 200
     full_epochs: int = 10
@@ -261,10 +274,14 @@ class RetrievalRecipe:
     batch: int = 64
     temperature: float = 0.07
     runs: int = 3
+    rates: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"retrieval optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"retrieval optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                f"{self.optimizer!r}"
+            )
         for name in ("epochs", "full_epochs", "batch", "runs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"retrieval {name} must be >= 1, got {getattr(self, name)}")
@@ -284,17 +301,13 @@ def train_pairs(
     """Train ``model``'s trainable parameters on ``pairs`` under ``recipe`` (``epochs``
     overrides its count); each epoch visits every caption once with its image, in an order
     drawn from ``generator``; ``on_epoch(e)`` runs after epoch ``e`` (1-based)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
-    else:
-        opt = torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
+    opt = _optimizer(model, recipe)
+    total = int(recipe.epochs if epochs is None else epochs)
     model.train()
-    for e in range(int(recipe.epochs if epochs is None else epochs)):
+    for e in range(total):
+        if recipe.optimizer == "learned" and e == total // 2 + 1:
+            for group in opt.param_groups:
+                group["lr"] *= LEARNED_DECAY
         order = torch.randperm(len(pairs), generator=generator)
         for rows in order.split(recipe.batch):
             a, b = model(pairs.images[pairs.caption_image[rows]], **pairs.text_of(rows))
@@ -451,6 +464,44 @@ def _check_split(syn: SyntheticSet, test: Any) -> None:
         )
 
 
+def _optimizer(model: DualEncoder, recipe: RetrievalRecipe) -> torch.optim.Optimizer:
+    """The optimizer of ``recipe`` over ``model``'s trainable parameters (``learned``: one
+    group per side at its rate)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    if recipe.rates is None:
+        raise ConfigError(
+            "the 'learned' retrieval recipe needs the set's learned rates (image, text); "
+            "evaluate_retrieval reads them from a vl-mtt set's meta['student_lr']"
+        )
+    groups = [
+        {"params": [p for n, p in named if model.side_of(n) == side], "lr": float(rate)}
+        for side, rate in zip(("image", "text"), recipe.rates)
+    ]
+    return torch.optim.SGD(
+        [g for g in groups if g["params"]], lr=0.0, momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )  # fmt: skip
+
+
+def learned_rates(syn: SyntheticSet) -> tuple[float, float]:
+    """The image and text student rates ``syn`` learned (``meta['student_lr']``, vl-mtt), as the
+    ``learned`` retrieval recipe trains at them; a set without them is refused in one line."""
+    rates = syn.meta.get("student_lr")
+    if not isinstance(rates, dict) or not {"image", "text"} <= set(rates):
+        raise ConfigError(
+            "the 'learned' retrieval recipe trains at the set's learned student rates, and this "
+            "set has none (only vl-mtt learns them): use the adam or sgd recipe"
+        )
+    return float(rates["image"]), float(rates["text"])
+
+
 def evaluate_retrieval(
     syn: SyntheticSet,
     test: Any,
@@ -479,6 +530,8 @@ def evaluate_retrieval(
     base = recipe or RetrievalRecipe()
     given = {"runs": runs, "epochs": epochs, "full_epochs": epochs}
     recipe = dataclasses.replace(base, **{k: v for k, v in given.items() if v})
+    if recipe.optimizer == "learned" and recipe.rates is None:
+        recipe = dataclasses.replace(recipe, rates=learned_rates(syn))
     encoder = encoder_spec_for(syn, test.tokenizer)
     seeds = run_seeds(seed, recipe.runs)
     t0 = time.perf_counter()

@@ -127,8 +127,11 @@ def test_vl_mtt_learns_output_space_text_over_pretrained_towers(tower_cache):
     # the towers are the cached ones, untouched by a further step that moves the features
     state = towers_module.load_tensors(next(tower_cache.iterdir()))
     before = method.state_["text"].detach().clone()
-    method.step(99)
+    metrics = method.step(99)
     assert not torch.equal(before, method.state_["text"])
+    # the loss is the two encoders' terms, each recorded
+    assert metrics["loss"] == pytest.approx(metrics["loss_image"] + metrics["loss_text"])
+    assert metrics["loss_image"] > 0 and metrics["loss_text"] > 0
     for side in ("image", "text"):
         tower = getattr(model, side).tower.state_dict()
         assert all(torch.equal(v, state[f"{side}.{k}"]) for k, v in tower.items())

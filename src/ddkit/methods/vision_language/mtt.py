@@ -308,7 +308,8 @@ class VLMTT(PairedDistiller):
         n = len(s["images"])
         size = n if cfg.batch_syn == 0 else min(cfg.batch_syn, n)
         batches = [torch.randperm(n, generator=g)[:size] for _ in range(cfg.syn_steps)]
-        loss = self.matching_loss(start, target, batches)
+        terms = self.matching_loss(start, target, batches)
+        loss = terms.sum()
         if not bool(torch.isfinite(loss)):
             raise ConfigError(
                 f"{self.name} diverged at iteration {iteration} (the matching loss is not "
@@ -320,6 +321,7 @@ class VLMTT(PairedDistiller):
         opt.step()
         lr_image, lr_text = s["syn_lr"].detach().tolist()
         metrics = {"loss": float(loss.detach()), "syn_lr_image": lr_image, "syn_lr_text": lr_text}
+        metrics |= dict(zip(("loss_image", "loss_text"), terms.detach().tolist()))
         every = cfg.diagnose_every
         if every and (iteration + 1) % every == 0:
             collapse = self.collapse_now()
@@ -353,7 +355,8 @@ class VLMTT(PairedDistiller):
         self, start: torch.Tensor, target: torch.Tensor, batches: list[torch.Tensor]
     ) -> torch.Tensor:
         """Wu et al.'s bi-trajectory loss: the student unrolled from ``start`` over ``batches``
-        of synthetic pairs, its normalised distance to ``target`` per encoder, summed."""
+        of synthetic pairs, its normalised distance to ``target`` per encoder (image, text;
+        the loss is their sum)."""
         s, view = self.state_, self.view_
         sim = self.target_similarity()
         theta = start.clone().requires_grad_(True)
@@ -365,11 +368,11 @@ class VLMTT(PairedDistiller):
             inner = contrastive_loss(a, b, self.config.temperature, part)
             grad = torch.autograd.grad(inner, theta, create_graph=True)[0]
             theta = theta - lr * grad
-        total = theta.new_zeros(())
+        terms = []
         for side in (image, ~image):
             moved = ((start - target)[side] ** 2).sum().clamp_min(1e-12)
-            total = total + ((theta - target)[side] ** 2).sum() / moved
-        return total
+            terms.append(((theta - target)[side] ** 2).sum() / moved)
+        return torch.stack(terms)
 
     # ------------------------------------------------------------------ output
     def result(self) -> SyntheticSet:

@@ -293,8 +293,9 @@ def _record(
             because += (
                 f"; next best {runner_up.candidate.label} at {100 * runner_up.accuracy:.2f} %"
             )
+    then = "selects" if w.candidate.selector else "distils"
     why = (
-        f"chose {w.candidate.label}: {because}; it distils on the whole training split in the "
+        f"chose {w.candidate.label}: {because}; it {then} on the whole training split in the "
         f"time left of the {request.seconds:.0f} s budget"
     )
     return {

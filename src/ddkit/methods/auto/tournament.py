@@ -34,9 +34,7 @@ Li et al., Hyperband, JMLR 2018) on validation accuracy, under a stated cost mod
    Statistical Learning, 2009, 7.10), which takes the simpler model where the better one's lead
    is within the noise. Real rows are the simpler set here: they need no distillation, and
    they hold under learners the scoring did not use, where a synthetic set can be at chance
-   (gunpoint at one series per class, 50 validation rows: kip's set led random rows by 6.3
-   points under three learners, 2.3 under all four, and was at chance under rocket on the test
-   split).
+   (gunpoint at one series per class: docs/benchmarks/choosing.md).
 
 Every result is kept in a :class:`Memo` (a file in the run folder, written atomically), and the
 time the tournament counts is the recorded seconds, not the clock: a resumed tournament replays

@@ -61,6 +61,11 @@ papers evaluate a distilled set: SGD with momentum 0.9 and weight decay
 epochs (``RetrievalRecipe(optimizer="learned")``), instead of ddkit's Adam recipe; it needs a
 ``vl-mtt`` cell (the rates are its set's).
 
+``--eval-optimizer learned-plain`` is the same at the learned rates without momentum or weight
+decay, as the experts and the student train (the rates were learned for such steps).
+``--sets DIR`` keeps each cell's set (and its measured seconds) in ``DIR`` and reuses it for the
+same cell, size and settings, so that recipes of evaluation are compared on one set.
+
 ``--val-fraction F`` judges every row on a seeded share ``F`` of the train pairs instead of the
 test split (the sets, towers and experts never see it), to choose a setting before the test
 split is read; its files say so (``val_fraction``).
@@ -76,17 +81,20 @@ them) starts the file over, so give each its own ``--out``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import torch
 from resume import joined_results, kept_entries, results_header
 
 from ddkit.data.paired import load_paired_splits
+from ddkit.data.synthetic import SyntheticSet
 from ddkit.errors import ConfigError
 from ddkit.eval.retrieval import METRICS, RetrievalRecipe, evaluate_retrieval
 from ddkit.eval.towers import TOWERS, TowerRecipe
-from ddkit.io import atomic_write_json
+from ddkit.io import atomic_write_json, json_sha256
 from ddkit.methods import create_method
 from ddkit.methods.config import parse_options
 
@@ -109,8 +117,13 @@ CELLS = (
 SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "runs",
             "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set", "val_fraction",
             "eval_optimizer")  # fmt: skip
-#: the weight decay of the papers' evaluation of a distilled set (LoRS's code: 5e-4)
+#: the settings a set depends on (``--sets`` reuses a set made under the same ones): those of
+#: SETTINGS but the evaluation's
+SET_SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "seed",
+                "towers", "tower_epochs", "vl_mtt_set", "val_fraction")  # fmt: skip
+#: the weight decay and momentum of the papers' evaluation of a distilled set (LoRS's code)
 PAPERS_WEIGHT_DECAY = 5e-4
+PAPERS_MOMENTUM = 0.9
 #: what the script's own flags set for every cell (``--set`` may not name them)
 SCRIPT_OPTIONS = {"image_encoder": "--image-encoder", "text_encoder": "--text-encoder",
                   "towers": "--towers",
@@ -128,9 +141,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--runs", type=int, default=3)
     a.add_argument("--epochs", type=int, default=0, help="retrieval epochs (0: the recipe's)")
     a.add_argument(
-        "--eval-optimizer", choices=("learned",), default=None,
-        help="learned: every row trains at the set's learned rates, as the papers evaluate",
+        "--eval-optimizer", choices=("learned", "learned-plain"), default=None,
+        help="learned: every row trains at the set's learned rates, as the papers evaluate; "
+        "learned-plain: the same without momentum or weight decay, as the experts train",
     )  # fmt: skip
+    a.add_argument("--sets", default="", help="keep each cell's set here and reuse it")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument(
         "--val-fraction", type=float, default=0.0,
@@ -193,7 +208,7 @@ def chosen_cells(args) -> list[tuple[str, str, dict]]:
         c for c in CELLS
         if args.towers == "pretrained" or c[2].get("text_space") != "output"
     ]  # fmt: skip
-    if args.eval_optimizer == "learned" and any(c[1] != "vl-mtt" for c in cells):
+    if args.eval_optimizer and any(c[1] != "vl-mtt" for c in cells):
         raise SystemExit(
             "--eval-optimizer learned trains at a vl-mtt set's rates: vl-mtt cells only"
         )
@@ -207,23 +222,45 @@ def chosen_cells(args) -> list[tuple[str, str, dict]]:
 
 def distil(args, train, name: str, method: str, options: dict, pairs: int) -> tuple:
     """The set of one cell, its seconds, and the seconds its set-up took (pretrained towers
-    when not cached; vl-mtt's experts)."""
+    when not cached; vl-mtt's experts); with ``--sets``, a set kept there for the same cell,
+    size and settings is read back instead (its seconds as they were measured)."""
     opts = cell_options(args, method, options)
+    kept = set_folder(args, name, pairs, opts)
+    if kept is not None and (kept / "seconds.json").exists():
+        syn = SyntheticSet.load(kept / "set")
+        seconds = json.loads((kept / "seconds.json").read_text())
+        return syn, seconds["distill"], seconds["setup"]
     t0 = time.perf_counter()
     syn = create_method(method, **opts).fit(
         train, pairs, seed=args.seed, iterations=args.iterations or None, progress=False
     )
     seconds = float(syn.meta["fit_seconds"])  # the iterations, without the experts
     syn.meta["method"] = name
-    return syn, seconds, time.perf_counter() - t0 - seconds
+    setup = time.perf_counter() - t0 - seconds
+    if kept is not None:
+        syn.save(kept / "set")
+        atomic_write_json(kept / "seconds.json", {"distill": seconds, "setup": setup})
+    return syn, seconds, setup
+
+
+def set_folder(args, name: str, pairs: int, options: dict) -> Path | None:
+    """Where ``--sets`` keeps one cell's set: named by the cell, its size and a digest of
+    everything the set depends on (the data's settings and the method's options)."""
+    if not args.sets:
+        return None
+    depends = {k: getattr(args, k) for k in SET_SETTINGS} | {"options": options, "pairs": pairs}
+    digest = json_sha256(depends)[:12]
+    slug = "".join(c if c.isalnum() else "-" for c in name)
+    return Path(args.sets) / f"{slug}-{pairs}-{digest}"
 
 
 def recipe_of(args) -> RetrievalRecipe:
     """The retrieval recipe every row trains under: ddkit's, or the papers' (``learned``)."""
     if args.eval_optimizer == "learned":
-        return RetrievalRecipe(
-            runs=args.runs, optimizer="learned", weight_decay=PAPERS_WEIGHT_DECAY
-        )
+        return RetrievalRecipe(runs=args.runs, optimizer="learned",
+                               momentum=PAPERS_MOMENTUM, weight_decay=PAPERS_WEIGHT_DECAY)  # fmt: skip
+    if args.eval_optimizer == "learned-plain":
+        return RetrievalRecipe(runs=args.runs, optimizer="learned", momentum=0.0, weight_decay=0.0)
     return RetrievalRecipe(runs=args.runs)
 
 

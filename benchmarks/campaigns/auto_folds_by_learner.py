@@ -8,7 +8,7 @@ the whole training split and scored on the test split by the same learners and r
 split is read only for that last row; nothing here is chosen on it.
 
     python benchmarks/campaigns/auto_folds_by_learner.py --dataset gunpoint --ipc 1 \\
-        --methods random,kip --out benchmarks/results/auto/gunpoint-ipc1-folds-by-learner.json
+        --methods random,kip --out benchmarks/results/auto/diagnostics/gunpoint-ipc1-folds-by-learner.json
 """
 
 from __future__ import annotations
@@ -75,4 +75,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(__import__("sys").argv[1:]))

@@ -205,3 +205,18 @@ def test_the_learned_recipe_reads_a_vl_mtt_set_s_rates_and_refuses_a_set_without
         evaluate_retrieval(syn, SPLITS.test, SPLITS.train,
                            recipe=RetrievalRecipe(optimizer="learned"), runs=1, epochs=1)  # fmt: skip
     assert "\n" not in str(e.value)
+
+
+def test_experts_trained_with_momentum_are_other_experts_kept_apart(tower_cache, tmp_path):
+    """The papers' buffers train the experts with momentum and weight decay; such experts are
+    other trajectories, cached under their own key (the plain key unchanged)."""
+    plain = _output_mtt(tower_cache, expert_cache=str(tmp_path), iterations=1)
+    plain.fit(SPLITS.train, 4, seed=0, progress=False)
+    heavy = _output_mtt(tower_cache, expert_cache=str(tmp_path), iterations=1,
+                        expert_momentum=0.9, expert_weight_decay=5e-4)  # fmt: skip
+    heavy.fit(SPLITS.train, 4, seed=0, progress=False)
+    assert len(list(tmp_path.glob("vl-experts-*"))) == 2
+    first, second = plain.experts_[0], heavy.experts_[0]
+    assert torch.equal(first[0], second[0]) and not torch.allclose(first[-1], second[-1])
+    with pytest.raises(ConfigError, match="expert_momentum"):
+        _output_mtt(tower_cache, expert_momentum=1.0)

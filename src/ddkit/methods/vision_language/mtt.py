@@ -46,7 +46,8 @@ Deviations from the authors' code, each on purpose:
   that a step moves the features by about as much, relative to their size, as ``lr_txt``
   moves the embeddings; untuned;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
-  ``expert_lr``) from the run's seed and held in memory; ``expert_cache`` names a folder where
+  ``expert_lr``, plain by default; the papers' buffers use momentum 0.9 and weight decay 5e-4,
+  ``expert_momentum`` and ``expert_weight_decay``) from the run's seed and held in memory; ``expert_cache`` names a folder where
   they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
   same seed at other sizes reuse them;
 * a fixed temperature (``temperature``), no learned logit scale; no augmentation of the
@@ -99,6 +100,8 @@ class VLMTTConfig(EncoderConfig):
     num_experts: int = 3  # expert trajectories trained in fit
     expert_epochs: int = 6  # epochs of each expert trajectory
     expert_lr: float = 0.5  # the experts' SGD learning rate (and the student's initial ones)
+    expert_momentum: float = 0.0  # the experts' SGD momentum (the papers' buffers: 0.9)
+    expert_weight_decay: float = 0.0  # the experts' weight decay (the papers' buffers: 5e-4)
     batch_real: int = 64  # real pairs per expert mini-batch
     syn_steps: int = 10  # student steps per iteration (N)
     match_epochs: int = 2  # expert epochs the student is matched against (M)
@@ -120,6 +123,8 @@ class VLMTTConfig(EncoderConfig):
         "num_experts": AT_LEAST_ONE,
         "expert_epochs": AT_LEAST_ONE,
         "expert_lr": POSITIVE,
+        "expert_momentum": interval(0.0, 1.0, high_open=True),
+        "expert_weight_decay": NON_NEGATIVE,
         "batch_real": interval(2),
         "syn_steps": AT_LEAST_ONE,
         "match_epochs": AT_LEAST_ONE,
@@ -238,6 +243,8 @@ class VLMTT(PairedDistiller):
             **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
             "temperature": cfg.temperature,
         }
+        if cfg.expert_momentum or cfg.expert_weight_decay:  # (the plain-SGD key is as it was)
+            key |= {"momentum": cfg.expert_momentum, "weight_decay": cfg.expert_weight_decay}
         if cfg.towers == "pretrained":  # (the from-scratch key is as it was)
             key["towers"] = self.tower_recipe().to_dict()
         return Path(cfg.expert_cache) / f"vl-experts-{json_sha256(key)[:16]}.safetensors"
@@ -276,7 +283,8 @@ class VLMTT(PairedDistiller):
         snaps = [view.flatten()]
         recipe = RetrievalRecipe(
             epochs=cfg.expert_epochs if epochs is None else epochs, optimizer="sgd",
-            lr=cfg.expert_lr, momentum=0.0, weight_decay=0.0,
+            lr=cfg.expert_lr, momentum=cfg.expert_momentum,
+            weight_decay=cfg.expert_weight_decay,
             batch=cfg.batch_real, temperature=cfg.temperature, runs=1,
         )  # fmt: skip
 

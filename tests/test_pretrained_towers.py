@@ -161,3 +161,25 @@ def test_experts_over_pretrained_towers_are_cached_apart_from_those_from_scratch
     ]
     assert len(list((tmp_path / "experts").iterdir())) == 2
     assert torch.equal(sets[0].images, sets[1].images)
+
+
+def test_standardised_towers_give_train_features_of_zero_mean_and_unit_spread():
+    """With ``standardize`` (the default), a frozen tower's outputs over the train split have
+    mean 0 and standard deviation 1 per feature (the statistics are the train split's, fixed);
+    without it they are the raw outputs, and a record from before the option reads as raw."""
+    train = SPLITS.train
+    state = pretrain_towers(train, _spec(), RECIPE)
+    raw = pretrain_towers(train, _spec(), TowerRecipe(epochs=1, batch=32, standardize=False))
+    assert "image_norm.mean" in state and not any("_norm." in k for k in raw)
+    for s, standard in ((state, True), (raw, False)):
+        model = freeze_towers(build_dual_encoder(_spec(), 3, 64, 0), s)
+        with torch.no_grad():
+            real = split_pairs(train, model)
+            image, text = model.image(real.images), model.text(real.emb, real.mask)
+        for out in (image, text):
+            centred = out.mean(0).abs().max() < 1e-4 and (out.std(0) - 1).abs().max() < 1e-3
+            assert bool(centred) == standard
+    legacy = {"towers": {"source": "pretrained", "recipe": {"epochs": 1, "lr": 1e-3,
+                                                            "batch": 32, "seed": 0}}}  # fmt: skip
+    assert towers_of(legacy)[1].standardize is False
+    assert towers_of({})[1].standardize is True

@@ -66,6 +66,10 @@ decay, as the experts and the student train (the rates were learned for such ste
 ``--sets DIR`` keeps each cell's set (and its measured seconds) in ``DIR`` and reuses it for the
 same cell, size and settings, so that recipes of evaluation are compared on one set.
 
+``--towers-output standardized`` (the method's default) or ``raw``: whether the pretrained
+towers' outputs are standardised per feature (``ddkit.eval.towers``); files from before the
+option hold raw towers and record no value.
+
 ``--val-fraction F`` judges every row on a seeded share ``F`` of the train pairs instead of the
 test split (the sets, towers and experts never see it), to choose a setting before the test
 split is read; its files say so (``val_fraction``).
@@ -116,17 +120,18 @@ CELLS = (
 #: the settings a kept cell must share with this run to be kept
 SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "runs",
             "epochs", "seed", "towers", "tower_epochs", "vl_mtt_set", "val_fraction",
-            "eval_optimizer")  # fmt: skip
+            "eval_optimizer", "standardize_towers")  # fmt: skip
 #: the settings a set depends on (``--sets`` reuses a set made under the same ones): those of
 #: SETTINGS but the evaluation's
 SET_SETTINGS = ("dataset", "image_encoder", "text_encoder", "iterations", "batch_syn", "seed",
-                "towers", "tower_epochs", "vl_mtt_set", "val_fraction")  # fmt: skip
+                "towers", "tower_epochs", "vl_mtt_set", "val_fraction",
+                "standardize_towers")  # fmt: skip
 #: the weight decay and momentum of the papers' evaluation of a distilled set (LoRS's code)
 PAPERS_WEIGHT_DECAY = 5e-4
 PAPERS_MOMENTUM = 0.9
 #: what the script's own flags set for every cell (``--set`` may not name them)
 SCRIPT_OPTIONS = {"image_encoder": "--image-encoder", "text_encoder": "--text-encoder",
-                  "towers": "--towers",
+                  "towers": "--towers", "standardize_towers": "--towers-output",
                   "tower_epochs": "--tower-epochs", "tower_cache": "--tower-cache",
                   "expert_cache": "--expert-cache", "batch_syn": "--batch-syn",
                   "iterations": "--iterations"}  # fmt: skip
@@ -146,6 +151,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "learned-plain: the same without momentum or weight decay, as the experts train",
     )  # fmt: skip
     a.add_argument("--sets", default="", help="keep each cell's set here and reuse it")
+    a.add_argument(
+        "--towers-output", choices=("standardized", "raw"), default=None,
+        help="pretrained towers' outputs (default: the method's, standardized)",
+    )  # fmt: skip
     a.add_argument("--seed", type=int, default=0)
     a.add_argument(
         "--val-fraction", type=float, default=0.0,
@@ -177,6 +186,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument("--out", default="benchmarks/results/vl_recall.json")
     args = a.parse_args(argv)
     args.vl_mtt_set = parse_options(args.set_items)
+    # None (a file from before the option: raw towers) unless given
+    args.standardize_towers = None if args.towers_output is None else args.towers_output != "raw"
     for key in args.vl_mtt_set:
         if key in SCRIPT_OPTIONS:
             raise SystemExit(f"--set {key}=...: use {SCRIPT_OPTIONS[key]} (it sets every cell)")
@@ -190,6 +201,8 @@ def cell_options(args, method: str, options: dict) -> dict:
     opts |= {"image_encoder": args.image_encoder, "text_encoder": args.text_encoder,
              "towers": args.towers, "tower_epochs": args.tower_epochs,
              "tower_cache": args.tower_cache}  # fmt: skip
+    if args.standardize_towers is not None:
+        opts["standardize_towers"] = args.standardize_towers
     if method == "vl-mtt":
         opts |= {"expert_cache": args.expert_cache, "batch_syn": args.batch_syn}
     return opts

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--text-encoder", default="bag")
     a.add_argument("--tower-cache", default="benchmarks/.cache/vl_towers")
     a.add_argument("--expert-cache", default="benchmarks/.cache/vl_experts")
+    a.add_argument("--towers-output", choices=("standardized", "raw"), default="standardized")
     a.add_argument("--out", required=True)
     args = a.parse_args(argv)
     torch.set_num_threads(1)
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     options = {"text_space": "output", "match_epochs": 1, "max_start_epoch": 2,
                "towers": "pretrained", "image_encoder": args.image_encoder,
                "text_encoder": args.text_encoder, "tower_cache": args.tower_cache,
-               "expert_cache": args.expert_cache, **parse_options(args.set_items)}  # fmt: skip
+               "expert_cache": args.expert_cache,
+               "standardize_towers": args.towers_output == "standardized",
+               **parse_options(args.set_items)}  # fmt: skip
     method = create_method("vl-mtt", **options)
     method.fit(splits.train, args.pairs, seed=args.seed, iterations=1, progress=False)
     view = TrainableView(method.model_)

@@ -75,7 +75,97 @@ def rates_table() -> str:
     return "\n".join(out)
 
 
+#: the published form's ingredients on the validation split of scenes-mnist5k (100 pairs, 300
+#: iterations, 2 seeds): the experts' optimizer, the student's, and the evaluation's recipe
+INGREDIENTS = ("tune_vl_scenes5k_100_v0.json", "tune_vl_scenes5k_100_eval_learned.json",
+               "tune_vl_scenes5k_100_eval_plain.json", "tune_vl_scenes5k_100_papers_experts.json",
+               "tune_vl_scenes5k_100_papers_experts_eval_learned.json",
+               "tune_vl_scenes5k_100_papers_student.json",
+               "tune_vl_scenes5k_100_papers_student_eval_learned.json")  # fmt: skip
+#: the evaluation recipes as the table names them (``--eval-optimizer``; None: ddkit's)
+EVALUATIONS = {None: "Adam 1e-3", "learned": "learned rates, momentum 0.9",
+               "learned-plain": "learned rates, plain SGD"}  # fmt: skip
+
+
+def _experts(given: dict) -> str:
+    """The experts' optimizer of a run's ``--set`` options."""
+    d = VLMTTConfig()
+    lr = given.get("expert_lr", d.expert_lr)
+    momentum = given.get("expert_momentum", d.expert_momentum)
+    decay = given.get("expert_weight_decay", d.expert_weight_decay)
+    return f"SGD {lr:g}" + (f", momentum {momentum:g}, decay {decay:g}" if momentum else "")
+
+
+def _outputs(standardized: bool | None) -> str:
+    """The towers' outputs of a run (``None``: a file from before the option, raw)."""
+    return "standardized" if standardized else "raw"
+
+
+def _student(run: dict) -> str:
+    """The student's settings of a run that differ from vl-mtt's defaults."""
+    given = run["vl_mtt_set"]
+    parts = [f"{k} {given[k]:g}" for k in ("lr_lr", "syn_steps") if k in given]
+    return ", ".join([f"batch {run['batch_syn']}", *parts]) if parts else "defaults"
+
+
+def ingredients_table() -> str:
+    """R@1 both ways on the validation split of vl-mtt published, random pairs and the full
+    data, per experts' optimizer, student and evaluation recipe."""
+    out = ["| towers' outputs | experts | student | evaluation | pairs of | i2t R@1 | t2i R@1 |",
+           "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in INGREDIENTS:
+        if not (RESULTS / name).exists():
+            continue
+        run = json.loads((RESULTS / name).read_text())
+        head = (f"{_outputs(run.get('standardize_towers'))} | {_experts(run['vl_mtt_set'])} | "
+                f"{_student(run)} | {EVALUATIONS[run.get('eval_optimizer')]}")  # fmt: skip
+        for cell in run["cells"]:
+            for r in cell["report"]["results"]:
+                recalls = " | ".join(
+                    f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}"
+                    for m in ("i2t_r1", "t2i_r1")
+                )
+                out.append(f"| {head} | {r['model']} | {recalls} |")
+    return "\n".join(out)
+
+
+#: each experts' optimizer's trajectories, their recall at every epoch (``vl_expert_recall.py``)
+EXPERT_RECALL = (
+    "vl_expert_recall_plain.json",
+    "vl_expert_recall_papers.json",
+    "vl_expert_recall_std_plain.json",
+    "vl_expert_recall_std_lr0.02.json",
+)
+
+
+def expert_recall_table() -> str:
+    """Image-to-text and text-to-image R@1 on the validation split of the experts at every
+    epoch, the mean over the experts (epoch 0: their initialisation)."""
+    rows = []
+    for name in EXPERT_RECALL:
+        if not (RESULTS / name).exists():
+            continue
+        run = json.loads((RESULTS / name).read_text())
+        experts = run["experts"]
+        epochs = len(experts[0])
+        cells = [
+            "{:.1f} / {:.1f}".format(*(
+                100 * sum(e[k][m] for e in experts) / len(experts) for m in ("i2t_r1", "t2i_r1")
+            ))
+            for k in range(epochs)
+        ]  # fmt: skip
+        what = f"{_outputs(run['options'].get('standardize_towers'))} | {_experts(run['options'])}"
+        rows.append((what, cells))
+    width = max(len(c) for _, c in rows)
+    out = ["| towers' outputs | experts | " + " | ".join(f"epoch {k}" for k in range(width)) + " |",
+           "|---|---|" + "---|" * width]  # fmt: skip
+    out += [f"| {what} | " + " | ".join(cells) + " |" for what, cells in rows]
+    return "\n".join(out)
+
+
 TABLES = {
+    "vl-table:ingredients": ingredients_table,
+    "vl-table:experts": expert_recall_table,
     "vl-table": vl_table,
     "vl-table:scenes": scenes_table,
     "vl-table:published": published_table,

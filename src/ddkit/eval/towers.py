@@ -35,6 +35,7 @@ pretrained weights and are refused here (they are pretrained already).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,6 +68,11 @@ __all__ = [
     "towers_record",
 ]
 
+#: The suffix of a side's standardisation statistics in a towers' state (``image_norm.mean``)
+NORM = "_norm"
+#: the smallest standard deviation a feature is divided by, as a share of the features' mean
+#: one (a feature nearly constant on the train split is not blown up on other inputs)
+STD_FLOOR = 0.01
 #: Tower sources: trained with the heads from scratch, or pretrained here and frozen.
 TOWERS = ("scratch", "pretrained")
 #: Where the pretrained towers are kept (one file per data, towers and recipe).
@@ -78,12 +84,17 @@ FORMAT = "ddkit-towers-1"
 class TowerRecipe:
     """How the towers are pretrained (module docstring): ``epochs`` over the train split
     (images for the image tower, captions for the text tower), Adam at ``lr`` in mini-batches
-    of ``batch``, from ``seed``. ddkit's CPU-scale defaults."""
+    of ``batch``, from ``seed``; ``standardize``: each frozen tower's outputs are then
+    standardised per feature by the train split's mean and standard deviation, fixed (the
+    papers' frozen features come normalised: BERT's last layer is a LayerNorm; raw ReLU
+    features, all of one sign, leave the heads' SGD ill-conditioned). ddkit's CPU-scale
+    defaults."""
 
     epochs: int = 5
     lr: float = 1e-3
     batch: int = 64
     seed: int = 0
+    standardize: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch"):
@@ -193,7 +204,22 @@ def pretrain_towers(train: Any, spec: EncoderSpec, recipe: TowerRecipe) -> dict[
     _fit(model.text, read, codes[owner], sizes, recipe, s + 2)
     state = {f"image.{k}": v for k, v in model.image.state_dict().items()}
     state.update({f"text.{k}": v for k, v in model.text.state_dict().items()})
+    if recipe.standardize:
+        every = torch.arange(len(train.images), device=dev)
+        with torch.no_grad():
+            for side, features in (
+                ("image", _features(lambda r: model.image(train.images[r]), every, recipe)),
+                ("text", _features(read, torch.arange(len(captions), device=dev), recipe)),
+            ):
+                state[f"{side}{NORM}.mean"] = features.mean(0)
+                std = features.std(0)
+                state[f"{side}{NORM}.std"] = std.clamp_min(STD_FLOOR * float(std.mean()) + 1e-12)
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def _features(read: Any, rows: torch.Tensor, recipe: TowerRecipe) -> torch.Tensor:
+    """A tower's outputs of ``rows`` (``read(rows)``), in mini-batches of the recipe's size."""
+    return torch.cat([read(part) for part in rows.split(4 * recipe.batch)])
 
 
 def cached_towers(
@@ -228,7 +254,7 @@ def _stand_in_towers(
     """A dry run's towers: one pretraining epoch timed on a part of the images
     (:func:`~ddkit.eval.dry_run.time_part`), scaled to the recipe's epochs and recorded; the
     part's towers stand in."""
-    one = TowerRecipe(epochs=1, lr=recipe.lr, batch=recipe.batch, seed=recipe.seed)
+    one = dataclasses.replace(recipe, epochs=1)
 
     def one_pass(n: int) -> dict[str, torch.Tensor]:
         return pretrain_towers(train.subset(torch.arange(n)), spec, one)
@@ -241,9 +267,12 @@ def _stand_in_towers(
 
 class FrozenTower(nn.Module):
     """A tower that never trains: its parameters need no gradient and it stays in eval mode;
-    ``num_features``, ``input_dim`` and ``inputs`` are the wrapped tower's."""
+    ``num_features``, ``input_dim`` and ``inputs`` are the wrapped tower's. With ``mean`` and
+    ``std`` (per feature, fixed buffers) its outputs are standardised by them."""
 
-    def __init__(self, tower: nn.Module) -> None:
+    def __init__(
+        self, tower: nn.Module, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.tower = tower.eval()
         for p in tower.parameters():
@@ -251,6 +280,10 @@ class FrozenTower(nn.Module):
         self.num_features = int(tower.num_features)
         if hasattr(tower, "input_dim"):
             self.input_dim = int(tower.input_dim)
+        device = next(iter(tower.state_dict().values())).device
+        # buffers (not in the state dict): they follow the model to a device
+        self.register_buffer("mean", None if mean is None else mean.to(device), persistent=False)
+        self.register_buffer("std", None if std is None else std.to(device), persistent=False)
 
     def train(self, mode: bool = True) -> FrozenTower:
         super().train(mode)
@@ -261,7 +294,8 @@ class FrozenTower(nn.Module):
         return self.tower.inputs(ids)
 
     def forward(self, *args: Any) -> torch.Tensor:
-        return self.tower(*args)
+        out = self.tower(*args)
+        return out if self.mean is None else (out - self.mean) / self.std
 
 
 def freeze_towers(model: DualEncoder, state: dict[str, torch.Tensor]) -> DualEncoder:
@@ -279,7 +313,8 @@ def freeze_towers(model: DualEncoder, state: dict[str, torch.Tensor]) -> DualEnc
                 f"the cached {side} tower does not fit the encoder built; pretrain the towers "
                 "for this encoder spec (delete the cache file, or use towers='scratch')"
             ) from None
-        setattr(model, side, FrozenTower(tower))
+        mean, std = state.get(f"{side}{NORM}.mean"), state.get(f"{side}{NORM}.std")
+        setattr(model, side, FrozenTower(tower, mean, std))
     return model
 
 
@@ -302,8 +337,9 @@ def towers_of(
     rec = rec if isinstance(rec, dict) else {}
     source = towers or str(rec.get("source", "scratch"))
     check_towers(source)
-    try:
-        recipe = TowerRecipe(**rec.get("recipe", {}))
+    try:  # a record from before standardisation was an option holds raw towers
+        recorded = rec.get("recipe")
+        recipe = TowerRecipe(**({"standardize": False} | recorded)) if recorded else TowerRecipe()
     except TypeError as e:
         raise ConfigError(f"invalid towers record in the set's meta: {e}") from None
     return source, recipe, str(cache_root or rec.get("cache", DEFAULT_TOWER_CACHE))

@@ -60,6 +60,7 @@ class EncoderConfig(MethodConfig):
     temperature: float = 0.07  # InfoNCE temperature (CLIP's initial value)
     towers: str = "scratch"  # scratch | pretrained (pretrained here, cached, frozen; heads train)
     tower_epochs: int = 5  # epochs of the towers' pretraining (ddkit.eval.towers)
+    standardize_towers: bool = True  # pretrained towers' outputs standardised per feature
     tower_cache: str = DEFAULT_TOWER_CACHE  # the folder keeping pretrained towers
 
     rules = {
@@ -125,7 +126,9 @@ class PairedDistiller(Distiller):
     def tower_recipe(self) -> TowerRecipe:
         """How pretrained towers are made (the tower seed is fixed: every run, and the
         evaluation, freezes the same towers)."""
-        return TowerRecipe(epochs=self.config.tower_epochs)
+        return TowerRecipe(
+            epochs=self.config.tower_epochs, standardize=self.config.standardize_towers
+        )
 
     def towers_meta(self) -> dict[str, Any]:
         """``{'towers': ...}`` for the set's meta when the towers are pretrained, else ``{}``."""

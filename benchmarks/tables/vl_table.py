@@ -81,7 +81,11 @@ INGREDIENTS = ("tune_vl_scenes5k_100_v0.json", "tune_vl_scenes5k_100_eval_learne
                "tune_vl_scenes5k_100_eval_plain.json", "tune_vl_scenes5k_100_papers_experts.json",
                "tune_vl_scenes5k_100_papers_experts_eval_learned.json",
                "tune_vl_scenes5k_100_papers_student.json",
-               "tune_vl_scenes5k_100_papers_student_eval_learned.json")  # fmt: skip
+               "tune_vl_scenes5k_100_papers_student_eval_learned.json",
+               "tune_vl_scenes5k_100_std_lr002.json",
+               "tune_vl_scenes5k_100_std_lr002_eval_plain.json",
+               "tune_vl_scenes5k_100_std_lr002_rates10.json",
+               "tune_vl_scenes5k_100_std_lr002_rates10_eval_plain.json")  # fmt: skip
 #: the evaluation recipes as the table names them (``--eval-optimizer``; None: ddkit's)
 EVALUATIONS = {None: "Adam 1e-3", "learned": "learned rates, momentum 0.9",
                "learned-plain": "learned rates, plain SGD"}  # fmt: skip
@@ -104,8 +108,10 @@ def _outputs(standardized: bool | None) -> str:
 def _student(run: dict) -> str:
     """The student's settings of a run that differ from vl-mtt's defaults."""
     given = run["vl_mtt_set"]
+    rates = [f"{k} {given[k]:g}" for k in ("lr_img", "lr_feat") if k in given]
     parts = [f"{k} {given[k]:g}" for k in ("lr_lr", "syn_steps") if k in given]
-    return ", ".join([f"batch {run['batch_syn']}", *parts]) if parts else "defaults"
+    steps = [f"batch {run['batch_syn']}", *parts] if parts else []
+    return ", ".join(steps + rates) or "defaults"
 
 
 def ingredients_table() -> str:

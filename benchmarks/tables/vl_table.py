@@ -138,6 +138,8 @@ def ingredients_table() -> str:
 #: each experts' optimizer's trajectories, their recall at every epoch (``vl_expert_recall.py``)
 EXPERT_RECALL = (
     "vl_expert_recall_plain.json",
+    "vl_expert_recall_raw_lr5.json",
+    "vl_expert_recall_raw_lr50.json",
     "vl_expert_recall_papers.json",
     "vl_expert_recall_std_plain.json",
     "vl_expert_recall_std_lr0.02.json",

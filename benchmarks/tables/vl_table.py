@@ -91,10 +91,15 @@ EVALUATIONS = {None: "Adam 1e-3", "learned": "learned rates, momentum 0.9",
                "learned-plain": "learned rates, plain SGD"}  # fmt: skip
 
 
+#: the experts' rate of the files here that do not set one: they ran before the default came
+#: to depend on the towers, at 0.5
+FILES_EXPERT_LR = 0.5
+
+
 def _experts(given: dict) -> str:
     """The experts' optimizer of a run's ``--set`` options."""
     d = VLMTTConfig()
-    lr = given.get("expert_lr", d.expert_lr)
+    lr = given.get("expert_lr") or FILES_EXPERT_LR
     momentum = given.get("expert_momentum", d.expert_momentum)
     decay = given.get("expert_weight_decay", d.expert_weight_decay)
     return f"SGD {lr:g}" + (f", momentum {momentum:g}, decay {decay:g}" if momentum else "")

@@ -46,7 +46,7 @@ Deviations from the authors' code, each on purpose:
   that a step moves the features by about as much, relative to their size, as ``lr_txt``
   moves the embeddings; untuned;
 * experts are trained inside ``fit`` (``num_experts`` of them, ``expert_epochs`` each, SGD at
-  ``expert_lr``, plain by default; the papers' buffers use momentum 0.9 and weight decay 5e-4,
+  ``expert_lr``, by default 0.5 from scratch and 0.02 over pretrained towers, plain by default; the papers' buffers use momentum 0.9 and weight decay 5e-4,
   ``expert_momentum`` and ``expert_weight_decay``) from the run's seed and held in memory; ``expert_cache`` names a folder where
   they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
   same seed at other sizes reuse them;
@@ -92,6 +92,13 @@ from ddkit.rng import draw_seed
 __all__ = ["VLMTT", "VLMTTConfig"]
 
 
+#: the experts' SGD rate by towers where ``expert_lr`` is 0: from scratch, and over pretrained
+#: frozen towers (heads only, the towers' outputs standardised), where a rate of 0.5 leaves the
+#: heads' first epochs nearly untrained and the matched windows carry little (chosen on a
+#: validation split of scenes-mnist5k: docs/benchmarks/vision-language.md)
+EXPERT_RATES = {"scratch": 0.5, "pretrained": 0.02}
+
+
 @dataclasses.dataclass(frozen=True)
 class VLMTTConfig(EncoderConfig):
     """Bi-trajectory matching hyper-parameters (ddkit's CPU-scale defaults; module docstring)."""
@@ -99,7 +106,7 @@ class VLMTTConfig(EncoderConfig):
     iterations: int = 200
     num_experts: int = 3  # expert trajectories trained in fit
     expert_epochs: int = 6  # epochs of each expert trajectory
-    expert_lr: float = 0.5  # the experts' SGD learning rate (and the student's initial ones)
+    expert_lr: float = 0.0  # the experts' SGD rate (and the student's first); 0: by the towers
     expert_momentum: float = 0.0  # the experts' SGD momentum (the papers' buffers: 0.9)
     expert_weight_decay: float = 0.0  # the experts' weight decay (the papers' buffers: 5e-4)
     batch_real: int = 64  # real pairs per expert mini-batch
@@ -122,7 +129,7 @@ class VLMTTConfig(EncoderConfig):
     rules = {
         "num_experts": AT_LEAST_ONE,
         "expert_epochs": AT_LEAST_ONE,
-        "expert_lr": POSITIVE,
+        "expert_lr": NON_NEGATIVE,
         "expert_momentum": interval(0.0, 1.0, high_open=True),
         "expert_weight_decay": NON_NEGATIVE,
         "batch_real": interval(2),
@@ -141,6 +148,11 @@ class VLMTTConfig(EncoderConfig):
         "lr_sim": NON_NEGATIVE,
         "diagnose_every": NON_NEGATIVE,
     }
+
+    def expert_rate(self) -> float:
+        """The experts' SGD rate: ``expert_lr``, or where it is 0 the towers' (:data:`
+        EXPERT_RATES`)."""
+        return self.expert_lr or EXPERT_RATES[self.towers]
 
     def check(self) -> None:
         if self.max_start_epoch + self.match_epochs > self.expert_epochs:
@@ -193,7 +205,8 @@ class VLMTT(PairedDistiller):
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
         self.state_["text"] = text.clone().requires_grad_(True)
         dev = train.images.device
-        self.state_["syn_lr"] = torch.full((2,), cfg.expert_lr, device=dev).requires_grad_(True)
+        rate = cfg.expert_rate()
+        self.state_["syn_lr"] = torch.full((2,), rate, device=dev).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
         rates = [cfg.lr_img, cfg.lr_txt if cfg.text_space == "input" else cfg.lr_feat, cfg.lr_lr]
         if cfg.similarity == "learned":
@@ -240,7 +253,9 @@ class VLMTT(PairedDistiller):
             "data": fingerprint(repr(train.spec), train.images, train.captions),
             "encoder": self.encoder_.to_dict(),
             "seeds": seeds,
-            **{k: getattr(cfg, k) for k in ("expert_epochs", "expert_lr", "batch_real")},
+            "expert_epochs": cfg.expert_epochs,
+            "expert_lr": cfg.expert_rate(),
+            "batch_real": cfg.batch_real,
             "temperature": cfg.temperature,
         }
         if cfg.expert_momentum or cfg.expert_weight_decay:  # (the plain-SGD key is as it was)
@@ -283,7 +298,7 @@ class VLMTT(PairedDistiller):
         snaps = [view.flatten()]
         recipe = RetrievalRecipe(
             epochs=cfg.expert_epochs if epochs is None else epochs, optimizer="sgd",
-            lr=cfg.expert_lr, momentum=cfg.expert_momentum,
+            lr=cfg.expert_rate(), momentum=cfg.expert_momentum,
             weight_decay=cfg.expert_weight_decay,
             batch=cfg.batch_real, temperature=cfg.temperature, runs=1,
         )  # fmt: skip

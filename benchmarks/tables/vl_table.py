@@ -182,7 +182,8 @@ def standardized_table() -> str:
     scenes-mnist-fashion at 100 pairs where measured."""
     vl = campaign("bench_vl_recall")
     out = []
-    for names in (("vl_scenes5k_100_std_rates10.json", "vl_scenes5k_500_std_rates10.json"),
+    for names in (("vl_scenes5k_100_std_rates10.json", "vl_scenes5k_100_std_rates10_ablations.json",
+                   "vl_scenes5k_500_std_rates10.json"),
                   ("vl_scenes_fashion_100_std_rates10.json",)):  # fmt: skip
         present = [n for n in names if (RESULTS / n).exists()]
         if present:

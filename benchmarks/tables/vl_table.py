@@ -51,6 +51,13 @@ RATES = ("tune_vl_scenes5k_100_v0.json", "tune_vl_scenes5k_100_v1.json",
          "tune_vl_scenes5k_100_v2.json")  # fmt: skip
 
 
+def _r1(row: dict) -> str:
+    """A report row's R@1 both ways as table cells: ``mean ± std`` in %."""
+    return " | ".join(
+        f"{100 * row[m]['mean']:.1f} ± {100 * row[m]['std']:.1f}" for m in ("i2t_r1", "t2i_r1")
+    )
+
+
 def rates_table() -> str:
     """R@1 both ways on the validation split of each rate setting, random pairs beside."""
     out = ["| rates (images, output-space text) | pairs of | i2t R@1 | t2i R@1 | distil s |",
@@ -66,12 +73,8 @@ def rates_table() -> str:
             for r in cell["report"]["results"]:
                 own = r["model"] == cell["cell"]
                 what = rates if own else "–"
-                recalls = " | ".join(
-                    f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}"
-                    for m in ("i2t_r1", "t2i_r1")
-                )
                 cost = f"{cell['distill_seconds']:.0f}" if own else "–"
-                out.append(f"| {what} | {r['model']} | {recalls} | {cost} |")
+                out.append(f"| {what} | {r['model']} | {_r1(r)} | {cost} |")
     return "\n".join(out)
 
 
@@ -132,11 +135,7 @@ def ingredients_table() -> str:
                 f"{_student(run)} | {EVALUATIONS[run.get('eval_optimizer')]}")  # fmt: skip
         for cell in run["cells"]:
             for r in cell["report"]["results"]:
-                recalls = " | ".join(
-                    f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}"
-                    for m in ("i2t_r1", "t2i_r1")
-                )
-                out.append(f"| {head} | {r['model']} | {recalls} |")
+                out.append(f"| {head} | {r['model']} | {_r1(r)} |")
     return "\n".join(out)
 
 

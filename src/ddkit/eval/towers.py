@@ -268,7 +268,8 @@ def _stand_in_towers(
 class FrozenTower(nn.Module):
     """A tower that never trains: its parameters need no gradient and it stays in eval mode;
     ``num_features``, ``input_dim`` and ``inputs`` are the wrapped tower's. With ``mean`` and
-    ``std`` (per feature, fixed buffers) its outputs are standardised by them."""
+    ``std`` (per feature, on the tower's device; fixed buffers) its outputs are standardised by
+    them."""
 
     def __init__(
         self, tower: nn.Module, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
@@ -280,10 +281,9 @@ class FrozenTower(nn.Module):
         self.num_features = int(tower.num_features)
         if hasattr(tower, "input_dim"):
             self.input_dim = int(tower.input_dim)
-        device = next(iter(tower.state_dict().values())).device
         # buffers (not in the state dict): they follow the model to a device
-        self.register_buffer("mean", None if mean is None else mean.to(device), persistent=False)
-        self.register_buffer("std", None if std is None else std.to(device), persistent=False)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
 
     def train(self, mode: bool = True) -> FrozenTower:
         super().train(mode)
@@ -313,7 +313,8 @@ def freeze_towers(model: DualEncoder, state: dict[str, torch.Tensor]) -> DualEnc
                 f"the cached {side} tower does not fit the encoder built; pretrain the towers "
                 "for this encoder spec (delete the cache file, or use towers='scratch')"
             ) from None
-        mean, std = state.get(f"{side}{NORM}.mean"), state.get(f"{side}{NORM}.std")
+        stats = (state.get(f"{side}{NORM}.{k}") for k in ("mean", "std"))  # (standardised)
+        mean, std = (None if t is None else t.to(device) for t in stats)
         setattr(model, side, FrozenTower(tower, mean, std))
     return model
 

@@ -158,7 +158,7 @@ def scoring_learners(
     t0 = time.perf_counter()
     syn = create_method("random").fit(split.fit, ipc, seed=0, progress=False)
     own = learner_names(None, split.fit.spec.kind.name)
-    chosen = [network, ROW_LEARNER] if network in NETWORK_LEARNERS else [ROW_LEARNER]
+    chosen = _always(network)
     estimates = {
         n: _learner_seconds(syn, split.val, n, device) for n in dict.fromkeys(chosen + own)
     }
@@ -195,10 +195,16 @@ def _learner_seconds(syn: Any, val: Any, name: str, device: Any) -> float:
     return VAL_RUNS * (one + per_epoch * (VAL_EPOCHS - 1))
 
 
+def _always(network: str | None) -> list[str]:
+    """The learners that score a table's or a series' sets whatever they cost: ``network``
+    where it is a learner, and :data:`ROW_LEARNER`."""
+    return [network, ROW_LEARNER] if network in NETWORK_LEARNERS else [ROW_LEARNER]
+
+
 def _floor(network: str | None) -> str | None:
-    """The learners that score where none were chosen: ``network`` beside :data:`ROW_LEARNER`
-    where it is a learner, else :data:`VAL_LEARNERS`."""
-    return f"{network},{ROW_LEARNER}" if network in NETWORK_LEARNERS else VAL_LEARNERS
+    """The learners that score where none were chosen: :func:`_always` where ``network`` is a
+    learner, else :data:`VAL_LEARNERS`."""
+    return ",".join(_always(network)) if network in NETWORK_LEARNERS else VAL_LEARNERS
 
 
 class FitRunner:

@@ -509,6 +509,35 @@ def test_a_resumed_tournament_scores_by_the_learners_it_chose(tmp_path, monkeypa
     assert again.record["scoring learners"]["learners"] == chosen
 
 
+def test_a_learner_s_one_time_cost_is_paid_once_and_before_it_is_timed(monkeypatch):
+    from ddkit.eval import learners
+
+    events: list[str] = []
+
+    class Recorded:
+        def fit(self, x, y):
+            events.append("fit")
+            self.label = int(y[0])
+            return self
+
+        def predict(self, x):
+            return [self.label] * len(x)
+
+    recorded = learners.Learner(
+        lambda seed, y: Recorded(), False, warm_up=lambda: events.append("warm")
+    )
+    monkeypatch.setattr(learners, "_WARM", set())
+    learners.LEARNERS.add("recorded", recorded)
+    try:
+        split = carve(tiny_table().train, 1)
+        syn = create_method("random").fit(split.fit, 1, seed=0)
+        scoring._learner_seconds(syn, split.val, "recorded", None)
+        scoring._learner_seconds(syn, split.val, "recorded", None)
+    finally:
+        learners.LEARNERS.remove("recorded")
+    assert events == ["warm", "fit", "fit"]  # paid before the first timing, once per process
+
+
 def test_a_table_s_score_is_the_mean_of_the_network_s_and_nearest_neighbours(monkeypatch):
     monkeypatch.setattr(scoring, "VAL_EPOCHS", 2)
     splits = tiny_table()

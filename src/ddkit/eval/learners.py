@@ -47,18 +47,27 @@ from ddkit.eval.protocol import EvalProtocol, get_protocol
 from ddkit.levers import torch_threads_kept
 from ddkit.registry import Registry
 
-__all__ = ["LEARNERS", "NETWORK_LEARNERS", "Learner", "evaluate_learners", "learner_names"]
+__all__ = [
+    "LEARNERS",
+    "NETWORK_LEARNERS",
+    "Learner",
+    "evaluate_learners",
+    "learner_names",
+    "warm_up",
+]
 
 
 @dataclass(frozen=True)
 class Learner:
     """A classifier factory ``build(seed, ys) -> estimator`` (``fit`` / ``predict``), whether
-    its result depends on the seed, and the rows it reads: ``"flat"`` ``(N, F)`` or
-    ``"series"`` ``(N, D, L)``."""
+    its result depends on the seed, the rows it reads: ``"flat"`` ``(N, F)`` or
+    ``"series"`` ``(N, D, L)``, and ``warm_up``, where the learner has a cost paid once per
+    process (a compilation), a call that pays it (:func:`warm_up`)."""
 
     build: Callable[[int, np.ndarray], Any]
     random: bool
     rows: str = "flat"
+    warm_up: Callable[[], None] | None = None
 
 
 LEARNERS: Registry[Learner] = Registry("learner")
@@ -126,9 +135,16 @@ class _Rocket:
             return self.ridge.predict(self.transform.transform(x))
 
 
+def _warm_rocket() -> None:
+    """One MiniRocket fit and prediction on a few short series: numba compiles MiniRocket's
+    kernels on their first call in a process (from its disk cache after the first process)."""
+    x = np.random.default_rng(0).standard_normal((8, 1, 16))
+    _Rocket(0).fit(x, np.arange(8) % 2).predict(x)
+
+
 LEARNERS.add(
     "rocket",
-    Learner(lambda seed, y: _Rocket(seed), True, rows="series"),
+    Learner(lambda seed, y: _Rocket(seed), True, rows="series", warm_up=_warm_rocket),
     help="MiniRocket + ridge, series only (sktime; extra 'timeseries')",
 )
 
@@ -183,6 +199,24 @@ def learner_names(
     if not names:
         raise ConfigError(f"no learner given; valid: {', '.join(valid)}")
     return names
+
+
+#: The learners whose one-time cost this process has paid (:func:`warm_up`).
+_WARM: set[str] = set()
+
+
+def warm_up(learners: str | Sequence[str] | None) -> None:
+    """Pay the one-time cost (:attr:`Learner.warm_up`) of each of ``learners`` (comma-separated
+    or a list; ``None``: none) that has one and has not paid it in this process, so that a
+    learner timed after it is timed on its runs alone."""
+    items = learners.split(",") if isinstance(learners, str) else learners or []
+    for name in (n.strip().lower() for n in items):
+        if name in NETWORK_LEARNERS or name in _WARM or not name:
+            continue
+        hook = LEARNERS.get(name).warm_up
+        if hook is not None:
+            hook()
+        _WARM.add(name)
 
 
 def _rows(x: torch.Tensor, reading: str = "flat") -> np.ndarray:

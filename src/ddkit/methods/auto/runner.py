@@ -47,7 +47,7 @@ from ddkit.data.dataset import stratified_split
 from ddkit.errors import ConfigError
 from ddkit.eval.dispatch import EvalSettings, evaluate_set, evaluator_for
 from ddkit.eval.evaluators import EVALUATORS
-from ddkit.eval.learners import LEARNERS, NETWORK_LEARNERS, learner_names
+from ddkit.eval.learners import LEARNERS, NETWORK_LEARNERS, learner_names, warm_up
 from ddkit.eval.protocol import get_protocol
 from ddkit.methods.auto.candidates import Candidate
 from ddkit.methods.auto.tournament import Cost, Trained
@@ -176,7 +176,9 @@ def scoring_learners(
 
 def _learner_seconds(syn: Any, val: Any, name: str, device: Any) -> float:
     """A scoring's seconds by the learner ``name`` alone under the recipe, estimated from one
-    run (a network's: from one at one epoch and one at :data:`SCORING_PART` of them)."""
+    run (a network's: from one at one epoch and one at :data:`SCORING_PART` of them), after its
+    one-time cost (:func:`~ddkit.eval.learners.warm_up`)."""
+    warm_up([name])
 
     def timed(epochs: int) -> float:
         settings = EvalSettings(runs=1, epochs=epochs, seed=0, device=device, learners=name)
@@ -277,6 +279,7 @@ class FitRunner:
         if self._scoring_timed:
             return 0.0
         self._scoring_timed = True
+        warm_up(self.setup.learners)  # a resumed tournament's learners, chosen before
         with _quiet(_UNDER_TRAINED):
             _, part = validation_score(
                 syn, self.split.val, self.setup.device, self.setup.network, SCORING_PART,

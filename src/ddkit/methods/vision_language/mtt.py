@@ -120,6 +120,7 @@ class VLMTTConfig(EncoderConfig):
     text_space: str = "input"  # input (token embeddings) | output (text-tower outputs; frozen)
     lr_feat: float = 0.03  # SGD lr of the synthetic text features (text_space="output")
     lr_lr: float = 1e-4  # SGD lr of the student's learned step sizes (one per encoder)
+    student_lr: float = 0.0  # the student's first step size (0: the experts' rate, the papers')
     similarity: str = "onehot"  # onehot (Wu et al.) | learned (LoRS)
     sim_rank: int = 5  # rank r of LoRS's low-rank part
     sim_alpha: float = 0.1  # LoRS's scale alpha of the low-rank part
@@ -143,6 +144,7 @@ class VLMTTConfig(EncoderConfig):
         "text_space": one_of("input", "output"),
         "lr_feat": NON_NEGATIVE,
         "lr_lr": NON_NEGATIVE,
+        "student_lr": NON_NEGATIVE,
         "similarity": one_of("onehot", "learned"),
         "sim_rank": AT_LEAST_ONE,
         "sim_alpha": POSITIVE,
@@ -206,7 +208,7 @@ class VLMTT(PairedDistiller):
         self.state_["images"] = train.images[rows].clone().requires_grad_(True)
         self.state_["text"] = text.clone().requires_grad_(True)
         dev = train.images.device
-        rate = cfg.expert_rate()
+        rate = cfg.student_lr or cfg.expert_rate()
         self.state_["syn_lr"] = torch.full((2,), rate, device=dev).requires_grad_(True)
         learned = [self.state_["images"], self.state_["text"], self.state_["syn_lr"]]
         rates = [cfg.lr_img, cfg.lr_txt if cfg.text_space == "input" else cfg.lr_feat, cfg.lr_lr]

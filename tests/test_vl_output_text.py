@@ -222,12 +222,13 @@ def test_experts_trained_with_momentum_are_other_experts_kept_apart(tower_cache,
         _output_mtt(tower_cache, expert_momentum=1.0)
 
 
-def test_the_experts_rate_follows_the_towers_unless_given(tower_cache):
+def test_the_experts_and_the_student_s_first_rate_follow_the_towers_unless_given(tower_cache):
     from ddkit.methods.vision_language.mtt import EXPERT_RATES, VLMTTConfig
 
     assert VLMTTConfig().expert_rate() == EXPERT_RATES["scratch"]
     assert VLMTTConfig(towers="pretrained").expert_rate() == EXPERT_RATES["pretrained"]
     assert VLMTTConfig(towers="pretrained", expert_lr=0.3).expert_rate() == 0.3
-    method = _output_mtt(tower_cache, iterations=1, lr_lr=0.0)
-    syn = method.fit(SPLITS.train, 4, seed=0, progress=False)
-    assert syn.meta["student_lr"]["image"] == pytest.approx(EXPERT_RATES["pretrained"])
+    for given, first in [(0.0, EXPERT_RATES["pretrained"]), (0.3, 0.3)]:  # the student's start
+        method = _output_mtt(tower_cache, iterations=1, lr_lr=0.0, student_lr=given)
+        syn = method.fit(SPLITS.train, 4, seed=0, progress=False)
+        assert syn.meta["student_lr"] == pytest.approx({"image": first, "text": first})

@@ -266,6 +266,7 @@ def evaluate_learners(
     """Train each of ``learners`` (default :data:`DEFAULT_LEARNERS`) on ``syn``'s rows and report
     its accuracy on the real ``test`` split; random learners run ``runs`` times (one seed each),
     deterministic ones once. ``epochs`` overrides the ``mlp`` learner's. Same seed => same report.
+    The seconds reported leave out a learner's one-time cost (:func:`warm_up`).
     On series every learner (the networks too) sees each series z-normalised, set and test
     alike (:func:`_znormalized`).
     """
@@ -276,6 +277,7 @@ def evaluate_learners(
     reading = READINGS[kind.learner_rows]
     if reading.znormalise:
         syn, test = _znormalized(syn, test)
+    warm_up(names)  # the seconds reported are the learners' runs, not a compilation
     t0 = time.perf_counter()
     protocol = reading.protocol
     report = EvalReport(protocol=protocol, lr=protocol.lr, num_train_images=len(syn))

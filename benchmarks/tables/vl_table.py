@@ -5,6 +5,7 @@ data on the scenes and vl-mtt's published form there (issue 86)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from _campaigns import RESULTS, campaign, results
 
@@ -58,24 +59,39 @@ def _r1(row: dict) -> str:
     )
 
 
-def rates_table() -> str:
-    """R@1 both ways on the validation split of each rate setting, random pairs beside."""
-    out = ["| rates (images, output-space text) | pairs of | i2t R@1 | t2i R@1 | distil s |",
-           "|---|---|---|---|---|"]  # fmt: skip
-    for name in RATES:
+def _per_setting(
+    names: tuple[str, ...],
+    header: str,
+    setting: Callable[[dict], str],
+    detail: Callable[[dict], str],
+) -> str:
+    """A table of one row per report row of each results file in ``names``: the run's
+    ``setting`` and the cell's ``detail`` beside the cell's own set, dashes beside the others
+    (random pairs, the full data); R@1 both ways."""
+    out = [header, "|---|---|---|---|---|"]
+    for name in names:
         run = json.loads((RESULTS / name).read_text())
-        given = run["vl_mtt_set"]
-        rates = ", ".join(
-            str(given[k]) if k in given else f"{getattr(VLMTTConfig(), k):g} (default)"
-            for k in ("lr_img", "lr_feat")
-        )
         for cell in run["cells"]:
             for r in cell["report"]["results"]:
                 own = r["model"] == cell["cell"]
-                what = rates if own else "–"
-                cost = f"{cell['distill_seconds']:.0f}" if own else "–"
-                out.append(f"| {what} | {r['model']} | {_r1(r)} | {cost} |")
+                what, more = (setting(run), detail(cell)) if own else ("–", "–")
+                out.append(f"| {what} | {r['model']} | {_r1(r)} | {more} |")
     return "\n".join(out)
+
+
+def _rates(run: dict) -> str:
+    """A run's image and output-space text rates (a default named so)."""
+    given = run["vl_mtt_set"]
+    return ", ".join(
+        str(given[k]) if k in given else f"{getattr(VLMTTConfig(), k):g} (default)"
+        for k in ("lr_img", "lr_feat")
+    )
+
+
+def rates_table() -> str:
+    """R@1 both ways on the validation split of each rate setting, random pairs beside."""
+    header = "| rates (images, output-space text) | pairs of | i2t R@1 | t2i R@1 | distil s |"
+    return _per_setting(RATES, header, _rates, lambda cell: f"{cell['distill_seconds']:.0f}")
 
 
 #: the published form's ingredients on the validation split of scenes-mnist5k (100 pairs, 300
@@ -175,6 +191,51 @@ def expert_recall_table() -> str:
     return "\n".join(out)
 
 
+#: the student's step sizes and iterations on a validation split of scenes-mnist-fashion
+#: (``--val-fraction 0.2``, 100 pairs, the standardised form with the rates of scenes-mnist5k):
+#: the files, each one setting
+FASHION_STUDENT = ("tune_vl_fashion_100_base.json", "tune_vl_fashion_100_student_lr0.5.json",
+                   "tune_vl_fashion_100_lr_lr0.01.json", "tune_vl_fashion_100_lr_lr0.003.json",
+                   "tune_vl_fashion_100_lr_lr0.001.json",
+                   "tune_vl_fashion_100_it1000.json")  # fmt: skip
+
+
+def fashion_student_table() -> str:
+    """R@1 both ways on the validation split of scenes-mnist-fashion per student setting, the
+    learned step sizes it ended with, random pairs beside."""
+    header = "| student | pairs of | i2t R@1 | t2i R@1 | learned step sizes (image, text) |"
+    return _per_setting(FASHION_STUDENT, header, _student_and_iterations, _learned_rates)
+
+
+def _student_and_iterations(run: dict) -> str:
+    """A run's student step-size settings (``student_lr``, ``lr_lr``; else the defaults) and
+    its iterations."""
+    given = run["vl_mtt_set"]
+    parts = [f"{k} {given[k]:g}" for k in ("student_lr", "lr_lr") if k in given]
+    return f"{', '.join(parts) or 'defaults'}; {run['iterations']} iterations"
+
+
+def _learned_rates(cell: dict) -> str:
+    """The step sizes a vl-mtt cell's student ended with: image, text."""
+    return ", ".join(f"{cell['student_lr'][k]:.3g}" for k in ("image", "text"))
+
+
+#: the settings chosen on scenes-mnist-fashion's validation split (FASHION_STUDENT), each on its
+#: test split (100 pairs, 3 seeds): the files
+FASHION_TEST = ("vl_scenes_fashion_100_lr_lr0.003.json",)
+
+
+def fashion_test_table() -> str:
+    """The test split of scenes-mnist-fashion under each setting of :data:`FASHION_TEST`, its
+    random pairs beside: one table per file, headed by its setting."""
+    vl = campaign("bench_vl_recall")
+    out = []
+    for name in FASHION_TEST:
+        run = json.loads((RESULTS / name).read_text())
+        out.append(f"**{_student_and_iterations(run)}**\n\n" + vl.render(run["cells"]))
+    return "\n\n".join(out)
+
+
 def standardized_table() -> str:
     """The test split with the towers standardised and the experts at SGD 0.02, vl-mtt's rates
     x10 (chosen on the validation split): scenes-mnist5k at 100 and 500 pairs, and
@@ -202,4 +263,6 @@ TABLES = {
     "vl-table:published": published_table,
     "vl-table:rates": rates_table,
     "vl-table:iterations": iterations_table,
+    "vl-table:fashion-student": fashion_student_table,
+    "vl-table:fashion-test": fashion_test_table,
 }

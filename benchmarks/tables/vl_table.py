@@ -222,7 +222,7 @@ def _learned_rates(cell: dict) -> str:
 
 #: the settings chosen on scenes-mnist-fashion's validation split (FASHION_STUDENT), each on its
 #: test split (100 pairs, 3 seeds): the files
-FASHION_TEST = ("vl_scenes_fashion_100_lr_lr0.003.json",)
+FASHION_TEST = ("vl_scenes_fashion_100_it1000.json", "vl_scenes_fashion_100_lr_lr0.003.json")
 
 
 def fashion_test_table() -> str:

@@ -282,16 +282,17 @@ def recipe_of(args) -> RetrievalRecipe:
 
 
 def cell_row(
-    args, train, judged, name: str, method: str, options: dict, pairs: int, baselines: str
-):
+    args, train, judged, name: str, method: str, options: dict, pairs: int,
+    random_pairs: bool, full_data: bool,
+):  # fmt: skip
     """Distil one cell from ``train`` and judge it on ``judged`` (the test split, or a
-    validation split), with the rows ``baselines`` names ("random", "full", both, or
-    neither: "") under the same recipe and towers."""
+    validation split), with the rows of ``random_pairs`` and the ``full_data`` where asked,
+    under the same recipe and towers."""
     syn, seconds, setup = distil(args, train, name, method, options, pairs)
     report = evaluate_retrieval(
         syn, judged, train, recipe=recipe_of(args),
-        epochs=args.epochs or None, seed=args.seed, random_pairs="random" in baselines,
-        full_data="full" in baselines, towers=args.towers, tower_cache=args.tower_cache,
+        epochs=args.epochs or None, seed=args.seed, random_pairs=random_pairs,
+        full_data=full_data, towers=args.towers, tower_cache=args.tower_cache,
     )  # fmt: skip
     row = {
         "cell": name,
@@ -389,11 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows = [r["model"] for c in result["cells"] for r in c["report"]["results"]]
         sized = any(c["pairs"] == pairs for c in result["cells"])
-        baselines = ("" if sized else "random") + ("" if "full data" in rows else "+full")
-        baselines = "" if args.no_baselines else baselines
-        baselines = baselines.replace("+full", "") if args.no_full else baselines
+        random_pairs = not (args.no_baselines or sized)
+        full_data = not (args.no_baselines or args.no_full or "full data" in rows)
         row = cell_row(
-            args, splits.train, judged, name, method, options, pairs, baselines.strip("+")
+            args, splits.train, judged, name, method, options, pairs, random_pairs, full_data
         )
         result["cells"].append(row)
         atomic_write_json(args.out, result)

@@ -129,11 +129,15 @@ def _outputs(standardized: bool | None) -> str:
     return "standardized" if standardized else "raw"
 
 
+def _given(run: dict, *keys: str) -> list[str]:
+    """``key value`` of each of ``keys`` a run set for vl-mtt (``--set``)."""
+    given = run["vl_mtt_set"]
+    return [f"{k} {given[k]:g}" for k in keys if k in given]
+
+
 def _student(run: dict) -> str:
     """The student's settings of a run that differ from vl-mtt's defaults."""
-    given = run["vl_mtt_set"]
-    rates = [f"{k} {given[k]:g}" for k in ("lr_img", "lr_feat") if k in given]
-    parts = [f"{k} {given[k]:g}" for k in ("lr_lr", "syn_steps") if k in given]
+    rates, parts = _given(run, "lr_img", "lr_feat"), _given(run, "lr_lr", "syn_steps")
     steps = [f"batch {run['batch_syn']}", *parts] if parts else []
     return ", ".join(steps + rates) or "defaults"
 
@@ -210,8 +214,7 @@ def fashion_student_table() -> str:
 def _student_and_iterations(run: dict) -> str:
     """A run's student step-size settings (``student_lr``, ``lr_lr``; else the defaults) and
     its iterations."""
-    given = run["vl_mtt_set"]
-    parts = [f"{k} {given[k]:g}" for k in ("student_lr", "lr_lr") if k in given]
+    parts = _given(run, "student_lr", "lr_lr")
     return f"{', '.join(parts) or 'defaults'}; {run['iterations']} iterations"
 
 

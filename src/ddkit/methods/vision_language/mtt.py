@@ -49,8 +49,8 @@ Deviations from the authors' code, each on purpose:
   ``expert_lr``: by default 0.5 from scratch and 0.02 over pretrained towers; plain by default,
   where the papers' buffers use momentum 0.9 and weight decay 5e-4, ``expert_momentum`` and
   ``expert_weight_decay``) from the run's seed and held in memory; ``expert_cache`` names a
-  folder where they are kept, one safetensors file per (data, towers, expert settings, seeds), so runs of the
-  same seed at other sizes reuse them;
+  folder where they are kept, one safetensors file per (data, towers, expert settings, seeds),
+  so runs of the same seed at other sizes reuse them;
 * a fixed temperature (``temperature``), no learned logit scale; no augmentation of the
   synthetic images; LoRS's soft-target InfoNCE is the one loss offered with a learned ``S``
   (its code has BCE variants too);
